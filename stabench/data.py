@@ -1,0 +1,83 @@
+"""Tokenised examples and seeded, dynamically padded batches.
+
+Tokenisation is cached per (data fingerprint, tokenizer, max length), so a 25-seed study
+tokenises once per process; datasets' own map cache keeps file-backed data across processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .tasks import TaskData
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One split as unpadded token-id tensors (int64), one per example."""
+
+    input_ids: tuple[torch.Tensor, ...]
+    token_type_ids: tuple[torch.Tensor, ...] | None
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded]:
+    """The train and eval splits tokenised with truncation to ``max_length``."""
+    key = (data.task.name, data.fingerprint, tokenizer.name_or_path, max_length)
+    if key not in _CACHE:
+        _CACHE[key] = (_encode_split(data, data.train, tokenizer, max_length),
+                       _encode_split(data, data.eval, tokenizer, max_length))
+    return _CACHE[key]
+
+
+_CACHE: dict[tuple, tuple[Encoded, Encoded]] = {}
+
+
+def _encode_split(data: TaskData, split, tokenizer, max_length: int) -> Encoded:
+    columns = data.task.text_columns
+
+    def tokenize(batch):
+        texts = [batch[c] for c in columns]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    tokenized = split.map(tokenize, batched=True, desc=None)
+    input_ids = tuple(torch.tensor(ids, dtype=torch.long) for ids in tokenized["input_ids"])
+    token_type_ids = None
+    if "token_type_ids" in tokenized.column_names:
+        token_type_ids = tuple(torch.tensor(ids, dtype=torch.long) for ids in tokenized["token_type_ids"])
+    labels = torch.tensor(split[data.task.label_column], dtype=torch.long)
+    return Encoded(input_ids, token_type_ids, labels)
+
+
+def collate(encoded: Encoded, indices: list[int] | torch.Tensor, pad_id: int,
+            pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest example (rounded up to a bucket when asked)."""
+    indices = [int(i) for i in indices]
+    longest = max(len(encoded.input_ids[i]) for i in indices)
+    if pad_to_multiple_of:
+        longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    batch_ids = torch.full((len(indices), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(indices), longest), dtype=torch.long)
+    types = torch.zeros((len(indices), longest), dtype=torch.long) if encoded.token_type_ids else None
+    for row, i in enumerate(indices):
+        n = len(encoded.input_ids[i])
+        batch_ids[row, :n] = encoded.input_ids[i]
+        mask[row, :n] = 1
+        if types is not None:
+            types[row, :n] = encoded.token_type_ids[i]
+    batch = {"input_ids": batch_ids, "attention_mask": mask, "labels": encoded.labels[indices]}
+    if types is not None:
+        batch["token_type_ids"] = types
+    return batch
+
+
+def train_order(n_examples: int, steps: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Index batches for ``steps`` steps: a fresh seeded permutation each epoch, last partial batch kept."""
+    batches: list[list[int]] = []
+    while len(batches) < steps:
+        permutation = torch.randperm(n_examples, generator=generator).tolist()
+        batches.extend(permutation[i:i + batch_size] for i in range(0, n_examples, batch_size))
+    return batches[:steps]

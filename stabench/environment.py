@@ -1,0 +1,86 @@
+"""The software and hardware a run happened on.
+
+Results are compared across torch / transformers releases, so the fields that can change
+a number are part of every run key; the rest is recorded for provenance only.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import socket
+import subprocess
+import sys
+from typing import Any
+
+# Fields that can change a result: they go into the run key.
+KEY_FIELDS = ("torch", "transformers", "datasets", "device_kind", "device_name", "precision")
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(args: list[str], cwd: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=8)
+def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any], ...]:
+    import torch
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "datasets": _version("datasets"),
+        "stabench": _version("stabench"),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "device_kind": torch.device(device).type,
+        "device_name": platform.processor() or platform.machine(),
+        "gpu_driver": None,
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if env["device_kind"] == "cuda":
+        index = torch.device(device).index or 0
+        env["device_name"] = torch.cuda.get_device_name(index)
+        env["gpu_driver"] = _nvidia_driver()
+    commit = _git(["rev-parse", "HEAD"], project_dir)
+    env["project_git_commit"] = commit
+    env["project_git_dirty"] = bool(_git(["status", "--porcelain"], project_dir)) if commit else None
+    return tuple(sorted(env.items()))
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
+
+
+def capture(device: str = "cpu", precision: str = "fp32", project_dir: str | None = None) -> dict[str, Any]:
+    """Everything about this process's stack that a stored run should remember."""
+    env = dict(_static_environment(device, os.path.abspath(project_dir or os.getcwd())))
+    env["precision"] = precision
+    env["python_executable"] = sys.executable
+    return env
+
+
+def key_fields(env: dict[str, Any]) -> dict[str, Any]:
+    """The subset of an environment that enters the run key."""
+    return {name: env.get(name) for name in KEY_FIELDS}

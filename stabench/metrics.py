@@ -1,0 +1,30 @@
+"""Task metrics (scikit-learn) and the direction in which each one is better."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+_METRICS = {
+    "accuracy": lambda labels, preds: accuracy_score(labels, preds),
+    "f1": lambda labels, preds: f1_score(labels, preds, zero_division=0.0),
+    "mcc": lambda labels, preds: matthews_corrcoef(labels, preds),
+}
+
+# Whether a larger value is better; comparisons and regression gates read this.
+HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "mcc": True, "train_loss": False, "eval_loss": False}
+
+
+def higher_is_better(metric: str) -> bool:
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"unknown metric {metric!r}; known metrics: {', '.join(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[metric]
+
+
+def compute(metric_names: Sequence[str], labels: Sequence[int], predictions: Sequence[int]) -> dict[str, float]:
+    """Each named metric; accuracy is always included, since the failure test is on accuracy."""
+    names = dict.fromkeys([*metric_names, "accuracy"])
+    for name in names:
+        if name not in _METRICS:
+            raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(_METRICS)}")
+    return {name: float(_METRICS[name](labels, predictions)) for name in names}

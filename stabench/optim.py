@@ -1,0 +1,103 @@
+"""AdamW with a bias-correction switch, and the learning-rate schedule.
+
+``torch.optim.AdamW`` always corrects bias and ``transformers.AdamW`` is gone, yet the
+original BERT recipe (TF ``AdamWeightDecayOptimizer``) had no bias correction, which is
+exactly what Mosbach et al. identify as a cause of failed runs.  The update runs as
+multi-tensor (``torch._foreach_*``) kernels: BERT-large has ~390 parameter tensors and a
+per-tensor Python loop is launch-bound on a GPU.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from transformers import get_scheduler
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "layer_norm.bias")
+
+
+class AdamW(torch.optim.Optimizer):
+    """Decoupled-weight-decay Adam.
+
+    ``bias_correction=True`` matches ``torch.optim.AdamW``.  ``bias_correction=False`` is
+    the BERT update ``p -= lr * (m / (sqrt(v) + eps) + wd * p)``: in the first steps the
+    moments are biased towards zero, so the effective step is small at first and the
+    ratio m/sqrt(v) is not normalised as Adam intends.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0, bias_correction: bool = True):
+        if not lr > 0:
+            raise ValueError(f"AdamW lr={lr!r} is invalid; expected a positive number")
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
+            raise ValueError(f"AdamW betas={betas!r} are invalid; expected two numbers in [0, 1)")
+        if not eps > 0:
+            raise ValueError(f"AdamW eps={eps!r} is invalid; expected a positive number")
+        if weight_decay < 0:
+            raise ValueError(f"AdamW weight_decay={weight_decay!r} is invalid; expected a number >= 0")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's signature
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                exp_avgs.append(state["exp_avg"])
+                exp_avg_sqs.append(state["exp_avg_sq"])
+            if not params:
+                continue
+            group["step"] = step = group.get("step", 0) + 1
+            _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=group["lr"],
+                           beta1=group["betas"][0], beta2=group["betas"][1], eps=group["eps"],
+                           weight_decay=group["weight_decay"], bias_correction=group["bias_correction"])
+        return loss
+
+
+def _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, beta2, eps, weight_decay,
+                   bias_correction):
+    if weight_decay:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    denom = torch._foreach_sqrt(exp_avg_sqs)
+    if bias_correction:
+        torch._foreach_div_(denom, math.sqrt(1 - beta2**step))
+        step_size = lr / (1 - beta1**step)
+    else:
+        step_size = lr
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, exp_avgs, denom, -step_size)
+
+
+def decay_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
+    """Two groups: weight decay for weights, none for biases and LayerNorm (as in BERT)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if any(marker in name for marker in NO_DECAY) else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr, "name": "no_decay"},
+    ]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, warmup: float, total_steps: int):
+    """The recipe's schedule; linear = linear warmup to the peak, then linear decay to 0."""
+    return get_scheduler(schedule, optimizer, num_warmup_steps=int(warmup * total_steps),
+                         num_training_steps=total_steps)

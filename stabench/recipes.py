@@ -1,0 +1,182 @@
+"""Fine-tuning recipes: frozen, hashable configs with a stable content hash.
+
+A recipe is everything about *how* a model is fine-tuned.  Two recipes with the same knobs
+are the same recipe whatever they are called, so the name is left out of the hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .result import content_hash
+
+SCHEDULES = ("linear", "constant", "constant_with_warmup", "cosine")
+PRECISIONS = ("fp32", "tf32", "bf16")
+CHECKPOINTS = ("last", "best")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The BERT fine-tuning recipe of Devlin et al. (2019) unless a field says otherwise."""
+
+    name: str = "custom"
+    lr: float = 2e-5
+    epochs: float = 3.0
+    max_steps: int | None = None  # when set, overrides epochs (the paper's "full steps" study)
+    batch_size: int = 16
+    max_length: int = 128
+    warmup: float = 0.1  # fraction of all steps spent warming up linearly
+    schedule: str = "linear"
+    weight_decay: float = 0.01  # decoupled; never on bias / LayerNorm weights
+    adam_eps: float = 1e-6
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    bias_correction: bool = False  # the original BERT optimizer had none
+    grad_clip: float | None = 1.0  # global L2 norm; None disables clipping
+    dropout: float | None = 0.1  # hidden, attention and classifier dropout; None keeps the model's
+    precision: str = "fp32"
+    checkpoint: str = "last"  # "last": the paper's failure definition; "best": best dev evaluation
+    eval_every: int | None = None  # steps between dev evaluations (None: only at the end / epoch ends for "best")
+    trace_every: int = 10  # steps between gradient-norm and loss trace points
+    mixout: float = 0.0  # Lee et al. 2020 mixing probability; replaces dropout when > 0
+    reinit_layers: int = 0  # Zhang et al. 2021: re-initialise the top k encoder layers and pooler
+    layerwise_lr_decay: float = 1.0  # Zhang et al. 2021: lr multiplier per layer going down
+    pad_to_multiple_of: int | None = None  # length buckets so GPU step shapes repeat
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
+        _check(self.epochs > 0, "epochs", self.epochs, "a positive number")
+        _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "a positive integer or None")
+        _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _check(self.max_length >= 8, "max_length", self.max_length, "an integer >= 8")
+        _check(0 <= self.warmup < 1, "warmup", self.warmup, "a fraction in [0, 1)")
+        _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "a positive number")
+        for field in ("adam_beta1", "adam_beta2"):
+            _check(0 <= getattr(self, field) < 1, field, getattr(self, field), "a number in [0, 1)")
+        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "a positive number or None")
+        _check(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1) or None")
+        _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        _check(self.checkpoint in CHECKPOINTS, "checkpoint", self.checkpoint, f"one of {', '.join(CHECKPOINTS)}")
+        _check(self.eval_every is None or self.eval_every > 0, "eval_every", self.eval_every, "a positive integer or None")
+        _check(self.trace_every >= 1, "trace_every", self.trace_every, "an integer >= 1")
+        _check(0 <= self.mixout < 1, "mixout", self.mixout, "a probability in [0, 1)")
+        _check(self.reinit_layers >= 0, "reinit_layers", self.reinit_layers, "an integer >= 0")
+        _check(0 < self.layerwise_lr_decay <= 1, "layerwise_lr_decay", self.layerwise_lr_decay, "a number in (0, 1]")
+        _check(self.pad_to_multiple_of is None or self.pad_to_multiple_of >= 1, "pad_to_multiple_of",
+               self.pad_to_multiple_of, "a positive integer or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    @property
+    def hash(self) -> str:
+        """Content hash of every knob except the name."""
+        fields = self.to_dict()
+        fields.pop("name")
+        return content_hash(fields)
+
+    def replace(self, **overrides: Any) -> Recipe:
+        """A copy with some knobs changed; the name records that it was changed."""
+        if not overrides:
+            return self
+        known = {f.name for f in dataclasses.fields(self)}
+        for field in overrides:
+            if field not in known:
+                raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
+        name = overrides.pop("name", None)
+        if name is None:
+            changed = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+            name = f"{self.name}[{changed}]"
+        return dataclasses.replace(self, name=name, **overrides)
+
+    def total_steps(self, n_train: int) -> int:
+        """Optimizer steps for a training set of n_train examples (last partial batch kept)."""
+        if self.max_steps is not None:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * math.ceil(n_train / self.batch_size)))
+
+
+def _check(ok: bool, field: str, value: Any, accepted: str) -> None:
+    if not ok:
+        raise ValueError(f"recipe field {field}={value!r} is invalid; expected {accepted}")
+
+
+_BERT_DEFAULT = Recipe(name="bert-default")
+
+PRESETS: dict[str, Recipe] = {
+    # Devlin et al. (2019), as used by Mosbach et al.: no bias correction, 3 epochs.
+    "bert-default": _BERT_DEFAULT,
+    # The ablation: bias correction alone.
+    "bert-default-bc": dataclasses.replace(_BERT_DEFAULT, name="bert-default-bc", bias_correction=True),
+    # Mosbach et al.'s stable baseline: bias correction and 20 epochs.
+    "mosbach-stable": dataclasses.replace(_BERT_DEFAULT, name="mosbach-stable", bias_correction=True, epochs=20.0),
+    # Lee et al. (2020) as compared in Table 1: the default recipe with Mixout p=0.1 instead of dropout.
+    "mixout": dataclasses.replace(_BERT_DEFAULT, name="mixout", mixout=0.1, dropout=0.0),
+    # RoBERTa-large on RTE (Mosbach et al. appendix): wd 0.1, beta2 0.98, no clipping.
+    "roberta-default": dataclasses.replace(_BERT_DEFAULT, name="roberta-default", weight_decay=0.1,
+                                           adam_beta2=0.98, grad_clip=None),
+    "roberta-default-bc": dataclasses.replace(_BERT_DEFAULT, name="roberta-default-bc", weight_decay=0.1,
+                                              adam_beta2=0.98, grad_clip=None, bias_correction=True),
+    # ALBERT-large-v2: no dropout, no weight decay.
+    "albert-default": dataclasses.replace(_BERT_DEFAULT, name="albert-default", dropout=0.0, weight_decay=0.0),
+    "albert-default-bc": dataclasses.replace(_BERT_DEFAULT, name="albert-default-bc", dropout=0.0,
+                                             weight_decay=0.0, bias_correction=True),
+}
+
+
+def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
+    """A preset by name (or a Recipe as is), with overrides applied."""
+    if isinstance(recipe, Recipe):
+        return recipe.replace(**overrides)
+    if recipe not in PRESETS:
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}")
+    return PRESETS[recipe].replace(**overrides)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``field=value`` strings from the command line into typed recipe overrides."""
+    types = {f.name: f.type for f in dataclasses.fields(Recipe)}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        field = field.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"recipe override {item!r} is not of the form field=value")
+        if field not in types:
+            raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(types))}")
+        overrides[field] = _parse_value(field, types[field], text.strip())
+    return overrides
+
+
+def _parse_value(field: str, type_name: str, text: str) -> Any:
+    optional = "None" in type_name
+    if optional and text.lower() in ("none", "null", ""):
+        return None
+    base = type_name.split("|")[0].strip()
+    try:
+        if base == "bool":
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return lowered in ("true", "1", "yes")
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+    except ValueError:
+        accepted = {"bool": "true or false", "int": "an integer", "float": "a number"}[base]
+        raise ValueError(f"recipe override {field}={text!r} is invalid; expected {accepted}"
+                         + (" or none" if optional else "")) from None
+    return text

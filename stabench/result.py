@@ -1,0 +1,107 @@
+"""What one fine-tuning run produced, in a JSON-safe form the store keeps verbatim."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class RunResult:
+    """One (task, model, recipe, seed) run: its identity, its verdicts and its traces.
+
+    ``failed`` follows the paper: dev accuracy at the evaluated checkpoint <= the
+    majority-class accuracy of the evaluation split.  ``collapsed`` means every
+    prediction fell in one class; ``diverged`` means the loss became NaN/inf (and the
+    run also counts as failed).
+    """
+
+    key: str
+    task: dict[str, Any]  # name, split, subsample, fingerprint, n_train, n_eval
+    model: dict[str, Any]  # name (id or path), revision / weights hash
+    recipe: dict[str, Any]  # the recipe's full field dict
+    recipe_name: str
+    recipe_hash: str
+    seed: int
+    environment: dict[str, Any]
+    metrics: dict[str, float]
+    primary_metric: str
+    majority_accuracy: float
+    failed: bool
+    collapsed: bool
+    diverged: bool
+    steps: int
+    wall_time_s: float
+    steps_per_s: float
+    started_at: str
+    finished_at: str
+    trace: dict[str, Any] = field(default_factory=dict)
+    prediction_counts: dict[str, int] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """The task's headline metric (accuracy, F1 or MCC)."""
+        return self.metrics[self.primary_metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(_json_safe(self.to_dict()), sort_keys=True, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
+        return cls(**_json_restore(data))
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
+        return cls.from_dict(json.loads(text))
+
+
+def content_hash(payload: Any, length: int = 16) -> str:
+    """A stable hash of JSON-able content: same content, same hash, on any machine."""
+    text = json.dumps(_json_safe(payload), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_key(task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed: int,
+            environment_key: dict[str, Any]) -> str:
+    """Identity of a run: what was trained, on what data, how, and on which stack.
+
+    The same run under a new transformers release gets a new key, so the old result stays
+    in the store for comparison instead of being overwritten.
+    """
+    return content_hash({"task": task, "model": model, "recipe": recipe_hash, "seed": seed,
+                         "environment": environment_key})
+
+
+# JSON has no NaN/inf; a diverged run's loss is exactly that, so encode them explicitly.
+_SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _json_restore(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"__float__"}:
+            return _SPECIAL[value["__float__"]]
+        return {k: _json_restore(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_restore(v) for v in value]
+    return value

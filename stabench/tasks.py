@@ -1,0 +1,277 @@
+"""Task registry: GLUE through ``datasets``, local files, and built-in offline tasks.
+
+A task knows its text columns, its metrics and how to load a train and an evaluation split.
+``load_task_data`` adds what a run needs on top: the seeded training subsample (the paper's
+1k-example study), the majority-class accuracy of the evaluation split, and a fingerprint of
+the exact examples, so a stored result says which data produced it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+GLUE_ID = "nyu-mll/glue"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    text_columns: tuple[str, ...]
+    loader: Callable[[], datasets.DatasetDict] = field(compare=False, repr=False)
+    label_column: str = "label"
+    metrics: tuple[str, ...] = ("accuracy",)
+    primary_metric: str = "accuracy"
+    train_split: str = "train"
+    eval_split: str = "validation"
+    source: str = "builtin"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """The examples one run trains and evaluates on."""
+
+    task: Task
+    train: datasets.Dataset
+    eval: datasets.Dataset
+    num_labels: int
+    majority_accuracy: float
+    fingerprint: str
+    train_size: int | None  # the subsample size asked for, None for the full set
+    subsample_seed: int
+
+    def describe(self) -> dict:
+        """The task part of a run key and of a stored result."""
+        return {
+            "name": self.task.name,
+            "source": self.task.source,
+            "eval_split": self.task.eval_split,
+            "train_size": self.train_size,
+            "subsample_seed": self.subsample_seed if self.train_size is not None else None,
+            "fingerprint": self.fingerprint,
+            "n_train": len(self.train),
+            "n_eval": len(self.eval),
+        }
+
+
+_REGISTRY: dict[str, Task] = {}
+
+
+def register_task(task: Task, replace: bool = False) -> Task:
+    if task.name in _REGISTRY and not replace:
+        raise ValueError(f"task {task.name!r} is already registered; pass replace=True to override it")
+    _REGISTRY[task.name] = task
+    return task
+
+
+def get_task(name: str | Task) -> Task:
+    if isinstance(name, Task):
+        return name
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def task_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# --- GLUE -----------------------------------------------------------------------------------
+
+def _glue_loader(config: str) -> Callable[[], datasets.DatasetDict]:
+    def load() -> datasets.DatasetDict:
+        try:
+            return datasets.load_dataset(GLUE_ID, config)
+        except Exception as error:  # the hub raises many types; all mean "not available here"
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RuntimeError(
+                f"could not load {GLUE_ID}/{config} ({reason}); it needs Hugging Face hub access "
+                f"or a local datasets cache") from error
+    return load
+
+
+for _name, _columns, _metrics in [
+    ("rte", ("sentence1", "sentence2"), ("accuracy",)),
+    ("mrpc", ("sentence1", "sentence2"), ("f1", "accuracy")),
+    ("cola", ("sentence",), ("mcc", "accuracy")),
+    ("qnli", ("question", "sentence"), ("accuracy",)),
+    ("sst2", ("sentence",), ("accuracy",)),
+]:
+    register_task(Task(name=_name, text_columns=_columns, loader=_glue_loader(_name), metrics=_metrics,
+                       primary_metric=_metrics[0], source="glue",
+                       description=f"GLUE {_name.upper()} ({GLUE_ID}), evaluated on the validation split"))
+
+
+# --- local files ----------------------------------------------------------------------------
+
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.PathLike,
+               text_columns: tuple[str, ...] | list[str], label_column: str = "label",
+               metrics: tuple[str, ...] = ("accuracy",)) -> Task:
+    """A task from CSV/TSV/JSON-lines files with named text and label columns."""
+    paths = {"train": Path(train_file), "validation": Path(eval_file)}
+    for path in paths.values():
+        if not path.is_file():
+            raise FileNotFoundError(f"task file {str(path)!r} does not exist; expected a CSV, TSV or JSON-lines file")
+        if path.suffix.lower() not in _FORMATS:
+            raise ValueError(f"task file {str(path)!r} has an unsupported extension; expected one of "
+                             f"{', '.join(_FORMATS)}")
+    text_columns = tuple(text_columns)
+    if not 1 <= len(text_columns) <= 2:
+        raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
+
+    def load() -> datasets.DatasetDict:
+        splits = {}
+        for split, path in paths.items():
+            kind = _FORMATS[path.suffix.lower()]
+            kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+            splits[split] = datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
+            missing = [c for c in (*text_columns, label_column) if c not in splits[split].column_names]
+            if missing:
+                raise ValueError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns "
+                                 f"{', '.join(splits[split].column_names)}")
+        return datasets.DatasetDict(_labels_to_ids(splits, label_column))
+
+    return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
+                metrics=tuple(metrics), primary_metric=metrics[0], source="local",
+                description=f"local files {paths['train']} / {paths['validation']}")
+
+
+def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:
+    """String labels become class ids in sorted order, the same for both splits."""
+    if all(isinstance(v, int) for split in splits.values() for v in split[column]):
+        return splits
+    ids = {v: i for i, v in enumerate(sorted({str(v) for split in splits.values() for v in split[column]}))}
+    return {name: split.remove_columns(column).add_column(column, [ids[str(v)] for v in split[column]])
+            for name, split in splits.items()}
+
+
+# --- built-in offline tasks -----------------------------------------------------------------
+
+_NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+_OBJECTS = ["dogs", "apples", "chairs", "books", "cars", "birds", "cups", "boxes", "trees", "shoes", "coins",
+            "lamps"]
+_NUMBER_TEMPLATES = [
+    "we saw {n} {o} yesterday.", "he owns {n} {o}.", "she bought {n} {o} at the market.",
+    "there are {n} {o} in the garden.", "they painted {n} {o} last week.", "i counted {n} {o} on the table.",
+    "the shop sold {n} {o} today.", "my friend found {n} {o} near the river.",
+]
+
+
+def _same_number_examples(n: int, seed: int) -> dict[str, list]:
+    """Pairs of sentences that do (1) or do not (0) mention the same number; labels balanced."""
+    rng = random.Random(seed)
+    rows = {"sentence1": [], "sentence2": [], "label": []}
+    for i in range(n):
+        label = i % 2
+        first = rng.choice(_NUMBERS)
+        second = first if label else rng.choice([w for w in _NUMBERS if w != first])
+        obj1, obj2 = rng.sample(_OBJECTS, 2)
+        rows["sentence1"].append(rng.choice(_NUMBER_TEMPLATES).format(n=first, o=obj1))
+        rows["sentence2"].append(rng.choice(_NUMBER_TEMPLATES).format(n=second, o=obj2))
+        rows["label"].append(label)
+    order = list(range(n))
+    rng.shuffle(order)
+    return {column: [values[i] for i in order] for column, values in rows.items()}
+
+
+_POSITIVE = ["good", "great", "excellent", "wonderful", "lovely", "pleasant", "superb", "delightful",
+             "charming", "brilliant"]
+_NEGATIVE = ["bad", "awful", "terrible", "poor", "horrible", "dreadful", "boring", "dull", "nasty",
+             "disappointing"]
+_NOUNS = ["movie", "meal", "concert", "book", "hotel", "trip", "game", "show", "lecture", "party"]
+_POLARITY_TEMPLATES = [
+    "the {noun} was {adj}.", "honestly, the {noun} felt {adj} to me.", "what a {adj} {noun} that was.",
+    "my sister said the {noun} was {adj}.", "everyone agreed the {noun} seemed {adj}.",
+    "i found the {noun} rather {adj}.",
+]
+
+
+def _polarity_examples(n: int, seed: int) -> dict[str, list]:
+    """Single sentences judging a thing with a positive (1) or negative (0) adjective; balanced."""
+    rng = random.Random(seed)
+    rows = {"sentence": [], "label": []}
+    for i in range(n):
+        label = i % 2
+        adjective = rng.choice(_POSITIVE if label else _NEGATIVE)
+        rows["sentence"].append(rng.choice(_POLARITY_TEMPLATES).format(noun=rng.choice(_NOUNS), adj=adjective))
+        rows["label"].append(label)
+    order = list(range(n))
+    rng.shuffle(order)
+    return {column: [values[i] for i in order] for column, values in rows.items()}
+
+
+def _builtin_loader(make: Callable[[int, int], dict], n_train: int, n_eval: int) -> Callable:
+    def load() -> datasets.DatasetDict:
+        return datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict(make(n_train, 1)),
+            "validation": datasets.Dataset.from_dict(make(n_eval, 2)),
+        })
+    return load
+
+
+BUILTIN_PAIR_TASK = "same-number"
+BUILTIN_SINGLE_TASK = "polarity"
+
+register_task(Task(name=BUILTIN_PAIR_TASK, text_columns=("sentence1", "sentence2"),
+                   loader=_builtin_loader(_same_number_examples, 256, 256),
+                   description="built-in: do both sentences mention the same number? (256 train / 256 dev, "
+                               "balanced)"))
+register_task(Task(name=BUILTIN_SINGLE_TASK, text_columns=("sentence",),
+                   loader=_builtin_loader(_polarity_examples, 256, 256),
+                   description="built-in: is the sentence's judgement positive? (256 train / 256 dev, balanced)"))
+
+
+# --- loading --------------------------------------------------------------------------------
+
+def load_task_data(task: str | Task, train_size: int | None = None, subsample_seed: int = 0) -> TaskData:
+    """Load a task's splits (cached per process), subsample the training set, fingerprint it."""
+    task = get_task(task)
+    if train_size is not None and train_size < 1:
+        raise ValueError(f"train_size={train_size!r} is invalid; expected a positive integer or None")
+    return _load_cached(task, train_size, subsample_seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(task: Task, train_size: int | None, subsample_seed: int) -> TaskData:
+    splits = task.loader()
+    for split in (task.train_split, task.eval_split):
+        if split not in splits:
+            raise ValueError(f"task {task.name!r} has no split {split!r}; it has {', '.join(splits)}")
+    train, evaluation = splits[task.train_split], splits[task.eval_split]
+    if train_size is not None:
+        if train_size > len(train):
+            raise ValueError(f"train_size={train_size} is larger than {task.name}'s training set "
+                             f"({len(train)} examples)")
+        train = train.shuffle(seed=subsample_seed).select(range(train_size))
+    labels = evaluation[task.label_column]
+    if any(label < 0 for label in labels):
+        raise ValueError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
+                         f"evaluate on a labelled split")
+    num_labels = max(max(train[task.label_column]), max(labels)) + 1
+    majority = Counter(labels).most_common(1)[0][1] / len(labels)
+    return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,
+                    fingerprint=_fingerprint(task, train, evaluation), train_size=train_size,
+                    subsample_seed=subsample_seed)
+
+
+def _fingerprint(task: Task, *splits: datasets.Dataset) -> str:
+    """A hash of the exact examples (texts and labels, in order) of both splits."""
+    digest = hashlib.sha256()
+    for split in splits:
+        for column in (*task.text_columns, task.label_column):
+            for value in split[column]:
+                digest.update(str(value).encode())
+                digest.update(b"\x1f")
+        digest.update(b"\x1e")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,271 @@
+"""One seeded fine-tuning run, end to end: task + model + recipe + seed -> RunResult.
+
+The loop is meant to be read in one sitting.  It keeps the host out of the step: losses
+and gradient-norm traces stay on the device and are copied once at the end, except for a
+finiteness check every ``trace_every`` steps so that a diverged run stops early.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import transformers
+
+from . import data as data_lib
+from . import environment, interventions, metrics, models
+from .optim import AdamW, decay_param_groups, make_scheduler
+from .recipes import Recipe, get_recipe
+from .result import RunResult, run_key
+from .tasks import Task, TaskData, load_task_data
+
+EVAL_BATCH_SIZE = 128
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """Everything fixed before training starts, including the run's key."""
+
+    data: TaskData
+    model: models.ModelSource
+    recipe: Recipe
+    seed: int
+    device: str
+    key: str
+    task_info: dict
+    model_info: dict
+    environment: dict
+
+
+def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
+            subsample_seed: int = 0, device: str = "cpu") -> PreparedRun:
+    """Resolve names, load data and compute the run key, without training anything."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} is invalid; expected an integer >= 0")
+    recipe = get_recipe(recipe)
+    source = models.resolve(model)
+    data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
+    env = environment.capture(device=device, precision=recipe.precision)
+    task_info, model_info = data.describe(), source.describe()
+    key = run_key(task_info, model_info, recipe.hash, seed, environment.key_fields(env))
+    return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env)
+
+
+def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
+        subsample_seed: int = 0, device: str = "cpu", store=None, recompute: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> RunResult:
+    """Fine-tune and evaluate one seed; with a store, reuse a stored result or store the new one."""
+    prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
+                       device=device)
+    if store is None:
+        return fine_tune(prepared, progress=progress)
+    result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
+                                     recompute=recompute)
+    return result
+
+
+def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,
+              return_model: bool = False):
+    """Train with the recipe and evaluate; returns the RunResult (and the model if asked)."""
+    recipe, device = prepared.recipe, torch.device(prepared.device)
+    started_at, start = _now(), time.perf_counter()
+    tokenizer = models.load_tokenizer(prepared.model)
+    train_set, eval_set = data_lib.encode(prepared.data, tokenizer, recipe.max_length)
+
+    transformers.set_seed(prepared.seed)  # head init, re-init and dropout masks follow the seed
+    model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout)
+    if recipe.reinit_layers:
+        interventions.reinit_top_layers(model, recipe.reinit_layers)
+    if recipe.mixout:
+        interventions.apply_mixout(model, recipe.mixout)
+    model.to(device)
+    model.train()
+
+    total_steps = recipe.total_steps(len(train_set))
+    optimizer = AdamW(_param_groups(model, recipe), lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
+                      eps=recipe.adam_eps, weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction)
+    scheduler = make_scheduler(optimizer, recipe.schedule, recipe.warmup, total_steps)
+    order = data_lib.train_order(len(train_set), total_steps, recipe.batch_size,
+                                 torch.Generator().manual_seed(prepared.seed))
+    tracer = GradNormTracer(model)
+    pad_id = tokenizer.pad_token_id or 0
+    eval_points = _eval_points(recipe, total_steps, math.ceil(len(train_set) / recipe.batch_size))
+
+    losses: list[torch.Tensor] = []
+    trace_steps: list[int] = []
+    trace_lr: list[float] = []
+    evaluations: list[dict] = []
+    diverged = False
+    train_start = time.perf_counter()
+    with _precision(recipe.precision, device):
+        for step, indices in enumerate(order, start=1):
+            batch = {k: v.to(device, non_blocking=True) for k, v in
+                     data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
+            with _autocast(recipe.precision, device):
+                loss = model(**batch).loss
+            loss.backward()
+            traced = step == 1 or step % recipe.trace_every == 0 or step == total_steps
+            if traced:
+                tracer.record()  # before clipping, as in the paper
+                trace_steps.append(step)
+                trace_lr.append(scheduler.get_last_lr()[0])
+            if recipe.grad_clip is not None:
+                total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip, foreach=True)
+                if traced:
+                    tracer.record_total(total_norm)
+            elif traced:
+                tracer.record_total(tracer.total_norm())
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+            if traced and not bool(torch.isfinite(torch.stack(losses[-recipe.trace_every:])).all()):
+                diverged = True
+                break
+            if progress is not None and traced:
+                progress(step, total_steps)
+            if step in eval_points:
+                evaluations.append({"step": step, **_evaluate(model, eval_set, prepared.data, pad_id, device,
+                                                              recipe)[0]})
+                model.train()
+    train_time = time.perf_counter() - train_start
+    steps_done = len(losses)
+
+    final_metrics, predictions = _evaluate(model, eval_set, prepared.data, pad_id, device, recipe)
+    evaluations.append({"step": steps_done, **final_metrics})
+    chosen = final_metrics
+    if recipe.checkpoint == "best" and not diverged:
+        primary = prepared.data.task.primary_metric
+        chosen = max(evaluations, key=lambda e: e[primary] if metrics.higher_is_better(primary) else -e[primary])
+        chosen = {k: v for k, v in chosen.items() if k != "step"}
+    loss_values = torch.stack(losses).float().cpu().tolist() if losses else []
+    counts = torch.bincount(predictions, minlength=prepared.data.num_labels).tolist()
+    chosen = {**chosen, "train_loss": _final_loss(loss_values, recipe.trace_every)}
+
+    result = RunResult(
+        key=prepared.key, task=prepared.task_info,
+        model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
+               "num_parameters": sum(p.numel() for p in model.parameters())},
+        recipe=recipe.to_dict(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
+        environment=prepared.environment, metrics=chosen, primary_metric=prepared.data.task.primary_metric,
+        majority_accuracy=prepared.data.majority_accuracy,
+        failed=diverged or chosen["accuracy"] <= prepared.data.majority_accuracy,
+        collapsed=sum(1 for c in counts if c) <= 1, diverged=diverged, steps=steps_done,
+        wall_time_s=time.perf_counter() - start, steps_per_s=steps_done / train_time if train_time else 0.0,
+        started_at=started_at, finished_at=_now(),
+        trace={"loss": loss_values, "step": trace_steps, "lr": trace_lr, **tracer.to_lists(), "eval": evaluations},
+        prediction_counts={str(label): count for label, count in enumerate(counts)},
+    )
+    return (result, model) if return_model else result
+
+
+class GradNormTracer:
+    """Per-layer gradient L2 norms (embeddings, each encoder layer, pooler, classifier), kept on device."""
+
+    def __init__(self, model: torch.nn.Module):
+        num_layers = getattr(model.config, "num_hidden_layers", 0)
+        groups: dict[str, list[torch.nn.Parameter]] = {}
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                groups.setdefault(interventions.layer_index(name, num_layers), []).append(param)
+        self.names = sorted(groups, key=_layer_order)
+        self.params = [groups[name] for name in self.names]
+        self.rows: list[torch.Tensor] = []
+        self.totals: list[torch.Tensor] = []
+
+    def record(self) -> None:
+        norms = []
+        for params in self.params:
+            grads = [p.grad for p in params if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads
+                         else torch.zeros((), device=params[0].device))
+        self.rows.append(torch.stack(norms).float())
+
+    def total_norm(self) -> torch.Tensor:
+        return torch.linalg.vector_norm(self.rows[-1]) if self.rows else torch.zeros(())
+
+    def record_total(self, norm: torch.Tensor) -> None:
+        self.totals.append(norm.detach().float().reshape(()))
+
+    def to_lists(self) -> dict:
+        if not self.rows:
+            return {"grad_norm": {}, "grad_norm_total": []}
+        table = torch.stack(self.rows).cpu()
+        return {"grad_norm": {name: table[:, i].tolist() for i, name in enumerate(self.names)},
+                "grad_norm_total": torch.stack(self.totals).cpu().tolist() if self.totals else []}
+
+
+def _layer_order(name: str) -> tuple[int, int]:
+    if name.startswith("layer."):
+        return 1, int(name.split(".")[1])
+    return {"embeddings": (0, 0), "pooler": (2, 0), "classifier": (3, 0)}.get(name, (4, 0))
+
+
+def _param_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:
+    if recipe.layerwise_lr_decay < 1:
+        return interventions.layerwise_lr_param_groups(model, recipe.lr, recipe.layerwise_lr_decay,
+                                                       recipe.weight_decay)
+    return decay_param_groups(model, recipe.weight_decay, recipe.lr)
+
+
+def _eval_points(recipe: Recipe, total_steps: int, steps_per_epoch: int) -> set[int]:
+    """Intermediate dev evaluations: every eval_every steps, or each epoch end when picking the best."""
+    if recipe.eval_every:
+        return set(range(recipe.eval_every, total_steps, recipe.eval_every))
+    if recipe.checkpoint == "best":
+        return set(range(steps_per_epoch, total_steps, steps_per_epoch))
+    return set()
+
+
+@torch.no_grad()
+def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int, device: torch.device,
+              recipe: Recipe) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics on the evaluation split; batches sorted by length so padding is minimal."""
+    model.eval()
+    by_length = sorted(range(len(encoded)), key=lambda i: len(encoded.input_ids[i]))
+    predictions = torch.empty(len(encoded), dtype=torch.long)
+    for start in range(0, len(by_length), EVAL_BATCH_SIZE):
+        indices = by_length[start:start + EVAL_BATCH_SIZE]
+        batch = data_lib.collate(encoded, indices, pad_id)
+        batch.pop("labels")
+        with _autocast(recipe.precision, device):
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        predictions[indices] = logits.argmax(-1).cpu()
+    return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
+
+
+def _final_loss(losses: list[float], window: int) -> float:
+    tail = losses[-window:]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
+@contextlib.contextmanager
+def _precision(precision: str, device: torch.device):
+    """tf32 matmuls only for the run that asked for them; the previous setting is restored."""
+    previous = torch.get_float32_matmul_precision()
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    if precision == "tf32":
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+    elif precision == "fp32":
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny random BERT saved to disk and loaded through from_pretrained."""
+from __future__ import annotations
+
+import os
+
+# Before datasets / huggingface_hub are imported: they read these once, at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+from stabench.models import build_tiny_bert  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """Path of a 2-layer, 64-wide random BERT with a vocabulary covering the built-in tasks."""
+    return str(build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path, monkeypatch):
+    """No test writes to the user's store or cache; each test gets its own."""
+    monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "store" / "results.sqlite"))
+    monkeypatch.setenv("STABENCH_CACHE", str(tmp_path / "cache"))

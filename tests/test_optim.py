@@ -1,0 +1,108 @@
+import math
+
+import hypothesis.strategies as st
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from stabench.optim import AdamW, decay_param_groups, make_scheduler
+
+
+def _params(seed: int) -> list[torch.nn.Parameter]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(shape, generator=g, dtype=torch.float64)) for shape in [(5, 3), (7,), (2, 2, 2)]]
+
+
+def _grads(step: int, params) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 + step)
+    return [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+
+
+def test_bias_corrected_update_matches_torch_adamw_over_many_steps():
+    ours, theirs = _params(0), _params(0)
+    opt_ours = AdamW(ours, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True)
+    opt_theirs = torch.optim.AdamW(theirs, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, foreach=True)
+    for step in range(200):
+        for params in (ours, theirs):
+            for p, g in zip(params, _grads(step, params)):
+                p.grad = g.clone()
+        opt_ours.step()
+        opt_theirs.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
+def test_without_bias_correction_matches_the_bert_reference():
+    """Hand-computed TF-BERT update: p -= lr * (m / (sqrt(v) + eps) + wd * p)."""
+    params = _params(1)
+    reference = [p.detach().numpy().copy() for p in params]
+    m = [np.zeros_like(r) for r in reference]
+    v = [np.zeros_like(r) for r in reference]
+    lr, b1, b2, eps, wd = 3e-3, 0.9, 0.999, 1e-6, 0.01
+    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=False)
+    for step in range(50):
+        grads = _grads(step, params)
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        optimizer.step()
+        for i, g in enumerate(grads):
+            g = g.numpy()
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            reference[i] = reference[i] - lr * (m[i] / (np.sqrt(v[i]) + eps) + wd * reference[i])
+    for p, r in zip(params, reference):
+        np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
+
+
+def test_first_step_differs_between_the_two_variants():
+    """Without correction the first step is (1-b1)/sqrt(1-b2) ≈ 3.2x larger per coordinate."""
+    a, b = _params(2), _params(2)
+    start = a[0].detach().clone()
+    for params, corrected in ((a, True), (b, False)):
+        for p, g in zip(params, _grads(0, params)):
+            p.grad = g
+        AdamW(params, lr=1e-3, bias_correction=corrected).step()
+    ratio = ((a[0] - start).abs().mean() / (b[0] - start).abs().mean()).item()
+    assert ratio == pytest.approx(math.sqrt(1 - 0.999) / (1 - 0.9), rel=0.05)
+
+
+def test_no_weight_decay_on_bias_and_layernorm():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32))
+    decay, no_decay = decay_param_groups(model, 0.01, 2e-5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert not any(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, bad", [({"lr": -1e-5}, "lr=-1e-05"), ({"eps": 0.0}, "eps=0.0"),
+                                         ({"weight_decay": -0.1}, "weight_decay=-0.1"),
+                                         ({"betas": (1.0, 0.9)}, "betas=(1.0, 0.9)")])
+def test_bad_hyperparameters_are_named(kwargs, bad):
+    with pytest.raises(ValueError, match=bad.replace("(", r"\(").replace(")", r"\)")):
+        AdamW(_params(0), **{"lr": 1e-3, **kwargs})
+
+
+@settings(max_examples=40, deadline=None)
+@given(total=st.integers(10, 400), warmup=st.floats(0.01, 0.5), lr=st.floats(1e-6, 1e-2))
+def test_linear_schedule_warms_up_to_the_peak_and_decays_to_zero(total, warmup, lr):
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = AdamW([param], lr=lr)
+    scheduler = make_scheduler(optimizer, "linear", warmup, total)
+    lrs = []
+    for _ in range(total + 1):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    warmup_steps = int(warmup * total)
+    peak = int(np.argmax(lrs))
+    assert max(lrs) == pytest.approx(lr)
+    assert peak == warmup_steps
+    assert all(x <= y + 1e-15 for x, y in zip(lrs[:peak], lrs[1:peak + 1]))  # rising
+    assert all(x >= y - 1e-15 for x, y in zip(lrs[peak:], lrs[peak + 1:]))  # falling
+    assert lrs[total] == pytest.approx(0.0, abs=1e-15)

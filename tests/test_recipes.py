@@ -1,0 +1,68 @@
+import dataclasses
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+
+from stabench.recipes import PRESETS, Recipe, get_recipe, parse_overrides
+
+
+def test_presets_carry_the_papers_settings():
+    default, stable, ablation = PRESETS["bert-default"], PRESETS["mosbach-stable"], PRESETS["bert-default-bc"]
+    assert (default.lr, default.epochs, default.batch_size, default.max_length) == (2e-5, 3, 16, 128)
+    assert (default.warmup, default.schedule, default.weight_decay, default.adam_eps) == (0.1, "linear", 0.01, 1e-6)
+    assert (default.adam_beta1, default.adam_beta2, default.grad_clip, default.dropout) == (0.9, 0.999, 1.0, 0.1)
+    assert default.bias_correction is False and default.checkpoint == "last" and default.precision == "fp32"
+    assert stable == dataclasses.replace(default, name="mosbach-stable", bias_correction=True, epochs=20)
+    assert ablation == dataclasses.replace(default, name="bert-default-bc", bias_correction=True)
+
+
+def test_hash_is_content_only_and_stable():
+    renamed = dataclasses.replace(PRESETS["bert-default"], name="mine")
+    assert renamed.hash == PRESETS["bert-default"].hash
+    assert get_recipe("bert-default", lr=3e-5).hash != PRESETS["bert-default"].hash
+    assert PRESETS["bert-default"].hash == Recipe.from_dict(PRESETS["bert-default"].to_dict()).hash
+    assert len({r.hash for r in PRESETS.values()}) == len(PRESETS)
+    assert hash(PRESETS["bert-default"]) == hash(Recipe.from_dict(PRESETS["bert-default"].to_dict()))
+
+
+def test_overrides_rename_and_validate():
+    recipe = get_recipe("mosbach-stable", lr=1e-4, max_steps=10)
+    assert recipe.name == "mosbach-stable[lr=0.0001,max_steps=10]" and recipe.total_steps(10_000) == 10
+    assert get_recipe("bert-default").total_steps(2490) == 3 * 156  # RTE: 156 steps per epoch
+    assert get_recipe("mosbach-stable").total_steps(2490) == 3120
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: get_recipe("nope"), "unknown recipe 'nope'; known recipes: bert-default"),
+    (lambda: get_recipe("bert-default", lr=-1e-5), "lr=-1e-05 is invalid; expected a positive finite number"),
+    (lambda: get_recipe("bert-default", precision="fp8"), "precision='fp8' is invalid; expected one of fp32"),
+    (lambda: get_recipe("bert-default", checkpoint="middle"), "checkpoint='middle' is invalid"),
+    (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
+    (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
+    (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
+    (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),
+])
+def test_bad_input_gives_one_clear_line(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+_values = {
+    "lr": st.floats(1e-7, 1.0), "epochs": st.floats(0.1, 50), "max_steps": st.none() | st.integers(1, 10**6),
+    "batch_size": st.integers(1, 512), "warmup": st.floats(0, 0.99), "weight_decay": st.floats(0, 1),
+    "bias_correction": st.booleans(), "grad_clip": st.none() | st.floats(0.01, 10),
+    "dropout": st.none() | st.floats(0, 0.9), "precision": st.sampled_from(["fp32", "tf32", "bf16"]),
+    "checkpoint": st.sampled_from(["last", "best"]), "reinit_layers": st.integers(0, 24),
+}
+
+
+@given(st.fixed_dictionaries({}, optional=_values))
+def test_command_line_overrides_round_trip(overrides):
+    items = [f"{k}={v}" for k, v in overrides.items()]
+    parsed = parse_overrides(items)
+    assert parsed == overrides
+    recipe = get_recipe("bert-default", **parsed)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    assert all(getattr(recipe, k) == v for k, v in overrides.items())

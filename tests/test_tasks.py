@@ -1,0 +1,85 @@
+import json
+from collections import Counter
+
+import pytest
+
+from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK, get_task, load_task_data, local_task, task_names
+
+
+@pytest.mark.parametrize("name", [BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK])
+def test_builtin_tasks_are_deterministic_balanced_and_offline(name):
+    data = load_task_data(name)
+    again = get_task(name).loader()
+    assert data.train["label"] == again["train"]["label"]
+    assert data.train[get_task(name).text_columns[0]] == again["train"][get_task(name).text_columns[0]]
+    assert Counter(data.eval["label"]) == {0: 128, 1: 128} and Counter(data.train["label"]) == {0: 128, 1: 128}
+    assert data.majority_accuracy == 0.5 and data.num_labels == 2
+    assert set(data.train[get_task(name).text_columns[0]]) != set(data.eval[get_task(name).text_columns[0]])
+
+
+def test_pair_task_label_means_same_number():
+    data = load_task_data(BUILTIN_PAIR_TASK)
+    numbers = {"two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"}
+    for a, b, label in zip(data.train["sentence1"], data.train["sentence2"], data.train["label"]):
+        (n1,) = numbers & set(a.rstrip(".").split())
+        (n2,) = numbers & set(b.rstrip(".").split())
+        assert label == int(n1 == n2)
+
+
+def test_glue_registry_and_metrics():
+    assert {"rte", "mrpc", "cola", "qnli", "sst2"} <= set(task_names())
+    assert get_task("mrpc").metrics == ("f1", "accuracy") and get_task("cola").primary_metric == "mcc"
+    assert get_task("qnli").text_columns == ("question", "sentence")
+
+
+def test_glue_without_hub_fails_with_the_reason():
+    with pytest.raises(RuntimeError, match=r"could not load nyu-mll/glue/rte .*hub access"):
+        load_task_data("rte")
+
+
+def test_seeded_subsample_and_fingerprint():
+    full = load_task_data(BUILTIN_PAIR_TASK)
+    a = load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=0)
+    b = load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=0)
+    c = load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=1)
+    assert len(a.train) == 100 and a.train["sentence1"] == b.train["sentence1"]
+    assert a.train["sentence1"] != c.train["sentence1"]
+    assert len({full.fingerprint, a.fingerprint, c.fingerprint}) == 3 and a.fingerprint == b.fingerprint
+    assert a.describe()["train_size"] == 100 and full.describe()["subsample_seed"] is None
+    with pytest.raises(ValueError, match="train_size=1000 is larger than same-number's training set"):
+        load_task_data(BUILTIN_PAIR_TASK, train_size=1000)
+
+
+def _write(path, rows, kind):
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        sep = "\t" if kind == "tsv" else ","
+        path.write_text(sep.join(rows[0]) + "\n" + "".join(sep.join(str(v) for v in r.values()) + "\n" for r in rows))
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv", "jsonl"])
+def test_local_files_with_named_columns(tmp_path, kind):
+    rows = [{"premise": f"a {i}", "hypothesis": f"b {i}", "gold": "yes" if i % 3 else "no"} for i in range(12)]
+    _write(tmp_path / f"train.{kind}", rows, kind)
+    _write(tmp_path / f"dev.{kind}", rows[:9], kind)
+    task = local_task(f"mine-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}",
+                      ["premise", "hypothesis"], label_column="gold")
+    data = load_task_data(task)
+    assert len(data.train) == 12 and data.num_labels == 2
+    assert data.eval["gold"] == [0, 1, 1, 0, 1, 1, 0, 1, 1]  # "no" -> 0, "yes" -> 1
+    assert data.majority_accuracy == pytest.approx(6 / 9)
+
+
+def test_local_task_errors_name_the_bad_value(tmp_path):
+    _write(tmp_path / "train.csv", [{"text": "x", "label": 0}], "csv")
+    with pytest.raises(FileNotFoundError, match="task file '.*missing.csv' does not exist"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "missing.csv", ["text"])
+    task = local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
+    with pytest.raises(ValueError, match="column 'sentence' is missing from .*train.csv.*it has columns text, label"):
+        load_task_data(task)
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown task 'rtee'; known tasks: .*rte"):
+        load_task_data("rtee")

@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+
+from stabench.recipes import get_recipe
+from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK
+from stabench.train import fine_tune, prepare, run
+
+FAST = dict(max_steps=12, trace_every=4, lr=1e-3)
+
+
+def test_end_to_end_run_of_the_tiny_model(tiny_model):
+    result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0)
+    assert result.steps == 12 and len(result.trace["loss"]) == 12
+    assert result.trace["step"] == [1, 4, 8, 12]
+    assert list(result.trace["grad_norm"]) == ["embeddings", "layer.0", "layer.1", "pooler", "classifier"]
+    assert all(len(v) == 4 and all(x >= 0 for x in v) for v in result.trace["grad_norm"].values())
+    assert len(result.trace["grad_norm_total"]) == 4
+    assert result.failed == (result.metrics["accuracy"] <= 0.5)
+    assert result.collapsed == (min(result.prediction_counts.values()) == 0)
+    assert sum(result.prediction_counts.values()) == 256
+    assert result.majority_accuracy == 0.5 and result.primary_metric == "accuracy"
+    assert result.task["n_train"] == 256 and result.model["weights_sha256"]
+    assert result.environment["torch"] == torch.__version__ and result.environment["device_kind"] == "cpu"
+    assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
+    assert result.steps_per_s > 0 and result.wall_time_s > 0
+
+
+def test_single_sentence_task_and_subsample(tiny_model):
+    result = run(BUILTIN_SINGLE_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0, train_size=64)
+    assert result.task["train_size"] == 64 and result.task["n_train"] == 64
+
+
+def test_same_seed_gives_identical_results_and_other_seeds_differ(tiny_model):
+    recipe = get_recipe("bert-default", **FAST)
+    a, b, c = (run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=s) for s in (3, 3, 4))
+    assert a.key == b.key != c.key
+    assert a.metrics == b.metrics and a.trace["loss"] == b.trace["loss"]
+    assert a.trace["grad_norm"] == b.trace["grad_norm"]
+    assert a.trace["loss"] != c.trace["loss"]
+
+
+def test_learning_happens_with_a_reasonable_recipe(tiny_model):
+    """The tiny model learns the single-sentence task: the engine trains, not just runs."""
+    recipe = get_recipe("mosbach-stable", lr=2e-3, epochs=4, trace_every=8)
+    result = run(BUILTIN_SINGLE_TASK, tiny_model, recipe, seed=0)
+    assert result.metrics["accuracy"] > 0.9 and not result.failed
+    assert result.trace["loss"][-1] < result.trace["loss"][0]
+
+
+def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monkeypatch):
+    recipe = get_recipe("bert-default", **FAST)
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    original = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss * float("nan") if calls["n"] >= 6 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    result = fine_tune(prepared)
+    assert result.diverged and result.failed
+    assert result.steps == 8  # stopped at the first trace point after the NaN (step 6 -> checked at 8)
+    assert math.isnan(result.trace["loss"][-1])
+    assert '"__float__": "NaN"' in result.to_json()
+
+
+def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
+    recipe = get_recipe("bert-default", max_steps=12, eval_every=4, checkpoint="best", lr=1e-3)
+    result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    evaluations = result.trace["eval"]
+    assert [e["step"] for e in evaluations] == [4, 8, 12]
+    assert result.metrics["accuracy"] == max(e["accuracy"] for e in evaluations)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(task="nope"), "unknown task 'nope'"),
+    (dict(model="/does/not/exist"), "model path '/does/not/exist' does not exist"),
+    (dict(recipe="fast"), "unknown recipe 'fast'"),
+    (dict(seed=-1), "seed=-1 is invalid"),
+])
+def test_bad_input_is_named(tiny_model, kwargs, message):
+    args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("[", r"\[")):
+        prepare(**args)
