@@ -1,0 +1,109 @@
+"""Figures for stability reports: per-seed score spreads and gradient-norm traces.
+
+Plots are written straight to PNG with the Agg backend so they work on headless
+CI machines and inside pytest workers.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+
+def _save(figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_study(
+    scores_by_label: Mapping[str, Sequence[float]],
+    majority: float | None,
+    metric: str,
+    title: str,
+    path,
+) -> Path:
+    """Box plot with every seed drawn on top, so collapsed runs stay visible as points.
+
+    The dashed line marks the majority-class score: runs on or under it failed.
+    """
+    if not scores_by_label:
+        raise ValueError("plot_study needs at least one label with scores")
+    labels = list(scores_by_label)
+    series = [np.asarray(scores_by_label[label], dtype=float) for label in labels]
+    positions = np.arange(1, len(labels) + 1)
+    jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
+
+    figure, axes = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
+    axes.boxplot(series, positions=positions, widths=0.5, showfliers=False)
+    for position, values in zip(positions, series):
+        failed = values <= majority if majority is not None else np.zeros(values.shape, dtype=bool)
+        x = position + jitter.uniform(-0.15, 0.15, size=values.size)
+        axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3)
+        axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3)
+    if majority is not None:
+        axes.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
+        axes.legend(loc="best", fontsize="small")
+    axes.set_xticks(positions, labels, rotation=20 if len(labels) > 4 else 0)
+    axes.set_ylabel(metric)
+    axes.set_title(title)
+    axes.grid(axis="y", alpha=0.3)
+    return _save(figure, path)
+
+
+def plot_comparison(
+    baseline_scores: Sequence[float],
+    current_scores: Sequence[float],
+    metric: str,
+    title: str,
+    path,
+    labels: tuple[str, str] = ("baseline", "current"),
+) -> Path:
+    """Baseline and current study side by side, for regression reports."""
+    return plot_study(
+        {labels[0]: baseline_scores, labels[1]: current_scores},
+        majority=None,
+        metric=metric,
+        title=title,
+        path=path,
+    )
+
+
+def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Path:
+    """Per-layer gradient norms over training, one panel per run (Mosbach et al., Fig. 4).
+
+    Colours run from the embeddings (dark) to the classifier (bright), so vanishing
+    gradients in the lower layers of failed runs stand out on the log scale.
+    """
+    if not traces:
+        raise ValueError("plot_grad_norm_traces needs at least one trace")
+    figure, panels = plt.subplots(
+        len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False
+    )
+    for axes, (label, trace) in zip(panels[:, 0], traces.items()):
+        groups = trace["grad_norm"]
+        colours = plt.cm.viridis(np.linspace(0, 0.95, max(len(groups), 1)))
+        for colour, (group, norms) in zip(colours, groups.items()):
+            axes.plot(trace["step"], norms, color=colour, linewidth=1, label=group)
+        axes.set_yscale("log", nonpositive="mask")
+        axes.set_ylabel("grad norm")
+        axes.set_title(label, fontsize="medium")
+        axes.grid(alpha=0.3)
+    first = panels[0, 0]
+    if first.get_legend_handles_labels()[0]:
+        first.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize="x-small",
+            ncol=2 if len(first.lines) > 14 else 1,
+        )
+    panels[-1, 0].set_xlabel("step")
+    figure.suptitle(title)
+    return _save(figure, path)

@@ -1,0 +1,529 @@
+"""Statistics behind stability claims: failure-rate bounds, spread bounds, dominance tests.
+
+Everything here is a pure function of numbers, so benchmark bodies can state claims
+such as "fewer than 10% of runs fail" or "recipe A is less variable than B" and get an
+answer that accounts for having only a handful of seeds.
+
+Almost Stochastic Order is implemented here rather than taken from ``deepsig``: that
+package works with numpy 2.x but pulls in pandas, joblib, dill, psutil and tqdm and
+bootstraps one Python-level resample at a time (seconds per call).  ``aso`` below follows
+the same definition (Dror et al. 2019; Ulmer et al. 2022) with a vectorised bootstrap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats
+
+Interval = tuple[float, float]
+NAN_INTERVAL: Interval = (math.nan, math.nan)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
+    """Exact two-sided interval for a failure rate k/n; honest even for 0 of 25."""
+    result = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(result.low), float(result.high)
+
+
+def failure_rate_upper(k: int, n: int, confidence: float = 0.95, one_sided: bool = False) -> float:
+    """Upper Clopper-Pearson bound on the failure rate.
+
+    Two-sided by default so it matches ``clopper_pearson`` (0/25 -> 0.137); the one-sided
+    bound (0/25 -> 0.113) answers "is the rate below x?" with the full error budget.
+    """
+    if not one_sided:
+        return clopper_pearson(k, n, confidence)[1]
+    result = stats.binomtest(k, n, alternative="less").proportion_ci(
+        confidence_level=confidence, method="exact"
+    )
+    return float(result.high)
+
+
+def runs_needed_for_zero_failures(rate: float, confidence: float = 0.95, one_sided: bool = False) -> int:
+    """How many runs, all successful, push the upper bound below ``rate``.
+
+    With zero failures the exact bound is ``1 - tail**(1/n)``, so the answer is closed-form;
+    it tells a failing claim how many seeds it would need (one-sided 5% at 95% -> 59).
+    """
+    tail = 1 - confidence if one_sided else (1 - confidence) / 2
+    n = math.ceil(math.log(tail) / math.log(1 - rate))
+    while failure_rate_upper(0, n, confidence, one_sided) >= rate:  # the bound must be strict
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- spread
+
+
+def std_upper_bound(std: float, n: int, confidence: float = 0.95) -> float:
+    """One-sided chi-square upper bound on the population std, assuming normal scores.
+
+    A small observed std from few seeds may be luck; this is the std we cannot rule out
+    (n = 25 at 95%: 1.316 x the observed std).
+    """
+    if n < 2 or math.isnan(std):
+        return math.inf
+    return float(std * math.sqrt((n - 1) / stats.chi2.ppf(1 - confidence, n - 1)))
+
+
+def bootstrap_ci(
+    values: Iterable[float],
+    statistic: Literal["mean", "std"] = "mean",
+    confidence: float = 0.95,
+    seed: int = 0,
+    n_resamples: int = 2000,
+) -> Interval:
+    """BCa bootstrap interval for the mean or std of per-seed scores.
+
+    Degenerate samples have no sampling spread to bootstrap: fewer than 3 values give
+    (nan, nan) and identical values give the point estimate as a zero-width interval.
+    """
+    functions = {
+        "mean": lambda x, axis=-1: np.mean(x, axis=axis),
+        "std": lambda x, axis=-1: np.std(x, ddof=1, axis=axis),
+    }
+    if statistic not in functions:
+        raise ValueError(f"statistic must be 'mean' or 'std', got {statistic!r}")
+    data = np.asarray(list(values), dtype=float)
+    if data.size < 3:
+        return NAN_INTERVAL
+    if np.all(data == data[0]):
+        point = data[0] if statistic == "mean" else 0.0
+        return float(point), float(point)
+    with warnings.catch_warnings():
+        # BCa's jackknife can be degenerate for near-constant data; we fall back below.
+        warnings.simplefilter("ignore")
+        for method in ("BCa", "percentile"):
+            result = stats.bootstrap(
+                (data,),
+                functions[statistic],
+                confidence_level=confidence,
+                n_resamples=n_resamples,
+                method=method,
+                random_state=np.random.default_rng(seed),
+            )
+            low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+            if not (math.isnan(low) or math.isnan(high)):
+                return low, high
+    return NAN_INTERVAL
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _count(flags: int | Sequence[bool] | None, n: int, name: str) -> int:
+    """Accept either a count or one flag per run, so callers can pass RunResult verdicts."""
+    if flags is None:
+        return 0
+    if isinstance(flags, (int, np.integer)):
+        count = int(flags)
+    else:
+        flags = list(flags)
+        if len(flags) != n:
+            raise ValueError(f"{name} has {len(flags)} flags for {n} scores")
+        count = sum(bool(flag) for flag in flags)
+    if not 0 <= count <= n:
+        raise ValueError(f"{name} count {count} is outside [0, {n}]")
+    return count
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per-study numbers a stability claim is judged on, with their uncertainty."""
+
+    n: int
+    mean: float
+    std: float
+    min: float
+    median: float
+    max: float
+    q25: float
+    q75: float
+    iqr: float
+    failures: int
+    collapsed: int
+    diverged: int
+    failure_ci: Interval
+    std_upper: float
+    mean_ci: Interval
+    std_ci: Interval
+    confidence: float = 0.95
+
+    def failures_text(self) -> str:
+        """E.g. "0/25 [0.000, 0.137]": the count with its exact interval, for reports."""
+        low, high = self.failure_ci
+        return f"{self.failures}/{self.n} [{low:.3f}, {high:.3f}]"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def summarize(
+    scores: Iterable[float],
+    failed: int | Sequence[bool] | None = None,
+    collapsed: int | Sequence[bool] | None = None,
+    diverged: int | Sequence[bool] | None = None,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Summary:
+    """Summarise one study (one score per seed); flags are counts or per-run booleans."""
+    data = np.asarray(list(scores), dtype=float)
+    n = int(data.size)
+    if n == 0:
+        raise ValueError("cannot summarize an empty list of scores (did every run get skipped?)")
+    failures = _count(failed, n, "failed")
+    std = float(np.std(data, ddof=1)) if n >= 2 else math.nan
+    q25, median, q75 = (float(q) for q in np.quantile(data, [0.25, 0.5, 0.75]))
+    return Summary(
+        n=n,
+        mean=float(np.mean(data)),
+        std=std,
+        min=float(np.min(data)),
+        median=median,
+        max=float(np.max(data)),
+        q25=q25,
+        q75=q75,
+        iqr=q75 - q25,
+        failures=failures,
+        collapsed=_count(collapsed, n, "collapsed"),
+        diverged=_count(diverged, n, "diverged"),
+        failure_ci=clopper_pearson(failures, n, confidence),
+        std_upper=std_upper_bound(std, n, confidence),
+        mean_ci=bootstrap_ci(data, "mean", confidence, seed),
+        std_ci=bootstrap_ci(data, "std", confidence, seed),
+        confidence=confidence,
+    )
+
+
+# --------------------------------------------------------------------------- expected max
+
+
+def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float]:
+    """Expected best score over n seeds, for each n (Dodge et al. 2019).
+
+    With sorted scores v_(1..N), E[max_n] = sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n):
+    the chance that v_(i) is the best of n draws with replacement.
+    """
+    ordered = np.sort(np.asarray(list(scores), dtype=float))
+    if ordered.size == 0:
+        raise ValueError("expected max needs at least one score")
+    ranks = np.arange(1, ordered.size + 1) / ordered.size
+    curve = []
+    for n in ns:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        weights = ranks**n - (ranks - 1 / ordered.size) ** n
+        curve.append(float(np.dot(weights, ordered)))
+    return curve
+
+
+def expected_max(scores: Iterable[float], n: int) -> float:
+    """Expected best score when picking the best of n seeds; equals the mean at n = 1."""
+    return expected_max_curve(scores, [n])[0]
+
+
+# --------------------------------------------------------------------------- ASO
+
+_ASO_GRID = np.arange(0.005, 1, 0.005)  # quantile levels t in (0, 1) for the integrals
+
+
+def _quantiles(sorted_samples: np.ndarray) -> np.ndarray:
+    """Empirical quantile function F^-1(t) = v_(ceil(N t)) on the grid, along the last axis."""
+    size = sorted_samples.shape[-1]
+    index = np.clip(np.ceil(size * _ASO_GRID).astype(int) - 1, 0, size - 1)
+    return sorted_samples[..., index]
+
+
+def _violation_ratios(quantiles_a: np.ndarray, quantiles_b: np.ndarray) -> np.ndarray:
+    """Share of the squared Wasserstein-2 distance where A's quantiles fall below B's.
+
+    0 means A is above B at every quantile (A stochastically dominates B); identical
+    quantile functions give 0.5 (no evidence either way).
+    """
+    gap = (quantiles_b - quantiles_a) ** 2
+    total = gap.sum(axis=-1)
+    violated = np.where(quantiles_a < quantiles_b, gap, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, violated / np.where(total > 0, total, 1.0), 0.5)
+
+
+def violation_ratio(scores_a: Iterable[float], scores_b: Iterable[float]) -> float:
+    """Point estimate of how far A is from stochastically dominating B (0 = fully, 0.5 = tie)."""
+    a = np.sort(np.asarray(list(scores_a), dtype=float))
+    b = np.sort(np.asarray(list(scores_b), dtype=float))
+    return float(_violation_ratios(_quantiles(a), _quantiles(b)))
+
+
+def aso(
+    scores_a: Iterable[float],
+    scores_b: Iterable[float],
+    confidence_level: float = 0.95,
+    num_bootstrap_iterations: int = 1000,
+    seed: int = 0,
+) -> float:
+    """Almost Stochastic Order: epsilon_min, an upper confidence bound on the violation ratio.
+
+    Small means A is better than B (< 0.2 is the recommended threshold); higher scores are
+    taken to be better, so negate both samples for lower-is-better metrics.  The bound is
+    eps_hat + z * sd(bootstrap eps), i.e. Dror et al.'s eps_hat - sigma/sqrt(nm/(n+m)) *
+    Phi^-1(alpha); bootstrap resamples each sample with replacement.  Because it is an upper
+    bound, two samples from one distribution (or one sample against itself) give well above
+    0.5, never a dominance verdict.
+    """
+    a = np.asarray(list(scores_a), dtype=float)
+    b = np.asarray(list(scores_b), dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("ASO needs at least one score per sample")
+    estimate = _violation_ratios(_quantiles(np.sort(a)), _quantiles(np.sort(b)))
+    rng = np.random.default_rng(seed)
+    resampled_a = np.sort(rng.choice(a, size=(num_bootstrap_iterations, a.size)), axis=1)
+    resampled_b = np.sort(rng.choice(b, size=(num_bootstrap_iterations, b.size)), axis=1)
+    bootstrapped = _violation_ratios(_quantiles(resampled_a), _quantiles(resampled_b))
+    spread = float(np.std(bootstrapped - estimate))
+    return float(np.clip(estimate + stats.norm.ppf(confidence_level) * spread, 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- two studies
+
+
+def _fisher_table(failures_x: int, n_x: int, failures_y: int, n_y: int) -> list[list[int]]:
+    return [[failures_x, n_x - failures_x], [failures_y, n_y - failures_y]]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Study A against study B: spread, failures, location and dominance, with verdicts."""
+
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    std_a: float
+    std_b: float
+    failures_a: int
+    failures_b: int
+    levene_statistic: float  # Brown-Forsythe (median-centred) test of equal spread
+    levene_p: float
+    fisher_p: float  # two-sided, failure counts
+    fisher_p_a_fewer: float  # one-sided: A fails less often than B
+    mannwhitney_p: float  # two-sided
+    mannwhitney_p_a_better: float  # one-sided in the metric's good direction
+    aso_eps_min: float  # A dominates B when small
+    alpha: float  # after Bonferroni correction
+    higher_is_better: bool = True
+    aso_threshold: float = 0.2
+
+    @property
+    def a_less_variable(self) -> bool:
+        return self.levene_p < self.alpha and self.std_a < self.std_b
+
+    @property
+    def a_dominates(self) -> bool:
+        return self.aso_eps_min < self.aso_threshold
+
+    @property
+    def a_fewer_failures(self) -> bool:
+        return self.fisher_p_a_fewer < self.alpha
+
+    @property
+    def a_better(self) -> bool:
+        """A's scores are shifted in the good direction (one-sided Mann-Whitney)."""
+        return self.mannwhitney_p_a_better < self.alpha
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def compare(
+    scores_a: Iterable[float],
+    scores_b: Iterable[float],
+    failures_a: int,
+    failures_b: int,
+    higher_is_better: bool = True,
+    alpha: float = 0.05,
+    n_comparisons: int = 1,
+    seed: int = 0,
+    aso_threshold: float = 0.2,
+    aso_iterations: int = 1000,
+) -> Comparison:
+    """Compare two studies; "A better" follows ``higher_is_better``.
+
+    ``alpha`` is Bonferroni-corrected by ``n_comparisons``, and ASO runs at the matching
+    confidence level, as deepsig does for multiple comparisons.
+    """
+    a = np.asarray(list(scores_a), dtype=float)
+    b = np.asarray(list(scores_b), dtype=float)
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"compare needs at least 2 scores per study, got {a.size} and {b.size}")
+    corrected_alpha = alpha / n_comparisons
+    sign = 1.0 if higher_is_better else -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant samples give nan, not noise
+        levene = stats.levene(a, b, center="median")
+    table = _fisher_table(failures_a, a.size, failures_b, b.size)
+    return Comparison(
+        n_a=int(a.size),
+        n_b=int(b.size),
+        mean_a=float(a.mean()),
+        mean_b=float(b.mean()),
+        std_a=float(a.std(ddof=1)),
+        std_b=float(b.std(ddof=1)),
+        failures_a=int(failures_a),
+        failures_b=int(failures_b),
+        levene_statistic=float(levene.statistic),
+        levene_p=float(levene.pvalue),
+        fisher_p=float(stats.fisher_exact(table).pvalue),
+        fisher_p_a_fewer=float(stats.fisher_exact(table, alternative="less").pvalue),
+        mannwhitney_p=float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue),
+        mannwhitney_p_a_better=float(
+            stats.mannwhitneyu(a, b, alternative="greater" if higher_is_better else "less").pvalue
+        ),
+        aso_eps_min=aso(sign * a, sign * b, 1 - corrected_alpha, aso_iterations, seed),
+        alpha=corrected_alpha,
+        higher_is_better=higher_is_better,
+        aso_threshold=aso_threshold,
+    )
+
+
+# --------------------------------------------------------------------------- claim helpers
+
+
+def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:
+    """True when the upper Clopper-Pearson bound on the failure rate is below ``rate``."""
+    return failure_rate_upper(summary.failures, summary.n, confidence, one_sided) < rate
+
+
+def std_below(summary: Summary, limit: float, confidence: float = 0.95) -> bool:
+    """True when the chi-square upper bound on the std is below ``limit``."""
+    return std_upper_bound(summary.std, summary.n, confidence) < limit
+
+
+def assert_failure_rate_below(
+    summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False
+) -> None:
+    upper = failure_rate_upper(summary.failures, summary.n, confidence, one_sided)
+    if upper < rate:
+        return
+    kind = "one-sided" if one_sided else "two-sided"
+    raise AssertionError(
+        f"failure rate not shown below {rate:.3f}: {summary.failures}/{summary.n} runs failed, "
+        f"{confidence:.0%} {kind} Clopper-Pearson upper bound {upper:.3f} >= {rate:.3f} "
+        f"(even with zero failures this needs >= "
+        f"{runs_needed_for_zero_failures(rate, confidence, one_sided)} runs)"
+    )
+
+
+def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -> None:
+    upper = std_upper_bound(summary.std, summary.n, confidence)
+    if upper < limit:
+        return
+    raise AssertionError(
+        f"std not shown below {limit:.4g}: observed std {summary.std:.4g} over {summary.n} runs, "
+        f"{confidence:.0%} chi-square upper bound {upper:.4g} >= {limit:.4g}"
+    )
+
+
+def assert_less_variable(comparison: Comparison) -> None:
+    if comparison.a_less_variable:
+        return
+    raise AssertionError(
+        f"A not shown less variable than B: std {comparison.std_a:.4g} (n={comparison.n_a}) vs "
+        f"{comparison.std_b:.4g} (n={comparison.n_b}), Brown-Forsythe Levene "
+        f"W={comparison.levene_statistic:.3g}, p={comparison.levene_p:.3g} "
+        f"(needs p < {comparison.alpha:.3g} and std_a < std_b)"
+    )
+
+
+def assert_dominates(comparison: Comparison) -> None:
+    if comparison.a_dominates:
+        return
+    direction = "higher" if comparison.higher_is_better else "lower"
+    raise AssertionError(
+        f"A not shown to almost stochastically dominate B ({direction} is better): "
+        f"ASO eps_min {comparison.aso_eps_min:.3f} >= threshold {comparison.aso_threshold:.3f} "
+        f"(means {comparison.mean_a:.4g} vs {comparison.mean_b:.4g})"
+    )
+
+
+# --------------------------------------------------------------------------- regressions
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How much worse a metric may get before a change counts as a regression.
+
+    Limits are absolute, in the metric's units; None switches that check off.
+    """
+
+    metric: str
+    higher_is_better: bool = True
+    max_mean_drop: float | None = None
+    max_std_increase: float | None = None
+    max_extra_failures: int | None = None
+    alpha: float = 0.05
+
+
+def regression(
+    baseline_scores: Iterable[float],
+    current_scores: Iterable[float],
+    baseline_failures: int,
+    current_failures: int,
+    threshold: Threshold,
+) -> list[str]:
+    """Reasons the current study regressed from the baseline; empty when it did not.
+
+    A reason needs both an effect past the threshold in the bad direction and a
+    significant one-sided test, so seed noise alone does not fail a build.
+    """
+    base = np.asarray(list(baseline_scores), dtype=float)
+    current = np.asarray(list(current_scores), dtype=float)
+    if base.size < 2 or current.size < 2:
+        raise ValueError(f"regression needs at least 2 scores per study, got {base.size} and {current.size}")
+    metric, alpha = threshold.metric, threshold.alpha
+    reasons = []
+
+    if threshold.max_mean_drop is not None:
+        drop = base.mean() - current.mean()
+        if not threshold.higher_is_better:
+            drop = -drop
+        if drop > threshold.max_mean_drop:
+            worse = "less" if threshold.higher_is_better else "greater"
+            p = stats.mannwhitneyu(current, base, alternative=worse).pvalue
+            if p < alpha:
+                reasons.append(
+                    f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
+                    f"allowed {threshold.max_mean_drop:.4g}), one-sided Mann-Whitney p={p:.3g} < {alpha:g}"
+                )
+
+    if threshold.max_std_increase is not None:
+        std_base, std_current = base.std(ddof=1), current.std(ddof=1)
+        if std_current - std_base > threshold.max_std_increase:
+            p = stats.levene(current, base, center="median").pvalue
+            if p < alpha:
+                reasons.append(
+                    f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
+                    f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
+                    f"Brown-Forsythe Levene p={p:.3g} < {alpha:g}"
+                )
+
+    if threshold.max_extra_failures is not None:
+        extra = current_failures - baseline_failures
+        if extra > threshold.max_extra_failures:
+            table = _fisher_table(current_failures, current.size, baseline_failures, base.size)
+            p = stats.fisher_exact(table, alternative="greater").pvalue
+            if p < alpha:
+                reasons.append(
+                    f"{metric}: {extra} more failed runs ({baseline_failures}/{base.size} -> "
+                    f"{current_failures}/{current.size}; allowed {threshold.max_extra_failures}), "
+                    f"one-sided Fisher exact p={p:.3g} < {alpha:g}"
+                )
+    return reasons

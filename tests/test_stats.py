@@ -1,0 +1,291 @@
+"""Property and reference tests for stabench.stats."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from stabench.stats import (
+    Comparison,
+    Summary,
+    Threshold,
+    aso,
+    assert_dominates,
+    assert_failure_rate_below,
+    assert_less_variable,
+    assert_std_below,
+    bootstrap_ci,
+    clopper_pearson,
+    compare,
+    expected_max,
+    expected_max_curve,
+    failure_rate_below,
+    failure_rate_upper,
+    regression,
+    runs_needed_for_zero_failures,
+    std_below,
+    std_upper_bound,
+    summarize,
+    violation_ratio,
+)
+
+FAST = settings(max_examples=20, deadline=None)
+score_lists = st.lists(
+    st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False), min_size=1, max_size=40
+)
+
+
+@st.composite
+def k_and_n(draw, max_n=200):
+    n = draw(st.integers(min_value=1, max_value=max_n))
+    return draw(st.integers(min_value=0, max_value=n)), n
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@FAST
+@given(k_and_n(), st.sampled_from([0.8, 0.9, 0.95, 0.99]))
+def test_clopper_pearson_contains_rate_and_matches_scipy(kn, confidence):
+    k, n = kn
+    low, high = clopper_pearson(k, n, confidence)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    reference = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    assert (low, high) == pytest.approx((reference.low, reference.high))
+    assert failure_rate_upper(k, n, confidence, one_sided=True) <= high + 1e-12
+
+
+def test_zero_of_25_reference_bounds():
+    assert round(clopper_pearson(0, 25)[1], 3) == 0.137
+    assert round(failure_rate_upper(0, 25), 3) == 0.137
+    assert round(failure_rate_upper(0, 25, one_sided=True), 3) == 0.113
+    assert runs_needed_for_zero_failures(0.05, one_sided=True) == 59
+
+
+@FAST
+@given(st.sampled_from([0.0, 0.1, 0.2, 0.5]), st.integers(min_value=1, max_value=8))
+def test_intervals_shrink_with_n(rate, scale):
+    n_small, n_large = 10 * scale, 40 * scale
+    small = clopper_pearson(round(rate * n_small), n_small)
+    large = clopper_pearson(round(rate * n_large), n_large)
+    assert large[1] - large[0] < small[1] - small[0]
+
+
+# --------------------------------------------------------------------------- spread
+
+
+@FAST
+@given(st.floats(min_value=0, max_value=100), st.integers(min_value=2, max_value=500), st.sampled_from([0.9, 0.95]))
+def test_std_bound_at_least_observed(std, n, confidence):
+    assert std_upper_bound(std, n, confidence) >= std
+
+
+def test_std_bound_reference_factor_and_small_n():
+    assert std_upper_bound(1.0, 25) == pytest.approx(1.316, abs=5e-4)
+    assert std_upper_bound(1.0, 1) == math.inf
+
+
+def test_bootstrap_ci_covers_the_estimate():
+    values = np.random.default_rng(3).normal(0.7, 0.05, 25)
+    low, high = bootstrap_ci(values, "mean")
+    assert low < values.mean() < high
+    low, high = bootstrap_ci(values, "std")
+    assert low < values.std(ddof=1) < high
+    assert bootstrap_ci(values, seed=1) == bootstrap_ci(values, seed=1)
+
+
+def test_bootstrap_ci_degenerate_samples_are_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert bootstrap_ci([0.5] * 10) == (0.5, 0.5)
+        assert bootstrap_ci([0.5] * 10, "std") == (0.0, 0.0)
+        assert all(math.isnan(x) for x in bootstrap_ci([0.1, 0.2]))
+        assert all(math.isnan(x) for x in bootstrap_ci([]))
+        low, high = bootstrap_ci([0.5] * 24 + [0.6], "std")
+        assert low <= high
+    with pytest.raises(ValueError, match="statistic"):
+        bootstrap_ci([1, 2, 3], "median")
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@FAST
+@given(score_lists)
+def test_summarize_matches_numpy(scores):
+    summary = summarize(scores)
+    assert summary.n == len(scores)
+    assert summary.mean == pytest.approx(np.mean(scores), abs=1e-9)
+    assert summary.median == pytest.approx(np.median(scores))
+    assert summary.min == min(scores) and summary.max == max(scores)
+    if len(scores) >= 2:
+        assert summary.std == pytest.approx(np.std(scores, ddof=1), abs=1e-9)
+    else:
+        assert math.isnan(summary.std) and summary.std_upper == math.inf
+    assert summary.iqr == pytest.approx(summary.q75 - summary.q25)
+
+
+def test_summarize_counts_flags_and_formats():
+    scores = [0.47] * 3 + list(np.linspace(0.6, 0.75, 22))
+    summary = summarize(scores, failed=[s <= 0.473 for s in scores], collapsed=3, diverged=None)
+    assert (summary.failures, summary.collapsed, summary.diverged) == (3, 3, 0)
+    assert summary.failures_text().startswith("3/25 [")
+    assert summarize([0.7] * 25).failures_text() == "0/25 [0.000, 0.137]"
+    as_dict = summary.to_dict()
+    assert as_dict["n"] == 25 and tuple(as_dict["failure_ci"]) == summary.failure_ci
+    with pytest.raises(Exception):
+        summary.n = 3  # frozen
+    with pytest.raises(ValueError, match="empty"):
+        summarize([])
+    with pytest.raises(ValueError, match="flags"):
+        summarize([0.1, 0.2], failed=[True])
+
+
+# --------------------------------------------------------------------------- expected max
+
+
+@FAST
+@given(score_lists)
+def test_expected_max_properties(scores):
+    assert expected_max(scores, 1) == pytest.approx(np.mean(scores), abs=1e-9)
+    curve = expected_max_curve(scores, range(1, 30))
+    tolerance = 1e-9 * (1 + max(abs(s) for s in scores))
+    assert all(later >= earlier - tolerance for earlier, later in zip(curve, curve[1:]))
+    assert all(value <= max(scores) + tolerance for value in curve)
+
+
+def test_expected_max_small_example():
+    # Two scores: best of 2 draws is 1 unless both draws are 0 (prob 1/4).
+    assert expected_max([0.0, 1.0], 2) == pytest.approx(0.75)
+
+
+# --------------------------------------------------------------------------- ASO
+
+
+def test_violation_ratio_symmetry_and_tie():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 25), rng.normal(0.3, 1, 25)
+    assert violation_ratio(a, a) == 0.5
+    assert violation_ratio(a, b) + violation_ratio(b, a) == pytest.approx(1.0)
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=10_000))
+def test_aso_self_shifted_reversed(seed):
+    rng = np.random.default_rng(seed)
+    sample = rng.normal(0.65, 0.03, 25)
+    shifted = sample + 0.2
+    # Point estimate of a sample against itself is exactly 0.5; eps_min is an upper bound
+    # on it, so it must never claim dominance (deepsig also returns ~1.0 here).
+    assert violation_ratio(sample, sample) == pytest.approx(0.5, abs=0.15)
+    assert aso(sample, sample, num_bootstrap_iterations=200, seed=seed) >= 0.5
+    assert aso(shifted, sample, num_bootstrap_iterations=200, seed=seed) < 0.1
+    assert aso(sample, shifted, num_bootstrap_iterations=200, seed=seed) > 0.9
+
+
+def test_aso_reproduces_deepsig_readme_example():
+    # deepsig README, scenario 1: np.random.seed(1234); A ~ N(0.9, 0.8), B ~ N(0, 1), 5 each;
+    # "min_eps = 0.225".  Bootstrap draws differ from deepsig's, so allow a small tolerance.
+    legacy = np.random.RandomState(1234)
+    a = legacy.normal(loc=0.9, scale=0.8, size=5)
+    b = legacy.normal(loc=0, scale=1, size=5)
+    assert aso(a, b, seed=0) == pytest.approx(0.225, abs=0.03)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _studies(seed=0):
+    rng = np.random.default_rng(seed)
+    stable = rng.normal(0.70, 0.01, 25)
+    unstable = np.concatenate([rng.normal(0.66, 0.05, 19), np.full(6, 0.473)])
+    return stable, unstable
+
+
+def test_compare_detects_stable_recipe():
+    stable, unstable = _studies()
+    comparison = compare(stable, unstable, 0, 6, aso_iterations=300)
+    assert isinstance(comparison, Comparison)
+    assert comparison.a_less_variable and comparison.a_dominates and comparison.a_fewer_failures
+    assert comparison.a_better
+    assert_less_variable(comparison)
+    assert_dominates(comparison)
+    reverse = compare(unstable, stable, 6, 0, aso_iterations=300)
+    assert not (reverse.a_less_variable or reverse.a_dominates or reverse.a_fewer_failures)
+    with pytest.raises(AssertionError, match="Levene"):
+        assert_less_variable(reverse)
+    with pytest.raises(AssertionError, match="eps_min"):
+        assert_dominates(reverse)
+
+
+def test_compare_bonferroni_and_threshold():
+    stable, unstable = _studies()
+    comparison = compare(stable, unstable, 0, 6, alpha=0.05, n_comparisons=5, aso_threshold=0.0, aso_iterations=100)
+    assert comparison.alpha == pytest.approx(0.01)
+    assert not comparison.a_dominates
+
+
+@FAST
+@given(st.integers(min_value=0, max_value=10_000), st.booleans())
+def test_compare_direction_awareness(seed, swap):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0.70, 0.01, 12), rng.normal(0.68, 0.04, 12)
+    if swap:
+        a, b = b, a
+    fails_a, fails_b = int(rng.integers(0, 5)), int(rng.integers(0, 5))
+    higher = compare(a, b, fails_a, fails_b, higher_is_better=True, seed=seed, aso_iterations=200)
+    lower = compare(-a, -b, fails_a, fails_b, higher_is_better=False, seed=seed, aso_iterations=200)
+    assert lower.levene_p == pytest.approx(higher.levene_p)
+    assert lower.mannwhitney_p_a_better == pytest.approx(higher.mannwhitney_p_a_better)
+    assert lower.aso_eps_min == pytest.approx(higher.aso_eps_min)
+    for verdict in ("a_less_variable", "a_dominates", "a_fewer_failures", "a_better"):
+        assert getattr(lower, verdict) == getattr(higher, verdict)
+
+
+# --------------------------------------------------------------------------- claim helpers
+
+
+def test_failure_and_std_assertions_explain_numbers():
+    clean = summarize(list(np.linspace(0.68, 0.72, 25)), failed=0)
+    assert failure_rate_below(clean, 0.15)
+    assert_failure_rate_below(clean, 0.15)
+    with pytest.raises(AssertionError, match=r"0/25 .*0\.113 >= 0\.050.*>= 59 runs"):
+        assert_failure_rate_below(clean, 0.05, one_sided=True)
+    assert std_below(clean, 0.02)
+    assert_std_below(clean, 0.02)
+    with pytest.raises(AssertionError, match="chi-square upper bound"):
+        assert_std_below(clean, clean.std * 1.2)
+    assert isinstance(clean, Summary)
+
+
+# --------------------------------------------------------------------------- regression
+
+
+def test_regression_flags_worse_study_and_not_identical_one():
+    rng = np.random.default_rng(11)
+    baseline = rng.normal(0.70, 0.01, 25)
+    worse = np.concatenate([rng.normal(0.64, 0.06, 17), np.full(8, 0.473)])
+    threshold = Threshold("accuracy", max_mean_drop=0.01, max_std_increase=0.01, max_extra_failures=0)
+    reasons = regression(baseline, worse, 0, 8, threshold)
+    assert len(reasons) == 3
+    assert any("Mann-Whitney" in r for r in reasons) and any("Levene" in r for r in reasons)
+    assert any("Fisher" in r for r in reasons)
+    assert regression(baseline, baseline, 0, 0, threshold) == []
+    # Lower-is-better: the same data negated is a regression too.
+    lower = Threshold("loss", higher_is_better=False, max_mean_drop=0.01, max_std_increase=0.01, max_extra_failures=0)
+    assert len(regression(-baseline, -worse, 0, 8, lower)) == 3
+    # Improvement in the good direction is never a regression.
+    assert regression(worse, baseline, 8, 0, threshold) == []
+
+
+def test_regression_needs_significance_not_just_effect():
+    rng = np.random.default_rng(5)
+    baseline, current = rng.normal(0.70, 0.05, 4), rng.normal(0.68, 0.05, 4)
+    threshold = Threshold("accuracy", max_mean_drop=0.0, max_extra_failures=0)
+    # A drop from four noisy seeds and one extra failure are not significant.
+    assert regression(baseline, current - 0.01, 0, 1, threshold) == []
