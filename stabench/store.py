@@ -1,0 +1,490 @@
+"""The results store: one SQLite file that every finished run lands in, exactly once.
+
+A 25-seed BERT-large study costs GPU hours, so the store is built never to recompute or
+lose a finished run:
+
+* each ``put`` is one transaction (a process killed mid-write leaves the whole row or
+  nothing), and an existing key is never overwritten unless asked;
+* WAL mode plus a long busy timeout lets many pytest-xdist workers write concurrently;
+* ``get_or_compute`` claims a run with an OS file lock, so two processes that want the
+  same missing run train it once, and a crashed holder releases its claim automatically;
+* a file that is not our store is refused without being touched.
+
+Rows keep the full ``RunResult.to_json()`` record; the other columns are copies of it
+for filtering in SQL.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import fcntl
+import io
+import json
+import os
+import re
+import sqlite3
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .environment import KEY_FIELDS
+from .result import RunResult
+
+# Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
+APPLICATION_ID = 0x5354424E
+BUSY_TIMEOUT_S = 60.0
+
+# Copied out of the record for filtering; order matters for the INSERT statement.
+_COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
+            *KEY_FIELDS, "failed", "collapsed", "diverged", "score", "finished_at")
+
+_SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; the message says which file and why."""
+
+
+def default_store_path(rootdir: str | os.PathLike[str] | None = None) -> Path:
+    """``$STABENCH_STORE`` if set, else ``<rootdir or cwd>/.stabench/results.sqlite``."""
+    env = os.environ.get("STABENCH_STORE")
+    if env:
+        return Path(env)
+    return Path(rootdir if rootdir is not None else os.getcwd()) / ".stabench" / "results.sqlite"
+
+
+def _migrate_to_1(conn: sqlite3.Connection) -> None:
+    conn.execute(f"""
+        CREATE TABLE runs (
+            key TEXT PRIMARY KEY,
+            task_name TEXT, model_name TEXT, recipe_name TEXT, recipe_hash TEXT,
+            seed INTEGER,
+            {", ".join(f"{name} TEXT" for name in KEY_FIELDS)},
+            failed INTEGER NOT NULL, collapsed INTEGER NOT NULL, diverged INTEGER NOT NULL,
+            score REAL,
+            finished_at TEXT,
+            result_json TEXT NOT NULL
+        )""")
+    conn.execute("CREATE INDEX runs_identity ON runs (task_name, model_name, recipe_name, seed)")
+    conn.execute("CREATE INDEX runs_recipe_hash ON runs (recipe_hash)")
+    conn.execute(f"CREATE INDEX runs_environment ON runs ({', '.join(KEY_FIELDS)})")
+    conn.execute("CREATE INDEX runs_outcome ON runs (failed, collapsed, diverged)")
+    conn.execute("CREATE INDEX runs_finished_at ON runs (finished_at)")
+    conn.execute("""
+        CREATE TABLE tags (
+            key TEXT NOT NULL REFERENCES runs (key),
+            tag TEXT NOT NULL,
+            PRIMARY KEY (key, tag)
+        )""")
+    conn.execute("CREATE INDEX tags_tag ON tags (tag)")
+
+
+# _MIGRATIONS[i] upgrades a store from schema version i to i + 1; append, never edit.
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+
+
+def schema_version() -> int:
+    """The schema version this code writes."""
+    return len(_MIGRATIONS)
+
+
+class Store:
+    """A stabench results database at ``path`` (created if missing)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._check_is_ours_or_new()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the results store: {exc}") from exc
+        self._conn = conn
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            # FULL: a committed run survives power loss too, not only a crashed process.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._enable_wal(conn)
+            with self._transaction():
+                self._migrate()
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path}: cannot open the results store: {exc}") from exc
+            raise
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _check_is_ours_or_new(self) -> None:
+        """Refuse a file that is not a stabench store before writing anything to it.
+
+        Read-only, so a foreign file is not even switched to WAL mode.
+        """
+        if not self.path.exists() or (self.path.is_file() and self.path.stat().st_size == 0):
+            return
+        uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open as a stabench results store "
+                             f"(an SQLite database): {exc}") from exc
+        try:
+            self._check_schema(conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "
+                             f"database, but reading it failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, which lets readers and one writer proceed together.
+
+        Switching a new file needs it to itself and SQLite does not wait for that (no busy
+        handler), so processes creating the store at the same moment retry here.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+                mode = str(exc)
+            if mode == "wal":
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(f"{self.path}: cannot switch the results store to WAL mode: {mode}")
+            time.sleep(0.01)
+
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """The store's schema version; StoreError if the file is foreign or too new."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")]
+            if tables or version:
+                raise StoreError(
+                    f"{self.path}: not a stabench results store: expected an SQLite database with "
+                    f"application_id {APPLICATION_ID:#x}, found application_id {app_id:#x} "
+                    f"and tables {tables}")
+        if version > schema_version():
+            raise StoreError(
+                f"{self.path}: results store has schema version {version}, newer than the "
+                f"{schema_version()} this stabench understands; upgrade stabench")
+        return version
+
+    def _migrate(self) -> None:
+        """Bring the schema up to date, in order; runs inside the opening transaction."""
+        conn = self._connection()
+        version = self._check_schema(conn)
+        for number in range(version, schema_version()):
+            _MIGRATIONS[number](conn)
+        if version != schema_version():
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {schema_version()}")
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: results store is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or none of it (IMMEDIATE takes the
+        write lock up front, so concurrent writers queue instead of deadlocking)."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write to the results store failed: {exc}") from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def put(self, result: RunResult, replace: bool = False) -> bool:
+        """Store a run; True if written.  An existing key is kept unless ``replace``."""
+        row = _row(result)
+        with self._transaction() as conn:
+            return self._insert(conn, result, row, replace)
+
+    def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
+                replace: bool) -> bool:
+        columns = (*_COLUMNS, "result_json")
+        sql = (f"INSERT INTO runs ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (key) DO ")
+        if replace:
+            # An upsert, not INSERT OR REPLACE: the row is updated in place, so the run's
+            # tags (which reference it) stay.
+            sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        else:
+            sql += "NOTHING"
+        if conn.execute(sql, row).rowcount == 0:
+            return False
+        conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
+                         [(result.key, tag) for tag in result.tags])
+        return True
+
+    def tag(self, keys: Iterable[str], tag: str) -> int:
+        """Add ``tag`` to the given runs (all must exist); returns how many were new."""
+        keys = list(keys)
+        with self._transaction() as conn:
+            missing = [key for key in keys if key not in self]
+            if missing:
+                raise StoreError(f"{self.path}: cannot tag {tag!r}: no stored runs with keys "
+                                 f"{missing}")
+            return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
+                                    (key, tag)).rowcount for key in keys)
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, key: str) -> RunResult | None:
+        row = self._connection().execute(
+            "SELECT key, result_json FROM runs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else self._load(*row)
+
+    def __contains__(self, key: object) -> bool:
+        return self._connection().execute(
+            "SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone() is not None
+
+    def keys(self) -> list[str]:
+        return [row[0] for row in self._connection().execute("SELECT key FROM runs ORDER BY key")]
+
+    def count(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
+              seed: int | None = None, tag: str | None = None,
+              env: dict[str, Any] | None = None) -> list[RunResult]:
+        """Runs matching every given filter; ``env`` filters on the run-key environment
+        fields (``None`` as a value matches a missing field)."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("task_name", task), ("model_name", model),
+                              ("recipe_name", recipe), ("seed", seed)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if tag is not None:
+            where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
+            params.append(tag)
+        for name, value in (env or {}).items():
+            if name not in KEY_FIELDS:
+                raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
+                                 f"expected one of {list(KEY_FIELDS)}")
+            where.append(f"{name} IS ?")
+            params.append(value)
+        sql = "SELECT key, result_json FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
+        return [self._load(*row) for row in self._connection().execute(sql, params).fetchall()]
+
+    def _load(self, key: str, result_json: str) -> RunResult:
+        """The stored record, with tags added later via ``tag()`` appended."""
+        try:
+            result = RunResult.from_json(result_json)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"{self.path}: stored run {key} is unreadable: {exc}") from exc
+        extra = [row[0] for row in self._connection().execute(
+            "SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,)) if row[0] not in result.tags]
+        result.tags = [*result.tags, *extra]
+        return result
+
+    # -- exchange ----------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike[str], fmt: str = "json") -> int:
+        """Write every run to ``path`` as JSON (a list of full run dicts) or CSV (one flat
+        row per run, plus the full record in ``result_json`` for re-import).  Returns the
+        number of runs; the file is replaced atomically."""
+        if fmt not in ("json", "csv"):
+            raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
+        runs = self.query()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            if fmt == "json":
+                fh.write("[\n" + ",\n".join(run.to_json() for run in runs) + "\n]\n")
+            else:
+                _write_csv(fh, runs)
+        os.replace(tmp, path)
+        return len(runs)
+
+    def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
+        """Merge an ``export`` file into the store: (added, skipped as already stored).
+
+        The whole file is validated first and merged in one transaction, so a bad file
+        changes nothing.
+        """
+        path = Path(path)
+        try:
+            # newline="": a CSV's quoted fields keep their own line endings.
+            with open(path, encoding="utf-8", newline="") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
+        try:
+            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+        except ValueError as exc:
+            raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+        added = 0
+        with self._transaction() as conn:
+            for run in runs:
+                added += self._insert(conn, run, _row(run), replace=False)
+        return added, len(runs) - added
+
+    # -- claiming runs -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold the claim on run ``key`` (blocking) until the block ends.
+
+        An ``flock`` dies with its process, so a SIGKILLed holder never blocks the run
+        forever.  Lock files are left in place: deleting one while another process waits
+        on it would let two holders in.
+        """
+        if not _SAFE_KEY.fullmatch(key):
+            raise StoreError(f"cannot lock run key {key!r}: expected letters, digits, '.', '_' or '-'")
+        lock_dir = self.path.parent / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def get_or_compute(self, key: str, compute: Callable[[], RunResult],
+                       recompute: bool = False) -> tuple[RunResult, bool]:
+        """The stored run ``key``, or compute and store it: (result, computed?).
+
+        Under the claim the store is checked again, because another process may have
+        finished the run while this one waited.  ``recompute`` replaces a stored run.
+        """
+        if not recompute and (stored := self.get(key)) is not None:
+            return stored, False
+        with self.lock(key):
+            if not recompute and (stored := self.get(key)) is not None:
+                return stored, False
+            result = compute()
+            if result.key != key:
+                raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
+            self.put(result, replace=recompute)
+            return result, True
+
+
+def _row(result: RunResult) -> tuple[Any, ...]:
+    """The column values for ``result``, ending with its full JSON record."""
+    if not isinstance(result, RunResult):
+        raise StoreError(f"can only store RunResult objects, got {type(result).__name__}")
+    if not isinstance(result.key, str) or not result.key:
+        raise StoreError(f"run has no key: {result.key!r}")
+    try:
+        record = result.to_json()
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"run {result.key} cannot be stored as JSON: {exc}") from exc
+    score = result.metrics.get(result.primary_metric)
+    env = result.environment
+    return (result.key, result.task.get("name"), result.model.get("name"), result.recipe_name,
+            result.recipe_hash, result.seed, *(env.get(name) for name in KEY_FIELDS),
+            int(result.failed), int(result.collapsed), int(result.diverged),
+            score if isinstance(score, (int, float)) else None, result.finished_at, record)
+
+
+# Outer type of each RunResult annotation, for checking imported records.
+_KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                       "bool": (bool,), "dict": (dict,), "list": (list,)}
+
+
+def _run_from_record(record: Any, where: str) -> RunResult:
+    """A validated run from one record of an import file; ValueError says what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a run object, got {type(record).__name__}")
+    try:
+        run = RunResult.from_dict(record)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{where}: invalid run record: {exc}") from exc
+    for spec in dataclasses.fields(RunResult):
+        kinds = _KINDS.get(str(spec.type).split("[")[0])
+        value = getattr(run, spec.name)
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, "
+                             f"got {type(value).__name__}")
+    try:
+        _row(run)
+    except StoreError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    return run
+
+
+def _parse_json(text: str) -> list[RunResult]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
+    return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
+
+
+def _write_csv(fh: Any, runs: list[RunResult]) -> None:
+    metrics = sorted({name for run in runs for name in run.metrics})
+    writer = csv.writer(fh)
+    writer.writerow([*_COLUMNS, "tags", *(f"metric.{name}" for name in metrics), "result_json"])
+    for run in runs:
+        *columns, record = _row(run)
+        writer.writerow([*("" if value is None else value for value in columns),
+                         ";".join(run.tags), *(run.metrics.get(name, "") for name in metrics),
+                         record])
+
+
+def _parse_csv(text: str) -> list[RunResult]:
+    """Runs from an exported CSV; only ``result_json`` matters, ``key`` is cross-checked."""
+    # A run's traces easily exceed csv's default 128 KiB field limit.
+    old_limit = csv.field_size_limit(2**31 - 1)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ValueError(f"invalid CSV: {exc}") from exc
+    finally:
+        csv.field_size_limit(old_limit)
+    if not rows or "key" not in rows[0] or "result_json" not in rows[0]:
+        raise ValueError("expected a JSON list of runs or a CSV with 'key' and 'result_json' columns")
+    header = rows[0]
+    key_at, json_at = header.index("key"), header.index("result_json")
+    runs = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"CSV row {line}: {len(row)} fields, header has {len(header)}")
+        try:
+            record = json.loads(row[json_at])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"CSV row {line}: result_json is not JSON: {exc}") from exc
+        run = _run_from_record(record, f"CSV row {line}")
+        if run.key != row[key_at]:
+            raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
+                             f"record's key {run.key!r}")
+        runs.append(run)
+    return runs

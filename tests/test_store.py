@@ -1,0 +1,535 @@
+"""The results store must never lose or recompute a finished run, even across crashes."""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stabench import store as store_module
+from stabench.environment import key_fields
+from stabench.result import RunResult, run_key
+from stabench.store import Store, StoreError, default_store_path, schema_version
+
+WORKER = Path(__file__).with_name("_store_worker.py")
+
+ENVIRONMENT = {
+    "python": "3.11.7", "platform": "Linux-x86_64", "hostname": "node-7",
+    "torch": "2.13.0", "transformers": "5.24.0", "datasets": "5.2.0", "stabench": "0.1.0",
+    "cuda": None, "cudnn": None, "device_kind": "cpu", "device_name": "x86_64",
+    "gpu_driver": None, "cpu_threads": 2, "project_git_commit": "abc123",
+    "project_git_dirty": False, "precision": "fp32", "python_executable": "/usr/bin/python3",
+}
+
+
+def make_result(seed: int, *, task: str = "rte", model: str = "bert-large-uncased",
+                recipe: str = "paper", environment: dict[str, Any] | None = None,
+                metrics: dict[str, float] | None = None, trace: dict[str, Any] | None = None,
+                tags: list[str] | None = None, failed: bool = False) -> RunResult:
+    """A complete run record whose key is derived the way the runner derives it."""
+    env = {**ENVIRONMENT, **(environment or {})}
+    task_info = {"name": task, "split": "validation", "subsample": None,
+                 "fingerprint": "f00d", "n_train": 2490, "n_eval": 277}
+    model_info = {"name": model, "revision": "main", "weights_hash": "beef"}
+    recipe_fields = {"name": recipe, "lr": 2e-5, "epochs": 20, "warmup": 0.1, "bias_correction": True}
+    recipe_hash = f"hash-{recipe}"
+    return RunResult(
+        key=run_key(task_info, model_info, recipe_hash, seed, key_fields(env)),
+        task=task_info, model=model_info, recipe=recipe_fields, recipe_name=recipe,
+        recipe_hash=recipe_hash, seed=seed, environment=env,
+        metrics={"accuracy": 0.5 + seed / 100, **(metrics or {})}, primary_metric="accuracy",
+        majority_accuracy=0.527, failed=failed, collapsed=failed, diverged=False,
+        steps=3120, wall_time_s=812.5, steps_per_s=3.84,
+        started_at="2026-05-09T07:00:00+00:00", finished_at=f"2026-05-09T07:{seed % 60:02d}:00+00:00",
+        trace={"loss": [0.69, 0.52, 0.31], "eval_accuracy": [0.5, 0.61]} if trace is None else trace,
+        prediction_counts={"0": 140, "1": 137}, tags=list(tags or []),
+    )
+
+
+def same(a: Any, b: Any) -> bool:
+    """Deep equality where NaN equals NaN and 1 does not equal 1.0 or True."""
+    if isinstance(a, RunResult) and isinstance(b, RunResult):
+        return same(dataclasses.asdict(a), dataclasses.asdict(b))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def file_state(path: Path) -> tuple[bytes, int, list[str]]:
+    """Everything a refused open must leave as it was: bytes, mtime, sibling files."""
+    return path.read_bytes(), path.stat().st_mtime_ns, sorted(p.name for p in path.parent.iterdir())
+
+
+def integrity(path: Path) -> str:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def write_runs(path: Path, runs: list[RunResult]) -> Path:
+    path.write_text(json.dumps([json.loads(run.to_json()) for run in runs]))
+    return path
+
+
+def worker(*args: Any, **kwargs: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the worker"
+        time.sleep(0.01)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "store" / "results.sqlite") as opened:
+        yield opened
+
+
+# -- basics -----------------------------------------------------------------------------
+
+
+def test_put_get_round_trip_keeps_every_field_including_nan_and_inf(store: Store) -> None:
+    run = make_result(3, metrics={"f1": math.nan, "mcc": math.inf, "loss": -math.inf},
+                      trace={"loss": [0.7, math.nan, math.inf], "lr": [1e-5, 2e-5]}, tags=["smoke"])
+    assert store.put(run) is True
+    got = store.get(run.key)
+    assert got is not None and got is not run
+    assert same(got, run)
+    assert math.isnan(got.metrics["f1"]) and got.metrics["mcc"] == math.inf
+    assert run.key in store and "missing" not in store
+    assert store.get("missing") is None
+    assert store.keys() == [run.key] and store.count() == 1
+
+
+def test_existing_run_is_never_overwritten_unless_replace(store: Store) -> None:
+    run = make_result(1)
+    store.put(run)
+    store.tag([run.key], "baseline")
+    changed = dataclasses.replace(run, metrics={"accuracy": 0.99})
+    assert store.put(changed) is False
+    assert store.get(run.key).metrics == {"accuracy": 0.51}
+    assert store.put(changed, replace=True) is True
+    assert store.get(run.key).metrics == {"accuracy": 0.99}
+    assert store.get(run.key).tags == ["baseline"]  # replacing keeps the run's tags
+    assert store.count() == 1
+
+
+def test_query_filters_on_identity_tags_and_environment(store: Store) -> None:
+    runs = [make_result(seed, task=task, recipe=recipe)
+            for task in ("rte", "mrpc") for recipe in ("paper", "baseline") for seed in range(3)]
+    new_stack = make_result(0, environment={"transformers": "6.0.0", "precision": "bf16"})
+    for run in [*runs, new_stack]:
+        store.put(run)
+    assert store.tag([r.key for r in runs if r.recipe_name == "baseline"], "baseline") == 6
+
+    assert len(store.query()) == 13
+    assert {(r.task["name"], r.recipe_name, r.seed) for r in store.query(task="mrpc", recipe="paper")} == {
+        ("mrpc", "paper", s) for s in range(3)}
+    assert [r.seed for r in store.query(task="rte", recipe="paper", seed=0)] == [0, 0]
+    assert {r.recipe_name for r in store.query(tag="baseline")} == {"baseline"}
+    assert len(store.query(tag="baseline")) == 6
+    assert [r.key for r in store.query(env={"transformers": "6.0.0"})] == [new_stack.key]
+    assert len(store.query(model="bert-large-uncased", env={"transformers": "5.24.0", "device_kind": "cpu"})) == 12
+    assert store.query(model="roberta-large") == []
+    with pytest.raises(StoreError, match="hostname"):
+        store.query(env={"hostname": "node-7"})
+
+
+def test_tagging_an_unknown_run_fails_and_tags_nothing(store: Store) -> None:
+    run = make_result(0)
+    store.put(run)
+    with pytest.raises(StoreError, match="nope"):
+        store.tag([run.key, "nope"], "baseline")
+    assert store.query(tag="baseline") == []
+    assert store.tag([run.key], "baseline") == 1
+    assert store.tag([run.key], "baseline") == 0
+
+
+def test_environment_change_gives_a_new_key_and_both_runs_coexist(store: Store) -> None:
+    old = make_result(5)
+    new = make_result(5, environment={"transformers": "6.0.0"})
+    assert old.key != new.key
+    assert store.put(old) and store.put(new)
+    assert store.count() == 2
+    assert store.get(old.key).environment["transformers"] == "5.24.0"
+    assert store.get(new.key).environment["transformers"] == "6.0.0"
+    # Provenance-only fields (hostname) do not split a run.
+    assert make_result(5, environment={"hostname": "other"}).key == old.key
+
+
+def test_default_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STABENCH_STORE", raising=False)
+    assert default_store_path(tmp_path) == tmp_path / ".stabench" / "results.sqlite"
+    monkeypatch.chdir(tmp_path)
+    assert default_store_path() == tmp_path / ".stabench" / "results.sqlite"
+    monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "elsewhere.sqlite"))
+    assert default_store_path(tmp_path / "ignored") == tmp_path / "elsewhere.sqlite"
+
+
+def test_closed_store_refuses_use(tmp_path: Path) -> None:
+    opened = Store(tmp_path / "s.sqlite")
+    opened.close()
+    with pytest.raises(StoreError, match="closed"):
+        opened.count()
+
+
+# -- schema ----------------------------------------------------------------------------
+
+
+def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 1
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match=r"schema version 99.*newer"):
+        Store(path)
+
+
+def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s.sqlite"
+    with Store(path) as v1:
+        v1.put(make_result(0))
+    applied: list[int] = []
+
+    def to_2(conn: sqlite3.Connection) -> None:
+        applied.append(2)
+        conn.execute("ALTER TABLE runs ADD COLUMN note TEXT")
+
+    def to_3(conn: sqlite3.Connection) -> None:
+        assert applied == [2]
+        applied.append(3)
+        conn.execute("UPDATE runs SET note = 'migrated'")
+
+    monkeypatch.setattr(store_module, "_MIGRATIONS", [*store_module._MIGRATIONS, to_2, to_3])
+    with Store(path) as v3:
+        assert v3.count() == 1
+    assert applied == [2, 3]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
+    conn.close()
+    Store(path).close()  # already current: nothing runs again
+    assert applied == [2, 3]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "foreign_sqlite", "truncated_sqlite"])
+def test_a_file_that_is_not_our_store_is_refused_and_left_untouched(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "results.sqlite"
+    if kind == "garbage":
+        path.write_bytes(b"\x00\xffthis is not a database\n" * 200)
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+            conn.executemany("INSERT INTO customers (name) VALUES (?)", [("a" * 500,)] * 50)
+        conn.close()
+        if kind == "truncated_sqlite":
+            path.write_bytes(path.read_bytes()[:1000])
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = file_state(path)
+    with pytest.raises(StoreError) as error:
+        Store(path)
+    message = str(error.value)
+    assert str(path) in message and "stabench results store" in message
+    assert "\n" not in message
+    assert file_state(path) == before
+
+
+def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    path.touch()
+    with Store(path) as opened:
+        opened.put(make_result(0))
+    with Store(path) as opened:
+        assert opened.count() == 1
+
+
+# -- export / import -------------------------------------------------------------------
+
+floats = st.floats(allow_nan=True, allow_infinity=True)
+names = st.text(min_size=1, max_size=8)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.dictionaries(names, floats, max_size=4),
+            st.dictionaries(names, st.lists(floats, max_size=6), max_size=3),
+            st.lists(names, max_size=3),
+        ),
+        min_size=1, max_size=3,
+    ),
+    store_tag=st.one_of(st.none(), names),
+)
+def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        originals = [make_result(seed, metrics=metrics, trace=trace, tags=tags)
+                     for seed, (metrics, trace, tags) in enumerate(runs)]
+        with Store(tmp_path / "source.sqlite") as source:
+            for run in originals:
+                source.put(run)
+            if store_tag is not None:
+                source.tag([originals[0].key], store_tag)
+                if store_tag not in originals[0].tags:
+                    originals[0].tags.append(store_tag)
+            for fmt in ("json", "csv"):
+                assert source.export(tmp_path / f"runs.{fmt}", fmt=fmt) == len(originals)
+        for fmt in ("json", "csv"):
+            with Store(tmp_path / f"from-{fmt}.sqlite") as target:
+                assert target.import_file(tmp_path / f"runs.{fmt}") == (len(originals), 0)
+                for run in originals:
+                    assert same(target.get(run.key), run), fmt
+                if store_tag is not None:
+                    assert [r.key for r in target.query(tag=store_tag)] == [originals[0].key]
+
+
+def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
+    import csv
+
+    store.put(make_result(0, metrics={"f1": 0.25}, tags=["baseline"]))
+    store.put(make_result(1))
+    store.export(tmp_path / "runs.csv", fmt="csv")
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["seed"] for row in rows] == ["0", "1"]
+    assert rows[0]["task_name"] == "rte" and rows[0]["transformers"] == "5.24.0"
+    assert rows[0]["metric.f1"] == "0.25" and rows[1]["metric.f1"] == ""
+    assert rows[0]["metric.accuracy"] == rows[0]["score"] == "0.5"
+    assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "0"
+    assert RunResult.from_json(rows[1]["result_json"]).seed == 1
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_importing_twice_skips_everything_the_second_time(store: Store, tmp_path: Path, fmt: str) -> None:
+    for seed in range(4):
+        store.put(make_result(seed))
+    store.export(tmp_path / "export", fmt=fmt)  # no suffix: the format is recognised by content
+    with Store(tmp_path / "other.sqlite") as other:
+        other.put(make_result(0))
+        assert other.import_file(tmp_path / "export") == (3, 1)
+        assert other.import_file(tmp_path / "export") == (0, 4)
+        assert other.count() == 4
+    assert store.import_file(tmp_path / "export") == (0, 4)
+
+
+def _valid_record() -> dict[str, Any]:
+    return json.loads(make_result(7).to_json())
+
+
+BAD_FILES = {
+    "not_json_or_csv": lambda: "hello\nworld\n",
+    "truncated_json": lambda: json.dumps([_valid_record()])[:-20],
+    "json_object": lambda: json.dumps(_valid_record()),
+    "missing_field": lambda: json.dumps([_valid_record(), {k: v for k, v in _valid_record().items() if k != "seed"}]),
+    "unknown_field": lambda: json.dumps([{**_valid_record(), "colour": "red"}]),
+    "not_a_record": lambda: json.dumps([_valid_record(), 42]),
+    "wrong_type": lambda: json.dumps([{**_valid_record(), "task": ["rte"]}]),
+    "bool_seed": lambda: json.dumps([{**_valid_record(), "seed": True}]),
+    "csv_bad_json": lambda: "key,result_json\nabc,{not json\n",
+    "csv_key_mismatch": lambda: 'key,result_json\nabc,"' + make_result(7).to_json().replace('"', '""') + '"\n',
+}
+
+
+@pytest.mark.parametrize("name", [*sorted(BAD_FILES), "binary", "missing"])
+def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name: str) -> None:
+    store.put(make_result(0))
+    bad = tmp_path / f"{name}.json"
+    if name == "binary":
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    elif name != "missing":
+        bad.write_text(BAD_FILES[name]())
+    with pytest.raises(StoreError) as error:
+        store.import_file(bad)
+    assert str(bad) in str(error.value)
+    assert store.count() == 1 and make_result(7).key not in store
+
+
+def test_export_rejects_unknown_format(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="xml"):
+        store.export(tmp_path / "runs.xml", fmt="xml")
+
+
+# -- claiming runs ---------------------------------------------------------------------
+
+
+def test_get_or_compute_computes_once_and_recompute_replaces(store: Store) -> None:
+    run = make_result(2)
+    calls: list[int] = []
+
+    def compute() -> RunResult:
+        calls.append(1)
+        return run
+
+    assert store.get_or_compute(run.key, compute) == (run, True)
+    got, computed = store.get_or_compute(run.key, compute)
+    assert not computed and same(got, run) and len(calls) == 1
+    better = dataclasses.replace(run, metrics={"accuracy": 0.9})
+    assert store.get_or_compute(run.key, lambda: better, recompute=True) == (better, True)
+    assert store.get(run.key).metrics == {"accuracy": 0.9}
+
+
+def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:
+    with pytest.raises(StoreError, match="returned a run with key"):
+        store.get_or_compute("wanted", lambda: make_result(0))
+    assert store.count() == 0
+
+
+def test_lock_refuses_keys_that_are_not_file_names(store: Store) -> None:
+    with pytest.raises(StoreError, match="cannot lock"):
+        with store.lock("../escape"):
+            pass
+
+
+# -- several processes -----------------------------------------------------------------
+
+
+def test_four_processes_write_concurrently_without_loss(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "results.sqlite"  # created by the racing workers themselves
+    shared = [make_result(1000 + i, task="shared") for i in range(10)]
+    files = [write_runs(tmp_path / f"runs{w}.json",
+                        [make_result(w * 50 + i) for i in range(50)] + shared[w::2] + shared[:3])
+             for w in range(4)]
+    start_at = time.time() + 1.0
+    procs = [worker("put", path, f, start_at) for f in files]
+    added = [int(finish(p)) for p in procs]
+    assert sum(added) == 210
+    assert integrity(path) == "ok"
+    with Store(path) as opened:
+        assert opened.count() == 210
+        assert len(opened.query(task="shared")) == 10
+
+
+def test_racing_get_or_compute_trains_each_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    runs = [make_result(seed) for seed in range(5)]
+    # Each worker starts at a different run and then runs into the others' claims.
+    files = [write_runs(tmp_path / f"runs{w}.json", runs[w:] + runs[:w]) for w in range(4)]
+    log = tmp_path / "trained.log"
+    start_at = time.time() + 1.0
+    procs = [worker("compute", path, f, start_at, log, 0.15) for f in files]
+    for proc in procs:
+        finish(proc)
+    trained = [line.split()[1] for line in log_lines(log)]
+    assert sorted(trained) == sorted(make_result(seed).key for seed in range(5))
+    assert len({line.split()[0] for line in log_lines(log)}) > 1  # the work really was shared
+    with Store(path) as opened:
+        assert opened.count() == 5
+
+
+def test_sigkill_during_training_loses_nothing_and_rerun_trains_only_missing(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    all_keys = {make_result(seed).key for seed in range(10)}
+    runs = write_runs(tmp_path / "runs.json", [make_result(seed) for seed in range(10)])
+    first_log, second_log = tmp_path / "trained1.log", tmp_path / "trained2.log"
+
+    victim = worker("compute", path, runs, 0, first_log, 0.3)
+    wait_for(lambda: len(log_lines(first_log)) >= 3)
+    kill(victim)
+    assert integrity(path) == "ok"
+    with Store(path) as opened:
+        stored_before = set(opened.keys())
+        assert all(opened.get(key) is not None for key in stored_before)
+    first = [line.split()[1] for line in log_lines(first_log)]
+    assert 2 <= len(stored_before) < 10
+    assert stored_before <= set(first)
+
+    finish(worker("compute", path, runs, 0, second_log, 0.01))
+    second = [line.split()[1] for line in log_lines(second_log)]
+    with Store(path) as opened:
+        assert set(opened.keys()) == all_keys
+    assert sorted(second) == sorted(all_keys - stored_before)  # each missing run once, no stored run again
+    retrained = set(first) & set(second)
+    assert retrained == set(first) - stored_before and len(retrained) <= 1  # only the run in flight
+    assert len(first) + len(second) == 10 + len(retrained)
+
+
+def test_sigkill_inside_a_write_leaves_whole_rows(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    template = make_result(0, trace={"loss": [0.1 * i for i in range(5000)]})
+    runs = write_runs(tmp_path / "runs.json", [template])
+    ready = tmp_path / "ready"
+    victim = worker("hammer", path, runs, ready)
+    wait_for(ready.exists)
+    time.sleep(0.5)
+    kill(victim)
+    assert integrity(path) == "ok"
+    with Store(path) as opened:
+        keys = opened.keys()
+        assert keys == [f"hammer-{i:06d}" for i in range(len(keys))]  # in order, none half-written
+        assert len(keys) > 0
+        for run in opened.query():
+            assert run.trace == template.trace and run.key == f"hammer-{run.seed:06d}"
+        assert opened.put(make_result(1))  # still writable after the crash
+        assert opened.count() == len(keys) + 1
+
+
+def test_a_sigkilled_lock_holder_releases_its_claim(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite"
+    Store(path).close()
+    ready = tmp_path / "ready"
+    holder = worker("hold", path, "run-1", ready)
+    wait_for(ready.exists)
+    fd = os.open(tmp_path / "locks" / "run-1.lock", os.O_RDWR)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+    acquired = threading.Event()
+
+    def take() -> None:
+        with Store(path) as opened, opened.lock("run-1"):
+            acquired.set()
+
+    waiter = threading.Thread(target=take, daemon=True)
+    waiter.start()
+    assert not acquired.wait(0.3)  # blocked while the holder lives
+    kill(holder)
+    assert acquired.wait(1.0)
+    waiter.join(5)
