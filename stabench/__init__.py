@@ -1,17 +1,25 @@
-"""stabench: fine-tuning stability claims (Mosbach et al., ICLR 2021) as pytest benchmarks."""
+"""stabench: fine-tuning stability claims (Mosbach et al., ICLR 2021) as pytest benchmarks.
+
+Names are imported lazily: pytest loads the plugin in every session, and importing
+transformers costs seconds that a session without claims should not pay.
+"""
 from __future__ import annotations
 
-import datasets
-import transformers
+import importlib
 
-from .recipes import PRESETS, Recipe, get_recipe
-from .result import RunResult
-from .tasks import get_task, load_task_data, local_task, register_task
-from .train import prepare, run
+_EXPORTS = {
+    "claim": "claims", "Study": "claims", "StudySet": "claims",
+    "Recipe": "recipes", "PRESETS": "recipes", "get_recipe": "recipes",
+    "RunResult": "result",
+    "get_task": "tasks", "load_task_data": "tasks", "local_task": "tasks", "register_task": "tasks",
+    "prepare": "train", "run": "train",
+    "Store": "store",
+}
 
-# Per-split "Map" and "Loading weights" bars would bury a study's own progress output.
-datasets.disable_progress_bars()
-transformers.utils.logging.disable_progress_bar()
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["PRESETS", "Recipe", "RunResult", "get_recipe", "get_task", "load_task_data", "local_task",
-           "prepare", "register_task", "run"]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'stabench' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import datasets
 import torch
 import transformers
 
@@ -24,6 +25,10 @@ from .result import RunResult, run_key
 from .tasks import Task, TaskData, load_task_data
 
 EVAL_BATCH_SIZE = 128
+
+# Per-split "Map" and "Loading weights" bars would bury a study's own progress output.
+datasets.disable_progress_bars()
+transformers.utils.logging.disable_progress_bar()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,259 @@
+"""Claims: a task, model and recipe (one or several arms) over seeds, and the study they produce.
+
+This module is the science side of the pytest plugin and works without pytest:
+``run_seed`` trains (or reuses) one seed, ``collect`` builds a ``Study`` from stored seeds.
+A seed that crashed or raised in this session is remembered in an attempt file, so a
+verdict fails with that reason instead of passing on fewer seeds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import stats
+from .metrics import higher_is_better
+from .recipes import Recipe, get_recipe
+from .result import RunResult
+from .store import Store
+
+MARKER = "stabench"
+
+
+def claim(task: str | None = None, model: str | None = None, recipe: str | Recipe | None = None,
+          seeds: int | Sequence[int] = 5, arms: Mapping[str, Mapping[str, Any]] | None = None,
+          train_size: int | None = None, toy: Mapping[str, Any] | None = None,
+          requires: Sequence[str] = ()) -> pytest.MarkDecorator:
+    """Mark a test as a stability claim; its ``study`` argument receives the results.
+
+    ``task``, ``model`` and ``recipe`` may also come from ``pytest.mark.parametrize``
+    arguments of the same names.  ``arms`` names several configurations compared in one
+    body (``study["default"]``); each arm overrides the claim's task/model/recipe.
+    ``toy`` overrides apply under ``--stabench-profile=toy``; ``requires`` lists what a
+    claim needs beyond the model and data ("cuda").
+    """
+    if isinstance(seeds, int) and seeds < 1:
+        raise ValueError(f"seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds")
+    return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
+                                train_size=train_size, toy=dict(toy or {}), requires=tuple(requires))
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of a claim: what is trained, with which recipe, on how much data."""
+
+    name: str
+    task: str
+    model: str
+    recipe: Recipe
+    train_size: int | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"arm": self.name, "task": self.task, "model": self.model, "recipe": self.recipe.name,
+                "recipe_hash": self.recipe.hash, "train_size": self.train_size}
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    arms: tuple[Arm, ...]
+    seeds: tuple[int, ...]
+    requires: tuple[str, ...] = ()
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"claim has no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+
+def seeds_of(seeds: int | Sequence[int], override: int | None = None) -> tuple[int, ...]:
+    """A seed count means seeds 0..n-1; ``override`` (the command line) wins over the claim."""
+    if override is not None:
+        return tuple(range(override))
+    return tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+
+
+def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: int | None = None,
+               toy: bool = False, toy_defaults: Mapping[str, Any] | None = None) -> ClaimSpec:
+    """A claim's arms and seeds from its marker options and the test's parametrize values.
+
+    Under the toy profile, ``toy_defaults`` and then the claim's own ``toy`` options replace
+    the model, the seeds and the data (GLUE tasks map to built-in ones) and shorten the recipe.
+    """
+    base = {name: params.get(name, options.get(name)) for name in ("task", "model", "recipe", "train_size")}
+    seeds = options.get("seeds", 5)
+    toy_options = {**(toy_defaults or {}), **options.get("toy", {})} if toy else {}
+    seeds = toy_options.get("seeds", seeds)
+    default_arm = base["recipe"].name if isinstance(base["recipe"], Recipe) else str(base["recipe"])
+    arms = []
+    for name, arm_options in (options.get("arms") or {default_arm: {}}).items():
+        merged = {**base, **{k: v for k, v in arm_options.items() if k != "toy"}}
+        for required in ("task", "model", "recipe"):
+            if merged.get(required) is None:
+                raise ValueError(f"claim arm {name!r} has no {required}; give {required}= in stabench.claim "
+                                 f"or a parametrize argument named {required!r}")
+        recipe, task, model, train_size = get_recipe(merged["recipe"]), merged["task"], merged["model"], \
+            merged.get("train_size")
+        if toy:
+            model = toy_options.get("model", model)
+            task = toy_options.get("task_map", {}).get(task, task)
+            train_size = toy_options.get("train_size") if train_size is not None else None
+            recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),
+                                       **arm_options.get("toy", {}).get("recipe_overrides", {})})
+        arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
+    return ClaimSpec(arms=tuple(arms), seeds=seeds_of(seeds, seed_override),
+                     requires=tuple(options.get("requires", ())))
+
+
+class SeedNotRun(Exception):
+    """A seed of this session crashed or raised before its result was stored."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """Where runs are stored and how they are trained in this pytest (or script) session."""
+
+    store: Store
+    device: str = "cpu"
+    session_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}")
+    recompute: bool = False
+
+    def _attempt_path(self, key: str) -> Path:
+        return self.store.path.parent / "attempts" / f"{key}.json"
+
+    def run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
+        """The stored result for (arm, seed), or train and store it: (result, trained?)."""
+        from .train import fine_tune, prepare
+
+        prepared = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+        if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
+            return stored, False
+        with self.store.lock(prepared.key):
+            if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
+                return stored, False
+            attempt = self._attempt_path(prepared.key)
+            attempt.parent.mkdir(parents=True, exist_ok=True)
+            attempt.write_text(json.dumps({"session": self.session_id, "pid": os.getpid(),
+                                           "host": socket.gethostname(), "started": time.time(), "error": None}))
+            try:
+                result = fine_tune(prepared)
+            except BaseException as error:
+                attempt.write_text(json.dumps({**json.loads(attempt.read_text()),
+                                               "error": f"{type(error).__name__}: {error}"}))
+                raise
+            self.store.put(result, replace=self.recompute)
+            attempt.unlink()
+            return result, True
+
+    def collect(self, arm: Arm, seeds: Iterable[int]) -> Study:
+        """Every seed's result: stored ones are read, missing ones trained here.
+
+        A seed that was attempted in this session and left no result (its worker died or
+        it raised) is not retrained: the claim must not pass on a seed that could not run.
+        """
+        from .train import prepare
+
+        results = []
+        for seed in seeds:
+            key = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device).key
+            stored = self.store.get(key)
+            if stored is None:
+                with self.store.lock(key):  # waits for a worker that is training it right now
+                    stored = self.store.get(key)
+                    attempt = self._attempt_path(key)
+                    if stored is None and attempt.is_file():
+                        info = json.loads(attempt.read_text())
+                        if info.get("session") == self.session_id:
+                            how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
+                            raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
+            if stored is None:
+                stored, _ = self.run_seed(arm, seed)
+            results.append(stored)
+        return Study(arm, results)
+
+
+class Study:
+    """The results of one arm over its seeds, with the summary the claim asserts on."""
+
+    def __init__(self, arm: Arm, results: Sequence[RunResult]):
+        if not results:
+            raise ValueError(f"study of {arm.name} has no results")
+        self.arm = arm
+        self.results = sorted(results, key=lambda r: r.seed)
+        self.metric = self.results[0].primary_metric
+        self.majority = self.results[0].majority_accuracy
+
+    def scores(self, metric: str | None = None) -> list[float]:
+        return [r.metrics[metric or self.metric] for r in self.results]
+
+    def summary(self, metric: str | None = None, confidence: float = 0.95) -> stats.Summary:
+        return stats.summarize(self.scores(metric), failed=[r.failed for r in self.results],
+                               collapsed=[r.collapsed for r in self.results],
+                               diverged=[r.diverged for r in self.results], confidence=confidence)
+
+    n = property(lambda self: len(self.results))
+    mean = property(lambda self: self.summary().mean)
+    std = property(lambda self: self.summary().std)
+    min = property(lambda self: self.summary().min)
+    median = property(lambda self: self.summary().median)
+    max = property(lambda self: self.summary().max)
+    failures = property(lambda self: sum(r.failed for r in self.results))
+    collapsed = property(lambda self: sum(r.collapsed for r in self.results))
+    diverged = property(lambda self: sum(r.diverged for r in self.results))
+
+    def failure_rate_upper(self, confidence: float = 0.95, one_sided: bool = False) -> float:
+        """Upper Clopper-Pearson bound of the failure rate: 0/25 only bounds it below 13.7%."""
+        return stats.failure_rate_upper(self.failures, self.n, confidence, one_sided)
+
+    def std_upper(self, confidence: float = 0.95) -> float:
+        """Chi-square upper bound of the std under normality."""
+        return stats.std_upper_bound(self.std, self.n, confidence)
+
+    def expected_max(self, n: int, metric: str | None = None) -> float:
+        return stats.expected_max(self.scores(metric), n)
+
+    def compare(self, other: Study, metric: str | None = None, alpha: float = 0.05,
+                n_comparisons: int = 1) -> stats.Comparison:
+        """This study (A) against another (B), in the metric's own direction."""
+        metric = metric or self.metric
+        return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
+                             higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons)
+
+    def grad_norm_ratios(self, bottom: str = "layer.0", top: str | None = None,
+                         steps: tuple[int, int] = (20, 40)) -> list[float]:
+        """Per seed: mean bottom-layer over top-layer gradient norm within a step window.
+
+        Mosbach et al.'s mechanism: in failed runs the gradients of all but the top layers
+        vanish early; this ratio is orders of magnitude below 1 then.
+        """
+        ratios = []
+        for result in self.results:
+            trace = result.trace
+            layers = [name for name in trace["grad_norm"] if name.startswith("layer.")]
+            top_name = top or max(layers, key=lambda name: int(name.split(".")[1]))
+            window = [i for i, step in enumerate(trace["step"]) if steps[0] <= step <= steps[1]] or \
+                list(range(len(trace["step"])))
+            low = sum(trace["grad_norm"][bottom][i] for i in window)
+            high = sum(trace["grad_norm"][top_name][i] for i in window)
+            ratios.append(low / high if high else float("inf"))
+        return ratios
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (f"Study({self.arm.task}, {self.arm.recipe.name}, {self.arm.model}, n={s.n}: {self.metric} "
+                f"{s.mean:.3f} ± {s.std:.3f}, failed {s.failures_text()})")
+
+
+class StudySet(dict):
+    """Studies of a claim with several arms, by arm name."""
+
+    def __repr__(self) -> str:
+        return "StudySet(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
+

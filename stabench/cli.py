@@ -1,0 +1,180 @@
+"""The ``stabench`` command: run a seed study, inspect and move stored results."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from . import report
+from .recipes import get_recipe, parse_overrides
+from .store import Store, StoreError, default_store_path
+from .tasks import get_task, local_task
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4``, ``1,3,7`` or a mix such as ``0-2,10``; duplicates removed, order kept."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        first, dash, last = part.partition("-")
+        try:
+            values = range(int(first), int(last) + 1) if dash else [int(first)]
+        except ValueError:
+            raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
+                from None
+        if dash and int(last) < int(first) or any(v < 0 for v in values):
+            raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
+        seeds.extend(v for v in values if v not in seeds)
+    return seeds
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available (no CUDA GPU); use cpu or auto")
+    if not device.startswith(("cpu", "cuda")):
+        raise ValueError(f"device {device!r} is invalid; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def _task_from_args(args: argparse.Namespace):
+    if args.train_file or args.eval_file:
+        if not (args.train_file and args.eval_file and args.text_columns):
+            raise ValueError("a local task needs --train-file, --eval-file and --text-columns")
+        return local_task(args.task, args.train_file, args.eval_file, args.text_columns.split(","),
+                          args.label_column)
+    return get_task(args.task)
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from .train import run
+
+    task = _task_from_args(args)
+    recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
+    seeds = parse_seeds(args.seeds)
+    device = resolve_device(args.device)
+    store = None if args.no_store else Store(args.store or default_store_path())
+    console.print(f"[bold]{task.name}[/] · {args.model} · recipe [bold]{recipe.name}[/] ({recipe.hash}) · "
+                  f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"))
+    results = []
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True), transient=True) as progress:
+            for seed in seeds:
+                bar = progress.add_task(f"seed {seed}", total=None)
+                result = run(task, args.model, recipe, seed, train_size=args.train_size, device=device,
+                             store=store, recompute=args.recompute,
+                             progress=lambda step, total, bar=bar: progress.update(bar, completed=step, total=total))
+                progress.remove_task(bar)
+                results.append(result)
+                console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
+                              f"({report.verdict_text(result)}, {result.wall_time_s:.1f} s)")
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted after {len(results)} finished seed(s); finished seeds are stored, "
+                      f"run the same command again to train only the missing ones[/]")
+        _print_study(console, results)
+        return 130
+    _print_study(console, results)
+    return 0
+
+
+def _print_study(console: Console, results: list) -> None:
+    if not results:
+        return
+    console.print(report.seed_table(results))
+    console.print(report.rows_table([report.summary_row(report.summary_of(results))], title="summary"))
+
+
+def cmd_runs(args: argparse.Namespace, console: Console) -> int:
+    with Store(args.store or default_store_path()) as store:
+        if args.show:
+            result = store.get(args.show)
+            if result is None:
+                raise ValueError(f"no stored run with key {args.show!r}; `stabench runs` lists the keys")
+            console.print_json(result.to_json())
+            return 0
+        env = {name: getattr(args, name) for name in ("torch", "transformers") if getattr(args, name)}
+        runs = store.query(task=args.task, model=args.model, recipe=args.recipe, tag=args.tag, env=env or None)
+    rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
+             "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
+             "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
+             "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
+             "finished": r.finished_at} for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
+    console.print(report.rows_table(rows, title=f"{len(rows)} stored run(s)"))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    with Store(args.store or default_store_path()) as store:
+        count = store.export(args.path, fmt=args.format)
+    console.print(f"exported {count} run(s) to {args.path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, console: Console) -> int:
+    with Store(args.store or default_store_path()) as store:
+        added, skipped = store.import_file(args.path)
+    console.print(f"imported {added} run(s) from {args.path}; {skipped} already stored")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stabench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--store", help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
+        return p
+
+    run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
+    run.add_argument("--task", required=True, help="registered task (same-number, polarity, rte, mrpc, cola, "
+                                                   "qnli, sst2) or a name for a local task")
+    run.add_argument("--model", default="minilm-l6", help="hub id, local folder, minilm-l6 or tiny-bert")
+    run.add_argument("--recipe", default="bert-default", help="preset name (bert-default, mosbach-stable, ...)")
+    run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10")
+    run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a recipe field (repeatable)")
+    run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--recompute", action="store_true", help="train again even when a result is stored")
+    run.add_argument("--no-store", action="store_true", help="do not read or write the results store")
+    run.add_argument("--train-file", help="local task: training file (CSV, TSV or JSON lines)")
+    run.add_argument("--eval-file", help="local task: evaluation file")
+    run.add_argument("--text-columns", help="local task: one or two comma-separated text columns")
+    run.add_argument("--label-column", default="label", help="local task: label column (default: label)")
+    run.set_defaults(handler=cmd_run)
+
+    runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
+    for option in ("task", "model", "recipe", "tag", "torch", "transformers"):
+        runs.add_argument(f"--{option}", help=f"only runs with this {option}")
+    runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON")
+    runs.set_defaults(handler=cmd_runs)
+
+    export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
+    export.add_argument("path")
+    export.add_argument("--format", choices=("json", "csv"), default="json")
+    export.set_defaults(handler=cmd_export)
+
+    imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
+    imp.add_argument("path")
+    imp.set_defaults(handler=cmd_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        return args.handler(args, console)
+    except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
+        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

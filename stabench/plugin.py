@@ -1,0 +1,371 @@
+"""pytest plugin: each (claim, seed) is a test item, the claim's verdict is one more.
+
+The plugin only parametrises, schedules and reports; training and statistics live in
+``stabench.claims``.  Seed items are spread over xdist workers (each pinned to a GPU before
+CUDA starts); the verdict item reads the stored seeds, trains whatever is still missing under
+the store's per-run lock, and then runs the claim's body on the study.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STUDY_FIXTURE = "study"
+UNIT_FIXTURE = "stabench_unit"
+VERDICT = "verdict"
+
+_OPTIONS = [
+    # name, help, kind
+    ("store", "results store (SQLite); default $STABENCH_STORE or <rootdir>/.stabench/results.sqlite", "path"),
+    ("seeds", "run every claim on seeds 0..N-1 instead of its own seeds", "int"),
+    ("recompute", "train every seed again even when a result is stored", "bool"),
+    ("device", "auto (default), cpu or cuda", "str"),
+    ("gpus", "comma-separated GPU ids to spread workers over (default: CUDA_VISIBLE_DEVICES or all)", "str"),
+    ("workers-per-gpu", "xdist workers sharing one GPU (default 1)", "int"),
+    ("cpu-threads", "torch threads per process on CPU (default: cores / workers)", "int"),
+    ("profile", "paper (default: the claims' own settings) or toy (tiny model, built-in data, 2 seeds)", "str"),
+    ("md", "write the claims table as Markdown to this file (e.g. for a CI job summary)", "path"),
+    ("json", "write every claim and seed as JSON to this file", "path"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("stabench", "stabench: fine-tuning stability claims")
+    for name, help_text, kind in _OPTIONS:
+        dest = "stabench_" + name.replace("-", "_")
+        if kind == "bool":
+            group.addoption(f"--stabench-{name}", action="store_true", default=None, dest=dest, help=help_text)
+            parser.addini(dest, help_text, type="bool", default=False)
+        else:
+            group.addoption(f"--stabench-{name}", dest=dest, metavar=name.upper(), help=help_text,
+                            type=int if kind == "int" else str)
+            parser.addini(dest, help_text, default=None)
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """Command line first, then the ini file ([tool.pytest.ini_options] / pytest.ini)."""
+    dest = "stabench_" + name.replace("-", "_")
+    value = config.getoption(dest)
+    if value is None:
+        value = config.getini(dest)
+    kind = next(k for n, _, k in _OPTIONS if n == name)
+    if kind == "int" and value not in (None, ""):
+        try:
+            value = int(value)
+        except ValueError:
+            raise pytest.UsageError(f"stabench_{name}={value!r} is invalid; expected an integer") from None
+    return value if value != "" else None
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires): "
+                                       "a fine-tuning stability claim (use stabench.claim)")
+    profile = option(config, "profile") or "paper"
+    if profile not in ("paper", "toy"):
+        raise pytest.UsageError(f"--stabench-profile={profile!r} is invalid; expected paper or toy")
+    if _is_worker(config):
+        workerinput = config.workerinput
+        if "stabench_gpu" in workerinput:  # before anything initialises CUDA in this process
+            os.environ["CUDA_VISIBLE_DEVICES"] = workerinput["stabench_gpu"]
+        session_id = workerinput.get("stabench_session") or uuid.uuid4().hex
+        workers = int(workerinput.get("workercount", 1))
+    else:
+        session_id = uuid.uuid4().hex
+        workers = 1
+        config.pluginmanager.register(Reporter(config), "stabench-reporter")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
+    config.stash[_STATE] = State(config, session_id, workers)
+
+
+_STATE = pytest.StashKey["State"]()
+
+
+class State:
+    """Per-process settings; the store and the torch set-up are made on first use."""
+
+    def __init__(self, config: pytest.Config, session_id: str, workers: int):
+        self.config, self.session_id, self.workers = config, session_id, workers
+        self.toy = (option(config, "profile") or "paper") == "toy"
+        self._session = None
+
+    def session(self):
+        if self._session is None:
+            import torch
+
+            from .claims import Session
+            from .cli import resolve_device
+            from .store import Store, default_store_path
+
+            device = resolve_device(option(self.config, "device") or "auto")
+            threads = option(self.config, "cpu-threads") or max(1, (os.cpu_count() or 1) // self.workers)
+            if device == "cpu":
+                torch.set_num_threads(threads)
+            store = Store(option(self.config, "store") or default_store_path(self.config.rootpath))
+            self._session = Session(store=store, device=device, session_id=self.session_id,
+                                    recompute=bool(option(self.config, "recompute")))
+        return self._session
+
+    def spec(self, item: pytest.Item):
+        from .claims import build_spec
+        from .profiles import TOY
+
+        marker = item.get_closest_marker("stabench")
+        params = getattr(item, "callspec", None).params if hasattr(item, "callspec") else {}
+        return build_spec(marker.kwargs, params, seed_override=option(self.config, "seeds"), toy=self.toy,
+                          toy_defaults=TOY)
+
+
+class GpuPool:
+    """Controller side of GPU pinning: each worker gets a free slot, a dead worker's slot returns."""
+
+    def __init__(self, config: pytest.Config, session_id: str):
+        self.session_id = session_id
+        per_gpu = option(config, "workers-per-gpu") or 1
+        self.slots = [gpu for gpu in _gpu_ids(option(config, "gpus")) for _ in range(per_gpu)]
+        self.assigned: dict[str, str] = {}
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["stabench_session"] = self.session_id
+        if not self.slots:
+            return
+        taken = list(self.assigned.values())
+        free = [slot for slot in dict.fromkeys(self.slots) if taken.count(slot) < self.slots.count(slot)]
+        if free:
+            gpu = min(free, key=taken.count)
+            self.assigned[node.gateway.id] = gpu
+            node.workerinput["stabench_gpu"] = gpu
+
+    def pytest_testnodedown(self, node, error) -> None:
+        self.assigned.pop(node.gateway.id, None)
+
+
+def _gpu_ids(requested: str | None) -> list[str]:
+    """GPU ids to spread workers over, without initialising CUDA in the controller."""
+    if requested:
+        return [g.strip() for g in requested.split(",") if g.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _claim_seeds(config: pytest.Config, marker: pytest.Mark) -> tuple[int, ...]:
+    from .claims import seeds_of
+    from .profiles import TOY
+
+    seeds = marker.kwargs.get("seeds", 5)
+    if (option(config, "profile") or "paper") == "toy":
+        seeds = {**TOY, **marker.kwargs.get("toy", {})}.get("seeds", seeds)
+    return seeds_of(seeds, option(config, "seeds"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("stabench")
+    if marker is None:
+        return
+    if STUDY_FIXTURE not in metafunc.fixturenames:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: a stabench claim must take a 'study' argument")
+    arms = list(marker.kwargs.get("arms") or {})
+    seeds = _claim_seeds(metafunc.config, marker)
+    units = [(arm, seed) for arm in (arms or [None]) for seed in seeds] + [VERDICT]
+    ids = [u if u == VERDICT else (f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units]
+    metafunc.parametrize(UNIT_FIXTURE, units, ids=ids)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims."""
+    state = config.stash[_STATE]
+    for item in items:
+        if item.get_closest_marker("stabench") is None or not hasattr(item, "callspec"):
+            continue
+        for arm in state.spec(item).arms:
+            item.extra_keyword_matches.update({arm.task, arm.recipe.name, arm.model, arm.name})
+
+
+@pytest.fixture
+def stabench_unit() -> Any:
+    """Which unit of a claim an item runs: an (arm, seed) pair or the verdict (set by parametrize)."""
+    return VERDICT
+
+
+@pytest.fixture
+def study(stabench_unit):
+    """The claim's study; filled in by the plugin when the verdict item runs."""
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    """A seed item trains (or reads) its run instead of calling the claim's body."""
+    unit = _unit(pyfuncitem)
+    if unit is None or unit == VERDICT:
+        return None
+    state = pyfuncitem.config.stash[_STATE]
+    spec = state.spec(pyfuncitem)
+    _skip_unless_available(pyfuncitem, spec)
+    arm = spec.arm(unit[0]) if unit[0] else spec.arms[0]
+    result, trained = state.session().run_seed(arm, unit[1])
+    pyfuncitem.user_properties.append(("stabench_seed", json.dumps(_seed_row(pyfuncitem, arm, result, trained))))
+    return True  # the claim's body runs once, in the verdict item
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """The verdict item: gather every seed, hand the study to the body, record the outcome."""
+    if _unit(item) != VERDICT:
+        return (yield)
+    from .claims import StudySet
+
+    state = item.config.stash[_STATE]
+    spec = state.spec(item)
+    _skip_unless_available(item, spec)
+    studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
+    item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
+    try:
+        outcome = yield
+    except AssertionError as error:
+        _record_claim(item, studies, "failed")
+        if state.toy:
+            first_line = str(error).splitlines()[0] if str(error) else "assertion failed"
+            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold ({first_line})")
+        raise
+    except BaseException:
+        _record_claim(item, studies, "error")
+        raise
+    _record_claim(item, studies, "passed")
+    return outcome
+
+
+def _unit(item: pytest.Item):
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or item.get_closest_marker("stabench") is None:
+        return None
+    return callspec.params.get(UNIT_FIXTURE)
+
+
+def _skip_unless_available(item: pytest.Item, spec) -> None:
+    from .profiles import missing_requirements
+
+    missing = missing_requirements(spec)
+    if missing:
+        reason = "needs " + "; ".join(missing)
+        if _unit(item) == VERDICT:
+            item.user_properties.append(("stabench_claim", json.dumps(
+                {"claim": _claim_name(item), "verdict": "skipped", "reason": reason})))
+        pytest.skip(reason)
+
+
+def _claim_name(item: pytest.Item) -> str:
+    """The verdict's node id without the verdict part: the claim with its own parametrize ids."""
+    base, _, ids = item.nodeid.partition("[")
+    ids = ids.removesuffix("]")
+    for pattern in (VERDICT + "-", "-" + VERDICT, VERDICT):
+        if ids.startswith(pattern) or ids.endswith(pattern):
+            ids = ids.removeprefix(pattern) if ids.startswith(pattern) else ids.removesuffix(pattern)
+            break
+    return f"{base}[{ids}]" if ids else base
+
+
+def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
+    from .report import verdict_text
+
+    return {"item": item.nodeid, "arm": arm.name, "seed": result.seed, "key": result.key,
+            "metric": result.primary_metric, "score": result.score, "accuracy": result.metrics.get("accuracy"),
+            "majority": result.majority_accuracy, "run_verdict": verdict_text(result), "failed": result.failed,
+            "trained": trained, "wall_time_s": result.wall_time_s}
+
+
+def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
+    for name, study in studies.items():
+        summary = study.summary()
+        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "recipe": study.arm.recipe.name,
+               "model": study.arm.model, "metric": study.metric, "verdict": verdict,
+               "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
+               "majority": study.majority, "summary": summary.to_dict(),
+               "failures_text": summary.failures_text()}
+        item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """A seed's line says its score and whether the run failed (a failed run is data, not an error)."""
+    if report.when != "call" or not report.passed:
+        return None
+    for name, value in report.user_properties:
+        if name == "stabench_seed":
+            row = json.loads(value)
+            word = f"{row['metric']}={row['score']:.3f} {row['run_verdict']}" + ("" if row["trained"] else " (stored)")
+            return "passed", "F" if row["failed"] else ".", (word, {"red" if row["failed"] else "green": True})
+    return None
+
+
+class Reporter:
+    """Controller-only: gathers claim rows from reports (also xdist's) and prints the table."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.claims: list[dict] = []
+        self.seeds: list[dict] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for name, value in report.user_properties:
+            if name == "stabench_claim":
+                self.claims.append(json.loads(value))
+            elif name == "stabench_seed":
+                self.seeds.append(json.loads(value))
+
+    def rows(self) -> list[dict[str, str]]:
+        from .report import fmt
+
+        rows = []
+        for c in sorted(self.claims, key=lambda c: (c["claim"], c.get("arm", ""))):
+            if c["verdict"] == "skipped":
+                rows.append({"claim": c["claim"], "task": "", "recipe": "", "model": "", "n": "",
+                             "mean ± std": "", "min / median / max": "", "failed k/n [95% CI]": "",
+                             "verdict": f"skipped: {c['reason']}"})
+                continue
+            s = c["summary"]
+            rows.append({"claim": c["claim"] + (f" ({c['arm']})" if c["arm"] != c["recipe"] else ""),
+                         "task": c["task"], "recipe": c["recipe"], "model": c["model"], "n": str(s["n"]),
+                         "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
+                         "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
+                         "failed k/n [95% CI]": c["failures_text"], "verdict": c["verdict"]})
+        return rows
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.claims:
+            return
+        from .report import render, rows_table
+
+        rows = self.rows()
+        styles = ["green" if r["verdict"] == "passed" else "yellow" if r["verdict"].startswith("skipped")
+                  else "red" for r in rows]
+        writer = self.config.get_terminal_writer()
+        width = writer.fullwidth if writer.hasmarkup else 200  # a file or CI log: no need to wrap
+        terminalreporter.write_sep("=", "stabench claims")
+        terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
+        trained = sum(1 for s in self.seeds if s["trained"])
+        terminalreporter.write_line(f"seeds: {len(self.seeds)} run as items, {trained} trained, "
+                                    f"{len(self.seeds) - trained} read from the store")
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from .report import markdown, write_json
+
+        if markdown_path := option(self.config, "md"):
+            Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(markdown_path).write_text("## stabench claims\n\n" + markdown(self.rows()) + "\n")
+        if json_path := option(self.config, "json"):
+            write_json(json_path, {"claims": self.claims, "seeds": self.seeds})

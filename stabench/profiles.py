@@ -1,0 +1,86 @@
+"""Profiles (paper scale vs toy scale) and what a claim needs that this machine may lack.
+
+The toy profile runs every paper claim end to end on a tiny random BERT and built-in data,
+so a broken suite is caught on a CPU; it checks that runs, traces, statistics and reports
+are produced, not that the paper's thresholds hold (its verdicts are reported as xfail).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import urllib.parse
+from pathlib import Path
+
+from .models import OFFLINE_DEFAULT, TINY_BERT
+
+TOY = {
+    "model": TINY_BERT,
+    "seeds": 2,
+    "train_size": 64,  # applied only to claims that subsample (the 1k-example study)
+    # GLUE tasks stand in for built-in tasks of the same shape.
+    "task_map": {"rte": "same-number", "mrpc": "same-number", "qnli": "same-number", "cola": "polarity",
+                 "sst2": "polarity"},
+    "recipe_overrides": {"max_steps": 8, "trace_every": 2},
+}
+
+
+def missing_requirements(spec) -> list[str]:
+    """Human-readable reasons this machine cannot run the claim; empty when it can."""
+    from .tasks import get_task
+
+    missing: list[str] = []
+    if "cuda" in spec.requires and not _cuda_available():
+        missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
+    for arm in spec.arms:
+        if arm.model not in (OFFLINE_DEFAULT, TINY_BERT) and not Path(arm.model).expanduser().is_dir():
+            if not _hub_file_available(arm.model, "config.json", "model"):
+                missing.append(f"model {arm.model!r} from the Hugging Face hub ({_hub_reason()})")
+        task = get_task(arm.task)
+        if task.source == "glue" and not _glue_available(task.name):
+            missing.append(f"dataset nyu-mll/glue/{task.name} ({_hub_reason()})")
+    return list(dict.fromkeys(missing))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _hub_reason() -> str:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "not in the local cache and HF_HUB_OFFLINE is set"
+    return f"not in the local cache and {_hub_host()} is unreachable from this machine"
+
+
+def _hub_file_available(repo_id: str, filename: str, repo_type: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, filename, repo_type=repo_type)
+    return isinstance(cached, str) or _hub_reachable()
+
+
+def _glue_available(config: str) -> bool:
+    from datasets import config as datasets_config
+
+    cache = Path(datasets_config.HF_DATASETS_CACHE)
+    if any(cache.glob(f"nyu-mll___glue/{config}/*")):
+        return True
+    return _hub_reachable()
+
+
+def _hub_host() -> str:
+    return urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable() -> bool:
+    """One short TCP probe per process, instead of the hub client's minute of retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((_hub_host(), 443), timeout=3):
+            return True
+    except OSError:
+        return False

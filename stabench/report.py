@@ -1,0 +1,92 @@
+"""Tables for people (rich), for CI summaries (Markdown via tabulate) and for machines (JSON)."""
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from tabulate import tabulate
+
+from .result import RunResult
+from .stats import Summary, summarize
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def verdict_text(result: RunResult) -> str:
+    if result.diverged:
+        return "diverged"
+    if result.collapsed:
+        return "collapsed"
+    return "failed" if result.failed else "ok"
+
+
+def seed_table(results: Sequence[RunResult], title: str | None = None) -> Table:
+    """One row per seed: the headline metric, the majority baseline and the verdict."""
+    table = Table(title=title, title_justify="left")
+    for column in ("seed", "metric", "score", "accuracy", "majority", "verdict", "steps", "time (s)", "steps/s"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for r in sorted(results, key=lambda r: r.seed):
+        style = "red" if r.failed else None
+        table.add_row(str(r.seed), r.primary_metric, fmt(r.score), fmt(r.metrics.get("accuracy")),
+                      fmt(r.majority_accuracy), verdict_text(r), str(r.steps), f"{r.wall_time_s:.1f}",
+                      f"{r.steps_per_s:.2f}", style=style)
+    return table
+
+
+def summary_of(results: Sequence[RunResult]) -> Summary:
+    return summarize([r.score for r in results], failed=[r.failed for r in results],
+                     collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results])
+
+
+def summary_row(summary: Summary) -> dict[str, str]:
+    """The columns every study table shares."""
+    return {
+        "n": str(summary.n),
+        "mean ± std": f"{fmt(summary.mean)} ± {fmt(summary.std)}",
+        "min / median / max": f"{fmt(summary.min)} / {fmt(summary.median)} / {fmt(summary.max)}",
+        "failed k/n [95% CI]": summary.failures_text(),
+        "collapsed": str(summary.collapsed),
+    }
+
+
+def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles: Sequence[str | None] = ()) -> Table:
+    table = Table(title=title, title_justify="left")
+    if not rows:
+        return table
+    for column in rows[0]:
+        table.add_column(column)
+    for i, row in enumerate(rows):
+        # Text, not markup: claim ids and recipe names contain brackets.
+        table.add_row(*[Text(str(v)) for v in row.values()], style=styles[i] if i < len(styles) else None)
+    return table
+
+
+def render(renderable: Any, width: int = 120, color: bool = False) -> str:
+    """Render rich output to a string, so callers (pytest's terminal writer) control where it goes."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None,
+                      soft_wrap=False)
+    console.print(renderable)
+    return buffer.getvalue()
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    return tabulate([list(r.values()) for r in rows], headers=list(rows[0]) if rows else [], tablefmt="github")
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
