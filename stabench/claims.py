@@ -160,7 +160,7 @@ class Session:
         """
         from .train import prepare
 
-        results = []
+        results, trained_here = [], []
         for seed in seeds:
             key = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device).key
             stored = self.store.get(key)
@@ -175,17 +175,19 @@ class Session:
                             raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
             if stored is None:
                 stored, _ = self.run_seed(arm, seed)
+                trained_here.append(seed)
             results.append(stored)
-        return Study(arm, results)
+        return Study(arm, results, trained_here)
 
 
 class Study:
     """The results of one arm over its seeds, with the summary the claim asserts on."""
 
-    def __init__(self, arm: Arm, results: Sequence[RunResult]):
+    def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
         self.arm = arm
+        self.trained_here = list(trained_here)  # seeds the verdict had to train itself
         self.results = sorted(results, key=lambda r: r.seed)
         self.metric = self.results[0].primary_metric
         self.majority = self.results[0].majority_accuracy

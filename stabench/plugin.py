@@ -284,7 +284,8 @@ def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
     return {"item": item.nodeid, "arm": arm.name, "seed": result.seed, "key": result.key,
             "metric": result.primary_metric, "score": result.score, "accuracy": result.metrics.get("accuracy"),
             "majority": result.majority_accuracy, "run_verdict": verdict_text(result), "failed": result.failed,
-            "trained": trained, "wall_time_s": result.wall_time_s}
+            "trained": trained, "wall_time_s": result.wall_time_s,
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
 
 
 def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
@@ -294,7 +295,7 @@ def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
                "model": study.arm.model, "metric": study.metric, "verdict": verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
-               "failures_text": summary.failures_text()}
+               "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here}
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
@@ -339,7 +340,8 @@ class Reporter:
                 continue
             s = c["summary"]
             rows.append({"claim": c["claim"] + (f" ({c['arm']})" if c["arm"] != c["recipe"] else ""),
-                         "task": c["task"], "recipe": c["recipe"], "model": c["model"], "n": str(s["n"]),
+                         "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name,
+                         "n": str(s["n"]),
                          "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
                          "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
                          "failed k/n [95% CI]": c["failures_text"], "verdict": c["verdict"]})
@@ -354,12 +356,14 @@ class Reporter:
         styles = ["green" if r["verdict"] == "passed" else "yellow" if r["verdict"].startswith("skipped")
                   else "red" for r in rows]
         writer = self.config.get_terminal_writer()
-        width = writer.fullwidth if writer.hasmarkup else 200  # a file or CI log: no need to wrap
+        width = writer.fullwidth if writer.hasmarkup else 240  # a file or CI log: wrap less
         terminalreporter.write_sep("=", "stabench claims")
         terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
         trained = sum(1 for s in self.seeds if s["trained"])
-        terminalreporter.write_line(f"seeds: {len(self.seeds)} run as items, {trained} trained, "
-                                    f"{len(self.seeds) - trained} read from the store")
+        late = sum(len(c.get("trained_in_verdict", ())) for c in self.claims)
+        terminalreporter.write_line(f"seeds: {len(self.seeds)} run as items ({trained} trained, "
+                                    f"{len(self.seeds) - trained} read from the store); "
+                                    f"{late} trained by verdicts")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report import markdown, write_json

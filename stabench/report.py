@@ -65,7 +65,7 @@ def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles:
     if not rows:
         return table
     for column in rows[0]:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # wrap long ids instead of cutting them
     for i, row in enumerate(rows):
         # Text, not markup: claim ids and recipe names contain brackets.
         table.add_row(*[Text(str(v)) for v in row.values()], style=styles[i] if i < len(styles) else None)

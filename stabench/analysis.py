@@ -1,0 +1,635 @@
+"""The paper's explanatory analyses (Mosbach et al., ICLR 2021, Sections 4 and 5) as functions.
+
+Each function answers one question the paper asks about *why* fine-tuning fails, and works
+on stored :class:`~stabench.result.RunResult` objects or on models, without pytest:
+
+* Vanishing gradients (Fig. 4): :func:`vanishing_gradients`, :func:`gradient_summary`.
+* Optimisation, not catastrophic forgetting (Fig. 2): :func:`collapsed_to_constant`,
+  :func:`forgetting_curve`, :func:`masked_lm_perplexity`, :func:`load_masked_lm`,
+  :func:`wikitext2_texts`.
+* Generalisation, no overfitting (Fig. 5): :func:`generalisation_points`,
+  :func:`overfitting_trend`.
+* Loss surfaces (Fig. 6): :func:`loss_surface`, :func:`plot_loss_surface`.
+
+Heavy imports (transformers, matplotlib, scipy) happen inside the functions that need them.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .interventions import encoder_layers, layer_index
+from .result import RunResult
+
+__all__ = [
+    "GradientVerdict",
+    "OverfittingTrend",
+    "collapsed_to_constant",
+    "forgetting_curve",
+    "generalisation_points",
+    "gradient_summary",
+    "load_masked_lm",
+    "loss_surface",
+    "masked_lm_perplexity",
+    "overfitting_trend",
+    "plot_loss_surface",
+    "vanishing_gradients",
+    "wikitext2_texts",
+]
+
+_TINY = 1e-30  # floor for logs of norms / losses that are exactly zero
+_LAYER_NAME = re.compile(r"^layer\.(\d+)$")
+
+
+def _results_of(results) -> list[RunResult]:
+    """A Study (anything with ``.results``) or an iterable of RunResults, as a list."""
+    return list(getattr(results, "results", results))
+
+
+# ======================================================================================
+# 1. Vanishing gradients
+# ======================================================================================
+@dataclass(frozen=True)
+class GradientVerdict:
+    """Did a run's gradients vanish early (Mosbach et al. Fig. 4)?  Numbers and thresholds used.
+
+    ``vanished`` is ``drop <= 1/factor and not recovered and bottom_top_ratio <= max_ratio``
+    (the last test is skipped when ``max_ratio`` is None).  ``layer_drops`` holds the same
+    end/start ratio as ``drop`` for every traced group (embeddings, each layer, pooler,
+    classifier).
+    """
+
+    vanished: bool
+    bottom_top_ratio: float  # geometric-mean bottom / top encoder-layer norm over the window
+    drop: float  # bottom-layer norm at the window's last trace point / at its first
+    recovered: bool  # final bottom-layer norm >= start / recover_factor
+    start: float  # bottom-layer norm at the window's first trace point
+    end: float  # ... at the window's last trace point
+    final: float  # ... at the last trace point of the run
+    window: tuple[int, int]  # first and last trace step inside the window
+    n_points: int  # trace points inside the window
+    bottom: str
+    top: str
+    layer_drops: dict[str, float] = field(default_factory=dict, hash=False)
+    factor: float = 100.0
+    max_ratio: float | None = 0.1
+    recover_factor: float = 10.0
+
+    @property
+    def all_but_classifier_fell(self) -> bool:
+        """Every traced group except the classifier fell by at least ``factor`` over the window."""
+        drops = [d for name, d in self.layer_drops.items() if name not in ("classifier", "other")]
+        return bool(drops) and all(d <= 1.0 / self.factor for d in drops)
+
+
+def _encoder_layer_names(grad_norm: Mapping[str, Any]) -> list[str]:
+    found = [(int(m.group(1)), name) for name in grad_norm if (m := _LAYER_NAME.match(name))]
+    return [name for _, name in sorted(found)]
+
+
+def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), factor: float = 100.0,
+                        max_ratio: float | None = 0.1, recover_factor: float = 10.0) -> GradientVerdict:
+    """Decide from a run's stored gradient-norm trace whether its gradients vanished early.
+
+    Supports the claim "failed runs suffer from vanishing gradients: the gradient norms of
+    all layers but the classifier fall by orders of magnitude early in training and stay
+    low, the bottom layers most" (Mosbach et al. Sec. 5.1, Fig. 4).
+
+    The window is the trace points with ``early[0] <= step <= early[1]`` (at least two
+    are needed; start it at the first step so the fall is measured from the pretrained
+    model).  On the bottom encoder layer (``layer.0``):
+
+    * ``drop``: norm at the window's last trace point / norm at its first.  The default
+      ``factor=100`` ("orders of magnitude") asks for ``drop <= 1/100``.
+    * ``recovered``: the norm at the run's last trace point is back within
+      ``recover_factor`` (default 10x) of the window's start; a vanished run must not have
+      recovered ("stayed low").
+    * ``bottom_top_ratio``: geometric mean of the bottom-layer norm / geometric mean of
+      the top-layer norm over the window.  Geometric, because the norms span orders of
+      magnitude and an arithmetic mean is dominated by the few points before a collapse.
+      The default ``max_ratio=0.1`` sits between the values measured on these machines
+      (6e-7..0.044 in collapsed runs, 0.37..6.1 otherwise).  It separates a collapse
+      (bottom layers starve) from a run whose gradients all shrink together because its
+      loss went to zero; pass ``max_ratio=None`` to decide on ``drop`` alone.
+
+    A non-finite norm in the window (a diverged run) gives NaN numbers and no verdict of
+    vanishing.
+    """
+    lo, hi = early
+    if lo > hi:
+        raise ValueError(f"early={early!r}: the window's first step must not exceed its last")
+    if factor <= 1 or recover_factor <= 1:
+        raise ValueError(f"factor={factor!r} and recover_factor={recover_factor!r} must both be > 1")
+    trace = result.trace or {}
+    grad_norm = trace.get("grad_norm") or {}
+    steps = list(trace.get("step") or [])
+    layers = _encoder_layer_names(grad_norm)
+    if not layers or not steps:
+        raise ValueError(f"run {result.key!r} (seed {result.seed}) has no per-layer gradient-norm trace; "
+                         f"expected trace['grad_norm'] with 'layer.<i>' entries and trace['step']")
+    bottom, top = layers[0], layers[-1]
+    for name, norms in grad_norm.items():
+        if len(norms) != len(steps):
+            raise ValueError(f"trace['grad_norm'][{name!r}] has {len(norms)} points but trace['step'] has "
+                             f"{len(steps)}")
+    inside = [i for i, s in enumerate(steps) if lo <= s <= hi]
+    if len(inside) < 2:
+        raise ValueError(f"the window early={early!r} holds {len(inside)} trace point(s) of run {result.key!r} "
+                         f"(trace steps {steps[:3]}...{steps[-3:]}); widen the window or trace more often "
+                         f"(recipe trace_every)")
+    first, last = inside[0], inside[-1]
+    norms = {name: np.asarray(values, dtype=float) for name, values in grad_norm.items()}
+    b, t = norms[bottom], norms[top]
+    start, end, final = float(b[first]), float(b[last]), float(b[-1])
+
+    def ratio(numerator: float, denominator: float) -> float:
+        if not (math.isfinite(numerator) and math.isfinite(denominator)):
+            return math.nan
+        return max(numerator, _TINY) / max(denominator, _TINY)
+
+    def log_mean(values: np.ndarray) -> float:
+        window = values[inside]
+        if not np.isfinite(window).all():
+            return math.nan
+        return float(np.mean(np.log10(np.maximum(window, _TINY))))
+
+    drop = ratio(end, start)
+    bottom_top = 10.0 ** (log_mean(b) - log_mean(t))
+    recovered = bool(math.isfinite(final) and math.isfinite(start) and final >= start / recover_factor)
+    layer_drops = {name: ratio(float(v[last]), float(v[first])) for name, v in norms.items()}
+    vanished = bool(drop <= 1.0 / factor and not recovered
+                    and (max_ratio is None or bottom_top <= max_ratio))
+    return GradientVerdict(vanished=vanished, bottom_top_ratio=float(bottom_top), drop=drop, recovered=recovered,
+                           start=start, end=end, final=final, window=(int(steps[first]), int(steps[last])),
+                           n_points=len(inside), bottom=bottom, top=top, layer_drops=layer_drops, factor=factor,
+                           max_ratio=max_ratio, recover_factor=recover_factor)
+
+
+def gradient_summary(results, **verdict_options) -> dict[str, Any]:
+    """Per-seed vanishing-gradient numbers of a study, split into failed and successful runs.
+
+    Supports the contrast of Fig. 4: failed runs have vanished bottom-layer gradients
+    (small bottom/top ratio), successful ones do not.  ``results`` is a Study or a list of
+    RunResults; ``verdict_options`` go to :func:`vanishing_gradients`.  ``separated`` is True
+    when every failed run's bottom/top ratio is below every successful run's (None when one
+    group is empty).
+    """
+    groups: dict[str, dict[str, list]] = {
+        label: {"seeds": [], "bottom_top_ratio": [], "drop": [], "vanished": [], "recovered": []}
+        for label in ("failed", "successful")}
+    for result in _results_of(results):
+        verdict = vanishing_gradients(result, **verdict_options)
+        group = groups["failed" if result.failed else "successful"]
+        group["seeds"].append(result.seed)
+        group["bottom_top_ratio"].append(verdict.bottom_top_ratio)
+        group["drop"].append(verdict.drop)
+        group["vanished"].append(verdict.vanished)
+        group["recovered"].append(verdict.recovered)
+    failed, ok = groups["failed"]["bottom_top_ratio"], groups["successful"]["bottom_top_ratio"]
+    separated = (max(failed) < min(ok)) if failed and ok else None
+    return {
+        **groups,
+        "n_failed": len(failed),
+        "n_successful": len(ok),
+        "vanished_in_failed": sum(groups["failed"]["vanished"]),
+        "vanished_in_successful": sum(groups["successful"]["vanished"]),
+        "max_failed_ratio": max(failed) if failed else None,
+        "min_successful_ratio": min(ok) if ok else None,
+        "separated": separated,
+    }
+
+
+# ======================================================================================
+# 2. Optimisation, not forgetting
+# ======================================================================================
+def collapsed_to_constant(result: RunResult, tolerance: float = 0.05, reference_loss: float | None = None) -> bool:
+    """True when a run predicts a single class and its final training loss sits at chance.
+
+    Supports "failed runs are stuck at the loss of a constant predictor, so the failure is
+    an optimisation problem, not forgetting" (Mosbach et al. Sec. 4.1, Fig. 2b): all dev
+    predictions fall in one class *and* the final training loss (``metrics['train_loss']``,
+    the mean of the last ``trace_every`` step losses) is within ``tolerance`` of
+    ``reference_loss``, by default ln(num_labels), the loss of uniform logits.  For an
+    imbalanced training set the best constant predictor reaches the label entropy instead;
+    pass it as ``reference_loss``.
+    """
+    counts = [int(c) for c in (result.prediction_counts or {}).values()]
+    if not counts:
+        raise ValueError(f"run {result.key!r} has no prediction_counts")
+    one_class = sum(1 for c in counts if c > 0) <= 1
+    loss = (result.metrics or {}).get("train_loss")
+    if loss is None:
+        losses = (result.trace or {}).get("loss") or []
+        loss = losses[-1] if losses else math.nan
+    target = math.log(len(counts)) if reference_loss is None else reference_loss
+    return bool(one_class and math.isfinite(loss) and abs(loss - target) <= tolerance)
+
+
+def wikitext2_texts(limit: int | None = None) -> list[str]:
+    """Non-empty, non-heading lines of the WikiText-2 (raw) test split, the paper's MLM text.
+
+    Needs the ``datasets`` package and Hugging Face hub access (or a warm datasets cache);
+    raises RuntimeError otherwise, e.g. on the offline CPU machines and the GPU image
+    (which has no ``datasets``).
+    """
+    try:
+        import datasets
+
+        split = datasets.load_dataset("Salesforce/wikitext", "wikitext-2-raw-v1", split="test")
+    except Exception as error:  # ImportError, offline hub, missing cache, ...
+        raise RuntimeError(
+            "WikiText-2 is unavailable here (needs the 'datasets' package and access to the Hugging Face hub "
+            f"for Salesforce/wikitext, wikitext-2-raw-v1): {type(error).__name__}: {str(error).splitlines()[0]}"
+            " -- pass your own texts to forgetting_curve instead") from error
+    texts = []
+    for text in split["text"]:
+        text = text.strip()
+        if text and not (text.startswith("=") and text.endswith("=")):
+            texts.append(text)
+            if limit is not None and len(texts) >= limit:
+                break
+    return texts
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def load_masked_lm(pretrained_model_path: str, seed: int = 0) -> nn.Module:
+    """``AutoModelForMaskedLM`` from a checkpoint, in eval mode, warnings silenced.
+
+    Weights the checkpoint lacks (e.g. the MLM head of a checkpoint saved from a
+    classifier, like the tiny test BERT) are initialised under ``torch.manual_seed(seed)``
+    without touching the global RNG, so two loads give the same model.
+    """
+    from transformers import AutoModelForMaskedLM
+
+    with _quiet_transformers(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForMaskedLM.from_pretrained(pretrained_model_path)
+    return model.eval()
+
+
+def _mask_plan(tokenizer, texts: Sequence[str], mask_prob: float, seed: int, max_length: int):
+    """Token ids per text and, per text, the positions to mask (fixed by ``seed``)."""
+    if not 0 < mask_prob <= 1:
+        raise ValueError(f"mask_prob={mask_prob!r} must be in (0, 1]")
+    if tokenizer.mask_token_id is None:
+        raise ValueError("the tokenizer has no [MASK] token; masked-LM perplexity needs one")
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise ValueError("no non-empty eval texts")
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
+    generator = torch.Generator().manual_seed(seed)
+    plan = []
+    for ids, special in zip(encoded["input_ids"], encoded["special_tokens_mask"]):
+        ids = torch.tensor(ids, dtype=torch.long)
+        candidates = torch.tensor([i for i, s in enumerate(special) if not s], dtype=torch.long)
+        if candidates.numel() == 0:
+            continue
+        chosen = torch.rand(candidates.numel(), generator=generator) < mask_prob
+        if not chosen.any():  # every text contributes at least one masked token
+            chosen[torch.randint(candidates.numel(), (1,), generator=generator)] = True
+        plan.append((ids, candidates[chosen]))
+    if not plan:
+        raise ValueError("the eval texts hold no maskable (non-special) tokens")
+    return plan
+
+
+@torch.no_grad()
+def _plan_perplexity(model: nn.Module, plan, mask_id: int, pad_id: int, batch_size: int) -> float:
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    order = sorted(range(len(plan)), key=lambda i: len(plan[i][0]))
+    for start in range(0, len(order), batch_size):
+        rows = [plan[i] for i in order[start:start + batch_size]]
+        longest = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), longest), dtype=torch.long)
+        labels = torch.full((len(rows), longest), -100, dtype=torch.long)
+        for r, (ids, positions) in enumerate(rows):
+            input_ids[r, :len(ids)] = ids
+            attention[r, :len(ids)] = 1
+            labels[r, positions] = ids[positions]
+            input_ids[r, positions] = mask_id
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), labels.to(device).flatten(),
+                                                 ignore_index=-100, reduction="sum")
+        total += float(loss.double())
+        count += int((labels != -100).sum())
+    return math.exp(total / count)
+
+
+def masked_lm_perplexity(model: nn.Module, texts: Sequence[str], tokenizer, mask_prob: float = 0.15,
+                         seed: int = 0, batch_size: int = 32, max_length: int = 128) -> float:
+    """Masked-LM perplexity: exp(mean cross-entropy over masked tokens).
+
+    Each text is tokenised (truncated to ``max_length``); ``mask_prob`` of its non-special
+    tokens (at least one) are chosen with a generator seeded by ``seed`` and all replaced by
+    [MASK] (no 80/10/10 split), so the same texts and seed mask the same positions for every
+    model.  The model is evaluated in eval mode on its own device.
+    """
+    plan = _mask_plan(tokenizer, texts, mask_prob, seed, max_length)
+    was_training = model.training
+    model.eval()
+    try:
+        return _plan_perplexity(model, plan, tokenizer.mask_token_id, tokenizer.pad_token_id or 0, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eval_texts: Sequence[str], tokenizer,
+                     ks: Iterable[int], mask_prob: float = 0.15, seed: int = 0, batch_size: int = 32,
+                     max_length: int = 128, head_seed: int = 0) -> list[tuple[int, float]]:
+    """MLM perplexity of the fine-tuned model with its top-k layers reset to the pretrained ones.
+
+    Supports "failed runs forget, but only in the top layers" (Mosbach et al. Sec. 4.1,
+    Fig. 2a): for each k, the fine-tuned encoder with the weights of its top k encoder
+    layers replaced by their pretrained values, under the pretrained MLM head, is scored by
+    :func:`masked_lm_perplexity` on ``eval_texts`` (the same masked positions for every k).
+    Forgetting concentrated in the top layers shows as the perplexity falling back to the
+    pretrained value after a few k.
+
+    k runs over 0..L+1 for an L-layer encoder: k = 0 is the fine-tuned encoder, k = L
+    replaces every encoder layer but keeps the fine-tuned embeddings, and k = L+1 also
+    restores the embeddings, i.e. is exactly the pretrained model.  (The paper counts
+    layers only; BERT's MLM decoder is tied to the word embeddings, so at k = L the head
+    reads the fine-tuned embedding matrix.)  The MLM head (transform and bias) is always the
+    pretrained one; weights the checkpoint lacks are initialised from ``head_seed``.  The
+    fine-tuned model is not modified; its pooler and classifier are ignored.
+
+    Returns ``[(k, perplexity), ...]`` in the order of ``ks``.
+    """
+    ks = [int(k) for k in ks]
+    mlm = load_masked_lm(pretrained_model_path, seed=head_seed)
+    base = mlm.base_model
+    num_layers = len(encoder_layers(base))
+    bad = [k for k in ks if not 0 <= k <= num_layers + 1]
+    if bad:
+        raise ValueError(f"ks={bad} out of range: the encoder has {num_layers} layers, so k must be in "
+                         f"0..{num_layers + 1} ({num_layers + 1} also restores the embeddings)")
+    pretrained = {name: value.detach().clone() for name, value in base.state_dict().items()}
+    finetuned_state = getattr(finetuned_model, "base_model", finetuned_model).state_dict()
+    missing = [name for name in pretrained if name not in finetuned_state]
+    mismatched = [name for name in pretrained if name in finetuned_state
+                  and finetuned_state[name].shape != pretrained[name].shape]
+    if missing or mismatched:
+        raise ValueError(f"the fine-tuned model does not match {pretrained_model_path!r}: missing "
+                         f"{missing[:5]}, shape mismatch {mismatched[:5]}")
+    device = next(finetuned_model.parameters()).device
+    mlm.to(device)
+    groups = {name: layer_index(name, num_layers) for name in pretrained}
+    plan = _mask_plan(tokenizer, eval_texts, mask_prob, seed, max_length)
+    curve = []
+    for k in ks:
+        reset = {f"layer.{i}" for i in range(num_layers - min(k, num_layers), num_layers)}
+        if k > num_layers:
+            reset.add("embeddings")
+        state = {name: (pretrained[name] if groups[name] in reset else finetuned_state[name].detach())
+                 for name in pretrained}
+        base.load_state_dict(state, strict=True)
+        curve.append((k, _plan_perplexity(mlm, plan, tokenizer.mask_token_id, tokenizer.pad_token_id or 0,
+                                          batch_size)))
+    return curve
+
+
+# ======================================================================================
+# 3. Generalisation, not overfitting
+# ======================================================================================
+def generalisation_points(results, successful_only: bool = False) -> list[tuple[float, float]]:
+    """``(final train loss, dev accuracy)`` per run, for the scatter of Mosbach et al. Fig. 5.
+
+    The train loss is ``metrics['train_loss']`` (mean of the last ``trace_every`` step
+    losses); the accuracy is the evaluated checkpoint's dev accuracy.  ``results`` is a Study
+    or a list of RunResults.
+    """
+    return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in _results_of(results)
+            if not (successful_only and r.failed)]
+
+
+@dataclass(frozen=True)
+class OverfittingTrend:
+    """Relation between log10 final train loss and dev accuracy over successful runs."""
+
+    rho: float  # Spearman correlation of (log10 train loss, dev accuracy)
+    p: float  # its two-sided p-value
+    n: int  # successful runs used
+    slope: float  # least-squares dev accuracy per decade of train loss
+    flat: bool  # |slope| <= tolerance
+    overfits: bool  # rho > 0 and p < alpha: lower train loss goes with lower dev accuracy
+    loss_decades: float  # log10(max train loss / min train loss) over the runs used
+    tolerance: float
+    alpha: float
+
+
+def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> OverfittingTrend:
+    """Does a lower final training loss come with a lower dev accuracy?  (It should not.)
+
+    Supports "fine-tuning does not overfit: across successful runs dev accuracy stays flat
+    while the training loss goes from 1e-1 to 1e-5" (Mosbach et al. Sec. 5.2, Fig. 5).
+    Over the runs that did not fail: Spearman's rho and p between log10(train loss) and dev
+    accuracy (``scipy.stats.spearmanr``), and the least-squares slope of accuracy against
+    log10(train loss).  ``overfits`` is a significant *positive* rho (the lower the loss, the
+    lower the accuracy) at level ``alpha``; ``flat`` is ``|slope| <= tolerance``, default
+    0.01 accuracy (one point) per decade of loss.  ``loss_decades`` says how wide a range of
+    losses the verdict rests on: the paper's spans about four decades.  Losses are floored
+    at 1e-30 before the log.
+    """
+    from scipy import stats
+
+    points = generalisation_points(results, successful_only=True)
+    points = [(loss, acc) for loss, acc in points if math.isfinite(loss) and math.isfinite(acc)]
+    if len(points) < 3:
+        raise ValueError(f"overfitting_trend needs at least 3 successful runs with finite losses, got {len(points)}")
+    x = np.log10(np.maximum([loss for loss, _ in points], _TINY))
+    y = np.asarray([acc for _, acc in points], dtype=float)
+    if np.ptp(x) == 0:
+        raise ValueError("all successful runs ended at the same training loss; no trend can be estimated")
+    slope = float(np.polyfit(x, y, 1)[0])
+    if np.ptp(y) == 0:
+        rho, p = 0.0, 1.0  # constant accuracy: no relation at all (spearmanr would return NaN)
+    else:
+        test = stats.spearmanr(x, y)
+        rho, p = float(test.statistic), float(test.pvalue)
+    return OverfittingTrend(rho=rho, p=p, n=len(points), slope=slope, flat=abs(slope) <= tolerance,
+                            overfits=bool(rho > 0 and p < alpha), loss_decades=float(np.ptp(x)),
+                            tolerance=tolerance, alpha=alpha)
+
+
+# ======================================================================================
+# 4. Loss surface
+# ======================================================================================
+def _parameter_names(model: nn.Module) -> list[tuple[str, torch.Size]]:
+    return [(name, p.shape) for name, p in model.named_parameters()]
+
+
+def _loss_and_grad_norm(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]], device,
+                        with_grad: bool) -> tuple[float, float]:
+    """Example-weighted mean training loss over the batches, and the norm of its gradient."""
+    sizes = [int(batch["labels"].shape[0]) for batch in batches]
+    total_examples = sum(sizes)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.zero_grad(set_to_none=True)
+    total = 0.0
+    for batch, size in zip(batches, sizes):
+        inputs = {k: v.to(device) for k, v in batch.items()}
+        with torch.set_grad_enabled(with_grad):
+            loss = model(**inputs).loss
+        total += float(loss.detach().double()) * size / total_examples
+        if with_grad:
+            (loss * (size / total_examples)).backward()
+    if not with_grad:
+        return total, math.nan
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads])))
+    model.zero_grad(set_to_none=True)
+    return total, norm
+
+
+def loss_surface(pretrained: nn.Module, failed: nn.Module, successful: nn.Module,
+                 batches: Sequence[Mapping[str, torch.Tensor]], grid: tuple[int, int] = (15, 15),
+                 margin: float = 0.2, grad_norm: bool = True) -> dict[str, Any]:
+    """Training loss (and its gradient norm) on the plane through θ_pre, θ_failed, θ_success.
+
+    Supports "failed runs end in a region of the loss surface separated from the pretrained
+    model's basin, not at a sharp minimum" (Mosbach et al. Sec. 5.1, Fig. 6).  The plane is
+    θ(α, β) = θ_pre + α·u + β·v with u = (θ_f − θ_p)/‖θ_f − θ_p‖ and v the Gram-Schmidt
+    orthonormalised θ_s − θ_p, so the three models sit at (0, 0), (‖θ_f − θ_p‖, 0) and
+    (⟨θ_s − θ_p, u⟩, ‖θ_s − θ_p − ⟨θ_s − θ_p, u⟩u‖).  The grid spans the three points plus
+    ``margin`` times their extent on each side, ``grid = (n_alpha, n_beta)`` points.
+
+    All three models must have the same parameters (names and shapes).  The vectors come
+    from ``parameters_to_vector`` (the basis is held in float64) and are written into a
+    scratch deep copy of ``pretrained`` in eval mode (no dropout); its buffers and classifier
+    architecture are the pretrained model's, so pass as ``pretrained`` the pretrained
+    encoder with the classification head you want at θ_p (e.g. the head initialised by the
+    failed or successful run's seed).  The loss is the example-weighted mean of
+    ``model(**batch).loss`` over ``batches`` (collated batches with ``labels``), its
+    gradient norm the L2 norm over all parameters (skipped, NaN, with ``grad_norm=False``).
+
+    Returns a dict: ``alpha`` (n_alpha,), ``beta`` (n_beta,), ``loss`` and ``grad_norm``
+    (n_beta, n_alpha) numpy arrays indexed [beta, alpha]; ``points``: for "pretrained",
+    "failed", "successful", ``{"coords": (α, β), "loss", "grad_norm"}`` evaluated at exactly
+    those coordinates of the plane; ``distances`` ‖θ_f − θ_p‖, ‖θ_s − θ_p‖; ``n_examples``.
+    """
+    from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+    if not batches:
+        raise ValueError("loss_surface needs at least one batch")
+    if len(grid) != 2 or min(grid) < 2:
+        raise ValueError(f"grid={grid!r} must be two sizes >= 2")
+    if margin < 0:
+        raise ValueError(f"margin={margin!r} must be >= 0")
+    reference = _parameter_names(pretrained)
+    for label, model in (("failed", failed), ("successful", successful)):
+        if _parameter_names(model) != reference:
+            raise ValueError(f"the {label} model's parameters (names/shapes) differ from the pretrained model's")
+
+    scratch = copy.deepcopy(pretrained).eval()
+    device = next(scratch.parameters()).device
+    with torch.no_grad():
+        theta_p = parameters_to_vector(pretrained.parameters()).detach().to(device, torch.float64)
+        delta_f = parameters_to_vector(failed.parameters()).detach().to(device, torch.float64) - theta_p
+        delta_s = parameters_to_vector(successful.parameters()).detach().to(device, torch.float64) - theta_p
+        dist_f = float(torch.linalg.vector_norm(delta_f))
+        dist_s = float(torch.linalg.vector_norm(delta_s))
+        if dist_f == 0:
+            raise ValueError("the failed model equals the pretrained model: the plane is undefined")
+        u = delta_f / dist_f
+        del delta_f
+        s_u = float(torch.dot(delta_s, u))
+        v = delta_s - s_u * u
+        del delta_s
+        s_v = float(torch.linalg.vector_norm(v))
+        if s_v <= 1e-9 * max(dist_s, 1e-30):
+            raise ValueError("the successful model lies on the line through the pretrained and the failed model: "
+                             "the plane is undefined")
+        v /= s_v
+    coords = {"pretrained": (0.0, 0.0), "failed": (dist_f, 0.0), "successful": (s_u, s_v)}
+    xs = [c[0] for c in coords.values()]
+    ys = [c[1] for c in coords.values()]
+
+    def axis(values: list[float], n: int) -> np.ndarray:
+        low, high = min(values), max(values)
+        pad = margin * (high - low)
+        return np.linspace(low - pad, high + pad, n)
+
+    alpha, beta = axis(xs, grid[0]), axis(ys, grid[1])
+    dtype = next(scratch.parameters()).dtype
+
+    def evaluate(a: float, b: float) -> tuple[float, float]:
+        with torch.no_grad():
+            vector_to_parameters((theta_p + a * u + b * v).to(dtype), scratch.parameters())
+        return _loss_and_grad_norm(scratch, batches, device, grad_norm)
+
+    loss = np.empty((len(beta), len(alpha)))
+    norms = np.empty((len(beta), len(alpha)))
+    for j, b in enumerate(beta):
+        for i, a in enumerate(alpha):
+            loss[j, i], norms[j, i] = evaluate(float(a), float(b))
+    points = {}
+    for label, (a, b) in coords.items():
+        point_loss, point_norm = evaluate(a, b)
+        points[label] = {"coords": (a, b), "loss": point_loss, "grad_norm": point_norm}
+    return {"alpha": alpha, "beta": beta, "loss": loss, "grad_norm": norms, "points": points,
+            "distances": {"failed": dist_f, "successful": dist_s},
+            "n_examples": sum(int(batch["labels"].shape[0]) for batch in batches)}
+
+
+def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
+    """Contours of the loss and of log10 gradient norm on the plane, the three models marked (PNG).
+
+    Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
+    panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
+    norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
+    if np.isfinite(norms).any():
+        panels.append(("log10 gradient norm", np.log10(np.maximum(norms, _TINY))))
+    figure = Figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
+    FigureCanvasAgg(figure)
+    markers = {"pretrained": ("o", "white"), "failed": ("X", "tab:red"), "successful": ("*", "tab:green")}
+    for index, (label, values) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        finite = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
+        filled = axes.contourf(alpha, beta, finite, levels=20, cmap="viridis")
+        axes.contour(alpha, beta, finite, levels=10, colors="k", linewidths=0.4, alpha=0.5)
+        figure.colorbar(filled, ax=axes)
+        for name, point in surface["points"].items():
+            marker, colour = markers.get(name, ("s", "tab:orange"))
+            a, b = point["coords"]
+            axes.scatter([a], [b], marker=marker, s=110, c=colour, edgecolors="black", zorder=3)
+            axes.annotate(name, (a, b), textcoords="offset points", xytext=(6, 6), fontsize="small",
+                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
+        axes.set_xlabel("α: along θ_failed − θ_pre")
+        axes.set_ylabel("β: θ_success − θ_pre, orthogonalised")
+        axes.set_title(label, fontsize="medium")
+    figure.suptitle(title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    return path

@@ -1,0 +1,129 @@
+"""The pytest plugin, driven through pytester in subprocesses (xdist needs real processes)."""
+import json
+import sqlite3
+
+import pytest
+
+CLAIMS = '''
+import pytest
+import stabench
+
+FAST = stabench.get_recipe("bert-default", max_steps=6, trace_every=2, lr=2e-3)
+
+@stabench.claim(task="polarity", model=MODEL, recipe=FAST, seeds=4)
+def test_true_claim(study):
+    assert study.n == 4
+    assert study.failures <= 4
+
+@pytest.mark.parametrize("task", ["polarity", "same-number"])
+@stabench.claim(model=MODEL, recipe=FAST, seeds=2)
+def test_false_claim(study, task):
+    assert study.mean > 0.999
+'''
+
+
+@pytest.fixture
+def suite(pytester, tiny_model):
+    pytester.makepyfile(test_claims=f"MODEL = {tiny_model!r}\n" + CLAIMS)
+    return pytester
+
+
+def _run(pytester, *args):
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
+                                         "-W", "ignore::DeprecationWarning", *args)
+
+
+def _report(path):
+    return json.loads(path.read_text())
+
+
+def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
+    result = _run(suite, "-v", "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md")
+    result.assert_outcomes(passed=9, failed=2)
+    result.stdout.fnmatch_lines([
+        "*test_true_claim?verdict?*PASSED*",
+        "*test_false_claim?verdict-polarity?*FAILED*",
+        "*assert * > 0.999*",
+        "*where * = Study(polarity, bert-default*n=2: accuracy *",
+        "*stabench claims*",
+        "*test_claims.py::test_false_claim?polarity?*polarity*failed*",
+    ])
+    result.stdout.fnmatch_lines(["*test_true_claim?seed0? accuracy=0.* *"])
+    report = _report(suite.path / "r.json")
+    assert sorted(c["claim"] for c in report["claims"]) == [
+        "test_claims.py::test_false_claim[polarity]", "test_claims.py::test_false_claim[same-number]",
+        "test_claims.py::test_true_claim"]
+    assert {c["verdict"] for c in report["claims"]} == {"passed", "failed"}
+    # test_false_claim[polarity] shares its two runs with test_true_claim: trained once, then read.
+    assert len(report["seeds"]) == 8 and sum(s["trained"] for s in report["seeds"]) == 6
+    markdown = (suite.path / "r.md").read_text()
+    for claim in report["claims"]:
+        assert claim["claim"] in markdown
+
+    again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json")
+    again.assert_outcomes(passed=9, failed=2)
+    report = _report(suite.path / "r.json")
+    assert not any(s["trained"] for s in report["seeds"])
+    assert not any(c["trained_in_verdict"] for c in report["claims"])
+    again.stdout.fnmatch_lines(["seeds: 8 run as items (0 trained, 8 read from the store); 0 trained by verdicts"])
+
+
+def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
+    _run(suite, "--stabench-store=serial.sqlite", "--stabench-json=serial.json")
+    parallel = _run(suite, "-n", "2", "--stabench-store=parallel.sqlite", "--stabench-json=parallel.json")
+    parallel.assert_outcomes(passed=9, failed=2)
+    serial, par = _report(suite.path / "serial.json"), _report(suite.path / "parallel.json")
+
+    def table(report):
+        return sorted((c["claim"], c["verdict"], c["summary"]["n"], c["summary"]["mean"], c["summary"]["std"],
+                       c["failures_text"]) for c in report["claims"])
+
+    assert table(serial) == table(par)
+    trained = sum(s["trained"] for s in par["seeds"]) + sum(len(c["trained_in_verdict"]) for c in par["claims"])
+    with sqlite3.connect(suite.path / "parallel.sqlite") as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == trained == 6
+    workers = {s["worker"] for s in par["seeds"] if s["item"].startswith("test_claims.py::test_true_claim")}
+    assert workers == {"gw0", "gw1"}
+
+
+def test_a_worker_killed_mid_seed_makes_the_claim_fail(suite):
+    suite.makeconftest('''
+import os, signal
+import stabench.train
+
+_original = stabench.train.fine_tune
+
+def _dies_once(prepared, **kwargs):
+    if prepared.seed == 1 and not os.path.exists("killed"):
+        open("killed", "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _original(prepared, **kwargs)
+
+stabench.train.fine_tune = _dies_once
+''')
+    result = _run(suite, "-n", "2", "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-json=r.json")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 1
+    assert (suite.path / "killed").exists()
+    verdict_line = [line for line in result.stdout.lines if "test_true_claim[verdict]" in line]
+    assert verdict_line and not any("PASSED" in line for line in verdict_line), verdict_line
+    report = _report(suite.path / "r.json")
+    assert not any(c["verdict"] == "passed" for c in report["claims"])
+
+
+def test_options_are_listed_in_help(pytester):
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=STORE*",
+                                 "*--stabench-seeds=SEEDS*", "*--stabench-recompute*", "*--stabench-device=DEVICE*",
+                                 "*--stabench-workers-per-gpu=WORKERS-PER-GPU*", "*--stabench-md=MD*",
+                                 "*--stabench-json=JSON*", "*--stabench-profile=PROFILE*"])
+
+
+def test_claim_selection_by_keyword_and_ini_options(suite):
+    suite.makeini("[pytest]\nstabench_store = from-ini.sqlite\nstabench_seeds = 1\n")
+    result = _run(suite, "-k", "same-number and bert-default", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_false_claim?seed0-same-number?", "*test_false_claim?verdict-same-number?"])
+    assert "polarity" not in result.stdout.str()
+    ran = _run(suite, "-k", "false_claim and polarity")
+    ran.assert_outcomes(passed=1, failed=1)  # stabench_seeds = 1 from the ini file: one seed + the verdict
+    assert (suite.path / "from-ini.sqlite").exists()
