@@ -1,0 +1,286 @@
+"""The paper's explanatory analyses: gradient verdicts, collapse, forgetting, overfitting, loss surface."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from stabench import analysis
+from stabench.data import collate, encode
+from stabench.models import load_model, load_tokenizer, resolve
+from stabench.recipes import get_recipe
+from stabench.result import RunResult
+from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK, load_task_data
+from stabench.train import fine_tune, prepare
+
+SMALL = dict(max_steps=6, trace_every=2, lr=1e-3)
+STEPS = [1, *range(10, 201, 10)]  # trace every 10 steps, as in the paper's logs
+
+
+def make_result(grad_norm=None, steps=STEPS, *, seed=0, failed=False, counts=(128, 128), train_loss=0.3,
+                accuracy=0.8) -> RunResult:
+    return RunResult(
+        key=f"k{seed}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name="r", recipe_hash="h",
+        seed=seed, environment={}, metrics={"accuracy": accuracy, "train_loss": train_loss},
+        primary_metric="accuracy", majority_accuracy=0.5, failed=failed, collapsed=sum(c > 0 for c in counts) <= 1,
+        diverged=False, steps=steps[-1] if steps else 0, wall_time_s=1.0, steps_per_s=1.0, started_at="",
+        finished_at="", trace={"loss": [train_loss] * (steps[-1] if steps else 0), "step": list(steps),
+                               "grad_norm": grad_norm or {}},
+        prediction_counts={str(i): c for i, c in enumerate(counts)})
+
+
+def curve(values_at: dict[int, float], steps=STEPS) -> list[float]:
+    """Piecewise log-linear curve through {step: value} knots."""
+    knots = sorted(values_at)
+    return list(10 ** np.interp(steps, knots, np.log10([values_at[k] for k in knots])))
+
+
+def traces(bottom, top, embeddings=None, classifier=None, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    flat = [1.0] * len(STEPS)
+    table = {"embeddings": embeddings or bottom, "layer.0": bottom, "layer.1": top, "pooler": top,
+             "classifier": classifier or flat}
+    return {name: [v * (1 + noise * rng.uniform(-1, 1)) for v in values] for name, values in table.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Vanishing gradients
+# --------------------------------------------------------------------------------------
+def test_bottom_layer_falling_1000x_and_staying_low_is_vanishing():
+    bottom = curve({1: 1.0, 10: 0.5, 30: 1e-3, 200: 1e-3})
+    top = curve({1: 1.0, 30: 0.1, 200: 0.1})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, top, noise=0.2)))
+    assert verdict.vanished and not verdict.recovered
+    assert verdict.drop == pytest.approx(1e-3, rel=0.5)
+    assert verdict.bottom_top_ratio < 0.1 and verdict.window == (1, 100) and verdict.n_points == 11
+    assert verdict.bottom == "layer.0" and verdict.top == "layer.1"
+    assert verdict.layer_drops["classifier"] > 0.5 and verdict.layer_drops["embeddings"] < 0.01
+
+
+def test_flat_trace_is_not_vanishing():
+    flat = [1.0] * len(STEPS)
+    verdict = analysis.vanishing_gradients(make_result(traces(flat, flat, noise=0.3)))
+    assert not verdict.vanished and verdict.recovered
+    assert 0.3 < verdict.drop < 3 and 0.5 < verdict.bottom_top_ratio < 2
+    assert not verdict.all_but_classifier_fell
+
+
+def test_a_fall_that_recovers_is_not_vanishing():
+    bottom = curve({1: 1.0, 30: 1e-3, 100: 1e-3, 200: 0.5})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))))
+    assert verdict.drop < 1e-2 and verdict.recovered and not verdict.vanished
+
+
+def test_uniform_shrinking_counts_only_without_the_bottom_top_test():
+    """All layers shrinking together is what a converging run does; the default asks bottom << top."""
+    falling = curve({1: 1.0, 50: 1e-3, 200: 1e-3})
+    result = make_result(traces(falling, falling, classifier=[1.0] * len(STEPS)))
+    default = analysis.vanishing_gradients(result)
+    assert not default.vanished and default.bottom_top_ratio == pytest.approx(1.0)
+    loose = analysis.vanishing_gradients(result, max_ratio=None)
+    assert loose.vanished and loose.all_but_classifier_fell
+
+
+def test_factor_and_window_are_parameters():
+    bottom = curve({1: 1.0, 30: 2e-2, 200: 2e-2})  # a 50x fall
+    result = make_result(traces(bottom, [1.0] * len(STEPS)))
+    assert not analysis.vanishing_gradients(result).vanished
+    assert analysis.vanishing_gradients(result, factor=10).vanished
+    late = analysis.vanishing_gradients(result, early=(50, 150), factor=10)  # measured after the fall
+    assert late.window == (50, 150) and not late.vanished and late.drop == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="trace point"):
+        analysis.vanishing_gradients(result, early=(2, 9))
+    with pytest.raises(ValueError, match="gradient-norm trace"):
+        analysis.vanishing_gradients(make_result({}))
+
+
+def test_gradient_summary_splits_failed_and_successful_runs():
+    flat = [1.0] * len(STEPS)
+    collapsed = traces(curve({1: 1.0, 30: 1e-4, 200: 1e-4}), curve({1: 1.0, 30: 0.1, 200: 0.1}))
+    results = [make_result(collapsed, seed=0, failed=True), make_result(traces(flat, flat), seed=1),
+               make_result(collapsed, seed=2, failed=True), make_result(traces(flat, flat, noise=0.2), seed=3)]
+    summary = analysis.gradient_summary(results)
+    assert summary["failed"]["seeds"] == [0, 2] and summary["successful"]["seeds"] == [1, 3]
+    assert summary["vanished_in_failed"] == 2 and summary["vanished_in_successful"] == 0
+    assert summary["separated"] and summary["max_failed_ratio"] < 0.1 < summary["min_successful_ratio"]
+    summary = analysis.gradient_summary(results[:1])
+    assert summary["separated"] is None and summary["n_successful"] == 0
+
+
+# --------------------------------------------------------------------------------------
+# Collapse to a constant predictor
+# --------------------------------------------------------------------------------------
+def test_collapsed_to_constant():
+    assert analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=0.70))
+    assert not analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=0.50))  # learning still
+    assert not analysis.collapsed_to_constant(make_result(counts=(130, 126), train_loss=0.693))  # two classes
+    assert analysis.collapsed_to_constant(make_result(counts=(0, 90, 0), train_loss=1.10))  # ln 3
+    assert not analysis.collapsed_to_constant(make_result(counts=(0, 90, 0), train_loss=0.693))
+    assert analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=0.50), reference_loss=0.5)
+    assert not analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=math.nan))
+
+
+# --------------------------------------------------------------------------------------
+# Generalisation: no overfitting
+# --------------------------------------------------------------------------------------
+def _loss_accuracy_runs(accuracy_of_log_loss, n=12):
+    rng = np.random.default_rng(0)
+    losses = np.logspace(-1, -5, n)
+    runs = [make_result(seed=i, train_loss=float(loss), accuracy=float(accuracy_of_log_loss(np.log10(loss))
+                                                                       + rng.uniform(-0.01, 0.01)))
+            for i, loss in enumerate(losses)]
+    failed = [make_result(seed=100 + i, failed=True, train_loss=0.69, accuracy=0.5) for i in range(3)]
+    return runs + failed
+
+
+def test_flat_accuracy_over_four_decades_of_loss_is_not_overfitting():
+    results = _loss_accuracy_runs(lambda log_loss: 0.70)
+    points = analysis.generalisation_points(results)
+    assert len(points) == 15 and points[-1] == (0.69, 0.5)
+    assert len(analysis.generalisation_points(results, successful_only=True)) == 12
+    trend = analysis.overfitting_trend(results)
+    assert trend.n == 12 and trend.flat and not trend.overfits
+    assert abs(trend.slope) < 0.01 and trend.loss_decades == pytest.approx(4.0)
+
+
+def test_accuracy_falling_with_loss_is_overfitting():
+    trend = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 + 0.03 * log_loss))
+    assert not trend.flat and trend.overfits
+    assert trend.rho > 0.8 and trend.p < 0.01 and trend.slope == pytest.approx(0.03, abs=0.005)
+    with pytest.raises(ValueError, match="at least 3"):
+        analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
+
+
+# --------------------------------------------------------------------------------------
+# Real (tiny) runs: forgetting curve and loss surface
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_model):
+    """The pretrained classifier of seed 0 and two 6-step fine-tuned models (seeds 0 and 1)."""
+    recipe = get_recipe("bert-default", **SMALL)
+    first, first_model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0), return_model=True)
+    second, second_model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default-bc", **SMALL),
+                                             seed=1), return_model=True)
+    transformers.set_seed(0)  # the head fine_tune(seed=0) started from
+    pretrained = load_model(resolve(tiny_model), 2, recipe.dropout).eval()
+    return {"pretrained": pretrained, "failed": first_model, "successful": second_model, "result": first}
+
+
+def test_vanishing_gradients_reads_a_real_trace(tiny_runs):
+    verdict = analysis.vanishing_gradients(tiny_runs["result"])
+    assert verdict.window == (1, 6) and verdict.n_points == 4
+    assert math.isfinite(verdict.drop) and math.isfinite(verdict.bottom_top_ratio)
+    assert set(verdict.layer_drops) == {"embeddings", "layer.0", "layer.1", "pooler", "classifier"}
+
+
+def _texts():
+    data = load_task_data(BUILTIN_SINGLE_TASK)
+    return list(data.eval["sentence"][:48])
+
+
+def test_forgetting_curve_resets_top_layers_to_pretrained(tiny_model, tiny_runs):
+    tokenizer = load_tokenizer(resolve(tiny_model))
+    finetuned = tiny_runs["failed"]
+    before = {k: v.clone() for k, v in finetuned.state_dict().items()}
+    texts = _texts()
+    points = analysis.forgetting_curve(tiny_model, finetuned, texts, tokenizer, ks=[0, 1, 2, 3])
+    assert [k for k, _ in points] == [0, 1, 2, 3]
+    ppl = dict(points)
+    assert all(math.isfinite(p) and p > 1 for p in ppl.values())
+    assert all(torch.equal(before[k], v) for k, v in finetuned.state_dict().items())  # not modified
+
+    def direct(load_from_finetuned):
+        model = analysis.load_masked_lm(tiny_model)
+        state = {k: v for k, v in finetuned.base_model.state_dict().items() if load_from_finetuned(k)}
+        model.base_model.load_state_dict(state, strict=False)
+        return analysis.masked_lm_perplexity(model, texts, tokenizer)
+
+    pretrained = direct(lambda name: False)
+    assert ppl[3] == pytest.approx(pretrained, rel=1e-6)  # k = L+1: the pretrained model itself
+    assert ppl[2] == pytest.approx(direct(lambda name: name.startswith("embeddings.")), rel=1e-6)  # k = L
+    assert ppl[1] == pytest.approx(direct(lambda name: not name.startswith("encoder.layer.1.")), rel=1e-6)
+    assert ppl[0] == pytest.approx(direct(lambda name: True), rel=1e-6)  # the fine-tuned encoder
+    assert ppl[0] != pytest.approx(pretrained, rel=1e-3)  # fine-tuning moved the encoder
+    with pytest.raises(ValueError, match="out of range"):
+        analysis.forgetting_curve(tiny_model, finetuned, texts, tokenizer, ks=[4])
+
+
+def test_masked_lm_perplexity_is_seeded(tiny_model):
+    tokenizer = load_tokenizer(resolve(tiny_model))
+    model = analysis.load_masked_lm(tiny_model)
+    texts = _texts()
+    a, b = (analysis.masked_lm_perplexity(model, texts, tokenizer, seed=3) for _ in range(2))
+    assert a == b and a != analysis.masked_lm_perplexity(model, texts, tokenizer, seed=4)
+    assert analysis.masked_lm_perplexity(analysis.load_masked_lm(tiny_model), texts, tokenizer, seed=3) == a
+
+
+def test_wikitext2_texts_raises_a_clear_error_when_unavailable(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RuntimeError, match="WikiText-2 is unavailable"):
+        analysis.wikitext2_texts(10)
+
+
+def _batches(tiny_model):
+    tokenizer = load_tokenizer(resolve(tiny_model))
+    train, _ = encode(load_task_data(BUILTIN_PAIR_TASK), tokenizer, 128)
+    pad = tokenizer.pad_token_id
+    return [collate(train, range(0, 16), pad), collate(train, range(16, 40), pad)]  # unequal sizes
+
+
+def _direct_loss_and_norm(model, batches):
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    n = sum(len(b["labels"]) for b in batches)
+    loss = sum(model(**b).loss * len(b["labels"]) / n for b in batches)
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters() if p.grad is not None))
+    model.zero_grad(set_to_none=True)
+    return float(loss.detach()), float(norm)
+
+
+def test_loss_surface_plane_through_the_three_models(tiny_model, tiny_runs, tmp_path):
+    models = [tiny_runs[name] for name in ("pretrained", "failed", "successful")]
+    batches = _batches(tiny_model)
+    before = [p.clone() for p in models[0].parameters()]
+    surface = analysis.loss_surface(*models, batches, grid=(5, 4), margin=0.2)
+    assert surface["alpha"].shape == (5,) and surface["beta"].shape == (4,)
+    assert surface["loss"].shape == (4, 5) and surface["grad_norm"].shape == (4, 5)
+    assert np.isfinite(surface["loss"]).all() and (surface["grad_norm"] > 0).all()
+    assert surface["n_examples"] == 40
+    for name, model in zip(("pretrained", "failed", "successful"), models):
+        point = surface["points"][name]
+        loss, norm = _direct_loss_and_norm(model, batches)
+        assert point["loss"] == pytest.approx(loss, abs=1e-5), name
+        assert point["grad_norm"] == pytest.approx(norm, rel=1e-3, abs=1e-6), name
+    coords = {name: np.asarray(p["coords"]) for name, p in surface["points"].items()}
+    assert tuple(coords["pretrained"]) == (0.0, 0.0) and coords["failed"][1] == 0.0
+    assert coords["failed"][0] == pytest.approx(surface["distances"]["failed"])
+    assert np.linalg.norm(coords["successful"]) == pytest.approx(surface["distances"]["successful"], rel=1e-6)
+    xs, ys = [c[0] for c in coords.values()], [c[1] for c in coords.values()]
+    span = max(xs) - min(xs)
+    assert surface["alpha"][0] == pytest.approx(min(xs) - 0.2 * span)
+    assert surface["alpha"][-1] == pytest.approx(max(xs) + 0.2 * span)
+    assert surface["beta"][0] < min(ys) and surface["beta"][-1] > max(ys)
+    assert all(torch.equal(a, b) for a, b in zip(before, models[0].parameters()))  # scratch copy only
+
+    path = analysis.plot_loss_surface(surface, tmp_path / "plots" / "surface.png", "tiny BERT")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_loss_surface_rejects_other_architectures_and_degenerate_planes(tiny_model, tiny_runs):
+    batches = _batches(tiny_model)[:1]
+    three_way = copy.deepcopy(tiny_runs["successful"])
+    three_way.classifier = torch.nn.Linear(three_way.classifier.in_features, 3)
+    with pytest.raises(ValueError, match="differ"):
+        analysis.loss_surface(tiny_runs["pretrained"], three_way, tiny_runs["successful"], batches)
+    with pytest.raises(ValueError, match="equals the pretrained"):
+        analysis.loss_surface(tiny_runs["pretrained"], tiny_runs["pretrained"], tiny_runs["successful"], batches)
