@@ -30,19 +30,23 @@ MARKER = "stabench"
 def claim(task: str | None = None, model: str | None = None, recipe: str | Recipe | None = None,
           seeds: int | Sequence[int] = 5, arms: Mapping[str, Mapping[str, Any]] | None = None,
           train_size: int | None = None, toy: Mapping[str, Any] | None = None,
-          requires: Sequence[str] = ()) -> pytest.MarkDecorator:
+          requires: Sequence[str] = (), gate: Mapping[str, float] | None = None,
+          reference: Mapping[str, Any] | None = None) -> pytest.MarkDecorator:
     """Mark a test as a stability claim; its ``study`` argument receives the results.
 
     ``task``, ``model`` and ``recipe`` may also come from ``pytest.mark.parametrize``
     arguments of the same names.  ``arms`` names several configurations compared in one
     body (``study["default"]``); each arm overrides the claim's task/model/recipe.
     ``toy`` overrides apply under ``--stabench-profile=toy``; ``requires`` lists what a
-    claim needs beyond the model and data ("cuda").
+    claim needs beyond the model and data ("cuda").  ``gate`` sets this claim's regression
+    limits (see ``stabench.gate``); ``reference`` holds published numbers shown beside the
+    measured ones, per arm name.
     """
     if isinstance(seeds, int) and seeds < 1:
         raise ValueError(f"seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds")
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
-                                train_size=train_size, toy=dict(toy or {}), requires=tuple(requires))
+                                train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
+                                gate=dict(gate or {}), reference=dict(reference or {}))
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def seeds_of(seeds: int | Sequence[int], override: int | None = None) -> tuple[i
     """A seed count means seeds 0..n-1; ``override`` (the command line) wins over the claim."""
     if override is not None:
         return tuple(range(override))
-    return tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
+    return tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
 
 
 def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: int | None = None,

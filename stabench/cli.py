@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
+from .gate import parse_env
 from .recipes import get_recipe, parse_overrides
 from .store import Store, StoreError, default_store_path
 from .tasks import get_task, local_task
@@ -124,6 +125,36 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    from .gate import compare_sources, load_source, parse_limits
+
+    with Store(args.store or default_store_path()) as store:
+        baseline = load_source(args.baseline, store)
+        current = store.query() if args.current == "store" else load_source(args.current, store)
+    if not baseline:
+        raise ValueError(f"baseline {args.baseline!r} holds no runs")
+    results = compare_sources(baseline, current, parse_limits(args.limits))
+    rows = [result.row() for result in results]
+    styles = ["red" if r.regressed else "green" if r.verdict == "ok" else "yellow" for r in results]
+    console.print(report.rows_table(rows, title=f"{args.current} against baseline {args.baseline}", styles=styles))
+    regressed = [r for r in results if r.regressed]
+    for result in regressed:
+        console.print(f"[red]REGRESSED[/] {result.claim}: {'; '.join(result.reasons)}", highlight=False)
+    if not any(r.baseline for r in results):
+        console.print("[yellow]no study of the current runs has a matching baseline (same task, model and "
+                      "recipe name)[/]")
+    return 1 if regressed else 0
+
+
+def cmd_tag(args: argparse.Namespace, console: Console) -> int:
+    with Store(args.store or default_store_path()) as store:
+        env = parse_env(args.env) if args.env else None
+        runs = store.query(task=args.task, model=args.model, recipe=args.recipe, env=env)
+        added = store.tag([r.key for r in runs], args.name)
+    console.print(f"tagged {added} of {len(runs)} matching run(s) as {args.name!r}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stabench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
     imp.add_argument("path")
     imp.set_defaults(handler=cmd_import)
+
+    compare = with_store(sub.add_parser("compare", help="regression gate: exit 1 when a study got significantly "
+                                                        "worse than its baseline"))
+    compare.add_argument("baseline", help="tag:NAME, env:FIELD=VALUE,... or a file written by stabench export")
+    compare.add_argument("current", help="same forms, or 'store' for every stored run not in the baseline")
+    compare.add_argument("--limits", help="e.g. max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,"
+                                          "alpha=0.05 (these are the defaults)")
+    compare.set_defaults(handler=cmd_compare)
+
+    tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
+    tag.add_argument("name")
+    for option in ("task", "model", "recipe"):
+        tag.add_argument(f"--{option}", help=f"only runs with this {option}")
+    tag.add_argument("--env", help="only runs made under FIELD=VALUE,... (torch, transformers, device_name, ...)")
+    tag.set_defaults(handler=cmd_tag)
     return parser
 
 

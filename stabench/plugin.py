@@ -29,6 +29,12 @@ _OPTIONS = [
     ("workers-per-gpu", "xdist workers sharing one GPU (default 1)", "int"),
     ("cpu-threads", "torch threads per process on CPU (default: cores / workers)", "int"),
     ("profile", "paper (default: the claims' own settings) or toy (tiny model, built-in data, 2 seeds)", "str"),
+    ("baseline", "gate on a baseline: tag:NAME, env:FIELD=VALUE,... or a file from `stabench export`; "
+                 "the session fails when a claim regresses significantly", "str"),
+    ("gate", "regression limits, e.g. max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,alpha=0.05",
+     "str"),
+    ("tag", "tag every run this session's claims use (e.g. to make them a baseline later)", "str"),
+    ("plots", "write per-claim plots (scores per seed, gradient-norm traces) as PNG into this folder", "path"),
     ("md", "write the claims table as Markdown to this file (e.g. for a CI job summary)", "path"),
     ("json", "write every claim and seed as JSON to this file", "path"),
 ]
@@ -97,6 +103,15 @@ class State:
         self.config, self.session_id, self.workers = config, session_id, workers
         self.toy = (option(config, "profile") or "paper") == "toy"
         self._session = None
+        self._baseline = None
+
+    def baseline(self):
+        """The baseline runs named by --stabench-baseline, loaded once per process."""
+        if self._baseline is None:
+            from .gate import load_source
+
+            self._baseline = load_source(option(self.config, "baseline"), self.session().store)
+        return self._baseline
 
     def session(self):
         if self._session is None:
@@ -233,6 +248,10 @@ def pytest_runtest_call(item: pytest.Item):
     _skip_unless_available(item, spec)
     studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
+    if tag := option(item.config, "tag"):
+        state.session().store.tag([r.key for study in studies.values() for r in study.results], tag)
+    if option(item.config, "baseline"):
+        _record_gate(item, state, studies)
     try:
         outcome = yield
     except AssertionError as error:
@@ -253,6 +272,16 @@ def _unit(item: pytest.Item):
     if callspec is None or item.get_closest_marker("stabench") is None:
         return None
     return callspec.params.get(UNIT_FIXTURE)
+
+
+def _record_gate(item: pytest.Item, state: State, studies) -> None:
+    from .gate import check, parse_limits
+
+    limits = {**parse_limits(option(item.config, "gate")), **item.get_closest_marker("stabench").kwargs.get("gate", {})}
+    for name, study in studies.items():
+        claim = _claim_name(item) + (f" ({name})" if len(studies) > 1 else "")
+        result = check(claim, study.results, state.baseline(), limits)
+        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "regressed": result.regressed})))
 
 
 def _skip_unless_available(item: pytest.Item, spec) -> None:
@@ -307,7 +336,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
         if name == "stabench_seed":
             row = json.loads(value)
             word = f"{row['metric']}={row['score']:.3f} {row['run_verdict']}" + ("" if row["trained"] else " (stored)")
-            return "passed", "F" if row["failed"] else ".", (word, {"red" if row["failed"] else "green": True})
+            return "passed", "f" if row["failed"] else ".", (word, {"red" if row["failed"] else "green": True})
     return None
 
 
@@ -318,6 +347,7 @@ class Reporter:
         self.config = config
         self.claims: list[dict] = []
         self.seeds: list[dict] = []
+        self.gates: list[dict] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -327,6 +357,8 @@ class Reporter:
                 self.claims.append(json.loads(value))
             elif name == "stabench_seed":
                 self.seeds.append(json.loads(value))
+            elif name == "stabench_gate":
+                self.gates.append(json.loads(value))
 
     def rows(self) -> list[dict[str, str]]:
         from .report import fmt
@@ -364,12 +396,53 @@ class Reporter:
         terminalreporter.write_line(f"seeds: {len(self.seeds)} run as items ({trained} trained, "
                                     f"{len(self.seeds) - trained} read from the store); "
                                     f"{late} trained by verdicts")
+        if self.gates:
+            gates = sorted(self.gates, key=lambda g: g["claim"])
+            terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
+            rows = [{k: v for k, v in g.items() if k != "regressed"} for g in gates]
+            styles = ["red" if g["regressed"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
+            terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
+            for gate in gates:
+                if gate["regressed"]:
+                    terminalreporter.write_line(f"REGRESSED {gate['claim']}: {gate['why']}", red=True)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report import markdown, write_json
 
+        if any(g["regressed"] for g in self.gates) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
         if markdown_path := option(self.config, "md"):
             Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(markdown_path).write_text("## stabench claims\n\n" + markdown(self.rows()) + "\n")
+            text = "## stabench claims\n\n" + markdown(self.rows()) + "\n"
+            if self.gates:
+                rows = [{k: v for k, v in g.items() if k != "regressed"} for g in self.gates]
+                text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
+            Path(markdown_path).write_text(text)
         if json_path := option(self.config, "json"):
-            write_json(json_path, {"claims": self.claims, "seeds": self.seeds})
+            write_json(json_path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})
+        if plots_dir := option(self.config, "plots"):
+            self._plot(Path(plots_dir))
+
+    def _plot(self, folder: Path) -> None:
+        """Per claim: scores per seed and arm, and gradient-norm traces of a failed and a healthy run."""
+        from .plots import plot_grad_norm_traces, plot_study
+        from .store import Store, default_store_path
+
+        claims: dict[str, list[dict]] = {}
+        for row in self.claims:
+            if row["verdict"] != "skipped":
+                claims.setdefault(row["claim"], []).append(row)
+        with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
+            for claim, arms in claims.items():
+                name = "".join(c if c.isalnum() or c in "-_." else "_" for c in claim.split("::")[-1])
+                runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
+                plot_study({arm: [r.score for r in results] for arm, results in runs.items()}, arms[0]["majority"],
+                           arms[0]["metric"], claim, folder / f"{name}-scores.png")
+                every = [r for results in runs.values() for r in results]
+                examples = {}
+                for label, pick in (("failed", lambda r: r.failed), ("successful", lambda r: not r.failed)):
+                    chosen = next((r for r in every if pick(r)), None)
+                    if chosen is not None:
+                        examples[f"seed {chosen.seed} {chosen.recipe_name} ({label})"] = chosen.trace
+                plot_grad_norm_traces(examples, folder / f"{name}-grad-norms.png", claim)

@@ -1,0 +1,153 @@
+"""Regression gate: did a claim get worse than a baseline (another stack, tag or machine)?
+
+A baseline is a set of stored runs: ``tag:NAME`` (runs tagged in a store), ``env:torch=2.11.0,...``
+(runs made under those library versions / devices), or the path of a file written by
+``stabench export`` (another machine or a CI artifact).  Runs are matched to a study by what
+was trained (task, model, recipe name, training-set size), so a new library release or an
+edited recipe of the same name is compared with its past self, seed for seed where possible.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import stats
+from .environment import KEY_FIELDS
+from .metrics import higher_is_better
+from .result import RunResult
+from .store import Store
+
+DEFAULT_LIMITS = {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_failures": 0, "alpha": 0.05}
+
+
+def study_key(result: RunResult) -> tuple:
+    """What makes runs comparable across environments: same task, data size, model and recipe name."""
+    return (result.task["name"], result.task.get("train_size"), result.model["name"], result.recipe_name)
+
+
+def load_source(source: str, store: Store | None = None) -> list[RunResult]:
+    """Runs named by a baseline spec: ``tag:NAME``, ``env:field=value,...`` or an export file."""
+    if source.startswith(("tag:", "env:")):
+        if store is None:
+            raise ValueError(f"baseline {source!r} reads the results store, but none is open")
+        if source.startswith("tag:"):
+            return store.query(tag=source[4:])
+        return store.query(env=parse_env(source[4:]))
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"baseline {source!r} is neither tag:NAME, env:FIELD=VALUE nor an existing "
+                                f"export file (stabench export)")
+    with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
+        scratch_store.import_file(path)
+        return scratch_store.query()
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in KEY_FIELDS:
+            raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(KEY_FIELDS)}")
+        env[name.strip()] = value.strip()
+    return env
+
+
+def parse_limits(text: str | None) -> dict[str, float]:
+    """``max_mean_drop=0.02,max_extra_failures=1`` -> limits over the defaults."""
+    limits = dict(DEFAULT_LIMITS)
+    for item in filter(None, (text or "").split(",")):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in DEFAULT_LIMITS:
+            raise ValueError(f"gate limit {item!r} is invalid; expected NAME=VALUE with NAME one of "
+                             f"{', '.join(DEFAULT_LIMITS)}")
+        try:
+            limits[name] = None if value.strip().lower() == "none" else float(value)
+        except ValueError:
+            raise ValueError(f"gate limit {item!r} is invalid; its value must be a number or none") from None
+    return limits
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One study against its baseline, for one metric."""
+
+    claim: str
+    study: tuple
+    metric: str
+    current: stats.Summary
+    baseline: stats.Summary | None
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.reasons)
+
+    @property
+    def verdict(self) -> str:
+        if self.baseline is None:
+            return "no baseline"
+        return "REGRESSED" if self.regressed else "ok"
+
+    def row(self) -> dict[str, str]:
+        def describe(summary: stats.Summary | None) -> str:
+            if summary is None:
+                return "-"
+            return f"{summary.mean:.3f} ± {summary.std:.3f}, failed {summary.failures}/{summary.n}"
+
+        task, train_size, model, recipe = self.study
+        return {"claim": self.claim, "task": task + (f" ({train_size})" if train_size else ""), "model": model,
+                "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
+                "current": describe(self.current), "gate": self.verdict, "why": "; ".join(self.reasons)}
+
+
+def _summary(results: Sequence[RunResult], metric: str) -> stats.Summary:
+    return stats.summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
+                           collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results])
+
+
+def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
+          limits: Mapping[str, Any] | None = None) -> GateResult:
+    """Compare one study with the baseline runs of the same study (same seeds where available)."""
+    limits = {**DEFAULT_LIMITS, **(limits or {})}
+    key = study_key(current[0])
+    metric = current[0].primary_metric
+    matching = [r for r in baseline_runs if study_key(r) == key and metric in r.metrics]
+    seeds = {r.seed for r in current}
+    same_seeds = [r for r in matching if r.seed in seeds]
+    baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
+    now = _summary(current, metric)
+    if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
+        return GateResult(claim, key, metric, now, None)
+    threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
+                                max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
+                                max_extra_failures=None if limits["max_extra_failures"] is None
+                                else int(limits["max_extra_failures"]), alpha=float(limits["alpha"]))
+    reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
+                               sum(r.failed for r in baseline), sum(r.failed for r in current), threshold)
+    return GateResult(claim, key, metric, now, _summary(baseline, metric), reasons)
+
+
+def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
+    """One run per seed (the latest), so a baseline stored twice does not count twice."""
+    latest: dict[int, RunResult] = {}
+    for run in sorted(runs, key=lambda r: r.finished_at):
+        latest[run.seed] = run
+    return [latest[seed] for seed in sorted(latest)]
+
+
+def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
+                    limits: Mapping[str, Any] | None = None) -> list[GateResult]:
+    """Every study present in ``current`` against the same study in ``baseline``."""
+    baseline_keys = {r.key for r in baseline}
+    studies: dict[tuple, list[RunResult]] = {}
+    for run in current:
+        if run.key not in baseline_keys:  # a run in both sources is the baseline, not news
+            studies.setdefault(study_key(run), []).append(run)
+    return [check(" / ".join(str(part) for part in key if part is not None), _dedupe(runs), baseline, limits)
+            for key, runs in sorted(studies.items(), key=lambda item: str(item[0]))]
+

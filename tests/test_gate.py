@@ -1,0 +1,113 @@
+import pytest
+
+from stabench.gate import check, compare_sources, load_source, parse_env, parse_limits
+from stabench.result import RunResult
+from stabench.store import Store
+
+
+def _run(seed, score, *, recipe="r", torch="2.13.0", failed=None, metric="accuracy"):
+    failed = score <= 0.5 if failed is None else failed
+    return RunResult(
+        key=f"{recipe}-{torch}-{seed}-{score}", task={"name": "t", "train_size": None}, model={"name": "m"},
+        recipe={}, recipe_name=recipe, recipe_hash="h", seed=seed,
+        environment={"torch": torch, "transformers": "5", "datasets": "5", "device_kind": "cpu",
+                     "device_name": "x", "precision": "fp32"},
+        metrics={metric: score, "accuracy": score}, primary_metric=metric, majority_accuracy=0.5, failed=failed,
+        collapsed=False, diverged=False, steps=1, wall_time_s=1.0, steps_per_s=1.0,
+        started_at="2026-01-01T00:00:00", finished_at=f"2026-01-01T00:00:{seed:02d}")
+
+
+GOOD = [0.90, 0.91, 0.92, 0.89, 0.90, 0.93, 0.91, 0.90]
+
+
+def test_worse_study_regresses_with_the_metric_named():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = [_run(s, v - 0.3 if s % 2 else v - 0.05, torch="2.13.0") for s, v in enumerate(GOOD)]
+    result = check("claim-x", current, baseline)
+    assert result.regressed and result.verdict == "REGRESSED"
+    assert any(reason.startswith("accuracy: mean got worse") for reason in result.reasons)
+    assert result.row()["claim"] == "claim-x"
+
+
+def test_identical_and_better_studies_pass_and_direction_is_respected():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    assert not check("c", [_run(s, v) for s, v in enumerate(GOOD)], baseline).regressed
+    assert not check("c", [_run(s, v + 0.05) for s, v in enumerate(GOOD)], baseline).regressed
+    # For a lower-is-better metric the same shift up is a regression.
+    lower_base = [_run(s, v, torch="2.11.0", metric="train_loss", failed=False) for s, v in enumerate(GOOD)]
+    lower_now = [_run(s, v + 0.2, metric="train_loss", failed=False) for s, v in enumerate(GOOD)]
+    assert check("c", lower_now, lower_base).regressed
+
+
+def test_more_failures_regress_and_no_baseline_is_reported():
+    baseline = [_run(s, 0.9, torch="2.11.0") for s in range(10)]
+    current = [_run(s, 0.5 if s < 6 else 0.9) for s in range(10)]
+    result = check("c", current, baseline, {"max_mean_drop": None, "max_std_increase": None})
+    assert result.regressed and "more failed runs" in result.reasons[0]
+    other = [_run(s, 0.9, recipe="other") for s in range(4)]
+    assert check("c", other, baseline).verdict == "no baseline"
+
+
+def test_compare_sources_groups_studies_and_skips_shared_runs():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
+    results = compare_sources(baseline, current)
+    assert len(results) == 1 and results[0].regressed and results[0].current.mean < 0.7
+
+
+def test_sources_from_tags_environments_and_export_files(tmp_path):
+    with Store(tmp_path / "s.sqlite") as store:
+        old = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+        for run in old + [_run(s, v) for s, v in enumerate(GOOD)]:
+            store.put(run)
+        store.tag([r.key for r in old], "old")
+        assert {r.key for r in load_source("tag:old", store)} == {r.key for r in old}
+        assert {r.key for r in load_source("env:torch=2.11.0", store)} == {r.key for r in old}
+        store.export(tmp_path / "old.json")
+        assert len(load_source(str(tmp_path / "old.json"), store)) == 16
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: parse_env("cuda=12"), "environment filter 'cuda=12' is invalid"),
+    (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop=1' is invalid"),
+    (lambda: parse_limits("alpha=high"), "its value must be a number"),
+    (lambda: load_source("nothing-here.json"), "neither tag:NAME, env:FIELD=VALUE nor an existing export file"),
+])
+def test_bad_gate_input_is_named(call, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        call()
+
+
+GATED = '''
+import os
+import stabench
+
+RECIPE = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=float(os.environ["DEMO_LR"]),
+                             name="my-recipe")
+
+@stabench.claim(task="polarity", model=MODEL, recipe=RECIPE, seeds=4)
+def test_my_recipe(study):
+    assert study.n == 4
+'''
+
+
+def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
+    pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
+    common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
+    monkeypatch.setenv("DEMO_LR", "3e-3")
+    pytester.runpytest_subprocess(*common, "--stabench-tag=old").assert_outcomes(passed=5)
+
+    monkeypatch.setenv("DEMO_LR", "1e-6")  # deliberately worse: barely moves from the random head
+    worse = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md")
+    assert worse.ret == 1
+    worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
+                                "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
+    assert "REGRESSED" in (pytester.path / "gate.md").read_text()
+
+    monkeypatch.setenv("DEMO_LR", "3e-3")
+    same = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old")
+    assert same.ret == 0
+    same.stdout.fnmatch_lines(["*test_gated.py::test_my_recipe*ok*"])
+
+    from stabench.cli import main
+    assert main(["compare", "tag:old", "store", "--store", str(pytester.path / "s.sqlite")]) == 1
