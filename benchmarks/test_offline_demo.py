@@ -9,7 +9,7 @@ it is not a reproduction of Table 1.  Seeds 0-7 are not the seeds the settings w
 chosen on (100-107).
 """
 import stabench
-from stabench.analysis import collapsed_to_constant
+from stabench.analysis import collapsed_to_constant, gradient_summary
 
 DEMO_LR = 2e-4
 ARMS = {
@@ -29,11 +29,15 @@ def test_bias_correction_prevents_failed_runs(study):
 
 @stabench.claim(task="same-number", model="minilm-l6", seeds=range(8), arms=ARMS)
 def test_failed_runs_collapse_with_vanishing_lower_layer_gradients(study):
-    """The mechanism: failed runs predict one class at loss ~ln 2, their bottom-layer gradients vanish."""
-    default, corrected = study["no-bias-correction"], study["bias-correction"]
-    failed = [r for r in default.results if r.failed]
+    """The mechanism: failed runs predict one class at loss ~ln 2; their bottom-layer gradients vanish.
+
+    Verdict on the stored traces (every 10 steps): layer-0 gradient norm down >= 10x over the
+    run, never back, and <= 0.1x the top layer's.  It holds for most failed runs and for no
+    successful run of either recipe (a failed run can also collapse without that signature).
+    """
+    failed = [r for arm in study.values() for r in arm.results if r.failed]
     assert failed, "the demo needs failed runs to explain"
     assert all(collapsed_to_constant(r) for r in failed)
-    failed_ratios = [ratio for ratio, r in zip(default.grad_norm_ratios(), default.results) if r.failed]
-    healthy_ratios = corrected.grad_norm_ratios()
-    assert max(failed_ratios) < min(healthy_ratios), (failed_ratios, healthy_ratios)
+    gradients = gradient_summary([r for arm in study.values() for r in arm.results], early=(1, 48), factor=10)
+    assert gradients["vanished_in_successful"] == 0, gradients
+    assert 2 * gradients["vanished_in_failed"] >= gradients["n_failed"], gradients

@@ -97,7 +97,8 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
     seeds = toy_options.get("seeds", seeds)
     default_arm = base["recipe"].name if isinstance(base["recipe"], Recipe) else str(base["recipe"])
     arms = []
-    for name, arm_options in (options.get("arms") or {default_arm: {}}).items():
+    # Arms may come from a parametrize argument named "arms" (e.g. recipes that depend on another parameter).
+    for name, arm_options in (params.get("arms") or options.get("arms") or {default_arm: {}}).items():
         merged = {**base, **{k: v for k, v in arm_options.items() if k != "toy"}}
         for required in ("task", "model", "recipe"):
             if merged.get(required) is None:
@@ -112,8 +113,8 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
             recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),
                                        **arm_options.get("toy", {}).get("recipe_overrides", {})})
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
-    return ClaimSpec(arms=tuple(arms), seeds=seeds_of(seeds, seed_override),
-                     requires=tuple(options.get("requires", ())))
+    requires = () if toy else tuple(options.get("requires", ()))  # the toy scale is made for a CPU
+    return ClaimSpec(arms=tuple(arms), seeds=seeds_of(seeds, seed_override), requires=requires)
 
 
 class SeedNotRun(Exception):
@@ -155,6 +156,38 @@ class Session:
             self.store.put(result, replace=self.recompute)
             attempt.unlink()
             return result, True
+
+    def trained_model(self, arm: Arm, seed: int):
+        """Fine-tune (arm, seed) again and return (result, model): the store keeps numbers, not weights."""
+        from .train import fine_tune, prepare
+
+        prepared = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+        return fine_tune(prepared, return_model=True)
+
+    def pretrained_model(self, arm: Arm, seed: int = 0):
+        """The model before fine-tuning, with the classification head that ``seed`` initialises."""
+        import transformers
+
+        from .models import load_model, resolve
+        from .tasks import load_task_data
+
+        data = load_task_data(arm.task, train_size=arm.train_size)
+        transformers.set_seed(seed)
+        return load_model(resolve(arm.model), data.num_labels, arm.recipe.dropout).to(self.device)
+
+    def training_batches(self, arm: Arm, n_batches: int) -> list[dict]:
+        """The first training batches of ``arm``'s data, for loss-surface evaluations."""
+        from . import data as data_lib
+        from .models import load_tokenizer, resolve
+        from .tasks import load_task_data
+
+        source = resolve(arm.model)
+        tokenizer = load_tokenizer(source)
+        train, _ = data_lib.encode(load_task_data(arm.task, train_size=arm.train_size), tokenizer,
+                                   arm.recipe.max_length)
+        size = arm.recipe.batch_size
+        return [data_lib.collate(train, list(range(i * size, min((i + 1) * size, len(train)))),
+                                 tokenizer.pad_token_id or 0) for i in range(min(n_batches, -(-len(train) // size)))]
 
     def collect(self, arm: Arm, seeds: Iterable[int]) -> Study:
         """Every seed's result: stored ones are read, missing ones trained here.
@@ -231,25 +264,6 @@ class Study:
         metric = metric or self.metric
         return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
                              higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons)
-
-    def grad_norm_ratios(self, bottom: str = "layer.0", top: str | None = None,
-                         steps: tuple[int, int] = (20, 40)) -> list[float]:
-        """Per seed: mean bottom-layer over top-layer gradient norm within a step window.
-
-        Mosbach et al.'s mechanism: in failed runs the gradients of all but the top layers
-        vanish early; this ratio is orders of magnitude below 1 then.
-        """
-        ratios = []
-        for result in self.results:
-            trace = result.trace
-            layers = [name for name in trace["grad_norm"] if name.startswith("layer.")]
-            top_name = top or max(layers, key=lambda name: int(name.split(".")[1]))
-            window = [i for i, step in enumerate(trace["step"]) if steps[0] <= step <= steps[1]] or \
-                list(range(len(trace["step"])))
-            low = sum(trace["grad_norm"][bottom][i] for i in window)
-            high = sum(trace["grad_norm"][top_name][i] for i in window)
-            ratios.append(low / high if high else float("inf"))
-        return ratios
 
     def __repr__(self) -> str:
         s = self.summary()

@@ -12,7 +12,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
+import numpy as np
+
+from .interventions import layer_order  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -90,8 +92,8 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Pa
     for axes, (label, trace) in zip(panels[:, 0], traces.items()):
         groups = trace["grad_norm"]
         colours = plt.cm.viridis(np.linspace(0, 0.95, max(len(groups), 1)))
-        for colour, (group, norms) in zip(colours, groups.items()):
-            axes.plot(trace["step"], norms, color=colour, linewidth=1, label=group)
+        for colour, group in zip(colours, sorted(groups, key=layer_order)):  # stored JSON sorts keys by name
+            axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group)
         axes.set_yscale("log", nonpositive="mask")
         axes.set_ylabel("grad norm")
         axes.set_title(label, fontsize="medium")

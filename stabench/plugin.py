@@ -216,6 +216,12 @@ def stabench_unit() -> Any:
 
 
 @pytest.fixture
+def stabench_session(request):
+    """The session's store and device, for claims that retrain a seed to get its weights."""
+    return request.config.stash[_STATE].session()
+
+
+@pytest.fixture
 def study(stabench_unit):
     """The claim's study; filled in by the plugin when the verdict item runs."""
     return None
@@ -318,13 +324,17 @@ def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
 
 
 def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
+    options = item.get_closest_marker("stabench").kwargs
+    task = item.callspec.params.get("task", options.get("task"))
+    reference = options.get("reference") or {}
     for name, study in studies.items():
         summary = study.summary()
         row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "recipe": study.arm.recipe.name,
                "model": study.arm.model, "metric": study.metric, "verdict": verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
-               "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here}
+               "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here,
+               "reference": reference.get(task, {}).get(name), "reference_source": reference.get("source")}
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
@@ -361,38 +371,47 @@ class Reporter:
                 self.gates.append(json.loads(value))
 
     def rows(self) -> list[dict[str, str]]:
+        """One row per claim arm; a "paper" column when claims carry published reference numbers."""
         from .report import fmt
 
+        with_reference = any(c.get("reference") for c in self.claims)
         rows = []
         for c in sorted(self.claims, key=lambda c: (c["claim"], c.get("arm", ""))):
-            if c["verdict"] == "skipped":
-                rows.append({"claim": c["claim"], "task": "", "recipe": "", "model": "", "n": "",
-                             "mean ± std": "", "min / median / max": "", "failed k/n [95% CI]": "",
-                             "verdict": f"skipped: {c['reason']}"})
-                continue
-            s = c["summary"]
-            rows.append({"claim": c["claim"] + (f" ({c['arm']})" if c["arm"] != c["recipe"] else ""),
-                         "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name,
-                         "n": str(s["n"]),
-                         "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
-                         "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
-                         "failed k/n [95% CI]": c["failures_text"], "verdict": c["verdict"]})
+            if c["verdict"] != "skipped":
+                s = c["summary"]
+                row = {"claim": c["claim"] + (f" ({c['arm']})" if c["arm"] != c["recipe"] else ""),
+                       "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
+                       "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
+                       "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
+                       "failed k/n [95% CI]": c["failures_text"], "verdict": c["verdict"]}
+                if with_reference:
+                    row["paper"] = c.get("reference") or ""
+                rows.append(row)
         return rows
+
+    def skipped(self) -> list[dict[str, str]]:
+        return [{"claim": c["claim"], "skipped because it needs": c["reason"].removeprefix("needs ")}
+                for c in sorted(self.claims, key=lambda c: c["claim"]) if c["verdict"] == "skipped"]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.claims:
             return
         from .report import render, rows_table
 
-        rows = self.rows()
-        styles = ["green" if r["verdict"] == "passed" else "yellow" if r["verdict"].startswith("skipped")
-                  else "red" for r in rows]
+        rows, skipped = self.rows(), self.skipped()
+        styles = ["green" if r["verdict"] == "passed" else "red" for r in rows]
         writer = self.config.get_terminal_writer()
         width = writer.fullwidth if writer.hasmarkup else 240  # a file or CI log: wrap less
         terminalreporter.write_sep("=", "stabench claims")
-        terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
+        if rows:
+            terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
+        if skipped:
+            terminalreporter.write(render(rows_table(skipped, title=f"{len(skipped)} claim(s) skipped"),
+                                          width=width, color=writer.hasmarkup))
         trained = sum(1 for s in self.seeds if s["trained"])
         late = sum(len(c.get("trained_in_verdict", ())) for c in self.claims)
+        for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
+            terminalreporter.write_line(f"paper column: {source}")
         terminalreporter.write_line(f"seeds: {len(self.seeds)} run as items ({trained} trained, "
                                     f"{len(self.seeds) - trained} read from the store); "
                                     f"{late} trained by verdicts")
@@ -415,6 +434,8 @@ class Reporter:
         if markdown_path := option(self.config, "md"):
             Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
             text = "## stabench claims\n\n" + markdown(self.rows()) + "\n"
+            if skipped := self.skipped():
+                text += f"\n### Skipped claims\n\n{markdown(skipped)}\n"
             if self.gates:
                 rows = [{k: v for k, v in g.items() if k != "regressed"} for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
@@ -441,8 +462,14 @@ class Reporter:
                            arms[0]["metric"], claim, folder / f"{name}-scores.png")
                 every = [r for results in runs.values() for r in results]
                 examples = {}
-                for label, pick in (("failed", lambda r: r.failed), ("successful", lambda r: not r.failed)):
-                    chosen = next((r for r in every if pick(r)), None)
-                    if chosen is not None:
+                for label, group, pick in (("failed", [r for r in every if r.failed], min),
+                                           ("successful", [r for r in every if not r.failed], max)):
+                    if group:  # the failed run whose bottom layer lost the most gradient, and the opposite
+                        chosen = pick(group, key=_bottom_layer_drop)
                         examples[f"seed {chosen.seed} {chosen.recipe_name} ({label})"] = chosen.trace
                 plot_grad_norm_traces(examples, folder / f"{name}-grad-norms.png", claim)
+
+
+def _bottom_layer_drop(result) -> float:
+    norms = result.trace.get("grad_norm", {}).get("layer.0") or result.trace.get("grad_norm", {}).get("embeddings")
+    return norms[-1] / norms[0] if norms and norms[0] else float("inf")

@@ -177,7 +177,7 @@ class GradNormTracer:
         for name, param in model.named_parameters():
             if param.requires_grad:
                 groups.setdefault(interventions.layer_index(name, num_layers), []).append(param)
-        self.names = sorted(groups, key=_layer_order)
+        self.names = sorted(groups, key=interventions.layer_order)
         self.params = [groups[name] for name in self.names]
         self.rows: list[torch.Tensor] = []
         self.totals: list[torch.Tensor] = []
@@ -202,12 +202,6 @@ class GradNormTracer:
         table = torch.stack(self.rows).cpu()
         return {"grad_norm": {name: table[:, i].tolist() for i, name in enumerate(self.names)},
                 "grad_norm_total": torch.stack(self.totals).cpu().tolist() if self.totals else []}
-
-
-def _layer_order(name: str) -> tuple[int, int]:
-    if name.startswith("layer."):
-        return 1, int(name.split(".")[1])
-    return {"embeddings": (0, 0), "pooler": (2, 0), "classifier": (3, 0)}.get(name, (4, 0))
 
 
 def _param_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:
