@@ -77,14 +77,14 @@ class ClaimSpec:
         raise KeyError(f"claim has no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
 
 
-def seeds_of(seeds: int | Sequence[int], override: int | None = None) -> tuple[int, ...]:
+def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) -> tuple[int, ...]:
     """A seed count means seeds 0..n-1; ``override`` (the command line) wins over the claim."""
     if override is not None:
-        return tuple(range(override))
+        return tuple(override)
     return tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
 
 
-def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: int | None = None,
+def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: Sequence[int] | None = None,
                toy: bool = False, toy_defaults: Mapping[str, Any] | None = None) -> ClaimSpec:
     """A claim's arms and seeds from its marker options and the test's parametrize values.
 

@@ -54,7 +54,7 @@ def _task_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from .train import run
+    from .train import fine_tune, prepare
 
     task = _task_from_args(args)
     recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
@@ -62,20 +62,30 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     device = resolve_device(args.device)
     store = None if args.no_store else Store(args.store or default_store_path())
     console.print(f"[bold]{task.name}[/] · {args.model} · recipe [bold]{recipe.name}[/] ({recipe.hash}) · "
-                  f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"))
+                  f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
+                  highlight=False)
     results = []
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as progress:
             for seed in seeds:
+                prepared = prepare(task, args.model, recipe, seed, train_size=args.train_size, device=device)
                 bar = progress.add_task(f"seed {seed}", total=None)
-                result = run(task, args.model, recipe, seed, train_size=args.train_size, device=device,
-                             store=store, recompute=args.recompute,
-                             progress=lambda step, total, bar=bar: progress.update(bar, completed=step, total=total))
+
+                def train(prepared=prepared, bar=bar):
+                    return fine_tune(prepared, progress=lambda step, total: progress.update(bar, completed=step,
+                                                                                             total=total))
+
+                if store is None:
+                    result, trained = train(), True
+                else:
+                    result, trained = store.get_or_compute(prepared.key, train, recompute=args.recompute)
                 progress.remove_task(bar)
                 results.append(result)
                 console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
-                              f"({report.verdict_text(result)}, {result.wall_time_s:.1f} s)")
+                              f"({report.verdict_text(result)}, "
+                              + (f"trained in {result.wall_time_s:.1f} s)" if trained else "stored, not retrained)"),
+                              highlight=False)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted after {len(results)} finished seed(s); finished seeds are stored, "
                       f"run the same command again to train only the missing ones[/]")

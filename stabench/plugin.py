@@ -22,7 +22,8 @@ VERDICT = "verdict"
 _OPTIONS = [
     # name, help, kind
     ("store", "results store (SQLite); default $STABENCH_STORE or <rootdir>/.stabench/results.sqlite", "path"),
-    ("seeds", "run every claim on seeds 0..N-1 instead of its own seeds", "int"),
+    ("seeds", "run every claim on these seeds instead of its own: N (seeds 0..N-1), a range 8-15 or a list 1,3,7",
+     "str"),
     ("recompute", "train every seed again even when a result is stored", "bool"),
     ("device", "auto (default), cpu or cuda", "str"),
     ("gpus", "comma-separated GPU ids to spread workers over (default: CUDA_VISIBLE_DEVICES or all)", "str"),
@@ -136,7 +137,7 @@ class State:
 
         marker = item.get_closest_marker("stabench")
         params = getattr(item, "callspec", None).params if hasattr(item, "callspec") else {}
-        return build_spec(marker.kwargs, params, seed_override=option(self.config, "seeds"), toy=self.toy,
+        return build_spec(marker.kwargs, params, seed_override=_seed_override(self.config), toy=self.toy,
                           toy_defaults=TOY)
 
 
@@ -183,7 +184,19 @@ def _claim_seeds(config: pytest.Config, marker: pytest.Mark) -> tuple[int, ...]:
     seeds = marker.kwargs.get("seeds", 5)
     if (option(config, "profile") or "paper") == "toy":
         seeds = {**TOY, **marker.kwargs.get("toy", {})}.get("seeds", seeds)
-    return seeds_of(seeds, option(config, "seeds"))
+    return seeds_of(seeds, _seed_override(config))
+
+
+def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
+    from .cli import parse_seeds
+
+    text = option(config, "seeds")
+    if text is None:
+        return None
+    try:
+        return tuple(range(int(text))) if text.strip().isdigit() else tuple(parse_seeds(text))
+    except ValueError as error:
+        raise pytest.UsageError(f"--stabench-seeds: {error}") from None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,0 +1,96 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+
+from stabench.cli import main, parse_seeds
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=20))
+def test_seed_lists_round_trip(seeds):
+    assert parse_seeds(",".join(map(str, seeds))) == list(dict.fromkeys(seeds))
+
+
+@given(st.integers(0, 100), st.integers(0, 50))
+def test_seed_ranges(first, length):
+    assert parse_seeds(f"{first}-{first + length}") == list(range(first, first + length + 1))
+
+
+@pytest.mark.parametrize("text", ["a-b", "5-2", "1,,x", "-3"])
+def test_bad_seeds_are_named(text):
+    with pytest.raises(ValueError, match=f"seeds {text!r} are invalid"):
+        parse_seeds(text)
+
+
+def _args(tiny_model, *extra):
+    return ["run", "--task", "polarity", "--model", tiny_model, "--recipe", "bert-default",
+            "--set", "max_steps=6", "--set", "trace_every=2", "--device", "cpu", *extra]
+
+
+def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
+    assert main(_args(tiny_model, "--seeds", "0-1")) == 0
+    first = capsys.readouterr().out
+    assert "seed 0: accuracy" in first and "trained in" in first
+    assert "mean ± std" in first and "failed k/n" in first
+    assert main(_args(tiny_model, "--seeds", "0-2")) == 0
+    second = capsys.readouterr().out
+    assert second.count("stored, not retrained") == 2 and second.count("trained in") == 1
+    assert main(["runs", "--task", "polarity"]) == 0
+    assert "3 stored run(s)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
+    (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),
+    (["run", "--task", "polarity", "--recipe", "fast", "--seeds", "0"], "unknown recipe 'fast'"),
+    (["run", "--task", "polarity", "--set", "lr=-1", "--seeds", "0"], "lr=-1.0 is invalid"),
+    (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
+     "task file '/no/train.csv' does not exist"),
+    (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
+])
+def test_bad_input_is_one_clear_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err.replace("\n", "") and err.count("error:") == 1
+
+
+def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys):
+    main(_args(tiny_model, "--seeds", "0-1"))
+    assert main(["export", str(tmp_path / "runs.json")]) == 0
+    other = str(tmp_path / "other.sqlite")
+    assert main(["import", str(tmp_path / "runs.json"), "--store", other]) == 0
+    assert main(["import", str(tmp_path / "runs.json"), "--store", other]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
+    assert "imported 2 run(s)" in out and "imported 0 run(s) from" in out and "2 already stored" in out
+
+
+def test_ctrl_c_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model, tmp_path):
+    store = tmp_path / "s.sqlite"
+    env = {**os.environ, "STABENCH_STORE": str(store)}
+    argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=60")]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if store.exists():
+            with sqlite3.connect(store) as db:
+                if db.execute("select count(*) from runs").fetchone()[0] >= 2:
+                    break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    first = " ".join(process.communicate(timeout=120)[0].split())  # rich wraps long lines
+    assert process.returncode == 130, first
+    assert "interrupted after" in first and "run the same command again" in first
+    with sqlite3.connect(store) as db:
+        stored = db.execute("select count(*) from runs").fetchone()[0]
+    assert 2 <= stored < 5
+    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    out = " ".join(again.stdout.split())
+    assert out.count("stored, not retrained") == stored
+    assert out.count("trained in") == 5 - stored
