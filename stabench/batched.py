@@ -16,7 +16,9 @@ What a seed gets in a group, and what it does not:
   up to float rounding.  Batching changes a run's numbers: results trained in a group must
   not share a store key with solo runs.
 
-Not supported (raises): Mixout, re-initialisation, layer-wise lr decay.
+Not supported (raises): Mixout, re-initialisation, layer-wise lr decay.  On a CPU, torch has
+no vmap rule for the SDPA flash kernel and loops over the seeds inside attention (it warns);
+eager attention avoids that.
 """
 from __future__ import annotations
 

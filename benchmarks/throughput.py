@@ -1,0 +1,910 @@
+#!/usr/bin/env python
+"""Optimizer steps/s of stabench's training step, lever by lever, against a plain loop.
+
+Every figure is measured in this process (the K-worker rows in K worker subprocesses started
+together) on the same synthetic batches of a randomly initialised BERT, so the *ratios* hold
+even on a shared machine.  Each row is a setting ``<loop>[+modifier...]``:
+
+loops
+  plain       a typical script: fp32, ``torch.optim.AdamW(foreach=False)``, ``loss.item()``
+              every step, default clipping, no tracing, one seed at a time.  The baseline.
+  minimal     stabench's maths without the harness, hand-written: stabench's multi-tensor AdamW,
+              foreach clipping, the recipe's scheduler, no tracing, no host sync.  The bar for
+              "the harness adds no overhead"; its losses are checked against ``stabench``'s.
+  stabench    ``stabench.train.fine_tune`` itself (collate, forward, backward, gradient-norm
+              trace every 10 steps, clipping, AdamW, scheduler, finiteness check), timed
+              between two of its trace points through its ``progress`` callback.
+  compile     ``minimal`` with ``torch.compile(model)``; padding bucketed so shapes repeat.
+  cudagraphs  ``minimal`` with ``torch.compile(model, mode="reduce-overhead")`` (CUDA only).
+  batched     several seeds as one vmapped model (``stabench.batched.SeedGroup``); its steps/s
+              are seed-steps/s (seeds x steps / s), comparable with the K-worker aggregate.
+modifiers
+  fp32 | tf32 | bf16   precision as in stabench recipes (tf32 needs CUDA; bf16 = autocast)
+  eager | sdpa         attention implementation (default: what transformers picks)
+  bucket | bucketN     pad each batch to a multiple of N tokens (default 32)
+  mt-opt               plain loop with stabench's multi-tensor AdamW
+  nosync               plain loop without the per-step ``loss.item()``
+  seedsN               batched loop: N seeds in the group (default 4)
+
+The timed window is steps W+1..W+N of a run of W+N steps (W = --warmup), so model loading,
+first-step allocations and compilation stay outside it.  Batches are synthetic (random token
+ids, lengths from --seq-len), so neither ``datasets`` nor the hub is needed.
+
+    python benchmarks/throughput.py --quick --json benchmarks/results/cpu-quick.json
+    python benchmarks/throughput.py --model-config large --batch-size 16 --seq-len 128 --steps 100 \\
+        --workers 1,2,4,8 --json benchmarks/results/h200-large.json
+    # a short GPU check (a few minutes): one round, fewer steps, the main levers
+    python benchmarks/throughput.py --model-config large --steps 30 --repeats 1 --workers 1,4 \\
+        --settings plain,minimal,stabench,stabench+tf32,stabench+bf16,cudagraphs+bf16,batched+seeds4+bf16
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import gc
+import importlib
+import importlib.machinery
+import importlib.metadata
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never wait on the hub
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+MODEL_CONFIGS = {
+    # name: (layers, hidden, heads, intermediate); vocabulary 30522 as bert-*-uncased
+    "toy": (2, 64, 2, 256),
+    "tiny": (2, 128, 2, 512),
+    "base": (12, 768, 12, 3072),
+    "large": (24, 1024, 16, 4096),
+}
+LOOPS = ("plain", "minimal", "stabench", "compile", "cudagraphs", "batched")
+DEFAULT_SETTINGS = ("plain", "plain+mt-opt", "plain+nosync", "minimal", "stabench", "stabench+eager",
+                    "stabench+tf32", "stabench+bf16", "stabench+tf32+bucket", "compile+tf32", "cudagraphs+tf32",
+                    "cudagraphs+bf16", "batched+seeds4+tf32", "batched+seeds4+bf16")
+# --quick leaves out compile: inductor takes ~1.5 min per shape on a 2-core CPU (ask for it by name).
+QUICK_SETTINGS = ("plain", "plain+mt-opt", "plain+nosync", "minimal", "stabench", "stabench+eager",
+                  "stabench+tf32", "stabench+bf16", "stabench+bucket", "cudagraphs+tf32", "batched+seeds2")
+DEFAULT_BUCKET = 32
+TRACE_EVERY = 10  # the recipe default; the stabench loop is timed between trace points
+DIST_MEDIAN, DIST_SIGMA, DIST_MIN = 48, 0.6, 8  # --seq-len dist: GLUE-pair-like token lengths
+POOL_BATCHES = 32  # synthetic training examples = batch size x this (full batches only)
+EVAL_EXAMPLES = 32  # fine_tune evaluates at the end (outside the timed window); keep it cheap
+WORKER_PREFIX = "@@stabench-bench "
+
+
+# --- stabench imports (real code paths; no `datasets` needed) ------------------------------
+
+def import_stabench(simulate_no_datasets: bool = False) -> types.SimpleNamespace:
+    """Import the stabench modules the step uses.
+
+    ``stabench.train`` imports ``datasets`` at module level, and GPU images may lack it.  The
+    benchmark never loads a dataset, so when ``datasets`` is missing a stub module stands in:
+    it only offers the ``disable_progress_bars`` call made at import and fails loudly on
+    anything else.  ``simulate_no_datasets`` exercises that path where datasets is installed.
+    """
+    if simulate_no_datasets and "datasets" not in sys.modules:
+        sys.modules["datasets"] = None  # makes `import datasets` raise ImportError
+    try:
+        import datasets  # noqa: F401
+        stubbed = False
+    except ImportError:
+        sys.modules["datasets"] = _datasets_stub()
+        stubbed = True
+    from stabench import batched, data, environment, models, optim, recipes, train
+    from stabench.tasks import Task, TaskData
+    return types.SimpleNamespace(batched=batched, data=data, environment=environment, models=models, optim=optim,
+                                 recipes=recipes, train=train, Task=Task, TaskData=TaskData,
+                                 datasets_stubbed=stubbed)
+
+
+def _datasets_stub() -> types.ModuleType:
+    stub = types.ModuleType("datasets")
+    stub.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
+    stub.disable_progress_bars = lambda: None
+
+    def __getattr__(name):  # AttributeError keeps hasattr() / inspect working
+        raise AttributeError(f"datasets.{name} is unavailable: the `datasets` package is not installed "
+                             f"(stabench benchmark stub)")
+    stub.__getattr__ = __getattr__
+    return stub
+
+
+# --- settings ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str
+    loop: str
+    precision: str = "fp32"
+    attn: str | None = None  # None: transformers' default for the model
+    bucket: int | None = None  # pad_to_multiple_of
+    mt_opt: bool = False  # plain loop: stabench's multi-tensor AdamW instead of the per-parameter loop
+    host_sync: bool = False  # loss.item() every step
+    seeds: int = 1  # batched loop: seeds in the vmapped group
+
+    @property
+    def needs_cuda(self) -> str | None:
+        if self.precision == "tf32":
+            return "tf32"
+        if self.loop == "cudagraphs":
+            return "CUDA graphs"
+        return None
+
+
+def parse_setting(text: str) -> Setting:
+    loop, *mods = [part.strip() for part in text.strip().split("+")]
+    if loop not in LOOPS:
+        raise ValueError(f"setting {text!r}: unknown loop {loop!r}; expected one of {', '.join(LOOPS)}")
+    fields: dict = {"host_sync": loop == "plain"}
+    for mod in mods:
+        if mod in ("fp32", "tf32", "bf16"):
+            fields["precision"] = mod
+        elif mod in ("eager", "sdpa"):
+            fields["attn"] = mod
+        elif mod.startswith("bucket"):
+            size = mod[len("bucket"):]
+            if size and not size.isdigit():
+                raise ValueError(f"setting {text!r}: {mod!r} should be bucket or bucket<N>")
+            fields["bucket"] = int(size) if size else DEFAULT_BUCKET
+        elif mod == "mt-opt" and loop == "plain":
+            fields["mt_opt"] = True
+        elif mod == "nosync" and loop == "plain":
+            fields["host_sync"] = False
+        elif mod.startswith("seeds") and mod[len("seeds"):].isdigit() and loop == "batched":
+            fields["seeds"] = int(mod[len("seeds"):])
+        else:
+            raise ValueError(f"setting {text!r}: unknown modifier {mod!r} for loop {loop!r}")
+    if loop in ("compile", "cudagraphs") and "bucket" not in fields:
+        fields["bucket"] = DEFAULT_BUCKET  # the fixed-shape step
+    if loop == "batched":
+        fields.setdefault("seeds", 4)
+    return Setting(name=text.strip(), loop=loop, **fields)
+
+
+# --- synthetic data and model --------------------------------------------------------------
+
+@dataclasses.dataclass
+class Context:
+    """Everything shared by the measurements: model folder, synthetic splits, device."""
+
+    sb: types.SimpleNamespace
+    model_dir: str
+    device: torch.device
+    batch_size: int
+    max_length: int
+    train: object  # stabench.data.Encoded
+    eval: object
+    task_data: object  # stabench.tasks.TaskData (splits are never read: encode is redirected)
+    source: object  # stabench.models.ModelSource
+    pad_id: int = 0
+
+
+def sequence_lengths(spec: str, n: int, max_length: int, generator: torch.Generator) -> list[int]:
+    if spec == "dist":
+        normal = torch.randn(n, generator=generator, dtype=torch.float64)
+        lengths = torch.exp(math.log(DIST_MEDIAN) + DIST_SIGMA * normal).round().clamp(DIST_MIN, max_length)
+        return [int(x) for x in lengths]
+    return [int(spec)] * n
+
+
+def synthetic_split(sb, n: int, seq_len: str, max_length: int, vocab_size: int, seed: int):
+    """Sentence pairs as token ids: [CLS] a [SEP] b [SEP], random ids, balanced random labels."""
+    generator = torch.Generator().manual_seed(seed)
+    cls_id, sep_id, first_word = 2, 3, 5  # the ids of the benchmark tokenizer's special tokens
+    input_ids, token_types = [], []
+    for length in sequence_lengths(seq_len, n, max_length, generator):
+        length = max(length, 5)
+        a = (length - 3) // 2
+        b = length - 3 - a
+        words = torch.randint(first_word, vocab_size, (a + b,), generator=generator)
+        input_ids.append(torch.cat([torch.tensor([cls_id]), words[:a], torch.tensor([sep_id]), words[a:],
+                                    torch.tensor([sep_id])]))
+        token_types.append(torch.cat([torch.zeros(a + 2, dtype=torch.long), torch.ones(b + 1, dtype=torch.long)]))
+    labels = (torch.arange(n) % 2)[torch.randperm(n, generator=generator)]
+    return sb.data.Encoded(tuple(input_ids), tuple(token_types), labels)
+
+
+def build_model_dir(path: str, config_name: str, seed: int = 0) -> str:
+    """A randomly initialised BertForSequenceClassification (2 labels) and a tokenizer, saved."""
+    layers, hidden, heads, intermediate = MODEL_CONFIGS[config_name]
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
+                                     num_attention_heads=heads, intermediate_size=intermediate,
+                                     max_position_embeddings=512, num_labels=2)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[chr(c) for c in range(ord("a"), ord("z") + 1)]]
+    tokenizer = transformers.BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = transformers.BertForSequenceClassification(config)
+    tokenizer.save_pretrained(path)
+    model.save_pretrained(path)
+    return path
+
+
+def make_context(sb, model_dir: str, device: str, batch_size: int, seq_len: str, max_length: int,
+                 data_seed: int = 1234) -> Context:
+    vocab_size = json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"]
+    train = synthetic_split(sb, batch_size * POOL_BATCHES, seq_len, max_length, vocab_size, data_seed)
+    evaluation = synthetic_split(sb, EVAL_EXAMPLES, seq_len, max_length, vocab_size, data_seed + 1)
+    task = sb.Task(name="synthetic", text_columns=("sentence1", "sentence2"), loader=lambda: None,
+                   source="synthetic", description="benchmark: random token ids")
+    task_data = sb.TaskData(task=task, train=None, eval=None, num_labels=2, majority_accuracy=0.5,
+                            fingerprint=f"synthetic-{seq_len}-{max_length}-{data_seed}", train_size=None,
+                            subsample_seed=0)
+    source = sb.models.ModelSource("benchmark-model", model_dir)
+    return Context(sb, model_dir, torch.device(device), batch_size, max_length, train, evaluation, task_data,
+                   source)
+
+
+# --- measurements --------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Measurement:
+    setting: str
+    steps_per_s: float
+    steps: int
+    seconds: float
+    window_start: float  # time.time() at the start / end of the timed window
+    window_end: float
+    losses: list[float]
+    attn: str | None
+    note: str = ""
+    cpu_seconds: float = math.nan  # this process's CPU time in the window (all its threads)
+
+    @property
+    def cpu_steps_per_s(self) -> float:
+        """Steps per CPU-second: on a shared CPU, far steadier than wall time (other work does not count)."""
+        return self.steps * self.per_step_seeds / self.cpu_seconds if self.cpu_seconds > 0 else math.nan
+
+    per_step_seeds: int = 1
+
+
+def recipe_for(ctx: Context, setting: Setting, total_steps: int):
+    return ctx.sb.recipes.get_recipe("bert-default", max_steps=total_steps, precision=setting.precision,
+                                     pad_to_multiple_of=setting.bucket, max_length=ctx.max_length,
+                                     batch_size=ctx.batch_size, trace_every=TRACE_EVERY)
+
+
+def measure(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int = 0) -> Measurement:
+    if setting.loop == "stabench":
+        return _measure_fine_tune(ctx, setting, warmup, steps, seed)
+    if setting.loop == "batched":
+        return _measure_batched(ctx, setting, warmup, steps, seed)
+    return _measure_hand_loop(ctx, setting, warmup, steps, seed)
+
+
+@contextlib.contextmanager
+def _fine_tune_redirects(ctx: Context, attn: str | None):
+    """fine_tune reads the synthetic splits, and loads the model with the asked-for attention.
+
+    Both are module attributes that fine_tune looks up at call time, so the training loop
+    itself runs unmodified.
+    """
+    data_mod, models_mod = ctx.sb.data, ctx.sb.models
+    original_encode, original_load = data_mod.encode, models_mod.load_model
+
+    def encode(data, tokenizer, max_length):
+        if data is ctx.task_data:
+            return ctx.train, ctx.eval
+        return original_encode(data, tokenizer, max_length)
+
+    def load_model(source, num_labels, dropout):
+        model = original_load(source, num_labels, dropout)
+        if attn:
+            model.set_attn_implementation(attn)
+        return model
+
+    data_mod.encode, models_mod.load_model = encode, load_model
+    try:
+        yield
+    finally:
+        data_mod.encode, models_mod.load_model = original_encode, original_load
+
+
+def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
+    sb = ctx.sb
+    recipe = recipe_for(ctx, setting, warmup + steps)
+    prepared = sb.train.PreparedRun(
+        data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=str(ctx.device),
+        key=f"benchmark-{setting.name}-{seed}", task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
+        environment=sb.environment.capture(device=str(ctx.device), precision=recipe.precision))
+    marks: dict[int, tuple[float, float]] = {}
+
+    def progress(step: int, total: int) -> None:  # called right after a host sync (finiteness check)
+        marks[step] = (time.perf_counter(), time.time(), time.process_time())
+
+    with _fine_tune_redirects(ctx, setting.attn):
+        result = sb.train.fine_tune(prepared, progress=progress)
+    end = warmup + steps
+    if result.steps != end or warmup not in marks or end not in marks:
+        raise RuntimeError(f"{setting.name}: fine_tune stopped at step {result.steps} of {end} "
+                           f"(diverged={result.diverged}); cannot time steps {warmup + 1}..{end}")
+    seconds = marks[end][0] - marks[warmup][0]
+    return Measurement(setting.name, steps / seconds, steps, seconds, marks[warmup][1], marks[end][1],
+                       result.trace["loss"], result.model.get("attn_implementation"),
+                       cpu_seconds=marks[end][2] - marks[warmup][2])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
+    """plain / minimal / compile / cudagraphs: hand-written loops on the same batches as fine_tune."""
+    sb, device = ctx.sb, ctx.device
+    total = warmup + steps
+    recipe = recipe_for(ctx, setting, total)
+    transformers.set_seed(seed)  # as fine_tune: the same initial weights and dropout masks
+    model = sb.models.load_model(ctx.source, ctx.task_data.num_labels, recipe.dropout)
+    if setting.attn:
+        model.set_attn_implementation(setting.attn)
+    attn = getattr(model.config, "_attn_implementation", None)
+    compiled_before = _COMPILED.get(setting.name)
+    if compiled_before is not None:  # reuse the compiled module: fresh weights copied in place
+        compiled_before[0].load_state_dict(model.state_dict())
+        model = compiled_before[0]
+    model.to(device)
+    model.train()
+    groups = sb.optim.decay_param_groups(model, recipe.weight_decay, recipe.lr)
+    betas = (recipe.adam_beta1, recipe.adam_beta2)
+    if setting.loop == "plain" and not setting.mt_opt:
+        optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=betas, eps=recipe.adam_eps,
+                                      weight_decay=recipe.weight_decay, foreach=False)
+    else:
+        optimizer = sb.optim.AdamW(groups, lr=recipe.lr, betas=betas, eps=recipe.adam_eps,
+                                   weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction)
+    scheduler = sb.optim.make_scheduler(optimizer, recipe.schedule, recipe.warmup, total)
+    order = sb.data.train_order(len(ctx.train), total, recipe.batch_size, torch.Generator().manual_seed(seed))
+    batches = [{k: v.to(device) for k, v in sb.data.collate(ctx.train, indices, ctx.pad_id,
+                                                            recipe.pad_to_multiple_of).items()}
+               for indices in order]  # the same tensors fine_tune builds, collated up front
+    params = [p for p in model.parameters() if p.requires_grad]
+    clip_foreach = None if setting.loop == "plain" else True  # plain: torch's default
+    forward = model
+    graphs = setting.loop == "cudagraphs"
+    note = ""
+    if setting.loop in ("compile", "cudagraphs"):
+        forward, note = _compiled(model, setting, batches, recipe, device, sb)
+        # Repeats reuse this module: a new one would be compiled (and CUDA-graphed) again and
+        # the old graphs would keep their memory.
+        _COMPILED.setdefault(setting.name, (model, forward))
+
+    losses: list = []
+    start = start_wall = start_cpu = 0.0
+    with sb.train._precision(recipe.precision, device):
+        for step, batch in enumerate(batches, start=1):
+            if step == warmup + 1:
+                _sync(device)
+                start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            with sb.train._autocast(recipe.precision, device):
+                loss = forward(**batch).loss
+            loss.backward()
+            if recipe.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip, foreach=clip_foreach)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if setting.host_sync:
+                losses.append(loss.item())
+            else:
+                losses.append(loss.detach().clone() if graphs else loss.detach())
+        _sync(device)
+        seconds, end_wall, cpu_seconds = time.perf_counter() - start, time.time(), time.process_time() - start_cpu
+    values = [x if isinstance(x, float) else float(x) for x in
+              (torch.stack(losses).float().cpu().tolist() if losses and not setting.host_sync else losses)]
+    return Measurement(setting.name, steps / seconds, steps, seconds, start_wall, end_wall, values, attn, note,
+                       cpu_seconds=cpu_seconds)
+
+
+def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
+    """``setting.seeds`` seeds (seed, seed+1, ...) in one SeedGroup; rate in seed-steps/s."""
+    sb, device = ctx.sb, ctx.device
+    total = warmup + steps
+    recipe = recipe_for(ctx, setting, total)
+    group = sb.batched.SeedGroup(ctx.source, ctx.task_data.num_labels, recipe, [seed + i for i in range(setting.seeds)],
+                                 total_steps=total, device=str(device), attn_implementation=setting.attn)
+    attn = getattr(group.template.config, "_attn_implementation", None)
+    orders = group.orders(len(ctx.train))
+    batches = [group.collate(ctx.train, [order[i] for order in orders], ctx.pad_id) for i in range(total)]
+    losses = []
+    start = start_wall = start_cpu = 0.0
+    with sb.train._precision(recipe.precision, device):
+        for step, batch in enumerate(batches, start=1):
+            if step == warmup + 1:
+                _sync(device)
+                start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
+            losses.append(group.step(batch, sb.train._autocast(recipe.precision, device)))
+        _sync(device)
+        seconds, end_wall, cpu_seconds = time.perf_counter() - start, time.time(), time.process_time() - start_cpu
+    first_seed = torch.stack(losses)[:, 0].float().cpu().tolist()
+    return Measurement(setting.name, setting.seeds * steps / seconds, steps, seconds, start_wall, end_wall,
+                       first_seed, attn, note=f"{setting.seeds} seeds in one vmapped model: seed-steps/s",
+                       cpu_seconds=cpu_seconds, per_step_seeds=setting.seeds)
+
+
+_COMPILED: dict[str, tuple[torch.nn.Module, object]] = {}
+
+
+def _compiled(model, setting: Setting, batches, recipe, device, sb):
+    """torch.compile the model (once per setting) and compile every batch shape before the timed window."""
+    shapes = {tuple(b["input_ids"].shape): b for b in batches}
+    dynamo = torch._dynamo.config
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo, knob):
+            setattr(dynamo, knob, max(getattr(dynamo, knob), len(shapes) + 4))
+    mode = "reduce-overhead" if setting.loop == "cudagraphs" else None
+    cached = _COMPILED.get(setting.name)
+    compiled = cached[1] if cached else torch.compile(model, mode=mode, dynamic=False)
+    started = time.perf_counter()
+    with sb.train._precision(recipe.precision, device):
+        for batch in shapes.values():
+            for _ in range(3 if setting.loop == "cudagraphs" else 1):  # CUDA graphs record on a later call
+                if setting.loop == "cudagraphs":
+                    torch.compiler.cudagraph_mark_step_begin()
+                with sb.train._autocast(recipe.precision, device):
+                    loss = compiled(**batch).loss
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+    _sync(device)
+    return compiled, f"{len(shapes)} shape(s); compiled in {time.perf_counter() - started:.0f}s (untimed)"
+
+
+def harness_work(ctx: Context, repeats: int = 5) -> dict:
+    """The per-step cost of what fine_tune does beyond the minimal loop, timed in isolation.
+
+    Collating a batch and copying it to the device (every step), and the gradient-norm trace
+    plus the finiteness check (every trace_every steps).  Small operations repeated many times,
+    best of ``repeats``: steady even on a shared CPU, unlike a difference of two whole loops.
+    """
+    sb, device = ctx.sb, ctx.device
+    recipe = recipe_for(ctx, parse_setting("stabench"), POOL_BATCHES)
+    transformers.set_seed(0)
+    model = sb.models.load_model(ctx.source, ctx.task_data.num_labels, recipe.dropout).to(device).train()
+    order = sb.data.train_order(len(ctx.train), POOL_BATCHES, recipe.batch_size, torch.Generator().manual_seed(0))
+    batch = {k: v.to(device) for k, v in sb.data.collate(ctx.train, order[0], ctx.pad_id).items()}
+    loss = model(**batch).loss
+    loss.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
+    tracer = sb.train.GradNormTracer(model)
+    losses = [loss.detach()] * recipe.trace_every
+
+    def collate_all():
+        for indices in order:
+            {k: v.to(device, non_blocking=True) for k, v in
+             sb.data.collate(ctx.train, indices, ctx.pad_id, recipe.pad_to_multiple_of).items()}
+        _sync(device)
+
+    def trace_and_check(n=20):
+        for _ in range(n):
+            tracer.record()
+            tracer.record_total(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.grad for p in params]))))
+            bool(torch.isfinite(torch.stack(losses[-recipe.trace_every:])).all())
+        _sync(device)
+
+    def best(fn, n):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) / n)
+        return min(times)
+
+    best(collate_all, len(order))  # warm
+    collate_s, trace_s = best(collate_all, len(order)), best(trace_and_check, 20)
+    tracer.rows.clear()
+    tracer.totals.clear()
+    return {"collate_and_copy_ms": collate_s * 1e3, "trace_and_check_ms": trace_s * 1e3,
+            "per_step_ms": (collate_s + trace_s / recipe.trace_every) * 1e3, "trace_every": recipe.trace_every,
+            "note": "trace_and_check includes one extra total-norm pass; fine_tune reuses clip_grad_norm_'s"}
+
+
+# --- K worker processes --------------------------------------------------------------------
+
+def run_workers(args, model_dir: str, setting: Setting, k: int, threads_total: int) -> dict:
+    """K processes train seeds 0..K-1 at once; each reports its own steps/s."""
+    threads = max(1, threads_total // k)
+    procs, logs = [], []
+    for i in range(k):
+        spec = dict(model_dir=model_dir, setting=setting.name, device=args.device, threads=threads, seed=i,
+                    warmup=args.warmup, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                    max_length=args.max_length, no_datasets=args.no_datasets)
+        log = tempfile.TemporaryFile(mode="w+")
+        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": str(threads)}))
+        logs.append(log)
+    watchdog = threading.Timer(args.worker_timeout, lambda: [p.kill() for p in procs if p.poll() is None])
+    watchdog.start()
+    try:
+        for proc, log in zip(procs, logs):
+            _expect(proc, log, "READY")
+        for proc in procs:  # all warmed up: start the timed runs together
+            proc.stdin.write("GO\n")
+            proc.stdin.flush()
+        reports = [json.loads(_expect(proc, log, "RESULT")) for proc, log in zip(procs, logs)]
+        for proc in procs:
+            proc.wait()
+    finally:
+        watchdog.cancel()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for log in logs:
+            log.close()
+    rates = [r["steps_per_s"] for r in reports]
+    span = max(r["window_end"] for r in reports) - min(r["window_start"] for r in reports)
+    return {"k": k, "setting": setting.name, "threads_per_worker": threads, "per_worker_steps_per_s": rates,
+            "aggregate_steps_per_s": sum(rates),
+            "aggregate_over_span_steps_per_s": sum(r["steps"] for r in reports) / span}
+
+
+def _expect(proc, log, word: str) -> str:
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            log.seek(0)
+            tail = log.read()[-3000:]
+            raise RuntimeError(f"benchmark worker exited (rc={proc.wait()}) before {word}:\n{tail}")
+        if line.startswith(WORKER_PREFIX + word):
+            return line[len(WORKER_PREFIX + word):].strip()
+
+
+def worker_main(spec: dict) -> int:
+    torch.set_num_threads(spec["threads"])
+    sb = import_stabench(spec["no_datasets"])
+    ctx = make_context(sb, spec["model_dir"], spec["device"], spec["batch_size"], spec["seq_len"], spec["max_length"])
+    setting = parse_setting(spec["setting"])
+    measure(ctx, setting, TRACE_EVERY, TRACE_EVERY, seed=spec["seed"])  # warm the process up
+    print(WORKER_PREFIX + "READY", flush=True)
+    sys.stdin.readline()
+    m = measure(ctx, setting, spec["warmup"], spec["steps"], seed=spec["seed"])
+    print(WORKER_PREFIX + "RESULT " + json.dumps({"steps_per_s": m.steps_per_s, "steps": m.steps,
+                                                  "window_start": m.window_start, "window_end": m.window_end}),
+          flush=True)
+    return 0
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def versions(sb) -> dict:
+    def version(dist):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "datasets": None if sb.datasets_stubbed else version("datasets"), "stabench": version("stabench"),
+            "rich": version("rich"), "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
+
+
+def render(record: dict) -> str:
+    rows = record["results"]
+    cpu = record["device"]["kind"] == "cpu"
+    headers = ["setting", "loop", "precision", "attn", "padding", "steps/s", "spread", "x plain"]
+    headers += ["steps/CPU-s", "x plain (CPU-s)"] if cpu else []
+    headers += ["note"]
+    table = []
+    for r in rows:
+        row = [r["setting"], r["loop"], r["precision"], r["attn"] or "-", r["padding"], f"{r['steps_per_s']:.2f}",
+               f"{r['min_steps_per_s']:.2f}-{r['max_steps_per_s']:.2f}", _ratio(r["ratio_vs_plain"])]
+        if cpu:
+            row += [f"{r['cpu_steps_per_s']:.2f}", _ratio(r["cpu_ratio_vs_plain"])]
+        table.append(row + [r["note"]])
+    worker_rows = [[str(w["k"]), w["setting"], str(w["threads_per_worker"]),
+                    ", ".join(f"{x:.2f}" for x in w["per_worker_steps_per_s"]), f"{w['aggregate_steps_per_s']:.2f}",
+                    f"{w['aggregate_over_span_steps_per_s']:.2f}", _ratio(w.get("ratio_vs_plain"))]
+                   for w in record["workers"]]
+    worker_headers = ["K", "setting", "threads/worker", "steps/s per worker", "aggregate (sum)",
+                      "aggregate (span)", "x plain"]
+    cfg = record["config"]
+    title = (f"{cfg['model_config']} BERT, batch {cfg['batch_size']}, seq {cfg['seq_len']} (max {cfg['max_length']}), "
+             f"steps {cfg['warmup'] + 1}..{cfg['warmup'] + cfg['steps']} timed, median of up to {cfg['repeats']} -- "
+             f"{record['device']['name']}, {record['device']['torch_threads']} torch thread(s)")
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return "\n".join([title, _plain_table(headers, table)] +
+                         ([_plain_table(worker_headers, worker_rows)] if worker_rows else []))
+    console = Console(file=io.StringIO(), record=True, width=200, force_terminal=False)
+    main = Table(*headers, title=title)
+    for row in table:
+        main.add_row(*row)
+    console.print(main)
+    if worker_rows:
+        workers = Table(*worker_headers, title="several seeds per device: K worker processes (wall clock)")
+        for row in worker_rows:
+            workers.add_row(*row)
+        console.print(workers)
+    return console.export_text()
+
+
+def _ratio(value) -> str:
+    return f"{value:.2f}" if value is not None and not math.isnan(value) else "-"
+
+
+def _plain_table(headers, rows) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [headers, *rows]]
+    return "\n".join(lines)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model-config", choices=sorted(MODEL_CONFIGS), default=None,
+                        help="random-init BERT size (default large; --quick: toy)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", default=None,
+                        help=f"an integer (every example that long) or 'dist' (lognormal, median {DIST_MEDIAN}, "
+                             f"clipped to {DIST_MIN}..--max-length); default 128, --quick: dist")
+    parser.add_argument("--max-length", type=int, default=None, help="truncation length (default: 128 or --seq-len)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement (default 100; quick 20)")
+    parser.add_argument("--warmup", type=int, default=TRACE_EVERY, help="untimed steps before the window")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="measurements per setting, round robin; the median is reported (default 3; "
+                             "--quick: 3 for plain / minimal / stabench, 2 for the other levers)")
+    parser.add_argument("--settings", default=None,
+                        help="comma-separated settings (see below), 'default' or 'quick'")
+    parser.add_argument("--workers", default=None,
+                        help="comma-separated K for the K-process rows, '' for none (default 1,2,4,8; quick 1,2)")
+    parser.add_argument("--worker-setting", default=None,
+                        help="setting each worker runs (default stabench+bf16 on CUDA, stabench on CPU)")
+    parser.add_argument("--worker-timeout", type=float, default=1800.0)
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads in this process, split among K workers (default: torch's; "
+                             "--quick: 1, since multi-threaded CPU timings on a shared machine are erratic)")
+    parser.add_argument("--json", default=None, help="write the JSON record here")
+    parser.add_argument("--quick", action="store_true", help="toy size for CPU / CI: under 2 minutes")
+    parser.add_argument("--no-datasets", action="store_true", help=argparse.SUPPRESS)  # test the stub path
+    parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        return args
+    q = args.quick
+    args.model_config = args.model_config or ("toy" if q else "large")
+    args.seq_len = args.seq_len or ("dist" if q else "128")
+    if args.seq_len != "dist" and not args.seq_len.isdigit():
+        parser.error(f"--seq-len {args.seq_len!r}: expected an integer or 'dist'")
+    args.max_length = args.max_length or (128 if args.seq_len == "dist" else int(args.seq_len))
+    if args.seq_len != "dist" and int(args.seq_len) > args.max_length:
+        parser.error("--seq-len is longer than --max-length")
+    args.steps = _round_up(args.steps or (20 if q else 100), TRACE_EVERY)
+    args.warmup = _round_up(max(args.warmup, TRACE_EVERY), TRACE_EVERY)
+    args.repeats = args.repeats or 3
+    args.threads = args.threads or (1 if q else None)
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.settings in (None, "default", "quick"):
+        args.settings = ",".join(QUICK_SETTINGS if (q and args.settings != "default") or args.settings == "quick"
+                                 else DEFAULT_SETTINGS)
+    args.workers = args.workers if args.workers is not None else ("1,2" if q else "1,2,4,8")
+    return args
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def main(argv=None) -> dict | int:
+    args = parse_args(argv)
+    if args._worker:
+        return worker_main(json.loads(args._worker))
+    started = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sb = import_stabench(args.no_datasets)
+    device = torch.device(args.device)
+    settings = [parse_setting(s) for s in args.settings.split(",") if s.strip()]
+    if not any(s.name == "plain" for s in settings):
+        settings.insert(0, parse_setting("plain"))
+    runnable, skipped = [], []
+    for s in settings:
+        if s.needs_cuda and device.type != "cuda":
+            print(f"skipped: needs CUDA -- {s.name} ({s.needs_cuda})")
+            skipped.append({"setting": s.name, "reason": f"needs CUDA ({s.needs_cuda})"})
+        else:
+            runnable.append(s)
+    ks = [int(k) for k in args.workers.split(",") if k.strip()]
+    worker_setting = parse_setting(args.worker_setting or ("stabench+bf16" if device.type == "cuda" else "stabench"))
+
+    with tempfile.TemporaryDirectory(prefix="stabench-bench-") as tmp:
+        model_dir = build_model_dir(os.path.join(tmp, "model"), args.model_config)
+        ctx = make_context(sb, model_dir, args.device, args.batch_size, args.seq_len, args.max_length)
+        # Warm the process up (allocator, oneDNN / cuBLAS handles) on both kinds of loop.
+        for name in ("minimal", "stabench"):
+            measure(ctx, parse_setting(name), TRACE_EVERY, TRACE_EVERY)
+        runs: dict[str, list[Measurement]] = {s.name: [] for s in runnable}
+        failures: dict[str, str] = {}
+        for repeat in range(args.repeats):  # round robin: drift in machine load hits every setting alike
+            for s in runnable:
+                if s.name in failures or args.quick and _quick_skip(runs, s.name, repeat):
+                    continue
+                try:
+                    m = measure(ctx, s, args.warmup, args.steps)
+                except Exception as error:  # a lever that does not work here is reported, not fatal
+                    failures[s.name] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    print(f"failed: {s.name} -- {failures[s.name]}")
+                    m = None
+                if m is None:
+                    _release(device)  # e.g. after an out-of-memory error, once its traceback is gone
+                    continue
+                runs[s.name].append(m)
+                print(f"  [{repeat + 1}/{args.repeats}] {s.name:<28} {m.steps_per_s:8.2f} steps/s", flush=True)
+        _COMPILED.clear()
+        work = harness_work(ctx) if runs.get("minimal") else None
+        _release(device)  # the workers need the memory this process's allocator still holds
+        workers = []
+        for k in ks:
+            print(f"  workers: K={k} x {worker_setting.name}", flush=True)
+            try:
+                workers.append(run_workers(args, model_dir, worker_setting, k, torch.get_num_threads()))
+            except Exception as error:
+                print(f"failed: workers K={k} -- {error}")
+                skipped.append({"setting": f"workers K={k}", "reason": str(error)[:500]})
+
+    record = build_record(args, sb, device, runnable, runs, failures, skipped, workers)
+    if work and record["overhead_check"] is not None:
+        minimal_ms = 1e3 / record["overhead_check"]["wall"]["minimal_steps_per_s"]
+        record["overhead_check"]["isolated_harness_work"] = {
+            **work, "minimal_step_ms": minimal_ms, "pct_of_minimal_step": 100 * work["per_step_ms"] / minimal_ms}
+    record["wall_time_s"] = round(time.perf_counter() - started, 1)
+    print(render(record))
+    for line in summary_lines(record):
+        print(line)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return record
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _quick_skip(runs: dict[str, list[Measurement]], name: str, repeat: int) -> bool:
+    """--quick keeps every round only for plain, minimal and stabench (the ratios that matter most);
+    other levers get two rounds, or one when the first ran at under half the plain loop's rate."""
+    if name in ("plain", "minimal", "stabench") or repeat == 0:
+        return False
+    plain, mine = runs.get("plain"), runs.get(name)
+    return repeat >= 2 or bool(plain and mine and mine[0].steps_per_s < 0.5 * plain[0].steps_per_s)
+
+
+def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -> dict:
+    medians = {name: statistics.median(m.steps_per_s for m in ms) for name, ms in runs.items() if ms}
+    cpu_medians = {name: statistics.median(m.cpu_steps_per_s for m in ms) for name, ms in runs.items() if ms}
+    plain, cpu_plain = medians.get("plain"), cpu_medians.get("plain")
+    results = []
+    for s in runnable:
+        ms = runs[s.name]
+        if not ms:
+            skipped.append({"setting": s.name, "reason": failures.get(s.name, "no measurement")})
+            continue
+        notes = [ms[0].note] if ms[0].note else []  # the first run's: it paid any compilation
+        results.append({
+            "setting": s.name, "loop": s.loop, "precision": s.precision, "attn": ms[0].attn,
+            "padding": f"multiple of {s.bucket}" if s.bucket else "dynamic",
+            "optimizer": "torch.optim.AdamW(foreach=False)" if s.loop == "plain" and not s.mt_opt
+            else "stabench AdamW (multi-tensor)", "host_sync_per_step": s.host_sync, "seeds": s.seeds,
+            "steps_per_s": medians[s.name], "min_steps_per_s": min(m.steps_per_s for m in ms),
+            "max_steps_per_s": max(m.steps_per_s for m in ms), "runs_steps_per_s": [m.steps_per_s for m in ms],
+            "ratio_vs_plain": medians[s.name] / plain if plain else None,
+            "cpu_steps_per_s": cpu_medians[s.name], "runs_cpu_steps_per_s": [m.cpu_steps_per_s for m in ms],
+            "cpu_ratio_vs_plain": cpu_medians[s.name] / cpu_plain if cpu_plain else None,
+            "note": "; ".join(notes)})
+    for w in workers:
+        w["ratio_vs_plain"] = w["aggregate_steps_per_s"] / plain if plain else None
+    return {
+        "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": {"kind": device.type, "name": device_name(device), "torch_threads": torch.get_num_threads(),
+                   "cpu_count": os.cpu_count(), "load_average": _load_average()},
+        "versions": versions(sb),
+        "config": {"model_config": args.model_config,
+                   "layers_hidden_heads_intermediate": MODEL_CONFIGS[args.model_config],
+                   "batch_size": args.batch_size, "seq_len": args.seq_len, "max_length": args.max_length,
+                   "seq_len_dist": {"kind": "lognormal", "median": DIST_MEDIAN, "sigma": DIST_SIGMA, "min": DIST_MIN}
+                   if args.seq_len == "dist" else None,
+                   "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "quick": args.quick,
+                   "recipe": "bert-default (fp32 unless the setting says otherwise, clip 1.0, trace_every 10)",
+                   "datasets_stubbed": sb.datasets_stubbed},
+        "timing": "steps/s: wall clock over the timed window (device synchronised at both ends); steps/CPU-s: "
+                  "the same steps over this process's CPU time, steadier than wall time on a shared CPU",
+        "results": results, "skipped": skipped, "workers": workers,
+        "overhead_check": overhead_check(runs, device.type),
+    }
+
+
+def _load_average() -> list[float] | None:
+    with contextlib.suppress(OSError, AttributeError):
+        return [round(x, 2) for x in os.getloadavg()]
+    return None
+
+
+def overhead_check(runs: dict[str, list[Measurement]], device_kind: str) -> dict | None:
+    """stabench (fine_tune) vs the minimal loop: ratios of paired repeats, and their loss trajectories.
+
+    The verdict uses wall-clock time on an accelerator and CPU time on a CPU (with one thread,
+    CPU time is what the step costs; wall time there mostly measures the other tenants).
+    """
+    a, b = runs.get("stabench") or [], runs.get("minimal") or []
+    if not a or not b:
+        return None
+    wall = [x.steps_per_s / y.steps_per_s for x, y in zip(a, b)]
+    cpu = [x.cpu_steps_per_s / y.cpu_steps_per_s for x, y in zip(a, b)]
+    basis = "cpu_time" if device_kind == "cpu" else "wall"
+    ratio = statistics.median(cpu if basis == "cpu_time" else wall)
+    diffs = [abs(x - y) for x, y in zip(a[0].losses, b[0].losses)]
+    return {"basis": basis, "ratio": ratio, "overhead_pct": (1 / ratio - 1) * 100, "within_5pct": ratio >= 1 / 1.05,
+            "wall": {"stabench_steps_per_s": statistics.median(m.steps_per_s for m in a),
+                     "minimal_steps_per_s": statistics.median(m.steps_per_s for m in b),
+                     "paired_ratios": wall, "median_ratio": statistics.median(wall)},
+            "cpu_time": {"stabench_steps_per_s": statistics.median(m.cpu_steps_per_s for m in a),
+                         "minimal_steps_per_s": statistics.median(m.cpu_steps_per_s for m in b),
+                         "paired_ratios": cpu, "median_ratio": statistics.median(cpu)},
+            "same_loss_trajectory_max_abs_diff": max(diffs) if diffs else None, "steps_compared": len(diffs)}
+
+
+def summary_lines(record: dict) -> list[str]:
+    lines = [f"skipped: {s['setting']} -- {s['reason']}" for s in record["skipped"]]
+    check = record["overhead_check"]
+    if check:
+        verdict = "within" if check["within_5pct"] else "NOT within"
+        for basis, unit in (("wall", "steps/s"), ("cpu_time", "steps/CPU-s")):
+            part = check[basis]
+            lines.append(f"harness overhead ({basis.replace('_', ' ')}): "
+                         f"stabench {part['stabench_steps_per_s']:.2f} vs "
+                         f"minimal loop {part['minimal_steps_per_s']:.2f} {unit}; median paired ratio "
+                         f"{part['median_ratio']:.3f} (pairs {min(part['paired_ratios']):.2f}.."
+                         f"{max(part['paired_ratios']):.2f})")
+        lines.append(f"harness overhead verdict ({check['basis'].replace('_', ' ')}): {check['overhead_pct']:+.1f}% "
+                     f"time per step -> {verdict} 5%; same losses (max |diff| "
+                     f"{check['same_loss_trajectory_max_abs_diff']:.2g} over {check['steps_compared']} steps)")
+        work = check.get("isolated_harness_work")
+        if work:
+            lines.append(f"harness-only work, timed in isolation: "
+                         f"collate+copy {work['collate_and_copy_ms']:.3f} ms/step, "
+                         f"trace+check {work['trace_and_check_ms']:.3f} ms every {work['trace_every']} steps -> "
+                         f"{work['per_step_ms']:.3f} ms/step = {work['pct_of_minimal_step']:.2f}% of a minimal step "
+                         f"({work['minimal_step_ms']:.1f} ms)")
+    lines.append(f"wall time {record['wall_time_s']}s")
+    return lines
+
+
+if __name__ == "__main__":
+    outcome = main()
+    sys.exit(outcome if isinstance(outcome, int) else 0)

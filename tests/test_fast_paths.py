@@ -1,0 +1,187 @@
+"""The fast paths train the same trajectory as the plain ones (fp32, CPU, the tiny model).
+
+Throughput levers are only worth having if they leave the science alone: the multi-tensor
+AdamW must follow torch's per-parameter AdamW, bucketed padding must not change what the
+model sees (padding is masked), and the benchmark's hand-written loops must run exactly the
+computation that ``fine_tune`` runs, or their timings compare different things.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stabench import data as data_lib
+from stabench import models
+from stabench.batched import SeedGroup
+from stabench.optim import AdamW, decay_param_groups
+from stabench.recipes import get_recipe
+from stabench.tasks import BUILTIN_PAIR_TASK, load_task_data
+from stabench.train import fine_tune, prepare
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+# vmap has no batching rule for the CPU SDPA kernel and loops over the seeds instead (correct, slower)
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread, and a loaded CPU stalls multi-threaded kernels."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    spec = importlib.util.spec_from_file_location("stabench_benchmark_throughput", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _batches(tiny_model: str, steps: int, batch_size: int = 16, pad_to_multiple_of: int | None = None):
+    tokenizer = models.load_tokenizer(models.resolve(tiny_model))
+    train, _ = data_lib.encode(load_task_data(BUILTIN_PAIR_TASK), tokenizer, 128)
+    order = data_lib.train_order(len(train), steps, batch_size, torch.Generator().manual_seed(0))
+    return [data_lib.collate(train, indices, tokenizer.pad_token_id, pad_to_multiple_of) for indices in order]
+
+
+def _train(tiny_model: str, make_optimizer, batches, seed: int = 0):
+    torch.manual_seed(seed)
+    model = models.load_model(models.resolve(tiny_model), 2, dropout=0.1)
+    model.train()
+    optimizer = make_optimizer(decay_param_groups(model, 0.01, 1e-3))
+    losses = []
+    for batch in batches:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses, [p.detach().clone() for p in model.parameters()]
+
+
+def test_multi_tensor_adamw_follows_torch_per_parameter_adamw_on_the_model(tiny_model):
+    """stabench's foreach AdamW with bias correction == torch.optim.AdamW(foreach=False), step by step."""
+    batches = _batches(tiny_model, steps=10)
+    ours, our_params = _train(tiny_model, lambda groups: AdamW(groups, lr=1e-3, eps=1e-6, bias_correction=True),
+                              batches)
+    theirs, their_params = _train(tiny_model, lambda groups: torch.optim.AdamW(groups, lr=1e-3, eps=1e-6,
+                                                                             foreach=False), batches)
+    assert ours[0] == theirs[0]  # same init, same batch, same dropout masks
+    assert ours == pytest.approx(theirs, abs=1e-5, rel=1e-5)
+    assert max(ours) - min(ours) > 1e-3  # the run moved: the comparison is not vacuous
+    for a, b in zip(our_params, their_params):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_bucketed_padding_gives_the_dynamic_padding_trajectory(tiny_model):
+    """pad_to_multiple_of only adds masked positions: same losses and gradient norms through fine_tune.
+
+    Dropout is off: its masks are drawn per padded position, so with dropout the two runs would
+    draw different (equally valid) masks.
+    """
+    base = get_recipe("bert-default", max_steps=12, trace_every=4, lr=1e-3, dropout=0.0)
+    dynamic = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, base, seed=0))
+    bucketed = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, base.replace(pad_to_multiple_of=32), seed=0))
+    lengths = {b["input_ids"].shape[1] for b in _batches(tiny_model, 12)}
+    assert any(n % 32 for n in lengths)  # the buckets really add padding
+    assert bucketed.trace["loss"] == pytest.approx(dynamic.trace["loss"], abs=1e-5)
+    assert max(dynamic.trace["loss"]) - min(dynamic.trace["loss"]) > 1e-3
+    for layer, norms in dynamic.trace["grad_norm"].items():
+        assert bucketed.trace["grad_norm"][layer] == pytest.approx(norms, rel=1e-4, abs=1e-7)
+    assert bucketed.metrics["accuracy"] == dynamic.metrics["accuracy"]
+
+
+def _encoded(tiny_model: str):
+    tokenizer = models.load_tokenizer(models.resolve(tiny_model))
+    return data_lib.encode(load_task_data(BUILTIN_PAIR_TASK), tokenizer, 128)[0], tokenizer.pad_token_id
+
+
+def test_seeds_in_a_batched_group_train_like_solo_runs_and_independently(tiny_model):
+    """Without dropout, each seed of a vmapped group follows its own fine_tune trajectory."""
+    recipe = get_recipe("bert-default", max_steps=8, trace_every=4, lr=1e-3, dropout=0.0)
+    solo = {seed: fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=seed)).trace["loss"]
+            for seed in (0, 1)}
+    train, pad_id = _encoded(tiny_model)
+    source = models.resolve(tiny_model)
+    group = SeedGroup(source, 2, recipe, [0, 1], total_steps=8).train(train, pad_id)
+    alone = SeedGroup(source, 2, recipe, [1], total_steps=8).train(train, pad_id)
+    assert group.shape == (8, 2)
+    assert group[:, 0].tolist() == pytest.approx(solo[0], abs=1e-5)
+    assert group[:, 1].tolist() == pytest.approx(solo[1], abs=1e-5)
+    assert alone[:, 0].tolist() == pytest.approx(group[:, 1].tolist(), abs=1e-5)  # alone == in a group
+    assert max(abs(a - b) for a, b in zip(solo[0], solo[1])) > 1e-3  # the seeds really differ
+
+
+def test_a_batched_group_draws_independent_dropout_and_clips_per_seed(tiny_model):
+    recipe = get_recipe("bert-default", max_steps=4, lr=1e-3)  # dropout 0.1
+    train, pad_id = _encoded(tiny_model)
+    twins = SeedGroup(models.resolve(tiny_model), 2, recipe, [3, 3], total_steps=4)
+    losses = twins.train(train, pad_id)
+    assert losses[0, 0] != losses[0, 1]  # same weights and batch, different dropout masks
+    for p in twins.params.values():  # seed 0 gets a huge gradient, seed 1 a small one
+        p.grad = torch.stack([torch.full_like(p[0], 10.0), torch.full_like(p[1], 1e-4)])
+    before = twins.clip_(1.0)
+    after = [math.sqrt(sum(float(p.grad[i].pow(2).sum()) for p in twins.params.values())) for i in (0, 1)]
+    assert before[0] > 1 > before[1]
+    assert after[0] == pytest.approx(1.0, rel=1e-4) and after[1] == pytest.approx(float(before[1]), rel=1e-4)
+
+
+def test_benchmark_minimal_loop_is_fine_tune_without_the_harness(tiny_model, throughput):
+    """The loop the benchmark calls 'minimal' computes bit for bit what fine_tune computes."""
+    sb = throughput.import_stabench()
+    ctx = throughput.make_context(sb, tiny_model, "cpu", batch_size=16, seq_len="dist", max_length=64)
+    harness = throughput.measure(ctx, throughput.parse_setting("stabench"), warmup=10, steps=10)
+    minimal = throughput.measure(ctx, throughput.parse_setting("minimal"), warmup=10, steps=10)
+    assert len(harness.losses) == len(minimal.losses) == 20
+    assert harness.losses == minimal.losses  # same init, batches, dropout masks and maths (CPU, same threads)
+    assert harness.steps == minimal.steps == 10 and harness.steps_per_s > 0 and minimal.steps_per_s > 0
+    # the plain loop with stabench's optimizer differs only in how clip_grad_norm_ sums: within rounding
+    plain = throughput.measure(ctx, throughput.parse_setting("plain+mt-opt"), warmup=10, steps=10)
+    assert plain.losses == pytest.approx(minimal.losses, abs=1e-5)
+    eager = throughput.measure(ctx, throughput.parse_setting("stabench+eager"), warmup=10, steps=10)
+    assert eager.attn == "eager" and harness.attn != "eager"
+    assert eager.losses == pytest.approx(harness.losses, abs=1e-4)
+    batched = throughput.measure(ctx, throughput.parse_setting("batched+seeds2"), warmup=10, steps=10)
+    assert len(batched.losses) == 20 and batched.steps_per_s > 0
+
+
+def test_benchmark_settings_parse_and_cuda_only_levers_are_flagged(throughput):
+    s = throughput.parse_setting("stabench+bf16+eager+bucket16")
+    assert (s.loop, s.precision, s.attn, s.bucket, s.needs_cuda) == ("stabench", "bf16", "eager", 16, None)
+    assert throughput.parse_setting("plain").host_sync and not throughput.parse_setting("plain+nosync").host_sync
+    assert throughput.parse_setting("plain+mt-opt").mt_opt
+    assert throughput.parse_setting("compile").bucket == throughput.DEFAULT_BUCKET  # fixed-shape step
+    assert throughput.parse_setting("stabench+tf32").needs_cuda == "tf32"
+    assert throughput.parse_setting("cudagraphs+bf16").needs_cuda == "CUDA graphs"
+    assert throughput.parse_setting("batched").seeds == 4 and throughput.parse_setting("batched+seeds8").seeds == 8
+    for bad in ("nope", "minimal+nosync", "stabench+fp16", "plain+bucketX", "stabench+seeds4"):
+        with pytest.raises(ValueError):
+            throughput.parse_setting(bad)
+
+
+def test_benchmark_datasets_stub_only_allows_the_import_time_call(throughput):
+    stub = throughput._datasets_stub()
+    stub.disable_progress_bars()
+    assert not hasattr(stub, "load_dataset")
+    with pytest.raises(AttributeError, match="not installed"):
+        stub.Dataset  # noqa: B018
+
+
+def test_synthetic_lengths_follow_the_asked_distribution(throughput):
+    generator = torch.Generator().manual_seed(0)
+    lengths = throughput.sequence_lengths("dist", 2000, 128, generator)
+    assert min(lengths) >= throughput.DIST_MIN and max(lengths) <= 128
+    median = sorted(lengths)[len(lengths) // 2]
+    assert abs(median - throughput.DIST_MEDIAN) <= 4
+    assert throughput.sequence_lengths("64", 5, 128, generator) == [64] * 5
+    assert 50 < sum(lengths) / len(lengths) < 62  # lognormal mean 48 * exp(0.6**2 / 2) ~ 57
