@@ -102,7 +102,7 @@ class GateResult:
         task, train_size, model, recipe = self.study
         return {"claim": self.claim, "task": task + (f" ({train_size})" if train_size else ""), "model": model,
                 "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
-                "current": describe(self.current), "gate": self.verdict, "why": "; ".join(self.reasons)}
+                "current": describe(self.current), "gate": self.verdict}
 
 
 def _summary(results: Sequence[RunResult], metric: str) -> stats.Summary:

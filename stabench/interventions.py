@@ -200,10 +200,6 @@ def layer_index(param_name: str, num_layers: int) -> str:
     return "other"
 
 
-# --------------------------------------------------------------------------------------
-# Re-initialisation
-# --------------------------------------------------------------------------------------
-@torch.no_grad()
 def layer_order(group: str) -> tuple[int, int]:
     """Sort key for layer groups from the bottom of the network to the top."""
     if group.startswith("layer."):
@@ -211,6 +207,10 @@ def layer_order(group: str) -> tuple[int, int]:
     return {"embeddings": (0, 0), "pooler": (2, 0), "classifier": (3, 0)}.get(group, (4, 0))
 
 
+# --------------------------------------------------------------------------------------
+# Re-initialisation
+# --------------------------------------------------------------------------------------
+@torch.no_grad()
 def _reinit_module(module: nn.Module, std: float) -> None:
     for sub in module.modules():
         if isinstance(sub, nn.Linear):

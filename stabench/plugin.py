@@ -300,7 +300,8 @@ def _record_gate(item: pytest.Item, state: State, studies) -> None:
     for name, study in studies.items():
         claim = _claim_name(item) + (f" ({name})" if len(studies) > 1 else "")
         result = check(claim, study.results, state.baseline(), limits)
-        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "regressed": result.regressed})))
+        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "regressed": result.regressed,
+                                                                  "why": "; ".join(result.reasons)})))
 
 
 def _skip_unless_available(item: pytest.Item, spec) -> None:
@@ -431,7 +432,7 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k != "regressed"} for g in gates]
+            rows = [{k: v for k, v in g.items() if k not in ("regressed", "why")} for g in gates]
             styles = ["red" if g["regressed"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
             for gate in gates:

@@ -8,8 +8,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from stabench.models import build_tiny_bert  # noqa: E402
+
+# Tiny models gain nothing from a second thread, and a busy 2-core machine loses a lot to it.
+torch.set_num_threads(1)
 
 pytest_plugins = ["pytester"]
 

@@ -115,8 +115,8 @@ def test_options_are_listed_in_help(pytester):
     result = pytester.runpytest_subprocess("--help")
     result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=STORE*",
                                  "*--stabench-seeds=SEEDS*", "*--stabench-recompute*", "*--stabench-device=DEVICE*",
-                                 "*--stabench-workers-per-gpu=WORKERS-PER-GPU*", "*--stabench-md=MD*",
-                                 "*--stabench-json=JSON*", "*--stabench-profile=PROFILE*"])
+                                 "*--stabench-workers-per-gpu=WORKERS-PER-GPU*", "*--stabench-profile=PROFILE*",
+                                 "*--stabench-baseline=BASELINE*", "*--stabench-md=MD*", "*--stabench-json=JSON*"])
 
 
 def test_claim_selection_by_keyword_and_ini_options(suite):
