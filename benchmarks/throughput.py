@@ -387,14 +387,14 @@ def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, 
 
     losses: list = []
     start = start_wall = start_cpu = 0.0
-    with sb.train._precision(recipe.precision, device):
+    with sb.train.matmul_precision(recipe.precision, device):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
                 _sync(device)
                 start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            with sb.train._autocast(recipe.precision, device):
+            with sb.train.autocast(recipe.precision, device):
                 loss = forward(**batch).loss
             loss.backward()
             if recipe.grad_clip is not None:
@@ -426,12 +426,12 @@ def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, se
     batches = [group.collate(ctx.train, [order[i] for order in orders], ctx.pad_id) for i in range(total)]
     losses = []
     start = start_wall = start_cpu = 0.0
-    with sb.train._precision(recipe.precision, device):
+    with sb.train.matmul_precision(recipe.precision, device):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
                 _sync(device)
                 start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
-            losses.append(group.step(batch, sb.train._autocast(recipe.precision, device)))
+            losses.append(group.step(batch, sb.train.autocast(recipe.precision, device)))
         _sync(device)
         seconds, end_wall, cpu_seconds = time.perf_counter() - start, time.time(), time.process_time() - start_cpu
     first_seed = torch.stack(losses)[:, 0].float().cpu().tolist()
@@ -454,12 +454,12 @@ def _compiled(model, setting: Setting, batches, recipe, device, sb):
     cached = _COMPILED.get(setting.name)
     compiled = cached[1] if cached else torch.compile(model, mode=mode, dynamic=False)
     started = time.perf_counter()
-    with sb.train._precision(recipe.precision, device):
+    with sb.train.matmul_precision(recipe.precision, device):
         for batch in shapes.values():
             for _ in range(3 if setting.loop == "cudagraphs" else 1):  # CUDA graphs record on a later call
                 if setting.loop == "cudagraphs":
                     torch.compiler.cudagraph_mark_step_begin()
-                with sb.train._autocast(recipe.precision, device):
+                with sb.train.autocast(recipe.precision, device):
                     loss = compiled(**batch).loss
                 loss.backward()
                 model.zero_grad(set_to_none=True)

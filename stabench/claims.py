@@ -133,36 +133,48 @@ class Session:
     def _attempt_path(self, key: str) -> Path:
         return self.store.path.parent / "attempts" / f"{key}.json"
 
+    def _prepare(self, arm: Arm, seed: int):
+        from .train import prepare
+
+        return prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+
     def run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         """The stored result for (arm, seed), or train and store it: (result, trained?)."""
-        from .train import fine_tune, prepare
-
-        prepared = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+        prepared = self._prepare(arm, seed)
         if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
             return stored, False
         with self.store.lock(prepared.key):
             if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
                 return stored, False
-            attempt = self._attempt_path(prepared.key)
-            attempt.parent.mkdir(parents=True, exist_ok=True)
-            attempt.write_text(json.dumps({"session": self.session_id, "pid": os.getpid(),
-                                           "host": socket.gethostname(), "started": time.time(), "error": None}))
-            try:
-                result = fine_tune(prepared)
-            except BaseException as error:
-                attempt.write_text(json.dumps({**json.loads(attempt.read_text()),
-                                               "error": f"{type(error).__name__}: {error}"}))
-                raise
-            self.store.put(result, replace=self.recompute)
-            attempt.unlink()
-            return result, True
+            return self._train_holding_lock(prepared), True
+
+    def _train_holding_lock(self, prepared) -> RunResult:
+        """Train and store a run whose claim this process holds, leaving an attempt file meanwhile.
+
+        The attempt file outlives a crash (and records an exception), so a verdict in this
+        session can tell "crashed" from "not run yet".
+        """
+        from .train import fine_tune
+
+        attempt = self._attempt_path(prepared.key)
+        attempt.parent.mkdir(parents=True, exist_ok=True)
+        attempt.write_text(json.dumps({"session": self.session_id, "pid": os.getpid(),
+                                       "host": socket.gethostname(), "started": time.time(), "error": None}))
+        try:
+            result = fine_tune(prepared)
+        except BaseException as error:
+            attempt.write_text(json.dumps({**json.loads(attempt.read_text()),
+                                           "error": f"{type(error).__name__}: {error}"}))
+            raise
+        self.store.put(result, replace=self.recompute)
+        attempt.unlink()
+        return result
 
     def trained_model(self, arm: Arm, seed: int):
         """Fine-tune (arm, seed) again and return (result, model): the store keeps numbers, not weights."""
-        from .train import fine_tune, prepare
+        from .train import fine_tune
 
-        prepared = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
-        return fine_tune(prepared, return_model=True)
+        return fine_tune(self._prepare(arm, seed), return_model=True)
 
     def pretrained_model(self, arm: Arm, seed: int = 0):
         """The model before fine-tuning, with the classification head that ``seed`` initialises."""
@@ -192,29 +204,40 @@ class Session:
     def collect(self, arm: Arm, seeds: Iterable[int]) -> Study:
         """Every seed's result: stored ones are read, missing ones trained here.
 
-        A seed that was attempted in this session and left no result (its worker died or
-        it raised) is not retrained: the claim must not pass on a seed that could not run.
+        A first pass trains only seeds nobody else holds, so a verdict works beside the seed
+        items of other workers instead of queueing behind them; a second pass waits for the
+        seeds that were being trained elsewhere.  A seed attempted in this session that left
+        no result (its worker died or it raised) is not retrained: the claim must not pass
+        on a seed that could not run.
         """
-        from .train import prepare
+        prepared = {seed: self._prepare(arm, seed) for seed in seeds}
+        results: dict[int, RunResult] = {}
+        trained_here = []
+        for blocking in (False, True):
+            for seed, run in prepared.items():
+                if seed in results:
+                    continue
+                if (stored := self.store.get(run.key)) is not None:
+                    results[seed] = stored
+                    continue
+                with self.store.lock(run.key, blocking=blocking) as held:
+                    if not held:
+                        continue  # another worker is training it right now
+                    stored = self.store.get(run.key)
+                    if stored is None:
+                        self._raise_if_attempted(arm, seed, run.key)
+                        stored = self._train_holding_lock(run)
+                        trained_here.append(seed)
+                    results[seed] = stored
+        return Study(arm, [results[seed] for seed in prepared], trained_here)
 
-        results, trained_here = [], []
-        for seed in seeds:
-            key = prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device).key
-            stored = self.store.get(key)
-            if stored is None:
-                with self.store.lock(key):  # waits for a worker that is training it right now
-                    stored = self.store.get(key)
-                    attempt = self._attempt_path(key)
-                    if stored is None and attempt.is_file():
-                        info = json.loads(attempt.read_text())
-                        if info.get("session") == self.session_id:
-                            how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
-                            raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
-            if stored is None:
-                stored, _ = self.run_seed(arm, seed)
-                trained_here.append(seed)
-            results.append(stored)
-        return Study(arm, results, trained_here)
+    def _raise_if_attempted(self, arm: Arm, seed: int, key: str) -> None:
+        attempt = self._attempt_path(key)
+        if attempt.is_file():
+            info = json.loads(attempt.read_text())
+            if info.get("session") == self.session_id:
+                how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
+                raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
 
 
 class Study:

@@ -164,6 +164,19 @@ class GpuPool:
     def pytest_testnodedown(self, node, error) -> None:
         self.assigned.pop(node.gateway.id, None)
 
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        """Work stealing instead of xdist's default "load" chunks.
+
+        "load" hands each worker a long run of consecutive items up front, so one worker can
+        end up with every seed of a suite while the other only skips; idle workers steal here.
+        An explicit ``--dist`` other than load is left alone.
+        """
+        if config.getoption("dist") != "load":
+            return None
+        from xdist.scheduler import WorkStealingScheduling
+
+        return WorkStealingScheduling(config, log)
+
 
 def _gpu_ids(requested: str | None) -> list[str]:
     """GPU ids to spread workers over, without initialising CUDA in the controller."""
@@ -213,13 +226,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims."""
+    """Make claims selectable by name and interleave their seeds.
+
+    Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims.
+    Claim items are reordered among themselves (other tests keep their places): every claim's
+    first seed, then every claim's second seed, ..., verdicts last.  xdist hands workers
+    contiguous runs of items, so this spreads each claim's seeds over the workers, and the
+    verdicts start when most seeds are done.  The order is deterministic, as xdist requires.
+    """
     state = config.stash[_STATE]
-    for item in items:
-        if item.get_closest_marker("stabench") is None or not hasattr(item, "callspec"):
+    positions, claim_items = [], []
+    for index, item in enumerate(items):
+        unit = _unit(item)
+        if unit is None:
             continue
-        for arm in state.spec(item).arms:
+        spec = state.spec(item)
+        for arm in spec.arms:
             item.extra_keyword_matches.update({arm.task, arm.recipe.name, arm.model, arm.name})
+        rank = 0 if unit == VERDICT else spec.seeds.index(unit[1])
+        positions.append(index)
+        claim_items.append(((unit == VERDICT, rank, index), item))
+    for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
+        items[position] = item
 
 
 @pytest.fixture

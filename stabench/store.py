@@ -358,8 +358,11 @@ class Store:
     # -- claiming runs -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self, key: str) -> Iterator[None]:
-        """Hold the claim on run ``key`` (blocking) until the block ends.
+    def lock(self, key: str, blocking: bool = True) -> Iterator[bool]:
+        """Hold the claim on run ``key`` until the block ends; yields whether it is held.
+
+        With ``blocking=False`` the block runs at once and gets False when another process
+        holds the claim (it is training that run right now).
 
         An ``flock`` dies with its process, so a SIGKILLed holder never blocks the run
         forever.  Lock files are left in place: deleting one while another process waits
@@ -371,8 +374,12 @@ class Store:
         lock_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 

@@ -106,11 +106,11 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     evaluations: list[dict] = []
     diverged = False
     train_start = time.perf_counter()
-    with _precision(recipe.precision, device):
+    with matmul_precision(recipe.precision, device):
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
-            with _autocast(recipe.precision, device):
+            with autocast(recipe.precision, device):
                 loss = model(**batch).loss
             loss.backward()
             traced = step == 1 or step % recipe.trace_every == 0 or step == total_steps
@@ -231,7 +231,7 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
         indices = by_length[start:start + EVAL_BATCH_SIZE]
         batch = data_lib.collate(encoded, indices, pad_id)
         batch.pop("labels")
-        with _autocast(recipe.precision, device):
+        with autocast(recipe.precision, device):
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         predictions[indices] = logits.argmax(-1).cpu()
     return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
@@ -243,7 +243,7 @@ def _final_loss(losses: list[float], window: int) -> float:
 
 
 @contextlib.contextmanager
-def _precision(precision: str, device: torch.device):
+def matmul_precision(precision: str, device: torch.device):
     """tf32 matmuls only for the run that asked for them; the previous setting is restored."""
     previous = torch.get_float32_matmul_precision()
     cudnn_tf32 = torch.backends.cudnn.allow_tf32
@@ -260,7 +260,7 @@ def _precision(precision: str, device: torch.device):
         torch.backends.cudnn.allow_tf32 = cudnn_tf32
 
 
-def _autocast(precision: str, device: torch.device):
+def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
