@@ -345,6 +345,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _clock_start(device: torch.device) -> tuple[float, float, float]:
+    """Perf counter, wall clock and CPU time once queued device work is done."""
+    _sync(device)
+    return time.perf_counter(), time.time(), time.process_time()
+
+
+def _clock_stop(device: torch.device, start: float, start_cpu: float) -> tuple[float, float, float]:
+    """Seconds elapsed, wall clock at the end and CPU seconds, after the device caught up."""
+    _sync(device)
+    return time.perf_counter() - start, time.time(), time.process_time() - start_cpu
+
+
 def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
     """plain / minimal / compile / cudagraphs: hand-written loops on the same batches as fine_tune."""
     sb, device = ctx.sb, ctx.device
@@ -390,8 +402,7 @@ def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, 
     with sb.train.matmul_precision(recipe.precision, device):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
-                _sync(device)
-                start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
+                start, start_wall, start_cpu = _clock_start(device)
             if graphs:
                 torch.compiler.cudagraph_mark_step_begin()
             with sb.train.autocast(recipe.precision, device):
@@ -406,8 +417,7 @@ def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, 
                 losses.append(loss.item())
             else:
                 losses.append(loss.detach().clone() if graphs else loss.detach())
-        _sync(device)
-        seconds, end_wall, cpu_seconds = time.perf_counter() - start, time.time(), time.process_time() - start_cpu
+        seconds, end_wall, cpu_seconds = _clock_stop(device, start, start_cpu)
     values = [x if isinstance(x, float) else float(x) for x in
               (torch.stack(losses).float().cpu().tolist() if losses and not setting.host_sync else losses)]
     return Measurement(setting.name, steps / seconds, steps, seconds, start_wall, end_wall, values, attn, note,
@@ -429,11 +439,9 @@ def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, se
     with sb.train.matmul_precision(recipe.precision, device):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
-                _sync(device)
-                start, start_wall, start_cpu = time.perf_counter(), time.time(), time.process_time()
+                start, start_wall, start_cpu = _clock_start(device)
             losses.append(group.step(batch, sb.train.autocast(recipe.precision, device)))
-        _sync(device)
-        seconds, end_wall, cpu_seconds = time.perf_counter() - start, time.time(), time.process_time() - start_cpu
+        seconds, end_wall, cpu_seconds = _clock_stop(device, start, start_cpu)
     first_seed = torch.stack(losses)[:, 0].float().cpu().tolist()
     return Measurement(setting.name, setting.seeds * steps / seconds, steps, seconds, start_wall, end_wall,
                        first_seed, attn, note=f"{setting.seeds} seeds in one vmapped model: seed-steps/s",
