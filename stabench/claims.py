@@ -7,6 +7,7 @@ verdict fails with that reason instead of passing on fewer seeds.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -92,9 +93,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
     the model, the seeds and the data (GLUE tasks map to built-in ones) and shorten the recipe.
     """
     base = {name: params.get(name, options.get(name)) for name in ("task", "model", "recipe", "train_size")}
-    seeds = options.get("seeds", 5)
     toy_options = {**(toy_defaults or {}), **options.get("toy", {})} if toy else {}
-    seeds = toy_options.get("seeds", seeds)
     default_arm = base["recipe"].name if isinstance(base["recipe"], Recipe) else str(base["recipe"])
     arms = []
     # Arms may come from a parametrize argument named "arms" (e.g. recipes that depend on another parameter).
@@ -114,7 +113,17 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
                                        **arm_options.get("toy", {}).get("recipe_overrides", {})})
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
     requires = () if toy else tuple(options.get("requires", ()))  # the toy scale is made for a CPU
-    return ClaimSpec(arms=tuple(arms), seeds=seeds_of(seeds, seed_override), requires=requires)
+    return ClaimSpec(arms=tuple(arms), seeds=claim_seeds(options, seed_override, toy, toy_defaults),
+                     requires=requires)
+
+
+def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None = None, toy: bool = False,
+                toy_defaults: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+    """A claim's seeds: the command line's, else the toy profile's, else the claim's own."""
+    seeds = options.get("seeds", 5)
+    if toy:
+        seeds = {**(toy_defaults or {}), **options.get("toy", {})}.get("seeds", seeds)
+    return seeds_of(seeds, seed_override)
 
 
 class SeedNotRun(Exception):
@@ -256,16 +265,21 @@ class Study:
         return [r.metrics[metric or self.metric] for r in self.results]
 
     def summary(self, metric: str | None = None, confidence: float = 0.95) -> stats.Summary:
-        return stats.summarize(self.scores(metric), failed=[r.failed for r in self.results],
-                               collapsed=[r.collapsed for r in self.results],
-                               diverged=[r.diverged for r in self.results], confidence=confidence)
+        if metric in (None, self.metric) and confidence == 0.95:
+            return self._headline
+        return stats.summarize_runs(self.results, metric or self.metric, confidence)
+
+    @functools.cached_property
+    def _headline(self) -> stats.Summary:
+        """The default summary, computed once: its bootstrap intervals are not free."""
+        return stats.summarize_runs(self.results, self.metric)
 
     n = property(lambda self: len(self.results))
-    mean = property(lambda self: self.summary().mean)
-    std = property(lambda self: self.summary().std)
-    min = property(lambda self: self.summary().min)
-    median = property(lambda self: self.summary().median)
-    max = property(lambda self: self.summary().max)
+    mean = property(lambda self: self._headline.mean)
+    std = property(lambda self: self._headline.std)
+    min = property(lambda self: self._headline.min)
+    median = property(lambda self: self._headline.median)
+    max = property(lambda self: self._headline.max)
     failures = property(lambda self: sum(r.failed for r in self.results))
     collapsed = property(lambda self: sum(r.collapsed for r in self.results))
     diverged = property(lambda self: sum(r.diverged for r in self.results))

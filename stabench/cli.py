@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .gate import parse_env
 from .recipes import get_recipe, parse_overrides
+from .stats import summarize_runs
 from .store import Store, StoreError, default_store_path
 from .tasks import get_task, local_task
 
@@ -99,7 +100,7 @@ def _print_study(console: Console, results: list) -> None:
     if not results:
         return
     console.print(report.seed_table(results))
-    console.print(report.rows_table([report.summary_row(report.summary_of(results))], title="summary"))
+    console.print(report.rows_table([report.summary_row(summarize_runs(results))], title="summary"))
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:

@@ -105,11 +105,6 @@ class GateResult:
                 "current": describe(self.current), "gate": self.verdict}
 
 
-def _summary(results: Sequence[RunResult], metric: str) -> stats.Summary:
-    return stats.summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
-                           collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results])
-
-
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
           limits: Mapping[str, Any] | None = None) -> GateResult:
     """Compare one study with the baseline runs of the same study (same seeds where available)."""
@@ -120,7 +115,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     seeds = {r.seed for r in current}
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
-    now = _summary(current, metric)
+    now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
         return GateResult(claim, key, metric, now, None)
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
@@ -129,7 +124,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                                 else int(limits["max_extra_failures"]), alpha=float(limits["alpha"]))
     reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
                                sum(r.failed for r in baseline), sum(r.failed for r in current), threshold)
-    return GateResult(claim, key, metric, now, _summary(baseline, metric), reasons)
+    return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons)
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

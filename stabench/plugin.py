@@ -190,16 +190,6 @@ def _gpu_ids(requested: str | None) -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _claim_seeds(config: pytest.Config, marker: pytest.Mark) -> tuple[int, ...]:
-    from .claims import seeds_of
-    from .profiles import TOY
-
-    seeds = marker.kwargs.get("seeds", 5)
-    if (option(config, "profile") or "paper") == "toy":
-        seeds = {**TOY, **marker.kwargs.get("toy", {})}.get("seeds", seeds)
-    return seeds_of(seeds, _seed_override(config))
-
-
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
     from .cli import parse_seeds
 
@@ -219,7 +209,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if STUDY_FIXTURE not in metafunc.fixturenames:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: a stabench claim must take a 'study' argument")
     arms = list(marker.kwargs.get("arms") or {})
-    seeds = _claim_seeds(metafunc.config, marker)
+    from .claims import claim_seeds
+    from .profiles import TOY
+
+    toy = (option(metafunc.config, "profile") or "paper") == "toy"
+    seeds = claim_seeds(marker.kwargs, _seed_override(metafunc.config), toy, TOY)
     units = [(arm, seed) for arm in (arms or [None]) for seed in seeds] + [VERDICT]
     ids = [u if u == VERDICT else (f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units]
     metafunc.parametrize(UNIT_FIXTURE, units, ids=ids)

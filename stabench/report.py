@@ -14,7 +14,7 @@ from rich.text import Text
 from tabulate import tabulate
 
 from .result import RunResult
-from .stats import Summary, summarize
+from .stats import Summary
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -42,11 +42,6 @@ def seed_table(results: Sequence[RunResult], title: str | None = None) -> Table:
                       fmt(r.majority_accuracy), verdict_text(r), str(r.steps), f"{r.wall_time_s:.1f}",
                       f"{r.steps_per_s:.2f}", style=style)
     return table
-
-
-def summary_of(results: Sequence[RunResult]) -> Summary:
-    return summarize([r.score for r in results], failed=[r.failed for r in results],
-                     collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results])
 
 
 def summary_row(summary: Summary) -> dict[str, str]:

@@ -207,6 +207,17 @@ def summarize(
 # --------------------------------------------------------------------------- expected max
 
 
+def summarize_runs(results: Sequence, metric: str | None = None, confidence: float = 0.95) -> Summary:
+    """``summarize`` over run results (anything with ``metrics`` and the failure flags).
+
+    ``metric`` defaults to the runs' own headline metric.
+    """
+    metric = metric or results[0].primary_metric
+    return summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
+                     collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results],
+                     confidence=confidence)
+
+
 def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float]:
     """Expected best score over n seeds, for each n (Dodge et al. 2019).
 
