@@ -34,15 +34,20 @@ def test_bias_correction_prevents_failed_runs(study):
 
 @stabench.claim(task="same-number", model="minilm-l6", seeds=range(8), arms=ARMS)
 def test_failed_runs_collapse_with_vanishing_lower_layer_gradients(study):
-    """The mechanism: failed runs predict one class at loss ~ln 2; their bottom-layer gradients vanish.
+    """The mechanism: failed runs collapse to one class at loss ~ln 2; their bottom-layer gradients vanish.
 
-    Verdict on the stored traces (every 10 steps): layer-0 gradient norm down >= 10x over the
-    run, never back, and <= 0.1x the top layer's.  It holds for most failed runs and for no
-    successful run of either recipe (a failed run can also collapse without that signature).
+    Verdicts on the stored traces (every 10 steps), each for most failed runs and never for a
+    successful one: predictions in one class with the final training loss within 0.05 of ln 2;
+    layer-0 gradient norm down >= 10x over the run, never back, and <= 0.1x the top layer's.
+    Not every failed run does both: on an H200 one of eight failed at 0.484 accuracy while
+    predicting both classes.
     """
-    failed = [r for arm in study.values() for r in arm.results if r.failed]
+    runs = [r for arm in study.values() for r in arm.results]
+    failed = [r for r in runs if r.failed]
     assert failed, "the demo needs failed runs to explain"
-    assert all(collapsed_to_constant(r) for r in failed)
-    gradients = gradient_summary([r for arm in study.values() for r in arm.results], early=(1, 48), factor=10)
+    collapsed = sum(collapsed_to_constant(r) for r in failed)
+    assert 2 * collapsed >= len(failed), f"only {collapsed} of {len(failed)} failed runs collapsed to one class"
+    assert not any(collapsed_to_constant(r) for r in runs if not r.failed)
+    gradients = gradient_summary(runs, early=(1, 48), factor=10)
     assert gradients["vanished_in_successful"] == 0, gradients
     assert 2 * gradients["vanished_in_failed"] >= gradients["n_failed"], gradients

@@ -14,13 +14,13 @@ loops
   stabench    ``stabench.train.fine_tune`` itself (collate, forward, backward, gradient-norm
               trace every 10 steps, clipping, AdamW, scheduler, finiteness check), timed
               between two of its trace points through its ``progress`` callback.
-  compile     ``minimal`` with ``torch.compile(model)``; padding bucketed so shapes repeat.
-  cudagraphs  ``minimal`` with ``torch.compile(model, mode="reduce-overhead")`` (CUDA only).
   batched     several seeds as one vmapped model (``stabench.batched.SeedGroup``); its steps/s
               are seed-steps/s (seeds x steps / s), comparable with the K-worker aggregate.
 modifiers
   fp32 | tf32 | bf16   precision as in stabench recipes (tf32 needs CUDA; bf16 = autocast)
-  eager | sdpa         attention implementation (default: what transformers picks)
+  eager | sdpa         attention implementation (the recipe's ``attention``; default: transformers')
+  compile              stabench loop with the recipe's ``compile="default"`` (torch.compile)
+  cudagraphs           stabench loop with ``compile="reduce-overhead"``: CUDA graphs (CUDA only)
   bucket | bucketN     pad each batch to a multiple of N tokens (default 32)
   mt-opt               plain loop with stabench's multi-tensor AdamW
   nosync               plain loop without the per-step ``loss.item()``
@@ -35,7 +35,7 @@ ids, lengths from --seq-len), so neither ``datasets`` nor the hub is needed.
         --workers 1,2,4,8 --json benchmarks/results/h200-large.json
     # a short GPU check (a few minutes): one round, fewer steps, the main levers
     python benchmarks/throughput.py --model-config large --steps 30 --repeats 1 --workers 1,4 \\
-        --settings plain,minimal,stabench,stabench+tf32,stabench+bf16,cudagraphs+bf16,batched+seeds4+bf16
+        --settings plain,minimal,stabench,stabench+tf32,stabench+bf16,stabench+bf16+cudagraphs,batched+seeds4+bf16
 """
 from __future__ import annotations
 
@@ -44,8 +44,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
-import importlib
-import importlib.machinery
 import importlib.metadata
 import io
 import json
@@ -73,13 +71,13 @@ MODEL_CONFIGS = {
     "base": (12, 768, 12, 3072),
     "large": (24, 1024, 16, 4096),
 }
-LOOPS = ("plain", "minimal", "stabench", "compile", "cudagraphs", "batched")
+LOOPS = ("plain", "minimal", "stabench", "batched")
 DEFAULT_SETTINGS = ("plain", "plain+mt-opt", "plain+nosync", "minimal", "stabench", "stabench+eager",
-                    "stabench+tf32", "stabench+bf16", "stabench+tf32+bucket", "compile+tf32", "cudagraphs+tf32",
-                    "cudagraphs+bf16", "batched+seeds4+tf32", "batched+seeds4+bf16")
+                    "stabench+tf32", "stabench+bf16", "stabench+tf32+bucket", "stabench+tf32+compile",
+                    "stabench+tf32+cudagraphs", "stabench+bf16+cudagraphs", "batched+seeds4+tf32", "batched+seeds4+bf16")
 # --quick leaves out compile: inductor takes ~1.5 min per shape on a 2-core CPU (ask for it by name).
 QUICK_SETTINGS = ("plain", "plain+mt-opt", "plain+nosync", "minimal", "stabench", "stabench+eager",
-                  "stabench+tf32", "stabench+bf16", "stabench+bucket", "cudagraphs+tf32", "batched+seeds2")
+                  "stabench+tf32", "stabench+bf16", "stabench+bucket", "stabench+tf32+cudagraphs", "batched+seeds2")
 DEFAULT_BUCKET = 32
 TRACE_EVERY = 10  # the recipe default; the stabench loop is timed between trace points
 DIST_MEDIAN, DIST_SIGMA, DIST_MIN = 48, 0.6, 8  # --seq-len dist: GLUE-pair-like token lengths
@@ -90,39 +88,12 @@ WORKER_PREFIX = "@@stabench-bench "
 
 # --- stabench imports (real code paths; no `datasets` needed) ------------------------------
 
-def import_stabench(simulate_no_datasets: bool = False) -> types.SimpleNamespace:
-    """Import the stabench modules the step uses.
-
-    ``stabench.train`` imports ``datasets`` at module level, and GPU images may lack it.  The
-    benchmark never loads a dataset, so when ``datasets`` is missing a stub module stands in:
-    it only offers the ``disable_progress_bars`` call made at import and fails loudly on
-    anything else.  ``simulate_no_datasets`` exercises that path where datasets is installed.
-    """
-    if simulate_no_datasets and "datasets" not in sys.modules:
-        sys.modules["datasets"] = None  # makes `import datasets` raise ImportError
-    try:
-        import datasets  # noqa: F401
-        stubbed = False
-    except ImportError:
-        sys.modules["datasets"] = _datasets_stub()
-        stubbed = True
+def import_stabench() -> types.SimpleNamespace:
+    """The stabench modules the step uses (none of them needs ``datasets``, which GPU images may lack)."""
     from stabench import batched, data, environment, models, optim, recipes, train
     from stabench.tasks import Task, TaskData
     return types.SimpleNamespace(batched=batched, data=data, environment=environment, models=models, optim=optim,
-                                 recipes=recipes, train=train, Task=Task, TaskData=TaskData,
-                                 datasets_stubbed=stubbed)
-
-
-def _datasets_stub() -> types.ModuleType:
-    stub = types.ModuleType("datasets")
-    stub.__spec__ = importlib.machinery.ModuleSpec("datasets", None)
-    stub.disable_progress_bars = lambda: None
-
-    def __getattr__(name):  # AttributeError keeps hasattr() / inspect working
-        raise AttributeError(f"datasets.{name} is unavailable: the `datasets` package is not installed "
-                             f"(stabench benchmark stub)")
-    stub.__getattr__ = __getattr__
-    return stub
+                                 recipes=recipes, train=train, Task=Task, TaskData=TaskData)
 
 
 # --- settings ------------------------------------------------------------------------------
@@ -137,12 +108,13 @@ class Setting:
     mt_opt: bool = False  # plain loop: stabench's multi-tensor AdamW instead of the per-parameter loop
     host_sync: bool = False  # loss.item() every step
     seeds: int = 1  # batched loop: seeds in the vmapped group
+    compile: str | None = None  # stabench loop: the recipe's torch.compile mode
 
     @property
     def needs_cuda(self) -> str | None:
         if self.precision == "tf32":
             return "tf32"
-        if self.loop == "cudagraphs":
+        if self.compile == "reduce-overhead":
             return "CUDA graphs"
         return None
 
@@ -162,6 +134,8 @@ def parse_setting(text: str) -> Setting:
             if size and not size.isdigit():
                 raise ValueError(f"setting {text!r}: {mod!r} should be bucket or bucket<N>")
             fields["bucket"] = int(size) if size else DEFAULT_BUCKET
+        elif mod in ("compile", "cudagraphs") and loop == "stabench":
+            fields["compile"] = "default" if mod == "compile" else "reduce-overhead"
         elif mod == "mt-opt" and loop == "plain":
             fields["mt_opt"] = True
         elif mod == "nosync" and loop == "plain":
@@ -170,8 +144,8 @@ def parse_setting(text: str) -> Setting:
             fields["seeds"] = int(mod[len("seeds"):])
         else:
             raise ValueError(f"setting {text!r}: unknown modifier {mod!r} for loop {loop!r}")
-    if loop in ("compile", "cudagraphs") and "bucket" not in fields:
-        fields["bucket"] = DEFAULT_BUCKET  # the fixed-shape step
+    if fields.get("compile") and "bucket" not in fields:
+        fields["bucket"] = DEFAULT_BUCKET  # shapes repeat, so compiled graphs are reused
     if loop == "batched":
         fields.setdefault("seeds", 4)
     return Setting(name=text.strip(), loop=loop, **fields)
@@ -277,7 +251,8 @@ class Measurement:
 def recipe_for(ctx: Context, setting: Setting, total_steps: int):
     return ctx.sb.recipes.get_recipe("bert-default", max_steps=total_steps, precision=setting.precision,
                                      pad_to_multiple_of=setting.bucket, max_length=ctx.max_length,
-                                     batch_size=ctx.batch_size, trace_every=TRACE_EVERY)
+                                     batch_size=ctx.batch_size, trace_every=TRACE_EVERY, attention=setting.attn,
+                                     compile=setting.compile)
 
 
 def measure(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int = 0) -> Measurement:
@@ -289,31 +264,21 @@ def measure(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int =
 
 
 @contextlib.contextmanager
-def _fine_tune_redirects(ctx: Context, attn: str | None):
-    """fine_tune reads the synthetic splits, and loads the model with the asked-for attention.
-
-    Both are module attributes that fine_tune looks up at call time, so the training loop
-    itself runs unmodified.
-    """
-    data_mod, models_mod = ctx.sb.data, ctx.sb.models
-    original_encode, original_load = data_mod.encode, models_mod.load_model
+def _synthetic_splits(ctx: Context):
+    """fine_tune reads the synthetic splits: ``encode`` is looked up at call time, so the
+    training loop itself runs unmodified."""
+    original = ctx.sb.data.encode
 
     def encode(data, tokenizer, max_length):
         if data is ctx.task_data:
             return ctx.train, ctx.eval
-        return original_encode(data, tokenizer, max_length)
+        return original(data, tokenizer, max_length)
 
-    def load_model(source, num_labels, dropout):
-        model = original_load(source, num_labels, dropout)
-        if attn:
-            model.set_attn_implementation(attn)
-        return model
-
-    data_mod.encode, models_mod.load_model = encode, load_model
+    ctx.sb.data.encode = encode
     try:
         yield
     finally:
-        data_mod.encode, models_mod.load_model = original_encode, original_load
+        ctx.sb.data.encode = original
 
 
 def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
@@ -328,7 +293,8 @@ def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, 
     def progress(step: int, total: int) -> None:  # called right after a host sync (finiteness check)
         marks[step] = (time.perf_counter(), time.time(), time.process_time())
 
-    with _fine_tune_redirects(ctx, setting.attn):
+    started = time.perf_counter()
+    with _synthetic_splits(ctx):
         result = sb.train.fine_tune(prepared, progress=progress)
     end = warmup + steps
     if result.steps != end or warmup not in marks or end not in marks:
@@ -337,7 +303,8 @@ def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, 
     seconds = marks[end][0] - marks[warmup][0]
     return Measurement(setting.name, steps / seconds, steps, seconds, marks[warmup][1], marks[end][1],
                        result.trace["loss"], result.model.get("attn_implementation"),
-                       cpu_seconds=marks[end][2] - marks[warmup][2])
+                       note=f"compiled during the untimed warm-up ({marks[warmup][0] - started:.0f}s)"
+                       if setting.compile else "", cpu_seconds=marks[end][2] - marks[warmup][2])
 
 
 def _sync(device: torch.device) -> None:
@@ -358,19 +325,13 @@ def _clock_stop(device: torch.device, start: float, start_cpu: float) -> tuple[f
 
 
 def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
-    """plain / minimal / compile / cudagraphs: hand-written loops on the same batches as fine_tune."""
+    """plain / minimal: hand-written loops on the same batches as fine_tune."""
     sb, device = ctx.sb, ctx.device
     total = warmup + steps
     recipe = recipe_for(ctx, setting, total)
     transformers.set_seed(seed)  # as fine_tune: the same initial weights and dropout masks
-    model = sb.models.load_model(ctx.source, ctx.task_data.num_labels, recipe.dropout)
-    if setting.attn:
-        model.set_attn_implementation(setting.attn)
+    model = sb.models.load_model(ctx.source, ctx.task_data.num_labels, recipe.dropout, recipe.attention)
     attn = getattr(model.config, "_attn_implementation", None)
-    compiled_before = _COMPILED.get(setting.name)
-    if compiled_before is not None:  # reuse the compiled module: fresh weights copied in place
-        compiled_before[0].load_state_dict(model.state_dict())
-        model = compiled_before[0]
     model.to(device)
     model.train()
     groups = sb.optim.decay_param_groups(model, recipe.weight_decay, recipe.lr)
@@ -388,25 +349,14 @@ def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, 
                for indices in order]  # the same tensors fine_tune builds, collated up front
     params = [p for p in model.parameters() if p.requires_grad]
     clip_foreach = None if setting.loop == "plain" else True  # plain: torch's default
-    forward = model
-    graphs = setting.loop == "cudagraphs"
-    note = ""
-    if setting.loop in ("compile", "cudagraphs"):
-        forward, note = _compiled(model, setting, batches, recipe, device, sb)
-        # Repeats reuse this module: a new one would be compiled (and CUDA-graphed) again and
-        # the old graphs would keep their memory.
-        _COMPILED.setdefault(setting.name, (model, forward))
-
     losses: list = []
     start = start_wall = start_cpu = 0.0
     with sb.train.matmul_precision(recipe.precision, device):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
                 start, start_wall, start_cpu = _clock_start(device)
-            if graphs:
-                torch.compiler.cudagraph_mark_step_begin()
             with sb.train.autocast(recipe.precision, device):
-                loss = forward(**batch).loss
+                loss = model(**batch).loss
             loss.backward()
             if recipe.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip, foreach=clip_foreach)
@@ -416,11 +366,11 @@ def _measure_hand_loop(ctx: Context, setting: Setting, warmup: int, steps: int, 
             if setting.host_sync:
                 losses.append(loss.item())
             else:
-                losses.append(loss.detach().clone() if graphs else loss.detach())
+                losses.append(loss.detach())
         seconds, end_wall, cpu_seconds = _clock_stop(device, start, start_cpu)
     values = [x if isinstance(x, float) else float(x) for x in
               (torch.stack(losses).float().cpu().tolist() if losses and not setting.host_sync else losses)]
-    return Measurement(setting.name, steps / seconds, steps, seconds, start_wall, end_wall, values, attn, note,
+    return Measurement(setting.name, steps / seconds, steps, seconds, start_wall, end_wall, values, attn,
                        cpu_seconds=cpu_seconds)
 
 
@@ -430,7 +380,7 @@ def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, se
     total = warmup + steps
     recipe = recipe_for(ctx, setting, total)
     group = sb.batched.SeedGroup(ctx.source, ctx.task_data.num_labels, recipe, [seed + i for i in range(setting.seeds)],
-                                 total_steps=total, device=str(device), attn_implementation=setting.attn)
+                                 total_steps=total, device=str(device))
     attn = getattr(group.template.config, "_attn_implementation", None)
     orders = group.orders(len(ctx.train))
     batches = [group.collate(ctx.train, [order[i] for order in orders], ctx.pad_id) for i in range(total)]
@@ -446,33 +396,6 @@ def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, se
     return Measurement(setting.name, setting.seeds * steps / seconds, steps, seconds, start_wall, end_wall,
                        first_seed, attn, note=f"{setting.seeds} seeds in one vmapped model: seed-steps/s",
                        cpu_seconds=cpu_seconds, per_step_seeds=setting.seeds)
-
-
-_COMPILED: dict[str, tuple[torch.nn.Module, object]] = {}
-
-
-def _compiled(model, setting: Setting, batches, recipe, device, sb):
-    """torch.compile the model (once per setting) and compile every batch shape before the timed window."""
-    shapes = {tuple(b["input_ids"].shape): b for b in batches}
-    dynamo = torch._dynamo.config
-    for knob in ("recompile_limit", "cache_size_limit"):
-        if hasattr(dynamo, knob):
-            setattr(dynamo, knob, max(getattr(dynamo, knob), len(shapes) + 4))
-    mode = "reduce-overhead" if setting.loop == "cudagraphs" else None
-    cached = _COMPILED.get(setting.name)
-    compiled = cached[1] if cached else torch.compile(model, mode=mode, dynamic=False)
-    started = time.perf_counter()
-    with sb.train.matmul_precision(recipe.precision, device):
-        for batch in shapes.values():
-            for _ in range(3 if setting.loop == "cudagraphs" else 1):  # CUDA graphs record on a later call
-                if setting.loop == "cudagraphs":
-                    torch.compiler.cudagraph_mark_step_begin()
-                with sb.train.autocast(recipe.precision, device):
-                    loss = compiled(**batch).loss
-                loss.backward()
-                model.zero_grad(set_to_none=True)
-    _sync(device)
-    return compiled, f"{len(shapes)} shape(s); compiled in {time.perf_counter() - started:.0f}s (untimed)"
 
 
 def harness_work(ctx: Context, repeats: int = 5) -> dict:
@@ -533,7 +456,7 @@ def run_workers(args, model_dir: str, setting: Setting, k: int, threads_total: i
     for i in range(k):
         spec = dict(model_dir=model_dir, setting=setting.name, device=args.device, threads=threads, seed=i,
                     warmup=args.warmup, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                    max_length=args.max_length, no_datasets=args.no_datasets)
+                    max_length=args.max_length)
         log = tempfile.TemporaryFile(mode="w+")
         procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -577,7 +500,7 @@ def _expect(proc, log, word: str) -> str:
 
 def worker_main(spec: dict) -> int:
     torch.set_num_threads(spec["threads"])
-    sb = import_stabench(spec["no_datasets"])
+    sb = import_stabench()
     ctx = make_context(sb, spec["model_dir"], spec["device"], spec["batch_size"], spec["seq_len"], spec["max_length"])
     setting = parse_setting(spec["setting"])
     measure(ctx, setting, TRACE_EVERY, TRACE_EVERY, seed=spec["seed"])  # warm the process up
@@ -602,14 +525,14 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def versions(sb) -> dict:
+def versions() -> dict:
     def version(dist):
         try:
             return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             return None
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "datasets": None if sb.datasets_stubbed else version("datasets"), "stabench": version("stabench"),
+            "datasets": version("datasets"), "stabench": version("stabench"),
             "rich": version("rich"), "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
 
@@ -696,7 +619,6 @@ def parse_args(argv=None):
                              "--quick: 1, since multi-threaded CPU timings on a shared machine are erratic)")
     parser.add_argument("--json", default=None, help="write the JSON record here")
     parser.add_argument("--quick", action="store_true", help="toy size for CPU / CI: under 2 minutes")
-    parser.add_argument("--no-datasets", action="store_true", help=argparse.SUPPRESS)  # test the stub path
     parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._worker:
@@ -732,7 +654,7 @@ def main(argv=None) -> dict | int:
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sb = import_stabench(args.no_datasets)
+    sb = import_stabench()
     device = torch.device(args.device)
     settings = [parse_setting(s) for s in args.settings.split(",") if s.strip()]
     if not any(s.name == "plain" for s in settings):
@@ -747,14 +669,31 @@ def main(argv=None) -> dict | int:
     ks = [int(k) for k in args.workers.split(",") if k.strip()]
     worker_setting = parse_setting(args.worker_setting or ("stabench+bf16" if device.type == "cuda" else "stabench"))
 
+    runs: dict[str, list[Measurement]] = {s.name: [] for s in runnable}
+    failures: dict[str, str] = {}
+    workers: list[dict] = []
+    work = None
+
+    def write_record(final: bool) -> dict:
+        """The record so far; written after every measurement, so a killed run keeps what it measured."""
+        record = build_record(args, sb, device, runnable, runs, failures, list(skipped), workers)
+        if work and record["overhead_check"] is not None:
+            minimal_ms = 1e3 / record["overhead_check"]["wall"]["minimal_steps_per_s"]
+            record["overhead_check"]["isolated_harness_work"] = {
+                **work, "minimal_step_ms": minimal_ms, "pct_of_minimal_step": 100 * work["per_step_ms"] / minimal_ms}
+        record["wall_time_s"] = round(time.perf_counter() - started, 1)
+        record["complete"] = final
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+        return record
+
     with tempfile.TemporaryDirectory(prefix="stabench-bench-") as tmp:
         model_dir = build_model_dir(os.path.join(tmp, "model"), args.model_config)
         ctx = make_context(sb, model_dir, args.device, args.batch_size, args.seq_len, args.max_length)
         # Warm the process up (allocator, oneDNN / cuBLAS handles) on both kinds of loop.
         for name in ("minimal", "stabench"):
             measure(ctx, parse_setting(name), TRACE_EVERY, TRACE_EVERY)
-        runs: dict[str, list[Measurement]] = {s.name: [] for s in runnable}
-        failures: dict[str, str] = {}
         for repeat in range(args.repeats):  # round robin: drift in machine load hits every setting alike
             for s in runnable:
                 if s.name in failures or args.quick and _quick_skip(runs, s.name, repeat):
@@ -770,10 +709,9 @@ def main(argv=None) -> dict | int:
                     continue
                 runs[s.name].append(m)
                 print(f"  [{repeat + 1}/{args.repeats}] {s.name:<28} {m.steps_per_s:8.2f} steps/s", flush=True)
-        _COMPILED.clear()
+                write_record(final=False)
         work = harness_work(ctx) if runs.get("minimal") else None
         _release(device)  # the workers need the memory this process's allocator still holds
-        workers = []
         for k in ks:
             print(f"  workers: K={k} x {worker_setting.name}", flush=True)
             try:
@@ -781,19 +719,13 @@ def main(argv=None) -> dict | int:
             except Exception as error:
                 print(f"failed: workers K={k} -- {error}")
                 skipped.append({"setting": f"workers K={k}", "reason": str(error)[:500]})
+            write_record(final=False)
 
-    record = build_record(args, sb, device, runnable, runs, failures, skipped, workers)
-    if work and record["overhead_check"] is not None:
-        minimal_ms = 1e3 / record["overhead_check"]["wall"]["minimal_steps_per_s"]
-        record["overhead_check"]["isolated_harness_work"] = {
-            **work, "minimal_step_ms": minimal_ms, "pct_of_minimal_step": 100 * work["per_step_ms"] / minimal_ms}
-    record["wall_time_s"] = round(time.perf_counter() - started, 1)
+    record = write_record(final=True)
     print(render(record))
     for line in summary_lines(record):
         print(line)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
     return record
 
@@ -841,15 +773,14 @@ def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -
         "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": {"kind": device.type, "name": device_name(device), "torch_threads": torch.get_num_threads(),
                    "cpu_count": os.cpu_count(), "load_average": _load_average()},
-        "versions": versions(sb),
+        "versions": versions(),
         "config": {"model_config": args.model_config,
                    "layers_hidden_heads_intermediate": MODEL_CONFIGS[args.model_config],
                    "batch_size": args.batch_size, "seq_len": args.seq_len, "max_length": args.max_length,
                    "seq_len_dist": {"kind": "lognormal", "median": DIST_MEDIAN, "sigma": DIST_SIGMA, "min": DIST_MIN}
                    if args.seq_len == "dist" else None,
                    "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "quick": args.quick,
-                   "recipe": "bert-default (fp32 unless the setting says otherwise, clip 1.0, trace_every 10)",
-                   "datasets_stubbed": sb.datasets_stubbed},
+                   "recipe": "bert-default (fp32 unless the setting says otherwise, clip 1.0, trace_every 10)"},
         "timing": "steps/s: wall clock over the timed window (device synchronised at both ends); steps/CPU-s: "
                   "the same steps over this process's CPU time, steadier than wall time on a shared CPU",
         "results": results, "skipped": skipped, "workers": workers,

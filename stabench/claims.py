@@ -86,11 +86,13 @@ def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) 
 
 
 def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: Sequence[int] | None = None,
-               toy: bool = False, toy_defaults: Mapping[str, Any] | None = None) -> ClaimSpec:
+               toy: bool = False, toy_defaults: Mapping[str, Any] | None = None,
+               recipe_overrides: Mapping[str, Any] | None = None) -> ClaimSpec:
     """A claim's arms and seeds from its marker options and the test's parametrize values.
 
     Under the toy profile, ``toy_defaults`` and then the claim's own ``toy`` options replace
     the model, the seeds and the data (GLUE tasks map to built-in ones) and shorten the recipe.
+    ``recipe_overrides`` (the user's, e.g. a faster precision) apply last, to every arm.
     """
     base = {name: params.get(name, options.get(name)) for name in ("task", "model", "recipe", "train_size")}
     toy_options = {**(toy_defaults or {}), **options.get("toy", {})} if toy else {}
@@ -111,6 +113,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
             train_size = toy_options.get("train_size") if train_size is not None else None
             recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),
                                        **arm_options.get("toy", {}).get("recipe_overrides", {})})
+        recipe = recipe.replace(**(recipe_overrides or {}))
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
     requires = () if toy else tuple(options.get("requires", ()))  # the toy scale is made for a CPU
     return ClaimSpec(arms=tuple(arms), seeds=claim_seeds(options, seed_override, toy, toy_defaults),
@@ -194,7 +197,8 @@ class Session:
 
         data = load_task_data(arm.task, train_size=arm.train_size)
         transformers.set_seed(seed)
-        return load_model(resolve(arm.model), data.num_labels, arm.recipe.dropout).to(self.device)
+        return load_model(resolve(arm.model), data.num_labels, arm.recipe.dropout,
+                          arm.recipe.attention).to(self.device)
 
     def training_batches(self, arm: Arm, n_batches: int) -> list[dict]:
         """The first training batches of ``arm``'s data, for loss-surface evaluations."""

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
                           BertForSequenceClassification, BertTokenizerFast, PreTrainedModel)
 from transformers.utils import logging as transformers_logging
@@ -85,8 +86,14 @@ def _load_tokenizer(path: str, revision: str | None):
         raise RuntimeError(f"could not load the tokenizer of {path!r}: {str(error).splitlines()[0]}") from error
 
 
-def load_model(source: ModelSource, num_labels: int, dropout: float | None) -> PreTrainedModel:
-    """A sequence classifier with a freshly initialised head (the caller seeds the RNG first)."""
+def load_model(source: ModelSource, num_labels: int, dropout: float | None,
+               attention: str | None = None) -> PreTrainedModel:
+    """A sequence classifier with a freshly initialised head (the caller seeds the RNG first).
+
+    Weights are always float32 master weights, whatever the checkpoint stores (transformers 5
+    would otherwise keep a bf16/fp16 checkpoint's dtype); lower precision is the recipe's
+    autocast, never the stored parameters.
+    """
     try:
         config = AutoConfig.from_pretrained(source.path, revision=source.revision, num_labels=num_labels,
                                             trust_remote_code=False)
@@ -99,8 +106,9 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None) -> P
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the "classifier MISSING" load report is expected here
     try:
-        return AutoModelForSequenceClassification.from_pretrained(source.path, config=config,
-                                                                  revision=source.revision, trust_remote_code=False)
+        return AutoModelForSequenceClassification.from_pretrained(
+            source.path, config=config, revision=source.revision, trust_remote_code=False, dtype=torch.float32,
+            **({"attn_implementation": attention} if attention else {}))
     finally:
         transformers_logging.set_verbosity(verbosity)
 
@@ -151,8 +159,6 @@ def build_tiny_bert(path: str | os.PathLike, hidden_size: int = 64, num_layers: 
     process, which keeps run keys stable across xdist workers.
     """
     import fcntl
-
-    import torch
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ _OPTIONS = [
     ("gpus", "comma-separated GPU ids to spread workers over (default: CUDA_VISIBLE_DEVICES or all)", "str"),
     ("workers-per-gpu", "xdist workers sharing one GPU (default 1)", "int"),
     ("cpu-threads", "torch threads per process on CPU (default: cores / workers)", "int"),
+    ("set", "override recipe fields in every claim's arms, e.g. precision=bf16,compile=reduce-overhead,"
+            "pad_to_multiple_of=32 (stored under the changed recipe, beside the original's runs)", "str"),
     ("profile", "paper (default: the claims' own settings) or toy (tiny model, built-in data, 2 seeds)", "str"),
     ("baseline", "gate on a baseline: tag:NAME, env:FIELD=VALUE,... or a file from `stabench export`; "
                  "the session fails when a claim regresses significantly", "str"),
@@ -69,6 +71,21 @@ def option(config: pytest.Config, name: str) -> Any:
     return value if value != "" else None
 
 
+def recipe_overrides(config: pytest.Config) -> dict:
+    """--stabench-set as typed recipe fields."""
+    from .recipes import Recipe, parse_overrides
+
+    text = option(config, "set")
+    if not text:
+        return {}
+    try:
+        overrides = parse_overrides([item for item in text.split(",") if item.strip()])
+        Recipe().replace(**overrides)  # validates the values too
+    except ValueError as error:
+        raise pytest.UsageError(f"--stabench-set: {error}") from None
+    return overrides
+
+
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -79,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     profile = option(config, "profile") or "paper"
     if profile not in ("paper", "toy"):
         raise pytest.UsageError(f"--stabench-profile={profile!r} is invalid; expected paper or toy")
+    recipe_overrides(config)  # a bad --stabench-set stops the session before anything runs
     if _is_worker(config):
         workerinput = config.workerinput
         if "stabench_gpu" in workerinput:  # before anything initialises CUDA in this process
@@ -138,7 +156,7 @@ class State:
         marker = item.get_closest_marker("stabench")
         params = getattr(item, "callspec", None).params if hasattr(item, "callspec") else {}
         return build_spec(marker.kwargs, params, seed_override=_seed_override(self.config), toy=self.toy,
-                          toy_defaults=TOY)
+                          toy_defaults=TOY, recipe_overrides=recipe_overrides(self.config))
 
 
 class GpuPool:

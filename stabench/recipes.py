@@ -15,6 +15,9 @@ from .result import content_hash
 SCHEDULES = ("linear", "constant", "constant_with_warmup", "cosine")
 PRECISIONS = ("fp32", "tf32", "bf16")
 CHECKPOINTS = ("last", "best")
+# torch.compile modes; "reduce-overhead" also captures the step in CUDA graphs (on CUDA).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Recipe:
     reinit_layers: int = 0  # Zhang et al. 2021: re-initialise the top k encoder layers and pooler
     layerwise_lr_decay: float = 1.0  # Zhang et al. 2021: lr multiplier per layer going down
     pad_to_multiple_of: int | None = None  # length buckets so GPU step shapes repeat
+    compile: str | None = None  # torch.compile mode for the training forward/backward; None: eager
+    attention: str | None = None  # attention implementation; None: transformers' default (sdpa)
 
     def __post_init__(self) -> None:
         _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
@@ -68,6 +73,10 @@ class Recipe:
         _check(0 < self.layerwise_lr_decay <= 1, "layerwise_lr_decay", self.layerwise_lr_decay, "a number in (0, 1]")
         _check(self.pad_to_multiple_of is None or self.pad_to_multiple_of >= 1, "pad_to_multiple_of",
                self.pad_to_multiple_of, "a positive integer or None")
+        _check(self.compile is None or self.compile in COMPILE_MODES, "compile", self.compile,
+               f"one of {', '.join(COMPILE_MODES)} or None")
+        _check(self.attention is None or self.attention in ATTENTIONS, "attention", self.attention,
+               f"one of {', '.join(ATTENTIONS)} or None")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,8 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:  # imported where data is loaded: GPU images may lack `datasets`
+    import datasets
 
 GLUE_ID = "nyu-mll/glue"
 
@@ -84,10 +86,19 @@ def task_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _datasets():
+    """``datasets``, imported on first load; its per-split progress bars would bury a study's own."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
+
+
 # --- GLUE -----------------------------------------------------------------------------------
 
 def _glue_loader(config: str) -> Callable[[], datasets.DatasetDict]:
     def load() -> datasets.DatasetDict:
+        datasets = _datasets()
         try:
             return datasets.load_dataset(GLUE_ID, config)
         except Exception as error:  # the hub raises many types; all mean "not available here"
@@ -131,6 +142,7 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
         raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
 
     def load() -> datasets.DatasetDict:
+        datasets = _datasets()
         splits = {}
         for split, path in paths.items():
             kind = _FORMATS[path.suffix.lower()]
@@ -213,6 +225,7 @@ def _polarity_examples(n: int, seed: int) -> dict[str, list]:
 
 def _builtin_loader(make: Callable[[int, int], dict], n_train: int, n_eval: int) -> Callable:
     def load() -> datasets.DatasetDict:
+        datasets = _datasets()
         return datasets.DatasetDict({
             "train": datasets.Dataset.from_dict(make(n_train, 1)),
             "validation": datasets.Dataset.from_dict(make(n_eval, 2)),

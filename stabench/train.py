@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import datasets
 import torch
 import transformers
 
@@ -25,9 +24,11 @@ from .result import RunResult, run_key
 from .tasks import Task, TaskData, load_task_data
 
 EVAL_BATCH_SIZE = 128
+# bf16 logits carry about 3 significant digits.  A prediction whose top-two logit gap is within
+# this fraction of the logits' scale could flip against fp32, so it is recomputed in fp32.
+BF16_RECHECK_MARGIN = 0.05
 
-# Per-split "Map" and "Loading weights" bars would bury a study's own progress output.
-datasets.disable_progress_bars()
+# "Loading weights" bars would bury a study's own progress output.
 transformers.utils.logging.disable_progress_bar()
 
 
@@ -82,7 +83,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     train_set, eval_set = data_lib.encode(prepared.data, tokenizer, recipe.max_length)
 
     transformers.set_seed(prepared.seed)  # head init, re-init and dropout masks follow the seed
-    model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout)
+    model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout, recipe.attention)
     if recipe.reinit_layers:
         interventions.reinit_top_layers(model, recipe.reinit_layers)
     if recipe.mixout:
@@ -97,6 +98,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     order = data_lib.train_order(len(train_set), total_steps, recipe.batch_size,
                                  torch.Generator().manual_seed(prepared.seed))
     tracer = GradNormTracer(model)
+    forward, graphs = compiled_forward(model, recipe.compile, device)
     pad_id = tokenizer.pad_token_id or 0
     eval_points = _eval_points(recipe, total_steps, math.ceil(len(train_set) / recipe.batch_size))
 
@@ -110,8 +112,10 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
             with autocast(recipe.precision, device):
-                loss = model(**batch).loss
+                loss = forward(**batch).loss
             loss.backward()
             traced = step == 1 or step % recipe.trace_every == 0 or step == total_steps
             if traced:
@@ -127,7 +131,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
+            losses.append(loss.detach().clone() if graphs else loss.detach())  # a graph's output is reused
             if traced and not bool(torch.isfinite(torch.stack(losses[-recipe.trace_every:])).all()):
                 diverged = True
                 break
@@ -166,6 +170,19 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         prediction_counts={str(label): count for label, count in enumerate(counts)},
     )
     return (result, model) if return_model else result
+
+
+def compiled_forward(model: torch.nn.Module, mode: str | None, device: torch.device):
+    """The module the training step calls, and whether its steps replay CUDA graphs.
+
+    Shapes repeat when the recipe pads to length buckets; dynamo marks a dimension dynamic
+    once it has seen it change, so a run compiles at most twice.  Evaluation stays eager.
+    """
+    if mode is None:
+        return model, False
+    dynamo = torch._dynamo.config
+    dynamo.recompile_limit = max(dynamo.recompile_limit, 16)
+    return torch.compile(model, mode=mode), mode == "reduce-overhead" and device.type == "cuda"
 
 
 class GradNormTracer:
@@ -231,10 +248,29 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
         indices = by_length[start:start + EVAL_BATCH_SIZE]
         batch = data_lib.collate(encoded, indices, pad_id)
         batch.pop("labels")
+        inputs = {k: v.to(device) for k, v in batch.items()}
         with autocast(recipe.precision, device):
-            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            logits = model(**inputs).logits.float()
+        if recipe.precision == "bf16":
+            logits = fp32_where_close(model, inputs, logits)
         predictions[indices] = logits.argmax(-1).cpu()
     return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
+
+
+def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
+    """Recompute in fp32 the rows whose bf16 prediction is a close call.
+
+    This is the check that lets evaluation run in bf16 without changing a verdict: every
+    prediction, hence every metric and every ``failed``, is the fp32 one as long as bf16's
+    error on a logit stays under ``BF16_RECHECK_MARGIN`` of the logits' scale.
+    """
+    top_two = logits.topk(2, dim=-1).values
+    close = top_two[:, 0] - top_two[:, 1] <= BF16_RECHECK_MARGIN * (1 + top_two.abs().max(-1).values)
+    if close.any():
+        with torch.autocast(logits.device.type, enabled=False):
+            logits = logits.clone()
+            logits[close] = model(**{k: v[close] for k, v in inputs.items()}).logits.float()
+    return logits
 
 
 def _final_loss(losses: list[float], window: int) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from stabench.batched import SeedGroup
 from stabench.optim import AdamW, decay_param_groups
 from stabench.recipes import get_recipe
 from stabench.tasks import BUILTIN_PAIR_TASK, load_task_data
-from stabench.train import fine_tune, prepare
+from stabench.train import compiled_forward, fine_tune, prepare
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
 # vmap has no batching rule for the CPU SDPA kernel and loops over the seeds instead (correct, slower)
@@ -160,21 +161,29 @@ def test_benchmark_settings_parse_and_cuda_only_levers_are_flagged(throughput):
     assert (s.loop, s.precision, s.attn, s.bucket, s.needs_cuda) == ("stabench", "bf16", "eager", 16, None)
     assert throughput.parse_setting("plain").host_sync and not throughput.parse_setting("plain+nosync").host_sync
     assert throughput.parse_setting("plain+mt-opt").mt_opt
-    assert throughput.parse_setting("compile").bucket == throughput.DEFAULT_BUCKET  # fixed-shape step
+    compiled = throughput.parse_setting("stabench+compile")
+    assert (compiled.compile, compiled.bucket, compiled.needs_cuda) == ("default", throughput.DEFAULT_BUCKET, None)
     assert throughput.parse_setting("stabench+tf32").needs_cuda == "tf32"
-    assert throughput.parse_setting("cudagraphs+bf16").needs_cuda == "CUDA graphs"
+    assert throughput.parse_setting("stabench+bf16+cudagraphs").compile == "reduce-overhead"
+    assert throughput.parse_setting("stabench+bf16+cudagraphs").needs_cuda == "CUDA graphs"
     assert throughput.parse_setting("batched").seeds == 4 and throughput.parse_setting("batched+seeds8").seeds == 8
-    for bad in ("nope", "minimal+nosync", "stabench+fp16", "plain+bucketX", "stabench+seeds4"):
+    for bad in ("nope", "compile", "minimal+nosync", "minimal+compile", "stabench+fp16", "plain+bucketX",
+                "stabench+seeds4"):
         with pytest.raises(ValueError):
             throughput.parse_setting(bad)
 
 
-def test_benchmark_datasets_stub_only_allows_the_import_time_call(throughput):
-    stub = throughput._datasets_stub()
-    stub.disable_progress_bars()
-    assert not hasattr(stub, "load_dataset")
-    with pytest.raises(AttributeError, match="not installed"):
-        stub.Dataset  # noqa: B018
+def test_training_step_and_benchmark_import_without_datasets():
+    """GPU images may lack ``datasets``: only loading a task needs it."""
+    code = ("import sys; sys.modules['datasets'] = None\n"
+            "import stabench.train, stabench.plugin, stabench.batched\n"
+            "sys.path.insert(0, 'benchmarks'); import throughput; throughput.import_stabench()\n"
+            "from stabench.tasks import load_task_data\n"
+            "try:\n    load_task_data('same-number')\nexcept ImportError as error:\n    print('needs', error.name)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "needs datasets"
 
 
 def test_synthetic_lengths_follow_the_asked_distribution(throughput):
@@ -185,3 +194,47 @@ def test_synthetic_lengths_follow_the_asked_distribution(throughput):
     assert abs(median - throughput.DIST_MEDIAN) <= 4
     assert throughput.sequence_lengths("64", 5, 128, generator) == [64] * 5
     assert 50 < sum(lengths) / len(lengths) < 62  # lognormal mean 48 * exp(0.6**2 / 2) ~ 57
+
+
+def test_compiled_step_follows_the_eager_trajectory(tiny_model):
+    """The recipe's ``compile`` (torch.compile of the training forward and backward) trains the
+    eager trajectory: fp32, dropout off, since compiled dropout draws its own masks.  On CUDA,
+    "reduce-overhead" is this same step replayed as CUDA graphs."""
+    recipe = get_recipe("bert-default", max_steps=12, dropout=0.0, pad_to_multiple_of=32, trace_every=1)
+    eager = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, 0))
+    compiled = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe.replace(compile="default"), 0))
+    assert compiled.recipe["compile"] == "default" and compiled.key != eager.key
+    assert compiled.trace["loss"] == pytest.approx(eager.trace["loss"], abs=1e-5)
+    for layer, norms in eager.trace["grad_norm"].items():
+        assert compiled.trace["grad_norm"][layer] == pytest.approx(norms, rel=1e-3, abs=1e-7)
+    assert compiled.prediction_counts == eager.prediction_counts
+
+
+def test_cuda_graphs_only_where_the_mode_and_device_ask_for_them(tiny_model):
+    model = models.load_model(models.resolve(tiny_model), 2, dropout=0.1)
+    assert compiled_forward(model, None, torch.device("cpu")) == (model, False)
+    forward, graphs = compiled_forward(model, "reduce-overhead", torch.device("cpu"))
+    assert forward is not model and not graphs  # inductor on CPU, no graphs to replay
+    assert compiled_forward(model, "reduce-overhead", torch.device("cuda"))[1]
+    assert not compiled_forward(model, "default", torch.device("cuda"))[1]
+
+
+def test_bf16_evaluation_recomputes_close_calls_in_fp32(tiny_model):
+    """bf16 evaluation gives the fp32 predictions: close calls are recomputed in fp32, clear ones kept."""
+    from stabench.train import fp32_where_close
+
+    model = models.load_model(models.resolve(tiny_model), 2, dropout=0.1).eval()
+    batch = _batches(tiny_model, steps=1, batch_size=64)[0]
+    batch.pop("labels")
+    with torch.no_grad():
+        exact = model(**batch).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            rough = model(**batch).logits.float()
+        # even rows: clear calls, kept as bf16 computed them; odd rows: close calls (made wrong on purpose)
+        rough[::2, 0] += 10.0
+        exact[::2, 0] += 10.0
+        rough[1::2, 1] = rough[1::2, 0] + 1e-3
+        checked = fp32_where_close(model, batch, rough)
+    assert torch.equal(checked[::2], rough[::2])
+    assert torch.allclose(checked[1::2], exact[1::2], atol=1e-5)
+    assert torch.equal(checked.argmax(-1), exact.argmax(-1))

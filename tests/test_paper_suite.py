@@ -2,7 +2,6 @@
 import json
 from pathlib import Path
 
-import pytest
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "test_paper.py"
 CLAIMS = ["test_table1_stable_baseline_never_fails_and_varies_less", "test_table1_default_recipe_fails_often_on_rte",

@@ -127,3 +127,14 @@ def test_claim_selection_by_keyword_and_ini_options(suite):
     ran = _run(suite, "-k", "false_claim and polarity")
     ran.assert_outcomes(passed=1, failed=1)  # stabench_seeds = 1 from the ini file: one seed + the verdict
     assert (suite.path / "from-ini.sqlite").exists()
+
+
+def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
+    ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=3e-3",
+               "--stabench-json=r.json")
+    ran.assert_outcomes(passed=1, failed=1)
+    (claim,) = _report(suite.path / "r.json")["claims"]
+    assert claim["recipe"].endswith("[dropout=0.0,lr=0.003]")
+    bad = _run(suite, "--stabench-set=precision=fp8", "--collect-only")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--stabench-set: recipe field precision='fp8' is invalid; expected one of fp32*"])

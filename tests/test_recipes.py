@@ -38,6 +38,9 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", lr=-1e-5), "lr=-1e-05 is invalid; expected a positive finite number"),
     (lambda: get_recipe("bert-default", precision="fp8"), "precision='fp8' is invalid; expected one of fp32"),
     (lambda: get_recipe("bert-default", checkpoint="middle"), "checkpoint='middle' is invalid"),
+    (lambda: get_recipe("bert-default", compile="fast"), "compile='fast' is invalid; expected one of default, "
+                                                           "reduce-overhead, max-autotune or None"),
+    (lambda: get_recipe("bert-default", attention="flash"), "attention='flash' is invalid; expected one of eager"),
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
@@ -55,6 +58,8 @@ _values = {
     "bias_correction": st.booleans(), "grad_clip": st.none() | st.floats(0.01, 10),
     "dropout": st.none() | st.floats(0, 0.9), "precision": st.sampled_from(["fp32", "tf32", "bf16"]),
     "checkpoint": st.sampled_from(["last", "best"]), "reinit_layers": st.integers(0, 24),
+    "compile": st.none() | st.sampled_from(["default", "reduce-overhead"]),
+    "attention": st.none() | st.sampled_from(["eager", "sdpa"]),
 }
 
 
