@@ -8,7 +8,7 @@ even on a shared machine.  Each row is a setting ``<loop>[+modifier...]``:
 loops
   plain       a typical script: fp32, ``torch.optim.AdamW(foreach=False)``, ``loss.item()``
               every step, default clipping, no tracing, one seed at a time.  The baseline.
-  minimal     stabench's maths without the harness, hand-written: stabench's multi-tensor AdamW,
+  minimal     stabench's maths without the harness, hand-written: stabench's AdamW (fused kernel),
               foreach clipping, the recipe's scheduler, no tracing, no host sync.  The bar for
               "the harness adds no overhead"; its losses are checked against ``stabench``'s.
   stabench    ``stabench.train.fine_tune`` itself (collate, forward, backward, gradient-norm
@@ -22,7 +22,7 @@ modifiers
   compile              stabench loop with the recipe's ``compile="default"`` (torch.compile)
   cudagraphs           stabench loop with ``compile="reduce-overhead"``: CUDA graphs (CUDA only)
   bucket | bucketN     pad each batch to a multiple of N tokens (default 32)
-  mt-opt               plain loop with stabench's multi-tensor AdamW
+  mt-opt               plain loop with stabench's AdamW (fused kernel)
   nosync               plain loop without the per-step ``loss.item()``
   seedsN               batched loop: N seeds in the group (default 4)
 
@@ -105,7 +105,7 @@ class Setting:
     precision: str = "fp32"
     attn: str | None = None  # None: transformers' default for the model
     bucket: int | None = None  # pad_to_multiple_of
-    mt_opt: bool = False  # plain loop: stabench's multi-tensor AdamW instead of the per-parameter loop
+    mt_opt: bool = False  # plain loop: stabench's AdamW instead of torch's per-parameter loop
     host_sync: bool = False  # loss.item() every step
     seeds: int = 1  # batched loop: seeds in the vmapped group
     compile: str | None = None  # stabench loop: the recipe's torch.compile mode
@@ -760,7 +760,7 @@ def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -
             "setting": s.name, "loop": s.loop, "precision": s.precision, "attn": ms[0].attn,
             "padding": f"multiple of {s.bucket}" if s.bucket else "dynamic",
             "optimizer": "torch.optim.AdamW(foreach=False)" if s.loop == "plain" and not s.mt_opt
-            else "stabench AdamW (multi-tensor)", "host_sync_per_step": s.host_sync, "seeds": s.seeds,
+            else "stabench AdamW (fused kernel where torch has it)", "host_sync_per_step": s.host_sync, "seeds": s.seeds,
             "steps_per_s": medians[s.name], "min_steps_per_s": min(m.steps_per_s for m in ms),
             "max_steps_per_s": max(m.steps_per_s for m in ms), "runs_steps_per_s": [m.steps_per_s for m in ms],
             "ratio_vs_plain": medians[s.name] / plain if plain else None,

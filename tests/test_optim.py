@@ -19,9 +19,10 @@ def _grads(step: int, params) -> list[torch.Tensor]:
     return [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
 
 
-def test_bias_corrected_update_matches_torch_adamw_over_many_steps():
+@pytest.mark.parametrize("fused", [True, False])
+def test_bias_corrected_update_matches_torch_adamw_over_many_steps(fused):
     ours, theirs = _params(0), _params(0)
-    opt_ours = AdamW(ours, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True)
+    opt_ours = AdamW(ours, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True, fused=fused)
     opt_theirs = torch.optim.AdamW(theirs, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, foreach=True)
     for step in range(200):
         for params in (ours, theirs):
@@ -33,14 +34,15 @@ def test_bias_corrected_update_matches_torch_adamw_over_many_steps():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
-def test_without_bias_correction_matches_the_bert_reference():
+@pytest.mark.parametrize("fused", [True, False])
+def test_without_bias_correction_matches_the_bert_reference(fused):
     """Hand-computed TF-BERT update: p -= lr * (m / (sqrt(v) + eps) + wd * p)."""
     params = _params(1)
     reference = [p.detach().numpy().copy() for p in params]
     m = [np.zeros_like(r) for r in reference]
     v = [np.zeros_like(r) for r in reference]
     lr, b1, b2, eps, wd = 3e-3, 0.9, 0.999, 1e-6, 0.01
-    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=False)
+    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=False, fused=fused)
     for step in range(50):
         grads = _grads(step, params)
         for p, g in zip(params, grads):
@@ -53,6 +55,23 @@ def test_without_bias_correction_matches_the_bert_reference():
             reference[i] = reference[i] - lr * (m[i] / (np.sqrt(v[i]) + eps) + wd * reference[i])
     for p, r in zip(params, reference):
         np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(lr=st.floats(1e-6, 1e-1), beta1=st.floats(0.0, 0.99), beta2=st.floats(0.9, 0.9999), eps=st.floats(1e-8, 1e-4),
+       weight_decay=st.floats(0.0, 0.1), bias_correction=st.booleans(), seed=st.integers(0, 2**16))
+def test_fused_kernel_and_multi_tensor_path_agree(lr, beta1, beta2, eps, weight_decay, bias_correction, seed):
+    """The fused kernel (with its bias corrections forced to 1 when off) is the foreach update, float32."""
+    fused, foreach = ([p.detach().float().clone().requires_grad_() for p in _params(seed % 7)] for _ in range(2))
+    optimizers = [AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                        bias_correction=bias_correction, fused=flag) for params, flag in ((fused, True), (foreach, False))]
+    for step in range(5):
+        for params, optimizer in zip((fused, foreach), optimizers):
+            for p, g in zip(params, _grads(seed + step, params)):
+                p.grad = g
+            optimizer.step()
+    for a, b in zip(fused, foreach):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-6)  # float32 rounding of unit-scale weights
 
 
 def test_first_step_differs_between_the_two_variants():
