@@ -23,7 +23,9 @@ from .recipes import Recipe, get_recipe
 from .result import RunResult, run_key
 from .tasks import Task, TaskData, load_task_data
 
-EVAL_BATCH_SIZE = 128
+# Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
+# batch that fits.  On a CPU a bigger batch buys nothing.
+EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 128}
 # bf16 logits carry about 3 significant digits.  A prediction whose top-two logit gap is within
 # this fraction of the logits' scale could flip against fp32, so it is recomputed in fp32.
 BF16_RECHECK_MARGIN = 0.05
@@ -237,15 +239,32 @@ def _eval_points(recipe: Recipe, total_steps: int, steps_per_epoch: int) -> set[
     return set()
 
 
-@torch.no_grad()
 def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int, device: torch.device,
               recipe: Recipe) -> tuple[dict[str, float], torch.Tensor]:
-    """Metrics on the evaluation split; batches sorted by length so padding is minimal."""
+    """Metrics on the evaluation split, at the largest batch size that fits."""
+    batch_size = EVAL_BATCH_SIZE.get(device.type, EVAL_BATCH_SIZE["cpu"])
+    while True:
+        try:
+            predictions = _predict(model, encoded, pad_id, device, recipe, batch_size)
+            break
+        except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError since torch 2.5
+            if batch_size == 1:
+                raise
+            batch_size //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
+
+
+@torch.no_grad()
+def _predict(model, encoded: data_lib.Encoded, pad_id: int, device: torch.device, recipe: Recipe,
+             batch_size: int) -> torch.Tensor:
+    """Predicted classes; batches sorted by length so padding is minimal."""
     model.eval()
     by_length = sorted(range(len(encoded)), key=lambda i: len(encoded.input_ids[i]))
     predictions = torch.empty(len(encoded), dtype=torch.long)
-    for start in range(0, len(by_length), EVAL_BATCH_SIZE):
-        indices = by_length[start:start + EVAL_BATCH_SIZE]
+    for start in range(0, len(by_length), batch_size):
+        indices = by_length[start:start + batch_size]
         batch = data_lib.collate(encoded, indices, pad_id)
         batch.pop("labels")
         inputs = {k: v.to(device) for k, v in batch.items()}
@@ -254,7 +273,7 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
         if recipe.precision == "bf16":
             logits = fp32_where_close(model, inputs, logits)
         predictions[indices] = logits.argmax(-1).cpu()
-    return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
+    return predictions
 
 
 def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tensor) -> torch.Tensor:

@@ -86,3 +86,29 @@ def test_bad_input_is_named(tiny_model, kwargs, message):
     args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
     with pytest.raises((ValueError, FileNotFoundError), match=message.replace("[", r"\[")):
         prepare(**args)
+
+
+def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
+    """Out of memory at a large evaluation batch: retried at half the size, same predictions."""
+    from stabench import data as data_lib
+    from stabench import models, train
+    from stabench.recipes import get_recipe
+    from stabench.tasks import load_task_data
+
+    source, task_data = models.resolve(tiny_model), load_task_data("same-number")
+    _, eval_set = data_lib.encode(task_data, models.load_tokenizer(source), 128)
+    model = models.load_model(source, 2, dropout=0.1)
+    recipe = get_recipe("bert-default")
+    expected_metrics, expected = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), recipe)
+    forward, sizes = model.forward, []
+
+    def small_memory(**inputs):
+        sizes.append(len(inputs["input_ids"]))
+        if sizes[-1] > 40:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(**inputs)
+
+    monkeypatch.setattr(model, "forward", small_memory)
+    found_metrics, found = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), recipe)
+    assert torch.equal(found, expected) and found_metrics == expected_metrics
+    assert sizes[0] == train.EVAL_BATCH_SIZE["cpu"] and max(sizes[sizes.index(32):]) == 32
