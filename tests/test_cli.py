@@ -70,24 +70,30 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert "imported 2 run(s)" in out and "imported 0 run(s) from" in out and "2 already stored" in out
 
 
+def _stored_runs(store) -> int:
+    """Runs in the store file; 0 while the CLI has yet to create it or its schema."""
+    if not store.exists():
+        return 0
+    with sqlite3.connect(store) as db:
+        try:
+            return db.execute("select count(*) from runs").fetchone()[0]
+        except sqlite3.OperationalError:  # "no such table": the schema is being created
+            return 0
+
+
 def test_ctrl_c_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model, tmp_path):
     store = tmp_path / "s.sqlite"
     env = {**os.environ, "STABENCH_STORE": str(store)}
     argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=60")]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline:
-        if store.exists():
-            with sqlite3.connect(store) as db:
-                if db.execute("select count(*) from runs").fetchone()[0] >= 2:
-                    break
+    while time.time() < deadline and _stored_runs(store) < 2:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     first = " ".join(process.communicate(timeout=120)[0].split())  # rich wraps long lines
     assert process.returncode == 130, first
     assert "interrupted after" in first and "run the same command again" in first
-    with sqlite3.connect(store) as db:
-        stored = db.execute("select count(*) from runs").fetchone()[0]
+    stored = _stored_runs(store)
     assert 2 <= stored < 5
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
