@@ -183,7 +183,9 @@ def compiled_forward(model: torch.nn.Module, mode: str | None, device: torch.dev
     if mode is None:
         return model, False
     dynamo = torch._dynamo.config
-    dynamo.recompile_limit = max(dynamo.recompile_limit, 16)
+    for knob in ("recompile_limit", "cache_size_limit"):  # the name changed in torch 2.6
+        if hasattr(dynamo, knob):
+            setattr(dynamo, knob, max(getattr(dynamo, knob), 16))
     return torch.compile(model, mode=mode), mode == "reduce-overhead" and device.type == "cuda"
 
 
