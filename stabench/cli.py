@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
@@ -62,7 +63,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     store = None if args.no_store else Store(args.store or default_store_path())
-    console.print(f"[bold]{task.name}[/] · {args.model} · recipe [bold]{recipe.name}[/] ({recipe.hash}) · "
+    console.print(f"[bold]{escape(task.name)}[/] · {escape(args.model)} · recipe [bold]{escape(recipe.name)}[/] "
+                  f"({recipe.hash}) · "
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
                   highlight=False)
     results = []
@@ -150,7 +152,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     console.print(report.rows_table(rows, title=f"{args.current} against baseline {args.baseline}", styles=styles))
     regressed = [r for r in results if r.regressed]
     for result in regressed:
-        console.print(f"[red]REGRESSED[/] {result.claim}: {'; '.join(result.reasons)}", highlight=False)
+        console.print(f"[red]REGRESSED[/] {escape(result.claim)}: {escape('; '.join(result.reasons))}", highlight=False)
     if not any(r.baseline for r in results):
         console.print("[yellow]no study of the current runs has a matching baseline (same task, model and "
                       "recipe name)[/]")
@@ -161,6 +163,9 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path()) as store:
         env = parse_env(args.env) if args.env else None
         runs = store.query(task=args.task, model=args.model, recipe=args.recipe, env=env)
+        if not runs:
+            raise ValueError(f"no stored run matches the filters; nothing was tagged {args.name!r} "
+                             f"(list runs with `stabench runs`)")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {args.name!r}")
     return 0
@@ -225,11 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
         return args.handler(args, console)
     except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
-        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return 2
 
 

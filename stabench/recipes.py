@@ -51,6 +51,7 @@ class Recipe:
     attention: str | None = None  # attention implementation; None: transformers' default (sdpa)
 
     def __post_init__(self) -> None:
+        _normalise_numbers(self)
         _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
         _check(self.epochs > 0, "epochs", self.epochs, "a positive number")
         _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "a positive integer or None")
@@ -115,6 +116,18 @@ class Recipe:
         if self.max_steps is not None:
             return self.max_steps
         return max(1, math.ceil(self.epochs * math.ceil(n_train / self.batch_size)))
+
+
+def _normalise_numbers(recipe: Recipe) -> None:
+    """epochs=3 and epochs=3.0 are one recipe: numbers take their field's type, so the hash agrees."""
+    for f in dataclasses.fields(recipe):
+        value, kind = getattr(recipe, f.name), f.type.split("|")[0].strip()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if kind == "float" and isinstance(value, int):
+            object.__setattr__(recipe, f.name, float(value))
+        elif kind == "int" and isinstance(value, float) and value.is_integer():
+            object.__setattr__(recipe, f.name, int(value))
 
 
 def _check(ok: bool, field: str, value: Any, accepted: str) -> None:

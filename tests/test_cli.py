@@ -38,6 +38,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     first = capsys.readouterr().out
     assert "seed 0: accuracy" in first and "trained in" in first
     assert "mean ± std" in first and "failed k/n" in first
+    assert "majority" in first and "…" not in first  # piped: wide enough, no header cut short
+    assert "recipe bert-default[max_steps=6,trace_every=2] (" in first  # overrides shown, not eaten as markup
     assert main(_args(tiny_model, "--seeds", "0-2")) == 0
     second = capsys.readouterr().out
     assert second.count("stored, not retrained") == 2 and second.count("trained in") == 1
@@ -53,11 +55,13 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
+    (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches the filters; nothing was tagged 'baseline'"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert message in err.replace("\n", "") and err.count("error:") == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("error:")
 
 
 def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys):

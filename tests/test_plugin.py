@@ -65,7 +65,8 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     report = _report(suite.path / "r.json")
     assert not any(s["trained"] for s in report["seeds"])
     assert not any(c["trained_in_verdict"] for c in report["claims"])
-    again.stdout.fnmatch_lines(["seeds: 8 run as items (0 trained, 8 read from the store); 0 trained by verdicts"])
+    again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 8 seed items read a "
+                                "stored result"])
 
 
 def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
@@ -138,3 +139,18 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     bad = _run(suite, "--stabench-set=precision=fp8", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--stabench-set: recipe field precision='fp8' is invalid; expected one of fp32*"])
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a range like 0-4"),
+    ("--stabench-seeds=0", "--stabench-seeds=0 selects no seed; expected N >= 1"),
+    ("--stabench-device=tpu", "--stabench-device: device 'tpu' is invalid; expected auto, cpu, cuda or cuda:N"),
+    ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop=0.1' is invalid; expected NAME=VALUE"),
+    ("--stabench-baseline=tag:nosuch", "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite; tag a baseline"),
+    ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
+])
+def test_bad_options_stop_the_session_with_one_line(suite, option, message):
+    result = _run(suite, "--stabench-store=s.sqlite", option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()

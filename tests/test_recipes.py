@@ -71,3 +71,13 @@ def test_command_line_overrides_round_trip(overrides):
     recipe = get_recipe("bert-default", **parsed)
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     assert all(getattr(recipe, k) == v for k, v in overrides.items())
+
+
+@given(epochs=st.integers(1, 50), max_steps=st.integers(1, 10**6), lr_exponent=st.integers(-7, -1))
+def test_an_int_and_the_same_float_are_one_recipe(epochs, max_steps, lr_exponent):
+    """epochs=3 and epochs=3.0 must not store (and train) the same runs twice."""
+    as_ints = get_recipe("bert-default", epochs=epochs, max_steps=max_steps, batch_size=16)
+    as_floats = get_recipe("bert-default", epochs=float(epochs), max_steps=float(max_steps), batch_size=16.0)
+    assert as_ints.hash == as_floats.hash and as_ints.replace(name="same") == as_floats.replace(name="same")
+    assert isinstance(as_floats.max_steps, int) and isinstance(as_ints.epochs, float)
+    assert get_recipe("bert-default", lr=10 ** lr_exponent).hash == get_recipe("bert-default", lr=10.0 ** lr_exponent).hash
