@@ -62,6 +62,11 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
             raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
                                     f"save_pretrained")
         return ModelSource(model, str(path.resolve()), revision)
+    from .profiles import hub_file_available, hub_reason
+
+    if not hub_file_available(model, "config.json", "model"):  # fail now, not after a minute of retries
+        raise RuntimeError(f"model {model!r} is not a local folder, a built-in model ({OFFLINE_DEFAULT!r}, "
+                           f"{TINY_BERT!r}) or in the Hugging Face cache, and cannot be downloaded: {hub_reason()}")
     return ModelSource(model, model, revision)
 
 

@@ -34,11 +34,11 @@ def missing_requirements(spec) -> list[str]:
         missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
     for arm in spec.arms:
         if arm.model not in (OFFLINE_DEFAULT, TINY_BERT) and not Path(arm.model).expanduser().is_dir():
-            if not _hub_file_available(arm.model, "config.json", "model"):
-                missing.append(f"model {arm.model!r} from the Hugging Face hub ({_hub_reason()})")
+            if not hub_file_available(arm.model, "config.json", "model"):
+                missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
         task = get_task(arm.task)
         if task.source == "glue" and not _glue_available(task.name):
-            missing.append(f"dataset nyu-mll/glue/{task.name} ({_hub_reason()})")
+            missing.append(f"dataset nyu-mll/glue/{task.name} ({hub_reason()})")
     return list(dict.fromkeys(missing))
 
 
@@ -48,13 +48,13 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def _hub_reason() -> str:
+def hub_reason() -> str:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return "not in the local cache and HF_HUB_OFFLINE is set"
     return f"not in the local cache and {_hub_host()} is unreachable from this machine"
 
 
-def _hub_file_available(repo_id: str, filename: str, repo_type: str) -> bool:
+def hub_file_available(repo_id: str, filename: str, repo_type: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename, repo_type=repo_type)
