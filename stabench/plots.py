@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np
+import numpy as np  # noqa: E402
 
 from .interventions import layer_order  # noqa: E402
 

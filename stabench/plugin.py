@@ -71,7 +71,7 @@ def option(config: pytest.Config, name: str) -> Any:
     return value if value != "" else None
 
 
-def recipe_overrides(config: pytest.Config) -> dict:
+def _recipe_overrides(config: pytest.Config) -> dict:
     """--stabench-set as typed recipe fields."""
     from .recipes import Recipe, parse_overrides
 
@@ -86,15 +86,14 @@ def recipe_overrides(config: pytest.Config) -> dict:
     return overrides
 
 
-def _check_options(config: pytest.Config) -> None:
-    """Bad option values stop the session with one line, before any item runs or trains."""
+def _check_options(config: pytest.Config) -> list | None:
+    """Bad device, gate or baseline values stop the session with one line, before any item runs.
+
+    Returns the baseline's runs where this process loaded them (the controller), else None.
+    """
     from .cli import resolve_device
     from .gate import load_source, parse_limits
 
-    recipe_overrides(config)
-    if _seed_override(config) == ():
-        raise pytest.UsageError("--stabench-seeds=0 selects no seed; expected N >= 1, a range like 8-15 "
-                                "or a list like 1,3,7")
     for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits)):
         try:
             check(option(config, name))
@@ -113,6 +112,8 @@ def _check_options(config: pytest.Config) -> None:
         if not runs:
             raise pytest.UsageError(f"--stabench-baseline: {baseline!r} holds no runs in {path}; tag a baseline "
                                     f"first (--stabench-tag or stabench tag)")
+        return runs
+    return None
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -129,30 +130,30 @@ def pytest_configure(config: pytest.Config) -> None:
         workerinput = config.workerinput
         if "stabench_gpu" in workerinput:  # before anything initialises CUDA in this process
             os.environ["CUDA_VISIBLE_DEVICES"] = workerinput["stabench_gpu"]
-        _check_options(config)
         session_id = workerinput.get("stabench_session") or uuid.uuid4().hex
         workers = int(workerinput.get("workercount", 1))
     else:
-        _check_options(config)
         session_id = uuid.uuid4().hex
         workers = 1
         config.pluginmanager.register(Reporter(config), "stabench-reporter")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
-    config.stash[_STATE] = State(config, session_id, workers)
+    config.stash[_STATE] = State(config, session_id, workers, baseline=_check_options(config))
 
 
 _STATE = pytest.StashKey["State"]()
 
 
 class State:
-    """Per-process settings; the store and the torch set-up are made on first use."""
+    """Per-process settings, parsed once; the store and the torch set-up are made on first use."""
 
-    def __init__(self, config: pytest.Config, session_id: str, workers: int):
+    def __init__(self, config: pytest.Config, session_id: str, workers: int, baseline: list | None = None):
         self.config, self.session_id, self.workers = config, session_id, workers
         self.toy = (option(config, "profile") or "paper") == "toy"
+        self.seed_override = _seed_override(config)
+        self.recipe_overrides = _recipe_overrides(config)
         self._session = None
-        self._baseline = None
+        self._baseline = baseline
 
     def baseline(self):
         """The baseline runs named by --stabench-baseline, loaded once per process."""
@@ -185,8 +186,8 @@ class State:
 
         marker = item.get_closest_marker("stabench")
         params = getattr(item, "callspec", None).params if hasattr(item, "callspec") else {}
-        return build_spec(marker.kwargs, params, seed_override=_seed_override(self.config), toy=self.toy,
-                          toy_defaults=TOY, recipe_overrides=recipe_overrides(self.config))
+        return build_spec(marker.kwargs, params, seed_override=self.seed_override, toy=self.toy,
+                          toy_defaults=TOY, recipe_overrides=self.recipe_overrides)
 
 
 class GpuPool:
@@ -245,9 +246,13 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(range(int(text))) if text.strip().isdigit() else tuple(parse_seeds(text))
+        seeds = tuple(range(int(text))) if text.strip().isdigit() else tuple(parse_seeds(text))
     except ValueError as error:
         raise pytest.UsageError(f"--stabench-seeds: {error}") from None
+    if not seeds:
+        raise pytest.UsageError("--stabench-seeds=0 selects no seed; expected N >= 1, a range like 8-15 "
+                                "or a list like 1,3,7")
+    return seeds
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -260,8 +265,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from .claims import claim_seeds
     from .profiles import TOY
 
-    toy = (option(metafunc.config, "profile") or "paper") == "toy"
-    seeds = claim_seeds(marker.kwargs, _seed_override(metafunc.config), toy, TOY)
+    state = metafunc.config.stash[_STATE]
+    seeds = claim_seeds(marker.kwargs, state.seed_override, state.toy, TOY)
     units = [(arm, seed) for arm in (arms or [None]) for seed in seeds] + [VERDICT]
     ids = [u if u == VERDICT else (f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units]
     metafunc.parametrize(UNIT_FIXTURE, units, ids=ids)
