@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Optimizer steps/s of stabench's training step, lever by lever, against a plain loop.
 
-Every figure is measured in this process (the K-worker rows in K worker subprocesses started
+Every figure is measured in this process (the K-worker rows in K worker subprocesses timed
 together) on the same synthetic batches of a randomly initialised BERT, so the *ratios* hold
 even on a shared machine.  Each row is a setting ``<loop>[+modifier...]``:
 
@@ -30,6 +30,11 @@ The timed window is steps W+1..W+N of a run of W+N steps (W = --warmup), so mode
 first-step allocations and compilation stay outside it.  Batches are synthetic (random token
 ids, lengths from --seq-len), so neither ``datasets`` nor the hub is needed.
 
+Each row also gives TFLOP/s of model FLOPs (``step_cost``).  With the device's ceilings
+(``--peak-tflops``, ``--peak-tbps``) the record gives a bound on steps/s that no loop can
+beat without changing the arithmetic: the matrix work at the peak rate plus AdamW's and
+clipping's pass over the fp32 parameters, gradients and moments at the peak bandwidth.
+
     python benchmarks/throughput.py --quick --json benchmarks/results/cpu-quick.json
     python benchmarks/throughput.py --model-config large --batch-size 16 --seq-len 128 --steps 100 \\
         --workers 1,2,4,8 --json benchmarks/results/h200-large.json
@@ -50,6 +55,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -223,6 +229,40 @@ def make_context(sb, model_dir: str, device: str, batch_size: int, seq_len: str,
     source = sb.models.ModelSource("benchmark-model", model_dir)
     return Context(sb, model_dir, torch.device(device), batch_size, max_length, train, evaluation, task_data,
                    source)
+
+
+# --- what a step costs ------------------------------------------------------------------------
+
+# Bytes of optimizer-side memory traffic per fp32 parameter per step, whatever the batch:
+# fused AdamW reads param, grad, exp_avg, exp_avg_sq and writes param and both moments (28);
+# clipping reads every gradient for the norm and rewrites it scaled (12); backward writes it (4).
+PARAM_BYTES_PER_STEP = 28 + 12 + 4
+
+
+def step_cost(config: dict, lengths: list[int], batch_size: int) -> dict:
+    """Model FLOPs and the batch-independent memory traffic of one optimizer step.
+
+    FLOPs: the encoder's matrix products (QKV and output projections, 4h^2, and the FFN, 2hi,
+    multiply-adds per token per layer) and attention (QK^T and AV, 2Lh per token per layer),
+    three times the forward for forward + backward, on the unpadded tokens of an average batch.
+    With ``--peak-tflops`` and ``--peak-tbps`` the two give a bound on steps/s: the matrix
+    work at the peak rate plus the optimizer's traffic at the peak bandwidth, everything else
+    (activations, elementwise kernels, launches) taken as free.
+    """
+    h, layers, inter = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    per_example = [6 * layers * (n * (4 * h * h + 2 * h * inter) + 2 * n * n * h) for n in lengths]
+    flops = batch_size * sum(per_example) / len(per_example)
+    params = (config["vocab_size"] + config["max_position_embeddings"] + config["type_vocab_size"]) * h \
+        + layers * (4 * h * h + 2 * h * inter + 4 * h + inter + 5 * h) + h * h + h + 2 * h \
+        + len(config.get("id2label") or {0: 0, 1: 1}) * (h + 1)
+    return {"flops_per_step": flops, "parameters": params, "param_bytes_per_step": PARAM_BYTES_PER_STEP * params,
+            "tokens_per_step": batch_size * sum(lengths) / len(lengths)}
+
+
+def bound_steps_per_s(cost: dict, peak_tflops: float | None, peak_tbps: float | None) -> float | None:
+    if not peak_tflops or not peak_tbps:
+        return None
+    return 1 / (cost["flops_per_step"] / (peak_tflops * 1e12) + cost["param_bytes_per_step"] / (peak_tbps * 1e12))
 
 
 # --- measurements --------------------------------------------------------------------------
@@ -449,23 +489,38 @@ def harness_work(ctx: Context, repeats: int = 5) -> dict:
 
 # --- K worker processes --------------------------------------------------------------------
 
-def run_workers(args, model_dir: str, setting: Setting, k: int, threads_total: int) -> dict:
-    """K processes train seeds 0..K-1 at once; each reports its own steps/s."""
+def run_workers(args, model_dir: str, setting: Setting, k: int, threads_total: int,
+                mps_env: dict | None = None) -> dict:
+    """K processes train seeds 0..K-1 at once; each reports its own steps/s.
+
+    A compiling setting warms up worker 0 alone first: K processes compiling at once took
+    longer than a 90 s limit on an H200 box, while the ones after the first mostly read
+    inductor's on-disk caches.  With ``mps_env`` the workers are clients of an MPS server,
+    which lets their kernels run concurrently instead of time-sliced.
+    """
     threads = max(1, threads_total // k)
     procs, logs = [], []
-    for i in range(k):
+    env = {**os.environ, **(mps_env or {}), "OMP_NUM_THREADS": str(threads)}
+
+    def start(i: int) -> None:
         spec = dict(model_dir=model_dir, setting=setting.name, device=args.device, threads=threads, seed=i,
                     warmup=args.warmup, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                     max_length=args.max_length)
         log = tempfile.TemporaryFile(mode="w+")
         procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                                      env={**os.environ, "OMP_NUM_THREADS": str(threads)}))
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env))
         logs.append(log)
+
     watchdog = threading.Timer(args.worker_timeout, lambda: [p.kill() for p in procs if p.poll() is None])
     watchdog.start()
+    warm_first = setting.compile is not None and k > 1
     try:
-        for proc, log in zip(procs, logs):
+        start(0)
+        if warm_first:
+            _expect(procs[0], logs[0], "READY")
+        for i in range(1, k):
+            start(i)
+        for proc, log in list(zip(procs, logs))[1 if warm_first else 0:]:
             _expect(proc, log, "READY")
         for proc in procs:  # all warmed up: start the timed runs together
             proc.stdin.write("GO\n")
@@ -482,9 +537,26 @@ def run_workers(args, model_dir: str, setting: Setting, k: int, threads_total: i
             log.close()
     rates = [r["steps_per_s"] for r in reports]
     span = max(r["window_end"] for r in reports) - min(r["window_start"] for r in reports)
-    return {"k": k, "setting": setting.name, "threads_per_worker": threads, "per_worker_steps_per_s": rates,
+    return {"k": k, "setting": setting.name, "mps": mps_env is not None, "warmed_up_one_first": warm_first,
+            "threads_per_worker": threads, "per_worker_steps_per_s": rates,
             "aggregate_steps_per_s": sum(rates),
             "aggregate_over_span_steps_per_s": sum(r["steps"] for r in reports) / span}
+
+
+@contextlib.contextmanager
+def mps_server(enabled: bool):
+    """An NVIDIA MPS control daemon for the worker rows, stopped afterwards; yields the clients' env."""
+    if not enabled:
+        yield None
+        return
+    control = shutil.which("nvidia-cuda-mps-control")  # parse_args checked that it exists
+    pipe = tempfile.mkdtemp(prefix="stabench-mps-")
+    env = {**os.environ, "CUDA_MPS_PIPE_DIRECTORY": pipe, "CUDA_MPS_LOG_DIRECTORY": pipe}
+    subprocess.run([control, "-d"], env=env, check=True, timeout=60)
+    try:
+        yield {"CUDA_MPS_PIPE_DIRECTORY": pipe, "CUDA_MPS_LOG_DIRECTORY": pipe}
+    finally:
+        subprocess.run([control], input="quit\n", env=env, text=True, timeout=60, check=False)
 
 
 def _expect(proc, log, word: str) -> str:
@@ -540,22 +612,24 @@ def versions() -> dict:
 def render(record: dict) -> str:
     rows = record["results"]
     cpu = record["device"]["kind"] == "cpu"
-    headers = ["setting", "loop", "precision", "attn", "padding", "steps/s", "spread", "x plain"]
+    headers = ["setting", "loop", "precision", "attn", "padding", "steps/s", "spread", "x plain", "TFLOP/s"]
     headers += ["steps/CPU-s", "x plain (CPU-s)"] if cpu else []
     headers += ["note"]
     table = []
     for r in rows:
         row = [r["setting"], r["loop"], r["precision"], r["attn"] or "-", r["padding"], f"{r['steps_per_s']:.2f}",
-               f"{r['min_steps_per_s']:.2f}-{r['max_steps_per_s']:.2f}", _ratio(r["ratio_vs_plain"])]
+               f"{r['min_steps_per_s']:.2f}-{r['max_steps_per_s']:.2f}", _ratio(r["ratio_vs_plain"]),
+               _tflops(r["model_tflops"])]
         if cpu:
             row += [f"{r['cpu_steps_per_s']:.2f}", _ratio(r["cpu_ratio_vs_plain"])]
         table.append(row + [r["note"]])
-    worker_rows = [[str(w["k"]), w["setting"], str(w["threads_per_worker"]),
+    worker_rows = [[str(w["k"]), w["setting"] + (" (MPS)" if w.get("mps") else ""), str(w["threads_per_worker"]),
                     ", ".join(f"{x:.2f}" for x in w["per_worker_steps_per_s"]), f"{w['aggregate_steps_per_s']:.2f}",
-                    f"{w['aggregate_over_span_steps_per_s']:.2f}", _ratio(w.get("ratio_vs_plain"))]
+                    f"{w['aggregate_over_span_steps_per_s']:.2f}", _ratio(w.get("ratio_vs_plain")),
+                    _tflops(w["model_tflops"])]
                    for w in record["workers"]]
     worker_headers = ["K", "setting", "threads/worker", "steps/s per worker", "aggregate (sum)",
-                      "aggregate (span)", "x plain"]
+                      "aggregate (span)", "x plain", "TFLOP/s"]
     cfg = record["config"]
     title = (f"{cfg['model_config']} BERT, batch {cfg['batch_size']}, seq {cfg['seq_len']} (max {cfg['max_length']}), "
              f"steps {cfg['warmup'] + 1}..{cfg['warmup'] + cfg['steps']} timed, median of up to {cfg['repeats']} -- "
@@ -577,6 +651,10 @@ def render(record: dict) -> str:
             workers.add_row(*row)
         console.print(workers)
     return console.export_text()
+
+
+def _tflops(value: float) -> str:
+    return f"{value:.3g}"
 
 
 def _ratio(value) -> str:
@@ -613,10 +691,17 @@ def parse_args(argv=None):
     parser.add_argument("--worker-setting", default=None,
                         help="setting each worker runs (default stabench+bf16 on CUDA, stabench on CPU)")
     parser.add_argument("--worker-timeout", type=float, default=1800.0)
+    parser.add_argument("--mps", action="store_true",
+                        help="run the K-worker rows as clients of an NVIDIA MPS server (started and stopped here)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads in this process, split among K workers (default: torch's; "
                              "--quick: 1, since multi-threaded CPU timings on a shared machine are erratic)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's dense matrix rate at the run's precision, for the steps/s bound "
+                             "(e.g. ~790 measured for bf16 on an H200)")
+    parser.add_argument("--peak-tbps", type=float, default=None,
+                        help="the device's memory bandwidth in TB/s, for the bound (H200 4.8, H100 SXM 3.35)")
     parser.add_argument("--json", default=None, help="write the JSON record here")
     parser.add_argument("--quick", action="store_true", help="toy size for CPU / CI: under 2 minutes")
     parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
@@ -636,6 +721,8 @@ def parse_args(argv=None):
     args.repeats = args.repeats or 3
     args.threads = args.threads or (1 if q else None)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.mps and not (args.device.startswith("cuda") and shutil.which("nvidia-cuda-mps-control")):
+        parser.error(f"--mps needs a CUDA device and nvidia-cuda-mps-control on PATH (device {args.device!r})")
     if args.settings in (None, "default", "quick"):
         args.settings = ",".join(QUICK_SETTINGS if (q and args.settings != "default") or args.settings == "quick"
                                  else DEFAULT_SETTINGS)
@@ -668,15 +755,21 @@ def main(argv=None) -> dict | int:
             runnable.append(s)
     ks = [int(k) for k in args.workers.split(",") if k.strip()]
     worker_setting = parse_setting(args.worker_setting or ("stabench+bf16" if device.type == "cuda" else "stabench"))
+    if ks and worker_setting.needs_cuda and device.type != "cuda":
+        print(f"skipped: needs CUDA -- workers x {worker_setting.name} ({worker_setting.needs_cuda})")
+        skipped.append({"setting": f"workers x {worker_setting.name}",
+                        "reason": f"needs CUDA ({worker_setting.needs_cuda})"})
+        ks = []
 
     runs: dict[str, list[Measurement]] = {s.name: [] for s in runnable}
+    cost: dict = {}
     failures: dict[str, str] = {}
     workers: list[dict] = []
     work = None
 
     def write_record(final: bool) -> dict:
         """The record so far; written after every measurement, so a killed run keeps what it measured."""
-        record = build_record(args, sb, device, runnable, runs, failures, list(skipped), workers)
+        record = build_record(args, sb, device, runnable, runs, failures, list(skipped), workers, cost)
         if work and record["overhead_check"] is not None:
             minimal_ms = 1e3 / record["overhead_check"]["wall"]["minimal_steps_per_s"]
             record["overhead_check"]["isolated_harness_work"] = {
@@ -691,6 +784,8 @@ def main(argv=None) -> dict | int:
     with tempfile.TemporaryDirectory(prefix="stabench-bench-") as tmp:
         model_dir = build_model_dir(os.path.join(tmp, "model"), args.model_config)
         ctx = make_context(sb, model_dir, args.device, args.batch_size, args.seq_len, args.max_length)
+        cost.update(step_cost(json.loads((Path(model_dir) / "config.json").read_text()),
+                              [len(ids) for ids in ctx.train.input_ids], args.batch_size))
         # Warm the process up (allocator, oneDNN / cuBLAS handles) on both kinds of loop.
         for name in ("minimal", "stabench"):
             measure(ctx, parse_setting(name), TRACE_EVERY, TRACE_EVERY)
@@ -712,14 +807,15 @@ def main(argv=None) -> dict | int:
                 write_record(final=False)
         work = harness_work(ctx) if runs.get("minimal") else None
         _release(device)  # the workers need the memory this process's allocator still holds
-        for k in ks:
-            print(f"  workers: K={k} x {worker_setting.name}", flush=True)
-            try:
-                workers.append(run_workers(args, model_dir, worker_setting, k, torch.get_num_threads()))
-            except Exception as error:
-                print(f"failed: workers K={k} -- {error}")
-                skipped.append({"setting": f"workers K={k}", "reason": str(error)[:500]})
-            write_record(final=False)
+        with mps_server(args.mps and bool(ks)) as mps_env:
+            for k in ks:
+                print(f"  workers: K={k} x {worker_setting.name}{' under MPS' if mps_env else ''}", flush=True)
+                try:
+                    workers.append(run_workers(args, model_dir, worker_setting, k, torch.get_num_threads(), mps_env))
+                except Exception as error:
+                    print(f"failed: workers K={k} -- {error}")
+                    skipped.append({"setting": f"workers K={k}", "reason": str(error)[:500]})
+                write_record(final=False)
 
     record = write_record(final=True)
     print(render(record))
@@ -745,7 +841,7 @@ def _quick_skip(runs: dict[str, list[Measurement]], name: str, repeat: int) -> b
     return repeat >= 2 or bool(plain and mine and mine[0].steps_per_s < 0.5 * plain[0].steps_per_s)
 
 
-def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -> dict:
+def build_record(args, sb, device, runnable, runs, failures, skipped, workers, cost) -> dict:
     medians = {name: statistics.median(m.steps_per_s for m in ms) for name, ms in runs.items() if ms}
     cpu_medians = {name: statistics.median(m.cpu_steps_per_s for m in ms) for name, ms in runs.items() if ms}
     plain, cpu_plain = medians.get("plain"), cpu_medians.get("plain")
@@ -766,9 +862,12 @@ def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -
             "ratio_vs_plain": medians[s.name] / plain if plain else None,
             "cpu_steps_per_s": cpu_medians[s.name], "runs_cpu_steps_per_s": [m.cpu_steps_per_s for m in ms],
             "cpu_ratio_vs_plain": cpu_medians[s.name] / cpu_plain if cpu_plain else None,
+            "model_tflops": medians[s.name] * cost["flops_per_step"] / 1e12,
             "note": "; ".join(notes)})
     for w in workers:
         w["ratio_vs_plain"] = w["aggregate_steps_per_s"] / plain if plain else None
+        w["model_tflops"] = w["aggregate_steps_per_s"] * cost["flops_per_step"] / 1e12
+    bound = bound_steps_per_s(cost, args.peak_tflops, args.peak_tbps)
     return {
         "schema": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "device": {"kind": device.type, "name": device_name(device), "torch_threads": torch.get_num_threads(),
@@ -781,6 +880,10 @@ def build_record(args, sb, device, runnable, runs, failures, skipped, workers) -
                    if args.seq_len == "dist" else None,
                    "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "quick": args.quick,
                    "recipe": "bert-default (fp32 unless the setting says otherwise, clip 1.0, trace_every 10)"},
+        "step_cost": {**cost, "param_bytes_per_param": PARAM_BYTES_PER_STEP, "peak_tflops": args.peak_tflops,
+                      "peak_tbps": args.peak_tbps, "bound_steps_per_s": bound,
+                      "model": "model FLOPs (matrix products + attention, x3 for forward + backward) on unpadded "
+                               "tokens; bound = FLOPs at peak_tflops + optimizer/clipping traffic at peak_tbps"},
         "timing": "steps/s: wall clock over the timed window (device synchronised at both ends); steps/CPU-s: "
                   "the same steps over this process's CPU time, steadier than wall time on a shared CPU",
         "results": results, "skipped": skipped, "workers": workers,
@@ -840,6 +943,16 @@ def summary_lines(record: dict) -> list[str]:
                          f"trace+check {work['trace_and_check_ms']:.3f} ms every {work['trace_every']} steps -> "
                          f"{work['per_step_ms']:.3f} ms/step = {work['pct_of_minimal_step']:.2f}% of a minimal step "
                          f"({work['minimal_step_ms']:.1f} ms)")
+    cost = record["step_cost"]
+    lines.append(f"one step: {cost['flops_per_step'] / 1e12:.3g} TFLOP of model FLOPs ({cost['tokens_per_step']:.0f} "
+                 f"tokens), {cost['param_bytes_per_step'] / 1e9:.3g} GB of optimizer/clipping traffic "
+                 f"({cost['parameters'] / 1e6:.1f}M parameters x {cost['param_bytes_per_param']} B)")
+    if cost["bound_steps_per_s"]:
+        best = max([r["steps_per_s"] for r in record["results"]] +
+                   [w["aggregate_steps_per_s"] for w in record["workers"]])
+        lines.append(f"bound at {cost['peak_tflops']:g} TFLOP/s and {cost['peak_tbps']:g} TB/s: "
+                     f"{cost['bound_steps_per_s']:.1f} steps/s; best measured {best:.1f} "
+                     f"({100 * best / cost['bound_steps_per_s']:.0f}% of it)")
     lines.append(f"wall time {record['wall_time_s']}s")
     return lines
 

@@ -8,6 +8,7 @@ computation that ``fine_tune`` runs, or their timings compare different things.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import subprocess
 import sys
@@ -238,3 +239,49 @@ def test_bf16_evaluation_recomputes_close_calls_in_fp32(tiny_model):
     assert torch.equal(checked[::2], rough[::2])
     assert torch.allclose(checked[1::2], exact[1::2], atol=1e-5)
     assert torch.equal(checked.argmax(-1), exact.argmax(-1))
+
+
+def test_step_cost_counts_the_flops_torch_counts(throughput):
+    """The benchmark's FLOPs per step (for TFLOP/s and the steps/s bound) against torch's own
+    FLOP counter on a real forward + backward; its parameter count against the model's."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=500, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=96, max_position_embeddings=80, num_labels=3, attn_implementation="eager")
+    model = BertForSequenceClassification(config)
+    lengths = [17, 40, 33]
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for n in lengths:  # one example at a time: unpadded tokens, as the cost model counts them
+            model(input_ids=torch.randint(5, 500, (1, n)), labels=torch.tensor([1])).loss.backward()
+    cost = throughput.step_cost(config.to_dict(), lengths, batch_size=len(lengths))
+    assert cost["parameters"] == sum(p.numel() for p in model.parameters())
+    # the pooler and classifier (per sequence, not per token) are left out: well under 5 %
+    assert cost["flops_per_step"] == pytest.approx(counter.get_total_flops(), rel=0.05)
+    assert cost["flops_per_step"] <= counter.get_total_flops()
+    assert cost["tokens_per_step"] == sum(lengths)
+    assert throughput.bound_steps_per_s(cost, None, 3.0) is None
+    bound = throughput.bound_steps_per_s(cost, 100.0, 2.0)
+    assert 1 / bound == pytest.approx(cost["flops_per_step"] / 100e12 + cost["param_bytes_per_step"] / 2e12)
+
+
+def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
+    """What CI can run of the benchmark: the quick toy model, the loops, a K=2 worker row and
+    the JSON record (a reduced version of `python benchmarks/throughput.py --quick`)."""
+    out = tmp_path / "bench.json"
+    record = throughput.main(["--quick", "--settings", "plain,minimal,stabench,stabench+bf16", "--steps", "10",
+                              "--repeats", "1", "--workers", "2", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert record["complete"] and json.loads(out.read_text()) == json.loads(json.dumps(record))
+    rows = {r["setting"]: r for r in record["results"]}
+    assert set(rows) == {"plain", "minimal", "stabench", "stabench+bf16"}
+    assert rows["plain"]["ratio_vs_plain"] == 1.0
+    for r in rows.values():
+        assert r["steps_per_s"] > 0
+        assert r["model_tflops"] == pytest.approx(r["steps_per_s"] * record["step_cost"]["flops_per_step"] / 1e12)
+    [workers] = record["workers"]
+    assert workers["k"] == 2 and len(workers["per_worker_steps_per_s"]) == 2 and not workers["mps"]
+    check = record["overhead_check"]
+    assert check["steps_compared"] == 20 and check["same_loss_trajectory_max_abs_diff"] < 1e-4
+    assert "harness overhead verdict" in printed and "TFLOP of model FLOPs" in printed
