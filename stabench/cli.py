@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "worse than its baseline"))
     compare.add_argument("baseline", help="tag:NAME, env:FIELD=VALUE,... or a file written by stabench export")
     compare.add_argument("current", help="same forms, or 'store' for every stored run not in the baseline")
-    compare.add_argument("--limits", help="e.g. max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,"
-                                          "alpha=0.05 (these are the defaults)")
+    compare.add_argument("--gate", "--limits", dest="limits", metavar="LIMITS",
+                         help="the limits, as pytest's --stabench-gate: e.g. max_mean_drop=0.01,"
+                              "max_std_increase=0.01,max_extra_failures=0,alpha=0.05 (these are the defaults)")
     compare.set_defaults(handler=cmd_compare)
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))

@@ -387,8 +387,19 @@ def _skip_unless_available(item: pytest.Item, spec) -> None:
         reason = "needs " + "; ".join(missing)
         if _unit(item) == VERDICT:
             item.user_properties.append(("stabench_claim", json.dumps(
-                {"claim": _claim_name(item), "verdict": "skipped", "reason": reason})))
+                {"claim": _claim_name(item), "verdict": "skipped", "reason": reason, "missing": missing})))
         pytest.skip(reason)
+
+
+def _compact_names(claims: list[str]) -> str:
+    """``f.py::test_x[rte]``, ``f.py::test_x[mrpc]`` -> ``test_x[rte, mrpc]``."""
+    params: dict[str, list[str]] = {}
+    for claim in claims:
+        name, _, param = claim.rpartition("::")[2].partition("[")
+        params.setdefault(name, [])
+        if param:
+            params[name].append(param.removesuffix("]"))
+    return ", ".join(f"{name}[{', '.join(ps)}]" if ps else name for name, ps in params.items())
 
 
 def _claim_name(item: pytest.Item) -> str:
@@ -478,9 +489,21 @@ class Reporter:
                 rows.append(row)
         return rows
 
+    def skipped_claims(self) -> int:
+        return sum(1 for c in self.claims if c["verdict"] == "skipped")
+
     def skipped(self) -> list[dict[str, str]]:
-        return [{"claim": c["claim"], "skipped because it needs": c["reason"].removeprefix("needs ")}
-                for c in sorted(self.claims, key=lambda c: c["claim"]) if c["verdict"] == "skipped"]
+        """One row per missing requirement, with the claims that need it: a suite skipped on a
+        laptop needs the same GPU for every claim, and that should read as one line."""
+        needed_by: dict[str, list[str]] = {}
+        for c in sorted(self.claims, key=lambda c: c["claim"]):
+            if c["verdict"] == "skipped":
+                for requirement in c["missing"]:
+                    needed_by.setdefault(requirement, []).append(c["claim"])
+        total = self.skipped_claims()
+        return [{"missing": requirement,
+                 "claims": f"all {total}" if len(claims) == total else f"{len(claims)}: {_compact_names(claims)}"}
+                for requirement, claims in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.claims:
@@ -496,7 +519,7 @@ class Reporter:
         if rows:
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
         if skipped:
-            terminalreporter.write(render(rows_table(skipped, title=f"{len(skipped)} claim(s) skipped"),
+            terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
                                           width=width, color=writer.hasmarkup))
         trained = sum(1 for s in self.seeds if s["trained"])
         late = sum(len(c.get("trained_in_verdict", ())) for c in self.claims)
@@ -523,9 +546,10 @@ class Reporter:
 
         if markdown_path := option(self.config, "md"):
             Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-            text = "## stabench claims\n\n" + markdown(self.rows()) + "\n"
+            rows = self.rows()
+            text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
             if skipped := self.skipped():
-                text += f"\n### Skipped claims\n\n{markdown(skipped)}\n"
+                text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
                 rows = [{k: v for k, v in g.items() if k != "regressed"} for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"

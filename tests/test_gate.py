@@ -111,3 +111,5 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
 
     from stabench.cli import main
     assert main(["compare", "tag:old", "store", "--store", str(pytester.path / "s.sqlite")]) == 1
+    lenient = "max_mean_drop=1,max_std_increase=1,max_extra_failures=99"  # the gate's limits, as in pytest
+    assert main(["compare", "tag:old", "store", "--gate", lenient, "--store", str(pytester.path / "s.sqlite")]) == 0
