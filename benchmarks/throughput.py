@@ -32,7 +32,8 @@ ids, lengths from --seq-len), so neither ``datasets`` nor the hub is needed.
 
 Each row also gives TFLOP/s of model FLOPs (``step_cost``).  With the device's ceilings
 (``--peak-tflops``, ``--peak-tbps``) the record gives a bound on steps/s that no loop can
-beat without changing the arithmetic: the matrix work at the peak rate plus AdamW's and
+beat without changing the arithmetic while its kernels run one after another (one process,
+or processes time-sliced without MPS): the matrix work at the peak rate plus AdamW's and
 clipping's pass over the fp32 parameters, gradients and moments at the peak bandwidth.
 
     python benchmarks/throughput.py --quick --json benchmarks/results/cpu-quick.json
