@@ -24,18 +24,20 @@ from .metrics import higher_is_better
 from .recipes import Recipe, get_recipe
 from .result import RunResult
 from .store import Store
+from .tasks import Task, task_name
 
 MARKER = "stabench"
 
 
-def claim(task: str | None = None, model: str | None = None, recipe: str | Recipe | None = None,
+def claim(task: str | Task | None = None, model: str | None = None, recipe: str | Recipe | None = None,
           seeds: int | Sequence[int] = 5, arms: Mapping[str, Mapping[str, Any]] | None = None,
           train_size: int | None = None, toy: Mapping[str, Any] | None = None,
           requires: Sequence[str] = (), gate: Mapping[str, float] | None = None,
           reference: Mapping[str, Any] | None = None) -> pytest.MarkDecorator:
     """Mark a test as a stability claim; its ``study`` argument receives the results.
 
-    ``task``, ``model`` and ``recipe`` may also come from ``pytest.mark.parametrize``
+    ``task`` is a task name or a Task such as ``stabench.local_task(...)`` (registered under
+    its name).  ``task``, ``model`` and ``recipe`` may also come from ``pytest.mark.parametrize``
     arguments of the same names.  ``arms`` names several configurations compared in one
     body (``study["default"]``); each arm overrides the claim's task/model/recipe.
     ``toy`` overrides apply under ``--stabench-profile=toy``; ``requires`` lists what a
@@ -105,7 +107,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
             if merged.get(required) is None:
                 raise ValueError(f"claim arm {name!r} has no {required}; give {required}= in stabench.claim "
                                  f"or a parametrize argument named {required!r}")
-        recipe, task, model, train_size = get_recipe(merged["recipe"]), merged["task"], merged["model"], \
+        recipe, task, model, train_size = get_recipe(merged["recipe"]), task_name(merged["task"]), merged["model"], \
             merged.get("train_size")
         if toy:
             model = toy_options.get("model", model)

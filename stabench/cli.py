@@ -148,15 +148,16 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"baseline {args.baseline!r} holds no runs")
     results = compare_sources(baseline, current, parse_limits(args.limits))
     rows = [result.row() for result in results]
-    styles = ["red" if r.regressed else "green" if r.verdict == "ok" else "yellow" for r in results]
+    styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
     console.print(report.rows_table(rows, title=f"{args.current} against baseline {args.baseline}", styles=styles))
-    regressed = [r for r in results if r.regressed]
-    for result in regressed:
-        console.print(f"[red]REGRESSED[/] {escape(result.claim)}: {escape('; '.join(result.reasons))}", highlight=False)
+    failing = [r for r in results if r.fails]
+    for result in failing:
+        console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
     if not any(r.baseline for r in results):
-        console.print("[yellow]no study of the current runs has a matching baseline (same task, model and "
-                      "recipe name)[/]")
-    return 1 if regressed else 0
+        console.print("[red]no study of the current runs has a matching baseline (same task, model and recipe "
+                      "name), so nothing was compared[/]")
+        return 1
+    return 1 if failing else 0
 
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:

@@ -82,16 +82,26 @@ class GateResult:
     current: stats.Summary
     baseline: stats.Summary | None
     reasons: list[str] = field(default_factory=list)
+    too_few_seeds: str | None = None  # why the mean and failure tests could never fire
 
     @property
     def regressed(self) -> bool:
         return bool(self.reasons)
 
     @property
+    def fails(self) -> bool:
+        """The gate does not pass: a regression, or a comparison too small to show one."""
+        return self.regressed or self.too_few_seeds is not None
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons + ([self.too_few_seeds] if self.too_few_seeds else []))
+
+    @property
     def verdict(self) -> str:
         if self.baseline is None:
             return "no baseline"
-        return "REGRESSED" if self.regressed else "ok"
+        return "REGRESSED" if self.regressed else "TOO FEW SEEDS" if self.too_few_seeds else "ok"
 
     def row(self) -> dict[str, str]:
         def describe(summary: stats.Summary | None) -> str:
@@ -106,12 +116,16 @@ class GateResult:
 
 
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
-          limits: Mapping[str, Any] | None = None) -> GateResult:
-    """Compare one study with the baseline runs of the same study (same seeds where available)."""
+          limits: Mapping[str, Any] | None = None, same_study: bool = False) -> GateResult:
+    """Compare one study with the baseline runs of the same study (same seeds where available).
+
+    ``same_study``: the baseline runs are already this study's (tagged for this claim), so
+    they are not matched by task, model and recipe name.
+    """
     limits = {**DEFAULT_LIMITS, **(limits or {})}
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching = [r for r in baseline_runs if study_key(r) == key and metric in r.metrics]
+    matching = [r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics]
     seeds = {r.seed for r in current}
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
@@ -124,7 +138,12 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                                 else int(limits["max_extra_failures"]), alpha=float(limits["alpha"]))
     reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
                                sum(r.failed for r in baseline), sum(r.failed for r in current), threshold)
-    return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons)
+    smallest_p = stats.smallest_regression_p(len(baseline), len(current))
+    too_few = None
+    if smallest_p >= threshold.alpha:
+        too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
+                   f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
+    return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few)
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

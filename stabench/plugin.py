@@ -7,6 +7,7 @@ the store's per-run lock, and then runs the claim's body on the study.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -275,7 +276,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make claims selectable by name and interleave their seeds.
 
-    Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims.
+    Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims
+    (a seed item only its own arm's names).
     Claim items are reordered among themselves (other tests keep their places): every claim's
     first seed, then every claim's second seed, ..., verdicts last.  xdist hands workers
     contiguous runs of items, so this spreads each claim's seeds over the workers, and the
@@ -288,8 +290,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if unit is None:
             continue
         spec = state.spec(item)
-        for arm in spec.arms:
-            item.extra_keyword_matches.update({arm.task, arm.recipe.name, arm.model, arm.name})
+        for arm in spec.arms:  # a seed item is one arm's; the verdict reads them all
+            if unit == VERDICT or unit[0] in (None, arm.name):
+                item.extra_keyword_matches.update({arm.task, arm.recipe.name, arm.model, arm.name})
         rank = 0 if unit == VERDICT else spec.seeds.index(unit[1])
         positions.append(index)
         claim_items.append(((unit == VERDICT, rank, index), item))
@@ -343,9 +346,11 @@ def pytest_runtest_call(item: pytest.Item):
     studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
-        state.session().store.tag([r.key for study in studies.values() for r in study.results], tag)
+        for name, study in studies.items():  # tagged for this claim too, so the gate finds them whatever
+            state.session().store.tag([r.key for r in study.results], tag,  # the recipe is called later
+                                      claim=_arm_label(item, name, studies))
     if option(item.config, "baseline"):
-        _record_gate(item, state, studies)
+        _record_gate(item, state, spec, studies)
     try:
         outcome = yield
     except AssertionError as error:
@@ -368,15 +373,26 @@ def _unit(item: pytest.Item):
     return callspec.params.get(UNIT_FIXTURE)
 
 
-def _record_gate(item: pytest.Item, state: State, studies) -> None:
+def _record_gate(item: pytest.Item, state: State, spec, studies) -> None:
     from .gate import check, parse_limits
 
     limits = {**parse_limits(option(item.config, "gate")), **item.get_closest_marker("stabench").kwargs.get("gate", {})}
+    baseline = option(item.config, "baseline")
     for name, study in studies.items():
-        claim = _claim_name(item) + (f" ({name})" if len(studies) > 1 else "")
-        result = check(claim, study.results, state.baseline(), limits)
-        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "regressed": result.regressed,
-                                                                  "why": "; ".join(result.reasons)})))
+        claim = _arm_label(item, name, studies)
+        # Runs tagged for this very claim are its baseline, however its recipe is named now
+        # (--stabench-set renames it); otherwise runs of the same task, model and recipe name.
+        own = state.session().store.query(tag=baseline[4:], claim=claim) if baseline.startswith("tag:") else []
+        # A stored run keeps the recipe name it was first trained under; gate it under the name
+        # the claim uses now.
+        current = [dataclasses.replace(r, recipe_name=spec.arm(name).recipe.name) for r in study.results]
+        result = check(claim, current, own or state.baseline(), limits, same_study=bool(own))
+        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "fails": result.fails,
+                                                                  "why": result.why})))
+
+
+def _arm_label(item: pytest.Item, arm: str, studies) -> str:
+    return _claim_name(item) + (f" ({arm})" if len(studies) > 1 else "")
 
 
 def _skip_unless_available(item: pytest.Item, spec) -> None:
@@ -489,6 +505,10 @@ class Reporter:
                 rows.append(row)
         return rows
 
+    def nothing_compared(self) -> bool:
+        """A gate that found no baseline for any claim is misconfigured, not passed."""
+        return bool(self.gates) and all(g["gate"] == "no baseline" for g in self.gates)
+
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
@@ -531,17 +551,23 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k not in ("regressed", "why")} for g in gates]
-            styles = ["red" if g["regressed"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
+            rows = [{k: v for k, v in g.items() if k not in ("fails", "why")} for g in gates]
+            styles = ["red" if g["fails"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
             for gate in gates:
-                if gate["regressed"]:
-                    terminalreporter.write_line(f"REGRESSED {gate['claim']}: {gate['why']}", red=True)
+                if gate["fails"]:
+                    terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['why']}", red=True)
+            if self.nothing_compared():
+                terminalreporter.write_line(
+                    f"no claim has runs in the baseline {option(self.config, 'baseline')}, so nothing was compared: "
+                    f"a claim's baseline is the runs --stabench-tag tagged for it, else runs of the same task, "
+                    f"model and recipe name", red=True)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report import markdown, write_json
 
-        if any(g["regressed"] for g in self.gates) and session.exitstatus == pytest.ExitCode.OK:
+        gate_fails = any(g["fails"] for g in self.gates) or self.nothing_compared()
+        if gate_fails and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
         if markdown_path := option(self.config, "md"):
@@ -551,7 +577,7 @@ class Reporter:
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
-                rows = [{k: v for k, v in g.items() if k != "regressed"} for g in self.gates]
+                rows = [{k: v for k, v in g.items() if k != "fails"} for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
             Path(markdown_path).write_text(text)
         if json_path := option(self.config, "json"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,8 +108,9 @@ class Recipe:
                 raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
         name = overrides.pop("name", None)
         if name is None:
-            changed = ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-            name = f"{self.name}[{changed}]"
+            base, earlier = _split_overrides(self.name, known)
+            changed = {**earlier, **{k: str(v) for k, v in overrides.items()}}
+            name = f"{base}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
         return dataclasses.replace(self, name=name, **overrides)
 
     def total_steps(self, n_train: int) -> int:
@@ -156,6 +158,17 @@ PRESETS: dict[str, Recipe] = {
     "albert-default-bc": dataclasses.replace(_BERT_DEFAULT, name="albert-default-bc", dropout=0.0,
                                              weight_decay=0.0, bias_correction=True),
 }
+
+
+def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
+    """``bert-default[lr=0.0002,max_steps=20]`` -> ``bert-default``, {lr: 0.0002, max_steps: 20}:
+    a second round of overrides updates the first instead of stacking another bracket."""
+    match = re.fullmatch(r"(.+)\[([^\[\]]*)\]", name)
+    if match:
+        items = [item.partition("=") for item in match.group(2).split(",")]
+        if all(sep and key in fields for key, sep, _ in items):
+            return match.group(1), {key: value for key, _, value in items}
+    return name, {}
 
 
 def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:

@@ -81,7 +81,18 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
+    """Strict JSON (NaN and infinities become null), so any JSON reader takes the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    path.write_text(json.dumps(_strict(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
     return path
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value

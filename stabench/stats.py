@@ -538,3 +538,16 @@ def regression(
                     f"one-sided Fisher exact p={p:.3g} < {alpha:g}"
                 )
     return reasons
+
+
+def smallest_regression_p(n_baseline: int, n_current: int) -> float:
+    """The smallest p-value ``regression``'s mean and failure tests can give at these sample
+    sizes, whatever the scores.  At or above alpha, those tests can never fire: with 2 seeds
+    a side, even every run collapsing from 0.98 to 0.50 is not significant at 5 %.
+    """
+    if n_baseline < 2 or n_current < 2:
+        raise ValueError(f"needs at least 2 runs per side, got {n_baseline} and {n_current}")
+    tied = stats.mannwhitneyu(np.zeros(n_current), np.ones(n_baseline), alternative="less").pvalue
+    distinct = stats.mannwhitneyu(np.arange(n_current), n_current + np.arange(n_baseline), alternative="less").pvalue
+    failures = stats.fisher_exact(_fisher_table(n_current, n_current, 0, n_baseline), alternative="greater").pvalue
+    return float(min(tied, distinct, failures))

@@ -82,8 +82,20 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX tags_tag ON tags (tag)")
 
 
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    """Tags per claim: which runs a tag gave each claim, so a later gate finds a claim's
+    baseline whatever its recipe is called by then."""
+    conn.execute("""
+        CREATE TABLE claim_tags (
+            tag TEXT NOT NULL,
+            claim TEXT NOT NULL,
+            key TEXT NOT NULL REFERENCES runs (key),
+            PRIMARY KEY (tag, claim, key)
+        )""")
+
+
 # _MIGRATIONS[i] upgrades a store from schema version i to i + 1; append, never edit.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
 
 
 def schema_version() -> int:
@@ -247,14 +259,18 @@ class Store:
                          [(result.key, tag) for tag in result.tags])
         return True
 
-    def tag(self, keys: Iterable[str], tag: str) -> int:
-        """Add ``tag`` to the given runs (all must exist); returns how many were new."""
+    def tag(self, keys: Iterable[str], tag: str, claim: str | None = None) -> int:
+        """Add ``tag`` to the given runs (all must exist), and record them as ``claim``'s runs
+        under that tag when a claim is given; returns how many runs were newly tagged."""
         keys = list(keys)
         with self._transaction() as conn:
             missing = [key for key in keys if key not in self]
             if missing:
                 raise StoreError(f"{self.path}: cannot tag {tag!r}: no stored runs with keys "
                                  f"{missing}")
+            if claim is not None:
+                conn.executemany("INSERT OR IGNORE INTO claim_tags (tag, claim, key) VALUES (?, ?, ?)",
+                                 [(tag, claim, key) for key in keys])
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                                     (key, tag)).rowcount for key in keys)
 
@@ -277,9 +293,10 @@ class Store:
 
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,
-              env: dict[str, Any] | None = None) -> list[RunResult]:
+              env: dict[str, Any] | None = None, claim: str | None = None) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
-        fields (``None`` as a value matches a missing field)."""
+        fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
+        the runs that tag gave that claim."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("task_name", task), ("model_name", model),
@@ -290,6 +307,11 @@ class Store:
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
             params.append(tag)
+        if claim is not None:
+            if tag is None:
+                raise StoreError(f"{self.path}: a claim filter ({claim!r}) needs a tag")
+            where.append("key IN (SELECT key FROM claim_tags WHERE tag = ? AND claim = ?)")
+            params.extend([tag, claim])
         for name, value in (env or {}).items():
             if name not in KEY_FIELDS:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "

@@ -7,8 +7,10 @@ the exact examples, so a stored result says which data produced it.
 """
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
+import json
 import os
 import random
 from collections import Counter
@@ -68,10 +70,24 @@ _REGISTRY: dict[str, Task] = {}
 
 
 def register_task(task: Task, replace: bool = False) -> Task:
+    """Make ``task`` loadable by its name (in claims, the CLI and stored results)."""
     if task.name in _REGISTRY and not replace:
         raise ValueError(f"task {task.name!r} is already registered; pass replace=True to override it")
     _REGISTRY[task.name] = task
     return task
+
+
+def task_name(task: str | Task) -> str:
+    """The registry name of a task; a Task object (e.g. from ``local_task``) is registered first."""
+    if isinstance(task, str):
+        return task
+    registered = _REGISTRY.get(task.name)
+    if registered is None:
+        register_task(task)
+    elif registered is not task and registered != task:
+        raise ValueError(f"task name {task.name!r} is already used by another task ({registered.description}); "
+                         f"give this one another name")
+    return task.name
 
 
 def get_task(name: str | Task) -> Task:
@@ -140,6 +156,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     text_columns = tuple(text_columns)
     if not 1 <= len(text_columns) <= 2:
         raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
+    for path in paths.values():  # a typo in a column name fails here, where the task is defined
+        _check_columns(path, (*text_columns, label_column))
 
     def load() -> datasets.DatasetDict:
         datasets = _datasets()
@@ -152,11 +170,36 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
             if missing:
                 raise ValueError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns "
                                  f"{', '.join(splits[split].column_names)}")
+        unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
+        if unseen:
+            raise ValueError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur in "
+                             f"{str(paths['train'])!r}; no model can learn them")
         return datasets.DatasetDict(_labels_to_ids(splits, label_column))
 
     return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
                 metrics=tuple(metrics), primary_metric=metrics[0], source="local",
                 description=f"local files {paths['train']} / {paths['validation']}")
+
+
+def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
+    """The header of a CSV/TSV file, or the first record of a JSON-lines file, has every column."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        if _FORMATS[path.suffix.lower()] == "json":
+            first = next((line for line in handle if line.strip()), "{}")
+            if first.lstrip().startswith("["):
+                return  # one JSON array: datasets reads it whole, and checks the columns then
+            try:
+                record = json.loads(first)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                raise ValueError(f"task file {str(path)!r} is not JSON lines: its first line is not a JSON object")
+            header = list(record)
+        else:
+            header = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns {', '.join(header)}")
 
 
 def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:

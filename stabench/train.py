@@ -158,7 +158,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     chosen = {**chosen, "train_loss": _final_loss(loss_values, recipe.trace_every)}
 
     result = RunResult(
-        key=prepared.key, task=prepared.task_info,
+        key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
         model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
                "num_parameters": sum(p.numel() for p in model.parameters())},
         recipe=recipe.to_dict(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
@@ -172,6 +172,13 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         prediction_counts={str(label): count for label, count in enumerate(counts)},
     )
     return (result, model) if return_model else result
+
+
+def _task_record(data: TaskData) -> dict:
+    """What the stored result says of the task beyond its key: the files, columns and labels."""
+    task = data.task
+    return {"description": task.description, "text_columns": list(task.text_columns),
+            "label_column": task.label_column, "num_labels": data.num_labels}
 
 
 def compiled_forward(model: torch.nn.Module, mode: str | None, device: torch.device):

@@ -48,6 +48,25 @@ def test_more_failures_regress_and_no_baseline_is_reported():
     assert check("c", other, baseline).verdict == "no baseline"
 
 
+def test_too_few_seeds_to_show_a_regression_fail_the_gate_instead_of_passing_it():
+    """2 seeds a side: even every run collapsing is not significant, so the gate cannot pass."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate([0.98, 0.99])]
+    collapsed = [_run(s, 0.5) for s in range(2)]
+    result = check("c", collapsed, baseline)
+    assert not result.regressed and result.fails and result.verdict == "TOO FEW SEEDS"
+    assert result.why.startswith("2 vs 2 seeds: no mean or failure test can reach p < 0.05")
+    four = check("c", [_run(s, 0.5) for s in range(4)], [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:4])])
+    assert four.regressed and four.fails and four.verdict == "REGRESSED"
+    assert check("c", collapsed, baseline, {"alpha": 0.2}).verdict == "REGRESSED"
+
+
+def test_runs_tagged_for_the_claim_are_its_baseline_whatever_their_recipe_name():
+    baseline = [_run(s, v, recipe="old-name", torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
+    assert check("c", current, baseline).verdict == "no baseline"
+    assert check("c", current, baseline, same_study=True).verdict == "REGRESSED"
+
+
 def test_compare_sources_groups_studies_and_skips_shared_runs():
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     current = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
@@ -108,6 +127,22 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     same = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old")
     assert same.ret == 0
     same.stdout.fnmatch_lines(["*test_gated.py::test_my_recipe*ok*"])
+
+    # --stabench-set renames the recipe (my-recipe[lr=1e-06]); the claim still finds the runs
+    # tagged for it, so the override is gated instead of passing as "no baseline".
+    overridden = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old", "--stabench-set=lr=1e-6")
+    assert overridden.ret == 1
+    overridden.stdout.fnmatch_lines(["*my-recipe[[]lr=1e-06[]]*REGRESSED*",
+                                     "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
+
+    # A claim with no runs in the baseline (neither tagged for it nor of its recipe name) is not
+    # a passed gate: when no claim has one, nothing was compared and the session fails.
+    pytester.makepyfile(test_other=f"MODEL = {tiny_model!r}\n" + GATED.replace("my-recipe", "other-recipe")
+                        .replace("test_my_recipe", "test_other_recipe"))
+    unmatched = pytester.runpytest_subprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
+    assert unmatched.ret == 1
+    unmatched.stdout.fnmatch_lines(["*test_other_recipe*no baseline*",
+                                    "no claim has runs in the baseline tag:old, so nothing was compared*"])
 
     from stabench.cli import main
     assert main(["compare", "tag:old", "store", "--store", str(pytester.path / "s.sqlite")]) == 1

@@ -130,12 +130,50 @@ def test_claim_selection_by_keyword_and_ini_options(suite):
     assert (suite.path / "from-ini.sqlite").exists()
 
 
+def test_a_claim_on_local_files_takes_the_task_object_and_writes_strict_json(pytester, tiny_model):
+    rows = [f"{'good' if i % 2 else 'bad'} film number {i},{i % 2}\n" for i in range(40)]
+    pytester.path.joinpath("train.csv").write_text("text,label\n" + "".join(rows))
+    pytester.path.joinpath("dev.csv").write_text("text,label\n" + "".join(rows[:16]))
+    pytester.makepyfile(test_local=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+MINE = stabench.local_task("mine", "train.csv", "dev.csv", text_columns=["text"])
+
+@stabench.claim(task=MINE, model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=4), seeds=1)
+def test_mine(study):
+    assert study.n == 1
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
+    result.assert_outcomes(passed=2)
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+    report = json.loads((pytester.path / "r.json").read_text(), parse_constant=refuse)  # one seed: std is NaN
+    (claim,) = report["claims"]
+    assert claim["task"] == "mine" and claim["summary"]["std"] is None
+
+
+def test_a_recipe_keyword_selects_only_its_own_arms_seed_items(pytester, tiny_model):
+    pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, seeds=2,
+                arms={"plain": {"recipe": "bert-default"}, "corrected": {"recipe": "bert-default-bc"}})
+def test_arms(study):
+    pass
+''')
+    result = _run(pytester, "-k", "bert-default-bc", "--collect-only", "-q")
+    collected = [line for line in result.stdout.lines if "::" in line]
+    assert collected == ["test_arms.py::test_arms[corrected-seed0]", "test_arms.py::test_arms[corrected-seed1]",
+                         "test_arms.py::test_arms[verdict]"]
+
+
 def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=3e-3",
                "--stabench-json=r.json")
     ran.assert_outcomes(passed=1, failed=1)
     (claim,) = _report(suite.path / "r.json")["claims"]
-    assert claim["recipe"].endswith("[dropout=0.0,lr=0.003]")
+    assert claim["recipe"] == "bert-default[dropout=0.0,lr=0.003,max_steps=6,trace_every=2]"  # lr replaced
     bad = _run(suite, "--stabench-set=precision=fp8", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--stabench-set: recipe field precision='fp8' is invalid; expected one of fp32*"])

@@ -81,3 +81,12 @@ def test_an_int_and_the_same_float_are_one_recipe(epochs, max_steps, lr_exponent
     assert as_ints.hash == as_floats.hash and as_ints.replace(name="same") == as_floats.replace(name="same")
     assert isinstance(as_floats.max_steps, int) and isinstance(as_ints.epochs, float)
     assert get_recipe("bert-default", lr=10 ** lr_exponent).hash == get_recipe("bert-default", lr=10.0 ** lr_exponent).hash
+
+
+@given(st.fixed_dictionaries({}, optional=_values), st.fixed_dictionaries({}, optional=_values))
+def test_overrides_in_two_rounds_name_the_recipe_as_one_round(first, second):
+    """A claim's overrides, then --stabench-set's: one bracket in the name, the later value wins."""
+    stepwise = get_recipe("bert-default", **first).replace(**second)
+    at_once = get_recipe("bert-default", **{**first, **second})
+    assert stepwise == at_once and stepwise.name == at_once.name
+    assert stepwise.name.count("[") == (1 if first or second else 0)

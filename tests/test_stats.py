@@ -27,6 +27,7 @@ from stabench.stats import (
     failure_rate_below,
     failure_rate_upper,
     regression,
+    smallest_regression_p,
     runs_needed_for_zero_failures,
     std_below,
     std_upper_bound,
@@ -289,3 +290,24 @@ def test_regression_needs_significance_not_just_effect():
     threshold = Threshold("accuracy", max_mean_drop=0.0, max_extra_failures=0)
     # A drop from four noisy seeds and one extra failure are not significant.
     assert regression(baseline, current - 0.01, 0, 1, threshold) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([0.5, 0.6, 0.75, 0.9, 1.0]), min_size=2, max_size=7),
+       st.lists(st.sampled_from([0.5, 0.6, 0.75, 0.9, 1.0]), min_size=2, max_size=7))
+def test_smallest_regression_p_bounds_every_mean_and_failure_test(baseline, current):
+    """No scores (ties included) give the gate's tests a smaller p than the bound it reports."""
+    floor = smallest_regression_p(len(baseline), len(current))
+    mann_whitney = sps.mannwhitneyu(current, baseline, alternative="less").pvalue
+    failed_now, failed_before = sum(x <= 0.5 for x in current), sum(x <= 0.5 for x in baseline)
+    fisher = sps.fisher_exact([[failed_now, len(current) - failed_now],
+                                       [failed_before, len(baseline) - failed_before]], alternative="greater").pvalue
+    assert mann_whitney >= floor * (1 - 1e-9) and fisher >= floor * (1 - 1e-9)
+
+
+def test_smallest_regression_p_says_when_a_gate_can_fire():
+    assert smallest_regression_p(2, 2) > 0.05  # 2 seeds a side can never show a regression at 5 %
+    assert smallest_regression_p(4, 4) < 0.05
+    assert smallest_regression_p(10, 10) < smallest_regression_p(5, 5)
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        smallest_regression_p(1, 5)

@@ -218,7 +218,7 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
     path = tmp_path / "s.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
         assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
@@ -229,7 +229,9 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
 
 def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s.sqlite"
-    with Store(path) as v1:
+    current = list(store_module._MIGRATIONS)
+    monkeypatch.setattr(store_module, "_MIGRATIONS", current[:1])
+    with Store(path) as v1:  # a store written by the first schema
         v1.put(make_result(0))
     applied: list[int] = []
 
@@ -242,12 +244,15 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
         applied.append(3)
         conn.execute("UPDATE runs SET note = 'migrated'")
 
-    monkeypatch.setattr(store_module, "_MIGRATIONS", [*store_module._MIGRATIONS, to_2, to_3])
-    with Store(path) as v3:
-        assert v3.count() == 1
+    monkeypatch.setattr(store_module, "_MIGRATIONS", [*current, to_2, to_3])
+    with Store(path) as latest:
+        assert latest.count() == 1
+        key = make_result(0).key  # the real migrations ran too: claim tags work on the old run
+        latest.tag([key], "base", claim="test_x")
+        assert [r.key for r in latest.query(tag="base", claim="test_x")] == [key]
     assert applied == [2, 3]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(current) + 2
         assert conn.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
     conn.close()
     Store(path).close()  # already current: nothing runs again
@@ -534,3 +539,20 @@ def test_a_sigkilled_lock_holder_releases_its_claim(tmp_path: Path) -> None:
     kill(holder)
     assert acquired.wait(1.0)
     waiter.join(5)
+
+
+def test_a_tag_remembers_which_claim_each_run_was_tagged_for(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.sqlite") as store:
+        runs = [make_result(seed) for seed in range(3)]
+        for run in runs:
+            store.put(run)
+        assert store.tag([runs[0].key, runs[1].key], "base", claim="test_a") == 2
+        assert store.tag([runs[1].key, runs[2].key], "base", claim="test_b") == 1  # run 1: tagged already
+        store.tag([runs[2].key], "other", claim="test_a")
+        assert [r.seed for r in store.query(tag="base", claim="test_a")] == [0, 1]
+        assert [r.seed for r in store.query(tag="base", claim="test_b")] == [1, 2]
+        assert [r.seed for r in store.query(tag="other", claim="test_a")] == [2]
+        assert store.query(tag="base", claim="test_c") == []
+        assert len(store.query(tag="base")) == 3
+        with pytest.raises(StoreError, match="needs a tag"):
+            store.query(claim="test_a")

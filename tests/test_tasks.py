@@ -75,9 +75,34 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     _write(tmp_path / "train.csv", [{"text": "x", "label": 0}], "csv")
     with pytest.raises(FileNotFoundError, match="task file '.*missing.csv' does not exist"):
         local_task("x", tmp_path / "train.csv", tmp_path / "missing.csv", ["text"])
-    task = local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
+    # A misspelt column fails where the task is defined (at collection, in a claim file).
     with pytest.raises(ValueError, match="column 'sentence' is missing from .*train.csv.*it has columns text, label"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
+    with pytest.raises(ValueError, match="column 'lable' is missing"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="lable")
+    (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
+    with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
+        local_task("x", tmp_path / "bad.jsonl", tmp_path / "bad.jsonl", ["text"])
+
+
+def test_evaluation_labels_missing_from_training_are_refused(tmp_path):
+    _write(tmp_path / "train.csv", [{"text": f"t{i}", "label": i % 2} for i in range(6)], "csv")
+    _write(tmp_path / "dev.csv", [{"text": f"d{i}", "label": i % 3} for i in range(6)], "csv")
+    task = local_task("three-in-dev", tmp_path / "train.csv", tmp_path / "dev.csv", ["text"])
+    with pytest.raises(ValueError, match="labels 2 of .*dev.csv' never occur in .*train.csv'"):
         load_task_data(task)
+
+
+def test_a_task_object_is_registered_under_its_name_once(tmp_path):
+    from stabench.tasks import task_name
+
+    _write(tmp_path / "train.csv", [{"text": "x", "label": 0}], "csv")
+    task = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
+    assert task_name(task) == "mine-object" and task_name(task) == "mine-object"  # idempotent
+    assert get_task("mine-object") is task
+    other = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="text")
+    with pytest.raises(ValueError, match="task name 'mine-object' is already used by another task"):
+        task_name(other)
 
 
 def test_unknown_task_lists_the_known_ones():

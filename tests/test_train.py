@@ -22,6 +22,7 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     assert sum(result.prediction_counts.values()) == 256
     assert result.majority_accuracy == 0.5 and result.primary_metric == "accuracy"
     assert result.task["n_train"] == 256 and result.model["weights_sha256"]
+    assert result.task["num_labels"] == 2 and result.task["text_columns"] == ["sentence1", "sentence2"]
     assert result.environment["torch"] == torch.__version__ and result.environment["device_kind"] == "cpu"
     assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
     assert result.steps_per_s > 0 and result.wall_time_s > 0
