@@ -110,27 +110,38 @@ def test_my_recipe(study):
 '''
 
 
-def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
+@pytest.fixture
+def _keep_torch_threads():
+    """In-process pytest sessions set this process's torch threads (--stabench-cpu-threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch, _keep_torch_threads):
+    """In-process sessions (no subprocess start-up each); every one reads DEMO_LR afresh."""
     pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
     common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
     monkeypatch.setenv("DEMO_LR", "3e-3")
-    pytester.runpytest_subprocess(*common, "--stabench-tag=old").assert_outcomes(passed=5)
+    pytester.runpytest_inprocess(*common, "--stabench-tag=old").assert_outcomes(passed=5)
 
     monkeypatch.setenv("DEMO_LR", "1e-6")  # deliberately worse: barely moves from the random head
-    worse = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md")
+    worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md")
     assert worse.ret == 1
     worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
                                 "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
 
     monkeypatch.setenv("DEMO_LR", "3e-3")
-    same = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old")
+    same = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
     assert same.ret == 0
     same.stdout.fnmatch_lines(["*test_gated.py::test_my_recipe*ok*"])
 
     # --stabench-set renames the recipe (my-recipe[lr=1e-06]); the claim still finds the runs
     # tagged for it, so the override is gated instead of passing as "no baseline".
-    overridden = pytester.runpytest_subprocess(*common, "--stabench-baseline=tag:old", "--stabench-set=lr=1e-6")
+    overridden = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-set=lr=1e-6")
     assert overridden.ret == 1
     overridden.stdout.fnmatch_lines(["*my-recipe[[]lr=1e-06[]]*REGRESSED*",
                                      "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
@@ -139,7 +150,7 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     # a passed gate: when no claim has one, nothing was compared and the session fails.
     pytester.makepyfile(test_other=f"MODEL = {tiny_model!r}\n" + GATED.replace("my-recipe", "other-recipe")
                         .replace("test_my_recipe", "test_other_recipe"))
-    unmatched = pytester.runpytest_subprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
+    unmatched = pytester.runpytest_inprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
     assert unmatched.ret == 1
     unmatched.stdout.fnmatch_lines(["*test_other_recipe*no baseline*",
                                     "no claim has runs in the baseline tag:old, so nothing was compared*"])

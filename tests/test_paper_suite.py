@@ -17,10 +17,12 @@ def _run(pytester, *args):
 
 
 def test_paper_claims_are_collected_and_skip_with_the_reason(pytester):
-    collected = _run(pytester, "--collect-only", "-q", "-k", "verdict")
+    collected = pytester.runpytest_inprocess(str(SUITE), "-p", "no:cacheprovider", f"--rootdir={pytester.path}",
+                                             "--collect-only", "-q", "-k", "verdict")
     for claim in CLAIMS:
         assert f"{claim}[" in collected.stdout.str() or f"{claim}[verdict]" in collected.stdout.str()
-    skipped = _run(pytester, "-k", "table1 and verdict", "-rs")
+    skipped = pytester.runpytest_inprocess(str(SUITE), "-p", "no:cacheprovider", f"--rootdir={pytester.path}",
+                                           "--stabench-store=s.sqlite", "-k", "table1 and verdict", "-rs")
     skipped.assert_outcomes(skipped=4)
     skipped.stdout.fnmatch_lines(["*4 claim(s) skipped*",
                                   "*a CUDA GPU (paper-scale claim*all 4*",  # one row per requirement

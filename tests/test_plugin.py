@@ -28,9 +28,21 @@ def suite(pytester, tiny_model):
     return pytester
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """In-process sessions set this process's torch threads (--stabench-cpu-threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _run(pytester, *args):
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
-                                         "-W", "ignore::DeprecationWarning", *args)
+    """A pytest session on the suite: in this process (no start-up cost), or in a subprocess
+    under xdist, whose workers are processes anyway."""
+    run = pytester.runpytest_subprocess if "-n" in args else pytester.runpytest_inprocess
+    return run("-p", "no:cacheprovider", "--stabench-cpu-threads=1", "-W", "ignore::DeprecationWarning", *args)
 
 
 def _report(path):
@@ -113,7 +125,7 @@ stabench.train.fine_tune = _dies_once
 
 
 def test_options_are_listed_in_help(pytester):
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=STORE*",
                                  "*--stabench-seeds=SEEDS*", "*--stabench-recompute*", "*--stabench-device=DEVICE*",
                                  "*--stabench-workers-per-gpu=WORKERS-PER-GPU*", "*--stabench-profile=PROFILE*",
@@ -188,7 +200,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
-    result = _run(suite, "--stabench-store=s.sqlite", option)
+    # In-process: the session stops in pytest_configure, before any torch setting is touched.
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite", option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
