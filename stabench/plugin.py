@@ -346,9 +346,9 @@ def pytest_runtest_call(item: pytest.Item):
     studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
-        for name, study in studies.items():  # tagged for this claim too, so the gate finds them whatever
-            state.session().store.tag([r.key for r in study.results], tag,  # the recipe is called later
-                                      claim=_arm_label(item, name, studies))
+        # Tagged for this claim too, so a later gate finds them whatever the recipe is called then.
+        for name, study in studies.items():
+            state.session().store.tag([r.key for r in study.results], tag, claim=_arm_label(item, name, studies))
     if option(item.config, "baseline"):
         _record_gate(item, state, spec, studies)
     try:
