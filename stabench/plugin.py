@@ -7,10 +7,12 @@ the store's per-run lock, and then runs the claim's body on the study.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -328,7 +330,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     spec = state.spec(pyfuncitem)
     _skip_unless_available(pyfuncitem, spec)
     arm = spec.arm(unit[0]) if unit[0] else spec.arms[0]
-    result, trained = state.session().run_seed(arm, unit[1])
+    with _one_line_data_errors():
+        result, trained = state.session().run_seed(arm, unit[1])
     pyfuncitem.user_properties.append(("stabench_seed", json.dumps(_seed_row(pyfuncitem, arm, result, trained))))
     return True  # the claim's body runs once, in the verdict item
 
@@ -343,7 +346,8 @@ def pytest_runtest_call(item: pytest.Item):
     state = item.config.stash[_STATE]
     spec = state.spec(item)
     _skip_unless_available(item, spec)
-    studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
+    with _one_line_data_errors():
+        studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
         # Tagged for this claim too, so a later gate finds them whatever the recipe is called then.
@@ -364,6 +368,17 @@ def pytest_runtest_call(item: pytest.Item):
         raise
     _record_claim(item, studies, "passed")
     return outcome
+
+
+@contextlib.contextmanager
+def _one_line_data_errors():
+    """Unusable task data fails each of the claim's items with its one-line reason, not a traceback."""
+    from .tasks import TaskDataError
+
+    try:
+        yield
+    except TaskDataError as error:
+        pytest.fail(str(error), pytrace=False)
 
 
 def _unit(item: pytest.Item):
@@ -491,11 +506,12 @@ class Reporter:
         from .report import fmt
 
         with_reference = any(c.get("reference") for c in self.claims)
+        arms = Counter(c["claim"] for c in self.claims)
         rows = []
         for c in sorted(self.claims, key=lambda c: (c["claim"], c.get("arm", ""))):
             if c["verdict"] != "skipped":
                 s = c["summary"]
-                row = {"claim": c["claim"] + (f" ({c['arm']})" if c["arm"] != c["recipe"] else ""),
+                row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
                        "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
                        "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
                        "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",

@@ -66,6 +66,10 @@ class TaskData:
         }
 
 
+class TaskDataError(ValueError):
+    """A task's data cannot be trained on as given; the message names the file or split and why."""
+
+
 _REGISTRY: dict[str, Task] = {}
 
 
@@ -168,12 +172,12 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
             splits[split] = datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
             missing = [c for c in (*text_columns, label_column) if c not in splits[split].column_names]
             if missing:
-                raise ValueError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns "
-                                 f"{', '.join(splits[split].column_names)}")
+                raise TaskDataError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns "
+                                    f"{', '.join(splits[split].column_names)}")
         unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
         if unseen:
-            raise ValueError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur in "
-                             f"{str(paths['train'])!r}; no model can learn them")
+            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur "
+                                f"in {str(paths['train'])!r}; no model can learn them")
         return datasets.DatasetDict(_labels_to_ids(splits, label_column))
 
     return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
@@ -303,17 +307,17 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int) -> Tas
     splits = task.loader()
     for split in (task.train_split, task.eval_split):
         if split not in splits:
-            raise ValueError(f"task {task.name!r} has no split {split!r}; it has {', '.join(splits)}")
+            raise TaskDataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(splits)}")
     train, evaluation = splits[task.train_split], splits[task.eval_split]
     if train_size is not None:
         if train_size > len(train):
-            raise ValueError(f"train_size={train_size} is larger than {task.name}'s training set "
-                             f"({len(train)} examples)")
+            raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set "
+                                f"({len(train)} examples)")
         train = train.shuffle(seed=subsample_seed).select(range(train_size))
     labels = evaluation[task.label_column]
     if any(label < 0 for label in labels):
-        raise ValueError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
-                         f"evaluate on a labelled split")
+        raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
+                            f"evaluate on a labelled split")
     num_labels = max(max(train[task.label_column]), max(labels)) + 1
     majority = Counter(labels).most_common(1)[0][1] / len(labels)
     return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,

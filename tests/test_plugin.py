@@ -165,6 +165,23 @@ def test_mine(study):
     assert claim["task"] == "mine" and claim["summary"]["std"] is None
 
 
+def test_unusable_task_data_fails_each_item_with_one_line(pytester, tiny_model):
+    pytester.path.joinpath("train.csv").write_text("text,label\n" + "".join(f"t {i},{i % 2}\n" for i in range(8)))
+    pytester.path.joinpath("dev.csv").write_text("text,label\n" + "".join(f"d {i},{i % 3}\n" for i in range(6)))
+    pytester.makepyfile(test_unseen=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+@stabench.claim(task=stabench.local_task("unseen", "train.csv", "dev.csv", ["text"]), model=MODEL,
+                recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=2)
+def test_unseen(study):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite")
+    result.assert_outcomes(failed=3)
+    failures = [line for line in result.stdout.lines if "labels 2 of 'dev.csv' never occur in 'train.csv'" in line]
+    assert len(failures) >= 3 and "Traceback" not in result.stdout.str()
+
+
 def test_a_recipe_keyword_selects_only_its_own_arms_seed_items(pytester, tiny_model):
     pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
 import stabench
