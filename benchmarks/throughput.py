@@ -747,19 +747,19 @@ def main(argv=None) -> dict | int:
     settings = [parse_setting(s) for s in args.settings.split(",") if s.strip()]
     if not any(s.name == "plain" for s in settings):
         settings.insert(0, parse_setting("plain"))
-    runnable, skipped = [], []
-    for s in settings:
-        if s.needs_cuda and device.type != "cuda":
-            print(f"skipped: needs CUDA -- {s.name} ({s.needs_cuda})")
-            skipped.append({"setting": s.name, "reason": f"needs CUDA ({s.needs_cuda})"})
-        else:
-            runnable.append(s)
+    skipped: list[dict] = []
+
+    def can_run(setting: Setting, label: str) -> bool:
+        if setting.needs_cuda and device.type != "cuda":
+            print(f"skipped: needs CUDA -- {label} ({setting.needs_cuda})")
+            skipped.append({"setting": label, "reason": f"needs CUDA ({setting.needs_cuda})"})
+            return False
+        return True
+
+    runnable = [s for s in settings if can_run(s, s.name)]
     ks = [int(k) for k in args.workers.split(",") if k.strip()]
     worker_setting = parse_setting(args.worker_setting or ("stabench+bf16" if device.type == "cuda" else "stabench"))
-    if ks and worker_setting.needs_cuda and device.type != "cuda":
-        print(f"skipped: needs CUDA -- workers x {worker_setting.name} ({worker_setting.needs_cuda})")
-        skipped.append({"setting": f"workers x {worker_setting.name}",
-                        "reason": f"needs CUDA ({worker_setting.needs_cuda})"})
+    if ks and not can_run(worker_setting, f"workers x {worker_setting.name}"):
         ks = []
 
     runs: dict[str, list[Measurement]] = {s.name: [] for s in runnable}

@@ -354,7 +354,7 @@ def pytest_runtest_call(item: pytest.Item):
         for name, study in studies.items():
             state.session().store.tag([r.key for r in study.results], tag, claim=_arm_label(item, name, studies))
     if option(item.config, "baseline"):
-        _record_gate(item, state, spec, studies)
+        _record_gate(item, state, studies)
     try:
         outcome = yield
     except AssertionError as error:
@@ -388,7 +388,7 @@ def _unit(item: pytest.Item):
     return callspec.params.get(UNIT_FIXTURE)
 
 
-def _record_gate(item: pytest.Item, state: State, spec, studies) -> None:
+def _record_gate(item: pytest.Item, state: State, studies) -> None:
     from .gate import check, parse_limits
 
     limits = {**parse_limits(option(item.config, "gate")), **item.get_closest_marker("stabench").kwargs.get("gate", {})}
@@ -400,7 +400,7 @@ def _record_gate(item: pytest.Item, state: State, spec, studies) -> None:
         own = state.session().store.query(tag=baseline[4:], claim=claim) if baseline.startswith("tag:") else []
         # A stored run keeps the recipe name it was first trained under; gate it under the name
         # the claim uses now.
-        current = [dataclasses.replace(r, recipe_name=spec.arm(name).recipe.name) for r in study.results]
+        current = [dataclasses.replace(r, recipe_name=study.arm.recipe.name) for r in study.results]
         result = check(claim, current, own or state.baseline(), limits, same_study=bool(own))
         item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "fails": result.fails,
                                                                   "why": result.why})))

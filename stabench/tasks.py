@@ -170,10 +170,7 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             splits[split] = datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
-            missing = [c for c in (*text_columns, label_column) if c not in splits[split].column_names]
-            if missing:
-                raise TaskDataError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns "
-                                    f"{', '.join(splits[split].column_names)}")
+            _require_columns(path, (*text_columns, label_column), splits[split].column_names, TaskDataError)
         unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
         if unseen:
             raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur "
@@ -201,9 +198,14 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
             header = list(record)
         else:
             header = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+    _require_columns(path, columns, header)
+
+
+def _require_columns(path: Path, columns: tuple[str, ...], header: list[str],
+                     error: type[ValueError] = ValueError) -> None:
     missing = [c for c in columns if c not in header]
     if missing:
-        raise ValueError(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns {', '.join(header)}")
+        raise error(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns {', '.join(header)}")
 
 
 def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:

@@ -29,3 +29,11 @@ def _isolated_store(tmp_path, monkeypatch):
     """No test writes to the user's store or cache; each test gets its own."""
     monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "store" / "results.sqlite"))
     monkeypatch.setenv("STABENCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """In-process pytest sessions (pytester) set this process's torch threads (--stabench-cpu-threads)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

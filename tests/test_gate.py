@@ -110,17 +110,7 @@ def test_my_recipe(study):
 '''
 
 
-@pytest.fixture
-def _keep_torch_threads():
-    """In-process pytest sessions set this process's torch threads (--stabench-cpu-threads)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch, _keep_torch_threads):
+def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     """In-process sessions (no subprocess start-up each); every one reads DEMO_LR afresh."""
     pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
     common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]

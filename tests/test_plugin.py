@@ -28,16 +28,6 @@ def suite(pytester, tiny_model):
     return pytester
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    """In-process sessions set this process's torch threads (--stabench-cpu-threads)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run(pytester, *args):
     """A pytest session on the suite: in this process (no start-up cost), or in a subprocess
     under xdist, whose workers are processes anyway."""
