@@ -28,13 +28,19 @@ def study_key(result: RunResult) -> tuple:
     return (result.task["name"], result.task.get("train_size"), result.model["name"], result.recipe_name)
 
 
-def load_source(source: str, store: Store | None = None) -> list[RunResult]:
-    """Runs named by a baseline spec: ``tag:NAME``, ``env:field=value,...`` or an export file."""
+def load_source(source: str, store: Store | None = None, claim: str | None = None) -> list[RunResult]:
+    """Runs named by a baseline spec: ``tag:NAME``, ``env:field=value,...`` or an export file.
+
+    With ``claim``, only runs that pytest's ``--stabench-tag`` tagged for that claim: a tag's
+    own baseline for it, whatever its recipe is called now (other sources give none).
+    """
+    if claim is not None and not source.startswith("tag:"):
+        return []
     if source.startswith(("tag:", "env:")):
         if store is None:
             raise ValueError(f"baseline {source!r} reads the results store, but none is open")
         if source.startswith("tag:"):
-            return store.query(tag=source[4:])
+            return store.query(tag=source[4:], claim=claim)
         return store.query(env=parse_env(source[4:]))
     path = Path(source)
     if not path.is_file():

@@ -52,8 +52,7 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
         return ModelSource(OFFLINE_DEFAULT, offline_default_path())
     if model == TINY_BERT:
         return ModelSource(TINY_BERT, str(build_tiny_bert(_cache_dir() / "tiny-bert")))
-    looks_like_path = model.startswith((".", "/", "~")) or os.sep in model and Path(model).expanduser().exists()
-    if looks_like_path or Path(model).expanduser().is_dir():
+    if not needs_hub(model):
         path = Path(model).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"model path {model!r} does not exist; expected a folder saved by "
@@ -68,6 +67,14 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
         raise RuntimeError(f"model {model!r} is not a local folder, a built-in model ({OFFLINE_DEFAULT!r}, "
                            f"{TINY_BERT!r}) or in the Hugging Face cache, and cannot be downloaded: {hub_reason()}")
     return ModelSource(model, model, revision)
+
+
+def needs_hub(model: str) -> bool:
+    """Whether ``model`` names a hub id: neither built in nor a local path."""
+    if model in (OFFLINE_DEFAULT, TINY_BERT):
+        return False
+    looks_like_path = model.startswith((".", "/", "~")) or os.sep in model and Path(model).expanduser().exists()
+    return not (looks_like_path or Path(model).expanduser().is_dir())
 
 
 def offline_default_path() -> str:

@@ -389,7 +389,7 @@ def _unit(item: pytest.Item):
 
 
 def _record_gate(item: pytest.Item, state: State, studies) -> None:
-    from .gate import check, parse_limits
+    from .gate import check, load_source, parse_limits
 
     limits = {**parse_limits(option(item.config, "gate")), **item.get_closest_marker("stabench").kwargs.get("gate", {})}
     baseline = option(item.config, "baseline")
@@ -397,7 +397,7 @@ def _record_gate(item: pytest.Item, state: State, studies) -> None:
         claim = _arm_label(item, name, studies)
         # Runs tagged for this very claim are its baseline, however its recipe is named now
         # (--stabench-set renames it); otherwise runs of the same task, model and recipe name.
-        own = state.session().store.query(tag=baseline[4:], claim=claim) if baseline.startswith("tag:") else []
+        own = load_source(baseline, state.session().store, claim=claim)
         # A stored run keeps the recipe name it was first trained under; gate it under the name
         # the claim uses now.
         current = [dataclasses.replace(r, recipe_name=study.arm.recipe.name) for r in study.results]

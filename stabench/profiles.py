@@ -12,7 +12,7 @@ import socket
 import urllib.parse
 from pathlib import Path
 
-from .models import OFFLINE_DEFAULT, TINY_BERT
+from .models import TINY_BERT, needs_hub
 
 TOY = {
     "model": TINY_BERT,
@@ -33,9 +33,8 @@ def missing_requirements(spec) -> list[str]:
     if "cuda" in spec.requires and not _cuda_available():
         missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
     for arm in spec.arms:
-        if arm.model not in (OFFLINE_DEFAULT, TINY_BERT) and not Path(arm.model).expanduser().is_dir():
-            if not hub_file_available(arm.model, "config.json", "model"):
-                missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
+        if needs_hub(arm.model) and not hub_file_available(arm.model, "config.json", "model"):
+            missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
         task = get_task(arm.task)
         if task.source == "glue" and not _glue_available(task.name):
             missing.append(f"dataset nyu-mll/glue/{task.name} ({hub_reason()})")

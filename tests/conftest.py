@@ -7,6 +7,9 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
+# Imported here, before any in-process pytest session: pytester drops the modules such a session
+# imported, and a second import of datasets fails (pyarrow keeps its extension types per process).
+import datasets  # noqa: E402, F401
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
