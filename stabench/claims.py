@@ -26,8 +26,6 @@ from .result import RunResult
 from .store import Store
 from .tasks import Task, task_name
 
-MARKER = "stabench"
-
 
 def claim(task: str | Task | None = None, model: str | None = None, recipe: str | Recipe | None = None,
           seeds: int | Sequence[int] = 5, arms: Mapping[str, Mapping[str, Any]] | None = None,
