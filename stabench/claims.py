@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 
 from . import stats
+from .gate import check_limits
 from .metrics import higher_is_better
 from .recipes import Recipe, get_recipe
 from .result import RunResult
 from .store import Store
-from .tasks import Task, task_name
+from .tasks import Task, get_task, task_name
 
 
 def claim(task: str | Task | None = None, model: str | None = None, recipe: str | Recipe | None = None,
@@ -43,11 +44,32 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     limits (see ``stabench.gate``); ``reference`` holds published numbers shown beside the
     measured ones, per arm name.
     """
-    if isinstance(seeds, int) and seeds < 1:
-        raise ValueError(f"seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds")
+    _check_claim(task, recipe, seeds, arms, train_size, gate)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
+
+
+def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
+    """A misspelt name or impossible value in a claim fails when pytest imports the file, naming it.
+
+    Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
+    """
+    if isinstance(seeds, int):
+        if isinstance(seeds, bool) or seeds < 1:
+            raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
+    elif not seeds or any(not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"claim seeds={list(seeds)!r} is invalid; expected a count >= 1 or a list of "
+                         f"distinct seeds >= 0")
+    for options in ({"task": task, "recipe": recipe, "train_size": train_size}, *(arms or {}).values()):
+        if isinstance(options.get("task"), str):
+            get_task(options["task"])
+        if options.get("recipe") is not None:
+            get_recipe(options["recipe"])
+        size = options.get("train_size")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise ValueError(f"claim train_size={size!r} is invalid; expected a number of examples >= 1")
+    check_limits(gate)
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,17 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
     with Store(args.store or default_store_path()) as store:
         baseline = load_source(args.baseline, store)
-        current = store.query() if args.current == "store" else load_source(args.current, store)
+        current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
     if not baseline:
         raise ValueError(f"baseline {args.baseline!r} holds no runs")
+    if not current:
+        raise ValueError(f"current {args.current!r} holds no runs")
+    baseline_keys = {r.key for r in baseline}
+    if all(r.key in baseline_keys for r in current):
+        console.print(f"[red]every run in {escape(args.current)} is also in the baseline {escape(args.baseline)}, "
+                      f"so nothing new was compared; name runs outside the baseline (e.g. "
+                      f"env:transformers=VERSION for the runs of a newer stack)[/]", highlight=False)
+        return 1
     results = compare_sources(baseline, current, parse_limits(args.limits))
     rows = [result.row() for result in results]
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]

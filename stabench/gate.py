@@ -8,6 +8,7 @@ edited recipe of the same name is compared with its past self, seed for seed whe
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,23 +29,25 @@ def study_key(result: RunResult) -> tuple:
     return (result.task["name"], result.task.get("train_size"), result.model["name"], result.recipe_name)
 
 
-def load_source(source: str, store: Store | None = None, claim: str | None = None) -> list[RunResult]:
-    """Runs named by a baseline spec: ``tag:NAME``, ``env:field=value,...`` or an export file.
+def load_source(source: str, store: Store | None = None, claim: str | None = None,
+                role: str = "baseline") -> list[RunResult]:
+    """Runs named by a spec: ``tag:NAME``, ``env:field=value,...`` or an export file.
 
     With ``claim``, only runs that pytest's ``--stabench-tag`` tagged for that claim: a tag's
     own baseline for it, whatever its recipe is called now (other sources give none).
+    ``role`` names the source in errors (baseline or current).
     """
     if claim is not None and not source.startswith("tag:"):
         return []
     if source.startswith(("tag:", "env:")):
         if store is None:
-            raise ValueError(f"baseline {source!r} reads the results store, but none is open")
+            raise ValueError(f"{role} {source!r} reads the results store, but none is open")
         if source.startswith("tag:"):
             return store.query(tag=source[4:], claim=claim)
         return store.query(env=parse_env(source[4:]))
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"baseline {source!r} is neither tag:NAME, env:FIELD=VALUE nor an existing "
+        raise FileNotFoundError(f"{role} {source!r} is neither tag:NAME, env:FIELD=VALUE nor an existing "
                                 f"export file (stabench export)")
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
         scratch_store.import_file(path)
@@ -64,18 +67,46 @@ def parse_env(text: str) -> dict[str, str]:
 
 def parse_limits(text: str | None) -> dict[str, float]:
     """``max_mean_drop=0.02,max_extra_failures=1`` -> limits over the defaults."""
-    limits = dict(DEFAULT_LIMITS)
+    given: dict[str, Any] = {}
     for item in filter(None, (text or "").split(",")):
         name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in DEFAULT_LIMITS:
+        if not sep:
             raise ValueError(f"gate limit {item!r} is invalid; expected NAME=VALUE with NAME one of "
                              f"{', '.join(DEFAULT_LIMITS)}")
-        try:
-            limits[name] = None if value.strip().lower() == "none" else float(value)
-        except ValueError:
-            raise ValueError(f"gate limit {item!r} is invalid; its value must be a number or none") from None
-    return limits
+        given[name.strip()] = value.strip()
+    return check_limits(given)
+
+
+def check_limits(limits: Mapping[str, Any] | None) -> dict[str, float]:
+    """Limits over the defaults, each checked: a misspelt name or an impossible value is an error,
+    never a silently different gate.  Values may be numbers or their text; none switches a test off."""
+    checked = dict(DEFAULT_LIMITS)
+    for name, value in (limits or {}).items():
+        if name not in DEFAULT_LIMITS:
+            raise ValueError(f"gate limit {name!r} is unknown; expected one of {', '.join(DEFAULT_LIMITS)}")
+        checked[name] = _limit_value(name, value)
+    return checked
+
+
+_LIMIT_RANGES = {"alpha": "a number in (0, 1)", "max_mean_drop": "a number >= 0 or none",
+                 "max_std_increase": "a number >= 0 or none", "max_extra_failures": "an integer >= 0 or none"}
+
+
+def _limit_value(name: str, value: Any) -> float | int | None:
+    if value is None or isinstance(value, str) and value.strip().lower() == "none":
+        if name == "alpha":
+            raise ValueError(f"gate limit alpha={value} is invalid; expected {_LIMIT_RANGES[name]}")
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    valid = (0 < number < 1 if name == "alpha" else number >= 0) and math.isfinite(number)
+    if name == "max_extra_failures" and valid:
+        valid = number.is_integer()
+    if not valid or isinstance(value, bool):
+        raise ValueError(f"gate limit {name}={value} is invalid; expected {_LIMIT_RANGES[name]}")
+    return int(number) if name == "max_extra_failures" else number
 
 
 @dataclass(frozen=True)
@@ -89,6 +120,7 @@ class GateResult:
     baseline: stats.Summary | None
     reasons: list[str] = field(default_factory=list)
     too_few_seeds: str | None = None  # why the mean and failure tests could never fire
+    changed: str = "-"  # what differs between the baseline's runs and the current ones
 
     @property
     def regressed(self) -> bool:
@@ -118,7 +150,7 @@ class GateResult:
         task, train_size, model, recipe = self.study
         return {"claim": self.claim, "task": task + (f" ({train_size})" if train_size else ""), "model": model,
                 "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
-                "current": describe(self.current), "gate": self.verdict}
+                "current": describe(self.current), "changed": self.changed, "gate": self.verdict}
 
 
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
@@ -128,7 +160,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     ``same_study``: the baseline runs are already this study's (tagged for this claim), so
     they are not matched by task, model and recipe name.
     """
-    limits = {**DEFAULT_LIMITS, **(limits or {})}
+    limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
     matching = [r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics]
@@ -140,8 +172,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
         return GateResult(claim, key, metric, now, None)
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
-                                max_extra_failures=None if limits["max_extra_failures"] is None
-                                else int(limits["max_extra_failures"]), alpha=float(limits["alpha"]))
+                                max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
     reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
                                sum(r.failed for r in baseline), sum(r.failed for r in current), threshold)
     smallest_p = stats.smallest_regression_p(len(baseline), len(current))
@@ -149,7 +180,32 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     if smallest_p >= threshold.alpha:
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
                    f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
-    return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few)
+    return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
+                      what_changed(baseline, current))
+
+
+def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
+    """What differs between two sets of runs of one study, e.g. ``transformers 5.24.0 -> 5.23.0``,
+    so a gate says which stacks it compared (``same runs`` when it compared runs with themselves)."""
+    if {r.key for r in baseline} == {r.key for r in current}:
+        return "same runs"
+
+    def values(runs: Sequence[RunResult], get) -> str:
+        return "/".join(sorted({str(get(r)) for r in runs}))
+
+    changes = []
+    for name in KEY_FIELDS:
+        before = values(baseline, lambda r: r.environment.get(name))
+        after = values(current, lambda r: r.environment.get(name))
+        if before != after:
+            changes.append(f"{name} {before} -> {after}")
+    model_identity = ("name", "revision", "weights_sha256")
+    for what, get in (("recipe content", lambda r: r.recipe_hash),
+                      ("model", lambda r: [r.model.get(part) for part in model_identity]),
+                      ("data", lambda r: r.task.get("fingerprint"))):
+        if values(baseline, get) != values(current, get):
+            changes.append(what)
+    return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

@@ -224,6 +224,12 @@ def _reinit_module(module: nn.Module, std: float) -> None:
                 sub.bias.zero_()
 
 
+def check_reinit_layers(k: int, num_layers: int) -> None:
+    if not 0 <= k <= num_layers:
+        raise ValueError(f"recipe field reinit_layers={k!r} is invalid for this model; expected 0..{num_layers} "
+                         f"(it has {num_layers} encoder layers)")
+
+
 def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> list[str]:
     """Re-initialise the top ``k`` encoder layers and (optionally) the pooler, in place.
 
@@ -235,8 +241,7 @@ def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> l
     Returns the names (as in ``model.named_parameters()``) of the re-initialised parameters.
     """
     layers = encoder_layers(model)
-    if not 0 <= k <= len(layers):
-        raise ValueError(f"k={k!r} top layers to re-initialise; accepted range 0..{len(layers)}")
+    check_reinit_layers(k, len(layers))
     std = float(model.config.initializer_range)
     modules = list(layers[len(layers) - k:])
     pooler = getattr(getattr(model, "base_model", model), "pooler", None)

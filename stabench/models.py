@@ -98,6 +98,15 @@ def _load_tokenizer(path: str, revision: str | None):
         raise RuntimeError(f"could not load the tokenizer of {path!r}: {str(error).splitlines()[0]}") from error
 
 
+def num_encoder_layers(source: ModelSource) -> int | None:
+    """The model's depth from its config alone (no weights loaded); None where the config does not say."""
+    try:
+        config = AutoConfig.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
+    except OSError as error:
+        raise RuntimeError(f"could not load model {source.name!r}: {str(error).splitlines()[0]}") from error
+    return getattr(config, "num_hidden_layers", None)
+
+
 def load_model(source: ModelSource, num_labels: int, dropout: float | None,
                attention: str | None = None) -> PreTrainedModel:
     """A sequence classifier with a freshly initialised head (the caller seeds the RNG first).

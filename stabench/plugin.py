@@ -145,6 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _STATE = pytest.StashKey["State"]()
+_BAD_CLAIM = pytest.StashKey[str]()
 
 
 class State:
@@ -291,7 +292,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         unit = _unit(item)
         if unit is None:
             continue
-        spec = state.spec(item)
+        try:
+            spec = state.spec(item)
+        except ValueError as error:  # e.g. a misspelt recipe among parametrize values
+            item.stash[_BAD_CLAIM] = str(error)
+            continue
         for arm in spec.arms:  # a seed item is one arm's; the verdict reads them all
             if unit == VERDICT or unit[0] in (None, arm.name):
                 item.extra_keyword_matches.update({arm.task, arm.recipe.name, arm.model, arm.name})
@@ -300,6 +305,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         claim_items.append(((unit == VERDICT, rank, index), item))
     for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
         items[position] = item
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A claim whose options are unusable fails each of its items with the one-line reason."""
+    if error := item.stash.get(_BAD_CLAIM, None):
+        pytest.fail(error, pytrace=False)
 
 
 @pytest.fixture
@@ -389,9 +400,10 @@ def _unit(item: pytest.Item):
 
 
 def _record_gate(item: pytest.Item, state: State, studies) -> None:
-    from .gate import check, load_source, parse_limits
+    from .gate import check, check_limits, load_source, parse_limits
 
-    limits = {**parse_limits(option(item.config, "gate")), **item.get_closest_marker("stabench").kwargs.get("gate", {})}
+    limits = check_limits({**parse_limits(option(item.config, "gate")),
+                           **item.get_closest_marker("stabench").kwargs.get("gate", {})})
     baseline = option(item.config, "baseline")
     for name, study in studies.items():
         claim = _arm_label(item, name, studies)

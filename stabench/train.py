@@ -56,6 +56,8 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
         raise ValueError(f"seed={seed!r} is invalid; expected an integer >= 0")
     recipe = get_recipe(recipe)
     source = models.resolve(model)
+    if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
+        interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
     env = environment.capture(device=device, precision=recipe.precision)
     task_info, model_info = data.describe(), source.describe()

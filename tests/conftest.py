@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random BERT saved to disk and loaded through from_pretrained."""
 from __future__ import annotations
 
+import importlib
 import os
 
 # Before datasets / huggingface_hub are imported: they read these once, at import.
@@ -9,7 +10,8 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 # Imported here, before any in-process pytest session: pytester drops the modules such a session
 # imported, and a second import of datasets fails (pyarrow keeps its extension types per process).
-import datasets  # noqa: E402, F401
+importlib.import_module("datasets")
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 

@@ -1,6 +1,13 @@
-import pytest
+import dataclasses
+import math
 
-from stabench.gate import check, compare_sources, load_source, parse_env, parse_limits
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+
+from stabench.cli import main
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, parse_env, parse_limits,
+                           what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -88,13 +95,71 @@ def test_sources_from_tags_environments_and_export_files(tmp_path):
 
 @pytest.mark.parametrize("call, message", [
     (lambda: parse_env("cuda=12"), "environment filter 'cuda=12' is invalid"),
-    (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop=1' is invalid"),
-    (lambda: parse_limits("alpha=high"), "its value must be a number"),
-    (lambda: load_source("nothing-here.json"), "neither tag:NAME, env:FIELD=VALUE nor an existing export file"),
+    (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop' is unknown; expected one of max_mean_drop, "),
+    (lambda: parse_limits("alpha"), "gate limit 'alpha' is invalid; expected NAME=VALUE"),
+    (lambda: parse_limits("alpha=high"), r"gate limit alpha=high is invalid; expected a number in \(0, 1\)"),
+    (lambda: load_source("nothing-here.json"), "baseline 'nothing-here.json' is neither tag:NAME, env:FIELD=VALUE "
+                                               "nor an existing export file"),
+    (lambda: load_source("nothing-here.json", role="current"), "current 'nothing-here.json' is neither"),
 ])
 def test_bad_gate_input_is_named(call, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         call()
+
+
+LIMIT_VALUES = {
+    "alpha": st.floats(0, 1, exclude_min=True, exclude_max=True),
+    "max_mean_drop": st.none() | st.floats(0, 10),
+    "max_std_increase": st.none() | st.floats(0, 10),
+    "max_extra_failures": st.none() | st.integers(0, 100),
+}
+BAD_LIMIT_VALUES = {
+    "alpha": st.none() | st.floats(1, 1e9) | st.floats(-1e9, 0) | st.sampled_from([math.nan, math.inf]),
+    "max_mean_drop": st.floats(-1e9, -1e-9) | st.sampled_from([math.nan, math.inf, "x"]),
+    "max_std_increase": st.floats(-1e9, -1e-9) | st.sampled_from([math.nan, -math.inf, ""]),
+    "max_extra_failures": st.integers(-100, -1) | st.floats(0.1, 0.9) | st.sampled_from([1.5, math.nan]),
+}
+
+
+@given(st.fixed_dictionaries({}, optional=LIMIT_VALUES))
+def test_valid_limits_parse_from_text_as_given_over_the_defaults(limits):
+    text = ",".join(f"{name}={'none' if value is None else repr(value)}" for name, value in limits.items())
+    assert parse_limits(text) == check_limits(limits) == {**DEFAULT_LIMITS, **limits}
+
+
+@given(st.sampled_from(sorted(BAD_LIMIT_VALUES)).flatmap(lambda name: st.tuples(st.just(name),
+                                                                                 BAD_LIMIT_VALUES[name])))
+def test_impossible_limits_are_refused_with_the_limit_named(bad):
+    name, value = bad
+    with pytest.raises(ValueError, match=f"gate limit {name}=.* is invalid; expected "):
+        check_limits({name: value})
+    with pytest.raises(ValueError, match=f"gate limit {name}=.* is invalid; expected "):
+        parse_limits(f"{name}={value}")
+
+
+def test_what_changed_names_the_stack_and_inputs_that_differ():
+    old = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    new = [_run(s, v) for s, v in enumerate(GOOD)]
+    assert what_changed(old, new) == "torch 2.11.0 -> 2.13.0"
+    assert check("c", new, old).changed == "torch 2.11.0 -> 2.13.0"
+    assert what_changed(old, old) == "same runs"
+    edited = [dataclasses.replace(r, key=r.key + "e", recipe_hash="h2", task={**r.task, "fingerprint": "f2"})
+              for r in old]
+    assert what_changed(old, edited) == "recipe content, data"
+
+
+def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, capsys):
+    with Store(tmp_path / "s.sqlite") as store:
+        runs = [_run(s, v) for s, v in enumerate(GOOD)]
+        for run in runs:
+            store.put(run)
+        store.tag([r.key for r in runs], "base")
+    argv = ["--store", str(tmp_path / "s.sqlite")]
+    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in out
+    assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
+    assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
 
 
 GATED = '''
@@ -127,7 +192,7 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     monkeypatch.setenv("DEMO_LR", "3e-3")
     same = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
     assert same.ret == 0
-    same.stdout.fnmatch_lines(["*test_gated.py::test_my_recipe*ok*"])
+    same.stdout.fnmatch_lines(["*test_gated.py::test_my_recipe*same runs*ok*"])  # it says what it compared
 
     # --stabench-set renames the recipe (my-recipe[lr=1e-06]); the claim still finds the runs
     # tagged for it, so the override is gated instead of passing as "no baseline".

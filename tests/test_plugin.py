@@ -1,5 +1,6 @@
 """The pytest plugin, driven through pytester in subprocesses (xdist needs real processes)."""
 import json
+import re
 import sqlite3
 
 import pytest
@@ -172,6 +173,40 @@ def test_unseen(study):
     assert len(failures) >= 3 and "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(task="same-numbr"), "unknown task 'same-numbr'; known tasks: "),
+    (dict(recipe="bert-defualt"), "unknown recipe 'bert-defualt'; known recipes: bert-default, "),
+    (dict(arms={"a": {"recipe": "mosbach-stabel"}}), "unknown recipe 'mosbach-stabel'"),
+    (dict(seeds=range(-1, 2)), "claim seeds=[-1, 0, 1] is invalid; expected a count >= 1 or a list of distinct"),
+    (dict(seeds=[1, 1]), "claim seeds=[1, 1] is invalid"),
+    (dict(seeds=0), "claim seeds=0 is invalid"),
+    (dict(train_size=0), "claim train_size=0 is invalid; expected a number of examples >= 1"),
+    (dict(gate={"alpah": 0.1}), "gate limit 'alpah' is unknown; expected one of max_mean_drop, "),
+    (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
+])
+def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(options, message):
+    import stabench
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        stabench.claim(**{**dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2), **options})
+
+
+def test_a_bad_parametrize_value_fails_only_its_own_items_with_one_line(pytester, tiny_model):
+    pytester.makepyfile(test_param=f"MODEL = {tiny_model!r}\n" + '''
+import pytest
+import stabench
+
+@pytest.mark.parametrize("recipe", [stabench.get_recipe("bert-default", max_steps=2), "bert-defualt"])
+@stabench.claim(task="polarity", model=MODEL, seeds=1)
+def test_param(study, recipe):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite")
+    result.assert_outcomes(passed=2, errors=2)
+    bad = [line for line in result.stdout.lines if "unknown recipe 'bert-defualt'; known recipes" in line]
+    assert len(bad) >= 2 and "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
 def test_a_recipe_keyword_selects_only_its_own_arms_seed_items(pytester, tiny_model):
     pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
 import stabench
@@ -202,7 +237,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a range like 0-4"),
     ("--stabench-seeds=0", "--stabench-seeds=0 selects no seed; expected N >= 1"),
     ("--stabench-device=tpu", "--stabench-device: device 'tpu' is invalid; expected auto, cpu, cuda or cuda:N"),
-    ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop=0.1' is invalid; expected NAME=VALUE"),
+    ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop' is unknown; expected one of max_mean_drop"),
+    ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
     ("--stabench-baseline=tag:nosuch", "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite; tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
 ])

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -85,8 +86,17 @@ def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
 ])
 def test_bad_input_is_named(tiny_model, kwargs, message):
     args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
-    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("[", r"\[")):
+    with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
         prepare(**args)
+
+
+def test_reinit_deeper_than_the_model_is_named_before_data_or_weights_load(tiny_model, monkeypatch):
+    from stabench import train
+
+    monkeypatch.setattr(train, "load_task_data", lambda *args, **kwargs: pytest.fail("the data was loaded"))
+    with pytest.raises(ValueError, match=re.escape("reinit_layers=3 is invalid for this model; expected 0..2 "
+                                                   "(it has 2 encoder layers)")):
+        prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", reinit_layers=3), seed=0)
 
 
 def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
