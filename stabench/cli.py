@@ -62,6 +62,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
+    if args.cpu_threads is not None:
+        if args.cpu_threads < 1:
+            raise ValueError(f"--cpu-threads {args.cpu_threads} is invalid; expected an integer >= 1")
+        import torch
+
+        torch.set_num_threads(args.cpu_threads)
     store = None if args.no_store else Store(args.store or default_store_path())
     console.print(f"[bold]{escape(task.name)}[/] · {escape(args.model)} · recipe [bold]{escape(recipe.name)}[/] "
                   f"({recipe.hash}) · "
@@ -197,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a recipe field (repeatable)")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: torch's); part of a CPU "
+                                                     "run's key, as pytest's --stabench-cpu-threads")
     run.add_argument("--recompute", action="store_true", help="train again even when a result is stored")
     run.add_argument("--no-store", action="store_true", help="do not read or write the results store")
     run.add_argument("--train-file", help="local task: training file (CSV, TSV or JSON lines)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .environment import KEY_FIELDS
+from .environment import CPU_KEY_FIELDS, KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .result import RunResult
 from .store import Store
@@ -194,9 +194,9 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         return "/".join(sorted({str(get(r)) for r in runs}))
 
     changes = []
-    for name in KEY_FIELDS:
-        before = values(baseline, lambda r: r.environment.get(name))
-        after = values(current, lambda r: r.environment.get(name))
+    for name in (*KEY_FIELDS, *CPU_KEY_FIELDS):  # as far as they enter the run key
+        before = values(baseline, lambda r: key_fields(r.environment).get(name))
+        after = values(current, lambda r: key_fields(r.environment).get(name))
         if before != after:
             changes.append(f"{name} {before} -> {after}")
     model_identity = ("name", "revision", "weights_sha256")

@@ -7,6 +7,7 @@ import time
 
 import hypothesis.strategies as st
 import pytest
+import torch
 from hypothesis import given
 
 from stabench.cli import main, parse_seeds
@@ -45,6 +46,9 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert second.count("stored, not retrained") == 2 and second.count("trained in") == 1
     assert main(["runs", "--task", "polarity"]) == 0
     assert "3 stored run(s)" in capsys.readouterr().out
+    threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
+    assert main(_args(tiny_model, "--seeds", "0", "--cpu-threads", str(threads))) == 0
+    assert "trained in" in capsys.readouterr().out and torch.get_num_threads() == threads
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -58,6 +62,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
+    (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches the filters; nothing was tagged 'baseline'"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):

@@ -146,6 +146,12 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     edited = [dataclasses.replace(r, key=r.key + "e", recipe_hash="h2", task={**r.task, "fingerprint": "f2"})
               for r in old]
     assert what_changed(old, edited) == "recipe content, data"
+    one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
+                 for r in new] for n in (1, 2))
+    assert what_changed(one, two) == "cpu_threads 1 -> 2"  # it changes a CPU run's result
+    gpu_one, gpu_two = ([dataclasses.replace(r, environment={**r.environment, "device_kind": "cuda"}) for r in runs]
+                        for runs in (one, two))
+    assert what_changed(gpu_one, gpu_two).startswith("nothing recorded")  # a GPU run's key ignores it
 
 
 def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, capsys):

@@ -123,3 +123,18 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
     found_metrics, found = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), recipe)
     assert torch.equal(found, expected) and found_metrics == expected_metrics
     assert sizes[0] == train.EVAL_BATCH_SIZE["cpu"] and max(sizes[sizes.index(32):]) == 32
+
+
+def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
+    """On a CPU, 1 and 2 threads reduce floats in different orders and can end a run differently."""
+    from stabench.environment import key_fields
+
+    keys = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)  # restored by the autouse fixture
+        prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, "bert-default", seed=0)
+        keys[threads] = prepared.key
+        assert prepared.environment["cpu_threads"] == threads
+    assert keys[1] != keys[2]
+    gpu = {**prepared.environment, "device_kind": "cuda", "device_name": "NVIDIA H200"}
+    assert "cpu_threads" not in key_fields(gpu) and key_fields({**gpu, "cpu_threads": 16}) == key_fields(gpu)
