@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,9 @@ def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
     if isinstance(seeds, int):
         if isinstance(seeds, bool) or seeds < 1:
             raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
-    elif not seeds or any(not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"claim seeds={list(seeds)!r} is invalid; expected a count >= 1 or a list of "
-                         f"distinct seeds >= 0")
+    elif not (listed := list(seeds)) or any(not isinstance(s, Integral) or s < 0 for s in listed) \
+            or len(set(listed)) != len(listed):
+        raise ValueError(f"claim seeds={listed!r} is invalid; expected a count >= 1 or a list of distinct seeds >= 0")
     for options in ({"task": task, "recipe": recipe, "train_size": train_size}, *(arms or {}).values()):
         if isinstance(options.get("task"), str):
             get_task(options["task"])

@@ -100,11 +100,14 @@ def _load_tokenizer(path: str, revision: str | None):
 
 def num_encoder_layers(source: ModelSource) -> int | None:
     """The model's depth from its config alone (no weights loaded); None where the config does not say."""
+    return getattr(_load_config(source), "num_hidden_layers", None)
+
+
+def _load_config(source: ModelSource, **overrides):
     try:
-        config = AutoConfig.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
+        return AutoConfig.from_pretrained(source.path, revision=source.revision, trust_remote_code=False, **overrides)
     except OSError as error:
         raise RuntimeError(f"could not load model {source.name!r}: {str(error).splitlines()[0]}") from error
-    return getattr(config, "num_hidden_layers", None)
 
 
 def load_model(source: ModelSource, num_labels: int, dropout: float | None,
@@ -115,11 +118,7 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     would otherwise keep a bf16/fp16 checkpoint's dtype); lower precision is the recipe's
     autocast, never the stored parameters.
     """
-    try:
-        config = AutoConfig.from_pretrained(source.path, revision=source.revision, num_labels=num_labels,
-                                            trust_remote_code=False)
-    except OSError as error:
-        raise RuntimeError(f"could not load model {source.name!r}: {str(error).splitlines()[0]}") from error
+    config = _load_config(source, num_labels=num_labels)
     if dropout is not None:
         for field in _DROPOUT_FIELDS:
             if hasattr(config, field):
