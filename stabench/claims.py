@@ -56,12 +56,16 @@ def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
     """
-    if isinstance(seeds, int):
+    if not isinstance(seeds, (Integral, Iterable)):
+        raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
+    if isinstance(seeds, Integral):
         if isinstance(seeds, bool) or seeds < 1:
             raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
     elif not (listed := list(seeds)) or any(not isinstance(s, Integral) or s < 0 for s in listed) \
             or len(set(listed)) != len(listed):
         raise ValueError(f"claim seeds={listed!r} is invalid; expected a count >= 1 or a list of distinct seeds >= 0")
+    for name, options in (arms or {}).items():
+        check_arm(name, options)
     for options in ({"task": task, "recipe": recipe, "train_size": train_size}, *(arms or {}).values()):
         if isinstance(options.get("task"), str):
             get_task(options["task"])
@@ -71,6 +75,19 @@ def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
             raise ValueError(f"claim train_size={size!r} is invalid; expected a number of examples >= 1")
     check_limits(gate)
+
+
+ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
+
+
+def check_arm(name: str, options: Any) -> None:
+    """An arm is a mapping of claim fields; a misspelt field would otherwise fall back to the claim's."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"claim arm {name!r} is {options!r}; expected a dict of {', '.join(ARM_FIELDS)}")
+    unknown = sorted(set(options) - set(ARM_FIELDS))
+    if unknown:
+        raise ValueError(f"claim arm {name!r} has unknown field(s) {', '.join(map(repr, unknown))}; expected "
+                         f"{', '.join(ARM_FIELDS)}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
     arms = []
     # Arms may come from a parametrize argument named "arms" (e.g. recipes that depend on another parameter).
     for name, arm_options in (params.get("arms") or options.get("arms") or {default_arm: {}}).items():
+        check_arm(name, arm_options)
         merged = {**base, **{k: v for k, v in arm_options.items() if k != "toy"}}
         for required in ("task", "model", "recipe"):
             if merged.get(required) is None:
@@ -152,6 +170,11 @@ def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None 
     return seeds_of(seeds, seed_override)
 
 
+class RunSetupError(ValueError):
+    """A run that cannot be set up as asked (an unknown name, an impossible value, unusable data
+    or model); the message says it all, so pytest shows it as one line."""
+
+
 class SeedNotRun(Exception):
     """A seed of this session crashed or raised before its result was stored."""
 
@@ -171,7 +194,10 @@ class Session:
     def _prepare(self, arm: Arm, seed: int):
         from .train import prepare
 
-        return prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+        try:
+            return prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+        except (ValueError, OSError, RuntimeError) as error:  # names, values, files, models: no training yet
+            raise RunSetupError(str(error)) from error
 
     def run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         """The stored result for (arm, seed), or train and store it: (result, trained?)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -112,7 +113,7 @@ def _print_study(console: Console, results: list) -> None:
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path()) as store:
+    with Store(args.store or default_store_path(), must_exist=True) as store:
         if args.show:
             result = store.get(args.show)
             if result is None:
@@ -131,7 +132,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path()) as store:
+    with Store(args.store or default_store_path(), must_exist=True) as store:
         count = store.export(args.path, fmt=args.format)
     console.print(f"exported {count} run(s) to {args.path}")
     return 0
@@ -147,7 +148,10 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     from .gate import compare_sources, load_source, parse_limits
 
-    with Store(args.store or default_store_path()) as store:
+    sources = (args.baseline, args.current)
+    reads_store = any(source == "store" or source.startswith(("tag:", "env:")) for source in sources)
+    # Two export files need no store, and a misspelt store path is an error rather than a new store.
+    with Store(args.store or default_store_path(), must_exist=True) if reads_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
     if not baseline:
@@ -175,7 +179,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path()) as store:
+    with Store(args.store or default_store_path(), must_exist=True) as store:
         env = parse_env(args.env) if args.env else None
         runs = store.query(task=args.task, model=args.model, recipe=args.recipe, env=env)
         if not runs:

@@ -80,6 +80,8 @@ def parse_limits(text: str | None) -> dict[str, float]:
 def check_limits(limits: Mapping[str, Any] | None) -> dict[str, float]:
     """Limits over the defaults, each checked: a misspelt name or an impossible value is an error,
     never a silently different gate.  Values may be numbers or their text; none switches a test off."""
+    if limits is not None and not isinstance(limits, Mapping):
+        raise ValueError(f"gate limits {limits!r} are invalid; expected a dict such as {{'alpha': 0.01}}")
     checked = dict(DEFAULT_LIMITS)
     for name, value in (limits or {}).items():
         if name not in DEFAULT_LIMITS:
@@ -163,7 +165,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching = [r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics]
+    matching = one_stack([r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics])
     seeds = {r.seed for r in current}
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
@@ -208,6 +210,22 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
     return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
 
 
+def stack(run: RunResult) -> tuple:
+    """The environment a run's key holds (versions, device, precision, a CPU's threads)."""
+    return tuple(sorted(key_fields(run.environment).items()))
+
+
+def one_stack(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs of the stack with the most runs (the newest on a tie): a baseline stored under
+    several stacks is compared as one of them, never as a per-seed mix."""
+    stacks: dict[tuple, list[RunResult]] = {}
+    for run in runs:
+        stacks.setdefault(stack(run), []).append(run)
+    if len(stacks) <= 1:
+        return list(runs)
+    return max(stacks.values(), key=lambda group: (len(group), max(r.finished_at for r in group)))
+
+
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
     """One run per seed (the latest), so a baseline stored twice does not count twice."""
     latest: dict[int, RunResult] = {}
@@ -218,12 +236,13 @@ def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
 
 def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
                     limits: Mapping[str, Any] | None = None) -> list[GateResult]:
-    """Every study present in ``current`` against the same study in ``baseline``."""
+    """Every study present in ``current`` against the same study in ``baseline``; a study stored
+    under several stacks (library versions, devices, thread counts) is one row per stack."""
     baseline_keys = {r.key for r in baseline}
     studies: dict[tuple, list[RunResult]] = {}
     for run in current:
         if run.key not in baseline_keys:  # a run in both sources is the baseline, not news
-            studies.setdefault(study_key(run), []).append(run)
+            studies.setdefault((study_key(run), stack(run)), []).append(run)
     return [check(" / ".join(str(part) for part in key if part is not None), _dedupe(runs), baseline, limits)
-            for key, runs in sorted(studies.items(), key=lambda item: str(item[0]))]
+            for (key, _), runs in sorted(studies.items(), key=lambda item: str(item[0]))]
 

@@ -97,26 +97,32 @@ def _check_options(config: pytest.Config) -> list | None:
     from .cli import resolve_device
     from .gate import load_source, parse_limits
 
-    for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits)):
+    for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
+                        ("cpu-threads", _check_threads)):
         try:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
     baseline = option(config, "baseline")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
-        from .store import Store, default_store_path
+        from .store import Store, StoreError, default_store_path
 
         path = option(config, "store") or default_store_path(config.rootpath)
         try:
-            with Store(path) as store:
+            with Store(path, must_exist=baseline.startswith(("tag:", "env:"))) as store:
                 runs = load_source(baseline, store)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"--stabench-baseline: {error}") from None
         if not runs:
             raise pytest.UsageError(f"--stabench-baseline: {baseline!r} holds no runs in {path}; tag a baseline "
                                     f"first (--stabench-tag or stabench tag)")
         return runs
     return None
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and threads < 1:
+        raise ValueError(f"{threads} threads is invalid; expected an integer >= 1")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -341,7 +347,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     spec = state.spec(pyfuncitem)
     _skip_unless_available(pyfuncitem, spec)
     arm = spec.arm(unit[0]) if unit[0] else spec.arms[0]
-    with _one_line_data_errors():
+    with _one_line_setup_errors():
         result, trained = state.session().run_seed(arm, unit[1])
     pyfuncitem.user_properties.append(("stabench_seed", json.dumps(_seed_row(pyfuncitem, arm, result, trained))))
     return True  # the claim's body runs once, in the verdict item
@@ -357,7 +363,7 @@ def pytest_runtest_call(item: pytest.Item):
     state = item.config.stash[_STATE]
     spec = state.spec(item)
     _skip_unless_available(item, spec)
-    with _one_line_data_errors():
+    with _one_line_setup_errors():
         studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
@@ -382,13 +388,15 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 @contextlib.contextmanager
-def _one_line_data_errors():
-    """Unusable task data fails each of the claim's items with its one-line reason, not a traceback."""
+def _one_line_setup_errors():
+    """A run that cannot be set up (unusable data, a recipe value the model cannot take) fails each
+    of the claim's items with its one-line reason, not a traceback."""
+    from .claims import RunSetupError
     from .tasks import TaskDataError
 
     try:
         yield
-    except TaskDataError as error:
+    except (RunSetupError, TaskDataError) as error:
         pytest.fail(str(error), pytrace=False)
 
 

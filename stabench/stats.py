@@ -371,6 +371,10 @@ def compare(
     ``alpha`` is Bonferroni-corrected by ``n_comparisons``, and ASO runs at the matching
     confidence level, as deepsig does for multiple comparisons.
     """
+    if not 0 < alpha < 1:
+        raise ValueError(f"compare alpha={alpha!r} is invalid; expected a number in (0, 1)")
+    if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, int) or n_comparisons < 1:
+        raise ValueError(f"compare n_comparisons={n_comparisons!r} is invalid; expected an integer >= 1")
     a = np.asarray(list(scores_a), dtype=float)
     b = np.asarray(list(scores_b), dtype=float)
     if a.size < 2 or b.size < 2:

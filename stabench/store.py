@@ -106,9 +106,14 @@ def schema_version() -> int:
 class Store:
     """A stabench results database at ``path`` (created if missing)."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], must_exist: bool = False):
+        """``must_exist``: for commands that only read, so a misspelt path is an error instead of a
+        new empty store."""
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        if must_exist and not self.path.is_file():
+            raise StoreError(f"no results store at {self.path}; expected the path of an existing store (one "
+                             f"written by stabench run or pytest; see --store or $STABENCH_STORE)")
         self._check_is_ours_or_new()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -84,7 +84,7 @@ def register_task(task: Task, replace: bool = False) -> Task:
 def task_name(task: str | Task) -> str:
     """The registry name of a task; a Task object (e.g. from ``local_task``) is registered first."""
     if isinstance(task, str):
-        return task
+        return get_task(task).name  # an unknown name fails here, naming the known ones
     registered = _REGISTRY.get(task.name)
     if registered is None:
         register_task(task)

@@ -66,6 +66,9 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches the filters; nothing was tagged 'baseline'"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
+    from stabench.store import Store
+
+    Store(os.environ["STABENCH_STORE"]).close()  # an empty store: commands that only read need one
     assert main(argv) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, parse_env, parse_limits,
-                           what_changed)
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, one_stack, parse_env,
+                           parse_limits, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -166,6 +166,36 @@ def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, ca
     assert "every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in out
     assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
     assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
+
+
+def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_mix():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    # The baseline also holds a newer re-run of two seeds under another stack: it is not mixed in.
+    stray = [dataclasses.replace(_run(s, 0.5, torch="2.12.0"), finished_at="2026-02-01T00:00:00") for s in range(2)]
+    assert {r.environment["torch"] for r in one_stack(baseline + stray)} == {"2.11.0"}
+    current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
+    results = compare_sources(baseline + stray, current)
+    assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
+                                                         ("torch 2.11.0 -> 2.14.0", "REGRESSED")]
+    assert all(r.baseline.mean > 0.85 for r in results)
+
+
+def test_compare_reads_two_export_files_without_a_store_and_refuses_a_misspelt_store(tmp_path, capsys):
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]:
+            store.put(run)
+        store.export(tmp_path / "old.json")
+    with Store(tmp_path / "n.sqlite") as store:
+        for run in [_run(s, v - 0.3) for s, v in enumerate(GOOD)]:
+            store.put(run)
+        store.export(tmp_path / "new.json")
+    missing = tmp_path / "no" / "such.sqlite"
+    assert main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json"), "--store", str(missing)]) == 1
+    assert "REGRESSED" in capsys.readouterr().out and not missing.parent.exists()
+    for argv in (["compare", "tag:x", "store"], ["runs"], ["export", str(tmp_path / "e.json")], ["tag", "x"]):
+        assert main([*argv, "--store", str(missing)]) == 2
+        assert f"no results store at {missing}" in capsys.readouterr().err
+    assert not missing.parent.exists()
 
 
 GATED = '''

@@ -183,6 +183,10 @@ def test_unseen(study):
     (dict(train_size=0), "claim train_size=0 is invalid; expected a number of examples >= 1"),
     (dict(gate={"alpah": 0.1}), "gate limit 'alpah' is unknown; expected one of max_mean_drop, "),
     (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
+    (dict(gate="alpha=0.1"), "gate limits 'alpha=0.1' are invalid; expected a dict"),
+    (dict(seeds=2.5), "claim seeds=2.5 is invalid"),
+    (dict(arms={"b": {"recipie": "bert-default"}}),
+     "claim arm 'b' has unknown field(s) 'recipie'; expected task, model, recipe, train_size, toy"),
 ])
 def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(options, message):
     import stabench
@@ -191,20 +195,37 @@ def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(opt
         stabench.claim(**{**dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2), **options})
 
 
-def test_a_bad_parametrize_value_fails_only_its_own_items_with_one_line(pytester, tiny_model):
-    pytester.makepyfile(test_param=f"MODEL = {tiny_model!r}\n" + '''
+@pytest.mark.parametrize("name, good, bad, message", [
+    ("recipe", 'stabench.get_recipe("bert-default", max_steps=2)', '"bert-defualt"',
+     "unknown recipe 'bert-defualt'; known recipes"),
+    ("task", '"polarity"', '"polarty"', "unknown task 'polarty'; known tasks"),
+])
+def test_a_bad_parametrize_value_fails_only_its_own_items_with_one_line(pytester, tiny_model, name, good, bad,
+                                                                       message):
+    fixed = {"recipe": 'recipe=stabench.get_recipe("bert-default", max_steps=2)', "task": 'task="polarity"'}
+    other = fixed["task" if name == "recipe" else "recipe"]
+    pytester.makepyfile(test_param=f"MODEL = {tiny_model!r}\n" + f'''
 import pytest
 import stabench
 
-@pytest.mark.parametrize("recipe", [stabench.get_recipe("bert-default", max_steps=2), "bert-defualt"])
-@stabench.claim(task="polarity", model=MODEL, seeds=1)
-def test_param(study, recipe):
+@pytest.mark.parametrize("{name}", [{good}, {bad}])
+@stabench.claim({other}, model=MODEL, seeds=1)
+def test_param(study, {name}):
     pass
 ''')
     result = _run(pytester, "--stabench-store=s.sqlite")
     result.assert_outcomes(passed=2, errors=2)
-    bad = [line for line in result.stdout.lines if "unknown recipe 'bert-defualt'; known recipes" in line]
-    assert len(bad) >= 2 and "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    assert len([line for line in result.stdout.lines if message in line]) >= 2
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_recipe_value_the_model_cannot_take_fails_each_item_with_one_line(suite):
+    result = _run(suite, "-k", "true_claim", "--stabench-seeds=1", "--stabench-set=reinit_layers=9",
+                  "--stabench-store=s.sqlite")
+    result.assert_outcomes(failed=2)
+    message = "recipe field reinit_layers=9 is invalid for this model; expected 0..2"
+    assert len([line for line in result.stdout.lines if message in line]) >= 2
+    assert "Traceback" not in result.stdout.str() and "interventions.py" not in result.stdout.str()
 
 
 def test_a_recipe_keyword_selects_only_its_own_arms_seed_items(pytester, tiny_model):
@@ -239,12 +260,19 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-device=tpu", "--stabench-device: device 'tpu' is invalid; expected auto, cpu, cuda or cuda:N"),
     ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop' is unknown; expected one of max_mean_drop"),
     ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
+    ("--stabench-cpu-threads=0", "--stabench-cpu-threads: 0 threads is invalid; expected an integer >= 1"),
+    ("--stabench-cpu-threads=-1", "--stabench-cpu-threads: -1 threads is invalid; expected an integer >= 1"),
     ("--stabench-baseline=tag:nosuch", "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite; tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
+    ("--stabench-store=typo.sqlite --stabench-baseline=tag:x", "--stabench-baseline: no results store at typo.sqlite"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     # In-process: the session stops in pytest_configure, before any torch setting is touched.
-    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite", option)
+    from stabench.store import Store
+
+    Store(suite.path / "s.sqlite").close()
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite", *option.split())
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert not (suite.path / "typo.sqlite").exists()  # a misspelt store is not created

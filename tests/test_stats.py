@@ -311,3 +311,13 @@ def test_smallest_regression_p_says_when_a_gate_can_fire():
     assert smallest_regression_p(10, 10) < smallest_regression_p(5, 5)
     with pytest.raises(ValueError, match="at least 2 runs"):
         smallest_regression_p(1, 5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(alpha=2), r"compare alpha=2 is invalid; expected a number in \(0, 1\)"),
+    (dict(alpha=0), r"compare alpha=0 is invalid"),
+    (dict(n_comparisons=0), r"compare n_comparisons=0 is invalid; expected an integer >= 1"),
+])
+def test_compare_refuses_impossible_test_settings_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compare([0.9, 0.8, 0.85], [0.5, 0.6, 0.7], 0, 1, **kwargs)
