@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
+from .environment import key_fields
 from .gate import parse_env
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
@@ -120,12 +121,14 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
                 raise ValueError(f"no stored run with key {args.show!r}; `stabench runs` lists the keys")
             console.print_json(result.to_json())
             return 0
-        env = {name: getattr(args, name) for name in ("torch", "transformers") if getattr(args, name)}
+        env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
+               if getattr(args, name) is not None}
         runs = store.query(task=args.task, model=args.model, recipe=args.recipe, tag=args.tag, env=env or None)
     rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
              "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
+             "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at} for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
     console.print(report.rows_table(rows, title=f"{len(rows)} stored run(s)"))
     return 0
@@ -220,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
     for option in ("task", "model", "recipe", "tag", "torch", "transformers"):
         runs.add_argument(f"--{option}", help=f"only runs with this {option}")
+    runs.add_argument("--cpu-threads", help="only CPU runs made with this many torch threads")
     runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON")
     runs.set_defaults(handler=cmd_runs)
 

@@ -58,9 +58,9 @@ def parse_env(text: str) -> dict[str, str]:
     env = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
-        if not sep or name.strip() not in KEY_FIELDS:
+        if not sep or name.strip() not in (*KEY_FIELDS, *CPU_KEY_FIELDS):
             raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join(KEY_FIELDS)}")
+                             f"{', '.join((*KEY_FIELDS, *CPU_KEY_FIELDS))}")
         env[name.strip()] = value.strip()
     return env
 

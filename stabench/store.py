@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .environment import KEY_FIELDS
+from .environment import CPU_KEY_FIELDS, KEY_FIELDS
 from .result import RunResult
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
@@ -318,11 +318,15 @@ class Store:
             where.append("key IN (SELECT key FROM claim_tags WHERE tag = ? AND claim = ?)")
             params.extend([tag, claim])
         for name, value in (env or {}).items():
-            if name not in KEY_FIELDS:
+            if name in KEY_FIELDS:
+                where.append(f"{name} IS ?")
+                params.append(value)
+            elif name in CPU_KEY_FIELDS:  # not a column: read from the stored record
+                where.append(f"CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) IS ?")
+                params.append(None if value is None else str(value))
+            else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
-                                 f"expected one of {list(KEY_FIELDS)}")
-            where.append(f"{name} IS ?")
-            params.append(value)
+                                 f"expected one of {[*KEY_FIELDS, *CPU_KEY_FIELDS]}")
         sql = "SELECT key, result_json FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -180,6 +180,19 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     assert all(r.baseline.mean > 0.85 for r in results)
 
 
+def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
+    one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
+                 for r in (_run(s, v) for s, v in enumerate(GOOD[:3]))] for n in (1, 2))
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in one + two:
+            store.put(run)
+        assert {r.key for r in load_source("env:cpu_threads=1", store)} == {r.key for r in one}
+        assert {r.key for r in load_source("env:torch=2.13.0,cpu_threads=2", store)} == {r.key for r in two}
+    assert main(["runs", "--cpu-threads", "2", "--store", str(tmp_path / "s.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "3 stored run(s)" in out and "threads" in out
+
+
 def test_compare_reads_two_export_files_without_a_store_and_refuses_a_misspelt_store(tmp_path, capsys):
     with Store(tmp_path / "s.sqlite") as store:
         for run in [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]:
