@@ -136,7 +136,11 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        count = store.export(args.path, fmt=args.format)
+        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag")}
+        if any(filters.values()) and not store.query(**filters):
+            raise ValueError(f"no stored run matches the filters; nothing was exported to {args.path} (list runs "
+                             f"with `stabench runs`)")
+        count = store.export(args.path, fmt=args.format, **filters)
     console.print(f"exported {count} run(s) to {args.path}")
     return 0
 
@@ -230,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path")
     export.add_argument("--format", choices=("json", "csv"), default="json")
+    for option in ("task", "model", "recipe", "tag"):
+        export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
+                                                f"machine)" if option == "tag" else f"only runs with this {option}")
     export.set_defaults(handler=cmd_export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))

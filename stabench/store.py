@@ -346,13 +346,13 @@ class Store:
 
     # -- exchange ----------------------------------------------------------------------
 
-    def export(self, path: str | os.PathLike[str], fmt: str = "json") -> int:
-        """Write every run to ``path`` as JSON (a list of full run dicts) or CSV (one flat
-        row per run, plus the full record in ``result_json`` for re-import).  Returns the
-        number of runs; the file is replaced atomically."""
+    def export(self, path: str | os.PathLike[str], fmt: str = "json", **filters: Any) -> int:
+        """Write the runs matching ``filters`` (as in ``query``; all runs by default) to ``path``
+        as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
+        ``result_json`` for re-import).  Returns the number of runs; the file is replaced atomically."""
         if fmt not in ("json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
-        runs = self.query()
+        runs = self.query(**filters)
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as fh:

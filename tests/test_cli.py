@@ -83,6 +83,13 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert main(["import", str(tmp_path / "runs.json"), "--store", other]) == 0
     out = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
     assert "imported 2 run(s)" in out and "imported 0 run(s) from" in out and "2 already stored" in out
+    main(["tag", "base", "--recipe", "bert-default[max_steps=6,trace_every=2]"])
+    main(_args(tiny_model, "--seeds", "2"))  # not tagged
+    assert main(["export", str(tmp_path / "base.json"), "--tag", "base"]) == 0
+    assert "exported 2 run(s)" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "none.json"), "--tag", "nosuch"]) == 2
+    assert "no stored run matches the filters; nothing was exported" in capsys.readouterr().err
+    assert not (tmp_path / "none.json").exists()
 
 
 def _stored_runs(store) -> int:
