@@ -375,13 +375,13 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         outcome = yield
     except AssertionError as error:
-        _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed")
+        _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", _first_line(error))
         if state.toy:
-            first_line = str(error).splitlines()[0] if str(error) else "assertion failed"
-            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold ({first_line})")
+            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold "
+                         f"({_first_line(error)})")
         raise
-    except BaseException:
-        _record_claim(item, studies, "error")
+    except BaseException as error:
+        _record_claim(item, studies, "error", _first_line(error) or type(error).__name__)
         raise
     _record_claim(item, studies, "passed")
     return outcome
@@ -474,7 +474,13 @@ def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
 
 
-def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
+def _first_line(error: BaseException) -> str:
+    """What a report shows of a failed verdict: the assertion's first line, as pytest prints it."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else "assertion failed"
+
+
+def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None = None) -> None:
     options = item.get_closest_marker("stabench").kwargs
     task = item.callspec.params.get("task", options.get("task"))
     reference = options.get("reference") or {}
@@ -485,7 +491,8 @@ def _record_claim(item: pytest.Item, studies, verdict: str) -> None:
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
                "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here,
-               "reference": reference.get(task, {}).get(name), "reference_source": reference.get("source")}
+               "reference": reference.get(task, {}).get(name), "reference_source": reference.get("source"),
+               "message": message}
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
@@ -610,6 +617,9 @@ class Reporter:
             Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
             rows = self.rows()
             text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
+            if failed := {c["claim"]: c["message"] for c in self.claims if c.get("message")}:
+                text += "\n### Why claims did not pass\n\n" + "".join(
+                    f"- `{claim}`: {message}\n" for claim, message in sorted(failed.items()))
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:

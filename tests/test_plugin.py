@@ -62,6 +62,11 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     markdown = (suite.path / "r.md").read_text()
     for claim in report["claims"]:
         assert claim["claim"] in markdown
+        # A failed verdict says why, in the JSON and in the Markdown; a passed one has nothing to say.
+        assert (claim["message"] or "").startswith("assert " if claim["verdict"] == "failed" else "")
+        assert bool(claim["message"]) == (claim["verdict"] == "failed")
+    assert "### Why claims did not pass" in markdown
+    assert "- `test_claims.py::test_false_claim[polarity]`: assert " in markdown
 
     again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json")
     again.assert_outcomes(passed=9, failed=2)
