@@ -26,7 +26,7 @@ from .metrics import higher_is_better
 from .recipes import Recipe, get_recipe
 from .result import RunResult
 from .store import Store
-from .tasks import Task, get_task, task_name
+from .tasks import Task, check_train_size, get_task, task_name
 
 
 def claim(task: str | Task | None = None, model: str | None = None, recipe: str | Recipe | None = None,
@@ -71,9 +71,7 @@ def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
             get_task(options["task"])
         if options.get("recipe") is not None:
             get_recipe(options["recipe"])
-        size = options.get("train_size")
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
-            raise ValueError(f"claim train_size={size!r} is invalid; expected a number of examples >= 1")
+        check_train_size(options.get("train_size"), owner="claim ")
     check_limits(gate)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from rich.console import Console
 from rich.markup import escape
@@ -48,6 +48,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def check_cpu_threads(threads: int | None, owner: str = "") -> None:
+    if threads is not None and threads < 1:
+        raise ValueError(f"{owner}{threads} threads is invalid; expected an integer >= 1")
+
+
 def _task_from_args(args: argparse.Namespace):
     if args.train_file or args.eval_file:
         if not (args.train_file and args.eval_file and args.text_columns):
@@ -65,8 +70,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     if args.cpu_threads is not None:
-        if args.cpu_threads < 1:
-            raise ValueError(f"--cpu-threads {args.cpu_threads} is invalid; expected an integer >= 1")
+        check_cpu_threads(args.cpu_threads, "--cpu-threads ")
         import torch
 
         torch.set_num_threads(args.cpu_threads)
@@ -137,9 +141,6 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag")}
-        if any(filters.values()) and not store.query(**filters):
-            raise ValueError(f"no stored run matches the filters; nothing was exported to {args.path} (list runs "
-                             f"with `stabench runs`)")
         count = store.export(args.path, fmt=args.format, **filters)
     console.print(f"exported {count} run(s) to {args.path}")
     return 0
@@ -153,12 +154,11 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits
+    from .gate import compare_sources, load_source, parse_limits, reads_store
 
-    sources = (args.baseline, args.current)
-    reads_store = any(source == "store" or source.startswith(("tag:", "env:")) for source in sources)
+    needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
-    with Store(args.store or default_store_path(), must_exist=True) if reads_store else nullcontext() as store:
+    with Store(args.store or default_store_path(), must_exist=True) if needs_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
     if not baseline:

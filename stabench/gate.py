@@ -39,7 +39,7 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
     """
     if claim is not None and not source.startswith("tag:"):
         return []
-    if source.startswith(("tag:", "env:")):
+    if reads_store(source):
         if store is None:
             raise ValueError(f"{role} {source!r} reads the results store, but none is open")
         if source.startswith("tag:"):
@@ -52,6 +52,11 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
         scratch_store.import_file(path)
         return scratch_store.query()
+
+
+def reads_store(source: str) -> bool:
+    """Whether a baseline/current spec names stored runs (tag:, env:) rather than an export file."""
+    return source.startswith(("tag:", "env:"))
 
 
 def parse_env(text: str) -> dict[str, str]:

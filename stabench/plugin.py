@@ -94,11 +94,11 @@ def _check_options(config: pytest.Config) -> list | None:
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
-    from .cli import resolve_device
-    from .gate import load_source, parse_limits
+    from .cli import check_cpu_threads, resolve_device
+    from .gate import load_source, parse_limits, reads_store
 
     for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
-                        ("cpu-threads", _check_threads)):
+                        ("cpu-threads", check_cpu_threads)):
         try:
             check(option(config, name))
         except ValueError as error:
@@ -109,7 +109,7 @@ def _check_options(config: pytest.Config) -> list | None:
 
         path = option(config, "store") or default_store_path(config.rootpath)
         try:
-            with Store(path, must_exist=baseline.startswith(("tag:", "env:"))) as store:
+            with Store(path, must_exist=reads_store(baseline)) as store:
                 runs = load_source(baseline, store)
         except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"--stabench-baseline: {error}") from None
@@ -118,11 +118,6 @@ def _check_options(config: pytest.Config) -> list | None:
                                     f"first (--stabench-tag or stabench tag)")
         return runs
     return None
-
-
-def _check_threads(threads: int | None) -> None:
-    if threads is not None and threads < 1:
-        raise ValueError(f"{threads} threads is invalid; expected an integer >= 1")
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -375,13 +370,13 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         outcome = yield
     except AssertionError as error:
-        _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", _first_line(error))
+        message = _first_line(error, "assertion failed")
+        _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
-            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold "
-                         f"({_first_line(error)})")
+            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold ({message})")
         raise
     except BaseException as error:
-        _record_claim(item, studies, "error", _first_line(error) or type(error).__name__)
+        _record_claim(item, studies, "error", _first_line(error, type(error).__name__))
         raise
     _record_claim(item, studies, "passed")
     return outcome
@@ -474,10 +469,10 @@ def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
 
 
-def _first_line(error: BaseException) -> str:
-    """What a report shows of a failed verdict: the assertion's first line, as pytest prints it."""
+def _first_line(error: BaseException, empty: str) -> str:
+    """What a report shows of a failed verdict: the error's first line, as pytest prints it."""
     lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else "assertion failed"
+    return lines[0][:300] if lines else empty
 
 
 def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None = None) -> None:

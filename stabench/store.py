@@ -353,6 +353,9 @@ class Store:
         if fmt not in ("json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         runs = self.query(**filters)
+        if not runs and any(v is not None for v in filters.values()):
+            raise StoreError(f"no stored run matches the filters; nothing was exported to {path} "
+                             f"({', '.join(f'{k}={v}' for k, v in filters.items() if v is not None)})")
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as fh:

@@ -299,9 +299,15 @@ register_task(Task(name=BUILTIN_SINGLE_TASK, text_columns=("sentence",),
 def load_task_data(task: str | Task, train_size: int | None = None, subsample_seed: int = 0) -> TaskData:
     """Load a task's splits (cached per process), subsample the training set, fingerprint it."""
     task = get_task(task)
-    if train_size is not None and train_size < 1:
-        raise ValueError(f"train_size={train_size!r} is invalid; expected a positive integer or None")
+    check_train_size(train_size)
     return _load_cached(task, train_size, subsample_seed)
+
+
+def check_train_size(train_size: int | None, owner: str = "") -> None:
+    """A training-set subsample is a number of examples; ``owner`` prefixes the error (e.g. "claim ")."""
+    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
+        raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a number of examples >= 1 "
+                         f"(or None for the full set)")
 
 
 @functools.lru_cache(maxsize=16)

@@ -62,7 +62,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
-    (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid"),
+    (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 threads is invalid; expected an integer >= 1"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches the filters; nothing was tagged 'baseline'"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
