@@ -3,7 +3,8 @@
 Each function answers one question the paper asks about *why* fine-tuning fails, and works
 on stored :class:`~stabench.result.RunResult` objects or on models, without pytest:
 
-* Vanishing gradients (Fig. 4): :func:`vanishing_gradients`, :func:`gradient_summary`.
+* Vanishing gradients (Fig. 4): :func:`vanishing_gradients`, :func:`gradient_summary`,
+  :func:`example_runs`.
 * Optimisation, not catastrophic forgetting (Fig. 2): :func:`collapsed_to_constant`,
   :func:`forgetting_curve`, :func:`masked_lm_perplexity`, :func:`load_masked_lm`,
   :func:`wikitext2_texts`.
@@ -36,6 +37,7 @@ __all__ = [
     "GradientVerdict",
     "OverfittingTrend",
     "collapsed_to_constant",
+    "example_runs",
     "forgetting_curve",
     "generalisation_points",
     "gradient_summary",
@@ -208,6 +210,31 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
         "min_successful_ratio": min(ok) if ok else None,
         "separated": separated,
     }
+
+
+def example_runs(results) -> dict[str, RunResult]:
+    """A failed and a successful run to show side by side, as in Fig. 4.
+
+    The failed run is the one whose bottom encoder layer lost the most gradient norm over the
+    whole run, and the successful run is the one that lost the least. Runs without a finite
+    trace are picked only when no other run has one. A label is left out when it has no run.
+    """
+    def bottom_layer_drop(result: RunResult) -> float:
+        grad_norm = (result.trace or {}).get("grad_norm") or {}
+        layers = _encoder_layer_names(grad_norm)
+        norms = grad_norm.get(layers[0] if layers else "embeddings") or []
+        return norms[-1] / norms[0] if norms and norms[0] else math.nan
+
+    runs = _results_of(results)
+    examples = {}
+    for label, group, pick in (("failed", [r for r in runs if r.failed], min),
+                               ("successful", [r for r in runs if not r.failed], max)):
+        traced = [r for r in group if math.isfinite(bottom_layer_drop(r))]
+        if traced:
+            examples[label] = pick(traced, key=bottom_layer_drop)
+        elif group:
+            examples[label] = group[0]
+    return examples
 
 
 # ======================================================================================

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .interventions import layer_order  # noqa: E402
+from .result import RunResult  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -26,31 +27,33 @@ def _save(figure, path) -> Path:
 
 
 def plot_study(
-    scores_by_label: Mapping[str, Sequence[float]],
+    runs_by_label: Mapping[str, Sequence[RunResult]],
     majority: float | None,
     metric: str,
     title: str,
     path,
 ) -> Path:
-    """Box plot with every seed drawn on top, so collapsed runs stay visible as points.
+    """Box plot of each label's scores with every seed drawn on top, so collapsed runs stay visible.
 
-    The dashed line marks the majority-class score: runs on or under it failed.
+    Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
+    crosses. The dashed majority-class line is drawn only when the metric is accuracy: on an F1
+    or MCC axis it would sit at a meaningless height.
     """
-    if not scores_by_label:
-        raise ValueError("plot_study needs at least one label with scores")
-    labels = list(scores_by_label)
-    series = [np.asarray(scores_by_label[label], dtype=float) for label in labels]
+    if not runs_by_label:
+        raise ValueError("plot_study needs at least one label with runs")
+    labels = list(runs_by_label)
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
 
     figure, axes = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
-    axes.boxplot(series, positions=positions, widths=0.5, showfliers=False)
-    for position, values in zip(positions, series):
-        failed = values <= majority if majority is not None else np.zeros(values.shape, dtype=bool)
+    scores = [np.asarray([r.score for r in runs_by_label[label]], dtype=float) for label in labels]
+    axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
+    for position, label, values in zip(positions, labels, scores):
+        failed = np.asarray([r.failed for r in runs_by_label[label]], dtype=bool)
         x = position + jitter.uniform(-0.15, 0.15, size=values.size)
-        axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3)
-        axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3)
-    if majority is not None:
+        axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3, gid="succeeded")
+        axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3, gid="failed")
+    if majority is not None and metric == "accuracy":
         axes.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
         axes.legend(loc="best", fontsize="small")
     axes.set_xticks(positions, labels, rotation=20 if len(labels) > 4 else 0)
@@ -58,24 +61,6 @@ def plot_study(
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     return _save(figure, path)
-
-
-def plot_comparison(
-    baseline_scores: Sequence[float],
-    current_scores: Sequence[float],
-    metric: str,
-    title: str,
-    path,
-    labels: tuple[str, str] = ("baseline", "current"),
-) -> Path:
-    """Baseline and current study side by side, for regression reports."""
-    return plot_study(
-        {labels[0]: baseline_scores, labels[1]: current_scores},
-        majority=None,
-        metric=metric,
-        title=title,
-        path=path,
-    )
 
 
 def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Path:

@@ -627,6 +627,7 @@ class Reporter:
 
     def _plot(self, folder: Path) -> None:
         """Per claim: scores per seed and arm, and gradient-norm traces of a failed and a healthy run."""
+        from .analysis import example_runs
         from .plots import plot_grad_norm_traces, plot_study
         from .store import Store, default_store_path
 
@@ -638,18 +639,7 @@ class Reporter:
             for claim, arms in claims.items():
                 name = "".join(c if c.isalnum() or c in "-_." else "_" for c in claim.split("::")[-1])
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                plot_study({arm: [r.score for r in results] for arm, results in runs.items()}, arms[0]["majority"],
-                           arms[0]["metric"], claim, folder / f"{name}-scores.png")
-                every = [r for results in runs.values() for r in results]
-                examples = {}
-                for label, group, pick in (("failed", [r for r in every if r.failed], min),
-                                           ("successful", [r for r in every if not r.failed], max)):
-                    if group:  # the failed run whose bottom layer lost the most gradient, and the opposite
-                        chosen = pick(group, key=_bottom_layer_drop)
-                        examples[f"seed {chosen.seed} {chosen.recipe_name} ({label})"] = chosen.trace
-                plot_grad_norm_traces(examples, folder / f"{name}-grad-norms.png", claim)
-
-
-def _bottom_layer_drop(result) -> float:
-    norms = result.trace.get("grad_norm", {}).get("layer.0") or result.trace.get("grad_norm", {}).get("embeddings")
-    return norms[-1] / norms[0] if norms and norms[0] else float("inf")
+                plot_study(runs, arms[0]["majority"], arms[0]["metric"], claim, folder / f"{name}-scores.png")
+                examples = example_runs([r for results in runs.values() for r in results])
+                traces = {f"seed {r.seed} {r.recipe_name} ({label})": r.trace for label, r in examples.items()}
+                plot_grad_norm_traces(traces, folder / f"{name}-grad-norms.png", claim)

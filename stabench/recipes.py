@@ -52,9 +52,9 @@ class Recipe:
     attention: str | None = None  # attention implementation; None: transformers' default (sdpa)
 
     def __post_init__(self) -> None:
-        _normalise_numbers(self)
+        _check_types(self)
         _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
-        _check(self.epochs > 0, "epochs", self.epochs, "a positive number")
+        _check(0 < self.epochs < math.inf, "epochs", self.epochs, "a positive finite number")
         _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "a positive integer or None")
         _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _check(self.max_length >= 8, "max_length", self.max_length, "an integer >= 8")
@@ -120,16 +120,25 @@ class Recipe:
         return max(1, math.ceil(self.epochs * math.ceil(n_train / self.batch_size)))
 
 
-def _normalise_numbers(recipe: Recipe) -> None:
-    """epochs=3 and epochs=3.0 are one recipe: numbers take their field's type, so the hash agrees."""
+_ACCEPTED = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def _check_types(recipe: Recipe) -> None:
+    """Each field holds its declared type, so a string "no" cannot switch bias correction on.
+
+    Numbers are normalised to their field's type (epochs=3 and epochs=3.0 are one recipe, so
+    the hash agrees); an int field takes a float only when it is a whole number."""
     for f in dataclasses.fields(recipe):
-        value, kind = getattr(recipe, f.name), f.type.split("|")[0].strip()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value, kinds = getattr(recipe, f.name), [k.strip() for k in f.type.split("|")]
+        if value is None and "None" in kinds:
             continue
-        if kind == "float" and isinstance(value, int):
+        kind, is_number = kinds[0], isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "float" and is_number:
             object.__setattr__(recipe, f.name, float(value))
-        elif kind == "int" and isinstance(value, float) and value.is_integer():
+        elif kind == "int" and is_number and float(value).is_integer():
             object.__setattr__(recipe, f.name, int(value))
+        elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):
+            _check(False, f.name, value, _ACCEPTED[kind] + (" or None" if "None" in kinds else ""))
 
 
 def _check(ok: bool, field: str, value: Any, accepted: str) -> None:

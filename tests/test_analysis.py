@@ -284,3 +284,11 @@ def test_loss_surface_rejects_other_architectures_and_degenerate_planes(tiny_mod
         analysis.loss_surface(tiny_runs["pretrained"], three_way, tiny_runs["successful"], batches)
     with pytest.raises(ValueError, match="equals the pretrained"):
         analysis.loss_surface(tiny_runs["pretrained"], tiny_runs["pretrained"], tiny_runs["successful"], batches)
+
+
+def test_example_runs_are_the_failed_run_that_lost_most_and_the_success_that_lost_least():
+    falls = {seed: curve({1: 1.0, 200: drop}) for seed, drop in enumerate([1e-2, 1e-4, 0.5, 0.9, float("nan")])}
+    runs = [make_result(traces(falls[s], falls[s]), seed=s, failed=s < 2) for s in range(5)]
+    examples = analysis.example_runs(runs)
+    assert examples["failed"].seed == 1 and examples["successful"].seed == 3  # a NaN trace is never chosen
+    assert list(analysis.example_runs(runs[2:])) == ["successful"]

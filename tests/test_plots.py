@@ -1,10 +1,12 @@
-"""Smoke tests for stabench.plots: each figure is written as a real PNG."""
+"""stabench.plots: each figure is a real PNG, and it marks what the stored runs say."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stabench.plots import plot_comparison, plot_grad_norm_traces, plot_study
+from stabench import plots
+from stabench.plots import plot_grad_norm_traces, plot_study
+from stabench.result import RunResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -15,28 +17,52 @@ def _assert_png(path):
     assert path.stat().st_size > 5_000
 
 
-def test_plot_study(tmp_path):
+def _runs(scores, failed, metric="accuracy"):
+    return [RunResult(key=f"k{i}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name="r",
+                      recipe_hash="h", seed=i, environment={}, metrics={metric: score}, primary_metric=metric,
+                      majority_accuracy=0.69, failed=bad, collapsed=bad, diverged=False, steps=1, wall_time_s=1.0,
+                      steps_per_s=1.0, started_at="", finished_at="", trace={})
+            for i, (score, bad) in enumerate(zip(scores, failed))]
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figure plot_study drew, kept open instead of saved."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    yield figures
+    for figure in figures:
+        plots.plt.close(figure)
+
+
+def _marked_failed(axes) -> int:
+    return sum(len(c.get_offsets()) for c in axes.collections if c.get_gid() == "failed")
+
+
+def test_plot_study_writes_a_png(tmp_path):
     rng = np.random.default_rng(0)
-    scores = {
-        "default": list(np.concatenate([rng.normal(0.65, 0.05, 12), np.full(13, 0.473)])),
-        "stable": list(rng.normal(0.70, 0.02, 25)),
-    }
-    path = plot_study(scores, majority=0.473, metric="accuracy", title="RTE", path=tmp_path / "nested" / "rte.png")
-    _assert_png(path)
+    scores = list(np.concatenate([rng.normal(0.65, 0.05, 12), np.full(13, 0.473)]))
+    runs = {"default": _runs(scores, [s <= 0.473 for s in scores]), "stable": _runs(rng.normal(0.7, 0.02, 25),
+                                                                                   [False] * 25)}
+    _assert_png(plot_study(runs, majority=0.473, metric="accuracy", title="RTE", path=tmp_path / "nested" / "a.png"))
 
 
-def test_plot_study_without_majority_and_empty_input(tmp_path):
-    _assert_png(plot_study({"only": [0.1, 0.2, 0.3]}, None, "mcc", "CoLA", tmp_path / "cola.png"))
-    with pytest.raises(ValueError):
+def test_failed_runs_are_the_stored_ones_and_the_majority_line_is_on_accuracy_only(drawn, tmp_path):
+    """On CoLA the MCC of a healthy run (0.6) is below the majority accuracy (0.69): neither may mark it failed."""
+    cola = {"default": _runs([0.0, 0.55, 0.6, 0.62], [True, False, False, False], metric="mcc")}
+    plot_study(cola, majority=0.69, metric="mcc", title="CoLA", path=tmp_path / "cola.png")
+    axes = drawn[-1].axes[0]
+    assert _marked_failed(axes) == 1 and axes.get_legend() is None
+    rte = {"default": _runs([0.47, 0.47, 0.66], [True, True, False])}
+    plot_study(rte, majority=0.473, metric="accuracy", title="RTE", path=tmp_path / "rte.png")
+    axes = drawn[-1].axes[0]
+    assert _marked_failed(axes) == 2
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class (0.473)"]
+
+
+def test_plot_study_needs_runs(tmp_path):
+    with pytest.raises(ValueError, match="at least one label"):
         plot_study({}, None, "mcc", "empty", tmp_path / "empty.png")
-
-
-def test_plot_comparison(tmp_path):
-    rng = np.random.default_rng(1)
-    path = plot_comparison(
-        rng.normal(0.7, 0.01, 25), rng.normal(0.68, 0.03, 25), "f1", "MRPC", tmp_path / "cmp.png", labels=("main", "pr")
-    )
-    _assert_png(path)
 
 
 def test_plot_grad_norm_traces(tmp_path):

@@ -68,8 +68,11 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert "### Why claims did not pass" in markdown
     assert "- `test_claims.py::test_false_claim[polarity]`: assert " in markdown
 
-    again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json")
+    again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-plots=figs")
     again.assert_outcomes(passed=9, failed=2)
+    assert sorted(p.name for p in (suite.path / "figs").iterdir()) == sorted(
+        f"{claim}-{figure}.png" for claim in ("test_true_claim", "test_false_claim_polarity_",
+                                              "test_false_claim_same-number_") for figure in ("scores", "grad-norms"))
     report = _report(suite.path / "r.json")
     assert not any(s["trained"] for s in report["seeds"])
     assert not any(c["trained_in_verdict"] for c in report["claims"])

@@ -73,6 +73,27 @@ def test_command_line_overrides_round_trip(overrides):
     assert all(getattr(recipe, k) == v for k, v in overrides.items())
 
 
+_wrong_type = {
+    # A truthy string must not switch bias correction on; a fractional batch must not reach the loader.
+    "bias_correction": st.text(max_size=5) | st.integers(0, 1) | st.none(),
+    "batch_size": st.floats(1.01, 64).filter(lambda x: not x.is_integer()) | st.text(max_size=5) | st.booleans(),
+    "max_steps": st.floats(0.5, 100).filter(lambda x: not x.is_integer()) | st.just(float("nan")),
+    "reinit_layers": st.floats(0.5, 10).filter(lambda x: not x.is_integer()),
+    "lr": st.text(max_size=5) | st.booleans() | st.none(),
+    "precision": st.integers() | st.none(),
+    "epochs": st.just(float("inf")) | st.just(float("nan")),
+}
+
+
+@given(st.sampled_from(sorted(_wrong_type)).flatmap(lambda f: st.tuples(st.just(f), _wrong_type[f])))
+def test_a_value_of_the_wrong_type_is_refused_in_one_line(field_and_value):
+    field, value = field_and_value
+    with pytest.raises(ValueError) as error:
+        get_recipe("bert-default", **{field: value})
+    assert str(error.value).startswith(f"recipe field {field}={value!r} is invalid; expected ")
+    assert "\n" not in str(error.value)
+
+
 @given(epochs=st.integers(1, 50), max_steps=st.integers(1, 10**6), lr_exponent=st.integers(-7, -1))
 def test_an_int_and_the_same_float_are_one_recipe(epochs, max_steps, lr_exponent):
     """epochs=3 and epochs=3.0 must not store (and train) the same runs twice."""
