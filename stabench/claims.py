@@ -98,10 +98,6 @@ class Arm:
     recipe: Recipe
     train_size: int | None = None
 
-    def describe(self) -> dict[str, Any]:
-        return {"arm": self.name, "task": self.task, "model": self.model, "recipe": self.recipe.name,
-                "recipe_hash": self.recipe.hash, "train_size": self.train_size}
-
 
 @dataclass(frozen=True)
 class ClaimSpec:
@@ -200,33 +196,53 @@ class Session:
     def run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         """The stored result for (arm, seed), or train and store it: (result, trained?)."""
         prepared = self._prepare(arm, seed)
-        if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
+        if (stored := self._usable(prepared.key)) is not None:
             return stored, False
         with self.store.lock(prepared.key):
-            if not self.recompute and (stored := self.store.get(prepared.key)) is not None:
+            if (stored := self._usable(prepared.key)) is not None:
                 return stored, False
             return self._train_holding_lock(prepared), True
+
+    def _usable(self, key: str) -> RunResult | None:
+        """The stored result for ``key`` if this session may use it.
+
+        Under recompute only a result trained in this session counts, or a verdict that runs
+        before its seed items would judge, tag and gate on the old results.
+        """
+        stored = self.store.get(key)
+        if stored is None or not self.recompute:
+            return stored
+        attempt = self._attempt(key)
+        return stored if attempt.get("session") == self.session_id and attempt.get("stored") else None
+
+    def _attempt(self, key: str) -> dict:
+        path = self._attempt_path(key)
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def _train_holding_lock(self, prepared) -> RunResult:
         """Train and store a run whose claim this process holds, leaving an attempt file meanwhile.
 
         The attempt file outlives a crash (and records an exception), so a verdict in this
-        session can tell "crashed" from "not run yet".
+        session can tell "crashed" from "not run yet".  Under recompute it stays after the run
+        is stored, marked as such, so the session's other processes know the result is new.
         """
         from .train import fine_tune
 
         attempt = self._attempt_path(prepared.key)
         attempt.parent.mkdir(parents=True, exist_ok=True)
-        attempt.write_text(json.dumps({"session": self.session_id, "pid": os.getpid(),
-                                       "host": socket.gethostname(), "started": time.time(), "error": None}))
+        record = {"session": self.session_id, "pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.time(), "error": None}
+        attempt.write_text(json.dumps(record))
         try:
             result = fine_tune(prepared)
         except BaseException as error:
-            attempt.write_text(json.dumps({**json.loads(attempt.read_text()),
-                                           "error": f"{type(error).__name__}: {error}"}))
+            attempt.write_text(json.dumps({**record, "error": f"{type(error).__name__}: {error}"}))
             raise
         self.store.put(result, replace=self.recompute)
-        attempt.unlink()
+        if self.recompute:
+            attempt.write_text(json.dumps({**record, "stored": True}))
+        else:
+            attempt.unlink()
         return result
 
     def trained_model(self, arm: Arm, seed: int):
@@ -277,13 +293,13 @@ class Session:
             for seed, run in prepared.items():
                 if seed in results:
                     continue
-                if (stored := self.store.get(run.key)) is not None:
+                if (stored := self._usable(run.key)) is not None:
                     results[seed] = stored
                     continue
                 with self.store.lock(run.key, blocking=blocking) as held:
                     if not held:
                         continue  # another worker is training it right now
-                    stored = self.store.get(run.key)
+                    stored = self._usable(run.key)
                     if stored is None:
                         self._raise_if_attempted(arm, seed, run.key)
                         stored = self._train_holding_lock(run)
@@ -292,12 +308,10 @@ class Session:
         return Study(arm, [results[seed] for seed in prepared], trained_here)
 
     def _raise_if_attempted(self, arm: Arm, seed: int, key: str) -> None:
-        attempt = self._attempt_path(key)
-        if attempt.is_file():
-            info = json.loads(attempt.read_text())
-            if info.get("session") == self.session_id:
-                how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
-                raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
+        info = self._attempt(key)
+        if info.get("session") == self.session_id and not info.get("stored"):
+            how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
+            raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
 
 
 class Study:

@@ -142,22 +142,21 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
             if progress is not None and traced:
                 progress(step, total_steps)
             if step in eval_points:
-                evaluations.append({"step": step, **_evaluate(model, eval_set, prepared.data, pad_id, device,
-                                                              recipe)[0]})
+                evaluations.append(_evaluation(step, model, eval_set, prepared.data, pad_id, device, recipe))
                 model.train()
-    train_time = time.perf_counter() - train_start
-    steps_done = len(losses)
+        train_time = time.perf_counter() - train_start
+        steps_done = len(losses)
+        evaluations.append(_evaluation(steps_done, model, eval_set, prepared.data, pad_id, device, recipe))
 
-    final_metrics, predictions = _evaluate(model, eval_set, prepared.data, pad_id, device, recipe)
-    evaluations.append({"step": steps_done, **final_metrics})
-    chosen = final_metrics
+    # Scores, collapse and train loss all describe one checkpoint: the last, or the best evaluation.
+    checkpoint = evaluations[-1]
     if recipe.checkpoint == "best" and not diverged:
         primary = prepared.data.task.primary_metric
-        chosen = max(evaluations, key=lambda e: e[primary] if metrics.higher_is_better(primary) else -e[primary])
-        chosen = {k: v for k, v in chosen.items() if k != "step"}
+        checkpoint = max(evaluations, key=lambda e: e[primary] if metrics.higher_is_better(primary) else -e[primary])
     loss_values = torch.stack(losses).float().cpu().tolist() if losses else []
-    counts = torch.bincount(predictions, minlength=prepared.data.num_labels).tolist()
-    chosen = {**chosen, "train_loss": _final_loss(loss_values, recipe.trace_every)}
+    counts = checkpoint["prediction_counts"]
+    chosen = {k: v for k, v in checkpoint.items() if k not in ("step", "prediction_counts")}
+    chosen["train_loss"] = _final_loss(loss_values[:checkpoint["step"]], recipe.trace_every)
 
     result = RunResult(
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
@@ -248,6 +247,14 @@ def _eval_points(recipe: Recipe, total_steps: int, steps_per_epoch: int) -> set[
     if recipe.checkpoint == "best":
         return set(range(steps_per_epoch, total_steps, steps_per_epoch))
     return set()
+
+
+def _evaluation(step: int, model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int,
+                device: torch.device, recipe: Recipe) -> dict:
+    """One dev evaluation as the trace stores it: step, metrics and how often each class was predicted."""
+    scores, predictions = _evaluate(model, encoded, task_data, pad_id, device, recipe)
+    counts = torch.bincount(predictions, minlength=task_data.num_labels).tolist()
+    return {"step": step, **scores, "prediction_counts": counts}
 
 
 def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int, device: torch.device,

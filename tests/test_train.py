@@ -75,7 +75,21 @@ def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
     result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
     evaluations = result.trace["eval"]
     assert [e["step"] for e in evaluations] == [4, 8, 12]
-    assert result.metrics["accuracy"] == max(e["accuracy"] for e in evaluations)
+    best = max(evaluations, key=lambda e: e["accuracy"])
+    assert result.metrics["accuracy"] == best["accuracy"]
+    # Collapse and train loss describe the same checkpoint as the score, not the last step.
+    assert list(result.prediction_counts.values()) == best["prediction_counts"]
+    assert result.collapsed == (sum(1 for c in best["prediction_counts"] if c) <= 1)
+    window = result.trace["loss"][:best["step"]][-recipe.trace_every:]
+    assert result.metrics["train_loss"] == pytest.approx(sum(window) / len(window))
+
+
+def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
+    recipe = get_recipe("bert-default", max_steps=12, eval_every=4, lr=1e-3)
+    result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    last = result.trace["eval"][-1]
+    assert last["step"] == 12 and result.metrics["accuracy"] == last["accuracy"]
+    assert list(result.prediction_counts.values()) == last["prediction_counts"]
 
 
 @pytest.mark.parametrize("kwargs, message", [

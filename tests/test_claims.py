@@ -1,0 +1,26 @@
+"""Sessions: how a claim's seeds are read from the store or trained, without pytest."""
+from stabench.claims import Arm, Session
+from stabench.recipes import get_recipe
+from stabench.store import Store
+from stabench.tasks import BUILTIN_PAIR_TASK
+
+FAST = get_recipe("bert-default", max_steps=4, trace_every=2, lr=2e-3)
+
+
+def test_recompute_trains_each_seed_once_per_session_and_never_reads_old_results(tiny_model, tmp_path):
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        first = Session(store=store).collect(arm, [0, 1])
+        assert first.trained_here == [0, 1]
+
+        again = Session(store=store, recompute=True)
+        # A verdict that runs before its seed items must not judge the results of an earlier session.
+        study = again.collect(arm, [0, 1])
+        assert study.trained_here == [0, 1]
+        # The session's seed items then read what its verdict trained instead of training it a third time.
+        result, trained = again.run_seed(arm, 0)
+        assert not trained and result == store.get(result.key)
+
+        later = Session(store=store, recompute=True)
+        assert later.run_seed(arm, 1)[1]  # a new recompute session trains again
+        assert Session(store=store).run_seed(arm, 1)[1] is False  # and an ordinary one reads it
