@@ -295,6 +295,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         try:
             spec = state.spec(item)
+            _check_parametrized_arms(item)
         except ValueError as error:  # e.g. a misspelt recipe among parametrize values
             item.stash[_BAD_CLAIM] = str(error)
             continue
@@ -306,6 +307,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         claim_items.append(((unit == VERDICT, rank, index), item))
     for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
         items[position] = item
+
+
+def _check_parametrized_arms(item: pytest.Item) -> None:
+    """Seed items are made for the arms named in the marker (parametrize values come later), so
+    arms given by parametrize must carry the same names, or all but one arm would be trained by
+    the verdict alone, one seed after another."""
+    given = item.callspec.params.get("arms")
+    named = list(item.get_closest_marker("stabench").kwargs.get("arms") or {})
+    if given is not None and sorted(given) != sorted(named):
+        raise ValueError(f"the arms parametrize gives ({', '.join(given)}) are not the arms named in "
+                         f"stabench.claim(arms=...) ({', '.join(named) or 'none'}); name the same arms there, "
+                         f"with empty options if parametrize fills them in")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

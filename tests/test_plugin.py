@@ -227,6 +227,33 @@ def test_param(study, {name}):
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
 
 
+def test_arms_from_parametrize_must_be_named_in_the_claim(pytester, tiny_model):
+    """Otherwise only the first arm would get seed items and the verdict would train the rest alone."""
+    pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
+import pytest
+import stabench
+
+FAST = stabench.get_recipe("bert-default", max_steps=2)
+ARMS = {"plain": {"recipe": FAST}, "corrected": {"recipe": FAST.replace(bias_correction=True)}}
+
+@pytest.mark.parametrize("arms", [ARMS])
+@stabench.claim(task="polarity", model=MODEL, seeds=1, arms={"plain": {}, "corrected": {}})
+def test_named(study, arms):
+    pass
+
+@pytest.mark.parametrize("arms", [ARMS])
+@stabench.claim(task="polarity", model=MODEL, seeds=1)
+def test_unnamed(study, arms):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite")
+    result.assert_outcomes(passed=3, errors=2)
+    message = ("the arms parametrize gives (plain, corrected) are not the arms named in stabench.claim(arms=...) "
+               "(none); name the same arms there")
+    assert len([line for line in result.stdout.lines if message in line]) == 2
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_a_recipe_value_the_model_cannot_take_fails_each_item_with_one_line(suite):
     result = _run(suite, "-k", "true_claim", "--stabench-seeds=1", "--stabench-set=reinit_layers=9",
                   "--stabench-store=s.sqlite")
