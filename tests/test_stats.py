@@ -20,6 +20,7 @@ from stabench.stats import (
     assert_less_variable,
     assert_std_below,
     bootstrap_ci,
+    brown_forsythe,
     clopper_pearson,
     compare,
     expected_max,
@@ -267,6 +268,35 @@ def test_failure_and_std_assertions_explain_numbers():
 # --------------------------------------------------------------------------- regression
 
 
+@FAST
+@given(st.integers(0, 10_000), st.integers(3, 30), st.integers(3, 30), st.floats(0.2, 5.0))
+def test_brown_forsythe_is_levene_and_its_one_sided_halves_split_it(seed, n_a, n_b, spread):
+    """Two-sided it is scipy's median-centred Levene; one-sided, the half on the side the spreads lie."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, spread, n_a), rng.normal(0, 1, n_b)
+    two_sided = brown_forsythe(a, b)
+    assert two_sided == pytest.approx(sps.levene(a, b, center="median").pvalue, rel=1e-6, abs=1e-12)
+    less, greater = brown_forsythe(a, b, "less"), brown_forsythe(a, b, "greater")
+    assert less + greater == pytest.approx(1.0)
+    assert min(less, greater) == pytest.approx(two_sided / 2, rel=1e-6, abs=1e-12)
+    assert brown_forsythe(b, a, "greater") == pytest.approx(less)
+
+
+def test_a_less_variable_is_one_sided():
+    """A two-sided p between 0.05 and 0.1 is under 0.05 one-sided: "A spreads less" asks one side."""
+    rng = np.random.default_rng(3)
+    base = rng.normal(0.7, 0.02, 25)
+    for scale in np.linspace(1.0, 2.0, 200):
+        wide = 0.7 + (base - 0.7) * scale
+        if 0.05 < sps.levene(base, wide, center="median").pvalue < 0.1:
+            break
+    else:
+        pytest.fail("no scale gives a two-sided p between 0.05 and 0.1")
+    comparison = compare(base, wide, 0, 0, aso_iterations=50)
+    assert comparison.levene_p > 0.05 and comparison.levene_p_a_less < 0.05 and comparison.a_less_variable
+    assert not compare(wide, base, 0, 0, aso_iterations=50).a_less_variable
+
+
 def test_regression_flags_worse_study_and_not_identical_one():
     rng = np.random.default_rng(11)
     baseline = rng.normal(0.70, 0.01, 25)
@@ -274,7 +304,7 @@ def test_regression_flags_worse_study_and_not_identical_one():
     threshold = Threshold("accuracy", max_mean_drop=0.01, max_std_increase=0.01, max_extra_failures=0)
     reasons = regression(baseline, worse, 0, 8, threshold)
     assert len(reasons) == 3
-    assert any("Mann-Whitney" in r for r in reasons) and any("Levene" in r for r in reasons)
+    assert any("Mann-Whitney" in r for r in reasons) and any("one-sided Brown-Forsythe" in r for r in reasons)
     assert any("Fisher" in r for r in reasons)
     assert regression(baseline, baseline, 0, 0, threshold) == []
     # Lower-is-better: the same data negated is a regression too.
