@@ -235,10 +235,10 @@ class Session:
         attempt.write_text(json.dumps(record))
         try:
             result = fine_tune(prepared)
+            self.store.put(result, replace=self.recompute)
         except BaseException as error:
             attempt.write_text(json.dumps({**record, "error": f"{type(error).__name__}: {error}"}))
             raise
-        self.store.put(result, replace=self.recompute)
         if self.recompute:
             attempt.write_text(json.dumps({**record, "stored": True}))
         else:

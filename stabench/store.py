@@ -242,10 +242,29 @@ class Store:
     # -- writing -----------------------------------------------------------------------
 
     def put(self, result: RunResult, replace: bool = False) -> bool:
-        """Store a run; True if written.  An existing key is kept unless ``replace``."""
+        """Store a run; True if written.  An existing key is kept unless ``replace``.
+
+        A run that cannot be written (say the store stayed locked past the busy timeout) may
+        have cost hours of GPU time, so it is kept in an importable file beside the store.
+        """
         row = _row(result)
-        with self._transaction() as conn:
-            return self._insert(conn, result, row, replace)
+        try:
+            with self._transaction() as conn:
+                return self._insert(conn, result, row, replace)
+        except StoreError as error:
+            raise StoreError(f"{error}; {self._keep_unstored(result)}") from error
+
+    def _keep_unstored(self, result: RunResult) -> str:
+        """Write ``result`` as a one-run export file; say where, or why that failed too."""
+        path = self.path.parent / "unstored" / f"{result.key}.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("[\n" + result.to_json() + "\n]\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            return f"keeping the run in {path} failed too: {exc}"
+        return f"the run is kept in {path}; `stabench import {path}` stores it"
 
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
                 replace: bool) -> bool:

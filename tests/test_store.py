@@ -556,3 +556,22 @@ def test_a_tag_remembers_which_claim_each_run_was_tagged_for(tmp_path: Path) -> 
         assert len(store.query(tag="base")) == 3
         with pytest.raises(StoreError, match="needs a tag"):
             store.query(claim="test_a")
+
+
+def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store, monkeypatch) -> None:
+    """Hours of GPU work must survive a store that stays locked past the busy timeout."""
+    kept, run = make_result(1), make_result(2)
+    store.put(kept)
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "_insert", locked)
+    with pytest.raises(StoreError) as error:
+        store.put(run)
+    saved = store.path.parent / "unstored" / f"{run.key}.json"
+    assert str(error.value).endswith(f"database is locked; the run is kept in {saved}; "
+                                     f"`stabench import {saved}` stores it")
+    monkeypatch.undo()
+    assert store.keys() == [kept.key]  # nothing stored was lost
+    assert store.import_file(saved) == (1, 0) and store.get(run.key) == run
