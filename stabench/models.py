@@ -22,8 +22,9 @@ OFFLINE_DEFAULT = "minilm-l6"
 # A tiny random BERT built on demand: for tests and the toy profile, not for science.
 TINY_BERT = "tiny-bert"
 
-_DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
-                   "classifier_dropout_prob", "dropout", "attention_dropout", "seq_classif_dropout")
+# Config fields that hold a dropout probability (BERT/RoBERTa/MiniLM, ALBERT, DistilBERT).
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                  "classifier_dropout_prob", "dropout", "attention_dropout", "seq_classif_dropout", "qa_dropout")
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,14 @@ class ModelSource:
         return Path(self.path).is_dir()
 
     def describe(self) -> dict:
-        """The model part of a run key: the name plus a weights hash (local) or revision (hub)."""
+        """The model part of a run key: the name plus a weights hash (local) or hub commit."""
         identity = {"name": self.name, "revision": self.revision}
         if self.is_local:
             identity["weights_sha256"] = weights_hash(self.path)
         return identity
 
 
-def resolve(model: str, revision: str | None = None) -> ModelSource:
+def resolve(model: str) -> ModelSource:
     """Map a user's model name to a loadable source, failing early with a clear message."""
     if model == OFFLINE_DEFAULT:
         return ModelSource(OFFLINE_DEFAULT, offline_default_path())
@@ -60,13 +61,32 @@ def resolve(model: str, revision: str | None = None) -> ModelSource:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
                                     f"save_pretrained")
-        return ModelSource(model, str(path.resolve()), revision)
-    from .profiles import hub_file_available, hub_reason
+        return ModelSource(model, str(path.resolve()))
+    from .profiles import hub_model_available, hub_reason
 
-    if not hub_file_available(model, "config.json", "model"):  # fail now, not after a minute of retries
+    if not hub_model_available(model):  # fail now, not after a minute of retries
         raise RuntimeError(f"model {model!r} is not a local folder, a built-in model ({OFFLINE_DEFAULT!r}, "
                            f"{TINY_BERT!r}) or in the Hugging Face cache, and cannot be downloaded: {hub_reason()}")
-    return ModelSource(model, model, revision)
+    return ModelSource(model, model, hub_commit(model))
+
+
+@functools.lru_cache(maxsize=32)
+def hub_commit(repo_id: str) -> str:
+    """The hub commit that runs of ``repo_id`` load and record, so re-uploaded weights get new keys.
+
+    The newest commit when the hub can be reached, else the commit of the cached snapshot.
+    """
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from .profiles import hub_reachable
+
+    try:
+        config = (hf_hub_download(repo_id, "config.json") if hub_reachable()
+                  else try_to_load_from_cache(repo_id, "config.json"))
+    except Exception as error:  # the hub client's own errors: no such repo, a gated model, HTTP failures
+        raise RuntimeError(f"could not fetch config.json of model {repo_id!r} from the Hugging Face hub: "
+                           f"{str(error).splitlines()[0]}") from error
+    return Path(config).parent.name  # .../models--org--name/snapshots/<commit>/config.json
 
 
 def needs_hub(model: str) -> bool:
@@ -120,7 +140,7 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     """
     config = _load_config(source, num_labels=num_labels)
     if dropout is not None:
-        for field in _DROPOUT_FIELDS:
+        for field in DROPOUT_FIELDS:
             if hasattr(config, field):
                 setattr(config, field, dropout)
     verbosity = transformers_logging.get_verbosity()
@@ -171,11 +191,10 @@ def tiny_vocabulary() -> list[str]:
             *[f"##{c}" for c in characters]]
 
 
-def build_tiny_bert(path: str | os.PathLike, hidden_size: int = 64, num_layers: int = 2, seed: int = 0,
-                    **config_overrides) -> Path:
-    """Save a small random BERT and its tokenizer to ``path`` (once), for CPU tests.
+def build_tiny_bert(path: str | os.PathLike) -> Path:
+    """Save a 2-layer, 64-wide random BERT and its tokenizer to ``path`` (once), for CPU tests.
 
-    Built deterministically from ``seed`` so the "pretrained" weights are the same in every
+    Built deterministically from one seed so the "pretrained" weights are the same in every
     process, which keeps run keys stable across xdist workers.
     """
     import fcntl
@@ -188,11 +207,10 @@ def build_tiny_bert(path: str | os.PathLike, hidden_size: int = 64, num_layers: 
             return path
         vocabulary = tiny_vocabulary()
         tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocabulary)}, do_lower_case=True)
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                            num_attention_heads=max(1, hidden_size // 32), intermediate_size=hidden_size * 4,
-                            max_position_embeddings=512, **config_overrides)
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=256, max_position_embeddings=512)
         with torch.random.fork_rng():
-            torch.manual_seed(seed)
+            torch.manual_seed(0)
             model = BertForSequenceClassification(config)
         tokenizer.save_pretrained(path)
         model.save_pretrained(path)  # the weights file last: its presence means "built"

@@ -33,7 +33,7 @@ def missing_requirements(spec) -> list[str]:
     if "cuda" in spec.requires and not _cuda_available():
         missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
     for arm in spec.arms:
-        if needs_hub(arm.model) and not hub_file_available(arm.model, "config.json", "model"):
+        if needs_hub(arm.model) and not hub_model_available(arm.model):
             missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
         task = get_task(arm.task)
         if task.source == "glue" and not _glue_available(task.name):
@@ -53,11 +53,11 @@ def hub_reason() -> str:
     return f"not in the local cache and {_hub_host()} is unreachable from this machine"
 
 
-def hub_file_available(repo_id: str, filename: str, repo_type: str) -> bool:
+def hub_model_available(repo_id: str) -> bool:
+    """The model's config is in the local hub cache, or the hub can be reached to fetch it."""
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(repo_id, filename, repo_type=repo_type)
-    return isinstance(cached, str) or _hub_reachable()
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or hub_reachable()
 
 
 def _glue_available(config: str) -> bool:
@@ -66,7 +66,7 @@ def _glue_available(config: str) -> bool:
     cache = Path(datasets_config.HF_DATASETS_CACHE)
     if any(cache.glob(f"nyu-mll___glue/{config}/*")):
         return True
-    return _hub_reachable()
+    return hub_reachable()
 
 
 def _hub_host() -> str:
@@ -74,7 +74,7 @@ def _hub_host() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _hub_reachable() -> bool:
+def hub_reachable() -> bool:
     """One short TCP probe per process, instead of the hub client's minute of retries."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False

@@ -1,0 +1,58 @@
+"""Models by hub id go through the hub cache's real layout, built here from a tiny BERT (no network)."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stabench import models, profiles
+from stabench.store import Store
+
+FIRST, SECOND = "1" * 40, "2" * 40
+
+
+def _snapshot(cache: Path, source: str, commit: str, repo: str = "someorg/tiny-bert") -> None:
+    """Lay out a model as the hub client caches it, with ``commit`` as the current main."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(source, folder / "snapshots" / commit)
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, tiny_model, monkeypatch):
+    cache = tmp_path / "hub"
+    _snapshot(cache, tiny_model, FIRST)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)
+    models.hub_commit.cache_clear()
+    yield cache
+    models.hub_commit.cache_clear()
+
+
+def test_a_hub_model_is_keyed_by_the_commit_it_loads(hub_cache, tiny_model):
+    """Re-uploaded weights under the same id must not reuse the old runs."""
+    first = models.resolve("someorg/tiny-bert")
+    assert first.revision == FIRST and first.describe() == {"name": "someorg/tiny-bert", "revision": FIRST}
+    _snapshot(hub_cache, tiny_model, SECOND)
+    models.hub_commit.cache_clear()
+    assert models.resolve("someorg/tiny-bert").revision == SECOND
+
+
+def test_a_hub_model_missing_from_the_cache_is_named(hub_cache):
+    with pytest.raises(RuntimeError, match="model 'someorg/other' is not a local folder, a built-in model"):
+        models.resolve("someorg/other")
+
+
+def test_a_run_of_a_hub_model_loads_and_records_its_commit_offline(hub_cache, tmp_path):
+    """The code path users run on bert-large-uncased: hub id -> cache -> from_pretrained at a commit."""
+    env = {**os.environ, "HF_HUB_CACHE": str(hub_cache), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "stabench.cli", "run", "--task", "same-number", "--model",
+                          "someorg/tiny-bert", "--set", "max_steps=2", "--seeds", "0", "--cpu-threads", "1"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with Store(os.environ["STABENCH_STORE"]) as store:  # the test's own store (tests/conftest.py)
+        (result,) = store.query(model="someorg/tiny-bert")
+    assert result.model["revision"] == FIRST and result.model["num_parameters"] > 0
