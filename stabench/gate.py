@@ -18,6 +18,7 @@ from typing import Any
 from . import stats
 from .environment import CPU_KEY_FIELDS, KEY_FIELDS, key_fields
 from .metrics import higher_is_better
+from .report import fmt
 from .result import RunResult
 from .store import Store
 
@@ -152,7 +153,7 @@ class GateResult:
         def describe(summary: stats.Summary | None) -> str:
             if summary is None:
                 return "-"
-            return f"{summary.mean:.3f} ± {summary.std:.3f}, failed {summary.failures}/{summary.n}"
+            return f"{fmt(summary.mean)} ± {fmt(summary.std)}, failed {summary.failures}/{summary.n}"
 
         task, train_size, model, recipe = self.study
         return {"claim": self.claim, "task": task + (f" ({train_size})" if train_size else ""), "model": model,
@@ -170,7 +171,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching = one_stack([r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics])
+    matching = one_variant([r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics])
     seeds = {r.seed for r in current}
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
@@ -201,34 +202,52 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         return "/".join(sorted({str(get(r)) for r in runs}))
 
     changes = []
-    for name in (*KEY_FIELDS, *CPU_KEY_FIELDS):  # as far as they enter the run key
-        before = values(baseline, lambda r: key_fields(r.environment).get(name))
-        after = values(current, lambda r: key_fields(r.environment).get(name))
+    for name, get in _KEY_PARTS.items():
+        before, after = values(baseline, get), values(current, get)
         if before != after:
-            changes.append(f"{name} {before} -> {after}")
-    model_identity = ("name", "revision", "weights_sha256")
-    for what, get in (("recipe content", lambda r: r.recipe_hash),
-                      ("model", lambda r: [r.model.get(part) for part in model_identity]),
-                      ("data", lambda r: r.task.get("fingerprint"))):
-        if values(baseline, get) != values(current, get):
-            changes.append(what)
+            changes.append(f"{name} {before} -> {after}" if name in _SHOWN_AS_VALUES else name)
     return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
 
 
-def stack(run: RunResult) -> tuple:
-    """The environment a run's key holds (versions, device, precision, a CPU's threads)."""
-    return tuple(sorted(key_fields(run.environment).items()))
+# What a run's key holds besides its seed: the stack as far as it enters the key, then the inputs.
+_KEY_PARTS = {
+    **{name: (lambda r, name=name: key_fields(r.environment).get(name)) for name in (*KEY_FIELDS, *CPU_KEY_FIELDS)},
+    "recipe content": lambda r: r.recipe_hash,
+    "model": lambda r: (r.model.get("name"), r.model.get("revision"), r.model.get("weights_sha256")),
+    "data": lambda r: r.task.get("fingerprint"),
+}
+_SHOWN_AS_VALUES = (*KEY_FIELDS, *CPU_KEY_FIELDS)
 
 
-def one_stack(runs: Sequence[RunResult]) -> list[RunResult]:
-    """The runs of the stack with the most runs (the newest on a tie): a baseline stored under
-    several stacks is compared as one of them, never as a per-seed mix."""
-    stacks: dict[tuple, list[RunResult]] = {}
+def variant(run: RunResult) -> tuple:
+    """Everything in a run's key but the seed: runs of one variant differ only by seed."""
+    return tuple(str(get(run)) for get in _KEY_PARTS.values())
+
+
+def one_variant(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
+    several stacks or recipe versions is compared as one of them, never as a per-seed mix."""
+    variants: dict[tuple, list[RunResult]] = {}
     for run in runs:
-        stacks.setdefault(stack(run), []).append(run)
-    if len(stacks) <= 1:
+        variants.setdefault(variant(run), []).append(run)
+    if len(variants) <= 1:
         return list(runs)
-    return max(stacks.values(), key=lambda group: (len(group), max(r.finished_at for r in group)))
+    return max(variants.values(), key=lambda group: (len(group), max(r.finished_at for r in group)))
+
+
+def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:
+    """For one study under several variants, what tells each apart, e.g. ``recipe content 277c8ea3``."""
+    varying = [name for name, get in _KEY_PARTS.items() if len({str(get(g[0])) for g in groups}) > 1]
+
+    def shown(name: str, run: RunResult) -> str:
+        value = _KEY_PARTS[name](run)
+        if name == "recipe content":
+            return value[:8]
+        if name == "model":
+            return str(value[1] or value[2] or value[0])[:12]
+        return str(value)[:12] if name == "data" else str(value)
+
+    return [", ".join(f"{name} {shown(name, g[0])}" for name in varying) for g in groups]
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
@@ -241,13 +260,19 @@ def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
 
 def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
                     limits: Mapping[str, Any] | None = None) -> list[GateResult]:
-    """Every study present in ``current`` against the same study in ``baseline``; a study stored
-    under several stacks (library versions, devices, thread counts) is one row per stack."""
+    """Every study present in ``current`` against the same study in ``baseline``.  A study
+    stored as several variants (library versions, devices, thread counts, recipe versions under
+    one name) is one row per variant, labelled with what tells them apart."""
     baseline_keys = {r.key for r in baseline}
-    studies: dict[tuple, list[RunResult]] = {}
+    studies: dict[tuple, dict[tuple, list[RunResult]]] = {}
     for run in current:
         if run.key not in baseline_keys:  # a run in both sources is the baseline, not news
-            studies.setdefault((study_key(run), stack(run)), []).append(run)
-    return [check(" / ".join(str(part) for part in key if part is not None), _dedupe(runs), baseline, limits)
-            for (key, _), runs in sorted(studies.items(), key=lambda item: str(item[0]))]
-
+            studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
+    results = []
+    for key, variants in sorted(studies.items(), key=lambda item: str(item[0])):
+        name = " / ".join(str(part) for part in key if part is not None)
+        groups = [variants[v] for v in sorted(variants)]
+        labels = _told_apart(groups) if len(groups) > 1 else [""]
+        for runs, label in zip(groups, labels):
+            results.append(check(f"{name} [{label}]" if label else name, _dedupe(runs), baseline, limits))
+    return results

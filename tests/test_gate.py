@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, one_stack, parse_env,
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, one_variant, parse_env,
                            parse_limits, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
@@ -172,12 +172,25 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     # The baseline also holds a newer re-run of two seeds under another stack: it is not mixed in.
     stray = [dataclasses.replace(_run(s, 0.5, torch="2.12.0"), finished_at="2026-02-01T00:00:00") for s in range(2)]
-    assert {r.environment["torch"] for r in one_stack(baseline + stray)} == {"2.11.0"}
+    assert {r.environment["torch"] for r in one_variant(baseline + stray)} == {"2.11.0"}
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
                                                          ("torch 2.11.0 -> 2.14.0", "REGRESSED")]
     assert all(r.baseline.mean > 0.85 for r in results)
+
+
+def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix():
+    """An edited recipe keeps its name; seeds 0-3 of one version and 4-10 of another are two studies."""
+    baseline = [_run(s, v) for s, v in enumerate(GOOD[:4])]
+    edited = [dataclasses.replace(_run(s, v + 0.001), recipe_hash="aaaaaaaa11") for s, v in enumerate(GOOD[:4])]
+    broken = [dataclasses.replace(_run(s, 0.5), recipe_hash="bbbbbbbb22") for s in range(4, 11)]
+    results = compare_sources(baseline, edited + broken)
+    assert [(r.claim, r.current.n, r.changed, r.verdict) for r in results] == [
+        ("t / m / r [recipe content aaaaaaaa]", 4, "recipe content", "ok"),
+        ("t / m / r [recipe content bbbbbbbb]", 7, "recipe content", "REGRESSED")]
+    # A baseline holding both versions is compared as its larger one.
+    assert {r.recipe_hash for r in one_variant(edited + broken)} == {"bbbbbbbb22"}
 
 
 def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
@@ -229,13 +242,16 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
     common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
     monkeypatch.setenv("DEMO_LR", "3e-3")
-    pytester.runpytest_inprocess(*common, "--stabench-tag=old").assert_outcomes(passed=5)
+    tagged = pytester.runpytest_inprocess(*common, "--stabench-tag=old")
+    tagged.assert_outcomes(passed=5)
+    tagged.stdout.fnmatch_lines(["tagged 4 run(s) of this session's claims as 'old'"])
 
     monkeypatch.setenv("DEMO_LR", "1e-6")  # deliberately worse: barely moves from the random head
     worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md")
     assert worse.ret == 1
     worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
-                                "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
+                                "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*",
+                                "*= 5 passed, 1 gate failed in *"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
 
     monkeypatch.setenv("DEMO_LR", "3e-3")
