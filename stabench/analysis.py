@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .interventions import encoder_layers, layer_index
+from .interventions import encoder_layers, layer_group
 from .result import RunResult
 
 __all__ = [
@@ -426,7 +426,7 @@ def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eva
                          f"{missing[:5]}, shape mismatch {mismatched[:5]}")
     device = next(finetuned_model.parameters()).device
     mlm.to(device)
-    groups = {name: layer_index(name, num_layers) for name in pretrained}
+    groups = {name: layer_group(name, num_layers) for name in pretrained}
     plan = _mask_plan(tokenizer, eval_texts, mask_prob, seed, max_length)
     curve = []
     for k in ks:

@@ -33,7 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_lib
 from . import models
-from .optim import NO_DECAY, AdamW, make_scheduler
+from .optim import AdamW, decays, make_scheduler
 from .recipes import Recipe
 
 
@@ -64,8 +64,8 @@ class SeedGroup:
         self.template = copy.deepcopy(replicas[0]).to("meta")
         self.template.train()
         del replicas
-        decay = [p for name, p in self.params.items() if not any(m in name for m in NO_DECAY)]
-        no_decay = [p for name, p in self.params.items() if any(m in name for m in NO_DECAY)]
+        decay = [p for name, p in self.params.items() if decays(name)]
+        no_decay = [p for name, p in self.params.items() if not decays(name)]
         groups = [{"params": decay, "weight_decay": recipe.weight_decay, "lr": recipe.lr, "name": "decay"},
                   {"params": no_decay, "weight_decay": 0.0, "lr": recipe.lr, "name": "no_decay"}]
         self.optimizer = AdamW(groups, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
@@ -136,7 +136,3 @@ class SeedGroup:
                   for i in range(self.total_steps)]
         return torch.stack(losses).float().cpu()
 
-    def state_dict(self, index: int) -> dict[str, torch.Tensor]:
-        """Seed ``index``'s weights and buffers, loadable into the model fine_tune would build."""
-        return {**{k: v[index].detach() for k, v in self.params.items()},
-                **{k: v[index] for k, v in self.buffers.items()}}

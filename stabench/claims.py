@@ -1,7 +1,8 @@
 """Claims: a task, model and recipe (one or several arms) over seeds, and the study they produce.
 
-This module is the science side of the pytest plugin and works without pytest:
-``run_seed`` trains (or reuses) one seed, ``collect`` builds a ``Study`` from stored seeds.
+This module is the science side of the pytest plugin; all but ``claim`` (which makes the
+pytest marker) works without pytest: ``Session.run_seed`` trains (or reuses) one seed,
+``Session.collect`` builds a ``Study`` from stored seeds.
 A seed that crashed or raised in this session is remembered in an attempt file, so a
 verdict fails with that reason instead of passing on fewer seeds.
 """
@@ -16,17 +17,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from . import stats
 from .gate import check_limits
 from .metrics import higher_is_better
 from .recipes import Recipe, get_recipe
+from .report import fmt
 from .result import RunResult
 from .store import Store
 from .tasks import Task, check_train_size, get_task, task_name
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def claim(task: str | Task | None = None, model: str | None = None, recipe: str | Recipe | None = None,
@@ -43,8 +46,10 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     ``toy`` overrides apply under ``--stabench-profile=toy``; ``requires`` lists what a
     claim needs beyond the model and data ("cuda").  ``gate`` sets this claim's regression
     limits (see ``stabench.gate``); ``reference`` holds published numbers shown beside the
-    measured ones, per arm name.
+    measured ones, as ``{task: {arm: text}}`` plus an optional ``"source"``.
     """
+    import pytest
+
     _check_claim(task, recipe, seeds, arms, train_size, gate)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
@@ -110,6 +115,26 @@ class ClaimSpec:
             if arm.name == name:
                 return arm
         raise KeyError(f"claim has no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4``, ``1,3,7`` or a mix such as ``0-2,10``, in the order given; a repeated seed is an
+    error, as in a claim's ``seeds=``, since it would count one run twice."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        first, dash, last = part.partition("-")
+        try:
+            values = range(int(first), int(last) + 1) if dash else [int(first)]
+        except ValueError:
+            raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
+                from None
+        if dash and int(last) < int(first) or any(v < 0 for v in values):
+            raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
+        if repeated := sorted(set(values) & set(seeds)):
+            raise ValueError(f"seeds {text!r} are invalid; seed {repeated[0]} is listed twice")
+        seeds.extend(values)
+    return seeds
 
 
 def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -370,7 +395,7 @@ class Study:
     def __repr__(self) -> str:
         s = self.summary()
         return (f"Study({self.arm.task}, {self.arm.recipe.name}, {self.arm.model}, n={s.n}: {self.metric} "
-                f"{s.mean:.3f} ± {s.std:.3f}, failed {s.failures_text()})")
+                f"{fmt(s.mean)} ± {fmt(s.std)}, failed {s.failures_text()})")
 
 
 class StudySet(dict):

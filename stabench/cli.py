@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -11,46 +12,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
-from .environment import key_fields
+from .claims import parse_seeds
+from .environment import check_cpu_threads, key_fields, resolve_device
 from .gate import parse_env
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
 from .store import Store, StoreError, default_store_path
 from .tasks import get_task, local_task
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``0-4``, ``1,3,7`` or a mix such as ``0-2,10``; duplicates removed, order kept."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        first, dash, last = part.partition("-")
-        try:
-            values = range(int(first), int(last) + 1) if dash else [int(first)]
-        except ValueError:
-            raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
-                from None
-        if dash and int(last) < int(first) or any(v < 0 for v in values):
-            raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
-        seeds.extend(v for v in values if v not in seeds)
-    return seeds
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} is not available (no CUDA GPU); use cpu or auto")
-    if not device.startswith(("cpu", "cuda")):
-        raise ValueError(f"device {device!r} is invalid; expected auto, cpu, cuda or cuda:N")
-    return device
-
-
-def check_cpu_threads(threads: int | None, owner: str = "") -> None:
-    if threads is not None and threads < 1:
-        raise ValueError(f"{owner}{threads} threads is invalid; expected an integer >= 1")
 
 
 def _task_from_args(args: argparse.Namespace):
@@ -59,7 +27,10 @@ def _task_from_args(args: argparse.Namespace):
             raise ValueError("a local task needs --train-file, --eval-file and --text-columns")
         return local_task(args.task, args.train_file, args.eval_file, args.text_columns.split(","),
                           args.label_column)
-    return get_task(args.task)
+    try:
+        return get_task(args.task)
+    except ValueError as error:
+        raise ValueError(f"{error}; a local task needs --train-file, --eval-file and --text-columns") from None
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -80,6 +51,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
                   highlight=False)
     results = []
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as progress:
@@ -101,13 +73,23 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                               f"({report.verdict_text(result)}, "
                               + (f"trained in {result.wall_time_s:.1f} s)" if trained else "stored, not retrained)"),
                               highlight=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         console.print(f"[yellow]interrupted after {len(results)} finished seed(s); finished seeds are stored, "
                       f"run the same command again to train only the missing ones[/]")
         _print_study(console, results)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     _print_study(console, results)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``, a CI job's timeout), stopping a study as Ctrl-C does."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def _print_study(console: Console, results: list) -> None:
@@ -127,9 +109,12 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
             return 0
         env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
                if getattr(args, name) is not None}
-        runs = store.query(task=args.task, model=args.model, recipe=args.recipe, tag=args.tag, env=env or None)
+        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "tag": args.tag}
+        runs = store.query(**filters, env=env or None)
+        if not runs and (env or any(filters.values())):
+            raise ValueError(store.nothing_matches({**filters, **env}))
     rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
-             "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
+             "recipe hash": r.recipe_hash[:8], "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
@@ -161,10 +146,11 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) if needs_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
-    if not baseline:
-        raise ValueError(f"baseline {args.baseline!r} holds no runs")
-    if not current:
-        raise ValueError(f"current {args.current!r} holds no runs")
+        for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
+            if not runs:
+                tags = f" (stored tags: {', '.join(store.stored_values('tag')) or 'none'})" \
+                    if source.startswith("tag:") else ""
+                raise ValueError(f"{role} {source!r} holds no runs{tags}")
     baseline_keys = {r.key for r in baseline}
     if all(r.key in baseline_keys for r in current):
         console.print(f"[red]every run in {escape(args.current)} is also in the baseline {escape(args.baseline)}, "
@@ -188,10 +174,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         env = parse_env(args.env) if args.env else None
-        runs = store.query(task=args.task, model=args.model, recipe=args.recipe, env=env)
+        filters = {"task": args.task, "model": args.model, "recipe": args.recipe}
+        runs = store.query(**filters, env=env)
         if not runs:
-            raise ValueError(f"no stored run matches the filters; nothing was tagged {args.name!r} "
-                             f"(list runs with `stabench runs`)")
+            raise ValueError(f"{store.nothing_matches({**filters, **(env or {})})}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {args.name!r}")
     return 0

@@ -76,11 +76,11 @@ def _nvidia_driver() -> str | None:
     return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout else None
 
 
-def capture(device: str = "cpu", precision: str = "fp32", project_dir: str | None = None) -> dict[str, Any]:
+def capture(device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
     """Everything about this process's stack that a stored run should remember."""
     import torch
 
-    env = dict(_static_environment(device, os.path.abspath(project_dir or os.getcwd())))
+    env = dict(_static_environment(device, os.getcwd()))
     env["precision"] = precision
     env["cpu_threads"] = torch.get_num_threads()  # read now: a session sets it after import
     env["python_executable"] = sys.executable
@@ -93,3 +93,22 @@ def key_fields(env: dict[str, Any]) -> dict[str, Any]:
     if env.get("device_kind") == "cpu":
         fields.update({name: env.get(name) for name in CPU_KEY_FIELDS})
     return fields
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes cuda where a GPU is visible, else cpu; an unusable device is named."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} is not available (no CUDA GPU); use cpu or auto")
+    if not device.startswith(("cpu", "cuda")):
+        raise ValueError(f"device {device!r} is invalid; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_cpu_threads(threads: int | None, owner: str = "") -> None:
+    """Torch thread counts below 1 are refused (torch would take 0 as its default, -1 as an error)."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"{owner}{threads} threads is invalid; expected an integer >= 1")

@@ -7,38 +7,28 @@ RoBERTa, MiniLM, and where it makes sense ALBERT / DistilBERT):
 * Re-initialising the top encoder layers (Zhang et al. 2021): :func:`reinit_top_layers`.
 * Layer-wise learning-rate decay (Zhang et al. 2021): :func:`layerwise_lr_param_groups`.
 * Layer bookkeeping shared with the gradient-norm traces: :func:`encoder_layers`,
-  :func:`layer_index`.
+  :func:`layer_group`.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import DROPOUT_FIELDS
+from .optim import decays
+
 __all__ = [
     "MixLinear",
     "apply_mixout",
     "encoder_layers",
-    "layer_index",
+    "layer_group",
     "layerwise_lr_param_groups",
     "mixout_weight",
     "reinit_top_layers",
 ]
-
-# Config fields that hold a dropout probability (BERT/RoBERTa/MiniLM, ALBERT, DistilBERT).
-_CONFIG_DROPOUT_FIELDS = (
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "classifier_dropout",
-    "classifier_dropout_prob",
-    "dropout",
-    "attention_dropout",
-    "seq_classif_dropout",
-    "qa_dropout",
-)
 
 _DROPOUT_TYPES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
@@ -144,7 +134,7 @@ def apply_mixout(model: nn.Module, p: float) -> int:
             module.p = 0.0
     config = getattr(model, "config", None)
     if config is not None:
-        for field in _CONFIG_DROPOUT_FIELDS:
+        for field in DROPOUT_FIELDS:
             if hasattr(config, field):
                 setattr(config, field, 0.0)
     return len(targets)
@@ -177,7 +167,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def layer_index(param_name: str, num_layers: int) -> str:
+def layer_group(param_name: str, num_layers: int) -> str:
     """The readable layer group of a parameter name.
 
     Returns ``"layer.<i>"`` for encoder layer i (``encoder.layer.<i>``,
@@ -264,7 +254,6 @@ def layerwise_lr_param_groups(
     base_lr: float,
     decay: float,
     weight_decay: float,
-    no_decay: Sequence[str] = ("bias", "LayerNorm.weight", "layer_norm.weight"),
 ) -> list[dict]:
     """Optimiser parameter groups with layer-wise learning-rate decay (Zhang et al. 2021).
 
@@ -277,8 +266,7 @@ def layerwise_lr_param_groups(
 
     so each step down the network multiplies the lr by ``decay``; ``decay = 1`` is a plain
     single-lr recipe.  Each depth is split into a decayed group (``weight_decay``) and a
-    no-decay group (``weight_decay = 0``) for parameters whose name contains any of
-    ``no_decay`` (biases and LayerNorm weights, as in BERT).  Group dicts carry ``params``,
+    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  Group dicts carry ``params``,
     ``lr``, ``weight_decay`` and ``name`` (e.g. ``"layer.3/decay"``, ``"embeddings/no_decay"``),
     ordered bottom to top; empty groups are left out.  Every trainable parameter is in exactly
     one group; a trainable parameter outside these parts raises ValueError rather than
@@ -296,11 +284,11 @@ def layerwise_lr_param_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        depth = layer_index(name, num_layers)
+        depth = layer_group(name, num_layers)
         if depth not in depth_lr:
             unplaced.append(name)
             continue
-        decayed = not any(nd in name for nd in no_decay)
+        decayed = decays(name)
         buckets.setdefault((depth, decayed), []).append(param)
     if unplaced:
         raise ValueError(f"no layer-wise lr for trainable parameters {unplaced}")

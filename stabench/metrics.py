@@ -12,7 +12,7 @@ _METRICS = {
 }
 
 # Whether a larger value is better; comparisons and regression gates read this.
-HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "mcc": True, "train_loss": False, "eval_loss": False}
+HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "mcc": True, "train_loss": False}
 
 
 def higher_is_better(metric: str) -> bool:

@@ -21,7 +21,13 @@ from transformers import get_scheduler
 # float for any beta < 1 - 1e-7, so its bias corrections are exactly 1: the BERT update.
 _UNCORRECTED_STEP = 1e12
 
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "layer_norm.bias")
+# BERT's exclusions from weight decay: every bias and the LayerNorm weights.
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+
+
+def decays(name: str) -> bool:
+    """Whether weight decay applies to the parameter called ``name`` (not a bias or LayerNorm)."""
+    return not any(marker in name for marker in NO_DECAY)
 
 
 class AdamW(torch.optim.Optimizer):
@@ -113,13 +119,10 @@ def _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, bet
 
 def decay_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
     """Two groups: weight decay for weights, none for biases and LayerNorm (as in BERT)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if any(marker in name for marker in NO_DECAY) else decay).append(param)
+    named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
     return [
-        {"params": decay, "weight_decay": weight_decay, "lr": lr, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "lr": lr, "name": "no_decay"},
+        {"params": [p for n, p in named if decays(n)], "weight_decay": weight_decay, "lr": lr, "name": "decay"},
+        {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0, "lr": lr, "name": "no_decay"},
     ]
 
 

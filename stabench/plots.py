@@ -72,7 +72,8 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Pa
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
     figure, panels = plt.subplots(
-        len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False
+        len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False,
+        layout="constrained",  # keeps the figure title off the first panel's title
     )
     for axes, (label, trace) in zip(panels[:, 0], traces.items()):
         groups = trace["grad_norm"]

@@ -14,6 +14,7 @@ import os
 import uuid
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -94,7 +95,7 @@ def _check_options(config: pytest.Config) -> list | None:
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
-    from .cli import check_cpu_threads, resolve_device
+    from .environment import check_cpu_threads, resolve_device
     from .gate import load_source, parse_limits, reads_store
 
     for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
@@ -173,7 +174,7 @@ class State:
             import torch
 
             from .claims import Session
-            from .cli import resolve_device
+            from .environment import resolve_device
             from .store import Store, default_store_path
 
             device = resolve_device(option(self.config, "device") or "auto")
@@ -245,7 +246,7 @@ def _gpu_ids(requested: str | None) -> list[str]:
 
 
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
-    from .cli import parse_seeds
+    from .claims import parse_seeds
 
     text = option(config, "seeds")
     if text is None:
@@ -549,7 +550,8 @@ class Reporter:
                        "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
                        "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
                        "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
-                       "failed k/n [95% CI]": c["failures_text"], "verdict": c["verdict"]}
+                       "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
+                       "verdict": c["verdict"]}
                 if with_reference:
                     row["paper"] = c.get("reference") or ""
                 rows.append(row)
@@ -598,6 +600,9 @@ class Reporter:
         terminalreporter.write_line(f"runs: {trained + late} trained this session ({trained} by seed items, "
                                     f"{late} by verdicts); {len(self.seeds) - trained} seed items read a "
                                     f"stored result")
+        if tag := option(self.config, "tag"):
+            keys = {key for c in self.claims for key in c.get("keys", ())}
+            terminalreporter.write_line(f"tagged {len(keys)} run(s) of this session's claims as {tag!r}")
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
@@ -612,6 +617,12 @@ class Reporter:
                     f"no claim has runs in the baseline {option(self.config, 'baseline')}, so nothing was compared: "
                     f"a claim's baseline is the runs --stabench-tag tagged for it, else runs of the same task, "
                     f"model and recipe name", red=True)
+            # Counted in pytest's last line ("5 passed, 1 gate failed"), which would otherwise read as
+            # a clean pass over a session that exits 1.
+            failing = [g for g in gates if g["fails"]] or (gates if self.nothing_compared() else [])
+            if failing:  # report-like entries: other plugins read every entry's attributes
+                terminalreporter.stats.setdefault("gate failed", []).extend(
+                    SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report import markdown, write_json

@@ -17,10 +17,10 @@ from .result import RunResult
 from .stats import Summary
 
 
-def fmt(value: float | None, digits: int = 3) -> str:
+def fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.{digits}f}"
+    return f"{value:.3f}"
 
 
 def verdict_text(result: RunResult) -> str:
@@ -31,9 +31,9 @@ def verdict_text(result: RunResult) -> str:
     return "failed" if result.failed else "ok"
 
 
-def seed_table(results: Sequence[RunResult], title: str | None = None) -> Table:
+def seed_table(results: Sequence[RunResult]) -> Table:
     """One row per seed: the headline metric, the majority baseline and the verdict."""
-    table = Table(title=title, title_justify="left")
+    table = Table()
     for column in ("seed", "metric", "score", "accuracy", "majority", "verdict", "steps", "time (s)", "steps/s"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for r in sorted(results, key=lambda r: r.seed):

@@ -20,8 +20,8 @@ class RunResult:
     """
 
     key: str
-    task: dict[str, Any]  # name, split, subsample, fingerprint, n_train, n_eval
-    model: dict[str, Any]  # name (id or path), revision / weights hash
+    task: dict[str, Any]  # name, source, eval_split, fingerprint, n_train, n_eval, train_size, columns, labels
+    model: dict[str, Any]  # name (id or path), hub commit or weights hash, attention, parameter count
     recipe: dict[str, Any]  # the recipe's full field dict
     recipe_name: str
     recipe_hash: str

@@ -204,9 +204,6 @@ def summarize(
     )
 
 
-# --------------------------------------------------------------------------- expected max
-
-
 def summarize_runs(results: Sequence, metric: str | None = None, confidence: float = 0.95) -> Summary:
     """``summarize`` over run results (anything with ``metrics`` and the failure flags).
 
@@ -216,6 +213,9 @@ def summarize_runs(results: Sequence, metric: str | None = None, confidence: flo
     return summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
                      collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results],
                      confidence=confidence)
+
+
+# --------------------------------------------------------------------------- expected max
 
 
 def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float]:

@@ -315,6 +315,22 @@ class Store:
     def count(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
+    def nothing_matches(self, filters: dict[str, Any]) -> str:
+        """Says that no run matches ``filters``, with the stored values of each filter that
+        matched nothing on its own (the usual cause is a typo)."""
+        given = {name: value for name, value in filters.items() if value is not None}
+        stored = {name: self.stored_values(name) for name in given if name in ("task", "model", "recipe", "tag")}
+        hints = [f"stored {name}s: {', '.join(values) or 'none'}" for name, values in stored.items()
+                 if given[name] not in values]
+        return (f"no stored run matches {', '.join(f'{k}={v}' for k, v in given.items())}"
+                + (f" ({'; '.join(hints)})" if hints else ""))
+
+    def stored_values(self, filter_name: str) -> list[str]:
+        """The distinct stored tasks, models, recipes or tags, so an error can list them."""
+        sql = {"task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
+               "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags"}[filter_name]
+        return sorted(str(row[0]) for row in self._connection().execute(sql))
+
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,
               env: dict[str, Any] | None = None, claim: str | None = None) -> list[RunResult]:
@@ -373,8 +389,7 @@ class Store:
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
-            raise StoreError(f"no stored run matches the filters; nothing was exported to {path} "
-                             f"({', '.join(f'{k}={v}' for k, v in filters.items() if v is not None)})")
+            raise StoreError(f"{self.nothing_matches(filters)}; nothing was exported to {path}")
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -512,12 +527,13 @@ def _parse_json(text: str) -> list[RunResult]:
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     metrics = sorted({name for run in runs for name in run.metrics})
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "tags", *(f"metric.{name}" for name in metrics), "result_json"])
+    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "tags", *(f"metric.{name}" for name in metrics),
+                     "result_json"])
     for run in runs:
         *columns, record = _row(run)
-        writer.writerow([*("" if value is None else value for value in columns),
-                         ";".join(run.tags), *(run.metrics.get(name, "") for name in metrics),
-                         record])
+        writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
+                         run.environment.get("cpu_threads", ""), ";".join(run.tags),
+                         *(run.metrics.get(name, "") for name in metrics), record])
 
 
 def _parse_csv(text: str) -> list[RunResult]:

@@ -11,6 +11,7 @@ import csv
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 from collections import Counter
@@ -51,6 +52,7 @@ class TaskData:
     fingerprint: str
     train_size: int | None  # the subsample size asked for, None for the full set
     subsample_seed: int
+    label_names: list[str] | None = None  # what each label id means, where the data says
 
     def describe(self) -> dict:
         """The task part of a run key and of a stored result."""
@@ -153,7 +155,9 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     paths = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in paths.values():
         if not path.is_file():
-            raise FileNotFoundError(f"task file {str(path)!r} does not exist; expected a CSV, TSV or JSON-lines file")
+            where = "" if path.is_absolute() else f" (relative to {os.getcwd()})"
+            raise FileNotFoundError(f"task file {str(path)!r} does not exist{where}; expected a CSV, TSV or "
+                                    f"JSON-lines file")
         if path.suffix.lower() not in _FORMATS:
             raise ValueError(f"task file {str(path)!r} has an unsupported extension; expected one of "
                              f"{', '.join(_FORMATS)}")
@@ -171,6 +175,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             splits[split] = datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
             _require_columns(path, (*text_columns, label_column), splits[split].column_names, TaskDataError)
+            for column in (*text_columns, label_column):
+                _require_values(path, column, splits[split][column])
         unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
         if unseen:
             raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur "
@@ -208,13 +214,31 @@ def _require_columns(path: Path, columns: tuple[str, ...], header: list[str],
         raise error(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns {', '.join(header)}")
 
 
+def _require_values(path: Path, column: str, values: list) -> None:
+    """An empty cell would become None or NaN: named here, not as a label that "never occurs"."""
+    for row, value in enumerate(values, start=1):
+        if value is None or isinstance(value, float) and math.isnan(value):
+            raise TaskDataError(f"row {row} of {str(path)!r} has no value in column {column!r} (rows counted "
+                                f"from 1, header not counted); every example needs its texts and a label")
+
+
 def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:
-    """String labels become class ids in sorted order, the same for both splits."""
+    """String labels become class ids in sorted order, the same for both splits; the names stay
+    in the column's ClassLabel feature, so a stored run says which id meant what."""
     if all(isinstance(v, int) for split in splits.values() for v in split[column]):
         return splits
-    ids = {v: i for i, v in enumerate(sorted({str(v) for split in splits.values() for v in split[column]}))}
-    return {name: split.remove_columns(column).add_column(column, [ids[str(v)] for v in split[column]])
+    names = sorted({str(v) for split in splits.values() for v in split[column]})
+    ids = {name: i for i, name in enumerate(names)}
+    labels = _datasets().ClassLabel(names=names)
+    return {name: split.remove_columns(column).add_column(column, [ids[str(v)] for v in split[column]],
+                                                          feature=labels)
             for name, split in splits.items()}
+
+
+def label_names(data: datasets.Dataset, column: str) -> list[str] | None:
+    """The class names behind the label ids (GLUE's and string-labelled files'), None for bare ids."""
+    feature = data.features.get(column)
+    return list(feature.names) if hasattr(feature, "names") else None
 
 
 # --- built-in offline tasks -----------------------------------------------------------------
@@ -330,7 +354,7 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int) -> Tas
     majority = Counter(labels).most_common(1)[0][1] / len(labels)
     return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,
                     fingerprint=_fingerprint(task, train, evaluation), train_size=train_size,
-                    subsample_seed=subsample_seed)
+                    subsample_seed=subsample_seed, label_names=label_names(evaluation, task.label_column))
 
 
 def _fingerprint(task: Task, *splits: datasets.Dataset) -> str:

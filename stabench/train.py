@@ -125,7 +125,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
             if traced:
                 tracer.record()  # before clipping, as in the paper
                 trace_steps.append(step)
-                trace_lr.append(scheduler.get_last_lr()[0])
+                trace_lr.append(max(scheduler.get_last_lr()))  # the recipe lr: the head's under layer-wise decay
             if recipe.grad_clip is not None:
                 total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip, foreach=True)
                 if traced:
@@ -179,7 +179,8 @@ def _task_record(data: TaskData) -> dict:
     """What the stored result says of the task beyond its key: the files, columns and labels."""
     task = data.task
     return {"description": task.description, "text_columns": list(task.text_columns),
-            "label_column": task.label_column, "num_labels": data.num_labels}
+            "label_column": task.label_column, "num_labels": data.num_labels,
+            "label_names": data.label_names}
 
 
 def compiled_forward(model: torch.nn.Module, mode: str | None, device: torch.device):
@@ -205,7 +206,7 @@ class GradNormTracer:
         groups: dict[str, list[torch.nn.Parameter]] = {}
         for name, param in model.named_parameters():
             if param.requires_grad:
-                groups.setdefault(interventions.layer_index(name, num_layers), []).append(param)
+                groups.setdefault(interventions.layer_group(name, num_layers), []).append(param)
         self.names = sorted(groups, key=interventions.layer_order)
         self.params = [groups[name] for name in self.names]
         self.rows: list[torch.Tensor] = []

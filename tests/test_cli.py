@@ -10,12 +10,21 @@ import pytest
 import torch
 from hypothesis import given
 
-from stabench.cli import main, parse_seeds
+from stabench.claims import parse_seeds
+from stabench.cli import main
 
 
-@given(st.lists(st.integers(0, 500), min_size=1, max_size=20))
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=20, unique=True))
 def test_seed_lists_round_trip(seeds):
-    assert parse_seeds(",".join(map(str, seeds))) == list(dict.fromkeys(seeds))
+    assert parse_seeds(",".join(map(str, seeds))) == seeds
+
+
+@given(st.lists(st.integers(0, 500), min_size=1, max_size=20, unique=True), st.data())
+def test_a_repeated_seed_is_named(seeds, data):
+    repeated = data.draw(st.sampled_from(seeds))
+    text = ",".join(map(str, [*seeds, repeated]))
+    with pytest.raises(ValueError, match=f"seeds '{text}' are invalid; seed {repeated} is listed twice"):
+        parse_seeds(text)
 
 
 @given(st.integers(0, 100), st.integers(0, 50))
@@ -23,7 +32,7 @@ def test_seed_ranges(first, length):
     assert parse_seeds(f"{first}-{first + length}") == list(range(first, first + length + 1))
 
 
-@pytest.mark.parametrize("text", ["a-b", "5-2", "1,,x", "-3"])
+@pytest.mark.parametrize("text", ["a-b", "5-2", "1,,x", "-3", "0-2,2"])
 def test_bad_seeds_are_named(text):
     with pytest.raises(ValueError, match=f"seeds {text!r} are invalid"):
         parse_seeds(text)
@@ -63,7 +72,13 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
      "task file '/no/train.csv' does not exist"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
     (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 threads is invalid; expected an integer >= 1"),
-    (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches the filters; nothing was tagged 'baseline'"),
+    (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
+                                                 "nothing was tagged 'baseline'"),
+    (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
+    (["compare", "tag:baselin", "store"], "baseline 'tag:baselin' holds no runs (stored tags: none)"),
+    (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
+                                                  "rte, same-number, sst2; a local task needs --train-file, "
+                                                  "--eval-file and --text-columns"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     from stabench.store import Store
@@ -88,7 +103,8 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert main(["export", str(tmp_path / "base.json"), "--tag", "base"]) == 0
     assert "exported 2 run(s)" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "none.json"), "--tag", "nosuch"]) == 2
-    assert "no stored run matches the filters; nothing was exported" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no stored run matches tag=nosuch (stored tags: base); nothing was exported" in err
     assert not (tmp_path / "none.json").exists()
 
 
@@ -103,7 +119,8 @@ def _stored_runs(store) -> int:
             return 0
 
 
-def test_ctrl_c_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model, tmp_path):
+@pytest.mark.parametrize("stop, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model, tmp_path, stop, code):
     store = tmp_path / "s.sqlite"
     env = {**os.environ, "STABENCH_STORE": str(store)}
     argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=60")]
@@ -111,12 +128,14 @@ def test_ctrl_c_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model
     deadline = time.time() + 300
     while time.time() < deadline and _stored_runs(store) < 2:
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     first = " ".join(process.communicate(timeout=120)[0].split())  # rich wraps long lines
-    assert process.returncode == 130, first
+    assert process.returncode == code, first
     assert "interrupted after" in first and "run the same command again" in first
     stored = _stored_runs(store)
     assert 2 <= stored < 5
+    if stop == signal.SIGTERM:
+        return  # the rerun is the same as after Ctrl-C
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
     out = " ".join(again.stdout.split())

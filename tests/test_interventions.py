@@ -20,7 +20,7 @@ from stabench.interventions import (
     MixLinear,
     apply_mixout,
     encoder_layers,
-    layer_index,
+    layer_group,
     layerwise_lr_param_groups,
     mixout_weight,
     reinit_top_layers,
@@ -228,12 +228,12 @@ def test_encoder_layers_bert_roberta_and_albert():
     ],
 )
 def test_layer_index(name, expected):
-    assert layer_index(name, 12) == expected
+    assert layer_group(name, 12) == expected
 
 
 def test_layer_index_covers_every_tiny_bert_parameter():
     model = tiny_bert()
-    groups = {layer_index(n, NUM_LAYERS) for n, _ in model.named_parameters()}
+    groups = {layer_group(n, NUM_LAYERS) for n, _ in model.named_parameters()}
     assert groups == {"embeddings", "pooler", "classifier", *(f"layer.{i}" for i in range(NUM_LAYERS))}
 
 
@@ -244,7 +244,7 @@ def test_reinit_top_layers_touches_exactly_top_k_and_pooler():
     before = snapshot(model)
     torch.manual_seed(11)
     names = reinit_top_layers(model, 2)
-    expected = [n for n in before if layer_index(n, NUM_LAYERS) in {"layer.1", "layer.2", "pooler"}]
+    expected = [n for n in before if layer_group(n, NUM_LAYERS) in {"layer.1", "layer.2", "pooler"}]
     assert names == expected
     after = snapshot(model)
     for n in before:
@@ -271,7 +271,7 @@ def test_reinit_is_driven_by_the_torch_seed_and_can_skip_the_pooler():
     perturb(model)
     before = snapshot(model)
     names = reinit_top_layers(model, 1, reinit_pooler=False)
-    assert names and all(layer_index(n, NUM_LAYERS) == "layer.2" for n in names)
+    assert names and all(layer_group(n, NUM_LAYERS) == "layer.2" for n in names)
     assert torch.equal(model.bert.pooler.dense.weight, before["bert.pooler.dense.weight"])
     assert reinit_top_layers(model, 0, reinit_pooler=False) == []
     assert reinit_top_layers(model, 0) == ["bert.pooler.dense.weight", "bert.pooler.dense.bias"]
@@ -292,7 +292,7 @@ def test_reinit_weight_std_is_initializer_range():
 def test_reinit_roberta_has_no_pooler():
     model = tiny_roberta()
     names = reinit_top_layers(model, 1)
-    assert names and all(layer_index(n, 2) == "layer.1" for n in names)
+    assert names and all(layer_group(n, 2) == "layer.1" for n in names)
 
 
 @pytest.mark.parametrize("k", [-1, NUM_LAYERS + 1])
@@ -321,7 +321,7 @@ def test_llrd_learning_rates_follow_the_formula():
     assert math.isclose(expected[f"layer.{L - 1}"], base * decay)
     for name, p in model.named_parameters():
         group = by_param[id(p)]
-        depth = layer_index(name, L)
+        depth = layer_group(name, L)
         assert math.isclose(group["lr"], expected[depth]), name
         assert group["name"].split("/")[0] == depth
     assert [g["name"] for g in groups][:3] == ["embeddings/decay", "embeddings/no_decay", "layer.0/decay"]

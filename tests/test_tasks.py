@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK, get_task, load_task_data, local_task, task_names
+from stabench.tasks import (BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK, get_task, label_names, load_task_data, local_task,
+                            task_names)
 
 
 @pytest.mark.parametrize("name", [BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK])
@@ -68,6 +69,7 @@ def test_local_files_with_named_columns(tmp_path, kind):
     data = load_task_data(task)
     assert len(data.train) == 12 and data.num_labels == 2
     assert data.eval["gold"] == [0, 1, 1, 0, 1, 1, 0, 1, 1]  # "no" -> 0, "yes" -> 1
+    assert label_names(data.train, "gold") == data.label_names == ["no", "yes"]
     assert data.majority_accuracy == pytest.approx(6 / 9)
 
 
@@ -91,6 +93,29 @@ def test_evaluation_labels_missing_from_training_are_refused(tmp_path):
     task = local_task("three-in-dev", tmp_path / "train.csv", tmp_path / "dev.csv", ["text"])
     with pytest.raises(ValueError, match="labels 2 of .*dev.csv' never occur in .*train.csv'"):
         load_task_data(task)
+
+
+@pytest.mark.parametrize("kind, blank", [("csv", "label"), ("csv", "text"), ("jsonl", "label")])
+def test_an_empty_cell_is_named_by_row_and_column(tmp_path, kind, blank):
+    """Not reported as labels that "never occur" (an empty cell turns a CSV's labels into floats)."""
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(8)]
+    _write(tmp_path / f"dev.{kind}", rows, kind)
+    rows[5] = {**rows[5], blank: None}
+    if kind == "csv":
+        (tmp_path / "train.csv").write_text("text,label\n" + "".join(
+            f"{'' if r['text'] is None else r['text']},{'' if r['label'] is None else r['label']}\n" for r in rows))
+    else:
+        _write(tmp_path / "train.jsonl", rows, kind)
+    task = local_task(f"blank-{kind}-{blank}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}", ["text"])
+    with pytest.raises(ValueError, match=f"row 6 of .*train.{kind}' has no value in column '{blank}'"):
+        load_task_data(task)
+
+
+def test_a_missing_relative_task_file_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"task file 'data/train.csv' does not exist \\(relative to "
+                                                f"{tmp_path}\\)"):
+        local_task("x", "data/train.csv", "data/dev.csv", ["text"])
 
 
 def test_a_task_object_is_registered_under_its_name_once(tmp_path):

@@ -152,3 +152,11 @@ def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_
     assert keys[1] != keys[2]
     gpu = {**prepared.environment, "device_kind": "cuda", "device_name": "NVIDIA H200"}
     assert "cpu_threads" not in key_fields(gpu) and key_fields({**gpu, "cpu_threads": 16}) == key_fields(gpu)
+
+
+def test_layerwise_lr_decay_trains_and_traces_the_recipe_lr(tiny_model):
+    """The traced lr is the recipe's (the head's), not the embeddings' decayed one."""
+    recipe = get_recipe("bert-default", max_steps=4, trace_every=1, lr=1e-3, schedule="constant", warmup=0.0,
+                        layerwise_lr_decay=0.5)
+    result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    assert result.steps == 4 and result.trace["lr"] == [1e-3] * 4
