@@ -8,9 +8,10 @@ edited recipe of the same name is compared with its past self, seed for seed whe
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,17 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                    f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
                       what_changed(baseline, current))
+
+
+def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,
+                baseline: Callable[[], list[RunResult]], limits: Mapping[str, Any] | None = None) -> GateResult:
+    """A pytest claim's gate.  Its baseline is the runs ``--stabench-tag`` tagged for this very
+    claim in ``source``, however its recipe is named now (``--stabench-set`` renames it); else
+    ``baseline()``'s runs of the same task, model and recipe name.  A stored run keeps the recipe
+    name it was first trained under, so the claim's runs are gated under the name it uses now."""
+    own = load_source(source, store, claim=claim)
+    current = [dataclasses.replace(r, recipe_name=recipe_name) for r in runs]
+    return check(claim, current, own or baseline(), limits, same_study=bool(own))
 
 
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:

@@ -8,7 +8,6 @@ the store's per-run lock, and then runs the claim's body on the study.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import uuid
@@ -416,20 +415,13 @@ def _unit(item: pytest.Item):
 
 
 def _record_gate(item: pytest.Item, state: State, studies) -> None:
-    from .gate import check, check_limits, load_source, parse_limits
+    from .gate import check_claim, check_limits, parse_limits
 
     limits = check_limits({**parse_limits(option(item.config, "gate")),
                            **item.get_closest_marker("stabench").kwargs.get("gate", {})})
-    baseline = option(item.config, "baseline")
     for name, study in studies.items():
-        claim = _arm_label(item, name, studies)
-        # Runs tagged for this very claim are its baseline, however its recipe is named now
-        # (--stabench-set renames it); otherwise runs of the same task, model and recipe name.
-        own = load_source(baseline, state.session().store, claim=claim)
-        # A stored run keeps the recipe name it was first trained under; gate it under the name
-        # the claim uses now.
-        current = [dataclasses.replace(r, recipe_name=study.arm.recipe.name) for r in study.results]
-        result = check(claim, current, own or state.baseline(), limits, same_study=bool(own))
+        result = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
+                             option(item.config, "baseline"), state.session().store, state.baseline, limits)
         item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "fails": result.fails,
                                                                   "why": result.why})))
 
