@@ -23,8 +23,11 @@ from .tasks import get_task, local_task
 
 def _task_from_args(args: argparse.Namespace):
     if args.train_file or args.eval_file:
-        if not (args.train_file and args.eval_file and args.text_columns):
-            raise ValueError("a local task needs --train-file, --eval-file and --text-columns")
+        missing = [flag for flag, value in (("--train-file", args.train_file), ("--eval-file", args.eval_file),
+                                            ("--text-columns", args.text_columns)) if not value]
+        if missing:
+            raise ValueError(f"a local task needs --train-file, --eval-file and --text-columns; "
+                             f"missing {', '.join(missing)}")
         return local_task(args.task, args.train_file, args.eval_file, args.text_columns.split(","),
                           args.label_column)
     try:
@@ -71,8 +74,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 results.append(result)
                 console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
                               f"({report.verdict_text(result)}, "
-                              + (f"trained in {result.wall_time_s:.1f} s)" if trained else "stored, not retrained)"),
-                              highlight=False)
+                              + (f"trained in {result.wall_time_s:.1f} s)" if trained
+                                 else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
     except KeyboardInterrupt as stop:
         console.print(f"[yellow]interrupted after {len(results)} finished seed(s); finished seeds are stored, "
                       f"run the same command again to train only the missing ones[/]")
@@ -82,6 +85,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         signal.signal(signal.SIGTERM, previous_handler)
     _print_study(console, results)
     return 0
+
+
+def _stored_as(result, recipe) -> str:
+    """A run keeps the recipe name it was first trained under; say so when this one differs."""
+    return "" if result.recipe_name == recipe.name else f" as recipe {escape(repr(result.recipe_name))}"
 
 
 class Terminated(KeyboardInterrupt):
@@ -127,14 +135,14 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag")}
         count = store.export(args.path, fmt=args.format, **filters)
-    console.print(f"exported {count} run(s) to {args.path}")
+    console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
 
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path()) as store:
         added, skipped = store.import_file(args.path)
-    console.print(f"imported {added} run(s) from {args.path}; {skipped} already stored")
+    console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored", highlight=False)
     return 0
 
 
@@ -179,7 +187,15 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         if not runs:
             raise ValueError(f"{store.nothing_matches({**filters, **(env or {})})}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
-    console.print(f"tagged {added} of {len(runs)} matching run(s) as {args.name!r}")
+    console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
+    versions: dict[tuple, set[str]] = {}
+    for run in runs:
+        versions.setdefault((run.task["name"], run.model["name"], run.recipe_name), set()).add(run.recipe_hash[:8])
+    for (task, model, recipe), hashes in sorted(versions.items()):
+        if len(hashes) > 1:
+            console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
+                          f"{escape(task)} / {escape(model)} (recipe hashes {', '.join(sorted(hashes))}); as a "
+                          f"baseline, each study is compared with its version with the most runs[/]", highlight=False)
     return 0
 
 
@@ -254,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args, console)
     except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
-        Console(stderr=True).print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -404,7 +404,7 @@ def _one_line_setup_errors():
     try:
         yield
     except RunSetupError as error:  # prepare's errors, unusable task data (TaskDataError) included
-        pytest.fail(str(error), pytrace=False)
+        raise pytest.fail.Exception(str(error), pytrace=False) from None  # no chained errors below the line
 
 
 def _unit(item: pytest.Item):

@@ -53,6 +53,10 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert main(_args(tiny_model, "--seeds", "0-2")) == 0
     second = capsys.readouterr().out
     assert second.count("stored, not retrained") == 2 and second.count("trained in") == 1
+    assert "stored as recipe" not in second
+    main(_args(tiny_model, "--seeds", "0", "--set", "name=renamed"))  # same content, new name: reused
+    renamed = " ".join(capsys.readouterr().out.split())
+    assert "stored as recipe 'bert-default[max_steps=6,trace_every=2]', not retrained)" in renamed
     assert main(["runs", "--task", "polarity"]) == 0
     assert "3 stored run(s)" in capsys.readouterr().out
     threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
@@ -70,11 +74,14 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "polarity", "--set", "lr=-1", "--seeds", "0"], "lr=-1.0 is invalid"),
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),
+    (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
+                                                      "--text-columns; missing --eval-file, --text-columns"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
     (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 threads is invalid; expected an integer >= 1"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
+    (["runs", "--recipe", "x[lr=1]"], "no stored run matches recipe=x[lr=1] (stored recipes: none)"),  # not markup
     (["compare", "tag:baselin", "store"], "baseline 'tag:baselin' holds no runs (stored tags: none)"),
     (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
                                                   "rte, same-number, sst2; a local task needs --train-file, "

@@ -193,6 +193,18 @@ def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix()
     assert {r.recipe_hash for r in one_variant(edited + broken)} == {"bbbbbbbb22"}
 
 
+def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
+    old = [_run(s, v) for s, v in enumerate(GOOD[:3])]
+    edited = [dataclasses.replace(_run(s, v), key=f"e{s}", recipe_hash="bbbbbbbb22") for s, v in enumerate(GOOD[:3])]
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in old + edited:
+            store.put(run)
+    assert main(["tag", "base", "--recipe", "r", "--store", str(tmp_path / "s.sqlite")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "tagged 6 of 6 matching run(s) as 'base'" in out
+    assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h)" in out
+
+
 def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
     one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
                  for r in (_run(s, v) for s, v in enumerate(GOOD[:3]))] for n in (1, 2))

@@ -261,6 +261,7 @@ def test_a_recipe_value_the_model_cannot_take_fails_each_item_with_one_line(suit
     message = "recipe field reinit_layers=9 is invalid for this model; expected 0..2"
     assert len([line for line in result.stdout.lines if message in line]) >= 2
     assert "Traceback" not in result.stdout.str() and "interventions.py" not in result.stdout.str()
+    assert "The above exception" not in result.stdout.str() and "During handling" not in result.stdout.str()
 
 
 def test_a_recipe_keyword_selects_only_its_own_arms_seed_items(pytester, tiny_model):
