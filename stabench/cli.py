@@ -122,7 +122,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches({**filters, **env}))
     rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
-             "recipe hash": r.recipe_hash[:8], "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
+             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8], "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
@@ -147,7 +147,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits, reads_store
+    from .gate import compare_sources, load_source, parse_limits, reads_store, study_key
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
@@ -173,8 +173,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     for result in failing:
         console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
     if not any(r.baseline for r in results):
-        console.print("[red]no study of the current runs has a matching baseline (same task, model and recipe "
-                      "name), so nothing was compared[/]")
+        held = sorted({" / ".join(str(part) for part in study_key(r) if part is not None) for r in baseline})
+        console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
+                      f"name), so nothing was compared; the baseline holds {escape(', '.join(held))}[/]",
+                      highlight=False)
         return 1
     return 1 if failing else 0
 

@@ -205,6 +205,18 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h)" in out
 
 
+def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, capsys):
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in [_run(s, v, recipe="old-name") for s, v in enumerate(GOOD[:3])]:
+            store.put(run)
+        store.tag([r.key for r in store.query()], "base")
+        for run in [_run(s, v, recipe="new-name") for s, v in enumerate(GOOD[:3])]:
+            store.put(run)
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "so nothing was compared; the baseline holds t / m / old-name" in out
+
+
 def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
     one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
                  for r in (_run(s, v) for s, v in enumerate(GOOD[:3]))] for n in (1, 2))
