@@ -117,12 +117,14 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
             return 0
         env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
                if getattr(args, name) is not None}
-        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "tag": args.tag}
+        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "tag": args.tag,
+                   "recipe_hash": args.recipe_hash}
         runs = store.query(**filters, env=env or None)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches({**filters, **env}))
     rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
-             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8], "seed": r.seed, r"metric": f"{r.primary_metric} {report.fmt(r.score)}",
+             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8], "seed": r.seed,
+             "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
@@ -133,7 +135,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag")}
+        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash")}
         count = store.export(args.path, fmt=args.format, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -184,10 +186,11 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         env = parse_env(args.env) if args.env else None
-        filters = {"task": args.task, "model": args.model, "recipe": args.recipe}
+        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "recipe_hash": args.recipe_hash}
         runs = store.query(**filters, env=env)
         if not runs:
-            raise ValueError(f"{store.nothing_matches({**filters, **(env or {})})}; nothing was tagged {args.name!r}")
+            nothing = store.nothing_matches({**filters, **(env or {})})
+            raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}
@@ -197,8 +200,12 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         if len(hashes) > 1:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
                           f"{escape(task)} / {escape(model)} (recipe hashes {', '.join(sorted(hashes))}); as a "
-                          f"baseline, each study is compared with its version with the most runs[/]", highlight=False)
+                          f"baseline, each study is compared with its version with the most runs; --recipe-hash "
+                          f"tags one version[/]", highlight=False)
     return 0
+
+
+RECIPE_HASH_HELP = "only runs of this version of a recipe (a prefix of the hash in stabench runs)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("task", "model", "recipe", "tag", "torch", "transformers"):
         runs.add_argument(f"--{option}", help=f"only runs with this {option}")
     runs.add_argument("--cpu-threads", help="only CPU runs made with this many torch threads")
+    runs.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
     runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON")
     runs.set_defaults(handler=cmd_runs)
 
@@ -241,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("task", "model", "recipe", "tag"):
         export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
                                                 f"machine)" if option == "tag" else f"only runs with this {option}")
+    export.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
     export.set_defaults(handler=cmd_export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
@@ -261,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("task", "model", "recipe"):
         tag.add_argument(f"--{option}", help=f"only runs with this {option}")
     tag.add_argument("--env", help="only runs made under FIELD=VALUE,... (torch, transformers, device_name, ...)")
+    tag.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
     tag.set_defaults(handler=cmd_tag)
     return parser
 

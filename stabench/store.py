@@ -333,10 +333,12 @@ class Store:
 
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,
-              env: dict[str, Any] | None = None, claim: str | None = None) -> list[RunResult]:
+              env: dict[str, Any] | None = None, claim: str | None = None,
+              recipe_hash: str | None = None) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
-        the runs that tag gave that claim."""
+        the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
+        shows it, to pick one version of a recipe edited under one name."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("task_name", task), ("model_name", model),
@@ -344,6 +346,9 @@ class Store:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if recipe_hash is not None:
+            where.append("substr(recipe_hash, 1, ?) = ?")
+            params.extend([len(recipe_hash), recipe_hash])
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
             params.append(tag)

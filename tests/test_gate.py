@@ -203,6 +203,16 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "tagged 6 of 6 matching run(s) as 'base'" in out
     assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h)" in out
+    store_arg = ["--store", str(tmp_path / "s.sqlite")]
+    assert main(["tag", "edited", "--recipe", "r", "--recipe-hash", "bbbb", *store_arg]) == 0
+    assert "tagged 3 of 3 matching run(s) as 'edited'" in " ".join(capsys.readouterr().out.split())
+    with Store(tmp_path / "s.sqlite") as store:
+        assert {r.key for r in store.query(tag="edited")} == {r.key for r in edited}
+        assert store.query(recipe_hash="bbbbbbbb22") == store.query(recipe_hash="b") and not store.query(recipe_hash="c")
+    assert main(["export", str(tmp_path / "e.json"), "--recipe-hash", "bbbb", *store_arg]) == 0
+    assert "exported 3 run(s)" in capsys.readouterr().out
+    assert main(["runs", "--recipe-hash", "cccc", *store_arg]) == 2
+    assert "no stored run matches recipe_hash=cccc" in capsys.readouterr().err
 
 
 def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, capsys):
