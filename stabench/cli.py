@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .claims import parse_seeds
 from .environment import check_cpu_threads, key_fields, resolve_device
-from .gate import parse_env
+from .gate import parse_env, study_key, study_label
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
 from .store import Store, StoreError, default_store_path
@@ -149,7 +149,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits, reads_store, study_key
+    from .gate import compare_sources, load_source, parse_limits, reads_store
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
@@ -175,7 +175,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     for result in failing:
         console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
     if not any(r.baseline for r in results):
-        held = sorted({" / ".join(str(part) for part in study_key(r) if part is not None) for r in baseline})
+        held = sorted({study_label(study_key(r)) for r in baseline})
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
                       f"name), so nothing was compared; the baseline holds {escape(', '.join(held))}[/]",
                       highlight=False)
@@ -195,13 +195,13 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}
     for run in runs:
-        versions.setdefault((run.task["name"], run.model["name"], run.recipe_name), set()).add(run.recipe_hash[:8])
-    for (task, model, recipe), hashes in sorted(versions.items()):
+        versions.setdefault(study_key(run), set()).add(run.recipe_hash[:8])
+    for (*trained_on, recipe), hashes in sorted(versions.items(), key=lambda item: str(item[0])):
         if len(hashes) > 1:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
-                          f"{escape(task)} / {escape(model)} (recipe hashes {', '.join(sorted(hashes))}); as a "
-                          f"baseline, each study is compared with its version with the most runs; --recipe-hash "
-                          f"tags one version[/]", highlight=False)
+                          f"{escape(study_label(tuple(trained_on)))} (recipe hashes {', '.join(sorted(hashes))}); "
+                          f"as a baseline, each study is compared with its version with the most runs; "
+                          f"--recipe-hash tags one version[/]", highlight=False)
     return 0
 
 

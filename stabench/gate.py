@@ -31,6 +31,11 @@ def study_key(result: RunResult) -> tuple:
     return (result.task["name"], result.task.get("train_size"), result.model["name"], result.recipe_name)
 
 
+def study_label(key: tuple) -> str:
+    """A study key as the gate's rows name it: ``task / model / recipe`` (with the data size if set)."""
+    return " / ".join(str(part) for part in key if part is not None)
+
+
 def load_source(source: str, store: Store | None = None, claim: str | None = None,
                 role: str = "baseline") -> list[RunResult]:
     """Runs named by a spec: ``tag:NAME``, ``env:field=value,...`` or an export file.
@@ -282,7 +287,7 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
             studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
     results = []
     for key, variants in sorted(studies.items(), key=lambda item: str(item[0])):
-        name = " / ".join(str(part) for part in key if part is not None)
+        name = study_label(key)
         groups = [variants[v] for v in sorted(variants)]
         labels = _told_apart(groups) if len(groups) > 1 else [""]
         for runs, label in zip(groups, labels):

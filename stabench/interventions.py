@@ -266,9 +266,9 @@ def layerwise_lr_param_groups(
 
     so each step down the network multiplies the lr by ``decay``; ``decay = 1`` is a plain
     single-lr recipe.  Each depth is split into a decayed group (``weight_decay``) and a
-    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  Group dicts carry ``params``,
-    ``lr``, ``weight_decay`` and ``name`` (e.g. ``"layer.3/decay"``, ``"embeddings/no_decay"``),
-    ordered bottom to top; empty groups are left out.  Every trainable parameter is in exactly
+    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  Group
+    dicts carry ``params``, ``lr``, ``weight_decay`` and ``name`` (e.g. ``"layer.3/decay"``,
+    ``"embeddings/no_decay"``), ordered bottom to top; empty groups are left out.  Every trainable parameter is in exactly
     one group; a trainable parameter outside these parts raises ValueError rather than
     silently getting some lr.
     """

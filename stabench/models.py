@@ -62,11 +62,6 @@ def resolve(model: str) -> ModelSource:
             raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
                                     f"save_pretrained")
         return ModelSource(model, str(path.resolve()))
-    from .profiles import hub_model_available, hub_reason
-
-    if not hub_model_available(model):  # fail now, not after a minute of retries
-        raise RuntimeError(f"model {model!r} is not a local folder, a built-in model ({OFFLINE_DEFAULT!r}, "
-                           f"{TINY_BERT!r}) or in the Hugging Face cache, and cannot be downloaded: {hub_reason()}")
     return ModelSource(model, model, hub_commit(model))
 
 
@@ -74,18 +69,25 @@ def resolve(model: str) -> ModelSource:
 def hub_commit(repo_id: str) -> str:
     """The hub commit that runs of ``repo_id`` load and record, so re-uploaded weights get new keys.
 
-    The newest commit when the hub can be reached, else the commit of the cached snapshot.
+    The newest commit when the hub can be reached, else the commit of the cached snapshot; a
+    model in neither fails now, not after the hub client's minute of retries.
     """
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    from .profiles import hub_reachable
+    from .profiles import hub_reachable, hub_reason
 
-    try:
-        config = (hf_hub_download(repo_id, "config.json") if hub_reachable()
-                  else try_to_load_from_cache(repo_id, "config.json"))
-    except Exception as error:  # the hub client's own errors: no such repo, a gated model, HTTP failures
-        raise RuntimeError(f"could not fetch config.json of model {repo_id!r} from the Hugging Face hub: "
-                           f"{str(error).splitlines()[0]}") from error
+    if not hub_reachable():
+        config = try_to_load_from_cache(repo_id, "config.json")
+        if not isinstance(config, str):
+            raise RuntimeError(f"model {repo_id!r} is not a local folder, a built-in model ({OFFLINE_DEFAULT!r}, "
+                               f"{TINY_BERT!r}) or in the Hugging Face cache, and cannot be downloaded: "
+                               f"{hub_reason()}")
+    else:
+        try:
+            config = hf_hub_download(repo_id, "config.json")
+        except Exception as error:  # the hub client's own errors: no such repo, a gated model, HTTP failures
+            raise RuntimeError(f"could not fetch config.json of model {repo_id!r} from the Hugging Face hub: "
+                               f"{str(error).splitlines()[0]}") from error
     return Path(config).parent.name  # .../models--org--name/snapshots/<commit>/config.json
 
 

@@ -259,9 +259,7 @@ class Store:
         path = self.path.parent / "unstored" / f"{result.key}.json"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("[\n" + result.to_json() + "\n]\n", encoding="utf-8")
-            os.replace(tmp, path)
+            _write_export(path, [result], "json")
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
         return f"the run is kept in {path}; `stabench import {path}` stores it"
@@ -395,14 +393,7 @@ class Store:
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
             raise StoreError(f"{self.nothing_matches(filters)}; nothing was exported to {path}")
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "json":
-                fh.write("[\n" + ",\n".join(run.to_json() for run in runs) + "\n]\n")
-            else:
-                _write_csv(fh, runs)
-        os.replace(tmp, path)
+        _write_export(Path(path), runs, fmt)
         return len(runs)
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -527,6 +518,18 @@ def _parse_json(text: str) -> list[RunResult]:
     if not isinstance(data, list):
         raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
     return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
+
+
+def _write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
+    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record),
+    replaced atomically so a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "json":
+            fh.write("[\n" + ",\n".join(run.to_json() for run in runs) + "\n]\n")
+        else:
+            _write_csv(fh, runs)
+    os.replace(tmp, path)
 
 
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
