@@ -271,7 +271,7 @@ def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
     the JSON record (a reduced version of `python benchmarks/throughput.py --quick`)."""
     out = tmp_path / "bench.json"
     record = throughput.main(["--quick", "--settings", "plain,minimal,stabench,stabench+bf16", "--steps", "10",
-                              "--repeats", "1", "--workers", "2", "--json", str(out)])
+                              "--repeats", "1", "--workers", "2", "--overhead-steps", "30", "--json", str(out)])
     printed = capsys.readouterr().out
     assert record["complete"] and json.loads(out.read_text()) == json.loads(json.dumps(record))
     rows = {r["setting"]: r for r in record["results"]}
@@ -283,5 +283,41 @@ def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
     [workers] = record["workers"]
     assert workers["k"] == 2 and len(workers["per_worker_steps_per_s"]) == 2 and not workers["mps"]
     check = record["overhead_check"]
-    assert check["steps_compared"] == 20 and check["same_loss_trajectory_max_abs_diff"] < 1e-4
+    assert (check["segments"], check["steps"], check["basis"]) == (3, 30, "cpu_time")
+    assert check["steps_compared"] == 40 and check["same_loss_trajectory_max_abs_diff"] == 0
+    assert check["verdict"] in ("within", "NOT within", "inconclusive")
     assert "harness overhead verdict" in printed and "TFLOP of model FLOPs" in printed
+
+
+def _segments(harness_over_minimal: list[float], minimal_s: float = 0.8) -> dict:
+    """Interleaved segments whose fine_tune time is the given multiple of the minimal loop's."""
+    segments = [{"steps": 10, "stabench": (r * minimal_s, r * minimal_s), "minimal": (minimal_s, minimal_s)}
+                for r in harness_over_minimal]
+    return {"segments": segments, "same_loss_trajectory_max_abs_diff": 0.0, "steps_compared": 10 * len(segments)}
+
+
+def test_overhead_verdict_needs_the_whole_interval_on_one_side_of_the_limit(throughput):
+    steady = throughput.overhead_check(_segments([1.01, 1.02, 1.00, 1.03, 1.01, 1.02] * 5), "cpu")
+    assert steady["verdict"] == "within" and steady["within_5pct"]
+    low, high = steady["cpu_time"]["overhead_pct_ci95"]
+    assert low <= steady["overhead_pct"] <= high < 5
+    assert steady["overhead_pct"] == pytest.approx(100 * (sum([1.01, 1.02, 1.00, 1.03, 1.01, 1.02]) / 6 - 1))
+    slow = throughput.overhead_check(_segments([1.19, 1.21, 1.20, 1.22, 1.18] * 5), "cuda")
+    assert slow["basis"] == "wall" and slow["verdict"] == "NOT within" and not slow["within_5pct"]
+    assert slow["wall"]["overhead_pct_ci95"][0] > 5
+    noisy = throughput.overhead_check(_segments([0.8, 1.3, 0.9, 1.25, 1.05, 0.85, 1.2]), "cpu")
+    assert noisy["verdict"] == "inconclusive" and not noisy["within_5pct"]
+    low, high = noisy["cpu_time"]["overhead_pct_ci95"]
+    assert low < 5 < high
+
+
+def test_interleaved_loops_keep_their_own_dropout_masks(tiny_model, throughput):
+    """Taking turns with the minimal loop leaves fine_tune's trajectory as it is alone (dropout on)."""
+    sb = throughput.import_stabench()
+    ctx = throughput.make_context(sb, tiny_model, "cpu", batch_size=16, seq_len="dist", max_length=64)
+    alone = throughput.measure(ctx, throughput.parse_setting("stabench"), warmup=10, steps=20)
+    interleaved = throughput.interleaved_overhead(ctx, warmup=10, steps=20)
+    assert interleaved["same_loss_trajectory_max_abs_diff"] == 0 and interleaved["steps_compared"] == 30
+    assert [seg["last_step"] for seg in interleaved["segments"]] == [20, 30]
+    assert all(seg["stabench"][0] > 0 and seg["minimal"][0] > 0 for seg in interleaved["segments"])
+    assert interleaved["losses"] == alone.losses
