@@ -389,7 +389,8 @@ class HandLoop:
                                                weight_decay=recipe.weight_decay, foreach=False)
         else:
             self.optimizer = sb.optim.AdamW(groups, lr=recipe.lr, betas=betas, eps=recipe.adam_eps,
-                                            weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction)
+                                            weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction,
+                                            style=recipe.adamw_style)
         self.scheduler = sb.optim.make_scheduler(self.optimizer, recipe.schedule, recipe.warmup, total)
         order = sb.data.train_order(len(ctx.train), total, recipe.batch_size, torch.Generator().manual_seed(seed))
         self.batches = [{k: v.to(device) for k, v in sb.data.collate(ctx.train, indices, ctx.pad_id,

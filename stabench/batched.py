@@ -70,7 +70,7 @@ class SeedGroup:
                   {"params": no_decay, "weight_decay": 0.0, "lr": recipe.lr, "name": "no_decay"}]
         self.optimizer = AdamW(groups, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
                                eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
-                               bias_correction=recipe.bias_correction)
+                               bias_correction=recipe.bias_correction, style=recipe.adamw_style)
         self.scheduler = make_scheduler(self.optimizer, recipe.schedule, recipe.warmup, total_steps)
 
     def orders(self, n_examples: int) -> list[list[list[int]]]:

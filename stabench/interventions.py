@@ -57,16 +57,21 @@ def mixout_weight(
 ) -> torch.Tensor:
     """One Mixout sample ``((1-M)*target + M*weight - p*target) / (1-p)``, ``M ~ Bernoulli(1-p)``.
 
-    Written as the algebraically equal ``target + M*(weight - target)/(1-p)``: each entry is
-    reset to its target with probability p and the survivors are rescaled so that the
-    expectation over M is exactly ``weight``.  The mask is drawn on ``weight``'s device from
-    ``generator`` (default: the global torch RNG, so ``torch.manual_seed`` fixes it).
-    Gradients reach ``weight`` only (scaled by ``M/(1-p)``).
+    As dropout drops a neuron, Mixout resets one: for a Linear weight ``[out, in]`` each input
+    neuron j is kept or reset with all its outgoing weights ``weight[:, j]`` at once (Lee et
+    al. 2020, Fig. 1, and their code; one draw per entry would be "mixconnect").  A 1-D
+    weight gets one draw per entry.  Written as the algebraically equal
+    ``target + M*(weight - target)/(1-p)``: survivors are rescaled so that the expectation
+    over M is exactly ``weight``.  The mask is drawn on ``weight``'s device from ``generator``
+    (default: the global torch RNG, so ``torch.manual_seed`` fixes it).  Gradients reach
+    ``weight`` only, scaled by ``M/(1-p)``: the derivative of this forward (the reference code
+    leaves out the 1/(1-p), which under Adam only rescales the clipping threshold).
     """
     _check_mixout_p(p)
     if p == 0.0:
         return weight
-    mask = torch.empty_like(weight).bernoulli_(1.0 - p, generator=generator)
+    per_neuron = weight.shape[1:] if weight.dim() > 1 else weight.shape
+    mask = torch.empty(per_neuron, dtype=weight.dtype, device=weight.device).bernoulli_(1.0 - p, generator=generator)
     return target + mask * (weight - target) / (1.0 - p)
 
 

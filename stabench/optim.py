@@ -2,7 +2,9 @@
 
 ``torch.optim.AdamW`` always corrects bias and ``transformers.AdamW`` is gone, yet the
 original BERT recipe (TF ``AdamWeightDecayOptimizer``) had no bias correction, which is
-exactly what Mosbach et al. identify as a cause of failed runs.  The update runs in
+exactly what Mosbach et al. identify as a cause of failed runs.  Their bias-corrected runs
+used ``transformers.AdamW(correct_bias=True)``, which adds eps where torch does not (see
+``STYLES``); both are here.  The update runs in
 torch's fused AdamW kernel (one pass over the tensors; 6x faster than the multi-tensor
 version for MiniLM on one CPU thread), or as multi-tensor ``torch._foreach_*`` kernels where
 that is missing: BERT-large has ~390 parameter tensors and a per-tensor Python loop is
@@ -17,9 +19,18 @@ import torch
 from torch import nn
 from transformers import get_scheduler
 
+from .recipes import ADAMW_STYLES
+
 # The fused kernel divides by 1 - beta ** step; at this step beta ** step is exactly 0.0 in
 # float for any beta < 1 - 1e-7, so its bias corrections are exactly 1: the BERT update.
 _UNCORRECTED_STEP = 1e12
+
+# How a bias-corrected step treats eps.  "transformers" (transformers.AdamW, Mosbach et al.'s
+# code): p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), so eps acts as
+# eps / sqrt(1 - b2^t) against the corrected sqrt(v): 32x eps at t = 1, 3x at t = 100, which
+# matters for coordinates with tiny gradients.  "torch" (torch.optim.AdamW): eps is added to the
+# corrected sqrt(v).  Without bias correction both are the TF BERT update.
+STYLES = ADAMW_STYLES
 
 # BERT's exclusions from weight decay: every bias and the LayerNorm weights.
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -33,10 +44,11 @@ def decays(name: str) -> bool:
 class AdamW(torch.optim.Optimizer):
     """Decoupled-weight-decay Adam.
 
-    ``bias_correction=True`` matches ``torch.optim.AdamW``.  ``bias_correction=False`` is
-    the BERT update ``p -= lr * (m / (sqrt(v) + eps) + wd * p)``: in the first steps the
-    moments are biased towards zero, so the effective step is small at first and the
-    ratio m/sqrt(v) is not normalised as Adam intends.
+    ``bias_correction=False`` is the BERT update ``p -= lr * (m / (sqrt(v) + eps) + wd * p)``:
+    in the first steps the moments are biased towards zero, so the effective step is small at
+    first and the ratio m/sqrt(v) is not normalised as Adam intends.  With bias correction,
+    ``style="transformers"`` is ``transformers.AdamW(correct_bias=True)`` and ``style="torch"``
+    is ``torch.optim.AdamW`` (they differ in where eps goes: ``STYLES``).
 
     ``fused=None`` uses torch's fused kernel where it exists; both paths compute the same
     update up to float rounding.
@@ -44,7 +56,7 @@ class AdamW(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-6, weight_decay: float = 0.0, bias_correction: bool = True,
-                 fused: bool | None = None):
+                 style: str = "transformers", fused: bool | None = None):
         if not lr > 0:
             raise ValueError(f"AdamW lr={lr!r} is invalid; expected a positive number")
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
@@ -53,9 +65,14 @@ class AdamW(torch.optim.Optimizer):
             raise ValueError(f"AdamW eps={eps!r} is invalid; expected a positive number")
         if weight_decay < 0:
             raise ValueError(f"AdamW weight_decay={weight_decay!r} is invalid; expected a number >= 0")
+        if style not in STYLES:
+            raise ValueError(f"AdamW style={style!r} is invalid; expected one of {', '.join(STYLES)}")
+        if style == "torch" and not bias_correction:
+            raise ValueError("AdamW style='torch' needs bias_correction=True: torch.optim.AdamW always corrects bias")
         if fused and not hasattr(torch, "_fused_adamw_"):
             raise ValueError("AdamW fused=True is unavailable: this torch has no fused AdamW kernel")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,
+                        style=style)
         super().__init__(params, defaults)
         self.fused = hasattr(torch, "_fused_adamw_") if fused is None else fused
         self._step_tensors: dict[torch.device, torch.Tensor] = {}
@@ -82,7 +99,10 @@ class AdamW(torch.optim.Optimizer):
             if not params:
                 continue
             group["step"] = step = group.get("step", 0) + 1
-            hyper = dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=group["eps"],
+            eps = group["eps"]
+            if group["bias_correction"] and group["style"] == "transformers":  # torch's update with this eps
+                eps /= math.sqrt(1 - group["betas"][1] ** step)
+            hyper = dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=eps,
                          weight_decay=group["weight_decay"])
             if self.fused:
                 steps = self._step_tensor(params[0].device, step if group["bias_correction"] else _UNCORRECTED_STEP)

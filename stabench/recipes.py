@@ -18,6 +18,7 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 CHECKPOINTS = ("last", "best")
 # torch.compile modes; "reduce-overhead" also captures the step in CUDA graphs (on CUDA).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+ADAMW_STYLES = ("transformers", "torch")  # where a bias-corrected AdamW adds eps (optim.STYLES)
 ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
@@ -38,6 +39,7 @@ class Recipe:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     bias_correction: bool = False  # the original BERT optimizer had none
+    adamw_style: str = "transformers"  # with bias correction: transformers.AdamW (the paper's) or "torch"
     grad_clip: float | None = 1.0  # global L2 norm; None disables clipping
     dropout: float | None = 0.1  # hidden, attention and classifier dropout; None keeps the model's
     precision: str = "fp32"
@@ -64,6 +66,10 @@ class Recipe:
         _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "a positive number")
         for field in ("adam_beta1", "adam_beta2"):
             _check(0 <= getattr(self, field) < 1, field, getattr(self, field), "a number in [0, 1)")
+        _check(self.adamw_style in ADAMW_STYLES, "adamw_style", self.adamw_style,
+               f"one of {', '.join(ADAMW_STYLES)}")
+        _check(self.bias_correction or self.adamw_style == "transformers", "adamw_style", self.adamw_style,
+               "'transformers' without bias correction (torch.optim.AdamW always corrects bias)")
         _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "a positive number or None")
         _check(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1) or None")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
@@ -93,9 +99,19 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """Content hash of every knob except the name."""
+        """Content hash of every knob except the name.
+
+        Two entries keep runs stored before a correction from being reused for the corrected
+        computation: ``adamw_style`` enters only with bias correction (without it there is one
+        update), and a Mixout recipe hashes its mask (one draw per input neuron since 2026-11,
+        as in Lee et al.'s code; before, one draw per weight).
+        """
         fields = self.to_dict()
         fields.pop("name")
+        if not self.bias_correction:
+            fields.pop("adamw_style")
+        if self.mixout:
+            fields["mixout_mask"] = "per input neuron"
         return content_hash(fields)
 
     def replace(self, **overrides: Any) -> Recipe:

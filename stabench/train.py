@@ -97,7 +97,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
 
     total_steps = recipe.total_steps(len(train_set))
     optimizer = AdamW(_param_groups(model, recipe), lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
-                      eps=recipe.adam_eps, weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction)
+                      eps=recipe.adam_eps, weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction,
+                      style=recipe.adamw_style)
     scheduler = make_scheduler(optimizer, recipe.schedule, recipe.warmup, total_steps)
     order = data_lib.train_order(len(train_set), total_steps, recipe.batch_size,
                                  torch.Generator().manual_seed(prepared.seed))

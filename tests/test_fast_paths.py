@@ -72,10 +72,10 @@ def _train(tiny_model: str, make_optimizer, batches, seed: int = 0):
 
 
 def test_multi_tensor_adamw_follows_torch_per_parameter_adamw_on_the_model(tiny_model):
-    """stabench's foreach AdamW with bias correction == torch.optim.AdamW(foreach=False), step by step."""
+    """stabench's AdamW in torch's style == torch.optim.AdamW(foreach=False), step by step."""
     batches = _batches(tiny_model, steps=10)
-    ours, our_params = _train(tiny_model, lambda groups: AdamW(groups, lr=1e-3, eps=1e-6, bias_correction=True),
-                              batches)
+    ours, our_params = _train(tiny_model, lambda groups: AdamW(groups, lr=1e-3, eps=1e-6, bias_correction=True,
+                                                               style="torch"), batches)
     theirs, their_params = _train(tiny_model, lambda groups: torch.optim.AdamW(groups, lr=1e-3, eps=1e-6,
                                                                              foreach=False), batches)
     assert ours[0] == theirs[0]  # same init, same batch, same dropout masks

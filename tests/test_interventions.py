@@ -74,8 +74,8 @@ def test_mixout_expectation_is_the_weight():
     g = torch.Generator().manual_seed(0)
     w, w_pre = torch.randn(8, 8, generator=g), torch.randn(8, 8, generator=g)
     p, n = 0.3, 20000
-    samples = mixout_weight(w.expand(n, 8, 8), w_pre.expand(n, 8, 8), p,
-                            generator=torch.Generator().manual_seed(1))
+    draws = torch.Generator().manual_seed(1)
+    samples = torch.stack([mixout_weight(w, w_pre, p, generator=draws) for _ in range(n)])
     # each entry is either the target or target + (w - target)/(1-p) ...
     kept = torch.isclose(samples, w_pre + (w - w_pre) / (1 - p), atol=1e-6)
     assert bool((kept | torch.isclose(samples, w_pre.expand_as(samples), atol=1e-6)).all())
@@ -86,6 +86,18 @@ def test_mixout_expectation_is_the_weight():
     assert z.abs().max().item() < 5  # 64 entries; |z| >= 5 has probability ~1e-5 under E = w
     # the test has power: the un-rescaled mix (1-M)*w_pre + M*w (mean p*w_pre + (1-p)*w) fails it
     assert ((samples.mean(0) - (p * w_pre + (1 - p) * w)) / sd).abs().max().item() > 20
+
+
+def test_mixout_resets_whole_input_neurons_as_dropout_drops_them():
+    """Lee et al.: a reset neuron takes all its outgoing weights (a column of a Linear weight) with it."""
+    w, w_pre = torch.ones(6, 40), torch.zeros(6, 40)
+    draws = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        kept = mixout_weight(w, w_pre, 0.5, generator=draws) != 0
+        assert bool((kept == kept[0]).all())  # every column all kept or all reset
+        assert 0 < int(kept[0].sum()) < 40  # and the columns differ
+    bias = mixout_weight(torch.ones(200), torch.zeros(200), 0.5, generator=draws) != 0
+    assert 50 < int(bias.sum()) < 150  # a 1-D weight: one draw per entry
 
 
 def test_mixout_p_zero_is_exactly_linear():

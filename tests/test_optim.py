@@ -22,7 +22,8 @@ def _grads(step: int, params) -> list[torch.Tensor]:
 @pytest.mark.parametrize("fused", [True, False])
 def test_bias_corrected_update_matches_torch_adamw_over_many_steps(fused):
     ours, theirs = _params(0), _params(0)
-    opt_ours = AdamW(ours, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True, fused=fused)
+    opt_ours = AdamW(ours, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True,
+                     style="torch", fused=fused)
     opt_theirs = torch.optim.AdamW(theirs, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, foreach=True)
     for step in range(200):
         for params in (ours, theirs):
@@ -55,6 +56,48 @@ def test_without_bias_correction_matches_the_bert_reference(fused):
             reference[i] = reference[i] - lr * (m[i] / (np.sqrt(v[i]) + eps) + wd * reference[i])
     for p, r in zip(params, reference):
         np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_transformers_style_matches_the_correct_bias_update_of_mosbach_et_al(fused):
+    """transformers.AdamW(correct_bias=True), hand-computed: eps is added to the uncorrected sqrt(v)
+    and the correction goes into the step size.  transformers decayed the weight after the Adam
+    step and torch (whose kernels run here) before it: that differs by lr^2 * wd * (Adam step)
+    per step, 1e-12 at the paper's lr, so the reference decays first as torch does."""
+    params = _params(3)
+    reference = [p.detach().numpy().copy() for p in params]
+    m = [np.zeros_like(r) for r in reference]
+    v = [np.zeros_like(r) for r in reference]
+    lr, b1, b2, eps, wd = 3e-3, 0.9, 0.999, 1e-6, 0.01
+    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=True, fused=fused)
+    for step in range(1, 51):
+        grads = [g * 1e-5 for g in _grads(step, params)]  # small gradients: where the two styles differ
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        optimizer.step()
+        for i, g in enumerate(grads):
+            g = g.numpy()
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            step_size = lr * math.sqrt(1 - b2**step) / (1 - b1**step)
+            reference[i] = reference[i] * (1 - lr * wd) - step_size * m[i] / (np.sqrt(v[i]) + eps)
+    for p, r in zip(params, reference):
+        np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
+    torch_style = _params(3)
+    optimizer = AdamW(torch_style, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, style="torch", fused=fused)
+    for step in range(1, 51):
+        for p, g in zip(torch_style, _grads(step, torch_style)):
+            p.grad = g * 1e-5
+        optimizer.step()
+    moved = [np.abs(p.detach().numpy() - r).max() for p, r in zip(torch_style, reference)]
+    assert max(moved) > 1e-3  # torch's eps placement takes visibly larger steps on these gradients
+
+
+def test_torch_style_needs_bias_correction():
+    with pytest.raises(ValueError, match="style='torch' needs bias_correction=True"):
+        AdamW(_params(0), bias_correction=False, style="torch")
+    with pytest.raises(ValueError, match="style='tf'.*transformers, torch"):
+        AdamW(_params(0), style="tf")
 
 
 @settings(max_examples=30, deadline=None)
