@@ -246,7 +246,7 @@ def collapsed_to_constant(result: RunResult, tolerance: float = 0.05, reference_
     Supports "failed runs are stuck at the loss of a constant predictor, so the failure is
     an optimisation problem, not forgetting" (Mosbach et al. Sec. 4.1, Fig. 2b): all dev
     predictions fall in one class *and* the final training loss (``metrics['train_loss']``,
-    the mean of the last ``trace_every`` step losses) is within ``tolerance`` of
+    the median of the last 10 step losses) is within ``tolerance`` of
     ``reference_loss``, by default ln(num_labels), the loss of uniform logits.  For an
     imbalanced training set the best constant predictor reaches the label entropy instead;
     pass it as ``reference_loss``.
@@ -447,8 +447,8 @@ def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eva
 def generalisation_points(results, successful_only: bool = False) -> list[tuple[float, float]]:
     """``(final train loss, dev accuracy)`` per run, for the scatter of Mosbach et al. Fig. 5.
 
-    The train loss is ``metrics['train_loss']`` (mean of the last ``trace_every`` step
-    losses); the accuracy is the evaluated checkpoint's dev accuracy.  ``results`` is a Study
+    The train loss is ``metrics['train_loss']`` (median of the last 10 step losses,
+    ``train.final_train_loss``); the accuracy is the evaluated checkpoint's dev accuracy.  ``results`` is a Study
     or a list of RunResults.
     """
     return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in _results_of(results)

@@ -17,6 +17,13 @@ class RunResult:
     majority-class accuracy of the evaluation split.  ``collapsed`` means every
     prediction fell in one class; ``diverged`` means the loss became NaN/inf (and the
     run also counts as failed).
+
+    ``trace`` holds two time axes.  ``loss`` has one value per step (step i at index i-1).
+    ``step`` lists the trace points (step 1, every ``trace_every`` steps, the last step) and
+    ``lr``, ``grad_norm[layer]`` (before clipping) and ``grad_norm_total`` have one value per
+    trace point; so ``plot(trace["step"], trace["grad_norm"]["layer.0"])``, not against
+    ``loss``.  ``eval`` lists the dev evaluations: ``{"step", metrics..., "prediction_counts"}``.
+    ``metrics["train_loss"]`` is the median of the last 10 step losses.
     """
 
     key: str

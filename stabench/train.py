@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 128}
 # bf16 logits carry about 3 significant digits.  A prediction whose top-two logit gap is within
 # this fraction of the logits' scale could flip against fp32, so it is recomputed in fp32.
 BF16_RECHECK_MARGIN = 0.05
+# A run's train loss is the median of its last steps' minibatch losses: late in training most
+# batches sit near 1e-3 with spikes near 1, so a mean would follow the spikes.  A fixed window,
+# not trace_every, so that a logging setting cannot change a stored number.
+FINAL_LOSS_STEPS = 10
 
 # "Loading weights" bars would bury a study's own progress output.
 transformers.utils.logging.disable_progress_bar()
@@ -54,6 +59,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     """Resolve names, load data and compute the run key, without training anything."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} is invalid; expected an integer >= 0")
+    device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
     source = models.resolve(model)
     if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
@@ -157,7 +163,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     loss_values = torch.stack(losses).float().cpu().tolist() if losses else []
     counts = checkpoint["prediction_counts"]
     chosen = {k: v for k, v in checkpoint.items() if k not in ("step", "prediction_counts")}
-    chosen["train_loss"] = _final_loss(loss_values[:checkpoint["step"]], recipe.trace_every)
+    chosen["train_loss"] = final_train_loss(loss_values[:checkpoint["step"]])
 
     result = RunResult(
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
@@ -312,9 +318,10 @@ def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tenso
     return logits
 
 
-def _final_loss(losses: list[float], window: int) -> float:
-    tail = losses[-window:]
-    return sum(tail) / len(tail) if tail else math.nan
+def final_train_loss(losses: list[float]) -> float:
+    """The median of the last ``FINAL_LOSS_STEPS`` step losses (NaN for no steps)."""
+    tail = losses[-FINAL_LOSS_STEPS:]
+    return statistics.median(tail) if tail else math.nan
 
 
 @contextlib.contextmanager

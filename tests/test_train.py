@@ -1,12 +1,13 @@
 import math
 import re
+import statistics
 
 import pytest
 import torch
 
 from stabench.recipes import get_recipe
 from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK
-from stabench.train import fine_tune, prepare, run
+from stabench.train import FINAL_LOSS_STEPS, final_train_loss, fine_tune, prepare, run
 
 FAST = dict(max_steps=12, trace_every=4, lr=1e-3)
 
@@ -80,8 +81,18 @@ def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
     # Collapse and train loss describe the same checkpoint as the score, not the last step.
     assert list(result.prediction_counts.values()) == best["prediction_counts"]
     assert result.collapsed == (sum(1 for c in best["prediction_counts"] if c) <= 1)
-    window = result.trace["loss"][:best["step"]][-recipe.trace_every:]
-    assert result.metrics["train_loss"] == pytest.approx(sum(window) / len(window))
+    window = result.trace["loss"][:best["step"]][-FINAL_LOSS_STEPS:]
+    assert result.metrics["train_loss"] == pytest.approx(statistics.median(window))
+
+
+def test_logging_settings_change_no_stored_number(tiny_model):
+    """trace_every and eval_every change what is recorded, not what is trained or summarised."""
+    coarse = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=16, trace_every=8, lr=1e-3), 0)
+    fine = run(BUILTIN_PAIR_TASK, tiny_model,
+               get_recipe("bert-default", max_steps=16, trace_every=3, eval_every=5, lr=1e-3), 0)
+    assert coarse.trace["loss"] == fine.trace["loss"] and len(fine.trace["step"]) > len(coarse.trace["step"])
+    assert coarse.metrics == fine.metrics
+    assert coarse.metrics["train_loss"] == final_train_loss(coarse.trace["loss"])
 
 
 def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
@@ -97,6 +108,7 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
     (dict(model="/does/not/exist"), "model path '/does/not/exist' does not exist"),
     (dict(recipe="fast"), "unknown recipe 'fast'"),
     (dict(seed=-1), "seed=-1 is invalid"),
+    (dict(device="gpu"), "device 'gpu' is invalid; expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_named(tiny_model, kwargs, message):
     args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
