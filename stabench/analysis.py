@@ -185,15 +185,18 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
     (small bottom/top ratio), successful ones do not.  ``results`` is a Study or a list of
     RunResults; ``verdict_options`` go to :func:`vanishing_gradients`.  ``separated`` is True
     when every failed run's bottom/top ratio is below every successful run's (None when one
-    group is empty).
+    group is empty).  ``recipes`` and ``keys`` tell apart runs of several arms with one seed.
     """
     groups: dict[str, dict[str, list]] = {
-        label: {"seeds": [], "bottom_top_ratio": [], "drop": [], "vanished": [], "recovered": []}
+        label: {"seeds": [], "recipes": [], "keys": [], "bottom_top_ratio": [], "drop": [], "vanished": [],
+                "recovered": []}
         for label in ("failed", "successful")}
     for result in _results_of(results):
         verdict = vanishing_gradients(result, **verdict_options)
         group = groups["failed" if result.failed else "successful"]
         group["seeds"].append(result.seed)
+        group["recipes"].append(result.recipe_name)
+        group["keys"].append(result.key)
         group["bottom_top_ratio"].append(verdict.bottom_top_ratio)
         group["drop"].append(verdict.drop)
         group["vanished"].append(verdict.vanished)

@@ -105,6 +105,7 @@ def test_gradient_summary_splits_failed_and_successful_runs():
                make_result(collapsed, seed=2, failed=True), make_result(traces(flat, flat, noise=0.2), seed=3)]
     summary = analysis.gradient_summary(results)
     assert summary["failed"]["seeds"] == [0, 2] and summary["successful"]["seeds"] == [1, 3]
+    assert summary["failed"]["keys"] == ["k0", "k2"] and summary["successful"]["recipes"] == ["r", "r"]
     assert summary["vanished_in_failed"] == 2 and summary["vanished_in_successful"] == 0
     assert summary["separated"] and summary["max_failed_ratio"] < 0.1 < summary["min_successful_ratio"]
     summary = analysis.gradient_summary(results[:1])
