@@ -50,7 +50,7 @@ bench() {  # TIME_LIMIT NAME ARGS...: one benchmark process; its JSON is rewritt
 }
 # Most wanted first.  Inductor's on-disk caches (shared by every process here) are warm after
 # the K=1 CUDA-graph row, and the worker rows compile one worker before starting the others.
-bench "${2:-110}" levers --workers "" --overhead-steps 50 \
+bench "${2:-110}" levers --workers "" --overhead-steps 0 \
     --settings plain,minimal,stabench,stabench+tf32,stabench+bf16,batched+seeds4+bf16
 bench "${3:-130}" cudagraphs --workers "" --settings plain,stabench+bf16+cudagraphs
 bench "${4:-110}" cudagraph-workers --workers 2,4 --worker-setting stabench+bf16+cudagraphs --settings plain

@@ -270,8 +270,9 @@ def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
     """What CI can run of the benchmark: the quick toy model, the loops, a K=2 worker row and
     the JSON record (a reduced version of `python benchmarks/throughput.py --quick`)."""
     out = tmp_path / "bench.json"
-    record = throughput.main(["--quick", "--settings", "plain,minimal,stabench,stabench+bf16", "--steps", "10",
-                              "--repeats", "1", "--workers", "2", "--overhead-steps", "30", "--json", str(out)])
+    record = throughput.main(["--quick", "--device", "cpu", "--settings", "plain,minimal,stabench,stabench+bf16",
+                              "--steps", "10", "--repeats", "1", "--workers", "2", "--overhead-steps", "30",
+                              "--json", str(out)])
     printed = capsys.readouterr().out
     assert record["complete"] and json.loads(out.read_text()) == json.loads(json.dumps(record))
     rows = {r["setting"]: r for r in record["results"]}
@@ -285,7 +286,7 @@ def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
     check = record["overhead_check"]
     assert (check["segments"], check["steps"], check["basis"]) == (3, 30, "cpu_time")
     assert check["steps_compared"] == 40 and check["same_loss_trajectory_max_abs_diff"] == 0
-    assert check["verdict"] in ("within", "NOT within", "inconclusive")
+    assert check["verdict"] == "inconclusive" and check["cpu_time"]["overhead_pct_ci95"] is None  # 3 < 10 pairs
     assert "harness overhead verdict" in printed and "TFLOP of model FLOPs" in printed
 
 
@@ -305,10 +306,14 @@ def test_overhead_verdict_needs_the_whole_interval_on_one_side_of_the_limit(thro
     slow = throughput.overhead_check(_segments([1.19, 1.21, 1.20, 1.22, 1.18] * 5), "cuda")
     assert slow["basis"] == "wall" and slow["verdict"] == "NOT within" and not slow["within_5pct"]
     assert slow["wall"]["overhead_pct_ci95"][0] > 5
-    noisy = throughput.overhead_check(_segments([0.8, 1.3, 0.9, 1.25, 1.05, 0.85, 1.2]), "cpu")
+    noisy = throughput.overhead_check(_segments([0.8, 1.3, 0.9, 1.25, 1.05, 0.85, 1.2] * 2), "cpu")
     assert noisy["verdict"] == "inconclusive" and not noisy["within_5pct"]
     low, high = noisy["cpu_time"]["overhead_pct_ci95"]
     assert low < 5 < high
+    few = throughput.overhead_check(_segments([1.01, 1.02, 1.00]), "cpu")  # too few pairs for an interval
+    assert few["verdict"] == "inconclusive" and few["cpu_time"]["overhead_pct_ci95"] is None
+    exact = throughput.overhead_check(_segments([1.02] * 20), "cpu")  # no spread: no interval, no NaN in the record
+    assert exact["verdict"] == "inconclusive" and exact["cpu_time"]["overhead_pct_ci95"] is None
 
 
 def test_interleaved_loops_keep_their_own_dropout_masks(tiny_model, throughput):
@@ -319,5 +324,8 @@ def test_interleaved_loops_keep_their_own_dropout_masks(tiny_model, throughput):
     interleaved = throughput.interleaved_overhead(ctx, warmup=10, steps=20)
     assert interleaved["same_loss_trajectory_max_abs_diff"] == 0 and interleaved["steps_compared"] == 30
     assert [seg["last_step"] for seg in interleaved["segments"]] == [20, 30]
+    assert [seg["minimal_steps"] for seg in interleaved["segments"]] == [seg["steps"] for seg in interleaved["segments"]]
+    with pytest.raises(ValueError, match="warmup=5 and steps=20 must be positive multiples of 10"):
+        throughput.interleaved_overhead(ctx, warmup=5, steps=20)
     assert all(seg["stabench"][0] > 0 and seg["minimal"][0] > 0 for seg in interleaved["segments"])
     assert interleaved["losses"] == alone.losses
