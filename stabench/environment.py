@@ -95,17 +95,28 @@ def key_fields(env: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` becomes cuda where a GPU is visible, else cpu; an unusable device is named."""
+def resolve_device(device) -> str:
+    """``auto`` becomes cuda where a GPU is visible, else cpu; an unusable device is named.
+
+    Takes a string or a ``torch.device``; returns the string that enters the run's record."""
     import torch
 
-    if device == "auto":
+    text = str(device)
+    if text == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} is not available (no CUDA GPU); use cpu or auto")
-    if not device.startswith(("cpu", "cuda")):
-        raise ValueError(f"device {device!r} is invalid; expected auto, cpu, cuda or cuda:N")
-    return device
+    try:
+        parsed = torch.device(text)
+    except RuntimeError:
+        parsed = None
+    if parsed is None or parsed.type not in ("cpu", "cuda") or parsed.type == "cpu" and parsed.index:
+        raise ValueError(f"device {text!r} is invalid; expected auto, cpu, cuda or cuda:N")
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(f"device {text!r} is not available (no CUDA GPU); use cpu or auto")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {text!r} is not available ({count} CUDA GPU(s): cuda:0..cuda:{count - 1})")
+    return text
 
 
 def check_cpu_threads(threads: int | None, owner: str = "") -> None:

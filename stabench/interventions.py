@@ -65,7 +65,8 @@ def mixout_weight(
     over M is exactly ``weight``.  The mask is drawn on ``weight``'s device from ``generator``
     (default: the global torch RNG, so ``torch.manual_seed`` fixes it).  Gradients reach
     ``weight`` only, scaled by ``M/(1-p)``: the derivative of this forward (the reference code
-    leaves out the 1/(1-p), which under Adam only rescales the clipping threshold).
+    leaves out the 1/(1-p); under Adam that mostly changes how global-norm clipping weighs
+    the mixed layers).
     """
     _check_mixout_p(p)
     if p == 0.0:

@@ -67,8 +67,6 @@ class AdamW(torch.optim.Optimizer):
             raise ValueError(f"AdamW weight_decay={weight_decay!r} is invalid; expected a number >= 0")
         if style not in STYLES:
             raise ValueError(f"AdamW style={style!r} is invalid; expected one of {', '.join(STYLES)}")
-        if style == "torch" and not bias_correction:
-            raise ValueError("AdamW style='torch' needs bias_correction=True: torch.optim.AdamW always corrects bias")
         if fused and not hasattr(torch, "_fused_adamw_"):
             raise ValueError("AdamW fused=True is unavailable: this torch has no fused AdamW kernel")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,

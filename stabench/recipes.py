@@ -39,7 +39,7 @@ class Recipe:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     bias_correction: bool = False  # the original BERT optimizer had none
-    adamw_style: str = "transformers"  # with bias correction: transformers.AdamW (the paper's) or "torch"
+    adamw_style: str = "transformers"  # with bias correction: transformers.AdamW (the paper's) or "torch"; else moot
     grad_clip: float | None = 1.0  # global L2 norm; None disables clipping
     dropout: float | None = 0.1  # hidden, attention and classifier dropout; None keeps the model's
     precision: str = "fp32"
@@ -68,8 +68,6 @@ class Recipe:
             _check(0 <= getattr(self, field) < 1, field, getattr(self, field), "a number in [0, 1)")
         _check(self.adamw_style in ADAMW_STYLES, "adamw_style", self.adamw_style,
                f"one of {', '.join(ADAMW_STYLES)}")
-        _check(self.bias_correction or self.adamw_style == "transformers", "adamw_style", self.adamw_style,
-               "'transformers' without bias correction (torch.optim.AdamW always corrects bias)")
         _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "a positive number or None")
         _check(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1) or None")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
@@ -95,6 +93,8 @@ class Recipe:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown recipe field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        if data.get("bias_correction") and "adamw_style" not in data:
+            data = {**data, "adamw_style": "torch"}  # stored before the field existed: torch's update was used
         return cls(**data)
 
     @property
@@ -102,13 +102,14 @@ class Recipe:
         """Content hash of every knob except the name.
 
         Two entries keep runs stored before a correction from being reused for the corrected
-        computation: ``adamw_style`` enters only with bias correction (without it there is one
-        update), and a Mixout recipe hashes its mask (one draw per input neuron since 2026-11,
-        as in Lee et al.'s code; before, one draw per weight).
+        computation.  ``adamw_style`` enters only as "transformers" with bias correction: torch's
+        update is what bias correction meant before the field existed (same hash as then), and
+        without bias correction both styles are one update.  A Mixout recipe hashes its mask
+        (one draw per input neuron since 2026-11, as in Lee et al.'s code; before, one per weight).
         """
         fields = self.to_dict()
         fields.pop("name")
-        if not self.bias_correction:
+        if not (self.bias_correction and self.adamw_style == "transformers"):
             fields.pop("adamw_style")
         if self.mixout:
             fields["mixout_mask"] = "per input neuron"

@@ -5,8 +5,24 @@ import dataclasses
 import hashlib
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
+
+
+# A run's train loss is the median of its last steps' minibatch losses: late in training most
+# batches sit near 1e-3 with spikes near 1, so a mean would follow the spikes.  A fixed window,
+# not trace_every, so that a logging setting cannot change a stored number.
+FINAL_LOSS_STEPS = 10
+
+
+def final_train_loss(losses: list[float]) -> float:
+    """The median of the last ``FINAL_LOSS_STEPS`` step losses; NaN if one of them is not finite
+    (a diverged run has no train loss) or there are none."""
+    tail = losses[-FINAL_LOSS_STEPS:]
+    if not tail or not all(math.isfinite(x) for x in tail):
+        return math.nan
+    return statistics.median(tail)
 
 
 @dataclass
@@ -23,7 +39,8 @@ class RunResult:
     ``lr``, ``grad_norm[layer]`` (before clipping) and ``grad_norm_total`` have one value per
     trace point; so ``plot(trace["step"], trace["grad_norm"]["layer.0"])``, not against
     ``loss``.  ``eval`` lists the dev evaluations: ``{"step", metrics..., "prediction_counts"}``.
-    ``metrics["train_loss"]`` is the median of the last 10 step losses.
+    ``metrics["train_loss"]`` is :func:`final_train_loss` over the steps in
+    ``trace["train_loss_steps"]`` (first, last).
     """
 
     key: str
@@ -66,7 +83,7 @@ class RunResult:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
-        return cls(**_json_restore(data))
+        return _with_current_train_loss(cls(**_json_restore(data)))
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -88,6 +105,20 @@ def run_key(task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed:
     """
     return content_hash({"task": task, "model": model, "recipe": recipe_hash, "seed": seed,
                          "environment": environment_key})
+
+
+def _with_current_train_loss(result: RunResult) -> RunResult:
+    """Runs stored before 2026-11-27 hold the mean of their last ``trace_every`` losses.  One
+    scored at its last step gets its train loss recomputed from its per-step losses, so that
+    old and new runs compare; a "best"-checkpoint run keeps the stored value."""
+    trace, metrics = result.trace or {}, result.metrics or {}
+    last = (result.recipe or {}).get("checkpoint", "last") == "last"
+    if "train_loss_steps" in trace or "train_loss" not in metrics or not trace.get("loss") or not last:
+        return result
+    losses = trace["loss"]
+    metrics["train_loss"] = final_train_loss(losses)
+    trace["train_loss_steps"] = [max(1, len(losses) - FINAL_LOSS_STEPS + 1), len(losses)]
+    return result
 
 
 # JSON has no NaN/inf; a diverged run's loss is exactly that, so encode them explicitly.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import RunResult, run_key
+from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, run_key
 from .tasks import Task, TaskData, load_task_data
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -30,10 +29,6 @@ EVAL_BATCH_SIZE = {"cuda": 1024, "cpu": 128}
 # bf16 logits carry about 3 significant digits.  A prediction whose top-two logit gap is within
 # this fraction of the logits' scale could flip against fp32, so it is recomputed in fp32.
 BF16_RECHECK_MARGIN = 0.05
-# A run's train loss is the median of its last steps' minibatch losses: late in training most
-# batches sit near 1e-3 with spikes near 1, so a mean would follow the spikes.  A fixed window,
-# not trace_every, so that a logging setting cannot change a stored number.
-FINAL_LOSS_STEPS = 10
 
 # "Loading weights" bars would bury a study's own progress output.
 transformers.utils.logging.disable_progress_bar()
@@ -164,6 +159,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     counts = checkpoint["prediction_counts"]
     chosen = {k: v for k, v in checkpoint.items() if k not in ("step", "prediction_counts")}
     chosen["train_loss"] = final_train_loss(loss_values[:checkpoint["step"]])
+    loss_steps = [max(1, checkpoint["step"] - FINAL_LOSS_STEPS + 1), checkpoint["step"]]
 
     result = RunResult(
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
@@ -176,7 +172,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         collapsed=sum(1 for c in counts if c) <= 1, diverged=diverged, steps=steps_done,
         wall_time_s=time.perf_counter() - start, steps_per_s=steps_done / train_time if train_time else 0.0,
         started_at=started_at, finished_at=_now(),
-        trace={"loss": loss_values, "step": trace_steps, "lr": trace_lr, **tracer.to_lists(), "eval": evaluations},
+        trace={"loss": loss_values, "step": trace_steps, "lr": trace_lr, **tracer.to_lists(), "eval": evaluations,
+               "train_loss_steps": loss_steps},
         prediction_counts={str(label): count for label, count in enumerate(counts)},
     )
     return (result, model) if return_model else result
@@ -316,12 +313,6 @@ def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tenso
             logits = logits.clone()
             logits[close] = model(**{k: v[close] for k, v in inputs.items()}).logits.float()
     return logits
-
-
-def final_train_loss(losses: list[float]) -> float:
-    """The median of the last ``FINAL_LOSS_STEPS`` step losses (NaN for no steps)."""
-    tail = losses[-FINAL_LOSS_STEPS:]
-    return statistics.median(tail) if tail else math.nan
 
 
 @contextlib.contextmanager

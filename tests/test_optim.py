@@ -93,9 +93,19 @@ def test_transformers_style_matches_the_correct_bias_update_of_mosbach_et_al(fus
     assert max(moved) > 1e-3  # torch's eps placement takes visibly larger steps on these gradients
 
 
-def test_torch_style_needs_bias_correction():
-    with pytest.raises(ValueError, match="style='torch' needs bias_correction=True"):
-        AdamW(_params(0), bias_correction=False, style="torch")
+@pytest.mark.parametrize("fused", [True, False])
+def test_without_bias_correction_the_style_is_moot(fused):
+    runs = []
+    for style in ("transformers", "torch"):
+        params = _params(4)
+        optimizer = AdamW(params, lr=1e-3, bias_correction=False, style=style, fused=fused)
+        for step in range(5):
+            for p, g in zip(params, _grads(step, params)):
+                p.grad = g * 1e-5
+            optimizer.step()
+        runs.append(params)
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
     with pytest.raises(ValueError, match="style='tf'.*transformers, torch"):
         AdamW(_params(0), style="tf")
 

@@ -38,8 +38,14 @@ def test_hash_changes_only_where_a_correction_changed_the_computation():
     assert PRESETS["bert-default"].hash == old_hash(PRESETS["bert-default"])
     assert PRESETS["mosbach-stable"].hash != old_hash(PRESETS["mosbach-stable"])
     assert PRESETS["mixout"].hash != old_hash(PRESETS["mixout"])
-    torch_style = get_recipe("mosbach-stable", adamw_style="torch")
-    assert len({torch_style.hash, PRESETS["mosbach-stable"].hash, old_hash(torch_style)}) == 3
+    torch_style = get_recipe("mosbach-stable", adamw_style="torch")  # what bias correction computed before
+    assert torch_style.hash == old_hash(torch_style) != PRESETS["mosbach-stable"].hash
+    moot = get_recipe("bert-default", adamw_style="torch")  # no bias correction: one update, one hash
+    assert moot.hash == PRESETS["bert-default"].hash
+    # a record stored before the field existed reads back as the torch update it was trained with
+    stored = {k: v for k, v in PRESETS["mosbach-stable"].to_dict().items() if k != "adamw_style"}
+    assert Recipe.from_dict(stored).adamw_style == "torch" and Recipe.from_dict(stored).hash == old_hash(torch_style)
+    assert Recipe.from_dict(PRESETS["mosbach-stable"].to_dict()) == PRESETS["mosbach-stable"]
 
 
 def test_overrides_rename_and_validate():
@@ -63,8 +69,6 @@ def test_overrides_rename_and_validate():
     (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),
     (lambda: get_recipe("mosbach-stable", adamw_style="tf"), "adamw_style='tf' is invalid; expected one of "
                                                               "transformers, torch"),
-    (lambda: get_recipe("bert-default", adamw_style="torch"), "adamw_style='torch' is invalid; expected "
-                                                               "'transformers' without bias correction"),
 ])
 def test_bad_input_gives_one_clear_line(call, message):
     with pytest.raises(ValueError) as error:
@@ -84,12 +88,7 @@ _values = {
 }
 
 
-def _consistent(overrides: dict) -> bool:
-    """Over bert-default (no bias correction), torch's AdamW style needs bias_correction=True."""
-    return overrides.get("adamw_style") != "torch" or overrides.get("bias_correction") is True
-
-
-@given(st.fixed_dictionaries({}, optional=_values).filter(_consistent))
+@given(st.fixed_dictionaries({}, optional=_values))
 def test_command_line_overrides_round_trip(overrides):
     items = [f"{k}={v}" for k, v in overrides.items()]
     parsed = parse_overrides(items)
@@ -130,11 +129,9 @@ def test_an_int_and_the_same_float_are_one_recipe(epochs, max_steps, lr_exponent
     assert get_recipe("bert-default", lr=10 ** lr_exponent).hash == get_recipe("bert-default", lr=10.0 ** lr_exponent).hash
 
 
-@given(st.tuples(st.fixed_dictionaries({}, optional=_values), st.fixed_dictionaries({}, optional=_values))
-       .filter(lambda rounds: _consistent(rounds[0]) and _consistent({**rounds[0], **rounds[1]})))
-def test_overrides_in_two_rounds_name_the_recipe_as_one_round(rounds):
+@given(st.fixed_dictionaries({}, optional=_values), st.fixed_dictionaries({}, optional=_values))
+def test_overrides_in_two_rounds_name_the_recipe_as_one_round(first, second):
     """A claim's overrides, then --stabench-set's: one bracket in the name, the later value wins."""
-    first, second = rounds
     stepwise = get_recipe("bert-default", **first).replace(**second)
     at_once = get_recipe("bert-default", **{**first, **second})
     assert stepwise == at_once and stepwise.name == at_once.name

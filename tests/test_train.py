@@ -7,7 +7,8 @@ import torch
 
 from stabench.recipes import get_recipe
 from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK
-from stabench.train import FINAL_LOSS_STEPS, final_train_loss, fine_tune, prepare, run
+from stabench.result import FINAL_LOSS_STEPS, RunResult, final_train_loss
+from stabench.train import fine_tune, prepare, run
 
 FAST = dict(max_steps=12, trace_every=4, lr=1e-3)
 
@@ -93,6 +94,23 @@ def test_logging_settings_change_no_stored_number(tiny_model):
     assert coarse.trace["loss"] == fine.trace["loss"] and len(fine.trace["step"]) > len(coarse.trace["step"])
     assert coarse.metrics == fine.metrics
     assert coarse.metrics["train_loss"] == final_train_loss(coarse.trace["loss"])
+    assert coarse.trace["train_loss_steps"] == [7, 16]
+
+
+def test_a_diverged_run_has_no_train_loss_and_old_records_get_the_current_one():
+    assert math.isnan(final_train_loss([0.69] * 9 + [math.nan]))  # not a constant predictor at ln 2
+    assert final_train_loss([5.0, 0.001, 0.002, 0.9]) == pytest.approx(0.451)
+    assert math.isnan(final_train_loss([]))
+    losses = [1.0] * 20 + [0.01] * 9 + [2.0]
+    old = dict(key="k", task={}, model={}, recipe={"checkpoint": "last"}, recipe_name="r", recipe_hash="h", seed=0,
+               environment={}, metrics={"accuracy": 0.9, "train_loss": sum(losses[-10:]) / 10},
+               primary_metric="accuracy", majority_accuracy=0.5, failed=False, collapsed=False, diverged=False,
+               steps=30, wall_time_s=1.0, steps_per_s=1.0, started_at="", finished_at="", trace={"loss": losses})
+    loaded = RunResult.from_dict(old)  # stored before 2026-11-27: the mean of the last trace_every losses
+    assert loaded.metrics["train_loss"] == 0.01 and loaded.trace["train_loss_steps"] == [21, 30]
+    best = RunResult.from_dict({**old, "recipe": {"checkpoint": "best"}, "trace": {"loss": list(losses)}})
+    assert best.metrics["train_loss"] == sum(losses[-10:]) / 10  # its checkpoint's steps are not recorded
+    assert old["metrics"]["train_loss"] == sum(losses[-10:]) / 10  # loading did not touch the caller's dict
 
 
 def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
@@ -109,6 +127,7 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
     (dict(recipe="fast"), "unknown recipe 'fast'"),
     (dict(seed=-1), "seed=-1 is invalid"),
     (dict(device="gpu"), "device 'gpu' is invalid; expected auto, cpu, cuda or cuda:N"),
+    (dict(device="cpux"), "device 'cpux' is invalid; expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_is_named(tiny_model, kwargs, message):
     args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
@@ -172,3 +191,15 @@ def test_layerwise_lr_decay_trains_and_traces_the_recipe_lr(tiny_model):
                         layerwise_lr_decay=0.5)
     result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
     assert result.steps == 4 and result.trace["lr"] == [1e-3] * 4
+
+
+def test_devices_are_checked_before_anything_runs(tiny_model, monkeypatch):
+    from stabench.environment import resolve_device
+
+    assert prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), 0,
+                   device=torch.device("cpu")).device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # one GPU, as far as stabench can tell
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:0") == "cuda:0"
+    with pytest.raises(ValueError, match=r"^device 'cuda:1' is not available \(1 CUDA GPU\(s\): cuda:0..cuda:0\)$"):
+        resolve_device("cuda:1")
