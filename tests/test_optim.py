@@ -35,25 +35,34 @@ def test_bias_corrected_update_matches_torch_adamw_over_many_steps(fused):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_without_bias_correction_matches_the_bert_reference(fused):
-    """Hand-computed TF-BERT update: p -= lr * (m / (sqrt(v) + eps) + wd * p)."""
-    params = _params(1)
+LR, B1, B2, EPS, WD = 3e-3, 0.9, 0.999, 1e-6, 0.01
+
+
+def _against_reference(update, seed: int, fused: bool, grad_scale: float = 1.0, **kwargs):
+    """50 steps of stabench's AdamW and of a numpy ``update(p, m, v, step)`` on the same gradients."""
+    params = _params(seed)
     reference = [p.detach().numpy().copy() for p in params]
     m = [np.zeros_like(r) for r in reference]
     v = [np.zeros_like(r) for r in reference]
-    lr, b1, b2, eps, wd = 3e-3, 0.9, 0.999, 1e-6, 0.01
-    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=False, fused=fused)
-    for step in range(50):
-        grads = _grads(step, params)
+    optimizer = AdamW(params, lr=LR, betas=(B1, B2), eps=EPS, weight_decay=WD, fused=fused, **kwargs)
+    for step in range(1, 51):
+        grads = [g * grad_scale for g in _grads(step, params)]
         for p, g in zip(params, grads):
             p.grad = g.clone()
         optimizer.step()
         for i, g in enumerate(grads):
             g = g.numpy()
-            m[i] = b1 * m[i] + (1 - b1) * g
-            v[i] = b2 * v[i] + (1 - b2) * g * g
-            reference[i] = reference[i] - lr * (m[i] / (np.sqrt(v[i]) + eps) + wd * reference[i])
+            m[i] = B1 * m[i] + (1 - B1) * g
+            v[i] = B2 * v[i] + (1 - B2) * g * g
+            reference[i] = update(reference[i], m[i], v[i], step)
+    return params, reference
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_without_bias_correction_matches_the_bert_reference(fused):
+    """Hand-computed TF-BERT update: p -= lr * (m / (sqrt(v) + eps) + wd * p)."""
+    params, reference = _against_reference(lambda p, m, v, step: p - LR * (m / (np.sqrt(v) + EPS) + WD * p),
+                                           seed=1, fused=fused, bias_correction=False)
     for p, r in zip(params, reference):
         np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
 
@@ -64,31 +73,15 @@ def test_transformers_style_matches_the_correct_bias_update_of_mosbach_et_al(fus
     and the correction goes into the step size.  transformers decayed the weight after the Adam
     step and torch (whose kernels run here) before it: that differs by lr^2 * wd * (Adam step)
     per step, 1e-12 at the paper's lr, so the reference decays first as torch does."""
-    params = _params(3)
-    reference = [p.detach().numpy().copy() for p in params]
-    m = [np.zeros_like(r) for r in reference]
-    v = [np.zeros_like(r) for r in reference]
-    lr, b1, b2, eps, wd = 3e-3, 0.9, 0.999, 1e-6, 0.01
-    optimizer = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, bias_correction=True, fused=fused)
-    for step in range(1, 51):
-        grads = [g * 1e-5 for g in _grads(step, params)]  # small gradients: where the two styles differ
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        optimizer.step()
-        for i, g in enumerate(grads):
-            g = g.numpy()
-            m[i] = b1 * m[i] + (1 - b1) * g
-            v[i] = b2 * v[i] + (1 - b2) * g * g
-            step_size = lr * math.sqrt(1 - b2**step) / (1 - b1**step)
-            reference[i] = reference[i] * (1 - lr * wd) - step_size * m[i] / (np.sqrt(v[i]) + eps)
+    def update(p, m, v, step):
+        step_size = LR * math.sqrt(1 - B2**step) / (1 - B1**step)
+        return p * (1 - LR * WD) - step_size * m / (np.sqrt(v) + EPS)
+
+    # small gradients: where the two styles differ
+    params, reference = _against_reference(update, seed=3, fused=fused, grad_scale=1e-5, bias_correction=True)
     for p, r in zip(params, reference):
         np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
-    torch_style = _params(3)
-    optimizer = AdamW(torch_style, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, style="torch", fused=fused)
-    for step in range(1, 51):
-        for p, g in zip(torch_style, _grads(step, torch_style)):
-            p.grad = g * 1e-5
-        optimizer.step()
+    torch_style, _ = _against_reference(update, seed=3, fused=fused, grad_scale=1e-5, style="torch")
     moved = [np.abs(p.detach().numpy() - r).max() for p, r in zip(torch_style, reference)]
     assert max(moved) > 1e-3  # torch's eps placement takes visibly larger steps on these gradients
 
