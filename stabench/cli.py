@@ -118,24 +118,26 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
                if getattr(args, name) is not None}
         filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "tag": args.tag,
-                   "recipe_hash": args.recipe_hash}
+                   "recipe_hash": args.recipe_hash, "train_size": args.train_size}
         runs = store.query(**filters, env=env or None)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches({**filters, **env}))
     rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
-             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8], "seed": r.seed,
+             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8],
+             "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
-             "finished": r.finished_at} for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
+             "finished": r.finished_at[:16].replace("T", " ")} for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
     console.print(report.rows_table(rows, title=f"{len(rows)} stored run(s)"))
     return 0
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash")}
+        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash",
+                                                          "train_size")}
         count = store.export(args.path, fmt=args.format, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -186,7 +188,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         env = parse_env(args.env) if args.env else None
-        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "recipe_hash": args.recipe_hash}
+        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "recipe_hash": args.recipe_hash,
+                   "train_size": args.train_size}
         runs = store.query(**filters, env=env)
         if not runs:
             nothing = store.nothing_matches({**filters, **(env or {})})
@@ -206,6 +209,7 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
 
 
 RECIPE_HASH_HELP = "only runs of this version of a recipe (a prefix of the hash in stabench runs)"
+TRAIN_SIZE_HELP = "only runs on a training subsample of this many examples (e.g. 1000), or 'full'"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         runs.add_argument(f"--{option}", help=f"only runs with this {option}")
     runs.add_argument("--cpu-threads", help="only CPU runs made with this many torch threads")
     runs.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
+    runs.add_argument("--train-size", help=TRAIN_SIZE_HELP)
     runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON")
     runs.set_defaults(handler=cmd_runs)
 
@@ -250,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
                                                 f"machine)" if option == "tag" else f"only runs with this {option}")
     export.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
+    export.add_argument("--train-size", help=TRAIN_SIZE_HELP)
     export.set_defaults(handler=cmd_export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
@@ -271,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
         tag.add_argument(f"--{option}", help=f"only runs with this {option}")
     tag.add_argument("--env", help="only runs made under FIELD=VALUE,... (torch, transformers, device_name, ...)")
     tag.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
+    tag.add_argument("--train-size", help=TRAIN_SIZE_HELP)
     tag.set_defaults(handler=cmd_tag)
     return parser
 

@@ -103,6 +103,16 @@ def schema_version() -> int:
     return len(_MIGRATIONS)
 
 
+def check_train_size_filter(value: int | str) -> int | str:
+    """A train-size filter: a positive number of examples (also as text) or "full"."""
+    text = str(value).strip()
+    if text == "full":
+        return "full"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise StoreError(f"train_size={value!r} is invalid as a filter; expected a number of examples >= 1 or 'full'")
+
+
 class Store:
     """A stabench results database at ``path`` (created if missing)."""
 
@@ -332,11 +342,12 @@ class Store:
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,
               env: dict[str, Any] | None = None, claim: str | None = None,
-              recipe_hash: str | None = None) -> list[RunResult]:
+              recipe_hash: str | None = None, train_size: int | str | None = None) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
-        shows it, to pick one version of a recipe edited under one name."""
+        shows it, to pick one version of a recipe edited under one name; ``train_size`` is a
+        subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set."""
         where: list[str] = []
         params: list[Any] = []
         for column, value in (("task_name", task), ("model_name", model),
@@ -347,6 +358,10 @@ class Store:
         if recipe_hash is not None:
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
+        if train_size is not None:
+            size = check_train_size_filter(train_size)
+            where.append("json_extract(result_json, '$.task.train_size') IS ?")
+            params.append(None if size == "full" else size)
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
             params.append(tag)

@@ -173,6 +173,35 @@ def test_query_filters_on_identity_tags_and_environment(store: Store) -> None:
         store.query(env={"hostname": "node-7"})
 
 
+def test_query_filters_on_the_training_subsample(store: Store, tmp_path, capsys) -> None:
+    """The 1k study stores full-data and subsample runs of one recipe: train_size tells them apart."""
+    full = make_result(0)
+    small = [dataclasses.replace(make_result(seed), key=f"small-{seed}", task={**full.task, "train_size": 1000})
+             for seed in range(2)]
+    for run in [full, *small]:
+        store.put(run)
+    assert {r.key for r in store.query(train_size=1000)} == {"small-0", "small-1"}
+    assert store.query(train_size="1000") == store.query(train_size=1000)
+    assert [r.key for r in store.query(train_size="full")] == [full.key]
+    assert store.query(train_size=999) == []
+    for bad in (0, -5, "1k", 2.5, True):
+        with pytest.raises(StoreError, match=r"train_size=.* is invalid as a filter; expected a number of "
+                                             r"examples >= 1 or 'full'"):
+            store.query(train_size=bad)
+    from stabench.cli import main
+
+    assert main(["runs", "--train-size", "1000", "--store", str(store.path)]) == 0
+    table = capsys.readouterr().out
+    assert "2 stored run(s)" in table and "small-0" in table and full.key not in table
+    assert main(["runs", "--train-size", "1k", "--store", str(store.path)]) == 2
+    assert "train_size='1k' is invalid as a filter" in capsys.readouterr().err
+
+
+@given(st.integers(1, 10**7))
+def test_train_size_filters_accept_numbers_as_ints_or_text(size: int) -> None:
+    assert store_module.check_train_size_filter(size) == store_module.check_train_size_filter(str(size)) == size
+
+
 def test_tagging_an_unknown_run_fails_and_tags_nothing(store: Store) -> None:
     run = make_result(0)
     store.put(run)
