@@ -1,4 +1,4 @@
-"""Figures for stability reports: per-seed score spreads and gradient-norm traces.
+"""Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves.
 
 Plots are written straight to PNG with the Agg backend so they work on headless
 CI machines and inside pytest workers.
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .interventions import layer_order  # noqa: E402
-from .result import RunResult  # noqa: E402
+from .result import FINAL_LOSS_STEPS, RunResult  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -93,5 +93,36 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Pa
             ncol=2 if len(first.lines) > 14 else 1,
         )
     panels[-1, 0].set_xlabel("step")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric: str = "accuracy") -> Path:
+    """Dev ``metric`` at each evaluation (top) and the train loss (bottom, log scale) per run.
+
+    The picture behind "no overfitting" (Mosbach et al., Fig. 5 and Sec. 5.2): dev scores stay
+    flat while the train loss keeps falling.  The loss is the running median of the last
+    ``FINAL_LOSS_STEPS`` step losses, the same summary as a run's stored ``train_loss``.
+    Evaluations come from ``trace["eval"]``: set the recipe's ``eval_every`` for more than the
+    final one.  Failed runs are drawn in red, the others in blue.
+    """
+    if not runs:
+        raise ValueError("plot_training_curves needs at least one run")
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, layout="constrained")
+    for label, run in runs.items():
+        colour = "tab:red" if run.failed else "tab:blue"
+        evaluations = [e for e in (run.trace or {}).get("eval", []) if metric in e]
+        top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker="o", markersize=3,
+                 color=colour, alpha=0.8, linewidth=1, label=label)
+        losses = np.asarray((run.trace or {}).get("loss", []), dtype=float)
+        smoothed = [np.median(losses[max(0, i + 1 - FINAL_LOSS_STEPS):i + 1]) for i in range(len(losses))]
+        bottom.plot(np.arange(1, len(losses) + 1), smoothed, color=colour, alpha=0.8, linewidth=1, label=label)
+    top.set_ylabel(f"dev {metric}")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
+    bottom.set_yscale("log", nonpositive="mask")
+    bottom.set_ylabel(f"train loss (median of {FINAL_LOSS_STEPS} steps)")
+    bottom.set_xlabel("step")
+    bottom.grid(alpha=0.3)
     figure.suptitle(title)
     return _save(figure, path)

@@ -40,7 +40,8 @@ _OPTIONS = [
     ("gate", "regression limits, e.g. max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,alpha=0.05",
      "str"),
     ("tag", "tag every run this session's claims use (e.g. to make them a baseline later)", "str"),
-    ("plots", "write per-claim plots (scores per seed, gradient-norm traces) as PNG into this folder", "path"),
+    ("plots", "write per-claim plots (scores per seed, gradient-norm traces, training curves) as PNG into this "
+              "folder", "path"),
     ("md", "write the claims table as Markdown to this file (e.g. for a CI job summary)", "path"),
     ("json", "write every claim and seed as JSON to this file", "path"),
 ]
@@ -642,9 +643,10 @@ class Reporter:
             self._plot(Path(plots_dir))
 
     def _plot(self, folder: Path) -> None:
-        """Per claim: scores per seed and arm, and gradient-norm traces of a failed and a healthy run."""
+        """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
+        healthy run."""
         from .analysis import example_runs
-        from .plots import plot_grad_norm_traces, plot_study
+        from .plots import plot_grad_norm_traces, plot_study, plot_training_curves
         from .store import Store, default_store_path
 
         claims: dict[str, list[dict]] = {}
@@ -657,5 +659,7 @@ class Reporter:
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
                 plot_study(runs, arms[0]["majority"], arms[0]["metric"], claim, folder / f"{name}-scores.png")
                 examples = example_runs([r for results in runs.values() for r in results])
-                traces = {f"seed {r.seed} {r.recipe_name} ({label})": r.trace for label, r in examples.items()}
-                plot_grad_norm_traces(traces, folder / f"{name}-grad-norms.png", claim)
+                labelled = {f"seed {r.seed} {r.recipe_name} ({label})": r for label, r in examples.items()}
+                plot_grad_norm_traces({label: r.trace for label, r in labelled.items()},
+                                      folder / f"{name}-grad-norms.png", claim)
+                plot_training_curves(labelled, folder / f"{name}-training.png", claim)

@@ -50,7 +50,7 @@ class PreparedRun:
 
 
 def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
-            subsample_seed: int = 0, device: str = "cpu") -> PreparedRun:
+            subsample_seed: int = 0, device: str = "auto") -> PreparedRun:
     """Resolve names, load data and compute the run key, without training anything."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} is invalid; expected an integer >= 0")
@@ -67,16 +67,27 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
 
 
 def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
-        subsample_seed: int = 0, device: str = "cpu", store=None, recompute: bool = False,
-        progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Fine-tune and evaluate one seed; with a store, reuse a stored result or store the new one."""
-    prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
-                       device=device)
-    if store is None:
-        return fine_tune(prepared, progress=progress)
-    result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
-                                     recompute=recompute)
-    return result
+        subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
+        progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None) -> RunResult:
+    """Fine-tune and evaluate one seed; with a store, reuse a stored result or store the new one.
+
+    ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
+    count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
+    """
+    environment.check_cpu_threads(cpu_threads, "cpu_threads=")
+    previous = torch.get_num_threads()
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
+    try:
+        prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
+                           device=device)
+        if store is None:
+            return fine_tune(prepared, progress=progress)
+        result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
+                                         recompute=recompute)
+        return result
+    finally:
+        torch.set_num_threads(previous)
 
 
 def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,

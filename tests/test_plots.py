@@ -84,3 +84,32 @@ def test_plot_grad_norm_traces(tmp_path):
         {"seed 3 (failed)": trace(True), "seed 4": trace(False)}, tmp_path / "grads.png", "RTE gradient norms"
     )
     _assert_png(path)
+
+
+def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(drawn, tmp_path):
+    def run(seed, failed):
+        losses = list(np.geomspace(0.7, 1e-4, 100) if not failed else np.full(100, 0.69))
+        losses[50] = 5.0  # one spike: the running median ignores it
+        evaluations = [{"step": s, "accuracy": 0.5 if failed else 0.9, "prediction_counts": [1, 1]}
+                       for s in (25, 50, 75, 100)]
+        return RunResult(key=f"k{seed}", task={}, model={}, recipe={}, recipe_name="r", recipe_hash="h", seed=seed,
+                         environment={}, metrics={"accuracy": 0.9}, primary_metric="accuracy", majority_accuracy=0.5,
+                         failed=failed, collapsed=failed, diverged=False, steps=100, wall_time_s=1.0,
+                         steps_per_s=1.0, started_at="", finished_at="",
+                         trace={"loss": losses, "eval": evaluations})
+
+    plots.plot_training_curves({"seed 0": run(0, False), "seed 1 (failed)": run(1, True)}, tmp_path / "c.png", "RTE")
+    top, bottom = drawn[-1].axes[:2]
+    assert [len(line.get_xdata()) for line in top.lines] == [4, 4]
+    assert [line.get_color() for line in bottom.lines] == ["tab:blue", "tab:red"]
+    assert bottom.get_yscale() == "log" and max(bottom.lines[0].get_ydata()) < 1.0  # the spike is smoothed away
+    assert bottom.lines[0].get_ydata()[-1] < 1e-3
+    with pytest.raises(ValueError, match="at least one run"):
+        plots.plot_training_curves({}, tmp_path / "none.png", "empty")
+
+
+def test_plot_training_curves_writes_a_png(tmp_path):
+    run = _runs([0.9], [False])[0]
+    run.trace = {"loss": list(np.geomspace(0.7, 1e-3, 60)), "eval": [{"step": 30, "accuracy": 0.8},
+                                                                    {"step": 60, "accuracy": 0.9}]}
+    _assert_png(plots.plot_training_curves({"seed 0": run}, tmp_path / "curves.png", "curves"))

@@ -72,7 +72,8 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     again.assert_outcomes(passed=9, failed=2)
     assert sorted(p.name for p in (suite.path / "figs").iterdir()) == sorted(
         f"{claim}-{figure}.png" for claim in ("test_true_claim", "test_false_claim_polarity_",
-                                              "test_false_claim_same-number_") for figure in ("scores", "grad-norms"))
+                                              "test_false_claim_same-number_")
+        for figure in ("scores", "grad-norms", "training"))
     report = _report(suite.path / "r.json")
     assert not any(s["trained"] for s in report["seeds"])
     assert not any(c["trained_in_verdict"] for c in report["claims"])

@@ -170,6 +170,17 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
     assert sizes[0] == train.EVAL_BATCH_SIZE["cpu"] and max(sizes[sizes.index(32):]) == 32
 
 
+def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
+    recipe = get_recipe("bert-default", max_steps=4, lr=1e-3)
+    before = torch.get_num_threads()
+    one = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=1)
+    two = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=2)
+    assert (one.environment["cpu_threads"], two.environment["cpu_threads"]) == (1, 2) and one.key != two.key
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="^cpu_threads=0 threads is invalid; expected an integer >= 1$"):
+        run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=0)
+
+
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
     """On a CPU, 1 and 2 threads reduce floats in different orders and can end a run differently."""
     from stabench.environment import key_fields
