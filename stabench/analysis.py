@@ -126,7 +126,8 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
       loss went to zero; pass ``max_ratio=None`` to decide on ``drop`` alone.
 
     A non-finite norm in the window (a diverged run) gives NaN numbers and no verdict of
-    vanishing.
+    vanishing.  A model whose layers share one weight group (ALBERT) has no bottom/top
+    contrast: its ``bottom_top_ratio`` is NaN and the verdict rests on ``drop`` alone.
     """
     lo, hi = early
     if lo > hi:
@@ -167,11 +168,12 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         return float(np.mean(np.log10(np.maximum(window, _TINY))))
 
     drop = ratio(end, start)
-    bottom_top = 10.0 ** (log_mean(b) - log_mean(t))
+    shared = bottom == top  # ALBERT: one layer group serves every layer
+    bottom_top = math.nan if shared else 10.0 ** (log_mean(b) - log_mean(t))
     recovered = bool(math.isfinite(final) and math.isfinite(start) and final >= start / recover_factor)
     layer_drops = {name: ratio(float(v[last]), float(v[first])) for name, v in norms.items()}
     vanished = bool(drop <= 1.0 / factor and not recovered
-                    and (max_ratio is None or bottom_top <= max_ratio))
+                    and (max_ratio is None or shared or bottom_top <= max_ratio))
     return GradientVerdict(vanished=vanished, bottom_top_ratio=float(bottom_top), drop=drop, recovered=recovered,
                            start=start, end=end, final=final, window=(int(steps[first]), int(steps[last])),
                            n_points=len(inside), bottom=bottom, top=top, layer_drops=layer_drops, factor=factor,
@@ -202,7 +204,8 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
         group["vanished"].append(verdict.vanished)
         group["recovered"].append(verdict.recovered)
     failed, ok = groups["failed"]["bottom_top_ratio"], groups["successful"]["bottom_top_ratio"]
-    separated = (max(failed) < min(ok)) if failed and ok else None
+    comparable = failed and ok and all(math.isfinite(x) for x in failed + ok)
+    separated = (max(failed) < min(ok)) if comparable else None
     return {
         **groups,
         "n_failed": len(failed),

@@ -98,6 +98,18 @@ def test_factor_and_window_are_parameters():
         analysis.vanishing_gradients(make_result({}))
 
 
+def test_a_shared_layer_group_is_judged_on_its_drop_alone():
+    """ALBERT traces one 'layer.0' for all its layers: bottom and top are the same group."""
+    collapsed = make_result({"embeddings": curve({1: 1.0, 200: 1e-4}), "layer.0": curve({1: 1.0, 30: 1e-4, 200: 1e-4}),
+                             "classifier": [1.0] * len(STEPS)}, failed=True)
+    verdict = analysis.vanishing_gradients(collapsed)
+    assert verdict.bottom == verdict.top == "layer.0" and math.isnan(verdict.bottom_top_ratio)
+    assert verdict.vanished and verdict.drop < 1e-3
+    healthy = make_result({"layer.0": [1.0] * len(STEPS), "classifier": [1.0] * len(STEPS)}, seed=1)
+    assert not analysis.vanishing_gradients(healthy).vanished
+    assert analysis.gradient_summary([collapsed, healthy])["separated"] is None  # no ratios to compare
+
+
 def test_gradient_summary_splits_failed_and_successful_runs():
     flat = [1.0] * len(STEPS)
     collapsed = traces(curve({1: 1.0, 30: 1e-4, 200: 1e-4}), curve({1: 1.0, 30: 0.1, 200: 0.1}))
