@@ -345,6 +345,12 @@ class Study:
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
+        for r in results:  # a study built by hand (outside pytest) must describe the runs it holds
+            if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
+                raise ValueError(
+                    f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "
+                    f"({r.recipe_hash[:8]}) on train_size={(r.task or {}).get('train_size')}, not with "
+                    f"{arm.recipe.name!r} ({arm.recipe.hash[:8]}) on train_size={arm.train_size}")
         self.arm = arm
         self.trained_here = list(trained_here)  # seeds the verdict had to train itself
         self.results = sorted(results, key=lambda r: r.seed)

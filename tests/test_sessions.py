@@ -24,3 +24,20 @@ def test_recompute_trains_each_seed_once_per_session_and_never_reads_old_results
         later = Session(store=store, recompute=True)
         assert later.run_seed(arm, 1)[1]  # a new recompute session trains again
         assert Session(store=store).run_seed(arm, 1)[1] is False  # and an ordinary one reads it
+
+
+def test_a_study_built_by_hand_refuses_runs_of_another_recipe_or_subsample(tiny_model, tmp_path):
+    import pytest
+
+    from stabench.claims import Study
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        runs = Session(store=store).collect(arm, [0]).results
+    assert Study(arm, runs).n == 1
+    other = Arm(name="b", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST.replace(lr=2e-5))
+    with pytest.raises(ValueError, match=r"^study of b: run .* \(seed 0\) was trained with recipe "
+                                         r"'bert-default\[lr=0.002,max_steps=4,trace_every=2\]'"):
+        Study(other, runs)
+    with pytest.raises(ValueError, match="on train_size=None, not with .* on train_size=64$"):
+        Study(Arm(name="c", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST, train_size=64), runs)
