@@ -103,6 +103,10 @@ class Arm:
     recipe: Recipe
     train_size: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.recipe, Recipe):  # a preset name, as everywhere else
+            object.__setattr__(self, "recipe", get_recipe(self.recipe))
+
 
 @dataclass(frozen=True)
 class ClaimSpec:
@@ -345,7 +349,15 @@ class Study:
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
+        seeds = [r.seed for r in results]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "
+                             f"appear more than once; each seed is one run")
+        task = getattr(arm.task, "name", arm.task)
         for r in results:  # a study built by hand (outside pytest) must describe the runs it holds
+            if (r.task or {}).get("name") != task:
+                raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of task "
+                                 f"{(r.task or {}).get('name')!r}, not {task!r}")
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "

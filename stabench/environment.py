@@ -121,5 +121,5 @@ def resolve_device(device) -> str:
 
 def check_cpu_threads(threads: int | None, owner: str = "") -> None:
     """Torch thread counts below 1 are refused (torch would take 0 as its default, -1 as an error)."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"{owner}{threads} threads is invalid; expected an integer >= 1")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"{owner}{threads!r} is invalid; expected an integer >= 1")

@@ -5,6 +5,7 @@ CI machines and inside pytest workers.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -98,29 +99,43 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Pa
 
 
 def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric: str = "accuracy") -> Path:
-    """Dev ``metric`` at each evaluation (top) and the train loss (bottom, log scale) per run.
+    """Dev ``metric`` at each evaluation (top) and the train loss (bottom) per run.
 
     The picture behind "no overfitting" (Mosbach et al., Fig. 5 and Sec. 5.2): dev scores stay
     flat while the train loss keeps falling.  The loss is the running median of the last
-    ``FINAL_LOSS_STEPS`` step losses, the same summary as a run's stored ``train_loss``.
-    Evaluations come from ``trace["eval"]``: set the recipe's ``eval_every`` for more than the
-    final one.  Failed runs are drawn in red, the others in blue.
+    ``FINAL_LOSS_STEPS`` step losses, the same summary as a run's stored ``train_loss``, on a
+    log axis when it spans more than a decade.  Evaluations come from ``trace["eval"]``: set the
+    recipe's ``eval_every`` for more than the final one.  Failed runs are drawn in shades of
+    red and the others in shades of blue, one shade and marker per run; on accuracy the
+    majority class is a dashed line.
     """
     if not runs:
         raise ValueError("plot_training_curves needs at least one run")
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, layout="constrained")
+    groups = {failed: [label for label, run in runs.items() if run.failed == failed] for failed in (True, False)}
+    markers = "osD^vP*X"
+    lowest, highest = math.inf, 0.0
     for label, run in runs.items():
-        colour = "tab:red" if run.failed else "tab:blue"
+        members = groups[run.failed]
+        index = members.index(label)
+        colour = (plt.cm.Reds if run.failed else plt.cm.Blues)(0.45 + 0.5 * index / max(len(members) - 1, 1))
         evaluations = [e for e in (run.trace or {}).get("eval", []) if metric in e]
-        top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker="o", markersize=3,
-                 color=colour, alpha=0.8, linewidth=1, label=label)
+        top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker=markers[index % 8],
+                 markersize=4, color=colour, linewidth=1, label=label)
         losses = np.asarray((run.trace or {}).get("loss", []), dtype=float)
-        smoothed = [np.median(losses[max(0, i + 1 - FINAL_LOSS_STEPS):i + 1]) for i in range(len(losses))]
-        bottom.plot(np.arange(1, len(losses) + 1), smoothed, color=colour, alpha=0.8, linewidth=1, label=label)
+        smoothed = np.asarray([np.median(losses[max(0, i + 1 - FINAL_LOSS_STEPS):i + 1]) for i in range(len(losses))])
+        bottom.plot(np.arange(1, len(losses) + 1), smoothed, color=colour, linewidth=1, label=label)
+        finite = smoothed[np.isfinite(smoothed) & (smoothed > 0)]
+        if finite.size:
+            lowest, highest = min(lowest, float(finite.min())), max(highest, float(finite.max()))
+    majority = next(iter(runs.values())).majority_accuracy
+    if metric == "accuracy" and majority is not None:
+        top.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
     top.set_ylabel(f"dev {metric}")
     top.grid(alpha=0.3)
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
-    bottom.set_yscale("log", nonpositive="mask")
+    if highest > 10 * lowest:
+        bottom.set_yscale("log", nonpositive="mask")
     bottom.set_ylabel(f"train loss (median of {FINAL_LOSS_STEPS} steps)")
     bottom.set_xlabel("step")
     bottom.grid(alpha=0.3)

@@ -327,17 +327,19 @@ class Store:
         """Says that no run matches ``filters``, with the stored values of each filter that
         matched nothing on its own (the usual cause is a typo)."""
         given = {name: value for name, value in filters.items() if value is not None}
-        stored = {name: self.stored_values(name) for name in given if name in ("task", "model", "recipe", "tag")}
+        stored = {name: self.stored_values(name) for name in given
+                  if name in ("task", "model", "recipe", "tag", "train_size")}
         hints = [f"stored {name}s: {', '.join(values) or 'none'}" for name, values in stored.items()
-                 if given[name] not in values]
+                 if str(given[name]) not in values]
         return (f"no stored run matches {', '.join(f'{k}={v}' for k, v in given.items())}"
                 + (f" ({'; '.join(hints)})" if hints else ""))
 
     def stored_values(self, filter_name: str) -> list[str]:
-        """The distinct stored tasks, models, recipes or tags, so an error can list them."""
+        """The distinct stored tasks, models, recipes, tags or train sizes, so an error can list them."""
         sql = {"task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
-               "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags"}[filter_name]
-        return sorted(str(row[0]) for row in self._connection().execute(sql))
+               "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags",
+               "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs"}[filter_name]
+        return sorted("full" if row[0] is None else str(row[0]) for row in self._connection().execute(sql))
 
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,
@@ -550,12 +552,13 @@ def _write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     metrics = sorted({name for run in runs for name in run.metrics})
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "tags", *(f"metric.{name}" for name in metrics),
-                     "result_json"])
+    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "train_size", "data_fingerprint", "tags",
+                     *(f"metric.{name}" for name in metrics), "result_json"])
     for run in runs:
         *columns, record = _row(run)
         writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
-                         run.environment.get("cpu_threads", ""), ";".join(run.tags),
+                         run.environment.get("cpu_threads", ""), run.task.get("train_size") or "full",
+                         run.task.get("fingerprint", ""), ";".join(run.tags),
                          *(run.metrics.get(name, "") for name in metrics), record])
 
 

@@ -77,7 +77,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
                                                       "--text-columns; missing --eval-file, --text-columns"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
-    (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 threads is invalid; expected an integer >= 1"),
+    (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid; expected an integer >= 1"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),

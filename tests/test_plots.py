@@ -100,10 +100,15 @@ def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(draw
 
     plots.plot_training_curves({"seed 0": run(0, False), "seed 1 (failed)": run(1, True)}, tmp_path / "c.png", "RTE")
     top, bottom = drawn[-1].axes[:2]
-    assert [len(line.get_xdata()) for line in top.lines] == [4, 4]
-    assert [line.get_color() for line in bottom.lines] == ["tab:blue", "tab:red"]
+    assert [len(line.get_xdata()) for line in top.lines] == [4, 4, 2]  # two runs and the majority line
+    healthy, failed = (line.get_color() for line in bottom.lines)
+    assert healthy[2] > healthy[0] and failed[0] > failed[2]  # a blue and a red
     assert bottom.get_yscale() == "log" and max(bottom.lines[0].get_ydata()) < 1.0  # the spike is smoothed away
     assert bottom.lines[0].get_ydata()[-1] < 1e-3
+    plots.plot_training_curves({"a (failed)": run(1, True), "b (failed)": run(2, True)}, tmp_path / "f.png", "RTE")
+    top, bottom = drawn[-1].axes[:2]
+    assert top.lines[0].get_color() != top.lines[1].get_color()  # one shade per run
+    assert bottom.get_yscale() == "linear"  # 0.69 flat with one spike: no decade to span
     with pytest.raises(ValueError, match="at least one run"):
         plots.plot_training_curves({}, tmp_path / "none.png", "empty")
 

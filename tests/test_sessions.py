@@ -41,3 +41,8 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_or_subsample(tiny_
         Study(other, runs)
     with pytest.raises(ValueError, match="on train_size=None, not with .* on train_size=64$"):
         Study(Arm(name="c", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST, train_size=64), runs)
+    with pytest.raises(ValueError, match=r"^study of d: run .* \(seed 0\) is of task 'same-number', not 'polarity'$"):
+        Study(Arm(name="d", task="polarity", model=tiny_model, recipe=FAST), runs)
+    with pytest.raises(ValueError, match=r"^study of a: seeds \[0\] appear more than once; each seed is one run$"):
+        Study(arm, runs + runs)
+    assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20

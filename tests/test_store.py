@@ -195,6 +195,13 @@ def test_query_filters_on_the_training_subsample(store: Store, tmp_path, capsys)
     assert "2 stored run(s)" in table and "small-0" in table and full.key not in table
     assert main(["runs", "--train-size", "1k", "--store", str(store.path)]) == 2
     assert "train_size='1k' is invalid as a filter" in capsys.readouterr().err
+    assert main(["runs", "--train-size", "64", "--store", str(store.path)]) == 2
+    assert "no stored run matches train_size=64 (stored train_sizes: 1000, full)" in capsys.readouterr().err
+    store.export(tmp_path / "small.csv", fmt="csv", train_size=1000)
+    header, *rows = (tmp_path / "small.csv").read_text().splitlines()[:3]
+    columns = header.split(",")
+    assert rows and all(row.split(",")[columns.index("train_size")] == "1000" for row in rows)
+    assert "data_fingerprint" in columns
 
 
 @given(st.integers(1, 10**7))

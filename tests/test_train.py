@@ -177,8 +177,9 @@ def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
     two = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=2)
     assert (one.environment["cpu_threads"], two.environment["cpu_threads"]) == (1, 2) and one.key != two.key
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="^cpu_threads=0 threads is invalid; expected an integer >= 1$"):
-        run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=0)
+    for bad in (0, "1", 1.5):
+        with pytest.raises(ValueError, match=f"^cpu_threads={bad!r} is invalid; expected an integer >= 1$"):
+            run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=bad)
 
 
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
