@@ -327,13 +327,19 @@ def _synthetic_splits(ctx: Context):
         ctx.sb.data.encode = original
 
 
+def _prepared(ctx: Context, recipe, seed: int, key: str):
+    """What fine_tune needs for a run on the synthetic splits (never stored, so any key does)."""
+    sb, device = ctx.sb, str(ctx.device)
+    return sb.train.PreparedRun(
+        data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=device, key=key,
+        task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
+        environment=sb.environment.capture(device=device, precision=recipe.precision))
+
+
 def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:
     sb = ctx.sb
     recipe = recipe_for(ctx, setting, warmup + steps)
-    prepared = sb.train.PreparedRun(
-        data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=str(ctx.device),
-        key=f"benchmark-{setting.name}-{seed}", task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
-        environment=sb.environment.capture(device=str(ctx.device), precision=recipe.precision))
+    prepared = _prepared(ctx, recipe, seed, key=f"benchmark-{setting.name}-{seed}")
     marks: dict[int, tuple[float, float]] = {}
 
     def progress(step: int, total: int) -> None:  # called right after a host sync (finiteness check)
@@ -477,7 +483,8 @@ def own_rng(state: dict, device: torch.device):
 
 
 def _rng_state(device: torch.device) -> dict:
-    return {"cpu": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})}
+    cuda = {"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}
+    return {"cpu": torch.get_rng_state(), **cuda}
 
 
 def interleaved_overhead(ctx: Context, warmup: int, steps: int, seed: int = 0) -> dict:
@@ -497,10 +504,7 @@ def interleaved_overhead(ctx: Context, warmup: int, steps: int, seed: int = 0) -
     minimal = HandLoop(ctx, parse_setting("minimal"), total, seed)  # seeds the RNG as fine_tune will
     minimal_rng = _rng_state(device)
     recipe = recipe_for(ctx, parse_setting("stabench"), total)
-    prepared = sb.train.PreparedRun(
-        data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=str(device),
-        key=f"benchmark-interleaved-{seed}", task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
-        environment=sb.environment.capture(device=str(device), precision=recipe.precision))
+    prepared = _prepared(ctx, recipe, seed, key=f"benchmark-interleaved-{seed}")
     segments: list[dict] = []
     resumed: tuple[float, float] | None = None  # fine_tune's clock, restarted as each callback returns
 
@@ -834,8 +838,8 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=TRACE_EVERY, help="untimed steps before the window")
     parser.add_argument("--overhead-steps", type=int, default=None,
                         help="timed steps of the harness-overhead check, in which fine_tune and the minimal loop "
-                             f"take turns every {TRACE_EVERY} steps (default 400, --quick 200; 0: no check; it needs both "
-                             "'minimal' and 'stabench' among the settings)")
+                             f"take turns every {TRACE_EVERY} steps (default 400, --quick 200; 0: no check; it "
+                             "needs both 'minimal' and 'stabench' among the settings)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="measurements per setting, round robin; the median is reported (default 3; "
                              "--quick: 3 for plain / minimal / stabench, 2 for the other levers)")

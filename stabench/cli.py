@@ -117,8 +117,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
             return 0
         env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
                if getattr(args, name) is not None}
-        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "tag": args.tag,
-                   "recipe_hash": args.recipe_hash, "train_size": args.train_size}
+        filters = _filters(args)
         runs = store.query(**filters, env=env or None)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches({**filters, **env}))
@@ -129,15 +128,20 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
-             "finished": r.finished_at[:16].replace("T", " ")} for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
+             "finished": r.finished_at[:16].replace("T", " ")}
+            for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
     console.print(report.rows_table(rows, title=f"{len(rows)} stored run(s)"))
     return 0
 
 
+def _filters(args: argparse.Namespace) -> dict:
+    """The store filters a command was given; one it has no option for is None."""
+    return {name: getattr(args, name, None) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash",
-                                                          "train_size")}
+        filters = _filters(args)
         count = store.export(args.path, fmt=args.format, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -188,8 +192,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         env = parse_env(args.env) if args.env else None
-        filters = {"task": args.task, "model": args.model, "recipe": args.recipe, "recipe_hash": args.recipe_hash,
-                   "train_size": args.train_size}
+        filters = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs:
             nothing = store.nothing_matches({**filters, **(env or {})})

@@ -3,8 +3,8 @@
 ``torch.optim.AdamW`` always corrects bias and ``transformers.AdamW`` is gone, yet the
 original BERT recipe (TF ``AdamWeightDecayOptimizer``) had no bias correction, which is
 exactly what Mosbach et al. identify as a cause of failed runs.  Their bias-corrected runs
-used ``transformers.AdamW(correct_bias=True)``, which adds eps where torch does not (see
-``STYLES``); both are here.  The update runs in
+used ``transformers.AdamW(correct_bias=True)``, which adds eps where torch does not (the
+two styles below); both are here.  The update runs in
 torch's fused AdamW kernel (one pass over the tensors; 6x faster than the multi-tensor
 version for MiniLM on one CPU thread), or as multi-tensor ``torch._foreach_*`` kernels where
 that is missing: BERT-large has ~390 parameter tensors and a per-tensor Python loop is
@@ -29,8 +29,7 @@ _UNCORRECTED_STEP = 1e12
 # code): p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), so eps acts as
 # eps / sqrt(1 - b2^t) against the corrected sqrt(v): 32x eps at t = 1, 3x at t = 100, which
 # matters for coordinates with tiny gradients.  "torch" (torch.optim.AdamW): eps is added to the
-# corrected sqrt(v).  Without bias correction both are the TF BERT update.
-STYLES = ADAMW_STYLES
+# corrected sqrt(v).  Without bias correction both are the TF BERT update.  Names: ADAMW_STYLES.
 
 # BERT's exclusions from weight decay: every bias and the LayerNorm weights.
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -48,7 +47,7 @@ class AdamW(torch.optim.Optimizer):
     in the first steps the moments are biased towards zero, so the effective step is small at
     first and the ratio m/sqrt(v) is not normalised as Adam intends.  With bias correction,
     ``style="transformers"`` is ``transformers.AdamW(correct_bias=True)`` and ``style="torch"``
-    is ``torch.optim.AdamW`` (they differ in where eps goes: ``STYLES``).
+    is ``torch.optim.AdamW`` (they differ in where eps goes: see the note on the styles above).
 
     ``fused=None`` uses torch's fused kernel where it exists; both paths compute the same
     update up to float rounding.
@@ -65,8 +64,8 @@ class AdamW(torch.optim.Optimizer):
             raise ValueError(f"AdamW eps={eps!r} is invalid; expected a positive number")
         if weight_decay < 0:
             raise ValueError(f"AdamW weight_decay={weight_decay!r} is invalid; expected a number >= 0")
-        if style not in STYLES:
-            raise ValueError(f"AdamW style={style!r} is invalid; expected one of {', '.join(STYLES)}")
+        if style not in ADAMW_STYLES:
+            raise ValueError(f"AdamW style={style!r} is invalid; expected one of {', '.join(ADAMW_STYLES)}")
         if fused and not hasattr(torch, "_fused_adamw_"):
             raise ValueError("AdamW fused=True is unavailable: this torch has no fused AdamW kernel")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, bias_correction=bias_correction,

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .interventions import layer_order  # noqa: E402
-from .result import FINAL_LOSS_STEPS, RunResult  # noqa: E402
+from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -122,8 +122,8 @@ def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric
         evaluations = [e for e in (run.trace or {}).get("eval", []) if metric in e]
         top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker=markers[index % 8],
                  markersize=4, color=colour, linewidth=1, label=label)
-        losses = np.asarray((run.trace or {}).get("loss", []), dtype=float)
-        smoothed = np.asarray([np.median(losses[max(0, i + 1 - FINAL_LOSS_STEPS):i + 1]) for i in range(len(losses))])
+        losses = list((run.trace or {}).get("loss", []))
+        smoothed = np.asarray([final_train_loss(losses[:step]) for step in range(1, len(losses) + 1)])
         bottom.plot(np.arange(1, len(losses) + 1), smoothed, color=colour, linewidth=1, label=label)
         finite = smoothed[np.isfinite(smoothed) & (smoothed > 0)]
         if finite.size:

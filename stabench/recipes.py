@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 CHECKPOINTS = ("last", "best")
 # torch.compile modes; "reduce-overhead" also captures the step in CUDA graphs (on CUDA).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-ADAMW_STYLES = ("transformers", "torch")  # where a bias-corrected AdamW adds eps (optim.STYLES)
+ADAMW_STYLES = ("transformers", "torch")  # where a bias-corrected AdamW adds eps (see optim)
 ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 

@@ -25,6 +25,11 @@ def final_train_loss(losses: list[float]) -> float:
     return statistics.median(tail)
 
 
+def train_loss_steps(last_step: int) -> list[int]:
+    """The first and last step that :func:`final_train_loss` summarises for a run scored at ``last_step``."""
+    return [max(1, last_step - FINAL_LOSS_STEPS + 1), last_step]
+
+
 @dataclass
 class RunResult:
     """One (task, model, recipe, seed) run: its identity, its verdicts and its traces.
@@ -117,7 +122,7 @@ def _with_current_train_loss(result: RunResult) -> RunResult:
         return result
     losses = trace["loss"]
     metrics["train_loss"] = final_train_loss(losses)
-    trace["train_loss_steps"] = [max(1, len(losses) - FINAL_LOSS_STEPS + 1), len(losses)]
+    trace["train_loss_steps"] = train_loss_steps(len(losses))
     return result
 
 

@@ -103,6 +103,14 @@ def schema_version() -> int:
     return len(_MIGRATIONS)
 
 
+# The filters whose stored values an error can list, and how to read them.
+_DISTINCT_VALUES = {
+    "task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
+    "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags",
+    "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs",
+}
+
+
 def check_train_size_filter(value: int | str) -> int | str:
     """A train-size filter: a positive number of examples (also as text) or "full"."""
     text = str(value).strip()
@@ -327,8 +335,7 @@ class Store:
         """Says that no run matches ``filters``, with the stored values of each filter that
         matched nothing on its own (the usual cause is a typo)."""
         given = {name: value for name, value in filters.items() if value is not None}
-        stored = {name: self.stored_values(name) for name in given
-                  if name in ("task", "model", "recipe", "tag", "train_size")}
+        stored = {name: self.stored_values(name) for name in given if name in _DISTINCT_VALUES}
         hints = [f"stored {name}s: {', '.join(values) or 'none'}" for name, values in stored.items()
                  if str(given[name]) not in values]
         return (f"no stored run matches {', '.join(f'{k}={v}' for k, v in given.items())}"
@@ -336,10 +343,8 @@ class Store:
 
     def stored_values(self, filter_name: str) -> list[str]:
         """The distinct stored tasks, models, recipes, tags or train sizes, so an error can list them."""
-        sql = {"task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
-               "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags",
-               "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs"}[filter_name]
-        return sorted("full" if row[0] is None else str(row[0]) for row in self._connection().execute(sql))
+        rows = self._connection().execute(_DISTINCT_VALUES[filter_name])
+        return sorted("full" if row[0] is None else str(row[0]) for row in rows)
 
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,

@@ -20,7 +20,7 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, run_key
+from .result import RunResult, final_train_loss, run_key, train_loss_steps
 from .tasks import Task, TaskData, load_task_data
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -170,7 +170,6 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     counts = checkpoint["prediction_counts"]
     chosen = {k: v for k, v in checkpoint.items() if k not in ("step", "prediction_counts")}
     chosen["train_loss"] = final_train_loss(loss_values[:checkpoint["step"]])
-    loss_steps = [max(1, checkpoint["step"] - FINAL_LOSS_STEPS + 1), checkpoint["step"]]
 
     result = RunResult(
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
@@ -184,7 +183,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         wall_time_s=time.perf_counter() - start, steps_per_s=steps_done / train_time if train_time else 0.0,
         started_at=started_at, finished_at=_now(),
         trace={"loss": loss_values, "step": trace_steps, "lr": trace_lr, **tracer.to_lists(), "eval": evaluations,
-               "train_loss_steps": loss_steps},
+               "train_loss_steps": train_loss_steps(checkpoint["step"])},
         prediction_counts={str(label): count for label, count in enumerate(counts)},
     )
     return (result, model) if return_model else result
