@@ -17,7 +17,7 @@ from .environment import check_cpu_threads, key_fields, resolve_device
 from .gate import parse_env, study_key, study_label
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
-from .store import Store, StoreError, default_store_path
+from .store import SHORT_KEY, Store, StoreError, default_store_path
 from .tasks import get_task, local_task
 
 
@@ -107,13 +107,14 @@ def _print_study(console: Console, results: list) -> None:
     console.print(report.rows_table([report.summary_row(summarize_runs(results))], title="summary"))
 
 
+# Columns that often hold one value for every listed run; that value goes into the title instead.
+_SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "device", "threads")
+
+
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         if args.show:
-            result = store.get(args.show)
-            if result is None:
-                raise ValueError(f"no stored run with key {args.show!r}; `stabench runs` lists the keys")
-            console.print_json(result.to_json())
+            console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
         env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
                if getattr(args, name) is not None}
@@ -121,7 +122,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         runs = store.query(**filters, env=env or None)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches({**filters, **env}))
-    rows = [{"key": r.key, "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
+    rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
              "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8],
              "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
@@ -130,7 +131,12 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
-    console.print(report.rows_table(rows, title=f"{len(rows)} stored run(s)"))
+    shared = {column: rows[0][column] for column in _SHARED_RUN_COLUMNS
+              if len(rows) > 1 and len({row[column] for row in rows}) == 1} if not args.wide else {}
+    rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
+    console.print(f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items()),
+                  highlight=False)
+    console.print(report.rows_table(rows))
     return 0
 
 
@@ -248,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--cpu-threads", help="only CPU runs made with this many torch threads")
     runs.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
     runs.add_argument("--train-size", help=TRAIN_SIZE_HELP)
-    runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON")
+    runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
+    runs.add_argument("--wide", action="store_true",
+                      help="a column for every field, even one that all listed runs share")
     runs.set_defaults(handler=cmd_runs)
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))

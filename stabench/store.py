@@ -36,6 +36,7 @@ from .result import RunResult
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
 BUSY_TIMEOUT_S = 60.0
+SHORT_KEY = 10  # characters of a run key that tables show; any unique start of 4 or more finds the run
 
 # Copied out of the record for filtering; order matters for the INSERT statement.
 _COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
@@ -321,6 +322,21 @@ class Store:
             "SELECT key, result_json FROM runs WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._load(*row)
 
+    def find_key(self, start: str) -> str:
+        """The stored key that is ``start`` or begins with it, as git takes a commit's short hash."""
+        keys = [row[0] for row in self._connection().execute(
+            "SELECT key FROM runs WHERE substr(key, 1, ?) = ? ORDER BY key LIMIT 5", (len(start), start))]
+        if start in keys:
+            return start
+        if len(keys) == 1 and len(start) >= 4:
+            return keys[0]
+        if not keys:
+            raise StoreError(f"no stored run with key {start!r}; `stabench runs` lists the keys")
+        if len(start) < 4:
+            raise StoreError(f"key {start!r} is too short; give at least 4 characters of a key `stabench runs` lists")
+        more = ", ..." if len(keys) == 5 else ""
+        raise StoreError(f"key {start!r} starts several stored keys ({', '.join(keys)}{more}); give more characters")
+
     def __contains__(self, key: object) -> bool:
         return self._connection().execute(
             "SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone() is not None
@@ -451,22 +467,30 @@ class Store:
         holds the claim (it is training that run right now).
 
         An ``flock`` dies with its process, so a SIGKILLed holder never blocks the run
-        forever.  Lock files are left in place: deleting one while another process waits
-        on it would let two holders in.
+        forever.  The holder deletes the lock file on the way out, so ``locks/`` keeps only
+        the files of runs being trained (or of holders that were killed).  A process that was
+        waiting on a deleted file finds that its file is no longer the one at the path, and
+        locks the new one instead: two holders are never in at once.
         """
         if not _SAFE_KEY.fullmatch(key):
             raise StoreError(f"cannot lock run key {key!r}: expected letters, digits, '.', '_' or '-'")
-        lock_dir = self.path.parent / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_dir / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        path = self.path.parent / "locks" / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                held = True
             except BlockingIOError:
-                held = False
-            yield held
+                os.close(fd)
+                yield False
+                return
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder before us deleted this file: lock the one at the path now
+        try:
+            yield True
         finally:
+            path.unlink(missing_ok=True)  # while still holding, so no one can lock this file after us
             os.close(fd)  # closing the descriptor releases the flock
 
     def get_or_compute(self, key: str, compute: Callable[[], RunResult],
@@ -486,6 +510,14 @@ class Store:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
             self.put(result, replace=recompute)
             return result, True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the file at ``path`` now (not a deleted one)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _row(result: RunResult) -> tuple[Any, ...]:

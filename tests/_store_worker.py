@@ -7,6 +7,8 @@ Usage: python _store_worker.py MODE STORE ARGS...   (runs come from a JSON expor
                                        "<pid> <key>" to LOG, then sleeps SLEEP seconds
   hammer  STORE RUNS READY             put copies of the first run in a tight loop forever
   hold    STORE KEY READY              hold the claim on KEY forever
+  turns   STORE KEY START_AT LOG N     take the claim on KEY N times; inside, append "in <pid>"
+                                       and then "out <pid>" to LOG
 
 START_AT (epoch seconds) lines the processes up so they really race; READY is a file
 created once the worker is under way, so the test knows when to kill it.
@@ -57,10 +59,7 @@ def compute(store_path: str, runs: str, start_at: str, log: str, sleep: str) -> 
 
 def _compute_one(store: Store, result: RunResult, log: str, sleep: float) -> None:
     def train() -> RunResult:
-        # One write() on an O_APPEND descriptor: lines from racing processes never mix.
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, f"{os.getpid()} {result.key}\n".encode())
-        os.close(fd)
+        _append(log, f"{os.getpid()} {result.key}")
         time.sleep(sleep)
         return result
 
@@ -83,6 +82,23 @@ def hold(store_path: str, key: str, ready: str) -> None:
         time.sleep(600)
 
 
+def turns(store_path: str, key: str, start_at: str, log: str, n: str) -> None:
+    with Store(store_path) as store:
+        _wait_until(start_at)
+        for _ in range(int(n)):
+            with store.lock(key):
+                _append(log, f"in {os.getpid()}")
+                time.sleep(0.002)  # long enough for another process to get in, were the lock broken
+                _append(log, f"out {os.getpid()}")
+
+
+def _append(log: str, line: str) -> None:
+    """One write() on an O_APPEND descriptor: lines from racing processes never mix."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, f"{line}\n".encode())
+    os.close(fd)
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
-    {"put": put, "compute": compute, "hammer": hammer, "hold": hold}[mode](*args)
+    {"put": put, "compute": compute, "hammer": hammer, "hold": hold, "turns": turns}[mode](*args)

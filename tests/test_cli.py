@@ -58,7 +58,12 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     renamed = " ".join(capsys.readouterr().out.split())
     assert "stored as recipe 'bert-default[max_steps=6,trace_every=2]', not retrained)" in renamed
     assert main(["runs", "--task", "polarity"]) == 0
-    assert "3 stored run(s)" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    # What all three runs share is said once, above the table, instead of in seven columns.
+    assert listed.startswith(f"3 stored run(s), recipe hash ") and f"torch {torch.__version__}," in listed
+    assert "┃ torch" not in listed and "┃ data" not in listed
+    assert main(["runs", "--task", "polarity", "--wide"]) == 0
+    assert "┃ torch" in capsys.readouterr().out
     threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
     assert main(_args(tiny_model, "--seeds", "0", "--cpu-threads", str(threads))) == 0
     assert "trained in" in capsys.readouterr().out and torch.get_num_threads() == threads
@@ -77,6 +82,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
                                                       "--text-columns; missing --eval-file, --text-columns"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
+    (["runs", "--show", "d"], "no stored run with key 'd'"),
     (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid; expected an integer >= 1"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),

@@ -463,6 +463,20 @@ def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:
     assert store.count() == 0
 
 
+def test_a_run_is_found_by_any_unique_start_of_its_key(store: Store) -> None:
+    for key in ("abcd1234", "abcd5678", "ab"):
+        store.put(dataclasses.replace(make_result(0), key=key))
+    assert store.find_key("abcd1") == "abcd1234" and store.find_key("abcd5678") == "abcd5678"
+    assert store.find_key("ab") == "ab"  # a whole key, however short
+    with pytest.raises(StoreError, match=r"key 'abcd' starts several stored keys \(abcd1234, abcd5678\); "
+                                         r"give more characters"):
+        store.find_key("abcd")
+    with pytest.raises(StoreError, match="key 'abc' is too short; give at least 4 characters"):
+        store.find_key("abc")
+    with pytest.raises(StoreError, match="no stored run with key 'abce'"):
+        store.find_key("abce")
+
+
 def test_lock_refuses_keys_that_are_not_file_names(store: Store) -> None:
     with pytest.raises(StoreError, match="cannot lock"):
         with store.lock("../escape"):
@@ -503,6 +517,24 @@ def test_racing_get_or_compute_trains_each_run_once(tmp_path: Path) -> None:
     assert len({line.split()[0] for line in log_lines(log)}) > 1  # the work really was shared
     with Store(path) as opened:
         assert opened.count() == 5
+    assert list((tmp_path / "locks").iterdir()) == []  # each holder deleted its lock file
+
+
+def test_processes_taking_turns_on_a_deleted_lock_file_are_never_inside_together(tmp_path: Path) -> None:
+    """Each holder deletes the lock file; a waiter blocked on the deleted file must not get in
+    beside one that locked the new file."""
+    path = tmp_path / "results.sqlite"
+    Store(path).close()
+    log = tmp_path / "turns.log"
+    start_at = time.time() + 1.0
+    for proc in [worker("turns", path, "run-1", start_at, log, 150) for _ in range(4)]:
+        finish(proc)
+    lines = log_lines(log)
+    assert len(lines) == 4 * 150 * 2
+    pairs = list(zip(lines[::2], lines[1::2]))
+    assert all(a.startswith("in ") and b == "out " + a.split()[1] for a, b in pairs)
+    assert len({a for a, _ in pairs}) == 4
+    assert list((tmp_path / "locks").iterdir()) == []
 
 
 def test_sigkill_during_training_loses_nothing_and_rerun_trains_only_missing(tmp_path: Path) -> None:
