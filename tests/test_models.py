@@ -56,3 +56,19 @@ def test_a_run_of_a_hub_model_loads_and_records_its_commit_offline(hub_cache, tm
     with Store(os.environ["STABENCH_STORE"]) as store:  # the test's own store (tests/conftest.py)
         (result,) = store.query(model="someorg/tiny-bert")
     assert result.model["revision"] == FIRST and result.model["num_parameters"] > 0
+
+
+def test_the_tiny_model_ships_an_encoder_so_each_seed_draws_its_own_head(tiny_model):
+    """Seeds differ in head init as with a real pretrained encoder, not only in data order."""
+    import torch
+    import transformers
+
+    source = models.resolve(tiny_model)
+    loaded = []
+    for seed in (0, 1, 0):
+        transformers.set_seed(seed)
+        loaded.append(models.load_model(source, 2, 0.1, "sdpa"))
+    heads = [m.classifier.weight for m in loaded]
+    assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
+    encoders = [m.bert.encoder.layer[0].attention.self.query.weight for m in loaded]
+    assert torch.equal(encoders[0], encoders[1])  # the "pretrained" weights load the same for every seed

@@ -36,6 +36,14 @@ def test_single_sentence_task_and_subsample(tiny_model):
     assert result.task["train_size"] == 64 and result.task["n_train"] == 64
 
 
+def test_every_seed_of_a_small_data_study_trains_on_one_subsample(tiny_model):
+    """As the paper's 1k study: one fixed subsample (its train-sampled-1k files), seeds vary the rest."""
+    first, second = (prepare(BUILTIN_SINGLE_TASK, tiny_model, "bert-default", seed=s, train_size=64) for s in (0, 1))
+    assert first.task_info["fingerprint"] == second.task_info["fingerprint"] and first.key != second.key
+    other = prepare(BUILTIN_SINGLE_TASK, tiny_model, "bert-default", seed=0, train_size=64, subsample_seed=1)
+    assert other.task_info["fingerprint"] != first.task_info["fingerprint"]
+
+
 def test_same_seed_gives_identical_results_and_other_seeds_differ(tiny_model):
     recipe = get_recipe("bert-default", **FAST)
     a, b, c = (run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=s) for s in (3, 3, 4))
