@@ -272,7 +272,10 @@ def layerwise_lr_param_groups(
 
     so each step down the network multiplies the lr by ``decay``; ``decay = 1`` is a plain
     single-lr recipe.  Each depth is split into a decayed group (``weight_decay``) and a
-    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  Group
+    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  With
+    ``decay < 1`` the head is never decayed, weights included, as in Zhang et al.'s code (its
+    ``get_optimizer_grouped_parameters`` puts pooler and classifier in one group with weight
+    decay 0; with ``decay = 1`` it falls back to the plain BERT groups, and so does this).  Group
     dicts carry ``params``, ``lr``, ``weight_decay`` and ``name`` (e.g. ``"layer.3/decay"``,
     ``"embeddings/no_decay"``), ordered bottom to top; empty groups are left out.  Every trainable parameter is in exactly
     one group; a trainable parameter outside these parts raises ValueError rather than
@@ -294,7 +297,7 @@ def layerwise_lr_param_groups(
         if depth not in depth_lr:
             unplaced.append(name)
             continue
-        decayed = decays(name)
+        decayed = decays(name) and not (decay < 1 and depth in ("pooler", "classifier"))
         buckets.setdefault((depth, decayed), []).append(param)
     if unplaced:
         raise ValueError(f"no layer-wise lr for trainable parameters {unplaced}")

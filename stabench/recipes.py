@@ -106,6 +106,8 @@ class Recipe:
         update is what bias correction meant before the field existed (same hash as then), and
         without bias correction both styles are one update.  A Mixout recipe hashes its mask
         (one draw per input neuron since 2026-11, as in Lee et al.'s code; before, one per weight).
+        A layer-wise lr decay recipe with weight decay hashes that its head is not decayed (since
+        2026-11, as in Zhang et al.'s code; before, the head's weights were).
         """
         fields = self.to_dict()
         fields.pop("name")
@@ -113,6 +115,8 @@ class Recipe:
             fields.pop("adamw_style")
         if self.mixout:
             fields["mixout_mask"] = "per input neuron"
+        if self.layerwise_lr_decay < 1 and self.weight_decay > 0:
+            fields["llrd_head_weight_decay"] = 0.0
         return content_hash(fields)
 
     def replace(self, **overrides: Any) -> Recipe:

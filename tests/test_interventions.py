@@ -352,7 +352,8 @@ def test_llrd_every_trainable_param_exactly_once_and_no_decay():
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        no_decay = name.endswith("bias") or name.endswith("LayerNorm.weight")
+        head = name.startswith(("classifier.", "bert.pooler."))  # Zhang et al.: the head is never decayed
+        no_decay = head or name.endswith("bias") or name.endswith("LayerNorm.weight")
         assert by_param[id(p)]["weight_decay"] == (0.0 if no_decay else 0.01), name
         assert by_param[id(p)]["name"].endswith("/no_decay" if no_decay else "/decay"), name
     torch.optim.AdamW(groups, lr=1.0)  # accepted as optimiser groups, extra "name" key included
@@ -363,6 +364,7 @@ def test_llrd_decay_one_is_a_single_lr_and_works_after_mixout():
     apply_mixout(model, 0.1)
     groups = layerwise_lr_param_groups(model, 3e-5, 1.0, weight_decay=0.1)
     assert {g["lr"] for g in groups} == {3e-5}
+    assert {g["name"]: g["weight_decay"] for g in groups}["classifier/decay"] == 0.1  # the plain BERT groups
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
 
 
@@ -370,7 +372,7 @@ def test_llrd_roberta_head_is_classifier():
     model = tiny_roberta()
     groups = layerwise_lr_param_groups(model, 1.0, 0.5, weight_decay=0.0)
     lrs = {g["name"]: g["lr"] for g in groups}
-    assert lrs["classifier/decay"] == 1.0 and lrs["layer.1/decay"] == 0.5
+    assert lrs["classifier/no_decay"] == 1.0 and lrs["layer.1/decay"] == 0.5
     assert lrs["layer.0/decay"] == 0.25 and lrs["embeddings/decay"] == 0.125
     assert not any(n.startswith("pooler") for n in lrs)
 

@@ -46,6 +46,11 @@ def test_hash_changes_only_where_a_correction_changed_the_computation():
     stored = {k: v for k, v in PRESETS["mosbach-stable"].to_dict().items() if k != "adamw_style"}
     assert Recipe.from_dict(stored).adamw_style == "torch" and Recipe.from_dict(stored).hash == old_hash(torch_style)
     assert Recipe.from_dict(PRESETS["mosbach-stable"].to_dict()) == PRESETS["mosbach-stable"]
+    # layer-wise lr decay stopped decaying the head's weights; only recipes with weight decay changed
+    llrd = get_recipe("bert-default", layerwise_lr_decay=0.9)
+    assert llrd.hash != old_hash(llrd)
+    no_weight_decay = get_recipe("bert-default", layerwise_lr_decay=0.9, weight_decay=0.0)
+    assert no_weight_decay.hash == old_hash(no_weight_decay)
 
 
 def test_overrides_rename_and_validate():
