@@ -38,7 +38,8 @@ def test_failed_runs_collapse_with_vanishing_lower_layer_gradients(study):
 
     Verdicts on the stored traces (every 10 steps), each for most failed runs and never for a
     successful one: predictions in one class with the final training loss within 0.05 of ln 2;
-    layer-0 gradient norm down >= 10x over the run, never back, and <= 0.1x the top layer's.
+    layer-0 gradient norm down >= 10x from its peak over the run, never back, and <= 0.1x the
+    top layer's at the end.
     Not every failed run does both: on an H200 one of eight failed at 0.484 accuracy while
     predicting both classes.
     """

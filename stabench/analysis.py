@@ -68,17 +68,18 @@ class GradientVerdict:
 
     ``vanished`` is ``drop <= 1/factor and not recovered and bottom_top_ratio <= max_ratio``
     (the last test is skipped when ``max_ratio`` is None).  ``layer_drops`` holds the same
-    end/start ratio as ``drop`` for every traced group (embeddings, each layer, pooler,
+    end/peak ratio as ``drop`` for every traced group (embeddings, each layer, pooler,
     classifier).
     """
 
     vanished: bool
-    bottom_top_ratio: float  # geometric-mean bottom / top encoder-layer norm over the window
-    drop: float  # bottom-layer norm at the window's last trace point / at its first
-    recovered: bool  # final bottom-layer norm >= start / recover_factor
+    bottom_top_ratio: float  # geometric-mean bottom / top encoder-layer norm over the window's tail
+    drop: float  # bottom-layer norm at the window's end (tail mean) / its peak in the window
+    recovered: bool  # bottom-layer norm at the run's end (tail mean) >= start / recover_factor
     start: float  # bottom-layer norm at the window's first trace point
-    end: float  # ... at the window's last trace point
-    final: float  # ... at the last trace point of the run
+    peak: float  # ... its largest value in the window
+    end: float  # ... geometric mean over the window's last `tail` trace points
+    final: float  # ... geometric mean over the run's last `tail` trace points
     window: tuple[int, int]  # first and last trace step inside the window
     n_points: int  # trace points inside the window
     bottom: str
@@ -87,6 +88,7 @@ class GradientVerdict:
     factor: float = 100.0
     max_ratio: float | None = 0.1
     recover_factor: float = 10.0
+    tail: int = 3
 
     @property
     def all_but_classifier_fell(self) -> bool:
@@ -101,7 +103,7 @@ def _encoder_layer_names(grad_norm: Mapping[str, Any]) -> list[str]:
 
 
 def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), factor: float = 100.0,
-                        max_ratio: float | None = 0.1, recover_factor: float = 10.0) -> GradientVerdict:
+                        max_ratio: float | None = 0.1, recover_factor: float = 10.0, tail: int = 3) -> GradientVerdict:
     """Decide from a run's stored gradient-norm trace whether its gradients vanished early.
 
     Supports the claim "failed runs suffer from vanishing gradients: the gradient norms of
@@ -110,20 +112,25 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
 
     The window is the trace points with ``early[0] <= step <= early[1]`` (at least two
     are needed; start it at the first step so the fall is measured from the pretrained
-    model).  On the bottom encoder layer (``layer.0``):
+    model).  Its *tail* is its last ``tail`` trace points (fewer when the window is short;
+    never its first).  On the bottom encoder layer (``layer.0``):
 
-    * ``drop``: norm at the window's last trace point / norm at its first.  The default
-      ``factor=100`` ("orders of magnitude") asks for ``drop <= 1/100``.
-    * ``recovered``: the norm at the run's last trace point is back within
-      ``recover_factor`` (default 10x) of the window's start; a vanished run must not have
-      recovered ("stayed low").
-    * ``bottom_top_ratio``: geometric mean of the bottom-layer norm / geometric mean of
-      the top-layer norm over the window.  Geometric, because the norms span orders of
-      magnitude and an arithmetic mean is dominated by the few points before a collapse.
-      The default ``max_ratio=0.1`` sits between the values measured on these machines
-      (6e-7..0.044 in collapsed runs, 0.37..6.1 otherwise).  It separates a collapse
+    * ``drop``: geometric-mean norm over the tail / the largest norm in the window.  From the
+      peak, not the first point, because collapsing runs often rise first: in MiniLM runs
+      without bias correction, layer 0 rose 2x to 75x during warmup and then fell 1000x.  The
+      default ``factor=100`` ("orders of magnitude") asks for ``drop <= 1/100``.
+    * ``recovered``: the geometric-mean norm over the run's last ``tail`` trace points is back
+      within ``recover_factor`` (default 10x) of the window's first point; a vanished run
+      must not have recovered ("stayed low").
+    * ``bottom_top_ratio``: geometric-mean bottom-layer norm / geometric-mean top-layer norm
+      over the tail, where the fall has happened (a whole-window mean dilutes a late collapse
+      with the healthy steps before it).  The default ``max_ratio=0.1`` separates a collapse
       (bottom layers starve) from a run whose gradients all shrink together because its
       loss went to zero; pass ``max_ratio=None`` to decide on ``drop`` alone.
+
+    A successful run's norms swing widely between trace points (up to 1000x in the offline
+    demo), so a single spike can make its drop look large; the recovery and bottom/top tests
+    are what keep it out, so think twice before turning them off.
 
     A non-finite norm in the window (a diverged run) gives NaN numbers and no verdict of
     vanishing.  A model whose layers share one weight group (ALBERT) has no bottom/top
@@ -134,6 +141,8 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         raise ValueError(f"early={early!r}: the window's first step must not exceed its last")
     if factor <= 1 or recover_factor <= 1:
         raise ValueError(f"factor={factor!r} and recover_factor={recover_factor!r} must both be > 1")
+    if isinstance(tail, bool) or not isinstance(tail, int) or tail < 1:
+        raise ValueError(f"tail={tail!r} is invalid; expected a number of trace points >= 1")
     trace = result.trace or {}
     grad_norm = trace.get("grad_norm") or {}
     steps = list(trace.get("step") or [])
@@ -151,33 +160,41 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         raise ValueError(f"the window early={early!r} holds {len(inside)} trace point(s) of run {result.key!r} "
                          f"(trace steps {steps[:3]}...{steps[-3:]}); widen the window or trace more often "
                          f"(recipe trace_every)")
-    first, last = inside[0], inside[-1]
+    window_tail = inside[-min(tail, len(inside) - 1):]
+    run_tail = list(range(len(steps)))[-tail:]
     norms = {name: np.asarray(values, dtype=float) for name, values in grad_norm.items()}
     b, t = norms[bottom], norms[top]
-    start, end, final = float(b[first]), float(b[last]), float(b[-1])
 
-    def ratio(numerator: float, denominator: float) -> float:
-        if not (math.isfinite(numerator) and math.isfinite(denominator)):
+    def log_mean(values: np.ndarray, at: list[int]) -> float:
+        points = values[at]
+        if not np.isfinite(points).all():
             return math.nan
-        return max(numerator, _TINY) / max(denominator, _TINY)
+        return float(np.mean(np.log10(np.maximum(points, _TINY))))
 
-    def log_mean(values: np.ndarray) -> float:
-        window = values[inside]
-        if not np.isfinite(window).all():
+    def peak_of(values: np.ndarray) -> float:
+        points = values[inside]
+        return float(points.max()) if np.isfinite(points).all() else math.nan
+
+    def drop_of(values: np.ndarray) -> float:
+        end, peak = 10.0 ** log_mean(values, window_tail), peak_of(values)
+        if not (math.isfinite(end) and math.isfinite(peak)):
             return math.nan
-        return float(np.mean(np.log10(np.maximum(window, _TINY))))
+        return end / max(peak, _TINY)
 
-    drop = ratio(end, start)
+    start, peak = float(b[inside[0]]), peak_of(b)
+    end, final = 10.0 ** log_mean(b, window_tail), 10.0 ** log_mean(b, run_tail)
+    drop = drop_of(b)
     shared = bottom == top  # ALBERT: one layer group serves every layer
-    bottom_top = math.nan if shared else 10.0 ** (log_mean(b) - log_mean(t))
+    bottom_top = math.nan if shared else 10.0 ** (log_mean(b, window_tail) - log_mean(t, window_tail))
     recovered = bool(math.isfinite(final) and math.isfinite(start) and final >= start / recover_factor)
-    layer_drops = {name: ratio(float(v[last]), float(v[first])) for name, v in norms.items()}
+    layer_drops = {name: drop_of(values) for name, values in norms.items()}
     vanished = bool(drop <= 1.0 / factor and not recovered
                     and (max_ratio is None or shared or bottom_top <= max_ratio))
     return GradientVerdict(vanished=vanished, bottom_top_ratio=float(bottom_top), drop=drop, recovered=recovered,
-                           start=start, end=end, final=final, window=(int(steps[first]), int(steps[last])),
-                           n_points=len(inside), bottom=bottom, top=top, layer_drops=layer_drops, factor=factor,
-                           max_ratio=max_ratio, recover_factor=recover_factor)
+                           start=start, peak=peak, end=end, final=final,
+                           window=(int(steps[inside[0]]), int(steps[inside[-1]])), n_points=len(inside),
+                           bottom=bottom, top=top, layer_drops=layer_drops, factor=factor, max_ratio=max_ratio,
+                           recover_factor=recover_factor, tail=tail)
 
 
 def gradient_summary(results, **verdict_options) -> dict[str, Any]:
@@ -469,11 +486,17 @@ class OverfittingTrend:
     p: float  # its two-sided p-value
     n: int  # successful runs used
     slope: float  # least-squares dev accuracy per decade of train loss
-    flat: bool  # |slope| <= tolerance
+    slope_ci: tuple[float, float]  # its (1 - 2 alpha) confidence interval
+    flat: bool  # the whole slope_ci lies within +-tolerance
     overfits: bool  # rho > 0 and p < alpha: lower train loss goes with lower dev accuracy
     loss_decades: float  # log10(max train loss / min train loss) over the runs used
     tolerance: float
     alpha: float
+
+    @property
+    def verdict(self) -> str:
+        """"overfits", "flat", or "inconclusive" when the runs show neither."""
+        return "overfits" if self.overfits else "flat" if self.flat else "inconclusive"
 
 
 def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> OverfittingTrend:
@@ -483,11 +506,14 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     while the training loss goes from 1e-1 to 1e-5" (Mosbach et al. Sec. 5.2, Fig. 5).
     Over the runs that did not fail: Spearman's rho and p between log10(train loss) and dev
     accuracy (``scipy.stats.spearmanr``), and the least-squares slope of accuracy against
-    log10(train loss).  ``overfits`` is a significant *positive* rho (the lower the loss, the
-    lower the accuracy) at level ``alpha``; ``flat`` is ``|slope| <= tolerance``, default
-    0.01 accuracy (one point) per decade of loss.  ``loss_decades`` says how wide a range of
-    losses the verdict rests on: the paper's spans about four decades.  Losses are floored
-    at 1e-30 before the log.
+    log10(train loss) (``scipy.stats.linregress``).  ``overfits`` is a significant *positive*
+    rho (the lower the loss, the lower the accuracy) at level ``alpha``.  ``flat`` is an
+    equivalence test: the slope's (1 - 2 alpha) confidence interval lies within
+    ``+-tolerance``, default 0.01 accuracy (one point) per decade of loss.  A slope that is
+    merely small is not enough: a few runs over a narrow range of losses give a wide interval,
+    and then ``verdict`` is "inconclusive".  ``loss_decades`` says how wide a range of losses
+    the verdict rests on: the paper's spans about four decades.  Losses are floored at 1e-30
+    before the log.
     """
     from scipy import stats
 
@@ -499,13 +525,16 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     y = np.asarray([acc for _, acc in points], dtype=float)
     if np.ptp(x) == 0:
         raise ValueError("all successful runs ended at the same training loss; no trend can be estimated")
-    slope = float(np.polyfit(x, y, 1)[0])
+    fit = stats.linregress(x, y)
+    half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * fit.stderr)
+    slope_ci = (float(fit.slope) - half_width, float(fit.slope) + half_width)
     if np.ptp(y) == 0:
         rho, p = 0.0, 1.0  # constant accuracy: no relation at all (spearmanr would return NaN)
     else:
         test = stats.spearmanr(x, y)
         rho, p = float(test.statistic), float(test.pvalue)
-    return OverfittingTrend(rho=rho, p=p, n=len(points), slope=slope, flat=abs(slope) <= tolerance,
+    return OverfittingTrend(rho=rho, p=p, n=len(points), slope=float(fit.slope), slope_ci=slope_ci,
+                            flat=bool(-tolerance <= slope_ci[0] and slope_ci[1] <= tolerance),
                             overfits=bool(rho > 0 and p < alpha), loss_decades=float(np.ptp(x)),
                             tolerance=tolerance, alpha=alpha)
 

@@ -98,6 +98,45 @@ def test_factor_and_window_are_parameters():
         analysis.vanishing_gradients(make_result({}))
 
 
+def test_a_fall_after_a_rise_is_measured_from_the_peak():
+    """Collapsing MiniLM runs rose 2x to 75x during warmup before falling; the fall counts from the top."""
+    bottom = curve({1: 0.05, 20: 4.0, 60: 4e-3, 200: 4e-3})  # 80x up, 1000x down: only 12x below the start
+    top = curve({1: 1.0, 20: 2.0, 60: 0.5, 200: 0.5})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, top)))
+    assert verdict.vanished and verdict.peak == pytest.approx(4.0) and verdict.start == pytest.approx(0.05)
+    assert verdict.drop == pytest.approx(1e-3, rel=0.01) and verdict.end / verdict.start > 1 / 100
+
+
+def test_a_collapse_late_in_the_window_is_judged_after_it():
+    """Bottom and top alike until step 70: a whole-window mean ratio would hide the collapse."""
+    bottom = curve({1: 1.0, 70: 1.0, 80: 1e-4, 200: 1e-4})
+    top = curve({1: 1.0, 70: 1.0, 80: 0.1, 200: 0.1})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, top)))
+    assert verdict.vanished and verdict.bottom_top_ratio == pytest.approx(1e-3, rel=0.01)
+
+
+def test_one_spike_in_a_healthy_run_is_not_a_collapse():
+    bottom = [150.0 if step == 40 else 1.0 for step in STEPS]
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))))
+    assert verdict.drop == pytest.approx(1 / 150) and verdict.recovered and not verdict.vanished
+
+
+def test_a_run_whose_window_ends_in_a_dip_and_recovers_is_not_vanishing():
+    bottom = curve({1: 1.0, 70: 1.0, 90: 1e-5, 110: 1.0, 200: 1.0})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))))
+    assert verdict.drop < 1e-2 and verdict.recovered and not verdict.vanished
+
+
+def test_the_tail_never_swallows_the_window_start():
+    """A two-point window compares its last point with its peak, whatever ``tail`` asks."""
+    bottom = curve({1: 1.0, 10: 1e-3, 200: 1e-3})
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))), early=(1, 10), tail=5)
+    assert verdict.n_points == 2 and verdict.drop == pytest.approx(1e-3) and verdict.vanished
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"tail=.* is invalid; expected a number of trace points >= 1"):
+            analysis.vanishing_gradients(make_result(traces(bottom, bottom)), tail=bad)
+
+
 def test_a_shared_layer_group_is_judged_on_its_drop_alone():
     """ALBERT traces one 'layer.0' for all its layers: bottom and top are the same group."""
     collapsed = make_result({"embeddings": curve({1: 1.0, 200: 1e-4}), "layer.0": curve({1: 1.0, 30: 1e-4, 200: 1e-4}),
@@ -156,13 +195,24 @@ def test_flat_accuracy_over_four_decades_of_loss_is_not_overfitting():
     assert len(points) == 15 and points[-1] == (0.69, 0.5)
     assert len(analysis.generalisation_points(results, successful_only=True)) == 12
     trend = analysis.overfitting_trend(results)
-    assert trend.n == 12 and trend.flat and not trend.overfits
+    assert trend.n == 12 and trend.flat and not trend.overfits and trend.verdict == "flat"
     assert abs(trend.slope) < 0.01 and trend.loss_decades == pytest.approx(4.0)
+    assert -0.01 < trend.slope_ci[0] < trend.slope < trend.slope_ci[1] < 0.01
+
+
+def test_a_small_slope_from_few_noisy_runs_is_inconclusive_not_flat():
+    """Five runs over half a decade of loss cannot show that accuracy stays within a point per decade."""
+    accuracies = [0.70, 0.66, 0.71, 0.65, 0.70]
+    runs = [make_result(seed=i, train_loss=float(loss), accuracy=acc)
+            for i, (loss, acc) in enumerate(zip(np.logspace(-2, -2.5, 5), accuracies))]
+    trend = analysis.overfitting_trend(runs)
+    assert abs(trend.slope) < 0.01 and trend.slope_ci[1] - trend.slope_ci[0] > 0.02
+    assert not trend.flat and not trend.overfits and trend.verdict == "inconclusive"
 
 
 def test_accuracy_falling_with_loss_is_overfitting():
     trend = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 + 0.03 * log_loss))
-    assert not trend.flat and trend.overfits
+    assert not trend.flat and trend.overfits and trend.verdict == "overfits"
     assert trend.rho > 0.8 and trend.p < 0.01 and trend.slope == pytest.approx(0.03, abs=0.005)
     with pytest.raises(ValueError, match="at least 3"):
         analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
