@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import stats
 from .gate import check_limits
 from .metrics import higher_is_better
+from .models import check_model_name
 from .recipes import Recipe, get_recipe
 from .report import fmt
 from .result import RunResult
@@ -50,13 +51,15 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     """
     import pytest
 
-    _check_claim(task, recipe, seeds, arms, train_size, gate)
+    if isinstance(seeds, str):  # "0-4" or "1,3,7", as on the command line
+        seeds = parse_seeds(seeds)
+    _check_claim(task, model, recipe, seeds, arms, train_size, gate)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
 
 
-def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
+def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
     """A misspelt name or impossible value in a claim fails when pytest imports the file, naming it.
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
@@ -71,9 +74,12 @@ def _check_claim(task, recipe, seeds, arms, train_size, gate) -> None:
         raise ValueError(f"claim seeds={listed!r} is invalid; expected a count >= 1 or a list of distinct seeds >= 0")
     for name, options in (arms or {}).items():
         check_arm(name, options)
-    for options in ({"task": task, "recipe": recipe, "train_size": train_size}, *(arms or {}).values()):
+    for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
+                    *(arms or {}).values()):
         if isinstance(options.get("task"), str):
             get_task(options["task"])
+        if options.get("model") is not None:
+            check_model_name(options["model"])
         if options.get("recipe") is not None:
             get_recipe(options["recipe"])
         check_train_size(options.get("train_size"), owner="claim ")

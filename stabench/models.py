@@ -5,11 +5,13 @@ BERT-large is the code the tests run on a tiny local BERT.
 """
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
@@ -47,8 +49,25 @@ class ModelSource:
         return identity
 
 
+def check_model_name(model: Any) -> None:
+    """A near miss of a built-in name ('MiniLM-L6', 'minilm-l12') is a typo, not a hub id to look up:
+    offline, a hub id that is not cached only skips its claims, which a CI job would read as a pass."""
+    builtin = (OFFLINE_DEFAULT, TINY_BERT)
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model={model!r} is invalid; expected a hub id, a local folder, or one of "
+                         f"{', '.join(map(repr, builtin))}")
+    if model in builtin or "/" in model or os.sep in model or model.startswith((".", "~")):
+        return
+    close = difflib.get_close_matches(model.lower(), builtin, n=1, cutoff=0.75)
+    if close and not Path(model).is_dir():
+        raise ValueError(f"unknown model {model!r}; did you mean {close[0]!r}? (built-in models: "
+                         f"{', '.join(map(repr, builtin))}; hub ids such as 'bert-large-uncased' and local "
+                         f"folders work too)")
+
+
 def resolve(model: str) -> ModelSource:
     """Map a user's model name to a loadable source, failing early with a clear message."""
+    check_model_name(model)
     if model == OFFLINE_DEFAULT:
         return ModelSource(OFFLINE_DEFAULT, offline_default_path())
     if model == TINY_BERT:

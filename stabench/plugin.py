@@ -551,8 +551,10 @@ class Reporter:
         return rows
 
     def nothing_compared(self) -> bool:
-        """A gate that found no baseline for any claim is misconfigured, not passed."""
-        return bool(self.gates) and all(g["gate"] == "no baseline" for g in self.gates)
+        """A gate that compared no claim (none had a baseline, or every claim was skipped) is
+        misconfigured, not passed."""
+        return (bool(option(self.config, "baseline")) and bool(self.claims)
+                and all(g["gate"] == "no baseline" for g in self.gates))
 
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
@@ -605,17 +607,24 @@ class Reporter:
             for gate in gates:
                 if gate["fails"]:
                     terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['why']}", red=True)
-            if self.nothing_compared():
+        if self.nothing_compared():
+            baseline = option(self.config, "baseline")
+            if self.gates:
                 terminalreporter.write_line(
-                    f"no claim has runs in the baseline {option(self.config, 'baseline')}, so nothing was compared: "
-                    f"a claim's baseline is the runs --stabench-tag tagged for it, else runs of the same task, "
-                    f"model and recipe name", red=True)
-            # Counted in pytest's last line ("5 passed, 1 gate failed"), which would otherwise read as
-            # a clean pass over a session that exits 1.
-            failing = [g for g in gates if g["fails"]] or (gates if self.nothing_compared() else [])
-            if failing:  # report-like entries: other plugins read every entry's attributes
-                terminalreporter.stats.setdefault("gate failed", []).extend(
-                    SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
+                    f"no claim has runs in the baseline {baseline}, so nothing was compared: a claim's baseline "
+                    f"is the runs --stabench-tag tagged for it, else runs of the same task, model and recipe name",
+                    red=True)
+            else:
+                terminalreporter.write_line(
+                    f"no claim's verdict ran, so nothing was compared with the baseline {baseline}"
+                    + (" (every claim was skipped: see why above)" if self.skipped_claims() else ""), red=True)
+        # Counted in pytest's last line ("5 passed, 1 gate failed"), which would otherwise read as
+        # a clean pass over a session that exits 1.
+        failing = [g for g in self.gates if g["fails"]] or (
+            (self.gates or [{"claim": "stabench gate"}]) if self.nothing_compared() else [])
+        if failing:  # report-like entries: other plugins read every entry's attributes
+            terminalreporter.stats.setdefault("gate failed", []).extend(
+                SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from .report import markdown, write_json

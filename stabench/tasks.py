@@ -149,9 +149,12 @@ _FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 
 
 def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.PathLike,
-               text_columns: tuple[str, ...] | list[str], label_column: str = "label",
+               text_columns: str | tuple[str, ...] | list[str], label_column: str = "label",
                metrics: tuple[str, ...] = ("accuracy",)) -> Task:
-    """A task from CSV/TSV/JSON-lines files with named text and label columns."""
+    """A task from CSV/TSV/JSON-lines files with named text and label columns.
+
+    ``text_columns`` is a list of one or two names, or one string with the names separated by commas.
+    """
     paths = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in paths.values():
         if not path.is_file():
@@ -161,9 +164,14 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
         if path.suffix.lower() not in _FORMATS:
             raise ValueError(f"task file {str(path)!r} has an unsupported extension; expected one of "
                              f"{', '.join(_FORMATS)}")
+    if isinstance(text_columns, str):  # "premise,hypothesis", as the CLI's --text-columns
+        text_columns = [column.strip() for column in text_columns.split(",")]
     text_columns = tuple(text_columns)
-    if not 1 <= len(text_columns) <= 2:
+    if not 1 <= len(text_columns) <= 2 or not all(isinstance(c, str) and c for c in text_columns):
         raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
+    if label_column in text_columns:
+        raise ValueError(f"label_column={label_column!r} is also a text column; expected the column that holds "
+                         f"the labels, which the model must not read")
     for path in paths.values():  # a typo in a column name fails here, where the task is defined
         _check_columns(path, (*text_columns, label_column))
 

@@ -73,9 +73,11 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
     (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),
     (["run", "--task", "polarity", "--recipe", "fast", "--seeds", "0"], "unknown recipe 'fast'"),
+    (["run", "--task", "polarity", "--model", "someorg/minilm-l7", "--seeds", "0"],
+     "model 'someorg/minilm-l7' is not a local folder, a built-in model ('minilm-l6', 'tiny-bert') or in the "
+     "Hugging Face cache, and cannot be downloaded"),
     (["run", "--task", "polarity", "--model", "minilm-l7", "--seeds", "0"],
-     "model 'minilm-l7' is not a local folder, a built-in model ('minilm-l6', 'tiny-bert') or in the Hugging Face "
-     "cache, and cannot be downloaded"),
+     "unknown model 'minilm-l7'; did you mean 'minilm-l6'?"),
     (["run", "--task", "polarity", "--set", "lr=-1", "--seeds", "0"], "lr=-1.0 is invalid"),
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),

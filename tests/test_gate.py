@@ -309,6 +309,15 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     unmatched.stdout.fnmatch_lines(["*test_other_recipe*no baseline*",
                                     "no claim has runs in the baseline tag:old, so nothing was compared*"])
 
+    # Nor is a session whose every claim was skipped (a misspelt hub model, a GPU claim on a CPU).
+    monkeypatch.setattr("stabench.profiles._cuda_available", lambda: False)
+    pytester.makepyfile(test_gpu=f"MODEL = {tiny_model!r}\n" + GATED.replace("seeds=4)", "seeds=4, requires=['cuda'])"))
+    skipped = pytester.runpytest_inprocess(*common, "test_gpu.py", "--stabench-baseline=tag:old")
+    assert skipped.ret == 1
+    skipped.stdout.fnmatch_lines(["no claim's verdict ran, so nothing was compared with the baseline tag:old "
+                                  "(every claim was skipped: see why above)", "*5 skipped, 1 gate failed*"])
+    assert pytester.runpytest_inprocess(*common, "test_gpu.py").ret == 0  # without a baseline, skipping is fine
+
     from stabench.cli import main
     assert main(["compare", "tag:old", "store", "--store", str(pytester.path / "s.sqlite")]) == 1
     lenient = "max_mean_drop=1,max_std_increase=1,max_extra_failures=99"  # the gate's limits, as in pytest

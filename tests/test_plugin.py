@@ -194,6 +194,9 @@ def test_unseen(study):
     (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
     (dict(gate="alpha=0.1"), "gate limits 'alpha=0.1' are invalid; expected a dict"),
     (dict(seeds=2.5), "claim seeds=2.5 is invalid"),
+    (dict(seeds="0-3x"), "seeds '0-3x' are invalid; expected a range like 0-4, a list like 1,3,7, or both"),
+    (dict(model="MiniLM-L6"), "unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"),
+    (dict(arms={"a": {"model": "minilm-l12"}}), "unknown model 'minilm-l12'; did you mean 'minilm-l6'?"),
     (dict(arms={"b": {"recipie": "bert-default"}}),
      "claim arm 'b' has unknown field(s) 'recipie'; expected task, model, recipe, train_size, toy"),
 ])
@@ -202,6 +205,13 @@ def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(opt
 
     with pytest.raises(ValueError, match=re.escape(message)):
         stabench.claim(**{**dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2), **options})
+
+
+def test_claim_seeds_may_be_written_as_on_the_command_line():
+    import stabench
+
+    marker = stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", seeds="0-2,7")
+    assert marker.kwargs["seeds"] == [0, 1, 2, 7]
 
 
 @pytest.mark.parametrize("name, good, bad, message", [

@@ -66,6 +66,8 @@ def test_local_files_with_named_columns(tmp_path, kind):
     _write(tmp_path / f"dev.{kind}", rows[:9], kind)
     task = local_task(f"mine-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}",
                       ["premise", "hypothesis"], label_column="gold")
+    assert local_task(f"mine-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}", "premise, hypothesis",
+                      label_column="gold").text_columns == ("premise", "hypothesis")  # as the CLI's --text-columns
     data = load_task_data(task)
     assert len(data.train) == 12 and data.num_labels == 2
     assert data.eval["gold"] == [0, 1, 1, 0, 1, 1, 0, 1, 1]  # "no" -> 0, "yes" -> 1
@@ -82,6 +84,11 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
     with pytest.raises(ValueError, match="column 'lable' is missing"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="lable")
+    with pytest.raises(ValueError, match="label_column='text' is also a text column"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="text")
+    for bad in ([], ["text", "label", "text"], [""]):
+        with pytest.raises(ValueError, match=r"text_columns=.* is invalid; expected one or two column names"):
+            local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", bad)
     (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
     with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
         local_task("x", tmp_path / "bad.jsonl", tmp_path / "bad.jsonl", ["text"])
@@ -125,7 +132,7 @@ def test_a_task_object_is_registered_under_its_name_once(tmp_path):
     task = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
     assert task_name(task) == "mine-object" and task_name(task) == "mine-object"  # idempotent
     assert get_task("mine-object") is task
-    other = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="text")
+    other = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], metrics=("f1",))
     with pytest.raises(ValueError, match="task name 'mine-object' is already used by another task"):
         task_name(other)
 
