@@ -19,6 +19,7 @@ from typing import Any
 from . import stats
 from .environment import CPU_KEY_FIELDS, KEY_FIELDS, key_fields
 from .metrics import higher_is_better
+from .recipes import Recipe
 from .report import fmt
 from .result import RunResult
 from .store import Store
@@ -135,6 +136,8 @@ class GateResult:
     reasons: list[str] = field(default_factory=list)
     too_few_seeds: str | None = None  # why the mean and failure tests could never fire
     changed: str = "-"  # what differs between the baseline's runs and the current ones
+    baseline_keys: tuple[str, ...] = ()  # the runs compared
+    current_keys: tuple[str, ...] = ()
 
     @property
     def regressed(self) -> bool:
@@ -166,6 +169,13 @@ class GateResult:
                 "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
                 "current": describe(self.current), "changed": self.changed, "gate": self.verdict}
 
+    def detail(self) -> dict[str, Any]:
+        """The numbers behind ``row()``, for a JSON report a CI step reads without parsing text."""
+        return {"fails": self.fails, "reasons": list(self.reasons), "too_few_seeds": self.too_few_seeds,
+                "baseline": None if self.baseline is None else self.baseline.to_dict(),
+                "current": self.current.to_dict(), "baseline_keys": list(self.baseline_keys),
+                "current_keys": list(self.current_keys)}
+
 
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
           limits: Mapping[str, Any] | None = None, same_study: bool = False) -> GateResult:
@@ -183,7 +193,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
-        return GateResult(claim, key, metric, now, None)
+        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
@@ -195,7 +205,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
                    f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
-                      what_changed(baseline, current))
+                      what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current))
 
 
 def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,
@@ -222,8 +232,31 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
     for name, get in _KEY_PARTS.items():
         before, after = values(baseline, get), values(current, get)
         if before != after:
-            changes.append(f"{name} {before} -> {after}" if name in _SHOWN_AS_VALUES else name)
+            changes.append(f"{name} {before} -> {after}" if name in _SHOWN_AS_VALUES
+                           else _recipe_change(baseline, current) if name == "recipe content" else name)
     return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
+
+
+def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], shown: int = 3) -> str:
+    """``recipe content (lr 0.0001 -> 0.001)`` when each side holds one version of the recipe."""
+    versions = [{r.recipe_hash: r.recipe for r in runs} for runs in (baseline, current)]
+    if any(len(v) != 1 for v in versions):
+        return "recipe content"
+    before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
+    fields = [f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
+              if k != "name" and before.get(k) != after.get(k)]
+    if not fields:  # the same fields, hashed apart by a corrected computation (see Recipe.hash)
+        return "recipe content"
+    more = f", {len(fields) - shown} more" if len(fields) > shown else ""
+    return f"recipe content ({', '.join(fields[:shown])}{more})"
+
+
+def _recipe_fields(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stored recipe with today's defaults filled in, so a field added since is not a change."""
+    try:
+        return Recipe.from_dict(record).to_dict()
+    except (TypeError, ValueError):  # written by another stabench version
+        return record
 
 
 # What a run's key holds besides its seed: the stack as far as it enters the key, then the inputs.

@@ -424,7 +424,8 @@ def _record_gate(item: pytest.Item, state: State, studies) -> None:
         result = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
                              option(item.config, "baseline"), state.session().store, state.baseline, limits)
         item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "fails": result.fails,
-                                                                  "why": result.why})))
+                                                                  "why": result.why, "detail": result.detail()},
+                                                                 default=float)))
 
 
 def _arm_label(item: pytest.Item, arm: str, studies) -> str:
@@ -488,6 +489,7 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
     for name, study in studies.items():
         summary = study.summary()
         row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "recipe": study.arm.recipe.name,
+               "recipe_hash": study.arm.recipe.hash, "recipe_fields": study.arm.recipe.to_dict(),
                "model": study.arm.model, "metric": study.metric, "verdict": verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
@@ -601,7 +603,7 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k not in ("fails", "why")} for g in gates]
+            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "detail")} for g in gates]
             styles = ["red" if g["fails"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
             for gate in gates:
@@ -643,7 +645,7 @@ class Reporter:
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
-                rows = [{k: v for k, v in g.items() if k != "fails"} for g in self.gates]
+                rows = [{k: v for k, v in g.items() if k not in ("fails", "detail")} for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
             Path(markdown_path).write_text(text)
         if json_path := option(self.config, "json"):

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import math
 
 import hypothesis.strategies as st
@@ -146,6 +147,18 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     edited = [dataclasses.replace(r, key=r.key + "e", recipe_hash="h2", task={**r.task, "fingerprint": "f2"})
               for r in old]
     assert what_changed(old, edited) == "recipe content, data"
+    from stabench.recipes import get_recipe
+
+    def with_recipe(runs, recipe):
+        return [dataclasses.replace(r, key=f"{r.key}-{recipe.hash}", recipe=recipe.to_dict(), recipe_hash=recipe.hash)
+                for r in runs]
+
+    mine = get_recipe("bert-default-bc", name="mine")
+    assert what_changed(with_recipe(old, mine), with_recipe(old, mine.replace(lr=1e-4, epochs=4))) == \
+        "recipe content (epochs 3.0 -> 4.0, lr 2e-05 -> 0.0001)"
+    assert what_changed(with_recipe(old, mine), with_recipe(old, mine.replace(lr=1e-4, epochs=4, dropout=0.2,
+                                                                              warmup=0.2))) == \
+        "recipe content (dropout 0.1 -> 0.2, epochs 3.0 -> 4.0, lr 2e-05 -> 0.0001, 1 more)"
     one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
                  for r in new] for n in (1, 2))
     assert what_changed(one, two) == "cpu_threads 1 -> 2"  # it changes a CPU run's result
@@ -281,12 +294,24 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     tagged.stdout.fnmatch_lines(["tagged 4 run(s) of this session's claims as 'old'"])
 
     monkeypatch.setenv("DEMO_LR", "1e-6")  # deliberately worse: barely moves from the random head
-    worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md")
+    worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md",
+                                         "--stabench-json=gate.json")
     assert worse.ret == 1
     worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
                                 "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*",
                                 "*= 5 passed, 1 gate failed in *"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
+    report = json.loads((pytester.path / "gate.json").read_text())
+    (gate,) = report["gate"]
+    (claim,) = report["claims"]
+    detail = gate["detail"]  # numbers a CI step can read without parsing the table's text
+    assert gate["gate"] == "REGRESSED" and detail["fails"] and detail["reasons"][0].startswith("accuracy: mean")
+    assert detail["baseline"]["n"] == detail["current"]["n"] == 4
+    assert detail["current"]["mean"] < detail["baseline"]["mean"]
+    assert sorted(detail["current_keys"]) == sorted(claim["keys"]) and len(set(detail["baseline_keys"])) == 4
+    assert gate["changed"] == "recipe content (lr 0.003 -> 1e-06)" and claim["recipe_fields"]["lr"] == 1e-6
+    from stabench.recipes import get_recipe
+    assert claim["recipe_hash"] == get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=1e-6).hash
 
     monkeypatch.setenv("DEMO_LR", "3e-3")
     same = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
