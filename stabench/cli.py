@@ -6,6 +6,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
@@ -148,7 +149,11 @@ def _filters(args: argparse.Namespace) -> dict:
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters = _filters(args)
-        count = store.export(args.path, fmt=args.format, **filters)
+        fmt = args.format or {".json": "json", ".csv": "csv"}.get(Path(args.path).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
+                             f"file, or --format json|csv")
+        count = store.export(args.path, fmt=fmt, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
 
@@ -161,7 +166,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits, reads_store
+    from .gate import compare_sources, load_source, parse_limits, reads_store, stored_tags_hint
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
@@ -170,9 +175,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
-                tags = f" (stored tags: {', '.join(store.stored_values('tag')) or 'none'})" \
-                    if source.startswith("tag:") else ""
-                raise ValueError(f"{role} {source!r} holds no runs{tags}")
+                raise ValueError(f"{role} {source!r} holds no runs{stored_tags_hint(source, store)}")
     baseline_keys = {r.key for r in baseline}
     if all(r.key in baseline_keys for r in current):
         console.print(f"[red]every run in {escape(args.current)} is also in the baseline {escape(args.baseline)}, "
@@ -261,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path")
-    export.add_argument("--format", choices=("json", "csv"), default="json")
+    export.add_argument("--format", choices=("json", "csv"), help="json or csv (default: from the file's extension)")
     for option in ("task", "model", "recipe", "tag"):
         export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
                                                 f"machine)" if option == "tag" else f"only runs with this {option}")

@@ -67,6 +67,13 @@ def reads_store(source: str) -> bool:
     return source.startswith(("tag:", "env:"))
 
 
+def stored_tags_hint(source: str, store: Store | None) -> str:
+    """For a ``tag:`` source that holds no runs: the tags the store does hold, to spot a typo."""
+    if store is None or not source.startswith("tag:"):
+        return ""
+    return f" (stored tags: {', '.join(store.stored_values('tag')) or 'none'})"
+
+
 def parse_env(text: str) -> dict[str, str]:
     env = {}
     for item in text.split(","):

@@ -85,6 +85,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
                                                       "--text-columns; missing --eval-file, --text-columns"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
     (["runs", "--show", "d"], "no stored run with key 'd'"),
+    (["export", "out.xlsx"], "cannot tell the format of 'out.xlsx' from its extension; expected a .json or .csv file"),
     (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid; expected an integer >= 1"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),
@@ -121,6 +122,10 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     err = " ".join(capsys.readouterr().err.split())
     assert "no stored run matches tag=nosuch (stored tags: base); nothing was exported" in err
     assert not (tmp_path / "none.json").exists()
+    assert main(["export", str(tmp_path / "base.CSV"), "--tag", "base"]) == 0  # the extension picks the format
+    assert (tmp_path / "base.CSV").read_text().startswith("key,")
+    assert main(["export", str(tmp_path / "base.data"), "--tag", "base", "--format", "csv"]) == 0
+    assert (tmp_path / "base.data").read_text() == (tmp_path / "base.CSV").read_text()
 
 
 def _stored_runs(store) -> int:

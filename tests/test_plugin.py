@@ -309,7 +309,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
     ("--stabench-cpu-threads=0", "--stabench-cpu-threads: 0 is invalid; expected an integer >= 1"),
     ("--stabench-cpu-threads=-1", "--stabench-cpu-threads: -1 is invalid; expected an integer >= 1"),
-    ("--stabench-baseline=tag:nosuch", "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite; tag a baseline"),
+    ("--stabench-baseline=tag:nosuch",
+     "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
     ("--stabench-store=typo.sqlite --stabench-baseline=tag:x", "--stabench-baseline: no results store at typo.sqlite"),
 ])
