@@ -23,6 +23,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,12 @@ class GradientVerdict:
     """
 
     vanished: bool
-    bottom_top_ratio: float  # geometric-mean bottom / top encoder-layer norm over the window's tail
-    drop: float  # bottom-layer norm at the window's end (tail mean) / its peak in the window
+    bottom_top_ratio: float  # geometric-mean bottom / top encoder-layer norm over the tail
+    drop: float  # bottom-layer norm after the window (tail mean) / its peak in the window
     recovered: bool  # bottom-layer norm at the run's end (tail mean) >= start / recover_factor
     start: float  # bottom-layer norm at the window's first trace point
     peak: float  # ... its largest value in the window
-    end: float  # ... geometric mean over the window's last `tail` trace points
+    end: float  # ... geometric mean over the tail (`tail` trace points from the window's last on)
     final: float  # ... geometric mean over the run's last `tail` trace points
     window: tuple[int, int]  # first and last trace step inside the window
     n_points: int  # trace points inside the window
@@ -92,7 +93,7 @@ class GradientVerdict:
 
     @property
     def all_but_classifier_fell(self) -> bool:
-        """Every traced group except the classifier fell by at least ``factor`` over the window."""
+        """Every traced group except the classifier fell by at least ``factor`` from its peak in the window."""
         drops = [d for name, d in self.layer_drops.items() if name not in ("classifier", "other")]
         return bool(drops) and all(d <= 1.0 / self.factor for d in drops)
 
@@ -112,8 +113,10 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
 
     The window is the trace points with ``early[0] <= step <= early[1]`` (at least two
     are needed; start it at the first step so the fall is measured from the pretrained
-    model).  Its *tail* is its last ``tail`` trace points (fewer when the window is short;
-    never its first).  On the bottom encoder layer (``layer.0``):
+    model).  Its *tail* is ``tail`` trace points from the window's last one on: the level the
+    norm settled at, so a collapse at the window's very end counts and a dip that is over by the
+    next trace point does not.  When the run ends sooner, the tail is the run's last ``tail``
+    points (never the window's first).  On the bottom encoder layer (``layer.0``):
 
     * ``drop``: geometric-mean norm over the tail / the largest norm in the window.  From the
       peak, not the first point, because collapsing runs often rise first: in MiniLM runs
@@ -123,8 +126,8 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
       within ``recover_factor`` (default 10x) of the window's first point; a vanished run
       must not have recovered ("stayed low").
     * ``bottom_top_ratio``: geometric-mean bottom-layer norm / geometric-mean top-layer norm
-      over the tail, where the fall has happened (a whole-window mean dilutes a late collapse
-      with the healthy steps before it).  The default ``max_ratio=0.1`` separates a collapse
+      over the tail, after the fall (a whole-window mean dilutes a late collapse with the
+      healthy steps before it).  The default ``max_ratio=0.1`` separates a collapse
       (bottom layers starve) from a run whose gradients all shrink together because its
       loss went to zero; pass ``max_ratio=None`` to decide on ``drop`` alone.
 
@@ -141,7 +144,7 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         raise ValueError(f"early={early!r}: the window's first step must not exceed its last")
     if factor <= 1 or recover_factor <= 1:
         raise ValueError(f"factor={factor!r} and recover_factor={recover_factor!r} must both be > 1")
-    if isinstance(tail, bool) or not isinstance(tail, int) or tail < 1:
+    if isinstance(tail, bool) or not isinstance(tail, Integral) or tail < 1:
         raise ValueError(f"tail={tail!r} is invalid; expected a number of trace points >= 1")
     trace = result.trace or {}
     grad_norm = trace.get("grad_norm") or {}
@@ -160,7 +163,10 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         raise ValueError(f"the window early={early!r} holds {len(inside)} trace point(s) of run {result.key!r} "
                          f"(trace steps {steps[:3]}...{steps[-3:]}); widen the window or trace more often "
                          f"(recipe trace_every)")
-    window_tail = inside[-min(tail, len(inside) - 1):]
+    # The level after the fall: from the window's last point on (a collapse at the window's very end
+    # counts), or the run's last points when it ends sooner; never the window's first point.
+    tail_start = max(inside[0] + 1, min(inside[-1], len(steps) - tail))
+    window_tail = list(range(tail_start, min(tail_start + tail, len(steps))))
     run_tail = list(range(len(steps)))[-tail:]
     norms = {name: np.asarray(values, dtype=float) for name, values in grad_norm.items()}
     b, t = norms[bottom], norms[top]

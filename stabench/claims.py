@@ -51,8 +51,8 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     """
     import pytest
 
-    if isinstance(seeds, str):  # "0-4" or "1,3,7", as on the command line
-        seeds = parse_seeds(seeds)
+    if isinstance(seeds, str):  # "5", "0-4" or "1,3,7", as on the command line
+        seeds = seeds_from_text(seeds)
     _check_claim(task, model, recipe, seeds, arms, train_size, gate)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
@@ -147,6 +147,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def seeds_from_text(text: str) -> int | list[int]:
+    """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
+    return int(text) if text.strip().isdigit() else parse_seeds(text)
+
+
 def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) -> tuple[int, ...]:
     """A seed count means seeds 0..n-1; ``override`` (the command line) wins over the claim."""
     if override is not None:
@@ -177,6 +182,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
                                  f"or a parametrize argument named {required!r}")
         recipe, task, model, train_size = get_recipe(merged["recipe"]), task_name(merged["task"]), merged["model"], \
             merged.get("train_size")
+        check_model_name(model)  # a parametrized typo too: offline it would only skip the claim
         if toy:
             model = toy_options.get("model", model)
             task = toy_options.get("task_map", {}).get(task, task)

@@ -136,7 +136,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
               if len(rows) > 1 and len({row[column] for row in rows}) == 1} if not args.wide else {}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
     console.print(f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items()),
-                  highlight=False)
+                  highlight=False, markup=False)
     console.print(report.rows_table(rows))
     return 0
 

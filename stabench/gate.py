@@ -250,19 +250,23 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     if any(len(v) != 1 for v in versions):
         return "recipe content"
     before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
+    if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
+        return "recipe content"
     fields = [f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
-    if not fields:  # the same fields, hashed apart by a corrected computation (see Recipe.hash)
-        return "recipe content"
+    if not fields:  # hashed apart by a corrected computation (see Recipe.hash), or records without fields
+        return "recipe content (same fields; computation corrected)" if before else "recipe content"
     more = f", {len(fields) - shown} more" if len(fields) > shown else ""
     return f"recipe content ({', '.join(fields[:shown])}{more})"
 
 
-def _recipe_fields(record: Mapping[str, Any]) -> Mapping[str, Any]:
+def _recipe_fields(record: Any) -> Any:
     """A stored recipe with today's defaults filled in, so a field added since is not a change."""
+    if not (isinstance(record, Mapping) and record):
+        return record
     try:
         return Recipe.from_dict(record).to_dict()
-    except (TypeError, ValueError):  # written by another stabench version
+    except (TypeError, ValueError, AttributeError):  # written by another stabench version, or malformed
         return record
 
 

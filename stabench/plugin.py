@@ -247,13 +247,13 @@ def _gpu_ids(requested: str | None) -> list[str]:
 
 
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
-    from .claims import parse_seeds
+    from .claims import seeds_from_text, seeds_of
 
     text = option(config, "seeds")
     if text is None:
         return None
     try:
-        seeds = tuple(range(int(text))) if text.strip().isdigit() else tuple(parse_seeds(text))
+        seeds = seeds_of(seeds_from_text(text))
     except ValueError as error:
         raise pytest.UsageError(f"--stabench-seeds: {error}") from None
     if not seeds:

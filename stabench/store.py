@@ -480,18 +480,24 @@ class Store:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                held = _same_file(fd, path)  # False: the holder before us deleted this file
             except BlockingIOError:
                 os.close(fd)
                 yield False
                 return
-            if _same_file(fd, path):
+            except BaseException:
+                os.close(fd)
+                raise
+            if held:
                 break
-            os.close(fd)  # the holder before us deleted this file: lock the one at the path now
+            os.close(fd)  # lock the file at the path now
         try:
             yield True
         finally:
-            path.unlink(missing_ok=True)  # while still holding, so no one can lock this file after us
-            os.close(fd)  # closing the descriptor releases the flock
+            try:
+                path.unlink(missing_ok=True)  # while still holding, so no one can lock this file after us
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
 
     def get_or_compute(self, key: str, compute: Callable[[], RunResult],
                        recompute: bool = False) -> tuple[RunResult, bool]:

@@ -113,6 +113,8 @@ def test_a_collapse_late_in_the_window_is_judged_after_it():
     top = curve({1: 1.0, 70: 1.0, 80: 0.1, 200: 0.1})
     verdict = analysis.vanishing_gradients(make_result(traces(bottom, top)))
     assert verdict.vanished and verdict.bottom_top_ratio == pytest.approx(1e-3, rel=0.01)
+    at_the_end = curve({1: 1.0, 90: 1.0, 100: 1e-4, 200: 1e-4})  # at the window's very last point
+    assert analysis.vanishing_gradients(make_result(traces(at_the_end, top))).vanished
 
 
 def test_one_spike_in_a_healthy_run_is_not_a_collapse():
@@ -122,16 +124,21 @@ def test_one_spike_in_a_healthy_run_is_not_a_collapse():
 
 
 def test_a_run_whose_window_ends_in_a_dip_and_recovers_is_not_vanishing():
-    bottom = curve({1: 1.0, 70: 1.0, 90: 1e-5, 110: 1.0, 200: 1.0})
+    bottom = curve({1: 1.0, 70: 1.0, 90: 1e-5, 130: 1e-5, 200: 1.0})
     verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))))
     assert verdict.drop < 1e-2 and verdict.recovered and not verdict.vanished
+    brief = curve({1: 1.0, 90: 1.0, 100: 1e-5, 110: 1.0, 200: 1.0})  # over by the next trace point
+    assert analysis.vanishing_gradients(make_result(traces(brief, [1.0] * len(STEPS)))).drop > 1e-2
 
 
 def test_the_tail_never_swallows_the_window_start():
-    """A two-point window compares its last point with its peak, whatever ``tail`` asks."""
+    """A tail that the run's end cuts short reaches back into the window, but never to its first point."""
     bottom = curve({1: 1.0, 10: 1e-3, 200: 1e-3})
-    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))), early=(1, 10), tail=5)
-    assert verdict.n_points == 2 and verdict.drop == pytest.approx(1e-3) and verdict.vanished
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))), early=(1, 200), tail=50)
+    assert verdict.n_points == len(STEPS) and verdict.drop == pytest.approx(1e-3) and verdict.vanished
+    short = make_result(traces(bottom, [1.0] * len(STEPS)), steps=STEPS[:2])
+    short.trace["grad_norm"] = {name: values[:2] for name, values in short.trace["grad_norm"].items()}
+    assert analysis.vanishing_gradients(short, early=(1, 10)).drop == pytest.approx(1e-3)
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match=r"tail=.* is invalid; expected a number of trace points >= 1"):
             analysis.vanishing_gradients(make_result(traces(bottom, bottom)), tail=bad)

@@ -64,6 +64,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "┃ torch" not in listed and "┃ data" not in listed
     assert main(["runs", "--task", "polarity", "--wide"]) == 0
     assert "┃ torch" in capsys.readouterr().out
+    shown = listed.split("│ ")[1].strip()  # the first row's key, as the table prints it
+    assert main(["runs", "--show", shown]) == 0 and f'"key": "{shown}' in capsys.readouterr().out
     threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
     assert main(_args(tiny_model, "--seeds", "0", "--cpu-threads", str(threads))) == 0
     assert "trained in" in capsys.readouterr().out and torch.get_num_threads() == threads

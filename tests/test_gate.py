@@ -159,6 +159,13 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(with_recipe(old, mine), with_recipe(old, mine.replace(lr=1e-4, epochs=4, dropout=0.2,
                                                                               warmup=0.2))) == \
         "recipe content (dropout 0.1 -> 0.2, epochs 3.0 -> 4.0, lr 2e-05 -> 0.0001, 1 more)"
+    llrd = get_recipe("bert-default", layerwise_lr_decay=0.9)  # same fields, rehashed by a correction
+    assert what_changed(with_recipe(old, llrd), [dataclasses.replace(r, key=f"{r.key}b", recipe_hash="b") for r in
+                                                 with_recipe(old, llrd)]) == \
+        "recipe content (same fields; computation corrected)"
+    for malformed in (None, "bert-default"):  # imported records from elsewhere: no crash, no field names
+        assert what_changed([dataclasses.replace(r, recipe=malformed) for r in old], edited).startswith(
+            "recipe content, ")
     one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
                  for r in new] for n in (1, 2))
     assert what_changed(one, two) == "cpu_threads 1 -> 2"  # it changes a CPU run's result

@@ -212,23 +212,36 @@ def test_claim_seeds_may_be_written_as_on_the_command_line():
 
     marker = stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", seeds="0-2,7")
     assert marker.kwargs["seeds"] == [0, 1, 2, 7]
+    count = stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", seeds="5")
+    assert count.kwargs["seeds"] == 5  # a count, as seeds=5 and --stabench-seeds=5
+
+
+def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_them():
+    from stabench.claims import build_spec
+
+    options = dict(task="polarity", recipe="bert-default", seeds=2)
+    with pytest.raises(ValueError, match="unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"):
+        build_spec(options, {"model": "MiniLM-L6"})
+    assert build_spec(options, {"model": "minilm-l6"}).arms[0].model == "minilm-l6"
 
 
 @pytest.mark.parametrize("name, good, bad, message", [
     ("recipe", 'stabench.get_recipe("bert-default", max_steps=2)', '"bert-defualt"',
      "unknown recipe 'bert-defualt'; known recipes"),
     ("task", '"polarity"', '"polarty"', "unknown task 'polarty'; known tasks"),
+    ("model", "MODEL", '"MiniLM-L6"', "unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"),  # not a skip
 ])
 def test_a_bad_parametrize_value_fails_only_its_own_items_with_one_line(pytester, tiny_model, name, good, bad,
                                                                        message):
-    fixed = {"recipe": 'recipe=stabench.get_recipe("bert-default", max_steps=2)', "task": 'task="polarity"'}
-    other = fixed["task" if name == "recipe" else "recipe"]
+    fixed = {"recipe": 'recipe=stabench.get_recipe("bert-default", max_steps=2)', "task": 'task="polarity"',
+             "model": "model=MODEL"}
+    other = ", ".join(value for field, value in fixed.items() if field != name)
     pytester.makepyfile(test_param=f"MODEL = {tiny_model!r}\n" + f'''
 import pytest
 import stabench
 
 @pytest.mark.parametrize("{name}", [{good}, {bad}])
-@stabench.claim({other}, model=MODEL, seeds=1)
+@stabench.claim({other}, seeds=1)
 def test_param(study, {name}):
     pass
 ''')
