@@ -145,6 +145,7 @@ class GateResult:
     changed: str = "-"  # what differs between the baseline's runs and the current ones
     baseline_keys: tuple[str, ...] = ()  # the runs compared
     current_keys: tuple[str, ...] = ()
+    checks: tuple[dict, ...] = ()  # each check's effect, limit and p-value (see stats.regression)
 
     @property
     def regressed(self) -> bool:
@@ -180,8 +181,8 @@ class GateResult:
         """The numbers behind ``row()``, for a JSON report a CI step reads without parsing text."""
         return {"fails": self.fails, "reasons": list(self.reasons), "too_few_seeds": self.too_few_seeds,
                 "baseline": None if self.baseline is None else self.baseline.to_dict(),
-                "current": self.current.to_dict(), "baseline_keys": list(self.baseline_keys),
-                "current_keys": list(self.current_keys)}
+                "current": self.current.to_dict(), "checks": list(self.checks),
+                "baseline_keys": list(self.baseline_keys), "current_keys": list(self.current_keys)}
 
 
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
@@ -204,15 +205,17 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
+    checks: list[dict] = []
     reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
-                               sum(r.failed for r in baseline), sum(r.failed for r in current), threshold)
+                               sum(r.failed for r in baseline), sum(r.failed for r in current), threshold, checks)
     smallest_p = stats.smallest_regression_p(len(baseline), len(current))
     too_few = None
     if smallest_p >= threshold.alpha:
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
                    f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
-                      what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current))
+                      what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current),
+                      tuple(checks))
 
 
 def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,

@@ -507,11 +507,14 @@ def regression(
     baseline_failures: int,
     current_failures: int,
     threshold: Threshold,
+    checks: list[dict] | None = None,
 ) -> list[str]:
     """Reasons the current study regressed from the baseline; empty when it did not.
 
     A reason needs both an effect past the threshold in the bad direction and a
-    significant one-sided test, so seed noise alone does not fail a build.
+    significant one-sided test, so seed noise alone does not fail a build.  ``checks``, when
+    given, receives one record per check (effect, limit, and the p-value where the effect was
+    past the limit and the test ran), so a passed gate can say why it passed.
     """
     base = np.asarray(list(baseline_scores), dtype=float)
     current = np.asarray(list(current_scores), dtype=float)
@@ -519,42 +522,53 @@ def regression(
         raise ValueError(f"regression needs at least 2 scores per study, got {base.size} and {current.size}")
     metric, alpha = threshold.metric, threshold.alpha
     reasons = []
+    checks = [] if checks is None else checks
+
+    def record(check: str, test: str, effect: float, limit: float, p: float | None) -> None:
+        checks.append({"check": check, "test": test, "effect": float(effect), "limit": limit,
+                       "p": None if p is None else float(p), "regressed": p is not None and p < alpha})
 
     if threshold.max_mean_drop is not None:
         drop = base.mean() - current.mean()
         if not threshold.higher_is_better:
             drop = -drop
+        p = None
         if drop > threshold.max_mean_drop:
             worse = "less" if threshold.higher_is_better else "greater"
             p = stats.mannwhitneyu(current, base, alternative=worse).pvalue
-            if p < alpha:
-                reasons.append(
-                    f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
-                    f"allowed {threshold.max_mean_drop:.4g}), one-sided Mann-Whitney p={p:.3g} < {alpha:g}"
-                )
+        record("mean drop", "one-sided Mann-Whitney", drop, threshold.max_mean_drop, p)
+        if p is not None and p < alpha:
+            reasons.append(
+                f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
+                f"allowed {threshold.max_mean_drop:.4g}), one-sided Mann-Whitney p={p:.3g} < {alpha:g}"
+            )
 
     if threshold.max_std_increase is not None:
         std_base, std_current = base.std(ddof=1), current.std(ddof=1)
+        p = None
         if std_current - std_base > threshold.max_std_increase:
             p = brown_forsythe(current, base, alternative="greater")
-            if p < alpha:
-                reasons.append(
-                    f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
-                    f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
-                    f"one-sided Brown-Forsythe p={p:.3g} < {alpha:g}"
-                )
+        record("std increase", "one-sided Brown-Forsythe", std_current - std_base, threshold.max_std_increase, p)
+        if p is not None and p < alpha:
+            reasons.append(
+                f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
+                f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
+                f"one-sided Brown-Forsythe p={p:.3g} < {alpha:g}"
+            )
 
     if threshold.max_extra_failures is not None:
         extra = current_failures - baseline_failures
+        p = None
         if extra > threshold.max_extra_failures:
             table = _fisher_table(current_failures, current.size, baseline_failures, base.size)
             p = stats.fisher_exact(table, alternative="greater").pvalue
-            if p < alpha:
-                reasons.append(
-                    f"{metric}: {extra} more failed runs ({baseline_failures}/{base.size} -> "
-                    f"{current_failures}/{current.size}; allowed {threshold.max_extra_failures}), "
-                    f"one-sided Fisher exact p={p:.3g} < {alpha:g}"
-                )
+        record("extra failures", "one-sided Fisher exact", extra, threshold.max_extra_failures, p)
+        if p is not None and p < alpha:
+            reasons.append(
+                f"{metric}: {extra} more failed runs ({baseline_failures}/{base.size} -> "
+                f"{current_failures}/{current.size}; allowed {threshold.max_extra_failures}), "
+                f"one-sided Fisher exact p={p:.3g} < {alpha:g}"
+            )
     return reasons
 
 

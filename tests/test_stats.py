@@ -319,7 +319,18 @@ def test_regression_needs_significance_not_just_effect():
     baseline, current = rng.normal(0.70, 0.05, 4), rng.normal(0.68, 0.05, 4)
     threshold = Threshold("accuracy", max_mean_drop=0.0, max_extra_failures=0)
     # A drop from four noisy seeds and one extra failure are not significant.
-    assert regression(baseline, current - 0.01, 0, 1, threshold) == []
+    checks = []
+    assert regression(baseline, current - 0.01, 0, 1, threshold, checks) == []
+    # ... and the checks say so, with the effect, the limit and the p-value that was not small enough.
+    by_name = {c["check"]: c for c in checks}
+    assert set(by_name) == {"mean drop", "extra failures"}  # no std limit, no std check
+    mean = by_name["mean drop"]
+    assert mean["effect"] == pytest.approx(baseline.mean() - current.mean() + 0.01) and mean["limit"] == 0.0
+    assert mean["p"] >= 0.05 and not mean["regressed"] and by_name["extra failures"]["effect"] == 1
+    within = []
+    regression(baseline, baseline, 0, 0, Threshold("accuracy", max_mean_drop=0.01), within)
+    assert within == [{"check": "mean drop", "test": "one-sided Mann-Whitney", "effect": 0.0, "limit": 0.01,
+                       "p": None, "regressed": False}]  # within the limit: not tested
 
 
 @settings(max_examples=200, deadline=None)
