@@ -956,7 +956,7 @@ def main(argv=None) -> dict | int:
                 try:
                     m = measure(ctx, s, args.warmup, args.steps)
                 except Exception as error:  # a lever that does not work here is reported, not fatal
-                    failures[s.name] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    failures[s.name] = _reason(error)
                     print(f"failed: {s.name} -- {failures[s.name]}")
                     m = None
                 if m is None:
@@ -976,11 +976,10 @@ def main(argv=None) -> dict | int:
                 check["isolated_harness_work"] = {**work, "minimal_step_ms": minimal_ms,
                                                   "pct_of_minimal_step": 100 * work["per_step_ms"] / minimal_ms}
             except Exception as error:  # reported like a lever that does not work here
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                reason = _reason(error)
                 print(f"failed: harness overhead check -- {reason}")
                 skipped.append({"setting": "harness overhead check", "reason": reason})
                 check.clear()
-            _release(device)
             write_record(final=False)
         _release(device)  # the workers need the memory this process's allocator still holds
         with mps_server(args.mps and bool(ks)) as mps_env:
@@ -1000,6 +999,11 @@ def main(argv=None) -> dict | int:
     if args.json:
         print(f"wrote {args.json}")
     return record
+
+
+def _reason(error: BaseException) -> str:
+    """A failed lever's one-line reason: the error's type and its message's first line."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
 def _release(device: torch.device) -> None:

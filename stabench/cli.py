@@ -132,8 +132,8 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
-    shared = {column: rows[0][column] for column in _SHARED_RUN_COLUMNS
-              if len(rows) > 1 and len({row[column] for row in rows}) == 1} if not args.wide else {}
+    shared = {} if args.wide or len(rows) < 2 else {
+        column: rows[0][column] for column in _SHARED_RUN_COLUMNS if len({row[column] for row in rows}) == 1}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
     console.print(f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items()),
                   highlight=False, markup=False)

@@ -123,7 +123,8 @@ def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric
         top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker=markers[index % 8],
                  markersize=4, color=colour, linewidth=1, label=label)
         losses = list((run.trace or {}).get("loss", []))
-        smoothed = np.asarray([final_train_loss(losses[:step]) for step in range(1, len(losses) + 1)])
+        smoothed = np.asarray([final_train_loss(losses[max(0, step - FINAL_LOSS_STEPS):step])
+                               for step in range(1, len(losses) + 1)])
         bottom.plot(np.arange(1, len(losses) + 1), smoothed, color=colour, linewidth=1, label=label)
         finite = smoothed[np.isfinite(smoothed) & (smoothed > 0)]
         if finite.size:

@@ -524,9 +524,12 @@ def regression(
     reasons = []
     checks = [] if checks is None else checks
 
-    def record(check: str, test: str, effect: float, limit: float, p: float | None) -> None:
+    def record(check: str, test: str, effect: float, limit: float, p: float | None) -> bool:
+        """Note one check; whether it found a regression (an effect past the limit, significant)."""
+        regressed = p is not None and p < alpha
         checks.append({"check": check, "test": test, "effect": float(effect), "limit": limit,
-                       "p": None if p is None else float(p), "regressed": p is not None and p < alpha})
+                       "p": None if p is None else float(p), "regressed": regressed})
+        return regressed
 
     if threshold.max_mean_drop is not None:
         drop = base.mean() - current.mean()
@@ -536,8 +539,7 @@ def regression(
         if drop > threshold.max_mean_drop:
             worse = "less" if threshold.higher_is_better else "greater"
             p = stats.mannwhitneyu(current, base, alternative=worse).pvalue
-        record("mean drop", "one-sided Mann-Whitney", drop, threshold.max_mean_drop, p)
-        if p is not None and p < alpha:
+        if record("mean drop", "one-sided Mann-Whitney", drop, threshold.max_mean_drop, p):
             reasons.append(
                 f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
                 f"allowed {threshold.max_mean_drop:.4g}), one-sided Mann-Whitney p={p:.3g} < {alpha:g}"
@@ -548,8 +550,8 @@ def regression(
         p = None
         if std_current - std_base > threshold.max_std_increase:
             p = brown_forsythe(current, base, alternative="greater")
-        record("std increase", "one-sided Brown-Forsythe", std_current - std_base, threshold.max_std_increase, p)
-        if p is not None and p < alpha:
+        if record("std increase", "one-sided Brown-Forsythe", std_current - std_base,
+                  threshold.max_std_increase, p):
             reasons.append(
                 f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
                 f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
@@ -562,8 +564,7 @@ def regression(
         if extra > threshold.max_extra_failures:
             table = _fisher_table(current_failures, current.size, baseline_failures, base.size)
             p = stats.fisher_exact(table, alternative="greater").pvalue
-        record("extra failures", "one-sided Fisher exact", extra, threshold.max_extra_failures, p)
-        if p is not None and p < alpha:
+        if record("extra failures", "one-sided Fisher exact", extra, threshold.max_extra_failures, p):
             reasons.append(
                 f"{metric}: {extra} more failed runs ({baseline_failures}/{base.size} -> "
                 f"{current_failures}/{current.size}; allowed {threshold.max_extra_failures}), "

@@ -60,7 +60,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert main(["runs", "--task", "polarity"]) == 0
     listed = capsys.readouterr().out
     # What all three runs share is said once, above the table, instead of in seven columns.
-    assert listed.startswith(f"3 stored run(s), recipe hash ") and f"torch {torch.__version__}," in listed
+    assert listed.startswith("3 stored run(s), recipe hash ") and f"torch {torch.__version__}," in listed
     assert "┃ torch" not in listed and "┃ data" not in listed
     assert main(["runs", "--task", "polarity", "--wide"]) == 0
     assert "┃ torch" in capsys.readouterr().out
