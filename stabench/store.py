@@ -158,17 +158,19 @@ class Store:
     def _check_is_ours_or_new(self) -> None:
         """Refuse a file that is not a stabench store before writing anything to it.
 
-        Read-only, so a foreign file is not even switched to WAL mode.
+        Read-only, so a foreign file is not even switched to WAL mode. One read transaction, so
+        a store another process is creating is seen before or after its commit, never halfway.
         """
         if not self.path.exists() or (self.path.is_file() and self.path.stat().st_size == 0):
             return
         uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open as a stabench results store "
                              f"(an SQLite database): {exc}") from exc
         try:
+            conn.execute("BEGIN")
             self._check_schema(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "

@@ -326,6 +326,41 @@ def test_an_empty_file_becomes_a_store(tmp_path: Path) -> None:
         assert opened.count() == 1
 
 
+
+def test_a_store_created_by_another_process_during_the_check_is_not_called_foreign(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pytest-xdist workers opening a new store: the second one's check must read one
+    snapshot, not the application id before the first one's commit and the tables after it."""
+    path = tmp_path / "results.sqlite"
+    with sqlite3.connect(path) as conn:  # a new store, switched to WAL, before its tables exist
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    real_connect = sqlite3.connect
+
+    class CommitAfterTheFirstRead:
+        """A connection through which another process creates the store after one read."""
+
+        def __init__(self, conn: sqlite3.Connection):
+            self.conn, self.reads = conn, 0
+
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            cursor = self.conn.execute(sql, *args)
+            self.reads += sql.upper().startswith(("PRAGMA", "SELECT"))
+            if self.reads == 1:
+                monkeypatch.setattr(store_module.sqlite3, "connect", real_connect)
+                Store(path).close()
+            return cursor
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect",
+                        lambda *a, **k: CommitAfterTheFirstRead(real_connect(*a, **k)))
+    with Store(path) as opened:
+        opened.put(make_result(0))
+        assert opened.count() == 1
+
+
 # -- export / import -------------------------------------------------------------------
 
 floats = st.floats(allow_nan=True, allow_infinity=True)
