@@ -26,7 +26,7 @@ from .models import check_model_name
 from .recipes import Recipe, get_recipe
 from .report import fmt
 from .result import RunResult
-from .store import Store
+from .store import Store, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
 if TYPE_CHECKING:
@@ -205,6 +205,12 @@ def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None 
     return seeds_of(seeds, seed_override)
 
 
+def _write_attempt(path: Path, record: dict) -> None:
+    """Replaced whole, since other processes read it without the run's lock."""
+    with replaced_atomically(path) as handle:
+        handle.write(json.dumps(record))
+
+
 class RunSetupError(ValueError):
     """A run that cannot be set up as asked (an unknown name, an impossible value, unusable data
     or model); the message says it all, so pytest shows it as one line."""
@@ -250,11 +256,12 @@ class Session:
         Under recompute only a result trained in this session counts, or a verdict that runs
         before its seed items would judge, tag and gate on the old results.
         """
-        stored = self.store.get(key)
-        if stored is None or not self.recompute:
-            return stored
+        if not self.recompute:
+            return self.store.get(key)
+        # The attempt file first: read after the store, it could say "stored" of a result newer
+        # than the row already read.
         attempt = self._attempt(key)
-        return stored if attempt.get("session") == self.session_id and attempt.get("stored") else None
+        return self.store.get(key) if attempt.get("session") == self.session_id and attempt.get("stored") else None
 
     def _attempt(self, key: str) -> dict:
         path = self._attempt_path(key)
@@ -273,15 +280,15 @@ class Session:
         attempt.parent.mkdir(parents=True, exist_ok=True)
         record = {"session": self.session_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.time(), "error": None}
-        attempt.write_text(json.dumps(record))
+        _write_attempt(attempt, record)
         try:
             result = fine_tune(prepared)
             self.store.put(result, replace=self.recompute)
         except BaseException as error:
-            attempt.write_text(json.dumps({**record, "error": f"{type(error).__name__}: {error}"}))
+            _write_attempt(attempt, {**record, "error": f"{type(error).__name__}: {error}"})
             raise
         if self.recompute:
-            attempt.write_text(json.dumps({**record, "stored": True}))
+            _write_attempt(attempt, {**record, "stored": True})
         else:
             attempt.unlink()
         return result

@@ -9,6 +9,7 @@ import difflib
 import functools
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,12 @@ def build_tiny_bert(path: str | os.PathLike) -> Path:
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = BertModel(config)  # no classifier: each run's head is drawn from its own seed
-        tokenizer.save_pretrained(path)
-        model.save_pretrained(path)  # the weights file last: its presence means "built"
+        # Saved aside and moved in file by file, the weights last: their presence means "built",
+        # so a build killed midway (or a full disk) never leaves a cut-off weights file.
+        with tempfile.TemporaryDirectory(dir=path, prefix=".building-") as building:
+            tokenizer.save_pretrained(building)
+            model.save_pretrained(building)
+            files = sorted(Path(building).iterdir(), key=lambda file: file.name == "model.safetensors")
+            for file in files:
+                os.replace(file, path / file.name)
     return path

@@ -23,6 +23,7 @@ import io
 import json
 import os
 import re
+import secrets
 import sqlite3
 import time
 import urllib.parse
@@ -583,15 +584,26 @@ def _parse_json(text: str) -> list[RunResult]:
 
 
 def _write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
-    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record),
-    replaced atomically so a reader never sees half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record)."""
+    with replaced_atomically(path) as fh:
         if fmt == "json":
             fh.write("[\n" + ",\n".join(run.to_json() for run in runs) + "\n]\n")
         else:
             _write_csv(fh, runs)
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Any]:
+    """A text file written under a name of its own, then renamed over ``path``: a reader, or a
+    process killed mid-write, never leaves half a file, and two writers never share one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as handle:  # the umask's mode, as a plain open
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:

@@ -38,6 +38,7 @@ class Task:
     eval_split: str = "validation"
     source: str = "builtin"
     description: str = ""
+    files: tuple[str, ...] = ()  # a local task's files, resolved: the data is reloaded when one changes
 
 
 @dataclass(frozen=True)
@@ -155,8 +156,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
 
     ``text_columns`` is a list of one or two names, or one string with the names separated by commas.
     """
-    paths = {"train": Path(train_file), "validation": Path(eval_file)}
-    for path in paths.values():
+    given = {"train": Path(train_file), "validation": Path(eval_file)}
+    for path in given.values():
         if not path.is_file():
             where = "" if path.is_absolute() else f" (relative to {os.getcwd()})"
             raise FileNotFoundError(f"task file {str(path)!r} does not exist{where}; expected a CSV, TSV or "
@@ -172,8 +173,9 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     if label_column in text_columns:
         raise ValueError(f"label_column={label_column!r} is also a text column; expected the column that holds "
                          f"the labels, which the model must not read")
-    for path in paths.values():  # a typo in a column name fails here, where the task is defined
+    for path in given.values():  # a typo in a column name fails here, where the task is defined
         _check_columns(path, (*text_columns, label_column))
+    paths = {split: path.resolve() for split, path in given.items()}  # the same files from any directory
 
     def load() -> datasets.DatasetDict:
         datasets = _datasets()
@@ -193,7 +195,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
 
     return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
                 metrics=tuple(metrics), primary_metric=metrics[0], source="local",
-                description=f"local files {paths['train']} / {paths['validation']}")
+                description=f"local files {given['train']} / {given['validation']}",
+                files=tuple(str(path) for path in paths.values()))
 
 
 def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
@@ -332,7 +335,19 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     """Load a task's splits (cached per process), subsample the training set, fingerprint it."""
     task = get_task(task)
     check_train_size(train_size)
-    return _load_cached(task, train_size, subsample_seed)
+    return _load_cached(task, train_size, subsample_seed, _file_stamps(task))
+
+
+def _file_stamps(task: Task) -> tuple:
+    """Size and modification time of a local task's files, so an edited file is loaded again."""
+    stamps = []
+    for name in task.files:
+        try:
+            stat = os.stat(name)
+        except OSError as error:
+            raise TaskDataError(f"task {task.name!r}: cannot read {name!r}: {error.strerror}") from error
+        stamps.append((name, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
 
 
 def check_train_size(train_size: int | None, owner: str = "") -> None:
@@ -343,7 +358,7 @@ def check_train_size(train_size: int | None, owner: str = "") -> None:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(task: Task, train_size: int | None, subsample_seed: int) -> TaskData:
+def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_stamps: tuple) -> TaskData:
     splits = task.loader()
     for split in (task.train_split, task.eval_split):
         if split not in splits:

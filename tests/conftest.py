@@ -42,3 +42,11 @@ def _keep_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _keep_task_registry(monkeypatch):
+    """In-process pytest sessions register their local tasks; each test starts with the built-in ones."""
+    from stabench import tasks
+
+    monkeypatch.setattr(tasks, "_REGISTRY", dict(tasks._REGISTRY))

@@ -72,3 +72,24 @@ def test_the_tiny_model_ships_an_encoder_so_each_seed_draws_its_own_head(tiny_mo
     assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
     encoders = [m.bert.encoder.layer[0].attention.self.query.weight for m in loaded]
     assert torch.equal(encoders[0], encoders[1])  # the "pretrained" weights load the same for every seed
+
+
+def test_a_tiny_bert_build_cut_off_while_saving_the_weights_is_built_again(tmp_path, monkeypatch):
+    import safetensors.torch
+    import transformers
+
+    save = transformers.BertModel.save_pretrained
+
+    def disk_full_midway(self, folder, **kwargs):
+        (Path(folder) / "model.safetensors").write_bytes(b"\x00" * 100)  # a cut-off weights file
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(transformers.BertModel, "save_pretrained", disk_full_midway)
+    path = tmp_path / "tiny-bert"
+    with pytest.raises(OSError, match="No space left"):
+        models.build_tiny_bert(path)
+    assert not (path / "model.safetensors").exists()
+    monkeypatch.setattr(transformers.BertModel, "save_pretrained", save)
+    models.build_tiny_bert(path)
+    assert safetensors.torch.load_file(path / "model.safetensors")  # whole, and loadable
+    assert [p.name for p in path.iterdir() if p.name.startswith(".building")] == []

@@ -46,3 +46,51 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_or_subsample(tiny_
     with pytest.raises(ValueError, match=r"^study of a: seeds \[0\] appear more than once; each seed is one run$"):
         Study(arm, runs + runs)
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
+
+
+def test_under_recompute_a_result_stored_meanwhile_by_another_worker_is_never_taken_for_old(tiny_model, tmp_path):
+    """Another worker of the same session stores the recomputed run between this one's reads:
+    the row read before that must not pass as the new result."""
+    import dataclasses
+
+    from stabench.claims import _write_attempt
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        old, _ = Session(store=store).run_seed(arm, 0)
+        session = Session(store=store, recompute=True)
+        new = dataclasses.replace(old, metrics={**old.metrics, "accuracy": 0.123})
+        read = store.get
+
+        def read_then_the_other_worker_stores(key):
+            row = read(key)
+            if store.get is not read:
+                store.get = read
+                store.put(new, replace=True)
+                _write_attempt(session._attempt_path(key), {"session": session.session_id, "stored": True})
+            return row
+
+        store.get = read_then_the_other_worker_stores
+        usable = session._usable(old.key)
+        assert usable is None or usable.metrics["accuracy"] == 0.123
+
+
+def test_attempt_files_are_replaced_whole(tmp_path, monkeypatch):
+    """A reader without the lock sees the old record or the new one, never an empty file."""
+    import json
+
+    from stabench.claims import _write_attempt
+
+    path = tmp_path / "attempt.json"
+    _write_attempt(path, {"stored": False})
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stabench.store.os.replace", killed)
+    try:
+        _write_attempt(path, {"stored": True})
+    except KeyboardInterrupt:
+        pass
+    assert json.loads(path.read_text()) == {"stored": False}
+    assert [p.name for p in tmp_path.iterdir()] == ["attempt.json"]  # the unfinished copy removed

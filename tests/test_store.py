@@ -473,6 +473,25 @@ def test_export_rejects_unknown_format(store: Store, tmp_path: Path) -> None:
         store.export(tmp_path / "runs.xml", fmt="xml")
 
 
+
+def test_two_exports_to_one_path_overlapping_each_leave_a_whole_file(store: Store, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for seed in range(3):
+        store.put(make_result(seed, recipe="paper" if seed else "other"))
+    path = tmp_path / "runs.json"
+    replace = os.replace
+
+    def the_other_export_finishes_first(src, dst):
+        monkeypatch.setattr(store_module.os, "replace", replace)
+        store.export(path, recipe="other")
+        replace(src, dst)
+
+    monkeypatch.setattr(store_module.os, "replace", the_other_export_finishes_first)
+    assert store.export(path, recipe="paper") == 2
+    assert sorted(run["seed"] for run in json.loads(path.read_text())) == [1, 2]  # the last one to finish
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".runs")] == []
+
+
 # -- claiming runs ---------------------------------------------------------------------
 
 

@@ -75,6 +75,41 @@ def test_local_files_with_named_columns(tmp_path, kind):
     assert data.majority_accuracy == pytest.approx(6 / 9)
 
 
+
+def test_a_local_task_is_loaded_again_when_its_files_differ(tmp_path, monkeypatch):
+    """The same relative path from another directory, or a file edited in place, is other data:
+    serving the first load's examples would also serve its fingerprint and its stored runs."""
+    for folder, word in (("a", "apple"), ("b", "banana")):
+        (tmp_path / folder).mkdir()
+        _write(tmp_path / folder / "train.csv", [{"text": f"{word} {i}", "label": i % 2} for i in range(4)], "csv")
+    monkeypatch.chdir(tmp_path / "a")
+    from_a = load_task_data(local_task("fruit-a", "train.csv", "train.csv", ["text"]))
+    monkeypatch.chdir(tmp_path / "b")
+    from_b = load_task_data(local_task("fruit-b", "train.csv", "train.csv", ["text"]))
+    assert from_a.train["text"][0].startswith("apple") and from_b.train["text"][0].startswith("banana")
+    assert from_a.fingerprint != from_b.fingerprint
+
+    task = local_task("fruit", tmp_path / "a" / "train.csv", tmp_path / "a" / "train.csv", ["text"])
+    before = load_task_data(task)
+    _write(tmp_path / "a" / "train.csv", [{"text": f"cherry pie {i}", "label": i % 2} for i in range(4)], "csv")
+    after = load_task_data(task)
+    assert after.train["text"][0].startswith("cherry") and after.fingerprint != before.fingerprint
+
+
+def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
+    from stabench.tasks import task_name
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        _write(tmp_path / folder / "train.csv", [{"text": f"{folder} {i}", "label": i % 2} for i in range(4)], "csv")
+        monkeypatch.chdir(tmp_path / folder)
+        task = local_task("fruit", "train.csv", "train.csv", ["text"])
+        if folder == "a":
+            assert task_name(task) == "fruit"
+    with pytest.raises(ValueError, match="task name 'fruit' is already used by another task"):
+        task_name(task)
+
+
 def test_local_task_errors_name_the_bad_value(tmp_path):
     _write(tmp_path / "train.csv", [{"text": "x", "label": 0}], "csv")
     with pytest.raises(FileNotFoundError, match="task file '.*missing.csv' does not exist"):
