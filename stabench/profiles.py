@@ -36,7 +36,7 @@ def missing_requirements(spec) -> list[str]:
         if needs_hub(arm.model) and not hub_model_available(arm.model):
             missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
         task = get_task(arm.task)
-        if task.source == "glue" and not _glue_available(task.name):
+        if task.source == "glue" and not glue_available(task.name):
             missing.append(f"dataset nyu-mll/glue/{task.name} ({hub_reason()})")
     return list(dict.fromkeys(missing))
 
@@ -60,11 +60,16 @@ def hub_model_available(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or hub_reachable()
 
 
-def _glue_available(config: str) -> bool:
+def glue_available(config: str) -> bool:
+    """A finished download of the GLUE config is cached, or the hub can be reached to fetch it.
+
+    datasets prepares a download in ``<hash>.incomplete`` and renames it when done, so a folder
+    holding ``dataset_info.json`` under any other name is a whole copy."""
     from datasets import config as datasets_config
 
     cache = Path(datasets_config.HF_DATASETS_CACHE)
-    if any(cache.glob(f"nyu-mll___glue/{config}/*")):
+    if any(not info.parent.name.endswith(".incomplete")
+           for info in cache.glob(f"nyu-mll___glue/{config}/*/*/dataset_info.json")):
         return True
     return hub_reachable()
 

@@ -93,3 +93,19 @@ def test_a_tiny_bert_build_cut_off_while_saving_the_weights_is_built_again(tmp_p
     models.build_tiny_bert(path)
     assert safetensors.torch.load_file(path / "model.safetensors")  # whole, and loadable
     assert [p.name for p in path.iterdir() if p.name.startswith(".building")] == []
+
+
+def test_only_a_finished_glue_download_counts_as_cached(tmp_path, monkeypatch):
+    """An interrupted download must not stop an offline claim from skipping: it would fail instead."""
+    from datasets import config as datasets_config
+
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)
+    version = tmp_path / "nyu-mll___glue" / "rte" / "0.0.0"
+    (version / "0a1b2c.incomplete").mkdir(parents=True)
+    (version / "0a1b2c.incomplete" / "dataset_info.json").write_text("{}")
+    assert not profiles.glue_available("rte")
+    (version / "0a1b2c").mkdir()
+    assert not profiles.glue_available("rte")  # no dataset_info.json yet
+    (version / "0a1b2c" / "dataset_info.json").write_text("{}")
+    assert profiles.glue_available("rte") and not profiles.glue_available("mrpc")
