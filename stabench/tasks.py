@@ -180,17 +180,17 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     def load() -> datasets.DatasetDict:
         datasets = _datasets()
         splits = {}
-        for split, path in paths.items():
+        for split, path in given.items():  # errors name a file as the user did
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-            splits[split] = datasets.load_dataset(kind, data_files=str(path), split="train", **kwargs)
+            splits[split] = datasets.load_dataset(kind, data_files=str(paths[split]), split="train", **kwargs)
             _require_columns(path, (*text_columns, label_column), splits[split].column_names, TaskDataError)
             for column in (*text_columns, label_column):
                 _require_values(path, column, splits[split][column])
         unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
         if unseen:
-            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(paths['validation'])!r} never occur "
-                                f"in {str(paths['train'])!r}; no model can learn them")
+            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(given['validation'])!r} never occur "
+                                f"in {str(given['train'])!r}; no model can learn them")
         return datasets.DatasetDict(_labels_to_ids(splits, label_column))
 
     return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
