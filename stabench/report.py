@@ -89,6 +89,8 @@ def write_json(path: str | Path, payload: Any) -> Path:
 
 
 def _strict(value: Any) -> Any:
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar: as the Python one
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

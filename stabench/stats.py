@@ -526,7 +526,7 @@ def regression(
 
     def record(check: str, test: str, effect: float, limit: float, p: float | None) -> bool:
         """Note one check; whether it found a regression (an effect past the limit, significant)."""
-        regressed = p is not None and p < alpha
+        regressed = p is not None and float(p) < alpha  # a Python bool, which JSON writes as true/false
         checks.append({"check": check, "test": test, "effect": float(effect), "limit": limit,
                        "p": None if p is None else float(p), "regressed": regressed})
         return regressed

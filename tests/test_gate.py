@@ -316,7 +316,8 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert detail["baseline"]["n"] == detail["current"]["n"] == 4
     assert detail["current"]["mean"] < detail["baseline"]["mean"]
     mean_check = next(c for c in detail["checks"] if c["check"] == "mean drop")
-    assert mean_check["regressed"] and mean_check["p"] < 0.05 and mean_check["effect"] > mean_check["limit"]
+    assert mean_check["regressed"] is True and mean_check["p"] < 0.05 and mean_check["effect"] > mean_check["limit"]
+    assert all(type(check["regressed"]) is bool for check in detail["checks"])  # JSON true/false, as jq reads
     assert sorted(detail["current_keys"]) == sorted(claim["keys"]) and len(set(detail["baseline_keys"])) == 4
     assert gate["changed"] == "recipe content (lr 0.003 -> 1e-06)" and claim["recipe_fields"]["lr"] == 1e-6
     from stabench.recipes import get_recipe

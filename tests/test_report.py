@@ -1,0 +1,24 @@
+"""Reports a CI step reads: strict JSON whatever numpy handed the report."""
+import json
+import math
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stabench.report import write_json
+
+scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
+
+
+@given(st.lists(scalars, max_size=6))
+def test_json_holds_numpy_scalars_as_json_types_and_non_finite_as_null(tmp_path_factory, values):
+    as_numpy = [np.bool_(v) if isinstance(v, bool) else np.int64(v) if isinstance(v, int) else np.float64(v)
+                for v in values]
+    path = write_json(tmp_path_factory.mktemp("report") / "report.json", {"checks": as_numpy})
+    written = json.loads(path.read_text())["checks"]
+    for value, read in zip(values, written):
+        if isinstance(value, float) and not math.isfinite(value):
+            assert read is None
+        else:
+            assert read == value and type(read) is type(value)
