@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import report
 from .claims import parse_seeds
-from .environment import check_cpu_threads, key_fields, resolve_device
+from .environment import check_count, key_fields, resolve_device
 from .gate import parse_env, study_key, study_label
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     if args.cpu_threads is not None:
-        check_cpu_threads(args.cpu_threads, "--cpu-threads ")
+        check_count(args.cpu_threads, "--cpu-threads ")
         import torch
 
         torch.set_num_threads(args.cpu_threads)

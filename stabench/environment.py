@@ -119,7 +119,32 @@ def resolve_device(device) -> str:
     return text
 
 
-def check_cpu_threads(threads: int | None, owner: str = "") -> None:
-    """Torch thread counts below 1 are refused (torch would take 0 as its default, -1 as an error)."""
+def check_count(threads: int | None, owner: str = "") -> None:
+    """A count of threads or workers: below 1 is refused (torch would take 0 threads as its
+    default, -1 as an error)."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ValueError(f"{owner}{threads!r} is invalid; expected an integer >= 1")
+
+
+def check_gpu_ids(text: str | None) -> list[str]:
+    """GPU ids as CUDA_VISIBLE_DEVICES takes them (indices or GPU-/MIG- UUIDs), each one visible.
+
+    A worker pinned to an id CUDA does not know would see no GPU, and ``auto`` would train it
+    on the CPU without a word."""
+    if text is None:
+        return []
+    ids = [item.strip() for item in text.split(",")]
+    for gpu in ids:
+        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
+            raise ValueError(f"GPU id {gpu!r} is invalid; expected comma-separated indices such as 0,1 "
+                             f"or GPU-/MIG- UUIDs")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        raise ValueError(f"{text!r} names GPUs, but no CUDA GPU is visible here; leave the option out to "
+                         f"train on the CPU")
+    unknown = [gpu for gpu in ids if gpu.isdigit() and int(gpu) >= count]
+    if unknown:
+        raise ValueError(f"GPU {', '.join(unknown)} is not visible here; expected ids 0..{count - 1}")
+    return ids

@@ -95,16 +95,22 @@ def _check_options(config: pytest.Config) -> list | None:
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
-    from .environment import check_cpu_threads, resolve_device
+    from .environment import check_count, check_gpu_ids, resolve_device
     from .gate import load_source, parse_limits, reads_store, stored_tags_hint
 
     for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
-                        ("cpu-threads", check_cpu_threads)):
+                        ("cpu-threads", check_count), ("workers-per-gpu", check_count),
+                        ("gpus", check_gpu_ids)):
         try:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
     baseline = option(config, "baseline")
+    if baseline and baseline == f"tag:{option(config, 'tag')}":
+        raise pytest.UsageError(
+            f"--stabench-tag={option(config, 'tag')} is also the baseline {baseline}: the gate would compare this "
+            f"session's runs with themselves and pass; tag them under another name, or tag them as "
+            f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
         from .store import Store, StoreError, default_store_path
 

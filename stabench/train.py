@@ -74,7 +74,7 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
     ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
     count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
     """
-    environment.check_cpu_threads(cpu_threads, "cpu_threads=")
+    environment.check_count(cpu_threads, "cpu_threads=")
     previous = torch.get_num_threads()
     if cpu_threads is not None:
         torch.set_num_threads(cpu_threads)

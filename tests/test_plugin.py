@@ -326,6 +326,10 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
     ("--stabench-store=typo.sqlite --stabench-baseline=tag:x", "--stabench-baseline: no results store at typo.sqlite"),
+    ("--stabench-baseline=tag:base --stabench-tag=base",
+     "--stabench-tag=base is also the baseline tag:base: the gate would compare this session's runs with themselves*"),
+    ("--stabench-gpus=a", "--stabench-gpus: GPU id 'a' is invalid; expected comma-separated indices such as 0,1*"),
+    ("--stabench-workers-per-gpu=-2", "--stabench-workers-per-gpu: -2 is invalid; expected an integer >= 1"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     # In-process: the session stops in pytest_configure, before any torch setting is touched.

@@ -223,3 +223,23 @@ def test_devices_are_checked_before_anything_runs(tiny_model, monkeypatch):
     assert resolve_device("auto") == "cuda" and resolve_device("cuda:0") == "cuda:0"
     with pytest.raises(ValueError, match=r"^device 'cuda:1' is not available \(1 CUDA GPU\(s\): cuda:0..cuda:0\)$"):
         resolve_device("cuda:1")
+
+
+@pytest.mark.parametrize("gpus, count, error", [
+    ("0,1", 2, None), ("GPU-8f2a,MIG-1c", 1, None),
+    ("0", 0, "'0' names GPUs, but no CUDA GPU is visible here; leave the option out to train on the CPU"),
+    ("0,3", 2, "GPU 3 is not visible here; expected ids 0..1"),
+    ("a", 2, "GPU id 'a' is invalid; expected comma-separated indices such as 0,1 or GPU-/MIG- UUIDs"),
+    ("0,", 2, "GPU id '' is invalid"),
+])
+def test_gpu_ids_that_cuda_would_not_show_a_worker_are_refused(monkeypatch, gpus, count, error):
+    """A worker pinned to an unknown id would see no GPU and quietly train on the CPU."""
+    from stabench.environment import check_gpu_ids
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if error is None:
+        assert check_gpu_ids(gpus) == gpus.split(",")
+    else:
+        with pytest.raises(ValueError, match="^" + re.escape(error)):
+            check_gpu_ids(gpus)
