@@ -156,6 +156,10 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
 
     ``text_columns`` is a list of one or two names, or one string with the names separated by commas.
     """
+    builtin = _REGISTRY.get(name)
+    if builtin is not None and builtin.source != "local":  # its stored runs and baselines are another data's
+        raise ValueError(f"task name {name!r} is taken by a built-in task ({builtin.description or builtin.source}); "
+                         f"give the local task another name, e.g. {name + '-local'!r}")
     given = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in given.values():
         if not path.is_file():

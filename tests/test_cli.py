@@ -85,6 +85,9 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
      "task file '/no/train.csv' does not exist"),
     (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
                                                       "--text-columns; missing --eval-file, --text-columns"),
+    (["run", "--task", "polarity", "--train-file", "t.csv", "--eval-file", "e.csv", "--text-columns", "text"],
+     "task name 'polarity' is taken by a built-in task (built-in: is the sentence's judgement positive? (256 train "
+     "/ 256 dev, balanced)); give the local task another name, e.g. 'polarity-local'"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
     (["runs", "--show", "d"], "no stored run with key 'd'"),
     (["export", "out.xlsx"], "cannot tell the format of 'out.xlsx' from its extension; expected a .json or .csv file"),

@@ -119,6 +119,11 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
     with pytest.raises(ValueError, match="column 'lable' is missing"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="lable")
+    with pytest.raises(ValueError, match="^task name 'polarity' is taken by a built-in task .*; give the local "
+                                         "task another name, e.g. 'polarity-local'$"):
+        local_task("polarity", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
+    with pytest.raises(ValueError, match="^task name 'rte' is taken by a built-in task"):
+        local_task("rte", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
     with pytest.raises(ValueError, match="label_column='text' is also a text column"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="text")
     for bad in ([], ["text", "label", "text"], [""]):
