@@ -75,6 +75,16 @@ def test_runs_tagged_for_the_claim_are_its_baseline_whatever_their_recipe_name()
     assert check("c", current, baseline, same_study=True).verdict == "REGRESSED"
 
 
+def test_seeds_on_both_sides_are_compared_seed_for_seed():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:6])]
+    current = [_run(s, v) for s, v in enumerate(GOOD + [0.5, 0.5])]  # seeds 0-9: 6 shared, 4 new ones collapse
+    result = check("c", current, baseline)
+    assert result.current.n == result.baseline.n == 6 and not result.regressed
+    assert sorted(r.seed for r in current if r.key in result.current_keys) == list(range(6))
+    disjoint = check("c", [_run(s + 20, v) for s, v in enumerate(GOOD)], baseline)  # no seed shared: all of both
+    assert (disjoint.current.n, disjoint.baseline.n) == (8, 6)
+
+
 def test_compare_sources_groups_studies_and_skips_shared_runs():
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     current = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
