@@ -178,10 +178,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
                 raise ValueError(f"{role} {source!r} holds no runs{stored_tags_hint(source, store)}")
     baseline_keys = {r.key for r in baseline}
     if all(r.key in baseline_keys for r in current):
-        console.print(f"[red]every run in {escape(args.current)} is also in the baseline {escape(args.baseline)}, "
-                      f"so nothing new was compared; name runs outside the baseline (e.g. "
-                      f"env:transformers=VERSION for the runs of a newer stack)[/]", highlight=False)
-        return 1
+        raise ValueError(f"every run in {args.current} is also in the baseline {args.baseline}, so nothing new was "
+                         f"compared; name runs outside the baseline (e.g. tag:NAME for runs pytest tagged with "
+                         f"--stabench-tag=NAME, or env:transformers=VERSION for the runs of a newer stack)")
     results = compare_sources(baseline, current, parse_limits(args.limits))
     rows = [result.row() for result in results]
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
@@ -194,7 +193,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
                       f"name), so nothing was compared; the baseline holds {escape(', '.join(held))}[/]",
                       highlight=False)
-        return 1
+        return 2
     return 1 if failing else 0
 
 
@@ -235,12 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
     run.add_argument("--task", required=True, help="registered task (same-number, polarity, rte, mrpc, cola, "
                                                    "qnli, sst2) or a name for a local task")
-    run.add_argument("--model", default="minilm-l6", help="hub id, local folder, minilm-l6 or tiny-bert")
-    run.add_argument("--recipe", default="bert-default", help="preset name (bert-default, mosbach-stable, ...)")
-    run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10")
+    run.add_argument("--model", default="minilm-l6", help="hub id, local folder, minilm-l6 (the default) or "
+                                                         "tiny-bert")
+    run.add_argument("--recipe", default="bert-default", help="preset name (default bert-default; mosbach-stable, "
+                                                              "...)")
+    run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4)")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a recipe field (repeatable)")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
     run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: torch's); part of a CPU "
                                                      "run's key, as pytest's --stabench-cpu-threads")
     run.add_argument("--recompute", action="store_true", help="train again even when a result is stored")
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(handler=cmd_runs)
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
-    export.add_argument("path")
+    export.add_argument("path", help="file to write: .json (full records) or .csv (a row per run)")
     export.add_argument("--format", choices=("json", "csv"), help="json or csv (default: from the file's extension)")
     for option in ("task", "model", "recipe", "tag"):
         export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
@@ -273,11 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
-    imp.add_argument("path")
+    imp.add_argument("path", help="a .json or .csv file written by stabench export")
     imp.set_defaults(handler=cmd_import)
 
-    compare = with_store(sub.add_parser("compare", help="regression gate: exit 1 when a study got significantly "
-                                                        "worse than its baseline"))
+    compare = with_store(sub.add_parser(
+        "compare", help="regression gate: exit 1 when a study got significantly worse than its baseline",
+        epilog="exit status: 0 no study regressed; 1 a study regressed, or has too few seeds to tell; 2 bad input, "
+               "or nothing could be compared. To gate exactly the runs of one pytest session, tag them there "
+               "(--stabench-tag=NAME) and compare tag:BASELINE tag:NAME."))
     compare.add_argument("baseline", help="tag:NAME, env:FIELD=VALUE,... or a file written by stabench export")
     compare.add_argument("current", help="same forms, or 'store' for every stored run not in the baseline")
     compare.add_argument("--gate", "--limits", dest="limits", metavar="LIMITS",
@@ -286,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=cmd_compare)
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
-    tag.add_argument("name")
+    tag.add_argument("name", help="the tag, e.g. baseline (a run can hold several tags)")
     for option in ("task", "model", "recipe"):
         tag.add_argument(f"--{option}", help=f"only runs with this {option}")
     tag.add_argument("--env", help="only runs made under FIELD=VALUE,... (torch, transformers, device_name, ...)")

@@ -191,9 +191,9 @@ def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, ca
             store.put(run)
         store.tag([r.key for r in runs], "base")
     argv = ["--store", str(tmp_path / "s.sqlite")]
-    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv]) == 1
-    out = " ".join(capsys.readouterr().out.split())
-    assert "every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in out
+    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv]) == 2  # a mistake, not a regression (1)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "error: every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in err
     assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
     assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
 
@@ -252,7 +252,7 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
         store.tag([r.key for r in store.query()], "base")
         for run in [_run(s, v, recipe="new-name") for s, v in enumerate(GOOD[:3])]:
             store.put(run)
-    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 1
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "so nothing was compared; the baseline holds t / m / old-name" in out
 
