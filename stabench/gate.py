@@ -257,7 +257,10 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
     if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
         return "recipe content"
-    fields = [f"{k} {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after))
+    def plain(value: Any) -> Any:  # epochs 4, not the 4.0 a float field holds
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    fields = [f"{k} {plain(before.get(k))} -> {plain(after.get(k))}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
     if not fields:  # hashed apart by a corrected computation (see Recipe.hash), or records without fields
         return "recipe content (same fields; computation corrected)" if before else "recipe content"

@@ -218,7 +218,13 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
                 raise ValueError(f"task file {str(path)!r} is not JSON lines: its first line is not a JSON object")
             header = list(record)
         else:
-            header = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+            tabs = path.suffix.lower() == ".tsv"
+            header = next(csv.reader(handle, delimiter="\t" if tabs else ","), [])
+            other, name = (",", ".csv") if tabs else ("\t", ".tsv")
+            if len(header) == 1 and other in header[0] and any(c not in header for c in columns):
+                raise ValueError(f"task file {str(path)!r} has one column, {header[0]!r}, which looks "
+                                 f"{'comma' if tabs else 'tab'}-separated; expected {path.suffix} columns "
+                                 f"separated by {'tabs' if tabs else 'commas'}, or name the file {name}")
     _require_columns(path, columns, header)
 
 

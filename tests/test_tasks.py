@@ -129,6 +129,15 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     for bad in ([], ["text", "label", "text"], [""]):
         with pytest.raises(ValueError, match=r"text_columns=.* is invalid; expected one or two column names"):
             local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", bad)
+    (tmp_path / "commas.tsv").write_text("text,label\nx,0\n")  # a CSV file named .tsv
+    with pytest.raises(ValueError, match=r"^task file '.*commas.tsv' has one column, 'text,label', which looks "
+                                         r"comma-separated; expected \.tsv columns separated by tabs, or name the "
+                                         r"file \.csv$"):
+        local_task("x", tmp_path / "commas.tsv", tmp_path / "commas.tsv", ["text"])
+    (tmp_path / "tabs.csv").write_text("text\tlabel\nx\t0\n")
+    with pytest.raises(ValueError, match=r"which looks tab-separated; expected \.csv columns separated by commas, "
+                                         r"or name the file \.tsv$"):
+        local_task("x", tmp_path / "tabs.csv", tmp_path / "tabs.csv", ["text"])
     (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
     with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
         local_task("x", tmp_path / "bad.jsonl", tmp_path / "bad.jsonl", ["text"])
