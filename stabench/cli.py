@@ -186,8 +186,12 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
     console.print(report.rows_table(rows, title=f"{args.current} against baseline {args.baseline}", styles=styles))
     failing = [r for r in results if r.fails]
-    for result in failing:
-        console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
+    for result in results:
+        if result.fails:
+            console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
+        elif result.unconfirmed:
+            console.print(f"[yellow]{result.verdict}[/] {escape(result.claim)}: {escape(result.unconfirmed)}",
+                          highlight=False)
     if not any(r.baseline for r in results):
         held = sorted({study_label(study_key(r)) for r in baseline})
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "

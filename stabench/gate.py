@@ -161,6 +161,13 @@ class GateResult:
         return "; ".join(self.reasons + ([self.too_few_seeds] if self.too_few_seeds else []))
 
     @property
+    def unconfirmed(self) -> str:
+        """Effects past their limit that their test did not confirm: why a near miss passed."""
+        return "; ".join(f"{c['check']} {c['effect']:.3g} is past its limit {c['limit']:g}, but {c['test']} "
+                         f"p={c['p']:.3g} is not significant" for c in self.checks if c["p"] is not None
+                         and not c["regressed"])
+
+    @property
     def verdict(self) -> str:
         if self.baseline is None:
             return "no baseline"

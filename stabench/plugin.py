@@ -430,9 +430,9 @@ def _record_gate(item: pytest.Item, state: State, studies) -> None:
     for name, study in studies.items():
         result = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
                              option(item.config, "baseline"), state.session().store, state.baseline, limits)
-        item.user_properties.append(("stabench_gate", json.dumps({**result.row(), "fails": result.fails,
-                                                                  "why": result.why, "detail": result.detail()},
-                                                                 default=float)))
+        item.user_properties.append(("stabench_gate", json.dumps(
+            {**result.row(), "fails": result.fails, "why": result.why, "unconfirmed": result.unconfirmed,
+             "detail": result.detail()})))
 
 
 def _arm_label(item: pytest.Item, arm: str, studies) -> str:
@@ -610,12 +610,14 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "detail")} for g in gates]
+            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "unconfirmed", "detail")} for g in gates]
             styles = ["red" if g["fails"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
             for gate in gates:
                 if gate["fails"]:
                     terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['why']}", red=True)
+                elif gate["unconfirmed"]:
+                    terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['unconfirmed']}", yellow=True)
         if self.nothing_compared():
             baseline = option(self.config, "baseline")
             if self.gates:
@@ -652,7 +654,8 @@ class Reporter:
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
-                rows = [{k: v for k, v in g.items() if k not in ("fails", "detail")} for g in self.gates]
+                rows = [{**{k: v for k, v in g.items() if k not in ("fails", "unconfirmed", "detail")},
+                         "why": g["why"] or g["unconfirmed"]} for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
             Path(markdown_path).write_text(text)
         if json_path := option(self.config, "json"):

@@ -367,3 +367,21 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert main(["compare", "tag:old", "store", "--store", str(pytester.path / "s.sqlite")]) == 1
     lenient = "max_mean_drop=1,max_std_increase=1,max_extra_failures=99"  # the gate's limits, as in pytest
     assert main(["compare", "tag:old", "store", "--gate", lenient, "--store", str(pytester.path / "s.sqlite")]) == 0
+
+
+def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, capsys):
+    """An ok gate whose mean fell past the limit without significance says so, with the p-value."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:4])]
+    current = [_run(s, v) for s, v in zip(range(4), [0.87, 0.92, 0.88, 0.90])]  # mean 0.0125 lower, noisy
+    result = check("c", current, baseline)
+    assert result.verdict == "ok" and not result.fails
+    assert result.unconfirmed.startswith("mean drop 0.0125 is past its limit 0.01, but one-sided Mann-Whitney p=")
+    assert result.unconfirmed.endswith("is not significant")
+    assert check("c", baseline, baseline).unconfirmed == ""  # within every limit: nothing to say
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in baseline + current:
+            store.put(run)
+        store.tag([r.key for r in baseline], "base")
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "ok t / m / r: mean drop 0.0125 is past its limit 0.01, but one-sided Mann-Whitney p=" in out
