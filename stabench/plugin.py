@@ -384,8 +384,12 @@ def pytest_runtest_call(item: pytest.Item):
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
         # Tagged for this claim too, so a later gate finds them whatever the recipe is called then.
+        store = state.session().store
         for name, study in studies.items():
-            state.session().store.tag([r.key for r in study.results], tag, claim=_arm_label(item, name, studies))
+            label, keys = _arm_label(item, name, studies), [r.key for r in study.results]
+            if {r.key for r in store.query(tag=tag, claim=label)} - set(keys):
+                item.user_properties.append(("stabench_retagged", json.dumps(label)))
+            store.tag(keys, tag, claim=label)
     if option(item.config, "baseline"):
         _record_gate(item, state, studies)
     try:
@@ -526,6 +530,7 @@ class Reporter:
         self.claims: list[dict] = []
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
+        self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -537,6 +542,8 @@ class Reporter:
                 self.seeds.append(json.loads(value))
             elif name == "stabench_gate":
                 self.gates.append(json.loads(value))
+            elif name == "stabench_retagged":
+                self.retagged.append(json.loads(value))
 
     def rows(self) -> list[dict[str, str]]:
         """One row per claim arm; a "paper" column when claims carry published reference numbers."""
@@ -607,6 +614,10 @@ class Reporter:
         if tag := option(self.config, "tag"):
             keys = {key for c in self.claims for key in c.get("keys", ())}
             terminalreporter.write_line(f"tagged {len(keys)} run(s) of this session's claims as {tag!r}")
+            if self.retagged:
+                terminalreporter.write_line(
+                    f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
+                    f"this session's runs ({_compact_names(self.retagged)})", yellow=True)
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")

@@ -304,8 +304,10 @@ class Store:
         return True
 
     def tag(self, keys: Iterable[str], tag: str, claim: str | None = None) -> int:
-        """Add ``tag`` to the given runs (all must exist), and record them as ``claim``'s runs
-        under that tag when a claim is given; returns how many runs were newly tagged."""
+        """Add ``tag`` to the given runs (all must exist); returns how many runs were newly tagged.
+
+        With ``claim``, these runs become that claim's runs under the tag, replacing any tagged
+        for it before: tagging again moves a claim's baseline, whatever either side's seeds."""
         keys = list(keys)
         with self._transaction() as conn:
             missing = [key for key in keys if key not in self]
@@ -313,6 +315,7 @@ class Store:
                 raise StoreError(f"{self.path}: cannot tag {tag!r}: no stored runs with keys "
                                  f"{missing}")
             if claim is not None:
+                conn.execute("DELETE FROM claim_tags WHERE tag = ? AND claim = ?", (tag, claim))
                 conn.executemany("INSERT OR IGNORE INTO claim_tags (tag, claim, key) VALUES (?, ?, ?)",
                                  [(tag, claim, key) for key in keys])
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",

@@ -368,6 +368,14 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     lenient = "max_mean_drop=1,max_std_increase=1,max_extra_failures=99"  # the gate's limits, as in pytest
     assert main(["compare", "tag:old", "store", "--gate", lenient, "--store", str(pytester.path / "s.sqlite")]) == 0
 
+    # Tagging the claim again, here with the worse lr's stored runs, moves its baseline and says so.
+    monkeypatch.setenv("DEMO_LR", "1e-6")
+    retagged = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
+    retagged.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': their baseline under it is now this "
+                                   "session's runs (test_my_recipe)"])
+    assert "trained this session (0 by seed items" in retagged.stdout.str()  # stored runs reused
+    assert pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old").ret == 0
+
 
 def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, capsys):
     """An ok gate whose mean fell past the limit without significance says so, with the p-value."""

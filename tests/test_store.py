@@ -678,6 +678,9 @@ def test_a_tag_remembers_which_claim_each_run_was_tagged_for(tmp_path: Path) -> 
         assert [r.seed for r in store.query(tag="other", claim="test_a")] == [2]
         assert store.query(tag="base", claim="test_c") == []
         assert len(store.query(tag="base")) == 3
+        store.tag([runs[2].key], "base", claim="test_a")  # tagged again: the claim's baseline moves
+        assert [r.seed for r in store.query(tag="base", claim="test_a")] == [2]
+        assert len(store.query(tag="base")) == 3  # the runs keep the tag itself
         with pytest.raises(StoreError, match="needs a tag"):
             store.query(claim="test_a")
 
