@@ -166,7 +166,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits, reads_store, stored_tags_hint
+    from .gate import compare_sources, load_source, parse_limits, reads_store, stored_values_hint
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
@@ -175,7 +175,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
-                raise ValueError(f"{role} {source!r} holds no runs{stored_tags_hint(source, store)}")
+                raise ValueError(f"{role} {source!r} holds no runs{stored_values_hint(source, store)}")
     baseline_keys = {r.key for r in baseline}
     if all(r.key in baseline_keys for r in current):
         raise ValueError(f"every run in {args.current} is also in the baseline {args.baseline}, so nothing new was "

@@ -67,11 +67,13 @@ def reads_store(source: str) -> bool:
     return source.startswith(("tag:", "env:"))
 
 
-def stored_tags_hint(source: str, store: Store | None) -> str:
-    """For a ``tag:`` source that holds no runs: the tags the store does hold, to spot a typo."""
-    if store is None or not source.startswith("tag:"):
+def stored_values_hint(source: str, store: Store | None) -> str:
+    """For a ``tag:`` or ``env:`` source that holds no runs: the tags, or the values of those
+    environment fields, that the store does hold, to spot a typo."""
+    if store is None or not reads_store(source):
         return ""
-    return f" (stored tags: {', '.join(store.stored_values('tag')) or 'none'})"
+    fields = ["tag"] if source.startswith("tag:") else list(parse_env(source[4:]))
+    return " (" + "; ".join(store.stored_hint(field) for field in fields) + ")"
 
 
 def parse_env(text: str) -> dict[str, str]:

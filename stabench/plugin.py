@@ -96,7 +96,7 @@ def _check_options(config: pytest.Config) -> list | None:
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
     from .environment import check_count, check_gpu_ids, resolve_device
-    from .gate import load_source, parse_limits, reads_store, stored_tags_hint
+    from .gate import load_source, parse_limits, reads_store, stored_values_hint
 
     for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
                         ("cpu-threads", check_count), ("workers-per-gpu", check_count),
@@ -118,7 +118,7 @@ def _check_options(config: pytest.Config) -> list | None:
         try:
             with Store(path, must_exist=reads_store(baseline)) as store:
                 runs = load_source(baseline, store)
-                hint = "" if runs else stored_tags_hint(baseline, store)
+                hint = "" if runs else stored_values_hint(baseline, store)
         except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"--stabench-baseline: {error}") from None
         if not runs:

@@ -110,7 +110,18 @@ _DISTINCT_VALUES = {
     "task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
     "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags",
     "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs",
+    "recipe_hash": "SELECT DISTINCT recipe_hash FROM runs",
+    **{name: f"SELECT DISTINCT {name} FROM runs" for name in KEY_FIELDS},
+    **{name: f"SELECT DISTINCT CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) FROM runs"
+       for name in CPU_KEY_FIELDS},
 }
+
+
+def _matches(filter_name: str, given: Any, stored: str) -> bool:
+    """Whether a stored value satisfies a filter's value (a recipe hash by its start)."""
+    if filter_name == "recipe_hash":
+        return stored.startswith(str(given)) or str(given).startswith(stored)
+    return str(given) == stored
 
 
 def check_train_size_filter(value: int | str) -> int | str:
@@ -358,15 +369,26 @@ class Store:
         matched nothing on its own (the usual cause is a typo)."""
         given = {name: value for name, value in filters.items() if value is not None}
         stored = {name: self.stored_values(name) for name in given if name in _DISTINCT_VALUES}
-        hints = [f"stored {name}s: {', '.join(values) or 'none'}" for name, values in stored.items()
-                 if str(given[name]) not in values]
+        hints = [self.stored_hint(name, values) for name, values in stored.items()
+                 if not any(_matches(name, given[name], value) for value in values)]
         return (f"no stored run matches {', '.join(f'{k}={v}' for k, v in given.items())}"
                 + (f" ({'; '.join(hints)})" if hints else ""))
 
+    def stored_hint(self, filter_name: str, values: list[str] | None = None) -> str:
+        """``stored tasks: polarity, rte`` or ``stored torch values: 2.13.0``, for an error."""
+        values = self.stored_values(filter_name) if values is None else values
+        plural = {"recipe_hash": "recipe hashes"}.get(filter_name, f"{filter_name}s" if filter_name in (
+            "task", "model", "recipe", "tag", "train_size") else f"{filter_name} values")
+        return f"stored {plural}: {', '.join(values) or 'none'}"
+
     def stored_values(self, filter_name: str) -> list[str]:
-        """The distinct stored tasks, models, recipes, tags or train sizes, so an error can list them."""
+        """The distinct stored tasks, models, recipes, tags, train sizes, recipe hashes (as short as
+        ``stabench runs`` shows them) or environment fields, so an error can list them."""
         rows = self._connection().execute(_DISTINCT_VALUES[filter_name])
-        return sorted("full" if row[0] is None else str(row[0]) for row in rows)
+        if filter_name == "recipe_hash":
+            return sorted({row[0][:SHORT_KEY] for row in rows})
+        missing = "full" if filter_name == "train_size" else "none"
+        return sorted(missing if row[0] is None else str(row[0]) for row in rows)
 
     def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
               seed: int | None = None, tag: str | None = None,

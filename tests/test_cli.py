@@ -97,6 +97,9 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
     (["runs", "--recipe", "x[lr=1]"], "no stored run matches recipe=x[lr=1] (stored recipes: none)"),  # not markup
     (["compare", "tag:baselin", "store"], "baseline 'tag:baselin' holds no runs (stored tags: none)"),
+    (["compare", "env:transformers=9.9,cpu_threads=3", "store"], "baseline 'env:transformers=9.9,cpu_threads=3' "
+     "holds no runs (stored transformers values: none; stored cpu_threads values: none)"),
+    (["runs", "--recipe-hash", "zzzz"], "no stored run matches recipe_hash=zzzz (stored recipe hashes: none)"),
     (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
                                                   "rte, same-number, sst2; a local task needs --train-file, "
                                                   "--eval-file and --text-columns"),

@@ -702,3 +702,15 @@ def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store
     monkeypatch.undo()
     assert store.keys() == [kept.key]  # nothing stored was lost
     assert store.import_file(saved) == (1, 0) and store.get(run.key) == run
+
+
+def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(store: Store) -> None:
+    run = make_result(0)
+    store.put(run)
+    assert store.nothing_matches({"torch": "9.9", "cpu_threads": "2"}) == (
+        "no stored run matches torch=9.9, cpu_threads=2 (stored torch values: 2.13.0)")  # cpu_threads 2 is stored
+    prefix = run.recipe_hash[:6]
+    assert store.nothing_matches({"recipe_hash": prefix, "task": "mrpc"}) == (
+        f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
+    assert store.nothing_matches({"recipe_hash": "zzzz"}).endswith(
+        f"(stored recipe hashes: {run.recipe_hash[:store_module.SHORT_KEY]})")
