@@ -26,7 +26,7 @@ from .models import check_model_name
 from .recipes import Recipe, get_recipe
 from .report import fmt
 from .result import RunResult
-from .store import Store, replaced_atomically
+from .store import SHORT_HASH, Store, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
 if TYPE_CHECKING:
@@ -380,8 +380,8 @@ class Study:
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "
-                    f"({r.recipe_hash[:8]}) on train_size={(r.task or {}).get('train_size')}, not with "
-                    f"{arm.recipe.name!r} ({arm.recipe.hash[:8]}) on train_size={arm.train_size}")
+                    f"({r.recipe_hash[:SHORT_HASH]}) on train_size={(r.task or {}).get('train_size')}, not with "
+                    f"{arm.recipe.name!r} ({arm.recipe.hash[:SHORT_HASH]}) on train_size={arm.train_size}")
         self.arm = arm
         self.trained_here = list(trained_here)  # seeds the verdict had to train itself
         self.results = sorted(results, key=lambda r: r.seed)

@@ -14,11 +14,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import report
 from .claims import parse_seeds
-from .environment import check_count, key_fields, resolve_device
+from .environment import CPU_KEY_FIELDS, KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import parse_env, study_key, study_label
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
-from .store import SHORT_KEY, Store, StoreError, default_store_path
+from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, default_store_path
 from .tasks import get_task, local_task
 
 
@@ -117,14 +117,12 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         if args.show:
             console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
-        env = {name: getattr(args, name) for name in ("torch", "transformers", "cpu_threads")
-               if getattr(args, name) is not None}
-        filters = _filters(args)
-        runs = store.query(**filters, env=env or None)
+        filters, env = _filters(args)
+        runs = store.query(**filters, env=env)
         if not runs and (env or any(filters.values())):
-            raise ValueError(store.nothing_matches({**filters, **env}))
+            raise ValueError(store.nothing_matches({**filters, **(env or {})}))
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
-             "recipe hash": r.recipe_hash[:8], "data": (r.task.get("fingerprint") or "-")[:8],
+             "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
              "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
@@ -141,19 +139,20 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _filters(args: argparse.Namespace) -> dict:
-    """The store filters a command was given; one it has no option for is None."""
-    return {name: getattr(args, name, None) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
+def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
+    """The store filters a command was given (see ``add_filters``), and its --env as fields."""
+    filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
+    return filters, parse_env(args.env) if args.env else None
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        filters = _filters(args)
+        filters, env = _filters(args)
         fmt = args.format or {".json": "json", ".csv": "csv"}.get(Path(args.path).suffix.lower())
         if fmt is None:
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
-        count = store.export(args.path, fmt=fmt, **filters)
+        count = store.export(args.path, fmt=fmt, env=env, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
 
@@ -203,8 +202,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
-        env = parse_env(args.env) if args.env else None
-        filters = _filters(args)
+        filters, env = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs:
             nothing = store.nothing_matches({**filters, **(env or {})})
@@ -213,7 +211,7 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}
     for run in runs:
-        versions.setdefault(study_key(run), set()).add(run.recipe_hash[:8])
+        versions.setdefault(study_key(run), set()).add(run.recipe_hash[:SHORT_HASH])
     for (*trained_on, recipe), hashes in sorted(versions.items(), key=lambda item: str(item[0])):
         if len(hashes) > 1:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
@@ -223,8 +221,17 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-RECIPE_HASH_HELP = "only runs of this version of a recipe (a prefix of the hash in stabench runs)"
-TRAIN_SIZE_HELP = "only runs on a training subsample of this many examples (e.g. 1000), or 'full'"
+def add_filters(parser: argparse.ArgumentParser) -> None:
+    """The same run filters for every command that selects stored runs."""
+    for name in ("task", "model", "recipe", "tag"):
+        parser.add_argument(f"--{name}", help=f"only runs with this {name}")
+    parser.add_argument("--recipe-hash", help="only runs of this version of a recipe (a start of the hash in "
+                                              "stabench runs)")
+    parser.add_argument("--train-size", help="only runs on a training subsample of this many examples (e.g. 1000), "
+                                             "or 'full'")
+    parser.add_argument("--env", metavar="FIELD=VALUE,...", help="only runs made under these library versions or "
+                        "devices, e.g. torch=2.13.0,cpu_threads=2 (fields: " + ", ".join((*KEY_FIELDS, *CPU_KEY_FIELDS))
+                        + ")")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,11 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
-    for option in ("task", "model", "recipe", "tag", "torch", "transformers"):
-        runs.add_argument(f"--{option}", help=f"only runs with this {option}")
-    runs.add_argument("--cpu-threads", help="only CPU runs made with this many torch threads")
-    runs.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
-    runs.add_argument("--train-size", help=TRAIN_SIZE_HELP)
+    add_filters(runs)
     runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
@@ -270,11 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path", help="file to write: .json (full records) or .csv (a row per run)")
     export.add_argument("--format", choices=("json", "csv"), help="json or csv (default: from the file's extension)")
-    for option in ("task", "model", "recipe", "tag"):
-        export.add_argument(f"--{option}", help=f"only runs with this {option} (e.g. --tag baseline for another "
-                                                f"machine)" if option == "tag" else f"only runs with this {option}")
-    export.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
-    export.add_argument("--train-size", help=TRAIN_SIZE_HELP)
+    add_filters(export)
     export.set_defaults(handler=cmd_export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
@@ -295,11 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
     tag.add_argument("name", help="the tag, e.g. baseline (a run can hold several tags)")
-    for option in ("task", "model", "recipe"):
-        tag.add_argument(f"--{option}", help=f"only runs with this {option}")
-    tag.add_argument("--env", help="only runs made under FIELD=VALUE,... (torch, transformers, device_name, ...)")
-    tag.add_argument("--recipe-hash", help=RECIPE_HASH_HELP)
-    tag.add_argument("--train-size", help=TRAIN_SIZE_HELP)
+    add_filters(tag)
     tag.set_defaults(handler=cmd_tag)
     return parser
 

@@ -22,7 +22,7 @@ from .metrics import higher_is_better
 from .recipes import Recipe
 from .report import fmt
 from .result import RunResult
-from .store import Store
+from .store import SHORT_HASH, Store
 
 DEFAULT_LIMITS = {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_failures": 0, "alpha": 0.05}
 
@@ -320,7 +320,7 @@ def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:
     def shown(name: str, run: RunResult) -> str:
         value = _KEY_PARTS[name](run)
         if name == "recipe content":
-            return value[:8]
+            return value[:SHORT_HASH]
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
         return str(value)[:12] if name == "data" else str(value)

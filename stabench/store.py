@@ -38,6 +38,7 @@ from .result import RunResult
 APPLICATION_ID = 0x5354424E
 BUSY_TIMEOUT_S = 60.0
 SHORT_KEY = 10  # characters of a run key that tables show; any unique start of 4 or more finds the run
+SHORT_HASH = 8  # characters of a recipe hash that tables and messages show
 
 # Copied out of the record for filtering; order matters for the INSERT statement.
 _COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
@@ -386,7 +387,7 @@ class Store:
         ``stabench runs`` shows them) or environment fields, so an error can list them."""
         rows = self._connection().execute(_DISTINCT_VALUES[filter_name])
         if filter_name == "recipe_hash":
-            return sorted({row[0][:SHORT_KEY] for row in rows})
+            return sorted({row[0][:SHORT_HASH] for row in rows})
         missing = "full" if filter_name == "train_size" else "none"
         return sorted(missing if row[0] is None else str(row[0]) for row in rows)
 
@@ -458,7 +459,8 @@ class Store:
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
-            raise StoreError(f"{self.nothing_matches(filters)}; nothing was exported to {path}")
+            flat = {**{k: v for k, v in filters.items() if k != "env"}, **(filters.get("env") or {})}
+            raise StoreError(f"{self.nothing_matches(flat)}; nothing was exported to {path}")
         _write_export(Path(path), runs, fmt)
         return len(runs)
 

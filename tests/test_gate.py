@@ -265,9 +265,13 @@ def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, cap
             store.put(run)
         assert {r.key for r in load_source("env:cpu_threads=1", store)} == {r.key for r in one}
         assert {r.key for r in load_source("env:torch=2.13.0,cpu_threads=2", store)} == {r.key for r in two}
-    assert main(["runs", "--cpu-threads", "2", "--store", str(tmp_path / "s.sqlite")]) == 0
+    assert main(["runs", "--env", "cpu_threads=2", "--store", str(tmp_path / "s.sqlite")]) == 0
     out = capsys.readouterr().out
     assert "3 stored run(s)" in out and "threads" in out
+    assert main(["export", str(tmp_path / "two.json"), "--env", "cpu_threads=2", "--store", str(tmp_path / "s.sqlite")]) == 0
+    assert {r["key"] for r in json.loads((tmp_path / "two.json").read_text())} == {r.key for r in two}
+    assert main(["export", str(tmp_path / "no.json"), "--env", "cpu_threads=4", "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert "no stored run matches cpu_threads=4 (stored cpu_threads values: 1, 2)" in capsys.readouterr().err
 
 
 def test_compare_reads_two_export_files_without_a_store_and_refuses_a_misspelt_store(tmp_path, capsys):

@@ -713,4 +713,4 @@ def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(sto
     assert store.nothing_matches({"recipe_hash": prefix, "task": "mrpc"}) == (
         f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
     assert store.nothing_matches({"recipe_hash": "zzzz"}).endswith(
-        f"(stored recipe hashes: {run.recipe_hash[:store_module.SHORT_KEY]})")
+        f"(stored recipe hashes: {run.recipe_hash[:store_module.SHORT_HASH]})")
