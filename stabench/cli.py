@@ -191,13 +191,17 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         elif result.unconfirmed:
             console.print(f"[yellow]{result.verdict}[/] {escape(result.claim)}: {escape(result.unconfirmed)}",
                           highlight=False)
+    status = 1 if failing else 0
     if not any(r.baseline for r in results):
         held = sorted({study_label(study_key(r)) for r in baseline})
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
                       f"name), so nothing was compared; the baseline holds {escape(', '.join(held))}[/]",
                       highlight=False)
-        return 2
-    return 1 if failing else 0
+        status = 2
+    if args.json:
+        report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": status,
+                                      "gate": [result.entry() for result in results]})
+    return status
 
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
@@ -290,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--gate", "--limits", dest="limits", metavar="LIMITS",
                          help="the limits, as pytest's --stabench-gate: e.g. max_mean_drop=0.01,"
                               "max_std_increase=0.01,max_extra_failures=0,alpha=0.05 (these are the defaults)")
+    compare.add_argument("--json", metavar="PATH", help="also write each row with its numbers (summaries, every "
+                                                        "check's effect, limit and p-value, run keys) as JSON, as "
+                                                        "pytest's --stabench-json does")
     compare.set_defaults(handler=cmd_compare)
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))

@@ -186,6 +186,11 @@ class GateResult:
                 "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
                 "current": describe(self.current), "changed": self.changed, "gate": self.verdict}
 
+    def entry(self) -> dict[str, Any]:
+        """The gate's JSON entry, as pytest's --stabench-json and stabench compare --json write it."""
+        return {**self.row(), "fails": self.fails, "why": self.why, "unconfirmed": self.unconfirmed,
+                "detail": self.detail()}
+
     def detail(self) -> dict[str, Any]:
         """The numbers behind ``row()``, for a JSON report a CI step reads without parsing text."""
         return {"fails": self.fails, "reasons": list(self.reasons), "too_few_seeds": self.too_few_seeds,

@@ -434,9 +434,7 @@ def _record_gate(item: pytest.Item, state: State, studies) -> None:
     for name, study in studies.items():
         result = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
                              option(item.config, "baseline"), state.session().store, state.baseline, limits)
-        item.user_properties.append(("stabench_gate", json.dumps(
-            {**result.row(), "fails": result.fails, "why": result.why, "unconfirmed": result.unconfirmed,
-             "detail": result.detail()})))
+        item.user_properties.append(("stabench_gate", json.dumps(result.entry())))
 
 
 def _arm_label(item: pytest.Item, arm: str, studies) -> str:

@@ -394,6 +394,13 @@ def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, 
         for run in baseline + current:
             store.put(run)
         store.tag([r.key for r in baseline], "base")
-    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite"),
+                 "--json", str(tmp_path / "gate.json")]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "ok t / m / r: mean drop 0.0125 is past its limit 0.01, but one-sided Mann-Whitney p=" in out
+    written = json.loads((tmp_path / "gate.json").read_text())  # the numbers, for a CI step
+    (entry,) = written["gate"]
+    assert written["exit_status"] == 0 and entry["gate"] == "ok" and entry["fails"] is False
+    assert entry["unconfirmed"] == result.unconfirmed and entry["detail"]["current"]["n"] == 4
+    mean = next(c for c in entry["detail"]["checks"] if c["check"] == "mean drop")
+    assert mean["regressed"] is False and 0.05 <= mean["p"] <= 1
