@@ -127,10 +127,13 @@ def check_count(threads: int | None, owner: str = "") -> None:
 
 
 def check_gpu_ids(text: str | None) -> list[str]:
-    """GPU ids as CUDA_VISIBLE_DEVICES takes them (indices or GPU-/MIG- UUIDs), each one visible.
+    """GPU ids for pinning workers, as CUDA_VISIBLE_DEVICES takes them (indices or GPU-/MIG-
+    UUIDs), each one this process may use: within its own CUDA_VISIBLE_DEVICES when that is set
+    (a job's allocation), else below the machine's GPU count.
 
     A worker pinned to an id CUDA does not know would see no GPU, and ``auto`` would train it
-    on the CPU without a word."""
+    on the CPU without a word.  Checked in the controller only: a worker's own
+    CUDA_VISIBLE_DEVICES is already narrowed to its one GPU."""
     if text is None:
         return []
     ids = [item.strip() for item in text.split(",")]
@@ -138,6 +141,14 @@ def check_gpu_ids(text: str | None) -> list[str]:
         if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
             raise ValueError(f"GPU id {gpu!r} is invalid; expected comma-separated indices such as 0,1 "
                              f"or GPU-/MIG- UUIDs")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        allowed = [item.strip() for item in visible.split(",") if item.strip()]
+        outside = [gpu for gpu in ids if gpu not in allowed]
+        if outside:
+            raise ValueError(f"GPU {', '.join(outside)} is outside CUDA_VISIBLE_DEVICES={visible}; expected ids "
+                             f"from it: {', '.join(allowed) or 'none'}")
+        return ids
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -98,9 +98,11 @@ def _check_options(config: pytest.Config) -> list | None:
     from .environment import check_count, check_gpu_ids, resolve_device
     from .gate import load_source, parse_limits, reads_store, stored_values_hint
 
-    for name, check in (("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
-                        ("cpu-threads", check_count), ("workers-per-gpu", check_count),
-                        ("gpus", check_gpu_ids)):
+    checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
+              ("cpu-threads", check_count), ("workers-per-gpu", check_count)]
+    if not _is_worker(config):  # a worker sees only the GPU it was pinned to
+        checks.append(("gpus", check_gpu_ids))
+    for name, check in checks:
         try:
             check(option(config, name))
         except ValueError as error:

@@ -341,3 +341,32 @@ def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert not (suite.path / "typo.sqlite").exists()  # a misspelt store is not created
+
+
+def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pytester, tiny_model, monkeypatch):
+    """The GPU path on a CPU: CUDA_VISIBLE_DEVICES stands for a job's allocation; each worker
+    checks nothing itself (it sees only its own GPU) and records the id it was pinned to."""
+    pytester.makeconftest('''
+import os, pytest
+
+@pytest.fixture(autouse=True)
+def _record_pinned_gpu():
+    with open("gpu-" + os.environ.get("PYTEST_XDIST_WORKER", "main") + ".txt", "w") as out:
+        out.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+''')
+    pytester.makepyfile(test_pinned=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=4)
+def test_pinned(study):
+    assert study.n == 4
+''')
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
+    result = _run(pytester, "-n", "2", "--stabench-gpus=7,6", "--stabench-device=cpu", "--stabench-store=s.sqlite")
+    result.assert_outcomes(passed=5)
+    pinned = {path.name: path.read_text() for path in pytester.path.glob("gpu-*.txt")}
+    assert set(pinned) <= {"gpu-gw0.txt", "gpu-gw1.txt"} and len(pinned) == 2
+    assert sorted(pinned.values()) == ["6", "7"]  # one GPU each
+    refused = _run(pytester, "--stabench-gpus=0", "--stabench-device=cpu", "--stabench-store=s.sqlite")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["*--stabench-gpus: GPU 0 is outside CUDA_VISIBLE_DEVICES=6,7; expected ids from it: 6, 7"])

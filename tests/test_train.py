@@ -225,17 +225,23 @@ def test_devices_are_checked_before_anything_runs(tiny_model, monkeypatch):
         resolve_device("cuda:1")
 
 
-@pytest.mark.parametrize("gpus, count, error", [
-    ("0,1", 2, None), ("GPU-8f2a,MIG-1c", 1, None),
-    ("0", 0, "'0' names GPUs, but no CUDA GPU is visible here; leave the option out to train on the CPU"),
-    ("0,3", 2, "GPU 3 is not visible here; expected ids 0..1"),
-    ("a", 2, "GPU id 'a' is invalid; expected comma-separated indices such as 0,1 or GPU-/MIG- UUIDs"),
-    ("0,", 2, "GPU id '' is invalid"),
+@pytest.mark.parametrize("gpus, count, visible, error", [
+    ("0,1", 2, None, None), ("GPU-8f2a,MIG-1c", 1, None, None),
+    ("2,3", 2, "2,3", None),  # a job's allocation: the ids are the physical ones it lists
+    ("0", 0, None, "'0' names GPUs, but no CUDA GPU is visible here; leave the option out to train on the CPU"),
+    ("0,3", 2, None, "GPU 3 is not visible here; expected ids 0..1"),
+    ("0,2", 2, "2,3", "GPU 0 is outside CUDA_VISIBLE_DEVICES=2,3; expected ids from it: 2, 3"),
+    ("a", 2, None, "GPU id 'a' is invalid; expected comma-separated indices such as 0,1 or GPU-/MIG- UUIDs"),
+    ("0,", 2, None, "GPU id '' is invalid"),
 ])
-def test_gpu_ids_that_cuda_would_not_show_a_worker_are_refused(monkeypatch, gpus, count, error):
+def test_gpu_ids_that_cuda_would_not_show_a_worker_are_refused(monkeypatch, gpus, count, visible, error):
     """A worker pinned to an unknown id would see no GPU and quietly train on the CPU."""
     from stabench.environment import check_gpu_ids
 
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     if error is None:
