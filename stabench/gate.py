@@ -210,11 +210,10 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     key = study_key(current[0])
     metric = current[0].primary_metric
     matching = one_variant([r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics])
-    shared = {r.seed for r in current} & {r.seed for r in matching}
-    if len(shared) >= 2:  # seed for seed: the same data orders and heads on both sides
-        matching = [r for r in matching if r.seed in shared]
-        current = [r for r in current if r.seed in shared]
-    baseline = _dedupe(matching)
+    # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
+    # stays, so runs on seeds the baseline lacks can still show a regression.
+    same_seeds = [r for r in matching if r.seed in {r.seed for r in current}]
+    baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
         return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))

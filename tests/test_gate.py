@@ -75,13 +75,15 @@ def test_runs_tagged_for_the_claim_are_its_baseline_whatever_their_recipe_name()
     assert check("c", current, baseline, same_study=True).verdict == "REGRESSED"
 
 
-def test_seeds_on_both_sides_are_compared_seed_for_seed():
-    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:6])]
-    current = [_run(s, v) for s, v in enumerate(GOOD + [0.5, 0.5])]  # seeds 0-9: 6 shared, 4 new ones collapse
-    result = check("c", current, baseline)
-    assert result.current.n == result.baseline.n == 6 and not result.regressed
-    assert sorted(r.seed for r in current if r.key in result.current_keys) == list(range(6))
-    disjoint = check("c", [_run(s + 20, v) for s, v in enumerate(GOOD)], baseline)  # no seed shared: all of both
+def test_the_baseline_is_cut_to_the_current_seeds_and_every_current_run_counts():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    few = check("c", [_run(s, v) for s, v in enumerate(GOOD[:4])], baseline)  # seed for seed: 4 vs 4
+    assert few.current.n == few.baseline.n == 4
+    assert sorted(r.seed for r in baseline if r.key in few.baseline_keys) == [0, 1, 2, 3]
+    # Seeds the baseline lacks stay: here they collapse, which must not hide behind the shared seeds.
+    more = check("c", [_run(s, v) for s, v in enumerate(GOOD[:4] + [0.5] * 12)], baseline[:4])
+    assert (more.current.n, more.baseline.n) == (16, 4) and more.regressed
+    disjoint = check("c", [_run(s + 20, v) for s, v in enumerate(GOOD)], baseline[:6])  # no seed shared: all
     assert (disjoint.current.n, disjoint.baseline.n) == (8, 6)
 
 
