@@ -319,7 +319,8 @@ class Store:
         """Add ``tag`` to the given runs (all must exist); returns how many runs were newly tagged.
 
         With ``claim``, these runs become that claim's runs under the tag, replacing any tagged
-        for it before: tagging again moves a claim's baseline, whatever either side's seeds."""
+        for it before, which also lose the tag unless another claim holds them under it: tagging
+        again moves a claim's baseline, for the pytest gate and for ``tag:NAME`` alike."""
         keys = list(keys)
         with self._transaction() as conn:
             missing = [key for key in keys if key not in self]
@@ -327,7 +328,12 @@ class Store:
                 raise StoreError(f"{self.path}: cannot tag {tag!r}: no stored runs with keys "
                                  f"{missing}")
             if claim is not None:
+                previous = [row[0] for row in conn.execute(
+                    "SELECT key FROM claim_tags WHERE tag = ? AND claim = ?", (tag, claim))]
                 conn.execute("DELETE FROM claim_tags WHERE tag = ? AND claim = ?", (tag, claim))
+                for key in set(previous) - set(keys):
+                    if conn.execute("SELECT 1 FROM claim_tags WHERE tag = ? AND key = ?", (tag, key)).fetchone() is None:
+                        conn.execute("DELETE FROM tags WHERE tag = ? AND key = ?", (tag, key))
                 conn.executemany("INSERT OR IGNORE INTO claim_tags (tag, claim, key) VALUES (?, ?, ?)",
                                  [(tag, claim, key) for key in keys])
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
