@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -89,8 +90,10 @@ def write_json(path: str | Path, payload: Any) -> Path:
 
 
 def _strict(value: Any) -> Any:
-    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a numpy scalar: as the Python one
+    if isinstance(value, np.generic):  # a numpy scalar: as the Python one
         value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

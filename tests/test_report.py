@@ -22,3 +22,8 @@ def test_json_holds_numpy_scalars_as_json_types_and_non_finite_as_null(tmp_path_
             assert read is None
         else:
             assert read == value and type(read) is type(value)
+
+
+def test_numpy_arrays_are_written_as_lists(tmp_path):
+    path = write_json(tmp_path / "r.json", {"a": np.array([1.0, np.nan]), "b": np.array([[1, 2]]), "c": np.array([3])})
+    assert json.loads(path.read_text()) == {"a": [1.0, None], "b": [[1, 2]], "c": [3]}
