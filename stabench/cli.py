@@ -120,7 +120,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs and (env or any(filters.values())):
-            raise ValueError(store.nothing_matches({**filters, **(env or {})}))
+            raise ValueError(store.nothing_matches(filters, env))
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
              "train": r.task.get("train_size") or "full", "seed": r.seed,
@@ -209,7 +209,7 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs:
-            nothing = store.nothing_matches({**filters, **(env or {})})
+            nothing = store.nothing_matches(filters, env)
             raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)

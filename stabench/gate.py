@@ -72,18 +72,23 @@ def stored_values_hint(source: str, store: Store | None) -> str:
     environment fields, that the store does hold, to spot a typo."""
     if store is None or not reads_store(source):
         return ""
-    fields = ["tag"] if source.startswith("tag:") else list(parse_env(source[4:]))
-    return " (" + "; ".join(store.stored_hint(field) for field in fields) + ")"
+    if source.startswith("tag:"):
+        return f" ({store.stored_hint('tag')})"
+    unmatched = [field for field, value in parse_env(source[4:]).items()  # the fields that matched no run alone
+                 if not store.query(env={field: value})]
+    return " (" + "; ".join(store.stored_hint(field) for field in unmatched) + ")" if unmatched else ""
 
 
-def parse_env(text: str) -> dict[str, str]:
-    env = {}
+def parse_env(text: str) -> dict[str, str | None]:
+    """``torch=2.13.0,cpu_threads=2`` -> fields; ``none`` stands for a field a run lacks (e.g.
+    cpu_threads on a GPU), as the hints of a filter that matched nothing list it."""
+    env: dict[str, str | None] = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
         if not sep or name.strip() not in (*KEY_FIELDS, *CPU_KEY_FIELDS):
             raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
                              f"{', '.join((*KEY_FIELDS, *CPU_KEY_FIELDS))}")
-        env[name.strip()] = value.strip()
+        env[name.strip()] = None if value.strip() == "none" else value.strip()
     return env
 
 

@@ -119,10 +119,11 @@ _DISTINCT_VALUES = {
 
 
 def _matches(filter_name: str, given: Any, stored: str) -> bool:
-    """Whether a stored value satisfies a filter's value (a recipe hash by its start)."""
+    """Whether a stored value satisfies a filter's value (a recipe hash by its start; a field
+    a run lacks is listed as "none")."""
     if filter_name == "recipe_hash":
         return stored.startswith(str(given)) or str(given).startswith(stored)
-    return str(given) == stored
+    return ("none" if given is None else str(given)) == stored
 
 
 def check_train_size_filter(value: int | str) -> int | str:
@@ -371,10 +372,12 @@ class Store:
     def count(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
-    def nothing_matches(self, filters: dict[str, Any]) -> str:
-        """Says that no run matches ``filters``, with the stored values of each filter that
-        matched nothing on its own (the usual cause is a typo)."""
+    def nothing_matches(self, filters: dict[str, Any], env: dict[str, Any] | None = None) -> str:
+        """Says that no run matches ``filters`` (None: not given) and ``env`` (None: a field the
+        run lacks), with the stored values of each filter that matched nothing on its own (the
+        usual cause is a typo)."""
         given = {name: value for name, value in filters.items() if value is not None}
+        given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
         stored = {name: self.stored_values(name) for name in given if name in _DISTINCT_VALUES}
         hints = [self.stored_hint(name, values) for name, values in stored.items()
                  if not any(_matches(name, given[name], value) for value in values)]
@@ -465,8 +468,8 @@ class Store:
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
-            flat = {**{k: v for k, v in filters.items() if k != "env"}, **(filters.get("env") or {})}
-            raise StoreError(f"{self.nothing_matches(flat)}; nothing was exported to {path}")
+            others = {k: v for k, v in filters.items() if k != "env"}
+            raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
         _write_export(Path(path), runs, fmt)
         return len(runs)
 

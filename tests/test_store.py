@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from stabench import store as store_module
 from stabench.environment import key_fields
+from stabench.gate import parse_env
 from stabench.result import RunResult, run_key
 from stabench.store import Store, StoreError, default_store_path, schema_version
 
@@ -709,8 +710,13 @@ def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store
 def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(store: Store) -> None:
     run = make_result(0)
     store.put(run)
-    assert store.nothing_matches({"torch": "9.9", "cpu_threads": "2"}) == (
+    assert store.nothing_matches({}, {"torch": "9.9", "cpu_threads": "2"}) == (
         "no stored run matches torch=9.9, cpu_threads=2 (stored torch values: 2.13.0)")  # cpu_threads 2 is stored
+    assert store.nothing_matches({"task": "rte"}, {"cpu_threads": None}) == (
+        "no stored run matches task=rte, cpu_threads=none (stored cpu_threads values: 2)")
+    gpu = dataclasses.replace(make_result(1), key="gpu-run", environment={**ENVIRONMENT, "cpu_threads": None})
+    store.put(gpu)
+    assert [r.key for r in store.query(env=parse_env("cpu_threads=none"))] == ["gpu-run"]  # as the hint lists it
     prefix = run.recipe_hash[:6]
     assert store.nothing_matches({"recipe_hash": prefix, "task": "mrpc"}) == (
         f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
