@@ -165,6 +165,16 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    try:
+        return _compare(args, console)
+    except (ValueError, FileNotFoundError, StoreError) as error:
+        if args.json:  # a CI step reading the file must not find an earlier run's numbers
+            report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": 2,
+                                          "error": str(error), "gate": []})
+        raise
+
+
+def _compare(args: argparse.Namespace, console: Console) -> int:
     from .gate import compare_sources, load_source, parse_limits, reads_store, stored_values_hint
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)

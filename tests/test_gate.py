@@ -193,9 +193,13 @@ def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, ca
             store.put(run)
         store.tag([r.key for r in runs], "base")
     argv = ["--store", str(tmp_path / "s.sqlite")]
-    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv]) == 2  # a mistake, not a regression (1)
+    report = tmp_path / "gate.json"
+    report.write_text('{"stale": true}')
+    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv, "--json", str(report)]) == 2  # not a regression (1)
     err = " ".join(capsys.readouterr().err.split())
     assert "error: every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in err
+    written = json.loads(report.read_text())
+    assert written["exit_status"] == 2 and written["gate"] == [] and written["error"].startswith("every run in")
     assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
     assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
 
