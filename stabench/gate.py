@@ -73,10 +73,10 @@ def stored_values_hint(source: str, store: Store | None) -> str:
     if store is None or not reads_store(source):
         return ""
     if source.startswith("tag:"):
-        return f" ({store.stored_hint('tag')})"
-    unmatched = [field for field, value in parse_env(source[4:]).items()  # the fields that matched no run alone
-                 if not store.query(env={field: value})]
-    return " (" + "; ".join(store.stored_hint(field) for field in unmatched) + ")" if unmatched else ""
+        hints = store.unmatched_hints({"tag": source[4:]})
+    else:
+        hints = store.unmatched_hints({}, parse_env(source[4:]))
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def parse_env(text: str) -> dict[str, str | None]:

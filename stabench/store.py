@@ -118,12 +118,23 @@ _DISTINCT_VALUES = {
 }
 
 
+def _given(filters: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any]:
+    """The filters that were given (None: not given) and environment fields (None: a field the
+    run lacks, written "none" as the stored values list it)."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
+    return given
+
+
+_NAMED_BY_PLURAL = ("task", "model", "recipe", "tag", "train_size")  # "stored tasks: ...", not "task values"
+
+
 def _matches(filter_name: str, given: Any, stored: str) -> bool:
-    """Whether a stored value satisfies a filter's value (a recipe hash by its start; a field
-    a run lacks is listed as "none")."""
+    """Whether a stored value (as ``stored_values`` lists it) satisfies a filter's value, a
+    recipe hash by its start."""
     if filter_name == "recipe_hash":
         return stored.startswith(str(given)) or str(given).startswith(stored)
-    return ("none" if given is None else str(given)) == stored
+    return str(given) == stored
 
 
 def check_train_size_filter(value: int | str) -> int | str:
@@ -376,20 +387,25 @@ class Store:
         """Says that no run matches ``filters`` (None: not given) and ``env`` (None: a field the
         run lacks), with the stored values of each filter that matched nothing on its own (the
         usual cause is a typo)."""
-        given = {name: value for name, value in filters.items() if value is not None}
-        given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
-        stored = {name: self.stored_values(name) for name in given if name in _DISTINCT_VALUES}
-        hints = [self.stored_hint(name, values) for name, values in stored.items()
-                 if not any(_matches(name, given[name], value) for value in values)]
+        given = _given(filters, env)
+        hints = self.unmatched_hints(filters, env)
         return (f"no stored run matches {', '.join(f'{k}={v}' for k, v in given.items())}"
                 + (f" ({'; '.join(hints)})" if hints else ""))
 
-    def stored_hint(self, filter_name: str, values: list[str] | None = None) -> str:
-        """``stored tasks: polarity, rte`` or ``stored torch values: 2.13.0``, for an error."""
-        values = self.stored_values(filter_name) if values is None else values
-        plural = {"recipe_hash": "recipe hashes"}.get(filter_name, f"{filter_name}s" if filter_name in (
-            "task", "model", "recipe", "tag", "train_size") else f"{filter_name} values")
-        return f"stored {plural}: {', '.join(values) or 'none'}"
+    def unmatched_hints(self, filters: dict[str, Any], env: dict[str, Any] | None = None) -> list[str]:
+        """For each filter (as in ``nothing_matches``) that matches no stored run on its own, its
+        stored values, e.g. ``stored tasks: polarity, rte`` or ``stored torch values: 2.13.0``."""
+        given = _given(filters, env)
+        hints = []
+        for name, value in given.items():
+            if name not in _DISTINCT_VALUES:
+                continue
+            values = self.stored_values(name)
+            if not any(_matches(name, value, stored) for stored in values):
+                plural = ("recipe hashes" if name == "recipe_hash" else f"{name}s" if name in _NAMED_BY_PLURAL
+                          else f"{name} values")
+                hints.append(f"stored {plural}: {', '.join(values) or 'none'}")
+        return hints
 
     def stored_values(self, filter_name: str) -> list[str]:
         """The distinct stored tasks, models, recipes, tags, train sizes, recipe hashes (as short as
