@@ -141,21 +141,29 @@ def check_gpu_ids(text: str | None) -> list[str]:
         if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
             raise ValueError(f"GPU id {gpu!r} is invalid; expected comma-separated indices such as 0,1 "
                              f"or GPU-/MIG- UUIDs")
+    allowed = visible_gpu_ids()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        allowed = [item.strip() for item in visible.split(",") if item.strip()]
         outside = [gpu for gpu in ids if gpu not in allowed]
         if outside:
             raise ValueError(f"GPU {', '.join(outside)} is outside CUDA_VISIBLE_DEVICES={visible}; expected ids "
                              f"from it: {', '.join(allowed) or 'none'}")
         return ids
-    import torch
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if not count:
+    if not allowed:
         raise ValueError(f"{text!r} names GPUs, but no CUDA GPU is visible here; leave the option out to "
                          f"train on the CPU")
-    unknown = [gpu for gpu in ids if gpu.isdigit() and int(gpu) >= count]
+    unknown = [gpu for gpu in ids if gpu.isdigit() and int(gpu) >= len(allowed)]
     if unknown:
-        raise ValueError(f"GPU {', '.join(unknown)} is not visible here; expected ids 0..{count - 1}")
+        raise ValueError(f"GPU {', '.join(unknown)} is not visible here; expected ids 0..{len(allowed) - 1}")
     return ids
+
+
+def visible_gpu_ids() -> list[str]:
+    """The GPUs this process may use: its CUDA_VISIBLE_DEVICES when set (a job's allocation),
+    else every GPU by index.  Counting them does not initialise CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [gpu.strip() for gpu in visible.split(",") if gpu.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]

@@ -243,15 +243,11 @@ class GpuPool:
 
 
 def _gpu_ids(requested: str | None) -> list[str]:
-    """GPU ids to spread workers over, without initialising CUDA in the controller."""
-    if requested:
-        return [g.strip() for g in requested.split(",") if g.strip()]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip()]
-    import torch
+    """GPU ids to spread workers over (``--stabench-gpus``, checked by ``check_gpu_ids``, or
+    every visible one), without initialising CUDA in the controller."""
+    from .environment import visible_gpu_ids
 
-    return [str(i) for i in range(torch.cuda.device_count())]
+    return [g.strip() for g in requested.split(",") if g.strip()] if requested else visible_gpu_ids()
 
 
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
