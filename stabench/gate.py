@@ -275,6 +275,7 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
     if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
         return "recipe content"
+
     def plain(value: Any) -> Any:  # epochs 4, not the 4.0 a float field holds
         return int(value) if isinstance(value, float) and value.is_integer() else value
 
