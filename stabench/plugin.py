@@ -28,7 +28,7 @@ _OPTIONS = [
     ("seeds", "run every claim on these seeds instead of its own: N (seeds 0..N-1), a range 8-15 or a list 1,3,7",
      "str"),
     ("recompute", "train every seed again even when a result is stored", "bool"),
-    ("device", "auto (default), cpu or cuda", "str"),
+    ("device", "auto (default), cpu, cuda or cuda:N (cuda:N puts every worker on GPU N, unpinned)", "str"),
     ("gpus", "comma-separated GPU ids to spread workers over (default: CUDA_VISIBLE_DEVICES or all)", "str"),
     ("workers-per-gpu", "xdist workers sharing one GPU (default 1)", "int"),
     ("cpu-threads", "torch threads per process on CPU (default: cores / workers)", "int"),
@@ -102,6 +102,10 @@ def _check_options(config: pytest.Config) -> list | None:
               ("cpu-threads", check_count), ("workers-per-gpu", check_count)]
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
+    if option(config, "gpus") and _gpu_index(option(config, "device")) is not None:
+        raise pytest.UsageError(
+            f"--stabench-device={option(config, 'device')} names one GPU while --stabench-gpus={option(config, 'gpus')} "
+            f"spreads workers over GPUs; give one of them (--stabench-device=cuda with --stabench-gpus)")
     for name, check in checks:
         try:
             check(option(config, name))
@@ -206,12 +210,17 @@ class State:
 
 
 class GpuPool:
-    """Controller side of GPU pinning: each worker gets a free slot, a dead worker's slot returns."""
+    """Controller side of GPU pinning: each worker gets a free slot, a dead worker's slot returns.
+
+    ``--stabench-device=cuda:N`` turns pinning off: N counts the GPUs the controller sees, and a
+    worker pinned to one GPU would see no cuda:N.
+    """
 
     def __init__(self, config: pytest.Config, session_id: str):
         self.session_id = session_id
         per_gpu = option(config, "workers-per-gpu") or 1
-        self.slots = [gpu for gpu in _gpu_ids(option(config, "gpus")) for _ in range(per_gpu)]
+        pinned = _gpu_index(option(config, "device")) is None
+        self.slots = [gpu for gpu in _gpu_ids(option(config, "gpus")) for _ in range(per_gpu)] if pinned else []
         self.assigned: dict[str, str] = {}
 
     def pytest_configure_node(self, node) -> None:
@@ -240,6 +249,12 @@ class GpuPool:
         from xdist.scheduler import WorkStealingScheduling
 
         return WorkStealingScheduling(config, log)
+
+
+def _gpu_index(device: str | None) -> int | None:
+    """N of a ``cuda:N`` device text, else None (auto, cpu, cuda, or text the device check refuses)."""
+    kind, _, index = (device or "").partition(":")
+    return int(index) if kind == "cuda" and index.isdigit() else None
 
 
 def _gpu_ids(requested: str | None) -> list[str]:

@@ -330,6 +330,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
      "--stabench-tag=base is also the baseline tag:base: the gate would compare this session's runs with themselves*"),
     ("--stabench-gpus=a", "--stabench-gpus: GPU id 'a' is invalid; expected comma-separated indices such as 0,1*"),
     ("--stabench-workers-per-gpu=-2", "--stabench-workers-per-gpu: -2 is invalid; expected an integer >= 1"),
+    ("--stabench-gpus=0,1 --stabench-device=cuda:1",
+     "--stabench-device=cuda:1 names one GPU while --stabench-gpus=0,1 spreads workers over GPUs; give one of them*"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     # In-process: the session stops in pytest_configure, before any torch setting is touched.
@@ -370,3 +372,14 @@ def test_pinned(study):
     refused = _run(pytester, "--stabench-gpus=0", "--stabench-device=cpu", "--stabench-store=s.sqlite")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--stabench-gpus: GPU 0 is outside CUDA_VISIBLE_DEVICES=6,7; expected ids from it: 6, 7"])
+
+
+@pytest.mark.parametrize("device, slots", [("cuda:1", []), ("cuda", ["6", "7"]), ("auto", ["6", "7"])])
+def test_an_explicit_cuda_index_leaves_workers_unpinned(pytester, monkeypatch, device, slots):
+    """A worker pinned to one GPU sees only cuda:0, so ``cuda:1`` (the controller's numbering)
+    must reach the workers with every GPU still visible."""
+    from stabench.plugin import GpuPool
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
+    config = pytester.parseconfig(f"--stabench-device={device}")
+    assert GpuPool(config, "session").slots == slots
