@@ -377,6 +377,9 @@ class Study:
             if (r.task or {}).get("name") != task:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of task "
                                  f"{(r.task or {}).get('name')!r}, not {task!r}")
+            if (r.model or {}).get("name") != arm.model:
+                raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
+                                 f"{(r.model or {}).get('name')!r}, not {arm.model!r}")
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "

@@ -26,7 +26,7 @@ def test_recompute_trains_each_seed_once_per_session_and_never_reads_old_results
         assert Session(store=store).run_seed(arm, 1)[1] is False  # and an ordinary one reads it
 
 
-def test_a_study_built_by_hand_refuses_runs_of_another_recipe_or_subsample(tiny_model, tmp_path):
+def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample(tiny_model, tmp_path):
     import pytest
 
     from stabench.claims import Study
@@ -43,6 +43,8 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_or_subsample(tiny_
         Study(Arm(name="c", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST, train_size=64), runs)
     with pytest.raises(ValueError, match=r"^study of d: run .* \(seed 0\) is of task 'same-number', not 'polarity'$"):
         Study(Arm(name="d", task="polarity", model=tiny_model, recipe=FAST), runs)
+    with pytest.raises(ValueError, match=r"^study of m: run .* \(seed 0\) is of model '.*', not 'minilm-l6'$"):
+        Study(Arm(name="m", task=BUILTIN_PAIR_TASK, model="minilm-l6", recipe=FAST), runs)
     with pytest.raises(ValueError, match=r"^study of a: seeds \[0\] appear more than once; each seed is one run$"):
         Study(arm, runs + runs)
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
