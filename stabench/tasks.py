@@ -121,6 +121,11 @@ def _datasets():
 
 def _glue_loader(config: str) -> Callable[[], datasets.DatasetDict]:
     def load() -> datasets.DatasetDict:
+        from .profiles import glue_available, hub_reason
+
+        if not glue_available(config):  # fail now, not after the hub client's retries
+            raise RuntimeError(f"could not load {GLUE_ID}/{config} ({hub_reason()}); it needs Hugging Face hub "
+                               f"access or a local datasets cache")
         datasets = _datasets()
         try:
             return datasets.load_dataset(GLUE_ID, config)
@@ -164,7 +169,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     for path in given.values():
         if not path.is_file():
             where = "" if path.is_absolute() else f" (relative to {os.getcwd()})"
-            raise FileNotFoundError(f"task file {str(path)!r} does not exist{where}; expected a CSV, TSV or "
+            what = "is a folder" if path.is_dir() else "does not exist"
+            raise FileNotFoundError(f"task file {str(path)!r} {what}{where}; expected a CSV, TSV or "
                                     f"JSON-lines file")
         if path.suffix.lower() not in _FORMATS:
             raise ValueError(f"task file {str(path)!r} has an unsupported extension; expected one of "
@@ -219,12 +225,16 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
             header = list(record)
         else:
             tabs = path.suffix.lower() == ".tsv"
-            header = next(csv.reader(handle, delimiter="\t" if tabs else ","), [])
+            rows = csv.reader(handle, delimiter="\t" if tabs else ",")
+            header = next(rows, [])
             other, name = (",", ".csv") if tabs else ("\t", ".tsv")
             if len(header) == 1 and other in header[0] and any(c not in header for c in columns):
                 raise ValueError(f"task file {str(path)!r} has one column, {header[0]!r}, which looks "
                                  f"{'comma' if tabs else 'tab'}-separated; expected {path.suffix} columns "
                                  f"separated by {'tabs' if tabs else 'commas'}, or name the file {name}")
+            if not any(any(cell.strip() for cell in row) for row in rows):
+                raise ValueError(f"task file {str(path)!r} has no examples, only its header; expected one row "
+                                 f"per example below it")
     _require_columns(path, columns, header)
 
 
