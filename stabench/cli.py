@@ -18,7 +18,7 @@ from .environment import CPU_KEY_FIELDS, KEY_FIELDS, check_count, key_fields, re
 from .gate import parse_env, study_key, study_label
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
-from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, default_store_path
+from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
 from .tasks import get_task, local_task
 
 
@@ -41,7 +41,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .train import fine_tune, prepare
 
     task = _task_from_args(args)
-    recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
+    recipe = get_recipe(args.recipe, **parse_overrides(  # lr=1e-3,epochs=1 as in pytest's --stabench-set
+        [part for item in args.set or [] for part in item.split(",") if part.strip()]))
     seeds = parse_seeds(args.seeds)
     device = resolve_device(args.device)
     if args.cpu_threads is not None:
@@ -201,6 +202,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         elif result.unconfirmed:
             console.print(f"[yellow]{result.verdict}[/] {escape(result.claim)}: {escape(result.unconfirmed)}",
                           highlight=False)
+        if result.baseline_note:
+            console.print(f"[yellow]note[/] {escape(result.claim)}: {escape(result.baseline_note)}", highlight=False)
     status = 1 if failing else 0
     if not any(r.baseline for r in results):
         held = sorted({study_label(study_key(r)) for r in baseline})
@@ -215,6 +218,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
+    check_tag(args.name)
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
@@ -231,7 +235,23 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
                           f"{escape(study_label(tuple(trained_on)))} (recipe hashes {', '.join(sorted(hashes))}); "
                           f"as a baseline, each study is compared with its version with the most runs; "
-                          f"--recipe-hash tags one version[/]", highlight=False)
+                          f"`stabench untag {escape(args.name)} --recipe-hash HASH` takes one version off[/]", highlight=False)
+    return 0
+
+
+def cmd_untag(args: argparse.Namespace, console: Console) -> int:
+    filters, env = _filters(args)
+    if filters["tag"] not in (None, args.name):
+        raise ValueError(f"--tag {filters['tag']!r} selects runs of another tag than {args.name!r}; untag takes the "
+                         f"tag off the runs that hold it, so leave --tag out")
+    filters["tag"] = args.name
+    with Store(args.store or default_store_path(), must_exist=True) as store:
+        runs = store.query(**filters, env=env)
+        if not runs:
+            raise ValueError(f"{store.nothing_matches(filters, env)}; no run lost the tag {args.name!r}")
+        removed = store.untag([r.key for r in runs], args.name)
+    console.print(f"took the tag {escape(repr(args.name))} off {removed} run(s); the runs stay stored",
+                  highlight=False)
     return 0
 
 
@@ -244,8 +264,8 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-size", help="only runs on a training subsample of this many examples (e.g. 1000), "
                                              "or 'full'")
     parser.add_argument("--env", metavar="FIELD=VALUE,...", help="only runs made under these library versions or "
-                        "devices, e.g. torch=2.13.0,cpu_threads=2 (fields: " + ", ".join((*KEY_FIELDS, *CPU_KEY_FIELDS))
-                        + ")")
+                        "devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 (fields: "
+                        + ", ".join((*KEY_FIELDS, *CPU_KEY_FIELDS)) + ")")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recipe", default="bert-default", help="preset name (default bert-default; mosbach-stable, "
                                                               "...)")
     run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4)")
-    run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a recipe field (repeatable)")
+    run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override recipe fields: repeat it or separate them by commas, e.g. lr=1e-3,epochs=1")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
     run.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
     run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: torch's); part of a CPU "
@@ -313,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("name", help="the tag, e.g. baseline (a run can hold several tags)")
     add_filters(tag)
     tag.set_defaults(handler=cmd_tag)
+
+    untag = with_store(sub.add_parser("untag", help="take a tag off stored runs (the runs stay)"))
+    untag.add_argument("name", help="the tag to take off")
+    add_filters(untag)
+    untag.set_defaults(handler=cmd_untag)
     return parser
 
 

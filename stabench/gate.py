@@ -153,6 +153,7 @@ class GateResult:
     baseline_keys: tuple[str, ...] = ()  # the runs compared
     current_keys: tuple[str, ...] = ()
     checks: tuple[dict, ...] = ()  # each check's effect, limit and p-value (see stats.regression)
+    baseline_note: str = ""  # which of several baseline variants was compared, when there were several
 
     @property
     def regressed(self) -> bool:
@@ -194,7 +195,7 @@ class GateResult:
     def entry(self) -> dict[str, Any]:
         """The gate's JSON entry, as pytest's --stabench-json and stabench compare --json write it."""
         return {**self.row(), "fails": self.fails, "why": self.why, "unconfirmed": self.unconfirmed,
-                "detail": self.detail()}
+                "baseline_note": self.baseline_note, "detail": self.detail()}
 
     def detail(self) -> dict[str, Any]:
         """The numbers behind ``row()``, for a JSON report a CI step reads without parsing text."""
@@ -214,14 +215,16 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching = one_variant([r for r in baseline_runs if (same_study or study_key(r) == key) and metric in r.metrics])
+    matching, note = pick_variant([r for r in baseline_runs if (same_study or study_key(r) == key)
+                                   and metric in r.metrics])
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     same_seeds = [r for r in matching if r.seed in {r.seed for r in current}]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
-        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))
+        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current),
+                          baseline_note=note)
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
@@ -235,7 +238,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                    f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
                       what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current),
-                      tuple(checks))
+                      tuple(checks), note)
 
 
 def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,
@@ -312,15 +315,22 @@ def variant(run: RunResult) -> tuple:
     return tuple(str(get(run)) for get in _KEY_PARTS.values())
 
 
-def one_variant(runs: Sequence[RunResult]) -> list[RunResult]:
-    """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
-    several stacks or recipe versions is compared as one of them, never as a per-seed mix."""
+def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str]:
+    """The runs of the variant with the most runs (the newest on a tie), and a note naming it
+    when there were several: a baseline stored under several stacks or recipe versions is
+    compared as one of them, never as a per-seed mix, and the reader must know which."""
     variants: dict[tuple, list[RunResult]] = {}
     for run in runs:
         variants.setdefault(variant(run), []).append(run)
     if len(variants) <= 1:
-        return list(runs)
-    return max(variants.values(), key=lambda group: (len(group), max(r.finished_at for r in group)))
+        return list(runs), ""
+    groups = sorted(variants.values(), key=lambda group: (len(group), max(r.finished_at for r in group)),
+                    reverse=True)
+    labels = _told_apart(groups)
+    tie = " (the newest of a tie)" if len(groups[0]) == len(groups[1]) else ""
+    held = "; ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
+    return groups[0], (f"the baseline holds {len(groups)} variants of this study ({held}); compared with "
+                       f"{labels[0]}, the one with the most runs{tie}")
 
 
 def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:

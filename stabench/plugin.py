@@ -111,6 +111,13 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
+    if option(config, "tag") is not None:
+        from .store import check_tag
+
+        try:
+            check_tag(option(config, "tag"))
+        except ValueError as error:
+            raise pytest.UsageError(f"--stabench-tag: {error}") from None
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         raise pytest.UsageError(
@@ -632,7 +639,8 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "unconfirmed", "detail")} for g in gates]
+            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "unconfirmed", "baseline_note", "detail")}
+                    for g in gates]
             styles = ["red" if g["fails"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
             for gate in gates:
@@ -640,6 +648,8 @@ class Reporter:
                     terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['why']}", red=True)
                 elif gate["unconfirmed"]:
                     terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['unconfirmed']}", yellow=True)
+                if gate["baseline_note"]:
+                    terminalreporter.write_line(f"note {gate['claim']}: {gate['baseline_note']}", yellow=True)
         if self.nothing_compared():
             baseline = option(self.config, "baseline")
             if self.gates:
@@ -676,8 +686,9 @@ class Reporter:
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
-                rows = [{**{k: v for k, v in g.items() if k not in ("fails", "unconfirmed", "detail")},
-                         "why": g["why"] or g["unconfirmed"]} for g in self.gates]
+                rows = [{**{k: v for k, v in g.items() if k not in ("fails", "unconfirmed", "baseline_note", "detail")},
+                         "why": "; ".join(filter(None, (g["why"] or g["unconfirmed"], g["baseline_note"])))}
+                        for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
             Path(markdown_path).write_text(text)
         if json_path := option(self.config, "json"):

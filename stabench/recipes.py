@@ -55,6 +55,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        _check(bool(self.name.strip()), "name", self.name, "a non-empty name")
         _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
         _check(0 < self.epochs < math.inf, "epochs", self.epochs, "a positive finite number")
         _check(self.max_steps is None or self.max_steps > 0, "max_steps", self.max_steps, "a positive integer or None")

@@ -51,6 +51,16 @@ class StoreError(Exception):
     """The store cannot do what was asked; the message says which file and why."""
 
 
+_TAG = re.compile(r"[\w.+=@/-]+")
+
+
+def check_tag(tag: Any) -> None:
+    """A tag is one word: ``tag:NAME`` baselines, CSV exports (``;``-joined) and shells read it whole."""
+    if not (isinstance(tag, str) and _TAG.fullmatch(tag)):
+        raise ValueError(f"tag {tag!r} is invalid; expected letters, digits and . _ - + = @ / (no spaces, commas, "
+                         f"colons or semicolons), e.g. baseline or torch-2.13")
+
+
 def default_store_path(rootdir: str | os.PathLike[str] | None = None) -> Path:
     """``$STABENCH_STORE`` if set, else ``<rootdir or cwd>/.stabench/results.sqlite``."""
     env = os.environ.get("STABENCH_STORE")
@@ -333,6 +343,7 @@ class Store:
         With ``claim``, these runs become that claim's runs under the tag, replacing any tagged
         for it before, which also lose the tag unless another claim holds them under it: tagging
         again moves a claim's baseline, for the pytest gate and for ``tag:NAME`` alike."""
+        check_tag(tag)
         keys = list(keys)
         with self._transaction() as conn:
             missing = [key for key in keys if key not in self]
@@ -350,6 +361,15 @@ class Store:
                                  [(tag, claim, key) for key in keys])
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                                     (key, tag)).rowcount for key in keys)
+
+    def untag(self, keys: Iterable[str], tag: str) -> int:
+        """Take ``tag`` off the given runs, for every claim that held them under it; returns how
+        many runs lost it.  The runs themselves stay."""
+        keys = list(keys)
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM claim_tags WHERE tag = ? AND key = ?", [(tag, key) for key in keys])
+            return sum(conn.execute("DELETE FROM tags WHERE tag = ? AND key = ?", (tag, key)).rowcount
+                       for key in keys)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -464,14 +484,14 @@ class Store:
         return [self._load(*row) for row in self._connection().execute(sql, params).fetchall()]
 
     def _load(self, key: str, result_json: str) -> RunResult:
-        """The stored record, with tags added later via ``tag()`` appended."""
+        """The stored record with its tags as they are now: the tags table holds every tag a run
+        was stored with (``put``, ``import_file``) and those ``tag()`` and ``untag()`` changed since."""
         try:
             result = RunResult.from_json(result_json)
         except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"{self.path}: stored run {key} is unreadable: {exc}") from exc
-        extra = [row[0] for row in self._connection().execute(
-            "SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,)) if row[0] not in result.tags]
-        result.tags = [*result.tags, *extra]
+        result.tags = [row[0] for row in self._connection().execute(
+            "SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,))]
         return result
 
     # -- exchange ----------------------------------------------------------------------
@@ -482,11 +502,17 @@ class Store:
         ``result_json`` for re-import).  Returns the number of runs; the file is replaced atomically."""
         if fmt not in ("json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot export to {path}: the folder {str(path.parent)!r} does not exist")
+        if path.is_dir() or not _replaceable(path):
+            raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
+                             f"is; name a new file, or move it away first")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
             others = {k: v for k, v in filters.items() if k != "env"}
             raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
-        _write_export(Path(path), runs, fmt)
+        _write_export(path, runs, fmt)
         return len(runs)
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -503,7 +529,7 @@ class Store:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
         try:
-            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+            runs = _parse_export(text)
         except ValueError as exc:
             raise StoreError(f"{path}: not a stabench export: {exc}") from exc
         added = 0
@@ -623,6 +649,24 @@ def _run_from_record(record: Any, where: str) -> RunResult:
     except StoreError as exc:
         raise ValueError(f"{where}: {exc}") from exc
     return run
+
+
+def _parse_export(text: str) -> list[RunResult]:
+    return _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+
+
+def _replaceable(path: Path) -> bool:
+    """An export may replace nothing, an empty file or an earlier export, never a user's data
+    file given as the export's path by mistake."""
+    if not path.exists():
+        return True
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text.strip():
+            _parse_export(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True
 
 
 def _parse_json(text: str) -> list[RunResult]:

@@ -50,7 +50,9 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "mean ± std" in first and "failed k/n" in first
     assert "majority" in first and "…" not in first  # piped: wide enough, no header cut short
     assert "recipe bert-default[max_steps=6,trace_every=2] (" in first  # overrides shown, not eaten as markup
-    assert main(_args(tiny_model, "--seeds", "0-2")) == 0
+    # --set takes a comma list as well as repeats (as pytest's --stabench-set): the same recipe.
+    assert main(["run", "--task", "polarity", "--model", tiny_model, "--recipe", "bert-default",
+                 "--set", "max_steps=6,trace_every=2", "--device", "cpu", "--seeds", "0-2"]) == 0
     second = capsys.readouterr().out
     assert second.count("stored, not retrained") == 2 and second.count("trained in") == 1
     assert "stored as recipe" not in second

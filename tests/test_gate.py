@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, one_variant, parse_env,
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, parse_env, pick_variant,
                            parse_limits, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
@@ -208,7 +208,10 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     # The baseline also holds a newer re-run of two seeds under another stack: it is not mixed in.
     stray = [dataclasses.replace(_run(s, 0.5, torch="2.12.0"), finished_at="2026-02-01T00:00:00") for s in range(2)]
-    assert {r.environment["torch"] for r in one_variant(baseline + stray)} == {"2.11.0"}
+    chosen, note = pick_variant(baseline + stray)
+    assert {r.environment["torch"] for r in chosen} == {"2.11.0"}
+    assert note == ("the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s); torch 2.12.0: 2 run(s)); "
+                    "compared with torch 2.11.0, the one with the most runs")
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
@@ -226,7 +229,15 @@ def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix()
         ("t / m / r [recipe content aaaaaaaa]", 4, "recipe content", "ok"),
         ("t / m / r [recipe content bbbbbbbb]", 7, "recipe content", "REGRESSED")]
     # A baseline holding both versions is compared as its larger one.
-    assert {r.recipe_hash for r in one_variant(edited + broken)} == {"bbbbbbbb22"}
+    assert {r.recipe_hash for r in pick_variant(edited + broken)[0]} == {"bbbbbbbb22"}
+    # On a tie the newest version is compared, and the gate says so.
+    newer = [dataclasses.replace(r, finished_at="2026-03-01T00:00:00") for r in edited]
+    (result,) = compare_sources(baseline + newer, broken[:4])
+    assert result.baseline_keys == tuple(r.key for r in newer)
+    assert result.baseline_note == ("the baseline holds 2 variants of this study (recipe content aaaaaaaa: 4 run(s); "
+                                    "recipe content h: 4 run(s)); compared with recipe content aaaaaaaa, the one with "
+                                    "the most runs (the newest of a tie)")
+    assert compare_sources(baseline, broken)[0].baseline_note == ""
 
 
 def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
@@ -249,6 +260,24 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert "exported 3 run(s)" in capsys.readouterr().out
     assert main(["runs", "--recipe-hash", "cccc", *store_arg]) == 2
     assert "no stored run matches recipe_hash=cccc" in capsys.readouterr().err
+    # Compared with new runs, the gate names the version it picked; untag takes the other off.
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in [dataclasses.replace(_run(s, v), key=f"n{s}", recipe_hash="cccccccc33") for s, v in enumerate(GOOD[:3])]:
+            store.put(run)
+        store.tag(["n0", "n1", "n2"], "new")
+    assert main(["compare", "tag:base", "tag:new", *store_arg]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s); "
+            "recipe content h: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
+            "(the newest of a tie)") in out
+    assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 0
+    assert "took the tag 'base' off 3 run(s); the runs stay stored" in capsys.readouterr().out
+    assert main(["compare", "tag:base", "tag:new", *store_arg]) == 0
+    assert "note" not in capsys.readouterr().out
+    assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 2
+    assert "no run lost the tag 'base'" in " ".join(capsys.readouterr().err.split())
+    assert main(["tag", "a;b", *store_arg]) == 2
+    assert "tag 'a;b' is invalid; expected letters, digits" in capsys.readouterr().err
 
 
 def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, capsys):

@@ -328,6 +328,7 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-store=typo.sqlite --stabench-baseline=tag:x", "--stabench-baseline: no results store at typo.sqlite"),
     ("--stabench-baseline=tag:base --stabench-tag=base",
      "--stabench-tag=base is also the baseline tag:base: the gate would compare this session's runs with themselves*"),
+    ("--stabench-tag=a;b", "--stabench-tag: tag 'a;b' is invalid; expected letters, digits and . _ - + = @ /*"),
     ("--stabench-gpus=a", "--stabench-gpus: GPU id 'a' is invalid; expected comma-separated indices such as 0,1*"),
     ("--stabench-workers-per-gpu=-2", "--stabench-workers-per-gpu: -2 is invalid; expected an integer >= 1"),
     ("--stabench-gpus=0,1 --stabench-device=cuda:1",

@@ -69,6 +69,7 @@ def test_overrides_rename_and_validate():
                                                            "reduce-overhead, max-autotune or None"),
     (lambda: get_recipe("bert-default", attention="flash"), "attention='flash' is invalid; expected one of eager"),
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
+    (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
     (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),

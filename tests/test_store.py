@@ -5,6 +5,7 @@ import dataclasses
 import fcntl
 import json
 import math
+import re
 import os
 import signal
 import sqlite3
@@ -220,6 +221,36 @@ def test_tagging_an_unknown_run_fails_and_tags_nothing(store: Store) -> None:
     assert store.tag([run.key], "baseline") == 0
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.text(max_size=12))
+def test_a_tag_is_one_word_that_every_reader_takes_whole(tag: str) -> None:
+    """tag:NAME baselines split on ':' and ',', CSV exports join tags with ';', shells split on spaces."""
+    one_word = bool(tag) and not any(c.isspace() or c in ",;:" for c in tag)
+    try:
+        store_module.check_tag(tag)
+    except ValueError as error:
+        assert str(error).startswith(f"tag {tag!r} is invalid; expected letters, digits")
+        assert not one_word or not all(c.isalnum() or c in "._-+=@/" for c in tag)
+    else:
+        assert one_word
+
+
+def test_untag_takes_a_tag_off_only_the_runs_named_and_keeps_them(store: Store) -> None:
+    runs = [make_result(seed, tags=["stored-with"]) for seed in range(3)]
+    for run in runs:
+        store.put(run)
+    store.tag([r.key for r in runs], "base", claim="test_a")
+    with pytest.raises(ValueError, match=r"^tag 'my base' is invalid"):
+        store.tag([runs[0].key], "my base")
+    assert store.untag([runs[0].key, runs[1].key], "base") == 2
+    assert [r.seed for r in store.query(tag="base")] == [2]
+    assert [r.seed for r in store.query(tag="base", claim="test_a")] == [2]  # the claim's record too
+    assert store.untag([runs[0].key], "base") == 0
+    assert store.untag([runs[0].key], "stored-with") == 1  # a tag the run was stored with comes off too
+    assert store.get(runs[0].key).tags == [] and store.get(runs[2].key).tags == ["base", "stored-with"]
+    assert len(store.query()) == 3
+
+
 def test_environment_change_gives_a_new_key_and_both_runs_coexist(store: Store) -> None:
     old = make_result(5)
     new = make_result(5, environment={"transformers": "6.0.0"})
@@ -378,7 +409,7 @@ names = st.text(min_size=1, max_size=8)
         ),
         min_size=1, max_size=3,
     ),
-    store_tag=st.one_of(st.none(), names),
+    store_tag=st.one_of(st.none(), st.from_regex(r"[\w.+=@/-]{1,8}", fullmatch=True)),
 )
 def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
     import tempfile
@@ -396,6 +427,8 @@ def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
                     originals[0].tags.append(store_tag)
             for fmt in ("json", "csv"):
                 assert source.export(tmp_path / f"runs.{fmt}", fmt=fmt) == len(originals)
+        for run in originals:  # a run's tags come back as a set, in order
+            run.tags = sorted(set(run.tags))
         for fmt in ("json", "csv"):
             with Store(tmp_path / f"from-{fmt}.sqlite") as target:
                 assert target.import_file(tmp_path / f"runs.{fmt}") == (len(originals), 0)
@@ -404,6 +437,27 @@ def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
                 if store_tag is not None:  # a run may also carry the same tag in its own record
                     tagged = {r.key for r in originals if store_tag in r.tags}
                     assert {r.key for r in target.query(tag=store_tag)} == tagged
+
+
+def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store, tmp_path: Path) -> None:
+    store.put(make_result(0))
+    data = tmp_path / "train.csv"
+    data.write_text("sentence1,sentence2,label\na,b,1\n")
+    for fmt in ("csv", "json"):
+        with pytest.raises(StoreError, match=rf"^cannot export to {re.escape(str(data))}: it exists and is not a "
+                                             rf"stabench export, so it is left as it is"):
+            store.export(data, fmt=fmt)
+    assert data.read_text() == "sentence1,sentence2,label\na,b,1\n"
+    for fmt in ("csv", "json"):
+        earlier = tmp_path / f"runs.{fmt}"
+        earlier.write_text("")
+        assert store.export(earlier, fmt=fmt) == len(store.query())  # an empty file is replaced
+        store.put(make_result(len(store.query())))
+        assert store.export(earlier, fmt=fmt) == len(store.query())  # and so is an earlier export
+    missing = tmp_path / "no" / "such" / "runs.json"
+    with pytest.raises(StoreError, match=r"^cannot export to .*runs.json: the folder '.*such' does not exist$"):
+        store.export(missing)
+    assert not (tmp_path / "no").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
