@@ -165,6 +165,9 @@ class Store:
         new empty store."""
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        if self.path.is_dir():
+            raise StoreError(f"results store {self.path} is a folder; expected a file in it, e.g. "
+                             f"{self.path / 'results.sqlite'}")
         if must_exist and not self.path.is_file():
             raise StoreError(f"no results store at {self.path}; expected the path of an existing store (one "
                              f"written by stabench run or pytest; see --store or $STABENCH_STORE)")

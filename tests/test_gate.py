@@ -325,6 +325,10 @@ def test_compare_reads_two_export_files_without_a_store_and_refuses_a_misspelt_s
         assert main([*argv, "--store", str(missing)]) == 2
         assert f"no results store at {missing}" in capsys.readouterr().err
     assert not missing.parent.exists()
+    for argv in (["runs"], ["run", "--task", "polarity", "--seeds", "0"]):  # a folder, for reading or writing
+        assert main([*argv, "--store", str(tmp_path)]) == 2
+        assert f"results store {tmp_path} is a folder; expected a file in it, e.g. {tmp_path / 'results.sqlite'}" \
+            in " ".join(capsys.readouterr().err.split())
 
 
 GATED = '''
