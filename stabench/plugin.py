@@ -305,6 +305,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(UNIT_FIXTURE, units, ids=ids)
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A parametrized recipe is named in test ids and by -k as its name says, not ``recipe0``."""
+    from .recipes import Recipe
+
+    return val.name if isinstance(val, Recipe) else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Make claims selectable by name and interleave their seeds.
 

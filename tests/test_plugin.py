@@ -303,6 +303,22 @@ def test_arms(study):
                          "test_arms.py::test_arms[verdict]"]
 
 
+def test_a_parametrized_recipe_is_named_in_test_ids(pytester, tiny_model):
+    pytester.makepyfile(test_lrs=f"MODEL = {tiny_model!r}\n" + '''
+import pytest
+import stabench
+
+@pytest.mark.parametrize("recipe", [stabench.get_recipe("bert-default", lr=1e-3), stabench.get_recipe("mixout")])
+@stabench.claim(task="polarity", model=MODEL, seeds=1)
+def test_lrs(study, recipe):
+    pass
+''')
+    result = _run(pytester, "--collect-only", "-q", "-k", "mixout")
+    collected = [line for line in result.stdout.lines if "::" in line]
+    assert collected == ["test_lrs.py::test_lrs[seed0-mixout]", "test_lrs.py::test_lrs[verdict-mixout]"]
+    assert "bert-default[lr=0.001]" in _run(pytester, "--collect-only", "-q").stdout.str()
+
+
 def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=3e-3",
                "--stabench-json=r.json")
