@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     recipe = get_recipe(args.recipe, **parse_overrides(  # lr=1e-3,epochs=1 as in pytest's --stabench-set
         [part for item in args.set or [] for part in item.split(",") if part.strip()]))
     seeds = parse_seeds(args.seeds)
+    if args.train_size is not None and args.train_size < 1:
+        raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
+                         f"it out for the full training set")
     device = resolve_device(args.device)
     if args.cpu_threads is not None:
         check_count(args.cpu_threads, "--cpu-threads ")

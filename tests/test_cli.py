@@ -94,6 +94,10 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["runs", "--show", "d"], "no stored run with key 'd'"),
     (["export", "out.xlsx"], "cannot tell the format of 'out.xlsx' from its extension; expected a .json or .csv file"),
     (["run", "--task", "polarity", "--cpu-threads", "0", "--seeds", "0"], "--cpu-threads 0 is invalid; expected an integer >= 1"),
+    (["run", "--task", "polarity", "--train-size", "0", "--seeds", "0"],
+     "--train-size 0 is invalid; expected a number of examples >= 1, or leave it out for the full training set"),
+    (["run", "--task", "polarity", "--set", "name=", "--seeds", "0"],
+     "recipe field name='' is invalid; expected a non-empty name"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
