@@ -252,9 +252,13 @@ def cmd_untag(args: argparse.Namespace, console: Console) -> int:
         runs = store.query(**filters, env=env)
         if not runs:
             raise ValueError(f"{store.nothing_matches(filters, env)}; no run lost the tag {args.name!r}")
-        removed = store.untag([r.key for r in runs], args.name)
+        removed, claims = store.untag([r.key for r in runs], args.name)
     console.print(f"took the tag {escape(repr(args.name))} off {removed} run(s); the runs stay stored",
                   highlight=False)
+    if claims:
+        console.print(f"[yellow]note: {len(claims)} pytest claim(s) lost runs of their baseline under "
+                      f"{escape(repr(args.name))} ({escape(', '.join(claims))}); `stabench tag` does not give them "
+                      f"back, a pytest session with --stabench-tag={escape(args.name)} does[/]", highlight=False)
     return 0
 
 

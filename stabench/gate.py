@@ -215,16 +215,19 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching, note = pick_variant([r for r in baseline_runs if (same_study or study_key(r) == key)
-                                   and metric in r.metrics])
+    matching, held, chosen = pick_variant([r for r in baseline_runs if (same_study or study_key(r) == key)
+                                           and metric in r.metrics])
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     same_seeds = [r for r in matching if r.seed in {r.seed for r in current}]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
+        note = held and (f"{held}; its largest holds {len(baseline)} run(s), so nothing was compared"
+                         if len(baseline) < 2 else held)
         return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current),
                           baseline_note=note)
+    note = held and f"{held}; compared with {chosen}"
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
@@ -315,22 +318,25 @@ def variant(run: RunResult) -> tuple:
     return tuple(str(get(run)) for get in _KEY_PARTS.values())
 
 
-def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str]:
-    """The runs of the variant with the most runs (the newest on a tie), and a note naming it
-    when there were several: a baseline stored under several stacks or recipe versions is
-    compared as one of them, never as a per-seed mix, and the reader must know which."""
+def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
+    """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
+    several stacks or recipe versions is compared as one of them, never as a per-seed mix.
+
+    With several variants, also what they were and which was taken, for the gate to say so:
+    ``("the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s) / ...)",
+    "torch 2.11.0, the one with the most runs")``; else two empty strings."""
     variants: dict[tuple, list[RunResult]] = {}
     for run in runs:
         variants.setdefault(variant(run), []).append(run)
     if len(variants) <= 1:
-        return list(runs), ""
+        return list(runs), "", ""
     groups = sorted(variants.values(), key=lambda group: (len(group), max(r.finished_at for r in group)),
                     reverse=True)
     labels = _told_apart(groups)
+    held = " / ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
     tie = " (the newest of a tie)" if len(groups[0]) == len(groups[1]) else ""
-    held = "; ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
-    return groups[0], (f"the baseline holds {len(groups)} variants of this study ({held}); compared with "
-                       f"{labels[0]}, the one with the most runs{tie}")
+    return (groups[0], f"the baseline holds {len(groups)} variants of this study ({held})",
+            f"{labels[0]}, the one with the most runs{tie}")
 
 
 def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:

@@ -102,10 +102,13 @@ def _check_options(config: pytest.Config) -> list | None:
               ("cpu-threads", check_count), ("workers-per-gpu", check_count)]
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
-    if option(config, "gpus") and _gpu_index(option(config, "device")) is not None:
-        raise pytest.UsageError(
-            f"--stabench-device={option(config, 'device')} names one GPU while --stabench-gpus={option(config, 'gpus')} "
-            f"spreads workers over GPUs; give one of them (--stabench-device=cuda with --stabench-gpus)")
+    if _names_one_gpu(option(config, "device")):
+        for name in ("gpus", "workers-per-gpu"):
+            if option(config, name):
+                raise pytest.UsageError(
+                    f"--stabench-device={option(config, 'device')} names one GPU while --stabench-{name}="
+                    f"{option(config, name)} spreads workers over GPUs; give one of them (--stabench-device=cuda "
+                    f"with --stabench-{name})")
     for name, check in checks:
         try:
             check(option(config, name))
@@ -226,7 +229,7 @@ class GpuPool:
     def __init__(self, config: pytest.Config, session_id: str):
         self.session_id = session_id
         per_gpu = option(config, "workers-per-gpu") or 1
-        pinned = _gpu_index(option(config, "device")) is None
+        pinned = not _names_one_gpu(option(config, "device"))
         self.slots = [gpu for gpu in _gpu_ids(option(config, "gpus")) for _ in range(per_gpu)] if pinned else []
         self.assigned: dict[str, str] = {}
 
@@ -258,10 +261,10 @@ class GpuPool:
         return WorkStealingScheduling(config, log)
 
 
-def _gpu_index(device: str | None) -> int | None:
-    """N of a ``cuda:N`` device text, else None (auto, cpu, cuda, or text the device check refuses)."""
+def _names_one_gpu(device: str | None) -> bool:
+    """A ``cuda:N`` device (pinning is off then), not auto, cpu, cuda or text the device check refuses."""
     kind, _, index = (device or "").partition(":")
-    return int(index) if kind == "cuda" and index.isdigit() else None
+    return kind == "cuda" and index.isdigit()
 
 
 def _gpu_ids(requested: str | None) -> list[str]:
@@ -694,7 +697,7 @@ class Reporter:
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
                 rows = [{**{k: v for k, v in g.items() if k not in ("fails", "unconfirmed", "baseline_note", "detail")},
-                         "why": "; ".join(filter(None, (g["why"] or g["unconfirmed"], g["baseline_note"])))}
+                         "why": " · note: ".join(filter(None, (g["why"] or g["unconfirmed"], g["baseline_note"])))}
                         for g in self.gates]
                 text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
             Path(markdown_path).write_text(text)

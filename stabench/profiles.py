@@ -75,16 +75,24 @@ def glue_available(config: str) -> bool:
 
 
 def _hub_host() -> str:
-    return urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    return _hub_endpoint().hostname or "huggingface.co"
+
+
+def _hub_endpoint() -> urllib.parse.ParseResult:
+    return urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
 
 
 @functools.lru_cache(maxsize=1)
 def hub_reachable() -> bool:
-    """One short TCP probe per process, instead of the hub client's minute of retries."""
+    """One short TCP probe per process, instead of the hub client's minute of retries; a mirror
+    in HF_ENDPOINT is probed on its own port.  The probe is direct, so a hub reached only
+    through a proxy counts as unreachable."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
+    endpoint = _hub_endpoint()
     try:
-        with socket.create_connection((_hub_host(), 443), timeout=3):
+        port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+        with socket.create_connection((_hub_host(), port), timeout=3):
             return True
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a port that is not a number
         return False

@@ -365,14 +365,18 @@ class Store:
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                                     (key, tag)).rowcount for key in keys)
 
-    def untag(self, keys: Iterable[str], tag: str) -> int:
-        """Take ``tag`` off the given runs, for every claim that held them under it; returns how
-        many runs lost it.  The runs themselves stay."""
+    def untag(self, keys: Iterable[str], tag: str) -> tuple[int, list[str]]:
+        """Take ``tag`` off the given runs, for every claim that held them under it: (how many runs
+        lost it, the claims that lost runs).  The runs themselves stay.  Only a pytest session's
+        ``--stabench-tag`` gives a claim its runs back; ``tag()`` without a claim does not."""
         keys = list(keys)
         with self._transaction() as conn:
+            claims = sorted({row[0] for key in keys for row in conn.execute(
+                "SELECT claim FROM claim_tags WHERE tag = ? AND key = ?", (tag, key))})
             conn.executemany("DELETE FROM claim_tags WHERE tag = ? AND key = ?", [(tag, key) for key in keys])
-            return sum(conn.execute("DELETE FROM tags WHERE tag = ? AND key = ?", (tag, key)).rowcount
-                       for key in keys)
+            removed = sum(conn.execute("DELETE FROM tags WHERE tag = ? AND key = ?", (tag, key)).rowcount
+                          for key in keys)
+        return removed, claims
 
     # -- reading -----------------------------------------------------------------------
 
@@ -508,7 +512,7 @@ class Store:
         path = Path(path)
         if not path.parent.is_dir():
             raise StoreError(f"cannot export to {path}: the folder {str(path.parent)!r} does not exist")
-        if path.is_dir() or not _replaceable(path):
+        if not _replaceable(path):
             raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
                              f"is; name a new file, or move it away first")
         runs = self.query(**filters)
@@ -532,7 +536,7 @@ class Store:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
         try:
-            runs = _parse_export(text)
+            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
         except ValueError as exc:
             raise StoreError(f"{path}: not a stabench export: {exc}") from exc
         added = 0
@@ -654,22 +658,32 @@ def _run_from_record(record: Any, where: str) -> RunResult:
     return run
 
 
-def _parse_export(text: str) -> list[RunResult]:
-    return _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
-
-
 def _replaceable(path: Path) -> bool:
     """An export may replace nothing, an empty file or an earlier export, never a user's data
-    file given as the export's path by mistake."""
+    file given as the export's path by mistake.  Only the start is read: an export's JSON opens
+    with one run per line, its CSV with a header naming ``key`` and ``result_json``."""
     if not path.exists():
         return True
+    if not path.is_file():
+        raise StoreError(f"cannot export to {path}: it is a {'folder' if path.is_dir() else 'special file'}; "
+                         f"expected the path of a .json or .csv file")
     try:
-        text = path.read_text(encoding="utf-8")
-        if text.strip():
-            _parse_export(text)
-    except (OSError, UnicodeDecodeError, ValueError):
+        with open(path, encoding="utf-8", newline="") as handle:
+            first = handle.readline()
+            if first.strip() != "[":
+                return not first.strip() or {"key", "result_json"} <= set(next(csv.reader([first]), []))
+            second = handle.readline().strip().rstrip(",")
+    except UnicodeDecodeError:
         return False
-    return True
+    except OSError as error:
+        raise StoreError(f"cannot export to {path}: cannot read the file already there: {error.strerror}") from error
+    if second == "]":
+        return True
+    try:
+        record = json.loads(second)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"key", "recipe_hash"} <= set(record)
 
 
 def _parse_json(text: str) -> list[RunResult]:

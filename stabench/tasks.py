@@ -213,7 +213,9 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
     """The header of a CSV/TSV file, or the first record of a JSON-lines file, has every column."""
     with path.open(newline="", encoding="utf-8") as handle:
         if _FORMATS[path.suffix.lower()] == "json":
-            first = next((line for line in handle if line.strip()), "{}")
+            first = next((line for line in handle if line.strip()), None)
+            if first is None:
+                raise ValueError(f"task file {str(path)!r} is empty; expected one JSON object per line")
             if first.lstrip().startswith("["):
                 return  # one JSON array: datasets reads it whole, and checks the columns then
             try:
@@ -226,7 +228,10 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
         else:
             tabs = path.suffix.lower() == ".tsv"
             rows = csv.reader(handle, delimiter="\t" if tabs else ",")
-            header = next(rows, [])
+            header = next(rows, None)
+            if not header or not any(cell.strip() for cell in header):
+                raise ValueError(f"task file {str(path)!r} is empty; expected a header row naming the columns, then "
+                                 f"one row per example")
             other, name = (",", ".csv") if tabs else ("\t", ".tsv")
             if len(header) == 1 and other in header[0] and any(c not in header for c in columns):
                 raise ValueError(f"task file {str(path)!r} has one column, {header[0]!r}, which looks "

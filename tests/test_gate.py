@@ -208,10 +208,15 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     # The baseline also holds a newer re-run of two seeds under another stack: it is not mixed in.
     stray = [dataclasses.replace(_run(s, 0.5, torch="2.12.0"), finished_at="2026-02-01T00:00:00") for s in range(2)]
-    chosen, note = pick_variant(baseline + stray)
+    chosen, held, which = pick_variant(baseline + stray)
     assert {r.environment["torch"] for r in chosen} == {"2.11.0"}
-    assert note == ("the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s); torch 2.12.0: 2 run(s)); "
-                    "compared with torch 2.11.0, the one with the most runs")
+    assert held == "the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s) / torch 2.12.0: 2 run(s))"
+    assert which == "torch 2.11.0, the one with the most runs"
+    # Two variants of one run each: the gate says nothing was compared, and why.
+    (alone,) = compare_sources(baseline[:1] + stray[1:], [_run(s, v) for s, v in enumerate(GOOD)])
+    assert alone.verdict == "no baseline" and alone.baseline_note == (
+        "the baseline holds 2 variants of this study (torch 2.12.0: 1 run(s) / torch 2.11.0: 1 run(s)); "
+        "its largest holds 1 run(s), so nothing was compared")
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
@@ -234,9 +239,10 @@ def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix()
     newer = [dataclasses.replace(r, finished_at="2026-03-01T00:00:00") for r in edited]
     (result,) = compare_sources(baseline + newer, broken[:4])
     assert result.baseline_keys == tuple(r.key for r in newer)
-    assert result.baseline_note == ("the baseline holds 2 variants of this study (recipe content aaaaaaaa: 4 run(s); "
+    assert result.baseline_note == ("the baseline holds 2 variants of this study (recipe content aaaaaaaa: 4 run(s) / "
                                     "recipe content h: 4 run(s)); compared with recipe content aaaaaaaa, the one with "
                                     "the most runs (the newest of a tie)")
+    assert result.entry()["baseline_note"] == result.baseline_note
     assert compare_sources(baseline, broken)[0].baseline_note == ""
 
 
@@ -265,9 +271,11 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
         for run in [dataclasses.replace(_run(s, v), key=f"n{s}", recipe_hash="cccccccc33") for s, v in enumerate(GOOD[:3])]:
             store.put(run)
         store.tag(["n0", "n1", "n2"], "new")
-    assert main(["compare", "tag:base", "tag:new", *store_arg]) == 0
+    assert main(["compare", "tag:base", "tag:new", *store_arg, "--json", str(tmp_path / "gate.json")]) == 0
+    (entry,) = json.loads((tmp_path / "gate.json").read_text())["gate"]
+    assert entry["baseline_note"].startswith("the baseline holds 2 variants of this study")
     out = " ".join(capsys.readouterr().out.split())
-    assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s); "
+    assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s) / "
             "recipe content h: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
             "(the newest of a tie)") in out
     assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 0
@@ -276,6 +284,11 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert "note" not in capsys.readouterr().out
     assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 2
     assert "no run lost the tag 'base'" in " ".join(capsys.readouterr().err.split())
+    with Store(tmp_path / "s.sqlite") as store:
+        store.tag(["n0", "n1"], "ci", claim="test_x")
+    assert main(["untag", "ci", *store_arg]) == 0
+    assert ("note: 1 pytest claim(s) lost runs of their baseline under 'ci' (test_x); `stabench tag` does not give "
+            "them back, a pytest session with --stabench-tag=ci does") in " ".join(capsys.readouterr().out.split())
     assert main(["tag", "a;b", *store_arg]) == 2
     assert "tag 'a;b' is invalid; expected letters, digits" in capsys.readouterr().err
 

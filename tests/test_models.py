@@ -109,3 +109,23 @@ def test_only_a_finished_glue_download_counts_as_cached(tmp_path, monkeypatch):
     assert not profiles.glue_available("rte")  # no dataset_info.json yet
     (version / "0a1b2c" / "dataset_info.json").write_text("{}")
     assert profiles.glue_available("rte") and not profiles.glue_available("mrpc")
+
+
+def test_a_hub_mirror_is_probed_on_its_own_port(monkeypatch):
+    """HF_ENDPOINT=http://host:8080 is a mirror on port 8080, not a hub on 443 (loopback only here)."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        try:
+            monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+            monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+            profiles.hub_reachable.cache_clear()
+            assert profiles.hub_reachable()
+            monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")  # nothing listens there
+            profiles.hub_reachable.cache_clear()
+            assert not profiles.hub_reachable()
+        finally:
+            profiles.hub_reachable.cache_clear()

@@ -349,6 +349,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-workers-per-gpu=-2", "--stabench-workers-per-gpu: -2 is invalid; expected an integer >= 1"),
     ("--stabench-gpus=0,1 --stabench-device=cuda:1",
      "--stabench-device=cuda:1 names one GPU while --stabench-gpus=0,1 spreads workers over GPUs; give one of them*"),
+    ("--stabench-workers-per-gpu=2 --stabench-device=cuda:0",
+     "--stabench-device=cuda:0 names one GPU while --stabench-workers-per-gpu=2 spreads workers over GPUs*"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     # In-process: the session stops in pytest_configure, before any torch setting is touched.

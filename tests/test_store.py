@@ -242,13 +242,21 @@ def test_untag_takes_a_tag_off_only_the_runs_named_and_keeps_them(store: Store) 
     store.tag([r.key for r in runs], "base", claim="test_a")
     with pytest.raises(ValueError, match=r"^tag 'my base' is invalid"):
         store.tag([runs[0].key], "my base")
-    assert store.untag([runs[0].key, runs[1].key], "base") == 2
+    assert store.untag([runs[0].key, runs[1].key], "base") == (2, ["test_a"])
     assert [r.seed for r in store.query(tag="base")] == [2]
     assert [r.seed for r in store.query(tag="base", claim="test_a")] == [2]  # the claim's record too
-    assert store.untag([runs[0].key], "base") == 0
-    assert store.untag([runs[0].key], "stored-with") == 1  # a tag the run was stored with comes off too
+    assert store.untag([runs[0].key], "base") == (0, [])
+    assert store.untag([runs[0].key], "stored-with") == (1, [])  # a tag the run was stored with comes off too
     assert store.get(runs[0].key).tags == [] and store.get(runs[2].key).tags == ["base", "stored-with"]
     assert len(store.query()) == 3
+    old = make_result(7, tags=["my base"])  # written before tags were checked: it can still be taken off
+    store.put(old)
+    assert store.untag([old.key], "my base") == (1, []) and store.get(old.key).tags == []
+    for bad in ("a'b", "a#b", "a b", "a,b", "a:b", "a;b", ""):
+        with pytest.raises(ValueError, match="is invalid; expected letters, digits"):
+            store_module.check_tag(bad)
+    for good in ("a/b", "torch-2.13.0+cpu", "v=1", "me@ci", "x_y"):
+        store_module.check_tag(good)
 
 
 def test_environment_change_gives_a_new_key_and_both_runs_coexist(store: Store) -> None:
@@ -454,6 +462,16 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
         assert store.export(earlier, fmt=fmt) == len(store.query())  # an empty file is replaced
         store.put(make_result(len(store.query())))
         assert store.export(earlier, fmt=fmt) == len(store.query())  # and so is an earlier export
+    for name, text in (("wrong.json", '[\n{"a": 1}\n]\n'), ("lines.jsonl", '{"text": "x", "label": 1}\n')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(StoreError, match="is not a stabench export"):
+            store.export(tmp_path / name, fmt="json")
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(StoreError, match=r"^cannot export to .*pipe.json: it is a special file; expected the path"):
+        store.export(fifo)  # refused without reading, which would block
+    with pytest.raises(StoreError, match=r"^cannot export to .*: it is a folder"):
+        store.export(tmp_path)
     missing = tmp_path / "no" / "such" / "runs.json"
     with pytest.raises(StoreError, match=r"^cannot export to .*runs.json: the folder '.*such' does not exist$"):
         store.export(missing)

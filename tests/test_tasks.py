@@ -126,6 +126,10 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     (tmp_path / "empty.tsv").write_text("text\tlabel\n\n")
     with pytest.raises(ValueError, match=r"^task file '.*empty.tsv' has no examples, only its header"):
         local_task("x", tmp_path / "train.csv", tmp_path / "empty.tsv", ["text"])
+    for name, message in (("blank.csv", "a header row naming the columns"), ("blank.jsonl", "one JSON object per line")):
+        (tmp_path / name).write_text("\n")
+        with pytest.raises(ValueError, match=rf"^task file '.*{name}' is empty; expected {message}"):
+            local_task("x", tmp_path / "train.csv", tmp_path / name, ["text"])
     # A misspelt column fails where the task is defined (at collection, in a claim file).
     with pytest.raises(ValueError, match="column 'sentence' is missing from .*train.csv.*it has columns text, label"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
