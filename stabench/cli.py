@@ -175,6 +175,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
         if args.json:  # a CI step reading the file must not find an earlier run's numbers
             report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": 2,
                                           "error": str(error), "gate": []})
+        if args.md:
+            report.write_markdown(args.md, f"{_md_title(args)}\n\nerror: {error}\n")
         raise
 
 
@@ -217,7 +219,14 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": status,
                                       "gate": [result.entry() for result in results]})
+    if args.md:
+        report.write_markdown(args.md, f"{_md_title(args)}\n\n"
+                                       f"{report.markdown(report.gate_rows([r.entry() for r in results]))}\n")
     return status
+
+
+def _md_title(args: argparse.Namespace) -> str:
+    return f"## stabench compare: {args.current} against baseline {args.baseline}"
 
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
@@ -334,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", metavar="PATH", help="also write each row with its numbers (summaries, every "
                                                         "check's effect, limit and p-value, run keys) as JSON, as "
                                                         "pytest's --stabench-json does")
+    compare.add_argument("--md", metavar="PATH", help="also write the table as Markdown (e.g. for a CI job summary), "
+                                                      "as pytest's --stabench-md does")
     compare.set_defaults(handler=cmd_compare)
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))

@@ -680,14 +680,13 @@ class Reporter:
                 SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .report import markdown, write_json
+        from .report import gate_rows, markdown, write_json, write_markdown
 
         gate_fails = any(g["fails"] for g in self.gates) or self.nothing_compared()
         if gate_fails and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
         if markdown_path := option(self.config, "md"):
-            Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
             rows = self.rows()
             text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
             if failed := {c["claim"]: c["message"] for c in self.claims if c.get("message")}:
@@ -696,11 +695,9 @@ class Reporter:
             if skipped := self.skipped():
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
-                rows = [{**{k: v for k, v in g.items() if k not in ("fails", "unconfirmed", "baseline_note", "detail")},
-                         "why": " · note: ".join(filter(None, (g["why"] or g["unconfirmed"], g["baseline_note"])))}
-                        for g in self.gates]
-                text += f"\n## Regression gate against {option(self.config, 'baseline')}\n\n{markdown(rows)}\n"
-            Path(markdown_path).write_text(text)
+                text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
+                         f"{markdown(gate_rows(self.gates))}\n")
+            write_markdown(markdown_path, text)
         if json_path := option(self.config, "json"):
             write_json(json_path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})
         if plots_dir := option(self.config, "plots"):

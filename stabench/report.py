@@ -81,6 +81,23 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return tabulate([list(r.values()) for r in rows], headers=list(rows[0]) if rows else [], tablefmt="github")
 
 
+def gate_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gate entries (``GateResult.entry()``) as Markdown rows: the table's columns, then one
+    "why" column for a failure's reasons, a near miss or a note on the baseline's variants."""
+    hidden = ("fails", "why", "unconfirmed", "baseline_note", "detail")
+    return [{**{k: v for k, v in entry.items() if k not in hidden},
+             "why": " · ".join(filter(None, (entry["why"] or entry["unconfirmed"],
+                                             entry["baseline_note"] and f"note: {entry['baseline_note']}")))}
+            for entry in entries]
+
+
+def write_markdown(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def write_json(path: str | Path, payload: Any) -> Path:
     """Strict JSON (NaN and infinities become null), so any JSON reader takes the file."""
     path = Path(path)

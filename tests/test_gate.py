@@ -271,9 +271,18 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
         for run in [dataclasses.replace(_run(s, v), key=f"n{s}", recipe_hash="cccccccc33") for s, v in enumerate(GOOD[:3])]:
             store.put(run)
         store.tag(["n0", "n1", "n2"], "new")
-    assert main(["compare", "tag:base", "tag:new", *store_arg, "--json", str(tmp_path / "gate.json")]) == 0
+    md = tmp_path / "summary" / "gate.md"
+    assert main(["compare", "tag:base", "tag:new", *store_arg, "--json", str(tmp_path / "gate.json"),
+                 "--md", str(md)]) == 0
     (entry,) = json.loads((tmp_path / "gate.json").read_text())["gate"]
     assert entry["baseline_note"].startswith("the baseline holds 2 variants of this study")
+    summary = md.read_text().splitlines()
+    assert summary[0] == "## stabench compare: tag:new against baseline tag:base"
+    header, row = ([cell.strip() for cell in line.strip().strip("|").split("|")] for line in (summary[2], summary[4]))
+    assert header[0] == "claim" and header[-2:] == ["gate", "why"] and row[-2] == "ok"
+    assert row[-1].startswith("note: the baseline holds 2 variants of this study")
+    assert main(["compare", "tag:nosuch", "tag:new", *store_arg, "--md", str(md)]) == 2  # never an earlier table
+    assert md.read_text().startswith("## stabench compare: tag:new against baseline tag:nosuch\n\nerror: baseline ")
     out = " ".join(capsys.readouterr().out.split())
     assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s) / "
             "recipe content h: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
