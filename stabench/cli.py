@@ -41,8 +41,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .train import fine_tune, prepare
 
     task = _task_from_args(args)
-    recipe = get_recipe(args.recipe, **parse_overrides(  # lr=1e-3,epochs=1 as in pytest's --stabench-set
-        [part for item in args.set or [] for part in item.split(",") if part.strip()]))
+    recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
@@ -197,19 +196,13 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                          f"compared; name runs outside the baseline (e.g. tag:NAME for runs pytest tagged with "
                          f"--stabench-tag=NAME, or env:transformers=VERSION for the runs of a newer stack)")
     results = compare_sources(baseline, current, parse_limits(args.limits))
-    rows = [result.row() for result in results]
+    entries = [result.entry() for result in results]
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
-    console.print(report.rows_table(rows, title=f"{args.current} against baseline {args.baseline}", styles=styles))
-    failing = [r for r in results if r.fails]
-    for result in results:
-        if result.fails:
-            console.print(f"[red]{result.verdict}[/] {escape(result.claim)}: {escape(result.why)}", highlight=False)
-        elif result.unconfirmed:
-            console.print(f"[yellow]{result.verdict}[/] {escape(result.claim)}: {escape(result.unconfirmed)}",
-                          highlight=False)
-        if result.baseline_note:
-            console.print(f"[yellow]note[/] {escape(result.claim)}: {escape(result.baseline_note)}", highlight=False)
-    status = 1 if failing else 0
+    console.print(report.rows_table(report.gate_table_rows(entries), title=f"{args.current} against baseline "
+                                    f"{args.baseline}", styles=styles))
+    for colour, line in report.gate_messages(entries):
+        console.print(f"[{colour}]{escape(line)}[/]", highlight=False)
+    status = 1 if any(r.fails for r in results) else 0
     if not any(r.baseline for r in results):
         held = sorted({study_label(study_key(r)) for r in baseline})
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
@@ -218,10 +211,9 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         status = 2
     if args.json:
         report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": status,
-                                      "gate": [result.entry() for result in results]})
+                                      "gate": entries})
     if args.md:
-        report.write_markdown(args.md, f"{_md_title(args)}\n\n"
-                                       f"{report.markdown(report.gate_rows([r.entry() for r in results]))}\n")
+        report.write_markdown(args.md, f"{_md_title(args)}\n\n{report.markdown(report.gate_markdown_rows(entries))}\n")
     return status
 
 
@@ -300,7 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--recipe", default="bert-default", help="preset name (default bert-default; mosbach-stable, "
                                                               "...)")
     run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4)")
-    run.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override recipe fields: repeat it or separate them by commas, e.g. lr=1e-3,epochs=1")
+    run.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                     help="override recipe fields: repeat it or separate them by commas, e.g. lr=1e-3,epochs=1")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
     run.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
     run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: torch's); part of a CPU "

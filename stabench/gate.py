@@ -219,7 +219,8 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                                            and metric in r.metrics])
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
-    same_seeds = [r for r in matching if r.seed in {r.seed for r in current}]
+    seeds = {r.seed for r in current}
+    same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs

@@ -83,7 +83,7 @@ def _recipe_overrides(config: pytest.Config) -> dict:
     if not text:
         return {}
     try:
-        overrides = parse_overrides([item for item in text.split(",") if item.strip()])
+        overrides = parse_overrides([text])
         Recipe().replace(**overrides)  # validates the values too
     except ValueError as error:
         raise pytest.UsageError(f"--stabench-set: {error}") from None
@@ -97,9 +97,11 @@ def _check_options(config: pytest.Config) -> list | None:
     """
     from .environment import check_count, check_gpu_ids, resolve_device
     from .gate import load_source, parse_limits, reads_store, stored_values_hint
+    from .store import check_tag
 
     checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
-              ("cpu-threads", check_count), ("workers-per-gpu", check_count)]
+              ("cpu-threads", check_count), ("workers-per-gpu", check_count),
+              ("tag", lambda text: text is None or check_tag(text))]
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
     if _names_one_gpu(option(config, "device")):
@@ -114,13 +116,6 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
-    if option(config, "tag") is not None:
-        from .store import check_tag
-
-        try:
-            check_tag(option(config, "tag"))
-        except ValueError as error:
-            raise pytest.UsageError(f"--stabench-tag: {error}") from None
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         raise pytest.UsageError(
@@ -619,7 +614,7 @@ class Reporter:
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if not self.claims:
             return
-        from .report import render, rows_table
+        from .report import gate_messages, gate_table_rows, render, rows_table
 
         rows, skipped = self.rows(), self.skipped()
         styles = ["green" if r["verdict"] == "passed" else "yellow" if r["verdict"].startswith("xfailed") else "red"
@@ -649,17 +644,11 @@ class Reporter:
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
-            rows = [{k: v for k, v in g.items() if k not in ("fails", "why", "unconfirmed", "baseline_note", "detail")}
-                    for g in gates]
             styles = ["red" if g["fails"] else "green" if g["gate"] == "ok" else "yellow" for g in gates]
-            terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
-            for gate in gates:
-                if gate["fails"]:
-                    terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['why']}", red=True)
-                elif gate["unconfirmed"]:
-                    terminalreporter.write_line(f"{gate['gate']} {gate['claim']}: {gate['unconfirmed']}", yellow=True)
-                if gate["baseline_note"]:
-                    terminalreporter.write_line(f"note {gate['claim']}: {gate['baseline_note']}", yellow=True)
+            terminalreporter.write(render(rows_table(gate_table_rows(gates), styles=styles), width=width,
+                                          color=writer.hasmarkup))
+            for colour, line in gate_messages(gates):
+                terminalreporter.write_line(line, **{colour: True})
         if self.nothing_compared():
             baseline = option(self.config, "baseline")
             if self.gates:
@@ -680,7 +669,7 @@ class Reporter:
                 SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .report import gate_rows, markdown, write_json, write_markdown
+        from .report import gate_markdown_rows, markdown, write_json, write_markdown
 
         gate_fails = any(g["fails"] for g in self.gates) or self.nothing_compared()
         if gate_fails and session.exitstatus == pytest.ExitCode.OK:
@@ -696,7 +685,7 @@ class Reporter:
                 text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
             if self.gates:
                 text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
-                         f"{markdown(gate_rows(self.gates))}\n")
+                         f"{markdown(gate_markdown_rows(self.gates))}\n")
             write_markdown(markdown_path, text)
         if json_path := option(self.config, "json"):
             write_json(json_path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})

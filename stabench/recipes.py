@@ -212,10 +212,11 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Parse ``field=value`` strings from the command line into typed recipe overrides."""
+    """Parse ``field=value`` strings from the command line into typed recipe overrides; an item
+    may hold several, separated by commas (``lr=1e-3,epochs=1``)."""
     types = {f.name: f.type for f in dataclasses.fields(Recipe)}
     overrides: dict[str, Any] = {}
-    for item in items:
+    for item in (part for text in items for part in text.split(",") if part.strip()):
         field, sep, text = item.partition("=")
         field = field.strip().replace("-", "_")
         if not sep:

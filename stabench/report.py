@@ -81,14 +81,35 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return tabulate([list(r.values()) for r in rows], headers=list(rows[0]) if rows else [], tablefmt="github")
 
 
-def gate_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Gate entries (``GateResult.entry()``) as Markdown rows: the table's columns, then one
-    "why" column for a failure's reasons, a near miss or a note on the baseline's variants."""
-    hidden = ("fails", "why", "unconfirmed", "baseline_note", "detail")
-    return [{**{k: v for k, v in entry.items() if k not in hidden},
-             "why": " · ".join(filter(None, (entry["why"] or entry["unconfirmed"],
-                                             entry["baseline_note"] and f"note: {entry['baseline_note']}")))}
-            for entry in entries]
+# A gate entry's fields (``GateResult.entry()``) that are not table columns: the text below
+# the table, or the numbers for a JSON reader.
+_GATE_TEXT_FIELDS = ("fails", "why", "unconfirmed", "baseline_note", "detail")
+
+
+def gate_table_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in entry.items() if k not in _GATE_TEXT_FIELDS} for entry in entries]
+
+
+def gate_markdown_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Gate entries as Markdown rows: the table's columns, then one "why" column for a failure's
+    reasons, a near miss or a note on the baseline's variants."""
+    return [{**row, "why": " · ".join(filter(None, (entry["why"] or entry["unconfirmed"],
+                                                    entry["baseline_note"] and f"note: {entry['baseline_note']}")))}
+            for row, entry in zip(gate_table_rows(entries), entries)]
+
+
+def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(colour, line) below a gate table, as the terminal shows it: why a study failed, why a near
+    miss passed, and which variant of a baseline was compared."""
+    lines = []
+    for entry in entries:
+        if entry["fails"]:
+            lines.append(("red", f"{entry['gate']} {entry['claim']}: {entry['why']}"))
+        elif entry["unconfirmed"]:
+            lines.append(("yellow", f"{entry['gate']} {entry['claim']}: {entry['unconfirmed']}"))
+        if entry["baseline_note"]:
+            lines.append(("yellow", f"note {entry['claim']}: {entry['baseline_note']}"))
+    return lines
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

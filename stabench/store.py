@@ -658,6 +658,9 @@ def _run_from_record(record: Any, where: str) -> RunResult:
     return run
 
 
+_EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record
+
+
 def _replaceable(path: Path) -> bool:
     """An export may replace nothing, an empty file or an earlier export, never a user's data
     file given as the export's path by mistake.  Only the start is read: an export's JSON opens
@@ -671,7 +674,7 @@ def _replaceable(path: Path) -> bool:
         with open(path, encoding="utf-8", newline="") as handle:
             first = handle.readline()
             if first.strip() != "[":
-                return not first.strip() or {"key", "result_json"} <= set(next(csv.reader([first]), []))
+                return not first.strip() or _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
             second = handle.readline().strip().rstrip(",")
     except UnicodeDecodeError:
         return False
@@ -742,7 +745,7 @@ def _parse_csv(text: str) -> list[RunResult]:
         raise ValueError(f"invalid CSV: {exc}") from exc
     finally:
         csv.field_size_limit(old_limit)
-    if not rows or "key" not in rows[0] or "result_json" not in rows[0]:
+    if not rows or not _EXPORT_CSV_COLUMNS <= set(rows[0]):
         raise ValueError("expected a JSON list of runs or a CSV with 'key' and 'result_json' columns")
     header = rows[0]
     key_at, json_at = header.index("key"), header.index("result_json")

@@ -99,6 +99,7 @@ def test_command_line_overrides_round_trip(overrides):
     items = [f"{k}={v}" for k, v in overrides.items()]
     parsed = parse_overrides(items)
     assert parsed == overrides
+    assert parse_overrides([",".join(items)]) == parsed  # one comma list, as --stabench-set and --set take it
     recipe = get_recipe("bert-default", **parsed)
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     assert all(getattr(recipe, k) == v for k, v in overrides.items())
