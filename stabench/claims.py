@@ -244,10 +244,10 @@ class Session:
         """The stored result for (arm, seed), or train and store it: (result, trained?)."""
         prepared = self._prepare(arm, seed)
         if (stored := self._usable(prepared.key)) is not None:
-            return stored, False
+            return self.store.add_recipe_alias(stored, arm.recipe.name), False
         with self.store.lock(prepared.key):
             if (stored := self._usable(prepared.key)) is not None:
-                return stored, False
+                return self.store.add_recipe_alias(stored, arm.recipe.name), False
             return self._train_holding_lock(prepared), True
 
     def _usable(self, key: str) -> RunResult | None:

@@ -73,7 +73,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 if store is None:
                     result, trained = train(), True
                 else:
-                    result, trained = store.get_or_compute(prepared.key, train, recompute=args.recompute)
+                    result, trained = store.get_or_compute(prepared.key, train, recompute=args.recompute,
+                                                           recipe_name=recipe.name)
                 progress.remove_task(bar)
                 results.append(result)
                 console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
@@ -92,7 +93,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _stored_as(result, recipe) -> str:
-    """A run keeps the recipe name it was first trained under; say so when this one differs."""
+    """A run keeps the recipe name it was first trained under (other names become aliases); say
+    so when this one differs."""
     return "" if result.recipe_name == recipe.name else f" as recipe {escape(repr(result.recipe_name))}"
 
 
@@ -124,7 +126,8 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         runs = store.query(**filters, env=env)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches(filters, env))
-    rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"], "recipe": r.recipe_name,
+    rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"],
+             "recipe": r.recipe_name + (f" (also {'; '.join(r.recipe_aliases)})" if r.recipe_aliases else ""),
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
              "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",

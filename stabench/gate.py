@@ -3,8 +3,8 @@
 A baseline is a set of stored runs: ``tag:NAME`` (runs tagged in a store), ``env:torch=2.11.0,...``
 (runs made under those library versions / devices), or the path of a file written by
 ``stabench export`` (another machine or a CI artifact).  Runs are matched to a study by what
-was trained (task, model, recipe name, training-set size), so a new library release or an
-edited recipe of the same name is compared with its past self, seed for seed where possible.
+was trained (task, model, recipe name or content, training-set size), so a new library release
+or an edited recipe of the same name is compared with its past self, seed for seed where possible.
 """
 from __future__ import annotations
 
@@ -30,6 +30,39 @@ DEFAULT_LIMITS = {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_fa
 def study_key(result: RunResult) -> tuple:
     """What makes runs comparable across environments: same task, data size, model and recipe name."""
     return (result.task["name"], result.task.get("train_size"), result.model["name"], result.recipe_name)
+
+
+def _in_study(run: RunResult, key: tuple, recipe_hashes: set[str]) -> bool:
+    """Whether ``run`` belongs to the study ``key`` of runs with ``recipe_hashes``: same task,
+    data size and model, and the recipe's name (stored or an alias) or its content."""
+    return study_key(run)[:3] == key[:3] and (key[3] in run.recipe_names or run.recipe_hash in recipe_hashes)
+
+
+def linked_recipe_names(runs: Iterable[RunResult]) -> dict[tuple, str]:
+    """Recipe names that stand for one study: a name and its aliases, and names whose runs of
+    one task, data size and model share recipe content.  Maps (task, size, model, name) to
+    the study's label, its names joined by `` | ``."""
+    parent: dict[tuple, tuple] = {}
+
+    def root(node: tuple) -> tuple:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    def link(a: tuple, b: tuple) -> None:
+        parent[root(a)] = root(b)
+
+    by_content: dict[tuple, tuple] = {}
+    for run in runs:
+        prefix = study_key(run)[:3]
+        first = (*prefix, run.recipe_name)
+        for name in run.recipe_names:
+            link((*prefix, name), first)
+        link(by_content.setdefault((*prefix, run.recipe_hash), first), first)
+    members: dict[tuple, list[str]] = {}
+    for node in parent:
+        members.setdefault(root(node), []).append(node[3])
+    return {node: " | ".join(sorted(members[root(node)])) for node in parent}
 
 
 def study_label(key: tuple) -> str:
@@ -210,12 +243,13 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     """Compare one study with the baseline runs of the same study (same seeds where available).
 
     ``same_study``: the baseline runs are already this study's (tagged for this claim), so
-    they are not matched by task, model and recipe name.
+    they are not matched by task, model and recipe.
     """
     limits = check_limits(limits)
     key = study_key(current[0])
     metric = current[0].primary_metric
-    matching, held, chosen = pick_variant([r for r in baseline_runs if (same_study or study_key(r) == key)
+    hashes = {r.recipe_hash for r in current}
+    matching, held, chosen = pick_variant([r for r in baseline_runs if (same_study or _in_study(r, key, hashes))
                                            and metric in r.metrics])
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
@@ -249,8 +283,9 @@ def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source:
                 baseline: Callable[[], list[RunResult]], limits: Mapping[str, Any] | None = None) -> GateResult:
     """A pytest claim's gate.  Its baseline is the runs ``--stabench-tag`` tagged for this very
     claim in ``source``, however its recipe is named now (``--stabench-set`` renames it); else
-    ``baseline()``'s runs of the same task, model and recipe name.  A stored run keeps the recipe
-    name it was first trained under, so the claim's runs are gated under the name it uses now."""
+    ``baseline()``'s runs of the same task, model and recipe (name, alias or content).  A stored
+    run keeps the recipe name it was first trained under, so the claim's runs are gated under the
+    name it uses now."""
     own = load_source(source, store, claim=claim)
     current = [dataclasses.replace(r, recipe_name=recipe_name) for r in runs]
     return check(claim, current, own or baseline(), limits, same_study=bool(own))
@@ -367,7 +402,14 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
                     limits: Mapping[str, Any] | None = None) -> list[GateResult]:
     """Every study present in ``current`` against the same study in ``baseline``.  A study
     stored as several variants (library versions, devices, thread counts, recipe versions under
-    one name) is one row per variant, labelled with what tells them apart."""
+    one name) is one row per variant, labelled with what tells them apart.  Runs stored under
+    different names of one recipe (see :func:`linked_recipe_names`) are one study."""
+    labels = linked_recipe_names([*baseline, *current])
+
+    def labelled(run: RunResult) -> RunResult:
+        return dataclasses.replace(run, recipe_name=labels[study_key(run)])
+
+    baseline, current = [labelled(r) for r in baseline], [labelled(r) for r in current]
     baseline_keys = {r.key for r in baseline}
     studies: dict[tuple, dict[tuple, list[RunResult]]] = {}
     for run in current:

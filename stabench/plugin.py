@@ -654,8 +654,8 @@ class Reporter:
             if self.gates:
                 terminalreporter.write_line(
                     f"no claim has runs in the baseline {baseline}, so nothing was compared: a claim's baseline "
-                    f"is the runs --stabench-tag tagged for it, else runs of the same task, model and recipe name",
-                    red=True)
+                    f"is the runs --stabench-tag tagged for it, else runs of the same task, model and recipe (its "
+                    f"name or content)", red=True)
             else:
                 terminalreporter.write_line(
                     f"no claim's verdict ran, so nothing was compared with the baseline {baseline}"

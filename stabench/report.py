@@ -99,13 +99,14 @@ def gate_markdown_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(colour, line) below a gate table, as the terminal shows it: why a study failed, why a near
-    miss passed, and which variant of a baseline was compared."""
+    """(colour, line) below a gate table, as the terminal shows it: why a study failed, which
+    effects were past their limit without being significant (why a near miss passed, or what
+    else changed in a failed study), and which variant of a baseline was compared."""
     lines = []
     for entry in entries:
         if entry["fails"]:
             lines.append(("red", f"{entry['gate']} {entry['claim']}: {entry['why']}"))
-        elif entry["unconfirmed"]:
+        if entry["unconfirmed"]:
             lines.append(("yellow", f"{entry['gate']} {entry['claim']}: {entry['unconfirmed']}"))
         if entry["baseline_note"]:
             lines.append(("yellow", f"note {entry['claim']}: {entry['baseline_note']}"))

@@ -70,6 +70,15 @@ class RunResult:
     trace: dict[str, Any] = field(default_factory=dict)
     prediction_counts: dict[str, int] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    # Other names of this recipe content that asked for the run after it was stored under
+    # ``recipe_name`` (a parametrized or --stabench-set recipe equal to a preset), so that a
+    # filter or a gate finds the run under the name each user gave it.
+    recipe_aliases: list[str] = field(default_factory=list)
+
+    @property
+    def recipe_names(self) -> list[str]:
+        """Every name this run's recipe was asked for under: the stored one first."""
+        return [self.recipe_name, *(name for name in self.recipe_aliases if name != self.recipe_name)]
 
     @property
     def score(self) -> float:

@@ -107,8 +107,20 @@ def _migrate_to_2(conn: sqlite3.Connection) -> None:
         )""")
 
 
+def _migrate_to_3(conn: sqlite3.Connection) -> None:
+    """Recipe aliases: the other names a run's recipe content was asked for after it was stored
+    (a stored run is reused by any recipe with its content), so a filter finds it by each."""
+    conn.execute("""
+        CREATE TABLE recipe_aliases (
+            key TEXT NOT NULL REFERENCES runs (key),
+            name TEXT NOT NULL,
+            PRIMARY KEY (key, name)
+        )""")
+    conn.execute("CREATE INDEX recipe_aliases_name ON recipe_aliases (name)")
+
+
 # _MIGRATIONS[i] upgrades a store from schema version i to i + 1; append, never edit.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
 
 
 def schema_version() -> int:
@@ -119,7 +131,8 @@ def schema_version() -> int:
 # The filters whose stored values an error can list, and how to read them.
 _DISTINCT_VALUES = {
     "task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
-    "recipe": "SELECT DISTINCT recipe_name FROM runs", "tag": "SELECT DISTINCT tag FROM tags",
+    "recipe": "SELECT recipe_name FROM runs UNION SELECT name FROM recipe_aliases",
+    "tag": "SELECT DISTINCT tag FROM tags",
     "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs",
     "recipe_hash": "SELECT DISTINCT recipe_hash FROM runs",
     **{name: f"SELECT DISTINCT {name} FROM runs" for name in KEY_FIELDS},
@@ -326,6 +339,7 @@ class Store:
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
                 replace: bool) -> bool:
         columns = (*_COLUMNS, "result_json")
+        before = conn.execute("SELECT recipe_name FROM runs WHERE key = ?", (result.key,)).fetchone()
         sql = (f"INSERT INTO runs ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (key) DO ")
         if replace:
@@ -334,11 +348,33 @@ class Store:
             sql += "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         else:
             sql += "NOTHING"
-        if conn.execute(sql, row).rowcount == 0:
-            return False
-        conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
-                         [(result.key, tag) for tag in result.tags])
-        return True
+        written = conn.execute(sql, row).rowcount > 0
+        # A run already stored still learns the names an imported copy was asked for elsewhere;
+        # one stored again (recompute) under a new name keeps its old name as an alias.
+        renamed = [before[0]] if written and before is not None else []
+        self._add_aliases(conn, result.key, [*result.recipe_names, *renamed])
+        if written:
+            conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
+                             [(result.key, tag) for tag in result.tags])
+        return written
+
+    @staticmethod
+    def _add_aliases(conn: sqlite3.Connection, key: str, names: Iterable[str]) -> None:
+        stored = conn.execute("SELECT recipe_name FROM runs WHERE key = ?", (key,)).fetchone()
+        if stored is None:
+            return
+        conn.executemany("INSERT OR IGNORE INTO recipe_aliases (key, name) VALUES (?, ?)",
+                         [(key, name) for name in names if name != stored[0]])
+        conn.execute("DELETE FROM recipe_aliases WHERE key = ? AND name = ?", (key, stored[0]))
+
+    def add_recipe_alias(self, result: RunResult, name: str) -> RunResult:
+        """Record that a recipe called ``name`` (same content) asked for the stored ``result``;
+        returns the run as it reads now.  Writes only when the name is new to the run."""
+        if name in result.recipe_names:
+            return result
+        with self._transaction() as conn:
+            self._add_aliases(conn, result.key, [name])
+        return dataclasses.replace(result, recipe_aliases=sorted({*result.recipe_aliases, name}))
 
     def tag(self, keys: Iterable[str], tag: str, claim: str | None = None) -> int:
         """Add ``tag`` to the given runs (all must exist); returns how many runs were newly tagged.
@@ -454,11 +490,13 @@ class Store:
         subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set."""
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("task_name", task), ("model_name", model),
-                              ("recipe_name", recipe), ("seed", seed)):
+        for column, value in (("task_name", task), ("model_name", model), ("seed", seed)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if recipe is not None:  # the name it is stored under, or any other name it was asked for
+            where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))")
+            params.extend([recipe, recipe])
         if recipe_hash is not None:
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
@@ -499,6 +537,8 @@ class Store:
             raise StoreError(f"{self.path}: stored run {key} is unreadable: {exc}") from exc
         result.tags = [row[0] for row in self._connection().execute(
             "SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,))]
+        result.recipe_aliases = [row[0] for row in self._connection().execute(
+            "SELECT name FROM recipe_aliases WHERE key = ? ORDER BY name", (key,))]
         return result
 
     # -- exchange ----------------------------------------------------------------------
@@ -587,18 +627,22 @@ class Store:
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
 
-    def get_or_compute(self, key: str, compute: Callable[[], RunResult],
-                       recompute: bool = False) -> tuple[RunResult, bool]:
+    def get_or_compute(self, key: str, compute: Callable[[], RunResult], recompute: bool = False,
+                       recipe_name: str | None = None) -> tuple[RunResult, bool]:
         """The stored run ``key``, or compute and store it: (result, computed?).
 
         Under the claim the store is checked again, because another process may have
         finished the run while this one waited.  ``recompute`` replaces a stored run.
+        ``recipe_name``: the name of the recipe asking, kept as an alias of a stored run.
         """
+        def reused(stored: RunResult) -> tuple[RunResult, bool]:
+            return (stored if recipe_name is None else self.add_recipe_alias(stored, recipe_name)), False
+
         if not recompute and (stored := self.get(key)) is not None:
-            return stored, False
+            return reused(stored)
         with self.lock(key):
             if not recompute and (stored := self.get(key)) is not None:
-                return stored, False
+                return reused(stored)
             result = compute()
             if result.key != key:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")

@@ -84,7 +84,7 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
         if store is None:
             return fine_tune(prepared, progress=progress)
         result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
-                                         recompute=recompute)
+                                         recompute=recompute, recipe_name=prepared.recipe.name)
         return result
     finally:
         torch.set_num_threads(previous)

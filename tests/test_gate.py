@@ -17,7 +17,7 @@ def _run(seed, score, *, recipe="r", torch="2.13.0", failed=None, metric="accura
     failed = score <= 0.5 if failed is None else failed
     return RunResult(
         key=f"{recipe}-{torch}-{seed}-{score}", task={"name": "t", "train_size": None}, model={"name": "m"},
-        recipe={}, recipe_name=recipe, recipe_hash="h", seed=seed,
+        recipe={}, recipe_name=recipe, recipe_hash=f"h-{recipe}", seed=seed,
         environment={"torch": torch, "transformers": "5", "datasets": "5", "device_kind": "cpu",
                      "device_name": "x", "precision": "fp32"},
         metrics={metric: score, "accuracy": score}, primary_metric=metric, majority_accuracy=0.5, failed=failed,
@@ -240,10 +240,30 @@ def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix()
     (result,) = compare_sources(baseline + newer, broken[:4])
     assert result.baseline_keys == tuple(r.key for r in newer)
     assert result.baseline_note == ("the baseline holds 2 variants of this study (recipe content aaaaaaaa: 4 run(s) / "
-                                    "recipe content h: 4 run(s)); compared with recipe content aaaaaaaa, the one with "
+                                    "recipe content h-r: 4 run(s)); compared with recipe content aaaaaaaa, the one with "
                                     "the most runs (the newest of a tie)")
     assert result.entry()["baseline_note"] == result.baseline_note
     assert compare_sources(baseline, broken)[0].baseline_note == ""
+
+
+def test_runs_of_one_recipe_stored_under_two_names_are_one_study():
+    """Seeds 0-3 were first trained as ``r``, seeds 4-7 as ``r[lr=2e-05]`` (same content): one study."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    first = [_run(s, v - 0.3) for s, v in enumerate(GOOD[:4])]
+    later = [dataclasses.replace(_run(s, v - 0.3, recipe="r[lr=2e-05]"), recipe_hash="h-r") for s, v in enumerate(GOOD)
+             if s >= 4]
+    (result,) = compare_sources(baseline, first + later)
+    assert result.claim == "t / m / r | r[lr=2e-05]" and result.current.n == 8 and result.baseline.n == 8
+    assert result.verdict == "REGRESSED"
+    # The pytest gate of a claim named r[lr=2e-05] finds the baseline by content, or by an alias.
+    named = [dataclasses.replace(r, recipe_name="r[lr=2e-05]") for r in first + later]
+    assert check("c", named, baseline).baseline.n == 8
+    other_content = [dataclasses.replace(r, recipe_hash="h-edited") for r in named]
+    assert check("c", other_content, baseline).verdict == "no baseline"
+    aliased = [dataclasses.replace(r, recipe_aliases=["r[lr=2e-05]"]) for r in baseline]
+    assert check("c", other_content, aliased).baseline.n == 8
+    # Names that share no run and no content stay apart.
+    assert len(compare_sources(baseline, first + [dataclasses.replace(r, recipe_hash="h-x") for r in later])) == 2
 
 
 def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
@@ -255,7 +275,7 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert main(["tag", "base", "--recipe", "r", "--store", str(tmp_path / "s.sqlite")]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "tagged 6 of 6 matching run(s) as 'base'" in out
-    assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h)" in out
+    assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h-r)" in out
     store_arg = ["--store", str(tmp_path / "s.sqlite")]
     assert main(["tag", "edited", "--recipe", "r", "--recipe-hash", "bbbb", *store_arg]) == 0
     assert "tagged 3 of 3 matching run(s) as 'edited'" in " ".join(capsys.readouterr().out.split())
@@ -285,7 +305,7 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert md.read_text().startswith("## stabench compare: tag:new against baseline tag:nosuch\n\nerror: baseline ")
     out = " ".join(capsys.readouterr().out.split())
     assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s) / "
-            "recipe content h: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
+            "recipe content h-r: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
             "(the newest of a tie)") in out
     assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 0
     assert "took the tag 'base' off 3 run(s); the runs stay stored" in capsys.readouterr().out
@@ -410,10 +430,21 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     overridden.stdout.fnmatch_lines(["*my-recipe[[]lr=1e-06[]]*REGRESSED*",
                                      "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*"])
 
-    # A claim with no runs in the baseline (neither tagged for it nor of its recipe name) is not
-    # a passed gate: when no claim has one, nothing was compared and the session fails.
-    pytester.makepyfile(test_other=f"MODEL = {tiny_model!r}\n" + GATED.replace("my-recipe", "other-recipe")
-                        .replace("test_my_recipe", "test_other_recipe"))
+    # Another claim whose recipe has another name but the same content reuses the runs, and its
+    # gate finds them by content.
+    renamed = GATED.replace("my-recipe", "other-recipe").replace("test_my_recipe", "test_other_recipe")
+    pytester.makepyfile(test_other=f"MODEL = {tiny_model!r}\n" + renamed)
+    same_content = pytester.runpytest_inprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
+    assert same_content.ret == 0
+    same_content.stdout.fnmatch_lines(["*test_other_recipe*other-recipe*same runs*ok*"])
+    with Store(pytester.path / "s.sqlite") as store:
+        reused = store.query(recipe="other-recipe")  # the alias the claim's name gave the runs
+        assert len(reused) == 4 and {r.key for r in reused} == {r.key for r in store.query(tag="old")}
+
+    # A claim with no runs in the baseline (neither tagged for it nor of its recipe's name or
+    # content) is not a passed gate: when no claim has one, nothing was compared and the session fails.
+    pytester.makepyfile(test_other=f"MODEL = {tiny_model!r}\n" + renamed.replace("trace_every=8", "trace_every=4")
+                        .replace("other-recipe", "third-recipe"))
     unmatched = pytester.runpytest_inprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
     assert unmatched.ret == 1
     unmatched.stdout.fnmatch_lines(["*test_other_recipe*no baseline*",
@@ -465,3 +496,17 @@ def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, 
     assert entry["unconfirmed"] == result.unconfirmed and entry["detail"]["current"]["n"] == 4
     mean = next(c for c in entry["detail"]["checks"] if c["check"] == "mean drop")
     assert mean["regressed"] is False and 0.05 <= mean["p"] <= 1
+
+
+def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
+    """A mean drop fails the gate; one more failed run (0/8 -> 1/8, Fisher p=0.5) is still shown."""
+    from stabench.report import gate_messages
+
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = [_run(s, 0.5 if s == 0 else v - 0.05) for s, v in enumerate(GOOD)]
+    result = check("c", current, baseline)
+    assert result.verdict == "REGRESSED" and "more failed runs" not in result.why
+    assert gate_messages([result.entry()]) == [
+        ("red", f"REGRESSED c: {result.why}"),
+        ("yellow", f"REGRESSED c: {result.unconfirmed}")]
+    assert "extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant" in result.unconfirmed

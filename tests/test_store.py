@@ -294,7 +294,7 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
     path = tmp_path / "s.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3
         assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
@@ -307,8 +307,10 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "s.sqlite"
     current = list(store_module._MIGRATIONS)
     monkeypatch.setattr(store_module, "_MIGRATIONS", current[:1])
-    with Store(path) as v1:  # a store written by the first schema
-        v1.put(make_result(0))
+    with Store(path) as v1, v1._transaction() as conn:  # a store written by the first schema
+        conn.execute(f"INSERT INTO runs ({', '.join(store_module._COLUMNS)}, result_json) "
+                     f"VALUES ({', '.join('?' * (len(store_module._COLUMNS) + 1))})",
+                     store_module._row(make_result(0)))
     applied: list[int] = []
 
     def to_2(conn: sqlite3.Connection) -> None:
@@ -323,9 +325,11 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(store_module, "_MIGRATIONS", [*current, to_2, to_3])
     with Store(path) as latest:
         assert latest.count() == 1
-        key = make_result(0).key  # the real migrations ran too: claim tags work on the old run
+        key = make_result(0).key  # the real migrations ran too: claim tags and aliases work on the old run
         latest.tag([key], "base", claim="test_x")
         assert [r.key for r in latest.query(tag="base", claim="test_x")] == [key]
+        latest.add_recipe_alias(latest.get(key), "paper-renamed")
+        assert [r.key for r in latest.query(recipe="paper-renamed")] == [key]
     assert applied == [2, 3]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(current) + 2
@@ -414,6 +418,7 @@ names = st.text(min_size=1, max_size=8)
             st.dictionaries(names, floats, max_size=4),
             st.dictionaries(names, st.lists(floats, max_size=6), max_size=3),
             st.lists(names, max_size=3),
+            st.lists(names, max_size=3),
         ),
         min_size=1, max_size=3,
     ),
@@ -424,8 +429,9 @@ def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        originals = [make_result(seed, metrics=metrics, trace=trace, tags=tags)
-                     for seed, (metrics, trace, tags) in enumerate(runs)]
+        originals = [dataclasses.replace(make_result(seed, metrics=metrics, trace=trace, tags=tags),
+                                         recipe_aliases=aliases)
+                     for seed, (metrics, trace, tags, aliases) in enumerate(runs)]
         with Store(tmp_path / "source.sqlite") as source:
             for run in originals:
                 source.put(run)
@@ -435,8 +441,9 @@ def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
                     originals[0].tags.append(store_tag)
             for fmt in ("json", "csv"):
                 assert source.export(tmp_path / f"runs.{fmt}", fmt=fmt) == len(originals)
-        for run in originals:  # a run's tags come back as a set, in order
+        for run in originals:  # a run's tags and aliases come back as sets, in order
             run.tags = sorted(set(run.tags))
+            run.recipe_aliases = sorted(set(run.recipe_aliases) - {run.recipe_name})
         for fmt in ("json", "csv"):
             with Store(tmp_path / f"from-{fmt}.sqlite") as target:
                 assert target.import_file(tmp_path / f"runs.{fmt}") == (len(originals), 0)
@@ -582,6 +589,39 @@ def test_get_or_compute_computes_once_and_recompute_replaces(store: Store) -> No
     better = dataclasses.replace(run, metrics={"accuracy": 0.9})
     assert store.get_or_compute(run.key, lambda: better, recompute=True) == (better, True)
     assert store.get(run.key).metrics == {"accuracy": 0.9}
+
+
+def test_a_run_reused_under_another_recipe_name_is_found_by_both_names(store: Store, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    run = make_result(3, recipe="paper")
+    store.put(run)
+
+    def never() -> RunResult:
+        raise AssertionError("a stored run was trained again")
+
+    got, computed = store.get_or_compute(run.key, never, recipe_name="paper[lr=2e-05]")
+    assert not computed and got.recipe_names == ["paper", "paper[lr=2e-05]"]
+    assert store.get_or_compute(run.key, never, recipe_name="paper")[0].recipe_aliases == ["paper[lr=2e-05]"]
+    for name in ("paper", "paper[lr=2e-05]"):
+        assert [r.key for r in store.query(recipe=name)] == [run.key], name
+    assert store.query(recipe="paper[lr=1e-05]") == []
+    assert store.stored_values("recipe") == ["paper", "paper[lr=2e-05]"]
+    from stabench.cli import main
+
+    assert main(["runs", "--recipe", "paper[lr=2e-05]", "--store", str(store.path)]) == 0
+    assert "paper (also paper[lr=2e-05])" in capsys.readouterr().out
+
+    # An import of a run already stored still brings the names it had elsewhere.
+    store.export(tmp_path / "elsewhere.json")
+    with Store(tmp_path / "other.sqlite") as other:
+        other.put(dataclasses.replace(run, recipe_aliases=[]))
+        assert other.import_file(tmp_path / "elsewhere.json") == (0, 1)
+        assert other.get(run.key).recipe_aliases == ["paper[lr=2e-05]"]
+
+    # Trained again under a third name: that name is the stored one, the others stay aliases.
+    store.get_or_compute(run.key, lambda: dataclasses.replace(run, recipe_name="mine"), recompute=True)
+    assert store.get(run.key).recipe_names == ["mine", "paper", "paper[lr=2e-05]"]
+    assert [r.key for r in store.query(recipe="paper")] == [run.key]
 
 
 def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:

@@ -190,6 +190,18 @@ def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
             run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=bad)
 
 
+def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_model, tmp_path):
+    from stabench.store import Store
+
+    recipe = get_recipe("bert-default", max_steps=2, lr=1e-3)
+    with Store(tmp_path / "s.sqlite") as store:
+        first = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1)
+        same = run(BUILTIN_PAIR_TASK, tiny_model, recipe.replace(name="mine"), 0, store=store, cpu_threads=1)
+        assert same.key == first.key and same.finished_at == first.finished_at  # not trained again
+        assert same.recipe_names == ["bert-default[lr=0.001,max_steps=2]", "mine"]
+        assert [r.key for r in store.query(recipe="mine")] == [first.key]
+
+
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
     """On a CPU, 1 and 2 threads reduce floats in different orders and can end a run differently."""
     from stabench.environment import key_fields
