@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -159,9 +161,24 @@ def pytest_configure(config: pytest.Config) -> None:
         session_id = uuid.uuid4().hex
         workers = 1
         config.pluginmanager.register(Reporter(config), "stabench-reporter")
+        _stop_on_sigterm(config)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
     config.stash[_STATE] = State(config, session_id, workers, baseline=_check_options(config))
+
+
+def _stop_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (``kill``, a CI job's timeout) stops the session as Ctrl-C does, so the summary
+    still says which runs are stored, instead of the process vanishing without a word."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
 _STATE = pytest.StashKey["State"]()
@@ -554,6 +571,10 @@ class Reporter:
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
+        self.interrupted = False
+
+    def pytest_keyboard_interrupt(self, excinfo) -> None:
+        self.interrupted = True
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -612,6 +633,14 @@ class Reporter:
                 for requirement, claims in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.interrupted:
+            trained = sum(1 for s in self.seeds if s["trained"])
+            distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
+            workers = " (xdist workers may have finished more)" if distributed else ""
+            terminalreporter.write_line(
+                f"stabench: interrupted after {len(self.seeds)} seed item(s) had reported ({trained} trained, "
+                f"{len(self.seeds) - trained} read from the store){workers}; every finished run is stored, and "
+                f"running the same command again trains only the missing ones", yellow=True)
         if not self.claims:
             return
         from .report import gate_messages, gate_table_rows, render, rows_table

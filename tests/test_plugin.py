@@ -402,3 +402,55 @@ def test_an_explicit_cuda_index_leaves_workers_unpinned(pytester, monkeypatch, d
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
     config = pytester.parseconfig(f"--stabench-device={device}")
     assert GpuPool(config, "session").slots == slots
+
+
+SLOW_CLAIM = '''
+import stabench
+
+SLOW = stabench.get_recipe("bert-default", max_steps=200, trace_every=50, lr=2e-3)
+
+@stabench.claim(task="polarity", model=MODEL, recipe=SLOW, seeds=3)
+def test_slow(study):
+    assert study.n == 3
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester, tiny_model, workers):
+    """A CI job's timeout sends SIGTERM: the session ends with pytest's summary and a line on what is
+    stored, instead of vanishing; the rerun trains only what is missing."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile(test_slow=f"MODEL = {tiny_model!r}\n" + SLOW_CLAIM)
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--stabench-cpu-threads=1",
+            "--stabench-store=s.sqlite"]
+    process = subprocess.Popen([*args, *workers], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    store = pytester.path / "s.sqlite"
+
+    def stored() -> int:
+        if not store.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(store)) as conn:
+            has_runs = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+            return conn.execute("SELECT count(*) FROM runs").fetchone()[0] if has_runs else 0
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None and not stored():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    kept = stored()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt: stopped by signal SIGTERM" in output
+    # Serial, the run in training is lost; xdist's workers may finish theirs while shutting down.
+    assert 1 <= kept <= (3 if workers else 2), output
+    assert re.search(r"stabench: interrupted after \d seed item\(s\) had reported \(\d trained, 0 read from the "
+                     r"store\)" + (r" \(xdist workers may have finished more\)" if workers else "")
+                     + "; every finished run is stored", output), output
+    rerun = subprocess.run(args, cwd=pytester.path, capture_output=True, text=True, timeout=600)  # serial: faster
+    assert rerun.returncode == 0, rerun.stdout
+    assert f"runs: {3 - kept} trained this session" in rerun.stdout, rerun.stdout
