@@ -72,11 +72,10 @@ def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
     elif not (listed := list(seeds)) or any(not isinstance(s, Integral) or s < 0 for s in listed) \
             or len(set(listed)) != len(listed):
         raise ValueError(f"claim seeds={listed!r} is invalid; expected a count >= 1 or a list of distinct seeds >= 0")
-    for name, options in (arms or {}).items():
-        check_arm(name, options)
+    check_arms(arms)
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
-        if isinstance(options.get("task"), str):
+        if options.get("task") is not None:
             get_task(options["task"])
         if options.get("model") is not None:
             check_model_name(options["model"])
@@ -87,6 +86,15 @@ def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
 
 
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
+
+
+def check_arms(arms: Any) -> None:
+    """``arms`` maps each arm's name to its options."""
+    if arms is not None and not isinstance(arms, Mapping):
+        raise ValueError(f"claim arms={arms!r} is invalid; expected a dict of arm names to options, e.g. "
+                         f"{{'bc': {{'recipe': 'bert-default-bc'}}, 'no-bc': {{'recipe': 'bert-default'}}}}")
+    for name, options in (arms or {}).items():
+        check_arm(name, options)
 
 
 def check_arm(name: str, options: Any) -> None:
@@ -173,8 +181,9 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
     default_arm = base["recipe"].name if isinstance(base["recipe"], Recipe) else str(base["recipe"])
     arms = []
     # Arms may come from a parametrize argument named "arms" (e.g. recipes that depend on another parameter).
-    for name, arm_options in (params.get("arms") or options.get("arms") or {default_arm: {}}).items():
-        check_arm(name, arm_options)
+    given_arms = params.get("arms") or options.get("arms") or {default_arm: {}}
+    check_arms(given_arms)
+    for name, arm_options in given_arms.items():
         merged = {**base, **{k: v for k, v in arm_options.items() if k != "toy"}}
         for required in ("task", "model", "recipe"):
             if merged.get(required) is None:
@@ -443,4 +452,14 @@ class StudySet(dict):
 
     def __repr__(self) -> str:
         return "StudySet(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
+
+    def __missing__(self, name: Any) -> Study:
+        raise KeyError(f"claim has no arm {name!r}; its arms: {', '.join(map(repr, self))}")
+
+    def __getattr__(self, name: str) -> Any:
+        """``study.failures`` on a claim with arms: say to pick an arm first."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError(f"this claim has arms ({', '.join(map(repr, self))}), so its study holds one Study per "
+                             f"arm: use study[{next(iter(self), 'ARM')!r}].{name}")
 

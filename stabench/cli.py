@@ -183,7 +183,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import compare_sources, load_source, parse_limits, reads_store, stored_values_hint
+    from .gate import (compare_sources, load_source, parse_limits, reads_store, stored_values_hint,
+                       unmatched_baseline_studies)
 
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
@@ -206,6 +207,12 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     for colour, line in report.gate_messages(entries):
         console.print(f"[{colour}]{escape(line)}[/]", highlight=False)
     status = 1 if any(r.fails for r in results) else 0
+    unmatched = sorted({study_label(r.study) for r in results if r.baseline is None})
+    if unmatched and any(r.baseline for r in results):
+        others = unmatched_baseline_studies(baseline, current, results)
+        console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline ({escape(', '.join(unmatched))})"
+                      + (f"; the baseline's studies compared with nothing: {escape(', '.join(others))}" if others else "")
+                      + "[/]", highlight=False)
     if not any(r.baseline for r in results):
         held = sorted({study_label(study_key(r)) for r in baseline})
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
@@ -307,24 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-file", help="local task: evaluation file")
     run.add_argument("--text-columns", help="local task: one or two comma-separated text columns")
     run.add_argument("--label-column", default="label", help="local task: label column (default: label)")
-    run.set_defaults(handler=cmd_run)
+    run.set_defaults(handler=cmd_run, command_parser=run)
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
     add_filters(runs)
     runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
-    runs.set_defaults(handler=cmd_runs)
+    runs.set_defaults(handler=cmd_runs, command_parser=runs)
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path", help="file to write: .json (full records) or .csv (a row per run)")
     export.add_argument("--format", choices=("json", "csv"), help="json or csv (default: from the file's extension)")
     add_filters(export)
-    export.set_defaults(handler=cmd_export)
+    export.set_defaults(handler=cmd_export, command_parser=export)
 
     imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
     imp.add_argument("path", help="a .json or .csv file written by stabench export")
-    imp.set_defaults(handler=cmd_import)
+    imp.set_defaults(handler=cmd_import, command_parser=imp)
 
     compare = with_store(sub.add_parser(
         "compare", help="regression gate: exit 1 when a study got significantly worse than its baseline",
@@ -341,22 +348,24 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "pytest's --stabench-json does")
     compare.add_argument("--md", metavar="PATH", help="also write the table as Markdown (e.g. for a CI job summary), "
                                                       "as pytest's --stabench-md does")
-    compare.set_defaults(handler=cmd_compare)
+    compare.set_defaults(handler=cmd_compare, command_parser=compare)
 
     tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
     tag.add_argument("name", help="the tag, e.g. baseline (a run can hold several tags)")
     add_filters(tag)
-    tag.set_defaults(handler=cmd_tag)
+    tag.set_defaults(handler=cmd_tag, command_parser=tag)
 
     untag = with_store(sub.add_parser("untag", help="take a tag off stored runs (the runs stay)"))
     untag.add_argument("name", help="the tag to take off")
     add_filters(untag)
-    untag.set_defaults(handler=cmd_untag)
+    untag.set_defaults(handler=cmd_untag, command_parser=untag)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # with the command's own usage, not the top level's
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:

@@ -423,3 +423,13 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
         for runs, label in zip(groups, labels):
             results.append(check(f"{name} [{label}]" if label else name, _dedupe(runs), baseline, limits))
     return results
+
+
+def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[RunResult],
+                               results: Sequence[GateResult]) -> list[str]:
+    """The baseline's studies that no current study was compared with, for a gate to name when
+    some current study found no baseline: often one recipe renamed and edited since."""
+    labels = linked_recipe_names([*baseline, *current])
+    compared = {r.study for r in results if r.baseline is not None}
+    studies = {(*study_key(run)[:3], labels[study_key(run)]) for run in baseline}
+    return sorted(study_label(study) for study in studies - compared)

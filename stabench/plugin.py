@@ -574,7 +574,8 @@ class Reporter:
         self.interrupted = False
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
-        self.interrupted = True
+        # Ctrl-C or SIGTERM; not pytest's own stops (collection errors, -x), which subclass it.
+        self.interrupted = excinfo.type is KeyboardInterrupt
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":
@@ -738,7 +739,8 @@ class Reporter:
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
                 plot_study(runs, arms[0]["majority"], arms[0]["metric"], claim, folder / f"{name}-scores.png")
                 examples = example_runs([r for results in runs.values() for r in results])
-                labelled = {f"seed {r.seed} {r.recipe_name} ({label})": r for label, r in examples.items()}
+                recipe_of = {key: arm["recipe"] for arm in arms for key in arm["keys"]}  # as the claim names it
+                labelled = {f"seed {r.seed} {recipe_of[r.key]} ({label})": r for label, r in examples.items()}
                 plot_grad_norm_traces({label: r.trace for label, r in labelled.items()},
                                       folder / f"{name}-grad-norms.png", claim)
                 plot_training_curves(labelled, folder / f"{name}-training.png", claim)

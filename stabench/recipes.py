@@ -206,6 +206,9 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
     """A preset by name (or a Recipe as is), with overrides applied."""
     if isinstance(recipe, Recipe):
         return recipe.replace(**overrides)
+    if not isinstance(recipe, str):
+        raise ValueError(f"recipe={recipe!r} is invalid; expected a preset name ({', '.join(PRESETS)}) or a Recipe, "
+                         f"e.g. stabench.get_recipe('bert-default', lr=1e-4)")
     if recipe not in PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}")
     return PRESETS[recipe].replace(**overrides)

@@ -426,32 +426,43 @@ def compare(
 # --------------------------------------------------------------------------- claim helpers
 
 
+def _check_number(name: str, value: object, expected: str, valid) -> None:
+    """A limit given as text or out of range is an error naming it, not a comparison TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not valid(value):
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
+
+
 def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:
     """True when the upper Clopper-Pearson bound on the failure rate is below ``rate``."""
+    _check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
     return failure_rate_upper(summary.failures, summary.n, confidence, one_sided) < rate
 
 
 def std_below(summary: Summary, limit: float, confidence: float = 0.95) -> bool:
     """True when the chi-square upper bound on the std is below ``limit``."""
+    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
     return std_upper_bound(summary.std, summary.n, confidence) < limit
 
 
 def assert_failure_rate_below(
     summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False
 ) -> None:
-    upper = failure_rate_upper(summary.failures, summary.n, confidence, one_sided)
-    if upper < rate:
+    """``summary`` may also be a claim's study (it has ``failures`` and ``n``)."""
+    if failure_rate_below(summary, rate, confidence, one_sided):
         return
+    upper = failure_rate_upper(summary.failures, summary.n, confidence, one_sided)
     kind = "one-sided" if one_sided else "two-sided"
+    needed = ("" if summary.failures else f" (even with zero failures this needs >= "
+              f"{runs_needed_for_zero_failures(rate, confidence, one_sided)} runs)")
     raise AssertionError(
         f"failure rate not shown below {rate:.3f}: {summary.failures}/{summary.n} runs failed, "
-        f"{confidence:.0%} {kind} Clopper-Pearson upper bound {upper:.3f} >= {rate:.3f} "
-        f"(even with zero failures this needs >= "
-        f"{runs_needed_for_zero_failures(rate, confidence, one_sided)} runs)"
+        f"{confidence:.0%} {kind} Clopper-Pearson upper bound {upper:.3f} >= {rate:.3f}{needed}"
     )
 
 
 def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -> None:
+    """``summary`` may also be a claim's study (it has ``std`` and ``n``)."""
+    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
     upper = std_upper_bound(summary.std, summary.n, confidence)
     if upper < limit:
         return
@@ -461,7 +472,14 @@ def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -
     )
 
 
+def _check_comparison(comparison: object, assertion: str) -> None:
+    if not isinstance(comparison, Comparison):
+        raise TypeError(f"{assertion} takes a comparison of two studies, e.g. {assertion}(study['a'].compare("
+                        f"study['b'])); got a {type(comparison).__name__}")
+
+
 def assert_less_variable(comparison: Comparison) -> None:
+    _check_comparison(comparison, "assert_less_variable")
     if comparison.a_less_variable:
         return
     raise AssertionError(
@@ -473,6 +491,7 @@ def assert_less_variable(comparison: Comparison) -> None:
 
 
 def assert_dominates(comparison: Comparison) -> None:
+    _check_comparison(comparison, "assert_dominates")
     if comparison.a_dominates:
         return
     direction = "higher" if comparison.higher_is_better else "lower"

@@ -86,7 +86,7 @@ def register_task(task: Task, replace: bool = False) -> Task:
 
 def task_name(task: str | Task) -> str:
     """The registry name of a task; a Task object (e.g. from ``local_task``) is registered first."""
-    if isinstance(task, str):
+    if not isinstance(task, Task):
         return get_task(task).name  # an unknown name fails here, naming the known ones
     registered = _REGISTRY.get(task.name)
     if registered is None:
@@ -100,6 +100,9 @@ def task_name(task: str | Task) -> str:
 def get_task(name: str | Task) -> Task:
     if isinstance(name, Task):
         return name
+    if not isinstance(name, str):
+        raise ValueError(f"task={name!r} is invalid; expected a task name ({', '.join(sorted(_REGISTRY))}) or a "
+                         f"stabench.local_task(...)")
     if name not in _REGISTRY:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

@@ -175,3 +175,12 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
     out = " ".join(again.stdout.split())
     assert out.count("stored, not retrained") == stored
     assert out.count("trained in") == 5 - stored
+
+
+def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--task", "polarity", "--sed", "0-1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: stabench run ") and err.endswith("stabench run: error: unrecognized arguments: "
+                                                                    "--sed 0-1\n")

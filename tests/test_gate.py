@@ -510,3 +510,18 @@ def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
         ("red", f"REGRESSED c: {result.why}"),
         ("yellow", f"REGRESSED c: {result.unconfirmed}")]
     assert "extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant" in result.unconfirmed
+
+
+def test_compare_names_the_studies_that_found_no_baseline_and_what_the_baseline_held(tmp_path, capsys):
+    """One study compared fine; another was renamed and edited, so it matched nothing: say so."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    baseline += [_run(s, v, recipe="old-name", torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = [_run(s, v) for s, v in enumerate(GOOD)] + [_run(s, 0.5, recipe="new-name") for s in range(8)]
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in baseline + current:
+            store.put(run)
+        store.tag([r.key for r in baseline], "base")
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("note: 1 current study(ies) found no baseline (t / m / new-name); the baseline's studies compared with "
+            "nothing: t / m / old-name") in out

@@ -199,6 +199,11 @@ def test_unseen(study):
     (dict(arms={"a": {"model": "minilm-l12"}}), "unknown model 'minilm-l12'; did you mean 'minilm-l6'?"),
     (dict(arms={"b": {"recipie": "bert-default"}}),
      "claim arm 'b' has unknown field(s) 'recipie'; expected task, model, recipe, train_size, toy"),
+    (dict(task=123), "task=123 is invalid; expected a task name (cola, mrpc, "),
+    (dict(arms={"a": {"task": ["rte"]}}), "task=['rte'] is invalid; expected a task name"),
+    (dict(recipe={"lr": 1e-4}), "recipe={'lr': 0.0001} is invalid; expected a preset name (bert-default, "),
+    (dict(arms=[{"recipe": "bert-default"}]), "claim arms=[{'recipe': 'bert-default'}] is invalid; expected a dict "
+                                              "of arm names to options"),
 ])
 def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(options, message):
     import stabench
@@ -223,6 +228,12 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
     with pytest.raises(ValueError, match="unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"):
         build_spec(options, {"model": "MiniLM-L6"})
     assert build_spec(options, {"model": "minilm-l6"}).arms[0].model == "minilm-l6"
+    # Values of the wrong type from parametrize are named too, not an AttributeError from inside.
+    for params, message in (({"model": "tiny-bert", "task": 7}, "task=7 is invalid"),
+                            ({"model": "tiny-bert", "arms": ["a"]}, "claim arms=['a'] is invalid"),
+                            ({"model": "tiny-bert", "recipe": 0.1}, "recipe=0.1 is invalid")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            build_spec(options, params)
 
 
 @pytest.mark.parametrize("name, good, bad, message", [
@@ -454,3 +465,18 @@ def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester,
     rerun = subprocess.run(args, cwd=pytester.path, capture_output=True, text=True, timeout=600)  # serial: faster
     assert rerun.returncode == 0, rerun.stdout
     assert f"runs: {3 - kept} trained this session" in rerun.stdout, rerun.stdout
+
+
+def test_a_collection_error_is_not_reported_as_an_interruption(pytester):
+    """pytest stops on a collection error with its own KeyboardInterrupt subclass: not Ctrl-C."""
+    pytester.makepyfile(test_bad='''
+import stabench
+
+@stabench.claim(task=123, model="tiny-bert", recipe="bert-default", seeds=2)
+def test_x(study):
+    pass
+''')
+    result = _run(pytester)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["E   ValueError: task=123 is invalid; expected a task name (*"])
+    assert "stabench: interrupted" not in result.stdout.str()

@@ -265,6 +265,38 @@ def test_failure_and_std_assertions_explain_numbers():
     assert isinstance(clean, Summary)
 
 
+def test_claim_helpers_name_a_wrong_argument_instead_of_failing_inside():
+    clean = summarize(list(np.linspace(0.68, 0.72, 25)), failed=0)
+    with pytest.raises(ValueError, match=r"^rate='0.5' is invalid; expected a failure rate in \(0, 1\]"):
+        assert_failure_rate_below(clean, "0.5")
+    with pytest.raises(ValueError, match=r"^rate=1.5 is invalid"):
+        failure_rate_below(clean, 1.5)
+    with pytest.raises(ValueError, match=r"^limit=0 is invalid; expected a std > 0"):
+        assert_std_below(clean, 0)
+    for assertion in (assert_less_variable, assert_dominates):
+        with pytest.raises(TypeError, match=rf"^{assertion.__name__} takes a comparison of two studies, e.g. "
+                                            r".*; got a Summary$"):
+            assertion(clean)
+    # With failures, the note on how many clean runs would be needed is beside the point.
+    failing = summarize([0.5] * 4, failed=4)
+    with pytest.raises(AssertionError) as raised:
+        assert_failure_rate_below(failing, 0.5)
+    assert str(raised.value).startswith("failure rate not shown below 0.500: 4/4 runs failed")
+    assert "zero failures" not in str(raised.value)
+
+
+def test_a_claim_with_arms_says_how_to_reach_an_arm():
+    from stabench.claims import StudySet
+
+    studies = StudySet({"bc": None, "no-bc": None})
+    with pytest.raises(KeyError, match=r"claim has no arm 'bcc'; its arms: 'bc', 'no-bc'"):
+        studies["bcc"]
+    with pytest.raises(AttributeError, match=r"this claim has arms \('bc', 'no-bc'\), so its study holds one Study "
+                                             r"per arm: use study\['bc'\].failures"):
+        studies.failures
+    assert not hasattr(studies, "__array__")
+
+
 # --------------------------------------------------------------------------- regression
 
 
