@@ -249,8 +249,11 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     key = study_key(current[0])
     metric = current[0].primary_metric
     hashes = {r.recipe_hash for r in current}
-    matching, held, chosen = pick_variant([r for r in baseline_runs if (same_study or _in_study(r, key, hashes))
-                                           and metric in r.metrics])
+    candidates = [r for r in baseline_runs if (same_study or _in_study(r, key, hashes)) and metric in r.metrics]
+    # Where the baseline holds this very recipe content, only those runs: a study linked to other
+    # contents (versions edited under its name, recipes it once shared runs with) is compared with
+    # its own past.  Without them, an edited recipe is compared with its earlier versions.
+    matching, held, chosen = pick_variant([r for r in candidates if r.recipe_hash in hashes] or candidates)
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     seeds = {r.seed for r in current}
@@ -260,8 +263,8 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
         note = held and (f"{held}; its largest holds {len(baseline)} run(s), so nothing was compared"
                          if len(baseline) < 2 else held)
-        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current),
-                          baseline_note=note)
+        return GateResult(claim, key, metric, now, None, baseline_keys=tuple(r.key for r in baseline),
+                          current_keys=tuple(r.key for r in current), baseline_note=note)
     note = held and f"{held}; compared with {chosen}"
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
@@ -427,9 +430,9 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
 
 def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[RunResult],
                                results: Sequence[GateResult]) -> list[str]:
-    """The baseline's studies that no current study was compared with, for a gate to name when
-    some current study found no baseline: often one recipe renamed and edited since."""
+    """The baseline's studies that no current study matched, for a gate to name when some current
+    study found no baseline: often one recipe renamed and edited since."""
     labels = linked_recipe_names([*baseline, *current])
-    compared = {r.study for r in results if r.baseline is not None}
+    matched = {r.study for r in results if r.baseline_keys}
     studies = {(*study_key(run)[:3], labels[study_key(run)]) for run in baseline}
-    return sorted(study_label(study) for study in studies - compared)
+    return sorted(study_label(study) for study in studies - matched)

@@ -161,24 +161,9 @@ def pytest_configure(config: pytest.Config) -> None:
         session_id = uuid.uuid4().hex
         workers = 1
         config.pluginmanager.register(Reporter(config), "stabench-reporter")
-        _stop_on_sigterm(config)
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
     config.stash[_STATE] = State(config, session_id, workers, baseline=_check_options(config))
-
-
-def _stop_on_sigterm(config: pytest.Config) -> None:
-    """SIGTERM (``kill``, a CI job's timeout) stops the session as Ctrl-C does, so the summary
-    still says which runs are stored, instead of the process vanishing without a word."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    config.add_cleanup(lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
 
 
 _STATE = pytest.StashKey["State"]()
@@ -357,6 +342,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         claim_items.append(((unit == VERDICT, rank, index), item))
     for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
         items[position] = item
+    if claim_items and (reporter := config.pluginmanager.get_plugin("stabench-reporter")):
+        reporter.watch()
 
 
 def _check_parametrized_arms(item: pytest.Item) -> None:
@@ -571,7 +558,34 @@ class Reporter:
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
-        self.interrupted = False
+        self.watching = self.interrupted = False
+
+    def watch(self) -> None:
+        """Once the session has claims (collected here, or reported by an xdist worker): SIGTERM
+        (``kill``, a CI job's timeout) stops it as Ctrl-C does, so the summary still says what is
+        stored instead of the process vanishing.  Sessions without claims are left as they are."""
+        if self.watching:
+            return
+        self.watching = True
+        if threading.current_thread() is not threading.main_thread() or \
+                signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        pid = os.getpid()
+
+        def interrupt(signum, frame):
+            if os.getpid() != pid:  # a process forked by a test: let it die of the signal, as it would
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
+            raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+        signal.signal(signal.SIGTERM, interrupt)
+
+        def restore() -> None:
+            if signal.getsignal(signal.SIGTERM) is interrupt:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        self.config.add_cleanup(restore)
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
         # Ctrl-C or SIGTERM; not pytest's own stops (collection errors, -x), which subclass it.
@@ -581,6 +595,8 @@ class Reporter:
         if report.when != "call":
             return
         for name, value in report.user_properties:
+            if name.startswith("stabench_"):
+                self.watch()
             if name == "stabench_claim":
                 self.claims.append(json.loads(value))
             elif name == "stabench_seed":
@@ -634,7 +650,7 @@ class Reporter:
                 for requirement, claims in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.interrupted:
+        if self.interrupted and self.watching:
             trained = sum(1 for s in self.seeds if s["trained"])
             distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
             workers = " (xdist workers may have finished more)" if distributed else ""

@@ -74,8 +74,8 @@ def glue_available(config: str) -> bool:
     return hub_reachable()
 
 
-def _hub_host() -> str:
-    return _hub_endpoint().hostname or "huggingface.co"
+def _hub_host(endpoint: urllib.parse.ParseResult | None = None) -> str:
+    return (endpoint or _hub_endpoint()).hostname or "huggingface.co"
 
 
 def _hub_endpoint() -> urllib.parse.ParseResult:
@@ -92,7 +92,7 @@ def hub_reachable() -> bool:
     endpoint = _hub_endpoint()
     try:
         port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-        with socket.create_connection((_hub_host(), port), timeout=3):
+        with socket.create_connection((_hub_host(endpoint), port), timeout=3):
             return True
     except (OSError, ValueError):  # ValueError: a port that is not a number
         return False

@@ -86,7 +86,10 @@ class RunResult:
         return self.metrics[self.primary_metric]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["recipe_aliases"]:  # so that stabench versions without aliases can import the record
+            del data["recipe_aliases"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(_json_safe(self.to_dict()), sort_keys=True, allow_nan=False)

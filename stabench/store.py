@@ -316,8 +316,9 @@ class Store:
     def put(self, result: RunResult, replace: bool = False) -> bool:
         """Store a run; True if written.  An existing key is kept unless ``replace``.
 
-        A run that cannot be written (say the store stayed locked past the busy timeout) may
-        have cost hours of GPU time, so it is kept in an importable file beside the store.
+        A run that cannot be written (say the store stayed locked past the busy timeout, or
+        Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
+        importable file beside the store.
         """
         row = _row(result)
         try:
@@ -325,6 +326,10 @@ class Store:
                 return self._insert(conn, result, row, replace)
         except StoreError as error:
             raise StoreError(f"{error}; {self._keep_unstored(result)}") from error
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the transaction rolled back
+            if result.key not in self:
+                self._keep_unstored(result)
+            raise
 
     def _keep_unstored(self, result: RunResult) -> str:
         """Write ``result`` as a one-run export file; say where, or why that failed too."""
@@ -372,8 +377,11 @@ class Store:
         returns the run as it reads now.  Writes only when the name is new to the run."""
         if name in result.recipe_names:
             return result
-        with self._transaction() as conn:
-            self._add_aliases(conn, result.key, [name])
+        try:
+            with self._transaction() as conn:
+                self._add_aliases(conn, result.key, [name])
+        except StoreError:  # a store busy past its timeout must not fail a run that is stored: it is only a name
+            return result
         return dataclasses.replace(result, recipe_aliases=sorted({*result.recipe_aliases, name}))
 
     def tag(self, keys: Iterable[str], tag: str, claim: str | None = None) -> int:
@@ -695,6 +703,8 @@ def _run_from_record(record: Any, where: str) -> RunResult:
         if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
             raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, "
                              f"got {type(value).__name__}")
+        if str(spec.type) == "list[str]" and not all(isinstance(item, str) for item in value):
+            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
     try:
         _row(run)
     except StoreError as exc:

@@ -331,7 +331,7 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
             store.put(run)
     assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "so nothing was compared; the baseline holds t / m / old-name" in out
+    assert "so nothing was compared; the baseline's studies that none matched: t / m / old-name" in out
 
 
 def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
@@ -523,5 +523,24 @@ def test_compare_names_the_studies_that_found_no_baseline_and_what_the_baseline_
         store.tag([r.key for r in baseline], "base")
     assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert ("note: 1 current study(ies) found no baseline (t / m / new-name); the baseline's studies compared with "
-            "nothing: t / m / old-name") in out
+    assert ("note: 1 current study(ies) found no baseline (t / m / new-name); the baseline's studies that none "
+            "matched: t / m / old-name") in out
+
+
+def test_a_study_linked_to_other_recipe_contents_is_compared_with_its_own_content():
+    """B's runs were once stored under A (same content then); A was edited since.  On a new stack,
+    B is compared with B's old runs, not with A's more numerous ones."""
+    old_a = [_run(s, v, recipe="A", torch="2.11.0") for s, v in enumerate(GOOD)]
+    old_b = [dataclasses.replace(_run(s, v - 0.2, recipe="A", torch="2.11.0"), key=f"b-{s}", recipe_hash="h-B",
+                                 recipe_aliases=["B"]) for s, v in enumerate(GOOD[:6])]
+    new_a = [_run(s, v, recipe="A") for s, v in enumerate(GOOD)]
+    new_b = [dataclasses.replace(_run(s, v - 0.2, recipe="A"), key=f"nb-{s}", recipe_hash="h-B", recipe_aliases=["B"])
+             for s, v in enumerate(GOOD[:6])]
+    results = {r.claim: r for r in compare_sources(old_a + old_b, new_a + new_b)}
+    assert {label: (r.verdict, r.baseline.n) for label, r in results.items()} == {
+        "t / m / A | B [recipe content h-A]": ("ok", 8), "t / m / A | B [recipe content h-B]": ("ok", 6)}
+    assert set(results["t / m / A | B [recipe content h-B]"].baseline_keys) == {r.key for r in old_b}
+    # An edited recipe with no runs of its new content in the baseline is compared with its past.
+    edited = [dataclasses.replace(r, recipe_hash="h-A2") for r in new_a]
+    (row,) = compare_sources(old_a, edited)
+    assert row.baseline.n == 8 and row.changed.startswith("torch 2.11.0 -> 2.13.0, recipe content")

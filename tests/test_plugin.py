@@ -1,7 +1,9 @@
 """The pytest plugin, driven through pytester in subprocesses (xdist needs real processes)."""
+import contextlib
 import json
 import re
 import sqlite3
+import time
 
 import pytest
 
@@ -418,7 +420,7 @@ def test_an_explicit_cuda_index_leaves_workers_unpinned(pytester, monkeypatch, d
 SLOW_CLAIM = '''
 import stabench
 
-SLOW = stabench.get_recipe("bert-default", max_steps=200, trace_every=50, lr=2e-3)
+SLOW = stabench.get_recipe("bert-default", max_steps=500, trace_every=50, lr=2e-3)
 
 @stabench.claim(task="polarity", model=MODEL, recipe=SLOW, seeds=3)
 def test_slow(study):
@@ -430,38 +432,43 @@ def test_slow(study):
 def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester, tiny_model, workers):
     """A CI job's timeout sends SIGTERM: the session ends with pytest's summary and a line on what is
     stored, instead of vanishing; the rerun trains only what is missing."""
-    import contextlib
+    import os
     import signal
     import subprocess
     import sys
-    import time
+    import threading
 
     pytester.makepyfile(test_slow=f"MODEL = {tiny_model!r}\n" + SLOW_CLAIM)
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--stabench-cpu-threads=1",
             "--stabench-store=s.sqlite"]
-    process = subprocess.Popen([*args, *workers], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    store = pytester.path / "s.sqlite"
+    process = subprocess.Popen([*args, *workers], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    first_seed = threading.Event()
 
-    def stored() -> int:
-        if not store.exists():
-            return 0
-        with contextlib.closing(sqlite3.connect(store)) as conn:
-            has_runs = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
-            return conn.execute("SELECT count(*) FROM runs").fetchone()[0] if has_runs else 0
+    def read() -> None:  # the first progress letter: a seed item has reported to the controller
+        for char in iter(lambda: process.stdout.read(1), ""):
+            output.append(char)
+            if char in ".f" and re.search(r"(test_slow\.py |\[\d+ items\]\n\n)[.f]$", "".join(output)):
+                first_seed.set()
 
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None and not stored():
-        time.sleep(0.2)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert first_seed.wait(240), "".join(output)
+    time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    kept = stored()
-    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
-    assert "KeyboardInterrupt: stopped by signal SIGTERM" in output
+    process.wait(120)
+    reader.join(30)
+    text = "".join(output)
+    with contextlib.closing(sqlite3.connect(pytester.path / "s.sqlite")) as conn:
+        kept = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, text
+    assert "KeyboardInterrupt: stopped by signal SIGTERM" in text
     # Serial, the run in training is lost; xdist's workers may finish theirs while shutting down.
-    assert 1 <= kept <= (3 if workers else 2), output
+    assert 1 <= kept <= (3 if workers else 2), text
     assert re.search(r"stabench: interrupted after \d seed item\(s\) had reported \(\d trained, 0 read from the "
                      r"store\)" + (r" \(xdist workers may have finished more\)" if workers else "")
-                     + "; every finished run is stored", output), output
+                     + "; every finished run is stored", text), text
     rerun = subprocess.run(args, cwd=pytester.path, capture_output=True, text=True, timeout=600)  # serial: faster
     assert rerun.returncode == 0, rerun.stdout
     assert f"runs: {3 - kept} trained this session" in rerun.stdout, rerun.stdout
@@ -480,3 +487,46 @@ def test_x(study):
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["E   ValueError: task=123 is invalid; expected a task name (*"])
     assert "stabench: interrupted" not in result.stdout.str()
+
+
+def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
+    pytester.makepyfile(test_plain="""
+import signal
+
+def test_sigterm_is_untouched():
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+def test_stop():
+    raise KeyboardInterrupt
+""")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert "stabench" not in result.stdout.str().split("KeyboardInterrupt", 1)[1]
+    assert "1 passed" in result.stdout.str()
+
+
+def test_the_sigterm_handler_lets_forked_children_die_of_the_signal_and_is_removed_after():
+    import multiprocessing
+    import signal
+    import time
+    from types import SimpleNamespace
+
+    from stabench.plugin import Reporter
+
+    cleanups = []
+    reporter = Reporter(SimpleNamespace(add_cleanup=cleanups.append))
+    reporter.watch()
+    try:
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(30,))
+        child.start()
+        time.sleep(0.2)
+        child.terminate()
+        child.join(20)
+        assert child.exitcode == -signal.SIGTERM  # died of the signal, no KeyboardInterrupt in the child
+    finally:
+        for cleanup in cleanups:
+            cleanup()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+

@@ -529,6 +529,7 @@ BAD_FILES = {
     "not_a_record": lambda: json.dumps([_valid_record(), 42]),
     "wrong_type": lambda: json.dumps([{**_valid_record(), "task": ["rte"]}]),
     "bool_seed": lambda: json.dumps([{**_valid_record(), "seed": True}]),
+    "null_alias": lambda: json.dumps([{**_valid_record(), "recipe_aliases": [None]}]),
     "csv_bad_json": lambda: "key,result_json\nabc,{not json\n",
     "csv_key_mismatch": lambda: 'key,result_json\nabc,"' + make_result(7).to_json().replace('"', '""') + '"\n',
 }
@@ -617,6 +618,14 @@ def test_a_run_reused_under_another_recipe_name_is_found_by_both_names(store: St
         other.put(dataclasses.replace(run, recipe_aliases=[]))
         assert other.import_file(tmp_path / "elsewhere.json") == (0, 1)
         assert other.get(run.key).recipe_aliases == ["paper[lr=2e-05]"]
+
+    # A store too busy to take the name does not fail the run: it is returned as stored.
+    def busy(*args, **kwargs):
+        raise StoreError("database is locked")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Store, "_add_aliases", busy)
+        assert store.get_or_compute(run.key, never, recipe_name="paper-x")[0] == store.get(run.key)
 
     # Trained again under a third name: that name is the stored one, the others stay aliases.
     store.get_or_compute(run.key, lambda: dataclasses.replace(run, recipe_name="mine"), recompute=True)
@@ -817,6 +826,28 @@ def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store
     monkeypatch.undo()
     assert store.keys() == [kept.key]  # nothing stored was lost
     assert store.import_file(saved) == (1, 0) and store.get(run.key) == run
+
+
+def test_a_run_interrupted_while_being_written_is_kept_in_an_importable_file(store: Store, monkeypatch) -> None:
+    """SIGTERM stops a pytest session with KeyboardInterrupt, which may land inside the write."""
+    run = make_result(3)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "_insert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(run)
+    monkeypatch.undo()
+    assert store.count() == 0
+    assert store.import_file(store.path.parent / "unstored" / f"{run.key}.json") == (1, 0)
+
+
+def test_records_without_aliases_leave_the_field_out_for_older_readers() -> None:
+    run = make_result(0)
+    assert "recipe_aliases" not in run.to_dict() and RunResult.from_json(run.to_json()) == run
+    aliased = dataclasses.replace(run, recipe_aliases=["paper[lr=2e-05]"])
+    assert RunResult.from_json(aliased.to_json()).recipe_aliases == ["paper[lr=2e-05]"]
 
 
 def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(store: Store) -> None:
