@@ -53,6 +53,7 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device_kind": torch.device(device).type,
         "device_name": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "gpu_driver": None,
     }
     if env["device_kind"] == "cuda":
@@ -63,6 +64,18 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
     env["project_git_commit"] = commit
     env["project_git_dirty"] = bool(_git(["status", "--porcelain"], project_dir)) if commit else None
     return tuple(sorted(env.items()))
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name: recorded, not keyed, though another CPU can end a chaotic run differently."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
 
 
 def _nvidia_driver() -> str | None:

@@ -78,7 +78,13 @@ def render(renderable: Any, width: int = 120, color: bool = False) -> str:
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    return tabulate([list(r.values()) for r in rows], headers=list(rows[0]) if rows else [], tablefmt="github")
+    """A GitHub Markdown table; a ``|`` inside a cell (linked recipe names, a test id) is escaped,
+    or it would split the row into extra columns."""
+    def cell(value: Any) -> Any:
+        return value.replace("|", "\\|") if isinstance(value, str) else value
+
+    return tabulate([[cell(v) for v in r.values()] for r in rows], headers=[cell(h) for h in rows[0]] if rows else [],
+                    tablefmt="github")
 
 
 # A gate entry's fields (``GateResult.entry()``) that are not table columns: the text below

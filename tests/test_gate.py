@@ -544,3 +544,12 @@ def test_a_study_linked_to_other_recipe_contents_is_compared_with_its_own_conten
     edited = [dataclasses.replace(r, recipe_hash="h-A2") for r in new_a]
     (row,) = compare_sources(old_a, edited)
     assert row.baseline.n == 8 and row.changed.startswith("torch 2.11.0 -> 2.13.0, recipe content")
+
+
+def test_a_markdown_cell_keeps_a_pipe_inside_its_column():
+    """Linked recipe names are joined by ' | ', which must not split a Markdown row."""
+    from stabench.report import markdown
+
+    table = markdown([{"recipe": "r | r[lr=2e-05]", "n": 8}])
+    assert all(line.replace("\\|", "").count("|") == 3 for line in table.splitlines()), table
+    assert "r \\| r[lr=2e-05]" in table
