@@ -136,8 +136,9 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     are what keep it out, so think twice before turning them off.
 
     A non-finite norm in the window (a diverged run) gives NaN numbers and no verdict of
-    vanishing.  A model whose layers share one weight group (ALBERT) has no bottom/top
-    contrast: its ``bottom_top_ratio`` is NaN and the verdict rests on ``drop`` alone.
+    vanishing.  A model whose layers share one weight group (ALBERT), or a run whose top layer's
+    norm fell to exactly zero too, has no bottom/top contrast: its ``bottom_top_ratio`` is NaN
+    and the verdict rests on ``drop`` alone.
     """
     lo, hi = early
     if lo > hi:
@@ -191,11 +192,14 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     end, final = 10.0 ** log_mean(b, window_tail), 10.0 ** log_mean(b, run_tail)
     drop = drop_of(b)
     shared = bottom == top  # ALBERT: one layer group serves every layer
-    bottom_top = math.nan if shared else 10.0 ** (log_mean(b, window_tail) - log_mean(t, window_tail))
+    # A top layer whose norm is exactly zero (every layer dead, say after a huge lr) gives no
+    # contrast either: 0/0 is not a ratio of 1.
+    no_contrast = shared or 10.0 ** log_mean(t, window_tail) <= _TINY
+    bottom_top = math.nan if no_contrast else 10.0 ** (log_mean(b, window_tail) - log_mean(t, window_tail))
     recovered = bool(math.isfinite(final) and math.isfinite(start) and final >= start / recover_factor)
     layer_drops = {name: drop_of(values) for name, values in norms.items()}
     vanished = bool(drop <= 1.0 / factor and not recovered
-                    and (max_ratio is None or shared or bottom_top <= max_ratio))
+                    and (max_ratio is None or no_contrast or bottom_top <= max_ratio))
     return GradientVerdict(vanished=vanished, bottom_top_ratio=float(bottom_top), drop=drop, recovered=recovered,
                            start=start, peak=peak, end=end, final=final,
                            window=(int(steps[inside[0]]), int(steps[inside[-1]])), n_points=len(inside),
@@ -500,9 +504,16 @@ class OverfittingTrend:
     alpha: float
 
     @property
+    def improves(self) -> bool:
+        """rho < 0 and p < alpha: lower train loss goes with *higher* dev accuracy (no overfitting either)."""
+        return self.rho < 0 and self.p < self.alpha
+
+    @property
     def verdict(self) -> str:
-        """"overfits", "flat", or "inconclusive" when the runs show neither."""
-        return "overfits" if self.overfits else "flat" if self.flat else "inconclusive"
+        """"overfits", "flat", "improves" (lower loss, higher accuracy), or "inconclusive" when the
+        runs show none of these."""
+        return ("overfits" if self.overfits else "flat" if self.flat else "improves" if self.improves
+                else "inconclusive")
 
 
 def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> OverfittingTrend:
@@ -535,7 +546,9 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * fit.stderr)
     slope_ci = (float(fit.slope) - half_width, float(fit.slope) + half_width)
     if np.ptp(y) == 0:
-        rho, p = 0.0, 1.0  # constant accuracy: no relation at all (spearmanr would return NaN)
+        # Constant accuracy: exactly flat, with no relation at all (linregress's stderr and
+        # spearmanr would give NaN).
+        slope_ci, rho, p = (0.0, 0.0), 0.0, 1.0
     else:
         test = stats.spearmanr(x, y)
         rho, p = float(test.statistic), float(test.pvalue)

@@ -154,11 +154,10 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters, env = _filters(args)
-        fmt = args.format or {".json": "json", ".csv": "csv"}.get(Path(args.path).suffix.lower())
-        if fmt is None:
+        if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
-        count = store.export(args.path, fmt=fmt, env=env, **filters)
+        count = store.export(args.path, fmt=args.format, env=env, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
 

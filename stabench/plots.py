@@ -1,7 +1,7 @@
 """Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves.
 
-Plots are written straight to PNG with the Agg backend so they work on headless
-CI machines and inside pytest workers.
+Plots are written with the Agg backend so they work on headless CI machines and inside
+pytest workers: as PNG, or in the format the file's extension names (``.pdf``, ``.svg``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss  # noqa: E402
 def _save(figure, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(path, format=path.suffix[1:].lower() or "png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -526,8 +526,8 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
     reference = options.get("reference") or {}
     for name, study in studies.items():
         summary = study.summary()
-        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "recipe": study.arm.recipe.name,
-               "recipe_hash": study.arm.recipe.hash, "recipe_fields": study.arm.recipe.to_dict(),
+        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": study.arm.train_size,
+               "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash, "recipe_fields": study.arm.recipe.to_dict(),
                "model": study.arm.model, "metric": study.metric, "verdict": verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
@@ -617,7 +617,8 @@ class Reporter:
             if c["verdict"] != "skipped":
                 s = c["summary"]
                 row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
-                       "task": c["task"], "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
+                       "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
+                       "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
                        "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
                        "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
                        "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],

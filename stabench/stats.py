@@ -25,11 +25,23 @@ Interval = tuple[float, float]
 NAN_INTERVAL: Interval = (math.nan, math.nan)
 
 
+def _check_number(name: str, value: object, expected: str, valid) -> None:
+    """A limit given as text or out of range is an error naming it, not a comparison TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not valid(value):
+        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
+
+
+def _check_confidence(confidence: object) -> None:
+    """``confidence=95`` (a percentage) would silently give NaN bounds."""
+    _check_number("confidence", confidence, "a level in (0, 1), e.g. 0.95", lambda c: 0 < c < 1)
+
+
 # --------------------------------------------------------------------------- failures
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
     """Exact two-sided interval for a failure rate k/n; honest even for 0 of 25."""
+    _check_confidence(confidence)
     result = stats.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     return float(result.low), float(result.high)
 
@@ -40,6 +52,7 @@ def failure_rate_upper(k: int, n: int, confidence: float = 0.95, one_sided: bool
     Two-sided by default so it matches ``clopper_pearson`` (0/25 -> 0.137); the one-sided
     bound (0/25 -> 0.113) answers "is the rate below x?" with the full error budget.
     """
+    _check_confidence(confidence)
     if not one_sided:
         return clopper_pearson(k, n, confidence)[1]
     result = stats.binomtest(k, n, alternative="less").proportion_ci(
@@ -70,6 +83,7 @@ def std_upper_bound(std: float, n: int, confidence: float = 0.95) -> float:
     A small observed std from few seeds may be luck; this is the std we cannot rule out
     (n = 25 at 95%: 1.316 x the observed std).
     """
+    _check_confidence(confidence)
     if n < 2 or math.isnan(std):
         return math.inf
     return float(std * math.sqrt((n - 1) / stats.chi2.ppf(1 - confidence, n - 1)))
@@ -424,12 +438,6 @@ def compare(
 
 
 # --------------------------------------------------------------------------- claim helpers
-
-
-def _check_number(name: str, value: object, expected: str, valid) -> None:
-    """A limit given as text or out of range is an error naming it, not a comparison TypeError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not valid(value):
-        raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
 
 
 def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:

@@ -487,21 +487,32 @@ class Store:
         missing = "full" if filter_name == "train_size" else "none"
         return sorted(missing if row[0] is None else str(row[0]) for row in rows)
 
-    def query(self, task: str | None = None, model: str | None = None, recipe: str | None = None,
-              seed: int | None = None, tag: str | None = None,
+    def query(self, task: Any = None, model: str | None = None, recipe: Any = None,
+              seed: int | Iterable[int] | None = None, tag: str | None = None,
               env: dict[str, Any] | None = None, claim: str | None = None,
               recipe_hash: str | None = None, train_size: int | str | None = None) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
         shows it, to pick one version of a recipe edited under one name; ``train_size`` is a
-        subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set."""
+        subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set.
+        ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Recipe selects its
+        content, whatever its name); ``seed`` may be a list."""
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("task_name", task), ("model_name", model), ("seed", seed)):
+        if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name
+            recipe_hash, recipe = _named("recipe", recipe, "hash"), None
+        task = _named("task", task, "name") if task is not None and not isinstance(task, str) else task
+        for column, value in (("task_name", task), ("model_name", model)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if seed is not None:
+            seeds = [seed] if isinstance(seed, int) else list(seed) if isinstance(seed, Iterable) else [seed]
+            if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+                raise StoreError(f"seed={seed!r} is invalid; expected a seed or a list of seeds (integers)")
+            where.append(f"seed IN ({', '.join('?' * len(seeds))})")
+            params.extend(seeds)
         if recipe is not None:  # the name it is stored under, or any other name it was asked for
             where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))")
             params.extend([recipe, recipe])
@@ -551,11 +562,12 @@ class Store:
 
     # -- exchange ----------------------------------------------------------------------
 
-    def export(self, path: str | os.PathLike[str], fmt: str = "json", **filters: Any) -> int:
+    def export(self, path: str | os.PathLike[str], fmt: str | None = None, **filters: Any) -> int:
         """Write the runs matching ``filters`` (as in ``query``; all runs by default) to ``path``
         as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
-        ``result_json`` for re-import).  Returns the number of runs; the file is replaced atomically."""
-        if fmt not in ("json", "csv"):
+        ``result_json`` for re-import); ``fmt`` defaults to the one the path's extension names.
+        Returns the number of runs; the file is replaced atomically."""
+        if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
         if not path.parent.is_dir():
@@ -563,6 +575,10 @@ class Store:
         if not _replaceable(path):
             raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
                              f"is; name a new file, or move it away first")
+        fmt = fmt or {".json": "json", ".csv": "csv"}.get(path.suffix.lower())
+        if fmt is None:
+            raise StoreError(f"cannot tell the format of {str(path)!r} from its extension; expected a .json or .csv "
+                             f"file, or fmt='json' or 'csv'")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
             others = {k: v for k, v in filters.items() if k != "env"}
@@ -656,6 +672,15 @@ class Store:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
             self.put(result, replace=recompute)
             return result, True
+
+
+def _named(filter_name: str, value: Any, attribute: str) -> str:
+    """The name or hash of a Task or Recipe given as a query filter."""
+    found = getattr(value, attribute, None)
+    if not isinstance(found, str):
+        raise StoreError(f"{filter_name}={value!r} is invalid; expected a {filter_name} name or a "
+                         f"{filter_name.capitalize()} object")
+    return found
 
 
 def _same_file(fd: int, path: Path) -> bool:

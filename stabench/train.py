@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,11 +70,23 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
 def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
         subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
         progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None) -> RunResult:
-    """Fine-tune and evaluate one seed; with a store, reuse a stored result or store the new one.
+    """Fine-tune and evaluate one seed; with a store (a Store or its path), reuse a stored
+    result or store the new one.
 
     ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
     count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
     """
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress={progress!r} is invalid; expected a callback taking (step, total), e.g. "
+                         f"lambda step, total: print(step, total)")
+    if isinstance(store, (str, os.PathLike)):
+        from .store import Store
+
+        with Store(store) as opened:
+            return run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, device=device,
+                       store=opened, recompute=recompute, progress=progress, cpu_threads=cpu_threads)
+    if store is not None and not callable(getattr(store, "get_or_compute", None)):
+        raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
     environment.check_count(cpu_threads, "cpu_threads=")
     previous = torch.get_num_threads()
     if cpu_threads is not None:

@@ -362,3 +362,20 @@ def test_example_runs_are_the_failed_run_that_lost_most_and_the_success_that_los
     examples = analysis.example_runs(runs)
     assert examples["failed"].seed == 1 and examples["successful"].seed == 3  # a NaN trace is never chosen
     assert list(analysis.example_runs(runs[2:])) == ["successful"]
+
+
+def test_accuracy_that_never_moves_is_flat_and_rising_accuracy_is_not_overfitting():
+    """Every run at the same accuracy is exactly flat; lower loss with higher accuracy is its own verdict."""
+    tied = analysis.overfitting_trend([make_result(seed=i, train_loss=float(loss), accuracy=1.0)
+                                       for i, loss in enumerate(np.logspace(-1, -2.5, 6))])
+    assert tied.flat and tied.slope_ci == (0.0, 0.0) and tied.verdict == "flat"
+    rising = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 - 0.03 * log_loss))
+    assert rising.improves and not rising.overfits and not rising.flat and rising.verdict == "improves"
+
+
+def test_a_run_whose_every_layer_went_to_exactly_zero_has_vanished_gradients():
+    """A huge lr can kill every layer: top and bottom at 0 is no bottom/top ratio of 1."""
+    dead = curve({1: 1.0, 10: 1e-3, 11: 1e-40, 200: 1e-40})
+    dead = [0.0 if v < 1e-35 else v for v in dead]
+    verdict = analysis.vanishing_gradients(make_result(traces(dead, dead, classifier=dead)))
+    assert verdict.vanished and math.isnan(verdict.bottom_top_ratio) and verdict.drop <= 1e-20

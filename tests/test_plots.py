@@ -113,6 +113,15 @@ def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(draw
         plots.plot_training_curves({}, tmp_path / "none.png", "empty")
 
 
+def test_a_figure_is_written_in_the_format_its_name_says(tmp_path):
+    runs = {"a": _runs([0.7, 0.6, 0.8], [False] * 3)}
+    assert plot_study(runs, 0.5, "accuracy", "pdf", tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in plot_study(runs, 0.5, "accuracy", "svg", tmp_path / "s.svg").read_bytes()[:500]
+    _assert_png(plot_study(runs, 0.5, "accuracy", "no suffix", tmp_path / "plain"))
+    with pytest.raises(ValueError, match="Format 'xyz' is not supported"):
+        plot_study(runs, 0.5, "accuracy", "bad", tmp_path / "s.xyz")
+
+
 def test_plot_training_curves_writes_a_png(tmp_path):
     run = _runs([0.9], [False])[0]
     run.trace = {"loss": list(np.geomspace(0.7, 1e-3, 60)), "eval": [{"step": 30, "accuracy": 0.8},

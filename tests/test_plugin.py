@@ -530,3 +530,19 @@ def test_the_sigterm_handler_lets_forked_children_die_of_the_signal_and_is_remov
             cleanup()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
+
+
+def test_a_claim_on_a_subsample_says_its_size_in_the_table_and_the_json(pytester, tiny_model):
+    pytester.makepyfile(test_small=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2),
+                train_size=64, seeds=2)
+def test_small(study):
+    assert study.n == 2
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_small*polarity (64)*"])
+    (claim,) = _report(pytester.path / "r.json")["claims"]
+    assert claim["train_size"] == 64 and claim["task"] == "polarity"

@@ -47,6 +47,12 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
         Study(Arm(name="m", task=BUILTIN_PAIR_TASK, model="minilm-l6", recipe=FAST), runs)
     with pytest.raises(ValueError, match=r"^study of a: seeds \[0\] appear more than once; each seed is one run$"):
         Study(arm, runs + runs)
+    import dataclasses
+
+    other_subsample = dataclasses.replace(runs[0], key="k1", seed=1, task={**runs[0].task, "fingerprint": "0ther000"})
+    with pytest.raises(ValueError, match=r"^study of a: its runs were trained on 2 different data sets \(fingerprints "
+                                         r"0ther000, .*\), e.g. subsamples drawn with another subsample_seed"):
+        Study(arm, runs + [other_subsample])
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
 
 

@@ -277,6 +277,10 @@ def test_claim_helpers_name_a_wrong_argument_instead_of_failing_inside():
         with pytest.raises(TypeError, match=rf"^{assertion.__name__} takes a comparison of two studies, e.g. "
                                             r".*; got a Summary$"):
             assertion(clean)
+    for call in (lambda: std_upper_bound(0.03, 4, 95), lambda: failure_rate_upper(0, 25, 1.5),
+                 lambda: assert_std_below(clean, 0.5, confidence=0), lambda: summarize([0.7, 0.8], confidence=95)):
+        with pytest.raises(ValueError, match=r"^confidence=.* is invalid; expected a level in \(0, 1\), e.g. 0.95$"):
+            call()
     # With failures, the note on how many clean runs would be needed is beside the point.
     failing = summarize([0.5] * 4, failed=4)
     with pytest.raises(AssertionError) as raised:

@@ -485,6 +485,18 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
     assert not (tmp_path / "no").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Path) -> None:
+    store.put(make_result(0))
+    store.export(tmp_path / "runs.csv")
+    assert (tmp_path / "runs.csv").read_text().startswith("key,")
+    store.export(tmp_path / "runs.JSON")
+    assert (tmp_path / "runs.JSON").read_text().startswith("[")
+    with pytest.raises(StoreError, match=r"^cannot tell the format of '.*runs.txt' from its extension; expected a "
+                                         r"\.json or \.csv file, or fmt='json' or 'csv'$"):
+        store.export(tmp_path / "runs.txt")
+    assert store.export(tmp_path / "runs.txt", fmt="csv") == 1
+
+
 def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     import csv
 
@@ -865,3 +877,14 @@ def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(sto
         f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
     assert store.nothing_matches({"recipe_hash": "zzzz"}).endswith(
         f"(stored recipe hashes: {run.recipe_hash[:store_module.SHORT_HASH]})")
+
+
+def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
+    store.put(make_result(0))
+    for filters, message in (({"seed": "0"}, r"^seed='0' is invalid; expected a seed or a list of seeds"),
+                             ({"seed": [0, True]}, r"^seed=\[0, True\] is invalid"),
+                             ({"recipe": 3.5}, r"^recipe=3.5 is invalid; expected a recipe name or a Recipe object$"),
+                             ({"task": ["rte"]}, r"^task=\['rte'\] is invalid; expected a task name or a Task object$")):
+        with pytest.raises(StoreError, match=message):
+            store.query(**filters)
+    assert len(store.query(seed=[0, 1])) == 1

@@ -206,6 +206,19 @@ def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_m
         assert same.key == first.key and same.finished_at == first.finished_at  # not trained again
         assert same.recipe_names == ["bert-default[lr=0.001,max_steps=2]", "mine"]
         assert [r.key for r in store.query(recipe="mine")] == [first.key]
+        # The objects stabench.run takes select runs too: a Recipe by its content, a Task by its name.
+        from stabench.tasks import get_task
+
+        assert [r.key for r in store.query(recipe=recipe.replace(name="any"), task=get_task(BUILTIN_PAIR_TASK),
+                                           seed=[0, 3])] == [first.key]
+        assert store.query(recipe=recipe.replace(lr=2e-3)) == [] and store.query(seed=range(1, 3)) == []
+    # A store may be given by its path.
+    again = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=tmp_path / "s.sqlite", cpu_threads=1)
+    assert again.finished_at == first.finished_at
+    for bad, message in (({"store": 3}, r"^store=3 is invalid; expected a stabench Store or the path of one$"),
+                         ({"progress": True}, r"^progress=True is invalid; expected a callback taking \(step, total\)")):
+        with pytest.raises(ValueError, match=message):
+            run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, **bad)
 
 
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
