@@ -56,7 +56,9 @@ _LAYER_NAME = re.compile(r"^layer\.(\d+)$")
 
 
 def _results_of(results) -> list[RunResult]:
-    """A Study (anything with ``.results``) or an iterable of RunResults, as a list."""
+    """A Study (anything with ``.results``), an iterable of RunResults or one RunResult, as a list."""
+    if isinstance(results, RunResult):
+        return [results]
     return list(getattr(results, "results", results))
 
 

@@ -436,12 +436,23 @@ class Study:
         """Chi-square upper bound of the std under normality."""
         return stats.std_upper_bound(self.std, self.n, confidence)
 
+    def __getitem__(self, name: str) -> Study:
+        """``study[arm]`` works on a one-arm claim too, so code written for arms reads either."""
+        if not isinstance(name, str):  # also what iterating a Study meets
+            raise TypeError(f"a Study is indexed by arm name, not {name!r}; its runs are study.results")
+        if name != self.arm.name:
+            raise KeyError(f"claim has no arm {name!r}; its one arm: {self.arm.name!r}")
+        return self
+
     def expected_max(self, n: int, metric: str | None = None) -> float:
         return stats.expected_max(self.scores(metric), n)
 
     def compare(self, other: Study, metric: str | None = None, alpha: float = 0.05,
                 n_comparisons: int = 1) -> stats.Comparison:
         """This study (A) against another (B), in the metric's own direction."""
+        if not isinstance(other, Study):
+            raise TypeError(f"compare takes another Study, e.g. study['bc'].compare(study['no-bc']); got a "
+                            f"{type(other).__name__}")
         metric = metric or self.metric
         return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
                              higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons)

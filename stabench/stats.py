@@ -221,9 +221,16 @@ def summarize(
 def summarize_runs(results: Sequence, metric: str | None = None, confidence: float = 0.95) -> Summary:
     """``summarize`` over run results (anything with ``metrics`` and the failure flags).
 
-    ``metric`` defaults to the runs' own headline metric.
+    ``metric`` defaults to the runs' own headline metric.  ``results`` may also be a Study.
     """
+    results = list(getattr(results, "results", results))
+    if not results:
+        raise ValueError("cannot summarize an empty list of runs (did every run get skipped?)")
     metric = metric or results[0].primary_metric
+    missing = [r.seed for r in results if metric not in r.metrics]
+    if missing:
+        raise ValueError(f"metric {metric!r} is not among the runs' metrics (seeds {missing[:5]} lack it); they "
+                         f"have {', '.join(sorted(results[0].metrics))}")
     return summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
                      collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results],
                      confidence=confidence)

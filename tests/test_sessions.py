@@ -102,3 +102,27 @@ def test_attempt_files_are_replaced_whole(tmp_path, monkeypatch):
         pass
     assert json.loads(path.read_text()) == {"stored": False}
     assert [p.name for p in tmp_path.iterdir()] == ["attempt.json"]  # the unfinished copy removed
+
+
+def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_path):
+    import pytest
+
+    from stabench import analysis, stats
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        study = Session(store=store).collect(arm, [0, 1])
+    assert study["a"] is study  # a one-arm claim reads like one with arms
+    with pytest.raises(KeyError, match="claim has no arm 'b'; its one arm: 'a'"):
+        study["b"]
+    with pytest.raises(TypeError, match=r"a Study is indexed by arm name, not 0; its runs are study.results"):
+        list(study)
+    with pytest.raises(TypeError, match=r"compare takes another Study, e.g. .*; got a list"):
+        study.compare(study.results)
+    with pytest.raises(ValueError, match=r"metric 'f1' is not among the runs' metrics .*; they have accuracy"):
+        study.summary(metric="f1")
+    with pytest.raises(ValueError, match="cannot summarize an empty list of runs"):
+        stats.summarize_runs([])
+    assert stats.summarize_runs(study).n == 2  # a Study will do where runs are asked for
+    assert analysis.gradient_summary(study.results[0], early=(1, 4))["n_failed"] + \
+        analysis.gradient_summary(study.results[0], early=(1, 4))["n_successful"] == 1
