@@ -251,8 +251,8 @@ def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float
     ranks = np.arange(1, ordered.size + 1) / ordered.size
     curve = []
     for n in ns:
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r} is invalid; expected a number of seeds (an integer >= 1)")
         weights = ranks**n - (ranks - 1 / ordered.size) ** n
         curve.append(float(np.dot(weights, ordered)))
     return curve

@@ -802,16 +802,24 @@ def replaced_atomically(path: Path) -> Iterator[Any]:
 
 
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
+    """A row per run for pandas or a spreadsheet: key fields, verdicts, every metric and every
+    recipe field (``recipe.lr``, ...), plus the full record for ``import``."""
     metrics = sorted({name for run in runs for name in run.metrics})
+    fields = sorted({name for run in runs for name in (run.recipe or {})})
     writer = csv.writer(fh)
     writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "train_size", "data_fingerprint", "tags",
-                     *(f"metric.{name}" for name in metrics), "result_json"])
+                     *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields), "result_json"])
+
+    def cell(value: Any) -> Any:
+        return "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
+
     for run in runs:
         *columns, record = _row(run)
         writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
                          run.environment.get("cpu_threads", ""), run.task.get("train_size") or "full",
                          run.task.get("fingerprint", ""), ";".join(run.tags),
-                         *(run.metrics.get(name, "") for name in metrics), record])
+                         *(run.metrics.get(name, "") for name in metrics),
+                         *(cell((run.recipe or {}).get(name)) for name in fields), record])
 
 
 def _parse_csv(text: str) -> list[RunResult]:

@@ -363,6 +363,9 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     """Load a task's splits (cached per process), subsample the training set, fingerprint it."""
     task = get_task(task)
     check_train_size(train_size)
+    if train_size is None and subsample_seed != 0:
+        raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
+                         f"(e.g. train_size=1000); without it every run trains on the whole set")
     return _load_cached(task, train_size, subsample_seed, _file_stamps(task))
 
 

@@ -281,6 +281,9 @@ def test_claim_helpers_name_a_wrong_argument_instead_of_failing_inside():
                  lambda: assert_std_below(clean, 0.5, confidence=0), lambda: summarize([0.7, 0.8], confidence=95)):
         with pytest.raises(ValueError, match=r"^confidence=.* is invalid; expected a level in \(0, 1\), e.g. 0.95$"):
             call()
+    for n in ("2", 2.5, 0, True):
+        with pytest.raises(ValueError, match=r"is invalid; expected a number of seeds \(an integer >= 1\)$"):
+            expected_max([0.7, 0.8], n)
     # With failures, the note on how many clean runs would be needed is beside the point.
     failing = summarize([0.5] * 4, failed=4)
     with pytest.raises(AssertionError) as raised:

@@ -512,6 +512,7 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "0"
     assert float(rows[0]["majority_accuracy"]) == make_result(0).majority_accuracy  # what "failed" compares with
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
+    assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
     assert RunResult.from_json(rows[1]["result_json"]).seed == 1
 
 

@@ -56,6 +56,8 @@ def test_seeded_subsample_and_fingerprint():
     assert a.describe()["train_size"] == 100 and full.describe()["subsample_seed"] is None
     with pytest.raises(ValueError, match="train_size=1000 is larger than same-number's training set"):
         load_task_data(BUILTIN_PAIR_TASK, train_size=1000)
+    with pytest.raises(ValueError, match=r"^subsample_seed=3 draws a training subsample, so it needs train_size="):
+        load_task_data(BUILTIN_PAIR_TASK, subsample_seed=3)  # silently the whole set before
 
 
 def _write(path, rows, kind):
