@@ -70,7 +70,8 @@ class GradientVerdict:
     """Did a run's gradients vanish early (Mosbach et al. Fig. 4)?  Numbers and thresholds used.
 
     ``vanished`` is ``drop <= 1/factor and not recovered and bottom_top_ratio <= max_ratio``
-    (the last test is skipped when ``max_ratio`` is None).  ``layer_drops`` holds the same
+    (the last test is skipped when ``max_ratio`` is None; see ``vanishing_gradients`` for
+    ALBERT and for layers whose norms fell to exactly zero).  ``layer_drops`` holds the same
     end/peak ratio as ``drop`` for every traced group (embeddings, each layer, pooler,
     classifier).
     """
@@ -138,9 +139,10 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     are what keep it out, so think twice before turning them off.
 
     A non-finite norm in the window (a diverged run) gives NaN numbers and no verdict of
-    vanishing.  A model whose layers share one weight group (ALBERT), or a run whose top layer's
-    norm fell to exactly zero too, has no bottom/top contrast: its ``bottom_top_ratio`` is NaN
-    and the verdict rests on ``drop`` alone.
+    vanishing.  A model whose layers share one weight group (ALBERT) has no bottom/top
+    contrast: its ``bottom_top_ratio`` is NaN and the verdict rests on ``drop`` alone.  When the
+    bottom and top layers' norms both fell to exactly zero, the ratio is NaN too, and the run's
+    gradients vanished only if the classifier's did not (``layer_drops['classifier'] > 1/factor``).
     """
     lo, hi = early
     if lo > hi:
@@ -194,14 +196,20 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     end, final = 10.0 ** log_mean(b, window_tail), 10.0 ** log_mean(b, run_tail)
     drop = drop_of(b)
     shared = bottom == top  # ALBERT: one layer group serves every layer
-    # A top layer whose norm is exactly zero (every layer dead, say after a huge lr) gives no
-    # contrast either: 0/0 is not a ratio of 1.
-    no_contrast = shared or 10.0 ** log_mean(t, window_tail) <= _TINY
-    bottom_top = math.nan if no_contrast else 10.0 ** (log_mean(b, window_tail) - log_mean(t, window_tail))
     recovered = bool(math.isfinite(final) and math.isfinite(start) and final >= start / recover_factor)
     layer_drops = {name: drop_of(values) for name, values in norms.items()}
-    vanished = bool(drop <= 1.0 / factor and not recovered
-                    and (max_ratio is None or no_contrast or bottom_top <= max_ratio))
+    # Bottom and top both exactly zero (say a saturated pooler after a huge lr): 0/0 is no ratio of
+    # 1.  Gradient still reaching the classifier and dying below it is vanishing; a classifier whose
+    # gradient died too means the loss itself went to zero, which is not.
+    dead = not shared and max(end, 10.0 ** log_mean(t, window_tail)) <= _TINY
+    bottom_top = math.nan if shared or dead else 10.0 ** (log_mean(b, window_tail) - log_mean(t, window_tail))
+    if max_ratio is None:
+        contrast = True
+    elif dead:
+        contrast = layer_drops.get("classifier", 0.0) > 1.0 / factor
+    else:
+        contrast = shared or bottom_top <= max_ratio
+    vanished = bool(drop <= 1.0 / factor and not recovered and contrast)
     return GradientVerdict(vanished=vanished, bottom_top_ratio=float(bottom_top), drop=drop, recovered=recovered,
                            start=start, peak=peak, end=end, final=final,
                            window=(int(steps[inside[0]]), int(steps[inside[-1]])), n_points=len(inside),
@@ -530,7 +538,9 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     equivalence test: the slope's (1 - 2 alpha) confidence interval lies within
     ``+-tolerance``, default 0.01 accuracy (one point) per decade of loss.  A slope that is
     merely small is not enough: a few runs over a narrow range of losses give a wide interval,
-    and then ``verdict`` is "inconclusive".  ``loss_decades`` says how wide a range of losses
+    and then ``verdict`` is "inconclusive".  The slope's standard error is floored at what
+    rounding accuracy to whole dev examples (``task['n_eval']``) leaves unknown, so tied
+    accuracies are not an exactly flat slope (without ``n_eval``, tied accuracies are inconclusive).  ``loss_decades`` says how wide a range of losses
     the verdict rests on: the paper's spans about four decades.  Losses are floored at 1e-30
     before the log.
     """
@@ -538,6 +548,11 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
 
     points = generalisation_points(results, successful_only=True)
     points = [(loss, acc) for loss, acc in points if math.isfinite(loss) and math.isfinite(acc)]
+    # Accuracy moves in steps of one dev example, so no spread of scores is ever known more
+    # finely than that step's rounding noise (1/sqrt(12) of a step): without it, tied accuracies
+    # would make any three runs look exactly flat.
+    n_eval = [r.task.get("n_eval") for r in _results_of(results) if not r.failed]
+    step = 1.0 / min(n_eval) if n_eval and all(isinstance(n, int) and n > 0 for n in n_eval) else math.nan
     if len(points) < 3:
         raise ValueError(f"overfitting_trend needs at least 3 successful runs with finite losses, got {len(points)}")
     x = np.log10(np.maximum([loss for loss, _ in points], _TINY))
@@ -545,12 +560,12 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     if np.ptp(x) == 0:
         raise ValueError("all successful runs ended at the same training loss; no trend can be estimated")
     fit = stats.linregress(x, y)
-    half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * fit.stderr)
+    floor = step / math.sqrt(12) / math.sqrt(float(np.sum((x - x.mean()) ** 2)))  # NaN without n_eval
+    stderr = max(fit.stderr, floor) if math.isfinite(floor) else (math.nan if np.ptp(y) == 0 else fit.stderr)
+    half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * stderr)
     slope_ci = (float(fit.slope) - half_width, float(fit.slope) + half_width)
     if np.ptp(y) == 0:
-        # Constant accuracy: exactly flat, with no relation at all (linregress's stderr and
-        # spearmanr would give NaN).
-        slope_ci, rho, p = (0.0, 0.0), 0.0, 1.0
+        rho, p = 0.0, 1.0  # constant accuracy: no relation at all (spearmanr would return NaN)
     else:
         test = stats.spearmanr(x, y)
         rho, p = float(test.statistic), float(test.pvalue)
@@ -688,6 +703,8 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from .report import image_format
+
     alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
     panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
     norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
@@ -714,5 +731,5 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
     figure.suptitle(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
     return path

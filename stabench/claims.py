@@ -377,11 +377,11 @@ class Study:
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
-        data = sorted({str((r.task or {}).get("fingerprint"))[:8] for r in results})
+        data = sorted({str((r.task or {}).get("fingerprint")) for r in results})
         if len(data) > 1:  # every seed of a study trains on the same data (the paper's fixed subsample)
             raise ValueError(f"study of {arm.name}: its runs were trained on {len(data)} different data sets "
-                             f"(fingerprints {', '.join(data)}), e.g. subsamples drawn with another subsample_seed "
-                             f"or edited data files; a study holds runs on one")
+                             f"(fingerprints {', '.join(d[:8] for d in data)}), e.g. subsamples drawn with another "
+                             f"subsample_seed or edited data files; a study holds runs on one")
         seeds = [r.seed for r in results]
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "

@@ -309,6 +309,11 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         if before != after:
             changes.append(f"{name} {before} -> {after}" if name in _SHOWN_AS_VALUES
                            else _recipe_change(baseline, current) if name == "recipe content" else name)
+    # Not in a run's key, but another CPU can end a chaotic CPU run differently.
+    cpus = [values([r for r in runs if r.environment.get("device_kind") == "cpu" and r.environment.get("cpu_model")],
+                   lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
+    if all(cpus) and cpus[0] != cpus[1]:  # runs stored before cpu_model was recorded say nothing
+        changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
     return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
 
 

@@ -1,7 +1,7 @@
 """Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves.
 
 Plots are written with the Agg backend so they work on headless CI machines and inside
-pytest workers: as PNG, or in the format the file's extension names (``.pdf``, ``.svg``).
+pytest workers: in the format the file's extension names (``.pdf``, ``.svg``), else PNG.
 """
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .interventions import layer_order  # noqa: E402
+from .report import image_format  # noqa: E402
 from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss  # noqa: E402
 
 
 def _save(figure, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format=path.suffix[1:].lower() or "png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
     return path
 
 

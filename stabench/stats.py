@@ -67,6 +67,7 @@ def runs_needed_for_zero_failures(rate: float, confidence: float = 0.95, one_sid
     With zero failures the exact bound is ``1 - tail**(1/n)``, so the answer is closed-form;
     it tells a failing claim how many seeds it would need (one-sided 5% at 95% -> 59).
     """
+    _check_confidence(confidence)
     tail = 1 - confidence if one_sided else (1 - confidence) / 2
     n = math.ceil(math.log(tail) / math.log(1 - rate))
     while failure_rate_upper(0, n, confidence, one_sided) >= rate:  # the bound must be strict
@@ -101,6 +102,7 @@ def bootstrap_ci(
     Degenerate samples have no sampling spread to bootstrap: fewer than 3 values give
     (nan, nan) and identical values give the point estimate as a zero-width interval.
     """
+    _check_confidence(confidence)
     functions = {
         "mean": lambda x, axis=-1: np.mean(x, axis=axis),
         "std": lambda x, axis=-1: np.std(x, ddof=1, axis=axis),

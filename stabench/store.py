@@ -28,6 +28,7 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -501,6 +502,8 @@ class Store:
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name
+            if recipe_hash is not None:
+                raise StoreError(f"recipe={recipe!r} selects a recipe hash already; leave recipe_hash= out")
             recipe_hash, recipe = _named("recipe", recipe, "hash"), None
         task = _named("task", task, "name") if task is not None and not isinstance(task, str) else task
         for column, value in (("task_name", task), ("model_name", model)):
@@ -508,11 +511,11 @@ class Store:
                 where.append(f"{column} = ?")
                 params.append(value)
         if seed is not None:
-            seeds = [seed] if isinstance(seed, int) else list(seed) if isinstance(seed, Iterable) else [seed]
-            if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            seeds = [seed] if isinstance(seed, Integral) else list(seed) if isinstance(seed, Iterable) else [seed]
+            if not seeds or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in seeds):
                 raise StoreError(f"seed={seed!r} is invalid; expected a seed or a list of seeds (integers)")
             where.append(f"seed IN ({', '.join('?' * len(seeds))})")
-            params.extend(seeds)
+            params.extend(int(s) for s in seeds)
         if recipe is not None:  # the name it is stored under, or any other name it was asked for
             where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))")
             params.extend([recipe, recipe])
@@ -565,7 +568,7 @@ class Store:
     def export(self, path: str | os.PathLike[str], fmt: str | None = None, **filters: Any) -> int:
         """Write the runs matching ``filters`` (as in ``query``; all runs by default) to ``path``
         as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
-        ``result_json`` for re-import); ``fmt`` defaults to the one the path's extension names.
+        ``result_json`` for re-import); ``fmt`` defaults to CSV for a ``.csv`` path, else JSON.
         Returns the number of runs; the file is replaced atomically."""
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
@@ -575,10 +578,7 @@ class Store:
         if not _replaceable(path):
             raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
                              f"is; name a new file, or move it away first")
-        fmt = fmt or {".json": "json", ".csv": "csv"}.get(path.suffix.lower())
-        if fmt is None:
-            raise StoreError(f"cannot tell the format of {str(path)!r} from its extension; expected a .json or .csv "
-                             f"file, or fmt='json' or 'csv'")
+        fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
         runs = self.query(**filters)
         if not runs and any(v is not None for v in filters.values()):
             others = {k: v for k, v in filters.items() if k != "env"}
@@ -807,7 +807,7 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "train_size", "data_fingerprint", "tags",
+    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "cpu_model", "train_size", "data_fingerprint", "tags",
                      *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields), "result_json"])
 
     def cell(value: Any) -> Any:
@@ -816,7 +816,8 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     for run in runs:
         *columns, record = _row(run)
         writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
-                         run.environment.get("cpu_threads", ""), run.task.get("train_size") or "full",
+                         run.environment.get("cpu_threads", ""), run.environment.get("cpu_model") or "",
+                         run.task.get("train_size") or "full",
                          run.task.get("fingerprint", ""), ";".join(run.tags),
                          *(run.metrics.get(name, "") for name in metrics),
                          *(cell((run.recipe or {}).get(name)) for name in fields), record])

@@ -366,16 +366,34 @@ def test_example_runs_are_the_failed_run_that_lost_most_and_the_success_that_los
 
 def test_accuracy_that_never_moves_is_flat_and_rising_accuracy_is_not_overfitting():
     """Every run at the same accuracy is exactly flat; lower loss with higher accuracy is its own verdict."""
-    tied = analysis.overfitting_trend([make_result(seed=i, train_loss=float(loss), accuracy=1.0)
-                                       for i, loss in enumerate(np.logspace(-1, -2.5, 6))])
-    assert tied.flat and tied.slope_ci == (0.0, 0.0) and tied.verdict == "flat"
+    import dataclasses
+
+    def tied(losses):
+        return analysis.overfitting_trend([dataclasses.replace(make_result(seed=i, train_loss=float(loss), accuracy=0.7),
+                                                               task={"name": "t", "n_eval": 277})
+                                           for i, loss in enumerate(losses)])
+
+    wide = tied(np.logspace(-1, -2.5, 6))  # six runs over 1.5 decades: known flat to a fraction of a point
+    assert wide.flat and wide.verdict == "flat" and 0 < wide.slope_ci[1] < 0.01 and abs(wide.slope) < 1e-12
+    narrow = tied(np.logspace(-1, -1.1, 3))  # three runs over 0.1 decade: one dev example could tilt it
+    assert not narrow.flat and narrow.verdict == "inconclusive" and narrow.slope_ci[1] > 0.05
+    unknown = analysis.overfitting_trend([make_result(seed=i, train_loss=float(loss), accuracy=0.7)
+                                          for i, loss in enumerate(np.logspace(-1, -2.5, 6))])
+    assert unknown.verdict == "inconclusive"  # no n_eval: a tie says nothing about the slope
     rising = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 - 0.03 * log_loss))
     assert rising.improves and not rising.overfits and not rising.flat and rising.verdict == "improves"
 
 
-def test_a_run_whose_every_layer_went_to_exactly_zero_has_vanished_gradients():
-    """A huge lr can kill every layer: top and bottom at 0 is no bottom/top ratio of 1."""
-    dead = curve({1: 1.0, 10: 1e-3, 11: 1e-40, 200: 1e-40})
-    dead = [0.0 if v < 1e-35 else v for v in dead]
-    verdict = analysis.vanishing_gradients(make_result(traces(dead, dead, classifier=dead)))
-    assert verdict.vanished and math.isnan(verdict.bottom_top_ratio) and verdict.drop <= 1e-20
+def test_encoder_gradients_at_exactly_zero_vanished_only_if_the_classifier_still_gets_gradient():
+    """A huge lr can saturate the pooler: every encoder layer at exactly 0 is no bottom/top ratio
+    of 1.  With gradient still at the classifier it vanished below it; with the classifier at 0
+    too, the loss itself went to zero.  A top layer at 0 with a live bottom layer is no vanishing."""
+    dead = [0.0 if v < 1e-35 else v for v in curve({1: 1.0, 10: 1e-3, 11: 1e-40, 200: 1e-40})]
+    alive = curve({1: 1.0, 200: 0.5})
+    below_head = analysis.vanishing_gradients(make_result(traces(dead, dead, classifier=alive)))
+    assert below_head.vanished and math.isnan(below_head.bottom_top_ratio) and below_head.drop <= 1e-20
+    loss_gone = analysis.vanishing_gradients(make_result(traces(dead, dead, classifier=dead)))
+    assert not loss_gone.vanished and math.isnan(loss_gone.bottom_top_ratio)
+    fallen = curve({1: 1.0, 30: 5e-3, 200: 5e-3})  # 200x down, but far above a dead top layer
+    top_dead = analysis.vanishing_gradients(make_result(traces(fallen, dead)))
+    assert not top_dead.vanished and top_dead.bottom_top_ratio > 1e20

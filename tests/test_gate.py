@@ -546,6 +546,16 @@ def test_a_study_linked_to_other_recipe_contents_is_compared_with_its_own_conten
     assert row.baseline.n == 8 and row.changed.startswith("torch 2.11.0 -> 2.13.0, recipe content")
 
 
+def test_what_changed_names_another_cpu_model_though_it_is_not_in_the_key():
+    def on(cpu, runs):
+        return [dataclasses.replace(r, environment={**r.environment, "cpu_model": cpu}) for r in runs]
+
+    baseline, current = [_run(s, v) for s, v in enumerate(GOOD)], [_run(s, v, torch="2.14.0") for s, v in enumerate(GOOD)]
+    assert what_changed(on("Intel Xeon", baseline), on("AMD EPYC", current)) == \
+        "torch 2.13.0 -> 2.14.0, cpu_model Intel Xeon -> AMD EPYC"
+    assert what_changed(baseline, on("AMD EPYC", current)) == "torch 2.13.0 -> 2.14.0"  # not recorded before
+
+
 def test_a_markdown_cell_keeps_a_pipe_inside_its_column():
     """Linked recipe names are joined by ' | ', which must not split a Markdown row."""
     from stabench.report import markdown

@@ -1,6 +1,8 @@
 """stabench.plots: each figure is a real PNG, and it marks what the stored runs say."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -118,8 +120,11 @@ def test_a_figure_is_written_in_the_format_its_name_says(tmp_path):
     assert plot_study(runs, 0.5, "accuracy", "pdf", tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
     assert b"<svg" in plot_study(runs, 0.5, "accuracy", "svg", tmp_path / "s.svg").read_bytes()[:500]
     _assert_png(plot_study(runs, 0.5, "accuracy", "no suffix", tmp_path / "plain"))
-    with pytest.raises(ValueError, match="Format 'xyz' is not supported"):
-        plot_study(runs, 0.5, "accuracy", "bad", tmp_path / "s.xyz")
+    _assert_png(plot_study(runs, 0.5, "accuracy", "a dot, no format", tmp_path / "study-lr=0.001"))
+    open_figures = plots.plt.get_fignums()
+    with pytest.raises(OSError):  # a failed write leaves no figure open in pyplot
+        plot_study(runs, 0.5, "accuracy", "unwritable", Path("/proc/stabench-test.png"))
+    assert plots.plt.get_fignums() == open_figures
 
 
 def test_plot_training_curves_writes_a_png(tmp_path):

@@ -278,6 +278,7 @@ def test_claim_helpers_name_a_wrong_argument_instead_of_failing_inside():
                                             r".*; got a Summary$"):
             assertion(clean)
     for call in (lambda: std_upper_bound(0.03, 4, 95), lambda: failure_rate_upper(0, 25, 1.5),
+                 lambda: runs_needed_for_zero_failures(0.1, 95), lambda: bootstrap_ci([0.7, 0.8, 0.9], "mean", 95),
                  lambda: assert_std_below(clean, 0.5, confidence=0), lambda: summarize([0.7, 0.8], confidence=95)):
         with pytest.raises(ValueError, match=r"^confidence=.* is invalid; expected a level in \(0, 1\), e.g. 0.95$"):
             call()

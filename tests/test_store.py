@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -491,9 +492,8 @@ def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Pat
     assert (tmp_path / "runs.csv").read_text().startswith("key,")
     store.export(tmp_path / "runs.JSON")
     assert (tmp_path / "runs.JSON").read_text().startswith("[")
-    with pytest.raises(StoreError, match=r"^cannot tell the format of '.*runs.txt' from its extension; expected a "
-                                         r"\.json or \.csv file, or fmt='json' or 'csv'$"):
-        store.export(tmp_path / "runs.txt")
+    store.export(tmp_path / "backup")  # JSON unless the name says CSV, as before
+    assert (tmp_path / "backup").read_text().startswith("[")
     assert store.export(tmp_path / "runs.txt", fmt="csv") == 1
 
 
@@ -513,6 +513,7 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert float(rows[0]["majority_accuracy"]) == make_result(0).majority_accuracy  # what "failed" compares with
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
     assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
+    assert rows[0]["cpu_model"] == (make_result(0).environment.get("cpu_model") or "")
     assert RunResult.from_json(rows[1]["result_json"]).seed == 1
 
 
@@ -881,7 +882,12 @@ def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(sto
 
 
 def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
+    import numpy as np
+
     store.put(make_result(0))
+    assert len(store.query(seed=np.int64(0))) == len(store.query(seed=np.arange(2))) == 1
+    with pytest.raises(StoreError, match="selects a recipe hash already; leave recipe_hash= out"):
+        store.query(recipe=SimpleNamespace(hash="hash-paper"), recipe_hash="hash")
     for filters, message in (({"seed": "0"}, r"^seed='0' is invalid; expected a seed or a list of seeds"),
                              ({"seed": [0, True]}, r"^seed=\[0, True\] is invalid"),
                              ({"recipe": 3.5}, r"^recipe=3.5 is invalid; expected a recipe name or a Recipe object$"),
