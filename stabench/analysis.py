@@ -540,9 +540,9 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     merely small is not enough: a few runs over a narrow range of losses give a wide interval,
     and then ``verdict`` is "inconclusive".  The slope's standard error is floored at what
     rounding accuracy to whole dev examples (``task['n_eval']``) leaves unknown, so tied
-    accuracies are not an exactly flat slope (without ``n_eval``, tied accuracies are inconclusive).  ``loss_decades`` says how wide a range of losses
-    the verdict rests on: the paper's spans about four decades.  Losses are floored at 1e-30
-    before the log.
+    accuracies are not an exactly flat slope (without ``n_eval``, tied accuracies are
+    inconclusive).  ``loss_decades`` says how wide a range of losses the verdict rests on: the
+    paper's spans about four decades.  Losses are floored at 1e-30 before the log.
     """
     from scipy import stats
 
@@ -561,7 +561,10 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
         raise ValueError("all successful runs ended at the same training loss; no trend can be estimated")
     fit = stats.linregress(x, y)
     floor = step / math.sqrt(12) / math.sqrt(float(np.sum((x - x.mean()) ** 2)))  # NaN without n_eval
-    stderr = max(fit.stderr, floor) if math.isfinite(floor) else (math.nan if np.ptp(y) == 0 else fit.stderr)
+    if math.isfinite(floor):
+        stderr = max(fit.stderr, floor)
+    else:  # tied accuracies of unknown resolution give no interval at all
+        stderr = math.nan if np.ptp(y) == 0 else fit.stderr
     half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * stderr)
     slope_ci = (float(fit.slope) - half_width, float(fit.slope) + half_width)
     if np.ptp(y) == 0:

@@ -209,7 +209,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
     others = unmatched_baseline_studies(baseline, current, results)
     if unmatched and any(r.baseline for r in results):
-        console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline ({escape(', '.join(unmatched))})"
+        console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline "
+                      f"({escape(', '.join(unmatched))})"
                       + (f"; the baseline's studies that none matched: {escape(', '.join(others))}" if others else "")
                       + "[/]", highlight=False)
     if not any(r.baseline for r in results):

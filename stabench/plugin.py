@@ -527,7 +527,8 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
     for name, study in studies.items():
         summary = study.summary()
         row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": study.arm.train_size,
-               "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash, "recipe_fields": study.arm.recipe.to_dict(),
+               "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash,
+               "recipe_fields": study.arm.recipe.to_dict(),
                "model": study.arm.model, "metric": study.metric, "verdict": verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),

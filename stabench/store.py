@@ -807,8 +807,9 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "cpu_model", "train_size", "data_fingerprint", "tags",
-                     *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields), "result_json"])
+    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "cpu_model", "train_size", "data_fingerprint",
+                     "tags", *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields),
+                     "result_json"])
 
     def cell(value: Any) -> Any:
         return "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
