@@ -206,14 +206,15 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     for colour, line in report.gate_messages(entries):
         console.print(f"[{colour}]{escape(line)}[/]", highlight=False)
     status = 1 if any(r.fails for r in results) else 0
+    compared = any(r.baseline for r in results)
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
-    others = unmatched_baseline_studies(baseline, current, results)
-    if unmatched and any(r.baseline for r in results):
+    others = unmatched_baseline_studies(baseline, current, results) if unmatched or not compared else []
+    if unmatched and compared:
         console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline "
                       f"({escape(', '.join(unmatched))})"
                       + (f"; the baseline's studies that none matched: {escape(', '.join(others))}" if others else "")
                       + "[/]", highlight=False)
-    if not any(r.baseline for r in results):
+    if not compared:
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
                       f"name or content, at least 2 runs), so nothing was compared; the baseline's studies that none "
                       f"matched: {escape(', '.join(others) or 'none')}[/]", highlight=False)

@@ -449,9 +449,13 @@ def compare(
 # --------------------------------------------------------------------------- claim helpers
 
 
+def _check_rate(rate: object) -> None:
+    _check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
+
+
 def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:
     """True when the upper Clopper-Pearson bound on the failure rate is below ``rate``."""
-    _check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
+    _check_rate(rate)
     return failure_rate_upper(summary.failures, summary.n, confidence, one_sided) < rate
 
 
@@ -465,9 +469,10 @@ def assert_failure_rate_below(
     summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False
 ) -> None:
     """``summary`` may also be a claim's study (it has ``failures`` and ``n``)."""
-    if failure_rate_below(summary, rate, confidence, one_sided):
-        return
+    _check_rate(rate)
     upper = failure_rate_upper(summary.failures, summary.n, confidence, one_sided)
+    if upper < rate:
+        return
     kind = "one-sided" if one_sided else "two-sided"
     needed = ("" if summary.failures else f" (even with zero failures this needs >= "
               f"{runs_needed_for_zero_failures(rate, confidence, one_sided)} runs)")

@@ -358,20 +358,19 @@ class Store:
         # A run already stored still learns the names an imported copy was asked for elsewhere;
         # one stored again (recompute) under a new name keeps its old name as an alias.
         renamed = [before[0]] if written and before is not None else []
-        self._add_aliases(conn, result.key, [*result.recipe_names, *renamed])
+        stored_name = result.recipe_name if written else before[0]
+        self._add_aliases(conn, result.key, stored_name, [*result.recipe_names, *renamed])
         if written:
             conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                              [(result.key, tag) for tag in result.tags])
         return written
 
     @staticmethod
-    def _add_aliases(conn: sqlite3.Connection, key: str, names: Iterable[str]) -> None:
-        stored = conn.execute("SELECT recipe_name FROM runs WHERE key = ?", (key,)).fetchone()
-        if stored is None:
-            return
+    def _add_aliases(conn: sqlite3.Connection, key: str, stored_name: str, names: Iterable[str]) -> None:
+        """Record ``names`` as aliases of run ``key``, stored under ``stored_name`` (never its own alias)."""
         conn.executemany("INSERT OR IGNORE INTO recipe_aliases (key, name) VALUES (?, ?)",
-                         [(key, name) for name in names if name != stored[0]])
-        conn.execute("DELETE FROM recipe_aliases WHERE key = ? AND name = ?", (key, stored[0]))
+                         [(key, name) for name in names if name != stored_name])
+        conn.execute("DELETE FROM recipe_aliases WHERE key = ? AND name = ?", (key, stored_name))
 
     def add_recipe_alias(self, result: RunResult, name: str) -> RunResult:
         """Record that a recipe called ``name`` (same content) asked for the stored ``result``;
@@ -380,7 +379,9 @@ class Store:
             return result
         try:
             with self._transaction() as conn:
-                self._add_aliases(conn, result.key, [name])
+                stored = conn.execute("SELECT recipe_name FROM runs WHERE key = ?", (result.key,)).fetchone()
+                if stored is not None:
+                    self._add_aliases(conn, result.key, stored[0], [name])
         except StoreError:  # a store busy past its timeout must not fail a run that is stored: it is only a name
             return result
         return dataclasses.replace(result, recipe_aliases=sorted({*result.recipe_aliases, name}))
