@@ -145,6 +145,45 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace, console: Console) -> int:
+    from .gate import group_studies, name_studies
+
+    with Store(args.store or default_store_path(), must_exist=True) as store:
+        filters, env = _filters(args)
+        runs = store.query(**filters, env=env)
+        if not runs:
+            raise ValueError(store.nothing_matches(filters, env) if env or any(filters.values())
+                             else f"the results store {store.path} holds no runs")
+    if args.seeds:
+        seeds = set(parse_seeds(args.seeds))
+        stored = report.seed_ranges([r.seed for r in runs])
+        runs = [r for r in runs if r.seed in seeds]
+        if not runs:
+            raise ValueError(f"no matching run has a seed in --seeds {args.seeds}; they have seeds {stored}")
+    studies = group_studies(name_studies(runs))
+    summaries = [summarize_runs(study_runs) for _, study_runs in studies]
+    rows = [{"study": name, "metric": study_runs[0].primary_metric,
+             "seeds": report.seed_ranges([r.seed for r in study_runs]), **report.summary_row(summary)}
+            for (name, study_runs), summary in zip(studies, summaries)]
+    console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
+                                    f"of {len(runs)} stored run(s)"))
+    if args.md:
+        report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n")
+    if args.json:
+        report.write_json(args.json, {"studies": [
+            {"study": name, "task": r[0].task["name"], "train_size": r[0].task.get("train_size"),
+             "model": r[0].model["name"], "recipe": r[0].recipe_name, "recipe_hash": r[0].recipe_hash,
+             "metric": r[0].primary_metric, "seeds": [run.seed for run in r], "keys": [run.key for run in r],
+             "summary": summary.to_dict()}
+            for (name, r), summary in zip(studies, summaries)]})
+    if args.plots:
+        from .plots import plot_studies
+
+        for path in plot_studies(studies, Path(args.plots)):
+            console.print(f"wrote {escape(str(path))}", highlight=False)
+    return 0
+
+
 def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
     """The store filters a command was given (see ``add_filters``), and its --env as fields."""
     filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
@@ -322,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
+
+    summary = with_store(sub.add_parser(
+        "summary", help="summarise stored studies: a row per task, model and recipe (mean ± std, failed runs)"))
+    add_filters(summary)
+    summary.add_argument("--seeds", help="only these seeds, e.g. 0-24 (default: every stored seed)")
+    summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")
+    summary.add_argument("--json", metavar="PATH", help="also write each study's summary, seeds and run keys as JSON")
+    summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
+                                                         "a box per recipe")
+    summary.set_defaults(handler=cmd_summary, command_parser=summary)
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path", help="file to write: .json (full records) or .csv (a row per run)")

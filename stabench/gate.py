@@ -406,31 +406,41 @@ def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:
     return [latest[seed] for seed in sorted(latest)]
 
 
-def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
-                    limits: Mapping[str, Any] | None = None) -> list[GateResult]:
-    """Every study present in ``current`` against the same study in ``baseline``.  A study
-    stored as several variants (library versions, devices, thread counts, recipe versions under
-    one name) is one row per variant, labelled with what tells them apart.  Runs stored under
-    different names of one recipe (see :func:`linked_recipe_names`) are one study."""
-    labels = linked_recipe_names([*baseline, *current])
+def name_studies(runs: Iterable[RunResult], linked: Iterable[RunResult] | None = None) -> list[RunResult]:
+    """Runs renamed after their study: its recipe names joined by `` | `` (see
+    :func:`linked_recipe_names`), linked among ``linked`` (default: ``runs`` themselves)."""
+    runs = list(runs)
+    labels = linked_recipe_names(runs if linked is None else linked)
+    return [dataclasses.replace(run, recipe_name=labels[study_key(run)]) for run in runs]
 
-    def labelled(run: RunResult) -> RunResult:
-        return dataclasses.replace(run, recipe_name=labels[study_key(run)])
 
-    baseline, current = [labelled(r) for r in baseline], [labelled(r) for r in current]
-    baseline_keys = {r.key for r in baseline}
+def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]]:
+    """Runs as studies, each ``(label, one run per seed)``: one study per task, data size, model
+    and recipe name, and one row per variant of a study stored under several (library versions,
+    devices, thread counts, recipe versions under one name), labelled with what tells them apart
+    (``rte / bert-large-uncased / bert-default [torch 2.11.0]``).  Name the runs' studies first
+    with :func:`name_studies`, so runs stored under two names of one recipe are one study."""
     studies: dict[tuple, dict[tuple, list[RunResult]]] = {}
-    for run in current:
-        if run.key not in baseline_keys:  # a run in both sources is the baseline, not news
-            studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
-    results = []
+    for run in runs:
+        studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
+    grouped = []
     for key, variants in sorted(studies.items(), key=lambda item: str(item[0])):
         name = study_label(key)
         groups = [variants[v] for v in sorted(variants)]
         labels = _told_apart(groups) if len(groups) > 1 else [""]
-        for runs, label in zip(groups, labels):
-            results.append(check(f"{name} [{label}]" if label else name, _dedupe(runs), baseline, limits))
-    return results
+        grouped += [(f"{name} [{label}]" if label else name, _dedupe(group)) for group, label in zip(groups, labels)]
+    return grouped
+
+
+def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
+                    limits: Mapping[str, Any] | None = None) -> list[GateResult]:
+    """Every study present in ``current`` (see :func:`group_studies`) against the same study in
+    ``baseline``.  A run in both sources is the baseline, not news."""
+    linked = [*baseline, *current]
+    baseline_keys = {r.key for r in baseline}
+    news = name_studies([r for r in current if r.key not in baseline_keys], linked)
+    baseline = name_studies(baseline, linked)
+    return [check(name, runs, baseline, limits) for name, runs in group_studies(news)]
 
 
 def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[RunResult],

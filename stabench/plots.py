@@ -67,6 +67,23 @@ def plot_study(
     return _save(figure, path)
 
 
+def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder) -> list[Path]:
+    """``plot_study`` for stored studies (``gate.group_studies``' ``(label, runs)``): one figure per
+    task, data size and model, a box per recipe (and variant), as Mosbach et al.'s Fig. 1."""
+    figures: dict[tuple, dict[str, Sequence[RunResult]]] = {}
+    for label, runs in studies:
+        trained_on = (runs[0].task["name"], runs[0].task.get("train_size"), runs[0].model["name"])
+        figures.setdefault(trained_on, {})[label.split(" / ")[-1]] = runs  # the recipe [and variant]
+    paths = []
+    for trained_on, runs_by_recipe in figures.items():
+        first = next(iter(runs_by_recipe.values()))[0]
+        title = " / ".join(str(part) for part in trained_on if part is not None)
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in title.replace(" / ", "-"))
+        paths.append(plot_study(runs_by_recipe, first.majority_accuracy, first.primary_metric, title,
+                                Path(folder) / f"{stem}-scores.png"))
+    return paths
+
+
 def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Path:
     """Per-layer gradient norms over training, one panel per run (Mosbach et al., Fig. 4).
 

@@ -56,6 +56,19 @@ def summary_row(summary: Summary) -> dict[str, str]:
     }
 
 
+def seed_ranges(seeds: Sequence[int]) -> str:
+    """Seeds as ``stabench run --seeds`` takes them: ``0-4,7``."""
+    parts: list[str] = []
+    ordered = sorted(set(seeds))
+    start = 0
+    for i, seed in enumerate(ordered):
+        if i + 1 == len(ordered) or ordered[i + 1] != seed + 1:
+            first = ordered[start]
+            parts.append(str(first) if first == seed else f"{first}-{seed}")
+            start = i + 1
+    return ",".join(parts)
+
+
 def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles: Sequence[str | None] = ()) -> Table:
     table = Table(title=title, title_justify="left")
     if not rows:

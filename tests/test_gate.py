@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import hypothesis.strategies as st
 import pytest
@@ -563,3 +564,38 @@ def test_a_markdown_cell_keeps_a_pipe_inside_its_column():
     table = markdown([{"recipe": "r | r[lr=2e-05]", "n": 8}])
     assert all(line.replace("\\|", "").count("|") == 3 for line in table.splitlines()), table
     assert "r \\| r[lr=2e-05]" in table
+
+
+def test_summary_lists_each_stored_study_once_with_its_numbers(tmp_path, capsys):
+    """Runs of one recipe under two names are one row; two stacks of one study are two rows."""
+    runs = ([_run(s, v) for s, v in enumerate(GOOD[:4])]
+            + [dataclasses.replace(_run(s, v, recipe="r[lr=2e-05]"), recipe_hash="h-r") for s, v in enumerate(GOOD)
+               if s >= 4]
+            + [_run(s, 0.5, torch="2.14.0") for s in (0, 1, 2, 5)]
+            + [_run(s, 0.8, recipe="other") for s in range(3)])
+    store_arg = ["--store", str(tmp_path / "s.sqlite")]
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in runs:
+            store.put(run)
+    md, report, plots = tmp_path / "s.md", tmp_path / "s.json", tmp_path / "plots"
+    assert main(["summary", *store_arg, "--md", str(md), "--json", str(report), "--plots", str(plots)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 studies of 15 stored run(s)")
+    rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in md.read_text().splitlines()[2:]]
+    assert rows[0][:4] == ["study", "metric", "seeds", "n"] and len(rows) == 5
+    assert [row[:4] + row[6:7] for row in rows[2:]] == [
+        ["t / m / other", "accuracy", "0-2", "3", "0/3 [0.000, 0.708]"],
+        ["t / m / r \\| r[lr=2e-05] [torch 2.13.0]", "accuracy", "0-7", "8", "0/8 [0.000, 0.369]"],
+        ["t / m / r \\| r[lr=2e-05] [torch 2.14.0]", "accuracy", "0-2,5", "4", "4/4 [0.398, 1.000]"]]
+    studies = json.loads(report.read_text())["studies"]
+    assert [(s["recipe"], s["seeds"], s["summary"]["failures"]) for s in studies] == [
+        ("other", [0, 1, 2], 0), ("r | r[lr=2e-05]", list(range(8)), 0), ("r | r[lr=2e-05]", [0, 1, 2, 5], 4)]
+    assert studies[1]["summary"]["mean"] == pytest.approx(sum(GOOD) / 8)
+    assert [p.name for p in plots.iterdir()] == ["t-m-scores.png"]  # one task and model: one figure, a box per recipe
+    # Filters and seeds select, and say what the store holds when nothing matches.
+    assert main(["summary", *store_arg, "--recipe", "r", "--seeds", "0-1"]) == 0
+    assert capsys.readouterr().out.startswith("2 studies of 4 stored run(s)")
+    assert main(["summary", *store_arg, "--recipe", "other", "--seeds", "5-9"]) == 2
+    assert "no matching run has a seed in --seeds 5-9; they have seeds 0-2" in capsys.readouterr().err
+    assert main(["summary", *store_arg, "--task", "nope"]) == 2
+    assert "no stored run matches task=nope (stored tasks: t)" in capsys.readouterr().err

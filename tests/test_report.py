@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stabench.report import write_json
+from stabench.claims import parse_seeds
+from stabench.report import seed_ranges, write_json
 
 scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
 
@@ -27,3 +28,11 @@ def test_json_holds_numpy_scalars_as_json_types_and_non_finite_as_null(tmp_path_
 def test_numpy_arrays_are_written_as_lists(tmp_path):
     path = write_json(tmp_path / "r.json", {"a": np.array([1.0, np.nan]), "b": np.array([[1, 2]]), "c": np.array([3])})
     assert json.loads(path.read_text()) == {"a": [1.0, None], "b": [[1, 2]], "c": [3]}
+
+
+@given(st.sets(st.integers(0, 200), min_size=1, max_size=30))
+def test_seed_ranges_read_back_as_the_same_seeds_in_fewest_parts(seeds):
+    text = seed_ranges(list(seeds))
+    assert parse_seeds(text) == sorted(seeds)
+    gaps = sum(1 for a, b in zip(sorted(seeds), sorted(seeds)[1:]) if b != a + 1)
+    assert text.count(",") == gaps
