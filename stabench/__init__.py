@@ -8,10 +8,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "claim": "claims", "Study": "claims", "StudySet": "claims",
+    "claim": "claims", "study": "claims", "Study": "claims", "StudySet": "claims",
     "Recipe": "recipes", "PRESETS": "recipes", "get_recipe": "recipes",
     "RunResult": "result",
-    "get_task": "tasks", "load_task_data": "tasks", "local_task": "tasks", "register_task": "tasks",
+    "Task": "tasks", "get_task": "tasks", "load_task_data": "tasks", "local_task": "tasks", "register_task": "tasks",
     "prepare": "train", "run": "train",
     "Store": "store",
 }

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import stats
 from .gate import check_limits
 from .metrics import higher_is_better
-from .models import check_model_name
+from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
 from .report import fmt
 from .result import RunResult
@@ -371,6 +371,20 @@ class Session:
             raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
 
 
+def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,
+          train_size: int | None = None, subsample_seed: int = 0, store=None, device: str = "auto",
+          cpu_threads: int | None = None, recompute: bool = False) -> Study:
+    """A seed study from a script: each seed's run (read from ``store`` when stored, else
+    trained, see ``stabench.run``) as the Study a claim's test gets.  ``seeds`` is a count
+    (seeds 0..n-1) or a list, as in a claim."""
+    from .train import run
+
+    recipe = get_recipe(recipe)
+    runs = [run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, store=store,
+                device=device, cpu_threads=cpu_threads, recompute=recompute) for seed in seeds_of(seeds)]
+    return Study(Arm(recipe.name, task_name(task), model, recipe, train_size), runs)
+
+
 class Study:
     """The results of one arm over its seeds, with the summary the claim asserts on."""
 
@@ -391,7 +405,7 @@ class Study:
             if (r.task or {}).get("name") != task:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of task "
                                  f"{(r.task or {}).get('name')!r}, not {task!r}")
-            if (r.model or {}).get("name") != arm.model:
+            if (r.model or {}).get("name") != stored_name(arm.model):
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
                                  f"{(r.model or {}).get('name')!r}, not {arm.model!r}")
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:

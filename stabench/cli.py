@@ -16,6 +16,7 @@ from . import report
 from .claims import parse_seeds
 from .environment import CPU_KEY_FIELDS, KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import parse_env, study_key, study_label
+from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
@@ -187,6 +188,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
     """The store filters a command was given (see ``add_filters``), and its --env as fields."""
     filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
+    if filters["model"]:  # a local folder's runs are stored under its own name
+        filters["model"] = stored_name(filters["model"])
     return filters, parse_env(args.env) if args.env else None
 
 

@@ -351,7 +351,8 @@ def _recipe_fields(record: Any) -> Any:
 _KEY_PARTS = {
     **{name: (lambda r, name=name: key_fields(r.environment).get(name)) for name in (*KEY_FIELDS, *CPU_KEY_FIELDS)},
     "recipe content": lambda r: r.recipe_hash,
-    "model": lambda r: (r.model.get("name"), r.model.get("revision"), r.model.get("weights_sha256")),
+    "model": lambda r: (r.model.get("name"), r.model.get("revision"),
+                        r.model.get("files_sha256") or r.model.get("weights_sha256")),  # the latter before 2026-12-04
     "data": lambda r: r.task.get("fingerprint"),
 }
 _SHOWN_AS_VALUES = (*KEY_FIELDS, *CPU_KEY_FIELDS)

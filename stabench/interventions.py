@@ -196,13 +196,6 @@ def layer_group(param_name: str, num_layers: int) -> str:
     return "other"
 
 
-def layer_order(group: str) -> tuple[int, int]:
-    """Sort key for layer groups from the bottom of the network to the top."""
-    if group.startswith("layer."):
-        return 1, int(group.split(".")[1])
-    return {"embeddings": (0, 0), "pooler": (2, 0), "classifier": (3, 0)}.get(group, (4, 0))
-
-
 # --------------------------------------------------------------------------------------
 # Re-initialisation
 # --------------------------------------------------------------------------------------

@@ -7,12 +7,29 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 _METRICS = {
     "accuracy": lambda labels, preds: accuracy_score(labels, preds),
-    "f1": lambda labels, preds: f1_score(labels, preds, zero_division=0.0),
+    "f1": lambda labels, preds: f1_score(labels, preds, zero_division=0.0),  # of class 1: binary tasks
+    "macro_f1": lambda labels, preds: f1_score(labels, preds, average="macro", zero_division=0.0),
     "mcc": lambda labels, preds: matthews_corrcoef(labels, preds),
 }
 
 # Whether a larger value is better; comparisons and regression gates read this.
-HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "mcc": True, "train_loss": False}
+HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "macro_f1": True, "mcc": True, "train_loss": False}
+
+# Metrics defined for two classes only.
+BINARY_ONLY = ("f1",)
+
+
+def known_metrics() -> tuple[str, ...]:
+    """The metric names a task may list."""
+    return tuple(_METRICS)
+
+
+def check_metrics(metric_names: Sequence[str], num_labels: int, task: str) -> None:
+    """Before training: a binary metric on a task with more classes would fail only after it."""
+    binary = [name for name in metric_names if name in BINARY_ONLY]
+    if binary and num_labels > 2:
+        raise ValueError(f"task {task!r} has {num_labels} classes, but its metric {binary[0]!r} is binary F1 (of "
+                         f"class 1); use 'macro_f1' for more classes")
 
 
 def higher_is_better(metric: str) -> bool:

@@ -43,10 +43,11 @@ class ModelSource:
         return Path(self.path).is_dir()
 
     def describe(self) -> dict:
-        """The model part of a run key: the name plus a weights hash (local) or hub commit."""
+        """The model part of a run key: the name plus a hash of a local folder's weights, config
+        and tokenizer files, or the hub commit."""
         identity = {"name": self.name, "revision": self.revision}
         if self.is_local:
-            identity["weights_sha256"] = weights_hash(self.path)
+            identity["files_sha256"] = files_hash(self.path)
         return identity
 
 
@@ -81,8 +82,17 @@ def resolve(model: str) -> ModelSource:
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
                                     f"save_pretrained")
-        return ModelSource(model, str(path.resolve()))
+        return ModelSource(stored_name(model), str(path.resolve()))
     return ModelSource(model, model, hub_commit(model))
+
+
+def stored_name(model: str) -> str:
+    """The name runs of ``model`` are stored under: a local folder's own name, so ``./mybert``
+    from a script and ``../mybert`` from a test folder are one model, also on another machine;
+    any other name as it is."""
+    if model in (OFFLINE_DEFAULT, TINY_BERT) or needs_hub(model):
+        return model
+    return Path(model).expanduser().resolve().name
 
 
 @functools.lru_cache(maxsize=32)
@@ -168,16 +178,51 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the "classifier MISSING" load report is expected here
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             source.path, config=config, revision=source.revision, trust_remote_code=False, dtype=torch.float32,
+            output_loading_info=True, ignore_mismatched_sizes=True,
             **({"attn_implementation": attention} if attention else {}))
     finally:
         transformers_logging.set_verbosity(verbosity)
+    _draw_loaded_head(model, set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]})
+    return model
 
 
-def weights_hash(path: str | os.PathLike) -> str:
-    """SHA-256 over the weight files of a local model folder (cached by size and mtime)."""
-    files = sorted(p for p in Path(path).iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
+    """A folder saved from a classifier holds its head; draw it afresh like a missing one, or
+    every seed would start from the same head (the paper's seeds also vary the head's init).
+    The head is every parameter outside the encoder (``base_model_prefix``)."""
+    encoder = model.base_model_prefix + "."
+    loaded = {name for name, _ in model.named_parameters() if not name.startswith(encoder) and name not in drawn}
+    std = getattr(model.config, "initializer_range", 0.02)
+    for name, module in model.named_modules():
+        own = {f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)}
+        if not own & loaded:
+            continue
+        with torch.no_grad():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+            else:
+                raise RuntimeError(f"model {model.name_or_path!r} holds a classification head with a "
+                                   f"{type(module).__name__} ({name}), which stabench cannot draw afresh; save the "
+                                   f"encoder alone (AutoModel.save_pretrained)")
+
+
+# What ``from_pretrained`` reads from a folder besides weights: the config and tokenizer files.
+_CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt")
+
+
+def files_hash(path: str | os.PathLike) -> str:
+    """SHA-256 over what a local model folder loads as: weights, config and tokenizer files
+    (cached by size and mtime); a Trainer checkpoint's optimizer state and arguments are left out."""
+    files = sorted(p for p in Path(path).iterdir() if p.is_file() and p.name != "training_args.bin" and (
+        p.suffix in (".safetensors", ".bin", ".model") or p.name in _CONFIG_FILES))
     stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return _hash_files(stats)
 

@@ -15,9 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from .interventions import layer_order  # noqa: E402
 from .report import image_format  # noqa: E402
-from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss  # noqa: E402
+from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, layer_order  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -30,21 +29,19 @@ def _save(figure, path) -> Path:
     return path
 
 
-def plot_study(
-    runs_by_label: Mapping[str, Sequence[RunResult]],
-    majority: float | None,
-    metric: str,
-    title: str,
-    path,
-) -> Path:
-    """Box plot of each label's scores with every seed drawn on top, so collapsed runs stay visible.
+def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: str) -> Path:
+    """Box plot of each label's scores (runs, or a Study) with every seed drawn on top, so
+    collapsed runs stay visible.
 
     Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
-    crosses. The dashed majority-class line is drawn only when the metric is accuracy: on an F1
-    or MCC axis it would sit at a meaningless height.
+    crosses. The dashed majority-class line (the first run's) is drawn only when the headline
+    metric is accuracy: on an F1 or MCC axis it would sit at a meaningless height.
     """
-    if not runs_by_label:
-        raise ValueError("plot_study needs at least one label with runs")
+    runs_by_label = {label: list(getattr(runs, "results", runs)) for label, runs in runs_by_label.items()}
+    if not runs_by_label or not all(runs_by_label.values()):
+        raise ValueError("plot_study needs at least one label, each with runs")
+    first = next(iter(runs_by_label.values()))[0]
+    majority, metric = first.majority_accuracy, first.primary_metric
     labels = list(runs_by_label)
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
@@ -76,22 +73,21 @@ def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder) -> 
         figures.setdefault(trained_on, {})[label.split(" / ")[-1]] = runs  # the recipe [and variant]
     paths = []
     for trained_on, runs_by_recipe in figures.items():
-        first = next(iter(runs_by_recipe.values()))[0]
         title = " / ".join(str(part) for part in trained_on if part is not None)
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in title.replace(" / ", "-"))
-        paths.append(plot_study(runs_by_recipe, first.majority_accuracy, first.primary_metric, title,
-                                Path(folder) / f"{stem}-scores.png"))
+        paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.png", title))
     return paths
 
 
-def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Path:
-    """Per-layer gradient norms over training, one panel per run (Mosbach et al., Fig. 4).
+def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult], path, title: str) -> Path:
+    """Per-layer gradient norms over training, one panel per run or run trace (Mosbach et al., Fig. 4).
 
     Colours run from the embeddings (dark) to the classifier (bright), so vanishing
     gradients in the lower layers of failed runs stand out on the log scale.
     """
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
+    traces = {label: getattr(trace, "trace", trace) for label, trace in traces.items()}
     figure, panels = plt.subplots(
         len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False,
         layout="constrained",  # keeps the figure title off the first panel's title
@@ -99,7 +95,7 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping], path, title: str) -> Pa
     for axes, (label, trace) in zip(panels[:, 0], traces.items()):
         groups = trace["grad_norm"]
         colours = plt.cm.viridis(np.linspace(0, 0.95, max(len(groups), 1)))
-        for colour, group in zip(colours, sorted(groups, key=layer_order)):  # stored JSON sorts keys by name
+        for colour, group in zip(colours, sorted(groups, key=layer_order)):  # bottom to top, in any trace
             axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group)
         axes.set_yscale("log", nonpositive="mask")
         axes.set_ylabel("grad norm")

@@ -755,10 +755,10 @@ class Reporter:
             for claim, arms in claims.items():
                 name = "".join(c if c.isalnum() or c in "-_." else "_" for c in claim.split("::")[-1])
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                plot_study(runs, arms[0]["majority"], arms[0]["metric"], claim, folder / f"{name}-scores.png")
+                plot_study(runs, folder / f"{name}-scores.png", claim)
                 examples = example_runs([r for results in runs.values() for r in results])
                 recipe_of = {key: arm["recipe"] for arm in arms for key in arm["keys"]}  # as the claim names it
                 labelled = {f"seed {r.seed} {recipe_of[r.key]} ({label})": r for label, r in examples.items()}
-                plot_grad_norm_traces({label: r.trace for label, r in labelled.items()},
+                plot_grad_norm_traces(labelled,
                                       folder / f"{name}-grad-norms.png", claim)
                 plot_training_curves(labelled, folder / f"{name}-training.png", claim)

@@ -6,9 +6,12 @@ are the same recipe whatever they are called, so the name is left out of the has
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .result import content_hash
@@ -84,6 +87,8 @@ class Recipe:
                f"one of {', '.join(COMPILE_MODES)} or None")
         _check(self.attention is None or self.attention in ATTENTIONS, "attention", self.attention,
                f"one of {', '.join(ATTENTIONS)} or None")
+        if self.mixout:  # Mixout replaces dropout: record (and hash) the dropout that trains, none
+            object.__setattr__(self, "dropout", 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,15 +208,42 @@ def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
 
 
 def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
-    """A preset by name (or a Recipe as is), with overrides applied."""
+    """A preset by name, a recipe file (``.json``) or a Recipe as is, with overrides applied."""
     if isinstance(recipe, Recipe):
         return recipe.replace(**overrides)
     if not isinstance(recipe, str):
         raise ValueError(f"recipe={recipe!r} is invalid; expected a preset name ({', '.join(PRESETS)}) or a Recipe, "
                          f"e.g. stabench.get_recipe('bert-default', lr=1e-4)")
+    if recipe.lower().endswith(".json"):
+        return recipe_from_file(recipe).replace(**overrides)
     if recipe not in PRESETS:
-        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}, or a recipe file (.json)")
     return PRESETS[recipe].replace(**overrides)
+
+
+def recipe_from_file(path: str | os.PathLike) -> Recipe:
+    """A recipe kept in a JSON file, for the CLI and claims alike: ``{"preset": "mosbach-stable",
+    "lr": 1e-5}`` (fields over a preset) or fields over the BERT recipe's defaults.  Its name is
+    the file's ``"name"``, else the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe file {str(path)!r} does not exist (relative to {os.getcwd()}); expected a "
+                                f"JSON object of recipe fields")
+    try:
+        fields = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"recipe file {str(path)!r} is not valid JSON: {error}") from None
+    if not isinstance(fields, dict):
+        raise ValueError(f"recipe file {str(path)!r} holds a {type(fields).__name__}; expected a JSON object of "
+                         f"recipe fields, e.g. {{\"preset\": \"mosbach-stable\", \"lr\": 1e-05}}")
+    preset = fields.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+    base = PRESETS[preset] if preset is not None else Recipe()
+    try:
+        return base.replace(**{**fields, "name": fields.get("name", path.stem)})
+    except ValueError as error:
+        raise ValueError(f"recipe file {str(path)!r}: {error}") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -100,11 +100,21 @@ class RunResult:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
-        return _with_current_train_loss(cls(**_json_restore(data)))
+        result = cls(**_json_restore(data))
+        if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name
+            result.trace["grad_norm"] = dict(sorted(result.trace["grad_norm"].items(), key=lambda g: layer_order(g[0])))
+        return _with_current_train_loss(result)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
         return cls.from_dict(json.loads(text))
+
+
+def layer_order(group: str) -> tuple[int, int]:
+    """Sort key for layer groups from the bottom of the network to the top."""
+    if group.startswith("layer."):
+        return 1, int(group.split(".")[1])
+    return {"embeddings": (0, 0), "pooler": (2, 0), "classifier": (3, 0)}.get(group, (4, 0))
 
 
 def content_hash(payload: Any, length: int = 16) -> str:

@@ -15,10 +15,12 @@ import math
 import os
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from .metrics import known_metrics
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where data is loaded: GPU images may lack `datasets`
     import datasets
@@ -28,17 +30,49 @@ GLUE_ID = "nyu-mll/glue"
 
 @dataclass(frozen=True)
 class Task:
+    """A classification task: text and label columns, metrics (the first is the headline one
+    unless ``primary_metric`` says otherwise) and a ``loader`` returning its splits.
+
+    The loader returns a ``datasets.DatasetDict`` or a mapping from split name to a
+    ``datasets.Dataset``, a pandas DataFrame or a dict of columns; string labels become class
+    ids in sorted order.  Tasks are equal only with the same loader, so a second task under a
+    name already in use is an error, never the first one's data.
+    """
+
     name: str
     text_columns: tuple[str, ...]
-    loader: Callable[[], datasets.DatasetDict] = field(compare=False, repr=False)
+    loader: Callable[[], Any] = field(repr=False)
     label_column: str = "label"
     metrics: tuple[str, ...] = ("accuracy",)
-    primary_metric: str = "accuracy"
+    primary_metric: str | None = None
     train_split: str = "train"
     eval_split: str = "validation"
-    source: str = "builtin"
-    description: str = ""
+    source: str = "custom"
+    description: str = field(default="", compare=False)
     files: tuple[str, ...] = ()  # a local task's files, resolved: the data is reloaded when one changes
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"task name {self.name!r} is invalid; expected a non-empty string")
+        if not callable(self.loader):
+            raise ValueError(f"task {self.name!r}: loader={self.loader!r} is not callable; expected a function "
+                             f"returning the splits")
+        columns = _as_columns(self.text_columns)
+        if self.label_column in columns:
+            raise ValueError(f"label_column={self.label_column!r} is also a text column; expected the column that "
+                             f"holds the labels, which the model must not read")
+        metrics = (self.metrics,) if isinstance(self.metrics, str) else tuple(self.metrics)
+        unknown = [m for m in metrics if m not in known_metrics()]
+        if not metrics or unknown:
+            raise ValueError(f"task {self.name!r}: metrics={self.metrics!r} is invalid; expected one or more of "
+                             f"{', '.join(known_metrics())}")
+        primary = self.primary_metric or metrics[0]
+        if primary not in metrics:
+            raise ValueError(f"task {self.name!r}: primary_metric={primary!r} is not among its metrics "
+                             f"{', '.join(metrics)}")
+        object.__setattr__(self, "text_columns", columns)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "primary_metric", primary)
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,17 @@ class TaskData:
         }
 
 
+def _as_columns(text_columns: str | Sequence[str]) -> tuple[str, ...]:
+    """One or two column names, from a list or one string of names separated by commas."""
+    columns = text_columns
+    if isinstance(columns, str):  # "premise,hypothesis", as the CLI's --text-columns
+        columns = [column.strip() for column in columns.split(",")]
+    columns = tuple(columns) if isinstance(columns, (list, tuple)) else (columns,)
+    if not 1 <= len(columns) <= 2 or not all(isinstance(c, str) and c for c in columns):
+        raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
+    return columns
+
+
 class TaskDataError(ValueError):
     """A task's data cannot be trained on as given; the message names the file or split and why."""
 
@@ -92,8 +137,9 @@ def task_name(task: str | Task) -> str:
     if registered is None:
         register_task(task)
     elif registered is not task and registered != task:
-        raise ValueError(f"task name {task.name!r} is already used by another task ({registered.description}); "
-                         f"give this one another name")
+        raise ValueError(f"task name {task.name!r} is already used by another task in this process "
+                         f"({registered.description or 'another loader'}); give this one another name, or "
+                         f"stabench.register_task(task, replace=True) to replace the first")
     return task.name
 
 
@@ -166,7 +212,7 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     """
     builtin = _REGISTRY.get(name)
     if builtin is not None and builtin.source != "local":  # its stored runs and baselines are another data's
-        raise ValueError(f"task name {name!r} is taken by a built-in task ({builtin.description or builtin.source}); "
+        raise ValueError(f"task name {name!r} is taken by another task ({builtin.description or builtin.source}); "
                          f"give the local task another name, e.g. {name + '-local'!r}")
     given = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in given.values():
@@ -178,38 +224,48 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
         if path.suffix.lower() not in _FORMATS:
             raise ValueError(f"task file {str(path)!r} has an unsupported extension; expected one of "
                              f"{', '.join(_FORMATS)}")
-    if isinstance(text_columns, str):  # "premise,hypothesis", as the CLI's --text-columns
-        text_columns = [column.strip() for column in text_columns.split(",")]
-    text_columns = tuple(text_columns)
-    if not 1 <= len(text_columns) <= 2 or not all(isinstance(c, str) and c for c in text_columns):
-        raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
-    if label_column in text_columns:
-        raise ValueError(f"label_column={label_column!r} is also a text column; expected the column that holds "
-                         f"the labels, which the model must not read")
+    text_columns = _as_columns(text_columns)
+    loader = _LocalFiles(given["train"], given["validation"], given["train"].resolve(), given["validation"].resolve(),
+                         text_columns, label_column)
+    task = Task(name=name, text_columns=text_columns, loader=loader, label_column=label_column, metrics=metrics,
+                source="local", description=f"local files {given['train']} / {given['validation']}",
+                files=(str(loader.train_resolved), str(loader.validation_resolved)))
     for path in given.values():  # a typo in a column name fails here, where the task is defined
         _check_columns(path, (*text_columns, label_column))
-    paths = {split: path.resolve() for split, path in given.items()}  # the same files from any directory
+    return task
 
-    def load() -> datasets.DatasetDict:
+
+@dataclass(frozen=True)
+class _LocalFiles:
+    """A local task's loader, equal for the same files (from any directory) and columns, so the
+    same ``local_task`` in a conftest and a test file is one task."""
+
+    train: Path = field(compare=False)  # as the user gave them, for errors
+    validation: Path = field(compare=False)
+    train_resolved: Path
+    validation_resolved: Path
+    text_columns: tuple[str, ...]
+    label_column: str
+
+    def __call__(self) -> datasets.DatasetDict:
         datasets = _datasets()
+        given = {"train": self.train, "validation": self.validation}
+        resolved = {"train": self.train_resolved, "validation": self.validation_resolved}
+        columns = (*self.text_columns, self.label_column)
         splits = {}
         for split, path in given.items():  # errors name a file as the user did
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-            splits[split] = datasets.load_dataset(kind, data_files=str(paths[split]), split="train", **kwargs)
-            _require_columns(path, (*text_columns, label_column), splits[split].column_names, TaskDataError)
-            for column in (*text_columns, label_column):
+            splits[split] = datasets.load_dataset(kind, data_files=str(resolved[split]), split="train", **kwargs)
+            _require_columns(path, columns, splits[split].column_names, TaskDataError)
+            for column in columns:
                 _require_values(path, column, splits[split][column])
-        unseen = {str(v) for v in splits["validation"][label_column]} - {str(v) for v in splits["train"][label_column]}
+        label = self.label_column
+        unseen = {str(v) for v in splits["validation"][label]} - {str(v) for v in splits["train"][label]}
         if unseen:
-            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(given['validation'])!r} never occur "
-                                f"in {str(given['train'])!r}; no model can learn them")
-        return datasets.DatasetDict(_labels_to_ids(splits, label_column))
-
-    return Task(name=name, text_columns=text_columns, loader=load, label_column=label_column,
-                metrics=tuple(metrics), primary_metric=metrics[0], source="local",
-                description=f"local files {given['train']} / {given['validation']}",
-                files=tuple(str(path) for path in paths.values()))
+            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(self.validation)!r} never occur "
+                                f"in {str(self.train)!r}; no model can learn them")
+        return datasets.DatasetDict(_labels_to_ids(splits, label))
 
 
 def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
@@ -349,11 +405,11 @@ BUILTIN_PAIR_TASK = "same-number"
 BUILTIN_SINGLE_TASK = "polarity"
 
 register_task(Task(name=BUILTIN_PAIR_TASK, text_columns=("sentence1", "sentence2"),
-                   loader=_builtin_loader(_same_number_examples, 256, 256),
+                   loader=_builtin_loader(_same_number_examples, 256, 256), source="builtin",
                    description="built-in: do both sentences mention the same number? (256 train / 256 dev, "
                                "balanced)"))
 register_task(Task(name=BUILTIN_SINGLE_TASK, text_columns=("sentence",),
-                   loader=_builtin_loader(_polarity_examples, 256, 256),
+                   loader=_builtin_loader(_polarity_examples, 256, 256), source="builtin",
                    description="built-in: is the sentence's judgement positive? (256 train / 256 dev, balanced)"))
 
 
@@ -390,11 +446,7 @@ def check_train_size(train_size: int | None, owner: str = "") -> None:
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_stamps: tuple) -> TaskData:
-    splits = task.loader()
-    for split in (task.train_split, task.eval_split):
-        if split not in splits:
-            raise TaskDataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(splits)}")
-    train, evaluation = splits[task.train_split], splits[task.eval_split]
+    train, evaluation = _splits(task)
     if train_size is not None:
         if train_size > len(train):
             raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set "
@@ -409,6 +461,32 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_s
     return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,
                     fingerprint=_fingerprint(task, train, evaluation), train_size=train_size,
                     subsample_seed=subsample_seed, label_names=label_names(evaluation, task.label_column))
+
+
+def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The training and evaluation splits the task's loader returns, as Datasets with class-id labels."""
+    splits = task.loader()
+    if not isinstance(splits, Mapping):
+        raise TaskDataError(f"task {task.name!r}: its loader returned {type(splits).__name__}; expected a "
+                            f"datasets.DatasetDict or a dict of splits")
+    datasets = _datasets()
+    chosen = {}
+    for split in (task.train_split, task.eval_split):
+        if split not in splits:
+            raise TaskDataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(map(str, splits))}")
+        data = splits[split]
+        if type(data).__name__ == "DataFrame":  # pandas, without importing it
+            data = datasets.Dataset.from_pandas(data, preserve_index=False)
+        elif isinstance(data, Mapping):
+            data = datasets.Dataset.from_dict(dict(data))
+        elif not isinstance(data, datasets.Dataset):
+            raise TaskDataError(f"task {task.name!r}: split {split!r} is a {type(data).__name__}; expected a "
+                                f"datasets.Dataset, a pandas DataFrame or a dict of columns")
+        _require_columns(Path(f"{task.name}:{split}"), (*task.text_columns, task.label_column), data.column_names,
+                         TaskDataError)
+        chosen[split] = data
+    chosen = _labels_to_ids(chosen, task.label_column)
+    return chosen[task.train_split], chosen[task.eval_split]
 
 
 def _fingerprint(task: Task, *splits: datasets.Dataset) -> str:

@@ -21,7 +21,7 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import RunResult, final_train_loss, run_key, train_loss_steps
+from .result import RunResult, final_train_loss, layer_order, run_key, train_loss_steps
 from .tasks import Task, TaskData, load_task_data
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -61,6 +61,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
         interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
+    metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
     env = environment.capture(device=device, precision=recipe.precision)
     task_info, model_info = data.describe(), source.describe()
     key = run_key(task_info, model_info, recipe.hash, seed, environment.key_fields(env))
@@ -234,7 +235,7 @@ class GradNormTracer:
         for name, param in model.named_parameters():
             if param.requires_grad:
                 groups.setdefault(interventions.layer_group(name, num_layers), []).append(param)
-        self.names = sorted(groups, key=interventions.layer_order)
+        self.names = sorted(groups, key=layer_order)
         self.params = [groups[name] for name in self.names]
         self.rows: list[torch.Tensor] = []
         self.totals: list[torch.Tensor] = []

@@ -88,7 +88,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
                                                       "--text-columns; missing --eval-file, --text-columns"),
     (["run", "--task", "polarity", "--train-file", "t.csv", "--eval-file", "e.csv", "--text-columns", "text"],
-     "task name 'polarity' is taken by a built-in task (built-in: is the sentence's judgement positive? (256 train "
+     "task name 'polarity' is taken by another task (built-in: is the sentence's judgement positive? (256 train "
      "/ 256 dev, balanced)); give the local task another name, e.g. 'polarity-local'"),
     (["runs", "--show", "deadbeef"], "no stored run with key 'deadbeef'"),
     (["runs", "--show", "d"], "no stored run with key 'd'"),
@@ -160,8 +160,9 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
     argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=60")]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and _stored_runs(store) < 2:
+    while time.time() < deadline and _stored_runs(store) < 2 and process.poll() is None:
         time.sleep(0.2)
+    assert process.poll() is None, process.communicate()[0][-2000:]  # it stopped by itself: why
     process.send_signal(stop)
     first = " ".join(process.communicate(timeout=120)[0].split())  # rich wraps long lines
     assert process.returncode == code, first

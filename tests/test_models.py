@@ -74,6 +74,54 @@ def test_the_tiny_model_ships_an_encoder_so_each_seed_draws_its_own_head(tiny_mo
     assert torch.equal(encoders[0], encoders[1])  # the "pretrained" weights load the same for every seed
 
 
+def _saved_classifier(tiny_model, path, num_labels=2):
+    """A folder saved from a fine-tuned classifier: the tiny encoder with a trained-looking head."""
+    import transformers
+
+    shutil.copytree(tiny_model, path)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=num_labels)
+    model.classifier.weight.data.fill_(0.5)
+    model.save_pretrained(path)
+    return model
+
+
+@pytest.mark.parametrize("saved_labels", [2, 3])
+def test_a_folder_holding_a_head_still_gives_each_seed_its_own_head(tiny_model, tmp_path, saved_labels):
+    """The head a classifier folder holds is drawn afresh, as a missing one is: the saved one would
+    make every seed start from the same head; a head for another label count loads too."""
+    import torch
+    import transformers
+
+    _saved_classifier(tiny_model, tmp_path / "cls", saved_labels)
+    source = models.resolve(str(tmp_path / "cls"))
+    heads = []
+    for seed in (0, 1, 0):
+        transformers.set_seed(seed)
+        model = models.load_model(source, 2, 0.1)
+        heads.append(model.classifier.weight)
+        assert abs(float(model.classifier.weight.detach().std()) - 0.02) < 0.01 and not (model.classifier.bias != 0).any()
+    assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
+
+
+def test_a_local_folder_is_one_model_by_any_path_and_another_when_its_config_changes(tiny_model, tmp_path,
+                                                                                       monkeypatch):
+    import json
+
+    from stabench.train import prepare
+
+    shutil.copytree(tiny_model, tmp_path / "mybert")
+    (tmp_path / "tests").mkdir()
+    monkeypatch.chdir(tmp_path)
+    here = prepare("polarity", "./mybert", "bert-default", 0, device="cpu")
+    monkeypatch.chdir(tmp_path / "tests")
+    there = prepare("polarity", "../mybert", "bert-default", 0, device="cpu")
+    assert here.key == there.key and here.model_info["name"] == "mybert" == models.stored_name("../mybert")
+    config = json.loads((tmp_path / "mybert" / "config.json").read_text())
+    (tmp_path / "mybert" / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
+    assert prepare("polarity", "../mybert", "bert-default", 0, device="cpu").key != here.key
+    assert models.stored_name("bert-large-uncased") == "bert-large-uncased" and models.stored_name("tiny-bert") == "tiny-bert"
+
+
 def test_a_tiny_bert_build_cut_off_while_saving_the_weights_is_built_again(tmp_path, monkeypatch):
     import safetensors.torch
     import transformers

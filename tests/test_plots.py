@@ -1,6 +1,7 @@
 """stabench.plots: each figure is a real PNG, and it marks what the stored runs say."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,10 @@ def _assert_png(path):
     assert path.stat().st_size > 5_000
 
 
-def _runs(scores, failed, metric="accuracy"):
+def _runs(scores, failed, metric="accuracy", majority=0.69):
     return [RunResult(key=f"k{i}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name="r",
                       recipe_hash="h", seed=i, environment={}, metrics={metric: score}, primary_metric=metric,
-                      majority_accuracy=0.69, failed=bad, collapsed=bad, diverged=False, steps=1, wall_time_s=1.0,
+                      majority_accuracy=majority, failed=bad, collapsed=bad, diverged=False, steps=1, wall_time_s=1.0,
                       steps_per_s=1.0, started_at="", finished_at="", trace={})
             for i, (score, bad) in enumerate(zip(scores, failed))]
 
@@ -46,25 +47,26 @@ def test_plot_study_writes_a_png(tmp_path):
     scores = list(np.concatenate([rng.normal(0.65, 0.05, 12), np.full(13, 0.473)]))
     runs = {"default": _runs(scores, [s <= 0.473 for s in scores]), "stable": _runs(rng.normal(0.7, 0.02, 25),
                                                                                    [False] * 25)}
-    _assert_png(plot_study(runs, majority=0.473, metric="accuracy", title="RTE", path=tmp_path / "nested" / "a.png"))
+    _assert_png(plot_study(runs, tmp_path / "nested" / "a.png", "RTE"))
 
 
 def test_failed_runs_are_the_stored_ones_and_the_majority_line_is_on_accuracy_only(drawn, tmp_path):
     """On CoLA the MCC of a healthy run (0.6) is below the majority accuracy (0.69): neither may mark it failed."""
     cola = {"default": _runs([0.0, 0.55, 0.6, 0.62], [True, False, False, False], metric="mcc")}
-    plot_study(cola, majority=0.69, metric="mcc", title="CoLA", path=tmp_path / "cola.png")
+    plot_study(cola, tmp_path / "cola.png", "CoLA")
     axes = drawn[-1].axes[0]
     assert _marked_failed(axes) == 1 and axes.get_legend() is None
-    rte = {"default": _runs([0.47, 0.47, 0.66], [True, True, False])}
-    plot_study(rte, majority=0.473, metric="accuracy", title="RTE", path=tmp_path / "rte.png")
+    rte = {"default": _runs([0.47, 0.47, 0.66], [True, True, False], majority=0.473)}
+    plot_study(rte, tmp_path / "rte.png", "RTE")
     axes = drawn[-1].axes[0]
     assert _marked_failed(axes) == 2
     assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class (0.473)"]
 
 
 def test_plot_study_needs_runs(tmp_path):
-    with pytest.raises(ValueError, match="at least one label"):
-        plot_study({}, None, "mcc", "empty", tmp_path / "empty.png")
+    for empty in ({}, {"a": []}):
+        with pytest.raises(ValueError, match="at least one label, each with runs"):
+            plot_study(empty, tmp_path / "empty.png", "empty")
 
 
 def test_plot_grad_norm_traces(tmp_path):
@@ -86,6 +88,12 @@ def test_plot_grad_norm_traces(tmp_path):
         {"seed 3 (failed)": trace(True), "seed 4": trace(False)}, tmp_path / "grads.png", "RTE gradient norms"
     )
     _assert_png(path)
+    # A stored run reads back with its layers bottom to top (its JSON sorts them by name), and the
+    # plot takes runs as well as traces.
+    (run,) = _runs([0.5], [True])
+    stored = RunResult.from_json(dataclasses.replace(run, trace=trace(True)).to_json())
+    assert list(stored.trace["grad_norm"]) == groups
+    _assert_png(plot_grad_norm_traces({"seed 0": stored}, tmp_path / "from-runs.png", "runs"))
 
 
 def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(drawn, tmp_path):
@@ -117,13 +125,13 @@ def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(draw
 
 def test_a_figure_is_written_in_the_format_its_name_says(tmp_path):
     runs = {"a": _runs([0.7, 0.6, 0.8], [False] * 3)}
-    assert plot_study(runs, 0.5, "accuracy", "pdf", tmp_path / "s.pdf").read_bytes().startswith(b"%PDF")
-    assert b"<svg" in plot_study(runs, 0.5, "accuracy", "svg", tmp_path / "s.svg").read_bytes()[:500]
-    _assert_png(plot_study(runs, 0.5, "accuracy", "no suffix", tmp_path / "plain"))
-    _assert_png(plot_study(runs, 0.5, "accuracy", "a dot, no format", tmp_path / "study-lr=0.001"))
+    assert plot_study(runs, tmp_path / "s.pdf", "pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in plot_study(runs, tmp_path / "s.svg", "svg").read_bytes()[:500]
+    _assert_png(plot_study(runs, tmp_path / "plain", "no suffix"))
+    _assert_png(plot_study(runs, tmp_path / "study-lr=0.001", "a dot, no format"))
     open_figures = plots.plt.get_fignums()
     with pytest.raises(OSError):  # a failed write leaves no figure open in pyplot
-        plot_study(runs, 0.5, "accuracy", "unwritable", Path("/proc/stabench-test.png"))
+        plot_study(runs, Path("/proc/stabench-test.png"), "unwritable")
     assert plots.plt.get_fignums() == open_figures
 
 

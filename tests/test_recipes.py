@@ -53,6 +53,15 @@ def test_hash_changes_only_where_a_correction_changed_the_computation():
     assert no_weight_decay.hash == old_hash(no_weight_decay)
 
 
+def test_mixout_records_the_dropout_it_trains_with_none():
+    """Mixout switches dropout off, so a dropout given with it would be recorded, hashed and stored
+    as a second recipe that trains exactly as the first."""
+    given = get_recipe("bert-default", mixout=0.1)
+    assert given.dropout == 0.0 and given.hash == get_recipe("bert-default", mixout=0.1, dropout=0.0).hash
+    assert Recipe.from_dict({**given.to_dict(), "dropout": 0.3}).dropout == 0.0
+    assert get_recipe("bert-default", dropout=0.3).dropout == 0.3  # without Mixout, dropout is as given
+
+
 def test_overrides_rename_and_validate():
     recipe = get_recipe("mosbach-stable", lr=1e-4, max_steps=10)
     assert recipe.name == "mosbach-stable[lr=0.0001,max_steps=10]" and recipe.total_steps(10_000) == 10
@@ -103,6 +112,38 @@ def test_command_line_overrides_round_trip(overrides):
     recipe = get_recipe("bert-default", **parsed)
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     assert all(getattr(recipe, k) == v for k, v in overrides.items())
+
+
+@given(st.sampled_from([None, *PRESETS]), st.fixed_dictionaries({}, optional=_values), st.data())
+def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, fields, data):
+    """As in a claim or `stabench run --recipe mine.json`: fields over a preset (or over the BERT
+    recipe's defaults), named by the file's "name" or its stem."""
+    import json
+
+    name = data.draw(st.none() | st.sampled_from(["my-recipe", "llrd v2"]))
+    path = tmp_path_factory.mktemp("recipes") / "mine.json"
+    path.write_text(json.dumps({**fields, **({"preset": preset} if preset else {}), **({"name": name} if name else {})}))
+    recipe = get_recipe(str(path))
+    expected = get_recipe(preset, **fields) if preset else Recipe(**fields)
+    assert recipe.hash == expected.hash and recipe.name == (name or "mine")
+    assert get_recipe(str(path), lr=0.5).lr == 0.5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "recipe file '{path}' holds a list; expected a JSON object of recipe fields"),
+    ("{lr: 1}", "recipe file '{path}' is not valid JSON: "),
+    ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr'; known fields: "),
+    ('{"preset": "bert-defualt"}', "recipe file '{path}': unknown preset 'bert-defualt'; known presets: bert-default,"),
+    ('{"lr": "fast"}', "recipe file '{path}': "),
+])
+def test_a_bad_recipe_file_is_named_in_one_line(tmp_path, text, message):
+    path = tmp_path / "mine.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as error:
+        get_recipe(str(path))
+    assert str(error.value).startswith(message.format(path=path)) and "\n" not in str(error.value)
+    with pytest.raises(FileNotFoundError, match="recipe file 'missing.json' does not exist"):
+        get_recipe("missing.json")
 
 
 _wrong_type = {

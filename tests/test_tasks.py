@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -137,10 +138,10 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
     with pytest.raises(ValueError, match="column 'lable' is missing"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="lable")
-    with pytest.raises(ValueError, match="^task name 'polarity' is taken by a built-in task .*; give the local "
-                                         "task another name, e.g. 'polarity-local'$"):
+    with pytest.raises(ValueError, match=r"^task name 'polarity' is taken by another task \(built-in: .*; give the local "
+                                         r"task another name, e.g. 'polarity-local'$"):
         local_task("polarity", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
-    with pytest.raises(ValueError, match="^task name 'rte' is taken by a built-in task"):
+    with pytest.raises(ValueError, match="^task name 'rte' is taken by another task \\(GLUE RTE"):
         local_task("rte", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
     with pytest.raises(ValueError, match="label_column='text' is also a text column"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="text")
@@ -207,3 +208,79 @@ def test_a_task_object_is_registered_under_its_name_once(tmp_path):
 def test_unknown_task_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown task 'rtee'; known tasks: .*rte"):
         load_task_data("rtee")
+
+
+def test_the_same_local_files_from_another_directory_are_the_same_task(tmp_path, monkeypatch):
+    """A conftest and a test file in a subfolder name the files by different relative paths."""
+    from stabench.tasks import task_name
+
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "train.csv", [{"text": f"t {i}", "label": i % 2} for i in range(4)], "csv")
+    monkeypatch.chdir(tmp_path)
+    first = local_task("files", "train.csv", "train.csv", "text")
+    monkeypatch.chdir(tmp_path / "sub")
+    again = local_task("files", "../train.csv", "../train.csv", ["text"])
+    assert again == first and task_name(first) == task_name(again) == "files"
+
+
+def _in_memory(texts, labels):
+    return {"text": list(texts), "label": list(labels)}
+
+
+def test_an_in_memory_task_takes_dataframes_dicts_and_string_labels():
+    import pandas as pd
+
+    from stabench.tasks import Task
+
+    train = pd.DataFrame(_in_memory([f"bill {i}" for i in range(6)], ["billing", "bug", "other"] * 2))
+    task = Task("tickets", "text", lambda: {"train": train, "validation": _in_memory(["a", "b", "c", "d"],
+                                                                                     ["bug", "bug", "other", "billing"])},
+                metrics=("macro_f1", "accuracy"))
+    assert task.text_columns == ("text",) and task.primary_metric == "macro_f1" and task.source == "custom"
+    data = load_task_data(task)
+    assert data.num_labels == 3 and data.eval["label"] == [1, 1, 2, 0] and data.majority_accuracy == 0.5
+    assert label_names(data.eval, "label") == ["billing", "bug", "other"]
+    missing = Task("no-label", "text", lambda: {"train": {"text": ["a"]}, "validation": {"text": ["b"]}})
+    with pytest.raises(ValueError, match="column 'label' is missing from 'no-label:train'; it has columns text"):
+        load_task_data(missing)
+    with pytest.raises(ValueError, match="its loader returned list; expected a datasets.DatasetDict or a dict"):
+        load_task_data(Task("a-list", "text", lambda: [1, 2]))
+
+
+def test_a_second_task_under_a_name_in_use_is_refused_never_served_the_first_ones_data():
+    from stabench.tasks import Task, register_task, task_name
+
+    balanced = _in_memory(["good day", "bad day"] * 4, [1, 0] * 4)
+    skewed = _in_memory(["good day", "bad day", "fine day", "nice day"], [1, 0, 1, 1])
+    first = Task("exp", ("text",), lambda: {"train": balanced, "validation": balanced})
+    second = Task("exp", ("text",), lambda: {"train": balanced, "validation": skewed})
+    assert load_task_data(first).majority_accuracy == 0.5 and task_name(first) == "exp"
+    with pytest.raises(ValueError, match="task name 'exp' is already used by another task in this process .*"
+                                         r"register_task\(task, replace=True\)"):
+        task_name(second)
+    register_task(second, replace=True)
+    assert task_name(second) == "exp" and load_task_data("exp").majority_accuracy == 0.75
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"metrics": ("macro-f1",)}, "metrics=('macro-f1',) is invalid; expected one or more of accuracy, f1, macro_f1"),
+    ({"metrics": ("accuracy",), "primary_metric": "mcc"}, "primary_metric='mcc' is not among its metrics accuracy"),
+    ({"text_columns": ("a", "b", "c")}, "text_columns=('a', 'b', 'c') is invalid; expected one or two column names"),
+    ({"loader": None}, "loader=None is not callable"),
+])
+def test_a_task_definition_is_checked_when_it_is_made(kwargs, message):
+    from stabench.tasks import Task
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Task(**{"name": "t", "text_columns": "text", "loader": lambda: {}, **kwargs})
+
+
+def test_binary_f1_on_more_classes_fails_before_training():
+    from stabench.tasks import Task
+    from stabench.train import prepare
+
+    three = _in_memory(["a", "b", "c"] * 3, [0, 1, 2] * 3)
+    task = Task("three-f1", "text", lambda: {"train": three, "validation": three}, metrics=("f1",))
+    with pytest.raises(ValueError, match="task 'three-f1' has 3 classes, but its metric 'f1' is binary F1 .*"
+                                         "use 'macro_f1'"):
+        prepare(task, "tiny-bert", "bert-default", 0, device="cpu")

@@ -26,7 +26,7 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     assert result.collapsed == (min(result.prediction_counts.values()) == 0)
     assert sum(result.prediction_counts.values()) == 256
     assert result.majority_accuracy == 0.5 and result.primary_metric == "accuracy"
-    assert result.task["n_train"] == 256 and result.model["weights_sha256"]
+    assert result.task["n_train"] == 256 and result.model["files_sha256"]
     assert result.task["num_labels"] == 2 and result.task["text_columns"] == ["sentence1", "sentence2"]
     assert result.environment["torch"] == torch.__version__ and result.environment["device_kind"] == "cpu"
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
@@ -219,6 +219,24 @@ def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_m
                          ({"progress": True}, r"^progress=True is invalid; expected a callback taking \(step, total\)")):
         with pytest.raises(ValueError, match=message):
             run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, **bad)
+
+
+def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model, tmp_path, monkeypatch):
+    import stabench
+    from stabench import train
+
+    recipe = get_recipe("bert-default", max_steps=2, lr=1e-3)
+    first = run(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, store=tmp_path / "s.sqlite", cpu_threads=1)
+    trained = []
+    fine_tune_for_real = train.fine_tune
+    monkeypatch.setattr(train, "fine_tune", lambda prepared, **kw: trained.append(prepared.seed)
+                        or fine_tune_for_real(prepared, **kw))
+    study = stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, [0, 1, 2], store=tmp_path / "s.sqlite",
+                           cpu_threads=1)
+    assert trained == [0, 2] and [r.seed for r in study.results] == [0, 1, 2] and study.results[1].key == first.key
+    assert study.n == 3 and study.summary().n == 3 and study.metric == "accuracy"
+    assert [r.seed for r in stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 2, store=tmp_path / "s.sqlite",
+                                           cpu_threads=1).results] == [0, 1] and trained == [0, 2]
 
 
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
