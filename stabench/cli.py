@@ -136,7 +136,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
-            for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.seed))]
+            for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.recipe_hash, r.seed))]
     shared = {} if args.wide or len(rows) < 2 else {
         column: rows[0][column] for column in _SHARED_RUN_COLUMNS if len({row[column] for row in rows}) == 1}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
@@ -207,7 +207,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path()) as store:
         added, skipped = store.import_file(args.path)
-    console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored", highlight=False)
+    merged = " (their tags and recipe names merged)" if skipped else ""
+    console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored{merged}",
+                  highlight=False)
     return 0
 
 

@@ -550,6 +550,22 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return None
 
 
+def drop_lineless_frames(error: BaseException | None) -> None:
+    """Python 3.11 can stop a frame at an instruction without a line number (shown as ``line -1``),
+    and pytest's report of the interrupt then fails with a TypeError of its own, exit status 1
+    (pytest-dev/pytest-xdist#1196).  Such frames are cut out of the traceback, along its chain."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            if tb.tb_next.tb_lineno is None:
+                tb.tb_next = tb.tb_next.tb_next
+            else:
+                tb = tb.tb_next
+        error = error.__cause__ or error.__context__
+
+
 class Reporter:
     """Controller-only: gathers claim rows from reports (also xdist's) and prints the table."""
 
@@ -588,9 +604,11 @@ class Reporter:
 
         self.config.add_cleanup(restore)
 
+    @pytest.hookimpl(tryfirst=True)  # before the terminal reporter formats the traceback
     def pytest_keyboard_interrupt(self, excinfo) -> None:
         # Ctrl-C or SIGTERM; not pytest's own stops (collection errors, -x), which subclass it.
         self.interrupted = excinfo.type is KeyboardInterrupt
+        drop_lineless_frames(excinfo.value)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call":

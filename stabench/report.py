@@ -125,8 +125,9 @@ def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     for entry in entries:
         if entry["fails"]:
             lines.append(("red", f"{entry['gate']} {entry['claim']}: {entry['why']}"))
-        if entry["unconfirmed"]:
-            lines.append(("yellow", f"{entry['gate']} {entry['claim']}: {entry['unconfirmed']}"))
+        if entry["unconfirmed"]:  # on a failed gate, beside its reasons: a note, not one more
+            lines.append(("yellow", f"{'note' if entry['fails'] else entry['gate']} {entry['claim']}: "
+                                    f"{entry['unconfirmed']}"))
         if entry["baseline_note"]:
             lines.append(("yellow", f"note {entry['claim']}: {entry['baseline_note']}"))
     return lines

@@ -360,9 +360,8 @@ class Store:
         renamed = [before[0]] if written and before is not None else []
         stored_name = result.recipe_name if written else before[0]
         self._add_aliases(conn, result.key, stored_name, [*result.recipe_names, *renamed])
-        if written:
-            conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
-                             [(result.key, tag) for tag in result.tags])
+        # An imported copy's tags join a stored run's: a baseline exported elsewhere stays tagged.
+        conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)", [(result.key, tag) for tag in result.tags])
         return written
 
     @staticmethod
@@ -588,7 +587,8 @@ class Store:
         return len(runs)
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
-        """Merge an ``export`` file into the store: (added, skipped as already stored).
+        """Merge an ``export`` file into the store: (added, skipped as already stored).  A run
+        already stored gains the copy's tags and recipe names.
 
         The whole file is validated first and merged in one transaction, so a bad file
         changes nothing.

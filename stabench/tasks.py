@@ -201,6 +201,7 @@ for _name, _columns, _metrics in [
 # --- local files ----------------------------------------------------------------------------
 
 _FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+_FORMAT_NAMES = {"csv": "CSV/TSV", "json": "JSON lines"}
 
 
 def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.PathLike,
@@ -256,15 +257,26 @@ class _LocalFiles:
         for split, path in given.items():  # errors name a file as the user did
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-            splits[split] = datasets.load_dataset(kind, data_files=str(resolved[split]), split="train", **kwargs)
+            verbosity = datasets.logging.get_verbosity()
+            datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a parse error is logged, then raised
+            try:
+                splits[split] = datasets.load_dataset(kind, data_files=str(resolved[split]), split="train", **kwargs)
+            except datasets.exceptions.DatasetGenerationError as error:  # the parser's error, wrapped
+                cause = error.__cause__ or error.__context__ or error
+                raise TaskDataError(f"cannot read {str(path)!r} as {_FORMAT_NAMES[kind]}: "
+                                    f"{str(cause).splitlines()[0]}") from error
+            finally:
+                datasets.logging.set_verbosity(verbosity)
             _require_columns(path, columns, splits[split].column_names, TaskDataError)
             for column in columns:
                 _require_values(path, column, splits[split][column])
         label = self.label_column
-        unseen = {str(v) for v in splits["validation"][label]} - {str(v) for v in splits["train"][label]}
+        trained = {_label_text(v) for v in splits["train"][label]}
+        unseen = {_label_text(v) for v in splits["validation"][label]} - trained
         if unseen:
             raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(self.validation)!r} never occur "
-                                f"in {str(self.train)!r}; no model can learn them")
+                                f"in {str(self.train)!r} (its labels: {', '.join(sorted(trained))}); no model can "
+                                f"learn them")
         return datasets.DatasetDict(_labels_to_ids(splits, label))
 
 
@@ -310,9 +322,10 @@ def _require_columns(path: Path, columns: tuple[str, ...], header: list[str],
 
 
 def _require_values(path: Path, column: str, values: list) -> None:
-    """An empty cell would become None or NaN: named here, not as a label that "never occurs"."""
+    """An empty cell would become None or NaN (or a blank text): named here, not as a label that
+    "never occurs" or an example without words."""
     for row, value in enumerate(values, start=1):
-        if value is None or isinstance(value, float) and math.isnan(value):
+        if value is None or isinstance(value, float) and math.isnan(value) or isinstance(value, str) and not value.strip():
             raise TaskDataError(f"row {row} of {str(path)!r} has no value in column {column!r} (rows counted "
                                 f"from 1, header not counted); every example needs its texts and a label")
 
@@ -322,12 +335,17 @@ def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str
     in the column's ClassLabel feature, so a stored run says which id meant what."""
     if all(isinstance(v, int) for split in splits.values() for v in split[column]):
         return splits
-    names = sorted({str(v) for split in splits.values() for v in split[column]})
+    names = sorted({_label_text(v) for split in splits.values() for v in split[column]})
     ids = {name: i for i, name in enumerate(names)}
     labels = _datasets().ClassLabel(names=names)
-    return {name: split.remove_columns(column).add_column(column, [ids[str(v)] for v in split[column]],
+    return {name: split.remove_columns(column).add_column(column, [ids[_label_text(v)] for v in split[column]],
                                                           feature=labels)
             for name, split in splits.items()}
+
+
+def _label_text(value) -> str:
+    """A label as one text whatever type a file gave it: 1, 1.0 and "1" are one class."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def label_names(data: datasets.Dataset, column: str) -> list[str] | None:
@@ -456,6 +474,10 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_s
     if any(label < 0 for label in labels):
         raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
                             f"evaluate on a labelled split")
+    if len(set(labels)) < 2:
+        raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} holds one class only (label {labels[0]}), "
+                            f"so its majority accuracy is 1 and every run would count as failed; evaluate on examples "
+                            f"of at least two classes")
     num_labels = max(max(train[task.label_column]), max(labels)) + 1
     majority = Counter(labels).most_common(1)[0][1] / len(labels)
     return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,

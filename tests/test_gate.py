@@ -509,7 +509,7 @@ def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
     assert result.verdict == "REGRESSED" and "more failed runs" not in result.why
     assert gate_messages([result.entry()]) == [
         ("red", f"REGRESSED c: {result.why}"),
-        ("yellow", f"REGRESSED c: {result.unconfirmed}")]
+        ("yellow", f"note c: {result.unconfirmed}")]
     assert "extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant" in result.unconfirmed
 
 

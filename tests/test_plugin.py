@@ -428,6 +428,40 @@ def test_slow(study):
 '''
 
 
+def test_an_interrupt_in_a_frame_without_a_line_number_is_still_reported():
+    """A signal can land where Python 3.11 has no line number; pytest's report then failed."""
+    import sys
+    import types
+
+    from stabench.plugin import drop_lineless_frames
+
+    def interrupted():
+        try:
+            raise KeyboardInterrupt("stopped by signal SIGTERM")
+        except KeyboardInterrupt as error:
+            frame = sys._getframe()
+            lineless = types.TracebackType(error.__traceback__.tb_next, frame, 10**6, -1)  # "line -1"
+            assert lineless.tb_lineno is None
+            error.__traceback__.tb_next = lineless
+            raise error.with_traceback(error.__traceback__)
+
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        try:
+            raise ValueError("first")
+        except ValueError:
+            interrupted()
+    with pytest.raises(TypeError):  # pytest's own failure, which the hook prevents
+        pytest.ExceptionInfo.from_exception(excinfo.value).getrepr()
+    drop_lineless_frames(excinfo.value)
+    assert "KeyboardInterrupt: stopped by signal SIGTERM" in str(pytest.ExceptionInfo.from_exception(excinfo.value)
+                                                                 .getrepr())
+    tb, entries = excinfo.value.__traceback__, []
+    while tb is not None:
+        entries.append(tb.tb_lineno)
+        tb = tb.tb_next
+    assert None not in entries and len(entries) >= 2
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester, tiny_model, workers):
     """A CI job's timeout sends SIGTERM: the session ends with pytest's summary and a line on what is

@@ -626,12 +626,17 @@ def test_a_run_reused_under_another_recipe_name_is_found_by_both_names(store: St
     assert main(["runs", "--recipe", "paper[lr=2e-05]", "--store", str(store.path)]) == 0
     assert "paper (also paper[lr=2e-05])" in capsys.readouterr().out
 
-    # An import of a run already stored still brings the names it had elsewhere.
+    # An import of a run already stored still brings the names and tags it had elsewhere (a
+    # baseline exported from one CI job into a store that trained the same runs).
+    store.tag([run.key], "baseline")
     store.export(tmp_path / "elsewhere.json")
     with Store(tmp_path / "other.sqlite") as other:
         other.put(dataclasses.replace(run, recipe_aliases=[]))
+        other.tag([run.key], "mine")
         assert other.import_file(tmp_path / "elsewhere.json") == (0, 1)
         assert other.get(run.key).recipe_aliases == ["paper[lr=2e-05]"]
+        assert sorted(other.get(run.key).tags) == ["baseline", "mine"]
+        assert [r.key for r in other.query(tag="baseline")] == [run.key]
 
     # A store too busy to take the name does not fail the run: it is returned as stored.
     def busy(*args, **kwargs):

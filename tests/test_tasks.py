@@ -284,3 +284,41 @@ def test_binary_f1_on_more_classes_fails_before_training():
     with pytest.raises(ValueError, match="task 'three-f1' has 3 classes, but its metric 'f1' is binary F1 .*"
                                          "use 'macro_f1'"):
         prepare(task, "tiny-bert", "bert-default", 0, device="cpu")
+
+
+@pytest.mark.parametrize("kind, broken, message", [
+    ("jsonl", '{"text": "cut off", "label": 1\n', "cannot read '{path}' as JSON lines: JSON parse error: "),
+    ("csv", "t9,1,extra,cells\n", "cannot read '{path}' as CSV/TSV: Error tokenizing data. "),
+])
+def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, kind, broken, message):
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(8)]
+    _write(tmp_path / f"train.{kind}", rows, kind)
+    _write(tmp_path / f"dev.{kind}", rows, kind)
+    with open(tmp_path / f"dev.{kind}", "a") as handle:
+        handle.write(broken)
+    task = local_task(f"broken-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}", "text")
+    with pytest.raises(ValueError) as error:
+        load_task_data(task)
+    assert str(error.value).startswith(message.format(path=tmp_path / f"dev.{kind}")) and "\n" not in str(error.value)
+
+
+def test_a_blank_text_and_a_one_class_dev_set_are_refused(tmp_path):
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(8)]
+    _write(tmp_path / "train.jsonl", rows, "jsonl")
+    _write(tmp_path / "blank.jsonl", [*rows[:3], {"text": "  ", "label": 0}], "jsonl")
+    with pytest.raises(ValueError, match="row 4 of .*blank.jsonl' has no value in column 'text'"):
+        load_task_data(local_task("blank-text", tmp_path / "train.jsonl", tmp_path / "blank.jsonl", "text"))
+    _write(tmp_path / "one.jsonl", [r for r in rows if r["label"] == 1], "jsonl")
+    with pytest.raises(ValueError, match="split 'validation' holds one class only .*every run would count as failed"):
+        load_task_data(local_task("one-class", tmp_path / "train.jsonl", tmp_path / "one.jsonl", "text"))
+
+
+def test_labels_1_and_1_0_and_the_text_1_are_one_class(tmp_path):
+    _write(tmp_path / "train.jsonl", [{"text": f"t{i}", "label": float(i % 3)} for i in range(9)], "jsonl")
+    _write(tmp_path / "dev.jsonl", [{"text": f"d{i}", "label": [0, "1", 2][i % 3]} for i in range(6)], "jsonl")
+    data = load_task_data(local_task("mixed-types", tmp_path / "train.jsonl", tmp_path / "dev.jsonl", "text"))
+    assert data.num_labels == 3 and data.eval["label"] == [0, 1, 2, 0, 1, 2] and data.train["label"][:3] == [0, 1, 2]
+    _write(tmp_path / "other.jsonl", [{"text": "d", "label": 3}, {"text": "e", "label": 0}], "jsonl")
+    with pytest.raises(ValueError, match=r"labels 3 of .*other.jsonl' never occur in .*train.jsonl' \(its labels: "
+                                         r"0, 1, 2\)"):
+        load_task_data(local_task("unseen", tmp_path / "train.jsonl", tmp_path / "other.jsonl", "text"))
