@@ -379,10 +379,10 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     (seeds 0..n-1) or a list, as in a claim."""
     from .train import run
 
-    recipe = get_recipe(recipe)
+    recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
     runs = [run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, store=store,
                 device=device, cpu_threads=cpu_threads, recompute=recompute) for seed in seeds_of(seeds)]
-    return Study(Arm(recipe.name, task_name(task), model, recipe, train_size), runs)
+    return Study(Arm(recipe.name, name, model, recipe, train_size), runs)
 
 
 class Study:
@@ -407,7 +407,7 @@ class Study:
                                  f"{(r.task or {}).get('name')!r}, not {task!r}")
             if (r.model or {}).get("name") != stored_name(arm.model):
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
-                                 f"{(r.model or {}).get('name')!r}, not {arm.model!r}")
+                                 f"{(r.model or {}).get('name')!r}, not {stored_name(arm.model)!r}")
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "

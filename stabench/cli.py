@@ -180,7 +180,11 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     if args.plots:
         from .plots import plot_studies
 
-        for path in plot_studies(studies, Path(args.plots)):
+        try:
+            paths = plot_studies(studies, Path(args.plots))
+        except OSError as error:
+            raise ValueError(f"cannot write the plots to {args.plots!r}: {error.strerror or error}") from error
+        for path in paths:
             console.print(f"wrote {escape(str(path))}", highlight=False)
     return 0
 
@@ -190,6 +194,8 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
     filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
     if filters["model"]:  # a local folder's runs are stored under its own name
         filters["model"] = stored_name(filters["model"])
+    if filters["recipe"] and filters["recipe"].lower().endswith(".json"):  # a recipe file: the name it gives
+        filters["recipe"] = get_recipe(filters["recipe"]).name
     return filters, parse_env(args.env) if args.env else None
 
 

@@ -252,8 +252,11 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     candidates = [r for r in baseline_runs if (same_study or _in_study(r, key, hashes)) and metric in r.metrics]
     # Where the baseline holds this very recipe content, only those runs: a study linked to other
     # contents (versions edited under its name, recipes it once shared runs with) is compared with
-    # its own past.  Without them, an edited recipe is compared with its earlier versions.
-    matching, held, chosen = pick_variant([r for r in candidates if r.recipe_hash in hashes] or candidates)
+    # its own past.  Without them, an edited recipe is compared with its earlier versions.  Likewise
+    # for the model: two local folders of one name (checkpoint-500 of two trainings) are one study.
+    candidates = [r for r in candidates if r.recipe_hash in hashes] or candidates
+    models = {_KEY_PARTS["model"](r) for r in current}
+    matching, held, chosen = pick_variant([r for r in candidates if _KEY_PARTS["model"](r) in models] or candidates)
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     seeds = {r.seed for r in current}

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
+# scikit-learn's function and arguments per metric; imported when scoring, so that defining a
+# task (tasks imports this module) does not pay for scikit-learn.
 _METRICS = {
-    "accuracy": lambda labels, preds: accuracy_score(labels, preds),
-    "f1": lambda labels, preds: f1_score(labels, preds, zero_division=0.0),  # of class 1: binary tasks
-    "macro_f1": lambda labels, preds: f1_score(labels, preds, average="macro", zero_division=0.0),
-    "mcc": lambda labels, preds: matthews_corrcoef(labels, preds),
+    "accuracy": ("accuracy_score", {}),
+    "f1": ("f1_score", {"zero_division": 0.0}),  # of class 1: binary tasks
+    "macro_f1": ("f1_score", {"average": "macro", "zero_division": 0.0}),
+    "mcc": ("matthews_corrcoef", {}),
 }
 
 # Whether a larger value is better; comparisons and regression gates read this.
@@ -44,4 +44,10 @@ def compute(metric_names: Sequence[str], labels: Sequence[int], predictions: Seq
     for name in names:
         if name not in _METRICS:
             raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(_METRICS)}")
-    return {name: float(_METRICS[name](labels, predictions)) for name in names}
+    from sklearn import metrics as sklearn_metrics
+
+    scores = {}
+    for name in names:
+        function, kwargs = _METRICS[name]
+        scores[name] = float(getattr(sklearn_metrics, function)(labels, predictions, **kwargs))
+    return scores

@@ -92,7 +92,7 @@ def stored_name(model: str) -> str:
     any other name as it is."""
     if model in (OFFLINE_DEFAULT, TINY_BERT) or needs_hub(model):
         return model
-    return Path(model).expanduser().resolve().name
+    return Path(os.path.abspath(os.path.expanduser(model))).name  # a symlink ("latest") keeps its own name
 
 
 @functools.lru_cache(maxsize=32)
@@ -205,8 +205,10 @@ def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(module, torch.nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
+                if module.weight is not None:
+                    module.weight.fill_(1.0)
+                if module.bias is not None:  # ModernBERT's have none
+                    module.bias.zero_()
             else:
                 raise RuntimeError(f"model {model.name_or_path!r} holds a classification head with a "
                                    f"{type(module).__name__} ({name}), which stabench cannot draw afresh; save the "

@@ -57,7 +57,8 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: st
     if majority is not None and metric == "accuracy":
         axes.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
         axes.legend(loc="best", fontsize="small")
-    axes.set_xticks(positions, labels, rotation=20 if len(labels) > 4 else 0)
+    crowded = len(labels) > 4 or sum(map(len, labels)) > 60  # long recipe names would run into each other
+    axes.set_xticks(positions, labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
     axes.set_ylabel(metric)
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)

@@ -164,6 +164,12 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
     config.stash[_STATE] = State(config, session_id, workers, baseline=_check_options(config))
+    # Tasks registered by claim files end with the session: a second session in this process (a
+    # notebook's pytest.main, pytester) imports them again, as other objects of the same name.
+    from . import tasks
+
+    registered = dict(tasks._REGISTRY)
+    config.add_cleanup(lambda: (tasks._REGISTRY.clear(), tasks._REGISTRY.update(registered)))
 
 
 _STATE = pytest.StashKey["State"]()

@@ -133,6 +133,9 @@ class Recipe:
         for field in overrides:
             if field not in known:
                 raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
+        if overrides.get("dropout") and overrides.get("mixout", self.mixout):  # Mixout would switch it off
+            raise ValueError(f"dropout={overrides['dropout']!r} with mixout={overrides.get('mixout', self.mixout)!r} is "
+                             f"invalid; Mixout replaces dropout, so leave dropout out (it is recorded as 0.0)")
         name = overrides.pop("name", None)
         if name is None:
             base, earlier = _split_overrides(self.name, known)
@@ -241,9 +244,13 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
         raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
     base = PRESETS[preset] if preset is not None else Recipe()
     try:
-        return base.replace(**{**fields, "name": fields.get("name", path.stem)})
+        recipe = base.replace(**{**fields, "name": fields.get("name", path.stem)})
     except ValueError as error:
         raise ValueError(f"recipe file {str(path)!r}: {error}") from None
+    if recipe.name in PRESETS and recipe.hash != PRESETS[recipe.name].hash:  # runs would pass for the preset's
+        raise ValueError(f"recipe file {str(path)!r} is named {recipe.name!r}, a preset with other content; give "
+                         f"it another \"name\" (or file name)")
+    return recipe
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,7 @@ class RunResult:
         result = cls(**_json_restore(data))
         if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name
             result.trace["grad_norm"] = dict(sorted(result.trace["grad_norm"].items(), key=lambda g: layer_order(g[0])))
-        return _with_current_train_loss(result)
+        return _with_current_train_loss(_with_current_model_name(result))
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -132,6 +133,16 @@ def run_key(task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed:
     """
     return content_hash({"task": task, "model": model, "recipe": recipe_hash, "seed": seed,
                          "environment": environment_key})
+
+
+def _with_current_model_name(result: RunResult) -> RunResult:
+    """Runs of a local folder stored before 2026-12-04 (keyed by its weights alone) hold the path
+    as typed (``./models/mybert``); read back under the folder's own name, as runs are stored now,
+    a gate and a Study match them with the folder's newer runs."""
+    model = result.model or {}
+    if "weights_sha256" in model and isinstance(model.get("name"), str):
+        model["name"] = os.path.basename(os.path.normpath(model["name"])) or model["name"]
+    return result
 
 
 def _with_current_train_loss(result: RunResult) -> RunResult:

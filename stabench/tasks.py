@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .metrics import known_metrics
-from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where data is loaded: GPU images may lack `datasets`
     import datasets
@@ -267,17 +267,24 @@ class _LocalFiles:
                                     f"{str(cause).splitlines()[0]}") from error
             finally:
                 datasets.logging.set_verbosity(verbosity)
-            _require_columns(path, columns, splits[split].column_names, TaskDataError)
-            for column in columns:
-                _require_values(path, column, splits[split][column])
-        label = self.label_column
-        trained = {_label_text(v) for v in splits["train"][label]}
-        unseen = {_label_text(v) for v in splits["validation"][label]} - trained
-        if unseen:
-            raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {str(self.validation)!r} never occur "
-                                f"in {str(self.train)!r} (its labels: {', '.join(sorted(trained))}); no model can "
-                                f"learn them")
-        return datasets.DatasetDict(_labels_to_ids(splits, label))
+            _require_columns(str(path), columns, splits[split].column_names, TaskDataError)
+        _check_examples(splits["train"], splits["validation"], str(self.train), str(self.validation), columns)
+        return datasets.DatasetDict(_labels_to_ids(splits, self.label_column))
+
+
+def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train_name: str, eval_name: str,
+                    columns: tuple[str, ...]) -> None:
+    """Data a user brings: every example has its texts and a label, and every dev label is
+    learnable.  Each error names the file (or task split) as the user would."""
+    for name, split in ((train_name, train), (eval_name, evaluation)):
+        for column in columns:
+            _require_values(name, column, split[column])
+    label = columns[-1]
+    trained = {_label_text(v) for v in train[label]}
+    unseen = {_label_text(v) for v in evaluation[label]} - trained
+    if unseen:
+        raise TaskDataError(f"labels {', '.join(sorted(unseen))} of {eval_name!r} never occur in {train_name!r} "
+                            f"(its labels: {', '.join(sorted(trained))}); no model can learn them")
 
 
 def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
@@ -311,31 +318,36 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
             if not any(any(cell.strip() for cell in row) for row in rows):
                 raise ValueError(f"task file {str(path)!r} has no examples, only its header; expected one row "
                                  f"per example below it")
-    _require_columns(path, columns, header)
+    _require_columns(str(path), columns, header)
 
 
-def _require_columns(path: Path, columns: tuple[str, ...], header: list[str],
+def _require_columns(where: str, columns: tuple[str, ...], header: list[str],
                      error: type[ValueError] = ValueError) -> None:
+    """``where``: the file, or the task split, as the user knows it."""
     missing = [c for c in columns if c not in header]
     if missing:
-        raise error(f"column {missing[0]!r} is missing from {str(path)!r}; it has columns {', '.join(header)}")
+        raise error(f"column {missing[0]!r} is missing from {where!r}; it has columns {', '.join(header)}")
 
 
-def _require_values(path: Path, column: str, values: list) -> None:
+def _require_values(where: str, column: str, values: list) -> None:
     """An empty cell would become None or NaN (or a blank text): named here, not as a label that
     "never occurs" or an example without words."""
     for row, value in enumerate(values, start=1):
         if value is None or isinstance(value, float) and math.isnan(value) or isinstance(value, str) and not value.strip():
-            raise TaskDataError(f"row {row} of {str(path)!r} has no value in column {column!r} (rows counted "
+            raise TaskDataError(f"row {row} of {where!r} has no value in column {column!r} (rows counted "
                                 f"from 1, header not counted); every example needs its texts and a label")
 
 
 def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:
-    """String labels become class ids in sorted order, the same for both splits; the names stay
-    in the column's ClassLabel feature, so a stored run says which id meant what."""
-    if all(isinstance(v, int) for split in splits.values() for v in split[column]):
-        return splits
-    names = sorted({_label_text(v) for split in splits.values() for v in split[column]})
+    """Labels become class ids 0 to k-1 in sorted order (numbers by value), the same for both
+    splits; the names stay in the column's ClassLabel feature, so a stored run says which id
+    meant what."""
+    raw = [v for split in splits.values() for v in split[column]]
+    values = {_label_text(v) for v in raw}
+    if not raw or all(isinstance(v, int) for v in raw) and (min(raw) < 0 or values == {str(i) for i in range(len(values))}):
+        return splits  # class ids already (0 to k-1), or GLUE's -1 for unlabelled, refused when loaded
+    numbers = all(v.isdigit() for v in values)  # 1/2 as in Yelp: 0/1, not a phantom class 0
+    names = sorted(values, key=int if numbers else str)
     ids = {name: i for i, name in enumerate(names)}
     labels = _datasets().ClassLabel(names=names)
     return {name: split.remove_columns(column).add_column(column, [ids[_label_text(v)] for v in split[column]],
@@ -471,6 +483,9 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_s
                                 f"({len(train)} examples)")
         train = train.shuffle(seed=subsample_seed).select(range(train_size))
     labels = evaluation[task.label_column]
+    if not labels or not len(train):
+        empty = task.eval_split if not labels else task.train_split
+        raise TaskDataError(f"task {task.name!r} split {empty!r} has no examples; expected at least one per class")
     if any(label < 0 for label in labels):
         raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
                             f"evaluate on a labelled split")
@@ -504,9 +519,12 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
         elif not isinstance(data, datasets.Dataset):
             raise TaskDataError(f"task {task.name!r}: split {split!r} is a {type(data).__name__}; expected a "
                                 f"datasets.Dataset, a pandas DataFrame or a dict of columns")
-        _require_columns(Path(f"{task.name}:{split}"), (*task.text_columns, task.label_column), data.column_names,
+        _require_columns(f"{task.name}:{split}", (*task.text_columns, task.label_column), data.column_names,
                          TaskDataError)
         chosen[split] = data
+    if task.source == "custom":  # in-memory data, unchecked so far (files are checked as they load)
+        _check_examples(chosen[task.train_split], chosen[task.eval_split], f"{task.name}:{task.train_split}",
+                        f"{task.name}:{task.eval_split}", (*task.text_columns, task.label_column))
     chosen = _labels_to_ids(chosen, task.label_column)
     return chosen[task.train_split], chosen[task.eval_split]
 

@@ -22,7 +22,7 @@ from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
 from .result import RunResult, final_train_loss, layer_order, run_key, train_loss_steps
-from .tasks import Task, TaskData, load_task_data
+from .tasks import Task, TaskData, load_task_data, task_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
 # batch that fits.  On a CPU a bigger batch buys nothing.
@@ -60,6 +60,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     source = models.resolve(model)
     if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
         interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
+    task_name(task)  # a Task object is registered under its name, and one name is one task
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
     env = environment.capture(device=device, precision=recipe.precision)

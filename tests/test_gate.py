@@ -599,3 +599,19 @@ def test_summary_lists_each_stored_study_once_with_its_numbers(tmp_path, capsys)
     assert "no matching run has a seed in --seeds 5-9; they have seeds 0-2" in capsys.readouterr().err
     assert main(["summary", *store_arg, "--task", "nope"]) == 2
     assert "no stored run matches task=nope (stored tasks: t)" in capsys.readouterr().err
+    assert main(["summary", *store_arg, "--plots", "/proc/stabench-plots"]) == 2
+    assert "error: cannot write the plots to '/proc/stabench-plots': " in capsys.readouterr().err
+
+
+def test_two_local_folders_of_one_name_are_compared_each_with_its_own_past():
+    """checkpoint-500 of two trainings: one study name, two models; the gate keeps them apart."""
+    def of(runs, files):
+        return [dataclasses.replace(r, model={"name": "ckpt", "revision": None, "files_sha256": files}) for r in runs]
+
+    mine = of([_run(s, v) for s, v in enumerate(GOOD[:5])], "aaaa")
+    other = of([dataclasses.replace(_run(s, 0.5), key=f"o{s}") for s in range(8)], "bbbb")  # more runs
+    result = check("c", of([_run(s, v, torch="2.14.0") for s, v in enumerate(GOOD[:5])], "aaaa"), mine + other)
+    assert result.baseline_keys == tuple(r.key for r in mine) and result.verdict == "ok"
+    # A folder edited since (no baseline runs of its files) is compared with the name's runs, as "model".
+    edited = check("c", of([_run(s, 0.5, torch="2.14.0") for s in range(5)], "cccc"), mine)
+    assert edited.verdict == "REGRESSED" and "model" in edited.changed

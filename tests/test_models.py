@@ -74,6 +74,16 @@ def test_the_tiny_model_ships_an_encoder_so_each_seed_draws_its_own_head(tiny_mo
     assert torch.equal(encoders[0], encoders[1])  # the "pretrained" weights load the same for every seed
 
 
+def _stored_record(prepared, model_info):
+    """A stored record of ``prepared``'s run with the given model part, without training."""
+    from stabench.result import RunResult
+
+    return RunResult(key="k", task=prepared.task_info, model=model_info, recipe={}, recipe_name="r", recipe_hash="h",
+                     seed=0, environment={}, metrics={"accuracy": 0.5}, primary_metric="accuracy",
+                     majority_accuracy=0.5, failed=True, collapsed=True, diverged=False, steps=1, wall_time_s=1.0,
+                     steps_per_s=1.0, started_at="", finished_at="").to_json()
+
+
 def _saved_classifier(tiny_model, path, num_labels=2):
     """A folder saved from a fine-tuned classifier: the tiny encoder with a trained-looking head."""
     import transformers
@@ -103,6 +113,22 @@ def test_a_folder_holding_a_head_still_gives_each_seed_its_own_head(tiny_model, 
     assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
 
 
+def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
+    import torch
+    import transformers
+
+    config = transformers.ModernBertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                           intermediate_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                           cls_token_id=1, sep_token_id=2)
+    saved = transformers.ModernBertForSequenceClassification(config)
+    saved.save_pretrained(tmp_path / "modernbert")
+    heads = []
+    for seed in (0, 1):
+        transformers.set_seed(seed)
+        heads.append(models.load_model(models.ModelSource("mb", str(tmp_path / "modernbert")), 2, 0.1).classifier.weight)
+    assert not torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], saved.classifier.weight)
+
+
 def test_a_local_folder_is_one_model_by_any_path_and_another_when_its_config_changes(tiny_model, tmp_path,
                                                                                        monkeypatch):
     import json
@@ -120,6 +146,13 @@ def test_a_local_folder_is_one_model_by_any_path_and_another_when_its_config_cha
     (tmp_path / "mybert" / "config.json").write_text(json.dumps({**config, "hidden_act": "relu"}))
     assert prepare("polarity", "../mybert", "bert-default", 0, device="cpu").key != here.key
     assert models.stored_name("bert-large-uncased") == "bert-large-uncased" and models.stored_name("tiny-bert") == "tiny-bert"
+    (tmp_path / "latest").symlink_to(tmp_path / "mybert")  # a link moved to a newer folder keeps the study's name
+    assert models.stored_name("../latest") == "latest" and models.stored_name("../mybert/") == "mybert"
+    # Runs stored before under the path as typed read back under the folder's name.
+    from stabench.result import RunResult
+
+    old = RunResult.from_json(_stored_record(here, {"name": "./models/mybert", "revision": None, "weights_sha256": "ab"}))
+    assert old.model["name"] == "mybert"
 
 
 def test_a_tiny_bert_build_cut_off_while_saving_the_weights_is_built_again(tmp_path, monkeypatch):

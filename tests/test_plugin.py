@@ -167,6 +167,22 @@ def test_mine(study):
     assert claim["task"] == "mine" and claim["summary"]["std"] is None
 
 
+def test_an_in_memory_task_runs_again_in_a_second_session_in_the_same_process(pytester, tiny_model):
+    """A notebook's second pytest.main imports the claim file again: a new Task of the same name."""
+    pytester.makepyfile(test_memory=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+DATA = {"text": [f"{'good' if i % 2 else 'bad'} film {i}" for i in range(16)], "label": [i % 2 for i in range(16)]}
+MEMORY = stabench.Task("memory", "text", lambda: {"train": DATA, "validation": DATA})
+
+@stabench.claim(task=MEMORY, model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=1)
+def test_memory(study):
+    assert study.n == 1
+''')
+    for _ in range(2):
+        _run(pytester, "--stabench-store=s.sqlite").assert_outcomes(passed=2)
+
+
 def test_unusable_task_data_fails_each_item_with_one_line(pytester, tiny_model):
     pytester.path.joinpath("train.csv").write_text("text,label\n" + "".join(f"t {i},{i % 2}\n" for i in range(8)))
     pytester.path.joinpath("dev.csv").write_text("text,label\n" + "".join(f"d {i},{i % 3}\n" for i in range(6)))

@@ -60,6 +60,9 @@ def test_mixout_records_the_dropout_it_trains_with_none():
     assert given.dropout == 0.0 and given.hash == get_recipe("bert-default", mixout=0.1, dropout=0.0).hash
     assert Recipe.from_dict({**given.to_dict(), "dropout": 0.3}).dropout == 0.0
     assert get_recipe("bert-default", dropout=0.3).dropout == 0.3  # without Mixout, dropout is as given
+    for call in (lambda: get_recipe("bert-default", mixout=0.1, dropout=0.2), lambda: get_recipe("mixout", dropout=0.1)):
+        with pytest.raises(ValueError, match="with mixout=0.1 is invalid; Mixout replaces dropout, so leave dropout out"):
+            call()
 
 
 def test_overrides_rename_and_validate():
@@ -120,6 +123,8 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
     recipe's defaults), named by the file's "name" or its stem."""
     import json
 
+    if preset == "mixout":
+        fields.pop("dropout", None)  # Mixout replaces dropout: giving one is an error (below)
     name = data.draw(st.none() | st.sampled_from(["my-recipe", "llrd v2"]))
     path = tmp_path_factory.mktemp("recipes") / "mine.json"
     path.write_text(json.dumps({**fields, **({"preset": preset} if preset else {}), **({"name": name} if name else {})}))
@@ -130,6 +135,7 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
 
 
 @pytest.mark.parametrize("text, message", [
+    ('{"name": "bert-default", "lr": 1e-3}', "recipe file '{path}' is named 'bert-default', a preset with other content"),
     ("[1, 2]", "recipe file '{path}' holds a list; expected a JSON object of recipe fields"),
     ("{lr: 1}", "recipe file '{path}' is not valid JSON: "),
     ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr'; known fields: "),

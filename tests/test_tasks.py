@@ -322,3 +322,49 @@ def test_labels_1_and_1_0_and_the_text_1_are_one_class(tmp_path):
     with pytest.raises(ValueError, match=r"labels 3 of .*other.jsonl' never occur in .*train.jsonl' \(its labels: "
                                          r"0, 1, 2\)"):
         load_task_data(local_task("unseen", tmp_path / "train.jsonl", tmp_path / "other.jsonl", "text"))
+
+
+def test_in_memory_data_is_checked_like_files():
+    import math
+
+    from stabench.tasks import Task
+
+    good = _in_memory(["a", "b", "c", "d"], [0, 1, 0, 1])
+    holes = Task("holes", "text", lambda: {"train": _in_memory(["a", "b", "c"], [1.0, math.nan, 0.0]),
+                                           "validation": good})
+    with pytest.raises(ValueError, match="row 2 of 'holes:train' has no value in column 'label'"):
+        load_task_data(holes)
+    unseen = Task("unseen-mem", "text", lambda: {"train": good, "validation": _in_memory(["e", "f"], [0, 2])})
+    with pytest.raises(ValueError, match=r"labels 2 of 'unseen-mem:validation' never occur in 'unseen-mem:train' "
+                                         r"\(its labels: 0, 1\)"):
+        load_task_data(unseen)
+    empty = Task("empty-dev", "text", lambda: {"train": good, "validation": _in_memory([], [])})
+    with pytest.raises(ValueError, match="^task 'empty-dev' split 'validation' has no examples"):
+        load_task_data(empty)
+
+
+def test_labels_numbered_from_1_are_two_classes_not_three():
+    """Yelp polarity's 1 and 2: class ids 0 and 1, so binary F1 works and no phantom class 0 is trained."""
+    from stabench.tasks import Task
+    from stabench.train import prepare
+
+    yelp = _in_memory(["bad", "good"] * 4, [1, 2] * 4)
+    task = Task("one-two", "text", lambda: {"train": yelp, "validation": yelp}, metrics=("f1", "accuracy"))
+    data = prepare(task, "tiny-bert", "bert-default", 0, device="cpu").data
+    assert data.num_labels == 2 and data.eval["label"][:2] == [0, 1] and label_names(data.eval, "label") == ["1", "2"]
+
+
+def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
+    import stabench
+    from stabench import train
+    from stabench.tasks import Task
+
+    monkeypatch.setattr(train, "fine_tune", lambda *a, **k: pytest.fail("trained"))
+    data = _in_memory(["a", "b"] * 4, [0, 1] * 4)
+    first = Task("clash", "text", lambda: {"train": data, "validation": data})
+    assert load_task_data(first).num_labels == 2 and stabench.tasks.task_name(first) == "clash"
+    again = Task("clash", "text", lambda: {"train": data, "validation": data})  # a cell run twice
+    for call in (lambda: stabench.study(again, "tiny-bert", "bert-default", 3, device="cpu"),
+                 lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
+        with pytest.raises(ValueError, match="task name 'clash' is already used by another task in this process"):
+            call()
