@@ -393,9 +393,11 @@ class Study:
             raise ValueError(f"study of {arm.name} has no results")
         data = sorted({str((r.task or {}).get("fingerprint")) for r in results})
         if len(data) > 1:  # every seed of a study trains on the same data (the paper's fixed subsample)
+            sizes = sorted({str((r.task or {}).get("train_size") or "full") for r in results})
+            why = (f"training sets of {' and '.join(sizes)} examples (select one with train_size=)" if len(sizes) > 1
+                   else "e.g. subsamples drawn with another subsample_seed or edited data files")
             raise ValueError(f"study of {arm.name}: its runs were trained on {len(data)} different data sets "
-                             f"(fingerprints {', '.join(d[:8] for d in data)}), e.g. subsamples drawn with another "
-                             f"subsample_seed or edited data files; a study holds runs on one")
+                             f"(fingerprints {', '.join(d[:8] for d in data)}): {why}; a study holds runs on one")
         seeds = [r.seed for r in results]
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "

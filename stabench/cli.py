@@ -31,7 +31,10 @@ def _task_from_args(args: argparse.Namespace):
             raise ValueError(f"a local task needs --train-file, --eval-file and --text-columns; "
                              f"missing {', '.join(missing)}")
         return local_task(args.task, args.train_file, args.eval_file, args.text_columns.split(","),
-                          args.label_column)
+                          args.label_column, metrics=tuple(m.strip() for m in args.metrics.split(",")))
+    if args.metrics != "accuracy":
+        raise ValueError(f"--metrics {args.metrics} is for a local task (--train-file, --eval-file, --text-columns); "
+                         f"task {args.task!r} has its own metrics")
     try:
         return get_task(args.task)
     except ValueError as error:
@@ -162,26 +165,34 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if not runs:
             raise ValueError(f"no matching run has a seed in --seeds {args.seeds}; they have seeds {stored}")
     studies = group_studies(name_studies(runs))
-    summaries = [summarize_runs(study_runs) for _, study_runs in studies]
-    rows = [{"study": name, "metric": study_runs[0].primary_metric,
-             "seeds": report.seed_ranges([r.seed for r in study_runs]), **report.summary_row(summary)}
+    summaries = [summarize_runs(study_runs, args.metric) for _, study_runs in studies]
+    rows = [{"study": name, "metric": args.metric or study_runs[0].primary_metric,
+             "seeds": report.seed_ranges([r.seed for r in study_runs]),
+             "majority acc": report.fmt(study_runs[0].majority_accuracy), **report.summary_row(summary)}
             for (name, study_runs), summary in zip(studies, summaries)]
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {len(runs)} stored run(s)"))
+    if args.seeds:
+        short = [f"{name} (lacks {report.seed_ranges(sorted(seeds - {r.seed for r in study_runs}))})"
+                 for name, study_runs in studies if seeds - {r.seed for r in study_runs}]
+        if short:
+            console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
+                          f"{escape('; '.join(short))}[/]", highlight=False)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n")
     if args.json:
         report.write_json(args.json, {"studies": [
             {"study": name, "task": r[0].task["name"], "train_size": r[0].task.get("train_size"),
              "model": r[0].model["name"], "recipe": r[0].recipe_name, "recipe_hash": r[0].recipe_hash,
-             "metric": r[0].primary_metric, "seeds": [run.seed for run in r], "keys": [run.key for run in r],
+             "metric": args.metric or r[0].primary_metric, "majority_accuracy": r[0].majority_accuracy,
+             "seeds": [run.seed for run in r], "keys": [run.key for run in r],
              "summary": summary.to_dict()}
             for (name, r), summary in zip(studies, summaries)]})
     if args.plots:
         from .plots import plot_studies
 
         try:
-            paths = plot_studies(studies, Path(args.plots))
+            paths = plot_studies(studies, Path(args.plots), args.metric)
         except OSError as error:
             raise ValueError(f"cannot write the plots to {args.plots!r}: {error.strerror or error}") from error
         for path in paths:
@@ -364,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-file", help="local task: evaluation file")
     run.add_argument("--text-columns", help="local task: one or two comma-separated text columns")
     run.add_argument("--label-column", default="label", help="local task: label column (default: label)")
+    run.add_argument("--metrics", default="accuracy", help="local task: its metrics, the headline one first, e.g. "
+                                                          "macro_f1,accuracy (default: accuracy)")
     run.set_defaults(handler=cmd_run, command_parser=run)
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
@@ -377,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "summary", help="summarise stored studies: a row per task, model and recipe (mean ± std, failed runs)"))
     add_filters(summary)
     summary.add_argument("--seeds", help="only these seeds, e.g. 0-24 (default: every stored seed)")
+    summary.add_argument("--metric", help="summarise this metric (e.g. accuracy next to a task's macro_f1; "
+                                          "default: each task's headline metric)")
     summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")
     summary.add_argument("--json", metavar="PATH", help="also write each study's summary, seeds and run keys as JSON")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "

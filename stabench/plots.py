@@ -29,25 +29,28 @@ def _save(figure, path) -> Path:
     return path
 
 
-def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: str) -> Path:
-    """Box plot of each label's scores (runs, or a Study) with every seed drawn on top, so
-    collapsed runs stay visible.
+def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: str, metric: str | None = None) -> Path:
+    """Box plot of each label's scores (runs, or a Study) in ``metric`` (default: the runs'
+    headline metric) with every seed drawn on top, so collapsed runs stay visible.
 
     Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
-    crosses. The dashed majority-class line (the first run's) is drawn only when the headline
-    metric is accuracy: on an F1 or MCC axis it would sit at a meaningless height.
+    crosses. The dashed majority-class line (the first run's) is drawn only on an accuracy axis:
+    on an F1 or MCC axis it would sit at a meaningless height.
     """
     runs_by_label = {label: list(getattr(runs, "results", runs)) for label, runs in runs_by_label.items()}
     if not runs_by_label or not all(runs_by_label.values()):
         raise ValueError("plot_study needs at least one label, each with runs")
     first = next(iter(runs_by_label.values()))[0]
-    majority, metric = first.majority_accuracy, first.primary_metric
+    majority, metric = first.majority_accuracy, metric or first.primary_metric
+    if any(metric not in r.metrics for runs in runs_by_label.values() for r in runs):
+        raise ValueError(f"metric {metric!r} is not among every run's metrics; they have "
+                         f"{', '.join(sorted(first.metrics))}")
     labels = list(runs_by_label)
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
 
     figure, axes = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
-    scores = [np.asarray([r.score for r in runs_by_label[label]], dtype=float) for label in labels]
+    scores = [np.asarray([r.metrics[metric] for r in runs_by_label[label]], dtype=float) for label in labels]
     axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
     for position, label, values in zip(positions, labels, scores):
         failed = np.asarray([r.failed for r in runs_by_label[label]], dtype=bool)
@@ -65,18 +68,20 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: st
     return _save(figure, path)
 
 
-def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder) -> list[Path]:
+def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, metric: str | None = None) -> list[Path]:
     """``plot_study`` for stored studies (``gate.group_studies``' ``(label, runs)``): one figure per
-    task, data size and model, a box per recipe (and variant), as Mosbach et al.'s Fig. 1."""
+    task, data size, model and metric (default: each study's headline metric), a box per recipe
+    (and variant), as Mosbach et al.'s Fig. 1; named ``TASK-MODEL-METRIC-scores.png``."""
     figures: dict[tuple, dict[str, Sequence[RunResult]]] = {}
     for label, runs in studies:
-        trained_on = (runs[0].task["name"], runs[0].task.get("train_size"), runs[0].model["name"])
-        figures.setdefault(trained_on, {})[label.split(" / ")[-1]] = runs  # the recipe [and variant]
+        first = runs[0]
+        shown = (first.task["name"], first.task.get("train_size"), first.model["name"], metric or first.primary_metric)
+        figures.setdefault(shown, {})[label.split(" / ")[-1]] = runs  # the recipe [and variant]
     paths = []
-    for trained_on, runs_by_recipe in figures.items():
+    for (*trained_on, shown_metric), runs_by_recipe in figures.items():
         title = " / ".join(str(part) for part in trained_on if part is not None)
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in title.replace(" / ", "-"))
-        paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.png", title))
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{title}-{shown_metric}".replace(" / ", "-"))
+        paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.png", title, shown_metric))
     return paths
 
 

@@ -97,7 +97,7 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         return value.replace("|", "\\|") if isinstance(value, str) else value
 
     return tabulate([[cell(v) for v in r.values()] for r in rows], headers=[cell(h) for h in rows[0]] if rows else [],
-                    tablefmt="github")
+                    tablefmt="github", disable_numparse=True)  # cells are formatted already: 0.500 stays 0.500
 
 
 # A gate entry's fields (``GateResult.entry()``) that are not table columns: the text below

@@ -502,6 +502,10 @@ def _check_comparison(comparison: object, assertion: str) -> None:
 
 def assert_less_variable(comparison: Comparison) -> None:
     _check_comparison(comparison, "assert_less_variable")
+    if comparison.failures_a == comparison.n_a:  # collapsed runs tie at the majority: no spread, no stability
+        raise AssertionError(f"A not shown less variable than B: every run of A failed ({comparison.failures_a}/"
+                             f"{comparison.n_a}), so its small spread shows no stability; compare failures first "
+                             f"(B failed {comparison.failures_b}/{comparison.n_b})")
     if comparison.a_less_variable:
         return
     raise AssertionError(

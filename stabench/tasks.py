@@ -90,8 +90,9 @@ class TaskData:
     label_names: list[str] | None = None  # what each label id means, where the data says
 
     def describe(self) -> dict:
-        """The task part of a run key and of a stored result."""
-        return {
+        """The task part of a run key and of a stored result.  A user's task with its own metrics
+        records them: a run scored by accuracy alone is not one that macro-F1 can be read from."""
+        described = {
             "name": self.task.name,
             "source": self.task.source,
             "eval_split": self.task.eval_split,
@@ -101,6 +102,10 @@ class TaskData:
             "n_train": len(self.train),
             "n_eval": len(self.eval),
         }
+        if self.task.source in ("local", "custom") and (self.task.metrics, self.task.primary_metric) != (
+                ("accuracy",), "accuracy"):  # the default keeps the keys runs were stored under
+            described.update(metrics=list(self.task.metrics), primary_metric=self.task.primary_metric)
+        return described
 
 
 def _as_columns(text_columns: str | Sequence[str]) -> tuple[str, ...]:

@@ -77,6 +77,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
     (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),
     (["run", "--task", "polarity", "--recipe", "fast", "--seeds", "0"], "unknown recipe 'fast'"),
+    (["run", "--task", "polarity", "--metrics", "macro_f1", "--seeds", "0"],
+     "--metrics macro_f1 is for a local task (--train-file, --eval-file, --text-columns); task 'polarity' has its own"),
     (["run", "--task", "polarity", "--model", "someorg/minilm-l7", "--seeds", "0"],
      "model 'someorg/minilm-l7' is not a local folder, a built-in model ('minilm-l6', 'tiny-bert') or in the "
      "Hugging Face cache, and cannot be downloaded"),

@@ -582,19 +582,35 @@ def test_summary_lists_each_stored_study_once_with_its_numbers(tmp_path, capsys)
     out = capsys.readouterr().out
     assert out.startswith("3 studies of 15 stored run(s)")
     rows = [[cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]] for line in md.read_text().splitlines()[2:]]
-    assert rows[0][:4] == ["study", "metric", "seeds", "n"] and len(rows) == 5
-    assert [row[:4] + row[6:7] for row in rows[2:]] == [
-        ["t / m / other", "accuracy", "0-2", "3", "0/3 [0.000, 0.708]"],
-        ["t / m / r \\| r[lr=2e-05] [torch 2.13.0]", "accuracy", "0-7", "8", "0/8 [0.000, 0.369]"],
-        ["t / m / r \\| r[lr=2e-05] [torch 2.14.0]", "accuracy", "0-2,5", "4", "4/4 [0.398, 1.000]"]]
+    assert rows[0][:5] == ["study", "metric", "seeds", "majority acc", "n"] and len(rows) == 5
+    assert [row[:5] + row[7:8] for row in rows[2:]] == [
+        ["t / m / other", "accuracy", "0-2", "0.500", "3", "0/3 [0.000, 0.708]"],
+        ["t / m / r \\| r[lr=2e-05] [torch 2.13.0]", "accuracy", "0-7", "0.500", "8", "0/8 [0.000, 0.369]"],
+        ["t / m / r \\| r[lr=2e-05] [torch 2.14.0]", "accuracy", "0-2,5", "0.500", "4", "4/4 [0.398, 1.000]"]]
     studies = json.loads(report.read_text())["studies"]
     assert [(s["recipe"], s["seeds"], s["summary"]["failures"]) for s in studies] == [
         ("other", [0, 1, 2], 0), ("r | r[lr=2e-05]", list(range(8)), 0), ("r | r[lr=2e-05]", [0, 1, 2, 5], 4)]
     assert studies[1]["summary"]["mean"] == pytest.approx(sum(GOOD) / 8)
-    assert [p.name for p in plots.iterdir()] == ["t-m-scores.png"]  # one task and model: one figure, a box per recipe
+    assert [p.name for p in plots.iterdir()] == ["t-m-accuracy-scores.png"]  # one figure, a box per recipe
     # Filters and seeds select, and say what the store holds when nothing matches.
     assert main(["summary", *store_arg, "--recipe", "r", "--seeds", "0-1"]) == 0
     assert capsys.readouterr().out.startswith("2 studies of 4 stored run(s)")
+    assert main(["summary", *store_arg, "--recipe", "r", "--seeds", "0-3"]) == 0  # 2.14.0 lacks seed 3
+    assert "note: 1 study(ies) lack some of --seeds 0-3: t / m / r [torch 2.14.0] (lacks 3)" in " ".join(
+        capsys.readouterr().out.split())
+    # Another metric than the headline one; a metric the runs lack is named.
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in [dataclasses.replace(_run(s, v, recipe="f1-task", metric="f1"), key=f"f{s}") for s, v in
+                    enumerate(GOOD[:3])]:
+            store.put(run)
+    assert main(["summary", *store_arg, "--recipe", "f1-task", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["studies"][0]["metric"] == "f1"
+    assert main(["summary", *store_arg, "--recipe", "f1-task", "--metric", "accuracy", "--plots", str(plots)]) == 0
+    assert "│ accuracy │" in capsys.readouterr().out
+    assert main(["summary", *store_arg, "--plots", str(plots)]) == 0  # headline metrics: a figure each
+    assert sorted(p.name for p in plots.iterdir()) == ["t-m-accuracy-scores.png", "t-m-f1-scores.png"]
+    assert main(["summary", *store_arg, "--metric", "mcc"]) == 2
+    assert "metric 'mcc' is not among the runs' metrics" in capsys.readouterr().err
     assert main(["summary", *store_arg, "--recipe", "other", "--seeds", "5-9"]) == 2
     assert "no matching run has a seed in --seeds 5-9; they have seeds 0-2" in capsys.readouterr().err
     assert main(["summary", *store_arg, "--task", "nope"]) == 2

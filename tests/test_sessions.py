@@ -53,8 +53,11 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
     other_subsample = dataclasses.replace(runs[0], key="k1", seed=1,
                                           task={**runs[0].task, "fingerprint": fingerprint[:8] + "0ther000"})
     with pytest.raises(ValueError, match=r"^study of a: its runs were trained on 2 different data sets \(fingerprints "
-                                         r"\w{8}, \w{8}\), e.g. subsamples drawn with another subsample_seed"):
+                                         r"\w{8}, \w{8}\): e.g. subsamples drawn with another subsample_seed"):
         Study(arm, runs + [other_subsample])
+    smaller = dataclasses.replace(other_subsample, task={**other_subsample.task, "train_size": 64})
+    with pytest.raises(ValueError, match=r"\): training sets of 64 and full examples \(select one with train_size=\)"):
+        Study(arm, runs + [smaller])
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
 
 

@@ -225,6 +225,17 @@ def test_compare_detects_stable_recipe():
         assert_dominates(reverse)
 
 
+def test_a_study_whose_every_run_failed_is_not_shown_less_variable():
+    """Every run collapsed at the majority accuracy: a spread of 0, which Brown-Forsythe would call stable."""
+    _, unstable = _studies()
+    collapsed = np.full(10, 0.46)
+    comparison = compare(collapsed, unstable, 10, 6, aso_iterations=50)
+    assert comparison.a_less_variable  # the test alone says so
+    with pytest.raises(AssertionError, match=r"every run of A failed \(10/10\), so its small spread shows no "
+                                             r"stability; compare failures first \(B failed 6/25\)"):
+        assert_less_variable(comparison)
+
+
 def test_compare_bonferroni_and_threshold():
     stable, unstable = _studies()
     comparison = compare(stable, unstable, 0, 6, alpha=0.05, n_comparisons=5, aso_threshold=0.0, aso_iterations=100)

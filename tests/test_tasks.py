@@ -368,3 +368,19 @@ def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
                  lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
         with pytest.raises(ValueError, match="task name 'clash' is already used by another task in this process"):
             call()
+
+
+def test_a_local_tasks_own_metrics_are_part_of_its_runs_keys(tmp_path):
+    """A run stored by accuracy alone must not be read back as a macro-F1 study of the same files."""
+    from stabench.train import prepare
+
+    rows = [{"text": f"t{i}", "label": i % 3} for i in range(9)]
+    _write(tmp_path / "train.jsonl", rows, "jsonl")
+    keys = {}
+    for metrics in (("accuracy",), ("macro_f1", "accuracy"), ("accuracy", "macro_f1")):
+        task = local_task(f"scored-{len(keys)}", tmp_path / "train.jsonl", tmp_path / "train.jsonl", "text",
+                          metrics=metrics)
+        described = prepare(task, "tiny-bert", "bert-default", 0, device="cpu").task_info
+        keys[metrics] = {k: v for k, v in described.items() if k != "name"}
+    assert "metrics" not in keys[("accuracy",)]  # the default keeps the keys runs were stored under
+    assert len({json.dumps(v, sort_keys=True) for v in keys.values()}) == 3
