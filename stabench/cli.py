@@ -302,8 +302,10 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
+    from .gate import name_studies
+
     versions: dict[tuple, set[str]] = {}
-    for run in runs:
+    for run in name_studies(runs):  # a recipe's runs under its other names (aliases) are its versions too
         versions.setdefault(study_key(run), set()).add(run.recipe_hash[:SHORT_HASH])
     for (*trained_on, recipe), hashes in sorted(versions.items(), key=lambda item: str(item[0])):
         if len(hashes) > 1:

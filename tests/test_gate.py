@@ -278,6 +278,14 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert "tagged 6 of 6 matching run(s) as 'base'" in out
     assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h-r)" in out
     store_arg = ["--store", str(tmp_path / "s.sqlite")]
+    # A version stored under another name of the recipe (its runs asked for as "r2" too) counts as well.
+    with Store(tmp_path / "aliased.sqlite") as store:
+        store.put(old[0])
+        store.put(dataclasses.replace(_run(1, 0.9, recipe="r2"), key="x1", recipe_hash="dddddddd44"))
+        store.add_recipe_alias(store.get(old[0].key), "r2")
+    assert main(["tag", "aliased", "--recipe", "r2", "--store", str(tmp_path / "aliased.sqlite")]) == 0
+    assert "note: the tag holds 2 versions of recipe 'r | r2' on t / m (recipe hashes dddddddd, h-r)" in " ".join(
+        capsys.readouterr().out.split())
     assert main(["tag", "edited", "--recipe", "r", "--recipe-hash", "bbbb", *store_arg]) == 0
     assert "tagged 3 of 3 matching run(s) as 'edited'" in " ".join(capsys.readouterr().out.split())
     with Store(tmp_path / "s.sqlite") as store:
