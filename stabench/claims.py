@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import stats
+from .environment import key_fields
 from .gate import check_limits
 from .metrics import higher_is_better
 from .models import check_model_name, stored_name
@@ -398,6 +399,12 @@ class Study:
                    else "e.g. subsamples drawn with another subsample_seed or edited data files")
             raise ValueError(f"study of {arm.name}: its runs were trained on {len(data)} different data sets "
                              f"(fingerprints {', '.join(d[:8] for d in data)}): {why}; a study holds runs on one")
+        stacks = [key_fields(r.environment or {}) for r in results]
+        differ = sorted({name for stack in stacks for name, value in stack.items() if value != stacks[0].get(name)})
+        if differ:  # a run's numbers depend on its stack (a CPU's thread count too): one study, one stack
+            raise ValueError(f"study of {arm.name}: its runs were made under different library stacks or devices "
+                             f"(they differ in {', '.join(differ)}); select one, e.g. Store.query(..., "
+                             f"env={{{differ[0]!r}: ...}})")
         seeds = [r.seed for r in results]
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "

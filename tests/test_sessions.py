@@ -58,6 +58,12 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
     smaller = dataclasses.replace(other_subsample, task={**other_subsample.task, "train_size": 64})
     with pytest.raises(ValueError, match=r"\): training sets of 64 and full examples \(select one with train_size=\)"):
         Study(arm, runs + [smaller])
+    threads = {**runs[0].environment, "cpu_threads": runs[0].environment["cpu_threads"] + 1}
+    other_stack = dataclasses.replace(runs[0], key="k2", seed=2, environment=threads)
+    with pytest.raises(ValueError, match=r"^study of a: its runs were made under different library stacks or devices "
+                                         r"\(they differ in cpu_threads\); select one, e.g. Store.query\(\.\.\., "
+                                         r"env=\{'cpu_threads': \.\.\.\}\)$"):
+        Study(arm, runs + [other_stack])
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
 
 
