@@ -394,11 +394,17 @@ class Study:
             raise ValueError(f"study of {arm.name} has no results")
         data = sorted({str((r.task or {}).get("fingerprint")) for r in results})
         if len(data) > 1:  # every seed of a study trains on the same data (the paper's fixed subsample)
-            sizes = sorted({str((r.task or {}).get("train_size") or "full") for r in results})
-            why = (f"training sets of {' and '.join(sizes)} examples (select one with train_size=)" if len(sizes) > 1
+            sizes = sorted({(r.task or {}).get("train_size") or 0 for r in results})  # 0: the full set
+            shown = " and ".join(f"{n} examples" if n else "the full set" for n in sizes)
+            why = (f"training sets of {shown} (select one with train_size=)" if len(sizes) > 1
                    else "e.g. subsamples drawn with another subsample_seed or edited data files")
             raise ValueError(f"study of {arm.name}: its runs were trained on {len(data)} different data sets "
                              f"(fingerprints {', '.join(d[:8] for d in data)}): {why}; a study holds runs on one")
+        headlines = sorted({r.primary_metric for r in results})
+        if len({str((r.task or {}).get("metrics")) for r in results}) > 1 or len(headlines) > 1:
+            raise ValueError(f"study of {arm.name}: its runs were scored with different metrics (headline "
+                             f"{' and '.join(headlines)}): the task's metrics changed between them; select one "
+                             f"definition's runs")
         stacks = [key_fields(r.environment or {}) for r in results]
         differ = sorted({name for stack in stacks for name, value in stack.items() if value != stacks[0].get(name)})
         if differ:  # a run's numbers depend on its stack (a CPU's thread count too): one study, one stack

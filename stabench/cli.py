@@ -165,13 +165,23 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if not runs:
             raise ValueError(f"no matching run has a seed in --seeds {args.seeds}; they have seeds {stored}")
     studies = group_studies(name_studies(runs))
+    if args.metric:  # studies of other tasks may lack it: they are left out, and named
+        lacking = [name for name, study_runs in studies if any(args.metric not in r.metrics for r in study_runs)]
+        studies = [(name, study_runs) for name, study_runs in studies if name not in lacking]
+        if not studies:
+            stored = sorted({metric for r in runs for metric in r.metrics})
+            raise ValueError(f"--metric {args.metric} is not among the matching runs' metrics; they have "
+                             f"{', '.join(stored)}")
+        if lacking:
+            console.print(f"[yellow]note: left out {len(lacking)} study(ies) without {escape(args.metric)}: "
+                          f"{escape('; '.join(lacking))}[/]", highlight=False)
     summaries = [summarize_runs(study_runs, args.metric) for _, study_runs in studies]
     rows = [{"study": name, "metric": args.metric or study_runs[0].primary_metric,
              "seeds": report.seed_ranges([r.seed for r in study_runs]),
              "majority acc": report.fmt(study_runs[0].majority_accuracy), **report.summary_row(summary)}
             for (name, study_runs), summary in zip(studies, summaries)]
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
-                                    f"of {len(runs)} stored run(s)"))
+                                    f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
     if args.seeds:
         short = [f"{name} (lacks {report.seed_ranges(sorted(seeds - {r.seed for r in study_runs}))})"
                  for name, study_runs in studies if seeds - {r.seed for r in study_runs}]
@@ -224,7 +234,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     with Store(args.store or default_store_path()) as store:
         added, skipped = store.import_file(args.path)
-    merged = " (their tags and recipe names merged)" if skipped else ""
+    merged = " (kept; the file's tags and recipe names are added to them)" if skipped else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored{merged}",
                   highlight=False)
     return 0

@@ -357,6 +357,7 @@ _KEY_PARTS = {
     "model": lambda r: (r.model.get("name"), r.model.get("revision"),
                         r.model.get("files_sha256") or r.model.get("weights_sha256")),  # the latter before 2026-12-04
     "data": lambda r: r.task.get("fingerprint"),
+    "metrics": lambda r: (r.task.get("primary_metric"), r.task.get("metrics")),  # a user task's own (else none)
 }
 _SHOWN_AS_VALUES = (*KEY_FIELDS, *CPU_KEY_FIELDS)
 
@@ -397,6 +398,8 @@ def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:
             return value[:SHORT_HASH]
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
+        if name == "metrics":
+            return ",".join(value[1] or ["accuracy"])
         return str(value)[:12] if name == "data" else str(value)
 
     return [", ".join(f"{name} {shown(name, g[0])}" for name in varying) for g in groups]

@@ -164,12 +164,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(GpuPool(config, session_id), "stabench-gpu-pool")
     config.stash[_STATE] = State(config, session_id, workers, baseline=_check_options(config))
-    # Tasks registered by claim files end with the session: a second session in this process (a
-    # notebook's pytest.main, pytester) imports them again, as other objects of the same name.
-    from . import tasks
-
-    registered = dict(tasks._REGISTRY)
-    config.add_cleanup(lambda: (tasks._REGISTRY.clear(), tasks._REGISTRY.update(registered)))
 
 
 _STATE = pytest.StashKey["State"]()
@@ -563,6 +557,8 @@ def drop_lineless_frames(error: BaseException | None) -> None:
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        while error.__traceback__ is not None and error.__traceback__.tb_lineno is None:
+            error.__traceback__ = error.__traceback__.tb_next
         tb = error.__traceback__
         while tb is not None and tb.tb_next is not None:
             if tb.tb_next.tb_lineno is None:

@@ -49,7 +49,7 @@ class Recipe:
     checkpoint: str = "last"  # "last": the paper's failure definition; "best": best dev evaluation
     eval_every: int | None = None  # steps between dev evaluations (None: only at the end / epoch ends for "best")
     trace_every: int = 10  # steps between gradient-norm and loss trace points
-    mixout: float = 0.0  # Lee et al. 2020 mixing probability; replaces dropout when > 0
+    mixout: float = 0.0  # Lee et al. 2020 mixing probability; replaces dropout (recorded as 0.0) when > 0
     reinit_layers: int = 0  # Zhang et al. 2021: re-initialise the top k encoder layers and pooler
     layerwise_lr_decay: float = 1.0  # Zhang et al. 2021: lr multiplier per layer going down
     pad_to_multiple_of: int | None = None  # length buckets so GPU step shapes repeat
@@ -134,12 +134,15 @@ class Recipe:
             if field not in known:
                 raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
         if overrides.get("dropout") and overrides.get("mixout", self.mixout):  # Mixout would switch it off
-            raise ValueError(f"dropout={overrides['dropout']!r} with mixout={overrides.get('mixout', self.mixout)!r} is "
-                             f"invalid; Mixout replaces dropout, so leave dropout out (it is recorded as 0.0)")
+            mixout = overrides.get("mixout", self.mixout)
+            raise ValueError(f"dropout={overrides['dropout']!r} with mixout={mixout!r} is invalid; Mixout replaces "
+                             f"dropout, so leave dropout out (it is recorded as 0.0)")
         name = overrides.pop("name", None)
         if name is None:
             base, earlier = _split_overrides(self.name, known)
             changed = {**earlier, **{k: str(v) for k, v in overrides.items()}}
+            if overrides.get("mixout", self.mixout):  # Mixout replaces dropout: a dropout in the name is not used
+                changed.pop("dropout", None)
             name = f"{base}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
         return dataclasses.replace(self, name=name, **overrides)
 

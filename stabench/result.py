@@ -141,8 +141,13 @@ def _with_current_model_name(result: RunResult) -> RunResult:
     a gate and a Study match them with the folder's newer runs."""
     model = result.model or {}
     if "weights_sha256" in model and isinstance(model.get("name"), str):
-        model["name"] = os.path.basename(os.path.normpath(model["name"])) or model["name"]
+        model["name"] = folder_name(model["name"])
     return result
+
+
+def folder_name(path: str) -> str:
+    """A local model folder's own name, from a path as typed (``./models/mybert`` -> ``mybert``)."""
+    return os.path.basename(os.path.normpath(path)) or path
 
 
 def _with_current_train_loss(result: RunResult) -> RunResult:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import CPU_KEY_FIELDS, KEY_FIELDS
-from .result import RunResult
+from .result import RunResult, folder_name
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -120,8 +120,18 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX recipe_aliases_name ON recipe_aliases (name)")
 
 
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    """Runs of a local model folder stored before 2026-12-04 (keyed by its weights alone) were named
+    by the path as typed; they read back under the folder's name, and so are they filtered."""
+    rows = conn.execute("SELECT key, model_name FROM runs "
+                        "WHERE json_extract(result_json, '$.model.weights_sha256') IS NOT NULL").fetchall()
+    conn.executemany("UPDATE runs SET model_name = ? WHERE key = ?",
+                     [(folder_name(name), key) for key, name in rows if folder_name(name) != name])
+
+
 # _MIGRATIONS[i] upgrades a store from schema version i to i + 1; append, never edit.
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_to_1, _migrate_to_2, _migrate_to_3,
+                                                           _migrate_to_4]
 
 
 def schema_version() -> int:
@@ -315,7 +325,8 @@ class Store:
     # -- writing -----------------------------------------------------------------------
 
     def put(self, result: RunResult, replace: bool = False) -> bool:
-        """Store a run; True if written.  An existing key is kept unless ``replace``.
+        """Store a run; True if written.  An existing key is kept unless ``replace``; either way
+        it gains the run's tags and recipe names.
 
         A run that cannot be written (say the store stayed locked past the busy timeout, or
         Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
@@ -361,7 +372,8 @@ class Store:
         stored_name = result.recipe_name if written else before[0]
         self._add_aliases(conn, result.key, stored_name, [*result.recipe_names, *renamed])
         # An imported copy's tags join a stored run's: a baseline exported elsewhere stays tagged.
-        conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)", [(result.key, tag) for tag in result.tags])
+        conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
+                         [(result.key, tag) for tag in result.tags])
         return written
 
     @staticmethod

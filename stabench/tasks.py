@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ class TaskData:
         }
         if self.task.source in ("local", "custom") and (self.task.metrics, self.task.primary_metric) != (
                 ("accuracy",), "accuracy"):  # the default keeps the keys runs were stored under
-            described.update(metrics=list(self.task.metrics), primary_metric=self.task.primary_metric)
+            described.update(metrics=sorted(self.task.metrics), primary_metric=self.task.primary_metric)
         return described
 
 
@@ -127,11 +128,23 @@ _REGISTRY: dict[str, Task] = {}
 
 
 def register_task(task: Task, replace: bool = False) -> Task:
-    """Make ``task`` loadable by its name (in claims, the CLI and stored results)."""
-    if task.name in _REGISTRY and not replace:
+    """Make ``task`` loadable by its name (in claims, the CLI and stored results).  The same
+    definition run again (a module imported again, a notebook cell re-run) replaces its task."""
+    registered = _REGISTRY.get(task.name)
+    if registered is not None and registered != task and not replace and not _redefines(registered, task):
         raise ValueError(f"task {task.name!r} is already registered; pass replace=True to override it")
     _REGISTRY[task.name] = task
     return task
+
+
+def _redefines(old: Task, new: Task) -> bool:
+    """Whether ``new``'s loader is the function that made ``old``'s, defined again: the same
+    module, name and first line."""
+    def where(loader) -> tuple | None:
+        code = getattr(loader, "__code__", None)
+        return (loader.__module__, loader.__qualname__, code.co_firstlineno) if code is not None else None
+
+    return where(old.loader) is not None and where(old.loader) == where(new.loader)
 
 
 def task_name(task: str | Task) -> str:
@@ -139,8 +152,8 @@ def task_name(task: str | Task) -> str:
     if not isinstance(task, Task):
         return get_task(task).name  # an unknown name fails here, naming the known ones
     registered = _REGISTRY.get(task.name)
-    if registered is None:
-        register_task(task)
+    if registered is None or registered is not task and _redefines(registered, task):
+        register_task(task, replace=True)
     elif registered is not task and registered != task:
         raise ValueError(f"task name {task.name!r} is already used by another task in this process "
                          f"({registered.description or 'another loader'}); give this one another name, or "
@@ -282,6 +295,8 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
     """Data a user brings: every example has its texts and a label, and every dev label is
     learnable.  Each error names the file (or task split) as the user would."""
     for name, split in ((train_name, train), (eval_name, evaluation)):
+        if not len(split):
+            raise TaskDataError(f"{name!r} has no examples; expected at least one per class")
         for column in columns:
             _require_values(name, column, split[column])
     label = columns[-1]
@@ -338,20 +353,24 @@ def _require_values(where: str, column: str, values: list) -> None:
     """An empty cell would become None or NaN (or a blank text): named here, not as a label that
     "never occurs" or an example without words."""
     for row, value in enumerate(values, start=1):
-        if value is None or isinstance(value, float) and math.isnan(value) or isinstance(value, str) and not value.strip():
+        blank = isinstance(value, str) and not value.strip()
+        if value is None or isinstance(value, float) and math.isnan(value) or blank:
             raise TaskDataError(f"row {row} of {where!r} has no value in column {column!r} (rows counted "
                                 f"from 1, header not counted); every example needs its texts and a label")
 
 
-def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:
+def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str,
+                   unlabelled_ok: bool = False) -> dict[str, datasets.Dataset]:
     """Labels become class ids 0 to k-1 in sorted order (numbers by value), the same for both
     splits; the names stay in the column's ClassLabel feature, so a stored run says which id
     meant what."""
     raw = [v for split in splits.values() for v in split[column]]
     values = {_label_text(v) for v in raw}
-    if not raw or all(isinstance(v, int) for v in raw) and (min(raw) < 0 or values == {str(i) for i in range(len(values))}):
-        return splits  # class ids already (0 to k-1), or GLUE's -1 for unlabelled, refused when loaded
-    numbers = all(v.isdigit() for v in values)  # 1/2 as in Yelp: 0/1, not a phantom class 0
+    named = any(hasattr(split.features.get(column), "names") for split in splits.values())
+    ids = {str(i) for i in range(len(values))}
+    if not raw or named or all(isinstance(v, int) for v in raw) and (values == ids or unlabelled_ok and min(raw) < 0):
+        return splits  # class ids already: 0 to k-1, a ClassLabel's, or with GLUE's -1 for unlabelled
+    numbers = all(re.fullmatch(r"-?[0-9]+", v) for v in values)  # Yelp's 1/2 are 0/1, not a phantom class 0
     names = sorted(values, key=int if numbers else str)
     ids = {name: i for i, name in enumerate(names)}
     labels = _datasets().ClassLabel(names=names)
@@ -491,18 +510,20 @@ def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_s
     if not labels or not len(train):
         empty = task.eval_split if not labels else task.train_split
         raise TaskDataError(f"task {task.name!r} split {empty!r} has no examples; expected at least one per class")
+    names = label_names(evaluation, task.label_column)
     if any(label < 0 for label in labels):
         raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} has unlabelled examples (label -1); "
                             f"evaluate on a labelled split")
     if len(set(labels)) < 2:
-        raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} holds one class only (label {labels[0]}), "
+        raise TaskDataError(f"task {task.name!r} split {task.eval_split!r} holds one class only (label "
+                            f"{names[labels[0]] if names else labels[0]!r}), "
                             f"so its majority accuracy is 1 and every run would count as failed; evaluate on examples "
                             f"of at least two classes")
     num_labels = max(max(train[task.label_column]), max(labels)) + 1
     majority = Counter(labels).most_common(1)[0][1] / len(labels)
     return TaskData(task=task, train=train, eval=evaluation, num_labels=num_labels, majority_accuracy=majority,
                     fingerprint=_fingerprint(task, train, evaluation), train_size=train_size,
-                    subsample_seed=subsample_seed, label_names=label_names(evaluation, task.label_column))
+                    subsample_seed=subsample_seed, label_names=names)
 
 
 def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -530,7 +551,7 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
     if task.source == "custom":  # in-memory data, unchecked so far (files are checked as they load)
         _check_examples(chosen[task.train_split], chosen[task.eval_split], f"{task.name}:{task.train_split}",
                         f"{task.name}:{task.eval_split}", (*task.text_columns, task.label_column))
-    chosen = _labels_to_ids(chosen, task.label_column)
+    chosen = _labels_to_ids(chosen, task.label_column, unlabelled_ok=task.source == "glue")
     return chosen[task.train_split], chosen[task.eval_split]
 
 

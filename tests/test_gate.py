@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, load_source, parse_env, pick_variant,
-                           parse_limits, what_changed)
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, group_studies, load_source,
+                           name_studies, parse_env, parse_limits, pick_variant, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -618,7 +618,10 @@ def test_summary_lists_each_stored_study_once_with_its_numbers(tmp_path, capsys)
     assert main(["summary", *store_arg, "--plots", str(plots)]) == 0  # headline metrics: a figure each
     assert sorted(p.name for p in plots.iterdir()) == ["t-m-accuracy-scores.png", "t-m-f1-scores.png"]
     assert main(["summary", *store_arg, "--metric", "mcc"]) == 2
-    assert "metric 'mcc' is not among the runs' metrics" in capsys.readouterr().err
+    assert "error: --metric mcc is not among the matching runs' metrics; they have accuracy, f1" in capsys.readouterr().err
+    assert main(["summary", *store_arg, "--metric", "f1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("note: left out 3 study(ies) without f1: t / m / other;") and "1 study of 3 stored run(s)" in out
     assert main(["summary", *store_arg, "--recipe", "other", "--seeds", "5-9"]) == 2
     assert "no matching run has a seed in --seeds 5-9; they have seeds 0-2" in capsys.readouterr().err
     assert main(["summary", *store_arg, "--task", "nope"]) == 2
@@ -639,3 +642,13 @@ def test_two_local_folders_of_one_name_are_compared_each_with_its_own_past():
     # A folder edited since (no baseline runs of its files) is compared with the name's runs, as "model".
     edited = check("c", of([_run(s, 0.5, torch="2.14.0") for s in range(5)], "cccc"), mine)
     assert edited.verdict == "REGRESSED" and "model" in edited.changed
+
+
+def test_a_user_tasks_metric_versions_are_separate_studies_never_a_per_seed_mix():
+    plain = [_run(s, v) for s, v in enumerate(GOOD[:5])]
+    scored = [dataclasses.replace(_run(s, v, metric="macro_f1"), key=f"m{s}", finished_at="2026-02-01T00:00:00",
+                                  task={"name": "t", "train_size": None, "metrics": ["accuracy", "macro_f1"],
+                                        "primary_metric": "macro_f1"}) for s, v in enumerate(GOOD[:3])]
+    studies = group_studies(name_studies(plain + scored))
+    assert sorted((len(runs), label) for label, runs in studies) == [(3, "t / m / r [metrics accuracy,macro_f1]"),
+                                                                     (5, "t / m / r [metrics accuracy]")]

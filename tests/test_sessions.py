@@ -56,7 +56,7 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
                                          r"\w{8}, \w{8}\): e.g. subsamples drawn with another subsample_seed"):
         Study(arm, runs + [other_subsample])
     smaller = dataclasses.replace(other_subsample, task={**other_subsample.task, "train_size": 64})
-    with pytest.raises(ValueError, match=r"\): training sets of 64 and full examples \(select one with train_size=\)"):
+    with pytest.raises(ValueError, match=r"\): training sets of the full set and 64 examples \(select one with train_size=\)"):
         Study(arm, runs + [smaller])
     threads = {**runs[0].environment, "cpu_threads": runs[0].environment["cpu_threads"] + 1}
     other_stack = dataclasses.replace(runs[0], key="k2", seed=2, environment=threads)
@@ -64,6 +64,10 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
                                          r"\(they differ in cpu_threads\); select one, e.g. Store.query\(\.\.\., "
                                          r"env=\{'cpu_threads': \.\.\.\}\)$"):
         Study(arm, runs + [other_stack])
+    rescored = dataclasses.replace(runs[0], key="k3", seed=3, primary_metric="macro_f1",
+                                   task={**runs[0].task, "metrics": ["accuracy", "macro_f1"]})
+    with pytest.raises(ValueError, match=r"scored with different metrics \(headline accuracy and macro_f1\)"):
+        Study(arm, runs + [rescored])
     assert Arm(name="e", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="mosbach-stable").recipe.epochs == 20
 
 

@@ -295,7 +295,7 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
     path = tmp_path / "s.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_version() == 4
         assert conn.execute("PRAGMA application_id").fetchone()[0] == store_module.APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute("PRAGMA user_version = 99")
@@ -308,10 +308,12 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "s.sqlite"
     current = list(store_module._MIGRATIONS)
     monkeypatch.setattr(store_module, "_MIGRATIONS", current[:1])
+    old_local = dataclasses.replace(make_result(1), key="old-local", model={"name": "./models/mybert",
+                                                                           "weights_sha256": "ab"})
     with Store(path) as v1, v1._transaction() as conn:  # a store written by the first schema
-        conn.execute(f"INSERT INTO runs ({', '.join(store_module._COLUMNS)}, result_json) "
-                     f"VALUES ({', '.join('?' * (len(store_module._COLUMNS) + 1))})",
-                     store_module._row(make_result(0)))
+        for run in (make_result(0), old_local):
+            conn.execute(f"INSERT INTO runs ({', '.join(store_module._COLUMNS)}, result_json) "
+                         f"VALUES ({', '.join('?' * (len(store_module._COLUMNS) + 1))})", store_module._row(run))
     applied: list[int] = []
 
     def to_2(conn: sqlite3.Connection) -> None:
@@ -325,7 +327,10 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(store_module, "_MIGRATIONS", [*current, to_2, to_3])
     with Store(path) as latest:
-        assert latest.count() == 1
+        assert latest.count() == 2
+        # A local folder's run stored under the path as typed is found by the folder's name.
+        assert [r.key for r in latest.query(model="mybert")] == ["old-local"]
+        assert latest.get("old-local").model["name"] == "mybert"
         key = make_result(0).key  # the real migrations ran too: claim tags and aliases work on the old run
         latest.tag([key], "base", claim="test_x")
         assert [r.key for r in latest.query(tag="base", claim="test_x")] == [key]
@@ -334,7 +339,7 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
     assert applied == [2, 3]
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(current) + 2
-        assert conn.execute("SELECT note FROM runs").fetchall() == [("migrated",)]
+        assert conn.execute("SELECT note FROM runs").fetchall() == [("migrated",)] * 2
     conn.close()
     Store(path).close()  # already current: nothing runs again
     assert applied == [2, 3]

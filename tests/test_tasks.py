@@ -339,8 +339,11 @@ def test_in_memory_data_is_checked_like_files():
                                          r"\(its labels: 0, 1\)"):
         load_task_data(unseen)
     empty = Task("empty-dev", "text", lambda: {"train": good, "validation": _in_memory([], [])})
-    with pytest.raises(ValueError, match="^task 'empty-dev' split 'validation' has no examples"):
+    with pytest.raises(ValueError, match="^'empty-dev:validation' has no examples; expected at least one per class"):
         load_task_data(empty)
+    empty_train = Task("empty-train", "text", lambda: {"train": _in_memory([], []), "validation": good})
+    with pytest.raises(ValueError, match="^'empty-train:train' has no examples"):
+        load_task_data(empty_train)
 
 
 def test_labels_numbered_from_1_are_two_classes_not_three():
@@ -363,7 +366,7 @@ def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
     data = _in_memory(["a", "b"] * 4, [0, 1] * 4)
     first = Task("clash", "text", lambda: {"train": data, "validation": data})
     assert load_task_data(first).num_labels == 2 and stabench.tasks.task_name(first) == "clash"
-    again = Task("clash", "text", lambda: {"train": data, "validation": data})  # a cell run twice
+    again = Task("clash", "text", lambda: {"train": data, "validation": data})  # another definition, same name
     for call in (lambda: stabench.study(again, "tiny-bert", "bert-default", 3, device="cpu"),
                  lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
         with pytest.raises(ValueError, match="task name 'clash' is already used by another task in this process"):
@@ -384,3 +387,40 @@ def test_a_local_tasks_own_metrics_are_part_of_its_runs_keys(tmp_path):
         keys[metrics] = {k: v for k, v in described.items() if k != "name"}
     assert "metrics" not in keys[("accuracy",)]  # the default keeps the keys runs were stored under
     assert len({json.dumps(v, sort_keys=True) for v in keys.values()}) == 3
+
+
+def test_the_same_definition_run_again_replaces_its_task():
+    """A notebook cell re-run, or a claim module imported again by a second pytest session: the
+    same loader definition makes a new Task object, which takes the name over with its data."""
+    from stabench.tasks import Task, register_task, task_name
+
+    def define(words):
+        return Task("rerun", "text", lambda: {"train": _in_memory(words, [0, 1, 0, 1]),
+                                              "validation": _in_memory(words, [0, 1, 0, 1])})
+
+    first, second = define(["a", "b", "c", "d"]), define(["e", "f", "g", "h"])
+    assert task_name(first) == "rerun" and task_name(second) == "rerun"
+    assert load_task_data("rerun").train["text"] == ["e", "f", "g", "h"]
+    assert register_task(define(["i", "j", "k", "l"])).name == "rerun"  # a conftest's register_task, imported again
+    assert load_task_data("rerun").train["text"][0] == "i"
+
+
+def test_negative_and_named_labels_keep_their_meaning():
+    """-1/+1 labels are two classes of a user's data (GLUE's -1 means unlabelled); a ClassLabel's
+    ids keep their names even when a class is absent; a one-class dev set names its label."""
+    import datasets
+
+    from stabench.tasks import Task
+
+    signs = _in_memory(["bad", "good"] * 4, [-1, 1] * 4)
+    data = load_task_data(Task("signs", "text", lambda: {"train": signs, "validation": signs}))
+    assert data.num_labels == 2 and data.eval["label"][:2] == [0, 1] and label_names(data.eval, "label") == ["-1", "1"]
+    feature = datasets.Features({"text": datasets.Value("string"),
+                                 "label": datasets.ClassLabel(names=["neg", "neu", "pos"])})
+    named = datasets.Dataset.from_dict(_in_memory(["a", "b", "c", "d"], [0, 2, 0, 2]), features=feature)
+    data = load_task_data(Task("named", "text", lambda: {"train": named, "validation": named}))
+    assert data.num_labels == 3 and label_names(data.eval, "label") == ["neg", "neu", "pos"]
+    one = _in_memory(["x", "y"], ["spam", "spam"])
+    with pytest.raises(ValueError, match="holds one class only \\(label 'spam'\\)"):
+        load_task_data(Task("one", "text", lambda: {"train": _in_memory(["a", "b"], ["spam", "ham"]),
+                                                    "validation": one}))
