@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .claims import parse_seeds
 from .environment import CPU_KEY_FIELDS, KEY_FIELDS, check_count, key_fields, resolve_device
-from .gate import parse_env, study_key, study_label
+from .gate import group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .stats import summarize_runs
@@ -30,9 +30,9 @@ def _task_from_args(args: argparse.Namespace):
         if missing:
             raise ValueError(f"a local task needs --train-file, --eval-file and --text-columns; "
                              f"missing {', '.join(missing)}")
-        return local_task(args.task, args.train_file, args.eval_file, args.text_columns.split(","),
-                          args.label_column, metrics=tuple(m.strip() for m in args.metrics.split(",")))
-    if args.metrics != "accuracy":
+        metrics = {"metrics": tuple(m.strip() for m in args.metrics.split(","))} if args.metrics else {}
+        return local_task(args.task, args.train_file, args.eval_file, args.text_columns, args.label_column, **metrics)
+    if args.metrics:
         raise ValueError(f"--metrics {args.metrics} is for a local task (--train-file, --eval-file, --text-columns); "
                          f"task {args.task!r} has its own metrics")
     try:
@@ -150,8 +150,6 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
-    from .gate import group_studies, name_studies
-
     with Store(args.store or default_store_path(), must_exist=True) as store:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
@@ -183,7 +181,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
     if args.seeds:
-        short = [f"{name} (lacks {report.seed_ranges(sorted(seeds - {r.seed for r in study_runs}))})"
+        short = [f"{name} (lacks {report.seed_ranges(seeds - {r.seed for r in study_runs})})"
                  for name, study_runs in studies if seeds - {r.seed for r in study_runs}]
         if short:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
@@ -192,12 +190,12 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n")
     if args.json:
         report.write_json(args.json, {"studies": [
-            {"study": name, "task": r[0].task["name"], "train_size": r[0].task.get("train_size"),
-             "model": r[0].model["name"], "recipe": r[0].recipe_name, "recipe_hash": r[0].recipe_hash,
-             "metric": args.metric or r[0].primary_metric, "majority_accuracy": r[0].majority_accuracy,
-             "seeds": [run.seed for run in r], "keys": [run.key for run in r],
+            {"study": name, "task": first.task["name"], "train_size": first.task.get("train_size"),
+             "model": first.model["name"], "recipe": first.recipe_name, "recipe_hash": first.recipe_hash,
+             "metric": args.metric or first.primary_metric, "majority_accuracy": first.majority_accuracy,
+             "seeds": [run.seed for run in study_runs], "keys": [run.key for run in study_runs],
              "summary": summary.to_dict()}
-            for (name, r), summary in zip(studies, summaries)]})
+            for (name, study_runs), summary in zip(studies, summaries) for first in study_runs[:1]]})
     if args.plots:
         from .plots import plot_studies
 
@@ -312,8 +310,6 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
-    from .gate import name_studies
-
     versions: dict[tuple, set[str]] = {}
     for run in name_studies(runs):  # a recipe's runs under its other names (aliases) are its versions too
         versions.setdefault(study_key(run), set()).add(run.recipe_hash[:SHORT_HASH])
@@ -322,7 +318,8 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
                           f"{escape(study_label(tuple(trained_on)))} (recipe hashes {', '.join(sorted(hashes))}); "
                           f"as a baseline, each study is compared with its version with the most runs; "
-                          f"`stabench untag {escape(args.name)} --recipe-hash HASH` takes one version off[/]", highlight=False)
+                          f"`stabench untag {escape(args.name)} --recipe-hash HASH` takes one version off[/]",
+                          highlight=False)
     return 0
 
 
@@ -387,8 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-file", help="local task: evaluation file")
     run.add_argument("--text-columns", help="local task: one or two comma-separated text columns")
     run.add_argument("--label-column", default="label", help="local task: label column (default: label)")
-    run.add_argument("--metrics", default="accuracy", help="local task: its metrics, the headline one first, e.g. "
-                                                          "macro_f1,accuracy (default: accuracy)")
+    run.add_argument("--metrics", help="local task: its metrics, the headline one first, e.g. macro_f1,accuracy "
+                                       "(default: accuracy)")
     run.set_defaults(handler=cmd_run, command_parser=run)
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))

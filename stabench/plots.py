@@ -72,17 +72,23 @@ def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, met
     """``plot_study`` for stored studies (``gate.group_studies``' ``(label, runs)``): one figure per
     task, data size, model and metric (default: each study's headline metric), a box per recipe
     (and variant), as Mosbach et al.'s Fig. 1; named ``TASK-MODEL-METRIC-scores.png``."""
+    from .gate import study_key, study_label
+
     figures: dict[tuple, dict[str, Sequence[RunResult]]] = {}
     for label, runs in studies:
-        first = runs[0]
-        shown = (first.task["name"], first.task.get("train_size"), first.model["name"], metric or first.primary_metric)
+        shown = (study_key(runs[0])[:3], metric or runs[0].primary_metric)  # task, data size, model; metric
         figures.setdefault(shown, {})[label.split(" / ")[-1]] = runs  # the recipe [and variant]
     paths = []
-    for (*trained_on, shown_metric), runs_by_recipe in figures.items():
-        title = " / ".join(str(part) for part in trained_on if part is not None)
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{title}-{shown_metric}".replace(" / ", "-"))
+    for (trained_on, shown_metric), runs_by_recipe in figures.items():
+        title = study_label(trained_on)
+        stem = file_stem(f"{title}-{shown_metric}".replace(" / ", "-"))
         paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.png", title, shown_metric))
     return paths
+
+
+def file_stem(text: str) -> str:
+    """``text`` as a file name: letters, digits, ``-``, ``_`` and ``.`` kept, anything else ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
 def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult], path, title: str) -> Path:

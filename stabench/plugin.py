@@ -764,7 +764,7 @@ class Reporter:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
         healthy run."""
         from .analysis import example_runs
-        from .plots import plot_grad_norm_traces, plot_study, plot_training_curves
+        from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
         from .store import Store, default_store_path
 
         claims: dict[str, list[dict]] = {}
@@ -773,12 +773,11 @@ class Reporter:
                 claims.setdefault(row["claim"], []).append(row)
         with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
             for claim, arms in claims.items():
-                name = "".join(c if c.isalnum() or c in "-_." else "_" for c in claim.split("::")[-1])
+                name = file_stem(claim.split("::")[-1])
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
                 plot_study(runs, folder / f"{name}-scores.png", claim)
                 examples = example_runs([r for results in runs.values() for r in results])
                 recipe_of = {key: arm["recipe"] for arm in arms for key in arm["keys"]}  # as the claim names it
                 labelled = {f"seed {r.seed} {recipe_of[r.key]} ({label})": r for label, r in examples.items()}
-                plot_grad_norm_traces(labelled,
-                                      folder / f"{name}-grad-norms.png", claim)
+                plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.png", claim)
                 plot_training_curves(labelled, folder / f"{name}-training.png", claim)

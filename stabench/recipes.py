@@ -133,15 +133,18 @@ class Recipe:
         for field in overrides:
             if field not in known:
                 raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
-        if overrides.get("dropout") and overrides.get("mixout", self.mixout):  # Mixout would switch it off
-            mixout = overrides.get("mixout", self.mixout)
+        mixout = overrides.get("mixout", self.mixout)
+        if overrides.get("dropout") and mixout:  # Mixout would switch it off
             raise ValueError(f"dropout={overrides['dropout']!r} with mixout={mixout!r} is invalid; Mixout replaces "
                              f"dropout, so leave dropout out (it is recorded as 0.0)")
+        if self.mixout and not mixout and "dropout" not in overrides:  # its dropout 0.0 was Mixout's, not a choice
+            raise ValueError(f"mixout={mixout!r} switches Mixout off, and this recipe's dropout (0.0) was Mixout's; "
+                             f"give the dropout to train with too, e.g. dropout=0.1")
         name = overrides.pop("name", None)
         if name is None:
             base, earlier = _split_overrides(self.name, known)
             changed = {**earlier, **{k: str(v) for k, v in overrides.items()}}
-            if overrides.get("mixout", self.mixout):  # Mixout replaces dropout: a dropout in the name is not used
+            if mixout:  # Mixout replaces dropout: a dropout in the name is not used
                 changed.pop("dropout", None)
             name = f"{base}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
         return dataclasses.replace(self, name=name, **overrides)

@@ -229,10 +229,10 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
 
     ``text_columns`` is a list of one or two names, or one string with the names separated by commas.
     """
-    builtin = _REGISTRY.get(name)
-    if builtin is not None and builtin.source != "local":  # its stored runs and baselines are another data's
-        raise ValueError(f"task name {name!r} is taken by another task ({builtin.description or builtin.source}); "
-                         f"give the local task another name, e.g. {name + '-local'!r}")
+    registered = _REGISTRY.get(name)
+    if registered is not None and registered.source != "local":  # its stored runs and baselines are another data's
+        raise ValueError(f"task name {name!r} is taken by another task ({registered.description or registered.source})"
+                         f"; give the local task another name, e.g. {name + '-local'!r}")
     given = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in given.values():
         if not path.is_file():
@@ -359,17 +359,16 @@ def _require_values(where: str, column: str, values: list) -> None:
                                 f"from 1, header not counted); every example needs its texts and a label")
 
 
-def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str,
-                   unlabelled_ok: bool = False) -> dict[str, datasets.Dataset]:
+def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str, datasets.Dataset]:
     """Labels become class ids 0 to k-1 in sorted order (numbers by value), the same for both
     splits; the names stay in the column's ClassLabel feature, so a stored run says which id
     meant what."""
     raw = [v for split in splits.values() for v in split[column]]
     values = {_label_text(v) for v in raw}
-    named = any(hasattr(split.features.get(column), "names") for split in splits.values())
-    ids = {str(i) for i in range(len(values))}
-    if not raw or named or all(isinstance(v, int) for v in raw) and (values == ids or unlabelled_ok and min(raw) < 0):
-        return splits  # class ids already: 0 to k-1, a ClassLabel's, or with GLUE's -1 for unlabelled
+    named = any(hasattr(split.features.get(column), "names") for split in splits.values())  # GLUE's (its -1 too)
+    class_ids = {str(i) for i in range(len(values))}
+    if not raw or named or (all(isinstance(v, int) for v in raw) and values == class_ids):
+        return splits  # class ids already: 0 to k-1, or a ClassLabel's
     numbers = all(re.fullmatch(r"-?[0-9]+", v) for v in values)  # Yelp's 1/2 are 0/1, not a phantom class 0
     names = sorted(values, key=int if numbers else str)
     ids = {name: i for i, name in enumerate(names)}
@@ -551,7 +550,7 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
     if task.source == "custom":  # in-memory data, unchecked so far (files are checked as they load)
         _check_examples(chosen[task.train_split], chosen[task.eval_split], f"{task.name}:{task.train_split}",
                         f"{task.name}:{task.eval_split}", (*task.text_columns, task.label_column))
-    chosen = _labels_to_ids(chosen, task.label_column, unlabelled_ok=task.source == "glue")
+    chosen = _labels_to_ids(chosen, task.label_column)
     return chosen[task.train_split], chosen[task.eval_split]
 
 

@@ -187,3 +187,16 @@ def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
     err = capsys.readouterr().err
     assert err.startswith("usage: stabench run ") and err.endswith("stabench run: error: unrecognized arguments: "
                                                                     "--sed 0-1\n")
+
+
+def test_local_task_options_read_as_local_task_reads_them(tmp_path):
+    """--text-columns "premise, hypothesis" (a space after the comma) and --metrics give the task a
+    claim's local_task would."""
+    from stabench.cli import _task_from_args, build_parser
+
+    (tmp_path / "t.csv").write_text("premise,hypothesis,label\na,b,0\nc,d,1\n")
+    args = build_parser().parse_args(["run", "--task", "pairs", "--train-file", str(tmp_path / "t.csv"), "--eval-file",
+                                      str(tmp_path / "t.csv"), "--text-columns", "premise, hypothesis",
+                                      "--metrics", "macro_f1, accuracy"])
+    task = _task_from_args(args)
+    assert task.text_columns == ("premise", "hypothesis") and task.metrics == ("macro_f1", "accuracy")

@@ -113,6 +113,18 @@ def test_a_folder_holding_a_head_still_gives_each_seed_its_own_head(tiny_model, 
     assert not torch.equal(heads[0], heads[1]) and torch.equal(heads[0], heads[2])
 
 
+def test_an_encoder_weight_that_does_not_fit_its_config_is_an_error(tiny_model, tmp_path):
+    """Only a head is drawn afresh for another shape; an encoder weight never silently."""
+    import json
+
+    shutil.copytree(tiny_model, tmp_path / "bad")
+    config = json.loads((tmp_path / "bad" / "config.json").read_text())
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({**config, "intermediate_size": 128}))
+    with pytest.raises(RuntimeError, match=r"weight 'bert\.encoder\..*' does not fit its config's shape; the "
+                                           r"folder's weights and config.json disagree"):
+        models.load_model(models.resolve(str(tmp_path / "bad")), 2, 0.1)
+
+
 def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
     import torch
     import transformers

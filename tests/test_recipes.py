@@ -60,6 +60,11 @@ def test_mixout_records_the_dropout_it_trains_with_none():
     assert given.dropout == 0.0 and given.hash == get_recipe("bert-default", mixout=0.1, dropout=0.0).hash
     assert Recipe.from_dict({**given.to_dict(), "dropout": 0.3}).dropout == 0.0
     assert get_recipe("bert-default", dropout=0.3).dropout == 0.3  # without Mixout, dropout is as given
+    with pytest.raises(ValueError, match=r"mixout=0.0 switches Mixout off, and this recipe's dropout \(0.0\) was "
+                                         r"Mixout's; give the dropout to train with too"):
+        get_recipe("mixout", mixout=0.0)
+    off = get_recipe("mixout", mixout=0.0, dropout=0.1)
+    assert off.dropout == 0.1 and off.hash == get_recipe("bert-default").hash
     for call in (lambda: get_recipe("bert-default", mixout=0.1, dropout=0.2), lambda: get_recipe("mixout", dropout=0.1)):
         with pytest.raises(ValueError, match="with mixout=0.1 is invalid; Mixout replaces dropout, so leave dropout out"):
             call()
