@@ -7,6 +7,7 @@ the exact examples, so a stored result says which data produced it.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
@@ -139,10 +140,18 @@ def register_task(task: Task, replace: bool = False) -> Task:
 
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new``'s loader is the function that made ``old``'s, defined again: the same
-    module, name and first line."""
+    module, name and first line, and the same plain values (paths, names) closed over, so that a
+    loader factory called with another file is another task."""
     def where(loader) -> tuple | None:
         code = getattr(loader, "__code__", None)
-        return (loader.__module__, loader.__qualname__, code.co_firstlineno) if code is not None else None
+        if code is None:
+            return None
+        plain = []
+        for cell in loader.__closure__ or ():
+            with contextlib.suppress(ValueError):  # a cell not yet filled
+                if isinstance(cell.cell_contents, (str, int, float, Path)):
+                    plain.append(cell.cell_contents)
+        return loader.__module__, loader.__qualname__, code.co_firstlineno, tuple(plain)
 
     return where(old.loader) is not None and where(old.loader) == where(new.loader)
 

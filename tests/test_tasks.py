@@ -404,6 +404,14 @@ def test_the_same_definition_run_again_replaces_its_task():
     assert register_task(define(["i", "j", "k", "l"])).name == "rerun"  # a conftest's register_task, imported again
     assert load_task_data("rerun").train["text"][0] == "i"
 
+    def from_file(path):  # a loader factory: another file is another task, not a re-run
+        return Task("from-file", "text", lambda: {"train": _in_memory([path] * 2, [0, 1]),
+                                                  "validation": _in_memory([path] * 2, [0, 1])})
+
+    assert task_name(from_file("v1.csv")) == task_name(from_file("v1.csv")) == "from-file"
+    with pytest.raises(ValueError, match="task name 'from-file' is already used by another task"):
+        task_name(from_file("v2.csv"))
+
 
 def test_negative_and_named_labels_keep_their_meaning():
     """-1/+1 labels are two classes of a user's data (GLUE's -1 means unlabelled); a ClassLabel's
