@@ -25,7 +25,7 @@ from .gate import check_limits
 from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
-from .report import fmt
+from .report import fmt, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
@@ -374,15 +374,25 @@ class Session:
 
 def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,
           train_size: int | None = None, subsample_seed: int = 0, store=None, device: str = "auto",
-          cpu_threads: int | None = None, recompute: bool = False) -> Study:
+          cpu_threads: int | None = None, recompute: bool = False, train: bool = True) -> Study:
     """A seed study from a script: each seed's run (read from ``store`` when stored, else
     trained, see ``stabench.run``) as the Study a claim's test gets.  ``seeds`` is a count
-    (seeds 0..n-1) or a list, as in a claim."""
-    from .train import run
+    (seeds 0..n-1) or a list, as in a claim.  ``train=False`` only reads (to redraw a table
+    without a chance of training): seeds not stored are one error naming them."""
+    from .train import RunNotStored, run
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
-    runs = [run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, store=store,
-                device=device, cpu_threads=cpu_threads, recompute=recompute) for seed in seeds_of(seeds)]
+    runs, missing = [], []
+    for seed in seeds_of(seeds):
+        try:
+            runs.append(run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
+                            store=store, device=device, cpu_threads=cpu_threads, recompute=recompute, train=train))
+        except RunNotStored as error:
+            missing.append(seed)
+            stack = error.stack
+    if missing:
+        raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored for this "
+                         f"stack ({stack}); give the cpu_threads= and device= they were trained with, or train=True")
     return Study(Arm(recipe.name, name, model, recipe, train_size), runs)
 
 

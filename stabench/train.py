@@ -69,11 +69,20 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env)
 
 
+class RunNotStored(LookupError):
+    """``run(..., train=False)`` for a run the store does not hold."""
+
+    def __init__(self, seed: int, stack: str):
+        super().__init__(f"seed {seed} is not stored for this task, model, recipe and stack ({stack})")
+        self.stack = stack
+
+
 def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
         subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
-        progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None) -> RunResult:
+        progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None,
+        train: bool = True) -> RunResult:
     """Fine-tune and evaluate one seed; with a store (a Store or its path), reuse a stored
-    result or store the new one.
+    result or store the new one.  ``train=False`` only reads: RunNotStored if it is not stored.
 
     ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
     count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
@@ -86,9 +95,11 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
 
         with Store(store) as opened:
             return run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, device=device,
-                       store=opened, recompute=recompute, progress=progress, cpu_threads=cpu_threads)
+                       store=opened, recompute=recompute, progress=progress, cpu_threads=cpu_threads, train=train)
     if store is not None and not callable(getattr(store, "get_or_compute", None)):
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
+    if not train and (store is None or recompute):
+        raise ValueError("train=False reads stored runs only; it needs store= and no recompute")
     environment.check_count(cpu_threads, "cpu_threads=")
     previous = torch.get_num_threads()
     if cpu_threads is not None:
@@ -98,6 +109,11 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
                            device=device)
         if store is None:
             return fine_tune(prepared, progress=progress)
+        if not train:
+            if (stored := store.get(prepared.key)) is None:
+                threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
+                raise RunNotStored(seed, f"{prepared.device}{threads}")
+            return store.add_recipe_alias(stored, prepared.recipe.name)
         result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
                                          recompute=recompute, recipe_name=prepared.recipe.name)
         return result

@@ -237,6 +237,17 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
     assert study.n == 3 and study.summary().n == 3 and study.metric == "accuracy"
     assert [r.seed for r in stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 2, store=tmp_path / "s.sqlite",
                                            cpu_threads=1).results] == [0, 1] and trained == [0, 2]
+    # Read only, to redraw a table: stored seeds are read, and missing ones are one error, never trained.
+    read = stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 3, store=tmp_path / "s.sqlite", cpu_threads=1,
+                          train=False)
+    assert [r.key for r in read.results] == [r.key for r in study.results] and trained == [0, 2]
+    with pytest.raises(ValueError, match=r"^seeds 3-4 of polarity / .* are not stored for this stack \(cpu, 2 torch "
+                                         r"thread\(s\)\); give the cpu_threads= and device= they were trained with"):
+        stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, [3, 4], store=tmp_path / "s.sqlite", cpu_threads=2,
+                       train=False)
+    with pytest.raises(ValueError, match="train=False reads stored runs only; it needs store= and no recompute"):
+        stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, train=False)
+    assert trained == [0, 2]
 
 
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
