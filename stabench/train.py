@@ -93,7 +93,7 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
     if isinstance(store, (str, os.PathLike)):
         from .store import Store
 
-        with Store(store) as opened:
+        with Store(store, must_exist=not train) as opened:  # a read may not create a store
             return run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, device=device,
                        store=opened, recompute=recompute, progress=progress, cpu_threads=cpu_threads, train=train)
     if store is not None and not callable(getattr(store, "get_or_compute", None)):

@@ -247,6 +247,11 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
                        train=False)
     with pytest.raises(ValueError, match="train=False reads stored runs only; it needs store= and no recompute"):
         stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, train=False)
+    from stabench.store import StoreError
+
+    with pytest.raises(StoreError, match="no results store at"):  # a misspelt path is not a new, empty store
+        stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, store=tmp_path / "typo.sqlite", train=False)
+    assert not (tmp_path / "typo.sqlite").exists()
     assert trained == [0, 2]
 
 
