@@ -425,14 +425,14 @@ class Study:
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "
                              f"appear more than once; each seed is one run")
-        task = getattr(arm.task, "name", arm.task)
+        task, model = getattr(arm.task, "name", arm.task), stored_name(arm.model)
         for r in results:  # a study built by hand (outside pytest) must describe the runs it holds
             if (r.task or {}).get("name") != task:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of task "
                                  f"{(r.task or {}).get('name')!r}, not {task!r}")
-            if (r.model or {}).get("name") != stored_name(arm.model):
+            if (r.model or {}).get("name") != model:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
-                                 f"{(r.model or {}).get('name')!r}, not {stored_name(arm.model)!r}")
+                                 f"{(r.model or {}).get('name')!r}, not {model!r}")
             if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "

@@ -453,6 +453,10 @@ def _check_rate(rate: object) -> None:
     _check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
 
 
+def _check_std_limit(limit: object) -> None:
+    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
+
+
 def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:
     """True when the upper Clopper-Pearson bound on the failure rate is below ``rate``."""
     _check_rate(rate)
@@ -461,7 +465,7 @@ def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, 
 
 def std_below(summary: Summary, limit: float, confidence: float = 0.95) -> bool:
     """True when the chi-square upper bound on the std is below ``limit``."""
-    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
+    _check_std_limit(limit)
     return std_upper_bound(summary.std, summary.n, confidence) < limit
 
 
@@ -484,7 +488,7 @@ def assert_failure_rate_below(
 
 def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -> None:
     """``summary`` may also be a claim's study (it has ``std`` and ``n``)."""
-    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
+    _check_std_limit(limit)
     upper = std_upper_bound(summary.std, summary.n, confidence)
     if upper < limit:
         return
