@@ -251,9 +251,13 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    from .gate import (compare_sources, load_source, parse_limits, reads_store, stored_values_hint,
+    from .gate import (SAME_RUNS, compare_sources, load_source, parse_limits, reads_store, stored_values_hint,
                        unmatched_baseline_studies)
 
+    if args.current == args.baseline:
+        raise ValueError(f"the baseline and the current side are both {args.current!r}, so the runs would be compared "
+                         f"with themselves; name the runs to gate as current (e.g. tag:NAME for runs pytest tagged "
+                         f"with --stabench-tag=NAME, env:transformers=VERSION for a newer stack's, or store)")
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
     with Store(args.store or default_store_path(), must_exist=True) if needs_store else nullcontext() as store:
@@ -262,12 +266,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
                 raise ValueError(f"{role} {source!r} holds no runs{stored_values_hint(source, store)}")
-    baseline_keys = {r.key for r in baseline}
-    if all(r.key in baseline_keys for r in current):
-        raise ValueError(f"every run in {args.current} is also in the baseline {args.baseline}, so nothing new was "
-                         f"compared; name runs outside the baseline (e.g. tag:NAME for runs pytest tagged with "
-                         f"--stabench-tag=NAME, or env:transformers=VERSION for the runs of a newer stack)")
-    results = compare_sources(baseline, current, parse_limits(args.limits))
+    results = compare_sources(baseline, current, parse_limits(args.limits), news_only=args.current == "store")
     entries = [result.entry() for result in results]
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
     console.print(report.rows_table(report.gate_table_rows(entries), title=f"{args.current} against baseline "
@@ -275,6 +274,9 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     for colour, line in report.gate_messages(entries):
         console.print(f"[{colour}]{escape(line)}[/]", highlight=False)
     status = 1 if any(r.fails for r in results) else 0
+    if same := sum(r.changed == SAME_RUNS for r in results):
+        console.print(f"[yellow]note: {same} study(ies) hold only the baseline's own runs (`{SAME_RUNS}`: the same "
+                      f"inputs, stack and seeds), so nothing changed since the baseline[/]", highlight=False)
     compared = any(r.baseline for r in results)
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
     others = unmatched_baseline_studies(baseline, current, results) if unmatched or not compared else []

@@ -297,11 +297,14 @@ def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source:
     return check(claim, current, own or baseline(), limits, same_study=bool(own))
 
 
+SAME_RUNS = "same runs"
+
+
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
     """What differs between two sets of runs of one study, e.g. ``transformers 5.24.0 -> 5.23.0``,
     so a gate says which stacks it compared (``same runs`` when it compared runs with themselves)."""
     if {r.key for r in baseline} == {r.key for r in current}:
-        return "same runs"
+        return SAME_RUNS
 
     def values(runs: Sequence[RunResult], get) -> str:
         return "/".join(sorted({str(get(r)) for r in runs}))
@@ -440,12 +443,16 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
 
 
 def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
-                    limits: Mapping[str, Any] | None = None) -> list[GateResult]:
+                    limits: Mapping[str, Any] | None = None, news_only: bool = False) -> list[GateResult]:
     """Every study present in ``current`` (see :func:`group_studies`) against the same study in
-    ``baseline``.  A run in both sources is the baseline, not news."""
+    ``baseline``.  With ``news_only`` (the whole store as the current side), a run in both sources
+    is the baseline, not news, unless every run is: then, as for a named current source whose runs
+    are the baseline's own (an unchanged stack reproduces its keys), the gate compares the runs
+    with themselves and says ``same runs``, as the pytest gate does."""
     linked = [*baseline, *current]
     baseline_keys = {r.key for r in baseline}
-    news = name_studies([r for r in current if r.key not in baseline_keys], linked)
+    fresh = [r for r in current if r.key not in baseline_keys] if news_only else current
+    news = name_studies(fresh or current, linked)
     baseline = name_studies(baseline, linked)
     return [check(name, runs, baseline, limits) for name, runs in group_studies(news)]
 

@@ -88,11 +88,12 @@ def test_the_baseline_is_cut_to_the_current_seeds_and_every_current_run_counts()
     assert (disjoint.current.n, disjoint.baseline.n) == (8, 6)
 
 
-def test_compare_sources_groups_studies_and_skips_shared_runs():
+def test_compare_sources_groups_studies_and_skips_shared_runs_of_the_store():
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
-    current = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
-    results = compare_sources(baseline, current)
+    store = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
+    results = compare_sources(baseline, store, news_only=True)
     assert len(results) == 1 and results[0].regressed and results[0].current.mean < 0.7
+    assert {r.changed for r in compare_sources(baseline, store)} == {"same runs", "torch 2.11.0 -> 2.13.0"}
 
 
 def test_sources_from_tags_environments_and_export_files(tmp_path):
@@ -187,22 +188,42 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(gpu_one, gpu_two).startswith("nothing recorded")  # a GPU run's key ignores it
 
 
-def test_compare_says_when_the_current_runs_are_the_baseline_itself(tmp_path, capsys):
+def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
+    """An unchanged stack reproduces the baseline's keys: a CI job that changed nothing passes, as
+    the pytest gate does, and says so; naming the same source twice is a mistake (exit 2)."""
     with Store(tmp_path / "s.sqlite") as store:
         runs = [_run(s, v) for s, v in enumerate(GOOD)]
         for run in runs:
             store.put(run)
         store.tag([r.key for r in runs], "base")
+        store.tag([r.key for r in runs], "candidate")
     argv = ["--store", str(tmp_path / "s.sqlite")]
     report = tmp_path / "gate.json"
+    for current in ("tag:candidate", "env:torch=2.13.0", "store"):
+        assert main(["compare", "tag:base", current, *argv, "--json", str(report)]) == 0
+        out = " ".join(capsys.readouterr().out.split())
+        assert "same runs" in out and "note: 1 study(ies) hold only the baseline's own runs" in out
+        (entry,) = json.loads(report.read_text())["gate"]
+        assert entry["gate"] == "ok" and entry["changed"] == "same runs"
     report.write_text('{"stale": true}')
-    assert main(["compare", "tag:base", "env:torch=2.13.0", *argv, "--json", str(report)]) == 2  # not a regression (1)
+    assert main(["compare", "tag:base", "tag:base", *argv, "--json", str(report)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "error: every run in env:torch=2.13.0 is also in the baseline tag:base, so nothing new was compared" in err
+    assert "error: the baseline and the current side are both 'tag:base'" in err
     written = json.loads(report.read_text())
-    assert written["exit_status"] == 2 and written["gate"] == [] and written["error"].startswith("every run in")
+    assert written["exit_status"] == 2 and written["gate"] == [] and written["error"].startswith("the baseline and")
     assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
     assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
+
+
+def test_compare_gates_every_run_of_a_named_current_source_but_only_news_in_the_store():
+    """A candidate session's seeds that reproduce baseline keys are still its runs; the whole store
+    as the current side is every run outside the baseline."""
+    baseline = [_run(s, v) for s, v in enumerate(GOOD)]
+    candidate = baseline[:4] + [_run(s, v - 0.3) for s, v in enumerate(GOOD) if s >= 4]
+    (named,) = compare_sources(baseline, candidate)
+    assert named.current.n == 8 and set(named.current_keys) == {r.key for r in candidate}
+    (news,) = compare_sources(baseline, candidate, news_only=True)
+    assert news.current.n == 4 and set(news.current_keys) == {r.key for r in candidate[4:]}
 
 
 def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_mix():
