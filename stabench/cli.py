@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import report
 from .claims import parse_seeds
-from .environment import CPU_KEY_FIELDS, KEY_FIELDS, check_count, key_fields, resolve_device
+from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
@@ -355,7 +355,7 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
                                              "or 'full'")
     parser.add_argument("--env", metavar="FIELD=VALUE,...", help="only runs made under these library versions or "
                         "devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 (fields: "
-                        + ", ".join((*KEY_FIELDS, *CPU_KEY_FIELDS)) + ")")
+                        + ", ".join(ALL_KEY_FIELDS) + ")")
 
 
 def build_parser() -> argparse.ArgumentParser:

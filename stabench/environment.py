@@ -16,10 +16,15 @@ from typing import Any
 
 # Fields that can change a result: they go into the run key (and are columns of the store).
 KEY_FIELDS = ("torch", "transformers", "datasets", "device_kind", "device_name", "precision")
+# Keyed too since 2026-12-04 (tokenizers makes the token ids), but read from the stored record
+# rather than a store column, so adding it needed no schema change.
+RECORD_KEY_FIELDS = ("tokenizers",)
 # On a CPU the thread count also changes a result: it sets the order of float reductions, and a
 # chaotic run amplifies the difference (seed 0 of the offline demo fails with 1 thread and
 # succeeds with 2).  It enters the key of CPU runs only, so GPU keys are unchanged.
 CPU_KEY_FIELDS = ("cpu_threads",)
+# Every field a run's key can hold, as ``env:`` selections name them.
+ALL_KEY_FIELDS = (*KEY_FIELDS, *RECORD_KEY_FIELDS, *CPU_KEY_FIELDS)
 
 
 def _version(dist: str) -> str | None:
@@ -48,6 +53,10 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
         "torch": torch.__version__,
         "transformers": _version("transformers"),
         "datasets": _version("datasets"),
+        "tokenizers": _version("tokenizers"),
+        "huggingface_hub": _version("huggingface_hub"),
+        "safetensors": _version("safetensors"),
+        "numpy": _version("numpy"),
         "stabench": _version("stabench"),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
@@ -102,7 +111,7 @@ def capture(device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
 
 def key_fields(env: dict[str, Any]) -> dict[str, Any]:
     """The subset of an environment that enters the run key."""
-    fields = {name: env.get(name) for name in KEY_FIELDS}
+    fields = {name: env.get(name) for name in (*KEY_FIELDS, *RECORD_KEY_FIELDS)}
     if env.get("device_kind") == "cpu":
         fields.update({name: env.get(name) for name in CPU_KEY_FIELDS})
     return fields

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stats
-from .environment import CPU_KEY_FIELDS, KEY_FIELDS, key_fields
+from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .recipes import Recipe
 from .report import fmt
@@ -118,9 +118,9 @@ def parse_env(text: str) -> dict[str, str | None]:
     env: dict[str, str | None] = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
-        if not sep or name.strip() not in (*KEY_FIELDS, *CPU_KEY_FIELDS):
+        if not sep or name.strip() not in ALL_KEY_FIELDS:
             raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join((*KEY_FIELDS, *CPU_KEY_FIELDS))}")
+                             f"{', '.join(ALL_KEY_FIELDS)}")
         env[name.strip()] = None if value.strip() == "none" else value.strip()
     return env
 
@@ -306,8 +306,8 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
     if {r.key for r in baseline} == {r.key for r in current}:
         return SAME_RUNS
 
-    def values(runs: Sequence[RunResult], get) -> str:
-        return "/".join(sorted({str(get(r)) for r in runs}))
+    def values(runs: Sequence[RunResult], get) -> str:  # "none" for a field a run lacks, as env: filters write it
+        return "/".join(sorted({"none" if (value := get(r)) is None else str(value) for r in runs}))
 
     changes = []
     for name, get in _KEY_PARTS.items():
@@ -355,14 +355,14 @@ def _recipe_fields(record: Any) -> Any:
 
 # What a run's key holds besides its seed: the stack as far as it enters the key, then the inputs.
 _KEY_PARTS = {
-    **{name: (lambda r, name=name: key_fields(r.environment).get(name)) for name in (*KEY_FIELDS, *CPU_KEY_FIELDS)},
+    **{name: (lambda r, name=name: key_fields(r.environment).get(name)) for name in ALL_KEY_FIELDS},
     "recipe content": lambda r: r.recipe_hash,
     "model": lambda r: (r.model.get("name"), r.model.get("revision"),
                         r.model.get("files_sha256") or r.model.get("weights_sha256")),  # the latter before 2026-12-04
     "data": lambda r: r.task.get("fingerprint"),
     "metrics": lambda r: (r.task.get("primary_metric"), r.task.get("metrics")),  # a user task's own (else none)
 }
-_SHOWN_AS_VALUES = (*KEY_FIELDS, *CPU_KEY_FIELDS)
+_SHOWN_AS_VALUES = ALL_KEY_FIELDS
 
 
 def variant(run: RunResult) -> tuple:

@@ -32,7 +32,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from .environment import CPU_KEY_FIELDS, KEY_FIELDS
+from .environment import ALL_KEY_FIELDS, KEY_FIELDS
 from .result import RunResult, folder_name
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
@@ -148,7 +148,7 @@ _DISTINCT_VALUES = {
     "recipe_hash": "SELECT DISTINCT recipe_hash FROM runs",
     **{name: f"SELECT DISTINCT {name} FROM runs" for name in KEY_FIELDS},
     **{name: f"SELECT DISTINCT CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) FROM runs"
-       for name in CPU_KEY_FIELDS},
+       for name in ALL_KEY_FIELDS if name not in KEY_FIELDS},
 }
 
 
@@ -550,12 +550,12 @@ class Store:
             if name in KEY_FIELDS:
                 where.append(f"{name} IS ?")
                 params.append(value)
-            elif name in CPU_KEY_FIELDS:  # not a column: read from the stored record
+            elif name in ALL_KEY_FIELDS:  # not a column: read from the stored record
                 where.append(f"CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) IS ?")
                 params.append(None if value is None else str(value))
             else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
-                                 f"expected one of {[*KEY_FIELDS, *CPU_KEY_FIELDS]}")
+                                 f"expected one of {list(ALL_KEY_FIELDS)}")
         sql = "SELECT key, result_json FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)

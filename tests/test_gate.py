@@ -364,6 +364,17 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
     assert "so nothing was compared; the baseline's studies that none matched: t / m / old-name" in out
 
 
+def test_a_tokenizers_bump_is_a_stack_change_and_runs_stored_without_it_read_as_none():
+    before = [dataclasses.replace(r, environment={k: v for k, v in r.environment.items() if k != "tokenizers"})
+              for r in (_run(s, v) for s, v in enumerate(GOOD))]
+    old, new = ([dataclasses.replace(r, key=f"{r.key}-{v}", environment={**r.environment, "tokenizers": v})
+                 for r in before] for v in ("0.23.1", "0.23.3"))
+    assert what_changed(old, new) == "tokenizers 0.23.1 -> 0.23.3"
+    assert what_changed(before, new) == "tokenizers none -> 0.23.3"
+    assert len(compare_sources(old + before, new)) == 1  # one study, two variants in the baseline
+    assert parse_env("tokenizers=0.23.3") == {"tokenizers": "0.23.3"}
+
+
 def test_cpu_thread_counts_can_be_selected_like_other_stack_fields(tmp_path, capsys):
     one, two = ([dataclasses.replace(r, key=f"{r.key}-{n}", environment={**r.environment, "cpu_threads": n})
                  for r in (_run(s, v) for s, v in enumerate(GOOD[:3]))] for n in (1, 2))

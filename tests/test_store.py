@@ -268,8 +268,13 @@ def test_environment_change_gives_a_new_key_and_both_runs_coexist(store: Store) 
     assert store.count() == 2
     assert store.get(old.key).environment["transformers"] == "5.24.0"
     assert store.get(new.key).environment["transformers"] == "6.0.0"
-    # Provenance-only fields (hostname) do not split a run.
-    assert make_result(5, environment={"hostname": "other"}).key == old.key
+    # tokenizers makes the token ids: a bump alone is a new run, selectable like the other fields.
+    bumped = make_result(5, environment={"tokenizers": "0.23.1"})
+    assert bumped.key not in (old.key, new.key) and store.put(bumped)
+    assert [r.key for r in store.query(env={"tokenizers": "0.23.1"})] == [bumped.key]
+    assert store.query(env={"tokenizers": "9"}) == [] and "0.23.1" in " ".join(store.unmatched_hints({}, {"tokenizers": "9"}))
+    # Provenance-only fields (hostname, numpy) do not split a run.
+    assert make_result(5, environment={"hostname": "other", "numpy": "1.0"}).key == old.key
 
 
 def test_default_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

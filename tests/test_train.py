@@ -1,8 +1,10 @@
+import importlib.metadata
 import math
 import re
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,6 +35,8 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     if "model name" in cpuinfo:  # recorded (not keyed): another CPU can end a chaotic run differently
         assert result.environment["cpu_model"] in cpuinfo and result.environment["cpu_model"]
     assert "cpu_model" not in key_fields(result.environment)
+    assert key_fields(result.environment)["tokenizers"] == importlib.metadata.version("tokenizers")
+    assert result.environment["numpy"] == np.__version__ and "numpy" not in key_fields(result.environment)
     assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
     assert result.steps_per_s > 0 and result.wall_time_s > 0
 
