@@ -18,6 +18,7 @@ from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
+from .result import RunResult
 from .stats import summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
 from .tasks import get_task, local_task
@@ -130,6 +131,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         runs = store.query(**filters, env=env)
         if not runs and (env or any(filters.values())):
             raise ValueError(store.nothing_matches(filters, env))
+    runs = _of_seeds(runs, args.seeds)
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"],
              "recipe": r.recipe_name + (f" (also {'; '.join(r.recipe_aliases)})" if r.recipe_aliases else ""),
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
@@ -156,12 +158,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if not runs:
             raise ValueError(store.nothing_matches(filters, env) if env or any(filters.values())
                              else f"the results store {store.path} holds no runs")
-    if args.seeds:
-        seeds = set(parse_seeds(args.seeds))
-        stored = report.seed_ranges([r.seed for r in runs])
-        runs = [r for r in runs if r.seed in seeds]
-        if not runs:
-            raise ValueError(f"no matching run has a seed in --seeds {args.seeds}; they have seeds {stored}")
+    runs = _of_seeds(runs, args.seeds)
     studies = group_studies(name_studies(runs))
     if args.metric:  # studies of other tasks may lack it: they are left out, and named
         lacking = [name for name, study_runs in studies if any(args.metric not in r.metrics for r in study_runs)]
@@ -181,6 +178,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
     if args.seeds:
+        seeds = set(parse_seeds(args.seeds))
         short = [f"{name} (lacks {report.seed_ranges(seeds - {r.seed for r in study_runs})})"
                  for name, study_runs in studies if seeds - {r.seed for r in study_runs}]
         if short:
@@ -213,9 +211,24 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
     filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
     if filters["model"]:  # a local folder's runs are stored under its own name
         filters["model"] = stored_name(filters["model"])
-    if filters["recipe"] and filters["recipe"].lower().endswith(".json"):  # a recipe file: the name it gives
-        filters["recipe"] = get_recipe(filters["recipe"]).name
+    if filters["recipe"] and filters["recipe"].lower().endswith(".json"):  # a recipe file: its content, any name
+        recipe_hash = get_recipe(filters["recipe"]).hash
+        if filters["recipe_hash"] and not recipe_hash.startswith(filters["recipe_hash"]):
+            raise ValueError(f"--recipe {filters['recipe']} holds recipe hash {recipe_hash[:SHORT_HASH]}, not "
+                             f"--recipe-hash {filters['recipe_hash']}; give one of the two")
+        filters["recipe"], filters["recipe_hash"] = None, recipe_hash[:SHORT_HASH]
     return filters, parse_env(args.env) if args.env else None
+
+
+def _of_seeds(runs: list[RunResult], seeds: str | None) -> list[RunResult]:
+    """The runs on ``--seeds`` (all without it); none left is an error naming the seeds they have."""
+    if not seeds or not runs:
+        return runs
+    wanted = set(parse_seeds(seeds))
+    if kept := [r for r in runs if r.seed in wanted]:
+        return kept
+    raise ValueError(f"no matching run has a seed in --seeds {seeds}; they have seeds "
+                     f"{report.seed_ranges([r.seed for r in runs])}")
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -224,6 +237,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
+        if args.seeds:  # an error naming the stored seeds when none matches
+            _of_seeds(store.query(**filters, env=env), args.seeds)
+            filters["seed"] = parse_seeds(args.seeds)
         count = store.export(args.path, fmt=args.format, env=env, **filters)
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -310,6 +326,7 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         if not runs:
             nothing = store.nothing_matches(filters, env)
             raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
+        runs = _of_seeds(runs, args.seeds)
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}
@@ -335,6 +352,7 @@ def cmd_untag(args: argparse.Namespace, console: Console) -> int:
         runs = store.query(**filters, env=env)
         if not runs:
             raise ValueError(f"{store.nothing_matches(filters, env)}; no run lost the tag {args.name!r}")
+        runs = _of_seeds(runs, args.seeds)
         removed, claims = store.untag([r.key for r in runs], args.name)
     console.print(f"took the tag {escape(repr(args.name))} off {removed} run(s); the runs stay stored",
                   highlight=False)
@@ -353,6 +371,7 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
                                               "stabench runs)")
     parser.add_argument("--train-size", help="only runs on a training subsample of this many examples (e.g. 1000), "
                                              "or 'full'")
+    parser.add_argument("--seeds", help="only runs on these seeds, e.g. 0-24 or 1,3,7 (default: every stored seed)")
     parser.add_argument("--env", metavar="FIELD=VALUE,...", help="only runs made under these library versions or "
                         "devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 (fields: "
                         + ", ".join(ALL_KEY_FIELDS) + ")")
@@ -400,7 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
     summary = with_store(sub.add_parser(
         "summary", help="summarise stored studies: a row per task, model and recipe (mean ± std, failed runs)"))
     add_filters(summary)
-    summary.add_argument("--seeds", help="only these seeds, e.g. 0-24 (default: every stored seed)")
     summary.add_argument("--metric", help="summarise this metric (e.g. accuracy next to a task's macro_f1; "
                                           "default: each task's headline metric)")
     summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import sqlite3
@@ -142,6 +143,34 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert (tmp_path / "base.CSV").read_text().startswith("key,")
     assert main(["export", str(tmp_path / "base.data"), "--tag", "base", "--format", "csv"]) == 0
     assert (tmp_path / "base.data").read_text() == (tmp_path / "base.CSV").read_text()
+
+
+def test_seeds_and_a_recipe_files_content_select_runs_in_every_listing_command(tiny_model, tmp_path, capsys):
+    """--recipe FILE selects the runs of the file's content now, not the earlier versions stored
+    under its name; --seeds narrows runs, summary, tag, untag and export alike."""
+    recipe = tmp_path / "mine.json"
+    recipe.write_text('{"preset": "bert-default", "max_steps": 6, "trace_every": 2, "lr": 0.001}')
+    run = ["run", "--task", "polarity", "--model", tiny_model, "--recipe", str(recipe), "--device", "cpu"]
+    assert main([*run, "--seeds", "0-2"]) == 0
+    recipe.write_text('{"preset": "bert-default", "max_steps": 6, "trace_every": 2, "lr": 0.002}')
+    assert main([*run, "--seeds", "0-1"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--recipe", "mine"]) == 0 and "5 stored run(s)" in capsys.readouterr().out
+    assert main(["runs", "--recipe", str(recipe), "--seeds", "1-4"]) == 0
+    assert capsys.readouterr().out.startswith("1 stored run(s)")
+    assert main(["tag", "base", "--recipe", str(recipe)]) == 0
+    assert "tagged 2 of 2 matching run(s)" in capsys.readouterr().out
+    assert main(["untag", "base", "--seeds", "0"]) == 0 and "off 1 run(s)" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "one.json"), "--tag", "base", "--seeds", "0-1"]) == 0
+    (exported,) = json.loads((tmp_path / "one.json").read_text())
+    assert exported["seed"] == 1 and exported["recipe"]["lr"] == 0.002
+    for argv, message in [
+            (["untag", "base", "--seeds", "5"], "no matching run has a seed in --seeds 5; they have seeds 1"),
+            (["export", str(tmp_path / "no.json"), "--seeds", "7"], "they have seeds 0-2"),
+            (["summary", "--recipe", str(recipe), "--recipe-hash", "ffff"], "not --recipe-hash ffff; give one")]:
+        assert main(argv) == 2
+        assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "no.json").exists()
 
 
 def _stored_runs(store) -> int:
