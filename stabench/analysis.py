@@ -144,6 +144,9 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     bottom and top layers' norms both fell to exactly zero, the ratio is NaN too, and the run's
     gradients vanished only if the classifier's did not (``layer_drops['classifier'] > 1/factor``).
     """
+    if not isinstance(result, RunResult):
+        raise TypeError(f"vanishing_gradients takes one RunResult, not {type(result).__name__}; for a study's runs "
+                        f"use gradient_summary(study)")
     lo, hi = early
     if lo > hi:
         raise ValueError(f"early={early!r}: the window's first step must not exceed its last")

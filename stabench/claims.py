@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import reprlib
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
@@ -26,8 +27,8 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
 from .report import fmt, seed_ranges
-from .result import RunResult
-from .store import SHORT_HASH, Store, replaced_atomically
+from .result import MAX_SEED, RunResult
+from .store import SHORT_HASH, Store, StoreError, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
 if TYPE_CHECKING:
@@ -65,14 +66,7 @@ def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
     """
-    if not isinstance(seeds, (Integral, Iterable)):
-        raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
-    if isinstance(seeds, Integral):
-        if isinstance(seeds, bool) or seeds < 1:
-            raise ValueError(f"claim seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
-    elif not (listed := list(seeds)) or any(not isinstance(s, Integral) or s < 0 for s in listed) \
-            or len(set(listed)) != len(listed):
-        raise ValueError(f"claim seeds={listed!r} is invalid; expected a count >= 1 or a list of distinct seeds >= 0")
+    check_seed_spec(seeds, "claim ")
     check_arms(arms)
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
@@ -87,6 +81,23 @@ def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
 
 
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
+
+
+def check_seed_spec(seeds: Any, owner: str) -> None:
+    """A claim's or a study's ``seeds=``: a count >= 1 or a list of distinct seeds >= 0."""
+    if isinstance(seeds, Integral) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ValueError(f"{owner}seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
+        check_seeds(int(seeds), int(seeds) - 1, f"{owner}seeds={seeds!r}")
+        return
+    if isinstance(seeds, Sized) and len(seeds) > MAX_SEEDS:  # before listing range(10**9)
+        check_seeds(len(seeds), 0, f"{owner}seeds={reprlib.repr(seeds)}")
+    listed = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else None
+    if not listed or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 0 for s in listed) \
+            or len(set(listed)) != len(listed):
+        raise ValueError(f"{owner}seeds={reprlib.repr(seeds if listed is None else listed)} is invalid; expected a "
+                         f"count >= 1 or a list of distinct seeds >= 0")
+    check_seeds(len(listed), max(listed), f"{owner}seeds={reprlib.repr(listed)}")
 
 
 def check_arms(arms: Any) -> None:
@@ -136,6 +147,17 @@ class ClaimSpec:
         raise KeyError(f"claim has no arm {name!r}; arms: {', '.join(a.name for a in self.arms)}")
 
 
+MAX_SEEDS = 10_000  # per study: far past any stability study (the paper's has 25), short of a typo's 0-100000000
+
+
+def check_seeds(count: int, largest: int, given: str) -> None:
+    """Seeds (``given`` names them as the user wrote them) are at most MAX_SEEDS, none past MAX_SEED."""
+    if count > MAX_SEEDS:
+        raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS} in one study")
+    if largest > MAX_SEED:
+        raise ValueError(f"{given} are invalid; a seed is at most {MAX_SEED} (2**32 - 1)")
+
+
 def parse_seeds(text: str) -> list[int]:
     """``0-4``, ``1,3,7`` or a mix such as ``0-2,10``, in the order given; a repeated seed is an
     error, as in a claim's ``seeds=``, since it would count one run twice."""
@@ -148,8 +170,9 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
                 from None
-        if dash and int(last) < int(first) or any(v < 0 for v in values):
+        if dash and int(last) < int(first) or any(v < 0 for v in values[:1]):
             raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
+        check_seeds(len(seeds) + len(values), values[-1], f"seeds {text!r}")
         if repeated := sorted(set(values) & set(seeds)):
             raise ValueError(f"seeds {text!r} are invalid; seed {repeated[0]} is listed twice")
         seeds.extend(values)
@@ -158,14 +181,17 @@ def parse_seeds(text: str) -> list[int]:
 
 def seeds_from_text(text: str) -> int | list[int]:
     """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
-    return int(text) if text.strip().isdigit() else parse_seeds(text)
+    if text.strip().isdigit():
+        check_seeds(int(text), int(text) - 1, f"seeds {text!r}")
+        return int(text)
+    return parse_seeds(text)
 
 
 def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) -> tuple[int, ...]:
     """A seed count means seeds 0..n-1; ``override`` (the command line) wins over the claim."""
     if override is not None:
         return tuple(override)
-    return tuple(range(seeds)) if isinstance(seeds, int) else tuple(int(s) for s in seeds)
+    return tuple(range(seeds)) if isinstance(seeds, Integral) else tuple(int(s) for s in seeds)
 
 
 def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: Sequence[int] | None = None,
@@ -286,6 +312,10 @@ class Session:
         """
         from .train import fine_tune
 
+        try:
+            self.store.check_writable()
+        except StoreError as error:
+            raise RunSetupError(str(error)) from None
         attempt = self._attempt_path(prepared.key)
         attempt.parent.mkdir(parents=True, exist_ok=True)
         record = {"session": self.session_id, "pid": os.getpid(), "host": socket.gethostname(),
@@ -382,6 +412,9 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     from .train import RunNotStored, run
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
+    if isinstance(seeds, str):  # "5", "0-4" or "1,3,7", as in a claim
+        seeds = seeds_from_text(seeds)
+    check_seed_spec(seeds, "study ")
     runs, missing = [], []
     for seed in seeds_of(seeds):
         try:

@@ -72,6 +72,10 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
     commit = _git(["rev-parse", "HEAD"], project_dir)
     env["project_git_commit"] = commit
     env["project_git_dirty"] = bool(_git(["status", "--porcelain"], project_dir)) if commit else None
+    # An editable install from a clone: its version stays 0.1.0 from commit to commit.
+    source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    in_clone = os.path.exists(os.path.join(source, ".git"))
+    env["stabench_git_commit"] = _git(["rev-parse", "HEAD"], source) if in_clone else None
     return tuple(sorted(env.items()))
 
 

@@ -31,12 +31,17 @@ def _save(figure, path) -> Path:
 
 def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: str, metric: str | None = None) -> Path:
     """Box plot of each label's scores (runs, or a Study) in ``metric`` (default: the runs'
-    headline metric) with every seed drawn on top, so collapsed runs stay visible.
+    headline metric) with every seed drawn on top, so collapsed runs stay visible.  One Study or
+    list of runs is one box.
 
     Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
     crosses. The dashed majority-class line (the first run's) is drawn only on an accuracy axis:
     on an F1 or MCC axis it would sit at a meaningless height.
     """
+    if not isinstance(runs_by_label, Mapping):  # one Study, or one list of runs: one box
+        runs = list(getattr(runs_by_label, "results", runs_by_label))
+        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
+                         (runs[0].recipe_name if runs else "runs"): runs}
     runs_by_label = {label: list(getattr(runs, "results", runs)) for label, runs in runs_by_label.items()}
     if not runs_by_label or not all(runs_by_label.values()):
         raise ValueError("plot_study needs at least one label, each with runs")
@@ -92,14 +97,15 @@ def file_stem(text: str) -> str:
 
 
 def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult], path, title: str) -> Path:
-    """Per-layer gradient norms over training, one panel per run or run trace (Mosbach et al., Fig. 4).
+    """Per-layer gradient norms over training, one panel per run or run trace (Mosbach et al., Fig. 4);
+    ``traces`` maps labels to them, or is runs (a Study) drawn a panel per seed.
 
     Colours run from the embeddings (dark) to the classifier (bright), so vanishing
     gradients in the lower layers of failed runs stand out on the log scale.
     """
+    traces = {label: getattr(trace, "trace", trace) for label, trace in _by_seed(traces).items()}
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
-    traces = {label: getattr(trace, "trace", trace) for label, trace in traces.items()}
     figure, panels = plt.subplots(
         len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False,
         layout="constrained",  # keeps the figure title off the first panel's title
@@ -126,8 +132,17 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult], path, title
     return _save(figure, path)
 
 
+def _by_seed(runs) -> Mapping:
+    """Labelled panels: a mapping as given; one run, a list of runs or a Study as a panel per seed."""
+    if isinstance(runs, Mapping):
+        return runs
+    runs = [runs] if isinstance(runs, RunResult) else list(getattr(runs, "results", runs))
+    return {f"seed {r.seed}" + (" (failed)" if r.failed else ""): r for r in runs}
+
+
 def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric: str = "accuracy") -> Path:
-    """Dev ``metric`` at each evaluation (top) and the train loss (bottom) per run.
+    """Dev ``metric`` at each evaluation (top) and the train loss (bottom) per run (a mapping of
+    labels to runs, or runs such as a Study, labelled by seed).
 
     The picture behind "no overfitting" (Mosbach et al., Fig. 5 and Sec. 5.2): dev scores stay
     flat while the train loss keeps falling.  The loss is the running median of the last
@@ -137,6 +152,7 @@ def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric
     red and the others in shades of blue, one shade and marker per run; on accuracy the
     majority class is a dashed line.
     """
+    runs = _by_seed(runs)
     if not runs:
         raise ValueError("plot_training_curves needs at least one run")
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, layout="constrained")

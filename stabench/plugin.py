@@ -118,6 +118,23 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
+    if not _is_worker(config):  # a store or report that cannot be written fails now, not after the training
+        from .report import check_output
+        from .store import Store, StoreError, default_store_path
+
+        path = option(config, "store") or default_store_path(config.rootpath)
+        if Path(path).exists():  # a missing one is made when the first run is stored
+            try:
+                with Store(path, must_exist=True) as store:
+                    store.check_writable()
+            except (OSError, StoreError) as error:
+                raise pytest.UsageError(f"--stabench-store: {error}") from None
+        for name, folder in (("md", False), ("json", False), ("plots", True)):
+            if output := option(config, name):
+                try:
+                    check_output(output, f"--stabench-{name}", folder)
+                except ValueError as error:
+                    raise pytest.UsageError(str(error)) from None
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         raise pytest.UsageError(
@@ -125,9 +142,6 @@ def _check_options(config: pytest.Config) -> list | None:
             f"session's runs with themselves and pass; tag them under another name, or tag them as "
             f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
-        from .store import Store, StoreError, default_store_path
-
-        path = option(config, "store") or default_store_path(config.rootpath)
         try:
             with Store(path, must_exist=reads_store(baseline)) as store:
                 runs = load_source(baseline, store)
@@ -438,13 +452,14 @@ def pytest_runtest_call(item: pytest.Item):
 
 @contextlib.contextmanager
 def _one_line_setup_errors():
-    """A run that cannot be set up (unusable data, a recipe value the model cannot take) fails each
-    of the claim's items with its one-line reason, not a traceback."""
-    from .claims import RunSetupError
+    """A run that cannot be set up (unusable data, a recipe value the model cannot take), or a seed
+    whose worker died in this session, fails the claim's items with its one-line reason, not a
+    traceback."""
+    from .claims import RunSetupError, SeedNotRun
 
     try:
         yield
-    except RunSetupError as error:  # prepare's errors, unusable task data (TaskDataError) included
+    except (RunSetupError, SeedNotRun) as error:  # prepare's errors, unusable task data (TaskDataError) included
         raise pytest.fail.Exception(str(error), pytrace=False) from None  # no chained errors below the line
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,18 +143,38 @@ def image_format(path: str | Path) -> str:
     return suffix if suffix in FigureCanvasBase.get_supported_filetypes() else "png"
 
 
+def check_output(path: str | Path, what: str, folder: bool = False) -> None:
+    """A report's path, checked before the work that fills it (a pytest session's training): one
+    line naming it when it cannot be written.  Missing folders above it are made when it is."""
+    if not folder and (str(path).endswith(("/", os.sep)) or Path(path).is_dir()):
+        raise ValueError(f"{what} {str(path)!r} is a folder; expected a file name, e.g. {Path(path) / 'report'}")
+    if folder and Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"{what} {str(path)!r} is a file; expected a folder for the figures")
+    existing = Path(path).absolute() if folder else Path(path).absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {str(path)!r} cannot be written: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (Path(path).is_file() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
+
+
 def write_markdown(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    return _write(path, text)
 
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Strict JSON (NaN and infinities become null), so any JSON reader takes the file."""
+    return _write(path, json.dumps(_strict(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+
+
+def _write(path: str | Path, text: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_strict(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as error:
+        raise ValueError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     return path
 
 

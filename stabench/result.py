@@ -31,6 +31,9 @@ def train_loss_steps(last_step: int) -> list[int]:
     return [max(1, last_step - FINAL_LOSS_STEPS + 1), last_step]
 
 
+MAX_SEED = 2**32 - 1  # a run seeds numpy too, which takes no larger seed
+
+
 @dataclass
 class RunResult:
     """One (task, model, recipe, seed) run: its identity, its verdicts and its traces.

@@ -21,6 +21,7 @@ import dataclasses
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS
-from .result import RunResult, folder_name
+from .result import MAX_SEED, RunResult, folder_name
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -235,6 +236,10 @@ class Store:
             conn.execute("BEGIN")
             self._check_schema(conn)
         except sqlite3.Error as exc:
+            if not os.access(self.path.absolute().parent, os.W_OK):  # WAL readers make -shm beside the store
+                raise StoreError(f"{self.path}: cannot open the results store: its folder is not writable, and "
+                                 f"SQLite needs to create {self.path.name}-wal and {self.path.name}-shm there; "
+                                 f"copy the store to a writable folder") from exc
             raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "
                              f"database, but reading it failed: {exc}") from exc
         finally:
@@ -272,6 +277,9 @@ class Store:
                     f"{self.path}: not a stabench results store: expected an SQLite database with "
                     f"application_id {APPLICATION_ID:#x}, found application_id {app_id:#x} "
                     f"and tables {tables}")
+        if version < 0:
+            raise StoreError(f"{self.path}: not a stabench results store: schema version {version}; expected 0 to "
+                             f"{schema_version()}")
         if version > schema_version():
             raise StoreError(
                 f"{self.path}: results store has schema version {version}, newer than the "
@@ -287,6 +295,20 @@ class Store:
         if version != schema_version():
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {schema_version()}")
+
+    def check_writable(self) -> None:
+        """Fail before training rather than after: a run that cannot be stored may have cost hours
+        (it would be kept in ``unstored/``).  Writes the schema version it holds, rolled back."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            conn.execute(f"PRAGMA user_version = {schema_version()}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: the results store cannot be written ({exc}), so no run trained now "
+                             f"could be stored; make it writable or name another (--store, $STABENCH_STORE)") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -680,6 +702,7 @@ class Store:
         with self.lock(key):
             if not recompute and (stored := self.get(key)) is not None:
                 return reused(stored)
+            self.check_writable()
             result = compute()
             if result.key != key:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
@@ -747,7 +770,25 @@ def _run_from_record(record: Any, where: str) -> RunResult:
         _row(run)
     except StoreError as exc:
         raise ValueError(f"{where}: {exc}") from exc
+    _check_verdict(run, where)
     return run
+
+
+def _check_verdict(run: RunResult, where: str) -> None:
+    """A record whose seed or verdict contradicts its own numbers (hand-edited, or damaged) would
+    be read as what produced it; it is refused."""
+    if not 0 <= run.seed <= MAX_SEED:
+        raise ValueError(f"{where}: seed {run.seed} is invalid; expected 0 to {MAX_SEED}")
+    if run.primary_metric not in run.metrics:
+        raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
+                         f"{sorted(run.metrics)}")
+    accuracy = run.metrics.get("accuracy")
+    if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) \
+            and isinstance(run.majority_accuracy, (int, float)):
+        failed = run.diverged or accuracy <= run.majority_accuracy
+        if run.failed != failed:
+            raise ValueError(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
+                             f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
 
 
 _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record

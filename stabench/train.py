@@ -21,7 +21,7 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import RunResult, final_train_loss, layer_order, run_key, train_loss_steps
+from .result import MAX_SEED, RunResult, final_train_loss, layer_order, run_key, train_loss_steps
 from .tasks import Task, TaskData, load_task_data, task_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -53,8 +53,8 @@ class PreparedRun:
 def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
             subsample_seed: int = 0, device: str = "auto") -> PreparedRun:
     """Resolve names, load data and compute the run key, without training anything."""
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} is invalid; expected an integer >= 0")
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed={seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
     device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
     source = models.resolve(model)
@@ -109,11 +109,11 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
                            device=device)
         if store is None:
             return fine_tune(prepared, progress=progress)
-        if not train:
+        if not train:  # reads only: the recipe's name is not added to the run's names
             if (stored := store.get(prepared.key)) is None:
                 threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
                 raise RunNotStored(seed, f"{prepared.device}{threads}")
-            return store.add_recipe_alias(stored, prepared.recipe.name)
+            return stored
         result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
                                          recompute=recompute, recipe_name=prepared.recipe.name)
         return result

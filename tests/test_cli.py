@@ -112,6 +112,17 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
                                                   "rte, same-number, sst2; a local task needs --train-file, "
                                                   "--eval-file and --text-columns"),
+    (["run", "--task", "polarity", "--seeds", "0-100000000"],  # a typo for 0-10, not 10^8 runs
+     "seeds '0-100000000' are 100000001 seeds; expected at most 10000 in one study"),
+    (["run", "--task", "polarity", "--seeds", "4294967296"],
+     "seeds '4294967296' are invalid; a seed is at most 4294967295 (2**32 - 1)"),
+    (["compare", "tag:a", "tag:a"], "the baseline and the current side are both 'tag:a'"),
+    # A report that cannot be written fails before any work, naming the path.
+    (["summary", "--md", "/"], "--md '/' is a folder; expected a file name"),
+    (["summary", "--json", "out/"], "--json 'out/' is a folder; expected a file name"),
+    (["summary", "--plots", "/dev/null"], "--plots '/dev/null' is a file; expected a folder for the figures"),
+    (["compare", "tag:a", "store", "--md", "/dev/null/gate.md"],
+     "--md '/dev/null/gate.md' cannot be written: '/dev/null' is a file, not a folder"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, capsys):
     from stabench.store import Store

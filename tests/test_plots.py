@@ -140,3 +140,28 @@ def test_plot_training_curves_writes_a_png(tmp_path):
     run.trace = {"loss": list(np.geomspace(0.7, 1e-3, 60)), "eval": [{"step": 30, "accuracy": 0.8},
                                                                     {"step": 60, "accuracy": 0.9}]}
     _assert_png(plots.plot_training_curves({"seed 0": run}, tmp_path / "curves.png", "curves"))
+
+
+def test_a_study_or_a_list_of_runs_is_drawn_without_labelling_it_first(drawn, tmp_path):
+    """One Study (or list of runs) is one box; panels and curves of runs are labelled by seed."""
+    from types import SimpleNamespace
+
+    from stabench.analysis import vanishing_gradients
+
+    runs = _runs([0.9, 0.5, 0.88], [False, True, False])
+    for run in runs:
+        run.trace = {"step": [1, 10], "grad_norm": {"layer.0": [1.0, 0.5], "classifier": [1.0, 1.0]},
+                     "loss": [0.7, 0.6], "eval": [{"step": 10, "accuracy": run.metrics["accuracy"]}]}
+    study = SimpleNamespace(arm=SimpleNamespace(name="bc"), results=runs)  # as a Study holds them
+    plot_study(study, tmp_path / "one.png", "one study")
+    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["bc"]
+    assert _marked_failed(drawn[-1].axes[0]) == 1
+    plot_study(runs, tmp_path / "list.png", "a list")
+    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["r"]
+    plot_grad_norm_traces(study, tmp_path / "g.png", "traces")
+    assert [a.get_title() for a in drawn[-1].axes] == ["seed 0", "seed 1 (failed)", "seed 2"]
+    plots.plot_training_curves(runs[1], tmp_path / "c.png", "one run")
+    assert len(drawn[-1].axes[0].lines) == 2  # its evaluations and the majority line
+    with pytest.raises(TypeError, match=r"^vanishing_gradients takes one RunResult, not list; for a study's runs "
+                                        r"use gradient_summary\(study\)$"):
+        vanishing_gradients(runs)

@@ -126,6 +126,31 @@ stabench.train.fine_tune = _dies_once
     assert not any(c["verdict"] == "passed" for c in report["claims"])
 
 
+def test_a_verdict_missing_a_seed_whose_worker_died_fails_in_one_line(suite, monkeypatch):
+    """The seed's attempt file says this session started it and never stored it (its worker was
+    killed): the verdict neither retrains it nor shows a traceback."""
+    from stabench.claims import Session
+
+    attempt, collect = Session._attempt, Session.collect
+
+    def seed_1_died(self, key):
+        if key == self._prepare(self._arm, 1).key:
+            return {"session": self.session_id, "stored": False, "error": None, "pid": 4242, "host": "gpu7"}
+        return attempt(self, key)
+
+    def remember_arm(self, arm, seeds):
+        object.__setattr__(self, "_arm", arm)
+        return collect(self, arm, seeds)
+
+    monkeypatch.setattr(Session, "_attempt", seed_1_died)  # the session runs in this process
+    monkeypatch.setattr(Session, "collect", remember_arm)
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and verdict")
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "did not finish in this session: its process (pid 4242 on gpu7) died" in output
+    assert "self = Session(" not in output and "Traceback" not in output
+
+
 def test_options_are_listed_in_help(pytester):
     result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=STORE*",
@@ -380,6 +405,13 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
      "--stabench-device=cuda:1 names one GPU while --stabench-gpus=0,1 spreads workers over GPUs; give one of them*"),
     ("--stabench-workers-per-gpu=2 --stabench-device=cuda:0",
      "--stabench-device=cuda:0 names one GPU while --stabench-workers-per-gpu=2 spreads workers over GPUs*"),
+    # A store or report that cannot be written stops the session before any training.
+    ("--stabench-store=.", "--stabench-store: results store . is a folder; expected a file in it*"),
+    ("--stabench-md=.", "--stabench-md '.' is a folder; expected a file name*"),
+    ("--stabench-json=out/", "--stabench-json 'out/' is a folder; expected a file name*"),
+    ("--stabench-plots=s.sqlite", "--stabench-plots 's.sqlite' is a file; expected a folder for the figures"),
+    ("--stabench-md=s.sqlite/summary.md", "--stabench-md 's.sqlite/summary.md' cannot be written: '*s.sqlite' is a "
+                                          "file, not a folder"),
 ])
 def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     # In-process: the session stops in pytest_configure, before any torch setting is touched.
@@ -391,6 +423,33 @@ def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     result.stderr.fnmatch_lines([f"ERROR: {message}*"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert not (suite.path / "typo.sqlite").exists()  # a misspelt store is not created
+
+
+def test_a_store_that_cannot_be_used_stops_the_session_before_training(suite):
+    """A text file, a newer stabench's store, or a store that cannot be written: one line, exit 4."""
+    import sqlite3
+    import subprocess
+
+    from stabench.store import Store
+
+    (suite.path / "notes.sqlite").write_text("my notes\n")
+    Store(suite.path / "future.sqlite").close()
+    with sqlite3.connect(suite.path / "future.sqlite") as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    cases = [("notes.sqlite", "not a stabench results store*"), ("future.sqlite", "*schema version 99, newer than*")]
+    Store(suite.path / "locked.sqlite").close()
+    if subprocess.run(["chattr", "+i", str(suite.path / "locked.sqlite")], capture_output=True).returncode == 0:
+        cases.append(("locked.sqlite", "*the results store cannot be written (attempt to write a readonly database)*"))
+    try:
+        for store, message in cases:
+            result = suite.runpytest_inprocess("-p", "no:cacheprovider", f"--stabench-store={store}")
+            assert result.ret == pytest.ExitCode.USAGE_ERROR, store
+            result.stderr.fnmatch_lines([f"ERROR: --stabench-store: *{message}"])
+            assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    finally:
+        subprocess.run(["chattr", "-i", str(suite.path / "locked.sqlite")], capture_output=True)
+    assert (suite.path / "notes.sqlite").read_text() == "my notes\n"
 
 
 def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pytester, tiny_model, monkeypatch):

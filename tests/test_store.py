@@ -41,9 +41,14 @@ ENVIRONMENT = {
 def make_result(seed: int, *, task: str = "rte", model: str = "bert-large-uncased",
                 recipe: str = "paper", environment: dict[str, Any] | None = None,
                 metrics: dict[str, float] | None = None, trace: dict[str, Any] | None = None,
-                tags: list[str] | None = None, failed: bool = False) -> RunResult:
-    """A complete run record whose key is derived the way the runner derives it."""
+                tags: list[str] | None = None, failed: bool | None = None) -> RunResult:
+    """A complete run record whose key is derived the way the runner derives it (and, unless
+    given, its verdict from its accuracy, as an import checks)."""
     env = {**ENVIRONMENT, **(environment or {})}
+    metrics = {"accuracy": 0.5 + seed / 100, **(metrics or {})}
+    if failed is None:
+        accuracy = metrics["accuracy"]
+        failed = isinstance(accuracy, float) and math.isfinite(accuracy) and accuracy <= 0.527
     task_info = {"name": task, "split": "validation", "subsample": None,
                  "fingerprint": "f00d", "n_train": 2490, "n_eval": 277}
     model_info = {"name": model, "revision": "main", "weights_hash": "beef"}
@@ -53,7 +58,7 @@ def make_result(seed: int, *, task: str = "rte", model: str = "bert-large-uncase
         key=run_key(task_info, model_info, recipe_hash, seed, key_fields(env)),
         task=task_info, model=model_info, recipe=recipe_fields, recipe_name=recipe,
         recipe_hash=recipe_hash, seed=seed, environment=env,
-        metrics={"accuracy": 0.5 + seed / 100, **(metrics or {})}, primary_metric="accuracy",
+        metrics=metrics, primary_metric="accuracy",
         majority_accuracy=0.527, failed=failed, collapsed=failed, diverged=False,
         steps=3120, wall_time_s=812.5, steps_per_s=3.84,
         started_at="2026-05-09T07:00:00+00:00", finished_at=f"2026-05-09T07:{seed % 60:02d}:00+00:00",
@@ -296,6 +301,44 @@ def test_closed_store_refuses_use(tmp_path: Path) -> None:
 # -- schema ----------------------------------------------------------------------------
 
 
+def test_a_store_that_cannot_be_written_fails_before_the_run_is_computed(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.put(make_result(0))
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (an immutable file) is not available here")
+    computed = []
+    try:
+        with Store(path) as store:
+            assert store.get(make_result(0).key) is not None  # reading still works
+            with pytest.raises(StoreError, match="the results store cannot be written .*no run trained now"):
+                store.get_or_compute(make_result(1).key, lambda: computed.append(1) or make_result(1))
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    assert computed == []
+    with Store(path) as store:
+        store.check_writable()  # writable again; the probe changed nothing
+        assert store.count() == 1
+
+
+def test_a_store_in_a_folder_that_cannot_be_written_names_the_folder(tmp_path: Path) -> None:
+    """SQLite's WAL readers create -shm beside the store: the folder is the problem, not the file."""
+    folder = tmp_path / "artifact"
+    folder.mkdir()
+    with Store(folder / "s.sqlite") as store:
+        store.put(make_result(0))
+    for side in ("s.sqlite-wal", "s.sqlite-shm"):
+        (folder / side).unlink(missing_ok=True)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (an immutable folder) is not available here")
+    try:
+        with pytest.raises(StoreError, match=r"s.sqlite: cannot open the results store: its folder is not writable, "
+                                             r"and SQLite needs to create s.sqlite-wal and s.sqlite-shm there"):
+            Store(folder / "s.sqlite", must_exist=True)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
 def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     Store(path).close()
@@ -306,6 +349,11 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
         conn.execute("PRAGMA user_version = 99")
     conn.close()
     with pytest.raises(StoreError, match=r"schema version 99.*newer"):
+        Store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = -5")
+    conn.close()
+    with pytest.raises(StoreError, match=r"not a stabench results store: schema version -5; expected 0 to 4"):
         Store(path)
 
 
@@ -519,7 +567,7 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["task_name"] == "rte" and rows[0]["transformers"] == "5.24.0"
     assert rows[0]["metric.f1"] == "0.25" and rows[1]["metric.f1"] == ""
     assert rows[0]["metric.accuracy"] == rows[0]["score"] == "0.5"
-    assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "0"
+    assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "1"
     assert float(rows[0]["majority_accuracy"]) == make_result(0).majority_accuracy  # what "failed" compares with
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
     assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
@@ -556,6 +604,12 @@ BAD_FILES = {
     "null_alias": lambda: json.dumps([{**_valid_record(), "recipe_aliases": [None]}]),
     "csv_bad_json": lambda: "key,result_json\nabc,{not json\n",
     "csv_key_mismatch": lambda: 'key,result_json\nabc,"' + make_result(7).to_json().replace('"', '""') + '"\n',
+    # A record whose seed or verdict contradicts its own numbers (hand-edited or damaged).
+    "negative_seed": lambda: json.dumps([{**_valid_record(), "seed": -7}]),
+    "huge_seed": lambda: json.dumps([{**_valid_record(), "seed": 2**32}]),
+    "verdict_contradicts_accuracy": lambda: json.dumps([{**_valid_record(), "failed": True}]),  # 0.57 > 0.527
+    "passed_below_majority": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": 0.123}}]),
+    "headline_metric_missing": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc"}]),
 }
 
 

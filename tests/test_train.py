@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import stabench
 from stabench.environment import key_fields
 from stabench.recipes import get_recipe
 from stabench.tasks import BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK
@@ -37,6 +38,8 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     assert "cpu_model" not in key_fields(result.environment)
     assert key_fields(result.environment)["tokenizers"] == importlib.metadata.version("tokenizers")
     assert result.environment["numpy"] == np.__version__ and "numpy" not in key_fields(result.environment)
+    clone = Path(stabench.__file__).parent.parent
+    assert (result.environment["stabench_git_commit"] is not None) == (clone / ".git").exists()
     assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
     assert result.steps_per_s > 0 and result.wall_time_s > 0
 
@@ -257,6 +260,20 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
         stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, store=tmp_path / "typo.sqlite", train=False)
     assert not (tmp_path / "typo.sqlite").exists()
     assert trained == [0, 2]
+    # seeds= as in a claim: text as on the command line, numpy counts; anything else is one error.
+    def store_files():
+        return [path.read_bytes() for path in sorted(tmp_path.glob("s.sqlite*"))]
+
+    stored = store_files()
+    renamed = recipe.replace(name="another-name")  # same content: read, and not renamed in the store
+    for seeds, expected in (("0-2", [0, 1, 2]), ("2", [0, 1]), ("1,2", [1, 2]), (np.int64(3), [0, 1, 2])):
+        read = stabench.study(BUILTIN_SINGLE_TASK, tiny_model, renamed, seeds, store=tmp_path / "s.sqlite",
+                              cpu_threads=1, train=False)
+        assert [r.seed for r in read.results] == expected, seeds
+    assert store_files() == stored and trained == [0, 2]
+    for seeds in (0, 4.0, True, [1, 1], "0-100000000", [-1]):
+        with pytest.raises(ValueError, match=r"^(study seeds=.* is invalid; expected a count >= 1|seeds .* are)"):
+            stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, seeds, store=tmp_path / "s.sqlite", train=False)
 
 
 def test_a_cpu_runs_key_holds_its_thread_count_and_a_gpu_runs_key_does_not(tiny_model):
