@@ -153,7 +153,7 @@ MAX_SEEDS = 10_000  # per study: far past any stability study (the paper's has 2
 def check_seeds(count: int, largest: int, given: str) -> None:
     """Seeds (``given`` names them as the user wrote them) are at most MAX_SEEDS, none past MAX_SEED."""
     if count > MAX_SEEDS:
-        raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS} in one study")
+        raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS}")
     if largest > MAX_SEED:
         raise ValueError(f"{given} are invalid; a seed is at most {MAX_SEED} (2**32 - 1)")
 
@@ -170,7 +170,7 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
                 from None
-        if dash and int(last) < int(first) or any(v < 0 for v in values[:1]):
+        if dash and int(last) < int(first) or not dash and int(first) < 0:  # "-3" fails int("") above
             raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
         check_seeds(len(seeds) + len(values), values[-1], f"seeds {text!r}")
         if repeated := sorted(set(values) & set(seeds)):
@@ -414,6 +414,8 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
     if isinstance(seeds, str):  # "5", "0-4" or "1,3,7", as in a claim
         seeds = seeds_from_text(seeds)
+    elif isinstance(seeds, Iterable):  # a generator is read once
+        seeds = list(seeds)
     check_seed_spec(seeds, "study ")
     runs, missing = [], []
     for seed in seeds_of(seeds):

@@ -119,7 +119,7 @@ def _print_study(console: Console, results: list) -> None:
 
 
 # Columns that often hold one value for every listed run; that value goes into the title instead.
-_SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "device", "threads")
+_SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "tokenizers", "device", "threads")
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -138,11 +138,12 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
-             "transformers": r.environment.get("transformers"), "device": r.environment.get("device_name"),
+             "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers"),
+             "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.recipe_hash, r.seed))]
-    shared = {} if args.wide or len(rows) < 2 else {
+    shared = {} if args.wide or not rows else {
         column: rows[0][column] for column in _SHARED_RUN_COLUMNS if len({row[column] for row in rows}) == 1}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
     console.print(f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items()),
@@ -216,7 +217,7 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
         if filters["recipe_hash"] and not recipe_hash.startswith(filters["recipe_hash"]):
             raise ValueError(f"--recipe {filters['recipe']} holds recipe hash {recipe_hash[:SHORT_HASH]}, not "
                              f"--recipe-hash {filters['recipe_hash']}; give one of the two")
-        filters["recipe"], filters["recipe_hash"] = None, recipe_hash[:SHORT_HASH]
+        filters["recipe"], filters["recipe_hash"] = None, recipe_hash
     return filters, parse_env(args.env) if args.env else None
 
 

@@ -367,7 +367,7 @@ _SHOWN_AS_VALUES = ALL_KEY_FIELDS
 
 def variant(run: RunResult) -> tuple:
     """Everything in a run's key but the seed: runs of one variant differ only by seed."""
-    return tuple(str(get(run)) for get in _KEY_PARTS.values())
+    return tuple("none" if (value := get(run)) is None else str(value) for get in _KEY_PARTS.values())
 
 
 def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:

@@ -137,7 +137,13 @@ def _by_seed(runs) -> Mapping:
     if isinstance(runs, Mapping):
         return runs
     runs = [runs] if isinstance(runs, RunResult) else list(getattr(runs, "results", runs))
-    return {f"seed {r.seed}" + (" (failed)" if r.failed else ""): r for r in runs}
+    several = len({r.recipe_name for r in runs}) > 1  # runs of two studies: the recipe tells them apart
+    labelled = {(f"{r.recipe_name} " if several else "") + f"seed {r.seed}" + (" (failed)" if r.failed else ""): r
+                for r in runs}
+    if len(labelled) < len(runs):
+        raise ValueError(f"{len(runs)} runs share {len(labelled)} labels (a seed twice under one recipe name); "
+                         f"pass a mapping of labels to runs")
+    return labelled
 
 
 def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric: str = "accuracy") -> Path:

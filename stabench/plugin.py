@@ -118,15 +118,17 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
-    if not _is_worker(config):  # a store or report that cannot be written fails now, not after the training
+    if not _is_worker(config):  # a bad store or report path fails now, not after the training
         from .report import check_output
         from .store import Store, StoreError, default_store_path
 
         path = option(config, "store") or default_store_path(config.rootpath)
-        if Path(path).exists():  # a missing one is made when the first run is stored
+        # A store named for this session (not the default, which every pytest run in the project
+        # would open) that is no store stops it now; a missing one is made when a run is stored,
+        # and one that cannot be written fails each run before it trains (stored runs still read).
+        if (option(config, "store") or os.environ.get("STABENCH_STORE")) and Path(path).exists():
             try:
-                with Store(path, must_exist=True) as store:
-                    store.check_writable()
+                Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
                 raise pytest.UsageError(f"--stabench-store: {error}") from None
         for name, folder in (("md", False), ("json", False), ("plots", True)):

@@ -150,12 +150,16 @@ def check_output(path: str | Path, what: str, folder: bool = False) -> None:
         raise ValueError(f"{what} {str(path)!r} is a folder; expected a file name, e.g. {Path(path) / 'report'}")
     if folder and Path(path).exists() and not Path(path).is_dir():
         raise ValueError(f"{what} {str(path)!r} is a file; expected a folder for the figures")
+    if not folder and Path(path).exists():  # written in place (/dev/stdout too): only it must be writable
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
+        return
     existing = Path(path).absolute() if folder else Path(path).absolute().parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"{what} {str(path)!r} cannot be written: {str(existing)!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK) or (Path(path).is_file() and not os.access(path, os.W_OK)):
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
 
 

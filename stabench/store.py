@@ -236,7 +236,8 @@ class Store:
             conn.execute("BEGIN")
             self._check_schema(conn)
         except sqlite3.Error as exc:
-            if not os.access(self.path.absolute().parent, os.W_OK):  # WAL readers make -shm beside the store
+            if "unable to open" in str(exc) and not os.access(self.path.absolute().parent, os.W_OK):
+                # WAL readers make -shm beside the store
                 raise StoreError(f"{self.path}: cannot open the results store: its folder is not writable, and "
                                  f"SQLite needs to create {self.path.name}-wal and {self.path.name}-shm there; "
                                  f"copy the store to a writable folder") from exc
@@ -303,7 +304,9 @@ class Store:
         try:
             conn.execute("BEGIN")
             conn.execute(f"PRAGMA user_version = {schema_version()}")
-        except sqlite3.Error as exc:
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):  # busy with other writers past the timeout, not read-only: the run may go on
+                return
             raise StoreError(f"{self.path}: the results store cannot be written ({exc}), so no run trained now "
                              f"could be stored; make it writable or name another (--store, $STABENCH_STORE)") from exc
         finally:
@@ -861,7 +864,8 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "majority_accuracy", "cpu_threads", "cpu_model", "train_size", "data_fingerprint",
+    writer.writerow([*_COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
+                     "data_fingerprint",
                      "tags", *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields),
                      "result_json"])
 
@@ -871,7 +875,7 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     for run in runs:
         *columns, record = _row(run)
         writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
-                         run.environment.get("cpu_threads", ""), run.environment.get("cpu_model") or "",
+                         run.environment.get("tokenizers") or "", run.environment.get("cpu_threads", ""), run.environment.get("cpu_model") or "",
                          run.task.get("train_size") or "full",
                          run.task.get("fingerprint", ""), ";".join(run.tags),
                          *(run.metrics.get(name, "") for name in metrics),

@@ -9,7 +9,7 @@ from hypothesis import given
 
 from stabench.cli import main
 from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, group_studies, load_source,
-                           name_studies, parse_env, parse_limits, pick_variant, what_changed)
+                           name_studies, parse_env, parse_limits, pick_variant, variant, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -371,6 +371,7 @@ def test_a_tokenizers_bump_is_a_stack_change_and_runs_stored_without_it_read_as_
                  for r in before] for v in ("0.23.1", "0.23.3"))
     assert what_changed(old, new) == "tokenizers 0.23.1 -> 0.23.3"
     assert what_changed(before, new) == "tokenizers none -> 0.23.3"
+    assert "none" in variant(before[0]) and "None" not in variant(before[0])  # as env:tokenizers=none selects them
     assert len(compare_sources(old + before, new)) == 1  # one study, two variants in the baseline
     assert parse_env("tokenizers=0.23.3") == {"tokenizers": "0.23.3"}
 

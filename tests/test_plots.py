@@ -162,6 +162,11 @@ def test_a_study_or_a_list_of_runs_is_drawn_without_labelling_it_first(drawn, tm
     assert [a.get_title() for a in drawn[-1].axes] == ["seed 0", "seed 1 (failed)", "seed 2"]
     plots.plot_training_curves(runs[1], tmp_path / "c.png", "one run")
     assert len(drawn[-1].axes[0].lines) == 2  # its evaluations and the majority line
+    other = [dataclasses.replace(r, recipe_name="bc") for r in runs]  # two studies' runs: recipe and seed
+    plots.plot_training_curves(runs + other, tmp_path / "two.png", "two studies")
+    assert len(drawn[-1].axes[0].lines) == 7 and "bc seed 1 (failed)" in drawn[-1].axes[0].get_legend_handles_labels()[1]
+    with pytest.raises(ValueError, match="6 runs share 3 labels"):
+        plot_grad_norm_traces(runs + runs, tmp_path / "twice.png", "the same seeds twice")
     with pytest.raises(TypeError, match=r"^vanishing_gradients takes one RunResult, not list; for a study's runs "
                                         r"use gradient_summary\(study\)$"):
         vanishing_gradients(runs)

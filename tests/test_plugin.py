@@ -425,10 +425,9 @@ def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     assert not (suite.path / "typo.sqlite").exists()  # a misspelt store is not created
 
 
-def test_a_store_that_cannot_be_used_stops_the_session_before_training(suite):
-    """A text file, a newer stabench's store, or a store that cannot be written: one line, exit 4."""
+def test_a_named_store_that_is_no_store_stops_the_session_before_training(suite):
+    """A text file or a newer stabench's store named by --stabench-store: one line, exit 4."""
     import sqlite3
-    import subprocess
 
     from stabench.store import Store
 
@@ -437,19 +436,37 @@ def test_a_store_that_cannot_be_used_stops_the_session_before_training(suite):
     with sqlite3.connect(suite.path / "future.sqlite") as conn:
         conn.execute("PRAGMA user_version = 99")
     conn.close()
-    cases = [("notes.sqlite", "not a stabench results store*"), ("future.sqlite", "*schema version 99, newer than*")]
-    Store(suite.path / "locked.sqlite").close()
-    if subprocess.run(["chattr", "+i", str(suite.path / "locked.sqlite")], capture_output=True).returncode == 0:
-        cases.append(("locked.sqlite", "*the results store cannot be written (attempt to write a readonly database)*"))
-    try:
-        for store, message in cases:
-            result = suite.runpytest_inprocess("-p", "no:cacheprovider", f"--stabench-store={store}")
-            assert result.ret == pytest.ExitCode.USAGE_ERROR, store
-            result.stderr.fnmatch_lines([f"ERROR: --stabench-store: *{message}"])
-            assert "Traceback" not in result.stderr.str() + result.stdout.str()
-    finally:
-        subprocess.run(["chattr", "-i", str(suite.path / "locked.sqlite")], capture_output=True)
+    for store, message in [("notes.sqlite", "not a stabench results store*"),
+                           ("future.sqlite", "*schema version 99, newer than*")]:
+        result = suite.runpytest_inprocess("-p", "no:cacheprovider", f"--stabench-store={store}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, store
+        result.stderr.fnmatch_lines([f"ERROR: --stabench-store: *{message}"])
+        assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert (suite.path / "notes.sqlite").read_text() == "my notes\n"
+
+
+def test_a_read_only_store_reads_its_runs_and_fails_each_run_to_train_in_one_line(suite):
+    """Nothing is trained that could not be stored; stored runs still read, and a project's other
+    tests never open the store."""
+    import subprocess
+
+    first = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim")
+    assert first.ret == pytest.ExitCode.OK
+    if subprocess.run(["chattr", "+i", str(suite.path / "s.sqlite")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (an immutable file) is not available here")
+    try:
+        again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim")
+        assert again.ret == pytest.ExitCode.OK and "0 trained this session" in again.stdout.str()  # read
+        more = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=7-8")
+        more.assert_outcomes(failed=2)
+        more.stdout.fnmatch_lines(["*the results store cannot be written (attempt to write a readonly database), so "
+                                   "no run trained now could be stored*"])
+        assert "Traceback" not in more.stdout.str()
+        suite.makepyfile(test_plain="def test_plain():\n    pass\n")
+        plain = suite.runpytest_inprocess("-p", "no:cacheprovider", "test_plain.py", "--stabench-store=s.sqlite")
+        plain.assert_outcomes(passed=1)
+    finally:
+        subprocess.run(["chattr", "-i", str(suite.path / "s.sqlite")], capture_output=True)
 
 
 def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pytester, tiny_model, monkeypatch):

@@ -329,12 +329,15 @@ def test_a_store_in_a_folder_that_cannot_be_written_names_the_folder(tmp_path: P
         store.put(make_result(0))
     for side in ("s.sqlite-wal", "s.sqlite-shm"):
         (folder / side).unlink(missing_ok=True)
+    (folder / "notes.sqlite").write_text("my notes\n")
     if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i (an immutable folder) is not available here")
     try:
         with pytest.raises(StoreError, match=r"s.sqlite: cannot open the results store: its folder is not writable, "
                                              r"and SQLite needs to create s.sqlite-wal and s.sqlite-shm there"):
             Store(folder / "s.sqlite", must_exist=True)
+        with pytest.raises(StoreError, match=r"notes.sqlite: not a stabench results store"):  # not the folder's fault
+            Store(folder / "notes.sqlite", must_exist=True)
     finally:
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
 
@@ -568,6 +571,7 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["metric.f1"] == "0.25" and rows[1]["metric.f1"] == ""
     assert rows[0]["metric.accuracy"] == rows[0]["score"] == "0.5"
     assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "1"
+    assert rows[0]["tokenizers"] == (make_result(0).environment.get("tokenizers") or "")
     assert float(rows[0]["majority_accuracy"]) == make_result(0).majority_accuracy  # what "failed" compares with
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
     assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
