@@ -27,7 +27,7 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
 from .report import fmt, seed_ranges
-from .result import MAX_SEED, RunResult
+from .result import RunResult, check_seed
 from .store import SHORT_HASH, Store, StoreError, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
@@ -53,20 +53,18 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     """
     import pytest
 
-    if isinstance(seeds, str):  # "5", "0-4" or "1,3,7", as on the command line
-        seeds = seeds_from_text(seeds)
-    _check_claim(task, model, recipe, seeds, arms, train_size, gate)
+    seeds = seed_spec(seeds, "claim ")
+    _check_claim(task, model, recipe, arms, train_size, gate)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
 
 
-def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
+def _check_claim(task, model, recipe, arms, train_size, gate) -> None:
     """A misspelt name or impossible value in a claim fails when pytest imports the file, naming it.
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
     """
-    check_seed_spec(seeds, "claim ")
     check_arms(arms)
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
@@ -83,21 +81,27 @@ def _check_claim(task, model, recipe, seeds, arms, train_size, gate) -> None:
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
 
 
-def check_seed_spec(seeds: Any, owner: str) -> None:
-    """A claim's or a study's ``seeds=``: a count >= 1 or a list of distinct seeds >= 0."""
+def seed_spec(seeds: Any, owner: str) -> int | list[int]:
+    """A claim's or a study's ``seeds=``, checked and read once (a generator too): a count >= 1,
+    distinct seeds >= 0, or text as on the command line ("5", "0-4", "1,3,7")."""
+    if isinstance(seeds, str):
+        return seed_spec(seeds_from_text(seeds), owner)
+    given = f"{owner}seeds={reprlib.repr(seeds)}"
     if isinstance(seeds, Integral) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise ValueError(f"{owner}seeds={seeds!r} is invalid; expected a count >= 1 or a list of seeds >= 0")
-        check_seeds(int(seeds), int(seeds) - 1, f"{owner}seeds={seeds!r}")
-        return
-    if isinstance(seeds, Sized) and len(seeds) > MAX_SEEDS:  # before listing range(10**9)
-        check_seeds(len(seeds), 0, f"{owner}seeds={reprlib.repr(seeds)}")
-    listed = list(seeds) if isinstance(seeds, Iterable) and not isinstance(seeds, str) else None
+            raise ValueError(f"{given} is invalid; expected a count >= 1 or a list of seeds >= 0")
+        _check_count(int(seeds), given)
+        return int(seeds)
+    if isinstance(seeds, Sized):  # before listing range(10**9)
+        _check_count(len(seeds), given)
+    listed = list(seeds) if isinstance(seeds, Iterable) else None
     if not listed or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 0 for s in listed) \
             or len(set(listed)) != len(listed):
         raise ValueError(f"{owner}seeds={reprlib.repr(seeds if listed is None else listed)} is invalid; expected a "
                          f"count >= 1 or a list of distinct seeds >= 0")
-    check_seeds(len(listed), max(listed), f"{owner}seeds={reprlib.repr(listed)}")
+    _check_count(len(listed), given)
+    check_seed(max(listed), f"{owner}seeds={reprlib.repr(listed)}: seed ")
+    return [int(s) for s in listed]
 
 
 def check_arms(arms: Any) -> None:
@@ -150,12 +154,10 @@ class ClaimSpec:
 MAX_SEEDS = 10_000  # per study: far past any stability study (the paper's has 25), short of a typo's 0-100000000
 
 
-def check_seeds(count: int, largest: int, given: str) -> None:
-    """Seeds (``given`` names them as the user wrote them) are at most MAX_SEEDS, none past MAX_SEED."""
+def _check_count(count: int, given: str) -> None:
+    """At most MAX_SEEDS seeds; ``given`` names them as the user wrote them."""
     if count > MAX_SEEDS:
         raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS}")
-    if largest > MAX_SEED:
-        raise ValueError(f"{given} are invalid; a seed is at most {MAX_SEED} (2**32 - 1)")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -170,9 +172,10 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
                 from None
-        if dash and int(last) < int(first) or not dash and int(first) < 0:  # "-3" fails int("") above
+        if dash and int(last) < int(first):  # a negative seed ("-3") fails int("") above
             raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
-        check_seeds(len(seeds) + len(values), values[-1], f"seeds {text!r}")
+        _check_count(len(seeds) + len(values), f"seeds {text!r}")
+        check_seed(values[-1], f"seeds {text!r}: seed ")
         if repeated := sorted(set(values) & set(seeds)):
             raise ValueError(f"seeds {text!r} are invalid; seed {repeated[0]} is listed twice")
         seeds.extend(values)
@@ -182,7 +185,7 @@ def parse_seeds(text: str) -> list[int]:
 def seeds_from_text(text: str) -> int | list[int]:
     """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
     if text.strip().isdigit():
-        check_seeds(int(text), int(text) - 1, f"seeds {text!r}")
+        _check_count(int(text), f"seeds {text!r}")
         return int(text)
     return parse_seeds(text)
 
@@ -249,7 +252,8 @@ def _write_attempt(path: Path, record: dict) -> None:
 
 class RunSetupError(ValueError):
     """A run that cannot be set up as asked (an unknown name, an impossible value, unusable data
-    or model); the message says it all, so pytest shows it as one line."""
+    or model, a store it could not be written to); the message says it all, so pytest shows it as
+    one line."""
 
 
 class SeedNotRun(Exception):
@@ -407,16 +411,12 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
           cpu_threads: int | None = None, recompute: bool = False, train: bool = True) -> Study:
     """A seed study from a script: each seed's run (read from ``store`` when stored, else
     trained, see ``stabench.run``) as the Study a claim's test gets.  ``seeds`` is a count
-    (seeds 0..n-1) or a list, as in a claim.  ``train=False`` only reads (to redraw a table
+    (seeds 0..n-1), a list or text ("0-4"), as in a claim.  ``train=False`` only reads (to redraw a table
     without a chance of training): seeds not stored are one error naming them."""
     from .train import RunNotStored, run
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
-    if isinstance(seeds, str):  # "5", "0-4" or "1,3,7", as in a claim
-        seeds = seeds_from_text(seeds)
-    elif isinstance(seeds, Iterable):  # a generator is read once
-        seeds = list(seeds)
-    check_seed_spec(seeds, "study ")
+    seeds = seed_spec(seeds, "study ")
     runs, missing = [], []
     for seed in seeds_of(seeds):
         try:

@@ -138,7 +138,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "train": r.task.get("train_size") or "full", "seed": r.seed,
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
-             "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers"),
+             "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers") or "none",
              "device": r.environment.get("device_name"),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
@@ -283,7 +283,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
                 raise ValueError(f"{role} {source!r} holds no runs{stored_values_hint(source, store)}")
-    results = compare_sources(baseline, current, parse_limits(args.limits), news_only=args.current == "store")
+    results = compare_sources(baseline, current, parse_limits(args.limits), current_is_store=args.current == "store")
     entries = [result.entry() for result in results]
     styles = ["red" if r.fails else "green" if r.verdict == "ok" else "yellow" for r in results]
     console.print(report.rows_table(report.gate_table_rows(entries), title=f"{args.current} against baseline "

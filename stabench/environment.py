@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Any
 
-# Fields that can change a result: they go into the run key (and are columns of the store).
+# Fields that can change a result go into the run key.  These are also columns of the store.
 KEY_FIELDS = ("torch", "transformers", "datasets", "device_kind", "device_name", "precision")
 # Keyed too since 2026-12-04 (tokenizers makes the token ids), but read from the stored record
 # rather than a store column, so adding it needed no schema change.

@@ -306,14 +306,14 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
     if {r.key for r in baseline} == {r.key for r in current}:
         return SAME_RUNS
 
-    def values(runs: Sequence[RunResult], get) -> str:  # "none" for a field a run lacks, as env: filters write it
-        return "/".join(sorted({"none" if (value := get(r)) is None else str(value) for r in runs}))
+    def values(runs: Sequence[RunResult], get) -> str:
+        return "/".join(sorted({str(get(r)) for r in runs}))
 
     changes = []
     for name, get in _KEY_PARTS.items():
         before, after = values(baseline, get), values(current, get)
         if before != after:
-            changes.append(f"{name} {before} -> {after}" if name in _SHOWN_AS_VALUES
+            changes.append(f"{name} {before} -> {after}" if name in ALL_KEY_FIELDS
                            else _recipe_change(baseline, current) if name == "recipe content" else name)
     # Not in a run's key, but another CPU can end a chaotic CPU run differently.
     cpus = [values([r for r in runs if r.environment.get("device_kind") == "cpu" and r.environment.get("cpu_model")],
@@ -353,21 +353,26 @@ def _recipe_fields(record: Any) -> Any:
         return record
 
 
+def _stack_value(run: RunResult, name: str) -> str:
+    """A key field of a run's stack as text; ``none`` for one it lacks, as ``env:`` filters write it."""
+    value = key_fields(run.environment).get(name)
+    return "none" if value is None else str(value)
+
+
 # What a run's key holds besides its seed: the stack as far as it enters the key, then the inputs.
 _KEY_PARTS = {
-    **{name: (lambda r, name=name: key_fields(r.environment).get(name)) for name in ALL_KEY_FIELDS},
+    **{name: (lambda r, name=name: _stack_value(r, name)) for name in ALL_KEY_FIELDS},
     "recipe content": lambda r: r.recipe_hash,
     "model": lambda r: (r.model.get("name"), r.model.get("revision"),
                         r.model.get("files_sha256") or r.model.get("weights_sha256")),  # the latter before 2026-12-04
     "data": lambda r: r.task.get("fingerprint"),
     "metrics": lambda r: (r.task.get("primary_metric"), r.task.get("metrics")),  # a user task's own (else none)
 }
-_SHOWN_AS_VALUES = ALL_KEY_FIELDS
 
 
 def variant(run: RunResult) -> tuple:
     """Everything in a run's key but the seed: runs of one variant differ only by seed."""
-    return tuple("none" if (value := get(run)) is None else str(value) for get in _KEY_PARTS.values())
+    return tuple(str(get(run)) for get in _KEY_PARTS.values())
 
 
 def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
@@ -443,15 +448,14 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
 
 
 def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
-                    limits: Mapping[str, Any] | None = None, news_only: bool = False) -> list[GateResult]:
+                    limits: Mapping[str, Any] | None = None, current_is_store: bool = False) -> list[GateResult]:
     """Every study present in ``current`` (see :func:`group_studies`) against the same study in
-    ``baseline``.  With ``news_only`` (the whole store as the current side), a run in both sources
-    is the baseline, not news, unless every run is: then, as for a named current source whose runs
-    are the baseline's own (an unchanged stack reproduces its keys), the gate compares the runs
-    with themselves and says ``same runs``, as the pytest gate does."""
+    ``baseline``.  A named current source is all its runs; the whole store is its runs outside the
+    baseline, or all of them when there are none.  Runs that are the baseline's own (an unchanged
+    stack reproduces its keys) are compared with themselves: ``same runs``, as in the pytest gate."""
     linked = [*baseline, *current]
     baseline_keys = {r.key for r in baseline}
-    fresh = [r for r in current if r.key not in baseline_keys] if news_only else current
+    fresh = [r for r in current if r.key not in baseline_keys] if current_is_store else current
     news = name_studies(fresh or current, linked)
     baseline = name_studies(baseline, linked)
     return [check(name, runs, baseline, limits) for name, runs in group_studies(news)]

@@ -29,7 +29,8 @@ def _save(figure, path) -> Path:
     return path
 
 
-def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]], path, title: str, metric: str | None = None) -> Path:
+def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunResult], path, title: str,
+               metric: str | None = None) -> Path:
     """Box plot of each label's scores (runs, or a Study) in ``metric`` (default: the runs'
     headline metric) with every seed drawn on top, so collapsed runs stay visible.  One Study or
     list of runs is one box.
@@ -96,7 +97,7 @@ def file_stem(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult], path, title: str) -> Path:
+def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[RunResult], path, title: str) -> Path:
     """Per-layer gradient norms over training, one panel per run or run trace (Mosbach et al., Fig. 4);
     ``traces`` maps labels to them, or is runs (a Study) drawn a panel per seed.
 
@@ -146,7 +147,8 @@ def _by_seed(runs) -> Mapping:
     return labelled
 
 
-def plot_training_curves(runs: Mapping[str, RunResult], path, title: str, metric: str = "accuracy") -> Path:
+def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | RunResult, path, title: str,
+                         metric: str = "accuracy") -> Path:
     """Dev ``metric`` at each evaluation (top) and the train loss (bottom) per run (a mapping of
     labels to runs, or runs such as a Study, labelled by seed).
 

@@ -461,7 +461,7 @@ def _one_line_setup_errors():
 
     try:
         yield
-    except (RunSetupError, SeedNotRun) as error:  # prepare's errors, unusable task data (TaskDataError) included
+    except (RunSetupError, SeedNotRun) as error:  # prepare's errors (unusable data too), a store it cannot write
         raise pytest.fail.Exception(str(error), pytrace=False) from None  # no chained errors below the line
 
 

@@ -8,6 +8,7 @@ import math
 import os
 import statistics
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any
 
 
@@ -32,6 +33,17 @@ def train_loss_steps(last_step: int) -> list[int]:
 
 
 MAX_SEED = 2**32 - 1  # a run seeds numpy too, which takes no larger seed
+
+
+def check_seed(seed: Any, where: str = "seed=") -> None:
+    """A seed is an integer from 0 to MAX_SEED; ``where`` starts the error (``seeds '0-9': seed ``)."""
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{where}{seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
+
+
+def fails(accuracy: float, majority_accuracy: float, diverged: bool) -> bool:
+    """The paper's failed run: dev accuracy at or below the majority class's, or a diverged one."""
+    return diverged or accuracy <= majority_accuracy
 
 
 @dataclass

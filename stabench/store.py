@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS
-from .result import MAX_SEED, RunResult, folder_name
+from .result import RunResult, check_seed, fails, folder_name
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -308,7 +308,7 @@ class Store:
             if "locked" in str(exc):  # busy with other writers past the timeout, not read-only: the run may go on
                 return
             raise StoreError(f"{self.path}: the results store cannot be written ({exc}), so no run trained now "
-                             f"could be stored; make it writable or name another (--store, $STABENCH_STORE)") from exc
+                             f"could be stored; make it writable or use another store") from exc
         finally:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -773,23 +773,21 @@ def _run_from_record(record: Any, where: str) -> RunResult:
         _row(run)
     except StoreError as exc:
         raise ValueError(f"{where}: {exc}") from exc
-    _check_verdict(run, where)
+    _check_consistent(run, where)
     return run
 
 
-def _check_verdict(run: RunResult, where: str) -> None:
+def _check_consistent(run: RunResult, where: str) -> None:
     """A record whose seed or verdict contradicts its own numbers (hand-edited, or damaged) would
     be read as what produced it; it is refused."""
-    if not 0 <= run.seed <= MAX_SEED:
-        raise ValueError(f"{where}: seed {run.seed} is invalid; expected 0 to {MAX_SEED}")
+    check_seed(run.seed, f"{where}: seed ")
     if run.primary_metric not in run.metrics:
         raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
                          f"{sorted(run.metrics)}")
     accuracy = run.metrics.get("accuracy")
     if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) \
             and isinstance(run.majority_accuracy, (int, float)):
-        failed = run.diverged or accuracy <= run.majority_accuracy
-        if run.failed != failed:
+        if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
             raise ValueError(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
                              f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
 
@@ -865,9 +863,8 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     writer = csv.writer(fh)
     writer.writerow([*_COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
-                     "data_fingerprint",
-                     "tags", *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields),
-                     "result_json"])
+                     "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
+                     *(f"recipe.{name}" for name in fields), "result_json"])
 
     def cell(value: Any) -> Any:
         return "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
@@ -875,8 +872,8 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     for run in runs:
         *columns, record = _row(run)
         writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
-                         run.environment.get("tokenizers") or "", run.environment.get("cpu_threads", ""), run.environment.get("cpu_model") or "",
-                         run.task.get("train_size") or "full",
+                         run.environment.get("tokenizers") or "", run.environment.get("cpu_threads", ""),
+                         run.environment.get("cpu_model") or "", run.task.get("train_size") or "full",
                          run.task.get("fingerprint", ""), ";".join(run.tags),
                          *(run.metrics.get(name, "") for name in metrics),
                          *(cell((run.recipe or {}).get(name)) for name in fields), record])

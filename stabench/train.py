@@ -21,7 +21,7 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import MAX_SEED, RunResult, final_train_loss, layer_order, run_key, train_loss_steps
+from .result import RunResult, check_seed, fails, final_train_loss, layer_order, run_key, train_loss_steps
 from .tasks import Task, TaskData, load_task_data, task_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -53,8 +53,8 @@ class PreparedRun:
 def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
             subsample_seed: int = 0, device: str = "auto") -> PreparedRun:
     """Resolve names, load data and compute the run key, without training anything."""
-    if not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed={seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
+    check_seed(seed)
+    seed = int(seed)  # a numpy integer too
     device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
     source = models.resolve(model)
@@ -209,7 +209,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         recipe=recipe.to_dict(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
         environment=prepared.environment, metrics=chosen, primary_metric=prepared.data.task.primary_metric,
         majority_accuracy=prepared.data.majority_accuracy,
-        failed=diverged or chosen["accuracy"] <= prepared.data.majority_accuracy,
+        failed=fails(chosen["accuracy"], prepared.data.majority_accuracy, diverged),
         collapsed=sum(1 for c in counts if c) <= 1, diverged=diverged, steps=steps_done,
         wall_time_s=time.perf_counter() - start, steps_per_s=steps_done / train_time if train_time else 0.0,
         started_at=started_at, finished_at=_now(),

@@ -116,7 +116,7 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     (["run", "--task", "polarity", "--seeds", "0-100000000"],  # a typo for 0-10, not 10^8 runs
      "seeds '0-100000000' are 100000001 seeds; expected at most 10000"),
     (["run", "--task", "polarity", "--seeds", "4294967296"],
-     "seeds '4294967296' are invalid; a seed is at most 4294967295 (2**32 - 1)"),
+     "seeds '4294967296': seed 4294967296 is invalid; expected an integer from 0 to 4294967295 (2**32 - 1)"),
     (["compare", "tag:a", "tag:a"], "the baseline and the current side are both 'tag:a'"),
     # A report that cannot be written fails before any work, naming the path.
     (["summary", "--md", "/"], "--md '/' is a folder; expected a file name"),

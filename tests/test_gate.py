@@ -9,7 +9,7 @@ from hypothesis import given
 
 from stabench.cli import main
 from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, group_studies, load_source,
-                           name_studies, parse_env, parse_limits, pick_variant, variant, what_changed)
+                           name_studies, parse_env, parse_limits, pick_variant, what_changed)
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -91,7 +91,7 @@ def test_the_baseline_is_cut_to_the_current_seeds_and_every_current_run_counts()
 def test_compare_sources_groups_studies_and_skips_shared_runs_of_the_store():
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     store = baseline + [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
-    results = compare_sources(baseline, store, news_only=True)
+    results = compare_sources(baseline, store, current_is_store=True)
     assert len(results) == 1 and results[0].regressed and results[0].current.mean < 0.7
     assert {r.changed for r in compare_sources(baseline, store)} == {"same runs", "torch 2.11.0 -> 2.13.0"}
 
@@ -222,7 +222,7 @@ def test_compare_gates_every_run_of_a_named_current_source_but_only_news_in_the_
     candidate = baseline[:4] + [_run(s, v - 0.3) for s, v in enumerate(GOOD) if s >= 4]
     (named,) = compare_sources(baseline, candidate)
     assert named.current.n == 8 and set(named.current_keys) == {r.key for r in candidate}
-    (news,) = compare_sources(baseline, candidate, news_only=True)
+    (news,) = compare_sources(baseline, candidate, current_is_store=True)
     assert news.current.n == 4 and set(news.current_keys) == {r.key for r in candidate[4:]}
 
 
@@ -371,7 +371,8 @@ def test_a_tokenizers_bump_is_a_stack_change_and_runs_stored_without_it_read_as_
                  for r in before] for v in ("0.23.1", "0.23.3"))
     assert what_changed(old, new) == "tokenizers 0.23.1 -> 0.23.3"
     assert what_changed(before, new) == "tokenizers none -> 0.23.3"
-    assert "none" in variant(before[0]) and "None" not in variant(before[0])  # as env:tokenizers=none selects them
+    _, held, _ = pick_variant(before + new[:2])  # labelled as env:tokenizers=none selects them
+    assert held == "the baseline holds 2 variants of this study (tokenizers none: 8 run(s) / tokenizers 0.23.3: 2 run(s))"
     assert len(compare_sources(old + before, new)) == 1  # one study, two variants in the baseline
     assert parse_env("tokenizers=0.23.3") == {"tokenizers": "0.23.3"}
 
