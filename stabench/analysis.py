@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .interventions import encoder_layers, layer_group
-from .result import RunResult
+from .result import RunResult, runs_of
 
 __all__ = [
     "GradientVerdict",
@@ -53,13 +53,6 @@ __all__ = [
 
 _TINY = 1e-30  # floor for logs of norms / losses that are exactly zero
 _LAYER_NAME = re.compile(r"^layer\.(\d+)$")
-
-
-def _results_of(results) -> list[RunResult]:
-    """A Study (anything with ``.results``), an iterable of RunResults or one RunResult, as a list."""
-    if isinstance(results, RunResult):
-        return [results]
-    return list(getattr(results, "results", results))
 
 
 # ======================================================================================
@@ -233,7 +226,7 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
         label: {"seeds": [], "recipes": [], "keys": [], "bottom_top_ratio": [], "drop": [], "vanished": [],
                 "recovered": []}
         for label in ("failed", "successful")}
-    for result in _results_of(results):
+    for result in runs_of(results):
         verdict = vanishing_gradients(result, **verdict_options)
         group = groups["failed" if result.failed else "successful"]
         group["seeds"].append(result.seed)
@@ -271,7 +264,7 @@ def example_runs(results) -> dict[str, RunResult]:
         norms = grad_norm.get(layers[0] if layers else "embeddings") or []
         return norms[-1] / norms[0] if norms and norms[0] else math.nan
 
-    runs = _results_of(results)
+    runs = runs_of(results)
     examples = {}
     for label, group, pick in (("failed", [r for r in runs if r.failed], min),
                                ("successful", [r for r in runs if not r.failed], max)):
@@ -497,7 +490,7 @@ def generalisation_points(results, successful_only: bool = False) -> list[tuple[
     ``train.final_train_loss``); the accuracy is the evaluated checkpoint's dev accuracy.  ``results`` is a Study
     or a list of RunResults.
     """
-    return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in _results_of(results)
+    return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in runs_of(results)
             if not (successful_only and r.failed)]
 
 
@@ -554,7 +547,7 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     # Accuracy moves in steps of one dev example, so no spread of scores is ever known more
     # finely than that step's rounding noise (1/sqrt(12) of a step): without it, tied accuracies
     # would make any three runs look exactly flat.
-    n_eval = [r.task.get("n_eval") for r in _results_of(results) if not r.failed]
+    n_eval = [r.task.get("n_eval") for r in runs_of(results) if not r.failed]
     step = 1.0 / min(n_eval) if n_eval and all(isinstance(n, int) and n > 0 for n in n_eval) else math.nan
     if len(points) < 3:
         raise ValueError(f"overfitting_trend needs at least 3 successful runs with finite losses, got {len(points)}")

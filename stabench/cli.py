@@ -474,9 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
-        for name, folder in (("md", False), ("json", False), ("plots", True)):  # before any work
-            if getattr(args, name, None):
-                report.check_output(getattr(args, name), f"--{name}", folder)
+        report.check_outputs(lambda name: getattr(args, name, None), "--")  # before any work
         return args.handler(args, console)
     except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .report import image_format  # noqa: E402
-from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, layer_order  # noqa: E402
+from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, layer_order, runs_of  # noqa: E402
 
 
 def _save(figure, path) -> Path:
@@ -40,10 +40,10 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     on an F1 or MCC axis it would sit at a meaningless height.
     """
     if not isinstance(runs_by_label, Mapping):  # one Study, or one list of runs: one box
-        runs = list(getattr(runs_by_label, "results", runs_by_label))
+        runs = runs_of(runs_by_label)
         runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
                          (runs[0].recipe_name if runs else "runs"): runs}
-    runs_by_label = {label: list(getattr(runs, "results", runs)) for label, runs in runs_by_label.items()}
+    runs_by_label = {label: runs_of(runs) for label, runs in runs_by_label.items()}
     if not runs_by_label or not all(runs_by_label.values()):
         raise ValueError("plot_study needs at least one label, each with runs")
     first = next(iter(runs_by_label.values()))[0]
@@ -137,7 +137,7 @@ def _by_seed(runs) -> Mapping:
     """Labelled panels: a mapping as given; one run, a list of runs or a Study as a panel per seed."""
     if isinstance(runs, Mapping):
         return runs
-    runs = [runs] if isinstance(runs, RunResult) else list(getattr(runs, "results", runs))
+    runs = runs_of(runs)
     several = len({r.recipe_name for r in runs}) > 1  # runs of two studies: the recipe tells them apart
     labelled = {(f"{r.recipe_name} " if several else "") + f"seed {r.seed}" + (" (failed)" if r.failed else ""): r
                 for r in runs}

@@ -119,7 +119,7 @@ def _check_options(config: pytest.Config) -> list | None:
         except ValueError as error:
             raise pytest.UsageError(f"--stabench-{name}: {error}") from None
     if not _is_worker(config):  # a bad store or report path fails now, not after the training
-        from .report import check_output
+        from .report import check_outputs
         from .store import Store, StoreError, default_store_path
 
         path = option(config, "store") or default_store_path(config.rootpath)
@@ -131,12 +131,10 @@ def _check_options(config: pytest.Config) -> list | None:
                 Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
                 raise pytest.UsageError(f"--stabench-store: {error}") from None
-        for name, folder in (("md", False), ("json", False), ("plots", True)):
-            if output := option(config, name):
-                try:
-                    check_output(output, f"--stabench-{name}", folder)
-                except ValueError as error:
-                    raise pytest.UsageError(str(error)) from None
+        try:
+            check_outputs(lambda name: option(config, name), "--stabench-")
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         raise pytest.UsageError(

@@ -5,7 +5,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,14 @@ def check_output(path: str | Path, what: str, folder: bool = False) -> None:
         raise ValueError(f"{what} {str(path)!r} cannot be written: {str(existing)!r} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
+
+
+def check_outputs(given: Callable[[str], Any], prefix: str) -> None:
+    """The ``md``, ``json`` and ``plots`` outputs a command was given (``given(name)``, named
+    ``prefix + name`` in errors), checked as :func:`check_output` does."""
+    for name, folder in (("md", False), ("json", False), ("plots", True)):
+        if path := given(name):
+            check_output(path, f"{prefix}{name}", folder)
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

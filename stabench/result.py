@@ -41,6 +41,13 @@ def check_seed(seed: Any, where: str = "seed=") -> None:
         raise ValueError(f"{where}{seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
 
 
+def runs_of(results: Any) -> list[RunResult]:
+    """A Study (anything with ``.results``), an iterable of RunResults or one RunResult, as a list."""
+    if isinstance(results, RunResult):
+        return [results]
+    return list(getattr(results, "results", results))
+
+
 def fails(accuracy: float, majority_accuracy: float, diverged: bool) -> bool:
     """The paper's failed run: dev accuracy at or below the majority class's, or a diverged one."""
     return diverged or accuracy <= majority_accuracy

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from .result import runs_of
+
 Interval = tuple[float, float]
 NAN_INTERVAL: Interval = (math.nan, math.nan)
 
@@ -225,7 +227,7 @@ def summarize_runs(results: Sequence, metric: str | None = None, confidence: flo
 
     ``metric`` defaults to the runs' own headline metric.  ``results`` may also be a Study.
     """
-    results = list(getattr(results, "results", results))
+    results = runs_of(results)
     if not results:
         raise ValueError("cannot summarize an empty list of runs (did every run get skipped?)")
     metric = metric or results[0].primary_metric
