@@ -238,10 +238,13 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
-        if args.seeds:  # an error naming the stored seeds when none matches
-            _of_seeds(store.query(**filters, env=env), args.seeds)
-            filters["seed"] = parse_seeds(args.seeds)
-        count = store.export(args.path, fmt=args.format, env=env, **filters)
+        try:
+            count = store.export(args.path, fmt=args.format, env=env, **filters,
+                                 seed=parse_seeds(args.seeds) if args.seeds else None)
+        except StoreError:
+            if args.seeds:  # nothing on those seeds: the error names the seeds the matching runs have
+                _of_seeds(store.query(**filters, env=env), args.seeds)
+            raise
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
 

@@ -146,21 +146,23 @@ def image_format(path: str | Path) -> str:
 def check_output(path: str | Path, what: str, folder: bool = False) -> None:
     """A report's path, checked before the work that fills it (a pytest session's training): one
     line naming it when it cannot be written.  Missing folders above it are made when it is."""
-    if not folder and (str(path).endswith(("/", os.sep)) or Path(path).is_dir()):
-        raise ValueError(f"{what} {str(path)!r} is a folder; expected a file name, e.g. {Path(path) / 'report'}")
-    if folder and Path(path).exists() and not Path(path).is_dir():
-        raise ValueError(f"{what} {str(path)!r} is a file; expected a folder for the figures")
-    if not folder and Path(path).exists():  # written in place (/dev/stdout too): only it must be writable
+    text, path = str(path), Path(path)
+    named = f"{what} {text!r}"
+    if not folder and (text.endswith(("/", os.sep)) or path.is_dir()):
+        raise ValueError(f"{named} is a folder; expected a file name, e.g. {path / 'report'}")
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{named} is a file; expected a folder for the figures")
+    if not folder and path.exists():  # written in place (/dev/stdout too): only it must be writable
         if not os.access(path, os.W_OK):
-            raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
+            raise ValueError(f"{named} cannot be written: permission denied")
         return
-    existing = Path(path).absolute() if folder else Path(path).absolute().parent
+    existing = path.absolute() if folder else path.absolute().parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ValueError(f"{what} {str(path)!r} cannot be written: {str(existing)!r} is a file, not a folder")
+        raise ValueError(f"{named} cannot be written: {str(existing)!r} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {str(path)!r} cannot be written: permission denied")
+        raise ValueError(f"{named} cannot be written: permission denied")
 
 
 def check_outputs(given: Callable[[str], Any], prefix: str) -> None:
