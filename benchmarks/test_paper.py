@@ -106,7 +106,8 @@ SMALL_DATA = [
 def test_small_data_fails_from_too_few_iterations(study, task, arms):
     """Sec. 5 / Fig. 5a: 1k examples fail often in 3 epochs, not when trained for the full-data steps.
 
-    Paper: 0 failed runs on MRPC and QNLI, 1 on CoLA with the full number of iterations.
+    Paper: 0 failed runs on MRPC and QNLI, 1 on CoLA with the full number of iterations. The
+    claim allows one on every task: 25 other seeds can show one failure where the paper saw none.
     """
     short, full = study["3-epochs"], study["full-steps"]
     assert full.failures <= 1

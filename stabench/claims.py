@@ -256,6 +256,10 @@ class RunSetupError(ValueError):
     one line."""
 
 
+class RetrainMismatch(RuntimeError):
+    """A run trained again for its model ended on the other side of the failure line."""
+
+
 class SeedNotRun(Exception):
     """A seed of this session crashed or raised before its result was stored."""
 
@@ -338,10 +342,25 @@ class Session:
         return result
 
     def trained_model(self, arm: Arm, seed: int):
-        """Fine-tune (arm, seed) again and return (result, model): the store keeps numbers, not weights."""
+        """Fine-tune (arm, seed) again and return (result, model): the store keeps numbers, not weights.
+
+        An analysis of "a failed run" must get a model that failed, so a retrained run that
+        disagrees with the stored one on failing (nondeterministic kernels on a GPU can do that
+        to a chaotic run) is an error, not a silently different model.
+        """
         from .train import fine_tune
 
-        return fine_tune(self._prepare(arm, seed), return_model=True)
+        prepared = self._prepare(arm, seed)
+        result, model = fine_tune(prepared, return_model=True)
+        stored = self.store.get(prepared.key)
+        if stored is not None and stored.failed != result.failed:
+            def verdict(run: RunResult) -> str:
+                return f"{fmt(run.score)} ({'failed' if run.failed else 'ok'})"
+            raise RetrainMismatch(
+                f"retraining {result.task['name']} / {result.model['name']} / {result.recipe_name} seed {seed} "
+                f"scored {verdict(result)} but the stored run scored {verdict(stored)}: training is not "
+                f"reproducible on {self.device}, so the analysis would not see the stored run's model")
+        return result, model
 
     def pretrained_model(self, arm: Arm, seed: int = 0):
         """The model before fine-tuning, with the classification head that ``seed`` initialises."""

@@ -145,11 +145,15 @@ def resolve_device(device) -> str:
     return text
 
 
+MAX_COUNT = 1024  # threads or workers: past any machine's cores, short of a typo's 100000 (a MemoryError)
+
+
 def check_count(threads: int | None, owner: str = "") -> None:
     """A count of threads or workers: below 1 is refused (torch would take 0 threads as its
-    default, -1 as an error)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"{owner}{threads!r} is invalid; expected an integer >= 1")
+    default, -1 as an error), and so is one no machine has."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or not 1 <= threads <= MAX_COUNT):
+        raise ValueError(f"{owner}{threads!r} is invalid; expected an integer from 1 to {MAX_COUNT}")
 
 
 def check_gpu_ids(text: str | None) -> list[str]:

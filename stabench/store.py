@@ -610,8 +610,6 @@ class Store:
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot export to {path}: the folder {str(path.parent)!r} does not exist")
         if not _replaceable(path):
             raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
                              f"is; name a new file, or move it away first")
@@ -620,6 +618,15 @@ class Store:
         if not runs and any(v is not None for v in filters.values()):
             others = {k: v for k, v in filters.items() if k != "env"}
             raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
+        existing = path.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
+        except OSError as exc:
+            raise StoreError(f"cannot export to {path}: cannot make its folder: {exc.strerror or exc}") from None
         _write_export(path, runs, fmt)
         return len(runs)
 

@@ -141,3 +141,26 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
     assert stats.summarize_runs(study).n == 2  # a Study will do where runs are asked for
     assert analysis.gradient_summary(study.results[0], early=(1, 4))["n_failed"] + \
         analysis.gradient_summary(study.results[0], early=(1, 4))["n_successful"] == 1
+
+
+def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tiny_model, tmp_path):
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from stabench.claims import RetrainMismatch
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        session = Session(store=store)
+        stored, _ = session.run_seed(arm, 0)
+        result, model = session.trained_model(arm, 0)
+        assert isinstance(model, torch.nn.Module)
+        assert result.metrics == stored.metrics and result.failed == stored.failed
+
+        # A stored run on the other side of the failure line (as a GPU's nondeterminism can leave it).
+        store.put(dataclasses.replace(stored, failed=not stored.failed), replace=True)
+        with pytest.raises(RetrainMismatch, match=r"^retraining same-number / .* seed 0 scored .* but the "
+                                                  r"stored run scored .*: training is not reproducible"):
+            session.trained_model(arm, 0)

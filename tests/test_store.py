@@ -541,10 +541,13 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
         store.export(fifo)  # refused without reading, which would block
     with pytest.raises(StoreError, match=r"^cannot export to .*: it is a folder"):
         store.export(tmp_path)
-    missing = tmp_path / "no" / "such" / "runs.json"
-    with pytest.raises(StoreError, match=r"^cannot export to .*runs.json: the folder '.*such' does not exist$"):
-        store.export(missing)
-    assert not (tmp_path / "no").exists() and not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(StoreError, match=r"^cannot export to .*runs.json: '.*runs.csv' is a file, not a folder$"):
+        store.export(tmp_path / "runs.csv" / "runs.json")  # under a file
+    assert not list(tmp_path.glob(".*.tmp"))
+    assert store.export(tmp_path / "artifacts" / "ci" / "runs.json") == len(store.query())  # folders made, as reports do
+    with pytest.raises(StoreError, match="nothing was exported"):
+        store.export(tmp_path / "none" / "runs.json", task="nosuch")
+    assert not (tmp_path / "none").exists()  # an export that writes nothing makes no folder
 
 
 def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Path) -> None:

@@ -200,8 +200,8 @@ def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
     two = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=2)
     assert (one.environment["cpu_threads"], two.environment["cpu_threads"]) == (1, 2) and one.key != two.key
     assert torch.get_num_threads() == before
-    for bad in (0, "1", 1.5):
-        with pytest.raises(ValueError, match=f"^cpu_threads={bad!r} is invalid; expected an integer >= 1$"):
+    for bad in (0, "1", 1.5, 100_000):  # a typo of 100000 threads was a MemoryError
+        with pytest.raises(ValueError, match=f"^cpu_threads={bad!r} is invalid; expected an integer from 1 to 1024$"):
             run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=bad)
 
 
