@@ -49,6 +49,11 @@ _OPTIONS = [
 ]
 
 
+_METAVARS = {"path": "PATH", "int": "N", "str": "TEXT"}
+_METAVAR = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...", "profile": "NAME",
+            "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME", "plots": "DIR"}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("stabench", "stabench: fine-tuning stability claims")
     for name, help_text, kind in _OPTIONS:
@@ -57,24 +62,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(f"--stabench-{name}", action="store_true", default=None, dest=dest, help=help_text)
             parser.addini(dest, help_text, type="bool", default=False)
         else:
-            group.addoption(f"--stabench-{name}", dest=dest, metavar=name.upper(), help=help_text,
-                            type=int if kind == "int" else str)
-            parser.addini(dest, help_text, default=None)
+            group.addoption(f"--stabench-{name}", dest=dest, metavar=_METAVAR.get(name, _METAVARS[kind]),
+                            help=help_text, type=int if kind == "int" else str)
+            parser.addini(dest, help_text, type="int" if kind == "int" else "string", default=None)
 
 
 def option(config: pytest.Config, name: str) -> Any:
-    """Command line first, then the ini file ([tool.pytest.ini_options] / pytest.ini)."""
+    """Command line first, then the ini file ([tool.pytest.ini_options] / pytest.ini); a path
+    from the ini file is relative to that file, as pytest's own paths are."""
     dest = "stabench_" + name.replace("-", "_")
     value = config.getoption(dest)
-    if value is None:
-        value = config.getini(dest)
+    if value is not None:
+        return value
     kind = next(k for n, _, k in _OPTIONS if n == name)
-    if kind == "int" and value not in (None, ""):
-        try:
-            value = int(value)
-        except ValueError:
-            raise pytest.UsageError(f"stabench_{name}={value!r} is invalid; expected an integer") from None
-    return value if value != "" else None
+    try:
+        value = config.getini(dest)
+    except (TypeError, ValueError) as error:  # "two" threads, or a TOML number where text is expected
+        expected = "an integer" if kind == "int" else 'text in quotes, e.g. stabench_seeds = "4"'
+        raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(error).splitlines()[0]}); "
+                                f"expected {expected}") from None
+    if value == "":
+        return None
+    if kind == "path" and value is not None and config.inipath is not None:
+        value = str(config.inipath.parent / os.path.expanduser(value))  # an absolute path stays as it is
+    return value
+
+
+def _named(config: pytest.Config, name: str) -> str:
+    """How an option was given, for its error messages: ``--stabench-gate`` or the ini file's
+    ``stabench_gate``."""
+    dest = "stabench_" + name.replace("-", "_")
+    if config.getoption(dest) is None and config.inipath is not None:
+        return f"{dest} in {config.inipath.name}"
+    return f"--stabench-{name}"
 
 
 def _recipe_overrides(config: pytest.Config) -> dict:
@@ -88,7 +108,7 @@ def _recipe_overrides(config: pytest.Config) -> dict:
         overrides = parse_overrides([text])
         Recipe().replace(**overrides)  # validates the values too
     except ValueError as error:
-        raise pytest.UsageError(f"--stabench-set: {error}") from None
+        raise pytest.UsageError(f"{_named(config, 'set')}: {error}") from None
     return overrides
 
 
@@ -117,7 +137,7 @@ def _check_options(config: pytest.Config) -> list | None:
         try:
             check(option(config, name))
         except ValueError as error:
-            raise pytest.UsageError(f"--stabench-{name}: {error}") from None
+            raise pytest.UsageError(f"{_named(config, name)}: {error}") from None
     if not _is_worker(config):  # a bad store or report path fails now, not after the training
         from .report import check_outputs
         from .store import Store, StoreError, default_store_path
@@ -164,7 +184,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "a fine-tuning stability claim (use stabench.claim)")
     profile = option(config, "profile") or "paper"
     if profile not in ("paper", "toy"):
-        raise pytest.UsageError(f"--stabench-profile={profile!r} is invalid; expected paper or toy")
+        raise pytest.UsageError(f"{_named(config, 'profile')}: profile {profile!r} is invalid; expected paper or toy")
     if _is_worker(config):
         workerinput = config.workerinput
         if "stabench_gpu" in workerinput:  # before anything initialises CUDA in this process
@@ -295,7 +315,7 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
     try:
         seeds = seeds_of(seeds_from_text(text))
     except ValueError as error:
-        raise pytest.UsageError(f"--stabench-seeds: {error}") from None
+        raise pytest.UsageError(f"{_named(config, 'seeds')}: {error}") from None
     if not seeds:
         raise pytest.UsageError("--stabench-seeds=0 selects no seed; expected N >= 1, a range like 8-15 "
                                 "or a list like 1,3,7")
@@ -422,8 +442,12 @@ def pytest_runtest_call(item: pytest.Item):
     state = item.config.stash[_STATE]
     spec = state.spec(item)
     _skip_unless_available(item, spec)
-    with _one_line_setup_errors():
-        studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
+    try:
+        with _one_line_setup_errors():
+            studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
+    except pytest.fail.Exception as error:  # a seed that crashed or cannot be set up: the claim still has a row
+        _record_unrun_claim(item, spec, str(error))
+        raise
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
         # Tagged for this claim too, so a later gate finds them whatever the recipe is called then.
@@ -433,8 +457,7 @@ def pytest_runtest_call(item: pytest.Item):
             if {r.key for r in store.query(tag=tag, claim=label)} - set(keys):
                 item.user_properties.append(("stabench_retagged", json.dumps(label)))
             store.tag(keys, tag, claim=label)
-    if option(item.config, "baseline"):
-        _record_gate(item, state, studies)
+    gates = _record_gate(item, state, studies) if option(item.config, "baseline") else []
     try:
         outcome = yield
     except AssertionError as error:
@@ -446,6 +469,11 @@ def pytest_runtest_call(item: pytest.Item):
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))
         raise
+    if failing := [g for g in gates if g["fails"]]:
+        # The verdict item fails, so JUnit reports, --lf and pytest's summary all see a regression.
+        why = "; ".join(f"{g['gate']} {g['claim']}: {g['why']}" for g in failing)
+        _record_claim(item, studies, failing[0]["gate"].lower(), why)
+        pytest.fail(why, pytrace=False)
     _record_claim(item, studies, "passed")
     return outcome
 
@@ -470,15 +498,19 @@ def _unit(item: pytest.Item):
     return callspec.params.get(UNIT_FIXTURE)
 
 
-def _record_gate(item: pytest.Item, state: State, studies) -> None:
+def _record_gate(item: pytest.Item, state: State, studies) -> list[dict]:
+    """Each arm against the baseline: the gate's entries, also recorded for the report."""
     from .gate import check_claim, check_limits, parse_limits
 
     limits = check_limits({**parse_limits(option(item.config, "gate")),
                            **item.get_closest_marker("stabench").kwargs.get("gate", {})})
+    entries = []
     for name, study in studies.items():
-        result = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
-                             option(item.config, "baseline"), state.session().store, state.baseline, limits)
-        item.user_properties.append(("stabench_gate", json.dumps(result.entry())))
+        entry = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
+                            option(item.config, "baseline"), state.session().store, state.baseline, limits).entry()
+        item.user_properties.append(("stabench_gate", json.dumps(entry)))
+        entries.append(entry)
+    return entries
 
 
 def _arm_label(item: pytest.Item, arm: str, studies) -> str:
@@ -553,6 +585,17 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
+def _record_unrun_claim(item: pytest.Item, spec, message: str) -> None:
+    """A claim whose study could not be gathered, so the reports name it and why."""
+    for arm in spec.arms:
+        row = {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "train_size": arm.train_size,
+               "recipe": arm.recipe.name, "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(),
+               "model": arm.model, "metric": None, "verdict": "error", "seeds": list(spec.seeds), "keys": [],
+               "majority": None, "summary": None, "failures_text": "-", "trained_in_verdict": [],
+               "reference": None, "reference_source": None, "message": message.splitlines()[0][:300]}
+        item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+
+
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     """A seed's line says its score and whether the run failed (a failed run is data, not an error)."""
     if report.when != "call" or not report.passed:
@@ -592,6 +635,7 @@ class Reporter:
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
+        self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -634,7 +678,10 @@ class Reporter:
             if name.startswith("stabench_"):
                 self.watch()
             if name == "stabench_claim":
-                self.claims.append(json.loads(value))
+                row = json.loads(value)
+                if row["verdict"] == "failed" and report.skipped and hasattr(report, "wasxfail"):
+                    row["verdict"] = "xfailed"  # the claim is marked xfail: pytest counts it as expected
+                self.claims.append(row)
             elif name == "stabench_seed":
                 self.seeds.append(json.loads(value))
             elif name == "stabench_gate":
@@ -651,12 +698,12 @@ class Reporter:
         rows = []
         for c in sorted(self.claims, key=lambda c: (c["claim"], c.get("arm", ""))):
             if c["verdict"] != "skipped":
-                s = c["summary"]
+                s = c["summary"] or {}  # none for a claim whose study could not be gathered
                 row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
                        "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
-                       "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s["n"]),
-                       "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}",
-                       "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}",
+                       "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s.get("n", "-")),
+                       "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
+                       "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
                        "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
                        "verdict": c["verdict"]}
                 if with_reference:
@@ -695,6 +742,12 @@ class Reporter:
                 f"stabench: interrupted after {len(self.seeds)} seed item(s) had reported ({trained} trained, "
                 f"{len(self.seeds) - trained} read from the store){workers}; every finished run is stored, and "
                 f"running the same command again trains only the missing ones", yellow=True)
+        for line in self.unwritten:
+            terminalreporter.write_line(f"stabench: {line}", red=True)
+        if (tag := option(self.config, "tag")) and self.seeds and not self.claims:
+            terminalreporter.write_line(f"--stabench-tag={tag}: no claim's verdict ran (-k selected seed items "
+                                        f"only), so no run was tagged; the verdict tags its claim's runs",
+                                        yellow=True)
         if not self.claims:
             return
         from .report import gate_messages, gate_table_rows, render, rows_table
@@ -743,37 +796,49 @@ class Reporter:
                 terminalreporter.write_line(
                     f"no claim's verdict ran, so nothing was compared with the baseline {baseline}"
                     + (" (every claim was skipped: see why above)" if self.skipped_claims() else ""), red=True)
-        # Counted in pytest's last line ("5 passed, 1 gate failed"), which would otherwise read as
-        # a clean pass over a session that exits 1.
-        failing = [g for g in self.gates if g["fails"]] or (
-            (self.gates or [{"claim": "stabench gate"}]) if self.nothing_compared() else [])
-        if failing:  # report-like entries: other plugins read every entry's attributes
+        # A regression fails its verdict item; a gate that compared nothing belongs to no item, so it
+        # is counted in pytest's last line ("5 skipped, 1 gate failed"), which would otherwise read
+        # as a clean pass over a session that exits 1.
+        if self.nothing_compared():  # report-like entries: other plugins read every entry's attributes
             terminalreporter.stats.setdefault("gate failed", []).extend(
-                SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed") for g in failing)
+                SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed")
+                for g in (self.gates or [{"claim": "stabench gate"}]))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from .report import gate_markdown_rows, markdown, write_json, write_markdown
-
+        """Runs before pytest's summary (its terminal reporter wraps this hook), which shows any
+        report that could not be written."""
         gate_fails = any(g["fails"] for g in self.gates) or self.nothing_compared()
         if gate_fails and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-        if markdown_path := option(self.config, "md"):
-            rows = self.rows()
-            text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
-            if failed := {c["claim"]: c["message"] for c in self.claims if c.get("message")}:
-                text += "\n### Why claims did not pass\n\n" + "".join(
-                    f"- `{claim}`: {message}\n" for claim, message in sorted(failed.items()))
-            if skipped := self.skipped():
-                text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
-            if self.gates:
-                text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
-                         f"{markdown(gate_markdown_rows(self.gates))}\n")
-            write_markdown(markdown_path, text)
-        if json_path := option(self.config, "json"):
-            write_json(json_path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})
-        if plots_dir := option(self.config, "plots"):
-            self._plot(Path(plots_dir))
+        for name, write in (("md", self._write_markdown), ("json", self._write_json), ("plots", self._plot)):
+            if path := option(self.config, name):
+                try:
+                    write(Path(path))
+                except (OSError, ValueError) as error:  # checked at the start, yet a path can still fail
+                    self.unwritten.append(f"--stabench-{name}: {str(error).splitlines()[0]}")
+        if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_markdown(self, path: Path) -> None:
+        from .report import gate_markdown_rows, markdown, write_markdown
+
+        rows = self.rows()
+        text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
+        if failed := {c["claim"]: c["message"] for c in self.claims if c.get("message")}:
+            text += "\n### Why claims did not pass\n\n" + "".join(
+                f"- `{claim}`: {message}\n" for claim, message in sorted(failed.items()))
+        if skipped := self.skipped():
+            text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
+        if self.gates:
+            text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
+                     f"{markdown(gate_markdown_rows(self.gates))}\n")
+        write_markdown(path, text)
+
+    def _write_json(self, path: Path) -> None:
+        from .report import write_json
+
+        write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})
 
     def _plot(self, folder: Path) -> None:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
@@ -784,7 +849,7 @@ class Reporter:
 
         claims: dict[str, list[dict]] = {}
         for row in self.claims:
-            if row["verdict"] != "skipped":
+            if row.get("keys"):  # not skipped, nor a study that could not be gathered
                 claims.setdefault(row["claim"], []).append(row)
         with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
             for claim, arms in claims.items():

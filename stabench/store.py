@@ -71,6 +71,17 @@ def default_store_path(rootdir: str | os.PathLike[str] | None = None) -> Path:
     return Path(rootdir if rootdir is not None else os.getcwd()) / ".stabench" / "results.sqlite"
 
 
+def _make_folder(folder: Path) -> None:
+    """The store's folder; the default one (``.stabench``, made here) gets a ``.gitignore``, as
+    ``.pytest_cache`` does, so ``git add -A`` does not commit a live database: a baseline to
+    commit is a ``stabench export`` file."""
+    if folder.name == ".stabench" and not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".gitignore").write_text("# made by stabench: the results store is not for git; commit "
+                                           "`stabench export` files instead\n*\n")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"""
         CREATE TABLE runs (
@@ -197,7 +208,7 @@ class Store:
             raise StoreError(f"no results store at {self.path}; expected the path of an existing store (one "
                              f"written by stabench run or pytest; see --store or $STABENCH_STORE)")
         self._check_is_ours_or_new()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(self.path.parent)
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:

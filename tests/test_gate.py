@@ -442,13 +442,16 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-md=gate.md",
                                          "--stabench-json=gate.json")
     assert worse.ret == 1
+    # The regression fails the claim's verdict item, so JUnit reports and --lf see it too.
     worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
                                 "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*",
-                                "*= 5 passed, 1 gate failed in *"])
+                                "FAILED test_gated.py::test_my_recipe[[]verdict[]] - Failed: REGRESSED*",
+                                "*= 1 failed, 4 passed in *"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
     report = json.loads((pytester.path / "gate.json").read_text())
     (gate,) = report["gate"]
     (claim,) = report["claims"]
+    assert claim["verdict"] == "regressed" and claim["message"].startswith("REGRESSED test_gated.py::test_my_recipe")
     detail = gate["detail"]  # numbers a CI step can read without parsing the table's text
     assert gate["gate"] == "REGRESSED" and detail["fails"] and detail["reasons"][0].startswith("accuracy: mean")
     assert detail["baseline"]["n"] == detail["current"]["n"] == 4

@@ -144,19 +144,28 @@ def test_a_verdict_missing_a_seed_whose_worker_died_fails_in_one_line(suite, mon
 
     monkeypatch.setattr(Session, "_attempt", seed_1_died)  # the session runs in this process
     monkeypatch.setattr(Session, "collect", remember_arm)
-    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and verdict")
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and verdict", "--stabench-json=r.json",
+                  "--stabench-md=r.md")
     result.assert_outcomes(failed=1)
     output = result.stdout.str()
     assert "did not finish in this session: its process (pid 4242 on gpu7) died" in output
     assert "self = Session(" not in output and "Traceback" not in output
+    # The claim keeps its row in the reports, saying why it has no study.
+    (claim,) = _report(suite.path / "r.json")["claims"]
+    assert claim["verdict"] == "error" and claim["summary"] is None and claim["keys"] == []
+    assert "its process (pid 4242 on gpu7) died" in claim["message"]
+    markdown = (suite.path / "r.md").read_text()
+    assert "No claim ran" not in markdown and "test_true_claim" in markdown and "| error" in markdown
+    result.stdout.fnmatch_lines(["*stabench claims*", "*test_true_claim*error*"])
 
 
 def test_options_are_listed_in_help(pytester):
     result = pytester.runpytest_inprocess("--help")
-    result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=STORE*",
+    result.stdout.fnmatch_lines(["*stabench: fine-tuning stability claims*", "*--stabench-store=PATH*",
                                  "*--stabench-seeds=SEEDS*", "*--stabench-recompute*", "*--stabench-device=DEVICE*",
-                                 "*--stabench-workers-per-gpu=WORKERS-PER-GPU*", "*--stabench-profile=PROFILE*",
-                                 "*--stabench-baseline=BASELINE*", "*--stabench-md=MD*", "*--stabench-json=JSON*"])
+                                 "*--stabench-workers-per-gpu=N*", "*--stabench-set=FIELD=VALUE,...*",
+                                 "*--stabench-profile=NAME*", "*--stabench-baseline=SOURCE*",
+                                 "*--stabench-plots=DIR*", "*--stabench-md=PATH*", "*--stabench-json=PATH*"])
 
 
 def test_claim_selection_by_keyword_and_ini_options(suite):
@@ -167,6 +176,43 @@ def test_claim_selection_by_keyword_and_ini_options(suite):
     ran = _run(suite, "-k", "false_claim and polarity")
     ran.assert_outcomes(passed=1, failed=1)  # stabench_seeds = 1 from the ini file: one seed + the verdict
     assert (suite.path / "from-ini.sqlite").exists()
+
+
+def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite, monkeypatch):
+    suite.makeini("[pytest]\nstabench_store = stores/from-ini.sqlite\nstabench_md = out/claims.md\n"
+                  "stabench_seeds = 1\nstabench_cpu_threads = 1\n")
+    (suite.path / "sub").mkdir()
+    monkeypatch.chdir(suite.path / "sub")  # pytest run from a folder below the ini file, as pytest's paths allow
+    ran = suite.runpytest_inprocess("-p", "no:cacheprovider", "../test_claims.py", "-k", "false_claim and polarity")
+    ran.assert_outcomes(passed=1, failed=1)
+    assert (suite.path / "stores" / "from-ini.sqlite").exists() and (suite.path / "out" / "claims.md").exists()
+    assert not (suite.path / "sub" / "stores").exists()
+
+    # pytest 9's native [tool.pytest] table: numbers as TOML numbers.
+    monkeypatch.chdir(suite.path)
+    (suite.path / "tox.ini").unlink()
+    suite.makefile(".toml", pyproject="[tool.pytest]\nstabench_seeds = \"1\"\nstabench_cpu_threads = 1\n"
+                                      "stabench_store = \"s.sqlite\"\n")
+    again = suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "false_claim and polarity")
+    again.assert_outcomes(passed=1, failed=1)
+    suite.makefile(".toml", pyproject="[tool.pytest]\nstabench_seeds = 1\n")
+    bad = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: stabench_seeds in pyproject.toml is invalid (*); expected text in quotes, "
+                              "e.g. stabench_seeds = \"4\""])
+
+
+@pytest.mark.parametrize("ini, message", [
+    ("stabench_cpu_threads = two", "stabench_cpu_threads in tox.ini is invalid (*'two'*); expected an integer"),
+    ("stabench_cpu_threads = 0", "stabench_cpu_threads in tox.ini: 0 is invalid; expected an integer from 1 to 1024"),
+    ("stabench_gate = max_drop=1", "stabench_gate in tox.ini: gate limit 'max_drop' is unknown*"),
+    ("stabench_profile = tiny", "stabench_profile in tox.ini: profile 'tiny' is invalid; expected paper or toy"),
+])
+def test_a_bad_ini_value_is_named_as_the_ini_file_has_it(suite, ini, message):
+    suite.makeini(f"[pytest]\n{ini}\n")
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
 def test_a_claim_on_local_files_takes_the_task_object_and_writes_strict_json(pytester, tiny_model):
@@ -672,3 +718,44 @@ def test_small(study):
     result.stdout.fnmatch_lines(["*test_small*polarity (64)*"])
     (claim,) = _report(pytester.path / "r.json")["claims"]
     assert claim["train_size"] == 64 and claim["task"] == "polarity"
+
+
+def test_a_claim_marked_xfail_is_reported_as_expected_to_fail(pytester, tiny_model):
+    pytester.makepyfile(test_xfail=f'''
+import pytest
+import stabench
+
+@pytest.mark.xfail(reason="known to fail at this scale")
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=1)
+def test_never_fails(study):
+    assert study.failures == 0
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md")
+    result.assert_outcomes(passed=1, xfailed=1)
+    (claim,) = _report(pytester.path / "r.json")["claims"]
+    assert claim["verdict"] == "xfailed"
+    assert "| xfailed" in (pytester.path / "r.md").read_text()
+
+
+def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_session(suite, monkeypatch):
+    def refuse(path, payload):
+        raise ValueError(f"cannot write {str(path)!r}: No such device")
+
+    monkeypatch.setattr("stabench.report.write_json", refuse)  # checked at the start, failing only at the end
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-json=r.json",
+                  "--stabench-md=r.md")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["stabench: --stabench-json: cannot write '*r.json': No such device"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert (suite.path / "r.md").exists()  # the other reports are still written
+
+
+def test_tagging_a_session_without_verdicts_says_nothing_was_tagged(suite):
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-tag=partial")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["--stabench-tag=partial: no claim's verdict ran (-k selected seed items only), "
+                                 "so no run was tagged*"])
+    from stabench.store import Store
+    with Store(suite.path / "s.sqlite") as store:
+        assert store.query(tag="partial") == [] and len(store.query()) == 1

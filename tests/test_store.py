@@ -291,6 +291,23 @@ def test_default_store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert default_store_path(tmp_path / "ignored") == tmp_path / "elsewhere.sqlite"
 
 
+def test_the_default_store_folder_keeps_the_live_database_out_of_git(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    Store(tmp_path / ".stabench" / "results.sqlite").close()
+    Store(tmp_path / "mine" / "s.sqlite").close()  # a folder the user named is theirs
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout
+    assert ".stabench" not in status and "mine/s.sqlite" in status
+    (tmp_path / ".stabench" / ".gitignore").write_text("results.sqlite-*\n")  # the user's edit is kept
+    Store(tmp_path / ".stabench" / "results.sqlite").close()
+    assert (tmp_path / ".stabench" / ".gitignore").read_text() == "results.sqlite-*\n"
+
+
 def test_closed_store_refuses_use(tmp_path: Path) -> None:
     opened = Store(tmp_path / "s.sqlite")
     opened.close()
