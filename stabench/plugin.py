@@ -327,7 +327,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is None:
         return
     if STUDY_FIXTURE not in metafunc.fixturenames:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: a stabench claim must take a 'study' argument")
+        pytest.fail(f"{metafunc.definition.name}: a stabench claim must take a 'study' argument, e.g. "
+                    f"def {metafunc.definition.name}(study): ...", pytrace=False)  # a one-line collection error
     arms = list(marker.kwargs.get("arms") or {})
     from .claims import claim_seeds
     from .profiles import TOY

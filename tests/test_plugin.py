@@ -759,3 +759,19 @@ def test_tagging_a_session_without_verdicts_says_nothing_was_tagged(suite):
     from stabench.store import Store
     with Store(suite.path / "s.sqlite") as store:
         assert store.query(tag="partial") == [] and len(store.query()) == 1
+
+
+def test_a_claim_without_a_study_argument_is_a_one_line_collection_error(pytester, tiny_model):
+    pytester.makepyfile(test_nostudy=f'''
+import stabench
+
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe="bert-default", seeds=1)
+def test_forgot(tmp_path):
+    pass
+''')
+    result = _run(pytester, "--collect-only")
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # pytest's exit status for collection errors
+    result.stdout.fnmatch_lines(["*ERROR collecting test_nostudy.py*",
+                                 "test_forgot: a stabench claim must take a 'study' argument, e.g. "
+                                 "def test_forgot(study): ..."])
+    assert "_hooks.py" not in result.stdout.str() and "Traceback" not in result.stdout.str()
