@@ -604,7 +604,9 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     for name, value in report.user_properties:
         if name == "stabench_seed":
             row = json.loads(value)
-            word = f"{row['metric']}={row['score']:.3f} {row['run_verdict']}" + ("" if row["trained"] else " (stored)")
+            # PASSED first, as pytest writes it (log greps, -rA): the seed item passed whatever its run did.
+            word = f"PASSED {row['metric']}={row['score']:.3f} {row['run_verdict']}" + (
+                "" if row["trained"] else " (stored)")
             return "passed", "f" if row["failed"] else ".", (word, {"red" if row["failed"] else "green": True})
     return None
 
@@ -757,7 +759,7 @@ class Reporter:
         styles = ["green" if r["verdict"] == "passed" else "yellow" if r["verdict"].startswith("xfailed") else "red"
                   for r in rows]
         writer = self.config.get_terminal_writer()
-        width = writer.fullwidth if writer.hasmarkup else 240  # a file or CI log: wrap less
+        width = writer.fullwidth if writer.hasmarkup or "COLUMNS" in os.environ else 240  # a CI log: wrap less
         terminalreporter.write_sep("=", "stabench claims")
         if rows:
             terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))

@@ -53,7 +53,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
         "*stabench claims*",
         "*test_claims.py::test_false_claim?polarity?*polarity*failed*",
     ])
-    result.stdout.fnmatch_lines(["*test_true_claim?seed0? accuracy=0.* *"])
+    result.stdout.fnmatch_lines(["*test_true_claim?seed0? PASSED accuracy=0.* *"])
     report = _report(suite.path / "r.json")
     assert sorted(c["claim"] for c in report["claims"]) == [
         "test_claims.py::test_false_claim[polarity]", "test_claims.py::test_false_claim[same-number]",
