@@ -27,7 +27,7 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
 from .report import fmt, seed_ranges
-from .result import RunResult, check_seed
+from .result import RunResult, check_metric, check_seed
 from .store import SHORT_HASH, Store, StoreError, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
@@ -499,11 +499,14 @@ class Study:
         self.majority = self.results[0].majority_accuracy
 
     def scores(self, metric: str | None = None) -> list[float]:
-        return [r.metrics[metric or self.metric] for r in self.results]
+        metric = metric or self.metric
+        check_metric(self.results, metric, f"study of {self.arm.name}: ")
+        return [r.metrics[metric] for r in self.results]
 
     def summary(self, metric: str | None = None, confidence: float = 0.95) -> stats.Summary:
         if metric in (None, self.metric) and confidence == 0.95:
             return self._headline
+        check_metric(self.results, metric or self.metric, f"study of {self.arm.name}: ")
         return stats.summarize_runs(self.results, metric or self.metric, confidence)
 
     @functools.cached_property

@@ -48,6 +48,16 @@ def runs_of(results: Any) -> list[RunResult]:
     return list(getattr(results, "results", results))
 
 
+def check_metric(runs: list[RunResult], metric: str, owner: str = "") -> None:
+    """Every run has ``metric``, or one line naming it and the metrics they all have; ``owner``
+    starts the error (``study of bc: ``)."""
+    missing = [r.seed for r in runs if metric not in r.metrics]
+    if missing:
+        common = set.intersection(*(set(r.metrics) for r in runs))
+        raise ValueError(f"{owner}metric {metric!r} is not among the runs' metrics (seeds {missing[:5]} lack it); "
+                         f"they have {', '.join(sorted(common)) or 'none in common'}")
+
+
 def fails(accuracy: float, majority_accuracy: float, diverged: bool) -> bool:
     """The paper's failed run: dev accuracy at or below the majority class's, or a diverged one."""
     return diverged or accuracy <= majority_accuracy

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from .result import runs_of
+from .result import check_metric, runs_of
 
 Interval = tuple[float, float]
 NAN_INTERVAL: Interval = (math.nan, math.nan)
@@ -231,10 +231,7 @@ def summarize_runs(results: Sequence, metric: str | None = None, confidence: flo
     if not results:
         raise ValueError("cannot summarize an empty list of runs (did every run get skipped?)")
     metric = metric or results[0].primary_metric
-    missing = [r.seed for r in results if metric not in r.metrics]
-    if missing:
-        raise ValueError(f"metric {metric!r} is not among the runs' metrics (seeds {missing[:5]} lack it); they "
-                         f"have {', '.join(sorted(results[0].metrics))}")
+    check_metric(results, metric)
     return summarize([r.metrics[metric] for r in results], failed=[r.failed for r in results],
                      collapsed=[r.collapsed for r in results], diverged=[r.diverged for r in results],
                      confidence=confidence)
