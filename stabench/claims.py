@@ -27,7 +27,7 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe
 from .report import fmt, seed_ranges
-from .result import RunResult, check_metric, check_seed
+from .result import RunResult, check_metric, check_seed, data_mix
 from .store import SHORT_HASH, Store, StoreError, replaced_atomically
 from .tasks import Task, check_train_size, get_task, task_name
 
@@ -456,14 +456,8 @@ class Study:
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
-        data = sorted({str((r.task or {}).get("fingerprint")) for r in results})
-        if len(data) > 1:  # every seed of a study trains on the same data (the paper's fixed subsample)
-            sizes = sorted({(r.task or {}).get("train_size") or 0 for r in results})  # 0: the full set
-            shown = " and ".join(f"{n} examples" if n else "the full set" for n in sizes)
-            why = (f"training sets of {shown} (select one with train_size=)" if len(sizes) > 1
-                   else "e.g. subsamples drawn with another subsample_seed or edited data files")
-            raise ValueError(f"study of {arm.name}: its runs were trained on {len(data)} different data sets "
-                             f"(fingerprints {', '.join(d[:8] for d in data)}): {why}; a study holds runs on one")
+        if mix := data_mix(results):  # every seed of a study trains on the same data (the paper's fixed subsample)
+            raise ValueError(f"study of {arm.name}: its runs were trained on {mix}; a study holds runs on one")
         headlines = sorted({r.primary_metric for r in results})
         if len({str((r.task or {}).get("metrics")) for r in results}) > 1 or len(headlines) > 1:
             raise ValueError(f"study of {arm.name}: its runs were scored with different metrics (headline "

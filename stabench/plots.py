@@ -6,6 +6,7 @@ pytest workers: in the format the file's extension names (``.pdf``, ``.svg``), e
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from .report import image_format  # noqa: E402
-from .result import FINAL_LOSS_STEPS, RunResult, final_train_loss, layer_order, runs_of  # noqa: E402
+from .result import (  # noqa: E402
+    FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss, layer_order, runs_of)
 
 
 def _save(figure, path) -> Path:
@@ -33,24 +35,27 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
                metric: str | None = None) -> Path:
     """Box plot of each label's scores (runs, or a Study) in ``metric`` (default: the runs'
     headline metric) with every seed drawn on top, so collapsed runs stay visible.  One Study or
-    list of runs is one box.
+    list of runs is one box, and a box holds runs of one task and data set.
 
     Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
-    crosses. The dashed majority-class line (the first run's) is drawn only on an accuracy axis:
-    on an F1 or MCC axis it would sit at a meaningless height.
+    crosses. The dashed majority-class line is drawn only on an accuracy axis (on an F1 or MCC
+    axis it would sit at a meaningless height): across the plot where every box has the same
+    majority accuracy, else over each box at its own.
     """
+    _check_not_a_path(runs_by_label, "plot_study")
     if not isinstance(runs_by_label, Mapping):  # one Study, or one list of runs: one box
-        runs = runs_of(runs_by_label)
+        runs = _runs_in(runs_by_label, "plot_study")
         runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
                          (runs[0].recipe_name if runs else "runs"): runs}
-    runs_by_label = {label: runs_of(runs) for label, runs in runs_by_label.items()}
+    runs_by_label = {label: _runs_in(runs, "plot_study", label) for label, runs in runs_by_label.items()}
     if not runs_by_label or not all(runs_by_label.values()):
         raise ValueError("plot_study needs at least one label, each with runs")
-    first = next(iter(runs_by_label.values()))[0]
-    majority, metric = first.majority_accuracy, metric or first.primary_metric
-    if any(metric not in r.metrics for runs in runs_by_label.values() for r in runs):
-        raise ValueError(f"metric {metric!r} is not among every run's metrics; they have "
-                         f"{', '.join(sorted(first.metrics))}")
+    for label, runs in runs_by_label.items():
+        if mix := data_mix(runs):
+            raise ValueError(f"plot_study: the runs of {label!r} were trained on {mix}; a box holds runs on one "
+                             f"data set, so give each its own label")
+    metric = metric or next(iter(runs_by_label.values()))[0].primary_metric
+    check_metric([r for runs in runs_by_label.values() for r in runs], metric, "plot_study: ")
     labels = list(runs_by_label)
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
@@ -63,8 +68,16 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
         x = position + jitter.uniform(-0.15, 0.15, size=values.size)
         axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3, gid="succeeded")
         axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3, gid="failed")
-    if majority is not None and metric == "accuracy":
-        axes.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
+    majorities = {position: runs_by_label[label][0].majority_accuracy for position, label in zip(positions, labels)}
+    majorities = {position: majority for position, majority in majorities.items() if majority is not None}
+    if majorities and metric == "accuracy":
+        low, high = min(majorities.values()), max(majorities.values())
+        if low == high:
+            axes.axhline(low, linestyle="--", color="grey", linewidth=1, label=f"majority class ({low:.3g})")
+        else:  # other tasks or subsamples: each box's own
+            axes.hlines(list(majorities.values()), [p - 0.35 for p in majorities], [p + 0.35 for p in majorities],
+                        linestyles="--", colors="grey", linewidth=1,
+                        label=f"majority class, per box ({low:.3g} to {high:.3g})")
         axes.legend(loc="best", fontsize="small")
     crowded = len(labels) > 4 or sum(map(len, labels)) > 60  # long recipe names would run into each other
     axes.set_xticks(positions, labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
@@ -104,7 +117,8 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
     Colours run from the embeddings (dark) to the classifier (bright), so vanishing
     gradients in the lower layers of failed runs stand out on the log scale.
     """
-    traces = {label: getattr(trace, "trace", trace) for label, trace in _by_seed(traces).items()}
+    traces = {label: getattr(trace, "trace", trace)
+              for label, trace in _by_seed(traces, "plot_grad_norm_traces", "run or run trace", "panel").items()}
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
     figure, panels = plt.subplots(
@@ -133,11 +147,18 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
     return _save(figure, path)
 
 
-def _by_seed(runs) -> Mapping:
-    """Labelled panels: a mapping as given; one run, a list of runs or a Study as a panel per seed."""
+def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
+    """Labelled panels or curves (``unit``): a mapping as given, each label to one ``single``; one
+    run, a list of runs or a Study as one per seed."""
+    _check_not_a_path(runs, function)
     if isinstance(runs, Mapping):
+        for label, value in runs.items():
+            traced = single != "run" and isinstance(value, Mapping) and "grad_norm" in value
+            if not (isinstance(value, RunResult) or traced):
+                raise TypeError(f"{function}: label {label!r} maps to {_described(value)}; expected one {single} per "
+                                f"label: pass the Study itself for a {unit} per seed, or map labels to single runs")
         return runs
-    runs = runs_of(runs)
+    runs = _runs_in(runs, function)
     several = len({r.recipe_name for r in runs}) > 1  # runs of two studies: the recipe tells them apart
     labelled = {(f"{r.recipe_name} " if several else "") + f"seed {r.seed}" + (" (failed)" if r.failed else ""): r
                 for r in runs}
@@ -145,6 +166,34 @@ def _by_seed(runs) -> Mapping:
         raise ValueError(f"{len(runs)} runs share {len(labelled)} labels (a seed twice under one recipe name); "
                          f"pass a mapping of labels to runs")
     return labelled
+
+
+def _check_not_a_path(runs, function: str) -> None:
+    """A path where the runs belong: the arguments came in another order."""
+    if isinstance(runs, (str, os.PathLike)):
+        raise TypeError(f"{function} takes (runs, path, title), runs first; got the path {str(runs)!r} where the "
+                        f"runs belong")
+
+
+def _runs_in(runs, function: str, label: str | None = None) -> list[RunResult]:
+    """``runs_of(runs)``, each of them a RunResult."""
+    listed = runs_of(runs)
+    if not all(isinstance(r, RunResult) for r in listed):
+        where = f"label {label!r} holds" if label is not None else "got"
+        raise TypeError(f"{function}: {where} {_described(runs)}; expected runs (a Study, a list of RunResults or "
+                        f"one RunResult)")
+    return listed
+
+
+def _described(value) -> str:
+    """What a user passed, in words: ``a Study of 5 runs``, ``a list of 3``, ``a str``."""
+    if hasattr(value, "results"):
+        return f"a {type(value).__name__} of {len(runs_of(value))} runs"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} without 'grad_norm'"
+    return f"a {type(value).__name__}"
 
 
 def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | RunResult, path, title: str,
@@ -160,9 +209,14 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     red and the others in shades of blue, one shade and marker per run; on accuracy the
     majority class is a dashed line.
     """
-    runs = _by_seed(runs)
+    runs = _by_seed(runs, "plot_training_curves", "run", "curve")
     if not runs:
         raise ValueError("plot_training_curves needs at least one run")
+    evaluated = {name for run in runs.values() for evaluation in (run.trace or {}).get("eval", [])
+                 for name in evaluation if name not in ("step", "prediction_counts")}
+    if evaluated and metric not in evaluated:  # runs without evaluations have nothing to draw
+        raise ValueError(f"metric {metric!r} is not among the runs' dev evaluations (trace['eval']); they have "
+                         f"{', '.join(sorted(evaluated))}")
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, layout="constrained")
     groups = {failed: [label for label, run in runs.items() if run.failed == failed] for failed in (True, False)}
     markers = "osD^vP*X"
@@ -181,8 +235,8 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
         finite = smoothed[np.isfinite(smoothed) & (smoothed > 0)]
         if finite.size:
             lowest, highest = min(lowest, float(finite.min())), max(highest, float(finite.max()))
-    majority = next(iter(runs.values())).majority_accuracy
-    if metric == "accuracy" and majority is not None:
+    majorities = sorted({run.majority_accuracy for run in runs.values() if run.majority_accuracy is not None})
+    for majority in majorities if metric == "accuracy" else ():  # runs of other tasks: one line each
         top.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
     top.set_ylabel(f"dev {metric}")
     top.grid(alpha=0.3)

@@ -58,6 +58,22 @@ def check_metric(runs: list[RunResult], metric: str, owner: str = "") -> None:
                          f"they have {', '.join(sorted(common)) or 'none in common'}")
 
 
+def data_mix(runs: list[RunResult]) -> str | None:
+    """What tells apart the data of runs meant to share one data set (a study, a plot's box), or
+    None: their tasks, or their training sets (the fingerprints of the exact examples)."""
+    tasks = sorted({str((r.task or {}).get("name")) for r in runs})
+    if len(tasks) > 1:
+        return f"{len(tasks)} tasks ({', '.join(tasks)})"
+    data = sorted({str((r.task or {}).get("fingerprint")) for r in runs})
+    if len(data) == 1:
+        return None
+    sizes = sorted({(r.task or {}).get("train_size") or 0 for r in runs})  # 0: the full set
+    shown = " and ".join(f"{n} examples" if n else "the full set" for n in sizes)
+    why = (f"training sets of {shown} (select one with train_size=)" if len(sizes) > 1
+           else "e.g. subsamples drawn with another subsample_seed or edited data files")
+    return f"{len(data)} different data sets (fingerprints {', '.join(d[:8] for d in data)}): {why}"
+
+
 def fails(accuracy: float, majority_accuracy: float, diverged: bool) -> bool:
     """The paper's failed run: dev accuracy at or below the majority class's, or a diverged one."""
     return diverged or accuracy <= majority_accuracy

@@ -170,3 +170,73 @@ def test_a_study_or_a_list_of_runs_is_drawn_without_labelling_it_first(drawn, tm
     with pytest.raises(TypeError, match=r"^vanishing_gradients takes one RunResult, not list; for a study's runs "
                                         r"use gradient_summary\(study\)$"):
         vanishing_gradients(runs)
+
+
+def _study(runs, name="bc"):
+    """A real Study of ``runs`` (made by ``_runs``), as stabench.study returns one."""
+    from stabench.claims import Arm, Study
+    from stabench.recipes import get_recipe
+
+    recipe = get_recipe("bert-default")
+    return Study(Arm(name, "t", "m", recipe), [dataclasses.replace(r, recipe_hash=recipe.hash) for r in runs])
+
+
+def test_a_label_mapped_to_many_runs_or_a_path_first_is_one_type_error(tmp_path):
+    """Each label of plot_grad_norm_traces and plot_training_curves is one run; a Study is drawn whole."""
+    runs = _runs([0.9, 0.5, 0.88], [False, True, False])
+    study = _study(runs)
+    for call, message in (
+            (lambda: plots.plot_training_curves({"default": study, "small": study}, tmp_path / "c.png", "t"),
+             r"^plot_training_curves: label 'default' maps to a Study of 3 runs; expected one run per label: pass the "
+             r"Study itself for a curve per seed, or map labels to single runs$"),
+            (lambda: plot_grad_norm_traces({"a": runs}, tmp_path / "g.png", "t"),
+             r"^plot_grad_norm_traces: label 'a' maps to a list of 3; expected one run or run trace per label: pass "
+             r"the Study itself for a panel per seed"),
+            (lambda: plot_grad_norm_traces({"a": study}, tmp_path / "g.png", "t"), r"label 'a' maps to a Study of 3"),
+            (lambda: plot_study("x.png", study, "t"),
+             r"^plot_study takes \(runs, path, title\), runs first; got the path 'x.png' where the runs belong$"),
+            (lambda: plots.plot_training_curves(tmp_path / "c.png", study, "t"),
+             r"^plot_training_curves takes \(runs, path, title\), runs first; got the path"),
+            (lambda: plot_study({"a": "scores"}, tmp_path / "s.png", "t"),
+             r"^plot_study: label 'a' holds a str; expected runs \(a Study, a list of RunResults or one RunResult\)$")):
+        with pytest.raises(TypeError, match=message):
+            call()
+    assert not list(tmp_path.iterdir())
+
+
+def test_training_curves_of_a_metric_no_evaluation_has_is_an_error(drawn, tmp_path):
+    runs = _runs([0.9, 0.5], [False, True])
+    for run in runs:
+        run.trace = {"loss": [0.7, 0.6], "eval": [{"step": 2, "accuracy": run.metrics["accuracy"],
+                                                   "prediction_counts": [1, 1]}]}
+    with pytest.raises(ValueError, match=r"^metric 'mcc' is not among the runs' dev evaluations \(trace\['eval'\]\); "
+                                         r"they have accuracy$"):
+        plots.plot_training_curves(runs, tmp_path / "c.png", "t", metric="mcc")
+    unevaluated = _runs([0.9], [False])[0]  # no evaluation at all: nothing to draw, no error
+    unevaluated.trace = {"loss": [0.7, 0.6]}
+    plots.plot_training_curves([unevaluated], tmp_path / "c.png", "t", metric="mcc")
+    assert [len(line.get_xdata()) for line in drawn[-1].axes[0].lines] == [0]
+
+
+def test_boxes_of_other_majority_accuracies_get_their_own_majority_line(drawn, tmp_path):
+    from matplotlib.collections import LineCollection
+
+    polarity = [dataclasses.replace(r, task={"name": "polarity", "fingerprint": "a" * 16})
+                for r in _runs([0.5, 0.9], [True, False], majority=0.5)]
+    reviews = [dataclasses.replace(r, task={"name": "reviews", "fingerprint": "b" * 16})
+               for r in _runs([0.7, 0.8], [False, False], majority=0.69)]
+    plot_study({"polarity": polarity, "reviews": reviews}, tmp_path / "s.png", "two tasks")
+    axes = drawn[-1].axes[0]
+    (segments,) = [c.get_segments() for c in axes.collections if isinstance(c, LineCollection)]
+    assert [(tuple(x), tuple(y)) for (x, y) in (zip(*segment) for segment in segments)] == [
+        ((0.65, 1.35), (0.5, 0.5)), ((1.65, 2.35), (0.69, 0.69))]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class, per box (0.5 to 0.69)"]
+    mixed = polarity + [dataclasses.replace(r, seed=r.seed + 2) for r in reviews]
+    with pytest.raises(ValueError, match=r"^plot_study: the runs of 'r' were trained on 2 tasks \(polarity, reviews\); "
+                                         r"a box holds runs on one data set, so give each its own label$"):
+        plot_study(mixed, tmp_path / "m.png", "one box")
+    subsample = [dataclasses.replace(r, task={"name": "polarity", "fingerprint": "c" * 16, "train_size": 64})
+                 for r in polarity]
+    with pytest.raises(ValueError, match=r"of 'small' were trained on 2 different data sets \(fingerprints aaaaaaaa, "
+                                         r"cccccccc\): training sets of the full set and 64 examples"):
+        plot_study({"small": polarity + subsample}, tmp_path / "m.png", "one box")
