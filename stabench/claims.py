@@ -432,22 +432,27 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     trained, see ``stabench.run``) as the Study a claim's test gets.  ``seeds`` is a count
     (seeds 0..n-1), a list or text ("0-4"), as in a claim.  ``train=False`` only reads (to redraw a table
     without a chance of training): seeds not stored are one error naming them."""
-    from .train import RunNotStored, run
+    from .train import RunNotStored, run_or_read
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
     seeds = seed_spec(seeds, "study ")
-    runs, missing = [], []
+    runs, missing, trained_here = [], [], []
     for seed in seeds_of(seeds):
         try:
-            runs.append(run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
-                            store=store, device=device, cpu_threads=cpu_threads, recompute=recompute, train=train))
+            result, trained = run_or_read(task, model, recipe, seed, train_size=train_size,
+                                          subsample_seed=subsample_seed, store=store, device=device,
+                                          cpu_threads=cpu_threads, recompute=recompute, train=train)
         except RunNotStored as error:
             missing.append(seed)
             stack = error.stack
+            continue
+        runs.append(result)
+        if trained:
+            trained_here.append(seed)
     if missing:
         raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored for this "
                          f"stack ({stack}); give the cpu_threads= and device= they were trained with, or train=True")
-    return Study(Arm(recipe.name, name, model, recipe, train_size), runs)
+    return Study(Arm(recipe.name, name, model, recipe, train_size), runs, trained_here)
 
 
 class Study:

@@ -87,6 +87,16 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
     ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
     count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
     """
+    return run_or_read(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
+                       device=device, store=store, recompute=recompute, progress=progress, cpu_threads=cpu_threads,
+                       train=train)[0]
+
+
+def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
+                subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
+                progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None,
+                train: bool = True) -> tuple[RunResult, bool]:
+    """``run``, and whether this call trained the run (False: read from the store)."""
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} is invalid; expected a callback taking (step, total), e.g. "
                          f"lambda step, total: print(step, total)")
@@ -94,8 +104,9 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
         from .store import Store
 
         with Store(store, must_exist=not train) as opened:  # a read may not create a store
-            return run(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed, device=device,
-                       store=opened, recompute=recompute, progress=progress, cpu_threads=cpu_threads, train=train)
+            return run_or_read(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
+                               device=device, store=opened, recompute=recompute, progress=progress,
+                               cpu_threads=cpu_threads, train=train)
     if store is not None and not callable(getattr(store, "get_or_compute", None)):
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
     if not train and (store is None or recompute):
@@ -108,15 +119,14 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
         prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
                            device=device)
         if store is None:
-            return fine_tune(prepared, progress=progress)
+            return fine_tune(prepared, progress=progress), True
         if not train:  # reads only: the recipe's name is not added to the run's names
             if (stored := store.get(prepared.key)) is None:
                 threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
                 raise RunNotStored(seed, f"{prepared.device}{threads}")
-            return stored
-        result, _ = store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
-                                         recompute=recompute, recipe_name=prepared.recipe.name)
-        return result
+            return stored, False
+        return store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
+                                    recompute=recompute, recipe_name=prepared.recipe.name)
     finally:
         torch.set_num_threads(previous)
 

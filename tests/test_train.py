@@ -243,6 +243,7 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
     study = stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, [0, 1, 2], store=tmp_path / "s.sqlite",
                            cpu_threads=1)
     assert trained == [0, 2] and [r.seed for r in study.results] == [0, 1, 2] and study.results[1].key == first.key
+    assert study.trained_here == [0, 2]  # as a claim's verdict says which seeds it trained itself
     assert study.n == 3 and study.summary().n == 3 and study.metric == "accuracy"
     assert [r.seed for r in stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 2, store=tmp_path / "s.sqlite",
                                            cpu_threads=1).results] == [0, 1] and trained == [0, 2]
@@ -250,6 +251,7 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
     read = stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 3, store=tmp_path / "s.sqlite", cpu_threads=1,
                           train=False)
     assert [r.key for r in read.results] == [r.key for r in study.results] and trained == [0, 2]
+    assert read.trained_here == []
     with pytest.raises(ValueError, match=r"^seeds 3-4 of polarity / .* are not stored for this stack \(cpu, 2 torch "
                                          r"thread\(s\)\); give the cpu_threads= and device= they were trained with"):
         stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, [3, 4], store=tmp_path / "s.sqlite", cpu_threads=2,
