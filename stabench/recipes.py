@@ -11,6 +11,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +142,24 @@ class Recipe:
             raise ValueError(f"mixout={mixout!r} switches Mixout off, and this recipe's dropout (0.0) was Mixout's; "
                              f"give the dropout to train with too, e.g. dropout=0.1")
         name = overrides.pop("name", None)
-        if name is None:
-            base, earlier = _split_overrides(self.name, known)
-            changed = {**earlier, **{k: str(v) for k, v in overrides.items()}}
-            if mixout:  # Mixout replaces dropout: a dropout in the name is not used
-                changed.pop("dropout", None)
-            name = f"{base}[{','.join(f'{k}={v}' for k, v in sorted(changed.items()))}]"
-        return dataclasses.replace(self, name=name, **overrides)
+        changed = dataclasses.replace(self, **overrides)  # checked, and numbers as their fields hold them
+        return dataclasses.replace(changed, name=self._name_with(changed, overrides, known) if name is None else name)
+
+    def _name_with(self, changed: Recipe, overrides: dict[str, Any], known: set[str]) -> str:
+        """This recipe's name with the overrides that made ``changed`` (``bert-default[lr=0.0001]``),
+        their values as the recipe holds them (``batch_size=16.0`` is ``16``).  One that changes
+        nothing stays out, and over a preset so does one back to the preset's value, so that one
+        content does not collect needless names."""
+        base, named = _split_overrides(self.name, known)
+        preset = PRESETS.get(base)
+        for field in overrides:
+            if getattr(changed, field) != getattr(preset or self, field):
+                named[field] = str(getattr(changed, field))
+            elif preset is not None:
+                named.pop(field, None)
+        if changed.mixout:  # Mixout replaces dropout: a dropout in the name is not used
+            named.pop("dropout", None)
+        return f"{base}[{','.join(f'{k}={v}' for k, v in sorted(named.items()))}]" if named else base
 
     def total_steps(self, n_train: int) -> int:
         """Optimizer steps for a training set of n_train examples (last partial batch kept)."""
@@ -162,16 +174,17 @@ _ACCEPTED = {"bool": "true or false", "int": "an integer", "float": "a number", 
 def _check_types(recipe: Recipe) -> None:
     """Each field holds its declared type, so a string "no" cannot switch bias correction on.
 
-    Numbers are normalised to their field's type (epochs=3 and epochs=3.0 are one recipe, so
-    the hash agrees); an int field takes a float only when it is a whole number."""
+    Numbers (numpy integers too) are normalised to their field's plain type (epochs=3 and epochs=3.0 are
+    one recipe, so the hash and the stored JSON agree); an int field takes a float only when it is
+    a whole number."""
     for f in dataclasses.fields(recipe):
         value, kinds = getattr(recipe, f.name), [k.strip() for k in f.type.split("|")]
         if value is None and "None" in kinds:
             continue
-        kind, is_number = kinds[0], isinstance(value, (int, float)) and not isinstance(value, bool)
+        kind, is_number = kinds[0], isinstance(value, (Integral, float)) and not isinstance(value, bool)
         if kind == "float" and is_number:
             object.__setattr__(recipe, f.name, float(value))
-        elif kind == "int" and is_number and float(value).is_integer():
+        elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):
             _check(False, f.name, value, _ACCEPTED[kind] + (" or None" if "None" in kinds else ""))

@@ -194,4 +194,30 @@ def test_overrides_in_two_rounds_name_the_recipe_as_one_round(first, second):
     stepwise = get_recipe("bert-default", **first).replace(**second)
     at_once = get_recipe("bert-default", **{**first, **second})
     assert stepwise == at_once and stepwise.name == at_once.name
-    assert stepwise.name.count("[") == (1 if first or second else 0)
+    preset = PRESETS["bert-default"]
+    changed = any(getattr(at_once, field) != getattr(preset, field) for field in {**first, **second})
+    assert stepwise.name.count("[") == (1 if changed else 0)  # overrides to the preset's values leave no name
+
+
+def test_integers_of_any_kind_are_plain_ints_and_overrides_that_change_nothing_leave_the_name():
+    """A study script's numpy integers are integers; a name lists only what differs from the preset,
+    so one content does not collect needless alias names."""
+    import json
+
+    import numpy as np
+
+    given = get_recipe("bert-default", eval_every=np.int64(15), max_steps=np.int32(40), epochs=np.int64(4))
+    plain = get_recipe("bert-default", eval_every=15, max_steps=40, epochs=4)
+    assert given == plain and given.hash == plain.hash and json.dumps(given.to_dict()) == json.dumps(plain.to_dict())
+    assert type(given.eval_every) is int and type(given.epochs) is float
+    assert given.name == "bert-default[epochs=4.0,eval_every=15,max_steps=40]"  # values as the recipe holds them
+    assert get_recipe("bert-default", batch_size=32.0).name == get_recipe("bert-default", batch_size=32).name == \
+        "bert-default[batch_size=32]"
+    assert get_recipe("bert-default", epochs=3, batch_size=16.0, lr=2e-5).name == "bert-default"
+    assert get_recipe("bert-default", lr=1e-4).replace(lr=2e-5).name == "bert-default"  # back to the preset's lr
+    assert get_recipe("mosbach-stable", epochs=20, lr=1e-4).name == "mosbach-stable[lr=0.0001]"
+    mine = get_recipe("bert-default", lr=1e-4).replace(name="mine", epochs=5)
+    assert mine.replace(epochs=5.0).name == "mine" and mine.replace(lr=1e-3).name == "mine[lr=0.001]"
+    for bad in (np.float32(1e-4), np.bool_(True)):  # float32 would store 9.99999974e-05, not 1e-4
+        with pytest.raises(ValueError, match=r"^recipe field lr=.* is invalid; expected a number$"):
+            get_recipe("bert-default", lr=bad)
