@@ -486,7 +486,9 @@ class Study:
             if (r.model or {}).get("name") != model:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
                                  f"{(r.model or {}).get('name')!r}, not {model!r}")
-            if r.recipe_hash != arm.recipe.hash or (r.task or {}).get("train_size") != arm.train_size:
+            size = (r.task or {}).get("train_size")  # the whole training set asked for by its size is the full set
+            if r.recipe_hash != arm.recipe.hash or size != arm.train_size and not (
+                    size is None and arm.train_size == (r.task or {}).get("n_train")):
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "
                     f"({r.recipe_hash[:SHORT_HASH]}) on train_size={(r.task or {}).get('train_size')}, not with "

@@ -509,11 +509,20 @@ def check_train_size(train_size: int | None, owner: str = "") -> None:
 @functools.lru_cache(maxsize=16)
 def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_stamps: tuple) -> TaskData:
     train, evaluation = _splits(task)
+    if train_size is not None and train_size > len(train):
+        raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set ({len(train)} "
+                            f"examples); expected at most {len(train)}, or None for the full set")
+    if train_size == len(train):  # the whole set, as train_size=None: the same data, order and runs
+        train_size = None
     if train_size is not None:
-        if train_size > len(train):
-            raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set "
-                                f"({len(train)} examples)")
+        classes = set(train[task.label_column])
         train = train.shuffle(seed=subsample_seed).select(range(train_size))
+        if left_out := sorted(classes - set(train[task.label_column])):
+            names = label_names(train, task.label_column)
+            raise TaskDataError(f"train_size={train_size} (subsample_seed={subsample_seed}) leaves class(es) "
+                                f"{', '.join(str(names[c] if names else c) for c in left_out)} of {task.name}'s "
+                                f"training set out: the subsample is not stratified; use a larger train_size or "
+                                f"another subsample_seed")
     labels = evaluation[task.label_column]
     if not labels or not len(train):
         empty = task.eval_split if not labels else task.train_split

@@ -168,3 +168,14 @@ def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tin
         with pytest.raises(RetrainMismatch, match=r"^retraining same-number / .* seed 0 scored .* but the "
                                                   r"stored run scored .*: training is not reproducible"):
             session.trained_model(arm, 0)
+
+
+def test_a_train_size_of_the_whole_training_set_reads_the_full_sets_runs(tiny_model, tmp_path):
+    """train_size=256 of a 256-example task is the full set: the same data, key and study."""
+    full = Arm(name="full", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    whole = Arm(name="whole", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST, train_size=256)
+    with Store(tmp_path / "s.sqlite") as store:
+        trained = Session(store=store).collect(full, [0])
+        read = Session(store=store).collect(whole, [0])
+    assert trained.trained_here == [0] and read.trained_here == []
+    assert read.results[0].key == trained.results[0].key and read.results[0].task["train_size"] is None

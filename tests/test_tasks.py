@@ -55,10 +55,32 @@ def test_seeded_subsample_and_fingerprint():
     assert a.train["sentence1"] != c.train["sentence1"]
     assert len({full.fingerprint, a.fingerprint, c.fingerprint}) == 3 and a.fingerprint == b.fingerprint
     assert a.describe()["train_size"] == 100 and full.describe()["subsample_seed"] is None
-    with pytest.raises(ValueError, match="train_size=1000 is larger than same-number's training set"):
+    with pytest.raises(ValueError, match=r"^train_size=1000 is larger than same-number's training set \(256 "
+                                         r"examples\); expected at most 256, or None for the full set$"):
         load_task_data(BUILTIN_PAIR_TASK, train_size=1000)
+    whole = load_task_data(BUILTIN_PAIR_TASK, train_size=256, subsample_seed=1)  # the full set, in its own order
+    assert whole.describe() == full.describe() and whole.train["sentence1"] == full.train["sentence1"]
     with pytest.raises(ValueError, match=r"^subsample_seed=3 draws a training subsample, so it needs train_size="):
         load_task_data(BUILTIN_PAIR_TASK, subsample_seed=3)  # silently the whole set before
+
+
+def test_a_subsample_that_leaves_a_class_out_is_refused(tmp_path):
+    """Not stratified: a run on one class would count as failed for the data's sake, not the recipe's."""
+    with pytest.raises(ValueError, match=r"^train_size=1 \(subsample_seed=0\) leaves class\(es\) [01] of "
+                                         r"same-number's training set out: the subsample is not stratified; use a "
+                                         r"larger train_size or another subsample_seed$"):
+        load_task_data(BUILTIN_PAIR_TASK, train_size=1)
+    rows = [{"text": f"t{i}", "label": "rare" if i == 0 else "common"} for i in range(20)]
+    _write(tmp_path / "train.csv", rows, "csv")
+    task = local_task("skewed", tmp_path / "train.csv", tmp_path / "train.csv", "text")
+    held, refused = [], []
+    for seed in range(8):  # half the subsamples of 10 of these 20 hold the rare example
+        try:
+            held.append("t0" in load_task_data(task, train_size=10, subsample_seed=seed).train["text"])
+        except ValueError as error:
+            assert "leaves class(es) rare of skewed's training set out" in str(error)
+            refused.append(seed)
+    assert held and all(held) and refused
 
 
 def _write(path, rows, kind):
