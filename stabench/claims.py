@@ -8,6 +8,7 @@ verdict fails with that reason instead of passing on fewer seeds.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -444,15 +445,55 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
                                           cpu_threads=cpu_threads, recompute=recompute, train=train)
         except RunNotStored as error:
             missing.append(seed)
-            stack = error.stack
+            not_stored = error
             continue
         runs.append(result)
         if trained:
             trained_here.append(seed)
     if missing:
-        raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored for this "
-                         f"stack ({stack}); give the cpu_threads= and device= they were trained with, or train=True")
+        with contextlib.ExitStack() as opened:
+            if not isinstance(store, Store):  # a path: run opened it per seed
+                store = opened.enter_context(Store(store, must_exist=True))
+            why = not_stored_reason(store, not_stored.prepared, not_stored.stack)
+        raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored: {why}; "
+                         f"or train=True trains them")
     return Study(Arm(recipe.name, name, model, recipe, train_size), runs, trained_here)
+
+
+def not_stored_reason(store: Store, prepared, stack: str) -> str:
+    """Why ``store`` lacks the run ``prepared`` (a ``train.PreparedRun``) describes: no run of its
+    recipe on its task and model, runs of it only on other data or another version of the model,
+    or runs of these very inputs under another library stack or thread count (``stack`` is this
+    one, in words).  A recipe that was never trained must not pass for a missing thread count."""
+    task, model, recipe = prepared.task_info["name"], prepared.model_info["name"], prepared.recipe
+    runs = store.query(task=task, model=model)
+    if not runs:
+        return f"the store holds no run of {task} / {model}"
+    of_recipe = [r for r in runs if r.recipe_hash == recipe.hash]
+    if not of_recipe:
+        stored = sorted({f"{r.recipe_name} ({r.recipe_hash[:SHORT_HASH]})" for r in runs})
+        return (f"the store holds no run of recipe {recipe.name} ({recipe.hash[:SHORT_HASH]}) on {task} / {model}, "
+                f"under any stack; recipes stored for them: {', '.join(stored)}")
+    on_data = [r for r in of_recipe if all((r.task or {}).get(k) == v for k, v in prepared.task_info.items())]
+    if not on_data:
+        other = sorted({f"train_size={(r.task or {}).get('train_size')} (fingerprint "
+                        f"{str((r.task or {}).get('fingerprint'))[:SHORT_HASH]})" for r in of_recipe})
+        return (f"runs of this recipe are stored on other data of {task} ({', '.join(other)}), not on "
+                f"train_size={prepared.task_info['train_size']} (fingerprint "
+                f"{prepared.task_info['fingerprint'][:SHORT_HASH]}) as asked")
+    same = [r for r in on_data if all((r.model or {}).get(k) == v for k, v in prepared.model_info.items())]
+    if not same:
+        return f"runs of this recipe on this data are stored for another version of {model} (its files or commit)"
+    here = key_fields(prepared.environment)
+    if any(key_fields(r.environment or {}) == here for r in same):
+        stored = sorted(r.seed for r in same if key_fields(r.environment or {}) == here)
+        return f"only seeds {seed_ranges(stored)} of these inputs are stored for this stack ({stack})"
+    others = {tuple((k, v) for k, v in key_fields(r.environment or {}).items() if v != here.get(k)) for r in same}
+    how = ("give the cpu_threads= and device= they were trained with"
+           if {name for other in others for name, _ in other} <= {"cpu_threads", "device_kind", "device_name"}
+           else "a run is read back only under the library versions it was trained with")
+    shown = sorted(", ".join(f"{k}={v}" for k, v in other) for other in others)
+    return f"runs of these inputs are stored for another stack ({'; '.join(shown)}), not this one ({stack}); {how}"
 
 
 class Study:

@@ -72,9 +72,9 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
 class RunNotStored(LookupError):
     """``run(..., train=False)`` for a run the store does not hold."""
 
-    def __init__(self, seed: int, stack: str):
-        super().__init__(f"seed {seed} is not stored for this task, model, recipe and stack ({stack})")
-        self.stack = stack
+    def __init__(self, prepared: PreparedRun, stack: str):
+        super().__init__(f"seed {prepared.seed} is not stored for this task, model, recipe and stack ({stack})")
+        self.prepared, self.stack = prepared, stack
 
 
 def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
@@ -123,7 +123,7 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
         if not train:  # reads only: the recipe's name is not added to the run's names
             if (stored := store.get(prepared.key)) is None:
                 threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
-                raise RunNotStored(seed, f"{prepared.device}{threads}")
+                raise RunNotStored(prepared, f"{prepared.device}{threads}")
             return stored, False
         return store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
                                     recompute=recompute, recipe_name=prepared.recipe.name)

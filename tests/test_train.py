@@ -252,10 +252,23 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
                           train=False)
     assert [r.key for r in read.results] == [r.key for r in study.results] and trained == [0, 2]
     assert read.trained_here == []
-    with pytest.raises(ValueError, match=r"^seeds 3-4 of polarity / .* are not stored for this stack \(cpu, 2 torch "
-                                         r"thread\(s\)\); give the cpu_threads= and device= they were trained with"):
-        stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, [3, 4], store=tmp_path / "s.sqlite", cpu_threads=2,
-                       train=False)
+    # Each missing run is named by what is missing: a thread count, seeds, data, or the recipe itself.
+    for asked, message in (
+            (dict(cpu_threads=2), r"^seeds 3-4 of polarity / .* are not stored: runs of these inputs are stored for "
+                                  r"another stack \(cpu_threads=1\), not this one \(cpu, 2 torch thread\(s\)\); give "
+                                  r"the cpu_threads= and device= they were trained with; or train=True trains them$"),
+            (dict(cpu_threads=1), r"^seeds 3-4 of .* are not stored: only seeds 0-2 of these inputs are stored for this "
+                                  r"stack \(cpu, 1 torch thread\(s\)\); or train=True"),
+            (dict(cpu_threads=1, train_size=64), r"are not stored: runs of this recipe are stored on other data of "
+                                                 r"polarity \(train_size=None \(fingerprint \w{8}\)\), not on "
+                                                 r"train_size=64 \(fingerprint \w{8}\) as asked; or train=True"),
+            (dict(cpu_threads=2, recipe=recipe.replace(lr=5e-4)),
+             rf"^seeds 3-4 of polarity / .* / bert-default\[lr=0.0005,max_steps=2\] are not stored: the store holds no "
+             rf"run of recipe bert-default\[lr=0.0005,max_steps=2\] \(\w{{8}}\) on polarity / .*, under any stack; "
+             rf"recipes stored for them: bert-default\[lr=0.001,max_steps=2\] \({recipe.hash[:8]}\); or train=True")):
+        with pytest.raises(ValueError, match=message):
+            stabench.study(BUILTIN_SINGLE_TASK, tiny_model, asked.pop("recipe", recipe), [3, 4],
+                           store=tmp_path / "s.sqlite", train=False, **asked)
     with pytest.raises(ValueError, match="train=False reads stored runs only; it needs store= and no recompute"):
         stabench.study(BUILTIN_SINGLE_TASK, tiny_model, recipe, 1, train=False)
     from stabench.store import StoreError
