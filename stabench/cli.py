@@ -21,7 +21,7 @@ from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .stats import summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
-from .tasks import get_task, local_task
+from .tasks import get_task, local_task, task_names
 
 
 def _task_from_args(args: argparse.Namespace):
@@ -36,10 +36,10 @@ def _task_from_args(args: argparse.Namespace):
     if args.metrics:
         raise ValueError(f"--metrics {args.metrics} is for a local task (--train-file, --eval-file, --text-columns); "
                          f"task {args.task!r} has its own metrics")
-    try:
-        return get_task(args.task)
-    except ValueError as error:
-        raise ValueError(f"{error}; a local task needs --train-file, --eval-file and --text-columns") from None
+    if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
+        raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
+                         f"--train-file, --eval-file and --text-columns")
+    return get_task(args.task)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:

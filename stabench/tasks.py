@@ -177,7 +177,8 @@ def get_task(name: str | Task) -> Task:
         raise ValueError(f"task={name!r} is invalid; expected a task name ({', '.join(sorted(_REGISTRY))}) or a "
                          f"stabench.local_task(...)")
     if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))} (a Task from "
+                         f"stabench.local_task or Task(...) is known by its name once used: pass the Task itself)")
     return _REGISTRY[name]
 
 

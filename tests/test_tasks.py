@@ -227,9 +227,19 @@ def test_a_task_object_is_registered_under_its_name_once(tmp_path):
         task_name(other)
 
 
-def test_unknown_task_lists_the_known_ones():
+def test_unknown_task_lists_the_known_ones_and_says_to_pass_a_task_not_used_yet(tmp_path):
+    import stabench
+    from stabench.tasks import task_name
+
     with pytest.raises(ValueError, match="unknown task 'rtee'; known tasks: .*rte"):
         load_task_data("rtee")
+    _write(tmp_path / "train.csv", [{"text": f"t{i}", "label": i % 2} for i in range(4)], "csv")
+    reviews = local_task("reviews", tmp_path / "train.csv", tmp_path / "train.csv", "text")
+    with pytest.raises(ValueError, match=r"^unknown task 'reviews'; known tasks: cola, .* \(a Task from "
+                                         r"stabench.local_task or Task\(...\) is known by its name once used: pass "
+                                         r"the Task itself\)$"):
+        stabench.study("reviews", "tiny-bert", "bert-default", 1, device="cpu")
+    assert task_name(reviews) == "reviews" and get_task("reviews") is reviews  # used once, known by name
 
 
 def test_the_same_local_files_from_another_directory_are_the_same_task(tmp_path, monkeypatch):
