@@ -545,7 +545,8 @@ class Store:
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
         shows it, to pick one version of a recipe edited under one name; ``train_size`` is a
         subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set.
-        ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Recipe selects its
+        ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Task selects its data as
+        it is now, by fingerprint, whereas its name selects every version; a Recipe selects its
         content, whatever its name); ``seed`` may be a list."""
         where: list[str] = []
         params: list[Any] = []
@@ -553,7 +554,8 @@ class Store:
             if recipe_hash is not None:
                 raise StoreError(f"recipe={recipe!r} selects a recipe hash already; leave recipe_hash= out")
             recipe_hash, recipe = _named("recipe", recipe, "hash"), None
-        task = _named("task", task, "name") if task is not None and not isinstance(task, str) else task
+        data_of = task if task is not None and not isinstance(task, str) else None  # a Task: its data as it is now
+        task = _named("task", task, "name") if data_of is not None else task
         for column, value in (("task_name", task), ("model_name", model)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -596,7 +598,13 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
-        return [self._load(*row) for row in self._connection().execute(sql, params).fetchall()]
+        runs = [self._load(*row) for row in self._connection().execute(sql, params).fetchall()]
+        if data_of is not None and runs:
+            from .tasks import Task, on_current_data
+
+            if isinstance(data_of, Task):
+                runs = on_current_data(data_of, runs)
+        return runs
 
     def _load(self, key: str, result_json: str) -> RunResult:
         """The stored record with its tags as they are now: the tags table holds every tag a run

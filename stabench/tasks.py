@@ -488,6 +488,25 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     return _load_cached(task, train_size, subsample_seed, _file_stamps(task))
 
 
+def on_current_data(task: Task, runs: list) -> list:
+    """The runs (of ``task``'s name) trained on its data as it is now, by fingerprint: on its
+    training set, or on the subsample of it their train_size and subsample_seed draw now.  Loads
+    the data; a subsample that cannot be drawn from it any more matches no run."""
+    load_task_data(task)  # a task whose data cannot be read is an error, not "no runs"
+    fingerprints: dict[tuple, str | None] = {}
+
+    def now(train_size: int | None, subsample_seed: int) -> str | None:
+        if (train_size, subsample_seed) not in fingerprints:
+            try:
+                fingerprints[train_size, subsample_seed] = load_task_data(task, train_size, subsample_seed).fingerprint
+            except TaskDataError:  # larger than the data now, or leaving a class out
+                fingerprints[train_size, subsample_seed] = None
+        return fingerprints[train_size, subsample_seed]
+
+    return [run for run in runs if (run.task or {}).get("fingerprint") == now(
+        (run.task or {}).get("train_size"), (run.task or {}).get("subsample_seed") or 0)]
+
+
 def _file_stamps(task: Task) -> tuple:
     """Size and modification time of a local task's files, so an edited file is loaded again."""
     stamps = []

@@ -212,6 +212,32 @@ def test_query_filters_on_the_training_subsample(store: Store, tmp_path, capsys)
     assert "data_fingerprint" in columns
 
 
+def test_a_task_object_selects_its_data_as_it_is_now_and_its_name_every_version(store: Store, tmp_path) -> None:
+    """As a Recipe object selects its content: a data file edited under one task name is other data."""
+    from stabench.tasks import load_task_data, local_task
+
+    path = tmp_path / "train.csv"
+
+    def write(word: str) -> None:
+        path.write_text("text,label\n" + "".join(f"{word} {i},{i % 2}\n" for i in range(8)))
+
+    def stored(seed: int, train_size: int | None = None) -> RunResult:
+        data = load_task_data(task, train_size)
+        run = make_result(seed, task="fruit")
+        run = dataclasses.replace(run, key=f"{data.fingerprint}-{seed}", task={**run.task, **data.describe()})
+        store.put(run)
+        return run
+
+    write("apple")
+    task = local_task("fruit", path, path, "text")
+    before = [stored(0), stored(1, train_size=4)]
+    write("banana and cherry")  # edited in place: the same name, other data
+    after = [stored(0), stored(1, train_size=4)]
+    assert {r.key for r in store.query(task=task)} == {r.key for r in after}  # a subsample of it too
+    assert {r.key for r in store.query(task="fruit")} == {r.key for r in before + after}
+    assert store.query(task=task, seed=2) == []
+
+
 @given(st.integers(1, 10**7))
 def test_train_size_filters_accept_numbers_as_ints_or_text(size: int) -> None:
     assert store_module.check_train_size_filter(size) == store_module.check_train_size_filter(str(size)) == size

@@ -215,7 +215,7 @@ def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_m
         assert same.key == first.key and same.finished_at == first.finished_at  # not trained again
         assert same.recipe_names == ["bert-default[lr=0.001,max_steps=2]", "mine"]
         assert [r.key for r in store.query(recipe="mine")] == [first.key]
-        # The objects stabench.run takes select runs too: a Recipe by its content, a Task by its name.
+        # The objects stabench.run takes select runs too: a Recipe by its content, a Task by its data.
         from stabench.tasks import get_task
 
         assert [r.key for r in store.query(recipe=recipe.replace(name="any"), task=get_task(BUILTIN_PAIR_TASK),
