@@ -475,12 +475,15 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
         return (f"the store holds no run of recipe {recipe.name} ({recipe.hash[:SHORT_HASH]}) on {task} / {model}, "
                 f"under any stack; recipes stored for them: {', '.join(stored)}")
     on_data = [r for r in of_recipe if all((r.task or {}).get(k) == v for k, v in prepared.task_info.items())]
-    if not on_data:
-        other = sorted({f"train_size={(r.task or {}).get('train_size')} (fingerprint "
-                        f"{str((r.task or {}).get('fingerprint'))[:SHORT_HASH]})" for r in of_recipe})
-        return (f"runs of this recipe are stored on other data of {task} ({', '.join(other)}), not on "
-                f"train_size={prepared.task_info['train_size']} (fingerprint "
-                f"{prepared.task_info['fingerprint'][:SHORT_HASH]}) as asked")
+    if not on_data:  # the sizes follow from the fingerprint: not named
+        def shown(value) -> str:
+            return str(value)[:SHORT_HASH] if isinstance(value, str) else str(value)
+
+        differ = [(name, asked) for name, asked in prepared.task_info.items() if name not in ("n_train", "n_eval")
+                  and any((r.task or {}).get(name) != asked for r in of_recipe)]
+        return (f"runs of this recipe on {task} are stored for other data: " + "; ".join(
+            f"{name} {', '.join(sorted({shown((r.task or {}).get(name)) for r in of_recipe}))}, not {shown(asked)}"
+            for name, asked in differ))
     same = [r for r in on_data if all((r.model or {}).get(k) == v for k, v in prepared.model_info.items())]
     if not same:
         return f"runs of this recipe on this data are stored for another version of {model} (its files or commit)"

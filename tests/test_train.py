@@ -259,9 +259,9 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
                                   r"the cpu_threads= and device= they were trained with; or train=True trains them$"),
             (dict(cpu_threads=1), r"^seeds 3-4 of .* are not stored: only seeds 0-2 of these inputs are stored for this "
                                   r"stack \(cpu, 1 torch thread\(s\)\); or train=True"),
-            (dict(cpu_threads=1, train_size=64), r"are not stored: runs of this recipe are stored on other data of "
-                                                 r"polarity \(train_size=None \(fingerprint \w{8}\)\), not on "
-                                                 r"train_size=64 \(fingerprint \w{8}\) as asked; or train=True"),
+            (dict(cpu_threads=1, train_size=64), r"are not stored: runs of this recipe on polarity are stored for "
+                                                 r"other data: train_size None, not 64; subsample_seed None, not 0; "
+                                                 r"fingerprint \w{8}, not \w{8}; or train=True trains them$"),
             (dict(cpu_threads=2, recipe=recipe.replace(lr=5e-4)),
              rf"^seeds 3-4 of polarity / .* / bert-default\[lr=0.0005,max_steps=2\] are not stored: the store holds no "
              rf"run of recipe bert-default\[lr=0.0005,max_steps=2\] \(\w{{8}}\) on polarity / .*, under any stack; "
