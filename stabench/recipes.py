@@ -147,14 +147,17 @@ class Recipe:
 
     def _name_with(self, changed: Recipe, overrides: dict[str, Any], known: set[str]) -> str:
         """This recipe's name with the overrides that made ``changed`` (``bert-default[lr=0.0001]``),
-        their values as the recipe holds them (``batch_size=16.0`` is ``16``).  One that changes
-        nothing stays out, and over a preset so does one back to the preset's value, so that one
-        content does not collect needless names."""
+        their values as the recipe holds them (``batch_size=16.0`` is ``16``), whole numbers without
+        a ``.0`` (``epochs=5``, typed or given to ``--set``).  One that changes nothing stays out,
+        and over a preset so does one back to the preset's value, so that one content does not
+        collect needless names."""
         base, named = _split_overrides(self.name, known)
         preset = PRESETS.get(base)
         for field in overrides:
             if getattr(changed, field) != getattr(preset or self, field):
-                named[field] = str(getattr(changed, field))
+                value = getattr(changed, field)
+                whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e15
+                named[field] = str(int(value)) if whole else str(value)
             elif preset is not None:
                 named.pop(field, None)
         if changed.mixout:  # Mixout replaces dropout: a dropout in the name is not used

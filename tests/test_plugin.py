@@ -424,7 +424,7 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
                "--stabench-json=r.json")
     ran.assert_outcomes(passed=1, failed=1)
     (claim,) = _report(suite.path / "r.json")["claims"]
-    assert claim["recipe"] == "bert-default[dropout=0.0,lr=0.003,max_steps=6,trace_every=2]"  # lr replaced
+    assert claim["recipe"] == "bert-default[dropout=0,lr=0.003,max_steps=6,trace_every=2]"  # lr replaced
     bad = _run(suite, "--stabench-set=precision=fp8", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--stabench-set: recipe field precision='fp8' is invalid; expected one of fp32*"])

@@ -210,7 +210,7 @@ def test_integers_of_any_kind_are_plain_ints_and_overrides_that_change_nothing_l
     plain = get_recipe("bert-default", eval_every=15, max_steps=40, epochs=4)
     assert given == plain and given.hash == plain.hash and json.dumps(given.to_dict()) == json.dumps(plain.to_dict())
     assert type(given.eval_every) is int and type(given.epochs) is float
-    assert given.name == "bert-default[epochs=4.0,eval_every=15,max_steps=40]"  # values as the recipe holds them
+    assert given.name == "bert-default[epochs=4,eval_every=15,max_steps=40]"  # values as the recipe holds them
     assert get_recipe("bert-default", batch_size=32.0).name == get_recipe("bert-default", batch_size=32).name == \
         "bert-default[batch_size=32]"
     assert get_recipe("bert-default", epochs=3, batch_size=16.0, lr=2e-5).name == "bert-default"
