@@ -475,15 +475,15 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
         return (f"the store holds no run of recipe {recipe.name} ({recipe.hash[:SHORT_HASH]}) on {task} / {model}, "
                 f"under any stack; recipes stored for them: {', '.join(stored)}")
     on_data = [r for r in of_recipe if all((r.task or {}).get(k) == v for k, v in prepared.task_info.items())]
-    if not on_data:  # the sizes follow from the fingerprint: not named
-        def shown(value) -> str:
-            return str(value)[:SHORT_HASH] if isinstance(value, str) else str(value)
+    if not on_data:
+        def data(info: Mapping[str, Any]) -> str:
+            size = info.get("train_size")
+            subsample = f"train_size={size}, subsample_seed={info.get('subsample_seed')}" if size else "the full set"
+            return f"{subsample} (data {str(info.get('fingerprint'))[:SHORT_HASH]})"
 
-        differ = [(name, asked) for name, asked in prepared.task_info.items() if name not in ("n_train", "n_eval")
-                  and any((r.task or {}).get(name) != asked for r in of_recipe)]
-        return (f"runs of this recipe on {task} are stored for other data: " + "; ".join(
-            f"{name} {', '.join(sorted({shown((r.task or {}).get(name)) for r in of_recipe}))}, not {shown(asked)}"
-            for name, asked in differ))
+        stored = sorted({data(r.task or {}) for r in of_recipe})
+        return (f"runs of this recipe on {task} are stored for other data: {'; '.join(stored)}, not "
+                f"{data(prepared.task_info)}")
     same = [r for r in on_data if all((r.model or {}).get(k) == v for k, v in prepared.model_info.items())]
     if not same:
         return f"runs of this recipe on this data are stored for another version of {model} (its files or commit)"

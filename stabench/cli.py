@@ -477,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
-        report.check_outputs(lambda name: getattr(args, name, None), "--")  # before any work
+        report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
         return args.handler(args, console)
     except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

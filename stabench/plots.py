@@ -177,7 +177,10 @@ def _check_not_a_path(runs, function: str) -> None:
 
 def _runs_in(runs, function: str, label: str | None = None) -> list[RunResult]:
     """``runs_of(runs)``, each of them a RunResult."""
-    listed = runs_of(runs)
+    try:
+        listed = runs_of(runs)
+    except TypeError:  # not even iterable: a number, say
+        listed = [runs]
     if not all(isinstance(r, RunResult) for r in listed):
         where = f"label {label!r} holds" if label is not None else "got"
         raise TypeError(f"{function}: {where} {_described(runs)}; expected runs (a Study, a list of RunResults or "
@@ -191,9 +194,10 @@ def _described(value) -> str:
         return f"a {type(value).__name__} of {len(runs_of(value))} runs"
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)}"
-    if isinstance(value, Mapping):
-        return f"a {type(value).__name__} without 'grad_norm'"
-    return f"a {type(value).__name__}"
+    if isinstance(value, Mapping):  # a run's trace is a mapping with per-layer gradient norms
+        return f"a {type(value).__name__} without 'grad_norm' (not a run's trace)"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | RunResult, path, title: str,

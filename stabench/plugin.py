@@ -49,8 +49,8 @@ _OPTIONS = [
 ]
 
 
-_METAVARS = {"path": "PATH", "int": "N", "str": "TEXT"}
-_METAVAR = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...", "profile": "NAME",
+_METAVAR_BY_KIND = {"path": "PATH", "int": "N", "str": "TEXT"}
+_METAVAR_BY_OPTION = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...", "profile": "NAME",
             "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME", "plots": "DIR"}
 
 
@@ -62,8 +62,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             group.addoption(f"--stabench-{name}", action="store_true", default=None, dest=dest, help=help_text)
             parser.addini(dest, help_text, type="bool", default=False)
         else:
-            group.addoption(f"--stabench-{name}", dest=dest, metavar=_METAVAR.get(name, _METAVARS[kind]),
-                            help=help_text, type=int if kind == "int" else str)
+            metavar = _METAVAR_BY_OPTION.get(name, _METAVAR_BY_KIND[kind])
+            group.addoption(f"--stabench-{name}", dest=dest, metavar=metavar, help=help_text,
+                            type=int if kind == "int" else str)
             parser.addini(dest, help_text, type="int" if kind == "int" else "string", default=None)
 
 
@@ -78,7 +79,7 @@ def option(config: pytest.Config, name: str) -> Any:
     try:
         value = config.getini(dest)
     except (TypeError, ValueError) as error:  # "two" threads, or a TOML number where text is expected
-        expected = "an integer" if kind == "int" else 'text in quotes, e.g. stabench_seeds = "4"'
+        expected = "an integer" if kind == "int" else f'text in quotes, e.g. {dest} = "..."'
         raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(error).splitlines()[0]}); "
                                 f"expected {expected}") from None
     if value == "":
@@ -150,9 +151,9 @@ def _check_options(config: pytest.Config) -> list | None:
             try:
                 Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
-                raise pytest.UsageError(f"--stabench-store: {error}") from None
+                raise pytest.UsageError(f"{_named(config, 'store')}: {error}") from None
         try:
-            check_outputs(lambda name: option(config, name), "--stabench-")
+            check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
     baseline = option(config, "baseline")
@@ -317,7 +318,7 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
     except ValueError as error:
         raise pytest.UsageError(f"{_named(config, 'seeds')}: {error}") from None
     if not seeds:
-        raise pytest.UsageError("--stabench-seeds=0 selects no seed; expected N >= 1, a range like 8-15 "
+        raise pytest.UsageError(f"{_named(config, 'seeds')}=0 selects no seed; expected N >= 1, a range like 8-15 "
                                 "or a list like 1,3,7")
     return seeds
 
@@ -447,7 +448,7 @@ def pytest_runtest_call(item: pytest.Item):
         with _one_line_setup_errors():
             studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
     except pytest.fail.Exception as error:  # a seed that crashed or cannot be set up: the claim still has a row
-        _record_unrun_claim(item, spec, str(error))
+        _record_unrun_claim(item, spec, error)
         raise
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
@@ -458,7 +459,7 @@ def pytest_runtest_call(item: pytest.Item):
             if {r.key for r in store.query(tag=tag, claim=label)} - set(keys):
                 item.user_properties.append(("stabench_retagged", json.dumps(label)))
             store.tag(keys, tag, claim=label)
-    gates = _record_gate(item, state, studies) if option(item.config, "baseline") else []
+    gates = _record_gate(item, state, studies) if option(item.config, "baseline") else {}
     try:
         outcome = yield
     except AssertionError as error:
@@ -470,12 +471,10 @@ def pytest_runtest_call(item: pytest.Item):
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))
         raise
-    if failing := [g for g in gates if g["fails"]]:
+    _record_claim(item, studies, "passed", gates=gates)
+    if failing := [g for g in gates.values() if g["fails"]]:
         # The verdict item fails, so JUnit reports, --lf and pytest's summary all see a regression.
-        why = "; ".join(f"{g['gate']} {g['claim']}: {g['why']}" for g in failing)
-        _record_claim(item, studies, failing[0]["gate"].lower(), why)
-        pytest.fail(why, pytrace=False)
-    _record_claim(item, studies, "passed")
+        pytest.fail("; ".join(_gate_failure(g) for g in failing), pytrace=False)
     return outcome
 
 
@@ -499,19 +498,23 @@ def _unit(item: pytest.Item):
     return callspec.params.get(UNIT_FIXTURE)
 
 
-def _record_gate(item: pytest.Item, state: State, studies) -> list[dict]:
-    """Each arm against the baseline: the gate's entries, also recorded for the report."""
+def _record_gate(item: pytest.Item, state: State, studies) -> dict[str, dict]:
+    """Each arm against the baseline: the gate's entry per arm, also recorded for the report."""
     from .gate import check_claim, check_limits, parse_limits
 
     limits = check_limits({**parse_limits(option(item.config, "gate")),
                            **item.get_closest_marker("stabench").kwargs.get("gate", {})})
-    entries = []
+    entries = {}
     for name, study in studies.items():
         entry = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
                             option(item.config, "baseline"), state.session().store, state.baseline, limits).entry()
         item.user_properties.append(("stabench_gate", json.dumps(entry)))
-        entries.append(entry)
+        entries[name] = entry
     return entries
+
+
+def _gate_failure(entry: dict) -> str:
+    return f"{entry['gate']} {entry['claim']}: {entry['why']}"
 
 
 def _arm_label(item: pytest.Item, arm: str, studies) -> str:
@@ -568,33 +571,63 @@ def _first_line(error: BaseException, empty: str) -> str:
     return lines[0][:300] if lines else empty
 
 
-def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None = None) -> None:
+def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None = None,
+                  gates: dict[str, dict] | None = None) -> None:
+    """One report row per arm; a passed claim's arm that fails its gate says so, with the reason."""
     options = item.get_closest_marker("stabench").kwargs
     task = item.callspec.params.get("task", options.get("task"))
     reference = options.get("reference") or {}
     for name, study in studies.items():
         summary = study.summary()
-        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": study.arm.train_size,
+        gate = (gates or {}).get(name)
+        failed_gate = verdict == "passed" and gate is not None and gate["fails"]
+        train_size = study.results[0].task.get("train_size") if study.results else study.arm.train_size
+        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": train_size,
                "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash,
                "recipe_fields": study.arm.recipe.to_dict(),
-               "model": study.arm.model, "metric": study.metric, "verdict": verdict,
+               "model": study.arm.model, "metric": study.metric,
+               "verdict": gate["gate"].lower() if failed_gate else verdict,
                "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
                "majority": study.majority, "summary": summary.to_dict(),
                "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here,
                "reference": reference.get(task, {}).get(name), "reference_source": reference.get("source"),
-               "message": message}
+               "message": _gate_failure(gate) if failed_gate else message}
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
-def _record_unrun_claim(item: pytest.Item, spec, message: str) -> None:
+def _record_unrun_claim(item: pytest.Item, spec, error: BaseException) -> None:
     """A claim whose study could not be gathered, so the reports name it and why."""
     for arm in spec.arms:
         row = {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "train_size": arm.train_size,
                "recipe": arm.recipe.name, "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(),
                "model": arm.model, "metric": None, "verdict": "error", "seeds": list(spec.seeds), "keys": [],
                "majority": None, "summary": None, "failures_text": "-", "trained_in_verdict": [],
-               "reference": None, "reference_source": None, "message": message.splitlines()[0][:300]}
+               "reference": None, "reference_source": None, "message": _first_line(error, "error")}
         item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+
+
+def _as_reported(row: dict, report: pytest.TestReport) -> dict:
+    """A claim row as pytest reported its verdict item: a claim marked xfail that failed is
+    ``xfailed``, one that passed ``xpassed``, or ``failed`` under ``strict`` (pytest fails it)."""
+    if hasattr(report, "wasxfail"):
+        return {**row, "verdict": "xfailed" if report.skipped and row["verdict"] == "failed" else
+                "xpassed" if report.passed else row["verdict"]}
+    if row["verdict"] == "passed" and report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
+        return {**row, "verdict": "failed", "message": _first_line(report.longrepr, "failed")}
+    return row
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """An xfail mark is about the claim, which its verdict judges: a seed item that stored its run
+    passed, also under ``strict`` (where pytest would fail it as an unexpected pass)."""
+    report = yield
+    unit = _unit(item)
+    if unit is not None and unit != VERDICT and call.when == "call" and call.excinfo is None:
+        report.outcome, report.longrepr = "passed", None
+        if hasattr(report, "wasxfail"):
+            del report.wasxfail
+    return report
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -639,6 +672,7 @@ class Reporter:
         self.gates: list[dict] = []
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
+        self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -681,14 +715,13 @@ class Reporter:
             if name.startswith("stabench_"):
                 self.watch()
             if name == "stabench_claim":
-                row = json.loads(value)
-                if row["verdict"] == "failed" and report.skipped and hasattr(report, "wasxfail"):
-                    row["verdict"] = "xfailed"  # the claim is marked xfail: pytest counts it as expected
-                self.claims.append(row)
+                self.claims.append(_as_reported(json.loads(value), report))
             elif name == "stabench_seed":
                 self.seeds.append(json.loads(value))
             elif name == "stabench_gate":
                 self.gates.append(json.loads(value))
+                if self.gates[-1]["fails"] and not report.failed:  # an xfail claim's, or a toy claim's
+                    self.gate_failures_outside_items.append(self.gates[-1]["claim"])
             elif name == "stabench_retagged":
                 self.retagged.append(json.loads(value))
 
@@ -715,8 +748,8 @@ class Reporter:
         return rows
 
     def nothing_compared(self) -> bool:
-        """A gate that compared no claim (none had a baseline, or every claim was skipped) is
-        misconfigured, not passed."""
+        """A gate that compared no claim (none had a baseline, or every claim was skipped or could
+        not gather its study) is misconfigured, not passed."""
         return (bool(option(self.config, "baseline")) and bool(self.claims)
                 and all(g["gate"] == "no baseline" for g in self.gates))
 
@@ -748,9 +781,9 @@ class Reporter:
         for line in self.unwritten:
             terminalreporter.write_line(f"stabench: {line}", red=True)
         if (tag := option(self.config, "tag")) and self.seeds and not self.claims:
-            terminalreporter.write_line(f"--stabench-tag={tag}: no claim's verdict ran (-k selected seed items "
-                                        f"only), so no run was tagged; the verdict tags its claim's runs",
-                                        yellow=True)
+            terminalreporter.write_line(f"{_named(self.config, 'tag')}={tag}: no claim's verdict ran in this "
+                                        f"session (say -k selected seed items only), so no run was tagged; "
+                                        f"the verdict tags its claim's runs", yellow=True)
         if not self.claims:
             return
         from .report import gate_messages, gate_table_rows, render, rows_table
@@ -796,16 +829,20 @@ class Reporter:
                     f"is the runs --stabench-tag tagged for it, else runs of the same task, model and recipe (its "
                     f"name or content)", red=True)
             else:
+                skipped_only = all(c["verdict"] == "skipped" for c in self.claims)
                 terminalreporter.write_line(
-                    f"no claim's verdict ran, so nothing was compared with the baseline {baseline}"
-                    + (" (every claim was skipped: see why above)" if self.skipped_claims() else ""), red=True)
-        # A regression fails its verdict item; a gate that compared nothing belongs to no item, so it
-        # is counted in pytest's last line ("5 skipped, 1 gate failed"), which would otherwise read
-        # as a clean pass over a session that exits 1.
-        if self.nothing_compared():  # report-like entries: other plugins read every entry's attributes
+                    (f"no claim's verdict ran, so nothing was compared with the baseline {baseline} (every claim "
+                     f"was skipped: see why above)") if skipped_only else
+                    (f"no claim's study could be gathered (see the errors above), so nothing was compared with the "
+                     f"baseline {baseline}"), red=True)
+        # A regression fails its verdict item. A gate failure that no failed item shows (a gate that
+        # compared nothing; a claim marked xfail, or a toy claim) is counted in pytest's last line
+        # ("5 skipped, 1 gate failed"), which would otherwise read as a clean pass over exit 1.
+        outside = self.gate_failures_outside_items + (
+            [g["claim"] for g in self.gates] or ["stabench gate"] if self.nothing_compared() else [])
+        if outside:  # report-like entries: other plugins read every entry's attributes
             terminalreporter.stats.setdefault("gate failed", []).extend(
-                SimpleNamespace(nodeid=g["claim"], when="gate", outcome="gate failed")
-                for g in (self.gates or [{"claim": "stabench gate"}]))
+                SimpleNamespace(nodeid=claim, when="gate", outcome="gate failed") for claim in outside)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Runs before pytest's summary (its terminal reporter wraps this hook), which shows any
@@ -818,8 +855,8 @@ class Reporter:
             if path := option(self.config, name):
                 try:
                     write(Path(path))
-                except (OSError, ValueError) as error:  # checked at the start, yet a path can still fail
-                    self.unwritten.append(f"--stabench-{name}: {str(error).splitlines()[0]}")
+                except Exception as error:  # checked at the start, yet a path (or a plot) can still fail
+                    self.unwritten.append(f"{_named(self.config, name)}: {_first_line(error, type(error).__name__)}")
         if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

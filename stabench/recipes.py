@@ -190,7 +190,11 @@ def _check_types(recipe: Recipe) -> None:
         elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):
-            _check(False, f.name, value, _ACCEPTED[kind] + (" or None" if "None" in kinds else ""))
+            accepted = _ACCEPTED[kind] + (" or None" if "None" in kinds else "")
+            if kind == "float" and getattr(getattr(value, "dtype", None), "kind", "") == "f":  # np.float32(1e-4) is 9.99999974e-05: another recipe
+                accepted += (f" as a Python float, float(x): a {type(value).__name__} is not exactly the number "
+                             f"it prints")
+            _check(False, f.name, value, accepted)
 
 
 def _check(ok: bool, field: str, value: Any, accepted: str) -> None:

@@ -165,12 +165,12 @@ def check_output(path: str | Path, what: str, folder: bool = False) -> None:
         raise ValueError(f"{named} cannot be written: permission denied")
 
 
-def check_outputs(given: Callable[[str], Any], prefix: str) -> None:
-    """The ``md``, ``json`` and ``plots`` outputs a command was given (``given(name)``, named
-    ``prefix + name`` in errors), checked as :func:`check_output` does."""
+def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> None:
+    """The ``md``, ``json`` and ``plots`` outputs a command was given (``given(name)``, called
+    ``named(name)`` in errors: ``--md``, or an ini file's key), checked as :func:`check_output` does."""
     for name, folder in (("md", False), ("json", False), ("plots", True)):
         if path := given(name):
-            check_output(path, f"{prefix}{name}", folder)
+            check_output(path, named(name), folder)
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

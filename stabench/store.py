@@ -168,6 +168,11 @@ def _given(filters: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any
     """The filters that were given (None: not given) and environment fields (None: a field the
     run lacks, written "none" as the stored values list it)."""
     given = {name: value for name, value in filters.items() if value is not None}
+    if not isinstance(given.get("task", ""), str):  # a Task selects its current data
+        given["task"] = f"{_named('task', given['task'], 'name')} (its data as it is now)"
+    if not isinstance(given.get("recipe", ""), str):  # a Recipe selects its content
+        recipe = given["recipe"]
+        given["recipe"] = f"{_named('recipe', recipe, 'name')} ({_named('recipe', recipe, 'hash')[:SHORT_HASH]})"
     given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
     return given
 
@@ -546,8 +551,8 @@ class Store:
         shows it, to pick one version of a recipe edited under one name; ``train_size`` is a
         subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set.
         ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Task selects its data as
-        it is now, by fingerprint, whereas its name selects every version; a Recipe selects its
-        content, whatever its name); ``seed`` may be a list."""
+        it is now, by fingerprint, so its data must load, whereas its name selects every version; a
+        Recipe selects its content, whatever its name); ``seed`` may be a list."""
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name

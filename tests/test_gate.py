@@ -519,6 +519,52 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old").ret == 0
 
 
+ARMED = '''
+import os
+import pytest
+import stabench
+
+GOOD = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=3e-3, name="steady")
+MOVED = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=float(os.environ["DEMO_LR"]), name="moved")
+
+@stabench.claim(task="polarity", model=MODEL, seeds=4, arms={"moved": {"recipe": MOVED}, "steady": {"recipe": GOOD}})
+def test_arms(study):
+    assert study["steady"].n == 4
+
+@pytest.mark.xfail(reason="known to fail", strict=True)
+@stabench.claim(task="polarity", model=MODEL, recipe=MOVED, seeds=4)
+def test_marked(study):
+    assert study.mean > 2  # never: the strict xfail holds, and its seed items still pass
+'''
+
+
+def test_a_gate_failure_is_reported_per_arm_and_never_hidden_by_xfail(pytester, tiny_model, monkeypatch):
+    pytester.makepyfile(test_armed=f"MODEL = {tiny_model!r}\n" + ARMED)
+    common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
+    monkeypatch.setenv("DEMO_LR", "3e-3")
+    tagged = pytester.runpytest_inprocess(*common, "--stabench-tag=old")
+    tagged.assert_outcomes(passed=13, xfailed=1)  # strict xfail: the seed items pass all the same
+
+    monkeypatch.setenv("DEMO_LR", "1e-6")
+    worse = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--stabench-json=gate.json")
+    assert worse.ret == 1
+    worse.assert_outcomes(passed=12, failed=1, xfailed=1)
+    worse.stdout.fnmatch_lines(["*= 1 failed, 12 passed, 1 xfailed, 1 gate failed in *"])  # the xfail's regression
+    rows = {(c["claim"], c["arm"]): c for c in json.loads((pytester.path / "gate.json").read_text())["claims"]}
+    moved, steady = rows["test_armed.py::test_arms", "moved"], rows["test_armed.py::test_arms", "steady"]
+    assert moved["verdict"] == "regressed" and moved["message"].startswith("REGRESSED test_armed.py::test_arms (moved)")
+    assert steady["verdict"] == "passed" and steady["message"] is None  # its own gate passed
+    (marked,) = [row for (claim, _), row in rows.items() if claim == "test_armed.py::test_marked"]
+    assert marked["verdict"] == "xfailed"
+
+    # A strict xfail claim that passes fails as pytest says (XPASS(strict)), and its row says so.
+    pytester.makepyfile(test_armed=f"MODEL = {tiny_model!r}\n" + ARMED.replace("study.mean > 2", "study.n == 4"))
+    passing = pytester.runpytest_inprocess(*common, "-k", "marked", "--stabench-json=x.json")
+    passing.assert_outcomes(passed=4, failed=1)
+    (row,) = json.loads((pytester.path / "x.json").read_text())["claims"]
+    assert row["verdict"] == "failed" and row["message"].startswith("[XPASS(strict)]")
+
+
 def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, capsys):
     """An ok gate whose mean fell past the limit without significance says so, with the p-value."""
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:4])]

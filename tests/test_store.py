@@ -587,7 +587,7 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
     with pytest.raises(StoreError, match=r"^cannot export to .*runs.json: '.*runs.csv' is a file, not a folder$"):
         store.export(tmp_path / "runs.csv" / "runs.json")  # under a file
     assert not list(tmp_path.glob(".*.tmp"))
-    assert store.export(tmp_path / "artifacts" / "ci" / "runs.json") == len(store.query())  # folders made, as reports do
+    assert store.export(tmp_path / "artifacts" / "ci" / "runs.json") == len(store.query())  # folders made
     with pytest.raises(StoreError, match="nothing was exported"):
         store.export(tmp_path / "none" / "runs.json", task="nosuch")
     assert not (tmp_path / "none").exists()  # an export that writes nothing makes no folder

@@ -260,8 +260,8 @@ def test_a_study_from_a_script_reads_stored_seeds_and_trains_the_rest(tiny_model
             (dict(cpu_threads=1), r"^seeds 3-4 of .* are not stored: only seeds 0-2 of these inputs are stored for this "
                                   r"stack \(cpu, 1 torch thread\(s\)\); or train=True"),
             (dict(cpu_threads=1, train_size=64), r"are not stored: runs of this recipe on polarity are stored for "
-                                                 r"other data: train_size None, not 64; subsample_seed None, not 0; "
-                                                 r"fingerprint \w{8}, not \w{8}; or train=True trains them$"),
+                                                 r"other data: the full set \(data \w{8}\), not train_size=64, "
+                                                 r"subsample_seed=0 \(data \w{8}\); or train=True trains them$"),
             (dict(cpu_threads=2, recipe=recipe.replace(lr=5e-4)),
              rf"^seeds 3-4 of polarity / .* / bert-default\[lr=0.0005,max_steps=2\] are not stored: the store holds no "
              rf"run of recipe bert-default\[lr=0.0005,max_steps=2\] \(\w{{8}}\) on polarity / .*, under any stack; "
