@@ -50,8 +50,9 @@ _OPTIONS = [
 
 
 _METAVAR_BY_KIND = {"path": "PATH", "int": "N", "str": "TEXT"}
-_METAVAR_BY_OPTION = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...", "profile": "NAME",
-            "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME", "plots": "DIR"}
+_METAVAR_BY_OPTION = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...",
+                      "profile": "NAME", "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME",
+                      "plots": "DIR"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -865,9 +866,9 @@ class Reporter:
 
         rows = self.rows()
         text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
-        if failed := {c["claim"]: c["message"] for c in self.claims if c.get("message")}:
+        if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
-                f"- `{claim}`: {message}\n" for claim, message in sorted(failed.items()))
+                f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
         if skipped := self.skipped():
             text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
         if self.gates:
