@@ -333,6 +333,34 @@ def test_brown_forsythe_is_levene_and_its_one_sided_halves_split_it(seed, n_a, n
     assert brown_forsythe(b, a, "greater") == pytest.approx(less)
 
 
+@FAST
+@given(st.integers(2, 8), st.integers(2, 8), st.floats(0.01, 0.4), st.floats(0.01, 0.4))
+def test_tied_deviations_get_a_permutation_p_value_never_an_infinite_w(half_a, half_b, gap_a, gap_b):
+    """Two tied halves per study (collapsed runs at 0.5, the rest tied above): every run is as far
+    from its median as the others, so Levene's W divides by 0 (scipy: W=2e30, p=1e-90 at 4 a side).
+    The p-value is then the permutation test's: never below 1 / (ways to split the runs)."""
+    import math
+
+    a = [0.5] * half_a + [0.5 + gap_a] * half_a
+    b = [0.5] * half_b + [0.5 + gap_b] * half_b
+    floor = 1 / math.comb(len(a) + len(b), len(a))
+    for alternative in ("two-sided", "less", "greater"):
+        assert floor - 1e-12 <= brown_forsythe(a, b, alternative) <= 1.0
+    comparison = compare(a, b, half_a, half_b, aso_iterations=20)
+    assert math.isnan(comparison.levene_statistic) and comparison.levene_p >= floor - 1e-12
+    if gap_a == gap_b:
+        assert comparison.levene_p == pytest.approx(1.0)
+
+
+def test_a_permutation_p_value_replaces_an_infinite_w_in_the_assertion_message():
+    comparison = compare([0.5, 0.5, 0.9, 0.9], [0.5, 0.5, 1.0, 1.0], 2, 2, aso_iterations=20)
+    assert comparison.levene_p_a_less == pytest.approx(1 / 70)  # all of A's deviations below all of B's
+    wider = compare([0.5, 0.5, 1.0, 1.0], [0.5, 0.5, 0.9, 0.9], 2, 2, aso_iterations=20)
+    with pytest.raises(AssertionError, match=r"Brown-Forsythe Levene with tied deviations \(a permutation test\), "
+                                             r"one-sided p=1 \(needs p < 0.05\)"):
+        assert_less_variable(wider)
+
+
 def test_a_less_variable_is_one_sided():
     """A two-sided p between 0.05 and 0.1 is under 0.05 one-sided: "A spreads less" asks one side."""
     rng = np.random.default_rng(3)
