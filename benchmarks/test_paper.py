@@ -90,7 +90,8 @@ def test_bias_correction_reduces_failed_runs(study, model, arms):
     and no weight decay (the paper's settings, as presets).
     """
     no_bc, bc = study["no-bc"], study["bc"]
-    assert bc.failures < no_bc.failures, (bc, no_bc)
+    assert bc.failures < no_bc.failures, (f"with bias correction {bc.failures}/{bc.n} failed, without "
+                                          f"{no_bc.failures}/{no_bc.n}")
 
 
 SMALL_DATA = [
@@ -124,8 +125,10 @@ def test_failed_runs_have_vanishing_gradients(study):
     """
     summary = analysis.gradient_summary(study)
     assert summary["n_failed"] > 0, "no failed run to explain"
-    assert summary["vanished_in_failed"] == summary["n_failed"], summary
-    assert summary["vanished_in_successful"] == 0, summary
+    assert summary["vanished_in_failed"] == summary["n_failed"], (
+        f"gradients vanished in {summary['vanished_in_failed']} of {summary['n_failed']} failed runs")
+    assert summary["vanished_in_successful"] == 0, (
+        f"gradients vanished in {summary['vanished_in_successful']} of {summary['n_successful']} successful runs")
 
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"], toy=TOY_MIXED)
@@ -153,7 +156,8 @@ def test_failure_is_optimisation_not_forgetting(study, stabench_session):
     pretrained = analysis.forgetting_curve(path, failed_model, texts, tokenizer, [num_layers + 1])[0][1]
     assert curve_failed[0] > curve_good[0], "failed runs should forget more"
     top = max(1, round(num_layers * 10 / 24))  # "the top ~10 layers" of BERT-large's 24
-    assert curve_failed[top] < 2 * pretrained, (curve_failed, pretrained)
+    assert curve_failed[top] < 2 * pretrained, (
+        f"MLM perplexity with the top {top} layers reset: {curve_failed[top]:.3g}, pretrained {pretrained:.3g}")
 
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="mosbach-stable", requires=["cuda"], toy=TOY_MIXED)

@@ -77,6 +77,11 @@ def _check_claim(task, model, recipe, arms, train_size, gate) -> None:
             get_recipe(options["recipe"])
         check_train_size(options.get("train_size"), owner="claim ")
     check_limits(gate)
+    base = {"task": task, "model": model, "recipe": recipe, "train_size": train_size}
+    merged = [(name, {**base, **options}) for name, options in (arms or {}).items()]
+    if merged and all(m[k] is not None for _, m in merged for k in ("task", "model", "recipe")):
+        _check_distinct([Arm(name, task_name(m["task"]), m["model"], get_recipe(m["recipe"]), m["train_size"])
+                         for name, m in merged], None)  # else parametrize fills them in: checked per item
 
 
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
@@ -231,9 +236,26 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
                                        **arm_options.get("toy", {}).get("recipe_overrides", {})})
         recipe = recipe.replace(**(recipe_overrides or {}))
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
+    if not toy:  # the toy profile may shorten two arms alike; it runs end to end, not the science
+        _check_distinct(arms, recipe_overrides)
     requires = () if toy else tuple(options.get("requires", ()))  # the toy scale is made for a CPU
     return ClaimSpec(arms=tuple(arms), seeds=claim_seeds(options, seed_override, toy, toy_defaults),
                      requires=requires)
+
+
+def _check_distinct(arms: Sequence[Arm], recipe_overrides: Mapping[str, Any] | None) -> None:
+    """Two arms of one task, model, data size and recipe content read the same runs: a comparison
+    of a study with itself, whatever the arms are called."""
+    seen: dict[tuple, str] = {}
+    for arm in arms:
+        trained = (arm.task, stored_name(arm.model), arm.recipe.hash, arm.train_size)
+        if trained in seen:
+            given = ",".join(f"{k}={v}" for k, v in (recipe_overrides or {}).items())
+            after = f" once --stabench-set={given} applies" if given else ""
+            raise ValueError(f"claim arms {seen[trained]!r} and {arm.name!r} train the same runs{after} (recipe "
+                             f"content {arm.recipe.hash[:SHORT_HASH]} on {arm.task} / {arm.model}); give them "
+                             f"recipes that differ")
+        seen[trained] = arm.name
 
 
 def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None = None, toy: bool = False,

@@ -524,7 +524,7 @@ import os
 import pytest
 import stabench
 
-GOOD = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=3e-3, name="steady")
+GOOD = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=4, lr=3e-3, name="steady")
 MOVED = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=float(os.environ["DEMO_LR"]), name="moved")
 
 @stabench.claim(task="polarity", model=MODEL, seeds=4, arms={"moved": {"recipe": MOVED}, "steady": {"recipe": GOOD}})

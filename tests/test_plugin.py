@@ -293,12 +293,20 @@ def test_unseen(study):
     (dict(recipe={"lr": 1e-4}), "recipe={'lr': 0.0001} is invalid; expected a preset name (bert-default, "),
     (dict(arms=[{"recipe": "bert-default"}]), "claim arms=[{'recipe': 'bert-default'}] is invalid; expected a dict "
                                               "of arm names to options"),
+    (dict(arms={"a": {"recipe": "bert-default"}, "b": {"recipe": "bert-default-bc"}}, recipe=None,
+          task="polarity"), None),  # arms that differ are fine: the case below is the mistake
+    (dict(arms={"default": {}, "same": {"recipe": "bert-default"}}),
+     "claim arms 'default' and 'same' train the same runs (recipe content "),
 ])
 def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(options, message):
     import stabench
 
+    given = {**dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2), **options}
+    if message is None:
+        assert stabench.claim(**given).kwargs["arms"] == options["arms"]
+        return
     with pytest.raises(ValueError, match=re.escape(message)):
-        stabench.claim(**{**dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2), **options})
+        stabench.claim(**given)
 
 
 def test_claim_seeds_may_be_written_as_on_the_command_line():
@@ -310,6 +318,12 @@ def test_claim_seeds_may_be_written_as_on_the_command_line():
     assert count.kwargs["seeds"] == 5  # a count, as seeds=5 and --stabench-seeds=5
 
 
+def _long():
+    import stabench
+
+    return stabench.get_recipe("bert-default", epochs=10)
+
+
 def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_them():
     from stabench.claims import build_spec
 
@@ -317,6 +331,13 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
     with pytest.raises(ValueError, match="unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"):
         build_spec(options, {"model": "MiniLM-L6"})
     assert build_spec(options, {"model": "minilm-l6"}).arms[0].model == "minilm-l6"
+    # --stabench-set that makes two arms alike (more epochs, set back to 3) is named in the error.
+    arms = dict(task="polarity", model="tiny-bert", seeds=2,
+                arms={"short": {"recipe": "bert-default"}, "long": {"recipe": _long()}})
+    assert len(build_spec(arms, {}).arms) == 2
+    with pytest.raises(ValueError, match=r"^claim arms 'short' and 'long' train the same runs once "
+                                         r"--stabench-set=epochs=3 applies \(recipe content \w{8} on polarity"):
+        build_spec(arms, {}, recipe_overrides={"epochs": 3})
     # Values of the wrong type from parametrize are named too, not an AttributeError from inside.
     for params, message in (({"model": "tiny-bert", "task": 7}, "task=7 is invalid"),
                             ({"model": "tiny-bert", "arms": ["a"]}, "claim arms=['a'] is invalid"),
@@ -775,3 +796,22 @@ def test_forgot(tmp_path):
                                  "test_forgot: a stabench claim must take a 'study' argument, e.g. "
                                  "def test_forgot(study): ..."])
     assert "_hooks.py" not in result.stdout.str() and "Traceback" not in result.stdout.str()
+
+
+def test_a_claim_with_published_numbers_shows_them_in_a_paper_column(pytester, tiny_model):
+    pytester.makepyfile(test_reference=f'''
+import stabench
+
+@stabench.claim(task="polarity", model={tiny_model!r}, seeds=2,
+                arms={{"short": {{"recipe": stabench.get_recipe("bert-default", max_steps=2)}},
+                       "long": {{"recipe": stabench.get_recipe("bert-default", max_steps=4)}}}},
+                reference={{"source": "Some et al. 2026, Table 9", "polarity": {{"long": "1.0 / 88.0"}}}})
+def test_with_reference(study):
+    assert study["long"].n == 2
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-md=r.md", "--stabench-json=r.json")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["*paper*", "*(long)*1.0 / 88.0*", "paper column: Some et al. 2026, Table 9"])
+    rows = {c["arm"]: c for c in _report(pytester.path / "r.json")["claims"]}
+    assert rows["long"]["reference"] == "1.0 / 88.0" and rows["short"]["reference"] is None
+    assert "| paper" in (pytester.path / "r.md").read_text().replace("  ", " ")
