@@ -77,11 +77,6 @@ def _check_claim(task, model, recipe, arms, train_size, gate) -> None:
             get_recipe(options["recipe"])
         check_train_size(options.get("train_size"), owner="claim ")
     check_limits(gate)
-    base = {"task": task, "model": model, "recipe": recipe, "train_size": train_size}
-    merged = [(name, {**base, **options}) for name, options in (arms or {}).items()]
-    if merged and all(m[k] is not None for _, m in merged for k in ("task", "model", "recipe")):
-        _check_distinct([Arm(name, task_name(m["task"]), m["model"], get_recipe(m["recipe"]), m["train_size"])
-                         for name, m in merged], None)  # else parametrize fills them in: checked per item
 
 
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
@@ -248,13 +243,15 @@ def _check_distinct(arms: Sequence[Arm], recipe_overrides: Mapping[str, Any] | N
     of a study with itself, whatever the arms are called."""
     seen: dict[tuple, str] = {}
     for arm in arms:
-        trained = (arm.task, stored_name(arm.model), arm.recipe.hash, arm.train_size)
+        model = os.path.realpath(os.path.expanduser(arm.model)) if os.path.isdir(os.path.expanduser(arm.model)) \
+            else arm.model  # two checkpoint-500 folders of one name are two models
+        trained = (arm.task, model, arm.recipe.hash, arm.train_size)
         if trained in seen:
             given = ",".join(f"{k}={v}" for k, v in (recipe_overrides or {}).items())
-            after = f" once --stabench-set={given} applies" if given else ""
+            after = f" once the recipe overrides ({given}) apply" if given else ""
             raise ValueError(f"claim arms {seen[trained]!r} and {arm.name!r} train the same runs{after} (recipe "
                              f"content {arm.recipe.hash[:SHORT_HASH]} on {arm.task} / {arm.model}); give them "
-                             f"recipes that differ")
+                             f"recipes, tasks, models or data sizes that differ")
         seen[trained] = arm.name
 
 

@@ -153,9 +153,10 @@ def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
     _check_not_a_path(runs, function)
     if isinstance(runs, Mapping):
         for label, value in runs.items():
-            traced = single != "run" and isinstance(value, Mapping) and "grad_norm" in value
-            if not (isinstance(value, RunResult) or traced):
-                raise TypeError(f"{function}: label {label!r} maps to {_described(value)}; expected one {single} per "
+            traced = isinstance(value, Mapping) and "grad_norm" in value
+            if not (isinstance(value, RunResult) or traced and single != "run"):
+                given = "a run's trace" if traced else _described(value)  # training curves need the run's verdict
+                raise TypeError(f"{function}: label {label!r} maps to {given}; expected one {single} per "
                                 f"label: pass the Study itself for a {unit} per seed, or map labels to single runs")
         return runs
     runs = _runs_in(runs, function)

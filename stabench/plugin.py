@@ -583,7 +583,7 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
         summary = study.summary()
         gate = (gates or {}).get(name)
         failed_gate = verdict.startswith("passed") and gate is not None and gate["fails"]
-        train_size = study.results[0].task.get("train_size") if study.results else study.arm.train_size
+        train_size = study.results[0].task.get("train_size")  # as stored: the whole set is None
         row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": train_size,
                "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash,
                "recipe_fields": study.arm.recipe.to_dict(),
@@ -614,7 +614,7 @@ def _as_reported(row: dict, report: pytest.TestReport) -> dict:
     if hasattr(report, "wasxfail"):
         return {**row, "verdict": "xfailed" if report.skipped and row["verdict"] == "failed" else
                 "xpassed" if report.passed else row["verdict"]}
-    if row["verdict"] == "passed" and report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
+    if row["verdict"].startswith("passed") and report.failed and str(report.longrepr).startswith("[XPASS(strict)]"):
         return {**row, "verdict": "failed", "message": _first_line(report.longrepr, "failed")}
     return row
 

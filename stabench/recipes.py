@@ -191,7 +191,7 @@ def _check_types(recipe: Recipe) -> None:
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):
             accepted = _ACCEPTED[kind] + (" or None" if "None" in kinds else "")
-            if kind == "float" and getattr(getattr(value, "dtype", None), "kind", "") == "f":  # np.float32(1e-4) is 9.99999974e-05: another recipe
+            if kind == "float" and getattr(getattr(value, "dtype", None), "kind", "") == "f":  # np.float32
                 accepted += (f" as a Python float, float(x): a {type(value).__name__} is not exactly the number "
                              f"it prints")
             _check(False, f.name, value, accepted)

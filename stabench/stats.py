@@ -335,12 +335,15 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
     deviations from each sample's median, so that t-test also gives the one-sided versions:
     ``"less"`` tests that A spreads less than B, ``"greater"`` that it spreads more.
 
-    When every run of each sample sits as far from its median as the others (two tied halves:
-    collapsed runs at the majority, successes at 1.000), those deviations do not vary, W is
-    infinite and the t-test's p absurd (1e-90 at 4 seeds a side); a permutation test of the mean
-    deviation gives the p-value then (exact for small samples, at best 1/70 at 4 seeds a side).
+    When, within each sample, every run sits as far from its median as the others (two tied
+    halves: collapsed runs at the majority, successes at 1.000), those deviations do not vary: W
+    divides by 0 and the t-test's p is absurd (1e-90 at 4 seeds a side).  A permutation test of
+    the mean deviation gives the p-value then (exact for small samples, at best 1/70 at 4 a side).
     """
     deviations = _deviations(a, b)
+    if min(x.size for x in deviations) < 2:
+        raise ValueError(f"brown_forsythe needs at least 2 scores per sample, got {deviations[0].size} and "
+                         f"{deviations[1].size}")
     if _tied(*deviations):
         return float(stats.permutation_test(deviations, _mean_difference, permutation_type="independent",
                                             vectorized=True, n_resamples=9999, alternative=alternative,
@@ -358,7 +361,7 @@ def _deviations(a: Iterable[float], b: Iterable[float]) -> tuple[np.ndarray, np.
 
 def _tied(*deviations: np.ndarray) -> bool:
     """Whether no sample's deviations vary (beyond float rounding): Levene's W divides by 0."""
-    return all(x.size == 0 or np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())) for x in deviations)
+    return all(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())) for x in deviations)
 
 
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
@@ -381,7 +384,7 @@ class Comparison:
     std_b: float
     failures_a: int
     failures_b: int
-    levene_statistic: float  # Brown-Forsythe (median-centred Levene) test of equal spread
+    levene_statistic: float  # Brown-Forsythe (median-centred Levene) test of equal spread; NaN when tied
     levene_p: float  # two-sided
     levene_p_a_less: float  # one-sided: A spreads less than B
     fisher_p: float  # two-sided, failure counts
@@ -439,7 +442,7 @@ def compare(
         raise ValueError(f"compare needs at least 2 scores per study, got {a.size} and {b.size}")
     corrected_alpha = alpha / n_comparisons
     sign = 1.0 if higher_is_better else -1.0
-    if _tied(*_deviations(a, b)):  # W is infinite: no statistic, a permutation test's p (brown_forsythe)
+    if _tied(*_deviations(a, b)):  # W divides by 0: no statistic, a permutation test's p (brown_forsythe)
         levene_statistic, levene_p = math.nan, brown_forsythe(a, b)
     else:
         with warnings.catch_warnings():

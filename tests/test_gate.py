@@ -524,6 +524,8 @@ import os
 import pytest
 import stabench
 
+# trace_every=4 only keeps the arms' recipes apart when DEMO_LR gives both lr=3e-3 (arms that train
+# the same runs are an error).
 GOOD = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=4, lr=3e-3, name="steady")
 MOVED = stabench.get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=float(os.environ["DEMO_LR"]), name="moved")
 

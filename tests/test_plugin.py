@@ -293,10 +293,8 @@ def test_unseen(study):
     (dict(recipe={"lr": 1e-4}), "recipe={'lr': 0.0001} is invalid; expected a preset name (bert-default, "),
     (dict(arms=[{"recipe": "bert-default"}]), "claim arms=[{'recipe': 'bert-default'}] is invalid; expected a dict "
                                               "of arm names to options"),
-    (dict(arms={"a": {"recipe": "bert-default"}, "b": {"recipe": "bert-default-bc"}}, recipe=None,
-          task="polarity"), None),  # arms that differ are fine: the case below is the mistake
-    (dict(arms={"default": {}, "same": {"recipe": "bert-default"}}),
-     "claim arms 'default' and 'same' train the same runs (recipe content "),
+    # Arms named with empty options, for parametrize to fill in (the README's pattern), are fine here.
+    (dict(arms={"no-bc": {}, "bc": {}}), None),
 ])
 def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(options, message):
     import stabench
@@ -331,12 +329,19 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
     with pytest.raises(ValueError, match="unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"):
         build_spec(options, {"model": "MiniLM-L6"})
     assert build_spec(options, {"model": "minilm-l6"}).arms[0].model == "minilm-l6"
-    # --stabench-set that makes two arms alike (more epochs, set back to 3) is named in the error.
+    # Two arms that train the same runs are refused when the items are built, naming them; recipe
+    # overrides (--stabench-set) that make two arms alike (more epochs, set back to 3) are named too.
+    same = dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2,
+                arms={"default": {}, "same": {"recipe": "bert-default"}})
+    with pytest.raises(ValueError, match=r"^claim arms 'default' and 'same' train the same runs \(recipe content "
+                                         r"\w{8} on polarity / tiny-bert\); give them recipes, tasks, models"):
+        build_spec(same, {})
+    assert len(build_spec(same, {"arms": {"default": {}, "same": {"recipe": "bert-default-bc"}}}).arms) == 2
     arms = dict(task="polarity", model="tiny-bert", seeds=2,
                 arms={"short": {"recipe": "bert-default"}, "long": {"recipe": _long()}})
     assert len(build_spec(arms, {}).arms) == 2
-    with pytest.raises(ValueError, match=r"^claim arms 'short' and 'long' train the same runs once "
-                                         r"--stabench-set=epochs=3 applies \(recipe content \w{8} on polarity"):
+    with pytest.raises(ValueError, match=r"^claim arms 'short' and 'long' train the same runs once the recipe "
+                                         r"overrides \(epochs=3\) apply \(recipe content \w{8} on polarity"):
         build_spec(arms, {}, recipe_overrides={"epochs": 3})
     # Values of the wrong type from parametrize are named too, not an AttributeError from inside.
     for params, message in (({"model": "tiny-bert", "task": 7}, "task=7 is invalid"),
@@ -815,3 +820,21 @@ def test_with_reference(study):
     rows = {c["arm"]: c for c in _report(pytester.path / "r.json")["claims"]}
     assert rows["long"]["reference"] == "1.0 / 88.0" and rows["short"]["reference"] is None
     assert "| paper" in (pytester.path / "r.md").read_text().replace("  ", " ")
+    toy = _run(pytester, "--stabench-store=s.sqlite", "--stabench-profile=toy", "--stabench-json=t.json")
+    toy.assert_outcomes(passed=5)  # the paper's numbers never sit beside toy-scale ones
+    assert not any(c["reference"] for c in _report(pytester.path / "t.json")["claims"])
+    assert "paper column" not in toy.stdout.str()
+
+
+def test_two_model_folders_of_one_name_are_two_arms_and_one_folder_twice_is_one(tmp_path, monkeypatch):
+    from stabench.claims import build_spec
+
+    for version in ("v1", "v2"):
+        (tmp_path / version / "final").mkdir(parents=True)  # checkpoint folders of two trainings
+    monkeypatch.chdir(tmp_path)
+    options = dict(task="polarity", recipe="bert-default", seeds=2)
+    two = build_spec({**options, "arms": {"v1": {"model": "v1/final"},
+                                          "v2": {"model": str(tmp_path / "v2/final")}}}, {})
+    assert [arm.model for arm in two.arms] == ["v1/final", str(tmp_path / "v2/final")]
+    with pytest.raises(ValueError, match="claim arms 'a' and 'b' train the same runs"):
+        build_spec({**options, "arms": {"a": {"model": "v1/final"}, "b": {"model": "v2/../v1/final"}}}, {})

@@ -137,7 +137,8 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
     with pytest.raises(ValueError, match=r"metric 'f1' is not among the runs' metrics .*; they have accuracy"):
         study.summary(metric="f1")
     for call in (lambda: study.compare(study, metric="f1"), lambda: study.expected_max(3, metric="f1")):
-        with pytest.raises(ValueError, match=r"^study of a: metric 'f1' is not among the runs' metrics \(seeds \[0, 1\] "
+        with pytest.raises(ValueError, match=r"^study of a: metric 'f1' is not among the runs' metrics "
+                                             r"\(seeds \[0, 1\] "
                                              r"lack it\); they have accuracy, train_loss$"):
             call()
     with pytest.raises(ValueError, match="cannot summarize an empty list of runs"):
