@@ -68,8 +68,8 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
         x = position + jitter.uniform(-0.15, 0.15, size=values.size)
         axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3, gid="succeeded")
         axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3, gid="failed")
-    majorities = {position: runs_by_label[label][0].majority_accuracy for position, label in zip(positions, labels)}
-    majorities = {position: majority for position, majority in majorities.items() if majority is not None}
+    majorities = {position: runs_by_label[label][0].majority_accuracy for position, label in zip(positions, labels)
+                  if runs_by_label[label][0].majority_accuracy is not None}
     if majorities and metric == "accuracy":
         low, high = min(majorities.values()), max(majorities.values())
         if low == high:

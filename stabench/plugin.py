@@ -583,29 +583,28 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
         summary = study.summary()
         gate = (gates or {}).get(name)
         failed_gate = verdict.startswith("passed") and gate is not None and gate["fails"]
-        train_size = study.results[0].task.get("train_size")  # as stored: the whole set is None
-        row = {"claim": _claim_name(item), "arm": name, "task": study.arm.task, "train_size": train_size,
-               "recipe": study.arm.recipe.name, "recipe_hash": study.arm.recipe.hash,
-               "recipe_fields": study.arm.recipe.to_dict(),
-               "model": study.arm.model, "metric": study.metric,
-               "verdict": gate["gate"].lower() if failed_gate else verdict,
-               "seeds": [r.seed for r in study.results], "keys": [r.key for r in study.results],
-               "majority": study.majority, "summary": summary.to_dict(),
-               "failures_text": summary.failures_text(), "trained_in_verdict": study.trained_here,
-               "reference": reference.get(task, {}).get(name), "reference_source": reference.get("source"),
-               "message": _gate_failure(gate) if failed_gate else message}
-        item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+        _record_row(item, study.arm, train_size=study.results[0].task.get("train_size"),  # as stored: full is None
+                    metric=study.metric, verdict=gate["gate"].lower() if failed_gate else verdict,
+                    seeds=[r.seed for r in study.results], keys=[r.key for r in study.results],
+                    majority=study.majority, summary=summary.to_dict(), failures_text=summary.failures_text(),
+                    trained_in_verdict=study.trained_here, reference=reference.get(task, {}).get(name),
+                    reference_source=reference.get("source"),
+                    message=_gate_failure(gate) if failed_gate else message)
 
 
 def _record_unrun_claim(item: pytest.Item, spec, error: BaseException) -> None:
     """A claim whose study could not be gathered, so the reports name it and why."""
     for arm in spec.arms:
-        row = {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "train_size": arm.train_size,
-               "recipe": arm.recipe.name, "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(),
-               "model": arm.model, "metric": None, "verdict": "error", "seeds": list(spec.seeds), "keys": [],
-               "majority": None, "summary": None, "failures_text": "-", "trained_in_verdict": [],
-               "reference": None, "reference_source": None, "message": _first_line(error, "error")}
-        item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+        _record_row(item, arm, train_size=arm.train_size, metric=None, verdict="error", seeds=list(spec.seeds),
+                    keys=[], majority=None, summary=None, failures_text="-", trained_in_verdict=[], reference=None,
+                    reference_source=None, message=_first_line(error, "error"))
+
+
+def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
+    """A claim arm's report row: what it trains, then how it came out."""
+    row = {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "recipe": arm.recipe.name,
+           "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(), "model": arm.model, **outcome}
+    item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
 
 
 def _as_reported(row: dict, report: pytest.TestReport) -> dict:

@@ -364,6 +364,15 @@ def _tied(*deviations: np.ndarray) -> bool:
     return all(np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())) for x in deviations)
 
 
+def _levene_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Brown-Forsythe's W, or NaN where it divides by 0 (see :func:`brown_forsythe`)."""
+    if _tied(*_deviations(a, b)):
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.levene(a, b, center="median").statistic)
+
+
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
     return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
@@ -442,13 +451,6 @@ def compare(
         raise ValueError(f"compare needs at least 2 scores per study, got {a.size} and {b.size}")
     corrected_alpha = alpha / n_comparisons
     sign = 1.0 if higher_is_better else -1.0
-    if _tied(*_deviations(a, b)):  # W divides by 0: no statistic, a permutation test's p (brown_forsythe)
-        levene_statistic, levene_p = math.nan, brown_forsythe(a, b)
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            levene = stats.levene(a, b, center="median")
-        levene_statistic, levene_p = float(levene.statistic), float(levene.pvalue)
     table = _fisher_table(failures_a, a.size, failures_b, b.size)
     return Comparison(
         n_a=int(a.size),
@@ -459,8 +461,8 @@ def compare(
         std_b=float(b.std(ddof=1)),
         failures_a=int(failures_a),
         failures_b=int(failures_b),
-        levene_statistic=levene_statistic,
-        levene_p=levene_p,
+        levene_statistic=_levene_statistic(a, b),
+        levene_p=brown_forsythe(a, b),  # Levene's p, or the permutation test's when W divides by 0
         levene_p_a_less=brown_forsythe(a, b, alternative="less"),
         fisher_p=float(stats.fisher_exact(table).pvalue),
         fisher_p_a_fewer=float(stats.fisher_exact(table, alternative="less").pvalue),
