@@ -31,9 +31,11 @@ def tiny_model(tmp_path_factory) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
-    """No test writes to the user's store or cache; each test gets its own."""
+    """No test writes to the user's store or cache; each test gets its own.  Tables are as wide as in
+    a CI log, also under xdist (whose workers set COLUMNS to the terminal's width)."""
     monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "store" / "results.sqlite"))
     monkeypatch.setenv("STABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COLUMNS", raising=False)
 
 
 @pytest.fixture(autouse=True)
