@@ -613,6 +613,10 @@ class Study:
         if not isinstance(other, Study):
             raise TypeError(f"compare takes another Study, e.g. study['bc'].compare(study['no-bc']); got a "
                             f"{type(other).__name__}")
+        if metric is None and other.metric != self.metric:  # e.g. RTE (accuracy) against MRPC (F1)
+            raise ValueError(f"compare: {self.arm.name} is scored by {self.metric} ({self.results[0].task['name']}), "
+                             f"{other.arm.name} by {other.metric} ({other.results[0].task['name']}); pass metric= one "
+                             f"that both studies' runs have, e.g. metric='accuracy'")
         metric = metric or self.metric
         return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
                              higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons)

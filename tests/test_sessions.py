@@ -1,5 +1,7 @@
 """Sessions: how a claim's seeds are read from the store or trained, without pytest."""
-from stabench.claims import Arm, Session
+import dataclasses
+
+from stabench.claims import Arm, Session, Study
 from stabench.recipes import get_recipe
 from stabench.store import Store
 from stabench.tasks import BUILTIN_PAIR_TASK
@@ -141,6 +143,13 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
                                              r"\(seeds \[0, 1\] "
                                              r"lack it\); they have accuracy, train_loss$"):
             call()
+    other_task = [dataclasses.replace(r, task={**r.task, "name": "graded"}, primary_metric="macro_f1",
+                                      metrics={**r.metrics, "macro_f1": 0.5}) for r in study.results]
+    graded = Study(Arm(name="g", task="graded", model=tiny_model, recipe=FAST), other_task)
+    with pytest.raises(ValueError, match=r"^compare: a is scored by accuracy \(same-number\), g by macro_f1 "
+                                         r"\(graded\); pass metric= one that both studies' runs have"):
+        study.compare(graded)
+    assert study.compare(graded, metric="accuracy").n_b == 2  # one metric both have: compared
     with pytest.raises(ValueError, match="cannot summarize an empty list of runs"):
         stats.summarize_runs([])
     assert stats.summarize_runs(study).n == 2  # a Study will do where runs are asked for
