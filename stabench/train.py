@@ -368,20 +368,33 @@ def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tenso
 
 @contextlib.contextmanager
 def matmul_precision(precision: str, device: torch.device):
-    """tf32 matmuls only for the run that asked for them; the previous setting is restored."""
-    previous = torch.get_float32_matmul_precision()
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
-    if precision == "tf32":
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.allow_tf32 = True
-    elif precision == "fp32":
-        torch.set_float32_matmul_precision("highest")
-        torch.backends.cudnn.allow_tf32 = False
+    """The recipe's float32 matmul precision for one run, whatever the process had set: tf32 only
+    when asked, full fp32 otherwise (bf16's fp32 parts too, such as the close-call recheck).  Set
+    through the legacy setter, which leaves every getter working (some libraries still call the
+    legacy ones); the previous settings are restored after."""
+    previous = _matmul_settings()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
     try:
         yield
     finally:
-        torch.set_float32_matmul_precision(previous)
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        _restore_matmul_settings(previous)
+
+
+def _matmul_settings() -> dict[str, str]:
+    """Each backend's matmul precision, read through torch's per-backend API where it exists
+    (torch >= 2.9): the legacy getter raises once a backend was set alone, e.g.
+    ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` as torch's deprecation warning advises."""
+    if hasattr(torch.backends, "fp32_precision"):
+        return {"cuda": torch.backends.cuda.matmul.fp32_precision, "mkldnn": torch.backends.mkldnn.matmul.fp32_precision}
+    return {"legacy": torch.get_float32_matmul_precision()}
+
+
+def _restore_matmul_settings(settings: dict[str, str]) -> None:
+    if "legacy" in settings:
+        torch.set_float32_matmul_precision(settings["legacy"])
+    else:
+        torch.backends.cuda.matmul.fp32_precision = settings["cuda"]
+        torch.backends.mkldnn.matmul.fp32_precision = settings["mkldnn"]
 
 
 def autocast(precision: str, device: torch.device):

@@ -353,3 +353,25 @@ def test_gpu_ids_that_cuda_would_not_show_a_worker_are_refused(monkeypatch, gpus
     else:
         with pytest.raises(ValueError, match="^" + re.escape(error)):
             check_gpu_ids(gpus)
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch < 2.9 has no per-backend API")
+def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_model):
+    """torch's deprecation warning advises ``torch.backends.cuda.matmul.fp32_precision = "tf32"``,
+    after which its legacy getter raises: every run crashed.  Inside a run the recipe's precision
+    holds (tf32 only when asked); after it, the process's own setting is back."""
+    from stabench import train
+
+    saved = train._matmul_settings()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    try:
+        for precision, expected in (("fp32", "ieee"), ("bf16", "ieee"), ("tf32", "tf32")):
+            seen = set()
+            run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=2, precision=precision), seed=0,
+                progress=lambda step, total: seen.add((torch.backends.cuda.matmul.fp32_precision,
+                                                      torch.backends.mkldnn.matmul.fp32_precision)))
+            assert seen == {(expected, expected)}, precision
+            assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+            assert torch.backends.mkldnn.matmul.fp32_precision == saved["mkldnn"]
+    finally:
+        train._restore_matmul_settings(saved)
