@@ -143,10 +143,12 @@ def image_format(path: str | Path) -> str:
     return suffix if suffix in FigureCanvasBase.get_supported_filetypes() else "png"
 
 
-def check_output(path: str | Path, what: str, folder: bool = False) -> None:
-    """A report's path, checked before the work that fills it (a pytest session's training): one
-    line naming it when it cannot be written.  Missing folders above it are made when it is."""
-    text, path = str(path), Path(path)
+def check_output(path: str | Path, what: str, kind: str) -> None:
+    """A report's path (``kind`` md, json or plots), checked before the work that fills it (a pytest
+    session's training): one line naming it when it cannot be written, or when a file there is
+    no earlier report of that kind (the results store or a data file, named by mistake, would be
+    lost).  Missing folders above it are made when it is."""
+    text, path, folder = str(path), Path(path), kind == "plots"
     named = f"{what} {text!r}"
     if not folder and (text.endswith(("/", os.sep)) or path.is_dir()):
         raise ValueError(f"{named} is a folder; expected a file name, e.g. {path / 'report'}")
@@ -155,6 +157,9 @@ def check_output(path: str | Path, what: str, folder: bool = False) -> None:
     if not folder and path.exists():  # written in place (/dev/stdout too): only it must be writable
         if not os.access(path, os.W_OK):
             raise ValueError(f"{named} cannot be written: permission denied")
+        if not _replaceable(path, kind):
+            raise ValueError(f"{named} exists and is not a stabench {'Markdown' if kind == 'md' else 'JSON'} report, "
+                             f"so it is left as it is; name a new file, or move it away first")
         return
     existing = path.absolute() if folder else path.absolute().parent
     while not existing.exists():
@@ -165,12 +170,32 @@ def check_output(path: str | Path, what: str, folder: bool = False) -> None:
         raise ValueError(f"{named} cannot be written: permission denied")
 
 
+# How the reports written below begin: a Markdown title, and JSON's first (sorted) key.
+_MARKDOWN_START = "## stabench "
+_JSON_STARTS = tuple(f'  "{key}": ' for key in ("baseline", "claims", "studies"))
+
+
+def _replaceable(path: Path, kind: str) -> bool:
+    """Empty, not a plain file (``/dev/stdout``), or an earlier report of this kind.  Only the start
+    is read."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return True
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+            if kind == "md":
+                return first.startswith(_MARKDOWN_START)
+            return first.strip() == "{" and handle.readline().startswith(_JSON_STARTS)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> None:
     """The ``md``, ``json`` and ``plots`` outputs a command was given (``given(name)``, called
     ``named(name)`` in errors: ``--md``, or an ini file's key), checked as :func:`check_output` does."""
-    for name, folder in (("md", False), ("json", False), ("plots", True)):
+    for name in ("md", "json", "plots"):
         if path := given(name):
-            check_output(path, named(name), folder)
+            check_output(path, named(name), name)
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

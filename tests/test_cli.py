@@ -75,6 +75,26 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "trained in" in capsys.readouterr().out and torch.get_num_threads() == threads
 
 
+def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny_model, tmp_path, capsys):
+    """``summary --json results.sqlite`` wrote over the store, and every run was lost."""
+    store = os.environ["STABENCH_STORE"]
+    assert main(_args(tiny_model, "--seeds", "0")) == 0
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"text": "good", "label": 1}\n')
+    for _ in range(2):  # a second summary replaces the first one's reports
+        assert main(["summary", "--md", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.json")]) == 0
+    main(["compare", "tag:none", "store", "--md", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.json")])
+    assert (tmp_path / "t.md").read_text().startswith("## stabench compare")  # compare's reports too
+    assert main(["summary", "--md", str(tmp_path / "t.md"), "--json", str(tmp_path / "t.json")]) == 0
+    capsys.readouterr()
+    for option, path in (("--json", store), ("--md", store), ("--md", str(data)), ("--json", str(data))):
+        assert main(["summary", option, path]) == 2
+        assert (f"error: {option} '{path}' exists and is not a stabench {'Markdown' if option == '--md' else 'JSON'} "
+                f"report, so it is left as it is") in " ".join(capsys.readouterr().err.split())
+    assert data.read_text() == '{"text": "good", "label": 1}\n'
+    assert main(["runs"]) == 0 and "1 stored run(s)" in capsys.readouterr().out  # the store is intact
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
     (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),

@@ -10,6 +10,7 @@ from hypothesis import given
 from stabench.cli import main
 from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, group_studies, load_source,
                            name_studies, parse_env, parse_limits, pick_variant, what_changed)
+from stabench.report import write_json
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -205,7 +206,7 @@ def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_s
         assert "same runs" in out and "note: 1 study(ies) hold only the baseline's own runs" in out
         (entry,) = json.loads(report.read_text())["gate"]
         assert entry["gate"] == "ok" and entry["changed"] == "same runs"
-    report.write_text('{"stale": true}')
+    write_json(report, {"baseline": "tag:old", "current": "store", "stale": True})  # an earlier report
     assert main(["compare", "tag:base", "tag:base", *argv, "--json", str(report)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "error: the baseline and the current side are both 'tag:base'" in err
