@@ -33,8 +33,8 @@ timeout "${1:-100}" python3 -m pytest benchmarks/test_offline_demo.py "${plugin[
 echo "demo wall time: $((SECONDS - demo_start)) s" | tee -a "$OUT/demo.log"
 tar -C /tmp/stabench-demo -czf "$OUT/demo-plots.tgz" plots 2>/dev/null
 
-# The bound's ceilings: bf16 matrix rate and device-to-device copy bandwidth measured on these
-# machines (KINDS.md of the device tool): H200 788 TFLOP/s and 4.3 TB/s, H100 798 and 3.0.
+# The bound's ceilings: bf16 matrix rate and device-to-device copy bandwidth measured on the
+# project's GPU machines: H200 788 TFLOP/s and 4.3 TB/s, H100 798 and 3.0 (data sheets: 4.8 and 3.35 TB/s).
 peaks=()
 case "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" in
     *H200*) peaks=(--peak-tflops 788 --peak-tbps 4.3) ;;

@@ -860,7 +860,8 @@ def parse_args(argv=None):
                         help="the device's dense matrix rate at the run's precision, for the steps/s bound "
                              "(e.g. ~790 measured for bf16 on an H200)")
     parser.add_argument("--peak-tbps", type=float, default=None,
-                        help="the device's memory bandwidth in TB/s, for the bound (H200 4.8, H100 SXM 3.35)")
+                        help="the device's memory bandwidth in TB/s, for the bound (measured: ~4.3 on an H200, "
+                             "~3.0 on an H100; their data sheets say 4.8 and 3.35)")
     parser.add_argument("--json", default=None, help="write the JSON record here")
     parser.add_argument("--quick", action="store_true", help="toy size for CPU / CI: about 3 minutes on 2 cores")
     parser.add_argument("--_worker", default=None, help=argparse.SUPPRESS)
@@ -891,6 +892,21 @@ def parse_args(argv=None):
         args.settings = ",".join(QUICK_SETTINGS if (q and args.settings != "default") or args.settings == "quick"
                                  else DEFAULT_SETTINGS)
     args.workers = args.workers if args.workers is not None else ("1,2" if q else "1,2,4,8")
+    try:  # bad values fail here, not minutes into the measurements
+        for text in [*args.settings.split(","), args.worker_setting or "stabench"]:
+            if text.strip():
+                parse_setting(text)
+    except ValueError as error:
+        parser.error(str(error))
+    if not all(k.strip().isdigit() and int(k) >= 1 for k in args.workers.split(",") if k.strip()):
+        parser.error(f"--workers {args.workers!r}: expected comma-separated counts of 1 or more, e.g. 1,2,4, "
+                     f"or '' for none")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        parser.error(f"--device {args.device!r}: {error}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r}: this torch sees no CUDA device (torch {torch.__version__})")
     return args
 
 

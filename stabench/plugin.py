@@ -8,9 +8,11 @@ the store's per-run lock, and then runs the claim's body on the study.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -140,6 +142,8 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"{_named(config, name)}: {error}") from None
+    if not _is_worker(config):
+        _check_worker_count(config)
     if not _is_worker(config):  # a bad store or report path fails now, not after the training
         from .report import check_outputs
         from .store import Store, StoreError, default_store_path
@@ -253,27 +257,29 @@ class State:
 
 
 class GpuPool:
-    """Controller side of GPU pinning: each worker gets a free slot, a dead worker's slot returns.
+    """Controller side of GPU pinning: each new worker goes to the GPU with the fewest workers, so
+    a dead worker's replacement takes over its GPU.
 
     ``--stabench-device=cuda:N`` turns pinning off: N counts the GPUs the controller sees, and a
     worker pinned to one GPU would see no cuda:N.
     """
 
     def __init__(self, config: pytest.Config, session_id: str):
-        self.session_id = session_id
-        per_gpu = option(config, "workers-per-gpu") or 1
-        pinned = not _names_one_gpu(option(config, "device"))
-        self.slots = [gpu for gpu in _gpu_ids(option(config, "gpus")) for _ in range(per_gpu)] if pinned else []
+        self.config, self.session_id = config, session_id
         self.assigned: dict[str, str] = {}
+
+    @functools.cached_property
+    def gpus(self) -> list[str]:
+        """Counted when the first worker starts: counting imports torch, which a session without
+        workers need not pay for."""
+        pinned = not _names_one_gpu(option(self.config, "device"))
+        return _gpu_ids(option(self.config, "gpus")) if pinned else []
 
     def pytest_configure_node(self, node) -> None:
         node.workerinput["stabench_session"] = self.session_id
-        if not self.slots:
-            return
-        taken = list(self.assigned.values())
-        free = [slot for slot in dict.fromkeys(self.slots) if taken.count(slot) < self.slots.count(slot)]
-        if free:
-            gpu = min(free, key=taken.count)
+        if self.gpus:
+            taken = list(self.assigned.values())
+            gpu = min(self.gpus, key=taken.count)
             self.assigned[node.gateway.id] = gpu
             node.workerinput["stabench_gpu"] = gpu
 
@@ -292,6 +298,49 @@ class GpuPool:
         from xdist.scheduler import WorkStealingScheduling
 
         return WorkStealingScheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config):
+    """``--stabench-gpus`` or ``--stabench-workers-per-gpu`` without ``-n`` start the workers they
+    describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.  Not in a worker,
+    whose own options come without ``-n``: it would start workers of its own."""
+    if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
+            and not _is_worker(config)):
+        try:
+            wanted = option(config, "gpus") or option(config, "workers-per-gpu")
+            if wanted and not _names_one_gpu(option(config, "device")):
+                count = len(_gpu_ids(option(config, "gpus"))) * (option(config, "workers-per-gpu") or 1)
+                config.option.numprocesses = count or None  # no GPU: pytest_configure says so
+        except (ValueError, AttributeError, pytest.UsageError):
+            pass  # pytest_configure reports the bad value in one line
+    return (yield)
+
+
+def _check_worker_count(config: pytest.Config) -> None:
+    """Pinning needs GPUs, workers, a CUDA not yet started, and no more workers than the GPUs take
+    (``-n`` above GPUs x ``--stabench-workers-per-gpu`` would crowd a GPU the user capped; without
+    the cap, workers are spread evenly)."""
+    workers = config.getoption("numprocesses", None)
+    per_gpu, gpus = option(config, "workers-per-gpu"), option(config, "gpus")
+    if _names_one_gpu(option(config, "device")) or not (workers or per_gpu or gpus):
+        return
+    ids, named = _gpu_ids(gpus), _named(config, "gpus" if gpus else "workers-per-gpu")
+    if (per_gpu or gpus) and not ids:
+        raise pytest.UsageError(f"{named} pins xdist workers to GPUs, but this machine shows none; leave it out here")
+    if (per_gpu or gpus) and not workers:
+        raise pytest.UsageError(f"{named} pins xdist workers to GPUs, but this session starts none (-n 0, or no "
+                                f"pytest-xdist); leave -n out (GPUs x workers per GPU are started), or use "
+                                f"--stabench-device=cuda:N for one GPU in this process")
+    torch = sys.modules.get("torch")
+    if ids and torch is not None and torch.cuda.is_initialized():  # a worker imports the same conftests first
+        raise pytest.UsageError("CUDA was initialised before stabench could pin workers to GPUs: a conftest or "
+                                "plugin touches CUDA at import, so every worker would train on its first GPU; move "
+                                "that into a fixture or test")
+    if per_gpu and ids and workers > len(ids) * per_gpu:
+        raise pytest.UsageError(f"-n {workers} starts more workers than {_named(config, 'workers-per-gpu')}="
+                                f"{per_gpu} on {len(ids)} GPU(s) ({', '.join(ids)}) allows; use -n "
+                                f"{len(ids) * per_gpu}, leave -n out, or allow more workers per GPU")
 
 
 def _names_one_gpu(device: str | None) -> bool:

@@ -482,6 +482,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-md=.", "--stabench-md '.' is a folder; expected a file name*"),
     ("--stabench-json=out/", "--stabench-json 'out/' is a folder; expected a file name*"),
     ("--stabench-plots=s.sqlite", "--stabench-plots 's.sqlite' is a file; expected a folder for the figures"),
+    ("--stabench-json=s.sqlite", "--stabench-json 's.sqlite' exists and is not a stabench JSON report, so it is left "
+                                 "as it is; name a new file, or move it away first"),
     ("--stabench-md=s.sqlite/summary.md", "--stabench-md 's.sqlite/summary.md' cannot be written: '*s.sqlite' is a "
                                           "file, not a folder"),
 ])
@@ -545,10 +547,9 @@ def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pyteste
     """The GPU path on a CPU: CUDA_VISIBLE_DEVICES stands for a job's allocation; each worker
     checks nothing itself (it sees only its own GPU) and records the id it was pinned to."""
     pytester.makeconftest('''
-import os, pytest
+import os
 
-@pytest.fixture(autouse=True)
-def _record_pinned_gpu():
+def pytest_sessionstart(session):
     with open("gpu-" + os.environ.get("PYTEST_XDIST_WORKER", "main") + ".txt", "w") as out:
         out.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
 ''')
@@ -560,14 +561,48 @@ def test_pinned(study):
     assert study.n == 4
 ''')
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
-    result = _run(pytester, "-n", "2", "--stabench-gpus=7,6", "--stabench-device=cpu", "--stabench-store=s.sqlite")
-    result.assert_outcomes(passed=5)
-    pinned = {path.name: path.read_text() for path in pytester.path.glob("gpu-*.txt")}
-    assert set(pinned) <= {"gpu-gw0.txt", "gpu-gw1.txt"} and len(pinned) == 2
-    assert sorted(pinned.values()) == ["6", "7"]  # one GPU each
+
+    def pinned(*args) -> dict[str, str]:
+        for path in pytester.path.glob("gpu-*.txt"):
+            path.unlink()
+        result = _run(pytester, *args, "--stabench-device=cpu", "--stabench-store=s.sqlite")
+        result.assert_outcomes(passed=5)
+        return {path.stem.removeprefix("gpu-"): path.read_text() for path in pytester.path.glob("gpu-*.txt")}
+
+    assert pinned("-n", "2", "--stabench-gpus=7,6") == {"main": "6,7", "gw0": "7", "gw1": "6"}  # one GPU each
+    # More workers than GPUs: spread evenly (an extra worker saw every GPU and trained on the first).
+    assert sorted(pinned("-n", "3", "--stabench-gpus=7,6").items()) == [
+        ("gw0", "7"), ("gw1", "6"), ("gw2", "7"), ("main", "6,7")]
+    # Workers per GPU without -n: GPUs x K workers are started (they were not; -n alone decided).
+    started = pinned("--stabench-workers-per-gpu=2")
+    assert sorted(v for k, v in started.items() if k != "main") == ["6", "6", "7", "7"]
     refused = _run(pytester, "--stabench-gpus=0", "--stabench-device=cpu", "--stabench-store=s.sqlite")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--stabench-gpus: GPU 0 is outside CUDA_VISIBLE_DEVICES=6,7; expected ids from it: 6, 7"])
+
+
+@pytest.mark.parametrize("visible, option, message", [
+    ("6,7", "-n 5 --stabench-gpus=7,6 --stabench-workers-per-gpu=2",
+     "-n 5 starts more workers than --stabench-workers-per-gpu=2 on 2 GPU(s) (7, 6) allows; use -n 4, leave -n out*"),
+    ("6,7", "-n 0 --stabench-gpus=7", "--stabench-gpus pins xdist workers to GPUs, but this session starts none*"),
+    ("6,7", "-p no:xdist --stabench-workers-per-gpu=2",
+     "--stabench-workers-per-gpu pins xdist workers to GPUs, but this session starts none*"),
+    ("", "--stabench-workers-per-gpu=2", "--stabench-workers-per-gpu pins xdist workers to GPUs, but this machine "
+                                         "shows none; leave it out here"),
+    ("6,7", "-n 2 cuda-started", "CUDA was initialised before stabench could pin workers to GPUs: a conftest or "
+                                 "plugin touches CUDA at import*"),
+])
+def test_pinning_that_cannot_work_stops_the_session_with_one_line(pytester, monkeypatch, visible, option, message):
+    import torch
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    args = option.split()
+    if "cuda-started" in args:  # as after a conftest that touched CUDA at import
+        args.remove("cuda-started")
+        monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-device=cpu", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
 @pytest.mark.parametrize("device, slots", [("cuda:1", []), ("cuda", ["6", "7"]), ("auto", ["6", "7"])])
@@ -578,7 +613,7 @@ def test_an_explicit_cuda_index_leaves_workers_unpinned(pytester, monkeypatch, d
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
     config = pytester.parseconfig(f"--stabench-device={device}")
-    assert GpuPool(config, "session").slots == slots
+    assert GpuPool(config, "session").gpus == slots
 
 
 SLOW_CLAIM = '''
