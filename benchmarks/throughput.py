@@ -213,6 +213,7 @@ def build_model_dir(path: str, config_name: str, seed: int = 0) -> str:
                                      num_attention_heads=heads, intermediate_size=intermediate,
                                      max_position_embeddings=512, num_labels=2)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[chr(c) for c in range(ord("a"), ord("z") + 1)]]
+    vocab += [f"[unused{i}]" for i in range(config.vocab_size - len(vocab))]  # as BERT's: a tokenizer of its size
     tokenizer = transformers.BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     with torch.random.fork_rng():
         torch.manual_seed(seed)

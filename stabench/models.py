@@ -79,8 +79,9 @@ def resolve(model: str) -> ModelSource:
     if not needs_hub(model):
         path = Path(model).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"model path {model!r} does not exist; expected a folder saved by "
-                                    f"save_pretrained, a hub id, {OFFLINE_DEFAULT!r} or {TINY_BERT!r}")
+            raise FileNotFoundError(f"model path {model!r} {'is a file' if path.exists() else 'does not exist'}; "
+                                    f"expected a folder saved by save_pretrained, a hub id, {OFFLINE_DEFAULT!r} or "
+                                    f"{TINY_BERT!r}")
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"model path {model!r} has no config.json; expected a folder saved by "
                                     f"save_pretrained")
@@ -141,7 +142,17 @@ def offline_default_path() -> str:
 
 
 def load_tokenizer(source: ModelSource):
-    return _load_tokenizer(source.path, source.revision)
+    """The model's tokenizer.  A folder saved without one (``model.save_pretrained`` alone) still
+    loads, as a stub that knows a handful of special tokens: every word would be [UNK], and the
+    runs would fail as if the recipe were unstable.  So its size is checked against the config's."""
+    tokenizer = _load_tokenizer(source.path, source.revision)
+    vocab_size = getattr(_load_config(source), "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) < vocab_size // 2:
+        raise RuntimeError(f"model {source.name!r}: its tokenizer knows {len(tokenizer)} tokens, its config "
+                           f"{vocab_size} (vocab_size), so nearly every word would be [UNK]; the folder lacks the "
+                           f"tokenizer's files (tokenizer.json, vocab.txt, ...): save them beside the weights with "
+                           f"tokenizer.save_pretrained(folder)")
+    return tokenizer
 
 
 @functools.lru_cache(maxsize=8)
@@ -173,6 +184,7 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     autocast, never the stored parameters.
     """
     config = _load_config(source, num_labels=num_labels)
+    config.problem_type = "single_label_classification"  # a checkpoint's own (multi-label, regression) would pick another loss
     if dropout is not None:
         for field in DROPOUT_FIELDS:
             if hasattr(config, field):
@@ -184,6 +196,9 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
             source.path, config=config, revision=source.revision, trust_remote_code=False, dtype=torch.float32,
             output_loading_info=True, ignore_mismatched_sizes=True,
             **({"attn_implementation": attention} if attention else {}))
+    except ImportError as error:  # flash attention without its package (or kernel) here
+        raise RuntimeError(f"model {source.name!r}: attention={attention!r} cannot run here: "
+                           f"{str(error).splitlines()[0]}") from error
     finally:
         transformers_logging.set_verbosity(verbosity)
     encoder = [key for key, *_ in info["mismatched_keys"] if key.startswith(model.base_model_prefix + ".")]

@@ -60,6 +60,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     source = models.resolve(model)
     if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
         interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
+    models.load_tokenizer(source)  # a folder without its tokenizer fails here, before any data loads
     task_name(task)  # a Task object is registered under its name, and one name is one task
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)

@@ -125,6 +125,46 @@ def test_an_encoder_weight_that_does_not_fit_its_config_is_an_error(tiny_model, 
         models.load_model(models.resolve(str(tmp_path / "bad")), 2, 0.1)
 
 
+def test_a_folder_saved_without_its_tokenizer_is_refused_before_any_data_loads(tiny_model, tmp_path):
+    """transformers loads such a folder with a stub tokenizer of special tokens: every word became
+    [UNK] and the runs collapsed, as if the recipe were unstable."""
+    from stabench.train import prepare
+
+    (tmp_path / "weights-only").mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(tiny_model) / name, tmp_path / "weights-only" / name)
+    with pytest.raises(RuntimeError, match=r"^model 'weights-only': its tokenizer knows \d tokens, its config 182 "
+                                           r"\(vocab_size\), so nearly every word would be \[UNK\]; the folder lacks "
+                                           r"the tokenizer's files"):
+        prepare("polarity", str(tmp_path / "weights-only"), "bert-default", 0, device="cpu")
+    assert prepare("polarity", tiny_model, "bert-default", 0, device="cpu").key  # with its tokenizer: fine
+
+
+def test_a_checkpoint_saved_for_another_problem_type_trains_as_a_single_label_classifier(tiny_model, tmp_path):
+    """A multi-label checkpoint's config chose BCE, and training failed on the label shape."""
+    import json
+
+    from stabench.recipes import get_recipe
+    from stabench.train import run
+
+    shutil.copytree(tiny_model, tmp_path / "multi")
+    config = json.loads((tmp_path / "multi" / "config.json").read_text())
+    (tmp_path / "multi" / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    result = run("polarity", str(tmp_path / "multi"), get_recipe("bert-default", max_steps=2), 0, device="cpu")
+    assert result.steps == 2 and 0.0 <= result.metrics["accuracy"] <= 1.0
+
+
+def test_flash_attention_that_cannot_run_here_is_one_line(tiny_model):
+    """It raised an ImportError traceback from inside transformers."""
+    from transformers.utils import is_flash_attn_2_available
+
+    if is_flash_attn_2_available():
+        pytest.skip("flash-attn is installed here")
+    with pytest.raises(RuntimeError, match=r"^model '.*': attention='flash_attention_2' cannot run here: "
+                                           r"FlashAttention2 has been toggled on, but it cannot be used"):
+        models.load_model(models.resolve(tiny_model), 2, 0.1, "flash_attention_2")
+
+
 def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
     import torch
     import transformers

@@ -223,3 +223,12 @@ def test_integers_of_any_kind_are_plain_ints_and_overrides_that_change_nothing_l
         get_recipe("bert-default", lr=np.float32(1e-4))  # it would store 9.99999974e-05, not 1e-4
     with pytest.raises(ValueError, match=r"^recipe field lr=.* is invalid; expected a number$"):
         get_recipe("bert-default", lr=np.bool_(True))
+
+
+def test_flex_attention_is_refused_with_dropout_which_it_cannot_apply():
+    """transformers' flex attention refuses to train with attention dropout: every seed crashed."""
+    with pytest.raises(ValueError, match=r"^recipe field attention='flex_attention' is invalid; expected eager or sdpa "
+                                         r"with dropout=0.1 \(.*\), or dropout=0.0$"):
+        get_recipe("bert-default", attention="flex_attention")
+    assert get_recipe("bert-default", attention="flex_attention", dropout=0.0).attention == "flex_attention"
+    assert get_recipe("mixout", attention="flex_attention").dropout == 0.0  # Mixout trains without dropout
