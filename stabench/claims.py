@@ -479,6 +479,9 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     return Study(Arm(recipe.name, name, model, recipe, train_size), runs, trained_here)
 
 
+_DATA_FIELDS = ("fingerprint", "train_size", "subsample_seed")  # which examples a run trained and was scored on
+
+
 def not_stored_reason(store: Store, prepared, stack: str) -> str:
     """Why ``store`` lacks the run ``prepared`` (a ``train.PreparedRun``) describes: no run of its
     recipe on its task and model, runs of it only on other data or another version of the model,
@@ -494,6 +497,12 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
         return (f"the store holds no run of recipe {recipe.name} ({recipe.hash[:SHORT_HASH]}) on {task} / {model}, "
                 f"under any stack; recipes stored for them: {', '.join(stored)}")
     on_data = [r for r in of_recipe if all((r.task or {}).get(k) == v for k, v in prepared.task_info.items())]
+    same_data = [r for r in of_recipe if all((r.task or {}).get(k) == prepared.task_info.get(k) for k in _DATA_FIELDS)]
+    if not on_data and same_data:  # the same examples, another definition: its metrics, columns or labels
+        field = next(k for k, v in prepared.task_info.items() if any((r.task or {}).get(k) != v for r in same_data))
+        stored = sorted({str((r.task or {}).get(field)) for r in same_data})
+        return (f"runs of this recipe on these data of {task} are stored for another definition of the task: its "
+                f"{field} {' or '.join(stored)}, not {prepared.task_info.get(field)}")
     if not on_data:
         def data(info: Mapping[str, Any]) -> str:
             size = info.get("train_size")

@@ -375,3 +375,21 @@ def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_
             assert torch.backends.mkldnn.matmul.fp32_precision == saved["mkldnn"]
     finally:
         train._restore_matmul_settings(saved)
+
+
+def test_runs_stored_under_another_definition_of_the_same_data_are_named_so(tiny_model, tmp_path):
+    """The same examples with another headline metric: the message said "stored for other data:
+    the full set (data 5141bb92), not the full set (data 5141bb92)"."""
+    rows = "".join(f"{'good' if i % 2 else 'bad'} film {i},{i % 2}\n" for i in range(40))
+    (tmp_path / "notes.csv").write_text("text,label\n" + rows)
+    recipe = get_recipe("bert-default", max_steps=2)
+
+    def notes(metrics):
+        return stabench.local_task("notes", tmp_path / "notes.csv", tmp_path / "notes.csv", "text", metrics=metrics)
+
+    stabench.study(notes(("macro_f1", "accuracy")), tiny_model, recipe, 1, store=tmp_path / "s.sqlite", cpu_threads=1)
+    stabench.register_task(notes(("accuracy", "macro_f1")), replace=True)  # as a later process would define it
+    with pytest.raises(ValueError, match=r"are not stored: runs of this recipe on these data of notes are stored for "
+                                         r"another definition of the task: its primary_metric macro_f1, not accuracy"):
+        stabench.study(notes(("accuracy", "macro_f1")), tiny_model, recipe, 1, store=tmp_path / "s.sqlite",
+                       cpu_threads=1, train=False)
