@@ -395,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default="minilm-l6", help="hub id, local folder, minilm-l6 (the default) or "
                                                          "tiny-bert")
     run.add_argument("--recipe", default="bert-default", help="preset name (default bert-default; mosbach-stable, "
-                                                              "...)")
-    run.add_argument("--seeds", default="0-4", help="e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4)")
+                                                              "...) or a recipe JSON file")
+    run.add_argument("--seeds", default="0-4", help="which seeds, e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4); one "
+                                                    "number is that one seed, unlike a claim's seeds=N")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override recipe fields: repeat it or separate them by commas, e.g. lr=1e-3,epochs=1")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")

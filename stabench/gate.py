@@ -396,9 +396,11 @@ def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
             f"{labels[0]}, the one with the most runs{tie}")
 
 
-def _told_apart(groups: Sequence[Sequence[RunResult]]) -> list[str]:
-    """For one study under several variants, what tells each apart, e.g. ``recipe content 277c8ea3``."""
-    varying = [name for name, get in _KEY_PARTS.items() if len({str(get(g[0])) for g in groups}) > 1]
+def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = ()) -> list[str]:
+    """For one study under several variants, what tells each apart, e.g. ``recipe content 277c8ea3``;
+    the key parts named in ``always`` are shown even where they do not vary."""
+    varying = [name for name, get in _KEY_PARTS.items()
+               if name in always or len({str(get(g[0])) for g in groups}) > 1]
 
     def shown(name: str, run: RunResult) -> str:
         value = _KEY_PARTS[name](run)
@@ -433,16 +435,22 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
     """Runs as studies, each ``(label, one run per seed)``: one study per task, data size, model
     and recipe name, and one row per variant of a study stored under several (library versions,
     devices, thread counts, recipe versions under one name), labelled with what tells them apart
-    (``rte / bert-large-uncased / bert-default [torch 2.11.0]``).  Name the runs' studies first
+    (``rte / bert-large-uncased / bert-default [torch 2.11.0]``); every study of a task stored on
+    several versions of its data says which it holds.  Name the runs' studies first
     with :func:`name_studies`, so runs stored under two names of one recipe are one study."""
     studies: dict[tuple, dict[tuple, list[RunResult]]] = {}
+    data_versions: dict[str, set[str]] = {}
     for run in runs:
         studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
+        data_versions.setdefault(run.task["name"], set()).add(str(_KEY_PARTS["data"](run)))
     grouped = []
     for key, variants in sorted(studies.items(), key=lambda item: str(item[0])):
         name = study_label(key)
         groups = [variants[v] for v in sorted(variants)]
-        labels = _told_apart(groups) if len(groups) > 1 else [""]
+        # A task whose data changed between runs: every row of it says which data it holds, not only
+        # the rows of studies that hold both versions.
+        always = ("data",) if len(data_versions[key[0]]) > 1 else ()
+        labels = _told_apart(groups, always) if len(groups) > 1 or always else [""]
         grouped += [(f"{name} [{label}]" if label else name, _dedupe(group)) for group, label in zip(groups, labels)]
     return grouped
 

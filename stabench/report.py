@@ -26,17 +26,22 @@ def fmt(value: float | None) -> str:
 
 
 def verdict_text(result: RunResult) -> str:
+    """The run's verdict in the paper's terms; with three or more classes, also how many of them it
+    ever predicted (a run can beat the majority class while never predicting a minority one)."""
     if result.diverged:
         return "diverged"
     if result.collapsed:
         return "collapsed"
-    return "failed" if result.failed else "ok"
+    verdict = "failed" if result.failed else "ok"
+    counts = result.prediction_counts or {}
+    predicted = sum(1 for count in counts.values() if count)
+    return f"{verdict}, predicts {predicted} of {len(counts)} classes" if predicted < len(counts) else verdict
 
 
 def seed_table(results: Sequence[RunResult]) -> Table:
     """One row per seed: the headline metric, the majority baseline and the verdict."""
     table = Table()
-    for column in ("seed", "metric", "score", "accuracy", "majority", "verdict", "steps", "time (s)", "steps/s"):
+    for column in ("seed", "metric", "score", "accuracy", "majority acc", "verdict", "steps", "time (s)", "steps/s"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for r in sorted(results, key=lambda r: r.seed):
         style = "red" if r.failed else None

@@ -98,6 +98,7 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
 @pytest.mark.parametrize("argv, message", [
     (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
     (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),
+    (["run", "--task", "polarity", "--model", __file__, "--seeds", "0"], "is a file; expected a folder saved by"),
     (["run", "--task", "polarity", "--recipe", "fast", "--seeds", "0"], "unknown recipe 'fast'"),
     (["run", "--task", "polarity", "--metrics", "macro_f1", "--seeds", "0"],
      "--metrics macro_f1 is for a local task (--train-file, --eval-file, --text-columns); task 'polarity' has its own"),

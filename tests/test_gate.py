@@ -738,3 +738,16 @@ def test_a_user_tasks_metric_versions_are_separate_studies_never_a_per_seed_mix(
     studies = group_studies(name_studies(plain + scored))
     assert sorted((len(runs), label) for label, runs in studies) == [(3, "t / m / r [metrics accuracy,macro_f1]"),
                                                                      (5, "t / m / r [metrics accuracy]")]
+
+
+def test_every_study_of_a_task_whose_data_changed_says_which_data_it_holds():
+    """Only a recipe stored on both versions was labelled; the others' rows read as current data."""
+    def on(data, recipe, seeds):
+        return [dataclasses.replace(_run(s, GOOD[s], recipe=recipe), key=f"{data}-{recipe}-{s}",
+                                    task={"name": "t", "train_size": None, "fingerprint": data * 4}) for s in seeds]
+
+    old, new = on("a", "r1", range(3)) + on("a", "r2", range(3)), on("b", "r1", range(2))
+    other_task = [dataclasses.replace(r, key=f"u{r.seed}", task={"name": "u", "train_size": None, "fingerprint": "c"})
+                  for r in on("c", "r1", range(2))]
+    labels = sorted(label for label, _ in group_studies(name_studies(old + new + other_task)))
+    assert labels == ["t / m / r1 [data aaaa]", "t / m / r1 [data bbbb]", "t / m / r2 [data aaaa]", "u / m / r1"]

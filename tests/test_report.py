@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stabench.claims import parse_seeds
-from stabench.report import seed_ranges, write_json
+from stabench.report import seed_ranges, verdict_text, write_json
+from stabench.result import RunResult
 
 scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True))
 
@@ -36,3 +37,20 @@ def test_seed_ranges_read_back_as_the_same_seeds_in_fewest_parts(seeds):
     assert parse_seeds(text) == sorted(seeds)
     gaps = sum(1 for a, b in zip(sorted(seeds), sorted(seeds)[1:]) if b != a + 1)
     assert text.count(",") == gaps
+
+
+@given(st.lists(st.integers(0, 50), min_size=2, max_size=5).filter(any), st.booleans())
+def test_a_verdict_says_when_a_run_never_predicts_some_of_three_or_more_classes(counts, failed):
+    """Above the majority class while never predicting a minority class: "ok" alone hid it."""
+    predicted = sum(1 for count in counts if count)
+    run = RunResult(key="k", task={}, model={}, recipe={}, recipe_name="r", recipe_hash="h", seed=0, environment={},
+                    metrics={"accuracy": 0.6}, primary_metric="accuracy", majority_accuracy=0.5, failed=failed,
+                    collapsed=predicted == 1, diverged=False, steps=1, wall_time_s=1.0, steps_per_s=1.0,
+                    started_at="", finished_at="", prediction_counts={str(i): c for i, c in enumerate(counts)})
+    text = verdict_text(run)
+    if predicted == 1:
+        assert text == "collapsed"
+    elif predicted < len(counts):
+        assert text == f"{'failed' if failed else 'ok'}, predicts {predicted} of {len(counts)} classes"
+    else:
+        assert text == ("failed" if failed else "ok")
