@@ -337,18 +337,28 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
     distribution: at seed-study sizes the absolute deviations are far from normal, and tied or
     near-tied ones (collapsed runs at the majority, successes at 1.000) gave absurd p-values
     (1e-90 for two tied halves at 4 seeds a side, 7e-11 for ``[.5, .5, 1, 1]`` against
-    ``[.9, .9, .9, .91]``).  The permuted statistic is the difference of the mean deviations,
-    which orders the permutations as Levene's t does.  Exact up to 8 seeds a side (every way
-    to split the runs, so never below 1/12,870 there); beyond, 19,999 random splits with a fixed
-    seed, so the same scores always give the same p, and never below 1/20,000.
+    ``[.9, .9, .9, .91]``).  Each study is first centred on its median (so a shift in location is
+    no difference in spread), then the centred scores are split anew and each part's mean absolute
+    deviation from its own median recomputed: deviations taken once and then permuted are not
+    exchangeable between studies of different sizes (a small study's sit closer to its median),
+    and rejected a true null 15 % of the time at 3 against 20 seeds.  Every split is enumerated up
+    to 8 seeds a side (so p >= 1/12,870 there); beyond, 19,999 random splits with a fixed seed, so
+    the same scores always give the same p, and never below 1/20,000.
     """
-    deviations = _deviations(a, b)
-    if min(x.size for x in deviations) < 2:
-        raise ValueError(f"brown_forsythe needs at least 2 scores per sample, got {deviations[0].size} and "
-                         f"{deviations[1].size}")
-    return float(stats.permutation_test(deviations, _mean_difference, permutation_type="independent",
-                                        vectorized=True, n_resamples=PERMUTATIONS, alternative=alternative,
-                                        rng=0).pvalue)
+    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if min(a.size, b.size) < 2:
+        raise ValueError(f"brown_forsythe needs at least 2 scores per sample, got {a.size} and {b.size}")
+    return float(stats.permutation_test((a - np.median(a), b - np.median(b)), _spread_difference,
+                                        permutation_type="independent", vectorized=True, n_resamples=PERMUTATIONS,
+                                        alternative=alternative, rng=0).pvalue)
+
+
+def _spread_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
+    """Mean absolute deviation from the part's own median, A's minus B's, for each split."""
+    def spread(z: np.ndarray) -> np.ndarray:
+        return np.mean(np.abs(z - np.median(z, axis=axis, keepdims=True)), axis=axis)
+
+    return spread(x) - spread(y)
 
 
 def _deviations(a: Iterable[float], b: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -369,10 +379,6 @@ def _levene_statistic(a: np.ndarray, b: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.levene(a, b, center="median").statistic)
-
-
-def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
-    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
 
 
 def _fisher_table(failures_x: int, n_x: int, failures_y: int, n_y: int) -> list[list[int]]:
