@@ -60,7 +60,8 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     source = models.resolve(model)
     if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
         interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
-    models.load_tokenizer(source)  # a folder without its tokenizer fails here, before any data loads
+    if source.revision is None:  # a local folder saved without its tokenizer fails here, before any data loads
+        models.load_tokenizer(source)
     task_name(task)  # a Task object is registered under its name, and one name is one task
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
@@ -382,18 +383,23 @@ def matmul_precision(precision: str, device: torch.device):
 
 
 def _matmul_settings() -> dict[str, str]:
-    """Each backend's matmul precision, read through torch's per-backend API where it exists
-    (torch >= 2.9): the legacy getter raises once a backend was set alone, e.g.
-    ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` as torch's deprecation warning advises."""
+    """The legacy setting (unless its getter raises: torch says so once a backend was set alone,
+    e.g. ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` as its deprecation warning
+    advises) and each backend's, through torch's per-backend API where it exists (torch >= 2.9).
+    Both are restored: torch keeps them apart, and its checks raise when they disagree."""
+    settings = {}
+    with contextlib.suppress(RuntimeError):
+        settings["legacy"] = torch.get_float32_matmul_precision()
     if hasattr(torch.backends, "fp32_precision"):
-        return {"cuda": torch.backends.cuda.matmul.fp32_precision, "mkldnn": torch.backends.mkldnn.matmul.fp32_precision}
-    return {"legacy": torch.get_float32_matmul_precision()}
+        settings.update(cuda=torch.backends.cuda.matmul.fp32_precision,
+                        mkldnn=torch.backends.mkldnn.matmul.fp32_precision)
+    return settings
 
 
 def _restore_matmul_settings(settings: dict[str, str]) -> None:
     if "legacy" in settings:
         torch.set_float32_matmul_precision(settings["legacy"])
-    else:
+    if "cuda" in settings:
         torch.backends.cuda.matmul.fp32_precision = settings["cuda"]
         torch.backends.mkldnn.matmul.fp32_precision = settings["mkldnn"]
 

@@ -355,24 +355,44 @@ def test_gpu_ids_that_cuda_would_not_show_a_worker_are_refused(monkeypatch, gpus
             check_gpu_ids(gpus)
 
 
+def _matmul_getters() -> list:
+    """What libraries read: the legacy getters, or "raises" where torch refuses a mixed state."""
+    values = []
+    for get in (torch.get_float32_matmul_precision, lambda: torch.backends.cuda.matmul.allow_tf32):
+        try:
+            values.append(get())
+        except RuntimeError:
+            values.append("raises")
+    return values
+
+
 @pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch < 2.9 has no per-backend API")
-def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_model):
+@pytest.mark.parametrize("start", ["default", "legacy high", "per-backend tf32"])
+def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_model, start):
     """torch's deprecation warning advises ``torch.backends.cuda.matmul.fp32_precision = "tf32"``,
     after which its legacy getter raises: every run crashed.  Inside a run the recipe's precision
-    holds (tf32 only when asked); after it, the process's own setting is back."""
+    holds (tf32 only when asked) and the getters work; after it, the process's settings are back
+    and every getter that worked still gives what it gave (a first restore left them mixed)."""
     from stabench import train
 
     saved = train._matmul_settings()
-    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    if start == "legacy high":
+        torch.set_float32_matmul_precision("high")
+    elif start == "per-backend tf32":
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
     try:
+        before, getters_before = train._matmul_settings(), _matmul_getters()
         for precision, expected in (("fp32", "ieee"), ("bf16", "ieee"), ("tf32", "tf32")):
             seen = set()
             run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=2, precision=precision), seed=0,
                 progress=lambda step, total: seen.add((torch.backends.cuda.matmul.fp32_precision,
-                                                      torch.backends.mkldnn.matmul.fp32_precision)))
-            assert seen == {(expected, expected)}, precision
-            assert torch.backends.cuda.matmul.fp32_precision == "tf32"
-            assert torch.backends.mkldnn.matmul.fp32_precision == saved["mkldnn"]
+                                                      torch.backends.mkldnn.matmul.fp32_precision,
+                                                      *_matmul_getters())))
+            legacy = "high" if expected == "tf32" else "highest"
+            assert seen == {(expected, expected, legacy, expected == "tf32")}, precision
+            after = train._matmul_settings()
+            assert {k: after[k] for k in before} == before, precision
+            assert [a if b != "raises" else b for a, b in zip(_matmul_getters(), getters_before)] == getters_before
     finally:
         train._restore_matmul_settings(saved)
 
