@@ -161,6 +161,9 @@ def _check_options(config: pytest.Config) -> list | None:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
+        for name in ("md", "json"):  # a store made during this session would be written over at its end
+            if (report := option(config, name)) and Path(report).resolve() == Path(path).resolve():
+                raise pytest.UsageError(f"{_named(config, name)} {report!r} is the results store; name another file")
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         raise pytest.UsageError(
@@ -306,32 +309,34 @@ def pytest_cmdline_main(config: pytest.Config):
     describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.  Not in a worker,
     whose own options come without ``-n``: it would start workers of its own."""
     if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
-            and not _is_worker(config)):
+            and not _is_worker(config) and not config.getoption("usepdb", False)):  # xdist refuses --pdb
         try:
             wanted = option(config, "gpus") or option(config, "workers-per-gpu")
             if wanted and not _names_one_gpu(option(config, "device")):
                 count = len(_gpu_ids(option(config, "gpus"))) * (option(config, "workers-per-gpu") or 1)
-                config.option.numprocesses = count or None  # no GPU: pytest_configure says so
+                config.option.numprocesses = count or None  # no GPU: nothing to pin
         except (ValueError, AttributeError, pytest.UsageError):
             pass  # pytest_configure reports the bad value in one line
     return (yield)
 
 
 def _check_worker_count(config: pytest.Config) -> None:
-    """Pinning needs GPUs, workers, a CUDA not yet started, and no more workers than the GPUs take
-    (``-n`` above GPUs x ``--stabench-workers-per-gpu`` would crowd a GPU the user capped; without
-    the cap, workers are spread evenly)."""
-    workers = config.getoption("numprocesses", None)
+    """Pinning asked for (``--stabench-gpus`` / ``--stabench-workers-per-gpu``) needs a CUDA not yet
+    started, and no more workers than the GPUs take (``-n`` above GPUs x workers per GPU would
+    crowd a GPU the user capped; without the cap, workers are spread evenly).  GPUs named for
+    pinning need workers too.  Without those options nothing is refused: the plugin loads in
+    every pytest session, stabench's or not."""
     per_gpu, gpus = option(config, "workers-per-gpu"), option(config, "gpus")
-    if _names_one_gpu(option(config, "device")) or not (workers or per_gpu or gpus):
+    if _names_one_gpu(option(config, "device")) or not (per_gpu or gpus):
         return
-    ids, named = _gpu_ids(gpus), _named(config, "gpus" if gpus else "workers-per-gpu")
-    if (per_gpu or gpus) and not ids:
-        raise pytest.UsageError(f"{named} pins xdist workers to GPUs, but this machine shows none; leave it out here")
-    if (per_gpu or gpus) and not workers:
-        raise pytest.UsageError(f"{named} pins xdist workers to GPUs, but this session starts none (-n 0, or no "
-                                f"pytest-xdist); leave -n out (GPUs x workers per GPU are started), or use "
+    workers = config.getoption("numprocesses", None)
+    if workers and config.getoption("maxprocesses", None):
+        workers = min(workers, config.getoption("maxprocesses"))
+    if gpus and not workers:
+        raise pytest.UsageError(f"{_named(config, 'gpus')} pins xdist workers to GPUs, but this session starts none "
+                                f"(-n 0, or no pytest-xdist); leave -n out (a worker per GPU is started), or use "
                                 f"--stabench-device=cuda:N for one GPU in this process")
+    ids = _gpu_ids(gpus) if workers else []  # no GPU (a CPU machine): workers per GPU have nothing to pin
     torch = sys.modules.get("torch")
     if ids and torch is not None and torch.cuda.is_initialized():  # a worker imports the same conftests first
         raise pytest.UsageError("CUDA was initialised before stabench could pin workers to GPUs: a conftest or "

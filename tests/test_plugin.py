@@ -484,6 +484,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-plots=s.sqlite", "--stabench-plots 's.sqlite' is a file; expected a folder for the figures"),
     ("--stabench-json=s.sqlite", "--stabench-json 's.sqlite' exists and is not a stabench JSON report, so it is left "
                                  "as it is; name a new file, or move it away first"),
+    ("--stabench-store=new.sqlite --stabench-md=new.sqlite",
+     "--stabench-md 'new.sqlite' is the results store; name another file"),
     ("--stabench-md=s.sqlite/summary.md", "--stabench-md 's.sqlite/summary.md' cannot be written: '*s.sqlite' is a "
                                           "file, not a folder"),
 ])
@@ -585,12 +587,9 @@ def test_pinned(study):
     ("6,7", "-n 5 --stabench-gpus=7,6 --stabench-workers-per-gpu=2",
      "-n 5 starts more workers than --stabench-workers-per-gpu=2 on 2 GPU(s) (7, 6) allows; use -n 4, leave -n out*"),
     ("6,7", "-n 0 --stabench-gpus=7", "--stabench-gpus pins xdist workers to GPUs, but this session starts none*"),
-    ("6,7", "-p no:xdist --stabench-workers-per-gpu=2",
-     "--stabench-workers-per-gpu pins xdist workers to GPUs, but this session starts none*"),
-    ("", "--stabench-workers-per-gpu=2", "--stabench-workers-per-gpu pins xdist workers to GPUs, but this machine "
-                                         "shows none; leave it out here"),
-    ("6,7", "-n 2 cuda-started", "CUDA was initialised before stabench could pin workers to GPUs: a conftest or "
-                                 "plugin touches CUDA at import*"),
+    ("6,7", "-p no:xdist --stabench-gpus=7", "--stabench-gpus pins xdist workers to GPUs, but this session starts none*"),
+    ("6,7", "-n 2 --stabench-gpus=7,6 cuda-started", "CUDA was initialised before stabench could pin workers to "
+                                                      "GPUs: a conftest or plugin touches CUDA at import*"),
 ])
 def test_pinning_that_cannot_work_stops_the_session_with_one_line(pytester, monkeypatch, visible, option, message):
     import torch
@@ -603,6 +602,21 @@ def test_pinning_that_cannot_work_stops_the_session_with_one_line(pytester, monk
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-device=cpu", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_sessions_that_ask_no_pinning_are_never_refused_for_it(pytester, monkeypatch):
+    """The plugin loads in every pytest session: a project's own ``pytest -n 2`` with CUDA started
+    by its conftest, or workers per GPU set in an ini file on a machine without GPUs, must run."""
+    import torch
+
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    with monkeypatch.context() as patched:
+        patched.setenv("CUDA_VISIBLE_DEVICES", "6,7")
+        patched.setattr(torch.cuda, "is_initialized", lambda: True)
+        assert pytester.runpytest_inprocess("-p", "no:cacheprovider", "-n", "2").ret == pytest.ExitCode.OK
+    pytester.makeini("[pytest]\nstabench_workers_per_gpu = 2\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: workers per GPU have nothing to pin
+    assert pytester.runpytest_inprocess("-p", "no:cacheprovider").ret == pytest.ExitCode.OK
 
 
 @pytest.mark.parametrize("device, slots", [("cuda:1", []), ("cuda", ["6", "7"]), ("auto", ["6", "7"])])
