@@ -431,6 +431,12 @@ def name_studies(runs: Iterable[RunResult], linked: Iterable[RunResult] | None =
     return [dataclasses.replace(run, recipe_name=labels[study_key(run)]) for run in runs]
 
 
+def _data_of(run: RunResult) -> tuple:
+    """Which data a run asked for (task, subsample size and seed); its fingerprint says which
+    version of that data it got."""
+    return run.task["name"], run.task.get("train_size"), run.task.get("subsample_seed")
+
+
 def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]]:
     """Runs as studies, each ``(label, one run per seed)``: one study per task, data size, model
     and recipe name, and one row per variant of a study stored under several (library versions,
@@ -442,14 +448,14 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
     data_versions: dict[str, set[str]] = {}
     for run in runs:
         studies.setdefault(study_key(run), {}).setdefault(variant(run), []).append(run)
-        data_versions.setdefault(run.task["name"], set()).add(str(_KEY_PARTS["data"](run)))
+        data_versions.setdefault(_data_of(run), set()).add(str(_KEY_PARTS["data"](run)))
     grouped = []
     for key, variants in sorted(studies.items(), key=lambda item: str(item[0])):
         name = study_label(key)
         groups = [variants[v] for v in sorted(variants)]
         # A task whose data changed between runs: every row of it says which data it holds, not only
         # the rows of studies that hold both versions.
-        always = ("data",) if len(data_versions[key[0]]) > 1 else ()
+        always = ("data",) if len(data_versions[_data_of(groups[0][0])]) > 1 else ()
         labels = _told_apart(groups, always) if len(groups) > 1 or always else [""]
         grouped += [(f"{name} [{label}]" if label else name, _dedupe(group)) for group, label in zip(groups, labels)]
     return grouped

@@ -197,6 +197,8 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
             output_loading_info=True, ignore_mismatched_sizes=True,
             **({"attn_implementation": attention} if attention else {}))
     except ImportError as error:  # flash attention without its package (or kernel) here
+        if not attention:
+            raise
         raise RuntimeError(f"model {source.name!r}: attention={attention!r} cannot run here: "
                            f"{str(error).splitlines()[0]}") from error
     finally:

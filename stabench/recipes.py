@@ -90,9 +90,9 @@ class Recipe:
                f"one of {', '.join(ATTENTIONS)} or None")
         if self.mixout:  # Mixout replaces dropout: record (and hash) the dropout that trains, none
             object.__setattr__(self, "dropout", 0.0)
-        _check(not (self.attention == "flex_attention" and self.dropout), "attention", self.attention,
+        _check(not (self.attention == "flex_attention" and self.dropout != 0.0), "attention", self.attention,
                f"eager or sdpa with dropout={self.dropout!r} (transformers' flex attention applies no attention "
-               f"dropout and refuses to train with it), or dropout=0.0")
+               f"dropout and refuses to train with it; None keeps the model's own), or dropout=0.0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -187,10 +187,10 @@ def _replaceable(path: Path, kind: str) -> bool:
         return True
     try:
         with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
+            first = handle.readline(4096)
             if kind == "md":
                 return first.startswith(_MARKDOWN_START)
-            return first.strip() == "{" and handle.readline().startswith(_JSON_STARTS)
+            return first.strip() == "{" and handle.readline(4096).startswith(_JSON_STARTS)
     except (OSError, UnicodeDecodeError):
         return False
 

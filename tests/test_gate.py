@@ -749,5 +749,8 @@ def test_every_study_of_a_task_whose_data_changed_says_which_data_it_holds():
     old, new = on("a", "r1", range(3)) + on("a", "r2", range(3)), on("b", "r1", range(2))
     other_task = [dataclasses.replace(r, key=f"u{r.seed}", task={"name": "u", "train_size": None, "fingerprint": "c"})
                   for r in on("c", "r1", range(2))]
-    labels = sorted(label for label, _ in group_studies(name_studies(old + new + other_task)))
-    assert labels == ["t / m / r1 [data aaaa]", "t / m / r1 [data bbbb]", "t / m / r2 [data aaaa]", "u / m / r1"]
+    subsample = [dataclasses.replace(r, key=f"s{r.seed}", task={"name": "t", "train_size": 8, "fingerprint": "d"})
+                 for r in on("d", "r1", range(2))]  # other data by design, not a changed version
+    labels = sorted(label for label, _ in group_studies(name_studies(old + new + other_task + subsample)))
+    assert labels == ["t / 8 / m / r1", "t / m / r1 [data aaaa]", "t / m / r1 [data bbbb]", "t / m / r2 [data aaaa]",
+                      "u / m / r1"]

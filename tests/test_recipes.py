@@ -230,5 +230,7 @@ def test_flex_attention_is_refused_with_dropout_which_it_cannot_apply():
     with pytest.raises(ValueError, match=r"^recipe field attention='flex_attention' is invalid; expected eager or sdpa "
                                          r"with dropout=0.1 \(.*\), or dropout=0.0$"):
         get_recipe("bert-default", attention="flex_attention")
+    with pytest.raises(ValueError, match=r"^recipe field attention='flex_attention' is invalid; .* dropout=None"):
+        get_recipe("bert-default", attention="flex_attention", dropout=None)  # the model's own: BERT's 0.1
     assert get_recipe("bert-default", attention="flex_attention", dropout=0.0).attention == "flex_attention"
     assert get_recipe("mixout", attention="flex_attention").dropout == 0.0  # Mixout trains without dropout
