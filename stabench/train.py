@@ -388,8 +388,13 @@ def _matmul_settings() -> dict[str, str]:
     advises) and each backend's, through torch's per-backend API where it exists (torch >= 2.9).
     Both are restored: torch keeps them apart, and its checks raise when they disagree."""
     settings = {}
-    with contextlib.suppress(RuntimeError):
+    try:
         settings["legacy"] = torch.get_float32_matmul_precision()
+    except RuntimeError:  # a mixed state: its legacy value as the cuBLAS getter still tells it, if it does
+        try:
+            settings["legacy"] = "high" if torch.backends.cuda.matmul.allow_tf32 else "highest"
+        except RuntimeError:
+            settings["legacy"] = "highest"
     if hasattr(torch.backends, "fp32_precision"):
         settings.update(cuda=torch.backends.cuda.matmul.fp32_precision,
                         mkldnn=torch.backends.mkldnn.matmul.fp32_precision)

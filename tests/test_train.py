@@ -367,7 +367,7 @@ def _matmul_getters() -> list:
 
 
 @pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch < 2.9 has no per-backend API")
-@pytest.mark.parametrize("start", ["default", "legacy high", "per-backend tf32"])
+@pytest.mark.parametrize("start", ["default", "legacy high", "per-backend tf32", "mkldnn bf16"])
 def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_model, start):
     """torch's deprecation warning advises ``torch.backends.cuda.matmul.fp32_precision = "tf32"``,
     after which its legacy getter raises: every run crashed.  Inside a run the recipe's precision
@@ -380,6 +380,8 @@ def test_a_run_keeps_its_recipes_matmul_precision_whatever_the_process_set(tiny_
         torch.set_float32_matmul_precision("high")
     elif start == "per-backend tf32":
         torch.backends.cuda.matmul.fp32_precision = "tf32"
+    elif start == "mkldnn bf16":
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     try:
         before, getters_before = train._matmul_settings(), _matmul_getters()
         for precision, expected in (("fp32", "ieee"), ("bf16", "ieee"), ("tf32", "tf32")):
