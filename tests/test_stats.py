@@ -364,8 +364,9 @@ def test_brown_forsythe_holds_its_level_between_studies_of_different_sizes():
     """Equal spreads, 3 seeds against 20: deviations permuted as they were taken rejected 15 % of
     the time at 5 % (a small study's runs sit closer to its median); re-centred splits hold it."""
     rng = np.random.default_rng(0)
-    rejected = [brown_forsythe(rng.normal(0, 1, 3), rng.normal(0, 1, 20), "less") < 0.05 for _ in range(400)]
-    assert np.mean(rejected) < 0.08  # 5 % expected; one binomial standard error is 1.1 %
+    for alternative in ("less", "greater"):
+        rejected = [brown_forsythe(rng.normal(0, 1, 3), rng.normal(0, 1, 20), alternative) < 0.05 for _ in range(400)]
+        assert np.mean(rejected) < 0.08, alternative  # 5 % expected; one binomial standard error is 1.1 %
 
 
 def test_brown_forsythe_agrees_with_levene_where_its_f_distribution_holds():
@@ -406,6 +407,12 @@ def test_tied_deviations_get_a_permutation_p_value_never_an_infinite_w(half_a, h
     assert math.isnan(comparison.levene_statistic) and comparison.levene_p >= floor - 1e-12
     if gap_a == gap_b:  # equal spreads: nothing near significance
         assert comparison.levene_p > 0.5
+
+
+def test_equal_tied_spreads_are_far_from_significant():
+    """Two tied halves a study with the same gap: Levene's W divides by 0, and spreads are equal."""
+    comparison = compare([0.5] * 2 + [0.75] * 2, [0.5] * 3 + [0.75] * 3, 2, 3, aso_iterations=20)
+    assert math.isnan(comparison.levene_statistic) and comparison.levene_p > 0.5
 
 
 def test_tied_deviations_leave_w_undefined_in_the_assertion_message():
