@@ -27,6 +27,7 @@ from stabench.stats import (
     expected_max_curve,
     failure_rate_below,
     failure_rate_upper,
+    mann_whitney,
     regression,
     smallest_regression_p,
     runs_needed_for_zero_failures,
@@ -476,21 +477,40 @@ def test_regression_needs_significance_not_just_effect():
                        "p": None, "regressed": False}]  # within the limit: not tested
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=4, max_size=12, unique=True), st.data())
+def test_mann_whitney_is_the_exact_test_on_small_untied_studies(scores, data):
+    split = data.draw(st.integers(2, len(scores) - 2))
+    a, b = scores[:split], scores[split:]
+    for alternative in ("less", "greater", "two-sided"):
+        exact = sps.mannwhitneyu(a, b, alternative=alternative, method="exact").pvalue
+        assert mann_whitney(a, b, alternative) == pytest.approx(exact)
+
+
+def test_mann_whitney_counts_splits_where_scores_tie():
+    """Three collapsed runs against three successes: 1 split in 20, not the normal approximation's 0.032."""
+    assert mann_whitney([0.5, 0.5, 0.5], [0.9, 0.91, 0.92], "less") == pytest.approx(1 / 20)
+    assert sps.mannwhitneyu([0.5, 0.5, 0.5], [0.9, 0.91, 0.92], alternative="less").pvalue < 0.05
+    assert mann_whitney([0.98, 0.98], [0.99, 0.992, 0.995, 0.993], "less") == pytest.approx(1 / 15)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from([0.5, 0.6, 0.75, 0.9, 1.0]), min_size=2, max_size=7),
        st.lists(st.sampled_from([0.5, 0.6, 0.75, 0.9, 1.0]), min_size=2, max_size=7))
 def test_smallest_regression_p_bounds_every_mean_and_failure_test(baseline, current):
     """No scores (ties included) give the gate's tests a smaller p than the bound it reports."""
     floor = smallest_regression_p(len(baseline), len(current))
-    mann_whitney = sps.mannwhitneyu(current, baseline, alternative="less").pvalue
+    shifted = mann_whitney(current, baseline, alternative="less")
     failed_now, failed_before = sum(x <= 0.5 for x in current), sum(x <= 0.5 for x in baseline)
     fisher = sps.fisher_exact([[failed_now, len(current) - failed_now],
                                        [failed_before, len(baseline) - failed_before]], alternative="greater").pvalue
-    assert mann_whitney >= floor * (1 - 1e-9) and fisher >= floor * (1 - 1e-9)
+    assert shifted >= floor * (1 - 1e-9) and fisher >= floor * (1 - 1e-9)
 
 
 def test_smallest_regression_p_says_when_a_gate_can_fire():
     assert smallest_regression_p(2, 2) > 0.05  # 2 seeds a side can never show a regression at 5 %
+    assert smallest_regression_p(3, 3) == pytest.approx(1 / 20)  # nor can 3: p < 0.05 is out of reach
+    assert smallest_regression_p(4, 3) == pytest.approx(1 / 35)
     assert smallest_regression_p(4, 4) < 0.05
     assert smallest_regression_p(10, 10) < smallest_regression_p(5, 5)
     with pytest.raises(ValueError, match="at least 2 runs"):
