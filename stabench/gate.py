@@ -20,7 +20,7 @@ from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .recipes import Recipe
-from .report import fmt
+from .report import fmt, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store
 
@@ -88,7 +88,8 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
         return store.query(env=parse_env(source[4:]))
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"{role} {source!r} is neither tag:NAME, env:FIELD=VALUE nor an existing "
+        store_too = ", store (every stored run not in the baseline)" if role == "current" else ""
+        raise FileNotFoundError(f"{role} {source!r} is neither tag:NAME, env:FIELD=VALUE{store_too} nor an existing "
                                 f"export file (stabench export)")
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
         scratch_store.import_file(path)
@@ -121,6 +122,8 @@ def parse_env(text: str) -> dict[str, str | None]:
         if not sep or name.strip() not in ALL_KEY_FIELDS:
             raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
                              f"{', '.join(ALL_KEY_FIELDS)}")
+        if name.strip() in env:  # a run has one value of each field: the last one would win unseen
+            raise ValueError(f"environment filter {text!r} names {name.strip()} twice; expected each field once")
         env[name.strip()] = None if value.strip() == "none" else value.strip()
     return env
 
@@ -133,6 +136,8 @@ def parse_limits(text: str | None) -> dict[str, float]:
         if not sep:
             raise ValueError(f"gate limit {item!r} is invalid; expected NAME=VALUE with NAME one of "
                              f"{', '.join(DEFAULT_LIMITS)}")
+        if name.strip() in given:
+            raise ValueError(f"gate limits {text!r} name {name.strip()} twice; expected each limit once")
         given[name.strip()] = value.strip()
     return check_limits(given)
 
@@ -263,10 +268,15 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
-    if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs
+    if not baseline:
+        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))
+    if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs: fail, not pass
         note = held and (f"{held}; its largest holds {len(baseline)} run(s), so nothing was compared"
                          if len(baseline) < 2 else held)
-        return GateResult(claim, key, metric, now, None, baseline_keys=tuple(r.key for r in baseline),
+        too_few = (f"{len(baseline)} vs {len(current)} seeds: no test can compare fewer than 2 runs a side; "
+                   f"use more seeds on each side")
+        return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), too_few_seeds=too_few,
+                          changed=what_changed(baseline, current), baseline_keys=tuple(r.key for r in baseline),
                           current_keys=tuple(r.key for r in current), baseline_note=note)
     note = held and f"{held}; compared with {chosen}"
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
@@ -320,7 +330,12 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
                    lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
     if all(cpus) and cpus[0] != cpus[1]:  # runs stored before cpu_model was recorded say nothing
         changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
-    return ", ".join(changes) or "nothing recorded (same stack and inputs, other runs)"
+    if changes:
+        return ", ".join(changes)
+    seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]
+    if seeds[0] != seeds[1]:  # often the baseline's own study, grown by a few seeds since
+        return f"nothing recorded but the seeds ({seeds[0]} -> {seeds[1]})"
+    return "nothing recorded (same stack, inputs and seeds, other runs)"
 
 
 def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], shown: int = 3) -> str:

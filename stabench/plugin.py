@@ -807,6 +807,21 @@ class Reporter:
         return (bool(option(self.config, "baseline")) and bool(self.claims)
                 and all(g["gate"] == "no baseline" for g in self.gates))
 
+    def nothing_compared_why(self) -> str:
+        """Why the gate compared nothing, for the terminal and the reports ('' when it compared a claim)."""
+        if not self.nothing_compared():
+            return ""
+        baseline = option(self.config, "baseline")
+        if self.gates:
+            return (f"no claim has runs in the baseline {baseline}, so nothing was compared: a claim's baseline is "
+                    f"the runs --stabench-tag tagged for it, else runs of the same task, model and recipe (its name "
+                    f"or content)")
+        if all(c["verdict"] == "skipped" for c in self.claims):
+            return (f"no claim's verdict ran, so nothing was compared with the baseline {baseline} (every claim was "
+                    f"skipped, and each skip says why)")
+        return (f"no claim's study could be gathered (each claim's error says why), so nothing was compared with "
+                f"the baseline {baseline}")
+
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
@@ -876,20 +891,8 @@ class Reporter:
                                           color=writer.hasmarkup))
             for colour, line in gate_messages(gates):
                 terminalreporter.write_line(line, **{colour: True})
-        if self.nothing_compared():
-            baseline = option(self.config, "baseline")
-            if self.gates:
-                terminalreporter.write_line(
-                    f"no claim has runs in the baseline {baseline}, so nothing was compared: a claim's baseline "
-                    f"is the runs --stabench-tag tagged for it, else runs of the same task, model and recipe (its "
-                    f"name or content)", red=True)
-            else:
-                skipped_only = all(c["verdict"] == "skipped" for c in self.claims)
-                terminalreporter.write_line(
-                    (f"no claim's verdict ran, so nothing was compared with the baseline {baseline} (every claim "
-                     f"was skipped: see why above)") if skipped_only else
-                    (f"no claim's study could be gathered (see the errors above), so nothing was compared with the "
-                     f"baseline {baseline}"), red=True)
+        if why := self.nothing_compared_why():
+            terminalreporter.write_line(why, red=True)
         # A regression fails its verdict item. A gate failure that no failed item shows (a gate that
         # compared nothing; a claim marked xfail, or a toy claim) is counted in pytest's last line
         # ("5 skipped, 1 gate failed"), which would otherwise read as a clean pass over exit 1.
@@ -928,12 +931,15 @@ class Reporter:
         if self.gates:
             text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
                      f"{markdown(gate_markdown_rows(self.gates))}\n")
+        if why := self.nothing_compared_why():
+            text += f"\n**The gate failed:** {why}.\n"
         write_markdown(path, text)
 
     def _write_json(self, path: Path) -> None:
         from .report import write_json
 
-        write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates})
+        write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
+                          "nothing_compared": self.nothing_compared_why() or None})
 
     def _plot(self, folder: Path) -> None:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a

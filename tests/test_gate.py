@@ -70,6 +70,16 @@ def test_too_few_seeds_to_show_a_regression_fail_the_gate_instead_of_passing_it(
     assert check("c", collapsed, baseline, {"alpha": 0.2}).verdict == "REGRESSED"
 
 
+def test_one_run_on_either_side_fails_the_gate_as_too_few_seeds_never_passes_as_no_baseline():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    failed = check("c", [_run(0, 0.3)], baseline)
+    assert failed.fails and failed.verdict == "TOO FEW SEEDS" and failed.baseline.n == len(GOOD)
+    assert failed.why == "8 vs 1 seeds: no test can compare fewer than 2 runs a side; use more seeds on each side"
+    assert failed.changed == "torch 2.11.0 -> 2.13.0" and failed.baseline_keys
+    lone = check("c", [_run(s, v) for s, v in enumerate(GOOD)], baseline[:1])
+    assert lone.fails and lone.why.startswith("1 vs 8 seeds")
+
+
 def test_runs_tagged_for_the_claim_are_its_baseline_whatever_their_recipe_name():
     baseline = [_run(s, v, recipe="old-name", torch="2.11.0") for s, v in enumerate(GOOD)]
     current = [_run(s, v - 0.3) for s, v in enumerate(GOOD)]
@@ -114,9 +124,13 @@ def test_sources_from_tags_environments_and_export_files(tmp_path):
     (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop' is unknown; expected one of max_mean_drop, "),
     (lambda: parse_limits("alpha"), "gate limit 'alpha' is invalid; expected NAME=VALUE"),
     (lambda: parse_limits("alpha=high"), r"gate limit alpha=high is invalid; expected a number in \(0, 1\)"),
+    (lambda: parse_env("torch=2.14.0,torch=2.13.0"), "environment filter 'torch=2.14.0,torch=2.13.0' names torch "
+                                                    "twice; expected each field once"),
+    (lambda: parse_limits("alpha=0.1,alpha=0.01"), "gate limits 'alpha=0.1,alpha=0.01' name alpha twice"),
     (lambda: load_source("nothing-here.json"), "baseline 'nothing-here.json' is neither tag:NAME, env:FIELD=VALUE "
                                                "nor an existing export file"),
-    (lambda: load_source("nothing-here.json", role="current"), "current 'nothing-here.json' is neither"),
+    (lambda: load_source("nothing-here.json", role="current"), "current 'nothing-here.json' is neither tag:NAME, "
+                                                               "env:FIELD=VALUE, store "),
 ])
 def test_bad_gate_input_is_named(call, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
@@ -186,7 +200,9 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(one, two) == "cpu_threads 1 -> 2"  # it changes a CPU run's result
     gpu_one, gpu_two = ([dataclasses.replace(r, environment={**r.environment, "device_kind": "cuda"}) for r in runs]
                         for runs in (one, two))
-    assert what_changed(gpu_one, gpu_two).startswith("nothing recorded")  # a GPU run's key ignores it
+    assert what_changed(gpu_one, gpu_two) == "nothing recorded (same stack, inputs and seeds, other runs)"
+    grown = [dataclasses.replace(r, key=f"{r.key}-more", seed=r.seed + 8) for r in gpu_two]  # more seeds since
+    assert what_changed(gpu_one, grown[:2]) == "nothing recorded but the seeds (0-7 -> 8-9)"
 
 
 def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
@@ -237,7 +253,7 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     assert which == "torch 2.11.0, the one with the most runs"
     # Two variants of one run each: the gate says nothing was compared, and why.
     (alone,) = compare_sources(baseline[:1] + stray[1:], [_run(s, v) for s, v in enumerate(GOOD)])
-    assert alone.verdict == "no baseline" and alone.baseline_note == (
+    assert alone.verdict == "TOO FEW SEEDS" and alone.fails and alone.baseline_note == (
         "the baseline holds 2 variants of this study (torch 2.12.0: 1 run(s) / torch 2.11.0: 1 run(s)); "
         "its largest holds 1 run(s), so nothing was compared")
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
@@ -290,14 +306,14 @@ def test_runs_of_one_recipe_stored_under_two_names_are_one_study():
 
 
 def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
-    old = [_run(s, v) for s, v in enumerate(GOOD[:3])]
-    edited = [dataclasses.replace(_run(s, v), key=f"e{s}", recipe_hash="bbbbbbbb22") for s, v in enumerate(GOOD[:3])]
+    old = [_run(s, v) for s, v in enumerate(GOOD[:4])]
+    edited = [dataclasses.replace(_run(s, v), key=f"e{s}", recipe_hash="bbbbbbbb22") for s, v in enumerate(GOOD[:4])]
     with Store(tmp_path / "s.sqlite") as store:
         for run in old + edited:
             store.put(run)
     assert main(["tag", "base", "--recipe", "r", "--store", str(tmp_path / "s.sqlite")]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "tagged 6 of 6 matching run(s) as 'base'" in out
+    assert "tagged 8 of 8 matching run(s) as 'base'" in out
     assert "note: the tag holds 2 versions of recipe 'r' on t / m (recipe hashes bbbbbbbb, h-r)" in out
     store_arg = ["--store", str(tmp_path / "s.sqlite")]
     # A version stored under another name of the recipe (its runs asked for as "r2" too) counts as well.
@@ -309,19 +325,19 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert "note: the tag holds 2 versions of recipe 'r | r2' on t / m (recipe hashes dddddddd, h-r)" in " ".join(
         capsys.readouterr().out.split())
     assert main(["tag", "edited", "--recipe", "r", "--recipe-hash", "bbbb", *store_arg]) == 0
-    assert "tagged 3 of 3 matching run(s) as 'edited'" in " ".join(capsys.readouterr().out.split())
+    assert "tagged 4 of 4 matching run(s) as 'edited'" in " ".join(capsys.readouterr().out.split())
     with Store(tmp_path / "s.sqlite") as store:
         assert {r.key for r in store.query(tag="edited")} == {r.key for r in edited}
         assert store.query(recipe_hash="bbbbbbbb22") == store.query(recipe_hash="b") and not store.query(recipe_hash="c")
     assert main(["export", str(tmp_path / "e.json"), "--recipe-hash", "bbbb", *store_arg]) == 0
-    assert "exported 3 run(s)" in capsys.readouterr().out
+    assert "exported 4 run(s)" in capsys.readouterr().out
     assert main(["runs", "--recipe-hash", "cccc", *store_arg]) == 2
     assert "no stored run matches recipe_hash=cccc" in capsys.readouterr().err
     # Compared with new runs, the gate names the version it picked; untag takes the other off.
     with Store(tmp_path / "s.sqlite") as store:
-        for run in [dataclasses.replace(_run(s, v), key=f"n{s}", recipe_hash="cccccccc33") for s, v in enumerate(GOOD[:3])]:
+        for run in [dataclasses.replace(_run(s, v), key=f"n{s}", recipe_hash="cccccccc33") for s, v in enumerate(GOOD[:4])]:
             store.put(run)
-        store.tag(["n0", "n1", "n2"], "new")
+        store.tag(["n0", "n1", "n2", "n3"], "new")
     md = tmp_path / "summary" / "gate.md"
     assert main(["compare", "tag:base", "tag:new", *store_arg, "--json", str(tmp_path / "gate.json"),
                  "--md", str(md)]) == 0
@@ -335,11 +351,11 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     assert main(["compare", "tag:nosuch", "tag:new", *store_arg, "--md", str(md)]) == 2  # never an earlier table
     assert md.read_text().startswith("## stabench compare: tag:new against baseline tag:nosuch\n\nerror: baseline ")
     out = " ".join(capsys.readouterr().out.split())
-    assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 3 run(s) / "
-            "recipe content h-r: 3 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
+    assert ("note t / m / r: the baseline holds 2 variants of this study (recipe content bbbbbbbb: 4 run(s) / "
+            "recipe content h-r: 4 run(s)); compared with recipe content bbbbbbbb, the one with the most runs "
             "(the newest of a tie)") in out
     assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 0
-    assert "took the tag 'base' off 3 run(s); the runs stay stored" in capsys.readouterr().out
+    assert "took the tag 'base' off 4 run(s); the runs stay stored" in capsys.readouterr().out
     assert main(["compare", "tag:base", "tag:new", *store_arg]) == 0
     assert "note" not in capsys.readouterr().out
     assert main(["untag", "base", "--recipe-hash", "bbbb", *store_arg]) == 2
@@ -503,7 +519,12 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     skipped = pytester.runpytest_inprocess(*common, "test_gpu.py", "--stabench-baseline=tag:old")
     assert skipped.ret == 1
     skipped.stdout.fnmatch_lines(["no claim's verdict ran, so nothing was compared with the baseline tag:old "
-                                  "(every claim was skipped: see why above)", "*5 skipped, 1 gate failed*"])
+                                  "(every claim was skipped, and each skip says why)", "*5 skipped, 1 gate failed*"])
+    skipped = pytester.runpytest_inprocess(*common, "test_gpu.py", "--stabench-baseline=tag:old",
+                                           "--stabench-json=gate.json", "--stabench-md=gate.md")
+    assert json.loads((pytester.path / "gate.json").read_text())["nothing_compared"].startswith(
+        "no claim's verdict ran, so nothing was compared")  # a CI step reading the report sees why it failed
+    assert "**The gate failed:** no claim's verdict ran" in (pytester.path / "gate.md").read_text()
     assert pytester.runpytest_inprocess(*common, "test_gpu.py").ret == 0  # without a baseline, skipping is fine
 
     from stabench.cli import main
