@@ -20,7 +20,7 @@ from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .stats import summarize_runs
-from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
+from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
 from .tasks import get_task, local_task, task_names
 
 
@@ -87,8 +87,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                               + (f"trained in {result.wall_time_s:.1f} s)" if trained
                                  else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
     except KeyboardInterrupt as stop:
-        console.print(f"[yellow]interrupted after {len(results)} finished seed(s); finished seeds are stored, "
-                      f"run the same command again to train only the missing ones[/]")
+        kept = ("finished seeds are stored, run the same command again to train only the missing ones"
+                if store is not None else "nothing was stored (--no-store)")
+        console.print(f"[yellow]interrupted after {len(results)} finished seed(s); {kept}[/]")
         _print_study(console, results)
         return 143 if isinstance(stop, Terminated) else 130
     finally:
@@ -250,8 +251,9 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
+    runs = read_export(args.path)  # before the store opens: a bad file leaves no new empty store behind
     with Store(args.store or default_store_path()) as store:
-        added, skipped = store.import_file(args.path)
+        added, skipped = store.merge(runs)
     merged = " (kept; the file's tags and recipe names are added to them)" if skipped else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored{merged}",
                   highlight=False)
@@ -261,7 +263,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
 def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     try:
         return _compare(args, console)
-    except (ValueError, FileNotFoundError, StoreError) as error:
+    except (ValueError, OSError, RuntimeError, StoreError) as error:
         if args.json:  # a CI step reading the file must not find an earlier run's numbers
             report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": 2,
                                           "error": str(error), "gate": []})
@@ -307,7 +309,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                       + "[/]", highlight=False)
     if not compared:
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
-                      f"name or content, at least 2 runs), so nothing was compared; the baseline's studies that none "
+                      f"name or content), so nothing was compared; the baseline's studies that none "
                       f"matched: {escape(', '.join(others) or 'none')}[/]", highlight=False)
         status = 2
     if args.json:
@@ -367,17 +369,26 @@ def cmd_untag(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _text(value: str) -> str:
+    """An option's text: an empty one (an unset shell variable, say) would select every run or none."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is empty; expected a value, or leave the option out")
+    return value
+
+
 def add_filters(parser: argparse.ArgumentParser) -> None:
     """The same run filters for every command that selects stored runs."""
     for name in ("task", "model", "recipe", "tag"):
-        parser.add_argument(f"--{name}", help=f"only runs with this {name}")
-    parser.add_argument("--recipe-hash", help="only runs of this version of a recipe (a start of the hash in "
-                                              "stabench runs)")
-    parser.add_argument("--train-size", help="only runs on a training subsample of this many examples (e.g. 1000), "
-                                             "or 'full'")
-    parser.add_argument("--seeds", help="only runs on these seeds, e.g. 0-24 or 1,3,7 (default: every stored seed)")
-    parser.add_argument("--env", metavar="FIELD=VALUE,...", help="only runs made under these library versions or "
-                        "devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 (fields: "
+        parser.add_argument(f"--{name}", type=_text, help=f"only runs with this {name}")
+    parser.add_argument("--recipe-hash", type=_text, help="only runs of this version of a recipe (a start of the hash "
+                                                          "in stabench runs)")
+    parser.add_argument("--train-size", type=_text, help="only runs on a training subsample of this many examples "
+                                                         "(e.g. 1000), or 'full'")
+    parser.add_argument("--seeds", type=_text, help="only runs on these seeds, e.g. 0-24 or 1,3,7 (default: every "
+                                                    "stored seed)")
+    parser.add_argument("--env", type=_text, metavar="FIELD=VALUE,...", help="only runs made under these library "
+                        "versions or devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 "
+                        "(fields: "
                         + ", ".join(ALL_KEY_FIELDS) + ")")
 
 
@@ -386,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--store", help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
+        p.add_argument("--store", type=_text, help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
         return p
 
     run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
@@ -416,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
     add_filters(runs)
-    runs.add_argument("--show", metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
+    runs.add_argument("--show", type=_text, metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
@@ -480,7 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
         return args.handler(args, console)
-    except (ValueError, FileNotFoundError, RuntimeError, StoreError) as error:
+    except (ValueError, OSError, RuntimeError, StoreError) as error:  # OSError: a read-only or full disk, say
         Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
 

@@ -28,7 +28,7 @@ import secrets
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,18 @@ def _given(filters: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any
     if not isinstance(given.get("recipe", ""), str):  # a Recipe selects its content
         recipe = given["recipe"]
         given["recipe"] = f"{_named('recipe', recipe, 'name')} ({_named('recipe', recipe, 'hash')[:SHORT_HASH]})"
+    given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
+    return given
+
+
+def _compared(filters: dict[str, Any], env: dict[str, Any] | None) -> dict[str, Any]:
+    """The given filters as stored values are compared with them: a Task by its name, a Recipe by
+    its hash (``_given`` words them for people)."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    if not isinstance(given.get("task", ""), str):
+        given["task"] = _named("task", given["task"], "name")
+    if not isinstance(given.get("recipe", ""), str):
+        given["recipe_hash"] = _named("recipe", given.pop("recipe"), "hash")
     given.update({name: "none" if value is None else value for name, value in (env or {}).items()})
     return given
 
@@ -520,7 +532,7 @@ class Store:
     def unmatched_hints(self, filters: dict[str, Any], env: dict[str, Any] | None = None) -> list[str]:
         """For each filter (as in ``nothing_matches``) that matches no stored run on its own, its
         stored values, e.g. ``stored tasks: polarity, rte`` or ``stored torch values: 2.13.0``."""
-        given = _given(filters, env)
+        given = _compared(filters, env)
         hints = []
         for name, value in given.items():
             if name not in _DISTINCT_VALUES:
@@ -575,6 +587,8 @@ class Store:
             where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))")
             params.extend([recipe, recipe])
         if recipe_hash is not None:
+            if not str(recipe_hash).strip():  # the start of every hash
+                raise StoreError(f"recipe_hash={recipe_hash!r} is empty; expected the start of a recipe hash")
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
         if train_size is not None:
@@ -634,24 +648,24 @@ class Store:
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
-        if not _replaceable(path):
-            raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as it "
-                             f"is; name a new file, or move it away first")
         fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
-        runs = self.query(**filters)
-        if not runs and any(v is not None for v in filters.values()):
-            others = {k: v for k, v in filters.items() if k != "env"}
-            raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
-        existing = path.absolute().parent
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir():
-            raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
         try:
+            if not _replaceable(path):
+                raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
+                                 f"it is; name a new file, or move it away first")
+            runs = self.query(**filters)
+            if not runs and any(v is not None for v in filters.values()):
+                others = {k: v for k, v in filters.items() if k != "env"}
+                raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
+            existing = path.absolute().parent
+            while not existing.exists():
+                existing = existing.parent
+            if not existing.is_dir():
+                raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
             path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
-        except OSError as exc:
-            raise StoreError(f"cannot export to {path}: cannot make its folder: {exc.strerror or exc}") from None
-        _write_export(path, runs, fmt)
+            _write_export(path, runs, fmt)
+        except OSError as exc:  # a read-only folder, a full disk, a name too long
+            raise StoreError(f"cannot export to {path}: {exc.strerror or exc}") from None
         return len(runs)
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -661,17 +675,10 @@ class Store:
         The whole file is validated first and merged in one transaction, so a bad file
         changes nothing.
         """
-        path = Path(path)
-        try:
-            # newline="": a CSV's quoted fields keep their own line endings.
-            with open(path, encoding="utf-8", newline="") as fh:
-                text = fh.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
-        try:
-            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
-        except ValueError as exc:
-            raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+        return self.merge(read_export(path))
+
+    def merge(self, runs: Sequence[RunResult]) -> tuple[int, int]:
+        """Add validated runs (``read_export``'s) in one transaction: (added, skipped as already stored)."""
         added = 0
         with self._transaction() as conn:
             for run in runs:
@@ -779,6 +786,21 @@ def _row(result: RunResult) -> tuple[Any, ...]:
             score if isinstance(score, (int, float)) else None, result.finished_at, record)
 
 
+def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
+    """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
+    path = Path(path)
+    try:
+        # newline="": a CSV's quoted fields keep their own line endings.
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
+    try:
+        return _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+    except ValueError as exc:
+        raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+
+
 # Outer type of each RunResult annotation, for checking imported records.
 _KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
                                        "bool": (bool,), "dict": (dict,), "list": (list,)}
@@ -802,7 +824,9 @@ def _run_from_record(record: Any, where: str) -> RunResult:
             raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
     try:
         _row(run)
-    except StoreError as exc:
+        for tag in run.tags:  # as ``tag`` would refuse it: a CSV export joins tags with ";"
+            check_tag(tag)
+    except (StoreError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from exc
     _check_consistent(run, where)
     return run
@@ -835,12 +859,16 @@ def _replaceable(path: Path) -> bool:
     if not path.is_file():
         raise StoreError(f"cannot export to {path}: it is a {'folder' if path.is_dir() else 'special file'}; "
                          f"expected the path of a .json or .csv file")
+    if path.stat().st_size == 0:
+        return True
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             first = handle.readline()
             if first.strip() != "[":
-                return not first.strip() or _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
+                return _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
             second = handle.readline().strip().rstrip(",")
+            if not second:  # an export of no runs, as versions before 2026-12-05 wrote it
+                second = handle.readline().strip()
     except UnicodeDecodeError:
         return False
     except OSError as error:
@@ -868,7 +896,8 @@ def _write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
     """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record)."""
     with replaced_atomically(path) as fh:
         if fmt == "json":
-            fh.write("[\n" + ",\n".join(run.to_json() for run in runs) + "\n]\n")
+            body = ",\n".join(run.to_json() for run in runs)
+            fh.write(f"[\n{body}\n]\n" if runs else "[\n]\n")  # one run a line: ``_replaceable`` reads the first
         else:
             _write_csv(fh, runs)
 
@@ -883,7 +912,8 @@ def replaced_atomically(path: Path) -> Iterator[Any]:
             yield handle
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the error that matters is the one raised
+            tmp.unlink(missing_ok=True)
         raise
 
 

@@ -255,6 +255,36 @@ def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
                                                                     "--sed 0-1\n")
 
 
+@pytest.mark.parametrize("argv", [["tag", "base", "--recipe-hash", ""], ["runs", "--show", " "],
+                                  ["export", "x.json", "--store", ""]])
+def test_an_empty_filter_or_path_is_refused_not_read_as_every_run(argv, capsys):
+    """An unset shell variable gives ``--recipe-hash ""``, the start of every hash: tagging all runs."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert "is empty; expected a value, or leave the option out" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_bad_import_file_leaves_no_new_store_behind(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[42]")
+    store = tmp_path / "misspelt" / "s.sqlite"
+    assert main(["import", str(bad), "--store", str(store)]) == 2
+    assert "not a stabench export" in capsys.readouterr().err and not store.exists()
+
+
+def test_an_interrupted_run_without_a_store_does_not_claim_its_seeds_are_stored(monkeypatch, capsys):
+    import stabench.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stabench.train, "prepare", interrupted)
+    assert main(["run", "--task", "polarity", "--seeds", "0", "--no-store"]) == 130
+    out = " ".join(capsys.readouterr().out.split())
+    assert "nothing was stored (--no-store)" in out and "are stored" not in out
+
+
 def test_local_task_options_read_as_local_task_reads_them(tmp_path):
     """--text-columns "premise, hypothesis" (a space after the comma) and --metrics give the task a
     claim's local_task would."""

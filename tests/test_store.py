@@ -522,7 +522,7 @@ names = st.text(min_size=1, max_size=8)
         st.tuples(
             st.dictionaries(names, floats, max_size=4),
             st.dictionaries(names, st.lists(floats, max_size=6), max_size=3),
-            st.lists(names, max_size=3),
+            st.lists(st.from_regex(r"[\w.+=@/-]{1,8}", fullmatch=True), max_size=3),  # tags, as check_tag takes them
             st.lists(names, max_size=3),
         ),
         min_size=1, max_size=3,
@@ -593,6 +593,29 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
     assert not (tmp_path / "none").exists()  # an export that writes nothing makes no folder
 
 
+def test_export_keeps_a_file_that_merely_starts_blank_and_replaces_an_export_of_no_runs(store: Store,
+                                                                                       tmp_path: Path) -> None:
+    data = tmp_path / "mydata.csv"
+    data.write_text("\nname,score\nalice,0.9\n")
+    with pytest.raises(StoreError, match="is not a stabench export"):
+        store.export(data)
+    assert data.read_text() == "\nname,score\nalice,0.9\n"
+    empty = tmp_path / "none.json"
+    assert store.export(empty) == 0 and json.loads(empty.read_text()) == []
+    store.put(make_result(0))
+    assert store.export(empty) == 1  # an export of no runs is an export too
+    empty.write_text("[\n\n]\n")  # as versions before 2026-12-05 wrote one
+    assert store.export(empty) == 1 and len(json.loads(empty.read_text())) == 1
+
+
+def test_an_export_the_file_system_refuses_is_one_line_naming_the_path(store: Store, tmp_path: Path) -> None:
+    store.put(make_result(0))
+    too_long = tmp_path / ("x" * 300 + ".json")
+    with pytest.raises(StoreError, match=r"^cannot export to .*xxx\.json: File name too long$"):
+        store.export(too_long)
+    assert not list(tmp_path.glob("*.json")) and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Path) -> None:
     store.put(make_result(0))
     store.export(tmp_path / "runs.csv")
@@ -660,6 +683,7 @@ BAD_FILES = {
     "verdict_contradicts_accuracy": lambda: json.dumps([{**_valid_record(), "failed": True}]),  # 0.57 > 0.527
     "passed_below_majority": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": 0.123}}]),
     "headline_metric_missing": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc"}]),
+    "tag_a_csv_export_would_split": lambda: json.dumps([{**_valid_record(), "tags": ["a;b c"]}]),
 }
 
 
@@ -998,6 +1022,12 @@ def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(sto
         f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
     assert store.nothing_matches({"recipe_hash": "zzzz"}).endswith(
         f"(stored recipe hashes: {run.recipe_hash[:store_module.SHORT_HASH]})")
+    # A Recipe or Task object is compared by its hash or name, not by how the message words it.
+    recipe = SimpleNamespace(name="paper", hash=run.recipe_hash)
+    assert store.nothing_matches({"recipe": recipe, "model": "other-model"}) == (
+        f"no stored run matches recipe=paper ({run.recipe_hash[:store_module.SHORT_HASH]}), model=other-model "
+        f"(stored models: {run.model['name']})")
+    assert "stored recipe hashes" in store.nothing_matches({"recipe": SimpleNamespace(name="paper", hash="zz")})
 
 
 def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
@@ -1008,6 +1038,7 @@ def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
     with pytest.raises(StoreError, match="selects a recipe hash already; leave recipe_hash= out"):
         store.query(recipe=SimpleNamespace(hash="hash-paper"), recipe_hash="hash")
     for filters, message in (({"seed": "0"}, r"^seed='0' is invalid; expected a seed or a list of seeds"),
+                             ({"recipe_hash": ""}, r"^recipe_hash='' is empty; expected the start of a recipe hash$"),
                              ({"seed": [0, True]}, r"^seed=\[0, True\] is invalid"),
                              ({"recipe": 3.5}, r"^recipe=3.5 is invalid; expected a recipe name or a Recipe object$"),
                              ({"task": ["rte"]}, r"^task=\['rte'\] is invalid; expected a task name or a Task object$")):
