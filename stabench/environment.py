@@ -110,6 +110,8 @@ def capture(device: str = "cpu", precision: str = "fp32") -> dict[str, Any]:
     env["precision"] = precision
     env["cpu_threads"] = torch.get_num_threads()  # read now: a session sets it after import
     env["python_executable"] = sys.executable
+    # Which GPU of a machine ran it: the plugin pins each xdist worker by this variable.
+    env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     return env
 
 

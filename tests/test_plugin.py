@@ -548,6 +548,8 @@ def test_a_read_only_store_reads_its_runs_and_fails_each_run_to_train_in_one_lin
 def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pytester, tiny_model, monkeypatch):
     """The GPU path on a CPU: CUDA_VISIBLE_DEVICES stands for a job's allocation; each worker
     checks nothing itself (it sees only its own GPU) and records the id it was pinned to."""
+    from stabench.store import Store
+
     pytester.makeconftest('''
 import os
 
@@ -572,6 +574,8 @@ def test_pinned(study):
         return {path.stem.removeprefix("gpu-"): path.read_text() for path in pytester.path.glob("gpu-*.txt")}
 
     assert pinned("-n", "2", "--stabench-gpus=7,6") == {"main": "6,7", "gw0": "7", "gw1": "6"}  # one GPU each
+    with Store(pytester.path / "s.sqlite") as store:  # each run records the GPU its worker was pinned to
+        assert {r.environment["cuda_visible_devices"] for r in store.query()} <= {"6", "7"}
     # More workers than GPUs: spread evenly (an extra worker saw every GPU and trained on the first).
     assert sorted(pinned("-n", "3", "--stabench-gpus=7,6").items()) == [
         ("gw0", "7"), ("gw1", "6"), ("gw2", "7"), ("main", "6,7")]

@@ -1,5 +1,6 @@
 import importlib.metadata
 import math
+import os
 import re
 import statistics
 from pathlib import Path
@@ -42,6 +43,7 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     clone = Path(stabench.__file__).parent.parent
     commit = environment._git(["rev-parse", "HEAD"], str(clone)) if (clone / ".git").exists() else None
     assert result.environment["stabench_git_commit"] == commit
+    assert result.environment["cuda_visible_devices"] == os.environ.get("CUDA_VISIBLE_DEVICES")
     assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
     assert result.steps_per_s > 0 and result.wall_time_s > 0
 
