@@ -457,6 +457,47 @@ def test_regression_flags_worse_study_and_not_identical_one():
     assert regression(worse, baseline, 8, 0, threshold) == []
 
 
+@pytest.mark.parametrize("n", [6, 10])
+def test_seed_noise_alone_fails_a_gate_at_most_alpha_of_the_time(n):
+    """Three checks each at alpha failed 9-10 % of gates between two draws of one distribution;
+    alpha split over the checks (Bonferroni) bounds the whole gate by alpha."""
+    rng = np.random.default_rng(2026)
+    threshold = Threshold("accuracy", max_mean_drop=0.01, max_std_increase=0.01, max_extra_failures=0)
+    assert threshold.check_alpha == pytest.approx(0.05 / 3)
+    assert threshold.level_text() == "0.0167 (alpha 0.05 / 3 checks)"
+    failed = sum(bool(regression(rng.normal(0.8, 0.03, n), rng.normal(0.8, 0.03, n), 0, 0, threshold))
+                 for _ in range(300))
+    assert failed / 300 <= 0.05
+    assert Threshold("accuracy", max_mean_drop=0.01).level_text() == "0.05"
+
+
+def test_scores_a_test_cannot_rank_are_refused_in_one_line():
+    """A NaN (a diverged run's train loss) made every permutation look less extreme: p = 0."""
+    steady = [0.80, 0.82, 0.81, 0.83, 0.79, 0.80]
+    for call in (lambda: brown_forsythe(steady[:-1] + [math.nan], steady),
+                 lambda: mann_whitney(steady, steady[:-1] + [math.inf]),
+                 lambda: aso(steady, steady[:-1] + [math.nan]),
+                 lambda: compare(steady[:-1] + [math.nan], steady, 0, 0, higher_is_better=False),
+                 lambda: regression(steady, steady[:-1] + [math.nan], 0, 0, Threshold("accuracy", max_mean_drop=0))):
+        with pytest.raises(ValueError, match=r"scores hold nan|scores hold inf") as error:
+            call()
+        assert "\n" not in str(error.value) and "diverged run" in str(error.value)
+    with pytest.raises(ValueError, match=r"^failures_a count 7 is outside \[0, 6\]$"):
+        compare(steady, steady, 7, 0)
+    with pytest.raises(ValueError, match=r"^current_failures count -1 is outside"):
+        regression(steady, steady, 0, -1, Threshold("accuracy", max_extra_failures=0))
+
+
+def test_aso_gives_no_dominance_verdict_on_too_few_seeds():
+    """Disjoint samples of 3 seeds give eps_min 0.0 (every resample agrees): noise would 'dominate'."""
+    small = compare([0.9, 0.91, 0.92], [0.5, 0.6, 0.7], 0, 0)
+    assert small.aso_eps_min < small.aso_threshold and not small.a_dominates
+    with pytest.raises(AssertionError, match="3 vs 3 seeds, and ASO needs at least 6 a side"):
+        assert_dominates(small)
+    enough = compare([0.9, 0.91, 0.92, 0.93, 0.94, 0.95], [0.5, 0.6, 0.7, 0.55, 0.65, 0.75], 0, 0)
+    assert enough.a_dominates
+
+
 def test_regression_needs_significance_not_just_effect():
     rng = np.random.default_rng(5)
     baseline, current = rng.normal(0.70, 0.05, 4), rng.normal(0.68, 0.05, 4)
