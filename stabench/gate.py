@@ -287,9 +287,9 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                                sum(r.failed for r in baseline), sum(r.failed for r in current), threshold, checks)
     smallest_p = stats.smallest_regression_p(len(baseline), len(current))
     too_few = None
-    if smallest_p >= threshold.alpha:
+    if smallest_p >= threshold.check_alpha:
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
-                   f"{threshold.alpha:g} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
+                   f"{threshold.level_text()} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
                       what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current),
                       tuple(checks), note)

@@ -64,10 +64,13 @@ def test_too_few_seeds_to_show_a_regression_fail_the_gate_instead_of_passing_it(
     collapsed = [_run(s, 0.5) for s in range(2)]
     result = check("c", collapsed, baseline)
     assert not result.regressed and result.fails and result.verdict == "TOO FEW SEEDS"
-    assert result.why.startswith("2 vs 2 seeds: no mean or failure test can reach p < 0.05")
+    assert result.why.startswith("2 vs 2 seeds: no mean or failure test can reach p < 0.0167 (alpha 0.05 / 3 checks) "
+                                 "(smallest possible p 0.167)")
     four = check("c", [_run(s, 0.5) for s in range(4)], [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:4])])
     assert four.regressed and four.fails and four.verdict == "REGRESSED"
-    assert check("c", collapsed, baseline, {"alpha": 0.2}).verdict == "REGRESSED"
+    assert check("c", collapsed, baseline, {"alpha": 0.2}).verdict == "TOO FEW SEEDS"  # 0.2 / 3 checks
+    mean_only = check("c", collapsed, baseline, {"alpha": 0.2, "max_std_increase": None, "max_extra_failures": None})
+    assert mean_only.verdict == "REGRESSED" and mean_only.why.endswith("one-sided Mann-Whitney p=0.167 < 0.2")
 
 
 def test_one_run_on_either_side_fails_the_gate_as_too_few_seeds_never_passes_as_no_baseline():
