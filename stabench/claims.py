@@ -198,17 +198,26 @@ def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) 
     return tuple(range(seeds)) if isinstance(seeds, Integral) else tuple(int(s) for s in seeds)
 
 
+def _toy_options(defaults: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**defaults, **own}
+    for name in ("recipe_overrides", "task_map"):
+        merged[name] = {**defaults.get(name, {}), **own.get(name, {})}
+    return merged
+
+
 def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_override: Sequence[int] | None = None,
                toy: bool = False, toy_defaults: Mapping[str, Any] | None = None,
                recipe_overrides: Mapping[str, Any] | None = None) -> ClaimSpec:
     """A claim's arms and seeds from its marker options and the test's parametrize values.
 
     Under the toy profile, ``toy_defaults`` and then the claim's own ``toy`` options replace
-    the model, the seeds and the data (GLUE tasks map to built-in ones) and shorten the recipe.
-    ``recipe_overrides`` (the user's, e.g. a faster precision) apply last, to every arm.
+    the model, the seeds and the data (GLUE tasks map to built-in ones) and shorten the recipe;
+    the claim's ``recipe_overrides`` and ``task_map`` add to the defaults' key by key (a claim's
+    own lr keeps the toy step count).  ``recipe_overrides`` (the user's, e.g. a faster
+    precision) apply last, to every arm.
     """
     base = {name: params.get(name, options.get(name)) for name in ("task", "model", "recipe", "train_size")}
-    toy_options = {**(toy_defaults or {}), **options.get("toy", {})} if toy else {}
+    toy_options = _toy_options(toy_defaults or {}, options.get("toy", {})) if toy else {}
     default_arm = base["recipe"].name if isinstance(base["recipe"], Recipe) else str(base["recipe"])
     arms = []
     # Arms may come from a parametrize argument named "arms" (e.g. recipes that depend on another parameter).

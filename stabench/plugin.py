@@ -82,12 +82,13 @@ def option(config: pytest.Config, name: str) -> Any:
     try:
         value = config.getini(dest)
     except (TypeError, ValueError) as error:  # "two" threads, or a TOML number where text is expected
-        expected = "an integer" if kind == "int" else f'text in quotes, e.g. {dest} = "..."'
+        expected = {"int": "an integer", "bool": "true or false"}.get(kind, f'text in quotes, e.g. {dest} = "..."')
         raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(error).splitlines()[0]}); "
                                 f"expected {expected}") from None
     if value == "":
         return None
-    if kind == "path" and value is not None and config.inipath is not None:
+    is_path = kind == "path" or name == "baseline" and not str(value).startswith(("tag:", "env:"))  # an export file
+    if is_path and value is not None and config.inipath is not None:
         value = str(config.inipath.parent / os.path.expanduser(value))  # an absolute path stays as it is
     return value
 
@@ -127,7 +128,8 @@ def _check_options(config: pytest.Config) -> list | None:
 
     checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
               ("cpu-threads", check_count), ("workers-per-gpu", check_count),
-              ("tag", lambda text: text is None or check_tag(text))]
+              ("tag", lambda text: text is None or check_tag(text)),
+              ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
     if _names_one_gpu(option(config, "device")):
@@ -155,7 +157,8 @@ def _check_options(config: pytest.Config) -> list | None:
             try:
                 Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
-                raise pytest.UsageError(f"{_named(config, 'store')}: {error}") from None
+                given = _named(config, "store") if option(config, "store") else "$STABENCH_STORE"
+                raise pytest.UsageError(f"{given}: {error}") from None
         try:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
@@ -175,9 +178,9 @@ def _check_options(config: pytest.Config) -> list | None:
                 runs = load_source(baseline, store)
                 hint = "" if runs else stored_values_hint(baseline, store)
         except (ValueError, OSError, StoreError) as error:
-            raise pytest.UsageError(f"--stabench-baseline: {error}") from None
+            raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
         if not runs:
-            raise pytest.UsageError(f"--stabench-baseline: {baseline!r} holds no runs in {path}{hint}; tag a "
+            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs in {path}{hint}; tag a "
                                     f"baseline first (--stabench-tag or stabench tag)")
         return runs
     return None
@@ -242,7 +245,9 @@ class State:
             device = resolve_device(option(self.config, "device") or "auto")
             threads = option(self.config, "cpu-threads") or max(1, (os.cpu_count() or 1) // self.workers)
             if device == "cpu":
+                previous = torch.get_num_threads()  # an in-process session (pytester) gives it back
                 torch.set_num_threads(threads)
+                self.config.add_cleanup(lambda: torch.set_num_threads(previous))
             store = Store(option(self.config, "store") or default_store_path(self.config.rootpath))
             self._session = Session(store=store, device=device, session_id=self.session_id,
                                     recompute=bool(option(self.config, "recompute")))
@@ -501,7 +506,7 @@ def pytest_runtest_call(item: pytest.Item):
     try:
         with _one_line_setup_errors():
             studies = StudySet((arm.name, state.session().collect(arm, spec.seeds)) for arm in spec.arms)
-    except pytest.fail.Exception as error:  # a seed that crashed or cannot be set up: the claim still has a row
+    except (Exception, pytest.fail.Exception) as error:  # a seed that crashed, or raised as the verdict trained it
         _record_unrun_claim(item, spec, error)
         raise
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
@@ -516,7 +521,13 @@ def pytest_runtest_call(item: pytest.Item):
     gates = _record_gate(item, state, studies) if option(item.config, "baseline") else {}
     try:
         outcome = yield
-    except AssertionError as error:
+    except pytest.xfail.Exception as error:  # pytest.xfail() in the body (a subclass of pytest.fail's)
+        _record_claim(item, studies, "xfailed", _first_line(error, "xfailed"))
+        raise
+    except pytest.skip.Exception as error:
+        item.user_properties.append(("stabench_claim", json.dumps(_skipped_row(item, _first_line(error, "skipped")))))
+        raise
+    except (AssertionError, pytest.fail.Exception) as error:  # a failed claim, by assert or pytest.fail()
         message = _first_line(error, "assertion failed")
         _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
@@ -582,9 +593,14 @@ def _skip_unless_available(item: pytest.Item, spec) -> None:
     if missing:
         reason = "needs " + "; ".join(missing)
         if _unit(item) == VERDICT:
-            item.user_properties.append(("stabench_claim", json.dumps(
-                {"claim": _claim_name(item), "verdict": "skipped", "reason": reason, "missing": missing})))
+            item.user_properties.append(("stabench_claim", json.dumps(_skipped_row(item, reason, missing))))
         pytest.skip(reason)
+
+
+def _skipped_row(item: pytest.Item, reason: str, missing: list[str] | None = None) -> dict[str, Any]:
+    """A skipped claim's report entry; the skipped table groups claims by what they lack (the
+    reason itself for a skip mark or pytest.skip)."""
+    return {"claim": _claim_name(item), "verdict": "skipped", "reason": reason, "missing": missing or [reason]}
 
 
 def _compact_names(claims: list[str]) -> str:
@@ -655,9 +671,31 @@ def _record_unrun_claim(item: pytest.Item, spec, error: BaseException) -> None:
 
 def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
     """A claim arm's report row: what it trains, then how it came out."""
-    row = {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "recipe": arm.recipe.name,
-           "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(), "model": arm.model, **outcome}
-    item.user_properties.append(("stabench_claim", json.dumps(row, default=float)))
+    item.user_properties.append(("stabench_claim", json.dumps(_claim_row(item, arm, **outcome), default=float)))
+
+
+def _claim_row(item: pytest.Item, arm, **outcome: Any) -> dict[str, Any]:
+    return {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "recipe": arm.recipe.name,
+            "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(), "model": arm.model, **outcome}
+
+
+def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> list[dict[str, Any]]:
+    """A verdict item that failed or was skipped before its body ran (a fixture's error, a claim
+    whose options are unusable, a skip mark): its claim still gets its rows in the reports."""
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        return [_skipped_row(item, report.longrepr[2].removeprefix("Skipped: "))]
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = _first_line(crash.message if crash else report.longrepr, "error")
+    outcome = dict(train_size=None, metric=None, verdict="error", seeds=[], keys=[], majority=None, summary=None,
+                   failures_text="-", trained_in_verdict=[], reference=None, reference_source=None, message=message)
+    try:
+        arms = item.config.stash[_STATE].spec(item).arms
+    except Exception:  # the claim's options are what failed: name what the marker gives
+        options = item.get_closest_marker("stabench").kwargs
+        return [{"claim": _claim_name(item), "arm": "-", "task": str(options.get("task", "-")),
+                 "recipe": str(getattr(options.get("recipe"), "name", options.get("recipe", "-"))),
+                 "recipe_hash": None, "recipe_fields": None, "model": str(options.get("model", "-")), **outcome}]
+    return [_claim_row(item, arm, **{**outcome, "train_size": arm.train_size}) for arm in arms]
 
 
 def _as_reported(row: dict, report: pytest.TestReport) -> dict:
@@ -674,9 +712,13 @@ def _as_reported(row: dict, report: pytest.TestReport) -> dict:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """An xfail mark is about the claim, which its verdict judges: a seed item that stored its run
-    passed, also under ``strict`` (where pytest would fail it as an unexpected pass)."""
+    passed, also under ``strict`` (where pytest would fail it as an unexpected pass).  A verdict
+    stopped before its body (a fixture's error, a skip mark) still gives its claim a report row."""
     report = yield
     unit = _unit(item)
+    if unit == VERDICT and call.when == "setup" and not report.passed:
+        report.user_properties.extend(("stabench_claim", json.dumps(row, default=float))
+                                      for row in _rows_of_unstarted_claim(item, report))
     if unit is not None and unit != VERDICT and call.when == "call" and call.excinfo is None:
         report.outcome, report.longrepr = "passed", None
         if hasattr(report, "wasxfail"):
@@ -763,7 +805,7 @@ class Reporter:
         drop_lineless_frames(excinfo.value)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
+        if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
         for name, value in report.user_properties:
             if name.startswith("stabench_"):
@@ -909,6 +951,8 @@ class Reporter:
         if gate_fails and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+        if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
+            return
         for name, write in (("md", self._write_markdown), ("json", self._write_json), ("plots", self._plot)):
             if path := option(self.config, name):
                 try:

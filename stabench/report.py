@@ -201,6 +201,9 @@ def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> N
     for name in ("md", "json", "plots"):
         if path := given(name):
             check_output(path, named(name), name)
+    if given("md") and given("json") and Path(given("md")).resolve() == Path(given("json")).resolve():
+        raise ValueError(f"{named('md')} and {named('json')} both name {given('md')!r}: the JSON would replace "
+                         f"the Markdown; name two files")
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

@@ -204,6 +204,9 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
 
 @pytest.mark.parametrize("ini, message", [
     ("stabench_cpu_threads = two", "stabench_cpu_threads in tox.ini is invalid (*'two'*); expected an integer"),
+    ("stabench_recompute = sometimes", "stabench_recompute in tox.ini is invalid (*'sometimes'*); expected true or "
+                                       "false"),
+    ("stabench_baseline = base.json", "stabench_baseline in tox.ini: baseline '/*/base.json' is neither*"),  # resolved
     ("stabench_cpu_threads = 0", "stabench_cpu_threads in tox.ini: 0 is invalid; expected an integer from 1 to 1024"),
     ("stabench_gate = max_drop=1", "stabench_gate in tox.ini: gate limit 'max_drop' is unknown*"),
     ("stabench_profile = tiny", "stabench_profile in tox.ini: profile 'tiny' is invalid; expected paper or toy"),
@@ -814,6 +817,99 @@ def test_never_fails(study):
     (claim,) = _report(pytester.path / "r.json")["claims"]
     assert claim["verdict"] == "xfailed"
     assert "| xfailed" in (pytester.path / "r.md").read_text()
+
+
+def test_every_claim_has_a_report_row_however_its_verdict_ended(pytester, tiny_model, monkeypatch):
+    """A seed the verdict trains that raises, a fixture's error, a skip mark, and pytest.skip,
+    xfail or fail in the body: each claim keeps its row, as pytest reported it."""
+    pytester.makepyfile(test_outcomes=f'''
+import pytest
+import stabench
+
+FAST = stabench.get_recipe("bert-default", max_steps=2)
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+def claim(name, steps=2):
+    return stabench.claim(task="polarity", model={tiny_model!r}, recipe=FAST.replace(name=name, max_steps=steps),
+                          seeds=1)
+
+@claim("a")
+def test_fixture_error(study, broken):
+    pass
+
+@pytest.mark.skip(reason="not today")
+@claim("b")
+def test_skip_mark(study):
+    pass
+
+@claim("c")
+def test_skips_itself(study):
+    pytest.skip("decided in the body")
+
+@claim("d")
+def test_xfails_itself(study):
+    pytest.xfail("known gap")
+
+@claim("e")
+def test_fails_itself(study):
+    pytest.fail("explicit failure")
+
+@claim("f", steps=3)  # its own run: recipe names are not part of a run's key
+def test_seed_raises(study):
+    pass
+''')
+    import stabench.train
+
+    real = stabench.train.fine_tune
+
+    def fine_tune(prepared, *args, **kwargs):
+        if prepared.recipe.max_steps == 3:
+            raise RuntimeError("CUDA out of memory")
+        return real(prepared, *args, **kwargs)
+
+    monkeypatch.setattr(stabench.train, "fine_tune", fine_tune)
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md", "-k",
+                  "verdict")  # the verdict trains every seed itself
+    verdicts = {row["claim"].rpartition("::")[2]: (row["verdict"], row.get("message") or row.get("reason"))
+                for row in _report(pytester.path / "r.json")["claims"]}
+    assert verdicts == {"test_fixture_error": ("error", "RuntimeError: fixture broke"),
+                        "test_skip_mark": ("skipped", "not today"),
+                        "test_skips_itself": ("skipped", "decided in the body"),
+                        "test_xfails_itself": ("xfailed", "known gap"),
+                        "test_fails_itself": ("failed", "explicit failure"),
+                        "test_seed_raises": ("error", "CUDA out of memory")}
+    result.assert_outcomes(skipped=2, xfailed=1, failed=2, errors=1)
+    assert "No claim ran" not in (pytester.path / "r.md").read_text()
+
+
+def test_a_claim_gated_but_skipped_by_a_mark_fails_the_gate_as_nothing_compared(suite):
+    _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=base")
+    suite.makeconftest("import pytest\n\ndef pytest_collection_modifyitems(items):\n    for item in items:\n"
+                       "        item.add_marker(pytest.mark.skipif(True, reason='no GPU here'))\n")
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-baseline=tag:base")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["no claim's verdict ran, so nothing was compared with the baseline tag:base*"])
+
+
+def test_collect_only_leaves_earlier_reports_and_one_file_for_both_reports_is_refused(suite):
+    (suite.path / "r.md").write_text("## stabench claims\n\nearlier\n")
+    assert _run(suite, "--collect-only", "--stabench-md=r.md").ret == pytest.ExitCode.OK
+    assert (suite.path / "r.md").read_text() == "## stabench claims\n\nearlier\n"
+    both = _run(suite, "--collect-only", "--stabench-md=r.out", "--stabench-json=r.out")
+    assert both.ret == pytest.ExitCode.USAGE_ERROR
+    both.stderr.fnmatch_lines(["ERROR: --stabench-md and --stabench-json both name 'r.out': the JSON would replace "
+                               "the Markdown; name two files"])
+
+
+def test_an_in_process_session_gives_back_the_torch_thread_count(suite):
+    import torch
+
+    before = torch.get_num_threads()
+    _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-cpu-threads=3")
+    assert torch.get_num_threads() == before
 
 
 def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_session(suite, monkeypatch):
