@@ -174,9 +174,12 @@ def _check_options(config: pytest.Config) -> list | None:
             f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
         try:
-            with Store(path, must_exist=reads_store(baseline)) as store:
-                runs = load_source(baseline, store)
-                hint = "" if runs else stored_values_hint(baseline, store)
+            if reads_store(baseline):
+                with Store(path, must_exist=True) as store:
+                    runs = load_source(baseline, store)
+                    hint = "" if runs else stored_values_hint(baseline, store)
+            else:  # an export file: no store is opened, so a bad file leaves no new empty one behind
+                runs, hint = load_source(baseline), ""
         except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
         if not runs:
@@ -249,6 +252,7 @@ class State:
                 torch.set_num_threads(threads)
                 self.config.add_cleanup(lambda: torch.set_num_threads(previous))
             store = Store(option(self.config, "store") or default_store_path(self.config.rootpath))
+            self.config.add_cleanup(store.close)
             self._session = Session(store=store, device=device, session_id=self.session_id,
                                     recompute=bool(option(self.config, "recompute")))
         return self._session

@@ -504,6 +504,13 @@ def test_bad_options_stop_the_session_with_one_line(suite, option, message):
     assert not (suite.path / "typo.sqlite").exists()  # a misspelt store is not created
 
 
+def test_a_bad_baseline_file_leaves_no_new_store_behind(suite):
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=new/s.sqlite",
+                                       "--stabench-baseline=nosuch.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not (suite.path / "new").exists()
+
+
 def test_a_named_store_that_is_no_store_stops_the_session_before_training(suite):
     """A text file or a newer stabench's store named by --stabench-store: one line, exit 4."""
     import sqlite3
