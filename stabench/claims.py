@@ -16,7 +16,7 @@ import reprlib
 import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,8 +120,11 @@ def check_arm(name: str, options: Any) -> None:
         raise ValueError(f"claim arm {name!r} is {options!r}; expected a dict of {', '.join(ARM_FIELDS)}")
     unknown = sorted(set(options) - set(ARM_FIELDS))
     if unknown:
+        recipe_fields = {f.name for f in fields(Recipe)}
+        hint = (f" (a recipe field goes into the arm's recipe: \"recipe\": stabench.get_recipe(\"bert-default\", "
+                f"{unknown[0]}=...))" if unknown[0] in recipe_fields else "")
         raise ValueError(f"claim arm {name!r} has unknown field(s) {', '.join(map(repr, unknown))}; expected "
-                         f"{', '.join(ARM_FIELDS)}")
+                         f"{', '.join(ARM_FIELDS)}{hint}")
 
 
 @dataclass(frozen=True)
@@ -637,12 +640,22 @@ class Study:
                              f"that both studies' runs have, e.g. metric='accuracy'")
         metric = metric or self.metric
         return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
-                             higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons)
+                             higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons,
+                             names=_names(self, other), metric=metric)
 
     def __repr__(self) -> str:
         s = self.summary()
         return (f"Study({self.arm.task}, {self.arm.recipe.name}, {self.arm.model}, n={s.n}: {self.metric} "
                 f"{fmt(s.mean)} ± {fmt(s.std)}, failed {s.failures_text()})")
+
+
+def _names(a: Study, b: Study) -> tuple[str, str]:
+    """The two studies as a comparison's messages name them: their arms, with the task where the
+    tasks differ, and A / B where that still tells them apart no better."""
+    names = [study.arm.name for study in (a, b)]
+    if a.arm.task != b.arm.task:
+        names = [f"{name} ({study.arm.task})" for name, study in zip(names, (a, b))]
+    return (names[0], names[1]) if names[0] != names[1] else (f"A ({names[0]})", f"B ({names[1]})")
 
 
 class StudySet(dict):

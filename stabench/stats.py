@@ -440,6 +440,10 @@ class Comparison:
     alpha: float  # after Bonferroni correction
     higher_is_better: bool = True
     aso_threshold: float = 0.2
+    n_comparisons: int = 1  # alpha's Bonferroni divisor
+    name_a: str = "A"  # what the messages call the two studies (Study.compare: the arms' names)
+    name_b: str = "B"
+    metric: str = "score"
 
     @property
     def a_less_variable(self) -> bool:
@@ -453,12 +457,26 @@ class Comparison:
 
     @property
     def a_fewer_failures(self) -> bool:
+        """A's runs fail less often than B's (one-sided Fisher exact test on the failure counts)."""
         return self.fisher_p_a_fewer < self.alpha
 
     @property
     def a_better(self) -> bool:
         """A's scores are shifted in the good direction (one-sided Mann-Whitney)."""
         return self.mannwhitney_p_a_better < self.alpha
+
+    def level_text(self) -> str:
+        """``0.0167 (0.05 / 3 comparisons)``, or ``0.05`` for one comparison."""
+        level = f"{self.alpha:.3g}"
+        return level if self.n_comparisons == 1 else f"{level} ({self.alpha * self.n_comparisons:.3g} / " \
+                                                      f"{self.n_comparisons} comparisons)"
+
+    def too_few_seeds(self, smallest_p: float) -> str:
+        """Why no outcome could pass, when even the most extreme split of these seeds has p >= alpha."""
+        if smallest_p < self.alpha:
+            return ""
+        return (f"; no outcome on {self.n_a} vs {self.n_b} seeds gives p below {smallest_p:.3g}, so this cannot "
+                f"pass on these seeds: use more")
 
 
 def compare(
@@ -472,11 +490,16 @@ def compare(
     seed: int = 0,
     aso_threshold: float = 0.2,
     aso_iterations: int = 1000,
+    names: tuple[str, str] = ("A", "B"),
+    metric: str = "score",
 ) -> Comparison:
     """Compare two studies; "A better" follows ``higher_is_better``.
 
-    ``alpha`` is Bonferroni-corrected by ``n_comparisons``, and ASO runs at the matching
-    confidence level, as deepsig does for multiple comparisons.
+    Runs the one- and two-sided Brown-Forsythe test of spread, Fisher's exact test of failure
+    counts and the Mann-Whitney test of location (each p by permutation or exactly), and
+    Almost Stochastic Order.  ``alpha`` is Bonferroni-corrected by ``n_comparisons``, and ASO
+    runs at the matching confidence level, as deepsig does for multiple comparisons.
+    ``names`` and ``metric`` are what the assertions' messages call the studies and scores.
     """
     if not 0 < alpha < 1:
         raise ValueError(f"compare alpha={alpha!r} is invalid; expected a number in (0, 1)")
@@ -509,6 +532,10 @@ def compare(
         alpha=corrected_alpha,
         higher_is_better=higher_is_better,
         aso_threshold=aso_threshold,
+        n_comparisons=n_comparisons,
+        name_a=names[0],
+        name_b=names[1],
+        metric=metric,
     )
 
 
@@ -555,6 +582,8 @@ def assert_failure_rate_below(
 def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -> None:
     """``summary`` may also be a claim's study (it has ``std`` and ``n``)."""
     _check_std_limit(limit)
+    if summary.n < 2:
+        raise AssertionError(f"std not shown below {limit:.4g}: {summary.n} run(s), and a std needs at least 2")
     upper = std_upper_bound(summary.std, summary.n, confidence)
     if upper < limit:
         return
@@ -571,35 +600,69 @@ def _check_comparison(comparison: object, assertion: str) -> None:
 
 
 def assert_less_variable(comparison: Comparison) -> None:
+    """A's scores spread less than B's: one-sided Brown-Forsythe, p by permutation."""
     _check_comparison(comparison, "assert_less_variable")
-    if comparison.failures_a == comparison.n_a:  # collapsed runs tie at the majority: no spread, no stability
-        raise AssertionError(f"A not shown less variable than B: every run of A failed ({comparison.failures_a}/"
-                             f"{comparison.n_a}), so its small spread shows no stability; compare failures first "
-                             f"(B failed {comparison.failures_b}/{comparison.n_b})")
-    if comparison.a_less_variable:
+    c = comparison
+    if c.failures_a == c.n_a:  # collapsed runs tie at the majority: no spread, no stability
+        raise AssertionError(f"{c.name_a} not shown less variable than {c.name_b}: every run of {c.name_a} failed "
+                             f"({c.failures_a}/{c.n_a}), so its small spread shows no stability; compare failures "
+                             f"first ({c.name_b} failed {c.failures_b}/{c.n_b})")
+    if c.a_less_variable:
         return
     raise AssertionError(
-        f"A not shown less variable than B: std {comparison.std_a:.4g} (n={comparison.n_a}) vs "
-        f"{comparison.std_b:.4g} (n={comparison.n_b}), Brown-Forsythe Levene "
-        + ("with tied deviations" if math.isnan(comparison.levene_statistic)
-           else f"W={comparison.levene_statistic:.3g}")
-        + f", one-sided permutation p={comparison.levene_p_a_less:.3g} (needs p < {comparison.alpha:.3g})"
+        f"{c.name_a} not shown less variable than {c.name_b} ({c.metric}): std {c.std_a:.4g} (n={c.n_a}) vs "
+        f"{c.std_b:.4g} (n={c.n_b}), Brown-Forsythe Levene "
+        + ("with tied deviations" if math.isnan(c.levene_statistic) else f"W={c.levene_statistic:.3g}")
+        + f", one-sided permutation p={c.levene_p_a_less:.3g} (needs p < {c.level_text()})"
+        + c.too_few_seeds(1 / math.comb(c.n_a + c.n_b, c.n_a))  # no split can go below one in all of them
+    )
+
+
+def assert_fewer_failures(comparison: Comparison) -> None:
+    """A's runs fail less often than B's: one-sided Fisher exact test on the failure counts."""
+    _check_comparison(comparison, "assert_fewer_failures")
+    c = comparison
+    if c.a_fewer_failures:
+        return
+    best = stats.fisher_exact(_fisher_table(0, c.n_a, c.n_b, c.n_b), alternative="less").pvalue  # none vs all
+    raise AssertionError(
+        f"{c.name_a} not shown to fail less often than {c.name_b}: failed {c.failures_a}/{c.n_a} vs "
+        f"{c.failures_b}/{c.n_b}, one-sided Fisher exact p={c.fisher_p_a_fewer:.3g} (needs p < {c.level_text()})"
+        + c.too_few_seeds(float(best))
+    )
+
+
+def assert_better(comparison: Comparison) -> None:
+    """A scores better than B (in the metric's own direction): one-sided Mann-Whitney, p by permutation."""
+    _check_comparison(comparison, "assert_better")
+    c = comparison
+    if c.a_better:
+        return
+    direction = "higher" if c.higher_is_better else "lower"
+    raise AssertionError(
+        f"{c.name_a} not shown to score better than {c.name_b} ({c.metric}, {direction} is better): means "
+        f"{c.mean_a:.4g} (n={c.n_a}) vs {c.mean_b:.4g} (n={c.n_b}), one-sided Mann-Whitney p="
+        f"{c.mannwhitney_p_a_better:.3g} (needs p < {c.level_text()})"
+        + c.too_few_seeds(1 / math.comb(c.n_a + c.n_b, c.n_a))
     )
 
 
 def assert_dominates(comparison: Comparison) -> None:
+    """A almost stochastically dominates B: ASO's eps_min below its threshold, on at least
+    ``ASO_MIN_SEEDS`` seeds a side."""
     _check_comparison(comparison, "assert_dominates")
-    if comparison.a_dominates:
+    c = comparison
+    if c.a_dominates:
         return
-    direction = "higher" if comparison.higher_is_better else "lower"
-    if min(comparison.n_a, comparison.n_b) < ASO_MIN_SEEDS:
-        raise AssertionError(f"A not shown to almost stochastically dominate B: {comparison.n_a} vs {comparison.n_b} "
-                             f"seeds, and ASO needs at least {ASO_MIN_SEEDS} a side (on fewer, noise passes its "
-                             f"threshold too often)")
+    if min(c.n_a, c.n_b) < ASO_MIN_SEEDS:
+        raise AssertionError(f"{c.name_a} not shown to almost stochastically dominate {c.name_b}: {c.n_a} vs "
+                             f"{c.n_b} seeds, and ASO needs at least {ASO_MIN_SEEDS} a side (on fewer, noise passes "
+                             f"its threshold too often)")
+    direction = "higher" if c.higher_is_better else "lower"
     raise AssertionError(
-        f"A not shown to almost stochastically dominate B ({direction} is better): "
-        f"ASO eps_min {comparison.aso_eps_min:.3f} >= threshold {comparison.aso_threshold:.3f} "
-        f"(means {comparison.mean_a:.4g} vs {comparison.mean_b:.4g})"
+        f"{c.name_a} not shown to almost stochastically dominate {c.name_b} ({c.metric}, {direction} is better): "
+        f"ASO eps_min {c.aso_eps_min:.3f} >= threshold {c.aso_threshold:.3f} at {1 - c.alpha:.3g} confidence "
+        f"(n={c.n_a} vs {c.n_b}; means {c.mean_a:.4g} vs {c.mean_b:.4g})"
     )
 
 

@@ -140,7 +140,7 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
         study.summary(metric="f1")
     for call in (lambda: study.compare(study, metric="f1"), lambda: study.expected_max(3, metric="f1")):
         with pytest.raises(ValueError, match=r"^study of a: metric 'f1' is not among the runs' metrics "
-                                             r"\(seeds \[0, 1\] "
+                                             r"\(all 2 seeds "
                                              r"lack it\); they have accuracy, train_loss$"):
             call()
     other_task = [dataclasses.replace(r, task={**r.task, "name": "graded"}, primary_metric="macro_f1",
@@ -149,7 +149,13 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
     with pytest.raises(ValueError, match=r"^compare: a is scored by accuracy \(same-number\), g by macro_f1 "
                                          r"\(graded\); pass metric= one that both studies' runs have"):
         study.compare(graded)
-    assert study.compare(graded, metric="accuracy").n_b == 2  # one metric both have: compared
+    across = study.compare(graded, metric="accuracy")  # one metric both have: compared
+    assert across.n_b == 2 and (across.name_a, across.name_b, across.metric) == ("a (same-number)", "g (graded)",
+                                                                                 "accuracy")
+    with pytest.raises(AssertionError, match=r"^a \(same-number\) not shown to fail less often than g \(graded\)"):
+        stats.assert_fewer_failures(across)  # the messages name the arms, and the tasks where they differ
+    itself = study.compare(study)
+    assert (itself.name_a, itself.name_b) == ("A (a)", "B (a)")
     with pytest.raises(ValueError, match="cannot summarize an empty list of runs"):
         stats.summarize_runs([])
     assert stats.summarize_runs(study).n == 2  # a Study will do where runs are asked for

@@ -15,8 +15,10 @@ from stabench.stats import (
     Summary,
     Threshold,
     aso,
+    assert_better,
     assert_dominates,
     assert_failure_rate_below,
+    assert_fewer_failures,
     assert_less_variable,
     assert_std_below,
     bootstrap_ci,
@@ -275,6 +277,8 @@ def test_failure_and_std_assertions_explain_numbers():
     with pytest.raises(AssertionError, match="chi-square upper bound"):
         assert_std_below(clean, clean.std * 1.2)
     assert isinstance(clean, Summary)
+    with pytest.raises(AssertionError, match=r"^std not shown below 0\.5: 1 run\(s\), and a std needs at least 2$"):
+        assert_std_below(summarize([0.7], failed=0), 0.5)
 
 
 def test_claim_helpers_name_a_wrong_argument_instead_of_failing_inside():
@@ -488,11 +492,36 @@ def test_scores_a_test_cannot_rank_are_refused_in_one_line():
         regression(steady, steady, 0, -1, Threshold("accuracy", max_extra_failures=0))
 
 
+def test_comparison_messages_name_the_studies_the_level_and_when_the_seeds_are_too_few():
+    names = {"names": ("reinit", "default"), "metric": "accuracy"}
+    few = compare([0.9, 0.91, 0.92], [0.5, 0.6, 0.7], 0, 3, **names)
+    with pytest.raises(AssertionError) as raised:
+        assert_fewer_failures(few)
+    assert str(raised.value) == ("reinit not shown to fail less often than default: failed 0/3 vs 3/3, one-sided "
+                                 "Fisher exact p=0.05 (needs p < 0.05); no outcome on 3 vs 3 seeds gives p below "
+                                 "0.05, so this cannot pass on these seeds: use more")
+    four = compare([0.9, 0.91, 0.92, 0.93], [0.1, 0.5, 1.0, 0.2], 0, 4, n_comparisons=5, **names)
+    with pytest.raises(AssertionError, match=r"^reinit not shown less variable than default \(accuracy\): .*"
+                                             r"\(needs p < 0\.01 \(0\.05 / 5 comparisons\)\); no outcome on 4 vs 4 "
+                                             r"seeds gives p below 0\.0143"):
+        assert_less_variable(four)
+    with pytest.raises(AssertionError, match=r"^reinit not shown to score better than default \(accuracy, higher "
+                                             r"is better\): means 0\.915 \(n=4\) vs 0\.45 \(n=4\), one-sided "
+                                             r"Mann-Whitney p=0\.171 \(needs p < 0\.01 \(0\.05 / 5 comparisons\)\); no "
+                                             r"outcome"):
+        assert_better(four)
+    enough = compare([0.9, 0.91, 0.92, 0.93, 0.94, 0.95], [0.5, 0.6, 0.7, 0.55, 0.65, 0.75], 0, 6, **names)
+    assert_fewer_failures(enough)
+    assert_better(enough)
+    assert not enough.too_few_seeds(1 / 924)
+
+
 def test_aso_gives_no_dominance_verdict_on_too_few_seeds():
     """Disjoint samples of 3 seeds give eps_min 0.0 (every resample agrees): noise would 'dominate'."""
     small = compare([0.9, 0.91, 0.92], [0.5, 0.6, 0.7], 0, 0)
     assert small.aso_eps_min < small.aso_threshold and not small.a_dominates
-    with pytest.raises(AssertionError, match="3 vs 3 seeds, and ASO needs at least 6 a side"):
+    with pytest.raises(AssertionError, match="^A not shown to almost stochastically dominate B: 3 vs 3 seeds, "
+                                             "and ASO needs at least 6 a side"):
         assert_dominates(small)
     enough = compare([0.9, 0.91, 0.92, 0.93, 0.94, 0.95], [0.5, 0.6, 0.7, 0.55, 0.65, 0.75], 0, 0)
     assert enough.a_dominates
