@@ -6,6 +6,7 @@ are the same recipe whatever they are called, so the name is left out of the has
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -102,7 +103,7 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown recipe field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+            raise ValueError(unknown_field(unknown[0]))
         if data.get("bias_correction") and "adamw_style" not in data:
             data = {**data, "adamw_style": "torch"}  # stored before the field existed: torch's update was used
         return cls(**data)
@@ -136,7 +137,7 @@ class Recipe:
         known = {f.name for f in dataclasses.fields(self)}
         for field in overrides:
             if field not in known:
-                raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(known))}")
+                raise ValueError(unknown_field(field))
         mixout = overrides.get("mixout", self.mixout)
         if overrides.get("dropout") and mixout:  # Mixout would switch it off
             raise ValueError(f"dropout={overrides['dropout']!r} with mixout={mixout!r} is invalid; Mixout replaces "
@@ -284,7 +285,8 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse ``field=value`` strings from the command line into typed recipe overrides; an item
-    may hold several, separated by commas (``lr=1e-3,epochs=1``)."""
+    may hold several, separated by commas (``lr=1e-3,epochs=1``).  A field given again wins, as
+    a repeated command-line option does (``--set max_steps=60`` added to a longer command)."""
     types = {f.name: f.type for f in dataclasses.fields(Recipe)}
     overrides: dict[str, Any] = {}
     for item in (part for text in items for part in text.split(",") if part.strip()):
@@ -293,9 +295,17 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not sep:
             raise ValueError(f"recipe override {item!r} is not of the form field=value")
         if field not in types:
-            raise ValueError(f"unknown recipe field {field!r}; known fields: {', '.join(sorted(types))}")
+            raise ValueError(unknown_field(field))
         overrides[field] = _parse_value(field, types[field], text.strip())
     return overrides
+
+
+def unknown_field(field: str) -> str:
+    """The error for a recipe field that does not exist, with the likeliest one meant."""
+    known = sorted(f.name for f in dataclasses.fields(Recipe))
+    close = difflib.get_close_matches(field, known, n=1)
+    meant = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown recipe field {field!r}{meant}; known fields: {', '.join(known)}"
 
 
 def _parse_value(field: str, type_name: str, text: str) -> Any:

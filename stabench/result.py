@@ -54,7 +54,9 @@ def check_metric(runs: list[RunResult], metric: str, owner: str = "") -> None:
     missing = [r.seed for r in runs if metric not in r.metrics]
     if missing:
         common = set.intersection(*(set(r.metrics) for r in runs))
-        raise ValueError(f"{owner}metric {metric!r} is not among the runs' metrics (seeds {missing[:5]} lack it); "
+        which = f"all {len(runs)} seeds" if len(missing) == len(runs) else \
+            f"seeds {missing[:5]}" + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"{owner}metric {metric!r} is not among the runs' metrics ({which} lack it); "
                          f"they have {', '.join(sorted(common)) or 'none in common'}")
 
 

@@ -291,6 +291,9 @@ def test_unseen(study):
     (dict(arms={"a": {"model": "minilm-l12"}}), "unknown model 'minilm-l12'; did you mean 'minilm-l6'?"),
     (dict(arms={"b": {"recipie": "bert-default"}}),
      "claim arm 'b' has unknown field(s) 'recipie'; expected task, model, recipe, train_size, toy"),
+    ({"arms": {"a": {}, "b": {"lr": 1e-3}}, "recipe": "bert-default"},
+     "claim arm 'b' has unknown field(s) 'lr'; expected task, model, recipe, train_size, toy (a recipe field goes "
+     "into the arm's recipe: \"recipe\": stabench.get_recipe(\"bert-default\", lr=...))"),
     (dict(task=123), "task=123 is invalid; expected a task name (cola, mrpc, "),
     (dict(arms={"a": {"task": ["rte"]}}), "task=['rte'] is invalid; expected a task name"),
     (dict(recipe={"lr": 1e-4}), "recipe={'lr': 0.0001} is invalid; expected a preset name (bert-default, "),

@@ -86,6 +86,8 @@ def test_overrides_rename_and_validate():
                                                            "reduce-overhead, max-autotune or None"),
     (lambda: get_recipe("bert-default", attention="flash"), "attention='flash' is invalid; expected one of eager"),
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
+    (lambda: get_recipe("bert-default", reinit_layer=1), "unknown recipe field 'reinit_layer' (did you mean "
+                                                         "'reinit_layers'?); known fields: "),
     (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
@@ -143,7 +145,7 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
     ('{"name": "bert-default", "lr": 1e-3}', "recipe file '{path}' is named 'bert-default', a preset with other content"),
     ("[1, 2]", "recipe file '{path}' holds a list; expected a JSON object of recipe fields"),
     ("{lr: 1}", "recipe file '{path}' is not valid JSON: "),
-    ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr'; known fields: "),
+    ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr' (did you mean 'lr'?); known fields: "),
     ('{"preset": "bert-defualt"}', "recipe file '{path}': unknown preset 'bert-defualt'; known presets: bert-default,"),
     ('{"lr": "fast"}', "recipe file '{path}': "),
 ])
