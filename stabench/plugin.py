@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import uuid
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -607,17 +606,6 @@ def _skipped_row(item: pytest.Item, reason: str, missing: list[str] | None = Non
     return {"claim": _claim_name(item), "verdict": "skipped", "reason": reason, "missing": missing or [reason]}
 
 
-def _compact_names(claims: list[str]) -> str:
-    """``f.py::test_x[rte]``, ``f.py::test_x[mrpc]`` -> ``test_x[rte, mrpc]``."""
-    params: dict[str, list[str]] = {}
-    for claim in claims:
-        name, _, param = claim.rpartition("::")[2].partition("[")
-        params.setdefault(name, [])
-        if param:
-            params[name].append(param.removesuffix("]"))
-    return ", ".join(f"{name}[{', '.join(ps)}]" if ps else name for name, ps in params.items())
-
-
 def _claim_name(item: pytest.Item) -> str:
     """The verdict's node id without the verdict part: the claim with its own parametrize ids."""
     base, _, ids = item.nodeid.partition("[")
@@ -825,28 +813,6 @@ class Reporter:
             elif name == "stabench_retagged":
                 self.retagged.append(json.loads(value))
 
-    def rows(self) -> list[dict[str, str]]:
-        """One row per claim arm; a "paper" column when claims carry published reference numbers."""
-        from .report import fmt
-
-        with_reference = any(c.get("reference") for c in self.claims)
-        arms = Counter(c["claim"] for c in self.claims)
-        rows = []
-        for c in sorted(self.claims, key=lambda c: (c["claim"], c.get("arm", ""))):
-            if c["verdict"] != "skipped":
-                s = c["summary"] or {}  # none for a claim whose study could not be gathered
-                row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
-                       "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
-                       "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s.get("n", "-")),
-                       "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
-                       "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
-                       "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
-                       "verdict": c["verdict"]}
-                if with_reference:
-                    row["paper"] = c.get("reference") or ""
-                rows.append(row)
-        return rows
-
     def nothing_compared(self) -> bool:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
         not gather its study) is misconfigured, not passed."""
@@ -871,19 +837,6 @@ class Reporter:
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
-    def skipped(self) -> list[dict[str, str]]:
-        """One row per missing requirement, with the claims that need it: a suite skipped on a
-        laptop needs the same GPU for every claim, and that should read as one line."""
-        needed_by: dict[str, list[str]] = {}
-        for c in sorted(self.claims, key=lambda c: c["claim"]):
-            if c["verdict"] == "skipped":
-                for requirement in c["missing"]:
-                    needed_by.setdefault(requirement, []).append(c["claim"])
-        total = self.skipped_claims()
-        return [{"missing": requirement,
-                 "claims": f"all {total}" if len(claims) == total else f"{len(claims)}: {_compact_names(claims)}"}
-                for requirement, claims in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
-
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.interrupted and self.watching:
             trained = sum(1 for s in self.seeds if s["trained"])
@@ -901,9 +854,10 @@ class Reporter:
                                         f"the verdict tags its claim's runs", yellow=True)
         if not self.claims:
             return
-        from .report import gate_messages, gate_table_rows, render, rows_table
+        from .report import (claim_rows, compact_names, gate_messages, gate_table_rows, render, rows_table,
+                             skipped_rows)
 
-        rows, skipped = self.rows(), self.skipped()
+        rows, skipped = claim_rows(self.claims), skipped_rows(self.claims)
         styles = ["green" if r["verdict"].startswith("passed") else "yellow" if r["verdict"].startswith("xfailed")
                   else "red"
                   for r in rows]
@@ -928,7 +882,7 @@ class Reporter:
             if self.retagged:
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
-                    f"this session's runs ({_compact_names(self.retagged)})", yellow=True)
+                    f"this session's runs ({compact_names(self.retagged)})", yellow=True)
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
@@ -967,14 +921,14 @@ class Reporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write_markdown(self, path: Path) -> None:
-        from .report import gate_markdown_rows, markdown, write_markdown
+        from .report import claim_rows, gate_markdown_rows, markdown, skipped_rows, write_markdown
 
-        rows = self.rows()
+        rows = claim_rows(self.claims)
         text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
-        if skipped := self.skipped():
+        if skipped := skipped_rows(self.claims):
             text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
         if self.gates:
             text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"

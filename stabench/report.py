@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,53 @@ def _replaceable(path: Path, kind: str) -> bool:
             return first.strip() == "{" and handle.readline(4096).startswith(_JSON_STARTS)
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """The claims table from the plugin's claim entries: one row per claim arm (skipped claims
+    have their own table), and a "paper" column when claims carry published reference numbers."""
+    with_reference = any(c.get("reference") for c in claims)
+    arms = Counter(c["claim"] for c in claims)
+    rows = []
+    for c in sorted(claims, key=lambda c: (c["claim"], c.get("arm", ""))):
+        if c["verdict"] != "skipped":
+            s = c["summary"] or {}  # none for a claim whose study could not be gathered
+            row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
+                   "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
+                   "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s.get("n", "-")),
+                   "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
+                   "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
+                   "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
+                   "verdict": c["verdict"]}
+            if with_reference:
+                row["paper"] = c.get("reference") or ""
+            rows.append(row)
+    return rows
+
+
+def skipped_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per missing requirement, with the claims that need it: a suite skipped on a
+    laptop needs the same GPU for every claim, and that should read as one line."""
+    needed_by: dict[str, list[str]] = {}
+    for c in sorted(claims, key=lambda c: c["claim"]):
+        if c["verdict"] == "skipped":
+            for requirement in c["missing"]:
+                needed_by.setdefault(requirement, []).append(c["claim"])
+    total = sum(1 for c in claims if c["verdict"] == "skipped")
+    return [{"missing": requirement,
+             "claims": f"all {total}" if len(names) == total else f"{len(names)}: {compact_names(names)}"}
+            for requirement, names in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
+
+
+def compact_names(claims: list[str]) -> str:
+    """``f.py::test_x[rte]``, ``f.py::test_x[mrpc]`` -> ``test_x[rte, mrpc]``."""
+    params: dict[str, list[str]] = {}
+    for claim in claims:
+        name, _, param = claim.rpartition("::")[2].partition("[")
+        params.setdefault(name, [])
+        if param:
+            params[name].append(param.removesuffix("]"))
+    return ", ".join(f"{name}[{', '.join(ps)}]" if ps else name for name, ps in params.items())
 
 
 def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> None:
