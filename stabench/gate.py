@@ -210,8 +210,8 @@ class GateResult:
     def unconfirmed(self) -> str:
         """Effects past their limit that their test did not confirm: why a near miss passed."""
         return "; ".join(f"{c['check']} {c['effect']:.3g} is past its limit {c['limit']:g}, but {c['test']} "
-                         f"p={c['p']:.3g} is not significant" for c in self.checks if c["p"] is not None
-                         and not c["regressed"])
+                         f"p={c['p']:.3g} is not significant (needs p < {c['level']:.3g})" for c in self.checks
+                         if c["p"] is not None and not c["regressed"])
 
     @property
     def verdict(self) -> str:

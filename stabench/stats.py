@@ -729,7 +729,7 @@ def regression(
         """Note one check; whether it found a regression (an effect past the limit, significant)."""
         regressed = p is not None and float(p) < alpha  # a Python bool, which JSON writes as true/false
         checks.append({"check": check, "test": test, "effect": float(effect), "limit": limit,
-                       "p": None if p is None else float(p), "regressed": regressed})
+                       "p": None if p is None else float(p), "level": alpha, "regressed": regressed})
         return regressed
 
     if threshold.max_mean_drop is not None:

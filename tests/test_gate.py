@@ -599,7 +599,7 @@ def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, 
     result = check("c", current, baseline)
     assert result.verdict == "ok" and not result.fails
     assert result.unconfirmed.startswith("mean drop 0.0125 is past its limit 0.01, but one-sided Mann-Whitney p=")
-    assert result.unconfirmed.endswith("is not significant")
+    assert result.unconfirmed.endswith("is not significant (needs p < 0.0167)")  # 0.05 over 3 checks
     assert check("c", baseline, baseline).unconfirmed == ""  # within every limit: nothing to say
     with Store(tmp_path / "s.sqlite") as store:
         for run in baseline + current:
@@ -628,7 +628,8 @@ def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
     assert gate_messages([result.entry()]) == [
         ("red", f"REGRESSED c: {result.why}"),
         ("yellow", f"note c: {result.unconfirmed}")]
-    assert "extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant" in result.unconfirmed
+    assert ("extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant (needs p < "
+            "0.0167)") in result.unconfirmed
 
 
 def test_compare_names_the_studies_that_found_no_baseline_and_what_the_baseline_held(tmp_path, capsys):

@@ -544,7 +544,7 @@ def test_regression_needs_significance_not_just_effect():
     within = []
     regression(baseline, baseline, 0, 0, Threshold("accuracy", max_mean_drop=0.01), within)
     assert within == [{"check": "mean drop", "test": "one-sided Mann-Whitney", "effect": 0.0, "limit": 0.01,
-                       "p": None, "regressed": False}]  # within the limit: not tested
+                       "p": None, "level": 0.05, "regressed": False}]  # within the limit: not tested
 
 
 @settings(max_examples=50, deadline=None)
