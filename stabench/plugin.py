@@ -674,19 +674,22 @@ def _claim_row(item: pytest.Item, arm, **outcome: Any) -> dict[str, Any]:
 def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> list[dict[str, Any]]:
     """A verdict item that failed or was skipped before its body ran (a fixture's error, a claim
     whose options are unusable, a skip mark): its claim still gets its rows in the reports."""
-    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+    if hasattr(report, "wasxfail"):  # an error under an xfail mark, as pytest reports it
+        verdict, message = "xfailed", report.wasxfail or "xfailed"
+    elif isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
         return [_skipped_row(item, report.longrepr[2].removeprefix("Skipped: "))]
-    crash = getattr(report.longrepr, "reprcrash", None)
-    message = _first_line(crash.message if crash else report.longrepr, "error")
-    outcome = dict(train_size=None, metric=None, verdict="error", seeds=[], keys=[], majority=None, summary=None,
+    else:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        verdict, message = "error", _first_line(crash.message if crash else report.longrepr, "error")
+    outcome = dict(train_size=None, metric=None, verdict=verdict, seeds=[], keys=[], majority=None, summary=None,
                    failures_text="-", trained_in_verdict=[], reference=None, reference_source=None, message=message)
     try:
         arms = item.config.stash[_STATE].spec(item).arms
-    except Exception:  # the claim's options are what failed: name what the marker gives
-        options = item.get_closest_marker("stabench").kwargs
-        return [{"claim": _claim_name(item), "arm": "-", "task": str(options.get("task", "-")),
-                 "recipe": str(getattr(options.get("recipe"), "name", options.get("recipe", "-"))),
-                 "recipe_hash": None, "recipe_fields": None, "model": str(options.get("model", "-")), **outcome}]
+    except Exception:  # the claim's options are what failed: name what the marker and parametrize give
+        given = {**item.get_closest_marker("stabench").kwargs, **item.callspec.params}
+        return [{"claim": _claim_name(item), "arm": "-", "task": str(given.get("task", "-")),
+                 "recipe": str(getattr(given.get("recipe"), "name", given.get("recipe", "-"))),
+                 "recipe_hash": None, "recipe_fields": None, "model": str(given.get("model", "-")), **outcome}]
     return [_claim_row(item, arm, **{**outcome, "train_size": arm.train_size}) for arm in arms]
 
 
