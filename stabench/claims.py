@@ -276,6 +276,17 @@ def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None 
     return seeds_of(seeds, seed_override)
 
 
+def clear_attempts(store_path: str | os.PathLike[str], session_id: str) -> None:
+    """Remove a finished session's attempt files: they tell its own verdicts which seeds crashed
+    or were recomputed, and a later session (another id) ignores them, so they only piled up."""
+    for path in (Path(store_path).parent / "attempts").glob("*.json"):
+        try:
+            if json.loads(path.read_text()).get("session") == session_id:
+                path.unlink()
+        except (OSError, ValueError):  # gone already, or another session's being written
+            continue
+
+
 def _write_attempt(path: Path, record: dict) -> None:
     """Replaced whole, since other processes read it without the run's lock."""
     with replaced_atomically(path) as handle:

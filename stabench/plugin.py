@@ -911,6 +911,12 @@ class Reporter:
         gate_fails = any(g["fails"] for g in self.gates) or self.nothing_compared()
         if gate_fails and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.watching and not self.interrupted:  # every worker is done with this session's attempt files
+            from .claims import clear_attempts
+            from .store import default_store_path
+
+            clear_attempts(option(self.config, "store") or default_store_path(self.config.rootpath),
+                           self.config.stash[_STATE].session_id)
 
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return

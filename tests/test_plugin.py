@@ -81,6 +81,9 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert not any(c["trained_in_verdict"] for c in report["claims"])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 8 seed items read a "
                                 "stored result"])
+    recomputed = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-recompute")
+    recomputed.stdout.fnmatch_lines(["runs: 4 trained this session*"])
+    assert not list((suite.path / "attempts").glob("*.json"))  # the session's markers go with it
 
 
 def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
