@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--store", type=_text, help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
+        p.add_argument("--store", type=_text,
+                       help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
         return p
 
     run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
@@ -427,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
     add_filters(runs)
-    runs.add_argument("--show", type=_text, metavar="KEY", help="print one stored run as JSON (a unique start of its key will do)")
+    runs.add_argument("--show", type=_text, metavar="KEY",
+                      help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
