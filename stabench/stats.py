@@ -29,7 +29,9 @@ NAN_INTERVAL: Interval = (math.nan, math.nan)
 # distribution gave eps_min < 0.2 in 17 % of 400 pairs at 2 seeds a side, 10 % at 3, 6 % at 4
 # and 5, 5 % at 6, 2-3 % at 8 and 10.
 ASO_MIN_SEEDS = 6
-PERMUTATIONS = 19_999  # random splits for Brown-Forsythe and Mann-Whitney: every split up to 8 seeds a side (12,870)
+# Brown-Forsythe's and Mann-Whitney's splits: every one is counted when there are at most this many
+# (any study up to 8 seeds a side: 12,870), else this many seeded random ones.
+PERMUTATIONS = 19_999
 
 
 def _check_number(name: str, value: object, expected: str, valid) -> None:
@@ -360,8 +362,9 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
     and rejected a true null 11-15 % of the time at 3 against 20 seeds.  The test stays
     approximate: in simulations of normal scores from 3 to 8 seeds a side it rejected a true null
     0-7.5 % of the time at 5 %, and with 2 or 3 seeds a side it has little power.  Every split is
-    enumerated up to 8 seeds a side (so p >= 1/12,870 there); beyond, 19,999 random splits with a
-    fixed seed, so the same scores always give the same p, and never below 1/20,000.
+    counted where there are at most ``PERMUTATIONS`` (up to 8 seeds a side, or 3 against 25);
+    beyond, that many random splits with a fixed seed, so the same scores always give the same p,
+    and never below 1/20,000.
     """
     a, b = _finite(a, "brown_forsythe", "A"), _finite(b, "brown_forsythe", "B")
     if min(a.size, b.size) < 2:
@@ -377,8 +380,7 @@ def mann_whitney(a: Iterable[float], b: Iterable[float], alternative: str = "two
     By permutation, as ``brown_forsythe``: scipy's default turns to the normal approximation as
     soon as scores tie (collapsed runs at the majority, successes at 1.000) and there gave
     p=0.032 for three collapsed runs against three successful ones, where no split of 3 and 3
-    seeds can go below 1/20.  Every split is enumerated up to 8 seeds a side, beyond that 19,999
-    seeded random ones.
+    seeds can go below 1/20.  Splits are counted or drawn as ``brown_forsythe``'s are.
     """
     a, b = _finite(a, "mann_whitney", "A"), _finite(b, "mann_whitney", "B")
     return float(stats.mannwhitneyu(a, b, alternative=alternative,
