@@ -480,6 +480,22 @@ class Comparison:
         return (f"; no outcome on {self.n_a} vs {self.n_b} seeds gives p below {smallest_p:.3g}, so this cannot "
                 f"pass on these seeds: use more")
 
+    def __str__(self) -> str:
+        """What ``print(study['a'].compare(study['b']))`` shows: each test's p and verdict, not every field."""
+        def verdict(shown: bool) -> str:
+            return "yes" if shown else "no"
+
+        return (f"{self.name_a} vs {self.name_b} ({self.metric}, n={self.n_a} vs {self.n_b}, level "
+                f"{self.level_text()}):\n"
+                f"  less variable  {verdict(self.a_less_variable):3}  std {self.std_a:.4g} vs {self.std_b:.4g}, "
+                f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}\n"
+                f"  fewer failures {verdict(self.a_fewer_failures):3}  {self.failures_a}/{self.n_a} vs "
+                f"{self.failures_b}/{self.n_b}, one-sided Fisher p={self.fisher_p_a_fewer:.3g}\n"
+                f"  better         {verdict(self.a_better):3}  mean {self.mean_a:.4g} vs {self.mean_b:.4g}, "
+                f"one-sided Mann-Whitney p={self.mannwhitney_p_a_better:.3g}\n"
+                f"  dominates      {verdict(self.a_dominates):3}  ASO eps_min {self.aso_eps_min:.3f} (threshold "
+                f"{self.aso_threshold:g}, at least {ASO_MIN_SEEDS} seeds a side)")
+
 
 def compare(
     scores_a: Iterable[float],

@@ -514,6 +514,10 @@ def test_comparison_messages_name_the_studies_the_level_and_when_the_seeds_are_t
     assert_fewer_failures(enough)
     assert_better(enough)
     assert not enough.too_few_seeds(1 / 924)
+    lines = str(enough).splitlines()  # print(comparison): a verdict and a p per test, not the dataclass
+    assert lines[0] == "reinit vs default (accuracy, n=6 vs 6, level 0.05):"
+    assert lines[2].split()[:3] == ["fewer", "failures", "yes"] and "0/6 vs 6/6" in lines[2]
+    assert [line.split()[0] for line in lines[1:]] == ["less", "fewer", "better", "dominates"]
 
 
 def test_aso_gives_no_dominance_verdict_on_too_few_seeds():
