@@ -374,6 +374,13 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
                                         alternative=alternative, rng=0).pvalue)
 
 
+def smallest_split_p(n_a: int, n_b: int) -> float:
+    """The smallest one-sided p ``brown_forsythe`` and ``mann_whitney`` can give on these sizes,
+    whatever the scores: one split in all of them where every split is counted, else one in the
+    ``PERMUTATIONS`` drawn and the observed one."""
+    return 1 / min(math.comb(n_a + n_b, n_a), PERMUTATIONS + 1)
+
+
 def mann_whitney(a: Iterable[float], b: Iterable[float], alternative: str = "two-sided") -> float:
     """p-value of the Mann-Whitney U test that A and B are shifted, ``"less"``: that A's scores lie lower.
 
@@ -632,7 +639,7 @@ def assert_less_variable(comparison: Comparison) -> None:
         f"{c.std_b:.4g} (n={c.n_b}), Brown-Forsythe Levene "
         + ("with tied deviations" if math.isnan(c.levene_statistic) else f"W={c.levene_statistic:.3g}")
         + f", one-sided permutation p={c.levene_p_a_less:.3g} (needs p < {c.level_text()})"
-        + c.too_few_seeds(1 / math.comb(c.n_a + c.n_b, c.n_a))  # no split can go below one in all of them
+        + c.too_few_seeds(smallest_split_p(c.n_a, c.n_b))
     )
 
 
@@ -661,7 +668,7 @@ def assert_better(comparison: Comparison) -> None:
         f"{c.name_a} not shown to score better than {c.name_b} ({c.metric}, {direction} is better): means "
         f"{c.mean_a:.4g} (n={c.n_a}) vs {c.mean_b:.4g} (n={c.n_b}), one-sided Mann-Whitney p="
         f"{c.mannwhitney_p_a_better:.3g} (needs p < {c.level_text()})"
-        + c.too_few_seeds(1 / math.comb(c.n_a + c.n_b, c.n_a))
+        + c.too_few_seeds(smallest_split_p(c.n_a, c.n_b))
     )
 
 
@@ -799,6 +806,5 @@ def smallest_regression_p(n_baseline: int, n_current: int) -> float:
     """
     if n_baseline < 2 or n_current < 2:
         raise ValueError(f"needs at least 2 runs per side, got {n_baseline} and {n_current}")
-    shifted = mann_whitney(np.zeros(n_current), np.ones(n_baseline), alternative="less")  # every split counted
     failures = stats.fisher_exact(_fisher_table(n_current, n_current, 0, n_baseline), alternative="greater").pvalue
-    return float(min(shifted, failures))
+    return float(min(smallest_split_p(n_current, n_baseline), failures))
