@@ -656,9 +656,14 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
 def _record_unrun_claim(item: pytest.Item, spec, error: BaseException) -> None:
     """A claim whose study could not be gathered, so the reports name it and why."""
     for arm in spec.arms:
-        _record_row(item, arm, train_size=arm.train_size, metric=None, verdict="error", seeds=list(spec.seeds),
-                    keys=[], majority=None, summary=None, failures_text="-", trained_in_verdict=[], reference=None,
-                    reference_source=None, message=_first_line(error, "error"))
+        _record_row(item, arm, **_without_study("error", _first_line(error, "error"), arm.train_size, spec.seeds))
+
+
+def _without_study(verdict: str, message: str, train_size: int | None, seeds=()) -> dict[str, Any]:
+    """How a claim arm came out when it has no study: no numbers, only the verdict and why."""
+    return dict(train_size=train_size, metric=None, verdict=verdict, seeds=list(seeds), keys=[], majority=None,
+                summary=None, failures_text="-", trained_in_verdict=[], reference=None, reference_source=None,
+                message=message)
 
 
 def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
@@ -681,16 +686,15 @@ def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> li
     else:
         crash = getattr(report.longrepr, "reprcrash", None)
         verdict, message = "error", _first_line(crash.message if crash else report.longrepr, "error")
-    outcome = dict(train_size=None, metric=None, verdict=verdict, seeds=[], keys=[], majority=None, summary=None,
-                   failures_text="-", trained_in_verdict=[], reference=None, reference_source=None, message=message)
     try:
         arms = item.config.stash[_STATE].spec(item).arms
     except Exception:  # the claim's options are what failed: name what the marker and parametrize give
         given = {**item.get_closest_marker("stabench").kwargs, **item.callspec.params}
         return [{"claim": _claim_name(item), "arm": "-", "task": str(given.get("task", "-")),
                  "recipe": str(getattr(given.get("recipe"), "name", given.get("recipe", "-"))),
-                 "recipe_hash": None, "recipe_fields": None, "model": str(given.get("model", "-")), **outcome}]
-    return [_claim_row(item, arm, **{**outcome, "train_size": arm.train_size}) for arm in arms]
+                 "recipe_hash": None, "recipe_fields": None, "model": str(given.get("model", "-")),
+                 **_without_study(verdict, message, None)}]
+    return [_claim_row(item, arm, **_without_study(verdict, message, arm.train_size)) for arm in arms]
 
 
 def _as_reported(row: dict, report: pytest.TestReport) -> dict:
