@@ -402,8 +402,7 @@ def _matmul_settings() -> dict[str, str]:
 
 
 def _restore_matmul_settings(settings: dict[str, str]) -> None:
-    if "legacy" in settings:
-        torch.set_float32_matmul_precision(settings["legacy"])
+    torch.set_float32_matmul_precision(settings["legacy"])
     if "cuda" in settings:
         torch.backends.cuda.matmul.fp32_precision = settings["cuda"]
         torch.backends.mkldnn.matmul.fp32_precision = settings["mkldnn"]
