@@ -68,6 +68,8 @@ class Recipe:
         _check(self.max_length >= 8, "max_length", self.max_length, "an integer >= 8")
         _check(0 <= self.warmup < 1, "warmup", self.warmup, "a fraction in [0, 1)")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        _check(not (self.schedule == "constant" and self.warmup), "warmup", self.warmup,  # else recorded, never done
+               "0 with schedule='constant', which has no warmup (schedule='constant_with_warmup' warms up)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "a positive number")
         for field in ("adam_beta1", "adam_beta2"):

@@ -88,6 +88,8 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
     (lambda: get_recipe("bert-default", reinit_layer=1), "unknown recipe field 'reinit_layer' (did you mean "
                                                          "'reinit_layers'?); known fields: "),
+    (lambda: get_recipe("bert-default", schedule="constant"), "warmup=0.1 is invalid; expected 0 with "
+                                                              "schedule='constant', which has no warmup"),
     (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
