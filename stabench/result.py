@@ -115,7 +115,7 @@ class RunResult:
     diverged: bool
     steps: int
     wall_time_s: float
-    steps_per_s: float
+    steps_per_s: float  # training steps per second: compilation counted, dev evaluations during training not
     started_at: str
     finished_at: str
     trace: dict[str, Any] = field(default_factory=dict)

@@ -167,6 +167,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     trace_lr: list[float] = []
     evaluations: list[dict] = []
     diverged = False
+    eval_seconds = 0.0  # dev evaluations inside the loop are not training time
     train_start = time.perf_counter()
     with matmul_precision(recipe.precision, device):
         for step, indices in enumerate(order, start=1):
@@ -198,9 +199,11 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
             if progress is not None and traced:
                 progress(step, total_steps)
             if step in eval_points:
+                eval_start = _synced_clock(device)
                 evaluations.append(_evaluation(step, model, eval_set, prepared.data, pad_id, device, recipe))
                 model.train()
-        train_time = time.perf_counter() - train_start
+                eval_seconds += time.perf_counter() - eval_start
+        train_time = time.perf_counter() - train_start - eval_seconds
         steps_done = len(losses)
         evaluations.append(_evaluation(steps_done, model, eval_set, prepared.data, pad_id, device, recipe))
 
@@ -305,6 +308,13 @@ def _eval_points(recipe: Recipe, total_steps: int, steps_per_epoch: int) -> set[
     if recipe.checkpoint == "best":
         return set(range(steps_per_epoch, total_steps, steps_per_epoch))
     return set()
+
+
+def _synced_clock(device: torch.device) -> float:
+    """The time once the queued training steps have run, so they are not counted as evaluation."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _evaluation(step: int, model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int,

@@ -3,6 +3,7 @@ import math
 import os
 import re
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,20 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
     last = result.trace["eval"][-1]
     assert last["step"] == 12 and result.metrics["accuracy"] == last["accuracy"]
     assert list(result.prediction_counts.values()) == last["prediction_counts"]
+
+
+def test_steps_per_s_leaves_out_dev_evaluations_during_training(tiny_model, monkeypatch):
+    """A recipe that evaluates often (or picks the best checkpoint) trains no slower per step."""
+    evaluate = stabench.train._evaluation
+
+    def slow_evaluation(step, *args):
+        time.sleep(1.0)
+        return evaluate(step, *args)
+
+    monkeypatch.setattr(stabench.train, "_evaluation", slow_evaluation)
+    result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=12, eval_every=4, lr=1e-3), 0)
+    assert [e["step"] for e in result.trace["eval"]] == [4, 8, 12]  # two inside the loop, one after it
+    assert result.steps / result.steps_per_s < result.wall_time_s - 3.0
 
 
 @pytest.mark.parametrize("kwargs, message", [
