@@ -1,10 +1,11 @@
 """Tokenised examples and seeded, dynamically padded batches.
 
-Tokenisation is cached per (data fingerprint, tokenizer, max length), so a 25-seed study
+Tokenisation is cached per (data fingerprint, tokenizer content, max length), so a 25-seed study
 tokenises once per process; datasets' own map cache keeps file-backed data across processes.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ class Encoded:
 
 def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded]:
     """The train and eval splits tokenised with truncation to ``max_length``."""
-    key = (data.task.name, data.fingerprint, tokenizer.name_or_path, max_length)
+    key = (data.task.name, data.fingerprint, _tokenizer_fingerprint(tokenizer), max_length)
     if key not in _CACHE:
         _CACHE[key] = (_encode_split(data, data.train, tokenizer, max_length),
                        _encode_split(data, data.eval, tokenizer, max_length))
@@ -34,6 +35,18 @@ def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded
 
 
 _CACHE: dict[tuple, tuple[Encoded, Encoded]] = {}
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """What the tokenizer does, not its name, which two revisions of a hub id (or a folder whose
+    tokenizer was saved again) share."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        text = backend.to_str()
+    else:
+        settings = sorted((name, str(value)) for name, value in tokenizer.init_kwargs.items())
+        text = repr((sorted(tokenizer.get_vocab().items()), settings))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _encode_split(data: TaskData, split, tokenizer, max_length: int) -> Encoded:

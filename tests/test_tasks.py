@@ -464,3 +464,20 @@ def test_negative_and_named_labels_keep_their_meaning():
     with pytest.raises(ValueError, match="holds one class only \\(label 'spam'\\)"):
         load_task_data(Task("one", "text", lambda: {"train": _in_memory(["a", "b"], ["spam", "ham"]),
                                                     "validation": one}))
+
+
+def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(tmp_path):
+    """A folder whose tokenizer is saved again (or another revision of a hub id) keeps its name."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    from stabench.data import encode
+    from stabench.models import tiny_vocabulary
+
+    data = load_task_data(BUILTIN_PAIR_TASK)
+    encoded = []
+    for vocabulary in (tiny_vocabulary(), tiny_vocabulary()[:5] + tiny_vocabulary()[5:][::-1]):
+        BertTokenizerFast(vocab={t: i for i, t in enumerate(vocabulary)}, do_lower_case=True).save_pretrained(tmp_path)
+        encoded.append(encode(data, AutoTokenizer.from_pretrained(tmp_path), 128)[0])
+    assert [len(ids) for ids in encoded[0].input_ids] == [len(ids) for ids in encoded[1].input_ids]
+    assert any(not a.equal(b) for a, b in zip(encoded[0].input_ids, encoded[1].input_ids))
+    assert encode(data, AutoTokenizer.from_pretrained(tmp_path), 128)[0] is encoded[1]  # the same content: cached
