@@ -590,6 +590,7 @@ class Study:
                     f"{arm.recipe.name!r} ({arm.recipe.hash[:SHORT_HASH]}) on train_size={arm.train_size}")
         self.arm = arm
         self.trained_here = list(trained_here)  # seeds the verdict had to train itself
+        self.comparisons: list[stats.Comparison] = []  # what compare() gave, for the claim's reports
         self.results = sorted(results, key=lambda r: r.seed)
         self.metric = self.results[0].primary_metric
         self.majority = self.results[0].majority_accuracy
@@ -641,7 +642,8 @@ class Study:
 
     def compare(self, other: Study, metric: str | None = None, alpha: float = 0.05,
                 n_comparisons: int = 1) -> stats.Comparison:
-        """This study (A) against another (B), in the metric's own direction."""
+        """This study (A) against another (B), in the metric's own direction.  Kept in
+        ``comparisons``, so a claim's reports show every p-value its body computed, passed or not."""
         if not isinstance(other, Study):
             raise TypeError(f"compare takes another Study, e.g. study['bc'].compare(study['no-bc']); got a "
                             f"{type(other).__name__}")
@@ -650,9 +652,11 @@ class Study:
                              f"{other.arm.name} by {other.metric} ({other.results[0].task['name']}); pass metric= one "
                              f"that both studies' runs have, e.g. metric='accuracy'")
         metric = metric or self.metric
-        return stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
-                             higher_is_better=higher_is_better(metric), alpha=alpha, n_comparisons=n_comparisons,
-                             names=_names(self, other), metric=metric)
+        comparison = stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
+                                   higher_is_better=higher_is_better(metric), alpha=alpha,
+                                   n_comparisons=n_comparisons, names=_names(self, other), metric=metric)
+        self.comparisons.append(comparison)
+        return comparison
 
     def __repr__(self) -> str:
         s = self.summary()

@@ -539,6 +539,8 @@ def pytest_runtest_call(item: pytest.Item):
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))
         raise
+    finally:
+        _record_comparisons(item, studies)
     _record_claim(item, studies, "passed (toy)" if state.toy else "passed", gates=gates)
     if failing := [g for g in gates.values() if g["fails"]]:
         # The verdict item fails, so JUnit reports, --lf and pytest's summary all see a regression.
@@ -653,6 +655,17 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
                     message=_gate_failure(gate) if failed_gate else message)
 
 
+def _record_comparisons(item: pytest.Item, studies) -> None:
+    """What the body compared (``Study.compare``): each test's p-value, whether the claim passed or not."""
+    recorded: list[str] = []
+    for study in studies.values():
+        for comparison in study.comparisons:
+            entry = json.dumps({"claim": _claim_name(item), **comparison.to_dict()}, default=float)
+            if entry not in recorded:  # the same comparison asked for twice
+                recorded.append(entry)
+                item.user_properties.append(("stabench_comparison", entry))
+
+
 def _record_unrun_claim(item: pytest.Item, spec, error: BaseException) -> None:
     """A claim whose study could not be gathered, so the reports name it and why."""
     for arm in spec.arms:
@@ -765,6 +778,7 @@ class Reporter:
         self.claims: list[dict] = []
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
+        self.comparisons: list[dict] = []  # Study.compare results of the claims' bodies
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
@@ -819,6 +833,8 @@ class Reporter:
                     self.gate_failures_outside_items.append(self.gates[-1]["claim"])
             elif name == "stabench_retagged":
                 self.retagged.append(json.loads(value))
+            elif name == "stabench_comparison":
+                self.comparisons.append(json.loads(value))
 
     def nothing_compared(self) -> bool:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
@@ -861,8 +877,8 @@ class Reporter:
                                         f"the verdict tags its claim's runs", yellow=True)
         if not self.claims:
             return
-        from .report import (claim_rows, compact_names, gate_messages, gate_table_rows, render, rows_table,
-                             skipped_rows)
+        from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
+                             gate_table_rows, render, rows_table, skipped_rows)
 
         rows, skipped = claim_rows(self.claims), skipped_rows(self.claims)
         styles = ["green" if r["verdict"].startswith("passed") else "yellow" if r["verdict"].startswith("xfailed")
@@ -890,6 +906,10 @@ class Reporter:
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
                     f"this session's runs ({compact_names(self.retagged)})", yellow=True)
+        if self.comparisons:
+            terminalreporter.write_sep("=", "stabench comparisons in claims")
+            terminalreporter.write(render(rows_table(comparison_rows(self.comparisons), title=COMPARISON_NOTE),
+                                          width=width, color=writer.hasmarkup))
         if self.gates:
             gates = sorted(self.gates, key=lambda g: g["claim"])
             terminalreporter.write_sep("=", f"stabench regression gate against {option(self.config, 'baseline')}")
@@ -934,7 +954,8 @@ class Reporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write_markdown(self, path: Path) -> None:
-        from .report import claim_rows, gate_markdown_rows, markdown, skipped_rows, write_markdown
+        from .report import (COMPARISON_NOTE, claim_rows, comparison_rows, gate_markdown_rows, markdown,
+                             skipped_rows, write_markdown)
 
         rows = claim_rows(self.claims)
         text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
@@ -943,6 +964,9 @@ class Reporter:
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
         if skipped := skipped_rows(self.claims):
             text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
+        if self.comparisons:
+            text += (f"\n### Comparisons in claims\n\n{COMPARISON_NOTE[0].upper()}{COMPARISON_NOTE[1:]}.\n\n"
+                     f"{markdown(comparison_rows(self.comparisons))}\n")
         if self.gates:
             text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
                      f"{markdown(gate_markdown_rows(self.gates))}\n")
@@ -954,6 +978,7 @@ class Reporter:
         from .report import write_json
 
         write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
+                          "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None})
 
     def _plot(self, folder: Path) -> None:

@@ -17,7 +17,7 @@ from rich.text import Text
 from tabulate import tabulate
 
 from .result import RunResult
-from .stats import Summary
+from .stats import Comparison, Summary
 
 
 def fmt(value: float | None) -> str:
@@ -215,6 +215,28 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             if with_reference:
                 row["paper"] = c.get("reference") or ""
             rows.append(row)
+    return rows
+
+
+# What a comparison row's "A is" column names, by the Comparison property that shows it.
+_SHOWN = (("a_better", "better"), ("a_less_variable", "less variable"), ("a_fewer_failures", "fewer failures"),
+          ("a_dominates", "dominant (ASO)"))
+
+COMPARISON_NOTE = ("each p is one-sided, in A's favour: Mann-Whitney for the mean, Brown-Forsythe for the std, "
+                   "Fisher for the failures")
+
+
+def comparison_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """A row per comparison a claim's body made (``Study.compare``), as the plugin records them."""
+    rows = []
+    for entry in entries:
+        c = Comparison(**{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
+        rows.append({"claim": entry["claim"], "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
+                     "mean": f"{fmt(c.mean_a)} vs {fmt(c.mean_b)} (p={c.mannwhitney_p_a_better:.3g})",
+                     "std": f"{fmt(c.std_a)} vs {fmt(c.std_b)} (p={c.levene_p_a_less:.3g})",
+                     "failed": f"{c.failures_a}/{c.n_a} vs {c.failures_b}/{c.n_b} (p={c.fisher_p_a_fewer:.3g})",
+                     "ASO eps_min": f"{c.aso_eps_min:.3f}", "level": c.level_text(),
+                     "A is": ", ".join(text for shown, text in _SHOWN if getattr(c, shown)) or "-"})
     return rows
 
 

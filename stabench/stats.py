@@ -474,6 +474,11 @@ class Comparison:
         """A's scores are shifted in the good direction (one-sided Mann-Whitney)."""
         return self.mannwhitney_p_a_better < self.alpha
 
+    def to_dict(self) -> dict:
+        """Every field, and what each test shows at the corrected level."""
+        return {**dataclasses.asdict(self), "a_less_variable": self.a_less_variable,
+                "a_fewer_failures": self.a_fewer_failures, "a_better": self.a_better, "a_dominates": self.a_dominates}
+
     def level_text(self) -> str:
         """``0.0167 (0.05 / 3 comparisons)``, or ``0.05`` for one comparison."""
         level = f"{self.alpha:.3g}"

@@ -413,6 +413,46 @@ def test_unnamed(study, arms):
     assert "Traceback" not in result.stdout.str()
 
 
+def test_every_comparison_a_claim_makes_is_in_its_reports_passed_or_not(pytester, tiny_model):
+    """A paper author reads the p-values from the reports, not from a print in the claim's body."""
+    pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+FAST = stabench.get_recipe("bert-default", max_steps=4, lr=2e-3)
+ARMS = {"corrected": {"recipe": FAST.replace(bias_correction=True)}, "plain": {"recipe": FAST}}
+
+@stabench.claim(task="polarity", model=MODEL, seeds=3, arms=ARMS)
+def test_compared(study):
+    comparison = study["corrected"].compare(study["plain"])
+    study["corrected"].compare(study["plain"])  # the same comparison again: one row
+    study["plain"].compare(study["corrected"], n_comparisons=2)
+    assert comparison.n_a == 3
+
+@stabench.claim(task="polarity", model=MODEL, seeds=3, arms=ARMS)
+def test_compared_and_failed(study):
+    stabench.stats.assert_better(study["corrected"].compare(study["plain"], alpha=0.01))
+
+@stabench.claim(task="polarity", model=MODEL, seeds=3, arms=ARMS)
+def test_not_compared(study):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md")
+    result.assert_outcomes(passed=20, failed=1)
+    comparisons = _report(pytester.path / "r.json")["comparisons"]
+    assert [(c["claim"].split("::")[1], c["name_a"], c["n_comparisons"], c["alpha"]) for c in comparisons] == [
+        ("test_compared", "corrected", 1, 0.05), ("test_compared", "plain", 2, 0.025),
+        ("test_compared_and_failed", "corrected", 1, 0.01)]
+    first = comparisons[0]
+    assert first["name_b"] == "plain" and first["metric"] == "accuracy" and first["n_b"] == 3
+    assert first["a_better"] == (first["mannwhitney_p_a_better"] < 0.05) and 0 < first["mannwhitney_p_a_better"] <= 1
+    assert (first["mean_a"], first["std_a"]) == (comparisons[1]["mean_b"], comparisons[1]["std_b"])
+    assert "stabench comparisons in claims" in result.stdout.str()
+    markdown = (pytester.path / "r.md").read_text()
+    assert "### Comparisons in claims" in markdown and "| corrected vs plain |" in markdown
+    assert "| plain vs corrected |" in markdown and "0.025 (0.05 / 2 comparisons)" in markdown
+    assert markdown.count("| test_arms.py::test_compared_and_failed |") == 1
+
+
 def test_a_recipe_value_the_model_cannot_take_fails_each_item_with_one_line(suite):
     result = _run(suite, "-k", "true_claim", "--stabench-seeds=1", "--stabench-set=reinit_layers=9",
                   "--stabench-store=s.sqlite")
