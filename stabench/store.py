@@ -564,7 +564,8 @@ class Store:
         subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set.
         ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Task selects its data as
         it is now, by fingerprint, so its data must load, whereas its name selects every version; a
-        Recipe selects its content, whatever its name); ``seed`` may be a list."""
+        Recipe selects its content, whatever its name; a name also selects the runs of its content
+        under other names on the same task, model and data size); ``seed`` may be a list."""
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name
@@ -583,9 +584,16 @@ class Store:
                 raise StoreError(f"seed={seed!r} is invalid; expected a seed or a list of seeds (integers)")
             where.append(f"seed IN ({', '.join('?' * len(seeds))})")
             params.extend(int(s) for s in seeds)
-        if recipe is not None:  # the name it is stored under, or any other name it was asked for
-            where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))")
-            params.extend([recipe, recipe])
+        if recipe is not None:  # the name it is stored under, any other name it was asked for, or the content
+            # a run with that name has on the same task, model and data size: as summary groups them, one study
+            where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?) OR EXISTS ("
+                         "SELECT 1 FROM runs AS linked WHERE linked.recipe_hash = runs.recipe_hash "
+                         "AND linked.task_name = runs.task_name AND linked.model_name = runs.model_name "
+                         "AND json_extract(linked.result_json, '$.task.train_size') IS "
+                         "json_extract(runs.result_json, '$.task.train_size') "
+                         "AND (linked.recipe_name = ? "
+                         "OR linked.key IN (SELECT key FROM recipe_aliases WHERE name = ?))))")
+            params.extend([recipe] * 4)
         if recipe_hash is not None:
             if not str(recipe_hash).strip():  # the start of every hash
                 raise StoreError(f"recipe_hash={recipe_hash!r} is empty; expected the start of a recipe hash")

@@ -789,6 +789,23 @@ def test_a_run_reused_under_another_recipe_name_is_found_by_both_names(store: St
     assert [r.key for r in store.query(recipe="paper")] == [run.key]
 
 
+def test_a_recipe_name_selects_every_run_of_its_content_on_the_same_task_model_and_data_size(store: Store) -> None:
+    """A claim that reused seeds 0-1 of a CLI study names only those runs; its name still selects
+    the whole study, as summary labels it (``cli | claim``), not a subset under the same label."""
+    study = [make_result(seed, recipe="cli") for seed in range(3)]
+    elsewhere = [make_result(0, task="mrpc", recipe="cli"),
+                 dataclasses.replace(make_result(0, recipe="cli"), key="small-0",
+                                     task={**study[0].task, "train_size": 1000})]
+    for run in study + elsewhere:
+        store.put(run)
+    for run in study[:2]:
+        store.get_or_compute(run.key, lambda: pytest.fail("trained again"), recipe_name="claim")
+    assert [r.key for r in store.query(recipe="claim")] == [r.key for r in study]
+    assert store.query(recipe="claim", seed=2) == [store.get(study[2].key)]
+    assert {r.key for r in store.query(recipe="cli")} == {r.key for r in study + elsewhere}
+    assert store.query(recipe="claim", task="mrpc") == [] and store.query(recipe="claim", train_size=1000) == []
+
+
 def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:
     with pytest.raises(StoreError, match="returned a run with key"):
         store.get_or_compute("wanted", lambda: make_result(0))
