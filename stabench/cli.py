@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from .gate import group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
-from .stats import summarize_runs
+from .stats import compare_runs, summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
 from .tasks import get_task, local_task, task_names
 
@@ -186,8 +187,11 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if short:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
                           f"{escape('; '.join(short))}[/]", highlight=False)
+    comparisons = _compare_studies(studies, args.metric, console) if args.compare else []
     if args.md:
-        report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n")
+        report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
+            f"\n### Comparisons\n\n{_COMPARED}.\n\n"
+            f"{report.markdown(report.comparison_rows(comparisons, 'studies of'))}\n" if comparisons else ""))
     if args.json:
         report.write_json(args.json, {"studies": [
             {"study": name, "task": first.task["name"], "train_size": first.task.get("train_size"),
@@ -195,7 +199,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
              "metric": args.metric or first.primary_metric, "majority_accuracy": first.majority_accuracy,
              "seeds": [run.seed for run in study_runs], "keys": [run.key for run in study_runs],
              "summary": summary.to_dict()}
-            for (name, study_runs), summary in zip(studies, summaries) for first in study_runs[:1]]})
+            for (name, study_runs), summary in zip(studies, summaries) for first in study_runs[:1]],
+            **({"comparisons": comparisons} if args.compare else {})})
     if args.plots:
         from .plots import plot_studies
 
@@ -206,6 +211,32 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         for path in paths:
             console.print(f"wrote {escape(str(path))}", highlight=False)
     return 0
+
+
+_COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided test, and the level is split "
+             f"over the ordered pairs of studies of each task, data size and model")
+
+
+def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, console: Console) -> list[dict]:
+    """Every ordered pair of studies of one task, data size and model, printed and returned as
+    report entries."""
+    groups: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
+    for name, runs in studies:
+        if len(runs) >= 2:  # a test needs two scores a side
+            groups.setdefault(study_key(runs[0])[:3], []).append((name, runs))
+    entries = []
+    for trained_on, members in groups.items():
+        prefix, pairs = f"{study_label(trained_on)} / ", list(itertools.permutations(members, 2))
+        for (name_a, runs_a), (name_b, runs_b) in pairs:
+            comparison = compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
+                                      names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
+            entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
+    if entries:
+        console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
+    else:
+        console.print("[yellow]note: --compare found no two studies of one task, data size and model with at least "
+                      "2 seeds each, so nothing was compared[/]", highlight=False)
+    return entries
 
 
 def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
@@ -441,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "default: each task's headline metric)")
     summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")
     summary.add_argument("--json", metavar="PATH", help="also write each study's summary, seeds and run keys as JSON")
+    summary.add_argument("--compare", action="store_true",
+                         help="also compare every two studies of one task, data size and model (Mann-Whitney, "
+                              "Brown-Forsythe, Fisher and ASO, as a claim's compare)")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
     summary.set_defaults(handler=cmd_summary, command_parser=summary)

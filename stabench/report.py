@@ -226,12 +226,13 @@ COMPARISON_NOTE = ("each p is one-sided, in A's favour: Mann-Whitney for the mea
                    "Fisher for the failures")
 
 
-def comparison_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """A row per comparison a claim's body made (``Study.compare``), as the plugin records them."""
+def comparison_rows(entries: Sequence[dict[str, Any]], owner: str = "claim") -> list[dict[str, str]]:
+    """A row per comparison: ``Comparison.to_dict()`` entries, each with what made it under ``owner``
+    (the claim whose body called ``Study.compare``, or the studies ``stabench summary --compare`` paired)."""
     rows = []
     for entry in entries:
         c = Comparison(**{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
-        rows.append({"claim": entry["claim"], "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
+        rows.append({owner: entry[owner], "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
                      "mean": f"{fmt(c.mean_a)} vs {fmt(c.mean_b)} (p={c.mannwhitney_p_a_better:.3g})",
                      "std": f"{fmt(c.std_a)} vs {fmt(c.std_b)} (p={c.levene_p_a_less:.3g})",
                      "failed": f"{c.failures_a}/{c.n_a} vs {c.failures_b}/{c.n_b} (p={c.fisher_p_a_fewer:.3g})",

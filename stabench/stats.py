@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from .metrics import higher_is_better
 from .result import check_metric, runs_of
 
 Interval = tuple[float, float]
@@ -567,6 +568,21 @@ def compare(
         name_b=names[1],
         metric=metric,
     )
+
+
+def compare_runs(runs_a: Sequence, runs_b: Sequence, metric: str | None = None, alpha: float = 0.05,
+                 n_comparisons: int = 1, names: tuple[str, str] = ("A", "B")) -> Comparison:
+    """``compare`` over run results (or Studies): their scores and failures, in the metric's own
+    direction; ``metric`` defaults to A's headline metric."""
+    a, b = runs_of(runs_a), runs_of(runs_b)
+    if not a or not b:
+        raise ValueError(f"compare_runs needs runs on both sides, got {len(a)} and {len(b)}")
+    metric = metric or a[0].primary_metric
+    for runs, name in ((a, names[0]), (b, names[1])):
+        check_metric(runs, metric, f"{name}: ")
+    return compare([r.metrics[metric] for r in a], [r.metrics[metric] for r in b], sum(r.failed for r in a),
+                   sum(r.failed for r in b), higher_is_better=higher_is_better(metric), alpha=alpha,
+                   n_comparisons=n_comparisons, names=names, metric=metric)
 
 
 # --------------------------------------------------------------------------- claim helpers

@@ -75,6 +75,31 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "trained in" in capsys.readouterr().out and torch.get_num_threads() == threads
 
 
+def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_model, tmp_path, capsys):
+    """What a paper's table of recipes needs: each pair's p-values, without writing a claim."""
+    assert main(_args(tiny_model, "--seeds", "0-2")) == 0
+    assert main(_args(tiny_model, "--seeds", "0-2", "--set", "lr=5e-3")) == 0
+    assert main(_args(tiny_model, "--seeds", "0", "--set", "lr=1e-4")) == 0  # one seed: left out of the pairs
+    assert main(_args(tiny_model, "--seeds", "0-1", "--task", "same-number")) == 0  # alone on its task
+    capsys.readouterr()
+    assert main(["summary", "--compare", "--json", str(tmp_path / "s.json"), "--md", str(tmp_path / "s.md")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    comparisons = json.loads((tmp_path / "s.json").read_text())["comparisons"]
+    default, fast = "bert-default[max_steps=6,trace_every=2]", "bert-default[lr=0.005,max_steps=6,trace_every=2]"
+    assert [(c["studies of"], c["name_a"], c["name_b"]) for c in comparisons] == [
+        ("polarity / tiny-bert", fast, default), ("polarity / tiny-bert", default, fast)]  # in the table's order
+    assert all(c["n_comparisons"] == 2 and c["alpha"] == 0.025 and c["n_a"] == 3 for c in comparisons)
+    assert comparisons[0]["mean_a"] == comparisons[1]["mean_b"] and comparisons[0]["metric"] == "accuracy"
+    for c in comparisons:  # one-sided in A's favour: the two directions' Mann-Whitney p add up past 1
+        assert c["mannwhitney_p_a_better"] + comparisons[1 - comparisons.index(c)]["mannwhitney_p_a_better"] >= 1
+    assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
+    markdown = (tmp_path / "s.md").read_text()
+    assert "### Comparisons" in markdown and f"| {fast} vs {default} |" in markdown
+    assert main(["summary", "--compare", "--task", "same-number"]) == 0
+    assert "--compare found no two studies of one task, data size and model" in " ".join(
+        capsys.readouterr().out.split())
+
+
 def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny_model, tmp_path, capsys):
     """``summary --json results.sqlite`` wrote over the store, and every run was lost."""
     store = os.environ["STABENCH_STORE"]

@@ -25,6 +25,7 @@ from stabench.stats import (
     brown_forsythe,
     clopper_pearson,
     compare,
+    compare_runs,
     expected_max,
     expected_max_curve,
     failure_rate_below,
@@ -599,3 +600,24 @@ def test_smallest_regression_p_says_when_a_gate_can_fire():
 def test_compare_refuses_impossible_test_settings_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         compare([0.9, 0.8, 0.85], [0.5, 0.6, 0.7], 0, 1, **kwargs)
+
+
+def test_compare_runs_is_compare_over_the_runs_scores_and_failures_in_the_metrics_direction():
+    from types import SimpleNamespace
+
+    def runs(losses, accuracies):
+        return [SimpleNamespace(seed=seed, metrics={"train_loss": loss, "accuracy": acc}, failed=acc <= 0.5,
+                                primary_metric="accuracy") for seed, (loss, acc) in enumerate(zip(losses, accuracies))]
+
+    a, b = runs([0.1, 0.2, 0.15], [0.9, 0.5, 0.8]), runs([0.4, 0.5, 0.45], [0.5, 0.5, 0.6])
+    by_loss = compare_runs(a, b, "train_loss", names=("x", "y"))
+    assert by_loss == compare([0.1, 0.2, 0.15], [0.4, 0.5, 0.45], 1, 2, higher_is_better=False, names=("x", "y"),
+                              metric="train_loss")
+    # Every loss of A below every loss of B: the smallest one-sided p on 3 vs 3 seeds (1/20) for A, 1 for B.
+    assert by_loss.mannwhitney_p_a_better == pytest.approx(0.05)
+    assert compare_runs(b, a, "train_loss").mannwhitney_p_a_better == 1
+    assert compare_runs(a, b).metric == "accuracy" and compare_runs(a, b).failures_b == 2
+    with pytest.raises(ValueError, match="compare_runs needs runs on both sides, got 3 and 0"):
+        compare_runs(a, [])
+    with pytest.raises(ValueError, match="^z: metric 'f1' is not among the runs' metrics"):
+        compare_runs(a, b, "f1", names=("z", "y"))
