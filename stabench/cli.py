@@ -176,7 +176,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     summaries = [summarize_runs(study_runs, args.metric) for _, study_runs in studies]
     rows = [{"study": name, "metric": args.metric or study_runs[0].primary_metric,
              "seeds": report.seed_ranges([r.seed for r in study_runs]),
-             "majority acc": report.fmt(study_runs[0].majority_accuracy), **report.summary_row(summary)}
+             "majority acc": report.fmt(study_runs[0].majority_accuracy), **report.summary_row(summary, args.ci)}
             for (name, study_runs), summary in zip(studies, summaries)]
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
@@ -472,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "default: each task's headline metric)")
     summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")
     summary.add_argument("--json", metavar="PATH", help="also write each study's summary, seeds and run keys as JSON")
+    summary.add_argument("--ci", action="store_true",
+                         help="also columns for the 95%% bootstrap intervals of the mean and std and the std's "
+                              "chi-square upper bound (in --json always)")
     summary.add_argument("--compare", action="store_true",
                          help="also compare every two studies of one task, data size and model (Mann-Whitney, "
                               "Brown-Forsythe, Fisher and ASO, as a claim's compare)")

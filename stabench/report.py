@@ -52,15 +52,21 @@ def seed_table(results: Sequence[RunResult]) -> Table:
     return table
 
 
-def summary_row(summary: Summary) -> dict[str, str]:
-    """The columns every study table shares."""
-    return {
+def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
+    """The columns every study table shares; with ``intervals``, the bootstrap intervals of the
+    mean and std and the chi-square upper bound of the std (what a paper's table reports)."""
+    row = {
         "n": str(summary.n),
         "mean ± std": f"{fmt(summary.mean)} ± {fmt(summary.std)}",
         "min / median / max": f"{fmt(summary.min)} / {fmt(summary.median)} / {fmt(summary.max)}",
         "failed k/n [95% CI]": summary.failures_text(),
         "collapsed": str(summary.collapsed),
     }
+    if intervals:
+        row["mean [95% CI]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
+        row["std [95% CI]"] = f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
+        row["std upper (chi²)"] = fmt(summary.std_upper)
+    return row
 
 
 def seed_ranges(seeds: Sequence[int]) -> str:

@@ -95,6 +95,14 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
     markdown = (tmp_path / "s.md").read_text()
     assert "### Comparisons" in markdown and f"| {fast} vs {default} |" in markdown
+    assert main(["summary", "--ci", "--task", "polarity", "--recipe", fast, "--md", str(tmp_path / "ci.md")]) == 0
+    study = json.loads((tmp_path / "s.json").read_text())["studies"]
+    summary = next(s["summary"] for s in study if s["recipe"] == fast)
+    header, _, row = (" ".join(line.split()) for line in (tmp_path / "ci.md").read_text().splitlines()[-3:])
+    assert header.endswith("| mean [95% CI] | std [95% CI] | std upper (chi²) |")
+    assert row.endswith(f"| {summary['mean']:.3f} [{summary['mean_ci'][0]:.3f}, {summary['mean_ci'][1]:.3f}] | "
+                        f"{summary['std']:.3f} [{summary['std_ci'][0]:.3f}, {summary['std_ci'][1]:.3f}] | "
+                        f"{summary['std_upper']:.3f} |")
     assert main(["summary", "--compare", "--task", "same-number"]) == 0
     assert "--compare found no two studies of one task, data size and model" in " ".join(
         capsys.readouterr().out.split())
