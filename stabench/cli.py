@@ -18,6 +18,7 @@ from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
+from .report import PLOT_FORMATS
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .stats import compare_runs, summarize_runs
@@ -205,7 +206,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         from .plots import plot_studies
 
         try:
-            paths = plot_studies(studies, Path(args.plots), args.metric)
+            paths = plot_studies(studies, Path(args.plots), args.metric, args.plot_format)
         except OSError as error:
             raise ValueError(f"cannot write the plots to {args.plots!r}: {error.strerror or error}") from error
         for path in paths:
@@ -480,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "Brown-Forsythe, Fisher and ASO, as a claim's compare)")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
+    summary.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+                         help="the figures' format: png (the default), pdf or svg")
     summary.set_defaults(handler=cmd_summary, command_parser=summary)
 
     export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))

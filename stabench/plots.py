@@ -87,10 +87,11 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     return _save(figure, path)
 
 
-def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, metric: str | None = None) -> list[Path]:
+def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, metric: str | None = None,
+                 fmt: str = "png") -> list[Path]:
     """``plot_study`` for stored studies (``gate.group_studies``' ``(label, runs)``): one figure per
     task, data size, model and metric (default: each study's headline metric), a box per recipe
-    (and variant), as Mosbach et al.'s Fig. 1; named ``TASK-MODEL-METRIC-scores.png``."""
+    (and variant), as Mosbach et al.'s Fig. 1; named ``TASK-MODEL-METRIC-scores.png`` (or ``fmt``)."""
     from .gate import study_key, study_label
 
     figures: dict[tuple, dict[str, Sequence[RunResult]]] = {}
@@ -101,7 +102,7 @@ def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, met
     for (trained_on, shown_metric), runs_by_recipe in figures.items():
         title = study_label(trained_on)
         stem = file_stem(f"{title}-{shown_metric}".replace(" / ", "-"))
-        paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.png", title, shown_metric))
+        paths.append(plot_study(runs_by_recipe, Path(folder) / f"{stem}-scores.{fmt}", title, shown_metric))
     return paths
 
 

@@ -43,8 +43,9 @@ _OPTIONS = [
     ("gate", "regression limits, e.g. max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,alpha=0.05",
      "str"),
     ("tag", "tag every run this session's claims use (e.g. to make them a baseline later)", "str"),
-    ("plots", "write per-claim plots (scores per seed, gradient-norm traces, training curves) as PNG into this "
-              "folder", "path"),
+    ("plots", "write per-claim plots (scores per seed, gradient-norm traces, training curves) into this folder",
+     "path"),
+    ("plot-format", "the plots' format: png (the default), pdf or svg", "str"),
     ("md", "write the claims table as Markdown to this file (e.g. for a CI job summary)", "path"),
     ("json", "write every claim and seed as JSON to this file", "path"),
 ]
@@ -53,7 +54,7 @@ _OPTIONS = [
 _METAVAR_BY_KIND = {"path": "PATH", "int": "N", "str": "TEXT"}
 _METAVAR_BY_OPTION = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...",
                       "profile": "NAME", "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME",
-                      "plots": "DIR"}
+                      "plots": "DIR", "plot-format": "FORMAT"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -123,12 +124,13 @@ def _check_options(config: pytest.Config) -> list | None:
     """
     from .environment import check_count, check_gpu_ids, resolve_device
     from .gate import load_source, parse_limits, reads_store, stored_values_hint
+    from .report import check_plot_format
     from .store import check_tag
 
     checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
               ("cpu-threads", check_count), ("workers-per-gpu", check_count),
               ("tag", lambda text: text is None or check_tag(text)),
-              ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
+              ("plot-format", check_plot_format), ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
     if _names_one_gpu(option(config, "device")):
@@ -986,8 +988,10 @@ class Reporter:
         healthy run."""
         from .analysis import example_runs
         from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
+        from .report import check_plot_format
         from .store import Store, default_store_path
 
+        fmt = check_plot_format(option(self.config, "plot-format"))
         claims: dict[str, list[dict]] = {}
         for row in self.claims:
             if row.get("keys"):  # not skipped, nor a study that could not be gathered
@@ -996,9 +1000,9 @@ class Reporter:
             for claim, arms in claims.items():
                 name = file_stem(claim.split("::")[-1])
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                plot_study(runs, folder / f"{name}-scores.png", claim)
+                plot_study(runs, folder / f"{name}-scores.{fmt}", claim)
                 examples = example_runs([r for results in runs.values() for r in results])
                 recipe_of = {key: arm["recipe"] for arm in arms for key in arm["keys"]}  # as the claim names it
                 labelled = {f"seed {r.seed} {recipe_of[r.key]} ({label})": r for label, r in examples.items()}
-                plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.png", claim)
-                plot_training_curves(labelled, folder / f"{name}-training.png", claim)
+                plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim)
+                plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim)

@@ -155,7 +155,20 @@ def image_format(path: str | Path) -> str:
     return suffix if suffix in FigureCanvasBase.get_supported_filetypes() else "png"
 
 
-def check_output(path: str | Path, what: str, kind: str) -> None:
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def check_plot_format(text: str | None) -> str:
+    """The figures' file format: png (the default), or pdf / svg for a paper."""
+    if text is None:
+        return "png"
+    if text.lower() not in PLOT_FORMATS:
+        raise ValueError(f"plot format {text!r} is invalid; expected {', '.join(PLOT_FORMATS[:-1])} or "
+                         f"{PLOT_FORMATS[-1]}")
+    return text.lower()
+
+
+def check_output(path: str | Path, what: str, kind: str, format_option: str = "--plot-format") -> None:
     """A report's path (``kind`` md, json or plots), checked before the work that fills it (a pytest
     session's training): one line naming it when it cannot be written, or when a file there is
     no earlier report of that kind (the results store or a data file, named by mistake, would be
@@ -166,6 +179,9 @@ def check_output(path: str | Path, what: str, kind: str) -> None:
         raise ValueError(f"{named} is a folder; expected a file name, e.g. {path / 'report'}")
     if folder and path.exists() and not path.is_dir():
         raise ValueError(f"{named} is a file; expected a folder for the figures")
+    if folder and not path.exists() and path.suffix[1:].lower() in PLOT_FORMATS:
+        raise ValueError(f"{named} looks like a figure's file name; expected a folder for the figures (their format: "
+                         f"{format_option} {path.suffix[1:].lower()})")
     if not folder and path.exists():  # written in place (/dev/stdout too): only it must be writable
         if not os.access(path, os.W_OK):
             raise ValueError(f"{named} cannot be written: permission denied")
@@ -277,7 +293,7 @@ def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> N
     ``named(name)`` in errors: ``--md``, or an ini file's key), checked as :func:`check_output` does."""
     for name in ("md", "json", "plots"):
         if path := given(name):
-            check_output(path, named(name), name)
+            check_output(path, named(name), name, named("plot-format"))
     if given("md") and given("json") and Path(given("md")).resolve() == Path(given("json")).resolve():
         raise ValueError(f"{named('md')} and {named('json')} both name {given('md')!r}: the JSON would replace "
                          f"the Markdown; name two files")

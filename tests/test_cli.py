@@ -103,6 +103,9 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert row.endswith(f"| {summary['mean']:.3f} [{summary['mean_ci'][0]:.3f}, {summary['mean_ci'][1]:.3f}] | "
                         f"{summary['std']:.3f} [{summary['std_ci'][0]:.3f}, {summary['std_ci'][1]:.3f}] | "
                         f"{summary['std_upper']:.3f} |")
+    assert main(["summary", "--task", "polarity", "--plots", str(tmp_path / "figs"), "--plot-format", "pdf"]) == 0
+    assert [p.name for p in (tmp_path / "figs").iterdir()] == ["polarity-tiny-bert-accuracy-scores.pdf"]
+    assert (tmp_path / "figs" / "polarity-tiny-bert-accuracy-scores.pdf").read_bytes().startswith(b"%PDF")
     assert main(["summary", "--compare", "--task", "same-number"]) == 0
     assert "--compare found no two studies of one task, data size and model" in " ".join(
         capsys.readouterr().out.split())
@@ -179,6 +182,8 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
     (["summary", "--md", "/"], "--md '/' is a folder; expected a file name"),
     (["summary", "--json", "out/"], "--json 'out/' is a folder; expected a file name"),
     (["summary", "--plots", "/dev/null"], "--plots '/dev/null' is a file; expected a folder for the figures"),
+    (["summary", "--plots", "out/fig.PDF"], "--plots 'out/fig.PDF' looks like a figure's file name; expected a "
+                                            "folder for the figures (their format: --plot-format pdf)"),
     (["compare", "tag:a", "store", "--md", "/dev/null/gate.md"],
      "--md '/dev/null/gate.md' cannot be written: '/dev/null' is a file, not a folder"),
 ])

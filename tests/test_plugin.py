@@ -70,10 +70,11 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert "### Why claims did not pass" in markdown
     assert "- `test_claims.py::test_false_claim[polarity]`: assert " in markdown
 
-    again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-plots=figs")
+    again = _run(suite, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-plots=figs",
+                 "--stabench-plot-format=svg")
     again.assert_outcomes(passed=9, failed=2)
     assert sorted(p.name for p in (suite.path / "figs").iterdir()) == sorted(
-        f"{claim}-{figure}.png" for claim in ("test_true_claim", "test_false_claim_polarity_",
+        f"{claim}-{figure}.svg" for claim in ("test_true_claim", "test_false_claim_polarity_",
                                               "test_false_claim_same-number_")
         for figure in ("scores", "grad-norms", "training"))
     report = _report(suite.path / "r.json")
@@ -531,6 +532,9 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-md=.", "--stabench-md '.' is a folder; expected a file name*"),
     ("--stabench-json=out/", "--stabench-json 'out/' is a folder; expected a file name*"),
     ("--stabench-plots=s.sqlite", "--stabench-plots 's.sqlite' is a file; expected a folder for the figures"),
+    ("--stabench-plots=fig.svg", "--stabench-plots 'fig.svg' looks like a figure's file name; expected a folder for "
+                                 "the figures (their format: --stabench-plot-format svg)"),
+    ("--stabench-plot-format=jpg", "--stabench-plot-format: plot format 'jpg' is invalid; expected png, pdf or svg"),
     ("--stabench-json=s.sqlite", "--stabench-json 's.sqlite' exists and is not a stabench JSON report, so it is left "
                                  "as it is; name a new file, or move it away first"),
     ("--stabench-store=new.sqlite --stabench-md=new.sqlite",
