@@ -149,9 +149,11 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     shared = {} if args.wide or not rows else {
         column: rows[0][column] for column in _SHARED_RUN_COLUMNS if len({row[column] for row in rows}) == 1}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
-    console.print(f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items()),
-                  highlight=False, markup=False)
+    title = f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items())
+    console.print(title, highlight=False, markup=False)
     console.print(report.rows_table(rows))
+    if args.md:  # a per-seed table for a paper's appendix
+        report.write_markdown(args.md, f"## stabench runs\n\n{title}\n\n{report.markdown(rows)}\n")
     return 0
 
 
@@ -464,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
+    runs.add_argument("--md", metavar="PATH", help="also write the table as Markdown (a row per run and seed)")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
 
     summary = with_store(sub.add_parser(
