@@ -26,6 +26,7 @@ from .environment import key_fields
 from .gate import check_limits
 from .metrics import higher_is_better
 from .models import check_model_name, stored_name
+from .profiles import check_requirements
 from .recipes import Recipe, get_recipe
 from .report import fmt, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
@@ -48,7 +49,8 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     arguments of the same names.  ``arms`` names several configurations compared in one
     body (``study["default"]``); each arm overrides the claim's task/model/recipe.
     ``toy`` overrides apply under ``--stabench-profile=toy``; ``requires`` lists what a
-    claim needs beyond the model and data ("cuda").  ``gate`` sets this claim's regression
+    claim needs beyond the model and data ("cuda", "wikitext-2"), so a claim skips with the reason
+    instead of failing after its seeds trained.  ``gate`` sets this claim's regression
     limits (see ``stabench.gate``); ``reference`` holds published numbers shown beside the
     measured ones, as ``{task: {arm: text}}`` plus an optional ``"source"``.
     """
@@ -56,6 +58,7 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
 
     seeds = seed_spec(seeds, "claim ")
     _check_claim(task, model, recipe, arms, train_size, gate)
+    check_requirements(requires)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))

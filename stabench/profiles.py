@@ -25,6 +25,18 @@ TOY = {
 }
 
 
+# What a claim's ``requires=`` may name beyond its model and data: a GPU, and the MLM text of the
+# forgetting experiment (checked before 25 seeds train, not after).
+REQUIREMENTS = ("cuda", "wikitext-2")
+WIKITEXT_2 = ("Salesforce/wikitext", "wikitext-2-raw-v1")
+
+
+def check_requirements(requires) -> None:
+    unknown = [name for name in requires if name not in REQUIREMENTS]
+    if isinstance(requires, str) or unknown:
+        raise ValueError(f"claim requires={requires!r} is invalid; expected a list of {' and '.join(REQUIREMENTS)}")
+
+
 def missing_requirements(spec) -> list[str]:
     """Human-readable reasons this machine cannot run the claim; empty when it can."""
     from .tasks import get_task
@@ -32,6 +44,8 @@ def missing_requirements(spec) -> list[str]:
     missing: list[str] = []
     if "cuda" in spec.requires and not _cuda_available():
         missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
+    if "wikitext-2" in spec.requires and not dataset_available(*WIKITEXT_2):
+        missing.append(f"dataset {'/'.join(WIKITEXT_2)} ({hub_reason()})")
     for arm in spec.arms:
         if needs_hub(arm.model) and not hub_model_available(arm.model):
             missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
@@ -47,8 +61,13 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def hub_reason() -> str:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if _offline():
         return "not in the local cache and HF_HUB_OFFLINE is set"
     return f"not in the local cache and {_hub_host()} is unreachable from this machine"
 
@@ -61,15 +80,22 @@ def hub_model_available(repo_id: str) -> bool:
 
 
 def glue_available(config: str) -> bool:
-    """A finished download of the GLUE config is cached, or the hub can be reached to fetch it.
+    """A finished download of the GLUE config is cached, or the hub can be reached to fetch it."""
+    return dataset_available("nyu-mll/glue", config)
+
+
+def dataset_available(repo_id: str, config: str) -> bool:
+    """A finished download of the dataset's config is cached, or the hub can be reached to fetch it.
 
     datasets prepares a download in ``<hash>.incomplete`` and renames it when done, so a folder
     holding ``dataset_info.json`` under any other name is a whole copy."""
-    from datasets import config as datasets_config
-
+    try:
+        from datasets import config as datasets_config
+    except ImportError:  # the GPU image has no datasets: nothing can load the data there
+        return False
     cache = Path(datasets_config.HF_DATASETS_CACHE)
     if any(not info.parent.name.endswith(".incomplete")
-           for info in cache.glob(f"nyu-mll___glue/{config}/*/*/dataset_info.json")):
+           for info in cache.glob(f"{repo_id.replace('/', '___')}/{config}/*/*/dataset_info.json")):
         return True
     return hub_reachable()
 
@@ -87,7 +113,7 @@ def hub_reachable() -> bool:
     """One short TCP probe per process, instead of the hub client's minute of retries; a mirror
     in HF_ENDPOINT is probed on its own port.  The probe is direct, so a hub reached only
     through a proxy counts as unreachable."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if _offline():
         return False
     endpoint = _hub_endpoint()
     try:

@@ -243,6 +243,32 @@ def test_only_a_finished_glue_download_counts_as_cached(tmp_path, monkeypatch):
     assert profiles.glue_available("rte") and not profiles.glue_available("mrpc")
 
 
+def test_a_claim_that_needs_wikitext2_skips_without_it_instead_of_failing_after_training(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from datasets import config as datasets_config
+
+    import stabench
+
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", str(tmp_path))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)
+    spec = SimpleNamespace(requires=("wikitext-2",), arms=())
+    (missing,) = profiles.missing_requirements(spec)
+    assert missing.startswith("dataset Salesforce/wikitext/wikitext-2-raw-v1 (not in the local cache and ")
+    (tmp_path / "Salesforce___wikitext" / "wikitext-2-raw-v1" / "0.0.0" / "abc").mkdir(parents=True)
+    (tmp_path / "Salesforce___wikitext" / "wikitext-2-raw-v1" / "0.0.0" / "abc" / "dataset_info.json").write_text("{}")
+    assert profiles.missing_requirements(spec) == []
+    for bad in (["gpu"], "cuda"):
+        with pytest.raises(ValueError, match=r"^claim requires=.* is invalid; expected a list of cuda and wikitext-2$"):
+            stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", requires=bad)
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("ON", True), ("yes", True), ("0", False), ("", False)])
+def test_hub_offline_is_read_as_huggingface_hub_reads_it(monkeypatch, value, offline):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert profiles.hub_reason().endswith("HF_HUB_OFFLINE is set") == offline
+
+
 def test_a_hub_mirror_is_probed_on_its_own_port(monkeypatch):
     """HF_ENDPOINT=http://host:8080 is a mirror on port 8080, not a hub on 443 (loopback only here)."""
     import socket
