@@ -536,7 +536,7 @@ def pytest_runtest_call(item: pytest.Item):
         message = _first_line(error, "assertion failed")
         _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
-            pytest.xfail(f"toy profile: ran end to end; paper-scale threshold not expected to hold ({message})")
+            pytest.xfail(f"toy profile: stopped at an assertion not expected to hold at toy scale ({message})")
         raise
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))

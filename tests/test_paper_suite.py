@@ -48,3 +48,12 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
     # Table 1's numbers are the paper's models and tasks: never beside toy numbers on other data.
     assert "52.3" not in (pytester.path / "toy.md").read_text() and not any(c["reference"] for c in report["claims"])
     assert list((pytester.path / ".stabench" / "plots").glob("loss-surface-*.png"))
+    # Each claim gets the runs its statistics need, so its code runs past the first assert: Table 1's
+    # comparison, the small-data arms (the full-steps arm trains longer at toy scale too), the
+    # no-overfitting trend (it needs 3 successful runs).
+    claims = {claim: [c for c in report["claims"] if f"::{claim}" in c["claim"]] for claim in CLAIMS}
+    assert {c["claim"].split("::")[1].split("[")[0] for c in report["comparisons"]} == {CLAIMS[0]}
+    assert len(report["comparisons"]) == 3  # one per task
+    small_data = claims["test_small_data_fails_from_too_few_iterations"]
+    assert all(len({c["recipe_hash"] for c in small_data if task in c["claim"]}) == 2 for task in ("mrpc", "qnli"))
+    assert "needs at least 3 successful runs" not in str(claims[CLAIMS[6]][0]["message"])
