@@ -200,6 +200,11 @@ def _matches(filter_name: str, given: Any, stored: str) -> bool:
     return str(given) == stored
 
 
+# A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
+# (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
+_RECORD = "CAST(result_json AS BLOB)"
+
+
 def check_train_size_filter(value: int | str) -> int | str:
     """A train-size filter: a positive number of examples (also as text) or "full"."""
     text = str(value).strip()
@@ -492,7 +497,7 @@ class Store:
 
     def get(self, key: str) -> RunResult | None:
         row = self._connection().execute(
-            "SELECT key, result_json FROM runs WHERE key = ?", (key,)).fetchone()
+            f"SELECT key, {_RECORD} FROM runs WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._load(*row)
 
     def find_key(self, start: str) -> str:
@@ -621,7 +626,7 @@ class Store:
             else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
                                  f"expected one of {list(ALL_KEY_FIELDS)}")
-        sql = "SELECT key, result_json FROM runs"
+        sql = f"SELECT key, {_RECORD} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
@@ -633,9 +638,10 @@ class Store:
                 runs = on_current_data(data_of, runs)
         return runs
 
-    def _load(self, key: str, result_json: str) -> RunResult:
+    def _load(self, key: str, result_json: bytes) -> RunResult:
         """The stored record with its tags as they are now: the tags table holds every tag a run
-        was stored with (``put``, ``import_file``) and those ``tag()`` and ``untag()`` changed since."""
+        was stored with (``put``, ``import_file``) and those ``tag()`` and ``untag()`` changed since.
+        The record comes as bytes (``_RECORD``), so a damaged one is an error naming its run."""
         try:
             result = RunResult.from_json(result_json)
         except (ValueError, TypeError, KeyError) as exc:
@@ -845,9 +851,12 @@ def _check_consistent(run: RunResult, where: str) -> None:
     if run.primary_metric not in run.metrics:
         raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
                          f"{sorted(run.metrics)}")
+    for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
+        score = run.metrics.get(name, 0.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise ValueError(f"{where}: its {name} is {score!r}; a run's scores are finite numbers")
     accuracy = run.metrics.get("accuracy")
-    if isinstance(accuracy, (int, float)) and math.isfinite(accuracy) \
-            and isinstance(run.majority_accuracy, (int, float)):
+    if accuracy is not None and isinstance(run.majority_accuracy, (int, float)):
         if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
             raise ValueError(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
                              f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")

@@ -683,6 +683,11 @@ BAD_FILES = {
     "verdict_contradicts_accuracy": lambda: json.dumps([{**_valid_record(), "failed": True}]),  # 0.57 > 0.527
     "passed_below_majority": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": 0.123}}]),
     "headline_metric_missing": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc"}]),
+    # A NaN score made every summary of its study NaN.
+    "headline_metric_nan": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": {"__float__": "NaN"}}}]),
+    "other_headline_inf": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc",
+                                               "metrics": {"accuracy": 0.57, "mcc": {"__float__": "Infinity"}}}]),
+    "score_as_text": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": "0.57"}}]),
 }
 
 
@@ -698,6 +703,21 @@ def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name
         store.import_file(bad)
     assert str(bad) in str(error.value)
     assert store.count() == 1 and make_result(7).key not in store
+
+
+def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Store) -> None:
+    """sqlite3 stopped the whole query while decoding it, with a traceback naming no run."""
+    damaged, whole = make_result(0), make_result(1)
+    store.put(damaged)
+    store.put(whole)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = CAST(? AS TEXT) WHERE key = ?",
+                     (b'{"key": "\xff\x07', damaged.key))
+    conn.close()
+    for read in (lambda: store.query(), lambda: store.get(damaged.key)):
+        with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable: 'utf-8' codec can't decode"):
+            read()
+    assert store.get(whole.key) == whole
 
 
 def test_export_rejects_unknown_format(store: Store, tmp_path: Path) -> None:
