@@ -57,19 +57,20 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     import pytest
 
     seeds = seed_spec(seeds, "claim ")
-    _check_claim(task, model, recipe, arms, train_size, gate)
+    _check_claim(task, model, recipe, arms, train_size, gate, toy)
     check_requirements(requires)
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
 
 
-def _check_claim(task, model, recipe, arms, train_size, gate) -> None:
+def _check_claim(task, model, recipe, arms, train_size, gate, toy=None) -> None:
     """A misspelt name or impossible value in a claim fails when pytest imports the file, naming it.
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.
     """
     check_arms(arms)
+    check_toy(toy, "claim toy")
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
         if options.get("task") is not None:
@@ -83,6 +84,37 @@ def _check_claim(task, model, recipe, arms, train_size, gate) -> None:
 
 
 ARM_FIELDS = ("task", "model", "recipe", "train_size", "toy")
+TOY_FIELDS = ("model", "seeds", "train_size", "task_map", "recipe_overrides")  # what the toy profile replaces
+ARM_TOY_FIELDS = ("recipe_overrides",)
+
+
+def check_toy(toy: Any, owner: str, accepted: Sequence[str] = TOY_FIELDS) -> None:
+    """A claim's (or an arm's) ``toy`` options, checked when the file is imported: a misspelt key or
+    a bad value would otherwise show only under --stabench-profile=toy, or never."""
+    if toy is None:
+        return
+    if not isinstance(toy, Mapping):
+        raise ValueError(f"{owner}={toy!r} is invalid; expected a dict of {', '.join(accepted)}")
+    if unknown := sorted(set(toy) - set(accepted)):
+        raise ValueError(f"{owner} has unknown field(s) {', '.join(map(repr, unknown))}; expected "
+                         f"{', '.join(accepted)}")
+    task_map, overrides = toy.get("task_map", {}), toy.get("recipe_overrides", {})
+    for name, value, kind in (("task_map", task_map, "task names to built-in tasks, e.g. {'rte': 'same-number'}"),
+                              ("recipe_overrides", overrides, "recipe fields, e.g. {'max_steps': 40}")):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{owner} {name}={value!r} is invalid; expected a dict of {kind}")
+    try:
+        if "seeds" in toy:
+            seed_spec(toy["seeds"], "")
+        if "model" in toy:
+            check_model_name(toy["model"])
+        if "train_size" in toy:
+            check_train_size(toy["train_size"])
+        for stand_in in task_map.values():
+            get_task(stand_in)
+        Recipe().replace(**overrides)
+    except ValueError as error:
+        raise ValueError(f"{owner}: {error}") from None
 
 
 def seed_spec(seeds: Any, owner: str) -> int | list[int]:
@@ -128,6 +160,7 @@ def check_arm(name: str, options: Any) -> None:
                 f"{unknown[0]}=...))" if unknown[0] in recipe_fields else "")
         raise ValueError(f"claim arm {name!r} has unknown field(s) {', '.join(map(repr, unknown))}; expected "
                          f"{', '.join(ARM_FIELDS)}{hint}")
+    check_toy(options.get("toy"), f"claim arm {name!r} toy", ARM_TOY_FIELDS)
 
 
 @dataclass(frozen=True)
