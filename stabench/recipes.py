@@ -276,7 +276,7 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
         raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
     base = PRESETS[preset] if preset is not None else Recipe()
     try:
-        recipe = base.replace(**{**fields, "name": fields.get("name", path.stem)})
+        recipe = base.replace(**{**fields, "name": path.stem if fields.get("name") is None else fields["name"]})
     except ValueError as error:
         raise ValueError(f"recipe file {str(path)!r}: {error}") from None
     if recipe.name in PRESETS and recipe.hash != PRESETS[recipe.name].hash:  # runs would pass for the preset's

@@ -136,7 +136,9 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
         fields.pop("dropout", None)  # Mixout replaces dropout: giving one is an error (below)
     name = data.draw(st.none() | st.sampled_from(["my-recipe", "llrd v2"]))
     path = tmp_path_factory.mktemp("recipes") / "mine.json"
-    path.write_text(json.dumps({**fields, **({"preset": preset} if preset else {}), **({"name": name} if name else {})}))
+    unnamed = data.draw(st.sampled_from([{}, {"name": None}]))  # no "name", or "name": null: the file's stem
+    path.write_text(json.dumps({**fields, **({"preset": preset} if preset else {}),
+                                **({"name": name} if name else unnamed)}))
     recipe = get_recipe(str(path))
     expected = get_recipe(preset, **fields) if preset else Recipe(**fields)
     assert recipe.hash == expected.hash and recipe.name == (name or "mine")
