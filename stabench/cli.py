@@ -34,10 +34,13 @@ def _task_from_args(args: argparse.Namespace):
             raise ValueError(f"a local task needs --train-file, --eval-file and --text-columns; "
                              f"missing {', '.join(missing)}")
         metrics = {"metrics": tuple(m.strip() for m in args.metrics.split(","))} if args.metrics else {}
-        return local_task(args.task, args.train_file, args.eval_file, args.text_columns, args.label_column, **metrics)
-    if args.metrics:
-        raise ValueError(f"--metrics {args.metrics} is for a local task (--train-file, --eval-file, --text-columns); "
-                         f"task {args.task!r} has its own metrics")
+        return local_task(args.task, args.train_file, args.eval_file, args.text_columns, args.label_column or "label",
+                          **metrics)
+    for flag, value, own in (("--metrics", args.metrics, "metrics"), ("--text-columns", args.text_columns, "columns"),
+                             ("--label-column", args.label_column, "columns")):
+        if value:
+            raise ValueError(f"{flag} {value} is for a local task (--train-file, --eval-file, --text-columns); "
+                             f"task {args.task!r} has its own {own}")
     if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
         raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
                          f"--train-file, --eval-file and --text-columns")
@@ -310,7 +313,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     from .gate import (SAME_RUNS, compare_sources, load_source, parse_limits, reads_store, stored_values_hint,
                        unmatched_baseline_studies)
 
-    if args.current == args.baseline:
+    if args.current == args.baseline or _same_file(args.current, args.baseline):
         raise ValueError(f"the baseline and the current side are both {args.current!r}, so the runs would be compared "
                          f"with themselves; name the runs to gate as current (e.g. tag:NAME for runs pytest tagged "
                          f"with --stabench-tag=NAME, env:transformers=VERSION for a newer stack's, or store)")
@@ -352,6 +355,11 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if args.md:
         report.write_markdown(args.md, f"{_md_title(args)}\n\n{report.markdown(report.gate_markdown_rows(entries))}\n")
     return status
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Two export-file sources that name one file (``e.json`` and ``./e.json``)."""
+    return Path(a).is_file() and Path(b).is_file() and Path(a).resolve() == Path(b).resolve()
 
 
 def _md_title(args: argparse.Namespace) -> str:
@@ -455,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-file", help="local task: training file (CSV, TSV or JSON lines)")
     run.add_argument("--eval-file", help="local task: evaluation file")
     run.add_argument("--text-columns", help="local task: one or two comma-separated text columns")
-    run.add_argument("--label-column", default="label", help="local task: label column (default: label)")
+    run.add_argument("--label-column", help="local task: label column (default: label)")
     run.add_argument("--metrics", help="local task: its metrics, the headline one first, e.g. macro_f1,accuracy "
                                        "(default: accuracy)")
     run.set_defaults(handler=cmd_run, command_parser=run)

@@ -68,6 +68,9 @@ class Task:
         if not metrics or unknown:
             raise ValueError(f"task {self.name!r}: metrics={self.metrics!r} is invalid; expected one or more of "
                              f"{', '.join(known_metrics())}")
+        if twice := sorted({m for m in metrics if metrics.count(m) > 1}):  # one content, two keys otherwise
+            raise ValueError(f"task {self.name!r}: metrics={self.metrics!r} lists {twice[0]!r} twice; expected each "
+                             f"metric once")
         primary = self.primary_metric or metrics[0]
         if primary not in metrics:
             raise ValueError(f"task {self.name!r}: primary_metric={primary!r} is not among its metrics "

@@ -116,6 +116,15 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
         capsys.readouterr().out.split())
 
 
+def test_one_export_file_named_twice_is_not_a_gate(tiny_model, tmp_path, monkeypatch, capsys):
+    assert main(_args(tiny_model, "--seeds", "0")) == 0
+    export = tmp_path / "e.json"
+    assert main(["export", str(export)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", "e.json", str(export)]) == 2
+    assert "the baseline and the current side are both" in capsys.readouterr().err
+
+
 def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny_model, tmp_path, capsys):
     """``summary --json results.sqlite`` wrote over the store, and every run was lost."""
     store = os.environ["STABENCH_STORE"]
@@ -143,6 +152,10 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
     (["run", "--task", "polarity", "--recipe", "fast", "--seeds", "0"], "unknown recipe 'fast'"),
     (["run", "--task", "polarity", "--metrics", "macro_f1", "--seeds", "0"],
      "--metrics macro_f1 is for a local task (--train-file, --eval-file, --text-columns); task 'polarity' has its own"),
+    (["run", "--task", "polarity", "--text-columns", "text", "--seeds", "0"],
+     "--text-columns text is for a local task (--train-file, --eval-file, --text-columns); task 'polarity' has its "
+     "own columns"),
+    (["run", "--task", "rte", "--label-column", "gold", "--seeds", "0"], "--label-column gold is for a local task"),
     (["run", "--task", "polarity", "--model", "someorg/minilm-l7", "--seeds", "0"],
      "model 'someorg/minilm-l7' is not a local folder, a built-in model ('minilm-l6', 'tiny-bert') or in the "
      "Hugging Face cache, and cannot be downloaded"),

@@ -299,6 +299,7 @@ def test_a_second_task_under_a_name_in_use_is_refused_never_served_the_first_one
     ({"metrics": ("accuracy",), "primary_metric": "mcc"}, "primary_metric='mcc' is not among its metrics accuracy"),
     ({"text_columns": ("a", "b", "c")}, "text_columns=('a', 'b', 'c') is invalid; expected one or two column names"),
     ({"loader": None}, "loader=None is not callable"),
+    ({"metrics": ("accuracy", "mcc", "accuracy")}, "lists 'accuracy' twice; expected each metric once"),
 ])
 def test_a_task_definition_is_checked_when_it_is_made(kwargs, message):
     from stabench.tasks import Task
