@@ -200,6 +200,15 @@ def _matches(filter_name: str, given: Any, stored: str) -> bool:
     return str(given) == stored
 
 
+# Runs stored under a recipe name, or asked for under it since (aliases).
+_NAMED = "(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?))"
+
+
+def _study_of(run: RunResult) -> tuple:
+    """What a recipe name's study is made of, as ``Store._studies_named`` selects it."""
+    return run.recipe_hash, run.task["name"], run.model["name"], run.task.get("train_size")
+
+
 # A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
 _RECORD = "CAST(result_json AS BLOB)"
@@ -589,16 +598,13 @@ class Store:
                 raise StoreError(f"seed={seed!r} is invalid; expected a seed or a list of seeds (integers)")
             where.append(f"seed IN ({', '.join('?' * len(seeds))})")
             params.extend(int(s) for s in seeds)
+        linked: set[tuple] | None = None
         if recipe is not None:  # the name it is stored under, any other name it was asked for, or the content
             # a run with that name has on the same task, model and data size: as summary groups them, one study
-            where.append("(recipe_name = ? OR key IN (SELECT key FROM recipe_aliases WHERE name = ?) OR EXISTS ("
-                         "SELECT 1 FROM runs AS linked WHERE linked.recipe_hash = runs.recipe_hash "
-                         "AND linked.task_name = runs.task_name AND linked.model_name = runs.model_name "
-                         "AND json_extract(linked.result_json, '$.task.train_size') IS "
-                         "json_extract(runs.result_json, '$.task.train_size') "
-                         "AND (linked.recipe_name = ? "
-                         "OR linked.key IN (SELECT key FROM recipe_aliases WHERE name = ?))))")
-            params.extend([recipe] * 4)
+            linked = self._studies_named(recipe)
+            hashes = sorted({study[0] for study in linked})
+            where.append(f"({_NAMED} OR recipe_hash IN ({', '.join('?' * len(hashes))}))")
+            params.extend([recipe, recipe, *hashes])
         if recipe_hash is not None:
             if not str(recipe_hash).strip():  # the start of every hash
                 raise StoreError(f"recipe_hash={recipe_hash!r} is empty; expected the start of a recipe hash")
@@ -630,13 +636,28 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
-        runs = [self._load(*row) for row in self._connection().execute(sql, params).fetchall()]
+        runs = [self._load(*row) for row in self._read(sql, params)]
+        if linked is not None:  # a run of a named study's content on another task, model or data size is not its
+            runs = [r for r in runs if recipe in r.recipe_names or _study_of(r) in linked]
         if data_of is not None and runs:
             from .tasks import Task, on_current_data
 
             if isinstance(data_of, Task):
                 runs = on_current_data(data_of, runs)
         return runs
+
+    def _studies_named(self, recipe: str) -> set[tuple]:
+        """(recipe hash, task, model, data size) of every run stored or asked for under ``recipe``."""
+        return set(self._read("SELECT recipe_hash, task_name, model_name, json_extract(result_json, "
+                              f"'$.task.train_size') FROM runs WHERE {_NAMED}", (recipe, recipe)))
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Rows of a query; SQLite's own error (a record damaged past JSON that a filter reads) in one line."""
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: cannot read the stored runs ({error}); a stored record may be damaged: "
+                             f"`stabench runs` names an unreadable one") from error
 
     def _load(self, key: str, result_json: bytes) -> RunResult:
         """The stored record with its tags as they are now: the tags table holds every tag a run

@@ -707,7 +707,7 @@ def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name
 
 def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Store) -> None:
     """sqlite3 stopped the whole query while decoding it, with a traceback naming no run."""
-    damaged, whole = make_result(0), make_result(1)
+    damaged, whole = make_result(0), make_result(1, recipe="other")
     store.put(damaged)
     store.put(whole)
     with sqlite3.connect(store.path) as conn:
@@ -718,6 +718,9 @@ def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Sto
         with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable: 'utf-8' codec can't decode"):
             read()
     assert store.get(whole.key) == whole
+    assert store.query(recipe="other") == [whole]  # a filter that reads other records only
+    with pytest.raises(StoreError, match=r"cannot read the stored runs \(malformed JSON\); a stored record may be "):
+        store.query(train_size=1000)  # SQLite's JSON reader meets it: one line, not sqlite3's traceback
 
 
 def test_export_rejects_unknown_format(store: Store, tmp_path: Path) -> None:
