@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
-from .gate import group_studies, name_studies, parse_env, study_key, study_label
+from .gate import group_studies, name_studies, parse_env, setting, study_key, study_label
 from .models import stored_name
 from .report import PLOT_FORMATS
 from .recipes import get_recipe, parse_overrides
@@ -193,7 +193,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if short:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
                           f"{escape('; '.join(short))}[/]", highlight=False)
-    comparisons = _compare_studies(studies, args.metric, console) if args.compare else []
+    comparisons = [] if args.compare is None else _compare_studies(
+        studies, args.metric, None if args.compare is True else args.compare, console)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
@@ -206,7 +207,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
              "seeds": [run.seed for run in study_runs], "keys": [run.key for run in study_runs],
              "summary": summary.to_dict()}
             for (name, study_runs), summary in zip(studies, summaries) for first in study_runs[:1]],
-            **({"comparisons": comparisons} if args.compare else {})})
+            **({"comparisons": comparisons} if args.compare is not None else {})})
     if args.plots:
         from .plots import plot_studies
 
@@ -220,28 +221,45 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 
 _COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided test, and the level is split "
-             f"over the ordered pairs of studies of each task, data size and model")
+             f"over the ordered pairs compared among the studies of each task, data size, model and stack")
 
 
-def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, console: Console) -> list[dict]:
-    """Every ordered pair of studies of one task, data size and model, printed and returned as
-    report entries."""
+def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, against: str | None,
+                     console: Console) -> list[dict]:
+    """Every ordered pair of studies made on one task, data size, model, data and library stack
+    (a recipe against itself on another stack is the gate's job), or each study both ways against
+    the one of recipe ``against``; printed and returned as report entries."""
     groups: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
+    few = [name for name, runs in studies if len(runs) < 2]
     for name, runs in studies:
         if len(runs) >= 2:  # a test needs two scores a side
-            groups.setdefault(study_key(runs[0])[:3], []).append((name, runs))
-    entries = []
-    for trained_on, members in groups.items():
-        prefix, pairs = f"{study_label(trained_on)} / ", list(itertools.permutations(members, 2))
+            groups.setdefault((study_key(runs[0])[:3], setting(runs[0])), []).append((name, runs))
+    entries, found = [], False
+    for (trained_on, _), members in groups.items():
+        prefix = f"{study_label(trained_on)} / "
+        if against is None:
+            pairs = list(itertools.permutations(members, 2))
+        else:
+            bases = [member for member in members if against in member[1][0].recipe_names]
+            found = found or bool(bases)
+            pairs = [pair for base in bases[:1] for other in members if other is not base
+                     for pair in ((other, base), (base, other))]
         for (name_a, runs_a), (name_b, runs_b) in pairs:
             comparison = compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
                                       names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
             entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
+    if against is not None and not found:
+        names = sorted({n for _, runs in studies for r in runs for n in r.recipe_names})
+        raise ValueError(f"--compare {against}: no matching study with 2 or more seeds is of that recipe; their "
+                         f"recipes: {', '.join(names)}")
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
     else:
-        console.print("[yellow]note: --compare found no two studies of one task, data size and model with at least "
-                      "2 seeds each, so nothing was compared[/]", highlight=False)
+        console.print("[yellow]note: --compare found no two studies of one task, data size, model and stack with "
+                      "at least 2 seeds each, so nothing was compared[/]", highlight=False)
+    if few:
+        console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
+                      f"{escape('; '.join(few))}[/]", highlight=False)
     return entries
 
 
@@ -487,9 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--ci", action="store_true",
                          help="also columns for the 95%% bootstrap intervals of the mean and std and the std's "
                               "chi-square upper bound (in --json always)")
-    summary.add_argument("--compare", action="store_true",
-                         help="also compare every two studies of one task, data size and model (Mann-Whitney, "
-                              "Brown-Forsythe, Fisher and ASO, as a claim's compare)")
+    summary.add_argument("--compare", nargs="?", const=True, metavar="RECIPE",
+                         help="also compare every two studies of one task, data size, model and stack both ways "
+                              "(Mann-Whitney, Brown-Forsythe, Fisher and ASO, as a claim's compare), or with RECIPE "
+                              "each study against that recipe's only")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
     summary.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",

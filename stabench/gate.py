@@ -390,6 +390,11 @@ def variant(run: RunResult) -> tuple:
     return tuple(str(get(run)) for get in _KEY_PARTS.values())
 
 
+def setting(run: RunResult) -> tuple:
+    """Everything in a run's key but the seed and the recipe: runs that recipes can be compared on."""
+    return tuple(str(get(run)) for name, get in _KEY_PARTS.items() if name != "recipe content")
+
+
 def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
     """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
     several stacks or recipe versions is compared as one of them, never as a per-seed mix.

@@ -200,7 +200,7 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str = "-
 
 # How the reports written below begin: a Markdown title, and JSON's first (sorted) key.
 _MARKDOWN_START = "## stabench "
-_JSON_STARTS = tuple(f'  "{key}": ' for key in ("baseline", "claims", "studies"))
+_JSON_STARTS = tuple(f'  "{key}": ' for key in ("baseline", "claims", "comparisons", "studies"))
 
 
 def _replaceable(path: Path, kind: str) -> bool:

@@ -86,9 +86,15 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert main(_args(tiny_model, "--seeds", "0-2", "--set", "lr=5e-3")) == 0
     assert main(_args(tiny_model, "--seeds", "0", "--set", "lr=1e-4")) == 0  # one seed: left out of the pairs
     assert main(_args(tiny_model, "--seeds", "0-1", "--task", "same-number")) == 0  # alone on its task
+    base = torch.get_num_threads()
+    threads = 2 if base == 1 else 1  # another stack: compared by the gate, not here
+    assert main(_args(tiny_model, "--seeds", "0-1", "--set", "lr=5e-3", "--cpu-threads", str(threads))) == 0
     capsys.readouterr()
-    assert main(["summary", "--compare", "--json", str(tmp_path / "s.json"), "--md", str(tmp_path / "s.md")]) == 0
+    for _ in range(2):  # the second summary replaces the first one's reports
+        assert main(["summary", "--compare", "--json", str(tmp_path / "s.json"), "--md", str(tmp_path / "s.md"),
+                     "--env", f"cpu_threads={base}"]) == 0
     out = " ".join(capsys.readouterr().out.split())
+    assert "note: --compare left out 1 study(ies) with one seed: polarity / tiny-bert / bert-default[lr=0.0001" in out
     comparisons = json.loads((tmp_path / "s.json").read_text())["comparisons"]
     default, fast = "bert-default[max_steps=6,trace_every=2]", "bert-default[lr=0.005,max_steps=6,trace_every=2]"
     assert [(c["studies of"], c["name_a"], c["name_b"]) for c in comparisons] == [
@@ -100,7 +106,8 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
     markdown = (tmp_path / "s.md").read_text()
     assert "### Comparisons" in markdown and f"| {fast} vs {default} |" in markdown
-    assert main(["summary", "--ci", "--task", "polarity", "--recipe", fast, "--md", str(tmp_path / "ci.md")]) == 0
+    assert main(["summary", "--ci", "--task", "polarity", "--recipe", fast, "--env", f"cpu_threads={base}", "--md",
+                 str(tmp_path / "ci.md")]) == 0
     study = json.loads((tmp_path / "s.json").read_text())["studies"]
     summary = next(s["summary"] for s in study if s["recipe"] == fast)
     header, _, row = (" ".join(line.split()) for line in (tmp_path / "ci.md").read_text().splitlines()[-3:])
@@ -111,9 +118,22 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert main(["summary", "--task", "polarity", "--plots", str(tmp_path / "figs"), "--plot-format", "pdf"]) == 0
     assert [p.name for p in (tmp_path / "figs").iterdir()] == ["polarity-tiny-bert-accuracy-scores.pdf"]
     assert (tmp_path / "figs" / "polarity-tiny-bert-accuracy-scores.pdf").read_bytes().startswith(b"%PDF")
+    capsys.readouterr()
     assert main(["summary", "--compare", "--task", "same-number"]) == 0
-    assert "--compare found no two studies of one task, data size and model" in " ".join(
+    assert "--compare found no two studies of one task, data size, model and stack" in " ".join(
         capsys.readouterr().out.split())
+    # Every stack in the store: each recipe is compared with the other on its own stack only.
+    assert main(["summary", "--compare", "--task", "polarity", "--json", str(tmp_path / "s.json")]) == 0
+    pairs = json.loads((tmp_path / "s.json").read_text())["comparisons"]
+    assert len(pairs) == 2 and {c["name_a"] for c in pairs} == {default, f"{fast} [cpu_threads {base}]"}
+    # Against one recipe: each other study both ways against it.
+    assert main(["summary", "--compare", default, "--task", "polarity", "--env", f"cpu_threads={base}", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    assert [(c["name_a"], c["name_b"]) for c in json.loads((tmp_path / "s.json").read_text())["comparisons"]] == [
+        (fast, default), (default, fast)]
+    assert main(["summary", "--compare", "mosbach-stable", "--task", "polarity"]) == 2
+    assert "--compare mosbach-stable: no matching study with 2 or more seeds is of that recipe; their recipes: " \
+        in " ".join(capsys.readouterr().err.split())
 
 
 def test_one_export_file_named_twice_is_not_a_gate(tiny_model, tmp_path, monkeypatch, capsys):
