@@ -6,6 +6,7 @@ tokenises once per process; datasets' own map cache keeps file-backed data acros
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +42,9 @@ def _tokenizer_fingerprint(tokenizer) -> str:
     """What the tokenizer does, not its name, which two revisions of a hub id (or a folder whose
     tokenizer was saved again) share."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        text = backend.to_str()
+    if backend is not None:  # without the truncation and padding that the last call set
+        text = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
+                          sort_keys=True)
     else:
         settings = sorted((name, str(value)) for name, value in tokenizer.init_kwargs.items())
         text = repr((sorted(tokenizer.get_vocab().items()), settings))

@@ -482,3 +482,7 @@ def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(t
     assert [len(ids) for ids in encoded[0].input_ids] == [len(ids) for ids in encoded[1].input_ids]
     assert any(not a.equal(b) for a, b in zip(encoded[0].input_ids, encoded[1].input_ids))
     assert encode(data, AutoTokenizer.from_pretrained(tmp_path), 128)[0] is encoded[1]  # the same content: cached
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)  # one object, as models.load_tokenizer keeps it
+    for max_length in (128, 64, 128):  # a call leaves its truncation setting behind in the tokenizer
+        encode(data, tokenizer, max_length)
+    assert encode(data, tokenizer, 64) is encode(data, AutoTokenizer.from_pretrained(tmp_path), 64)
