@@ -36,14 +36,14 @@ def _task_from_args(args: argparse.Namespace):
         metrics = {"metrics": tuple(m.strip() for m in args.metrics.split(","))} if args.metrics else {}
         return local_task(args.task, args.train_file, args.eval_file, args.text_columns, args.label_column or "label",
                           **metrics)
+    if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
+        raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
+                         f"--train-file, --eval-file and --text-columns")
     for flag, value, own in (("--metrics", args.metrics, "metrics"), ("--text-columns", args.text_columns, "columns"),
                              ("--label-column", args.label_column, "columns")):
         if value:
             raise ValueError(f"{flag} {value} is for a local task (--train-file, --eval-file, --text-columns); "
                              f"task {args.task!r} has its own {own}")
-    if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
-        raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
-                         f"--train-file, --eval-file and --text-columns")
     return get_task(args.task)
 
 
@@ -436,20 +436,30 @@ def _text(value: str) -> str:
     return value
 
 
+class _Once(argparse.Action):
+    """A filter given twice would keep only its last value, silently selecting less than asked."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            raise argparse.ArgumentError(self, f"given twice ({getattr(namespace, self.dest)!r} and {value!r}); a "
+                                               f"filter takes one value: to select several recipes, tag their runs "
+                                               f"(stabench tag NAME --recipe A, again for B) and filter --tag NAME")
+        setattr(namespace, self.dest, value)
+
+
 def add_filters(parser: argparse.ArgumentParser) -> None:
     """The same run filters for every command that selects stored runs."""
     for name in ("task", "model", "recipe", "tag"):
-        parser.add_argument(f"--{name}", type=_text, help=f"only runs with this {name}")
-    parser.add_argument("--recipe-hash", type=_text, help="only runs of this version of a recipe (a start of the hash "
-                                                          "in stabench runs)")
-    parser.add_argument("--train-size", type=_text, help="only runs on a training subsample of this many examples "
-                                                         "(e.g. 1000), or 'full'")
-    parser.add_argument("--seeds", type=_text, help="only runs on these seeds, e.g. 0-24 or 1,3,7 (default: every "
-                                                    "stored seed)")
-    parser.add_argument("--env", type=_text, metavar="FIELD=VALUE,...", help="only runs made under these library "
-                        "versions or devices, as stabench runs shows them, e.g. torch=2.13.0+cpu,cpu_threads=2 "
-                        "(fields: "
-                        + ", ".join(ALL_KEY_FIELDS) + ")")
+        parser.add_argument(f"--{name}", type=_text, action=_Once, help=f"only runs with this {name}")
+    parser.add_argument("--recipe-hash", type=_text, action=_Once,
+                        help="only runs of this version of a recipe (a start of the hash in stabench runs)")
+    parser.add_argument("--train-size", type=_text, action=_Once,
+                        help="only runs on a training subsample of this many examples (e.g. 1000), or 'full'")
+    parser.add_argument("--seeds", type=_text, action=_Once,
+                        help="only runs on these seeds, e.g. 0-24 or 1,3,7 (default: every stored seed)")
+    parser.add_argument("--env", type=_text, action=_Once, metavar="FIELD=VALUE,...",
+                        help="only runs made under these library versions or devices, as stabench runs shows them, "
+                             "e.g. torch=2.13.0+cpu,cpu_threads=2 (fields: " + ", ".join(ALL_KEY_FIELDS) + ")")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -341,6 +341,16 @@ def test_an_empty_filter_or_path_is_refused_not_read_as_every_run(argv, capsys):
     assert "is empty; expected a value, or leave the option out" in capsys.readouterr().err.splitlines()[-1]
 
 
+@pytest.mark.parametrize("argv", [["summary", "--recipe", "llrd", "--recipe", "default"],
+                                  ["tag", "base", "--seeds", "0-4", "--seeds", "5"]])
+def test_a_filter_given_twice_is_refused_not_narrowed_to_its_last_value(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"error: argument {argv[-2]}: given twice ({argv[-3]!r} and {argv[-1]!r}); a filter takes one value" \
+        in capsys.readouterr().err.splitlines()[-1]
+
+
 def test_a_bad_import_file_leaves_no_new_store_behind(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("[42]")
