@@ -586,6 +586,8 @@ def compare_runs(runs_a: Sequence, runs_b: Sequence, metric: str | None = None, 
 
 
 # --------------------------------------------------------------------------- claim helpers
+# Each assert_* sets __tracebackhide__: a failed claim's traceback then shows the claim's own line
+# and the message, not the helper's body.
 
 
 def _check_rate(rate: object) -> None:
@@ -612,6 +614,7 @@ def assert_failure_rate_below(
     summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False
 ) -> None:
     """``summary`` may also be a claim's study (it has ``failures`` and ``n``)."""
+    __tracebackhide__ = True
     _check_rate(rate)
     upper = failure_rate_upper(summary.failures, summary.n, confidence, one_sided)
     if upper < rate:
@@ -627,6 +630,7 @@ def assert_failure_rate_below(
 
 def assert_std_below(summary: Summary, limit: float, confidence: float = 0.95) -> None:
     """``summary`` may also be a claim's study (it has ``std`` and ``n``)."""
+    __tracebackhide__ = True
     _check_std_limit(limit)
     if summary.n < 2:
         raise AssertionError(f"std not shown below {limit:.4g}: {summary.n} run(s), and a std needs at least 2")
@@ -647,6 +651,7 @@ def _check_comparison(comparison: object, assertion: str) -> None:
 
 def assert_less_variable(comparison: Comparison) -> None:
     """A's scores spread less than B's: one-sided Brown-Forsythe, p by permutation."""
+    __tracebackhide__ = True
     _check_comparison(comparison, "assert_less_variable")
     c = comparison
     if c.failures_a == c.n_a:  # collapsed runs tie at the majority: no spread, no stability
@@ -666,6 +671,7 @@ def assert_less_variable(comparison: Comparison) -> None:
 
 def assert_fewer_failures(comparison: Comparison) -> None:
     """A's runs fail less often than B's: one-sided Fisher exact test on the failure counts."""
+    __tracebackhide__ = True
     _check_comparison(comparison, "assert_fewer_failures")
     c = comparison
     if c.a_fewer_failures:
@@ -680,6 +686,7 @@ def assert_fewer_failures(comparison: Comparison) -> None:
 
 def assert_better(comparison: Comparison) -> None:
     """A scores better than B (in the metric's own direction): one-sided Mann-Whitney, p by permutation."""
+    __tracebackhide__ = True
     _check_comparison(comparison, "assert_better")
     c = comparison
     if c.a_better:
@@ -696,6 +703,7 @@ def assert_better(comparison: Comparison) -> None:
 def assert_dominates(comparison: Comparison) -> None:
     """A almost stochastically dominates B: ASO's eps_min below its threshold, on at least
     ``ASO_MIN_SEEDS`` seeds a side."""
+    __tracebackhide__ = True
     _check_comparison(comparison, "assert_dominates")
     c = comparison
     if c.a_dominates:
