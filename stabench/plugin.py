@@ -985,7 +985,7 @@ class Reporter:
 
     def _plot(self, folder: Path) -> None:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
-        healthy run."""
+        healthy run of each arm."""
         from .analysis import example_runs
         from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
         from .report import check_plot_format
@@ -1001,8 +1001,10 @@ class Reporter:
                 name = file_stem(claim.split("::")[-1])
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
                 plot_study(runs, folder / f"{name}-scores.{fmt}", claim)
-                examples = example_runs([r for results in runs.values() for r in results])
-                recipe_of = {key: arm["recipe"] for arm in arms for key in arm["keys"]}  # as the claim names it
-                labelled = {f"seed {r.seed} {recipe_of[r.key]} ({label})": r for label, r in examples.items()}
+                labelled = {}  # each arm's own examples: an intervention's traces beside the default's
+                for arm in arms:
+                    who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
+                    labelled.update({f"seed {r.seed} {who} ({label})": r
+                                     for label, r in example_runs(runs[arm["arm"]]).items()})
                 plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim)
                 plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim)

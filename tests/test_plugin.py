@@ -423,7 +423,7 @@ def test_unnamed(study, arms):
     assert "Traceback" not in result.stdout.str()
 
 
-def test_every_comparison_a_claim_makes_is_in_its_reports_passed_or_not(pytester, tiny_model):
+def test_every_comparison_a_claim_makes_is_in_its_reports_passed_or_not(pytester, tiny_model, monkeypatch):
     """A paper author reads the p-values from the reports, not from a print in the claim's body."""
     pytester.makepyfile(test_arms=f"MODEL = {tiny_model!r}\n" + '''
 import stabench
@@ -446,8 +446,15 @@ def test_compared_and_failed(study):
 def test_not_compared(study):
     pass
 ''')
-    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md")
+    import stabench.plots  # the module the session's plugin will import, not one an earlier session dropped
+
+    curves = {}  # the training-curve figures' runs, by label
+    monkeypatch.setattr(stabench.plots, "plot_training_curves", lambda runs, path, title: curves.update(runs))
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md",
+                  "--stabench-plots=figs")
     result.assert_outcomes(passed=20, failed=1)
+    # Each arm's own example runs: an intervention's curves beside the default's (every run failed here).
+    assert {label.split(" (")[0].split(" ", 2)[2] for label in curves} == {"corrected", "plain"}
     comparisons = _report(pytester.path / "r.json")["comparisons"]
     assert [(c["claim"].split("::")[1], c["name_a"], c["n_comparisons"], c["alpha"]) for c in comparisons] == [
         ("test_compared", "corrected", 1, 0.05), ("test_compared", "plain", 2, 0.025),
@@ -457,6 +464,9 @@ def test_not_compared(study):
     assert first["a_better"] == (first["mannwhitney_p_a_better"] < 0.05) and 0 < first["mannwhitney_p_a_better"] <= 1
     assert (first["mean_a"], first["std_a"]) == (comparisons[1]["mean_b"], comparisons[1]["std_b"])
     assert "stabench comparisons in claims" in result.stdout.str()
+    # The failed assertion's traceback ends at the claim's line, not inside stabench's helper.
+    assert "stats.py" not in result.stdout.str() and "def assert_better" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*stabench.stats.assert_better(study*", "E*corrected not shown to score better*"])
     markdown = (pytester.path / "r.md").read_text()
     assert "### Comparisons in claims" in markdown and "| corrected vs plain |" in markdown
     assert "| plain vs corrected |" in markdown and "0.025 (0.05 / 2 comparisons)" in markdown
