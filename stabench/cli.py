@@ -240,7 +240,7 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         if against is None:
             pairs = list(itertools.permutations(members, 2))
         else:
-            bases = [member for member in members if against in member[1][0].recipe_names]
+            bases = [member for member in members if against in _recipe_names(member[1])]
             found = found or bool(bases)
             pairs = [pair for base in bases[:1] for other in members if other is not base
                      for pair in ((other, base), (base, other))]
@@ -249,7 +249,7 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
                                       names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
             entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
     if against is not None and not found:
-        names = sorted({n for _, runs in studies for r in runs for n in r.recipe_names})
+        names = sorted({name for _, runs in studies for name in _recipe_names(runs)})
         raise ValueError(f"--compare {against}: no matching study with 2 or more seeds is of that recipe; their "
                          f"recipes: {', '.join(names)}")
     if entries:
@@ -261,6 +261,11 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
                       f"{escape('; '.join(few))}[/]", highlight=False)
     return entries
+
+
+def _recipe_names(runs: list[RunResult]) -> set[str]:
+    """Every name a study's runs were stored or asked for under (``name_studies`` joined them by `` | ``)."""
+    return {name for run in runs for name in (*run.recipe_name.split(" | "), *run.recipe_aliases)}
 
 
 def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
@@ -441,9 +446,12 @@ class _Once(argparse.Action):
 
     def __call__(self, parser, namespace, value, option_string=None) -> None:
         if getattr(namespace, self.dest) is not None:
+            remedy = ("give one comma list, e.g. --seeds 0-4,7 or --env torch=2.13.0+cpu,cpu_threads=1"
+                      if self.dest in ("seeds", "env") else
+                      f"to select several, tag their runs (stabench tag NAME {option_string} A, again with B) and "
+                      f"filter --tag NAME")
             raise argparse.ArgumentError(self, f"given twice ({getattr(namespace, self.dest)!r} and {value!r}); a "
-                                               f"filter takes one value: to select several recipes, tag their runs "
-                                               f"(stabench tag NAME --recipe A, again for B) and filter --tag NAME")
+                                               f"filter takes one value: {remedy}")
         setattr(namespace, self.dest, value)
 
 
@@ -502,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print one stored run as JSON (a unique start of its key will do)")
     runs.add_argument("--wide", action="store_true",
                       help="a column for every field, even one that all listed runs share")
-    runs.add_argument("--md", metavar="PATH", help="also write the table as Markdown (a row per run and seed)")
+    runs.add_argument("--md", metavar="PATH", help="also write the table as Markdown (a row per run)")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
 
     summary = with_store(sub.add_parser(
@@ -513,15 +521,15 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--md", metavar="PATH", help="also write the table as Markdown")
     summary.add_argument("--json", metavar="PATH", help="also write each study's summary, seeds and run keys as JSON")
     summary.add_argument("--ci", action="store_true",
-                         help="also columns for the 95%% bootstrap intervals of the mean and std and the std's "
-                              "chi-square upper bound (in --json always)")
+                         help="also show the 95%% bootstrap intervals of the mean and std and the std's chi-square "
+                              "upper bound (--json always has them)")
     summary.add_argument("--compare", nargs="?", const=True, metavar="RECIPE",
-                         help="also compare every two studies of one task, data size, model and stack both ways "
-                              "(Mann-Whitney, Brown-Forsythe, Fisher and ASO, as a claim's compare), or with RECIPE "
-                              "each study against that recipe's only")
+                         help="also compare each pair of studies of one task, data size, model and stack, both ways "
+                              "(Mann-Whitney, Brown-Forsythe, Fisher and ASO, as a claim's compare); with RECIPE (a "
+                              "stored name or alias), only each study against that recipe's")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
-    summary.add_argument("--plot-format", choices=PLOT_FORMATS, default="png",
+    summary.add_argument("--plot-format", type=str.lower, choices=PLOT_FORMATS, default="png",
                          help="the figures' format: png (the default), pdf or svg")
     summary.set_defaults(handler=cmd_summary, command_parser=summary)
 

@@ -46,8 +46,9 @@ _OPTIONS = [
     ("plots", "write per-claim plots (scores per seed, gradient-norm traces, training curves) into this folder",
      "path"),
     ("plot-format", "the plots' format: png (the default), pdf or svg", "str"),
-    ("md", "write the claims table as Markdown to this file (e.g. for a CI job summary)", "path"),
-    ("json", "write every claim and seed as JSON to this file", "path"),
+    ("md", "write the claims table, the claims' comparisons and the gate as Markdown to this file (e.g. for a CI "
+           "job summary)", "path"),
+    ("json", "write every claim, seed, comparison and gate row as JSON to this file", "path"),
 ]
 
 

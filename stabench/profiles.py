@@ -34,7 +34,8 @@ WIKITEXT_2 = ("Salesforce/wikitext", "wikitext-2-raw-v1")
 def check_requirements(requires) -> None:
     unknown = [name for name in requires if name not in REQUIREMENTS]
     if isinstance(requires, str) or unknown:
-        raise ValueError(f"claim requires={requires!r} is invalid; expected a list of {' and '.join(REQUIREMENTS)}")
+        raise ValueError(f"claim requires={requires!r} is invalid; expected a list naming any of: "
+                         f"{', '.join(REQUIREMENTS)}")
 
 
 def missing_requirements(spec) -> list[str]:

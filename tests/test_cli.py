@@ -131,6 +131,13 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
                  str(tmp_path / "s.json")]) == 0
     assert [(c["name_a"], c["name_b"]) for c in json.loads((tmp_path / "s.json").read_text())["comparisons"]] == [
         (fast, default), (default, fast)]
+    # Any name of the study: its stored name, or an alias that only some of its seeds were asked for under.
+    assert main(_args(tiny_model, "--seeds", "1-2", "--set", "name=late", "--cpu-threads", str(base))) == 0
+    for name in ("late", default):
+        assert main(["summary", "--compare", name, "--task", "polarity", "--env", f"cpu_threads={base}", "--json",
+                     str(tmp_path / "s.json")]) == 0
+        assert len(json.loads((tmp_path / "s.json").read_text())["comparisons"]) == 2
+    capsys.readouterr()
     assert main(["summary", "--compare", "mosbach-stable", "--task", "polarity"]) == 2
     assert "--compare mosbach-stable: no matching study with 2 or more seeds is of that recipe; their recipes: " \
         in " ".join(capsys.readouterr().err.split())
