@@ -18,7 +18,6 @@ from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .gate import group_studies, name_studies, parse_env, setting, study_key, study_label
 from .models import stored_name
-from .report import PLOT_FORMATS
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .stats import compare_runs, summarize_runs
@@ -529,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "stored name or alias), only each study against that recipe's")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
-    summary.add_argument("--plot-format", type=str.lower, choices=PLOT_FORMATS, default="png",
+    summary.add_argument("--plot-format", type=str.lower, choices=report.PLOT_FORMATS, default="png",
                          help="the figures' format: png (the default), pdf or svg")
     summary.set_defaults(handler=cmd_summary, command_parser=summary)
 

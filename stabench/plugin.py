@@ -131,7 +131,8 @@ def _check_options(config: pytest.Config) -> list | None:
     checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
               ("cpu-threads", check_count), ("workers-per-gpu", check_count),
               ("tag", lambda text: text is None or check_tag(text)),
-              ("plot-format", check_plot_format), ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
+              ("plot-format", check_plot_format),
+              ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
         checks.append(("gpus", check_gpu_ids))
     if _names_one_gpu(option(config, "device")):
