@@ -65,7 +65,7 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
     if intervals:
         row["mean [95% CI]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
         row["std [95% CI]"] = f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
-        row["std upper (chi²)"] = fmt(summary.std_upper)
+        row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run
     return row
 
 

@@ -56,3 +56,16 @@ def test_a_verdict_says_when_a_run_never_predicts_some_of_three_or_more_classes(
                     steps_per_s=1.0, started_at="", finished_at="",
                     prediction_counts={str(i): c for i, c in enumerate(counts)})
     assert verdict_text(run) == verdict
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=12))
+def test_a_summary_rows_intervals_are_its_summarys_and_one_run_has_none(scores):
+    from stabench.report import fmt, summary_row
+    from stabench.stats import summarize
+
+    summary = summarize(scores)
+    row = summary_row(summary, intervals=True)
+    assert set(row) - set(summary_row(summary)) == {"mean [95% CI]", "std [95% CI]", "std upper (chi²)"}
+    assert row["mean [95% CI]"] == f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
+    assert row["std upper (chi²)"] == (fmt(summary.std_upper) if len(scores) > 1 else "-")  # not "inf"
+    assert "inf" not in "".join(row.values())
