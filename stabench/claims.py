@@ -277,8 +277,11 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
             model = toy_options.get("model", model)
             task = toy_options.get("task_map", {}).get(task, task)
             train_size = toy_options.get("train_size") if train_size is not None else None
-            recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),
-                                       **arm_options.get("toy", {}).get("recipe_overrides", {})})
+            try:
+                recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),
+                                           **arm_options.get("toy", {}).get("recipe_overrides", {})})
+            except ValueError as error:
+                raise ValueError(f"claim arm {name!r}: its toy recipe_overrides: {error}") from None
         recipe = recipe.replace(**(recipe_overrides or {}))
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
     if not toy:  # the toy profile may shorten two arms alike; it runs end to end, not the science

@@ -192,8 +192,9 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if short:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
                           f"{escape('; '.join(short))}[/]", highlight=False)
+    names = {run.key: set(run.recipe_names) for run in runs}  # before name_studies joins them into labels
     comparisons = [] if args.compare is None else _compare_studies(
-        studies, args.metric, None if args.compare is True else args.compare, console)
+        studies, args.metric, None if args.compare is True else args.compare, names, console)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
@@ -224,10 +225,15 @@ _COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided te
 
 
 def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, against: str | None,
-                     console: Console) -> list[dict]:
+                     names: dict[str, set[str]], console: Console) -> list[dict]:
     """Every ordered pair of studies made on one task, data size, model, data and library stack
     (a recipe against itself on another stack is the gate's job), or each study both ways against
-    the one of recipe ``against``; printed and returned as report entries."""
+    the one of recipe ``against`` (any of its runs' ``names``, by key); printed and returned as
+    report entries."""
+
+    def named(runs: list[RunResult]) -> set[str]:
+        return {name for run in runs for name in names[run.key]}
+
     groups: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
     few = [name for name, runs in studies if len(runs) < 2]
     for name, runs in studies:
@@ -239,18 +245,20 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         if against is None:
             pairs = list(itertools.permutations(members, 2))
         else:
-            bases = [member for member in members if against in _recipe_names(member[1])]
+            bases = [member for member in members if against in named(member[1])]
+            if len(bases) > 1:  # one name for two recipe versions (or for another study's content too)
+                raise ValueError(f"--compare {against} names {len(bases)} studies of {study_label(trained_on)} "
+                                 f"({'; '.join(name for name, _ in bases)}); pick one with --recipe-hash")
             found = found or bool(bases)
-            pairs = [pair for base in bases[:1] for other in members if other is not base
+            pairs = [pair for base in bases for other in members if other is not base
                      for pair in ((other, base), (base, other))]
         for (name_a, runs_a), (name_b, runs_b) in pairs:
             comparison = compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
                                       names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
             entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
     if against is not None and not found:
-        names = sorted({name for _, runs in studies for name in _recipe_names(runs)})
         raise ValueError(f"--compare {against}: no matching study with 2 or more seeds is of that recipe; their "
-                         f"recipes: {', '.join(names)}")
+                         f"recipes: {', '.join(sorted({n for _, runs in studies for n in named(runs)}))}")
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
     else:
@@ -260,11 +268,6 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
                       f"{escape('; '.join(few))}[/]", highlight=False)
     return entries
-
-
-def _recipe_names(runs: list[RunResult]) -> set[str]:
-    """Every name a study's runs were stored or asked for under (``name_studies`` joined them by `` | ``)."""
-    return {name for run in runs for name in (*run.recipe_name.split(" | "), *run.recipe_aliases)}
 
 
 def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
@@ -444,7 +447,7 @@ class _Once(argparse.Action):
     """A filter given twice would keep only its last value, silently selecting less than asked."""
 
     def __call__(self, parser, namespace, value, option_string=None) -> None:
-        if getattr(namespace, self.dest) is not None:
+        if getattr(namespace, self.dest) is not self.default:
             remedy = ("give one comma list, e.g. --seeds 0-4,7 or --env torch=2.13.0+cpu,cpu_threads=1"
                       if self.dest in ("seeds", "env") else
                       f"to select several, tag their runs (stabench tag NAME {option_string} A, again with B) and "
@@ -522,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--ci", action="store_true",
                          help="also show the 95%% bootstrap intervals of the mean and std and the std's chi-square "
                               "upper bound (--json always has them)")
-    summary.add_argument("--compare", nargs="?", const=True, metavar="RECIPE",
+    summary.add_argument("--compare", nargs="?", const=True, type=_text, metavar="RECIPE",
                          help="also compare each pair of studies of one task, data size, model and stack, both ways "
                               "(Mann-Whitney, Brown-Forsythe, Fisher and ASO, as a claim's compare); with RECIPE (a "
                               "stored name or alias), only each study against that recipe's")

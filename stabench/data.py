@@ -48,7 +48,7 @@ def _tokenizer_fingerprint(tokenizer) -> str:
     else:
         settings = sorted((name, str(value)) for name, value in tokenizer.init_kwargs.items())
         text = repr((sorted(tokenizer.get_vocab().items()), settings))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(f"{text}\ntruncation_side={tokenizer.truncation_side}".encode()).hexdigest()
 
 
 def _encode_split(data: TaskData, split, tokenizer, max_length: int) -> Encoded:

@@ -656,8 +656,10 @@ class Store:
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as error:
-            raise StoreError(f"{self.path}: cannot read the stored runs ({error}); a stored record may be damaged: "
-                             f"`stabench runs` names an unreadable one") from error
+            damaged = "malformed" in str(error)  # JSON a filter reads, or the file itself
+            raise StoreError(f"{self.path}: cannot read the stored runs ({error})" + (
+                "; a stored record may be damaged: `stabench runs` names an unreadable one" if damaged else "")
+            ) from error
 
     def _load(self, key: str, result_json: bytes) -> RunResult:
         """The stored record with its tags as they are now: the tags table holds every tag a run

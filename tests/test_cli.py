@@ -133,7 +133,8 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
         (fast, default), (default, fast)]
     # Any name of the study: its stored name, or an alias that only some of its seeds were asked for under.
     assert main(_args(tiny_model, "--seeds", "1-2", "--set", "name=late", "--cpu-threads", str(base))) == 0
-    for name in ("late", default):
+    assert main(_args(tiny_model, "--seeds", "0", "--set", "name=x | y", "--cpu-threads", str(base))) == 0
+    for name in ("late", default, "x | y"):  # a name may hold " | ", which joins a study's names in labels
         assert main(["summary", "--compare", name, "--task", "polarity", "--env", f"cpu_threads={base}", "--json",
                      str(tmp_path / "s.json")]) == 0
         assert len(json.loads((tmp_path / "s.json").read_text())["comparisons"]) == 2

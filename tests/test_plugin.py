@@ -326,6 +326,29 @@ def test_a_misspelt_or_impossible_claim_option_fails_at_import_with_its_name(opt
         stabench.claim(**given)
 
 
+def test_a_toy_override_is_checked_with_the_recipe_it_overrides(pytester, tiny_model):
+    """At import by name only: a value that the claim's own recipe takes is not refused there."""
+    pytester.makepyfile(test_toy=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+NO_WARMUP = stabench.get_recipe("bert-default", warmup=0.0, max_steps=2)
+
+@stabench.claim(task="polarity", model=MODEL, recipe=NO_WARMUP, seeds=1,
+                toy={"recipe_overrides": {"schedule": "constant"}})
+def test_constant(study):
+    assert study.arm.recipe.schedule == "constant"
+
+@stabench.claim(task="polarity", model=MODEL, recipe="bert-default", seeds=1, toy={"recipe_overrides": {"lr": -1}})
+def test_bad_lr(study):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-profile=toy")
+    result.assert_outcomes(passed=3, errors=3)  # the toy profile's 2 seeds and the verdict, each
+    message = "claim arm 'bert-default': its toy recipe_overrides: recipe field lr=-1.0 is invalid"
+    assert len([line for line in result.stdout.lines if message in line]) == 3
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_claim_seeds_may_be_written_as_on_the_command_line():
     import stabench
 

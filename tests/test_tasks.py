@@ -486,3 +486,6 @@ def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(t
     for max_length in (128, 64, 128):  # a call leaves its truncation setting behind in the tokenizer
         encode(data, tokenizer, max_length)
     assert encode(data, tokenizer, 64) is encode(data, AutoTokenizer.from_pretrained(tmp_path), 64)
+    left, right = (encode(data, AutoTokenizer.from_pretrained(tmp_path, truncation_side=side), 8)[0]
+                   for side in ("left", "right"))  # a setting of the Python tokenizer, not of its backend
+    assert any(not a.equal(b) for a, b in zip(left.input_ids, right.input_ids))
