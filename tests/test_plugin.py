@@ -345,7 +345,7 @@ def test_bad_lr(study):
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-profile=toy")
     result.assert_outcomes(passed=3, errors=3)  # the toy profile's 2 seeds and the verdict, each
     message = "claim arm 'bert-default': its toy recipe_overrides: recipe field lr=-1.0 is invalid"
-    assert len([line for line in result.stdout.lines if message in line]) == 3
+    assert len([line for line in result.stdout.lines if message in line]) >= 3  # each item; CI's summary repeats it
     assert "Traceback" not in result.stdout.str()
 
 
