@@ -168,11 +168,12 @@ def check_plot_format(text: str | None) -> str:
     return text.lower()
 
 
-def check_output(path: str | Path, what: str, kind: str, format_option: str = "--plot-format") -> None:
+def check_output(path: str | Path, what: str, kind: str, format_option: str) -> None:
     """A report's path (``kind`` md, json or plots), checked before the work that fills it (a pytest
     session's training): one line naming it when it cannot be written, or when a file there is
     no earlier report of that kind (the results store or a data file, named by mistake, would be
-    lost).  Missing folders above it are made when it is."""
+    lost).  Missing folders above it are made when it is.  ``format_option`` is how the figures'
+    format is given (``--plot-format``), for a plots folder named like a figure."""
     text, path, folder = str(path), Path(path), kind == "plots"
     named = f"{what} {text!r}"
     if not folder and (text.endswith(("/", os.sep)) or path.is_dir()):
