@@ -20,6 +20,7 @@ from .gate import group_studies, name_studies, parse_env, setting, study_key, st
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
+from .settings import project_settings
 from .stats import compare_runs, summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
 from .tasks import get_task, local_task, task_names
@@ -55,13 +56,19 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
                          f"it out for the full training set")
-    device = resolve_device(args.device)
-    if args.cpu_threads is not None:
-        check_count(args.cpu_threads, "--cpu-threads ")
+    project = project_settings()
+    try:
+        device = resolve_device(args.device or project.get("device") or "auto")
+    except ValueError as error:
+        raise ValueError(f"stabench_device in {project.path}: {error}" if args.device is None else error) from None
+    cpu_threads = args.cpu_threads if args.cpu_threads is not None else project.count("cpu_threads")
+    if cpu_threads is not None:
+        check_count(cpu_threads, "--cpu-threads " if args.cpu_threads is not None
+                    else f"stabench_cpu_threads in {project.path}: ")
         import torch
 
-        torch.set_num_threads(args.cpu_threads)
-    store = None if args.no_store else Store(args.store or default_store_path())
+        torch.set_num_threads(cpu_threads)
+    store = None if args.no_store else Store(_store_path(args))
     console.print(f"[bold]{escape(task.name)}[/] · {escape(args.model)} · recipe [bold]{escape(recipe.name)}[/] "
                   f"({recipe.hash}) · "
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
@@ -102,6 +109,15 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _store_path(args: argparse.Namespace) -> Path:
+    """--store, else the store a pytest session started here uses: ``stabench_store`` in its
+    configuration file, ``$STABENCH_STORE``, or ``.stabench/results.sqlite`` beside that file."""
+    if args.store:
+        return Path(args.store)
+    project = project_settings()
+    return project.store() or default_store_path(project.rootdir)
+
+
 def _stored_as(result, recipe) -> str:
     """A run keeps the recipe name it was first trained under (other names become aliases); say
     so when this one differs."""
@@ -128,7 +144,7 @@ _SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", 
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path(), must_exist=True) as store:
+    with Store(_store_path(args), must_exist=True) as store:
         if args.show:
             console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
@@ -160,7 +176,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path(), must_exist=True) as store:
+    with Store(_store_path(args), must_exist=True) as store:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs:
@@ -296,7 +312,7 @@ def _of_seeds(runs: list[RunResult], seeds: str | None) -> list[RunResult]:
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
-    with Store(args.store or default_store_path(), must_exist=True) as store:
+    with Store(_store_path(args), must_exist=True) as store:
         filters, env = _filters(args)
         if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
@@ -314,7 +330,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     runs = read_export(args.path)  # before the store opens: a bad file leaves no new empty store behind
-    with Store(args.store or default_store_path()) as store:
+    with Store(_store_path(args)) as store:
         added, skipped = store.merge(runs)
     merged = " (kept; the file's tags and recipe names are added to them)" if skipped else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored{merged}",
@@ -344,7 +360,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                          f"with --stabench-tag=NAME, env:transformers=VERSION for a newer stack's, or store)")
     needs_store = args.current == "store" or reads_store(args.baseline) or reads_store(args.current)
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
-    with Store(args.store or default_store_path(), must_exist=True) if needs_store else nullcontext() as store:
+    with Store(_store_path(args), must_exist=True) if needs_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
         current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
@@ -393,7 +409,7 @@ def _md_title(args: argparse.Namespace) -> str:
 
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     check_tag(args.name)
-    with Store(args.store or default_store_path(), must_exist=True) as store:
+    with Store(_store_path(args), must_exist=True) as store:
         filters, env = _filters(args)
         runs = store.query(**filters, env=env)
         if not runs:
@@ -421,7 +437,7 @@ def cmd_untag(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"--tag {filters['tag']!r} selects runs of another tag than {args.name!r}; untag takes the "
                          f"tag off the runs that hold it, so leave --tag out")
     filters["tag"] = args.name
-    with Store(args.store or default_store_path(), must_exist=True) as store:
+    with Store(_store_path(args), must_exist=True) as store:
         runs = store.query(**filters, env=env)
         if not runs:
             raise ValueError(f"{store.nothing_matches(filters, env)}; no run lost the tag {args.name!r}")
@@ -478,7 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--store", type=_text,
-                       help="results store (default: $STABENCH_STORE or ./.stabench/results.sqlite)")
+                       help="results store (default: the one pytest uses here: stabench_store in pytest.ini, "
+                            "pyproject.toml, ..., else $STABENCH_STORE, else .stabench/results.sqlite in that "
+                            "file's folder or this one)")
         return p
 
     run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
@@ -493,8 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override recipe fields: repeat it or separate them by commas, e.g. lr=1e-3,epochs=1")
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
-    run.add_argument("--device", default="auto", help="auto (the default), cpu, cuda or cuda:N")
-    run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: torch's); part of a CPU "
+    run.add_argument("--device", help="auto (the default, unless pytest's configuration file sets stabench_device), "
+                                      "cpu, cuda or cuda:N")
+    run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: stabench_cpu_threads in "
+                                                     "pytest's configuration file, else torch's); part of a CPU "
                                                      "run's key, as pytest's --stabench-cpu-threads")
     run.add_argument("--recompute", action="store_true", help="train again even when a result is stored")
     run.add_argument("--no-store", action="store_true", help="do not read or write the results store")

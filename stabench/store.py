@@ -237,7 +237,7 @@ class Store:
                              f"{self.path / 'results.sqlite'}")
         if must_exist and not self.path.is_file():
             raise StoreError(f"no results store at {self.path}; expected the path of an existing store (one "
-                             f"written by stabench run or pytest; see --store or $STABENCH_STORE)")
+                             f"written by stabench run or pytest; see --store, stabench_store in pytest's configuration file, or $STABENCH_STORE)")
         self._check_is_ours_or_new()
         _make_folder(self.path.parent)
         try:

@@ -6,6 +6,7 @@ import sqlite3
 import time
 
 import pytest
+import torch
 
 CLAIMS = '''
 import pytest
@@ -204,6 +205,27 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["ERROR: stabench_seeds in pyproject.toml is invalid (*); expected text in quotes, "
                               "e.g. stabench_seeds = \"...\""])
+
+
+def test_the_cli_uses_the_store_and_threads_of_pytest_s_ini_file(suite, tiny_model, monkeypatch, capsys):
+    from stabench.cli import main
+
+    suite.makeini("[pytest]\nstabench_store = stores/s.sqlite\nstabench_seeds = 1\nstabench_cpu_threads = 2\n")
+    monkeypatch.delenv("STABENCH_STORE")
+    suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "false_claim and polarity").assert_outcomes(
+        passed=1, failed=1)
+    (suite.path / "sub").mkdir()
+    monkeypatch.chdir(suite.path / "sub")  # the CLI from a folder below the ini file finds the session's store
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out.startswith("1 stored run(s)")
+    # The claim's recipe and seed from the CLI: stabench_cpu_threads = 2 gives the session's key (this
+    # process runs 1 thread), so the run is read, not trained again.
+    assert torch.get_num_threads() == 1
+    assert main(["run", "--task", "polarity", "--model", tiny_model, "--recipe", "bert-default", "--set",
+                 "max_steps=6,trace_every=2,lr=2e-3", "--seeds", "0", "--device", "cpu"]) == 0
+    assert "stored, not retrained" in capsys.readouterr().out
+    assert not (suite.path / ".stabench").exists() and not (suite.path / "sub" / ".stabench").exists()
 
 
 @pytest.mark.parametrize("ini, message", [
