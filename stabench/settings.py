@@ -8,11 +8,16 @@ under one key, also from a subfolder, without ``$STABENCH_STORE``.
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import iniconfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest's own dependency there
+    import tomli as tomllib
 
 # pytest's own order (``_pytest.config.findpaths``): in each folder from here up, the first of these
 # that holds pytest's section; failing that, the nearest pyproject.toml, then the nearest setup.py.
