@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,12 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
-from .gate import group_studies, name_studies, parse_env, setting, study_key, study_label
+from .gate import compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .settings import project_settings
-from .stats import compare_runs, summarize_runs
+from .stats import summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
 from .tasks import get_task, local_task, task_names
 
@@ -242,45 +241,18 @@ _COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided te
 
 def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, against: str | None,
                      names: dict[str, set[str]], console: Console) -> list[dict]:
-    """Every ordered pair of studies made on one task, data size, model, data and library stack
-    (a recipe against itself on another stack is the gate's job), or each study both ways against
-    the one of recipe ``against`` (any of its runs' ``names``, by key); printed and returned as
-    report entries."""
-
-    def named(runs: list[RunResult]) -> set[str]:
-        return {name for run in runs for name in names[run.key]}
-
-    groups: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
-    few = [name for name, runs in studies if len(runs) < 2]
-    for name, runs in studies:
-        if len(runs) >= 2:  # a test needs two scores a side
-            groups.setdefault((study_key(runs[0])[:3], setting(runs[0])), []).append((name, runs))
-    entries, found = [], False
-    for (trained_on, _), members in groups.items():
-        prefix = f"{study_label(trained_on)} / "
-        if against is None:
-            pairs = list(itertools.permutations(members, 2))
-        else:
-            bases = [member for member in members if against in named(member[1])]
-            if len(bases) > 1:  # one name for two recipe versions (or for another study's content too)
-                raise ValueError(f"--compare {against} names {len(bases)} studies of {study_label(trained_on)} "
-                                 f"({'; '.join(name for name, _ in bases)}); pick one with --recipe-hash")
-            found = found or bool(bases)
-            pairs = [pair for base in bases for other in members if other is not base
-                     for pair in ((other, base), (base, other))]
-        for (name_a, runs_a), (name_b, runs_b) in pairs:
-            comparison = compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
-                                      names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
-            entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
-    if against is not None and not found:
-        raise ValueError(f"--compare {against}: no matching study with 2 or more seeds is of that recipe; their "
-                         f"recipes: {', '.join(sorted({n for _, runs in studies for n in named(runs)}))}")
+    """:func:`gate.compare_studies`, printed with a note on what it left out."""
+    try:
+        entries = compare_studies(studies, metric, against, names)
+    except ValueError as error:
+        raise ValueError(f"--compare {against}: {error}" + (" (--recipe-hash)" if "recipe hash" in str(error) else "")
+                         ) from None
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
     else:
         console.print("[yellow]note: --compare found no two studies of one task, data size, model and stack with "
                       "at least 2 seeds each, so nothing was compared[/]", highlight=False)
-    if few:
+    if few := [name for name, runs in studies if len(runs) < 2]:
         console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
                       f"{escape('; '.join(few))}[/]", highlight=False)
     return entries

@@ -9,6 +9,7 @@ or an edited recipe of the same name is compared with its past self, seed for se
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -479,6 +480,48 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
         labels = _told_apart(groups, always) if len(groups) > 1 or always else [""]
         grouped += [(f"{name} [{label}]" if label else name, _dedupe(group)) for group, label in zip(groups, labels)]
     return grouped
+
+
+def compare_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], metric: str | None = None,
+                    against: str | None = None, names: Mapping[str, Iterable[str]] | None = None) -> list[dict]:
+    """Every ordered pair of :func:`group_studies`' studies made on one task, data size, model,
+    data and library stack (a recipe against itself on another stack is the gate's job), or each
+    study both ways against the one of recipe ``against``; as report entries (``studies of`` and
+    :meth:`stats.Comparison.to_dict`), each group's level split over its ordered pairs.
+
+    ``against`` is any name a study's runs were stored or asked for under: ``names`` maps a run's
+    key to those names, for studies whose runs :func:`name_studies` renamed (default: the runs'
+    own ``recipe_names``).  Studies with one seed are left out, since no test can use them.
+    """
+
+    def named(runs: Sequence[RunResult]) -> set[str]:
+        return {name for run in runs for name in (names[run.key] if names is not None else run.recipe_names)}
+
+    groups: dict[tuple, list[tuple[str, Sequence[RunResult]]]] = {}
+    for name, runs in studies:
+        if len(runs) >= 2:  # a test needs two scores a side
+            groups.setdefault((study_key(runs[0])[:3], setting(runs[0])), []).append((name, runs))
+    entries, found = [], False
+    for (trained_on, _), members in groups.items():
+        prefix = f"{study_label(trained_on)} / "
+        if against is None:
+            pairs = list(itertools.permutations(members, 2))
+        else:
+            bases = [member for member in members if against in named(member[1])]
+            if len(bases) > 1:  # one name for two recipe versions (or for another study's content too)
+                raise ValueError(f"recipe {against!r} names {len(bases)} studies of {study_label(trained_on)} "
+                                 f"({'; '.join(name for name, _ in bases)}); pick one by its recipe hash")
+            found = found or bool(bases)
+            pairs = [pair for base in bases for other in members if other is not base
+                     for pair in ((other, base), (base, other))]
+        for (name_a, runs_a), (name_b, runs_b) in pairs:
+            comparison = stats.compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
+                                            names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
+            entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
+    if against is not None and not found:
+        raise ValueError(f"no study with 2 or more seeds is of recipe {against!r}; their recipes: "
+                         f"{', '.join(sorted({n for _, runs in studies for n in named(runs)}))}")
+    return entries
 
 
 def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],

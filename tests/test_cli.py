@@ -140,8 +140,13 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
         assert len(json.loads((tmp_path / "s.json").read_text())["comparisons"]) == 2
     capsys.readouterr()
     assert main(["summary", "--compare", "mosbach-stable", "--task", "polarity"]) == 2
-    assert "--compare mosbach-stable: no matching study with 2 or more seeds is of that recipe; their recipes: " \
+    assert "--compare mosbach-stable: no study with 2 or more seeds is of recipe 'mosbach-stable'; their recipes: " \
         in " ".join(capsys.readouterr().err.split())
+    # One name for two recipe contents: which study is the baseline is for the user to say.
+    assert main(_args(tiny_model, "--seeds", "0-1", "--set", "name=late,lr=5e-4", "--cpu-threads", str(base))) == 0
+    capsys.readouterr()
+    assert main(["summary", "--compare", "late", "--task", "polarity", "--env", f"cpu_threads={base}"]) == 2
+    assert "--compare late: recipe 'late' names 2 studies of polarity / tiny-bert (" in capsys.readouterr().err
 
 
 def test_one_export_file_named_twice_is_not_a_gate(tiny_model, tmp_path, monkeypatch, capsys):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, group_studies, load_source,
-                           name_studies, parse_env, parse_limits, pick_variant, what_changed)
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, compare_studies, group_studies,
+                           load_source, name_studies, parse_env, parse_limits, pick_variant, what_changed)
 from stabench.report import write_json
 from stabench.result import RunResult
 from stabench.store import Store
@@ -28,6 +28,28 @@ def _run(seed, score, *, recipe="r", torch="2.13.0", failed=None, metric="accura
 
 
 GOOD = [0.90, 0.91, 0.92, 0.89, 0.90, 0.93, 0.91, 0.90]
+
+
+def test_compare_studies_pairs_recipes_of_one_stack_in_both_directions():
+    """The library call behind ``stabench summary --compare``: every ordered pair of recipes on one
+    stack, the level split over them; a recipe on another stack, or with one seed, is in no pair."""
+    runs = [_run(s, v - shift, recipe=recipe) for recipe, shift in (("r", 0), ("s", 0.2), ("u", 0.01))
+            for s, v in enumerate(GOOD[:5])]
+    runs += [_run(s, v, recipe="r", torch="2.11.0") for s, v in enumerate(GOOD[:5])] + [_run(0, 0.9, recipe="one")]
+    studies = group_studies(name_studies(runs))
+    every = compare_studies(studies)
+    r = "r [torch 2.13.0]"  # r's other variant, on torch 2.11.0, has no other recipe to pair with
+    assert sorted((c["name_a"], c["name_b"]) for c in every) == sorted(
+        (a, b) for a in (r, "s", "u") for b in (r, "s", "u") if a != b)
+    assert {c["n_comparisons"] for c in every} == {6} and {c["n_a"] for c in every} == {5}
+    assert {c["studies of"] for c in every} == {"t / m"}
+    worse = next(c for c in every if (c["name_a"], c["name_b"]) == (r, "s"))
+    assert worse["mannwhitney_p_a_better"] < 0.05 / 6  # r is 0.2 above s on every seed
+    against = compare_studies(studies, against="s")
+    assert [(c["name_a"], c["name_b"]) for c in against] == [(r, "s"), ("s", r), ("u", "s"), ("s", "u")]
+    assert {c["n_comparisons"] for c in against} == {4}
+    with pytest.raises(ValueError, match="no study with 2 or more seeds is of recipe 'one'; their recipes: one, r, "):
+        compare_studies(studies, against="one")
 
 
 def test_worse_study_regresses_with_the_metric_named():
