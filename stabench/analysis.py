@@ -439,7 +439,8 @@ def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eva
 
     k runs over 0..L+1 for an L-layer encoder: k = 0 is the fine-tuned encoder, k = L
     replaces every encoder layer but keeps the fine-tuned embeddings, and k = L+1 also
-    restores the embeddings, i.e. is exactly the pretrained model.  (The paper counts
+    restores the embeddings and every other weight of the encoder (DeBERTa's relative position
+    embeddings, a final norm), i.e. is exactly the pretrained model.  (The paper counts
     layers only; BERT's MLM decoder is tied to the word embeddings, so at k = L the head
     reads the fine-tuned embedding matrix.)  The MLM head (transform and bias) is always the
     pretrained one; weights the checkpoint lacks are initialised from ``head_seed``.  The
@@ -470,10 +471,8 @@ def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eva
     curve = []
     for k in ks:
         reset = {f"layer.{i}" for i in range(num_layers - min(k, num_layers), num_layers)}
-        if k > num_layers:
-            reset.add("embeddings")
-        state = {name: (pretrained[name] if groups[name] in reset else finetuned_state[name].detach())
-                 for name in pretrained}
+        state = {name: (pretrained[name] if k > num_layers or groups[name] in reset
+                        else finetuned_state[name].detach()) for name in pretrained}
         base.load_state_dict(state, strict=True)
         curve.append((k, _plan_perplexity(mlm, plan, tokenizer.mask_token_id, tokenizer.pad_token_id or 0,
                                           batch_size)))

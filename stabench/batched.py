@@ -33,7 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_lib
 from . import models
-from .optim import AdamW, decays, make_scheduler
+from .optim import AdamW, make_scheduler, no_decay_names
 from .recipes import Recipe
 
 
@@ -63,9 +63,10 @@ class SeedGroup:
         self.params, self.buffers = stack_module_state(replicas)  # leaves: [seeds, *shape]
         self.template = copy.deepcopy(replicas[0]).to("meta")
         self.template.train()
+        exempt = no_decay_names(replicas[0])
         del replicas
-        decay = [p for name, p in self.params.items() if decays(name)]
-        no_decay = [p for name, p in self.params.items() if not decays(name)]
+        decay = [p for name, p in self.params.items() if name not in exempt]
+        no_decay = [p for name, p in self.params.items() if name in exempt]
         groups = [{"params": decay, "weight_decay": recipe.weight_decay, "lr": recipe.lr, "name": "decay"},
                   {"params": no_decay, "weight_decay": 0.0, "lr": recipe.lr, "name": "no_decay"}]
         self.optimizer = AdamW(groups, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),

@@ -1,7 +1,8 @@
 """Stabilising interventions the paper compares against or users ask for.
 
 Each function acts in place on a Hugging Face ``*ForSequenceClassification`` model (BERT,
-RoBERTa, MiniLM, and where it makes sense ALBERT / DistilBERT):
+RoBERTa, MiniLM, ELECTRA, DeBERTa, DistilBERT, ModernBERT; ALBERT, whose layers share one set
+of weights, has Mixout only):
 
 * Mixout (Lee et al. 2020): :class:`MixLinear`, :func:`apply_mixout`.
 * Re-initialising the top encoder layers (Zhang et al. 2021): :func:`reinit_top_layers`.
@@ -18,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models import DROPOUT_FIELDS
-from .optim import decays
+from .optim import no_decay_names
 
 __all__ = [
     "MixLinear",
     "apply_mixout",
+    "check_per_layer",
     "encoder_layers",
     "layer_group",
     "layerwise_lr_param_groups",
@@ -34,10 +36,15 @@ _DROPOUT_TYPES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
 )
 
-_LAYER_RE = re.compile(r"(?:^|\.)(?:encoder|transformer)\.layer\.(\d+)\.")
+_LAYER_RE = re.compile(r"(?:^|\.)(?:(?:encoder|transformer)\.layer|layers)\.(\d+)\.")
 _ALBERT_GROUP_RE = re.compile(r"(?:^|\.)albert_layer_groups\.(\d+)\.")
-_EMBEDDINGS_RE = re.compile(r"(?:^|\.)(?:embeddings|embedding_hidden_mapping_in)\.")
-_POOLER_RE = re.compile(r"(?:^|\.)pooler\.")
+# Embeddings, with what maps them to the layers' width (ALBERT, ELECTRA) and DeBERTa's relative
+# position embeddings, which every layer reads, and their norm.
+_EMBEDDINGS_RE = re.compile(r"(?:^|\.)(?:embeddings|embedding_hidden_mapping_in|embeddings_project|rel_embeddings)\."
+                            r"|^deberta\.encoder\.LayerNorm\.")
+# Between the last layer and the classifier: BERT's pooler, ModernBERT's final norm and head, a
+# pre-LN encoder's final norm (XLM-RoBERTa-XL).
+_POOLER_RE = re.compile(r"(?:^|\.)(?:pooler|final_norm|head|encoder\.LayerNorm)\.")
 _CLASSIFIER_RE = re.compile(r"(?:^|\.)(?:pre_)?classifier\.")
 
 
@@ -153,32 +160,43 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     """The encoder's per-depth layer list, bottom (index 0) to top.
 
     Works on a task model or a bare base model: ``<base>.encoder.layer`` (BERT, MiniLM,
-    RoBERTa, ELECTRA) or ``<base>.transformer.layer`` (DistilBERT).  ALBERT raises, since its
-    depth reuses one shared layer group, so there is no module per layer to address.
+    RoBERTa, ELECTRA, DeBERTa), ``<base>.transformer.layer`` (DistilBERT) or ``<base>.layers``
+    (ModernBERT).  ALBERT raises, since its depth reuses one shared layer group, so there is
+    no module per layer to address.
     """
     base = getattr(model, "base_model", model)
     encoder = getattr(base, "encoder", None)
     if encoder is not None and hasattr(encoder, "albert_layer_groups"):
-        raise ValueError(
-            "ALBERT shares one set of layer weights across all depths "
-            "(encoder.albert_layer_groups), so per-layer interventions are undefined for it"
-        )
-    for container in (encoder, getattr(base, "transformer", None)):
-        layers = getattr(container, "layer", None)
+        raise ValueError(SHARED_LAYERS)
+    for layers in (getattr(encoder, "layer", None), getattr(getattr(base, "transformer", None), "layer", None),
+                   getattr(base, "layers", None)):
         if isinstance(layers, nn.ModuleList):
             return layers
     raise ValueError(
         f"cannot find the encoder layer list of {type(model).__name__}: expected "
-        "<base>.encoder.layer or <base>.transformer.layer"
+        "<base>.encoder.layer, <base>.transformer.layer or <base>.layers"
     )
+
+
+SHARED_LAYERS = ("ALBERT shares one set of layer weights across all depths (encoder.albert_layer_groups), so "
+                 "per-layer interventions (reinit_layers, layerwise_lr_decay) are undefined for it")
+
+
+def check_per_layer(model_type: str | None) -> None:
+    """Refuses per-layer interventions for a model whose layers share their weights, from its
+    config's ``model_type``, before any data or weights load."""
+    if model_type == "albert":
+        raise ValueError(SHARED_LAYERS)
 
 
 def layer_group(param_name: str, num_layers: int) -> str:
     """The readable layer group of a parameter name.
 
     Returns ``"layer.<i>"`` for encoder layer i (``encoder.layer.<i>``,
-    ``transformer.layer.<i>``, and ALBERT's shared ``albert_layer_groups.<i>``),
-    ``"embeddings"`` (including ALBERT's embedding-to-hidden projection), ``"pooler"``,
+    ``transformer.layer.<i>``, ModernBERT's ``layers.<i>`` and ALBERT's shared
+    ``albert_layer_groups.<i>``), ``"embeddings"`` (with ALBERT's and ELECTRA's projections to
+    the layers' width and DeBERTa's relative position embeddings and their norm), ``"pooler"``
+    (also ModernBERT's final norm and head, and a pre-LN encoder's final norm),
     ``"classifier"`` (also DistilBERT's freshly initialised ``pre_classifier`` and RoBERTa's
     ``classifier.dense``), else ``"other"``.  A layer index outside ``[0, num_layers)`` is
     ``"other"`` too, so a stray numbered list is never mistaken for a layer.
@@ -265,7 +283,7 @@ def layerwise_lr_param_groups(
 
     so each step down the network multiplies the lr by ``decay``; ``decay = 1`` is a plain
     single-lr recipe.  Each depth is split into a decayed group (``weight_decay``) and a
-    no-decay group (``weight_decay = 0``) for biases and LayerNorm weights, as in BERT.  With
+    no-decay group (``weight_decay = 0``) for biases and norm layers, as in BERT.  With
     ``decay < 1`` the head is never decayed, weights included, as in Zhang et al.'s code (its
     ``get_optimizer_grouped_parameters`` puts pooler and classifier in one group with weight
     decay 0; with ``decay = 1`` it falls back to the plain BERT groups, and so does this).  Group
@@ -282,6 +300,7 @@ def layerwise_lr_param_groups(
     depth_lr.update({"pooler": base_lr, "classifier": base_lr})
 
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    exempt = no_decay_names(model)
     unplaced = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -290,7 +309,7 @@ def layerwise_lr_param_groups(
         if depth not in depth_lr:
             unplaced.append(name)
             continue
-        decayed = decays(name) and not (decay < 1 and depth in ("pooler", "classifier"))
+        decayed = name not in exempt and not (decay < 1 and depth in ("pooler", "classifier"))
         buckets.setdefault((depth, decayed), []).append(param)
     if unplaced:
         raise ValueError(f"no layer-wise lr for trainable parameters {unplaced}")

@@ -29,7 +29,9 @@ TINY_BERT = "tiny-bert"
 
 # Config fields that hold a dropout probability (BERT/RoBERTa/MiniLM, ALBERT, DistilBERT).
 DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
-                  "classifier_dropout_prob", "dropout", "attention_dropout", "seq_classif_dropout", "qa_dropout")
+                  "classifier_dropout_prob", "dropout", "attention_dropout", "seq_classif_dropout", "qa_dropout",
+                  "embedding_dropout", "mlp_dropout",  # ModernBERT
+                  "pooler_dropout", "cls_dropout")  # DeBERTa
 
 
 @dataclass(frozen=True)
@@ -160,9 +162,9 @@ def load_tokenizer(source: ModelSource):
     return tokenizer
 
 
-def num_encoder_layers(source: ModelSource) -> int | None:
-    """The model's depth from its config alone (no weights loaded); None where the config does not say."""
-    return getattr(_load_config(source), "num_hidden_layers", None)
+def model_config(source: ModelSource):
+    """The model's config alone (no weights loaded): its depth and type, to check a recipe early."""
+    return _load_config(source)
 
 
 def _load_config(source: ModelSource, **overrides):

@@ -31,13 +31,19 @@ _UNCORRECTED_STEP = 1e12
 # matters for coordinates with tiny gradients.  "torch" (torch.optim.AdamW): eps is added to the
 # corrected sqrt(v).  Without bias correction both are the TF BERT update.  Names: ADAMW_STYLES.
 
-# BERT's exclusions from weight decay: every bias and the LayerNorm weights.
-NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
-
-
-def decays(name: str) -> bool:
-    """Whether weight decay applies to the parameter called ``name`` (not a bias or LayerNorm)."""
-    return not any(marker in name for marker in NO_DECAY)
+def no_decay_names(model: nn.Module) -> set[str]:
+    """The parameters BERT's recipe keeps out of weight decay: every bias, and the parameters of
+    each normalisation layer, found by its type (any class named ``*Norm*``) rather than by its
+    name, which varies: BERT's ``LayerNorm``, DistilBERT's ``sa_layer_norm``, ModernBERT's
+    ``attn_norm`` and ``final_norm``.  For BERT, RoBERTa and MiniLM this is the paper's
+    ``["bias", "LayerNorm.weight"]``."""
+    names = set()
+    for module_name, module in model.named_modules():
+        is_norm = "norm" in type(module).__name__.lower()
+        for param_name, _ in module.named_parameters(recurse=False):
+            if is_norm or "bias" in param_name:
+                names.add(f"{module_name}.{param_name}" if module_name else param_name)
+    return names
 
 
 class AdamW(torch.optim.Optimizer):
@@ -135,11 +141,12 @@ def _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, bet
 
 
 def decay_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
-    """Two groups: weight decay for weights, none for biases and LayerNorm (as in BERT)."""
+    """Two groups: weight decay for weights, none for biases and norm layers (as in BERT)."""
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    exempt = no_decay_names(model)
     return [
-        {"params": [p for n, p in named if decays(n)], "weight_decay": weight_decay, "lr": lr, "name": "decay"},
-        {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0, "lr": lr, "name": "no_decay"},
+        {"params": [p for n, p in named if n not in exempt], "weight_decay": weight_decay, "lr": lr, "name": "decay"},
+        {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0, "lr": lr, "name": "no_decay"},
     ]
 
 

@@ -58,8 +58,11 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
     source = models.resolve(model)
-    if recipe.reinit_layers and (depth := models.num_encoder_layers(source)) is not None:
-        interventions.check_reinit_layers(recipe.reinit_layers, depth)  # before any data or weights load
+    if recipe.reinit_layers or recipe.layerwise_lr_decay < 1:  # checked before any data or weights load
+        config = models.model_config(source)
+        interventions.check_per_layer(config.model_type)
+        if recipe.reinit_layers and (depth := getattr(config, "num_hidden_layers", None)) is not None:
+            interventions.check_reinit_layers(recipe.reinit_layers, depth)
     if source.revision is None:  # a local folder saved without its tokenizer fails here, before any data loads
         models.load_tokenizer(source)
     task_name(task)  # a Task object is registered under its name, and one name is one task
