@@ -153,7 +153,9 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     layers = _encoder_layer_names(grad_norm)
     if not layers or not steps:
         raise ValueError(f"run {result.key!r} (seed {result.seed}) has no per-layer gradient-norm trace; "
-                         f"expected trace['grad_norm'] with 'layer.<i>' entries and trace['step']")
+                         f"expected trace['grad_norm'] with 'layer.<i>' entries and trace['step'], found groups "
+                         f"{', '.join(grad_norm) or 'none'} (a model whose layers stabench does not recognise "
+                         f"traces them as 'other')")
     bottom, top = layers[0], layers[-1]
     for name, norms in grad_norm.items():
         if len(norms) != len(steps):

@@ -50,6 +50,14 @@ def traces(bottom, top, embeddings=None, classifier=None, noise=0.0, seed=0):
 # --------------------------------------------------------------------------------------
 # Vanishing gradients
 # --------------------------------------------------------------------------------------
+def test_a_trace_without_layers_names_the_groups_it_has():
+    """A model whose layers were not recognised when it trained has them all in 'other'."""
+    flat = [1.0] * len(STEPS)
+    with pytest.raises(ValueError, match=r"has no per-layer gradient-norm trace; .* found groups embeddings, other, "
+                                         r"classifier \(a model whose layers stabench does not recognise"):
+        analysis.vanishing_gradients(make_result({"embeddings": flat, "other": flat, "classifier": flat}))
+
+
 def test_bottom_layer_falling_1000x_and_staying_low_is_vanishing():
     bottom = curve({1: 1.0, 10: 0.5, 30: 1e-3, 200: 1e-3})
     top = curve({1: 1.0, 30: 0.1, 200: 0.1})
