@@ -58,17 +58,20 @@ FULL_DATA_STEPS = {"mrpc": 690, "cola": 1602, "qnli": 19_641}
 @stabench.claim(model=BERT, seeds=SEEDS, arms=TABLE_1_ARMS, requires=["cuda"],
                 reference={"source": TABLE_1_SOURCE, **TABLE_1}, toy=TOY_LEARNS)
 def test_table1_stable_baseline_never_fails_and_varies_less(study, task):
-    """Table 1: the stable baseline has no failed run and a significantly smaller std than the default.
+    """Table 1: the stable baseline has no failed run and a significantly smaller std than the
+    default recipe and than Mixout (the paper's 2.4 / 0.8 / 1.0 against 7.9 / 3.8 / 20.9).
 
-    0/25 failures bounds the failure rate below 13.7% (two-sided 95% Clopper-Pearson); the
-    std comparison is the paper's Levene test (Brown-Forsythe variant), at 5% here where the paper
-    reports p < 0.001. The comparison runs first, so the reports hold its p-values whatever fails.
+    0/25 failures bounds the failure rate below 13.7% (two-sided 95% Clopper-Pearson); each std
+    comparison is the paper's Levene test (Brown-Forsythe variant), at 5% split over the two
+    (Bonferroni) where the paper reports p < 0.001 against the default. The comparisons run
+    first, so the reports hold their p-values whatever fails.
     """
-    default, stable = study["default"], study["stable"]
-    comparison = stable.compare(default)
+    stable = study["stable"]
+    against_default, against_mixout = (stable.compare(study[arm], n_comparisons=2) for arm in ("default", "mixout"))
     assert stable.failures == 0
     assert stable.failure_rate_upper() < 0.14
-    stats.assert_less_variable(comparison)
+    stats.assert_less_variable(against_default)
+    stats.assert_less_variable(against_mixout)
 
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"])

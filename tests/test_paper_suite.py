@@ -53,7 +53,8 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
     # no-overfitting trend (it needs 3 successful runs).
     claims = {claim: [c for c in report["claims"] if f"::{claim}" in c["claim"]] for claim in CLAIMS}
     assert {c["claim"].split("::")[1].split("[")[0] for c in report["comparisons"]} == {CLAIMS[0]}
-    assert len(report["comparisons"]) == 3  # one per task
+    assert len(report["comparisons"]) == 6  # per task: stable against the default and against Mixout
+    assert {(c["name_a"], c["name_b"]) for c in report["comparisons"]} == {("stable", "default"), ("stable", "mixout")}
     small_data = claims["test_small_data_fails_from_too_few_iterations"]
     assert all(len({c["recipe_hash"] for c in small_data if task in c["claim"]}) == 2 for task in ("mrpc", "qnli"))
     assert "needs at least 3 successful runs" not in str(claims[CLAIMS[6]][0]["message"])
