@@ -1,7 +1,8 @@
 """Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves.
 
-Plots are written with the Agg backend so they work on headless CI machines and inside
-pytest workers: in the format the file's extension names (``.pdf``, ``.svg``), else PNG.
+Plots are drawn on matplotlib's Agg canvas directly, never through pyplot, so they work on
+headless CI machines and in pytest workers and leave a notebook's backend (inline figures) as it
+was; each is written in the format its file's extension names (``.pdf``, ``.svg``), else PNG.
 """
 from __future__ import annotations
 
@@ -10,24 +11,26 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-from .report import image_format  # noqa: E402
-from .result import (  # noqa: E402
-    FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss, layer_order, runs_of)
+from .report import image_format
+from .result import FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss, layer_order, runs_of
 
 
-def _save(figure, path) -> Path:
+def _figure(**options) -> Figure:
+    """A figure on its own Agg canvas: no pyplot state, nothing to close."""
+    figure = Figure(**options)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path) -> Path:
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(figure)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
     return path
 
 
@@ -60,7 +63,8 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
 
-    figure, axes = plt.subplots(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
+    figure = _figure(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
+    axes = figure.subplots()
     scores = [np.asarray([r.metrics[metric] for r in runs_by_label[label]], dtype=float) for label in labels]
     axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
     for position, label, values in zip(positions, labels, scores):
@@ -122,13 +126,11 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
               for label, trace in _by_seed(traces, "plot_grad_norm_traces", "run or run trace", "panel").items()}
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
-    figure, panels = plt.subplots(
-        len(traces), 1, figsize=(8, 2.8 * len(traces)), sharex=True, sharey=True, squeeze=False,
-        layout="constrained",  # keeps the figure title off the first panel's title
-    )
+    figure = _figure(figsize=(8, 2.8 * len(traces)), layout="constrained")  # keeps the title off the first panel's
+    panels = figure.subplots(len(traces), 1, sharex=True, sharey=True, squeeze=False)
     for axes, (label, trace) in zip(panels[:, 0], traces.items()):
         groups = trace["grad_norm"]
-        colours = plt.cm.viridis(np.linspace(0, 0.95, max(len(groups), 1)))
+        colours = colormaps["viridis"](np.linspace(0, 0.95, max(len(groups), 1)))
         for colour, group in zip(colours, sorted(groups, key=layer_order)):  # bottom to top, in any trace
             axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group)
         axes.set_yscale("log", nonpositive="mask")
@@ -223,14 +225,15 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     if evaluated and metric not in evaluated:  # runs without evaluations have nothing to draw
         raise ValueError(f"metric {metric!r} is not among the runs' dev evaluations (trace['eval']); they have "
                          f"{', '.join(sorted(evaluated))}")
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, layout="constrained")
+    figure = _figure(figsize=(8, 6), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True)
     groups = {failed: [label for label, run in runs.items() if run.failed == failed] for failed in (True, False)}
     markers = "osD^vP*X"
     lowest, highest = math.inf, 0.0
     for label, run in runs.items():
         members = groups[run.failed]
         index = members.index(label)
-        colour = (plt.cm.Reds if run.failed else plt.cm.Blues)(0.45 + 0.5 * index / max(len(members) - 1, 1))
+        colour = colormaps["Reds" if run.failed else "Blues"](0.45 + 0.5 * index / max(len(members) - 1, 1))
         evaluations = [e for e in (run.trace or {}).get("eval", []) if metric in e]
         top.plot([e["step"] for e in evaluations], [e[metric] for e in evaluations], marker=markers[index % 8],
                  markersize=4, color=colour, linewidth=1, label=label)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +36,7 @@ def drawn(monkeypatch):
     """The figure plot_study drew, kept open instead of saved."""
     figures = []
     monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
-    yield figures
-    for figure in figures:
-        plots.plt.close(figure)
+    return figures
 
 
 def _marked_failed(axes) -> int:
@@ -129,10 +130,20 @@ def test_a_figure_is_written_in_the_format_its_name_says(tmp_path):
     assert b"<svg" in plot_study(runs, tmp_path / "s.svg", "svg").read_bytes()[:500]
     _assert_png(plot_study(runs, tmp_path / "plain", "no suffix"))
     _assert_png(plot_study(runs, tmp_path / "study-lr=0.001", "a dot, no format"))
-    open_figures = plots.plt.get_fignums()
-    with pytest.raises(OSError):  # a failed write leaves no figure open in pyplot
+    with pytest.raises(OSError):
         plot_study(runs, Path("/proc/stabench-test.png"), "unwritable")
-    assert plots.plt.get_fignums() == open_figures
+
+
+def test_plotting_leaves_pyplot_and_the_backend_alone(tmp_path):
+    """A notebook's inline figures keep working: stabench draws on its own canvases."""
+    script = ("import matplotlib, matplotlib.pyplot as plt\n"
+              "from stabench import plots\n"
+              "from tests.test_plots import _runs\n"
+              f"plots.plot_study({{'a': _runs([0.7, 0.6], [False, False])}}, {str(tmp_path / 's.png')!r}, 't')\n"
+              "print(matplotlib.get_backend(), plt.get_fignums())\n")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "MPLBACKEND": "svg"}, cwd=Path(__file__).parents[1]).stdout
+    assert shown.split() == ["svg", "[]"]
 
 
 def test_plot_training_curves_writes_a_png(tmp_path):
