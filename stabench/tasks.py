@@ -38,7 +38,10 @@ class Task:
     The loader returns a ``datasets.DatasetDict`` or a mapping from split name to a
     ``datasets.Dataset``, a pandas DataFrame or a dict of columns; string labels become class
     ids in sorted order.  Tasks are equal only with the same loader, so a second task under a
-    name already in use is an error, never the first one's data.
+    name already in use is an error, never the first one's data.  The loader is called for each
+    run (a GLUE, built-in or file task's data is cached, and a file is read again when it
+    changes), so data a loader returns from a variable that now holds other data is trained as
+    such, under another fingerprint.
     """
 
     name: str
@@ -482,13 +485,16 @@ register_task(Task(name=BUILTIN_SINGLE_TASK, text_columns=("sentence",),
 # --- loading --------------------------------------------------------------------------------
 
 def load_task_data(task: str | Task, train_size: int | None = None, subsample_seed: int = 0) -> TaskData:
-    """Load a task's splits (cached per process), subsample the training set, fingerprint it."""
+    """Load a task's splits, subsample the training set, fingerprint it.  Cached per process for
+    GLUE, built-in and file tasks (by the files' size and time); another loader's data may change
+    from one call to the next (a notebook's DataFrame), so it is loaded each time."""
     task = get_task(task)
     check_train_size(train_size)
     if train_size is None and subsample_seed != 0:
         raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
                          f"(e.g. train_size=1000); without it every run trains on the whole set")
-    return _load_cached(task, train_size, subsample_seed, _file_stamps(task))
+    load = _load_cached if task.source in _CACHED_SOURCES else _load_cached.__wrapped__
+    return load(task, train_size, subsample_seed, _file_stamps(task))
 
 
 def on_current_data(task: Task, runs: list) -> list:
@@ -527,6 +533,9 @@ def check_train_size(train_size: int | None, owner: str = "") -> None:
     if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
         raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a number of examples >= 1 "
                          f"(or None for the full set)")
+
+
+_CACHED_SOURCES = ("glue", "builtin", "local")  # data that cannot change unseen: a hub revision, code, files
 
 
 @functools.lru_cache(maxsize=16)

@@ -279,6 +279,21 @@ def test_an_in_memory_task_takes_dataframes_dicts_and_string_labels():
         load_task_data(Task("a-list", "text", lambda: [1, 2]))
 
 
+def test_an_in_memory_task_serves_the_data_its_loader_returns_now():
+    """A notebook's loader reads a variable the user then points at other data: the runs that
+    follow train on that data, under its fingerprint, not on the first call's."""
+    from stabench.tasks import Task
+
+    data = {"train": _in_memory([f"t {i}" for i in range(8)], [0, 1] * 4),
+            "validation": _in_memory(["a", "b"], [0, 1])}
+    task = Task("changing", "text", lambda: data)
+    first = load_task_data(task)
+    data = {**data, "train": _in_memory([f"t {i}" for i in range(6)], [0, 1] * 3)}
+    second = load_task_data(task)
+    assert (len(first.train), len(second.train)) == (8, 6) and first.fingerprint != second.fingerprint
+    assert load_task_data(task).fingerprint == second.fingerprint  # the same data, the same fingerprint
+
+
 def test_a_second_task_under_a_name_in_use_is_refused_never_served_the_first_ones_data():
     from stabench.tasks import Task, register_task, task_name
 
