@@ -23,3 +23,8 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'stabench' has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion and ``help(stabench)``."""
+    return sorted({*globals(), *__all__})

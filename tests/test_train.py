@@ -21,6 +21,12 @@ from stabench.train import fine_tune, prepare, run
 FAST = dict(max_steps=12, trace_every=4, lr=1e-3)
 
 
+
+def test_the_package_s_lazy_names_are_listed_for_tab_completion():
+    names = dir(stabench)
+    assert set(stabench.__all__) <= set(names) and {"study", "run", "Store", "get_recipe"} <= set(names)
+    assert all(getattr(stabench, name) is not None for name in stabench.__all__)
+
 def test_end_to_end_run_of_the_tiny_model(tiny_model):
     result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0)
     assert result.steps == 12 and len(result.trace["loss"]) == 12
