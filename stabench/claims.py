@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import stats
-from .environment import key_fields
+from .environment import key_fields, torch_threads
 from .gate import check_limits
 from .metrics import higher_is_better
 from .models import check_model_name, stored_name
@@ -350,12 +350,19 @@ class SeedNotRun(Exception):
 
 @dataclass(frozen=True)
 class Session:
-    """Where runs are stored and how they are trained in this pytest (or script) session."""
+    """Where runs are stored and how they are trained in this pytest (or script) session.
+
+    ``cpu_threads`` runs its seeds with that many torch threads (None: as this process has them;
+    the plugin sets them per worker), as ``stabench.study(..., cpu_threads=)``: on a CPU the count
+    is part of a run's key, so a script that retrains a stored run for its weights
+    (:meth:`trained_model`) needs the count it was stored with.
+    """
 
     store: Store
     device: str = "cpu"
     session_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}")
     recompute: bool = False
+    cpu_threads: int | None = None
 
     def _attempt_path(self, key: str) -> Path:
         return self.store.path.parent / "attempts" / f"{key}.json"
@@ -370,6 +377,10 @@ class Session:
 
     def run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         """The stored result for (arm, seed), or train and store it: (result, trained?)."""
+        with torch_threads(self.cpu_threads):
+            return self._run_seed(arm, seed)
+
+    def _run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         prepared = self._prepare(arm, seed)
         if (stored := self._usable(prepared.key)) is not None:
             return self.store.add_recipe_alias(stored, arm.recipe.name), False
@@ -434,8 +445,9 @@ class Session:
         """
         from .train import fine_tune
 
-        prepared = self._prepare(arm, seed)
-        result, model = fine_tune(prepared, return_model=True)
+        with torch_threads(self.cpu_threads):
+            prepared = self._prepare(arm, seed)
+            result, model = fine_tune(prepared, return_model=True)
         stored = self.store.get(prepared.key)
         if stored is not None and stored.failed != result.failed:
             def verdict(run: RunResult) -> str:
@@ -481,6 +493,10 @@ class Session:
         no result (its worker died or it raised) is not retrained: the claim must not pass
         on a seed that could not run.
         """
+        with torch_threads(self.cpu_threads):
+            return self._collect(arm, seeds)
+
+    def _collect(self, arm: Arm, seeds: Iterable[int]) -> Study:
         prepared = {seed: self._prepare(arm, seed) for seed in seeds}
         results: dict[int, RunResult] = {}
         trained_here = []

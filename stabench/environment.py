@@ -5,6 +5,7 @@ a number are part of every run key; the rest is recorded for provenance only.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import os
@@ -156,6 +157,22 @@ def check_count(threads: int | None, owner: str = "") -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or not 1 <= threads <= MAX_COUNT):
         raise ValueError(f"{owner}{threads!r} is invalid; expected an integer from 1 to {MAX_COUNT}")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None):
+    """Run the block with ``count`` torch threads (None: as they are), restored afterwards: on
+    a CPU the count changes a run's result and is part of its key."""
+    import torch
+
+    check_count(count, "cpu_threads=")
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def check_gpu_ids(text: str | None) -> list[str]:

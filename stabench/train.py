@@ -116,11 +116,7 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
     if not train and (store is None or recompute):
         raise ValueError("train=False reads stored runs only; it needs store= and no recompute")
-    environment.check_count(cpu_threads, "cpu_threads=")
-    previous = torch.get_num_threads()
-    if cpu_threads is not None:
-        torch.set_num_threads(cpu_threads)
-    try:
+    with environment.torch_threads(cpu_threads):
         prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
                            device=device)
         if store is None:
@@ -132,8 +128,6 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
             return stored, False
         return store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
                                     recompute=recompute, recipe_name=prepared.recipe.name)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,

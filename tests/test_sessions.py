@@ -186,6 +186,24 @@ def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tin
             session.trained_model(arm, 0)
 
 
+def test_a_script_retrains_a_run_stored_under_another_thread_count_with_its_check(tiny_model, tmp_path):
+    """A study stored with cpu_threads=2 from a 1-thread process: Session(cpu_threads=2) retrains
+    that very run (its key), so the failure-line check sees the stored run."""
+    import torch
+
+    import stabench
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    assert torch.get_num_threads() == 1
+    with Store(tmp_path / "s.sqlite") as store:
+        stored = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=1, store=store, cpu_threads=2).results[0]
+        result, _ = Session(store=store, cpu_threads=2).trained_model(arm, 0)
+        assert result.key == stored.key and result.metrics == stored.metrics
+        assert Session(store=store).trained_model(arm, 0)[0].key != stored.key  # this process's 1 thread
+        assert Session(store=store, cpu_threads=2).collect(arm, [0]).trained_here == []
+    assert torch.get_num_threads() == 1  # restored
+
+
 def test_a_train_size_of_the_whole_training_set_reads_the_full_sets_runs(tiny_model, tmp_path):
     """train_size=256 of a 256-example task is the full set: the same data, key and study."""
     full = Arm(name="full", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
