@@ -146,9 +146,14 @@ def register_task(task: Task, replace: bool = False) -> Task:
 
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new``'s loader is the function that made ``old``'s, defined again: the same
-    module, name and first line, and the same plain values (paths, names) closed over, so that a
-    loader factory called with another file is another task."""
-    def where(loader) -> tuple | None:
+    module, name and code (wherever it now starts: a comment added above a notebook cell's task
+    moves it), and the same plain values (paths, names) closed over, so that a loader factory
+    called with another file is another task."""
+    def code_shape(code) -> tuple:
+        return code.co_code, code.co_names, code.co_freevars, tuple(
+            code_shape(c) if hasattr(c, "co_code") else c for c in code.co_consts)
+
+    def what(loader) -> tuple | None:
         code = getattr(loader, "__code__", None)
         if code is None:
             return None
@@ -157,9 +162,9 @@ def _redefines(old: Task, new: Task) -> bool:
             with contextlib.suppress(ValueError):  # a cell not yet filled
                 if isinstance(cell.cell_contents, (str, int, float, Path)):
                     plain.append(cell.cell_contents)
-        return loader.__module__, loader.__qualname__, code.co_firstlineno, tuple(plain)
+        return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
-    return where(old.loader) is not None and where(old.loader) == where(new.loader)
+    return what(old.loader) is not None and what(old.loader) == what(new.loader)
 
 
 def task_name(task: str | Task) -> str:

@@ -414,7 +414,8 @@ def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
     data = _in_memory(["a", "b"] * 4, [0, 1] * 4)
     first = Task("clash", "text", lambda: {"train": data, "validation": data})
     assert load_task_data(first).num_labels == 2 and stabench.tasks.task_name(first) == "clash"
-    again = Task("clash", "text", lambda: {"train": data, "validation": data})  # another definition, same name
+    other = data
+    again = Task("clash", "text", lambda: {"train": other, "validation": other})  # another definition, same name
     for call in (lambda: stabench.study(again, "tiny-bert", "bert-default", 3, device="cpu"),
                  lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
         with pytest.raises(ValueError, match="task name 'clash' is already used by another task in this process"):
@@ -459,6 +460,23 @@ def test_the_same_definition_run_again_replaces_its_task():
     assert task_name(from_file("v1.csv")) == task_name(from_file("v1.csv")) == "from-file"
     with pytest.raises(ValueError, match="task name 'from-file' is already used by another task"):
         task_name(from_file("v2.csv"))
+
+
+def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it():
+    """A cell's loader moved down by a comment is the same definition; one that reads another
+    variable is another task."""
+    from stabench.tasks import Task, task_name
+
+    cell = ('task = Task("cell", "text", lambda: {"train": train_df, "validation": train_df})\n')
+    namespace = {"__name__": "__main__", "Task": Task, "train_df": _in_memory(["a", "b"] * 2, [0, 1] * 2)}
+    exec(compile(cell, "<cell-1>", "exec"), namespace)
+    assert task_name(namespace["task"]) == "cell"
+    exec(compile("# the tickets task\n\n" + cell, "<cell-2>", "exec"), namespace)
+    assert task_name(namespace["task"]) == "cell"  # replaced, not an error
+    namespace["other_df"] = namespace["train_df"]
+    exec(compile(cell.replace("train_df}", "other_df}"), "<cell-3>", "exec"), namespace)
+    with pytest.raises(ValueError, match="task name 'cell' is already used by another task"):
+        task_name(namespace["task"])
 
 
 def test_negative_and_named_labels_keep_their_meaning():
