@@ -126,6 +126,14 @@ class RunResult:
     # filter or a gate finds the run under the name each user gave it.
     recipe_aliases: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """One line, not the traces: a notebook cell or a pytest assertion shows what the run is."""
+        score = self.metrics.get(self.primary_metric)
+        verdict = "diverged" if self.diverged else "failed" if self.failed else "ok"
+        return (f"RunResult({(self.task or {}).get('name')} / {(self.model or {}).get('name')} / {self.recipe_name}, "
+                f"seed {self.seed}: {self.primary_metric} {'-' if score is None else f'{score:.4g}'}, {verdict}"
+                f"{', collapsed' if self.collapsed else ''}; key {self.key})")
+
     @property
     def recipe_names(self) -> list[str]:
         """Every name this run's recipe was asked for under: the stored one first."""

@@ -260,6 +260,9 @@ class Store:
 
     # -- opening -----------------------------------------------------------------------
 
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
     def _check_is_ours_or_new(self) -> None:
         """Refuse a file that is not a stabench store before writing anything to it.
 

@@ -69,3 +69,19 @@ def test_a_summary_rows_intervals_are_its_summarys_and_one_run_has_none(scores):
     assert row["mean [95% CI]"] == f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
     assert row["std upper (chi²)"] == (fmt(summary.std_upper) if len(scores) > 1 else "-")  # not "inf"
     assert "inf" not in "".join(row.values())
+
+
+def test_a_run_and_a_store_print_as_one_short_line(tmp_path):
+    """A notebook cell or a pytest assertion shows what a run is, not its per-step traces."""
+    from stabench.store import Store
+
+    run = RunResult(key="51bd4eec6de8ccc2", task={"name": "rte"}, model={"name": "bert-large-uncased"}, recipe={},
+                    recipe_name="bert-default", recipe_hash="h", seed=3, environment={},
+                    metrics={"accuracy": 0.5270758}, primary_metric="accuracy", majority_accuracy=0.527,
+                    failed=True, collapsed=True, diverged=False, steps=468, wall_time_s=1.0, steps_per_s=1.0,
+                    started_at="", finished_at="", trace={"loss": [0.69] * 10_000})
+    assert repr(run) == ("RunResult(rte / bert-large-uncased / bert-default, seed 3: accuracy 0.5271, failed, "
+                         "collapsed; key 51bd4eec6de8ccc2)")
+    assert repr([run]).count("RunResult(") == 1 and len(repr(run)) < 200
+    with Store(tmp_path / "s.sqlite") as store:
+        assert repr(store) == f"Store({str(tmp_path / 's.sqlite')!r})"
