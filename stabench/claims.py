@@ -15,7 +15,7 @@ import os
 import reprlib
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field, fields
 from numbers import Integral
 from pathlib import Path
@@ -527,28 +527,33 @@ class Session:
 
 def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,
           train_size: int | None = None, subsample_seed: int = 0, store=None, device: str = "auto",
-          cpu_threads: int | None = None, recompute: bool = False, train: bool = True) -> Study:
+          cpu_threads: int | None = None, recompute: bool = False, train: bool = True,
+          progress: bool = False) -> Study:
     """A seed study from a script: each seed's run (read from ``store`` when stored, else
     trained, see ``stabench.run``) as the Study a claim's test gets.  ``seeds`` is a count
     (seeds 0..n-1), a list or text ("0-4"), as in a claim.  ``train=False`` only reads (to redraw a table
-    without a chance of training): seeds not stored are one error naming them."""
+    without a chance of training): seeds not stored are one error naming them.  ``progress=True``
+    shows a progress bar (seeds done, and the steps of the seed in training), in a terminal or a
+    notebook."""
     from .train import RunNotStored, run_or_read
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
     seeds = seed_spec(seeds, "study ")
     runs, missing, trained_here = [], [], []
-    for seed in seeds_of(seeds):
-        try:
-            result, trained = run_or_read(task, model, recipe, seed, train_size=train_size,
-                                          subsample_seed=subsample_seed, store=store, device=device,
-                                          cpu_threads=cpu_threads, recompute=recompute, train=train)
-        except RunNotStored as error:
-            missing.append(seed)
-            not_stored = error
-            continue
-        runs.append(result)
-        if trained:
-            trained_here.append(seed)
+    with _progress_bar(progress, f"{name} / {recipe.name}", len(seeds_of(seeds))) as seed_progress:
+        for seed in seeds_of(seeds):
+            try:
+                result, trained = run_or_read(task, model, recipe, seed, train_size=train_size,
+                                              subsample_seed=subsample_seed, store=store, device=device,
+                                              cpu_threads=cpu_threads, recompute=recompute, train=train,
+                                              progress=seed_progress(seed))
+            except RunNotStored as error:
+                missing.append(seed)
+                not_stored = error
+                continue
+            runs.append(result)
+            if trained:
+                trained_here.append(seed)
     if missing:
         with contextlib.ExitStack() as opened:
             if not isinstance(store, Store):  # a path: run opened it per seed
@@ -557,6 +562,30 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
         raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored: {why}; "
                          f"or train=True trains them")
     return Study(Arm(recipe.name, name, model, recipe, train_size), runs, trained_here)
+
+
+@contextlib.contextmanager
+def _progress_bar(shown: bool, title: str, n_seeds: int):
+    """For each seed in turn, the ``(step, total)`` callback of its run: a rich display of the
+    seeds done and the current seed's steps, gone when the study is (None each when not shown)."""
+    if not shown:
+        yield lambda seed: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True) as bar:
+        seeds_done = bar.add_task(f"{title}: seeds", total=n_seeds)
+        current = []
+
+        def of_seed(seed: int) -> Callable[[int, int], None]:
+            if current:  # the previous seed is over, trained, read or missing
+                bar.remove_task(current.pop())
+                bar.advance(seeds_done)
+            current.append(bar.add_task(f"seed {seed}: steps", total=None))
+            return lambda step, total: bar.update(current[-1], completed=step, total=total)
+
+        yield of_seed
 
 
 _DATA_FIELDS = ("fingerprint", "train_size", "subsample_seed")  # which examples a run trained and was scored on

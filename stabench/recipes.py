@@ -243,7 +243,8 @@ def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
 
 
 def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
-    """A preset by name, a recipe file (``.json``) or a Recipe as is, with overrides applied."""
+    """A preset by name (also as stabench names a changed one: ``bert-default[lr=0.0002]``), a
+    recipe file (``.json``) or a Recipe as is, with overrides applied."""
     if isinstance(recipe, Recipe):
         return recipe.replace(**overrides)
     if not isinstance(recipe, str):
@@ -251,6 +252,9 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
                          f"e.g. stabench.get_recipe('bert-default', lr=1e-4)")
     if recipe.lower().endswith(".json"):
         return recipe_from_file(recipe).replace(**overrides)
+    named = re.fullmatch(r"(.+)\[([^\[\]]*)\]", recipe)
+    if named and named.group(1) in PRESETS:  # a name stabench prints: the preset with those fields
+        return PRESETS[named.group(1)].replace(**{**parse_overrides([named.group(2)]), **overrides})
     if recipe not in PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}, or a recipe file (.json)")
     return PRESETS[recipe].replace(**overrides)

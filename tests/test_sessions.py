@@ -213,3 +213,26 @@ def test_a_train_size_of_the_whole_training_set_reads_the_full_sets_runs(tiny_mo
         read = Session(store=store).collect(whole, [0])
     assert trained.trained_here == [0] and read.trained_here == []
     assert read.results[0].key == trained.results[0].key and read.results[0].task["train_size"] is None
+
+
+def test_a_study_from_a_script_can_show_its_progress(tiny_model, tmp_path, monkeypatch):
+    """progress=True: a bar of the seeds done and one of the current seed's steps, up to the last."""
+    import rich.progress
+
+    import stabench
+
+    shown = []
+    original = rich.progress.Progress.update
+
+    def update(self, task_id, **fields):
+        shown.append((self.tasks[[t.id for t in self.tasks].index(task_id)].description, fields))
+        return original(self, task_id, **fields)
+
+    monkeypatch.setattr(rich.progress.Progress, "update", update)
+    study = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=tmp_path / "s.sqlite", progress=True)
+    steps = study.results[0].steps
+    assert {description for description, _ in shown} >= {"seed 0: steps", "seed 1: steps"}
+    assert ("seed 1: steps", {"completed": steps, "total": steps}) in shown
+    shown.clear()
+    assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=tmp_path / "s.sqlite").n == 2
+    assert shown == []  # no bar unless asked for
