@@ -958,27 +958,43 @@ def replaced_atomically(path: Path) -> Iterator[Any]:
         raise
 
 
-def _write_csv(fh: Any, runs: list[RunResult]) -> None:
-    """A row per run for pandas or a spreadsheet: key fields, verdicts, every metric and every
-    recipe field (``recipe.lr``, ...), plus the full record for ``import``."""
+def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
+    """A flat row per run: key fields, verdicts, every metric (``metric.accuracy``) and every
+    recipe field (``recipe.lr``), the columns of a CSV export without its full record; in a
+    notebook, ``pandas.DataFrame(run_table(study.results))``."""
+    return _table(list(runs))[1]
+
+
+def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The columns, a row per run, and each run's full JSON record."""
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
+    columns = [*_COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
+               "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
+               *(f"recipe.{name}" for name in fields)]
+    rows, records = [], []
+    for run in runs:
+        *values, record = _row(run)
+        records.append(record)
+        rows.append(dict(zip(columns, [
+            *values, run.majority_accuracy, run.environment.get("tokenizers"), run.environment.get("cpu_threads"),
+            run.environment.get("cpu_model"), run.task.get("train_size") or "full", run.task.get("fingerprint"),
+            ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
+            *((run.recipe or {}).get(name) for name in fields)])))
+    return columns, rows, records
+
+
+def _write_csv(fh: Any, runs: list[RunResult]) -> None:
+    """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
+    columns, rows, records = _table(runs)
     writer = csv.writer(fh)
-    writer.writerow([*_COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
-                     "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
-                     *(f"recipe.{name}" for name in fields), "result_json"])
+    writer.writerow([*columns, "result_json"])
 
     def cell(value: Any) -> Any:
         return "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
 
-    for run in runs:
-        *columns, record = _row(run)
-        writer.writerow([*("" if value is None else value for value in columns), run.majority_accuracy,
-                         run.environment.get("tokenizers") or "", run.environment.get("cpu_threads", ""),
-                         run.environment.get("cpu_model") or "", run.task.get("train_size") or "full",
-                         run.task.get("fingerprint", ""), ";".join(run.tags),
-                         *(run.metrics.get(name, "") for name in metrics),
-                         *(cell((run.recipe or {}).get(name)) for name in fields), record])
+    for row, record in zip(rows, records):
+        writer.writerow([*(cell(row[column]) for column in columns), record])
 
 
 def _parse_csv(text: str) -> list[RunResult]:

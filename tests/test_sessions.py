@@ -236,3 +236,21 @@ def test_a_study_from_a_script_can_show_its_progress(tiny_model, tmp_path, monke
     shown.clear()
     assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=tmp_path / "s.sqlite").n == 2
     assert shown == []  # no bar unless asked for
+
+
+def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, tmp_path):
+    import pandas as pd
+
+    import stabench
+    from stabench.store import run_table
+
+    with Store(tmp_path / "s.sqlite") as store:
+        study = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=store)
+        store.export(tmp_path / "runs.csv")
+    frame = pd.DataFrame(run_table(study.results))
+    assert list(frame["seed"]) == [0, 1] and list(frame["metric.accuracy"]) == [r.metrics["accuracy"] for r in study.results]
+    assert set(frame["recipe.lr"]) == {FAST.lr} and set(frame["train_size"]) == {"full"}
+    exported = pd.read_csv(tmp_path / "runs.csv").sort_values("seed").reset_index(drop=True)
+    assert list(exported.columns) == [*frame.columns, "result_json"]
+    for column in ("key", "seed", "failed", "metric.accuracy", "recipe.lr", "recipe_hash", "data_fingerprint"):
+        assert list(exported[column]) == list(frame[column]), column
