@@ -801,3 +801,27 @@ def test_every_study_of_a_task_whose_data_changed_says_which_data_it_holds():
     labels = sorted(label for label, _ in group_studies(name_studies(old + new + other_task + subsample)))
     assert labels == ["t / 8 / m / r1", "t / m / r1 [data aaaa]", "t / m / r1 [data bbbb]", "t / m / r2 [data aaaa]",
                       "u / m / r1"]
+
+
+def test_a_smallest_possible_p_equal_to_the_level_is_too_few_seeds():
+    """3 vs 3 seeds, one check at alpha 0.05: the most extreme of C(6, 3) = 20 splits has p = 1/20, which is
+    not below 0.05, so not even a full collapse can regress: the gate fails as too few seeds, never passes."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate([0.90, 0.91, 0.92])]
+    collapsed = [_run(s, 0.5) for s in range(3)]
+    mean_only = {"alpha": 0.05, "max_std_increase": None, "max_extra_failures": None}
+    result = check("c", collapsed, baseline, mean_only)
+    assert not result.regressed
+    assert result.verdict == "TOO FEW SEEDS" and result.fails
+    assert result.why.startswith("3 vs 3 seeds: no mean or failure test can reach p < 0.05")
+    # A level just above 1/20 can be reached, and the full collapse then regresses.
+    assert check("c", collapsed, baseline, {**mean_only, "alpha": 0.051}).verdict == "REGRESSED"
+
+
+def test_a_seed_stored_twice_in_the_baseline_counts_once_with_its_newest_run():
+    newer = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD[:4])]
+    older = dataclasses.replace(_run(0, 0.6, torch="2.11.0"), finished_at="2025-12-31T00:00:00")
+    for baseline in ([older, *newer], [*newer, older]):  # whatever order the store gives them in
+        result = check("c", [_run(s, v) for s, v in enumerate(GOOD[:4])], baseline)
+        assert result.baseline.n == 4
+        assert result.baseline.mean == pytest.approx(sum(GOOD[:4]) / 4)
+        assert older.key not in result.baseline_keys and newer[0].key in result.baseline_keys

@@ -25,3 +25,22 @@ def test_directions_and_unknown_metrics():
     assert higher_is_better("mcc") and not higher_is_better("train_loss")
     with pytest.raises(ValueError, match="unknown metric 'bleu'; known metrics: accuracy"):
         compute(["bleu"], [0], [0])
+
+
+def test_macro_f1_is_the_unweighted_mean_of_per_class_f1():
+    # Imbalanced three classes, so the macro and the support-weighted mean differ.
+    labels = [0, 0, 0, 0, 0, 0, 1, 1, 2, 2]
+    preds = [0, 0, 0, 0, 0, 1, 1, 2, 2, 0]
+    # class 0: TP=5 FP=1 FN=1 -> F1 = 10/12; class 1: TP=1 FP=1 FN=1 -> 1/2; class 2: TP=1 FP=1 FN=1 -> 1/2
+    per_class = [10 / 12, 1 / 2, 1 / 2]
+    got = compute(["macro_f1"], labels, preds)
+    assert got["macro_f1"] == pytest.approx(sum(per_class) / 3)
+    assert got["macro_f1"] != pytest.approx((6 * per_class[0] + 2 * per_class[1] + 2 * per_class[2]) / 10)
+    assert got["accuracy"] == pytest.approx(7 / 10)
+
+
+def test_f1_without_any_positive_is_zero_not_one():
+    # No positive label and no positive prediction: precision and recall are 0/0, scored as 0.
+    got = compute(["f1", "macro_f1"], [0, 0, 0], [0, 0, 0])
+    assert got["f1"] == 0.0
+    assert got["accuracy"] == 1.0

@@ -171,3 +171,15 @@ def test_linear_schedule_warms_up_to_the_peak_and_decays_to_zero(total, warmup, 
     assert all(x <= y + 1e-15 for x, y in zip(lrs[:peak], lrs[1:peak + 1]))  # rising
     assert all(x >= y - 1e-15 for x, y in zip(lrs[peak:], lrs[peak + 1:]))  # falling
     assert lrs[total] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_beta2_of_one_is_refused_in_one_line():
+    params = _params(0)
+    with pytest.raises(ValueError, match=r"^AdamW betas=\(0\.9, 1\.0\) are invalid; expected two numbers in \[0, 1\)$"):
+        AdamW(params, betas=(0.9, 1.0))
+    AdamW(params, betas=(0.9, 0.0))  # the interval's closed end is accepted
+
+
+def test_default_eps_is_berts():
+    # Devlin et al.'s optimizer (and transformers.AdamW) default eps is 1e-6, not torch's 1e-8.
+    assert AdamW(_params(0)).defaults["eps"] == 1e-6

@@ -621,3 +621,111 @@ def test_compare_runs_is_compare_over_the_runs_scores_and_failures_in_the_metric
         compare_runs(a, [])
     with pytest.raises(ValueError, match="^z: metric 'f1' is not among the runs' metrics"):
         compare_runs(a, b, "f1", names=("z", "y"))
+
+
+# --------------------------------------------------------------------------- boundaries (mutation audit)
+
+
+def test_aso_in_compare_runs_at_the_bonferroni_corrected_confidence():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.70, 0.03, 8), rng.normal(0.69, 0.03, 8)  # overlapping: eps_min strictly inside (0, 1)
+    comparison = compare(a, b, 0, 0, alpha=0.05, n_comparisons=3, aso_iterations=1000, seed=0)
+    corrected = aso(a, b, confidence_level=1 - 0.05 / 3, num_bootstrap_iterations=1000, seed=0)
+    uncorrected = aso(a, b, confidence_level=0.95, num_bootstrap_iterations=1000, seed=0)
+    assert corrected != pytest.approx(uncorrected)  # the data tell the two levels apart
+    assert comparison.aso_eps_min == pytest.approx(corrected)
+    # Lower-is-better flips both samples, at the same corrected level.
+    lower = compare(a, b, 0, 0, higher_is_better=False, n_comparisons=3, aso_iterations=1000, seed=0)
+    assert lower.aso_eps_min == pytest.approx(aso(-a, -b, 1 - 0.05 / 3, 1000, 0))
+
+
+def test_compare_reports_sample_stds_with_bessels_correction():
+    a, b = [1.0, 2.0, 4.0], [0.0, 0.0, 3.0, 5.0]
+    comparison = compare(a, b, 0, 0, aso_iterations=50)
+    # By hand: a has mean 7/3, squared deviations 16/9 + 1/9 + 25/9 = 42/9; b has mean 2, 4 + 4 + 1 + 9 = 18.
+    assert comparison.std_a == pytest.approx(math.sqrt(42 / 9 / 2))
+    assert comparison.std_b == pytest.approx(math.sqrt(18 / 3))
+    assert comparison.std_a == pytest.approx(np.std(a, ddof=1)) and comparison.std_b == pytest.approx(np.std(b, ddof=1))
+
+
+@pytest.mark.parametrize("n", [3, 5, 12])
+def test_bootstrap_std_interval_is_of_the_sample_std(n):
+    values = np.random.default_rng(n).normal(0.7, 0.05, n)
+    reference = sps.bootstrap((values,), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=0.95,
+                              n_resamples=2000, method="BCa", random_state=np.random.default_rng(0))
+    expected = (reference.confidence_interval.low, reference.confidence_interval.high)
+    assert all(math.isfinite(x) for x in expected)
+    assert bootstrap_ci(values, "std", seed=0) == pytest.approx(expected, rel=1e-9)
+    assert summarize(values).std_ci == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_less_variable_needs_p_strictly_below_alpha():
+    fields = dict(n_a=4, n_b=4, mean_a=0.7, mean_b=0.7, std_a=0.01, std_b=0.1, failures_a=0, failures_b=0,
+                  levene_statistic=5.0, levene_p=0.1, fisher_p=1.0, fisher_p_a_fewer=1.0, mannwhitney_p=1.0,
+                  mannwhitney_p_a_better=1.0, aso_eps_min=0.5)
+    assert not Comparison(**fields, levene_p_a_less=0.05, alpha=0.05).a_less_variable
+    assert Comparison(**fields, levene_p_a_less=0.049, alpha=0.05).a_less_variable
+    # Through compare: 4 tight seeds against 4 wide ones is the most extreme of the C(8, 4) = 70 splits,
+    # so the one-sided p is 1/70 and at alpha = 1/70 A is not shown less variable.
+    tight, wide = [0.700, 0.701, 0.703, 0.706], [0.5, 0.62, 0.8, 0.95]
+    assert _split_p_values(tight, wide)[0] == pytest.approx(1 / 70)
+    at_level = compare(tight, wide, 0, 0, alpha=1 / 70, aso_iterations=50)
+    assert at_level.levene_p_a_less == pytest.approx(1 / 70) and not at_level.a_less_variable
+    assert compare(tight, wide, 0, 0, alpha=1.5 / 70, aso_iterations=50).a_less_variable
+
+
+def test_a_mean_drop_exactly_at_the_limit_is_not_tested():
+    checks = []
+    # Means 0.875 and 0.375: exact in binary floating point, so the drop is exactly 0.5.
+    assert regression([0.75, 1.0, 0.875, 0.875], [0.25, 0.5, 0.375, 0.375], 0, 0,
+                      Threshold("accuracy", max_mean_drop=0.5), checks) == []
+    assert checks == [{"check": "mean drop", "test": "one-sided Mann-Whitney", "effect": 0.5, "limit": 0.5,
+                       "p": None, "level": 0.05, "regressed": False}]
+    # Just past the limit the test runs (and 4 vs 4 disjoint seeds are significant: p = 1/70).
+    past = []
+    assert len(regression([0.75, 1.0, 0.875, 0.875], [0.25, 0.5, 0.375, 0.375], 0, 0,
+                          Threshold("accuracy", max_mean_drop=0.25), past)) == 1
+    assert past[0]["p"] == pytest.approx(1 / 70) and past[0]["regressed"] is True
+
+
+def test_a_std_that_shrinks_is_no_std_increase_to_test():
+    wide, tight = [0.5, 0.6, 0.8, 0.9], [0.70, 0.705, 0.71, 0.72]
+    checks = []
+    assert regression(wide, tight, 0, 0, Threshold("accuracy", max_std_increase=0.01), checks) == []
+    (check,) = checks
+    assert check["check"] == "std increase" and check["effect"] == pytest.approx(
+        np.std(tight, ddof=1) - np.std(wide, ddof=1))
+    assert check["effect"] < -0.01 and check["p"] is None and check["regressed"] is False
+
+
+def test_the_std_check_is_one_sided_brown_forsythe():
+    rng = np.random.default_rng(4)
+    base, current = rng.normal(0.7, 0.01, 5), rng.normal(0.7, 0.06, 5)
+    less, greater = _split_p_values(current, base)  # every split enumerated, independently of scipy
+    assert greater < 0.5  # the one-sided p is not the two-sided one, min(1, 2 * min(less, greater))
+    checks = []
+    regression(base, current, 0, 0, Threshold("accuracy", max_std_increase=0.01), checks)
+    (check,) = checks
+    assert check["effect"] > 0.01
+    assert check["p"] == pytest.approx(greater)
+    assert check["regressed"] is (greater < 0.05)
+
+
+def test_a_p_value_equal_to_alpha_is_no_regression():
+    """Three collapsed runs against three successes: the most extreme of C(6, 3) = 20 splits, p = 1/20 = alpha."""
+    checks = []
+    assert regression([0.9, 0.91, 0.92], [0.5, 0.5, 0.5], 0, 0, Threshold("accuracy", max_mean_drop=0.01,
+                                                                             alpha=0.05), checks) == []
+    assert checks[0]["p"] == pytest.approx(1 / 20) and checks[0]["regressed"] is False
+    # Just above, the same p is a regression.
+    assert len(regression([0.9, 0.91, 0.92], [0.5, 0.5, 0.5], 0, 0,
+                          Threshold("accuracy", max_mean_drop=0.01, alpha=0.051))) == 1
+
+
+@pytest.mark.parametrize("n_baseline, n_current", [(10, 10), (9, 12), (12, 9)])
+def test_smallest_regression_p_is_the_fisher_bound_where_splits_are_sampled(n_baseline, n_current):
+    """Past PERMUTATIONS splits, the permutation tests stop at 1 / 20,000, but Fisher's exact p for every
+    current run failing and no baseline run failing is 1 / C(n_b + n_c, n_c) (hypergeometric, by hand)."""
+    ways = math.comb(n_baseline + n_current, n_current)
+    assert ways > 20_000
+    assert smallest_regression_p(n_baseline, n_current) == pytest.approx(1 / ways, rel=1e-9)

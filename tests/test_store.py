@@ -1084,3 +1084,17 @@ def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
         with pytest.raises(StoreError, match=message):
             store.query(**filters)
     assert len(store.query(seed=[0, 1])) == 1
+
+
+def test_a_recipe_hash_prefix_selects_only_the_hashes_that_start_with_it(store: Store) -> None:
+    runs = {recipe: [make_result(seed, recipe=recipe) for seed in range(2)] for recipe in ("apple", "banana", "0range")}
+    for group in runs.values():
+        for run in group:
+            store.put(run)
+    hashes = {recipe: group[0].recipe_hash for recipe, group in runs.items()}
+    assert hashes["0range"] < hashes["apple"] < hashes["banana"]  # hashes sorting before and after a prefix
+    for recipe, stored in hashes.items():
+        for prefix in (stored, stored[:7]):  # the whole hash, and its start past the shared "hash-"
+            assert sorted(r.key for r in store.query(recipe_hash=prefix)) == sorted(r.key for r in runs[recipe])
+    assert len(store.query(recipe_hash="hash-")) == 6  # the start all three share selects them all
+    assert store.query(recipe_hash="hash-apricot") == []

@@ -438,3 +438,56 @@ def test_runs_stored_under_another_definition_of_the_same_data_are_named_so(tiny
                                          r"another definition of the task: its primary_metric macro_f1, not accuracy"):
         stabench.study(notes(("accuracy", "macro_f1")), tiny_model, recipe, 1, store=tmp_path / "s.sqlite",
                        cpu_threads=1, train=False)
+
+
+def test_the_failure_verdict_is_on_accuracy_whatever_the_headline_metric(tiny_model, monkeypatch):
+    """Mosbach et al.'s failed run: dev accuracy at or below the majority class's.  On a task headlined by MCC a
+    run at 70 % accuracy (majority 50 %) has MCC 0.41, below 0.5, yet it has not failed."""
+    from sklearn.metrics import matthews_corrcoef
+
+    from stabench import train
+    from stabench.tasks import Task
+
+    texts = [f"{'good' if i % 2 else 'bad'} film {i}" for i in range(10)]
+    labels = [i % 2 for i in range(10)]
+    data = {"text": texts, "label": labels}
+    task = Task("mcc-headline", "text", lambda: {"train": data, "validation": data}, metrics=("mcc", "accuracy"))
+    original = train._predict
+
+    def predict_with_three_errors(model, encoded, *args, **kwargs):
+        original(model, encoded, *args, **kwargs)  # the real forward pass, then fixed predictions
+        predicted = encoded.labels.clone()
+        positives, negatives = (predicted == 1).nonzero().flatten(), (predicted == 0).nonzero().flatten()
+        predicted[positives[:1]] = 0  # one false negative
+        predicted[negatives[:2]] = 1  # two false positives
+        return predicted
+
+    monkeypatch.setattr(train, "_predict", predict_with_three_errors)
+    result = run(task, tiny_model, get_recipe("bert-default", max_steps=2), seed=0)
+    # TP=4, FN=1, TN=3, FP=2, by hand: accuracy 7/10, MCC (4*3 - 2*1) / sqrt(6*5*5*4).
+    assert result.primary_metric == "mcc" and result.majority_accuracy == 0.5
+    assert result.metrics["accuracy"] == pytest.approx(0.7)
+    assert result.metrics["mcc"] == pytest.approx(10 / math.sqrt(600))
+    assert result.metrics["mcc"] == pytest.approx(matthews_corrcoef(labels, [0, 1, 0, 1, 0, 1, 1, 1, 1, 0]))
+    assert result.metrics["mcc"] <= result.majority_accuracy < result.metrics["accuracy"]  # the two verdicts differ
+    assert result.failed is False
+
+
+def test_gradient_clipping_bounds_what_the_optimizer_sees(tiny_model):
+    """With the BERT update (no bias correction, no weight decay), each step moves a parameter by at most
+    lr * |m| / eps, and |m| <= the clipped global norm: a clip of 1e-10 at eps 1e-6 keeps every parameter within
+    3 * lr * 1e-4 of where it started in 3 steps, whereas unclipped Adam steps move it by about lr each."""
+    def trained(grad_clip):
+        recipe = get_recipe("bert-default", max_steps=3, lr=1e-3, schedule="constant", warmup=0.0,
+                            weight_decay=0.0, dropout=0.0, grad_clip=grad_clip)
+        result, model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0), return_model=True)
+        return result, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    _, tiny = trained(1e-10)
+    _, tinier = trained(1e-11)
+    unclipped_result, unclipped = trained(None)
+    bound = 2 * 3 * 1e-3 * 1e-10 / 1e-6  # both stay within half of it of the starting point
+    assert (tiny - tinier).abs().max().item() <= bound
+    assert (tiny - unclipped).abs().max().item() > 100 * bound
+    # The trace records the norm before clipping, as the paper plots it: far above the clip.
+    assert min(unclipped_result.trace["grad_norm_total"]) > 1e-6
