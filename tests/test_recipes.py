@@ -240,3 +240,32 @@ def test_flex_attention_is_refused_with_dropout_which_it_cannot_apply():
         get_recipe("bert-default", attention="flex_attention", dropout=None)  # the model's own: BERT's 0.1
     assert get_recipe("bert-default", attention="flex_attention", dropout=0.0).attention == "flex_attention"
     assert get_recipe("mixout", attention="flex_attention").dropout == 0.0  # Mixout trains without dropout
+
+
+@pytest.mark.parametrize("field, value", [("warmup", 1.0), ("grad_clip", 0.0)])
+def test_the_open_end_of_a_range_is_refused_in_one_line(field, value):
+    with pytest.raises(ValueError, match=rf"^recipe field {field}={value!r} is invalid; expected [^\n]+$"):
+        Recipe(**{field: value})
+
+
+def test_grad_clip_none_disables_clipping_and_a_tiny_positive_clip_is_accepted():
+    assert Recipe(grad_clip=None).grad_clip is None
+    assert Recipe(grad_clip=1e-9).grad_clip == 1e-9
+    assert Recipe(warmup=0.0).warmup == 0.0 and Recipe(warmup=0.999).warmup == 0.999
+
+
+@given(st.sampled_from(sorted(PRESETS)), st.floats(1e-7, 1e-2, allow_nan=False), st.integers(1, 10_000),
+       st.booleans())
+def test_the_name_a_changed_preset_gets_reads_back_as_that_recipe(preset, lr, max_steps, bias_correction):
+    changed = get_recipe(preset, lr=lr, max_steps=max_steps, bias_correction=bias_correction)
+    again = get_recipe(changed.name)
+    assert (again.name, again.hash) == (changed.name, changed.hash)
+    assert get_recipe(changed.name, lr=PRESETS[preset].lr).hash == get_recipe(
+        preset, max_steps=max_steps, bias_correction=bias_correction).hash  # overrides over the name's fields
+
+
+def test_a_bad_field_in_a_recipe_name_is_named():
+    with pytest.raises(ValueError, match=r"^unknown recipe field 'foo'; known fields: "):
+        get_recipe("bert-default[foo=1]")
+    with pytest.raises(ValueError, match=r"^recipe override lr='abc' is invalid; expected a number$"):
+        get_recipe("bert-default[lr=abc]")
