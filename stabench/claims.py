@@ -31,7 +31,7 @@ from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
 from .store import SHORT_HASH, Store, StoreError, replaced_atomically
-from .tasks import Task, check_train_size, get_task, task_name
+from .tasks import Task, check_train_size, get_task, reload_task_data, task_name
 
 if TYPE_CHECKING:
     import pytest
@@ -539,6 +539,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
 
     recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
     seeds = seed_spec(seeds, "study ")
+    reload_task_data(task)  # an in-memory task's data as its loader gives it now, one call for every seed
     runs, missing, trained_here = [], [], []
     with _progress_bar(progress, f"{name} / {recipe.name}", len(seeds_of(seeds))) as seed_progress:
         for seed in seeds_of(seeds):

@@ -38,10 +38,10 @@ class Task:
     The loader returns a ``datasets.DatasetDict`` or a mapping from split name to a
     ``datasets.Dataset``, a pandas DataFrame or a dict of columns; string labels become class
     ids in sorted order.  Tasks are equal only with the same loader, so a second task under a
-    name already in use is an error, never the first one's data.  The loader is called for each
-    run (a GLUE, built-in or file task's data is cached, and a file is read again when it
-    changes), so data a loader returns from a variable that now holds other data is trained as
-    such, under another fingerprint.
+    name already in use is an error, never the first one's data.  The loader is called again at
+    the start of each ``stabench.study`` (its seeds share that call's data), so data a loader
+    returns from a variable that now holds other data is trained as such, under another
+    fingerprint; within a process its data is otherwise cached.
     """
 
     name: str
@@ -146,9 +146,10 @@ def register_task(task: Task, replace: bool = False) -> Task:
 
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new``'s loader is the function that made ``old``'s, defined again: the same
-    module, name and code (wherever it now starts: a comment added above a notebook cell's task
-    moves it), and the same plain values (paths, names) closed over, so that a loader factory
-    called with another file is another task."""
+    module, name and code, and the same plain values (paths, names) closed over, so that a loader
+    factory called with another file is another task.  Where it starts counts within one file
+    (two loaders of one code on two lines are two tasks), not across files: a notebook cell with
+    a comment added above its task is compiled as another file."""
     def code_shape(code) -> tuple:
         return code.co_code, code.co_names, code.co_freevars, tuple(
             code_shape(c) if hasattr(c, "co_code") else c for c in code.co_consts)
@@ -164,7 +165,12 @@ def _redefines(old: Task, new: Task) -> bool:
                     plain.append(cell.cell_contents)
         return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
-    return what(old.loader) is not None and what(old.loader) == what(new.loader)
+    def where(loader) -> tuple:
+        return loader.__code__.co_filename, loader.__code__.co_firstlineno
+
+    if what(old.loader) is None or what(old.loader) != what(new.loader):
+        return False
+    return where(old.loader)[0] != where(new.loader)[0] or where(old.loader) == where(new.loader)
 
 
 def task_name(task: str | Task) -> str:
@@ -490,16 +496,26 @@ register_task(Task(name=BUILTIN_SINGLE_TASK, text_columns=("sentence",),
 # --- loading --------------------------------------------------------------------------------
 
 def load_task_data(task: str | Task, train_size: int | None = None, subsample_seed: int = 0) -> TaskData:
-    """Load a task's splits, subsample the training set, fingerprint it.  Cached per process for
-    GLUE, built-in and file tasks (by the files' size and time); another loader's data may change
-    from one call to the next (a notebook's DataFrame), so it is loaded each time."""
+    """Load a task's splits, subsample the training set, fingerprint it.  Cached per process (a
+    file task's by its files' size and time); another loader's data can change unseen (a
+    notebook's DataFrame), so ``stabench.study`` calls :func:`reload_task_data` first."""
     task = get_task(task)
     check_train_size(train_size)
     if train_size is None and subsample_seed != 0:
         raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
                          f"(e.g. train_size=1000); without it every run trains on the whole set")
-    load = _load_cached if task.source in _CACHED_SOURCES else _load_cached.__wrapped__
-    return load(task, train_size, subsample_seed, _file_stamps(task))
+    return _load_cached(task, train_size, subsample_seed, (_file_stamps(task), _loads.get(task, 0)))
+
+
+_loads: dict[Task, int] = {}  # how often each in-memory task's data was asked for afresh
+
+
+def reload_task_data(task: str | Task) -> None:
+    """Call an in-memory task's loader again at its next load (a GLUE, built-in or file task
+    cannot change unseen): once per study, so that its seeds train on one call's data."""
+    task = get_task(task)
+    if task.source not in ("glue", "builtin", "local"):
+        _loads[task] = _loads.get(task, 0) + 1
 
 
 def on_current_data(task: Task, runs: list) -> list:
@@ -540,11 +556,8 @@ def check_train_size(train_size: int | None, owner: str = "") -> None:
                          f"(or None for the full set)")
 
 
-_CACHED_SOURCES = ("glue", "builtin", "local")  # data that cannot change unseen: a hub revision, code, files
-
-
 @functools.lru_cache(maxsize=16)
-def _load_cached(task: Task, train_size: int | None, subsample_seed: int, file_stamps: tuple) -> TaskData:
+def _load_cached(task: Task, train_size: int | None, subsample_seed: int, stamps: tuple) -> TaskData:
     train, evaluation = _splits(task)
     if train_size is not None and train_size > len(train):
         raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set ({len(train)} "

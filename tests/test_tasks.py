@@ -279,19 +279,31 @@ def test_an_in_memory_task_takes_dataframes_dicts_and_string_labels():
         load_task_data(Task("a-list", "text", lambda: [1, 2]))
 
 
-def test_an_in_memory_task_serves_the_data_its_loader_returns_now():
-    """A notebook's loader reads a variable the user then points at other data: the runs that
-    follow train on that data, under its fingerprint, not on the first call's."""
-    from stabench.tasks import Task
+def test_an_in_memory_task_serves_the_data_its_loader_returns_at_each_study(tiny_model, monkeypatch):
+    """A notebook's loader reads a variable the user then points at other data: the next study
+    trains on that data, under its fingerprint, not on the first call's; within a study every seed
+    gets one call's data, even from a loader that draws afresh each time."""
+    import random
 
+    import stabench
+    from stabench import train
+    from stabench.tasks import Task, reload_task_data
+
+    monkeypatch.setattr(train, "fine_tune", lambda prepared, **_: prepared.data)  # the data each seed got
     data = {"train": _in_memory([f"t {i}" for i in range(8)], [0, 1] * 4),
             "validation": _in_memory(["a", "b"], [0, 1])}
-    task = Task("changing", "text", lambda: data)
-    first = load_task_data(task)
+    calls = []
+    task = Task("changing", "text", lambda: calls.append(1) or {**data, "train": {
+        "text": random.sample(data["train"]["text"], len(data["train"]["text"])), "label": data["train"]["label"]}})
+    monkeypatch.setattr(stabench.claims, "Study", lambda arm, runs, trained: runs)
+    first = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
+    assert len(calls) == 1 and len({d.fingerprint for d in first}) == 1 and len(first[0].train) == 8
     data = {**data, "train": _in_memory([f"t {i}" for i in range(6)], [0, 1] * 3)}
-    second = load_task_data(task)
-    assert (len(first.train), len(second.train)) == (8, 6) and first.fingerprint != second.fingerprint
-    assert load_task_data(task).fingerprint == second.fingerprint  # the same data, the same fingerprint
+    assert load_task_data(task).fingerprint == first[0].fingerprint  # cached between studies
+    second = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
+    assert len(calls) == 2 and {len(d.train) for d in second} == {6}
+    reload_task_data("polarity")  # a built-in task cannot change: nothing to reload
+    assert load_task_data("polarity") is load_task_data("polarity")
 
 
 def test_a_second_task_under_a_name_in_use_is_refused_never_served_the_first_ones_data():
@@ -414,8 +426,7 @@ def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
     data = _in_memory(["a", "b"] * 4, [0, 1] * 4)
     first = Task("clash", "text", lambda: {"train": data, "validation": data})
     assert load_task_data(first).num_labels == 2 and stabench.tasks.task_name(first) == "clash"
-    other = data
-    again = Task("clash", "text", lambda: {"train": other, "validation": other})  # another definition, same name
+    again = Task("clash", "text", lambda: {"train": data, "validation": data})  # another definition, same name
     for call in (lambda: stabench.study(again, "tiny-bert", "bert-default", 3, device="cpu"),
                  lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
         with pytest.raises(ValueError, match="task name 'clash' is already used by another task in this process"):
@@ -477,6 +488,14 @@ def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it()
     exec(compile(cell.replace("train_df}", "other_df}"), "<cell-3>", "exec"), namespace)
     with pytest.raises(ValueError, match="task name 'cell' is already used by another task"):
         task_name(namespace["task"])
+    # One file, two lines: two tasks, even where the code is the same (defaults may hold other data).
+    two = ('first = Task("twice", "text", lambda d=a: d)\n'
+           'second = Task("twice", "text", lambda d=b: d)\n')
+    cell_4 = {**namespace, "a": {"train": {"text": ["x"]}}, "b": {"train": {"text": ["y"]}}}
+    exec(compile(two, "<cell-4>", "exec"), cell_4)
+    assert task_name(cell_4["first"]) == "twice"
+    with pytest.raises(ValueError, match="task name 'twice' is already used by another task"):
+        task_name(cell_4["second"])
 
 
 def test_negative_and_named_labels_keep_their_meaning():
