@@ -467,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--store", type=_text,
                        help="results store (default: the one pytest uses here: stabench_store in pytest.ini, "
-                            "pyproject.toml, ..., else $STABENCH_STORE, else .stabench/results.sqlite in that "
-                            "file's folder or this one)")
+                            "pyproject.toml, ..., else $STABENCH_STORE, else .stabench/results.sqlite in pytest's "
+                            "rootdir)")
         return p
 
     run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))

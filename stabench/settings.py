@@ -84,14 +84,19 @@ def _pytest_options(path: Path) -> dict[str, object] | None:
                 data = tomllib.load(file)
             if path.name == "pyproject.toml":  # [tool.pytest] (pytest 9's TOML types) or [tool.pytest.ini_options]
                 tool = data.get("tool", {}).get("pytest", {})
-                table = {name: value for name, value in tool.items() if name != "ini_options"} or tool.get(
-                    "ini_options")
+                native = {name: value for name, value in tool.items() if name != "ini_options"}
+                if native and tool.get("ini_options"):
+                    raise ValueError("it has both [tool.pytest] and [tool.pytest.ini_options]; pytest takes one")
+                table = native or tool.get("ini_options")
             else:
                 table = data.get("pytest")
         else:
             sections = iniconfig.IniConfig(str(path)).sections
+            if path.name == "setup.cfg" and "tool:pytest" not in sections and "pytest" in sections:
+                raise ValueError("its section is [pytest], which pytest no longer reads in setup.cfg; "
+                                 "expected [tool:pytest]")
             table = sections.get({"setup.cfg": "tool:pytest"}.get(path.name, "pytest"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, iniconfig.ParseError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, tomllib.TOMLDecodeError, iniconfig.ParseError) as error:
         raise ValueError(f"cannot read pytest's configuration file {path}: {error}") from None
     if table is None:
         return {} if always else None
