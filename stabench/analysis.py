@@ -151,11 +151,14 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     grad_norm = trace.get("grad_norm") or {}
     steps = list(trace.get("step") or [])
     layers = _encoder_layer_names(grad_norm)
-    if not layers or not steps:
+    if not layers:
         raise ValueError(f"run {result.key!r} (seed {result.seed}) has no per-layer gradient-norm trace; "
-                         f"expected trace['grad_norm'] with 'layer.<i>' entries and trace['step'], found groups "
+                         f"expected trace['grad_norm'] with 'layer.<i>' entries, found groups "
                          f"{', '.join(grad_norm) or 'none'} (a model whose layers stabench does not recognise "
                          f"traces them as 'other')")
+    if not steps:
+        raise ValueError(f"run {result.key!r} (seed {result.seed}) has a gradient-norm trace without its steps; "
+                         f"expected trace['step'], the step of each trace point")
     bottom, top = layers[0], layers[-1]
     for name, norms in grad_norm.items():
         if len(norms) != len(steps):
@@ -468,7 +471,7 @@ def forgetting_curve(pretrained_model_path: str, finetuned_model: nn.Module, eva
                          f"{missing[:5]}, shape mismatch {mismatched[:5]}")
     device = next(finetuned_model.parameters()).device
     mlm.to(device)
-    groups = {name: layer_group(name, num_layers) for name in pretrained}
+    groups = {name: layer_group(name, num_layers, getattr(base.config, "model_type", None)) for name in pretrained}
     plan = _mask_plan(tokenizer, eval_texts, mask_prob, seed, max_length)
     curve = []
     for k in ks:

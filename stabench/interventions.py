@@ -39,9 +39,11 @@ _DROPOUT_TYPES = (
 _LAYER_RE = re.compile(r"(?:^|\.)(?:(?:encoder|transformer)\.layer|layers)\.(\d+)\.")
 _ALBERT_GROUP_RE = re.compile(r"(?:^|\.)albert_layer_groups\.(\d+)\.")
 # Embeddings, with what maps them to the layers' width (ALBERT, ELECTRA) and DeBERTa's relative
-# position embeddings, which every layer reads, and their norm.
-_EMBEDDINGS_RE = re.compile(r"(?:^|\.)(?:embeddings|embedding_hidden_mapping_in|embeddings_project|rel_embeddings)\."
-                            r"|^deberta\.encoder\.LayerNorm\.")
+# position embeddings, which every layer reads.
+_EMBEDDINGS_RE = re.compile(r"(?:^|\.)(?:embeddings|embedding_hidden_mapping_in|embeddings_project|rel_embeddings)\.")
+# DeBERTa-v2's encoder norms its relative position embeddings, and its convolution (xlarge and up)
+# joins the first layer's output.
+_DEBERTA_ENCODER_RE = re.compile(r"(?:^|\.)encoder\.(LayerNorm|conv)\.")
 # Between the last layer and the classifier: BERT's pooler, ModernBERT's final norm and head, a
 # pre-LN encoder's final norm (XLM-RoBERTa-XL).
 _POOLER_RE = re.compile(r"(?:^|\.)(?:pooler|final_norm|head|encoder\.LayerNorm)\.")
@@ -189,7 +191,7 @@ def check_per_layer(model_type: str | None) -> None:
         raise ValueError(SHARED_LAYERS)
 
 
-def layer_group(param_name: str, num_layers: int) -> str:
+def layer_group(param_name: str, num_layers: int, model_type: str | None = None) -> str:
     """The readable layer group of a parameter name.
 
     Returns ``"layer.<i>"`` for encoder layer i (``encoder.layer.<i>``,
@@ -199,8 +201,12 @@ def layer_group(param_name: str, num_layers: int) -> str:
     (also ModernBERT's final norm and head, and a pre-LN encoder's final norm),
     ``"classifier"`` (also DistilBERT's freshly initialised ``pre_classifier`` and RoBERTa's
     ``classifier.dense``), else ``"other"``.  A layer index outside ``[0, num_layers)`` is
-    ``"other"`` too, so a stray numbered list is never mistaken for a layer.
+    ``"other"`` too, so a stray numbered list is never mistaken for a layer.  ``model_type`` (the
+    config's) tells DeBERTa's ``encoder.LayerNorm`` (embeddings) from a final norm (pooler), and
+    puts DeBERTa-v2's ``encoder.conv`` with layer 0, whose output it joins.
     """
+    if model_type in ("deberta", "deberta-v2") and (deberta := _DEBERTA_ENCODER_RE.search(param_name)):
+        return "embeddings" if deberta.group(1) == "LayerNorm" else "layer.0"
     match = _LAYER_RE.search(param_name) or _ALBERT_GROUP_RE.search(param_name)
     if match:
         index = int(match.group(1))
@@ -305,7 +311,7 @@ def layerwise_lr_param_groups(
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        depth = layer_group(name, num_layers)
+        depth = layer_group(name, num_layers, getattr(getattr(model, "config", None), "model_type", None))
         if depth not in depth_lr:
             unplaced.append(name)
             continue

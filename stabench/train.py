@@ -263,7 +263,8 @@ class GradNormTracer:
         groups: dict[str, list[torch.nn.Parameter]] = {}
         for name, param in model.named_parameters():
             if param.requires_grad:
-                groups.setdefault(interventions.layer_group(name, num_layers), []).append(param)
+                group = interventions.layer_group(name, num_layers, getattr(model.config, "model_type", None))
+                groups.setdefault(group, []).append(param)
         self.names = sorted(groups, key=layer_order)
         self.params = [groups[name] for name in self.names]
         self.rows: list[torch.Tensor] = []

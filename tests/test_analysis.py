@@ -56,6 +56,8 @@ def test_a_trace_without_layers_names_the_groups_it_has():
     with pytest.raises(ValueError, match=r"has no per-layer gradient-norm trace; .* found groups embeddings, other, "
                                          r"classifier \(a model whose layers stabench does not recognise"):
         analysis.vanishing_gradients(make_result({"embeddings": flat, "other": flat, "classifier": flat}))
+    with pytest.raises(ValueError, match=r"has a gradient-norm trace without its steps; expected trace\['step'\]"):
+        analysis.vanishing_gradients(make_result({"layer.0": [], "layer.1": []}, steps=[]))
 
 
 def test_bottom_layer_falling_1000x_and_staying_low_is_vanishing():

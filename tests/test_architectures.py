@@ -27,15 +27,18 @@ def _config(family: str, vocab_size: int):
         return transformers.ModernBertConfig(vocab_size=vocab_size, pad_token_id=0, cls_token_id=2, sep_token_id=3,
                                              bos_token_id=2, eos_token_id=3, global_attn_every_n_layers=3,
                                              local_attention=8, **SMALL)
+    deberta = dict(relative_attention=True, position_buckets=16, pos_att_type=["p2c", "c2p"],
+                   norm_rel_ebd="layer_norm", position_biased_input=False)
     extra = {"electra": dict(embedding_size=16),  # with the projection to the layers' width, as electra-small
-             "deberta-v2": dict(relative_attention=True, position_buckets=16, pos_att_type=["p2c", "c2p"],
-                                norm_rel_ebd="layer_norm", position_biased_input=False)}.get(family, {})
+             "deberta-v2": deberta,
+             "deberta-v2-conv": dict(deberta, conv_kernel_size=3)}.get(family, {})  # as deberta-v2-xlarge
     config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig,
-                    "electra": transformers.ElectraConfig, "deberta-v2": transformers.DebertaV2Config}[family]
+                    "electra": transformers.ElectraConfig, "deberta-v2": transformers.DebertaV2Config,
+                    "deberta-v2-conv": transformers.DebertaV2Config}[family]
     return config_class(vocab_size=vocab_size, pad_token_id=0, **SMALL, **extra)
 
 
-FAMILIES = ["bert", "roberta", "distilbert", "electra", "deberta-v2", "modernbert"]
+FAMILIES = ["bert", "roberta", "distilbert", "electra", "deberta-v2", "deberta-v2-conv", "modernbert"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def _saved(family, tiny_model, folder, head=False):
 def test_every_parameter_is_in_a_layer_group_and_gets_a_layer_wise_lr(family, vocab_size):
     model = _model(family, vocab_size)
     assert len(encoder_layers(model)) == LAYERS
-    groups = {name: layer_group(name, LAYERS) for name, _ in model.named_parameters()}
+    groups = {name: layer_group(name, LAYERS, model.config.model_type) for name, _ in model.named_parameters()}
     assert "other" not in groups.values(), [name for name, group in groups.items() if group == "other"]
     assert {"embeddings", "classifier", *(f"layer.{i}" for i in range(LAYERS))} <= set(groups.values())
     lr_groups = layerwise_lr_param_groups(model, 1e-3, 0.9, 0.01)
@@ -95,10 +98,17 @@ def test_reinit_touches_the_top_layer_only(family, vocab_size):
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     touched = reinit_top_layers(model, 1)
     top = f"layer.{LAYERS - 1}"
-    assert {layer_group(name, LAYERS) for name in touched} <= {top, "pooler"}
+    assert {layer_group(name, LAYERS, model.config.model_type) for name in touched} <= {top, "pooler"}
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p)}
     assert changed and changed <= set(touched)
-    assert any(layer_group(name, LAYERS) == top for name in changed)
+    assert any(layer_group(name, LAYERS, model.config.model_type) == top for name in changed)
+
+
+def test_deberta_s_encoder_norm_and_convolution_go_with_its_embeddings_and_first_layer_but_a_final_norm_not():
+    assert layer_group("deberta.encoder.LayerNorm.weight", LAYERS, "deberta-v2") == "embeddings"
+    assert layer_group("encoder.LayerNorm.weight", LAYERS, "deberta-v2") == "embeddings"  # a bare DebertaV2Model
+    assert layer_group("deberta.encoder.conv.conv.weight", LAYERS, "deberta-v2") == "layer.0"
+    assert layer_group("roberta.encoder.LayerNorm.weight", LAYERS, "xlm-roberta-xl") == "pooler"  # pre-LN's last
 
 
 def test_modernbert_trains_with_per_layer_traces_interventions_and_the_recipe_s_dropout(tiny_model, tmp_path):
