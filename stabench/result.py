@@ -193,6 +193,27 @@ def run_key(task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed:
                          "environment": environment_key})
 
 
+def keyed_fields(task: dict[str, Any], model: dict[str, Any], environment_key: dict[str, Any]) -> dict[str, list]:
+    """Which fields of a run's record its key was made from, recorded with the run (as
+    ``environment["keyed_fields"]``) so that :func:`key_of_record` can check the key later."""
+    return {"task": sorted(task), "model": sorted(model), "environment": sorted(environment_key)}
+
+
+def key_of_record(run: RunResult) -> str | None:
+    """The key ``run``'s own contents make, from the fields its record says were keyed; None
+    for a record made before stabench recorded them (its key cannot be recomputed).  A record
+    edited after it was stored (its seed, task, model, recipe hash or stack) gives another key."""
+    keyed = (run.environment or {}).get("keyed_fields")
+    if keyed is None:
+        return None
+    try:
+        return run_key({name: run.task[name] for name in keyed["task"]},
+                       {name: run.model[name] for name in keyed["model"]}, run.recipe_hash, run.seed,
+                       {name: run.environment.get(name) for name in keyed["environment"]})
+    except (KeyError, TypeError):  # a keyed field taken out of the record
+        return ""
+
+
 def _with_current_model_name(result: RunResult) -> RunResult:
     """Runs of a local folder stored before 2026-12-04 (keyed by its weights alone) hold the path
     as typed (``./models/mybert``); read back under the folder's own name, as runs are stored now,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS
-from .result import RunResult, check_seed, fails, folder_name
+from .result import RunResult, check_seed, fails, folder_name, key_of_record
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -874,6 +874,11 @@ def _check_consistent(run: RunResult, where: str) -> None:
     """A record whose seed or verdict contradicts its own numbers (hand-edited, or damaged) would
     be read as what produced it; it is refused."""
     check_seed(run.seed, f"{where}: seed ")
+    if (own_key := key_of_record(run)) not in (None, run.key):
+        made = own_key or "a keyed field is missing"
+        raise ValueError(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
+                         f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
+                         f"read as what produced it")
     if run.primary_metric not in run.metrics:
         raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
                          f"{sorted(run.metrics)}")

@@ -21,7 +21,8 @@ from . import data as data_lib
 from . import environment, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import RunResult, check_seed, fails, final_train_loss, layer_order, run_key, train_loss_steps
+from .result import (RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order, run_key,
+                     train_loss_steps)
 from .tasks import Task, TaskData, load_task_data, task_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -219,7 +220,9 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
                "num_parameters": sum(p.numel() for p in model.parameters())},
         recipe=recipe.to_dict(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
-        environment=prepared.environment, metrics=chosen, primary_metric=prepared.data.task.primary_metric,
+        environment={**prepared.environment, "keyed_fields": keyed_fields(
+            prepared.task_info, prepared.model_info, environment.key_fields(prepared.environment))},
+        metrics=chosen, primary_metric=prepared.data.task.primary_metric,
         majority_accuracy=prepared.data.majority_accuracy,
         failed=fails(chosen["accuracy"], prepared.data.majority_accuracy, diverged),
         collapsed=sum(1 for c in counts if c) <= 1, diverged=diverged, steps=steps_done,

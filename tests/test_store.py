@@ -1098,3 +1098,41 @@ def test_a_recipe_hash_prefix_selects_only_the_hashes_that_start_with_it(store: 
             assert sorted(r.key for r in store.query(recipe_hash=prefix)) == sorted(r.key for r in runs[recipe])
     assert len(store.query(recipe_hash="hash-")) == 6  # the start all three share selects them all
     assert store.query(recipe_hash="hash-apricot") == []
+
+
+def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny_model, tmp_path: Path) -> None:
+    """A hand-edited seed kept seed 0's key and was then served as seed 0 (an adversarial trial).
+    A run records which of its fields made its key, so the key is checked against its contents."""
+    import stabench
+    from stabench.result import key_of_record
+    from stabench.tasks import Task
+
+    fast = stabench.get_recipe("bert-default", max_steps=2)
+    texts = {"text": ["good", "bad", "fine", "awful", "nice", "poor"], "label": ["pos", "neg"] * 3}
+    own = Task("own-metrics", "text", lambda: {"train": texts, "validation": texts}, metrics=("macro_f1", "accuracy"))
+    with Store(tmp_path / "s.sqlite") as source:
+        runs = [stabench.run("polarity", tiny_model, fast, 0, store=source, cpu_threads=1),
+                stabench.run("polarity", tiny_model, fast, 1, store=source, train_size=64, cpu_threads=1),
+                stabench.run(own, tiny_model, fast.replace(reinit_layers=1), 0, store=source, cpu_threads=1)]
+        assert [key_of_record(run) for run in runs] == [run.key for run in runs]  # also as read back:
+        assert [key_of_record(source.get(run.key)) for run in runs] == [run.key for run in runs]
+        source.export(tmp_path / "runs.json")
+    records = json.loads((tmp_path / "runs.json").read_text())
+    edits = {"seed": lambda r: {**r, "seed": 5}, "recipe hash": lambda r: {**r, "recipe_hash": "0" * 16},
+             "task": lambda r: {**r, "task": {**r["task"], "n_train": 3}},
+             "stack": lambda r: {**r, "environment": {**r["environment"], "torch": "2.0.0"}},
+             "keyed field taken out": lambda r: {**r, "model": {k: v for k, v in r["model"].items() if k != "revision"}}}
+    with Store(tmp_path / "other.sqlite") as other:
+        for name, edit in edits.items():
+            edited = tmp_path / f"edited-{name}.json"
+            edited.write_text(json.dumps([edit(r) if r["seed"] == 0 else r for r in records]))
+            with pytest.raises(StoreError, match=r"its key \w+ is not the key of its contents \(.*\): the record "
+                                                 r"was edited after it was stored"):
+                other.import_file(edited)
+            assert other.count() == 0, name
+        # A record made before runs listed their keyed fields imports as before: its key cannot be checked.
+        older = tmp_path / "older.json"
+        older.write_text(json.dumps([{**r, "environment": {k: v for k, v in r["environment"].items()
+                                                           if k != "keyed_fields"}} for r in records]))
+        assert other.import_file(older) == (3, 0)
+        assert other.import_file(tmp_path / "runs.json") == (0, 3)
