@@ -67,6 +67,20 @@ def _encode_split(data: TaskData, split, tokenizer, max_length: int) -> Encoded:
     return Encoded(input_ids, token_type_ids, labels)
 
 
+def check_token_types(splits: tuple[Encoded, ...], config, model_name: str) -> None:
+    """Token types the model can embed: a tokenizer that marks a pair's second sentence as type 1
+    beside a model with one type (RoBERTa's ``type_vocab_size=1``) is otherwise an IndexError deep
+    in torch.  A model without token-type embeddings (``type_vocab_size=0``, DeBERTa-v3) ignores them."""
+    types = getattr(config, "type_vocab_size", None)
+    if not isinstance(types, int) or types <= 0:
+        return
+    highest = max((int(ids.max()) for split in splits for ids in split.token_type_ids or () if ids.numel()), default=0)
+    if highest >= types:
+        raise ValueError(f"model {model_name!r}: its tokenizer gives token type {highest} (a sentence pair's second "
+                         f"sentence) but its config has type_vocab_size={types}; save the model's own tokenizer with "
+                         f"it (RoBERTa's gives no token types), or use a single-sentence task")
+
+
 def collate(encoded: Encoded, indices: list[int] | torch.Tensor, pad_id: int,
             pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest example (rounded up to a bucket when asked)."""

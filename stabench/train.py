@@ -141,6 +141,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
 
     transformers.set_seed(prepared.seed)  # head init, re-init and dropout masks follow the seed
     model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout, recipe.attention)
+    data_lib.check_token_types((train_set, eval_set), model.config, prepared.model.name)
     if recipe.reinit_layers:
         interventions.reinit_top_layers(model, recipe.reinit_layers)
     if recipe.mixout:

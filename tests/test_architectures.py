@@ -152,3 +152,23 @@ def test_forgetting_at_l_plus_1_is_the_pretrained_deberta(tiny_model, tmp_path):
     pretrained = analysis.masked_lm_perplexity(analysis.load_masked_lm(folder), texts, tokenizer)
     assert points[LAYERS + 1] == pytest.approx(pretrained, rel=1e-6)
     assert points[0] != pytest.approx(pretrained, rel=1e-3)
+
+
+def test_token_types_the_model_cannot_embed_are_named_before_training(tiny_model, tmp_path, monkeypatch):
+    """A RoBERTa (one token type) saved with a BERT tokenizer, which marks a pair's second sentence
+    as type 1: an IndexError deep in torch before; one line naming both now."""
+    from stabench import train
+
+    torch.manual_seed(0)
+    config = transformers.RobertaConfig(vocab_size=len(AutoTokenizer.from_pretrained(tiny_model)), pad_token_id=0,
+                                        type_vocab_size=1, **SMALL)
+    transformers.RobertaModel(config).save_pretrained(tmp_path / "roberta")
+    for file in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{tiny_model}/{file}", tmp_path / "roberta" / file)
+    recipe = get_recipe("bert-default", max_steps=2)
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "make_scheduler", lambda *a: pytest.fail("training started"))
+        with pytest.raises(ValueError, match=r"^model 'roberta': its tokenizer gives token type 1 \(a sentence "
+                                             r"pair's second sentence\) but its config has type_vocab_size=1; "):
+            fine_tune(prepare("same-number", str(tmp_path / "roberta"), recipe, 0, device="cpu"))
+    assert fine_tune(prepare("polarity", str(tmp_path / "roberta"), recipe, 0, device="cpu")).steps == 2  # one type
