@@ -879,6 +879,9 @@ def _check_consistent(run: RunResult, where: str) -> None:
         raise ValueError(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
                          f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
                          f"read as what produced it")
+    if own_key is not None and _recipe_hash(run.recipe) != run.recipe_hash:
+        raise ValueError(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record was "
+                         f"edited after it was stored (a recipe field), so it cannot be read as what produced it")
     if run.primary_metric not in run.metrics:
         raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
                          f"{sorted(run.metrics)}")
@@ -891,6 +894,16 @@ def _check_consistent(run: RunResult, where: str) -> None:
         if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
             raise ValueError(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
                              f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
+
+
+def _recipe_hash(fields: Any) -> str | None:
+    """The hash a record's recipe fields make now; None for fields no recipe takes."""
+    from .recipes import Recipe
+
+    try:
+        return Recipe(**fields).hash
+    except (TypeError, ValueError):
+        return None
 
 
 _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record

@@ -1121,13 +1121,15 @@ def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny
     edits = {"seed": lambda r: {**r, "seed": 5}, "recipe hash": lambda r: {**r, "recipe_hash": "0" * 16},
              "task": lambda r: {**r, "task": {**r["task"], "n_train": 3}},
              "stack": lambda r: {**r, "environment": {**r["environment"], "torch": "2.0.0"}},
-             "keyed field taken out": lambda r: {**r, "model": {k: v for k, v in r["model"].items() if k != "revision"}}}
+             "keyed field taken out": lambda r: {**r, "model": {k: v for k, v in r["model"].items() if k != "revision"}},
+             "recipe field": lambda r: {**r, "recipe": {**r["recipe"], "lr": 0.5}}}
     with Store(tmp_path / "other.sqlite") as other:
         for name, edit in edits.items():
             edited = tmp_path / f"edited-{name}.json"
             edited.write_text(json.dumps([edit(r) if r["seed"] == 0 else r for r in records]))
-            with pytest.raises(StoreError, match=r"its key \w+ is not the key of its contents \(.*\): the record "
-                                                 r"was edited after it was stored"):
+            with pytest.raises(StoreError, match=r"(its key \w+ is not the key of its contents \(.*\)|its recipe "
+                                                 r"fields do not make its recipe hash \w+): the record was edited "
+                                                 r"after it was stored"):
                 other.import_file(edited)
             assert other.count() == 0, name
         # A record made before runs listed their keyed fields imports as before: its key cannot be checked.
