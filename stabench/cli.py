@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import signal
 import sys
 from collections.abc import Sequence
@@ -461,7 +462,7 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stabench", description=__doc__)
+    parser = _Parser(prog="stabench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -566,10 +567,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the bad value and where to look, not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """The unknown arguments, with the option each misspelt one is closest to."""
+    options = [option for action in parser._actions for option in action.option_strings]
+    near = {word: difflib.get_close_matches(word.split("=")[0], options, n=1) for word in unknown
+            if word.startswith("--")}
+    hints = {word: match[0] for word, match in near.items() if match}
+    meant = (next(iter(hints.values())) if len(hints) == 1
+             else ", ".join(f"{option} for {word}" for word, option in hints.items()))
+    return f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {meant}?" if hints else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
-    if unknown:  # with the command's own usage, not the top level's
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # named by the command's own parser, not the top level's
+        args.command_parser.error(_unrecognized(args.command_parser, unknown))
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:

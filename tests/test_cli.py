@@ -335,13 +335,20 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
     assert out.count("trained in") == 5 - stored
 
 
-def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--task", "polarity", "--sed", "0-1"],
+     "stabench run: error: unrecognized arguments: --sed 0-1; did you mean --seeds? (see stabench run --help)"),
+    (["summary", "--cii", "--plot-formats=pdf"], "stabench summary: error: unrecognized arguments: --cii "
+     "--plot-formats=pdf; did you mean --ci for --cii, --plot-format for --plot-formats=pdf? (see stabench summary "
+     "--help)"),
+    (["runs", "--frobnicate"], "stabench runs: error: unrecognized arguments: --frobnicate (see stabench runs --help)"),
+    (["run", "--task"], "stabench run: error: argument --task: expected one argument (see stabench run --help)"),
+])
+def test_a_bad_argument_is_one_line_naming_the_nearest_option(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
-        main(["run", "--task", "polarity", "--sed", "0-1"])
+        main(argv)
     assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: stabench run ") and err.endswith("stabench run: error: unrecognized arguments: "
-                                                                    "--sed 0-1\n")
+    assert capsys.readouterr().err == message + "\n"
 
 
 @pytest.mark.parametrize("argv", [["tag", "base", "--recipe-hash", ""], ["runs", "--show", " "],
