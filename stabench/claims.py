@@ -174,6 +174,7 @@ class Arm:
     model: str
     recipe: Recipe
     train_size: int | None = None
+    subsample_seed: int = 0  # which subsample of train_size examples (stabench.study's subsample_seed=)
 
     def __post_init__(self) -> None:
         if not isinstance(self.recipe, Recipe):  # a preset name, as everywhere else
@@ -371,7 +372,8 @@ class Session:
         from .train import prepare
 
         try:
-            return prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size, device=self.device)
+            return prepare(arm.task, arm.model, arm.recipe, seed, train_size=arm.train_size,
+                           subsample_seed=arm.subsample_seed, device=self.device)
         except (ValueError, OSError, RuntimeError) as error:  # names, values, files, models: no training yet
             raise RunSetupError(str(error)) from error
 
@@ -465,7 +467,7 @@ class Session:
         from .models import load_model, resolve
         from .tasks import load_task_data
 
-        data = load_task_data(arm.task, train_size=arm.train_size)
+        data = load_task_data(arm.task, train_size=arm.train_size, subsample_seed=arm.subsample_seed)
         transformers.set_seed(seed)
         return load_model(resolve(arm.model), data.num_labels, arm.recipe.dropout,
                           arm.recipe.attention).to(self.device)
@@ -478,7 +480,8 @@ class Session:
 
         source = resolve(arm.model)
         tokenizer = load_tokenizer(source)
-        train, _ = data_lib.encode(load_task_data(arm.task, train_size=arm.train_size), tokenizer,
+        train, _ = data_lib.encode(load_task_data(arm.task, train_size=arm.train_size,
+                                                  subsample_seed=arm.subsample_seed), tokenizer,
                                    arm.recipe.max_length)
         size = arm.recipe.batch_size
         return [data_lib.collate(train, list(range(i * size, min((i + 1) * size, len(train)))),
@@ -562,7 +565,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
             why = not_stored_reason(store, not_stored.prepared, not_stored.stack)
         raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored: {why}; "
                          f"or train=True trains them")
-    return Study(Arm(recipe.name, name, model, recipe, train_size), runs, trained_here)
+    return Study(Arm(recipe.name, name, model, recipe, train_size, subsample_seed), runs, trained_here)
 
 
 @contextlib.contextmanager

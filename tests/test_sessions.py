@@ -254,3 +254,17 @@ def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, t
     assert list(exported.columns) == [*frame.columns, "result_json"]
     for column in ("key", "seed", "failed", "metric.accuracy", "recipe.lr", "recipe_hash", "data_fingerprint"):
         assert list(exported[column]) == list(frame[column]), column
+
+
+def test_a_study_of_another_subsample_is_retrained_on_that_subsample(tiny_model, tmp_path):
+    """study.arm carries the subsample seed, so a script's retrain for the weights is the stored run."""
+    import stabench
+
+    with Store(tmp_path / "s.sqlite") as store:
+        drawn = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=1, store=store, train_size=64,
+                               subsample_seed=1)
+        assert drawn.arm.subsample_seed == 1
+        result, _ = Session(store=store).trained_model(drawn.arm, 0)
+        assert result.key == drawn.results[0].key and result.task["subsample_seed"] == 1
+        first = Session(store=store).collect(dataclasses.replace(drawn.arm, subsample_seed=0), [0])
+        assert first.results[0].task["fingerprint"] != drawn.results[0].task["fingerprint"]  # another subsample
