@@ -153,7 +153,7 @@ def load_tokenizer(source: ModelSource):
         tokenizer = AutoTokenizer.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
     except OSError as error:
         raise RuntimeError(f"could not load the tokenizer of {source.path!r}: {str(error).splitlines()[0]}") from error
-    vocab_size = getattr(_load_config(source), "vocab_size", None)
+    vocab_size = getattr(load_config(source), "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) < vocab_size // 2:
         raise RuntimeError(f"model {source.name!r}: its tokenizer knows {len(tokenizer)} tokens, its config "
                            f"{vocab_size} (vocab_size), so nearly every word would be [UNK]; the folder lacks the "
@@ -162,12 +162,8 @@ def load_tokenizer(source: ModelSource):
     return tokenizer
 
 
-def model_config(source: ModelSource):
-    """The model's config alone (no weights loaded): its depth and type, to check a recipe early."""
-    return _load_config(source)
-
-
-def _load_config(source: ModelSource, **overrides):
+def load_config(source: ModelSource, **overrides):
+    """The model's config alone (no weights loaded): its depth and type check a recipe early."""
     try:
         return AutoConfig.from_pretrained(source.path, revision=source.revision, trust_remote_code=False, **overrides)
     except OSError as error:
@@ -182,7 +178,7 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     would otherwise keep a bf16/fp16 checkpoint's dtype); lower precision is the recipe's
     autocast, never the stored parameters.
     """
-    config = _load_config(source, num_labels=num_labels)
+    config = load_config(source, num_labels=num_labels)
     config.problem_type = "single_label_classification"  # a checkpoint's own (multi-label, regression) would pick another loss
     if dropout is not None:
         for field in DROPOUT_FIELDS:

@@ -60,7 +60,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     recipe = get_recipe(recipe)
     source = models.resolve(model)
     if recipe.reinit_layers or recipe.layerwise_lr_decay < 1:  # checked before any data or weights load
-        config = models.model_config(source)
+        config = models.load_config(source)
         interventions.check_per_layer(config.model_type)
         if recipe.reinit_layers and (depth := getattr(config, "num_hidden_layers", None)) is not None:
             interventions.check_reinit_layers(recipe.reinit_layers, depth)
