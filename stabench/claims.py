@@ -365,6 +365,11 @@ class Session:
     recompute: bool = False
     cpu_threads: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.store, Store):
+            raise ValueError(f"Session(store={self.store!r}) is invalid; expected a stabench Store, e.g. "
+                             f"Session(stabench.Store({str(self.store)!r}))")
+
     def _attempt_path(self, key: str) -> Path:
         return self.store.path.parent / "attempts" / f"{key}.json"
 

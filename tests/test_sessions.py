@@ -268,3 +268,11 @@ def test_a_study_of_another_subsample_is_retrained_on_that_subsample(tiny_model,
         assert result.key == drawn.results[0].key and result.task["subsample_seed"] == 1
         first = Session(store=store).collect(dataclasses.replace(drawn.arm, subsample_seed=0), [0])
         assert first.results[0].task["fingerprint"] != drawn.results[0].task["fingerprint"]  # another subsample
+
+
+def test_a_session_given_a_path_names_what_it_expects(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match=r"^Session\(store='.*s\.sqlite'\) is invalid; expected a stabench Store, "
+                                         r"e\.g\. Session\(stabench\.Store\('.*s\.sqlite'\)\)$"):
+        Session(store=str(tmp_path / "s.sqlite"))
