@@ -14,6 +14,7 @@ _EXPORTS = {
     "Task": "tasks", "get_task": "tasks", "load_task_data": "tasks", "local_task": "tasks", "register_task": "tasks",
     "prepare": "train", "run": "train",
     "Store": "store",
+    "hook": "hooks",
 }
 
 __all__ = sorted(_EXPORTS)

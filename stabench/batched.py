@@ -46,7 +46,7 @@ class SeedGroup:
             raise ValueError("seeds is empty; expected at least one seed")
         unsupported = [name for name, on in (("mixout", recipe.mixout), ("reinit_layers", recipe.reinit_layers),
                                              ("layerwise_lr_decay", recipe.layerwise_lr_decay < 1),
-                                             ("compile", recipe.compile)) if on]
+                                             ("compile", recipe.compile), ("hook", recipe.hook)) if on]
         if unsupported:
             raise ValueError(f"recipe field {unsupported[0]} is not supported in a batched seed group; "
                              f"train those seeds one at a time")

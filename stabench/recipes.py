@@ -57,6 +57,7 @@ class Recipe:
     pad_to_multiple_of: int | None = None  # length buckets so GPU step shapes repeat
     compile: str | None = None  # torch.compile mode for the training forward/backward; None: eager
     attention: str | None = None  # attention implementation; None: transformers' default (sdpa)
+    hook: str | None = None  # a registered function of the user's that changes the model first (stabench.hook)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -93,12 +94,17 @@ class Recipe:
                f"one of {', '.join(ATTENTIONS)} or None")
         if self.mixout:  # Mixout replaces dropout: record (and hash) the dropout that trains, none
             object.__setattr__(self, "dropout", 0.0)
+        _check(self.hook is None or bool(self.hook.strip()), "hook", self.hook,
+               "the name of a function registered with @stabench.hook(name), or None")
         _check(not (self.attention == "flex_attention" and self.dropout != 0.0), "attention", self.attention,
                f"eager or sdpa with dropout={self.dropout!r} (transformers' flex attention applies no attention "
                f"dropout and refuses to train with it; None keeps the model's own), or dropout=0.0")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["hook"] is None:  # as recipes were before hooks: their hashes, and older stabench reads them
+            del data["hook"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
@@ -120,7 +126,8 @@ class Recipe:
         without bias correction both styles are one update.  A Mixout recipe hashes its mask
         (one draw per input neuron since 2026-11, as in Lee et al.'s code; before, one per weight).
         A layer-wise lr decay recipe with weight decay hashes that its head is not decayed (since
-        2026-11, as in Zhang et al.'s code; before, the head's weights were).
+        2026-11, as in Zhang et al.'s code; before, the head's weights were).  A recipe with a
+        ``hook`` hashes the hook's code (:func:`hooks.fingerprint`); one without hashes as before.
         """
         fields = self.to_dict()
         fields.pop("name")
@@ -130,6 +137,10 @@ class Recipe:
             fields["mixout_mask"] = "per input neuron"
         if self.layerwise_lr_decay < 1 and self.weight_decay > 0:
             fields["llrd_head_weight_decay"] = 0.0
+        if self.hook is not None:  # its code too: an edited hook is another recipe
+            from .hooks import fingerprint
+
+            fields["hook"] = f"{self.hook} {fingerprint(self.hook)}"
         return content_hash(fields)
 
     def replace(self, **overrides: Any) -> Recipe:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .hooks import code_shape
 from .metrics import known_metrics
 
 if TYPE_CHECKING:  # imported where data is loaded: GPU images may lack `datasets`
@@ -150,10 +151,6 @@ def _redefines(old: Task, new: Task) -> bool:
     factory called with another file is another task.  Where it starts counts within one file
     (two loaders of one code on two lines are two tasks), not across files: a notebook cell with
     a comment added above its task is compiled as another file."""
-    def code_shape(code) -> tuple:
-        return code.co_code, code.co_names, code.co_freevars, tuple(
-            code_shape(c) if hasattr(c, "co_code") else c for c in code.co_consts)
-
     def what(loader) -> tuple | None:
         code = getattr(loader, "__code__", None)
         if code is None:

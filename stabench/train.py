@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from . import data as data_lib
-from . import environment, interventions, metrics, models
+from . import environment, hooks, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
 from .result import (RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order, run_key,
@@ -58,6 +58,8 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     seed = int(seed)  # a numpy integer too
     device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
+    if recipe.hook is not None:
+        hooks.get_hook(recipe.hook)  # an unknown hook is named before any data or weights load
     source = models.resolve(model)
     if recipe.reinit_layers or recipe.layerwise_lr_decay < 1:  # checked before any data or weights load
         config = models.load_config(source)
@@ -146,6 +148,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         interventions.reinit_top_layers(model, recipe.reinit_layers)
     if recipe.mixout:
         interventions.apply_mixout(model, recipe.mixout)
+    if recipe.hook is not None:  # the user's own change, before the optimizer sees the parameters
+        hooks.get_hook(recipe.hook)(model, recipe)
     model.to(device)
     model.train()
 

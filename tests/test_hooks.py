@@ -1,0 +1,129 @@
+"""A user's own training code as a recipe's hook: it changes the model, and its code is part of the recipe."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import stabench
+from stabench import hooks
+from stabench.models import load_model, resolve
+from stabench.recipes import get_recipe
+from stabench.tasks import BUILTIN_PAIR_TASK
+from stabench.train import fine_tune, prepare
+
+FAST = dict(max_steps=3, trace_every=1, lr=1e-2)
+
+
+@pytest.fixture(autouse=True)
+def _own_hooks(monkeypatch):
+    monkeypatch.setattr(hooks, "_HOOKS", {})
+
+
+def _freeze_embeddings(model, recipe):
+    for parameter in model.base_model.embeddings.parameters():
+        parameter.requires_grad_(False)
+
+
+def test_a_hook_changes_each_seed_s_model_before_the_optimizer_sees_it(tiny_model):
+    stabench.hook("freeze-embeddings")(_freeze_embeddings)
+    frozen = get_recipe("bert-default", hook="freeze-embeddings", **FAST)
+    assert frozen.name == "bert-default[hook=freeze-embeddings,lr=0.01,max_steps=3,trace_every=1]"
+    plain = get_recipe("bert-default", **FAST)
+    assert frozen.hash != plain.hash and "hook" not in plain.to_dict()  # recipes without one hash as before
+    result, model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, frozen, 0, device="cpu"), return_model=True)
+    pretrained = load_model(resolve(tiny_model), 2, 0.1)
+    for (name, trained), (_, before) in zip(model.base_model.embeddings.named_parameters(),
+                                            pretrained.base_model.embeddings.named_parameters()):
+        assert torch.equal(trained, before), name  # frozen: weight decay and Adam left it alone
+    assert "embeddings" not in result.trace["grad_norm"] and "layer.0" in result.trace["grad_norm"]
+    assert result.recipe["hook"] == "freeze-embeddings"
+    moved = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, plain, 0, device="cpu"))
+    assert "embeddings" in moved.trace["grad_norm"]
+
+
+def test_the_hook_s_code_is_part_of_the_recipe():
+    recipe = get_recipe("bert-default", hook="h")
+    with pytest.raises(ValueError, match=r"^unknown hook 'h'; registered hooks: none \(register one with "
+                                         r"@stabench\.hook\('h'\)"):
+        recipe.hash
+    stabench.hook("h")(_freeze_embeddings)
+    first = recipe.hash
+    stabench.hook("h")(_freeze_embeddings)  # the module imported again: the same code
+    assert recipe.hash == first
+
+    def freeze_more(model, recipe):
+        for parameter in model.base_model.embeddings.parameters():
+            parameter.requires_grad_(False)
+        model.base_model.encoder.layer[0].requires_grad_(False)
+
+    stabench.hook("h")(freeze_more)
+    assert recipe.hash != first  # edited: another recipe, whose runs train again
+
+    def factory(layers: int):
+        def freeze(model, recipe):
+            for layer in model.base_model.encoder.layer[:layers]:
+                layer.requires_grad_(False)
+        return freeze
+
+    stabench.hook("h")(factory(1))
+    one = recipe.hash
+    stabench.hook("h")(factory(2))
+    assert recipe.hash != one  # a value the hook closes over is part of it too
+
+
+def test_an_unknown_hook_is_named_before_any_data_loads(tiny_model, monkeypatch):
+    from stabench import train
+
+    monkeypatch.setattr(train, "load_task_data", lambda *a, **k: pytest.fail("data loaded"))
+    stabench.hook("known")(_freeze_embeddings)
+    with pytest.raises(ValueError, match=r"^unknown hook 'frozen'; registered hooks: known "):
+        prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", hook="frozen"), 0, device="cpu")
+    for bad in ("", "a,b", "x=1"):
+        with pytest.raises(ValueError):
+            stabench.hook(bad)
+    with pytest.raises(ValueError, match="is not a Python function"):
+        stabench.hook("builtin")(len)
+
+
+def test_a_hook_hashes_alike_in_every_process():
+    """xdist workers hash the recipe each in its own process, under its own string-hash seed: a
+    set literal in the hook's code must not make their keys differ."""
+    script = ("import stabench\n"
+              "@stabench.hook('sets')\n"
+              "def sets(model, recipe):\n"
+              "    return [name for name, _ in model.named_parameters() if name.split('.')[0] in {'a', 'b', 'c', 'd'}]\n"
+              "print(stabench.get_recipe('bert-default', hook='sets').hash)\n")
+    hashes = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": str(seed)}, cwd=Path(__file__).parents[1]).stdout
+              for seed in (1, 2, 3)}
+    assert len(hashes) == 1 and len(next(iter(hashes)).strip()) == 16
+
+
+def test_the_cli_refuses_a_hook_it_cannot_import(capsys):
+    from stabench.cli import main
+
+    assert main(["run", "--task", "polarity", "--model", "tiny-bert", "--set", "hook=mine", "--no-store"]) == 2
+    assert "unknown hook 'mine'; registered hooks: none" in capsys.readouterr().err
+
+
+def test_a_claim_with_a_hook_trains_its_seeds_with_it(pytester, tiny_model):
+    pytester.makepyfile(test_hooked=f'''
+import stabench
+
+@stabench.hook("freeze-embeddings")
+def freeze(model, recipe):
+    for parameter in model.base_model.embeddings.parameters():
+        parameter.requires_grad_(False)
+
+@stabench.claim(task="polarity", model={tiny_model!r}, seeds=2,
+                recipe=stabench.get_recipe("bert-default", hook="freeze-embeddings", max_steps=3, trace_every=1))
+def test_frozen(study):
+    assert all("embeddings" not in run.trace["grad_norm"] for run in study.results)
+    assert {{run.recipe["hook"] for run in study.results}} == {{"freeze-embeddings"}}
+''')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite",
+                                          "--stabench-cpu-threads=1")
+    result.assert_outcomes(passed=3)
