@@ -11,13 +11,16 @@ recipe's ``hook`` field::
 
     FROZEN = stabench.get_recipe("bert-default", hook="freeze-embeddings")
 
-The hook's own code (not the functions it calls) enters the recipe's hash, so an edited hook
+The hook's own source (not the functions it calls) enters the recipe's hash, so an edited hook
 trains its runs again; the module that registers it must be imported in every process that
 trains, as a claim file and its conftest are.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
+import inspect
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,13 +56,24 @@ def get_hook(name: str) -> Callable[..., Any]:
 
 def fingerprint(name: str) -> str:
     """A hash of the hook's code and the plain values it closes over or defaults to, the same in
-    every process (set literals are sorted, line numbers and comments left out)."""
+    every process.  The code is its source's syntax tree (comments and line numbers left out), not
+    its bytecode, which pytest rewrites where a test file's hook asserts; a function without
+    source falls back to :func:`code_shape`."""
     function = get_hook(name)
     plain = [cell.cell_contents for cell in function.__closure__ or () if _is_plain(cell.cell_contents)]
     defaults = [value for value in (function.__defaults__ or ()) if _is_plain(value)]
-    text = repr((code_shape(function.__code__), plain, defaults, sorted(
+    text = repr((_source_tree(function) or code_shape(function.__code__), plain, defaults, sorted(
         (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value))))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _source_tree(function: Callable[..., Any]) -> str | None:
+    """The function's source as a syntax tree without positions; None without source to read or
+    parse (a function made by exec, a lambda cut mid-expression)."""
+    try:
+        return ast.dump(ast.parse(textwrap.dedent(inspect.getsource(function))), include_attributes=False)
+    except (OSError, TypeError, SyntaxError):
+        return None
 
 
 def code_shape(code) -> tuple:

@@ -127,3 +127,30 @@ def test_frozen(study):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite",
                                           "--stabench-cpu-threads=1")
     result.assert_outcomes(passed=3)
+
+
+def test_a_hook_in_a_test_file_hashes_alike_under_pytest_s_assertion_rewriting(pytester):
+    """pytest rewrites a test file's asserts, so a hook's bytecode differs under pytest and in a
+    script importing the same file; its hash, from the source, must not."""
+    import importlib.util
+
+    out = pytester.path / "seen.txt"
+    path = pytester.makepyfile(test_checked=f'''
+import stabench
+from stabench.hooks import code_shape
+
+@stabench.hook("checked")
+def checked(model, recipe):
+    assert recipe.lr > 0, "a positive lr"
+
+def test_hash():
+    open({str(out)!r}, "w").write(stabench.get_recipe("bert-default", hook="checked").hash + " "
+                                  + repr(code_shape(checked.__code__)))
+''')
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    under_pytest, rewritten = out.read_text().split(" ", 1)
+    spec = importlib.util.spec_from_file_location("plain_checked", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a script's import: no rewriting
+    assert repr(hooks.code_shape(module.checked.__code__)) != rewritten  # the bytecode differs
+    assert get_recipe("bert-default", hook="checked").hash == under_pytest
