@@ -482,6 +482,11 @@ def group_studies(runs: Iterable[RunResult]) -> list[tuple[str, list[RunResult]]
     return grouped
 
 
+class AmbiguousRecipe(ValueError):
+    """One recipe name for two studies of one setting (two versions of a recipe under one name):
+    which is meant, its recipe hash says."""
+
+
 def compare_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], metric: str | None = None,
                     against: str | None = None, names: Mapping[str, Iterable[str]] | None = None) -> list[dict]:
     """Every ordered pair of :func:`group_studies`' studies made on one task, data size, model,
@@ -509,8 +514,8 @@ def compare_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], metric: 
         else:
             bases = [member for member in members if against in named(member[1])]
             if len(bases) > 1:  # one name for two recipe versions (or for another study's content too)
-                raise ValueError(f"recipe {against!r} names {len(bases)} studies of {study_label(trained_on)} "
-                                 f"({'; '.join(name for name, _ in bases)}); pick one by its recipe hash")
+                raise AmbiguousRecipe(f"recipe {against!r} names {len(bases)} studies of {study_label(trained_on)} "
+                                      f"({'; '.join(name for name, _ in bases)}); pick one by its recipe hash")
             found = found or bool(bases)
             pairs = [pair for base in bases for other in members if other is not base
                      for pair in ((other, base), (base, other))]

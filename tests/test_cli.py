@@ -146,7 +146,9 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert main(_args(tiny_model, "--seeds", "0-1", "--set", "name=late,lr=5e-4", "--cpu-threads", str(base))) == 0
     capsys.readouterr()
     assert main(["summary", "--compare", "late", "--task", "polarity", "--env", f"cpu_threads={base}"]) == 2
-    assert "--compare late: recipe 'late' names 2 studies of polarity / tiny-bert (" in capsys.readouterr().err
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--compare late: recipe 'late' names 2 studies of polarity / tiny-bert (" in err
+    assert err.endswith("; pick one by its recipe hash (--recipe-hash)")
 
 
 def test_one_export_file_named_twice_is_not_a_gate(tiny_model, tmp_path, monkeypatch, capsys):
