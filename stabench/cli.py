@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import report
 from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
-from .gate import compare_studies, group_studies, name_studies, parse_env, study_key, study_label
+from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
@@ -245,9 +245,10 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
     """:func:`gate.compare_studies`, printed with a note on what it left out."""
     try:
         entries = compare_studies(studies, metric, against, names)
+    except AmbiguousRecipe as error:
+        raise ValueError(f"--compare {against}: {error} (--recipe-hash)") from None
     except ValueError as error:
-        raise ValueError(f"--compare {against}: {error}" + (" (--recipe-hash)" if "recipe hash" in str(error) else "")
-                         ) from None
+        raise ValueError(f"--compare {against}: {error}") from None
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
     else:
