@@ -20,7 +20,7 @@ from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies,
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
-from .settings import project_settings
+from .settings import ProjectSettings, project_settings
 from .stats import summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
 from .tasks import get_task, local_task, task_names
@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         import torch
 
         torch.set_num_threads(cpu_threads)
-    store = None if args.no_store else Store(_store_path(args))
+    store = None if args.no_store else Store(_store_path(args, project))
     console.print(f"[bold]{escape(task.name)}[/] · {escape(args.model)} · recipe [bold]{escape(recipe.name)}[/] "
                   f"({recipe.hash}) · "
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
@@ -109,12 +109,13 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _store_path(args: argparse.Namespace) -> Path:
+def _store_path(args: argparse.Namespace, project: ProjectSettings | None = None) -> Path:
     """--store, else the store a pytest session started here uses: ``stabench_store`` in its
-    configuration file, ``$STABENCH_STORE``, or ``.stabench/results.sqlite`` beside that file."""
+    configuration file (``project``, read here unless given), ``$STABENCH_STORE``, or
+    ``.stabench/results.sqlite`` beside that file."""
     if args.store:
         return Path(args.store)
-    project = project_settings()
+    project = project or project_settings()
     return project.store() or default_store_path(project.rootdir)
 
 
