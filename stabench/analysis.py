@@ -703,18 +703,14 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
 
     Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .report import image_format
+    from .plots import agg_figure, save_figure
 
     alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
     panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
     norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
     if np.isfinite(norms).any():
         panels.append(("log10 gradient norm", np.log10(np.maximum(norms, _TINY))))
-    figure = Figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = agg_figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
     markers = {"pretrained": ("o", "white"), "failed": ("X", "tab:red"), "successful": ("*", "tab:green")}
     for index, (label, values) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
@@ -732,7 +728,4 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
         axes.set_ylabel("β: θ_success − θ_pre, orthogonalised")
         axes.set_title(label, fontsize="medium")
     figure.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
-    return path
+    return save_figure(figure, path)

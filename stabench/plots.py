@@ -20,14 +20,15 @@ from .report import image_format
 from .result import FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss, layer_order, runs_of
 
 
-def _figure(**options) -> Figure:
+def agg_figure(**options) -> Figure:
     """A figure on its own Agg canvas: no pyplot state, nothing to close."""
     figure = Figure(**options)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path) -> Path:
+def save_figure(figure: Figure, path) -> Path:
+    """Write ``figure`` in the format ``path``'s extension names (PNG otherwise), making its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
@@ -63,7 +64,7 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     positions = np.arange(1, len(labels) + 1)
     jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
 
-    figure = _figure(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
+    figure = agg_figure(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
     axes = figure.subplots()
     scores = [np.asarray([r.metrics[metric] for r in runs_by_label[label]], dtype=float) for label in labels]
     axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
@@ -88,7 +89,7 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     axes.set_ylabel(metric)
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, metric: str | None = None,
@@ -126,7 +127,7 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
               for label, trace in _by_seed(traces, "plot_grad_norm_traces", "run or run trace", "panel").items()}
     if not traces:
         raise ValueError("plot_grad_norm_traces needs at least one trace")
-    figure = _figure(figsize=(8, 2.8 * len(traces)), layout="constrained")  # keeps the title off the first panel's
+    figure = agg_figure(figsize=(8, 2.8 * len(traces)), layout="constrained")  # keeps the title off the first panel's
     panels = figure.subplots(len(traces), 1, sharex=True, sharey=True, squeeze=False)
     for axes, (label, trace) in zip(panels[:, 0], traces.items()):
         groups = trace["grad_norm"]
@@ -147,7 +148,7 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
         )
     panels[-1, 0].set_xlabel("step")
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
@@ -225,7 +226,7 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     if evaluated and metric not in evaluated:  # runs without evaluations have nothing to draw
         raise ValueError(f"metric {metric!r} is not among the runs' dev evaluations (trace['eval']); they have "
                          f"{', '.join(sorted(evaluated))}")
-    figure = _figure(figsize=(8, 6), layout="constrained")
+    figure = agg_figure(figsize=(8, 6), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True)
     groups = {failed: [label for label, run in runs.items() if run.failed == failed] for failed in (True, False)}
     markers = "osD^vP*X"
@@ -256,4 +257,4 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     bottom.set_xlabel("step")
     bottom.grid(alpha=0.3)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)

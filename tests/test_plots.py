@@ -35,7 +35,7 @@ def _runs(scores, failed, metric="accuracy", majority=0.69):
 def drawn(monkeypatch):
     """The figure plot_study drew, kept open instead of saved."""
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure) or path)
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure) or path)
     return figures
 
 
