@@ -403,7 +403,7 @@ class Session:
         before its seed items would judge, tag and gate on the old results.
         """
         if not self.recompute:
-            return self.store.get(key)
+            return self.store.reusable(key)
         # The attempt file first: read after the store, it could say "stored" of a result newer
         # than the row already read.
         attempt = self._attempt(key)

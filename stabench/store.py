@@ -28,6 +28,7 @@ import secrets
 import sqlite3
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
@@ -51,6 +52,14 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class StoreError(Exception):
     """The store cannot do what was asked; the message says which file and why."""
+
+
+class UnreadableRun(StoreError):
+    """A stored record that no longer parses (a damaged disk, a hand edit): the run is lost."""
+
+    def __init__(self, path: Path, key: str, reason: Exception):
+        self.path, self.key, self.reason = path, key, reason
+        super().__init__(f"{path}: stored run {key} is unreadable: {reason}; rerunning its study trains it again")
 
 
 _TAG = re.compile(r"[\w.+=@/-]+")
@@ -212,6 +221,7 @@ def _study_of(run: RunResult) -> tuple:
 # A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
 _RECORD = "CAST(result_json AS BLOB)"
+_RECORD_ERRORS = (ValueError, TypeError, KeyError)  # what parsing a damaged record raises
 
 
 def check_train_size_filter(value: int | str) -> int | str:
@@ -395,8 +405,8 @@ class Store:
     # -- writing -----------------------------------------------------------------------
 
     def put(self, result: RunResult, replace: bool = False) -> bool:
-        """Store a run; True if written.  An existing key is kept unless ``replace``; either way
-        it gains the run's tags and recipe names.
+        """Store a run; True if written.  An existing key is kept unless ``replace`` or its record
+        is unreadable; either way it gains the run's tags and recipe names.
 
         A run that cannot be written (say the store stayed locked past the busy timeout, or
         Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
@@ -426,7 +436,9 @@ class Store:
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
                 replace: bool) -> bool:
         columns = (*_COLUMNS, "result_json")
-        before = conn.execute("SELECT recipe_name FROM runs WHERE key = ?", (result.key,)).fetchone()
+        before = conn.execute(f"SELECT recipe_name, {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
+        if before is not None and not replace:  # an unreadable record is a run lost: this copy takes its place
+            replace = _unreadable(before[1])
         sql = (f"INSERT INTO runs ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (key) DO ")
         if replace:
@@ -511,6 +523,16 @@ class Store:
         row = self._connection().execute(
             f"SELECT key, {_RECORD} FROM runs WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._load(*row)
+
+    def reusable(self, key: str) -> RunResult | None:
+        """The stored run ``key`` for a rerun to reuse; None if missing or unreadable, for a rerun
+        finishes what is missing and an unreadable record is a run lost (``put`` replaces it)."""
+        try:
+            return self.get(key)
+        except UnreadableRun as error:
+            warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again",
+                          stacklevel=2)
+            return None
 
     def find_key(self, start: str) -> str:
         """The stored key that is ``start`` or begins with it, as git takes a commit's short hash."""
@@ -670,8 +692,8 @@ class Store:
         The record comes as bytes (``_RECORD``), so a damaged one is an error naming its run."""
         try:
             result = RunResult.from_json(result_json)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StoreError(f"{self.path}: stored run {key} is unreadable: {exc}") from exc
+        except _RECORD_ERRORS as exc:
+            raise UnreadableRun(self.path, key, exc) from exc
         result.tags = [row[0] for row in self._connection().execute(
             "SELECT tag FROM tags WHERE key = ? ORDER BY tag", (key,))]
         result.recipe_aliases = [row[0] for row in self._connection().execute(
@@ -774,14 +796,15 @@ class Store:
         Under the claim the store is checked again, because another process may have
         finished the run while this one waited.  ``recompute`` replaces a stored run.
         ``recipe_name``: the name of the recipe asking, kept as an alias of a stored run.
+        An unreadable stored record counts as missing: the run is computed again and replaces it.
         """
         def reused(stored: RunResult) -> tuple[RunResult, bool]:
             return (stored if recipe_name is None else self.add_recipe_alias(stored, recipe_name)), False
 
-        if not recompute and (stored := self.get(key)) is not None:
+        if not recompute and (stored := self.reusable(key)) is not None:
             return reused(stored)
         with self.lock(key):
-            if not recompute and (stored := self.get(key)) is not None:
+            if not recompute and (stored := self.reusable(key)) is not None:
                 return reused(stored)
             self.check_writable()
             result = compute()
@@ -789,6 +812,14 @@ class Store:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
             self.put(result, replace=recompute)
             return result, True
+
+
+def _unreadable(record: bytes) -> bool:
+    try:
+        RunResult.from_json(record)
+    except _RECORD_ERRORS:
+        return True
+    return False
 
 
 def _named(filter_name: str, value: Any, attribute: str) -> str:

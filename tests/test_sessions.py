@@ -276,3 +276,22 @@ def test_a_session_given_a_path_names_what_it_expects(tmp_path):
     with pytest.raises(ValueError, match=r"^Session\(store='.*s\.sqlite'\) is invalid; expected a stabench Store, "
                                          r"e\.g\. Session\(stabench\.Store\('.*s\.sqlite'\)\)$"):
         Session(store=str(tmp_path / "s.sqlite"))
+
+
+def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_model, tmp_path):
+    import sqlite3
+
+    import pytest
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        first = Session(store=store).collect(arm, [0, 1])
+        damaged = first.results[1]
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE runs SET result_json = substr(result_json, 1, 40) WHERE key = ?", (damaged.key,))
+        conn.close()
+        with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable"):
+            again = Session(store=store).collect(arm, [0, 1])
+        assert again.trained_here == [1]
+        assert store.get(damaged.key).metrics == damaged.metrics  # the same run, on the CPU
+        assert [r.key for r in store.query()] == [r.key for r in first.results]

@@ -719,8 +719,38 @@ def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Sto
             read()
     assert store.get(whole.key) == whole
     assert store.query(recipe="other") == [whole]  # a filter that reads other records only
+    with pytest.raises(StoreError, match="rerunning its study trains it again"):
+        store.get(damaged.key)  # the way out, in the same line
     with pytest.raises(StoreError, match=r"cannot read the stored runs \(malformed JSON\); a stored record may be "):
         store.query(train_size=1000)  # SQLite's JSON reader meets it: one line, not sqlite3's traceback
+
+
+def test_rerunning_a_study_trains_a_damaged_run_again_and_keeps_its_tags(store: Store) -> None:
+    """An unreadable record is a run lost, not one to serve: rerunning finishes what is missing,
+    and the run's tags stay on its key."""
+    damaged = make_result(0, tags=["baseline"])
+    store.put(damaged)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "truncat', damaged.key))
+    conn.close()
+    trained_again = make_result(0)
+    with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable .*; training it again"):
+        assert store.get_or_compute(damaged.key, lambda: trained_again) == (trained_again, True)
+    assert store.get(damaged.key) == dataclasses.replace(trained_again, tags=["baseline"])
+    assert store.query(tag="baseline") == [store.get(damaged.key)]
+
+
+def test_importing_a_copy_of_a_damaged_run_restores_it(store: Store, tmp_path: Path) -> None:
+    """Another machine's export holds the run this store lost; its duplicates are still skipped."""
+    damaged, whole = make_result(0), make_result(1)
+    store.put(damaged)
+    store.put(whole)
+    store.export(tmp_path / "copy.json")
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ("[]", damaged.key))
+    conn.close()
+    assert store.import_file(tmp_path / "copy.json") == (1, 1)
+    assert store.query() == [damaged, whole]
 
 
 def test_export_rejects_unknown_format(store: Store, tmp_path: Path) -> None:
