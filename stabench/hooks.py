@@ -11,15 +11,20 @@ recipe's ``hook`` field::
 
     FROZEN = stabench.get_recipe("bert-default", hook="freeze-embeddings")
 
-The hook's own source (not the functions it calls) enters the recipe's hash, so an edited hook
-trains its runs again; the module that registers it must be imported in every process that
-trains, as a claim file and its conftest are.
+The hook's source, and the functions, classes and plain values it reaches in the user's own
+files, enter the recipe's hash, so an edited hook or helper trains its runs again; the module
+that registers it must be imported in every process that trains, as a claim file and its
+conftest are.
 """
 from __future__ import annotations
 
 import ast
+import dis
+import functools
 import hashlib
 import inspect
+import site
+import sysconfig
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -55,16 +60,95 @@ def get_hook(name: str) -> Callable[..., Any]:
 
 
 def fingerprint(name: str) -> str:
-    """A hash of the hook's code and the plain values it closes over or defaults to, the same in
-    every process.  The code is its source's syntax tree (comments and line numbers left out), not
-    its bytecode, which pytest rewrites where a test file's hook asserts; a function without
-    source falls back to :func:`code_shape`."""
+    """A hash of the hook's code and of what it reaches in the user's own modules, the same in
+    every process.
+
+    Code is its source's syntax tree (comments and line numbers left out), not its bytecode,
+    which pytest rewrites where a test file's hook asserts; a function without source falls back
+    to :func:`code_shape`.  With it go the plain values it closes over or defaults to, and the
+    functions, classes and plain module values it names as globals (or as attributes of a module)
+    that live outside the Python installation and its site-packages, followed through their own
+    globals: a helper edited in the claim file trains the runs again.  A hook that reaches none
+    hashes as before they were followed."""
     function = get_hook(name)
+    text = repr(_own_code(function))
+    if reached := _reached(function):
+        text += repr(reached)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _own_code(function: Callable[..., Any]) -> tuple:
     plain = [cell.cell_contents for cell in function.__closure__ or () if _is_plain(cell.cell_contents)]
     defaults = [value for value in (function.__defaults__ or ()) if _is_plain(value)]
-    text = repr((_source_tree(function) or code_shape(function.__code__), plain, defaults, sorted(
-        (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value))))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return (_source_tree(function) or code_shape(function.__code__), plain, defaults, sorted(
+        (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value)))
+
+
+def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
+    """The user's functions, classes and plain module values that the hook's code reaches, by
+    qualified name, in sorted order."""
+    found: dict[str, Any] = {}
+    pending, seen = [hook_function], {id(hook_function)}
+    while pending:
+        function = pending.pop()
+        namespace = function.__globals__
+        for chain in _global_chains(function.__code__):
+            value = namespace.get(chain[0], _MISSING)
+            for attribute in chain[1:]:  # helpers.freeze: through a module of the user's only
+                if not (inspect.ismodule(value) and _is_users(value)):
+                    break
+                value = getattr(value, attribute, _MISSING)
+            if _is_plain(value):
+                found[f"{namespace.get('__name__')}.{'.'.join(chain)}"] = value
+            elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
+                seen.add(id(value))
+                functions = [value] if inspect.isfunction(value) else _methods(value)
+                found[f"{value.__module__}.{value.__qualname__}"] = (
+                    inspect.isclass(value) and _source_tree(value) or [_own_code(f) for f in functions])
+                pending.extend(functions)
+    return sorted(found.items())
+
+
+_MISSING = object()
+
+
+def _global_chains(code) -> list[tuple[str, ...]]:
+    """Each global the code loads, with the attributes read off it right after (``mod.f``), in
+    nested functions and comprehensions too."""
+    chains: list[list[str]] = []
+    chain: list[str] | None = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            chain = [instruction.argval]
+            chains.append(chain)
+        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD") and chain is not None:
+            chain.append(instruction.argval)
+        else:  # the chain ends: a later attribute is read off something else
+            chain = None
+    nested = [chain for const in code.co_consts if hasattr(const, "co_code") for chain in _global_chains(const)]
+    return [tuple(chain) for chain in chains] + nested
+
+
+def _methods(cls: type) -> list[Callable[..., Any]]:
+    return [getattr(member, "__func__", member) for member in vars(cls).values()
+            if inspect.isfunction(getattr(member, "__func__", member))]
+
+
+def _is_users(value: Any) -> bool:
+    """Defined in a file outside the Python installation, its site-packages and stabench: the
+    user's own code, whose edits change what a hook does."""
+    try:
+        path = Path(inspect.getfile(value)).resolve()
+    except TypeError:  # built in
+        return False
+    return not any(path.is_relative_to(root) for root in _library_roots())
+
+
+@functools.cache
+def _library_roots() -> tuple[Path, ...]:
+    paths = sysconfig.get_paths()
+    roots = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    return (*roots, *(Path(p).resolve() for p in site.getsitepackages()), Path(__file__).resolve().parent)
 
 
 def _source_tree(function: Callable[..., Any]) -> str | None:

@@ -154,3 +154,45 @@ def test_hash():
     spec.loader.exec_module(module)  # a script's import: no rewriting
     assert repr(hooks.code_shape(module.checked.__code__)) != rewritten  # the bytecode differs
     assert get_recipe("bert-default", hook="checked").hash == under_pytest
+
+
+def test_the_user_s_helpers_a_hook_calls_are_part_of_the_recipe(tmp_path, monkeypatch):
+    """A hook that calls a helper of the claim file (or of the user's own module) trains its runs
+    again when the helper changes; library code it calls is not hashed."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "team_helpers.py").write_text("def freeze(model, upto):\n    return upto\n")
+    claim_file = tmp_path / "claim_with_helpers.py"
+    source = ('import stabench, torch, team_helpers\n'
+              'LAYERS = 2\n'
+              'def unfreeze_head(model):\n'
+              '    return model\n'
+              'class Adapter:\n'
+              '    def wrap(self, model):\n'
+              '        return unfreeze_head(model)\n'
+              '@stabench.hook("mine")\n'
+              'def mine(model, recipe):\n'
+              '    torch.nn.init.zeros_(model.classifier.bias)\n'
+              '    team_helpers.freeze(model, LAYERS)\n'
+              '    return [Adapter().wrap(m) for m in [model]]\n')
+    claim_file.write_text(source)
+    module = importlib.import_module("claim_with_helpers")
+    recipe = get_recipe("bert-default", hook="mine")
+    hashes = {"first": recipe.hash}
+
+    def edited(label, path, old, new):
+        path.write_text(path.read_text().replace(old, new))
+        importlib.reload(importlib.import_module(path.stem))
+        importlib.reload(module)  # the claim file again: its hook registers once more
+        hashes[label] = recipe.hash
+
+    edited("comment", claim_file, "    return model\n", "    return model  # the head trains\n")
+    assert hashes["comment"] == hashes["first"]
+    edited("constant", claim_file, "LAYERS = 2", "LAYERS = 3")
+    edited("method's helper", claim_file, "    return model  #", "    return model.train()  #")
+    edited("module's helper", tmp_path / "team_helpers.py", "return upto", "return upto - 1")
+    assert len(set(hashes.values())) == 4, hashes
+    assert [name for name, _ in hooks._reached(module.mine)] == [
+        "claim_with_helpers.Adapter", "claim_with_helpers.LAYERS",
+        "claim_with_helpers.unfreeze_head", "team_helpers.freeze"]  # not torch's, nor stabench's
