@@ -5,6 +5,7 @@ import argparse
 import difflib
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -592,12 +593,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # named by the command's own parser, not the top level's
         args.command_parser.error(_unrecognized(args.command_parser, unknown))
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console, stderr = Console() if sys.stdout.isatty() else Console(width=200), Console(stderr=True)
     try:
         report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
-        return args.handler(args, console)
+        with warnings.catch_warnings():  # one line each, as errors are, not Python's file:line and source
+            warnings.showwarning = lambda message, *_: stderr.print(f"[yellow]warning:[/] {escape(str(message))}",
+                                                                    highlight=False, soft_wrap=True)
+            return args.handler(args, console)
     except (ValueError, OSError, RuntimeError, StoreError) as error:  # OSError: a read-only or full disk, say
-        Console(stderr=True).print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -25,6 +25,7 @@ import math
 import os
 import re
 import secrets
+import shlex
 import sqlite3
 import time
 import urllib.parse
@@ -431,7 +432,8 @@ class Store:
             _write_export(path, [result], "json")
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
-        return f"the run is kept in {path}; `stabench import {path}` stores it"
+        return (f"the run is kept in {path}; `stabench import --store {shlex.quote(str(self.path))} "
+                f"{shlex.quote(str(path))}` stores it")
 
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
                 replace: bool) -> bool:
@@ -740,11 +742,22 @@ class Store:
         return self.merge(read_export(path))
 
     def merge(self, runs: Sequence[RunResult]) -> tuple[int, int]:
-        """Add validated runs (``read_export``'s) in one transaction: (added, skipped as already stored)."""
-        added = 0
+        """Add validated runs (``read_export``'s) in one transaction: (added, skipped as already stored).
+
+        A run already stored keeps its stored copy.  Where the file's copy scored differently (a
+        GPU's nondeterminism, another machine under the same key) a warning names both scores."""
+        added, differing = 0, []
         with self._transaction() as conn:
             for run in runs:
-                added += self._insert(conn, run, _row(run), replace=False)
+                before = conn.execute(f"SELECT {_RECORD} FROM runs WHERE key = ?", (run.key,)).fetchone()
+                written = self._insert(conn, run, _row(run), replace=False)
+                added += written
+                if not written and _scored_differently(stored := RunResult.from_json(before[0]), run):
+                    differing.append(_scores(stored, run))
+        if differing:
+            warnings.warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
+                          f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""),
+                          stacklevel=2)
         return added, len(runs) - added
 
     # -- claiming runs -----------------------------------------------------------------
@@ -867,9 +880,33 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
     except (OSError, UnicodeDecodeError) as exc:
         raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
     try:
-        return _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+        runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+    except _Refused as exc:
+        raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+    first: dict[str, RunResult] = {}
+    for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
+        if (seen := first.setdefault(run.key, run)) is not run and _scored_differently(seen, run):
+            raise StoreError(f"{path}: nothing imported: it holds run {run.key} twice with different results "
+                             f"({_scores(seen, run)}); keep one of them")
+    return runs
+
+
+class _Refused(ValueError):
+    """A well-formed record that cannot be read as what produced it."""
+
+
+def _scored_differently(one: RunResult, other: RunResult) -> bool:
+    return (one.metrics, one.failed, one.collapsed, one.diverged) != \
+        (other.metrics, other.failed, other.collapsed, other.diverged)
+
+
+def _scores(one: RunResult, other: RunResult) -> str:
+    """Seed N: accuracy 0.828 and 0.790 (failed), for a message about two copies of one run."""
+    def score(run: RunResult) -> str:
+        return f"{run.score:.4g}" + (" failed" if run.failed else "")
+    return f"seed {one.seed}: {one.primary_metric} {score(one)} and {score(other)}"
 
 
 # Outer type of each RunResult annotation, for checking imported records.
@@ -907,24 +944,35 @@ def _check_consistent(run: RunResult, where: str) -> None:
     check_seed(run.seed, f"{where}: seed ")
     if (own_key := key_of_record(run)) not in (None, run.key):
         made = own_key or "a keyed field is missing"
-        raise ValueError(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
+        raise _Refused(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
                          f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
                          f"read as what produced it")
-    if own_key is not None and not (run.recipe or {}).get("hook") and _recipe_hash(run.recipe) != run.recipe_hash:
-        raise ValueError(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record was "
-                         f"edited after it was stored (a recipe field), so it cannot be read as what produced it")
+    if own_key is not None and not (run.recipe or {}).get("hook"):
+        if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
+            raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
+                           f"lack: it was written by a newer stabench; upgrade stabench to import it")
+        if _recipe_hash(run.recipe) != run.recipe_hash:
+            raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
+                           f"was edited after it was stored (a recipe field), so it cannot be read as what "
+                           f"produced it")
     if run.primary_metric not in run.metrics:
-        raise ValueError(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
+        raise _Refused(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
                          f"{sorted(run.metrics)}")
     for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
         score = run.metrics.get(name, 0.0)
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise ValueError(f"{where}: its {name} is {score!r}; a run's scores are finite numbers")
+            raise _Refused(f"{where}: its {name} is {score!r}; a run's scores are finite numbers")
     accuracy = run.metrics.get("accuracy")
     if accuracy is not None and isinstance(run.majority_accuracy, (int, float)):
         if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
-            raise ValueError(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
+            raise _Refused(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
                              f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
+
+
+def _recipe_fields() -> set[str]:
+    from .recipes import Recipe
+
+    return {field.name for field in dataclasses.fields(Recipe)}
 
 
 def _recipe_hash(fields: Any) -> str | None:

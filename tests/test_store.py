@@ -6,6 +6,7 @@ import fcntl
 import json
 import math
 import re
+import shlex
 import os
 import signal
 import sqlite3
@@ -1035,7 +1036,7 @@ def test_a_tag_remembers_which_claim_each_run_was_tagged_for(tmp_path: Path) -> 
             store.query(claim="test_a")
 
 
-def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store, monkeypatch) -> None:
+def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store, monkeypatch, tmp_path: Path) -> None:
     """Hours of GPU work must survive a store that stays locked past the busy timeout."""
     kept, run = make_result(1), make_result(2)
     store.put(kept)
@@ -1047,11 +1048,17 @@ def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store
     with pytest.raises(StoreError) as error:
         store.put(run)
     saved = store.path.parent / "unstored" / f"{run.key}.json"
-    assert str(error.value).endswith(f"database is locked; the run is kept in {saved}; "
-                                     f"`stabench import {saved}` stores it")
+    assert f"database is locked; the run is kept in {saved}; `stabench import " in str(error.value)
     monkeypatch.undo()
     assert store.keys() == [kept.key]  # nothing stored was lost
-    assert store.import_file(saved) == (1, 0) and store.get(run.key) == run
+    command = re.search(r"`(stabench import [^`]+)` stores it$", str(error.value)).group(1)
+    elsewhere = tmp_path / "another-project"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the hint stores it in this store, from any folder
+    from stabench.cli import main
+
+    assert main(shlex.split(command)[1:]) == 0
+    assert store.get(run.key) == run and not (elsewhere / ".stabench").exists()
 
 
 def test_a_run_interrupted_while_being_written_is_kept_in_an_importable_file(store: Store, monkeypatch) -> None:
@@ -1162,9 +1169,48 @@ def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny
                                                  r"after it was stored"):
                 other.import_file(edited)
             assert other.count() == 0, name
+        newer = tmp_path / "newer.json"  # a recipe field this version lacks: upgrade, not "edited"
+        newer.write_text(json.dumps([{**r, "recipe": {**r["recipe"], "label_smoothing": 0.1}} for r in records]))
+        with pytest.raises(StoreError, match=r": nothing imported: run #0: its recipe has field\(s\) label_smoothing, "
+                                             r"which this stabench's recipes lack: it was written by a newer "
+                                             r"stabench; upgrade stabench to import it$"):
+            other.import_file(newer)
         # A record made before runs listed their keyed fields imports as before: its key cannot be checked.
         older = tmp_path / "older.json"
         older.write_text(json.dumps([{**r, "environment": {k: v for k, v in r["environment"].items()
                                                            if k != "keyed_fields"}} for r in records]))
         assert other.import_file(older) == (3, 0)
         assert other.import_file(tmp_path / "runs.json") == (0, 3)
+
+
+def test_an_import_says_which_stored_runs_the_file_scored_differently(store: Store, tmp_path: Path, capsys) -> None:
+    """Two machines trained seed 2 under one key (a GPU's nondeterminism): the stored copy stays,
+    and the other machine's score is named rather than dropped without a word."""
+    from stabench.cli import main
+
+    store.put(make_result(1))
+    store.put(make_result(2, metrics={"accuracy": 0.828}))
+    other = [make_result(1), make_result(2, metrics={"accuracy": 0.51}), make_result(3)]
+    path = tmp_path / "box-b.json"
+    path.write_text(json.dumps([run.to_dict() for run in other]))
+    with pytest.warns(UserWarning, match=r"^kept the stored copy of 1 run\(s\) that the file's copy scored "
+                                         r"differently \(stored first\): seed 2: accuracy 0\.828 and 0\.51 failed$"):
+        assert store.import_file(path) == (1, 2)
+    assert store.get(other[1].key).score == 0.828
+    store.close()
+    assert main(["import", "--store", str(store.path), str(path)]) == 0  # the CLI: one line, not Python's
+    err = capsys.readouterr().err
+    assert err.startswith("warning: kept the stored copy of 1 run(s)") and len(err.strip().splitlines()) == 1
+
+
+def test_a_file_holding_one_run_twice_imports_once_unless_its_copies_disagree(store: Store, tmp_path: Path) -> None:
+    run, rescored = make_result(4), make_result(4, metrics={"accuracy": 0.61})
+    joined = tmp_path / "joined.json"
+    joined.write_text(json.dumps([run.to_dict(), run.to_dict()]))  # one export appended to itself
+    assert store.import_file(joined) == (1, 1)
+    clash = tmp_path / "clash.json"
+    clash.write_text(json.dumps([run.to_dict(), rescored.to_dict()]))
+    with pytest.raises(StoreError, match=rf"^{re.escape(str(clash))}: nothing imported: it holds run {run.key} "
+                                         r"twice with different results \(seed 4: accuracy 0\.54 and 0\.61\); "
+                                         r"keep one of them$"):
+        Store(tmp_path / "fresh.sqlite").import_file(clash)
