@@ -420,7 +420,7 @@ class Session:
         session can tell "crashed" from "not run yet".  Under recompute it stays after the run
         is stored, marked as such, so the session's other processes know the result is new.
         """
-        from .train import fine_tune
+        from .train import fine_tune, warn_of_other_stacks
 
         try:
             self.store.check_writable()
@@ -432,6 +432,8 @@ class Session:
                   "started": time.time(), "error": None}
         _write_attempt(attempt, record)
         try:
+            if not self.recompute:
+                warn_of_other_stacks(prepared, self.store)
             result = fine_tune(prepared)
             self.store.put(result, replace=self.recompute)
         except BaseException as error:

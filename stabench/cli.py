@@ -49,7 +49,7 @@ def _task_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from .train import fine_tune, prepare
+    from .train import fine_tune, prepare, warn_of_other_stacks
 
     task = _task_from_args(args)
     recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
@@ -84,6 +84,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 bar = progress.add_task(f"seed {seed}", total=None)
 
                 def train(prepared=prepared, bar=bar):
+                    if store is not None and not args.recompute:
+                        warn_of_other_stacks(prepared, store)
                     return fine_tune(prepared, progress=lambda step, total: progress.update(bar, completed=step,
                                                                                              total=total))
 

@@ -35,8 +35,8 @@ from numbers import Integral
 from pathlib import Path
 from typing import Any
 
-from .environment import ALL_KEY_FIELDS, KEY_FIELDS
-from .result import RunResult, check_seed, fails, folder_name, key_of_record
+from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
+from .result import RunResult, check_seed, fails, folder_name, key_of_record, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -535,6 +535,26 @@ class Store:
             warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again",
                           stacklevel=2)
             return None
+
+    def other_stacks(self, key: str, task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed: int,
+                     stack: dict[str, Any]) -> list[dict[str, tuple[Any, Any]]]:
+        """For each stored run that is run ``key`` (``task``, ``model``, recipe and seed as the key
+        makes them) under another library stack or device: its key fields that differ from
+        ``stack``, as {field: (stored, this)}.  A run about to train again only because the stack
+        moved on can say so."""
+        found = []
+        for (record,) in self._read(f"SELECT {_RECORD} FROM runs WHERE recipe_hash = ? AND seed = ? AND key != ?",
+                                    (recipe_hash, seed, key)):
+            try:
+                run = RunResult.from_json(record)
+            except _RECORD_ERRORS:
+                continue
+            if run_key({name: run.task.get(name) for name in task}, {name: run.model.get(name) for name in model},
+                       run.recipe_hash, run.seed, stack) == key:
+                theirs = key_fields(run.environment)
+                found.append({name: (theirs.get(name), value) for name, value in stack.items()
+                              if theirs.get(name) != value})
+        return [differ for differ in found if differ]
 
     def find_key(self, start: str) -> str:
         """The stored key that is ``start`` or begins with it, as git takes a commit's short hash."""

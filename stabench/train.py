@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,6 +78,22 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env)
 
 
+def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
+    """Before a run trains: if the store holds it under another library stack or device, say so.
+    Each stack keeps its own runs, so a study stored under last month's transformers trains again,
+    which on a GPU is hours nobody expected."""
+    stack = environment.key_fields(prepared.environment)
+    others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
+                                prepared.seed, stack)
+    if others:
+        described = "; ".join(", ".join(f"{name} {theirs}" for name, (theirs, _) in sorted(differ.items()))
+                              for differ in others)
+        this = ", ".join(f"{name} {ours}" for name, (_, ours) in sorted(others[0].items()))
+        warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
+                      f"{prepared.recipe.name} are stored under {described}, not this stack's {this}; each stack "
+                      f"keeps its own runs, so they train again", stacklevel=2)
+
+
 class RunNotStored(LookupError):
     """``run(..., train=False)`` for a run the store does not hold."""
 
@@ -129,8 +146,13 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
                 threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
                 raise RunNotStored(prepared, f"{prepared.device}{threads}")
             return stored, False
-        return store.get_or_compute(prepared.key, lambda: fine_tune(prepared, progress=progress),
-                                    recompute=recompute, recipe_name=prepared.recipe.name)
+
+        def train_it() -> RunResult:
+            if not recompute:
+                warn_of_other_stacks(prepared, store)
+            return fine_tune(prepared, progress=progress)
+
+        return store.get_or_compute(prepared.key, train_it, recompute=recompute, recipe_name=prepared.recipe.name)
 
 
 def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,

@@ -1038,6 +1038,9 @@ def test_an_in_process_session_gives_back_the_torch_thread_count(suite):
     before = torch.get_num_threads()
     _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-cpu-threads=3")
     assert torch.get_num_threads() == before
+    again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")  # 1 thread: trains again, and says why
+    again.stdout.fnmatch_lines(["*runs of * are stored under cpu_threads 3, not this stack's cpu_threads 1; each "
+                                "stack keeps its own runs, so they train again*"])
 
 
 def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_session(suite, monkeypatch):

@@ -295,3 +295,22 @@ def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_mo
         assert again.trained_here == [1]
         assert store.get(damaged.key).metrics == damaged.metrics  # the same run, on the CPU
         assert [r.key for r in store.query()] == [r.key for r in first.results]
+
+
+def test_a_seed_stored_under_another_stack_says_why_it_trains_again(tiny_model, tmp_path):
+    """A study stored under last month's libraries trains again under this month's, which on a
+    GPU is hours: the warning names the stack it is stored under (here the thread count)."""
+    import warnings
+
+    import pytest
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        Session(store=store, cpu_threads=2).collect(arm, [0, 1])
+        with pytest.warns(UserWarning, match=r"^runs of same-number / .* are stored under cpu_threads 2, not this "
+                                             r"stack's cpu_threads 1; each stack keeps its own runs"):
+            assert Session(store=store, cpu_threads=1).run_seed(arm, 0)[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # stored under this stack, or under none: nothing to say
+            assert not Session(store=store, cpu_threads=1).run_seed(arm, 0)[1]
+            assert Session(store=store, cpu_threads=1).run_seed(dataclasses.replace(arm, recipe=FAST.replace(lr=1e-3)), 0)[1]
