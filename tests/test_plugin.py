@@ -81,8 +81,13 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     report = _report(suite.path / "r.json")
     assert not any(s["trained"] for s in report["seeds"])
     assert not any(c["trained_in_verdict"] for c in report["claims"])
-    again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 8 seed items read a "
-                                "stored result"])
+    runs = {key for claim in report["claims"] for key in claim["keys"]}
+    assert len(runs) == 6 and len(report["seeds"]) == 8  # two claims share a study's runs
+    again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
+                                "store"])
+    verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
+    verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
+                                        "the store"])  # it used to say 0: no seed item had reported
     recomputed = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-recompute")
     recomputed.stdout.fnmatch_lines(["runs: 4 trained this session*"])
     assert not list((suite.path / "attempts").glob("*.json"))  # the session's markers go with it
