@@ -532,7 +532,8 @@ class Session:
         info = self._attempt(key)
         if info.get("session") == self.session_id and not info.get("stored"):
             how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
-            raise SeedNotRun(f"seed {seed} of {arm.name} did not finish in this session: {how}")
+            named = arm.name if arm.name == arm.recipe.name else f"{arm.name} (recipe {arm.recipe.name})"  # as tables say
+            raise SeedNotRun(f"seed {seed} of {named} did not finish in this session: {how}")
 
 
 def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,

@@ -1,5 +1,6 @@
 """Sessions: how a claim's seeds are read from the store or trained, without pytest."""
 import dataclasses
+import re
 
 from stabench.claims import Arm, Session, Study
 from stabench.recipes import get_recipe
@@ -314,3 +315,18 @@ def test_a_seed_stored_under_another_stack_says_why_it_trains_again(tiny_model, 
             warnings.simplefilter("error")  # stored under this stack, or under none: nothing to say
             assert not Session(store=store, cpu_threads=1).run_seed(arm, 0)[1]
             assert Session(store=store, cpu_threads=1).run_seed(dataclasses.replace(arm, recipe=FAST.replace(lr=1e-3)), 0)[1]
+
+
+def test_a_seed_that_died_is_named_by_its_recipe_as_the_tables_name_it(tiny_model, tmp_path, monkeypatch):
+    import pytest
+
+    from stabench.claims import SeedNotRun
+
+    arm = Arm(name="recipes/team.json", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)  # a recipe file
+    with Store(tmp_path / "s.sqlite") as store:
+        session = Session(store=store)
+        monkeypatch.setattr(Session, "_attempt", lambda self, key: {"session": session.session_id, "stored": False,
+                                                                    "error": None, "pid": 4242, "host": "gpu7"})
+        with pytest.raises(SeedNotRun, match=rf"^seed 0 of recipes/team\.json \(recipe {re.escape(FAST.name)}\) "
+                                             r"did not finish in this session: its process \(pid 4242 on gpu7\) died$"):
+            session.collect(arm, [0])
