@@ -905,6 +905,10 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+    if unchecked := sum(key_of_record(run) is None for run in runs):
+        warnings.warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
+                      f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
+                      f"against their contents", stacklevel=2)
     first: dict[str, RunResult] = {}
     for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
         if (seen := first.setdefault(run.key, run)) is not run and _scored_differently(seen, run):

@@ -132,6 +132,7 @@ def test_compare_sources_groups_studies_and_skips_shared_runs_of_the_store():
     assert {r.changed for r in compare_sources(baseline, store)} == {"same runs", "torch 2.11.0 -> 2.13.0"}
 
 
+@pytest.mark.filterwarnings("ignore:.*do not record which fields made their keys:UserWarning")  # hand-made records
 def test_sources_from_tags_environments_and_export_files(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         old = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
