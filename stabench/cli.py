@@ -79,27 +79,36 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as progress:
-            for seed in seeds:
-                prepared = prepare(task, args.model, recipe, seed, train_size=args.train_size, device=device)
-                bar = progress.add_task(f"seed {seed}", total=None)
+            # A seed another process is training is left for a second pass, so that two commands
+            # started on one store (one per GPU, say) split the study instead of queueing.
+            pending = {seed: None for seed in seeds}  # seed: its prepared run, once prepared
+            for wait in (False, True):
+                for seed in list(pending):
+                    prepared = pending[seed] = pending[seed] or prepare(task, args.model, recipe, seed,
+                                                                        train_size=args.train_size, device=device)
+                    bar = progress.add_task(f"seed {seed}", total=None)
 
-                def train(prepared=prepared, bar=bar):
-                    if store is not None and not args.recompute:
-                        warn_of_other_stacks(prepared, store)
-                    return fine_tune(prepared, progress=lambda step, total: progress.update(bar, completed=step,
-                                                                                             total=total))
+                    def train(prepared=prepared, bar=bar):
+                        if store is not None and not args.recompute:
+                            warn_of_other_stacks(prepared, store)
+                        return fine_tune(prepared, progress=lambda step, total: progress.update(
+                            bar, completed=step, total=total))
 
-                if store is None:
-                    result, trained = train(), True
-                else:
-                    result, trained = store.get_or_compute(prepared.key, train, recompute=args.recompute,
-                                                           recipe_name=recipe.name)
-                progress.remove_task(bar)
-                results.append(result)
-                console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
-                              f"({report.verdict_text(result)}, "
-                              + (f"trained in {result.wall_time_s:.1f} s)" if trained
-                                 else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
+                    if store is None:
+                        done = train(), True
+                    else:
+                        done = store.get_or_compute(prepared.key, train, recompute=args.recompute,
+                                                    recipe_name=recipe.name, wait=wait)
+                    progress.remove_task(bar)
+                    if done is None:
+                        continue
+                    del pending[seed]
+                    result, trained = done
+                    results.append(result)
+                    console.print(f"seed {seed}: {result.primary_metric} {report.fmt(result.score)} "
+                                  f"({report.verdict_text(result)}, "
+                                  + (f"trained in {result.wall_time_s:.1f} s)" if trained
+                                     else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
     except KeyboardInterrupt as stop:
         kept = ("finished seeds are stored, run the same command again to train only the missing ones"
                 if store is not None else "nothing was stored (--no-store)")

@@ -823,12 +823,14 @@ class Store:
                 os.close(fd)  # closing the descriptor releases the flock
 
     def get_or_compute(self, key: str, compute: Callable[[], RunResult], recompute: bool = False,
-                       recipe_name: str | None = None) -> tuple[RunResult, bool]:
+                       recipe_name: str | None = None, wait: bool = True) -> tuple[RunResult, bool] | None:
         """The stored run ``key``, or compute and store it: (result, computed?).
 
         Under the claim the store is checked again, because another process may have
         finished the run while this one waited.  ``recompute`` replaces a stored run.
         ``recipe_name``: the name of the recipe asking, kept as an alias of a stored run.
+        ``wait=False`` returns None at once while another process is training the run, so a
+        study can train its other seeds meanwhile.
         An unreadable stored record counts as missing: the run is computed again and replaces it.
         """
         def reused(stored: RunResult) -> tuple[RunResult, bool]:
@@ -836,7 +838,9 @@ class Store:
 
         if not recompute and (stored := self.reusable(key)) is not None:
             return reused(stored)
-        with self.lock(key):
+        with self.lock(key, blocking=wait) as held:
+            if not held:
+                return None
             if not recompute and (stored := self.reusable(key)) is not None:
                 return reused(stored)
             self.check_writable()

@@ -86,6 +86,38 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
         f"its own runs, so they train again"]
 
 
+def test_a_seed_another_process_is_training_is_left_for_last(tiny_model, capsys):
+    """Two `stabench run` commands on one store (one per GPU) split a study: each trains the seeds
+    nobody holds first, then waits for the others."""
+    import threading
+    import time
+
+    from stabench.recipes import get_recipe
+    from stabench.store import Store
+    from stabench.train import prepare
+
+    recipe = get_recipe("bert-default", max_steps=6, trace_every=2)
+    keys = [prepare("polarity", tiny_model, recipe, seed, device="cpu").key for seed in (0, 1)]
+    held, seen_seed_1 = threading.Event(), []
+
+    def another_process_trains_seed_0():
+        with Store(os.environ["STABENCH_STORE"]) as store, store.lock(keys[0]):
+            held.set()
+            deadline = time.monotonic() + 30
+            while keys[1] not in store and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen_seed_1.append(keys[1] in store)
+
+    other = threading.Thread(target=another_process_trains_seed_0)
+    other.start()
+    held.wait()
+    assert main(_args(tiny_model, "--seeds", "0-1")) == 0
+    other.join()
+    out = capsys.readouterr().out
+    assert seen_seed_1 == [True]  # seed 1 trained while seed 0 was held
+    assert out.index("seed 1: accuracy") < out.index("seed 0: accuracy") and out.count("trained in") == 2
+
+
 def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_model, tmp_path, capsys):
     """What a paper's table of recipes needs: each pair's p-values, without writing a claim."""
     assert main(_args(tiny_model, "--seeds", "0-2")) == 0
