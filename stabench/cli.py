@@ -214,6 +214,10 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
             for (name, study_runs), summary in zip(studies, summaries)]
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
+    if mixed := _mixed_cpu_models(studies):
+        console.print(f"[yellow]note: {len(mixed)} study(ies) mix CPU runs from different CPU models, which is not "
+                      f"part of a run's key but can end a chaotic run differently: {escape('; '.join(mixed))}[/]",
+                      highlight=False)
     if args.seeds:
         seeds = set(parse_seeds(args.seeds))
         short = [f"{name} (lacks {report.seed_ranges(seeds - {r.seed for r in study_runs})})"
@@ -247,6 +251,17 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         for path in paths:
             console.print(f"wrote {escape(str(path))}", highlight=False)
     return 0
+
+
+def _mixed_cpu_models(studies: list[tuple[str, list[RunResult]]]) -> list[str]:
+    """Studies whose CPU runs came from several CPU models (seeds split over two machines), named
+    with those models."""
+    mixed = []
+    for name, study_runs in studies:
+        cpus = sorted({str(r.environment.get("cpu_model")) for r in study_runs if r.environment.get("device_kind") == "cpu"})
+        if len(cpus) > 1:
+            mixed.append(f"{name} ({', '.join(cpus)})")
+    return mixed
 
 
 _COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided test, and the level is split "

@@ -86,6 +86,23 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
         f"its own runs, so they train again"]
 
 
+def test_summary_notes_a_study_whose_cpu_runs_came_from_two_cpu_models(tiny_model, tmp_path, capsys):
+    """Seeds split over two CPU machines: the CPU model is recorded, not keyed, so they form one study."""
+    assert main(_args(tiny_model, "--seeds", "0-1")) == 0
+    assert main(["export", str(tmp_path / "runs.json")]) == 0
+    records = json.loads((tmp_path / "runs.json").read_text())
+    records[1]["environment"]["cpu_model"] = "Intel(R) Xeon(R) Platinum 8480+"  # box B
+    (tmp_path / "two-boxes.json").write_text(json.dumps(records))
+    merged = str(tmp_path / "merged.sqlite")
+    assert main(["import", "--store", merged, str(tmp_path / "two-boxes.json")]) == 0
+    capsys.readouterr()
+    assert main(["summary", "--store", merged]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: 1 study(ies) mix CPU runs from different CPU models" in out
+    assert "Intel(R) Xeon(R) Platinum 8480+" in out and records[0]["environment"]["cpu_model"] in out
+    assert main(["summary"]) == 0 and "CPU models" not in capsys.readouterr().out  # one machine's: no note
+
+
 def test_a_seed_another_process_is_training_is_left_for_last(tiny_model, capsys):
     """Two `stabench run` commands on one store (one per GPU) split a study: each trains the seeds
     nobody holds first, then waits for the others."""
