@@ -85,27 +85,33 @@ def _own_code(function: Callable[..., Any]) -> tuple:
 
 
 def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
-    """The user's functions, classes and plain module values that the hook's code reaches, by
-    qualified name, in sorted order."""
+    """What the hook's code reaches in the user's own files: functions and classes (their code)
+    and plain module values, each under the names that lead to it from the hook
+    (``team_helpers.freeze>SCALE``), so that the hash is the same wherever the files are checked
+    out and however they were imported.  A global that a function assigns (a call counter) is
+    state, not code, and is left out."""
     found: dict[str, Any] = {}
-    pending, seen = [hook_function], {id(hook_function)}
+    pending, seen = [("", hook_function)], {id(hook_function)}
     while pending:
-        function = pending.pop()
-        namespace = function.__globals__
+        path, function = pending.pop()
+        assigned = _assigned_globals(function.__code__)
         for chain in _global_chains(function.__code__):
-            value = namespace.get(chain[0], _MISSING)
+            if chain[0] in assigned:
+                continue
+            value, names = function.__globals__.get(chain[0], _MISSING), [chain[0]]
             for attribute in chain[1:]:  # helpers.freeze: through a module of the user's only
                 if not (inspect.ismodule(value) and _is_users(value)):
                     break
                 value = getattr(value, attribute, _MISSING)
-            if _is_plain(value):
-                found[f"{namespace.get('__name__')}.{'.'.join(chain)}"] = value
+                names.append(attribute)
+            name, value = path + ".".join(names), _unwrapped(value)
+            if isinstance(value, (str, int, float, bool, type(None))):  # not a Path: it names the checkout
+                found[name] = value
             elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
                 seen.add(id(value))
                 functions = [value] if inspect.isfunction(value) else _methods(value)
-                found[f"{value.__module__}.{value.__qualname__}"] = (
-                    inspect.isclass(value) and _source_tree(value) or [_own_code(f) for f in functions])
-                pending.extend(functions)
+                found[name] = inspect.isclass(value) and _source_tree(value) or [_own_code(f) for f in functions]
+                pending.extend((f"{name}>", f) for f in functions)
     return sorted(found.items())
 
 
@@ -129,26 +135,45 @@ def _global_chains(code) -> list[tuple[str, ...]]:
     return [tuple(chain) for chain in chains] + nested
 
 
+def _assigned_globals(code) -> set[str]:
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
+    return names.union(*(_assigned_globals(const) for const in code.co_consts if hasattr(const, "co_code")))
+
+
+def _unwrapped(value: Any) -> Any:
+    """The function under ``functools.wraps`` decorators (``@torch.no_grad()``, ``@functools.cache``),
+    whose own code is the user's."""
+    try:
+        return inspect.unwrap(value) if callable(value) else value
+    except ValueError:  # a cycle of __wrapped__
+        return value
+
+
 def _methods(cls: type) -> list[Callable[..., Any]]:
-    return [getattr(member, "__func__", member) for member in vars(cls).values()
-            if inspect.isfunction(getattr(member, "__func__", member))]
+    members = [_unwrapped(getattr(member, "__func__", member)) for member in vars(cls).values()]
+    return [member for member in members if inspect.isfunction(member)]
 
 
 def _is_users(value: Any) -> bool:
-    """Defined in a file outside the Python installation, its site-packages and stabench: the
-    user's own code, whose edits change what a hook does."""
+    """Defined in a file outside the Python installation, any site-packages and stabench: the
+    user's own code, whose edits change what a hook does.  A notebook's classes have no file."""
     try:
-        path = Path(inspect.getfile(value)).resolve()
-    except TypeError:  # built in
+        file = inspect.getfile(value)
+    except (TypeError, OSError):  # built in, or defined in a notebook's __main__
+        return getattr(value, "__module__", None) == "__main__"
+    if file.startswith("<frozen"):
         return False
-    return not any(path.is_relative_to(root) for root in _library_roots())
+    path = Path(file).resolve()
+    return not {"site-packages", "dist-packages"} & set(path.parts) and \
+        not any(path.is_relative_to(root) for root in _library_roots())
 
 
 @functools.cache
 def _library_roots() -> tuple[Path, ...]:
     paths = sysconfig.get_paths()
     roots = {Path(paths[key]).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    return (*roots, *(Path(p).resolve() for p in site.getsitepackages()), Path(__file__).resolve().parent)
+    return (*roots, *(Path(p).resolve() for p in site.getsitepackages()), Path(site.getusersitepackages()).resolve(),
+            Path(__file__).resolve().parent)
 
 
 def _source_tree(function: Callable[..., Any]) -> str | None:

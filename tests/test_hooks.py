@@ -193,6 +193,100 @@ def test_the_user_s_helpers_a_hook_calls_are_part_of_the_recipe(tmp_path, monkey
     edited("method's helper", claim_file, "    return model  #", "    return model.train()  #")
     edited("module's helper", tmp_path / "team_helpers.py", "return upto", "return upto - 1")
     assert len(set(hashes.values())) == 4, hashes
-    assert [name for name, _ in hooks._reached(module.mine)] == [
-        "claim_with_helpers.Adapter", "claim_with_helpers.LAYERS",
-        "claim_with_helpers.unfreeze_head", "team_helpers.freeze"]  # not torch's, nor stabench's
+    assert [name for name, _ in hooks._reached(module.mine)] == [  # as the hook names them; not torch's
+        "Adapter", "Adapter>unfreeze_head", "LAYERS", "team_helpers.freeze"]
+
+
+def _import_as(name: str, path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_hook_s_helpers_hash_alike_from_any_checkout_and_import_and_after_it_ran(tmp_path):
+    """Two machines check the claim file out in two folders, and pytest may import it under
+    another module name: one recipe.  A call counter the hook keeps is state, not code."""
+    source = ('import stabench\n'
+              'from pathlib import Path\n'
+              'HERE = Path(__file__).parent\n'
+              'DATA = "data.csv"\n'
+              'CALLS = 0\n'
+              'def data_file():\n'
+              '    return HERE / DATA\n'
+              '@stabench.hook("mine")\n'
+              'def mine(model, recipe):\n'
+              '    global CALLS\n'
+              '    CALLS += 1\n'
+              '    return data_file()\n')
+    recipe, hashes = get_recipe("bert-default", hook="mine"), set()
+    for box, module_name in (("box-a", "benchmarks.test_claims"), ("box-b", "test_claims")):
+        (tmp_path / box).mkdir()
+        (tmp_path / box / "test_claims.py").write_text(source)
+        module = _import_as(module_name, tmp_path / box / "test_claims.py")
+        hashes.add(recipe.hash)
+        module.mine(None, recipe)
+        hashes.add(recipe.hash)
+    assert len(hashes) == 1
+    (tmp_path / "box-a" / "test_claims.py").write_text(source.replace('"data.csv"', '"other.csv"'))
+    _import_as("test_claims", tmp_path / "box-a" / "test_claims.py")
+    assert recipe.hash not in hashes  # the constant the helper reads is part of it
+
+
+def test_decorated_helpers_and_lambdas_are_hashed_by_their_own_code(tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    path = tmp_path / "decorated_helpers.py"
+    path.write_text('import functools, stabench, torch\n'
+                    'SCALE = 2\n'
+                    '@functools.cache\n'
+                    'def cached(n):\n'
+                    '    return n * SCALE\n'
+                    'def logged(f):\n'
+                    '    @functools.wraps(f)\n'
+                    '    def wrapper(*args):\n'
+                    '        return f(*args)\n'
+                    '    return wrapper\n'
+                    '@logged\n'
+                    'def wrapped(n):\n'
+                    '    return n + 1\n'
+                    '@torch.no_grad()\n'
+                    'def without_grad(model):\n'
+                    '    return model\n'
+                    'scale = lambda m: m * 2\n'
+                    'shift = lambda m: m + 1\n'
+                    '@stabench.hook("mine")\n'
+                    'def mine(model, recipe):\n'
+                    '    return cached(1), wrapped(1), without_grad(model), scale(1), shift(1)\n')
+    module = importlib.import_module("decorated_helpers")
+    recipe = get_recipe("bert-default", hook="mine")
+    hashes = [recipe.hash]
+    for old, new in (("SCALE = 2", "SCALE = 3"), ("n + 1", "n + 2"), ("    return model\n", "    return model.eval()\n"),
+                     ("m * 2", "m * 3"), ("m + 1", "m + 5")):
+        path.write_text(path.read_text().replace(old, new))
+        importlib.reload(module)
+        hashes.append(recipe.hash)
+    assert len(set(hashes)) == len(hashes), hashes
+
+
+def test_a_notebook_s_hook_and_classes_hash_without_a_file(monkeypatch):
+    """A notebook's ``__main__`` has no file, so its classes have no source to read."""
+    import types
+
+    notebook = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", notebook)
+    cell = ("import stabench\n"
+            "class Adapter:\n"
+            "    def wrap(self, model):\n"
+            "        return model * {factor}\n"
+            "@stabench.hook('cell')\n"
+            "def cell(model, recipe):\n"
+            "    return Adapter().wrap(model)\n")
+    recipe, hashes = get_recipe("bert-default", hook="cell"), []
+    for factor in (2, 2, 3):
+        exec(compile(cell.format(factor=factor), "<cell>", "exec"), notebook.__dict__)
+        hashes.append(recipe.hash)
+    assert hashes[0] == hashes[1] != hashes[2]  # the method's code, read from its code object
