@@ -392,18 +392,18 @@ class Session:
         if (stored := self._usable(prepared.key)) is not None:
             return self.store.add_recipe_alias(stored, arm.recipe.name), False
         with self.store.lock(prepared.key):
-            if (stored := self._usable(prepared.key)) is not None:
+            if (stored := self._usable(prepared.key, quiet=True)) is not None:
                 return self.store.add_recipe_alias(stored, arm.recipe.name), False
             return self._train_holding_lock(prepared), True
 
-    def _usable(self, key: str) -> RunResult | None:
+    def _usable(self, key: str, quiet: bool = False) -> RunResult | None:
         """The stored result for ``key`` if this session may use it.
 
         Under recompute only a result trained in this session counts, or a verdict that runs
         before its seed items would judge, tag and gate on the old results.
         """
         if not self.recompute:
-            return self.store.reusable(key)
+            return self.store.reusable(key, quiet)
         # The attempt file first: read after the store, it could say "stored" of a result newer
         # than the row already read.
         attempt = self._attempt(key)
@@ -520,7 +520,7 @@ class Session:
                 with self.store.lock(run.key, blocking=blocking) as held:
                     if not held:
                         continue  # another worker is training it right now
-                    stored = self._usable(run.key)
+                    stored = self._usable(run.key, quiet=True)
                     if stored is None:
                         self._raise_if_attempted(arm, seed, run.key)
                         stored = self._train_holding_lock(run)

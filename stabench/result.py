@@ -158,7 +158,7 @@ class RunResult:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
+            raise NewerRecord(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
         result = cls(**_json_restore(data))
         if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name
             result.trace["grad_norm"] = dict(sorted(result.trace["grad_norm"].items(), key=lambda g: layer_order(g[0])))
@@ -167,6 +167,10 @@ class RunResult:
     @classmethod
     def from_json(cls, text: str) -> RunResult:
         return cls.from_dict(json.loads(text))
+
+
+class NewerRecord(ValueError):
+    """A record with fields this version does not know: written by a newer stabench, not damaged."""
 
 
 def layer_order(group: str) -> tuple[int, int]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
-from .result import RunResult, check_seed, fails, folder_name, key_of_record, run_key
+from .result import NewerRecord, RunResult, check_seed, fails, folder_name, key_of_record, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -416,7 +416,7 @@ class Store:
         row = _row(result)
         try:
             with self._transaction() as conn:
-                return self._insert(conn, result, row, replace)
+                return self._insert(conn, result, row, replace)[0]
         except StoreError as error:
             raise StoreError(f"{error}; {self._keep_unstored(result)}") from error
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the transaction rolled back
@@ -436,11 +436,14 @@ class Store:
                 f"{shlex.quote(str(path))}` stores it")
 
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
-                replace: bool) -> bool:
+                replace: bool) -> tuple[bool, RunResult | None]:
+        """(written?, the stored copy kept instead, when this version reads it)."""
         columns = (*_COLUMNS, "result_json")
         before = conn.execute(f"SELECT recipe_name, {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
-        if before is not None and not replace:  # an unreadable record is a run lost: this copy takes its place
-            replace = _unreadable(before[1])
+        kept, damaged = (None, False) if before is None or replace else _stored_copy(before[1])
+        if damaged:  # a run lost: this copy takes its place, and the damaged bytes are kept aside
+            self._keep_damaged(result.key, before[1])
+            replace = True
         sql = (f"INSERT INTO runs ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))}) ON CONFLICT (key) DO ")
         if replace:
@@ -458,7 +461,19 @@ class Store:
         # An imported copy's tags join a stored run's: a baseline exported elsewhere stays tagged.
         conn.executemany("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                          [(result.key, tag) for tag in result.tags])
-        return written
+        return written, None if written else kept
+
+    def _damaged_path(self, key: str) -> Path:
+        return self.path.parent / "damaged" / f"{key}.json"
+
+    def _keep_damaged(self, key: str, record: bytes) -> None:
+        path = self._damaged_path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(record)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: stored run {key} is damaged, and keeping its record in {path} before "
+                             f"replacing it failed ({exc.strerror or exc}); nothing was replaced") from exc
 
     @staticmethod
     def _add_aliases(conn: sqlite3.Connection, key: str, stored_name: str, names: Iterable[str]) -> None:
@@ -526,14 +541,16 @@ class Store:
             f"SELECT key, {_RECORD} FROM runs WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._load(*row)
 
-    def reusable(self, key: str) -> RunResult | None:
-        """The stored run ``key`` for a rerun to reuse; None if missing or unreadable, for a rerun
-        finishes what is missing and an unreadable record is a run lost (``put`` replaces it)."""
+    def reusable(self, key: str, quiet: bool = False) -> RunResult | None:
+        """The stored run ``key`` for a rerun to reuse; None if missing or damaged, for a rerun
+        finishes what is missing and a damaged record is a run lost (``put`` replaces it, keeping
+        the damaged bytes aside).  ``quiet``: a second look, whose caller warned already."""
         try:
             return self.get(key)
         except UnreadableRun as error:
-            warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again",
-                          stacklevel=2)
+            if not quiet:
+                warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
+                              f"(its record is kept in {self._damaged_path(key)})", stacklevel=2)
             return None
 
     def other_stacks(self, key: str, task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed: int,
@@ -543,8 +560,9 @@ class Store:
         ``stack``, as {field: (stored, this)}.  A run about to train again only because the stack
         moved on can say so."""
         found = []
-        for (record,) in self._read(f"SELECT {_RECORD} FROM runs WHERE recipe_hash = ? AND seed = ? AND key != ?",
-                                    (recipe_hash, seed, key)):
+        for (record,) in self._read(f"SELECT {_RECORD} FROM runs WHERE task_name = ? AND model_name = ? AND "
+                                    f"recipe_hash = ? AND seed = ? AND key != ?",
+                                    (task.get("name"), model.get("name"), recipe_hash, seed, key)):
             try:
                 run = RunResult.from_json(record)
             except _RECORD_ERRORS:
@@ -714,6 +732,9 @@ class Store:
         The record comes as bytes (``_RECORD``), so a damaged one is an error naming its run."""
         try:
             result = RunResult.from_json(result_json)
+        except NewerRecord as exc:  # not damaged: never replaced
+            raise StoreError(f"{self.path}: stored run {key} was written by a newer stabench ({exc}); upgrade "
+                             f"stabench to read it") from exc
         except _RECORD_ERRORS as exc:
             raise UnreadableRun(self.path, key, exc) from exc
         result.tags = [row[0] for row in self._connection().execute(
@@ -769,11 +790,10 @@ class Store:
         added, differing = 0, []
         with self._transaction() as conn:
             for run in runs:
-                before = conn.execute(f"SELECT {_RECORD} FROM runs WHERE key = ?", (run.key,)).fetchone()
-                written = self._insert(conn, run, _row(run), replace=False)
+                written, kept = self._insert(conn, run, _row(run), replace=False)
                 added += written
-                if not written and _scored_differently(stored := RunResult.from_json(before[0]), run):
-                    differing.append(_scores(stored, run))
+                if kept is not None and _scored_differently(kept, run):
+                    differing.append(_scores(kept, run))
         if differing:
             warnings.warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
                           f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""),
@@ -841,7 +861,7 @@ class Store:
         with self.lock(key, blocking=wait) as held:
             if not held:
                 return None
-            if not recompute and (stored := self.reusable(key)) is not None:
+            if not recompute and (stored := self.reusable(key, quiet=True)) is not None:
                 return reused(stored)
             self.check_writable()
             result = compute()
@@ -851,12 +871,15 @@ class Store:
             return result, True
 
 
-def _unreadable(record: bytes) -> bool:
+def _stored_copy(record: bytes) -> tuple[RunResult | None, bool]:
+    """(the stored run, when this version reads it; whether its record is damaged).  A record of
+    a newer stabench is not damaged: it is kept."""
     try:
-        RunResult.from_json(record)
+        return RunResult.from_json(record), False
+    except NewerRecord:
+        return None, False
     except _RECORD_ERRORS:
-        return True
-    return False
+        return None, True
 
 
 def _named(filter_name: str, value: Any, attribute: str) -> str:
@@ -948,6 +971,8 @@ def _run_from_record(record: Any, where: str) -> RunResult:
         raise ValueError(f"{where}: expected a run object, got {type(record).__name__}")
     try:
         run = RunResult.from_dict(record)
+    except NewerRecord as exc:
+        raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to import it") from exc
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{where}: invalid run record: {exc}") from exc
     for spec in dataclasses.fields(RunResult):

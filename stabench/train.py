@@ -86,9 +86,11 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
                                 prepared.seed, stack)
     if others:
-        described = "; ".join(", ".join(f"{name} {theirs}" for name, (theirs, _) in sorted(differ.items()))
-                              for differ in others)
-        this = ", ".join(f"{name} {ours}" for name, (_, ours) in sorted(others[0].items()))
+        described = "; ".join(dict.fromkeys(  # each stack once; a field the stored run lacks is not named
+            ", ".join(f"{name} {theirs}" for name, (theirs, _) in sorted(differ.items()) if theirs is not None)
+            for differ in others))
+        this = ", ".join(f"{name} {stack[name]}" for name in sorted({name for differ in others for name in differ})
+                         if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
                       f"{prepared.recipe.name} are stored under {described}, not this stack's {this}; each stack "
                       f"keeps its own runs, so they train again", stacklevel=2)

@@ -291,8 +291,9 @@ def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_mo
         with sqlite3.connect(store.path) as conn:
             conn.execute("UPDATE runs SET result_json = substr(result_json, 1, 40) WHERE key = ?", (damaged.key,))
         conn.close()
-        with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable"):
+        with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable") as seen:
             again = Session(store=store).collect(arm, [0, 1])
+        assert len(seen) == 1
         assert again.trained_here == [1]
         assert store.get(damaged.key).metrics == damaged.metrics  # the same run, on the CPU
         assert [r.key for r in store.query()] == [r.key for r in first.results]

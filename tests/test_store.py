@@ -738,10 +738,34 @@ def test_rerunning_a_study_trains_a_damaged_run_again_and_keeps_its_tags(store: 
         conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "truncat', damaged.key))
     conn.close()
     trained_again = make_result(0)
-    with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable .*; training it again"):
+    with pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable .*; training it again") as seen:
         assert store.get_or_compute(damaged.key, lambda: trained_again) == (trained_again, True)
+    assert len(seen) == 1  # said once, though the store is read again under the claim
     assert store.get(damaged.key) == dataclasses.replace(trained_again, tags=["baseline"])
     assert store.query(tag="baseline") == [store.get(damaged.key)]
+    assert (store.path.parent / "damaged" / f"{damaged.key}.json").read_text() == '{"key": "truncat'  # kept aside
+
+
+def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, tmp_path: Path) -> None:
+    """Runs gain fields over versions: an older stabench on a newer one's store says to upgrade,
+    and neither retrains nor replaces the run."""
+    newer = make_result(0)
+    store.put(newer)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = json_set(result_json, '$.energy_kwh', 3.2) WHERE key = ?",
+                     (newer.key,))
+    conn.close()
+    for read in (lambda: store.get(newer.key), lambda: store.get_or_compute(newer.key, lambda: make_result(0))):
+        with pytest.raises(StoreError, match=rf"stored run {newer.key} was written by a newer stabench \(unknown "
+                                             r"run result fields \['energy_kwh'\].*\); upgrade stabench to read it$"):
+            read()
+    assert store.put(make_result(0)) is False  # an import of the older copy keeps it
+    assert not (store.path.parent / "damaged").exists()
+    record = {**newer.to_dict(), "energy_kwh": 3.2}
+    (tmp_path / "newer.json").write_text(json.dumps([record]))
+    with pytest.raises(StoreError, match=r": nothing imported: run #0: unknown run result fields \['energy_kwh'\]"
+                                         r".*: it was written by a newer stabench; upgrade stabench to import it$"):
+        store.import_file(tmp_path / "newer.json")
 
 
 def test_importing_a_copy_of_a_damaged_run_restores_it(store: Store, tmp_path: Path) -> None:
@@ -1220,3 +1244,24 @@ def test_a_file_holding_one_run_twice_imports_once_unless_its_copies_disagree(st
                                          r"twice with different results \(seed 4: accuracy 0\.54 and 0\.61\); "
                                          r"keep one of them$"):
         Store(tmp_path / "fresh.sqlite").import_file(clash)
+
+
+def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(store: Store) -> None:
+    """Why a seed trains again: the stacks the store holds it under, against this one in every field
+    that differs."""
+    from stabench.train import warn_of_other_stacks
+
+    here = make_result(3)  # the run about to train: not stored yet
+    for environment in ({"torch": "2.12.0"}, {"transformers": "5.20.0"}):
+        store.put(make_result(3, environment=environment))
+    store.put(make_result(3, task="mrpc", environment={"torch": "2.11.0"}))  # another task: not this run
+    store.put(make_result(4, environment={"torch": "2.11.0"}))  # another seed
+    stack = key_fields(here.environment)
+    assert store.other_stacks(here.key, here.task, here.model, here.recipe_hash, 3, stack) == [
+        {"torch": ("2.12.0", "2.13.0")}, {"transformers": ("5.20.0", "5.24.0")}]
+    prepared = SimpleNamespace(key=here.key, task_info=here.task, model_info=here.model, seed=3,
+                               recipe=SimpleNamespace(name="paper", hash=here.recipe_hash), environment=here.environment)
+    with pytest.warns(UserWarning, match=r"^runs of rte / bert-large-uncased / recipe paper are stored under torch "
+                                         r"2\.12\.0; transformers 5\.20\.0, not this stack's torch 2\.13\.0, "
+                                         r"transformers 5\.24\.0; each stack keeps its own runs, so they train again$"):
+        warn_of_other_stacks(prepared, store)
