@@ -82,9 +82,10 @@ def option(config: pytest.Config, name: str) -> Any:
     kind = next(k for n, _, k in _OPTIONS if n == name)
     try:
         value = config.getini(dest)
-    except (TypeError, ValueError) as error:  # "two" threads, or a TOML number where text is expected
+    except (TypeError, ValueError, pytest.UsageError) as error:  # "two" threads, or a TOML number for text
+        cause = error.__cause__ or error  # pytest 9.2 wraps the error in a UsageError naming only the file
         expected = {"int": "an integer", "bool": "true or false"}.get(kind, f'text in quotes, e.g. {dest} = "..."')
-        raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(error).splitlines()[0]}); "
+        raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(cause).splitlines()[0]}); "
                                 f"expected {expected}") from None
     if value == "":
         return None
