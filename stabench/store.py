@@ -407,7 +407,7 @@ class Store:
 
     def put(self, result: RunResult, replace: bool = False) -> bool:
         """Store a run; True if written.  An existing key is kept unless ``replace`` or its record
-        is unreadable; either way it gains the run's tags and recipe names.
+        is damaged (then kept in ``damaged/``); either way it gains the run's tags and recipe names.
 
         A run that cannot be written (say the store stayed locked past the busy timeout, or
         Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
@@ -954,7 +954,7 @@ def _scored_differently(one: RunResult, other: RunResult) -> bool:
 
 
 def _scores(one: RunResult, other: RunResult) -> str:
-    """Seed N: accuracy 0.828 and 0.790 (failed), for a message about two copies of one run."""
+    """``seed 2: accuracy 0.828 and 0.51 failed``, for a message about two copies of one run."""
     def score(run: RunResult) -> str:
         return f"{run.score:.4g}" + (" failed" if run.failed else "")
     return f"seed {one.seed}: {one.primary_metric} {score(one)} and {score(other)}"
@@ -998,8 +998,8 @@ def _check_consistent(run: RunResult, where: str) -> None:
     if (own_key := key_of_record(run)) not in (None, run.key):
         made = own_key or "a keyed field is missing"
         raise _Refused(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
-                         f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
-                         f"read as what produced it")
+                       f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
+                       f"read as what produced it")
     if own_key is not None and not (run.recipe or {}).get("hook"):
         if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
             raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
@@ -1010,7 +1010,7 @@ def _check_consistent(run: RunResult, where: str) -> None:
                            f"produced it")
     if run.primary_metric not in run.metrics:
         raise _Refused(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
-                         f"{sorted(run.metrics)}")
+                       f"{sorted(run.metrics)}")
     for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
         score = run.metrics.get(name, 0.0)
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
@@ -1019,7 +1019,7 @@ def _check_consistent(run: RunResult, where: str) -> None:
     if accuracy is not None and isinstance(run.majority_accuracy, (int, float)):
         if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
             raise _Refused(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
-                             f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
+                           f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
 
 
 def _recipe_fields() -> set[str]:
