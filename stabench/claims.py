@@ -532,7 +532,8 @@ class Session:
         info = self._attempt(key)
         if info.get("session") == self.session_id and not info.get("stored"):
             how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
-            named = arm.name if arm.name == arm.recipe.name else f"{arm.name} (recipe {arm.recipe.name})"  # as tables say
+            # Named as the claims table names it, where the arm is a recipe file's path.
+            named = arm.name if arm.name == arm.recipe.name else f"{arm.name} (recipe {arm.recipe.name})"
             raise SeedNotRun(f"seed {seed} of {named} did not finish in this session: {how}")
 
 

@@ -258,7 +258,8 @@ def _mixed_cpu_models(studies: list[tuple[str, list[RunResult]]]) -> list[str]:
     with those models."""
     mixed = []
     for name, study_runs in studies:
-        cpus = sorted({str(r.environment.get("cpu_model")) for r in study_runs if r.environment.get("device_kind") == "cpu"})
+        cpus = sorted({str(r.environment.get("cpu_model"))
+                       for r in study_runs if r.environment.get("device_kind") == "cpu"})
         if len(cpus) > 1:
             mixed.append(f"{name} ({', '.join(cpus)})")
     return mixed
