@@ -88,31 +88,38 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
     """What the hook's code reaches in the user's own files: functions and classes (their code)
     and plain module values, each under the names that lead to it from the hook
     (``team_helpers.freeze>SCALE``), so that the hash is the same wherever the files are checked
-    out and however they were imported.  A global that a function assigns (a call counter) is
-    state, not code, and is left out."""
+    out and however they were imported.  A global that any reached function assigns (a call
+    counter) is state, not code, and is left out: the hash must not change while a study runs."""
     found: dict[str, Any] = {}
+    values: list[tuple[str, int, str, Any]] = []  # (name, id of the owning globals, global's name, value)
+    assigned: set[tuple[int, str]] = set()
     pending, seen = [("", hook_function)], {id(hook_function)}
     while pending:
         path, function = pending.pop()
-        assigned = _assigned_globals(function.__code__)
+        assigned |= _assigned_globals(function)
         for chain in _global_chains(function.__code__):
-            if chain[0] in assigned:
-                continue
-            value, names = function.__globals__.get(chain[0], _MISSING), [chain[0]]
+            owner, value, names = function.__globals__, function.__globals__.get(chain[0], _MISSING), [chain[0]]
             for attribute in chain[1:]:  # helpers.freeze: through a module of the user's only
                 if not (inspect.ismodule(value) and _is_users(value)):
                     break
-                value = getattr(value, attribute, _MISSING)
+                owner, value = vars(value), getattr(value, attribute, _MISSING)
                 names.append(attribute)
             name, value = path + ".".join(names), _unwrapped(value)
-            if isinstance(value, (str, int, float, bool, type(None))):  # not a Path: it names the checkout
-                found[name] = value
+            if _is_plain(value):
+                values.append((name, id(owner), names[-1], value))
             elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
                 seen.add(id(value))
                 functions = [value] if inspect.isfunction(value) else _methods(value)
-                found[name] = inspect.isclass(value) and _source_tree(value) or [_own_code(f) for f in functions]
+                found[name] = _class_code(value) if inspect.isclass(value) else [_own_code(value)]
                 pending.extend((f"{name}>", f) for f in functions)
+    found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
     return sorted(found.items())
+
+
+def _class_code(cls: type) -> Any:
+    """A class's source, or where it has none (a notebook's) its methods' code and plain attributes."""
+    return _source_tree(cls) or ([_own_code(f) for f in _methods(cls)], sorted(
+        (name, value) for name, value in vars(cls).items() if not name.startswith("__") and _is_plain(value)))
 
 
 _MISSING = object()
@@ -135,9 +142,23 @@ def _global_chains(code) -> list[tuple[str, ...]]:
     return [tuple(chain) for chain in chains] + nested
 
 
-def _assigned_globals(code) -> set[str]:
-    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
-    return names.union(*(_assigned_globals(const) for const in code.co_consts if hasattr(const, "co_code")))
+def _assigned_globals(function: Callable[..., Any]) -> set[tuple[int, str]]:
+    """(id of a globals dict, name) of each global the function assigns: ``global CALLS; CALLS += 1``
+    in its own module, or ``helpers.CALLS += 1`` in a user module, in nested code too."""
+    def walk(code) -> set[tuple[int, str]]:
+        names, last_global = set(), None
+        for instruction in dis.get_instructions(code):
+            if instruction.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+                names.add((id(function.__globals__), instruction.argval))
+            elif instruction.opname in ("STORE_ATTR", "DELETE_ATTR") and inspect.ismodule(last_global):
+                names.add((id(vars(last_global)), instruction.argval))
+            if instruction.opname == "LOAD_GLOBAL":
+                last_global = function.__globals__.get(instruction.argval)
+            elif instruction.opname in ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE"):  # self.x = ...: not a module's
+                last_global = None
+        return names.union(*(walk(const) for const in code.co_consts if hasattr(const, "co_code")))
+
+    return walk(function.__code__)
 
 
 def _unwrapped(value: Any) -> Any:
@@ -202,4 +223,5 @@ def code_shape(code) -> tuple:
 
 
 def _is_plain(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool, Path, type(None)))
+    """A value whose repr is the same in every process; not a Path, which names the checkout."""
+    return isinstance(value, (str, int, float, bool, type(None)))

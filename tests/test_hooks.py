@@ -235,6 +235,36 @@ def test_a_hook_s_helpers_hash_alike_from_any_checkout_and_import_and_after_it_r
     assert recipe.hash not in hashes  # the constant the helper reads is part of it
 
 
+def test_state_a_helper_keeps_and_paths_never_change_the_hash_while_a_study_runs(tmp_path, monkeypatch):
+    """The recipe hash is read once per seed: a counter that a helper bumps (in its module or the
+    claim file's) must not move it between seeds, nor a default naming the checkout."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "counting.py").write_text("CALLS = 0\n"
+                                          "def bump():\n"
+                                          "    global CALLS\n"
+                                          "    CALLS += 1\n")
+    (tmp_path / "claim_counting.py").write_text('import stabench, counting\n'
+                                                'from pathlib import Path\n'
+                                                'SEEN = 0\n'
+                                                'def note():\n'
+                                                '    global SEEN\n'
+                                                '    SEEN += 1\n'
+                                                '@stabench.hook("counting")\n'
+                                                'def counting_hook(model, recipe, root=Path(__file__).parent):\n'
+                                                '    counting.bump()\n'
+                                                '    note()\n'
+                                                '    counting.CALLS += 0\n'
+                                                '    return counting.CALLS + SEEN\n')
+    module = importlib.import_module("claim_counting")
+    recipe = get_recipe("bert-default", hook="counting")
+    before = recipe.hash
+    module.counting_hook(None, recipe)
+    assert recipe.hash == before
+    assert [name for name, _ in hooks._reached(module.counting_hook)] == ["counting.bump", "note"]
+
+
 def test_decorated_helpers_and_lambdas_are_hashed_by_their_own_code(tmp_path, monkeypatch):
     import importlib
 
@@ -280,13 +310,14 @@ def test_a_notebook_s_hook_and_classes_hash_without_a_file(monkeypatch):
     monkeypatch.setitem(sys.modules, "__main__", notebook)
     cell = ("import stabench\n"
             "class Adapter:\n"
+            "    SHIFT = {shift}\n"
             "    def wrap(self, model):\n"
-            "        return model * {factor}\n"
+            "        return model * {factor} + self.SHIFT\n"
             "@stabench.hook('cell')\n"
             "def cell(model, recipe):\n"
             "    return Adapter().wrap(model)\n")
     recipe, hashes = get_recipe("bert-default", hook="cell"), []
-    for factor in (2, 2, 3):
-        exec(compile(cell.format(factor=factor), "<cell>", "exec"), notebook.__dict__)
+    for factor, shift in ((2, 0), (2, 0), (3, 0), (3, 1)):
+        exec(compile(cell.format(factor=factor, shift=shift), "<cell>", "exec"), notebook.__dict__)
         hashes.append(recipe.hash)
-    assert hashes[0] == hashes[1] != hashes[2]  # the method's code, read from its code object
+    assert hashes[0] == hashes[1] != hashes[2] != hashes[3]  # its method's code object and its plain attributes
