@@ -80,7 +80,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=Console(stderr=True), transient=True) as progress:
             # A seed another process is training is left for a second pass, so that two commands
-            # started on one store (one per GPU, say) split the study instead of queueing.
+            # started on one store (one per GPU, say) split the study instead of queueing (not
+            # under --recompute, where the second retrains what the first just stored).
             pending = {seed: None for seed in seeds}  # seed: its prepared run, once prepared
             for wait in (False, True):
                 for seed in list(pending):
@@ -258,8 +259,8 @@ def _mixed_cpu_models(studies: list[tuple[str, list[RunResult]]]) -> list[str]:
     with those models."""
     mixed = []
     for name, study_runs in studies:
-        cpus = sorted({str(r.environment.get("cpu_model"))
-                       for r in study_runs if r.environment.get("device_kind") == "cpu"})
+        cpus = sorted({r.environment["cpu_model"] for r in study_runs  # runs that predate the field: unknown
+                       if r.environment.get("device_kind") == "cpu" and r.environment.get("cpu_model")})
         if len(cpus) > 1:
             mixed.append(f"{name} ({', '.join(cpus)})")
     return mixed

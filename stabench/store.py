@@ -440,8 +440,11 @@ class Store:
         """(written?, the stored copy kept instead, when this version reads it)."""
         columns = (*_COLUMNS, "result_json")
         before = conn.execute(f"SELECT recipe_name, {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
-        kept, damaged = (None, False) if before is None or replace else _stored_copy(before[1])
-        if damaged:  # a run lost: this copy takes its place, and the damaged bytes are kept aside
+        kept, state = (None, "missing") if before is None else _stored_copy(before[1])
+        if state == "newer" and replace:  # never replaced, not by a recompute either: it holds what this drops
+            raise StoreError(f"{self.path}: stored run {result.key} was written by a newer stabench, so this one "
+                             f"does not replace it; upgrade stabench")
+        if state == "damaged":  # a run lost: this copy takes its place, and the damaged bytes are kept aside
             self._keep_damaged(result.key, before[1])
             replace = True
         sql = (f"INSERT INTO runs ({', '.join(columns)}) "
@@ -463,13 +466,16 @@ class Store:
                          [(result.key, tag) for tag in result.tags])
         return written, None if written else kept
 
-    def _damaged_path(self, key: str) -> Path:
-        return self.path.parent / "damaged" / f"{key}.json"
-
     def _keep_damaged(self, key: str, record: bytes) -> None:
-        path = self._damaged_path(key)
+        """Copy a damaged record to ``damaged/KEY.json`` (``KEY.2.json`` ... when damaged again)."""
+        folder = self.path.parent / "damaged"
+        path = folder / f"{key}.json"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            number = 1
+            while path.exists() and path.read_bytes() != record:
+                number += 1
+                path = folder / f"{key}.{number}.json"
             path.write_bytes(record)
         except OSError as exc:
             raise StoreError(f"{self.path}: stored run {key} is damaged, and keeping its record in {path} before "
@@ -550,7 +556,8 @@ class Store:
         except UnreadableRun as error:
             if not quiet:
                 warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
-                              f"(its record is kept in {self._damaged_path(key)})", stacklevel=2)
+                              f"(the new run replaces it, after its record is copied to "
+                              f"{self.path.parent / 'damaged'}/)", stacklevel=2)
             return None
 
     def other_stacks(self, key: str, task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed: int,
@@ -871,15 +878,15 @@ class Store:
             return result, True
 
 
-def _stored_copy(record: bytes) -> tuple[RunResult | None, bool]:
-    """(the stored run, when this version reads it; whether its record is damaged).  A record of
-    a newer stabench is not damaged: it is kept."""
+def _stored_copy(record: bytes) -> tuple[RunResult | None, str]:
+    """(the stored run, when this version reads it; "read", "newer" or "damaged").  A record of a
+    newer stabench is not damaged."""
     try:
-        return RunResult.from_json(record), False
+        return RunResult.from_json(record), "read"
     except NewerRecord:
-        return None, False
+        return None, "newer"
     except _RECORD_ERRORS:
-        return None, True
+        return None, "damaged"
 
 
 def _named(filter_name: str, value: Any, attribute: str) -> str:

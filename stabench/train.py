@@ -86,9 +86,9 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
                                 prepared.seed, stack)
     if others:
-        described = "; ".join(dict.fromkeys(  # each stack once; a field the stored run lacks is not named
+        described = "; ".join(filter(None, dict.fromkeys(  # each stack once; a field it lacks is not named
             ", ".join(f"{name} {theirs}" for name, (theirs, _) in sorted(differ.items()) if theirs is not None)
-            for differ in others))
+            for differ in others))) or "a stack that did not record these fields"
         this = ", ".join(f"{name} {stack[name]}" for name in sorted({name for differ in others for name in differ})
                          if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "

@@ -101,6 +101,11 @@ def test_summary_notes_a_study_whose_cpu_runs_came_from_two_cpu_models(tiny_mode
     assert "note: 1 study(ies) mix CPU runs from different CPU models" in out
     assert "Intel(R) Xeon(R) Platinum 8480+" in out and records[0]["environment"]["cpu_model"] in out
     assert main(["summary"]) == 0 and "CPU models" not in capsys.readouterr().out  # one machine's: no note
+    records[1]["environment"]["cpu_model"] = None  # recorded before the field was: not another CPU
+    (tmp_path / "older.json").write_text(json.dumps(records))
+    older = str(tmp_path / "older.sqlite")
+    assert main(["import", "--store", older, str(tmp_path / "older.json")]) == 0
+    assert main(["summary", "--store", older]) == 0 and "CPU models" not in capsys.readouterr().out
 
 
 def test_a_seed_another_process_is_training_is_left_for_last(tiny_model, capsys):

@@ -744,6 +744,14 @@ def test_rerunning_a_study_trains_a_damaged_run_again_and_keeps_its_tags(store: 
     assert store.get(damaged.key) == dataclasses.replace(trained_again, tags=["baseline"])
     assert store.query(tag="baseline") == [store.get(damaged.key)]
     assert (store.path.parent / "damaged" / f"{damaged.key}.json").read_text() == '{"key": "truncat'  # kept aside
+    for damage in ('{"key": "again', '{"key": "again', "[]"):  # damaged again, even under a recompute
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", (damage, damaged.key))
+        conn.close()
+        store.put(trained_again, replace=damage == "[]")
+    assert sorted(p.name for p in (store.path.parent / "damaged").iterdir()) == [
+        f"{damaged.key}.2.json", f"{damaged.key}.3.json", f"{damaged.key}.json"]  # each copy once, none replaced
+    assert (store.path.parent / "damaged" / f"{damaged.key}.3.json").read_text() == "[]"
 
 
 def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, tmp_path: Path) -> None:
@@ -760,6 +768,9 @@ def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, t
                                              r"run result fields \['energy_kwh'\].*\); upgrade stabench to read it$"):
             read()
     assert store.put(make_result(0)) is False  # an import of the older copy keeps it
+    with pytest.raises(StoreError, match=rf"stored run {newer.key} was written by a newer stabench, so this one does "
+                                         r"not replace it; upgrade stabench"):
+        store.put(make_result(0), replace=True)  # a recompute
     assert not (store.path.parent / "damaged").exists()
     record = {**newer.to_dict(), "energy_kwh": 3.2}
     (tmp_path / "newer.json").write_text(json.dumps([record]))
@@ -1265,3 +1276,7 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
                                          r"2\.12\.0; transformers 5\.20\.0, not this stack's torch 2\.13\.0, "
                                          r"transformers 5\.24\.0; each stack keeps its own runs, so they train again$"):
         warn_of_other_stacks(prepared, store)
+    older = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0")}])  # a field it lacks
+    with pytest.warns(UserWarning, match=r"are stored under a stack that did not record these fields, not this "
+                                         r"stack's transformers 5\.24\.0;"):
+        warn_of_other_stacks(prepared, older)
