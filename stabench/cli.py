@@ -87,9 +87,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                 for seed in list(pending):
                     prepared = pending[seed] = pending[seed] or prepare(task, args.model, recipe, seed,
                                                                         train_size=args.train_size, device=device)
-                    bar = progress.add_task(f"seed {seed}", total=None)
+                    bar = progress.add_task(f"seed {seed}" + (" (another process is training it)" if wait else ""),
+                                            total=None)
 
                     def train(prepared=prepared, bar=bar):
+                        progress.update(bar, description=f"seed {prepared.seed}")  # waited, and trains it now
                         if store is not None and not args.recompute:
                             warn_of_other_stacks(prepared, store)
                         return fine_tune(prepared, progress=lambda step, total: progress.update(
