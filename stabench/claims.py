@@ -28,7 +28,7 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
-from .report import fmt, seed_ranges
+from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
 from .store import SHORT_HASH, Store, StoreError, replaced_atomically
 from .tasks import Task, check_train_size, get_task, reload_task_data, task_name
@@ -584,10 +584,7 @@ def _progress_bar(shown: bool, title: str, n_seeds: int):
     if not shown:
         yield lambda seed: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=True) as bar:
+    with progress_display() as bar:
         seeds_done = bar.add_task(f"{title}: seeds", total=n_seeds)
         current = []
 

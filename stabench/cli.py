@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import report
 from .claims import parse_seeds
@@ -77,8 +76,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     results = []
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=Console(stderr=True), transient=True) as progress:
+        with report.progress_display(Console(stderr=True)) as progress:
             # A seed another process is training is left for a second pass, so that two commands
             # started on one store (one per GPU, say) split the study instead of queueing (not
             # under --recompute, where the second retrains what the first just stored).

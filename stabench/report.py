@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from tabulate import tabulate
@@ -67,6 +68,12 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
         row["std [95% CI]"] = f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
         row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run
     return row
+
+
+def progress_display(console: Console | None = None) -> Progress:
+    """The progress bars of a study (seeds, and the steps of the seed in training), gone when done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
 
 
 def seed_ranges(seeds: Sequence[int]) -> str:
