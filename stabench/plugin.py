@@ -901,13 +901,13 @@ class Reporter:
         late = sum(len(c.get("trained_in_verdict", ())) for c in self.claims)
         for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
             terminalreporter.write_line(f"paper column: {source}")
-        used = {s["key"] for s in self.seeds} | {key for c in self.claims for key in c.get("keys", ())}
+        claim_keys = {key for c in self.claims for key in c.get("keys", ())}
+        used = claim_keys | {s["key"] for s in self.seeds}
         read = len(used - {s["key"] for s in self.seeds if s["trained"]}) - late  # by seed items or verdicts
         terminalreporter.write_line(f"runs: {trained + late} trained this session ({trained} by seed items, "
                                     f"{late} by verdicts); {read} read from the store")
         if tag := option(self.config, "tag"):
-            keys = {key for c in self.claims for key in c.get("keys", ())}
-            terminalreporter.write_line(f"tagged {len(keys)} run(s) of this session's claims as {tag!r}")
+            terminalreporter.write_line(f"tagged {len(claim_keys)} run(s) of this session's claims as {tag!r}")
             if self.retagged:
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "

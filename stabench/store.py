@@ -269,11 +269,11 @@ class Store:
                 raise StoreError(f"{self.path}: cannot open the results store: {exc}") from exc
             raise
 
-    # -- opening -----------------------------------------------------------------------
-
-
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+    # -- opening -----------------------------------------------------------------------
+
     def _check_is_ours_or_new(self) -> None:
         """Refuse a file that is not a stabench store before writing anything to it.
 
