@@ -121,7 +121,7 @@ def bootstrap_ci(
     }
     if statistic not in functions:
         raise ValueError(f"statistic must be 'mean' or 'std', got {statistic!r}")
-    data = np.asarray(list(values), dtype=float)
+    data = np.sort(np.asarray(list(values), dtype=float))  # resamples follow the scores, not the runs' order
     if data.size < 3:
         return NAN_INTERVAL
     if np.all(data == data[0]):
@@ -165,14 +165,19 @@ def _count(flags: int | Sequence[bool] | None, n: int, name: str) -> int:
 
 
 def _finite(scores: Iterable[float], owner: str, side: str) -> np.ndarray:
-    """Scores a test can rank: a NaN (a diverged run's loss) compares false with everything, and
-    made a permutation p-value 0, so a study with a diverged run 'proved' less variable."""
+    """Scores a test can rank, in ascending order.
+
+    A NaN (a diverged run's loss) compares false with everything, and made a permutation p-value
+    0, so a study with a diverged run 'proved' less variable.  The order is the scores' own, not
+    the order the runs were listed in, because random splits and resamples drawn with a fixed
+    seed give another p for the same runs listed otherwise (another store, an export).
+    """
     data = np.asarray(list(scores), dtype=float)
     if not np.isfinite(data).all():
         bad = sorted({str(x) for x in data[~np.isfinite(data)]})
         raise ValueError(f"{owner}: {side}'s scores hold {', '.join(bad)} (a diverged run?); expected finite "
                          f"numbers: compare failure counts, or a metric every run has")
-    return data
+    return np.sort(data)
 
 
 @dataclass(frozen=True)
@@ -336,7 +341,7 @@ def aso(
     a, b = _finite(scores_a, "aso", "A"), _finite(scores_b, "aso", "B")
     if a.size == 0 or b.size == 0:
         raise ValueError("ASO needs at least one score per sample")
-    estimate = _violation_ratios(_quantiles(np.sort(a)), _quantiles(np.sort(b)))
+    estimate = _violation_ratios(_quantiles(a), _quantiles(b))
     rng = np.random.default_rng(seed)
     resampled_a = np.sort(rng.choice(a, size=(num_bootstrap_iterations, a.size)), axis=1)
     resampled_b = np.sort(rng.choice(b, size=(num_bootstrap_iterations, b.size)), axis=1)
@@ -542,6 +547,9 @@ def compare(
     failures_a, failures_b = _count(failures_a, a.size, "failures_a"), _count(failures_b, b.size, "failures_b")
     corrected_alpha = alpha / n_comparisons
     sign = 1.0 if higher_is_better else -1.0
+    # Higher is better here, in ascending order: random splits and resamples then follow the
+    # scores, not the metric's direction (a loss gives the p's its negation gives).
+    better_a, better_b = np.sort(sign * a), np.sort(sign * b)
     table = _fisher_table(failures_a, a.size, failures_b, b.size)
     return Comparison(
         n_a=int(a.size),
@@ -553,13 +561,13 @@ def compare(
         failures_a=int(failures_a),
         failures_b=int(failures_b),
         levene_statistic=_levene_statistic(a, b),
-        levene_p=brown_forsythe(a, b),
-        levene_p_a_less=brown_forsythe(a, b, alternative="less"),
+        levene_p=brown_forsythe(better_a, better_b),
+        levene_p_a_less=brown_forsythe(better_a, better_b, alternative="less"),
         fisher_p=float(stats.fisher_exact(table).pvalue),
         fisher_p_a_fewer=float(stats.fisher_exact(table, alternative="less").pvalue),
-        mannwhitney_p=mann_whitney(a, b),
-        mannwhitney_p_a_better=mann_whitney(a, b, alternative="greater" if higher_is_better else "less"),
-        aso_eps_min=aso(sign * a, sign * b, 1 - corrected_alpha, aso_iterations, seed),
+        mannwhitney_p=mann_whitney(better_a, better_b),
+        mannwhitney_p_a_better=mann_whitney(better_a, better_b, alternative="greater"),
+        aso_eps_min=aso(better_a, better_b, 1 - corrected_alpha, aso_iterations, seed),
         alpha=corrected_alpha,
         higher_is_better=higher_is_better,
         aso_threshold=aso_threshold,

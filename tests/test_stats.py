@@ -196,11 +196,12 @@ def test_aso_self_shifted_reversed(seed):
 
 def test_aso_reproduces_deepsig_readme_example():
     # deepsig README, scenario 1: np.random.seed(1234); A ~ N(0.9, 0.8), B ~ N(0, 1), 5 each;
-    # "min_eps = 0.225".  Bootstrap draws differ from deepsig's, so allow a small tolerance.
+    # "min_eps = 0.225", one bootstrap's draw.  Ours spread about +-0.02 from seed to seed, so the
+    # median over seeds is held to it.
     legacy = np.random.RandomState(1234)
     a = legacy.normal(loc=0.9, scale=0.8, size=5)
     b = legacy.normal(loc=0, scale=1, size=5)
-    assert aso(a, b, seed=0) == pytest.approx(0.225, abs=0.03)
+    assert np.median([aso(a, b, seed=seed) for seed in range(20)]) == pytest.approx(0.225, abs=0.01)
 
 
 # --------------------------------------------------------------------------- compare
@@ -651,7 +652,8 @@ def test_compare_reports_sample_stds_with_bessels_correction():
 @pytest.mark.parametrize("n", [3, 5, 12])
 def test_bootstrap_std_interval_is_of_the_sample_std(n):
     values = np.random.default_rng(n).normal(0.7, 0.05, n)
-    reference = sps.bootstrap((values,), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=0.95,
+    # scipy's BCa over the scores in ascending order, the order stabench resamples them in
+    reference = sps.bootstrap((np.sort(values),), lambda x, axis=-1: np.std(x, ddof=1, axis=axis), confidence_level=0.95,
                               n_resamples=2000, method="BCa", random_state=np.random.default_rng(0))
     expected = (reference.confidence_interval.low, reference.confidence_interval.high)
     assert all(math.isfinite(x) for x in expected)
@@ -729,3 +731,17 @@ def test_smallest_regression_p_is_the_fisher_bound_where_splits_are_sampled(n_ba
     ways = math.comb(n_baseline + n_current, n_current)
     assert ways > 20_000
     assert smallest_regression_p(n_baseline, n_current) == pytest.approx(1 / ways, rel=1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.floats(0.4, 1.0), min_size=9, max_size=14),
+       st.lists(st.floats(0.4, 1.0), min_size=9, max_size=14), st.randoms(use_true_random=False))
+def test_comparisons_do_not_depend_on_the_order_the_runs_are_listed_in(scores_a, scores_b, random):
+    """Past 8 seeds a side the splits and ASO's resamples are drawn at random (with a fixed seed):
+    the same runs listed in another order (another store, an export's order) gave other p's."""
+    shuffled_a, shuffled_b = random.sample(scores_a, len(scores_a)), random.sample(scores_b, len(scores_b))
+    assert brown_forsythe(shuffled_a, shuffled_b) == brown_forsythe(scores_a, scores_b)
+    assert mann_whitney(shuffled_a, shuffled_b, "less") == mann_whitney(scores_a, scores_b, "less")
+    assert aso(shuffled_a, shuffled_b, num_bootstrap_iterations=200) == aso(scores_a, scores_b,
+                                                                             num_bootstrap_iterations=200)
+    assert bootstrap_ci(shuffled_a, n_resamples=200) == bootstrap_ci(scores_a, n_resamples=200)
