@@ -4,7 +4,8 @@ A 25-seed BERT-large study costs GPU hours, so the store is built never to recom
 lose a finished run:
 
 * each ``put`` is one transaction (a process killed mid-write leaves the whole row or
-  nothing), and an existing key is never overwritten unless asked;
+  nothing), and an existing key is never overwritten unless asked (or its record is damaged:
+  the damaged bytes are kept aside first);
 * WAL mode plus a long busy timeout lets many pytest-xdist workers write concurrently;
 * ``get_or_compute`` claims a run with an OS file lock, so two processes that want the
   same missing run train it once, and a crashed holder releases its claim automatically;
@@ -85,11 +86,16 @@ def _make_folder(folder: Path) -> None:
     """The store's folder; the default one (``.stabench``, made here) gets a ``.gitignore``, as
     ``.pytest_cache`` does, so ``git add -A`` does not commit a live database: a baseline to
     commit is a ``stabench export`` file."""
-    if folder.name == ".stabench" and not folder.exists():
+    try:
+        if folder.name == ".stabench" and not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / ".gitignore").write_text("# made by stabench: the results store is not for git; commit "
+                                               "`stabench export` files instead\n*\n")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / ".gitignore").write_text("# made by stabench: the results store is not for git; commit "
-                                           "`stabench export` files instead\n*\n")
-    folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        file = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+        raise StoreError(f"cannot make the results store's folder {folder}: "
+                         + (f"{file} is a file, not a folder" if file else exc.strerror or str(exc))) from None
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
@@ -142,11 +148,17 @@ def _migrate_to_3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX recipe_aliases_name ON recipe_aliases (name)")
 
 
+def _record_field(path: str) -> str:
+    """SQL for a field of the stored record, NULL where the record is damaged: ``json_extract`` on
+    one damaged record stops the whole query (a filter, a list of stored values, an upgrade)."""
+    return f"CASE WHEN json_valid(result_json) THEN json_extract(result_json, '{path}') END"
+
+
 def _migrate_to_4(conn: sqlite3.Connection) -> None:
     """Runs of a local model folder stored before 2026-12-04 (keyed by its weights alone) were named
     by the path as typed; they read back under the folder's name, and so are they filtered."""
-    rows = conn.execute("SELECT key, model_name FROM runs "
-                        "WHERE json_extract(result_json, '$.model.weights_sha256') IS NOT NULL").fetchall()
+    rows = conn.execute(f"SELECT key, model_name FROM runs "
+                        f"WHERE {_record_field('$.model.weights_sha256')} IS NOT NULL").fetchall()
     conn.executemany("UPDATE runs SET model_name = ? WHERE key = ?",
                      [(folder_name(name), key) for key, name in rows if folder_name(name) != name])
 
@@ -166,10 +178,10 @@ _DISTINCT_VALUES = {
     "task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
     "recipe": "SELECT recipe_name FROM runs UNION SELECT name FROM recipe_aliases",
     "tag": "SELECT DISTINCT tag FROM tags",
-    "train_size": "SELECT DISTINCT json_extract(result_json, '$.task.train_size') FROM runs",
+    "train_size": f"SELECT DISTINCT {_record_field('$.task.train_size')} FROM runs",
     "recipe_hash": "SELECT DISTINCT recipe_hash FROM runs",
     **{name: f"SELECT DISTINCT {name} FROM runs" for name in KEY_FIELDS},
-    **{name: f"SELECT DISTINCT CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) FROM runs"
+    **{name: f"SELECT DISTINCT CAST({_record_field(f'$.environment.{name}')} AS TEXT) FROM runs"
        for name in ALL_KEY_FIELDS if name not in KEY_FIELDS},
 }
 
@@ -261,8 +273,7 @@ class Store:
             # FULL: a committed run survives power loss too, not only a crashed process.
             conn.execute("PRAGMA synchronous = FULL")
             self._enable_wal(conn)
-            with self._transaction():
-                self._migrate()
+            self._migrate()
         except BaseException as exc:
             self.close()
             if isinstance(exc, sqlite3.Error):
@@ -344,14 +355,28 @@ class Store:
         return version
 
     def _migrate(self) -> None:
-        """Bring the schema up to date, in order; runs inside the opening transaction."""
+        """Bring the schema up to date, in order, in one write transaction.  A store that is up
+        to date is only read, so opening it never waits behind a writer (``stabench runs``
+        during a study)."""
         conn = self._connection()
-        version = self._check_schema(conn)
-        for number in range(version, schema_version()):
-            _MIGRATIONS[number](conn)
-        if version != schema_version():
+        conn.execute("BEGIN")  # one snapshot: a store being created is seen before or after, never halfway
+        try:
+            current = self._check_schema(conn) == schema_version()
+        finally:
+            conn.execute("COMMIT")
+        if current:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._check_schema(conn)  # another process may have upgraded it meanwhile
+            for number in range(version, schema_version()):
+                _MIGRATIONS[number](conn)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {schema_version()}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
 
     def check_writable(self) -> None:
         """Fail before training rather than after: a run that cannot be stored may have cost hours
@@ -414,24 +439,35 @@ class Store:
         importable file beside the store.
         """
         row = _row(result)
+        committed = False
         try:
             with self._transaction() as conn:
-                return self._insert(conn, result, row, replace)[0]
+                written = self._insert(conn, result, row, replace)[0]
+            committed = True
+            return written
         except StoreError as error:
             raise StoreError(f"{error}; {self._keep_unstored(result)}") from error
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM mid-write: the transaction rolled back
-            if result.key not in self:
+            if not committed:  # a recompute's run too, whose key holds the old copy
                 self._keep_unstored(result)
             raise
 
     def _keep_unstored(self, result: RunResult) -> str:
-        """Write ``result`` as a one-run export file; say where, or why that failed too."""
-        path = self.path.parent / "unstored" / f"{result.key}.json"
+        """Write ``result`` as a one-run export file; say where, or why that failed too.  Never over
+        another kept run (``KEY.2.json`` ...): a retrained copy, or another store's in this folder."""
+        folder = self.path.parent / "unstored"
+        path, number = folder / f"{result.key}.json", 1
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            while path.exists():
+                number += 1
+                path = folder / f"{result.key}.{number}.json"
             _write_export(path, [result], "json")
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
+        with contextlib.suppress(StoreError, sqlite3.Error):
+            if result.key in self:  # an import keeps the stored copy (a recompute's, or a newer stabench's)
+                return f"the run is kept in {path}; the store holds another copy of it, which an import would keep"
         return (f"the run is kept in {path}; `stabench import --store {shlex.quote(str(self.path))} "
                 f"{shlex.quote(str(path))}` stores it")
 
@@ -584,7 +620,7 @@ class Store:
     def find_key(self, start: str) -> str:
         """The stored key that is ``start`` or begins with it, as git takes a commit's short hash."""
         keys = [row[0] for row in self._connection().execute(
-            "SELECT key FROM runs WHERE substr(key, 1, ?) = ? ORDER BY key LIMIT 5", (len(start), start))]
+            "SELECT key FROM runs WHERE substr(key, 1, ?) = ? ORDER BY key LIMIT 6", (len(start), start))]
         if start in keys:
             return start
         if len(keys) == 1 and len(start) >= 4:
@@ -593,8 +629,9 @@ class Store:
             raise StoreError(f"no stored run with key {start!r}; `stabench runs` lists the keys")
         if len(start) < 4:
             raise StoreError(f"key {start!r} is too short; give at least 4 characters of a key `stabench runs` lists")
-        more = ", ..." if len(keys) == 5 else ""
-        raise StoreError(f"key {start!r} starts several stored keys ({', '.join(keys)}{more}); give more characters")
+        more = ", ..." if len(keys) > 5 else ""
+        raise StoreError(f"key {start!r} starts several stored keys ({', '.join(keys[:5])}{more}); give more "
+                         f"characters")
 
     def __contains__(self, key: object) -> bool:
         return self._connection().execute(
@@ -633,7 +670,7 @@ class Store:
     def stored_values(self, filter_name: str) -> list[str]:
         """The distinct stored tasks, models, recipes, tags, train sizes, recipe hashes (as short as
         ``stabench runs`` shows them) or environment fields, so an error can list them."""
-        rows = self._connection().execute(_DISTINCT_VALUES[filter_name])
+        rows = self._read(_DISTINCT_VALUES[filter_name], ())
         if filter_name == "recipe_hash":
             return sorted({row[0][:SHORT_HASH] for row in rows})
         missing = "full" if filter_name == "train_size" else "none"
@@ -678,13 +715,15 @@ class Store:
             where.append(f"({_NAMED} OR recipe_hash IN ({', '.join('?' * len(hashes))}))")
             params.extend([recipe, recipe, *hashes])
         if recipe_hash is not None:
-            if not str(recipe_hash).strip():  # the start of every hash
+            if not isinstance(recipe_hash, str):
+                raise StoreError(f"recipe_hash={recipe_hash!r} is invalid; expected the start of a recipe hash, as text")
+            if not recipe_hash.strip():  # the start of every hash
                 raise StoreError(f"recipe_hash={recipe_hash!r} is empty; expected the start of a recipe hash")
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
         if train_size is not None:
             size = check_train_size_filter(train_size)
-            where.append("json_extract(result_json, '$.task.train_size') IS ?")
+            where.append(f"{_record_field('$.task.train_size')} IS ?")
             params.append(None if size == "full" else size)
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
@@ -699,7 +738,7 @@ class Store:
                 where.append(f"{name} IS ?")
                 params.append(value)
             elif name in ALL_KEY_FIELDS:  # not a column: read from the stored record
-                where.append(f"CAST(json_extract(result_json, '$.environment.{name}') AS TEXT) IS ?")
+                where.append(f"CAST({_record_field(f'$.environment.{name}')} AS TEXT) IS ?")
                 params.append(None if value is None else str(value))
             else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
@@ -720,18 +759,16 @@ class Store:
 
     def _studies_named(self, recipe: str) -> set[tuple]:
         """(recipe hash, task, model, data size) of every run stored or asked for under ``recipe``."""
-        return set(self._read("SELECT recipe_hash, task_name, model_name, json_extract(result_json, "
-                              f"'$.task.train_size') FROM runs WHERE {_NAMED}", (recipe, recipe)))
+        return set(self._read(f"SELECT recipe_hash, task_name, model_name, {_record_field('$.task.train_size')} "
+                              f"FROM runs WHERE {_NAMED}", (recipe, recipe)))
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple]:
-        """Rows of a query; SQLite's own error (a record damaged past JSON that a filter reads) in one line."""
+        """Rows of a query; SQLite's own error (a damaged file, say) in one line.  A damaged record
+        is no error here: filters read records through ``_record_field``."""
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.DatabaseError as error:
-            damaged = "malformed" in str(error)  # JSON a filter reads, or the file itself
-            raise StoreError(f"{self.path}: cannot read the stored runs ({error})" + (
-                "; a stored record may be damaged: `stabench runs` names an unreadable one" if damaged else "")
-            ) from error
+            raise StoreError(f"{self.path}: cannot read the stored runs ({error})") from error
 
     def _load(self, key: str, result_json: bytes) -> RunResult:
         """The stored record with its tags as they are now: the tags table holds every tag a run
@@ -873,8 +910,10 @@ class Store:
             self.check_writable()
             result = compute()
             if result.key != key:
-                raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}")
-            self.put(result, replace=recompute)
+                raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}; "
+                                 f"{self._keep_unstored(result)}")
+            if not self.put(result, replace=recompute):  # an import stored it meanwhile: the stored copy counts
+                result = self.reusable(key, quiet=True) or result
             return result, True
 
 

@@ -338,6 +338,14 @@ def test_the_default_store_folder_keeps_the_live_database_out_of_git(tmp_path: P
     assert (tmp_path / ".stabench" / ".gitignore").read_text() == "results.sqlite-*\n"
 
 
+def test_a_store_under_a_file_names_the_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(StoreError, match=f"^cannot make the results store's folder {tmp_path}/notes.txt/sub: "
+                                         f"{tmp_path}/notes.txt is a file, not a folder$"):
+        Store(tmp_path / "notes.txt" / "sub" / "results.sqlite")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
 def test_closed_store_refuses_use(tmp_path: Path) -> None:
     opened = Store(tmp_path / "s.sqlite")
     opened.close()
@@ -446,6 +454,49 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
     conn.close()
     Store(path).close()  # already current: nothing runs again
     assert applied == [2, 3]
+
+
+def test_a_damaged_record_does_not_stop_an_older_store_from_upgrading(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upgrading reads every record (migration 4); one damaged record made the store unopenable."""
+    path = tmp_path / "s.sqlite"
+    monkeypatch.setattr(store_module, "_MIGRATIONS", store_module._MIGRATIONS[:3])
+    damaged, good = make_result(0), make_result(1)
+    with Store(path) as older:
+        older.put(damaged), older.put(good)
+        with older._transaction() as conn:
+            conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', damaged.key))
+    monkeypatch.undo()
+    with Store(path) as upgraded, pytest.warns(UserWarning, match=f"stored run {damaged.key} is unreadable"):
+        assert upgraded.get(good.key) == good
+        assert upgraded.reusable(damaged.key) is None  # a run lost, as in a current store
+
+
+def test_opening_a_current_store_to_read_never_waits_for_a_writer(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stabench runs` during a study: opening took the write lock and queued behind the writers."""
+    path = tmp_path / "s.sqlite"
+    with Store(path) as first:
+        first.put(make_result(0))
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # a study's worker, mid-write
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    try:
+        with Store(path, must_exist=True) as reader:
+            assert reader.count() == 1
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+@pytest.mark.parametrize("filters, env", [({"task": "nosuch", "train_size": 1000}, None),
+                                          ({"task": "nosuch"}, {"tokenizers": "9"})])
+def test_a_damaged_record_does_not_stop_filters_on_fields_read_from_the_records(store: Store, filters, env) -> None:
+    store.put(make_result(0)), store.put(make_result(1))
+    with store._transaction() as conn:
+        conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', make_result(0).key))
+    assert store.query(**{**filters, "task": "rte"}, env=env) == []
+    assert store.nothing_matches(filters, env).startswith("no stored run matches task=nosuch")
 
 
 @pytest.mark.parametrize("kind", ["garbage", "foreign_sqlite", "truncated_sqlite"])
@@ -725,8 +776,7 @@ def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Sto
     assert store.query(recipe="other") == [whole]  # a filter that reads other records only
     with pytest.raises(StoreError, match="rerunning its study trains it again"):
         store.get(damaged.key)  # the way out, in the same line
-    with pytest.raises(StoreError, match=r"cannot read the stored runs \(malformed JSON\); a stored record may be "):
-        store.query(train_size=1000)  # SQLite's JSON reader meets it: one line, not sqlite3's traceback
+    assert store.query(train_size=1000) == []  # a filter SQLite reads from the records passes it by
 
 
 def test_rerunning_a_study_trains_a_damaged_run_again_and_keeps_its_tags(store: Store) -> None:
@@ -769,7 +819,8 @@ def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, t
             read()
     assert store.put(make_result(0)) is False  # an import of the older copy keeps it
     with pytest.raises(StoreError, match=rf"stored run {newer.key} was written by a newer stabench, so this one does "
-                                         r"not replace it; upgrade stabench"):
+                                         r"not replace it; upgrade stabench; the run is kept in .*; the store holds "
+                                         r"another copy of it, which an import would keep$"):
         store.put(make_result(0), replace=True)  # a recompute
     assert not (store.path.parent / "damaged").exists()
     record = {**newer.to_dict(), "energy_kwh": 3.2}
@@ -899,9 +950,24 @@ def test_a_recipe_name_selects_every_run_of_its_content_on_the_same_task_model_a
 
 
 def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:
-    with pytest.raises(StoreError, match="returned a run with key"):
+    with pytest.raises(StoreError, match="returned a run with key .*; the run is kept in .*`stabench import"):
         store.get_or_compute("wanted", lambda: make_result(0))
     assert store.count() == 0
+    assert store.import_file(store.path.parent / "unstored" / f"{make_result(0).key}.json") == (1, 0)
+
+
+def test_a_run_an_import_stored_while_it_trained_is_returned_as_stored(store: Store) -> None:
+    """An import takes no claim on a run; what get_or_compute returns is what the store then holds."""
+    imported = make_result(0)
+    trained = dataclasses.replace(imported, metrics={"accuracy": 0.9}, failed=False, collapsed=False)
+
+    def train_while_another_box_s_copy_is_imported() -> RunResult:
+        with Store(store.path) as other:
+            other.merge([imported])
+        return trained
+
+    result, computed = store.get_or_compute(imported.key, train_while_another_box_s_copy_is_imported)
+    assert computed and result == store.get(imported.key) and result.metrics == imported.metrics
 
 
 def test_a_run_is_found_by_any_unique_start_of_its_key(store: Store) -> None:
@@ -916,6 +982,13 @@ def test_a_run_is_found_by_any_unique_start_of_its_key(store: Store) -> None:
         store.find_key("abc")
     with pytest.raises(StoreError, match="no stored run with key 'abce'"):
         store.find_key("abce")
+    for key in ("abcd0000", "abcd9999", "abcdffff"):  # five in all: each named, no "..."
+        store.put(dataclasses.replace(make_result(0), key=key))
+    with pytest.raises(StoreError, match=r"\(abcd0000, abcd1234, abcd5678, abcd9999, abcdffff\); give more"):
+        store.find_key("abcd")
+    store.put(dataclasses.replace(make_result(0), key="abcdfff0"))  # a sixth: five named, and "..."
+    with pytest.raises(StoreError, match=r"\(abcd0000, abcd1234, abcd5678, abcd9999, abcdfff0, \.\.\.\); give more"):
+        store.find_key("abcd")
 
 
 def test_lock_refuses_keys_that_are_not_file_names(store: Store) -> None:
@@ -1114,6 +1187,36 @@ def test_a_run_interrupted_while_being_written_is_kept_in_an_importable_file(sto
     assert store.import_file(store.path.parent / "unstored" / f"{run.key}.json") == (1, 0)
 
 
+def test_a_recomputed_run_interrupted_while_replacing_the_stored_one_is_kept_too(store: Store, monkeypatch) -> None:
+    """The old copy is still stored after the rollback; the retrained one was dropped."""
+    old = make_result(3)
+    store.put(old)
+    retrained = dataclasses.replace(old, metrics={"accuracy": 0.9}, failed=False, collapsed=False)
+    real = Store._insert
+
+    def interrupted_after_the_upsert(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "_insert", interrupted_after_the_upsert)
+    with pytest.raises(KeyboardInterrupt):
+        store.put(retrained, replace=True)
+    monkeypatch.undo()
+    assert store.get(old.key).metrics["accuracy"] == old.metrics["accuracy"]  # rolled back
+    kept = store_module.read_export(store.path.parent / "unstored" / f"{old.key}.json")
+    assert [run.metrics["accuracy"] for run in kept] == [0.9]
+
+
+def test_a_kept_run_never_overwrites_another_kept_copy_of_its_key(tmp_path: Path) -> None:
+    """Two stores in one folder, or a run retrained after its first copy could not be stored."""
+    first, second = make_result(3), dataclasses.replace(make_result(3), metrics={"accuracy": 0.9})
+    with Store(tmp_path / "a.sqlite") as a, Store(tmp_path / "b.sqlite") as b:
+        a._keep_unstored(first), b._keep_unstored(second)
+    kept = sorted((tmp_path / "unstored").iterdir())
+    assert [path.name for path in kept] == [f"{first.key}.2.json", f"{first.key}.json"]
+    assert [store_module.read_export(path)[0].metrics["accuracy"] for path in kept] == [0.9, 0.53]
+
+
 def test_records_without_aliases_leave_the_field_out_for_older_readers() -> None:
     run = make_result(0)
     assert "recipe_aliases" not in run.to_dict() and RunResult.from_json(run.to_json()) == run
@@ -1153,6 +1256,8 @@ def test_query_names_a_filter_of_the_wrong_type(store: Store) -> None:
         store.query(recipe=SimpleNamespace(hash="hash-paper"), recipe_hash="hash")
     for filters, message in (({"seed": "0"}, r"^seed='0' is invalid; expected a seed or a list of seeds"),
                              ({"recipe_hash": ""}, r"^recipe_hash='' is empty; expected the start of a recipe hash$"),
+                             ({"recipe_hash": 1234}, r"^recipe_hash=1234 is invalid; expected the start of a recipe "
+                                                     r"hash, as text$"),
                              ({"seed": [0, True]}, r"^seed=\[0, True\] is invalid"),
                              ({"recipe": 3.5}, r"^recipe=3.5 is invalid; expected a recipe name or a Recipe object$"),
                              ({"task": ["rte"]}, r"^task=\['rte'\] is invalid; expected a task name or a Task object$")):
