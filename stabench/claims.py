@@ -456,8 +456,8 @@ class Session:
 
         with torch_threads(self.cpu_threads):
             prepared = self._prepare(arm, seed)
+            stored = self.store.reusable(prepared.key)  # before hours of training: a damaged record is None
             result, model = fine_tune(prepared, return_model=True)
-        stored = self.store.get(prepared.key)
         if stored is not None and stored.failed != result.failed:
             def verdict(run: RunResult) -> str:
                 return f"{fmt(run.score)} ({'failed' if run.failed else 'ok'})"

@@ -186,6 +186,12 @@ def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tin
                                                   r"stored run scored .*: training is not reproducible"):
             session.trained_model(arm, 0)
 
+        # A damaged stored record is a run lost, with the store's warning: no check, and the model trained is kept.
+        with store._transaction() as conn:
+            conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', stored.key))
+        with pytest.warns(UserWarning, match=f"stored run {stored.key} is unreadable"):
+            assert session.trained_model(arm, 0)[0].metrics == stored.metrics
+
 
 def test_a_script_retrains_a_run_stored_under_another_thread_count_with_its_check(tiny_model, tmp_path):
     """A study stored with cpu_threads=2 from a 1-thread process: Session(cpu_threads=2) retrains
