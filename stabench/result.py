@@ -145,13 +145,13 @@ class RunResult:
         return self.metrics[self.primary_metric]
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if not data["recipe_aliases"]:  # so that stabench versions without aliases can import the record
-            del data["recipe_aliases"]
-        return data
+        return _without_empty_aliases(dataclasses.asdict(self))
 
     def to_json(self) -> str:
-        return json.dumps(_json_safe(self.to_dict()), sort_keys=True, allow_nan=False)
+        # _json_safe copies every container, so the fields need no deep copy first (asdict's was
+        # two thirds of the time, which an import or export of thousands of runs pays)
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return json.dumps(_json_safe(_without_empty_aliases(fields)), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
@@ -167,6 +167,14 @@ class RunResult:
     @classmethod
     def from_json(cls, text: str) -> RunResult:
         return cls.from_dict(json.loads(text))
+
+
+def _without_empty_aliases(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record's fields, without recipe_aliases when there are none: stabench versions from
+    before aliases can then import it."""
+    if not fields["recipe_aliases"]:
+        del fields["recipe_aliases"]
+    return fields
 
 
 class NewerRecord(ValueError):
