@@ -15,6 +15,7 @@ import os
 import reprlib
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field, fields
 from numbers import Integral
@@ -30,7 +31,7 @@ from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
-from .store import SHORT_HASH, Store, StoreError, replaced_atomically
+from .store import SHORT_HASH, Store, StoreError, UnreadableRun, replaced_atomically
 from .tasks import Task, check_train_size, get_task, reload_task_data, task_name
 
 if TYPE_CHECKING:
@@ -456,7 +457,12 @@ class Session:
 
         with torch_threads(self.cpu_threads):
             prepared = self._prepare(arm, seed)
-            stored = self.store.reusable(prepared.key)  # before hours of training: a damaged record is None
+            try:  # before hours of training
+                stored = self.store.get(prepared.key)
+            except UnreadableRun as error:  # a run lost: nothing to hold the model to (and this one is not stored)
+                warnings.warn(f"{self.store.path}: stored run {prepared.key} is unreadable ({error.reason}); the "
+                              f"model trained for the analysis is not checked against it", stacklevel=2)
+                stored = None
             result, model = fine_tune(prepared, return_model=True)
         if stored is not None and stored.failed != result.failed:
             def verdict(run: RunResult) -> str:

@@ -326,7 +326,10 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
                                  seed=parse_seeds(args.seeds) if args.seeds else None)
         except StoreError:
             if args.seeds:  # nothing on those seeds: the error names the seeds the matching runs have
-                _matching(store, filters, env, args.seeds)
+                try:
+                    _matching(store, filters, env, args.seeds)
+                except ValueError as error:
+                    raise ValueError(f"{error}; nothing was exported to {args.path}") from None
             raise
     console.print(f"exported {count} run(s) to {escape(args.path)}", highlight=False)
     return 0
@@ -420,7 +423,7 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         except ValueError as error:
             raise ValueError(f"{error}; nothing was tagged {args.name!r}") from None
         if not runs:  # an empty store, and no filter
-            raise ValueError(f"{store.nothing_matches(filters, env)}; nothing was tagged {args.name!r}")
+            raise ValueError(f"the results store {store.path} holds no runs; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
     versions: dict[tuple, set[str]] = {}

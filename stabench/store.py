@@ -154,6 +154,16 @@ def _record_field(path: str) -> str:
     return f"CASE WHEN json_valid(result_json) THEN json_extract(result_json, '{path}') END"
 
 
+def _record_field_is(path: str, as_text: bool = False) -> str:
+    """SQL that a field of the stored record (``as_text``: as text) is the parameter; never true of
+    a damaged record, whose field is not NULL but unknown."""
+    field = f"CAST({_record_field(path)} AS TEXT)" if as_text else _record_field(path)
+    return f"(json_valid(result_json) AND {field} IS ?)"
+
+
+_UNDAMAGED = "WHERE json_valid(result_json)"  # a damaged record's field is no stored value to list
+
+
 def _migrate_to_4(conn: sqlite3.Connection) -> None:
     """Runs of a local model folder stored before 2026-12-04 (keyed by its weights alone) were named
     by the path as typed; they read back under the folder's name, and so are they filtered."""
@@ -178,10 +188,10 @@ _DISTINCT_VALUES = {
     "task": "SELECT DISTINCT task_name FROM runs", "model": "SELECT DISTINCT model_name FROM runs",
     "recipe": "SELECT recipe_name FROM runs UNION SELECT name FROM recipe_aliases",
     "tag": "SELECT DISTINCT tag FROM tags",
-    "train_size": f"SELECT DISTINCT {_record_field('$.task.train_size')} FROM runs",
+    "train_size": f"SELECT DISTINCT {_record_field('$.task.train_size')} FROM runs {_UNDAMAGED}",
     "recipe_hash": "SELECT DISTINCT recipe_hash FROM runs",
     **{name: f"SELECT DISTINCT {name} FROM runs" for name in KEY_FIELDS},
-    **{name: f"SELECT DISTINCT CAST({_record_field(f'$.environment.{name}')} AS TEXT) FROM runs"
+    **{name: f"SELECT DISTINCT CAST({_record_field(f'$.environment.{name}')} AS TEXT) FROM runs {_UNDAMAGED}"
        for name in ALL_KEY_FIELDS if name not in KEY_FIELDS},
 }
 
@@ -466,7 +476,8 @@ class Store:
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
         with contextlib.suppress(StoreError, sqlite3.Error):
-            if result.key in self:  # an import keeps the stored copy (a recompute's, or a newer stabench's)
+            stored = self._connection().execute(f"SELECT {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
+            if stored is not None and _stored_copy(stored[0])[1] != "damaged":  # which an import keeps
                 return f"the run is kept in {path}; the store holds another copy of it, which an import would keep"
         return (f"the run is kept in {path}; `stabench import --store {shlex.quote(str(self.path))} "
                 f"{shlex.quote(str(path))}` stores it")
@@ -716,14 +727,15 @@ class Store:
             params.extend([recipe, recipe, *hashes])
         if recipe_hash is not None:
             if not isinstance(recipe_hash, str):
-                raise StoreError(f"recipe_hash={recipe_hash!r} is invalid; expected the start of a recipe hash, as text")
+                raise StoreError(f"recipe_hash={recipe_hash!r} is invalid; expected the start of a recipe hash, "
+                                 f"as text")
             if not recipe_hash.strip():  # the start of every hash
                 raise StoreError(f"recipe_hash={recipe_hash!r} is empty; expected the start of a recipe hash")
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
         if train_size is not None:
             size = check_train_size_filter(train_size)
-            where.append(f"{_record_field('$.task.train_size')} IS ?")
+            where.append(_record_field_is("$.task.train_size"))
             params.append(None if size == "full" else size)
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
@@ -738,7 +750,7 @@ class Store:
                 where.append(f"{name} IS ?")
                 params.append(value)
             elif name in ALL_KEY_FIELDS:  # not a column: read from the stored record
-                where.append(f"CAST({_record_field(f'$.environment.{name}')} AS TEXT) IS ?")
+                where.append(_record_field_is(f"$.environment.{name}", as_text=True))
                 params.append(None if value is None else str(value))
             else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
@@ -913,7 +925,8 @@ class Store:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}; "
                                  f"{self._keep_unstored(result)}")
             if not self.put(result, replace=recompute):  # an import stored it meanwhile: the stored copy counts
-                result = self.reusable(key, quiet=True) or result
+                with contextlib.suppress(StoreError):  # unless only a newer stabench reads it
+                    result = self.get(key) or result
             return result, True
 
 
@@ -1185,11 +1198,14 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
     columns, rows, records = _table(runs)
     writer = csv.writer(fh)
-    writer.writerow([*columns, "result_json"])
 
     def cell(value: Any) -> Any:
-        return "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
+        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one.  The
+        record, which ``import`` reads, is JSON, where a NUL is escaped."""
+        value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
+    writer.writerow([*map(cell, columns), "result_json"])
     for row, record in zip(rows, records):
         writer.writerow([*(cell(row[column]) for column in columns), record])
 

@@ -842,3 +842,15 @@ def test_listing_commands_on_seeds_read_only_the_runs_on_those_seeds(tmp_path, c
     assert "3 stored run(s)" in capsys.readouterr().out
     assert main(["runs", *store_arg, "--seeds", "3"]) == 2  # the damaged record itself is named
     assert "is unreadable" in capsys.readouterr().err
+
+
+def test_a_listing_command_that_finds_nothing_says_what_it_did_not_do(tmp_path, capsys):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    assert main(["tag", "base", "--store", str(path)]) == 2
+    assert f"error: the results store {path} holds no runs; nothing was tagged 'base'" in capsys.readouterr().err
+    with Store(path) as store:
+        store.put(_run(0, 0.9))
+    assert main(["export", str(tmp_path / "e.json"), "--store", str(path), "--task", "nope", "--seeds", "1"]) == 2
+    assert (f"error: no stored run matches task=nope (stored tasks: t); nothing was exported to {tmp_path / 'e.json'}"
+            in " ".join(capsys.readouterr().err.split()))

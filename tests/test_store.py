@@ -489,14 +489,20 @@ def test_opening_a_current_store_to_read_never_waits_for_a_writer(tmp_path: Path
         writer.close()
 
 
-@pytest.mark.parametrize("filters, env", [({"task": "nosuch", "train_size": 1000}, None),
-                                          ({"task": "nosuch"}, {"tokenizers": "9"})])
-def test_a_damaged_record_does_not_stop_filters_on_fields_read_from_the_records(store: Store, filters, env) -> None:
-    store.put(make_result(0)), store.put(make_result(1))
+@pytest.mark.parametrize("filters, env, matching", [({"train_size": 500}, None, [1]),
+                                                    ({"train_size": "full"}, None, []),
+                                                    ({}, {"tokenizers": "0.22"}, [1]),
+                                                    ({}, {"tokenizers": None}, [])])
+def test_a_damaged_record_does_not_stop_filters_on_fields_read_from_the_records(store: Store, filters, env,
+                                                                                matching) -> None:
+    """Its fields are unknown, not NULL: no filter selects it (and reads it), and no hint lists them."""
+    whole = make_result(1, environment={"tokenizers": "0.22"})
+    store.put(make_result(0)), store.put(dataclasses.replace(whole, task={**whole.task, "train_size": 500}))
     with store._transaction() as conn:
         conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', make_result(0).key))
-    assert store.query(**{**filters, "task": "rte"}, env=env) == []
-    assert store.nothing_matches(filters, env).startswith("no stored run matches task=nosuch")
+    assert [run.seed for run in store.query(**filters, env=env, task="rte")] == matching
+    assert store.nothing_matches({"task": "nosuch", **filters}, env).startswith("no stored run matches task=nosuch")
+    assert store.stored_values("train_size") == ["500"] and store.stored_values("tokenizers") == ["0.22"]
 
 
 @pytest.mark.parametrize("kind", ["garbage", "foreign_sqlite", "truncated_sqlite"])
@@ -701,6 +707,19 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
     assert rows[0]["cpu_model"] == (make_result(0).environment.get("cpu_model") or "")
     assert RunResult.from_json(rows[1]["result_json"]).seed == 1
+
+
+def test_a_nul_in_a_flat_csv_cell_is_written_as_a_replacement_character(store: Store, tmp_path: Path) -> None:
+    """Python 3.10's csv cannot write a NUL; the full record, which an import reads, keeps it."""
+    import csv
+
+    run = make_result(0, metrics={"odd\x00name": 0.5})
+    store.put(run)
+    store.export(tmp_path / "runs.csv", fmt="csv")
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+    assert row["metric.odd\ufffdname"] == "0.5"
+    assert RunResult.from_json(row["result_json"]).metrics == run.metrics
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
@@ -968,6 +987,29 @@ def test_a_run_an_import_stored_while_it_trained_is_returned_as_stored(store: St
 
     result, computed = store.get_or_compute(imported.key, train_while_another_box_s_copy_is_imported)
     assert computed and result == store.get(imported.key) and result.metrics == imported.metrics
+
+    newer = make_result(1)  # a copy only a newer stabench reads: the run trained here is returned
+
+    def train_while_a_newer_copy_is_stored() -> RunResult:
+        store.put(newer)
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE runs SET result_json = json_set(result_json, '$.energy_kwh', 1) WHERE key = ?",
+                         (newer.key,))
+        conn.close()
+        return dataclasses.replace(newer, metrics={"accuracy": 0.9})
+
+    assert store.get_or_compute(newer.key, train_while_a_newer_copy_is_stored)[0].metrics == {"accuracy": 0.9}
+
+
+def test_a_run_kept_after_a_damaged_record_could_not_be_set_aside_says_how_to_import_it(store: Store) -> None:
+    """An import replaces a damaged record (no other copy is kept), so the hint is the import command."""
+    run = make_result(0)
+    store.put(run)
+    with store._transaction() as conn:
+        conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', run.key))
+    (store.path.parent / "damaged").write_text("a file where the folder would go")
+    with pytest.raises(StoreError, match=r"nothing was replaced; the run is kept in .*; `stabench import --store"):
+        store.put(run)
 
 
 def test_a_run_is_found_by_any_unique_start_of_its_key(store: Store) -> None:
