@@ -154,8 +154,8 @@ def _assigned_globals(function: Callable[..., Any]) -> set[tuple[int, str]]:
                 names.add((id(vars(last_global)), instruction.argval))
             if instruction.opname == "LOAD_GLOBAL":
                 last_global = function.__globals__.get(instruction.argval)
-            elif instruction.opname in ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE"):  # self.x = ...: not a module's
-                last_global = None
+            elif instruction.opname.startswith(("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE")):  # self.x = ...: not a
+                last_global = None  # module's (LOAD_FAST_LOAD_FAST on 3.13, LOAD_FAST_BORROW on 3.14 too)
         return names.union(*(walk(const) for const in code.co_consts if hasattr(const, "co_code")))
 
     return walk(function.__code__)
@@ -201,9 +201,26 @@ def _source_tree(function: Callable[..., Any]) -> str | None:
     """The function's source as a syntax tree without positions; None without source to read or
     parse (a function made by exec, a lambda cut mid-expression)."""
     try:
-        return ast.dump(ast.parse(textwrap.dedent(inspect.getsource(function))), include_attributes=False)
+        return _dump(ast.parse(textwrap.dedent(inspect.getsource(function))))
     except (OSError, TypeError, SyntaxError):
         return None
+
+
+def _dump(node: Any) -> str:
+    """``ast.dump`` as Python 3.10 and 3.11 write it, on every Python: 3.12 adds ``type_params=[]``
+    and 3.13 leaves out empty fields, which would key a hooked recipe's runs by the Python version
+    (recorded with a run, not keyed)."""
+    if isinstance(node, ast.AST):
+        fields = []
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if value is None and getattr(type(node), name, ...) is None or name == "type_params" and not value:
+                continue  # an optional field not given, and 3.12's type parameters when there are none
+            fields.append(f"{name}={_dump(value)}")
+        return f"{type(node).__name__}({', '.join(fields)})"
+    if isinstance(node, list):
+        return f"[{', '.join(map(_dump, node))}]"
+    return repr(node)
 
 
 def code_shape(code) -> tuple:

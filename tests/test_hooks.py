@@ -321,3 +321,35 @@ def test_a_notebook_s_hook_and_classes_hash_without_a_file(monkeypatch):
         exec(compile(cell.format(factor=factor, shift=shift), "<cell>", "exec"), notebook.__dict__)
         hashes.append(recipe.hash)
     assert hashes[0] == hashes[1] != hashes[2] != hashes[3]  # its method's code object and its plain attributes
+
+
+def test_a_hook_s_code_hashes_alike_on_every_python():
+    """ast.dump's text changed with the Python version (3.12 added type_params=[], 3.13 left out
+    empty fields): a hooked recipe's runs were keyed by the Python minor version.  The text is
+    3.10's and 3.11's, whose hashes stored runs hold."""
+    def hook(model, recipe, scale=None):
+        return [model.encoder] if scale is None else {"scale": scale}
+
+    assert hooks._source_tree(hook) == (
+        "Module(body=[FunctionDef(name='hook', args=arguments(posonlyargs=[], args=[arg(arg='model'), "
+        "arg(arg='recipe'), arg(arg='scale')], kwonlyargs=[], kw_defaults=[], defaults=[Constant(value=None)]), "
+        "body=[Return(value=IfExp(test=Compare(left=Name(id='scale', ctx=Load()), ops=[Is()], "
+        "comparators=[Constant(value=None)]), body=List(elts=[Attribute(value=Name(id='model', ctx=Load()), "
+        "attr='encoder', ctx=Load())], ctx=Load()), orelse=Dict(keys=[Constant(value='scale')], "
+        "values=[Name(id='scale', ctx=Load())])))], decorator_list=[])], type_ignores=[])")
+
+
+def test_a_global_read_into_a_local_and_set_on_an_object_is_no_assignment_of_that_global(tmp_path, monkeypatch):
+    """Python 3.13 loads two locals in one instruction (LOAD_FAST_LOAD_FAST): `model.SCALE = scale`
+    was taken for an assignment of helpers.SCALE, which then left the hash."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "scaling.py").write_text("SCALE = 2.0\n")
+    (tmp_path / "claim_scaling.py").write_text("import scaling\n"
+                                               "def scaled(model, recipe):\n"
+                                               "    scale = scaling.SCALE\n"
+                                               "    model.SCALE = scale\n")
+    module = importlib.import_module("claim_scaling")
+    assert hooks._assigned_globals(module.scaled) == set()
+    assert hooks._reached(module.scaled) == [("scaling.SCALE", 2.0)]
