@@ -784,6 +784,9 @@ def regression(
     baseline_failures = _count(baseline_failures, base.size, "baseline_failures")
     current_failures = _count(current_failures, current.size, "current_failures")
     metric, alpha, level = threshold.metric, threshold.check_alpha, threshold.level_text()
+    # Higher is better here, in ascending order, as in ``compare``: a loss gives its negation's p's.
+    sign = 1.0 if threshold.higher_is_better else -1.0
+    better_base, better_current = np.sort(sign * base), np.sort(sign * current)
     reasons = []
     checks = [] if checks is None else checks
 
@@ -800,8 +803,7 @@ def regression(
             drop = -drop
         p = None
         if drop > threshold.max_mean_drop:
-            worse = "less" if threshold.higher_is_better else "greater"
-            p = mann_whitney(current, base, alternative=worse)
+            p = mann_whitney(better_current, better_base, alternative="less")
         if record("mean drop", "one-sided Mann-Whitney", drop, threshold.max_mean_drop, p):
             reasons.append(
                 f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
@@ -812,7 +814,7 @@ def regression(
         std_base, std_current = base.std(ddof=1), current.std(ddof=1)
         p = None
         if std_current - std_base > threshold.max_std_increase:
-            p = brown_forsythe(current, base, alternative="greater")
+            p = brown_forsythe(better_current, better_base, alternative="greater")
         if record("std increase", "one-sided Brown-Forsythe", std_current - std_base,
                   threshold.max_std_increase, p):
             reasons.append(

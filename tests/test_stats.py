@@ -583,6 +583,18 @@ def test_smallest_regression_p_bounds_every_mean_and_failure_test(baseline, curr
     assert shifted >= floor * (1 - 1e-9) and fisher >= floor * (1 - 1e-9)
 
 
+def test_a_loss_regresses_as_its_negation_does_past_the_splits_counted_whole():
+    """Past 8 seeds a side the splits are drawn at random: a loss's draws were not its negation's."""
+    rng = np.random.default_rng(3)
+    base, current = rng.normal(0.30, 0.02, 12), rng.normal(0.33, 0.05, 12)
+    limits = dict(max_mean_drop=0.0, max_std_increase=0.0)
+    loss_checks, negated_checks = [], []
+    regression(base, current, 0, 0, Threshold("loss", higher_is_better=False, **limits), loss_checks)
+    regression(-base, -current, 0, 0, Threshold("neg", **limits), negated_checks)
+    assert [check["p"] for check in loss_checks] == [check["p"] for check in negated_checks]
+    assert all(check["p"] is not None for check in loss_checks)
+
+
 def test_smallest_regression_p_says_when_a_gate_can_fire():
     assert smallest_regression_p(2, 2) > 0.05  # 2 seeds a side can never show a regression at 5 %
     assert smallest_regression_p(3, 3) == pytest.approx(1 / 20)  # nor can 3: p < 0.05 is out of reach
