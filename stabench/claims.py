@@ -435,8 +435,7 @@ class Session:
         try:
             if not self.recompute:
                 warn_of_other_stacks(prepared, self.store)
-            result = fine_tune(prepared)
-            self.store.put(result, replace=self.recompute)
+            result = self.store.store_trained(fine_tune(prepared), replace=self.recompute)
         except BaseException as error:
             _write_attempt(attempt, {**record, "error": f"{type(error).__name__}: {error}"})
             raise

@@ -924,10 +924,16 @@ class Store:
             if result.key != key:
                 raise StoreError(f"{self.path}: compute for run {key} returned a run with key {result.key}; "
                                  f"{self._keep_unstored(result)}")
-            if not self.put(result, replace=recompute):  # an import stored it meanwhile: the stored copy counts
-                with contextlib.suppress(StoreError):  # unless only a newer stabench reads it
-                    result = self.get(key) or result
-            return result, True
+            return self.store_trained(result, replace=recompute), True
+
+    def store_trained(self, result: RunResult, replace: bool = False) -> RunResult:
+        """Store a run this process trained holding its claim; the copy the store then holds.  An
+        import takes no claim, and may have stored another copy meanwhile: that one counts, unless
+        only a newer stabench reads it."""
+        if not self.put(result, replace=replace):
+            with contextlib.suppress(StoreError):
+                return self.get(result.key) or result
+        return result
 
 
 def _stored_copy(record: bytes) -> tuple[RunResult | None, str]:

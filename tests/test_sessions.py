@@ -338,3 +338,21 @@ def test_a_seed_that_died_is_named_by_its_recipe_as_the_tables_name_it(tiny_mode
         with pytest.raises(SeedNotRun, match=rf"^seed 0 of recipes/team\.json \(recipe {re.escape(FAST.name)}\) "
                                              r"did not finish in this session: its process \(pid 4242 on gpu7\) died$"):
             session.collect(arm, [0])
+
+
+def test_a_seed_item_returns_the_copy_an_import_stored_while_it_trained(tiny_model, tmp_path, monkeypatch):
+    """An import takes no claim on a run: the seed item then reports what its verdict will read."""
+    import stabench.train
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    real = stabench.train.fine_tune
+    with Store(tmp_path / "s.sqlite") as store:
+        def train_while_another_box_s_copy_is_imported(prepared, **kwargs):
+            trained = real(prepared, **kwargs)
+            with Store(store.path) as other:
+                other.merge([dataclasses.replace(trained, metrics={**trained.metrics, "accuracy": 0.25})])
+            return trained
+
+        monkeypatch.setattr(stabench.train, "fine_tune", train_while_another_box_s_copy_is_imported)
+        result, trained = Session(store=store).run_seed(arm, 0)
+        assert trained and result.metrics["accuracy"] == 0.25 == store.get(result.key).metrics["accuracy"]
