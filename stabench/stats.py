@@ -400,6 +400,13 @@ def mann_whitney(a: Iterable[float], b: Iterable[float], alternative: str = "two
                                     method=stats.PermutationMethod(n_resamples=PERMUTATIONS, rng=0)).pvalue)
 
 
+def _higher_is_better(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Scores turned so that higher is better (a loss negated), in ascending order: random splits
+    and resamples then follow the scores, not the metric's direction, and a loss gives the p's its
+    negation gives."""
+    return np.sort(scores if higher_is_better else -scores)
+
+
 def _spread_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
     """Mean absolute deviation from the part's own median, A's minus B's, for each split."""
     def spread(z: np.ndarray) -> np.ndarray:
@@ -546,10 +553,7 @@ def compare(
         raise ValueError(f"compare needs at least 2 scores per study, got {a.size} and {b.size}")
     failures_a, failures_b = _count(failures_a, a.size, "failures_a"), _count(failures_b, b.size, "failures_b")
     corrected_alpha = alpha / n_comparisons
-    sign = 1.0 if higher_is_better else -1.0
-    # Higher is better here, in ascending order: random splits and resamples then follow the
-    # scores, not the metric's direction (a loss gives the p's its negation gives).
-    better_a, better_b = np.sort(sign * a), np.sort(sign * b)
+    better_a, better_b = _higher_is_better(a, higher_is_better), _higher_is_better(b, higher_is_better)
     table = _fisher_table(failures_a, a.size, failures_b, b.size)
     return Comparison(
         n_a=int(a.size),
@@ -784,9 +788,8 @@ def regression(
     baseline_failures = _count(baseline_failures, base.size, "baseline_failures")
     current_failures = _count(current_failures, current.size, "current_failures")
     metric, alpha, level = threshold.metric, threshold.check_alpha, threshold.level_text()
-    # Higher is better here, in ascending order, as in ``compare``: a loss gives its negation's p's.
-    sign = 1.0 if threshold.higher_is_better else -1.0
-    better_base, better_current = np.sort(sign * base), np.sort(sign * current)
+    better_base = _higher_is_better(base, threshold.higher_is_better)
+    better_current = _higher_is_better(current, threshold.higher_is_better)
     reasons = []
     checks = [] if checks is None else checks
 

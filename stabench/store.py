@@ -466,12 +466,10 @@ class Store:
         """Write ``result`` as a one-run export file; say where, or why that failed too.  Never over
         another kept run (``KEY.2.json`` ...): a retrained copy, or another store's in this folder."""
         folder = self.path.parent / "unstored"
-        path, number = folder / f"{result.key}.json", 1
+        path = folder / f"{result.key}.json"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            while path.exists():
-                number += 1
-                path = folder / f"{result.key}.{number}.json"
+            path = _kept_path(folder, result.key)
             _write_export(path, [result], "json")
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
@@ -519,10 +517,7 @@ class Store:
         path = folder / f"{key}.json"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            number = 1
-            while path.exists() and path.read_bytes() != record:
-                number += 1
-                path = folder / f"{key}.{number}.json"
+            path = _kept_path(folder, key, holds=lambda kept: kept.read_bytes() == record)
             path.write_bytes(record)
         except OSError as exc:
             raise StoreError(f"{self.path}: stored run {key} is damaged, and keeping its record in {path} before "
@@ -934,6 +929,16 @@ class Store:
             with contextlib.suppress(StoreError):
                 return self.get(result.key) or result
         return result
+
+
+def _kept_path(folder: Path, key: str, holds: Callable[[Path], bool] = lambda path: False) -> Path:
+    """``folder/KEY.json``, else ``KEY.2.json``, ``KEY.3.json`` ...: the first that is free or
+    ``holds`` this copy already, so that a kept copy is never written over."""
+    path, number = folder / f"{key}.json", 1
+    while path.exists() and not holds(path):
+        number += 1
+        path = folder / f"{key}.{number}.json"
+    return path
 
 
 def _stored_copy(record: bytes) -> tuple[RunResult | None, str]:
