@@ -151,6 +151,41 @@ def test_put_get_round_trip_keeps_every_field_including_nan_and_inf(store: Store
     assert store.keys() == [run.key] and store.count() == 1
 
 
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.floats(allow_nan=True, allow_infinity=True),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5).filter(lambda k: k != "__float__"),
+                                                                inner, max_size=4),
+    max_leaves=20)
+
+
+@given(_JSON_VALUES)
+@settings(max_examples=150, deadline=None)
+def test_a_record_reads_back_every_nested_value_nan_and_inf_included(value: Any) -> None:
+    run = make_result(0, trace={"extra": value}, metrics={"extra": value})
+    text = run.to_json()
+    for read in (RunResult.from_json(text), RunResult.from_json(text.encode()), RunResult.from_dict(json.loads(text))):
+        assert same(read.trace["extra"], value) and same(read.metrics["extra"], value)
+
+
+def test_reading_many_runs_leaves_garbage_collection_as_it_found_it(store: Store, tmp_path: Path) -> None:
+    """Reading pauses the cycle collector; a user who turned it off keeps it off, and it comes back
+    on after a read that failed."""
+    import gc
+
+    store.put(make_result(0))
+    store.export(tmp_path / "runs.json")
+    (tmp_path / "bad.json").write_text("[{}]")
+    try:
+        for enabled in (True, False):
+            gc.enable() if enabled else gc.disable()
+            assert len(store.query()) == 1 and len(store_module.read_export(tmp_path / "runs.json")) == 1
+            with pytest.raises(StoreError):
+                store_module.read_export(tmp_path / "bad.json")
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
+
+
 def test_existing_run_is_never_overwritten_unless_replace(store: Store) -> None:
     run = make_result(1)
     store.put(run)
