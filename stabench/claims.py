@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import stats
 from .environment import key_fields, torch_threads
+from .exchange import replaced_atomically
 from .gate import check_limits
 from .metrics import higher_is_better
 from .models import check_model_name, stored_name
@@ -31,7 +32,7 @@ from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
-from .store import SHORT_HASH, Store, StoreError, UnreadableRun, replaced_atomically
+from .store import SHORT_HASH, Store, StoreError, UnreadableRun
 from .tasks import Task, check_train_size, get_task, reload_task_data, task_name
 
 if TYPE_CHECKING:

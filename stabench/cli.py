@@ -16,13 +16,14 @@ from rich.markup import escape
 from . import report
 from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
+from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
 from .recipes import get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import summarize_runs
-from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path, read_export
+from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
 from .tasks import get_task, local_task, task_names
 
 

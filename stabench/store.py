@@ -12,21 +12,16 @@ lose a finished run:
 * a file that is not our store is refused without being touched.
 
 Rows keep the full ``RunResult.to_json()`` record; the other columns are copies of it
-for filtering in SQL.
+for filtering in SQL.  The files runs travel in between stores are :mod:`stabench.exchange`'s.
 """
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import fcntl
 import gc
-import io
-import json
-import math
 import os
 import re
-import secrets
 import shlex
 import sqlite3
 import time
@@ -38,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
-from .result import NewerRecord, RunResult, check_seed, fails, folder_name, key_of_record, run_key
+from .result import NewerRecord, RunResult, folder_name, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -46,8 +41,8 @@ BUSY_TIMEOUT_S = 60.0
 SHORT_KEY = 10  # characters of a run key that tables show; any unique start of 4 or more finds the run
 SHORT_HASH = 8  # characters of a recipe hash that tables and messages show
 
-# Copied out of the record for filtering; order matters for the INSERT statement.
-_COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
+# Copied out of the record for filtering (and an export's CSV columns); order matters for the INSERT.
+COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
             *KEY_FIELDS, "failed", "collapsed", "diverged", "score", "finished_at")
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -449,7 +444,7 @@ class Store:
         Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
         importable file beside the store.
         """
-        row = _row(result)
+        row = row_of(result)
         committed = False
         try:
             with self._transaction() as conn:
@@ -466,12 +461,14 @@ class Store:
     def _keep_unstored(self, result: RunResult) -> str:
         """Write ``result`` as a one-run export file; say where, or why that failed too.  Never over
         another kept run (``KEY.2.json`` ...): a retrained copy, or another store's in this folder."""
+        from .exchange import write_export
+
         folder = self.path.parent / "unstored"
         path = folder / f"{result.key}.json"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = _kept_path(folder, result.key)
-            _write_export(path, [result], "json")
+            write_export(path, [result], "json")
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
         with contextlib.suppress(StoreError, sqlite3.Error):
@@ -484,7 +481,7 @@ class Store:
     def _insert(self, conn: sqlite3.Connection, result: RunResult, row: tuple[Any, ...],
                 replace: bool) -> tuple[bool, RunResult | None]:
         """(written?, the stored copy kept instead, when this version reads it)."""
-        columns = (*_COLUMNS, "result_json")
+        columns = (*COLUMNS, "result_json")
         before = conn.execute(f"SELECT recipe_name, {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
         kept, state = (None, "missing") if before is None else _stored_copy(before[1])
         if state == "newer" and replace:  # never replaced, not by a recompute either: it holds what this drops
@@ -756,7 +753,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
         rows = self._read(sql, params)
-        with _collection_paused():
+        with collection_paused():
             runs = [self._load(*row) for row in rows]
         if linked is not None:  # a run of a named study's content on another task, model or data size is not its
             runs = [r for r in runs if recipe in r.recipe_names or _study_of(r) in linked]
@@ -804,12 +801,14 @@ class Store:
         as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
         ``result_json`` for re-import); ``fmt`` defaults to CSV for a ``.csv`` path, else JSON.
         Returns the number of runs; the file is replaced atomically."""
+        from .exchange import replaceable_export, write_export
+
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
         fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
         try:
-            if not _replaceable(path):
+            if not replaceable_export(path):
                 raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
                                  f"it is; name a new file, or move it away first")
             runs = self.query(**filters)
@@ -822,7 +821,7 @@ class Store:
             if not existing.is_dir():
                 raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
             path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
-            _write_export(path, runs, fmt)
+            write_export(path, runs, fmt)
         except OSError as exc:  # a read-only folder, a full disk, a name too long
             raise StoreError(f"cannot export to {path}: {exc.strerror or exc}") from None
         return len(runs)
@@ -834,6 +833,8 @@ class Store:
         The whole file is validated first and merged in one transaction, so a bad file
         changes nothing.
         """
+        from .exchange import read_export
+
         return self.merge(read_export(path))
 
     def merge(self, runs: Sequence[RunResult]) -> tuple[int, int]:
@@ -844,10 +845,10 @@ class Store:
         added, differing = 0, []
         with self._transaction() as conn:
             for run in runs:
-                written, kept = self._insert(conn, run, _row(run), replace=False)
+                written, kept = self._insert(conn, run, row_of(run), replace=False)
                 added += written
-                if kept is not None and _scored_differently(kept, run):
-                    differing.append(_scores(kept, run))
+                if kept is not None and scored_differently(kept, run):
+                    differing.append(both_scores(kept, run))
         if differing:
             warnings.warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
                           f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""),
@@ -935,7 +936,7 @@ class Store:
 
 
 @contextlib.contextmanager
-def _collection_paused() -> Iterator[None]:
+def collection_paused() -> Iterator[None]:
     """No cyclic garbage collection while thousands of records are parsed: they make millions of
     containers in no cycle, which the collector would walk again and again (a third of the time
     reading 41,000 runs took)."""
@@ -986,16 +987,17 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def _check_keyed(result: RunResult) -> None:
+def check_storable(result: RunResult) -> None:
+    """A RunResult with a key, or StoreError."""
     if not isinstance(result, RunResult):
         raise StoreError(f"can only store RunResult objects, got {type(result).__name__}")
     if not isinstance(result.key, str) or not result.key:
         raise StoreError(f"run has no key: {result.key!r}")
 
 
-def _row(result: RunResult) -> tuple[Any, ...]:
+def row_of(result: RunResult) -> tuple[Any, ...]:
     """The column values for ``result``, ending with its full JSON record."""
-    _check_keyed(result)
+    check_storable(result)
     try:
         record = result.to_json()
     except (TypeError, ValueError) as exc:
@@ -1008,266 +1010,14 @@ def _row(result: RunResult) -> tuple[Any, ...]:
             score if isinstance(score, (int, float)) else None, result.finished_at, record)
 
 
-def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
-    """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
-    path = Path(path)
-    try:
-        # newline="": a CSV's quoted fields keep their own line endings.
-        with open(path, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
-    try:
-        with _collection_paused():
-            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
-    except _Refused as exc:
-        raise StoreError(f"{path}: nothing imported: {exc}") from exc
-    except ValueError as exc:
-        raise StoreError(f"{path}: not a stabench export: {exc}") from exc
-    if unchecked := sum(key_of_record(run) is None for run in runs):
-        warnings.warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
-                      f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
-                      f"against their contents", stacklevel=2)
-    first: dict[str, RunResult] = {}
-    for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
-        if (seen := first.setdefault(run.key, run)) is not run and _scored_differently(seen, run):
-            raise StoreError(f"{path}: nothing imported: it holds run {run.key} twice with different results "
-                             f"({_scores(seen, run)}); keep one of them")
-    return runs
-
-
-class _Refused(ValueError):
-    """A well-formed record that cannot be read as what produced it."""
-
-
-def _scored_differently(one: RunResult, other: RunResult) -> bool:
+def scored_differently(one: RunResult, other: RunResult) -> bool:
+    """Whether two copies of one run disagree on what it scored (a GPU's nondeterminism, say)."""
     return (one.metrics, one.failed, one.collapsed, one.diverged) != \
         (other.metrics, other.failed, other.collapsed, other.diverged)
 
 
-def _scores(one: RunResult, other: RunResult) -> str:
+def both_scores(one: RunResult, other: RunResult) -> str:
     """``seed 2: accuracy 0.828 and 0.51 failed``, for a message about two copies of one run."""
     def score(run: RunResult) -> str:
         return f"{run.score:.4g}" + (" failed" if run.failed else "")
     return f"seed {one.seed}: {one.primary_metric} {score(one)} and {score(other)}"
-
-
-# Outer type of each RunResult annotation, for checking imported records.
-_KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
-                                       "bool": (bool,), "dict": (dict,), "list": (list,)}
-
-
-def _run_from_record(record: Any, where: str) -> RunResult:
-    """A validated run from one record of an import file; ValueError says what is wrong."""
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a run object, got {type(record).__name__}")
-    try:
-        run = RunResult.from_dict(record)
-    except NewerRecord as exc:
-        raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to import it") from exc
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{where}: invalid run record: {exc}") from exc
-    for spec in dataclasses.fields(RunResult):
-        kinds = _KINDS.get(str(spec.type).split("[")[0])
-        value = getattr(run, spec.name)
-        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
-            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, "
-                             f"got {type(value).__name__}")
-        if str(spec.type) == "list[str]" and not all(isinstance(item, str) for item in value):
-            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
-    try:  # read from JSON, it can be written as JSON
-        _check_keyed(run)
-    except StoreError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
-    _check_consistent(run, where)
-    return run
-
-
-def _check_consistent(run: RunResult, where: str) -> None:
-    """A record whose seed or verdict contradicts its own numbers (hand-edited, or damaged) would
-    be read as what produced it; it is refused."""
-    check_seed(run.seed, f"{where}: seed ")
-    if (own_key := key_of_record(run)) not in (None, run.key):
-        made = own_key or "a keyed field is missing"
-        raise _Refused(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
-                       f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
-                       f"read as what produced it")
-    if own_key is not None and not (run.recipe or {}).get("hook"):
-        if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
-            raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
-                           f"lack: it was written by a newer stabench; upgrade stabench to import it")
-        if _recipe_hash(run.recipe) != run.recipe_hash:
-            raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
-                           f"was edited after it was stored (a recipe field), so it cannot be read as what "
-                           f"produced it")
-    if run.primary_metric not in run.metrics:
-        raise _Refused(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
-                       f"{sorted(run.metrics)}")
-    for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
-        score = run.metrics.get(name, 0.0)
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise _Refused(f"{where}: its {name} is {score!r}; a run's scores are finite numbers")
-    accuracy = run.metrics.get("accuracy")
-    if accuracy is not None and isinstance(run.majority_accuracy, (int, float)):
-        if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
-            raise _Refused(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
-                           f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
-
-
-def _recipe_fields() -> set[str]:
-    from .recipes import Recipe
-
-    return {field.name for field in dataclasses.fields(Recipe)}
-
-
-def _recipe_hash(fields: Any) -> str | None:
-    """The hash a record's recipe fields make now; None for fields no recipe takes.  (A recipe
-    with a hook also hashes the hook's code, which a record does not hold: it is not checked.)"""
-    from .recipes import Recipe
-
-    try:
-        return Recipe(**fields).hash
-    except (TypeError, ValueError):
-        return None
-
-
-_EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record
-
-
-def _replaceable(path: Path) -> bool:
-    """An export may replace nothing, an empty file or an earlier export, never a user's data
-    file given as the export's path by mistake.  Only the start is read: an export's JSON opens
-    with one run per line, its CSV with a header naming ``key`` and ``result_json``."""
-    if not path.exists():
-        return True
-    if not path.is_file():
-        raise StoreError(f"cannot export to {path}: it is a {'folder' if path.is_dir() else 'special file'}; "
-                         f"expected the path of a .json or .csv file")
-    if path.stat().st_size == 0:
-        return True
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            first = handle.readline()
-            if first.strip() != "[":
-                return _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
-            second = handle.readline().strip().rstrip(",")
-            if not second:  # an export of no runs, as versions before 2026-12-05 wrote it
-                second = handle.readline().strip()
-    except UnicodeDecodeError:
-        return False
-    except OSError as error:
-        raise StoreError(f"cannot export to {path}: cannot read the file already there: {error.strerror}") from error
-    if second == "]":
-        return True
-    try:
-        record = json.loads(second)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and {"key", "recipe_hash"} <= set(record)
-
-
-def _parse_json(text: str) -> list[RunResult]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc}") from exc
-    if not isinstance(data, list):
-        raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
-    return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
-
-
-def _write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
-    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record)."""
-    with replaced_atomically(path) as fh:
-        if fmt == "json":
-            body = ",\n".join(run.to_json() for run in runs)
-            fh.write(f"[\n{body}\n]\n" if runs else "[\n]\n")  # one run a line: ``_replaceable`` reads the first
-        else:
-            _write_csv(fh, runs)
-
-
-@contextlib.contextmanager
-def replaced_atomically(path: Path) -> Iterator[Any]:
-    """A text file written under a name of its own, then renamed over ``path``: a reader, or a
-    process killed mid-write, never leaves half a file, and two writers never share one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as handle:  # the umask's mode, as a plain open
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a read-only folder: the error that matters is the one raised
-            tmp.unlink(missing_ok=True)
-        raise
-
-
-def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
-    """A flat row per run: key fields, verdicts, every metric (``metric.accuracy``) and every
-    recipe field (``recipe.lr``), the columns of a CSV export without its full record; in a
-    notebook, ``pandas.DataFrame(run_table(study.results))``."""
-    return _table(list(runs))[1]
-
-
-def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
-    """The columns, a row per run, and each run's full JSON record."""
-    metrics = sorted({name for run in runs for name in run.metrics})
-    fields = sorted({name for run in runs for name in (run.recipe or {})})
-    columns = [*_COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
-               "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
-               *(f"recipe.{name}" for name in fields)]
-    rows, records = [], []
-    for run in runs:
-        *values, record = _row(run)
-        records.append(record)
-        rows.append(dict(zip(columns, [
-            *values, run.majority_accuracy, run.environment.get("tokenizers"), run.environment.get("cpu_threads"),
-            run.environment.get("cpu_model"), run.task.get("train_size") or "full", run.task.get("fingerprint"),
-            ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
-            *((run.recipe or {}).get(name) for name in fields)])))
-    return columns, rows, records
-
-
-def _write_csv(fh: Any, runs: list[RunResult]) -> None:
-    """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
-    columns, rows, records = _table(runs)
-    writer = csv.writer(fh)
-
-    def cell(value: Any) -> Any:
-        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one.  The
-        record, which ``import`` reads, is JSON, where a NUL is escaped."""
-        value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
-        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-
-    writer.writerow([*map(cell, columns), "result_json"])
-    for row, record in zip(rows, records):
-        writer.writerow([*(cell(row[column]) for column in columns), record])
-
-
-def _parse_csv(text: str) -> list[RunResult]:
-    """Runs from an exported CSV; only ``result_json`` matters, ``key`` is cross-checked."""
-    # A run's traces easily exceed csv's default 128 KiB field limit.
-    old_limit = csv.field_size_limit(2**31 - 1)
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise ValueError(f"invalid CSV: {exc}") from exc
-    finally:
-        csv.field_size_limit(old_limit)
-    if not rows or not _EXPORT_CSV_COLUMNS <= set(rows[0]):
-        raise ValueError("expected a JSON list of runs or a CSV with 'key' and 'result_json' columns")
-    header = rows[0]
-    key_at, json_at = header.index("key"), header.index("result_json")
-    runs = []
-    for line, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise ValueError(f"CSV row {line}: {len(row)} fields, header has {len(header)}")
-        try:
-            record = json.loads(row[json_at])
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"CSV row {line}: result_json is not JSON: {exc}") from exc
-        run = _run_from_record(record, f"CSV row {line}")
-        if run.key != row[key_at]:
-            raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
-                             f"record's key {run.key!r}")
-        runs.append(run)
-    return runs

@@ -250,7 +250,7 @@ def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, t
     import pandas as pd
 
     import stabench
-    from stabench.store import run_table
+    from stabench.exchange import run_table
 
     with Store(tmp_path / "s.sqlite") as store:
         study = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=store)

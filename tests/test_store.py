@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from stabench import store as store_module
 from stabench.environment import key_fields
+from stabench.exchange import read_export
 from stabench.gate import parse_env
 from stabench.result import RunResult, run_key
 from stabench.store import Store, StoreError, default_store_path, schema_version
@@ -178,9 +179,9 @@ def test_reading_many_runs_leaves_garbage_collection_as_it_found_it(store: Store
     try:
         for enabled in (True, False):
             gc.enable() if enabled else gc.disable()
-            assert len(store.query()) == 1 and len(store_module.read_export(tmp_path / "runs.json")) == 1
+            assert len(store.query()) == 1 and len(read_export(tmp_path / "runs.json")) == 1
             with pytest.raises(StoreError):
-                store_module.read_export(tmp_path / "bad.json")
+                read_export(tmp_path / "bad.json")
             assert gc.isenabled() is enabled
     finally:
         gc.enable()
@@ -458,8 +459,8 @@ def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.M
                                                                            "weights_sha256": "ab"})
     with Store(path) as v1, v1._transaction() as conn:  # a store written by the first schema
         for run in (make_result(0), old_local):
-            conn.execute(f"INSERT INTO runs ({', '.join(store_module._COLUMNS)}, result_json) "
-                         f"VALUES ({', '.join('?' * (len(store_module._COLUMNS) + 1))})", store_module._row(run))
+            conn.execute(f"INSERT INTO runs ({', '.join(store_module.COLUMNS)}, result_json) "
+                         f"VALUES ({', '.join('?' * (len(store_module.COLUMNS) + 1))})", store_module.row_of(run))
     applied: list[int] = []
 
     def to_2(conn: sqlite3.Connection) -> None:
@@ -1280,7 +1281,7 @@ def test_a_recomputed_run_interrupted_while_replacing_the_stored_one_is_kept_too
         store.put(retrained, replace=True)
     monkeypatch.undo()
     assert store.get(old.key).metrics["accuracy"] == old.metrics["accuracy"]  # rolled back
-    kept = store_module.read_export(store.path.parent / "unstored" / f"{old.key}.json")
+    kept = read_export(store.path.parent / "unstored" / f"{old.key}.json")
     assert [run.metrics["accuracy"] for run in kept] == [0.9]
 
 
@@ -1291,7 +1292,7 @@ def test_a_kept_run_never_overwrites_another_kept_copy_of_its_key(tmp_path: Path
         a._keep_unstored(first), b._keep_unstored(second)
     kept = sorted((tmp_path / "unstored").iterdir())
     assert [path.name for path in kept] == [f"{first.key}.2.json", f"{first.key}.json"]
-    assert [store_module.read_export(path)[0].metrics["accuracy"] for path in kept] == [0.9, 0.53]
+    assert [read_export(path)[0].metrics["accuracy"] for path in kept] == [0.9, 0.53]
 
 
 def test_records_without_aliases_leave_the_field_out_for_older_readers() -> None:

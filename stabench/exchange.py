@@ -1,0 +1,278 @@
+"""Export files: the JSON and CSV in which runs travel between stores and machines, and into pandas.
+
+An export holds each run's full record, so an import elsewhere stores exactly the run that was
+trained.  Every record of a file is validated before anything is stored: a record edited after
+it was stored, one of a newer stabench, or one run twice with different results is refused, and
+the store is left as it was.  JSON lists one run a line; CSV has a flat column for each key
+field, metric and recipe field (for a spreadsheet) plus the record in ``result_json``.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import secrets
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
+from .store import COLUMNS, StoreError, both_scores, check_storable, collection_paused, row_of, scored_differently
+
+
+def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
+    """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
+    path = Path(path)
+    try:
+        # newline="": a CSV's quoted fields keep their own line endings.
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
+    try:
+        with collection_paused():
+            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+    except _Refused as exc:
+        raise StoreError(f"{path}: nothing imported: {exc}") from exc
+    except ValueError as exc:
+        raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+    if unchecked := sum(key_of_record(run) is None for run in runs):
+        warnings.warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
+                      f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
+                      f"against their contents", stacklevel=2)
+    first: dict[str, RunResult] = {}
+    for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
+        if (seen := first.setdefault(run.key, run)) is not run and scored_differently(seen, run):
+            raise StoreError(f"{path}: nothing imported: it holds run {run.key} twice with different results "
+                             f"({both_scores(seen, run)}); keep one of them")
+    return runs
+
+
+class _Refused(ValueError):
+    """A well-formed record that cannot be read as what produced it."""
+
+
+# Outer type of each RunResult annotation, for checking imported records.
+_KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float),
+                                       "bool": (bool,), "dict": (dict,), "list": (list,)}
+
+
+def _run_from_record(record: Any, where: str) -> RunResult:
+    """A validated run from one record of an import file; ValueError says what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a run object, got {type(record).__name__}")
+    try:
+        run = RunResult.from_dict(record)
+    except NewerRecord as exc:
+        raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to import it") from exc
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{where}: invalid run record: {exc}") from exc
+    for spec in dataclasses.fields(RunResult):
+        kinds = _KINDS.get(str(spec.type).split("[")[0])
+        value = getattr(run, spec.name)
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, "
+                             f"got {type(value).__name__}")
+        if str(spec.type) == "list[str]" and not all(isinstance(item, str) for item in value):
+            raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
+    try:  # read from JSON, it can be written as JSON
+        check_storable(run)
+    except StoreError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    _check_consistent(run, where)
+    return run
+
+
+def _check_consistent(run: RunResult, where: str) -> None:
+    """A record whose seed or verdict contradicts its own numbers (hand-edited, or damaged) would
+    be read as what produced it; it is refused."""
+    check_seed(run.seed, f"{where}: seed ")
+    if (own_key := key_of_record(run)) not in (None, run.key):
+        made = own_key or "a keyed field is missing"
+        raise _Refused(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
+                       f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
+                       f"read as what produced it")
+    if own_key is not None and not (run.recipe or {}).get("hook"):
+        if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
+            raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
+                           f"lack: it was written by a newer stabench; upgrade stabench to import it")
+        if _recipe_hash(run.recipe) != run.recipe_hash:
+            raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
+                           f"was edited after it was stored (a recipe field), so it cannot be read as what "
+                           f"produced it")
+    if run.primary_metric not in run.metrics:
+        raise _Refused(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
+                       f"{sorted(run.metrics)}")
+    for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
+        score = run.metrics.get(name, 0.0)
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise _Refused(f"{where}: its {name} is {score!r}; a run's scores are finite numbers")
+    accuracy = run.metrics.get("accuracy")
+    if accuracy is not None and isinstance(run.majority_accuracy, (int, float)):
+        if run.failed != fails(accuracy, run.majority_accuracy, run.diverged):
+            raise _Refused(f"{where}: failed={run.failed} contradicts its accuracy {accuracy:g} and majority "
+                           f"accuracy {run.majority_accuracy:g} (a run fails at or below the majority)")
+
+
+def _recipe_fields() -> set[str]:
+    from .recipes import Recipe
+
+    return {field.name for field in dataclasses.fields(Recipe)}
+
+
+def _recipe_hash(fields: Any) -> str | None:
+    """The hash a record's recipe fields make now; None for fields no recipe takes.  (A recipe
+    with a hook also hashes the hook's code, which a record does not hold: it is not checked.)"""
+    from .recipes import Recipe
+
+    try:
+        return Recipe(**fields).hash
+    except (TypeError, ValueError):
+        return None
+
+
+_EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record
+
+
+def replaceable_export(path: Path) -> bool:
+    """An export may replace nothing, an empty file or an earlier export, never a user's data
+    file given as the export's path by mistake.  Only the start is read: an export's JSON opens
+    with one run per line, its CSV with a header naming ``key`` and ``result_json``."""
+    if not path.exists():
+        return True
+    if not path.is_file():
+        raise StoreError(f"cannot export to {path}: it is a {'folder' if path.is_dir() else 'special file'}; "
+                         f"expected the path of a .json or .csv file")
+    if path.stat().st_size == 0:
+        return True
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            first = handle.readline()
+            if first.strip() != "[":
+                return _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
+            second = handle.readline().strip().rstrip(",")
+            if not second:  # an export of no runs, as versions before 2026-12-05 wrote it
+                second = handle.readline().strip()
+    except UnicodeDecodeError:
+        return False
+    except OSError as error:
+        raise StoreError(f"cannot export to {path}: cannot read the file already there: {error.strerror}") from error
+    if second == "]":
+        return True
+    try:
+        record = json.loads(second)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"key", "recipe_hash"} <= set(record)
+
+
+def _parse_json(text: str) -> list[RunResult]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
+    return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
+
+
+def write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
+    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record)."""
+    with replaced_atomically(path) as fh:
+        if fmt == "json":
+            body = ",\n".join(run.to_json() for run in runs)
+            fh.write(f"[\n{body}\n]\n" if runs else "[\n]\n")  # one run a line: ``replaceable_export`` reads the first
+        else:
+            _write_csv(fh, runs)
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path) -> Iterator[Any]:
+    """A text file written under a name of its own, then renamed over ``path``: a reader, or a
+    process killed mid-write, never leaves half a file, and two writers never share one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="") as handle:  # the umask's mode, as a plain open
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a read-only folder: the error that matters is the one raised
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
+    """A flat row per run: key fields, verdicts, every metric (``metric.accuracy``) and every
+    recipe field (``recipe.lr``), the columns of a CSV export without its full record; in a
+    notebook, ``pandas.DataFrame(run_table(study.results))``."""
+    return _table(list(runs))[1]
+
+
+def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The columns, a row per run, and each run's full JSON record."""
+    metrics = sorted({name for run in runs for name in run.metrics})
+    fields = sorted({name for run in runs for name in (run.recipe or {})})
+    columns = [*COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
+               "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
+               *(f"recipe.{name}" for name in fields)]
+    rows, records = [], []
+    for run in runs:
+        *values, record = row_of(run)
+        records.append(record)
+        rows.append(dict(zip(columns, [
+            *values, run.majority_accuracy, run.environment.get("tokenizers"), run.environment.get("cpu_threads"),
+            run.environment.get("cpu_model"), run.task.get("train_size") or "full", run.task.get("fingerprint"),
+            ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
+            *((run.recipe or {}).get(name) for name in fields)])))
+    return columns, rows, records
+
+
+def _write_csv(fh: Any, runs: list[RunResult]) -> None:
+    """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
+    columns, rows, records = _table(runs)
+    writer = csv.writer(fh)
+
+    def cell(value: Any) -> Any:
+        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one.  The
+        record, which ``import`` reads, is JSON, where a NUL is escaped."""
+        value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
+        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+    writer.writerow([*map(cell, columns), "result_json"])
+    for row, record in zip(rows, records):
+        writer.writerow([*(cell(row[column]) for column in columns), record])
+
+
+def _parse_csv(text: str) -> list[RunResult]:
+    """Runs from an exported CSV; only ``result_json`` matters, ``key`` is cross-checked."""
+    # A run's traces easily exceed csv's default 128 KiB field limit.
+    old_limit = csv.field_size_limit(2**31 - 1)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise ValueError(f"invalid CSV: {exc}") from exc
+    finally:
+        csv.field_size_limit(old_limit)
+    if not rows or not _EXPORT_CSV_COLUMNS <= set(rows[0]):
+        raise ValueError("expected a JSON list of runs or a CSV with 'key' and 'result_json' columns")
+    header = rows[0]
+    key_at, json_at = header.index("key"), header.index("result_json")
+    runs = []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise ValueError(f"CSV row {line}: {len(row)} fields, header has {len(header)}")
+        try:
+            record = json.loads(row[json_at])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"CSV row {line}: result_json is not JSON: {exc}") from exc
+        run = _run_from_record(record, f"CSV row {line}")
+        if run.key != row[key_at]:
+            raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
+                             f"record's key {run.key!r}")
+        runs.append(run)
+    return runs
