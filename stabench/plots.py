@@ -62,15 +62,16 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     check_metric([r for runs in runs_by_label.values() for r in runs], metric, "plot_study: ")
     labels = list(runs_by_label)
     positions = np.arange(1, len(labels) + 1)
-    jitter = np.random.default_rng(0)  # fixed, so the same data gives the same picture
 
     figure = agg_figure(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
     axes = figure.subplots()
     scores = [np.asarray([r.metrics[metric] for r in runs_by_label[label]], dtype=float) for label in labels]
     axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
+    shown = np.concatenate(scores)
+    close = 0.02 * float(np.ptp(shown[np.isfinite(shown)])) if np.isfinite(shown).any() else 0.0
     for position, label, values in zip(positions, labels, scores):
         failed = np.asarray([r.failed for r in runs_by_label[label]], dtype=bool)
-        x = position + jitter.uniform(-0.15, 0.15, size=values.size)
+        x = position + _side_by_side(values, close)
         axes.scatter(x[~failed], values[~failed], s=18, alpha=0.75, color="tab:blue", zorder=3, gid="succeeded")
         axes.scatter(x[failed], values[failed], s=22, marker="x", color="tab:red", zorder=3, gid="failed")
     majorities = {position: runs_by_label[label][0].majority_accuracy for position, label in zip(positions, labels)
@@ -85,11 +86,27 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
                         label=f"majority class, per box ({low:.3g} to {high:.3g})")
         axes.legend(loc="best", fontsize="small")
     crowded = len(labels) > 4 or sum(map(len, labels)) > 60  # long recipe names would run into each other
-    axes.set_xticks(positions, labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
+    axes.set_xticks(positions, labels, rotation=20 if crowded else 0, ha="right" if crowded else "center",
+                    rotation_mode="anchor")  # a slanted label ends under its box
     axes.set_ylabel(metric)
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
+
+
+def _side_by_side(values: np.ndarray, close: float) -> np.ndarray:
+    """x offsets for a box's points: scores within ``close`` of each other (runs that collapsed to
+    the majority class score exactly alike) sit side by side, evenly spaced across the box, so each
+    run is seen; a score apart from the others sits on the box's centre."""
+    offsets = np.zeros(values.size)
+    order = np.argsort(values, kind="stable")  # ties in the runs' order
+    start = 0
+    for end in range(1, values.size + 1):
+        if end == values.size or not values[order[end]] - values[order[start]] <= close:
+            row = order[start:end]
+            offsets[row] = (np.arange(row.size) - (row.size - 1) / 2) * min(0.06, 0.44 / max(row.size - 1, 1))
+            start = end
+    return offsets
 
 
 def plot_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], folder, metric: str | None = None,
@@ -121,7 +138,9 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
     ``traces`` maps labels to them, or is runs (a Study) drawn a panel per seed.
 
     Colours run from the embeddings (dark) to the classifier (bright), so vanishing
-    gradients in the lower layers of failed runs stand out on the log scale.
+    gradients in the lower layers of failed runs stand out on the log scale; the groups that
+    are not encoder layers (embeddings, pooler, classifier) are dashed, apart from the layers
+    of nearly their colour.
     """
     traces = {label: getattr(trace, "trace", trace)
               for label, trace in _by_seed(traces, "plot_grad_norm_traces", "run or run trace", "panel").items()}
@@ -133,22 +152,26 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
         groups = trace["grad_norm"]
         colours = colormaps["viridis"](np.linspace(0, 0.95, max(len(groups), 1)))
         for colour, group in zip(colours, sorted(groups, key=layer_order)):  # bottom to top, in any trace
-            axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group)
+            axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group,
+                      linestyle="-" if group.startswith("layer.") else "--")
         axes.set_yscale("log", nonpositive="mask")
         axes.set_ylabel("grad norm")
         axes.set_title(label, fontsize="medium")
         axes.grid(alpha=0.3)
     first = panels[0, 0]
     if first.get_legend_handles_labels()[0]:
-        first.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            fontsize="x-small",
-            ncol=2 if len(first.lines) > 14 else 1,
-        )
+        _widened_for(figure, first.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small",
+                                          ncol=2 if len(first.lines) > 14 else 1))
     panels[-1, 0].set_xlabel("step")
     figure.suptitle(title)
     return save_figure(figure, path)
+
+
+def _widened_for(figure: Figure, legend) -> None:
+    """The figure grows by the width of a legend beside the plots, rather than the plots
+    shrinking to make room for it (long recipe names took half the width)."""
+    width = legend.get_window_extent(figure.canvas.get_renderer()).width / figure.dpi
+    figure.set_size_inches(figure.get_figwidth() + width, figure.get_figheight())
 
 
 def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
@@ -164,13 +187,20 @@ def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
                                 f"label: pass the Study itself for a {unit} per seed, or map labels to single runs")
         return runs
     runs = _runs_in(runs, function)
-    several = len({r.recipe_name for r in runs}) > 1  # runs of two studies: the recipe tells them apart
-    labelled = {(f"{r.recipe_name} " if several else "") + f"seed {r.seed}" + (" (failed)" if r.failed else ""): r
+    # runs of several studies: what tells them apart (task, recipe, data size) starts each label
+    parts = [lambda r: (r.task or {}).get("name"), lambda r: r.recipe_name, _data_size]
+    telling = [part for part in parts if len({part(r) for r in runs}) > 1]
+    labelled = {" ".join([*(str(part(r)) for part in telling), f"seed {r.seed}"]) + (" (failed)" if r.failed else ""): r
                 for r in runs}
     if len(labelled) < len(runs):
-        raise ValueError(f"{len(runs)} runs share {len(labelled)} labels (a seed twice under one recipe name); "
-                         f"pass a mapping of labels to runs")
+        raise ValueError(f"{len(runs)} runs share {len(labelled)} labels (one seed twice with the same task, recipe "
+                         f"and data size); pass a mapping of labels to runs")
     return labelled
+
+
+def _data_size(run: RunResult) -> str:
+    size = (run.task or {}).get("train_size")
+    return f"{size} examples" if size else "full data"
 
 
 def _check_not_a_path(runs, function: str) -> None:
@@ -250,7 +280,7 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
         top.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
     top.set_ylabel(f"dev {metric}")
     top.grid(alpha=0.3)
-    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
+    _widened_for(figure, top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small"))
     if highest > 10 * lowest:
         bottom.set_yscale("log", nonpositive="mask")
     bottom.set_ylabel(f"train loss (median of {FINAL_LOSS_STEPS} steps)")

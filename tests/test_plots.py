@@ -251,3 +251,41 @@ def test_boxes_of_other_majority_accuracies_get_their_own_majority_line(drawn, t
     with pytest.raises(ValueError, match=r"of 'small' were trained on 2 different data sets \(fingerprints aaaaaaaa, "
                                          r"cccccccc\): training sets of the full set and 64 examples"):
         plot_study({"small": polarity + subsample}, tmp_path / "m.png", "one box")
+
+
+def test_runs_that_scored_alike_are_each_seen_side_by_side(drawn, tmp_path):
+    """Collapsed runs score exactly the majority accuracy: every one of them is a cross of its own."""
+    runs = _runs([0.5] * 6 + [0.81, 0.9, 0.5005], [True] * 6 + [False, False, True], majority=0.5)
+    for _ in range(2):  # the same data, the same picture
+        plot_study({"default": runs}, tmp_path / "ties.png", "RTE")
+    first, again = ([c.get_offsets() for c in figure.axes[0].collections if c.get_gid() == "failed"][0]
+                    for figure in drawn)
+    assert len(first) == 7 and np.array_equal(first, again)
+    x = np.sort(np.asarray(first)[:, 0])
+    assert np.min(np.diff(x)) >= 0.05 and np.all(np.abs(x - 1) <= 0.25)  # apart, within the box
+
+
+def test_a_legend_of_long_recipe_names_widens_the_figure_instead_of_squeezing_the_plots(drawn, tmp_path):
+    runs = _runs([0.9, 0.5], [False, True])
+    for run in runs:
+        run.trace = {"loss": [0.7, 0.6], "step": [1, 2], "eval": [{"step": 2, "accuracy": run.metrics["accuracy"]}],
+                     "grad_norm": {"layer.0": [1.0, 0.5], "classifier": [1.0, 1.0]}}
+    named = [dataclasses.replace(run, recipe_name=f"bert-default[epochs=12,eval_every=4,lr=0.0002,trace_every=2,v={i}]")
+             for i, run in enumerate(runs)]
+    plots.plot_training_curves(named, tmp_path / "c.png", "long names")
+    plot_grad_norm_traces({"a seed with a label as long as a recipe variant's name": named[0]}, tmp_path / "g.png", "g")
+    for figure in drawn:
+        figure.canvas.draw()  # lays the figure out, as saving it does
+        assert all(axes.get_position().width * figure.get_figwidth() > 6.5 for axes in figure.axes)
+
+
+def test_runs_of_several_data_sizes_are_labelled_by_their_size(drawn, tmp_path):
+    full = _runs([0.9, 0.5], [False, True])
+    small = [dataclasses.replace(run, task={"name": "t", "train_size": 64}) for run in full]
+    for run in full + small:
+        run.trace = {"loss": [0.7, 0.6], "eval": [{"step": 2, "accuracy": run.metrics["accuracy"]}]}
+    plots.plot_training_curves(full + small, tmp_path / "sizes.png", "sizes")
+    assert drawn[-1].axes[0].get_legend_handles_labels()[1][:4] == [
+        "full data seed 0", "full data seed 1 (failed)", "64 examples seed 0", "64 examples seed 1 (failed)"]
+    with pytest.raises(ValueError, match=r"4 runs share 2 labels \(one seed twice with the same task, recipe and data"):
+        plots.plot_training_curves(full + full, tmp_path / "twice.png", "twice")
