@@ -542,10 +542,16 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     rounding accuracy to whole dev examples (``task['n_eval']``) leaves unknown, so tied
     accuracies are not an exactly flat slope (without ``n_eval``, tied accuracies are
     inconclusive).  ``loss_decades`` says how wide a range of losses the verdict rests on: the
-    paper's spans about four decades.  Losses are floored at 1e-30 before the log.
+    paper's spans about four decades.  Losses are floored at 1e-30 before the log.  The runs
+    are of one task (their dev accuracies share a scale); runs of several recipes are how the
+    losses come to span decades.
     """
     from scipy import stats
 
+    tasks = sorted({str((r.task or {}).get("name")) for r in runs_of(results)})
+    if len(tasks) > 1:
+        raise ValueError(f"overfitting_trend: the runs are of {len(tasks)} tasks ({', '.join(tasks)}), whose dev "
+                         f"accuracies share no scale; pass the runs of one task")
     points = generalisation_points(results, successful_only=True)
     points = [(loss, acc) for loss, acc in points if math.isfinite(loss) and math.isfinite(acc)]
     # Accuracy moves in steps of one dev example, so no spread of scores is ever known more

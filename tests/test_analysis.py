@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -233,6 +234,14 @@ def test_accuracy_falling_with_loss_is_overfitting():
     assert trend.rho > 0.8 and trend.p < 0.01 and trend.slope == pytest.approx(0.03, abs=0.005)
     with pytest.raises(ValueError, match="at least 3"):
         analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
+
+
+def test_runs_of_two_tasks_make_no_trend():
+    """RTE's accuracies near 0.7 and MRPC's near 0.85 would make a trend of the tasks, not of the loss."""
+    rte = _loss_accuracy_runs(lambda log_loss: 0.70)
+    mrpc = [dataclasses.replace(run, task={"name": "mrpc"}) for run in _loss_accuracy_runs(lambda log_loss: 0.85)]
+    with pytest.raises(ValueError, match=r"^overfitting_trend: the runs are of 2 tasks \(mrpc, t\)"):
+        analysis.overfitting_trend(rte + mrpc)
 
 
 # --------------------------------------------------------------------------------------
