@@ -173,7 +173,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers") or "none",
-             "device": r.environment.get("device_name"),
+             "device": _device(r.environment),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.recipe_hash, r.seed))]
@@ -186,6 +186,14 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     if args.md:  # a per-seed table for a paper's appendix
         report.write_markdown(args.md, f"## stabench runs\n\n{title}\n\n{report.markdown(rows)}\n")
     return 0
+
+
+def _device(environment: dict) -> str | None:
+    """What trained a run: a GPU's name, or the CPU's model (its device name is the architecture,
+    ``x86_64``), which can end a chaotic run differently."""
+    if environment.get("device_kind") == "cpu":
+        return f"cpu ({environment.get('cpu_model') or environment.get('device_name')})"
+    return environment.get("device_name")
 
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:

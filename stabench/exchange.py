@@ -80,7 +80,7 @@ def _run_from_record(record: Any, where: str) -> RunResult:
                              f"got {type(value).__name__}")
         if str(spec.type) == "list[str]" and not all(isinstance(item, str) for item in value):
             raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
-    try:  # read from JSON, it can be written as JSON
+    try:  # only its key can keep it from being stored: read from JSON, it can be written as JSON
         check_storable(run)
     except StoreError as exc:
         raise ValueError(f"{where}: {exc}") from exc

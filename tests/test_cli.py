@@ -96,6 +96,9 @@ def test_summary_notes_a_study_whose_cpu_runs_came_from_two_cpu_models(tiny_mode
     merged = str(tmp_path / "merged.sqlite")
     assert main(["import", "--store", merged, str(tmp_path / "two-boxes.json")]) == 0
     capsys.readouterr()
+    assert main(["runs", "--store", merged]) == 0  # each run's CPU, in its own row
+    out = " ".join(capsys.readouterr().out.split())
+    assert "cpu (Intel(R) Xeon(R) Platinum 8480+)" in out and f"cpu ({records[0]['environment']['cpu_model']})" in out
     assert main(["summary", "--store", merged]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "note: 1 study(ies) mix CPU runs from different CPU models" in out
