@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .environment import KEY_FIELDS
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
 from .store import COLUMNS, StoreError, both_scores, check_storable, collection_paused, row_of, scored_differently
 
@@ -80,12 +81,30 @@ def _run_from_record(record: Any, where: str) -> RunResult:
                              f"got {type(value).__name__}")
         if str(spec.type) == "list[str]" and not all(isinstance(item, str) for item in value):
             raise ValueError(f"{where}: field {spec.name!r} should be {spec.type}, got {value!r}")
-    try:  # only its key can keep it from being stored: read from JSON, it can be written as JSON
+    try:  # read from JSON, it can be written as JSON: its key and its text are what a store could refuse
         check_storable(run)
     except StoreError as exc:
         raise ValueError(f"{where}: {exc}") from exc
+    _check_text(run, where)
     _check_consistent(run, where)
     return run
+
+
+def _check_text(run: RunResult, where: str) -> None:
+    """The names and tags a store keeps in columns of their own are UTF-8 text; a JSON escape can
+    make a lone surrogate, which none of them takes."""
+    texts = {"key": run.key, "task name": run.task.get("name"), "model name": run.model.get("name"),
+             "recipe_name": run.recipe_name, "recipe_hash": run.recipe_hash, "finished_at": run.finished_at,
+             **{f"environment {name}": run.environment.get(name) for name in KEY_FIELDS},
+             **{f"tag #{i}": tag for i, tag in enumerate(run.tags)},
+             **{f"recipe alias #{i}": alias for i, alias in enumerate(run.recipe_aliases)}}
+    for name, text in texts.items():
+        try:
+            if isinstance(text, str):
+                text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Refused(f"{where}: its {name} {text!r} is not UTF-8 text (a lone surrogate, from a JSON "
+                           f"escape such as \\udc80)") from None
 
 
 def _check_consistent(run: RunResult, where: str) -> None:

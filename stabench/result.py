@@ -155,22 +155,31 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunResult:
+        cls._check_fields(data)  # first: a newer stabench's record may hold what this one cannot restore
         return cls._from_fields(_json_restore(data))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RunResult:
         # the hook restores NaN/inf as the parser meets them: walking the parsed traces in Python
         # instead was two thirds of reading a stored run
-        return cls._from_fields(json.loads(text, object_hook=_restore_special))
+        try:
+            data = json.loads(text, object_hook=_restore_special)
+        except (KeyError, TypeError):  # a marker this version does not know: a newer record's, or a damaged one
+            return cls.from_dict(json.loads(text))
+        cls._check_fields(data)
+        return cls._from_fields(data)
+
+    @classmethod
+    def _check_fields(cls, data: dict[str, Any]) -> None:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise NewerRecord(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> RunResult:
         """A run from its record's fields, NaN and inf restored; a record from before a change of
         what is stored reads as it would be stored now."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise NewerRecord(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
         result = cls(**data)
         if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name
             result.trace["grad_norm"] = dict(sorted(result.trace["grad_norm"].items(), key=lambda g: layer_order(g[0])))

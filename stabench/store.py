@@ -1021,3 +1021,14 @@ def both_scores(one: RunResult, other: RunResult) -> str:
     def score(run: RunResult) -> str:
         return f"{run.score:.4g}" + (" failed" if run.failed else "")
     return f"seed {one.seed}: {one.primary_metric} {score(one)} and {score(other)}"
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved to :mod:`stabench.exchange` on 2026-12-05 (the README named
+    ``stabench.store.run_table``), still found here, with a warning, for scripts written before."""
+    if name in ("read_export", "run_table"):
+        warnings.warn(f"stabench.store.{name} is stabench.exchange.{name} now", DeprecationWarning, stacklevel=2)
+        from . import exchange
+
+        return getattr(exchange, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -168,6 +168,28 @@ def test_a_record_reads_back_every_nested_value_nan_and_inf_included(value: Any)
         assert same(read.trace["extra"], value) and same(read.metrics["extra"], value)
 
 
+def test_a_newer_record_is_newer_even_where_it_holds_a_value_this_version_cannot_restore() -> None:
+    """A newer stabench may mark more than NaN and inf: its record is to be kept (upgrade), never
+    replaced as damaged; the same mark in a record of this version's fields is damage."""
+    from stabench.result import NewerRecord
+
+    record = {**_valid_record(), "metrics": {"accuracy": 0.57, "train_loss": {"__float__": "-0"}}}
+    for read in (lambda r: RunResult.from_json(json.dumps(r)), RunResult.from_dict):
+        with pytest.raises(NewerRecord, match=r"unknown run result fields \['zzz_new_field'\]"):
+            read({**record, "zzz_new_field": 1})
+        with pytest.raises(KeyError):
+            read(record)
+
+
+def test_the_names_moved_to_exchange_are_found_where_the_readme_named_them() -> None:
+    from stabench import exchange
+
+    with pytest.warns(DeprecationWarning, match=r"^stabench.store.run_table is stabench.exchange.run_table now$"):
+        assert store_module.run_table is exchange.run_table
+    with pytest.raises(AttributeError, match="has no attribute 'nosuch'"):
+        store_module.nosuch
+
+
 def test_reading_many_runs_leaves_garbage_collection_as_it_found_it(store: Store, tmp_path: Path) -> None:
     """Reading pauses the cycle collector; a user who turned it off keeps it off, and it comes back
     on after a read that failed."""
@@ -798,6 +820,9 @@ BAD_FILES = {
     "other_headline_inf": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc",
                                                "metrics": {"accuracy": 0.57, "mcc": {"__float__": "Infinity"}}}]),
     "score_as_text": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": "0.57"}}]),
+    # JSON escapes a lone surrogate, which no column of the store takes (the insert failed, naming no file)
+    "lone_surrogate_name": lambda: json.dumps([{**_valid_record(), "recipe_name": "paper\udc80"}]),
+    "lone_surrogate_tag": lambda: json.dumps([{**_valid_record(), "tags": ["ok", "\udc80"]}]),
 }
 
 
