@@ -548,16 +548,17 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     """
     from scipy import stats
 
-    tasks = sorted({str((r.task or {}).get("name")) for r in runs_of(results)})
+    runs = runs_of(results)  # once: results may be a generator
+    tasks = sorted({str((r.task or {}).get("name")) for r in runs})
     if len(tasks) > 1:
         raise ValueError(f"overfitting_trend: the runs are of {len(tasks)} tasks ({', '.join(tasks)}), whose dev "
                          f"accuracies share no scale; pass the runs of one task")
-    points = generalisation_points(results, successful_only=True)
+    points = generalisation_points(runs, successful_only=True)
     points = [(loss, acc) for loss, acc in points if math.isfinite(loss) and math.isfinite(acc)]
     # Accuracy moves in steps of one dev example, so no spread of scores is ever known more
     # finely than that step's rounding noise (1/sqrt(12) of a step): without it, tied accuracies
     # would make any three runs look exactly flat.
-    n_eval = [r.task.get("n_eval") for r in runs_of(results) if not r.failed]
+    n_eval = [r.task.get("n_eval") for r in runs if not r.failed]
     step = 1.0 / min(n_eval) if n_eval and all(isinstance(n, int) and n > 0 for n in n_eval) else math.nan
     if len(points) < 3:
         raise ValueError(f"overfitting_trend needs at least 3 successful runs with finite losses, got {len(points)}")

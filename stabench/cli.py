@@ -192,7 +192,8 @@ def _device(environment: dict) -> str | None:
     """What trained a run: a GPU's name, or the CPU's model (its device name is the architecture,
     ``x86_64``), which can end a chaotic run differently."""
     if environment.get("device_kind") == "cpu":
-        return f"cpu ({environment.get('cpu_model') or environment.get('device_name')})"
+        model = environment.get("cpu_model") or environment.get("device_name")
+        return f"cpu ({model})" if model else "cpu"
     return environment.get("device_name")
 
 

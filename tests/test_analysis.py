@@ -236,6 +236,13 @@ def test_accuracy_falling_with_loss_is_overfitting():
         analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
 
 
+def test_runs_given_as_a_generator_make_the_same_trend():
+    runs = _loss_accuracy_runs(lambda log_loss: 0.70)
+    for run in runs:
+        run.task["n_eval"] = 277  # the rounding floor of the slope's error reads the runs again
+    assert analysis.overfitting_trend(run for run in runs) == analysis.overfitting_trend(runs)
+
+
 def test_runs_of_two_tasks_make_no_trend():
     """RTE's accuracies near 0.7 and MRPC's near 0.85 would make a trend of the tasks, not of the loss."""
     rte = _loss_accuracy_runs(lambda log_loss: 0.70)

@@ -63,13 +63,16 @@ def test_clopper_pearson_contains_rate_and_matches_scipy(kn, confidence):
     assert 0.0 <= low <= k / n <= high <= 1.0
     reference = sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
     assert (low, high) == pytest.approx((reference.low, reference.high), rel=0, abs=1e-9)
+    one_sided = sps.binomtest(k, n, alternative="less").proportion_ci(confidence_level=confidence, method="exact")
+    assert failure_rate_upper(k, n, confidence, one_sided=True) == pytest.approx(one_sided.high, rel=0, abs=1e-9)
     assert failure_rate_upper(k, n, confidence, one_sided=True) <= high + 1e-12
 
 
 @pytest.mark.parametrize("k, n", [(3, 2), (-1, 5), (0, 0), (1.5, 4), (True, 4)])
 def test_clopper_pearson_names_an_impossible_count(k, n):
-    with pytest.raises(ValueError, match=rf"^failures k={k!r} of n={n!r} runs is invalid; expected integers"):
-        clopper_pearson(k, n)
+    for bound in (lambda: clopper_pearson(k, n), lambda: failure_rate_upper(k, n, one_sided=True)):
+        with pytest.raises(ValueError, match=rf"^failures k={k!r} of n={n!r} runs is invalid; expected integers"):
+            bound()
 
 
 def test_zero_of_25_reference_bounds():
