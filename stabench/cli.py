@@ -311,12 +311,12 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
 
 def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) -> list[RunResult]:
     """The runs a command's filters and ``--seeds`` select, read from the store on those seeds
-    only.  None, where a filter was given, is an error naming the stored values that would have
-    matched (or the seeds the matching runs have)."""
-    runs = store.query(**filters, env=env, seed=parse_seeds(seeds) if seeds else None)
+    only and without their traces (no listing shows them).  None, where a filter was given, is an
+    error naming the stored values that would have matched (or the seeds the matching runs have)."""
+    runs = store.query(**filters, env=env, seed=parse_seeds(seeds) if seeds else None, traces=False)
     if runs:
         return runs
-    on_any_seed = store.query(**filters, env=env) if seeds else []
+    on_any_seed = store.query(**filters, env=env, traces=False) if seeds else []
     if on_any_seed:
         raise ValueError(f"no matching run has a seed in --seeds {seeds}; they have seeds "
                          f"{report.seed_ranges([r.seed for r in on_any_seed])}")
@@ -379,7 +379,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
     with Store(_store_path(args), must_exist=True) if needs_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
-        current = store.query() if args.current == "store" else load_source(args.current, store, role="current")
+        current = (store.query(traces=False) if args.current == "store"  # a gate reads scores, not traces
+                   else load_source(args.current, store, role="current"))
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
                 raise ValueError(f"{role} {source!r} holds no runs{stored_values_hint(source, store)}")

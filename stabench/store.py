@@ -240,6 +240,11 @@ def _study_of(run: RunResult) -> tuple:
 # A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
 _RECORD = "CAST(result_json AS BLOB)"
+# The record without its trace, which is most of its bytes (per-step losses, per-layer gradient
+# norms), for listings of thousands of runs.  A damaged record comes whole, to be named as such,
+# and so does one stored before 2026-11-27, whose train loss is recomputed from its losses.
+_RECORD_WITHOUT_TRACE = (f"CAST(CASE WHEN json_valid(result_json) AND {_record_field('$.trace.train_loss_steps')} "
+                         f"IS NOT NULL THEN json_remove(result_json, '$.trace') ELSE result_json END AS BLOB)")
 _RECORD_ERRORS = (ValueError, TypeError, KeyError)  # what parsing a damaged record raises
 
 
@@ -683,7 +688,8 @@ class Store:
     def query(self, task: Any = None, model: str | None = None, recipe: Any = None,
               seed: int | Iterable[int] | None = None, tag: str | None = None,
               env: dict[str, Any] | None = None, claim: str | None = None,
-              recipe_hash: str | None = None, train_size: int | str | None = None) -> list[RunResult]:
+              recipe_hash: str | None = None, train_size: int | str | None = None,
+              traces: bool = True) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
@@ -692,7 +698,9 @@ class Store:
         ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Task selects its data as
         it is now, by fingerprint, so its data must load, whereas its name selects every version; a
         Recipe selects its content, whatever its name; a name also selects the runs of its content
-        under other names on the same task, model and data size); ``seed`` may be a list."""
+        under other names on the same task, model and data size); ``seed`` may be a list.
+        ``traces=False`` reads the runs without their ``trace`` (left empty), a fraction of the
+        bytes, for a listing of scores and verdicts."""
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name
@@ -748,7 +756,7 @@ class Store:
             else:
                 raise StoreError(f"{self.path}: cannot filter on environment field {name!r}; "
                                  f"expected one of {list(ALL_KEY_FIELDS)}")
-        sql = f"SELECT key, {_RECORD} FROM runs"
+        sql = f"SELECT key, {_RECORD if traces else _RECORD_WITHOUT_TRACE} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"

@@ -840,6 +840,35 @@ def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name
     assert store.count() == 1 and make_result(7).key not in store
 
 
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_runs_read_without_traces_are_the_stored_runs_less_their_traces(store: Store, numbers: list[float]) -> None:
+    """Listings read runs without their traces; every other number comes back exactly (SQLite
+    rewrites the record to drop the trace)."""
+    trace = {"loss": [0.69, 0.52], "train_loss_steps": [1, 2], "grad_norm": {"layer.0": [1e-9, numbers[0]]}}
+    run = make_result(0, metrics={"accuracy": 0.6, **{f"m{i}": x for i, x in enumerate(numbers)}}, trace=trace)
+    store.put(run, replace=True)
+    old = make_result(1, metrics={"train_loss": 0.6}, trace={"loss": [0.7] * 12 + [0.1] * 10})  # stored before 2026-11-27
+    store.put(old, replace=True)
+    whole, light = store.query(), store.query(traces=False)
+    assert [r.key for r in light] == [r.key for r in whole] == [run.key, old.key]
+    assert same(light[0], dataclasses.replace(whole[0], trace={})) and light[0].trace == {}
+    assert light[1] == whole[1] and light[1].metrics["train_loss"] == pytest.approx(0.1)  # recomputed, as in full
+
+
+def test_a_damaged_record_read_without_its_trace_is_named_too(store: Store) -> None:
+    damaged = make_result(0, trace={"loss": [0.7], "train_loss_steps": [1, 1]})
+    store.put(damaged)
+    cut = damaged.to_json()[:-40]  # not JSON: it comes whole, and SQLite's json_remove never sees it
+    field_lost = json.dumps({k: v for k, v in json.loads(damaged.to_json()).items() if k != "metrics"})
+    for record in (cut, field_lost):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", (record, damaged.key))
+        conn.close()
+        with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable"):
+            store.query(traces=False)
+
+
 def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Store) -> None:
     """sqlite3 stopped the whole query while decoding it, with a traceback naming no run."""
     damaged, whole = make_result(0), make_result(1, recipe="other")
