@@ -71,7 +71,7 @@ def _run_from_record(record: Any, where: str) -> RunResult:
         run = RunResult.from_dict(record)
     except NewerRecord as exc:
         raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to import it") from exc
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ValueError(f"{where}: invalid run record: {exc}") from exc
     for spec in dataclasses.fields(RunResult):
         kinds = _KINDS.get(str(spec.type).split("[")[0])

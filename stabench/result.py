@@ -171,6 +171,8 @@ class RunResult:
 
     @classmethod
     def _check_fields(cls, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):  # damaged, not newer: every stabench writes an object
+            raise TypeError(f"a run record is a JSON object, not {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:

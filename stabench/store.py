@@ -245,7 +245,8 @@ _RECORD = "CAST(result_json AS BLOB)"
 # and so does one stored before 2026-11-27, whose train loss is recomputed from its losses.
 _RECORD_WITHOUT_TRACE = (f"CAST(CASE WHEN json_valid(result_json) AND {_record_field('$.trace.train_loss_steps')} "
                          f"IS NOT NULL THEN json_remove(result_json, '$.trace') ELSE result_json END AS BLOB)")
-_RECORD_ERRORS = (ValueError, TypeError, KeyError)  # what parsing a damaged record raises
+# What parsing a damaged record raises (AttributeError: a trace or recipe that is not an object)
+_RECORD_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
 
 
 def check_train_size_filter(value: int | str) -> int | str:
@@ -699,8 +700,9 @@ class Store:
         it is now, by fingerprint, so its data must load, whereas its name selects every version; a
         Recipe selects its content, whatever its name; a name also selects the runs of its content
         under other names on the same task, model and data size); ``seed`` may be a list.
-        ``traces=False`` reads the runs without their ``trace`` (left empty), a fraction of the
-        bytes, for a listing of scores and verdicts."""
+        ``traces=False`` reads the runs without their ``trace`` (left empty, but for a record stored
+        before 2026-11-27 or one that is not JSON), a fraction of the bytes, for a listing of scores
+        and verdicts; damage inside a trace shows only when the run is read whole."""
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name

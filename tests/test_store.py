@@ -823,6 +823,7 @@ BAD_FILES = {
     # JSON escapes a lone surrogate, which no column of the store takes (the insert failed, naming no file)
     "lone_surrogate_name": lambda: json.dumps([{**_valid_record(), "recipe_name": "paper\udc80"}]),
     "lone_surrogate_tag": lambda: json.dumps([{**_valid_record(), "tags": ["ok", "\udc80"]}]),
+    "trace_not_an_object": lambda: json.dumps([{**_valid_record(), "trace": "loss"}]),
 }
 
 
@@ -862,11 +863,37 @@ def test_a_damaged_record_read_without_its_trace_is_named_too(store: Store) -> N
     cut = damaged.to_json()[:-40]  # not JSON: it comes whole, and SQLite's json_remove never sees it
     field_lost = json.dumps({k: v for k, v in json.loads(damaged.to_json()).items() if k != "metrics"})
     for record in (cut, field_lost):
-        with sqlite3.connect(store.path) as conn:
-            conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", (record, damaged.key))
-        conn.close()
+        _overwrite_record(store, damaged.key, record)
         with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable"):
             store.query(traces=False)
+    # Damage inside the trace alone: a listing reads the scores, which are whole; a full read names it.
+    _overwrite_record(store, damaged.key, damaged.to_json().replace('"loss": [0.7]', '"loss": [{"__float__": "x"}]'))
+    assert store.query(traces=False)[0].metrics == damaged.metrics
+    with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable"):
+        store.query()
+
+
+def _overwrite_record(store: Store, key: str, record: str) -> None:
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", (record, key))
+    conn.close()
+
+
+@pytest.mark.parametrize("record", ['[{"__float__": "NaN"}]', '"abc"', "[1, 2]", '{"__float__": "NaN"}', "7",
+                                   "trace is text"])
+def test_a_record_of_another_shape_is_damaged_not_newer(store: Store, record: str) -> None:
+    """Every stabench writes an object whose trace and recipe are objects: anything else is damage (a
+    newer record would never be replaced), named with its run, never a traceback."""
+    run = make_result(0)
+    store.put(run)
+    if record == "trace is text":
+        record = json.dumps({**json.loads(run.to_json()), "trace": "loss"})
+    _overwrite_record(store, run.key, record)
+    for read in (store.query, lambda: store.get(run.key)):
+        with pytest.raises(StoreError, match=f"stored run {run.key} is unreadable"):
+            read()
+    assert store.put(make_result(0)) is True  # a damaged record is replaced, its bytes kept aside
+    assert store.get(run.key) == make_result(0)
 
 
 def test_a_damaged_record_that_is_not_utf8_is_an_error_naming_its_run(store: Store) -> None:
