@@ -141,8 +141,8 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
 
     Colours run from the embeddings (dark) to the classifier (bright), so vanishing
     gradients in the lower layers of failed runs stand out on the log scale; the groups that
-    are not encoder layers (embeddings, pooler, classifier) are dashed, apart from the layers
-    of nearly their colour.
+    are not encoder layers (embeddings, pooler, classifier) are dashed, to tell them from the
+    layers of nearly the same colour.
     """
     traces = {label: getattr(trace, "trace", trace)
               for label, trace in _by_seed(traces, "plot_grad_norm_traces", "run or run trace", "panel").items()}

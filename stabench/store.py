@@ -43,7 +43,7 @@ SHORT_HASH = 8  # characters of a recipe hash that tables and messages show
 
 # Copied out of the record for filtering (and an export's CSV columns); order matters for the INSERT.
 COLUMNS = ("key", "task_name", "model_name", "recipe_name", "recipe_hash", "seed",
-            *KEY_FIELDS, "failed", "collapsed", "diverged", "score", "finished_at")
+           *KEY_FIELDS, "failed", "collapsed", "diverged", "score", "finished_at")
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -241,8 +241,8 @@ def _study_of(run: RunResult) -> tuple:
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
 _RECORD = "CAST(result_json AS BLOB)"
 # The record without its trace, which is most of its bytes (per-step losses, per-layer gradient
-# norms), for listings of thousands of runs.  A damaged record comes whole, to be named as such,
-# and so does one stored before 2026-11-27, whose train loss is recomputed from its losses.
+# norms), for listings of thousands of runs.  A record that is not JSON comes whole, to be named
+# damaged, and so does one stored before 2026-11-27, whose train loss is recomputed from its losses.
 _RECORD_WITHOUT_TRACE = (f"CAST(CASE WHEN json_valid(result_json) AND {_record_field('$.trace.train_loss_steps')} "
                          f"IS NOT NULL THEN json_remove(result_json, '$.trace') ELSE result_json END AS BLOB)")
 # What parsing a damaged record raises (AttributeError: a trace or recipe that is not an object)
