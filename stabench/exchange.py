@@ -21,9 +21,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .environment import KEY_FIELDS
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
-from .store import COLUMNS, StoreError, both_scores, check_storable, collection_paused, row_of, scored_differently
+from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values, row_of,
+                    scored_differently)
 
 
 def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
@@ -93,9 +93,7 @@ def _run_from_record(record: Any, where: str) -> RunResult:
 def _check_text(run: RunResult, where: str) -> None:
     """The names and tags a store keeps in columns of their own are UTF-8 text; a JSON escape can
     make a lone surrogate, which none of them takes."""
-    texts = {"key": run.key, "task name": run.task.get("name"), "model name": run.model.get("name"),
-             "recipe_name": run.recipe_name, "recipe_hash": run.recipe_hash, "finished_at": run.finished_at,
-             **{f"environment {name}": run.environment.get(name) for name in KEY_FIELDS},
+    texts = {**dict(zip(COLUMNS, column_values(run))),
              **{f"tag #{i}": tag for i, tag in enumerate(run.tags)},
              **{f"recipe alias #{i}": alias for i, alias in enumerate(run.recipe_aliases)}}
     for name, text in texts.items():

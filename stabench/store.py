@@ -1012,12 +1012,17 @@ def row_of(result: RunResult) -> tuple[Any, ...]:
         record = result.to_json()
     except (TypeError, ValueError) as exc:
         raise StoreError(f"run {result.key} cannot be stored as JSON: {exc}") from exc
+    return (*column_values(result), record)
+
+
+def column_values(result: RunResult) -> tuple[Any, ...]:
+    """The values of ``COLUMNS`` for ``result``: what the store copies out of its record."""
     score = result.metrics.get(result.primary_metric)
     env = result.environment
     return (result.key, result.task.get("name"), result.model.get("name"), result.recipe_name,
             result.recipe_hash, result.seed, *(env.get(name) for name in KEY_FIELDS),
             int(result.failed), int(result.collapsed), int(result.diverged),
-            score if isinstance(score, (int, float)) else None, result.finished_at, record)
+            score if isinstance(score, (int, float)) else None, result.finished_at)
 
 
 def scored_differently(one: RunResult, other: RunResult) -> bool:
