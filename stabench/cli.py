@@ -621,11 +621,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """The unknown arguments, with the option each misspelt one is closest to."""
+    """The unknown arguments, with the option each misspelt one is closest to.  A stack field
+    (``--torch``, ``--cpu-threads``) on a command that filters runs is an ``--env`` filter."""
     options = [option for action in parser._actions for option in action.option_strings]
-    near = {word: difflib.get_close_matches(word.split("=")[0], options, n=1) for word in unknown
-            if word.startswith("--")}
-    hints = {word: match[0] for word, match in near.items() if match}
+    filters = "--env" in options
+
+    def hint(word: str) -> str | None:
+        field = word[2:].split("=")[0].replace("-", "_")
+        if filters and field in ALL_KEY_FIELDS:
+            return f"--env {field}=VALUE"
+        return next(iter(difflib.get_close_matches(word.split("=")[0], options, n=1)), None)
+
+    hints = {word: hint(word) for word in unknown if word.startswith("--")}
+    hints = {word: option for word, option in hints.items() if option}
     meant = (next(iter(hints.values())) if len(hints) == 1
              else ", ".join(f"{option} for {word}" for word, option in hints.items()))
     return f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {meant}?" if hints else "")
