@@ -395,9 +395,7 @@ class HandLoop:
             self.optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=betas, eps=recipe.adam_eps,
                                                weight_decay=recipe.weight_decay, foreach=False)
         else:
-            self.optimizer = sb.optim.AdamW(groups, lr=recipe.lr, betas=betas, eps=recipe.adam_eps,
-                                            weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction,
-                                            style=recipe.adamw_style)
+            self.optimizer = sb.optim.AdamW.for_recipe(groups, recipe)
         self.scheduler = sb.optim.make_scheduler(self.optimizer, recipe.schedule, recipe.warmup, total)
         order = sb.data.train_order(len(ctx.train), total, recipe.batch_size, torch.Generator().manual_seed(seed))
         self.batches = [{k: v.to(device) for k, v in sb.data.collate(ctx.train, indices, ctx.pad_id,

@@ -16,7 +16,7 @@ What a seed gets in a group, and what it does not:
   up to float rounding.  Batching changes a run's numbers: results trained in a group must
   not share a store key with solo runs.
 
-Not supported (raises): Mixout, re-initialisation, layer-wise lr decay, torch.compile.  On a
+Not supported (raises): Mixout, re-initialisation, layer-wise lr decay, torch.compile, hooks.  On a
 CPU, torch has no vmap rule for the SDPA flash kernel and loops over the seeds inside
 attention (it warns); eager attention avoids that.  Measured on an H200 (BERT-large, batch
 16 x 128, bf16), a group of 4 ran 26 seed-steps/s: no better than two eager processes and
@@ -33,7 +33,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_lib
 from . import models
-from .optim import AdamW, make_scheduler, no_decay_names
+from .optim import AdamW, decay_groups, make_scheduler, no_decay_names
 from .recipes import Recipe
 
 
@@ -65,13 +65,8 @@ class SeedGroup:
         self.template.train()
         exempt = no_decay_names(replicas[0])
         del replicas
-        decay = [p for name, p in self.params.items() if name not in exempt]
-        no_decay = [p for name, p in self.params.items() if name in exempt]
-        groups = [{"params": decay, "weight_decay": recipe.weight_decay, "lr": recipe.lr, "name": "decay"},
-                  {"params": no_decay, "weight_decay": 0.0, "lr": recipe.lr, "name": "no_decay"}]
-        self.optimizer = AdamW(groups, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
-                               eps=recipe.adam_eps, weight_decay=recipe.weight_decay,
-                               bias_correction=recipe.bias_correction, style=recipe.adamw_style)
+        groups = decay_groups(self.params.items(), exempt, recipe.weight_decay, recipe.lr)
+        self.optimizer = AdamW.for_recipe(groups, recipe)
         self.scheduler = make_scheduler(self.optimizer, recipe.schedule, recipe.warmup, total_steps)
 
     def orders(self, n_examples: int) -> list[list[list[int]]]:

@@ -279,6 +279,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
         if toy:
             model = toy_options.get("model", model)
             task = toy_options.get("task_map", {}).get(task, task)
+            # a claim that subsamples (the 1k-example study) keeps a subsample, at the toy size
             train_size = toy_options.get("train_size") if train_size is not None else None
             try:
                 recipe = recipe.replace(**{**toy_options.get("recipe_overrides", {}),

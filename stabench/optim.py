@@ -55,6 +55,10 @@ class AdamW(torch.optim.Optimizer):
     ``style="transformers"`` is ``transformers.AdamW(correct_bias=True)`` and ``style="torch"``
     is ``torch.optim.AdamW`` (they differ in where eps goes: see the note on the styles above).
 
+    Weight decay comes before the Adam step, as in torch's kernels; transformers.AdamW decayed
+    after it, which differs by lr^2 * wd * (the step), about 1e-12 at the paper's lr: far below
+    float32's resolution of a weight.
+
     ``fused=None`` uses torch's fused kernel where it exists; both paths compute the same
     update up to float rounding.
     """
@@ -79,6 +83,13 @@ class AdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.fused = hasattr(torch, "_fused_adamw_") if fused is None else fused
         self._step_tensors: dict[torch.device, torch.Tensor] = {}
+
+    @classmethod
+    def for_recipe(cls, params: Iterable, recipe) -> AdamW:
+        """The optimizer a recipe names: its lr, betas, eps, weight decay, bias correction and style."""
+        return cls(params, lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2), eps=recipe.adam_eps,
+                   weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction,
+                   style=recipe.adamw_style)
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102 - torch's signature
@@ -143,7 +154,14 @@ def _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, *, step, lr, beta1, bet
 def decay_param_groups(model: nn.Module, weight_decay: float, lr: float) -> list[dict]:
     """Two groups: weight decay for weights, none for biases and norm layers (as in BERT)."""
     named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
-    exempt = no_decay_names(model)
+    return decay_groups(named, no_decay_names(model), weight_decay, lr)
+
+
+def decay_groups(named: Iterable[tuple[str, torch.Tensor]], exempt: set[str], weight_decay: float,
+                 lr: float) -> list[dict]:
+    """:func:`decay_param_groups` for named tensors (a batched model's stacked ones), ``exempt``
+    from :func:`no_decay_names`."""
+    named = list(named)
     return [
         {"params": [p for n, p in named if n not in exempt], "weight_decay": weight_decay, "lr": lr, "name": "decay"},
         {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0, "lr": lr, "name": "no_decay"},

@@ -189,6 +189,8 @@ class Recipe:
 
 
 _ACCEPTED = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+# A name stabench gives a recipe with overrides: ``bert-default[lr=0.0002,max_steps=20]``.
+_NAME_WITH_OVERRIDES = re.compile(r"(.+)\[([^\[\]]*)\]")
 
 
 def _check_types(recipe: Recipe) -> None:
@@ -245,7 +247,7 @@ PRESETS: dict[str, Recipe] = {
 def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
     """``bert-default[lr=0.0002,max_steps=20]`` -> ``bert-default``, {lr: 0.0002, max_steps: 20}:
     a second round of overrides updates the first instead of stacking another bracket."""
-    match = re.fullmatch(r"(.+)\[([^\[\]]*)\]", name)
+    match = _NAME_WITH_OVERRIDES.fullmatch(name)
     if match:
         items = [item.partition("=") for item in match.group(2).split(",")]
         if all(sep and key in fields for key, sep, _ in items):
@@ -263,7 +265,7 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
                          f"e.g. stabench.get_recipe('bert-default', lr=1e-4)")
     if recipe.lower().endswith(".json"):
         return recipe_from_file(recipe).replace(**overrides)
-    named = re.fullmatch(r"(.+)\[([^\[\]]*)\]", recipe)
+    named = _NAME_WITH_OVERRIDES.fullmatch(recipe)
     if named and named.group(1) in PRESETS:  # a name stabench prints: the preset with those fields
         return PRESETS[named.group(1)].replace(**{**parse_overrides([named.group(2)]), **overrides})
     if recipe not in PRESETS:
@@ -341,7 +343,6 @@ def _parse_value(field: str, type_name: str, text: str) -> Any:
         if base == "float":
             return float(text)
     except ValueError:
-        accepted = {"bool": "true or false", "int": "an integer", "float": "a number"}[base]
-        raise ValueError(f"recipe override {field}={text!r} is invalid; expected {accepted}"
+        raise ValueError(f"recipe override {field}={text!r} is invalid; expected {_ACCEPTED[base]}"
                          + (" or none" if optional else "")) from None
     return text

@@ -86,11 +86,13 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
                                 prepared.seed, stack)
     if others:
-        described = "; ".join(filter(None, dict.fromkeys(  # each stack once; a field it lacks is not named
-            ", ".join(f"{name} {theirs}" for name, (theirs, _) in sorted(differ.items()) if theirs is not None)
-            for differ in others))) or "a stack that did not record these fields"
-        this = ", ".join(f"{name} {stack[name]}" for name in sorted({name for differ in others for name in differ})
-                         if stack.get(name) is not None)
+        def theirs(differ: dict) -> str:  # a field the stored run lacks is not named
+            return ", ".join(f"{name} {value}" for name, (value, _) in sorted(differ.items()) if value is not None)
+
+        stacks = [text for text in dict.fromkeys(map(theirs, others)) if text]  # each stack once
+        described = "; ".join(stacks) or "a stack that did not record these fields"
+        differing = sorted({name for differ in others for name in differ})
+        this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
                       f"{prepared.recipe.name} are stored under {described}, not this stack's {this}; each stack "
                       f"keeps its own runs, so they train again", stacklevel=2)
@@ -127,18 +129,12 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
     if progress is not None and not callable(progress):
         raise ValueError(f"progress={progress!r} is invalid; expected a callback taking (step, total), e.g. "
                          f"lambda step, total: print(step, total)")
-    if isinstance(store, (str, os.PathLike)):
-        from .store import Store
-
-        with Store(store, must_exist=not train) as opened:  # a read may not create a store
-            return run_or_read(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
-                               device=device, store=opened, recompute=recompute, progress=progress,
-                               cpu_threads=cpu_threads, train=train)
-    if store is not None and not callable(getattr(store, "get_or_compute", None)):
+    if store is not None and not isinstance(store, (str, os.PathLike)) \
+            and not callable(getattr(store, "get_or_compute", None)):
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
     if not train and (store is None or recompute):
         raise ValueError("train=False reads stored runs only; it needs store= and no recompute")
-    with environment.torch_threads(cpu_threads):
+    with _opened(store, must_exist=not train) as store, environment.torch_threads(cpu_threads):
         prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
                            device=device)
         if store is None:
@@ -155,6 +151,16 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
             return fine_tune(prepared, progress=progress)
 
         return store.get_or_compute(prepared.key, train_it, recompute=recompute, recipe_name=prepared.recipe.name)
+
+
+def _opened(store, must_exist: bool):
+    """A store given by its path, opened for one call and closed after (``must_exist`` for a read,
+    which creates no store); a Store or None as is."""
+    if isinstance(store, (str, os.PathLike)):
+        from .store import Store
+
+        return Store(store, must_exist=must_exist)
+    return contextlib.nullcontext(store)
 
 
 def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,
@@ -178,14 +184,12 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     model.train()
 
     total_steps = recipe.total_steps(len(train_set))
-    optimizer = AdamW(_param_groups(model, recipe), lr=recipe.lr, betas=(recipe.adam_beta1, recipe.adam_beta2),
-                      eps=recipe.adam_eps, weight_decay=recipe.weight_decay, bias_correction=recipe.bias_correction,
-                      style=recipe.adamw_style)
+    optimizer = AdamW.for_recipe(_param_groups(model, recipe), recipe)
     scheduler = make_scheduler(optimizer, recipe.schedule, recipe.warmup, total_steps)
     order = data_lib.train_order(len(train_set), total_steps, recipe.batch_size,
                                  torch.Generator().manual_seed(prepared.seed))
     tracer = GradNormTracer(model)
-    forward, graphs = compiled_forward(model, recipe.compile, device)
+    forward, replays_graphs = compiled_forward(model, recipe.compile, device)
     pad_id = tokenizer.pad_token_id or 0
     eval_points = _eval_points(recipe, total_steps, math.ceil(len(train_set) / recipe.batch_size))
 
@@ -200,7 +204,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
-            if graphs:
+            if replays_graphs:
                 torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are dead
             with autocast(recipe.precision, device):
                 loss = forward(**batch).loss
@@ -210,16 +214,14 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
                 tracer.record()  # before clipping, as in the paper
                 trace_steps.append(step)
                 trace_lr.append(max(scheduler.get_last_lr()))  # the recipe lr: the head's under layer-wise decay
-            if recipe.grad_clip is not None:
-                total_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip, foreach=True)
-                if traced:
-                    tracer.record_total(total_norm)
-            elif traced:
-                tracer.record_total(tracer.total_norm())
+            total_norm = (None if recipe.grad_clip is None else
+                          torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip, foreach=True))
+            if traced:
+                tracer.record_total(tracer.total_norm() if total_norm is None else total_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach().clone() if graphs else loss.detach())  # a graph's output is reused
+            losses.append(loss.detach().clone() if replays_graphs else loss.detach())  # a graph's output is reused
             if traced and not bool(torch.isfinite(torch.stack(losses[-recipe.trace_every:])).all()):
                 diverged = True
                 break
@@ -227,12 +229,13 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
                 progress(step, total_steps)
             if step in eval_points:
                 eval_start = _synced_clock(device)
-                evaluations.append(_evaluation(step, model, eval_set, prepared.data, pad_id, device, recipe))
+                evaluations.append(_eval_record(step, model, eval_set, prepared.data, pad_id, device, recipe.precision))
                 model.train()
                 eval_seconds += time.perf_counter() - eval_start
         train_time = time.perf_counter() - train_start - eval_seconds
         steps_done = len(losses)
-        evaluations.append(_evaluation(steps_done, model, eval_set, prepared.data, pad_id, device, recipe))
+        evaluations.append(_eval_record(steps_done, model, eval_set, prepared.data, pad_id, device,
+                                         recipe.precision))
 
     # Scores, collapse and train loss all describe one checkpoint: the last, or the best evaluation.
     checkpoint = evaluations[-1]
@@ -311,7 +314,8 @@ class GradNormTracer:
         self.rows.append(torch.stack(norms).float())
 
     def total_norm(self) -> torch.Tensor:
-        return torch.linalg.vector_norm(self.rows[-1]) if self.rows else torch.zeros(())
+        """The global norm of the last recorded gradients (what clipping would have measured)."""
+        return torch.linalg.vector_norm(self.rows[-1])
 
     def record_total(self, norm: torch.Tensor) -> None:
         self.totals.append(norm.detach().float().reshape(()))
@@ -347,21 +351,21 @@ def _synced_clock(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _evaluation(step: int, model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int,
-                device: torch.device, recipe: Recipe) -> dict:
+def _eval_record(step: int, model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int,
+                 device: torch.device, precision: str) -> dict:
     """One dev evaluation as the trace stores it: step, metrics and how often each class was predicted."""
-    scores, predictions = _evaluate(model, encoded, task_data, pad_id, device, recipe)
+    scores, predictions = _evaluate(model, encoded, task_data, pad_id, device, precision)
     counts = torch.bincount(predictions, minlength=task_data.num_labels).tolist()
     return {"step": step, **scores, "prediction_counts": counts}
 
 
 def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int, device: torch.device,
-              recipe: Recipe) -> tuple[dict[str, float], torch.Tensor]:
+              precision: str) -> tuple[dict[str, float], torch.Tensor]:
     """Metrics on the evaluation split, at the largest batch size that fits."""
     batch_size = EVAL_BATCH_SIZE.get(device.type, EVAL_BATCH_SIZE["cpu"])
     while True:
         try:
-            predictions = _predict(model, encoded, pad_id, device, recipe, batch_size)
+            predictions = _predict(model, encoded, pad_id, device, precision, batch_size)
             break
         except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError since torch 2.5
             if batch_size == 1:
@@ -373,7 +377,7 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
 
 
 @torch.no_grad()
-def _predict(model, encoded: data_lib.Encoded, pad_id: int, device: torch.device, recipe: Recipe,
+def _predict(model, encoded: data_lib.Encoded, pad_id: int, device: torch.device, precision: str,
              batch_size: int) -> torch.Tensor:
     """Predicted classes; batches sorted by length so padding is minimal."""
     model.eval()
@@ -384,9 +388,9 @@ def _predict(model, encoded: data_lib.Encoded, pad_id: int, device: torch.device
         batch = data_lib.collate(encoded, indices, pad_id)
         batch.pop("labels")
         inputs = {k: v.to(device) for k, v in batch.items()}
-        with autocast(recipe.precision, device):
+        with autocast(precision, device):
             logits = model(**inputs).logits.float()
-        if recipe.precision == "bf16":
+        if precision == "bf16":
             logits = fp32_where_close(model, inputs, logits)
         predictions[indices] = logits.argmax(-1).cpu()
     return predictions

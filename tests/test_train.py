@@ -155,13 +155,13 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
 
 def test_steps_per_s_leaves_out_dev_evaluations_during_training(tiny_model, monkeypatch):
     """A recipe that evaluates often (or picks the best checkpoint) trains no slower per step."""
-    evaluate = stabench.train._evaluation
+    evaluate = stabench.train._eval_record
 
     def slow_evaluation(step, *args):
         time.sleep(4.0 if step < 12 else 0.0)  # the two inside the loop: 8 s, far more than 12 tiny steps take
         return evaluate(step, *args)
 
-    monkeypatch.setattr(stabench.train, "_evaluation", slow_evaluation)
+    monkeypatch.setattr(stabench.train, "_eval_record", slow_evaluation)
     result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=12, eval_every=4, lr=1e-3), 0)
     assert [e["step"] for e in result.trace["eval"]] == [4, 8, 12]  # two inside the loop, one after it
     assert result.wall_time_s > 8.0 and result.steps / result.steps_per_s < 4.0
@@ -194,14 +194,12 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
     """Out of memory at a large evaluation batch: retried at half the size, same predictions."""
     from stabench import data as data_lib
     from stabench import models, train
-    from stabench.recipes import get_recipe
     from stabench.tasks import load_task_data
 
     source, task_data = models.resolve(tiny_model), load_task_data("same-number")
     _, eval_set = data_lib.encode(task_data, models.load_tokenizer(source), 128)
     model = models.load_model(source, 2, dropout=0.1)
-    recipe = get_recipe("bert-default")
-    expected_metrics, expected = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), recipe)
+    expected_metrics, expected = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
     forward, sizes = model.forward, []
 
     def small_memory(**inputs):
@@ -211,7 +209,7 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
         return forward(**inputs)
 
     monkeypatch.setattr(model, "forward", small_memory)
-    found_metrics, found = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), recipe)
+    found_metrics, found = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
     assert torch.equal(found, expected) and found_metrics == expected_metrics
     assert sizes[0] == train.EVAL_BATCH_SIZE["cpu"] and max(sizes[sizes.index(32):]) == 32
 
