@@ -135,6 +135,8 @@ def test_albert_s_per_layer_interventions_are_refused_before_any_data_loads(tiny
         with pytest.raises(ValueError, match=r"^ALBERT shares one set of layer weights .*reinit_layers, "
                                              r"layerwise_lr_decay\) are undefined for it$"):
             prepare("polarity", str(tmp_path / "albert"), get_recipe("bert-default", **field), 0, device="cpu")
+    monkeypatch.undo()  # ALBERT's own recipe, without those fields, prepares
+    assert prepare("polarity", str(tmp_path / "albert"), get_recipe("albert-default"), 0, device="cpu").key
 
 
 def test_forgetting_at_l_plus_1_is_the_pretrained_deberta(tiny_model, tmp_path):

@@ -124,6 +124,15 @@ def test_seeds_in_a_batched_group_train_like_solo_runs_and_independently(tiny_mo
     assert max(abs(a - b) for a, b in zip(solo[0], solo[1])) > 1e-3  # the seeds really differ
 
 
+@pytest.mark.parametrize("field", [dict(mixout=0.1), dict(reinit_layers=1), dict(layerwise_lr_decay=0.9),
+                                   dict(compile="default"), dict(hook="my-hook")])
+def test_a_batched_group_refuses_what_it_would_not_apply(tiny_model, field):
+    """A group builds its replicas itself: an intervention or hook would silently not happen."""
+    with pytest.raises(ValueError, match=rf"^recipe field {next(iter(field))} is not supported in a batched seed "
+                                         rf"group; train those seeds one at a time$"):
+        SeedGroup(models.resolve(tiny_model), 2, get_recipe("bert-default", **field), [0], total_steps=2)
+
+
 def test_a_batched_group_draws_independent_dropout_and_clips_per_seed(tiny_model):
     recipe = get_recipe("bert-default", max_steps=4, lr=1e-3)  # dropout 0.1
     train, pad_id = _encoded(tiny_model)

@@ -104,6 +104,59 @@ def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monk
     assert '"__float__": "NaN"' in result.to_json()
 
 
+def test_the_last_step_is_traced_so_a_nan_there_makes_a_diverged_run(tiny_model, monkeypatch):
+    """Divergence is checked at trace points; the last step is always one, so a run whose loss
+    turns NaN after the last multiple of trace_every still counts as diverged."""
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=7, trace_every=5), 0)
+    original = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def nan_at_the_last_step(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss * float("nan") if calls["n"] == 7 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", nan_at_the_last_step)
+    result = fine_tune(prepared)
+    assert result.trace["step"] == [1, 5, 7]
+    assert result.diverged and result.failed and result.steps == 7
+
+
+def test_a_diverged_run_is_scored_where_it_ended_even_when_picking_the_best_checkpoint(tiny_model, monkeypatch):
+    """checkpoint="best" must not hand a run that blew up the scores of its evaluations before."""
+    recipe = get_recipe("bert-default", max_steps=8, trace_every=4, eval_every=2, checkpoint="best", lr=1e-3)
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    original = torch.nn.CrossEntropyLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss * float("nan") if calls["n"] >= 6 else loss
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    result = fine_tune(prepared)
+    assert result.diverged and [e["step"] for e in result.trace["eval"]] == [2, 4, 6, 8]
+    last = result.trace["eval"][-1]
+    assert result.metrics["accuracy"] == last["accuracy"]
+    assert list(result.prediction_counts.values()) == last["prediction_counts"]
+    assert math.isnan(result.metrics["train_loss"])
+
+
+def test_best_checkpoint_takes_the_highest_of_differing_scores(tiny_model, monkeypatch):
+    """The best of three evaluations that differ (the real ones of a tiny model often tie)."""
+    evaluate, scores = stabench.train._eval_record, {4: 0.55, 8: 0.8, 12: 0.6}
+
+    def scored(step, *args):
+        return {**evaluate(step, *args), "accuracy": scores[step]}
+
+    monkeypatch.setattr(stabench.train, "_eval_record", scored)
+    recipe = get_recipe("bert-default", max_steps=12, eval_every=4, checkpoint="best", lr=1e-3)
+    result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    assert result.metrics["accuracy"] == 0.8 and result.trace["train_loss_steps"] == [1, 8]
+    assert not result.failed
+
+
 def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
     recipe = get_recipe("bert-default", max_steps=12, eval_every=4, checkpoint="best", lr=1e-3)
     result = run(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
@@ -179,6 +232,36 @@ def test_bad_input_is_named(tiny_model, kwargs, message):
     args = {**dict(task=BUILTIN_PAIR_TASK, model=tiny_model, recipe="bert-default", seed=0), **kwargs}
     with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
         prepare(**args)
+
+
+def test_a_rerun_under_another_stack_says_it_trains_again_and_a_read_never_recomputes(tiny_model, tmp_path):
+    recipe = get_recipe("bert-default", max_steps=2)
+    store = tmp_path / "s.sqlite"
+    run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1)
+    with pytest.warns(UserWarning, match=r"are stored under cpu_threads 1, not this stack's cpu_threads 2; each "
+                                         r"stack keeps its own runs, so they train again$"):
+        run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=2)
+    with pytest.raises(ValueError, match="^train=False reads stored runs only; it needs store= and no recompute$"):
+        run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1, train=False, recompute=True)
+
+
+def test_reinit_comes_before_mixout_so_the_top_layer_starts_fresh_and_mixes_towards_its_new_init(tiny_model):
+    """Mixout wraps each Linear; a re-init after it would find no Linear in the top layer and
+    leave the pretrained weights there, silently."""
+    from stabench import models
+    from stabench.interventions import MixLinear, encoder_layers
+
+    recipe = get_recipe("bert-default", reinit_layers=1, mixout=0.1, max_steps=1, lr=1e-9)  # one step, no change
+    _, model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0), return_model=True)
+    pretrained = encoder_layers(models.load_model(models.resolve(tiny_model), 2, 0.0))
+    (bottom, top), (pretrained_bottom, pretrained_top) = encoder_layers(model), pretrained
+    query, pretrained_query = top.attention.self.query, pretrained_top.attention.self.query
+    assert isinstance(query, MixLinear)
+    assert (query.weight - pretrained_query.weight).abs().max() > 1e-3 and query.bias.abs().max() < 1e-6
+    assert torch.allclose(query.w_pre, query.weight, atol=1e-6)
+    query, pretrained_query = bottom.attention.self.query, pretrained_bottom.attention.self.query
+    assert torch.allclose(query.weight, pretrained_query.weight, atol=1e-6)
+    assert torch.allclose(query.w_pre, pretrained_query.weight)
 
 
 def test_reinit_deeper_than_the_model_is_named_before_data_or_weights_load(tiny_model, monkeypatch):
