@@ -109,6 +109,13 @@ def test_factor_and_window_are_parameters():
         analysis.vanishing_gradients(make_result({}))
 
 
+def test_a_drop_of_exactly_one_over_factor_is_vanishing():
+    """The documented boundary, drop <= 1/factor, is inclusive (0.01 is exact through the log mean)."""
+    bottom = [1.0] + [0.01] * (len(STEPS) - 1)
+    verdict = analysis.vanishing_gradients(make_result(traces(bottom, [1.0] * len(STEPS))))
+    assert verdict.drop == 1 / 100 and not verdict.recovered and verdict.vanished
+
+
 def test_a_fall_after_a_rise_is_measured_from_the_peak():
     """Collapsing MiniLM runs rose 2x to 75x during warmup before falling; the fall counts from the top."""
     bottom = curve({1: 0.05, 20: 4.0, 60: 4e-3, 200: 4e-3})  # 80x up, 1000x down: only 12x below the start
@@ -179,6 +186,12 @@ def test_gradient_summary_splits_failed_and_successful_runs():
     assert summary["separated"] and summary["max_failed_ratio"] < 0.1 < summary["min_successful_ratio"]
     summary = analysis.gradient_summary(results[:1])
     assert summary["separated"] is None and summary["n_successful"] == 0
+
+
+def test_failed_and_successful_runs_with_equal_ratios_are_not_separated():
+    same = traces(curve({1: 1.0, 30: 1e-4, 200: 1e-4}), curve({1: 1.0, 30: 0.1, 200: 0.1}))
+    summary = analysis.gradient_summary([make_result(same, seed=0, failed=True), make_result(same, seed=1)])
+    assert summary["max_failed_ratio"] == summary["min_successful_ratio"] and summary["separated"] is False
 
 
 # --------------------------------------------------------------------------------------

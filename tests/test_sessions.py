@@ -164,6 +164,31 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
         analysis.gradient_summary(study.results[0], early=(1, 4))["n_successful"] == 1
 
 
+def test_a_study_summarised_at_another_confidence_is_not_its_95_percent_summary():
+    """The 95% headline is computed once; a 99% summary must not be served that one."""
+    from stabench.result import RunResult
+
+    recipe = get_recipe("bert-default")
+    runs = [RunResult(key=f"k{seed}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name=recipe.name,
+                      recipe_hash=recipe.hash, seed=seed, environment={}, metrics={"accuracy": accuracy},
+                      primary_metric="accuracy", majority_accuracy=0.5, failed=accuracy <= 0.5, collapsed=False,
+                      diverged=False, steps=10, wall_time_s=1.0, steps_per_s=10.0, started_at="", finished_at="")
+            for seed, accuracy in enumerate([0.5, 0.7, 0.8, 0.9])]
+    study = Study(Arm(name="a", task="t", model="m", recipe=recipe), runs)
+    default, wider = study.summary(), study.summary(confidence=0.99)
+    assert default.confidence == 0.95 and wider.confidence == 0.99 and wider.failures == default.failures == 1
+    assert wider.failure_ci[0] < default.failure_ci[0] and wider.failure_ci[1] > default.failure_ci[1]
+
+
+def test_arms_that_differ_only_in_their_data_size_are_two_arms():
+    """The 1k-example study beside the full set: one recipe, one model, other runs."""
+    from stabench.claims import build_spec
+
+    spec = build_spec(dict(task="polarity", model="tiny-bert", recipe="bert-default", seeds=2,
+                           arms={"1k": {"train_size": 100}, "full": {}}), {})
+    assert [(arm.name, arm.train_size) for arm in spec.arms] == [("1k", 100), ("full", None)]
+
+
 def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tiny_model, tmp_path):
     import dataclasses
 

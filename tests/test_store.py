@@ -806,6 +806,10 @@ BAD_FILES = {
     "not_a_record": lambda: json.dumps([_valid_record(), 42]),
     "wrong_type": lambda: json.dumps([{**_valid_record(), "task": ["rte"]}]),
     "bool_seed": lambda: json.dumps([{**_valid_record(), "seed": True}]),
+    # A bool is an int to Python, but true is no step count and no accuracy.
+    "bool_steps": lambda: json.dumps([{**_valid_record(), "steps": True}]),
+    "bool_majority_accuracy": lambda: json.dumps([{**_valid_record(), "majority_accuracy": True, "failed": True,
+                                                   "collapsed": True}]),
     "null_alias": lambda: json.dumps([{**_valid_record(), "recipe_aliases": [None]}]),
     "csv_bad_json": lambda: "key,result_json\nabc,{not json\n",
     "csv_key_mismatch": lambda: 'key,result_json\nabc,"' + make_result(7).to_json().replace('"', '""') + '"\n',

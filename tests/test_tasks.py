@@ -128,6 +128,17 @@ def test_a_local_task_is_loaded_again_when_its_files_differ(tmp_path, monkeypatc
     assert after.train["text"][0].startswith("cherry") and after.fingerprint != before.fingerprint
 
 
+def test_the_same_texts_with_other_labels_are_other_data():
+    """Relabelled examples are other data: the same fingerprint would read the old labels' runs back."""
+    from stabench.tasks import Task
+
+    texts = ["a", "b", "c", "d"]
+    dev = _in_memory(texts, [0, 1, 0, 1])
+    labelled = Task("labelled", "text", lambda: {"train": _in_memory(texts, [0, 1, 0, 1]), "validation": dev})
+    relabelled = Task("relabelled", "text", lambda: {"train": _in_memory(texts, [1, 0, 0, 1]), "validation": dev})
+    assert load_task_data(labelled).fingerprint != load_task_data(relabelled).fingerprint
+
+
 def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
     from stabench.tasks import task_name
 
@@ -428,6 +439,24 @@ def test_labels_numbered_from_1_are_two_classes_not_three():
     assert data.num_labels == 2 and data.eval["label"][:2] == [0, 1] and label_names(data.eval, "label") == ["1", "2"]
 
 
+def test_numeric_labels_are_ordered_by_value_not_as_text():
+    """Labels 2 and 10 are classes 0 and 1: sorted as text, "10" would come first."""
+    from stabench.tasks import Task
+
+    numbered = _in_memory(["a", "b"] * 4, ["2", "10"] * 4)
+    data = load_task_data(Task("two-ten", "text", lambda: {"train": numbered, "validation": numbered}))
+    assert data.label_names == ["2", "10"] and data.eval["label"][:2] == [0, 1]
+
+
+def test_a_class_seen_only_in_training_has_an_output():
+    """The head is sized from both splits' labels: a class the dev set lacks is still trained."""
+    from stabench.tasks import Task
+
+    train = _in_memory(["a", "b", "c"] * 2, [0, 1, 2] * 2)
+    task = Task("train-only-class", "text", lambda: {"train": train, "validation": _in_memory(["d", "e"], [0, 1])})
+    assert load_task_data(task).num_labels == 3
+
+
 def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
     import stabench
     from stabench import train
@@ -552,3 +581,16 @@ def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(t
     left, right = (encode(data, AutoTokenizer.from_pretrained(tmp_path, truncation_side=side), 8)[0]
                    for side in ("left", "right"))  # a setting of the Python tokenizer, not of its backend
     assert any(not a.equal(b) for a, b in zip(left.input_ids, right.input_ids))
+
+
+def test_tokenised_examples_are_cached_per_max_length():
+    """Two recipes with different max_length in one process each get their own truncation."""
+    from transformers import BertTokenizerFast
+
+    from stabench.data import encode
+    from stabench.models import tiny_vocabulary
+
+    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tiny_vocabulary())}, do_lower_case=True)
+    data = load_task_data(BUILTIN_PAIR_TASK)
+    short, long = encode(data, tokenizer, 8)[0], encode(data, tokenizer, 128)[0]
+    assert max(len(ids) for ids in short.input_ids) <= 8 < max(len(ids) for ids in long.input_ids)
