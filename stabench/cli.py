@@ -621,19 +621,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """The unknown arguments, with the option each misspelt one is closest to.  A stack field
-    (``--torch``, ``--cpu-threads``) on a command that filters runs is an ``--env`` filter."""
+    """The unknown arguments, with the option each misspelt one is closest to.  Stack fields
+    (``--torch 2.13 --cpu-threads 1``) on a command that filters runs are one ``--env`` filter."""
     options = [option for action in parser._actions for option in action.option_strings]
-    filters = "--env" in options
-
-    def hint(word: str) -> str | None:
-        field = word[2:].split("=")[0].replace("-", "_")
-        if filters and field in ALL_KEY_FIELDS:
-            return f"--env {field}=VALUE"
-        return next(iter(difflib.get_close_matches(word.split("=")[0], options, n=1)), None)
-
-    hints = {word: hint(word) for word in unknown if word.startswith("--")}
-    hints = {word: option for word, option in hints.items() if option}
+    hints, stack = {}, {}
+    for i, word in enumerate(unknown):
+        if not word.startswith("--"):
+            continue
+        name, sep, value = word[2:].partition("=")
+        field = name.replace("-", "_")
+        if "--env" in options and field in ALL_KEY_FIELDS:
+            following = unknown[i + 1] if i + 1 < len(unknown) and not unknown[i + 1].startswith("--") else None
+            stack[word] = f"{field}={value if sep else following or 'VALUE'}"
+        elif match := difflib.get_close_matches(word.split("=")[0], options, n=1):
+            hints[word] = match[0]
+    if stack:  # --env is given once, with every field
+        hints = {" ".join(stack): f"--env {','.join(stack.values())}", **hints}
     meant = (next(iter(hints.values())) if len(hints) == 1
              else ", ".join(f"{option} for {word}" for word, option in hints.items()))
     return f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {meant}?" if hints else "")

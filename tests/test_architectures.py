@@ -130,12 +130,13 @@ def test_albert_s_per_layer_interventions_are_refused_before_any_data_loads(tiny
     transformers.AlbertModel(config).save_pretrained(tmp_path / "albert")
     for file in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{tiny_model}/{file}", tmp_path / "albert" / file)
-    monkeypatch.setattr(train, "load_task_data", lambda *a, **k: pytest.fail("data loaded before the check"))
-    for field in (dict(reinit_layers=1), dict(layerwise_lr_decay=0.9)):
-        with pytest.raises(ValueError, match=r"^ALBERT shares one set of layer weights .*reinit_layers, "
-                                             r"layerwise_lr_decay\) are undefined for it$"):
-            prepare("polarity", str(tmp_path / "albert"), get_recipe("bert-default", **field), 0, device="cpu")
-    monkeypatch.undo()  # ALBERT's own recipe, without those fields, prepares
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "load_task_data", lambda *a, **k: pytest.fail("data loaded before the check"))
+        for field in (dict(reinit_layers=1), dict(layerwise_lr_decay=0.9)):
+            with pytest.raises(ValueError, match=r"^ALBERT shares one set of layer weights .*reinit_layers, "
+                                                 r"layerwise_lr_decay\) are undefined for it$"):
+                prepare("polarity", str(tmp_path / "albert"), get_recipe("bert-default", **field), 0, device="cpu")
+    # ALBERT's own recipe, without those fields, prepares
     assert prepare("polarity", str(tmp_path / "albert"), get_recipe("albert-default"), 0, device="cpu").key
 
 

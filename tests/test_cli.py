@@ -408,10 +408,12 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
      "--help)"),
     (["runs", "--frobnicate"], "stabench runs: error: unrecognized arguments: --frobnicate (see stabench runs --help)"),
     (["runs", "--torch", "2.13"], "stabench runs: error: unrecognized arguments: --torch 2.13; did you mean "
-     "--env torch=VALUE? (see stabench runs --help)"),
-    (["summary", "--cpu-threads=2", "--transformers", "5.0"], "stabench summary: error: unrecognized arguments: "
-     "--cpu-threads=2 --transformers 5.0; did you mean --env cpu_threads=VALUE for --cpu-threads=2, --env "
-     "transformers=VALUE for --transformers? (see stabench summary --help)"),
+     "--env torch=2.13? (see stabench runs --help)"),
+    (["tag", "base", "--torch"], "stabench tag: error: unrecognized arguments: --torch; did you mean "
+     "--env torch=VALUE? (see stabench tag --help)"),
+    (["summary", "--cpu-threads=2", "--sed", "1", "--transformers", "5.0"], "stabench summary: error: unrecognized "
+     "arguments: --cpu-threads=2 --sed 1 --transformers 5.0; did you mean --env cpu_threads=2,transformers=5.0 for "
+     "--cpu-threads=2 --transformers, --seeds for --sed? (see stabench summary --help)"),
     (["run", "--task"], "stabench run: error: argument --task: expected one argument (see stabench run --help)"),
 ])
 def test_a_bad_argument_is_one_line_naming_the_nearest_option(argv, message, capsys):
