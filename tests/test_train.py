@@ -85,18 +85,22 @@ def test_learning_happens_with_a_reasonable_recipe(tiny_model):
     assert result.trace["loss"][-1] < result.trace["loss"][0]
 
 
-def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monkeypatch):
-    recipe = get_recipe("bert-default", **FAST)
-    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
-    original = torch.nn.CrossEntropyLoss.forward
-    calls = {"n": 0}
+def _nan_losses(monkeypatch, at) -> None:
+    """The training loss turns NaN at the steps where ``at(step)`` holds (evaluation computes none)."""
+    original, calls = torch.nn.CrossEntropyLoss.forward, {"n": 0}
 
     def poisoned(self, logits, labels):
         calls["n"] += 1
         loss = original(self, logits, labels)
-        return loss * float("nan") if calls["n"] >= 6 else loss
+        return loss * float("nan") if at(calls["n"]) else loss
 
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+
+
+def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monkeypatch):
+    recipe = get_recipe("bert-default", **FAST)
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
+    _nan_losses(monkeypatch, at=lambda step: step >= 6)
     result = fine_tune(prepared)
     assert result.diverged and result.failed
     assert result.steps == 8  # stopped at the first trace point after the NaN (step 6 -> checked at 8)
@@ -108,15 +112,7 @@ def test_the_last_step_is_traced_so_a_nan_there_makes_a_diverged_run(tiny_model,
     """Divergence is checked at trace points; the last step is always one, so a run whose loss
     turns NaN after the last multiple of trace_every still counts as diverged."""
     prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=7, trace_every=5), 0)
-    original = torch.nn.CrossEntropyLoss.forward
-    calls = {"n": 0}
-
-    def nan_at_the_last_step(self, logits, labels):
-        calls["n"] += 1
-        loss = original(self, logits, labels)
-        return loss * float("nan") if calls["n"] == 7 else loss
-
-    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", nan_at_the_last_step)
+    _nan_losses(monkeypatch, at=lambda step: step == 7)
     result = fine_tune(prepared)
     assert result.trace["step"] == [1, 5, 7]
     assert result.diverged and result.failed and result.steps == 7
@@ -126,15 +122,7 @@ def test_a_diverged_run_is_scored_where_it_ended_even_when_picking_the_best_chec
     """checkpoint="best" must not hand a run that blew up the scores of its evaluations before."""
     recipe = get_recipe("bert-default", max_steps=8, trace_every=4, eval_every=2, checkpoint="best", lr=1e-3)
     prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)
-    original = torch.nn.CrossEntropyLoss.forward
-    calls = {"n": 0}
-
-    def poisoned(self, logits, labels):
-        calls["n"] += 1
-        loss = original(self, logits, labels)
-        return loss * float("nan") if calls["n"] >= 6 else loss
-
-    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", poisoned)
+    _nan_losses(monkeypatch, at=lambda step: step >= 6)
     result = fine_tune(prepared)
     assert result.diverged and [e["step"] for e in result.trace["eval"]] == [2, 4, 6, 8]
     last = result.trace["eval"][-1]
