@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
-from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values, row_of,
+from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values, record_of,
                     scored_differently)
 
 
@@ -42,7 +42,8 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
-    if unchecked := sum(key_of_record(run) is None for run in runs):
+    # key_of_record's None, without computing each key again: a run kept so far matches its own key or has none
+    if unchecked := sum(run.environment.get("keyed_fields") is None for run in runs):
         warnings.warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
                       f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
                       f"against their contents", stacklevel=2)
@@ -230,28 +231,27 @@ def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
     return _table(list(runs))[1]
 
 
-def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]], list[str]]:
-    """The columns, a row per run, and each run's full JSON record."""
+def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and a row per run (no record: serialising the traces is most of a CSV's work)."""
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     columns = [*COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
                "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
                *(f"recipe.{name}" for name in fields)]
-    rows, records = [], []
+    rows = []
     for run in runs:
-        *values, record = row_of(run)
-        records.append(record)
+        check_storable(run)
         rows.append(dict(zip(columns, [
-            *values, run.majority_accuracy, run.environment.get("tokenizers"), run.environment.get("cpu_threads"),
-            run.environment.get("cpu_model"), run.task.get("train_size") or "full", run.task.get("fingerprint"),
-            ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
+            *column_values(run), run.majority_accuracy, run.environment.get("tokenizers"),
+            run.environment.get("cpu_threads"), run.environment.get("cpu_model"), run.task.get("train_size") or "full",
+            run.task.get("fingerprint"), ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
             *((run.recipe or {}).get(name) for name in fields)])))
-    return columns, rows, records
+    return columns, rows
 
 
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
-    columns, rows, records = _table(runs)
+    columns, rows = _table(runs)
     writer = csv.writer(fh)
 
     def cell(value: Any) -> Any:
@@ -261,8 +261,8 @@ def _write_csv(fh: Any, runs: list[RunResult]) -> None:
         return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
     writer.writerow([*map(cell, columns), "result_json"])
-    for row, record in zip(rows, records):
-        writer.writerow([*(cell(row[column]) for column in columns), record])
+    for run, row in zip(runs, rows):
+        writer.writerow([*(cell(row[column]) for column in columns), record_of(run)])
 
 
 def _parse_csv(text: str) -> list[RunResult]:

@@ -1007,12 +1007,17 @@ def check_storable(result: RunResult) -> None:
 
 def row_of(result: RunResult) -> tuple[Any, ...]:
     """The column values for ``result``, ending with its full JSON record."""
+    record = record_of(result)  # first: it checks that this is a run with a key
+    return (*column_values(result), record)
+
+
+def record_of(result: RunResult) -> str:
+    """``result``'s full JSON record, or StoreError naming the run."""
     check_storable(result)
     try:
-        record = result.to_json()
+        return result.to_json()
     except (TypeError, ValueError) as exc:
         raise StoreError(f"run {result.key} cannot be stored as JSON: {exc}") from exc
-    return (*column_values(result), record)
 
 
 def column_values(result: RunResult) -> tuple[Any, ...]:
