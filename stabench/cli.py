@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
+import importlib.metadata
 import signal
 import sys
 import warnings
@@ -19,7 +21,7 @@ from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
-from .recipes import get_recipe, parse_overrides
+from .recipes import Recipe, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import summarize_runs
@@ -621,25 +623,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """The unknown arguments, with the option each misspelt one is closest to.  Stack fields
-    (``--torch 2.13 --cpu-threads 1``) on a command that filters runs are one ``--env`` filter."""
+    """The unknown arguments, with what each was probably meant as: the nearest option or, for
+    fields given as options, the one argument that takes them all (``--lr 1e-3 --epochs 1`` on
+    ``run`` is ``--set lr=1e-3,epochs=1``; ``--torch 2.13 --cpu-threads 1`` is ``--env
+    torch=2.13,cpu_threads=1`` on a command that filters runs and an ``env:`` side of ``compare``)."""
     options = [option for action in parser._actions for option in action.option_strings]
-    hints, stack = {}, {}
+    takes = {"--set ": _RECIPE_FIELDS if "--set" in options else (),
+             "--env ": ALL_KEY_FIELDS if "--env" in options else (),
+             "env:": ALL_KEY_FIELDS if any(action.dest == "baseline" for action in parser._actions) else ()}
+    hints, grouped, notes = {}, {}, []
     for i, word in enumerate(unknown):
         if not word.startswith("--"):
             continue
         name, sep, value = word[2:].partition("=")
         field = name.replace("-", "_")
-        if "--env" in options and field in ALL_KEY_FIELDS:
+        if form := next((form for form, fields in takes.items() if field in fields), None):
             following = unknown[i + 1] if i + 1 < len(unknown) and not unknown[i + 1].startswith("--") else None
-            stack[word] = f"{field}={value if sep else following or 'VALUE'}"
+            grouped.setdefault(form, {})[word] = f"{field}={value if sep else following or 'VALUE'}"
+        elif "--set" in options and field in _INSTALLED:
+            notes.append(f"a run trains under the {field} installed here ({_installed(field)})")
         elif match := difflib.get_close_matches(word.split("=")[0], options, n=1):
             hints[word] = match[0]
-    if stack:  # --env is given once, with every field
-        hints = {" ".join(stack): f"--env {','.join(stack.values())}", **hints}
+    for form, fields in grouped.items():  # given once, with every field
+        side = " as the baseline or the current side" if form == "env:" else ""
+        hints = {" ".join(fields): f"{form}{','.join(fields.values())}{side}", **hints}
     meant = (next(iter(hints.values())) if len(hints) == 1
              else ", ".join(f"{option} for {word}" for word, option in hints.items()))
-    return f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {meant}?" if hints else "")
+    return "; ".join([f"unrecognized arguments: {' '.join(unknown)}", *([f"did you mean {meant}?"] if hints else []),
+                      *notes])
+
+
+_RECIPE_FIELDS = {field.name for field in dataclasses.fields(Recipe)} - {"name"}
+_INSTALLED = ("torch", "transformers", "tokenizers", "datasets")  # stack fields no option of ``run`` sets
+
+
+def _installed(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -414,6 +414,17 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
     (["summary", "--cpu-threads=2", "--sed", "1", "--transformers", "5.0"], "stabench summary: error: unrecognized "
      "arguments: --cpu-threads=2 --sed 1 --transformers 5.0; did you mean --env cpu_threads=2,transformers=5.0 for "
      "--cpu-threads=2 --transformers, --seeds for --sed? (see stabench summary --help)"),
+    (["run", "--task", "polarity", "--lr", "1e-3", "--sed", "1", "--epochs=1"], "stabench run: error: unrecognized "
+     "arguments: --lr 1e-3 --sed 1 --epochs=1; did you mean --set lr=1e-3,epochs=1 for --lr --epochs=1, --seeds for "
+     "--sed? (see stabench run --help)"),
+    (["run", "--task", "polarity", "--precision", "bf16"], "stabench run: error: unrecognized arguments: --precision "
+     "bf16; did you mean --set precision=bf16? (see stabench run --help)"),
+    (["run", "--task", "polarity", "--transformers", "5.0"], "stabench run: error: unrecognized arguments: "
+     "--transformers 5.0; a run trains under the transformers installed here "
+     f"({importlib.metadata.version('transformers')}) (see stabench run --help)"),
+    (["compare", "tag:base", "store", "--torch", "2.13", "--cpu-threads=1"], "stabench compare: error: unrecognized "
+     "arguments: --torch 2.13 --cpu-threads=1; did you mean env:torch=2.13,cpu_threads=1 as the baseline or the "
+     "current side? (see stabench compare --help)"),
     (["run", "--task"], "stabench run: error: argument --task: expected one argument (see stabench run --help)"),
 ])
 def test_a_bad_argument_is_one_line_naming_the_nearest_option(argv, message, capsys):
