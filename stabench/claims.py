@@ -367,6 +367,7 @@ class Session:
     session_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}")
     recompute: bool = False
     cpu_threads: int | None = None
+    trained: list[str] = field(default_factory=list, compare=False, repr=False)  # keys it trained and stored
 
     def __post_init__(self) -> None:
         if not isinstance(self.store, Store):
@@ -441,6 +442,7 @@ class Session:
         except BaseException as error:
             _write_attempt(attempt, {**record, "error": f"{type(error).__name__}: {error}"})
             raise
+        self.trained.append(result.key)
         if self.recompute:
             _write_attempt(attempt, {**record, "stored": True})
         else:

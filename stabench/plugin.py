@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import json
 import os
 import signal
@@ -261,6 +262,10 @@ class State:
                                     recompute=bool(option(self.config, "recompute")))
         return self._session
 
+    def trained(self) -> list[str]:
+        """The keys of the runs this process trained and stored so far."""
+        return [] if self._session is None else self._session.trained
+
     def spec(self, item: pytest.Item):
         from .claims import build_spec
         from .profiles import TOY
@@ -449,6 +454,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.watch()
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Import the training stack before the first claim item runs: a per-item time limit
+    (pytest-timeout) then times training, and cannot cut an import short, which would leave a
+    half-imported module that fails every later item."""
+    if not session.config.option.collectonly and any(_unit(item) is not None for item in session.items):
+        for module in ("datasets", "stabench.train"):  # the second brings torch and transformers
+            importlib.import_module(module)
+
+
 def _check_parametrized_arms(item: pytest.Item) -> None:
     """Seed items are made for the arms named in the marker (parametrize values come later), so
     arms given by parametrize must carry the same names, or all but one arm would be trained by
@@ -462,9 +476,15 @@ def _check_parametrized_arms(item: pytest.Item) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A claim whose options are unusable fails each of its items with the one-line reason."""
+    """A claim whose options are unusable fails each of its items with the one-line reason.  An item
+    run again (pytest-rerunfailures) keeps its properties: the rows of its earlier attempt go, and
+    the runs it trained stay counted."""
+    item.user_properties[:] = [(name, value) for name, value in item.user_properties if name not in _ATTEMPT_ROWS]
     if error := item.stash.get(_BAD_CLAIM, None):
         pytest.fail(error, pytrace=False)
+
+
+_ATTEMPT_ROWS = ("stabench_claim", "stabench_seed", "stabench_gate", "stabench_comparison")
 
 
 @pytest.fixture
@@ -503,12 +523,27 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """The verdict item: gather every seed, hand the study to the body, record the outcome."""
-    if _unit(item) != VERDICT:
+    """A claim's item records the runs it trained, also when it fails or stops halfway (a timeout),
+    so the session's count of runs trained is whole; the verdict item judges the claim."""
+    unit = _unit(item)
+    if unit is None:
         return (yield)
+    state = item.config.stash[_STATE]
+    before = len(state.trained())
+    try:
+        if unit != VERDICT:
+            return (yield)
+        return (yield from _judge(item, state))
+    finally:
+        if trained := state.trained()[before:]:
+            item.user_properties.append(("stabench_trained", json.dumps({"verdict": unit == VERDICT,
+                                                                         "keys": trained})))
+
+
+def _judge(item: pytest.Item, state: State):
+    """The verdict item's call: gather every seed, hand the study to the body, record the outcome."""
     from .claims import StudySet
 
-    state = item.config.stash[_STATE]
     spec = state.spec(item)
     _skip_unless_available(item, spec)
     try:
@@ -785,6 +820,7 @@ class Reporter:
         self.gates: list[dict] = []
         self.comparisons: list[dict] = []  # Study.compare results of the claims' bodies
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
+        self.trained = {False: set(), True: set()}  # keys of the runs trained by seed items, by verdicts
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.watching = self.interrupted = False
@@ -825,6 +861,8 @@ class Reporter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
+        if report.outcome == "rerun":  # pytest-rerunfailures runs it again: the last attempt's report counts
+            return
         for name, value in report.user_properties:
             if name.startswith("stabench_"):
                 self.watch()
@@ -840,6 +878,9 @@ class Reporter:
                 self.retagged.append(json.loads(value))
             elif name == "stabench_comparison":
                 self.comparisons.append(json.loads(value))
+            elif name == "stabench_trained":
+                trained = json.loads(value)
+                self.trained[trained["verdict"]].update(trained["keys"])
 
     def nothing_compared(self) -> bool:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
@@ -897,15 +938,13 @@ class Reporter:
         if skipped:
             terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
                                           width=width, color=writer.hasmarkup))
-        trained = sum(1 for s in self.seeds if s["trained"])
-        late = sum(len(c.get("trained_in_verdict", ())) for c in self.claims)
         for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
             terminalreporter.write_line(f"paper column: {source}")
         claim_keys = {key for c in self.claims for key in c.get("keys", ())}
-        used = claim_keys | {s["key"] for s in self.seeds}
-        read = len(used - {s["key"] for s in self.seeds if s["trained"]}) - late  # by seed items or verdicts
-        terminalreporter.write_line(f"runs: {trained + late} trained this session ({trained} by seed items, "
-                                    f"{late} by verdicts); {read} read from the store")
+        by_seeds, by_verdicts = self.trained[False], self.trained[True] - self.trained[False]
+        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)  # by seed items or verdicts
+        terminalreporter.write_line(f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} "
+                                    f"by seed items, {len(by_verdicts)} by verdicts); {read} read from the store")
         if tag := option(self.config, "tag"):
             terminalreporter.write_line(f"tagged {len(claim_keys)} run(s) of this session's claims as {tag!r}")
             if self.retagged:

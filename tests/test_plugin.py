@@ -1125,3 +1125,100 @@ def test_two_model_folders_of_one_name_are_two_arms_and_one_folder_twice_is_one(
     assert [arm.model for arm in two.arms] == ["v1/final", str(tmp_path / "v2/final")]
     with pytest.raises(ValueError, match="claim arms 'a' and 'b' train the same runs"):
         build_spec({**options, "arms": {"a": {"model": "v1/final"}, "b": {"model": "v2/../v1/final"}}}, {})
+
+
+RERUN_ONCE = '''
+import pytest
+from _pytest.runner import runtestprotocol
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """pytest-rerunfailures in miniature: an attempt whose call failed is reported as a 'rerun' and
+    the item runs once more."""
+    for attempt in (1, 2):
+        item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        again = attempt == 1 and any(report.when == "call" and report.failed for report in reports)
+        for report in reports:
+            if again and report.when == "call":
+                report.outcome = "rerun"
+            item.ihook.pytest_runtest_logreport(report=report)
+        item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if not again:
+            return True
+
+def pytest_report_teststatus(report):
+    if report.outcome == "rerun":
+        return "rerun", "R", "RERUN"
+'''
+
+
+@pytest.mark.parametrize("selected, trained", [("", "2 by seed items, 0 by verdicts"),
+                                               ("verdict", "0 by seed items, 2 by verdicts")])
+def test_a_claim_run_again_by_a_rerun_plugin_is_reported_once_as_its_last_attempt(pytester, tiny_model, selected,
+                                                                                   trained):
+    """pytest-rerunfailures runs a failed item again on the same item, whose properties keep the
+    first attempt's rows: the reports showed the claim once per attempt, 'failed' beside 'passed',
+    and counted the runs of both attempts as trained."""
+    pytester.makeconftest(RERUN_ONCE)
+    pytester.makepyfile(test_flaky=f'''
+import stabench
+ATTEMPTS = []
+
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe=stabench.get_recipe("bert-default", max_steps=4), seeds=2)
+def test_flaky(study):
+    ATTEMPTS.append(study.n)
+    assert len(ATTEMPTS) > 1, "the first attempt fails"
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md", "-k", selected)
+    assert result.ret == 0, result.stdout.str()
+    claims = _report(pytester.path / "r.json")["claims"]
+    assert [(c["claim"], c["verdict"]) for c in claims] == [("test_flaky.py::test_flaky", "passed")]
+    assert len(_report(pytester.path / "r.json")["seeds"]) == (0 if selected else 2)
+    assert "first attempt fails" not in (pytester.path / "r.md").read_text()
+    result.stdout.fnmatch_lines([f"runs: 2 trained this session ({trained}); 0 read from the store"])
+
+
+def test_runs_a_verdict_trained_before_it_failed_are_counted_as_trained(suite, monkeypatch):
+    """A verdict that trains seed 0 and then stops (a crash, a pytest-timeout) stored seed 0:
+    the session's count said it trained nothing."""
+    import stabench.train
+
+    real = stabench.train.fine_tune
+
+    def seed_1_crashes(prepared, **kwargs):
+        if prepared.seed == 1:
+            raise RuntimeError("seed 1 crashed")
+        return real(prepared, **kwargs)
+
+    monkeypatch.setattr(stabench.train, "fine_tune", seed_1_crashes)
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and verdict")
+    result.assert_outcomes(failed=1, deselected=10)
+    with contextlib.closing(sqlite3.connect(suite.path / "s.sqlite")) as conn:
+        assert conn.execute("SELECT seed FROM runs").fetchall() == [(0,)]
+    result.stdout.fnmatch_lines(["runs: 1 trained this session (0 by seed items, 1 by verdicts); 0 read from the "
+                                 "store"])
+
+
+def test_the_training_stack_is_imported_before_the_first_item_unless_nothing_will_train(suite):
+    """A per-item time limit (pytest-timeout) would otherwise count torch's and datasets' imports
+    against the first item, and one it cuts short leaves a half-imported module for every later item."""
+    suite.makeconftest('''
+import sys
+
+def pytest_sessionfinish(session):
+    with open("imported.txt", "a") as handle:
+        handle.write(f"{'datasets' in sys.modules and 'stabench.train' in sys.modules}\\n")
+''')
+    suite.makepyfile(test_a_plain='''
+import sys
+
+def test_first():
+    with open("first.txt", "w") as handle:
+        handle.write(f"{'datasets' in sys.modules and 'stabench.train' in sys.modules}")
+''')
+    args = ["-p", "no:cacheprovider", "--stabench-cpu-threads=1", "--stabench-store=s.sqlite"]
+    suite.runpytest_subprocess(*args, "--collect-only").assert_outcomes()
+    suite.runpytest_subprocess(*args, "-k", "first or (true_claim and seed0)").assert_outcomes(passed=2)
+    assert (suite.path / "imported.txt").read_text().split() == ["False", "True"]
+    assert (suite.path / "first.txt").read_text() == "True"  # test_a_plain runs first: claims keep their place
