@@ -25,6 +25,7 @@ import pytest
 STUDY_FIXTURE = "study"
 UNIT_FIXTURE = "stabench_unit"
 VERDICT = "verdict"
+VERDICT_MARK = "stabench_verdict"  # on every verdict item, for -m
 
 _OPTIONS = [
     # name, help, kind
@@ -201,6 +202,8 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires): "
                                        "a fine-tuning stability claim (use stabench.claim)")
+    config.addinivalue_line("markers", f"{VERDICT_MARK}: a claim's verdict item (set by stabench); -m 'not "
+                                       f"{VERDICT_MARK}' selects seed items only")
     profile = option(config, "profile") or "paper"
     if profile not in ("paper", "toy"):
         raise pytest.UsageError(f"{_named(config, 'profile')}: profile {profile!r} is invalid; expected paper or toy")
@@ -409,8 +412,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state = metafunc.config.stash[_STATE]
     seeds = claim_seeds(marker.kwargs, state.seed_override, state.toy, TOY)
     units = [(arm, seed) for arm in (arms or [None]) for seed in seeds] + [VERDICT]
-    ids = [u if u == VERDICT else (f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units]
-    metafunc.parametrize(UNIT_FIXTURE, units, ids=ids)
+    # A mark, not only the id: ``-k "not verdict"`` would also drop every item of a claim named test_verdict_...
+    metafunc.parametrize(UNIT_FIXTURE, [
+        pytest.param(u, id=VERDICT, marks=getattr(pytest.mark, VERDICT_MARK)) if u == VERDICT else
+        pytest.param(u, id=f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units])
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:

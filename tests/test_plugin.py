@@ -1222,3 +1222,21 @@ def test_first():
     suite.runpytest_subprocess(*args, "-k", "first or (true_claim and seed0)").assert_outcomes(passed=2)
     assert (suite.path / "imported.txt").read_text().split() == ["False", "True"]
     assert (suite.path / "first.txt").read_text() == "True"  # test_a_plain runs first: claims keep their place
+
+
+def test_verdict_items_carry_a_mark_that_selects_them_whatever_the_claim_is_called(pytester, tiny_model):
+    """``-k "not verdict"`` (seed items only, to split seeds over machines) also drops every item of
+    a claim whose name holds "verdict"; the mark does not."""
+    pytester.makepyfile(test_named=f'''
+import stabench
+
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe="bert-default", seeds=2)
+def test_verdict_is_stable(study):
+    pass
+''')
+    seeds = _run(pytester, "--strict-markers", "--co", "-q", "-m", "not stabench_verdict")
+    seeds.stdout.fnmatch_lines(["test_named.py::test_verdict_is_stable[[]seed0[]]",
+                                "test_named.py::test_verdict_is_stable[[]seed1[]]", "", "2/3 tests collected*"])
+    verdicts = _run(pytester, "--strict-markers", "--co", "-q", "-m", "stabench_verdict")
+    verdicts.stdout.fnmatch_lines(["test_named.py::test_verdict_is_stable[[]verdict[]]", "", "1/3 tests collected*"])
+    assert _run(pytester, "--co", "-q", "-k", "not verdict").ret == pytest.ExitCode.NO_TESTS_COLLECTED
