@@ -480,6 +480,9 @@ def _check_parametrized_arms(item: pytest.Item) -> None:
                          f"with empty options if parametrize fills them in")
 
 
+_ATTEMPT_ROWS = ("stabench_claim", "stabench_seed", "stabench_gate", "stabench_comparison")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A claim whose options are unusable fails each of its items with the one-line reason.  An item
     run again (pytest-rerunfailures) keeps its properties: the rows of its earlier attempt go, and
@@ -487,9 +490,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.user_properties[:] = [(name, value) for name, value in item.user_properties if name not in _ATTEMPT_ROWS]
     if error := item.stash.get(_BAD_CLAIM, None):
         pytest.fail(error, pytrace=False)
-
-
-_ATTEMPT_ROWS = ("stabench_claim", "stabench_seed", "stabench_gate", "stabench_comparison")
 
 
 @pytest.fixture
@@ -825,7 +825,8 @@ class Reporter:
         self.gates: list[dict] = []
         self.comparisons: list[dict] = []  # Study.compare results of the claims' bodies
         self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
-        self.trained = {False: set(), True: set()}  # keys of the runs trained by seed items, by verdicts
+        self.trained_by_seeds: set[str] = set()  # keys of the runs seed items trained
+        self.trained_by_verdicts: set[str] = set()  # and those verdicts trained
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.watching = self.interrupted = False
@@ -885,7 +886,7 @@ class Reporter:
                 self.comparisons.append(json.loads(value))
             elif name == "stabench_trained":
                 trained = json.loads(value)
-                self.trained[trained["verdict"]].update(trained["keys"])
+                (self.trained_by_verdicts if trained["verdict"] else self.trained_by_seeds).update(trained["keys"])
 
     def nothing_compared(self) -> bool:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
@@ -946,7 +947,7 @@ class Reporter:
         for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
             terminalreporter.write_line(f"paper column: {source}")
         claim_keys = {key for c in self.claims for key in c.get("keys", ())}
-        by_seeds, by_verdicts = self.trained[False], self.trained[True] - self.trained[False]
+        by_seeds, by_verdicts = self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
         read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)  # by seed items or verdicts
         terminalreporter.write_line(f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} "
                                     f"by seed items, {len(by_verdicts)} by verdicts); {read} read from the store")
