@@ -36,7 +36,7 @@ _OPTIONS = [
     ("device", "auto (default), cpu, cuda or cuda:N (cuda:N puts every worker on GPU N, unpinned)", "str"),
     ("gpus", "comma-separated GPU ids to spread workers over (default: CUDA_VISIBLE_DEVICES or all)", "str"),
     ("workers-per-gpu", "xdist workers sharing one GPU (default 1)", "int"),
-    ("cpu-threads", "torch threads per process on CPU (default: cores / workers)", "int"),
+    ("cpu-threads", "torch threads per process on CPU (default: torch's count / workers)", "int"),
     ("set", "override recipe fields in every claim's arms, e.g. precision=bf16,compile=reduce-overhead,"
             "pad_to_multiple_of=32 (stored under the changed recipe, beside the original's runs)", "str"),
     ("profile", "paper (default: the claims' own settings) or toy (tiny model, built-in data, 2 seeds)", "str"),
@@ -254,7 +254,9 @@ class State:
             from .store import Store, default_store_path
 
             device = resolve_device(option(self.config, "device") or "auto")
-            threads = option(self.config, "cpu-threads") or max(1, (os.cpu_count() or 1) // self.workers)
+            # torch's own count (OMP_NUM_THREADS, the CPUs this process may use), shared by the workers:
+            # a session without workers then trains under the keys of the CLI and of a script.
+            threads = option(self.config, "cpu-threads") or max(1, torch.get_num_threads() // self.workers)
             if device == "cpu":
                 previous = torch.get_num_threads()  # an in-process session (pytester) gives it back
                 torch.set_num_threads(threads)

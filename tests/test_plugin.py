@@ -1240,3 +1240,18 @@ def test_verdict_is_stable(study):
     verdicts = _run(pytester, "--strict-markers", "--co", "-q", "-m", "stabench_verdict")
     verdicts.stdout.fnmatch_lines(["test_named.py::test_verdict_is_stable[[]verdict[]]", "", "1/3 tests collected*"])
     assert _run(pytester, "--co", "-q", "-k", "not verdict").ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_a_session_without_workers_trains_under_the_keys_of_the_cli(suite, tiny_model, monkeypatch):
+    """With OMP_NUM_THREADS=1 (or taskset), torch runs 1 thread, and so do the CLI and scripts;
+    pytest took the machine's CPU count instead, so the CLI trained again what pytest had stored."""
+    import subprocess
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite", "-k",
+                               "true_claim and seed0").assert_outcomes(passed=1)
+    cli = subprocess.run([sys.executable, "-m", "stabench", "run", "--store", "s.sqlite", "--task", "polarity",
+                          "--model", tiny_model, "--set", "max_steps=6,trace_every=2,lr=2e-3", "--seeds", "0"],
+                         cwd=suite.path, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "stored, not retrained" in cli.stdout, cli.stdout
