@@ -338,8 +338,11 @@ def _parse_value(field: str, type_name: str, text: str) -> Any:
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError
             return lowered in ("true", "1", "yes")
-        if base == "int":
-            return int(text)
+        if base == "int":  # a whole number written as a float (64.0, 1e3) too, as get_recipe takes it
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(text) if text.strip().lstrip("+-").isdigit() else int(number)
         if base == "float":
             return float(text)
     except ValueError:

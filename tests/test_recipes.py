@@ -2,7 +2,7 @@ import dataclasses
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 
 from stabench.recipes import PRESETS, Recipe, get_recipe, parse_overrides
 
@@ -94,6 +94,8 @@ def test_overrides_rename_and_validate():
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
     (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),
+    (lambda: parse_overrides(["max_steps=6.5"]), "max_steps='6.5' is invalid; expected an integer or none"),
+    (lambda: parse_overrides(["batch_size=inf"]), "batch_size='inf' is invalid; expected an integer"),
     (lambda: get_recipe("mosbach-stable", adamw_style="tf"), "adamw_style='tf' is invalid; expected one of "
                                                               "transformers, torch"),
 ])
@@ -113,6 +115,16 @@ _values = {
     "compile": st.none() | st.sampled_from(["default", "reduce-overhead"]),
     "attention": st.none() | st.sampled_from(["eager", "sdpa"]),
 }
+
+
+@given(st.integers(1, 10**6), st.sampled_from(["{}.0", "{}.", "{:e}", "+{}"]))
+def test_an_integer_field_takes_a_whole_number_written_as_a_float_as_get_recipe_does(steps, form):
+    """``--set max_steps=64.0`` names the recipe ``get_recipe(max_steps=64.0)`` is."""
+    text = form.format(steps)
+    assume(float(text) == steps)  # 1.234567e+06: the exponent form rounds
+    assert parse_overrides([f"max_steps={text}"]) == {"max_steps": steps}
+    assert get_recipe("bert-default", **parse_overrides([f"max_steps={text}"])) == get_recipe(
+        "bert-default", max_steps=float(steps))
 
 
 @given(st.fixed_dictionaries({}, optional=_values))
