@@ -227,7 +227,9 @@ def replaced_atomically(path: Path) -> Iterator[Any]:
 def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
     """A flat row per run: key fields, verdicts, every metric (``metric.accuracy``) and every
     recipe field (``recipe.lr``), the columns of a CSV export without its full record; in a
-    notebook, ``pandas.DataFrame(run_table(study.results))``."""
+    notebook, ``pandas.DataFrame(run_table(study.results))``.  Group runs by ``recipe_hash``: a
+    study's seeds may be stored under several ``recipe_name``s of one recipe (``recipe_aliases``
+    lists the others)."""
     return _table(list(runs))[1]
 
 
@@ -236,7 +238,7 @@ def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
     columns = [*COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
-               "data_fingerprint", "tags", *(f"metric.{name}" for name in metrics),
+               "data_fingerprint", "recipe_aliases", "tags", *(f"metric.{name}" for name in metrics),
                *(f"recipe.{name}" for name in fields)]
     rows = []
     for run in runs:
@@ -244,7 +246,8 @@ def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
         rows.append(dict(zip(columns, [
             *column_values(run), run.majority_accuracy, run.environment.get("tokenizers"),
             run.environment.get("cpu_threads"), run.environment.get("cpu_model"), run.task.get("train_size") or "full",
-            run.task.get("fingerprint"), ";".join(run.tags), *(run.metrics.get(name) for name in metrics),
+            run.task.get("fingerprint"), ";".join(run.recipe_aliases), ";".join(run.tags),
+            *(run.metrics.get(name) for name in metrics),
             *((run.recipe or {}).get(name) for name in fields)])))
     return columns, rows
 

@@ -749,7 +749,8 @@ def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Pat
 def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     import csv
 
-    store.put(make_result(0, metrics={"f1": 0.25}, tags=["baseline"]))
+    store.put(dataclasses.replace(make_result(0, metrics={"f1": 0.25}, tags=["baseline"]),
+                                  recipe_aliases=["paper-bc", "paper[bias_correction=True]"]))
     store.put(make_result(1))
     store.export(tmp_path / "runs.csv", fmt="csv")
     with open(tmp_path / "runs.csv", newline="") as fh:
@@ -759,6 +760,7 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["metric.f1"] == "0.25" and rows[1]["metric.f1"] == ""
     assert rows[0]["metric.accuracy"] == rows[0]["score"] == "0.5"
     assert rows[0]["tags"] == "baseline" and rows[0]["failed"] == "1"
+    assert rows[0]["recipe_aliases"] == "paper-bc;paper[bias_correction=True]" and rows[1]["recipe_aliases"] == ""
     assert rows[0]["tokenizers"] == (make_result(0).environment.get("tokenizers") or "")
     assert float(rows[0]["majority_accuracy"]) == make_result(0).majority_accuracy  # what "failed" compares with
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
