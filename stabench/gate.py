@@ -348,15 +348,17 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
         return "recipe content"
 
-    def plain(value: Any) -> Any:  # epochs 4, not the 4.0 a float field holds
-        return int(value) if isinstance(value, float) and value.is_integer() else value
-
-    fields = [f"{k} {plain(before.get(k))} -> {plain(after.get(k))}" for k in sorted(set(before) | set(after))
+    fields = [f"{k} {_plain(before.get(k))} -> {_plain(after.get(k))}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
     if not fields:  # hashed apart by a corrected computation (see Recipe.hash), or records without fields
         return "recipe content (same fields; computation corrected)" if before else "recipe content"
     more = f", {len(fields) - shown} more" if len(fields) > shown else ""
     return f"recipe content ({', '.join(fields[:shown])}{more})"
+
+
+def _plain(value: Any) -> Any:
+    """A recipe value as a person writes it: epochs 4, not the 4.0 a float field holds."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _recipe_fields(record: Any) -> Any:
@@ -418,15 +420,23 @@ def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
 
 
 def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = ()) -> list[str]:
-    """For one study under several variants, what tells each apart, e.g. ``recipe content 277c8ea3``;
-    the key parts named in ``always`` are shown even where they do not vary."""
+    """For one study under several variants, what tells each apart, e.g. ``recipe content 277c8ea3
+    (lr=0.005)``: versions of a recipe name their own values of the fields that differ, so a row
+    whose names include another version's (``bert-default[lr=0.001]`` renamed alike) still says
+    what it ran.  The key parts named in ``always`` are shown even where they do not vary."""
     varying = [name for name, get in _KEY_PARTS.items()
                if name in always or len({str(get(g[0])) for g in groups}) > 1]
+    recipes = [_recipe_fields(g[0].recipe) for g in groups]
+    differing = [] if not all(isinstance(r, Mapping) for r in recipes) else sorted(
+        field for field in set().union(*recipes) - {"name"} if len({repr(r.get(field)) for r in recipes}) > 1)
 
     def shown(name: str, run: RunResult) -> str:
         value = _KEY_PARTS[name](run)
         if name == "recipe content":
-            return value[:SHORT_HASH]
+            fields = _recipe_fields(run.recipe)
+            values = ", ".join(f"{field}={_plain(fields.get(field))}" for field in differing[:3])
+            return f"{value[:SHORT_HASH]} ({values}{', ...' if len(differing) > 3 else ''})" if values else \
+                value[:SHORT_HASH]
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
         if name == "metrics":

@@ -10,6 +10,7 @@ from hypothesis import given
 from stabench.cli import main
 from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, compare_studies, group_studies,
                            load_source, name_studies, parse_env, parse_limits, pick_variant, what_changed)
+from stabench.recipes import get_recipe
 from stabench.report import write_json
 from stabench.result import RunResult
 from stabench.store import Store
@@ -287,6 +288,26 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
                                                          ("torch 2.11.0 -> 2.14.0", "REGRESSED")]
     assert all(r.baseline.mean > 0.85 for r in results)
+
+
+def test_versions_of_a_recipe_under_one_name_say_their_own_values_of_the_fields_that_differ():
+    """A sweep that gives every grid point one name (``--stabench-set name=candidate``) links them
+    into one study: each row listed every name, told apart by a hash alone, so a row named
+    ``bert-default[lr=0.001]`` could hold the lr=0.005 runs."""
+    grid = {lr: get_recipe("bert-default", lr=lr, max_steps=64) for lr in (1e-3, 5e-3)}
+    runs = [dataclasses.replace(_run(s, 0.9, recipe=recipe.name), recipe=recipe.to_dict(), recipe_hash=recipe.hash,
+                                key=f"{recipe.hash}-{s}", recipe_aliases=["candidate"])
+            for recipe in grid.values() for s in range(2)]
+    labels = [label for label, _ in group_studies(name_studies(runs))]
+    names = "t / m / bert-default[lr=0.001,max_steps=64] | bert-default[lr=0.005,max_steps=64] | candidate"
+    assert sorted(labels) == sorted(f"{names} [recipe content {recipe.hash[:8]} (lr={lr:g})]"
+                                    for lr, recipe in grid.items())
+    # Versions whose fields differ in many places name three, and say there are more.
+    many = get_recipe("bert-default", lr=5e-3, max_steps=64, warmup=0.2, weight_decay=0.0, batch_size=8)
+    runs += [dataclasses.replace(runs[0], recipe=many.to_dict(), recipe_hash=many.hash, key=f"{many.hash}-{s}", seed=s)
+             for s in range(2)]
+    assert any(label.endswith(f"[recipe content {many.hash[:8]} (batch_size=8, lr=0.005, warmup=0.2, ...)]")
+               for label, _ in group_studies(name_studies(runs))), labels
 
 
 def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix():
