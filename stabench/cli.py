@@ -24,7 +24,7 @@ from .models import stored_name
 from .recipes import Recipe, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
-from .stats import summarize_runs
+from .stats import smallest_split_p, summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
 from .tasks import get_task, local_task, task_names
 
@@ -288,6 +288,14 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         raise ValueError(f"--compare {against}: {error}") from None
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
+        if hopeless := [e for e in entries if smallest_split_p(e["n_a"], e["n_b"]) >= e["alpha"]]:
+            worst = max(hopeless, key=lambda e: e["n_comparisons"])
+            console.print(f"[yellow]note: {len(hopeless)} of the {len(entries)} comparisons could not show anything: "
+                          f"at level {worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / "
+                          f"{worst['n_comparisons']} ordered pairs) no outcome on "
+                          f"{worst['n_a']} vs {worst['n_b']} seeds gives a p that small (at least "
+                          f"{smallest_split_p(worst['n_a'], worst['n_b']):.3g}); compare one recipe with the others "
+                          f"(--compare NAME), fewer studies (filters) or more seeds[/]", highlight=False)
     else:
         console.print("[yellow]note: --compare found no two studies of one task, data size, model and stack with "
                       "at least 2 seeds each, so nothing was compared[/]", highlight=False)
