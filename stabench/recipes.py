@@ -269,7 +269,10 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
     if named and named.group(1) in PRESETS:  # a name stabench prints: the preset with those fields
         return PRESETS[named.group(1)].replace(**{**parse_overrides([named.group(2)]), **overrides})
     if recipe not in PRESETS:
-        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(PRESETS)}, or a recipe file (.json)")
+        close = difflib.get_close_matches(named.group(1) if named else recipe, PRESETS, n=1)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown recipe {recipe!r}{meant}; known recipes: {', '.join(PRESETS)}, or a recipe file "
+                         f"(.json)")
     return PRESETS[recipe].replace(**overrides)
 
 

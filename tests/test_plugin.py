@@ -308,7 +308,8 @@ def test_unseen(study):
 
 @pytest.mark.parametrize("options, message", [
     (dict(task="same-numbr"), "unknown task 'same-numbr'; known tasks: "),
-    (dict(recipe="bert-defualt"), "unknown recipe 'bert-defualt'; known recipes: bert-default, "),
+    (dict(recipe="bert-defualt"), "unknown recipe 'bert-defualt' (did you mean 'bert-default'?); known recipes: "
+                                  "bert-default, "),
     (dict(arms={"a": {"recipe": "mosbach-stabel"}}), "unknown recipe 'mosbach-stabel'"),
     (dict(seeds=range(-1, 2)), "claim seeds=[-1, 0, 1] is invalid; expected a count >= 1 or a list of distinct"),
     (dict(seeds=[1, 1]), "claim seeds=[1, 1] is invalid"),
@@ -423,7 +424,7 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
 
 @pytest.mark.parametrize("name, good, bad, message", [
     ("recipe", 'stabench.get_recipe("bert-default", max_steps=2)', '"bert-defualt"',
-     "unknown recipe 'bert-defualt'; known recipes"),
+     "unknown recipe 'bert-defualt' (did you mean 'bert-default'?); known recipes"),
     ("task", '"polarity"', '"polarty"', "unknown task 'polarty'; known tasks"),
     ("model", "MODEL", '"MiniLM-L6"', "unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"),  # not a skip
 ])

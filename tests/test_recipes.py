@@ -94,6 +94,11 @@ def test_overrides_rename_and_validate():
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
     (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),
+    (lambda: get_recipe("mosbach-stabel"), "unknown recipe 'mosbach-stabel' (did you mean 'mosbach-stable'?); known "
+                                           "recipes: bert-default, "),
+    (lambda: get_recipe("bert-defualt[lr=0.001]"), "unknown recipe 'bert-defualt[lr=0.001]' (did you mean "
+                                                   "'bert-default'?)"),
+    (lambda: get_recipe("sweep-7"), "unknown recipe 'sweep-7'; known recipes: "),
     (lambda: parse_overrides(["max_steps=6.5"]), "max_steps='6.5' is invalid; expected an integer or none"),
     (lambda: parse_overrides(["batch_size=inf"]), "batch_size='inf' is invalid; expected an integer"),
     (lambda: get_recipe("mosbach-stable", adamw_style="tf"), "adamw_style='tf' is invalid; expected one of "
