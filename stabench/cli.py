@@ -21,7 +21,7 @@ from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
-from .recipes import Recipe, get_recipe, parse_overrides
+from .recipes import Recipe, canonical_name, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import smallest_split_p, summarize_runs
@@ -235,7 +235,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
                           f"{escape('; '.join(short))}[/]", highlight=False)
     names = {run.key: set(run.recipe_names) for run in runs}  # before name_studies joins them into labels
     comparisons = [] if args.compare is None else _compare_studies(
-        studies, args.metric, None if args.compare is True else args.compare, names, console)
+        studies, args.metric, None if args.compare is True else canonical_name(args.compare), names, console)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
@@ -316,6 +316,8 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
             raise ValueError(f"--recipe {filters['recipe']} holds recipe hash {recipe_hash[:SHORT_HASH]}, not "
                              f"--recipe-hash {filters['recipe_hash']}; give one of the two")
         filters["recipe"], filters["recipe_hash"] = None, recipe_hash
+    elif filters["recipe"]:
+        filters["recipe"] = canonical_name(filters["recipe"])
     return filters, parse_env(args.env) if args.env else None
 
 

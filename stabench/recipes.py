@@ -276,6 +276,18 @@ def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
     return PRESETS[recipe].replace(**overrides)
 
 
+def canonical_name(name: str) -> str:
+    """A preset with overrides as stabench names it, so a filter finds its runs however the
+    overrides are written (``bert-default[max_steps=64,lr=3e-3]`` is stored as
+    ``bert-default[lr=0.003,max_steps=64]``); any other name as given."""
+    if not _NAME_WITH_OVERRIDES.fullmatch(name):
+        return name
+    try:
+        return get_recipe(name).name
+    except ValueError:  # not a preset's: a name of the user's own
+        return name
+
+
 def recipe_from_file(path: str | os.PathLike) -> Recipe:
     """A recipe kept in a JSON file, for the CLI and claims alike: ``{"preset": "mosbach-stable",
     "lr": 1e-5}`` (fields over a preset) or fields over the BERT recipe's defaults.  Its name is

@@ -197,6 +197,11 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
                  str(tmp_path / "s.json")]) == 0
     assert [(c["name_a"], c["name_b"]) for c in json.loads((tmp_path / "s.json").read_text())["comparisons"]] == [
         (fast, default), (default, fast)]
+    # A preset's overrides in any order and spelling: the name stabench stores them under.
+    respelt = "bert-default[trace_every=2,lr=5e-3,max_steps=6.0]"
+    assert main(["summary", "--compare", respelt, "--recipe", respelt, "--env", f"cpu_threads={base}", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    assert [s["recipe"] for s in json.loads((tmp_path / "s.json").read_text())["studies"]] == [fast]
     # Any name of the study: its stored name, or an alias that only some of its seeds were asked for under.
     assert main(_args(tiny_model, "--seeds", "1-2", "--set", "name=late", "--cpu-threads", str(base))) == 0
     assert main(_args(tiny_model, "--seeds", "0", "--set", "name=x | y", "--cpu-threads", str(base))) == 0

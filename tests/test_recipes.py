@@ -133,6 +133,17 @@ def test_an_integer_field_takes_a_whole_number_written_as_a_float_as_get_recipe_
 
 
 @given(st.fixed_dictionaries({}, optional=_values))
+def test_a_preset_with_overrides_written_any_way_has_the_name_stabench_stores(overrides):
+    from stabench.recipes import canonical_name
+
+    recipe = get_recipe("bert-default", **overrides)
+    written = ",".join(f"{k}={v}" for k, v in reversed(overrides.items()))  # another order, 1e-05 for 0.00001
+    assert canonical_name(f"bert-default[{written}]") == recipe.name
+    assert canonical_name("mine[lr=1e-3]") == "mine[lr=1e-3]" and canonical_name("bert-default[lrr=1]") == \
+        "bert-default[lrr=1]"  # a name of the user's own, or a filter that will list the stored names
+
+
+@given(st.fixed_dictionaries({}, optional=_values))
 def test_command_line_overrides_round_trip(overrides):
     items = [f"{k}={v}" for k, v in overrides.items()]
     parsed = parse_overrides(items)
