@@ -367,7 +367,7 @@ class Session:
     session_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{time.time_ns()}")
     recompute: bool = False
     cpu_threads: int | None = None
-    trained: list[str] = field(default_factory=list, compare=False, repr=False)  # keys it trained and stored
+    trained: list[str] = field(default_factory=list, init=False, compare=False, repr=False)  # keys it trained, stored
 
     def __post_init__(self) -> None:
         if not isinstance(self.store, Store):

@@ -167,7 +167,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         if args.show:
             console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
-        runs = _matching(store, *_filters(args), args.seeds)
+        runs = _matching(store, *_filters(args, store), args.seeds)
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"],
              "recipe": r.recipe_name + (f" (also {'; '.join(r.recipe_aliases)})" if r.recipe_aliases else ""),
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
@@ -201,9 +201,10 @@ def _device(environment: dict) -> str | None:
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     with Store(_store_path(args), must_exist=True) as store:
-        runs = _matching(store, *_filters(args), args.seeds)
+        runs = _matching(store, *_filters(args, store), args.seeds)
         if not runs:
             raise ValueError(f"the results store {store.path} holds no runs")
+        against = None if args.compare in (None, True) else _stored_recipe_name(store, args.compare)
     studies = group_studies(name_studies(runs))
     if args.metric:  # studies of other tasks may lack it: they are left out, and named
         lacking = [name for name, study_runs in studies if any(args.metric not in r.metrics for r in study_runs)]
@@ -234,8 +235,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
                           f"{escape('; '.join(short))}[/]", highlight=False)
     names = {run.key: set(run.recipe_names) for run in runs}  # before name_studies joins them into labels
-    comparisons = [] if args.compare is None else _compare_studies(
-        studies, args.metric, None if args.compare is True else canonical_name(args.compare), names, console)
+    comparisons = [] if args.compare is None else _compare_studies(studies, args.metric, against, names, console)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
@@ -290,10 +290,10 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
         if hopeless := [e for e in entries if smallest_split_p(e["n_a"], e["n_b"]) >= e["alpha"]]:
             worst = max(hopeless, key=lambda e: e["n_comparisons"])
-            console.print(f"[yellow]note: {len(hopeless)} of the {len(entries)} comparisons could not show anything: "
-                          f"at level {worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / "
-                          f"{worst['n_comparisons']} ordered pairs) no outcome on "
-                          f"{worst['n_a']} vs {worst['n_b']} seeds gives a p that small (at least "
+            console.print(f"[yellow]note: in {len(hopeless)} of the {len(entries)} comparisons no test with a p-value "
+                          f"could pass: at level {worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / "
+                          f"{worst['n_comparisons']} ordered pairs), for one, no outcome on {worst['n_a']} vs "
+                          f"{worst['n_b']} seeds gives a p that small (at least "
                           f"{smallest_split_p(worst['n_a'], worst['n_b']):.3g}); compare one recipe with the others "
                           f"(--compare NAME), fewer studies (filters) or more seeds[/]", highlight=False)
     else:
@@ -305,7 +305,7 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
     return entries
 
 
-def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
+def _filters(args: argparse.Namespace, store: Store) -> tuple[dict, dict | None]:
     """The store filters a command was given (see ``add_filters``), and its --env as fields."""
     filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
     if filters["model"]:  # a local folder's runs are stored under its own name
@@ -317,8 +317,14 @@ def _filters(args: argparse.Namespace) -> tuple[dict, dict | None]:
                              f"--recipe-hash {filters['recipe_hash']}; give one of the two")
         filters["recipe"], filters["recipe_hash"] = None, recipe_hash
     elif filters["recipe"]:
-        filters["recipe"] = canonical_name(filters["recipe"])
+        filters["recipe"] = _stored_recipe_name(store, filters["recipe"])
     return filters, parse_env(args.env) if args.env else None
+
+
+def _stored_recipe_name(store: Store, name: str) -> str:
+    """``name`` as a filter of recipes: as given where runs are stored or asked for under it, else
+    a preset's overrides read in any order and spelling (:func:`recipes.canonical_name`)."""
+    return name if name in store.stored_values("recipe") else canonical_name(name)
 
 
 def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) -> list[RunResult]:
@@ -339,7 +345,7 @@ def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     with Store(_store_path(args), must_exist=True) as store:
-        filters, env = _filters(args)
+        filters, env = _filters(args, store)
         if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
@@ -440,7 +446,7 @@ def _md_title(args: argparse.Namespace) -> str:
 def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     check_tag(args.name)
     with Store(_store_path(args), must_exist=True) as store:
-        filters, env = _filters(args)
+        filters, env = _filters(args, store)
         try:
             runs = _matching(store, filters, env, args.seeds)
         except ValueError as error:
@@ -463,12 +469,12 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_untag(args: argparse.Namespace, console: Console) -> int:
-    filters, env = _filters(args)
-    if filters["tag"] not in (None, args.name):
-        raise ValueError(f"--tag {filters['tag']!r} selects runs of another tag than {args.name!r}; untag takes the "
+    if args.tag not in (None, args.name):
+        raise ValueError(f"--tag {args.tag!r} selects runs of another tag than {args.name!r}; untag takes the "
                          f"tag off the runs that hold it, so leave --tag out")
-    filters["tag"] = args.name
     with Store(_store_path(args), must_exist=True) as store:
+        filters, env = _filters(args, store)
+        filters["tag"] = args.name
         try:
             runs = _matching(store, filters, env, args.seeds)  # the tag is a filter: none is an error
         except ValueError as error:

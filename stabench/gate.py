@@ -426,17 +426,15 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
     what it ran.  The key parts named in ``always`` are shown even where they do not vary."""
     varying = [name for name, get in _KEY_PARTS.items()
                if name in always or len({str(get(g[0])) for g in groups}) > 1]
-    recipes = [_recipe_fields(g[0].recipe) for g in groups]
-    differing = [] if not all(isinstance(r, Mapping) for r in recipes) else sorted(
-        field for field in set().union(*recipes) - {"name"} if len({repr(r.get(field)) for r in recipes}) > 1)
+    fields = _distinguishing([_recipe_fields(g[0].recipe) for g in groups]) if "recipe content" in varying else []
 
     def shown(name: str, run: RunResult) -> str:
         value = _KEY_PARTS[name](run)
         if name == "recipe content":
-            fields = _recipe_fields(run.recipe)
-            values = ", ".join(f"{field}={_plain(fields.get(field))}" for field in differing[:3])
-            return f"{value[:SHORT_HASH]} ({values}{', ...' if len(differing) > 3 else ''})" if values else \
-                value[:SHORT_HASH]
+            recipe = _recipe_fields(run.recipe)
+            if not (fields and isinstance(recipe, Mapping) and recipe):  # a record without fields: its hash
+                return value[:SHORT_HASH]
+            return f"{value[:SHORT_HASH]} ({', '.join(f'{field}={_plain(recipe.get(field))}' for field in fields)})"
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
         if name == "metrics":
@@ -444,6 +442,25 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
         return str(value)[:12] if name == "data" else str(value)
 
     return [", ".join(f"{name} {shown(name, g[0])}" for name in varying) for g in groups]
+
+
+def _distinguishing(recipes: Sequence[Any], most: int = 3) -> list[str]:
+    """Up to ``most`` recipe fields whose values tell the versions apart, each chosen to tell the
+    most of them apart (the alphabetically first on a tie).  Records without fields take no part."""
+    recipes = [r for r in recipes if isinstance(r, Mapping) and r]
+    candidates = sorted(field for field in set().union(*recipes) - {"name"}
+                        if len({repr(r.get(field)) for r in recipes}) > 1)
+
+    def told_apart(fields: list[str]) -> int:
+        return len({tuple(repr(r.get(field)) for field in fields) for r in recipes})
+
+    chosen: list[str] = []
+    versions = told_apart(candidates)
+    while candidates and len(chosen) < most and told_apart(chosen) < versions:
+        best = max(candidates, key=lambda field: (told_apart([*chosen, field]), -candidates.index(field)))
+        chosen.append(best)
+        candidates.remove(best)
+    return chosen
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

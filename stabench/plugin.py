@@ -461,13 +461,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.watch()
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
     """Import the training stack before the first claim item runs: a per-item time limit
     (pytest-timeout) then times training, and cannot cut an import short, which would leave a
-    half-imported module that fails every later item."""
+    half-imported module that fails every later item.  An import that fails is left to the items,
+    which then report it."""
     if not session.config.option.collectonly and any(_unit(item) is not None for item in session.items):
-        for module in ("datasets", "stabench.train"):  # the second brings torch and transformers
-            importlib.import_module(module)
+        with contextlib.suppress(Exception):
+            for module in ("datasets", "stabench.train"):  # the second brings torch and transformers
+                importlib.import_module(module)
 
 
 def _check_parametrized_arms(item: pytest.Item) -> None:
@@ -482,6 +485,8 @@ def _check_parametrized_arms(item: pytest.Item) -> None:
                          f"with empty options if parametrize fills them in")
 
 
+# What an attempt reports of its outcome.  The runs it trained stay counted, and so does a retag: the
+# next attempt finds the runs tagged already, and would not say the claim's baseline moved.
 _ATTEMPT_ROWS = ("stabench_claim", "stabench_seed", "stabench_gate", "stabench_comparison")
 
 
@@ -916,13 +921,15 @@ class Reporter:
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.interrupted and self.watching:
-            trained = sum(1 for s in self.seeds if s["trained"])
+            # An item stopped by Ctrl-C makes no report: what this process trained is counted from its session.
+            trained = self.trained_by_seeds | self.trained_by_verdicts | set(self.config.stash[_STATE].trained())
+            read = sum(1 for s in self.seeds if not s["trained"])
             distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
             workers = " (xdist workers may have finished more)" if distributed else ""
             terminalreporter.write_line(
-                f"stabench: interrupted after {len(self.seeds)} seed item(s) had reported ({trained} trained, "
-                f"{len(self.seeds) - trained} read from the store){workers}; every finished run is stored, and "
-                f"running the same command again trains only the missing ones", yellow=True)
+                f"stabench: interrupted after {len(self.seeds)} seed item(s) had reported ({len(trained)} trained, "
+                f"{read} read from the store){workers}; every finished run is stored, and running the same "
+                f"command again trains only the missing ones", yellow=True)
         for line in self.unwritten:
             terminalreporter.write_line(f"stabench: {line}", red=True)
         if (tag := option(self.config, "tag")) and self.seeds and not self.claims:
@@ -950,7 +957,7 @@ class Reporter:
             terminalreporter.write_line(f"paper column: {source}")
         claim_keys = {key for c in self.claims for key in c.get("keys", ())}
         by_seeds, by_verdicts = self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
-        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)  # by seed items or verdicts
+        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
         terminalreporter.write_line(f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} "
                                     f"by seed items, {len(by_verdicts)} by verdicts); {read} read from the store")
         if tag := option(self.config, "tag"):
@@ -1031,6 +1038,8 @@ class Reporter:
         from .report import write_json
 
         write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
+                          "trained": {"by_seed_items": sorted(self.trained_by_seeds),
+                                      "by_verdicts": sorted(self.trained_by_verdicts - self.trained_by_seeds)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None})
 

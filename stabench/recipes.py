@@ -280,9 +280,11 @@ def canonical_name(name: str) -> str:
     """A preset with overrides as stabench names it, so a filter finds its runs however the
     overrides are written (``bert-default[max_steps=64,lr=3e-3]`` is stored as
     ``bert-default[lr=0.003,max_steps=64]``); any other name as given."""
-    if not _NAME_WITH_OVERRIDES.fullmatch(name):
+    if not (named := _NAME_WITH_OVERRIDES.fullmatch(name)):
         return name
     try:
+        if "name" in parse_overrides([named.group(2)]):  # it names a recipe, not its fields
+            return name
         return get_recipe(name).name
     except ValueError:  # not a preset's: a name of the user's own
         return name

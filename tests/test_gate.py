@@ -302,12 +302,20 @@ def test_versions_of_a_recipe_under_one_name_say_their_own_values_of_the_fields_
     names = "t / m / bert-default[lr=0.001,max_steps=64] | bert-default[lr=0.005,max_steps=64] | candidate"
     assert sorted(labels) == sorted(f"{names} [recipe content {recipe.hash[:8]} (lr={lr:g})]"
                                     for lr, recipe in grid.items())
-    # Versions whose fields differ in many places name three, and say there are more.
-    many = get_recipe("bert-default", lr=5e-3, max_steps=64, warmup=0.2, weight_decay=0.0, batch_size=8)
+    # A version that differs in many fields beside one that differs in lr alone: the fields that tell
+    # all three apart, not the first three in the alphabet (which would label both lr versions alike).
+    many = get_recipe("bert-default", lr=5e-3, max_steps=64, adam_eps=1e-8, warmup=0.2, batch_size=8)
     runs += [dataclasses.replace(runs[0], recipe=many.to_dict(), recipe_hash=many.hash, key=f"{many.hash}-{s}", seed=s)
              for s in range(2)]
-    assert any(label.endswith(f"[recipe content {many.hash[:8]} (batch_size=8, lr=0.005, warmup=0.2, ...)]")
-               for label, _ in group_studies(name_studies(runs))), labels
+    labels = sorted(label.split(" [")[1] for label, _ in group_studies(name_studies(runs)))
+    assert labels == sorted([f"recipe content {grid[1e-3].hash[:8]} (adam_eps=1e-06, lr=0.001)]",
+                             f"recipe content {grid[5e-3].hash[:8]} (adam_eps=1e-06, lr=0.005)]",
+                             f"recipe content {many.hash[:8]} (adam_eps=1e-08, lr=0.005)]"])
+    # A record without fields (an import from an old version) shows its hash; the others still their fields.
+    runs[-2:] = [dataclasses.replace(run, recipe={}) for run in runs[-2:]]
+    labels = sorted(label.split(" [")[1] for label, _ in group_studies(name_studies(runs)))
+    assert labels == sorted([f"recipe content {grid[1e-3].hash[:8]} (lr=0.001)]",
+                             f"recipe content {grid[5e-3].hash[:8]} (lr=0.005)]", f"recipe content {many.hash[:8]}]"])
 
 
 def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix():

@@ -90,7 +90,8 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
                                         "the store"])  # it used to say 0: no seed item had reported
     recomputed = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-recompute")
-    recomputed.stdout.fnmatch_lines(["runs: 4 trained this session*"])
+    recomputed.stdout.fnmatch_lines(["runs: 4 trained this session (4 by seed items, 0 by verdicts); 0 read from the "
+                                     "store"])
     assert not list((suite.path / "attempts").glob("*.json"))  # the session's markers go with it
 
 
@@ -98,6 +99,9 @@ def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
     _run(suite, "--stabench-store=serial.sqlite", "--stabench-json=serial.json")
     parallel = _run(suite, "-n", "2", "--stabench-store=parallel.sqlite", "--stabench-json=parallel.json")
     parallel.assert_outcomes(passed=9, failed=2)
+    # The workers' counts reach the controller; which items trained a run depends on the scheduling.
+    parallel.stdout.fnmatch_lines(["runs: 6 trained this session (* by seed items, * by verdicts); 0 read from the "
+                                   "store"])
     serial, par = _report(suite.path / "serial.json"), _report(suite.path / "parallel.json")
 
     def table(report):
@@ -1176,6 +1180,8 @@ def test_flaky(study):
     claims = _report(pytester.path / "r.json")["claims"]
     assert [(c["claim"], c["verdict"]) for c in claims] == [("test_flaky.py::test_flaky", "passed")]
     assert len(_report(pytester.path / "r.json")["seeds"]) == (0 if selected else 2)
+    keys = _report(pytester.path / "r.json")["trained"]
+    assert [len(keys["by_seed_items"]), len(keys["by_verdicts"])] == ([0, 2] if selected else [2, 0])
     assert "first attempt fails" not in (pytester.path / "r.md").read_text()
     result.stdout.fnmatch_lines([f"runs: 2 trained this session ({trained}); 0 read from the store"])
 
@@ -1199,6 +1205,28 @@ def test_runs_a_verdict_trained_before_it_failed_are_counted_as_trained(suite, m
         assert conn.execute("SELECT seed FROM runs").fetchall() == [(0,)]
     result.stdout.fnmatch_lines(["runs: 1 trained this session (0 by seed items, 1 by verdicts); 0 read from the "
                                  "store"])
+
+
+def test_runs_a_verdict_trained_before_ctrl_c_are_counted(suite):
+    """Ctrl-C in a verdict makes no report, so the count comes from the process's own session.
+    (In a subprocess: pytester raises an in-process session's KeyboardInterrupt in this one.)"""
+    suite.makeconftest('''
+import stabench.train
+
+real = stabench.train.fine_tune
+
+def seed_1_interrupted(prepared, **kwargs):
+    if prepared.seed == 1:
+        raise KeyboardInterrupt
+    return real(prepared, **kwargs)
+
+stabench.train.fine_tune = seed_1_interrupted
+''')
+    result = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1", "--stabench-store=s.sqlite",
+                                        "-k", "true_claim and verdict")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["stabench: interrupted after 0 seed item(s) had reported (1 trained, 0 read from the "
+                                 "store); every finished run is stored*"])
 
 
 def test_the_training_stack_is_imported_before_the_first_item_unless_nothing_will_train(suite):

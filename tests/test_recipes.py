@@ -139,8 +139,9 @@ def test_a_preset_with_overrides_written_any_way_has_the_name_stabench_stores(ov
     recipe = get_recipe("bert-default", **overrides)
     written = ",".join(f"{k}={v}" for k, v in reversed(overrides.items()))  # another order, 1e-05 for 0.00001
     assert canonical_name(f"bert-default[{written}]") == recipe.name
-    assert canonical_name("mine[lr=1e-3]") == "mine[lr=1e-3]" and canonical_name("bert-default[lrr=1]") == \
-        "bert-default[lrr=1]"  # a name of the user's own, or a filter that will list the stored names
+    # A name of the user's own, one that renames, or a filter that will list the stored names: as given.
+    for name in ("mine[lr=1e-3]", "bert-default[lrr=1]", "bert-default[name=foo]"):
+        assert canonical_name(name) == name
 
 
 @given(st.fixed_dictionaries({}, optional=_values))
