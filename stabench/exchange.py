@@ -119,7 +119,7 @@ def _check_consistent(run: RunResult, where: str) -> None:
         if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
             raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
                            f"lack: it was written by a newer stabench; upgrade stabench to import it")
-        if _recipe_hash(run.recipe) != run.recipe_hash:
+        if run.recipe_hash not in _recipe_hashes(run.recipe):
             raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
                            f"was edited after it was stored (a recipe field), so it cannot be read as what "
                            f"produced it")
@@ -143,15 +143,17 @@ def _recipe_fields() -> set[str]:
     return {field.name for field in dataclasses.fields(Recipe)}
 
 
-def _recipe_hash(fields: Any) -> str | None:
-    """The hash a record's recipe fields make now; None for fields no recipe takes.  (A recipe
-    with a hook also hashes the hook's code, which a record does not hold: it is not checked.)"""
+def _recipe_hashes(fields: Any) -> set[str]:
+    """The hashes a record's recipe fields make now, or made when an earlier version stored it;
+    none for fields no recipe takes.  (A recipe with a hook also hashes the hook's code, which a
+    record does not hold: it is not checked.)"""
     from .recipes import Recipe
 
     try:
-        return Recipe(**fields).hash
+        recipe = Recipe(**fields)
     except (TypeError, ValueError):
-        return None
+        return set()
+    return {recipe.hash, *recipe.earlier_hashes}
 
 
 _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record

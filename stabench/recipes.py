@@ -128,9 +128,25 @@ class Recipe:
         A layer-wise lr decay recipe with weight decay hashes that its head is not decayed (since
         2026-11, as in Zhang et al.'s code; before, the head's weights were).  A recipe with a
         ``hook`` hashes the hook's code (:func:`hooks.fingerprint`); one without hashes as before.
+        With ``max_steps`` set, ``epochs`` is unused and hashed as its default (since 2026-12-06;
+        :attr:`earlier_hashes`), so ``mosbach-stable`` and ``bert-default-bc`` over one
+        ``max_steps`` are one computation, trained once.
         """
+        return content_hash(self._hashed_fields())
+
+    @property
+    def earlier_hashes(self) -> set[str]:
+        """The hashes earlier versions gave this recipe where this one differs, which records stored
+        then (an import) carry: before 2026-12-06 a recipe with ``max_steps`` hashed its ``epochs``."""
+        if self.max_steps is None or self.epochs == Recipe.epochs:
+            return set()
+        return {content_hash({**self._hashed_fields(), "epochs": self.epochs})}
+
+    def _hashed_fields(self) -> dict[str, Any]:
         fields = self.to_dict()
         fields.pop("name")
+        if self.max_steps is not None:  # training stops there, whatever the epochs say
+            fields["epochs"] = Recipe.epochs
         if not (self.bias_correction and self.adamw_style == "transformers"):
             fields.pop("adamw_style")
         if self.mixout:
@@ -141,7 +157,7 @@ class Recipe:
             from .hooks import fingerprint
 
             fields["hook"] = f"{self.hook} {fingerprint(self.hook)}"
-        return content_hash(fields)
+        return fields
 
     def replace(self, **overrides: Any) -> Recipe:
         """A copy with some knobs changed; the name records that it was changed."""

@@ -144,6 +144,19 @@ def test_a_preset_with_overrides_written_any_way_has_the_name_stabench_stores(ov
         assert canonical_name(name) == name
 
 
+@given(st.fixed_dictionaries({}, optional=_values), st.floats(0.1, 50))
+def test_epochs_enter_the_hash_only_where_they_set_the_number_of_steps(overrides, epochs):
+    """With max_steps, training stops there whatever the epochs say: one computation, one hash."""
+    recipe = get_recipe("bert-default", **overrides)
+    other = recipe.replace(epochs=epochs)
+    if recipe.max_steps is not None:
+        assert other.hash == recipe.hash
+        assert len(other.earlier_hashes) == (0 if other.epochs == 3.0 else 1)  # what it was stored under before
+    else:
+        assert (other.hash == recipe.hash) == (other.epochs == recipe.epochs)
+        assert other.earlier_hashes == set()
+
+
 @given(st.fixed_dictionaries({}, optional=_values))
 def test_command_line_overrides_round_trip(overrides):
     items = [f"{k}={v}" for k, v in overrides.items()]

@@ -1445,6 +1445,36 @@ def test_a_recipe_hash_prefix_selects_only_the_hashes_that_start_with_it(store: 
     assert store.query(recipe_hash="hash-apricot") == []
 
 
+def test_a_record_stored_before_epochs_left_the_hash_of_a_max_steps_recipe_still_imports(tiny_model,
+                                                                                          tmp_path: Path) -> None:
+    """Since 2026-12-06 a recipe with max_steps hashes its (unused) epochs as the default, so
+    mosbach-stable and bert-default-bc over one max_steps train once.  A record stored earlier
+    carries the hash of its own epochs: an import takes it as it was stored, and still refuses a
+    record whose hash its fields make under neither rule."""
+    import stabench
+    from stabench.result import key_of_record
+
+    legacy = stabench.get_recipe("mosbach-stable", max_steps=2)
+    assert legacy.hash == stabench.get_recipe("bert-default-bc", max_steps=2).hash
+    assert legacy.hash not in legacy.earlier_hashes and len(legacy.earlier_hashes) == 1
+    assert stabench.get_recipe("bert-default-bc", max_steps=2).earlier_hashes == set()  # epochs at its default
+    with Store(tmp_path / "s.sqlite") as source:
+        run = stabench.run("polarity", tiny_model, legacy, 0, store=source, cpu_threads=1)
+    assert run.recipe["epochs"] == 20
+
+    def stored_under(recipe_hash: str) -> Path:
+        record = dataclasses.replace(run, recipe_hash=recipe_hash)
+        path = tmp_path / f"{recipe_hash}.json"
+        path.write_text(f"[\n{dataclasses.replace(record, key=key_of_record(record)).to_json()}\n]\n")
+        return path
+
+    with Store(tmp_path / "other.sqlite") as other:
+        (earlier,) = legacy.earlier_hashes
+        assert other.import_file(stored_under(earlier)) == (1, 0)
+        with pytest.raises(StoreError, match=r"its recipe fields do not make its recipe hash 0{16}"):
+            other.import_file(stored_under("0" * 16))
+
+
 def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny_model, tmp_path: Path) -> None:
     """A hand-edited seed kept seed 0's key and was then served as seed 0 (an adversarial trial).
     A run records which of its fields made its key, so the key is checked against its contents."""
