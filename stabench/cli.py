@@ -324,7 +324,8 @@ def _filters(args: argparse.Namespace, store: Store) -> tuple[dict, dict | None]
 def _stored_recipe_name(store: Store, name: str) -> str:
     """``name`` as a filter of recipes: as given where runs are stored or asked for under it, else
     a preset's overrides read in any order and spelling (:func:`recipes.canonical_name`)."""
-    return name if name in store.stored_values("recipe") else canonical_name(name)
+    canonical = canonical_name(name)
+    return name if canonical == name or name in store.stored_values("recipe") else canonical
 
 
 def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) -> list[RunResult]:
