@@ -916,6 +916,10 @@ class Reporter:
         return (f"no claim's study could be gathered (each claim's error says why), so nothing was compared with "
                 f"the baseline {baseline}")
 
+    def trained_runs(self) -> tuple[set[str], set[str]]:
+        """The keys of the runs this session trained, by seed items and by verdicts, each run once."""
+        return self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
+
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
@@ -956,7 +960,7 @@ class Reporter:
         for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
             terminalreporter.write_line(f"paper column: {source}")
         claim_keys = {key for c in self.claims for key in c.get("keys", ())}
-        by_seeds, by_verdicts = self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
+        by_seeds, by_verdicts = self.trained_runs()
         read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
         terminalreporter.write_line(f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} "
                                     f"by seed items, {len(by_verdicts)} by verdicts); {read} read from the store")
@@ -1037,9 +1041,9 @@ class Reporter:
     def _write_json(self, path: Path) -> None:
         from .report import write_json
 
+        by_seeds, by_verdicts = self.trained_runs()
         write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
-                          "trained": {"by_seed_items": sorted(self.trained_by_seeds),
-                                      "by_verdicts": sorted(self.trained_by_verdicts - self.trained_by_seeds)},
+                          "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None})
 
