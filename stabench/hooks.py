@@ -36,18 +36,32 @@ _HOOKS: dict[str, Callable[..., Any]] = {}
 def hook(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``function(model, recipe)`` under ``name`` (a decorator).  It runs on each seed's
     freshly loaded model, after re-initialisation and Mixout and before the optimizer is built,
-    so parameters it freezes stay out of the optimizer and the gradient traces.  Registering a
-    name again replaces its hook (a module imported again)."""
+    so parameters it freezes stay out of the optimizer and the gradient traces.  The same
+    definition registered again (its module imported again) replaces the hook; another function
+    under a taken name is refused, for a claim would silently train with the other's code."""
     if not isinstance(name, str) or not name.strip() or any(c in name for c in ",=[]"):
         raise ValueError(f"hook name {name!r} is invalid; expected a non-empty name without , = [ or ]")
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function) or not hasattr(function, "__code__"):
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
+        if name in _HOOKS and _defined_at(_HOOKS[name]) != _defined_at(function):
+            raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name])}; "
+                             f"{_described(function)} needs another name")
         _HOOKS[name] = function
         return function
 
     return register
+
+
+def _defined_at(function: Callable[..., Any]) -> tuple[str, str]:
+    """Where a function is defined: its file and qualified name, the same when its module is imported again."""
+    return str(Path(function.__code__.co_filename).resolve()), function.__qualname__
+
+
+def _described(function: Callable[..., Any]) -> str:
+    file, qualname = _defined_at(function)
+    return f"{qualname} ({file}:{function.__code__.co_firstlineno})"
 
 
 def get_hook(name: str) -> Callable[..., Any]:

@@ -59,6 +59,7 @@ def test_the_hook_s_code_is_part_of_the_recipe():
             parameter.requires_grad_(False)
         model.base_model.encoder.layer[0].requires_grad_(False)
 
+    hooks._HOOKS.clear()  # the next process, with the hook edited
     stabench.hook("h")(freeze_more)
     assert recipe.hash != first  # edited: another recipe, whose runs train again
 
@@ -68,10 +69,38 @@ def test_the_hook_s_code_is_part_of_the_recipe():
                 layer.requires_grad_(False)
         return freeze
 
+    hooks._HOOKS.clear()
     stabench.hook("h")(factory(1))
     one = recipe.hash
     stabench.hook("h")(factory(2))
     assert recipe.hash != one  # a value the hook closes over is part of it too
+
+
+def test_a_second_function_under_a_taken_hook_name_is_refused():
+    def freeze_more(model, recipe):
+        model.requires_grad_(False)
+
+    stabench.hook("freeze")(_freeze_embeddings)
+    with pytest.raises(ValueError, match=r"^hook 'freeze' is already registered by _freeze_embeddings \(.*"
+                                         r"test_hooks\.py:\d+\); .*freeze_more \(.*test_hooks\.py:\d+\) needs "
+                                         r"another name$"):
+        stabench.hook("freeze")(freeze_more)
+    assert hooks.get_hook("freeze") is _freeze_embeddings  # the first stays
+
+
+def test_two_claim_files_registering_one_hook_name_fail_at_collection(pytester):
+    for name, frozen in (("a", "embeddings"), ("b", "pooler")):
+        pytester.makepyfile(**{f"test_{name}": f"""
+            import stabench
+
+            @stabench.hook("freeze")
+            def freeze(model, recipe):
+                model.base_model.{frozen}.requires_grad_(False)
+            """})
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*ValueError: hook 'freeze' is already registered by freeze (*test_a.py:3);"
+                                 " freeze (*test_b.py:3) needs another name"])
+    assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
 def test_an_unknown_hook_is_named_before_any_data_loads(tiny_model, monkeypatch):
@@ -225,12 +254,14 @@ def test_a_hook_s_helpers_hash_alike_from_any_checkout_and_import_and_after_it_r
     for box, module_name in (("box-a", "benchmarks.test_claims"), ("box-b", "test_claims")):
         (tmp_path / box).mkdir()
         (tmp_path / box / "test_claims.py").write_text(source)
+        hooks._HOOKS.clear()  # each machine is a process of its own
         module = _import_as(module_name, tmp_path / box / "test_claims.py")
         hashes.add(recipe.hash)
         module.mine(None, recipe)
         hashes.add(recipe.hash)
     assert len(hashes) == 1
     (tmp_path / "box-a" / "test_claims.py").write_text(source.replace('"data.csv"', '"other.csv"'))
+    hooks._HOOKS.clear()
     _import_as("test_claims", tmp_path / "box-a" / "test_claims.py")
     assert recipe.hash not in hashes  # the constant the helper reads is part of it
 
