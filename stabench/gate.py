@@ -350,8 +350,11 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
 
     fields = [f"{k} {_plain(before.get(k))} -> {_plain(after.get(k))}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
-    if not fields:  # hashed apart by a corrected computation (see Recipe.hash), or records without fields
-        return "recipe content (same fields; computation corrected)" if before else "recipe content"
+    if not fields:  # hashed apart by the hook's code or a corrected computation (see Recipe.hash), or no fields
+        if not before:
+            return "recipe content"
+        hook = f"hook {before['hook']!r} edited, or " if before.get("hook") else ""
+        return f"recipe content (same fields; {hook}computation corrected)"
     more = f", {len(fields) - shown} more" if len(fields) > shown else ""
     return f"recipe content ({', '.join(fields[:shown])}{more})"
 

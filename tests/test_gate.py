@@ -219,6 +219,10 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(with_recipe(old, llrd), [dataclasses.replace(r, key=f"{r.key}b", recipe_hash="b") for r in
                                                  with_recipe(old, llrd)]) == \
         "recipe content (same fields; computation corrected)"
+    hooked = get_recipe("bert-default", hook="freeze").to_dict()  # its hash needs the hook; its fields do not
+    assert what_changed([dataclasses.replace(r, recipe=hooked, recipe_hash="h1") for r in old],
+                        [dataclasses.replace(r, key=f"{r.key}b", recipe=hooked, recipe_hash="h2") for r in old]) == \
+        "recipe content (same fields; hook 'freeze' edited, or computation corrected)"
     for malformed in (None, "bert-default"):  # imported records from elsewhere: no crash, no field names
         assert what_changed([dataclasses.replace(r, recipe=malformed) for r in old], edited).startswith(
             "recipe content, ")
