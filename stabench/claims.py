@@ -75,8 +75,8 @@ def _check_claim(task, model, recipe, arms, train_size, gate, toy=None) -> None:
     check_toy(toy, "claim toy")
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
-        if options.get("task") is not None:
-            get_task(options["task"])
+        if options.get("task") is not None:  # a Task is registered, so later claims may name it
+            task_name(options["task"])
         if options.get("model") is not None:
             check_model_name(options["model"])
         if options.get("recipe") is not None:

@@ -271,14 +271,16 @@ def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
     return name, {}
 
 
-def get_recipe(recipe: str | Recipe, **overrides: Any) -> Recipe:
+def get_recipe(recipe: str | os.PathLike | Recipe, **overrides: Any) -> Recipe:
     """A preset by name (also as stabench names a changed one: ``bert-default[lr=0.0002]``), a
-    recipe file (``.json``) or a Recipe as is, with overrides applied."""
+    recipe file (``.json``, or any path object) or a Recipe as is, with overrides applied."""
     if isinstance(recipe, Recipe):
         return recipe.replace(**overrides)
+    if isinstance(recipe, os.PathLike):
+        return recipe_from_file(recipe).replace(**overrides)
     if not isinstance(recipe, str):
-        raise ValueError(f"recipe={recipe!r} is invalid; expected a preset name ({', '.join(PRESETS)}) or a Recipe, "
-                         f"e.g. stabench.get_recipe('bert-default', lr=1e-4)")
+        raise ValueError(f"recipe={recipe!r} is invalid; expected a preset name ({', '.join(PRESETS)}), a recipe "
+                         f"file (.json) or a Recipe, e.g. stabench.get_recipe('bert-default', lr=1e-4)")
     if recipe.lower().endswith(".json"):
         return recipe_from_file(recipe).replace(**overrides)
     named = _NAME_WITH_OVERRIDES.fullmatch(recipe)

@@ -259,6 +259,8 @@ def test_a_claim_on_local_files_takes_the_task_object_and_writes_strict_json(pyt
     pytester.path.joinpath("train.csv").write_text("text,label\n" + "".join(rows))
     pytester.path.joinpath("dev.csv").write_text("text,label\n" + "".join(rows[:16]))
     pytester.makepyfile(test_local=f"MODEL = {tiny_model!r}\n" + '''
+from pathlib import Path
+
 import stabench
 
 MINE = stabench.local_task("mine", "train.csv", "dev.csv", text_columns=["text"])
@@ -266,15 +268,21 @@ MINE = stabench.local_task("mine", "train.csv", "dev.csv", text_columns=["text"]
 @stabench.claim(task=MINE, model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=4), seeds=1)
 def test_mine(study):
     assert study.n == 1
+
+# Once a claim took the Task, later claims name it; a recipe file may be a path object.
+@stabench.claim(task="mine", model=MODEL, recipe=Path(__file__).parent / "fast.json", seeds=1)
+def test_mine_by_name(study):
+    assert study.n == 1 and study.arm.recipe.name == "fast"
 ''')
+    pytester.path.joinpath("fast.json").write_text('{"max_steps": 4}')
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["runs: 1 trained this session *; 0 read from the store"])  # one recipe content
 
     def refuse(constant):
         raise AssertionError(f"not strict JSON: {constant}")
     report = json.loads((pytester.path / "r.json").read_text(), parse_constant=refuse)  # one seed: std is NaN
-    (claim,) = report["claims"]
-    assert claim["task"] == "mine" and claim["summary"]["std"] is None
+    assert [(claim["task"], claim["summary"]["std"]) for claim in report["claims"]] == [("mine", None)] * 2
 
 
 def test_an_in_memory_task_runs_again_in_a_second_session_in_the_same_process(pytester, tiny_model):

@@ -185,6 +185,7 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
     expected = get_recipe(preset, **fields) if preset else Recipe(**fields)
     assert recipe.hash == expected.hash and recipe.name == (name or "mine")
     assert get_recipe(str(path), lr=0.5).lr == 0.5
+    assert get_recipe(path) == recipe  # a path object, as a claim file builds it from __file__
 
 
 @pytest.mark.parametrize("text, message", [
