@@ -5,6 +5,8 @@ import argparse
 import dataclasses
 import difflib
 import importlib.metadata
+import importlib.util
+import os
 import signal
 import sys
 import warnings
@@ -41,7 +43,7 @@ def _task_from_args(args: argparse.Namespace):
                           **metrics)
     if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
         raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
-                         f"--train-file, --eval-file and --text-columns")
+                         f"--train-file, --eval-file and --text-columns, or --import of the module that registers it")
     for flag, value, own in (("--metrics", args.metrics, "metrics"), ("--text-columns", args.text_columns, "columns"),
                              ("--label-column", args.label_column, "columns")):
         if value:
@@ -294,8 +296,8 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
                           f"could pass: at level {worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / "
                           f"{worst['n_comparisons']} ordered pairs), for one, no outcome on {worst['n_a']} vs "
                           f"{worst['n_b']} seeds gives a p that small (at least "
-                          f"{smallest_split_p(worst['n_a'], worst['n_b']):.3g}); compare one recipe with the others "
-                          f"(--compare NAME), fewer studies (filters) or more seeds[/]", highlight=False)
+                          f"{smallest_split_p(worst['n_a'], worst['n_b']):.3g}); {_fewer_comparisons(against)} or "
+                          f"more seeds[/]", highlight=False)
     else:
         console.print("[yellow]note: --compare found no two studies of one task, data size, model and stack with "
                       "at least 2 seeds each, so nothing was compared[/]", highlight=False)
@@ -303,6 +305,13 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
         console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
                       f"{escape('; '.join(few))}[/]", highlight=False)
     return entries
+
+
+def _fewer_comparisons(against: str | bool | None) -> str:
+    """How to compare less: one recipe against the others, unless that is already asked; fewer
+    studies, old versions of an edited recipe included (each version is a study of its own)."""
+    fewer = "fewer studies (filters, e.g. --recipe-hash for one version of an edited recipe)"
+    return fewer if isinstance(against, str) else f"compare one recipe with the others (--compare NAME), {fewer}"
 
 
 def _filters(args: argparse.Namespace, store: Store) -> tuple[dict, dict | None]:
@@ -530,14 +539,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stabench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    def with_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--store", type=_text,
                        help="results store (default: the one pytest uses here: stabench_store in pytest.ini, "
                             "pyproject.toml, ..., else $STABENCH_STORE, else .stabench/results.sqlite in pytest's "
                             "rootdir)")
+        p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="import a module (a name, or a .py file such as a claim file or conftest.py) first, for "
+                            "the tasks and hooks it registers; repeat it for several")
         return p
 
-    run = with_store(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
+    run = with_common(sub.add_parser("run", help="fine-tune one task/model/recipe over seeds and summarise"))
     run.add_argument("--task", required=True, help="registered task (same-number, polarity, rte, mrpc, cola, "
                                                    "qnli, sst2) or a name for a local task")
     run.add_argument("--model", default="minilm-l6", help="hub id, local folder, minilm-l6 (the default) or "
@@ -564,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default: accuracy)")
     run.set_defaults(handler=cmd_run, command_parser=run)
 
-    runs = with_store(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
+    runs = with_common(sub.add_parser("runs", help="list stored runs, or show one with --show KEY"))
     add_filters(runs)
     runs.add_argument("--show", type=_text, metavar="KEY",
                       help="print one stored run as JSON (a unique start of its key will do)")
@@ -573,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--md", metavar="PATH", help="also write the table as Markdown (a row per run)")
     runs.set_defaults(handler=cmd_runs, command_parser=runs)
 
-    summary = with_store(sub.add_parser(
+    summary = with_common(sub.add_parser(
         "summary", help="summarise stored studies: a row per task, model and recipe (mean ± std, failed runs)"))
     add_filters(summary)
     summary.add_argument("--metric", help="summarise this metric (e.g. accuracy next to a task's macro_f1; "
@@ -593,17 +605,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the figures' format: png (the default), pdf or svg")
     summary.set_defaults(handler=cmd_summary, command_parser=summary)
 
-    export = with_store(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
+    export = with_common(sub.add_parser("export", help="write stored runs to a JSON or CSV file"))
     export.add_argument("path", help="file to write: .json (full records) or .csv (a row per run)")
     export.add_argument("--format", choices=("json", "csv"), help="json or csv (default: from the file's extension)")
     add_filters(export)
     export.set_defaults(handler=cmd_export, command_parser=export)
 
-    imp = with_store(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
+    imp = with_common(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
     imp.add_argument("path", help="a .json or .csv file written by stabench export")
     imp.set_defaults(handler=cmd_import, command_parser=imp)
 
-    compare = with_store(sub.add_parser(
+    compare = with_common(sub.add_parser(
         "compare", help="regression gate: exit 1 when a study got significantly worse than its baseline",
         epilog="exit status: 0 no study regressed; 1 a study regressed, or has too few seeds to tell; 2 bad input, "
                "or nothing could be compared. To gate exactly the runs of one pytest session, tag them there "
@@ -620,12 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "as pytest's --stabench-md does")
     compare.set_defaults(handler=cmd_compare, command_parser=compare)
 
-    tag = with_store(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
+    tag = with_common(sub.add_parser("tag", help="tag stored runs (e.g. as a baseline)"))
     tag.add_argument("name", help="the tag, e.g. baseline (a run can hold several tags)")
     add_filters(tag)
     tag.set_defaults(handler=cmd_tag, command_parser=tag)
 
-    untag = with_store(sub.add_parser("untag", help="take a tag off stored runs (the runs stay)"))
+    untag = with_common(sub.add_parser("untag", help="take a tag off stored runs (the runs stay)"))
     untag.add_argument("name", help="the tag to take off")
     add_filters(untag)
     untag.set_defaults(handler=cmd_untag, command_parser=untag)
@@ -681,6 +693,39 @@ def _installed(dist: str) -> str:
         return "not installed"
 
 
+def import_user_code(names: Sequence[str]) -> None:
+    """``--import``: the modules that register a user's tasks and hooks, found as pytest finds a
+    claim file's (a file with its folder on the path, a name from the current folder), so a
+    hook hashes as it does under pytest and the CLI reads the same runs."""
+    for name in names:
+        path = Path(name)
+        try:
+            if path.suffix == ".py":
+                if not path.is_file():
+                    raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module "
+                                     f"name or a .py file")
+                sys.path.insert(0, str(path.resolve().parent))
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[path.stem]  # as a failed import leaves nothing behind
+                    raise
+            else:
+                if os.getcwd() not in sys.path:  # the stabench script's folder is there, not the current one
+                    sys.path.insert(0, os.getcwd())
+                importlib.import_module(name)
+        except ValueError:
+            raise
+        except ModuleNotFoundError as error:
+            raise ValueError(f"--import {name}: {error} (from {Path.cwd()}); expected a module name or a .py "
+                             f"file") from None
+        except Exception as error:  # the module's own code failed: one line, as any error here
+            raise ValueError(f"--import {name} failed: {type(error).__name__}: {error}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = build_parser().parse_known_args(argv)
     if unknown:  # named by the command's own parser, not the top level's
@@ -688,6 +733,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.
     console, stderr = Console() if sys.stdout.isatty() else Console(width=200), Console(stderr=True)
     try:
+        import_user_code(args.imports)
         report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
         with warnings.catch_warnings():  # one line each, as errors are, not Python's file:line and source
             warnings.showwarning = lambda message, *_: stderr.print(f"[yellow]warning:[/] {escape(str(message))}",

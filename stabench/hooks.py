@@ -69,7 +69,8 @@ def get_hook(name: str) -> Callable[..., Any]:
     if name not in _HOOKS:
         known = ", ".join(sorted(_HOOKS)) or "none"
         raise ValueError(f"unknown hook {name!r}; registered hooks: {known} (register one with "
-                         f"@stabench.hook({name!r}) in a module every process imports, e.g. the claim file)")
+                         f"@stabench.hook({name!r}) in a module every process imports, e.g. the claim file; the CLI "
+                         f"imports it with --import)")
     return _HOOKS[name]
 
 

@@ -169,7 +169,8 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
     # 3 seeds a side: no split goes below p = 1/20, and a sweep's many pairs leave a level far below that.
     assert ("note: in 2 of the 2 comparisons no test with a p-value could pass: at level 0.025 (0.05 / 2 ordered "
-            "pairs), for one, no outcome on 3 vs 3 seeds gives a p that small (at least 0.05)") in out
+            "pairs), for one, no outcome on 3 vs 3 seeds gives a p that small (at least 0.05); compare one recipe with the "
+            "others (--compare NAME), fewer studies") in out
     markdown = (tmp_path / "s.md").read_text()
     assert "### Comparisons" in markdown and f"| {fast} vs {default} |" in markdown
     assert main(["summary", "--ci", "--task", "polarity", "--recipe", fast, "--env", f"cpu_threads={base}", "--md",
@@ -193,8 +194,12 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     pairs = json.loads((tmp_path / "s.json").read_text())["comparisons"]
     assert len(pairs) == 2 and {c["name_a"] for c in pairs} == {default, f"{fast} [cpu_threads {base}]"}
     # Against one recipe: each other study both ways against it.
+    capsys.readouterr()
     assert main(["summary", "--compare", default, "--task", "polarity", "--env", f"cpu_threads={base}", "--json",
                  str(tmp_path / "s.json")]) == 0
+    hint = " ".join(capsys.readouterr().out.split())  # not the --compare NAME it was given
+    assert "(at least 0.05); fewer studies (filters, e.g. --recipe-hash for one version of an edited recipe) or " \
+        "more seeds" in hint
     assert [(c["name_a"], c["name_b"]) for c in json.loads((tmp_path / "s.json").read_text())["comparisons"]] == [
         (fast, default), (default, fast)]
     # A preset's overrides in any order and spelling: the name stabench stores them under.
@@ -296,7 +301,8 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
     (["runs", "--recipe-hash", "zzzz"], "no stored run matches recipe_hash=zzzz (stored recipe hashes: none)"),
     (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
                                                   "rte, same-number, sst2; a local task needs --train-file, "
-                                                  "--eval-file and --text-columns"),
+                                                  "--eval-file and --text-columns, or --import of the module that "
+                                                  "registers it"),
     (["run", "--task", "polarity", "--seeds", "0-100000000"],  # a typo for 0-10, not 10^8 runs
      "seeds '0-100000000' are 100000001 seeds; expected at most 10000"),
     (["run", "--task", "polarity", "--seeds", "4294967296"],

@@ -138,6 +138,44 @@ def test_the_cli_refuses_a_hook_it_cannot_import(capsys):
     assert "unknown hook 'mine'; registered hooks: none" in capsys.readouterr().err
 
 
+def test_the_cli_imports_the_file_that_registers_a_hook_and_a_task(tmp_path, monkeypatch, capsys, tiny_model):
+    """``--import`` the claim file: the CLI trains with its hook and task, and a second command reads the run."""
+    from stabench.cli import main
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(tmp_path)
+    for module in ("claims_with_hook", "helper_of_claims"):  # imported below: gone after the test
+        monkeypatch.setitem(sys.modules, module, None)
+        monkeypatch.delitem(sys.modules, module)
+    rows = "".join(f"{'good' if i % 2 else 'bad'} film {i},{i % 2}\n" for i in range(16))
+    (tmp_path / "train.csv").write_text("text,label\n" + rows)
+    (tmp_path / "claims_with_hook.py").write_text(
+        "import stabench\n"
+        "from helper_of_claims import frozen\n"  # the file's own folder is on the path, as under pytest
+        "MINE = stabench.register_task(stabench.local_task('films', 'train.csv', 'train.csv', ['text']))\n"
+        "@stabench.hook('mine')\n"
+        "def mine(model, recipe):\n"
+        "    getattr(model.base_model, frozen()).requires_grad_(False)\n")
+    (tmp_path / "helper_of_claims.py").write_text("def frozen():\n    return 'embeddings'\n")
+    command = ["run", "--task", "films", "--model", tiny_model, "--seeds", "0", "--set", "hook=mine,max_steps=2",
+               "--store", "s.sqlite"]
+    assert main(command) == 2
+    assert "unknown task 'films'" in capsys.readouterr().err
+    assert main([*command, "--import", "claims_with_hook.py"]) == 0
+    assert "trained in" in capsys.readouterr().out
+    assert main([*command, "--import", "claims_with_hook"]) == 0  # by module name, from the current folder
+    assert "trained in" not in capsys.readouterr().out  # the same recipe hash: read from the store
+    for name, error in (("nowhere.py", "--import nowhere.py: no such file (relative to "),
+                        ("nowhere", "--import nowhere: No module named 'nowhere' (from "),
+                        ("helper_of_claims.frozen", "--import helper_of_claims.frozen: No module named ")):
+        assert main(["runs", "--store", "s.sqlite", "--import", name]) == 2
+        assert error in capsys.readouterr().err
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
+    assert main(["runs", "--store", "s.sqlite", "--import", "broken.py"]) == 2
+    assert "error: --import broken.py failed: RuntimeError: no GPU here" in capsys.readouterr().err
+    assert "broken" not in sys.modules
+
+
 def test_a_claim_with_a_hook_trains_its_seeds_with_it(pytester, tiny_model):
     pytester.makepyfile(test_hooked=f'''
 import stabench
