@@ -62,9 +62,9 @@ def test_table1_stable_baseline_never_fails_and_varies_less(study, task):
     default recipe and than Mixout (the paper's 2.4 / 0.8 / 1.0 against 7.9 / 3.8 / 20.9).
 
     0/25 failures bounds the failure rate below 13.7% (two-sided 95% Clopper-Pearson); each std
-    comparison is the paper's Levene test (Brown-Forsythe variant), at 5% split over the two
-    (Bonferroni) where the paper reports p < 0.001 against the default. The comparisons run
-    first, so the reports hold their p-values whatever fails.
+    comparison is a Levene test (Brown-Forsythe variant, the paper's test of spread), at 5% split
+    over the two (Bonferroni). The comparisons run first, so the reports hold their p-values
+    whatever fails.
     """
     stable = study["stable"]
     against_default, against_mixout = (stable.compare(study[arm], n_comparisons=2) for arm in ("default", "mixout"))
@@ -76,7 +76,8 @@ def test_table1_stable_baseline_never_fails_and_varies_less(study, task):
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"])
 def test_table1_default_recipe_fails_often_on_rte(study):
-    """RTE with the default recipe: a substantial share of runs fails (paper median = majority accuracy).
+    """RTE with the default recipe: a substantial share of runs fails (the paper's median, 47.3, is the
+    accuracy of predicting the minority class throughout: over half its runs collapsed).
 
     Claimed as: the lower 95% Clopper-Pearson bound of the failure rate is above 20%.
     """
@@ -84,27 +85,39 @@ def test_table1_default_recipe_fails_often_on_rte(study):
     assert low > 0.2, f"{study.failures}/{study.n} failed, 95% CI lower bound {low:.3f}"
 
 
+LEARNING_RATES = (1e-5, 2e-5, 3e-5)
+BIAS_CORRECTION_ARMS = {f"{arm}-lr{lr:g}": {} for lr in LEARNING_RATES for arm in ("no-bc", "bc")}
 BIAS_CORRECTION = [
-    pytest.param(model, {"no-bc": {"recipe": stabench.get_recipe(without, lr=lr)},
-                         "bc": {"recipe": stabench.get_recipe(with_, lr=lr)}}, id=f"{name}-lr{lr:g}")
+    pytest.param(model, {f"{arm}-lr{lr:g}": {"recipe": stabench.get_recipe(preset, lr=lr)}
+                         for lr in LEARNING_RATES for arm, preset in (("no-bc", without), ("bc", with_))}, id=name)
     for name, model, without, with_ in [("bert", BERT, "bert-default", "bert-default-bc"),
                                         ("roberta", ROBERTA, "roberta-default", "roberta-default-bc"),
                                         ("albert", ALBERT, "albert-default", "albert-default-bc")]
-    for lr in (1e-5, 2e-5, 3e-5)
 ]
 
 
 @pytest.mark.parametrize("model, arms", BIAS_CORRECTION)
-@stabench.claim(task="rte", seeds=SEEDS, requires=["cuda"], arms={"no-bc": {}, "bc": {}})
+@stabench.claim(task="rte", seeds=SEEDS, requires=["cuda"], arms=BIAS_CORRECTION_ARMS)
 def test_bias_correction_reduces_failed_runs(study, model, arms):
-    """On RTE, 3 epochs, bias correction gives fewer failed runs than the original BERT Adam.
+    """On RTE, 3 epochs, at learning rates 1e-5, 2e-5 and 3e-5: bias correction gives fewer failed
+    runs than the original BERT Adam.
 
+    Claimed as: over the three learning rates together (75 runs a side), significantly fewer
+    failures with bias correction (one-sided Fisher exact test at 5%), and at no learning rate
+    more. The reference gives no count per learning rate; at 1e-5 both may have none, so a
+    strict "fewer" at each rate is not the paper's claim, and 3 against 4 would not show it.
     RoBERTa-large uses weight decay 0.1, beta2 0.98 and no clipping; ALBERT-large-v2 no dropout
     and no weight decay (the paper's settings, as presets).
     """
-    no_bc, bc = study["no-bc"], study["bc"]
-    assert bc.failures < no_bc.failures, (f"with bias correction {bc.failures}/{bc.n} failed, without "
-                                          f"{no_bc.failures}/{no_bc.n}")
+    with_bc = [study[f"bc-lr{lr:g}"] for lr in LEARNING_RATES]
+    without = [study[f"no-bc-lr{lr:g}"] for lr in LEARNING_RATES]
+    pooled = stats.compare(sum((s.scores() for s in with_bc), []), sum((s.scores() for s in without), []),
+                           sum(s.failures for s in with_bc), sum(s.failures for s in without),
+                           names=("bias correction", "no bias correction"), metric="accuracy")
+    stats.assert_fewer_failures(pooled)
+    for lr, bc, no_bc in zip(LEARNING_RATES, with_bc, without):
+        assert bc.failures <= no_bc.failures, (f"lr {lr:g}: with bias correction {bc.failures}/{bc.n} failed, "
+                                               f"without {no_bc.failures}/{no_bc.n}")
 
 
 SMALL_DATA = [
@@ -122,12 +135,17 @@ SMALL_DATA = [
 def test_small_data_fails_from_too_few_iterations(study, task, arms):
     """Fig. 3 (arXiv v1): 1k examples fail often in 3 epochs, not when trained for the full-data steps.
 
-    Paper: 0 failed runs on MRPC and QNLI, 1 on CoLA with the full number of iterations. The
-    claim allows one on every task: 25 other seeds can show one failure where the paper saw none.
+    Paper: 0 failed runs on MRPC and QNLI, 1 on CoLA with the full number of iterations, and a
+    variance difference significant by Levene's test (p < 0.001). The claim allows one failed run
+    on every task (25 other seeds can show one where the paper saw none), asks for fewer than in
+    3 epochs, and tests the spread with Brown-Forsythe (Levene on medians) at 5%. The comparison
+    runs first, so the reports hold its p-values whatever fails.
     """
     short, full = study["3-epochs"], study["full-steps"]
+    spread = full.compare(short)
     assert full.failures <= 1
     assert full.failures < short.failures
+    stats.assert_less_variable(spread)
 
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"], toy=TOY_MIXED)

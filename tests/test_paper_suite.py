@@ -52,9 +52,14 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
     # comparison, the small-data arms (the full-steps arm trains longer at toy scale too), the
     # no-overfitting trend (it needs 3 successful runs).
     claims = {claim: [c for c in report["claims"] if f"::{claim}" in c["claim"]] for claim in CLAIMS}
-    assert {c["claim"].split("::")[1].split("[")[0] for c in report["comparisons"]} == {CLAIMS[0]}
-    assert len(report["comparisons"]) == 6  # per task: stable against the default and against Mixout
-    assert {(c["name_a"], c["name_b"]) for c in report["comparisons"]} == {("stable", "default"), ("stable", "mixout")}
+    assert {c["claim"].split("::")[1].split("[")[0] for c in report["comparisons"]} == {CLAIMS[0], CLAIMS[3]}
+    # Per task: Table 1's stable recipe against the default and against Mixout; small data's full steps against 3 epochs.
+    assert len(report["comparisons"]) == 9
+    assert {(c["name_a"], c["name_b"]) for c in report["comparisons"]} == {
+        ("stable", "default"), ("stable", "mixout"), ("full-steps", "3-epochs")}
+    bias_correction = claims[CLAIMS[2]]  # per model, with and without bias correction at three learning rates
+    assert len(bias_correction) == 18 and all(len({c["recipe_hash"] for c in bias_correction if f"[{model}]" in c["claim"]})
+                                              == 6 for model in ("bert", "roberta", "albert"))
     small_data = claims["test_small_data_fails_from_too_few_iterations"]
     assert all(len({c["recipe_hash"] for c in small_data if task in c["claim"]}) == 2 for task in ("mrpc", "qnli"))
     assert "needs at least 3 successful runs" not in str(claims[CLAIMS[6]][0]["message"])
