@@ -348,7 +348,9 @@ def aso(
     eps_hat + z * sd(bootstrap eps), i.e. Dror et al.'s eps_hat - sigma/sqrt(nm/(n+m)) *
     Phi^-1(alpha); bootstrap resamples each sample with replacement.  It is an upper bound, yet
     on a few seeds two samples of one distribution often fall below 0.2 (see ``ASO_MIN_SEEDS``):
-    disjoint samples of 2 or 3 seeds give 0.0, as every resample agrees.
+    disjoint samples of 2 or 3 seeds give 0.0, as every resample agrees.  A sample against
+    itself is a tie, 0.5 as a point estimate (:func:`violation_ratio`, the "about 0.5" said of
+    ASO); its upper bound lies above that, up to 1.
     """
     a, b = _finite(scores_a, "aso", "A"), _finite(scores_b, "aso", "B")
     if a.size == 0 or b.size == 0:
