@@ -33,7 +33,7 @@ from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun
-from .tasks import Task, check_train_size, get_task, reload_task_data, task_name
+from .tasks import Task, check_train_size, get_task, reload_task_data, registered_name
 
 if TYPE_CHECKING:
     import pytest
@@ -76,7 +76,7 @@ def _check_claim(task, model, recipe, arms, train_size, gate, toy=None) -> None:
     for options in ({"task": task, "model": model, "recipe": recipe, "train_size": train_size},
                     *(arms or {}).values()):
         if options.get("task") is not None:  # a Task is registered, so later claims may name it
-            task_name(options["task"])
+            registered_name(options["task"])
         if options.get("model") is not None:
             check_model_name(options["model"])
         if options.get("recipe") is not None:
@@ -273,8 +273,8 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
             if merged.get(required) is None:
                 raise ValueError(f"claim arm {name!r} has no {required}; give {required}= in stabench.claim "
                                  f"or a parametrize argument named {required!r}")
-        recipe, task, model, train_size = get_recipe(merged["recipe"]), task_name(merged["task"]), merged["model"], \
-            merged.get("train_size")
+        recipe, task = get_recipe(merged["recipe"]), registered_name(merged["task"])
+        model, train_size = merged["model"], merged.get("train_size")
         check_model_name(model)  # a parametrized typo too: offline it would only skip the claim
         if toy:
             model = toy_options.get("model", model)
@@ -558,7 +558,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     notebook."""
     from .train import RunNotStored, run_or_read
 
-    recipe, name = get_recipe(recipe), task_name(task)  # a clash of task names fails before any training
+    recipe, name = get_recipe(recipe), registered_name(task)  # a clash of task names fails before any training
     seeds = seed_spec(seeds, "study ")
     reload_task_data(task)  # an in-memory task's data as its loader gives it now, one call for every seed
     runs, missing, trained_here = [], [], []

@@ -118,19 +118,17 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """Content hash of every knob except the name.
+        """Content hash of every knob except the name: what the run computes.
 
-        Two entries keep runs stored before a correction from being reused for the corrected
-        computation.  ``adamw_style`` enters only as "transformers" with bias correction: torch's
-        update is what bias correction meant before the field existed (same hash as then), and
-        without bias correction both styles are one update.  A Mixout recipe hashes its mask
-        (one draw per input neuron since 2026-11, as in Lee et al.'s code; before, one per weight).
-        A layer-wise lr decay recipe with weight decay hashes that its head is not decayed (since
-        2026-11, as in Zhang et al.'s code; before, the head's weights were).  A recipe with a
-        ``hook`` hashes the hook's code (:func:`hooks.fingerprint`); one without hashes as before.
-        With ``max_steps`` set, ``epochs`` is unused and hashed as its default (since 2026-12-06;
-        :attr:`earlier_hashes`), so ``mosbach-stable`` and ``bert-default-bc`` over one
-        ``max_steps`` are one computation, trained once.
+        A knob that does not change the computation does not change the hash: ``adamw_style``
+        counts only as "transformers" with bias correction (without it both styles are one
+        update), and with ``max_steps`` set ``epochs`` is hashed as its default, so
+        ``mosbach-stable`` and ``bert-default-bc`` over one ``max_steps`` train once.  What
+        stabench corrected is hashed in, so runs stored before a correction are not reused:
+        Mixout's mask (one draw per input neuron) and, under layer-wise lr decay with weight
+        decay, the undecayed head.  A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe
+        without one hashes as recipes did before hooks.  :attr:`earlier_hashes` gives the hashes
+        earlier versions gave.
         """
         return content_hash(self._hashed_fields())
 

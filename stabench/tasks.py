@@ -170,7 +170,7 @@ def _redefines(old: Task, new: Task) -> bool:
     return where(old.loader)[0] != where(new.loader)[0] or where(old.loader) == where(new.loader)
 
 
-def task_name(task: str | Task) -> str:
+def registered_name(task: str | Task) -> str:
     """The registry name of a task; a Task object (e.g. from ``local_task``) is registered first."""
     if not isinstance(task, Task):
         return get_task(task).name  # an unknown name fails here, naming the known ones

@@ -24,7 +24,7 @@ from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
 from .result import (RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order, run_key,
                      train_loss_steps)
-from .tasks import Task, TaskData, load_task_data, task_name
+from .tasks import Task, TaskData, load_task_data, registered_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
 # batch that fits.  On a CPU a bigger batch buys nothing.
@@ -69,7 +69,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
             interventions.check_reinit_layers(recipe.reinit_layers, depth)
     if source.revision is None:  # a local folder saved without its tokenizer fails here, before any data loads
         models.load_tokenizer(source)
-    task_name(task)  # a Task object is registered under its name, and one name is one task
+    registered_name(task)  # a Task object is registered under its name, and one name is one task
     data = load_task_data(task, train_size=train_size, subsample_seed=subsample_seed)
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
     env = environment.capture(device=device, precision=recipe.precision)

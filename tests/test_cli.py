@@ -169,8 +169,8 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
     # 3 seeds a side: no split goes below p = 1/20, and a sweep's many pairs leave a level far below that.
     assert ("note: in 2 of the 2 comparisons no test with a p-value could pass: at level 0.025 (0.05 / 2 ordered "
-            "pairs), for one, no outcome on 3 vs 3 seeds gives a p that small (at least 0.05); compare one recipe with the "
-            "others (--compare NAME), fewer studies") in out
+            "pairs), for one, no outcome on 3 vs 3 seeds gives a p that small (at least 0.05); compare one recipe "
+            "with the others (--compare NAME), fewer studies") in out
     markdown = (tmp_path / "s.md").read_text()
     assert "### Comparisons" in markdown and f"| {fast} vs {default} |" in markdown
     assert main(["summary", "--ci", "--task", "polarity", "--recipe", fast, "--env", f"cpu_threads={base}", "--md",

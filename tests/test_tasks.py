@@ -140,7 +140,7 @@ def test_the_same_texts_with_other_labels_are_other_data():
 
 
 def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
-    from stabench.tasks import task_name
+    from stabench.tasks import registered_name
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -148,9 +148,9 @@ def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path / folder)
         task = local_task("fruit", "train.csv", "train.csv", ["text"])
         if folder == "a":
-            assert task_name(task) == "fruit"
+            assert registered_name(task) == "fruit"
     with pytest.raises(ValueError, match="task name 'fruit' is already used by another task"):
-        task_name(task)
+        registered_name(task)
 
 
 def test_local_task_errors_name_the_bad_value(tmp_path):
@@ -227,20 +227,20 @@ def test_a_missing_relative_task_file_says_where_it_was_looked_for(tmp_path, mon
 
 
 def test_a_task_object_is_registered_under_its_name_once(tmp_path):
-    from stabench.tasks import task_name
+    from stabench.tasks import registered_name
 
     _write(tmp_path / "train.csv", [{"text": "x", "label": 0}], "csv")
     task = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
-    assert task_name(task) == "mine-object" and task_name(task) == "mine-object"  # idempotent
+    assert registered_name(task) == "mine-object" and registered_name(task) == "mine-object"  # idempotent
     assert get_task("mine-object") is task
     other = local_task("mine-object", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], metrics=("f1",))
     with pytest.raises(ValueError, match="task name 'mine-object' is already used by another task"):
-        task_name(other)
+        registered_name(other)
 
 
 def test_unknown_task_lists_the_known_ones_and_says_to_pass_a_task_not_used_yet(tmp_path):
     import stabench
-    from stabench.tasks import task_name
+    from stabench.tasks import registered_name
 
     with pytest.raises(ValueError, match="unknown task 'rtee'; known tasks: .*rte"):
         load_task_data("rtee")
@@ -250,12 +250,12 @@ def test_unknown_task_lists_the_known_ones_and_says_to_pass_a_task_not_used_yet(
                                          r"stabench.local_task or Task\(...\) is known by its name once used: pass "
                                          r"the Task itself\)$"):
         stabench.study("reviews", "tiny-bert", "bert-default", 1, device="cpu")
-    assert task_name(reviews) == "reviews" and get_task("reviews") is reviews  # used once, known by name
+    assert registered_name(reviews) == "reviews" and get_task("reviews") is reviews  # used once, known by name
 
 
 def test_the_same_local_files_from_another_directory_are_the_same_task(tmp_path, monkeypatch):
     """A conftest and a test file in a subfolder name the files by different relative paths."""
-    from stabench.tasks import task_name
+    from stabench.tasks import registered_name
 
     (tmp_path / "sub").mkdir()
     _write(tmp_path / "train.csv", [{"text": f"t {i}", "label": i % 2} for i in range(4)], "csv")
@@ -263,7 +263,7 @@ def test_the_same_local_files_from_another_directory_are_the_same_task(tmp_path,
     first = local_task("files", "train.csv", "train.csv", "text")
     monkeypatch.chdir(tmp_path / "sub")
     again = local_task("files", "../train.csv", "../train.csv", ["text"])
-    assert again == first and task_name(first) == task_name(again) == "files"
+    assert again == first and registered_name(first) == registered_name(again) == "files"
 
 
 def _in_memory(texts, labels):
@@ -318,18 +318,18 @@ def test_an_in_memory_task_serves_the_data_its_loader_returns_at_each_study(tiny
 
 
 def test_a_second_task_under_a_name_in_use_is_refused_never_served_the_first_ones_data():
-    from stabench.tasks import Task, register_task, task_name
+    from stabench.tasks import Task, register_task, registered_name
 
     balanced = _in_memory(["good day", "bad day"] * 4, [1, 0] * 4)
     skewed = _in_memory(["good day", "bad day", "fine day", "nice day"], [1, 0, 1, 1])
     first = Task("exp", ("text",), lambda: {"train": balanced, "validation": balanced})
     second = Task("exp", ("text",), lambda: {"train": balanced, "validation": skewed})
-    assert load_task_data(first).majority_accuracy == 0.5 and task_name(first) == "exp"
+    assert load_task_data(first).majority_accuracy == 0.5 and registered_name(first) == "exp"
     with pytest.raises(ValueError, match="task name 'exp' is already used by another task in this process .*"
                                          r"register_task\(task, replace=True\)"):
-        task_name(second)
+        registered_name(second)
     register_task(second, replace=True)
-    assert task_name(second) == "exp" and load_task_data("exp").majority_accuracy == 0.75
+    assert registered_name(second) == "exp" and load_task_data("exp").majority_accuracy == 0.75
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -465,7 +465,7 @@ def test_a_clash_of_task_names_fails_before_any_seed_trains(monkeypatch):
     monkeypatch.setattr(train, "fine_tune", lambda *a, **k: pytest.fail("trained"))
     data = _in_memory(["a", "b"] * 4, [0, 1] * 4)
     first = Task("clash", "text", lambda: {"train": data, "validation": data})
-    assert load_task_data(first).num_labels == 2 and stabench.tasks.task_name(first) == "clash"
+    assert load_task_data(first).num_labels == 2 and stabench.tasks.registered_name(first) == "clash"
     again = Task("clash", "text", lambda: {"train": data, "validation": data})  # another definition, same name
     for call in (lambda: stabench.study(again, "tiny-bert", "bert-default", 3, device="cpu"),
                  lambda: stabench.run(again, "tiny-bert", "bert-default", 0, device="cpu")):
@@ -492,14 +492,14 @@ def test_a_local_tasks_own_metrics_are_part_of_its_runs_keys(tmp_path):
 def test_the_same_definition_run_again_replaces_its_task():
     """A notebook cell re-run, or a claim module imported again by a second pytest session: the
     same loader definition makes a new Task object, which takes the name over with its data."""
-    from stabench.tasks import Task, register_task, task_name
+    from stabench.tasks import Task, register_task, registered_name
 
     def define(words):
         return Task("rerun", "text", lambda: {"train": _in_memory(words, [0, 1, 0, 1]),
                                               "validation": _in_memory(words, [0, 1, 0, 1])})
 
     first, second = define(["a", "b", "c", "d"]), define(["e", "f", "g", "h"])
-    assert task_name(first) == "rerun" and task_name(second) == "rerun"
+    assert registered_name(first) == "rerun" and registered_name(second) == "rerun"
     assert load_task_data("rerun").train["text"] == ["e", "f", "g", "h"]
     assert register_task(define(["i", "j", "k", "l"])).name == "rerun"  # a conftest's register_task, imported again
     assert load_task_data("rerun").train["text"][0] == "i"
@@ -508,34 +508,34 @@ def test_the_same_definition_run_again_replaces_its_task():
         return Task("from-file", "text", lambda: {"train": _in_memory([path] * 2, [0, 1]),
                                                   "validation": _in_memory([path] * 2, [0, 1])})
 
-    assert task_name(from_file("v1.csv")) == task_name(from_file("v1.csv")) == "from-file"
+    assert registered_name(from_file("v1.csv")) == registered_name(from_file("v1.csv")) == "from-file"
     with pytest.raises(ValueError, match="task name 'from-file' is already used by another task"):
-        task_name(from_file("v2.csv"))
+        registered_name(from_file("v2.csv"))
 
 
 def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it():
     """A cell's loader moved down by a comment is the same definition; one that reads another
     variable is another task."""
-    from stabench.tasks import Task, task_name
+    from stabench.tasks import Task, registered_name
 
     cell = ('task = Task("cell", "text", lambda: {"train": train_df, "validation": train_df})\n')
     namespace = {"__name__": "__main__", "Task": Task, "train_df": _in_memory(["a", "b"] * 2, [0, 1] * 2)}
     exec(compile(cell, "<cell-1>", "exec"), namespace)
-    assert task_name(namespace["task"]) == "cell"
+    assert registered_name(namespace["task"]) == "cell"
     exec(compile("# the tickets task\n\n" + cell, "<cell-2>", "exec"), namespace)
-    assert task_name(namespace["task"]) == "cell"  # replaced, not an error
+    assert registered_name(namespace["task"]) == "cell"  # replaced, not an error
     namespace["other_df"] = namespace["train_df"]
     exec(compile(cell.replace("train_df}", "other_df}"), "<cell-3>", "exec"), namespace)
     with pytest.raises(ValueError, match="task name 'cell' is already used by another task"):
-        task_name(namespace["task"])
+        registered_name(namespace["task"])
     # One file, two lines: two tasks, even where the code is the same (defaults may hold other data).
     two = ('first = Task("twice", "text", lambda d=a: d)\n'
            'second = Task("twice", "text", lambda d=b: d)\n')
     cell_4 = {**namespace, "a": {"train": {"text": ["x"]}}, "b": {"train": {"text": ["y"]}}}
     exec(compile(two, "<cell-4>", "exec"), cell_4)
-    assert task_name(cell_4["first"]) == "twice"
+    assert registered_name(cell_4["first"]) == "twice"
     with pytest.raises(ValueError, match="task name 'twice' is already used by another task"):
-        task_name(cell_4["second"])
+        registered_name(cell_4["second"])
 
 
 def test_negative_and_named_labels_keep_their_meaning():
