@@ -45,7 +45,7 @@ def hook(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function) or not hasattr(function, "__code__"):
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
-        if name in _HOOKS and _defined_at(_HOOKS[name]) != _defined_at(function):
+        if name in _HOOKS and not _redefines(_HOOKS[name], function):
             raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name])}; "
                              f"{_described(function)} needs another name")
         _HOOKS[name] = function
@@ -54,14 +54,20 @@ def hook(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return register
 
 
-def _defined_at(function: Callable[..., Any]) -> tuple[str, str]:
-    """Where a function is defined: its file and qualified name, the same when its module is imported again."""
-    return str(Path(function.__code__.co_filename).resolve()), function.__qualname__
+def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
+    """Whether ``new`` is ``old``'s definition run again, edited or not: the same function name in
+    the same file (its module imported again, under any module name) or in the same module (a
+    notebook cell run again is compiled as another file)."""
+    return old.__qualname__ == new.__qualname__ and (
+        _file(old) == _file(new) or old.__module__ == new.__module__)
+
+
+def _file(function: Callable[..., Any]) -> str:
+    return str(Path(function.__code__.co_filename).resolve())
 
 
 def _described(function: Callable[..., Any]) -> str:
-    file, qualname = _defined_at(function)
-    return f"{qualname} ({file}:{function.__code__.co_firstlineno})"
+    return f"{function.__qualname__} ({_file(function)}:{function.__code__.co_firstlineno})"
 
 
 def get_hook(name: str) -> Callable[..., Any]:

@@ -88,6 +88,20 @@ def test_a_second_function_under_a_taken_hook_name_is_refused():
     assert hooks.get_hook("freeze") is _freeze_embeddings  # the first stays
 
 
+def test_a_notebook_cell_run_again_replaces_its_hook():
+    """IPython compiles each run of a cell as another file; the module is the same."""
+    cell = ("import stabench\n"
+            "@stabench.hook('cell-hook')\n"
+            "def freeze(model, recipe):\n"
+            "    model.requires_grad_({})\n")
+    namespace = {"__name__": "__main__"}
+    for run, (frozen, filename) in enumerate([(False, "<ipython-input-1>"), (True, "<ipython-input-2>")]):
+        exec(compile(cell.format(frozen), filename, "exec"), namespace)
+        assert hooks.get_hook("cell-hook") is namespace["freeze"], run  # edited and run again: replaced
+    with pytest.raises(ValueError, match="^hook 'cell-hook' is already registered by freeze "):
+        exec(compile(cell.format(False).replace("def freeze", "def other"), "<ipython-input-3>", "exec"), namespace)
+
+
 def test_two_claim_files_registering_one_hook_name_fail_at_collection(pytester):
     for name, frozen in (("a", "embeddings"), ("b", "pooler")):
         pytester.makepyfile(**{f"test_{name}": f"""
