@@ -33,21 +33,23 @@ from typing import Any
 _HOOKS: dict[str, Callable[..., Any]] = {}
 
 
-def hook(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``function(model, recipe)`` under ``name`` (a decorator).  It runs on each seed's
     freshly loaded model, after re-initialisation and Mixout and before the optimizer is built,
     so parameters it freezes stay out of the optimizer and the gradient traces.  The same
-    definition registered again (its module imported again) replaces the hook; another function
-    under a taken name is refused, for a claim would silently train with the other's code."""
+    definition registered again (its module imported again, a notebook cell run again) replaces
+    the hook; another function under a taken name is refused unless ``replace``, for a claim
+    would silently train with the other's code."""
     if not isinstance(name, str) or not name.strip() or any(c in name for c in ",=[]"):
         raise ValueError(f"hook name {name!r} is invalid; expected a non-empty name without , = [ or ]")
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function) or not hasattr(function, "__code__"):
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
-        if name in _HOOKS and not _redefines(_HOOKS[name], function):
-            raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name])}; "
-                             f"{_described(function)} needs another name")
+        if name in _HOOKS and not replace and not _redefines(_HOOKS[name], function):
+            raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name])}; give "
+                             f"{_described(function)} another name, or replace it with "
+                             f"stabench.hook({name!r}, replace=True)")
         _HOOKS[name] = function
         return function
 
@@ -55,11 +57,16 @@ def hook(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
-    """Whether ``new`` is ``old``'s definition run again, edited or not: the same function name in
-    the same file (its module imported again, under any module name) or in the same module (a
-    notebook cell run again is compiled as another file)."""
-    return old.__qualname__ == new.__qualname__ and (
-        _file(old) == _file(new) or old.__module__ == new.__module__)
+    """Whether ``new`` is ``old``'s definition run again: in the same file, the same function on
+    the same line with the same values closed over (its module imported again, under any module
+    name; not a factory's hook made with another value); in another file, the same function of
+    the same module (a notebook cell run again, edited or not, is compiled as another file)."""
+    old, new = _unwrapped(old), _unwrapped(new)  # a shared decorator's wrapper is not the hook
+    if old.__qualname__ != new.__qualname__:
+        return False
+    if _file(old) != _file(new):
+        return old.__module__ == new.__module__
+    return old.__code__.co_firstlineno == new.__code__.co_firstlineno and _values(old) == _values(new)
 
 
 def _file(function: Callable[..., Any]) -> str:
@@ -67,6 +74,7 @@ def _file(function: Callable[..., Any]) -> str:
 
 
 def _described(function: Callable[..., Any]) -> str:
+    function = _unwrapped(function)
     return f"{function.__qualname__} ({_file(function)}:{function.__code__.co_firstlineno})"
 
 
@@ -99,10 +107,15 @@ def fingerprint(name: str) -> str:
 
 
 def _own_code(function: Callable[..., Any]) -> tuple:
+    return _source_tree(function) or code_shape(function.__code__), *_values(function)
+
+
+def _values(function: Callable[..., Any]) -> tuple:
+    """The plain values a function closes over and defaults to."""
     plain = [cell.cell_contents for cell in function.__closure__ or () if _is_plain(cell.cell_contents)]
     defaults = [value for value in (function.__defaults__ or ()) if _is_plain(value)]
-    return (_source_tree(function) or code_shape(function.__code__), plain, defaults, sorted(
-        (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value)))
+    return plain, defaults, sorted(
+        (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value))
 
 
 def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:

@@ -72,7 +72,9 @@ def test_the_hook_s_code_is_part_of_the_recipe():
     hooks._HOOKS.clear()
     stabench.hook("h")(factory(1))
     one = recipe.hash
-    stabench.hook("h")(factory(2))
+    with pytest.raises(ValueError, match=r"replace it with stabench\.hook\('h', replace=True\)$"):
+        stabench.hook("h")(factory(2))  # another value: another hook, not the same one imported again
+    stabench.hook("h", replace=True)(factory(2))
     assert recipe.hash != one  # a value the hook closes over is part of it too
 
 
@@ -82,10 +84,31 @@ def test_a_second_function_under_a_taken_hook_name_is_refused():
 
     stabench.hook("freeze")(_freeze_embeddings)
     with pytest.raises(ValueError, match=r"^hook 'freeze' is already registered by _freeze_embeddings \(.*"
-                                         r"test_hooks\.py:\d+\); .*freeze_more \(.*test_hooks\.py:\d+\) needs "
-                                         r"another name$"):
+                                         r"test_hooks\.py:\d+\); give .*freeze_more \(.*test_hooks\.py:\d+\) another "
+                                         r"name, or replace it with stabench\.hook\('freeze', replace=True\)$"):
         stabench.hook("freeze")(freeze_more)
     assert hooks.get_hook("freeze") is _freeze_embeddings  # the first stays
+
+
+def test_hooks_behind_one_shared_decorator_are_told_apart_by_their_own_files():
+    import functools
+
+    def logged(function):
+        @functools.wraps(function)
+        def wrapper(model, recipe):
+            return function(model, recipe)
+        return wrapper
+
+    source = "@hook('logged')\n@logged\ndef freeze(model, recipe):\n    return {!r}\n"
+    for claim_file in ("a", "b"):
+        namespace = {"__name__": f"test_{claim_file}", "hook": stabench.hook, "logged": logged}
+        code = compile(source.format(claim_file), f"/claims/test_{claim_file}.py", "exec")
+        if claim_file == "a":
+            exec(code, namespace)
+            continue
+        with pytest.raises(ValueError, match=r"^hook 'logged' is already registered by freeze \(/claims/test_a"):
+            exec(code, namespace)
+    assert hooks.get_hook("logged")(None, None) == "a"
 
 
 def test_a_notebook_cell_run_again_replaces_its_hook():
@@ -112,8 +135,8 @@ def test_two_claim_files_registering_one_hook_name_fail_at_collection(pytester):
                 model.base_model.{frozen}.requires_grad_(False)
             """})
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*ValueError: hook 'freeze' is already registered by freeze (*test_a.py:3);"
-                                 " freeze (*test_b.py:3) needs another name"])
+    result.stdout.fnmatch_lines(["*ValueError: hook 'freeze' is already registered by freeze (*test_a.py:3); give"
+                                 " freeze (*test_b.py:3) another name, or replace it with *"])
     assert result.ret == pytest.ExitCode.INTERRUPTED
 
 
