@@ -6,7 +6,6 @@ import dataclasses
 import difflib
 import importlib.metadata
 import importlib.util
-import os
 import signal
 import sys
 import warnings
@@ -694,36 +693,57 @@ def _installed(dist: str) -> str:
 
 
 def import_user_code(names: Sequence[str]) -> None:
-    """``--import``: the modules that register a user's tasks and hooks, found as pytest finds a
-    claim file's (a file with its folder on the path, a name from the current folder), so a
-    hook hashes as it does under pytest and the CLI reads the same runs."""
+    """``--import``: the modules that register a user's tasks and hooks, imported as pytest's
+    default import mode imports a claim file (under its package's dotted name, with the folder
+    above the package on the path), so a hook hashes as it does under pytest and the CLI reads
+    the same runs."""
     for name in names:
         path = Path(name)
+        if path.suffix == ".py":
+            if not path.is_file():
+                raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module "
+                                 f"name or a .py file")
+            folder, module_name = _module_name(path)
+            if (taken := _origin(module_name)) not in (None, path.resolve()):
+                raise ValueError(f"--import {name}: its module name {module_name!r} is taken by {taken}; rename "
+                                 f"the file")
+        else:
+            folder, module_name = Path.cwd(), name  # the stabench script's folder is on the path, not this one
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
         try:
-            if path.suffix == ".py":
-                if not path.is_file():
-                    raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module "
-                                     f"name or a .py file")
-                sys.path.insert(0, str(path.resolve().parent))
-                spec = importlib.util.spec_from_file_location(path.stem, path)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[path.stem] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[path.stem]  # as a failed import leaves nothing behind
-                    raise
-            else:
-                if os.getcwd() not in sys.path:  # the stabench script's folder is there, not the current one
-                    sys.path.insert(0, os.getcwd())
-                importlib.import_module(name)
-        except ValueError:
+            importlib.import_module(module_name)
+        except KeyboardInterrupt:
             raise
         except ModuleNotFoundError as error:
+            if error.name is None or not f"{module_name}.".startswith(f"{error.name}."):  # one the module imports
+                raise ValueError(f"--import {name} failed: {error}") from None
             raise ValueError(f"--import {name}: {error} (from {Path.cwd()}); expected a module name or a .py "
                              f"file") from None
-        except Exception as error:  # the module's own code failed: one line, as any error here
+        except BaseException as error:  # its own code failed, exited or skipped: one line, as any error here
             raise ValueError(f"--import {name} failed: {type(error).__name__}: {error}") from None
+
+
+def _module_name(path: Path) -> tuple[Path, str]:
+    """The folder to put on the path and the dotted name to import a file by: its package's
+    folders (those with an ``__init__.py``) lead the name."""
+    path = path.resolve()
+    folder, parts = path.parent, [path.stem]
+    while (folder / "__init__.py").is_file():
+        folder, parts = folder.parent, [folder.name, *parts]
+    return folder, ".".join(parts)
+
+
+def _origin(module_name: str) -> Path | None:
+    """The file a module name imports now, if any: a file named like an installed module
+    (``datasets.py``) would shadow it for the rest of the command."""
+    module = sys.modules.get(module_name)
+    try:
+        origin = getattr(module, "__file__", None) if module else getattr(
+            importlib.util.find_spec(module_name), "origin", None)
+    except (ImportError, ValueError):  # its package is not importable yet, so nothing by that name is
+        return None
+    return Path(origin).resolve() if origin else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

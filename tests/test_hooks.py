@@ -179,9 +179,10 @@ def test_the_cli_imports_the_file_that_registers_a_hook_and_a_task(tmp_path, mon
     """``--import`` the claim file: the CLI trains with its hook and task, and a second command reads the run."""
     from stabench.cli import main
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])  # as the stabench script
     monkeypatch.chdir(tmp_path)
-    for module in ("claims_with_hook", "helper_of_claims"):  # imported below: gone after the test
+    ours = ("claims_with_hook", "helper_of_claims", "pkg", "pkg.claims", "pkg.helper")
+    for module in ours:  # imported below: gone after the test
         monkeypatch.setitem(sys.modules, module, None)
         monkeypatch.delitem(sys.modules, module)
     rows = "".join(f"{'good' if i % 2 else 'bad'} film {i},{i % 2}\n" for i in range(16))
@@ -200,17 +201,34 @@ def test_the_cli_imports_the_file_that_registers_a_hook_and_a_task(tmp_path, mon
     assert "unknown task 'films'" in capsys.readouterr().err
     assert main([*command, "--import", "claims_with_hook.py"]) == 0
     assert "trained in" in capsys.readouterr().out
+    for module in ("claims_with_hook", "helper_of_claims"):  # the next command, a process of its own
+        del sys.modules[module]
+    sys.path.remove(str(tmp_path))
     assert main([*command, "--import", "claims_with_hook"]) == 0  # by module name, from the current folder
     assert "trained in" not in capsys.readouterr().out  # the same recipe hash: read from the store
+    # A claim file in a package, importing its neighbour relatively: imported as pkg.claims, as pytest does.
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "helper.py").write_text("LAYER = 'pooler'\n")
+    (tmp_path / "pkg" / "claims.py").write_text("import stabench\nfrom .helper import LAYER\n"
+                                                "@stabench.hook('pkg-hook')\ndef freeze(model, recipe):\n"
+                                                "    getattr(model.base_model, LAYER).requires_grad_(False)\n")
+    assert main(["runs", "--store", "s.sqlite", "--import", "pkg/claims.py"]) == 0
+    assert sys.modules["pkg.claims"].LAYER == "pooler"
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "needs.py").write_text("import a_package_nobody_installed\n")
+    (tmp_path / "json.py").write_text("")
     for name, error in (("nowhere.py", "--import nowhere.py: no such file (relative to "),
                         ("nowhere", "--import nowhere: No module named 'nowhere' (from "),
-                        ("helper_of_claims.frozen", "--import helper_of_claims.frozen: No module named ")):
-        assert main(["runs", "--store", "s.sqlite", "--import", name]) == 2
-        assert error in capsys.readouterr().err
-    (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
-    assert main(["runs", "--store", "s.sqlite", "--import", "broken.py"]) == 2
-    assert "error: --import broken.py failed: RuntimeError: no GPU here" in capsys.readouterr().err
-    assert "broken" not in sys.modules
+                        ("helper_of_claims.frozen", "--import helper_of_claims.frozen: No module named "),
+                        ("broken.py", "--import broken.py failed: RuntimeError: no GPU here"),
+                        ("exits.py", "--import exits.py failed: SystemExit: 3"),
+                        ("needs.py", "--import needs.py failed: No module named 'a_package_nobody_installed'"),
+                        ("json.py", "--import json.py: its module name 'json' is taken by ")):
+        assert main(["runs", "--store", "s.sqlite", "--import", name]) == 2, name
+        assert f"error: {error}" in " ".join(capsys.readouterr().err.split()), name
+    assert not {"broken", "exits", "needs"} & set(sys.modules) and sys.modules["json"].__file__ != str(tmp_path / "json.py")
 
 
 def test_a_claim_with_a_hook_trains_its_seeds_with_it(pytester, tiny_model):
