@@ -104,20 +104,23 @@ def test_bias_correction_reduces_failed_runs(study, model, arms):
 
     Claimed as: over the three learning rates together (75 runs a side), significantly fewer
     failures with bias correction (one-sided Fisher exact test at 5%), and at no learning rate
-    more. The reference gives no count per learning rate; at 1e-5 both may have none, so a
-    strict "fewer" at each rate is not the paper's claim, and 3 against 4 would not show it.
-    RoBERTa-large uses weight decay 0.1, beta2 0.98 and no clipping; ALBERT-large-v2 no dropout
-    and no weight decay (the paper's settings, as presets).
+    significantly more (Fisher, 5% split over the three). The reference gives no count per
+    learning rate; at 1e-5 both may have none, so "fewer" at each rate is not the paper's claim,
+    and 3 against 4 would not show it. The comparisons run first, so the reports hold their
+    p-values whatever fails. RoBERTa-large uses weight decay 0.1, beta2 0.98 and no clipping;
+    ALBERT-large-v2 no dropout and no weight decay (the paper's settings, as presets).
     """
     with_bc = [study[f"bc-lr{lr:g}"] for lr in LEARNING_RATES]
     without = [study[f"no-bc-lr{lr:g}"] for lr in LEARNING_RATES]
-    pooled = stats.compare(sum((s.scores() for s in with_bc), []), sum((s.scores() for s in without), []),
-                           sum(s.failures for s in with_bc), sum(s.failures for s in without),
-                           names=("bias correction", "no bias correction"), metric="accuracy")
+    per_rate = [no_bc.compare(bc, n_comparisons=len(LEARNING_RATES)) for bc, no_bc in zip(with_bc, without)]
+    pooled = stats.compare_runs([r for s in with_bc for r in s.results], [r for s in without for r in s.results],
+                                names=("bias correction", "no bias correction"))
+    with_bc[0].comparisons.append(pooled)  # reported beside the claim's other p-values
     stats.assert_fewer_failures(pooled)
-    for lr, bc, no_bc in zip(LEARNING_RATES, with_bc, without):
-        assert bc.failures <= no_bc.failures, (f"lr {lr:g}: with bias correction {bc.failures}/{bc.n} failed, "
-                                               f"without {no_bc.failures}/{no_bc.n}")
+    for lr, more in zip(LEARNING_RATES, per_rate):  # A is the study without bias correction
+        assert not more.a_fewer_failures, (
+            f"lr {lr:g}: bias correction failed significantly more often ({more.failures_b}/{more.n_b} against "
+            f"{more.failures_a}/{more.n_a}, one-sided Fisher p={more.fisher_p_a_fewer:.3g})")
 
 
 SMALL_DATA = [
@@ -138,14 +141,15 @@ def test_small_data_fails_from_too_few_iterations(study, task, arms):
     Paper: 0 failed runs on MRPC and QNLI, 1 on CoLA with the full number of iterations, and a
     variance difference significant by Levene's test (p < 0.001). The claim allows one failed run
     on every task (25 other seeds can show one where the paper saw none), asks for fewer than in
-    3 epochs, and tests the spread with Brown-Forsythe (Levene on medians) at 5%. The comparison
-    runs first, so the reports hold its p-values whatever fails.
+    3 epochs, and tests the spread with Brown-Forsythe (Levene on medians) at 5% unless every
+    3-epoch run failed. The comparison runs first, so the reports hold its p-values whatever fails.
     """
     short, full = study["3-epochs"], study["full-steps"]
     spread = full.compare(short)
     assert full.failures <= 1
     assert full.failures < short.failures
-    stats.assert_less_variable(spread)
+    if short.failures < short.n:  # 3-epoch runs that all failed alike have no spread, and the counts showed it
+        stats.assert_less_variable(spread)
 
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"], toy=TOY_MIXED)
