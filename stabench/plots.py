@@ -157,6 +157,11 @@ def plot_grad_norm_traces(traces: Mapping[str, Mapping | RunResult] | Sequence[R
             axes.plot(trace["step"], groups[group], color=colour, linewidth=1, label=group,
                       linestyle="-" if group.startswith("layer.") else "--")
         axes.set_yscale("log", nonpositive="mask")
+        if zero := [f"{group} at {sum(v == 0 for v in groups[group])} of {len(groups[group])}"
+                    for group in sorted(groups, key=layer_order) if any(v == 0 for v in groups[group])]:
+            # No gradient reached them (frozen, detached): a log axis cannot draw it, so it is said.
+            axes.text(0.01, 0.03, f"norm 0, not drawn: {'; '.join(zero)} trace points", transform=axes.transAxes,
+                      fontsize="x-small", color="dimgray")
         axes.set_ylabel("grad norm")
         axes.set_title(label, fontsize="medium")
         axes.grid(alpha=0.3)

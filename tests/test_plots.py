@@ -97,6 +97,15 @@ def test_plot_grad_norm_traces(tmp_path):
     _assert_png(plot_grad_norm_traces({"seed 0": stored}, tmp_path / "from-runs.png", "runs"))
 
 
+def test_a_zero_gradient_norm_is_said_not_silently_left_out_of_the_log_axis(drawn, tmp_path):
+    """A group no gradient reached (a hook froze it for a while) has norm 0, which a log axis masks."""
+    frozen = {"step": [1, 2, 3, 4], "grad_norm": {"embeddings": [0.0, 0.0, 0.3, 0.2], "layer.0": [1.0, 0.8, 0.7, 0.6]}}
+    moving = {"step": [1, 2, 3, 4], "grad_norm": {"embeddings": [0.5, 0.4, 0.3, 0.2], "layer.0": [1.0, 0.8, 0.7, 0.6]}}
+    plot_grad_norm_traces({"frozen": frozen, "moving": moving}, tmp_path / "g.png", "frozen for two steps")
+    notes = [[t.get_text() for t in axes.texts] for axes in drawn[-1].axes]
+    assert notes == [["norm 0, not drawn: embeddings at 2 of 4 trace points"], []]
+
+
 def test_plot_training_curves_draws_each_runs_evaluations_and_smoothed_loss(drawn, tmp_path):
     def run(seed, failed):
         losses = list(np.geomspace(0.7, 1e-4, 100) if not failed else np.full(100, 0.69))
