@@ -536,6 +536,8 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="stabench", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print stabench's version and the library versions that key a run, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -683,6 +685,12 @@ def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
 
 _RECIPE_FIELDS = {field.name for field in dataclasses.fields(Recipe)} - {"name"}
 _INSTALLED = ("torch", "transformers", "tokenizers", "datasets")  # stack fields no option of ``run`` sets
+
+
+def _version() -> str:
+    """stabench's version and the installed libraries that enter a run's key, for a bug report."""
+    stack = ", ".join(f"{dist} {_installed(dist)}" for dist in _INSTALLED)
+    return f"stabench {_installed('stabench')} (python {sys.version.split()[0]}; {stack})"
 
 
 def _installed(dist: str) -> str:

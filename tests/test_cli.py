@@ -143,6 +143,15 @@ def test_a_seed_another_process_is_training_is_left_for_last(tiny_model, capsys)
     assert out.index("seed 1: accuracy") < out.index("seed 0: accuracy") and out.count("trained in") == 2
 
 
+def test_version_names_stabench_and_the_libraries_that_key_a_run(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"stabench {importlib.metadata.version('stabench')} (python ")
+    assert f"torch {importlib.metadata.version('torch')}, transformers {importlib.metadata.version('transformers')}" in out
+
+
 def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_model, tmp_path, capsys):
     """What a paper's table of recipes needs: each pair's p-values, without writing a claim."""
     assert main(_args(tiny_model, "--seeds", "0-2")) == 0
