@@ -61,7 +61,7 @@ def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
     the same line with the same values closed over (its module imported again, under any module
     name; not a factory's hook made with another value); in another file, the same function of
     the same module (a notebook cell run again, edited or not, is compiled as another file)."""
-    old, new = _unwrapped(old), _unwrapped(new)  # a shared decorator's wrapper is not the hook
+    old, new = _definition(old), _definition(new)
     if old.__qualname__ != new.__qualname__:
         return False
     if _file(old) != _file(new):
@@ -69,12 +69,18 @@ def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
     return old.__code__.co_firstlineno == new.__code__.co_firstlineno and _values(old) == _values(new)
 
 
+def _definition(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The function the user wrote: a shared decorator's wrapper is not the hook."""
+    inner = _unwrapped(function)
+    return inner if hasattr(inner, "__code__") else function
+
+
 def _file(function: Callable[..., Any]) -> str:
     return str(Path(function.__code__.co_filename).resolve())
 
 
 def _described(function: Callable[..., Any]) -> str:
-    function = _unwrapped(function)
+    function = _definition(function)
     return f"{function.__qualname__} ({_file(function)}:{function.__code__.co_firstlineno})"
 
 
