@@ -425,6 +425,9 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     compared = any(r.baseline for r in results)
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
     others = unmatched_baseline_studies(baseline, current, results) if unmatched or not compared else []
+    if others and args.current == "store":  # an unchanged study has no runs outside the baseline
+        others = [*others[:-1], f"{others[-1]} (the store's current side leaves out the baseline's own runs, so "
+                                f"studies unchanged since are listed too)"]
     if unmatched and compared:
         console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline "
                       f"({escape(', '.join(unmatched))})"

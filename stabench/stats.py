@@ -483,8 +483,9 @@ class Comparison:
 
     @property
     def a_less_variable(self) -> bool:
-        """A's scores spread less than B's (one-sided Brown-Forsythe)."""
-        return self.levene_p_a_less < self.alpha
+        """A's scores spread less than B's (one-sided Brown-Forsythe); never when every run of A
+        failed: collapsed runs tie, and their spread of 0 shows no stability."""
+        return self.levene_p_a_less < self.alpha and self.failures_a < self.n_a
 
     @property
     def a_dominates(self) -> bool:
@@ -527,7 +528,8 @@ class Comparison:
         return (f"{self.name_a} vs {self.name_b} ({self.metric}, n={self.n_a} vs {self.n_b}, level "
                 f"{self.level_text()}):\n"
                 f"  less variable  {verdict(self.a_less_variable):3}  std {self.std_a:.4g} vs {self.std_b:.4g}, "
-                f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}\n"
+                f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}"
+                + (f" (every run of {self.name_a} failed)" if self.failures_a == self.n_a else "") + "\n"
                 f"  fewer failures {verdict(self.a_fewer_failures):3}  {self.failures_a}/{self.n_a} vs "
                 f"{self.failures_b}/{self.n_b}, one-sided Fisher p={self.fisher_p_a_fewer:.3g}\n"
                 f"  better         {verdict(self.a_better):3}  mean {self.mean_a:.4g} vs {self.mean_b:.4g}, "

@@ -437,7 +437,13 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
             store.put(run)
     assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "so nothing was compared; the baseline's studies that none matched: t / m / old-name" in out
+    assert ("so nothing was compared; the baseline's studies that none matched: t / m / old-name (the store's "
+            "current side leaves out the baseline's own runs, so studies unchanged since are listed too)") in out
+    with Store(tmp_path / "s.sqlite") as store:
+        store.tag([r.key for r in store.query(recipe="new-name")], "new")
+    assert main(["compare", "tag:base", "tag:new", "--store", str(tmp_path / "s.sqlite")]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the baseline's studies that none matched: t / m / old-name" in out and "unchanged since" not in out
 
 
 def test_a_tokenizers_bump_is_a_stack_change_and_runs_stored_without_it_read_as_none():
