@@ -587,6 +587,8 @@ def _judge(item: pytest.Item, state: State):
         _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
             pytest.xfail(f"toy profile: stopped at an assertion not expected to hold at toy scale ({message})")
+        if (failing := [g for g in gates.values() if g["fails"]]) and hasattr(error, "add_note"):  # Python 3.11+
+            error.add_note("the gate failed too: " + "; ".join(_gate_failure(g) for g in failing))
         raise
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))

@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 
 import hypothesis.strategies as st
 import pytest
@@ -545,6 +546,13 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert gate["changed"] == "recipe content (lr 0.003 -> 1e-06)" and claim["recipe_fields"]["lr"] == 1e-6
     from stabench.recipes import get_recipe
     assert claim["recipe_hash"] == get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=1e-6).hash
+    if sys.version_info >= (3, 11):  # exception notes: a claim whose own assertion fails says its gate failed too
+        pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED.replace("study.n == 4", "study.n == 5"))
+        both = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
+        assert both.ret == 1
+        both.stdout.fnmatch_lines([">*assert study.n == 5", "E*the gate failed too: REGRESSED "
+                                   "test_gated.py::test_my_recipe: accuracy: mean got worse*"])
+        pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
 
     monkeypatch.setenv("DEMO_LR", "3e-3")
     same = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
