@@ -90,11 +90,13 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
             return ", ".join(f"{name} {value}" for name, (value, _) in sorted(differ.items()) if value is not None)
 
         stacks = [text for text in dict.fromkeys(map(theirs, others)) if text]  # each stack once
-        described = "; ".join(stacks) or "a stack that did not record these fields"
+        described = ("a stack that did not record these fields" if not stacks else
+                     f"another stack ({stacks[0]})" if len(stacks) == 1 else
+                     f"{len(stacks)} other stacks ({'; '.join(stacks)})")
         differing = sorted({name for differ in others for name in differ})
         this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
-                      f"{prepared.recipe.name} are stored under {described}, not this stack's {this}; each stack "
+                      f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "
                       f"keeps its own runs, so they train again", stacklevel=2)
 
 

@@ -82,7 +82,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "trained in" in out and torch.get_num_threads() == threads
     assert [line for line in err.splitlines() if line.strip()] == [  # why seed 0 trained again, in one line
         f"warning: runs of polarity / {stored_name(tiny_model)} / recipe bert-default[max_steps=6,trace_every=2] "
-        f"are stored under cpu_threads {threads % 2 + 1}, not this stack's cpu_threads {threads}; each stack keeps "
+        f"are stored under another stack (cpu_threads {threads % 2 + 1}), not this one (cpu_threads {threads}); each "
+        f"stack keeps "
         f"its own runs, so they train again"]
 
 

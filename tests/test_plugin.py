@@ -1059,7 +1059,8 @@ def test_an_in_process_session_gives_back_the_torch_thread_count(suite):
     _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-cpu-threads=3")
     assert torch.get_num_threads() == before
     again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")  # 1 thread: trains again, and says why
-    again.stdout.fnmatch_lines(["*runs of * are stored under cpu_threads 3, not this stack's cpu_threads 1; each "
+    again.stdout.fnmatch_lines(["*runs of * are stored under another stack (cpu_threads 3), not this one "
+                                "(cpu_threads 1); each "
                                 "stack keeps its own runs, so they train again*"])
 
 

@@ -1572,11 +1572,12 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
         {"torch": ("2.12.0", "2.13.0")}, {"transformers": ("5.20.0", "5.24.0")}]
     prepared = SimpleNamespace(key=here.key, task_info=here.task, model_info=here.model, seed=3,
                                recipe=SimpleNamespace(name="paper", hash=here.recipe_hash), environment=here.environment)
-    with pytest.warns(UserWarning, match=r"^runs of rte / bert-large-uncased / recipe paper are stored under torch "
-                                         r"2\.12\.0; transformers 5\.20\.0, not this stack's torch 2\.13\.0, "
-                                         r"transformers 5\.24\.0; each stack keeps its own runs, so they train again$"):
+    with pytest.warns(UserWarning, match=r"^runs of rte / bert-large-uncased / recipe paper are stored under 2 other "
+                                         r"stacks \(torch 2\.12\.0; transformers 5\.20\.0\), not this one \(torch "
+                                         r"2\.13\.0, transformers 5\.24\.0\); each stack keeps its own runs, so they "
+                                         r"train again$"):
         warn_of_other_stacks(prepared, store)
     older = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0")}])  # a field it lacks
     with pytest.warns(UserWarning, match=r"are stored under a stack that did not record these fields, not this "
-                                         r"stack's transformers 5\.24\.0;"):
+                                         r"one \(transformers 5\.24\.0\);"):
         warn_of_other_stacks(prepared, older)
