@@ -837,6 +837,7 @@ class Reporter:
         self.trained_by_seeds: set[str] = set()  # keys of the runs seed items trained
         self.trained_by_verdicts: set[str] = set()  # and those verdicts trained
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
+        self.written: list[str] = []  # reports and plots written at the end, and where
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.watching = self.interrupted = False
 
@@ -942,7 +943,10 @@ class Reporter:
             terminalreporter.write_line(f"{_named(self.config, 'tag')}={tag}: no claim's verdict ran in this "
                                         f"session (say -k selected seed items only), so no run was tagged; "
                                         f"the verdict tags its claim's runs", yellow=True)
+        written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         if not self.claims:
+            if written:
+                terminalreporter.write_line(written)
             return
         from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
                              gate_table_rows, render, rows_table, skipped_rows)
@@ -972,6 +976,8 @@ class Reporter:
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
                     f"this session's runs ({compact_names(self.retagged)})", yellow=True)
+        if written:
+            terminalreporter.write_line(written)
         if self.comparisons:
             terminalreporter.write_sep("=", "stabench comparisons in claims")
             terminalreporter.write(render(rows_table(comparison_rows(self.comparisons), title=COMPARISON_NOTE),
@@ -1013,7 +1019,8 @@ class Reporter:
         for name, write in (("md", self._write_markdown), ("json", self._write_json), ("plots", self._plot)):
             if path := option(self.config, name):
                 try:
-                    write(Path(path))
+                    files = write(Path(path))
+                    self.written.append(f"{path}" + (f" ({files} files)" if files is not None else ""))
                 except Exception as error:  # checked at the start, yet a path (or a plot) can still fail
                     self.unwritten.append(f"{_named(self.config, name)}: {_first_line(error, type(error).__name__)}")
         if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
@@ -1049,9 +1056,9 @@ class Reporter:
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None})
 
-    def _plot(self, folder: Path) -> None:
+    def _plot(self, folder: Path) -> int:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
-        healthy run of each arm."""
+        healthy run of each arm.  Returns how many files it wrote."""
         from .analysis import example_runs
         from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
         from .report import check_plot_format
@@ -1074,3 +1081,4 @@ class Reporter:
                                      for label, r in example_runs(runs[arm["arm"]]).items()})
                 plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim)
                 plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim)
+        return 3 * len(claims)

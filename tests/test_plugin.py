@@ -85,7 +85,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     runs = {key for claim in report["claims"] for key in claim["keys"]}
     assert len(runs) == 6 and len(report["seeds"]) == 8  # two claims share a study's runs
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
-                                "store"])
+                                "store", "stabench wrote r.json, figs (9 files)"])  # where each report went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
                                         "the store"])  # it used to say 0: no seed item had reported
