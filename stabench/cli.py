@@ -710,22 +710,24 @@ def import_user_code(names: Sequence[str]) -> None:
     the same runs."""
     for name in names:
         path = Path(name)
-        if path.suffix == ".py":
-            if not path.is_file():
-                raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module "
-                                 f"name or a .py file")
-            folder, module_name = _module_name(path)
-            if (taken := _origin(module_name)) not in (None, path.resolve()):
-                raise ValueError(f"--import {name}: its module name {module_name!r} is taken by {taken}; rename "
-                                 f"the file")
-        else:
-            folder, module_name = Path.cwd(), name  # the stabench script's folder is on the path, not this one
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+        if path.suffix == ".py" and not path.is_file():
+            raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module name or a "
+                             f".py file")
+        # A file by its package's dotted name; a name from the current folder, which the stabench script lacks.
+        folder, module_name = _module_name(path) if path.suffix == ".py" else (Path.cwd(), name)
         try:
-            importlib.import_module(module_name)
+            if path.suffix == ".py" and (taken := _origin(module_name)) not in (None, path.resolve()):
+                raise _Taken(taken)
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            module = importlib.import_module(module_name)
+            if path.suffix == ".py" and _origin(module_name) != path.resolve():  # a built-in module: time, gc
+                raise _Taken(getattr(module, "__file__", None) or "a built-in module")
         except KeyboardInterrupt:
             raise
+        except _Taken as taken:
+            raise ValueError(f"--import {name}: its module name {module_name!r} is taken by {taken}; rename the "
+                             f"file") from None
         except ModuleNotFoundError as error:
             if error.name is None or not f"{module_name}.".startswith(f"{error.name}."):  # one the module imports
                 raise ValueError(f"--import {name} failed: {error}") from None
@@ -735,11 +737,15 @@ def import_user_code(names: Sequence[str]) -> None:
             raise ValueError(f"--import {name} failed: {type(error).__name__}: {error}") from None
 
 
+class _Taken(Exception):
+    """A file's module name is another module's."""
+
+
 def _module_name(path: Path) -> tuple[Path, str]:
     """The folder to put on the path and the dotted name to import a file by: its package's
     folders (those with an ``__init__.py``) lead the name."""
     path = path.resolve()
-    folder, parts = path.parent, [path.stem]
+    folder, parts = path.parent, [] if path.stem == "__init__" else [path.stem]  # a package's own file: the package
     while (folder / "__init__.py").is_file():
         folder, parts = folder.parent, [folder.name, *parts]
     return folder, ".".join(parts)

@@ -38,8 +38,9 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
     freshly loaded model, after re-initialisation and Mixout and before the optimizer is built,
     so parameters it freezes stay out of the optimizer and the gradient traces.  The same
     definition registered again (its module imported again, a notebook cell run again) replaces
-    the hook; another function under a taken name is refused unless ``replace``, for a claim
-    would silently train with the other's code."""
+    the hook; another function under a taken name is refused unless ``replace`` (which replaces
+    it for the whole process, claims already collected included), for a claim would silently
+    train with the other's code."""
     if not isinstance(name, str) or not name.strip() or any(c in name for c in ",=[]"):
         raise ValueError(f"hook name {name!r} is invalid; expected a non-empty name without , = [ or ]")
 
@@ -66,7 +67,23 @@ def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
         return False
     if _file(old) != _file(new):
         return old.__module__ == new.__module__
-    return old.__code__.co_firstlineno == new.__code__.co_firstlineno and _values(old) == _values(new)
+    return old.__code__.co_firstlineno == new.__code__.co_firstlineno and _bound(old) == _bound(new)
+
+
+def _bound(function: Callable[..., Any]) -> str:
+    """Every value a function closes over or defaults to, as text (so NaN equals NaN): a factory's
+    hook made from another list, array or number is another hook."""
+    def text(value: Any) -> str:  # a function by its name: imported again, it is another object
+        return f"<{value.__qualname__}>" if inspect.isfunction(value) or inspect.isclass(value) else repr(value)
+
+    cells = []
+    for cell in function.__closure__ or ():
+        try:
+            cells.append(text(cell.cell_contents))
+        except ValueError:  # a cell not yet filled
+            cells.append("")
+    defaults = [text(value) for value in function.__defaults__ or ()]
+    return repr((cells, defaults, {key: text(value) for key, value in (function.__kwdefaults__ or {}).items()}))
 
 
 def _definition(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -74,6 +74,17 @@ def test_the_hook_s_code_is_part_of_the_recipe():
     one = recipe.hash
     with pytest.raises(ValueError, match=r"replace it with stabench\.hook\('h', replace=True\)$"):
         stabench.hook("h")(factory(2))  # another value: another hook, not the same one imported again
+
+    def by_name(layers):
+        def freeze(model, recipe, fallback=float("nan")):  # NaN equals NaN when imported again
+            for layer in layers:
+                getattr(model.base_model, layer).requires_grad_(False)
+        return freeze
+
+    stabench.hook("by-name")(by_name(["embeddings"]))
+    stabench.hook("by-name")(by_name(["embeddings"]))  # an equal list: the same hook
+    with pytest.raises(ValueError, match=r"^hook 'by-name' is already registered"):
+        stabench.hook("by-name")(by_name(["pooler"]))  # a list is not hashed: refused, not silently swapped
     stabench.hook("h", replace=True)(factory(2))
     assert recipe.hash != one  # a value the hook closes over is part of it too
 
@@ -213,22 +224,25 @@ def test_the_cli_imports_the_file_that_registers_a_hook_and_a_task(tmp_path, mon
     (tmp_path / "pkg" / "claims.py").write_text("import stabench\nfrom .helper import LAYER\n"
                                                 "@stabench.hook('pkg-hook')\ndef freeze(model, recipe):\n"
                                                 "    getattr(model.base_model, LAYER).requires_grad_(False)\n")
-    assert main(["runs", "--store", "s.sqlite", "--import", "pkg/claims.py"]) == 0
-    assert sys.modules["pkg.claims"].LAYER == "pooler"
+    assert main(["runs", "--store", "s.sqlite", "--import", "pkg/claims.py", "--import", "pkg/__init__.py"]) == 0
+    assert sys.modules["pkg.claims"].LAYER == "pooler" and "pkg.__init__" not in sys.modules  # the package itself
     (tmp_path / "broken.py").write_text("raise RuntimeError('no GPU here')\n")
     (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
     (tmp_path / "needs.py").write_text("import a_package_nobody_installed\n")
     (tmp_path / "json.py").write_text("")
+    (tmp_path / "time.py").write_text("raise RuntimeError('never run')\n")
     for name, error in (("nowhere.py", "--import nowhere.py: no such file (relative to "),
                         ("nowhere", "--import nowhere: No module named 'nowhere' (from "),
                         ("helper_of_claims.frozen", "--import helper_of_claims.frozen: No module named "),
                         ("broken.py", "--import broken.py failed: RuntimeError: no GPU here"),
                         ("exits.py", "--import exits.py failed: SystemExit: 3"),
                         ("needs.py", "--import needs.py failed: No module named 'a_package_nobody_installed'"),
-                        ("json.py", "--import json.py: its module name 'json' is taken by ")):
+                        ("json.py", "--import json.py: its module name 'json' is taken by "),
+                        ("time.py", "--import time.py: its module name 'time' is taken by a built-in module; rename")):
         assert main(["runs", "--store", "s.sqlite", "--import", name]) == 2, name
         assert f"error: {error}" in " ".join(capsys.readouterr().err.split()), name
-    assert not {"broken", "exits", "needs"} & set(sys.modules) and sys.modules["json"].__file__ != str(tmp_path / "json.py")
+    assert not {"broken", "exits", "needs"} & set(sys.modules)
+    assert sys.modules["json"].__file__ != str(tmp_path / "json.py")
 
 
 def test_a_claim_with_a_hook_trains_its_seeds_with_it(pytester, tiny_model):
