@@ -587,8 +587,12 @@ def _judge(item: pytest.Item, state: State):
         _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
             pytest.xfail(f"toy profile: stopped at an assertion not expected to hold at toy scale ({message})")
-        if (failing := [g for g in gates.values() if g["fails"]]) and hasattr(error, "add_note"):  # Python 3.11+
-            error.add_note("the gate failed too: " + "; ".join(_gate_failure(g) for g in failing))
+        if failing := [g for g in gates.values() if g["fails"]]:
+            note = "the gate failed too: " + "; ".join(_gate_failure(g) for g in failing)
+            if isinstance(error, pytest.fail.Exception) and not error.pytrace:  # pytest shows its message alone
+                error.msg = f"{error.msg}\n{note}"
+            elif hasattr(error, "add_note"):  # Python 3.11+
+                error.add_note(note)
         raise
     except BaseException as error:
         _record_claim(item, studies, "error", _first_line(error, type(error).__name__))
@@ -1069,16 +1073,21 @@ class Reporter:
         for row in self.claims:
             if row.get("keys"):  # not skipped, nor a study that could not be gathered
                 claims.setdefault(row["claim"], []).append(row)
+        stems = {claim: file_stem(claim.split("::")[-1]) for claim in claims}  # the test's name, and its params
+        clashing = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
+        written = set()
         with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
             for claim, arms in claims.items():
-                name = file_stem(claim.split("::")[-1])
+                # one test name in two files: each file's figures under its own path
+                name = file_stem(claim.replace(".py::", "-").replace("::", "-")) if stems[claim] in clashing \
+                    else stems[claim]
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                plot_study(runs, folder / f"{name}-scores.{fmt}", claim)
+                written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", claim))
                 labelled = {}  # each arm's own examples: an intervention's traces beside the default's
                 for arm in arms:
                     who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
                     labelled.update({f"seed {r.seed} {who} ({label})": r
                                      for label, r in example_runs(runs[arm["arm"]]).items()})
-                plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim)
-                plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim)
-        return 3 * len(claims)
+                written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim))
+                written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim))
+        return len(written)

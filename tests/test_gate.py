@@ -552,7 +552,11 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
         assert both.ret == 1
         both.stdout.fnmatch_lines([">*assert study.n == 5", "E*the gate failed too: REGRESSED "
                                    "test_gated.py::test_my_recipe: accuracy: mean got worse*"])
-        pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
+    failing_body = GATED.replace("assert study.n == 4", "pytest.fail('the body says no', pytrace=False)")
+    pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\nimport pytest\n" + failing_body)
+    both = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")
+    both.stdout.fnmatch_lines(["the body says no", "the gate failed too: REGRESSED test_gated.py::test_my_recipe:*"])
+    pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
 
     monkeypatch.setenv("DEMO_LR", "3e-3")
     same = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old")

@@ -285,6 +285,22 @@ def test_mine_by_name(study):
     assert [(claim["task"], claim["summary"]["std"]) for claim in report["claims"]] == [("mine", None)] * 2
 
 
+def test_plots_of_one_test_name_in_two_files_keep_apart(pytester, tiny_model):
+    for name in ("a", "b"):
+        pytester.makepyfile(**{f"test_{name}": f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=2)
+def test_same(study):
+    pass
+'''})
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-plots=figs")
+    files = sorted(p.name for p in (pytester.path / "figs").iterdir())
+    assert files == sorted(f"test_{name}-test_same-{figure}.png" for name in ("a", "b")
+                           for figure in ("scores", "grad-norms", "training"))
+    result.stdout.fnmatch_lines(["stabench wrote figs (6 files)"])
+
+
 def test_an_in_memory_task_runs_again_in_a_second_session_in_the_same_process(pytester, tiny_model):
     """A notebook's second pytest.main imports the claim file again: a new Task of the same name."""
     pytester.makepyfile(test_memory=f"MODEL = {tiny_model!r}\n" + '''

@@ -246,6 +246,9 @@ def test_a_study_whose_every_run_failed_is_not_shown_less_variable():
     comparison = compare(collapsed, unstable, 10, 6, aso_iterations=50)
     assert comparison.levene_p_a_less < comparison.alpha and not comparison.a_less_variable  # the test alone would
     assert "less variable  no   std " in str(comparison) and "(every run of A failed)" in str(comparison)
+    from stabench.report import comparison_rows
+    (row,) = comparison_rows([{**comparison.to_dict(), "claim": "c"}])  # the reports' table says why too
+    assert row["std"].endswith("; all of A failed)") and "less variable" not in row["A is"]
     with pytest.raises(AssertionError, match=r"every run of A failed \(10/10\), so its small spread shows no "
                                              r"stability; compare failures first \(B failed 6/25\)"):
         assert_less_variable(comparison)
