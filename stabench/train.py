@@ -89,10 +89,9 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
         def theirs(differ: dict) -> str:  # a field the stored run lacks is not named
             return ", ".join(f"{name} {value}" for name, (value, _) in sorted(differ.items()) if value is not None)
 
-        stacks = [text for text in dict.fromkeys(map(theirs, others)) if text]  # each stack once
-        described = ("a stack that did not record these fields" if not stacks else
-                     f"another stack ({stacks[0]})" if len(stacks) == 1 else
-                     f"{len(stacks)} other stacks ({'; '.join(stacks)})")
+        stacks = list(dict.fromkeys(map(theirs, others)))  # each stack once; "" for one that recorded none
+        shown = "; ".join(text or "one that did not record these fields" for text in stacks)
+        described = f"another stack ({shown})" if len(stacks) == 1 else f"{len(stacks)} other stacks ({shown})"
         differing = sorted({name for differ in others for name in differ})
         this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "

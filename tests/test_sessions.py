@@ -341,8 +341,9 @@ def test_a_seed_stored_under_another_stack_says_why_it_trains_again(tiny_model, 
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
     with Store(tmp_path / "s.sqlite") as store:
         Session(store=store, cpu_threads=2).collect(arm, [0, 1])
-        with pytest.warns(UserWarning, match=r"^runs of same-number / .* are stored under cpu_threads 2, not this "
-                                             r"stack's cpu_threads 1; each stack keeps its own runs"):
+        with pytest.warns(UserWarning, match=r"^runs of same-number / .* are stored under another stack "
+                                             r"\(cpu_threads 2\), not this one \(cpu_threads 1\); each stack keeps "
+                                             r"its own runs"):
             assert Session(store=store, cpu_threads=1).run_seed(arm, 0)[1]
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # stored under this stack, or under none: nothing to say

@@ -1578,6 +1578,11 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
                                          r"train again$"):
         warn_of_other_stacks(prepared, store)
     older = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0")}])  # a field it lacks
-    with pytest.warns(UserWarning, match=r"are stored under a stack that did not record these fields, not this "
-                                         r"one \(transformers 5\.24\.0\);"):
+    with pytest.warns(UserWarning, match=r"are stored under another stack \(one that did not record these fields\), "
+                                         r"not this one \(transformers 5\.24\.0\);"):
         warn_of_other_stacks(prepared, older)
+    mixed = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0")},
+                                                        {"transformers": ("5.20.0", "5.24.0")}])
+    with pytest.warns(UserWarning, match=r"are stored under 2 other stacks \(one that did not record these fields; "
+                                         r"transformers 5\.20\.0\), not this one"):
+        warn_of_other_stacks(prepared, mixed)
