@@ -77,6 +77,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"({recipe.hash}) · "
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
                   highlight=False)
+    if len(seeds) == 1 and seeds[0] > 1 and args.seeds.strip().isdigit():  # pytest's --stabench-seeds=5 is 0-4
+        console.print(f"[yellow]note: --seeds {seeds[0]} is seed {seeds[0]} alone; for {seeds[0]} seeds write "
+                      f"--seeds 0-{seeds[0] - 1}[/]", highlight=False)
     results = []
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
