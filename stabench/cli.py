@@ -1,4 +1,4 @@
-"""The ``stabench`` command: run a seed study, inspect and move stored results."""
+"""The stabench command: run a seed study, inspect and move stored results."""
 from __future__ import annotations
 
 import argparse
