@@ -19,6 +19,7 @@ conftest are.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dis
 import functools
 import hashlib
@@ -76,14 +77,18 @@ def _bound(function: Callable[..., Any]) -> str:
     def text(value: Any) -> str:  # a function by its name: imported again, it is another object
         return f"<{value.__qualname__}>" if inspect.isfunction(value) or inspect.isclass(value) else repr(value)
 
+    cells, defaults, kwdefaults = _closed_over(function)
+    return repr(([text(v) for v in cells], [text(v) for v in defaults], {k: text(v) for k, v in kwdefaults.items()}))
+
+
+def _closed_over(function: Callable[..., Any]) -> tuple[list, list, dict]:
+    """The values a function closes over (a cell not yet filled left out), its defaults and its
+    keyword-only defaults."""
     cells = []
     for cell in function.__closure__ or ():
-        try:
-            cells.append(text(cell.cell_contents))
-        except ValueError:  # a cell not yet filled
-            cells.append("")
-    defaults = [text(value) for value in function.__defaults__ or ()]
-    return repr((cells, defaults, {key: text(value) for key, value in (function.__kwdefaults__ or {}).items()}))
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            cells.append(cell.cell_contents)
+    return cells, list(function.__defaults__ or ()), dict(function.__kwdefaults__ or {})
 
 
 def _definition(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,10 +140,9 @@ def _own_code(function: Callable[..., Any]) -> tuple:
 
 def _values(function: Callable[..., Any]) -> tuple:
     """The plain values a function closes over and defaults to."""
-    plain = [cell.cell_contents for cell in function.__closure__ or () if _is_plain(cell.cell_contents)]
-    defaults = [value for value in (function.__defaults__ or ()) if _is_plain(value)]
-    return plain, defaults, sorted(
-        (key, value) for key, value in (function.__kwdefaults__ or {}).items() if _is_plain(value))
+    cells, defaults, kwdefaults = _closed_over(function)
+    return ([value for value in cells if _is_plain(value)], [value for value in defaults if _is_plain(value)],
+            sorted((key, value) for key, value in kwdefaults.items() if _is_plain(value)))
 
 
 def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
