@@ -428,18 +428,19 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     compared = any(r.baseline for r in results)
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
     others = unmatched_baseline_studies(baseline, current, results) if unmatched or not compared else []
-    if others and args.current == "store":  # an unchanged study has no runs outside the baseline
-        others = [*others[:-1], f"{others[-1]} (the store's current side leaves out the baseline's own runs, so "
-                                f"studies unchanged since are listed too)"]
+    # An unchanged study has no runs outside the baseline, so with the store as the current side it is unmatched.
+    unchanged = (" (the store's current side leaves out the baseline's own runs, so studies unchanged since are "
+                 "listed too)") if others and args.current == "store" else ""
     if unmatched and compared:
         console.print(f"[yellow]note: {len(unmatched)} current study(ies) found no baseline "
                       f"({escape(', '.join(unmatched))})"
-                      + (f"; the baseline's studies that none matched: {escape(', '.join(others))}" if others else "")
+                      + (f"; the baseline's studies that none matched: {escape(', '.join(others))}{unchanged}"
+                         if others else "")
                       + "[/]", highlight=False)
     if not compared:
         console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
                       f"name or content), so nothing was compared; the baseline's studies that none "
-                      f"matched: {escape(', '.join(others) or 'none')}[/]", highlight=False)
+                      f"matched: {escape(', '.join(others) or 'none')}{unchanged}[/]", highlight=False)
         status = 2
     if args.json:
         report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": status,
@@ -712,19 +713,19 @@ def import_user_code(names: Sequence[str]) -> None:
     above the package on the path), so a hook hashes as it does under pytest and the CLI reads
     the same runs."""
     for name in names:
-        path = Path(name)
-        if path.suffix == ".py" and not path.is_file():
+        file = Path(name).resolve() if name.endswith(".py") else None
+        if file is not None and not file.is_file():
             raise ValueError(f"--import {name}: no such file (relative to {Path.cwd()}); expected a module name or a "
                              f".py file")
         # A file by its package's dotted name; a name from the current folder, which the stabench script lacks.
-        folder, module_name = _module_name(path) if path.suffix == ".py" else (Path.cwd(), name)
+        folder, module_name = _module_name(file) if file else (Path.cwd(), name)
         try:
-            if path.suffix == ".py" and (taken := _origin(module_name)) not in (None, path.resolve()):
+            if file and (taken := _origin(module_name)) not in (None, file):
                 raise _Taken(taken)
             if str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))
             module = importlib.import_module(module_name)
-            if path.suffix == ".py" and _origin(module_name) != path.resolve():  # a built-in module: time, gc
+            if file and _origin(module_name) != file:  # a built-in module: time, gc
                 raise _Taken(getattr(module, "__file__", None) or "a built-in module")
         except KeyboardInterrupt:
             raise
@@ -745,9 +746,8 @@ class _Taken(Exception):
 
 
 def _module_name(path: Path) -> tuple[Path, str]:
-    """The folder to put on the path and the dotted name to import a file by: its package's
-    folders (those with an ``__init__.py``) lead the name."""
-    path = path.resolve()
+    """The folder to put on the path and the dotted name to import a file (a resolved path) by: its
+    package's folders (those with an ``__init__.py``) lead the name."""
     folder, parts = path.parent, [] if path.stem == "__init__" else [path.stem]  # a package's own file: the package
     while (folder / "__init__.py").is_file():
         folder, parts = folder.parent, [folder.name, *parts]
