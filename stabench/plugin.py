@@ -587,8 +587,8 @@ def _judge(item: pytest.Item, state: State):
         _record_claim(item, studies, "xfailed (toy)" if state.toy else "failed", message)
         if state.toy:
             pytest.xfail(f"toy profile: stopped at an assertion not expected to hold at toy scale ({message})")
-        if failing := [g for g in gates.values() if g["fails"]]:
-            note = "the gate failed too: " + "; ".join(_gate_failure(g) for g in failing)
+        if failed := _gate_failures(gates):
+            note = f"the gate failed too: {failed}"
             if isinstance(error, pytest.fail.Exception) and not error.pytrace:  # pytest shows its message alone
                 error.msg = f"{error.msg}\n{note}"
             elif hasattr(error, "add_note"):  # Python 3.11+
@@ -600,9 +600,9 @@ def _judge(item: pytest.Item, state: State):
     finally:
         _record_comparisons(item, studies)
     _record_claim(item, studies, "passed (toy)" if state.toy else "passed", gates=gates)
-    if failing := [g for g in gates.values() if g["fails"]]:
+    if failed := _gate_failures(gates):
         # The verdict item fails, so JUnit reports, --lf and pytest's summary all see a regression.
-        pytest.fail("; ".join(_gate_failure(g) for g in failing), pytrace=False)
+        pytest.fail(failed, pytrace=False)
     return outcome
 
 
@@ -639,6 +639,11 @@ def _record_gate(item: pytest.Item, state: State, studies) -> dict[str, dict]:
         item.user_properties.append(("stabench_gate", json.dumps(entry)))
         entries[name] = entry
     return entries
+
+
+def _gate_failures(gates: dict[str, dict]) -> str:
+    """Why a claim's gate failed, its failing arms' reasons in one line; empty where it did not fail."""
+    return "; ".join(_gate_failure(g) for g in gates.values() if g["fails"])
 
 
 def _gate_failure(entry: dict) -> str:
