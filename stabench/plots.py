@@ -17,7 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .report import image_format
-from .result import FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss, layer_order, runs_of
+from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss,
+                     layer_order, runs_of)
 
 
 def agg_figure(**options) -> Figure:
@@ -259,7 +260,7 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     if not runs:
         raise ValueError("plot_training_curves needs at least one run")
     evaluated = {name for run in runs.values() for evaluation in (run.trace or {}).get("eval", [])
-                 for name in evaluation if name not in ("step", "prediction_counts")}
+                 for name in evaluation if name not in EVALUATION_FIELDS}
     if evaluated and metric not in evaluated:  # runs without evaluations have nothing to draw
         raise ValueError(f"metric {metric!r} is not among the runs' dev evaluations (trace['eval']); they have "
                          f"{', '.join(sorted(evaluated))}")

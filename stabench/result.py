@@ -18,6 +18,11 @@ from typing import Any
 FINAL_LOSS_STEPS = 10
 
 
+# The fields of a dev evaluation in ``trace["eval"]`` that are not metrics.  The batch size is
+# provenance: evaluation pads each batch, and it halves on out-of-memory.
+EVALUATION_FIELDS = ("step", "prediction_counts", "batch_size")
+
+
 def final_train_loss(losses: list[float]) -> float:
     """The median of the last ``FINAL_LOSS_STEPS`` step losses; NaN if one of them is not finite
     (a diverged run has no train loss) or there are none."""
@@ -94,7 +99,8 @@ class RunResult:
     ``step`` lists the trace points (step 1, every ``trace_every`` steps, the last step) and
     ``lr``, ``grad_norm[layer]`` (before clipping) and ``grad_norm_total`` have one value per
     trace point; so ``plot(trace["step"], trace["grad_norm"]["layer.0"])``, not against
-    ``loss``.  ``eval`` lists the dev evaluations: ``{"step", metrics..., "prediction_counts"}``.
+    ``loss``.  ``eval`` lists the dev evaluations: ``{"step", metrics..., "prediction_counts",
+    "batch_size"}``.
     ``metrics["train_loss"]`` is :func:`final_train_loss` over the steps in
     ``trace["train_loss_steps"]`` (first, last).
     """

@@ -22,8 +22,8 @@ from . import data as data_lib
 from . import environment, hooks, interventions, metrics, models
 from .optim import AdamW, decay_param_groups, make_scheduler
 from .recipes import Recipe, get_recipe
-from .result import (RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order, run_key,
-                     train_loss_steps)
+from .result import (EVALUATION_FIELDS, RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order,
+                     run_key, train_loss_steps)
 from .tasks import Task, TaskData, load_task_data, registered_name
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
@@ -245,7 +245,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         checkpoint = max(evaluations, key=lambda e: e[primary] if metrics.higher_is_better(primary) else -e[primary])
     loss_values = torch.stack(losses).float().cpu().tolist() if losses else []
     counts = checkpoint["prediction_counts"]
-    chosen = {k: v for k, v in checkpoint.items() if k not in ("step", "prediction_counts")}
+    chosen = {k: v for k, v in checkpoint.items() if k not in EVALUATION_FIELDS}
     chosen["train_loss"] = final_train_loss(loss_values[:checkpoint["step"]])
 
     result = RunResult(
@@ -354,15 +354,16 @@ def _synced_clock(device: torch.device) -> float:
 
 def _eval_record(step: int, model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int,
                  device: torch.device, precision: str) -> dict:
-    """One dev evaluation as the trace stores it: step, metrics and how often each class was predicted."""
-    scores, predictions = _evaluate(model, encoded, task_data, pad_id, device, precision)
+    """One dev evaluation as the trace stores it: step, metrics, how often each class was predicted
+    and the batch size it ran at."""
+    scores, predictions, batch_size = _evaluate(model, encoded, task_data, pad_id, device, precision)
     counts = torch.bincount(predictions, minlength=task_data.num_labels).tolist()
-    return {"step": step, **scores, "prediction_counts": counts}
+    return {"step": step, **scores, "prediction_counts": counts, "batch_size": batch_size}
 
 
 def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int, device: torch.device,
-              precision: str) -> tuple[dict[str, float], torch.Tensor]:
-    """Metrics on the evaluation split, at the largest batch size that fits."""
+              precision: str) -> tuple[dict[str, float], torch.Tensor, int]:
+    """Metrics on the evaluation split and the predictions, at the largest batch size that fits (returned)."""
     batch_size = EVAL_BATCH_SIZE.get(device.type, EVAL_BATCH_SIZE["cpu"])
     while True:
         try:
@@ -374,7 +375,8 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
             batch_size //= 2
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    return metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist()), predictions
+    scores = metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist())
+    return scores, predictions, batch_size
 
 
 @torch.no_grad()

@@ -192,6 +192,9 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
     last = result.trace["eval"][-1]
     assert last["step"] == 12 and result.metrics["accuracy"] == last["accuracy"]
     assert list(result.prediction_counts.values()) == last["prediction_counts"]
+    # Each evaluation records the batch it ran at (provenance, not a metric).
+    assert [e["batch_size"] for e in result.trace["eval"]] == [stabench.train.EVAL_BATCH_SIZE["cpu"]] * 3
+    assert "batch_size" not in result.metrics
 
 
 def test_steps_per_s_leaves_out_dev_evaluations_during_training(tiny_model, monkeypatch):
@@ -271,7 +274,7 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
     source, task_data = models.resolve(tiny_model), load_task_data("same-number")
     _, eval_set = data_lib.encode(task_data, models.load_tokenizer(source), 128)
     model = models.load_model(source, 2, dropout=0.1)
-    expected_metrics, expected = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
+    expected_metrics, expected, first_size = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
     forward, sizes = model.forward, []
 
     def small_memory(**inputs):
@@ -281,8 +284,9 @@ def test_evaluation_halves_its_batch_until_it_fits(tiny_model, monkeypatch):
         return forward(**inputs)
 
     monkeypatch.setattr(model, "forward", small_memory)
-    found_metrics, found = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
+    found_metrics, found, size = train._evaluate(model, eval_set, task_data, 0, torch.device("cpu"), "fp32")
     assert torch.equal(found, expected) and found_metrics == expected_metrics
+    assert (first_size, size) == (train.EVAL_BATCH_SIZE["cpu"], 32)  # what the run's trace records
     assert sizes[0] == train.EVAL_BATCH_SIZE["cpu"] and max(sizes[sizes.index(32):]) == 32
 
 
