@@ -29,9 +29,15 @@ import sysconfig
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-_HOOKS: dict[str, Callable[..., Any]] = {}
+
+class _Registered(NamedTuple):
+    function: Callable[..., Any]
+    values: tuple  # the plain values and containers the hook closed over and defaulted to when registered
+
+
+_HOOKS: dict[str, _Registered] = {}
 
 
 def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -48,11 +54,11 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function) or not hasattr(function, "__code__"):
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
-        if name in _HOOKS and not replace and not _redefines(_HOOKS[name], function):
-            raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name])}; give "
+        if name in _HOOKS and not replace and not _redefines(_HOOKS[name].function, function):
+            raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name].function)}; give "
                              f"{_described(function)} another name, or replace it with "
                              f"stabench.hook({name!r}, replace=True)")
-        _HOOKS[name] = function
+        _HOOKS[name] = _Registered(function, _values(_definition(function), containers=True))
         return function
 
     return register
@@ -108,6 +114,10 @@ def _described(function: Callable[..., Any]) -> str:
 
 def get_hook(name: str) -> Callable[..., Any]:
     """The hook registered under ``name``; an unknown one names those registered."""
+    return _registered(name).function
+
+
+def _registered(name: str) -> _Registered:
     if name not in _HOOKS:
         known = ", ".join(sorted(_HOOKS)) or "none"
         raise ValueError(f"unknown hook {name!r}; registered hooks: {known} (register one with "
@@ -126,9 +136,16 @@ def fingerprint(name: str) -> str:
     functions, classes and plain module values it names as globals (or as attributes of a module)
     that live outside the Python installation and its site-packages, followed through their own
     globals: a helper edited in the claim file trains the runs again.  A hook that reaches none
-    hashes as before they were followed."""
-    function = get_hook(name)
-    text = repr(_own_code(function))
+    hashes as before they were followed.
+
+    The hook's own closed-over values and defaults are taken as they were when it was registered,
+    lists, dicts and sets of plain values included (a factory's argument), so that a hook that
+    fills a default list as it runs keeps its hash; a helper's, and module values, only where they
+    cannot change: numbers, strings and tuples and frozensets of them.  A hook behind a decorator
+    (``@torch.no_grad()``) is the function under it."""
+    registered = _registered(name)
+    function = _definition(registered.function)
+    text = repr((_source_tree(function) or code_shape(function.__code__), *registered.values))
     if reached := _reached(function):
         text += repr(reached)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -138,11 +155,15 @@ def _own_code(function: Callable[..., Any]) -> tuple:
     return _source_tree(function) or code_shape(function.__code__), *_values(function)
 
 
-def _values(function: Callable[..., Any]) -> tuple:
-    """The plain values a function closes over and defaults to."""
+def _values(function: Callable[..., Any], containers: bool = False) -> tuple:
+    """The plain values a function closes over and defaults to, in :func:`_plain`'s form (with
+    ``containers``, lists, dicts and sets of them too)."""
+    def kept(values: list) -> list:
+        return [form for form in (_plain(value, containers) for value in values) if form is not _MISSING]
+
     cells, defaults, kwdefaults = _closed_over(function)
-    return ([value for value in cells if _is_plain(value)], [value for value in defaults if _is_plain(value)],
-            sorted((key, value) for key, value in kwdefaults.items() if _is_plain(value)))
+    return kept(cells), kept(defaults), [(key, form) for key, value in sorted(kwdefaults.items())
+                                         if (form := _plain(value, containers)) is not _MISSING]
 
 
 def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
@@ -166,8 +187,8 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
                 owner, value = vars(value), getattr(value, attribute, _MISSING)
                 names.append(attribute)
             name, value = path + ".".join(names), _unwrapped(value)
-            if _is_plain(value):
-                values.append((name, id(owner), names[-1], value))
+            if (form := _plain(value)) is not _MISSING:
+                values.append((name, id(owner), names[-1], form))
             elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
                 seen.add(id(value))
                 functions = [value] if inspect.isfunction(value) else _methods(value)
@@ -180,7 +201,8 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
 def _class_code(cls: type) -> Any:
     """A class's source, or where it has none (a notebook's) its methods' code and plain attributes."""
     return _source_tree(cls) or ([_own_code(f) for f in _methods(cls)], sorted(
-        (name, value) for name, value in vars(cls).items() if not name.startswith("__") and _is_plain(value)))
+        (name, form) for name, value in vars(cls).items()
+        if not name.startswith("__") and (form := _plain(value)) is not _MISSING))
 
 
 _MISSING = object()
@@ -300,6 +322,16 @@ def code_shape(code) -> tuple:
     return code.co_code, code.co_names, code.co_freevars, tuple(constant(c) for c in code.co_consts)
 
 
-def _is_plain(value: Any) -> bool:
-    """A value whose repr is the same in every process; not a Path, which names the checkout."""
-    return isinstance(value, (str, int, float, bool, type(None)))
+def _plain(value: Any, containers: bool = False) -> Any:
+    """A value as it enters the hash, with a repr the same in every process, or ``_MISSING`` for
+    one that is not plain (a Path names the checkout; an object's repr, its address): a number,
+    string or None as itself; a tuple or frozenset of plain values, and with ``containers`` a
+    list, dict or set of them, tagged with its type, a set's items in sorted order."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    if not (isinstance(value, (tuple, frozenset)) or containers and isinstance(value, (list, set, dict))):
+        return _MISSING
+    forms = [_plain(item, containers) for item in (value.items() if isinstance(value, dict) else value)]
+    if any(form is _MISSING for form in forms):
+        return _MISSING
+    return type(value).__name__, sorted(map(repr, forms)) if isinstance(value, (set, frozenset)) else forms

@@ -84,7 +84,7 @@ def test_the_hook_s_code_is_part_of_the_recipe():
     stabench.hook("by-name")(by_name(["embeddings"]))
     stabench.hook("by-name")(by_name(["embeddings"]))  # an equal list: the same hook
     with pytest.raises(ValueError, match=r"^hook 'by-name' is already registered"):
-        stabench.hook("by-name")(by_name(["pooler"]))  # a list is not hashed: refused, not silently swapped
+        stabench.hook("by-name")(by_name(["pooler"]))  # another list: another hook, refused, not silently swapped
     stabench.hook("h", replace=True)(factory(2))
     assert recipe.hash != one  # a value the hook closes over is part of it too
 
@@ -167,16 +167,23 @@ def test_an_unknown_hook_is_named_before_any_data_loads(tiny_model, monkeypatch)
 
 def test_a_hook_hashes_alike_in_every_process():
     """xdist workers hash the recipe each in its own process, under its own string-hash seed: a
-    set literal in the hook's code must not make their keys differ."""
+    set literal in the hook's code, or a set it closes over or defaults to, must not make their
+    keys differ."""
     script = ("import stabench\n"
               "@stabench.hook('sets')\n"
               "def sets(model, recipe):\n"
               "    return [name for name, _ in model.named_parameters() if name.split('.')[0] in {'a', 'b', 'c', 'd'}]\n"
-              "print(stabench.get_recipe('bert-default', hook='sets').hash)\n")
+              "def make(names):\n"
+              "    def made(model, recipe, kinds=frozenset({'q', 'r', 's', 't'})):\n"
+              "        return names, kinds\n"
+              "    return made\n"
+              "stabench.hook('made')(make({'a', 'b', 'c', 'd'}))\n"
+              "print(stabench.get_recipe('bert-default', hook='sets').hash)\n"
+              "print(stabench.get_recipe('bert-default', hook='made').hash)\n")
     hashes = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": str(seed)}, cwd=Path(__file__).parents[1]).stdout
               for seed in (1, 2, 3)}
-    assert len(hashes) == 1 and len(next(iter(hashes)).strip()) == 16
+    assert len(hashes) == 1 and [len(line) for line in next(iter(hashes)).split()] == [16, 16]
 
 
 def test_the_cli_refuses_a_hook_it_cannot_import(capsys):
@@ -331,6 +338,79 @@ def test_the_user_s_helpers_a_hook_calls_are_part_of_the_recipe(tmp_path, monkey
     assert len(set(hashes.values())) == 4, hashes
     assert [name for name, _ in hooks._reached(module.mine)] == [  # as the hook names them; not torch's
         "Adapter", "Adapter>unfreeze_head", "LAYERS", "team_helpers.freeze"]
+
+
+def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp_path, monkeypatch):
+    """Editing a factory's list, a default's dict or set, or a module's tuple trains again; a
+    default list the hook fills as it runs does not move the hash between seeds, and a module's
+    list (state, perhaps: a log) is not hashed."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    claim_file = tmp_path / "claim_with_containers.py"
+    claim_file.write_text('import stabench\n'
+                          'NAMES = ("embeddings",)\n'
+                          'LOG = []\n'
+                          'def make(layers, options):\n'
+                          '    def freeze(model, recipe, seen=[], kinds=frozenset({"a", "b"})):\n'
+                          '        seen.append(len(seen))\n'
+                          '        LOG.append(1)\n'
+                          '        return layers, options, NAMES, kinds, LOG\n'
+                          '    return freeze\n'
+                          'stabench.hook("made")(make([0, 1], {"scale": 0.5, "names": {"x", "y"}}))\n')
+    module = importlib.import_module("claim_with_containers")
+    recipe = get_recipe("bert-default", hook="made")
+    hashes = {"first": recipe.hash}
+    hooks.get_hook("made")(None, recipe)
+    hooks.get_hook("made")(None, recipe)
+    assert recipe.hash == hashes["first"] and len(module.LOG) == 2  # its default list filled, its log grown
+
+    for old, new in [("[0, 1]", "[0, 1, 2]"), ('"scale": 0.5', '"scale": 0.25'), ('{"x", "y"}', '{"x", "z"}'),
+                     ('("embeddings",)', '("embeddings", "pooler")'), ('{"a", "b"}', '{"a", "c"}')]:
+        claim_file.write_text(claim_file.read_text().replace(old, new))
+        hooks._HOOKS.clear()  # the next process, with the file edited
+        importlib.reload(module)
+        hashes[new] = recipe.hash
+    assert len(set(hashes.values())) == len(hashes), hashes
+    assert [name for name, _ in hooks._reached(hooks.get_hook("made"))] == ["NAMES"]
+
+
+def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path, monkeypatch):
+    """Behind ``@torch.no_grad()`` or a decorator of the user's, the hook's own defaults and helpers
+    are hashed, not the decorator's wrapper."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    (tmp_path / "team_decorators.py").write_text("import functools\n"
+                                                 "def logged(function):\n"
+                                                 "    @functools.wraps(function)\n"
+                                                 "    def wrapper(*args):\n"
+                                                 "        return function(*args)\n"
+                                                 "    return wrapper\n")
+    claim_file = tmp_path / "claim_decorated.py"
+    claim_file.write_text('import stabench, torch\n'
+                          'from team_decorators import logged\n'
+                          'SCALE = 0.5\n'
+                          'def shrink(model):\n'
+                          '    return SCALE\n'
+                          '@stabench.hook("no-grad")\n'
+                          '@torch.no_grad()\n'
+                          'def no_grad(model, recipe, layers=2):\n'
+                          '    return shrink(model) * layers\n'
+                          '@stabench.hook("logged")\n'
+                          '@logged\n'
+                          'def logged_hook(model, recipe):\n'
+                          '    return shrink(model)\n')
+    module = importlib.import_module("claim_decorated")
+    recipes = [get_recipe("bert-default", hook=name) for name in ("no-grad", "logged")]
+    hashes = [[recipe.hash for recipe in recipes]]
+    for old, new in [("SCALE = 0.5", "SCALE = 0.25"), ("layers=2", "layers=3")]:
+        claim_file.write_text(claim_file.read_text().replace(old, new))
+        hooks._HOOKS.clear()
+        importlib.reload(module)
+        hashes.append([recipe.hash for recipe in recipes])
+    no_grad, logged = zip(*hashes)
+    assert len(set(no_grad)) == 3 and len(set(logged)) == 2  # the default is no_grad's alone
 
 
 def _import_as(name: str, path: Path):
