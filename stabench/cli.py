@@ -163,7 +163,8 @@ def _print_study(console: Console, results: list) -> None:
 
 
 # Columns that often hold one value for every listed run; that value goes into the title instead.
-_SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "tokenizers", "device", "threads")
+_SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "tokenizers", "datasets", "device",
+                       "threads")
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -179,7 +180,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "metric": f"{r.primary_metric} {report.fmt(r.score)}",
              "verdict": report.verdict_text(r), "torch": r.environment.get("torch"),
              "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers") or "none",
-             "device": _device(r.environment),
+             "datasets": r.environment.get("datasets") or "none", "device": _device(r.environment),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.recipe_hash, r.seed))]
@@ -316,9 +317,14 @@ def _fewer_comparisons(against: str | bool | None) -> str:
     return fewer if isinstance(against, str) else f"compare one recipe with the others (--compare NAME), {fewer}"
 
 
+# The options of add_filters: those a store query takes as they are, then two it parses first.
+_QUERY_FILTERS = ("task", "model", "recipe", "tag", "recipe_hash", "train_size")
+_FILTERS = (*_QUERY_FILTERS, "seeds", "env")
+
+
 def _filters(args: argparse.Namespace, store: Store) -> tuple[dict, dict | None]:
     """The store filters a command was given (see ``add_filters``), and its --env as fields."""
-    filters = {name: getattr(args, name) for name in ("task", "model", "recipe", "tag", "recipe_hash", "train_size")}
+    filters = {name: getattr(args, name) for name in _QUERY_FILTERS}
     if filters["model"]:  # a local folder's runs are stored under its own name
         filters["model"] = stored_name(filters["model"])
     if filters["recipe"] and filters["recipe"].lower().endswith(".json"):  # a recipe file: its content, any name
@@ -409,7 +415,11 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     # Two export files need no store, and a misspelt store path is an error rather than a new store.
     with Store(_store_path(args), must_exist=True) if needs_store else nullcontext() as store:
         baseline = load_source(args.baseline, store)
-        current = (store.query(traces=False) if args.current == "store"  # a gate reads scores, not traces
+        filtered = [f"--{name.replace('_', '-')}" for name in _FILTERS if getattr(args, name)]
+        if filtered and args.current != "store":
+            raise ValueError(f"filters ({', '.join(filtered)}) narrow only the current side 'store'; {args.current!r} "
+                             f"names its runs already")
+        current = (_matching(store, *_filters(args, store), args.seeds) if args.current == "store"
                    else load_source(args.current, store, role="current"))
         for role, source, runs in (("baseline", args.baseline, baseline), ("current", args.current, current)):
             if not runs:
@@ -526,8 +536,8 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, value)
 
 
-def add_filters(parser: argparse.ArgumentParser) -> None:
-    """The same run filters for every command that selects stored runs."""
+def add_filters(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The same run filters (``_FILTERS``) for every command that selects stored runs."""
     for name in ("task", "model", "recipe", "tag"):
         parser.add_argument(f"--{name}", type=_text, action=_Once, help=f"only runs with this {name}")
     parser.add_argument("--recipe-hash", type=_text, action=_Once,
@@ -629,7 +639,11 @@ def build_parser() -> argparse.ArgumentParser:
                "or nothing could be compared. To gate exactly the runs of one pytest session, tag them there "
                "(--stabench-tag=NAME) and compare tag:BASELINE tag:NAME."))
     compare.add_argument("baseline", help="tag:NAME, env:FIELD=VALUE,... or a file written by stabench export")
-    compare.add_argument("current", help="same forms, or 'store' for every stored run not in the baseline")
+    compare.add_argument("current", help="same forms, or 'store' for every stored run not in the baseline (the "
+                                         "filters below narrow it)")
+    add_filters(compare.add_argument_group(
+        "filters of the current side 'store'", "e.g. --recipe recipes/mine.json: only the runs of the file's content "
+                                               "now, not an earlier experiment stored under its name"))
     compare.add_argument("--gate", "--limits", dest="limits", metavar="LIMITS",
                          help="the limits, as pytest's --stabench-gate: e.g. max_mean_drop=0.01,"
                               "max_std_increase=0.01,max_extra_failures=0,alpha=0.05 (these are the defaults)")
@@ -665,9 +679,9 @@ def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     ``run`` is ``--set lr=1e-3,epochs=1``; ``--torch 2.13 --cpu-threads 1`` is ``--env
     torch=2.13,cpu_threads=1`` on a command that filters runs and an ``env:`` side of ``compare``)."""
     options = [option for action in parser._actions for option in action.option_strings]
-    takes = {"--set ": _RECIPE_FIELDS if "--set" in options else (),
-             "--env ": ALL_KEY_FIELDS if "--env" in options else (),
-             "env:": ALL_KEY_FIELDS if any(action.dest == "baseline" for action in parser._actions) else ()}
+    takes = {"--set ": _RECIPE_FIELDS if "--set" in options else (),  # env: first: compare's --env only narrows
+             "env:": ALL_KEY_FIELDS if any(action.dest == "baseline" for action in parser._actions) else (),
+             "--env ": ALL_KEY_FIELDS if "--env" in options else ()}
     hints, grouped, notes = {}, {}, []
     for i, word in enumerate(unknown):
         if not word.startswith("--"):

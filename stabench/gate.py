@@ -262,7 +262,8 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     # for the model: two local folders of one name (checkpoint-500 of two trainings) are one study.
     candidates = [r for r in candidates if r.recipe_hash in hashes] or candidates
     models = {_KEY_PARTS["model"](r) for r in current}
-    matching, held, chosen = pick_variant([r for r in candidates if _KEY_PARTS["model"](r) in models] or candidates)
+    matching, held, chosen = pick_variant([r for r in candidates if _KEY_PARTS["model"](r) in models] or candidates,
+                                          current)
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     seeds = {r.seed for r in current}
@@ -272,7 +273,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     if not baseline:
         return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs: fail, not pass
-        note = held and (f"{held}; its largest holds {len(baseline)} run(s), so nothing was compared"
+        note = held and (f"{held}; the one taken, {chosen}, holds {len(baseline)} run(s), so nothing was compared"
                          if len(baseline) < 2 else held)
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no test can compare fewer than 2 runs a side; "
                    f"use more seeds on each side")
@@ -401,9 +402,11 @@ def setting(run: RunResult) -> tuple:
     return tuple(str(get(run)) for name, get in _KEY_PARTS.items() if name != "recipe content")
 
 
-def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
+def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -> tuple[list[RunResult], str, str]:
     """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
-    several stacks or recipe versions is compared as one of them, never as a per-seed mix.
+    several stacks or recipe versions is compared as one of them, never as a per-seed mix.  The
+    ``current`` runs' own variant is taken only when there is no other: a baseline exported after
+    the gate stored the new stack's runs would otherwise compare them with themselves.
 
     With several variants, also what they were and which was taken, for the gate to say so:
     ``("the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s) / ...)",
@@ -413,13 +416,16 @@ def pick_variant(runs: Sequence[RunResult]) -> tuple[list[RunResult], str, str]:
         variants.setdefault(variant(run), []).append(run)
     if len(variants) <= 1:
         return list(runs), "", ""
-    groups = sorted(variants.values(), key=lambda group: (len(group), max(r.finished_at for r in group)),
-                    reverse=True)
+    own = {variant(run) for run in current}
+    ranked = sorted(variants.items(), reverse=True,
+                    key=lambda item: (item[0] not in own, len(item[1]), max(r.finished_at for r in item[1])))
+    groups = [group for _, group in ranked]
     labels = _told_apart(groups)
     held = " / ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
-    tie = " (the newest of a tie)" if len(groups[0]) == len(groups[1]) else ""
+    tie = " (the newest of a tie)" if len(groups[0]) == len(groups[1]) and ranked[1][0] not in own else ""
+    besides = " besides the current runs' own" if ranked[0][0] not in own and own & variants.keys() else ""
     return (groups[0], f"the baseline holds {len(groups)} variants of this study ({held})",
-            f"{labels[0]}, the one with the most runs{tie}")
+            f"{labels[0]}, the one with the most runs{besides}{tie}")
 
 
 def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = ()) -> list[str]:
@@ -577,7 +583,15 @@ def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[
                                results: Sequence[GateResult]) -> list[str]:
     """The baseline's studies that no current study matched, for a gate to name when some current
     study found no baseline: often one recipe renamed and edited since."""
-    labels = linked_recipe_names([*baseline, *current])
     matched = {r.study for r in results if r.baseline_keys}
-    studies = {(*study_key(run)[:3], labels[study_key(run)]) for run in baseline}
-    return sorted(study_label(study) for study in studies - matched)
+    return sorted(study_label(study) for study in _studies(baseline, current) - matched)
+
+
+def baseline_studies(baseline: Sequence[RunResult]) -> list[str]:
+    """What a baseline holds, as study labels, for a gate that matched none of it to say so."""
+    return sorted(study_label(study) for study in _studies(baseline))
+
+
+def _studies(baseline: Sequence[RunResult], current: Sequence[RunResult] = ()) -> set[tuple]:
+    labels = linked_recipe_names([*baseline, *current])
+    return {(*study_key(run)[:3], labels[study_key(run)]) for run in baseline}

@@ -181,6 +181,12 @@ def _check_options(config: pytest.Config) -> list | None:
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
         try:
             if reads_store(baseline):
+                if not Path(path).is_file():
+                    store_option = _named(config, "store") if option(config, "store") else "--stabench-store"
+                    raise pytest.UsageError(
+                        f"{_named(config, 'baseline')}: {baseline!r} reads the results store, and there is no store "
+                        f"at {path} ({store_option} or stabench_store names another); store and tag a baseline "
+                        f"first, or give an export file (stabench export)")
                 with Store(path, must_exist=True) as store:
                     runs = load_source(baseline, store)
                     hint = "" if runs else stored_values_hint(baseline, store)
@@ -189,8 +195,10 @@ def _check_options(config: pytest.Config) -> list | None:
         except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
         if not runs:
-            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs in {path}{hint}; tag a "
-                                    f"baseline first (--stabench-tag or stabench tag)")
+            advice = ("tag a baseline first (--stabench-tag or stabench tag)" if baseline.startswith("tag:") else
+                      "name values that stored runs hold together (stabench runs --wide lists them)")
+            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs in {path}{hint}; "
+                                    f"{advice}")
         return runs
     return None
 
@@ -919,9 +927,13 @@ class Reporter:
             return ""
         baseline = option(self.config, "baseline")
         if self.gates:
+            from .gate import baseline_studies
+
+            held = baseline_studies(self.config.stash[_STATE].baseline())
+            shown = "; ".join(held[:5]) + (f"; {len(held) - 5} more" if len(held) > 5 else "")
             return (f"no claim has runs in the baseline {baseline}, so nothing was compared: a claim's baseline is "
                     f"the runs --stabench-tag tagged for it, else runs of the same task, model and recipe (its name "
-                    f"or content)")
+                    f"or content); the baseline holds {shown}")
         if all(c["verdict"] == "skipped" for c in self.claims):
             return (f"no claim's verdict ran, so nothing was compared with the baseline {baseline} (every claim was "
                     f"skipped, and each skip says why)")

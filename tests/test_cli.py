@@ -376,6 +376,7 @@ def test_seeds_and_a_recipe_files_content_select_runs_in_every_listing_command(t
     assert main(["runs", "--recipe", str(recipe), "--seeds", "1-4"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1 stored run(s)") and f"tokenizers {importlib.metadata.version('tokenizers')}" in out
+    assert f", datasets {importlib.metadata.version('datasets')}," in out  # keyed, so listed like the rest
     assert main(["tag", "base", "--recipe", str(recipe)]) == 0
     assert "tagged 2 of 2 matching run(s)" in capsys.readouterr().out
     assert main(["untag", "base", "--seeds", "0"]) == 0 and "off 1 run(s)" in capsys.readouterr().out

@@ -287,7 +287,19 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     (alone,) = compare_sources(baseline[:1] + stray[1:], [_run(s, v) for s, v in enumerate(GOOD)])
     assert alone.verdict == "TOO FEW SEEDS" and alone.fails and alone.baseline_note == (
         "the baseline holds 2 variants of this study (torch 2.12.0: 1 run(s) / torch 2.11.0: 1 run(s)); "
-        "its largest holds 1 run(s), so nothing was compared")
+        "the one taken, torch 2.12.0, the one with the most runs (the newest of a tie), holds 1 run(s), so nothing "
+        "was compared")
+    # A baseline exported after the gate stored the new stack's runs holds them too: not compared with themselves.
+    upgraded = [dataclasses.replace(_run(s, v - 0.3, torch="2.13.0"), finished_at="2026-03-01T00:00:00")
+                for s, v in enumerate(GOOD)]  # as many runs as the old stack's, and newer
+    (upgrade,) = compare_sources(baseline + upgraded, upgraded)
+    assert upgrade.verdict == "REGRESSED" and upgrade.changed == "torch 2.11.0 -> 2.13.0"
+    assert upgrade.baseline_note.endswith("compared with torch 2.11.0, the one with the most runs besides the "
+                                          "current runs' own")
+    (alone,) = compare_sources(baseline[:1] + upgraded, upgraded)  # the other variant too small to compare
+    assert alone.verdict == "TOO FEW SEEDS" and "the one taken, torch 2.11.0" in alone.baseline_note
+    (same,) = compare_sources(upgraded, upgraded)  # the current runs' variant alone: compared, as the same runs
+    assert same.verdict == "ok" and same.changed == "same runs"
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
@@ -447,6 +459,29 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
     assert "the baseline's studies that none matched: t / m / old-name" in out and "unchanged since" not in out
 
 
+def test_filters_narrow_the_store_as_current_side_to_the_recipe_version_gated(tmp_path, capsys):
+    """An experiment stored under the recipe's name and since reverted fails `compare ... store`;
+    --recipe-hash (or --recipe FILE) gates the version in use now."""
+    store_arg = ["--store", str(tmp_path / "s.sqlite")]
+    kept = [_run(s, v) for s, v in enumerate(GOOD)]
+    experiment = [dataclasses.replace(_run(s, v - 0.3), key=f"x-{s}", recipe_hash="h-experiment")
+                  for s, v in enumerate(GOOD)]
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in kept + experiment:
+            store.put(run)
+        store.tag([r.key for r in kept], "base")
+    assert main(["compare", "tag:base", "store", *store_arg]) == 1  # the experiment's row regressed
+    assert "REGRESSED" in capsys.readouterr().out
+    assert main(["compare", "tag:base", "store", "--recipe-hash", "h-r", *store_arg]) == 0
+    out = capsys.readouterr().out
+    assert "same runs" in out and "REGRESSED" not in out
+    assert main(["compare", "tag:base", "store", "--recipe-hash", "h-nosuch", *store_arg]) == 2
+    assert "no stored run matches recipe_hash=h-nosuch" in capsys.readouterr().err
+    assert main(["compare", "tag:base", "tag:base2", "--seeds", "0-3", *store_arg]) == 2
+    assert ("filters (--seeds) narrow only the current side 'store'; 'tag:base2' names its runs already"
+            in capsys.readouterr().err)
+
+
 def test_a_tokenizers_bump_is_a_stack_change_and_runs_stored_without_it_read_as_none():
     before = [dataclasses.replace(r, environment={k: v for k, v in r.environment.items() if k != "tokenizers"})
               for r in (_run(s, v) for s, v in enumerate(GOOD))]
@@ -588,7 +623,8 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     unmatched = pytester.runpytest_inprocess(*common, "test_other.py", "--stabench-baseline=tag:old")
     assert unmatched.ret == 1
     unmatched.stdout.fnmatch_lines(["*test_other_recipe*no baseline*",
-                                    "no claim has runs in the baseline tag:old, so nothing was compared*"])
+                                    "no claim has runs in the baseline tag:old, so nothing was compared*; the "
+                                    "baseline holds polarity / tiny-bert / my-recipe*"])  # what it holds
 
     # Nor is a session whose every claim was skipped (a misspelt hub model, a GPU claim on a CPU).
     monkeypatch.setattr("stabench.profiles._cuda_available", lambda: False)

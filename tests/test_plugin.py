@@ -616,7 +616,11 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-baseline=tag:nosuch",
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
-    ("--stabench-store=typo.sqlite --stabench-baseline=tag:x", "--stabench-baseline: no results store at typo.sqlite"),
+    ("--stabench-store=typo.sqlite --stabench-baseline=tag:x",
+     "--stabench-baseline: 'tag:x' reads the results store, and there is no store at typo.sqlite (--stabench-store or "
+     "stabench_store names another); store and tag a baseline first, or give an export file (stabench export)"),
+    ("--stabench-baseline=env:torch=2.0", "--stabench-baseline: 'env:torch=2.0' holds no runs in *s.sqlite (stored "
+                                          "torch values: *); name values that stored runs hold together*"),
     ("--stabench-baseline=tag:base --stabench-tag=base",
      "--stabench-tag=base is also the baseline tag:base: the gate would compare this session's runs with themselves*"),
     ("--stabench-tag=a;b", "--stabench-tag: tag 'a;b' is invalid; expected letters, digits and . _ - + = @ /*"),
