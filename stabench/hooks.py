@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 class _Registered(NamedTuple):
     function: Callable[..., Any]
-    values: tuple  # the plain values and containers the hook closed over and defaulted to when registered
+    containers: list  # the lists, dicts and sets of plain values it closed over or defaulted to when registered
 
 
 _HOOKS: dict[str, _Registered] = {}
@@ -58,7 +58,9 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
             raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name].function)}; give "
                              f"{_described(function)} another name, or replace it with "
                              f"stabench.hook({name!r}, replace=True)")
-        _HOOKS[name] = _Registered(function, _values(_definition(function), containers=True))
+        kept = _HOOKS.get(name)  # the same object again keeps its snapshot: its default list may have filled since
+        containers = kept.containers if kept and kept.function is function else _containers(_definition(function))
+        _HOOKS[name] = _Registered(function, containers)
         return function
 
     return register
@@ -138,32 +140,56 @@ def fingerprint(name: str) -> str:
     globals: a helper edited in the claim file trains the runs again.  A hook that reaches none
     hashes as before they were followed.
 
-    The hook's own closed-over values and defaults are taken as they were when it was registered,
-    lists, dicts and sets of plain values included (a factory's argument), so that a hook that
-    fills a default list as it runs keeps its hash; a helper's, and module values, only where they
-    cannot change: numbers, strings and tuples and frozensets of them.  A hook behind a decorator
-    (``@torch.no_grad()``) is the function under it."""
+    Plain values are numbers, strings, and tuples and frozensets of them.  The lists, dicts and
+    sets of them that the hook closes over or defaults to (a factory's argument) are taken as they
+    were when it was registered, so a hook that fills a default list as it runs keeps its hash;
+    a module's are left out (state, perhaps).  A hook behind a decorator (``@torch.no_grad()``) is
+    the function under it, with the decorators' own plain values (``@scaled(0.5)``) and, for a
+    decorator of the user's, its wrapper's code."""
     registered = _registered(name)
     function = _definition(registered.function)
-    text = repr((_source_tree(function) or code_shape(function.__code__), *registered.values))
+    text = repr(_own_code(function))
+    if layers := _decorators(registered.function):
+        text += repr(layers)
+    if registered.containers:
+        text += repr(registered.containers)
     if reached := _reached(function):
         text += repr(reached)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _decorators(function: Callable[..., Any]) -> list[tuple]:
+    """Each ``functools.wraps`` wrapper between a registered hook and the function under it: its
+    plain values, and its code where it is the user's."""
+    layers, seen = [], set()
+    while hasattr(function, "__wrapped__") and hasattr(function, "__code__") and id(function) not in seen:
+        seen.add(id(function))  # a cycle of __wrapped__ ends
+        layers.append((_values(function), code_shape(function.__code__) if _is_users(function) else None))
+        function = function.__wrapped__
+    return layers
+
+
+def _containers(function: Callable[..., Any]) -> list:
+    """The lists, dicts and sets of plain values a function closes over or defaults to, in
+    :func:`_plain`'s form."""
+    cells, defaults, kwdefaults = _closed_over(function)
+    values = [*cells, *defaults, *(value for _, value in sorted(kwdefaults.items()))]
+    return [form for value in values if isinstance(value, (list, dict, set))
+            and (form := _plain(value, containers=True)) is not _MISSING]
 
 
 def _own_code(function: Callable[..., Any]) -> tuple:
     return _source_tree(function) or code_shape(function.__code__), *_values(function)
 
 
-def _values(function: Callable[..., Any], containers: bool = False) -> tuple:
-    """The plain values a function closes over and defaults to, in :func:`_plain`'s form (with
-    ``containers``, lists, dicts and sets of them too)."""
+def _values(function: Callable[..., Any]) -> tuple:
+    """The plain values a function closes over and defaults to, in :func:`_plain`'s form."""
     def kept(values: list) -> list:
-        return [form for form in (_plain(value, containers) for value in values) if form is not _MISSING]
+        return [form for form in map(_plain, values) if form is not _MISSING]
 
     cells, defaults, kwdefaults = _closed_over(function)
     return kept(cells), kept(defaults), [(key, form) for key, value in sorted(kwdefaults.items())
-                                         if (form := _plain(value, containers)) is not _MISSING]
+                                         if (form := _plain(value)) is not _MISSING]
 
 
 def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
@@ -322,16 +348,25 @@ def code_shape(code) -> tuple:
     return code.co_code, code.co_names, code.co_freevars, tuple(constant(c) for c in code.co_consts)
 
 
-def _plain(value: Any, containers: bool = False) -> Any:
+def _plain(value: Any, containers: bool = False, within: frozenset = frozenset()) -> Any:
     """A value as it enters the hash, with a repr the same in every process, or ``_MISSING`` for
     one that is not plain (a Path names the checkout; an object's repr, its address): a number,
-    string or None as itself; a tuple or frozenset of plain values, and with ``containers`` a
-    list, dict or set of them, tagged with its type, a set's items in sorted order."""
+    string or None as itself (a numpy scalar as the Python number it holds); a tuple or frozenset
+    of plain values, and with ``containers`` a list, dict or set of them, tagged with its type, a
+    set's or dict's items in sorted order.  A container inside itself, or nested deeper than
+    ``_NESTING``, is not plain."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # its repr changed with numpy 2, which no run's key holds
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
-    if not (isinstance(value, (tuple, frozenset)) or containers and isinstance(value, (list, set, dict))):
+    if not (isinstance(value, (tuple, frozenset)) or containers and isinstance(value, (list, set, dict))) \
+            or id(value) in within or len(within) >= _NESTING:
         return _MISSING
-    forms = [_plain(item, containers) for item in (value.items() if isinstance(value, dict) else value)]
+    within = within | {id(value)}
+    forms = [_plain(item, containers, within) for item in (value.items() if isinstance(value, dict) else value)]
     if any(form is _MISSING for form in forms):
         return _MISSING
-    return type(value).__name__, sorted(map(repr, forms)) if isinstance(value, (set, frozenset)) else forms
+    return type(value).__name__, sorted(map(repr, forms)) if isinstance(value, (set, frozenset, dict)) else forms
+
+
+_NESTING = 32

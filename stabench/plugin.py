@@ -182,11 +182,12 @@ def _check_options(config: pytest.Config) -> list | None:
         try:
             if reads_store(baseline):
                 if not Path(path).is_file():
-                    store_option = _named(config, "store") if option(config, "store") else "--stabench-store"
+                    named_by = (_named(config, "store") if option(config, "store") else "$STABENCH_STORE"
+                                if os.environ.get("STABENCH_STORE") else "--stabench-store or stabench_store")
                     raise pytest.UsageError(
                         f"{_named(config, 'baseline')}: {baseline!r} reads the results store, and there is no store "
-                        f"at {path} ({store_option} or stabench_store names another); store and tag a baseline "
-                        f"first, or give an export file (stabench export)")
+                        f"at {path} ({named_by} names it); store and tag a baseline first, or give an export file "
+                        f"(stabench export)")
                 with Store(path, must_exist=True) as store:
                     runs = load_source(baseline, store)
                     hint = "" if runs else stored_values_hint(baseline, store)

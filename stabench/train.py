@@ -376,7 +376,7 @@ def _evaluate(model, encoded: data_lib.Encoded, task_data: TaskData, pad_id: int
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     scores = metrics.compute(task_data.task.metrics, encoded.labels.tolist(), predictions.tolist())
-    return scores, predictions, batch_size
+    return scores, predictions, min(batch_size, len(encoded))
 
 
 @torch.no_grad()

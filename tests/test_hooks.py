@@ -4,8 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis.strategies as st
+import numpy as np
 import pytest
 import torch
+from hypothesis import given
 
 import stabench
 from stabench import hooks
@@ -177,7 +180,7 @@ def test_a_hook_hashes_alike_in_every_process():
               "    def made(model, recipe, kinds=frozenset({'q', 'r', 's', 't'})):\n"
               "        return names, kinds\n"
               "    return made\n"
-              "stabench.hook('made')(make({'a', 'b', 'c', 'd'}))\n"
+              "stabench.hook('made')(make([{'a', 'b', 'c', 'd'}, {k: 1 for k in {'p', 'q', 'r', 's'}}]))\n"
               "print(stabench.get_recipe('bert-default', hook='sets').hash)\n"
               "print(stabench.get_recipe('bert-default', hook='made').hash)\n")
     hashes = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
@@ -364,6 +367,8 @@ def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp
     hooks.get_hook("made")(None, recipe)
     hooks.get_hook("made")(None, recipe)
     assert recipe.hash == hashes["first"] and len(module.LOG) == 2  # its default list filled, its log grown
+    stabench.hook("made")(hooks.get_hook("made"))  # the same object registered again: the same snapshot
+    assert recipe.hash == hashes["first"]
 
     for old, new in [("[0, 1]", "[0, 1, 2]"), ('"scale": 0.5', '"scale": 0.25'), ('{"x", "y"}', '{"x", "z"}'),
                      ('("embeddings",)', '("embeddings", "pooler")'), ('{"a", "b"}', '{"a", "c"}')]:
@@ -373,6 +378,57 @@ def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp
         hashes[new] = recipe.hash
     assert len(set(hashes.values())) == len(hashes), hashes
     assert [name for name, _ in hooks._reached(hooks.get_hook("made"))] == ["NAMES"]
+
+
+def test_a_value_filled_after_the_hook_registers_and_odd_values_are_hashed_or_left_out_safely():
+    """A factory that registers before it sets what the hook reads still makes one hook per value;
+    a list inside itself registers (left out of the hash, not a RecursionError); numpy scalars hash
+    as the numbers they hold, whose repr numpy 2 changed."""
+    def make(n):
+        @stabench.hook("late", replace=True)
+        def late(model, recipe):
+            return scale
+        scale = n * 2
+        return late
+
+    recipe = get_recipe("bert-default", hook="late")
+    make(1)
+    one = recipe.hash
+    make(2)
+    assert recipe.hash != one
+
+    looped = [1]
+    looped.append(looped)
+    stabench.hook("looped")(lambda model, recipe, layers=looped: layers)
+    assert len(get_recipe("bert-default", hook="looped").hash) == 16
+    assert hooks._plain(looped, containers=True) is hooks._MISSING
+    assert hooks._plain([np.int64(1), np.float64(0.5)], containers=True) == ("list", [1, 0.5])
+
+
+_PLAIN = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+                      lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+                      | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+                      | st.frozensets(st.integers() | st.text(max_size=2), max_size=3), max_leaves=8)
+
+
+@given(_PLAIN, _PLAIN)
+def test_equal_hash_forms_mean_equal_values_whatever_order_a_set_or_dict_was_built_in(one, other):
+    form = hooks._plain(one, containers=True)
+    assert form is not hooks._MISSING
+    assert repr(hooks._plain(_rebuilt(one), containers=True)) == repr(form)  # another insertion order
+    if repr(hooks._plain(other, containers=True)) == repr(form):
+        assert one == other
+
+
+def _rebuilt(value):
+    """``value`` with every dict and set built again in reverse order."""
+    if isinstance(value, dict):
+        return {key: _rebuilt(value[key]) for key in reversed(list(value))}
+    if isinstance(value, frozenset):
+        return frozenset(reversed(list(value)))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebuilt(item) for item in value)
+    return value
 
 
 def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path, monkeypatch):
@@ -386,11 +442,18 @@ def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path
                                                  "    @functools.wraps(function)\n"
                                                  "    def wrapper(*args):\n"
                                                  "        return function(*args)\n"
-                                                 "    return wrapper\n")
+                                                 "    return wrapper\n"
+                                                 "def scaled(factor):\n"
+                                                 "    def decorate(function):\n"
+                                                 "        @functools.wraps(function)\n"
+                                                 "        def wrapper(*args):\n"
+                                                 "            return function(*args) * factor\n"
+                                                 "        return wrapper\n"
+                                                 "    return decorate\n")
     claim_file = tmp_path / "claim_decorated.py"
     claim_file.write_text('import stabench, torch\n'
-                          'from team_decorators import logged\n'
-                          'SCALE = 0.5\n'
+                          'from team_decorators import logged, scaled\n'
+                          'SCALE, FACTOR = 0.5, 2.0\n'
                           'def shrink(model):\n'
                           '    return SCALE\n'
                           '@stabench.hook("no-grad")\n'
@@ -399,18 +462,20 @@ def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path
                           '    return shrink(model) * layers\n'
                           '@stabench.hook("logged")\n'
                           '@logged\n'
+                          '@scaled(FACTOR)\n'
                           'def logged_hook(model, recipe):\n'
                           '    return shrink(model)\n')
     module = importlib.import_module("claim_decorated")
     recipes = [get_recipe("bert-default", hook=name) for name in ("no-grad", "logged")]
     hashes = [[recipe.hash for recipe in recipes]]
-    for old, new in [("SCALE = 0.5", "SCALE = 0.25"), ("layers=2", "layers=3")]:
+    for old, new in [("0.5, 2.0", "0.25, 2.0"), ("layers=2", "layers=3"), ("0.25, 2.0", "0.25, 3.0")]:
         claim_file.write_text(claim_file.read_text().replace(old, new))
         hooks._HOOKS.clear()
         importlib.reload(module)
         hashes.append([recipe.hash for recipe in recipes])
     no_grad, logged = zip(*hashes)
-    assert len(set(no_grad)) == 3 and len(set(logged)) == 2  # the default is no_grad's alone
+    # The default is no_grad's; the decorator's factor (a value its wrapper closes over) is logged's.
+    assert len(set(no_grad)) == 3 and len(set(logged)) == 3
 
 
 def _import_as(name: str, path: Path):
