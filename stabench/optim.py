@@ -98,34 +98,43 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs = [], [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                params.append(p)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-            if not params:
-                continue
-            group["step"] = step = group.get("step", 0) + 1
-            eps = group["eps"]
-            if group["bias_correction"] and group["style"] == "transformers":  # torch's update with this eps
-                eps /= math.sqrt(1 - group["betas"][1] ** step)
-            hyper = dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=eps,
-                         weight_decay=group["weight_decay"])
-            if self.fused:
-                steps = self._step_tensor(params[0].device, step if group["bias_correction"] else _UNCORRECTED_STEP)
-                torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [steps] * len(params),
-                                    amsgrad=False, maximize=False, **hyper)
-            else:
-                _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, step=step,
-                               bias_correction=group["bias_correction"], **hyper)
+            for step, params in self._by_step(group).items():
+                self._update(group, step, params)
         return loss
+
+    def _by_step(self, group: dict) -> dict[int, list[torch.Tensor]]:
+        """The group's parameters that have a gradient, by their own step count (counted from their
+        first gradient, as transformers.AdamW and torch do): one bucket while every parameter trains
+        from the first step, more where a hook unfreezes some later."""
+        buckets: dict[int, list[torch.Tensor]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            buckets.setdefault(state["step"], []).append(p)
+        return buckets
+
+    def _update(self, group: dict, step: int, params: list[torch.Tensor]) -> None:
+        grads = [p.grad for p in params]
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        eps = group["eps"]
+        if group["bias_correction"] and group["style"] == "transformers":  # torch's update with this eps
+            eps /= math.sqrt(1 - group["betas"][1] ** step)
+        hyper = dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=eps,
+                     weight_decay=group["weight_decay"])
+        if self.fused:
+            steps = self._step_tensor(params[0].device, step if group["bias_correction"] else _UNCORRECTED_STEP)
+            torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [steps] * len(params),
+                                amsgrad=False, maximize=False, **hyper)
+        else:
+            _adamw_foreach(params, grads, exp_avgs, exp_avg_sqs, step=step,
+                           bias_correction=group["bias_correction"], **hyper)
 
     def _step_tensor(self, device: torch.device, value: float) -> torch.Tensor:
         """The step count the fused kernel reads, kept on the parameters' device (no host sync)."""

@@ -125,8 +125,8 @@ class Recipe:
         update), and with ``max_steps`` set ``epochs`` is hashed as its default, so
         ``mosbach-stable`` and ``bert-default-bc`` over one ``max_steps`` train once.  What
         stabench corrected is hashed in, so runs stored before a correction are not reused:
-        Mixout's mask (one draw per input neuron) and, under layer-wise lr decay with weight
-        decay, the undecayed head.  A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe
+        Mixout's mask (one draw per input neuron), under layer-wise lr decay with weight decay
+        the undecayed head, and with a hook and bias correction each parameter's own step count.  A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe
         without one hashes as recipes did before hooks.  :attr:`earlier_hashes` gives the hashes
         earlier versions gave.
         """
@@ -155,6 +155,8 @@ class Recipe:
             from .hooks import fingerprint
 
             fields["hook"] = f"{self.hook} {fingerprint(self.hook)}"
+            if self.bias_correction:  # a hook may unfreeze parameters late: corrected by their own steps
+                fields["adam_step"] = "per parameter"
         return fields
 
     def replace(self, **overrides: Any) -> Recipe:

@@ -35,6 +35,24 @@ def test_bias_corrected_update_matches_torch_adamw_over_many_steps(fused):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_parameter_first_trained_late_is_corrected_by_its_own_step_count(fused):
+    """A hook that unfreezes a layer at step 30 (its gradients None before): its first update is a
+    full lr step, as in torch.optim.AdamW and transformers.AdamW, not one scaled by the group's step."""
+    ours, theirs = _params(0), _params(0)
+    opt_ours = AdamW(ours, lr=1e-2, eps=1e-6, weight_decay=0.01, bias_correction=True, style="torch", fused=fused)
+    opt_theirs = torch.optim.AdamW(theirs, lr=1e-2, eps=1e-6, weight_decay=0.01, foreach=True)
+    for step in range(40):
+        for params in (ours, theirs):
+            for index, (p, g) in enumerate(zip(params, _grads(step, params))):
+                p.grad = g.clone() if index or step >= 30 else None  # the first tensor frozen until step 30
+        opt_ours.step()
+        opt_theirs.step()
+    assert [opt_ours.state[p]["step"] for p in ours[:2]] == [10, 40]
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+
+
 LR, B1, B2, EPS, WD = 3e-3, 0.9, 0.999, 1e-6, 0.01
 
 
