@@ -202,6 +202,14 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
     values: list[tuple[str, int, str, Any]] = []  # (name, id of the owning globals, global's name, value)
     assigned: set[tuple[int, str]] = set()
     pending, seen = [("", hook_function)], {id(hook_function)}
+
+    def follow(name: str, value: Any) -> None:
+        """A function or class of the user's: its code, and what its own code reaches."""
+        if (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
+            seen.add(id(value))
+            found[name] = _class_code(value) if inspect.isclass(value) else [_own_code(value)]
+            pending.extend((f"{name}>", f) for f in ([value] if inspect.isfunction(value) else _methods(value)))
+
     while pending:
         path, function = pending.pop()
         assigned |= _assigned_globals(function)
@@ -215,13 +223,24 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
             name, value = path + ".".join(names), _unwrapped(value)
             if (form := _plain(value)) is not _MISSING:
                 values.append((name, id(owner), names[-1], form))
-            elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
-                seen.add(id(value))
-                functions = [value] if inspect.isfunction(value) else _methods(value)
-                found[name] = _class_code(value) if inspect.isclass(value) else [_own_code(value)]
-                pending.extend((f"{name}>", f) for f in functions)
+            else:
+                follow(name, value)
+        for name, value in _bound_names(function):  # make_penalty(1e-3, squared): the function passed in
+            follow(f"{path}<{name}>", _unwrapped(value))
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
     return sorted(found.items())
+
+
+def _bound_names(function: Callable[..., Any]) -> list[tuple[str, Any]]:
+    """What a function closes over and defaults to, under its own names for them."""
+    code = function.__code__
+    named = []
+    for name, cell in zip(code.co_freevars, function.__closure__ or ()):
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            named.append((name, cell.cell_contents))
+    positional, defaults = code.co_varnames[:code.co_argcount], function.__defaults__ or ()
+    named += zip(positional[len(positional) - len(defaults):], defaults)
+    return named + sorted((function.__kwdefaults__ or {}).items())
 
 
 def _class_code(cls: type) -> Any:

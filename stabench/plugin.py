@@ -974,9 +974,8 @@ class Reporter:
                              gate_table_rows, render, rows_table, skipped_rows)
 
         rows, skipped = claim_rows(self.claims), skipped_rows(self.claims)
-        styles = ["green" if r["verdict"].startswith("passed") else "yellow" if r["verdict"].startswith("xfailed")
-                  else "red"
-                  for r in rows]
+        styles = ["green" if r["claim verdict"].startswith("passed") else
+                  "yellow" if r["claim verdict"].startswith("xfailed") else "red" for r in rows]
         writer = self.config.get_terminal_writer()
         width = writer.fullwidth if writer.hasmarkup or "COLUMNS" in os.environ else 240  # a CI log: wrap less
         terminalreporter.write_sep("=", "stabench claims")

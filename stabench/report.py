@@ -241,7 +241,7 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
                    "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
                    "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
                    "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
-                   "verdict": c["verdict"]}
+                   "claim verdict": c["verdict"]}  # one per claim, on each of its arms' rows
             if with_reference:
                 row["paper"] = c.get("reference") or ""
             rows.append(row)

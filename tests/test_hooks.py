@@ -47,6 +47,35 @@ def test_a_hook_changes_each_seed_s_model_before_the_optimizer_sees_it(tiny_mode
     assert "embeddings" in moved.trace["grad_norm"]
 
 
+def _unfreeze_embeddings_at_step_4(model, recipe):
+    """Gradual unfreezing as the README describes it: count training steps, drop the gradients of a
+    layer not yet unfrozen."""
+    steps = [0]
+
+    def count(module, args, kwargs):
+        steps[0] += module.training
+
+    def drop_until_unfrozen(parameter):
+        if steps[0] < 4:
+            parameter.grad = None
+
+    model.register_forward_pre_hook(count, with_kwargs=True)
+    for parameter in model.base_model.embeddings.parameters():
+        parameter.register_post_accumulate_grad_hook(drop_until_unfrozen)
+
+
+def test_a_hook_can_unfreeze_a_layer_during_training_as_the_readme_says(tiny_model):
+    stabench.hook("unfreeze-late")(_unfreeze_embeddings_at_step_4)
+    recipe = get_recipe("mosbach-stable", hook="unfreeze-late", max_steps=6, trace_every=1, lr=1e-2)
+    result, model = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, device="cpu"), return_model=True)
+    norms = result.trace["grad_norm"]["embeddings"]
+    assert norms[:3] == [0.0, 0.0, 0.0] and all(norm > 0 for norm in norms[3:])  # steps 1-3 dropped
+    assert all(norm > 0 for norm in result.trace["grad_norm"]["layer.0"])
+    pretrained = load_model(resolve(tiny_model), 2, 0.1)
+    word = model.base_model.embeddings.word_embeddings.weight
+    assert not torch.equal(word, pretrained.base_model.embeddings.word_embeddings.weight)
+
+
 def test_the_hook_s_code_is_part_of_the_recipe():
     recipe = get_recipe("bert-default", hook="h")
     with pytest.raises(ValueError, match=r"^unknown hook 'h'; registered hooks: none \(register one with "
@@ -90,6 +119,20 @@ def test_the_hook_s_code_is_part_of_the_recipe():
         stabench.hook("by-name")(by_name(["pooler"]))  # another list: another hook, refused, not silently swapped
     stabench.hook("h", replace=True)(factory(2))
     assert recipe.hash != one  # a value the hook closes over is part of it too
+
+
+def test_a_hooked_bias_corrected_recipe_is_another_computation_since_steps_are_counted_per_parameter():
+    """A hook may unfreeze parameters during training, which AdamW once corrected by the group's step
+    count: such runs stored before are not reused.  Without bias correction the step count is moot."""
+    from stabench.result import content_hash
+
+    def before(recipe):  # the hash before parameters counted their own steps
+        return content_hash({k: v for k, v in recipe._hashed_fields().items() if k != "adam_step"})
+
+    stabench.hook("h")(_freeze_embeddings)
+    corrected, uncorrected = get_recipe("mosbach-stable", hook="h"), get_recipe("bert-default", hook="h")
+    assert corrected.hash != before(corrected) and uncorrected.hash == before(uncorrected)
+    assert get_recipe("mosbach-stable").hash == before(get_recipe("mosbach-stable"))  # no hook: as before
 
 
 def test_a_second_function_under_a_taken_hook_name_is_refused():
@@ -378,6 +421,35 @@ def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp
         hashes[new] = recipe.hash
     assert len(set(hashes.values())) == len(hashes), hashes
     assert [name for name, _ in hooks._reached(hooks.get_hook("made"))] == ["NAMES"]
+
+
+def test_a_function_given_to_a_hook_factory_is_part_of_the_recipe(tmp_path, monkeypatch):
+    """``make_penalty(1e-3, squared)``: editing ``squared``, or passing another function, trains again."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    claim_file = tmp_path / "claim_with_factory.py"
+    claim_file.write_text('import stabench\n'
+                          'def squared(x):\n'
+                          '    return x * x\n'
+                          'def absolute(x):\n'
+                          '    return abs(x)\n'
+                          'def make_penalty(alpha, penalty, *, scale=squared):\n'
+                          '    def add_penalty(model, recipe):\n'
+                          '        return alpha * penalty(2.0) * scale(1.0)\n'
+                          '    return add_penalty\n'
+                          'stabench.hook("penalty")(make_penalty(1e-3, squared))\n')
+    module = importlib.import_module("claim_with_factory")
+    recipe = get_recipe("bert-default", hook="penalty")
+    hashes = [recipe.hash]
+    assert [name for name, _ in hooks._reached(hooks.get_hook("penalty"))] == ["<penalty>"]  # scale: the same function
+    for old, new in [("return x * x", "return x ** 3"), ("1e-3, squared)", "1e-3, absolute)"),
+                     ("scale=squared", "scale=absolute"), ("return abs(x)", "return -x")]:
+        claim_file.write_text(claim_file.read_text().replace(old, new))
+        hooks._HOOKS.clear()
+        importlib.reload(module)
+        hashes.append(recipe.hash)
+    assert len(set(hashes)) == len(hashes)
 
 
 def test_a_value_filled_after_the_hook_registers_and_odd_values_are_hashed_or_left_out_safely():
