@@ -98,15 +98,16 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for step, params in self._by_step(group).items():
-                self._update(group, step, params)
+            for step, tensors in self._by_step(group).items():
+                self._update(group, step, *tensors)
         return loss
 
-    def _by_step(self, group: dict) -> dict[int, list[torch.Tensor]]:
-        """The group's parameters that have a gradient, by their own step count (counted from their
-        first gradient, as transformers.AdamW and torch do): one bucket while every parameter trains
-        from the first step, more where a hook unfreezes some later."""
-        buckets: dict[int, list[torch.Tensor]] = {}
+    def _by_step(self, group: dict) -> dict[int, tuple[list[torch.Tensor], ...]]:
+        """The group's parameters that have a gradient, with their gradients and moments, by their
+        own step count (counted from their first gradient, as transformers.AdamW and torch do): one
+        bucket while every parameter trains from the first step, more where a hook unfreezes some
+        later."""
+        buckets: dict[int, tuple[list[torch.Tensor], ...]] = {}
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -115,14 +116,17 @@ class AdamW(torch.optim.Optimizer):
                 state["step"] = 0
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            buckets.setdefault(state["step"], []).append(p)
+            state["step"] = step = state["step"] + 1
+            if (bucket := buckets.get(step)) is None:
+                bucket = buckets[step] = ([], [], [], [])
+            bucket[0].append(p)
+            bucket[1].append(p.grad)
+            bucket[2].append(state["exp_avg"])
+            bucket[3].append(state["exp_avg_sq"])
         return buckets
 
-    def _update(self, group: dict, step: int, params: list[torch.Tensor]) -> None:
-        grads = [p.grad for p in params]
-        exp_avgs = [self.state[p]["exp_avg"] for p in params]
-        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+    def _update(self, group: dict, step: int, params: list[torch.Tensor], grads: list[torch.Tensor],
+                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor]) -> None:
         eps = group["eps"]
         if group["bias_correction"] and group["style"] == "transformers":  # torch's update with this eps
             eps /= math.sqrt(1 - group["betas"][1] ** step)
