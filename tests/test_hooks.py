@@ -386,70 +386,77 @@ def test_the_user_s_helpers_a_hook_calls_are_part_of_the_recipe(tmp_path, monkey
         "Adapter", "Adapter>unfreeze_head", "LAYERS", "team_helpers.freeze"]
 
 
+def _claim_file(tmp_path: Path, monkeypatch, name: str, source: str):
+    """A claim file of the user's, imported: its path and module."""
+    import importlib
+
+    monkeypatch.syspath_prepend(tmp_path)
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    return path, importlib.import_module(name)
+
+
+def _hashes_after_edits(path: Path, module, recipes: list, edits) -> list[tuple[str, ...]]:
+    """The recipes' hashes, then again after each ``(old, new)`` edit of the file, imported as the
+    next process would (no hook registered yet)."""
+    import importlib
+
+    hashes = [tuple(recipe.hash for recipe in recipes)]
+    for old, new in edits:
+        path.write_text(path.read_text().replace(old, new))
+        hooks._HOOKS.clear()
+        importlib.reload(module)
+        hashes.append(tuple(recipe.hash for recipe in recipes))
+    return hashes
+
+
 def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp_path, monkeypatch):
     """Editing a factory's list, a default's dict or set, or a module's tuple trains again; a
     default list the hook fills as it runs does not move the hash between seeds, and a module's
     list (state, perhaps: a log) is not hashed."""
-    import importlib
-
-    monkeypatch.syspath_prepend(tmp_path)
-    claim_file = tmp_path / "claim_with_containers.py"
-    claim_file.write_text('import stabench\n'
-                          'NAMES = ("embeddings",)\n'
-                          'LOG = []\n'
-                          'def make(layers, options):\n'
-                          '    def freeze(model, recipe, seen=[], kinds=frozenset({"a", "b"})):\n'
-                          '        seen.append(len(seen))\n'
-                          '        LOG.append(1)\n'
-                          '        return layers, options, NAMES, kinds, LOG\n'
-                          '    return freeze\n'
-                          'stabench.hook("made")(make([0, 1], {"scale": 0.5, "names": {"x", "y"}}))\n')
-    module = importlib.import_module("claim_with_containers")
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_with_containers",
+                                     'import stabench\n'
+                                     'NAMES = ("embeddings",)\n'
+                                     'LOG = []\n'
+                                     'def make(layers, options):\n'
+                                     '    def freeze(model, recipe, seen=[], kinds=frozenset({"a", "b"})):\n'
+                                     '        seen.append(len(seen))\n'
+                                     '        LOG.append(1)\n'
+                                     '        return layers, options, NAMES, kinds, LOG\n'
+                                     '    return freeze\n'
+                                     'stabench.hook("made")(make([0, 1], {"scale": 0.5, "names": {"x", "y"}}))\n')
     recipe = get_recipe("bert-default", hook="made")
-    hashes = {"first": recipe.hash}
+    first = recipe.hash
     hooks.get_hook("made")(None, recipe)
     hooks.get_hook("made")(None, recipe)
-    assert recipe.hash == hashes["first"] and len(module.LOG) == 2  # its default list filled, its log grown
+    assert recipe.hash == first and len(module.LOG) == 2  # its default list filled, its log grown
     stabench.hook("made")(hooks.get_hook("made"))  # the same object registered again: the same snapshot
-    assert recipe.hash == hashes["first"]
-
-    for old, new in [("[0, 1]", "[0, 1, 2]"), ('"scale": 0.5', '"scale": 0.25'), ('{"x", "y"}', '{"x", "z"}'),
-                     ('("embeddings",)', '("embeddings", "pooler")'), ('{"a", "b"}', '{"a", "c"}')]:
-        claim_file.write_text(claim_file.read_text().replace(old, new))
-        hooks._HOOKS.clear()  # the next process, with the file edited
-        importlib.reload(module)
-        hashes[new] = recipe.hash
-    assert len(set(hashes.values())) == len(hashes), hashes
+    assert recipe.hash == first
+    hashes = _hashes_after_edits(claim_file, module, [recipe], [
+        ("[0, 1]", "[0, 1, 2]"), ('"scale": 0.5', '"scale": 0.25'), ('{"x", "y"}', '{"x", "z"}'),
+        ('("embeddings",)', '("embeddings", "pooler")'), ('{"a", "b"}', '{"a", "c"}')])
+    assert len(set(hashes)) == len(hashes), hashes
     assert [name for name, _ in hooks._reached(hooks.get_hook("made"))] == ["NAMES"]
 
 
 def test_a_function_given_to_a_hook_factory_is_part_of_the_recipe(tmp_path, monkeypatch):
     """``make_penalty(1e-3, squared)``: editing ``squared``, or passing another function, trains again."""
-    import importlib
-
-    monkeypatch.syspath_prepend(tmp_path)
-    claim_file = tmp_path / "claim_with_factory.py"
-    claim_file.write_text('import stabench\n'
-                          'def squared(x):\n'
-                          '    return x * x\n'
-                          'def absolute(x):\n'
-                          '    return abs(x)\n'
-                          'def make_penalty(alpha, penalty, *, scale=squared):\n'
-                          '    def add_penalty(model, recipe):\n'
-                          '        return alpha * penalty(2.0) * scale(1.0)\n'
-                          '    return add_penalty\n'
-                          'stabench.hook("penalty")(make_penalty(1e-3, squared))\n')
-    module = importlib.import_module("claim_with_factory")
-    recipe = get_recipe("bert-default", hook="penalty")
-    hashes = [recipe.hash]
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_with_factory",
+                                     'import stabench\n'
+                                     'def squared(x):\n'
+                                     '    return x * x\n'
+                                     'def absolute(x):\n'
+                                     '    return abs(x)\n'
+                                     'def make_penalty(alpha, penalty, *, scale=squared):\n'
+                                     '    def add_penalty(model, recipe):\n'
+                                     '        return alpha * penalty(2.0) * scale(1.0)\n'
+                                     '    return add_penalty\n'
+                                     'stabench.hook("penalty")(make_penalty(1e-3, squared))\n')
     assert [name for name, _ in hooks._reached(hooks.get_hook("penalty"))] == ["<penalty>"]  # scale: the same function
-    for old, new in [("return x * x", "return x ** 3"), ("1e-3, squared)", "1e-3, absolute)"),
-                     ("scale=squared", "scale=absolute"), ("return abs(x)", "return -x")]:
-        claim_file.write_text(claim_file.read_text().replace(old, new))
-        hooks._HOOKS.clear()
-        importlib.reload(module)
-        hashes.append(recipe.hash)
-    assert len(set(hashes)) == len(hashes)
+    hashes = _hashes_after_edits(claim_file, module, [get_recipe("bert-default", hook="penalty")], [
+        ("return x * x", "return x ** 3"), ("1e-3, squared)", "1e-3, absolute)"), ("scale=squared", "scale=absolute"),
+        ("return abs(x)", "return -x")])
+    assert len(set(hashes)) == len(hashes), hashes
 
 
 def test_a_value_filled_after_the_hook_registers_and_odd_values_are_hashed_or_left_out_safely():
@@ -506,9 +513,6 @@ def _rebuilt(value):
 def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path, monkeypatch):
     """Behind ``@torch.no_grad()`` or a decorator of the user's, the hook's own defaults and helpers
     are hashed, not the decorator's wrapper."""
-    import importlib
-
-    monkeypatch.syspath_prepend(tmp_path)
     (tmp_path / "team_decorators.py").write_text("import functools\n"
                                                  "def logged(function):\n"
                                                  "    @functools.wraps(function)\n"
@@ -522,30 +526,24 @@ def test_a_decorated_hook_is_hashed_as_the_function_under_its_decorator(tmp_path
                                                  "            return function(*args) * factor\n"
                                                  "        return wrapper\n"
                                                  "    return decorate\n")
-    claim_file = tmp_path / "claim_decorated.py"
-    claim_file.write_text('import stabench, torch\n'
-                          'from team_decorators import logged, scaled\n'
-                          'SCALE, FACTOR = 0.5, 2.0\n'
-                          'def shrink(model):\n'
-                          '    return SCALE\n'
-                          '@stabench.hook("no-grad")\n'
-                          '@torch.no_grad()\n'
-                          'def no_grad(model, recipe, layers=2):\n'
-                          '    return shrink(model) * layers\n'
-                          '@stabench.hook("logged")\n'
-                          '@logged\n'
-                          '@scaled(FACTOR)\n'
-                          'def logged_hook(model, recipe):\n'
-                          '    return shrink(model)\n')
-    module = importlib.import_module("claim_decorated")
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_decorated",
+                                     'import stabench, torch\n'
+                                     'from team_decorators import logged, scaled\n'
+                                     'SCALE, FACTOR = 0.5, 2.0\n'
+                                     'def shrink(model):\n'
+                                     '    return SCALE\n'
+                                     '@stabench.hook("no-grad")\n'
+                                     '@torch.no_grad()\n'
+                                     'def no_grad(model, recipe, layers=2):\n'
+                                     '    return shrink(model) * layers\n'
+                                     '@stabench.hook("logged")\n'
+                                     '@logged\n'
+                                     '@scaled(FACTOR)\n'
+                                     'def logged_hook(model, recipe):\n'
+                                     '    return shrink(model)\n')
     recipes = [get_recipe("bert-default", hook=name) for name in ("no-grad", "logged")]
-    hashes = [[recipe.hash for recipe in recipes]]
-    for old, new in [("0.5, 2.0", "0.25, 2.0"), ("layers=2", "layers=3"), ("0.25, 2.0", "0.25, 3.0")]:
-        claim_file.write_text(claim_file.read_text().replace(old, new))
-        hooks._HOOKS.clear()
-        importlib.reload(module)
-        hashes.append([recipe.hash for recipe in recipes])
-    no_grad, logged = zip(*hashes)
+    no_grad, logged = zip(*_hashes_after_edits(claim_file, module, recipes, [
+        ("0.5, 2.0", "0.25, 2.0"), ("layers=2", "layers=3"), ("0.25, 2.0", "0.25, 3.0")]))
     # The default is no_grad's; the decorator's factor (a value its wrapper closes over) is logged's.
     assert len(set(no_grad)) == 3 and len(set(logged)) == 3
 
