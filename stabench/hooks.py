@@ -204,11 +204,31 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
     pending, seen = [("", hook_function)], {id(hook_function)}
 
     def follow(name: str, value: Any) -> None:
-        """A function or class of the user's: its code, and what its own code reaches."""
-        if (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value) and id(value) not in seen:
+        """A function or class of the user's: its code, and what its own code reaches.  Through a
+        ``functools.partial`` (with its plain arguments), a bound method, a callable object (its
+        class) and a small tuple, list or dict of them (``make_penalty(1e-3, (squared, absolute))``)."""
+        value = _unwrapped(value)
+        if id(value) in seen:
+            return
+        if isinstance(value, functools.partial):
+            seen.add(id(value))
+            parts = [("func", value.func), *enumerate(value.args), *sorted(value.keywords.items())]
+            found[f"{name}.partial"] = [(label, form) for label, part in parts[1:]
+                                        if (form := _plain(part)) is not _MISSING]
+            for label, part in parts:
+                follow(f"{name}.partial[{label!r}]", part)
+        elif inspect.ismethod(value):
+            follow(name, value.__func__)
+        elif isinstance(value, (tuple, list, dict)) and len(value) <= _FOLLOWED_ITEMS:
+            seen.add(id(value))
+            for label, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+                follow(f"{name}[{label!r}]", item)
+        elif (inspect.isfunction(value) or inspect.isclass(value)) and _is_users(value):
             seen.add(id(value))
             found[name] = _class_code(value) if inspect.isclass(value) else [_own_code(value)]
             pending.extend((f"{name}>", f) for f in ([value] if inspect.isfunction(value) else _methods(value)))
+        elif callable(value) and not inspect.isroutine(value) and _is_users(type(value)):
+            follow(name, type(value))  # its class's code; what the object holds is not hashed
 
     while pending:
         path, function = pending.pop()
@@ -226,7 +246,7 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
             else:
                 follow(name, value)
         for name, value in _bound_names(function):  # make_penalty(1e-3, squared): the function passed in
-            follow(f"{path}<{name}>", _unwrapped(value))
+            follow(f"{path}<{name}>", value)
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
     return sorted(found.items())
 
@@ -251,6 +271,7 @@ def _class_code(cls: type) -> Any:
 
 
 _MISSING = object()
+_FOLLOWED_ITEMS = 64  # a collection of helpers is small; a long one is data (its plain values are hashed)
 
 
 def _global_chains(code) -> list[tuple[str, ...]]:
@@ -294,7 +315,7 @@ def _unwrapped(value: Any) -> Any:
     whose own code is the user's."""
     try:
         return inspect.unwrap(value) if callable(value) else value
-    except ValueError:  # a cycle of __wrapped__
+    except Exception:  # a cycle of __wrapped__, or an object whose __getattr__ raises what it likes
         return value
 
 

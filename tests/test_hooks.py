@@ -459,6 +459,47 @@ def test_a_function_given_to_a_hook_factory_is_part_of_the_recipe(tmp_path, monk
     assert len(set(hashes)) == len(hashes), hashes
 
 
+def test_a_partial_a_method_a_callable_object_or_a_tuple_of_functions_given_to_a_factory_is_followed(
+        tmp_path, monkeypatch):
+    """What a factory may be given besides a function: each edit trains again the hooks that use
+    what was edited, and only those.  An object whose attributes raise hashes too."""
+    names = ["partial", "method", "object", "several", "odd"]
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_with_callables",
+                                     'import functools, stabench\n'
+                                     'def squared(x):\n'
+                                     '    return x * x\n'
+                                     'def power(x, p):\n'
+                                     '    return x ** p\n'
+                                     'class Scaled:\n'
+                                     '    def __init__(self, n):\n'
+                                     '        self.n = n\n'
+                                     '    def compute(self, x):\n'
+                                     '        return x * self.n\n'
+                                     '    def __call__(self, x):\n'
+                                     '        return self.compute(x)\n'
+                                     'class Odd:\n'
+                                     '    def __call__(self, x):\n'
+                                     '        return x\n'
+                                     '    def __getattr__(self, name):\n'
+                                     '        raise KeyError(name)\n'
+                                     'def make(penalty):\n'
+                                     '    def add_penalty(model, recipe):\n'
+                                     '        return penalty\n'
+                                     '    return add_penalty\n'
+                                     'stabench.hook("partial")(make(functools.partial(power, p=2)))\n'
+                                     'stabench.hook("method")(make(Scaled(3).compute))\n'
+                                     'stabench.hook("object")(make(Scaled(3)))\n'
+                                     'stabench.hook("several")(make((squared, power)))\n'
+                                     'stabench.hook("odd")(make(Odd()))\n')
+    edits = {("p=2", "p=3"): {"partial"}, ("x * self.n", "x * self.n * 2"): {"method", "object"},
+             ("x ** p", "x ** p + 0"): {"partial", "several"}, ("x * x", "x ** 2"): {"several"},
+             ("return x\n", "return -x\n"): {"odd"}}
+    hashes = _hashes_after_edits(claim_file, module, [get_recipe("bert-default", hook=n) for n in names], edits)
+    changed = [{name for name, old, new in zip(names, before, after) if old != new}
+               for before, after in zip(hashes, hashes[1:])]
+    assert changed == list(edits.values())
+
+
 def test_a_value_filled_after_the_hook_registers_and_odd_values_are_hashed_or_left_out_safely():
     """A factory that registers before it sets what the hook reads still makes one hook per value;
     a list inside itself registers (left out of the hash, not a RecursionError); numpy scalars hash
