@@ -857,6 +857,7 @@ class Reporter:
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.written: list[str] = []  # reports and plots written at the end, and where
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
+        self.other_stacks: set[str] = set()  # the other-stack warnings said so far
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -891,6 +892,19 @@ class Reporter:
         # Ctrl-C or SIGTERM; not pytest's own stops (collection errors, -x), which subclass it.
         self.interrupted = excinfo.type is KeyboardInterrupt
         drop_lineless_frames(excinfo.value)
+
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
+        """A study that trains again under a new stack is said when its first seed reports, not
+        only in the warnings summary after hours of training."""
+        from .train import OtherStackWarning
+
+        text = str(warning_message.message)
+        if issubclass(warning_message.category, OtherStackWarning) and text not in self.other_stacks:
+            self.other_stacks.add(text)
+            if terminal := self.config.pluginmanager.get_plugin("terminalreporter"):
+                if self.config.get_terminal_writer().width_of_current_line:  # after xdist's progress letters
+                    terminal.write("\n")
+                terminal.write_line(f"stabench: {text}", yellow=True)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.when == "setup" and not report.passed):

@@ -78,6 +78,10 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env)
 
 
+class OtherStackWarning(UserWarning):
+    """A run trains again because the store holds it only under another library stack or device."""
+
+
 def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     """Before a run trains: if the store holds it under another library stack or device, say so.
     Each stack keeps its own runs, so a study stored under last month's transformers trains again,
@@ -96,7 +100,7 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
         this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
                       f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "
-                      f"keeps its own runs, so they train again", stacklevel=2)
+                      f"keeps its own runs, so they train again", OtherStackWarning, stacklevel=2)
 
 
 class RunNotStored(LookupError):

@@ -1079,9 +1079,12 @@ def test_an_in_process_session_gives_back_the_torch_thread_count(suite):
     _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-cpu-threads=3")
     assert torch.get_num_threads() == before
     again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")  # 1 thread: trains again, and says why
-    again.stdout.fnmatch_lines(["*runs of * are stored under another stack (cpu_threads 3), not this one "
-                                "(cpu_threads 1); each "
-                                "stack keeps its own runs, so they train again*"])
+    said = ("runs of * are stored under another stack (cpu_threads 3), not this one (cpu_threads 1); each stack keeps "
+            "its own runs, so they train again")
+    again.stdout.fnmatch_lines([f"stabench: {said}", "*warnings summary*", f"*{said}*"])  # when it trains, and at the end
+    workers = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "-n", "2",
+                   "--stabench-cpu-threads=2")  # an xdist worker's warning reaches the controller's terminal
+    workers.stdout.fnmatch_lines(["stabench: runs of * are stored under 2 other stacks (*), not this one (cpu_threads 2)*"])
 
 
 def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_session(suite, monkeypatch):
