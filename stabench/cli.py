@@ -317,7 +317,8 @@ def _fewer_comparisons(against: str | bool | None) -> str:
     return fewer if isinstance(against, str) else f"compare one recipe with the others (--compare NAME), {fewer}"
 
 
-# The options of add_filters: those a store query takes as they are, then two it parses first.
+# The options add_filters adds: those a store query takes (model and recipe resolved first), then
+# --seeds and --env, which are parsed on their own.
 _QUERY_FILTERS = ("task", "model", "recipe", "tag", "recipe_hash", "train_size")
 _FILTERS = (*_QUERY_FILTERS, "seeds", "env")
 

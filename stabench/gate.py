@@ -422,7 +422,8 @@ def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -
     groups = [group for _, group in ranked]
     labels = _told_apart(groups)
     held = " / ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
-    tie = " (the newest of a tie)" if len(groups[0]) == len(groups[1]) and ranked[1][0] not in own else ""
+    tied = len(groups[0]) == len(groups[1]) and (ranked[0][0] in own) == (ranked[1][0] in own)
+    tie = " (the newest of a tie)" if tied else ""
     besides = " besides the current runs' own" if ranked[0][0] not in own and own & variants.keys() else ""
     return (groups[0], f"the baseline holds {len(groups)} variants of this study ({held})",
             f"{labels[0]}, the one with the most runs{besides}{tie}")

@@ -92,11 +92,20 @@ def _bound(function: Callable[..., Any]) -> str:
 def _closed_over(function: Callable[..., Any]) -> tuple[list, list, dict]:
     """The values a function closes over (a cell not yet filled left out), its defaults and its
     keyword-only defaults."""
+    cells, defaults, kwdefaults = _bindings(function)
+    return [value for _, value in cells], [value for _, value in defaults], dict(kwdefaults)
+
+
+def _bindings(function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], ...]:
+    """:func:`_closed_over`'s values, each under the function's own name for it."""
+    code = function.__code__
     cells = []
-    for cell in function.__closure__ or ():
+    for name, cell in zip(code.co_freevars, function.__closure__ or ()):
         with contextlib.suppress(ValueError):  # a cell not yet filled
-            cells.append(cell.cell_contents)
-    return cells, list(function.__defaults__ or ()), dict(function.__kwdefaults__ or {})
+            cells.append((name, cell.cell_contents))
+    positional, defaults = code.co_varnames[:code.co_argcount], function.__defaults__ or ()
+    return (cells, list(zip(positional[len(positional) - len(defaults):], defaults)),
+            sorted((function.__kwdefaults__ or {}).items()))
 
 
 def _definition(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -145,7 +154,7 @@ def fingerprint(name: str) -> str:
     were when it was registered, so a hook that fills a default list as it runs keeps its hash;
     a module's are left out (state, perhaps).  A hook behind a decorator (``@torch.no_grad()``) is
     the function under it, with the decorators' own plain values (``@scaled(0.5)``) and, for a
-    decorator of the user's, its wrapper's code."""
+    decorator of the user's, its wrapper's source."""
     registered = _registered(name)
     function = _definition(registered.function)
     text = repr(_own_code(function))
@@ -160,11 +169,12 @@ def fingerprint(name: str) -> str:
 
 def _decorators(function: Callable[..., Any]) -> list[tuple]:
     """Each ``functools.wraps`` wrapper between a registered hook and the function under it: its
-    plain values, and its code where it is the user's."""
+    plain values, and its source where it is the user's."""
     layers, seen = [], set()
     while hasattr(function, "__wrapped__") and hasattr(function, "__code__") and id(function) not in seen:
         seen.add(id(function))  # a cycle of __wrapped__ ends
-        layers.append((_values(function), code_shape(function.__code__) if _is_users(function) else None))
+        code = _source_tree(function.__code__) or code_shape(function.__code__) if _is_users(function) else None
+        layers.append((_values(function), code))  # the wrapper's own source: getsource(function) would unwrap
         function = function.__wrapped__
     return layers
 
@@ -245,22 +255,10 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
                 values.append((name, id(owner), names[-1], form))
             else:
                 follow(name, value)
-        for name, value in _bound_names(function):  # make_penalty(1e-3, squared): the function passed in
-            follow(f"{path}<{name}>", value)
+        for name, value in [pair for pairs in _bindings(function) for pair in pairs]:  # make_penalty(1e-3, squared):
+            follow(f"{path}<{name}>", value)  # the function passed in
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
     return sorted(found.items())
-
-
-def _bound_names(function: Callable[..., Any]) -> list[tuple[str, Any]]:
-    """What a function closes over and defaults to, under its own names for them."""
-    code = function.__code__
-    named = []
-    for name, cell in zip(code.co_freevars, function.__closure__ or ()):
-        with contextlib.suppress(ValueError):  # a cell not yet filled
-            named.append((name, cell.cell_contents))
-    positional, defaults = code.co_varnames[:code.co_argcount], function.__defaults__ or ()
-    named += zip(positional[len(positional) - len(defaults):], defaults)
-    return named + sorted((function.__kwdefaults__ or {}).items())
 
 
 def _class_code(cls: type) -> Any:

@@ -163,8 +163,7 @@ def _check_options(config: pytest.Config) -> list | None:
             try:
                 Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
-                given = _named(config, "store") if option(config, "store") else "$STABENCH_STORE"
-                raise pytest.UsageError(f"{given}: {error}") from None
+                raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
         try:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
@@ -182,12 +181,10 @@ def _check_options(config: pytest.Config) -> list | None:
         try:
             if reads_store(baseline):
                 if not Path(path).is_file():
-                    named_by = (_named(config, "store") if option(config, "store") else "$STABENCH_STORE"
-                                if os.environ.get("STABENCH_STORE") else "--stabench-store or stabench_store")
                     raise pytest.UsageError(
                         f"{_named(config, 'baseline')}: {baseline!r} reads the results store, and there is no store "
-                        f"at {path} ({named_by} names it); store and tag a baseline first, or give an export file "
-                        f"(stabench export)")
+                        f"at {path} ({_store_named(config)}); store and tag a baseline first, or give an export "
+                        f"file (stabench export)")
                 with Store(path, must_exist=True) as store:
                     runs = load_source(baseline, store)
                     hint = "" if runs else stored_values_hint(baseline, store)
@@ -196,12 +193,23 @@ def _check_options(config: pytest.Config) -> list | None:
         except (ValueError, OSError, StoreError) as error:
             raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
         if not runs:
-            advice = ("tag a baseline first (--stabench-tag or stabench tag)" if baseline.startswith("tag:") else
-                      "name values that stored runs hold together (stabench runs --wide lists them)")
-            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs in {path}{hint}; "
-                                    f"{advice}")
+            where, advice = f" in {path}{hint}", "tag a baseline first (--stabench-tag or stabench tag)"
+            if baseline.startswith("env:"):
+                advice = "name values that stored runs hold together (stabench runs --wide lists them)"
+            elif not reads_store(baseline):  # an export file
+                where, advice = "", "export runs into it (stabench export)"
+            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs{where}; {advice}")
         return runs
     return None
+
+
+def _store_named(config: pytest.Config) -> str:
+    """Where the store's path came from, for its errors."""
+    if option(config, "store"):
+        return _named(config, "store")
+    if os.environ.get("STABENCH_STORE"):
+        return "$STABENCH_STORE"
+    return "the default; --stabench-store or stabench_store names another"
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -126,9 +126,9 @@ class Recipe:
         ``mosbach-stable`` and ``bert-default-bc`` over one ``max_steps`` train once.  What
         stabench corrected is hashed in, so runs stored before a correction are not reused:
         Mixout's mask (one draw per input neuron), under layer-wise lr decay with weight decay
-        the undecayed head, and with a hook and bias correction each parameter's own step count.  A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe
-        without one hashes as recipes did before hooks.  :attr:`earlier_hashes` gives the hashes
-        earlier versions gave.
+        the undecayed head, and with a hook and bias correction each parameter's own step count.
+        A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe without one hashes as
+        recipes did before hooks.  :attr:`earlier_hashes` gives the hashes earlier versions gave.
         """
         return content_hash(self._hashed_fields())
 

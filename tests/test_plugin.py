@@ -617,8 +617,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
     ("--stabench-store=typo.sqlite --stabench-baseline=tag:x",
-     "--stabench-baseline: 'tag:x' reads the results store, and there is no store at typo.sqlite (--stabench-store "
-     "names it); store and tag a baseline first, or give an export file (stabench export)"),
+     "--stabench-baseline: 'tag:x' reads the results store, and there is no store at typo.sqlite (--stabench-store); "
+     "store and tag a baseline first, or give an export file (stabench export)"),
     ("--stabench-baseline=env:torch=2.0", "--stabench-baseline: 'env:torch=2.0' holds no runs in *s.sqlite (stored "
                                           "torch values: *); name values that stored runs hold together*"),
     ("--stabench-baseline=tag:base --stabench-tag=base",
