@@ -300,6 +300,11 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     assert alone.verdict == "TOO FEW SEEDS" and "the one taken, torch 2.11.0" in alone.baseline_note
     (same,) = compare_sources(upgraded, upgraded)  # the current runs' variant alone: compared, as the same runs
     assert same.verdict == "ok" and same.changed == "same runs"
+    # Stray runs of an older stack beside the current runs: those are compared, and the note says so
+    # (a gate that compares runs with themselves checks nothing; stabench untag takes strays off a tag).
+    (strays,) = compare_sources(upgraded + baseline[:3], upgraded)
+    assert strays.changed == "torch 2.11.0 -> 2.13.0" and strays.baseline.n == 3
+    assert "torch 2.11.0, the one with the most runs besides the current runs' own" in strays.baseline_note
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
