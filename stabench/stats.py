@@ -482,10 +482,14 @@ class Comparison:
     metric: str = "score"
 
     @property
+    def all_of_a_failed(self) -> bool:
+        """Every run of A failed: collapsed runs tie, so A's small spread shows no stability."""
+        return self.failures_a == self.n_a
+
+    @property
     def a_less_variable(self) -> bool:
-        """A's scores spread less than B's (one-sided Brown-Forsythe); never when every run of A
-        failed: collapsed runs tie, and their spread of 0 shows no stability."""
-        return self.levene_p_a_less < self.alpha and self.failures_a < self.n_a
+        """A's scores spread less than B's (one-sided Brown-Forsythe); never when all of A failed."""
+        return self.levene_p_a_less < self.alpha and not self.all_of_a_failed
 
     @property
     def a_dominates(self) -> bool:
@@ -529,7 +533,7 @@ class Comparison:
                 f"{self.level_text()}):\n"
                 f"  less variable  {verdict(self.a_less_variable):3}  std {self.std_a:.4g} vs {self.std_b:.4g}, "
                 f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}"
-                + (f" (every run of {self.name_a} failed)" if self.failures_a == self.n_a else "") + "\n"
+                + (f" (every run of {self.name_a} failed)" if self.all_of_a_failed else "") + "\n"
                 f"  fewer failures {verdict(self.a_fewer_failures):3}  {self.failures_a}/{self.n_a} vs "
                 f"{self.failures_b}/{self.n_b}, one-sided Fisher p={self.fisher_p_a_fewer:.3g}\n"
                 f"  better         {verdict(self.a_better):3}  mean {self.mean_a:.4g} vs {self.mean_b:.4g}, "
@@ -682,7 +686,7 @@ def assert_less_variable(comparison: Comparison) -> None:
     __tracebackhide__ = True
     _check_comparison(comparison, "assert_less_variable")
     c = comparison
-    if c.failures_a == c.n_a:  # collapsed runs tie at the majority: no spread, no stability
+    if c.all_of_a_failed:  # collapsed runs tie at the majority: no spread, no stability
         raise AssertionError(f"{c.name_a} not shown less variable than {c.name_b}: every run of {c.name_a} failed "
                              f"({c.failures_a}/{c.n_a}), so its small spread shows no stability; compare failures "
                              f"first ({c.name_b} failed {c.failures_b}/{c.n_b})")
