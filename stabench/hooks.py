@@ -85,19 +85,12 @@ def _bound(function: Callable[..., Any]) -> str:
     def text(value: Any) -> str:  # a function by its name: imported again, it is another object
         return f"<{value.__qualname__}>" if inspect.isfunction(value) or inspect.isclass(value) else repr(value)
 
-    cells, defaults, kwdefaults = _closed_over(function)
-    return repr(([text(v) for v in cells], [text(v) for v in defaults], {k: text(v) for k, v in kwdefaults.items()}))
-
-
-def _closed_over(function: Callable[..., Any]) -> tuple[list, list, dict]:
-    """The values a function closes over (a cell not yet filled left out), its defaults and its
-    keyword-only defaults."""
-    cells, defaults, kwdefaults = _bindings(function)
-    return [value for _, value in cells], [value for _, value in defaults], dict(kwdefaults)
+    return repr([[(name, text(value)) for name, value in group] for group in _bindings(function)])
 
 
 def _bindings(function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], ...]:
-    """:func:`_closed_over`'s values, each under the function's own name for it."""
+    """What a function closes over (a cell not yet filled left out), its defaults and its
+    keyword-only defaults (sorted), each as ``(its name in the function, value)``."""
     code = function.__code__
     cells = []
     for name, cell in zip(code.co_freevars, function.__closure__ or ()):
@@ -173,7 +166,7 @@ def _decorators(function: Callable[..., Any]) -> list[tuple]:
     layers, seen = [], set()
     while hasattr(function, "__wrapped__") and hasattr(function, "__code__") and id(function) not in seen:
         seen.add(id(function))  # a cycle of __wrapped__ ends
-        code = _source_tree(function.__code__) or code_shape(function.__code__) if _is_users(function) else None
+        code = (_source_tree(function.__code__) or code_shape(function.__code__)) if _is_users(function) else None
         layers.append((_values(function), code))  # the wrapper's own source: getsource(function) would unwrap
         function = function.__wrapped__
     return layers
@@ -182,9 +175,7 @@ def _decorators(function: Callable[..., Any]) -> list[tuple]:
 def _containers(function: Callable[..., Any]) -> list:
     """The lists, dicts and sets of plain values a function closes over or defaults to, in
     :func:`_plain`'s form."""
-    cells, defaults, kwdefaults = _closed_over(function)
-    values = [*cells, *defaults, *(value for _, value in sorted(kwdefaults.items()))]
-    return [form for value in values if isinstance(value, (list, dict, set))
+    return [form for group in _bindings(function) for _, value in group if isinstance(value, (list, dict, set))
             and (form := _plain(value, containers=True)) is not _MISSING]
 
 
@@ -194,11 +185,11 @@ def _own_code(function: Callable[..., Any]) -> tuple:
 
 def _values(function: Callable[..., Any]) -> tuple:
     """The plain values a function closes over and defaults to, in :func:`_plain`'s form."""
-    def kept(values: list) -> list:
-        return [form for form in map(_plain, values) if form is not _MISSING]
+    def kept(group: list[tuple[str, Any]]) -> list:
+        return [form for _, value in group if (form := _plain(value)) is not _MISSING]
 
-    cells, defaults, kwdefaults = _closed_over(function)
-    return kept(cells), kept(defaults), [(key, form) for key, value in sorted(kwdefaults.items())
+    cells, defaults, kwdefaults = _bindings(function)
+    return kept(cells), kept(defaults), [(key, form) for key, value in kwdefaults
                                          if (form := _plain(value)) is not _MISSING]
 
 
@@ -250,7 +241,7 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
                     break
                 owner, value = vars(value), getattr(value, attribute, _MISSING)
                 names.append(attribute)
-            name, value = path + ".".join(names), _unwrapped(value)
+            name = path + ".".join(names)
             if (form := _plain(value)) is not _MISSING:
                 values.append((name, id(owner), names[-1], form))
             else:
