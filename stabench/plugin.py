@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -1113,7 +1114,7 @@ class Reporter:
             if row.get("keys"):  # not skipped, nor a study that could not be gathered
                 claims.setdefault(row["claim"], []).append(row)
         stems = {claim: file_stem(claim.split("::")[-1]) for claim in claims}  # the test's name, and its params
-        clashing = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
+        clashing = {stem for stem, count in Counter(stems.values()).items() if count > 1}
         written = set()
         with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
             for claim, arms in claims.items():
