@@ -703,11 +703,12 @@ def _claim_name(item: pytest.Item) -> str:
 def _seed_row(item: pytest.Item, arm, result, trained: bool) -> dict[str, Any]:
     from .report import verdict_text
 
+    # Not $PYTEST_XDIST_WORKER: a session started from inside another's worker inherits it.
+    worker = getattr(item.config, "workerinput", {}).get("workerid", "main")
     return {"item": item.nodeid, "arm": arm.name, "seed": result.seed, "key": result.key,
             "metric": result.primary_metric, "score": result.score, "accuracy": result.metrics.get("accuracy"),
             "majority": result.majority_accuracy, "run_verdict": verdict_text(result), "failed": result.failed,
-            "trained": trained, "wall_time_s": result.wall_time_s,
-            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main")}
+            "trained": trained, "wall_time_s": result.wall_time_s, "worker": worker}
 
 
 def _first_line(error: BaseException, empty: str) -> str:

@@ -716,8 +716,8 @@ def test_workers_are_pinned_to_the_gpus_named_within_the_jobs_allocation(pyteste
     pytester.makeconftest('''
 import os
 
-def pytest_sessionstart(session):
-    with open("gpu-" + os.environ.get("PYTEST_XDIST_WORKER", "main") + ".txt", "w") as out:
+def pytest_sessionstart(session):  # workerinput, not $PYTEST_XDIST_WORKER, which this suite's own -n sets
+    with open("gpu-" + getattr(session.config, "workerinput", {}).get("workerid", "main") + ".txt", "w") as out:
         out.write(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
 ''')
     pytester.makepyfile(test_pinned=f"MODEL = {tiny_model!r}\n" + '''
