@@ -133,10 +133,10 @@ def apply_mixout(model: nn.Module, p: float) -> int:
     Call it right after loading the pretrained weights (and creating the classifier): each
     layer mixes toward its weight *at this moment*, i.e. the pretrained weight, and for the
     freshly initialised classifier its init weight.  Mixout replaces dropout, so every
-    ``nn.Dropout`` gets ``p = 0`` (HF eager and SDPA attention read the attention dropout
-    from ``self.dropout.p`` / ``self.attention_dropout.p``, so this also covers them), and
-    the config's dropout fields are set to 0 so a model rebuilt from the config agrees.
-    Returns the number of replaced layers.
+    ``nn.Dropout`` gets ``p = 0``, and so does every float attribute named for dropout: some
+    attention modules keep their probability as a number (ModernBERT's ``attention_dropout``,
+    SDPA attention's ``dropout_prob`` in transformers 4).  The config's dropout fields are set
+    to 0 so a model rebuilt from the config agrees.  Returns the number of replaced layers.
     """
     _check_mixout_p(p)
     targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -147,6 +147,9 @@ def apply_mixout(model: nn.Module, p: float) -> int:
     for module in model.modules():
         if isinstance(module, _DROPOUT_TYPES):
             module.p = 0.0
+        for attribute, value in vars(module).items():
+            if "dropout" in attribute and isinstance(value, float):
+                setattr(module, attribute, 0.0)
     config = getattr(model, "config", None)
     if config is not None:
         for field in DROPOUT_FIELDS:

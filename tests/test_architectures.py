@@ -9,7 +9,7 @@ import transformers
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from stabench import analysis, get_recipe
-from stabench.interventions import encoder_layers, layer_group, layerwise_lr_param_groups, reinit_top_layers
+from stabench.interventions import apply_mixout, encoder_layers, layer_group, layerwise_lr_param_groups, reinit_top_layers
 from stabench.models import load_model, load_tokenizer, resolve
 from stabench.optim import no_decay_names
 from stabench.train import fine_tune, prepare
@@ -102,6 +102,24 @@ def test_reinit_touches_the_top_layer_only(family, vocab_size):
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p)}
     assert changed and changed <= set(touched)
     assert any(layer_group(name, LAYERS, model.config.model_type) == top for name in changed)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mixout_switches_off_every_dropout_even_one_kept_as_a_number(family, vocab_size):
+    """ModernBERT's attention (and SDPA attention under transformers 4) keeps its dropout as a
+    float, which setting nn.Dropout.p missed: Mixout at p=0 still dropped attention weights."""
+    config = _config(family, vocab_size)
+    for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                  "embedding_dropout", "mlp_dropout"):
+        if hasattr(config, field):
+            setattr(config, field, 0.5)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    apply_mixout(model, 0.0)
+    ids = torch.randint(5, vocab_size, (4, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.eval()(input_ids=ids).logits
+        assert torch.equal(model.train()(input_ids=ids).logits, expected)
 
 
 def test_deberta_s_encoder_norm_and_convolution_go_with_its_embeddings_and_first_layer_but_a_final_norm_not():
