@@ -206,7 +206,7 @@ def synthetic_split(sb, n: int, seq_len: str, max_length: int, vocab_size: int, 
     return sb.data.Encoded(tuple(input_ids), tuple(token_types), labels)
 
 
-def build_model_dir(path: str, config_name: str, seed: int = 0) -> str:
+def build_model_dir(sb, path: str, config_name: str, seed: int = 0) -> str:
     """A randomly initialised BertForSequenceClassification (2 labels) and a tokenizer, saved."""
     layers, hidden, heads, intermediate = MODEL_CONFIGS[config_name]
     config = transformers.BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers,
@@ -214,7 +214,7 @@ def build_model_dir(path: str, config_name: str, seed: int = 0) -> str:
                                      max_position_embeddings=512, num_labels=2)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[chr(c) for c in range(ord("a"), ord("z") + 1)]]
     vocab += [f"[unused{i}]" for i in range(config.vocab_size - len(vocab))]  # as BERT's: a tokenizer of its size
-    tokenizer = transformers.BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
+    tokenizer = sb.models.word_piece_tokenizer(vocab)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = transformers.BertForSequenceClassification(config)
@@ -957,7 +957,7 @@ def main(argv=None) -> dict | int:
         return record
 
     with tempfile.TemporaryDirectory(prefix="stabench-bench-") as tmp:
-        model_dir = build_model_dir(os.path.join(tmp, "model"), args.model_config)
+        model_dir = build_model_dir(sb, os.path.join(tmp, "model"), args.model_config)
         ctx = make_context(sb, model_dir, args.device, args.batch_size, args.seq_len, args.max_length)
         cost.update(step_cost(json.loads((Path(model_dir) / "config.json").read_text()),
                               [len(ids) for ids in ctx.train.input_ids], args.batch_size))

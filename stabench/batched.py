@@ -93,10 +93,7 @@ class SeedGroup:
     def step(self, batch: dict[str, torch.Tensor], autocast: contextlib.AbstractContextManager | None = None
              ) -> torch.Tensor:
         """One optimizer step for every seed; returns the per-seed losses (on device)."""
-        mask = batch["attention_mask"]
-        # A ready-made additive 4-D mask: transformers' own mask builder branches on the mask's
-        # values, which vmap cannot trace.  Same values as the builder's: 0 or the dtype minimum.
-        additive = (1.0 - mask[:, :, None, None, :].float()) * torch.finfo(torch.float32).min
+        mask = _traceable_mask(batch["attention_mask"])
         inputs = {k: v for k, v in batch.items() if k != "attention_mask"}
 
         def loss_of(params, buffers, attention_mask, kwargs):
@@ -104,7 +101,7 @@ class SeedGroup:
                                    {**kwargs, "attention_mask": attention_mask}).loss
 
         with autocast or contextlib.nullcontext():
-            losses = vmap(loss_of, randomness="different")(self.params, self.buffers, additive, inputs)
+            losses = vmap(loss_of, randomness="different")(self.params, self.buffers, mask, inputs)
         losses.sum().backward()  # seeds share no weights: each gets its own gradient
         if self.recipe.grad_clip is not None:
             self.clip_(self.recipe.grad_clip)
@@ -132,3 +129,13 @@ class SeedGroup:
                   for i in range(self.total_steps)]
         return torch.stack(losses).float().cpu()
 
+
+def _traceable_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The [seeds, batch, length] padding mask in a form the model turns into attention's
+    additive mask without branching on its values (which vmap cannot trace; transformers'
+    SDPA mask builders skip an all-ones mask).  transformers 5 takes a ready-made 4-D mask
+    as is: 0 or the dtype minimum, the builder's values.  transformers 4 refuses 4-D masks and
+    converts a 3-D one arithmetically, as eager attention always did."""
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return (1.0 - mask[:, :, None, None, :].float()) * torch.finfo(torch.float32).min
+    return mask[:, :, None, :]

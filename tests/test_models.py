@@ -126,18 +126,32 @@ def test_an_encoder_weight_that_does_not_fit_its_config_is_an_error(tiny_model, 
 
 
 def test_a_folder_saved_without_its_tokenizer_is_refused_before_any_data_loads(tiny_model, tmp_path):
-    """transformers loads such a folder with a stub tokenizer of special tokens: every word became
-    [UNK] and the runs collapsed, as if the recipe were unstable."""
+    """transformers 5 loads such a folder with a stub tokenizer of special tokens: every word became
+    [UNK] and the runs collapsed, as if the recipe were unstable (4 asked for protobuf)."""
     from stabench.train import prepare
 
     (tmp_path / "weights-only").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(Path(tiny_model) / name, tmp_path / "weights-only" / name)
-    with pytest.raises(RuntimeError, match=r"^model 'weights-only': its tokenizer knows \d tokens, its config 182 "
-                                           r"\(vocab_size\), so nearly every word would be \[UNK\]; the folder lacks "
-                                           r"the tokenizer's files"):
+    with pytest.raises(RuntimeError, match=r"^model 'weights-only': the folder holds no tokenizer files "
+                                           r"\(tokenizer.json, .*\); save them beside the weights with "
+                                           r"tokenizer.save_pretrained\(folder\)$"):
         prepare("polarity", str(tmp_path / "weights-only"), "bert-default", 0, device="cpu")
     assert prepare("polarity", tiny_model, "bert-default", 0, device="cpu").key  # with its tokenizer: fine
+
+
+def test_a_tokenizer_far_smaller_than_the_models_vocabulary_is_refused(tiny_model, tmp_path):
+    """A folder whose tokenizer files are another, tiny tokenizer's: nearly every word would be [UNK]."""
+    from stabench.train import prepare
+
+    shutil.copytree(tiny_model, tmp_path / "small-vocabulary")
+    for name in models.TOKENIZER_FILES:
+        (tmp_path / "small-vocabulary" / name).unlink(missing_ok=True)
+    models.word_piece_tokenizer(models.tiny_vocabulary()[:20]).save_pretrained(tmp_path / "small-vocabulary")
+    with pytest.raises(RuntimeError, match=r"^model 'small-vocabulary': its tokenizer knows 20 tokens, its config 182 "
+                                           r"\(vocab_size\), so nearly every word would be \[UNK\]; the folder lacks "
+                                           r"the tokenizer's vocabulary"):
+        prepare("polarity", str(tmp_path / "small-vocabulary"), "bert-default", 0, device="cpu")
 
 
 def test_a_checkpoint_saved_for_another_problem_type_trains_as_a_single_label_classifier(tiny_model, tmp_path):

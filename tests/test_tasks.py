@@ -561,15 +561,15 @@ def test_negative_and_named_labels_keep_their_meaning():
 
 def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(tmp_path):
     """A folder whose tokenizer is saved again (or another revision of a hub id) keeps its name."""
-    from transformers import AutoTokenizer, BertTokenizerFast
+    from transformers import AutoTokenizer
 
     from stabench.data import encode
-    from stabench.models import tiny_vocabulary
+    from stabench.models import tiny_vocabulary, word_piece_tokenizer
 
     data = load_task_data(BUILTIN_PAIR_TASK)
     encoded = []
     for vocabulary in (tiny_vocabulary(), tiny_vocabulary()[:5] + tiny_vocabulary()[5:][::-1]):
-        BertTokenizerFast(vocab={t: i for i, t in enumerate(vocabulary)}, do_lower_case=True).save_pretrained(tmp_path)
+        word_piece_tokenizer(vocabulary).save_pretrained(tmp_path)
         encoded.append(encode(data, AutoTokenizer.from_pretrained(tmp_path), 128)[0])
     assert [len(ids) for ids in encoded[0].input_ids] == [len(ids) for ids in encoded[1].input_ids]
     assert any(not a.equal(b) for a, b in zip(encoded[0].input_ids, encoded[1].input_ids))
@@ -585,12 +585,10 @@ def test_tokenised_examples_are_cached_by_what_the_tokenizer_does_not_its_name(t
 
 def test_tokenised_examples_are_cached_per_max_length():
     """Two recipes with different max_length in one process each get their own truncation."""
-    from transformers import BertTokenizerFast
-
     from stabench.data import encode
-    from stabench.models import tiny_vocabulary
+    from stabench.models import tiny_vocabulary, word_piece_tokenizer
 
-    tokenizer = BertTokenizerFast(vocab={t: i for i, t in enumerate(tiny_vocabulary())}, do_lower_case=True)
+    tokenizer = word_piece_tokenizer(tiny_vocabulary())
     data = load_task_data(BUILTIN_PAIR_TASK)
     short, long = encode(data, tokenizer, 8)[0], encode(data, tokenizer, 128)[0]
     assert max(len(ids) for ids in short.input_ids) <= 8 < max(len(ids) for ids in long.input_ids)
