@@ -37,6 +37,12 @@ from .optim import AdamW, decay_groups, make_scheduler, no_decay_names
 from .recipes import Recipe
 
 
+# Families whose padding mask _traceable_mask gives the form they take, in transformers 4 and 5
+# (checked: a group's losses equal each seed's own).  DeBERTa-v2 reads the mask as 0/1 weights,
+# ModernBERT and DistilBERT (4, SDPA) build theirs otherwise.
+FAMILIES = ("bert", "roberta", "xlm-roberta", "electra")
+
+
 class SeedGroup:
     """``len(seeds)`` independent fine-tuning runs advanced together, one vmapped step at a time."""
 
@@ -50,6 +56,10 @@ class SeedGroup:
         if unsupported:
             raise ValueError(f"recipe field {unsupported[0]} is not supported in a batched seed group; "
                              f"train those seeds one at a time")
+        model_type = models.load_config(source).model_type
+        if model_type not in FAMILIES:
+            raise ValueError(f"model type {model_type!r} is not supported in a batched seed group; supported: "
+                             f"{', '.join(FAMILIES)}")
         self.recipe, self.seeds, self.device = recipe, list(seeds), torch.device(device)
         self.total_steps = total_steps
         # vmap over CUDA SDPA fails in torch 2.11 ("LSE is not correctly aligned", H200, bf16):
@@ -134,8 +144,8 @@ def _traceable_mask(mask: torch.Tensor) -> torch.Tensor:
     """The [seeds, batch, length] padding mask in a form the model turns into attention's
     additive mask without branching on its values (which vmap cannot trace; transformers'
     SDPA mask builders skip an all-ones mask).  transformers 5 takes a ready-made 4-D mask
-    as is: 0 or the dtype minimum, the builder's values.  transformers 4 refuses 4-D masks and
+    as is in the families of :data:`FAMILIES`: 0 or the dtype minimum, the builder's values.  transformers 4 refuses 4-D masks and
     converts a 3-D one arithmetically, as eager attention always did."""
-    if int(transformers.__version__.split(".")[0]) >= 5:
+    if models.transformers_major() >= 5:
         return (1.0 - mask[:, :, None, None, :].float()) * torch.finfo(torch.float32).min
     return mask[:, :, None, :]

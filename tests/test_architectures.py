@@ -122,6 +122,30 @@ def test_mixout_switches_off_every_dropout_even_one_kept_as_a_number(family, voc
         assert torch.equal(model.train()(input_ids=ids).logits, expected)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_batched_group_trains_the_families_it_takes_like_solo_runs_and_refuses_the_rest(family, tiny_model, tmp_path):
+    """The group hands each family its padding mask in a form it reads as a mask: DeBERTa-v2 read
+    the additive one as 0/1 weights, so its seeds trained on another loss than alone."""
+    from stabench.batched import FAMILIES as BATCHED
+    from stabench.batched import SeedGroup
+    from stabench.data import encode
+    from stabench.tasks import BUILTIN_PAIR_TASK, load_task_data
+
+    folder = _saved(family, tiny_model, tmp_path / family)
+    source = resolve(folder)
+    recipe = get_recipe("bert-default", max_steps=3, trace_every=1, lr=1e-3, dropout=0.0)
+    if family not in BATCHED:
+        with pytest.raises(ValueError, match=r"^model type '[\w-]+' is not supported in a batched seed group; "
+                                             r"supported: bert, roberta, xlm-roberta, electra$"):
+            SeedGroup(source, 2, recipe, [0], total_steps=3)
+        return
+    train, _ = encode(load_task_data(BUILTIN_PAIR_TASK), load_tokenizer(source), 128)
+    group = SeedGroup(source, 2, recipe, [0, 1], total_steps=3).train(train, load_tokenizer(source).pad_token_id)
+    for i, seed in enumerate((0, 1)):
+        solo = fine_tune(prepare(BUILTIN_PAIR_TASK, folder, recipe, seed, device="cpu")).trace["loss"]
+        assert group[:, i].tolist() == pytest.approx(solo, abs=1e-5)
+
+
 def test_deberta_s_encoder_norm_and_convolution_go_with_its_embeddings_and_first_layer_but_a_final_norm_not():
     assert layer_group("deberta.encoder.LayerNorm.weight", LAYERS, "deberta-v2") == "embeddings"
     assert layer_group("encoder.LayerNorm.weight", LAYERS, "deberta-v2") == "embeddings"  # a bare DebertaV2Model

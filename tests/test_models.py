@@ -133,11 +133,23 @@ def test_a_folder_saved_without_its_tokenizer_is_refused_before_any_data_loads(t
     (tmp_path / "weights-only").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(Path(tiny_model) / name, tmp_path / "weights-only" / name)
-    with pytest.raises(RuntimeError, match=r"^model 'weights-only': the folder holds no tokenizer files "
-                                           r"\(tokenizer.json, .*\); save them beside the weights with "
+    with pytest.raises(RuntimeError, match=r"^model 'weights-only': .*; the folder holds no tokenizer files "
+                                           r"\(tokenizer.json, .*\): save them beside the weights with "
                                            r"tokenizer.save_pretrained\(folder\)$"):
         prepare("polarity", str(tmp_path / "weights-only"), "bert-default", 0, device="cpu")
     assert prepare("polarity", tiny_model, "bert-default", 0, device="cpu").key  # with its tokenizer: fine
+
+
+def test_a_tokenizer_that_needs_no_files_loads_from_a_folder_without_any(tmp_path):
+    """CANINE reads characters: its folder holds config and weights only, and is not refused."""
+    import transformers
+
+    config = transformers.CanineConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=64, num_hash_buckets=64)
+    transformers.CanineModel(config).save_pretrained(tmp_path / "canine")
+    assert not any((tmp_path / "canine" / name).exists() for name in models.TOKENIZER_FILES)
+    tokenizer = models.load_tokenizer(models.resolve(str(tmp_path / "canine")))
+    assert tokenizer("ab")["input_ids"][1:3] == [ord("a"), ord("b")]
 
 
 def test_a_tokenizer_far_smaller_than_the_models_vocabulary_is_refused(tiny_model, tmp_path):
@@ -149,8 +161,8 @@ def test_a_tokenizer_far_smaller_than_the_models_vocabulary_is_refused(tiny_mode
         (tmp_path / "small-vocabulary" / name).unlink(missing_ok=True)
     models.word_piece_tokenizer(models.tiny_vocabulary()[:20]).save_pretrained(tmp_path / "small-vocabulary")
     with pytest.raises(RuntimeError, match=r"^model 'small-vocabulary': its tokenizer knows 20 tokens, its config 182 "
-                                           r"\(vocab_size\), so nearly every word would be \[UNK\]; the folder lacks "
-                                           r"the tokenizer's vocabulary"):
+                                           r"\(vocab_size\), so nearly every word would be \[UNK\]; the tokenizer "
+                                           r"files are not the model's own$"):
         prepare("polarity", str(tmp_path / "small-vocabulary"), "bert-default", 0, device="cpu")
 
 
