@@ -64,11 +64,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     try:
         device = resolve_device(args.device or project.get("device") or "auto")
     except ValueError as error:
-        raise ValueError(f"stabench_device in {project.path}: {error}" if args.device is None else error) from None
+        raise ValueError(f"{project.where('device')}: {error}" if args.device is None else error) from None
     cpu_threads = args.cpu_threads if args.cpu_threads is not None else project.count("cpu_threads")
     if cpu_threads is not None:
         check_count(cpu_threads, "--cpu-threads " if args.cpu_threads is not None
-                    else f"stabench_cpu_threads in {project.path}: ")
+                    else f"{project.where('cpu_threads')}: ")
         import torch
 
         torch.set_num_threads(cpu_threads)
@@ -560,9 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--store", type=_text,
-                       help="results store (default: the one pytest uses here: stabench_store in pytest.ini, "
-                            "pyproject.toml, ..., else $STABENCH_STORE, else .stabench/results.sqlite in pytest's "
-                            "rootdir)")
+                       help="results store (default: the one pytest uses here: --stabench-store in $PYTEST_ADDOPTS or "
+                            "addopts, or stabench_store, in pytest.ini, pyproject.toml, ...; else $STABENCH_STORE, "
+                            "else .stabench/results.sqlite in pytest's rootdir)")
         p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                        help="import a module (a name, or a .py file such as a claim file or conftest.py) first, for "
                             "the tasks and hooks it registers; repeat it for several")

@@ -3,11 +3,13 @@
 pytest reads ``stabench_store`` and the other options from the file it finds (``pytest.ini``,
 ``pyproject.toml``, ...), and keeps its default store in that file's folder. The command finds the
 same file the way pytest does from the current folder, so that both use one store and train runs
-under one key, also from a subfolder, without ``$STABENCH_STORE``.
+under one key, also from a subfolder, without ``$STABENCH_STORE``.  Options written as command-line
+flags in the file's ``addopts`` or in ``$PYTEST_ADDOPTS`` count too, winning as they do in pytest.
 """
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,26 +34,41 @@ class ProjectSettings:
     path: Path | None
     rootdir: Path
     options: dict[str, object] = field(default_factory=dict)
+    flags: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: (value, where it was written)
 
     def get(self, name: str) -> object | None:
-        """The ``stabench_<name>`` option (``store``, ``cpu_threads``, ...), None when not set."""
+        """The option ``name`` (``store``, ``cpu_threads``, ...): a ``--stabench-`` flag from
+        ``addopts`` / ``$PYTEST_ADDOPTS``, else the ``stabench_<name>`` key; None when not set."""
+        if name in self.flags:
+            return self.flags[name][0]
         value = self.options.get(f"stabench_{name}")
         return None if value == "" else value
 
+    def where(self, name: str) -> str:
+        """Where the option in force was written, for its error messages."""
+        if name in self.flags:
+            return f"--stabench-{name.replace('_', '-')} in {self.flags[name][1]}"
+        return f"stabench_{name} in {self.path}"
+
     def store(self) -> Path | None:
-        """``stabench_store``, relative to the file as pytest takes it."""
+        """The store option: a flag's path is relative to the current folder, as pytest takes a
+        command-line path; the key's to the file."""
+        if "store" in self.flags:
+            return Path(self.flags["store"][0])
         value = self.get("store")
         return None if value is None else self.rootdir / os.path.expanduser(str(value))
 
     def count(self, name: str) -> int | None:
-        """An integer option (``cpu_threads``); a value that is not one is named with its file."""
+        """An integer option (``cpu_threads``); a value that is not one is named with where it is."""
         value = self.get(name)
         if value is None:
             return None
         try:
             return int(str(value).strip())
         except ValueError:
-            raise ValueError(f"stabench_{name} = {value!r} in {self.path} is invalid; expected an integer") from None
+            written = (f"--stabench-{name.replace('_', '-')}={value!r} in {self.flags[name][1]}" if name in self.flags
+                       else f"stabench_{name} = {value!r} in {self.path}")
+            raise ValueError(f"{written} is invalid; expected an integer") from None
 
 
 def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSettings:
@@ -63,20 +80,52 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
         for name in CONFIG_FILES:
             path = folder / name
             if path.is_file():
-                options = _pytest_options(path)
-                if options is not None:
-                    return ProjectSettings(path, folder, options)
+                section = _pytest_section(path)
+                if section is not None:
+                    options = {key: value for key, value in section.items() if key.startswith("stabench_")}
+                    return ProjectSettings(path, folder, options, _flags(section.get("addopts"), path))
                 if name == "pyproject.toml" and nearest_pyproject is None:
                     nearest_pyproject = path
     if nearest_pyproject is not None:
-        return ProjectSettings(nearest_pyproject, nearest_pyproject.parent)
+        return ProjectSettings(nearest_pyproject, nearest_pyproject.parent, flags=_flags(None, nearest_pyproject))
     setup_py = next((folder for folder in folders if (folder / "setup.py").is_file()), start)
-    return ProjectSettings(None, setup_py)
+    return ProjectSettings(None, setup_py, flags=_flags(None, None))
 
 
-def _pytest_options(path: Path) -> dict[str, object] | None:
-    """The stabench options in ``path``'s pytest section; None when it has no such section (a
-    ``pytest.ini`` or ``pytest.toml`` counts even without one, as in pytest)."""
+FLAGS = ("store", "cpu-threads", "device")  # those the command reads
+
+
+def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
+    """The ``--stabench-*`` flags of :data:`FLAGS` pytest would add to its command line: the
+    file's ``addopts`` (text, or a list in TOML), then ``$PYTEST_ADDOPTS``; a later one wins,
+    as in argparse."""
+    written = []
+    if addopts:
+        written.append((addopts, f"addopts of {path}"))
+    if os.environ.get("PYTEST_ADDOPTS"):
+        written.append((os.environ["PYTEST_ADDOPTS"], "$PYTEST_ADDOPTS"))
+    args = []  # one command line, as pytest joins them: each argument with where it was written
+    for text, where in written:
+        try:
+            args += [(arg, where) for arg in (shlex.split(text) if isinstance(text, str) else map(str, text))]
+        except ValueError as error:  # an unclosed quote, which pytest refuses too
+            raise ValueError(f"cannot read {where}: {error}") from None
+    words = [arg for arg, _ in args]
+    if "--" in words:
+        args = args[:words.index("--")]  # the rest are file names
+    flags = {}
+    for i, (arg, where) in enumerate(args):
+        flag, equals, value = arg.partition("=")
+        name = flag.removeprefix("--stabench-")
+        if name == flag or name not in FLAGS or not equals and i + 1 == len(args):
+            continue
+        flags[name.replace("-", "_")] = (value if equals else args[i + 1][0], where)
+    return flags
+
+
+def _pytest_section(path: Path) -> dict[str, object] | None:
+    """``path``'s pytest section; None when it has none (a ``pytest.ini`` or ``pytest.toml``
+    counts even without one, as in pytest)."""
     always = path.name in ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini")
     try:
         if path.suffix == ".toml":
@@ -100,4 +149,4 @@ def _pytest_options(path: Path) -> dict[str, object] | None:
         raise ValueError(f"cannot read pytest's configuration file {path}: {error}") from None
     if table is None:
         return {} if always else None
-    return {name: value for name, value in dict(table).items() if name.startswith("stabench_")}
+    return dict(table)

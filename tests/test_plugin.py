@@ -238,6 +238,25 @@ def test_the_cli_uses_the_store_and_threads_of_pytest_s_ini_file(suite, tiny_mod
     assert not (suite.path / ".stabench").exists() and not (suite.path / "sub" / ".stabench").exists()
 
 
+def test_the_cli_uses_the_store_and_threads_pytest_takes_from_addopts(suite, tiny_model, monkeypatch, capsys):
+    """Flags in addopts are pytest's options like any other: the CLI read the default store instead."""
+    from stabench.cli import main
+
+    suite.makeini("[pytest]\naddopts = --stabench-store stores/a.sqlite --stabench-cpu-threads=3\n"
+                  "stabench_store = not-this.sqlite\nstabench_seeds = 1\n")
+    monkeypatch.delenv("STABENCH_STORE")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-cpu-threads=2")  # wins over addopts, as in pytest
+    suite.runpytest_inprocess("-p", "no:cacheprovider", "-k", "false_claim and polarity").assert_outcomes(
+        passed=1, failed=1)
+    assert (suite.path / "stores" / "a.sqlite").exists() and not (suite.path / "not-this.sqlite").exists()
+    capsys.readouterr()
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out.startswith("1 stored run(s)")
+    assert main(["run", "--task", "polarity", "--model", tiny_model, "--recipe", "bert-default", "--set",
+                 "max_steps=6,trace_every=2,lr=2e-3", "--seeds", "0", "--device", "cpu"]) == 0
+    assert "stored, not retrained" in capsys.readouterr().out  # trained by the session with 2 threads
+
+
 @pytest.mark.parametrize("ini, message", [
     ("stabench_cpu_threads = two", "stabench_cpu_threads in tox.ini is invalid (*'two'*); expected an integer"),
     ("stabench_recompute = sometimes", "stabench_recompute in tox.ini is invalid (*'sometimes'*); expected true or "

@@ -1,13 +1,22 @@
 """The CLI finds pytest's configuration file, and reads its stabench options, as pytest does."""
+import json
+import shlex
 import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
 import pytest
+from _pytest.config.argparsing import Parser  # the oracle for addopts: pytest's own parser
 from _pytest.config.findpaths import determine_setup  # the oracle: pytest's own search
 from hypothesis import given, settings
 
-from stabench.settings import project_settings
+from stabench import plugin
+from stabench.settings import FLAGS, project_settings
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_addopts(monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
 
 # Each file's variants: those with pytest's section (holding a stabench_store) first, then those without.
 CONTENTS = {
@@ -93,3 +102,56 @@ def test_without_any_file_the_start_folder_is_the_rootdir(tmp_path):
     found = project_settings(tmp_path)
     assert (found.path, found.rootdir, found.store()) == (None, tmp_path.resolve(), None)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+VALUES = st.text(alphabet="ab1./_ é", min_size=1, max_size=6).filter(lambda text: text.strip() == text != "")
+ARGS = st.lists(st.one_of(
+    st.sampled_from(["-q", "-x", "-n", "2", "--tb=short", "tests", "--stabench-recompute", "--"]).map(lambda a: [a]),
+    st.one_of(st.tuples(st.sampled_from(["store", "device", "tag", "seeds"]), VALUES, st.booleans()),
+              st.tuples(st.just("cpu-threads"), st.integers(1, 64).map(str), st.booleans())).map(
+        lambda flag: [f"--stabench-{flag[0]}={flag[1]}"] if flag[2] else [f"--stabench-{flag[0]}", flag[1]]),
+), max_size=6).map(lambda groups: [arg for group in groups for arg in group])
+
+
+def _pytest_reads(args: list[str]) -> dict[str, str | None]:
+    """What a pytest session takes for each flag the command reads, from these arguments."""
+    parser = Parser(_ispytest=True)
+    plugin.pytest_addoption(parser)
+    namespace = parser.parse_known_args(args)
+    values = {name.replace("-", "_"): getattr(namespace, "stabench_" + name.replace("-", "_")) for name in FLAGS}
+    return {name: None if value is None else str(value) for name, value in values.items()}  # cpu_threads: an int
+
+
+@settings(max_examples=150, deadline=None)
+@given(ARGS, ARGS, st.booleans())
+def test_flags_in_addopts_and_pytest_addopts_are_read_as_pytest_reads_them(addopts, environment, toml):
+    """pytest puts the file's addopts, then $PYTEST_ADDOPTS, before its command line; a later flag wins."""
+    with tempfile.TemporaryDirectory() as top, pytest.MonkeyPatch.context() as patch:
+        if toml:  # pytest 9's native TOML: addopts is a list
+            (Path(top) / "pytest.toml").write_text(f"[pytest]\naddopts = {json.dumps(addopts)}\n"
+                                                   f"stabench_store = \"key.sqlite\"\n")
+        else:
+            (Path(top) / "pytest.ini").write_text(f"[pytest]\naddopts = {shlex.join(addopts)}\n"
+                                                  f"stabench_store = key.sqlite\n")
+        patch.setenv("PYTEST_ADDOPTS", shlex.join(environment))
+        found = project_settings(top)
+        expected = _pytest_reads([*addopts, *environment])
+        assert {name: found.flags.get(name, (None,))[0] for name in expected} == expected
+        if expected["store"] is not None:  # a flag's store wins over the key, and is the current folder's
+            assert found.store() == Path(expected["store"])
+        else:
+            assert found.store() == Path(top).resolve() / "key.sqlite"
+
+
+def test_a_flag_names_where_it_was_written_in_its_error(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest]\naddopts = ["-q", "--stabench-cpu-threads", "two"]\n')
+    with pytest.raises(ValueError, match=r"^--stabench-cpu-threads='two' in addopts of .*pyproject.toml is invalid; "
+                                         r"expected an integer$"):
+        project_settings(tmp_path).count("cpu_threads")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-cpu-threads=3 --stabench-device 'cpu'")
+    found = project_settings(tmp_path)
+    assert (found.count("cpu_threads"), found.get("device"), found.where("device")) == (
+        3, "cpu", "--stabench-device in $PYTEST_ADDOPTS")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store 'unclosed")
+    with pytest.raises(ValueError, match=r"^cannot read \$PYTEST_ADDOPTS: No closing quotation$"):
+        project_settings(tmp_path)
