@@ -402,11 +402,22 @@ def setting(run: RunResult) -> tuple:
     return tuple(str(get(run)) for name, get in _KEY_PARTS.items() if name != "recipe content")
 
 
+# The key fields that say how a run was executed rather than what it ran: a baseline variant on the
+# current runs' device, precision and threads isolates the change a gate is asked about.
+MACHINE_FIELDS = ("device_kind", "device_name", "precision", "cpu_threads")
+
+
+def _machine(run: RunResult) -> tuple:
+    return tuple(_stack_value(run, name) for name in MACHINE_FIELDS)
+
+
 def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -> tuple[list[RunResult], str, str]:
     """The runs of the variant with the most runs (the newest on a tie): a baseline stored under
     several stacks or recipe versions is compared as one of them, never as a per-seed mix.  The
     ``current`` runs' own variant is taken only when there is no other: a baseline exported after
-    the gate stored the new stack's runs would otherwise compare them with themselves.
+    the gate stored the new stack's runs would otherwise compare them with themselves.  Variants
+    on the current runs' machine (:data:`MACHINE_FIELDS`) come first: with the old stack's runs
+    and the new stack's on 2 threads, a 1-thread upgrade is compared with the old stack.
 
     With several variants, also what they were and which was taken, for the gate to say so:
     ``("the baseline holds 2 variants of this study (torch 2.11.0: 8 run(s) / ...)",
@@ -416,17 +427,23 @@ def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -
         variants.setdefault(variant(run), []).append(run)
     if len(variants) <= 1:
         return list(runs), "", ""
-    own = {variant(run) for run in current}
-    ranked = sorted(variants.items(), reverse=True,
-                    key=lambda item: (item[0] not in own, len(item[1]), max(r.finished_at for r in item[1])))
-    groups = [group for _, group in ranked]
-    labels = _told_apart(groups)
-    held = " / ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, groups))
-    tied = len(groups[0]) == len(groups[1]) and (ranked[0][0] in own) == (ranked[1][0] in own)
+    own, machines = {variant(run) for run in current}, {_machine(run) for run in current}
+
+    def preference(group: list[RunResult]) -> tuple:
+        return variant(group[0]) not in own, _machine(group[0]) in machines
+
+    ranked = sorted(variants.values(), reverse=True,
+                    key=lambda group: (*preference(group), len(group), max(r.finished_at for r in group)))
+    labels = _told_apart(ranked)
+    held = " / ".join(f"{label}: {len(group)} run(s)" for label, group in zip(labels, ranked))
+    tied = len(ranked[0]) == len(ranked[1]) and preference(ranked[0]) == preference(ranked[1])
     tie = " (the newest of a tie)" if tied else ""
-    besides = " besides the current runs' own" if ranked[0][0] not in own and own & variants.keys() else ""
-    return (groups[0], f"the baseline holds {len(groups)} variants of this study ({held})",
-            f"{labels[0]}, the one with the most runs{besides}{tie}")
+    others = [group for group in ranked if variant(group[0]) not in own]
+    on_machine = (" on the current runs' device, precision and threads"
+                  if _machine(ranked[0][0]) in machines and any(_machine(g[0]) not in machines for g in others) else "")
+    besides = " besides the current runs' own" if variant(ranked[0][0]) not in own and own & variants.keys() else ""
+    return (ranked[0], f"the baseline holds {len(ranked)} variants of this study ({held})",
+            f"{labels[0]}, the one with the most runs{on_machine}{besides}{tie}")
 
 
 def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = ()) -> list[str]:
@@ -571,13 +588,21 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
     """Every study present in ``current`` (see :func:`group_studies`) against the same study in
     ``baseline``.  A named current source is all its runs; the whole store is its runs outside the
     baseline, or all of them when there are none.  Runs that are the baseline's own (an unchanged
-    stack reproduces its keys) are compared with themselves: ``same runs``, as in the pytest gate."""
+    stack reproduces its keys) are compared with themselves: ``same runs``, as in the pytest gate.
+    Where the current side holds the whole baseline (the store holds nothing else), each of its
+    variants is compared with itself, not with another variant, which a gate would take."""
     linked = [*baseline, *current]
     baseline_keys = {r.key for r in baseline}
     fresh = [r for r in current if r.key not in baseline_keys] if current_is_store else current
     news = name_studies(fresh or current, linked)
     baseline = name_studies(baseline, linked)
-    return [check(name, runs, baseline, limits) for name, runs in group_studies(news)]
+    whole = baseline_keys <= {r.key for r in news}
+
+    def baseline_of(runs: list[RunResult]) -> list[RunResult]:
+        keys = {run.key for run in runs}
+        return (whole and [r for r in baseline if r.key in keys]) or baseline
+
+    return [check(name, runs, baseline_of(runs), limits) for name, runs in group_studies(news)]
 
 
 def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[RunResult],

@@ -305,6 +305,24 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
     (strays,) = compare_sources(upgraded + baseline[:3], upgraded)
     assert strays.changed == "torch 2.11.0 -> 2.13.0" and strays.baseline.n == 3
     assert "torch 2.11.0, the one with the most runs besides the current runs' own" in strays.baseline_note
+    # The new stack's runs on 2 threads as well, newer than the old stack's and as many: a 1-thread
+    # upgrade is still compared with the old stack on 1 thread, not with itself on 2 (a trial's gate said
+    # ok having compared only thread counts).
+    two_threads = [dataclasses.replace(r, key=r.key + "-2", environment={**r.environment, "cpu_threads": 2})
+                   for r in upgraded]
+    (threads,) = compare_sources(baseline + upgraded + two_threads, upgraded)
+    assert threads.changed == "torch 2.11.0 -> 2.13.0" and threads.verdict == "REGRESSED"
+    assert threads.baseline_note.endswith("compared with torch 2.11.0, cpu_threads none, the one with the most runs "
+                                          "on the current runs' device, precision and threads besides the current "
+                                          "runs' own")
+    (only,) = compare_sources(two_threads, upgraded)  # another machine is still taken when it is all there is
+    assert only.changed == "cpu_threads 2 -> none" and not only.baseline_note
+    # A store holding nothing but a baseline of three variants: each is its own baseline ("same runs"),
+    # where each was compared with another, the old stack judged against the new.
+    everything = baseline + upgraded + two_threads
+    for current_is_store in (True, False):
+        rows = compare_sources(everything, everything, current_is_store=current_is_store)
+        assert [(r.changed, r.verdict, r.baseline.n) for r in rows] == [("same runs", "ok", 8)] * 3
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
