@@ -790,9 +790,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import_user_code(args.imports)
         report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
-        with warnings.catch_warnings():  # one line each, as errors are, not Python's file:line and source
-            warnings.showwarning = lambda message, *_: stderr.print(f"[yellow]warning:[/] {escape(str(message))}",
-                                                                    highlight=False, soft_wrap=True)
+        shown = set()
+
+        def show(message, *_):
+            """One line each, as errors are, not Python's file:line and source; and once: Python's
+            own once-per-place forgets what it showed whenever a library touches the filters."""
+            if str(message) not in shown:
+                shown.add(str(message))
+                stderr.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+        with warnings.catch_warnings():
+            warnings.showwarning = show
             return args.handler(args, console)
     except (ValueError, OSError, RuntimeError, StoreError) as error:  # OSError: a read-only or full disk, say
         stderr.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -80,10 +80,10 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     shown = listed.split("│ ")[1].strip()  # the first row's key, as the table prints it
     assert main(["runs", "--show", shown]) == 0 and f'"key": "{shown}' in capsys.readouterr().out
     threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
-    assert main(_args(tiny_model, "--seeds", "0", "--cpu-threads", str(threads))) == 0
+    assert main(_args(tiny_model, "--seeds", "0-2", "--cpu-threads", str(threads))) == 0
     out, err = capsys.readouterr()
-    assert "trained in" in out and torch.get_num_threads() == threads
-    assert [line for line in err.splitlines() if line.strip()] == [  # why seed 0 trained again, in one line
+    assert out.count("trained in") == 3 and torch.get_num_threads() == threads
+    assert [line for line in err.splitlines() if line.strip()] == [  # why the seeds trained again, in one line once
         f"warning: runs of polarity / {stored_name(tiny_model)} / recipe bert-default[max_steps=6,trace_every=2] "
         f"are stored under another stack (cpu_threads {threads % 2 + 1}), not this one (cpu_threads {threads}); each "
         f"stack keeps "
