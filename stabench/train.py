@@ -90,13 +90,15 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
                                 prepared.seed, stack)
     if others:
-        def theirs(differ: dict) -> str:  # a field the stored run lacks is not named
-            return ", ".join(f"{name} {value}" for name, (value, _) in sorted(differ.items()) if value is not None)
+        differing = sorted({name for differ in others for name in differ})
+
+        def theirs(differ: dict) -> str:  # every field some stack differs in, so stacks are told apart;
+            values = {name: differ[name][0] if name in differ else stack.get(name) for name in differing}
+            return ", ".join(f"{name} {value}" for name, value in values.items() if value is not None)  # lacked: unnamed
 
         stacks = list(dict.fromkeys(map(theirs, others)))  # each stack once; "" for one that recorded none
         shown = "; ".join(text or "one that did not record these fields" for text in stacks)
         described = f"another stack ({shown})" if len(stacks) == 1 else f"{len(stacks)} other stacks ({shown})"
-        differing = sorted({name for differ in others for name in differ})
         this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
                       f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "

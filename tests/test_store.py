@@ -1572,10 +1572,12 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
         {"torch": ("2.12.0", "2.13.0")}, {"transformers": ("5.20.0", "5.24.0")}]
     prepared = SimpleNamespace(key=here.key, task_info=here.task, model_info=here.model, seed=3,
                                recipe=SimpleNamespace(name="paper", hash=here.recipe_hash), environment=here.environment)
+    # Each stack with every field some stack differs in: "(torch 2.12.0; transformers 5.20.0)" read as
+    # one stack on torch 2.12.0 beside this one, not with its transformers 5.24.0 shown.
     with pytest.warns(UserWarning, match=r"^runs of rte / bert-large-uncased / recipe paper are stored under 2 other "
-                                         r"stacks \(torch 2\.12\.0; transformers 5\.20\.0\), not this one \(torch "
-                                         r"2\.13\.0, transformers 5\.24\.0\); each stack keeps its own runs, so they "
-                                         r"train again$"):
+                                         r"stacks \(torch 2\.12\.0, transformers 5\.24\.0; torch 2\.13\.0, "
+                                         r"transformers 5\.20\.0\), not this one \(torch 2\.13\.0, transformers "
+                                         r"5\.24\.0\); each stack keeps its own runs, so they train again$"):
         warn_of_other_stacks(prepared, store)
     older = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0")}])  # a field it lacks
     with pytest.warns(UserWarning, match=r"are stored under another stack \(one that did not record these fields\), "
