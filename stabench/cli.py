@@ -448,16 +448,18 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                       + (f"; the baseline's studies that none matched: {escape(', '.join(others))}{unchanged}"
                          if others else "")
                       + "[/]", highlight=False)
-    if not compared:
-        console.print(f"[red]no study of the current runs has a matching baseline (same task, model and recipe "
-                      f"name or content), so nothing was compared; the baseline's studies that none "
-                      f"matched: {escape(', '.join(others) or 'none')}{unchanged}[/]", highlight=False)
+    nothing = "" if compared else (f"no study of the current runs has a matching baseline (same task, model and "
+                                   f"recipe name or content), so nothing was compared; the baseline's studies that "
+                                   f"none matched: {', '.join(others) or 'none'}{unchanged}")
+    if nothing:
+        console.print(f"[red]{escape(nothing)}[/]", highlight=False)
         status = 2
-    if args.json:
+    if args.json:  # nothing_compared as in pytest's --stabench-json
         report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": status,
-                                      "gate": entries})
+                                      "nothing_compared": nothing or None, "gate": entries})
     if args.md:
-        report.write_markdown(args.md, f"{_md_title(args)}\n\n{report.markdown(report.gate_markdown_rows(entries))}\n")
+        report.write_markdown(args.md, f"{_md_title(args)}\n\n{report.markdown(report.gate_markdown_rows(entries))}\n"
+                              + (f"\n{nothing}\n" if nothing else ""))
     return status
 
 

@@ -477,9 +477,14 @@ def test_compare_with_no_matching_study_says_what_the_baseline_holds(tmp_path, c
             "current side leaves out the baseline's own runs, so studies unchanged since are listed too)") in out
     with Store(tmp_path / "s.sqlite") as store:
         store.tag([r.key for r in store.query(recipe="new-name")], "new")
-    assert main(["compare", "tag:base", "tag:new", "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert main(["compare", "tag:base", "tag:new", "--store", str(tmp_path / "s.sqlite"),
+                 "--json", str(tmp_path / "gate.json"), "--md", str(tmp_path / "gate.md")]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "the baseline's studies that none matched: t / m / old-name" in out and "unchanged since" not in out
+    written = json.loads((tmp_path / "gate.json").read_text())  # why, for a CI step, as --stabench-json says it
+    assert written["exit_status"] == 2 and written["nothing_compared"].endswith(
+        "so nothing was compared; the baseline's studies that none matched: t / m / old-name")
+    assert (tmp_path / "gate.md").read_text().rstrip().endswith(written["nothing_compared"])
 
 
 def test_filters_narrow_the_store_as_current_side_to_the_recipe_version_gated(tmp_path, capsys):
