@@ -429,8 +429,8 @@ def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -
         return list(runs), "", ""
     own, machines = {variant(run) for run in current}, {_machine(run) for run in current}
 
-    def preference(group: list[RunResult]) -> tuple:
-        return variant(group[0]) not in own, _machine(group[0]) in machines
+    def preference(group: list[RunResult]) -> tuple:  # the machine counts only for a group a test can compare
+        return variant(group[0]) not in own, _machine(group[0]) in machines and len(group) >= 2
 
     ranked = sorted(variants.values(), reverse=True,
                     key=lambda group: (*preference(group), len(group), max(r.finished_at for r in group)))
@@ -440,7 +440,7 @@ def pick_variant(runs: Sequence[RunResult], current: Sequence[RunResult] = ()) -
     tie = " (the newest of a tie)" if tied else ""
     others = [group for group in ranked if variant(group[0]) not in own]
     on_machine = (" on the current runs' device, precision and threads"
-                  if _machine(ranked[0][0]) in machines and any(_machine(g[0]) not in machines for g in others) else "")
+                  if preference(ranked[0])[1] and any(not preference(group)[1] for group in others) else "")
     besides = " besides the current runs' own" if variant(ranked[0][0]) not in own and own & variants.keys() else ""
     return (ranked[0], f"the baseline holds {len(ranked)} variants of this study ({held})",
             f"{labels[0]}, the one with the most runs{on_machine}{besides}{tie}")
@@ -590,17 +590,24 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
     baseline, or all of them when there are none.  Runs that are the baseline's own (an unchanged
     stack reproduces its keys) are compared with themselves: ``same runs``, as in the pytest gate.
     Where the current side holds the whole baseline (the store holds nothing else), each of its
-    variants is compared with itself, not with another variant, which a gate would take."""
+    variants is compared with those stored before it, the first with itself: never an old stack
+    judged against a newer one."""
     linked = [*baseline, *current]
     baseline_keys = {r.key for r in baseline}
     fresh = [r for r in current if r.key not in baseline_keys] if current_is_store else current
     news = name_studies(fresh or current, linked)
     baseline = name_studies(baseline, linked)
     whole = baseline_keys <= {r.key for r in news}
+    began: dict[tuple, str] = {}  # each variant's first run, as it finished
+    for run in baseline:
+        began[variant(run)] = min(began.get(variant(run), run.finished_at), run.finished_at)
 
     def baseline_of(runs: list[RunResult]) -> list[RunResult]:
-        keys = {run.key for run in runs}
-        return (whole and [r for r in baseline if r.key in keys]) or baseline
+        if not whole or variant(runs[0]) not in began:  # runs new to the baseline: compared with it all
+            return baseline
+        start, key, hashes = began[variant(runs[0])], study_key(runs[0]), {run.recipe_hash for run in runs}
+        earlier = [r for r in baseline if began[variant(r)] < start and _in_study(r, key, hashes)]
+        return earlier or [r for r in baseline if r.key in {run.key for run in runs}]
 
     return [check(name, runs, baseline_of(runs), limits) for name, runs in group_studies(news)]
 

@@ -317,12 +317,19 @@ def test_a_study_under_several_stacks_is_one_row_per_stack_and_never_a_per_seed_
                                           "runs' own")
     (only,) = compare_sources(two_threads, upgraded)  # another machine is still taken when it is all there is
     assert only.changed == "cpu_threads 2 -> none" and not only.baseline_note
-    # A store holding nothing but a baseline of three variants: each is its own baseline ("same runs"),
-    # where each was compared with another, the old stack judged against the new.
+    # A store holding nothing but a baseline of three variants: each is compared with those stored
+    # before it, the first with itself; a trial saw the old stack judged against the new.
+    two_threads = [dataclasses.replace(r, finished_at=r.finished_at.replace("03-01", "04-01")) for r in two_threads]
     everything = baseline + upgraded + two_threads
     for current_is_store in (True, False):
         rows = compare_sources(everything, everything, current_is_store=current_is_store)
-        assert [(r.changed, r.verdict, r.baseline.n) for r in rows] == [("same runs", "ok", 8)] * 3
+        assert sorted((r.changed, r.verdict) for r in rows) == [
+            ("cpu_threads none -> 2", "ok"), ("same runs", "ok"), ("torch 2.11.0 -> 2.13.0", "REGRESSED")]
+    # A pair of a stray run of the current machine and a whole study on another: a test needs 2 runs.
+    stray_here = [dataclasses.replace(upgraded[0], key="stray", environment={**baseline[0].environment})]
+    (pair,) = compare_sources([*stray_here, *[dataclasses.replace(r, key=r.key + "-2", environment={
+        **r.environment, "cpu_threads": 2}) for r in baseline]], upgraded)
+    assert pair.baseline.n == 8 and pair.changed == "torch 2.11.0 -> 2.13.0, cpu_threads 2 -> none"
     current = [_run(s, v, torch="2.13.0") for s, v in enumerate(GOOD)] + [_run(s, 0.5, torch="2.14.0") for s in range(8)]
     results = compare_sources(baseline + stray, current)
     assert [(r.changed, r.verdict) for r in results] == [("torch 2.11.0 -> 2.13.0", "ok"),
