@@ -398,7 +398,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> int:
     except (ValueError, OSError, RuntimeError, StoreError) as error:
         if args.json:  # a CI step reading the file must not find an earlier run's numbers
             report.write_json(args.json, {"baseline": args.baseline, "current": args.current, "exit_status": 2,
-                                          "error": str(error), "gate": []})
+                                          "error": str(error), "nothing_compared": None, "gate": []})
         if args.md:
             report.write_markdown(args.md, f"{_md_title(args)}\n\nerror: {error}\n")
         raise

@@ -39,8 +39,8 @@ class ProjectSettings:
     def get(self, name: str) -> object | None:
         """The option ``name`` (``store``, ``cpu_threads``, ...): a ``--stabench-`` flag from
         ``addopts`` / ``$PYTEST_ADDOPTS``, else the ``stabench_<name>`` key; None when not set."""
-        if name in self.flags:
-            return self.flags[name][0]
+        if name in self.flags:  # an empty one is no option, and the key is not read then either, as in pytest
+            return self.flags[name][0] or None
         value = self.options.get(f"stabench_{name}")
         return None if value == "" else value
 
@@ -54,7 +54,7 @@ class ProjectSettings:
         """The store option: a flag's path is relative to the current folder, as pytest takes a
         command-line path; the key's to the file."""
         if "store" in self.flags:
-            return Path(self.flags["store"][0])
+            return Path(self.flags["store"][0]) if self.flags["store"][0] else None
         value = self.get("store")
         return None if value is None else self.rootdir / os.path.expanduser(str(value))
 
@@ -109,7 +109,7 @@ def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
         try:
             args += [(arg, where) for arg in (shlex.split(text) if isinstance(text, str) else map(str, text))]
         except ValueError as error:  # an unclosed quote, which pytest refuses too
-            raise ValueError(f"cannot read {where}: {error}") from None
+            raise ValueError(f"cannot read {where} {text!r}: {error}; expected arguments quoted as in a shell") from None
     words = [arg for arg, _ in args]
     if "--" in words:
         args = args[:words.index("--")]  # the rest are file names
@@ -117,9 +117,13 @@ def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
     for i, (arg, where) in enumerate(args):
         flag, equals, value = arg.partition("=")
         name = flag.removeprefix("--stabench-")
-        if name == flag or name not in FLAGS or not equals and i + 1 == len(args):
+        if name == flag or name not in FLAGS:
             continue
-        flags[name.replace("-", "_")] = (value if equals else args[i + 1][0], where)
+        if not equals:  # the value is the next argument; pytest refuses the flag without one
+            value = args[i + 1][0] if i + 1 < len(args) else "-"
+            if value.startswith("-"):
+                continue
+        flags[name.replace("-", "_")] = (value, where)
     return flags
 
 

@@ -92,9 +92,11 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     if others:
         differing = sorted({name for differ in others for name in differ})
 
-        def theirs(differ: dict) -> str:  # every field some stack differs in, so stacks are told apart;
+        def theirs(differ: dict) -> str:  # every field some stack differs in, so stacks are told apart
             values = {name: differ[name][0] if name in differ else stack.get(name) for name in differing}
-            return ", ".join(f"{name} {value}" for name, value in values.items() if value is not None)  # lacked: unnamed
+            if all(values[name] is None for name in differ):
+                return ""  # a run stored before these fields were recorded
+            return ", ".join(f"{name} {'none' if value is None else value}" for name, value in values.items())
 
         stacks = list(dict.fromkeys(map(theirs, others)))  # each stack once; "" for one that recorded none
         shown = "; ".join(text or "one that did not record these fields" for text in stacks)

@@ -153,5 +153,16 @@ def test_a_flag_names_where_it_was_written_in_its_error(tmp_path, monkeypatch):
     assert (found.count("cpu_threads"), found.get("device"), found.where("device")) == (
         3, "cpu", "--stabench-device in $PYTEST_ADDOPTS")
     monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store 'unclosed")
-    with pytest.raises(ValueError, match=r"^cannot read \$PYTEST_ADDOPTS: No closing quotation$"):
+    with pytest.raises(ValueError, match=r"^cannot read \$PYTEST_ADDOPTS \"--stabench-store 'unclosed\": No closing "
+                                         r"quotation; expected arguments quoted as in a shell$"):
         project_settings(tmp_path)
+
+
+def test_an_empty_store_flag_is_no_store_option_as_in_pytest(tmp_path, monkeypatch):
+    """pytest takes --stabench-store= as no store named, so its default, not the file's key."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nstabench_store = key.sqlite\n")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store=")
+    assert project_settings(tmp_path).store() is None
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store --stabench-device=cpu")  # no value: pytest refuses it
+    found = project_settings(tmp_path)
+    assert (found.store(), found.get("device")) == (tmp_path.resolve() / "key.sqlite", "cpu")

@@ -1588,3 +1588,8 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
     with pytest.warns(UserWarning, match=r"are stored under 2 other stacks \(one that did not record these fields; "
                                          r"transformers 5\.20\.0\), not this one"):
         warn_of_other_stacks(prepared, mixed)
+    lacking = SimpleNamespace(other_stacks=lambda *args: [{"transformers": (None, "5.24.0"), "torch": ("2.12.0", "2.13.0")},
+                                                          {"torch": ("2.11.0", "2.13.0")}])
+    with pytest.warns(UserWarning, match=r"are stored under 2 other stacks \(torch 2\.12\.0, transformers none; "
+                                         r"torch 2\.11\.0, transformers 5\.24\.0\), not this one"):
+        warn_of_other_stacks(prepared, lacking)  # a lacked field said, not left out: it read as this stack
