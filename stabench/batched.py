@@ -143,9 +143,9 @@ class SeedGroup:
 def _traceable_mask(mask: torch.Tensor) -> torch.Tensor:
     """The [seeds, batch, length] padding mask in a form the model turns into attention's
     additive mask without branching on its values (which vmap cannot trace; transformers'
-    SDPA mask builders skip an all-ones mask).  transformers 5 takes a ready-made 4-D mask
-    as is in the families of :data:`FAMILIES`: 0 or the dtype minimum, the builder's values.  transformers 4 refuses 4-D masks and
-    converts a 3-D one arithmetically, as eager attention always did."""
+    SDPA mask builders skip an all-ones mask).  In the families of :data:`FAMILIES`,
+    transformers 5 takes a ready-made 4-D mask as is (0 or the dtype minimum, the builder's
+    values); transformers 4 refuses 4-D masks and converts a 3-D one arithmetically."""
     if models.transformers_major() >= 5:
         return (1.0 - mask[:, :, None, None, :].float()) * torch.finfo(torch.float32).min
     return mask[:, :, None, :]
