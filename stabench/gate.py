@@ -597,16 +597,20 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
     fresh = [r for r in current if r.key not in baseline_keys] if current_is_store else current
     news = name_studies(fresh or current, linked)
     baseline = name_studies(baseline, linked)
-    whole = baseline_keys <= {r.key for r in news}
+    if not baseline_keys <= {r.key for r in news}:
+        return [check(name, runs, baseline, limits) for name, runs in group_studies(news)]
+    # The current side holds the whole baseline: each variant against those that began before it.
+    variant_of = {r.key: variant(r) for r in baseline}
     began: dict[tuple, str] = {}  # each variant's first run, as it finished
     for run in baseline:
-        began[variant(run)] = min(began.get(variant(run), run.finished_at), run.finished_at)
+        began[variant_of[run.key]] = min(began.get(variant_of[run.key], run.finished_at), run.finished_at)
 
     def baseline_of(runs: list[RunResult]) -> list[RunResult]:
-        if not whole or variant(runs[0]) not in began:  # runs new to the baseline: compared with it all
+        start = began.get(variant(runs[0]))
+        if start is None:  # runs new to the baseline: compared with it all
             return baseline
-        start, key, hashes = began[variant(runs[0])], study_key(runs[0]), {run.recipe_hash for run in runs}
-        earlier = [r for r in baseline if began[variant(r)] < start and _in_study(r, key, hashes)]
+        key, hashes = study_key(runs[0]), {run.recipe_hash for run in runs}
+        earlier = [r for r in baseline if began[variant_of[r.key]] < start and _in_study(r, key, hashes)]
         return earlier or [r for r in baseline if r.key in {run.key for run in runs}]
 
     return [check(name, runs, baseline_of(runs), limits) for name, runs in group_studies(news)]
