@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -209,7 +210,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     diverged = False
     eval_seconds = 0.0  # dev evaluations inside the loop are not training time
     train_start = time.perf_counter()
-    with matmul_precision(recipe.precision, device):
+    with matmul_precision(recipe.precision, device), denormals_kept():
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
@@ -260,7 +261,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
         model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
                "num_parameters": sum(p.numel() for p in model.parameters())},
-        recipe=recipe.to_dict(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
+        recipe=recipe.record(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
         environment={**prepared.environment, "keyed_fields": keyed_fields(
             prepared.task_info, prepared.model_info, environment.key_fields(prepared.environment))},
         metrics=chosen, primary_metric=prepared.data.task.primary_metric,
@@ -461,6 +462,28 @@ def _restore_matmul_settings(settings: dict[str, str]) -> None:
     if "cuda" in settings:
         torch.backends.cuda.matmul.fp32_precision = settings["cuda"]
         torch.backends.mkldnn.matmul.fp32_precision = settings["mkldnn"]
+
+
+@contextlib.contextmanager
+def denormals_kept():
+    """Leave the process's subnormal floats as the run found them.  Under torch 2.4, a compiled
+    run on a CPU loads kernels built with -ffast-math, which turn on flush-to-zero for the whole
+    process (pytorch issue 126848, fixed in 2.5): every later run in that worker would compute
+    with it, its result depending on what the worker trained before."""
+    kept = _denormals_kept()
+    try:
+        yield
+    finally:
+        if kept and not _denormals_kept():
+            torch.set_flush_denormal(False)
+
+
+def _denormals_kept() -> bool:
+    """Whether this thread's float unit keeps subnormals: neither flushes results (FTZ) nor reads
+    inputs (DAZ) as zero.  Python's float arithmetic runs on the same unit as torch's CPU kernels."""
+    smallest = sys.float_info.min  # an attribute, so the arithmetic is not folded at import time
+    half = smallest / 2
+    return half != 0.0 and half * 2 == smallest
 
 
 def autocast(precision: str, device: torch.device):

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from stabench import data as data_lib
-from stabench import models
+from stabench import models, train
 from stabench.batched import SeedGroup
 from stabench.optim import AdamW, decay_param_groups
 from stabench.recipes import get_recipe
@@ -218,6 +218,23 @@ def test_compiled_step_follows_the_eager_trajectory(tiny_model):
     for layer, norms in eager.trace["grad_norm"].items():
         assert compiled.trace["grad_norm"][layer] == pytest.approx(norms, rel=1e-3, abs=1e-7)
     assert compiled.prediction_counts == eager.prediction_counts
+    assert train._denormals_kept()  # torch 2.4's CPU kernels turn on flush-to-zero as they load
+
+
+def test_a_run_leaves_subnormal_floats_as_it_found_them():
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    try:
+        with train.denormals_kept():
+            torch.set_flush_denormal(True)  # as a compiled kernel built with -ffast-math does on loading
+            assert not train._denormals_kept()
+        assert train._denormals_kept()
+        torch.set_flush_denormal(True)  # the process's own choice stays
+        with train.denormals_kept():
+            pass
+        assert not train._denormals_kept()
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_cuda_graphs_only_where_the_mode_and_device_ask_for_them(tiny_model):
