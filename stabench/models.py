@@ -210,9 +210,14 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     autocast, never the stored parameters.
     """
     import torch
+    import transformers
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
+    if not transformers.utils.is_torch_available():  # it switches torch off, then fails on every model it loads
+        raise RuntimeError(f"transformers {transformers.__version__} does not work with torch {torch.__version__}: "
+                           f"it asks for a newer torch; install one it supports, or a transformers release that "
+                           f"supports torch {torch.__version__}")
     config = load_config(source, num_labels=num_labels)
     config.problem_type = "single_label_classification"  # a checkpoint's own (multi-label, regression) would pick another loss
     if dropout is not None:

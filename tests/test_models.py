@@ -190,6 +190,20 @@ def test_flash_attention_that_cannot_run_here_is_one_line(tiny_model):
         models.load_model(models.resolve(tiny_model), 2, 0.1, "flash_attention_2")
 
 
+def test_a_transformers_release_that_switched_torch_off_is_named_in_one_line(tiny_model, monkeypatch):
+    """transformers 5.20 and newer switch torch 2.4 off at import; each model load then raised a
+    five-line ImportError about "PyTorch was not found"."""
+    import torch
+    import transformers
+
+    monkeypatch.setattr(transformers.utils, "is_torch_available", lambda: False)
+    with pytest.raises(RuntimeError) as error:
+        models.load_model(models.resolve(tiny_model), 2, 0.1)
+    assert str(error.value) == (f"transformers {transformers.__version__} does not work with torch "
+                                f"{torch.__version__}: it asks for a newer torch; install one it supports, or a "
+                                f"transformers release that supports torch {torch.__version__}")
+
+
 def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
     import torch
     import transformers
