@@ -150,12 +150,18 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "sentencepiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")
 
 
-@functools.lru_cache(maxsize=8)
 def load_tokenizer(source: ModelSource):
-    """The model's tokenizer, loaded and checked once per process.  A folder saved without one
-    (``model.save_pretrained`` alone) may still load, as a stub that knows a handful of special
-    tokens: every word would be [UNK], and the runs would fail as if the recipe were unstable.
-    So its size is checked against the config's."""
+    """The model's tokenizer, loaded and checked once per process for each state of a local
+    folder's files: a notebook that saves a new tokenizer into the folder trains with it, as the
+    run's key (which hashes the files) says."""
+    return _load_tokenizer(source, files_hash(source.path) if source.is_local else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tokenizer(source: ModelSource, files_sha256: str | None):
+    """A folder saved without a tokenizer (``model.save_pretrained`` alone) may still load one, as
+    a stub that knows a handful of special tokens: every word would be [UNK], and the runs would
+    fail as if the recipe were unstable.  So its size is checked against the config's."""
     from transformers import AutoTokenizer
 
     def refused(problem: str, otherwise: str = "") -> RuntimeError:

@@ -246,6 +246,24 @@ def test_a_local_folder_is_one_model_by_any_path_and_another_when_its_config_cha
     assert old.model["name"] == "mybert"
 
 
+def test_a_tokenizer_saved_again_into_its_folder_is_the_one_a_run_trains_with(tiny_model, tmp_path):
+    """A notebook re-saves a tokenizer into the model's folder: the next run in the same process
+    got a new key for the new files but trained with the tokenizer loaded before."""
+    shutil.copytree(tiny_model, tmp_path / "mybert")
+    before = models.resolve(str(tmp_path / "mybert"))
+    identity = before.describe()
+    tokenizer = models.load_tokenizer(before)
+    vocab = tokenizer.get_vocab()
+    vocabulary = sorted(vocab, key=vocab.get)
+    river, said = vocab["river"], vocab["said"]
+    assert tokenizer("river")["input_ids"][1] == river
+    vocabulary[river], vocabulary[said] = "said", "river"
+    models.word_piece_tokenizer(vocabulary).save_pretrained(tmp_path / "mybert")
+    after = models.resolve(str(tmp_path / "mybert"))
+    assert after.describe() != identity
+    assert models.load_tokenizer(after)("river")["input_ids"][1] == said
+
+
 def test_a_tiny_bert_build_cut_off_while_saving_the_weights_is_built_again(tmp_path, monkeypatch):
     import safetensors.torch
     import transformers
