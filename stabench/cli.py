@@ -251,7 +251,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
              "model": first.model["name"], "recipe": first.recipe_name, "recipe_hash": first.recipe_hash,
              "metric": args.metric or first.primary_metric, "majority_accuracy": first.majority_accuracy,
              "seeds": [run.seed for run in study_runs], "keys": [run.key for run in study_runs],
-             "summary": summary.to_dict()}
+             "summary": summary.to_dict(), "produced_by": report.produced_by(study_runs)}
             for (name, study_runs), summary in zip(studies, summaries) for first in study_runs[:1]],
             **({"comparisons": comparisons} if args.compare is not None else {})})
     if args.plots:

@@ -721,6 +721,8 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
                   gates: dict[str, dict] | None = None) -> None:
     """One report row per arm; a passed claim's arm that fails its gate says so, with the reason.
     The paper's numbers are left out at toy scale, beside another task and model."""
+    from .report import produced_by
+
     options = item.get_closest_marker("stabench").kwargs
     task = item.callspec.params.get("task", options.get("task"))
     reference = {} if item.config.stash[_STATE].toy else options.get("reference") or {}
@@ -733,7 +735,7 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
                     seeds=[r.seed for r in study.results], keys=[r.key for r in study.results],
                     majority=study.majority, summary=summary.to_dict(), failures_text=summary.failures_text(),
                     trained_in_verdict=study.trained_here, reference=reference.get(task, {}).get(name),
-                    reference_source=reference.get("source"),
+                    reference_source=reference.get("source"), produced_by=produced_by(study.results),
                     message=_gate_failure(gate) if failed_gate else message)
 
 
@@ -758,7 +760,7 @@ def _without_study(verdict: str, message: str, train_size: int | None, seeds=())
     """How a claim arm came out when it has no study: no numbers, only the verdict and why."""
     return dict(train_size=train_size, metric=None, verdict=verdict, seeds=list(seeds), keys=[], majority=None,
                 summary=None, failures_text="-", trained_in_verdict=[], reference=None, reference_source=None,
-                message=message)
+                produced_by=None, message=message)
 
 
 def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
@@ -972,17 +974,23 @@ class Reporter:
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
+    def interrupted_why(self) -> str:
+        """What an interrupted session (Ctrl-C, SIGTERM) got done, for the terminal and the reports
+        ('' when it was not interrupted)."""
+        if not (self.interrupted and self.watching):
+            return ""
+        # An item stopped by Ctrl-C makes no report: what this process trained is counted from its session.
+        trained = self.trained_by_seeds | self.trained_by_verdicts | set(self.config.stash[_STATE].trained())
+        read = sum(1 for s in self.seeds if not s["trained"])
+        distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
+        workers = " (xdist workers may have finished more)" if distributed else ""
+        return (f"interrupted after {len(self.seeds)} seed item(s) had reported ({len(trained)} trained, {read} read "
+                f"from the store){workers}; every finished run is stored, and running the same command again "
+                f"trains only the missing ones")
+
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.interrupted and self.watching:
-            # An item stopped by Ctrl-C makes no report: what this process trained is counted from its session.
-            trained = self.trained_by_seeds | self.trained_by_verdicts | set(self.config.stash[_STATE].trained())
-            read = sum(1 for s in self.seeds if not s["trained"])
-            distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
-            workers = " (xdist workers may have finished more)" if distributed else ""
-            terminalreporter.write_line(
-                f"stabench: interrupted after {len(self.seeds)} seed item(s) had reported ({len(trained)} trained, "
-                f"{read} read from the store){workers}; every finished run is stored, and running the same "
-                f"command again trains only the missing ones", yellow=True)
+        if why := self.interrupted_why():
+            terminalreporter.write_line(f"stabench: {why}", yellow=True)
         for line in self.unwritten:
             terminalreporter.write_line(f"stabench: {line}", red=True)
         if (tag := option(self.config, "tag")) and self.seeds and not self.claims:
@@ -1077,6 +1085,8 @@ class Reporter:
 
         rows = claim_rows(self.claims)
         text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
+        if why := self.interrupted_why():
+            text += f"\n**The session was {why}.**\n"
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
@@ -1099,7 +1109,8 @@ class Reporter:
         write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
-                          "nothing_compared": self.nothing_compared_why() or None})
+                          "nothing_compared": self.nothing_compared_why() or None,
+                          "interrupted": self.interrupted_why() or None})
 
     def _plot(self, folder: Path) -> int:
         """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a

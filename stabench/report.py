@@ -226,6 +226,27 @@ def _replaceable(path: Path, kind: str) -> bool:
         return False
 
 
+# The stack a JSON report names for each study: what changes a run's numbers, and what ran it.
+REPORTED_STACK = ("python", "torch", "transformers", "tokenizers", "datasets", "cuda", "cudnn", "device_kind",
+                  "device_name", "gpu_driver", "cpu_model", "cpu_threads", "precision", "stabench",
+                  "stabench_git_commit")
+
+
+def produced_by(runs: Sequence[RunResult]) -> dict[str, Any]:
+    """What produced a study's runs, for a JSON report that a CI job keeps without the store: the
+    data and model they trained on (one per study: both are in a run's key) and each distinct stack
+    they ran under (runs read from the store may come from another)."""
+    stacks: list[dict[str, Any]] = []
+    for run in runs:
+        stack = {name: run.environment.get(name) for name in REPORTED_STACK}
+        if stack not in stacks:
+            stacks.append(stack)
+    first = runs[0]
+    return {"task": {name: first.task.get(name) for name in ("name", "source", "fingerprint", "n_train", "n_eval")},
+            "model": {name: first.model.get(name) for name in ("name", "revision", "files_sha256")},
+            "stacks": stacks}
+
+
 def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     """The claims table from the plugin's claim entries: one row per claim arm (skipped claims
     have their own table), and a "paper" column when claims carry published reference numbers."""

@@ -190,6 +190,9 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
                  str(tmp_path / "ci.md")]) == 0
     study = json.loads((tmp_path / "s.json").read_text())["studies"]
     summary = next(s["summary"] for s in study if s["recipe"] == fast)
+    produced = next(s["produced_by"] for s in study if s["recipe"] == fast)
+    assert produced["stacks"] == [{**produced["stacks"][0], "cpu_threads": base, "torch": torch.__version__}]
+    assert produced["task"]["name"] == "polarity" and len(produced["task"]["fingerprint"]) >= 16
     header, _, row = (" ".join(line.split()) for line in (tmp_path / "ci.md").read_text().splitlines()[-3:])
     assert header.endswith("| mean [95% CI] | std [95% CI] | std upper (chi²) |")
     assert row.endswith(f"| {summary['mean']:.3f} [{summary['mean_ci'][0]:.3f}, {summary['mean_ci'][1]:.3f}] | "

@@ -63,6 +63,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert {c["verdict"] for c in report["claims"]} == {"passed", "failed"}
     # test_false_claim[polarity] shares its two runs with test_true_claim: trained once, then read.
     assert len(report["seeds"]) == 8 and sum(s["trained"] for s in report["seeds"]) == 6
+    assert report["interrupted"] is None
     markdown = (suite.path / "r.md").read_text()
     for claim in report["claims"]:
         assert claim["claim"] in markdown
@@ -84,6 +85,17 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert not any(c["trained_in_verdict"] for c in report["claims"])
     runs = {key for claim in report["claims"] for key in claim["keys"]}
     assert len(runs) == 6 and len(report["seeds"]) == 8  # two claims share a study's runs
+    # What produced each study, said in the report itself: a CI job keeps it without the store.
+    from stabench.store import Store
+
+    with Store(suite.path / "s.sqlite") as store:
+        for claim in report["claims"]:
+            stored = [store.get(key) for key in claim["keys"]]
+            produced = claim["produced_by"]
+            assert produced["task"]["fingerprint"] == stored[0].task["fingerprint"]
+            assert produced["model"]["files_sha256"] == stored[0].model["files_sha256"]
+            assert produced["stacks"] == [{name: stored[0].environment[name] for name in produced["stacks"][0]}]
+            assert {"python", "torch", "transformers", "datasets", "cuda", "device_name"} <= set(produced["stacks"][0])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
                                 "store", "stabench wrote r.json, figs (9 files)"])  # where each report went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
@@ -876,7 +888,7 @@ def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester,
     pytester.makepyfile(test_slow=f"MODEL = {tiny_model!r}\n" + SLOW_CLAIM)
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--stabench-cpu-threads=1",
             "--stabench-store=s.sqlite"]
-    process = subprocess.Popen([*args, *workers], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    process = subprocess.Popen([*args, *workers, "--stabench-json=r.json", "--stabench-md=r.md"], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     output: list[str] = []
     first_seed = threading.Event()
@@ -904,6 +916,10 @@ def test_sigterm_stops_the_session_like_ctrl_c_and_says_what_is_stored(pytester,
     assert re.search(r"stabench: interrupted after \d seed item\(s\) had reported \(\d trained, 0 read from the "
                      r"store\)" + (r" \(xdist workers may have finished more\)" if workers else "")
                      + "; every finished run is stored", text), text
+    # The reports say it too: "No claim ran" alone read as an empty session.
+    interrupted = json.loads((pytester.path / "r.json").read_text())["interrupted"]
+    assert interrupted.startswith("interrupted after ") and interrupted in text
+    assert f"**The session was {interrupted}.**" in (pytester.path / "r.md").read_text()
     rerun = subprocess.run(args, cwd=pytester.path, capture_output=True, text=True, timeout=600)  # serial: faster
     assert rerun.returncode == 0, rerun.stdout
     assert f"runs: {3 - kept} trained this session" in rerun.stdout, rerun.stdout
