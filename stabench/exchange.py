@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .recipes import HOOK_FINGERPRINT
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
 from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values, record_of,
                     scored_differently)
@@ -115,11 +116,12 @@ def _check_consistent(run: RunResult, where: str) -> None:
         raise _Refused(f"{where}: its key {run.key} is not the key of its contents ({made}): the record was "
                        f"edited after it was stored (its seed, task, model, recipe hash or stack), so it cannot be "
                        f"read as what produced it")
-    if own_key is not None and not (run.recipe or {}).get("hook"):
-        if unknown := sorted(set(run.recipe or {}) - _recipe_fields()):
+    recipe = run.recipe or {}
+    if own_key is not None and (not recipe.get("hook") or HOOK_FINGERPRINT in recipe):
+        if unknown := sorted(set(recipe) - _recipe_fields() - {HOOK_FINGERPRINT}):
             raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
                            f"lack: it was written by a newer stabench; upgrade stabench to import it")
-        if run.recipe_hash not in _recipe_hashes(run.recipe):
+        if run.recipe_hash not in _recipe_hashes(recipe):
             raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
                            f"was edited after it was stored (a recipe field), so it cannot be read as what "
                            f"produced it")
@@ -145,15 +147,15 @@ def _recipe_fields() -> set[str]:
 
 def _recipe_hashes(fields: Any) -> set[str]:
     """The hashes a record's recipe fields make now, or made when an earlier version stored it;
-    none for fields no recipe takes.  (A recipe with a hook also hashes the hook's code, which a
-    record does not hold: it is not checked.)"""
+    none for fields no recipe takes.  A recipe with a hook also hashes the hook's code: a record
+    holds its fingerprint (one stored before 2026-12-06 does not, and is not checked)."""
     from .recipes import Recipe
 
     try:
-        recipe = Recipe(**fields)
+        recipe = Recipe(**{k: v for k, v in fields.items() if k != HOOK_FINGERPRINT})
     except (TypeError, ValueError):
         return set()
-    return {recipe.hash, *recipe.earlier_hashes}
+    return recipe.recorded_hashes(fields.get(HOOK_FINGERPRINT))
 
 
 _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record

@@ -20,7 +20,7 @@ from typing import Any
 from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
-from .recipes import Recipe
+from .recipes import HOOK_FINGERPRINT, Recipe
 from .report import fmt, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store
@@ -348,7 +348,8 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
     if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
         return "recipe content"
-
+    if (HOOK_FINGERPRINT in before) != (HOOK_FINGERPRINT in after):  # one side stored before runs recorded it
+        before, after = ({k: v for k, v in side.items() if k != HOOK_FINGERPRINT} for side in (before, after))
     fields = [f"{k} {_plain(before.get(k))} -> {_plain(after.get(k))}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
     if not fields:  # hashed apart by the hook's code or a corrected computation (see Recipe.hash), or no fields
@@ -366,13 +367,17 @@ def _plain(value: Any) -> Any:
 
 
 def _recipe_fields(record: Any) -> Any:
-    """A stored recipe with today's defaults filled in, so a field added since is not a change."""
+    """A stored recipe with today's defaults filled in, so a field added since is not a change,
+    and its hook's fingerprint where the record holds one: an edited hook shows as its change."""
     if not (isinstance(record, Mapping) and record):
         return record
     try:
-        return Recipe.from_dict(record).to_dict()
+        fields = Recipe.from_dict(record).to_dict()
     except (TypeError, ValueError, AttributeError):  # written by another stabench version, or malformed
         return record
+    if HOOK_FINGERPRINT in record:
+        fields[HOOK_FINGERPRINT] = record[HOOK_FINGERPRINT]
+    return fields
 
 
 def _stack_value(run: RunResult, name: str) -> str:

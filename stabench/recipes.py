@@ -25,6 +25,7 @@ CHECKPOINTS = ("last", "best")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 ADAMW_STYLES = ("transformers", "torch")  # where a bias-corrected AdamW adds eps (see optim)
 ATTENTIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
+HOOK_FINGERPRINT = "hook_fingerprint"  # beside a stored run's recipe fields: its hook's code then
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,20 @@ class Recipe:
             del data["hook"]
         return data
 
+    def record(self) -> dict[str, Any]:
+        """The fields a stored run keeps, and with a hook the fingerprint of its code then: the name
+        alone would not tell two versions of a hook apart, and an import checks the hash with it."""
+        data = self.to_dict()
+        if self.hook is not None:
+            from .hooks import fingerprint
+
+            data[HOOK_FINGERPRINT] = fingerprint(self.hook)
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe from its fields, as ``to_dict`` or a stored run's :meth:`record` holds them."""
+        data = {k: v for k, v in data.items() if k != HOOK_FINGERPRINT}  # what the hook was, not a field
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -128,19 +141,21 @@ class Recipe:
         Mixout's mask (one draw per input neuron), under layer-wise lr decay with weight decay
         the undecayed head, and with a hook and bias correction each parameter's own step count.
         A ``hook``'s code enters (:func:`hooks.fingerprint`); a recipe without one hashes as
-        recipes did before hooks.  :attr:`earlier_hashes` gives the hashes earlier versions gave.
+        recipes did before hooks.  :meth:`recorded_hashes` adds the hashes earlier versions gave.
         """
         return content_hash(self._hashed_fields())
 
-    @property
-    def earlier_hashes(self) -> set[str]:
-        """The hashes earlier versions gave this recipe where this one differs, which records stored
-        then (an import) carry: before 2026-12-06 a recipe with ``max_steps`` hashed its ``epochs``."""
-        if self.max_steps is None or self.epochs == Recipe.epochs:
-            return set()
-        return {content_hash({**self._hashed_fields(), "epochs": self.epochs})}
+    def recorded_hashes(self, hook_fingerprint: str | None = None) -> set[str]:
+        """The hashes a stored run of this recipe can carry: this version's, and those earlier ones
+        gave (before 2026-12-06 a recipe with ``max_steps`` hashed its ``epochs``).  A hook's code
+        enters as the run recorded it (its ``hook_fingerprint``), else as it is now."""
+        fields = self._hashed_fields(hook_fingerprint)
+        hashes = {content_hash(fields)}
+        if self.max_steps is not None and self.epochs != Recipe.epochs:
+            hashes.add(content_hash({**fields, "epochs": self.epochs}))
+        return hashes
 
-    def _hashed_fields(self) -> dict[str, Any]:
+    def _hashed_fields(self, hook_fingerprint: str | None = None) -> dict[str, Any]:
         fields = self.to_dict()
         fields.pop("name")
         if self.max_steps is not None:  # training stops there, whatever the epochs say
@@ -152,9 +167,11 @@ class Recipe:
         if self.layerwise_lr_decay < 1 and self.weight_decay > 0:
             fields["llrd_head_weight_decay"] = 0.0
         if self.hook is not None:  # its code too: an edited hook is another recipe
-            from .hooks import fingerprint
+            if hook_fingerprint is None:
+                from .hooks import fingerprint
 
-            fields["hook"] = f"{self.hook} {fingerprint(self.hook)}"
+                hook_fingerprint = fingerprint(self.hook)
+            fields["hook"] = f"{self.hook} {hook_fingerprint}"
             if self.bias_correction:  # a hook may unfreeze parameters late: corrected by their own steps
                 fields["adam_step"] = "per parameter"
         return fields

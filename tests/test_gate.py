@@ -224,6 +224,13 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed([dataclasses.replace(r, recipe=hooked, recipe_hash="h1") for r in old],
                         [dataclasses.replace(r, key=f"{r.key}b", recipe=hooked, recipe_hash="h2") for r in old]) == \
         "recipe content (same fields; hook 'freeze' edited, or computation corrected)"
+    first, edited_hook = ({**hooked, "hook_fingerprint": f} for f in ("1a2b", "3c4d"))  # runs record their hook's
+    assert what_changed([dataclasses.replace(r, recipe=first, recipe_hash="h1") for r in old],
+                        [dataclasses.replace(r, key=f"{r.key}b", recipe=edited_hook, recipe_hash="h2") for r in old]) \
+        == "recipe content (hook_fingerprint 1a2b -> 3c4d)"
+    assert what_changed([dataclasses.replace(r, recipe=hooked, recipe_hash="h1") for r in old],  # stored before
+                        [dataclasses.replace(r, key=f"{r.key}b", recipe=edited_hook, recipe_hash="h2") for r in old]) \
+        == "recipe content (same fields; hook 'freeze' edited, or computation corrected)"
     for malformed in (None, "bert-default"):  # imported records from elsewhere: no crash, no field names
         assert what_changed([dataclasses.replace(r, recipe=malformed) for r in old], edited).startswith(
             "recipe content, ")

@@ -47,6 +47,32 @@ def test_a_hook_changes_each_seed_s_model_before_the_optimizer_sees_it(tiny_mode
     assert "embeddings" in moved.trace["grad_norm"]
 
 
+def test_a_stored_run_records_its_hook_s_code_and_an_import_checks_its_recipe_with_it(tiny_model, tmp_path,
+                                                                                       monkeypatch):
+    """The hook's name alone told two versions of it apart in no record, and an import could not
+    check a hooked record's recipe fields: its lr could be edited unseen."""
+    import json
+
+    from stabench.recipes import Recipe
+    from stabench.store import Store, StoreError
+
+    stabench.hook("freeze-embeddings")(_freeze_embeddings)
+    frozen = get_recipe("bert-default", hook="freeze-embeddings", **FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        run = stabench.run(BUILTIN_PAIR_TASK, tiny_model, frozen, 0, store=store, cpu_threads=1)
+        store.export(tmp_path / "runs.json")
+    assert run.recipe["hook_fingerprint"] == hooks.fingerprint("freeze-embeddings")
+    assert Recipe.from_dict(run.recipe) == frozen
+    monkeypatch.setattr(hooks, "_HOOKS", {})  # another process, where the hook is not even registered
+    records = json.loads((tmp_path / "runs.json").read_text())
+    (tmp_path / "edited.json").write_text(json.dumps([{**r, "recipe": {**r["recipe"], "lr": 0.5}} for r in records]))
+    with Store(tmp_path / "other.sqlite") as other:
+        with pytest.raises(StoreError, match=r"its recipe fields do not make its recipe hash \w+: the record was "
+                                             r"edited after it was stored"):
+            other.import_file(tmp_path / "edited.json")
+        assert other.import_file(tmp_path / "runs.json") == (1, 0)
+
+
 def _unfreeze_embeddings_at_step_4(model, recipe):
     """Gradual unfreezing as the README describes it: count training steps, drop the gradients of a
     layer not yet unfrozen."""
