@@ -27,6 +27,7 @@ import inspect
 import site
 import sysconfig
 import textwrap
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -155,9 +156,29 @@ def fingerprint(name: str) -> str:
         text += repr(layers)
     if registered.containers:
         text += repr(registered.containers)
-    if reached := _reached(function):
+    reached, unhashed = _reached(function)
+    if reached:
         text += repr(reached)
+    if unhashed:
+        _warn_unhashed(name, unhashed)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class UnhashedHookData(UserWarning):
+    """A hook reads a module-level list, dict or set, whose contents are not in its recipe's hash."""
+
+
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_unhashed(name: str, globals_: list[str]) -> None:
+    """Once per process: editing such a value reuses the runs stored before, silently."""
+    if (name, tuple(globals_)) not in _WARNED:
+        _WARNED.add((name, tuple(globals_)))
+        warnings.warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict or set: its contents are "
+                      f"not part of the recipe's hash (they may be state that changes while a study runs), so an "
+                      f"edit to them would reuse the runs stored before it; if it configures the hook, make it a "
+                      f"tuple", UnhashedHookData, stacklevel=3)
 
 
 def _decorators(function: Callable[..., Any]) -> list[tuple]:
@@ -193,13 +214,15 @@ def _values(function: Callable[..., Any]) -> tuple:
                                          if (form := _plain(value)) is not _MISSING]
 
 
-def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
+def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], list[str]]:
     """What the hook's code reaches in the user's own files: functions and classes (their code)
     and plain module values, each under the names that lead to it from the hook
     (``team_helpers.freeze>SCALE``), so that the hash is the same wherever the files are checked
     out and however they were imported.  A global that any reached function assigns (a call
-    counter) is state, not code, and is left out: the hash must not change while a study runs."""
+    counter) is state, not code, and is left out: the hash must not change while a study runs.
+    Module-level lists, dicts and sets of plain values are left out too, and named second."""
     found: dict[str, Any] = {}
+    unhashed: list[str] = []
     values: list[tuple[str, int, str, Any]] = []  # (name, id of the owning globals, global's name, value)
     assigned: set[tuple[int, str]] = set()
     pending, seen = [("", hook_function)], {id(hook_function)}
@@ -244,12 +267,14 @@ def _reached(hook_function: Callable[..., Any]) -> list[tuple[str, Any]]:
             name = path + ".".join(names)
             if (form := _plain(value)) is not _MISSING:
                 values.append((name, id(owner), names[-1], form))
+            elif isinstance(value, (list, dict, set)) and _plain(value, containers=True) is not _MISSING:
+                unhashed.append(name)
             else:
                 follow(name, value)
         for name, value in [pair for pairs in _bindings(function) for pair in pairs]:  # make_penalty(1e-3, squared):
             follow(f"{path}<{name}>", value)  # the function passed in
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
-    return sorted(found.items())
+    return sorted(found.items()), sorted(set(unhashed))
 
 
 def _class_code(cls: type) -> Any:
