@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -60,6 +59,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     seed = int(seed)  # a numpy integer too
     device = environment.resolve_device(device)  # "auto", and a named error for a missing GPU
     recipe = get_recipe(recipe)
+    check_compile(recipe, device)
     if recipe.hook is not None:
         hooks.get_hook(recipe.hook)  # an unknown hook is named before any data or weights load
     source = models.resolve(model)
@@ -210,7 +210,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     diverged = False
     eval_seconds = 0.0  # dev evaluations inside the loop are not training time
     train_start = time.perf_counter()
-    with matmul_precision(recipe.precision, device), denormals_kept():
+    with matmul_precision(recipe.precision, device):
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
@@ -283,6 +283,16 @@ def _task_record(data: TaskData) -> dict:
     return {"description": task.description, "text_columns": list(task.text_columns),
             "label_column": task.label_column, "num_labels": data.num_labels,
             "label_names": data.label_names}
+
+
+def check_compile(recipe: Recipe, device: str) -> None:
+    """torch 2.4's compiled CPU kernels are built with -ffast-math: loading them turns on
+    flush-to-zero for the process and the threads it starts then (pytorch issue 126848, fixed in
+    2.5), so a run's numbers would depend on what its worker trained before."""
+    if recipe.compile and torch.device(device).type == "cpu" and torch.__version__ < "2.5":
+        raise ValueError(f"compile={recipe.compile!r} on a CPU needs torch 2.5 or newer, not {torch.__version__}: "
+                         f"torch 2.4's compiled CPU kernels flush subnormal floats to zero for the whole process, "
+                         f"so later runs in it would compute differently; leave compile out, or upgrade torch")
 
 
 def compiled_forward(model: torch.nn.Module, mode: str | None, device: torch.device):
@@ -462,28 +472,6 @@ def _restore_matmul_settings(settings: dict[str, str]) -> None:
     if "cuda" in settings:
         torch.backends.cuda.matmul.fp32_precision = settings["cuda"]
         torch.backends.mkldnn.matmul.fp32_precision = settings["mkldnn"]
-
-
-@contextlib.contextmanager
-def denormals_kept():
-    """Leave the process's subnormal floats as the run found them.  Under torch 2.4, a compiled
-    run on a CPU loads kernels built with -ffast-math, which turn on flush-to-zero for the whole
-    process (pytorch issue 126848, fixed in 2.5): every later run in that worker would compute
-    with it, its result depending on what the worker trained before."""
-    kept = _denormals_kept()
-    try:
-        yield
-    finally:
-        if kept and not _denormals_kept():
-            torch.set_flush_denormal(False)
-
-
-def _denormals_kept() -> bool:
-    """Whether this thread's float unit keeps subnormals: neither flushes results (FTZ) nor reads
-    inputs (DAZ) as zero.  Python's float arithmetic runs on the same unit as torch's CPU kernels."""
-    smallest = sys.float_info.min  # an attribute, so the arithmetic is not folded at import time
-    half = smallest / 2
-    return half != 0.0 and half * 2 == smallest
 
 
 def autocast(precision: str, device: torch.device):
