@@ -356,6 +356,9 @@ def load_masked_lm(pretrained_model_path: str, seed: int = 0) -> nn.Module:
     """
     from transformers import AutoModelForMaskedLM
 
+    from .models import check_torch_usable
+
+    check_torch_usable()
     with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForMaskedLM.from_pretrained(pretrained_model_path)

@@ -207,6 +207,19 @@ def load_config(source: ModelSource, **overrides):
         raise RuntimeError(f"could not load model {source.name!r}: {str(error).splitlines()[0]}") from error
 
 
+def check_torch_usable() -> None:
+    """transformers switches off a torch older than it supports (5.15 asks for 2.5, 5.20 for 2.6,
+    while pip lets either install), and then fails on every model it loads with a five-line
+    ImportError about PyTorch "not found"."""
+    import torch
+    import transformers
+
+    if not transformers.utils.is_torch_available():
+        raise RuntimeError(f"transformers {transformers.__version__} does not work with torch {torch.__version__}: "
+                           f"it asks for a newer torch; install one it supports, or a transformers release that "
+                           f"supports torch {torch.__version__} (stabench's README, Install, names the pins)")
+
+
 def load_model(source: ModelSource, num_labels: int, dropout: float | None,
                attention: str | None = None) -> PreTrainedModel:
     """A sequence classifier with a freshly initialised head (the caller seeds the RNG first).
@@ -216,14 +229,10 @@ def load_model(source: ModelSource, num_labels: int, dropout: float | None,
     autocast, never the stored parameters.
     """
     import torch
-    import transformers
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
-    if not transformers.utils.is_torch_available():  # it switches torch off, then fails on every model it loads
-        raise RuntimeError(f"transformers {transformers.__version__} does not work with torch {torch.__version__}: "
-                           f"it asks for a newer torch; install one it supports, or a transformers release that "
-                           f"supports torch {torch.__version__}")
+    check_torch_usable()
     config = load_config(source, num_labels=num_labels)
     config.problem_type = "single_label_classification"  # a checkpoint's own (multi-label, regression) would pick another loss
     if dropout is not None:

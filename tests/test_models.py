@@ -196,12 +196,16 @@ def test_a_transformers_release_that_switched_torch_off_is_named_in_one_line(tin
     import torch
     import transformers
 
+    from stabench.analysis import load_masked_lm
+
     monkeypatch.setattr(transformers.utils, "is_torch_available", lambda: False)
-    with pytest.raises(RuntimeError) as error:
-        models.load_model(models.resolve(tiny_model), 2, 0.1)
-    assert str(error.value) == (f"transformers {transformers.__version__} does not work with torch "
-                                f"{torch.__version__}: it asks for a newer torch; install one it supports, or a "
-                                f"transformers release that supports torch {torch.__version__}")
+    for load in (lambda: models.load_model(models.resolve(tiny_model), 2, 0.1), lambda: load_masked_lm(tiny_model)):
+        with pytest.raises(RuntimeError) as error:
+            load()
+        assert str(error.value) == (f"transformers {transformers.__version__} does not work with torch "
+                                    f"{torch.__version__}: it asks for a newer torch; install one it supports, or a "
+                                    f"transformers release that supports torch {torch.__version__} (stabench's "
+                                    f"README, Install, names the pins)")
 
 
 def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
