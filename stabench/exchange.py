@@ -155,6 +155,8 @@ def _recipe_hashes(fields: Any) -> set[str]:
         recipe = Recipe(**{k: v for k, v in fields.items() if k != HOOK_FINGERPRINT})
     except (TypeError, ValueError):
         return set()
+    if recipe.hook is not None and not isinstance(fields.get(HOOK_FINGERPRINT), str):  # not the hook's code now
+        return set()
     return recipe.recorded_hashes(fields.get(HOOK_FINGERPRINT))
 
 

@@ -480,7 +480,8 @@ def _distinguishing(recipes: Sequence[Any], most: int = 3) -> list[str]:
     """Up to ``most`` recipe fields whose values tell the versions apart, each chosen to tell the
     most of them apart (the alphabetically first on a tie).  Records without fields take no part."""
     recipes = [r for r in recipes if isinstance(r, Mapping) and r]
-    candidates = sorted(field for field in set().union(*recipes) - {"name"}
+    unrecorded = {HOOK_FINGERPRINT} if any(HOOK_FINGERPRINT not in r for r in recipes) else set()  # stored before it
+    candidates = sorted(field for field in set().union(*recipes) - {"name"} - unrecorded
                         if len({repr(r.get(field)) for r in recipes}) > 1)
 
     def told_apart(fields: list[str]) -> int:

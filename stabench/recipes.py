@@ -340,6 +340,7 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
     if not isinstance(fields, dict):
         raise ValueError(f"recipe file {str(path)!r} holds a {type(fields).__name__}; expected a JSON object of "
                          f"recipe fields, e.g. {{\"preset\": \"mosbach-stable\", \"lr\": 1e-05}}")
+    fields.pop(HOOK_FINGERPRINT, None)  # a stored run's recipe saved as a file: its hook is the one registered now
     preset = fields.pop("preset", None)
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")

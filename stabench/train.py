@@ -50,6 +50,9 @@ class PreparedRun:
     task_info: dict
     model_info: dict
     environment: dict
+    # The recipe as the key was made: a hook's file saved while the run trains changes neither.
+    recipe_hash: str
+    recipe_record: dict
 
 
 def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
@@ -75,8 +78,10 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
     env = environment.capture(device=device, precision=recipe.precision)
     task_info, model_info = data.describe(), source.describe()
-    key = run_key(task_info, model_info, recipe.hash, seed, environment.key_fields(env))
-    return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env)
+    recipe_record = recipe.record()
+    recipe_hash = recipe.hash
+    key = run_key(task_info, model_info, recipe_hash, seed, environment.key_fields(env))
+    return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env, recipe_hash, recipe_record)
 
 
 class OtherStackWarning(UserWarning):
@@ -88,7 +93,7 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
     Each stack keeps its own runs, so a study stored under last month's transformers trains again,
     which on a GPU is hours nobody expected."""
     stack = environment.key_fields(prepared.environment)
-    others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe.hash,
+    others = store.other_stacks(prepared.key, prepared.task_info, prepared.model_info, prepared.recipe_hash,
                                 prepared.seed, stack)
     if others:
         differing = sorted({name for differ in others for name in differ})
@@ -261,7 +266,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
         model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
                "num_parameters": sum(p.numel() for p in model.parameters())},
-        recipe=recipe.record(), recipe_name=recipe.name, recipe_hash=recipe.hash, seed=prepared.seed,
+        recipe=prepared.recipe_record, recipe_name=recipe.name, recipe_hash=prepared.recipe_hash, seed=prepared.seed,
         environment={**prepared.environment, "keyed_fields": keyed_fields(
             prepared.task_info, prepared.model_info, environment.key_fields(prepared.environment))},
         metrics=chosen, primary_metric=prepared.data.task.primary_metric,

@@ -64,14 +64,36 @@ def test_a_stored_run_records_its_hook_s_code_and_an_import_checks_its_recipe_wi
         store.export(tmp_path / "runs.json")
     assert run.recipe["hook_fingerprint"] == hooks.fingerprint("freeze-embeddings")
     assert Recipe.from_dict(run.recipe) == frozen
-    monkeypatch.setattr(hooks, "_HOOKS", {})  # another process, where the hook is not even registered
+    (tmp_path / "stored.json").write_text(json.dumps(run.recipe))  # a stored run's recipe as a recipe file
+    assert get_recipe(str(tmp_path / "stored.json")).hash == frozen.hash
     records = json.loads((tmp_path / "runs.json").read_text())
+    monkeypatch.setattr(hooks, "_HOOKS", {})  # another process, where the hook is not even registered
     (tmp_path / "edited.json").write_text(json.dumps([{**r, "recipe": {**r["recipe"], "lr": 0.5}} for r in records]))
+    with Store(tmp_path / "unhooked.sqlite") as other, pytest.raises(StoreError, match=r"do not make its recipe hash"):
+        other.import_file(tmp_path / "edited.json")
+    stabench.hook("freeze-embeddings")(_freeze_embeddings)  # registered: a null fingerprint is not its code now
     with Store(tmp_path / "other.sqlite") as other:
-        with pytest.raises(StoreError, match=r"its recipe fields do not make its recipe hash \w+: the record was "
-                                             r"edited after it was stored"):
-            other.import_file(tmp_path / "edited.json")
+        for edit in ({"lr": 0.5}, {"hook_fingerprint": None}):
+            (tmp_path / "edited.json").write_text(json.dumps([{**r, "recipe": {**r["recipe"], **edit}} for r in records]))
+            with pytest.raises(StoreError, match=r"its recipe fields do not make its recipe hash \w+: the record was "
+                                                 r"edited after it was stored"):
+                other.import_file(tmp_path / "edited.json")
         assert other.import_file(tmp_path / "runs.json") == (1, 0)
+
+
+def test_a_hook_edited_while_its_run_trains_leaves_the_run_as_its_key_was_made(tiny_model, monkeypatch):
+    """The record's recipe hash and fingerprint were taken after training: a hook file saved
+    meanwhile stored a run whose key was not the key of its contents, which an import refuses."""
+    from stabench.result import key_of_record
+
+    stabench.hook("freeze-embeddings")(_freeze_embeddings)
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", hook="freeze-embeddings", **FAST),
+                       0, device="cpu")
+    before = hooks.fingerprint("freeze-embeddings")
+    monkeypatch.setattr(hooks, "fingerprint", lambda name: "edited0000000000")  # the file saved again
+    result = fine_tune(prepared)
+    assert result.recipe["hook_fingerprint"] == before and result.recipe_hash == prepared.recipe_hash
+    assert key_of_record(result) == result.key
 
 
 def _unfreeze_embeddings_at_step_4(model, recipe):

@@ -1571,7 +1571,8 @@ def test_a_run_stored_under_other_stacks_is_named_with_every_field_that_differs(
     assert store.other_stacks(here.key, here.task, here.model, here.recipe_hash, 3, stack) == [
         {"torch": ("2.12.0", "2.13.0")}, {"transformers": ("5.20.0", "5.24.0")}]
     prepared = SimpleNamespace(key=here.key, task_info=here.task, model_info=here.model, seed=3,
-                               recipe=SimpleNamespace(name="paper", hash=here.recipe_hash), environment=here.environment)
+                               recipe=SimpleNamespace(name="paper"), recipe_hash=here.recipe_hash,
+                               environment=here.environment)
     # Each stack with every field some stack differs in: "(torch 2.12.0; transformers 5.20.0)" read as
     # one stack on torch 2.12.0 beside this one, not with its transformers 5.24.0 shown.
     with pytest.warns(UserWarning, match=r"^runs of rte / bert-large-uncased / recipe paper are stored under 2 other "
