@@ -770,7 +770,7 @@ def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
 
 def _claim_row(item: pytest.Item, arm, **outcome: Any) -> dict[str, Any]:
     return {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "recipe": arm.recipe.name,
-            "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.to_dict(), "model": arm.model, **outcome}
+            "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.record(), "model": arm.model, **outcome}
 
 
 def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> list[dict[str, Any]]:
@@ -1084,9 +1084,10 @@ class Reporter:
                              skipped_rows, write_markdown)
 
         rows = claim_rows(self.claims)
-        text = "## stabench claims\n\n" + (markdown(rows) if rows else "No claim ran.") + "\n"
-        if why := self.interrupted_why():
-            text += f"\n**The session was {why}.**\n"
+        text = "## stabench claims\n\n"
+        if interrupted := self.interrupted_why():  # first: "No claim ran" alone read as an empty session
+            text += f"**The session was {interrupted}.**\n\n"
+        text += (markdown(rows) if rows else "No claim's verdict ran." if interrupted else "No claim ran.") + "\n"
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message

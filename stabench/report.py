@@ -229,13 +229,15 @@ def _replaceable(path: Path, kind: str) -> bool:
 # The stack a JSON report names for each study: what changes a run's numbers, and what ran it.
 REPORTED_STACK = ("python", "torch", "transformers", "tokenizers", "datasets", "cuda", "cudnn", "device_kind",
                   "device_name", "gpu_driver", "cpu_model", "cpu_threads", "precision", "stabench",
-                  "stabench_git_commit")
+                  "stabench_git_commit", "project_git_commit", "project_git_dirty")
 
 
-def produced_by(runs: Sequence[RunResult]) -> dict[str, Any]:
+def produced_by(runs: Sequence[RunResult]) -> dict[str, Any] | None:
     """What produced a study's runs, for a JSON report that a CI job keeps without the store: the
     data and model they trained on (one per study: both are in a run's key) and each distinct stack
-    they ran under (runs read from the store may come from another)."""
+    they ran under (runs read from the store may come from another).  None without runs."""
+    if not runs:
+        return None
     stacks: list[dict[str, Any]] = []
     for run in runs:
         stack = {name: run.environment.get(name) for name in REPORTED_STACK}

@@ -363,8 +363,12 @@ def test_frozen(study):
     assert {{run.recipe["hook"] for run in study.results}} == {{"freeze-embeddings"}}
 ''')
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=s.sqlite",
-                                          "--stabench-cpu-threads=1")
+                                          "--stabench-cpu-threads=1", "--stabench-json=r.json")
     result.assert_outcomes(passed=3)
+    import json  # the report tells the hook's version, as the stored runs do
+
+    (claim,) = json.loads((pytester.path / "r.json").read_text())["claims"]
+    assert claim["recipe_fields"]["hook_fingerprint"] == hooks.fingerprint("freeze-embeddings")
 
 
 def test_a_hook_in_a_test_file_hashes_alike_under_pytest_s_assertion_rewriting(pytester):

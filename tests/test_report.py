@@ -85,3 +85,9 @@ def test_a_run_and_a_store_print_as_one_short_line(tmp_path):
     assert repr([run]).count("RunResult(") == 1 and len(repr(run)) < 200
     with Store(tmp_path / "s.sqlite") as store:
         assert repr(store) == f"Store({str(tmp_path / 's.sqlite')!r})"
+
+
+def test_what_produced_no_runs_is_none():
+    from stabench.report import produced_by
+
+    assert produced_by([]) is None
