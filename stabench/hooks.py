@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
 import dis
 import functools
 import hashlib
@@ -125,6 +126,8 @@ def get_hook(name: str) -> Callable[..., Any]:
 def _registered(name: str) -> _Registered:
     if name not in _HOOKS:
         known = ", ".join(sorted(_HOOKS)) or "none"
+        if close := difflib.get_close_matches(name, _HOOKS, n=1):
+            raise ValueError(f"unknown hook {name!r}; did you mean {close[0]!r}? (registered hooks: {known})")
         raise ValueError(f"unknown hook {name!r}; registered hooks: {known} (register one with "
                          f"@stabench.hook({name!r}) in a module every process imports, e.g. the claim file; the CLI "
                          f"imports it with --import)")

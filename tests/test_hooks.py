@@ -253,6 +253,10 @@ def test_an_unknown_hook_is_named_before_any_data_loads(tiny_model, monkeypatch)
     stabench.hook("known")(_freeze_embeddings)
     with pytest.raises(ValueError, match=r"^unknown hook 'frozen'; registered hooks: known "):
         prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", hook="frozen"), 0, device="cpu")
+    stabench.hook("freeze-embeddings")(_freeze_embeddings)  # a typo is one, not a name to register
+    with pytest.raises(ValueError, match=r"^unknown hook 'freeze-embedings'; did you mean 'freeze-embeddings'\? "
+                                         r"\(registered hooks: freeze-embeddings, known\)$"):
+        prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", hook="freeze-embedings"), 0, device="cpu")
     for bad in ("", "a,b", "x=1"):
         with pytest.raises(ValueError):
             stabench.hook(bad)
