@@ -787,7 +787,8 @@ def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> li
         arms = item.config.stash[_STATE].spec(item).arms
     except Exception:  # the claim's options are what failed: name what the marker and parametrize give
         given = {**item.get_closest_marker("stabench").kwargs, **item.callspec.params}
-        return [{"claim": _claim_name(item), "arm": "-", "task": str(given.get("task", "-")),
+        return [{"claim": _claim_name(item), "arm": "-", "task": str(getattr(given.get("task"), "name",
+                                                                                   given.get("task", "-"))),
                  "recipe": str(getattr(given.get("recipe"), "name", given.get("recipe", "-"))),
                  "recipe_hash": None, "recipe_fields": None, "model": str(given.get("model", "-")),
                  **_without_study(verdict, message, None)}]

@@ -437,6 +437,23 @@ def test_bad_lr(study):
     assert "Traceback" not in result.stdout.str()
 
 
+def test_a_claim_whose_options_fail_names_its_task_object_by_name_in_the_reports(pytester, tiny_model):
+    """The claims table showed the Task's whole repr, wrapped over six lines."""
+    pytester.makepyfile(test_task_object=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+DATA = {"text": ["good film", "bad film"] * 4, "label": [1, 0] * 4}
+MEMORY = stabench.Task("memory", "text", lambda: {"train": DATA, "validation": DATA})
+
+@stabench.claim(task=MEMORY, model=MODEL, recipe="bert-default", seeds=1, toy={"recipe_overrides": {"lr": -1}})
+def test_bad_lr(study):
+    pass
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-profile=toy", "--stabench-json=r.json")
+    result.assert_outcomes(errors=3)
+    assert [(c["task"], c["verdict"]) for c in _report(pytester.path / "r.json")["claims"]] == [("memory", "error")]
+
+
 def test_claim_seeds_may_be_written_as_on_the_command_line():
     import stabench
 
