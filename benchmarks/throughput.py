@@ -335,7 +335,7 @@ def _prepared(ctx: Context, recipe, seed: int, key: str):
         data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=device, key=key,
         task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
         environment=sb.environment.capture(device=device, precision=recipe.precision),
-        recipe_hash=recipe.hash, recipe_record=recipe.record())
+        recipe_hash=recipe.hash, recipe_record=recipe.to_dict())
 
 
 def _measure_fine_tune(ctx: Context, setting: Setting, warmup: int, steps: int, seed: int) -> Measurement:

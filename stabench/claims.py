@@ -619,11 +619,11 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
     runs = store.query(task=task, model=model)
     if not runs:
         return f"the store holds no run of {task} / {model}"
-    of_recipe = [r for r in runs if r.recipe_hash == recipe.hash]
+    of_recipe = [r for r in runs if r.recipe_hash == prepared.recipe_hash]
     if not of_recipe:
         stored = sorted({f"{r.recipe_name} ({r.recipe_hash[:SHORT_HASH]})" for r in runs})
-        return (f"the store holds no run of recipe {recipe.name} ({recipe.hash[:SHORT_HASH]}) on {task} / {model}, "
-                f"under any stack; recipes stored for them: {', '.join(stored)}")
+        return (f"the store holds no run of recipe {recipe.name} ({prepared.recipe_hash[:SHORT_HASH]}) on {task} / "
+                f"{model}, under any stack; recipes stored for them: {', '.join(stored)}")
     on_data = [r for r in of_recipe if all((r.task or {}).get(k) == v for k, v in prepared.task_info.items())]
     same_data = [r for r in of_recipe if all((r.task or {}).get(k) == prepared.task_info.get(k) for k in _DATA_FIELDS)]
     if not on_data and same_data:  # the same examples, another definition: its metrics, columns or labels

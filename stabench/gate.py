@@ -480,7 +480,9 @@ def _distinguishing(recipes: Sequence[Any], most: int = 3) -> list[str]:
     """Up to ``most`` recipe fields whose values tell the versions apart, each chosen to tell the
     most of them apart (the alphabetically first on a tie).  Records without fields take no part."""
     recipes = [r for r in recipes if isinstance(r, Mapping) and r]
-    unrecorded = {HOOK_FINGERPRINT} if any(HOOK_FINGERPRINT not in r for r in recipes) else set()  # stored before it
+    # A fingerprint that some records lack (stored before it) and the rest agree on tells nothing.
+    holding = {repr(r[HOOK_FINGERPRINT]) for r in recipes if HOOK_FINGERPRINT in r}
+    unrecorded = {HOOK_FINGERPRINT} if len(holding) <= 1 else set()
     candidates = sorted(field for field in set().union(*recipes) - {"name"} - unrecorded
                         if len({repr(r.get(field)) for r in recipes}) > 1)
 

@@ -736,7 +736,9 @@ def _record_claim(item: pytest.Item, studies, verdict: str, message: str | None 
                     majority=study.majority, summary=summary.to_dict(), failures_text=summary.failures_text(),
                     trained_in_verdict=study.trained_here, reference=reference.get(task, {}).get(name),
                     reference_source=reference.get("source"), produced_by=produced_by(study.results),
-                    message=_gate_failure(gate) if failed_gate else message)
+                    message=_gate_failure(gate) if failed_gate else message,
+                    # as its runs hold them: a hook edited since reads otherwise
+                    recipe_hash=study.results[0].recipe_hash, recipe_fields=study.results[0].recipe)
 
 
 def _record_comparisons(item: pytest.Item, studies) -> None:

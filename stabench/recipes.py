@@ -110,12 +110,18 @@ class Recipe:
     def record(self) -> dict[str, Any]:
         """The fields a stored run keeps, and with a hook the fingerprint of its code then: the name
         alone would not tell two versions of a hook apart, and an import checks the hash with it."""
-        data = self.to_dict()
-        if self.hook is not None:
-            from .hooks import fingerprint
+        return self.record_and_hash()[0]
 
-            data[HOOK_FINGERPRINT] = fingerprint(self.hook)
-        return data
+    def record_and_hash(self) -> tuple[dict[str, Any], str]:
+        """:meth:`record` and :attr:`hash` with the hook's code read once, so a hook file saved
+        between two reads cannot set a run's record apart from its key."""
+        data = self.to_dict()
+        if self.hook is None:
+            return data, self.hash
+        from .hooks import fingerprint
+
+        data[HOOK_FINGERPRINT] = fingerprint(self.hook)
+        return data, content_hash(self._hashed_fields(data[HOOK_FINGERPRINT]))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:

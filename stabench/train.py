@@ -78,8 +78,7 @@ def prepare(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, tr
     metrics.check_metrics(data.task.metrics, data.num_labels, data.task.name)
     env = environment.capture(device=device, precision=recipe.precision)
     task_info, model_info = data.describe(), source.describe()
-    recipe_record = recipe.record()
-    recipe_hash = recipe.hash
+    recipe_record, recipe_hash = recipe.record_and_hash()
     key = run_key(task_info, model_info, recipe_hash, seed, environment.key_fields(env))
     return PreparedRun(data, source, recipe, seed, device, key, task_info, model_info, env, recipe_hash, recipe_record)
 

@@ -230,6 +230,7 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
         == "recipe content (hook_fingerprint 1a2b -> 3c4d)"
     # A variant's label: a field that one of them lacks (stored before it) tells nothing.
     assert _distinguishing([first, edited_hook]) == ["hook_fingerprint"] and _distinguishing([hooked, first]) == []
+    assert _distinguishing([hooked, first, edited_hook]) == ["hook_fingerprint"]
     assert what_changed([dataclasses.replace(r, recipe=hooked, recipe_hash="h1") for r in old],  # stored before
                         [dataclasses.replace(r, key=f"{r.key}b", recipe=edited_hook, recipe_hash="h2") for r in old]) \
         == "recipe content (same fields; hook 'freeze' edited, or computation corrected)"

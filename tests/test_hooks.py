@@ -94,6 +94,11 @@ def test_a_hook_edited_while_its_run_trains_leaves_the_run_as_its_key_was_made(t
     result = fine_tune(prepared)
     assert result.recipe["hook_fingerprint"] == before and result.recipe_hash == prepared.recipe_hash
     assert key_of_record(result) == result.key
+    saves = iter(range(100))  # saved between any two reads of the hook's code: record and hash read it once
+    monkeypatch.setattr(hooks, "fingerprint", lambda name: f"{next(saves):016d}")
+    recipe = get_recipe("bert-default", hook="freeze-embeddings", **FAST)
+    record, recipe_hash = recipe.record_and_hash()
+    assert recipe_hash in recipe.recorded_hashes(record["hook_fingerprint"])
 
 
 def _unfreeze_embeddings_at_step_4(model, recipe):
