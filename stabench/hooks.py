@@ -25,7 +25,9 @@ import dis
 import functools
 import hashlib
 import inspect
+import itertools
 import site
+import sys
 import sysconfig
 import textwrap
 import warnings
@@ -126,11 +128,10 @@ def get_hook(name: str) -> Callable[..., Any]:
 def _registered(name: str) -> _Registered:
     if name not in _HOOKS:
         known = ", ".join(sorted(_HOOKS)) or "none"
-        if close := difflib.get_close_matches(name, _HOOKS, n=1):
-            raise ValueError(f"unknown hook {name!r}; did you mean {close[0]!r}? (registered hooks: {known})")
-        raise ValueError(f"unknown hook {name!r}; registered hooks: {known} (register one with "
-                         f"@stabench.hook({name!r}) in a module every process imports, e.g. the claim file; the CLI "
-                         f"imports it with --import)")
+        close = difflib.get_close_matches(name, _HOOKS, n=1)
+        raise ValueError(f"unknown hook {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; registered "
+                         f"hooks: {known} (register one with @stabench.hook({name!r}) in a module every process "
+                         f"imports, e.g. the claim file; the CLI imports it with --import)")
     return _HOOKS[name]
 
 
@@ -177,11 +178,11 @@ _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 def _warn_unhashed(name: str, globals_: list[str]) -> None:
     """Once per process: editing such a value reuses the runs stored before, silently."""
     if (name, tuple(globals_)) not in _WARNED:
-        _WARNED.add((name, tuple(globals_)))
         warnings.warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict or set: its contents are "
                       f"not part of the recipe's hash (they may be state that changes while a study runs), so an "
                       f"edit to them would reuse the runs stored before it; if it configures the hook, make it a "
                       f"tuple", UnhashedHookData, stacklevel=3)
+        _WARNED.add((name, tuple(globals_)))  # after: under -W error every use raises, not the first alone
 
 
 def _decorators(function: Callable[..., Any]) -> list[tuple]:
@@ -270,14 +271,47 @@ def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], 
             name = path + ".".join(names)
             if (form := _plain(value)) is not _MISSING:
                 values.append((name, id(owner), names[-1], form))
-            elif isinstance(value, (list, dict, set)) and _plain(value, containers=True) is not _MISSING:
-                unhashed.append(name)
+            elif isinstance(value, (list, dict, set)) and not _holds_code(value) and \
+                    _module_assigns(owner, names[-1]):
+                unhashed.append((name, id(owner), names[-1]))
             else:
                 follow(name, value)
         for name, value in [pair for pairs in _bindings(function) for pair in pairs]:  # make_penalty(1e-3, squared):
             follow(f"{path}<{name}>", value)  # the function passed in
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
-    return sorted(found.items()), sorted(set(unhashed))
+    return sorted(found.items()), sorted({name for name, owner, global_name in unhashed
+                                          if (owner, global_name) not in assigned})
+
+
+def _holds_code(container: list | dict | set) -> bool:
+    """A collection of helpers (followed, as a global function is) rather than data; its first
+    items tell, so a long list costs nothing."""
+    items = container.values() if isinstance(container, dict) else container
+    return any(callable(item) for item in itertools.islice(items, _FOLLOWED_ITEMS))
+
+
+def _module_assigns(owner: dict[str, Any], name: str) -> bool:
+    """Whether the module whose globals these are assigns ``name`` at its top level
+    (``CONFIG = {...}``), where an import (``from keyword import kwlist``) or a dunder
+    (``__all__``) is no configuration of the user's.  A notebook's cells have no file to read:
+    their globals are the user's."""
+    if name.startswith("__"):
+        return False
+    try:
+        source = inspect.getsource(sys.modules[owner.get("__name__")])
+    except (KeyError, TypeError, OSError):
+        return True
+    return name in _top_level_assignments(source)
+
+
+@functools.lru_cache(maxsize=64)
+def _top_level_assignments(source: str) -> frozenset[str]:
+    names = set()
+    for node in ast.parse(source).body:
+        targets = (node.targets if isinstance(node, ast.Assign) else
+                   [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
+        names.update(n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name))
+    return frozenset(names)
 
 
 def _class_code(cls: type) -> Any:
