@@ -107,9 +107,10 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
         shown = "; ".join(text or "one that did not record these fields" for text in stacks)
         described = f"another stack ({shown})" if len(stacks) == 1 else f"{len(stacks)} other stacks ({shown})"
         this = ", ".join(f"{name} {stack[name]}" for name in differing if stack.get(name) is not None)
-        threads = sorted({str(differ["cpu_threads"][0]) for differ in others if set(differ) == {"cpu_threads"}
-                          and differ["cpu_threads"][0] is not None})
-        reuse = f" (set the thread count to {' or '.join(threads)} to read them instead)" if threads else ""
+        threads = sorted({differ["cpu_threads"][0] for differ in others if set(differ) == {"cpu_threads"}
+                          and isinstance(differ["cpu_threads"][0], int)})
+        reuse = (f" (those stored under cpu_threads {' or '.join(map(str, threads))} are read with that count: "
+                 f"--stabench-cpu-threads, stabench run --cpu-threads, or cpu_threads=)" if threads else "")
         warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
                       f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "
                       f"keeps its own runs, so they train again{reuse}", OtherStackWarning, stacklevel=2)

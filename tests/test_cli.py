@@ -87,7 +87,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
         f"warning: runs of polarity / {stored_name(tiny_model)} / recipe bert-default[max_steps=6,trace_every=2] "
         f"are stored under another stack (cpu_threads {threads % 2 + 1}), not this one (cpu_threads {threads}); each "
         f"stack keeps "
-        f"its own runs, so they train again (set the thread count to {threads % 2 + 1} to read them instead)"]
+        f"its own runs, so they train again (those stored under cpu_threads {threads % 2 + 1} are read with that "
+        f"count: --stabench-cpu-threads, stabench run --cpu-threads, or cpu_threads=)"]
 
 
 def test_summary_notes_a_study_whose_cpu_runs_came_from_two_cpu_models(tiny_model, tmp_path, capsys):

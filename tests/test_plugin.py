@@ -1132,7 +1132,8 @@ def test_an_in_process_session_gives_back_the_torch_thread_count(suite):
     assert torch.get_num_threads() == before
     again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")  # 1 thread: trains again, and says why
     said = ("runs of * are stored under another stack (cpu_threads 3), not this one (cpu_threads 1); each stack keeps "
-            "its own runs, so they train again (set the thread count to 3 to read them instead)")
+            "its own runs, so they train again (those stored under cpu_threads 3 are read with that count: "
+            "--stabench-cpu-threads, stabench run --cpu-threads, or cpu_threads=)")
     again.stdout.fnmatch_lines([f"stabench: {said}", "*warnings summary*", f"*{said}*"])  # when it trains, and at the end
     workers = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "-n", "2",
                    "--stabench-cpu-threads=2")  # an xdist worker's warning reaches the controller's terminal

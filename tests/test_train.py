@@ -232,8 +232,9 @@ def test_a_rerun_under_another_stack_says_it_trains_again_and_a_read_never_recom
     run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1)
     with pytest.warns(UserWarning, match=r"are stored under another stack \(cpu_threads 1\), not this one "
                                          r"\(cpu_threads 2\); each "
-                                         r"stack keeps its own runs, so they train again \(set the thread count to "
-                                         r"1 to read them instead\)$"):
+                                         r"stack keeps its own runs, so they train again \(those stored under "
+                                         r"cpu_threads 1 are read with that count: --stabench-cpu-threads, stabench "
+                                         r"run --cpu-threads, or cpu_threads=\)$"):
         run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=2)
     with pytest.raises(ValueError, match="^train=False reads stored runs only; it needs store= and no recompute$"):
         run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1, train=False, recompute=True)
