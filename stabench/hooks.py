@@ -226,7 +226,7 @@ def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], 
     counter) is state, not code, and is left out: the hash must not change while a study runs.
     Module-level lists, dicts and sets of plain values are left out too, and named second."""
     found: dict[str, Any] = {}
-    unhashed: list[str] = []
+    unhashed: list[tuple[str, int, str]] = []  # (name, id of the owning globals, global's name)
     values: list[tuple[str, int, str, Any]] = []  # (name, id of the owning globals, global's name, value)
     assigned: set[tuple[int, str]] = set()
     pending, seen = [("", hook_function)], {id(hook_function)}

@@ -269,7 +269,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         key=prepared.key, task={**prepared.task_info, **_task_record(prepared.data)},
         model={**prepared.model_info, "attn_implementation": getattr(model.config, "_attn_implementation", None),
                "num_parameters": sum(p.numel() for p in model.parameters())},
-        recipe=prepared.recipe_record, recipe_name=recipe.name, recipe_hash=prepared.recipe_hash, seed=prepared.seed,
+        recipe=dict(prepared.recipe_record), recipe_name=recipe.name, recipe_hash=prepared.recipe_hash,
+        seed=prepared.seed,
         environment={**prepared.environment, "keyed_fields": keyed_fields(
             prepared.task_info, prepared.model_info, environment.key_fields(prepared.environment))},
         metrics=chosen, primary_metric=prepared.data.task.primary_metric,
