@@ -21,7 +21,7 @@ from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, Recipe
-from .report import fmt, seed_ranges
+from .report import fmt, produced_by, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store
 
@@ -193,6 +193,7 @@ class GateResult:
     current_keys: tuple[str, ...] = ()
     checks: tuple[dict, ...] = ()  # each check's effect, limit and p-value (see stats.regression)
     baseline_note: str = ""  # which of several baseline variants was compared, when there were several
+    produced_by: dict = field(default_factory=dict)  # each side's data, model and stacks (report.produced_by)
 
     @property
     def regressed(self) -> bool:
@@ -241,7 +242,8 @@ class GateResult:
         return {"fails": self.fails, "reasons": list(self.reasons), "too_few_seeds": self.too_few_seeds,
                 "baseline": None if self.baseline is None else self.baseline.to_dict(),
                 "current": self.current.to_dict(), "checks": list(self.checks),
-                "baseline_keys": list(self.baseline_keys), "current_keys": list(self.current_keys)}
+                "baseline_keys": list(self.baseline_keys), "current_keys": list(self.current_keys),
+                "produced_by": self.produced_by}
 
 
 def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunResult],
@@ -270,8 +272,10 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     same_seeds = [r for r in matching if r.seed in seeds]
     baseline = _dedupe(same_seeds if len(same_seeds) >= 2 else matching)
     now = stats.summarize_runs(current, metric)
+    produced = {"baseline": produced_by(baseline), "current": produced_by(current)}
     if not baseline:
-        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current))
+        return GateResult(claim, key, metric, now, None, current_keys=tuple(r.key for r in current),
+                          produced_by=produced)
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs: fail, not pass
         note = held and (f"{held}; the one taken, {chosen}, holds {len(baseline)} run(s), so nothing was compared"
                          if len(baseline) < 2 else held)
@@ -279,7 +283,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                    f"use more seeds on each side")
         return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), too_few_seeds=too_few,
                           changed=what_changed(baseline, current), baseline_keys=tuple(r.key for r in baseline),
-                          current_keys=tuple(r.key for r in current), baseline_note=note)
+                          current_keys=tuple(r.key for r in current), baseline_note=note, produced_by=produced)
     note = held and f"{held}; compared with {chosen}"
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
@@ -294,7 +298,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                    f"{threshold.level_text()} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
                       what_changed(baseline, current), tuple(r.key for r in baseline), tuple(r.key for r in current),
-                      tuple(checks), note)
+                      tuple(checks), note, produced)
 
 
 def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,

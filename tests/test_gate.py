@@ -623,6 +623,9 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert mean_check["regressed"] is True and mean_check["p"] < 0.05 and mean_check["effect"] > mean_check["limit"]
     assert all(type(check["regressed"]) is bool for check in detail["checks"])  # JSON true/false, as jq reads
     assert sorted(detail["current_keys"]) == sorted(claim["keys"]) and len(set(detail["baseline_keys"])) == 4
+    produced = detail["produced_by"]  # both sides' data, model and stacks, as the report alone tells them
+    assert produced["current"] == claim["produced_by"] and produced["baseline"]["task"] == produced["current"]["task"]
+    assert produced["baseline"]["stacks"][0]["torch"] == produced["current"]["stacks"][0]["torch"] is not None
     assert gate["changed"] == "recipe content (lr 0.003 -> 1e-06)" and claim["recipe_fields"]["lr"] == 1e-6
     from stabench.recipes import get_recipe
     assert claim["recipe_hash"] == get_recipe("bert-default-bc", epochs=4, trace_every=8, lr=1e-6).hash
