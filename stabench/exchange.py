@@ -125,9 +125,6 @@ def _check_consistent(run: RunResult, where: str) -> None:
             raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
                            f"was edited after it was stored (a recipe field), so it cannot be read as what "
                            f"produced it")
-    if run.primary_metric not in run.metrics:
-        raise _Refused(f"{where}: its headline metric {run.primary_metric!r} is not among its metrics "
-                       f"{sorted(run.metrics)}")
     for name in dict.fromkeys([run.primary_metric, "accuracy"]):  # what summaries and the failure test read
         score = run.metrics.get(name, 0.0)
         if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):

@@ -189,6 +189,9 @@ class RunResult:
         """A run from its record's fields, NaN and inf restored; a record from before a change of
         what is stored reads as it would be stored now."""
         result = cls(**data)
+        score = result.metrics.get(result.primary_metric) if isinstance(result.metrics, dict) else None
+        if isinstance(score, bool) or not isinstance(score, (int, float)):  # every summary reads it: damaged
+            raise ValueError(f"its headline metric {result.primary_metric!r} is {score!r}, not a number")
         if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name
             result.trace["grad_norm"] = dict(sorted(result.trace["grad_norm"].items(), key=lambda g: layer_order(g[0])))
         return _with_current_train_loss(_with_current_model_name(result))

@@ -886,14 +886,17 @@ def _overwrite_record(store: Store, key: str, record: str) -> None:
 
 
 @pytest.mark.parametrize("record", ['[{"__float__": "NaN"}]', '"abc"', "[1, 2]", '{"__float__": "NaN"}', "7",
-                                   "trace is text"])
+                                   "trace is text", "no headline score"])
 def test_a_record_of_another_shape_is_damaged_not_newer(store: Store, record: str) -> None:
-    """Every stabench writes an object whose trace and recipe are objects: anything else is damage (a
-    newer record would never be replaced), named with its run, never a traceback."""
+    """Every stabench writes an object whose trace and recipe are objects and whose headline metric
+    is a number: anything else is damage (a newer record would never be replaced), named with its
+    run, never a traceback (`stabench runs` raised a KeyError on a record without its score)."""
     run = make_result(0)
     store.put(run)
     if record == "trace is text":
         record = json.dumps({**json.loads(run.to_json()), "trace": "loss"})
+    if record == "no headline score":
+        record = json.dumps({**json.loads(run.to_json()), "metrics": {}})
     _overwrite_record(store, run.key, record)
     for read in (store.query, lambda: store.get(run.key)):
         with pytest.raises(StoreError, match=f"stored run {run.key} is unreadable"):
