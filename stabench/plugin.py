@@ -771,8 +771,11 @@ def _record_row(item: pytest.Item, arm, **outcome: Any) -> None:
 
 
 def _claim_row(item: pytest.Item, arm, **outcome: Any) -> dict[str, Any]:
+    """The recipe's hash and fields are its runs' where the outcome has them, else the arm's now."""
+    if "recipe_hash" not in outcome:
+        outcome["recipe_fields"], outcome["recipe_hash"] = arm.recipe.record_and_hash()
     return {"claim": _claim_name(item), "arm": arm.name, "task": arm.task, "recipe": arm.recipe.name,
-            "recipe_hash": arm.recipe.hash, "recipe_fields": arm.recipe.record(), "model": arm.model, **outcome}
+            "model": arm.model, **outcome}
 
 
 def _rows_of_unstarted_claim(item: pytest.Item, report: pytest.TestReport) -> list[dict[str, Any]]:

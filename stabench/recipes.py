@@ -107,14 +107,11 @@ class Recipe:
             del data["hook"]
         return data
 
-    def record(self) -> dict[str, Any]:
-        """The fields a stored run keeps, and with a hook the fingerprint of its code then: the name
-        alone would not tell two versions of a hook apart, and an import checks the hash with it."""
-        return self.record_and_hash()[0]
-
     def record_and_hash(self) -> tuple[dict[str, Any], str]:
-        """:meth:`record` and :attr:`hash` with the hook's code read once, so a hook file saved
-        between two reads cannot set a run's record apart from its key."""
+        """The fields a stored run keeps, and :attr:`hash`.  With a hook the fields hold the
+        fingerprint of its code then (the name alone would not tell two versions of a hook apart,
+        and an import checks the hash with it), read once for both, so a hook file saved between
+        two reads cannot set a run's record apart from its key."""
         data = self.to_dict()
         if self.hook is None:
             return data, self.hash
@@ -125,7 +122,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """A recipe from its fields, as ``to_dict`` or a stored run's :meth:`record` holds them."""
+        """A recipe from its fields, as ``to_dict`` or a stored run's record (:meth:`record_and_hash`) holds them."""
         data = {k: v for k, v in data.items() if k != HOOK_FINGERPRINT}  # what the hook was, not a field
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
