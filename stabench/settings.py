@@ -47,7 +47,7 @@ class ProjectSettings:
     def where(self, name: str) -> str:
         """Where the option in force was written, for its error messages."""
         if name in self.flags:
-            return f"--stabench-{name.replace('_', '-')} in {self.flags[name][1]}"
+            return f"{_flag(name)} in {self.flags[name][1]}"
         return f"stabench_{name} in {self.path}"
 
     def store(self) -> Path | None:
@@ -66,7 +66,7 @@ class ProjectSettings:
         try:
             return int(str(value).strip())
         except ValueError:
-            written = (f"--stabench-{name.replace('_', '-')}={value!r} in {self.flags[name][1]}" if name in self.flags
+            written = (f"{_flag(name)}={value!r} in {self.flags[name][1]}" if name in self.flags
                        else f"stabench_{name} = {value!r} in {self.path}")
             raise ValueError(f"{written} is invalid; expected an integer") from None
 
@@ -94,6 +94,10 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
 
 FLAGS = ("store", "cpu-threads", "device")  # those the command reads
 
+
+def _flag(name: str) -> str:
+    """The command-line flag of option ``name`` (``cpu_threads``: ``--stabench-cpu-threads``)."""
+    return f"--stabench-{name.replace('_', '-')}"
 
 def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
     """The ``--stabench-*`` flags of :data:`FLAGS` pytest would add to its command line: the
