@@ -331,6 +331,7 @@ def _synthetic_splits(ctx: Context):
 def _prepared(ctx: Context, recipe, seed: int, key: str):
     """What fine_tune needs for a run on the synthetic splits (never stored, so any key does)."""
     sb, device = ctx.sb, str(ctx.device)
+    sb.train.check_compile(recipe, device)  # prepare's own refusal: torch 2.4's CPU compile flushes subnormals
     return sb.train.PreparedRun(
         data=ctx.task_data, model=ctx.source, recipe=recipe, seed=seed, device=device, key=key,
         task_info={"name": "synthetic"}, model_info={"name": "benchmark"},
