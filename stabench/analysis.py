@@ -37,6 +37,7 @@ from .result import RunResult, runs_of
 __all__ = [
     "GradientVerdict",
     "OverfittingTrend",
+    "RandomMaskedLMWeights",
     "collapsed_to_constant",
     "example_runs",
     "forgetting_curve",
@@ -347,12 +348,18 @@ def _quiet_transformers():
         transformers_logging.set_verbosity(verbosity)
 
 
+class RandomMaskedLMWeights(UserWarning):
+    """A checkpoint without its masked-LM head (a sentence encoder such as the built-in MiniLM, or a
+    classifier's save): the head is drawn at random, so its perplexities say nothing about forgetting."""
+
+
 def load_masked_lm(pretrained_model_path: str, seed: int = 0) -> nn.Module:
-    """``AutoModelForMaskedLM`` from a checkpoint, in eval mode, warnings silenced.
+    """``AutoModelForMaskedLM`` from a checkpoint, in eval mode, transformers' own warnings silenced.
 
     Weights the checkpoint lacks (e.g. the MLM head of a checkpoint saved from a
     classifier, like the tiny test BERT) are initialised under ``torch.manual_seed(seed)``
-    without touching the global RNG, so two loads give the same model.
+    without touching the global RNG, so two loads give the same model, and named in a
+    :class:`RandomMaskedLMWeights` warning.
     """
     from transformers import AutoModelForMaskedLM
 
@@ -361,7 +368,14 @@ def load_masked_lm(pretrained_model_path: str, seed: int = 0) -> nn.Module:
     check_torch_usable()
     with _quiet_transformers(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForMaskedLM.from_pretrained(pretrained_model_path)
+        model, loading = AutoModelForMaskedLM.from_pretrained(pretrained_model_path, output_loading_info=True)
+    missing = sorted(loading["missing_keys"])
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        warnings.warn(f"{pretrained_model_path} has no weights for {', '.join(missing[:3])}{more}: they were drawn "
+                      f"at random, so masked-LM perplexities on it (and forgetting curves) measure a random head, "
+                      f"not what fine-tuning forgot; use a checkpoint saved with its masked-LM head, such as "
+                      f"bert-large-uncased", RandomMaskedLMWeights, stacklevel=2)
     return model.eval()
 
 

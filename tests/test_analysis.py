@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -291,6 +292,7 @@ def _texts():
     return list(data.eval["sentence"][:48])
 
 
+@pytest.mark.filterwarnings("ignore::stabench.analysis.RandomMaskedLMWeights")  # the tiny BERT has no MLM head
 def test_forgetting_curve_resets_top_layers_to_pretrained(tiny_model, tiny_runs):
     tokenizer = load_tokenizer(resolve(tiny_model))
     finetuned = tiny_runs["failed"]
@@ -318,6 +320,20 @@ def test_forgetting_curve_resets_top_layers_to_pretrained(tiny_model, tiny_runs)
         analysis.forgetting_curve(tiny_model, finetuned, texts, tokenizer, ks=[4])
 
 
+def test_load_masked_lm_warns_when_the_head_is_drawn_at_random(tiny_model, tmp_path):
+    """The tiny BERT is a classifier's save: its MLM head is random, and a forgetting curve on it
+    would measure that head.  Saved with its head, the same encoder loads without the warning."""
+    with pytest.warns(analysis.RandomMaskedLMWeights, match=r"has no weights for cls\.predictions\..*"
+                                                            r"measure a random head"):
+        model = analysis.load_masked_lm(tiny_model)
+    model.save_pretrained(tmp_path / "with-head")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", analysis.RandomMaskedLMWeights)
+        reloaded = analysis.load_masked_lm(str(tmp_path / "with-head"), seed=1)  # another seed: nothing drawn
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()))
+
+
+@pytest.mark.filterwarnings("ignore::stabench.analysis.RandomMaskedLMWeights")  # the tiny BERT has no MLM head
 def test_masked_lm_perplexity_is_seeded(tiny_model):
     tokenizer = load_tokenizer(resolve(tiny_model))
     model = analysis.load_masked_lm(tiny_model)

@@ -182,6 +182,7 @@ def test_albert_s_per_layer_interventions_are_refused_before_any_data_loads(tiny
     assert prepare("polarity", str(tmp_path / "albert"), get_recipe("albert-default"), 0, device="cpu").key
 
 
+@pytest.mark.filterwarnings("ignore::stabench.analysis.RandomMaskedLMWeights")  # the tiny BERT has no MLM head
 def test_forgetting_at_l_plus_1_is_the_pretrained_deberta(tiny_model, tmp_path):
     """DeBERTa's relative position embeddings and their norm sit outside the layers and the
     embeddings; k = L+1 restores them too."""
