@@ -18,7 +18,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,9 +179,17 @@ def registered_name(task: str | Task) -> str:
         register_task(task, replace=True)
     elif registered is not task and registered != task:
         raise ValueError(f"task name {task.name!r} is already used by another task in this process "
-                         f"({registered.description or 'another loader'}); give this one another name, or "
-                         f"stabench.register_task(task, replace=True) to replace the first")
+                         f"({registered.description or 'another loader'}{_differences(registered, task)}); give this "
+                         f"one another name, or stabench.register_task(task, replace=True) to replace the first")
     return task.name
+
+
+def _differences(old: Task, new: Task) -> str:
+    """How a task differs from the one registered under its name, e.g. after a notebook cell was
+    edited and run again: its columns or metrics (the same files read two ways), or its loader."""
+    named = [f"{f.name} {getattr(old, f.name)!r} where this one has {getattr(new, f.name)!r}"
+             for f in fields(Task) if f.compare and f.name != "loader" and getattr(old, f.name) != getattr(new, f.name)]
+    return f", with {'; '.join(named)}" if named else ""
 
 
 def get_task(name: str | Task) -> Task:
@@ -332,8 +340,9 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
 
 
 def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
-    """The header of a CSV/TSV file, or the first record of a JSON-lines file, has every column."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    """The header of a CSV/TSV file, or the first record of a JSON-lines file, has every column.
+    (Excel's "CSV UTF-8" starts with a byte-order mark, which datasets skips too.)"""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         if _FORMATS[path.suffix.lower()] == "json":
             first = next((line for line in handle if line.strip()), None)
             if first is None:
@@ -370,7 +379,9 @@ def _require_columns(where: str, columns: tuple[str, ...], header: list[str],
     """``where``: the file, or the task split, as the user knows it."""
     missing = [c for c in columns if c not in header]
     if missing:
-        raise error(f"column {missing[0]!r} is missing from {where!r}; it has columns {', '.join(header)}")
+        spaced = [name for name in header if name != name.strip() and name.strip() in missing]
+        hint = f" ({', '.join(map(repr, spaced))} with spaces: write the header without them)" if spaced else ""
+        raise error(f"column {missing[0]!r} is missing from {where!r}; it has columns {', '.join(header)}{hint}")
 
 
 def _require_values(where: str, column: str, values: list) -> None:

@@ -149,8 +149,16 @@ def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
         task = local_task("fruit", "train.csv", "train.csv", ["text"])
         if folder == "a":
             assert registered_name(task) == "fruit"
-    with pytest.raises(ValueError, match="task name 'fruit' is already used by another task"):
+    with pytest.raises(ValueError, match=r"task name 'fruit' is already used by another task in this process "
+                                         r"\(local files train.csv / train.csv, with files \('.*a/train.csv', "):
         registered_name(task)
+    # A notebook cell edited to read the same files another way: the message names what changed.
+    _write(tmp_path / "b" / "pairs.csv", [{"p": f"x {i}", "q": "y", "label": i % 2} for i in range(4)], "csv")
+    registered_name(local_task("pairs", "pairs.csv", "pairs.csv", ["p", "q"]))
+    with pytest.raises(ValueError, match=r"^task name 'pairs' is already used by another task in this process \(local "
+                                         r"files pairs.csv / pairs.csv, with text_columns \('p', 'q'\) where this one "
+                                         r"has \('q', 'p'\)\); give this one another name"):
+        registered_name(local_task("pairs", "pairs.csv", "pairs.csv", ["q", "p"]))
 
 
 def test_local_task_errors_name_the_bad_value(tmp_path):
@@ -171,6 +179,14 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["sentence"])
     with pytest.raises(ValueError, match="column 'lable' is missing"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text"], label_column="lable")
+    # Excel's "CSV UTF-8" starts with a byte-order mark: the first column was "missing" though listed.
+    (tmp_path / "excel.csv").write_bytes("\ufefftext,label\nfine,1\nbad,0\n".encode())
+    excel = load_task_data(local_task("excel", tmp_path / "excel.csv", tmp_path / "excel.csv", ["text"]))
+    assert list(excel.train["text"]) == ["fine", "bad"]
+    (tmp_path / "spaced.csv").write_text("text, label\nfine, 1\n")
+    with pytest.raises(ValueError, match=r"^column 'label' is missing from '.*spaced.csv'; it has columns text,  label "
+                                         r"\(' label' with spaces: write the header without them\)$"):
+        local_task("x", tmp_path / "spaced.csv", tmp_path / "spaced.csv", ["text"])
     with pytest.raises(ValueError, match=r"^task name 'polarity' is taken by another task \(built-in: .*; give the local "
                                          r"task another name, e.g. 'polarity-local'$"):
         local_task("polarity", tmp_path / "train.csv", tmp_path / "train.csv", ["text"])
