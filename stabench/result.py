@@ -189,7 +189,12 @@ class RunResult:
         """A run from its record's fields, NaN and inf restored; a record from before a change of
         what is stored reads as it would be stored now."""
         result = cls(**data)
-        score = result.metrics.get(result.primary_metric) if isinstance(result.metrics, dict) else None
+        for name in ("task", "model", "recipe", "environment", "metrics", "trace"):  # read as objects everywhere
+            if not isinstance(getattr(result, name), dict):
+                raise ValueError(f"its {name} is {json.dumps(getattr(result, name), default=str)[:40]}, not an object")
+        if not isinstance(result.primary_metric, str):
+            raise ValueError(f"its primary_metric {result.primary_metric!r} is not a metric's name")
+        score = result.metrics.get(result.primary_metric)
         if isinstance(score, bool) or not isinstance(score, (int, float)):  # every summary reads it: damaged
             raise ValueError(f"its headline metric {result.primary_metric!r} is {score!r}, not a number")
         if isinstance(result.trace.get("grad_norm"), dict):  # stored JSON sorts its keys by name

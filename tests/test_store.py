@@ -830,6 +830,8 @@ BAD_FILES = {
     "lone_surrogate_name": lambda: json.dumps([{**_valid_record(), "recipe_name": "paper\udc80"}]),
     "lone_surrogate_tag": lambda: json.dumps([{**_valid_record(), "tags": ["ok", "\udc80"]}]),
     "trace_not_an_object": lambda: json.dumps([{**_valid_record(), "trace": "loss"}]),
+    "trace_null": lambda: json.dumps([{**_valid_record(), "trace": None}]),
+    "headline_not_a_name": lambda: json.dumps([{**_valid_record(), "primary_metric": 5}]),
 }
 
 
@@ -845,6 +847,9 @@ def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name
         store.import_file(bad)
     assert str(bad) in str(error.value)
     assert store.count() == 1 and make_result(7).key not in store
+    said = {"trace_null": "invalid run record: its trace is null, not an object",  # was: 'NoneType' object has no ...
+            "headline_not_a_name": "invalid run record: its primary_metric 5 is not a metric's name"}  # was: 5 is None
+    assert said.get(name, "") in str(error.value)
 
 
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=6))
@@ -886,15 +891,17 @@ def _overwrite_record(store: Store, key: str, record: str) -> None:
 
 
 @pytest.mark.parametrize("record", ['[{"__float__": "NaN"}]', '"abc"', "[1, 2]", '{"__float__": "NaN"}', "7",
-                                   "trace is text", "no headline score"])
+                                   "trace is text", "trace is null", "no headline score", "headline is a number"])
 def test_a_record_of_another_shape_is_damaged_not_newer(store: Store, record: str) -> None:
     """Every stabench writes an object whose trace and recipe are objects and whose headline metric
     is a number: anything else is damage (a newer record would never be replaced), named with its
     run, never a traceback (`stabench runs` raised a KeyError on a record without its score)."""
     run = make_result(0)
     store.put(run)
-    if record == "trace is text":
-        record = json.dumps({**json.loads(run.to_json()), "trace": "loss"})
+    if record.startswith("trace is "):
+        record = json.dumps({**json.loads(run.to_json()), "trace": "loss" if record.endswith("text") else None})
+    if record == "headline is a number":
+        record = json.dumps({**json.loads(run.to_json()), "primary_metric": 5})
     if record == "no headline score":
         record = json.dumps({**json.loads(run.to_json()), "metrics": {}})
     _overwrite_record(store, run.key, record)
