@@ -73,11 +73,19 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
     commit = _git(["rev-parse", "HEAD"], project_dir)
     env["project_git_commit"] = commit
     env["project_git_dirty"] = bool(_git(["status", "--porcelain"], project_dir)) if commit else None
-    # An editable install from a clone: its version stays 0.1.0 from commit to commit.
-    source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    in_clone = os.path.exists(os.path.join(source, ".git"))
-    env["stabench_git_commit"] = _git(["rev-parse", "HEAD"], source) if in_clone else None
+    env["stabench_git_commit"], env["stabench_git_dirty"] = stabench_clone(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(sorted(env.items()))
+
+
+def stabench_clone(source: str) -> tuple[str | None, bool | None]:
+    """The commit of the clone stabench runs from (an editable install, whose version stays 0.1.0
+    from commit to commit), and whether its code was edited since: a training loop tried out
+    locally is another stabench.  (None, None) for an installed wheel."""
+    if not os.path.exists(os.path.join(source, ".git")):
+        return None, None
+    commit = _git(["rev-parse", "HEAD"], source)
+    return commit, bool(_git(["status", "--porcelain", "--", "stabench"], source)) if commit else None
 
 
 def _cpu_model() -> str | None:

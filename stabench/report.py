@@ -229,7 +229,7 @@ def _replaceable(path: Path, kind: str) -> bool:
 # The stack a JSON report names for each study: what changes a run's numbers, and what ran it.
 REPORTED_STACK = ("python", "torch", "transformers", "tokenizers", "datasets", "cuda", "cudnn", "device_kind",
                   "device_name", "gpu_driver", "cpu_model", "cpu_threads", "precision", "stabench",
-                  "stabench_git_commit", "project_git_commit", "project_git_dirty")
+                  "stabench_git_commit", "stabench_git_dirty", "project_git_commit", "project_git_dirty")
 
 
 def produced_by(runs: Sequence[RunResult]) -> dict[str, Any] | None:

@@ -50,9 +50,32 @@ def test_end_to_end_run_of_the_tiny_model(tiny_model):
     clone = Path(stabench.__file__).parent.parent
     commit = environment._git(["rev-parse", "HEAD"], str(clone)) if (clone / ".git").exists() else None
     assert result.environment["stabench_git_commit"] == commit
+    assert result.environment["stabench_git_dirty"] is environment.stabench_clone(str(clone))[1]
     assert result.environment["cuda_visible_devices"] == os.environ.get("CUDA_VISIBLE_DEVICES")
     assert result.recipe["bias_correction"] is False and result.recipe_name.startswith("bert-default")
     assert result.steps_per_s > 0 and result.wall_time_s > 0
+
+
+def test_a_run_records_whether_stabench_s_own_code_was_edited_since_its_commit(tmp_path):
+    """Runs of a locally edited training loop read as the clean commit's: only the project's own
+    edits were recorded."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    assert environment.stabench_clone(str(tmp_path)) == (None, None)  # a wheel, not a clone
+    (tmp_path / "stabench").mkdir()
+    (tmp_path / "stabench" / "train.py").write_text("STEP = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "notes.txt").write_text("the user's own file beside the library\n")
+    assert environment.stabench_clone(str(tmp_path)) == (commit, False)
+    (tmp_path / "stabench" / "train.py").write_text("STEP = 2\n")
+    assert environment.stabench_clone(str(tmp_path)) == (commit, True)
 
 
 def test_single_sentence_task_and_subsample(tiny_model):
