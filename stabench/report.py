@@ -71,9 +71,10 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
 
 
 def progress_display(console: Console | None = None) -> Progress:
-    """The progress bars of a study (seeds, and the steps of the seed in training), gone when done."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
+    """The progress bars of a study (seeds, and the steps of the seed in training), gone when done.
+    Descriptions are plain text: a recipe's ``[lr=0.0002]`` is not markup."""
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True)
 
 
 def seed_ranges(seeds: Sequence[int]) -> str:
@@ -190,13 +191,14 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str) -> 
     if folder and not path.exists() and path.suffix[1:].lower() in PLOT_FORMATS:
         raise ValueError(f"{named} looks like a figure's file name; expected a folder for the figures (their format: "
                          f"{format_option} {path.suffix[1:].lower()})")
-    if not folder and path.exists():  # written in place (/dev/stdout too): only it must be writable
+    if not folder and path.exists():
         if not os.access(path, os.W_OK):
             raise ValueError(f"{named} cannot be written: permission denied")
         if not _replaceable(path, kind):
             raise ValueError(f"{named} exists and is not a stabench {'Markdown' if kind == 'md' else 'JSON'} report, "
                              f"so it is left as it is; name a new file, or move it away first")
-        return
+        if path.is_symlink() or not path.is_file():  # /dev/stdout, a pipe: written in place
+            return
     existing = path.absolute() if folder else path.absolute().parent
     while not existing.exists():
         existing = existing.parent
@@ -279,13 +281,16 @@ COMPARISON_NOTE = ("each p is one-sided, in A's favour: Mann-Whitney for the mea
                    "Fisher for the failures")
 
 
-def comparison_rows(entries: Sequence[dict[str, Any]], owner: str = "claim") -> list[dict[str, str]]:
+def comparison_rows(entries: Sequence[dict[str, Any] | Comparison], owner: str = "claim") -> list[dict[str, str]]:
     """A row per comparison: ``Comparison.to_dict()`` entries, each with what made it under ``owner``
-    (the claim whose body called ``Study.compare``, or the studies ``stabench summary --compare`` paired)."""
+    (the claim whose body called ``Study.compare``, or the studies ``stabench summary --compare`` paired),
+    or a script's Comparisons (what ``Study.compare`` returns), which have no such column."""
     rows = []
     for entry in entries:
-        c = Comparison(**{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
-        rows.append({owner: entry[owner], "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
+        c = entry if isinstance(entry, Comparison) else Comparison(
+            **{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
+        made_by = {} if isinstance(entry, Comparison) else {owner: entry[owner]}
+        rows.append({**made_by, "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
                      "mean": f"{fmt(c.mean_a)} vs {fmt(c.mean_b)} (p={c.mannwhitney_p_a_better:.3g})",
                      "std": f"{fmt(c.std_a)} vs {fmt(c.std_b)} (p={c.levene_p_a_less:.3g}"
                             + ("; all of A failed" if c.all_of_a_failed else "") + ")",
@@ -341,10 +346,18 @@ def write_json(path: str | Path, payload: Any) -> Path:
 
 
 def _write(path: str | Path, text: str) -> Path:
+    """A file is replaced whole or not at all (a full disk keeps the last report, not an empty
+    file); ``/dev/stdout``, a pipe or a link is written through, in place."""
+    from .exchange import replaced_atomically
+
     path = Path(path)
     try:
+        if path.is_symlink() or path.exists() and not path.is_file():
+            path.write_text(text)
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        with replaced_atomically(path) as handle:
+            handle.write(text)
     except OSError as error:
         raise ValueError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
     return path

@@ -1,4 +1,5 @@
 """Reports a CI step reads: strict JSON whatever numpy handed the report."""
+import contextlib
 import json
 import math
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stabench import report
 from stabench.claims import parse_seeds
 from stabench.report import seed_ranges, verdict_text, write_json
 from stabench.result import RunResult
@@ -91,3 +93,63 @@ def test_what_produced_no_runs_is_none():
     from stabench.report import produced_by
 
     assert produced_by([]) is None
+
+
+def test_progress_bars_show_a_recipe_s_overrides_as_written():
+    """rich read bert-default-bc[layerwise_lr_decay=0.9] as markup: two arms' bars read the same."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    with report.progress_display(Console(file=out, force_terminal=True, width=150)) as bars:
+        bars.add_task("kwpair / bert-default-bc[layerwise_lr_decay=0.9,lr=0.0004]: seeds", total=3)
+        bars.refresh()
+    assert "kwpair / bert-default-bc[layerwise_lr_decay=0.9,lr=0.0004]: seeds" in out.getvalue()
+
+
+def test_a_report_that_cannot_be_written_whole_keeps_the_last_one(tmp_path, monkeypatch):
+    """A full disk left a 0-byte summary.md, written in place."""
+    import errno
+
+    from stabench import exchange
+
+    path = write_json(tmp_path / "r.json", {"claims": 1})
+    before = path.read_text()
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = exchange.replaced_atomically
+
+    def full(target):
+        with real(target):  # the temporary file is made, and removed after the error
+            yield FullDisk()
+
+    monkeypatch.setattr(exchange, "replaced_atomically", contextlib.contextmanager(full))
+    with pytest.raises(ValueError, match=r"^cannot write '.*r.json': No space left on device$"):
+        write_json(path, {"claims": 2})
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_report_through_a_link_or_a_descriptor_is_written_in_place(tmp_path):
+    """/dev/stdout is a link, /dev/fd/N a descriptor: a report replaced atomically would replace the
+    link itself (as root, /dev/stdout became a plain file) or fail to make its temporary file."""
+    import os
+
+    from stabench.report import check_output, write_markdown
+
+    target = tmp_path / "real.md"
+    write_markdown(target, "## stabench old\n")
+    (tmp_path / "link.md").symlink_to(target)
+    check_output(tmp_path / "link.md", "--md", "md", "")
+    write_markdown(tmp_path / "link.md", "## stabench new\n")
+    assert (tmp_path / "link.md").is_symlink() and target.read_text() == "## stabench new\n"
+    read, write = os.pipe()
+    try:
+        write_markdown(f"/dev/fd/{write}", "## stabench piped\n")
+        assert os.read(read, 100) == b"## stabench piped\n"
+    finally:
+        os.close(read)
+        os.close(write)

@@ -249,6 +249,7 @@ def test_a_study_whose_every_run_failed_is_not_shown_less_variable():
     from stabench.report import comparison_rows
     (row,) = comparison_rows([{**comparison.to_dict(), "claim": "c"}])  # the reports' table says why too
     assert row["std"].endswith("; all of A failed)") and "less variable" not in row["A is"]
+    assert comparison_rows([comparison]) == [{k: v for k, v in row.items() if k != "claim"}]  # a script's, as is
     with pytest.raises(AssertionError, match=r"every run of A failed \(10/10\), so its small spread shows no "
                                              r"stability; compare failures first \(B failed 6/25\)"):
         assert_less_variable(comparison)
