@@ -546,6 +546,10 @@ class Session:
             raise SeedNotRun(f"seed {seed} of {named} did not finish in this session: {how}")
 
 
+class StudyNotStored(UserWarning):
+    """A script's study without a store: hours of training kept nowhere."""
+
+
 def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,
           train_size: int | None = None, subsample_seed: int = 0, store=None, device: str = "auto",
           cpu_threads: int | None = None, recompute: bool = False, train: bool = True,
@@ -555,11 +559,17 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     (seeds 0..n-1), a list or text ("0-4"), as in a claim.  ``train=False`` only reads (to redraw a table
     without a chance of training): seeds not stored are one error naming them.  ``progress=True``
     shows a progress bar (seeds done, and the steps of the seed in training), in a terminal or a
-    notebook."""
-    from .train import RunNotStored, run_or_read
+    notebook.  Without ``store=``, ``$STABENCH_STORE`` where it is set; with neither, the runs are
+    kept nowhere and a :class:`StudyNotStored` warning says so."""
+    from .train import RunNotStored, run_or_read, script_store
 
     recipe, name = get_recipe(recipe), registered_name(task)  # a clash of task names fails before any training
     seeds = seed_spec(seeds, "study ")
+    store = script_store(store)
+    if store is None and train:
+        warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
+                      "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",
+                      StudyNotStored, stacklevel=2)
     reload_task_data(task)  # an in-memory task's data as its loader gives it now, one call for every seed
     runs, missing, trained_here = [], [], []
     with _progress_bar(progress, f"{name} / {recipe.name}", len(seeds_of(seeds))) as seed_progress:
@@ -674,10 +684,6 @@ class Study:
             raise ValueError(f"study of {arm.name}: its runs were made under different library stacks or devices "
                              f"(they differ in {', '.join(differ)}); select one, e.g. Store.query(..., "
                              f"env={{{differ[0]!r}: ...}})")
-        seeds = [r.seed for r in results]
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "
-                             f"appear more than once; each seed is one run")
         task, model = getattr(arm.task, "name", arm.task), stored_name(arm.model)
         for r in results:  # a study built by hand (outside pytest) must describe the runs it holds
             if (r.task or {}).get("name") != task:
@@ -693,6 +699,10 @@ class Study:
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "
                     f"({r.recipe_hash[:SHORT_HASH]}) on train_size={(r.task or {}).get('train_size')}, not with "
                     f"{arm.recipe.name!r} ({arm.recipe.hash[:SHORT_HASH]}) on train_size={arm.train_size}")
+        seeds = [r.seed for r in results]  # after the runs' own checks: two recipe versions repeat seeds
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "
+                             f"appear more than once; each seed is one run")
         self.arm = arm
         self.trained_here = list(trained_here)  # seeds the verdict had to train itself
         self.comparisons: list[stats.Comparison] = []  # what compare() gave, for the claim's reports

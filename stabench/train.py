@@ -128,8 +128,9 @@ def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_
         subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
         progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None,
         train: bool = True) -> RunResult:
-    """Fine-tune and evaluate one seed; with a store (a Store or its path), reuse a stored
-    result or store the new one.  ``train=False`` only reads: RunNotStored if it is not stored.
+    """Fine-tune and evaluate one seed; with a store (a Store or its path; without one,
+    ``$STABENCH_STORE`` where it is set), reuse a stored result or store the new one.
+    ``train=False`` only reads: RunNotStored if it is not stored.
 
     ``cpu_threads`` runs it with that many torch threads (restored afterwards): on a CPU the
     count changes the result and is part of the run's key, as ``--cpu-threads`` in the CLI.
@@ -150,8 +151,8 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
     if store is not None and not isinstance(store, (str, os.PathLike)) \
             and not callable(getattr(store, "get_or_compute", None)):
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
-    if not train and (store is None or recompute):
-        raise ValueError("train=False reads stored runs only; it needs store= and no recompute")
+    if not train and (script_store(store) is None or recompute):
+        raise ValueError("train=False reads stored runs only; it needs store= (or $STABENCH_STORE) and no recompute")
     with _opened(store, must_exist=not train) as store, environment.torch_threads(cpu_threads):
         prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
                            device=device)
@@ -171,9 +172,16 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
         return store.get_or_compute(prepared.key, train_it, recompute=recompute, recipe_name=prepared.recipe.name)
 
 
+def script_store(store):
+    """The store a script's ``run`` or ``study`` uses: the one given, else ``$STABENCH_STORE`` where
+    it is set (the store the CLI and pytest use), else None (nothing stored)."""
+    return store if store is not None else os.environ.get("STABENCH_STORE") or None
+
+
 def _opened(store, must_exist: bool):
-    """A store given by its path, opened for one call and closed after (``must_exist`` for a read,
-    which creates no store); a Store or None as is."""
+    """A store given by its path (see ``script_store``), opened for one call and closed after
+    (``must_exist`` for a read, which creates no store); a Store or None as is."""
+    store = script_store(store)
     if isinstance(store, (str, os.PathLike)):
         from .store import Store
 

@@ -52,6 +52,10 @@ def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample
         Study(arm, runs + runs)
     import dataclasses
 
+    edited = dataclasses.replace(runs[0], key="k2", recipe_hash="0" * 64)  # seed 0 of another version of the recipe
+    with pytest.raises(ValueError, match=r"^study of a: run k2 \(seed 0\) was trained with recipe .*\(00000000\)"):
+        Study(arm, runs + [edited])  # said "seeds [0] appear more than once"
+
     fingerprint = runs[0].task["fingerprint"]  # differing only after the shown 8 characters still counts
     other_subsample = dataclasses.replace(runs[0], key="k1", seed=1,
                                           task={**runs[0].task, "fingerprint": fingerprint[:8] + "0ther000"})
@@ -269,6 +273,31 @@ def test_a_study_from_a_script_can_show_its_progress(tiny_model, tmp_path, monke
     shown.clear()
     assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=tmp_path / "s.sqlite").n == 2
     assert shown == []  # no bar unless asked for
+
+
+def test_a_script_without_store_uses_stabench_store_and_without_either_is_warned(tiny_model, tmp_path,
+                                                                                    monkeypatch):
+    """The CLI and pytest read $STABENCH_STORE; a script's study read it not, and kept nothing."""
+    import warnings
+
+    import pytest
+
+    import stabench
+
+    monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "env.sqlite"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", stabench.claims.StudyNotStored)
+        first = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2)
+        assert first.trained_here == [0, 1]
+        assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, train=False).results == first.results
+        assert stabench.run(BUILTIN_PAIR_TASK, tiny_model, FAST, 1) == first.results[1]  # read, not trained
+    with Store(tmp_path / "env.sqlite") as store:
+        assert [r.seed for r in store.query()] == [0, 1]
+    monkeypatch.delenv("STABENCH_STORE")
+    with pytest.warns(stabench.claims.StudyNotStored, match=r"^stabench.study was given no store \(store= or "
+                                                              r"\$STABENCH_STORE\): its runs are trained again"):
+        again = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=1)
+    assert again.trained_here == [0] and again.results[0].metrics == first.results[0].metrics
 
 
 def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, tmp_path):

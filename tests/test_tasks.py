@@ -323,11 +323,14 @@ def test_an_in_memory_task_serves_the_data_its_loader_returns_at_each_study(tiny
     task = Task("changing", "text", lambda: calls.append(1) or {**data, "train": {
         "text": random.sample(data["train"]["text"], len(data["train"]["text"])), "label": data["train"]["label"]}})
     monkeypatch.setattr(stabench.claims, "Study", lambda arm, runs, trained: runs)
-    first = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
+    monkeypatch.delenv("STABENCH_STORE")  # no store: each study trains (here: returns its data)
+    with pytest.warns(stabench.claims.StudyNotStored):
+        first = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
     assert len(calls) == 1 and len({d.fingerprint for d in first}) == 1 and len(first[0].train) == 8
     data = {**data, "train": _in_memory([f"t {i}" for i in range(6)], [0, 1] * 3)}
     assert load_task_data(task).fingerprint == first[0].fingerprint  # cached between studies
-    second = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
+    with pytest.warns(stabench.claims.StudyNotStored):
+        second = stabench.study(task, tiny_model, "bert-default", seeds=3, device="cpu")
     assert len(calls) == 2 and {len(d.train) for d in second} == {6}
     reload_task_data("polarity")  # a built-in task cannot change: nothing to reload
     assert load_task_data("polarity") is load_task_data("polarity")
