@@ -431,16 +431,21 @@ class Session:
         except StoreError as error:
             raise RunSetupError(str(error)) from None
         attempt = self._attempt_path(prepared.key)
-        attempt.parent.mkdir(parents=True, exist_ok=True)
         record = {"session": self.session_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.time(), "error": None}
-        _write_attempt(attempt, record)
+        try:
+            attempt.parent.mkdir(parents=True, exist_ok=True)
+            _write_attempt(attempt, record)
+        except OSError as error:  # "attempts" is a file, or the disk is full
+            raise RunSetupError(f"{self.store.path}: cannot write the attempt file {attempt} beside the store "
+                                f"({error.strerror or error}), so no run is trained") from None
         try:
             if not self.recompute:
                 warn_of_other_stacks(prepared, self.store)
             result = self.store.store_trained(fine_tune(prepared), replace=self.recompute)
         except BaseException as error:
-            _write_attempt(attempt, {**record, "error": f"{type(error).__name__}: {error}"})
+            with contextlib.suppress(OSError):  # a full disk: the run's own error is the one to tell
+                _write_attempt(attempt, {**record, "error": f"{type(error).__name__}: {error}"})
             raise
         self.trained.append(result.key)
         if self.recompute:

@@ -22,7 +22,7 @@ from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import stored_name
-from .recipes import Recipe, canonical_name, get_recipe, parse_overrides
+from .recipes import Recipe, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import smallest_split_p, summarize_runs
@@ -172,7 +172,7 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
         if args.show:
             console.print_json(store.get(store.find_key(args.show)).to_json())
             return 0
-        runs = _matching(store, *_filters(args, store), args.seeds)
+        runs = _matching(store, *_filters(args, store), args.seeds, skip_damaged=True)
     rows = [{"key": r.key[:SHORT_KEY], "task": r.task["name"], "model": r.model["name"],
              "recipe": r.recipe_name + (f" (also {'; '.join(r.recipe_aliases)})" if r.recipe_aliases else ""),
              "recipe hash": r.recipe_hash[:SHORT_HASH], "data": (r.task.get("fingerprint") or "-")[:8],
@@ -206,10 +206,12 @@ def _device(environment: dict) -> str | None:
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     with Store(_store_path(args), must_exist=True) as store:
-        runs = _matching(store, *_filters(args, store), args.seeds)
+        runs = _matching(store, *_filters(args, store), args.seeds, skip_damaged=True)
         if not runs:
             raise ValueError(f"the results store {store.path} holds no runs")
-        against = None if args.compare in (None, True) else _stored_recipe_name(store, args.compare)
+        against, file_hash = None if args.compare in (None, True) else store.recipe_name(args.compare), None
+        if against and against.lower().endswith(".json"):  # a recipe file: the studies of its content, any name
+            file_hash = get_recipe(against).hash
     studies = group_studies(name_studies(runs))
     if args.metric:  # studies of other tasks may lack it: they are left out, and named
         lacking = [name for name, study_runs in studies if any(args.metric not in r.metrics for r in study_runs)]
@@ -221,6 +223,9 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if lacking:
             console.print(f"[yellow]note: left out {len(lacking)} study(ies) without {escape(args.metric)}: "
                           f"{escape('; '.join(lacking))}[/]", highlight=False)
+    # Names before name_studies joins them into labels; a recipe file's path names the studies of its content.
+    names = {run.key: set(run.recipe_names) | ({against} if run.recipe_hash == file_hash else set()) for run in runs}
+    comparisons = [] if args.compare is None else _compared(studies, args.metric, against, names)
     summaries = [summarize_runs(study_runs, args.metric) for _, study_runs in studies]
     rows = [{"study": name, "metric": args.metric or study_runs[0].primary_metric,
              "seeds": report.seed_ranges([r.seed for r in study_runs]),
@@ -239,8 +244,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         if short:
             console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
                           f"{escape('; '.join(short))}[/]", highlight=False)
-    names = {run.key: set(run.recipe_names) for run in runs}  # before name_studies joins them into labels
-    comparisons = [] if args.compare is None else _compare_studies(studies, args.metric, against, names, console)
+    if args.compare is not None:
+        _print_comparisons(comparisons, studies, against, console)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
@@ -282,15 +287,20 @@ _COMPARED = (f"{report.COMPARISON_NOTE}; A vs B and B vs A make the two-sided te
              f"over the ordered pairs compared among the studies of each task, data size, model and stack")
 
 
-def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | None, against: str | None,
-                     names: dict[str, set[str]], console: Console) -> list[dict]:
-    """:func:`gate.compare_studies`, printed with a note on what it left out."""
+def _compared(studies: list[tuple[str, list[RunResult]]], metric: str | None, against: str | None,
+              names: dict[str, set[str]]) -> list[dict]:
+    """:func:`gate.compare_studies`, its errors as --compare's (before any table is printed)."""
     try:
-        entries = compare_studies(studies, metric, against, names)
+        return compare_studies(studies, metric, against, names)
     except AmbiguousRecipe as error:
         raise ValueError(f"--compare {against}: {error} (--recipe-hash)") from None
     except ValueError as error:
         raise ValueError(f"--compare {against}: {error}") from None
+
+
+def _print_comparisons(entries: list[dict], studies: list[tuple[str, list[RunResult]]], against: str | None,
+                       console: Console) -> None:
+    """The comparisons' table, with a note on what --compare left out."""
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
         if hopeless := [e for e in entries if smallest_split_p(e["n_a"], e["n_b"]) >= e["alpha"]]:
@@ -307,7 +317,6 @@ def _compare_studies(studies: list[tuple[str, list[RunResult]]], metric: str | N
     if few := [name for name, runs in studies if len(runs) < 2]:
         console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
                       f"{escape('; '.join(few))}[/]", highlight=False)
-    return entries
 
 
 def _fewer_comparisons(against: str | bool | None) -> str:
@@ -335,25 +344,21 @@ def _filters(args: argparse.Namespace, store: Store) -> tuple[dict, dict | None]
                              f"--recipe-hash {filters['recipe_hash']}; give one of the two")
         filters["recipe"], filters["recipe_hash"] = None, recipe_hash
     elif filters["recipe"]:
-        filters["recipe"] = _stored_recipe_name(store, filters["recipe"])
+        filters["recipe"] = store.recipe_name(filters["recipe"])
     return filters, parse_env(args.env) if args.env else None
 
 
-def _stored_recipe_name(store: Store, name: str) -> str:
-    """``name`` as a filter of recipes: as given where runs are stored or asked for under it, else
-    a preset's overrides read in any order and spelling (:func:`recipes.canonical_name`)."""
-    canonical = canonical_name(name)
-    return name if canonical == name or name in store.stored_values("recipe") else canonical
-
-
-def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None) -> list[RunResult]:
+def _matching(store: Store, filters: dict, env: dict | None, seeds: str | None,
+              skip_damaged: bool = False) -> list[RunResult]:
     """The runs a command's filters and ``--seeds`` select, read from the store on those seeds
     only and without their traces (no listing shows them).  None, where a filter was given, is an
-    error naming the stored values that would have matched (or the seeds the matching runs have)."""
-    runs = store.query(**filters, env=env, seed=parse_seeds(seeds) if seeds else None, traces=False)
+    error naming the stored values that would have matched (or the seeds the matching runs have).
+    ``skip_damaged``: a listing goes on without damaged records, warning of them (a gate does not)."""
+    runs = store.query(**filters, env=env, seed=parse_seeds(seeds) if seeds else None, traces=False,
+                       skip_damaged=skip_damaged)
     if runs:
         return runs
-    on_any_seed = store.query(**filters, env=env, traces=False) if seeds else []
+    on_any_seed = store.query(**filters, env=env, traces=False, skip_damaged=skip_damaged) if seeds else []
     if on_any_seed:
         raise ValueError(f"no matching run has a seed in --seeds {seeds}; they have seeds "
                          f"{report.seed_ranges([r.seed for r in on_any_seed])}")
@@ -619,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--compare", nargs="?", const=True, type=_text, metavar="RECIPE",
                          help="also compare each pair of studies of one task, data size, model and stack, both ways "
                               "(Mann-Whitney, Brown-Forsythe, Fisher and ASO, as a claim's compare); with RECIPE (a "
-                              "stored name or alias), only each study against that recipe's")
+                              "stored name or alias, or a recipe file), only each study against that recipe's")
     summary.add_argument("--plots", metavar="DIR", help="also write a box plot of the scores per task and model, "
                                                          "a box per recipe")
     summary.add_argument("--plot-format", type=str.lower, choices=report.PLOT_FORMATS, default="png",

@@ -165,6 +165,11 @@ def _check_options(config: pytest.Config) -> list | None:
                 Store(path, must_exist=True).close()
             except (OSError, StoreError) as error:
                 raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
+        elif option(config, "store") or os.environ.get("STABENCH_STORE"):  # its folder must be possible to make
+            existing = next(folder for folder in Path(path).absolute().parents if folder.exists())
+            if not existing.is_dir():
+                raise pytest.UsageError(f"{_store_named(config)}: cannot make the results store's folder "
+                                        f"{Path(path).parent}: {existing} is a file, not a folder")
         try:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
@@ -626,14 +631,16 @@ def _judge(item: pytest.Item, state: State):
 
 @contextlib.contextmanager
 def _one_line_setup_errors():
-    """A run that cannot be set up (unusable data, a recipe value the model cannot take), or a seed
-    whose worker died in this session, fails the claim's items with its one-line reason, not a
-    traceback."""
+    """A run that cannot be set up (unusable data, a recipe value the model cannot take), a store
+    that fails, or a seed whose worker died in this session, fails the claim's items with its
+    one-line reason, not a traceback."""
     from .claims import RunSetupError, SeedNotRun
+    from .store import StoreError
 
     try:
         yield
-    except (RunSetupError, SeedNotRun) as error:  # prepare's errors (unusable data too), a store it cannot write
+    except (RunSetupError, SeedNotRun, StoreError) as error:  # prepare's errors (unusable data too), a store it
+        # cannot write, lock or read (a full disk, a damaged file): each says which file and why
         raise pytest.fail.Exception(str(error), pytrace=False) from None  # no chained errors below the line
 
 

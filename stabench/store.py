@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
+from .recipes import canonical_name
 from .result import NewerRecord, RunResult, folder_name, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
@@ -50,6 +51,10 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class StoreError(Exception):
     """The store cannot do what was asked; the message says which file and why."""
+
+
+class DamagedRunsLeftOut(UserWarning):
+    """A listing or export went on without the stored records that no longer parse."""
 
 
 class UnreadableRun(StoreError):
@@ -677,6 +682,13 @@ class Store:
                 hints.append(f"stored {plural}: {', '.join(values) or 'none'}")
         return hints
 
+    def recipe_name(self, name: str) -> str:
+        """``name`` as a filter of recipes: as given where runs are stored or asked for under it, else
+        a preset's overrides read in any order and spelling (``bert-default[max_steps=64,lr=3e-3]``
+        finds the runs stored as ``bert-default[lr=0.003,max_steps=64]``)."""
+        canonical = canonical_name(name)
+        return name if canonical == name or name in self.stored_values("recipe") else canonical
+
     def stored_values(self, filter_name: str) -> list[str]:
         """The distinct stored tasks, models, recipes, tags, train sizes, recipe hashes (as short as
         ``stabench runs`` shows them) or environment fields, so an error can list them."""
@@ -690,7 +702,7 @@ class Store:
               seed: int | Iterable[int] | None = None, tag: str | None = None,
               env: dict[str, Any] | None = None, claim: str | None = None,
               recipe_hash: str | None = None, train_size: int | str | None = None,
-              traces: bool = True) -> list[RunResult]:
+              traces: bool = True, skip_damaged: bool = False) -> list[RunResult]:
         """Runs matching every given filter; ``env`` filters on the run-key environment
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
@@ -702,13 +714,17 @@ class Store:
         under other names on the same task, model and data size); ``seed`` may be a list.
         ``traces=False`` reads the runs without their ``trace`` (left empty, but for a record stored
         before 2026-11-27 or one that is not JSON), a fraction of the bytes, for a listing of scores
-        and verdicts; damage inside a trace shows only when the run is read whole."""
+        and verdicts; damage inside a trace shows only when the run is read whole.  A damaged record
+        is an error naming it (:class:`UnreadableRun`), or with ``skip_damaged`` (a listing, a
+        backup) left out with a :class:`DamagedRunsLeftOut` warning naming it."""
         where: list[str] = []
         params: list[Any] = []
         if recipe is not None and not isinstance(recipe, str):  # a Recipe: this content, under any name
             if recipe_hash is not None:
                 raise StoreError(f"recipe={recipe!r} selects a recipe hash already; leave recipe_hash= out")
             recipe_hash, recipe = _named("recipe", recipe, "hash"), None
+        elif recipe is not None:
+            recipe = self.recipe_name(recipe)
         data_of = task if task is not None and not isinstance(task, str) else None  # a Task: its data as it is now
         task = _named("task", task, "name") if data_of is not None else task
         for column, value in (("task_name", task), ("model_name", model)):
@@ -763,8 +779,20 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY task_name, model_name, recipe_name, seed, key"
         rows = self._read(sql, params)
+        runs, damaged = [], []
         with collection_paused():
-            runs = [self._load(*row) for row in rows]
+            for row in rows:
+                try:
+                    runs.append(self._load(*row))
+                except UnreadableRun as error:
+                    if not skip_damaged:
+                        raise
+                    damaged.append(error.key)
+        if damaged:
+            more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            warnings.warn(f"{self.path}: left out {len(damaged)} unreadable stored run(s), "
+                          f"{', '.join(damaged[:3])}{more}: rerunning their study trains them again "
+                          f"(`stabench runs --show KEY` says what is wrong)", DamagedRunsLeftOut, stacklevel=2)
         if linked is not None:  # a run of a named study's content on another task, model or data size is not its
             runs = [r for r in runs if recipe in r.recipe_names or _study_of(r) in linked]
         if data_of is not None and runs:
@@ -810,7 +838,9 @@ class Store:
         """Write the runs matching ``filters`` (as in ``query``; all runs by default) to ``path``
         as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
         ``result_json`` for re-import); ``fmt`` defaults to CSV for a ``.csv`` path, else JSON.
-        Returns the number of runs; the file is replaced atomically."""
+        Returns the number of runs; the file is replaced atomically.  A damaged record is left out
+        with a warning, so the other runs can still be backed up, but never over an earlier export
+        (which may hold it whole)."""
         from .exchange import replaceable_export, write_export
 
         if fmt not in (None, "json", "csv"):
@@ -821,7 +851,14 @@ class Store:
             if not replaceable_export(path):
                 raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
                                  f"it is; name a new file, or move it away first")
-            runs = self.query(**filters)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                runs = self.query(**filters, skip_damaged=True)
+            for seen in caught:
+                if issubclass(seen.category, DamagedRunsLeftOut) and path.exists():  # it may be their only copy
+                    raise StoreError(f"{seen.message}; so {path}, an earlier export that may hold them whole, is "
+                                     f"left as it is: export to a new file")
+                warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
             if not runs and any(v is not None for v in filters.values()):
                 others = {k: v for k, v in filters.items() if k != "env"}
                 raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
@@ -883,9 +920,13 @@ class Store:
         if not _SAFE_KEY.fullmatch(key):
             raise StoreError(f"cannot lock run key {key!r}: expected letters, digits, '.', '_' or '-'")
         path = self.path.parent / "locks" / f"{key}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # "locks" is a file, a read-only folder
+                raise StoreError(f"{self.path}: cannot write the claim on run {key} beside the store, {path} "
+                                 f"({exc.strerror or exc})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
                 held = _same_file(fd, path)  # False: the holder before us deleted this file

@@ -224,6 +224,18 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert main(["summary", "--compare", respelt, "--recipe", respelt, "--env", f"cpu_threads={base}", "--json",
                  str(tmp_path / "s.json")]) == 0
     assert [s["recipe"] for s in json.loads((tmp_path / "s.json").read_text())["studies"]] == [fast]
+    # A recipe file: the studies of its content, under any name (as --recipe reads one).
+    recipe_file = tmp_path / "mine.json"
+    recipe_file.write_text(json.dumps({"preset": "bert-default", "max_steps": 6, "trace_every": 2, "name": "mine"}))
+    assert main(["summary", "--compare", str(recipe_file), "--task", "polarity", "--env", f"cpu_threads={base}",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    assert [(c["name_a"], c["name_b"]) for c in json.loads((tmp_path / "s.json").read_text())["comparisons"]] == [
+        (fast, default), (default, fast)]
+    capsys.readouterr()  # an unknown --compare is an error before any table
+    assert main(["summary", "--compare", "nonexistent", "--task", "polarity"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--compare nonexistent: no study with 2 or more seeds is of recipe 'nonexistent'" in " ".join(
+        err.split())
     # Any name of the study: its stored name, or an alias that only some of its seeds were asked for under.
     assert main(_args(tiny_model, "--seeds", "1-2", "--set", "name=late", "--cpu-threads", str(base))) == 0
     assert main(_args(tiny_model, "--seeds", "0", "--set", "name=x | y", "--cpu-threads", str(base))) == 0

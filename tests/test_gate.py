@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 import re
+import sqlite3
 import sys
 
 import hypothesis.strategies as st
@@ -975,8 +976,23 @@ def test_listing_commands_on_seeds_read_only_the_runs_on_those_seeds(tmp_path, c
     for command in (["runs"], ["summary"], ["export", str(tmp_path / "e.json")], ["tag", "base"]):
         assert main([*command, *store_arg, "--seeds", "0-2"]) == 0, capsys.readouterr().err
     assert "3 stored run(s)" in capsys.readouterr().out
-    assert main(["runs", *store_arg, "--seeds", "3"]) == 2  # the damaged record itself is named
-    assert "is unreadable" in capsys.readouterr().err
+    key = next(row[0] for row in sqlite3.connect(tmp_path / "s.sqlite").execute("SELECT key FROM runs WHERE seed = 3"))
+    # A listing or a backup goes on without the damaged record, naming it; a gate stops there.
+    for command in (["runs"], ["summary"], ["export", str(tmp_path / "all.json")]):
+        assert main([*command, *store_arg]) == 0
+        out, err = capsys.readouterr()
+        assert f"left out 1 unreadable stored run(s), {key}: rerunning their study trains them again" in " ".join(
+            err.split()), command
+    assert len(json.loads((tmp_path / "all.json").read_text())) == 3
+    # Never over an earlier export, which may hold the damaged run whole.
+    assert main(["export", str(tmp_path / "e.json"), *store_arg]) == 2
+    assert "so {}, an earlier export that may hold them whole, is left as it is: export to a new file".format(
+        tmp_path / "e.json") in " ".join(capsys.readouterr().err.split())
+    assert len(json.loads((tmp_path / "e.json").read_text())) == 3  # seeds 0-2, as exported above
+    assert main(["tag", "base", *store_arg, "--seeds", "4"]) == 2  # tag stops at it, as without --seeds
+    assert f"stored run {key} is unreadable" in " ".join(capsys.readouterr().err.split())
+    assert main(["compare", str(tmp_path / "all.json"), "store", *store_arg]) == 2
+    assert f"stored run {key} is unreadable" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_listing_command_that_finds_nothing_says_what_it_did_not_do(tmp_path, capsys):

@@ -2,6 +2,7 @@
 import contextlib
 import json
 import re
+import shutil
 import sqlite3
 import sys
 import time
@@ -730,6 +731,29 @@ def test_a_named_store_that_is_no_store_stops_the_session_before_training(suite)
         result.stderr.fnmatch_lines([f"ERROR: --stabench-store: *{message}"])
         assert "Traceback" not in result.stderr.str() + result.stdout.str()
     assert (suite.path / "notes.sqlite").read_text() == "my notes\n"
+    # A store to be made under a file: stopped before training too (each run failed, after training).
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-store=notes.sqlite/s.sqlite")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --stabench-store: cannot make the results store's folder notes.sqlite: "
+                                 "*notes.sqlite is a file, not a folder"])
+
+
+def test_a_store_that_fails_mid_session_fails_its_seeds_in_one_line(suite):
+    """A full disk, a store locked past its timeout, "attempts" or "locks" made a file: each seed
+    failed with a traceback of chained errors (a full disk buried its cause under the attempt file's)."""
+    (suite.path / "attempts").write_text("not a folder\n")
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the attempt file *attempts/*.json beside the store (*), "
+                                 "so no run is trained*"])
+    (suite.path / "attempts").unlink()
+    shutil.rmtree(suite.path / "locks", ignore_errors=True)
+    (suite.path / "locks").write_text("not a folder\n")
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the claim on run * beside the store, *locks/*.lock (*)*"])
+    for outcome in (result.stdout.str(), result.stderr.str()):
+        assert "Traceback" not in outcome and "During handling" not in outcome
 
 
 def test_a_read_only_store_reads_its_runs_and_fails_each_run_to_train_in_one_line(suite):

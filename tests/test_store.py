@@ -243,6 +243,19 @@ def test_query_filters_on_identity_tags_and_environment(store: Store) -> None:
         store.query(env={"hostname": "node-7"})
 
 
+def test_query_finds_a_preset_with_overrides_however_they_are_written(store: Store) -> None:
+    """stabench stores bert-default[lr=2e-4,max_steps=30] as bert-default[lr=0.0002,max_steps=30]; a script's
+    query found nothing under the first spelling, where the CLI's --recipe and stabench.study found the runs."""
+    stored = make_result(0, recipe="bert-default[lr=0.0002,max_steps=30]")
+    store.put(stored)
+    for written in ("bert-default[max_steps=30,lr=2e-4]", "bert-default[lr=2E-04,max_steps=30.0]"):
+        assert [r.key for r in store.query(recipe=written)] == [stored.key]
+    own = make_result(0, recipe="mine[x=1,y=2]")  # a name of the user's own, as stored
+    store.put(own)
+    assert [r.key for r in store.query(recipe="mine[x=1,y=2]")] == [own.key]
+    assert store.query(recipe="mine[y=2,x=1]") == []
+
+
 def test_query_filters_on_the_training_subsample(store: Store, tmp_path, capsys) -> None:
     """The 1k study stores full-data and subsample runs of one recipe: train_size tells them apart."""
     full = make_result(0)
