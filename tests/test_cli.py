@@ -423,9 +423,11 @@ def _stored_runs(store) -> int:
 def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(tiny_model, tmp_path, stop, code):
     store = tmp_path / "s.sqlite"
     env = {**os.environ, "STABENCH_STORE": str(store)}
-    # 200 steps: about 2 s a seed here, so the signal lands mid-study (at 60 a fast moment finished all five first)
-    argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=200")]
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    argv = [sys.executable, "-m", "stabench.cli", *_args(tiny_model, "--seeds", "0-4", "--set", "max_steps=60")]
+    # SIGINT's default action, as a terminal gives it: a suite started in the background (`cmd &` in a
+    # script) passes it on ignored, and Python then never raises KeyboardInterrupt.
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and _stored_runs(store) < 2 and process.poll() is None:
         time.sleep(0.2)
