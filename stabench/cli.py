@@ -671,11 +671,14 @@ def build_parser() -> argparse.ArgumentParser:
     untag.add_argument("name", help="the tag to take off")
     add_filters(untag)
     untag.set_defaults(handler=cmd_untag, command_parser=untag)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the bad value and where to look, not the usage block."""
+
+    commands: tuple[str, ...] = ()  # the top level's subcommands
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -789,7 +792,14 @@ def _origin(module_name: str) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, unknown = build_parser().parse_known_args(argv)
+    parser, words = build_parser(), list(sys.argv[1:] if argv is None else argv)
+    if words and words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
+        # argparse said "the following arguments are required: command", or took the option's value for one
+        command = next((word for word in words if word in parser.commands), None)
+        rest = words[:words.index(command)] + words[words.index(command) + 1:] if command else words
+        parser.error(f"{words[0]}: options come after the command, as in stabench {command or 'COMMAND'} "
+                     f"{' '.join(rest)}; commands: {', '.join(parser.commands)}")
+    args, unknown = parser.parse_known_args(words)
     if unknown:  # named by the command's own parser, not the top level's
         args.command_parser.error(_unrecognized(args.command_parser, unknown))
     # Piped or in a CI log, rich would squeeze tables to 80 columns and break words.

@@ -473,6 +473,11 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
      "arguments: --torch 2.13 --cpu-threads=1; did you mean env:torch=2.13,cpu_threads=1 as the baseline or the "
      "current side? (see stabench compare --help)"),
     (["run", "--task"], "stabench run: error: argument --task: expected one argument (see stabench run --help)"),
+    # Options before the command: "the following arguments are required: command", or "invalid choice: 'x'".
+    (["--bogus"], "stabench: error: --bogus: options come after the command, as in stabench COMMAND --bogus; "
+     "commands: run, runs, summary, export, import, compare, tag, untag (see stabench --help)"),
+    (["--store", "x.sqlite", "runs"], "stabench: error: --store: options come after the command, as in stabench runs "
+     "--store x.sqlite; commands: run, runs, summary, export, import, compare, tag, untag (see stabench --help)"),
 ])
 def test_a_bad_argument_is_one_line_naming_the_nearest_option(argv, message, capsys):
     with pytest.raises(SystemExit) as exited:
