@@ -154,7 +154,7 @@ def _check_options(config: pytest.Config) -> list | None:
     if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
         _check_worker_count(config)
         from .report import check_outputs
-        from .store import Store, StoreError, default_store_path
+        from .store import Store, StoreError, check_folder_possible, default_store_path
 
         path = option(config, "store") or default_store_path(config.rootpath)
         # A store named for this session (not the default, which every pytest run in the project
@@ -166,10 +166,10 @@ def _check_options(config: pytest.Config) -> list | None:
             except (OSError, StoreError) as error:
                 raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
         elif option(config, "store") or os.environ.get("STABENCH_STORE"):  # its folder must be possible to make
-            existing = next(folder for folder in Path(path).absolute().parents if folder.exists())
-            if not existing.is_dir():
-                raise pytest.UsageError(f"{_store_named(config)}: cannot make the results store's folder "
-                                        f"{Path(path).parent}: {existing} is a file, not a folder")
+            try:
+                check_folder_possible(Path(path).parent)
+            except StoreError as error:
+                raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
         try:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:

@@ -83,6 +83,17 @@ def default_store_path(rootdir: str | os.PathLike[str] | None = None) -> Path:
     return Path(rootdir if rootdir is not None else os.getcwd()) / ".stabench" / "results.sqlite"
 
 
+def check_folder_possible(folder: Path) -> None:
+    """StoreError where ``folder``, or a folder above it, is a file: the store could never be made
+    there (said before a session trains, not after its first run)."""
+    if file := _file_in_the_way(folder):
+        raise StoreError(f"cannot make the results store's folder {folder}: {file} is a file, not a folder")
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    return next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+
+
 def _make_folder(folder: Path) -> None:
     """The store's folder; the default one (``.stabench``, made here) gets a ``.gitignore``, as
     ``.pytest_cache`` does, so ``git add -A`` does not commit a live database: a baseline to
@@ -94,9 +105,8 @@ def _make_folder(folder: Path) -> None:
                                                "`stabench export` files instead\n*\n")
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        file = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
-        raise StoreError(f"cannot make the results store's folder {folder}: "
-                         + (f"{file} is a file, not a folder" if file else exc.strerror or str(exc))) from None
+        check_folder_possible(folder)
+        raise StoreError(f"cannot make the results store's folder {folder}: {exc.strerror or exc}") from None
 
 
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
