@@ -197,7 +197,7 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str) -> 
         if not _replaceable(path, kind):
             raise ValueError(f"{named} exists and is not a stabench {'Markdown' if kind == 'md' else 'JSON'} report, "
                              f"so it is left as it is; name a new file, or move it away first")
-        if path.is_symlink() or not path.is_file():  # /dev/stdout, a pipe: written in place
+        if _written_in_place(path):  # only it must be writable
             return
     existing = path.absolute() if folder else path.absolute().parent
     while not existing.exists():
@@ -345,6 +345,12 @@ def write_json(path: str | Path, payload: Any) -> Path:
     return _write(path, json.dumps(_strict(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n")
 
 
+def _written_in_place(path: Path) -> bool:
+    """``/dev/stdout``, a pipe or a link: replacing it would replace the link, or need a folder it
+    does not have; a missing path or a plain file is replaced whole."""
+    return path.is_symlink() or path.exists() and not path.is_file()
+
+
 def _write(path: str | Path, text: str) -> Path:
     """A file is replaced whole or not at all (a full disk keeps the last report, not an empty
     file); ``/dev/stdout``, a pipe or a link is written through, in place."""
@@ -352,7 +358,7 @@ def _write(path: str | Path, text: str) -> Path:
 
     path = Path(path)
     try:
-        if path.is_symlink() or path.exists() and not path.is_file():
+        if _written_in_place(path):
             path.write_text(text)
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
