@@ -795,8 +795,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, words = build_parser(), list(sys.argv[1:] if argv is None else argv)
     if words and words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
         # argparse said "the following arguments are required: command", or took the option's value for one
-        command = next((word for word in words if word in parser.commands), None)
-        rest = words[:words.index(command)] + words[words.index(command) + 1:] if command else words
+        command, rest = next((word for word in words if word in parser.commands), None), list(words)
+        if command:
+            rest.remove(command)  # the first one: the command moved to the front
         parser.error(f"{words[0]}: options come after the command, as in stabench {command or 'COMMAND'} "
                      f"{' '.join(rest)}; commands: {', '.join(parser.commands)}")
     args, unknown = parser.parse_known_args(words)

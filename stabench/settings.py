@@ -99,6 +99,7 @@ def _flag(name: str) -> str:
     """The command-line flag of option ``name`` (``cpu_threads``: ``--stabench-cpu-threads``)."""
     return f"--stabench-{name.replace('_', '-')}"
 
+
 def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
     """The ``--stabench-*`` flags of :data:`FLAGS` pytest would add to its command line: the
     file's ``addopts`` (text, or a list in TOML), then ``$PYTEST_ADDOPTS``; a later one wins,
