@@ -393,25 +393,27 @@ class Session:
 
     def _run_seed(self, arm: Arm, seed: int) -> tuple[RunResult, bool]:
         prepared = self._prepare(arm, seed)
-        if (stored := self._usable(prepared.key)) is not None:
+        if (stored := self._usable(prepared)) is not None:
             return self.store.add_recipe_alias(stored, arm.recipe.name), False
         with self.store.lock(prepared.key):
-            if (stored := self._usable(prepared.key, quiet=True)) is not None:
+            if (stored := self._usable(prepared, quiet=True)) is not None:
                 return self.store.add_recipe_alias(stored, arm.recipe.name), False
             return self._train_holding_lock(prepared), True
 
-    def _usable(self, key: str, quiet: bool = False) -> RunResult | None:
-        """The stored result for ``key`` if this session may use it.
+    def _usable(self, prepared, quiet: bool = False) -> RunResult | None:
+        """The stored result of the ``prepared`` run if this session may use it.
 
         Under recompute only a result trained in this session counts, or a verdict that runs
         before its seed items would judge, tag and gate on the old results.
         """
         if not self.recompute:
-            return self.store.reusable(key, quiet)
+            return self.store.reusable(prepared.key, quiet, seed=prepared.seed)
         # The attempt file first: read after the store, it could say "stored" of a result newer
         # than the row already read.
-        attempt = self._attempt(key)
-        return self.store.get(key) if attempt.get("session") == self.session_id and attempt.get("stored") else None
+        attempt = self._attempt(prepared.key)
+        if attempt.get("session") == self.session_id and attempt.get("stored"):
+            return self.store.get(prepared.key)
+        return None
 
     def _attempt(self, key: str) -> dict:
         path = self._attempt_path(key)
@@ -528,13 +530,13 @@ class Session:
             for seed, run in prepared.items():
                 if seed in results:
                     continue
-                if (stored := self._usable(run.key)) is not None:
+                if (stored := self._usable(run)) is not None:
                     results[seed] = stored
                     continue
                 with self.store.lock(run.key, blocking=blocking) as held:
                     if not held:
                         continue  # another worker is training it right now
-                    stored = self._usable(run.key, quiet=True)
+                    stored = self._usable(run, quiet=True)
                     if stored is None:
                         self._raise_if_attempted(arm, seed, run.key)
                         stored = self._train_holding_lock(run)

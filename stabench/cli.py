@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                         done = train(), True
                     else:
                         done = store.get_or_compute(prepared.key, train, recompute=args.recompute,
-                                                    recipe_name=recipe.name, wait=wait)
+                                                    recipe_name=recipe.name, wait=wait, seed=seed)
                     progress.remove_task(bar)
                     if done is None:
                         continue

@@ -34,7 +34,7 @@ from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
 from .recipes import canonical_name
-from .result import NewerRecord, RunResult, folder_name, run_key
+from .result import NewerRecord, RunResult, folder_name, key_of_record, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -494,7 +494,7 @@ class Store:
             return f"keeping the run in {path} failed too: {exc}"
         with contextlib.suppress(StoreError, sqlite3.Error):
             stored = self._connection().execute(f"SELECT {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
-            if stored is not None and _stored_copy(stored[0])[1] != "damaged":  # which an import keeps
+            if stored is not None and _stored_copy(stored[0], result.key)[1] != "damaged":  # which an import keeps
                 return f"the run is kept in {path}; the store holds another copy of it, which an import would keep"
         return (f"the run is kept in {path}; `stabench import --store {shlex.quote(str(self.path))} "
                 f"{shlex.quote(str(path))}` stores it")
@@ -504,7 +504,9 @@ class Store:
         """(written?, the stored copy kept instead, when this version reads it)."""
         columns = (*COLUMNS, "result_json")
         before = conn.execute(f"SELECT recipe_name, {_RECORD} FROM runs WHERE key = ?", (result.key,)).fetchone()
-        kept, state = (None, "missing") if before is None else _stored_copy(before[1])
+        kept, state = (None, "missing") if before is None else _stored_copy(before[1], result.key)
+        if state == "read" and kept.seed != result.seed and key_of_record(result) == result.key:
+            state = "damaged"  # an edited record of no key fields: this run's own key shows it
         if state == "newer" and replace:  # never replaced, not by a recompute either: it holds what this drops
             raise StoreError(f"{self.path}: stored run {result.key} was written by a newer stabench, so this one "
                              f"does not replace it; upgrade stabench")
@@ -608,12 +610,19 @@ class Store:
             f"SELECT key, {_RECORD} FROM runs WHERE key = ?", (key,)).fetchone()
         return None if row is None else self._load(*row)
 
-    def reusable(self, key: str, quiet: bool = False) -> RunResult | None:
+    def reusable(self, key: str, quiet: bool = False, seed: int | None = None) -> RunResult | None:
         """The stored run ``key`` for a rerun to reuse; None if missing or damaged, for a rerun
         finishes what is missing and a damaged record is a run lost (``put`` replaces it, keeping
-        the damaged bytes aside).  ``quiet``: a second look, whose caller warned already."""
+        the damaged bytes aside).  ``seed``: the seed whose key this is; a record saying another
+        seed was edited (one stored before its key fields were recorded cannot show it otherwise),
+        and is damaged too.  ``quiet``: a second look, whose caller warned already."""
         try:
-            return self.get(key)
+            stored = self.get(key)
+            if stored is not None and seed is not None and stored.seed != seed:
+                raise UnreadableRun(self.path, key, ValueError(
+                    f"it records seed {stored.seed} under the key of seed {seed}: the record was edited after "
+                    f"it was stored"))
+            return stored
         except UnreadableRun as error:
             if not quiet:
                 warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
@@ -831,6 +840,7 @@ class Store:
         The record comes as bytes (``_RECORD``), so a damaged one is an error naming its run."""
         try:
             result = RunResult.from_json(result_json)
+            _check_is_run(result, key)
         except NewerRecord as exc:  # not damaged: never replaced
             raise StoreError(f"{self.path}: stored run {key} was written by a newer stabench ({exc}); upgrade "
                              f"stabench to read it") from exc
@@ -959,7 +969,8 @@ class Store:
                 os.close(fd)  # closing the descriptor releases the flock
 
     def get_or_compute(self, key: str, compute: Callable[[], RunResult], recompute: bool = False,
-                       recipe_name: str | None = None, wait: bool = True) -> tuple[RunResult, bool] | None:
+                       recipe_name: str | None = None, wait: bool = True,
+                       seed: int | None = None) -> tuple[RunResult, bool] | None:
         """The stored run ``key``, or compute and store it: (result, computed?).
 
         Under the claim the store is checked again, because another process may have
@@ -967,17 +978,18 @@ class Store:
         ``recipe_name``: the name of the recipe asking, kept as an alias of a stored run.
         ``wait=False`` returns None at once while another process is training the run, so a
         study can train its other seeds meanwhile.
-        An unreadable stored record counts as missing: the run is computed again and replaces it.
+        An unreadable stored record counts as missing (one of another ``seed`` than the key's
+        too): the run is computed again and replaces it.
         """
         def reused(stored: RunResult) -> tuple[RunResult, bool]:
             return (stored if recipe_name is None else self.add_recipe_alias(stored, recipe_name)), False
 
-        if not recompute and (stored := self.reusable(key)) is not None:
+        if not recompute and (stored := self.reusable(key, seed=seed)) is not None:
             return reused(stored)
         with self.lock(key, blocking=wait) as held:
             if not held:
                 return None
-            if not recompute and (stored := self.reusable(key, quiet=True)) is not None:
+            if not recompute and (stored := self.reusable(key, quiet=True, seed=seed)) is not None:
                 return reused(stored)
             self.check_writable()
             result = compute()
@@ -1020,15 +1032,28 @@ def _kept_path(folder: Path, key: str, holds: Callable[[Path], bool] = lambda pa
     return path
 
 
-def _stored_copy(record: bytes) -> tuple[RunResult | None, str]:
-    """(the stored run, when this version reads it; "read", "newer" or "damaged").  A record of a
-    newer stabench is not damaged."""
+def _stored_copy(record: bytes, key: str) -> tuple[RunResult | None, str]:
+    """(the stored run ``key``, when this version reads it; "read", "newer" or "damaged").  A
+    record of a newer stabench is not damaged; one edited into another run's is."""
     try:
-        return RunResult.from_json(record), "read"
+        run = RunResult.from_json(record)
+        _check_is_run(run, key)
+        return run, "read"
     except NewerRecord:
         return None, "newer"
     except _RECORD_ERRORS:
         return None, "damaged"
+
+
+def _check_is_run(run: RunResult, key: str) -> None:
+    """A record stored under ``key`` whose contents make another key (its seed, task, model,
+    recipe hash or stack edited in the store) would be read as the run it is not: ValueError."""
+    if run.key != key:
+        raise ValueError(f"it is the record of run {run.key}: the record was edited after it was stored")
+    if (own_key := key_of_record(run)) not in (None, key):
+        made = f"key {own_key}" if own_key else "no key (a keyed field is missing)"
+        raise ValueError(f"its contents make {made}: the record was edited after it was stored (its seed, "
+                         f"task, model, recipe hash or stack)")
 
 
 def _named(filter_name: str, value: Any, attribute: str) -> str:

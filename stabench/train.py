@@ -169,7 +169,8 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
                 warn_of_other_stacks(prepared, store)
             return fine_tune(prepared, progress=progress)
 
-        return store.get_or_compute(prepared.key, train_it, recompute=recompute, recipe_name=prepared.recipe.name)
+        return store.get_or_compute(prepared.key, train_it, recompute=recompute, recipe_name=prepared.recipe.name,
+                                    seed=prepared.seed)
 
 
 def script_store(store):

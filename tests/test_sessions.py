@@ -1,6 +1,9 @@
 """Sessions: how a claim's seeds are read from the store or trained, without pytest."""
 import dataclasses
+import json
 import re
+
+import pytest
 
 from stabench.claims import Arm, Session, Study
 from stabench.recipes import get_recipe
@@ -30,8 +33,6 @@ def test_recompute_trains_each_seed_once_per_session_and_never_reads_old_results
 
 
 def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample(tiny_model, tmp_path):
-    import pytest
-
     from stabench.claims import Study
 
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
@@ -101,7 +102,7 @@ def test_under_recompute_a_result_stored_meanwhile_by_another_worker_is_never_ta
             return row
 
         store.get = read_then_the_other_worker_stores
-        usable = session._usable(old.key)
+        usable = session._usable(session._prepare(arm, 0))
         assert usable is None or usable.metrics["accuracy"] == 0.123
 
 
@@ -127,8 +128,6 @@ def test_attempt_files_are_replaced_whole(tmp_path, monkeypatch):
 
 
 def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_path):
-    import pytest
-
     from stabench import analysis, stats
 
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
@@ -196,7 +195,6 @@ def test_arms_that_differ_only_in_their_data_size_are_two_arms():
 def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tiny_model, tmp_path):
     import dataclasses
 
-    import pytest
     import torch
 
     from stabench.claims import RetrainMismatch
@@ -280,8 +278,6 @@ def test_a_script_without_store_uses_stabench_store_and_without_either_is_warned
     """The CLI and pytest read $STABENCH_STORE; a script's study read it not, and kept nothing."""
     import warnings
 
-    import pytest
-
     import stabench
 
     monkeypatch.setenv("STABENCH_STORE", str(tmp_path / "env.sqlite"))
@@ -333,8 +329,6 @@ def test_a_study_of_another_subsample_is_retrained_on_that_subsample(tiny_model,
 
 
 def test_a_session_given_a_path_names_what_it_expects(tmp_path):
-    import pytest
-
     with pytest.raises(ValueError, match=r"^Session\(store='.*s\.sqlite'\) is invalid; expected a stabench Store, "
                                          r"e\.g\. Session\(stabench\.Store\('.*s\.sqlite'\)\)$"):
         Session(store=str(tmp_path / "s.sqlite"))
@@ -342,8 +336,6 @@ def test_a_session_given_a_path_names_what_it_expects(tmp_path):
 
 def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_model, tmp_path):
     import sqlite3
-
-    import pytest
 
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
     with Store(tmp_path / "s.sqlite") as store:
@@ -360,12 +352,37 @@ def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_mo
         assert [r.key for r in store.query()] == [r.key for r in first.results]
 
 
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "stored-before-key-fields"])
+def test_a_record_edited_into_another_seed_is_a_run_lost_not_a_second_copy_of_that_seed(tiny_model, tmp_path, keyed):
+    """Seed 1's record edited to say seed 0 (a robustness trial) was served as a second seed 0,
+    and the verdict failed on repeated seeds.  Its contents contradict its key: it is trained again,
+    and the edited record is kept aside.  A record without key fields shows it by its seed alone."""
+    import sqlite3
+
+    arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    with Store(tmp_path / "s.sqlite") as store:
+        first = Session(store=store).collect(arm, [0, 1])
+        edited = first.results[1]
+        edit = "json_set(result_json, '$.seed', 0)"
+        if not keyed:
+            edit = f"json_remove({edit}, '$.environment.keyed_fields')"
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(f"UPDATE runs SET result_json = {edit} WHERE key = ?", (edited.key,))
+        conn.close()
+        said = "its contents make key" if keyed else "it records seed 0 under the key of seed 1"
+        with pytest.warns(UserWarning, match=f"stored run {edited.key} is unreadable \\({said}.*training it again"):
+            again = Session(store=store).collect(arm, [0, 1])
+        assert again.trained_here == [1]
+        assert [r.seed for r in again.results] == [0, 1]
+        assert store.get(edited.key).metrics == edited.metrics and store.get(edited.key).seed == 1
+        kept = json.loads((store.path.parent / "damaged" / f"{edited.key}.json").read_text())
+        assert kept["seed"] == 0
+
+
 def test_a_seed_stored_under_another_stack_says_why_it_trains_again(tiny_model, tmp_path):
     """A study stored under last month's libraries trains again under this month's, which on a
     GPU is hours: the warning names the stack it is stored under (here the thread count)."""
     import warnings
-
-    import pytest
 
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
     with Store(tmp_path / "s.sqlite") as store:
@@ -381,8 +398,6 @@ def test_a_seed_stored_under_another_stack_says_why_it_trains_again(tiny_model, 
 
 
 def test_a_seed_that_died_is_named_by_its_recipe_as_the_tables_name_it(tiny_model, tmp_path, monkeypatch):
-    import pytest
-
     from stabench.claims import SeedNotRun
 
     arm = Arm(name="recipes/team.json", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)  # a recipe file

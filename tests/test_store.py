@@ -969,6 +969,18 @@ def test_rerunning_a_study_trains_a_damaged_run_again_and_keeps_its_tags(store: 
     assert (store.path.parent / "damaged" / f"{damaged.key}.3.json").read_text() == "[]"
 
 
+def test_an_import_never_replaces_a_stored_run_by_a_copy_whose_seed_it_cannot_check(store: Store,
+                                                                                   tmp_path: Path) -> None:
+    """A run trained here replaces a stored record edited into another seed (its own key shows
+    which is right); an import's copy without key fields cannot show that, so the stored one stays."""
+    store.put(make_result(0))
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps([{**make_result(0).to_dict(), "seed": 5}]))
+    assert store.import_file(edited) == (0, 1)
+    assert store.get(make_result(0).key).seed == 0
+    assert not (store.path.parent / "damaged").exists()
+
+
 def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, tmp_path: Path) -> None:
     """Runs gain fields over versions: an older stabench on a newer one's store says to upgrade,
     and neither retrains nor replaces the run."""
