@@ -125,6 +125,9 @@ def _as_columns(text_columns: str | Sequence[str]) -> tuple[str, ...]:
     columns = tuple(columns) if isinstance(columns, (list, tuple)) else (columns,)
     if not 1 <= len(columns) <= 2 or not all(isinstance(c, str) and c for c in columns):
         raise ValueError(f"text_columns={text_columns!r} is invalid; expected one or two column names")
+    if len(columns) == 2 and columns[0] == columns[1]:  # a pair of one text with itself trains, uselessly
+        raise ValueError(f"text_columns={text_columns!r} names {columns[0]!r} twice; expected the two columns of "
+                         f"a sentence pair, or one column")
     return columns
 
 
@@ -332,6 +335,13 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
         for column in columns:
             _require_values(name, column, split[column])
     label = columns[-1]
+    for name, split in ((train_name, train), (eval_name, evaluation)):
+        texts = {_label_text(v) for v in split[label]}
+        numbers = sorted(v for v in texts if _INTEGER.fullmatch(v))
+        if numbers and len(numbers) < len(texts):  # "1" and "yes": two codings, not four classes
+            names = sorted(texts - set(numbers))
+            raise TaskDataError(f"the labels of {name!r} mix numbers ({', '.join(numbers[:3])}) and names "
+                                f"({', '.join(names[:3])}); expected one kind, each class written one way")
     trained = {_label_text(v) for v in train[label]}
     unseen = {_label_text(v) for v in evaluation[label]} - trained
     if unseen:
@@ -380,7 +390,9 @@ def _require_columns(where: str, columns: tuple[str, ...], header: list[str],
     missing = [c for c in columns if c not in header]
     if missing:
         spaced = [name for name in header if name != name.strip() and name.strip() in missing]
-        hint = f" ({', '.join(map(repr, spaced))} with spaces: write the header without them)" if spaced else ""
+        cased = [name for name in header if name.casefold() == missing[0].casefold()]
+        hint = (f" ({', '.join(map(repr, spaced))} with spaces: write the header without them)" if spaced else
+                f" (names are case-sensitive: did you mean {cased[0]!r}?)" if cased else "")
         raise error(f"column {missing[0]!r} is missing from {where!r}; it has columns {', '.join(header)}{hint}")
 
 
@@ -404,13 +416,16 @@ def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str
     class_ids = {str(i) for i in range(len(values))}
     if not raw or named or (all(isinstance(v, int) for v in raw) and values == class_ids):
         return splits  # class ids already: 0 to k-1, or a ClassLabel's
-    numbers = all(re.fullmatch(r"-?[0-9]+", v) for v in values)  # Yelp's 1/2 are 0/1, not a phantom class 0
+    numbers = all(_INTEGER.fullmatch(v) for v in values)  # Yelp's 1/2 are 0/1, not a phantom class 0
     names = sorted(values, key=int if numbers else str)
     ids = {name: i for i, name in enumerate(names)}
     labels = _datasets().ClassLabel(names=names)
     return {name: split.remove_columns(column).add_column(column, [ids[_label_text(v)] for v in split[column]],
                                                           feature=labels)
             for name, split in splits.items()}
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _label_text(value) -> str:

@@ -197,6 +197,13 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     for bad in ([], ["text", "label", "text"], [""]):
         with pytest.raises(ValueError, match=r"text_columns=.* is invalid; expected one or two column names"):
             local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", bad)
+    with pytest.raises(ValueError, match=r"^text_columns=\['text', 'text'\] names 'text' twice; expected the two "
+                                         r"columns of a sentence pair, or one column$"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["text", "text"])
+    (tmp_path / "caps.csv").write_text("Text,Label\nfine,1\n")
+    with pytest.raises(ValueError, match=r"^column 'text' is missing from '.*caps.csv'; it has columns Text, Label "
+                                         r"\(names are case-sensitive: did you mean 'Text'\?\)$"):
+        local_task("x", tmp_path / "caps.csv", tmp_path / "caps.csv", ["text"])
     (tmp_path / "commas.tsv").write_text("text,label\nx,0\n")  # a CSV file named .tsv
     with pytest.raises(ValueError, match=r"^task file '.*commas.tsv' has one column, 'text,label', which looks "
                                          r"comma-separated; expected \.tsv columns separated by tabs, or name the "
@@ -419,6 +426,12 @@ def test_labels_1_and_1_0_and_the_text_1_are_one_class(tmp_path):
     else:
         data = load_task_data(mixed)
         assert data.num_labels == 3 and data.eval["label"] == [0, 1, 2, 0, 1, 2] and data.train["label"][:3] == [0, 1, 2]
+    # Two codings of the labels in one file are a mistake, not four classes (datasets 4.7+ reads them as text).
+    _write(tmp_path / "coded.csv", [{"text": f"t{i}", "label": ["0", "1", "no", "yes"][i % 4]} for i in range(8)],
+           "csv")
+    with pytest.raises(TaskDataError, match=r"^the labels of '.*coded.csv' mix numbers \(0, 1\) and names \(no, "
+                                            r"yes\); expected one kind, each class written one way$"):
+        load_task_data(local_task("coded", tmp_path / "coded.csv", tmp_path / "train.jsonl", "text"))
     _write(tmp_path / "other.jsonl", [{"text": "d", "label": 3}, {"text": "e", "label": 0}], "jsonl")
     with pytest.raises(ValueError, match=r"labels 3 of .*other.jsonl' never occur in .*train.jsonl' \(its labels: "
                                          r"0, 1, 2\)"):
