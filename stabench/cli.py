@@ -55,12 +55,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .train import fine_tune, prepare, warn_of_other_stacks
 
     task = _task_from_args(args)
-    recipe = get_recipe(args.recipe, **parse_overrides(args.set or []))
+    project = project_settings()
+    recipe = _recipe_from_args(args, None if args.no_store else _store_path(args, project))
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
                          f"it out for the full training set")
-    project = project_settings()
     try:
         device = resolve_device(args.device or project.get("device") or "auto")
     except ValueError as error:
@@ -129,6 +129,28 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             store.close()
     _print_study(console, results)
     return 0
+
+
+def _recipe_from_args(args: argparse.Namespace, store_path: Path | None) -> Recipe:
+    """--recipe: a preset, a name stabench prints, a recipe file, or the name of a recipe whose runs
+    the store holds (a claim file's own, ``get_recipe(..., name="mine@2e-4")``), as they recorded it:
+    the name ``runs`` and ``summary`` take."""
+    overrides = parse_overrides(args.set or [])
+    try:
+        return get_recipe(args.recipe, **overrides)
+    except ValueError as error:
+        if store_path is None or not store_path.is_file() or not str(error).startswith("unknown recipe"):
+            raise
+        with Store(store_path, must_exist=True) as store:
+            stored = {run.recipe_hash: run.recipe for run in store.query(recipe=args.recipe, traces=False)
+                      if args.recipe in run.recipe_names}
+        if len(stored) > 1:
+            raise ValueError(f"{error}; the store holds {len(stored)} recipes named {args.recipe!r} (hashes "
+                             f"{', '.join(h[:SHORT_HASH] for h in sorted(stored))}): give the one to run as a recipe "
+                             f"file") from None
+        if not stored:
+            raise
+        return Recipe.from_dict(next(iter(stored.values()))).replace(**overrides)
 
 
 def _store_path(args: argparse.Namespace, project: ProjectSettings | None = None) -> Path:

@@ -285,6 +285,28 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
     assert main(["runs"]) == 0 and "1 stored run(s)" in capsys.readouterr().out  # the store is intact
 
 
+def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_model, capsys):
+    """``runs --recipe`` and ``summary --recipe`` took a claim's own recipe name; ``run`` said unknown."""
+    import stabench
+
+    mine = stabench.get_recipe("bert-default", max_steps=4, lr=2e-4, name="mine@2e-4")
+    stabench.run("polarity", tiny_model, mine, 0, device="cpu")  # the store of $STABENCH_STORE, as a claim's
+    run = ["run", "--task", "polarity", "--model", tiny_model, "--device", "cpu", "--recipe", "mine@2e-4"]
+    assert main([*run, "--seeds", "0-1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"recipe mine@2e-4 ({mine.hash})" in out
+    assert out.count("stored, not retrained") == 1 and out.count("trained in") == 1
+    stabench.run("polarity", tiny_model, mine.replace(lr=3e-4, name="mine@2e-4"), 0, device="cpu")  # a second version
+    assert main([*run, "--seeds", "0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: unknown recipe 'mine@2e-4'; known recipes: ")
+    hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
+    assert err.endswith(f"; the store holds 2 recipes named 'mine@2e-4' (hashes {hashes}): give the one to run as a "
+                        f"recipe file")
+    assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
+    assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["run", "--task", "nope", "--seeds", "0"], "unknown task 'nope'"),
     (["run", "--task", "polarity", "--model", "/no/such/model", "--seeds", "0"], "model path '/no/such/model'"),
