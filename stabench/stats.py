@@ -524,6 +524,18 @@ class Comparison:
         return (f"; no outcome on {self.n_a} vs {self.n_b} seeds gives p below {smallest_p:.3g}, so this cannot "
                 f"pass on these seeds: use more")
 
+    def __repr__(self) -> str:
+        """One line of verdicts: what a claim's ``assert ..., comparison`` and a notebook show (pytest
+        cuts a repr at 240 characters, and every field would be cut mid-way).  ``to_dict`` has them all."""
+        def verdict(shown: bool, p: float) -> str:
+            return f"{'yes' if shown else 'no'} p={p:.3g}"
+
+        return (f"<Comparison {self.name_a} vs {self.name_b} ({self.metric}, n={self.n_a} vs {self.n_b}, level "
+                f"{self.level_text()}): less variable {verdict(self.a_less_variable, self.levene_p_a_less)}, "
+                f"fewer failures {verdict(self.a_fewer_failures, self.fisher_p_a_fewer)} ({self.failures_a}/"
+                f"{self.n_a} vs {self.failures_b}/{self.n_b}), better "
+                f"{verdict(self.a_better, self.mannwhitney_p_a_better)}>")
+
     def __str__(self) -> str:
         """What ``print(study['a'].compare(study['b']))`` shows: each test's p and verdict, not every field."""
         def verdict(shown: bool) -> str:

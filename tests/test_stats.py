@@ -239,6 +239,21 @@ def test_compare_detects_stable_recipe():
         assert_dominates(reverse)
 
 
+def test_a_comparison_given_as_an_assert_message_reads_whole_in_one_line():
+    """``assert c.fisher_p_a_fewer < 0.05, c`` (the demo's pattern): pytest shows a message that is not
+    text by its repr, cut at 240 characters; the dataclass's field list came out cut mid-way."""
+    from _pytest._io.saferepr import saferepr
+
+    stable, unstable = _studies()
+    c = compare(stable, unstable, 0, 6, aso_iterations=50, names=("bias-correction", "no-bias-correction"),
+                metric="accuracy")
+    shown = saferepr(c, maxsize=240)
+    assert shown == repr(c) and "\n" not in shown
+    assert shown.startswith("<Comparison bias-correction vs no-bias-correction (accuracy, n=")
+    assert f"fewer failures {'yes' if c.a_fewer_failures else 'no'} p={c.fisher_p_a_fewer:.3g} (0/" in shown
+    assert f"better {'yes' if c.a_better else 'no'} p={c.mannwhitney_p_a_better:.3g}>" in shown
+
+
 def test_a_study_whose_every_run_failed_is_not_shown_less_variable():
     """Every run collapsed at the majority accuracy: a spread of 0, which Brown-Forsythe would call stable."""
     _, unstable = _studies()
