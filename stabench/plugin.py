@@ -444,10 +444,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
-    """A parametrized recipe is named in test ids and by -k as its name says, not ``recipe0``."""
+    """A parametrized recipe or task is named in test ids and by -k as its name says, not ``recipe0``."""
     from .recipes import Recipe
+    from .tasks import Task
 
-    return val.name if isinstance(val, Recipe) else None
+    return val.name if isinstance(val, (Recipe, Task)) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -984,6 +985,23 @@ class Reporter:
         """The keys of the runs this session trained, by seed items and by verdicts, each run once."""
         return self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
 
+    def runs_line(self) -> str:
+        """How many runs the session trained, and by what, and how many it read."""
+        claim_keys = {key for c in self.claims for key in c.get("keys", ())}
+        by_seeds, by_verdicts = self.trained_runs()
+        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
+        return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
+                f"{len(by_verdicts)} by verdicts); {read} read from the store")
+
+    def no_claim_why(self) -> str:
+        """What a report without claims says: seed items alone (-m "not stabench_verdict") ran runs."""
+        if self.interrupted_why():
+            return "No claim's verdict ran."
+        if self.seeds:
+            return (f"No claim's verdict ran: only seed items were selected ({self.runs_line()}; the JSON report "
+                    f"lists them).")
+        return "No claim ran."
+
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
@@ -1012,6 +1030,8 @@ class Reporter:
                                         f"the verdict tags its claim's runs", yellow=True)
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         if not self.claims:
+            if self.seeds:
+                terminalreporter.write_line(f"stabench {self.runs_line()}")
             if written:
                 terminalreporter.write_line(written)
             return
@@ -1031,12 +1051,9 @@ class Reporter:
                                           width=width, color=writer.hasmarkup))
         for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
             terminalreporter.write_line(f"paper column: {source}")
-        claim_keys = {key for c in self.claims for key in c.get("keys", ())}
-        by_seeds, by_verdicts = self.trained_runs()
-        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
-        terminalreporter.write_line(f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} "
-                                    f"by seed items, {len(by_verdicts)} by verdicts); {read} read from the store")
+        terminalreporter.write_line(self.runs_line())
         if tag := option(self.config, "tag"):
+            claim_keys = {key for c in self.claims for key in c.get("keys", ())}
             terminalreporter.write_line(f"tagged {len(claim_keys)} run(s) of this session's claims as {tag!r}")
             if self.retagged:
                 terminalreporter.write_line(
@@ -1100,7 +1117,7 @@ class Reporter:
         text = "## stabench claims\n\n"
         if interrupted := self.interrupted_why():  # first: "No claim ran" alone read as an empty session
             text += f"**The session was {interrupted}.**\n\n"
-        text += (markdown(rows) if rows else "No claim's verdict ran." if interrupted else "No claim ran.") + "\n"
+        text += (markdown(rows) if rows else self.no_claim_why()) + "\n"
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message

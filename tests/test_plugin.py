@@ -643,6 +643,23 @@ def test_lrs(study, recipe):
     assert "bert-default[lr=0.001]" in _run(pytester, "--collect-only", "-q").stdout.str()
 
 
+def test_a_parametrized_task_is_named_in_test_ids(pytester, tiny_model):
+    pytester.makepyfile(test_task_ids=f"MODEL = {tiny_model!r}\n" + '''
+import pytest
+import stabench
+from stabench.tasks import get_task
+
+@pytest.mark.parametrize("task", [get_task("polarity"), get_task("same-number")])
+@stabench.claim(model=MODEL, seeds=1)
+def test_task_ids(study, task):
+    pass
+''')
+    result = _run(pytester, "--collect-only", "-q", "-k", "same-number")
+    collected = [line for line in result.stdout.lines if "::" in line]
+    assert collected == ["test_task_ids.py::test_task_ids[seed0-same-number]",
+                         "test_task_ids.py::test_task_ids[verdict-same-number]"]
+
+
 def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=3e-3",
                "--stabench-json=r.json")
@@ -1127,6 +1144,17 @@ def test_seed_raises(study):
                         "test_seed_raises": ("error", "CUDA out of memory")}
     result.assert_outcomes(skipped=2, xfailed=2, failed=2, errors=1)
     assert "No claim ran" not in (pytester.path / "r.md").read_text()
+
+
+def test_a_session_of_seed_items_only_reports_the_runs_it_made(suite):
+    """``-m "not stabench_verdict"`` trains seeds without judging: "No claim ran" read as an empty session."""
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "-m", "not stabench_verdict",
+                  "--stabench-md=r.md")
+    seeds = result.parseoutcomes()["passed"]
+    line = f"runs: {seeds} trained this session ({seeds} by seed items, 0 by verdicts); 0 read from the store"
+    result.stdout.fnmatch_lines([f"stabench {line}"])
+    assert (suite.path / "r.md").read_text() == (f"## stabench claims\n\nNo claim's verdict ran: only seed items "
+                                                  f"were selected ({line}; the JSON report lists them).\n")
 
 
 def test_a_claim_gated_but_skipped_by_a_mark_fails_the_gate_as_nothing_compared(suite):
