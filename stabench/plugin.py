@@ -179,9 +179,11 @@ def _check_options(config: pytest.Config) -> list | None:
                 raise pytest.UsageError(f"{_named(config, name)} {report!r} is the results store; name another file")
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
+        named = _named(config, "baseline")
+        where = "" if named.startswith("--") else f" (set by {named}; --stabench-baseline= turns it off)"
         raise pytest.UsageError(
-            f"--stabench-tag={option(config, 'tag')} is also the baseline {baseline}: the gate would compare this "
-            f"session's runs with themselves and pass; tag them under another name, or tag them as "
+            f"--stabench-tag={option(config, 'tag')} is also the baseline {baseline}{where}: the gate would compare "
+            f"this session's runs with themselves and pass; tag them under another name, or tag them as "
             f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
         try:
@@ -884,6 +886,7 @@ class Reporter:
         self.written: list[str] = []  # reports and plots written at the end, and where
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.other_stacks: set[str] = set()  # the other-stack warnings said so far
+        self.collection_errors: list[str] = []  # "file: error" of each file that did not collect
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -931,6 +934,14 @@ class Reporter:
                 if self.config.get_terminal_writer().width_of_current_line:  # after xdist's progress letters
                     terminal.write("\n")
                 terminal.write_line(f"stabench: {text}", yellow=True)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A claim file that did not collect: the reports say so, or they read as a quiet session."""
+        if report.failed:
+            lines = [line for line in report.longreprtext.splitlines() if line.strip()]
+            raised = [line[1:].strip() for line in lines if line.startswith("E ")]
+            self.collection_errors.append(f"{report.nodeid or 'collection'}: "
+                                          f"{(raised or lines or ['failed'])[-1 if raised else 0]}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.when == "setup" and not report.passed):
@@ -985,6 +996,24 @@ class Reporter:
         """The keys of the runs this session trained, by seed items and by verdicts, each run once."""
         return self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
 
+    def notes(self) -> list[str]:
+        """What the session was asked for and did not do, for the terminal and the Markdown report."""
+        notes = []
+        if self.collection_errors:
+            notes.append(f"{len(self.collection_errors)} file(s) did not collect, so their claims did not run "
+                         f"(and no gate compared them): {'; '.join(self.collection_errors[:3])}")
+        if self.seeds and not self.claims:
+            for name, what in (("tag", "no run was tagged; the verdict tags its claim's runs"),
+                               ("baseline", "nothing was compared with the baseline; the verdict compares its "
+                                            "claim's runs")):
+                if value := option(self.config, name):
+                    notes.append(f"{_named(self.config, name)}={value}: no claim's verdict ran in this session "
+                                 f"(say -m or -k selected seed items only), so {what}")
+        if self.config.getoption("stabench_gate") is not None and not option(self.config, "baseline"):
+            notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
+                         "comparison with a baseline")
+        return notes
+
     def runs_line(self) -> str:
         """How many runs the session trained, and by what, and how many it read."""
         claim_keys = {key for c in self.claims for key in c.get("keys", ())}
@@ -1024,10 +1053,8 @@ class Reporter:
             terminalreporter.write_line(f"stabench: {why}", yellow=True)
         for line in self.unwritten:
             terminalreporter.write_line(f"stabench: {line}", red=True)
-        if (tag := option(self.config, "tag")) and self.seeds and not self.claims:
-            terminalreporter.write_line(f"{_named(self.config, 'tag')}={tag}: no claim's verdict ran in this "
-                                        f"session (say -k selected seed items only), so no run was tagged; "
-                                        f"the verdict tags its claim's runs", yellow=True)
+        for note in self.notes():
+            terminalreporter.write_line(f"stabench: {note}", yellow=True)
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         if not self.claims:
             if self.seeds:
@@ -1117,6 +1144,7 @@ class Reporter:
         text = "## stabench claims\n\n"
         if interrupted := self.interrupted_why():  # first: "No claim ran" alone read as an empty session
             text += f"**The session was {interrupted}.**\n\n"
+        text += "".join(f"**Note:** {note}.\n\n" for note in self.notes())
         text += (markdown(rows) if rows else self.no_claim_why()) + "\n"
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
@@ -1141,6 +1169,7 @@ class Reporter:
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None,
+                          "collection_errors": self.collection_errors,
                           "interrupted": self.interrupted_why() or None})
 
     def _plot(self, folder: Path) -> int:

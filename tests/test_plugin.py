@@ -286,6 +286,21 @@ def test_a_bad_ini_value_is_named_as_the_ini_file_has_it(suite, ini, message):
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
+def test_a_baseline_from_the_ini_file_that_is_the_tag_says_how_to_turn_it_off(suite):
+    """Every later session stopped on the clash, with no word of where the baseline came from."""
+    from stabench.store import Store
+
+    Store(suite.path / "s.sqlite").close()
+    suite.makeini("[pytest]\nstabench_store = s.sqlite\nstabench_baseline = tag:newbase\n")
+    result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-tag=newbase")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --stabench-tag=newbase is also the baseline tag:newbase (set by "
+                                 "stabench_baseline in tox.ini; --stabench-baseline= turns it off): the gate would*"])
+    turned_off = suite.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-tag=newbase", "--collect-only",
+                                           "--stabench-baseline=")
+    assert turned_off.ret == pytest.ExitCode.OK
+
+
 def test_a_claim_on_local_files_takes_the_task_object_and_writes_strict_json(pytester, tiny_model):
     rows = [f"{'good' if i % 2 else 'bad'} film number {i},{i % 2}\n" for i in range(40)]
     pytester.path.joinpath("train.csv").write_text("text,label\n" + "".join(rows))
@@ -992,10 +1007,17 @@ import stabench
 def test_x(study):
     pass
 ''')
-    result = _run(pytester)
+    result = _run(pytester, "--stabench-md=r.md", "--stabench-json=r.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["E   ValueError: task=123 is invalid; expected a task name (*"])
     assert "stabench: interrupted" not in result.stdout.str()
+    # A report that said only "No claim ran" read as a quiet session in a CI job summary.
+    said = "1 file(s) did not collect, so their claims did not run (and no gate compared them): test_bad.py: " \
+           "ValueError: task=123 is invalid; expected a task name ("
+    result.stdout.fnmatch_lines([f"stabench: {said}*"])
+    assert f"**Note:** {said}" in (pytester.path / "r.md").read_text()
+    (error,) = _report(pytester.path / "r.json")["collection_errors"]
+    assert error.startswith("test_bad.py: ValueError: task=123 is invalid")
 
 
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
@@ -1209,11 +1231,27 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_se
 def test_tagging_a_session_without_verdicts_says_nothing_was_tagged(suite):
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-tag=partial")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["--stabench-tag=partial: no claim's verdict ran in this session (say -k selected "
-                                 "seed items only), so no run was tagged*"])
+    result.stdout.fnmatch_lines(["stabench: --stabench-tag=partial: no claim's verdict ran in this session (say -m "
+                                 "or -k selected seed items only), so no run was tagged*"])
     from stabench.store import Store
     with Store(suite.path / "s.sqlite") as store:
         assert store.query(tag="partial") == [] and len(store.query()) == 1
+
+
+def test_a_gate_that_cannot_compare_says_so_where_ci_reads_it(suite):
+    """A wrong -m in CI, or limits without a baseline, turned the gate off without a word."""
+    _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=base").assert_outcomes(passed=5)
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-baseline=tag:base",
+                  "--stabench-md=r.md")
+    result.assert_outcomes(passed=1)
+    said = ("--stabench-baseline=tag:base: no claim's verdict ran in this session (say -m or -k selected seed items "
+            "only), so nothing was compared with the baseline; the verdict compares its claim's runs")
+    result.stdout.fnmatch_lines([f"stabench: {said}"])
+    assert f"**Note:** {said}." in (suite.path / "r.md").read_text()
+    result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-gate=max_extra_failures=1")
+    result.stdout.fnmatch_lines(["stabench: --stabench-gate has no effect without --stabench-baseline: it sets the "
+                                 "limits of a comparison with a baseline"])
+    assert "no effect" not in _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0").stdout.str()
 
 
 def test_a_claim_without_a_study_argument_is_a_one_line_collection_error(pytester, tiny_model):
