@@ -131,11 +131,13 @@ def gate_table_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def gate_markdown_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Gate entries as Markdown rows: the table's columns, then one "why" column for a failure's
-    reasons, a near miss or a note on the baseline's variants."""
-    return [{**row, "why": " · ".join(filter(None, (entry["why"] or entry["unconfirmed"],
-                                                    entry["baseline_note"] and f"note: {entry['baseline_note']}")))}
-            for row, entry in zip(gate_table_rows(entries), entries)]
+    """Gate entries as Markdown rows: the table's columns, then one "why" column holding what the
+    terminal says below its table (``gate_messages``): a failure's reasons, a near miss (on a
+    failed study too) and a note on the baseline's variants."""
+    return [{**row, "why": " · ".join(filter(None, (
+        entry["why"], entry["unconfirmed"] and f"{'note: ' if entry['why'] else ''}{entry['unconfirmed']}",
+        entry["baseline_note"] and f"note: {entry['baseline_note']}")))}
+        for row, entry in zip(gate_table_rows(entries), entries)]
 
 
 def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -777,8 +777,9 @@ def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, 
 
 
 def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
-    """A mean drop fails the gate; one more failed run (0/8 -> 1/8, Fisher p=0.5) is still shown."""
-    from stabench.report import gate_messages
+    """A mean drop fails the gate; one more failed run (0/8 -> 1/8, Fisher p=0.5) is still shown, in the
+    terminal and in the Markdown report (which had shown the reasons alone)."""
+    from stabench.report import gate_markdown_rows, gate_messages
 
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     current = [_run(s, 0.5 if s == 0 else v - 0.05) for s, v in enumerate(GOOD)]
@@ -787,6 +788,7 @@ def test_a_failed_gate_also_names_the_changes_that_were_not_significant():
     assert gate_messages([result.entry()]) == [
         ("red", f"REGRESSED c: {result.why}"),
         ("yellow", f"note c: {result.unconfirmed}")]
+    assert gate_markdown_rows([result.entry()])[0]["why"] == f"{result.why} · note: {result.unconfirmed}"
     assert ("extra failures 1 is past its limit 0, but one-sided Fisher exact p=0.5 is not significant (needs p < "
             "0.0167)") in result.unconfirmed
 
