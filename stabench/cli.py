@@ -510,7 +510,8 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         if not runs:  # an empty store, and no filter
             raise ValueError(f"the results store {store.path} holds no runs; nothing was tagged {args.name!r}")
         added = store.tag([r.key for r in runs], args.name)
-    console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}", highlight=False)
+    had = f" ({len(runs) - added} had it already)" if added < len(runs) else ""
+    console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}{had}", highlight=False)
     versions: dict[tuple, set[str]] = {}
     for run in name_studies(runs):  # a recipe's runs under its other names (aliases) are its versions too
         versions.setdefault(study_key(run), set()).add(run.recipe_hash[:SHORT_HASH])

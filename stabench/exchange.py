@@ -197,6 +197,9 @@ def _parse_json(text: str) -> list[RunResult]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc}") from exc
+    if isinstance(data, dict) and {"claims", "seeds"} <= set(data):  # --stabench-json's, which names runs only
+        raise ValueError("it is a --stabench-json report (claims and seeds), not the runs themselves; `stabench "
+                         "export` writes them")
     if not isinstance(data, list):
         raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
     return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]

@@ -335,8 +335,10 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
     the file's ``"name"``, else the file's stem."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"recipe file {str(path)!r} does not exist (relative to {os.getcwd()}); expected a "
-                                f"JSON object of recipe fields")
+        where = "" if path.is_absolute() else (f" (relative to {os.getcwd()}; in a claim file, Path(__file__).parent / "
+                                                f"{str(path)!r} finds it wherever pytest starts)")
+        raise FileNotFoundError(f"recipe file {str(path)!r} does not exist{where}; expected a JSON object of recipe "
+                                f"fields")
     try:
         fields = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -376,9 +378,16 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
+_STUDY_ARGUMENTS = {"train_size": ("train_size", "--train-size"), "seed": ("seeds", "--seeds"),
+                    "seeds": ("seeds", "--seeds"), "task": ("task", "--task"), "model": ("model", "--model")}
+
+
 def unknown_field(field: str) -> str:
     """The error for a recipe field that does not exist, with the likeliest one meant."""
     known = sorted(f.name for f in dataclasses.fields(Recipe))
+    if study := _STUDY_ARGUMENTS.get(field):  # what a run trains on, not how
+        return (f"{field} is not a recipe field: a study gives it ({study[0]}= in a claim or stabench.study, "
+                f"{study[1]} in stabench run); known recipe fields: {', '.join(known)}")
     close = difflib.get_close_matches(field, known, n=1)
     meant = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown recipe field {field!r}{meant}; known fields: {', '.join(known)}"

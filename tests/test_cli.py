@@ -417,6 +417,8 @@ def test_seeds_and_a_recipe_files_content_select_runs_in_every_listing_command(t
     assert f", datasets {importlib.metadata.version('datasets')}," in out  # keyed, so listed like the rest
     assert main(["tag", "base", "--recipe", str(recipe)]) == 0
     assert "tagged 2 of 2 matching run(s)" in capsys.readouterr().out
+    assert main(["tag", "base", "--recipe", str(recipe)]) == 0
+    assert "tagged 0 of 2 matching run(s) as 'base' (2 had it already)" in capsys.readouterr().out
     assert main(["untag", "base", "--seeds", "0"]) == 0 and "off 1 run(s)" in capsys.readouterr().out
     assert main(["export", str(tmp_path / "one.json"), "--tag", "base", "--seeds", "0-1"]) == 0
     (exported,) = json.loads((tmp_path / "one.json").read_text())

@@ -88,6 +88,9 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
     (lambda: get_recipe("bert-default", reinit_layer=1), "unknown recipe field 'reinit_layer' (did you mean "
                                                          "'reinit_layers'?); known fields: "),
+    (lambda: parse_overrides(["train_size=10"]) and get_recipe("bert-default", **parse_overrides(["train_size=10"])),
+     "train_size is not a recipe field: a study gives it (train_size= in a claim or stabench.study, --train-size in "
+     "stabench run); known recipe fields: "),
     (lambda: get_recipe("bert-default", schedule="constant"), "warmup=0.1 is invalid; expected 0 with "
                                                               "schedule='constant', which has no warmup"),
     (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
@@ -203,7 +206,9 @@ def test_a_bad_recipe_file_is_named_in_one_line(tmp_path, text, message):
     with pytest.raises(ValueError) as error:
         get_recipe(str(path))
     assert str(error.value).startswith(message.format(path=path)) and "\n" not in str(error.value)
-    with pytest.raises(FileNotFoundError, match="recipe file 'missing.json' does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"^recipe file 'missing.json' does not exist \(relative to .*; in a "
+                                                r"claim file, Path\(__file__\).parent / 'missing.json' finds it "
+                                                r"wherever pytest starts\); expected a JSON object"):
         get_recipe("missing.json")
 
 

@@ -725,6 +725,14 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
     assert not (tmp_path / "none").exists()  # an export that writes nothing makes no folder
 
 
+def test_a_pytest_report_given_as_runs_to_import_says_which_file_holds_them(store: Store, tmp_path: Path) -> None:
+    report = tmp_path / "pr.json"
+    report.write_text(json.dumps({"claims": [], "seeds": [], "gate": []}))
+    with pytest.raises(StoreError, match=r"pr.json: not a stabench export: it is a --stabench-json report \(claims "
+                                         r"and seeds\), not the runs themselves; `stabench export` writes them$"):
+        store.import_file(report)
+
+
 def test_export_keeps_a_file_that_merely_starts_blank_and_replaces_an_export_of_no_runs(store: Store,
                                                                                        tmp_path: Path) -> None:
     data = tmp_path / "mydata.csv"
