@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "claim": "claims", "study": "claims", "Study": "claims", "StudySet": "claims",
+    "claim": "claims", "check_claim": "claims", "study": "claims", "Study": "claims", "StudySet": "claims",
     "Recipe": "recipes", "PRESETS": "recipes", "get_recipe": "recipes",
     "RunResult": "result",
     "Task": "tasks", "get_task": "tasks", "load_task_data": "tasks", "local_task": "tasks", "register_task": "tasks",

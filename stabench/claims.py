@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import os
 import reprlib
 import socket
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
@@ -601,6 +603,49 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
         raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored: {why}; "
                          f"or train=True trains them")
     return Study(Arm(recipe.name, name, model, recipe, train_size, subsample_seed), runs, trained_here)
+
+
+def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[int] | str | None = None,
+                device: str = "auto", cpu_threads: int | None = None, recompute: bool = False,
+                **params: Any) -> Study | StudySet:
+    """A claim judged from a script or notebook, as its pytest verdict judges it: each arm's seeds
+    read from the store or trained into it, then ``test`` (a function under ``@stabench.claim``)
+    called with the study.  The claim fails as its body does, with an AssertionError; it returns
+    the study it judged.  ``params`` give what a ``parametrize`` of the claim would: ``task=``,
+    ``recipe=``, ``arms=`` and any other argument of the body.  ``seeds`` replaces the claim's
+    own, as ``--stabench-seeds`` does.  The store is ``store=``, else ``$STABENCH_STORE``; with
+    neither, the runs are kept nowhere (a :class:`StudyNotStored` warning says so)."""
+    from .profiles import missing_requirements
+    from .train import script_store
+
+    marks = [mark for mark in getattr(test, "pytestmark", []) if getattr(mark, "name", None) == "stabench"]
+    name = getattr(test, "__name__", repr(test))
+    if not marks:
+        raise ValueError(f"{name} is not a stabench claim; expected a function under @stabench.claim(...)")
+    arguments = inspect.signature(test).parameters
+    given = {arg: value for arg, value in params.items() if arg in arguments}
+    if unknown := sorted(set(params) - set(given) - {"task", "model", "recipe", "train_size", "arms"}):
+        raise ValueError(f"check_claim({name}, {unknown[0]}=...): {name} takes no argument {unknown[0]!r}; it takes "
+                         f"{', '.join(arguments)}")
+    if lacking := [arg for arg, spec in arguments.items()
+                   if arg != "study" and arg not in given and spec.default is inspect.Parameter.empty]:
+        raise ValueError(f"{name} takes {', '.join(lacking)}, as a parametrize gives it; pass it: "
+                         f"check_claim({name}, {lacking[0]}=...)")
+    override = None if seeds is None else seeds_of(seed_spec(seeds, "check_claim "))
+    spec = build_spec(marks[0].kwargs, params, seed_override=override)
+    if missing := missing_requirements(spec):
+        raise ValueError(f"{name} needs what this machine lacks: {'; '.join(missing)}")
+    with contextlib.ExitStack() as opened:
+        if (path := script_store(store)) is None:
+            warnings.warn(f"check_claim({name}) was given no store (store= or $STABENCH_STORE): its runs are kept "
+                          f"nowhere; pass store=\"study.sqlite\" to keep them", StudyNotStored, stacklevel=2)
+            path = Path(opened.enter_context(tempfile.TemporaryDirectory())) / "runs.sqlite"
+        session = Session(store=path if isinstance(path, Store) else opened.enter_context(Store(path)),
+                          device=device, cpu_threads=cpu_threads, recompute=recompute)
+        studies = StudySet((arm.name, session.collect(arm, spec.seeds)) for arm in spec.arms)
+    judged = studies if len(studies) > 1 else next(iter(studies.values()))
+    test(study=judged, **given)
+    return judged
 
 
 @contextlib.contextmanager

@@ -426,3 +426,39 @@ def test_a_seed_item_returns_the_copy_an_import_stored_while_it_trained(tiny_mod
         monkeypatch.setattr(stabench.train, "fine_tune", train_while_another_box_s_copy_is_imported)
         result, trained = Session(store=store).run_seed(arm, 0)
         assert trained and result.metrics["accuracy"] == 0.25 == store.get(result.key).metrics["accuracy"]
+
+
+def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tmp_path, monkeypatch):
+    """A claim file's function, called from a notebook: its arms built from the marker, its seeds
+    read or trained, its body called; before, each arm had to be written out again."""
+    import stabench
+
+    monkeypatch.delenv("STABENCH_STORE", raising=False)
+    arms = {"low": {"recipe": FAST.replace(lr=1e-5, name="low")}, "high": {"recipe": FAST.replace(name="high")}}
+
+    @stabench.claim(task="polarity", model=tiny_model, seeds=3, arms=arms)
+    def test_low_lr_fails_no_more(study, slack):
+        assert study["low"].failures <= study["high"].failures + slack, "low failed more"
+
+    with Store(tmp_path / "s.sqlite") as store:
+        judged = stabench.check_claim(test_low_lr_fails_no_more, store=store, seeds="0-1", slack=2)
+        assert sorted(judged) == ["high", "low"] and [r.seed for r in judged["low"].results] == [0, 1]
+        assert sorted(r.seed for r in store.query()) == [0, 0, 1, 1]
+        low = Arm(name="x", task="polarity", model=tiny_model, recipe=arms["low"]["recipe"])
+        read = Session(store=store).collect(low, [0, 1])
+        assert [r.metrics for r in read.results] == [r.metrics for r in judged["low"].results]
+        with pytest.raises(AssertionError, match="low failed more"):  # the stored runs judged again: no training
+            stabench.check_claim(test_low_lr_fails_no_more, store=store, seeds="0-1", slack=-3)
+        assert store.count() == 4
+    for call, message in (
+            (lambda: stabench.check_claim(test_low_lr_fails_no_more, store=store), "test_low_lr_fails_no_more takes "
+             "slack, as a parametrize gives it; pass it: check_claim(test_low_lr_fails_no_more, slack=...)"),
+            (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, lr=1), "check_claim("
+             "test_low_lr_fails_no_more, lr=...): test_low_lr_fails_no_more takes no argument 'lr'; it takes study, "
+             "slack"),
+            (lambda: stabench.check_claim(lambda study: None), "<lambda> is not a stabench claim; expected a function "
+             "under @stabench.claim(...)")):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            call()
+    with pytest.warns(stabench.claims.StudyNotStored, match="its runs are kept nowhere"):
+        stabench.check_claim(test_low_lr_fails_no_more, seeds=[0], slack=2)
