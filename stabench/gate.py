@@ -262,10 +262,16 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     # contents (versions edited under its name, recipes it once shared runs with) is compared with
     # its own past.  Without them, an edited recipe is compared with its earlier versions.  Likewise
     # for the model: two local folders of one name (checkpoint-500 of two trainings) are one study.
-    candidates = [r for r in candidates if r.recipe_hash in hashes] or candidates
+    own = [r for r in candidates if r.recipe_hash in hashes]
+    versions = sorted({r.recipe_hash[:SHORT_HASH] for r in candidates if r.recipe_hash not in hashes} if own else ())
+    candidates = own or candidates
     models = {_KEY_PARTS["model"](r) for r in current}
     matching, held, chosen = pick_variant([r for r in candidates if _KEY_PARTS["model"](r) in models] or candidates,
                                           current)
+    # Said, for "same runs" against a baseline that also holds the recipe's good versions reads as a pass.
+    other_versions = versions and (f"the baseline also holds runs of {len(versions)} other version(s) of this recipe "
+                                   f"(recipe hash {', '.join(versions)}), not compared: a study is compared with its "
+                                   f"own content's runs where the baseline has them")
     # Seed for seed where the baseline allows: its runs of the current seeds.  Every current run
     # stays, so runs on seeds the baseline lacks can still show a regression.
     seeds = {r.seed for r in current}
@@ -279,12 +285,13 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
     if len(baseline) < 2 or len(current) < 2:  # no test can say anything about fewer runs: fail, not pass
         note = held and (f"{held}; the one taken, {chosen}, holds {len(baseline)} run(s), so nothing was compared"
                          if len(baseline) < 2 else held)
+        note = "; ".join(filter(None, (other_versions, note)))
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no test can compare fewer than 2 runs a side; "
                    f"use more seeds on each side")
         return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), too_few_seeds=too_few,
                           changed=what_changed(baseline, current), baseline_keys=tuple(r.key for r in baseline),
                           current_keys=tuple(r.key for r in current), baseline_note=note, produced_by=produced)
-    note = held and f"{held}; compared with {chosen}"
+    note = "; ".join(filter(None, (other_versions, held and f"{held}; compared with {chosen}")))
     threshold = stats.Threshold(metric=metric, higher_is_better=higher_is_better(metric),
                                 max_mean_drop=limits["max_mean_drop"], max_std_increase=limits["max_std_increase"],
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])

@@ -1007,3 +1007,17 @@ def test_a_listing_command_that_finds_nothing_says_what_it_did_not_do(tmp_path, 
     assert main(["export", str(tmp_path / "e.json"), "--store", str(path), "--task", "nope", "--seeds", "1"]) == 2
     assert (f"error: no stored run matches task=nope (stored tasks: t); nothing was exported to {tmp_path / 'e.json'}"
             in " ".join(capsys.readouterr().err.split()))
+
+
+def test_a_baseline_holding_the_current_runs_and_other_versions_names_the_versions_it_left_out():
+    """An export of every version of a recipe, taken after a bad edit, held the edit's own runs: the
+    gate compared them with themselves (``same runs``, ok) and never said the good versions were there."""
+    good = [_run(s, v) for s, v in enumerate(GOOD)]
+    edited = [dataclasses.replace(_run(s, 0.5), key=f"edited-{s}", recipe_hash="h-edited") for s in range(8)]
+    result = check("c", edited, good + edited)
+    assert result.verdict == "ok" and result.changed == "same runs"
+    assert result.baseline_note == ("the baseline also holds runs of 1 other version(s) of this recipe (recipe hash "
+                                    "h-r), not compared: a study is compared with its own content's runs where the "
+                                    "baseline has them")
+    assert check("c", edited, good).baseline_note == ""  # only another version: it is the one compared
+    assert check("c", edited, good).verdict == "REGRESSED"
