@@ -21,7 +21,7 @@ from .claims import parse_seeds
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
-from .models import stored_name
+from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .train import fine_tune, prepare, warn_of_other_stacks
 
     task = _task_from_args(args)
+    check_model_name(args.model)  # a typo of a built-in name fails before the run's header, as other bad values do
     project = project_settings()
     recipe = _recipe_from_args(args, None if args.no_store else _store_path(args, project))
     seeds = parse_seeds(args.seeds)
