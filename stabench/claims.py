@@ -629,8 +629,8 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
                          f"{', '.join(arguments)}")
     if lacking := [arg for arg, spec in arguments.items()
                    if arg != "study" and arg not in given and spec.default is inspect.Parameter.empty]:
-        raise ValueError(f"{name} takes {', '.join(lacking)}, as a parametrize gives it; pass it: "
-                         f"check_claim({name}, {lacking[0]}=...)")
+        raise ValueError(f"{name} takes {', '.join(lacking)}, which a parametrize or fixture gives it under "
+                         f"pytest; pass it: check_claim({name}, {lacking[0]}=...)")
     override = None if seeds is None else seeds_of(seed_spec(seeds, "check_claim "))
     spec = build_spec(marks[0].kwargs, params, seed_override=override)
     if missing := missing_requirements(spec):
@@ -642,6 +642,8 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
             path = Path(opened.enter_context(tempfile.TemporaryDirectory())) / "runs.sqlite"
         session = Session(store=path if isinstance(path, Store) else opened.enter_context(Store(path)),
                           device=device, cpu_threads=cpu_threads, recompute=recompute)
+        for task in dict.fromkeys(arm.task for arm in spec.arms):  # an in-memory task's data as it is now
+            reload_task_data(task)
         studies = StudySet((arm.name, session.collect(arm, spec.seeds)) for arm in spec.arms)
     judged = studies if len(studies) > 1 else next(iter(studies.values()))
     test(study=judged, **given)

@@ -151,7 +151,8 @@ def _recipe_from_args(args: argparse.Namespace, store_path: Path | None) -> Reci
                              f"file") from None
         if not stored:
             raise
-        return Recipe.from_dict(next(iter(stored.values()))).replace(**overrides)
+        # under the name asked for, which may be another name (alias) of the stored runs
+        return Recipe.from_dict(next(iter(stored.values()))).replace(name=args.recipe).replace(**overrides)
 
 
 def _store_path(args: argparse.Namespace, project: ProjectSettings | None = None) -> Path:

@@ -940,8 +940,9 @@ class Reporter:
         if report.failed:
             lines = [line for line in report.longreprtext.splitlines() if line.strip()]
             raised = [line[1:].strip() for line in lines if line.startswith("E ")]
-            self.collection_errors.append(f"{report.nodeid or 'collection'}: "
-                                          f"{(raised or lines or ['failed'])[-1 if raised else 0]}")
+            error = f"{report.nodeid or 'collection'}: {(raised or lines or ['failed'])[-1 if raised else 0]}"
+            if error not in self.collection_errors:  # each xdist worker collects, and reports, every file
+                self.collection_errors.append(error)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and not (report.when == "setup" and not report.passed):
@@ -1000,8 +1001,9 @@ class Reporter:
         """What the session was asked for and did not do, for the terminal and the Markdown report."""
         notes = []
         if self.collection_errors:
-            notes.append(f"{len(self.collection_errors)} file(s) did not collect, so their claims did not run "
-                         f"(and no gate compared them): {'; '.join(self.collection_errors[:3])}")
+            notes.append(f"{len(self.collection_errors)} file(s) did not collect, so pytest ran no claim (unless "
+                         f"--continue-on-collection-errors) and no gate compared them: "
+                         f"{'; '.join(self.collection_errors[:3])}")
         if self.seeds and not self.claims:
             for name, what in (("tag", "no run was tagged; the verdict tags its claim's runs"),
                                ("baseline", "nothing was compared with the baseline; the verdict compares its "

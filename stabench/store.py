@@ -605,24 +605,25 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, key: str) -> RunResult | None:
+    def get(self, key: str, seed: int | None = None) -> RunResult | None:
+        """The stored run ``key``; None if missing, :class:`UnreadableRun` if damaged.  ``seed``: the
+        seed whose key this is; a record saying another seed was edited (one stored before its key
+        fields were recorded cannot show it otherwise), and is damaged too."""
         row = self._connection().execute(
             f"SELECT key, {_RECORD} FROM runs WHERE key = ?", (key,)).fetchone()
-        return None if row is None else self._load(*row)
+        stored = None if row is None else self._load(*row)
+        if stored is not None and seed is not None and stored.seed != seed:
+            raise UnreadableRun(self.path, key, ValueError(f"it records seed {stored.seed} under the key of seed "
+                                                           f"{seed}: the record was edited after it was stored"))
+        return stored
 
     def reusable(self, key: str, quiet: bool = False, seed: int | None = None) -> RunResult | None:
-        """The stored run ``key`` for a rerun to reuse; None if missing or damaged, for a rerun
-        finishes what is missing and a damaged record is a run lost (``put`` replaces it, keeping
-        the damaged bytes aside).  ``seed``: the seed whose key this is; a record saying another
-        seed was edited (one stored before its key fields were recorded cannot show it otherwise),
-        and is damaged too.  ``quiet``: a second look, whose caller warned already."""
+        """The stored run ``key`` (of ``seed``, as ``get``) for a rerun to reuse; None if missing or
+        damaged, for a rerun finishes what is missing and a damaged record is a run lost (``put``
+        replaces it, keeping the damaged bytes aside).  ``quiet``: a second look, whose caller
+        warned already."""
         try:
-            stored = self.get(key)
-            if stored is not None and seed is not None and stored.seed != seed:
-                raise UnreadableRun(self.path, key, ValueError(
-                    f"it records seed {stored.seed} under the key of seed {seed}: the record was edited after "
-                    f"it was stored"))
-            return stored
+            return self.get(key, seed)
         except UnreadableRun as error:
             if not quiet:
                 warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "

@@ -337,7 +337,7 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
     label = columns[-1]
     for name, split in ((train_name, train), (eval_name, evaluation)):
         texts = {_label_text(v) for v in split[label]}
-        numbers = sorted(v for v in texts if _INTEGER.fullmatch(v))
+        numbers = sorted((v for v in texts if _INTEGER.fullmatch(v)), key=int)
         if numbers and len(numbers) < len(texts):  # "1" and "yes": two codings, not four classes
             names = sorted(texts - set(numbers))
             raise TaskDataError(f"the labels of {name!r} mix numbers ({', '.join(numbers[:3])}) and names "
@@ -425,7 +425,7 @@ def _labels_to_ids(splits: dict[str, datasets.Dataset], column: str) -> dict[str
             for name, split in splits.items()}
 
 
-_INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"[-+]?[0-9]+")  # -1/+1 too
 
 
 def _label_text(value) -> str:

@@ -159,7 +159,7 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
         if store is None:
             return fine_tune(prepared, progress=progress), True
         if not train:  # reads only: the recipe's name is not added to the run's names
-            if (stored := store.get(prepared.key)) is None:
+            if (stored := store.get(prepared.key, prepared.seed)) is None:
                 threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
                 raise RunNotStored(prepared, f"{prepared.device}{threads}")
             return stored, False

@@ -296,6 +296,11 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     out = " ".join(capsys.readouterr().out.split())
     assert f"recipe mine@2e-4 ({mine.hash})" in out
     assert out.count("stored, not retrained") == 1 and out.count("trained in") == 1
+    stabench.run("polarity", tiny_model, mine.replace(name="team"), 0, device="cpu")  # read: "team" is an alias now
+    assert main([*run[:-1], "team", "--seeds", "2"]) == 0
+    assert f"recipe team ({mine.hash})" in " ".join(capsys.readouterr().out.split())  # the name asked for
+    with stabench.Store(os.environ["STABENCH_STORE"]) as store:
+        assert store.query(seed=2)[0].recipe_name == "team"
     stabench.run("polarity", tiny_model, mine.replace(lr=3e-4, name="mine@2e-4"), 0, device="cpu")  # a second version
     assert main([*run, "--seeds", "0"]) == 2
     err = " ".join(capsys.readouterr().err.split())

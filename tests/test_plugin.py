@@ -1012,12 +1012,14 @@ def test_x(study):
     result.stdout.fnmatch_lines(["E   ValueError: task=123 is invalid; expected a task name (*"])
     assert "stabench: interrupted" not in result.stdout.str()
     # A report that said only "No claim ran" read as a quiet session in a CI job summary.
-    said = "1 file(s) did not collect, so their claims did not run (and no gate compared them): test_bad.py: " \
-           "ValueError: task=123 is invalid; expected a task name ("
+    said = "1 file(s) did not collect, so pytest ran no claim (unless --continue-on-collection-errors) and no " \
+           "gate compared them: test_bad.py: ValueError: task=123 is invalid; expected a task name ("
     result.stdout.fnmatch_lines([f"stabench: {said}*"])
     assert f"**Note:** {said}" in (pytester.path / "r.md").read_text()
     (error,) = _report(pytester.path / "r.json")["collection_errors"]
     assert error.startswith("test_bad.py: ValueError: task=123 is invalid")
+    _run(pytester, "-n", "2", "--stabench-json=r.json")  # each worker collects the file, and reports its error
+    assert _report(pytester.path / "r.json")["collection_errors"] == [error]
 
 
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):

@@ -7,7 +7,7 @@ import pytest
 
 from stabench.claims import Arm, Session, Study
 from stabench.recipes import get_recipe
-from stabench.store import Store
+from stabench.store import Store, StoreError
 from stabench.tasks import BUILTIN_PAIR_TASK
 
 FAST = get_recipe("bert-default", max_steps=4, trace_every=2, lr=2e-3)
@@ -359,6 +359,8 @@ def test_a_record_edited_into_another_seed_is_a_run_lost_not_a_second_copy_of_th
     and the edited record is kept aside.  A record without key fields shows it by its seed alone."""
     import sqlite3
 
+    import stabench
+
     arm = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
     with Store(tmp_path / "s.sqlite") as store:
         first = Session(store=store).collect(arm, [0, 1])
@@ -370,6 +372,8 @@ def test_a_record_edited_into_another_seed_is_a_run_lost_not_a_second_copy_of_th
             conn.execute(f"UPDATE runs SET result_json = {edit} WHERE key = ?", (edited.key,))
         conn.close()
         said = "its contents make key" if keyed else "it records seed 0 under the key of seed 1"
+        with pytest.raises(StoreError, match=f"stored run {edited.key} is unreadable: {said}"):  # reading only too
+            stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, [0, 1], store=store, train=False)
         with pytest.warns(UserWarning, match=f"stored run {edited.key} is unreadable \\({said}.*training it again"):
             again = Session(store=store).collect(arm, [0, 1])
         assert again.trained_here == [1]
@@ -452,7 +456,8 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
         assert store.count() == 4
     for call, message in (
             (lambda: stabench.check_claim(test_low_lr_fails_no_more, store=store), "test_low_lr_fails_no_more takes "
-             "slack, as a parametrize gives it; pass it: check_claim(test_low_lr_fails_no_more, slack=...)"),
+             "slack, which a parametrize or fixture gives it under pytest; pass it: check_claim("
+             "test_low_lr_fails_no_more, slack=...)"),
             (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, lr=1), "check_claim("
              "test_low_lr_fails_no_more, lr=...): test_low_lr_fails_no_more takes no argument 'lr'; it takes study, "
              "slack"),
@@ -462,3 +467,15 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
             call()
     with pytest.warns(stabench.claims.StudyNotStored, match="its runs are kept nowhere"):
         stabench.check_claim(test_low_lr_fails_no_more, seeds=[0], slack=2)
+    # In a notebook, data edited between two calls is judged as it is now, as stabench.study does.
+    texts = {"text": ["good", "bad", "fine", "awful"] * 4, "label": [1, 0] * 8}
+    mine = stabench.Task("in-memory-check", "text", lambda: {"train": texts, "validation": texts})
+
+    @stabench.claim(task=mine, model=tiny_model, seeds=1, recipe=FAST)
+    def test_on_my_data(study):
+        pass
+
+    with Store(tmp_path / "s.sqlite") as store:
+        first = stabench.check_claim(test_on_my_data, store=store).results[0].task["fingerprint"]
+        texts["label"] = [0, 1] * 8
+        assert stabench.check_claim(test_on_my_data, store=store).results[0].task["fingerprint"] != first

@@ -432,6 +432,12 @@ def test_labels_1_and_1_0_and_the_text_1_are_one_class(tmp_path):
     with pytest.raises(TaskDataError, match=r"^the labels of '.*coded.csv' mix numbers \(0, 1\) and names \(no, "
                                             r"yes\); expected one kind, each class written one way$"):
         load_task_data(local_task("coded", tmp_path / "coded.csv", tmp_path / "train.jsonl", "text"))
+    _write(tmp_path / "signs.jsonl", [{"text": f"t{i}", "label": ["+1", "-1"][i % 2]} for i in range(8)], "jsonl")
+    signs = load_task_data(local_task("signs", tmp_path / "signs.jsonl", tmp_path / "signs.jsonl", "text"))
+    assert signs.num_labels == 2 and signs.label_names == ["-1", "+1"]  # numbers, by value
+    _write(tmp_path / "many.csv", [{"text": f"t{i}", "label": ["10", "2", "x"][i % 3]} for i in range(6)], "csv")
+    with pytest.raises(TaskDataError, match=r"mix numbers \(2, 10\) and names \(x\)"):
+        load_task_data(local_task("many", tmp_path / "many.csv", tmp_path / "many.csv", "text"))
     _write(tmp_path / "other.jsonl", [{"text": "d", "label": 3}, {"text": "e", "label": 0}], "jsonl")
     with pytest.raises(ValueError, match=r"labels 3 of .*other.jsonl' never occur in .*train.jsonl' \(its labels: "
                                          r"0, 1, 2\)"):
