@@ -15,6 +15,7 @@ import json
 import os
 import reprlib
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -60,12 +61,26 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     """
     import pytest
 
-    seeds = seed_spec(seeds, "claim ")
-    _check_claim(task, model, recipe, arms, train_size, gate, toy)
-    check_requirements(requires)
+    try:
+        seeds = seed_spec(seeds, "claim ")
+        _check_claim(task, model, recipe, arms, train_size, gate, toy)
+        check_requirements(requires)
+    except ValueError as error:
+        caller = sys._getframe(1)
+        where = f"{os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}: "
+        raise _claim_error()(where + str(error)) from None
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
+
+
+@functools.cache
+def _claim_error() -> type[ValueError]:
+    """The error of a misspelt name or impossible value in a claim: a ValueError, and to pytest a
+    collection error of one line (where and what), not the claim file's import traceback."""
+    import pytest
+
+    return type("ClaimError", (ValueError, pytest.Collector.CollectError), {"__module__": __name__})
 
 
 def _check_claim(task, model, recipe, arms, train_size, gate, toy=None) -> None:

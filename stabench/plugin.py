@@ -940,7 +940,9 @@ class Reporter:
         if report.failed:
             lines = [line for line in report.longreprtext.splitlines() if line.strip()]
             raised = [line[1:].strip() for line in lines if line.startswith("E ")]
-            error = f"{report.nodeid or 'collection'}: {(raised or lines or ['failed'])[-1 if raised else 0]}"
+            error = (raised or lines or ["failed"])[-1 if raised else 0]
+            if not error.startswith(f"{Path(report.nodeid).name}:"):  # a claim's own error names its file and line
+                error = f"{report.nodeid or 'collection'}: {error}"
             if error not in self.collection_errors:  # each xdist worker collects, and reports, every file
                 self.collection_errors.append(error)
 
@@ -997,13 +999,14 @@ class Reporter:
         """The keys of the runs this session trained, by seed items and by verdicts, each run once."""
         return self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
 
-    def notes(self) -> list[str]:
-        """What the session was asked for and did not do, for the terminal and the Markdown report."""
+    def notes(self, errors: bool = True) -> list[str]:
+        """What the session was asked for and did not do, for the terminal and the Markdown report
+        (``errors``: with the collection errors, which the terminal shows above)."""
         notes = []
         if self.collection_errors:
+            said = f": {'; '.join(self.collection_errors[:3])}" if errors else " (the errors above say why)"
             notes.append(f"{len(self.collection_errors)} file(s) did not collect, so pytest ran no claim (unless "
-                         f"--continue-on-collection-errors) and no gate compared them: "
-                         f"{'; '.join(self.collection_errors[:3])}")
+                         f"--continue-on-collection-errors) and no gate compared them{said}")
         if self.seeds and not self.claims:
             for name, what in (("tag", "no run was tagged; the verdict tags its claim's runs"),
                                ("baseline", "nothing was compared with the baseline; the verdict compares its "
@@ -1055,7 +1058,7 @@ class Reporter:
             terminalreporter.write_line(f"stabench: {why}", yellow=True)
         for line in self.unwritten:
             terminalreporter.write_line(f"stabench: {line}", red=True)
-        for note in self.notes():
+        for note in self.notes(errors=False):
             terminalreporter.write_line(f"stabench: {note}", yellow=True)
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         if not self.claims:

@@ -321,7 +321,8 @@ def test_a_claim_that_needs_wikitext2_skips_without_it_instead_of_failing_after_
     (tmp_path / "Salesforce___wikitext" / "wikitext-2-raw-v1" / "0.0.0" / "abc" / "dataset_info.json").write_text("{}")
     assert profiles.missing_requirements(spec) == []
     for bad in (["gpu"], "cuda"):
-        with pytest.raises(ValueError, match=r"^claim requires=.* is invalid; expected a list naming any of: cuda, wikitext-2$"):
+        with pytest.raises(ValueError, match=r"^test_models.py:\d+: claim requires=.* is invalid; expected a list "
+                                             r"naming any of: cuda, wikitext-2$"):
             stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", requires=bad)
 
 

@@ -1009,15 +1009,20 @@ def test_x(study):
 ''')
     result = _run(pytester, "--stabench-md=r.md", "--stabench-json=r.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["E   ValueError: task=123 is invalid; expected a task name (*"])
-    assert "stabench: interrupted" not in result.stdout.str()
+    # One line saying where and what, not the claim file's import traceback through stabench.
+    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*",
+                                 "test_bad.py:3: task=123 is invalid; expected a task name (*"])
+    assert "claims.py" not in result.stdout.str() and "stabench: interrupted" not in result.stdout.str()
     # A report that said only "No claim ran" read as a quiet session in a CI job summary.
     said = "1 file(s) did not collect, so pytest ran no claim (unless --continue-on-collection-errors) and no " \
-           "gate compared them: test_bad.py: ValueError: task=123 is invalid; expected a task name ("
-    result.stdout.fnmatch_lines([f"stabench: {said}*"])
-    assert f"**Note:** {said}" in (pytester.path / "r.md").read_text()
+           "gate compared them"
+    result.stdout.fnmatch_lines([f"stabench: {said} (the errors above say why)"])
+    assert f"**Note:** {said}: test_bad.py:3: task=123 is invalid" in (pytester.path / "r.md").read_text()
     (error,) = _report(pytester.path / "r.json")["collection_errors"]
-    assert error.startswith("test_bad.py: ValueError: task=123 is invalid")
+    assert error.startswith("test_bad.py:3: task=123 is invalid")
+    from stabench import claim
+    with pytest.raises(ValueError, match=r"^test_plugin.py:\d+: task=123 is invalid"):
+        claim(task=123)  # a script's ValueError too
     _run(pytester, "-n", "2", "--stabench-json=r.json")  # each worker collects the file, and reports its error
     assert _report(pytester.path / "r.json")["collection_errors"] == [error]
 
