@@ -329,6 +329,19 @@ def canonical_name(name: str) -> str:
         return name
 
 
+def overrides_error(name: str) -> str | None:
+    """Why a preset's name with overrides names no recipe (``bert-default[lr=abc]``), for a filter
+    that then matches nothing; None for any other name."""
+    named = _NAME_WITH_OVERRIDES.fullmatch(name)
+    if not named or named.group(1) not in PRESETS:
+        return None
+    try:
+        get_recipe(name)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def recipe_from_file(path: str | os.PathLike) -> Recipe:
     """A recipe kept in a JSON file, for the CLI and claims alike: ``{"preset": "mosbach-stable",
     "lr": 1e-5}`` (fields over a preset) or fields over the BERT recipe's defaults.  Its name is

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
-from .recipes import canonical_name
+from .recipes import canonical_name, overrides_error
 from .result import NewerRecord, RunResult, folder_name, key_of_record, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
@@ -696,6 +696,8 @@ class Store:
             if name not in _DISTINCT_VALUES:
                 continue
             values = self.stored_values(name)
+            if name == "recipe" and (why := overrides_error(str(value))):
+                hints.append(why)
             if not any(_matches(name, value, stored) for stored in values):
                 plural = ("recipe hashes" if name == "recipe_hash" else f"{name}s" if name in _NAMED_BY_PLURAL
                           else f"{name} values")

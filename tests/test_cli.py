@@ -351,6 +351,9 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
                                                  "nothing was tagged 'baseline'"),
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
     (["runs", "--recipe", "x[lr=1]"], "no stored run matches recipe=x[lr=1] (stored recipes: none)"),  # not markup
+    (["runs", "--recipe", "bert-default[lr=abc]"], "no stored run matches recipe=bert-default[lr=abc] (recipe "
+                                                   "override lr='abc' is invalid; expected a number; stored recipes: "
+                                                   "none)"),
     (["compare", "tag:baselin", "store"], "baseline 'tag:baselin' holds no runs (stored tags: none)"),
     (["compare", "env:transformers=9.9,cpu_threads=3", "store"], "baseline 'env:transformers=9.9,cpu_threads=3' "
      "holds no runs (stored transformers values: none; stored cpu_threads values: none)"),
