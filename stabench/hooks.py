@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import difflib
 import dis
 import functools
@@ -52,12 +53,23 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
     the hook; another function under a taken name is refused unless ``replace`` (which replaces
     it for the whole process, claims already collected included), for a claim would silently
     train with the other's code."""
+    if callable(name):  # @stabench.hook over the function, without a name
+        raise ValueError(f"stabench.hook needs a name: write @stabench.hook(\"my-hook\") above def "
+                         f"{getattr(name, '__name__', 'f')}(model, recipe), and name it in a recipe's hook field")
     if not isinstance(name, str) or not name.strip() or any(c in name for c in ",=[]"):
         raise ValueError(f"hook name {name!r} is invalid; expected a non-empty name without , = [ or ]")
 
     def register(function: Callable[..., Any]) -> Callable[..., Any]:
         if not callable(function) or not hasattr(function, "__code__"):
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
+        try:  # here, not after each seed has loaded its data and model
+            inspect.signature(function).bind(None, None)
+        except TypeError:
+            raise ValueError(f"hook {name!r}: {function.__name__}{inspect.signature(function)} cannot be called as "
+                             f"f(model, recipe); expected def {function.__name__}(model, recipe)") from None
+        if inspect.isgeneratorfunction(function) or inspect.iscoroutinefunction(function):
+            raise ValueError(f"hook {name!r}: {function.__name__} is a generator or async function, whose body a call "
+                             f"does not run; expected a plain def {function.__name__}(model, recipe)")
         if name in _HOOKS and not replace and not _redefines(_HOOKS[name].function, function):
             raise ValueError(f"hook {name!r} is already registered by {_described(_HOOKS[name].function)}; give "
                              f"{_described(function)} another name, or replace it with "
@@ -68,6 +80,15 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
         return function
 
     return register
+
+
+def apply(name: str, model: Any, recipe: Any) -> None:
+    """Run hook ``name`` on a seed's model.  A hook changes the model it is given; one that returns
+    another model (a copy it changed) would leave the trained one as it was, silently."""
+    returned = get_hook(name)(model, recipe)
+    if returned is not None:
+        raise TypeError(f"hook {name!r} returned a {type(returned).__name__}; a hook changes the model it is given "
+                        f"in place and returns None (the model trained is the one passed in)")
 
 
 def _redefines(old: Callable[..., Any], new: Callable[..., Any]) -> bool:
@@ -131,7 +152,8 @@ def _registered(name: str) -> _Registered:
         close = difflib.get_close_matches(name, _HOOKS, n=1)
         raise ValueError(f"unknown hook {name!r}{f' (did you mean {close[0]!r}?)' if close else ''}; registered "
                          f"hooks: {known} (register one with @stabench.hook({name!r}) in a module every process "
-                         f"imports, e.g. the claim file; the CLI imports it with --import)")
+                         f"imports, e.g. the claim file; the CLI imports it with --import, a conftest's hook with "
+                         f"--import conftest.py)")
     return _HOOKS[name]
 
 
@@ -169,7 +191,8 @@ def fingerprint(name: str) -> str:
 
 
 class UnhashedHookData(UserWarning):
-    """A hook reads a module-level list, dict or set, whose contents are not in its recipe's hash."""
+    """A hook reads a module-level list, dict, set, array or mutable dataclass, whose contents are
+    not in its recipe's hash."""
 
 
 _WARNED: set[tuple[str, tuple[str, ...]]] = set()
@@ -178,10 +201,10 @@ _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 def _warn_unhashed(name: str, globals_: list[str]) -> None:
     """Once per process: editing such a value reuses the runs stored before, silently."""
     if (name, tuple(globals_)) not in _WARNED:
-        warnings.warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict or set: its contents are "
-                      f"not part of the recipe's hash (they may be state that changes while a study runs), so an "
-                      f"edit to them would reuse the runs stored before it; if it configures the hook, make it a "
-                      f"tuple", UnhashedHookData, stacklevel=3)
+        warnings.warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict, set, array or mutable "
+                      f"dataclass: its contents are not part of the recipe's hash (they may be state that changes "
+                      f"while a study runs), so an edit to them would reuse the runs stored before it; if it "
+                      f"configures the hook, make it a tuple or a frozen dataclass", UnhashedHookData, stacklevel=3)
         _WARNED.add((name, tuple(globals_)))  # after: under -W error every use raises, not the first alone
 
 
@@ -271,7 +294,7 @@ def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], 
             name = path + ".".join(names)
             if (form := _plain(value)) is not _MISSING:
                 values.append((name, id(owner), names[-1], form))
-            elif isinstance(value, (list, dict, set)) and not _holds_code(value) and \
+            elif (isinstance(value, (list, dict, set)) and not _holds_code(value) or _mutable_data(value)) and \
                     _module_assigns(owner, names[-1]):
                 unhashed.append((name, id(owner), names[-1]))
             else:
@@ -281,6 +304,14 @@ def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], 
     found.update((name, value) for name, owner, global_name, value in values if (owner, global_name) not in assigned)
     return sorted(found.items()), sorted({name for name, owner, global_name in unhashed
                                           if (owner, global_name) not in assigned})
+
+
+def _mutable_data(value: Any) -> bool:
+    """A numpy array or a dataclass instance that is not frozen: configuration, or state, whose
+    contents are not hashed (a frozen dataclass of plain values is, by :func:`_plain`)."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", 0):
+        return True
+    return dataclasses.is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen
 
 
 def _holds_code(container: list | dict | set) -> bool:
@@ -450,6 +481,12 @@ def _plain(value: Any, containers: bool = False, within: frozenset = frozenset()
         value = value.item()  # its repr changed with numpy 2, which no run's key holds
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
+        fields = [(spec.name, _plain(getattr(value, spec.name), containers, within))
+                  for spec in dataclasses.fields(value)]
+        if any(form is _MISSING for _, form in fields):
+            return _MISSING
+        return f"dataclass {type(value).__qualname__}", fields  # CFG = Cfg(n=1): its values, as a tuple's
     if not (isinstance(value, (tuple, frozenset)) or containers and isinstance(value, (list, set, dict))) \
             or id(value) in within or len(within) >= _NESTING:
         return _MISSING

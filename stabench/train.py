@@ -206,7 +206,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     if recipe.mixout:
         interventions.apply_mixout(model, recipe.mixout)
     if recipe.hook is not None:  # the user's own change, before the optimizer sees the parameters
-        hooks.get_hook(recipe.hook)(model, recipe)
+        hooks.apply(recipe.hook, model, recipe)
     model.to(device)
     model.train()
 

@@ -488,8 +488,9 @@ def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp
                                      '    return freeze\n'
                                      'stabench.hook("made")(make([0, 1], {"scale": 0.5, "names": {"x", "y"}}))\n')
     recipe = get_recipe("bert-default", hook="made")
-    with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'made' reads LOG, a module-level list, dict or set: its "
-                                                    r"contents are not part of the recipe's hash .* make it a tuple$"):
+    with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'made' reads LOG, a module-level list, dict, set, array "
+                                                    r"or mutable dataclass: its contents are not part of the recipe's "
+                                                    r"hash .* make it a tuple or a frozen dataclass$"):
         first = recipe.hash  # said once: an edit to a list that configures a hook would reuse stored runs
     hooks.get_hook("made")(None, recipe)
     hooks.get_hook("made")(None, recipe)
@@ -836,3 +837,66 @@ def test_a_global_read_into_a_local_and_set_on_an_object_is_no_assignment_of_tha
     module = importlib.import_module("claim_scaling")
     assert hooks._assigned_globals(module.scaled) == set()
     assert hooks._reached(module.scaled)[0] == [("scaling.SCALE", 2.0)]
+
+
+def test_a_frozen_dataclass_configuring_a_hook_is_hashed_and_an_array_or_mutable_one_is_warned_of(tmp_path,
+                                                                                                 monkeypatch):
+    """``CFG = Cfg(n=1)`` edited to ``Cfg(n=2)`` reused the runs stored before, without a word, and
+    so did an edited ``np.array`` (a power-user trial)."""
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_with_config_objects",
+                                     'import dataclasses\n'
+                                     'import numpy as np\n'
+                                     'import stabench\n'
+                                     '@dataclasses.dataclass(frozen=True)\n'
+                                     'class Cfg:\n'
+                                     '    n: int\n'
+                                     '    names: tuple = ("embeddings",)\n'
+                                     '@dataclasses.dataclass\n'
+                                     'class Loose:\n'
+                                     '    scale: float\n'
+                                     'CFG = Cfg(n=1)\n'
+                                     'SCALES = np.array([0.5, 1.0])\n'
+                                     'LOOSE = Loose(0.5)\n'
+                                     '@stabench.hook("configured")\n'
+                                     'def configured(model, recipe):\n'
+                                     '    return CFG.n\n'
+                                     '@stabench.hook("arrayed")\n'
+                                     'def arrayed(model, recipe):\n'
+                                     '    return SCALES, LOOSE\n')
+    configured = get_recipe("bert-default", hook="configured")
+    hashes = _hashes_after_edits(claim_file, module, [configured], [("Cfg(n=1)", "Cfg(n=2)"),
+                                                                    ('("embeddings",)', '("pooler",)')])
+    assert len(set(hashes)) == 3, hashes
+    assert hooks._reached(module.arrayed)[1] == ["LOOSE", "SCALES"]
+    with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'arrayed' reads LOOSE, SCALES, a module-level list, "
+                                                    r"dict, set, array or mutable dataclass"):
+        assert get_recipe("bert-default", hook="arrayed").hash
+
+
+def test_a_hook_is_checked_where_it_is_registered_and_one_returning_a_model_is_refused():
+    """A wrong signature failed each seed after its data and model loaded; a generator hook never
+    ran, and a hook returning a changed copy trained the original, both silently."""
+    with pytest.raises(ValueError, match=r"^hook 'one': one_arg\(model\) cannot be called as f\(model, recipe\); "
+                                         r"expected def one_arg\(model, recipe\)$"):
+        @stabench.hook("one")
+        def one_arg(model):
+            pass
+    with pytest.raises(ValueError, match=r"^hook 'gen': frozen is a generator or async function, whose body a call "
+                                         r"does not run"):
+        @stabench.hook("gen")
+        def frozen(model, recipe):
+            yield
+    with pytest.raises(ValueError, match=r'^stabench.hook needs a name: write @stabench.hook\("my-hook"\) above def '
+                                         r'nameless\(model, recipe\)'):
+        @stabench.hook
+        def nameless(model, recipe):
+            pass
+
+    @stabench.hook("copies")
+    def copies(model, recipe, *rest):
+        return model
+
+    with pytest.raises(TypeError, match=r"^hook 'copies' returned a str; a hook changes the model it is given in "
+                                        r"place and returns None"):
+        hooks.apply("copies", "a model", None)
+    assert hooks.apply("copies", None, None) is None
