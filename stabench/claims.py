@@ -65,7 +65,7 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
         seeds = seed_spec(seeds, "claim ")
         _check_claim(task, model, recipe, arms, train_size, gate, toy)
         check_requirements(requires)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: a recipe file that is not there
         caller = sys._getframe(1)
         where = f"{os.path.basename(caller.f_code.co_filename)}:{caller.f_lineno}: "
         raise _claim_error()(where + str(error)) from None

@@ -1023,6 +1023,8 @@ def test_x(study):
     from stabench import claim
     with pytest.raises(ValueError, match=r"^test_plugin.py:\d+: task=123 is invalid"):
         claim(task=123)  # a script's ValueError too
+    with pytest.raises(ValueError, match=r"^test_plugin.py:\d+: recipe file 'nope.json' does not exist"):
+        claim(task="polarity", model="tiny-bert", recipe="nope.json")  # a missing file, in one line too
     _run(pytester, "-n", "2", "--stabench-json=r.json")  # each worker collects the file, and reports its error
     assert _report(pytester.path / "r.json")["collection_errors"] == [error]
 
