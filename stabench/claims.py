@@ -637,6 +637,9 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
     name = getattr(test, "__name__", repr(test))
     if not marks:
         raise ValueError(f"{name} is not a stabench claim; expected a function under @stabench.claim(...)")
+    if "study" in params:
+        raise ValueError(f"check_claim({name}, study=...): the study is what check_claim gathers and passes to "
+                         f"{name}; leave study out")
     arguments = inspect.signature(test).parameters
     given = {arg: value for arg, value in params.items() if arg in arguments}
     if unknown := sorted(set(params) - set(given) - {"task", "model", "recipe", "train_size", "arms"}):

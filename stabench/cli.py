@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     task = _task_from_args(args)
     check_model_name(args.model)  # a typo of a built-in name fails before the run's header, as other bad values do
     project = project_settings()
-    recipe = _recipe_from_args(args, None if args.no_store else _store_path(args, project))
+    recipe = _recipe_from_args(args, None if args.no_store else _store_path(args, project), task.name)
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
@@ -132,10 +132,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _recipe_from_args(args: argparse.Namespace, store_path: Path | None) -> Recipe:
+def _recipe_from_args(args: argparse.Namespace, store_path: Path | None, task: str) -> Recipe:
     """--recipe: a preset, a name stabench prints, a recipe file, or the name of a recipe whose runs
     the store holds (a claim file's own, ``get_recipe(..., name="mine@2e-4")``), as they recorded it:
-    the name ``runs`` and ``summary`` take."""
+    the name ``runs`` and ``summary`` take.  Its runs on this task and model count first."""
     overrides = parse_overrides(args.set or [])
     try:
         return get_recipe(args.recipe, **overrides)
@@ -143,12 +143,15 @@ def _recipe_from_args(args: argparse.Namespace, store_path: Path | None) -> Reci
         if store_path is None or not store_path.is_file() or not str(error).startswith("unknown recipe"):
             raise
         with Store(store_path, must_exist=True) as store:
-            stored = {run.recipe_hash: run.recipe for run in store.query(recipe=args.recipe, traces=False)
-                      if args.recipe in run.recipe_names}
+            named = [run for run in store.query(recipe=args.recipe, traces=False) if args.recipe in run.recipe_names]
+        here = [run for run in named if (run.task["name"], run.model["name"]) == (task, stored_name(args.model))]
+        stored = {run.recipe_hash: run.recipe for run in here or named}
         if len(stored) > 1:
-            raise ValueError(f"{error}; the store holds {len(stored)} recipes named {args.recipe!r} (hashes "
-                             f"{', '.join(h[:SHORT_HASH] for h in sorted(stored))}): give the one to run as a recipe "
-                             f"file") from None
+            hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
+            raise ValueError(f"recipe name {args.recipe!r} is ambiguous: the store holds {len(stored)} recipes under "
+                             f"it{f' on {task} / {args.model}' if here else ''} (recipe hashes {hashes}, as "
+                             f"`stabench runs --recipe {args.recipe}` lists them); give the one to run as a recipe "
+                             f"file (.json) of its fields") from None
         if not stored:
             raise
         # under the name asked for, which may be another name (alias) of the stored runs

@@ -1004,7 +1004,9 @@ class Reporter:
         (``errors``: with the collection errors, which the terminal shows above)."""
         notes = []
         if self.collection_errors:
-            said = f": {'; '.join(self.collection_errors[:3])}" if errors else " (the errors above say why)"
+            more = len(self.collection_errors) - 3
+            said = (f": {'; '.join(self.collection_errors[:3])}" + (f"; and {more} more (the JSON report lists them "
+                    f"all)" if more > 0 else "") if errors else " (the errors above say why)")
             notes.append(f"{len(self.collection_errors)} file(s) did not collect, so pytest ran no claim (unless "
                          f"--continue-on-collection-errors) and no gate compared them{said}")
         if self.seeds and not self.claims:

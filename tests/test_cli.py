@@ -301,13 +301,16 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     assert f"recipe team ({mine.hash})" in " ".join(capsys.readouterr().out.split())  # the name asked for
     with stabench.Store(os.environ["STABENCH_STORE"]) as store:
         assert store.query(seed=2)[0].recipe_name == "team"
+    # Another version under the name on another task: this task's runs count first.
+    stabench.run("same-number", tiny_model, mine.replace(lr=5e-4, name="mine@2e-4"), 0, device="cpu")
+    assert main([*run, "--seeds", "0"]) == 0 and "stored, not retrained" in capsys.readouterr().out
     stabench.run("polarity", tiny_model, mine.replace(lr=3e-4, name="mine@2e-4"), 0, device="cpu")  # a second version
     assert main([*run, "--seeds", "0"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert err.startswith("error: unknown recipe 'mine@2e-4'; known recipes: ")
     hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
-    assert err.endswith(f"; the store holds 2 recipes named 'mine@2e-4' (hashes {hashes}): give the one to run as a "
-                        f"recipe file")
+    assert err == (f"error: recipe name 'mine@2e-4' is ambiguous: the store holds 2 recipes under it on polarity / "
+                   f"{tiny_model} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists them); give the "
+                   f"one to run as a recipe file (.json) of its fields")
     assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
     assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
 

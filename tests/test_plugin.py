@@ -1263,6 +1263,14 @@ def test_a_gate_that_cannot_compare_says_so_where_ci_reads_it(suite):
     assert "no effect" not in _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0").stdout.str()
 
 
+def test_a_report_says_how_many_files_did_not_collect_beyond_those_it_names(pytester):
+    pytester.makepyfile(**{f"test_bad{i}": f"import stabench\n\n@stabench.claim(task={i})\ndef test_x(study):\n"
+                                          f"    pass\n" for i in range(4)})
+    _run(pytester, "--stabench-md=r.md", "--stabench-json=r.json")
+    assert "; and 1 more (the JSON report lists them all)." in (pytester.path / "r.md").read_text()
+    assert len(_report(pytester.path / "r.json")["collection_errors"]) == 4
+
+
 def test_a_claim_without_a_study_argument_is_a_one_line_collection_error(pytester, tiny_model):
     pytester.makepyfile(test_nostudy=f'''
 import stabench

@@ -462,7 +462,10 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
              "test_low_lr_fails_no_more, lr=...): test_low_lr_fails_no_more takes no argument 'lr'; it takes study, "
              "slack"),
             (lambda: stabench.check_claim(lambda study: None), "<lambda> is not a stabench claim; expected a function "
-             "under @stabench.claim(...)")):
+             "under @stabench.claim(...)"),
+            (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, study=None), "check_claim("
+             "test_low_lr_fails_no_more, study=...): the study is what check_claim gathers and passes to "
+             "test_low_lr_fails_no_more; leave study out")):
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             call()
     with pytest.warns(stabench.claims.StudyNotStored, match="its runs are kept nowhere"):
