@@ -631,7 +631,7 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
     own, as ``--stabench-seeds`` does.  The store is ``store=``, else ``$STABENCH_STORE``; with
     neither, the runs are kept nowhere (a :class:`StudyNotStored` warning says so)."""
     from .profiles import missing_requirements
-    from .train import script_store
+    from .train import opened_store, script_store
 
     marks = [mark for mark in getattr(test, "pytestmark", []) if getattr(mark, "name", None) == "stabench"]
     name = getattr(test, "__name__", repr(test))
@@ -654,12 +654,12 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
     if missing := missing_requirements(spec):
         raise ValueError(f"{name} needs what this machine lacks: {'; '.join(missing)}")
     with contextlib.ExitStack() as opened:
-        if (path := script_store(store)) is None:
+        if script_store(store) is None:
             warnings.warn(f"check_claim({name}) was given no store (store= or $STABENCH_STORE): its runs are kept "
                           f"nowhere; pass store=\"study.sqlite\" to keep them", StudyNotStored, stacklevel=2)
-            path = Path(opened.enter_context(tempfile.TemporaryDirectory())) / "runs.sqlite"
-        session = Session(store=path if isinstance(path, Store) else opened.enter_context(Store(path)),
-                          device=device, cpu_threads=cpu_threads, recompute=recompute)
+            store = Path(opened.enter_context(tempfile.TemporaryDirectory())) / "runs.sqlite"
+        session = Session(store=opened.enter_context(opened_store(store, must_exist=False)), device=device,
+                          cpu_threads=cpu_threads, recompute=recompute)
         for task in dict.fromkeys(arm.task for arm in spec.arms):  # an in-memory task's data as it is now
             reload_task_data(task)
         studies = StudySet((arm.name, session.collect(arm, spec.seeds)) for arm in spec.arms)

@@ -153,7 +153,7 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
         raise ValueError(f"store={store!r} is invalid; expected a stabench Store or the path of one")
     if not train and (script_store(store) is None or recompute):
         raise ValueError("train=False reads stored runs only; it needs store= (or $STABENCH_STORE) and no recompute")
-    with _opened(store, must_exist=not train) as store, environment.torch_threads(cpu_threads):
+    with opened_store(store, must_exist=not train) as store, environment.torch_threads(cpu_threads):
         prepared = prepare(task, model, recipe, seed, train_size=train_size, subsample_seed=subsample_seed,
                            device=device)
         if store is None:
@@ -179,7 +179,7 @@ def script_store(store):
     return store if store is not None else os.environ.get("STABENCH_STORE") or None
 
 
-def _opened(store, must_exist: bool):
+def opened_store(store, must_exist: bool):
     """A store given by its path (see ``script_store``), opened for one call and closed after
     (``must_exist`` for a read, which creates no store); a Store or None as is."""
     store = script_store(store)
