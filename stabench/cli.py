@@ -144,7 +144,8 @@ def _recipe_from_args(args: argparse.Namespace, store_path: Path | None, task: s
             raise
         with Store(store_path, must_exist=True) as store:
             named = [run for run in store.query(recipe=args.recipe, traces=False) if args.recipe in run.recipe_names]
-        here = [run for run in named if (run.task["name"], run.model["name"]) == (task, stored_name(args.model))]
+        study = (task, stored_name(args.model))
+        here = [run for run in named if (run.task["name"], run.model["name"]) == study]
         stored = {run.recipe_hash: run.recipe for run in here or named}
         if len(stored) > 1:
             hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))

@@ -309,9 +309,14 @@ def _reached(hook_function: Callable[..., Any]) -> tuple[list[tuple[str, Any]], 
 def _mutable_data(value: Any) -> bool:
     """A numpy array or a dataclass instance that is not frozen: configuration, or state, whose
     contents are not hashed (a frozen dataclass of plain values is, by :func:`_plain`)."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", 0):
-        return True
-    return dataclasses.is_dataclass(value) and not isinstance(value, type) and not value.__dataclass_params__.frozen
+    return type(value).__module__ == "numpy" and bool(getattr(value, "ndim", 0)) or _frozen_dataclass(value) is False
+
+
+def _frozen_dataclass(value: Any) -> bool | None:
+    """Whether a dataclass instance is frozen; None for anything else (a dataclass itself too)."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return None
+    return value.__dataclass_params__.frozen
 
 
 def _holds_code(container: list | dict | set) -> bool:
@@ -481,7 +486,7 @@ def _plain(value: Any, containers: bool = False, within: frozenset = frozenset()
         value = value.item()  # its repr changed with numpy 2, which no run's key holds
     if isinstance(value, (str, int, float, bool, type(None))):
         return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type) and value.__dataclass_params__.frozen:
+    if _frozen_dataclass(value):
         fields = [(spec.name, _plain(getattr(value, spec.name), containers, within))
                   for spec in dataclasses.fields(value)]
         if any(form is _MISSING for _, form in fields):

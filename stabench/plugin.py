@@ -1004,9 +1004,11 @@ class Reporter:
         (``errors``: with the collection errors, which the terminal shows above)."""
         notes = []
         if self.collection_errors:
-            more = len(self.collection_errors) - 3
-            said = (f": {'; '.join(self.collection_errors[:3])}" + (f"; and {more} more (the JSON report lists them "
-                    f"all)" if more > 0 else "") if errors else " (the errors above say why)")
+            said = " (the errors above say why)"
+            if errors:
+                more = len(self.collection_errors) - 3
+                said = f": {'; '.join(self.collection_errors[:3])}"
+                said += f"; and {more} more (the JSON report lists them all)" if more > 0 else ""
             notes.append(f"{len(self.collection_errors)} file(s) did not collect, so pytest ran no claim (unless "
                          f"--continue-on-collection-errors) and no gate compared them{said}")
         if self.seeds and not self.claims:
@@ -1021,11 +1023,14 @@ class Reporter:
                          "comparison with a baseline")
         return notes
 
+    def claim_keys(self) -> set[str]:
+        """The keys of the runs this session's claims judged."""
+        return {key for c in self.claims for key in c.get("keys", ())}
+
     def runs_line(self) -> str:
         """How many runs the session trained, and by what, and how many it read."""
-        claim_keys = {key for c in self.claims for key in c.get("keys", ())}
         by_seeds, by_verdicts = self.trained_runs()
-        read = len((claim_keys | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
+        read = len((self.claim_keys() | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
         return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
                 f"{len(by_verdicts)} by verdicts); {read} read from the store")
 
@@ -1087,8 +1092,7 @@ class Reporter:
             terminalreporter.write_line(f"paper column: {source}")
         terminalreporter.write_line(self.runs_line())
         if tag := option(self.config, "tag"):
-            claim_keys = {key for c in self.claims for key in c.get("keys", ())}
-            terminalreporter.write_line(f"tagged {len(claim_keys)} run(s) of this session's claims as {tag!r}")
+            terminalreporter.write_line(f"tagged {len(self.claim_keys())} run(s) of this session's claims as {tag!r}")
             if self.retagged:
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
