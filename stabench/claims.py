@@ -825,7 +825,12 @@ class Study:
         return self
 
     def expected_max(self, n: int, metric: str | None = None) -> float:
-        return stats.expected_max(self.scores(metric), n)
+        """The expected best score of ``n`` seeds (Dodge et al. 2019): the lowest for a metric
+        where lower is better, such as ``train_loss``."""
+        scores = self.scores(metric)
+        if higher_is_better(metric or self.metric):
+            return stats.expected_max(scores, n)
+        return -stats.expected_max([-score for score in scores], n)
 
     def compare(self, other: Study, metric: str | None = None, alpha: float = 0.05,
                 n_comparisons: int = 1) -> stats.Comparison:
@@ -839,6 +844,9 @@ class Study:
                              f"{other.arm.name} by {other.metric} ({other.results[0].task['name']}); pass metric= one "
                              f"that both studies' runs have, e.g. metric='accuracy'")
         metric = metric or self.metric
+        if min(self.n, other.n) < 2:  # said here, where the arms have names, not deep in stats
+            raise ValueError(f"compare: {self.arm.name} has {self.n} run(s) and {other.arm.name} {other.n}; a "
+                             f"comparison needs at least 2 seeds a side (seeds= in the claim, or --stabench-seeds)")
         comparison = stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
                                    higher_is_better=higher_is_better(metric), alpha=alpha,
                                    n_comparisons=n_comparisons, names=_names(self, other), metric=metric)

@@ -210,10 +210,15 @@ class GateResult:
 
     @property
     def unconfirmed(self) -> str:
-        """Effects past their limit that their test did not confirm: why a near miss passed."""
-        return "; ".join(f"{c['check']} {c['effect']:.3g} is past its limit {c['limit']:g}, but {c['test']} "
-                         f"p={c['p']:.3g} is not significant (needs p < {c['level']:.3g})" for c in self.checks
-                         if c["p"] is not None and not c["regressed"])
+        """Effects past their limit that their test did not confirm, or that were not tested: why a
+        near miss passed."""
+        def why(c: dict) -> str:
+            if c.get("skipped"):
+                return f"not tested: {c['skipped']}"
+            return f"{c['test']} p={c['p']:.3g} is not significant (needs p < {c['level']:.3g})"
+
+        return "; ".join(f"{c['check']} {c['effect']:.3g} is past its limit {c['limit']:g}, but {why(c)}"
+                         for c in self.checks if (c["p"] is not None or c.get("skipped")) and not c["regressed"])
 
     @property
     def verdict(self) -> str:
@@ -610,7 +615,8 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
     stack reproduces its keys) are compared with themselves: ``same runs``, as in the pytest gate.
     Where the current side holds the whole baseline (the store holds nothing else), each of its
     variants is compared with those stored before it, the first with itself: never an old stack
-    judged against a newer one."""
+    judged against a newer one.  Its own recipe content is in the baseline, so a recipe version
+    is compared only with its own content's runs, as :func:`check` does."""
     linked = [*baseline, *current]
     baseline_keys = {r.key for r in baseline}
     fresh = [r for r in current if r.key not in baseline_keys] if current_is_store else current
@@ -629,7 +635,8 @@ def compare_sources(baseline: Sequence[RunResult], current: Sequence[RunResult],
         if start is None:  # runs new to the baseline: compared with it all
             return baseline
         key, hashes = study_key(runs[0]), {run.recipe_hash for run in runs}
-        earlier = [r for r in baseline if began[variant_of[r.key]] < start and _in_study(r, key, hashes)]
+        earlier = [r for r in baseline if began[variant_of[r.key]] < start and r.recipe_hash in hashes
+                   and _in_study(r, key, hashes)]
         return earlier or [r for r in baseline if r.key in {run.key for run in runs}]
 
     return [check(name, runs, baseline_of(runs), limits) for name, runs in group_studies(news)]

@@ -295,7 +295,7 @@ def comparison_rows(entries: Sequence[dict[str, Any] | Comparison], owner: str =
         rows.append({**made_by, "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
                      "mean": f"{fmt(c.mean_a)} vs {fmt(c.mean_b)} (p={c.mannwhitney_p_a_better:.3g})",
                      "std": f"{fmt(c.std_a)} vs {fmt(c.std_b)} (p={c.levene_p_a_less:.3g}"
-                            + ("; all of A failed" if c.all_of_a_failed else "") + ")",
+                            + ("; most of A failed" if c.most_of_a_failed else "") + ")",
                      "failed": f"{c.failures_a}/{c.n_a} vs {c.failures_b}/{c.n_b} (p={c.fisher_p_a_fewer:.3g})",
                      "ASO eps_min": f"{c.aso_eps_min:.3f}", "level": c.level_text(),
                      "A is": ", ".join(text for shown, text in _SHOWN if getattr(c, shown)) or "-"})

@@ -90,8 +90,9 @@ def runs_needed_for_zero_failures(rate: float, confidence: float = 0.95, one_sid
     it tells a failing claim how many seeds it would need (one-sided 5% at 95% -> 59).
     """
     _check_confidence(confidence)
+    _check_rate(rate)
     tail = 1 - confidence if one_sided else (1 - confidence) / 2
-    n = math.ceil(math.log(tail) / math.log(1 - rate))
+    n = 1 if rate == 1 else math.ceil(math.log(tail) / math.log(1 - rate))
     while failure_rate_upper(0, n, confidence, one_sided) >= rate:  # the bound must be strict
         n += 1
     return n
@@ -284,7 +285,7 @@ def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float
     With sorted scores v_(1..N), E[max_n] = sum_i v_(i) * ((i/N)^n - ((i-1)/N)^n):
     the chance that v_(i) is the best of n draws with replacement.
     """
-    ordered = np.sort(np.asarray(list(scores), dtype=float))
+    ordered = _finite(scores, "expected max", "the study")
     if ordered.size == 0:
         raise ValueError("expected max needs at least one score")
     ranks = np.arange(1, ordered.size + 1) / ordered.size
@@ -395,9 +396,11 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
 
 
 def smallest_split_p(n_a: int, n_b: int) -> float:
-    """The smallest one-sided p ``brown_forsythe`` and ``mann_whitney`` can give on these sizes,
-    whatever the scores: one split in all of them where every split is counted, else one in the
-    ``PERMUTATIONS`` drawn and the observed one."""
+    """The smallest one-sided p ``mann_whitney`` can give on these sizes, whatever the scores: one
+    split in all of them where every split is counted, else one in the ``PERMUTATIONS`` drawn and
+    the observed one.  For ``brown_forsythe`` it is a lower bound only: with an odd number of runs
+    on a side, the median run's deviation is 0 in every split, and the smallest p is higher (at 5
+    against 5 seeds a search found none below 0.024, against this bound's 0.004)."""
     return 1 / min(math.comb(n_a + n_b, n_a), PERMUTATIONS + 1)
 
 
@@ -482,14 +485,15 @@ class Comparison:
     metric: str = "score"
 
     @property
-    def all_of_a_failed(self) -> bool:
-        """Every run of A failed: collapsed runs tie, so A's small spread shows no stability."""
-        return self.failures_a == self.n_a
+    def most_of_a_failed(self) -> bool:
+        """Most runs of A failed: its median is a failed run, and collapsed runs tie there, so A's
+        small spread about its median shows no stability."""
+        return 2 * self.failures_a > self.n_a
 
     @property
     def a_less_variable(self) -> bool:
-        """A's scores spread less than B's (one-sided Brown-Forsythe); never when all of A failed."""
-        return self.levene_p_a_less < self.alpha and not self.all_of_a_failed
+        """A's scores spread less than B's (one-sided Brown-Forsythe); never when most of A failed."""
+        return self.levene_p_a_less < self.alpha and not self.most_of_a_failed
 
     @property
     def a_dominates(self) -> bool:
@@ -545,7 +549,7 @@ class Comparison:
                 f"{self.level_text()}):\n"
                 f"  less variable  {verdict(self.a_less_variable):3}  std {self.std_a:.4g} vs {self.std_b:.4g}, "
                 f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}"
-                + (f" (every run of {self.name_a} failed)" if self.all_of_a_failed else "") + "\n"
+                + (f" (most runs of {self.name_a} failed)" if self.most_of_a_failed else "") + "\n"
                 f"  fewer failures {verdict(self.a_fewer_failures):3}  {self.failures_a}/{self.n_a} vs "
                 f"{self.failures_b}/{self.n_b}, one-sided Fisher p={self.fisher_p_a_fewer:.3g}\n"
                 f"  better         {verdict(self.a_better):3}  mean {self.mean_a:.4g} vs {self.mean_b:.4g}, "
@@ -698,8 +702,8 @@ def assert_less_variable(comparison: Comparison) -> None:
     __tracebackhide__ = True
     _check_comparison(comparison, "assert_less_variable")
     c = comparison
-    if c.all_of_a_failed:  # collapsed runs tie at the majority: no spread, no stability
-        raise AssertionError(f"{c.name_a} not shown less variable than {c.name_b}: every run of {c.name_a} failed "
+    if c.most_of_a_failed:  # collapsed runs tie at the majority: no spread, no stability
+        raise AssertionError(f"{c.name_a} not shown less variable than {c.name_b}: most runs of {c.name_a} failed "
                              f"({c.failures_a}/{c.n_a}), so its small spread shows no stability; compare failures "
                              f"first ({c.name_b} failed {c.failures_b}/{c.n_b})")
     if c.a_less_variable:
@@ -825,17 +829,20 @@ def regression(
     reasons = []
     checks = [] if checks is None else checks
 
-    def record(check: str, test: str, effect: float, limit: float, p: float | None) -> bool:
-        """Note one check; whether it found a regression (an effect past the limit, significant)."""
+    def record(check: str, test: str, effect: float, limit: float, p: float | None, skipped: str | None = None
+               ) -> bool:
+        """Note one check; whether it found a regression (an effect past the limit, significant).
+        ``skipped``: why an effect past its limit was not tested."""
         regressed = p is not None and float(p) < alpha  # a Python bool, which JSON writes as true/false
         checks.append({"check": check, "test": test, "effect": float(effect), "limit": limit,
-                       "p": None if p is None else float(p), "level": alpha, "regressed": regressed})
+                       "p": None if p is None else float(p), "level": alpha, "regressed": regressed,
+                       "skipped": skipped})
         return regressed
 
+    drop = base.mean() - current.mean()
+    if not threshold.higher_is_better:
+        drop = -drop
     if threshold.max_mean_drop is not None:
-        drop = base.mean() - current.mean()
-        if not threshold.higher_is_better:
-            drop = -drop
         p = None
         if drop > threshold.max_mean_drop:
             p = mann_whitney(better_current, better_base, alternative="less")
@@ -847,11 +854,17 @@ def regression(
 
     if threshold.max_std_increase is not None:
         std_base, std_current = base.std(ddof=1), current.std(ddof=1)
-        p = None
+        p, skipped = None, None
         if std_current - std_base > threshold.max_std_increase:
-            p = brown_forsythe(better_current, better_base, alternative="greater")
+            # Failed runs tie at the majority class: a collapsed baseline's spread is small, and
+            # some runs recovering widens it.  That is no loss of stability.
+            if current_failures / current.size < baseline_failures / base.size and drop <= 0:
+                skipped = (f"fewer runs failed ({baseline_failures}/{base.size} -> {current_failures}/"
+                           f"{current.size}) and the mean did not drop: the spread grew as failed runs recovered")
+            else:
+                p = brown_forsythe(better_current, better_base, alternative="greater")
         if record("std increase", "one-sided Brown-Forsythe", std_current - std_base,
-                  threshold.max_std_increase, p):
+                  threshold.max_std_increase, p, skipped):
             reasons.append(
                 f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
                 f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
@@ -859,14 +872,16 @@ def regression(
             )
 
     if threshold.max_extra_failures is not None:
-        extra = current_failures - baseline_failures
+        # Beyond what the baseline's failure rate gives for as many runs: the sides may differ in size.
+        extra = current_failures - baseline_failures * current.size / base.size
         p = None
         if extra > threshold.max_extra_failures:
             table = _fisher_table(current_failures, current.size, baseline_failures, base.size)
             p = stats.fisher_exact(table, alternative="greater").pvalue
         if record("extra failures", "one-sided Fisher exact", extra, threshold.max_extra_failures, p):
+            beyond = "" if current.size == base.size else f" than the baseline's rate gives for {current.size} runs"
             reasons.append(
-                f"{metric}: {extra} more failed runs ({baseline_failures}/{base.size} -> "
+                f"{metric}: {extra:.3g} more failed runs{beyond} ({baseline_failures}/{base.size} -> "
                 f"{current_failures}/{current.size}; allowed {threshold.max_extra_failures}), "
                 f"one-sided Fisher exact p={p:.3g} < {level}"
             )

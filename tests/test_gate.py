@@ -396,6 +396,12 @@ def test_recipe_versions_under_one_name_are_separate_rows_never_a_per_seed_mix()
                                     "the most runs (the newest of a tie)")
     assert result.entry()["baseline_note"] == result.baseline_note
     assert compare_sources(baseline, broken)[0].baseline_note == ""
+    # Both versions in one baseline compared with itself (compare tag:x tag:x spelt two ways): each
+    # version is its own runs, not the later version judged against the earlier one.
+    both = [dataclasses.replace(r, finished_at="2026-03-01T00:00:00") for r in broken[:4]] + baseline
+    for current_is_store in (True, False):
+        rows = compare_sources(both, both, current_is_store=current_is_store)
+        assert [(r.changed, r.verdict) for r in rows] == [("same runs", "ok"), ("same runs", "ok")]
 
 
 def test_runs_of_one_recipe_stored_under_two_names_are_one_study():
@@ -774,6 +780,20 @@ def test_a_near_miss_that_passes_says_which_effect_was_past_its_limit(tmp_path, 
     assert entry["unconfirmed"] == result.unconfirmed and entry["detail"]["current"]["n"] == 4
     mean = next(c for c in entry["detail"]["checks"] if c["check"] == "mean drop")
     assert mean["regressed"] is False and 0.05 <= mean["p"] <= 1
+
+
+def test_a_gate_on_a_collapsed_baseline_passes_runs_that_recovered_and_says_why():
+    """Every baseline run collapsed (std 0); half the runs recovering widens the spread, which the
+    std check once called a significant regression."""
+    baseline = [_run(s, 0.5, torch="2.11.0") for s in range(8)]
+    current = [_run(s, 0.5 if s < 4 else v + 0.07) for s, v in enumerate(GOOD)]
+    result = check("c", current, baseline)
+    assert result.verdict == "ok" and not result.fails
+    assert result.unconfirmed.startswith("std increase 0.2")
+    assert result.unconfirmed.endswith(", but not tested: fewer runs failed (8/8 -> 4/8) and the mean did not drop: "
+                                       "the spread grew as failed runs recovered")
+    (std,) = [c for c in result.entry()["detail"]["checks"] if c["check"] == "std increase"]
+    assert std["p"] is None and std["skipped"] and std["regressed"] is False
 
 
 def test_a_failed_gate_also_names_the_changes_that_were_not_significant():

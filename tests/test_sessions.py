@@ -147,6 +147,13 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
                                              r"\(all 2 seeds "
                                              r"lack it\); they have accuracy, train_loss$"):
             call()
+    one = Study(arm, study.results[:1])
+    with pytest.raises(ValueError, match=r"^compare: a has 1 run\(s\) and a 2; a comparison needs at least 2 seeds a "
+                                         r"side \(seeds= in the claim, or --stabench-seeds\)$"):
+        one.compare(study)
+    losses = study.scores("train_loss")  # lower is better: the best of 2 seeds is expected below the mean
+    assert study.expected_max(2, metric="train_loss") == pytest.approx(min(losses) * 3 / 4 + max(losses) / 4)
+    assert study.expected_max(2) >= study.mean
     other_task = [dataclasses.replace(r, task={**r.task, "name": "graded"}, primary_metric="macro_f1",
                                       metrics={**r.metrics, "macro_f1": 0.5}) for r in study.results]
     graded = Study(Arm(name="g", task="graded", model=tiny_model, recipe=FAST), other_task)
