@@ -401,6 +401,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
         if args.format is None and Path(args.path).suffix.lower() not in (".json", ".csv"):
             raise ValueError(f"cannot tell the format of {args.path!r} from its extension; expected a .json or .csv "
                              f"file, or --format json|csv")
+        if not store.count():  # a CI job would upload an empty baseline, and fail only at the compare
+            raise ValueError(f"the results store {store.path} holds no runs; nothing was exported to {args.path}")
         try:
             count = store.export(args.path, fmt=args.format, env=env, **filters,
                                  seed=parse_seeds(args.seeds) if args.seeds else None)
@@ -417,11 +419,27 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_import(args: argparse.Namespace, console: Console) -> int:
     runs = read_export(args.path)  # before the store opens: a bad file leaves no new empty store behind
+    if args.no_tags:
+        runs = [dataclasses.replace(run, tags=[]) for run in runs]
+    tags = sorted({tag for run in runs for tag in run.tags})
     with Store(_store_path(args)) as store:
+        held = {tag: {r.key for r in store.query(tag=tag, traces=False)} for tag in tags}
         added, skipped = store.merge(runs)
-    merged = " (kept; the file's tags and recipe names are added to them)" if skipped else ""
-    console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored{merged}",
-                  highlight=False)
+        joined = {tag: store.query(tag=tag, traces=False) for tag in tags if held[tag]}
+    merged = f" (kept; the file's {'recipe names' if args.no_tags else 'tags and recipe names'} are added to them)"
+    console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored"
+                  f"{merged if skipped else ''}", highlight=False)
+    for tag in tags:  # a colleague's baseline joins a tag of one's own of the same name: said, never silent
+        count = sum(tag in run.tags for run in runs)
+        before = f"; it held {len(held[tag])} run(s) here before" if held[tag] else " (new here)"
+        console.print(f"tag {escape(repr(tag))}: {count} run(s) of the file{before}", highlight=False)
+        if tag in joined:
+            gained = {r.key for r in joined[tag]} - held[tag]
+            if gained:
+                console.print(f"[yellow]note: tag {escape(repr(tag))} now holds {len(gained)} run(s) of the file "
+                              f"beside the {len(held[tag])} it held here; `stabench untag` takes runs off, and "
+                              f"`stabench import --no-tags` imports runs without their tags[/]", highlight=False)
+            _note_versions(console, joined[tag], tag)
     return 0
 
 
@@ -518,6 +536,12 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
         added = store.tag([r.key for r in runs], args.name)
     had = f" ({len(runs) - added} had it already)" if added < len(runs) else ""
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}{had}", highlight=False)
+    _note_versions(console, runs, args.name)
+    return 0
+
+
+def _note_versions(console: Console, runs: list[RunResult], tag: str) -> None:
+    """A tag holding several versions of one recipe is a baseline that compares only one of them."""
     versions: dict[tuple, set[str]] = {}
     for run in name_studies(runs):  # a recipe's runs under its other names (aliases) are its versions too
         versions.setdefault(study_key(run), set()).add(run.recipe_hash[:SHORT_HASH])
@@ -526,9 +550,8 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
             console.print(f"[yellow]note: the tag holds {len(hashes)} versions of recipe {escape(repr(recipe))} on "
                           f"{escape(study_label(tuple(trained_on)))} (recipe hashes {', '.join(sorted(hashes))}); "
                           f"as a baseline, each study is compared with its version with the most runs; "
-                          f"`stabench untag {escape(args.name)} --recipe-hash HASH` takes one version off[/]",
+                          f"`stabench untag {escape(tag)} --recipe-hash HASH` takes one version off[/]",
                           highlight=False)
-    return 0
 
 
 def cmd_untag(args: argparse.Namespace, console: Console) -> int:
@@ -668,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = with_common(sub.add_parser("import", help="merge runs from an exported file (duplicates skipped)"))
     imp.add_argument("path", help="a .json or .csv file written by stabench export")
+    imp.add_argument("--no-tags", action="store_true",
+                     help="leave out the file's tags, so its runs join no tag of this store")
     imp.set_defaults(handler=cmd_import, command_parser=imp)
 
     compare = with_common(sub.add_parser(

@@ -31,6 +31,14 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
     """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
     path = Path(path)
     try:
+        with open(path, "rb") as fh:
+            is_database = fh.read(16) == b"SQLite format 3\x00"
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
+    if is_database:  # a results store copied from another machine, the natural first try
+        raise StoreError(f"{path}: is an SQLite database (a results store?), not an export file; export its runs "
+                         f"and import that file: stabench export runs.json --store {path}")
+    try:
         # newline="": a CSV's quoted fields keep their own line endings.
         with open(path, encoding="utf-8", newline="") as fh:
             text = fh.read()

@@ -596,8 +596,16 @@ def _judge(item: pytest.Item, state: State):
         store = state.session().store
         for name, study in studies.items():
             label, keys = _arm_label(item, name, studies), [r.key for r in study.results]
-            if {r.key for r in store.query(tag=tag, claim=label)} - set(keys):
+            # The study's runs under the tag that no claim holds (an import's, a `stabench tag`'s) leave
+            # it too, so that tag:NAME is this baseline, as the pytest gate's is.
+            first = study.results[0]
+            strays = store.unclaimed(tag) & {r.key for r in store.query(
+                tag=tag, task=first.task["name"], model=first.model["name"], recipe=first.recipe_name,
+                train_size=first.task.get("train_size") or "full", traces=False)} - set(keys)
+            if strays or {r.key for r in store.query(tag=tag, claim=label, traces=False)} - set(keys):
                 item.user_properties.append(("stabench_retagged", json.dumps(label)))
+            if strays:
+                store.untag(strays, tag)
             store.tag(keys, tag, claim=label)
     gates = _record_gate(item, state, studies) if option(item.config, "baseline") else {}
     try:

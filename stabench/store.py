@@ -590,6 +590,13 @@ class Store:
             return sum(conn.execute("INSERT OR IGNORE INTO tags (key, tag) VALUES (?, ?)",
                                     (key, tag)).rowcount for key in keys)
 
+    def unclaimed(self, tag: str) -> set[str]:
+        """The runs holding ``tag`` that no claim holds under it: imported with the tag, or tagged by
+        ``stabench tag``."""
+        return {row[0] for row in self._connection().execute(
+            "SELECT key FROM tags WHERE tag = ? AND key NOT IN (SELECT key FROM claim_tags WHERE tag = ?)",
+            (tag, tag))}
+
     def untag(self, keys: Iterable[str], tag: str) -> tuple[int, list[str]]:
         """Take ``tag`` off the given runs, for every claim that held them under it: (how many runs
         lost it, the claims that lost runs).  The runs themselves stay.  Only a pytest session's

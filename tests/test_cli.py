@@ -413,6 +413,38 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert (tmp_path / "base.data").read_text() == (tmp_path / "base.CSV").read_text()
 
 
+def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_model, tmp_path, capsys):
+    """A colleague's export tagged 'base' once joined one's own 'base' without a word, and a later
+    gate compared the wrong version."""
+    main(_args(tiny_model, "--seeds", "0-1", "--set", "name=mine"))
+    main(["tag", "base"])
+    assert main(["export", str(tmp_path / "theirs.json"), "--tag", "base"]) == 0
+    mine = str(tmp_path / "mine.sqlite")
+    main(_args(tiny_model, "--seeds", "0-1", "--set", "lr=1e-3", "--set", "name=mine", "--store", mine))
+    main(["tag", "base", "--store", mine])
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "theirs.json"), "--store", mine]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "imported 2 run(s) from" in out and "tag 'base': 2 run(s) of the file; it held 2 run(s) here before" in out
+    assert "note: tag 'base' now holds 2 run(s) of the file beside the 2 it held here; `stabench untag` takes runs " \
+           "off, and `stabench import --no-tags` imports runs without their tags" in out
+    assert "note: the tag holds 2 versions of recipe 'mine' on polarity / tiny-bert" in out
+    fresh = str(tmp_path / "fresh.sqlite")
+    assert main(["import", str(tmp_path / "theirs.json"), "--store", fresh, "--no-tags"]) == 0
+    assert "tag '" not in capsys.readouterr().out
+    assert main(["runs", "--tag", "base", "--store", fresh]) == 2  # no run holds it
+    assert main(["import", str(tmp_path / "theirs.json"), "--store", fresh]) == 0  # again, with its tags
+    out = " ".join(capsys.readouterr().out.split())
+    assert "imported 0 run(s)" in out and "tag 'base': 2 run(s) of the file (new here)" in out and "note" not in out
+    empty = tmp_path / "empty.sqlite"
+    from stabench.store import Store
+
+    Store(empty).close()
+    assert main(["export", str(tmp_path / "e.json"), "--store", str(empty)]) == 2  # not an empty baseline to upload
+    assert "holds no runs; nothing was exported to" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "e.json").exists()
+
+
 def test_seeds_and_a_recipe_files_content_select_runs_in_every_listing_command(tiny_model, tmp_path, capsys):
     """--recipe FILE selects the runs of the file's content now, not the earlier versions stored
     under its name; --seeds narrows runs, summary, tag, untag and export alike."""

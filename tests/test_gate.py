@@ -708,6 +708,17 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert "trained this session (0 by seed items" in retagged.stdout.str()  # stored runs reused
     assert pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old").ret == 0
 
+    # Runs of the study that hold the tag without a claim (tagged by the CLI here, or imported) leave
+    # it at the next re-tag, so tag:old is the claim's baseline in stabench compare too.
+    store_path = str(pytester.path / "s.sqlite")
+    assert main(["tag", "old", "--recipe", "my-recipe", "--store", store_path]) == 0
+    with Store(store_path) as store:
+        assert len(store.query(tag="old", recipe="my-recipe")) == 8  # both lr versions
+    again = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
+    again.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': *"])
+    with Store(store_path) as store:
+        assert {r.recipe["lr"] for r in store.query(tag="old", recipe="my-recipe")} == {1e-6}
+
 
 ARMED = '''
 import os

@@ -733,6 +733,16 @@ def test_a_pytest_report_given_as_runs_to_import_says_which_file_holds_them(stor
         store.import_file(report)
 
 
+def test_a_store_given_as_a_file_to_import_says_to_export_it_first(store: Store, tmp_path: Path) -> None:
+    with Store(tmp_path / "other.sqlite") as other:
+        other.put(make_result(0))
+    with pytest.raises(StoreError, match=r"other.sqlite: is an SQLite database \(a results store\?\), not an export "
+                                         r"file; export its runs and import that file: stabench export runs.json "
+                                         r"--store .*other.sqlite$"):
+        store.import_file(tmp_path / "other.sqlite")  # was: 'utf-8' codec can't decode byte
+    assert store.query() == []
+
+
 def test_export_keeps_a_file_that_merely_starts_blank_and_replaces_an_export_of_no_runs(store: Store,
                                                                                        tmp_path: Path) -> None:
     data = tmp_path / "mydata.csv"
