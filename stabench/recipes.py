@@ -196,6 +196,9 @@ class Recipe:
                              f"give the dropout to train with too, e.g. dropout=0.1")
         name = overrides.pop("name", None)
         changed = dataclasses.replace(self, **overrides)  # checked, and numbers as their fields hold them
+        if _passes_for_preset(changed, name):
+            raise ValueError(f"recipe field name={name!r} is a preset's name, and this recipe's content differs from "
+                             f"it, so its runs would be listed as the preset's; give it a name of its own")
         return dataclasses.replace(changed, name=self._name_with(changed, overrides, known) if name is None else name)
 
     def _name_with(self, changed: Recipe, overrides: dict[str, Any], known: set[str]) -> str:
@@ -364,14 +367,23 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
     base = PRESETS[preset] if preset is not None else Recipe()
+    name = fields.pop("name", None)
+    name = path.stem if name is None else name
     try:
-        recipe = base.replace(**{**fields, "name": path.stem if fields.get("name") is None else fields["name"]})
+        recipe = base.replace(**fields)
+        if _passes_for_preset(recipe, name):
+            raise ValueError(f"it is named {name!r}, a preset with other content; give it another \"name\" (or file "
+                             f"name)")
+        return recipe.replace(name=name)
     except ValueError as error:
         raise ValueError(f"recipe file {str(path)!r}: {error}") from None
-    if recipe.name in PRESETS and recipe.hash != PRESETS[recipe.name].hash:  # runs would pass for the preset's
-        raise ValueError(f"recipe file {str(path)!r} is named {recipe.name!r}, a preset with other content; give "
-                         f"it another \"name\" (or file name)")
-    return recipe
+
+
+def _passes_for_preset(recipe: Recipe, name: str | None) -> bool:
+    """Whether naming ``recipe`` ``name`` would list its runs as a preset's whose content differs."""
+    if not isinstance(name, str) or name not in PRESETS:
+        return False
+    return recipe.hook is not None or recipe._hashed_fields() != PRESETS[name]._hashed_fields()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -380,6 +392,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     a repeated command-line option does (``--set max_steps=60`` added to a longer command)."""
     types = {f.name: f.type for f in dataclasses.fields(Recipe)}
     overrides: dict[str, Any] = {}
+    for text in items:
+        if text.strip() and not text.replace(",", "").strip():
+            raise ValueError(f"recipe override {text!r} names no field; expected field=value, several separated by "
+                             f"commas (lr=1e-3,epochs=1)")
     for item in (part for text in items for part in text.split(",") if part.strip()):
         field, sep, text = item.partition("=")
         field = field.strip().replace("-", "_")

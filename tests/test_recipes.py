@@ -94,7 +94,13 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", schedule="constant"), "warmup=0.1 is invalid; expected 0 with "
                                                               "schedule='constant', which has no warmup"),
     (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
+    (lambda: get_recipe("bert-default", name="bert-default-bc", max_steps=4),
+     "recipe field name='bert-default-bc' is a preset's name, and this recipe's content differs from it, so its runs "
+     "would be listed as the preset's; give it a name of its own"),
+    (lambda: get_recipe("bert-default[name=mixout]"), "recipe field name='mixout' is a preset's name, and this"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
+    (lambda: parse_overrides(["lr=1e-3", " , "]), "recipe override ' , ' names no field; expected field=value, "
+                                                   "several separated by commas (lr=1e-3,epochs=1)"),
     (lambda: parse_overrides(["epochs=three"]), "epochs='three' is invalid; expected a number"),
     (lambda: parse_overrides(["bias_correction=maybe"]), "expected true or false"),
     (lambda: get_recipe("mosbach-stabel"), "unknown recipe 'mosbach-stabel' (did you mean 'mosbach-stable'?); known "
@@ -111,6 +117,12 @@ def test_bad_input_gives_one_clear_line(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_preset_s_name_on_its_own_content_is_kept():
+    """Only other content under a preset's name is refused: the same content named alike is the preset."""
+    assert get_recipe("bert-default", bias_correction=True, name="bert-default-bc") == PRESETS["bert-default-bc"]
+    assert get_recipe("bert-default", max_steps=4, name="mine").name == "mine"
 
 
 _values = {
@@ -193,12 +205,13 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"name": "bert-default", "lr": 1e-3}', "recipe file '{path}' is named 'bert-default', a preset with other content"),
+    ('{"name": "bert-default", "lr": 1e-3}', "recipe file '{path}': it is named 'bert-default', a preset with other content"),
     ("[1, 2]", "recipe file '{path}' holds a list; expected a JSON object of recipe fields"),
     ("{lr: 1}", "recipe file '{path}' is not valid JSON: "),
     ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr' (did you mean 'lr'?); known fields: "),
     ('{"preset": "bert-defualt"}', "recipe file '{path}': unknown preset 'bert-defualt'; known presets: bert-default,"),
     ('{"lr": "fast"}', "recipe file '{path}': "),
+    ('{"name": ["x"]}', "recipe file '{path}': recipe field name=['x'] is invalid"),
 ])
 def test_a_bad_recipe_file_is_named_in_one_line(tmp_path, text, message):
     path = tmp_path / "mine.json"
