@@ -263,6 +263,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
         steps_done = len(losses)
         evaluations.append(_eval_record(steps_done, model, eval_set, prepared.data, pad_id, device,
                                          recipe.precision))
+    if recipe.hook is not None:
+        check_unfrozen(model, optimizer, recipe.hook)
 
     # Scores, collapse and train loss all describe one checkpoint: the last, or the best evaluation.
     checkpoint = evaluations[-1]
@@ -364,6 +366,18 @@ class GradNormTracer:
         table = torch.stack(self.rows).cpu()
         return {"grad_norm": {name: table[:, i].tolist() for i, name in enumerate(self.names)},
                 "grad_norm_total": torch.stack(self.totals).cpu().tolist() if self.totals else []}
+
+
+def check_unfrozen(model: torch.nn.Module, optimizer: torch.optim.Optimizer, hook: str) -> None:
+    """Parameters a hook froze and something of its own unfroze during training were never
+    trained: the optimizer was built without them.  Said rather than stored as if they had."""
+    optimized = {id(param) for group in optimizer.param_groups for param in group["params"]}
+    unfrozen = [name for name, param in model.named_parameters() if param.requires_grad and id(param) not in optimized]
+    if unfrozen:
+        shown = ", ".join(unfrozen[:3]) + (f" and {len(unfrozen) - 3} more" if len(unfrozen) > 3 else "")
+        raise ValueError(f"hook {hook!r}: {shown} were frozen when the optimizer was built and trainable at the end, "
+                         f"so they never trained; leave them trainable in the hook and drop their gradients until "
+                         f"they unfreeze (README: Methods that act during training)")
 
 
 def _param_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:

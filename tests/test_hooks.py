@@ -14,6 +14,7 @@ import stabench
 from stabench import hooks
 from stabench.models import load_model, resolve
 from stabench.recipes import get_recipe
+from stabench.store import Store
 from stabench.tasks import BUILTIN_PAIR_TASK
 from stabench.train import fine_tune, prepare
 
@@ -128,6 +129,30 @@ def test_a_hook_can_unfreeze_a_layer_during_training_as_the_readme_says(tiny_mod
     pretrained = load_model(resolve(tiny_model), 2, 0.1)
     word = model.base_model.embeddings.word_embeddings.weight
     assert not torch.equal(word, pretrained.base_model.embeddings.word_embeddings.weight)
+
+
+def test_a_layer_frozen_in_the_hook_and_unfrozen_later_is_named_not_stored_as_trained(tiny_model, tmp_path):
+    """Unfreezing by requires_grad, the other way the README warns of: the optimizer was built
+    without those parameters, so the run is refused rather than stored as if they had trained."""
+    def freeze_then_unfreeze_at_step_3(model, recipe):
+        steps = [0]
+
+        def unfreeze(module, args):
+            steps[0] += module.training
+            if steps[0] == 3:
+                module.base_model.embeddings.requires_grad_(True)
+
+        model.base_model.embeddings.requires_grad_(False)
+        model.register_forward_pre_hook(unfreeze)
+
+    stabench.hook("unfreeze-by-flag")(freeze_then_unfreeze_at_step_3)
+    recipe = get_recipe("mosbach-stable", hook="unfreeze-by-flag", max_steps=4)
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match=r"^hook 'unfreeze-by-flag': bert\.embeddings\.word_embeddings\.weight, .* and \d+ more "
+                                             r"were frozen when the optimizer was built and trainable at the end, so "
+                                             r"they never trained; leave them trainable in the hook"):
+            stabench.run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, device="cpu", store=store)
+        assert store.query() == []
 
 
 def test_the_hook_s_code_is_part_of_the_recipe():
