@@ -222,9 +222,10 @@ def _check_count(count: int, given: str) -> None:
         raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS}")
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, accepted: str = "a range like 0-4, a list like 1,3,7, or both") -> list[int]:
     """``0-4``, ``1,3,7`` or a mix such as ``0-2,10``, in the order given; a repeated seed is an
-    error, as in a claim's ``seeds=``, since it would count one run twice."""
+    error, as in a claim's ``seeds=``, since it would count one run twice.  ``accepted``: what the
+    error says the caller takes."""
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -232,8 +233,7 @@ def parse_seeds(text: str) -> list[int]:
         try:
             values = range(int(first), int(last) + 1) if dash else [int(first)]
         except ValueError:
-            raise ValueError(f"seeds {text!r} are invalid; expected a range like 0-4, a list like 1,3,7, or both") \
-                from None
+            raise ValueError(f"seeds {text!r} are invalid; expected {accepted}") from None
         if dash and int(last) < int(first):  # a negative seed ("-3") fails int("") above
             raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
         _check_count(len(seeds) + len(values), f"seeds {text!r}")
@@ -249,7 +249,7 @@ def seeds_from_text(text: str) -> int | list[int]:
     if text.strip().isdigit():
         _check_count(int(text), f"seeds {text!r}")
         return int(text)
-    return parse_seeds(text)
+    return parse_seeds(text, accepted="a count like 5, a range like 0-4, a list like 1,3,7, or a mix")
 
 
 def seeds_of(seeds: int | Sequence[int], override: Sequence[int] | None = None) -> tuple[int, ...]:
@@ -303,7 +303,12 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
                                            **arm_options.get("toy", {}).get("recipe_overrides", {})})
             except ValueError as error:
                 raise ValueError(f"claim arm {name!r}: its toy recipe_overrides: {error}") from None
-        recipe = recipe.replace(**(recipe_overrides or {}))
+        try:
+            recipe = recipe.replace(**(recipe_overrides or {}))
+        except ValueError as error:  # dropout over a Mixout arm, say: the command line's, not the claim's
+            given = ",".join(f"{k}={v}" for k, v in recipe_overrides.items())
+            raise ValueError(f"claim arm {name!r} (recipe {recipe.name}): the recipe overrides {given} "
+                             f"(--stabench-set) do not apply: {error}") from None
         arms.append(Arm(name=name, task=task, model=model, recipe=recipe, train_size=train_size))
     if not toy:  # the toy profile may shorten two arms alike; it runs end to end, not the science
         _check_distinct(arms, recipe_overrides)
@@ -643,6 +648,10 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
     arguments = inspect.signature(test).parameters
     given = {arg: value for arg, value in params.items() if arg in arguments}
     if unknown := sorted(set(params) - set(given) - {"task", "model", "recipe", "train_size", "arms"}):
+        if unknown[0] in inspect.signature(study).parameters:  # train=False, say: study's, not check_claim's
+            raise ValueError(f"check_claim({name}, {unknown[0]}=...): {unknown[0]} is an option of stabench.study, "
+                             f"not of check_claim, which takes store, seeds, device, cpu_threads, recompute and what "
+                             f"a parametrize of {name} would give")
         raise ValueError(f"check_claim({name}, {unknown[0]}=...): {name} takes no argument {unknown[0]!r}; it takes "
                          f"{', '.join(arguments)}")
     if lacking := [arg for arg, spec in arguments.items()

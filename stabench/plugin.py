@@ -8,6 +8,7 @@ the store's per-run lock, and then runs the claim's body on the study.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import json
@@ -16,7 +17,6 @@ import signal
 import sys
 import threading
 import uuid
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -432,6 +432,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if STUDY_FIXTURE not in metafunc.fixturenames:
         pytest.fail(f"{metafunc.definition.name}: a stabench claim must take a 'study' argument, e.g. "
                     f"def {metafunc.definition.name}(study): ...", pytrace=False)  # a one-line collection error
+    _warn_of_untrained_parameters(metafunc)
     arms = list(marker.kwargs.get("arms") or {})
     from .claims import claim_seeds
     from .profiles import TOY
@@ -443,6 +444,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(UNIT_FIXTURE, [
         pytest.param(u, id=VERDICT, marks=getattr(pytest.mark, VERDICT_MARK)) if u == VERDICT else
         pytest.param(u, id=f"{u[0]}-seed{u[1]}" if u[0] else f"seed{u[1]}") for u in units])
+
+
+def _warn_of_untrained_parameters(metafunc: pytest.Metafunc) -> None:
+    """A parametrized recipe field or seed count reaches the test body only: every value reads the
+    same runs, which looks like a sweep and is not one."""
+    from .recipes import Recipe
+
+    fields = {field.name for field in dataclasses.fields(Recipe)} - {"name"}
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        for name in names:
+            if name in ("seed", "seeds"):
+                way = "set seeds= in stabench.claim, or --stabench-seeds"
+            elif name in fields:
+                way = f"parametrize recipe with stabench.get_recipe(..., {name}=...) instead"
+            else:
+                continue
+            metafunc.definition.warn(pytest.PytestCollectionWarning(
+                f"{metafunc.definition.name}: parametrize argument {name!r} only reaches the test body, so every "
+                f"value reads the same runs; to train with each, {way}"))
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
@@ -1024,8 +1046,10 @@ class Reporter:
                                ("baseline", "nothing was compared with the baseline; the verdict compares its "
                                             "claim's runs")):
                 if value := option(self.config, name):
+                    why = ("the session was interrupted before one did" if self.interrupted else
+                           "say -m or -k selected seed items only")
                     notes.append(f"{_named(self.config, name)}={value}: no claim's verdict ran in this session "
-                                 f"(say -m or -k selected seed items only), so {what}")
+                                 f"({why}), so {what}")
         if self.config.getoption("stabench_gate") is not None and not option(self.config, "baseline"):
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
@@ -1124,8 +1148,7 @@ class Reporter:
         # A regression fails its verdict item. A gate failure that no failed item shows (a gate that
         # compared nothing; a claim marked xfail, or a toy claim) is counted in pytest's last line
         # ("5 skipped, 1 gate failed"), which would otherwise read as a clean pass over exit 1.
-        outside = self.gate_failures_outside_items + (
-            [g["claim"] for g in self.gates] or ["stabench gate"] if self.nothing_compared() else [])
+        outside = self.gate_failures_outside_items + (["stabench gate"] if self.nothing_compared() else [])
         if outside:  # report-like entries: other plugins read every entry's attributes
             terminalreporter.stats.setdefault("gate failed", []).extend(
                 SimpleNamespace(nodeid=claim, when="gate", outcome="gate failed") for claim in outside)
@@ -1204,14 +1227,11 @@ class Reporter:
         for row in self.claims:
             if row.get("keys"):  # not skipped, nor a study that could not be gathered
                 claims.setdefault(row["claim"], []).append(row)
-        stems = {claim: file_stem(claim.split("::")[-1]) for claim in claims}  # the test's name, and its params
-        clashing = {stem for stem, count in Counter(stems.values()).items() if count > 1}
         written = set()
         with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
             for claim, arms in claims.items():
-                # one test name in two files: each file's figures under its own path
-                name = file_stem(claim.replace(".py::", "-").replace("::", "-")) if stems[claim] in clashing \
-                    else stems[claim]
+                # the file's path too, always: a name that depended on what else ran would move
+                name = file_stem(claim.replace(".py::", "-").replace("::", "-"))
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
                 written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", claim))
                 labelled = {}  # each arm's own examples: an intervention's traces beside the default's

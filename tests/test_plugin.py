@@ -78,8 +78,8 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
                  "--stabench-plot-format=svg")
     again.assert_outcomes(passed=9, failed=2)
     assert sorted(p.name for p in (suite.path / "figs").iterdir()) == sorted(
-        f"{claim}-{figure}.svg" for claim in ("test_true_claim", "test_false_claim_polarity_",
-                                              "test_false_claim_same-number_")
+        f"test_claims-{claim}-{figure}.svg" for claim in ("test_true_claim", "test_false_claim_polarity_",
+                                                          "test_false_claim_same-number_")
         for figure in ("scores", "grad-norms", "training"))
     report = _report(suite.path / "r.json")
     assert not any(s["trained"] for s in report["seeds"])
@@ -394,7 +394,8 @@ def test_unseen(study):
     (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
     (dict(gate="alpha=0.1"), "gate limits 'alpha=0.1' are invalid; expected a dict"),
     (dict(seeds=2.5), "claim seeds=2.5 is invalid"),
-    (dict(seeds="0-3x"), "seeds '0-3x' are invalid; expected a range like 0-4, a list like 1,3,7, or both"),
+    (dict(seeds="0-3x"), "seeds '0-3x' are invalid; expected a count like 5, a range like 0-4, a list like 1,3,7, or a "
+                          "mix"),
     (dict(model="MiniLM-L6"), "unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"),
     (dict(arms={"a": {"model": "minilm-l12"}}), "unknown model 'minilm-l12'; did you mean 'minilm-l6'?"),
     (dict(arms={"b": {"recipie": "bert-default"}}),
@@ -506,6 +507,11 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
     with pytest.raises(ValueError, match=r"^claim arms 'short' and 'long' train the same runs once the recipe "
                                          r"overrides \(epochs=3\) apply \(recipe content \w{8} on polarity"):
         build_spec(arms, {}, recipe_overrides={"epochs": 3})
+    mixed = dict(task="polarity", model="tiny-bert", seeds=2, arms={"plain": {"recipe": "bert-default"},
+                                                                   "mixout": {"recipe": "mixout"}})
+    with pytest.raises(ValueError, match=r"^claim arm 'mixout' \(recipe mixout\): the recipe overrides dropout=0.2 "
+                                         r"\(--stabench-set\) do not apply: dropout=0.2 with mixout=0.1 is invalid"):
+        build_spec(mixed, {}, recipe_overrides={"dropout": 0.2})  # once named neither the option nor the arm
     # Values of the wrong type from parametrize are named too, not an AttributeError from inside.
     for params, message in (({"model": "tiny-bert", "task": 7}, "task=7 is invalid"),
                             ({"model": "tiny-bert", "arms": ["a"]}, "claim arms=['a'] is invalid"),
@@ -658,6 +664,26 @@ def test_lrs(study, recipe):
     assert "bert-default[lr=0.001]" in _run(pytester, "--collect-only", "-q").stdout.str()
 
 
+def test_a_parametrized_recipe_field_or_seed_count_warns_that_it_trains_nothing(pytester, tiny_model):
+    """Each value of a parametrized lr or seeds reads the same runs: a sweep that is not one."""
+    pytester.makepyfile(test_sweep=f"MODEL = {tiny_model!r}\n" + '''
+import pytest
+import stabench
+
+@pytest.mark.parametrize("lr, seeds", [(1e-3, 2), (1e-4, 3)])
+@pytest.mark.parametrize("threshold", [0.5])
+@stabench.claim(task="polarity", model=MODEL, recipe="bert-default", seeds=1)
+def test_sweep(study, lr, seeds, threshold):
+    pass
+''')
+    out = _run(pytester, "--collect-only", "-q").stdout.str()
+    joined = " ".join(out.split())
+    assert ("test_sweep: parametrize argument 'lr' only reaches the test body, so every value reads the same runs; "
+            "to train with each, parametrize recipe with stabench.get_recipe(..., lr=...) instead") in joined
+    assert "parametrize argument 'seeds' only reaches the test body" in joined and "set seeds= in stabench.claim" in joined
+    assert "'threshold'" not in joined  # a value for the body's own assertions: nothing to say
+
+
 def test_a_parametrized_task_is_named_in_test_ids(pytester, tiny_model):
     pytester.makepyfile(test_task_ids=f"MODEL = {tiny_model!r}\n" + '''
 import pytest
@@ -687,7 +713,7 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
 
 
 @pytest.mark.parametrize("option, message", [
-    ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a range like 0-4"),
+    ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a count like 5, a range like 0-4"),
     ("--stabench-seeds=0", "--stabench-seeds=0 selects no seed; expected N >= 1"),
     ("--stabench-device=tpu", "--stabench-device: device 'tpu' is invalid; expected auto, cpu, cuda or cuda:N"),
     ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop' is unknown; expected one of max_mean_drop"),
@@ -1419,6 +1445,12 @@ stabench.train.fine_tune = seed_1_interrupted
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["stabench: interrupted after 0 seed item(s) had reported (1 trained, 0 read from the "
                                  "store); every finished run is stored*"])
+    # Interrupted among the seed items, with a tag to give: the note says why no verdict ran.
+    tagged = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
+                                        "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=t")
+    assert tagged.ret == pytest.ExitCode.INTERRUPTED
+    tagged.stdout.fnmatch_lines(["*--stabench-tag=t: no claim's verdict ran in this session (the session was "
+                                 "interrupted before one did), so no run was tagged*"])
 
 
 def test_the_training_stack_is_imported_before_the_first_item_unless_nothing_will_train(suite):

@@ -468,6 +468,10 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
             (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, lr=1), "check_claim("
              "test_low_lr_fails_no_more, lr=...): test_low_lr_fails_no_more takes no argument 'lr'; it takes study, "
              "slack"),
+            (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, train=False), "check_claim("
+             "test_low_lr_fails_no_more, train=...): train is an option of stabench.study, not of check_claim, which "
+             "takes store, seeds, device, cpu_threads, recompute and what a parametrize of test_low_lr_fails_no_more "
+             "would give"),
             (lambda: stabench.check_claim(lambda study: None), "<lambda> is not a stabench claim; expected a function "
              "under @stabench.claim(...)"),
             (lambda: stabench.check_claim(test_low_lr_fails_no_more, slack=0, study=None), "check_claim("
