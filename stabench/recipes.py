@@ -211,13 +211,17 @@ class Recipe:
         preset = PRESETS.get(base)
         for field in overrides:
             if getattr(changed, field) != getattr(preset or self, field):
-                value = getattr(changed, field)
-                whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e15
-                named[field] = str(int(value)) if whole else str(value)
+                named[field] = _written(getattr(changed, field))
             elif preset is not None:
                 named.pop(field, None)
-        if changed.mixout:  # Mixout replaces dropout: a dropout in the name is not used
-            named.pop("dropout", None)
+        # A field the computation ignores stays out of the name (epochs under max_steps, the AdamW
+        # style without bias correction, dropout under Mixout), and comes back once it counts again.
+        for field, moot in (("epochs", changed.max_steps is not None), ("adamw_style", not changed.bias_correction),
+                            ("dropout", bool(changed.mixout))):
+            if moot:
+                named.pop(field, None)
+            elif preset is not None and getattr(changed, field) != getattr(preset, field):
+                named[field] = _written(getattr(changed, field))
         return f"{base}[{','.join(f'{k}={v}' for k, v in sorted(named.items()))}]" if named else base
 
     def total_steps(self, n_train: int) -> int:
@@ -230,6 +234,12 @@ class Recipe:
 _ACCEPTED = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
 # A name stabench gives a recipe with overrides: ``bert-default[lr=0.0002,max_steps=20]``.
 _NAME_WITH_OVERRIDES = re.compile(r"(.+)\[([^\[\]]*)\]")
+
+
+def _written(value: Any) -> str:
+    """A field's value as a recipe's name shows it: whole numbers without a ``.0``."""
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 1e15
+    return str(int(value)) if whole else str(value)
 
 
 def _check_types(recipe: Recipe) -> None:
