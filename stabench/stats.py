@@ -809,6 +809,9 @@ def regression(
     current_failures: int,
     threshold: Threshold,
     checks: list[dict] | None = None,
+    *,
+    baseline_failed: Sequence[bool] | None = None,
+    current_failed: Sequence[bool] | None = None,
 ) -> list[str]:
     """Reasons the current study regressed from the baseline; empty when it did not.
 
@@ -816,7 +819,13 @@ def regression(
     significant one-sided test, so seed noise alone does not fail a build.  ``checks``, when
     given, receives one record per check (effect, limit, and the p-value where the effect was
     past the limit and the test ran), so a passed gate can say why it passed.
+
+    ``baseline_failed`` and ``current_failed``, each run's failed flag in the order of its
+    scores, let the std check judge the successful runs alone where the failure rate fell and
+    the mean did not drop: failed runs tie at the majority class, so runs recovering widen the
+    spread of all runs with no loss of stability.  Without them it judges all runs.
     """
+    baseline_scores, current_scores = list(baseline_scores), list(current_scores)
     base = _finite(baseline_scores, "regression", "baseline")
     current = _finite(current_scores, "regression", "current")
     if base.size < 2 or current.size < 2:
@@ -853,22 +862,29 @@ def regression(
             )
 
     if threshold.max_std_increase is not None:
-        std_base, std_current = base.std(ddof=1), current.std(ddof=1)
+        limit, spread, test = threshold.max_std_increase, "std", "one-sided Brown-Forsythe"
+        sides = (base, current)
         p, skipped = None, None
-        if std_current - std_base > threshold.max_std_increase:
-            # Failed runs tie at the majority class: a collapsed baseline's spread is small, and
-            # some runs recovering widens it.  That is no loss of stability.
-            if current_failures / current.size < baseline_failures / base.size and drop <= 0:
-                skipped = (f"fewer runs failed ({baseline_failures}/{base.size} -> {current_failures}/"
-                           f"{current.size}) and the mean did not drop: the spread grew as failed runs recovered")
-            else:
-                p = brown_forsythe(better_current, better_base, alternative="greater")
-        if record("std increase", "one-sided Brown-Forsythe", std_current - std_base,
-                  threshold.max_std_increase, p, skipped):
+        recovered = current_failures / current.size < baseline_failures / base.size and drop <= 0
+        if recovered and current.std(ddof=1) - base.std(ddof=1) > limit:
+            successes = (base.size - baseline_failures, current.size - current_failures)
+            if min(successes) < 2:
+                skipped = (f"a lower failure rate ({baseline_failures}/{base.size} -> {current_failures}/"
+                           f"{current.size}) and no drop in the mean, with too few successful runs to compare their "
+                           f"spread ({successes[0]} vs {successes[1]}): the spread grew as failed runs recovered")
+            elif baseline_failed is not None and current_failed is not None:
+                sides = (_succeeded(baseline_scores, baseline_failed, baseline_failures, "baseline"),
+                         _succeeded(current_scores, current_failed, current_failures, "current"))
+                spread, test = "std of the successful runs", "one-sided Brown-Forsythe on the successful runs"
+        std_base, std_current = sides[0].std(ddof=1), sides[1].std(ddof=1)
+        if skipped is None and std_current - std_base > limit:
+            p = brown_forsythe(_higher_is_better(sides[1], threshold.higher_is_better),
+                               _higher_is_better(sides[0], threshold.higher_is_better), alternative="greater")
+        effect = current.std(ddof=1) - base.std(ddof=1) if skipped else std_current - std_base
+        if record("std increase", test, effect, limit, p, skipped):
             reasons.append(
-                f"{metric}: std grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
-                f"{std_current:.4g}; allowed {threshold.max_std_increase:.4g}), "
-                f"one-sided Brown-Forsythe p={p:.3g} < {level}"
+                f"{metric}: {spread} grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
+                f"{std_current:.4g}; allowed {limit:.4g}), {test} p={p:.3g} < {level}"
             )
 
     if threshold.max_extra_failures is not None:
@@ -886,6 +902,15 @@ def regression(
                 f"one-sided Fisher exact p={p:.3g} < {level}"
             )
     return reasons
+
+
+def _succeeded(scores: list[float], failed: Sequence[bool], failures: int, side: str) -> np.ndarray:
+    """The scores of a side's successful runs, ``failed`` holding each run's flag in their order."""
+    flags = [bool(flag) for flag in failed]
+    if len(flags) != len(scores) or sum(flags) != failures:
+        raise ValueError(f"regression: {side}_failed holds {len(flags)} flags with {sum(flags)} failed; expected one "
+                         f"per score ({len(scores)}), {failures} of them failed")
+    return np.sort(np.asarray([score for score, flag in zip(scores, flags) if not flag], dtype=float))
 
 
 def smallest_regression_p(n_baseline: int, n_current: int) -> float:

@@ -801,10 +801,17 @@ def test_a_gate_on_a_collapsed_baseline_passes_runs_that_recovered_and_says_why(
     result = check("c", current, baseline)
     assert result.verdict == "ok" and not result.fails
     assert result.unconfirmed.startswith("std increase 0.2")
-    assert result.unconfirmed.endswith(", but not tested: fewer runs failed (8/8 -> 4/8) and the mean did not drop: "
-                                       "the spread grew as failed runs recovered")
+    assert result.unconfirmed.endswith(", but not tested: a lower failure rate (8/8 -> 4/8) and no drop in the mean, "
+                                       "with too few successful runs to compare their spread (0 vs 4): the spread "
+                                       "grew as failed runs recovered")
     (std,) = [c for c in result.entry()["detail"]["checks"] if c["check"] == "std increase"]
     assert std["p"] is None and std["skipped"] and std["regressed"] is False
+    # One failed run fewer, and successes spread far wider than the baseline's: the gate judges the
+    # successful runs' spread, and fails.
+    steady = [_run(s, 0.5 if s == 0 else 0.9 + 0.001 * (s % 12), torch="2.11.0") for s in range(25)]
+    wild = [_run(s, 0.79 if s % 2 else 0.99) for s in range(25)]
+    wider = check("c", wild, steady)
+    assert wider.verdict == "REGRESSED" and "std of the successful runs grew by 0.09" in wider.why
 
 
 def test_a_failed_gate_also_names_the_changes_that_were_not_significant():

@@ -269,8 +269,9 @@ def test_a_study_whose_runs_mostly_failed_is_not_shown_less_variable():
     assert "less variable  no   std " in str(comparison) and "(most runs of A failed)" in str(comparison)
     mostly = compare([0.5] * 7 + [0.52], [0.6, 0.7, 0.8, 0.9, 0.65, 0.75, 0.85, 0.95], 7, 0, aso_iterations=50)
     assert mostly.levene_p_a_less < mostly.alpha and not mostly.a_less_variable  # 7 of 8 failed: as good as all
-    half = compare([0.5] * 4 + [0.9] * 4, [0.5] * 4 + [0.6, 0.95, 0.3, 1.0], 4, 4, aso_iterations=50)
+    half = compare([0.5] * 4 + [0.9] * 4, [0.5, 0.6, 0.95, 0.3, 1.0, 0.05, 0.99, 0.1], 4, 4, aso_iterations=50)
     assert not half.most_of_a_failed  # half failed: the median sits between a failed and a successful run
+    assert half.levene_p_a_less < half.alpha and half.a_less_variable  # so the test's verdict stands
     from stabench.report import comparison_rows
     (row,) = comparison_rows([{**comparison.to_dict(), "claim": "c"}])  # the reports' table says why too
     assert row["std"].endswith("; most of A failed)") and "less variable" not in row["A is"]
@@ -593,16 +594,34 @@ def test_regression_needs_significance_not_just_effect():
                        "skipped": None}]  # within the limit: not tested
 
 
-def test_failed_runs_recovering_is_no_std_regression():
+def test_failed_runs_recovering_is_no_std_regression_but_a_wider_spread_of_successes_is():
     """Collapsed runs tie at the majority class, so a baseline that failed has little spread: some
-    runs recovering widens it, which is the opposite of a regression."""
+    runs recovering widens it, which is the opposite of a regression.  Where the failure rate fell,
+    the std check therefore judges the successful runs alone."""
     threshold = Threshold("accuracy", max_mean_drop=0.01, max_std_increase=0.01, max_extra_failures=0)
     collapsed, half_fixed = [0.5] * 8, [0.5] * 4 + [0.98, 0.982, 0.984, 0.986]
     checks = []
     assert regression(collapsed, half_fixed, 8, 4, threshold, checks) == []
     std = next(c for c in checks if c["check"] == "std increase")
-    assert std["effect"] > 0.25 and std["p"] is None and std["skipped"].startswith("fewer runs failed (8/8 -> 4/8)")
-    # As many failures, or fewer but a lower mean: the wider spread is tested.
+    assert std["effect"] > 0.25 and std["p"] is None
+    assert std["skipped"] == ("a lower failure rate (8/8 -> 4/8) and no drop in the mean, with too few successful runs "
+                              "to compare their spread (0 vs 4): the spread grew as failed runs recovered")
+    # One failed run fewer, but the successful runs spread far wider: a regression all the same
+    # (a first version skipped every std check where fewer runs failed).
+    steady = [0.5] + [0.9 + 0.001 * (i % 12) for i in range(24)]
+    wild = [0.79 if i % 2 else 0.99 for i in range(25)]
+    flags = {"baseline_failed": [True] + [False] * 24, "current_failed": [False] * 25}
+    checks = []
+    (reason,) = regression(steady, wild, 1, 0, threshold, checks, **flags)
+    assert reason.startswith("accuracy: std of the successful runs grew by 0.09")
+    assert checks[1]["test"] == "one-sided Brown-Forsythe on the successful runs" and checks[1]["regressed"]
+    # Recovered runs with successes as tight as the baseline's: no regression.
+    healed = [0.9 + 0.001 * (i % 12) for i in range(25)]
+    assert regression(steady, healed, 1, 0, threshold, **flags) == []
+    with pytest.raises(ValueError, match=r"^regression: current_failed holds 24 flags with 0 failed; expected one per "
+                                         r"score \(25\), 0 of them failed$"):
+        regression(steady, wild, 1, 0, threshold, baseline_failed=flags["baseline_failed"], current_failed=[False] * 24)
+    # As many failures, or fewer but a lower mean: the spread of all runs is tested.
     for baseline, current, failures in (([0.5] * 4 + [0.76, 0.761, 0.762, 0.763], [0.5] * 4 + [0.6, 0.7, 0.8, 0.99],
                                          (4, 4)),
                                         ([0.5] + [0.9] * 9, [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99],
@@ -611,6 +630,11 @@ def test_failed_runs_recovering_is_no_std_regression():
         regression(baseline, current, *failures, threshold, checks)
         std = next(c for c in checks if c["check"] == "std increase")
         assert std["effect"] > 0.01 and std["skipped"] is None and std["p"] is not None
+        assert std["test"] == "one-sided Brown-Forsythe"
+    # The rate, not the count, fell: 3 of 4 failed, then 5 of 10.
+    checks = []
+    regression([0.5] * 3 + [0.9], [0.5] * 5 + [0.9] * 5, 3, 5, Threshold("accuracy", max_std_increase=0.0), checks)
+    assert checks[0]["skipped"].startswith("a lower failure rate (3/4 -> 5/10)")
 
 
 def test_extra_failures_are_counted_beyond_the_baseline_rate_when_the_sides_differ_in_size():
