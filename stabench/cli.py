@@ -26,7 +26,7 @@ from .recipes import Recipe, get_recipe, parse_overrides
 from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import smallest_split_p, summarize_runs
-from .store import SHORT_HASH, SHORT_KEY, Store, StoreError, check_tag, default_store_path
+from .store import SHORT_HASH, SHORT_KEY, DamagedRunsLeftOut, Store, StoreError, check_tag, default_store_path
 from .tasks import get_task, local_task, task_names
 
 
@@ -422,10 +422,15 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
     if args.no_tags:
         runs = [dataclasses.replace(run, tags=[]) for run in runs]
     tags = sorted({tag for run in runs for tag in run.tags})
-    with Store(_store_path(args)) as store:
-        held = {tag: {r.key for r in store.query(tag=tag, traces=False)} for tag in tags}
+    with Store(_store_path(args)) as store, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedRunsLeftOut)  # a damaged stored run is not this import's business
+
+        def tagged(tag: str) -> list[RunResult]:
+            return store.query(tag=tag, traces=False, skip_damaged=True)
+
+        held = {tag: {r.key for r in tagged(tag)} for tag in tags}
         added, skipped = store.merge(runs)
-        joined = {tag: store.query(tag=tag, traces=False) for tag in tags if held[tag]}
+        now = {tag: tagged(tag) for tag in tags}
     merged = f" (kept; the file's {'recipe names' if args.no_tags else 'tags and recipe names'} are added to them)"
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored"
                   f"{merged if skipped else ''}", highlight=False)
@@ -433,13 +438,13 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         count = sum(tag in run.tags for run in runs)
         before = f"; it held {len(held[tag])} run(s) here before" if held[tag] else " (new here)"
         console.print(f"tag {escape(repr(tag))}: {count} run(s) of the file{before}", highlight=False)
-        if tag in joined:
-            gained = {r.key for r in joined[tag]} - held[tag]
-            if gained:
-                console.print(f"[yellow]note: tag {escape(repr(tag))} now holds {len(gained)} run(s) of the file "
-                              f"beside the {len(held[tag])} it held here; `stabench untag` takes runs off, and "
-                              f"`stabench import --no-tags` imports runs without their tags[/]", highlight=False)
-            _note_versions(console, joined[tag], tag)
+        if not {r.key for r in now[tag]} - held[tag]:  # imported again: said before
+            continue
+        if held[tag]:
+            console.print(f"[yellow]note: tag {escape(repr(tag))} now holds runs of the file beside the "
+                          f"{len(held[tag])} it held here; `stabench untag` takes runs off, and "
+                          f"`stabench import --no-tags` imports runs without their tags[/]", highlight=False)
+        _note_versions(console, now[tag], tag)
     return 0
 
 

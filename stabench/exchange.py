@@ -37,7 +37,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
     if is_database:  # a results store copied from another machine, the natural first try
         raise StoreError(f"{path}: is an SQLite database (a results store?), not an export file; export its runs "
-                         f"and import that file: stabench export runs.json --store {path}")
+                         f"(stabench export runs.json --store {path}) and give that file")
     try:
         # newline="": a CSV's quoted fields keep their own line endings.
         with open(path, encoding="utf-8", newline="") as fh:

@@ -426,9 +426,19 @@ def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_m
     assert main(["import", str(tmp_path / "theirs.json"), "--store", mine]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "imported 2 run(s) from" in out and "tag 'base': 2 run(s) of the file; it held 2 run(s) here before" in out
-    assert "note: tag 'base' now holds 2 run(s) of the file beside the 2 it held here; `stabench untag` takes runs " \
+    assert "note: tag 'base' now holds runs of the file beside the 2 it held here; `stabench untag` takes runs " \
            "off, and `stabench import --no-tags` imports runs without their tags" in out
     assert "note: the tag holds 2 versions of recipe 'mine' on polarity / tiny-bert" in out
+    assert main(["export", str(tmp_path / "both.json"), "--tag", "base", "--store", mine]) == 0
+    theirs = [run["key"] for run in json.loads((tmp_path / "theirs.json").read_text())]
+    with sqlite3.connect(mine) as conn:  # a damaged stored run of one's own under the tag: not the import's business
+        conn.execute("UPDATE runs SET result_json = '{' WHERE key NOT IN (?, ?)", theirs)
+    assert main(["import", str(tmp_path / "theirs.json"), "--store", mine]) == 0  # again: said before
+    out = " ".join(capsys.readouterr().out.split())
+    assert "imported 0 run(s)" in out and "note" not in out
+    assert main(["import", str(tmp_path / "both.json"), "--store", str(tmp_path / "new.sqlite")]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # a new tag that holds two versions: said too
+    assert "tag 'base': 4 run(s) of the file (new here)" in out and "the tag holds 2 versions of recipe 'mine'" in out
     fresh = str(tmp_path / "fresh.sqlite")
     assert main(["import", str(tmp_path / "theirs.json"), "--store", fresh, "--no-tags"]) == 0
     assert "tag '" not in capsys.readouterr().out

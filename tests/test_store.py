@@ -737,8 +737,8 @@ def test_a_store_given_as_a_file_to_import_says_to_export_it_first(store: Store,
     with Store(tmp_path / "other.sqlite") as other:
         other.put(make_result(0))
     with pytest.raises(StoreError, match=r"other.sqlite: is an SQLite database \(a results store\?\), not an export "
-                                         r"file; export its runs and import that file: stabench export runs.json "
-                                         r"--store .*other.sqlite$"):
+                                         r"file; export its runs \(stabench export runs.json --store .*other.sqlite\) "
+                                         r"and give that file$"):
         store.import_file(tmp_path / "other.sqlite")  # was: 'utf-8' codec can't decode byte
     assert store.query() == []
 
