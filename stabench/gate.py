@@ -323,7 +323,18 @@ def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source:
     name it uses now."""
     own = load_source(source, store, claim=claim)
     current = [dataclasses.replace(r, recipe_name=recipe_name) for r in runs]
-    return check(claim, current, own or baseline(), limits, same_study=bool(own))
+    if not own:
+        return check(claim, current, baseline(), limits)
+    result = check(claim, current, own, limits, same_study=True)
+    # Runs of this study under the tag that it did not give this claim (a colleague's import, a CLI
+    # tag): stabench compare tag:NAME would weigh them, so the gate says it did not.
+    key, hashes, keys = study_key(current[0]), {r.recipe_hash for r in current}, {r.key for r in own}
+    others = [r for r in baseline() if r.key not in keys and _in_study(r, key, hashes)]
+    if not others:
+        return result
+    note = (f"the baseline also holds {len(others)} other run(s) of this study, not compared: a claim is compared "
+            f"with the runs --stabench-tag gave it, and tagging it again takes off those no claim holds")
+    return dataclasses.replace(result, baseline_note="; ".join(filter(None, (result.baseline_note, note))))
 
 
 SAME_RUNS = "same runs"
@@ -649,6 +660,15 @@ def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[
     study found no baseline: often one recipe renamed and edited since."""
     matched = {r.study for r in results if r.baseline_keys}
     return sorted(study_label(study) for study in _studies(baseline, current) - matched)
+
+
+def uncompared_studies(baseline: Sequence[RunResult], compared: set[str]) -> list[str]:
+    """The baseline's studies none of whose runs (keys) were ``compared``, as study labels."""
+    labels = linked_recipe_names(baseline)
+    keys: dict[tuple, set[str]] = {}
+    for run in baseline:
+        keys.setdefault((*study_key(run)[:3], labels[study_key(run)]), set()).add(run.key)
+    return sorted(study_label(study) for study, held in keys.items() if not held & compared)
 
 
 def baseline_studies(baseline: Sequence[RunResult]) -> list[str]:

@@ -620,12 +620,13 @@ def _judge(item: pytest.Item, state: State):
             label, keys = _arm_label(item, name, studies), [r.key for r in study.results]
             # The study's runs under the tag that no claim holds (an import's, a `stabench tag`'s) leave
             # it too, so that tag:NAME is this baseline, as the pytest gate's is.
-            first = study.results[0]
+            first = study.results[0]  # the names runs are stored under; the recipe as the claim names it
             strays = store.unclaimed(tag) & {r.key for r in store.query(
-                tag=tag, task=first.task["name"], model=first.model["name"], recipe=first.recipe_name,
-                train_size=first.task.get("train_size") or "full", traces=False)} - set(keys)
+                tag=tag, task=first.task["name"], model=first.model["name"], recipe=study.arm.recipe.name,
+                train_size=study.arm.train_size or "full", traces=False, skip_damaged=True)} - set(keys)
             if strays or {r.key for r in store.query(tag=tag, claim=label, traces=False)} - set(keys):
-                item.user_properties.append(("stabench_retagged", json.dumps(label)))
+                item.user_properties.append(("stabench_retagged", json.dumps({"claim": label,
+                                                                             "untagged": len(strays)})))
             if strays:
                 store.untag(strays, tag)
             store.tag(keys, tag, claim=label)
@@ -909,7 +910,7 @@ class Reporter:
         self.seeds: list[dict] = []
         self.gates: list[dict] = []
         self.comparisons: list[dict] = []  # Study.compare results of the claims' bodies
-        self.retagged: list[str] = []  # claims whose runs under --stabench-tag were replaced
+        self.retagged: list[dict] = []  # claims whose runs under --stabench-tag were replaced, and strays untagged
         self.trained_by_seeds: set[str] = set()  # keys of the runs seed items trained
         self.trained_by_verdicts: set[str] = set()  # and those verdicts trained
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
@@ -1050,10 +1051,26 @@ class Reporter:
                            "say -m or -k selected seed items only")
                     notes.append(f"{_named(self.config, name)}={value}: no claim's verdict ran in this session "
                                  f"({why}), so {what}")
+        if unmatched := self.unmatched_baseline():
+            shown = "; ".join(unmatched[:5]) + (f"; and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+            found_none = sum(g["gate"] == "no baseline" for g in self.gates)
+            notes.append(f"{found_none} claim(s) found no baseline, and the baseline holds studies that no claim was "
+                         f"compared with: {shown} (a recipe renamed and edited, or a parametrized value changed, "
+                         f"since the baseline was tagged)")
         if self.config.getoption("stabench_gate") is not None and not option(self.config, "baseline"):
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
         return notes
+
+    def unmatched_baseline(self) -> list[str]:
+        """Where some claim found no baseline: the baseline's studies no claim was compared with (a
+        sweep's edited value is a new claim beside an unmatched study); else none."""
+        if not any(g["gate"] == "no baseline" for g in self.gates) or self.nothing_compared():
+            return []
+        from .gate import uncompared_studies
+
+        compared = {key for g in self.gates for key in g["detail"]["baseline_keys"]}
+        return uncompared_studies(self.config.stash[_STATE].baseline(), compared)
 
     def claim_keys(self) -> set[str]:
         """The keys of the runs this session's claims judged."""
@@ -1126,9 +1143,12 @@ class Reporter:
         if tag := option(self.config, "tag"):
             terminalreporter.write_line(f"tagged {len(self.claim_keys())} run(s) of this session's claims as {tag!r}")
             if self.retagged:
+                untagged = sum(entry["untagged"] for entry in self.retagged)
+                strays = f"; {untagged} run(s) of the same studies that no claim held lost the tag" if untagged else ""
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
-                    f"this session's runs ({compact_names(self.retagged)})", yellow=True)
+                    f"this session's runs ({compact_names([entry['claim'] for entry in self.retagged])}){strays}",
+                    yellow=True)
         if written:
             terminalreporter.write_line(written)
         if self.comparisons:

@@ -599,6 +599,34 @@ def test_my_recipe(study):
 '''
 
 
+def test_a_sweep_value_changed_since_the_baseline_is_named_not_silently_ungated(pytester, tiny_model, monkeypatch):
+    """Editing one parametrized lr makes a new claim (no baseline) beside a baseline study no claim
+    is compared with: both are said, where the gate had only shown "no baseline"."""
+    pytester.makepyfile(test_sweep=f"MODEL = {tiny_model!r}\n" + '''
+import os
+import pytest
+import stabench
+
+LRS = [float(lr) for lr in os.environ["SWEEP"].split(",")]
+
+@pytest.mark.parametrize("recipe", [stabench.get_recipe("bert-default", max_steps=2, trace_every=2, lr=lr) for lr in LRS])
+@stabench.claim(task="polarity", model=MODEL, seeds=4)
+def test_sweep(study, recipe):
+    pass
+''')
+    common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
+    monkeypatch.setenv("SWEEP", "3e-3,5e-3")
+    pytester.runpytest_inprocess(*common, "--stabench-tag=sweep").assert_outcomes(passed=10)
+    monkeypatch.setenv("SWEEP", "3e-3,3e-4")
+    edited = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:sweep", "--stabench-md=gate.md")
+    assert edited.ret == 0  # a new claim without a baseline still passes, as a new claim does
+    note = ("1 claim(s) found no baseline, and the baseline holds studies that no claim was compared with: polarity / "
+            "tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2] (a recipe renamed and edited, or a "
+            "parametrized value changed, since the baseline was tagged)")
+    assert note in " ".join(edited.stdout.str().split())
+    assert note in (pytester.path / "gate.md").read_text()
+
+
 def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     """In-process sessions (no subprocess start-up each); every one reads DEMO_LR afresh."""
     pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)
@@ -712,12 +740,21 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     # it at the next re-tag, so tag:old is the claim's baseline in stabench compare too.
     store_path = str(pytester.path / "s.sqlite")
     assert main(["tag", "old", "--recipe", "my-recipe", "--store", store_path]) == 0
+    assert main(["tag", "old", "--recipe", "third-recipe", "--store", store_path]) == 0  # another study's
     with Store(store_path) as store:
         assert len(store.query(tag="old", recipe="my-recipe")) == 8  # both lr versions
+        assert store.unclaimed("old") == {r.key for r in store.query(tag="old")} - {
+            r.key for r in store.query(tag="old", claim="test_gated.py::test_my_recipe")}
+    noted = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old")
+    assert noted.ret == 0  # the claim's own runs: the same runs, and a note on the rest
+    noted.stdout.fnmatch_lines(["*note test_gated.py::test_my_recipe: the baseline also holds 4 other run(s) of this "
+                                "study, not compared: a claim is compared with the runs --stabench-tag gave it*"])
     again = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
-    again.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': *"])
+    again.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': *; 4 run(s) of the same studies that no "
+                                "claim held lost the tag*"])
     with Store(store_path) as store:
         assert {r.recipe["lr"] for r in store.query(tag="old", recipe="my-recipe")} == {1e-6}
+        assert len(store.query(tag="old", recipe="third-recipe")) == 4  # not this claim's study: kept
 
 
 ARMED = '''
