@@ -214,13 +214,17 @@ class Recipe:
                 named[field] = _written(getattr(changed, field))
             elif preset is not None:
                 named.pop(field, None)
-        # A field the computation ignores stays out of the name (epochs under max_steps, the AdamW
-        # style without bias correction, dropout under Mixout), and comes back once it counts again.
-        for field, moot in (("epochs", changed.max_steps is not None), ("adamw_style", not changed.bias_correction),
-                            ("dropout", bool(changed.mixout))):
+        if changed.mixout:  # Mixout replaces dropout: a dropout in the name is not used
+            named.pop("dropout", None)
+        # Over a preset, a field the computation ignores stays out of the name (epochs under
+        # max_steps, the AdamW style without bias correction), and comes back once it counts
+        # again: the preset says what it was.  Over another recipe its name must keep it.
+        for field, moot in (("epochs", changed.max_steps is not None), ("adamw_style", not changed.bias_correction)):
+            if preset is None:
+                break
             if moot:
                 named.pop(field, None)
-            elif preset is not None and getattr(changed, field) != getattr(preset, field):
+            elif getattr(changed, field) != getattr(preset, field):
                 named[field] = _written(getattr(changed, field))
         return f"{base}[{','.join(f'{k}={v}' for k, v in sorted(named.items()))}]" if named else base
 

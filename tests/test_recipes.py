@@ -284,6 +284,10 @@ def test_integers_of_any_kind_are_plain_ints_and_overrides_that_change_nothing_l
     assert type(given.eval_every) is int and type(given.epochs) is float
     assert given.name == "bert-default[eval_every=15,max_steps=40]"  # values as the recipe holds them; epochs moot
     assert given.replace(max_steps=None).name == "bert-default[epochs=4,eval_every=15]"  # and back once they count
+    own = get_recipe("bert-default", lr=1e-4).replace(name="own")  # no preset to say what an ignored field was
+    ten, three = own.replace(epochs=10, max_steps=8).replace(max_steps=None), own.replace(max_steps=8).replace(
+        max_steps=None)
+    assert ten.hash != three.hash and ten.name != three.name  # so its name keeps it
     assert get_recipe("bert-default", adamw_style="torch").name == "bert-default"  # moot without bias correction
     assert get_recipe("bert-default", batch_size=32.0).name == get_recipe("bert-default", batch_size=32).name == \
         "bert-default[batch_size=32]"
