@@ -244,7 +244,8 @@ class GateResult:
 
     def detail(self) -> dict[str, Any]:
         """The numbers behind ``row()``, for a JSON report a CI step reads without parsing text."""
-        return {"fails": self.fails, "reasons": list(self.reasons), "too_few_seeds": self.too_few_seeds,
+        return {"study": list(self.study), "fails": self.fails, "reasons": list(self.reasons),
+                "too_few_seeds": self.too_few_seeds,
                 "baseline": None if self.baseline is None else self.baseline.to_dict(),
                 "current": self.current.to_dict(), "checks": list(self.checks),
                 "baseline_keys": list(self.baseline_keys), "current_keys": list(self.current_keys),
@@ -328,12 +329,13 @@ def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source:
     result = check(claim, current, own, limits, same_study=True)
     # Runs of this study under the tag that it did not give this claim (a colleague's import, a CLI
     # tag): stabench compare tag:NAME would weigh them, so the gate says it did not.
-    key, hashes, keys = study_key(current[0]), {r.recipe_hash for r in current}, {r.key for r in own}
-    others = [r for r in baseline() if r.key not in keys and _in_study(r, key, hashes)]
+    unclaimed = store.unclaimed(source.removeprefix("tag:"))  # a claim's own runs come from a tag only
+    key, hashes = study_key(current[0]), {r.recipe_hash for r in current}
+    others = [r for r in baseline() if r.key in unclaimed and _in_study(r, key, hashes)]
     if not others:
         return result
-    note = (f"the baseline also holds {len(others)} other run(s) of this study, not compared: a claim is compared "
-            f"with the runs --stabench-tag gave it, and tagging it again takes off those no claim holds")
+    note = (f"the baseline also holds {len(others)} run(s) of this study that no claim holds, not compared: a claim "
+            f"is compared with the runs --stabench-tag gave it, and tagging it again takes those off")
     return dataclasses.replace(result, baseline_note="; ".join(filter(None, (result.baseline_note, note))))
 
 
@@ -662,12 +664,14 @@ def unmatched_baseline_studies(baseline: Sequence[RunResult], current: Sequence[
     return sorted(study_label(study) for study in _studies(baseline, current) - matched)
 
 
-def uncompared_studies(baseline: Sequence[RunResult], compared: set[str]) -> list[str]:
-    """The baseline's studies none of whose runs (keys) were ``compared``, as study labels."""
+def uncompared_studies(baseline: Sequence[RunResult], compared: set[str], trained_on: set[tuple]) -> list[str]:
+    """The baseline's studies of a task, data size and model in ``trained_on`` none of whose runs
+    (keys) were ``compared``, as study labels."""
     labels = linked_recipe_names(baseline)
     keys: dict[tuple, set[str]] = {}
     for run in baseline:
-        keys.setdefault((*study_key(run)[:3], labels[study_key(run)]), set()).add(run.key)
+        if study_key(run)[:3] in trained_on:
+            keys.setdefault((*study_key(run)[:3], labels[study_key(run)]), set()).add(run.key)
     return sorted(study_label(study) for study, held in keys.items() if not held & compared)
 
 

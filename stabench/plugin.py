@@ -620,10 +620,10 @@ def _judge(item: pytest.Item, state: State):
             label, keys = _arm_label(item, name, studies), [r.key for r in study.results]
             # The study's runs under the tag that no claim holds (an import's, a `stabench tag`'s) leave
             # it too, so that tag:NAME is this baseline, as the pytest gate's is.
-            first = study.results[0]  # the names runs are stored under; the recipe as the claim names it
+            first = study.results[0]  # the task, size and model as stored; the recipe as the claim names it
             strays = store.unclaimed(tag) & {r.key for r in store.query(
                 tag=tag, task=first.task["name"], model=first.model["name"], recipe=study.arm.recipe.name,
-                train_size=study.arm.train_size or "full", traces=False, skip_damaged=True)} - set(keys)
+                train_size=first.task.get("train_size") or "full", traces=False, skip_damaged=True)} - set(keys)
             if strays or {r.key for r in store.query(tag=tag, claim=label, traces=False)} - set(keys):
                 item.user_properties.append(("stabench_retagged", json.dumps({"claim": label,
                                                                              "untagged": len(strays)})))
@@ -1054,9 +1054,10 @@ class Reporter:
         if unmatched := self.unmatched_baseline():
             shown = "; ".join(unmatched[:5]) + (f"; and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
             found_none = sum(g["gate"] == "no baseline" for g in self.gates)
-            notes.append(f"{found_none} claim(s) found no baseline, and the baseline holds studies that no claim was "
-                         f"compared with: {shown} (a recipe renamed and edited, or a parametrized value changed, "
-                         f"since the baseline was tagged)")
+            notes.append(f"{found_none} claim(s) found no baseline, and the baseline holds studies of their task and "
+                         f"model that no claim was compared with: {shown} (a recipe renamed and edited, or a "
+                         f"parametrized value changed, since the baseline was tagged; or a claim this session did "
+                         f"not run)")
         if self.config.getoption("stabench_gate") is not None and not option(self.config, "baseline"):
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
@@ -1065,12 +1066,13 @@ class Reporter:
     def unmatched_baseline(self) -> list[str]:
         """Where some claim found no baseline: the baseline's studies no claim was compared with (a
         sweep's edited value is a new claim beside an unmatched study); else none."""
-        if not any(g["gate"] == "no baseline" for g in self.gates) or self.nothing_compared():
+        trained_on = {tuple(g["detail"]["study"][:3]) for g in self.gates if g["gate"] == "no baseline"}
+        if not trained_on or self.nothing_compared():
             return []
         from .gate import uncompared_studies
 
         compared = {key for g in self.gates for key in g["detail"]["baseline_keys"]}
-        return uncompared_studies(self.config.stash[_STATE].baseline(), compared)
+        return uncompared_studies(self.config.stash[_STATE].baseline(), compared, trained_on)
 
     def claim_keys(self) -> set[str]:
         """The keys of the runs this session's claims judged."""
@@ -1231,6 +1233,7 @@ class Reporter:
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None,
+                          "uncompared_baseline_studies": self.unmatched_baseline(),
                           "collection_errors": self.collection_errors,
                           "interrupted": self.interrupted_why() or None})
 

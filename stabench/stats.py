@@ -866,12 +866,14 @@ def regression(
         sides = (base, current)
         p, skipped = None, None
         recovered = current_failures / current.size < baseline_failures / base.size and drop <= 0
-        if recovered and current.std(ddof=1) - base.std(ddof=1) > limit:
+        if recovered:  # whether or not the spread of all runs grew: fewer failures can hide wider successes
             successes = (base.size - baseline_failures, current.size - current_failures)
             if min(successes) < 2:
-                skipped = (f"a lower failure rate ({baseline_failures}/{base.size} -> {current_failures}/"
-                           f"{current.size}) and no drop in the mean, with too few successful runs to compare their "
-                           f"spread ({successes[0]} vs {successes[1]}): the spread grew as failed runs recovered")
+                if current.std(ddof=1) - base.std(ddof=1) > limit:
+                    skipped = (f"a lower failure rate ({baseline_failures}/{base.size} -> {current_failures}/"
+                               f"{current.size}) and no drop in the mean, with too few successful runs to compare "
+                               f"their spread ({successes[0]} vs {successes[1]}): the spread grew as failed runs "
+                               f"recovered")
             elif baseline_failed is not None and current_failed is not None:
                 sides = (_succeeded(baseline_scores, baseline_failed, baseline_failures, "baseline"),
                          _succeeded(current_scores, current_failed, current_failures, "current"))

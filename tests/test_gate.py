@@ -613,18 +613,26 @@ LRS = [float(lr) for lr in os.environ["SWEEP"].split(",")]
 @stabench.claim(task="polarity", model=MODEL, seeds=4)
 def test_sweep(study, recipe):
     pass
+
+@stabench.claim(task="same-number", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=4)
+def test_elsewhere(study):
+    pass
 ''')
     common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
     monkeypatch.setenv("SWEEP", "3e-3,5e-3")
-    pytester.runpytest_inprocess(*common, "--stabench-tag=sweep").assert_outcomes(passed=10)
+    pytester.runpytest_inprocess(*common, "--stabench-tag=sweep").assert_outcomes(passed=15)
     monkeypatch.setenv("SWEEP", "3e-3,3e-4")
-    edited = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:sweep", "--stabench-md=gate.md")
+    edited = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:sweep", "--stabench-md=gate.md",
+                                          "--stabench-json=gate.json", "-k", "sweep")  # the other task not run
     assert edited.ret == 0  # a new claim without a baseline still passes, as a new claim does
-    note = ("1 claim(s) found no baseline, and the baseline holds studies that no claim was compared with: polarity / "
-            "tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2] (a recipe renamed and edited, or a "
-            "parametrized value changed, since the baseline was tagged)")
+    note = ("1 claim(s) found no baseline, and the baseline holds studies of their task and model that no claim was "
+            "compared with: polarity / tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2] (a recipe renamed "
+            "and edited, or a parametrized value changed, since the baseline was tagged; or a claim this session did "
+            "not run)")
     assert note in " ".join(edited.stdout.str().split())
     assert note in (pytester.path / "gate.md").read_text()
+    assert json.loads((pytester.path / "gate.json").read_text())["uncompared_baseline_studies"] == [
+        "polarity / tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2]"]
 
 
 def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
@@ -747,8 +755,9 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
             r.key for r in store.query(tag="old", claim="test_gated.py::test_my_recipe")}
     noted = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old")
     assert noted.ret == 0  # the claim's own runs: the same runs, and a note on the rest
-    noted.stdout.fnmatch_lines(["*note test_gated.py::test_my_recipe: the baseline also holds 4 other run(s) of this "
-                                "study, not compared: a claim is compared with the runs --stabench-tag gave it*"])
+    noted.stdout.fnmatch_lines(["*note test_gated.py::test_my_recipe: the baseline also holds 4 run(s) of this study "
+                                "that no claim holds, not compared: a claim is compared with the runs --stabench-tag "
+                                "gave it*"])
     again = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
     again.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': *; 4 run(s) of the same studies that no "
                                 "claim held lost the tag*"])

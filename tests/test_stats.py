@@ -615,9 +615,18 @@ def test_failed_runs_recovering_is_no_std_regression_but_a_wider_spread_of_succe
     (reason,) = regression(steady, wild, 1, 0, threshold, checks, **flags)
     assert reason.startswith("accuracy: std of the successful runs grew by 0.09")
     assert checks[1]["test"] == "one-sided Brown-Forsythe on the successful runs" and checks[1]["regressed"]
-    # Recovered runs with successes as tight as the baseline's: no regression.
+    # Recovered runs with successes as tight as the baseline's: no regression, judged on the successes.
     healed = [0.9 + 0.001 * (i % 12) for i in range(25)]
-    assert regression(steady, healed, 1, 0, threshold, **flags) == []
+    checks = []
+    assert regression(steady, healed, 1, 0, threshold, checks, **flags) == []
+    assert checks[1]["test"] == "one-sided Brown-Forsythe on the successful runs" and checks[1]["effect"] < 0.01
+    # Fewer failures narrow the spread of all runs, while the successes spread far wider: still judged.
+    few = [0.5] * 3 + [0.95 + 0.001 * i for i in range(7)]
+    many = [0.5] + [0.78, 0.99, 0.8, 0.97, 0.82, 0.95, 0.85, 0.99, 0.79]
+    assert np.std(many, ddof=1) < np.std(few, ddof=1)
+    (reason,) = regression(few, many, 3, 1, threshold, baseline_failed=[True] * 3 + [False] * 7,
+                           current_failed=[True] + [False] * 9)
+    assert reason.startswith("accuracy: std of the successful runs grew by")
     with pytest.raises(ValueError, match=r"^regression: current_failed holds 24 flags with 0 failed; expected one per "
                                          r"score \(25\), 0 of them failed$"):
         regression(steady, wild, 1, 0, threshold, baseline_failed=flags["baseline_failed"], current_failed=[False] * 24)
