@@ -1003,15 +1003,24 @@ class Reporter:
 
     def nothing_compared(self) -> bool:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
-        not gather its study) is misconfigured, not passed."""
-        return (bool(option(self.config, "baseline")) and bool(self.claims)
-                and all(g["gate"] == "no baseline" for g in self.gates))
+        not gather its study) is misconfigured, not passed.  So is a baseline typed on the command
+        line of a session that ran seed items only (a wrong -m in CI); one from the ini file is
+        only noted there, as seed-only sessions on several machines share that file."""
+        if not option(self.config, "baseline"):
+            return False
+        if not self.claims:
+            return bool(self.seeds) and self.config.getoption("stabench_baseline") is not None
+        return all(g["gate"] == "no baseline" for g in self.gates)
 
     def nothing_compared_why(self) -> str:
         """Why the gate compared nothing, for the terminal and the reports ('' when it compared a claim)."""
         if not self.nothing_compared():
             return ""
         baseline = option(self.config, "baseline")
+        if not self.claims:
+            return (f"--stabench-baseline={baseline}: no claim's verdict ran in this session (say -m or -k selected "
+                    f"seed items only), so nothing was compared with the baseline; the verdict compares its claim's "
+                    f"runs")
         if self.gates:
             from .gate import baseline_studies
 
@@ -1046,7 +1055,7 @@ class Reporter:
             for name, what in (("tag", "no run was tagged; the verdict tags its claim's runs"),
                                ("baseline", "nothing was compared with the baseline; the verdict compares its "
                                             "claim's runs")):
-                if value := option(self.config, name):
+                if (value := option(self.config, name)) and not (name == "baseline" and self.nothing_compared()):
                     why = ("the session was interrupted before one did" if self.interrupted else
                            "say -m or -k selected seed items only")
                     notes.append(f"{_named(self.config, name)}={value}: no claim's verdict ran in this session "
@@ -1124,6 +1133,7 @@ class Reporter:
                 terminalreporter.write_line(f"stabench {self.runs_line()}")
             if written:
                 terminalreporter.write_line(written)
+            self._count_gate_failures(terminalreporter)
             return
         from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
                              gate_table_rows, render, rows_table, skipped_rows)
@@ -1165,11 +1175,14 @@ class Reporter:
                                           color=writer.hasmarkup))
             for colour, line in gate_messages(gates):
                 terminalreporter.write_line(line, **{colour: True})
+        self._count_gate_failures(terminalreporter)
+
+    def _count_gate_failures(self, terminalreporter) -> None:
+        """A regression fails its verdict item. A gate failure that no failed item shows (a gate that
+        compared nothing; a claim marked xfail, or a toy claim) is said, and counted in pytest's last
+        line ("5 skipped, 1 gate failed"), which would otherwise read as a clean pass over exit 1."""
         if why := self.nothing_compared_why():
             terminalreporter.write_line(why, red=True)
-        # A regression fails its verdict item. A gate failure that no failed item shows (a gate that
-        # compared nothing; a claim marked xfail, or a toy claim) is counted in pytest's last line
-        # ("5 skipped, 1 gate failed"), which would otherwise read as a clean pass over exit 1.
         outside = self.gate_failures_outside_items + (["stabench gate"] if self.nothing_compared() else [])
         if outside:  # report-like entries: other plugins read every entry's attributes
             terminalreporter.stats.setdefault("gate failed", []).extend(

@@ -1274,15 +1274,25 @@ def test_tagging_a_session_without_verdicts_says_nothing_was_tagged(suite):
 
 
 def test_a_gate_that_cannot_compare_says_so_where_ci_reads_it(suite):
-    """A wrong -m in CI, or limits without a baseline, turned the gate off without a word."""
+    """A wrong -m in CI, or limits without a baseline, turned the gate off without a word; then
+    with a note, and a CI job passed every change.  A baseline typed on the command line of a
+    seed-only session fails it; one from the ini file (which seed-only sessions share) is noted."""
     _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=base").assert_outcomes(passed=5)
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-baseline=tag:base",
-                  "--stabench-md=r.md")
+                  "--stabench-md=r.md", "--stabench-json=r.json")
     result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     said = ("--stabench-baseline=tag:base: no claim's verdict ran in this session (say -m or -k selected seed items "
             "only), so nothing was compared with the baseline; the verdict compares its claim's runs")
-    result.stdout.fnmatch_lines([f"stabench: {said}"])
-    assert f"**Note:** {said}." in (suite.path / "r.md").read_text()
+    result.stdout.fnmatch_lines([said, "*1 passed, 10 deselected, 1 gate failed*"])
+    assert said in (suite.path / "r.md").read_text()
+    assert _report(suite.path / "r.json")["nothing_compared"] == said
+    suite.makeini("[pytest]\nstabench_baseline = tag:base\n")
+    from_ini = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")
+    assert from_ini.ret == pytest.ExitCode.OK
+    from_ini.stdout.fnmatch_lines(["stabench: stabench_baseline in tox.ini=tag:base: no claim*s verdict ran in this "
+                                   "session*"])
+    (suite.path / "tox.ini").unlink()
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-gate=max_extra_failures=1")
     result.stdout.fnmatch_lines(["stabench: --stabench-gate has no effect without --stabench-baseline: it sets the "
                                  "limits of a comparison with a baseline"])
