@@ -823,7 +823,9 @@ def regression(
     ``baseline_failed`` and ``current_failed``, each run's failed flag in the order of its
     scores, let the std check judge the successful runs alone where the failure rate fell and
     the mean did not drop: failed runs tie at the majority class, so runs recovering widen the
-    spread of all runs with no loss of stability.  Without them it judges all runs.
+    spread of all runs with no loss of stability.  Without them it judges all runs.  Either way,
+    where a side has fewer than 2 successful runs, a wider spread there is not tested, and the
+    check's record says why.
     """
     baseline_scores, current_scores = list(baseline_scores), list(current_scores)
     base = _finite(baseline_scores, "regression", "baseline")
