@@ -107,6 +107,13 @@ def _named(config: pytest.Config, name: str) -> str:
     return f"--stabench-{name}"
 
 
+def _given(config: pytest.Config, name: str, value: str) -> str:
+    """An option with its value, as it was given: ``--stabench-tag=base`` or ``stabench_tag=base in
+    tox.ini``."""
+    named = _named(config, name)
+    return f"{named}={value}" if named.startswith("--") else named.replace(" in ", f"={value} in ", 1)
+
+
 def _recipe_overrides(config: pytest.Config) -> dict:
     """--stabench-set as typed recipe fields."""
     from .recipes import Recipe, parse_overrides
@@ -1058,7 +1065,7 @@ class Reporter:
                 if (value := option(self.config, name)) and not (name == "baseline" and self.nothing_compared()):
                     why = ("the session was interrupted before one did" if self.interrupted else
                            "say -m or -k selected seed items only")
-                    notes.append(f"{_named(self.config, name)}={value}: no claim's verdict ran in this session "
+                    notes.append(f"{_given(self.config, name, value)}: no claim's verdict ran in this session "
                                  f"({why}), so {what}")
         if unmatched := self.unmatched_baseline():
             shown = "; ".join(unmatched[:5]) + (f"; and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")

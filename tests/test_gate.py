@@ -635,6 +635,32 @@ def test_elsewhere(study):
         "polarity / tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2]"]
 
 
+def test_a_re_tag_finds_the_study_s_unclaimed_runs_when_its_data_size_is_the_whole_set(pytester, tiny_model,
+                                                                                        monkeypatch):
+    """train_size equal to the training set's size is stored as the whole set (None): a re-tag
+    that filtered by the claim's 256 found none of the runs it should take the tag off."""
+    from stabench.cli import main
+
+    pytester.makepyfile(test_sized=f"MODEL = {tiny_model!r}\n" + '''
+import os
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2),
+                train_size=256, seeds=int(os.environ["SEEDS"]))
+def test_sized(study):
+    pass
+''')
+    common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
+    monkeypatch.setenv("SEEDS", "3")
+    pytester.runpytest_inprocess(*common).assert_outcomes(passed=4)
+    assert main(["tag", "t", "--store", str(pytester.path / "s.sqlite")]) == 0  # 3 runs, no claim holds them
+    monkeypatch.setenv("SEEDS", "2")
+    retagged = pytester.runpytest_inprocess(*common, "--stabench-tag=t")
+    retagged.stdout.fnmatch_lines(["*; 1 run(s) of the same studies that no claim held lost the tag*"])
+    with Store(pytester.path / "s.sqlite") as store:
+        assert sorted(r.seed for r in store.query(tag="t")) == [0, 1]
+
+
 def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     """In-process sessions (no subprocess start-up each); every one reads DEMO_LR afresh."""
     pytester.makepyfile(test_gated=f"MODEL = {tiny_model!r}\n" + GATED)

@@ -1290,7 +1290,7 @@ def test_a_gate_that_cannot_compare_says_so_where_ci_reads_it(suite):
     suite.makeini("[pytest]\nstabench_baseline = tag:base\n")
     from_ini = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0")
     assert from_ini.ret == pytest.ExitCode.OK
-    from_ini.stdout.fnmatch_lines(["stabench: stabench_baseline in tox.ini=tag:base: no claim*s verdict ran in this "
+    from_ini.stdout.fnmatch_lines(["stabench: stabench_baseline=tag:base in tox.ini: no claim*s verdict ran in this "
                                    "session*"])
     (suite.path / "tox.ini").unlink()
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-gate=max_extra_failures=1")
