@@ -303,8 +303,7 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                                 max_extra_failures=limits["max_extra_failures"], alpha=limits["alpha"])
     checks: list[dict] = []
     reasons = stats.regression([r.metrics[metric] for r in baseline], [r.metrics[metric] for r in current],
-                               sum(r.failed for r in baseline), sum(r.failed for r in current), threshold, checks,
-                               baseline_failed=[r.failed for r in baseline], current_failed=[r.failed for r in current])
+                               [r.failed for r in baseline], [r.failed for r in current], threshold, checks)
     smallest_p = stats.smallest_regression_p(len(baseline), len(current))
     too_few = None
     if smallest_p >= threshold.check_alpha:

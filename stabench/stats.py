@@ -805,13 +805,10 @@ class Threshold:
 def regression(
     baseline_scores: Iterable[float],
     current_scores: Iterable[float],
-    baseline_failures: int,
-    current_failures: int,
+    baseline_failures: int | Sequence[bool],
+    current_failures: int | Sequence[bool],
     threshold: Threshold,
     checks: list[dict] | None = None,
-    *,
-    baseline_failed: Sequence[bool] | None = None,
-    current_failed: Sequence[bool] | None = None,
 ) -> list[str]:
     """Reasons the current study regressed from the baseline; empty when it did not.
 
@@ -820,20 +817,23 @@ def regression(
     given, receives one record per check (effect, limit, and the p-value where the effect was
     past the limit and the test ran), so a passed gate can say why it passed.
 
-    ``baseline_failed`` and ``current_failed``, each run's failed flag in the order of its
-    scores, let the std check judge the successful runs alone where the failure rate fell and
-    the mean did not drop: failed runs tie at the majority class, so runs recovering widen the
-    spread of all runs with no loss of stability.  Without them it judges all runs.  Either way,
-    where a side has fewer than 2 successful runs, a wider spread there is not tested, and the
-    check's record says why.
+    The failures of each side are a count, or each run's failed flag in the order of its scores.
+    Flags let the std check judge the successful runs alone where the failure rate fell and the
+    mean did not drop: failed runs tie at the majority class, so runs recovering widen the spread
+    of all runs with no loss of stability.  With counts it judges all runs.  Either way, where a
+    side has fewer than 2 successful runs, a wider spread there is not tested, and the check's
+    record says why.
     """
     baseline_scores, current_scores = list(baseline_scores), list(current_scores)
     base = _finite(baseline_scores, "regression", "baseline")
     current = _finite(current_scores, "regression", "current")
     if base.size < 2 or current.size < 2:
         raise ValueError(f"regression needs at least 2 scores per study, got {base.size} and {current.size}")
-    baseline_failures = _count(baseline_failures, base.size, "baseline_failures")
-    current_failures = _count(current_failures, current.size, "current_failures")
+    baseline_flags, current_flags = _flags(baseline_failures), _flags(current_failures)
+    baseline_failures = _count(baseline_failures if baseline_flags is None else baseline_flags, base.size,
+                               "baseline_failures")
+    current_failures = _count(current_failures if current_flags is None else current_flags, current.size,
+                              "current_failures")
     metric, alpha, level = threshold.metric, threshold.check_alpha, threshold.level_text()
     better_base = _higher_is_better(base, threshold.higher_is_better)
     better_current = _higher_is_better(current, threshold.higher_is_better)
@@ -868,23 +868,23 @@ def regression(
         sides = (base, current)
         p, skipped = None, None
         recovered = current_failures / current.size < baseline_failures / base.size and drop <= 0
+        growth = current.std(ddof=1) - base.std(ddof=1)  # of all runs
         if recovered:  # whether or not the spread of all runs grew: fewer failures can hide wider successes
             successes = (base.size - baseline_failures, current.size - current_failures)
             if min(successes) < 2:
-                if current.std(ddof=1) - base.std(ddof=1) > limit:
+                if growth > limit:
                     skipped = (f"a lower failure rate ({baseline_failures}/{base.size} -> {current_failures}/"
                                f"{current.size}) and no drop in the mean, with too few successful runs to compare "
                                f"their spread ({successes[0]} vs {successes[1]}): the spread grew as failed runs "
                                f"recovered")
-            elif baseline_failed is not None and current_failed is not None:
-                sides = (_succeeded(baseline_scores, baseline_failed, baseline_failures, "baseline"),
-                         _succeeded(current_scores, current_failed, current_failures, "current"))
+            elif baseline_flags is not None and current_flags is not None:
+                sides = (_succeeded(baseline_scores, baseline_flags), _succeeded(current_scores, current_flags))
                 spread, test = "std of the successful runs", "one-sided Brown-Forsythe on the successful runs"
         std_base, std_current = sides[0].std(ddof=1), sides[1].std(ddof=1)
         if skipped is None and std_current - std_base > limit:
             p = brown_forsythe(_higher_is_better(sides[1], threshold.higher_is_better),
                                _higher_is_better(sides[0], threshold.higher_is_better), alternative="greater")
-        effect = current.std(ddof=1) - base.std(ddof=1) if skipped else std_current - std_base
+        effect = growth if skipped else std_current - std_base
         if record("std increase", test, effect, limit, p, skipped):
             reasons.append(
                 f"{metric}: {spread} grew by {std_current - std_base:.4g} ({std_base:.4g} -> "
@@ -908,13 +908,16 @@ def regression(
     return reasons
 
 
-def _succeeded(scores: list[float], failed: Sequence[bool], failures: int, side: str) -> np.ndarray:
-    """The scores of a side's successful runs, ``failed`` holding each run's flag in their order."""
-    flags = [bool(flag) for flag in failed]
-    if len(flags) != len(scores) or sum(flags) != failures:
-        raise ValueError(f"regression: {side}_failed holds {len(flags)} flags with {sum(flags)} failed; expected one "
-                         f"per score ({len(scores)}), {failures} of them failed")
-    return np.sort(np.asarray([score for score, flag in zip(scores, flags) if not flag], dtype=float))
+def _flags(failures: int | Iterable[bool] | None) -> list[bool] | None:
+    """Each run's failed flag where ``failures`` gives them (read once: it may be a generator);
+    None for a count."""
+    return None if failures is None or isinstance(failures, (int, np.integer)) else [bool(f) for f in failures]
+
+
+def _succeeded(scores: list[float], failed: list[bool]) -> np.ndarray:
+    """The scores of the successful runs, ``failed`` holding each run's flag in the scores' order
+    (``_count`` checked that there is one per score)."""
+    return np.sort(np.asarray([score for score, flag in zip(scores, failed) if not flag], dtype=float))
 
 
 def smallest_regression_p(n_baseline: int, n_current: int) -> float:

@@ -610,26 +610,24 @@ def test_failed_runs_recovering_is_no_std_regression_but_a_wider_spread_of_succe
     # (a first version skipped every std check where fewer runs failed).
     steady = [0.5] + [0.9 + 0.001 * (i % 12) for i in range(24)]
     wild = [0.79 if i % 2 else 0.99 for i in range(25)]
-    flags = {"baseline_failed": [True] + [False] * 24, "current_failed": [False] * 25}
+    flags = ([True] + [False] * 24, [False] * 25)  # each run's failed flag, in place of the counts 1 and 0
     checks = []
-    (reason,) = regression(steady, wild, 1, 0, threshold, checks, **flags)
+    (reason,) = regression(steady, wild, *flags, threshold, checks)
     assert reason.startswith("accuracy: std of the successful runs grew by 0.09")
     assert checks[1]["test"] == "one-sided Brown-Forsythe on the successful runs" and checks[1]["regressed"]
     # Recovered runs with successes as tight as the baseline's: no regression, judged on the successes.
     healed = [0.9 + 0.001 * (i % 12) for i in range(25)]
     checks = []
-    assert regression(steady, healed, 1, 0, threshold, checks, **flags) == []
+    assert regression(steady, healed, *flags, threshold, checks) == []
     assert checks[1]["test"] == "one-sided Brown-Forsythe on the successful runs" and checks[1]["effect"] < 0.01
     # Fewer failures narrow the spread of all runs, while the successes spread far wider: still judged.
     few = [0.5] * 3 + [0.95 + 0.001 * i for i in range(7)]
     many = [0.5] + [0.78, 0.99, 0.8, 0.97, 0.82, 0.95, 0.85, 0.99, 0.79]
     assert np.std(many, ddof=1) < np.std(few, ddof=1)
-    (reason,) = regression(few, many, 3, 1, threshold, baseline_failed=[True] * 3 + [False] * 7,
-                           current_failed=[True] + [False] * 9)
+    (reason,) = regression(few, many, [True] * 3 + [False] * 7, [True] + [False] * 9, threshold)
     assert reason.startswith("accuracy: std of the successful runs grew by")
-    with pytest.raises(ValueError, match=r"^regression: current_failed holds 24 flags with 0 failed; expected one per "
-                                         r"score \(25\), 0 of them failed$"):
-        regression(steady, wild, 1, 0, threshold, baseline_failed=flags["baseline_failed"], current_failed=[False] * 24)
+    with pytest.raises(ValueError, match=r"^current_failures has 24 flags for 25 scores$"):
+        regression(steady, wild, flags[0], [False] * 24, threshold)
     # As many failures, or fewer but a lower mean: the spread of all runs is tested.
     for baseline, current, failures in (([0.5] * 4 + [0.76, 0.761, 0.762, 0.763], [0.5] * 4 + [0.6, 0.7, 0.8, 0.99],
                                          (4, 4)),
