@@ -98,20 +98,18 @@ def option(config: pytest.Config, name: str) -> Any:
     return value
 
 
-def _named(config: pytest.Config, name: str) -> str:
-    """How an option was given, for its error messages: ``--stabench-gate`` or the ini file's
-    ``stabench_gate``."""
-    dest = "stabench_" + name.replace("-", "_")
-    if config.getoption(dest) is None and config.inipath is not None:
-        return f"{dest} in {config.inipath.name}"
-    return f"--stabench-{name}"
+def _from_ini(config: pytest.Config, name: str) -> bool:
+    """Whether an option's value comes from the ini file, not the command line."""
+    return config.getoption("stabench_" + name.replace("-", "_")) is None and config.inipath is not None
 
 
-def _given(config: pytest.Config, name: str, value: str) -> str:
-    """An option with its value, as it was given: ``--stabench-tag=base`` or ``stabench_tag=base in
-    tox.ini``."""
-    named = _named(config, name)
-    return f"{named}={value}" if named.startswith("--") else named.replace(" in ", f"={value} in ", 1)
+def _named(config: pytest.Config, name: str, value: str | None = None) -> str:
+    """How an option was given, for its messages: ``--stabench-gate`` or the ini file's
+    ``stabench_gate``; with ``value``, ``--stabench-tag=base`` or ``stabench_tag=base in tox.ini``."""
+    given = "" if value is None else f"={value}"
+    if _from_ini(config, name):
+        return f"stabench_{name.replace('-', '_')}{given} in {config.inipath.name}"
+    return f"--stabench-{name}{given}"
 
 
 def _recipe_overrides(config: pytest.Config) -> dict:
@@ -186,8 +184,8 @@ def _check_options(config: pytest.Config) -> list | None:
                 raise pytest.UsageError(f"{_named(config, name)} {report!r} is the results store; name another file")
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
-        named = _named(config, "baseline")
-        where = "" if named.startswith("--") else f" (set by {named}; --stabench-baseline= turns it off)"
+        where = (f" (set by {_named(config, 'baseline')}; --stabench-baseline= turns it off)"
+                 if _from_ini(config, "baseline") else "")
         raise pytest.UsageError(
             f"--stabench-tag={option(config, 'tag')} is also the baseline {baseline}{where}: the gate would compare "
             f"this session's runs with themselves and pass; tag them under another name, or tag them as "
@@ -1016,7 +1014,7 @@ class Reporter:
         if not option(self.config, "baseline"):
             return False
         if not self.claims:
-            return bool(self.seeds) and self.config.getoption("stabench_baseline") is not None
+            return bool(self.seeds) and not _from_ini(self.config, "baseline")
         return all(g["gate"] == "no baseline" for g in self.gates)
 
     def nothing_compared_why(self) -> str:
@@ -1065,7 +1063,7 @@ class Reporter:
                 if (value := option(self.config, name)) and not (name == "baseline" and self.nothing_compared()):
                     why = ("the session was interrupted before one did" if self.interrupted else
                            "say -m or -k selected seed items only")
-                    notes.append(f"{_given(self.config, name, value)}: no claim's verdict ran in this session "
+                    notes.append(f"{_named(self.config, name, value)}: no claim's verdict ran in this session "
                                  f"({why}), so {what}")
         if unmatched := self.unmatched_baseline():
             shown = "; ".join(unmatched[:5]) + (f"; and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")

@@ -219,9 +219,8 @@ class Recipe:
         # Over a preset, a field the computation ignores stays out of the name (epochs under
         # max_steps, the AdamW style without bias correction), and comes back once it counts
         # again: the preset says what it was.  Over another recipe its name must keep it.
-        for field, moot in (("epochs", changed.max_steps is not None), ("adamw_style", not changed.bias_correction)):
-            if preset is None:
-                break
+        ignored = {"epochs": changed.max_steps is not None, "adamw_style": not changed.bias_correction}
+        for field, moot in ignored.items() if preset is not None else ():
             if moot:
                 named.pop(field, None)
             elif getattr(changed, field) != getattr(preset, field):
