@@ -328,14 +328,35 @@ def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source:
     result = check(claim, current, own, limits, same_study=True)
     # Runs of this study under the tag that it did not give this claim (a colleague's import, a CLI
     # tag): stabench compare tag:NAME would weigh them, so the gate says it did not.
-    unclaimed = store.unclaimed(source.removeprefix("tag:"))  # a claim's own runs come from a tag only
-    key, hashes = study_key(current[0]), {r.recipe_hash for r in current}
-    others = [r for r in baseline() if r.key in unclaimed and _in_study(r, key, hashes)]
+    others = unclaimed_runs(store, source.removeprefix("tag:"), current, recipe_name)  # own runs come from a tag only
     if not others:
         return result
     note = (f"the baseline also holds {len(others)} run(s) of this study that no claim holds, not compared: a claim "
             f"is compared with the runs --stabench-tag gave it, and tagging it again takes those off")
     return dataclasses.replace(result, baseline_note="; ".join(filter(None, (result.baseline_note, note))))
+
+
+def unclaimed_runs(store: Store, tag: str, runs: Sequence[RunResult], recipe_name: str) -> set[str]:
+    """Keys of the other runs of ``runs``' study under ``tag`` (same task, data size and model; the
+    recipe by name, alias or content) that no claim holds there: an import's, a ``stabench tag``'s."""
+    first = runs[0]
+    study = store.query(tag=tag, task=first.task["name"], model=first.model["name"], recipe=recipe_name,
+                        train_size=first.task.get("train_size") or "full", traces=False, skip_damaged=True)
+    return store.unclaimed(tag) & {r.key for r in study} - {r.key for r in runs}
+
+
+def tag_claim(store: Store, tag: str, claim: str, runs: Sequence[RunResult], recipe_name: str) -> tuple[int, bool]:
+    """Tag a claim's runs for ``claim``, so a later gate finds them whatever the recipe is called
+    then.  The study's other runs under the tag that no claim holds lose it, so that ``tag:NAME``
+    is this baseline, as the pytest gate compares it.  Returns how many runs lost the tag and
+    whether the claim's runs under it changed."""
+    keys = [r.key for r in runs]
+    strays = unclaimed_runs(store, tag, runs, recipe_name)
+    changed = bool(strays) or bool({r.key for r in store.query(tag=tag, claim=claim, traces=False)} - set(keys))
+    if strays:
+        store.untag(strays, tag)
+    store.tag(keys, tag, claim=claim)
+    return len(strays), changed
 
 
 SAME_RUNS = "same runs"

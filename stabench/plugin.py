@@ -619,22 +619,13 @@ def _judge(item: pytest.Item, state: State):
         raise
     item.funcargs[STUDY_FIXTURE] = studies if len(studies) > 1 else next(iter(studies.values()))
     if tag := option(item.config, "tag"):
-        # Tagged for this claim too, so a later gate finds them whatever the recipe is called then.
-        store = state.session().store
+        from .gate import tag_claim
+
         for name, study in studies.items():
-            label, keys = _arm_label(item, name, studies), [r.key for r in study.results]
-            # The study's runs under the tag that no claim holds (an import's, a `stabench tag`'s) leave
-            # it too, so that tag:NAME is this baseline, as the pytest gate's is.
-            first = study.results[0]  # the task, size and model as stored; the recipe as the claim names it
-            strays = store.unclaimed(tag) & {r.key for r in store.query(
-                tag=tag, task=first.task["name"], model=first.model["name"], recipe=study.arm.recipe.name,
-                train_size=first.task.get("train_size") or "full", traces=False, skip_damaged=True)} - set(keys)
-            if strays or {r.key for r in store.query(tag=tag, claim=label, traces=False)} - set(keys):
-                item.user_properties.append(("stabench_retagged", json.dumps({"claim": label,
-                                                                             "untagged": len(strays)})))
-            if strays:
-                store.untag(strays, tag)
-            store.tag(keys, tag, claim=label)
+            label = _arm_label(item, name, studies)
+            untagged, changed = tag_claim(state.session().store, tag, label, study.results, study.arm.recipe.name)
+            if changed:
+                item.user_properties.append(("stabench_retagged", json.dumps({"claim": label, "untagged": untagged})))
     gates = _record_gate(item, state, studies) if option(item.config, "baseline") else {}
     try:
         outcome = yield
