@@ -1,6 +1,7 @@
 """Statistics behind stability claims: failure-rate bounds, spread bounds, dominance tests.
 
-Everything here is a pure function of numbers, so benchmark bodies can state claims
+Everything here is a function of scores and failure counts (``summarize_runs`` and
+``compare_runs`` read them off runs first), so benchmark bodies can state claims
 such as "fewer than 10% of runs fail" or "recipe A is less variable than B" and get an
 answer that accounts for having only a handful of seeds.
 
@@ -150,7 +151,7 @@ def bootstrap_ci(
                 confidence_level=confidence,
                 n_resamples=n_resamples,
                 method=method,
-                random_state=np.random.default_rng(seed),
+                rng=np.random.default_rng(seed),
             )
             low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
             if not (math.isnan(low) or math.isnan(high)):
@@ -417,7 +418,7 @@ def mann_whitney(a: Iterable[float], b: Iterable[float], alternative: str = "two
                                     method=stats.PermutationMethod(n_resamples=PERMUTATIONS, rng=0)).pvalue)
 
 
-def _higher_is_better(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
+def _oriented(scores: np.ndarray, higher_is_better: bool) -> np.ndarray:
     """Scores turned so that higher is better (a loss negated), in ascending order: random splits
     and resamples then follow the scores, not the metric's direction, and a loss gives the p's its
     negation gives."""
@@ -580,16 +581,16 @@ def compare(
     runs at the matching confidence level, as deepsig does for multiple comparisons.
     ``names`` and ``metric`` are what the assertions' messages call the studies and scores.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"compare alpha={alpha!r} is invalid; expected a number in (0, 1)")
-    if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, int) or n_comparisons < 1:
+    _check_number("compare alpha", alpha, "a number in (0, 1), e.g. 0.05", lambda x: 0 < x < 1)
+    if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, Integral) or n_comparisons < 1:
         raise ValueError(f"compare n_comparisons={n_comparisons!r} is invalid; expected an integer >= 1")
+    alpha, n_comparisons = float(alpha), int(n_comparisons)  # a numpy value would not go into the reports' JSON
     a, b = _finite(scores_a, "compare", "A"), _finite(scores_b, "compare", "B")
     if a.size < 2 or b.size < 2:
         raise ValueError(f"compare needs at least 2 scores per study, got {a.size} and {b.size}")
     failures_a, failures_b = _count(failures_a, a.size, "failures_a"), _count(failures_b, b.size, "failures_b")
     corrected_alpha = alpha / n_comparisons
-    better_a, better_b = _higher_is_better(a, higher_is_better), _higher_is_better(b, higher_is_better)
+    better_a, better_b = _oriented(a, higher_is_better), _oriented(b, higher_is_better)
     table = _fisher_table(failures_a, a.size, failures_b, b.size)
     return Comparison(
         n_a=int(a.size),
@@ -775,7 +776,9 @@ def assert_dominates(comparison: Comparison) -> None:
 class Threshold:
     """How much worse a metric may get before a change counts as a regression.
 
-    Limits are absolute, in the metric's units; None switches that check off.
+    ``max_mean_drop`` and ``max_std_increase`` are absolute, in the metric's units;
+    ``max_extra_failures`` is a number of runs (beyond the baseline's failure rate); ``alpha`` is
+    each check's significance level.  None switches that check off.
     """
 
     metric: str
@@ -835,8 +838,8 @@ def regression(
     current_failures = _count(current_failures if current_flags is None else current_flags, current.size,
                               "current_failures")
     metric, alpha, level = threshold.metric, threshold.check_alpha, threshold.level_text()
-    better_base = _higher_is_better(base, threshold.higher_is_better)
-    better_current = _higher_is_better(current, threshold.higher_is_better)
+    better_base = _oriented(base, threshold.higher_is_better)
+    better_current = _oriented(current, threshold.higher_is_better)
     reasons = []
     checks = [] if checks is None else checks
 
@@ -882,8 +885,8 @@ def regression(
                 spread, test = "std of the successful runs", "one-sided Brown-Forsythe on the successful runs"
         std_base, std_current = sides[0].std(ddof=1), sides[1].std(ddof=1)
         if skipped is None and std_current - std_base > limit:
-            p = brown_forsythe(_higher_is_better(sides[1], threshold.higher_is_better),
-                               _higher_is_better(sides[0], threshold.higher_is_better), alternative="greater")
+            p = brown_forsythe(_oriented(sides[1], threshold.higher_is_better),
+                               _oriented(sides[0], threshold.higher_is_better), alternative="greater")
         effect = growth if skipped else std_current - std_base
         if record("std increase", test, effect, limit, p, skipped):
             reasons.append(

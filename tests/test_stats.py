@@ -1,6 +1,7 @@
 """Property and reference tests for stabench.stats."""
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -713,11 +714,20 @@ def test_smallest_regression_p_says_when_a_gate_can_fire():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(alpha=2), r"compare alpha=2 is invalid; expected a number in \(0, 1\)"),
     (dict(alpha=0), r"compare alpha=0 is invalid"),
+    (dict(alpha="0.05"), r"compare alpha='0.05' is invalid; expected a number"),
+    (dict(n_comparisons=np.int64(0)), r"compare n_comparisons=np.int64\(0\) is invalid"),
     (dict(n_comparisons=0), r"compare n_comparisons=0 is invalid; expected an integer >= 1"),
 ])
 def test_compare_refuses_impossible_test_settings_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         compare([0.9, 0.8, 0.85], [0.5, 0.6, 0.7], 0, 1, **kwargs)
+
+
+def test_compare_takes_numpy_settings_and_its_record_still_goes_into_json():
+    comparison = compare([0.9, 0.8, 0.85], [0.5, 0.6, 0.7], 0, 1, alpha=np.float32(0.1), n_comparisons=np.int64(2),
+                         aso_iterations=10)
+    record = json.loads(json.dumps(comparison.to_dict()))
+    assert record["n_comparisons"] == 2 and record["alpha"] == pytest.approx(0.05)
 
 
 def test_compare_runs_is_compare_over_the_runs_scores_and_failures_in_the_metrics_direction():
