@@ -630,3 +630,21 @@ def test_tokenised_examples_are_cached_per_max_length():
     data = load_task_data(BUILTIN_PAIR_TASK)
     short, long = encode(data, tokenizer, 8)[0], encode(data, tokenizer, 128)[0]
     assert max(len(ids) for ids in short.input_ids) <= 8 < max(len(ids) for ids in long.input_ids)
+
+
+def test_tokenised_examples_cached_are_bounded_dropping_the_oldest(monkeypatch):
+    """A session of many subsamples or lengths would otherwise keep every encoding in memory."""
+    from stabench import data as data_lib
+    from stabench.models import tiny_vocabulary, word_piece_tokenizer
+
+    monkeypatch.setattr(data_lib, "_CACHE", {})
+    monkeypatch.setattr(data_lib, "_CACHED_ENCODINGS", 2)
+    tokenizer = word_piece_tokenizer(tiny_vocabulary())
+    data = load_task_data(BUILTIN_PAIR_TASK)
+    first = data_lib.encode(data, tokenizer, 8)
+    second = data_lib.encode(data, tokenizer, 16)
+    assert data_lib.encode(data, tokenizer, 8) is first
+    data_lib.encode(data, tokenizer, 32)
+    assert len(data_lib._CACHE) == 2
+    assert data_lib.encode(data, tokenizer, 16) is second
+    assert data_lib.encode(data, tokenizer, 8) is not first  # the oldest went, and comes back encoded again
