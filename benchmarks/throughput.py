@@ -414,7 +414,7 @@ class HandLoop:
     def advance(self, n: int) -> None:
         """The next ``n`` steps: forward, backward, clipping, AdamW, scheduler (no clock here)."""
         sb, recipe = self.ctx.sb, self.recipe
-        with sb.train.matmul_precision(recipe.precision, self.ctx.device):
+        with sb.train.matmul_precision(recipe.precision):
             for batch in self.batches[self.steps_done:self.steps_done + n]:
                 with sb.train.autocast(recipe.precision, self.ctx.device):
                     loss = self.model(**batch).loss
@@ -454,7 +454,7 @@ def _measure_batched(ctx: Context, setting: Setting, warmup: int, steps: int, se
     batches = [group.collate(ctx.train, [order[i] for order in orders], ctx.pad_id) for i in range(total)]
     losses = []
     start = start_wall = start_cpu = 0.0
-    with sb.train.matmul_precision(recipe.precision, device):
+    with sb.train.matmul_precision(recipe.precision):
         for step, batch in enumerate(batches, start=1):
             if step == warmup + 1:
                 start, start_wall, start_cpu = _clock_start(device)

@@ -90,7 +90,8 @@ class GradientVerdict:
 
     @property
     def all_but_classifier_fell(self) -> bool:
-        """Every traced group except the classifier fell by at least ``factor`` from its peak in the window."""
+        """Every traced group except the classifier (and "other", parameters of no named group) fell by
+        at least ``factor`` from its peak in the window."""
         drops = [d for name, d in self.layer_drops.items() if name not in ("classifier", "other")]
         return bool(drops) and all(d <= 1.0 / self.factor for d in drops)
 
@@ -723,7 +724,8 @@ def loss_surface(pretrained: nn.Module, failed: nn.Module, successful: nn.Module
 
 
 def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
-    """Contours of the loss and of log10 gradient norm on the plane, the three models marked (PNG).
+    """Contours of the loss and of log10 gradient norm on the plane, the three models marked; the
+    file's format follows its extension (PNG, PDF or SVG).
 
     Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
     """

@@ -227,7 +227,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     diverged = False
     eval_seconds = 0.0  # dev evaluations inside the loop are not training time
     train_start = time.perf_counter()
-    with matmul_precision(recipe.precision, device):
+    with matmul_precision(recipe.precision):
         for step, indices in enumerate(order, start=1):
             batch = {k: v.to(device, non_blocking=True) for k, v in
                      data_lib.collate(train_set, indices, pad_id, recipe.pad_to_multiple_of).items()}
@@ -467,7 +467,7 @@ def fp32_where_close(model, inputs: dict[str, torch.Tensor], logits: torch.Tenso
 
 
 @contextlib.contextmanager
-def matmul_precision(precision: str, device: torch.device):
+def matmul_precision(precision: str):
     """The recipe's float32 matmul precision for one run, whatever the process had set: tf32 only
     when asked, full fp32 otherwise (bf16's fp32 parts too, such as the close-call recheck).  Set
     through the legacy setter, which leaves every getter working (some libraries still call the
