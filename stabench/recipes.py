@@ -283,7 +283,8 @@ PRESETS: dict[str, Recipe] = {
     # Mosbach et al.'s stable baseline: bias correction and 20 epochs, scored at the end of training as
     # the failure definition needs (the authors' config kept the best checkpoint: checkpoint="best").
     "mosbach-stable": dataclasses.replace(_BERT_DEFAULT, name="mosbach-stable", bias_correction=True, epochs=20.0),
-    # Lee et al. (2020) as compared in Table 1: the default recipe with Mixout p=0.1 instead of dropout.
+    # Lee et al. (2020) as compared in Table 1: the default recipe with Mixout instead of dropout.  Which
+    # p Table 1 used was not found (the paper's code has no Mixout); 0.1 is this project's choice (README, Recipes).
     "mixout": dataclasses.replace(_BERT_DEFAULT, name="mixout", mixout=0.1, dropout=0.0),
     # RoBERTa-large on RTE (Mosbach et al. appendix): wd 0.1, beta2 0.98, no clipping.
     "roberta-default": dataclasses.replace(_BERT_DEFAULT, name="roberta-default", weight_decay=0.1,
