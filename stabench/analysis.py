@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from .interventions import encoder_layers, layer_group
-from .result import RunResult, runs_of
+from .result import RunResult, layer_order, runs_of
 
 __all__ = [
     "GradientVerdict",
@@ -53,7 +52,6 @@ __all__ = [
 ]
 
 _TINY = 1e-30  # floor for logs of norms / losses that are exactly zero
-_LAYER_NAME = re.compile(r"^layer\.(\d+)$")
 
 
 # ======================================================================================
@@ -97,8 +95,8 @@ class GradientVerdict:
 
 
 def _encoder_layer_names(grad_norm: Mapping[str, Any]) -> list[str]:
-    found = [(int(m.group(1)), name) for name in grad_norm if (m := _LAYER_NAME.match(name))]
-    return [name for _, name in sorted(found)]
+    """The traced encoder layers, bottom to top."""
+    return sorted((name for name in grad_norm if layer_order(name)[0] == 1), key=layer_order)
 
 
 def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), factor: float = 100.0,

@@ -63,7 +63,7 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
 
     try:
         seeds = seed_spec(seeds, "claim ")
-        _check_claim(task, model, recipe, arms, train_size, gate, toy)
+        _check_claim_options(task, model, recipe, arms, train_size, gate, toy)
         check_requirements(requires)
     except (ValueError, OSError) as error:  # OSError: a recipe file that is not there
         caller = sys._getframe(1)
@@ -83,7 +83,7 @@ def _claim_error() -> type[ValueError]:
     return type("ClaimError", (ValueError, pytest.Collector.CollectError), {"__module__": __name__})
 
 
-def _check_claim(task, model, recipe, arms, train_size, gate, toy=None) -> None:
+def _check_claim_options(task, model, recipe, arms, train_size, gate, toy=None) -> None:
     """A misspelt name or impossible value in a claim fails when pytest imports the file, naming it.
 
     Values that come from ``pytest.mark.parametrize`` are checked when the items are built.

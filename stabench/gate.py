@@ -314,8 +314,8 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
                       tuple(checks), note, produced)
 
 
-def check_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,
-                baseline: Callable[[], list[RunResult]], limits: Mapping[str, Any] | None = None) -> GateResult:
+def gate_claim(claim: str, runs: Sequence[RunResult], recipe_name: str, source: str, store: Store,
+               baseline: Callable[[], list[RunResult]], limits: Mapping[str, Any] | None = None) -> GateResult:
     """A pytest claim's gate.  Its baseline is the runs ``--stabench-tag`` tagged for this very
     claim in ``source``, however its recipe is named now (``--stabench-set`` renames it); else
     ``baseline()``'s runs of the same task, model and recipe (name, alias or content).  A stored

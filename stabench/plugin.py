@@ -683,14 +683,14 @@ def _unit(item: pytest.Item):
 
 def _record_gate(item: pytest.Item, state: State, studies) -> dict[str, dict]:
     """Each arm against the baseline: the gate's entry per arm, also recorded for the report."""
-    from .gate import check_claim, check_limits, parse_limits
+    from .gate import check_limits, gate_claim, parse_limits
 
     limits = check_limits({**parse_limits(option(item.config, "gate")),
                            **item.get_closest_marker("stabench").kwargs.get("gate", {})})
     entries = {}
     for name, study in studies.items():
-        entry = check_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
-                            option(item.config, "baseline"), state.session().store, state.baseline, limits).entry()
+        entry = gate_claim(_arm_label(item, name, studies), study.results, study.arm.recipe.name,
+                           option(item.config, "baseline"), state.session().store, state.baseline, limits).entry()
         item.user_properties.append(("stabench_gate", json.dumps(entry)))
         entries[name] = entry
     return entries
