@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import difflib
 import functools
 import hashlib
 import json
@@ -264,6 +265,7 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
 
     ``text_columns`` is a list of one or two names, or one string with the names separated by commas.
     """
+    __tracebackhide__ = True  # at a claim file's top, pytest shows the user's line and the error
     registered = _REGISTRY.get(name)
     if registered is not None and registered.source != "local":  # its stored runs and baselines are another data's
         raise ValueError(f"task name {name!r} is taken by another task ({registered.description or registered.source})"
@@ -271,7 +273,8 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     given = {"train": Path(train_file), "validation": Path(eval_file)}
     for path in given.values():
         if not path.is_file():
-            where = "" if path.is_absolute() else f" (relative to {os.getcwd()})"
+            where = "" if path.is_absolute() else (f" (relative to {os.getcwd()}; in a claim file, Path(__file__).parent "
+                                                    f"/ {str(path)!r} finds it wherever pytest starts)")
             what = "is a folder" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"task file {str(path)!r} {what}{where}; expected a CSV, TSV or "
                                     f"JSON-lines file")
@@ -342,6 +345,14 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
             names = sorted(texts - set(numbers))
             raise TaskDataError(f"the labels of {name!r} mix numbers ({', '.join(numbers[:3])}) and names "
                                 f"({', '.join(names[:3])}); expected one kind, each class written one way")
+    written: dict[str, dict[str, str]] = {}  # "praise" and "praise ": one class written two ways, not two classes
+    for name, split in ((train_name, train), (eval_name, evaluation)):
+        for text in sorted({_label_text(v) for v in split[label]}):
+            written.setdefault(text.strip().casefold(), {}).setdefault(text, name)
+    for forms in written.values():
+        if len(forms) > 1:
+            shown = " and ".join(f"{text!r} (in {where!r})" for text, where in sorted(forms.items()))
+            raise TaskDataError(f"labels {shown} differ only in spaces or case; expected each class written one way")
     trained = {_label_text(v) for v in train[label]}
     unseen = {_label_text(v) for v in evaluation[label]} - trained
     if unseen:
@@ -352,6 +363,7 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
 def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
     """The header of a CSV/TSV file, or the first record of a JSON-lines file, has every column.
     (Excel's "CSV UTF-8" starts with a byte-order mark, which datasets skips too.)"""
+    __tracebackhide__ = True
     with path.open(newline="", encoding="utf-8-sig") as handle:
         if _FORMATS[path.suffix.lower()] == "json":
             first = next((line for line in handle if line.strip()), None)
@@ -387,12 +399,15 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
 def _require_columns(where: str, columns: tuple[str, ...], header: list[str],
                      error: type[ValueError] = ValueError) -> None:
     """``where``: the file, or the task split, as the user knows it."""
+    __tracebackhide__ = True
     missing = [c for c in columns if c not in header]
     if missing:
         spaced = [name for name in header if name != name.strip() and name.strip() in missing]
         cased = [name for name in header if name.casefold() == missing[0].casefold()]
+        close = difflib.get_close_matches(missing[0], header, n=1)
         hint = (f" ({', '.join(map(repr, spaced))} with spaces: write the header without them)" if spaced else
-                f" (names are case-sensitive: did you mean {cased[0]!r}?)" if cased else "")
+                f" (names are case-sensitive: did you mean {cased[0]!r}?)" if cased else
+                f" (did you mean {close[0]!r}?)" if close else "")
         raise error(f"column {missing[0]!r} is missing from {where!r}; it has columns {', '.join(header)}{hint}")
 
 

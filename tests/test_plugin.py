@@ -1055,6 +1055,20 @@ def test_x(study):
     assert _report(pytester.path / "r.json")["collection_errors"] == [error]
 
 
+def test_a_local_task_error_at_a_claim_files_top_shows_the_users_line_not_stabench_frames(pytester):
+    pytester.path.joinpath("train.csv").write_text("text,label\nfine,1\nbad,0\n")
+    pytester.makepyfile(test_data='''
+import stabench
+
+TASK = stabench.local_task("tickets", "train.csv", "train.csv", text_columns=["txt"])
+''')
+    result = _run(pytester)
+    result.stdout.fnmatch_lines(["*ERROR collecting test_data.py*", "test_data.py:3: in <module>",
+                                 "E   ValueError: column 'txt' is missing from 'train.csv'; it has columns text, label "
+                                 "(did you mean 'text'?)"])
+    assert "tasks.py" not in result.stdout.str()
+
+
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
     pytester.makepyfile(test_plain="""
 import signal

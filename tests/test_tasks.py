@@ -204,6 +204,9 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     with pytest.raises(ValueError, match=r"^column 'text' is missing from '.*caps.csv'; it has columns Text, Label "
                                          r"\(names are case-sensitive: did you mean 'Text'\?\)$"):
         local_task("x", tmp_path / "caps.csv", tmp_path / "caps.csv", ["text"])
+    with pytest.raises(ValueError, match=r"^column 'txt' is missing from '.*train.csv'; it has columns text, label "
+                                         r"\(did you mean 'text'\?\)$"):
+        local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["txt"])
     (tmp_path / "commas.tsv").write_text("text,label\nx,0\n")  # a CSV file named .tsv
     with pytest.raises(ValueError, match=r"^task file '.*commas.tsv' has one column, 'text,label', which looks "
                                          r"comma-separated; expected \.tsv columns separated by tabs, or name the "
@@ -226,6 +229,21 @@ def test_evaluation_labels_missing_from_training_are_refused(tmp_path):
         load_task_data(task)
 
 
+def test_one_label_written_with_a_stray_space_or_other_case_is_refused_not_a_new_class(tmp_path):
+    rows = [{"text": f"t{i}", "label": "praise" if i % 2 else "complaint"} for i in range(6)]
+    _write(tmp_path / "dev.csv", rows, "csv")
+    rows[3]["label"] = "praise "  # CSV keeps the space; train has both forms
+    _write(tmp_path / "train.csv", rows, "csv")
+    task = local_task("spaced", tmp_path / "train.csv", tmp_path / "dev.csv", ["text"])
+    with pytest.raises(ValueError, match=r"^labels 'praise' \(in '.*train.csv'\) and 'praise ' \(in '.*train.csv'\) differ "
+                                         r"only in spaces or case; expected each class written one way$"):
+        load_task_data(task)
+    _write(tmp_path / "dev.csv", [{**row, "label": row["label"].capitalize()} for row in rows], "csv")
+    task = local_task("cased", tmp_path / "train.csv", tmp_path / "dev.csv", ["text"])
+    with pytest.raises(ValueError, match=r"^labels 'Complaint' \(in '.*dev.csv'\) and 'complaint' \(in "):
+        load_task_data(task)
+
+
 @pytest.mark.parametrize("kind, blank", [("csv", "label"), ("csv", "text"), ("jsonl", "label")])
 def test_an_empty_cell_is_named_by_row_and_column(tmp_path, kind, blank):
     """Not reported as labels that "never occur" (an empty cell turns a CSV's labels into floats)."""
@@ -245,7 +263,8 @@ def test_an_empty_cell_is_named_by_row_and_column(tmp_path, kind, blank):
 def test_a_missing_relative_task_file_says_where_it_was_looked_for(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"task file 'data/train.csv' does not exist \\(relative to "
-                                                f"{tmp_path}\\)"):
+                                                f"{tmp_path}; in a claim file, Path\\(__file__\\).parent / "
+                                                f"'data/train.csv' finds it wherever pytest starts\\)"):
         local_task("x", "data/train.csv", "data/dev.csv", ["text"])
 
 
