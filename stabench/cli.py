@@ -438,6 +438,12 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
         count = sum(tag in run.tags for run in runs)
         before = f"; it held {len(held[tag])} run(s) here before" if held[tag] else " (new here)"
         console.print(f"tag {escape(repr(tag))}: {count} run(s) of the file{before}", highlight=False)
+        try:  # an export from before tags were checked may hold any text: kept, and said
+            check_tag(tag)
+        except ValueError as error:
+            console.print(f"[yellow]note: {escape(str(error))}: tag:NAME and --stabench-tag cannot name it; "
+                          f"`stabench untag` takes it off, and `stabench import --no-tags` imports runs without "
+                          f"their tags[/]", highlight=False)
         if not {r.key for r in now[tag]} - held[tag]:  # imported again: said before
             continue
         if held[tag]:

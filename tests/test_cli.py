@@ -1,6 +1,7 @@
 import importlib.metadata
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -446,6 +447,15 @@ def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_m
     assert main(["import", str(tmp_path / "theirs.json"), "--store", fresh]) == 0  # again, with its tags
     out = " ".join(capsys.readouterr().out.split())
     assert "imported 0 run(s)" in out and "tag 'base': 2 run(s) of the file (new here)" in out and "note" not in out
+    record = json.loads((tmp_path / "theirs.json").read_text())
+    (tmp_path / "spaced.json").write_text(json.dumps([{**record[0], "tags": ["base v1"]}]))
+    capsys.readouterr()  # an export from before tags were checked: imported, and the tag no command names is said
+    assert main(["import", str(tmp_path / "spaced.json"), "--store", str(tmp_path / "spaced.sqlite")]) == 0
+    assert re.search(r"tag 'base v1': 1 run\(s\) of the file \(new here\) note: tag 'base v1' is invalid; expected "
+                     r"letters, .*: tag:NAME and --stabench-tag cannot name it; `stabench untag` takes it off",
+                     " ".join(capsys.readouterr().out.split()))
+    assert main(["untag", "base v1", "--store", str(tmp_path / "spaced.sqlite")]) == 0
+    assert main(["runs", "--tag", "base v1", "--store", str(tmp_path / "spaced.sqlite")]) == 2  # no run holds it
     empty = tmp_path / "empty.sqlite"
     from stabench.store import Store
 
