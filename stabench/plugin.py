@@ -1155,8 +1155,9 @@ class Reporter:
                 strays = f"; {untagged} run(s) of the same studies that no claim held lost the tag" if untagged else ""
                 terminalreporter.write_line(
                     f"{len(self.retagged)} claim(s) had other runs tagged {tag!r}: their baseline under it is now "
-                    f"this session's runs ({compact_names([entry['claim'] for entry in self.retagged])}){strays}",
-                    yellow=True)
+                    f"this session's runs ({compact_names([entry['claim'] for entry in self.retagged])}){strays}. "
+                    f"The runs they replaced stay stored: run those claims as they were with --stabench-tag={tag} "
+                    f"to make them the baseline again (nothing trains)", yellow=True)
         if written:
             terminalreporter.write_line(written)
         if self.comparisons:

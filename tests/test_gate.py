@@ -766,7 +766,9 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     monkeypatch.setenv("DEMO_LR", "1e-6")
     retagged = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
     retagged.stdout.fnmatch_lines(["1 claim(s) had other runs tagged 'old': their baseline under it is now this "
-                                   "session's runs (test_my_recipe)"])
+                                   "session's runs (test_my_recipe). The runs they replaced stay stored: run those "
+                                   "claims as they were with --stabench-tag=old to make them the baseline again "
+                                   "(nothing trains)"])
     assert "trained this session (0 by seed items" in retagged.stdout.str()  # stored runs reused
     assert pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-baseline=tag:old").ret == 0
 
@@ -790,6 +792,11 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     with Store(store_path) as store:
         assert {r.recipe["lr"] for r in store.query(tag="old", recipe="my-recipe")} == {1e-6}
         assert len(store.query(tag="old", recipe="third-recipe")) == 4  # not this claim's study: kept
+    monkeypatch.setenv("DEMO_LR", "3e-3")  # as the re-tag's note says: the claim as it was, tagged again
+    restored = pytester.runpytest_inprocess(*common, "test_gated.py", "--stabench-tag=old")
+    assert "trained this session (0 by seed items" in restored.stdout.str()
+    with Store(store_path) as store:
+        assert {r.recipe["lr"] for r in store.query(tag="old", claim="test_gated.py::test_my_recipe")} == {3e-3}
 
 
 ARMED = '''
