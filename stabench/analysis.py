@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .interventions import encoder_layers, layer_group
-from .result import RunResult, layer_order, runs_of
+from .result import RunResult, check_traced, layer_order, runs_of
 
 __all__ = [
     "GradientVerdict",
@@ -147,7 +147,8 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
         raise ValueError(f"factor={factor!r} and recover_factor={recover_factor!r} must both be > 1")
     if isinstance(tail, bool) or not isinstance(tail, Integral) or tail < 1:
         raise ValueError(f"tail={tail!r} is invalid; expected a number of trace points >= 1")
-    trace = result.trace or {}
+    check_traced(result, "vanishing_gradients: ")
+    trace = result.trace
     grad_norm = trace.get("grad_norm") or {}
     steps = list(trace.get("step") or [])
     layers = _encoder_layer_names(grad_norm)
@@ -231,7 +232,7 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
         label: {"seeds": [], "recipes": [], "keys": [], "bottom_top_ratio": [], "drop": [], "vanished": [],
                 "recovered": []}
         for label in ("failed", "successful")}
-    for result in runs_of(results):
+    for result in runs_of(results, "gradient_summary: "):
         verdict = vanishing_gradients(result, **verdict_options)
         group = groups["failed" if result.failed else "successful"]
         group["seeds"].append(result.seed)
@@ -269,7 +270,7 @@ def example_runs(results) -> dict[str, RunResult]:
         norms = grad_norm.get(layers[0] if layers else "embeddings") or []
         return norms[-1] / norms[0] if norms and norms[0] else math.nan
 
-    runs = runs_of(results)
+    runs = runs_of(results, "example_runs: ")
     examples = {}
     for label, group, pick in (("failed", [r for r in runs if r.failed], min),
                                ("successful", [r for r in runs if not r.failed], max)):
@@ -510,7 +511,8 @@ def generalisation_points(results, successful_only: bool = False) -> list[tuple[
     ``train.final_train_loss``); the accuracy is the evaluated checkpoint's dev accuracy.  ``results`` is a Study
     or a list of RunResults.
     """
-    return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in runs_of(results)
+    runs = runs_of(results, "generalisation_points: ")
+    return [(float(r.metrics["train_loss"]), float(r.metrics["accuracy"])) for r in runs
             if not (successful_only and r.failed)]
 
 
@@ -564,7 +566,7 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     """
     from scipy import stats
 
-    runs = runs_of(results)  # once: results may be a generator
+    runs = runs_of(results, "overfitting_trend: ")  # once: results may be a generator
     tasks = sorted({str((r.task or {}).get("name")) for r in runs})
     if len(tasks) > 1:
         raise ValueError(f"overfitting_trend: the runs are of {len(tasks)} tasks ({', '.join(tasks)}), whose dev "
@@ -584,8 +586,8 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
         raise ValueError("all successful runs ended at the same training loss; no trend can be estimated")
     fit = stats.linregress(x, y)
     floor = step / math.sqrt(12) / math.sqrt(float(np.sum((x - x.mean()) ** 2)))  # NaN without n_eval
-    if math.isfinite(floor):
-        stderr = max(fit.stderr, floor)
+    if math.isfinite(floor):  # exactly tied accuracies fit with no residual; scipy gives NaN for their stderr
+        stderr = max(0.0 if np.ptp(y) == 0 else float(fit.stderr), floor)
     else:  # tied accuracies of unknown resolution give no interval at all
         stderr = math.nan if np.ptp(y) == 0 else fit.stderr
     half_width = float(stats.t.ppf(1 - alpha, len(points) - 2) * stderr)

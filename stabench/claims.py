@@ -34,7 +34,7 @@ from .models import check_model_name, stored_name
 from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
-from .result import RunResult, check_metric, check_seed, data_mix
+from .result import RunResult, check_metric, check_seed, data_mix, runs_of
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun
 from .tasks import Task, check_train_size, get_task, reload_task_data, registered_name
 
@@ -750,6 +750,7 @@ class Study:
     """The results of one arm over its seeds, with the summary the claim asserts on."""
 
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
+        results = runs_of(results, f"study of {arm.name}: ")
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
         if mix := data_mix(results):  # every seed of a study trains on the same data (the paper's fixed subsample)
@@ -824,6 +825,11 @@ class Study:
     def std_upper(self, confidence: float = 0.95) -> float:
         """Chi-square upper bound of the std under normality."""
         return stats.std_upper_bound(self.std, self.n, confidence)
+
+    def __iter__(self):
+        """Not a list: ``list(study)`` or ``np.asarray(study)`` would otherwise index it by 0, 1, ..."""
+        raise TypeError("a Study is not a list of scores or runs: its scores are study.scores(), its runs "
+                        "study.results")
 
     def __getitem__(self, name: str) -> Study:
         """``study[arm]`` works on a one-arm claim too, so code written for arms reads either."""

@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .report import image_format
-from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, data_mix, final_train_loss,
-                     layer_order, runs_of)
+from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
+                     final_train_loss, layer_order, runs_of)
 
 
 def agg_figure(**options) -> Figure:
@@ -193,8 +193,13 @@ def _by_seed(runs, function: str, single: str, unit: str) -> Mapping:
                 given = "a run's trace" if traced else _described(value)  # training curves need the run's verdict
                 raise TypeError(f"{function}: label {label!r} maps to {given}; expected one {single} per "
                                 f"label: pass the Study itself for a {unit} per seed, or map labels to single runs")
+        for value in runs.values():
+            if isinstance(value, RunResult):
+                check_traced(value, f"{function}: ")
         return runs
     runs = _runs_in(runs, function)
+    for run in runs:
+        check_traced(run, f"{function}: ")
     # runs of several studies: what tells them apart (task, recipe, data size) starts each label
     parts = [lambda r: (r.task or {}).get("name"), lambda r: r.recipe_name, _data_size]
     telling = [part for part in parts if len({part(r) for r in runs}) > 1]

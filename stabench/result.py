@@ -8,6 +8,7 @@ import math
 import os
 import statistics
 from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from numbers import Integral
 from typing import Any
 
@@ -46,11 +47,41 @@ def check_seed(seed: Any, where: str = "seed=") -> None:
         raise ValueError(f"{where}{seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
 
 
-def runs_of(results: Any) -> list[RunResult]:
-    """A Study (anything with ``.results``), an iterable of RunResults or one RunResult, as a list."""
+def runs_of(results: Any, owner: str = "") -> list[RunResult]:
+    """The runs of one RunResult, a Study (anything with ``.results``), a StudySet (arm names to
+    Studies) or an iterable of RunResults and Studies, as a list.  Anything else (scores, a
+    trace) is a TypeError saying what came; ``owner`` starts it (``gradient_summary: ``)."""
     if isinstance(results, RunResult):
         return [results]
-    return list(getattr(results, "results", results))
+    if isinstance(results, Mapping) and results and all(hasattr(v, "results") for v in results.values()):
+        results = list(results.values())  # a StudySet: every arm's runs
+    items = getattr(results, "results", results)
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        items = [items]
+    runs = []
+    for item in items:
+        if isinstance(item, RunResult) or hasattr(item, "metrics"):  # a run, or a stand-in with its numbers
+            runs.append(item)
+        elif hasattr(item, "results"):
+            runs.extend(item.results)
+        else:
+            name = type(item).__name__
+            scores = "; scores (numbers) go to stabench.stats' functions" if isinstance(item, (int, float)) else ""
+            raise TypeError(f"{owner}expected runs (a RunResult, a Study, a StudySet or a list of them), got "
+                            f"{'an' if name[0] in 'aeiou' else 'a'} {name} {_shown(item)}{scores}")
+    return runs
+
+
+def check_traced(run: RunResult, owner: str = "") -> None:
+    """A run read without its trace (``Store.query(traces=False)``) has nothing to draw or analyse."""
+    if not run.trace:
+        raise ValueError(f"{owner}run {run.key} (seed {run.seed}) holds no trace: it was read without one "
+                         f"(Store.query(..., traces=False)); read it with traces=True")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"({text if len(text) <= 40 else text[:37] + '...'})"
 
 
 def check_metric(runs: list[RunResult], metric: str, owner: str = "") -> None:

@@ -186,7 +186,11 @@ def _finite(scores: Iterable[float], owner: str, side: str) -> np.ndarray:
     the order the runs were listed in, because random splits and resamples drawn with a fixed
     seed give another p for the same runs listed otherwise (another store, an export).
     """
-    data = np.asarray(list(scores), dtype=float)
+    try:
+        data = np.asarray(list(scores), dtype=float)
+    except (TypeError, ValueError) as error:  # runs or a Study, where their scores belong
+        raise TypeError(f"{owner}: {side} should be scores (numbers), not what came ({error}); runs and Studies "
+                        f"go to compare_runs or study.compare") from None
     if not np.isfinite(data).all():
         bad = sorted({str(x) for x in data[~np.isfinite(data)]})
         raise ValueError(f"{owner}: {side}'s scores hold {', '.join(bad)} (a diverged run?); expected finite "
@@ -267,7 +271,7 @@ def summarize_runs(results: Sequence, metric: str | None = None, confidence: flo
 
     ``metric`` defaults to the runs' own headline metric.  ``results`` may also be a Study.
     """
-    results = runs_of(results)
+    results = runs_of(results, "summarize_runs: ")
     if not results:
         raise ValueError("cannot summarize an empty list of runs (did every run get skipped?)")
     metric = metric or results[0].primary_metric
@@ -623,7 +627,7 @@ def compare_runs(runs_a: Sequence, runs_b: Sequence, metric: str | None = None, 
                  n_comparisons: int = 1, names: tuple[str, str] = ("A", "B")) -> Comparison:
     """``compare`` over run results (or Studies): their scores and failures, in the metric's own
     direction; ``metric`` defaults to A's headline metric."""
-    a, b = runs_of(runs_a), runs_of(runs_b)
+    a, b = runs_of(runs_a, "compare_runs: "), runs_of(runs_b, "compare_runs: ")
     if not a or not b:
         raise ValueError(f"compare_runs needs runs on both sides, got {len(a)} and {len(b)}")
     metric = metric or a[0].primary_metric

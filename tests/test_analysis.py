@@ -52,6 +52,35 @@ def traces(bottom, top, embeddings=None, classifier=None, noise=0.0, seed=0):
 # --------------------------------------------------------------------------------------
 # Vanishing gradients
 # --------------------------------------------------------------------------------------
+def test_the_analyses_take_a_claims_arms_and_refuse_scores_and_runs_read_without_traces(tmp_path):
+    """A StudySet is every arm's runs; scores, or runs listed without their traces, are one line saying so."""
+    from types import SimpleNamespace
+
+    from stabench import plots, stats
+
+    failed = make_result(traces(curve({1: 1.0, 200: 1e-4}), [1.0] * len(STEPS)), seed=0, failed=True,
+                         counts=(256, 0), accuracy=0.5)
+    ok = make_result(traces([1.0] * len(STEPS), [1.0] * len(STEPS)), seed=1)
+    arms = {"no-bc": SimpleNamespace(results=[failed]), "bc": SimpleNamespace(results=[ok])}  # as a StudySet holds
+    summary = analysis.gradient_summary(arms)
+    assert summary["failed"]["seeds"] == [0] and summary["successful"]["seeds"] == [1]
+    assert set(analysis.example_runs(arms)) == {"failed", "successful"}
+    with pytest.raises(TypeError, match=r"^overfitting_trend: expected runs \(a RunResult, a Study, a StudySet or a "
+                                        r"list of them\), got a float \(0.5\); scores \(numbers\) go to stabench.stats"):
+        analysis.overfitting_trend([0.5, 0.6, 0.7])
+    with pytest.raises(TypeError, match=r"^aso: A should be scores \(numbers\), not what came .*; runs and Studies go "
+                                        r"to compare_runs or study.compare$"):
+        stats.aso([failed, ok], [0.5, 0.6])
+    listed = dataclasses.replace(failed, trace={})  # as Store.query(traces=False) reads it
+    said = r"run k0 \(seed 0\) holds no trace: it was read without one \(Store.query\(..., traces=False\)\)"
+    with pytest.raises(ValueError, match=f"^vanishing_gradients: {said}"):
+        analysis.gradient_summary([listed, ok])
+    for plot in (plots.plot_grad_norm_traces, plots.plot_training_curves):
+        with pytest.raises(ValueError, match=f"^{plot.__name__}: {said}"):
+            plot([listed], tmp_path / "x.png", "t")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_a_trace_without_layers_names_the_groups_it_has():
     """A model whose layers were not recognised when it trained has them all in 'other'."""
     flat = [1.0] * len(STEPS)
@@ -423,13 +452,16 @@ def test_accuracy_that_never_moves_is_flat_and_rising_accuracy_is_not_overfittin
     """Every run at the same accuracy is exactly flat; lower loss with higher accuracy is its own verdict."""
     import dataclasses
 
-    def tied(losses):
-        return analysis.overfitting_trend([dataclasses.replace(make_result(seed=i, train_loss=float(loss), accuracy=0.7),
+    def tied(losses, accuracy=0.7):
+        return analysis.overfitting_trend([dataclasses.replace(make_result(seed=i, train_loss=float(loss),
+                                                                           accuracy=accuracy),
                                                                task={"name": "t", "n_eval": 277})
                                            for i, loss in enumerate(losses)])
 
     wide = tied(np.logspace(-1, -2.5, 6))  # six runs over 1.5 decades: known flat to a fraction of a point
     assert wide.flat and wide.verdict == "flat" and 0 < wide.slope_ci[1] < 0.01 and abs(wide.slope) < 1e-12
+    ceiling = tied(np.logspace(-1, -2.5, 6), accuracy=1.0)  # exactly tied (0.7's float noise hid scipy's NaN stderr)
+    assert ceiling.verdict == "flat" and ceiling.slope_ci == pytest.approx(wide.slope_ci, abs=1e-12)
     narrow = tied(np.logspace(-1, -1.1, 3))  # three runs over 0.1 decade: one dev example could tilt it
     assert not narrow.flat and narrow.verdict == "inconclusive" and narrow.slope_ci[1] > 0.05
     unknown = analysis.overfitting_trend([make_result(seed=i, train_loss=float(loss), accuracy=0.7)

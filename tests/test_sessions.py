@@ -137,7 +137,15 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
     with pytest.raises(KeyError, match="claim has no arm 'b'; its one arm: 'a'"):
         study["b"]
     with pytest.raises(TypeError, match=r"a Study is indexed by arm name, not 0; its runs are study.results"):
+        study[0]
+    with pytest.raises(TypeError, match=r"^a Study is not a list of scores or runs: its scores are study.scores\(\), "
+                                        r"its runs study.results$"):
         list(study)
+    with pytest.raises(TypeError, match=r"^aso: A should be scores \(numbers\), not what came \(a Study is not a list"):
+        stats.aso(study, study)
+    assert Study(arm, [study]).results == study.results  # Studies in a list are their runs
+    with pytest.raises(TypeError, match=r"^study of a: expected runs .*, got a float \(0.5\)"):
+        Study(arm, [0.5, 0.6])
     with pytest.raises(TypeError, match=r"compare takes another Study, e.g. .*; got a list"):
         study.compare(study.results)
     with pytest.raises(ValueError, match=r"metric 'f1' is not among the runs' metrics .*; they have accuracy"):
