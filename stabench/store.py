@@ -252,6 +252,8 @@ def _study_of(run: RunResult) -> tuple:
     return run.recipe_hash, run.task["name"], run.model["name"], run.task.get("train_size")
 
 
+_DISK_ERRORS = (10, 13)  # SQLITE_IOERR, SQLITE_FULL: primary result codes (Python 3.11's sqlite_errorcode)
+
 # A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
 _RECORD = "CAST(result_json AS BLOB)"
@@ -282,6 +284,7 @@ class Store:
         new empty store."""
         self.path = Path(path)
         self._conn: sqlite3.Connection | None = None
+        self._found_intact = False  # check_writable reads every page once, before the first run trains
         if self.path.is_dir():
             raise StoreError(f"results store {self.path} is a folder; expected a file in it, e.g. "
                              f"{self.path / 'results.sqlite'}")
@@ -335,6 +338,9 @@ class Store:
                 raise StoreError(f"{self.path}: cannot open the results store: its folder is not writable, and "
                                  f"SQLite needs to create {self.path.name}-wal and {self.path.name}-shm there; "
                                  f"copy the store to a writable folder") from exc
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DISK_ERRORS:  # the disk, not the file's content
+                raise StoreError(f"{self.path}: cannot read the results store: {exc} (a full or failing disk?); "
+                                 f"it is left as it is") from exc
             raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "
                              f"database, but reading it failed: {exc}") from exc
         finally:
@@ -351,6 +357,8 @@ class Store:
             try:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc):  # a read-only copy in another mode (a VACUUM INTO backup): it still reads
+                    return
                 if "locked" not in str(exc):
                     raise
                 mode = str(exc)
@@ -407,8 +415,21 @@ class Store:
 
     def check_writable(self) -> None:
         """Fail before training rather than after: a run that cannot be stored may have cost hours
-        (it would be kept in ``unstored/``).  Writes the schema version it holds, rolled back."""
+        (it would be kept in ``unstored/``).  Writes the schema version it holds, rolled back, and
+        once per opened store checks that its pages are intact (a damaged page fails only the
+        write that reaches it)."""
         conn = self._connection()
+        if not self._found_intact:
+            try:
+                problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                problem = str(exc)
+            if problem != "ok":
+                problem = " ".join(problem.replace("*** in database main ***", "").split())  # one line
+                raise StoreError(f"{self.path}: the results store is damaged ({problem}), so no run trained now "
+                                 f"could be stored; `stabench export` copies out the runs it still reads, and "
+                                 f"another store takes new ones")
+            self._found_intact = True
         try:
             conn.execute("BEGIN")
             conn.execute(f"PRAGMA user_version = {schema_version()}")
@@ -915,7 +936,8 @@ class Store:
         return self.merge(read_export(path))
 
     def merge(self, runs: Sequence[RunResult]) -> tuple[int, int]:
-        """Add validated runs (``read_export``'s) in one transaction: (added, skipped as already stored).
+        """Add validated runs (``read_export``'s) in one transaction: (added, skipped as already stored),
+        counting each run once however often the file holds it.
 
         A run already stored keeps its stored copy.  Where the file's copy scored differently (a
         GPU's nondeterminism, another machine under the same key) a warning names both scores."""
@@ -930,7 +952,7 @@ class Store:
             warnings.warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
                           f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""),
                           stacklevel=2)
-        return added, len(runs) - added
+        return added, len({run.key for run in runs}) - added  # a run the file holds twice is one run
 
     # -- claiming runs -----------------------------------------------------------------
 

@@ -749,6 +749,9 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
                                  "as it is; name a new file, or move it away first"),
     ("--stabench-store=new.sqlite --stabench-md=new.sqlite",
      "--stabench-md 'new.sqlite' is the results store; name another file"),
+    ("--stabench-json=s.sqlite-wal", "--stabench-json 's.sqlite-wal' is a file SQLite keeps beside the database "
+                                     "'s.sqlite' (a results store?), so writing it would damage that; name another file"),
+    ("--stabench-md=s.sqlite-shm", "--stabench-md 's.sqlite-shm' is a file SQLite keeps beside the database *"),
     ("--stabench-md=s.sqlite/summary.md", "--stabench-md 's.sqlite/summary.md' cannot be written: '*s.sqlite' is a "
                                           "file, not a folder"),
 ])

@@ -1,6 +1,7 @@
 """The results store must never lose or recompute a finished run, even across crashes."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -447,6 +448,46 @@ def test_a_store_that_cannot_be_written_fails_before_the_run_is_computed(tmp_pat
         assert store.count() == 1
 
 
+def test_a_store_with_a_damaged_page_fails_before_a_run_is_computed_not_at_its_write(tmp_path: Path) -> None:
+    """Garbage in a page that no read of the session reached made every run train, then fail to store."""
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        for seed in range(30):
+            store.put(make_result(seed, trace={"loss": [0.1 * seed] * 400}))
+        store.check_writable()  # intact
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size, pages = conn.execute("PRAGMA page_size").fetchone()[0], conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    assert pages > 8
+    with open(path, "r+b") as handle:  # a page in the middle, the header and schema left intact
+        handle.seek(page_size * (pages // 2))
+        handle.write(bytes(range(256)) * (page_size // 256))
+    computed = []
+    with Store(path) as store:
+        with pytest.raises(StoreError, match=r"s.sqlite: the results store is damaged \(.*\), so no run trained now "
+                                             r"could be stored; `stabench export` copies out the runs it still reads"):
+            store.get_or_compute(make_result(31).key, lambda: computed.append(1) or make_result(31))
+    assert computed == []
+
+
+def test_a_read_only_backup_in_sqlites_default_journal_mode_still_reads(tmp_path: Path) -> None:
+    """VACUUM INTO writes a copy in rollback-journal mode; switching it to WAL is a write, refused."""
+    with Store(tmp_path / "s.sqlite") as store:
+        store.put(make_result(0))
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.sqlite")) as conn:
+        conn.execute(f"VACUUM INTO '{tmp_path / 'backup.sqlite'}'")
+    if subprocess.run(["chattr", "+i", str(tmp_path / "backup.sqlite")], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i (an immutable file) is not available here")
+    try:
+        with Store(tmp_path / "backup.sqlite", must_exist=True) as backup:
+            assert [r.key for r in backup.query()] == [make_result(0).key]
+            with pytest.raises(StoreError, match="the results store cannot be written"):
+                backup.check_writable()
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "backup.sqlite")], capture_output=True)
+
+
 def test_a_store_in_a_folder_that_cannot_be_written_names_the_folder(tmp_path: Path) -> None:
     """SQLite's WAL readers create -shm beside the store: the folder is the problem, not the file."""
     folder = tmp_path / "artifact"
@@ -466,6 +507,26 @@ def test_a_store_in_a_folder_that_cannot_be_written_names_the_folder(tmp_path: P
             Store(folder / "notes.sqlite", must_exist=True)
     finally:
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+
+
+def test_a_store_on_a_full_or_failing_disk_is_not_called_no_store(tmp_path: Path, monkeypatch) -> None:
+    """"not a stabench results store" invited deleting a good store that a full disk could not read."""
+    path = tmp_path / "s.sqlite"
+    with Store(path) as store:
+        store.put(make_result(0))
+
+    def disk_full(self, conn):
+        error = sqlite3.OperationalError("disk I/O error")
+        error.sqlite_errorcode = 10 | (4 << 8)  # SQLITE_IOERR_SHORT_READ, as a full tmpfs gives it
+        raise error
+
+    monkeypatch.setattr(Store, "_check_schema", disk_full)
+    with pytest.raises(StoreError, match=r"s.sqlite: cannot read the results store: disk I/O error \(a full or failing "
+                                         r"disk\?\); it is left as it is$"):
+        Store(path)
+    monkeypatch.undo()
+    with Store(path) as store:
+        assert store.count() == 1
 
 
 def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -> None:
@@ -1601,7 +1662,8 @@ def test_a_file_holding_one_run_twice_imports_once_unless_its_copies_disagree(st
     run, rescored = make_result(4), make_result(4, metrics={"accuracy": 0.61})
     joined = tmp_path / "joined.json"
     joined.write_text(json.dumps([run.to_dict(), run.to_dict()]))  # one export appended to itself
-    assert store.import_file(joined) == (1, 1)
+    assert store.import_file(joined) == (1, 0)  # one run, added; none was stored before
+    assert store.import_file(joined) == (0, 1)
     clash = tmp_path / "clash.json"
     clash.write_text(json.dumps([run.to_dict(), rescored.to_dict()]))
     with pytest.raises(StoreError, match=rf"^{re.escape(str(clash))}: nothing imported: it holds run {run.key} "
