@@ -569,7 +569,10 @@ class Session:
     def _raise_if_attempted(self, arm: Arm, seed: int, key: str) -> None:
         info = self._attempt(key)
         if info.get("session") == self.session_id and not info.get("stored"):
-            how = info["error"] or f"its process (pid {info['pid']} on {info['host']}) died"
+            alive = info.get("pid") == os.getpid() and info.get("host") == socket.gethostname()
+            how = info["error"] or (  # the error could not be written down (a full disk): this process is alive
+                "it raised an error in this process, which its seed item reports" if alive
+                else f"its process (pid {info['pid']} on {info['host']}) died")
             # Named as the claims table names it, where the arm is a recipe file's path.
             named = arm.name if arm.name == arm.recipe.name else f"{arm.name} (recipe {arm.recipe.name})"
             raise SeedNotRun(f"seed {seed} of {named} did not finish in this session: {how}")

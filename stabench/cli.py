@@ -119,7 +119,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                                   + (f"trained in {result.wall_time_s:.1f} s)" if trained
                                      else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
     except KeyboardInterrupt as stop:
-        kept = ("finished seeds are stored, run the same command again to train only the missing ones"
+        again = "run it again without --recompute" if args.recompute else "run the same command again"
+        kept = (f"finished seeds are stored, {again} to train only the missing ones"
                 if store is not None else "nothing was stored (--no-store)")
         console.print(f"[yellow]interrupted after {len(results)} finished seed(s); {kept}[/]")
         _print_study(console, results)
@@ -429,11 +430,20 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
             return store.query(tag=tag, traces=False, skip_damaged=True)
 
         held = {tag: {r.key for r in tagged(tag)} for tag in tags}
-        added, skipped = store.merge(runs)
+        before = store.count()
+        try:
+            added, skipped = store.merge(runs)
+        except KeyboardInterrupt:  # one transaction: rolled back, unless the stop came as it committed
+            done = "nothing was imported" if store.count() == before else "the import was stored whole"
+            console.print(f"[yellow]interrupted: {done}; running the same command again imports only what is "
+                          f"missing[/]", highlight=False)
+            return 130
         now = {tag: tagged(tag) for tag in tags}
     merged = f" (kept; the file's {'recipe names' if args.no_tags else 'tags and recipe names'} are added to them)"
+    twice = len(runs) - len({run.key for run in runs})
+    again = f"; the file holds {twice} of them more than once" if twice else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored"
-                  f"{merged if skipped else ''}", highlight=False)
+                  f"{merged if skipped else ''}{again}", highlight=False)
     for tag in tags:  # a colleague's baseline joins a tag of one's own of the same name: said, never silent
         count = sum(tag in run.tags for run in runs)
         before = f"; it held {len(held[tag])} run(s) here before" if held[tag] else " (new here)"

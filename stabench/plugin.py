@@ -974,6 +974,8 @@ class Reporter:
                 self.collection_errors.append(error)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "stabench" in report.keywords:  # the marker; under xdist a claim item's setup, before a seed trains for hours
+            self.watch()
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
         if report.outcome == "rerun":  # pytest-rerunfailures runs it again: the last attempt's report counts
@@ -1112,9 +1114,10 @@ class Reporter:
         read = sum(1 for s in self.seeds if not s["trained"])
         distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
         workers = " (xdist workers may have finished more)" if distributed else ""
+        again = ("running it again without --stabench-recompute trains only the missing ones"
+                 if option(self.config, "recompute") else "running the same command again trains only the missing ones")
         return (f"interrupted after {len(self.seeds)} seed item(s) had reported ({len(trained)} trained, {read} read "
-                f"from the store){workers}; every finished run is stored, and running the same command again "
-                f"trains only the missing ones")
+                f"from the store){workers}; every finished run is stored, and {again}")
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if why := self.interrupted_why():

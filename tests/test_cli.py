@@ -455,6 +455,22 @@ def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_m
                      r"letters, .*: tag:NAME and --stabench-tag cannot name it; `stabench untag` takes it off",
                      " ".join(capsys.readouterr().out.split()))
     assert main(["untag", "base v1", "--store", str(tmp_path / "spaced.sqlite")]) == 0
+    (tmp_path / "twice.json").write_text(json.dumps(record + record))  # an export appended to itself
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "twice.json"), "--store", str(tmp_path / "twice.sqlite")]) == 0
+    assert "imported 2 run(s) from" in (out := " ".join(capsys.readouterr().out.split()))
+    assert "; 0 already stored; the file holds 2 of them more than once" in out
+    from stabench.store import Store as StoreClass
+
+    def interrupted(self, runs):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:  # Ctrl-C while merging: one transaction, rolled back
+        patch.setattr(StoreClass, "merge", interrupted)
+        capsys.readouterr()
+        assert main(["import", str(tmp_path / "theirs.json"), "--store", str(tmp_path / "stopped.sqlite")]) == 130
+        assert "interrupted: nothing was imported; running the same command again imports only what is missing" in \
+            " ".join(capsys.readouterr().out.split())
     assert main(["runs", "--tag", "base v1", "--store", str(tmp_path / "spaced.sqlite")]) == 2  # no run holds it
     empty = tmp_path / "empty.sqlite"
     from stabench.store import Store
@@ -528,6 +544,13 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
     stored = _stored_runs(store)
     assert 2 <= stored < 5
     if stop == signal.SIGTERM:
+        process = subprocess.Popen([*argv, "--recompute"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+        while time.time() < deadline and process.poll() is None and "seed 0:" not in (process.stdout.readline() or ""):
+            pass
+        process.send_signal(stop)
+        redone = " ".join(process.communicate(timeout=120)[0].split())
+        assert "finished seeds are stored, run it again without --recompute to train only the missing ones" in redone
         return  # the rerun is the same as after Ctrl-C
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr

@@ -1115,6 +1115,28 @@ def test_the_sigterm_handler_lets_forked_children_die_of_the_signal_and_is_remov
 
 
 
+def test_the_xdist_controller_stops_on_sigterm_from_a_claim_items_setup_on_not_after_its_first_seed():
+    """The controller collects nothing under xdist: it learnt of claims from the first seed's result,
+    so a CI timeout during the first (hours-long) seeds killed it without a summary or a report."""
+    import signal
+    from types import SimpleNamespace
+
+    from stabench.plugin import Reporter
+
+    cleanups = []
+    reporter = Reporter(SimpleNamespace(add_cleanup=cleanups.append))
+    try:
+        reporter.pytest_runtest_logreport(SimpleNamespace(when="setup", passed=True, keywords={"test_plain": 1}))
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # not a claim's item: pytest's own behaviour
+        reporter.pytest_runtest_logreport(SimpleNamespace(when="setup", passed=True,
+                                                          keywords={"stabench": 1, "test_slow[seed0]": 1}))
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        for cleanup in cleanups:
+            cleanup()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_a_claim_on_a_subsample_says_its_size_in_the_table_and_the_json(pytester, tiny_model):
     pytester.makepyfile(test_small=f"MODEL = {tiny_model!r}\n" + '''
 import stabench
@@ -1471,7 +1493,12 @@ stabench.train.fine_tune = seed_1_interrupted
                                         "-k", "true_claim and verdict")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["stabench: interrupted after 0 seed item(s) had reported (1 trained, 0 read from the "
-                                 "store); every finished run is stored*"])
+                                 "store); every finished run is stored, and running the same command again trains "
+                                 "only the missing ones"])
+    redone = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1", "--stabench-store=s.sqlite",
+                                        "-k", "true_claim and verdict", "--stabench-recompute")
+    redone.stdout.fnmatch_lines(["stabench: interrupted after * every finished run is stored, and running it again "
+                                 "without --stabench-recompute trains only the missing ones"])  # the same would redo all
     # Interrupted among the seed items, with a tag to give: the note says why no verdict ran.
     tagged = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
                                         "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=t")

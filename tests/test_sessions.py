@@ -1,7 +1,9 @@
 """Sessions: how a claim's seeds are read from the store or trained, without pytest."""
 import dataclasses
 import json
+import os
 import re
+import socket
 
 import pytest
 
@@ -427,6 +429,13 @@ def test_a_seed_that_died_is_named_by_its_recipe_as_the_tables_name_it(tiny_mode
                                                                     "error": None, "pid": 4242, "host": "gpu7"})
         with pytest.raises(SeedNotRun, match=rf"^seed 0 of recipes/team\.json \(recipe {re.escape(FAST.name)}\) "
                                              r"did not finish in this session: its process \(pid 4242 on gpu7\) died$"):
+            session.collect(arm, [0])
+        # This very process, whose error could not be written down (a full disk): not "died".
+        monkeypatch.setattr(Session, "_attempt", lambda self, key: {"session": session.session_id, "stored": False,
+                                                                    "error": None, "pid": os.getpid(),
+                                                                    "host": socket.gethostname()})
+        with pytest.raises(SeedNotRun, match=r"did not finish in this session: it raised an error in this process, "
+                                             r"which its seed item reports$"):
             session.collect(arm, [0])
 
 
