@@ -538,6 +538,8 @@ def _check_parametrized_arms(item: pytest.Item) -> None:
                          f"with empty options if parametrize fills them in")
 
 
+CLAIM_ITEM = "stabench_item"  # in a claim item's setup report
+
 # What an attempt reports of its outcome.  The runs it trained stay counted, and so does a retag: the
 # next attempt finds the runs tagged already, and would not say the claim's baseline moved.
 _ATTEMPT_ROWS = ("stabench_claim", "stabench_seed", "stabench_gate", "stabench_comparison")
@@ -855,6 +857,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     stopped before its body (a fixture's error, a skip mark) still gives its claim a report row."""
     report = yield
     unit = _unit(item)
+    if unit is not None and call.when == "setup":  # an xdist controller learns of claims before a seed trains
+        report.user_properties.append((CLAIM_ITEM, ""))
     if unit == VERDICT and call.when == "setup" and not report.passed:
         report.user_properties.extend(("stabench_claim", json.dumps(row, default=float))
                                       for row in _rows_of_unstarted_claim(item, report))
@@ -974,7 +978,7 @@ class Reporter:
                 self.collection_errors.append(error)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if "stabench" in report.keywords:  # the marker; under xdist a claim item's setup, before a seed trains for hours
+        if (CLAIM_ITEM, "") in report.user_properties:  # under xdist: before a seed trains for hours
             self.watch()
         if report.when != "call" and not (report.when == "setup" and not report.passed):
             return
