@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -228,6 +229,10 @@ def gradient_summary(results, **verdict_options) -> dict[str, Any]:
     when every failed run's bottom/top ratio is below every successful run's (None when one
     group is empty).  ``recipes`` and ``keys`` tell apart runs of several arms with one seed.
     """
+    options = list(inspect.signature(vanishing_gradients).parameters)[1:]
+    if unknown := sorted(set(verdict_options) - set(options)):
+        raise TypeError(f"gradient_summary: unknown option(s) {', '.join(map(repr, unknown))}; it takes "
+                        f"vanishing_gradients' {', '.join(options)}")
     groups: dict[str, dict[str, list]] = {
         label: {"seeds": [], "recipes": [], "keys": [], "bottom_top_ratio": [], "drop": [], "vanished": [],
                 "recovered": []}

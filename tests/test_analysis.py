@@ -64,6 +64,9 @@ def test_the_analyses_take_a_claims_arms_and_refuse_scores_and_runs_read_without
     arms = {"no-bc": SimpleNamespace(results=[failed]), "bc": SimpleNamespace(results=[ok])}  # as a StudySet holds
     summary = analysis.gradient_summary(arms)
     assert summary["failed"]["seeds"] == [0] and summary["successful"]["seeds"] == [1]
+    with pytest.raises(TypeError, match=r"^gradient_summary: unknown option\(s\) 'erly'; it takes vanishing_gradients' "
+                                        r"early, factor, max_ratio, recover_factor, tail$"):
+        analysis.gradient_summary(arms, erly=(1, 48))
     assert set(analysis.example_runs(arms)) == {"failed", "successful"}
     with pytest.raises(TypeError, match=r"^overfitting_trend: expected runs \(a RunResult, a Study, a StudySet or a "
                                         r"list of them\), got a float \(0.5\); scores \(numbers\) go to stabench.stats"):
