@@ -753,7 +753,7 @@ class Study:
     """The results of one arm over its seeds, with the summary the claim asserts on."""
 
     def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
-        results = runs_of(results, f"study of {arm.name}: ")
+        results = runs_of(results, f"study of {arm.name}: ", one_study=True)
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
         if mix := data_mix(results):  # every seed of a study trains on the same data (the paper's fixed subsample)
@@ -830,7 +830,8 @@ class Study:
         return stats.std_upper_bound(self.std, self.n, confidence)
 
     def __iter__(self):
-        """Not a list: ``list(study)`` or ``np.asarray(study)`` would otherwise index it by 0, 1, ..."""
+        """Not a list: ``list(study)`` (and functions that list their argument, as stats' do) would
+        otherwise index it by 0, 1, ..."""
         raise TypeError("a Study is not a list of scores or runs: its scores are study.scores(), its runs "
                         "study.results")
 

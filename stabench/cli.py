@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import difflib
 import importlib.metadata
@@ -119,9 +120,10 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                                   + (f"trained in {result.wall_time_s:.1f} s)" if trained
                                      else f"stored{_stored_as(result, recipe)}, not retrained)"), highlight=False)
     except KeyboardInterrupt as stop:
-        again = "run it again without --recompute" if args.recompute else "run the same command again"
-        kept = (f"finished seeds are stored, {again} to train only the missing ones"
-                if store is not None else "nothing was stored (--no-store)")
+        again = ("running it again trains every seed again, as --recompute asks (without it, seeds not retrained "
+                 "yet keep their earlier runs)" if args.recompute
+                 else "run the same command again to train only the missing ones")
+        kept = f"finished seeds are stored, {again}" if store is not None else "nothing was stored (--no-store)"
         console.print(f"[yellow]interrupted after {len(results)} finished seed(s); {kept}[/]")
         _print_study(console, results)
         return 143 if isinstance(stop, Terminated) else 130
@@ -440,7 +442,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
             return 130
         now = {tag: tagged(tag) for tag in tags}
     merged = f" (kept; the file's {'recipe names' if args.no_tags else 'tags and recipe names'} are added to them)"
-    twice = len(runs) - len({run.key for run in runs})
+    twice = sum(count > 1 for count in collections.Counter(run.key for run in runs).values())
     again = f"; the file holds {twice} of them more than once" if twice else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored"
                   f"{merged if skipped else ''}{again}", highlight=False)

@@ -29,7 +29,9 @@ class Encoded:
 def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded]:
     """The train and eval splits tokenised with truncation to ``max_length``."""
     key = (data.task.name, data.fingerprint, _tokenizer_fingerprint(tokenizer), max_length)
-    if key not in _CACHE:
+    if key in _CACHE:
+        _CACHE[key] = _CACHE.pop(key)  # the most recently used last
+    else:
         if len(_CACHE) >= _CACHED_ENCODINGS:  # a long session of many subsamples would otherwise keep them all
             del _CACHE[next(iter(_CACHE))]
         _CACHE[key] = (_encode_split(data, data.train, tokenizer, max_length),
@@ -38,7 +40,7 @@ def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded
 
 
 _CACHE: dict[tuple, tuple[Encoded, Encoded]] = {}
-_CACHED_ENCODINGS = 16  # as many as tasks.py keeps loaded data sets
+_CACHED_ENCODINGS = 32  # a suite's tasks x tokenizers x lengths; the least recently used goes first
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:

@@ -179,9 +179,11 @@ def _check_options(config: pytest.Config) -> list | None:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
+        store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", "-wal", "-shm", "-journal")}
         for name in ("md", "json"):  # a store made during this session would be written over at its end
-            if (report := option(config, name)) and Path(report).resolve() == Path(path).resolve():
-                raise pytest.UsageError(f"{_named(config, name)} {report!r} is the results store; name another file")
+            if (report := option(config, name)) and (side := store_files.get(Path(report).resolve())) is not None:
+                what = f"SQLite's {side[1:]} file beside the results store" if side else "the results store"
+                raise pytest.UsageError(f"{_named(config, name)} {report!r} is {what}; name another file")
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         where = (f" (set by {_named(config, 'baseline')}; --stabench-baseline= turns it off)"
@@ -1118,8 +1120,9 @@ class Reporter:
         read = sum(1 for s in self.seeds if not s["trained"])
         distributed = self.config.pluginmanager.has_plugin("dsession")  # xdist's controller
         workers = " (xdist workers may have finished more)" if distributed else ""
-        again = ("running it again without --stabench-recompute trains only the missing ones"
-                 if option(self.config, "recompute") else "running the same command again trains only the missing ones")
+        again = ("running it again trains every seed again, as --stabench-recompute asks (without it, seeds not "
+                 "retrained yet keep their earlier runs)" if option(self.config, "recompute")
+                 else "running the same command again trains only the missing ones")
         return (f"interrupted after {len(self.seeds)} seed item(s) had reported ({len(trained)} trained, {read} read "
                 f"from the store){workers}; every finished run is stored, and {again}")
 

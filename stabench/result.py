@@ -47,28 +47,36 @@ def check_seed(seed: Any, where: str = "seed=") -> None:
         raise ValueError(f"{where}{seed!r} is invalid; expected an integer from 0 to {MAX_SEED} (2**32 - 1)")
 
 
-def runs_of(results: Any, owner: str = "") -> list[RunResult]:
+def runs_of(results: Any, owner: str = "", one_study: bool = False) -> list[RunResult]:
     """The runs of one RunResult, a Study (anything with ``.results``), a StudySet (arm names to
     Studies) or an iterable of RunResults and Studies, as a list.  Anything else (scores, a
-    trace) is a TypeError saying what came; ``owner`` starts it (``gradient_summary: ``)."""
+    trace) is a TypeError saying what came; ``owner`` starts it (``gradient_summary: ``).
+    ``one_study``: a StudySet or several Studies are refused, not pooled (one study's statistics)."""
     if isinstance(results, RunResult):
         return [results]
     if isinstance(results, Mapping) and results and all(hasattr(v, "results") for v in results.values()):
+        if one_study:
+            raise TypeError(f"{owner}takes one study's runs, got the arms {', '.join(map(repr, results))} of a "
+                            f"claim; pick one, e.g. study[{next(iter(results))!r}]")
         results = list(results.values())  # a StudySet: every arm's runs
     items = getattr(results, "results", results)
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
         items = [items]
-    runs = []
+    runs, studies = [], 0
     for item in items:
         if isinstance(item, RunResult) or hasattr(item, "metrics"):  # a run, or a stand-in with its numbers
             runs.append(item)
         elif hasattr(item, "results"):
             runs.extend(item.results)
+            studies += 1
         else:
             name = type(item).__name__
             scores = "; scores (numbers) go to stabench.stats' functions" if isinstance(item, (int, float)) else ""
-            raise TypeError(f"{owner}expected runs (a RunResult, a Study, a StudySet or a list of them), got "
+            raise TypeError(f"{owner}expected runs (a RunResult, a Study, a list of those, or a StudySet), got "
                             f"{'an' if name[0] in 'aeiou' else 'a'} {name} {_shown(item)}{scores}")
+    if one_study and studies > 1:
+        raise TypeError(f"{owner}takes one study's runs, got {studies} Studies; pass one (study.compare(other) "
+                        f"compares two)")
     return runs
 
 

@@ -271,7 +271,7 @@ def summarize_runs(results: Sequence, metric: str | None = None, confidence: flo
 
     ``metric`` defaults to the runs' own headline metric.  ``results`` may also be a Study.
     """
-    results = runs_of(results, "summarize_runs: ")
+    results = runs_of(results, "summarize_runs: ", one_study=True)
     if not results:
         raise ValueError("cannot summarize an empty list of runs (did every run get skipped?)")
     metric = metric or results[0].primary_metric
@@ -627,7 +627,7 @@ def compare_runs(runs_a: Sequence, runs_b: Sequence, metric: str | None = None, 
                  n_comparisons: int = 1, names: tuple[str, str] = ("A", "B")) -> Comparison:
     """``compare`` over run results (or Studies): their scores and failures, in the metric's own
     direction; ``metric`` defaults to A's headline metric."""
-    a, b = runs_of(runs_a, "compare_runs: "), runs_of(runs_b, "compare_runs: ")
+    a, b = runs_of(runs_a, "compare_runs: ", one_study=True), runs_of(runs_b, "compare_runs: ", one_study=True)
     if not a or not b:
         raise ValueError(f"compare_runs needs runs on both sides, got {len(a)} and {len(b)}")
     metric = metric or a[0].primary_metric

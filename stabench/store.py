@@ -423,6 +423,11 @@ class Store:
             try:
                 problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
             except sqlite3.DatabaseError as exc:
+                if "locked" in str(exc):  # busy with other writers: checked at the next run
+                    return
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DISK_ERRORS:
+                    raise StoreError(f"{self.path}: cannot read the results store: {exc} (a full or failing "
+                                     f"disk?), so no run is trained now") from exc
                 problem = str(exc)
             if problem != "ok":
                 problem = " ".join(problem.replace("*** in database main ***", "").split())  # one line

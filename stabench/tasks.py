@@ -348,7 +348,7 @@ def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train
     written: dict[str, dict[str, str]] = {}  # "praise" and "praise ": one class written two ways, not two classes
     for name, split in ((train_name, train), (eval_name, evaluation)):
         for text in sorted({_label_text(v) for v in split[label]}):
-            written.setdefault(text.strip().casefold(), {}).setdefault(text, name)
+            written.setdefault(text.strip().lower(), {}).setdefault(text, name)
     for forms in written.values():
         if len(forms) > 1:
             shown = " and ".join(f"{text!r} (in {where!r})" for text, where in sorted(forms.items()))

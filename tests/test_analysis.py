@@ -68,9 +68,15 @@ def test_the_analyses_take_a_claims_arms_and_refuse_scores_and_runs_read_without
                                         r"early, factor, max_ratio, recover_factor, tail$"):
         analysis.gradient_summary(arms, erly=(1, 48))
     assert set(analysis.example_runs(arms)) == {"failed", "successful"}
-    with pytest.raises(TypeError, match=r"^overfitting_trend: expected runs \(a RunResult, a Study, a StudySet or a "
-                                        r"list of them\), got a float \(0.5\); scores \(numbers\) go to stabench.stats"):
+    with pytest.raises(TypeError, match=r"^overfitting_trend: expected runs \(a RunResult, a Study, a list of those, or "
+                                        r"a StudySet\), got a float \(0.5\); scores \(numbers\) go to stabench.stats"):
         analysis.overfitting_trend([0.5, 0.6, 0.7])
+    # One study's statistics never pool a claim's arms (their seeds repeat, their recipes differ).
+    with pytest.raises(TypeError, match=r"^summarize_runs: takes one study's runs, got the arms 'no-bc', 'bc' of a "
+                                        r"claim; pick one, e.g. study\['no-bc'\]$"):
+        stats.summarize_runs(arms)
+    with pytest.raises(TypeError, match=r"^compare_runs: takes one study's runs, got 2 Studies; pass one"):
+        stats.compare_runs(list(arms.values()), [ok, failed])
     with pytest.raises(TypeError, match=r"^aso: A should be scores \(numbers\), not what came .*; runs and Studies go "
                                         r"to compare_runs or study.compare$"):
         stats.aso([failed, ok], [0.5, 0.6])

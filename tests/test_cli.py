@@ -455,7 +455,7 @@ def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_m
                      r"letters, .*: tag:NAME and --stabench-tag cannot name it; `stabench untag` takes it off",
                      " ".join(capsys.readouterr().out.split()))
     assert main(["untag", "base v1", "--store", str(tmp_path / "spaced.sqlite")]) == 0
-    (tmp_path / "twice.json").write_text(json.dumps(record + record))  # an export appended to itself
+    (tmp_path / "twice.json").write_text(json.dumps(record + record + record[:1]))  # an export appended to itself
     capsys.readouterr()
     assert main(["import", str(tmp_path / "twice.json"), "--store", str(tmp_path / "twice.sqlite")]) == 0
     assert "imported 2 run(s) from" in (out := " ".join(capsys.readouterr().out.split()))
@@ -550,7 +550,8 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
             pass
         process.send_signal(stop)
         redone = " ".join(process.communicate(timeout=120)[0].split())
-        assert "finished seeds are stored, run it again without --recompute to train only the missing ones" in redone
+        assert "finished seeds are stored, running it again trains every seed again, as --recompute asks (without " \
+               "it, seeds not retrained yet keep their earlier runs)" in redone
         return  # the rerun is the same as after Ctrl-C
     again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr

@@ -752,6 +752,8 @@ def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
     ("--stabench-json=s.sqlite-wal", "--stabench-json 's.sqlite-wal' is a file SQLite keeps beside the database "
                                      "'s.sqlite' (a results store?), so writing it would damage that; name another file"),
     ("--stabench-md=s.sqlite-shm", "--stabench-md 's.sqlite-shm' is a file SQLite keeps beside the database *"),
+    ("--stabench-store=new.sqlite --stabench-json=new.sqlite-wal",  # a store this session will make
+     "--stabench-json 'new.sqlite-wal' is SQLite's wal file beside the results store; name another file"),
     ("--stabench-md=s.sqlite/summary.md", "--stabench-md 's.sqlite/summary.md' cannot be written: '*s.sqlite' is a "
                                           "file, not a folder"),
 ])
@@ -1139,6 +1141,28 @@ def test_the_xdist_controller_stops_on_sigterm_from_a_claim_items_setup_on_not_a
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_claim_items_setup_report_says_it_is_one_and_a_plain_tests_does_not(pytester, tiny_model):
+    """What the xdist controller watches for: in the setup report, before any seed trains."""
+    pytester.makeconftest("""
+def pytest_runtest_logreport(report):
+    if report.when == "setup":
+        print("SETUP", report.nodeid.split("::")[-1], dict(report.user_properties).get("stabench_item") == "")
+""")
+    pytester.makepyfile(test_mixed=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+
+def test_plain():
+    pass
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=1)
+def test_claim(study):
+    pass
+''')
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--setup-only", "-s", "--stabench-store=s.sqlite")
+    result.stdout.fnmatch_lines(["*SETUP test_plain False*"])
+    result.stdout.fnmatch_lines(["*SETUP test_claim[[]seed0[]] True*"])
+
+
 def test_a_claim_on_a_subsample_says_its_size_in_the_table_and_the_json(pytester, tiny_model):
     pytester.makepyfile(test_small=f"MODEL = {tiny_model!r}\n" + '''
 import stabench
@@ -1500,7 +1524,8 @@ stabench.train.fine_tune = seed_1_interrupted
     redone = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1", "--stabench-store=s.sqlite",
                                         "-k", "true_claim and verdict", "--stabench-recompute")
     redone.stdout.fnmatch_lines(["stabench: interrupted after * every finished run is stored, and running it again "
-                                 "without --stabench-recompute trains only the missing ones"])  # the same would redo all
+                                 "trains every seed again, as --stabench-recompute asks (without it, seeds not "
+                                 "retrained yet keep their earlier runs)"])  # not "only the missing ones"
     # Interrupted among the seed items, with a tag to give: the note says why no verdict ran.
     tagged = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
                                         "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=t")

@@ -651,7 +651,7 @@ def test_tokenised_examples_are_cached_per_max_length():
     assert max(len(ids) for ids in short.input_ids) <= 8 < max(len(ids) for ids in long.input_ids)
 
 
-def test_tokenised_examples_cached_are_bounded_dropping_the_oldest(monkeypatch):
+def test_tokenised_examples_cached_are_bounded_dropping_the_least_recently_used(monkeypatch):
     """A session of many subsamples or lengths would otherwise keep every encoding in memory."""
     from stabench import data as data_lib
     from stabench.models import tiny_vocabulary, word_piece_tokenizer
@@ -662,8 +662,8 @@ def test_tokenised_examples_cached_are_bounded_dropping_the_oldest(monkeypatch):
     data = load_task_data(BUILTIN_PAIR_TASK)
     first = data_lib.encode(data, tokenizer, 8)
     second = data_lib.encode(data, tokenizer, 16)
-    assert data_lib.encode(data, tokenizer, 8) is first
+    assert data_lib.encode(data, tokenizer, 8) is first  # used again: 16 is now the least recently used
     data_lib.encode(data, tokenizer, 32)
     assert len(data_lib._CACHE) == 2
-    assert data_lib.encode(data, tokenizer, 16) is second
-    assert data_lib.encode(data, tokenizer, 8) is not first  # the oldest went, and comes back encoded again
+    assert data_lib.encode(data, tokenizer, 8) is first
+    assert data_lib.encode(data, tokenizer, 16) is not second  # it went, and comes back encoded again
