@@ -548,6 +548,13 @@ class OverfittingTrend:
         return ("overfits" if self.overfits else "flat" if self.flat else "improves" if self.improves
                 else "inconclusive")
 
+    def __str__(self) -> str:
+        """What an assertion's message says: the verdict and the numbers it rests on."""
+        low, high = self.slope_ci
+        return (f"{self.verdict}: dev accuracy {self.slope:+.3g} per decade of final train loss (CI {low:+.3g} to "
+                f"{high:+.3g}; flat needs it within +-{self.tolerance:g}), Spearman rho {self.rho:.2f} (p={self.p:.2g}), "
+                f"over {self.n} successful runs whose losses span {self.loss_decades:.2f} decades")
+
 
 def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> OverfittingTrend:
     """Does a lower final training loss come with a lower dev accuracy?  (It should not.)
