@@ -7,9 +7,11 @@ are produced, not that the paper's thresholds hold (its verdicts are reported as
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import socket
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from .models import TINY_BERT, needs_hub
@@ -46,13 +48,13 @@ def missing_requirements(spec) -> list[str]:
     if "cuda" in spec.requires and not _cuda_available():
         missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
     if "wikitext-2" in spec.requires and not dataset_available(*WIKITEXT_2):
-        missing.append(f"dataset {'/'.join(WIKITEXT_2)} ({hub_reason()})")
+        missing.append(f"dataset {'/'.join(WIKITEXT_2)} ({dataset_reason()})")
     for arm in spec.arms:
         if needs_hub(arm.model) and not hub_model_available(arm.model):
             missing.append(f"model {arm.model!r} from the Hugging Face hub ({hub_reason()})")
         task = get_task(arm.task)
         if task.source == "glue" and not glue_available(task.name):
-            missing.append(f"dataset nyu-mll/glue/{task.name} ({hub_reason()})")
+            missing.append(f"dataset nyu-mll/glue/{task.name} ({dataset_reason()})")
     return list(dict.fromkeys(missing))
 
 
@@ -71,6 +73,13 @@ def hub_reason() -> str:
     if _offline():
         return "not in the local cache and HF_HUB_OFFLINE is set"
     return f"not in the local cache and {_hub_host()} is unreachable from this machine"
+
+
+def dataset_reason() -> str:
+    """Why a hub dataset is not available here: no ``datasets`` to load it with, or no hub."""
+    if importlib.util.find_spec("datasets") is None:
+        return "the datasets package is not installed: pip install datasets"
+    return hub_reason()
 
 
 def hub_model_available(repo_id: str) -> bool:
@@ -112,11 +121,15 @@ def _hub_endpoint() -> urllib.parse.ParseResult:
 @functools.lru_cache(maxsize=1)
 def hub_reachable() -> bool:
     """One short TCP probe per process, instead of the hub client's minute of retries; a mirror
-    in HF_ENDPOINT is probed on its own port.  The probe is direct, so a hub reached only
-    through a proxy counts as unreachable."""
+    in HF_ENDPOINT is probed on its own port.  Where the environment names a proxy for the hub
+    (HTTPS_PROXY, ...), the proxy is probed: a box that reaches the hub only through one is not
+    offline."""
     if _offline():
         return False
     endpoint = _hub_endpoint()
+    proxy = urllib.request.getproxies().get(endpoint.scheme)
+    if proxy and not urllib.request.proxy_bypass(_hub_host(endpoint)):
+        endpoint = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
     try:
         port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
         with socket.create_connection((_hub_host(endpoint), port), timeout=3):

@@ -224,11 +224,11 @@ def _datasets():
 
 def _glue_loader(config: str) -> Callable[[], datasets.DatasetDict]:
     def load() -> datasets.DatasetDict:
-        from .profiles import glue_available, hub_reason
+        from .profiles import dataset_reason, glue_available
 
         if not glue_available(config):  # fail now, not after the hub client's retries
-            raise RuntimeError(f"could not load {GLUE_ID}/{config} ({hub_reason()}); it needs Hugging Face hub "
-                               f"access or a local datasets cache")
+            raise RuntimeError(f"could not load {GLUE_ID}/{config} ({dataset_reason()}); it needs the datasets "
+                               f"package and Hugging Face hub access or a local datasets cache")
         datasets = _datasets()
         try:
             return datasets.load_dataset(GLUE_ID, config)

@@ -41,9 +41,22 @@ def test_glue_without_hub_fails_at_once_with_the_reason():
     if glue_available("rte"):
         pytest.skip("RTE can be loaded here (cached, or the hub is reachable)")
     with pytest.raises(RuntimeError, match=r"^could not load nyu-mll/glue/rte \(not in the local cache and .*\); "
-                                           r"it needs Hugging Face hub access or a local datasets cache$") as error:
+                                           r"it needs the datasets package and Hugging Face hub access or a local "
+                                           r"datasets cache$") as error:
         load_task_data("rte")
     assert error.value.__cause__ is None  # refused before datasets tried the hub
+
+
+def test_without_the_datasets_package_a_skip_says_so_not_that_the_hub_is_unreachable(monkeypatch):
+    """The GPU image has no datasets: its skips blamed the hub."""
+    import importlib.util
+
+    from stabench import profiles
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
+    assert profiles.dataset_reason() == "the datasets package is not installed: pip install datasets"
 
 
 def test_seeded_subsample_and_fingerprint():
