@@ -1107,6 +1107,10 @@ class Reporter:
                     f"lists them).")
         return "No claim ran."
 
+    def reference_sources(self) -> list[str]:
+        """Where the published numbers beside the measured ones come from, and what they are."""
+        return sorted({c["reference_source"] for c in self.claims if c.get("reference")})
+
     def skipped_claims(self) -> int:
         return sum(1 for c in self.claims if c["verdict"] == "skipped")
 
@@ -1155,7 +1159,7 @@ class Reporter:
         if skipped:
             terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
                                           width=width, color=writer.hasmarkup))
-        for source in sorted({c["reference_source"] for c in self.claims if c.get("reference")}):
+        for source in self.reference_sources():
             terminalreporter.write_line(f"paper column: {source}")
         terminalreporter.write_line(self.runs_line())
         if tag := option(self.config, "tag"):
@@ -1230,6 +1234,7 @@ class Reporter:
             text += f"**The session was {interrupted}.**\n\n"
         text += "".join(f"**Note:** {note}.\n\n" for note in self.notes())
         text += (markdown(rows) if rows else self.no_claim_why()) + "\n"
+        text += "".join(f"\nPaper column: {source}.\n" for source in self.reference_sources())
         if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
             text += "\n### Why claims did not pass\n\n" + "".join(
                 f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message

@@ -1405,6 +1405,7 @@ def test_with_reference(study):
     rows = {c["arm"]: c for c in _report(pytester.path / "r.json")["claims"]}
     assert rows["long"]["reference"] == "1.0 / 88.0" and rows["short"]["reference"] is None
     assert "| paper" in (pytester.path / "r.md").read_text().replace("  ", " ")
+    assert "\nPaper column: Some et al. 2026, Table 9.\n" in (pytester.path / "r.md").read_text()  # what it holds
     toy = _run(pytester, "--stabench-store=s.sqlite", "--stabench-profile=toy", "--stabench-json=t.json")
     toy.assert_outcomes(passed=5)  # the paper's numbers never sit beside toy-scale ones
     assert not any(c["reference"] for c in _report(pytester.path / "t.json")["claims"])
