@@ -218,13 +218,18 @@ LOSS_RANGE_ARMS = {"3 epochs": {"recipe": "bert-default-bc", "toy": {"recipe_ove
                 toy={**TOY_LEARNS, "seeds": 4})
 def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study):
     """Fig. 5b: across the successful runs of 3 and 20 epochs, dev accuracy does not fall as the
-    final training loss falls from about 1e-1 to 1e-5 (an equivalence test on the slope: within
-    one point of accuracy per decade of loss)."""
+    final training loss falls from about 1e-1 to 1e-5.
+
+    Claimed as: no significant fall, and the upper confidence bound of the slope (dev accuracy per
+    decade of train loss) at most one point: a lower loss costs at most a point per decade.  Not
+    "flat" both ways: the longer runs may well score higher (Zhang et al. 2021), which is no
+    overfitting, and with two clusters of losses the slope carries any difference between the arms.
+    """
     runs = study["3 epochs"].results + study["20 epochs"].results
     assert sum(not r.failed for r in runs) >= 3, "needs at least 3 successful runs"
     trend = analysis.overfitting_trend(runs)
     assert not trend.overfits, trend
-    assert trend.flat, trend
+    assert trend.slope_ci[1] <= trend.tolerance, trend
 
 
 @pytest.mark.parametrize("task", ["rte", "mrpc", "cola"])

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import socket
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from .models import TINY_BERT, needs_hub
@@ -121,15 +120,12 @@ def _hub_endpoint() -> urllib.parse.ParseResult:
 @functools.lru_cache(maxsize=1)
 def hub_reachable() -> bool:
     """One short TCP probe per process, instead of the hub client's minute of retries; a mirror
-    in HF_ENDPOINT is probed on its own port.  Where the environment names a proxy for the hub
-    (HTTPS_PROXY, ...), the proxy is probed: a box that reaches the hub only through one is not
-    offline."""
+    in HF_ENDPOINT is probed on its own port.  The probe is direct, so a hub reached only
+    through a proxy counts as unreachable: a proxy that takes the connection may still refuse
+    the hub, and the hub client then fails instead of reading its cache."""
     if _offline():
         return False
     endpoint = _hub_endpoint()
-    proxy = urllib.request.getproxies().get(endpoint.scheme)
-    if proxy and not urllib.request.proxy_bypass(_hub_host(endpoint)):
-        endpoint = urllib.parse.urlparse(proxy if "://" in proxy else f"http://{proxy}")
     try:
         port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
         with socket.create_connection((_hub_host(endpoint), port), timeout=3):
