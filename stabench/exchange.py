@@ -23,19 +23,14 @@ from typing import Any
 
 from .recipes import HOOK_FINGERPRINT
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
-from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values, record_of,
-                    scored_differently)
+from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values,
+                    is_sqlite_file, record_of, scored_differently)
 
 
 def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
     """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            is_database = fh.read(16) == b"SQLite format 3\x00"
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
-    if is_database:  # a results store copied from another machine, the natural first try
+    if is_sqlite_file(path):  # a results store copied from another machine, the natural first try
         raise StoreError(f"{path}: is an SQLite database (a results store?), not an export file; export its runs "
                          f"(stabench export runs.json --store {path}) and give that file")
     try:

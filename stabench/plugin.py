@@ -159,7 +159,7 @@ def _check_options(config: pytest.Config) -> list | None:
     if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
         _check_worker_count(config)
         from .report import check_outputs
-        from .store import Store, StoreError, check_folder_possible, default_store_path
+        from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible, default_store_path
 
         path = option(config, "store") or default_store_path(config.rootpath)
         # A store named for this session (not the default, which every pytest run in the project
@@ -179,7 +179,7 @@ def _check_options(config: pytest.Config) -> list | None:
             check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
         except ValueError as error:
             raise pytest.UsageError(str(error)) from None
-        store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", "-wal", "-shm", "-journal")}
+        store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", *SQLITE_SIDE_FILES)}
         for name in ("md", "json"):  # a store made during this session would be written over at its end
             if (report := option(config, name)) and (side := store_files.get(Path(report).resolve())) is not None:
                 what = f"SQLite's {side[1:]} file beside the results store" if side else "the results store"

@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from .result import RunResult
 from .stats import Comparison, Summary
+from .store import SQLITE_SIDE_FILES, is_sqlite_file
 
 
 def fmt(value: float | None) -> str:
@@ -193,8 +194,8 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str) -> 
     if folder and not path.exists() and path.suffix[1:].lower() in PLOT_FORMATS:
         raise ValueError(f"{named} looks like a figure's file name; expected a folder for the figures (their format: "
                          f"{format_option} {path.suffix[1:].lower()})")
-    database = path.with_name(path.name.rsplit("-", 1)[0]) if path.name.endswith(_SQLITE_SIDE_FILES) else None
-    if not folder and database is not None and _is_database(database):  # may not exist yet, and SQLite owns it
+    database = path.with_name(path.name.rsplit("-", 1)[0]) if path.name.endswith(SQLITE_SIDE_FILES) else None
+    if not folder and database is not None and is_sqlite_file(database):  # may not exist yet, and SQLite owns it
         raise ValueError(f"{named} is a file SQLite keeps beside the database {str(database)!r} (a results store?), "
                          f"so writing it would damage that; name another file")
     if not folder and path.exists():
@@ -212,17 +213,6 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str) -> 
         raise ValueError(f"{named} cannot be written: {str(existing)!r} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{named} cannot be written: permission denied")
-
-
-_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite writes beside a database
-
-
-def _is_database(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(16) == b"SQLite format 3\x00"
-    except OSError:
-        return False
 
 
 # How the reports written below begin: a Markdown title, and JSON's first (sorted) key.

@@ -7,8 +7,8 @@ import json
 import math
 import os
 import statistics
-from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
 

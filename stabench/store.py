@@ -252,7 +252,22 @@ def _study_of(run: RunResult) -> tuple:
     return run.recipe_hash, run.task["name"], run.model["name"], run.task.get("train_size")
 
 
-_DISK_ERRORS = (10, 13)  # SQLITE_IOERR, SQLITE_FULL: primary result codes (Python 3.11's sqlite_errorcode)
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite writes beside a database
+
+
+def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is an SQLite database, by its header (False if it cannot be read)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _disk_error(exc: sqlite3.Error) -> bool:
+    """SQLITE_IOERR or SQLITE_FULL (primary result codes, from Python 3.11's ``sqlite_errorcode``):
+    the disk failed, not the file's content."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (10, 13)
 
 # A stored record as bytes: sqlite3 would decode it to text while fetching, and a damaged byte
 # (not UTF-8) would stop the whole query with no run named; json.loads decodes it per run.
@@ -338,7 +353,7 @@ class Store:
                 raise StoreError(f"{self.path}: cannot open the results store: its folder is not writable, and "
                                  f"SQLite needs to create {self.path.name}-wal and {self.path.name}-shm there; "
                                  f"copy the store to a writable folder") from exc
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DISK_ERRORS:  # the disk, not the file's content
+            if _disk_error(exc):
                 raise StoreError(f"{self.path}: cannot read the results store: {exc} (a full or failing disk?); "
                                  f"it is left as it is") from exc
             raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "
@@ -425,7 +440,7 @@ class Store:
             except sqlite3.DatabaseError as exc:
                 if "locked" in str(exc):  # busy with other writers: checked at the next run
                     return
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _DISK_ERRORS:
+                if _disk_error(exc):
                     raise StoreError(f"{self.path}: cannot read the results store: {exc} (a full or failing "
                                      f"disk?), so no run is trained now") from exc
                 problem = str(exc)
