@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 import warnings
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 import torch
 import transformers
 
@@ -286,6 +289,37 @@ def test_accuracy_falling_with_loss_is_overfitting():
     assert trend.rho > 0.8 and trend.p < 0.01 and trend.slope == pytest.approx(0.03, abs=0.005)
     with pytest.raises(ValueError, match="at least 3"):
         analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
+
+
+def test_three_runs_in_order_are_no_significant_trend():
+    """Three runs can be ordered six ways, two of them perfectly: the exact two-sided p is 1/3,
+    where scipy's t approximation says 0 and would call three runs an overfitting trend."""
+    runs = [make_result(seed=i, train_loss=loss, accuracy=acc)
+            for i, (loss, acc) in enumerate([(1e-1, 0.97), (1e-3, 0.96), (1e-5, 0.95)])]
+    trend = analysis.overfitting_trend(runs)
+    assert trend.rho == pytest.approx(1.0) and trend.p == pytest.approx(1 / 3)
+    assert not trend.overfits and trend.verdict != "overfits"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-5, -1), st.integers(60, 70)), min_size=3, max_size=6))
+def test_the_trend_p_of_few_runs_counts_every_ordering(points):
+    """Up to 8 runs, p is the share of the orderings of the accuracies whose |rho| reaches the
+    observed one (ties ranked by their mean rank), counted here by brute force."""
+    from scipy.stats import rankdata
+
+    assume(len({loss for loss, _ in points}) > 1 and len({acc for _, acc in points}) > 1)
+    runs = [make_result(seed=i, train_loss=10.0 ** loss, accuracy=acc / 100) for i, (loss, acc) in enumerate(points)]
+    trend = analysis.overfitting_trend(runs)
+    x, y = rankdata([loss for loss, _ in points]), rankdata([acc for _, acc in points])
+
+    def rho(order):
+        return np.corrcoef(x, y[list(order)])[0, 1]
+
+    observed = rho(range(len(y)))
+    orderings = list(itertools.permutations(range(len(y))))
+    reached = sum(abs(rho(order)) >= abs(observed) - 1e-12 for order in orderings)
+    assert trend.rho == pytest.approx(observed) and trend.p == pytest.approx(reached / len(orderings))
 
 
 def test_runs_given_as_a_generator_make_the_same_trend():
