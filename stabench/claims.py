@@ -506,16 +506,12 @@ class Session:
         return result, model
 
     def pretrained_model(self, arm: Arm, seed: int = 0):
-        """The model before fine-tuning, with the classification head that ``seed`` initialises."""
-        import transformers
+        """The model ``seed``'s run starts fine-tuning from (θ_p of ``analysis.loss_surface``):
+        the pretrained encoder with the head ``seed`` draws, and with the recipe's re-init,
+        Mixout and hook applied, so a re-initialised arm's plane goes through its real start."""
+        from .train import initial_model
 
-        from .models import load_model, resolve
-        from .tasks import load_task_data
-
-        data = load_task_data(arm.task, train_size=arm.train_size, subsample_seed=arm.subsample_seed)
-        transformers.set_seed(seed)
-        return load_model(resolve(arm.model), data.num_labels, arm.recipe.dropout,
-                          arm.recipe.attention).to(self.device)
+        return initial_model(self._prepare(arm, seed)).to(self.device)
 
     def training_batches(self, arm: Arm, n_batches: int) -> list[dict]:
         """The first training batches of ``arm``'s data, for loss-surface evaluations."""

@@ -190,6 +190,21 @@ def opened_store(store, must_exist: bool):
     return contextlib.nullcontext(store)
 
 
+def initial_model(prepared: PreparedRun) -> torch.nn.Module:
+    """The model a run starts training from, on the CPU: the pretrained encoder, the head its
+    seed draws, and the recipe's re-init, Mixout and hook, in that order (the seed's RNG stream)."""
+    recipe = prepared.recipe
+    transformers.set_seed(prepared.seed)  # head init, re-init and dropout masks follow the seed
+    model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout, recipe.attention)
+    if recipe.reinit_layers:
+        interventions.reinit_top_layers(model, recipe.reinit_layers)
+    if recipe.mixout:
+        interventions.apply_mixout(model, recipe.mixout)
+    if recipe.hook is not None:  # the user's own change, before the optimizer sees the parameters
+        hooks.apply(recipe.hook, model, recipe)
+    return model
+
+
 def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None = None,
               return_model: bool = False):
     """Train with the recipe and evaluate; returns the RunResult (and the model if asked)."""
@@ -198,15 +213,8 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     tokenizer = models.load_tokenizer(prepared.model)
     train_set, eval_set = data_lib.encode(prepared.data, tokenizer, recipe.max_length)
 
-    transformers.set_seed(prepared.seed)  # head init, re-init and dropout masks follow the seed
-    model = models.load_model(prepared.model, prepared.data.num_labels, recipe.dropout, recipe.attention)
+    model = initial_model(prepared)  # seeds the RNG, whose stream the dropout masks go on drawing
     data_lib.check_token_types((train_set, eval_set), model.config, prepared.model.name)
-    if recipe.reinit_layers:
-        interventions.reinit_top_layers(model, recipe.reinit_layers)
-    if recipe.mixout:
-        interventions.apply_mixout(model, recipe.mixout)
-    if recipe.hook is not None:  # the user's own change, before the optimizer sees the parameters
-        hooks.apply(recipe.hook, model, recipe)
     model.to(device)
     model.train()
 

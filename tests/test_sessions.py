@@ -239,6 +239,31 @@ def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tin
             assert session.trained_model(arm, 0)[0].metrics == stored.metrics
 
 
+def test_the_loss_surface_start_of_a_reinit_arm_is_the_reinitialised_model(tiny_model, tmp_path):
+    """θ_p of the loss surface is where the run started: for a re-init arm, the redrawn top layer
+    (not the pretrained one), drawn from the seed as fine-tuning draws it."""
+    from transformers import set_seed
+
+    from stabench.models import load_model, resolve
+
+    plain = Arm(name="a", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=FAST)
+    reinit = Arm(name="b", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=dataclasses.replace(FAST, reinit_layers=1))
+    with Store(tmp_path / "s.sqlite") as store:
+        session = Session(store=store)
+        set_seed(3)
+        pretrained = load_model(resolve(tiny_model), 2, FAST.dropout).state_dict()
+        start = session.pretrained_model(reinit, 3).state_dict()
+        assert session.pretrained_model(reinit, 3).state_dict()["bert.encoder.layer.1.output.dense.weight"].equal(
+            start["bert.encoder.layer.1.output.dense.weight"])  # the seed's draw, every time
+        assert all(value.equal(session.pretrained_model(plain, 3).state_dict()[name])
+                   for name, value in pretrained.items())
+        lower = [name for name in pretrained if "encoder.layer.0." in name or "embeddings" in name]
+        top = [name for name in pretrained if "encoder.layer.1." in name and name.endswith("dense.weight")]
+        assert lower and top
+        assert all(start[name].equal(pretrained[name]) for name in lower)
+        assert not any(start[name].equal(pretrained[name]) for name in top)
+
+
 def test_a_script_retrains_a_run_stored_under_another_thread_count_with_its_check(tiny_model, tmp_path):
     """A study stored with cpu_threads=2 from a 1-thread process: Session(cpu_threads=2) retrains
     that very run (its key), so the failure-line check sees the stored run."""
