@@ -317,7 +317,12 @@ class _LocalFiles:
             datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a parse error is logged, then raised
             try:
                 splits[split] = datasets.load_dataset(kind, data_files=str(resolved[split]), split="train", **kwargs)
-            except datasets.exceptions.DatasetGenerationError as error:  # the parser's error, wrapped
+            except (datasets.exceptions.DatasetGenerationError, ValueError) as error:  # the parser's, or pandas'
+                if kind == "json" and (where := _json_error(resolved[split])):  # their words name no line
+                    raise TaskDataError(f"cannot read {str(path)!r} as JSON lines: {where}; expected one JSON "
+                                        f"object per line") from error
+                if not isinstance(error, datasets.exceptions.DatasetGenerationError):
+                    raise
                 cause = error.__cause__ or error.__context__ or error
                 raise TaskDataError(f"cannot read {str(path)!r} as {_FORMAT_NAMES[kind]}: "
                                     f"{str(cause).splitlines()[0]}") from error
@@ -326,6 +331,27 @@ class _LocalFiles:
             _require_columns(str(path), columns, splits[split].column_names, TaskDataError)
         _check_examples(splits["train"], splits["validation"], str(self.train), str(self.validation), columns)
         return datasets.DatasetDict(_labels_to_ids(splits, self.label_column))
+
+
+def _json_error(path: Path) -> str | None:
+    """Where a JSON-lines file (or one JSON array) stops being JSON, by line; None if it is JSON."""
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as error:
+            return f"line {error.lineno} is not valid JSON ({error.msg})"
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number} is not valid JSON ({error.msg})"
+        if not isinstance(record, dict):
+            return f"line {number} is not a JSON object"
+    return None
 
 
 def _check_examples(train: datasets.Dataset, evaluation: datasets.Dataset, train_name: str, eval_name: str,

@@ -416,7 +416,7 @@ def test_binary_f1_on_more_classes_fails_before_training():
 
 
 @pytest.mark.parametrize("kind, broken, message", [
-    ("jsonl", '{"text": "cut off", "label": 1\n', "cannot read '{path}' as JSON lines: JSON parse error: "),
+    ("jsonl", '{"text": "cut off", "label": 1\n', "cannot read '{path}' as JSON lines: line 9 is not valid JSON "),
     ("csv", "t9,1,extra,cells\n", "cannot read '{path}' as CSV/TSV: Error tokenizing data. "),
 ])
 def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, kind, broken, message):
@@ -429,6 +429,21 @@ def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, kind, broken
     with pytest.raises(ValueError) as error:
         load_task_data(task)
     assert str(error.value).startswith(message.format(path=tmp_path / f"dev.{kind}")) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("broken, line", [('{"text": "cut off", "label": ', 4), ("[1, 2]", 3)])
+def test_a_broken_line_among_json_lines_is_named_by_its_number(tmp_path, broken, line):
+    """Met while datasets infers the columns, pandas' error named neither the file nor the line."""
+    from stabench.tasks import TaskDataError
+
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(8)]
+    _write(tmp_path / "train.jsonl", rows, "jsonl")
+    lines = [json.dumps(row) for row in rows]
+    lines.insert(line - 1, broken)
+    (tmp_path / "dev.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaskDataError, match=rf"^cannot read '.*dev\.jsonl' as JSON lines: line {line} is not "
+                                            rf"(valid JSON \(.*\)|a JSON object); expected one JSON object per line$"):
+        load_task_data(local_task("broken-line", tmp_path / "train.jsonl", tmp_path / "dev.jsonl", "text"))
 
 
 def test_a_blank_text_and_a_one_class_dev_set_are_refused(tmp_path):
