@@ -202,6 +202,9 @@ def initial_model(prepared: PreparedRun) -> torch.nn.Module:
         interventions.apply_mixout(model, recipe.mixout)
     if recipe.hook is not None:  # the user's own change, before the optimizer sees the parameters
         hooks.apply(recipe.hook, model, recipe)
+        if not any(param.requires_grad for param in model.parameters()):  # else torch's "does not require grad"
+            raise ValueError(f"hook {recipe.hook!r} froze every parameter of the model, so nothing would train; "
+                             f"leave at least the classification head trainable")
     return model
 
 

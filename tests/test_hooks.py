@@ -155,6 +155,20 @@ def test_a_layer_frozen_in_the_hook_and_unfrozen_later_is_named_not_stored_as_tr
         assert store.query() == []
 
 
+def test_a_hook_that_freezes_every_parameter_is_named_before_training(tiny_model, tmp_path):
+    """torch would say 'element 0 of tensors does not require grad', naming no hook."""
+    def freeze_everything(model, recipe):
+        model.requires_grad_(False)
+
+    stabench.hook("freeze-everything")(freeze_everything)
+    with Store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(ValueError, match=r"^hook 'freeze-everything' froze every parameter of the model, so "
+                                             r"nothing would train; leave at least the classification head trainable$"):
+            stabench.run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", hook="freeze-everything",
+                                                                    max_steps=2), 0, device="cpu", store=store)
+        assert store.query() == []
+
+
 def test_the_hook_s_code_is_part_of_the_recipe():
     recipe = get_recipe("bert-default", hook="h")
     with pytest.raises(ValueError, match=r"^unknown hook 'h'; registered hooks: none \(register one with "
