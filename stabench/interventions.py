@@ -85,8 +85,11 @@ def mixout_weight(
     return target + mask * (weight - target) / (1.0 - p)
 
 
-class MixLinear(nn.Module):
+class MixLinear(nn.Linear):
     """A Linear layer whose weight is mixed with a frozen target during training (Mixout).
+
+    It is an ``nn.Linear`` (in eval mode it is exactly one), so a hook that finds the model's
+    Linear layers by type finds them under Mixout too.
 
     The module takes over ``linear``'s ``weight`` and ``bias`` Parameters (same objects,
     same names in ``named_parameters``), so optimiser groups, no-decay rules and state-dict
@@ -99,7 +102,7 @@ class MixLinear(nn.Module):
     """
 
     def __init__(self, linear: nn.Linear, p: float, target: torch.Tensor | None = None) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not Linear's, which would draw a weight of its own
         _check_mixout_p(p)
         self.in_features = linear.in_features
         self.out_features = linear.out_features
@@ -139,7 +142,8 @@ def apply_mixout(model: nn.Module, p: float) -> int:
     to 0 so a model rebuilt from the config agrees.  Returns the number of replaced layers.
     """
     _check_mixout_p(p)
-    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    targets = [(name, m) for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and not isinstance(m, MixLinear)]  # applied twice: mixed once
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
