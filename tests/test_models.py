@@ -350,3 +350,16 @@ def test_a_hub_mirror_is_probed_on_its_own_port(monkeypatch):
             assert not profiles.hub_reachable()
         finally:
             profiles.hub_reachable.cache_clear()
+
+
+def test_the_recipe_dropout_replaces_a_classifier_dropout_the_checkpoint_sets(tmp_path):
+    import json
+
+    import torch
+
+    path = models.build_tiny_bert(tmp_path / "bert")
+    config = json.loads((path / "config.json").read_text())
+    config["classifier_dropout"] = 0.3
+    (path / "config.json").write_text(json.dumps(config))
+    model = models.load_model(models.resolve(str(path)), 2, dropout=0.1)
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}

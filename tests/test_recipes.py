@@ -15,6 +15,14 @@ def test_presets_carry_the_papers_settings():
     assert default.bias_correction is False and default.checkpoint == "last" and default.precision == "fp32"
     assert stable == dataclasses.replace(default, name="mosbach-stable", bias_correction=True, epochs=20)
     assert ablation == dataclasses.replace(default, name="bert-default-bc", bias_correction=True)
+    # reference.md: RoBERTa wd 0.1, beta2 0.98, no clipping (else as BERT); ALBERT dropout 0, wd 0
+    for suffix, corrected in (("", False), ("-bc", True)):
+        roberta, albert = PRESETS[f"roberta-default{suffix}"], PRESETS[f"albert-default{suffix}"]
+        assert roberta.lr in (1e-5, 2e-5, 3e-5)
+        assert roberta == dataclasses.replace(default, name=roberta.name, lr=roberta.lr, weight_decay=0.1,
+                                              adam_beta2=0.98, grad_clip=None, bias_correction=corrected)
+        assert albert == dataclasses.replace(default, name=albert.name, dropout=0.0, weight_decay=0.0,
+                                             bias_correction=corrected)
 
 
 def test_hash_is_content_only_and_stable():

@@ -132,6 +132,20 @@ def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monk
     assert '"__float__": "NaN"' in result.to_json()
 
 
+def test_a_diverged_run_fails_even_where_its_dev_accuracy_is_perfect(tiny_model, monkeypatch):
+    """A NaN run's dev accuracy says nothing of it (its predictions are of NaN logits): it fails
+    by diverging, not by the accuracy it happens to score."""
+    from stabench import train
+    from stabench.result import fails
+
+    assert fails(0.5, 0.5, diverged=False) and not fails(0.5 + 1e-9, 0.5, diverged=False)  # at or below majority
+    assert fails(1.0, 0.5, diverged=True)
+    _nan_losses(monkeypatch, at=lambda step: step >= 2)
+    monkeypatch.setattr(train, "_predict", lambda model, encoded, *args, **kwargs: encoded.labels.clone())
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0))
+    assert result.diverged and result.metrics["accuracy"] == 1.0 and result.failed
+
+
 def test_the_last_step_is_traced_so_a_nan_there_makes_a_diverged_run(tiny_model, monkeypatch):
     """Divergence is checked at trace points; the last step is always one, so a run whose loss
     turns NaN after the last multiple of trace_every still counts as diverged."""
@@ -595,3 +609,94 @@ def test_gradient_clipping_bounds_what_the_optimizer_sees(tiny_model):
     assert (tiny - unclipped).abs().max().item() > 100 * bound
     # The trace records the norm before clipping, as the paper plots it: far above the clip.
     assert min(unclipped_result.trace["grad_norm_total"]) > 1e-6
+
+
+# --------------------------------------------------------------------------------------
+# What each optimizer step sees (mutation tests found these pinned only by the batched loop)
+# --------------------------------------------------------------------------------------
+def test_train_order_reshuffles_every_epoch_and_keeps_the_last_partial_batch():
+    from stabench.data import train_order
+
+    order = train_order(10, 9, 4, torch.Generator().manual_seed(0))  # batches of 4, 4, 2 per epoch, 3 epochs
+    assert [len(batch) for batch in order] == [4, 4, 2] * 3
+    epochs = [sum(order[i:i + 3], []) for i in (0, 3, 6)]
+    assert all(sorted(epoch) == list(range(10)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) == 3
+
+
+def test_the_run_seed_draws_the_data_order(tiny_model, monkeypatch):
+    from stabench import data as data_lib
+
+    orders, original = [], data_lib.train_order
+
+    def recording(*args, **kwargs):
+        orders.append(original(*args, **kwargs))
+        return orders[-1]
+
+    monkeypatch.setattr(data_lib, "train_order", recording)
+    recipe = get_recipe("bert-default", max_steps=4, trace_every=2)
+    for seed in (0, 0, 1):
+        fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=seed))
+    assert orders[0] == orders[1] and orders[0] != orders[2]
+
+
+def test_layer_gradient_norms_are_traced_before_clipping(tiny_model):
+    """reference.md: gradient norms were logged before clipping; a clip at 1e-10 would leave ~0."""
+    recipe = get_recipe("bert-default", max_steps=3, trace_every=1, grad_clip=1e-10, dropout=0.0)
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0))
+    layers, totals = result.trace["grad_norm"], result.trace["grad_norm_total"]
+    assert len(totals) == 3
+    for i, total in enumerate(totals):
+        assert total > 1e-6
+        assert math.sqrt(sum(norms[i] ** 2 for norms in layers.values())) == pytest.approx(total, rel=1e-4)
+
+
+def test_the_final_evaluation_is_on_the_dev_split(tiny_model):
+    result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=2), seed=0, train_size=64)
+    assert result.task["n_train"] == 64 and result.task["n_eval"] == 256
+    assert sum(result.prediction_counts.values()) == 256
+    assert sum(result.trace["eval"][-1]["prediction_counts"]) == 256
+
+
+def test_each_update_uses_the_scheduled_lr_and_the_globally_clipped_gradient(tiny_model, monkeypatch):
+    from stabench.optim import AdamW
+
+    seen, original = [], AdamW.step
+
+    def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"] if p.grad is not None]
+        seen.append((self.param_groups[0]["lr"],
+                     float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))))
+        return original(self, closure)
+
+    monkeypatch.setattr(AdamW, "step", step)
+    clip = 1e-3
+    recipe = get_recipe("bert-default", max_steps=10, warmup=0.1, lr=1e-3, trace_every=1, grad_clip=clip)
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0))
+    # one warmup step: the first update at lr 0, then the linear decay (10 - t) / 9 * lr to 0
+    assert [lr for lr, _ in seen] == pytest.approx([0.0] + [1e-3 * (10 - t) / 9 for t in range(1, 10)], abs=1e-12)
+    for (_, norm), total in zip(seen, result.trace["grad_norm_total"], strict=True):
+        assert norm == pytest.approx(min(total, clip), rel=1e-4)
+
+
+def test_each_update_sees_only_its_own_steps_gradient(tiny_model, monkeypatch):
+    """Losses zeroed after the first step leave zero gradients, unless an old one is kept."""
+    from stabench.optim import AdamW
+
+    seen, original_step = [], AdamW.step
+    original_loss, calls = torch.nn.CrossEntropyLoss.forward, {"n": 0}
+
+    def step(self, closure=None):
+        seen.append(sum(float(p.grad.abs().sum()) for group in self.param_groups for p in group["params"]
+                        if p.grad is not None))
+        return original_step(self, closure)
+
+    def zeroed(self, logits, labels):
+        calls["n"] += 1
+        loss = original_loss(self, logits, labels)
+        return loss * 0.0 if calls["n"] >= 2 else loss
+
+    monkeypatch.setattr(AdamW, "step", step)
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", zeroed)
+    fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=3, trace_every=1), seed=0))
+    assert seen[0] > 0 and seen[1:] == [0.0, 0.0]
