@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -98,27 +99,45 @@ def option(config: pytest.Config, name: str) -> Any:
     return value
 
 
+def _given_by(config: pytest.Config, name: str) -> str:
+    """Where an option's value comes from: "option" (--stabench-NAME, or nowhere: its default),
+    "-o" (pytest's -o/--override-ini) or "ini" (the ini file)."""
+    key = "stabench_" + name.replace("-", "_")
+    if config.getoption(key) is not None:
+        return "option"
+    if any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ()):
+        return "-o"
+    if config.inipath is None:
+        return "option"
+    try:
+        return "ini" if config.getini(key) not in ("", None) else "option"
+    except (TypeError, ValueError, pytest.UsageError):  # a value of the wrong type is there
+        return "ini"
+
+
 def _from_ini(config: pytest.Config, name: str) -> bool:
     """Whether an option's value comes from the ini file, not the command line."""
-    return config.getoption("stabench_" + name.replace("-", "_")) is None and config.inipath is not None
+    return _given_by(config, name) == "ini"
 
 
 def _named(config: pytest.Config, name: str, value: str | None = None) -> str:
-    """How an option was given, for its messages: ``--stabench-gate`` or the ini file's
-    ``stabench_gate``; with ``value``, ``--stabench-tag=base`` or ``stabench_tag=base in tox.ini``."""
-    given = "" if value is None else f"={value}"
-    if _from_ini(config, name):
-        return f"stabench_{name.replace('-', '_')}{given} in {config.inipath.name}"
-    return f"--stabench-{name}{given}"
+    """How an option was given, for its messages: ``--stabench-gate``, ``-o stabench_gate`` or the
+    ini file's ``stabench_gate``; with ``value``, ``--stabench-tag=base`` or ``stabench_tag=base in
+    tox.ini``."""
+    given, key = "" if value is None else f"={value}", f"stabench_{name.replace('-', '_')}"
+    by = _given_by(config, name)
+    if by == "ini":
+        return f"{key}{given} in {config.inipath.name}"
+    return f"-o {key}{given}" if by == "-o" else f"--stabench-{name}{given}"
 
 
 def _recipe_overrides(config: pytest.Config) -> dict:
     """--stabench-set as typed recipe fields."""
-    from .recipes import Recipe, parse_overrides
-
     text = option(config, "set")
     if not text:
         return {}
+    from .recipes import Recipe, parse_overrides
+
     try:
         overrides = parse_overrides([text])
         Recipe().replace(**overrides)  # validates the values too
@@ -132,18 +151,13 @@ def _check_options(config: pytest.Config) -> list | None:
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
-    from .environment import check_count, check_gpu_ids, resolve_device
-    from .gate import load_source, parse_limits, reads_store, stored_values_hint
-    from .report import check_plot_format
-    from .store import check_tag
-
-    checks = [("device", lambda text: resolve_device(text or "auto")), ("gate", parse_limits),
-              ("cpu-threads", check_count), ("workers-per-gpu", check_count),
-              ("tag", lambda text: text is None or check_tag(text)),
-              ("plot-format", check_plot_format),
-              ("recompute", lambda flag: None)]  # read once now: a bad ini value is refused before any item runs
+    checks = [("device", _checker("environment", "resolve_device")), ("gate", _checker("gate", "parse_limits")),
+              ("cpu-threads", _checker("environment", "check_count")),
+              ("workers-per-gpu", _checker("environment", "check_count")), ("tag", _checker("store", "check_tag")),
+              ("plot-format", _checker("report", "check_plot_format"))]
+    option(config, "recompute")  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
-        checks.append(("gpus", check_gpu_ids))
+        checks.append(("gpus", _checker("environment", "check_gpu_ids")))
     if _names_one_gpu(option(config, "device")):
         for name in ("gpus", "workers-per-gpu"):
             if option(config, name):
@@ -158,10 +172,9 @@ def _check_options(config: pytest.Config) -> list | None:
             raise pytest.UsageError(f"{_named(config, name)}: {error}") from None
     if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
         _check_worker_count(config)
-        from .report import check_outputs
-        from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible, default_store_path
+        from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible
 
-        path = option(config, "store") or default_store_path(config.rootpath)
+        path = store_path(config)
         # A store named for this session (not the default, which every pytest run in the project
         # would open) that is no store stops it now; a missing one is made when a run is stored,
         # and one that cannot be written fails each run before it trains (stored runs still read).
@@ -175,10 +188,13 @@ def _check_options(config: pytest.Config) -> list | None:
                 check_folder_possible(Path(path).parent)
             except StoreError as error:
                 raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
-        try:
-            check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
-        except ValueError as error:
-            raise pytest.UsageError(str(error)) from None
+        if any(option(config, name) for name in ("md", "json", "plots")):
+            from .report import check_outputs
+
+            try:
+                check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
+            except ValueError as error:
+                raise pytest.UsageError(str(error)) from None
         store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", *SQLITE_SIDE_FILES)}
         for name in ("md", "json"):  # a store made during this session would be written over at its end
             if (report := option(config, name)) and (side := store_files.get(Path(report).resolve())) is not None:
@@ -193,6 +209,8 @@ def _check_options(config: pytest.Config) -> list | None:
             f"this session's runs with themselves and pass; tag them under another name, or tag them as "
             f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
     if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
+        from .gate import load_source, reads_store, stored_values_hint
+
         try:
             if reads_store(baseline):
                 if not Path(path).is_file():
@@ -216,6 +234,23 @@ def _check_options(config: pytest.Config) -> list | None:
             raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs{where}; {advice}")
         return runs
     return None
+
+
+def _checker(module: str, check: str) -> Callable[..., Any]:
+    """``stabench.<module>.<check>``, imported when an option is given: the plugin loads in every
+    pytest session of the environment, and torch and scipy take seconds to import."""
+    def run(value: Any) -> Any:
+        return None if value is None else getattr(importlib.import_module(f"stabench.{module}"), check)(value)
+
+    return run
+
+
+def store_path(config: pytest.Config) -> Path:
+    """The session's results store: --stabench-store (or its ini key), else $STABENCH_STORE, else
+    ``.stabench/results.sqlite`` under the rootdir."""
+    from .store import default_store_path
+
+    return Path(option(config, "store") or default_store_path(config.rootpath))
 
 
 def _store_named(config: pytest.Config) -> str:
@@ -283,7 +318,7 @@ class State:
 
             from .claims import Session
             from .environment import resolve_device
-            from .store import Store, default_store_path
+            from .store import Store
 
             device = resolve_device(option(self.config, "device") or "auto")
             # torch's own count (OMP_NUM_THREADS, the CPUs this process may use), shared by the workers:
@@ -293,7 +328,7 @@ class State:
                 previous = torch.get_num_threads()  # an in-process session (pytester) gives it back
                 torch.set_num_threads(threads)
                 self.config.add_cleanup(lambda: torch.set_num_threads(previous))
-            store = Store(option(self.config, "store") or default_store_path(self.config.rootpath))
+            store = Store(store_path(self.config))
             self.config.add_cleanup(store.close)
             self._session = Session(store=store, device=device, session_id=self.session_id,
                                     recompute=bool(option(self.config, "recompute")))
@@ -417,11 +452,11 @@ def _gpu_ids(requested: str | None) -> list[str]:
 
 
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
-    from .claims import seeds_from_text, seeds_of
-
     text = option(config, "seeds")
     if text is None:
         return None
+    from .claims import seeds_from_text, seeds_of
+
     try:
         seeds = seeds_of(seeds_from_text(text))
     except ValueError as error:
@@ -439,6 +474,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if STUDY_FIXTURE not in metafunc.fixturenames:
         pytest.fail(f"{metafunc.definition.name}: a stabench claim must take a 'study' argument, e.g. "
                     f"def {metafunc.definition.name}(study): ...", pytrace=False)  # a one-line collection error
+    if UNIT_FIXTURE not in metafunc.fixturenames:  # pytest's words: "function uses no argument 'stabench_unit'"
+        pytest.fail(f"{metafunc.definition.name}: a fixture named 'study' of your own (in a conftest or the test "
+                    f"file) hides stabench's, which a claim takes; rename yours", pytrace=False)
     _warn_of_untrained_parameters(metafunc)
     arms = list(marker.kwargs.get("arms") or {})
     from .claims import claim_seeds
@@ -483,14 +521,16 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Make claims selectable by name and interleave their seeds.
+    """Make claims selectable by name and, under xdist, interleave their seeds.
 
     Task, recipe and model names become keywords, so ``-k "rte and mosbach"`` selects claims
     (a seed item only its own arm's names).
-    Claim items are reordered among themselves (other tests keep their places): every claim's
-    first seed, then every claim's second seed, ..., verdicts last.  xdist hands workers
-    contiguous runs of items, so this spreads each claim's seeds over the workers, and the
-    verdicts start when most seeds are done.  The order is deterministic, as xdist requires.
+    On xdist workers, claim items are reordered among themselves (other tests keep their
+    places): every claim's first seed, then every claim's second seed, ..., verdicts last.
+    xdist hands workers contiguous runs of items, so this spreads each claim's seeds over the
+    workers, and the verdicts start when most seeds are done.  The order is deterministic, as
+    xdist requires.  One process keeps pytest's order (each claim's seeds, then its verdict),
+    so a module's items stay together and its module-scoped fixtures are set up once.
     """
     state = config.stash[_STATE]
     positions, claim_items = [], []
@@ -510,8 +550,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         rank = 0 if unit == VERDICT else spec.seeds.index(unit[1])
         positions.append(index)
         claim_items.append(((unit == VERDICT, rank, index), item))
-    for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
-        items[position] = item
+    if _is_worker(config):
+        for position, (_, item) in zip(positions, sorted(claim_items, key=lambda pair: pair[0])):
+            items[position] = item
     if claim_items and (reporter := config.pluginmanager.get_plugin("stabench-reporter")):
         reporter.watch()
 
@@ -569,8 +610,11 @@ def stabench_session(request):
 
 
 @pytest.fixture
-def study(stabench_unit):
+def study(stabench_unit, request):
     """The claim's study; filled in by the plugin when the verdict item runs."""
+    if request.node.get_closest_marker("stabench") is None:  # else the test would get None
+        pytest.fail(f"{request.node.name} takes 'study', which stabench gives to claims only; put "
+                    f"@stabench.claim(...) above it", pytrace=False)
     return None
 
 
@@ -1096,7 +1140,7 @@ class Reporter:
         by_seeds, by_verdicts = self.trained_runs()
         read = len((self.claim_keys() | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
         return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
-                f"{len(by_verdicts)} by verdicts); {read} read from the store")
+                f"{len(by_verdicts)} by verdicts); {read} read from the store ({store_path(self.config).resolve()})")
 
     def no_claim_why(self) -> str:
         """What a report without claims says: seed items alone (-m "not stabench_verdict") ran runs."""
@@ -1207,10 +1251,8 @@ class Reporter:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.watching and not self.interrupted:  # every worker is done with this session's attempt files
             from .claims import clear_attempts
-            from .store import default_store_path
 
-            clear_attempts(option(self.config, "store") or default_store_path(self.config.rootpath),
-                           self.config.stash[_STATE].session_id)
+            clear_attempts(store_path(self.config), self.config.stash[_STATE].session_id)
 
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return
@@ -1268,7 +1310,7 @@ class Reporter:
         from .analysis import example_runs
         from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
         from .report import check_plot_format
-        from .store import Store, default_store_path
+        from .store import Store
 
         fmt = check_plot_format(option(self.config, "plot-format"))
         claims: dict[str, list[dict]] = {}
@@ -1276,7 +1318,7 @@ class Reporter:
             if row.get("keys"):  # not skipped, nor a study that could not be gathered
                 claims.setdefault(row["claim"], []).append(row)
         written = set()
-        with Store(option(self.config, "store") or default_store_path(self.config.rootpath)) as store:
+        with Store(store_path(self.config)) as store:
             for claim, arms in claims.items():
                 # the file's path too, always: a name that depended on what else ran would move
                 name = file_stem(claim.replace(".py::", "-").replace("::", "-"))

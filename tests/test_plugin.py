@@ -98,14 +98,54 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
             assert produced["stacks"] == [{name: stored[0].environment[name] for name in produced["stacks"][0]}]
             assert {"python", "torch", "transformers", "datasets", "cuda", "device_name"} <= set(produced["stacks"][0])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
-                                "store", "stabench wrote r.json, figs (9 files)"])  # where each report went
+                                "store (*/s.sqlite)", "stabench wrote r.json, figs (9 files)"])  # where each report went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
-                                        "the store"])  # it used to say 0: no seed item had reported
+                                        "the store (*/s.sqlite)"])  # it used to say 0: no seed item had reported
     recomputed = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-recompute")
     recomputed.stdout.fnmatch_lines(["runs: 4 trained this session (4 by seed items, 0 by verdicts); 0 read from the "
-                                     "store"])
+                                     "store (*/s.sqlite)"])
     assert not list((suite.path / "attempts").glob("*.json"))  # the session's markers go with it
+
+
+def test_a_session_without_claims_imports_neither_torch_nor_scipy(pytester):
+    """The plugin loads in every pytest session of the environment: seconds of imports are paid by
+    claims only."""
+    pytester.makepyfile(test_plain="""
+import sys
+
+def test_plain():
+    assert "stabench.plugin" in sys.modules
+    assert not {"torch", "scipy.stats", "transformers"} & set(sys.modules)
+""")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_one_process_keeps_each_module_together_so_its_module_fixture_is_set_up_once(pytester, tiny_model):
+    """Claims' seeds interleaved across files (xdist's spreading) set a module fixture up per visit."""
+    module = f"""
+import pytest
+import stabench
+
+@pytest.fixture(scope="module")
+def opened():
+    with open("setups.txt", "a") as log:
+        log.write(__name__ + "\\n")
+
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=2)
+def test_claim(study, opened):
+    assert study.n == 2
+
+def test_plain(opened):
+    pass
+"""
+    pytester.makepyfile(test_one=module, test_two=module)
+    listed = _run(pytester, "--co", "-q").stdout.lines
+    assert [line for line in listed if "::" in line] == [
+        f"test_{name}.py::{test}" for name in ("one", "two")
+        for test in ("test_claim[seed0]", "test_claim[seed1]", "test_claim[verdict]", "test_plain")]
+    _run(pytester, "--stabench-store=s.sqlite").assert_outcomes(passed=8)
+    assert (pytester.path / "setups.txt").read_text().split() == ["test_one", "test_two"]
 
 
 def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
@@ -114,7 +154,7 @@ def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
     parallel.assert_outcomes(passed=9, failed=2)
     # The workers' counts reach the controller; which items trained a run depends on the scheduling.
     parallel.stdout.fnmatch_lines(["runs: 6 trained this session (* by seed items, * by verdicts); 0 read from the "
-                                   "store"])
+                                   "store (*/parallel.sqlite)"])
     serial, par = _report(suite.path / "serial.json"), _report(suite.path / "parallel.json")
 
     def table(report):
@@ -286,6 +326,17 @@ def test_a_bad_ini_value_is_named_as_the_ini_file_has_it(suite, ini, message):
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
 
 
+def test_a_bad_value_given_by_dash_o_or_a_default_beside_an_ini_file_is_not_blamed_on_the_file(suite):
+    """Both were named as the ini file's keys, which did not hold them."""
+    suite.makeini("[pytest]\nstabench_store = s.sqlite\n")
+    overridden = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-o", "stabench_seeds=bogus")
+    assert overridden.ret == pytest.ExitCode.USAGE_ERROR
+    overridden.stderr.fnmatch_lines(["ERROR: -o stabench_seeds: seeds 'bogus' are invalid; *"])
+    figure = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "--stabench-plots=figs/x.png")
+    figure.stderr.fnmatch_lines(["ERROR: --stabench-plots 'figs/x.png' looks like a figure's file name; expected a "
+                                 "folder for the figures (their format: --stabench-plot-format png)"])
+
+
 def test_a_baseline_from_the_ini_file_that_is_the_tag_says_how_to_turn_it_off(suite):
     """Every later session stopped on the clash, with no word of where the baseline came from."""
     from stabench.store import Store
@@ -324,7 +375,7 @@ def test_mine_by_name(study):
     pytester.path.joinpath("fast.json").write_text('{"max_steps": 4}')
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["runs: 1 trained this session *; 0 read from the store"])  # one recipe content
+    result.stdout.fnmatch_lines(["runs: 1 trained this session *; 0 read from the store (*/s.sqlite)"])  # one recipe content
 
     def refuse(constant):
         raise AssertionError(f"not strict JSON: {constant}")
@@ -1273,7 +1324,8 @@ def test_a_session_of_seed_items_only_reports_the_runs_it_made(suite):
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "-m", "not stabench_verdict",
                   "--stabench-md=r.md")
     seeds = result.parseoutcomes()["passed"]
-    line = f"runs: {seeds} trained this session ({seeds} by seed items, 0 by verdicts); 0 read from the store"
+    line = (f"runs: {seeds} trained this session ({seeds} by seed items, 0 by verdicts); 0 read from the store "
+            f"({(suite.path / 's.sqlite').resolve()})")
     result.stdout.fnmatch_lines([f"stabench {line}"])
     assert (suite.path / "r.md").read_text() == (f"## stabench claims\n\nNo claim's verdict ran: only seed items "
                                                   f"were selected ({line}; the JSON report lists them).\n")
@@ -1388,6 +1440,33 @@ def test_forgot(tmp_path):
     assert "_hooks.py" not in result.stdout.str() and "Traceback" not in result.stdout.str()
 
 
+def test_a_study_fixture_of_ones_own_and_a_study_without_a_claim_are_each_one_line(pytester, tiny_model):
+    """pytest said "function uses no argument 'stabench_unit'" of the first; the second got None."""
+    pytester.makepyfile(test_mixed=f'''
+import pytest
+import stabench
+
+@pytest.fixture
+def study():
+    return "an optuna study"
+
+@stabench.claim(task="polarity", model={tiny_model!r}, recipe="bert-default", seeds=1)
+def test_claim(study):
+    pass
+''', test_unmarked="""
+def test_forgot(study):
+    assert study
+""")
+    result = _run(pytester, "--collect-only", "test_mixed.py")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["test_claim: a fixture named 'study' of your own (in a conftest or the test file) "
+                                 "hides stabench's, which a claim takes; rename yours"])
+    unmarked = _run(pytester, "test_unmarked.py")
+    unmarked.assert_outcomes(errors=1)
+    unmarked.stdout.fnmatch_lines(["test_forgot takes 'study', which stabench gives to claims only; put "
+                                   "@stabench.claim(...) above it"])
+
+
 def test_a_claim_with_published_numbers_shows_them_in_a_paper_column(pytester, tiny_model):
     pytester.makepyfile(test_reference=f'''
 import stabench
@@ -1477,7 +1556,7 @@ def test_flaky(study):
     keys = _report(pytester.path / "r.json")["trained"]
     assert [len(keys["by_seed_items"]), len(keys["by_verdicts"])] == ([0, 2] if selected else [2, 0])
     assert "first attempt fails" not in (pytester.path / "r.md").read_text()
-    result.stdout.fnmatch_lines([f"runs: 2 trained this session ({trained}); 0 read from the store"])
+    result.stdout.fnmatch_lines([f"runs: 2 trained this session ({trained}); 0 read from the store (*/s.sqlite)"])
 
 
 def test_runs_a_verdict_trained_before_it_failed_are_counted_as_trained(suite, monkeypatch):
@@ -1498,7 +1577,7 @@ def test_runs_a_verdict_trained_before_it_failed_are_counted_as_trained(suite, m
     with contextlib.closing(sqlite3.connect(suite.path / "s.sqlite")) as conn:
         assert conn.execute("SELECT seed FROM runs").fetchall() == [(0,)]
     result.stdout.fnmatch_lines(["runs: 1 trained this session (0 by seed items, 1 by verdicts); 0 read from the "
-                                 "store"])
+                                 "store (*/s.sqlite)"])
 
 
 def test_runs_a_verdict_trained_before_ctrl_c_are_counted(suite):
