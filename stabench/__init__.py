@@ -6,6 +6,7 @@ transformers costs seconds that a session without claims should not pay.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 _EXPORTS = {
     "claim": "claims", "check_claim": "claims", "study": "claims", "Study": "claims", "StudySet": "claims",
@@ -21,9 +22,12 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'stabench' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    """A lazy name, or a module of the package: ``stabench.claims.Study`` right after ``import stabench``."""
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    if name in {module.name for module in pkgutil.iter_modules(__path__)}:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'stabench' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -27,6 +27,20 @@ def test_the_package_s_lazy_names_are_listed_for_tab_completion():
     assert set(stabench.__all__) <= set(names) and {"study", "run", "Store", "get_recipe"} <= set(names)
     assert all(getattr(stabench, name) is not None for name in stabench.__all__)
 
+
+def test_the_package_s_modules_are_reached_right_after_import_stabench():
+    """README's `stabench.claims.Study(...)` and `stabench.exchange.run_table(...)` in a fresh
+    interpreter, where nothing has imported those modules yet."""
+    import subprocess
+    import sys
+
+    code = ("import stabench, sys; assert 'stabench.claims' not in sys.modules; "
+            "print(stabench.claims.Study.__name__, stabench.exchange.run_table.__name__); stabench.nosuch")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["Study", "run_table"]
+    assert done.stderr.strip().endswith("AttributeError: module 'stabench' has no attribute 'nosuch'")
+
+
 def test_end_to_end_run_of_the_tiny_model(tiny_model):
     result = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0)
     assert result.steps == 12 and len(result.trace["loss"]) == 12
