@@ -28,7 +28,7 @@ from .result import RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import smallest_split_p, summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, DamagedRunsLeftOut, Store, StoreError, check_tag, default_store_path
-from .tasks import get_task, local_task, task_names
+from .tasks import did_you_mean, get_task, local_task, task_names
 
 
 def _task_from_args(args: argparse.Namespace):
@@ -42,8 +42,9 @@ def _task_from_args(args: argparse.Namespace):
         return local_task(args.task, args.train_file, args.eval_file, args.text_columns, args.label_column or "label",
                           **metrics)
     if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
-        raise ValueError(f"unknown task {args.task!r}; known tasks: {', '.join(task_names())}; a local task needs "
-                         f"--train-file, --eval-file and --text-columns, or --import of the module that registers it")
+        raise ValueError(f"unknown task {args.task!r}{did_you_mean(args.task)}; known tasks: "
+                         f"{', '.join(task_names())}; a local task needs --train-file, --eval-file and --text-columns, or --import of the module "
+                         f"that registers it")
     for flag, value, own in (("--metrics", args.metrics, "metrics"), ("--text-columns", args.text_columns, "columns"),
                              ("--label-column", args.label_column, "columns")):
         if value:

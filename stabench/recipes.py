@@ -379,7 +379,10 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
     fields.pop(HOOK_FINGERPRINT, None)  # a stored run's recipe saved as a file: its hook is the one registered now
     preset = fields.pop("preset", None)
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}; known presets: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(str(preset), list(PRESETS), n=1)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"recipe file {str(path)!r}: unknown preset {preset!r}{meant}; known presets: "
+                         f"{', '.join(PRESETS)}")
     base = PRESETS[preset] if preset is not None else Recipe()
     name = fields.pop("name", None)
     name = path.stem if name is None else name

@@ -196,6 +196,12 @@ def _differences(old: Task, new: Task) -> str:
     return f", with {'; '.join(named)}" if named else ""
 
 
+def did_you_mean(name: str) -> str:
+    """`` (did you mean 'rte'?)`` for a misspelt task name, else ''."""
+    close = difflib.get_close_matches(name, sorted(_REGISTRY), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def get_task(name: str | Task) -> Task:
     if isinstance(name, Task):
         return name
@@ -203,8 +209,9 @@ def get_task(name: str | Task) -> Task:
         raise ValueError(f"task={name!r} is invalid; expected a task name ({', '.join(sorted(_REGISTRY))}) or a "
                          f"stabench.local_task(...)")
     if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))} (a Task from "
-                         f"stabench.local_task or Task(...) is known by its name once used: pass the Task itself)")
+        raise ValueError(f"unknown task {name!r}{did_you_mean(name)}; known tasks: {', '.join(sorted(_REGISTRY))} (a "
+                         f"Task from stabench.local_task or Task(...) is known by its name once used: pass the Task "
+                         f"itself)")
     return _REGISTRY[name]
 
 

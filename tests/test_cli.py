@@ -362,7 +362,8 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     (["compare", "env:transformers=9.9,cpu_threads=3", "store"], "baseline 'env:transformers=9.9,cpu_threads=3' "
      "holds no runs (stored transformers values: none; stored cpu_threads values: none)"),
     (["runs", "--recipe-hash", "zzzz"], "no stored run matches recipe_hash=zzzz (stored recipe hashes: none)"),
-    (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors'; known tasks: cola, mrpc, polarity, qnli, "
+    (["run", "--task", "colors", "--seeds", "0"], "unknown task 'colors' (did you mean 'cola'?); known tasks: cola, "
+                                                  "mrpc, polarity, qnli, "
                                                   "rte, same-number, sst2; a local task needs --train-file, "
                                                   "--eval-file and --text-columns, or --import of the module that "
                                                   "registers it"),

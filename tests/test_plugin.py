@@ -433,7 +433,7 @@ def test_unseen(study):
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(task="same-numbr"), "unknown task 'same-numbr'; known tasks: "),
+    (dict(task="same-numbr"), "unknown task 'same-numbr' (did you mean 'same-number'?); known tasks: "),
     (dict(recipe="bert-defualt"), "unknown recipe 'bert-defualt' (did you mean 'bert-default'?); known recipes: "
                                   "bert-default, "),
     (dict(arms={"a": {"recipe": "mosbach-stabel"}}), "unknown recipe 'mosbach-stabel'"),
@@ -574,7 +574,7 @@ def test_a_misspelt_model_from_parametrize_fails_its_items_instead_of_skipping_t
 @pytest.mark.parametrize("name, good, bad, message", [
     ("recipe", 'stabench.get_recipe("bert-default", max_steps=2)', '"bert-defualt"',
      "unknown recipe 'bert-defualt' (did you mean 'bert-default'?); known recipes"),
-    ("task", '"polarity"', '"polarty"', "unknown task 'polarty'; known tasks"),
+    ("task", '"polarity"', '"polarty"', "unknown task 'polarty' (did you mean 'polarity'?); known tasks"),
     ("model", "MODEL", '"MiniLM-L6"', "unknown model 'MiniLM-L6'; did you mean 'minilm-l6'?"),  # not a skip
 ])
 def test_a_bad_parametrize_value_fails_only_its_own_items_with_one_line(pytester, tiny_model, name, good, bad,

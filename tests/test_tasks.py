@@ -297,7 +297,7 @@ def test_unknown_task_lists_the_known_ones_and_says_to_pass_a_task_not_used_yet(
     import stabench
     from stabench.tasks import registered_name
 
-    with pytest.raises(ValueError, match="unknown task 'rtee'; known tasks: .*rte"):
+    with pytest.raises(ValueError, match=r"unknown task 'rtee' \(did you mean 'rte'\?\); known tasks: .*rte"):
         load_task_data("rtee")
     _write(tmp_path / "train.csv", [{"text": f"t{i}", "label": i % 2} for i in range(4)], "csv")
     reviews = local_task("reviews", tmp_path / "train.csv", tmp_path / "train.csv", "text")
