@@ -591,9 +591,10 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     kept nowhere and a :class:`StudyNotStored` warning says so."""
     from .train import RunNotStored, run_or_read, script_store
 
-    recipe, name = get_recipe(recipe), registered_name(task)  # a clash of task names fails before any training
-    seeds = seed_spec(seeds, "study ")
     store = script_store(store)
+    name = registered_name(task)  # a clash of task names fails before any training
+    recipe = _study_recipe(recipe, name, model, store)
+    seeds = seed_spec(seeds, "study ")
     if store is None and train:
         warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
                       "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",
@@ -622,6 +623,27 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
         raise ValueError(f"seeds {seed_ranges(missing)} of {name} / {model} / {recipe.name} are not stored: {why}; "
                          f"or train=True trains them")
     return Study(Arm(recipe.name, name, model, recipe, train_size, subsample_seed), runs, trained_here)
+
+
+def _study_recipe(recipe: str | Recipe, task: str, model: str, store) -> Recipe:
+    """``recipe`` as get_recipe takes it, or the name of a recipe whose runs ``store`` holds (a
+    claim file's own, ``get_recipe(..., name="mine@2e-4")``), as the CLI's ``--recipe`` takes it."""
+    try:
+        return get_recipe(recipe)
+    except ValueError as error:
+        unknown = error
+        if not (isinstance(recipe, str) and str(error).startswith("unknown recipe") and store is not None):
+            raise
+    if isinstance(store, Store):
+        stored = store.recipe_named(recipe, task, stored_name(model))
+    elif Path(store).is_file():
+        with Store(store, must_exist=True) as opened:
+            stored = opened.recipe_named(recipe, task, stored_name(model))
+    else:
+        stored = None
+    if stored is None:
+        raise unknown
+    return stored
 
 
 def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[int] | str | None = None,

@@ -147,20 +147,10 @@ def _recipe_from_args(args: argparse.Namespace, store_path: Path | None, task: s
         if store_path is None or not store_path.is_file() or not str(error).startswith("unknown recipe"):
             raise
         with Store(store_path, must_exist=True) as store:
-            named = [run for run in store.query(recipe=args.recipe, traces=False) if args.recipe in run.recipe_names]
-        study = (task, stored_name(args.model))
-        here = [run for run in named if (run.task["name"], run.model["name"]) == study]
-        stored = {run.recipe_hash: run.recipe for run in here or named}
-        if len(stored) > 1:
-            hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
-            raise ValueError(f"recipe name {args.recipe!r} is ambiguous: the store holds {len(stored)} recipes under "
-                             f"it{f' on {task} / {args.model}' if here else ''} (recipe hashes {hashes}, as "
-                             f"`stabench runs --recipe {args.recipe}` lists them); give the one to run as a recipe "
-                             f"file (.json) of its fields") from None
-        if not stored:
+            stored = store.recipe_named(args.recipe, task, stored_name(args.model))
+        if stored is None:
             raise
-        # under the name asked for, which may be another name (alias) of the stored runs
-        return Recipe.from_dict(next(iter(stored.values()))).replace(name=args.recipe).replace(**overrides)
+        return stored.replace(**overrides)
 
 
 def _store_path(args: argparse.Namespace, project: ProjectSettings | None = None) -> Path:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
-from .recipes import canonical_name, overrides_error
+from .recipes import Recipe, canonical_name, overrides_error
 from .result import NewerRecord, RunResult, folder_name, key_of_record, run_key
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
@@ -767,6 +767,21 @@ class Store:
             return sorted({row[0][:SHORT_HASH] for row in rows})
         missing = "full" if filter_name == "train_size" else "none"
         return sorted(missing if row[0] is None else str(row[0]) for row in rows)
+
+    def recipe_named(self, name: str, task: str | None = None, model: str | None = None) -> Recipe | None:
+        """The recipe whose runs the store holds under ``name`` (their first name or an alias, as a
+        claim file's ``get_recipe(..., name="mine@2e-4")`` gave it), named ``name``: the runs of
+        ``task`` and ``model`` (its stored name) count first.  None when no run has the name; an
+        error when its runs hold several recipes."""
+        named = [run for run in self.query(recipe=name, traces=False) if name in run.recipe_names]
+        here = [run for run in named if (run.task["name"], run.model["name"]) == (task, model)]
+        stored = {run.recipe_hash: run.recipe for run in here or named}
+        if len(stored) > 1:
+            hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
+            raise ValueError(f"recipe name {name!r} is ambiguous: the store holds {len(stored)} recipes under it"
+                             f"{f' on {task} / {model}' if here else ''} (recipe hashes {hashes}, as `stabench runs "
+                             f"--recipe {name}` lists them); give the one meant as a recipe file (.json) of its fields")
+        return Recipe.from_dict(next(iter(stored.values()))).replace(name=name) if stored else None
 
     def query(self, task: Any = None, model: str | None = None, recipe: Any = None,
               seed: int | Iterable[int] | None = None, tag: str | None = None,

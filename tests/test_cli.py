@@ -289,6 +289,7 @@ def test_reports_replace_earlier_reports_but_never_the_store_or_a_data_file(tiny
 def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_model, capsys):
     """``runs --recipe`` and ``summary --recipe`` took a claim's own recipe name; ``run`` said unknown."""
     import stabench
+    from stabench.models import stored_name
 
     mine = stabench.get_recipe("bert-default", max_steps=4, lr=2e-4, name="mine@2e-4")
     stabench.run("polarity", tiny_model, mine, 0, device="cpu")  # the store of $STABENCH_STORE, as a claim's
@@ -310,8 +311,8 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     err = " ".join(capsys.readouterr().err.split())
     hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
     assert err == (f"error: recipe name 'mine@2e-4' is ambiguous: the store holds 2 recipes under it on polarity / "
-                   f"{tiny_model} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists them); give the "
-                   f"one to run as a recipe file (.json) of its fields")
+                   f"{stored_name(tiny_model)} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists them); give the "
+                   f"one meant as a recipe file (.json) of its fields")
     assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
     assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
 

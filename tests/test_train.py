@@ -714,3 +714,19 @@ def test_each_update_sees_only_its_own_steps_gradient(tiny_model, monkeypatch):
     monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", zeroed)
     fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=3, trace_every=1), seed=0))
     assert seen[0] > 0 and seen[1:] == [0.0, 0.0]
+
+
+def test_a_script_reads_a_study_by_the_name_of_a_recipe_whose_runs_are_stored(tiny_model, tmp_path):
+    """The CLI's --recipe took a claim file's own recipe name; stabench.study said unknown."""
+    mine = get_recipe("bert-default", max_steps=2, name="mine@2e-3", lr=2e-3)
+    store = tmp_path / "s.sqlite"
+    trained = stabench.study(BUILTIN_PAIR_TASK, tiny_model, mine, 2, store=store, cpu_threads=1)
+    read = stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-3", 2, store=store, cpu_threads=1, train=False)
+    assert read.arm.recipe == mine and [r.key for r in read.results] == [r.key for r in trained.results]
+    with stabench.Store(store) as opened:  # an open store does as well
+        assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-3", 2, store=opened, cpu_threads=1,
+                              train=False).results == trained.results
+    with pytest.raises(ValueError, match=r"^unknown recipe 'mine@2e-4'"):
+        stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-4", 2, store=store, cpu_threads=1, train=False)
+    with pytest.raises(ValueError, match=r"^unknown recipe 'mine@2e-3'"):  # a name only a store knows
+        stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-3", 2, store=tmp_path / "other.sqlite", cpu_threads=1)
