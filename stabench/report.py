@@ -316,7 +316,7 @@ def skipped_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             for requirement in c["missing"]:
                 needed_by.setdefault(requirement, []).append(c["claim"])
     total = sum(1 for c in claims if c["verdict"] == "skipped")
-    return [{"missing": requirement,
+    return [{"why skipped": requirement,
              "claims": f"all {total}" if len(names) == total else f"{len(names)}: {compact_names(names)}"}
             for requirement, names in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
 

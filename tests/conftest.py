@@ -9,8 +9,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 # Imported here, before any in-process pytest session: pytester drops the modules such a session
-# imported, and a second import of datasets fails (pyarrow keeps its extension types per process).
+# imported, and a second import fails (pyarrow keeps its extension types per process, and numpy's
+# fft extension, which scipy.stats imports, loads once per process).  The plugin imports neither
+# for a session without claims.
 importlib.import_module("datasets")
+importlib.import_module("scipy.stats")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -24,7 +24,7 @@ def test_paper_claims_are_collected_and_skip_with_the_reason(pytester):
     skipped = pytester.runpytest_inprocess(str(SUITE), "-p", "no:cacheprovider", f"--rootdir={pytester.path}",
                                            "--stabench-store=s.sqlite", "-k", "table1 and verdict", "-rs")
     skipped.assert_outcomes(skipped=4)
-    skipped.stdout.fnmatch_lines(["*4 claim(s) skipped*",
+    skipped.stdout.fnmatch_lines(["*4 claim(s) skipped*", "*why skipped*claims*",
                                   "*a CUDA GPU (paper-scale claim*all 4*",  # one row per requirement
                                   "*dataset nyu-mll/glue/rte*2: test_table1_default_recipe_fails_often_on_rte, "
                                   "test_table1_stable_baseline_never_fails_and_varies_less[[]rte[]]*",
