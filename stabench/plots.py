@@ -38,14 +38,16 @@ def save_figure(figure: Figure, path) -> Path:
 
 def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunResult], path, title: str,
                metric: str | None = None) -> Path:
-    """Box plot of each label's scores (runs, or a Study) in ``metric`` (default: the runs'
+    """Box plot of each label's dev scores (runs, or a Study) in ``metric`` (default: the runs'
     headline metric) with every seed drawn on top, so collapsed runs stay visible.  One Study or
-    list of runs is one box, and a box holds runs of one task and data set.
+    list of runs is one box, and a box holds runs of one task and data set; a label with fewer
+    than ``MIN_BOX_RUNS`` runs gets its points only (quartiles of three runs mean nothing).
+    Each label says how many runs it has.
 
     Failed runs (as stored with each run: dev accuracy at or below the majority class) are red
-    crosses. The dashed majority-class line is drawn only on an accuracy axis (on an F1 or MCC
-    axis it would sit at a meaningless height): across the plot where every box has the same
-    majority accuracy, else over each box at its own.
+    crosses, the legend says so. The dashed majority-class line is drawn only on an accuracy axis
+    (on an F1 or MCC axis it would sit at a meaningless height): across the plot where every box
+    has the same majority accuracy, else over each box at its own.
     """
     _check_not_a_path(runs_by_label, "plot_study")
     if not isinstance(runs_by_label, Mapping):  # one Study, or one list of runs: one box
@@ -67,7 +69,9 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     figure = agg_figure(figsize=(max(4.0, 1.4 * len(labels) + 2), 4.5))
     axes = figure.subplots()
     scores = [np.asarray([r.metrics[metric] for r in runs_by_label[label]], dtype=float) for label in labels]
-    axes.boxplot(scores, positions=positions, widths=0.5, showfliers=False)
+    boxed = [i for i, values in enumerate(scores) if values.size >= MIN_BOX_RUNS]
+    if boxed:
+        axes.boxplot([scores[i] for i in boxed], positions=positions[boxed], widths=0.5, showfliers=False)
     shown = np.concatenate(scores)
     close = 0.02 * float(np.ptp(shown[np.isfinite(shown)])) if np.isfinite(shown).any() else 0.0
     for position, label, values in zip(positions, labels, scores):
@@ -85,14 +89,23 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
             axes.hlines(list(majorities.values()), [p - 0.35 for p in majorities], [p + 0.35 for p in majorities],
                         linestyles="--", colors="grey", linewidth=1,
                         label=f"majority class, per box ({low:.3g} to {high:.3g})")
-        axes.legend(loc="best", fontsize="small")
+    failed = [r.failed for runs in runs_by_label.values() for r in runs]
+    for kind, marker, colour, present in (("successful run", "o", "tab:blue", not all(failed)),
+                                          ("failed run", "x", "tab:red", any(failed))):
+        if present:  # a legend entry of its own, not one of the boxes' points
+            axes.plot([], [], linestyle="none", marker=marker, color=colour, label=kind)
+    axes.legend(loc="best", fontsize="small")
     crowded = len(labels) > 4 or sum(map(len, labels)) > 60  # long recipe names would run into each other
-    axes.set_xticks(positions, labels, rotation=20 if crowded else 0, ha="right" if crowded else "center",
+    ticks = [f"{label}\n(n={values.size})" for label, values in zip(labels, scores)]
+    axes.set_xticks(positions, ticks, rotation=20 if crowded else 0, ha="right" if crowded else "center",
                     rotation_mode="anchor")  # a slanted label ends under its box
-    axes.set_ylabel(metric)
+    axes.set_ylabel(f"dev {metric}")
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
+
+
+MIN_BOX_RUNS = 5  # fewer runs are drawn as points alone
 
 
 def _side_by_side(values: np.ndarray, close: float) -> np.ndarray:
@@ -293,6 +306,9 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
         top.axhline(majority, linestyle="--", color="grey", linewidth=1, label=f"majority class ({majority:.3g})")
     top.set_ylabel(f"dev {metric}")
     top.grid(alpha=0.3)
+    if all(len([e for e in (run.trace or {}).get("eval", []) if metric in e]) <= 1 for run in runs.values()):
+        top.text(0.02, 0.5, "one dev evaluation per run, at its end: set the recipe's eval_every for curves",
+                 transform=top.transAxes, fontsize="small", color="dimgray", va="center")
     _widened_for(figure, top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small"))
     if highest > 10 * lowest:
         bottom.set_yscale("log", nonpositive="mask")

@@ -1323,12 +1323,27 @@ class Reporter:
                 # the file's path too, always: a name that depended on what else ran would move
                 name = file_stem(claim.replace(".py::", "-").replace("::", "-"))
                 runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", claim))
+                title = f"{claim}\n{_studied(arms)}"
+                written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", title))
                 labelled = {}  # each arm's own examples: an intervention's traces beside the default's
                 for arm in arms:
                     who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
-                    labelled.update({f"seed {r.seed} {who} ({label})": r
+                    labelled.update({f"seed {r.seed} {who} ({label}, {r.primary_metric} {r.score:.3f})": r
                                      for label, r in example_runs(runs[arm["arm"]]).items()})
-                written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", claim))
-                written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", claim))
+                picked = ("each arm's failed run whose bottom layer lost the most gradient norm, and its successful "
+                          "run that lost the least")
+                written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}",
+                                                  f"{title}\n{picked}"))
+                written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", f"{title}\n{picked}"))
         return len(written)
+
+
+def _studied(arms: list[dict]) -> str:
+    """What a claim's figures show, under its name: task / model, and each arm's recipe and seeds."""
+    from .models import stored_name
+
+    what = " / ".join(sorted({str(arm["task"]) for arm in arms}) + sorted({stored_name(arm["model"]) for arm in arms}))
+    recipes = ", ".join(f"{arm['arm']} = {arm['recipe']}" if arm["arm"] != arm["recipe"] else arm["recipe"]
+                        for arm in arms)
+    seeds = sorted({len(arm["keys"]) for arm in arms})
+    return f"{what}: {recipes}; {' or '.join(map(str, seeds))} seeds{' per arm' if len(arms) > 1 else ''}"

@@ -31,11 +31,9 @@ def fmt(value: float | None) -> str:
 def verdict_text(result: RunResult) -> str:
     """The run's verdict in the paper's terms; with three or more classes, also how many of them it
     ever predicted (a run can beat the majority class while never predicting a minority one)."""
-    if result.diverged:
-        return "diverged"
-    if result.collapsed:
-        return "collapsed"
     verdict = "failed" if result.failed else "ok"
+    if result.diverged or result.collapsed:  # failed too, said so: "collapsed" alone read as another outcome
+        return f"{verdict}, {'diverged' if result.diverged else 'collapsed'}"
     counts = result.prediction_counts or {}
     predicted = sum(1 for count in counts.values() if count)
     return f"{verdict}, predicts {predicted} of {len(counts)} classes" if predicted < len(counts) else verdict

@@ -56,12 +56,32 @@ def test_failed_runs_are_the_stored_ones_and_the_majority_line_is_on_accuracy_on
     cola = {"default": _runs([0.0, 0.55, 0.6, 0.62], [True, False, False, False], metric="mcc")}
     plot_study(cola, tmp_path / "cola.png", "CoLA")
     axes = drawn[-1].axes[0]
-    assert _marked_failed(axes) == 1 and axes.get_legend() is None
+    assert _marked_failed(axes) == 1
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["successful run", "failed run"]  # no majority
     rte = {"default": _runs([0.47, 0.47, 0.66], [True, True, False], majority=0.473)}
     plot_study(rte, tmp_path / "rte.png", "RTE")
     axes = drawn[-1].axes[0]
     assert _marked_failed(axes) == 2
-    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class (0.473)"]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class (0.473)", "successful run",
+                                                                     "failed run"]
+
+
+def test_a_box_needs_five_runs_and_one_evaluation_per_run_is_said_not_drawn_as_a_curve(drawn, tmp_path):
+    """Quartiles of three runs mean nothing; a dev panel of single end points looked empty."""
+    few, many = _runs([0.5, 0.7, 0.9], [True, False, False]), _runs([0.6, 0.7, 0.8, 0.75, 0.72], [False] * 5)
+    plot_study({"few": few, "many": many}, tmp_path / "s.png", "boxes")
+    axes = drawn[-1].axes[0]
+    outlines = [line.get_xdata() for line in axes.lines if len(line.get_xdata()) == 5]  # a box is 5 corners
+    assert [(min(x), max(x)) for x in outlines] == [(1.75, 2.25)]  # "many"'s only
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["few\n(n=3)", "many\n(n=5)"]
+    for run in few:
+        run.trace = {"step": [1, 2], "loss": [0.7, 0.6], "eval": [{"step": 2, "accuracy": run.metrics["accuracy"]}]}
+    plots.plot_training_curves(few, tmp_path / "c.png", "end points")
+    assert ["one dev evaluation per run, at its end: set the recipe's eval_every for curves"] == [
+        t.get_text() for t in drawn[-1].axes[0].texts]
+    few[0].trace["eval"].insert(0, {"step": 1, "accuracy": 0.5})
+    plots.plot_training_curves(few, tmp_path / "c.png", "a curve")
+    assert not drawn[-1].axes[0].texts
 
 
 def test_plot_study_needs_runs(tmp_path):
@@ -174,10 +194,10 @@ def test_a_study_or_a_list_of_runs_is_drawn_without_labelling_it_first(drawn, tm
                      "loss": [0.7, 0.6], "eval": [{"step": 10, "accuracy": run.metrics["accuracy"]}]}
     study = SimpleNamespace(arm=SimpleNamespace(name="bc"), results=runs)  # as a Study holds them
     plot_study(study, tmp_path / "one.png", "one study")
-    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["bc"]
+    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["bc\n(n=3)"]
     assert _marked_failed(drawn[-1].axes[0]) == 1
     plot_study(runs, tmp_path / "list.png", "a list")
-    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["r"]
+    assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["r\n(n=3)"]
     plot_grad_norm_traces(study, tmp_path / "g.png", "traces")
     assert [a.get_title() for a in drawn[-1].axes] == ["seed 0", "seed 1 (failed)", "seed 2"]
     plots.plot_training_curves(runs[1], tmp_path / "c.png", "one run")
@@ -250,7 +270,8 @@ def test_boxes_of_other_majority_accuracies_get_their_own_majority_line(drawn, t
     (segments,) = [c.get_segments() for c in axes.collections if isinstance(c, LineCollection)]
     assert [(tuple(x), tuple(y)) for (x, y) in (zip(*segment) for segment in segments)] == [
         ((0.65, 1.35), (0.5, 0.5)), ((1.65, 2.35), (0.69, 0.69))]
-    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class, per box (0.5 to 0.69)"]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["majority class, per box (0.5 to 0.69)",
+                                                                     "successful run", "failed run"]
     mixed = polarity + [dataclasses.replace(r, seed=r.seed + 2) for r in reviews]
     with pytest.raises(ValueError, match=r"^plot_study: the runs of 'r' were trained on 2 tasks \(polarity, reviews\); "
                                          r"a box holds runs on one data set, so give each its own label$"):

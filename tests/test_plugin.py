@@ -649,13 +649,18 @@ def test_not_compared(study):
 ''')
     import stabench.plots  # the module the session's plugin will import, not one an earlier session dropped
 
-    curves = {}  # the training-curve figures' runs, by label
-    monkeypatch.setattr(stabench.plots, "plot_training_curves", lambda runs, path, title: curves.update(runs))
+    curves, titles = {}, []  # the training-curve figures' runs, by label, and their titles
+    monkeypatch.setattr(stabench.plots, "plot_training_curves",
+                        lambda runs, path, title: curves.update(runs) or titles.append(title))
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md",
                   "--stabench-plots=figs")
     result.assert_outcomes(passed=20, failed=1)
     # Each arm's own example runs: an intervention's curves beside the default's (every run failed here).
     assert {label.split(" (")[0].split(" ", 2)[2] for label in curves} == {"corrected", "plain"}
+    assert all(label.endswith(f"(failed, accuracy {run.score:.3f})") for label, run in curves.items())
+    assert titles[0].splitlines()[1] == ("polarity / tiny-bert: corrected = bert-default[bias_correction=True,"
+                                         "lr=0.002,max_steps=4], plain = bert-default[lr=0.002,max_steps=4]; 3 seeds "
+                                         "per arm")
     comparisons = _report(pytester.path / "r.json")["comparisons"]
     assert [(c["claim"].split("::")[1], c["name_a"], c["n_comparisons"], c["alpha"]) for c in comparisons] == [
         ("test_compared", "corrected", 1, 0.05), ("test_compared", "plain", 2, 0.025),

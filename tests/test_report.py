@@ -48,7 +48,7 @@ def test_seed_ranges_read_back_as_the_same_seeds_in_fewest_parts(seeds):
     ([10, 0, 0, 5], False, "ok, predicts 2 of 4 classes"),
     ([50, 30, 20], False, "ok"),
     ([60, 40], True, "failed"),
-    ([0, 100, 0], True, "collapsed"),
+    ([0, 100, 0], True, "failed, collapsed"),
 ])
 def test_a_verdict_says_when_a_run_never_predicts_some_of_three_or_more_classes(counts, failed, verdict):
     """Above the majority class while never predicting a minority class: "ok" alone hid it."""
