@@ -52,9 +52,14 @@ def seed_table(results: Sequence[RunResult]) -> Table:
     return table
 
 
+STD_CI_MIN_SEEDS = 10  # below it the bootstrap interval of the std covers 84 % or less: not shown as 95 %
+
+
 def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
     """The columns every study table shares; with ``intervals``, the bootstrap intervals of the
-    mean and std and the chi-square upper bound of the std (what a paper's table reports)."""
+    mean and std and the chi-square upper bound of the std (what a paper's table reports).  The
+    std's bootstrap interval is shown from ``STD_CI_MIN_SEEDS`` seeds: on fewer it cannot reach
+    past the spread the seeds show (the chi-square bound beside it can)."""
     row = {
         "n": str(summary.n),
         "mean ± std": f"{fmt(summary.mean)} ± {fmt(summary.std)}",
@@ -64,7 +69,9 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
     }
     if intervals:
         row["mean [95% CI]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
-        row["std [95% CI]"] = f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
+        row["std [95% CI]"] = (f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
+                               if summary.n >= STD_CI_MIN_SEEDS else f"{fmt(summary.std)} [needs {STD_CI_MIN_SEEDS} "
+                                                                     f"seeds]")
         row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run
     return row
 

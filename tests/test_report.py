@@ -70,6 +70,8 @@ def test_a_summary_rows_intervals_are_its_summarys_and_one_run_has_none(scores):
     assert set(row) - set(summary_row(summary)) == {"mean [95% CI]", "std [95% CI]", "std upper (chi²)"}
     assert row["mean [95% CI]"] == f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
     assert row["std upper (chi²)"] == (fmt(summary.std_upper) if len(scores) > 1 else "-")  # not "inf"
+    assert row["std [95% CI]"] == (f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
+                                   if len(scores) >= 10 else f"{fmt(summary.std)} [needs 10 seeds]")
     assert "inf" not in "".join(row.values())
 
 
