@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import stabench
-from stabench import analysis, stats
+from stabench import analysis, plots, stats
 from stabench.claims import Session
 from stabench.plugin import option
 from stabench.report import check_plot_format
@@ -216,9 +216,10 @@ LOSS_RANGE_ARMS = {"3 epochs": {"recipe": "bert-default-bc", "toy": {"recipe_ove
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, arms=LOSS_RANGE_ARMS, requires=["cuda"],
                 toy={**TOY_LEARNS, "seeds": 4})
-def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study):
+def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study, request):
     """Fig. 5b: across the successful runs of 3 and 20 epochs, dev accuracy does not fall as the
-    final training loss falls from about 1e-1 to 1e-5.
+    final training loss falls from about 1e-1 to 1e-5 (the figure in --stabench-plots' folder and
+    format, else .stabench/plots as PNG).
 
     Claimed as: no significant fall, and the upper confidence bound of the slope (dev accuracy per
     decade of train loss) at most one point: a lower loss costs at most a point per decade.  Not
@@ -226,6 +227,9 @@ def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study):
     overfitting, and with two clusters of losses the slope carries any difference between the arms.
     """
     runs = study["3 epochs"].results + study["20 epochs"].results
+    plots.plot_generalisation({arm: study[arm] for arm in LOSS_RANGE_ARMS},
+                              _plots_folder(request) / f"generalisation-rte.{_plot_format(request)}",
+                              f"rte: {study['3 epochs'].arm.task} / {study['3 epochs'].arm.model}")
     assert sum(not r.failed for r in runs) >= 3, "needs at least 3 successful runs"
     trend = analysis.overfitting_trend(runs)
     assert not trend.overfits, trend
@@ -246,12 +250,20 @@ def test_loss_surface_separates_failed_from_successful(study, task, stabench_ses
     _, good_model = session.trained_model(study.arm, successful[0].seed)
     surface = analysis.loss_surface(session.pretrained_model(study.arm, failed[0].seed), failed_model, good_model,
                                     session.training_batches(study.arm, 4), grid=(9, 9))
-    folder = Path(option(request.config, "plots") or Path(request.config.rootpath) / ".stabench" / "plots")
-    fmt = check_plot_format(option(request.config, "plot-format"))
-    analysis.plot_loss_surface(surface, folder / f"loss-surface-{task}.{fmt}", f"{task}: {study.arm.task}")
+    analysis.plot_loss_surface(surface, _plots_folder(request) / f"loss-surface-{task}.{_plot_format(request)}",
+                               f"{task}: {study.arm.task}")
     points = surface["points"]
     assert points["failed"]["loss"] > points["successful"]["loss"]
     assert all(math.isfinite(points[name]["loss"]) for name in points)
+
+
+def _plots_folder(request) -> Path:
+    """--stabench-plots' folder, else .stabench/plots under the rootdir."""
+    return Path(option(request.config, "plots") or Path(request.config.rootpath) / ".stabench" / "plots")
+
+
+def _plot_format(request) -> str:
+    return check_plot_format(option(request.config, "plot-format"))
 
 
 def _mlm_texts(arm) -> list[str]:

@@ -1,4 +1,5 @@
-"""Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves.
+"""Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves,
+dev accuracy against train loss.
 
 Plots are drawn on matplotlib's Agg canvas directly, never through pyplot, so they work on
 headless CI machines and in pytest workers and leave a notebook's backend (inline figures) as it
@@ -15,6 +16,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator
 
 from .report import image_format
 from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
@@ -261,6 +263,66 @@ def _described(value) -> str:
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
+def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunResult], path,
+                        title: str) -> Path:
+    """Dev accuracy against the final train loss (log axis), a point per run, as Mosbach et al.'s
+    Fig. 5: ``runs_by_label`` maps labels (say training lengths) to runs of one task, or is one
+    Study or list of runs.  Failed runs are crosses; the majority class is a dashed line; the
+    least-squares line of ``analysis.overfitting_trend`` over the successful runs, with its
+    verdict, is drawn where it has at least 3 of them at more than one loss.
+    """
+    from .analysis import overfitting_trend
+
+    _check_not_a_path(runs_by_label, "plot_generalisation")
+    if not isinstance(runs_by_label, Mapping):
+        runs = _runs_in(runs_by_label, "plot_generalisation")
+        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
+                         (runs[0].recipe_name if runs else "runs"): runs}
+    runs_by_label = {label: _runs_in(runs, "plot_generalisation", label) for label, runs in runs_by_label.items()}
+    if not runs_by_label or not all(runs_by_label.values()):
+        raise ValueError("plot_generalisation needs at least one label, each with runs")
+    every = [run for runs in runs_by_label.values() for run in runs]
+    try:
+        trend = overfitting_trend(every)  # one task, and enough successful runs: else no line
+    except ValueError as error:
+        if "tasks" in str(error):
+            raise
+        trend = None
+    figure = agg_figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    colours = colormaps["tab10"](np.arange(len(runs_by_label)) % 10)
+    for colour, (label, runs) in zip(colours, runs_by_label.items()):
+        loss = np.maximum([r.metrics["train_loss"] for r in runs], 1e-30)
+        accuracy = np.asarray([r.metrics["accuracy"] for r in runs], dtype=float)
+        failed = np.asarray([r.failed for r in runs], dtype=bool)
+        axes.scatter(loss[~failed], accuracy[~failed], s=22, color=colour, label=f"{label} (n={len(runs)})",
+                     gid="succeeded")
+        axes.scatter(loss[failed], accuracy[failed], s=26, marker="x", color=colour, gid="failed",
+                     label=None if (~failed).any() else f"{label} (n={len(runs)})")
+    if any(r.failed for r in every):
+        axes.plot([], [], linestyle="none", marker="x", color="grey", label="failed run")
+    majorities = sorted({r.majority_accuracy for r in every if r.majority_accuracy is not None})
+    if len(majorities) == 1:
+        axes.axhline(majorities[0], linestyle="--", color="grey", linewidth=1,
+                     label=f"majority class ({majorities[0]:.3g})")
+    if trend is not None:
+        points = [(loss, acc) for r in every if not r.failed and math.isfinite(loss := r.metrics["train_loss"])
+                  and math.isfinite(acc := r.metrics["accuracy"])]
+        x = np.log10(np.maximum([loss for loss, _ in points], 1e-30))
+        slope, intercept = np.polyfit(x, [acc for _, acc in points], 1)
+        ends = np.array([x.min(), x.max()])
+        axes.plot(10.0 ** ends, intercept + slope * ends, color="black", linewidth=1,
+                  label=f"successful runs: {trend.slope:+.3g} per decade ({trend.verdict})")
+    axes.set_xscale("log")
+    axes.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # 2x10^-1, 3x10^-1, 4x10^-1 ran into each other
+    axes.set_xlabel(f"final train loss (median of the last {FINAL_LOSS_STEPS} steps)")
+    axes.set_ylabel("dev accuracy")
+    axes.grid(alpha=0.3)
+    _widened_for(figure, axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small"))
+    axes.set_title(title)
+    return save_figure(figure, path)
+
+
 def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | RunResult, path, title: str,
                          metric: str = "accuracy") -> Path:
     """Dev ``metric`` at each evaluation (top) and the train loss (bottom) per run (a mapping of
@@ -312,6 +374,7 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     _widened_for(figure, top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small"))
     if highest > 10 * lowest:
         bottom.set_yscale("log", nonpositive="mask")
+        bottom.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     bottom.set_ylabel(f"train loss (median of {FINAL_LOSS_STEPS} steps)")
     bottom.set_xlabel("step")
     bottom.grid(alpha=0.3)

@@ -84,6 +84,30 @@ def test_a_box_needs_five_runs_and_one_evaluation_per_run_is_said_not_drawn_as_a
     assert not drawn[-1].axes[0].texts
 
 
+def test_plot_generalisation_draws_fig_5_with_the_trend_of_the_successful_runs(drawn, tmp_path):
+    from stabench.analysis import overfitting_trend
+
+    short = _runs([0.70, 0.72, 0.5], [False, False, True], majority=0.5)
+    long = [dataclasses.replace(r, seed=r.seed + 3) for r in _runs([0.71, 0.69], [False, False], majority=0.5)]
+    for run, loss in zip(short + long, [1e-1, 2e-1, 0.69, 1e-4, 1e-5]):
+        run.metrics["train_loss"] = loss
+    plots.plot_generalisation({"3 epochs": short, "20 epochs": long}, tmp_path / "g.png", "fig 5")
+    axes = drawn[-1].axes[0]
+    assert axes.get_xscale() == "log" and axes.get_ylabel() == "dev accuracy"
+    trend = overfitting_trend(short + long)
+    legend = [t.get_text() for t in axes.get_legend().get_texts()]
+    assert legend == ["3 epochs (n=3)", "20 epochs (n=2)", "failed run", "majority class (0.5)",
+                      f"successful runs: {trend.slope:+.3g} per decade ({trend.verdict})"]
+    (line,) = [line for line in axes.lines if line.get_label().startswith("successful runs")]
+    assert tuple(line.get_xdata()) == pytest.approx((1e-5, 2e-1))  # over the successful runs' losses
+    assert _marked_failed(axes) == 1
+    plots.plot_generalisation(short, tmp_path / "two.png", "two successful runs: no trend")
+    assert not [line for line in drawn[-1].axes[0].lines if line.get_label().startswith("successful runs")]
+    other = [dataclasses.replace(r, task={"name": "other"}) for r in long]
+    with pytest.raises(ValueError, match=r"^overfitting_trend: the runs are of 2 tasks"):
+        plots.plot_generalisation({"a": short, "b": other}, tmp_path / "x.png", "two tasks")
+
+
 def test_plot_study_needs_runs(tmp_path):
     for empty in ({}, {"a": []}):
         with pytest.raises(ValueError, match="at least one label, each with runs"):
