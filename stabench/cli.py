@@ -10,7 +10,7 @@ import importlib.util
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -227,6 +227,12 @@ def _device(environment: dict) -> str | None:
 
 
 def cmd_summary(args: argparse.Namespace, console: Console) -> int:
+    notes: list[str] = []  # printed, and written under the Markdown's tables
+
+    def note(text: str) -> None:
+        notes.append(text)
+        console.print(f"[yellow]note: {escape(text)}[/]", highlight=False)
+
     with Store(_store_path(args), must_exist=True) as store:
         runs = _matching(store, *_filters(args, store), args.seeds, skip_damaged=True)
         if not runs:
@@ -243,8 +249,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
             raise ValueError(f"--metric {args.metric} is not among the matching runs' metrics; they have "
                              f"{', '.join(stored)}")
         if lacking:
-            console.print(f"[yellow]note: left out {len(lacking)} study(ies) without {escape(args.metric)}: "
-                          f"{escape('; '.join(lacking))}[/]", highlight=False)
+            note(f"left out {len(lacking)} study(ies) without {args.metric}: {'; '.join(lacking)}")
     # Names before name_studies joins them into labels; a recipe file's path names the studies of its content.
     names = {run.key: set(run.recipe_names) | ({against} if run.recipe_hash == file_hash else set()) for run in runs}
     comparisons = [] if args.compare is None else _compared(studies, args.metric, against, names)
@@ -256,22 +261,21 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     console.print(report.rows_table(rows, title=f"{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} "
                                     f"of {sum(len(study_runs) for _, study_runs in studies)} stored run(s)"))
     if mixed := _mixed_cpu_models(studies):
-        console.print(f"[yellow]note: {len(mixed)} study(ies) mix CPU runs from different CPU models, which is not "
-                      f"part of a run's key but can end a chaotic run differently: {escape('; '.join(mixed))}[/]",
-                      highlight=False)
+        note(f"{len(mixed)} study(ies) mix CPU runs from different CPU models, which is not part of a run's key "
+             f"but can end a chaotic run differently: {'; '.join(mixed)}")
     if args.seeds:
         seeds = set(parse_seeds(args.seeds))
         short = [f"{name} (lacks {report.seed_ranges(seeds - {r.seed for r in study_runs})})"
                  for name, study_runs in studies if seeds - {r.seed for r in study_runs}]
         if short:
-            console.print(f"[yellow]note: {len(short)} study(ies) lack some of --seeds {escape(args.seeds)}: "
-                          f"{escape('; '.join(short))}[/]", highlight=False)
+            note(f"{len(short)} study(ies) lack some of --seeds {args.seeds}: {'; '.join(short)}")
     if args.compare is not None:
-        _print_comparisons(comparisons, studies, against, console)
+        _print_comparisons(comparisons, studies, against, console, note)
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
-            f"{report.markdown(report.comparison_rows(comparisons, 'studies of'))}\n" if comparisons else ""))
+            f"{report.markdown(report.comparison_rows(comparisons, 'studies of'))}\n" if comparisons else "")
+            + "".join(f"\n**Note:** {text}.\n" for text in notes))
     if args.json:
         report.write_json(args.json, {"studies": [
             {"study": name, "task": first.task["name"], "train_size": first.task.get("train_size"),
@@ -321,24 +325,22 @@ def _compared(studies: list[tuple[str, list[RunResult]]], metric: str | None, ag
 
 
 def _print_comparisons(entries: list[dict], studies: list[tuple[str, list[RunResult]]], against: str | None,
-                       console: Console) -> None:
-    """The comparisons' table, with a note on what --compare left out."""
+                       console: Console, note: Callable[[str], None]) -> None:
+    """The comparisons' table, with a ``note`` on what --compare left out."""
     if entries:
         console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
         if hopeless := [e for e in entries if smallest_split_p(e["n_a"], e["n_b"]) >= e["alpha"]]:
             worst = max(hopeless, key=lambda e: e["n_comparisons"])
-            console.print(f"[yellow]note: in {len(hopeless)} of the {len(entries)} comparisons no test with a p-value "
-                          f"could pass: at level {worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / "
-                          f"{worst['n_comparisons']} ordered pairs), for one, no outcome on {worst['n_a']} vs "
-                          f"{worst['n_b']} seeds gives a p that small (at least "
-                          f"{smallest_split_p(worst['n_a'], worst['n_b']):.3g}); {_fewer_comparisons(against)} or "
-                          f"more seeds[/]", highlight=False)
+            note(f"in {len(hopeless)} of the {len(entries)} comparisons no test with a p-value could pass: at level "
+                 f"{worst['alpha']:.3g} ({worst['alpha'] * worst['n_comparisons']:.3g} / {worst['n_comparisons']} "
+                 f"ordered pairs), for one, no outcome on {worst['n_a']} vs {worst['n_b']} seeds gives a p that small "
+                 f"(at least {smallest_split_p(worst['n_a'], worst['n_b']):.3g}); {_fewer_comparisons(against)} or "
+                 f"more seeds")
     else:
-        console.print("[yellow]note: --compare found no two studies of one task, data size, model and stack with "
-                      "at least 2 seeds each, so nothing was compared[/]", highlight=False)
+        note("--compare found no two studies of one task, data size, model and stack with at least 2 seeds each, "
+             "so nothing was compared")
     if few := [name for name, runs in studies if len(runs) < 2]:
-        console.print(f"[yellow]note: --compare left out {len(few)} study(ies) with one seed: "
-                      f"{escape('; '.join(few))}[/]", highlight=False)
+        note(f"--compare left out {len(few)} study(ies) with one seed: {'; '.join(few)}")
 
 
 def _fewer_comparisons(against: str | bool | None) -> str:
