@@ -465,7 +465,7 @@ def test_tagging_several_versions_of_a_recipe_says_so(tmp_path, capsys):
     summary = md.read_text().splitlines()
     assert summary[0] == "## stabench compare: tag:new against baseline tag:base"
     header, row = ([cell.strip() for cell in line.strip().strip("|").split("|")] for line in (summary[2], summary[4]))
-    assert header[0] == "claim" and header[-2:] == ["gate", "why"] and row[-2] == "ok"
+    assert header[0] == "study" and header[-2:] == ["gate", "why"] and row[-2] == "ok"  # not pytest's claim
     assert row[-1].startswith("note: the baseline holds 2 variants of this study")
     assert main(["compare", "tag:nosuch", "tag:new", *store_arg, "--md", str(md)]) == 2  # never an earlier table
     assert md.read_text().startswith("## stabench compare: tag:new against baseline tag:nosuch\n\nerror: baseline ")
