@@ -1296,7 +1296,10 @@ class Reporter:
         from .report import write_json
 
         by_seeds, by_verdicts = self.trained_runs()
-        write_json(path, {"claims": self.claims, "seeds": self.seeds, "gate": self.gates,
+        # by claim (its other parameters too) and arm, then seed: not in the order workers finished them
+        seeds = sorted(self.seeds, key=lambda row: (row["item"].replace(f"seed{row['seed']}", "", 1), str(row["arm"]),
+                                                     row["seed"]))
+        write_json(path, {"claims": self.claims, "seeds": seeds, "gate": self.gates,
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None,

@@ -166,6 +166,9 @@ def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
     with sqlite3.connect(suite.path / "parallel.sqlite") as db:
         assert db.execute("select count(*) from runs").fetchone()[0] == trained == 6
     workers = {s["worker"] for s in par["seeds"] if s["item"].startswith("test_claims.py::test_true_claim")}
+    assert [s["item"] for s in par["seeds"]] == [s["item"] for s in _report(suite.path / "serial.json")["seeds"]] == [
+        *(f"test_claims.py::test_false_claim[seed{seed}-{task}]" for task in ("polarity", "same-number")
+          for seed in (0, 1)), *(f"test_claims.py::test_true_claim[seed{seed}]" for seed in range(4))]  # not as done
     assert workers == {"gw0", "gw1"}
 
 
