@@ -1190,16 +1190,18 @@ class Reporter:
             self._count_gate_failures(terminalreporter)
             return
         from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
-                             gate_table_rows, render, rows_table, skipped_rows)
+                             gate_table_rows, render, rows_table, shared_columns, skipped_rows)
 
-        rows, skipped = claim_rows(self.claims), skipped_rows(self.claims)
+        (rows, shared), skipped = shared_columns(claim_rows(self.claims)), skipped_rows(self.claims)
         styles = ["green" if r["claim verdict"].startswith("passed") else
                   "yellow" if r["claim verdict"].startswith("xfailed") else "red" for r in rows]
         writer = self.config.get_terminal_writer()
         width = writer.fullwidth if writer.hasmarkup or "COLUMNS" in os.environ else 240  # a CI log: wrap less
         terminalreporter.write_sep("=", "stabench claims")
         if rows:
-            terminalreporter.write(render(rows_table(rows, styles=styles), width=width, color=writer.hasmarkup))
+            terminalreporter.write(render(rows_table(rows, title=shared or None, styles=styles,
+                                                     fold=("claim", "task", "recipe", "model", "paper")),
+                                          width=width, color=writer.hasmarkup))
         if skipped:
             terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
                                           width=width, color=writer.hasmarkup))

@@ -96,12 +96,15 @@ def seed_ranges(seeds: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles: Sequence[str | None] = ()) -> Table:
+def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles: Sequence[str | None] = (),
+               fold: Sequence[str] | None = None) -> Table:
+    """A rich table of ``rows``.  Long cells wrap, folding long ids rather than cutting them; with
+    ``fold``, only those columns wrap and the others keep their numbers on one line."""
     table = Table(title=title, title_justify="left")
     if not rows:
         return table
     for column in rows[0]:
-        table.add_column(column, overflow="fold")  # wrap long ids instead of cutting them
+        table.add_column(column, overflow="fold", no_wrap=fold is not None and column not in fold)
     for i, row in enumerate(rows):
         # Text, not markup: claim ids and recipe names contain brackets.
         table.add_row(*[Text(str(v)) for v in row.values()], style=styles[i] if i < len(styles) else None)
@@ -274,8 +277,8 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             s = c["summary"] or {}  # none for a claim whose study could not be gathered
             row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
                    "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
-                   "recipe": c["recipe"], "model": Path(c["model"]).name, "n": str(s.get("n", "-")),
-                   "mean ± std": f"{c['metric']} {fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
+                   "recipe": c["recipe"], "model": Path(c["model"]).name, "metric": c["metric"],
+                   "n": str(s.get("n", "-")), "mean ± std": f"{fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
                    "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
                    "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
                    "claim verdict": c["verdict"]}  # one per claim, on each of its arms' rows
@@ -283,6 +286,16 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
                 row["paper"] = c.get("reference") or ""
             rows.append(row)
     return rows
+
+
+def shared_columns(rows: list[dict[str, str]], names: Sequence[str] = ("task", "model", "metric")
+                   ) -> tuple[list[dict], str]:
+    """``rows`` without the ``names`` columns every row has the same value in, and those values
+    as text for the table's title (``task same-number · model minilm-l6``): a terminal's width
+    goes to the claims' names instead.  One row keeps its columns."""
+    shared = [name for name in names if len(rows) > 1 and len({row.get(name) for row in rows}) == 1]
+    return ([{k: v for k, v in row.items() if k not in shared} for row in rows],
+            " · ".join(f"{name} {rows[0][name]}" for name in shared))
 
 
 # What a comparison row's "A is" column names, by the Comparison property that shows it.

@@ -155,3 +155,21 @@ def test_a_report_through_a_link_or_a_descriptor_is_written_in_place(tmp_path):
     finally:
         os.close(read)
         os.close(write)
+
+
+def test_columns_every_claim_shares_go_to_the_title_and_numbers_stay_on_one_line():
+    """At 140 columns the claims table wrapped 'accuracy 0.989 ± 0.006' and node ids alike."""
+    from stabench.report import render, rows_table, shared_columns
+
+    rows = [{"claim": f"benchmarks/test_offline_demo.py::test_claim_{i}", "task": "rte", "model": "bert", "metric":
+             "accuracy", "recipe": f"r{i}", "mean ± std": "0.989 ± 0.006"} for i in range(2)]
+    narrowed, title = shared_columns(rows)
+    assert title == "task rte · model bert · metric accuracy"
+    assert [list(row) for row in narrowed] == [["claim", "recipe", "mean ± std"]] * 2
+    assert shared_columns(rows[:1]) == (rows[:1], "")  # one row keeps its columns
+    assert shared_columns([rows[0], {**rows[1], "task": "mrpc"}])[1] == "model bert · metric accuracy"
+    text = render(rows_table(narrowed, title=title, fold=("claim",)), width=50)
+    assert all("0.989 ± 0.006" in line for line in text.splitlines() if "0.989" in line)
+    assert "test_claim_0" not in text.replace("\n", "")  # the id folded over lines, not cut
+    assert "".join(line.split("│")[1].strip() for line in text.splitlines()
+                   if line.startswith("│")).startswith("benchmarks/test_offline_demo.py::test_claim_0")
