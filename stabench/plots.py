@@ -33,7 +33,12 @@ def agg_figure(**options) -> Figure:
 def save_figure(figure: Figure, path) -> Path:
     """Write ``figure`` in the format ``path``'s extension names (PNG otherwise), making its folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a folder above the figure belongs
+        above = next(folder for folder in path.parents if folder.exists())
+        raise ValueError(f"cannot write the figure {str(path)!r}: {str(above)!r} is a file, not a folder; name a path "
+                         f"in a folder") from None
     figure.savefig(path, format=image_format(path), dpi=110, bbox_inches="tight")
     return path
 

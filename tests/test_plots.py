@@ -108,6 +108,15 @@ def test_plot_generalisation_draws_fig_5_with_the_trend_of_the_successful_runs(d
         plots.plot_generalisation({"a": short, "b": other}, tmp_path / "x.png", "two tasks")
 
 
+def test_a_figure_under_a_file_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("kept")
+    for path in (tmp_path / "notes.txt" / "s.png", tmp_path / "notes.txt" / "sub" / "s.png"):
+        with pytest.raises(ValueError, match=rf"^cannot write the figure '{path}': '{tmp_path / 'notes.txt'}' is a "
+                                             rf"file, not a folder; name a path in a folder$"):
+            plot_study(_runs([0.5, 0.9], [True, False]), path, "under a file")
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
 def test_plot_study_needs_runs(tmp_path):
     for empty in ({}, {"a": []}):
         with pytest.raises(ValueError, match="at least one label, each with runs"):
