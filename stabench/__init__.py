@@ -25,7 +25,7 @@ def __getattr__(name: str):
     """A lazy name, or a module of the package: ``stabench.claims.Study`` right after ``import stabench``."""
     if name in _EXPORTS:
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    if name in {module.name for module in pkgutil.iter_modules(__path__)}:
+    if not name.startswith("_") and name in {module.name for module in pkgutil.iter_modules(__path__)}:  # not __main__
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'stabench' has no attribute {name!r}")
 

@@ -89,7 +89,8 @@ class MixLinear(nn.Linear):
     """A Linear layer whose weight is mixed with a frozen target during training (Mixout).
 
     It is an ``nn.Linear`` (in eval mode it is exactly one), so a hook that finds the model's
-    Linear layers by type finds them under Mixout too.
+    Linear layers by type finds them under Mixout too.  Re-initialise layers before Mixout (as
+    training does): one re-initialised after it still mixes toward its old weight.
 
     The module takes over ``linear``'s ``weight`` and ``bias`` Parameters (same objects,
     same names in ``named_parameters``), so optimiser groups, no-decay rules and state-dict

@@ -300,10 +300,11 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
         loss = np.maximum([r.metrics["train_loss"] for r in runs], 1e-30)
         accuracy = np.asarray([r.metrics["accuracy"] for r in runs], dtype=float)
         failed = np.asarray([r.failed for r in runs], dtype=bool)
-        axes.scatter(loss[~failed], accuracy[~failed], s=22, color=colour, label=f"{label} (n={len(runs)})",
-                     gid="succeeded")
+        named = f"{label} (n={len(runs)})"  # on the successful runs' dots, or the crosses where every run failed
+        axes.scatter(loss[~failed], accuracy[~failed], s=22, color=colour, gid="succeeded",
+                     label=named if (~failed).any() else None)
         axes.scatter(loss[failed], accuracy[failed], s=26, marker="x", color=colour, gid="failed",
-                     label=None if (~failed).any() else f"{label} (n={len(runs)})")
+                     label=None if (~failed).any() else named)
     if any(r.failed for r in every):
         axes.plot([], [], linestyle="none", marker="x", color="grey", label="failed run")
     majorities = sorted({r.majority_accuracy for r in every if r.majority_accuracy is not None})

@@ -151,7 +151,8 @@ def _check_options(config: pytest.Config) -> list | None:
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
-    checks = [("device", _checker("environment", "resolve_device")), ("gate", _checker("gate", "parse_limits")),
+    checks = [("device", _checker("environment", "resolve_device", empty="auto")),
+              ("gate", _checker("gate", "parse_limits")),
               ("cpu-threads", _checker("environment", "check_count")),
               ("workers-per-gpu", _checker("environment", "check_count")), ("tag", _checker("store", "check_tag")),
               ("plot-format", _checker("report", "check_plot_format"))]
@@ -236,11 +237,14 @@ def _check_options(config: pytest.Config) -> list | None:
     return None
 
 
-def _checker(module: str, check: str) -> Callable[..., Any]:
+def _checker(module: str, check: str, empty: str | None = None) -> Callable[..., Any]:
     """``stabench.<module>.<check>``, imported when an option is given: the plugin loads in every
-    pytest session of the environment, and torch and scipy take seconds to import."""
+    pytest session of the environment, and torch and scipy take seconds to import.  An empty
+    value (``--stabench-device=``) is checked as ``empty`` where one is given: the default."""
     def run(value: Any) -> Any:
-        return None if value is None else getattr(importlib.import_module(f"stabench.{module}"), check)(value)
+        if value is None:
+            return None
+        return getattr(importlib.import_module(f"stabench.{module}"), check)(empty if value == "" and empty else value)
 
     return run
 

@@ -780,7 +780,8 @@ class Store:
             hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
             raise ValueError(f"recipe name {name!r} is ambiguous: the store holds {len(stored)} recipes under it"
                              f"{f' on {task} / {model}' if here else ''} (recipe hashes {hashes}, as `stabench runs "
-                             f"--recipe {name}` lists them); give the one meant as a recipe file (.json) of its fields")
+                             f"--recipe {name}` lists them); give the one meant as a Recipe, or a recipe file "
+                             f"(.json) of its fields")
         return Recipe.from_dict(next(iter(stored.values()))).replace(name=name) if stored else None
 
     def query(self, task: Any = None, model: str | None = None, recipe: Any = None,

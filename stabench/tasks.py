@@ -349,7 +349,7 @@ def _json_error(path: Path) -> str | None:
         except json.JSONDecodeError as error:
             return f"line {error.lineno} is not valid JSON ({error.msg})"
         return None
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 may sit in a JSON string
         if not line.strip():
             continue
         try:

@@ -312,8 +312,8 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     err = " ".join(capsys.readouterr().err.split())
     hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
     assert err == (f"error: recipe name 'mine@2e-4' is ambiguous: the store holds 2 recipes under it on polarity / "
-                   f"{stored_name(tiny_model)} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists them); give the "
-                   f"one meant as a recipe file (.json) of its fields")
+                   f"{stored_name(tiny_model)} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists "
+                   f"them); give the one meant as a Recipe, or a recipe file (.json) of its fields")
     assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
     assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
 

@@ -101,6 +101,10 @@ def test_plot_generalisation_draws_fig_5_with_the_trend_of_the_successful_runs(d
     (line,) = [line for line in axes.lines if line.get_label().startswith("successful runs")]
     assert tuple(line.get_xdata()) == pytest.approx((1e-5, 2e-1))  # over the successful runs' losses
     assert _marked_failed(axes) == 1
+    failed = [dataclasses.replace(r, seed=r.seed + 9, failed=True) for r in long]
+    plots.plot_generalisation({"3 epochs": short, "all failed": failed}, tmp_path / "f.png", "one label failed")
+    assert [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()][:3] == [
+        "3 epochs (n=3)", "all failed (n=2)", "failed run"]  # the label once, on its crosses
     plots.plot_generalisation(short, tmp_path / "two.png", "two successful runs: no trend")
     assert not [line for line in drawn[-1].axes[0].lines if line.get_label().startswith("successful runs")]
     other = [dataclasses.replace(r, task={"name": "other"}) for r in long]

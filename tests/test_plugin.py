@@ -119,6 +119,8 @@ def test_plain():
     assert not {"torch", "scipy.stats", "transformers"} & set(sys.modules)
 """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    emptied = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-device=", "-k", "nothing")
+    assert emptied.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # an empty device is auto, as it always was
 
 
 def test_one_process_keeps_each_module_together_so_its_module_fixture_is_set_up_once(pytester, tiny_model):

@@ -431,7 +431,8 @@ def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, kind, broken
     assert str(error.value).startswith(message.format(path=tmp_path / f"dev.{kind}")) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("broken, line", [('{"text": "cut off", "label": ', 4), ("[1, 2]", 3)])
+@pytest.mark.parametrize("broken, line", [('{"text": "cut off", "label": ', 4), ("[1, 2]", 3),
+                                           ('{"text": "cut off", "label": ', 6)])  # after a line with U+2028
 def test_a_broken_line_among_json_lines_is_named_by_its_number(tmp_path, broken, line):
     """Met while datasets infers the columns, pandas' error named neither the file nor the line."""
     from stabench.tasks import TaskDataError
@@ -439,6 +440,7 @@ def test_a_broken_line_among_json_lines_is_named_by_its_number(tmp_path, broken,
     rows = [{"text": f"t{i}", "label": i % 2} for i in range(8)]
     _write(tmp_path / "train.jsonl", rows, "jsonl")
     lines = [json.dumps(row) for row in rows]
+    lines[1] = '{"text": "a\u2028b", "label": 1}'  # a line separator inside a string is JSON, and one line
     lines.insert(line - 1, broken)
     (tmp_path / "dev.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(TaskDataError, match=rf"^cannot read '.*dev\.jsonl' as JSON lines: line {line} is not "

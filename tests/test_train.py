@@ -35,7 +35,8 @@ def test_the_package_s_modules_are_reached_right_after_import_stabench():
     import sys
 
     code = ("import stabench, sys; assert 'stabench.claims' not in sys.modules; "
-            "print(stabench.claims.Study.__name__, stabench.exchange.run_table.__name__); stabench.nosuch")
+            "print(stabench.claims.Study.__name__, stabench.exchange.run_table.__name__); "
+            "assert not hasattr(stabench, '__main__'); stabench.nosuch")  # a probe must not run the CLI
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.split() == ["Study", "run_table"]
     assert done.stderr.strip().endswith("AttributeError: module 'stabench' has no attribute 'nosuch'")
