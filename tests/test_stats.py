@@ -203,7 +203,7 @@ def test_aso_self_shifted_reversed(seed):
     shifted = sample + 0.2
     # Point estimate of a sample against itself is exactly 0.5; eps_min is an upper bound
     # on it, so it must never claim dominance (deepsig also returns ~1.0 here).
-    assert violation_ratio(sample, sample) == pytest.approx(0.5, abs=0.15)
+    assert violation_ratio(sample, sample) == 0.5
     assert aso(sample, sample, num_bootstrap_iterations=200, seed=seed) >= 0.5
     assert aso(shifted, sample, num_bootstrap_iterations=200, seed=seed) < 0.1
     assert aso(sample, shifted, num_bootstrap_iterations=200, seed=seed) > 0.9
@@ -304,6 +304,24 @@ def test_compare_direction_awareness(seed, swap):
     assert lower.aso_eps_min == pytest.approx(higher.aso_eps_min)
     for verdict in ("a_less_variable", "a_dominates", "a_fewer_failures", "a_better"):
         assert getattr(lower, verdict) == getattr(higher, verdict)
+
+
+@FAST
+@given(st.integers(3, 12), st.integers(3, 12), st.data())
+def test_compare_fisher_p_values_are_the_hypergeometric_tails_of_the_failures(n_a, n_b, data):
+    """Counted from the hypergeometric law of A's failures given the total, not through the wrapper's
+    2x2 table: one-sided, A fails no more than it did; two-sided, every split as unlikely or less."""
+    from scipy.stats import hypergeom
+
+    fails_a, fails_b = data.draw(st.integers(0, n_a)), data.draw(st.integers(0, n_b))
+    rng = np.random.default_rng(0)
+    c = compare(rng.normal(0.7, 0.05, n_a), rng.normal(0.7, 0.05, n_b), fails_a, fails_b, aso_iterations=50)
+    law = hypergeom(n_a + n_b, fails_a + fails_b, n_a)  # A's failures among all failures, drawn without replacement
+    splits = range(max(0, fails_a + fails_b - n_b), min(n_a, fails_a + fails_b) + 1)
+    observed = law.pmf(fails_a)
+    assert c.fisher_p_a_fewer == pytest.approx(law.cdf(fails_a), rel=1e-9)
+    assert c.fisher_p == pytest.approx(min(1.0, sum(law.pmf(k) for k in splits if law.pmf(k) <= observed * (1 + 1e-7))),
+                                       rel=1e-9)
 
 
 # --------------------------------------------------------------------------- claim helpers
