@@ -1475,6 +1475,8 @@ def test_forgot(study):
     unmarked.assert_outcomes(errors=1)
     unmarked.stdout.fnmatch_lines(["test_forgot takes 'study', which stabench gives to claims only; put "
                                    "@stabench.claim(...) above it"])
+    assert "Traceback" not in result.stdout.str() + unmarked.stdout.str()
+    assert "plugin.py" not in unmarked.stdout.str()  # no stabench frame above the line
 
 
 def test_a_claim_with_published_numbers_shows_them_in_a_paper_column(pytester, tiny_model):
