@@ -12,6 +12,7 @@ import csv
 import difflib
 import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -116,6 +117,19 @@ class TaskData:
                 ("accuracy",), "accuracy"):  # the default keeps the keys runs were stored under
             described.update(metrics=sorted(self.task.metrics), primary_metric=self.task.primary_metric)
         return described
+
+
+def _from_caller(path: Path) -> str:
+    """``path`` as the calling file (a claim file) would name it: where the file exists under a
+    folder above the working directory (pytest started in a subfolder of the one the path was
+    written for), relative to the caller's folder; else as given."""
+    here = Path(os.getcwd())
+    found = next((folder / path for folder in (here, *here.parents) if (folder / path).is_file()), None)
+    caller = next((frame.filename for frame in inspect.stack(0)[1:]
+                   if not frame.filename.startswith(str(Path(__file__).parent))), None)
+    if found is None or caller is None or not Path(caller).is_file():
+        return str(path)
+    return os.path.relpath(found, Path(caller).resolve().parent)
 
 
 def _as_columns(text_columns: str | Sequence[str]) -> tuple[str, ...]:
@@ -281,7 +295,7 @@ def local_task(name: str, train_file: str | os.PathLike, eval_file: str | os.Pat
     for path in given.values():
         if not path.is_file():
             where = "" if path.is_absolute() else (f" (relative to {os.getcwd()}; in a claim file, Path(__file__).parent "
-                                                    f"/ {str(path)!r} finds it wherever pytest starts)")
+                                                    f"/ {_from_caller(path)!r} finds it wherever pytest starts)")
             what = "is a folder" if path.is_dir() else "does not exist"
             raise FileNotFoundError(f"task file {str(path)!r} {what}{where}; expected a CSV, TSV or "
                                     f"JSON-lines file")

@@ -281,6 +281,23 @@ def test_a_missing_relative_task_file_says_where_it_was_looked_for(tmp_path, mon
         local_task("x", "data/train.csv", "data/dev.csv", ["text"])
 
 
+def test_a_task_file_written_for_the_project_root_is_named_from_the_claim_file_when_pytest_starts_below(
+        tmp_path, monkeypatch):
+    """`cd mine && pytest` on a claim file naming 'mine/data/train.csv': the hint said
+    Path(__file__).parent / 'mine/data/train.csv', which points at mine/mine/data."""
+    import runpy
+
+    (tmp_path / "mine" / "data").mkdir(parents=True)
+    _write(tmp_path / "mine" / "data" / "train.csv", [{"text": "x", "label": 0}], "csv")
+    claim_file = tmp_path / "mine" / "test_mine.py"
+    claim_file.write_text("from stabench import local_task\n"
+                          "local_task('mine', 'mine/data/train.csv', 'mine/data/train.csv', 'text')\n")
+    monkeypatch.chdir(tmp_path / "mine")
+    with pytest.raises(FileNotFoundError, match=r"in a claim file, Path\(__file__\).parent / 'data/train.csv' finds "
+                                                r"it wherever pytest starts\)"):
+        runpy.run_path(str(claim_file))
+
+
 def test_a_task_object_is_registered_under_its_name_once(tmp_path):
     from stabench.tasks import registered_name
 
