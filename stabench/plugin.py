@@ -1204,7 +1204,7 @@ class Reporter:
         terminalreporter.write_sep("=", "stabench claims")
         if rows:
             terminalreporter.write(render(rows_table(rows, title=shared or None, styles=styles,
-                                                     fold=("claim", "task", "recipe", "model", "paper")),
+                                                     fold=("claim", "task", "recipe", "model", "paper"), width=width),
                                           width=width, color=writer.hasmarkup))
         if skipped:
             terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
@@ -1303,7 +1303,7 @@ class Reporter:
 
         by_seeds, by_verdicts = self.trained_runs()
         # by claim (its other parameters too) and arm, then seed: not in the order workers finished them
-        seeds = sorted(self.seeds, key=lambda row: (row["item"].replace(f"seed{row['seed']}", "", 1), str(row["arm"]),
+        seeds = sorted(self.seeds, key=lambda row: (_without_seed_id(row["item"], row["seed"]), str(row["arm"]),
                                                      row["seed"]))
         write_json(path, {"claims": self.claims, "seeds": seeds, "gate": self.gates,
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
@@ -1345,6 +1345,12 @@ class Reporter:
                                                   f"{title}\n{picked}"))
                 written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", f"{title}\n{picked}"))
         return len(written)
+
+
+def _without_seed_id(nodeid: str, seed: int) -> str:
+    """A seed item's node id without its ``seedN`` parameter id (not a 'seed1' in the test's name)."""
+    name, bracket, params = nodeid.partition("[")
+    return name + bracket + params.replace(f"seed{seed}", "", 1)
 
 
 def _studied(arms: list[dict]) -> str:

@@ -97,18 +97,27 @@ def seed_ranges(seeds: Sequence[int]) -> str:
 
 
 def rows_table(rows: Sequence[dict[str, Any]], title: str | None = None, styles: Sequence[str | None] = (),
-               fold: Sequence[str] | None = None) -> Table:
-    """A rich table of ``rows``.  Long cells wrap, folding long ids rather than cutting them; with
-    ``fold``, only those columns wrap and the others keep their numbers on one line."""
+               fold: Sequence[str] = (), width: int = 120) -> Table:
+    """A rich table of ``rows``.  Long cells wrap, folding long ids rather than cutting them.  With
+    ``fold``, where a ``width`` leaves those columns room (``FOLDED_MIN_WIDTH`` each), only they
+    wrap and the others keep their numbers on one line; on a narrower terminal everything wraps,
+    as rich would otherwise cut the numbers to fit."""
     table = Table(title=title, title_justify="left")
     if not rows:
         return table
-    for column in rows[0]:
-        table.add_column(column, overflow="fold", no_wrap=fold is not None and column not in fold)
+    columns = list(rows[0])
+    kept = [c for c in columns if c not in fold]
+    needed = sum(max(len(c), *(len(str(row[c])) for row in rows)) + 3 for c in kept) + 1
+    room = bool(fold) and width - needed >= FOLDED_MIN_WIDTH * (len(columns) - len(kept))
+    for column in columns:
+        table.add_column(column, overflow="fold", no_wrap=room and column in kept)
     for i, row in enumerate(rows):
         # Text, not markup: claim ids and recipe names contain brackets.
         table.add_row(*[Text(str(v)) for v in row.values()], style=styles[i] if i < len(styles) else None)
     return table
+
+
+FOLDED_MIN_WIDTH = 16  # a folded name column narrower than this reads as noise
 
 
 def render(renderable: Any, width: int = 120, color: bool = False) -> str:
@@ -277,7 +286,7 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             s = c["summary"] or {}  # none for a claim whose study could not be gathered
             row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
                    "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
-                   "recipe": c["recipe"], "model": Path(c["model"]).name, "metric": c["metric"],
+                   "recipe": c["recipe"], "model": Path(c["model"]).name, "metric": c["metric"] or "-",
                    "n": str(s.get("n", "-")), "mean ± std": f"{fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
                    "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
                    "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
@@ -293,7 +302,8 @@ def shared_columns(rows: list[dict[str, str]], names: Sequence[str] = ("task", "
     """``rows`` without the ``names`` columns every row has the same value in, and those values
     as text for the table's title (``task same-number · model minilm-l6``): a terminal's width
     goes to the claims' names instead.  One row keeps its columns."""
-    shared = [name for name in names if len(rows) > 1 and len({row.get(name) for row in rows}) == 1]
+    shared = [name for name in names if len(rows) > 1 and len({row.get(name) for row in rows}) == 1
+              and rows[0].get(name) not in (None, "", "-")]  # "metric -": claims that gathered no study
     return ([{k: v for k, v in row.items() if k not in shared} for row in rows],
             " · ".join(f"{name} {rows[0][name]}" for name in shared))
 

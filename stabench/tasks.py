@@ -18,6 +18,7 @@ import math
 import os
 import random
 import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -127,7 +128,9 @@ def _from_caller(path: Path) -> str:
     found = next((folder / path for folder in (here, *here.parents) if (folder / path).is_file()), None)
     caller = next((frame.filename for frame in inspect.stack(0)[1:]
                    if not frame.filename.startswith(str(Path(__file__).parent))), None)
-    if found is None or caller is None or not Path(caller).is_file():
+    installed = {str(Path(prefix).resolve()) for prefix in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if (found is None or caller is None or not caller.endswith(".py") or not Path(caller).is_file()
+            or any(str(Path(caller).resolve()).startswith(prefix) for prefix in installed)):  # the console script
         return str(path)
     return os.path.relpath(found, Path(caller).resolve().parent)
 

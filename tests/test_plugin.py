@@ -172,6 +172,9 @@ def test_xdist_gives_the_serial_verdicts_and_trains_each_seed_once(suite):
         *(f"test_claims.py::test_false_claim[seed{seed}-{task}]" for task in ("polarity", "same-number")
           for seed in (0, 1)), *(f"test_claims.py::test_true_claim[seed{seed}]" for seed in range(4))]  # not as done
     assert workers == {"gw0", "gw1"}
+    from stabench.plugin import _without_seed_id
+
+    assert _without_seed_id("t.py::test_seed1_ok[seed1-rte]", 1) == "t.py::test_seed1_ok[-rte]"  # not the name's
 
 
 def test_a_worker_killed_mid_seed_makes_the_claim_fail(suite):

@@ -168,8 +168,28 @@ def test_columns_every_claim_shares_go_to_the_title_and_numbers_stay_on_one_line
     assert [list(row) for row in narrowed] == [["claim", "recipe", "mean ± std"]] * 2
     assert shared_columns(rows[:1]) == (rows[:1], "")  # one row keeps its columns
     assert shared_columns([rows[0], {**rows[1], "task": "mrpc"}])[1] == "model bert · metric accuracy"
-    text = render(rows_table(narrowed, title=title, fold=("claim",)), width=50)
+    text = render(rows_table(narrowed, title=title, fold=("claim",), width=50), width=50)
     assert all("0.989 ± 0.006" in line for line in text.splitlines() if "0.989" in line)
     assert "test_claim_0" not in text.replace("\n", "")  # the id folded over lines, not cut
     assert "".join(line.split("│")[1].strip() for line in text.splitlines()
                    if line.startswith("│")).startswith("benchmarks/test_offline_demo.py::test_claim_0")
+
+
+def test_numbers_keep_one_line_only_where_the_names_still_have_room():
+    """At 100 columns the names folded to nothing and rich cut '0.500 ± 0.000' to '0.500 ± 0.00'."""
+    from stabench.report import claim_rows, render, rows_table
+
+    claim = {"claim": "tests/test_my_recipe.py::test_my_recipe_never_fails", "arm": "a", "task": "reviews",
+             "recipe": "my-recipe", "model": "tiny-bert", "metric": "accuracy", "verdict": "passed", "majority": 0.5,
+             "failures_text": "6/6 [0.541, 1.000]", "summary": {"n": 10, "mean": 0.5, "std": 0.021, "min": 0.5,
+                                                                "median": 0.5, "max": 0.5}}
+    errored = {**claim, "claim": "t.py::test_broken", "metric": None, "summary": None, "verdict": "error"}
+    rows = claim_rows([claim, errored])
+    assert [row["metric"] for row in rows] == ["-", "accuracy"]  # not "None"
+    names = ("claim", "task", "recipe", "model", "paper")
+    for width, one_line in ((240, True), (100, False), (80, False)):
+        table = rows_table(rows, fold=names, width=width)
+        assert {column.header: column.no_wrap for column in table.columns if column.header not in names} == {
+            header: one_line for header in rows[0] if header not in names}
+        text = render(table, width=width)
+        assert "0.500 ± 0.021" in text if one_line else "0.500 ± 0.0" not in text.replace("0.500 ± 0.021", "")

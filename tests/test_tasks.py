@@ -296,6 +296,10 @@ def test_a_task_file_written_for_the_project_root_is_named_from_the_claim_file_w
     with pytest.raises(FileNotFoundError, match=r"in a claim file, Path\(__file__\).parent / 'data/train.csv' finds "
                                                 r"it wherever pytest starts\)"):
         runpy.run_path(str(claim_file))
+    script = tmp_path / "mine" / "stabench"  # a console script (no .py) is no claim file: the path as given
+    script.write_text(claim_file.read_text())
+    with pytest.raises(FileNotFoundError, match=r"Path\(__file__\).parent / 'mine/data/train.csv' finds"):
+        runpy.run_path(str(script))
 
 
 def test_a_task_object_is_registered_under_its_name_once(tmp_path):
