@@ -56,14 +56,7 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     (on an F1 or MCC axis it would sit at a meaningless height): across the plot where every box
     has the same majority accuracy, else over each box at its own.
     """
-    _check_not_a_path(runs_by_label, "plot_study")
-    if not isinstance(runs_by_label, Mapping):  # one Study, or one list of runs: one box
-        runs = _runs_in(runs_by_label, "plot_study")
-        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
-                         (runs[0].recipe_name if runs else "runs"): runs}
-    runs_by_label = {label: _runs_in(runs, "plot_study", label) for label, runs in runs_by_label.items()}
-    if not runs_by_label or not all(runs_by_label.values()):
-        raise ValueError("plot_study needs at least one label, each with runs")
+    runs_by_label = _labelled_runs(runs_by_label, "plot_study")  # one Study, or one list of runs: one box
     for label, runs in runs_by_label.items():
         if mix := data_mix(runs):
             raise ValueError(f"plot_study: the runs of {label!r} were trained on {mix}; a box holds runs on one "
@@ -236,6 +229,20 @@ def _data_size(run: RunResult) -> str:
     return f"{size} examples" if size else "full data"
 
 
+def _labelled_runs(runs_by_label, function: str) -> dict[str, list[RunResult]]:
+    """Labels to runs, as ``function`` takes them: a mapping, or one Study or list of runs under the
+    Study's arm name or the runs' recipe; each label with runs."""
+    _check_not_a_path(runs_by_label, function)
+    if not isinstance(runs_by_label, Mapping):
+        runs = _runs_in(runs_by_label, function)
+        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
+                         (runs[0].recipe_name if runs else "runs"): runs}
+    labelled = {label: _runs_in(runs, function, label) for label, runs in runs_by_label.items()}
+    if not labelled or not all(labelled.values()):
+        raise ValueError(f"{function} needs at least one label, each with runs")
+    return labelled
+
+
 def _check_not_a_path(runs, function: str) -> None:
     """A path where the runs belong: the arguments came in another order."""
     if isinstance(runs, (str, os.PathLike)):
@@ -278,14 +285,7 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
     """
     from .analysis import overfitting_trend
 
-    _check_not_a_path(runs_by_label, "plot_generalisation")
-    if not isinstance(runs_by_label, Mapping):
-        runs = _runs_in(runs_by_label, "plot_generalisation")
-        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
-                         (runs[0].recipe_name if runs else "runs"): runs}
-    runs_by_label = {label: _runs_in(runs, "plot_generalisation", label) for label, runs in runs_by_label.items()}
-    if not runs_by_label or not all(runs_by_label.values()):
-        raise ValueError("plot_generalisation needs at least one label, each with runs")
+    runs_by_label = _labelled_runs(runs_by_label, "plot_generalisation")
     every = [run for runs in runs_by_label.values() for run in runs]
     try:
         trend = overfitting_trend(every)  # one task, and enough successful runs: else no line
