@@ -43,8 +43,8 @@ def _task_from_args(args: argparse.Namespace):
                           **metrics)
     if args.task not in task_names():  # the library's hint, to pass a Task object, is no way out here
         raise ValueError(f"unknown task {args.task!r}{did_you_mean(args.task)}; known tasks: "
-                         f"{', '.join(task_names())}; a local task needs --train-file, --eval-file and --text-columns, or --import of the module "
-                         f"that registers it")
+                         f"{', '.join(task_names())}; a local task needs --train-file, --eval-file and "
+                         f"--text-columns, or --import of the module that registers it")
     for flag, value, own in (("--metrics", args.metrics, "metrics"), ("--text-columns", args.text_columns, "columns"),
                              ("--label-column", args.label_column, "columns")):
         if value:

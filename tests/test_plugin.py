@@ -98,7 +98,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
             assert produced["stacks"] == [{name: stored[0].environment[name] for name in produced["stacks"][0]}]
             assert {"python", "torch", "transformers", "datasets", "cuda", "device_name"} <= set(produced["stacks"][0])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
-                                "store (*/s.sqlite)", "stabench wrote r.json, figs (9 files)"])  # where each report went
+                                "store (*/s.sqlite)", "stabench wrote r.json, figs (9 files)"])  # where each went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
                                         "the store (*/s.sqlite)"])  # it used to say 0: no seed item had reported
@@ -383,7 +383,8 @@ def test_mine_by_name(study):
     pytester.path.joinpath("fast.json").write_text('{"max_steps": 4}')
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["runs: 1 trained this session *; 0 read from the store (*/s.sqlite)"])  # one recipe content
+    # one recipe content
+    result.stdout.fnmatch_lines(["runs: 1 trained this session *; 0 read from the store (*/s.sqlite)"])
 
     def refuse(constant):
         raise AssertionError(f"not strict JSON: {constant}")

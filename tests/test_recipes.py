@@ -217,8 +217,8 @@ def test_a_recipe_file_is_its_preset_with_its_fields(tmp_path_factory, preset, f
     ("[1, 2]", "recipe file '{path}' holds a list; expected a JSON object of recipe fields"),
     ("{lr: 1}", "recipe file '{path}' is not valid JSON: "),
     ('{"lrr": 1e-5}', "recipe file '{path}': unknown recipe field 'lrr' (did you mean 'lr'?); known fields: "),
-    ('{"preset": "bert-defualt"}', "recipe file '{path}': unknown preset 'bert-defualt' (did you mean 'bert-default'?); "
-                                   "known presets: bert-default,"),
+    ('{"preset": "bert-defualt"}', "recipe file '{path}': unknown preset 'bert-defualt' (did you mean "
+                                   "'bert-default'?); known presets: bert-default,"),
     ('{"lr": "fast"}', "recipe file '{path}': "),
     ('{"name": ["x"]}', "recipe file '{path}': recipe field name=['x'] is invalid"),
 ])
