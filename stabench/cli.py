@@ -186,7 +186,7 @@ def _print_study(console: Console, results: list) -> None:
 
 # Columns that often hold one value for every listed run; that value goes into the title instead.
 _SHARED_RUN_COLUMNS = ("recipe hash", "data", "train", "torch", "transformers", "tokenizers", "datasets", "device",
-                       "threads")
+                       "threads", "tags")
 
 
 def cmd_runs(args: argparse.Namespace, console: Console) -> int:
@@ -204,10 +204,12 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
              "transformers": r.environment.get("transformers"), "tokenizers": r.environment.get("tokenizers") or "none",
              "datasets": r.environment.get("datasets") or "none", "device": _device(r.environment),
              "threads": key_fields(r.environment).get("cpu_threads", "-"),
+             **({"tags": ", ".join(r.tags) or "-"} if any(run.tags for run in runs) else {}),  # a baseline's runs
              "finished": r.finished_at[:16].replace("T", " ")}
             for r in sorted(runs, key=lambda r: (r.task["name"], r.recipe_name, r.recipe_hash, r.seed))]
     shared = {} if args.wide or not rows else {
-        column: rows[0][column] for column in _SHARED_RUN_COLUMNS if len({row[column] for row in rows}) == 1}
+        column: rows[0][column] for column in _SHARED_RUN_COLUMNS if column in rows[0]
+        and len({row[column] for row in rows}) == 1}
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
     title = f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items())
     console.print(title, highlight=False, markup=False)

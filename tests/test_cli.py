@@ -78,6 +78,15 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert table[:3] == ["## stabench runs", "", listed.splitlines()[0]]
     seed = [cell.strip() for cell in table[4].split("|")].index("seed")
     assert [line.split("|")[seed].strip() for line in table[6:]] == ["0", "1", "2"]  # a row per run
+    assert "tags" not in listed  # no run is tagged: no column
+    from stabench.store import Store
+
+    with Store(os.environ["STABENCH_STORE"]) as store:
+        store.tag([run.key for run in store.query(seed=0)], "baseline")
+    assert main(["runs", "--task", "polarity", "--md", os.environ["STABENCH_STORE"] + ".md"]) == 0
+    table = open(os.environ["STABENCH_STORE"] + ".md").read().splitlines()
+    tags = [cell.strip() for cell in table[4].split("|")].index("tags")  # which runs a baseline holds, by row
+    assert [line.split("|")[tags].strip() for line in table[6:]] == ["baseline", "-", "-"]
     shown = listed.split("│ ")[1].strip()  # the first row's key, as the table prints it
     assert main(["runs", "--show", shown]) == 0 and f'"key": "{shown}' in capsys.readouterr().out
     threads = 2 if torch.get_num_threads() == 1 else 1  # another count: another run (restored by a fixture)
