@@ -36,6 +36,17 @@ def test_seed_ranges(first, length):
     assert parse_seeds(f"{first}-{first + length}") == list(range(first, first + length + 1))
 
 
+@given(st.integers(1, 1024), st.lists(st.integers(0, 500), min_size=2, max_size=20, unique=True))
+def test_seed_text_is_a_count_alone_and_a_list_otherwise(count, seeds):
+    """``--stabench-seeds 5`` is seeds 0-4, as seeds=5 in a claim; a range or a list names the seeds."""
+    from stabench.claims import seeds_from_text, seeds_of
+
+    assert seeds_of(seeds_from_text(str(count))) == tuple(range(count))
+    assert seeds_of(seeds_from_text(f" {count} ")) == tuple(range(count))
+    assert seeds_of(seeds_from_text(",".join(map(str, seeds)))) == tuple(seeds)
+    assert seeds_of(seeds_from_text(f"{count}-{count}")) == (count,)  # seed N alone, written as a range
+
+
 @pytest.mark.parametrize("text", ["a-b", "5-2", "1,,x", "-3", "0-2,2"])
 def test_bad_seeds_are_named(text):
     with pytest.raises(ValueError, match=f"seeds {text!r} are invalid"):

@@ -960,6 +960,27 @@ def test_runs_read_without_traces_are_the_stored_runs_less_their_traces(store: S
     assert light[1] == whole[1] and light[1].metrics["train_loss"] == pytest.approx(0.1)  # recomputed, as in full
 
 
+@given(st.lists(st.tuples(st.sampled_from(["rte", "mrpc"]), st.sampled_from(["bert", "roberta"]),
+                          st.sampled_from(["paper", "mine"]), st.integers(0, 5)), min_size=1, max_size=12, unique=True),
+       st.fixed_dictionaries({}, optional={"task": st.sampled_from(["rte", "mrpc", "cola"]),
+                                           "model": st.sampled_from(["bert", "roberta"]),
+                                           "recipe": st.sampled_from(["paper", "mine"]),
+                                           "seed": st.integers(0, 6)}))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_query_finds_exactly_the_runs_its_filters_match_and_get_returns_each(tmp_path_factory, runs, filters):
+    """Put, get and query against a list filtered by hand: every run comes back whole, and a
+    filter of task, model, recipe and seed selects the runs equal on each."""
+    with Store(tmp_path_factory.mktemp("q") / "s.sqlite") as store:
+        stored = [make_result(seed, task=task, model=model, recipe=recipe) for task, model, recipe, seed in runs]
+        for run in stored:
+            store.put(run)
+        assert all(same(store.get(run.key), run) for run in stored)
+        fields = {"task": lambda r: r.task["name"], "model": lambda r: r.model["name"],
+                  "recipe": lambda r: r.recipe_name, "seed": lambda r: r.seed}
+        expected = {run.key for run in stored if all(fields[name](run) == value for name, value in filters.items())}
+        assert {run.key for run in store.query(**filters)} == expected
+
+
 def test_a_damaged_record_read_without_its_trace_is_named_too(store: Store) -> None:
     damaged = make_result(0, trace={"loss": [0.7], "train_loss_steps": [1, 1]})
     store.put(damaged)
