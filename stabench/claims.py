@@ -593,7 +593,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
 
     store = script_store(store)
     name = registered_name(task)  # a clash of task names fails before any training
-    recipe = _study_recipe(recipe, name, model, store)
+    recipe = recipe_or_stored(recipe, name, model, store)
     seeds = seed_spec(seeds, "study ")
     if store is None and train:
         warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
@@ -625,11 +625,13 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     return Study(Arm(recipe.name, name, model, recipe, train_size, subsample_seed), runs, trained_here)
 
 
-def _study_recipe(recipe: str | Recipe, task: str, model: str, store) -> Recipe:
-    """``recipe`` as get_recipe takes it, or the name of a recipe whose runs ``store`` holds (a
-    claim file's own, ``get_recipe(..., name="mine@2e-4")``), as the CLI's ``--recipe`` takes it."""
+def recipe_or_stored(recipe: str | Recipe, task: str, model: str, store, **overrides: Any) -> Recipe:
+    """``recipe`` as get_recipe takes it, or the name of a recipe whose runs ``store`` (a Store or
+    its path; None: none) holds, as they recorded it: a claim file's own name,
+    ``get_recipe(..., name="mine@2e-4")``, as ``stabench.study`` and the CLI's ``--recipe`` take it.
+    Its runs on ``task`` and ``model`` count first; ``overrides`` change either."""
     try:
-        return get_recipe(recipe)
+        return get_recipe(recipe, **overrides)
     except ValueError as error:
         unknown = error
         if not (isinstance(recipe, str) and str(error).startswith("unknown recipe") and store is not None):
@@ -643,7 +645,7 @@ def _study_recipe(recipe: str | Recipe, task: str, model: str, store) -> Recipe:
         stored = None
     if stored is None:
         raise unknown
-    return stored
+    return stored.replace(**overrides)
 
 
 def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[int] | str | None = None,

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import report
-from .claims import parse_seeds
+from .claims import parse_seeds, recipe_or_stored
 from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
@@ -59,7 +59,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     task = _task_from_args(args)
     check_model_name(args.model)  # a typo of a built-in name fails before the run's header, as other bad values do
     project = project_settings()
-    recipe = _recipe_from_args(args, None if args.no_store else _store_path(args, project), task.name)
+    # a preset, a name stabench prints, a recipe file, or the name ``runs`` and ``summary`` show
+    recipe = recipe_or_stored(args.recipe, task.name, args.model, None if args.no_store else
+                              _store_path(args, project), **parse_overrides(args.set or []))
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
@@ -134,23 +136,6 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
             store.close()
     _print_study(console, results)
     return 0
-
-
-def _recipe_from_args(args: argparse.Namespace, store_path: Path | None, task: str) -> Recipe:
-    """--recipe: a preset, a name stabench prints, a recipe file, or the name of a recipe whose runs
-    the store holds (a claim file's own, ``get_recipe(..., name="mine@2e-4")``), as they recorded it:
-    the name ``runs`` and ``summary`` take.  Its runs on this task and model count first."""
-    overrides = parse_overrides(args.set or [])
-    try:
-        return get_recipe(args.recipe, **overrides)
-    except ValueError as error:
-        if store_path is None or not store_path.is_file() or not str(error).startswith("unknown recipe"):
-            raise
-        with Store(store_path, must_exist=True) as store:
-            stored = store.recipe_named(args.recipe, task, stored_name(args.model))
-        if stored is None:
-            raise
-        return stored.replace(**overrides)
 
 
 def _store_path(args: argparse.Namespace, project: ProjectSettings | None = None) -> Path:
