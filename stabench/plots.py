@@ -283,7 +283,7 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
     least-squares line of ``analysis.overfitting_trend`` over the successful runs, with its
     verdict, is drawn where it has at least 3 of them at more than one loss.
     """
-    from .analysis import overfitting_trend
+    from .analysis import generalisation_points, overfitting_trend
 
     runs_by_label = _labelled_runs(runs_by_label, "plot_generalisation")
     every = [run for runs in runs_by_label.values() for run in runs]
@@ -312,8 +312,8 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
         axes.axhline(majorities[0], linestyle="--", color="grey", linewidth=1,
                      label=f"majority class ({majorities[0]:.3g})")
     if trend is not None:
-        points = [(loss, acc) for r in every if not r.failed and math.isfinite(loss := r.metrics["train_loss"])
-                  and math.isfinite(acc := r.metrics["accuracy"])]
+        points = [(loss, acc) for loss, acc in generalisation_points(every, successful_only=True)
+                  if math.isfinite(loss) and math.isfinite(acc)]  # the trend's own points
         x = np.log10(np.maximum([loss for loss, _ in points], 1e-30))
         slope, intercept = np.polyfit(x, [acc for _, acc in points], 1)
         ends = np.array([x.min(), x.max()])
