@@ -261,7 +261,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
     if args.md:
         report.write_markdown(args.md, f"## stabench summary\n\n{report.markdown(rows)}\n" + (
             f"\n### Comparisons\n\n{_COMPARED}.\n\n"
-            f"{report.markdown(report.comparison_rows(comparisons, 'studies of'))}\n" if comparisons else "")
+            f"{report.markdown(report.comparison_rows(comparisons, 'setting'))}\n" if comparisons else "")
             + "".join(f"\n**Note:** {text}.\n" for text in notes))
     if args.json:
         report.write_json(args.json, {"studies": [
@@ -315,7 +315,7 @@ def _print_comparisons(entries: list[dict], studies: list[tuple[str, list[RunRes
                        console: Console, note: Callable[[str], None]) -> None:
     """The comparisons' table, with a ``note`` on what --compare left out."""
     if entries:
-        console.print(report.rows_table(report.comparison_rows(entries, "studies of"), title=_COMPARED))
+        console.print(report.rows_table(report.comparison_rows(entries, "setting"), title=_COMPARED))
         if hopeless := [e for e in entries if smallest_split_p(e["n_a"], e["n_b"]) >= e["alpha"]]:
             worst = max(hopeless, key=lambda e: e["n_comparisons"])
             note(f"in {len(hopeless)} of the {len(entries)} comparisons no test with a p-value could pass: at level "

@@ -603,7 +603,7 @@ def compare_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], metric: 
                     against: str | None = None, names: Mapping[str, Iterable[str]] | None = None) -> list[dict]:
     """Every ordered pair of :func:`group_studies`' studies made on one task, data size, model,
     data and library stack (a recipe against itself on another stack is the gate's job), or each
-    study both ways against the one of recipe ``against``; as report entries (``studies of`` and
+    study both ways against the one of recipe ``against``; as report entries (``setting`` and
     :meth:`stats.Comparison.to_dict`), each group's level split over its ordered pairs.
 
     ``against`` is any name a study's runs were stored or asked for under: ``names`` maps a run's
@@ -634,7 +634,7 @@ def compare_studies(studies: Sequence[tuple[str, Sequence[RunResult]]], metric: 
         for (name_a, runs_a), (name_b, runs_b) in pairs:
             comparison = stats.compare_runs(runs_a, runs_b, metric, n_comparisons=len(pairs),
                                             names=(name_a.removeprefix(prefix), name_b.removeprefix(prefix)))
-            entries.append({"studies of": study_label(trained_on), **comparison.to_dict()})
+            entries.append({"setting": study_label(trained_on), **comparison.to_dict()})
     if against is not None and not found:
         raise ValueError(f"no study with 2 or more seeds is of recipe {against!r}; their recipes: "
                          f"{', '.join(sorted({n for _, runs in studies for n in named(runs)}))}")

@@ -195,13 +195,13 @@ def test_summary_compares_every_two_studies_of_a_task_and_model_both_ways(tiny_m
     assert "note: --compare left out 1 study(ies) with one seed: polarity / tiny-bert / bert-default[lr=0.0001" in out
     comparisons = json.loads((tmp_path / "s.json").read_text())["comparisons"]
     default, fast = "bert-default[max_steps=6,trace_every=2]", "bert-default[lr=0.005,max_steps=6,trace_every=2]"
-    assert [(c["studies of"], c["name_a"], c["name_b"]) for c in comparisons] == [
+    assert [(c["setting"], c["name_a"], c["name_b"]) for c in comparisons] == [
         ("polarity / tiny-bert", fast, default), ("polarity / tiny-bert", default, fast)]  # in the table's order
     assert all(c["n_comparisons"] == 2 and c["alpha"] == 0.025 and c["n_a"] == 3 for c in comparisons)
     assert comparisons[0]["mean_a"] == comparisons[1]["mean_b"] and comparisons[0]["metric"] == "accuracy"
     for c in comparisons:  # one-sided in A's favour: the two directions' Mann-Whitney p add up past 1
         assert c["mannwhitney_p_a_better"] + comparisons[1 - comparisons.index(c)]["mannwhitney_p_a_better"] >= 1
-    assert "0.025 (0.05 / 2 comparisons)" in out and "studies of" in out
+    assert "0.025 (0.05 / 2 comparisons)" in out and "setting" in out
     # 3 seeds a side: no split goes below p = 1/20, and a sweep's many pairs leave a level far below that.
     assert ("note: in 2 of the 2 comparisons no test with a p-value could pass: at level 0.025 (0.05 / 2 ordered "
             "pairs), for one, no outcome on 3 vs 3 seeds gives a p that small (at least 0.05); compare one recipe "

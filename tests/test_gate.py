@@ -45,7 +45,7 @@ def test_compare_studies_pairs_recipes_of_one_stack_in_both_directions():
     assert sorted((c["name_a"], c["name_b"]) for c in every) == sorted(
         (a, b) for a in (r, "s", "u") for b in (r, "s", "u") if a != b)
     assert {c["n_comparisons"] for c in every} == {6} and {c["n_a"] for c in every} == {5}
-    assert {c["studies of"] for c in every} == {"t / m"}
+    assert {c["setting"] for c in every} == {"t / m"}
     worse = next(c for c in every if (c["name_a"], c["name_b"]) == (r, "s"))
     assert worse["mannwhitney_p_a_better"] < 0.05 / 6  # r is 0.2 above s on every seed
     against = compare_studies(studies, against="s")
