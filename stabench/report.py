@@ -289,7 +289,7 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
                    "recipe": c["recipe"], "model": Path(c["model"]).name, "metric": c["metric"] or "-",
                    "n": str(s.get("n", "-")), "mean ± std": f"{fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
                    "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",
-                   "majority": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
+                   "majority acc": fmt(c["majority"]), "failed k/n [95% CI]": c["failures_text"],
                    "claim verdict": c["verdict"]}  # one per claim, on each of its arms' rows
             if with_reference:
                 row["paper"] = c.get("reference") or ""
