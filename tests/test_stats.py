@@ -1,6 +1,7 @@
 """Property and reference tests for stabench.stats."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -157,8 +158,8 @@ def test_summarize_counts_flags_and_formats():
     assert summarize([0.7] * 25).failures_text() == "0/25 [0.000, 0.137]"
     as_dict = summary.to_dict()
     assert as_dict["n"] == 25 and tuple(as_dict["failure_ci"]) == summary.failure_ci
-    with pytest.raises(Exception):
-        summary.n = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        summary.n = 3
     with pytest.raises(ValueError, match="empty"):
         summarize([])
     with pytest.raises(ValueError, match="flags"):
