@@ -523,7 +523,7 @@ class Session:
         tokenizer = load_tokenizer(source)
         train, _ = data_lib.encode(load_task_data(arm.task, train_size=arm.train_size,
                                                   subsample_seed=arm.subsample_seed), tokenizer,
-                                   arm.recipe.max_length)
+                                   arm.recipe.max_length, arm.recipe.token_types)
         size = arm.recipe.batch_size
         return [data_lib.collate(train, list(range(i * size, min((i + 1) * size, len(train)))),
                                  tokenizer.pad_token_id or 0) for i in range(min(n_batches, -(-len(train) // size)))]

@@ -5,16 +5,16 @@ tokenises once per process; datasets' own map cache keeps file-backed data acros
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 
 import torch
 
 from .tasks import TaskData
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Encoded:
     """One split as unpadded token-id tensors (int64), one per example."""
 
@@ -26,8 +26,10 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded]:
-    """The train and eval splits tokenised with truncation to ``max_length``."""
+def encode(data: TaskData, tokenizer, max_length: int, token_types: bool = True) -> tuple[Encoded, Encoded]:
+    """The train and eval splits tokenised with truncation to ``max_length``; without
+    ``token_types`` the model sees none, so it embeds type 0 for every token (a pair's second
+    sentence too), as Mosbach et al.'s script ran BERT."""
     key = (data.task.name, data.fingerprint, _tokenizer_fingerprint(tokenizer), max_length)
     if key in _CACHE:
         _CACHE[key] = _CACHE.pop(key)  # the most recently used last
@@ -36,6 +38,8 @@ def encode(data: TaskData, tokenizer, max_length: int) -> tuple[Encoded, Encoded
             del _CACHE[next(iter(_CACHE))]
         _CACHE[key] = (_encode_split(data, data.train, tokenizer, max_length),
                        _encode_split(data, data.eval, tokenizer, max_length))
+    if not token_types:
+        return tuple(dataclasses.replace(split, token_type_ids=None) for split in _CACHE[key])
     return _CACHE[key]
 
 

@@ -422,7 +422,7 @@ def _recipe_fields(record: Any) -> Any:
     if not (isinstance(record, Mapping) and record):
         return record
     try:
-        fields = Recipe.from_dict(record).to_dict()
+        fields = dataclasses.asdict(Recipe.from_dict(record))  # every field, those to_dict leaves out too
     except (TypeError, ValueError, AttributeError):  # written by another stabench version, or malformed
         return record
     if HOOK_FINGERPRINT in record:

@@ -59,6 +59,7 @@ class Recipe:
     compile: str | None = None  # torch.compile mode for the training forward/backward; None: eager
     attention: str | None = None  # attention implementation; None: transformers' default (sdpa)
     hook: str | None = None  # a registered function of the user's that changes the model first (stabench.hook)
+    token_types: bool = True  # False: every token is type 0, as the authors' code fed BERT for the paper
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -105,6 +106,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         if data["hook"] is None:  # as recipes were before hooks: their hashes, and older stabench reads them
             del data["hook"]
+        if data["token_types"]:  # likewise before token_types
+            del data["token_types"]
         return data
 
     def record_and_hash(self) -> tuple[dict[str, Any], str]:

@@ -214,7 +214,7 @@ def fine_tune(prepared: PreparedRun, progress: Callable[[int, int], None] | None
     recipe, device = prepared.recipe, torch.device(prepared.device)
     started_at, start = _now(), time.perf_counter()
     tokenizer = models.load_tokenizer(prepared.model)
-    train_set, eval_set = data_lib.encode(prepared.data, tokenizer, recipe.max_length)
+    train_set, eval_set = data_lib.encode(prepared.data, tokenizer, recipe.max_length, recipe.token_types)
 
     model = initial_model(prepared)  # seeds the RNG, whose stream the dropout masks go on drawing
     data_lib.check_token_types((train_set, eval_set), model.config, prepared.model.name)

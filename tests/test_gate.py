@@ -217,6 +217,8 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(with_recipe(old, mine), with_recipe(old, mine.replace(lr=1e-4, epochs=4, dropout=0.2,
                                                                               warmup=0.2))) == \
         "recipe content (dropout 0.1 -> 0.2, epochs 3 -> 4, lr 2e-05 -> 0.0001, 1 more)"
+    assert what_changed(with_recipe(old, mine), with_recipe(old, mine.replace(token_types=False))) == \
+        "recipe content (token_types True -> False)"  # a default that to_dict leaves out is still a value
     llrd = get_recipe("bert-default", layerwise_lr_decay=0.9)  # same fields, rehashed by a correction
     assert what_changed(with_recipe(old, llrd), [dataclasses.replace(r, key=f"{r.key}b", recipe_hash="b") for r in
                                                  with_recipe(old, llrd)]) == \

@@ -145,7 +145,7 @@ _values = {
     "schedule": st.sampled_from(SCHEDULES), "adam_eps": st.floats(1e-12, 1e-3), "adam_beta1": st.floats(0, 0.99),
     "adam_beta2": st.floats(0, 0.9999), "eval_every": st.none() | st.integers(1, 10**5),
     "trace_every": st.integers(1, 10**4), "mixout": st.floats(0, 0.9), "layerwise_lr_decay": st.floats(0.01, 1),
-    "pad_to_multiple_of": st.none() | st.integers(1, 64),
+    "pad_to_multiple_of": st.none() | st.integers(1, 64), "token_types": st.booleans(),
 }
 
 

@@ -116,6 +116,30 @@ def test_same_seed_gives_identical_results_and_other_seeds_differ(tiny_model, mo
     assert a.trace["loss"] != c.trace["loss"]
 
 
+def test_without_token_types_the_model_sees_type_0_everywhere_as_the_authors_bert_did(tiny_model, monkeypatch):
+    """Their "pooler-bert" model type got no token_type_ids, so BERT embedded type 0 for a pair's
+    second sentence too; token_types=False runs so, as another recipe, and the default keeps its hash."""
+    import transformers
+
+    seen = []
+    forward = transformers.BertModel.forward
+
+    def spy(self, *args, token_type_ids=None, **kwargs):
+        seen.append(token_type_ids)
+        return forward(self, *args, token_type_ids=token_type_ids, **kwargs)
+
+    monkeypatch.setattr(transformers.BertModel, "forward", spy)
+    monkeypatch.delenv("STABENCH_STORE")
+    with_types, without = (run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", token_types=types, **FAST),
+                               seed=0) for types in (True, False))
+    calls = len(seen) // 2
+    assert all(ids is not None for ids in seen[:calls]) and any(int(ids.max()) == 1 for ids in seen[:calls])
+    assert all(ids is None for ids in seen[calls:])
+    assert with_types.trace["loss"] != without.trace["loss"] and with_types.key != without.key
+    assert without.recipe["token_types"] is False and "token_types" not in with_types.recipe
+    assert get_recipe("bert-default", token_types=True).hash == get_recipe("bert-default").hash
+
+
 def test_learning_happens_with_a_reasonable_recipe(tiny_model):
     """The tiny model learns the single-sentence task: the engine trains, not just runs."""
     recipe = get_recipe("mosbach-stable", lr=2e-3, epochs=4, trace_every=8)
