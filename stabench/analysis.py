@@ -87,13 +87,6 @@ class GradientVerdict:
     recover_factor: float = 10.0
     tail: int = 3
 
-    @property
-    def all_but_classifier_fell(self) -> bool:
-        """Every traced group except the classifier (and "other", parameters of no named group) fell by
-        at least ``factor`` from its peak in the window."""
-        drops = [d for name, d in self.layer_drops.items() if name not in ("classifier", "other")]
-        return bool(drops) and all(d <= 1.0 / self.factor for d in drops)
-
 
 def _encoder_layer_names(grad_norm: Mapping[str, Any]) -> list[str]:
     """The traced encoder layers, bottom to top."""
