@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
-from .report import image_format
 from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
                      final_train_loss, layer_order, runs_of)
 
@@ -28,6 +28,13 @@ def agg_figure(**options) -> Figure:
     figure = Figure(**options)
     FigureCanvasAgg(figure)
     return figure
+
+
+def image_format(path: str | Path) -> str:
+    """The image format a figure's file name asks for (``.pdf``, ``.svg``, ...); PNG for a name
+    without one, or with a dot that names no format matplotlib writes (``study-lr=0.001``)."""
+    suffix = Path(path).suffix[1:].lower()
+    return suffix if suffix in FigureCanvasBase.get_supported_filetypes() else "png"
 
 
 def save_figure(figure: Figure, path) -> Path:

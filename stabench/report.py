@@ -174,15 +174,6 @@ def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     return lines
 
 
-def image_format(path: str | Path) -> str:
-    """The image format a figure's file name asks for (``.pdf``, ``.svg``, ...); PNG for a name
-    without one, or with a dot that names no format matplotlib writes (``study-lr=0.001``)."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    suffix = Path(path).suffix[1:].lower()
-    return suffix if suffix in FigureCanvasBase.get_supported_filetypes() else "png"
-
-
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 
