@@ -252,7 +252,7 @@ def test_loss_surface_separates_failed_from_successful(study, task, stabench_ses
     _, good_model = session.trained_model(study.arm, successful[0].seed)
     surface = analysis.loss_surface(session.pretrained_model(study.arm, failed[0].seed), failed_model, good_model,
                                     session.training_batches(study.arm, 4), grid=(9, 9))
-    analysis.plot_loss_surface(surface, _plots_folder(request) / f"loss-surface-{task}.{_plot_format(request)}",
+    plots.plot_loss_surface(surface, _plots_folder(request) / f"loss-surface-{task}.{_plot_format(request)}",
                                f"{task}: {study.arm.task}")
     points = surface["points"]
     assert points["failed"]["loss"] > points["successful"]["loss"]

@@ -10,7 +10,7 @@ on stored :class:`~stabench.result.RunResult` objects or on models, without pyte
   :func:`wikitext2_texts`.
 * Generalisation, no overfitting (Fig. 5): :func:`generalisation_points`,
   :func:`overfitting_trend`.
-* Loss surfaces (Fig. 6): :func:`loss_surface`, :func:`plot_loss_surface`.
+* Loss surfaces (Fig. 6): :func:`loss_surface` (drawn by :func:`stabench.plots.plot_loss_surface`).
 
 Heavy imports (transformers, matplotlib, scipy) happen inside the functions that need them.
 """
@@ -24,7 +24,6 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,6 @@ __all__ = [
     "loss_surface",
     "masked_lm_perplexity",
     "overfitting_trend",
-    "plot_loss_surface",
     "vanishing_gradients",
     "wikitext2_texts",
 ]
@@ -751,37 +749,3 @@ def loss_surface(pretrained: nn.Module, failed: nn.Module, successful: nn.Module
     return {"alpha": alpha, "beta": beta, "loss": loss, "grad_norm": norms, "points": points,
             "distances": {"failed": dist_f, "successful": dist_s},
             "n_examples": sum(int(batch["labels"].shape[0]) for batch in batches)}
-
-
-def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
-    """Contours of the loss and of log10 gradient norm on the plane, the three models marked; the
-    file's format follows its extension (PNG, PDF or SVG).
-
-    Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
-    """
-    from .plots import agg_figure, save_figure
-
-    alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
-    panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
-    norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
-    if np.isfinite(norms).any():
-        panels.append(("log10 gradient norm", np.log10(np.maximum(norms, _TINY))))
-    figure = agg_figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
-    markers = {"pretrained": ("o", "white"), "failed": ("X", "tab:red"), "successful": ("*", "tab:green")}
-    for index, (label, values) in enumerate(panels):
-        axes = figure.add_subplot(1, len(panels), index + 1)
-        finite = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
-        filled = axes.contourf(alpha, beta, finite, levels=20, cmap="viridis")
-        axes.contour(alpha, beta, finite, levels=10, colors="k", linewidths=0.4, alpha=0.5)
-        figure.colorbar(filled, ax=axes)
-        for name, point in surface["points"].items():
-            marker, colour = markers.get(name, ("s", "tab:orange"))
-            a, b = point["coords"]
-            axes.scatter([a], [b], marker=marker, s=110, c=colour, edgecolors="black", zorder=3)
-            axes.annotate(name, (a, b), textcoords="offset points", xytext=(6, 6), fontsize="small",
-                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
-        axes.set_xlabel("α: along θ_failed − θ_pre")
-        axes.set_ylabel("β: θ_success − θ_pre, orthogonalised")
-        axes.set_title(label, fontsize="medium")
-    figure.suptitle(title)
-    return save_figure(figure, path)

@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -391,5 +392,37 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     bottom.set_ylabel(f"train loss (median of {FINAL_LOSS_STEPS} steps)")
     bottom.set_xlabel("step")
     bottom.grid(alpha=0.3)
+    figure.suptitle(title)
+    return save_figure(figure, path)
+
+
+def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
+    """Contours of the loss and of log10 gradient norm on the plane, the three models marked; the
+    file's format follows its extension (PNG, PDF or SVG).
+
+    Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
+    """
+    alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
+    panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
+    norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
+    if np.isfinite(norms).any():
+        panels.append(("log10 gradient norm", np.log10(np.maximum(norms, 1e-30))))
+    figure = agg_figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
+    markers = {"pretrained": ("o", "white"), "failed": ("X", "tab:red"), "successful": ("*", "tab:green")}
+    for index, (label, values) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        finite = np.where(np.isfinite(values), values, np.nanmax(values[np.isfinite(values)]))
+        filled = axes.contourf(alpha, beta, finite, levels=20, cmap="viridis")
+        axes.contour(alpha, beta, finite, levels=10, colors="k", linewidths=0.4, alpha=0.5)
+        figure.colorbar(filled, ax=axes)
+        for name, point in surface["points"].items():
+            marker, colour = markers.get(name, ("s", "tab:orange"))
+            a, b = point["coords"]
+            axes.scatter([a], [b], marker=marker, s=110, c=colour, edgecolors="black", zorder=3)
+            axes.annotate(name, (a, b), textcoords="offset points", xytext=(6, 6), fontsize="small",
+                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.7, "lw": 0})
+        axes.set_xlabel("α: along θ_failed − θ_pre")
+        axes.set_ylabel("β: θ_success − θ_pre, orthogonalised")
+        axes.set_title(label, fontsize="medium")
     figure.suptitle(title)
     return save_figure(figure, path)

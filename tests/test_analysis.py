@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import torch
 import transformers
 
-from stabench import analysis
+from stabench import analysis, plots
 from stabench.data import collate, encode
 from stabench.models import load_model, load_tokenizer, resolve
 from stabench.recipes import get_recipe
@@ -470,7 +470,7 @@ def test_loss_surface_plane_through_the_three_models(tiny_model, tiny_runs, tmp_
     assert surface["beta"][0] < min(ys) and surface["beta"][-1] > max(ys)
     assert all(torch.equal(a, b) for a, b in zip(before, models[0].parameters()))  # scratch copy only
 
-    path = analysis.plot_loss_surface(surface, tmp_path / "plots" / "surface.png", "tiny BERT")
+    path = plots.plot_loss_surface(surface, tmp_path / "plots" / "surface.png", "tiny BERT")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
