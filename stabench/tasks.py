@@ -337,6 +337,8 @@ class _LocalFiles:
         for split, path in given.items():  # errors name a file as the user did
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+            if kind == "csv":  # cells as written: "NA" is a sentence or a class, "0.50" a text, not 0.5
+                kwargs.update(keep_default_na=False, converters={column: str for column in self.text_columns})
             verbosity = datasets.logging.get_verbosity()
             datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a parse error is logged, then raised
             try:
@@ -353,8 +355,27 @@ class _LocalFiles:
             finally:
                 datasets.logging.set_verbosity(verbosity)
             _require_columns(str(path), columns, splits[split].column_names, TaskDataError)
+            splits[split] = _as_texts(splits[split], self.text_columns, str(path))
         _check_examples(splits["train"], splits["validation"], str(self.train), str(self.validation), columns)
         return datasets.DatasetDict(_labels_to_ids(splits, self.label_column))
+
+
+def _as_texts(split: datasets.Dataset, columns: tuple[str, ...], where: str) -> datasets.Dataset:
+    """Text columns as strings, numbers and booleans as JSON writes them (``{"sentence": 7}`` is
+    the text "7": a tokenizer takes no number); a list or an object in a text column is named."""
+    datasets = _datasets()
+    for column in columns:
+        feature = split.features[column]
+        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string", "null"):
+            continue
+        texts = []
+        for row, value in enumerate(split[column], start=1):
+            if isinstance(value, (list, dict)):
+                raise TaskDataError(f"row {row} of {where!r} holds a {type(value).__name__} in column {column!r}; "
+                                    f"expected a text")
+            texts.append(value if value is None or isinstance(value, str) else json.dumps(value))
+        split = split.remove_columns(column).add_column(column, texts, feature=datasets.Value("string"))
+    return split
 
 
 def _json_error(path: Path) -> str | None:

@@ -273,6 +273,31 @@ def test_an_empty_cell_is_named_by_row_and_column(tmp_path, kind, blank):
         load_task_data(task)
 
 
+@pytest.mark.parametrize("kind", ["csv", "tsv", "jsonl"])
+def test_texts_and_labels_are_read_as_written_where_pandas_would_see_missing_values_or_numbers(tmp_path, kind):
+    """A sentence "NA" and a class "NA" are text (pandas reads them as missing), as is "0.50"."""
+    texts = ["NA", "null", "N/A", "nan", "None", "0.50", "7", "true"]
+    rows = [{"text": text, "label": ["NA", "ok"][i % 2]} for i, text in enumerate(texts)]
+    for split in ("train", "dev"):
+        _write(tmp_path / f"{split}.{kind}", rows, kind)
+    data = load_task_data(local_task(f"as-written-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}",
+                                     "text"))
+    assert data.train["text"] == texts and data.label_names == ["NA", "ok"] and data.eval["label"][:2] == [0, 1]
+
+
+def test_numbers_in_a_json_text_column_are_texts_and_a_list_is_named(tmp_path):
+    """A tokenizer takes no number: 7 is the text "7", as JSON writes it, and true is "true"."""
+    for name, texts, read in (("ints", [7, 8], ["7", "8"]), ("floats", [1.5, -2.25], ["1.5", "-2.25"]),
+                              ("bools", [True, False], ["true", "false"])):  # a type per file: datasets < 4.7 asks it
+        _write(tmp_path / f"{name}.jsonl", [{"text": t, "label": i % 2} for i, t in enumerate(texts)], "jsonl")
+        data = load_task_data(local_task(name, tmp_path / f"{name}.jsonl", tmp_path / f"{name}.jsonl", "text"))
+        assert data.train["text"] == read
+    _write(tmp_path / "lists.jsonl", [{"text": ["a"], "label": 0}, {"text": ["b", "c"], "label": 1}], "jsonl")
+    with pytest.raises(ValueError, match=r"^row 1 of '.*lists.jsonl' holds a list in column 'text'; expected a "
+                                         r"text$"):
+        load_task_data(local_task("lists", tmp_path / "lists.jsonl", tmp_path / "lists.jsonl", "text"))
+
+
 def test_a_missing_relative_task_file_says_where_it_was_looked_for(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"task file 'data/train.csv' does not exist \\(relative to "
