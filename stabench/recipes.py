@@ -252,7 +252,7 @@ def _check_types(recipe: Recipe) -> None:
     """Each field holds its declared type, so a string "no" cannot switch bias correction on.
 
     Numbers (numpy integers too) are normalised to their field's plain type (epochs=3 and epochs=3.0 are
-    one recipe, so the hash and the stored JSON agree); an int field takes a float only when it is
+    one recipe, as are warmup=-0.0 and 0.0, so the hash and the stored JSON agree); an int field takes a float only when it is
     a whole number."""
     for f in dataclasses.fields(recipe):
         value, kinds = getattr(recipe, f.name), [k.strip() for k in f.type.split("|")]
@@ -260,7 +260,7 @@ def _check_types(recipe: Recipe) -> None:
             continue
         kind, is_number = kinds[0], isinstance(value, (Integral, float)) and not isinstance(value, bool)
         if kind == "float" and is_number:
-            object.__setattr__(recipe, f.name, float(value))
+            object.__setattr__(recipe, f.name, float(value) + 0.0)  # -0.0 is 0.0, which JSON writes otherwise
         elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):

@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import hypothesis.strategies as st
 import pytest
@@ -277,6 +278,19 @@ def test_an_int_and_the_same_float_are_one_recipe(epochs, max_steps, lr_exponent
     assert as_ints.hash == as_floats.hash and as_ints.replace(name="same") == as_floats.replace(name="same")
     assert isinstance(as_floats.max_steps, int) and isinstance(as_ints.epochs, float)
     assert get_recipe("bert-default", lr=10 ** lr_exponent).hash == get_recipe("bert-default", lr=10.0 ** lr_exponent).hash
+
+
+@given(st.sampled_from(sorted(PRESETS)), st.sampled_from(["warmup", "weight_decay", "adam_beta1", "adam_beta2",
+                                                             "dropout", "mixout"]), st.booleans())
+def test_minus_zero_is_zero_in_the_recipe_its_name_and_its_hash(preset, field, as_text):
+    """``--set warmup=-0`` reads -0.0, which JSON writes as such: the same computation hashed apart."""
+    try:
+        zero = get_recipe(preset, **{field: 0.0})
+    except ValueError:  # a zero this preset refuses (Mixout's own switch, its dropout)
+        return
+    minus = get_recipe(preset, **(parse_overrides([f"{field}=-0"]) if as_text else {field: -0.0}))
+    assert minus == zero and minus.hash == zero.hash and minus.name == zero.name
+    assert math.copysign(1.0, getattr(minus, field)) == 1.0
 
 
 @given(_overrides, _overrides)
