@@ -93,10 +93,19 @@ def runs_needed_for_zero_failures(rate: float, confidence: float = 0.95, one_sid
     _check_confidence(confidence)
     _check_rate(rate)
     tail = 1 - confidence if one_sided else (1 - confidence) / 2
-    n = 1 if rate == 1 else math.ceil(math.log(tail) / math.log(1 - rate))
+    estimate = 1.0 if rate == 1 else math.log(tail) / math.log1p(-rate)  # log1p: log(1 - 1e-12) rounds
+    if estimate > _MOST_RUNS:
+        raise ValueError(f"rate={rate!r} is too small to show with runs: it would take {estimate:.3g} of them; "
+                         f"expected a rate of at least {-math.log(tail) / _MOST_RUNS:.1e}")
+    n = max(1, math.ceil(estimate))
+    while n > 1 and failure_rate_upper(0, n - 1, confidence, one_sided) < rate:  # the closed form, rounded
+        n -= 1
     while failure_rate_upper(0, n, confidence, one_sided) >= rate:  # the bound must be strict
         n += 1
     return n
+
+
+_MOST_RUNS = 1e15  # beyond, float steps between run counts exceed 1 and the bound loses its digits
 
 
 # --------------------------------------------------------------------------- spread

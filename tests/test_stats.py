@@ -87,6 +87,19 @@ def test_zero_of_25_reference_bounds():
         runs_needed_for_zero_failures(0)
 
 
+@given(st.floats(1e-12, 1.0), st.sampled_from([0.9, 0.95, 0.99]), st.booleans())
+def test_runs_needed_are_the_fewest_whose_bound_is_below_the_rate(rate, confidence, one_sided):
+    n = runs_needed_for_zero_failures(rate, confidence, one_sided)
+    assert failure_rate_upper(0, n, confidence, one_sided) < rate
+    assert n == 1 or failure_rate_upper(0, n - 1, confidence, one_sided) >= rate
+
+
+def test_a_rate_too_small_to_show_with_runs_is_named_not_a_crash_or_a_hang():
+    for rate in (1e-17, 5e-324):  # log(1 - rate) == 0: a division by zero, then a count from 1 upwards
+        with pytest.raises(ValueError, match=rf"^rate={rate!r} is too small to show with runs: it would take "):
+            runs_needed_for_zero_failures(rate)
+
+
 @FAST
 @given(st.sampled_from([0.0, 0.1, 0.2, 0.5]), st.integers(min_value=1, max_value=8))
 def test_intervals_shrink_with_n(rate, scale):
