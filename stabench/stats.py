@@ -118,6 +118,7 @@ def std_upper_bound(std: float, n: int, confidence: float = 0.95) -> float:
     (n = 25 at 95%: 1.316 x the observed std).
     """
     _check_confidence(confidence)
+    _check_number("std", std, "a std >= 0 (or NaN, from one seed)", lambda x: math.isnan(x) or x >= 0)
     if n < 2 or math.isnan(std):
         return math.inf
     return float(std * math.sqrt((n - 1) / stats.chi2.ppf(1 - confidence, n - 1)))

@@ -121,6 +121,8 @@ def test_std_bound_at_least_observed(std, n, confidence):
 def test_std_bound_reference_factor_and_small_n():
     assert std_upper_bound(1.0, 25) == pytest.approx(1.316, abs=5e-4)
     assert std_upper_bound(1.0, 1) == math.inf
+    with pytest.raises(ValueError, match=r"^std=-1.0 is invalid; expected a std >= 0"):
+        std_upper_bound(-1.0, 5)  # a negative bound otherwise
 
 
 def test_bootstrap_ci_covers_the_estimate():
