@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -907,3 +908,76 @@ def test_comparisons_do_not_depend_on_the_order_the_runs_are_listed_in(scores_a,
     assert aso(shuffled_a, shuffled_b, num_bootstrap_iterations=200) == aso(scores_a, scores_b,
                                                                              num_bootstrap_iterations=200)
     assert bootstrap_ci(shuffled_a, n_resamples=200) == bootstrap_ci(scores_a, n_resamples=200)
+
+
+# --------------------------------------------------------------------------- properties of the two-sample tests
+
+small_ints = st.lists(st.integers(-5, 5), min_size=2, max_size=5)
+
+
+def _brute_mann_whitney_greater(a, b) -> float:
+    """Share of the splits of the pooled scores whose U (A over B, ties half) is as large or larger."""
+    pooled, n_a = list(a) + list(b), len(a)
+
+    def u(x, y):
+        return sum((xi > yi) + 0.5 * (xi == yi) for xi in x for yi in y)
+
+    observed = u(a, b)
+    splits = [u([pooled[i] for i in idx], [pooled[i] for i in range(len(pooled)) if i not in idx])
+              for idx in itertools.combinations(range(len(pooled)), n_a)]
+    return sum(s >= observed - 1e-9 for s in splits) / len(splits)
+
+
+@FAST
+@given(small_ints, small_ints)
+def test_mann_whitney_with_ties_is_the_exact_permutation_p(a, b):
+    assert mann_whitney(a, b, alternative="greater") == pytest.approx(_brute_mann_whitney_greater(a, b), abs=1e-12)
+
+
+@FAST
+@given(small_ints, small_ints)
+def test_one_sided_permutation_ps_cover_every_split(a, b):
+    """P(T >= t) + P(T <= t) >= 1 for a permutation distribution; each p in (0, 1]."""
+    for test in (mann_whitney, brown_forsythe):
+        less, greater = test(a, b, alternative="less"), test(a, b, alternative="greater")
+        two = test(a, b)
+        assert 0 < less <= 1 and 0 < greater <= 1 and 0 < two <= 1
+        assert less + greater >= 1 - 1e-9
+
+
+@FAST
+@given(small_ints, small_ints, st.integers(-1000, 1000), st.sampled_from([1, 2, 4, 0.5, 1024]))
+def test_tests_of_two_samples_are_invariant_under_exact_shifts_and_scalings(a, b, shift, scale):
+    """Integer scores shifted by an integer and scaled by a power of 2 stay exact in floats."""
+    moved_a, moved_b = [x * scale + shift for x in a], [x * scale + shift for x in b]
+    for alternative in ("less", "greater", "two-sided"):
+        assert mann_whitney(moved_a, moved_b, alternative) == pytest.approx(mann_whitney(a, b, alternative))
+        assert brown_forsythe(moved_a, moved_b, alternative) == pytest.approx(brown_forsythe(a, b, alternative))
+    # a shift of one study alone does not change its spread
+    assert brown_forsythe([x + shift for x in a], b) == pytest.approx(brown_forsythe(a, b))
+
+
+@FAST
+@given(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=12), st.sampled_from(["mean", "std"]),
+       st.sampled_from([2.0, 0.5, 8.0]), st.randoms(use_true_random=False))
+def test_bootstrap_ci_is_ordered_equivariant_and_order_free(values, statistic, scale, random):
+    low, high = bootstrap_ci(values, statistic, n_resamples=200)
+    assume(not math.isnan(low))
+    assert low <= high
+    if statistic == "mean":
+        assert min(values) <= low and high <= max(values)
+    else:
+        assert 0 <= low
+    shuffled = list(values)
+    random.shuffle(shuffled)
+    assert bootstrap_ci(shuffled, statistic, n_resamples=200) == (low, high)
+    scaled = bootstrap_ci([v * scale for v in values], statistic, n_resamples=200)
+    assert scaled == pytest.approx((low * scale, high * scale), rel=1e-9, abs=1e-300)
+
+
+@FAST
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=8), st.data())
+def test_a_study_never_regresses_from_itself(scores, data):
+    failures = data.draw(st.integers(0, len(scores)))
+    assert regression(scores, list(reversed(scores)), failures, failures,
+                      Threshold("m", max_mean_drop=0.0, max_std_increase=0.0, max_extra_failures=0)) == []
