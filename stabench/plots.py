@@ -243,8 +243,13 @@ def _labelled_runs(runs_by_label, function: str) -> dict[str, list[RunResult]]:
     _check_not_a_path(runs_by_label, function)
     if not isinstance(runs_by_label, Mapping):
         runs = _runs_in(runs_by_label, function)
-        runs_by_label = {getattr(getattr(runs_by_label, "arm", None), "name", None) or
-                         (runs[0].recipe_name if runs else "runs"): runs}
+        study = getattr(getattr(runs_by_label, "arm", None), "name", None)
+        recipes = {r.recipe_hash: r.recipe_name for r in runs}  # a Study's: one recipe, in one or more versions
+        if study is None and len(recipes) > 1:  # a list under its first run's recipe name would hide the others
+            named = ", ".join(f"{name} ({digest[:8]})" for digest, name in list(recipes.items())[:4])
+            raise ValueError(f"{function}: the runs hold {len(recipes)} recipes ({named}); one list of runs is one "
+                             f"label, so give each recipe its own: {{name: runs, ...}}")
+        runs_by_label = {study or (runs[0].recipe_name if runs else "runs"): runs}
     labelled = {label: _runs_in(runs, function, label) for label, runs in runs_by_label.items()}
     if not labelled or not all(labelled.values()):
         raise ValueError(f"{function} needs at least one label, each with runs")

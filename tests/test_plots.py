@@ -318,6 +318,10 @@ def test_boxes_of_other_majority_accuracies_get_their_own_majority_line(drawn, t
     with pytest.raises(ValueError, match=r"of 'small' were trained on 2 different data sets \(fingerprints aaaaaaaa, "
                                          r"cccccccc\): training sets of the full set and 64 examples"):
         plot_study({"small": polarity + subsample}, tmp_path / "m.png", "one box")
+    edited = [dataclasses.replace(r, seed=r.seed + 2, recipe_name="r2", recipe_hash="e" * 16) for r in polarity]
+    with pytest.raises(ValueError, match=r"^plot_study: the runs hold 2 recipes \(r \(h\), r2 \(eeeeeeee\)\); one list "
+                                         r"of runs is one label, so give each recipe its own: \{name: runs, ...\}$"):
+        plot_study(polarity + edited, tmp_path / "m.png", "one box")  # one box under 'r' held both before
 
 
 def test_runs_that_scored_alike_are_each_seen_side_by_side(drawn, tmp_path):
