@@ -361,19 +361,13 @@ class _LocalFiles:
 
 
 def _as_texts(split: datasets.Dataset, columns: tuple[str, ...], where: str) -> datasets.Dataset:
-    """Text columns as strings, numbers and booleans as JSON writes them (``{"sentence": 7}`` is
-    the text "7": a tokenizer takes no number); a list or an object in a text column is named."""
+    """Text columns as strings (a tokenizer takes no number; see :func:`_text`)."""
     datasets = _datasets()
     for column in columns:
         feature = split.features[column]
         if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string", "null"):
             continue
-        texts = []
-        for row, value in enumerate(split[column], start=1):
-            if isinstance(value, (list, dict)):
-                raise TaskDataError(f"row {row} of {where!r} holds a {type(value).__name__} in column {column!r}; "
-                                    f"expected a text")
-            texts.append(value if value is None or isinstance(value, str) else json.dumps(value))
+        texts = [_text(value, row, column, where) for row, value in enumerate(split[column], start=1)]
         split = split.remove_columns(column).add_column(column, texts, feature=datasets.Value("string"))
     return split
 
@@ -714,10 +708,8 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
         if split not in splits:
             raise TaskDataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(map(str, splits))}")
         data = splits[split]
-        if type(data).__name__ == "DataFrame":  # pandas, without importing it
-            data = datasets.Dataset.from_pandas(data, preserve_index=False)
-        elif isinstance(data, Mapping):
-            data = datasets.Dataset.from_dict(dict(data))
+        if type(data).__name__ == "DataFrame" or isinstance(data, Mapping):  # pandas, without importing it
+            data = _in_memory(data, task, f"{task.name}:{split}")
         elif not isinstance(data, datasets.Dataset):
             raise TaskDataError(f"task {task.name!r}: split {split!r} is a {type(data).__name__}; expected a "
                                 f"datasets.Dataset, a pandas DataFrame or a dict of columns")
@@ -729,6 +721,33 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
                         f"{task.name}:{task.eval_split}", (*task.text_columns, task.label_column))
     chosen = _labels_to_ids(chosen, task.label_column)
     return chosen[task.train_split], chosen[task.eval_split]
+
+
+def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
+    """The columns a task reads from a DataFrame or a dict of columns, as a Dataset: texts as
+    strings (a file's are), and labels that mix numbers and names as text, so that the checks name
+    them as a file's rather than Arrow failing to make one type of them."""
+    columns = (*task.text_columns, task.label_column)
+    _require_columns(where, columns, [str(name) for name in data], TaskDataError)
+    table = {}
+    for column in columns:
+        values = [None if value is None or isinstance(value, float) and math.isnan(value) else value
+                  for value in (data[column].tolist() if hasattr(data[column], "tolist") else list(data[column]))]
+        if column in task.text_columns or len({isinstance(v, str) for v in values if v is not None}) > 1:
+            values = [_text(value, row, column, where) for row, value in enumerate(values, start=1)]
+        table[column] = values
+    return _datasets().Dataset.from_dict(table)
+
+
+def _text(value: Any, row: int, column: str, where: str) -> str | None:
+    """A cell of a text column as text: numbers and booleans as JSON writes them ({"sentence": 7}
+    is "7"); a list or an object is named."""
+    if isinstance(value, (list, dict)):
+        raise TaskDataError(f"row {row} of {where!r} holds a {type(value).__name__} in column {column!r}; "
+                            f"expected a text")
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value.item() if hasattr(value, "item") else value)
 
 
 def _fingerprint(task: Task, *splits: datasets.Dataset) -> str:

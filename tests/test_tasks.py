@@ -559,6 +559,17 @@ def test_in_memory_data_is_checked_like_files():
     empty_train = Task("empty-train", "text", lambda: {"train": _in_memory([], []), "validation": good})
     with pytest.raises(ValueError, match="^'empty-train:train' has no examples"):
         load_task_data(empty_train)
+    import pandas as pd
+
+    mixed = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [1, "yes", 1, "yes"]})  # Arrow's error, before
+    with pytest.raises(ValueError, match=r"^the labels of 'mixed-mem:train' mix numbers \(1\) and names \(yes\); "):
+        load_task_data(Task("mixed-mem", "text", lambda: {"train": mixed, "validation": mixed}))
+    numbers = Task("numbers-mem", "text", lambda: {"train": {"text": [7, 8.5, True, "x"], "label": [0, 1, 0, 1]},
+                                                   "validation": good})
+    assert load_task_data(numbers).train["text"] == ["7", "8.5", "true", "x"]  # a tokenizer takes no number
+    lists = Task("lists-mem", "text", lambda: {"train": {"text": [["a"], "b"], "label": [0, 1]}, "validation": good})
+    with pytest.raises(ValueError, match=r"^row 1 of 'lists-mem:train' holds a list in column 'text'; expected a text$"):
+        load_task_data(lists)
 
 
 def test_labels_numbered_from_1_are_two_classes_not_three():
