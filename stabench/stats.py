@@ -239,6 +239,12 @@ class Summary:
         return dataclasses.asdict(self)
 
 
+def sample_std(values: np.ndarray) -> float:
+    """The sample std (ddof=1), exactly 0 for tied scores: numpy's rounded mean leaves 1e-16
+    there, which tables print and the std's upper bound scales."""
+    return 0.0 if np.all(values == values[0]) else float(np.std(values, ddof=1))
+
+
 def summarize(
     scores: Iterable[float],
     failed: int | Sequence[bool] | None = None,
@@ -253,7 +259,7 @@ def summarize(
     if n == 0:
         raise ValueError("cannot summarize an empty list of scores (did every run get skipped?)")
     failures = _count(failed, n, "failed")
-    std = float(np.std(data, ddof=1)) if n >= 2 else math.nan
+    std = sample_std(data) if n >= 2 else math.nan
     q25, median, q75 = (float(q) for q in np.quantile(data, [0.25, 0.5, 0.75]))
     return Summary(
         n=n,
@@ -611,8 +617,8 @@ def compare(
         n_b=int(b.size),
         mean_a=float(a.mean()),
         mean_b=float(b.mean()),
-        std_a=float(a.std(ddof=1)),
-        std_b=float(b.std(ddof=1)),
+        std_a=sample_std(a),
+        std_b=sample_std(b),
         failures_a=int(failures_a),
         failures_b=int(failures_b),
         levene_statistic=_levene_statistic(a, b),
@@ -885,7 +891,7 @@ def regression(
         sides = (base, current)
         p, skipped = None, None
         recovered = current_failures / current.size < baseline_failures / base.size and drop <= 0
-        growth = current.std(ddof=1) - base.std(ddof=1)  # of all runs
+        growth = sample_std(current) - sample_std(base)  # of all runs
         if recovered:  # whether or not the spread of all runs grew: fewer failures can hide wider successes
             successes = (base.size - baseline_failures, current.size - current_failures)
             if min(successes) < 2:
@@ -897,7 +903,7 @@ def regression(
             elif baseline_flags is not None and current_flags is not None:
                 sides = (_succeeded(baseline_scores, baseline_flags), _succeeded(current_scores, current_flags))
                 spread, test = "std of the successful runs", "one-sided Brown-Forsythe on the successful runs"
-        std_base, std_current = sides[0].std(ddof=1), sides[1].std(ddof=1)
+        std_base, std_current = sample_std(sides[0]), sample_std(sides[1])
         if skipped is None and std_current - std_base > limit:
             p = brown_forsythe(_oriented(sides[1], threshold.higher_is_better),
                                _oriented(sides[0], threshold.higher_is_better), alternative="greater")

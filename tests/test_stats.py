@@ -126,6 +126,16 @@ def test_std_bound_reference_factor_and_small_n():
         std_upper_bound(-1.0, 5)  # a negative bound otherwise
 
 
+@FAST
+@given(st.floats(-1e6, 1e6, allow_nan=False), st.integers(2, 30))
+def test_tied_scores_have_a_std_of_exactly_zero(score, n):
+    """np.std([0.51] * 6, ddof=1) is 1.2e-16: tables printed it, and the std's bound scaled it."""
+    summary = summarize([score] * n)
+    assert summary.std == 0.0 and summary.std_upper == 0.0
+    comparison = compare([score] * n, [score] * n, 0, 0)
+    assert comparison.std_a == comparison.std_b == 0.0
+
+
 def test_bootstrap_ci_covers_the_estimate():
     values = np.random.default_rng(3).normal(0.7, 0.05, 25)
     low, high = bootstrap_ci(values, "mean")
