@@ -107,7 +107,7 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     ticks = [f"{label}\n(n={values.size})" for label, values in zip(labels, scores)]
     axes.set_xticks(positions, ticks, rotation=20 if crowded else 0, ha="right" if crowded else "center",
                     rotation_mode="anchor")  # a slanted label ends under its box
-    axes.set_ylabel(f"dev {metric}")
+    axes.set_ylabel(metric if metric == "train_loss" else f"dev {metric}")  # the one metric not scored on dev
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     return save_figure(figure, path)
@@ -389,7 +389,8 @@ def plot_training_curves(runs: Mapping[str, RunResult] | Sequence[RunResult] | R
     top.grid(alpha=0.3)
     if all(len([e for e in (run.trace or {}).get("eval", []) if metric in e]) <= 1 for run in runs.values()):
         top.text(0.02, 0.5, "one dev evaluation per run, at its end: set the recipe's eval_every for curves",
-                 transform=top.transAxes, fontsize="small", color="dimgray", va="center")
+                 transform=top.transAxes, fontsize="small", color="dimgray", va="center",
+                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.85, "lw": 0})  # over a majority line
     _widened_for(figure, top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small"))
     if highest > 10 * lowest:
         bottom.set_yscale("log", nonpositive="mask")

@@ -235,6 +235,11 @@ def test_a_study_or_a_list_of_runs_is_drawn_without_labelling_it_first(drawn, tm
     assert _marked_failed(drawn[-1].axes[0]) == 1
     plot_study(runs, tmp_path / "list.png", "a list")
     assert [t.get_text() for t in drawn[-1].axes[0].get_xticklabels()] == ["r\n(n=3)"]
+    assert drawn[-1].axes[0].get_ylabel() == "dev accuracy"
+    for run in runs:
+        run.metrics["train_loss"] = 0.1
+    plot_study(runs, tmp_path / "loss.png", "a list", metric="train_loss")
+    assert drawn[-1].axes[0].get_ylabel() == "train_loss"  # not scored on dev
     plot_grad_norm_traces(study, tmp_path / "g.png", "traces")
     assert [a.get_title() for a in drawn[-1].axes] == ["seed 0", "seed 1 (failed)", "seed 2"]
     plots.plot_training_curves(runs[1], tmp_path / "c.png", "one run")
