@@ -147,16 +147,16 @@ def seed_spec(seeds: Any, owner: str) -> int | list[int]:
     if isinstance(seeds, Integral) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"{given} is invalid; expected a count >= 1 or a list of seeds >= 0")
-        _check_count(int(seeds), given)
+        _check_seed_count(int(seeds), given)
         return int(seeds)
     if isinstance(seeds, Sized):  # before listing range(10**9)
-        _check_count(len(seeds), given)
+        _check_seed_count(len(seeds), given)
     listed = list(seeds) if isinstance(seeds, Iterable) else None
     if not listed or any(not isinstance(s, Integral) or isinstance(s, bool) or s < 0 for s in listed) \
             or len(set(listed)) != len(listed):
         raise ValueError(f"{owner}seeds={reprlib.repr(seeds if listed is None else listed)} is invalid; expected a "
                          f"count >= 1 or a list of distinct seeds >= 0")
-    _check_count(len(listed), given)
+    _check_seed_count(len(listed), given)
     check_seed(max(listed), f"{owner}seeds={reprlib.repr(listed)}: seed ")
     return [int(s) for s in listed]
 
@@ -216,7 +216,7 @@ class ClaimSpec:
 MAX_SEEDS = 10_000  # per study: far past any stability study (the paper's has 25), short of a typo's 0-100000000
 
 
-def _check_count(count: int, given: str) -> None:
+def _check_seed_count(count: int, given: str) -> None:
     """At most MAX_SEEDS seeds; ``given`` names them as the user wrote them."""
     if count > MAX_SEEDS:
         raise ValueError(f"{given} are {count} seeds; expected at most {MAX_SEEDS}")
@@ -236,7 +236,7 @@ def parse_seeds(text: str, accepted: str = "a range like 0-4, a list like 1,3,7,
             raise ValueError(f"seeds {text!r} are invalid; expected {accepted}") from None
         if dash and int(last) < int(first):  # a negative seed ("-3") fails int("") above
             raise ValueError(f"seeds {text!r} are invalid; ranges go low-high over integers >= 0")
-        _check_count(len(seeds) + len(values), f"seeds {text!r}")
+        _check_seed_count(len(seeds) + len(values), f"seeds {text!r}")
         check_seed(values[-1], f"seeds {text!r}: seed ")
         if repeated := sorted(set(values) & set(seeds)):
             raise ValueError(f"seeds {text!r} are invalid; seed {repeated[0]} is listed twice")
@@ -247,7 +247,7 @@ def parse_seeds(text: str, accepted: str = "a range like 0-4, a list like 1,3,7,
 def seeds_from_text(text: str) -> int | list[int]:
     """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
     if text.strip().isdigit():
-        _check_count(int(text), f"seeds {text!r}")
+        _check_seed_count(int(text), f"seeds {text!r}")
         return int(text)
     return parse_seeds(text, accepted="a count like 5, a range like 0-4, a list like 1,3,7, or a mix")
 

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from . import report
 from .claims import parse_seeds, recipe_or_stored
-from .environment import ALL_KEY_FIELDS, check_count, key_fields, resolve_device
+from .environment import ALL_KEY_FIELDS, check_positive_count, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import check_model_name, stored_name
@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"{project.where('device')}: {error}" if args.device is None else error) from None
     cpu_threads = args.cpu_threads if args.cpu_threads is not None else project.count("cpu_threads")
     if cpu_threads is not None:
-        check_count(cpu_threads, "--cpu-threads " if args.cpu_threads is not None
+        check_positive_count(cpu_threads, "--cpu-threads " if args.cpu_threads is not None
                     else f"{project.where('cpu_threads')}: ")
         import torch
 

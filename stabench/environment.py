@@ -159,7 +159,7 @@ def resolve_device(device) -> str:
 MAX_COUNT = 1024  # threads or workers: past any machine's cores, short of a typo's 100000 (a MemoryError)
 
 
-def check_count(threads: int | None, owner: str = "") -> None:
+def check_positive_count(threads: int | None, owner: str = "") -> None:
     """A count of threads or workers: below 1 is refused (torch would take 0 threads as its
     default, -1 as an error), and so is one no machine has."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
@@ -173,7 +173,7 @@ def torch_threads(count: int | None):
     a CPU the count changes a run's result and is part of its key."""
     import torch
 
-    check_count(count, "cpu_threads=")
+    check_positive_count(count, "cpu_threads=")
     previous = torch.get_num_threads()
     if count is not None:
         torch.set_num_threads(count)

@@ -1,7 +1,8 @@
 """pytest plugin: each (claim, seed) is a test item, the claim's verdict is one more.
 
-The plugin only parametrises, schedules and reports; training and statistics live in
-``stabench.claims``.  Seed items are spread over xdist workers (each pinned to a GPU before
+The plugin only parametrises, schedules and reports: claims and studies live in
+``stabench.claims``, training in ``train``, statistics in ``stats``, the gate in ``gate`` and
+tables in ``report``.  Seed items are spread over xdist workers (each pinned to a GPU before
 CUDA starts); the verdict item reads the stored seeds, trains whatever is still missing under
 the store's per-run lock, and then runs the claim's body on the study.
 """
@@ -153,8 +154,8 @@ def _check_options(config: pytest.Config) -> list | None:
     """
     checks = [("device", _checker("environment", "resolve_device", empty="auto")),
               ("gate", _checker("gate", "parse_limits")),
-              ("cpu-threads", _checker("environment", "check_count")),
-              ("workers-per-gpu", _checker("environment", "check_count")), ("tag", _checker("store", "check_tag")),
+              ("cpu-threads", _checker("environment", "check_positive_count")),
+              ("workers-per-gpu", _checker("environment", "check_positive_count")), ("tag", _checker("store", "check_tag")),
               ("plot-format", _checker("report", "check_plot_format"))]
     option(config, "recompute")  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to

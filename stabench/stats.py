@@ -58,7 +58,7 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
     by root-finding (the same bounds within 1e-12, 30 times faster: a summary of 2,000 studies
     spent 4 s in the root-finder)."""
     _check_confidence(confidence)
-    _check_count(k, n)
+    _check_failures(k, n)
     tail = (1 - confidence) / 2
     low = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, n - k + 1))
     high = 1.0 if k == n else float(stats.beta.ppf(1 - tail, k + 1, n - k))
@@ -74,11 +74,11 @@ def failure_rate_upper(k: int, n: int, confidence: float = 0.95, one_sided: bool
     _check_confidence(confidence)
     if not one_sided:
         return clopper_pearson(k, n, confidence)[1]
-    _check_count(k, n)
+    _check_failures(k, n)
     return 1.0 if k == n else float(stats.beta.ppf(confidence, k + 1, n - k))
 
 
-def _check_count(k: int, n: int) -> None:
+def _check_failures(k: int, n: int) -> None:
     if isinstance(k, bool) or isinstance(n, bool) or not (isinstance(k, Integral) and isinstance(n, Integral)
                                                             and 0 <= k <= n and n >= 1):
         raise ValueError(f"failures k={k!r} of n={n!r} runs is invalid; expected integers with 0 <= k <= n and n >= 1")
