@@ -129,17 +129,21 @@ def parse_env(text: str) -> dict[str, str | None]:
     return env
 
 
-def parse_limits(text: str | None) -> dict[str, float]:
-    """``max_mean_drop=0.02,max_extra_failures=1`` -> limits over the defaults."""
+def parse_limits(texts: str | Sequence[str] | None) -> dict[str, float]:
+    """``max_mean_drop=0.02,max_extra_failures=1`` -> limits over the defaults.  Of several texts
+    (an ini file's, then each ``--stabench-gate``) a later one's limit wins."""
     given: dict[str, Any] = {}
-    for item in filter(None, (text or "").split(",")):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"gate limit {item!r} is invalid; expected NAME=VALUE with NAME one of "
-                             f"{', '.join(DEFAULT_LIMITS)}")
-        if name.strip() in given:
-            raise ValueError(f"gate limits {text!r} name {name.strip()} twice; expected each limit once")
-        given[name.strip()] = value.strip()
+    for text in [texts] if isinstance(texts, str) else texts or ():
+        these: dict[str, str] = {}
+        for item in filter(None, text.split(",")):
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"gate limit {item!r} is invalid; expected NAME=VALUE with NAME one of "
+                                 f"{', '.join(DEFAULT_LIMITS)}")
+            if name.strip() in these:
+                raise ValueError(f"gate limits {text!r} name {name.strip()} twice; expected each limit once")
+            these[name.strip()] = value.strip()
+        given.update(these)
     return check_limits(given)
 
 

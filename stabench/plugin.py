@@ -73,17 +73,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             metavar = _METAVAR_BY_OPTION.get(name, _METAVAR_BY_KIND[kind])
             group.addoption(f"--stabench-{name}", dest=dest, metavar=metavar, help=help_text,
-                            type=int if kind == "int" else str)
+                            type=int if kind == "int" else str,
+                            action="append" if name in _KEY_VALUE_LISTS else "store")
             parser.addini(dest, help_text, type="int" if kind == "int" else "string", default=None)
+
+
+# Options of NAME=VALUE lists: each --stabench-NAME adds to the ini file's, a name given again wins.
+_KEY_VALUE_LISTS = ("set", "gate")
 
 
 def option(config: pytest.Config, name: str) -> Any:
     """Command line first, then the ini file ([tool.pytest.ini_options] / pytest.ini); a path
-    from the ini file is relative to that file, as pytest's own paths are."""
+    from the ini file is relative to that file, as pytest's own paths are.  A NAME=VALUE list
+    (``--stabench-set``, ``--stabench-gate``) is the list of its texts, the ini file's first."""
+    value = config.getoption("stabench_" + name.replace("-", "_"))
+    if name in _KEY_VALUE_LISTS:
+        return [text for text in (_ini_option(config, name), *(value or ())) if text] or None
+    return value if value is not None else _ini_option(config, name)
+
+
+def _ini_option(config: pytest.Config, name: str) -> Any:
+    """An option's value in the ini file (or ``-o``), checked; None where it has none."""
     dest = "stabench_" + name.replace("-", "_")
-    value = config.getoption(dest)
-    if value is not None:
-        return value
     kind = next(k for n, _, k in _OPTIONS if n == name)
     try:
         value = config.getini(dest)
@@ -134,13 +145,13 @@ def _named(config: pytest.Config, name: str, value: str | None = None) -> str:
 
 def _recipe_overrides(config: pytest.Config) -> dict:
     """--stabench-set as typed recipe fields."""
-    text = option(config, "set")
-    if not text:
+    texts = option(config, "set")
+    if not texts:
         return {}
     from .recipes import Recipe, parse_overrides
 
     try:
-        overrides = parse_overrides([text])
+        overrides = parse_overrides(texts)
         Recipe().replace(**overrides)  # validates the values too
     except ValueError as error:
         raise pytest.UsageError(f"{_named(config, 'set')}: {error}") from None

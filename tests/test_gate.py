@@ -186,6 +186,15 @@ def test_valid_limits_parse_from_text_as_given_over_the_defaults(limits):
     assert parse_limits(text) == check_limits(limits) == {**DEFAULT_LIMITS, **limits}
 
 
+@given(st.lists(st.fixed_dictionaries({}, optional=LIMIT_VALUES), max_size=4))
+def test_limits_of_several_texts_add_up_and_a_later_one_wins(pieces):
+    """An ini file's --stabench-gate text, then each one on the command line."""
+    texts = [",".join(f"{name}={'none' if value is None else repr(value)}" for name, value in limits.items())
+             for limits in pieces]
+    merged = {name: value for limits in pieces for name, value in limits.items()}
+    assert parse_limits(texts) == {**DEFAULT_LIMITS, **merged}
+
+
 @given(st.sampled_from(sorted(BAD_LIMIT_VALUES)).flatmap(lambda name: st.tuples(st.just(name),
                                                                                  BAD_LIMIT_VALUES[name])))
 def test_impossible_limits_are_refused_with_the_limit_named(bad):

@@ -767,14 +767,31 @@ def test_task_ids(study, task):
 
 
 def test_recipe_overrides_from_the_command_line_apply_to_every_arm(suite):
-    ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=3e-3",
-               "--stabench-json=r.json")
+    ran = _run(suite, "-k", "false_claim and polarity", "--stabench-seeds=1", "--stabench-set=dropout=0.0,lr=1",
+               "--stabench-set=lr=3e-3", "--stabench-json=r.json")  # a later --stabench-set adds, its lr wins
     ran.assert_outcomes(passed=1, failed=1)
     (claim,) = _report(suite.path / "r.json")["claims"]
     assert claim["recipe"] == "bert-default[dropout=0,lr=0.003,max_steps=6,trace_every=2]"  # lr replaced
     bad = _run(suite, "--stabench-set=precision=fp8", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*--stabench-set: recipe field precision='fp8' is invalid; expected one of fp32*"])
+
+
+def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_option(pytester):
+    """A second --stabench-gate replaced the first, and one on the command line the ini file's."""
+    from stabench.gate import parse_limits
+    from stabench.plugin import option
+
+    pytester.makeini("[pytest]\nstabench_gate = max_mean_drop=0.02,alpha=0.2\nstabench_set = lr=1e-3\n")
+    config = pytester.parseconfig("--stabench-gate=alpha=0.1", "--stabench-gate=max_extra_failures=1",
+                                  "--stabench-set=epochs=2")
+    assert option(config, "gate") == ["max_mean_drop=0.02,alpha=0.2", "alpha=0.1", "max_extra_failures=1"]
+    limits = parse_limits(option(config, "gate"))
+    assert (limits["max_mean_drop"], limits["alpha"], limits["max_extra_failures"]) == (0.02, 0.1, 1)
+    assert option(config, "set") == ["lr=1e-3", "epochs=2"]
+    assert option(pytester.parseconfig(), "set") == ["lr=1e-3"]
+    pytester.makeini("[pytest]\n")
+    assert option(pytester.parseconfig(), "gate") is None
 
 
 @pytest.mark.parametrize("option, message", [
