@@ -82,9 +82,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"({recipe.hash}) · "
                   f"seeds {args.seeds} · {device}" + ("" if store is None else f" · store {store.path}"),
                   highlight=False)
-    if len(seeds) == 1 and seeds[0] > 1 and args.seeds.strip().isdigit():  # pytest's --stabench-seeds=5 is 0-4
-        console.print(f"[yellow]note: --seeds {seeds[0]} is seed {seeds[0]} alone; for {seeds[0]} seeds write "
-                      f"--seeds 0-{seeds[0] - 1}[/]", highlight=False)
+    if note := _one_seed_note(args.seeds):
+        console.print(f"[yellow]note: {note}[/]", highlight=False)
     results = []
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -854,6 +853,14 @@ def _origin(module_name: str) -> Path | None:
     return Path(origin).resolve() if origin else None
 
 
+def _one_seed_note(seeds: str | None) -> str | None:
+    """``--seeds 5`` is seed 5 alone here, where pytest's ``--stabench-seeds=5`` is seeds 0-4."""
+    if seeds and seeds.strip().isdigit() and int(seeds) > 1:
+        count = int(seeds)
+        return f"--seeds {count} is seed {count} alone; for {count} seeds write --seeds 0-{count - 1}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, words = build_parser(), list(sys.argv[1:] if argv is None else argv)
     if words and words[0].startswith("-") and words[0] not in ("-h", "--help", "--version"):
@@ -871,6 +878,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         import_user_code(args.imports)
         report.check_outputs(lambda name: getattr(args, name, None), lambda name: f"--{name}")  # before any work
+        if args.command != "run" and (note := _one_seed_note(getattr(args, "seeds", None))):  # run's is in its header
+            stderr.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
         shown = set()
 
         def show(message, *_):

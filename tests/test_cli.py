@@ -77,6 +77,8 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "note: --seeds" not in first + renamed  # a range, and seed 0 alone, are what they say
     assert main(_args(tiny_model, "--seeds", "2")) == 0  # pytest's --stabench-seeds=2 would be seeds 0-1
     assert "note: --seeds 2 is seed 2 alone; for 2 seeds write --seeds 0-1" in capsys.readouterr().out
+    assert main(["runs", "--task", "polarity", "--seeds", "2"]) == 0  # a listing or an export, as the run
+    assert "note: --seeds 2 is seed 2 alone; for 2 seeds write --seeds 0-1" in " ".join(capsys.readouterr().err.split())
     assert main(["runs", "--task", "polarity"]) == 0
     listed = capsys.readouterr().out
     # What all three runs share is said once, above the table, instead of in seven columns.
