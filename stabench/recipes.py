@@ -62,6 +62,7 @@ class Recipe:
     token_types: bool = True  # False: every token is type 0, as the authors' code fed BERT for the paper
 
     def __post_init__(self) -> None:
+        __tracebackhide__ = True
         _check_types(self)
         _check(bool(self.name.strip()), "name", self.name, "a non-empty name")
         _check(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a positive finite number")
@@ -184,6 +185,7 @@ class Recipe:
 
     def replace(self, **overrides: Any) -> Recipe:
         """A copy with some knobs changed; the name records that it was changed."""
+        __tracebackhide__ = True
         if not overrides:
             return self
         known = {f.name for f in dataclasses.fields(self)}
@@ -198,7 +200,10 @@ class Recipe:
             raise ValueError(f"mixout={mixout!r} switches Mixout off, and this recipe's dropout (0.0) was Mixout's; "
                              f"give the dropout to train with too, e.g. dropout=0.1")
         name = overrides.pop("name", None)
-        changed = dataclasses.replace(self, **overrides)  # checked, and numbers as their fields hold them
+        try:
+            changed = dataclasses.replace(self, **overrides)  # checked, and numbers as their fields hold them
+        except ValueError as error:  # raised afresh: pytest would show dataclasses' frames between
+            raise ValueError(str(error)) from None
         if _passes_for_preset(changed, name):
             raise ValueError(f"recipe field name={name!r} is a preset's name, and this recipe's content differs from "
                              f"it, so its runs would be listed as the preset's; give it a name of its own")
@@ -254,6 +259,7 @@ def _check_types(recipe: Recipe) -> None:
     Numbers (numpy integers too) are normalised to their field's plain type (epochs=3 and epochs=3.0 are
     one recipe, as are warmup=-0.0 and 0.0, so the hash and the stored JSON agree); an int field takes a float only when it is
     a whole number."""
+    __tracebackhide__ = True
     for f in dataclasses.fields(recipe):
         value, kinds = getattr(recipe, f.name), [k.strip() for k in f.type.split("|")]
         if value is None and "None" in kinds:
@@ -272,6 +278,7 @@ def _check_types(recipe: Recipe) -> None:
 
 
 def _check(ok: bool, field: str, value: Any, accepted: str) -> None:
+    __tracebackhide__ = True
     if not ok:
         raise ValueError(f"recipe field {field}={value!r} is invalid; expected {accepted}")
 
@@ -315,6 +322,7 @@ def _split_overrides(name: str, fields: set[str]) -> tuple[str, dict[str, str]]:
 def get_recipe(recipe: str | os.PathLike | Recipe, **overrides: Any) -> Recipe:
     """A preset by name (also as stabench names a changed one: ``bert-default[lr=0.0002]``), a
     recipe file (``.json``, or any path object) or a Recipe as is, with overrides applied."""
+    __tracebackhide__ = True  # at a claim file's top, pytest shows the user's line and the error
     if isinstance(recipe, Recipe):
         return recipe.replace(**overrides)
     if isinstance(recipe, os.PathLike):

@@ -1156,6 +1156,23 @@ TASK = stabench.local_task("tickets", "train.csv", "train.csv", text_columns=["t
     assert "tasks.py" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("call, message", [
+    ('get_recipe("bert-defualt-bc")', "unknown recipe 'bert-defualt-bc' (did you mean 'bert-default-bc'?); *"),
+    ('get_recipe("bert-default-bc", learning_rate=1e-3)', "unknown recipe field 'learning_rate'; known fields: *"),
+    ('get_recipe("bert-default-bc", lr=-1)', "recipe field lr=-1.0 is invalid; expected a positive finite number"),
+])
+def test_a_recipe_error_at_a_claim_files_top_shows_the_users_line_not_stabench_frames(pytester, call, message):
+    pytester.makepyfile(test_recipe=f'''
+import stabench
+
+MINE = stabench.{call}
+''')
+    result = _run(pytester)
+    result.stdout.fnmatch_lines(["*ERROR collecting test_recipe.py*", "test_recipe.py:3: in <module>", "*",
+                                 "*", f"E   ValueError: {message}"])
+    assert "recipes.py" not in result.stdout.str() and "dataclasses.py" not in result.stdout.str()
+
+
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
     pytester.makepyfile(test_plain="""
 import signal
