@@ -1124,7 +1124,7 @@ class Reporter:
                            "say -m or -k selected seed items only")
                     notes.append(f"{_named(self.config, name, value)}: no claim's verdict ran in this session "
                                  f"({why}), so {what}")
-        if unmatched := self.unmatched_baseline():
+        if (unmatched := self.unmatched_baseline()) and not self.nothing_compared():  # else its reason names them
             shown = "; ".join(unmatched[:5]) + (f"; and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
             found_none = sum(g["gate"] == "no baseline" for g in self.gates)
             notes.append(f"{found_none} claim(s) found no baseline, and the baseline holds studies of their task and "
@@ -1140,7 +1140,7 @@ class Reporter:
         """Where some claim found no baseline: the baseline's studies no claim was compared with (a
         sweep's edited value is a new claim beside an unmatched study); else none."""
         trained_on = {tuple(g["detail"]["study"][:3]) for g in self.gates if g["gate"] == "no baseline"}
-        if not trained_on or self.nothing_compared():
+        if not trained_on:
             return []
         from .gate import uncompared_studies
 

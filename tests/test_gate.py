@@ -644,6 +644,13 @@ def test_elsewhere(study):
     assert note in (pytester.path / "gate.md").read_text()
     assert json.loads((pytester.path / "gate.json").read_text())["uncompared_baseline_studies"] == [
         "polarity / tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2]"]
+    monkeypatch.setenv("SWEEP", "4e-4")  # every value changed: nothing compared, and the report still names them
+    nothing = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:sweep", "--stabench-json=none.json",
+                                           "-k", "not elsewhere")
+    assert nothing.ret == 1 and "nothing was compared" in nothing.stdout.str()
+    assert json.loads((pytester.path / "none.json").read_text())["uncompared_baseline_studies"] == [
+        "polarity / tiny-bert / bert-default[lr=0.003,max_steps=2,trace_every=2]",
+        "polarity / tiny-bert / bert-default[lr=0.005,max_steps=2,trace_every=2]"]
 
 
 def test_a_re_tag_finds_the_study_s_unclaimed_runs_when_its_data_size_is_the_whole_set(pytester, tiny_model,
