@@ -90,8 +90,10 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
     path = Path(source)
     if not path.is_file():
         store_too = ", store (every stored run not in the baseline)" if role == "current" else ""
+        tagged = store is not None and source in store.stored_values("tag")
         raise FileNotFoundError(f"{role} {source!r} is neither tag:NAME, env:FIELD=VALUE{store_too} nor an existing "
-                                f"export file (stabench export)")
+                                f"export file (stabench export)" + (f"; the store has a tag {source!r}: did you "
+                                                                     f"mean tag:{source}?" if tagged else ""))
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
         scratch_store.import_file(path)
         return scratch_store.query()

@@ -234,6 +234,9 @@ def _check_options(config: pytest.Config) -> list | None:
                 with Store(path, must_exist=True) as store:
                     runs = load_source(baseline, store)
                     hint = "" if runs else stored_values_hint(baseline, store)
+            elif not Path(baseline).is_file() and Path(path).is_file():  # a tag's name without tag:, say
+                with Store(path, must_exist=True) as store:
+                    runs, hint = load_source(baseline, store), ""
             else:  # an export file: no store is opened, so a bad file leaves no new empty one behind
                 runs, hint = load_source(baseline), ""
         except (ValueError, OSError, StoreError) as error:

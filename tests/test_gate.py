@@ -146,6 +146,9 @@ def test_sources_from_tags_environments_and_export_files(tmp_path):
         assert {r.key for r in load_source("env:torch=2.11.0", store)} == {r.key for r in old}
         store.export(tmp_path / "old.json")
         assert len(load_source(str(tmp_path / "old.json"), store)) == 16
+        with pytest.raises(FileNotFoundError, match=r"^baseline 'old' is neither tag:NAME, .*; the store has a tag "
+                                                    r"'old': did you mean tag:old\?$"):
+            load_source("old", store)
 
 
 @pytest.mark.parametrize("call, message", [
