@@ -382,7 +382,9 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         before, after = values(baseline, get), values(current, get)
         if before != after:
             changes.append(f"{name} {before} -> {after}" if name in ALL_KEY_FIELDS
-                           else _recipe_change(baseline, current) if name == "recipe content" else name)
+                           else _recipe_change(baseline, current) if name == "recipe content"
+                           else _data_change(values(baseline, _data_sizes), values(current, _data_sizes))
+                           if name == "data" else name)
     # Not in a run's key, but another CPU can end a chaotic CPU run differently.
     cpus = [values([r for r in runs if r.environment.get("device_kind") == "cpu" and r.environment.get("cpu_model")],
                    lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
@@ -392,8 +394,17 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         return ", ".join(changes)
     seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]
     if seeds[0] != seeds[1]:  # often the baseline's own study, grown by a few seeds since
-        return f"nothing recorded but the seeds ({seeds[0]} -> {seeds[1]})"
+        return f"only the seeds ({seeds[0]} -> {seeds[1]})"
     return "nothing recorded (same stack, inputs and seeds, other runs)"
+
+
+def _data_sizes(run: RunResult) -> str:
+    return f"{run.task.get('n_train')} train / {run.task.get('n_eval')} dev"
+
+
+def _data_change(before: str, after: str) -> str:
+    """``data (100 dev -> 80 dev)``: the data's sizes where they changed, else only that it did."""
+    return f"data ({before} -> {after})" if before != after else "data (same sizes, other examples)"
 
 
 def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], shown: int = 3) -> str:

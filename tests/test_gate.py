@@ -216,7 +216,11 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(old, old) == "same runs"
     edited = [dataclasses.replace(r, key=r.key + "e", recipe_hash="h2", task={**r.task, "fingerprint": "f2"})
               for r in old]
-    assert what_changed(old, edited) == "recipe content, data"
+    assert what_changed(old, edited) == "recipe content, data (same sizes, other examples)"
+    smaller = [dataclasses.replace(r, key=r.key + "s", task={**r.task, "fingerprint": "f3", "n_train": 200, "n_eval": 80})
+               for r in old]
+    assert what_changed([dataclasses.replace(r, task={**r.task, "n_train": 200, "n_eval": 100}) for r in old],
+                        smaller) == "data (200 train / 100 dev -> 200 train / 80 dev)"
     from stabench.recipes import get_recipe
 
     def with_recipe(runs, recipe):
@@ -259,7 +263,7 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
                         for runs in (one, two))
     assert what_changed(gpu_one, gpu_two) == "nothing recorded (same stack, inputs and seeds, other runs)"
     grown = [dataclasses.replace(r, key=f"{r.key}-more", seed=r.seed + 8) for r in gpu_two]  # more seeds since
-    assert what_changed(gpu_one, grown[:2]) == "nothing recorded but the seeds (0-7 -> 8-9)"
+    assert what_changed(gpu_one, grown[:2]) == "only the seeds (0-7 -> 8-9)"
 
 
 def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
