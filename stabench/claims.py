@@ -438,8 +438,13 @@ class Session:
         return None
 
     def _attempt(self, key: str) -> dict:
-        path = self._attempt_path(key)
-        return json.loads(path.read_text()) if path.is_file() else {}
+        """A run's attempt note; none for a note cut short (a power loss can leave it empty), as
+        for an old one: it only ever tells a verdict what this session's processes did."""
+        try:
+            note = json.loads(self._attempt_path(key).read_text())
+        except (OSError, ValueError):  # missing, unreadable, or not JSON
+            return {}
+        return note if isinstance(note, dict) else {}
 
     def _train_holding_lock(self, prepared) -> RunResult:
         """Train and store a run whose claim this process holds, leaving an attempt file meanwhile.

@@ -108,6 +108,19 @@ def test_under_recompute_a_result_stored_meanwhile_by_another_worker_is_never_ta
         assert usable is None or usable.metrics["accuracy"] == 0.123
 
 
+def test_an_attempt_note_cut_short_counts_as_none(tmp_path):
+    """A power loss can leave a note empty or half written: the verdict raised JSONDecodeError."""
+    with Store(tmp_path / "s.sqlite") as store:
+        session = Session(store=store)
+        path = session._attempt_path("k")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for text in ("", '{"session": "x", "pid"', "[1, 2]"):
+            path.write_text(text)
+            assert session._attempt("k") == {}
+        path.write_text('{"session": "x", "stored": true}')
+        assert session._attempt("k") == {"session": "x", "stored": True}
+
+
 def test_attempt_files_are_replaced_whole(tmp_path, monkeypatch):
     """A reader without the lock sees the old record or the new one, never an empty file."""
     import json
