@@ -56,7 +56,10 @@ class ProjectSettings:
         if "store" in self.flags:
             return Path(self.flags["store"][0]) if self.flags["store"][0] else None
         value = self.get("store")
-        return None if value is None else self.rootdir / os.path.expanduser(str(value))
+        if value is not None and not isinstance(value, str):  # a TOML number: pytest refuses it as well
+            raise ValueError(f"stabench_store = {value!r} in {self.path} is invalid; expected a path in quotes, e.g. "
+                             f'stabench_store = "results.sqlite"')
+        return None if value is None else self.rootdir / os.path.expanduser(value)
 
     def count(self, name: str) -> int | None:
         """An integer option (``cpu_threads``); a value that is not one is named with where it is."""
