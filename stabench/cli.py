@@ -895,6 +895,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, StoreError) as error:  # OSError: a read-only or full disk, say
         stderr.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # before a command's own handling (while importing torch, say): nothing done yet
+        stderr.print("[yellow]interrupted[/]", highlight=False)
+        return 130
 
 
 if __name__ == "__main__":

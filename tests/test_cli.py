@@ -664,6 +664,18 @@ def test_an_interrupted_run_without_a_store_does_not_claim_its_seeds_are_stored(
     assert "nothing was stored (--no-store)" in out and "are stored" not in out
 
 
+def test_ctrl_c_before_a_command_starts_its_work_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C while `stabench run` imported torch printed a 20-line KeyboardInterrupt traceback."""
+    import stabench.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stabench.cli, "import_user_code", interrupted)
+    assert main(["runs"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
 def test_a_run_that_fails_closes_its_store(monkeypatch, tmp_path, capsys):
     """A script calling main() over and over kept one open connection per failed run."""
     import stabench.cli
