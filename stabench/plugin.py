@@ -1264,6 +1264,7 @@ class Reporter:
             terminalreporter.stats.setdefault("gate failed", []).extend(
                 SimpleNamespace(nodeid=claim, when="gate", outcome="gate failed") for claim in outside)
 
+    @pytest.hookimpl(tryfirst=True)  # before xdist tears its workers down, where a Ctrl-C or a CI timeout lands
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Runs before pytest's summary (its terminal reporter wraps this hook), which shows any
         report that could not be written."""

@@ -1173,6 +1173,22 @@ MINE = stabench.{call}
     assert "recipes.py" not in result.stdout.str() and "dataclasses.py" not in result.stdout.str()
 
 
+def test_reports_are_written_before_xdist_stops_its_workers_where_a_ctrl_c_lands(pytester):
+    """A Ctrl-C or a CI timeout in xdist's teardown lost this session's report (an older one stayed)."""
+    pytester.makeconftest("""
+import xdist.workermanage
+
+def _interrupted(self):
+    raise KeyboardInterrupt
+
+xdist.workermanage.NodeManager.teardown_nodes = _interrupted
+""")
+    pytester.makepyfile(test_plain="def test_a():\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--stabench-json=r.json")
+    assert result.ret != 0 and "KeyboardInterrupt" in result.stderr.str()  # pytest's own exit, past its handling
+    assert _report(pytester.path / "r.json")["seeds"] == []
+
+
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
     pytester.makepyfile(test_plain="""
 import signal
