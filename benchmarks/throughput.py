@@ -316,10 +316,10 @@ def _synthetic_splits(ctx: Context):
     training loop itself runs unmodified."""
     original = ctx.sb.data.encode
 
-    def encode(data, tokenizer, max_length):
+    def encode(data, tokenizer, max_length, token_types=True):
         if data is ctx.task_data:
             return ctx.train, ctx.eval
-        return original(data, tokenizer, max_length)
+        return original(data, tokenizer, max_length, token_types)
 
     ctx.sb.data.encode = encode
     try:
