@@ -166,7 +166,8 @@ def _check_options(config: pytest.Config) -> list | None:
     checks = [("device", _checker("environment", "resolve_device", empty="auto")),
               ("gate", _checker("gate", "parse_limits")),
               ("cpu-threads", _checker("environment", "check_positive_count")),
-              ("workers-per-gpu", _checker("environment", "check_positive_count")), ("tag", _checker("store", "check_tag")),
+              ("workers-per-gpu", _checker("environment", "check_positive_count")),
+              ("tag", _checker("store", "check_tag")),
               ("plot-format", _checker("report", "check_plot_format"))]
     option(config, "recompute")  # read once now: a bad ini value is refused before any item runs
     if not _is_worker(config):  # a worker sees only the GPU it was pinned to
@@ -980,6 +981,7 @@ class Reporter:
         self.trained_by_verdicts: set[str] = set()  # and those verdicts trained
         self.unwritten: list[str] = []  # reports that could not be written at the end, and why
         self.written: list[str] = []  # reports and plots written at the end, and where
+        self.exit_status: int | None = None  # pytest's, as the JSON report is written
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.other_stacks: set[str] = set()  # the other-stack warnings said so far
         self.collection_errors: list[str] = []  # "file: error" of each file that did not collect
@@ -1278,8 +1280,12 @@ class Reporter:
 
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return
-        for name, write in (("md", self._write_markdown), ("json", self._write_json), ("plots", self._plot)):
+        # The JSON last: its exit_status counts a report or plot that could not be written.
+        for name, write in (("md", self._write_markdown), ("plots", self._plot), ("json", self._write_json)):
             if path := option(self.config, name):
+                if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                self.exit_status = int(session.exitstatus)
                 try:
                     files = write(Path(path))
                     self.written.append(f"{path}" + (f" ({files} files)" if files is not None else ""))
@@ -1321,7 +1327,7 @@ class Reporter:
         # by claim (its other parameters too) and arm, then seed: not in the order workers finished them
         seeds = sorted(self.seeds, key=lambda row: (_without_seed_id(row["item"], row["seed"]), str(row["arm"]),
                                                      row["seed"]))
-        write_json(path, {"claims": self.claims, "seeds": seeds, "gate": self.gates,
+        write_json(path, {"exit_status": self.exit_status, "claims": self.claims, "seeds": seeds, "gate": self.gates,
                           "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                           "comparisons": self.comparisons,
                           "nothing_compared": self.nothing_compared_why() or None,

@@ -64,7 +64,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     assert {c["verdict"] for c in report["claims"]} == {"passed", "failed"}
     # test_false_claim[polarity] shares its two runs with test_true_claim: trained once, then read.
     assert len(report["seeds"]) == 8 and sum(s["trained"] for s in report["seeds"]) == 6
-    assert report["interrupted"] is None
+    assert report["interrupted"] is None and report["exit_status"] == result.ret == 1
     markdown = (suite.path / "r.md").read_text()
     for claim in report["claims"]:
         assert claim["claim"] in markdown
@@ -98,7 +98,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
             assert produced["stacks"] == [{name: stored[0].environment[name] for name in produced["stacks"][0]}]
             assert {"python", "torch", "transformers", "datasets", "cuda", "device_name"} <= set(produced["stacks"][0])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
-                                "store (*/s.sqlite)", "stabench wrote r.json, figs (9 files)"])  # where each went
+                                "store (*/s.sqlite)", "stabench wrote figs (9 files), r.json"])  # where each went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
                                         "the store (*/s.sqlite)"])  # it used to say 0: no seed item had reported
@@ -1186,7 +1186,7 @@ xdist.workermanage.NodeManager.teardown_nodes = _interrupted
     pytester.makepyfile(test_plain="def test_a():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--stabench-json=r.json")
     assert result.ret != 0 and "KeyboardInterrupt" in result.stderr.str()  # pytest's own exit, past its handling
-    assert _report(pytester.path / "r.json")["seeds"] == []
+    assert _report(pytester.path / "r.json")["seeds"] == [] and _report(pytester.path / "r.json")["exit_status"] == 0
 
 
 def test_a_session_without_claims_keeps_sigterm_and_ctrl_c_as_pytest_has_them(pytester):
