@@ -509,6 +509,24 @@ def test_a_store_in_a_folder_that_cannot_be_written_names_the_folder(tmp_path: P
         subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
 
 
+def test_a_store_cut_short_is_called_damaged_not_another_kind_of_file(tmp_path: Path) -> None:
+    """A store missing its last pages read as "not a stabench results store", which invites deleting it."""
+    import sqlite3
+
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE padding (x)")
+        db.executemany("INSERT INTO padding VALUES (?)", [("x" * 1000,)] * 200)
+        db.commit()
+    with open(path, "r+b") as file:
+        file.truncate(path.stat().st_size - 4096)
+    with pytest.raises(StoreError, match=r"s.sqlite: the results store is damaged \(database disk image is "
+                                         r"malformed\); it is left as it is: restore a copy"):
+        Store(path, must_exist=True)
+    assert path.stat().st_size > 0
+
+
 def test_a_store_on_a_full_or_failing_disk_is_not_called_no_store(tmp_path: Path, monkeypatch) -> None:
     """"not a stabench results store" invited deleting a good store that a full disk could not read."""
     path = tmp_path / "s.sqlite"
