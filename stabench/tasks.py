@@ -337,8 +337,12 @@ class _LocalFiles:
         for split, path in given.items():  # errors name a file as the user did
             kind = _FORMATS[path.suffix.lower()]
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-            if kind == "csv":  # cells as written: "NA" is a sentence or a class, "0.50" a text, not 0.5
-                kwargs.update(keep_default_na=False, converters={column: str for column in self.text_columns})
+            if kind == "csv":  # the task's cells as written: "NA" is a sentence or a class, "0.50" a text, not
+                # 0.5; a blank label is missing (named below); other columns are read as pandas reads them
+                header = _csv_header(resolved[split])
+                kwargs.update(keep_default_na=False, converters={column: str for column in self.text_columns},
+                              na_values={name: [""] if name == self.label_column else sorted(_PANDAS_MISSING)
+                                         for name in header if name not in self.text_columns})
             verbosity = datasets.logging.get_verbosity()
             datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a parse error is logged, then raised
             try:
@@ -355,21 +359,37 @@ class _LocalFiles:
             finally:
                 datasets.logging.set_verbosity(verbosity)
             _require_columns(str(path), columns, splits[split].column_names, TaskDataError)
-            splits[split] = _as_texts(splits[split], self.text_columns, str(path))
+            _require_texts(splits[split], self.text_columns, str(path))
         _check_examples(splits["train"], splits["validation"], str(self.train), str(self.validation), columns)
         return datasets.DatasetDict(_labels_to_ids(splits, self.label_column))
 
 
-def _as_texts(split: datasets.Dataset, columns: tuple[str, ...], where: str) -> datasets.Dataset:
-    """Text columns as strings (a tokenizer takes no number; see :func:`_text`)."""
+def _csv_header(path: Path) -> list[str]:
+    """A CSV/TSV file's column names (Excel's "CSV UTF-8" starts with a byte-order mark, which
+    datasets skips too)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+
+
+# What pandas reads as missing by default (its STR_NA_VALUES): NA, null, N/A, nan, a blank cell, ...
+_PANDAS_MISSING = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+                   "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+
+
+def _require_texts(split: datasets.Dataset, columns: tuple[str, ...], where: str) -> None:
+    """Text columns hold JSON strings: a number there is refused (a tokenizer takes none), not
+    turned into text, since datasets may already have read a string "007" beside it as 7."""
     datasets = _datasets()
     for column in columns:
         feature = split.features[column]
         if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string", "null"):
             continue
-        texts = [_text(value, row, column, where) for row, value in enumerate(split[column], start=1)]
-        split = split.remove_columns(column).add_column(column, texts, feature=datasets.Value("string"))
-    return split
+        row, value = next(((row, value) for row, value in enumerate(split[column], start=1)
+                           if value is not None and not isinstance(value, str)), (None, None))
+        if row is None:  # strings, under a feature of mixed kinds
+            continue
+        raise TaskDataError(f"row {row} of {where!r} holds {type(value).__name__} {value!r} in column {column!r}, not "
+                            f"a text; expected every text in quotes, as a JSON string")
 
 
 def _json_error(path: Path) -> str | None:
@@ -731,7 +751,7 @@ def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
     _require_columns(where, columns, [str(name) for name in data], TaskDataError)
     table = {}
     for column in columns:
-        values = [None if value is None or isinstance(value, float) and math.isnan(value) else value
+        values = [None if _missing(value) else value
                   for value in (data[column].tolist() if hasattr(data[column], "tolist") else list(data[column]))]
         if column in task.text_columns or len({isinstance(v, str) for v in values if v is not None}) > 1:
             values = [_text(value, row, column, where) for row, value in enumerate(values, start=1)]
@@ -740,14 +760,21 @@ def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
 
 
 def _text(value: Any, row: int, column: str, where: str) -> str | None:
-    """A cell of a text column as text: numbers and booleans as JSON writes them ({"sentence": 7}
-    is "7"); a list or an object is named."""
+    """A cell of an in-memory text column as text: numbers and booleans as JSON writes them (7 is
+    "7"); a list or an object is named."""
     if isinstance(value, (list, dict)):
         raise TaskDataError(f"row {row} of {where!r} holds a {type(value).__name__} in column {column!r}; "
                             f"expected a text")
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value.item() if hasattr(value, "item") else value)
+    value = value.item() if hasattr(value, "item") else value  # a numpy scalar
+    return json.dumps(value) if isinstance(value, (bool, int, float)) else str(value)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, or pandas' own missing values (pd.NA, pd.NaT), which a DataFrame cell can hold."""
+    return (value is None or isinstance(value, float) and math.isnan(value)
+            or type(value).__name__ in ("NAType", "NaTType"))
 
 
 def _fingerprint(task: Task, *splits: datasets.Dataset) -> str:
