@@ -157,7 +157,9 @@ def _recipe_hashes(fields: Any) -> set[str]:
         return set()
     if recipe.hook is not None and not isinstance(fields.get(HOOK_FINGERPRINT), str):  # not the hook's code now
         return set()
-    return recipe.recorded_hashes(fields.get(HOOK_FINGERPRINT))
+    negative_zeros = [name for name, value in fields.items()  # as a record stored before 2026-12-07 may hold
+                      if isinstance(value, float) and value == 0 and math.copysign(1.0, value) < 0]
+    return recipe.recorded_hashes(fields.get(HOOK_FINGERPRINT), negative_zeros)
 
 
 _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the key and the full record

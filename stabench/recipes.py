@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -152,15 +153,19 @@ class Recipe:
         """
         return content_hash(self._hashed_fields())
 
-    def recorded_hashes(self, hook_fingerprint: str | None = None) -> set[str]:
+    def recorded_hashes(self, hook_fingerprint: str | None = None,
+                        negative_zeros: Iterable[str] = ()) -> set[str]:
         """The hashes a stored run of this recipe can carry: this version's, and those earlier ones
-        gave (before 2026-12-06 a recipe with ``max_steps`` hashed its ``epochs``).  A hook's code
-        enters as the run recorded it (its ``hook_fingerprint``), else as it is now."""
+        gave (before 2026-12-06 a recipe with ``max_steps`` hashed its ``epochs``; before
+        2026-12-07 the fields a record holds as -0.0, ``negative_zeros``, hashed so).  A hook's
+        code enters as the run recorded it (its ``hook_fingerprint``), else as it is now."""
         fields = self._hashed_fields(hook_fingerprint)
-        hashes = {content_hash(fields)}
+        variants = [fields]
         if self.max_steps is not None and self.epochs != Recipe.epochs:
-            hashes.add(content_hash({**fields, "epochs": self.epochs}))
-        return hashes
+            variants.append({**fields, "epochs": self.epochs})
+        if zeros := [name for name in negative_zeros if name in fields]:
+            variants += [{**variant, **{name: -0.0 for name in zeros}} for variant in variants]
+        return {content_hash(variant) for variant in variants}
 
     def _hashed_fields(self, hook_fingerprint: str | None = None) -> dict[str, Any]:
         fields = self.to_dict()

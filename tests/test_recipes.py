@@ -295,6 +295,16 @@ def test_minus_zero_is_zero_in_the_recipe_its_name_and_its_hash(preset, field, a
     assert math.copysign(1.0, getattr(minus, field)) == 1.0
 
 
+def test_a_record_stored_with_minus_zero_still_matches_its_hash_on_import():
+    """Before 2026-12-07 -0.0 hashed apart; an export of such a run must not read as edited."""
+    from stabench.exchange import _recipe_hashes
+
+    record = {**get_recipe("bert-default", warmup=0.0, weight_decay=0.0).to_dict(), "warmup": -0.0,
+              "weight_decay": -0.0}
+    assert "3c5c92c47bb7fa65" in _recipe_hashes(record)  # what stabench stored it under then
+    assert get_recipe("bert-default", warmup=0.0, weight_decay=0.0).hash in _recipe_hashes(record)
+
+
 @given(_overrides, _overrides)
 def test_overrides_in_two_rounds_name_the_recipe_as_one_round(first, second):
     """A claim's overrides, then --stabench-set's: one bracket in the name, the later value wins."""
