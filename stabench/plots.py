@@ -64,7 +64,7 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
     (on an F1 or MCC axis it would sit at a meaningless height): across the plot where every box
     has the same majority accuracy, else over each box at its own.
     """
-    runs_by_label = _labelled_runs(runs_by_label, "plot_study")  # one Study, or one list of runs: one box
+    runs_by_label = _labelled_runs(runs_by_label, "plot_study", one_recipe=True)  # one Study or list: one box
     for label, runs in runs_by_label.items():
         if mix := data_mix(runs):
             raise ValueError(f"plot_study: the runs of {label!r} were trained on {mix}; a box holds runs on one "
@@ -237,19 +237,22 @@ def _data_size(run: RunResult) -> str:
     return f"{size} examples" if size else "full data"
 
 
-def _labelled_runs(runs_by_label, function: str) -> dict[str, list[RunResult]]:
+def _labelled_runs(runs_by_label, function: str, one_recipe: bool = False) -> dict[str, list[RunResult]]:
     """Labels to runs, as ``function`` takes them: a mapping, or one Study or list of runs under the
-    Study's arm name or the runs' recipe; each label with runs."""
+    Study's arm name or the runs' recipe; each label with runs.  A list of several recipes is
+    labelled so, or refused where a label must be ``one_recipe`` (a box)."""
     _check_not_a_path(runs_by_label, function)
     if not isinstance(runs_by_label, Mapping):
         runs = _runs_in(runs_by_label, function)
-        study = getattr(getattr(runs_by_label, "arm", None), "name", None)
+        label = getattr(getattr(runs_by_label, "arm", None), "name", None)
         recipes = {r.recipe_hash: r.recipe_name for r in runs}  # a Study's: one recipe, in one or more versions
-        if study is None and len(recipes) > 1:  # a list under its first run's recipe name would hide the others
-            named = ", ".join(f"{name} ({digest[:8]})" for digest, name in list(recipes.items())[:4])
-            raise ValueError(f"{function}: the runs hold {len(recipes)} recipes ({named}); one list of runs is one "
-                             f"label, so give each recipe its own: {{name: runs, ...}}")
-        runs_by_label = {study or (runs[0].recipe_name if runs else "runs"): runs}
+        if label is None and len(recipes) > 1:  # not under the first run's recipe name, which hid the others
+            if one_recipe:
+                named = ", ".join(f"{name} ({digest[:8]})" for digest, name in list(recipes.items())[:4])
+                raise ValueError(f"{function}: the runs hold {len(recipes)} recipes ({named}); one list of runs is "
+                                 f"one label, so give each recipe its own: {{name: runs, ...}}")
+            label = f"runs of {len(recipes)} recipes"
+        runs_by_label = {label or (runs[0].recipe_name if runs else "runs"): runs}
     labelled = {label: _runs_in(runs, function, label) for label, runs in runs_by_label.items()}
     if not labelled or not all(labelled.values()):
         raise ValueError(f"{function} needs at least one label, each with runs")

@@ -107,6 +107,9 @@ def test_plot_generalisation_draws_fig_5_with_the_trend_of_the_successful_runs(d
         "3 epochs (n=3)", "all failed (n=2)", "failed run"]  # the label once, on its crosses
     plots.plot_generalisation(short, tmp_path / "two.png", "two successful runs: no trend")
     assert not [line for line in drawn[-1].axes[0].lines if line.get_label().startswith("successful runs")]
+    edited = [dataclasses.replace(r, recipe_name="r2", recipe_hash="e" * 16) for r in long]
+    plots.plot_generalisation(short + edited, tmp_path / "all.png", "a task's runs of two recipes: one set")
+    assert [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()][0] == "runs of 2 recipes (n=5)"
     other = [dataclasses.replace(r, task={"name": "other"}) for r in long]
     with pytest.raises(ValueError, match=r"^overfitting_trend: the runs are of 2 tasks"):
         plots.plot_generalisation({"a": short, "b": other}, tmp_path / "x.png", "two tasks")
