@@ -56,7 +56,7 @@ class ProjectSettings:
         if "store" in self.flags:
             return Path(self.flags["store"][0]) if self.flags["store"][0] else None
         value = self.get("store")
-        if value is not None and not isinstance(value, str):  # a TOML number: pytest refuses it as well
+        if value is not None and not isinstance(value, str):  # a number in [tool.pytest]: pytest refuses it too
             raise ValueError(f"stabench_store = {value!r} in {self.path} is invalid; expected a path in quotes, e.g. "
                              f'stabench_store = "results.sqlite"')
         return None if value is None else self.rootdir / os.path.expanduser(value)
@@ -148,7 +148,8 @@ def _pytest_section(path: Path) -> dict[str, object] | None:
                 native = {name: value for name, value in tool.items() if name != "ini_options"}
                 if native and tool.get("ini_options"):
                     raise ValueError("it has both [tool.pytest] and [tool.pytest.ini_options]; pytest takes one")
-                table = native or tool.get("ini_options")
+                table = native or {name: value if isinstance(value, (str, list)) else str(value)  # as pytest
+                                   for name, value in (tool.get("ini_options") or {}).items()} or None  # reads ini
             else:
                 table = data.get("pytest")
         else:

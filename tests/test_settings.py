@@ -98,12 +98,14 @@ def test_a_bad_file_or_value_is_named(tmp_path, name, text, message):
     assert str(error.value).startswith(prefix.format(path=path))
 
 
-def test_a_store_written_as_a_toml_number_is_refused_as_pytest_refuses_it(tmp_path):
+def test_a_store_written_as_a_toml_number_is_refused_where_pytest_refuses_it(tmp_path):
     """The CLI stored runs in a file named 5, where pytest never looks."""
     (tmp_path / "pyproject.toml").write_text("[tool.pytest]\nstabench_store = 5\n")
     with pytest.raises(ValueError, match=r"^stabench_store = 5 in .*pyproject.toml is invalid; expected a path in "
                                          r"quotes"):
         project_settings(tmp_path).store()
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nstabench_store = 5\n")
+    assert project_settings(tmp_path).store() == tmp_path / "5"  # ini values are text there, for pytest too
 
 
 def test_without_any_file_the_start_folder_is_the_rootdir(tmp_path):
