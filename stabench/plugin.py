@@ -86,10 +86,25 @@ def option(config: pytest.Config, name: str) -> Any:
     """Command line first, then the ini file ([tool.pytest.ini_options] / pytest.ini); a path
     from the ini file is relative to that file, as pytest's own paths are.  A NAME=VALUE list
     (``--stabench-set``, ``--stabench-gate``) is the list of its texts, the ini file's first."""
-    value = config.getoption("stabench_" + name.replace("-", "_"))
     if name in _KEY_VALUE_LISTS:
-        return [text for text in (_ini_option(config, name), *(value or ())) if text] or None
+        return [text for _, text in _list_texts(config, name)] or None
+    value = config.getoption("stabench_" + name.replace("-", "_"))
     return value if value is not None else _ini_option(config, name)
+
+
+def _list_texts(config: pytest.Config, name: str) -> list[tuple[str, str]]:
+    """A NAME=VALUE list option's texts, each with where it was given: the config file's (or
+    ``-o``'s), then each ``--stabench-NAME``; an empty ``--stabench-NAME=`` drops those before it."""
+    key = "stabench_" + name.replace("-", "_")
+    given = config.getoption(key) or []
+    if "" in given:
+        given = given[len(given) - given[::-1].index(""):]
+        texts = []
+    else:
+        by_o = any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ())
+        where = f"-o {key}" if by_o else f"{key} in {config.inipath.name if config.inipath else 'the config file'}"
+        texts = [(where, text) for text in [_ini_option(config, name)] if text]
+    return texts + [(f"--stabench-{name}", text) for text in given if text]
 
 
 def _ini_option(config: pytest.Config, name: str) -> Any:
@@ -145,14 +160,19 @@ def _named(config: pytest.Config, name: str, value: str | None = None) -> str:
 
 def _recipe_overrides(config: pytest.Config) -> dict:
     """--stabench-set as typed recipe fields."""
-    texts = option(config, "set")
+    texts = _list_texts(config, "set")
     if not texts:
         return {}
     from .recipes import Recipe, parse_overrides
 
+    for where, text in texts:  # each named where it was given
+        try:
+            Recipe().replace(**parse_overrides([text]))  # validates the values too
+        except ValueError as error:
+            raise pytest.UsageError(f"{where}: {error}") from None
+    overrides = parse_overrides([text for _, text in texts])
     try:
-        overrides = parse_overrides(texts)
-        Recipe().replace(**overrides)  # validates the values too
+        Recipe().replace(**overrides)  # together (Mixout and a dropout given apart)
     except ValueError as error:
         raise pytest.UsageError(f"{_named(config, 'set')}: {error}") from None
     return overrides
@@ -164,7 +184,6 @@ def _check_options(config: pytest.Config) -> list | None:
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
     checks = [("device", _checker("environment", "resolve_device", empty="auto")),
-              ("gate", _checker("gate", "parse_limits")),
               ("cpu-threads", _checker("environment", "check_positive_count")),
               ("workers-per-gpu", _checker("environment", "check_positive_count")),
               ("tag", _checker("store", "check_tag")),
@@ -184,6 +203,11 @@ def _check_options(config: pytest.Config) -> list | None:
             check(option(config, name))
         except ValueError as error:
             raise pytest.UsageError(f"{_named(config, name)}: {error}") from None
+    for where, text in _list_texts(config, "gate"):  # each named where it was given
+        try:
+            _checker("gate", "parse_limits")(text)
+        except ValueError as error:
+            raise pytest.UsageError(f"{where}: {error}") from None
     if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
         _check_worker_count(config)
         from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible

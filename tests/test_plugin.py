@@ -790,8 +790,21 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
     assert (limits["max_mean_drop"], limits["alpha"], limits["max_extra_failures"]) == (0.02, 0.1, 1)
     assert option(config, "set") == ["lr=1e-3", "epochs=2"]
     assert option(pytester.parseconfig(), "set") == ["lr=1e-3"]
+    assert option(pytester.parseconfig("--stabench-set=", "--stabench-set=epochs=2"), "set") == ["epochs=2"]
+    assert option(pytester.parseconfig("--stabench-gate="), "gate") is None  # empty: the file's dropped
     pytester.makeini("[pytest]\n")
     assert option(pytester.parseconfig(), "gate") is None
+    # A bad value is named where it was given, not by the option that came last.
+    pytester.makeini("[pytest]\nstabench_gate = max_mean_drop=oops\nstabench_set = lr=fast\n")
+    pytester.makepyfile(test_nothing="def test_a():\n    pass\n")
+    for given, named in ((("--stabench-gate=alpha=0.1",), "stabench_gate in tox.ini: gate limit max_mean_drop=oops is invalid"),
+                         (("--stabench-gate=", "--stabench-set=epochs=2"), "stabench_set in tox.ini: recipe override "
+                                                                            "lr='fast' is invalid"),
+                         (("--stabench-gate=", "--stabench-set=", "--stabench-set=lr=x"),
+                          "--stabench-set: recipe override lr='x' is invalid")):
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *given)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: {named}*"])
 
 
 @pytest.mark.parametrize("option, message", [
