@@ -1304,12 +1304,9 @@ class Reporter:
 
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return
-        # The JSON last: its exit_status counts a report or plot that could not be written.
-        for name, write in (("md", self._write_markdown), ("plots", self._plot), ("json", self._write_json)):
+        self.exit_status = int(session.exitstatus)
+        for name, write in (("json", self._write_json), ("md", self._write_markdown), ("plots", self._plot)):
             if path := option(self.config, name):
-                if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
-                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
-                self.exit_status = int(session.exitstatus)
                 try:
                     files = write(Path(path))
                     self.written.append(f"{path}" + (f" ({files} files)" if files is not None else ""))
@@ -1317,6 +1314,10 @@ class Reporter:
                     self.unwritten.append(f"{_named(self.config, name)}: {_first_line(error, type(error).__name__)}")
         if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            if (path := option(self.config, "json")) and str(path) in self.written:  # its exit_status, now 1
+                self.exit_status = int(session.exitstatus)
+                with contextlib.suppress(Exception):
+                    self._write_json(Path(path))
 
     def _write_markdown(self, path: Path) -> None:
         from .report import (COMPARISON_NOTE, claim_rows, comparison_rows, gate_markdown_rows, markdown,

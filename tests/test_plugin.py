@@ -98,7 +98,7 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
             assert produced["stacks"] == [{name: stored[0].environment[name] for name in produced["stacks"][0]}]
             assert {"python", "torch", "transformers", "datasets", "cuda", "device_name"} <= set(produced["stacks"][0])
     again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from the "
-                                "store (*/s.sqlite)", "stabench wrote figs (9 files), r.json"])  # where each went
+                                "store (*/s.sqlite)", "stabench wrote r.json, figs (9 files)"])  # where each went
     verdicts_only = _run(suite, "--stabench-store=s.sqlite", "-k", "verdict")
     verdicts_only.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 6 read from "
                                         "the store (*/s.sqlite)"])  # it used to say 0: no seed item had reported
@@ -1447,6 +1447,8 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_se
     def refuse(path, payload):
         raise ValueError(f"cannot write {str(path)!r}: No such device")
 
+    from stabench.report import write_json as written_json
+
     monkeypatch.setattr("stabench.report.write_json", refuse)  # checked at the start, failing only at the end
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-json=r.json",
                   "--stabench-md=r.md")
@@ -1455,6 +1457,13 @@ def test_a_report_that_cannot_be_written_at_the_end_is_one_line_and_fails_the_se
     result.stdout.fnmatch_lines(["stabench: --stabench-json: cannot write '*r.json': No such device"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert (suite.path / "r.md").exists()  # the other reports are still written
+    from stabench import report  # now the Markdown fails: the JSON, written first, then says the session failed
+
+    monkeypatch.setattr(report, "write_json", written_json)
+    monkeypatch.setattr(report, "write_markdown", refuse)
+    again = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-json=r.json",
+                 "--stabench-md=r.md")
+    assert again.ret == pytest.ExitCode.TESTS_FAILED == _report(suite.path / "r.json")["exit_status"]
 
 
 def test_tagging_a_session_without_verdicts_says_nothing_was_tagged(suite):
