@@ -11,9 +11,12 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # Imported here, before any in-process pytest session: pytester drops the modules such a session
 # imported, and a second import fails (pyarrow keeps its extension types per process, and numpy's
 # fft extension, which scipy.stats imports, loads once per process).  The plugin imports neither
-# for a session without claims.
+# for a session without claims.  rich too: the CLI, called after such a session, would otherwise
+# render with classes of a second copy of rich (NotRenderableError: "Unable to render Segment").
 importlib.import_module("datasets")
 importlib.import_module("scipy.stats")
+importlib.import_module("rich.console")
+importlib.import_module("rich.table")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
