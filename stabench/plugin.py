@@ -73,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             metavar = _METAVAR_BY_OPTION.get(name, _METAVAR_BY_KIND[kind])
             group.addoption(f"--stabench-{name}", dest=dest, metavar=metavar, help=help_text,
-                            type=int if kind == "int" else str,
+                            type=str,  # an int's text is checked by option(): one line, not argparse's usage
                             action="append" if name in _KEY_VALUE_LISTS else "store")
             parser.addini(dest, help_text, type="int" if kind == "int" else "string", default=None)
 
@@ -89,7 +89,14 @@ def option(config: pytest.Config, name: str) -> Any:
     if name in _KEY_VALUE_LISTS:
         return [text for _, text in _list_texts(config, name)] or None
     value = config.getoption("stabench_" + name.replace("-", "_"))
-    return value if value is not None else _ini_option(config, name)
+    if value is None:
+        return _ini_option(config, name)
+    if next(kind for n, _, kind in _OPTIONS if n == name) == "int":
+        try:
+            return int(value)
+        except ValueError:
+            raise pytest.UsageError(f"--stabench-{name}: {value!r} is invalid; expected an integer") from None
+    return value
 
 
 def _list_texts(config: pytest.Config, name: str) -> list[tuple[str, str]]:

@@ -815,6 +815,8 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
     ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
     ("--stabench-cpu-threads=0", "--stabench-cpu-threads: 0 is invalid; expected an integer from 1 to 1024"),
     ("--stabench-cpu-threads=-1", "--stabench-cpu-threads: -1 is invalid; expected an integer from 1 to 1024"),
+    ("--stabench-cpu-threads=two", "--stabench-cpu-threads: 'two' is invalid; expected an integer"),  # not argparse's
+    ("--stabench-workers-per-gpu=1.5", "--stabench-workers-per-gpu: '1.5' is invalid; expected an integer"),
     ("--stabench-baseline=tag:nosuch",
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
