@@ -357,8 +357,9 @@ class Store:
                 raise StoreError(f"{self.path}: cannot read the results store: {exc} (a full or failing disk?); "
                                  f"it is left as it is") from exc
             if "malformed" in str(exc):  # an SQLite database, cut short or overwritten in part
-                raise StoreError(f"{self.path}: the results store is damaged ({exc}); it is left as it is: restore "
-                                 f"a copy, or import an export of its runs into a new store") from exc
+                raise StoreError(f"{self.path}: a damaged SQLite file ({exc}), a stabench results store cut short "
+                                 f"or another database; it is left as it is: restore a copy of the store, or import "
+                                 f"an export of its runs into a new one") from exc
             raise StoreError(f"{self.path}: not a stabench results store: expected an SQLite "
                              f"database, but reading it failed: {exc}") from exc
         finally:

@@ -521,8 +521,9 @@ def test_a_store_cut_short_is_called_damaged_not_another_kind_of_file(tmp_path: 
         db.commit()
     with open(path, "r+b") as file:
         file.truncate(path.stat().st_size - 4096)
-    with pytest.raises(StoreError, match=r"s.sqlite: the results store is damaged \(database disk image is "
-                                         r"malformed\); it is left as it is: restore a copy"):
+    with pytest.raises(StoreError, match=r"s.sqlite: a damaged SQLite file \(database disk image is malformed\), a "
+                                         r"stabench results store cut short or another database; it is left as it "
+                                         r"is: restore a copy"):
         Store(path, must_exist=True)
     assert path.stat().st_size > 0
 
