@@ -172,16 +172,18 @@ def _recipe_overrides(config: pytest.Config) -> dict:
         return {}
     from .recipes import Recipe, parse_overrides
 
-    for where, text in texts:  # each named where it was given
-        try:
-            Recipe().replace(**parse_overrides([text]))  # validates the values too
-        except ValueError as error:
-            raise pytest.UsageError(f"{where}: {error}") from None
-    overrides = parse_overrides([text for _, text in texts])
     try:
-        Recipe().replace(**overrides)  # together (Mixout and a dropout given apart)
+        overrides = parse_overrides([text for _, text in texts])
+        Recipe().replace(**overrides)  # validates the values too, together (schedule=constant beside warmup=0)
     except ValueError as error:
-        raise pytest.UsageError(f"{_named(config, 'set')}: {error}") from None
+        where = _named(config, "set")
+        for given, text in texts:  # named where it was given, where one text fails alone
+            try:
+                Recipe().replace(**parse_overrides([text]))
+            except ValueError as alone:
+                where, error = given, alone
+                break
+        raise pytest.UsageError(f"{where}: {error}") from None
     return overrides
 
 
@@ -1167,7 +1169,8 @@ class Reporter:
                          f"model that no claim was compared with: {shown} (a recipe renamed and edited, or a "
                          f"parametrized value changed, since the baseline was tagged; or a claim this session did "
                          f"not run)")
-        if self.config.getoption("stabench_gate") is not None and not option(self.config, "baseline"):
+        given = any(where == "--stabench-gate" for where, _ in _list_texts(self.config, "gate"))  # not the ini's
+        if given and not option(self.config, "baseline"):
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
         return notes

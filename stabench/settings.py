@@ -148,8 +148,9 @@ def _pytest_section(path: Path) -> dict[str, object] | None:
                 native = {name: value for name, value in tool.items() if name != "ini_options"}
                 if native and tool.get("ini_options"):
                     raise ValueError("it has both [tool.pytest] and [tool.pytest.ini_options]; pytest takes one")
-                table = native or {name: value if isinstance(value, (str, list)) else str(value)  # as pytest
-                                   for name, value in (tool.get("ini_options") or {}).items()} or None  # reads ini
+                table = native or ({name: value if isinstance(value, (str, list)) else str(value)  # as pytest
+                                    for name, value in tool["ini_options"].items()}  # reads an ini file's
+                                   if "ini_options" in tool else None)
             else:
                 table = data.get("pytest")
         else:

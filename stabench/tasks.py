@@ -339,7 +339,7 @@ class _LocalFiles:
             kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
             if kind == "csv":  # the task's cells as written: "NA" is a sentence or a class, "0.50" a text, not
                 # 0.5; a blank label is missing (named below); other columns are read as pandas reads them
-                header = _csv_header(resolved[split])
+                header = _csv_header(resolved[split], str(path))
                 kwargs.update(keep_default_na=False, converters={column: str for column in self.text_columns},
                               na_values={name: [""] if name == self.label_column else sorted(_PANDAS_MISSING)
                                          for name in header if name not in self.text_columns})
@@ -364,11 +364,20 @@ class _LocalFiles:
         return datasets.DatasetDict(_labels_to_ids(splits, self.label_column))
 
 
-def _csv_header(path: Path) -> list[str]:
-    """A CSV/TSV file's column names (Excel's "CSV UTF-8" starts with a byte-order mark, which
-    datasets skips too)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+def _csv_header(path: Path, where: str) -> list[str]:
+    """A CSV/TSV file's column names as pandas names them: a repeated ``score`` is ``score.1``
+    (Excel's "CSV UTF-8" starts with a byte-order mark, which datasets skips too)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            names = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+    except UnicodeDecodeError as error:
+        raise TaskDataError(f"cannot read {where!r} as CSV/TSV: {error}; expected UTF-8 text") from None
+    seen: dict[str, int] = {}
+    header = []
+    for name in names:
+        header.append(f"{name}.{seen[name]}" if name in seen else name)
+        seen[name] = seen.get(name, 0) + 1
+    return header
 
 
 # What pandas reads as missing by default (its STR_NA_VALUES): NA, null, N/A, nan, a blank cell, ...
@@ -748,11 +757,17 @@ def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
     strings (a file's are), and labels that mix numbers and names as text, so that the checks name
     them as a file's rather than Arrow failing to make one type of them."""
     columns = (*task.text_columns, task.label_column)
-    _require_columns(where, columns, [str(name) for name in data], TaskDataError)
+    names = {str(name): name for name in data}  # a DataFrame's column 0 is the text column "0"
+    _require_columns(where, columns, list(names), TaskDataError)
+    if len(names) < len(list(data)):
+        repeated = sorted({str(name) for name in data if sum(str(other) == str(name) for other in data) > 1})
+        raise TaskDataError(f"{where!r} names the columns {', '.join(repeated)} more than once; expected each "
+                            f"column once")
     table = {}
     for column in columns:
-        values = [None if _missing(value) else value
-                  for value in (data[column].tolist() if hasattr(data[column], "tolist") else list(data[column]))]
+        cells = data[names[column]]
+        values = [None if _missing(value) else value for value in (cells.tolist() if hasattr(cells, "tolist")
+                                                                   else list(cells))]
         if column in task.text_columns or len({isinstance(v, str) for v in values if v is not None}) > 1:
             values = [_text(value, row, column, where) for row, value in enumerate(values, start=1)]
         table[column] = values
@@ -762,7 +777,7 @@ def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
 def _text(value: Any, row: int, column: str, where: str) -> str | None:
     """A cell of an in-memory text column as text: numbers and booleans as JSON writes them (7 is
     "7"); a list or an object is named."""
-    if isinstance(value, (list, dict)):
+    if isinstance(value, (list, dict, tuple, set, frozenset)) or getattr(value, "ndim", 0) > 0:  # not one value
         raise TaskDataError(f"row {row} of {where!r} holds a {type(value).__name__} in column {column!r}; "
                             f"expected a text")
     if value is None or isinstance(value, str):

@@ -805,6 +805,9 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
         result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *given)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([f"ERROR: {named}*"])
+    together = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--stabench-gate=", "--stabench-set=",
+                                            "--stabench-set=warmup=0", "--stabench-set=schedule=constant")
+    assert together.ret == 0 and "has no effect" not in together.stdout.str()  # valid together, and a gate cleared
 
 
 @pytest.mark.parametrize("option, message", [

@@ -106,6 +106,10 @@ def test_a_store_written_as_a_toml_number_is_refused_where_pytest_refuses_it(tmp
         project_settings(tmp_path).store()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\nstabench_store = 5\n")
     assert project_settings(tmp_path).store() == tmp_path / "5"  # ini values are text there, for pytest too
+    (tmp_path / "pytest.ini").write_text("[pytest]\nstabench_store = outer.sqlite\n")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")  # empty: still pytest's file
+    assert project_settings(tmp_path / "a").path == tmp_path / "a" / "pyproject.toml"
 
 
 def test_without_any_file_the_start_folder_is_the_rootdir(tmp_path):

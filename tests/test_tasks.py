@@ -292,6 +292,15 @@ def test_a_blank_in_another_column_after_datasets_first_block_of_rows_still_read
     (tmp_path / "big.csv").write_text("text,label,score\n" + "".join(rows))
     data = load_task_data(local_task("big", tmp_path / "big.csv", tmp_path / "big.csv", "text"))
     assert len(data.train) == 25000 and data.train["text"][-1] == "text 24999"
+    rows = [f"{'' if i == 15000 else i},{'' if i == 15000 else i},text {i},{i % 2}\n" for i in range(25000)]
+    (tmp_path / "twice.csv").write_text("score,score,text,label\n" + "".join(rows))  # pandas: score, score.1
+    assert len(load_task_data(local_task("twice", tmp_path / "twice.csv", tmp_path / "twice.csv", "text")).train) == 25000
+    (tmp_path / "latin.csv").write_text("text,label\na,0\nb,1\n")
+    latin = local_task("latin", tmp_path / "latin.csv", tmp_path / "latin.csv", "text")
+    (tmp_path / "latin.csv").write_bytes("t\xe9xt,label\na,0\nb,1\n".encode("latin-1"))  # rewritten since
+    with pytest.raises(ValueError, match=r"^cannot read '.*latin.csv' as CSV/TSV: 'utf-8' codec can't decode .*; "
+                                         r"expected UTF-8 text$"):
+        load_task_data(latin)
     (tmp_path / "extra.csv").write_text("text,label\na,0\nb,1,surplus\n")  # an unquoted comma: still refused
     with pytest.raises(ValueError, match=r"cannot read '.*extra.csv' as CSV/TSV: Error tokenizing data"):
         load_task_data(local_task("extra", tmp_path / "extra.csv", tmp_path / "extra.csv", "text"))
@@ -581,6 +590,18 @@ def test_in_memory_data_is_checked_like_files():
     lists = Task("lists-mem", "text", lambda: {"train": {"text": [["a"], "b"], "label": [0, 1]}, "validation": good})
     with pytest.raises(ValueError, match=r"^row 1 of 'lists-mem:train' holds a list in column 'text'; expected a text$"):
         load_task_data(lists)
+    tuples = Task("tuples-mem", "text", lambda: {"train": {"text": ["a", ("b", "c")], "label": [0, 1]},
+                                                 "validation": good})
+    with pytest.raises(ValueError, match=r"^row 2 of 'tuples-mem:train' holds a tuple in column 'text'; expected a "
+                                         r"text$"):  # not the text "('b', 'c')"
+        load_task_data(tuples)
+    numbered = pd.DataFrame({0: ["a", "b", "c", "d"], "label": [0, 1, 0, 1]})  # a column named 0, not "0"
+    assert load_task_data(Task("numbered-mem", "0", lambda: {"train": numbered, "validation": numbered})).train[
+        "0"] == ["a", "b", "c", "d"]
+    twice = pd.DataFrame([["a", "b", 0], ["c", "d", 1]], columns=["text", "text", "label"])
+    with pytest.raises(ValueError, match=r"^'twice-mem:train' names the columns text more than once; expected each "
+                                         r"column once$"):
+        load_task_data(Task("twice-mem", "text", lambda: {"train": twice, "validation": good}))
 
 
 def test_labels_numbered_from_1_are_two_classes_not_three():
