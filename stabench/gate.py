@@ -403,7 +403,8 @@ def _data_sizes(run: RunResult) -> str:
 
 
 def _data_change(before: str, after: str) -> str:
-    """``data (100 dev -> 80 dev)``: the data's sizes where they changed, else only that it did."""
+    """``data (200 train / 100 dev -> 200 train / 80 dev)``: the data's sizes where they changed,
+    else only that the examples did."""
     return f"data ({before} -> {after})" if before != after else "data (same sizes, other examples)"
 
 
