@@ -524,6 +524,8 @@ class OverfittingTrend:
     flat: bool  # the whole slope_ci lies within +-tolerance
     overfits: bool  # rho > 0 and p < alpha: lower train loss goes with lower dev accuracy
     loss_decades: float  # log10(max train loss / min train loss) over the runs used
+    intercept: float  # the least-squares line's dev accuracy at train loss 1 (log10 loss 0)
+    log10_loss: tuple[float, float]  # the lowest and highest log10 train loss of the runs used: the line's ends
     tolerance: float
     alpha: float
 
@@ -603,6 +605,7 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     return OverfittingTrend(rho=rho, p=p, n=len(points), slope=float(fit.slope), slope_ci=slope_ci,
                             flat=bool(-tolerance <= slope_ci[0] and slope_ci[1] <= tolerance),
                             overfits=bool(rho > 0 and p < alpha), loss_decades=float(np.ptp(x)),
+                            intercept=float(fit.intercept), log10_loss=(float(x.min()), float(x.max())),
                             tolerance=tolerance, alpha=alpha)
 
 

@@ -299,7 +299,7 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
     least-squares line of ``analysis.overfitting_trend`` over the successful runs, with its
     verdict, is drawn where it has at least 3 of them at more than one loss.
     """
-    from .analysis import generalisation_points, overfitting_trend
+    from .analysis import overfitting_trend
 
     runs_by_label = _labelled_runs(runs_by_label, "plot_generalisation")
     every = [run for runs in runs_by_label.values() for run in runs]
@@ -327,13 +327,9 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
     if len(majorities) == 1:
         axes.axhline(majorities[0], linestyle="--", color="grey", linewidth=1,
                      label=f"majority class ({majorities[0]:.3g})")
-    if trend is not None:
-        points = [(loss, acc) for loss, acc in generalisation_points(every, successful_only=True)
-                  if math.isfinite(loss) and math.isfinite(acc)]  # the trend's own points
-        x = np.log10(np.maximum([loss for loss, _ in points], 1e-30))
-        slope, intercept = np.polyfit(x, [acc for _, acc in points], 1)
-        ends = np.array([x.min(), x.max()])
-        axes.plot(10.0 ** ends, intercept + slope * ends, color="black", linewidth=1,
+    if trend is not None:  # the trend's own line, over the losses it rests on
+        ends = np.asarray(trend.log10_loss)
+        axes.plot(10.0 ** ends, trend.intercept + trend.slope * ends, color="black", linewidth=1,
                   label=f"successful runs: {trend.slope:+.3g} per decade ({trend.verdict})")
     axes.set_xscale("log")
     axes.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # 2x10^-1, 3x10^-1, 4x10^-1 ran into each other

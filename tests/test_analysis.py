@@ -271,6 +271,7 @@ def test_flat_accuracy_over_four_decades_of_loss_is_not_overfitting():
     trend = analysis.overfitting_trend(results)
     assert trend.n == 12 and trend.flat and not trend.overfits and trend.verdict == "flat"
     assert abs(trend.slope) < 0.01 and trend.loss_decades == pytest.approx(4.0)
+    assert trend.log10_loss == pytest.approx((-5.0, -1.0)) and trend.intercept == pytest.approx(0.70, abs=0.02)
     assert -0.01 < trend.slope_ci[0] < trend.slope < trend.slope_ci[1] < 0.01
 
 
@@ -288,6 +289,7 @@ def test_accuracy_falling_with_loss_is_overfitting():
     trend = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 + 0.03 * log_loss))
     assert not trend.flat and trend.overfits and trend.verdict == "overfits"
     assert trend.rho > 0.8 and trend.p < 0.01 and trend.slope == pytest.approx(0.03, abs=0.005)
+    assert trend.intercept == pytest.approx(0.80, abs=0.02)  # the line the Fig. 5 plot draws
     with pytest.raises(ValueError, match="at least 3"):
         analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.7, n=2))
 
