@@ -738,12 +738,13 @@ def _splits(task: Task) -> tuple[datasets.Dataset, datasets.Dataset]:
             raise TaskDataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(map(str, splits))}")
         data = splits[split]
         if type(data).__name__ == "DataFrame" or isinstance(data, Mapping):  # pandas, without importing it
-            data = _in_memory(data, task, f"{task.name}:{split}")
-        elif not isinstance(data, datasets.Dataset):
+            data = _in_memory(data, task, f"{task.name}:{split}")  # its columns checked there
+        elif isinstance(data, datasets.Dataset):
+            _require_columns(f"{task.name}:{split}", (*task.text_columns, task.label_column), data.column_names,
+                             TaskDataError)
+        else:
             raise TaskDataError(f"task {task.name!r}: split {split!r} is a {type(data).__name__}; expected a "
                                 f"datasets.Dataset, a pandas DataFrame or a dict of columns")
-        _require_columns(f"{task.name}:{split}", (*task.text_columns, task.label_column), data.column_names,
-                         TaskDataError)
         chosen[split] = data
     if task.source == "custom":  # in-memory data, unchecked so far (files are checked as they load)
         _check_examples(chosen[task.train_split], chosen[task.eval_split], f"{task.name}:{task.train_split}",
@@ -759,8 +760,7 @@ def _in_memory(data, task: Task, where: str) -> datasets.Dataset:
     columns = (*task.text_columns, task.label_column)
     names = {str(name): name for name in data}  # a DataFrame's column 0 is the text column "0"
     _require_columns(where, columns, list(names), TaskDataError)
-    if len(names) < len(list(data)):
-        repeated = sorted({str(name) for name in data if sum(str(other) == str(name) for other in data) > 1})
+    if repeated := sorted(name for name, count in Counter(str(name) for name in data).items() if count > 1):
         raise TaskDataError(f"{where!r} names the columns {', '.join(repeated)} more than once; expected each "
                             f"column once")
     table = {}
