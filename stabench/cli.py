@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     cpu_threads = args.cpu_threads if args.cpu_threads is not None else project.count("cpu_threads")
     if cpu_threads is not None:
         check_positive_count(cpu_threads, "--cpu-threads " if args.cpu_threads is not None
-                    else f"{project.where('cpu_threads')}: ")
+                             else f"{project.where('cpu_threads')}: ")
         import torch
 
         torch.set_num_threads(cpu_threads)
