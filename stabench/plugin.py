@@ -107,10 +107,10 @@ def _list_texts(config: pytest.Config, name: str) -> list[tuple[str, str]]:
     if "" in given:
         given = given[len(given) - given[::-1].index(""):]
         texts = []
+    elif ini := _ini_option(config, name):  # from the file, or -o
+        texts = [(f"-o {key}" if _set_by_o(config, key) else f"{key} in {config.inipath.name}", ini)]
     else:
-        by_o = any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ())
-        where = f"-o {key}" if by_o else f"{key} in {config.inipath.name if config.inipath else 'the config file'}"
-        texts = [(where, text) for text in [_ini_option(config, name)] if text]
+        texts = []
     return texts + [(f"--stabench-{name}", text) for text in given if text]
 
 
@@ -139,7 +139,7 @@ def _given_by(config: pytest.Config, name: str) -> str:
     key = "stabench_" + name.replace("-", "_")
     if config.getoption(key) is not None:
         return "option"
-    if any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ()):
+    if _set_by_o(config, key):
         return "-o"
     if config.inipath is None:
         return "option"
@@ -147,6 +147,11 @@ def _given_by(config: pytest.Config, name: str) -> str:
         return "ini" if config.getini(key) not in ("", None) else "option"
     except (TypeError, ValueError, pytest.UsageError):  # a value of the wrong type is there
         return "ini"
+
+
+def _set_by_o(config: pytest.Config, key: str) -> bool:
+    """Whether pytest's -o/--override-ini sets the ini key ``key``."""
+    return any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ())
 
 
 def _from_ini(config: pytest.Config, name: str) -> bool:
