@@ -21,7 +21,7 @@ from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, Recipe
-from .report import fmt, produced_by, seed_ranges
+from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store
 
@@ -239,9 +239,9 @@ class GateResult:
             return f"{fmt(summary.mean)} ± {fmt(summary.std)}, failed {summary.failures}/{summary.n}"
 
         task, train_size, model, recipe = self.study
-        return {"claim": self.claim, "task": task + (f" ({train_size})" if train_size else ""), "model": model,
-                "recipe": recipe, "metric": self.metric, "baseline": describe(self.baseline),
-                "current": describe(self.current), "changed": self.changed, "gate": self.verdict}
+        return dict(zip(GATE_COLUMNS, (self.claim, task + (f" ({train_size})" if train_size else ""), model, recipe,
+                                       self.metric, describe(self.baseline), describe(self.current), self.changed,
+                                       self.verdict), strict=True))
 
     def entry(self) -> dict[str, Any]:
         """The gate's JSON entry, as pytest's --stabench-json and stabench compare --json write it."""

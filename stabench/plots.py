@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
+from .models import stored_name
 from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
                      final_train_loss, layer_order, runs_of)
 
@@ -431,3 +432,41 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
         axes.set_title(label, fontsize="medium")
     figure.suptitle(title)
     return save_figure(figure, path)
+
+
+def plot_claims(claims: Sequence[Mapping[str, Any]], store, folder: Path, fmt: str) -> int:
+    """A pytest session's figures, per claim (its JSON report's ``claims`` entries, runs read from
+    ``store``): scores per seed and arm; gradient-norm traces and training curves of a failed and a
+    healthy run of each arm.  Returns how many files it wrote."""
+    from .analysis import example_runs  # imports torch, which the other figures do without
+
+    by_claim: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in claims:
+        if entry.get("keys"):  # not skipped, nor a study that could not be gathered
+            by_claim.setdefault(entry["claim"], []).append(entry)
+    written = set()
+    for claim, arms in by_claim.items():
+        # the file's path too, always: a name that depended on what else ran would move
+        name = file_stem(claim.replace(".py::", "-").replace("::", "-"))
+        runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
+        title = f"{claim}\n{_studied(arms)}"
+        written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", title))
+        labelled = {}  # each arm's own examples: an intervention's traces beside the default's
+        for arm in arms:
+            who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
+            labelled.update({f"seed {r.seed} {who} ({label}, {r.primary_metric} {r.score:.3f})": r
+                             for label, r in example_runs(runs[arm["arm"]]).items()})
+        picked = ("each arm's failed run whose bottom layer lost the most gradient norm, and its successful run "
+                  "that lost the least")
+        written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", f"{title}\n{picked}"))
+        written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", f"{title}\n{picked}"))
+    return len(written)
+
+
+def _studied(arms: Sequence[Mapping[str, Any]]) -> str:
+    """What a claim's figures show, under its name: task / model, and each arm's recipe and seeds."""
+    what = " / ".join(sorted({str(arm["task"]) for arm in arms}) + sorted({stored_name(arm["model"]) for arm in arms}))
+    recipes = ", ".join(f"{arm['arm']} = {arm['recipe']}" if arm["arm"] != arm["recipe"] else arm["recipe"]
+                        for arm in arms)
+    seeds = sorted({len(arm["keys"]) for arm in arms})
+    return f"{what}: {recipes}; {' or '.join(map(str, seeds))} seeds{' per arm' if len(arms) > 1 else ''}"

@@ -1195,29 +1195,6 @@ class Reporter:
         """The keys of the runs this session's claims judged."""
         return {key for c in self.claims for key in c.get("keys", ())}
 
-    def runs_line(self) -> str:
-        """How many runs the session trained, and by what, and how many it read."""
-        by_seeds, by_verdicts = self.trained_runs()
-        read = len((self.claim_keys() | {s["key"] for s in self.seeds}) - by_seeds - by_verdicts)
-        return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
-                f"{len(by_verdicts)} by verdicts); {read} read from the store ({store_path(self.config).resolve()})")
-
-    def no_claim_why(self) -> str:
-        """What a report without claims says: seed items alone (-m "not stabench_verdict") ran runs."""
-        if self.interrupted_why():
-            return "No claim's verdict ran."
-        if self.seeds:
-            return (f"No claim's verdict ran: only seed items were selected ({self.runs_line()}; the JSON report "
-                    f"lists them).")
-        return "No claim ran."
-
-    def reference_sources(self) -> list[str]:
-        """Where the published numbers beside the measured ones come from, and what they are."""
-        return sorted({c["reference_source"] for c in self.claims if c.get("reference")})
-
-    def skipped_claims(self) -> int:
-        return sum(1 for c in self.claims if c["verdict"] == "skipped")
-
     def interrupted_why(self) -> str:
         """What an interrupted session (Ctrl-C, SIGTERM) got done, for the terminal and the reports
         ('' when it was not interrupted)."""
@@ -1242,16 +1219,17 @@ class Reporter:
         for note in self.notes(errors=False):
             terminalreporter.write_line(f"stabench: {note}", yellow=True)
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
+        from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
+                             gate_table_rows, reference_sources, render, rows_table, runs_line, shared_columns,
+                             skipped_rows)
+
         if not self.claims:
             if self.seeds:
-                terminalreporter.write_line(f"stabench {self.runs_line()}")
+                terminalreporter.write_line(f"stabench {runs_line(self.record())}")
             if written:
                 terminalreporter.write_line(written)
             self._count_gate_failures(terminalreporter)
             return
-        from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
-                             gate_table_rows, render, rows_table, shared_columns, skipped_rows)
-
         (rows, shared), skipped = shared_columns(claim_rows(self.claims)), skipped_rows(self.claims)
         styles = ["green" if r["claim verdict"].startswith("passed") else
                   "yellow" if r["claim verdict"].startswith("xfailed") else "red" for r in rows]
@@ -1263,11 +1241,11 @@ class Reporter:
                                                      fold=("claim", "task", "recipe", "model", "paper"), width=width),
                                           width=width, color=writer.hasmarkup))
         if skipped:
-            terminalreporter.write(render(rows_table(skipped, title=f"{self.skipped_claims()} claim(s) skipped"),
+            terminalreporter.write(render(rows_table(skipped, title=f"{sum(c['verdict'] == 'skipped' for c in self.claims)} claim(s) skipped"),
                                           width=width, color=writer.hasmarkup))
-        for source in self.reference_sources():
+        for source in reference_sources(self.claims):
             terminalreporter.write_line(f"paper column: {source}")
-        terminalreporter.write_line(self.runs_line())
+        terminalreporter.write_line(runs_line(self.record()))
         if tag := option(self.config, "tag"):
             terminalreporter.write_line(f"tagged {len(self.claim_keys())} run(s) of this session's claims as {tag!r}")
             if self.retagged:
@@ -1334,93 +1312,40 @@ class Reporter:
                 with contextlib.suppress(Exception):
                     self._write_json(Path(path))
 
-    def _write_markdown(self, path: Path) -> None:
-        from .report import (COMPARISON_NOTE, claim_rows, comparison_rows, gate_markdown_rows, markdown,
-                             skipped_rows, write_markdown)
-
-        rows = claim_rows(self.claims)
-        text = "## stabench claims\n\n"
-        if interrupted := self.interrupted_why():  # first: "No claim ran" alone read as an empty session
-            text += f"**The session was {interrupted}.**\n\n"
-        text += "".join(f"**Note:** {note}.\n\n" for note in self.notes())
-        text += (markdown(rows) if rows else self.no_claim_why()) + "\n"
-        text += "".join(f"\nPaper column: {source}.\n" for source in self.reference_sources())
-        if failed := sorted({(c["claim"], c["message"]) for c in self.claims if c.get("message")}):
-            text += "\n### Why claims did not pass\n\n" + "".join(
-                f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
-        if skipped := skipped_rows(self.claims):
-            text += f"\n### {self.skipped_claims()} claim(s) skipped\n\n{markdown(skipped)}\n"
-        if self.comparisons:
-            text += (f"\n### Comparisons in claims\n\n{COMPARISON_NOTE[0].upper()}{COMPARISON_NOTE[1:]}.\n\n"
-                     f"{markdown(comparison_rows(self.comparisons))}\n")
-        if self.gates:
-            text += (f"\n## Regression gate against {option(self.config, 'baseline')}\n\n"
-                     f"{markdown(gate_markdown_rows(self.gates))}\n")
-        if why := self.nothing_compared_why():
-            text += f"\n**The gate failed:** {why}.\n"
-        write_markdown(path, text)
-
-    def _write_json(self, path: Path) -> None:
-        from .report import write_json
-
+    def record(self) -> dict[str, Any]:
+        """The session's JSON report: what every other report is made from."""
         by_seeds, by_verdicts = self.trained_runs()
         # by claim (its other parameters too) and arm, then seed: not in the order workers finished them
         seeds = sorted(self.seeds, key=lambda row: (_without_seed_id(row["item"], row["seed"]), str(row["arm"]),
                                                      row["seed"]))
-        write_json(path, {"exit_status": self.exit_status, "claims": self.claims, "seeds": seeds, "gate": self.gates,
-                          "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
-                          "comparisons": self.comparisons,
-                          "nothing_compared": self.nothing_compared_why() or None,
-                          "uncompared_baseline_studies": self.unmatched_baseline(),
-                          "collection_errors": self.collection_errors,
-                          "interrupted": self.interrupted_why() or None})
+        return {"exit_status": self.exit_status, "claims": self.claims, "seeds": seeds, "gate": self.gates,
+                "baseline": option(self.config, "baseline"), "store": str(store_path(self.config).resolve()),
+                "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
+                "comparisons": self.comparisons, "notes": self.notes(),
+                "nothing_compared": self.nothing_compared_why() or None,
+                "uncompared_baseline_studies": self.unmatched_baseline(),
+                "collection_errors": self.collection_errors, "interrupted": self.interrupted_why() or None}
+
+    def _write_markdown(self, path: Path) -> None:
+        from .report import session_markdown, write_markdown
+
+        write_markdown(path, session_markdown(self.record()))
+
+    def _write_json(self, path: Path) -> None:
+        from .report import write_json
+
+        write_json(path, self.record())
 
     def _plot(self, folder: Path) -> int:
-        """Per claim: scores per seed and arm; gradient-norm traces and training curves of a failed and a
-        healthy run of each arm.  Returns how many files it wrote."""
-        from .analysis import example_runs
-        from .plots import file_stem, plot_grad_norm_traces, plot_study, plot_training_curves
+        from .plots import plot_claims
         from .report import check_plot_format
         from .store import Store
 
-        fmt = check_plot_format(option(self.config, "plot-format"))
-        claims: dict[str, list[dict]] = {}
-        for row in self.claims:
-            if row.get("keys"):  # not skipped, nor a study that could not be gathered
-                claims.setdefault(row["claim"], []).append(row)
-        written = set()
         with Store(store_path(self.config)) as store:
-            for claim, arms in claims.items():
-                # the file's path too, always: a name that depended on what else ran would move
-                name = file_stem(claim.replace(".py::", "-").replace("::", "-"))
-                runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
-                title = f"{claim}\n{_studied(arms)}"
-                written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", title))
-                labelled = {}  # each arm's own examples: an intervention's traces beside the default's
-                for arm in arms:
-                    who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
-                    labelled.update({f"seed {r.seed} {who} ({label}, {r.primary_metric} {r.score:.3f})": r
-                                     for label, r in example_runs(runs[arm["arm"]]).items()})
-                picked = ("each arm's failed run whose bottom layer lost the most gradient norm, and its successful "
-                          "run that lost the least")
-                written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}",
-                                                  f"{title}\n{picked}"))
-                written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", f"{title}\n{picked}"))
-        return len(written)
+            return plot_claims(self.claims, store, folder, check_plot_format(option(self.config, "plot-format")))
 
 
 def _without_seed_id(nodeid: str, seed: int) -> str:
     """A seed item's node id without its ``seedN`` parameter id (not a 'seed1' in the test's name)."""
     name, bracket, params = nodeid.partition("[")
     return name + bracket + params.replace(f"seed{seed}", "", 1)
-
-
-def _studied(arms: list[dict]) -> str:
-    """What a claim's figures show, under its name: task / model, and each arm's recipe and seeds."""
-    from .models import stored_name
-
-    what = " / ".join(sorted({str(arm["task"]) for arm in arms}) + sorted({stored_name(arm["model"]) for arm in arms}))
-    recipes = ", ".join(f"{arm['arm']} = {arm['recipe']}" if arm["arm"] != arm["recipe"] else arm["recipe"]
-                        for arm in arms)
-    seeds = sorted({len(arm["keys"]) for arm in arms})
-    return f"{what}: {recipes}; {' or '.join(map(str, seeds))} seeds{' per arm' if len(arms) > 1 else ''}"

@@ -139,13 +139,13 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
                     tablefmt="github", disable_numparse=True)  # cells are formatted already: 0.500 stays 0.500
 
 
-# A gate entry's fields (``GateResult.entry()``) that are not table columns: the text below
-# the table, or the numbers for a JSON reader.
-_GATE_TEXT_FIELDS = ("fails", "why", "unconfirmed", "baseline_note", "detail")
+# A gate entry's (``GateResult.entry()``) table columns, in order: a JSON report sorts its keys.
+# Its other fields are the text below the table, or the numbers for a JSON reader.
+GATE_COLUMNS = ("claim", "task", "model", "recipe", "metric", "baseline", "current", "changed", "gate")
 
 
 def gate_table_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in entry.items() if k not in _GATE_TEXT_FIELDS} for entry in entries]
+    return [{column: entry[column] for column in GATE_COLUMNS} for entry in entries]
 
 
 def gate_markdown_rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -360,6 +360,58 @@ def check_outputs(given: Callable[[str], Any], named: Callable[[str], str]) -> N
     if given("md") and given("json") and Path(given("md")).resolve() == Path(given("json")).resolve():
         raise ValueError(f"{named('md')} and {named('json')} both name {given('md')!r}: the JSON would replace "
                          f"the Markdown; name two files")
+
+
+def reference_sources(claims: Sequence[dict[str, Any]]) -> list[str]:
+    """Where the published numbers beside the measured ones come from, and what they are."""
+    return sorted({c["reference_source"] for c in claims if c.get("reference")})
+
+
+def runs_line(record: dict[str, Any]) -> str:
+    """How many runs a pytest session trained, and by what, and how many it read, from its JSON
+    record (``Reporter.record``)."""
+    trained = record["trained"]
+    by_seeds, by_verdicts = trained["by_seed_items"], trained["by_verdicts"]
+    judged = {key for c in record["claims"] for key in c.get("keys", ())} | {s["key"] for s in record["seeds"]}
+    read = len(judged - set(by_seeds) - set(by_verdicts))
+    return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
+            f"{len(by_verdicts)} by verdicts); {read} read from the store ({record['store']})")
+
+
+def session_markdown(record: dict[str, Any]) -> str:
+    """A pytest session's Markdown report (a CI job's summary page), from its JSON record alone:
+    what stopped it, what it was asked for and did not do, the claims, why some did not pass, the
+    comparisons their bodies made, and the regression gate."""
+    claims = record["claims"]
+    text = "## stabench claims\n\n"
+    if record["interrupted"]:  # first: "No claim ran" alone read as an empty session
+        text += f"**The session was {record['interrupted']}.**\n\n"
+    text += "".join(f"**Note:** {note}.\n\n" for note in record["notes"])
+    if rows := claim_rows(claims):
+        text += markdown(rows) + "\n"
+    elif record["interrupted"]:
+        text += "No claim's verdict ran.\n"
+    elif record["seeds"]:
+        text += (f"No claim's verdict ran: only seed items were selected ({runs_line(record)}; the JSON report "
+                 f"lists them).\n")
+    else:
+        text += "No claim ran.\n"
+    text += "".join(f"\nPaper column: {source}.\n" for source in reference_sources(claims))
+    if failed := sorted({(c["claim"], c["message"]) for c in claims if c.get("message")}):
+        text += "\n### Why claims did not pass\n\n" + "".join(
+            f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
+    if skipped := skipped_rows(claims):
+        count = sum(1 for c in claims if c["verdict"] == "skipped")
+        text += f"\n### {count} claim(s) skipped\n\n{markdown(skipped)}\n"
+    if record["comparisons"]:
+        text += (f"\n### Comparisons in claims\n\n{COMPARISON_NOTE[0].upper()}{COMPARISON_NOTE[1:]}.\n\n"
+                 f"{markdown(comparison_rows(record['comparisons']))}\n")
+    if record["gate"]:
+        text += (f"\n## Regression gate against {record['baseline']}\n\n"
+                 f"{markdown(gate_markdown_rows(record['gate']))}\n")
+    if record["nothing_compared"]:
+        text += f"\n**The gate failed:** {record['nothing_compared']}.\n"
+    return text
 
 
 def write_markdown(path: str | Path, text: str) -> Path:

@@ -13,7 +13,7 @@ from stabench.cli import main
 from stabench.gate import (DEFAULT_LIMITS, _distinguishing, check, check_limits, compare_sources, compare_studies,
                            group_studies, load_source, name_studies, parse_env, parse_limits, pick_variant, what_changed)
 from stabench.recipes import get_recipe
-from stabench.report import write_json
+from stabench.report import session_markdown, write_json
 from stabench.result import RunResult
 from stabench.store import Store
 
@@ -706,6 +706,8 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
                                 "*= 1 failed, 4 passed in *"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
     report = json.loads((pytester.path / "gate.json").read_text())
+    assert session_markdown(report) == (pytester.path / "gate.md").read_text()  # the JSON alone makes it again
+    assert report["baseline"] == "tag:old" and report["store"] == str((pytester.path / "s.sqlite").resolve())
     (gate,) = report["gate"]
     (claim,) = report["claims"]
     assert claim["verdict"] == "regressed" and claim["message"].startswith("REGRESSED test_gated.py::test_my_recipe")
@@ -780,6 +782,8 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert json.loads((pytester.path / "gate.json").read_text())["nothing_compared"].startswith(
         "no claim's verdict ran, so nothing was compared")  # a CI step reading the report sees why it failed
     assert "**The gate failed:** no claim's verdict ran" in (pytester.path / "gate.md").read_text()
+    assert session_markdown(json.loads((pytester.path / "gate.json").read_text())) == (
+        pytester.path / "gate.md").read_text()
     assert pytester.runpytest_inprocess(*common, "test_gpu.py").ret == 0  # without a baseline, skipping is fine
 
     from stabench.cli import main

@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+from stabench.report import session_markdown
+
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "test_paper.py"
 CLAIMS = ["test_table1_stable_baseline_never_fails_and_varies_less", "test_table1_default_recipe_fails_often_on_rte",
@@ -47,6 +49,7 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
                                               if c["verdict"] != "passed (toy)"})
     # Table 1's numbers are the paper's models and tasks: never beside toy numbers on other data.
     assert "52.3" not in (pytester.path / "toy.md").read_text() and not any(c["reference"] for c in report["claims"])
+    assert session_markdown(report) == (pytester.path / "toy.md").read_text()  # the JSON alone makes it again
     assert list((pytester.path / ".stabench" / "plots").glob("loss-surface-*.png"))
     # Each claim gets the runs its statistics need, so its code runs past the first assert: Table 1's
     # comparison, the small-data arms (the full-steps arm trains longer at toy scale too), the
