@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -333,11 +332,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if profile not in ("paper", "toy"):
         raise pytest.UsageError(f"{_named(config, 'profile')}: profile {profile!r} is invalid; expected paper or toy")
     if _is_worker(config):
-        workerinput = config.workerinput
-        if "stabench_gpu" in workerinput:  # before anything initialises CUDA in this process
-            os.environ["CUDA_VISIBLE_DEVICES"] = workerinput["stabench_gpu"]
-        session_id = workerinput.get("stabench_session") or uuid.uuid4().hex
-        workers = int(workerinput.get("workercount", 1))
+        session_id = config.workerinput.get("stabench_session") or uuid.uuid4().hex
+        workers = int(config.workerinput.get("workercount", 1))
     else:
         session_id = uuid.uuid4().hex
         workers = 1
@@ -407,8 +403,8 @@ class State:
 
 
 class GpuPool:
-    """Controller side of GPU pinning: each new worker goes to the GPU with the fewest workers, so
-    a dead worker's replacement takes over its GPU.
+    """Controller side of GPU pinning: workers are spread evenly over the GPUs, each pinned by
+    ``CUDA_VISIBLE_DEVICES`` in its environment from its start.
 
     ``--stabench-device=cuda:N`` turns pinning off: N counts the GPUs the controller sees, and a
     worker pinned to one GPU would see no cuda:N.
@@ -416,7 +412,6 @@ class GpuPool:
 
     def __init__(self, config: pytest.Config, session_id: str):
         self.config, self.session_id = config, session_id
-        self.assigned: dict[str, str] = {}
 
     @functools.cached_property
     def gpus(self) -> list[str]:
@@ -425,16 +420,21 @@ class GpuPool:
         pinned = not _names_one_gpu(option(self.config, "device"))
         return _gpu_ids(option(self.config, "gpus")) if pinned else []
 
+    def pytest_xdist_setupnodes(self, config: pytest.Config, specs: list) -> None:
+        """Pins each worker through its execnet spec, which sets the variable before the worker
+        imports anything: CUDA reads it once, and a conftest that touches CUDA at import (``"cuda" if
+        torch.cuda.is_available() ...``) would otherwise start it with every GPU visible.  A dead
+        worker's replacement starts from the same spec, on the same GPU."""
+        import execnet
+
+        for i, spec in enumerate(specs):
+            if self.gpus:
+                pinned = execnet.XSpec(f"{spec}//env:CUDA_VISIBLE_DEVICES={self.gpus[i % len(self.gpus)]}")
+                pinned.id = spec.id
+                specs[i] = pinned
+
     def pytest_configure_node(self, node) -> None:
         node.workerinput["stabench_session"] = self.session_id
-        if self.gpus:
-            taken = list(self.assigned.values())
-            gpu = min(self.gpus, key=taken.count)
-            self.assigned[node.gateway.id] = gpu
-            node.workerinput["stabench_gpu"] = gpu
-
-    def pytest_testnodedown(self, node, error) -> None:
-        self.assigned.pop(node.gateway.id, None)
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
         """Work stealing instead of xdist's default "load" chunks.
@@ -468,8 +468,8 @@ def pytest_cmdline_main(config: pytest.Config):
 
 
 def _check_worker_count(config: pytest.Config) -> None:
-    """Pinning asked for (``--stabench-gpus`` / ``--stabench-workers-per-gpu``) needs a CUDA not yet
-    started, and no more workers than the GPUs take (``-n`` above GPUs x workers per GPU would
+    """Pinning asked for (``--stabench-gpus`` / ``--stabench-workers-per-gpu``) needs no more
+    workers than the GPUs take (``-n`` above GPUs x workers per GPU would
     crowd a GPU the user capped; without the cap, workers are spread evenly).  GPUs named for
     pinning need workers too.  Without those options nothing is refused: the plugin loads in
     every pytest session, stabench's or not."""
@@ -484,11 +484,6 @@ def _check_worker_count(config: pytest.Config) -> None:
                                 f"(-n 0, or no pytest-xdist); leave -n out (a worker per GPU is started), or use "
                                 f"--stabench-device=cuda:N for one GPU in this process")
     ids = _gpu_ids(gpus) if workers else []  # no GPU (a CPU machine): workers per GPU have nothing to pin
-    torch = sys.modules.get("torch")
-    if ids and torch is not None and torch.cuda.is_initialized():  # a worker imports the same conftests first
-        raise pytest.UsageError("CUDA was initialised before stabench could pin workers to GPUs: a conftest or "
-                                "plugin touches CUDA at import, so every worker would train on its first GPU; move "
-                                "that into a fixture or test")
     if per_gpu and ids and workers > len(ids) * per_gpu:
         raise pytest.UsageError(f"-n {workers} starts more workers than {_named(config, 'workers-per-gpu')}="
                                 f"{per_gpu} on {len(ids)} GPU(s) ({', '.join(ids)}) allows; use -n "
