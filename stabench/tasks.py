@@ -365,19 +365,17 @@ class _LocalFiles:
 
 
 def _csv_header(path: Path, where: str) -> list[str]:
-    """A CSV/TSV file's column names as pandas names them: a repeated ``score`` is ``score.1``
-    (Excel's "CSV UTF-8" starts with a byte-order mark, which datasets skips too)."""
+    """A CSV/TSV file's column names as pandas, and so datasets, names them: of ``a,a,a.1`` the
+    second is ``a.2`` (Excel's "CSV UTF-8" starts with a byte-order mark, which both skip)."""
+    import pandas
+
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            names = next(csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ","), [])
+        return list(pandas.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", nrows=0,
+                                    encoding="utf-8-sig").columns)
     except UnicodeDecodeError as error:
         raise TaskDataError(f"cannot read {where!r} as CSV/TSV: {error}; expected UTF-8 text") from None
-    seen: dict[str, int] = {}
-    header = []
-    for name in names:
-        header.append(f"{name}.{seen[name]}" if name in seen else name)
-        seen[name] = seen.get(name, 0) + 1
-    return header
+    except pandas.errors.EmptyDataError:  # an empty file: datasets names what it lacks
+        return []
 
 
 # What pandas reads as missing by default (its STR_NA_VALUES): NA, null, N/A, nan, a blank cell, ...

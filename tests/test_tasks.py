@@ -295,6 +295,11 @@ def test_a_blank_in_another_column_after_datasets_first_block_of_rows_still_read
     rows = [f"{'' if i == 15000 else i},{'' if i == 15000 else i},text {i},{i % 2}\n" for i in range(25000)]
     (tmp_path / "twice.csv").write_text("score,score,text,label\n" + "".join(rows))  # pandas: score, score.1
     assert len(load_task_data(local_task("twice", tmp_path / "twice.csv", tmp_path / "twice.csv", "text")).train) == 25000
+    rows = [f"{'' if i == 15000 else i},{'' if i == 15000 else i},{'' if i == 15000 else i},text {i},{i % 2}\n"
+            for i in range(25000)]
+    (tmp_path / "thrice.csv").write_text("score,score,score.1,text,label\n" + "".join(rows))  # score, score.2, score.1
+    assert len(load_task_data(local_task("thrice", tmp_path / "thrice.csv", tmp_path / "thrice.csv", "text")).train) \
+        == 25000
     (tmp_path / "latin.csv").write_text("text,label\na,0\nb,1\n")
     latin = local_task("latin", tmp_path / "latin.csv", tmp_path / "latin.csv", "text")
     (tmp_path / "latin.csv").write_bytes("t\xe9xt,label\na,0\nb,1\n".encode("latin-1"))  # rewritten since
