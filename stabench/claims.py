@@ -291,7 +291,7 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
                 raise ValueError(f"claim arm {name!r} has no {required}; give {required}= in stabench.claim "
                                  f"or a parametrize argument named {required!r}")
         recipe, task = get_recipe(merged["recipe"]), registered_name(merged["task"])
-        model, train_size = merged["model"], merged.get("train_size")
+        model, train_size = merged["model"], check_train_size(merged.get("train_size"), owner=f"claim arm {name!r}: ")
         check_model_name(model)  # a parametrized typo too: offline it would only skip the claim
         if toy:
             model = toy_options.get("model", model)
@@ -600,6 +600,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     name = registered_name(task)  # a clash of task names fails before any training
     recipe = recipe_or_stored(recipe, name, model, store)
     seeds = seed_spec(seeds, "study ")
+    train_size = check_train_size(train_size, owner="study ")
     if store is None and train:
         warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
                       "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",

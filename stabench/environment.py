@@ -13,6 +13,7 @@ import platform
 import socket
 import subprocess
 import sys
+from numbers import Integral
 from typing import Any
 
 # Fields that can change a result go into the run key.  These are also columns of the store.
@@ -162,7 +163,7 @@ MAX_COUNT = 1024  # threads or workers: past any machine's cores, short of a typ
 def check_positive_count(threads: int | None, owner: str = "") -> None:
     """A count of threads or workers: below 1 is refused (torch would take 0 threads as its
     default, -1 as an error), and so is one no machine has."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, Integral)
                                 or not 1 <= threads <= MAX_COUNT):
         raise ValueError(f"{owner}{threads!r} is invalid; expected an integer from 1 to {MAX_COUNT}")
 
@@ -176,7 +177,7 @@ def torch_threads(count: int | None):
     check_positive_count(count, "cpu_threads=")
     previous = torch.get_num_threads()
     if count is not None:
-        torch.set_num_threads(count)
+        torch.set_num_threads(int(count))
     try:
         yield
     finally:

@@ -22,6 +22,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -630,7 +631,7 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     file task's by its files' size and time); another loader's data can change unseen (a
     notebook's DataFrame), so ``stabench.study`` calls :func:`reload_task_data` first."""
     task = get_task(task)
-    check_train_size(train_size)
+    train_size = check_train_size(train_size)
     if train_size is None and subsample_seed != 0:
         raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
                          f"(e.g. train_size=1000); without it every run trains on the whole set")
@@ -679,11 +680,15 @@ def _file_stamps(task: Task) -> tuple:
     return tuple(stamps)
 
 
-def check_train_size(train_size: int | None, owner: str = "") -> None:
-    """A training-set subsample is a number of examples; ``owner`` prefixes the error (e.g. "claim ")."""
-    if train_size is not None and (isinstance(train_size, bool) or not isinstance(train_size, int) or train_size < 1):
+def check_train_size(train_size: int | None, owner: str = "") -> int | None:
+    """A training-set subsample is a number of examples, returned as an int (a numpy integer from a
+    sweep too); ``owner`` prefixes the error (e.g. "claim ")."""
+    if train_size is None:
+        return None
+    if isinstance(train_size, bool) or not isinstance(train_size, Integral) or train_size < 1:
         raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a number of examples >= 1 "
                          f"(or None for the full set)")
+    return int(train_size)
 
 
 @functools.lru_cache(maxsize=16)

@@ -2,6 +2,7 @@ import json
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from stabench.tasks import (BUILTIN_PAIR_TASK, BUILTIN_SINGLE_TASK, get_task, label_names, load_task_data, local_task,
@@ -68,6 +69,8 @@ def test_seeded_subsample_and_fingerprint():
     assert a.train["sentence1"] != c.train["sentence1"]
     assert len({full.fingerprint, a.fingerprint, c.fingerprint}) == 3 and a.fingerprint == b.fingerprint
     assert a.describe()["train_size"] == 100 and full.describe()["subsample_seed"] is None
+    swept = load_task_data(BUILTIN_PAIR_TASK, train_size=np.int64(99))  # a sweep's np.arange value
+    assert len(swept.train) == 99 and type(swept.describe()["train_size"]) is int  # stored as JSON
     with pytest.raises(ValueError, match=r"^train_size=1000 is larger than same-number's training set \(256 "
                                          r"examples\); expected at most 256, or None for the full set$"):
         load_task_data(BUILTIN_PAIR_TASK, train_size=1000)

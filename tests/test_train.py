@@ -376,7 +376,7 @@ def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
     recipe = get_recipe("bert-default", max_steps=4, lr=1e-3)
     before = torch.get_num_threads()
     one = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=1)
-    two = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=2)
+    two = run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=np.int64(2))  # a numpy integer too
     assert (one.environment["cpu_threads"], two.environment["cpu_threads"]) == (1, 2) and one.key != two.key
     assert torch.get_num_threads() == before
     for bad in (0, "1", 1.5, 100_000):  # a typo of 100000 threads was a MemoryError
