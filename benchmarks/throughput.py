@@ -9,7 +9,7 @@ loops
   plain       a typical script: fp32, ``torch.optim.AdamW(foreach=False)``, ``loss.item()``
               every step, default clipping, no tracing, one seed at a time.  The baseline.
   minimal     stabench's maths without the harness, hand-written: stabench's AdamW (fused kernel),
-              foreach clipping, the recipe's scheduler, no tracing, no host sync.  The bar for
+              foreach clipping, the recipe's scheduler, no tracing, no host sync of its own.  The bar for
               "the harness adds no overhead"; its losses are checked against ``stabench``'s.
   stabench    ``stabench.train.fine_tune`` itself (collate, forward, backward, gradient-norm
               trace every 10 steps, clipping, AdamW, scheduler, finiteness check), timed
@@ -62,6 +62,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -919,6 +920,7 @@ def main(argv=None) -> dict | int:
     args = parse_args(argv)
     if args._worker:
         return worker_main(json.loads(args._worker))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a timeout's kill still stops the MPS daemon
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,9 @@
 
 The loop is meant to be read in one sitting.  It keeps the host out of the step: losses
 and gradient-norm traces stay on the device and are copied once at the end, except for a
-finiteness check every ``trace_every`` steps so that a diverged run stops early.
+finiteness check every ``trace_every`` steps so that a diverged run stops early.  (transformers
+still asks the device whether an eager forward's attention mask pads anything, once per step;
+a compiled step does not.)
 """
 from __future__ import annotations
 
