@@ -631,24 +631,32 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     return Study(Arm(recipe.name, name, model, recipe, train_size, subsample_seed), runs, trained_here)
 
 
-def recipe_or_stored(recipe: str | Recipe, task: str, model: str, store, **overrides: Any) -> Recipe:
+def recipe_or_stored(recipe: str | Recipe, task: str, model: str, store, recipe_hash: str | None = None,
+                     **overrides: Any) -> Recipe:
     """``recipe`` as get_recipe takes it, or the name of a recipe whose runs ``store`` (a Store or
     its path; None: none) holds, as they recorded it: a claim file's own name,
     ``get_recipe(..., name="mine@2e-4")``, as ``stabench.study`` and the CLI's ``--recipe`` take it.
-    Its runs on ``task`` and ``model`` count first; ``overrides`` change either."""
-    try:
-        return get_recipe(recipe, **overrides)
-    except ValueError as error:
-        unknown = error
-        if not (isinstance(recipe, str) and str(error).startswith("unknown recipe") and store is not None):
-            raise
+    Its runs on ``task`` and ``model`` count first; ``recipe_hash`` (a start of it) picks one stored
+    version of the name, even a preset's; ``overrides`` change either."""
+    unknown = None
+    if recipe_hash is None:
+        try:
+            return get_recipe(recipe, **overrides)
+        except ValueError as error:
+            unknown = error
+            if not (isinstance(recipe, str) and str(error).startswith("unknown recipe") and store is not None):
+                raise
     if isinstance(store, Store):
-        stored = store.recipe_named(recipe, task, stored_name(model))
-    elif Path(store).is_file():
+        stored = store.recipe_named(recipe, task, stored_name(model), recipe_hash)
+    elif store is not None and Path(store).is_file():
         with Store(store, must_exist=True) as opened:
-            stored = opened.recipe_named(recipe, task, stored_name(model))
+            stored = opened.recipe_named(recipe, task, stored_name(model), recipe_hash)
     else:
         stored = None
+    if stored is None and unknown is None:
+        holds = "no store was given" if store is None else f"the store holds no run named {recipe!r}"
+        raise ValueError(f"recipe hash {recipe_hash!r} picks a stored version of recipe {recipe!r}, but {holds}; "
+                         f"expected a recipe name `stabench runs` shows")
     if stored is None:
         raise unknown
     return stored.replace(**overrides)

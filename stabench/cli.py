@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     project = project_settings()
     # a preset, a name stabench prints, a recipe file, or the name ``runs`` and ``summary`` show
     recipe = recipe_or_stored(args.recipe, task.name, args.model, None if args.no_store else
-                              _store_path(args, project), **parse_overrides(args.set or []))
+                              _store_path(args, project), args.recipe_hash, **parse_overrides(args.set or []))
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
         raise ValueError(f"--train-size {args.train_size} is invalid; expected a number of examples >= 1, or leave "
@@ -642,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "tiny-bert")
     run.add_argument("--recipe", default="bert-default", help="preset name (default bert-default; mosbach-stable, "
                                                               "...) or a recipe JSON file")
+    run.add_argument("--recipe-hash", type=_text, help="with a recipe name the store holds several versions of: "
+                                                       "the one whose hash starts so (stabench runs shows them)")
     run.add_argument("--seeds", default="0-4", help="which seeds, e.g. 0-24, 1,3,7 or 0-2,10 (default 0-4); one "
                                                     "number is that one seed, unlike a claim's seeds=N")
     run.add_argument("--set", action="append", metavar="FIELD=VALUE",

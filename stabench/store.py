@@ -772,20 +772,27 @@ class Store:
         missing = "full" if filter_name == "train_size" else "none"
         return sorted(missing if row[0] is None else str(row[0]) for row in rows)
 
-    def recipe_named(self, name: str, task: str | None = None, model: str | None = None) -> Recipe | None:
+    def recipe_named(self, name: str, task: str | None = None, model: str | None = None,
+                     recipe_hash: str | None = None) -> Recipe | None:
         """The recipe whose runs the store holds under ``name`` (their first name or an alias, as a
         claim file's ``get_recipe(..., name="mine@2e-4")`` gave it), named ``name``: the runs of
-        ``task`` and ``model`` (its stored name) count first.  None when no run has the name; an
-        error when its runs hold several recipes."""
+        ``task`` and ``model`` (its stored name) count first; ``recipe_hash`` (a start of it) picks
+        one version of a recipe edited under one name.  None when no run has the name; an error
+        when its runs hold several recipes, or none of that hash."""
         named = [run for run in self.query(recipe=name, traces=False) if name in run.recipe_names]
         here = [run for run in named if (run.task["name"], run.model["name"]) == (task, model)]
         stored = {run.recipe_hash: run.recipe for run in here or named}
+        hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
+        if recipe_hash is not None and stored:
+            stored = {h: recipe for h, recipe in stored.items() if h.startswith(recipe_hash)}
+            if not stored:
+                raise ValueError(f"recipe hash {recipe_hash!r} starts no hash of the recipes stored as {name!r} "
+                                 f"({hashes}); expected a start of one of them")
         if len(stored) > 1:
-            hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
             raise ValueError(f"recipe name {name!r} is ambiguous: the store holds {len(stored)} recipes under it"
                              f"{f' on {task} / {model}' if here else ''} (recipe hashes {hashes}, as `stabench runs "
-                             f"--recipe {name}` lists them); give the one meant as a Recipe, or a recipe file "
-                             f"(.json) of its fields")
+                             f"--recipe {name}` lists them); give the one meant as a Recipe (stabench run: "
+                             f"--recipe-hash with the start of its hash), or a recipe file (.json) of its fields")
         return Recipe.from_dict(next(iter(stored.values()))).replace(name=name) if stored else None
 
     def query(self, task: Any = None, model: str | None = None, recipe: Any = None,

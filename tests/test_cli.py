@@ -335,9 +335,19 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
     assert err == (f"error: recipe name 'mine@2e-4' is ambiguous: the store holds 2 recipes under it on polarity / "
                    f"{stored_name(tiny_model)} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists "
-                   f"them); give the one meant as a Recipe, or a recipe file (.json) of its fields")
+                   f"them); give the one meant as a Recipe (stabench run: --recipe-hash with the start of its "
+                   f"hash), or a recipe file (.json) of its fields")
+    assert main([*run, "--seeds", "0", "--recipe-hash", mine.hash[:6]]) == 0  # the first version, read
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"recipe mine@2e-4 ({mine.hash})" in out and "stored, not retrained" in out
+    assert main([*run, "--seeds", "0", "--recipe-hash", "zz"]) == 2
+    assert " ".join(capsys.readouterr().err.split()) == (
+        f"error: recipe hash 'zz' starts no hash of the recipes stored as 'mine@2e-4' ({hashes}); expected a start "
+        f"of one of them")
     assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
     assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
+    assert main([*run, "--seeds", "0", "--no-store", "--recipe-hash", mine.hash[:6]]) == 2
+    assert "picks a stored version of recipe 'mine@2e-4', but no store was given" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
