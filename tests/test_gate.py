@@ -64,6 +64,22 @@ def test_worse_study_regresses_with_the_metric_named():
     assert result.row()["claim"] == "claim-x"
 
 
+def test_a_difference_between_seeds_of_unchanged_runs_is_seed_variation_not_a_regression():
+    """Other seeds of the same stack, recipe and data are draws from one distribution: a difference
+    the tests find there is one of the level's false alarms, said, and the gate passes (a new user
+    gating seeds 6-11 against a baseline of 0-5 got REGRESSED beside "only the seeds")."""
+    baseline = [_run(s, v) for s, v in enumerate(GOOD)]
+    other_seeds = [_run(s + 8, v - 0.3 if s % 2 else v - 0.05) for s, v in enumerate(GOOD)]
+    result = check("c", other_seeds, baseline)
+    assert result.changed == "only the seeds (0-7 -> 8-15)"
+    assert result.verdict == "ok" and not result.fails and not result.reasons
+    assert "compares other seeds of unchanged runs: seed-to-seed variation, not a regression" in result.unconfirmed
+    assert any(c.get("seed_variation") and not c["regressed"] for c in result.checks)
+    # The same scores under another stack are a regression: something that could cause one changed.
+    upgraded = [dataclasses.replace(r, environment={**r.environment, "torch": "2.14.0"}) for r in other_seeds]
+    assert check("c", upgraded, baseline).verdict == "REGRESSED"
+
+
 def test_identical_and_better_studies_pass_and_direction_is_respected():
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     assert not check("c", [_run(s, v) for s, v in enumerate(GOOD)], baseline).regressed
