@@ -368,3 +368,21 @@ def test_runs_of_several_data_sizes_are_labelled_by_their_size(drawn, tmp_path):
         "full data seed 0", "full data seed 1 (failed)", "64 examples seed 0", "64 examples seed 1 (failed)"]
     with pytest.raises(ValueError, match=r"4 runs share 2 labels \(one seed twice with the same task, recipe and data"):
         plots.plot_training_curves(full + full, tmp_path / "twice.png", "twice")
+
+
+@pytest.mark.parametrize("failed, said", [
+    ([True, False, False], "each arm's failed run whose bottom layer lost the most gradient norm, and its successful "
+                           "run whose bottom layer lost the least"),
+    ([False, False, False], "each arm's successful run whose bottom layer lost the least (no run failed)"),
+    ([True, True, True], "each arm's failed run whose bottom layer lost the most gradient norm (every run failed)"),
+])
+def test_a_session_s_figures_say_which_runs_they_show(monkeypatch, tmp_path, failed, said):
+    """A claim whose runs all succeeded was titled with "each arm's failed run" all the same."""
+    runs = {run.key: run for run in _runs([0.9 if not bad else 0.5 for bad in failed], failed)}
+    titles = []
+    for name in ("plot_study", "plot_grad_norm_traces", "plot_training_curves"):
+        monkeypatch.setattr(plots, name, lambda runs, path, title: titles.append(title) or path)
+    claim = {"claim": "test_x.py::test_x", "arm": "r", "recipe": "r", "task": "t", "model": "m", "keys": list(runs)}
+    assert plots.plot_claims([claim], type("Store", (), {"get": staticmethod(runs.get)}), tmp_path, "png") == 3
+    assert titles[0] == "test_x.py::test_x\nt / m: r; 3 seeds"
+    assert titles[1] == titles[2] == f"{titles[0]}\n{said}"
