@@ -197,7 +197,9 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     rows = [{column: value for column, value in row.items() if column not in shared} for row in rows]
     title = f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items())
     console.print(title, highlight=False, markup=False)
-    console.print(report.rows_table(rows))
+    table = report.rows_table(rows)
+    # Piped or logged, a row stays one line however wide (--wide), so its key can be copied whole.
+    console.print(table, width=None if console.is_terminal else max(console.width, console.measure(table).maximum))
     if args.md:  # a per-seed table for a paper's appendix
         report.write_markdown(args.md, f"## stabench runs\n\n{title}\n\n{report.markdown(rows)}\n")
     return 0

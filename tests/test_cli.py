@@ -16,6 +16,7 @@ from hypothesis import given
 from stabench.claims import parse_seeds
 from stabench.cli import main
 from stabench.models import stored_name
+from stabench.store import SHORT_KEY, Store
 
 
 @given(st.lists(st.integers(0, 500), min_size=1, max_size=20, unique=True))
@@ -84,16 +85,22 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     # What all three runs share is said once, above the table, instead of in seven columns.
     assert listed.startswith("3 stored run(s), recipe hash ") and f"torch {torch.__version__}," in listed
     assert "┃ torch" not in listed and "┃ data" not in listed
+    long_tag = "baseline-before-the-transformers-upgrade-of-december-with-the-new-tokenizers"
+    with Store(os.environ["STABENCH_STORE"]) as store:  # a tags column: a row wider than 200 characters
+        store.tag([run.key for run in store.query()], long_tag)
     assert main(["runs", "--task", "polarity", "--wide"]) == 0
-    assert "┃ torch" in capsys.readouterr().out
+    wide = capsys.readouterr().out
+    assert "┃ torch" in wide and max(map(len, wide.splitlines())) > 200
+    with Store(os.environ["STABENCH_STORE"]) as store:  # piped: each key whole on its row's one line
+        assert all(any(r.key[:SHORT_KEY] in line and f"│ {r.seed} " in line for line in wide.splitlines())
+                   for r in store.query(task="polarity"))
+        store.untag([run.key for run in store.query()], long_tag)
     assert main(["runs", "--task", "polarity", "--md", os.path.join(os.environ["STABENCH_STORE"] + ".md")]) == 0
     table = open(os.environ["STABENCH_STORE"] + ".md").read().splitlines()
     assert table[:3] == ["## stabench runs", "", listed.splitlines()[0]]
     seed = [cell.strip() for cell in table[4].split("|")].index("seed")
     assert [line.split("|")[seed].strip() for line in table[6:]] == ["0", "1", "2"]  # a row per run
     assert "tags" not in listed  # no run is tagged: no column
-    from stabench.store import Store
-
     with Store(os.environ["STABENCH_STORE"]) as store:
         store.tag([run.key for run in store.query(seed=0)], "baseline")
     assert main(["runs", "--task", "polarity", "--md", os.environ["STABENCH_STORE"] + ".md"]) == 0
