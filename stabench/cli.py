@@ -198,8 +198,10 @@ def cmd_runs(args: argparse.Namespace, console: Console) -> int:
     title = f"{len(rows)} stored run(s)" + "".join(f", {column} {value}" for column, value in shared.items())
     console.print(title, highlight=False, markup=False)
     table = report.rows_table(rows)
-    # Piped or logged, a row stays one line however wide (--wide), so its key can be copied whole.
-    console.print(table, width=None if console.is_terminal else max(console.width, console.measure(table).maximum))
+    if not console.is_terminal:  # piped or logged: a row stays one line however wide (--wide), its key whole
+        console.width = max(console.width, console.measure(table, options=console.options.update_width(sys.maxsize))
+                            .maximum)
+    console.print(table)
     if args.md:  # a per-seed table for a paper's appendix
         report.write_markdown(args.md, f"## stabench runs\n\n{title}\n\n{report.markdown(rows)}\n")
     return 0
