@@ -348,7 +348,8 @@ class _LocalFiles:
             datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # a parse error is logged, then raised
             try:
                 splits[split] = datasets.load_dataset(kind, data_files=str(resolved[split]), split="train", **kwargs)
-            except (datasets.exceptions.DatasetGenerationError, ValueError) as error:  # the parser's, or pandas'
+            # the parser's, or pandas'; datasets 5.0 raises TypeError at a JSON line that is no object
+            except (datasets.exceptions.DatasetGenerationError, ValueError, TypeError) as error:
                 if kind == "json" and (where := _json_error(resolved[split])):  # their words name no line
                     raise TaskDataError(f"cannot read {str(path)!r} as JSON lines: {where}; expected one JSON "
                                         f"object per line") from error
