@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scipy.cluster.hierarchy import DisjointSet
+
 from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
@@ -43,15 +45,12 @@ def linked_recipe_names(runs: Iterable[RunResult]) -> dict[tuple, str]:
     """Recipe names that stand for one study: a name and its aliases, and names whose runs of
     one task, data size and model share recipe content.  Maps (task, size, model, name) to
     the study's label, its names joined by `` | ``."""
-    parent: dict[tuple, tuple] = {}
-
-    def root(node: tuple) -> tuple:
-        while parent.setdefault(node, node) != node:
-            node = parent[node]
-        return node
+    linked = DisjointSet()
 
     def link(a: tuple, b: tuple) -> None:
-        parent[root(a)] = root(b)
+        linked.add(a)
+        linked.add(b)
+        linked.merge(a, b)
 
     by_content: dict[tuple, tuple] = {}
     for run in runs:
@@ -60,10 +59,7 @@ def linked_recipe_names(runs: Iterable[RunResult]) -> dict[tuple, str]:
         for name in run.recipe_names:
             link((*prefix, name), first)
         link(by_content.setdefault((*prefix, run.recipe_hash), first), first)
-    members: dict[tuple, list[str]] = {}
-    for node in parent:
-        members.setdefault(root(node), []).append(node[3])
-    return {node: " | ".join(sorted(members[root(node)])) for node in parent}
+    return {node: " | ".join(sorted(member[3] for member in study)) for study in linked.subsets() for node in study}
 
 
 def study_label(key: tuple) -> str:

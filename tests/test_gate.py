@@ -1183,3 +1183,26 @@ def test_a_baseline_holding_the_current_runs_and_other_versions_names_the_versio
                                     "baseline has them")
     assert check("c", edited, good).baseline_note == ""  # only another version: it is the one compared
     assert check("c", edited, good).verdict == "REGRESSED"
+
+
+@given(st.lists(st.tuples(st.sampled_from("tu"), st.sampled_from("abcde"), st.lists(st.sampled_from("abcde"),
+                                                                                     max_size=2),
+                          st.sampled_from("hk")), max_size=8))
+def test_recipe_names_of_one_study_share_one_label(made):
+    """A name and its aliases, and names whose runs (of one task) share content, are one study;
+    names on another task never join it, and a label lists exactly the names it stands for."""
+    from stabench.gate import linked_recipe_names
+
+    runs = [dataclasses.replace(_run(i, 0.9, recipe=name), task={"name": task, "train_size": None},
+                                recipe_aliases=aliases, recipe_hash=content)
+            for i, (task, name, aliases, content) in enumerate(made)]
+    labels = linked_recipe_names(runs)
+    assert set(labels) == {(r.task["name"], None, "m", name) for r in runs for name in r.recipe_names}
+    for r in runs:
+        assert len({labels[(r.task["name"], None, "m", name)] for name in r.recipe_names}) == 1
+        same_content = [o for o in runs if (o.task["name"], o.recipe_hash) == (r.task["name"], r.recipe_hash)]
+        assert len({labels[(o.task["name"], None, "m", o.recipe_name)] for o in same_content}) == 1
+    for task in "tu":
+        for label in {label for node, label in labels.items() if node[0] == task}:
+            assert label.split(" | ") == sorted(node[3] for node, named in labels.items()
+                                                if node[0] == task and named == label)
