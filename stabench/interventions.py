@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import DROPOUT_FIELDS
+from .models import DROPOUT_FIELDS, draw_bert_init
 from .optim import no_decay_names
 
 __all__ = [
@@ -231,20 +231,6 @@ def layer_group(param_name: str, num_layers: int, model_type: str | None = None)
 # --------------------------------------------------------------------------------------
 # Re-initialisation
 # --------------------------------------------------------------------------------------
-@torch.no_grad()
-def _reinit_module(module: nn.Module, std: float) -> None:
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            sub.weight.normal_(0.0, std)
-            if sub.bias is not None:
-                sub.bias.zero_()
-        elif isinstance(sub, nn.LayerNorm):
-            if sub.weight is not None:
-                sub.weight.fill_(1.0)
-            if sub.bias is not None:
-                sub.bias.zero_()
-
-
 def check_reinit_layers(k: int, num_layers: int) -> None:
     if not 0 <= k <= num_layers:
         raise ValueError(f"recipe field reinit_layers={k!r} is invalid for this model; expected 0..{num_layers} "
@@ -269,11 +255,9 @@ def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> l
     if reinit_pooler and pooler is not None:
         modules.append(pooler)
     touched: set[int] = set()
-    for module in modules:
-        _reinit_module(module, std)
-        for sub in module.modules():
-            if isinstance(sub, (nn.Linear, nn.LayerNorm)):
-                touched.update(id(t) for t in (sub.weight, sub.bias) if t is not None)
+    for sub in (sub for module in modules for sub in module.modules()):
+        if draw_bert_init(sub, std):
+            touched.update(id(t) for t in (sub.weight, sub.bias) if t is not None)
     return [name for name, param in model.named_parameters() if id(param) in touched]
 
 

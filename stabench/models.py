@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .result import folder_name
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel
 
 # The built-in pretrained model: MiniLM-L6-H384 (a BertModel) shipped in the PyPI package
@@ -268,29 +269,36 @@ def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
     """A folder saved from a classifier holds its head; draw it afresh like a missing one, or
     every seed would start from the same head (the paper's seeds also vary the head's init).
     The head is every parameter outside the encoder (``base_model_prefix``)."""
-    import torch
-
     encoder = model.base_model_prefix + "."
     loaded = {name for name, _ in model.named_parameters() if not name.startswith(encoder) and name not in drawn}
     std = getattr(model.config, "initializer_range", 0.02)
     for name, module in model.named_modules():
         own = {f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)}
-        if not own & loaded:
-            continue
-        with torch.no_grad():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.normal_(0.0, std)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, torch.nn.LayerNorm):
-                if module.weight is not None:
-                    module.weight.fill_(1.0)
-                if module.bias is not None:  # ModernBERT's have none
-                    module.bias.zero_()
-            else:
-                raise RuntimeError(f"model {model.name_or_path!r} holds a classification head with a "
-                                   f"{type(module).__name__} ({name}), which stabench cannot draw afresh; save the "
-                                   f"encoder alone (AutoModel.save_pretrained)")
+        if own & loaded and not draw_bert_init(module, std):
+            raise RuntimeError(f"model {model.name_or_path!r} holds a classification head with a "
+                               f"{type(module).__name__} ({name}), which stabench cannot draw afresh; save the "
+                               f"encoder alone (AutoModel.save_pretrained)")
+
+
+def draw_bert_init(module: torch.nn.Module, std: float) -> bool:
+    """BERT's init of one module's own weights, in place, from the current torch RNG: a Linear's
+    weight ~ normal(0, std) and bias 0, a LayerNorm's weight 1 and bias 0.  False, untouched, for
+    any other module."""
+    import torch
+
+    with torch.no_grad():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.normal_(0.0, std)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, torch.nn.LayerNorm):
+            if module.weight is not None:
+                module.weight.fill_(1.0)
+            if module.bias is not None:  # ModernBERT's have none
+                module.bias.zero_()
+        else:
+            return False
+    return True
 
 
 # What ``from_pretrained`` reads from a folder besides weights: the config and tokenizer files.
