@@ -5,7 +5,7 @@ import argparse
 import collections
 import dataclasses
 import difflib
-import importlib.metadata
+import importlib
 import importlib.util
 import signal
 import sys
@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from . import report
 from .claims import parse_seeds, recipe_or_stored
-from .environment import ALL_KEY_FIELDS, check_positive_count, key_fields, resolve_device
+from .environment import ALL_KEY_FIELDS, check_positive_count, installed_version, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import check_model_name, stored_name
@@ -771,7 +771,8 @@ def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
             following = unknown[i + 1] if i + 1 < len(unknown) and not unknown[i + 1].startswith("--") else None
             grouped.setdefault(form, {})[word] = f"{field}={value if sep else following or 'VALUE'}"
         elif "--set" in options and field in _INSTALLED:
-            notes.append(f"a run trains under the {field} installed here ({_installed(field)})")
+            installed = installed_version(field) or "not installed"
+            notes.append(f"a run trains under the {field} installed here ({installed})")
         elif match := difflib.get_close_matches(word.split("=")[0], options, n=1):
             hints[word] = match[0]
     for form, fields in grouped.items():  # given once, with every field
@@ -789,15 +790,8 @@ _INSTALLED = ("torch", "transformers", "tokenizers", "datasets")  # stack fields
 
 def _version() -> str:
     """stabench's version and the installed libraries that enter a run's key, for a bug report."""
-    stack = ", ".join(f"{dist} {_installed(dist)}" for dist in _INSTALLED)
-    return f"stabench {_installed('stabench')} (python {sys.version.split()[0]}; {stack})"
-
-
-def _installed(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
+    stack = ", ".join(f"{dist} {installed_version(dist) or 'not installed'}" for dist in _INSTALLED)
+    return f"stabench {installed_version('stabench') or 'not installed'} (python {sys.version.split()[0]}; {stack})"
 
 
 def import_user_code(names: Sequence[str]) -> None:

@@ -29,7 +29,7 @@ CPU_KEY_FIELDS = ("cpu_threads",)
 ALL_KEY_FIELDS = (*KEY_FIELDS, *RECORD_KEY_FIELDS, *CPU_KEY_FIELDS)
 
 
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -53,13 +53,13 @@ def _static_environment(device: str, project_dir: str) -> tuple[tuple[str, Any],
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
         "torch": torch.__version__,
-        "transformers": _version("transformers"),
-        "datasets": _version("datasets"),
-        "tokenizers": _version("tokenizers"),
-        "huggingface_hub": _version("huggingface_hub"),
-        "safetensors": _version("safetensors"),
-        "numpy": _version("numpy"),
-        "stabench": _version("stabench"),
+        "transformers": installed_version("transformers"),
+        "datasets": installed_version("datasets"),
+        "tokenizers": installed_version("tokenizers"),
+        "huggingface_hub": installed_version("huggingface_hub"),
+        "safetensors": installed_version("safetensors"),
+        "numpy": installed_version("numpy"),
+        "stabench": installed_version("stabench"),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "device_kind": torch.device(device).type,
