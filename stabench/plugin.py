@@ -192,10 +192,20 @@ def _recipe_overrides(config: pytest.Config) -> dict:
 
 
 def _check_options(config: pytest.Config) -> list | None:
-    """Bad device, gate or baseline values stop the session with one line, before any item runs.
+    """Bad option values, paths and baselines stop the session with one line, before any item runs.
 
     Returns the baseline's runs where this process loaded them (the controller), else None.
     """
+    _check_values(config)
+    if _is_worker(config):
+        return None
+    _check_worker_count(config)  # pinning, and a bad store or report path, fail now, not after the training
+    _check_paths(config)
+    return _load_baseline(config)
+
+
+def _check_values(config: pytest.Config) -> None:
+    """Each option's value, named where it was given; and options that contradict each other."""
     checks = [("device", _checker("environment", "resolve_device", empty="auto")),
               ("cpu-threads", _checker("environment", "check_positive_count")),
               ("workers-per-gpu", _checker("environment", "check_positive_count")),
@@ -221,36 +231,6 @@ def _check_options(config: pytest.Config) -> list | None:
             _checker("gate", "parse_limits")(text)
         except ValueError as error:
             raise pytest.UsageError(f"{where}: {error}") from None
-    if not _is_worker(config):  # pinning, and a bad store or report path, fail now, not after the training
-        _check_worker_count(config)
-        from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible
-
-        path = store_path(config)
-        # A store named for this session (not the default, which every pytest run in the project
-        # would open) that is no store stops it now; a missing one is made when a run is stored,
-        # and one that cannot be written fails each run before it trains (stored runs still read).
-        if (option(config, "store") or os.environ.get("STABENCH_STORE")) and Path(path).exists():
-            try:
-                Store(path, must_exist=True).close()
-            except (OSError, StoreError) as error:
-                raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
-        elif option(config, "store") or os.environ.get("STABENCH_STORE"):  # its folder must be possible to make
-            try:
-                check_folder_possible(Path(path).parent)
-            except StoreError as error:
-                raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
-        if any(option(config, name) for name in ("md", "json", "plots")):
-            from .report import check_outputs
-
-            try:
-                check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
-            except ValueError as error:
-                raise pytest.UsageError(str(error)) from None
-        store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", *SQLITE_SIDE_FILES)}
-        for name in ("md", "json"):  # a store made during this session would be written over at its end
-            if (report := option(config, name)) and (side := store_files.get(Path(report).resolve())) is not None:
-                what = f"SQLite's {side[1:]} file beside the results store" if side else "the results store"
-                raise pytest.UsageError(f"{_named(config, name)} {report!r} is {what}; name another file")
     baseline = option(config, "baseline")
     if baseline and baseline == f"tag:{option(config, 'tag')}":
         where = (f" (set by {_named(config, 'baseline')}; --stabench-baseline= turns it off)"
@@ -259,35 +239,74 @@ def _check_options(config: pytest.Config) -> list | None:
             f"--stabench-tag={option(config, 'tag')} is also the baseline {baseline}{where}: the gate would compare "
             f"this session's runs with themselves and pass; tag them under another name, or tag them as "
             f"{option(config, 'tag')!r} in a later session once the gate passes (stored runs are reused)")
-    if baseline and not _is_worker(config):  # the controller checks once that the gate has something to compare
-        from .gate import load_source, reads_store, stored_values_hint
+
+
+def _check_paths(config: pytest.Config) -> None:
+    """The store and the reports' paths.  A store named for this session (not the default, which
+    every pytest run in the project would open) that is no store stops it now; a missing one is
+    made when a run is stored, and one that cannot be written fails each run before it trains
+    (stored runs still read)."""
+    from .store import SQLITE_SIDE_FILES, Store, StoreError, check_folder_possible
+
+    path = store_path(config)
+    if (option(config, "store") or os.environ.get("STABENCH_STORE")) and Path(path).exists():
+        try:
+            Store(path, must_exist=True).close()
+        except (OSError, StoreError) as error:
+            raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
+    elif option(config, "store") or os.environ.get("STABENCH_STORE"):  # its folder must be possible to make
+        try:
+            check_folder_possible(Path(path).parent)
+        except StoreError as error:
+            raise pytest.UsageError(f"{_store_named(config)}: {error}") from None
+    if any(option(config, name) for name in ("md", "json", "plots")):
+        from .report import check_outputs
 
         try:
-            if reads_store(baseline):
-                if not Path(path).is_file():
-                    raise pytest.UsageError(
-                        f"{_named(config, 'baseline')}: {baseline!r} reads the results store, and there is no store "
-                        f"at {path} ({_store_named(config)}); store and tag a baseline first, or give an export "
-                        f"file (stabench export)")
-                with Store(path, must_exist=True) as store:
-                    runs = load_source(baseline, store)
-                    hint = "" if runs else stored_values_hint(baseline, store)
-            elif not Path(baseline).is_file() and Path(path).is_file():  # a tag's name without tag:, say
-                with Store(path, must_exist=True) as store:
-                    runs, hint = load_source(baseline, store), ""
-            else:  # an export file: no store is opened, so a bad file leaves no new empty one behind
-                runs, hint = load_source(baseline), ""
-        except (ValueError, OSError, StoreError) as error:
-            raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
-        if not runs:
-            where, advice = f" in {path}{hint}", "tag a baseline first (--stabench-tag or stabench tag)"
-            if baseline.startswith("env:"):
-                advice = "name values that stored runs hold together (stabench runs --wide lists them)"
-            elif not reads_store(baseline):  # an export file
-                where, advice = "", "export runs into it (stabench export)"
-            raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs{where}; {advice}")
-        return runs
-    return None
+            check_outputs(lambda name: option(config, name), lambda name: _named(config, name))
+        except ValueError as error:
+            raise pytest.UsageError(str(error)) from None
+    store_files = {Path(f"{Path(path).resolve()}{side}"): side for side in ("", *SQLITE_SIDE_FILES)}
+    for name in ("md", "json"):  # a store made during this session would be written over at its end
+        if (report := option(config, name)) and (side := store_files.get(Path(report).resolve())) is not None:
+            what = f"SQLite's {side[1:]} file beside the results store" if side else "the results store"
+            raise pytest.UsageError(f"{_named(config, name)} {report!r} is {what}; name another file")
+
+
+def _load_baseline(config: pytest.Config) -> list | None:
+    """The baseline's runs, loaded once by the controller: a gate with nothing to compare stops
+    the session now.  None without a baseline."""
+    baseline, path = option(config, "baseline"), store_path(config)
+    if not baseline:
+        return None
+    from .gate import load_source, reads_store, stored_values_hint
+    from .store import Store, StoreError
+
+    try:
+        if reads_store(baseline):
+            if not Path(path).is_file():
+                raise pytest.UsageError(
+                    f"{_named(config, 'baseline')}: {baseline!r} reads the results store, and there is no store "
+                    f"at {path} ({_store_named(config)}); store and tag a baseline first, or give an export "
+                    f"file (stabench export)")
+            with Store(path, must_exist=True) as store:
+                runs = load_source(baseline, store)
+                hint = "" if runs else stored_values_hint(baseline, store)
+        elif not Path(baseline).is_file() and Path(path).is_file():  # a tag's name without tag:, say
+            with Store(path, must_exist=True) as store:
+                runs, hint = load_source(baseline, store), ""
+        else:  # an export file: no store is opened, so a bad file leaves no new empty one behind
+            runs, hint = load_source(baseline), ""
+    except (ValueError, OSError, StoreError) as error:
+        raise pytest.UsageError(f"{_named(config, 'baseline')}: {error}") from None
+    if not runs:
+        where, advice = f" in {path}{hint}", "tag a baseline first (--stabench-tag or stabench tag)"
+        if baseline.startswith("env:"):
+            advice = "name values that stored runs hold together (stabench runs --wide lists them)"
+        elif not reads_store(baseline):  # an export file
+            where, advice = "", "export runs into it (stabench export)"
+        raise pytest.UsageError(f"{_named(config, 'baseline')}: {baseline!r} holds no runs{where}; {advice}")
+    return runs
 
 
 def _checker(module: str, check: str, empty: str | None = None) -> Callable[..., Any]:
