@@ -371,6 +371,7 @@ def tag_claim(store: Store, tag: str, claim: str, runs: Sequence[RunResult], rec
 
 SAME_RUNS = "same runs"
 ONLY_SEEDS = "only the seeds"
+_CODE_FIELDS = ("stabench", "stabench_git_commit", "project_git_commit")  # environment fields: not in the key
 
 
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
@@ -395,6 +396,13 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
                    lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
     if all(cpus) and cpus[0] != cpus[1]:  # runs stored before cpu_model was recorded say nothing
         changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
+    # Nor is the code that trained them, where it was recorded: the runs of another commit (of
+    # the project, or of a stabench clone) may differ for reasons no key shows.
+    for name in _CODE_FIELDS:
+        code = [values([r for r in runs if r.environment.get(name)], lambda r: str(r.environment[name])[:12])
+                for runs in (baseline, current)]
+        if all(code) and code[0] != code[1]:
+            changes.append(f"{name} {code[0]} -> {code[1]}")
     if changes:
         return ", ".join(changes)
     seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]

@@ -78,6 +78,12 @@ def test_a_difference_between_seeds_of_unchanged_runs_is_seed_variation_not_a_re
     # The same scores under another stack are a regression: something that could cause one changed.
     upgraded = [dataclasses.replace(r, environment={**r.environment, "torch": "2.14.0"}) for r in other_seeds]
     assert check("c", upgraded, baseline).verdict == "REGRESSED"
+    # So are they from another commit of the project's code, which no key holds (a model edited in it).
+    committed = [dataclasses.replace(r, environment={**r.environment, "project_git_commit": commit * 40})
+                 for runs, commit in ((baseline, "a"), (other_seeds, "b")) for r in runs]
+    edited = check("c", committed[len(baseline):], committed[:len(baseline)])
+    assert edited.verdict == "REGRESSED" and edited.changed == "project_git_commit aaaaaaaaaaaa -> bbbbbbbbbbbb"
+    assert check("c", committed[len(baseline):], baseline).verdict == "ok"  # a side that did not record it: unknown
 
 
 def test_identical_and_better_studies_pass_and_direction_is_respected():
