@@ -371,7 +371,8 @@ def tag_claim(store: Store, tag: str, claim: str, runs: Sequence[RunResult], rec
 
 SAME_RUNS = "same runs"
 ONLY_SEEDS = "only the seeds"
-_CODE_FIELDS = ("stabench", "stabench_git_commit", "project_git_commit")  # environment fields: not in the key
+# The environment's fields that name the code, not in a run's key, as the changed column says them.
+_CODE_FIELDS = {"stabench": "stabench", "stabench_git_commit": "stabench commit", "project_git_commit": "project commit"}
 
 
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
@@ -398,11 +399,11 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
         changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
     # Nor is the code that trained them, where it was recorded: the runs of another commit (of
     # the project, or of a stabench clone) may differ for reasons no key shows.
-    for name in _CODE_FIELDS:
+    for name, said in _CODE_FIELDS.items():
         code = [values([r for r in runs if r.environment.get(name)], lambda r: str(r.environment[name])[:12])
                 for runs in (baseline, current)]
         if all(code) and code[0] != code[1]:
-            changes.append(f"{name} {code[0]} -> {code[1]}")
+            changes.append(f"{said} {code[0]} -> {code[1]}")
     if changes:
         return ", ".join(changes)
     seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]

@@ -82,7 +82,7 @@ def test_a_difference_between_seeds_of_unchanged_runs_is_seed_variation_not_a_re
     committed = [dataclasses.replace(r, environment={**r.environment, "project_git_commit": commit * 40})
                  for runs, commit in ((baseline, "a"), (other_seeds, "b")) for r in runs]
     edited = check("c", committed[len(baseline):], committed[:len(baseline)])
-    assert edited.verdict == "REGRESSED" and edited.changed == "project_git_commit aaaaaaaaaaaa -> bbbbbbbbbbbb"
+    assert edited.verdict == "REGRESSED" and edited.changed == "project commit aaaaaaaaaaaa -> bbbbbbbbbbbb"
     assert check("c", committed[len(baseline):], baseline).verdict == "ok"  # a side that did not record it: unknown
 
 
