@@ -4,10 +4,12 @@ pytest reads ``stabench_store`` and the other options from the file it finds (``
 ``pyproject.toml``, ...), and keeps its default store in that file's folder. The command finds the
 same file the way pytest does from the current folder, so that both use one store and train runs
 under one key, also from a subfolder, without ``$STABENCH_STORE``.  Options written as command-line
-flags in the file's ``addopts`` or in ``$PYTEST_ADDOPTS`` count too, winning as they do in pytest.
+flags in the file's ``addopts`` or in ``$PYTEST_ADDOPTS`` count too, winning as they do in pytest,
+and so do pytest's ``-c``, ``--rootdir`` and ``-o`` in ``$PYTEST_ADDOPTS``.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import sys
@@ -35,31 +37,37 @@ class ProjectSettings:
     rootdir: Path
     options: dict[str, object] = field(default_factory=dict)
     flags: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: (value, where it was written)
+    overrides: dict[str, str] = field(default_factory=dict)  # stabench_* keys set by -o in $PYTEST_ADDOPTS
 
     def get(self, name: str) -> object | None:
         """The option ``name`` (``store``, ``cpu_threads``, ...): a ``--stabench-`` flag from
-        ``addopts`` / ``$PYTEST_ADDOPTS``, else the ``stabench_<name>`` key; None when not set."""
+        ``addopts`` / ``$PYTEST_ADDOPTS``, else the ``stabench_<name>`` key as ``-o`` or the file
+        sets it; None when not set."""
         if name in self.flags:  # an empty one is no option, and the key is not read then either, as in pytest
             return self.flags[name][0] or None
-        value = self.options.get(f"stabench_{name}")
+        key = f"stabench_{name}"
+        value = self.overrides[key] if key in self.overrides else self.options.get(key)
         return None if value == "" else value
 
     def where(self, name: str) -> str:
         """Where the option in force was written, for its error messages."""
         if name in self.flags:
             return f"{_flag(name)} in {self.flags[name][1]}"
+        if f"stabench_{name}" in self.overrides:
+            return f"-o stabench_{name} in $PYTEST_ADDOPTS"
         return f"stabench_{name} in {self.path}"
 
     def store(self) -> Path | None:
         """The store option: a flag's path is relative to the current folder, as pytest takes a
-        command-line path; the key's to the file."""
+        command-line path; the key's (from the file or ``-o``) to the file's folder."""
         if "store" in self.flags:
             return Path(self.flags["store"][0]) if self.flags["store"][0] else None
         value = self.get("store")
         if value is not None and not isinstance(value, str):  # a number in [tool.pytest]: pytest refuses it too
             raise ValueError(f"stabench_store = {value!r} in {self.path} is invalid; expected a path in quotes, e.g. "
                              f'stabench_store = "results.sqlite"')
-        return None if value is None else self.rootdir / os.path.expanduser(value)
+        folder = self.path.parent if self.path is not None else Path()
+        return None if value is None else folder / os.path.expanduser(value)
 
     def count(self, name: str) -> int | None:
         """An integer option (``cpu_threads``); a value that is not one is named with where it is."""
@@ -70,6 +78,7 @@ class ProjectSettings:
             return int(str(value).strip())
         except ValueError:
             written = (f"{_flag(name)}={value!r} in {self.flags[name][1]}" if name in self.flags
+                       else f"-o stabench_{name}={value!r} in $PYTEST_ADDOPTS" if f"stabench_{name}" in self.overrides
                        else f"stabench_{name} = {value!r} in {self.path}")
             raise ValueError(f"{written} is invalid; expected an integer") from None
 
@@ -77,6 +86,20 @@ class ProjectSettings:
 def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSettings:
     """The settings pytest would use in a session started in ``start`` (the current folder)."""
     start = Path(start if start is not None else os.getcwd()).resolve()
+    chosen = _chosen_by_command_line(start)
+    if chosen.config_file:  # pytest reads this file, pytest section or not, and roots the session there
+        path = (start / os.path.expanduser(chosen.config_file)).resolve()
+        settings = _settings(path, path.parent, _pytest_section(path) or {})
+    else:
+        settings = _found(start)
+    rootdir = Path(os.path.expandvars(chosen.rootdir)) if chosen.rootdir else settings.rootdir
+    overrides = {key.strip(): value for key, _, value in (entry.partition("=") for entry in chosen.override_ini)
+                 if key.strip().startswith("stabench_")}
+    return ProjectSettings(settings.path, start / rootdir, settings.options, settings.flags, overrides)
+
+
+def _found(start: Path) -> ProjectSettings:
+    """pytest's configuration file, found from ``start`` up as pytest finds it."""
     folders = (start, *start.parents)
     nearest_pyproject = None
     for folder in folders:
@@ -85,14 +108,36 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
             if path.is_file():
                 section = _pytest_section(path)
                 if section is not None:
-                    options = {key: value for key, value in section.items() if key.startswith("stabench_")}
-                    return ProjectSettings(path, folder, options, _flags(section.get("addopts"), path))
+                    return _settings(path, folder, section)
                 if name == "pyproject.toml" and nearest_pyproject is None:
                     nearest_pyproject = path
     if nearest_pyproject is not None:
         return ProjectSettings(nearest_pyproject, nearest_pyproject.parent, flags=_flags(None, nearest_pyproject))
     setup_py = next((folder for folder in folders if (folder / "setup.py").is_file()), start)
     return ProjectSettings(None, setup_py, flags=_flags(None, None))
+
+
+def _settings(path: Path, rootdir: Path, section: dict[str, object]) -> ProjectSettings:
+    options = {key: value for key, value in section.items() if key.startswith("stabench_")}
+    return ProjectSettings(path, rootdir, options, _flags(section.get("addopts"), path))
+
+
+def _chosen_by_command_line(start: Path) -> argparse.Namespace:
+    """pytest's own options in ``$PYTEST_ADDOPTS`` that choose its configuration: ``-c``/
+    ``--config-file``, ``--rootdir`` and ``-o``/``--override-ini`` (in the file's ``addopts``
+    they come too late for that, and pytest ignores them)."""
+    text = os.environ.get("PYTEST_ADDOPTS", "")
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("-c", "--config-file")
+    parser.add_argument("--rootdir")
+    parser.add_argument("-o", "--override-ini", action="append", default=[])
+    try:
+        return parser.parse_known_args(shlex.split(text))[0]
+    except ValueError as error:  # an unclosed quote, which pytest refuses too
+        raise ValueError(f"cannot read $PYTEST_ADDOPTS {text!r}: {error}; expected arguments quoted as in a "
+                         f"shell") from None
+    except argparse.ArgumentError as error:  # "-c" without a file
+        raise ValueError(f"cannot read $PYTEST_ADDOPTS {text!r}: {error}") from None
 
 
 FLAGS = ("store", "cpu-threads", "device")  # those the command reads

@@ -180,3 +180,64 @@ def test_an_empty_store_flag_is_no_store_option_as_in_pytest(tmp_path, monkeypat
     monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store --stabench-device=cpu")  # no value: pytest refuses it
     found = project_settings(tmp_path)
     assert (found.store(), found.get("device")) == (tmp_path.resolve() / "key.sqlite", "cpu")
+
+
+SESSION_KEYS = st.fixed_dictionaries({}, optional={
+    "stabench_store": st.sampled_from(["key.sqlite", "sub/k.sqlite"]), "stabench_cpu_threads": st.sampled_from("23"),
+    "stabench_device": st.sampled_from(["cpu", "cuda"])})
+SESSION_FLAGS = ["--stabench-store=flag.sqlite", "--stabench-cpu-threads=5", "--stabench-device=mps", "-q", "x.py",
+                 "--stabench-store", "two.sqlite", "--stabench-device="]
+CHOOSING = ["-o stabench_store=o.sqlite", "--override-ini=stabench_cpu_threads=7", "--rootdir=sub",
+            "-c sub/other.ini", "--config-file=sub/other.ini", "-ostabench_device=meta"]  # $PYTEST_ADDOPTS only
+
+
+def _write_config(folder: Path, kind: str, keys: dict, addopts: str) -> None:
+    entries = {**keys, **({"addopts": addopts} if addopts else {})}
+    if kind in ("pytest.ini", "setup.cfg"):
+        section = "tool:pytest" if kind == "setup.cfg" else "pytest"
+        (folder / kind).write_text(f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()))
+        return
+    native = kind == "pytest.toml"  # pytest 9's TOML types: a number, a list of arguments
+    lines = [f"{k} = {json.dumps(int(v) if native and k == 'stabench_cpu_threads' else shlex.split(v) if native and k == 'addopts' else v)}"  # noqa: E501
+             for k, v in entries.items()]
+    (folder / ("pytest.toml" if native else "pyproject.toml")).write_text(
+        ("[pytest]" if native else "[tool.pytest.ini_options]") + "\n" + "".join(f"{line}\n" for line in lines))
+
+
+def _session_reads() -> tuple:
+    """What a pytest session started here takes: its store, thread count and device."""
+    from _pytest.config import get_config
+
+    config = get_config([])
+    config = config.pluginmanager.hook.pytest_cmdline_parse(pluginmanager=config.pluginmanager, args=[])
+    try:
+        device = plugin.option(config, "device") or None  # --stabench-device= is no device named: auto
+        return str(plugin.store_path(config)), plugin.option(config, "cpu-threads"), device
+    finally:
+        config._ensure_unconfigure()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["pytest.ini", "setup.cfg", "pyproject.toml", "pytest.toml"]), SESSION_KEYS,
+       st.lists(st.sampled_from(SESSION_FLAGS), max_size=3).map(" ".join),
+       st.lists(st.sampled_from(SESSION_FLAGS + CHOOSING), max_size=3).map(" ".join), st.sampled_from([".", "sub"]))
+def test_the_command_reads_what_a_pytest_session_reads(kind, keys, addopts, environment, start):
+    """Against a real session's configuration, -o, --rootdir and -c in $PYTEST_ADDOPTS included
+    (the command ignored them, so `stabench export` read another store than the session wrote)."""
+    from stabench.store import default_store_path
+
+    with tempfile.TemporaryDirectory() as top, pytest.MonkeyPatch.context() as patch:
+        folder = Path(top).resolve()
+        (folder / "sub").mkdir()
+        (folder / "sub" / "other.ini").write_text("[pytest]\nstabench_store = other.sqlite\n")
+        _write_config(folder, kind, keys, addopts)
+        patch.chdir(folder / start)
+        patch.delenv("STABENCH_STORE", raising=False)
+        patch.setenv("PYTEST_ADDOPTS", environment)
+        try:
+            expected = _session_reads()
+        except (pytest.UsageError, SystemExit, OSError):  # a command line pytest refuses (-c of no file)
+            return
+        found = project_settings(folder / start)
+        assert (str(found.store() or default_store_path(found.rootdir)), found.count("cpu_threads"),
+                found.get("device")) == expected
