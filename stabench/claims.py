@@ -601,6 +601,8 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     recipe = recipe_or_stored(recipe, name, model, store)
     seeds = seed_spec(seeds, "study ")
     train_size = check_train_size(train_size, owner="study ")
+    check_seed(subsample_seed, "study subsample_seed=")
+    subsample_seed = int(subsample_seed)
     if store is None and train:
         warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
                       "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .hooks import code_shape
 from .metrics import known_metrics
+from .result import check_seed
 
 if TYPE_CHECKING:  # imported where data is loaded: GPU images may lack `datasets`
     import datasets
@@ -633,6 +634,8 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     notebook's DataFrame), so ``stabench.study`` calls :func:`reload_task_data` first."""
     task = get_task(task)
     train_size = check_train_size(train_size)
+    check_seed(subsample_seed, "subsample_seed=")
+    subsample_seed = int(subsample_seed)  # a numpy integer too: it enters the run's key
     if train_size is None and subsample_seed != 0:
         raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
                          f"(e.g. train_size=1000); without it every run trains on the whole set")

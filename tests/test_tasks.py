@@ -69,8 +69,12 @@ def test_seeded_subsample_and_fingerprint():
     assert a.train["sentence1"] != c.train["sentence1"]
     assert len({full.fingerprint, a.fingerprint, c.fingerprint}) == 3 and a.fingerprint == b.fingerprint
     assert a.describe()["train_size"] == 100 and full.describe()["subsample_seed"] is None
-    swept = load_task_data(BUILTIN_PAIR_TASK, train_size=np.int64(99))  # a sweep's np.arange value
-    assert len(swept.train) == 99 and type(swept.describe()["train_size"]) is int  # stored as JSON
+    swept = load_task_data(BUILTIN_PAIR_TASK, train_size=np.int64(99), subsample_seed=np.int64(3))  # np.arange's
+    assert len(swept.train) == 99 and json.dumps(swept.describe())  # stored as JSON: a numpy integer failed there
+    for bad in (-1, "1", 1.5, 2**32):
+        with pytest.raises(ValueError, match=rf"^subsample_seed={re.escape(repr(bad))} is invalid; expected an integer "
+                                             rf"from 0 to 4294967295"):
+            load_task_data(BUILTIN_PAIR_TASK, train_size=99, subsample_seed=bad)
     with pytest.raises(ValueError, match=r"^train_size=1000 is larger than same-number's training set \(256 "
                                          r"examples\); expected at most 256, or None for the full set$"):
         load_task_data(BUILTIN_PAIR_TASK, train_size=1000)
