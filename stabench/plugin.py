@@ -446,11 +446,13 @@ class GpuPool:
         worker's replacement starts from the same spec, on the same GPU."""
         import execnet
 
-        for i, spec in enumerate(specs):
-            if self.gpus:
-                pinned = execnet.XSpec(f"{spec}//env:CUDA_VISIBLE_DEVICES={self.gpus[i % len(self.gpus)]}")
-                pinned.id = spec.id
-                specs[i] = pinned
+        # Local workers only (a remote one's GPUs are not the ones counted here), and not one whose
+        # --tx spec already names its GPU.
+        local = [i for i, spec in enumerate(specs) if spec.popen and "CUDA_VISIBLE_DEVICES" not in spec.env]
+        for n, i in enumerate(local if self.gpus else []):
+            pinned = execnet.XSpec(f"{specs[i]}//env:CUDA_VISIBLE_DEVICES={self.gpus[n % len(self.gpus)]}")
+            pinned.id = specs[i].id
+            specs[i] = pinned
 
     def pytest_configure_node(self, node) -> None:
         node.workerinput["stabench_session"] = self.session_id
@@ -471,10 +473,11 @@ class GpuPool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_cmdline_main(config: pytest.Config):
-    """``--stabench-gpus`` or ``--stabench-workers-per-gpu`` without ``-n`` start the workers they
-    describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.  Not in a worker,
-    whose own options come without ``-n``: it would start workers of its own."""
+    """``--stabench-gpus`` or ``--stabench-workers-per-gpu`` without ``-n`` (or ``--tx``) start the
+    workers they describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.  Not in a
+    worker, whose own options come without ``-n``: it would start workers of its own."""
     if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
+            and not config.getoption("tx", None)  # the user's own workers: -n would replace them
             and not _is_worker(config) and not config.getoption("usepdb", False)):  # xdist refuses --pdb
         try:
             wanted = option(config, "gpus") or option(config, "workers-per-gpu")
@@ -498,6 +501,10 @@ def _check_worker_count(config: pytest.Config) -> None:
     workers = config.getoption("numprocesses", None)
     if workers and config.getoption("maxprocesses", None):
         workers = min(workers, config.getoption("maxprocesses"))
+    if not workers and config.getoption("tx", None) and config.getoption("dist", "no") != "no":
+        from xdist.workermanage import parse_tx_spec_config
+
+        workers = len(parse_tx_spec_config(config))  # the user's own --tx workers
     if gpus and not workers:
         raise pytest.UsageError(f"{_named(config, 'gpus')} pins xdist workers to GPUs, but this session starts none "
                                 f"(-n 0, or no pytest-xdist); leave -n out (a worker per GPU is started), or use "

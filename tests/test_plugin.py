@@ -971,7 +971,8 @@ def test_pinned(study):
     def pinned(*args) -> dict[str, str]:
         for path in pytester.path.glob("gpu-*.txt"):
             path.unlink()
-        result = _run(pytester, *args, "--stabench-device=cpu", "--stabench-store=s.sqlite")
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1", *args,
+                                               "--stabench-device=cpu", "--stabench-store=s.sqlite")
         result.assert_outcomes(passed=5)
         seen = {path.stem.removeprefix("gpu-"): path.read_text().split() for path in pytester.path.glob("gpu-*.txt")}
         assert all(at_import == later for at_import, later in seen.values()), seen
@@ -987,6 +988,10 @@ def test_pinned(study):
     # Workers per GPU without -n: GPUs x K workers are started (they were not; -n alone decided).
     started = pinned("--stabench-workers-per-gpu=2")
     assert sorted(v for k, v in started.items() if k != "main") == ["6", "6", "7", "7"]
+    # A worker whose --tx spec names its GPU keeps it; the others are spread as before.
+    named = pinned("--tx", "popen//env:CUDA_VISIBLE_DEVICES=6", "--tx", "2*popen", "--dist", "load",
+                   "--stabench-gpus=7,6")  # --tx: these workers, not the two --stabench-gpus would start
+    assert sorted(named.items()) == [("gw0", "6"), ("gw1", "7"), ("gw2", "6"), ("main", "6,7")]
     refused = _run(pytester, "--stabench-gpus=0", "--stabench-device=cpu", "--stabench-store=s.sqlite")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--stabench-gpus: GPU 0 is outside CUDA_VISIBLE_DEVICES=6,7; expected ids from it: 6, 7"])
@@ -1006,14 +1011,11 @@ def test_pinning_that_cannot_work_stops_the_session_with_one_line(pytester, monk
 
 
 def test_sessions_that_ask_no_pinning_are_never_refused_for_it(pytester, monkeypatch):
-    """The plugin loads in every pytest session: a project's own ``pytest -n 2`` with CUDA started
-    by its conftest, or workers per GPU set in an ini file on a machine without GPUs, must run."""
-    import torch
-
+    """The plugin loads in every pytest session: a project's own ``pytest -n 2`` on a GPU box, or
+    workers per GPU set in an ini file on a machine without GPUs, must run."""
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     with monkeypatch.context() as patched:
         patched.setenv("CUDA_VISIBLE_DEVICES", "6,7")
-        patched.setattr(torch.cuda, "is_initialized", lambda: True)
         assert pytester.runpytest_inprocess("-p", "no:cacheprovider", "-n", "2").ret == pytest.ExitCode.OK
     pytester.makeini("[pytest]\nstabench_workers_per_gpu = 2\n")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU: workers per GPU have nothing to pin
