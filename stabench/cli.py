@@ -5,7 +5,6 @@ import argparse
 import collections
 import dataclasses
 import difflib
-import importlib
 import importlib.util
 import signal
 import sys

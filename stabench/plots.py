@@ -451,16 +451,20 @@ def plot_claims(claims: Sequence[Mapping[str, Any]], store, folder: Path, fmt: s
         runs = {arm["arm"]: [store.get(key) for key in arm["keys"]] for arm in arms}
         title = f"{claim}\n{_studied(arms)}"
         written.add(plot_study(runs, folder / f"{name}-scores.{fmt}", title))
-        labelled, shown = {}, set()  # each arm's own examples: an intervention's traces beside the default's
+        labelled, shown = {}, []  # each arm's own examples: an intervention's traces beside the default's
         for arm in arms:
             who = arm["arm"] if len(arms) > 1 else arm["recipe"]  # as the claim names it
             examples = example_runs(runs[arm["arm"]])
-            shown.update(examples)
+            shown.append(set(examples))
             labelled.update({f"seed {r.seed} {who} ({label}, {r.primary_metric} {r.score:.3f})": r
                              for label, r in examples.items()})
-        picked = "each arm's " + ", and its ".join(_PICKED[label] for label in _PICKED if label in shown)
-        if len(shown) == 1:  # no arm has the other kind of run to set its example against
-            picked += " (no run failed)" if "successful" in shown else " (every run failed)"
+        picked = "each arm's " + ", and its ".join(_PICKED[label] for label in _PICKED if label in set().union(*shown))
+        if all(kinds == {"successful"} for kinds in shown):
+            picked += " (no run failed)"
+        elif all(kinds == {"failed"} for kinds in shown):
+            picked += " (every run failed)"
+        elif any(len(kinds) < 2 for kinds in shown):  # the default arm failed throughout, the stable one never
+            picked += ", where it has one"
         written.add(plot_grad_norm_traces(labelled, folder / f"{name}-grad-norms.{fmt}", f"{title}\n{picked}"))
         written.add(plot_training_curves(labelled, folder / f"{name}-training.{fmt}", f"{title}\n{picked}"))
     return len(written)

@@ -1262,8 +1262,9 @@ class Reporter:
                                                      fold=("claim", "task", "recipe", "model", "paper"), width=width),
                                           width=width, color=writer.hasmarkup))
         if skipped:
-            terminalreporter.write(render(rows_table(skipped, title=f"{sum(c['verdict'] == 'skipped' for c in self.claims)} claim(s) skipped"),
-                                          width=width, color=writer.hasmarkup))
+            count = sum(c["verdict"] == "skipped" for c in self.claims)
+            terminalreporter.write(render(rows_table(skipped, title=f"{count} claim(s) skipped"), width=width,
+                                          color=writer.hasmarkup))
         for source in reference_sources(self.claims):
             terminalreporter.write_line(f"paper column: {source}")
         terminalreporter.write_line(runs_line(self.record()))

@@ -374,8 +374,9 @@ def runs_line(record: dict[str, Any]) -> str:
     by_seeds, by_verdicts = trained["by_seed_items"], trained["by_verdicts"]
     judged = {key for c in record["claims"] for key in c.get("keys", ())} | {s["key"] for s in record["seeds"]}
     read = len(judged - set(by_seeds) - set(by_verdicts))
+    store = f" ({record['store']})" if record.get("store") else ""
     return (f"runs: {len(by_seeds) + len(by_verdicts)} trained this session ({len(by_seeds)} by seed items, "
-            f"{len(by_verdicts)} by verdicts); {read} read from the store ({record['store']})")
+            f"{len(by_verdicts)} by verdicts); {read} read from the store{store}")
 
 
 def session_markdown(record: dict[str, Any]) -> str:
@@ -384,12 +385,12 @@ def session_markdown(record: dict[str, Any]) -> str:
     comparisons their bodies made, and the regression gate."""
     claims = record["claims"]
     text = "## stabench claims\n\n"
-    if record["interrupted"]:  # first: "No claim ran" alone read as an empty session
+    if record.get("interrupted"):  # first: "No claim ran" alone read as an empty session
         text += f"**The session was {record['interrupted']}.**\n\n"
-    text += "".join(f"**Note:** {note}.\n\n" for note in record["notes"])
+    text += "".join(f"**Note:** {note}.\n\n" for note in record.get("notes", ()))  # none before 2026-12-07
     if rows := claim_rows(claims):
         text += markdown(rows) + "\n"
-    elif record["interrupted"]:
+    elif record.get("interrupted"):
         text += "No claim's verdict ran.\n"
     elif record["seeds"]:
         text += (f"No claim's verdict ran: only seed items were selected ({runs_line(record)}; the JSON report "
@@ -403,13 +404,13 @@ def session_markdown(record: dict[str, Any]) -> str:
     if skipped := skipped_rows(claims):
         count = sum(1 for c in claims if c["verdict"] == "skipped")
         text += f"\n### {count} claim(s) skipped\n\n{markdown(skipped)}\n"
-    if record["comparisons"]:
+    if record.get("comparisons"):
         text += (f"\n### Comparisons in claims\n\n{COMPARISON_NOTE[0].upper()}{COMPARISON_NOTE[1:]}.\n\n"
                  f"{markdown(comparison_rows(record['comparisons']))}\n")
-    if record["gate"]:
-        text += (f"\n## Regression gate against {record['baseline']}\n\n"
+    if record.get("gate"):
+        text += (f"\n## Regression gate against {record.get('baseline') or 'the baseline'}\n\n"
                  f"{markdown(gate_markdown_rows(record['gate']))}\n")
-    if record["nothing_compared"]:
+    if record.get("nothing_compared"):
         text += f"\n**The gate failed:** {record['nothing_compared']}.\n"
     return text
 

@@ -785,9 +785,10 @@ class Store:
         hashes = ", ".join(h[:SHORT_HASH] for h in sorted(stored))
         if recipe_hash is not None and stored:
             stored = {h: recipe for h, recipe in stored.items() if h.startswith(recipe_hash)}
-            if not stored:
-                raise ValueError(f"recipe hash {recipe_hash!r} starts no hash of the recipes stored as {name!r} "
-                                 f"({hashes}); expected a start of one of them")
+            if len(stored) != 1:
+                which = "no hash" if not stored else f"{len(stored)} hashes"
+                raise ValueError(f"recipe hash {recipe_hash!r} starts {which} of the recipes stored as {name!r} "
+                                 f"({hashes}); expected a start of one of them alone")
         if len(stored) > 1:
             raise ValueError(f"recipe name {name!r} is ambiguous: the store holds {len(stored)} recipes under it"
                              f"{f' on {task} / {model}' if here else ''} (recipe hashes {hashes}, as `stabench runs "

@@ -350,7 +350,10 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     assert main([*run, "--seeds", "0", "--recipe-hash", "zz"]) == 2
     assert " ".join(capsys.readouterr().err.split()) == (
         f"error: recipe hash 'zz' starts no hash of the recipes stored as 'mine@2e-4' ({hashes}); expected a start "
-        f"of one of them")
+        f"of one of them alone")
+    with stabench.Store(os.environ["STABENCH_STORE"]) as store, pytest.raises(
+            ValueError, match="^recipe hash '' starts 2 hashes of the recipes stored as 'mine@2e-4'"):
+        store.recipe_named("mine@2e-4", "polarity", stored_name(tiny_model), recipe_hash="")  # every version's
     assert main([*run, "--seeds", "0", "--no-store"]) == 2  # without the store, a name it holds is not known
     assert "unknown recipe 'mine@2e-4'; known recipes: " in capsys.readouterr().err
     assert main([*run, "--seeds", "0", "--no-store", "--recipe-hash", mine.hash[:6]]) == 2

@@ -1200,6 +1200,21 @@ def test_recipe_names_of_one_study_share_one_label(made):
             for i, (task, name, aliases, content) in enumerate(made)]
     labels = linked_recipe_names(runs)
     assert set(labels) == {(r.task["name"], None, "m", name) for r in runs for name in r.recipe_names}
+    # Names share a label exactly when a chain of aliases and shared contents links them (a walk).
+    links: dict[tuple, set] = {node: set() for node in labels}
+    for r in runs:
+        own = [(r.task["name"], None, "m", name) for name in r.recipe_names]
+        same = [(o.task["name"], None, "m", o.recipe_name) for o in runs
+                if (o.task["name"], o.recipe_hash) == (r.task["name"], r.recipe_hash)]
+        for a in own + same:
+            links[a].update(own + same)
+    for start in labels:
+        reached, todo = {start}, [start]
+        while todo:
+            for linked in links[todo.pop()] - reached:
+                reached.add(linked)
+                todo.append(linked)
+        assert {node for node in labels if labels[node] == labels[start] and node[0] == start[0]} == reached
     for r in runs:
         assert len({labels[(r.task["name"], None, "m", name)] for name in r.recipe_names}) == 1
         same_content = [o for o in runs if (o.task["name"], o.recipe_hash) == (r.task["name"], r.recipe_hash)]

@@ -383,6 +383,14 @@ def test_a_session_s_figures_say_which_runs_they_show(monkeypatch, tmp_path, fai
     for name in ("plot_study", "plot_grad_norm_traces", "plot_training_curves"):
         monkeypatch.setattr(plots, name, lambda runs, path, title: titles.append(title) or path)
     claim = {"claim": "test_x.py::test_x", "arm": "r", "recipe": "r", "task": "t", "model": "m", "keys": list(runs)}
-    assert plots.plot_claims([claim], type("Store", (), {"get": staticmethod(runs.get)}), tmp_path, "png") == 3
+    store = type("Store", (), {"get": staticmethod(runs.get)})
+    assert plots.plot_claims([claim], store, tmp_path, "png") == 3
     assert titles[0] == "test_x.py::test_x\nt / m: r; 3 seeds"
     assert titles[1] == titles[2] == f"{titles[0]}\n{said}"
+    # Two arms, one failing throughout and one never (the paper's default and stable recipes).
+    one_kind = [{**claim, "arm": arm, "keys": [key for key, run in runs.items() if run.failed == bad]}
+                for arm, bad in (("default", True), ("stable", False))]
+    titles.clear()
+    if all(any(run.failed == bad for run in runs.values()) for bad in (True, False)):
+        plots.plot_claims(one_kind, store, tmp_path, "png")
+        assert titles[1].endswith("and its successful run whose bottom layer lost the least, where it has one")

@@ -193,3 +193,15 @@ def test_numbers_keep_one_line_only_where_the_names_still_have_room():
             header: one_line for header in rows[0] if header not in names}
         text = render(table, width=width)
         assert "0.500 ± 0.021" in text if one_line else "0.500 ± 0.0" not in text.replace("0.500 ± 0.021", "")
+
+
+def test_a_json_report_written_before_its_notes_and_store_still_makes_its_markdown():
+    """A --stabench-json kept from before 2026-12-07 has no notes, baseline or store."""
+    from stabench.report import session_markdown
+
+    old = {"claims": [], "seeds": [{"key": "k1"}], "gate": [], "comparisons": [], "nothing_compared": None,
+           "interrupted": None, "trained": {"by_seed_items": ["k1"], "by_verdicts": []}}
+    assert session_markdown(old) == ("## stabench claims\n\nNo claim's verdict ran: only seed items were selected "
+                                     "(runs: 1 trained this session (1 by seed items, 0 by verdicts); 0 read from the "
+                                     "store; the JSON report lists them).\n")
+    assert "(/s/r.sqlite)" in session_markdown({**old, "store": "/s/r.sqlite", "notes": ["a note"]})
