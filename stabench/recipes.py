@@ -210,8 +210,8 @@ class Recipe:
         except ValueError as error:  # raised afresh: pytest would show dataclasses' frames between
             raise ValueError(str(error)) from None
         if _passes_for_preset(changed, name):
-            raise ValueError(f"recipe field name={name!r} is a preset's name, and this recipe's content differs from "
-                             f"it, so its runs would be listed as the preset's; give it a name of its own")
+            raise ValueError(f"recipe field name={name!r} names a preset's content, and this recipe's differs from "
+                             f"it, so its runs would be listed as that content's; give it a name of its own")
         return dataclasses.replace(changed, name=self._name_with(changed, overrides, known) if name is None else name)
 
     def _name_with(self, changed: Recipe, overrides: dict[str, Any], known: set[str]) -> str:
@@ -413,10 +413,23 @@ def recipe_from_file(path: str | os.PathLike) -> Recipe:
 
 
 def _passes_for_preset(recipe: Recipe, name: str | None) -> bool:
-    """Whether naming ``recipe`` ``name`` would list its runs as a preset's whose content differs."""
-    if not isinstance(name, str) or name not in PRESETS:
+    """Whether naming ``recipe`` ``name`` would list its runs as a preset's whose content differs:
+    a preset's name, or one as stabench names a changed preset (``bert-default[lr=0.001]``), which
+    ``get_recipe`` reads back as that content."""
+    if not isinstance(name, str):
         return False
-    return recipe.hook is not None or recipe._hashed_fields() != PRESETS[name]._hashed_fields()
+    if name in PRESETS:
+        return recipe.hook is not None or recipe._hashed_fields() != PRESETS[name]._hashed_fields()
+    named = _NAME_WITH_OVERRIDES.fullmatch(name)
+    if not (named and named.group(1) in PRESETS):
+        return False
+    try:
+        meant = PRESETS[named.group(1)].replace(**parse_overrides([named.group(2)]))
+    except ValueError:  # brackets holding no overrides: a name of its own
+        return False
+    if recipe.hook is not None or meant.hook is not None:  # a hook's code is not in its name
+        return recipe.hook != meant.hook
+    return recipe._hashed_fields() != meant._hashed_fields()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

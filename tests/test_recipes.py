@@ -104,9 +104,11 @@ def test_overrides_rename_and_validate():
                                                               "schedule='constant', which has no warmup"),
     (lambda: get_recipe("bert-default", name=" "), "recipe field name=' ' is invalid; expected a non-empty name"),
     (lambda: get_recipe("bert-default", name="bert-default-bc", max_steps=4),
-     "recipe field name='bert-default-bc' is a preset's name, and this recipe's content differs from it, so its runs "
-     "would be listed as the preset's; give it a name of its own"),
-    (lambda: get_recipe("bert-default[name=mixout]"), "recipe field name='mixout' is a preset's name, and this"),
+     "recipe field name='bert-default-bc' names a preset's content, and this recipe's differs from it, so its runs "
+     "would be listed as that content's; give it a name of its own"),
+    (lambda: get_recipe("bert-default[name=mixout]"), "recipe field name='mixout' names a preset's content, and this"),
+    (lambda: get_recipe("bert-default", lr=0.002, name="bert-default[lr=0.001]"),  # read back as lr=0.001
+     "recipe field name='bert-default[lr=0.001]' names a preset's content, and this recipe's differs from it"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["lr=1e-3", " , "]), "recipe override ' , ' names no field; expected field=value, "
                                                    "several separated by commas (lr=1e-3,epochs=1)"),
