@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import warnings
 from collections.abc import Iterable, Iterator
@@ -263,16 +264,20 @@ def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
+_NOT_WRITABLE = re.compile("[\x00\ud800-\udfff]")  # in a CSV cell: a NUL, a lone surrogate
+
+
 def _write_csv(fh: Any, runs: list[RunResult]) -> None:
     """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
     columns, rows = _table(runs)
     writer = csv.writer(fh)
 
     def cell(value: Any) -> Any:
-        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one.  The
-        record, which ``import`` reads, is JSON, where a NUL is escaped."""
+        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one; so is
+        a lone surrogate (an imported JSON escape), which UTF-8 cannot.  The record, which ``import``
+        reads, is JSON, where both are escaped."""
         value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
-        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        return _NOT_WRITABLE.sub("\ufffd", value) if isinstance(value, str) else value
 
     writer.writerow([*map(cell, columns), "result_json"])
     for run, row in zip(runs, rows):

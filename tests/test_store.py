@@ -880,14 +880,18 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert RunResult.from_json(rows[1]["result_json"]).seed == 1
 
 
-def test_a_nul_in_a_flat_csv_cell_is_written_as_a_replacement_character(store: Store, tmp_path: Path) -> None:
-    """Python 3.10's csv cannot write a NUL; the full record, which an import reads, keeps it."""
+@pytest.mark.parametrize("odd", ["\x00", "\udc80"])
+def test_a_nul_or_a_lone_surrogate_in_a_flat_csv_cell_is_a_replacement_character(store: Store, tmp_path: Path,
+                                                                                 odd: str) -> None:
+    """Python 3.10's csv cannot write a NUL, and UTF-8 no lone surrogate (an imported run's metric
+    name from a JSON escape: the export raised UnicodeEncodeError); the full record, which an
+    import reads, keeps it."""
     import csv
 
-    run = make_result(0, metrics={"odd\x00name": 0.5})
+    run = make_result(0, metrics={f"odd{odd}name": 0.5})
     store.put(run)
     store.export(tmp_path / "runs.csv", fmt="csv")
-    with open(tmp_path / "runs.csv", newline="") as fh:
+    with open(tmp_path / "runs.csv", newline="", encoding="utf-8") as fh:
         (row,) = csv.DictReader(fh)
     assert row["metric.odd\ufffdname"] == "0.5"
     assert RunResult.from_json(row["result_json"]).metrics == run.metrics
