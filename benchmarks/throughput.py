@@ -920,7 +920,6 @@ def main(argv=None) -> dict | int:
     args = parse_args(argv)
     if args._worker:
         return worker_main(json.loads(args._worker))
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a timeout's kill still stops the MPS daemon
     started = time.perf_counter()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -1135,5 +1134,6 @@ def summary_lines(record: dict) -> list[str]:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a timeout's kill still stops the MPS daemon
     outcome = main()
     sys.exit(outcome if isinstance(outcome, int) else 0)

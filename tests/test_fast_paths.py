@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -290,9 +291,11 @@ def test_benchmark_runs_end_to_end_at_toy_size(throughput, tmp_path, capsys):
     """What CI can run of the benchmark: the quick toy model, the loops, a K=2 worker row and
     the JSON record (a reduced version of `python benchmarks/throughput.py --quick`)."""
     out = tmp_path / "bench.json"
+    sigterm = signal.getsignal(signal.SIGTERM)
     record = throughput.main(["--quick", "--device", "cpu", "--settings", "plain,minimal,stabench,stabench+bf16",
                               "--steps", "10", "--repeats", "1", "--workers", "2", "--overhead-steps", "30",
                               "--json", str(out)])
+    assert signal.getsignal(signal.SIGTERM) is sigterm  # the script's own handler stays out of a caller's process
     printed = capsys.readouterr().out
     assert record["complete"] and json.loads(out.read_text()) == json.loads(json.dumps(record))
     rows = {r["setting"]: r for r in record["results"]}
