@@ -427,9 +427,7 @@ def _passes_for_preset(recipe: Recipe, name: str | None) -> bool:
         meant = PRESETS[named.group(1)].replace(**parse_overrides([named.group(2)]))
     except ValueError:  # brackets holding no overrides: a name of its own
         return False
-    if recipe.hook is not None or meant.hook is not None:  # a hook's code is not in its name
-        return recipe.hook != meant.hook
-    return recipe._hashed_fields() != meant._hashed_fields()
+    return recipe._hashed_fields(hook_fingerprint="") != meant._hashed_fields(hook_fingerprint="")  # code: not named
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -794,7 +794,8 @@ class Store:
                              f"{f' on {task} / {model}' if here else ''} (recipe hashes {hashes}, as `stabench runs "
                              f"--recipe {name}` lists them); give the one meant as a Recipe (stabench run: "
                              f"--recipe-hash with the start of its hash), or a recipe file (.json) of its fields")
-        return Recipe.from_dict(next(iter(stored.values()))).replace(name=name) if stored else None
+        # named as asked, not checked as a new recipe would be: its runs already hold that name
+        return dataclasses.replace(Recipe.from_dict(next(iter(stored.values()))), name=name) if stored else None
 
     def query(self, task: Any = None, model: str | None = None, recipe: Any = None,
               seed: int | Iterable[int] | None = None, tag: str | None = None,

@@ -109,6 +109,8 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default[name=mixout]"), "recipe field name='mixout' names a preset's content, and this"),
     (lambda: get_recipe("bert-default", lr=0.002, name="bert-default[lr=0.001]"),  # read back as lr=0.001
      "recipe field name='bert-default[lr=0.001]' names a preset's content, and this recipe's differs from it"),
+    (lambda: get_recipe("bert-default", hook="freeze", lr=0.002, name="bert-default[hook=freeze]"),  # a hook too
+     "recipe field name='bert-default[hook=freeze]' names a preset's content, and this recipe's differs from it"),
     (lambda: parse_overrides(["lr"]), "'lr' is not of the form field=value"),
     (lambda: parse_overrides(["lr=1e-3", " , "]), "recipe override ' , ' names no field; expected field=value, "
                                                    "several separated by commas (lr=1e-3,epochs=1)"),

@@ -1780,3 +1780,12 @@ def test_an_export_cut_short_imports_nothing_or_only_whole_runs(metrics, fmt, da
                 return
             assert added == target.count() and all(same(run, stored[run.key]) for run in target.query())
             assert fmt == "csv" or added == len(stored)
+
+
+def test_runs_stored_under_a_preset_variant_s_name_with_other_content_are_still_read(store: Store) -> None:
+    """A name such as bert-default-bc[lr=0.001] is refused now for other content, but runs stored
+    under one before (an older preset, or the bug that allowed it) still read back by it."""
+    run = make_result(0, recipe="bert-default-bc[lr=0.001]")  # lr=2e-5, epochs=20: not what the name says
+    store.put(run)
+    recipe = store.recipe_named("bert-default-bc[lr=0.001]", recipe_hash=run.recipe_hash[:6])
+    assert recipe.name == "bert-default-bc[lr=0.001]" and recipe.lr == 2e-5 and recipe.epochs == 20
