@@ -87,18 +87,22 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
     """The settings pytest would use in a session started in ``start`` (the current folder)."""
     start = Path(start if start is not None else os.getcwd()).resolve()
     chosen = _chosen_by_command_line(start)
+    # pytest takes a key as written before the first "=" (" stabench_store " is another, unknown key)
+    overrides = dict(entry.partition("=")[::2] for entry in chosen.override_ini)
     if chosen.config_file:  # pytest reads this file, pytest section or not, and roots the session there
-        path = (start / os.path.expanduser(chosen.config_file)).resolve()
-        settings = _settings(path, path.parent, _pytest_section(path) or {})
+        path = (start / chosen.config_file).resolve()
+        settings = _settings(path, path.parent, _pytest_section(path) or {}, overrides)
     else:
-        settings = _found(start)
-    rootdir = Path(os.path.expandvars(chosen.rootdir)) if chosen.rootdir else settings.rootdir
-    overrides = {key.strip(): value for key, _, value in (entry.partition("=") for entry in chosen.override_ini)
-                 if key.strip().startswith("stabench_")}
-    return ProjectSettings(settings.path, start / rootdir, settings.options, settings.flags, overrides)
+        settings = _found(start, overrides)
+    rootdir = start / os.path.expandvars(chosen.rootdir) if chosen.rootdir else settings.rootdir
+    if not rootdir.is_dir():
+        raise ValueError(f"--rootdir={chosen.rootdir} in $PYTEST_ADDOPTS is not a folder; expected one (pytest "
+                         f"refuses it too)")
+    stabench_keys = {key: value for key, value in overrides.items() if key.startswith("stabench_")}
+    return ProjectSettings(settings.path, rootdir, settings.options, settings.flags, stabench_keys)
 
 
-def _found(start: Path) -> ProjectSettings:
+def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:
     """pytest's configuration file, found from ``start`` up as pytest finds it."""
     folders = (start, *start.parents)
     nearest_pyproject = None
@@ -108,18 +112,21 @@ def _found(start: Path) -> ProjectSettings:
             if path.is_file():
                 section = _pytest_section(path)
                 if section is not None:
-                    return _settings(path, folder, section)
+                    return _settings(path, folder, section, overrides)
                 if name == "pyproject.toml" and nearest_pyproject is None:
                     nearest_pyproject = path
     if nearest_pyproject is not None:
-        return ProjectSettings(nearest_pyproject, nearest_pyproject.parent, flags=_flags(None, nearest_pyproject))
+        return _settings(nearest_pyproject, nearest_pyproject.parent, {}, overrides)
     setup_py = next((folder for folder in folders if (folder / "setup.py").is_file()), start)
-    return ProjectSettings(None, setup_py, flags=_flags(None, None))
+    return _settings(None, setup_py, {}, overrides)
 
 
-def _settings(path: Path, rootdir: Path, section: dict[str, object]) -> ProjectSettings:
+def _settings(path: Path | None, rootdir: Path, section: dict[str, object], overrides: dict[str, str]
+              ) -> ProjectSettings:
     options = {key: value for key, value in section.items() if key.startswith("stabench_")}
-    return ProjectSettings(path, rootdir, options, _flags(section.get("addopts"), path))
+    addopts = overrides["addopts"] if "addopts" in overrides else section.get("addopts")  # -o addopts= wins
+    where = "-o addopts in $PYTEST_ADDOPTS" if "addopts" in overrides else f"addopts of {path}"
+    return ProjectSettings(path, rootdir, options, _flags(addopts, where))
 
 
 def _chosen_by_command_line(start: Path) -> argparse.Namespace:
@@ -148,13 +155,13 @@ def _flag(name: str) -> str:
     return f"--stabench-{name.replace('_', '-')}"
 
 
-def _flags(addopts: object, path: Path | None) -> dict[str, tuple[str, str]]:
+def _flags(addopts: object, where: str) -> dict[str, tuple[str, str]]:
     """The ``--stabench-*`` flags of :data:`FLAGS` pytest would add to its command line: the
-    file's ``addopts`` (text, or a list in TOML), then ``$PYTEST_ADDOPTS``; a later one wins,
-    as in argparse."""
+    ``addopts`` (text, or a list in TOML) written ``where``, then ``$PYTEST_ADDOPTS``; a later
+    one wins, as in argparse."""
     written = []
     if addopts:
-        written.append((addopts, f"addopts of {path}"))
+        written.append((addopts, where))
     if os.environ.get("PYTEST_ADDOPTS"):
         written.append((os.environ["PYTEST_ADDOPTS"], "$PYTEST_ADDOPTS"))
     args = []  # one command line, as pytest joins them: each argument with where it was written
@@ -184,11 +191,14 @@ def _pytest_section(path: Path) -> dict[str, object] | None:
     """``path``'s pytest section; None when it has none (a ``pytest.ini`` or ``pytest.toml``
     counts even without one, as in pytest)."""
     always = path.name in ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini")
+    if path.suffix not in (".toml", ".ini", ".cfg"):  # a file -c names: pytest reads nothing from it either
+        return None
     try:
         if path.suffix == ".toml":
             with path.open("rb") as file:
                 data = tomllib.load(file)
-            if path.name == "pyproject.toml":  # [tool.pytest] (pytest 9's TOML types) or [tool.pytest.ini_options]
+            if path.name not in ("pytest.toml", ".pytest.toml"):  # as pyproject.toml: [tool.pytest] (pytest 9's
+                # TOML types) or [tool.pytest.ini_options]
                 tool = data.get("tool", {}).get("pytest", {})
                 native = {name: value for name, value in tool.items() if name != "ini_options"}
                 if native and tool.get("ini_options"):
@@ -200,10 +210,10 @@ def _pytest_section(path: Path) -> dict[str, object] | None:
                 table = data.get("pytest")
         else:
             sections = iniconfig.IniConfig(str(path)).sections
-            if path.name == "setup.cfg" and "tool:pytest" not in sections and "pytest" in sections:
+            if path.suffix == ".cfg" and "tool:pytest" not in sections and "pytest" in sections:
                 raise ValueError("its section is [pytest], which pytest no longer reads in setup.cfg; "
                                  "expected [tool:pytest]")
-            table = sections.get({"setup.cfg": "tool:pytest"}.get(path.name, "pytest"))
+            table = sections.get("tool:pytest" if path.suffix == ".cfg" else "pytest")  # by suffix, as pytest
     except (OSError, UnicodeDecodeError, ValueError, tomllib.TOMLDecodeError, iniconfig.ParseError) as error:
         raise ValueError(f"cannot read pytest's configuration file {path}: {error}") from None
     if table is None:

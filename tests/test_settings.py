@@ -188,7 +188,9 @@ SESSION_KEYS = st.fixed_dictionaries({}, optional={
 SESSION_FLAGS = ["--stabench-store=flag.sqlite", "--stabench-cpu-threads=5", "--stabench-device=mps", "-q", "x.py",
                  "--stabench-store", "two.sqlite", "--stabench-device="]
 CHOOSING = ["-o stabench_store=o.sqlite", "--override-ini=stabench_cpu_threads=7", "--rootdir=sub",
-            "-c sub/other.ini", "--config-file=sub/other.ini", "-ostabench_device=meta"]  # $PYTEST_ADDOPTS only
+            "-c sub/other.ini", "--config-file=sub/other.ini", "-ostabench_device=meta",  # $PYTEST_ADDOPTS only
+            "-o 'stabench_store = spaced.sqlite'", "-o addopts=", "-o addopts=--stabench-device=tpu",
+            "-c sub/ci.cfg", "-c sub/ci.toml", "--rootdir=nowhere", "--rootdir=$HOME"]
 
 
 def _write_config(folder: Path, kind: str, keys: dict, addopts: str) -> None:
@@ -217,7 +219,7 @@ def _session_reads() -> tuple:
         config._ensure_unconfigure()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(["pytest.ini", "setup.cfg", "pyproject.toml", "pytest.toml"]), SESSION_KEYS,
        st.lists(st.sampled_from(SESSION_FLAGS), max_size=3).map(" ".join),
        st.lists(st.sampled_from(SESSION_FLAGS + CHOOSING), max_size=3).map(" ".join), st.sampled_from([".", "sub"]))
@@ -230,6 +232,8 @@ def test_the_command_reads_what_a_pytest_session_reads(kind, keys, addopts, envi
         folder = Path(top).resolve()
         (folder / "sub").mkdir()
         (folder / "sub" / "other.ini").write_text("[pytest]\nstabench_store = other.sqlite\n")
+        (folder / "sub" / "ci.cfg").write_text("[tool:pytest]\nstabench_store = cfg.sqlite\n")  # read by suffix
+        (folder / "sub" / "ci.toml").write_text('[tool.pytest.ini_options]\nstabench_store = "toml.sqlite"\n')
         _write_config(folder, kind, keys, addopts)
         patch.chdir(folder / start)
         patch.delenv("STABENCH_STORE", raising=False)
