@@ -446,9 +446,7 @@ class GpuPool:
         worker's replacement starts from the same spec, on the same GPU."""
         import execnet
 
-        # Local workers only (a remote one's GPUs are not the ones counted here), and not one whose
-        # --tx spec already names its GPU.
-        local = [i for i, spec in enumerate(specs) if spec.popen and "CUDA_VISIBLE_DEVICES" not in spec.env]
+        local = [i for i, spec in enumerate(specs) if _pinnable(spec)]
         for n, i in enumerate(local if self.gpus else []):
             pinned = execnet.XSpec(f"{specs[i]}//env:CUDA_VISIBLE_DEVICES={self.gpus[n % len(self.gpus)]}")
             pinned.id = specs[i].id
@@ -471,13 +469,25 @@ class GpuPool:
         return WorkStealingScheduling(config, log)
 
 
+def _pinnable(spec) -> bool:
+    """A worker the plugin pins: a local one (a remote one's GPUs are not those counted here) whose
+    ``--tx`` spec does not name its GPU already."""
+    return bool(spec.popen) and "CUDA_VISIBLE_DEVICES" not in spec.env
+
+
+def _own_workers(config: pytest.Config) -> bool:
+    """Whether the session runs the user's ``--tx`` workers (with ``--dist``; xdist ignores ``--tx``
+    without one)."""
+    return bool(config.getoption("tx", None)) and config.getoption("dist", "no") != "no"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_cmdline_main(config: pytest.Config):
-    """``--stabench-gpus`` or ``--stabench-workers-per-gpu`` without ``-n`` (or ``--tx``) start the
-    workers they describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.  Not in a
-    worker, whose own options come without ``-n``: it would start workers of its own."""
+    """``--stabench-gpus`` or ``--stabench-workers-per-gpu`` without ``-n`` (or ``--tx`` workers)
+    start the workers they describe (GPUs x workers per GPU); a wrapper, so xdist sees the count.
+    Not in a worker, whose own options come without ``-n``: it would start workers of its own."""
     if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
-            and not config.getoption("tx", None)  # the user's own workers: -n would replace them
+            and not _own_workers(config)  # -n would replace them
             and not _is_worker(config) and not config.getoption("usepdb", False)):  # xdist refuses --pdb
         try:
             wanted = option(config, "gpus") or option(config, "workers-per-gpu")
@@ -501,17 +511,21 @@ def _check_worker_count(config: pytest.Config) -> None:
     workers = config.getoption("numprocesses", None)
     if workers and config.getoption("maxprocesses", None):
         workers = min(workers, config.getoption("maxprocesses"))
-    if not workers and config.getoption("tx", None) and config.getoption("dist", "no") != "no":
+    asked = f"-n {workers}"
+    if not workers and _own_workers(config):
+        import execnet
         from xdist.workermanage import parse_tx_spec_config
 
-        workers = len(parse_tx_spec_config(config))  # the user's own --tx workers
+        workers = sum(_pinnable(execnet.XSpec(spec)) for spec in parse_tx_spec_config(config))
+        asked = f"--tx ({workers} local worker(s) naming no GPU)"
     if gpus and not workers:
         raise pytest.UsageError(f"{_named(config, 'gpus')} pins xdist workers to GPUs, but this session starts none "
-                                f"(-n 0, or no pytest-xdist); leave -n out (a worker per GPU is started), or use "
-                                f"--stabench-device=cuda:N for one GPU in this process")
+                                f"(-n 0, no pytest-xdist, or --tx workers that are remote or name their GPUs); leave "
+                                f"-n and --tx out (a worker per GPU is started), or use --stabench-device=cuda:N for "
+                                f"one GPU in this process")
     ids = _gpu_ids(gpus) if workers else []  # no GPU (a CPU machine): workers per GPU have nothing to pin
     if per_gpu and ids and workers > len(ids) * per_gpu:
-        raise pytest.UsageError(f"-n {workers} starts more workers than {_named(config, 'workers-per-gpu')}="
+        raise pytest.UsageError(f"{asked} starts more workers than {_named(config, 'workers-per-gpu')}="
                                 f"{per_gpu} on {len(ids)} GPU(s) ({', '.join(ids)}) allows; use -n "
                                 f"{len(ids) * per_gpu}, leave -n out, or allow more workers per GPU")
 

@@ -992,6 +992,9 @@ def test_pinned(study):
     named = pinned("--tx", "popen//env:CUDA_VISIBLE_DEVICES=6", "--tx", "2*popen", "--dist", "load",
                    "--stabench-gpus=7,6")  # --tx: these workers, not the two --stabench-gpus would start
     assert sorted(named.items()) == [("gw0", "6"), ("gw1", "7"), ("gw2", "6"), ("main", "6,7")]
+    # --tx without --dist, which xdist ignores: GPUs x K workers are started, as without it.
+    assert sorted(v for k, v in pinned("--tx", "2*popen", "--stabench-workers-per-gpu=1").items() if k != "main") \
+        == ["6", "7"]
     refused = _run(pytester, "--stabench-gpus=0", "--stabench-device=cpu", "--stabench-store=s.sqlite")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
     refused.stderr.fnmatch_lines(["*--stabench-gpus: GPU 0 is outside CUDA_VISIBLE_DEVICES=6,7; expected ids from it: 6, 7"])
@@ -1002,6 +1005,10 @@ def test_pinned(study):
      "-n 5 starts more workers than --stabench-workers-per-gpu=2 on 2 GPU(s) (7, 6) allows; use -n 4, leave -n out*"),
     ("6,7", "-n 0 --stabench-gpus=7", "--stabench-gpus pins xdist workers to GPUs, but this session starts none*"),
     ("6,7", "-p no:xdist --stabench-gpus=7", "--stabench-gpus pins xdist workers to GPUs, but this session starts none*"),
+    ("6,7", "--tx 3*popen --dist load --stabench-gpus=7 --stabench-workers-per-gpu=2",
+     "--tx (3 local worker(s) naming no GPU) starts more workers than --stabench-workers-per-gpu=2 on 1 GPU(s) (7)*"),
+    ("6,7", "--tx popen//env:CUDA_VISIBLE_DEVICES=9 --dist load --stabench-gpus=7",
+     "--stabench-gpus pins xdist workers to GPUs, but this session starts none (-n 0, no pytest-xdist, or --tx*"),
 ])
 def test_pinning_that_cannot_work_stops_the_session_with_one_line(pytester, monkeypatch, visible, option, message):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
