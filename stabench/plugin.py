@@ -1334,7 +1334,10 @@ class Reporter:
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return
         self.exit_status = int(session.exitstatus)
-        for name, write in (("json", self._write_json), ("md", self._write_markdown), ("plots", self._plot)):
+        record = self.record()  # made once, for the JSON and the Markdown alike
+        writers = (("json", lambda path: self._write_json(path, record)),
+                   ("md", lambda path: self._write_markdown(path, record)), ("plots", self._plot))
+        for name, write in writers:
             if path := option(self.config, name):
                 try:
                     files = write(Path(path))
@@ -1344,9 +1347,9 @@ class Reporter:
         if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             if (path := option(self.config, "json")) and str(path) in self.written:  # its exit_status, now 1
-                self.exit_status = int(session.exitstatus)
+                self.exit_status = record["exit_status"] = int(session.exitstatus)
                 with contextlib.suppress(Exception):
-                    self._write_json(Path(path))
+                    self._write_json(Path(path), record)
 
     def record(self) -> dict[str, Any]:
         """The session's JSON report: what every other report is made from."""
@@ -1362,15 +1365,17 @@ class Reporter:
                 "uncompared_baseline_studies": self.unmatched_baseline(),
                 "collection_errors": self.collection_errors, "interrupted": self.interrupted_why() or None}
 
-    def _write_markdown(self, path: Path) -> None:
+    @staticmethod
+    def _write_markdown(path: Path, record: dict[str, Any]) -> None:
         from .report import session_markdown, write_markdown
 
-        write_markdown(path, session_markdown(self.record()))
+        write_markdown(path, session_markdown(record))
 
-    def _write_json(self, path: Path) -> None:
+    @staticmethod
+    def _write_json(path: Path, record: dict[str, Any]) -> None:
         from .report import write_json
 
-        write_json(path, self.record())
+        write_json(path, record)
 
     def _plot(self, folder: Path) -> int:
         from .plots import plot_claims
