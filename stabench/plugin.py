@@ -150,7 +150,7 @@ def _given_by(config: pytest.Config, name: str) -> str:
 
 def _set_by_o(config: pytest.Config, key: str) -> bool:
     """Whether pytest's -o/--override-ini sets the ini key ``key``."""
-    return any(entry.partition("=")[0].strip() == key for entry in config.getoption("override_ini") or ())
+    return any(entry.partition("=")[0] == key for entry in config.getoption("override_ini") or ())  # as pytest
 
 
 def _from_ini(config: pytest.Config, name: str) -> bool:
