@@ -36,7 +36,7 @@ from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix, runs_of
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun
-from .tasks import Task, check_train_size, get_task, reload_task_data, registered_name
+from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
 
 if TYPE_CHECKING:
     import pytest
@@ -600,9 +600,7 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     name = registered_name(task)  # a clash of task names fails before any training
     recipe = recipe_or_stored(recipe, name, model, store)
     seeds = seed_spec(seeds, "study ")
-    train_size = check_train_size(train_size, owner="study ")
-    check_seed(subsample_seed, "study subsample_seed=")
-    subsample_seed = int(subsample_seed)
+    train_size, subsample_seed = check_train_size(train_size, "study "), check_subsample_seed(subsample_seed, "study ")
     if store is None and train:
         warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
                       "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",

@@ -633,9 +633,7 @@ def load_task_data(task: str | Task, train_size: int | None = None, subsample_se
     file task's by its files' size and time); another loader's data can change unseen (a
     notebook's DataFrame), so ``stabench.study`` calls :func:`reload_task_data` first."""
     task = get_task(task)
-    train_size = check_train_size(train_size)
-    check_seed(subsample_seed, "subsample_seed=")
-    subsample_seed = int(subsample_seed)  # a numpy integer too: it enters the run's key
+    train_size, subsample_seed = check_train_size(train_size), check_subsample_seed(subsample_seed)
     if train_size is None and subsample_seed != 0:
         raise ValueError(f"subsample_seed={subsample_seed!r} draws a training subsample, so it needs train_size= "
                          f"(e.g. train_size=1000); without it every run trains on the whole set")
@@ -693,6 +691,13 @@ def check_train_size(train_size: int | None, owner: str = "") -> int | None:
         raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a number of examples >= 1 "
                          f"(or None for the full set)")
     return int(train_size)
+
+
+def check_subsample_seed(subsample_seed: int, owner: str = "") -> int:
+    """Which subsample of ``train_size`` examples: a seed, returned as an int (a numpy integer from
+    a sweep too: it enters the run's key)."""
+    check_seed(subsample_seed, f"{owner}subsample_seed=")
+    return int(subsample_seed)
 
 
 @functools.lru_cache(maxsize=16)
