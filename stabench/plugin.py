@@ -1256,7 +1256,7 @@ class Reporter:
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
                              gate_table_rows, reference_sources, render, rows_table, runs_line, shared_columns,
-                             skipped_rows)
+                             skipped_rows, skipped_title)
 
         if not self.claims:
             if self.seeds:
@@ -1276,8 +1276,7 @@ class Reporter:
                                                      fold=("claim", "task", "recipe", "model", "paper"), width=width),
                                           width=width, color=writer.hasmarkup))
         if skipped:
-            count = sum(c["verdict"] == "skipped" for c in self.claims)
-            terminalreporter.write(render(rows_table(skipped, title=f"{count} claim(s) skipped"), width=width,
+            terminalreporter.write(render(rows_table(skipped, title=skipped_title(self.claims)), width=width,
                                           color=writer.hasmarkup))
         for source in reference_sources(self.claims):
             terminalreporter.write_line(f"paper column: {source}")

@@ -340,6 +340,11 @@ def skipped_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
             for requirement, names in sorted(needed_by.items(), key=lambda kv: -len(kv[1]))]
 
 
+def skipped_title(claims: Sequence[dict[str, Any]]) -> str:
+    """The title over :func:`skipped_rows`, in the terminal and the Markdown report."""
+    return f"{sum(c['verdict'] == 'skipped' for c in claims)} claim(s) skipped"
+
+
 def compact_names(claims: list[str]) -> str:
     """``f.py::test_x[rte]``, ``f.py::test_x[mrpc]`` -> ``test_x[rte, mrpc]``."""
     params: dict[str, list[str]] = {}
@@ -402,8 +407,7 @@ def session_markdown(record: dict[str, Any]) -> str:
         text += "\n### Why claims did not pass\n\n" + "".join(
             f"- `{claim}`: {message}\n" for claim, message in failed)  # an arm's gate has its own message
     if skipped := skipped_rows(claims):
-        count = sum(1 for c in claims if c["verdict"] == "skipped")
-        text += f"\n### {count} claim(s) skipped\n\n{markdown(skipped)}\n"
+        text += f"\n### {skipped_title(claims)}\n\n{markdown(skipped)}\n"
     if record.get("comparisons"):
         text += (f"\n### Comparisons in claims\n\n{COMPARISON_NOTE[0].upper()}{COMPARISON_NOTE[1:]}.\n\n"
                  f"{markdown(comparison_rows(record['comparisons']))}\n")
