@@ -25,6 +25,9 @@ from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metri
                      final_train_loss, layer_order, runs_of)
 
 
+_LOG_FLOOR = 1e-30  # a loss or norm of exactly 0 on a log axis, as analysis floors them
+
+
 def agg_figure(**options) -> Figure:
     """A figure on its own Agg canvas: no pyplot state, nothing to close."""
     figure = Figure(**options)
@@ -314,7 +317,7 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
     axes = figure.subplots()
     colours = colormaps["tab10"](np.arange(len(runs_by_label)) % 10)
     for colour, (label, runs) in zip(colours, runs_by_label.items()):
-        loss = np.maximum([r.metrics["train_loss"] for r in runs], 1e-30)
+        loss = np.maximum([r.metrics["train_loss"] for r in runs], _LOG_FLOOR)
         accuracy = np.asarray([r.metrics["accuracy"] for r in runs], dtype=float)
         failed = np.asarray([r.failed for r in runs], dtype=bool)
         named = f"{label} (n={len(runs)})"  # on the successful runs' dots, or the crosses where every run failed
@@ -412,7 +415,7 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
     panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
     norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)
     if np.isfinite(norms).any():
-        panels.append(("log10 gradient norm", np.log10(np.maximum(norms, 1e-30))))
+        panels.append(("log10 gradient norm", np.log10(np.maximum(norms, _LOG_FLOOR))))
     figure = agg_figure(figsize=(5.6 * len(panels), 4.6), layout="constrained")
     markers = {"pretrained": ("o", "white"), "failed": ("X", "tab:red"), "successful": ("*", "tab:green")}
     for index, (label, values) in enumerate(panels):
