@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 
 import torch
 import transformers
@@ -85,7 +86,10 @@ class SeedGroup:
                                      torch.Generator().manual_seed(seed)) for seed in self.seeds]
 
     def collate(self, encoded: data_lib.Encoded, indices_per_seed: list[list[int]], pad_id: int) -> dict:
-        """One batch per seed, padded to a common length (padding is masked), stacked on dim 0."""
+        """One batch per seed, padded to a common length (padding is masked), stacked on dim 0;
+        without the recipe's ``token_types`` every token is type 0, as in ``fine_tune``."""
+        if not self.recipe.token_types:
+            encoded = dataclasses.replace(encoded, token_type_ids=None)
         batches = [data_lib.collate(encoded, indices, pad_id, self.recipe.pad_to_multiple_of)
                    for indices in indices_per_seed]
         if len({len(b["labels"]) for b in batches}) > 1:

@@ -125,6 +125,19 @@ def test_seeds_in_a_batched_group_train_like_solo_runs_and_independently(tiny_mo
     assert max(abs(a - b) for a, b in zip(solo[0], solo[1])) > 1e-3  # the seeds really differ
 
 
+def test_a_batched_group_follows_the_recipes_token_types(tiny_model):
+    """Without token types every token is type 0 in a group too, whatever the encoding holds."""
+    recipe = get_recipe("bert-default", max_steps=4, lr=1e-3, dropout=0.0, token_types=False)
+    solo = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0)).trace["loss"]
+    train, pad_id = _encoded(tiny_model)
+    assert train.token_type_ids is not None and any(int(t.max()) for t in train.token_type_ids)
+    source = models.resolve(tiny_model)
+    untyped = SeedGroup(source, 2, recipe, [0], total_steps=4).train(train, pad_id)[:, 0].tolist()
+    typed = SeedGroup(source, 2, recipe.replace(token_types=True), [0], total_steps=4).train(train, pad_id)[:, 0]
+    assert untyped == pytest.approx(solo, abs=1e-5)
+    assert max(abs(a - b) for a, b in zip(untyped, typed.tolist())) > 1e-4  # the types really matter
+
+
 @pytest.mark.parametrize("field", [dict(mixout=0.1), dict(reinit_layers=1), dict(layerwise_lr_decay=0.9),
                                    dict(compile="default"), dict(hook="my-hook")])
 def test_a_batched_group_refuses_what_it_would_not_apply(tiny_model, field):
