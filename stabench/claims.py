@@ -35,7 +35,7 @@ from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix, runs_of
-from .store import SHORT_HASH, Store, StoreError, UnreadableRun
+from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, remove_if_empty
 from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
 
 if TYPE_CHECKING:
@@ -346,18 +346,26 @@ def claim_seeds(options: Mapping[str, Any], seed_override: Sequence[int] | None 
 def clear_attempts(store_path: str | os.PathLike[str], session_id: str) -> None:
     """Remove a finished session's attempt files: they tell its own verdicts which seeds crashed
     or were recomputed, and a later session (another id) ignores them, so they only piled up."""
-    for path in (Path(store_path).parent / "attempts").glob("*.json"):
+    folder = beside_store(store_path, "attempts")
+    for path in folder.glob("*.json"):
         try:
             if json.loads(path.read_text()).get("session") == session_id:
                 path.unlink()
         except (OSError, ValueError):  # gone already, or another session's being written
             continue
+    remove_if_empty(folder)
 
 
 def _write_attempt(path: Path, record: dict) -> None:
     """Replaced whole, since other processes read it without the run's lock."""
-    with replaced_atomically(path) as handle:
-        handle.write(json.dumps(record))
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with replaced_atomically(path) as handle:
+                handle.write(json.dumps(record))
+            return
+        except FileNotFoundError:  # a session clearing its notes removed the emptied folder meanwhile
+            continue
 
 
 class RunSetupError(ValueError):
@@ -397,7 +405,7 @@ class Session:
                              f"Session(stabench.Store({str(self.store)!r}))")
 
     def _attempt_path(self, key: str) -> Path:
-        return self.store.path.parent / "attempts" / f"{key}.json"
+        return beside_store(self.store.path, "attempts") / f"{key}.json"
 
     def _prepare(self, arm: Arm, seed: int):
         from .train import prepare
@@ -463,9 +471,8 @@ class Session:
         record = {"session": self.session_id, "pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.time(), "error": None}
         try:
-            attempt.parent.mkdir(parents=True, exist_ok=True)
             _write_attempt(attempt, record)
-        except OSError as error:  # "attempts" is a file, or the disk is full
+        except OSError as error:  # "-attempts" is a file, or the disk is full
             raise RunSetupError(f"{self.store.path}: cannot write the attempt file {attempt} beside the store "
                                 f"({error.strerror or error}), so no run is trained") from None
         try:
@@ -708,7 +715,10 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
                           cpu_threads=cpu_threads, recompute=recompute)
         for task in dict.fromkeys(arm.task for arm in spec.arms):  # an in-memory task's data as it is now
             reload_task_data(task)
-        studies = StudySet((arm.name, session.collect(arm, spec.seeds)) for arm in spec.arms)
+        try:
+            studies = StudySet((arm.name, session.collect(arm, spec.seeds)) for arm in spec.arms)
+        finally:  # the notes tell this call's verdict about crashed seeds, and no later one
+            clear_attempts(session.store.path, session.session_id)
     judged = studies if len(studies) > 1 else next(iter(studies.values()))
     test(study=judged, **given)
     return judged

@@ -109,6 +109,21 @@ def _make_folder(folder: Path) -> None:
         raise StoreError(f"cannot make the results store's folder {folder}: {exc.strerror or exc}") from None
 
 
+def beside_store(store_path: str | os.PathLike[str], kind: str) -> Path:
+    """The folder of a store's per-run ``kind`` files ("locks", "attempts"), named after the store
+    file as SQLite names its ``-wal``, so two stores in one folder keep theirs apart.  It is removed
+    whenever it empties (see :func:`remove_if_empty`): a script's store leaves no folder beside it."""
+    path = Path(store_path)
+    return path.with_name(f"{path.name}-{kind}")
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` unless it holds a file.  A process about to create its file there may
+    find the folder gone: it makes the folder again and retries on FileNotFoundError."""
+    with contextlib.suppress(OSError):  # not empty: another run's file is there
+        folder.rmdir()
+
+
 def _migrate_to_1(conn: sqlite3.Connection) -> None:
     conn.execute(f"""
         CREATE TABLE runs (
@@ -1013,19 +1028,21 @@ class Store:
         holds the claim (it is training that run right now).
 
         An ``flock`` dies with its process, so a SIGKILLed holder never blocks the run
-        forever.  The holder deletes the lock file on the way out, so ``locks/`` keeps only
-        the files of runs being trained (or of holders that were killed).  A process that was
-        waiting on a deleted file finds that its file is no longer the one at the path, and
-        locks the new one instead: two holders are never in at once.
+        forever.  The holder deletes the lock file on the way out (and the ``-locks`` folder when
+        it empties), so the folder keeps only the files of runs being trained (or of holders that
+        were killed).  A process that was waiting on a deleted file finds that its file is no
+        longer the one at the path, and locks the new one instead: two holders are never in at once.
         """
         if not _SAFE_KEY.fullmatch(key):
             raise StoreError(f"cannot lock run key {key!r}: expected letters, digits, '.', '_' or '-'")
-        path = self.path.parent / "locks" / f"{key}.lock"
+        path = beside_store(self.path, "locks") / f"{key}.lock"
         while True:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:  # "locks" is a file, a read-only folder
+            except FileNotFoundError:  # the last holder removed the emptied folder meanwhile
+                continue
+            except OSError as exc:  # "-locks" is a file, a read-only folder
                 raise StoreError(f"{self.path}: cannot write the claim on run {key} beside the store, {path} "
                                  f"({exc.strerror or exc})") from None
             try:
@@ -1048,6 +1065,7 @@ class Store:
                 path.unlink(missing_ok=True)  # while still holding, so no one can lock this file after us
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
+            remove_if_empty(path.parent)
 
     def get_or_compute(self, key: str, compute: Callable[[], RunResult], recompute: bool = False,
                        recipe_name: str | None = None, wait: bool = True,

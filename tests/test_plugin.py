@@ -105,7 +105,8 @@ def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
     recomputed = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-recompute")
     recomputed.stdout.fnmatch_lines(["runs: 4 trained this session (4 by seed items, 0 by verdicts); 0 read from the "
                                      "store (*/s.sqlite)"])
-    assert not list((suite.path / "attempts").glob("*.json"))  # the session's markers go with it
+    assert not (suite.path / "s.sqlite-attempts").exists()  # the session's markers go with it, and their folder
+    assert not (suite.path / "s.sqlite-locks").exists()
 
 
 def test_a_session_without_claims_imports_neither_torch_nor_scipy(pytester):
@@ -902,19 +903,19 @@ def test_a_named_store_that_is_no_store_stops_the_session_before_training(suite)
 
 
 def test_a_store_that_fails_mid_session_fails_its_seeds_in_one_line(suite):
-    """A full disk, a store locked past its timeout, "attempts" or "locks" made a file: each seed
+    """A full disk, a store locked past its timeout, the attempts or locks folder made a file: each seed
     failed with a traceback of chained errors (a full disk buried its cause under the attempt file's)."""
-    (suite.path / "attempts").write_text("not a folder\n")
+    (suite.path / "s.sqlite-attempts").write_text("not a folder\n")
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the attempt file *attempts/*.json beside the store (*), "
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the attempt file *s.sqlite-attempts/*.json beside the store (*), "
                                  "so no run is trained*"])
-    (suite.path / "attempts").unlink()
-    shutil.rmtree(suite.path / "locks", ignore_errors=True)
-    (suite.path / "locks").write_text("not a folder\n")
+    (suite.path / "s.sqlite-attempts").unlink()
+    shutil.rmtree(suite.path / "s.sqlite-locks", ignore_errors=True)
+    (suite.path / "s.sqlite-locks").write_text("not a folder\n")
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the claim on run * beside the store, *locks/*.lock (*)*"])
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the claim on run * beside the store, *s.sqlite-locks/*.lock (*)*"])
     for outcome in (result.stdout.str(), result.stderr.str()):
         assert "Traceback" not in outcome and "During handling" not in outcome
 

@@ -327,6 +327,7 @@ def test_a_study_from_a_script_can_show_its_progress(tiny_model, tmp_path, monke
     shown.clear()
     assert stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=tmp_path / "s.sqlite").n == 2
     assert shown == []  # no bar unless asked for
+    assert [p.name for p in tmp_path.iterdir()] == ["s.sqlite"]  # nothing else beside a script's store
 
 
 def test_a_script_without_store_uses_stabench_store_and_without_either_is_warned(tiny_model, tmp_path,
@@ -511,6 +512,7 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
         judged = stabench.check_claim(test_low_lr_fails_no_more, store=store, seeds="0-1", slack=2)
         assert sorted(judged) == ["high", "low"] and [r.seed for r in judged["low"].results] == [0, 1]
         assert sorted(r.seed for r in store.query()) == [0, 0, 1, 1]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite", "s.sqlite-shm", "s.sqlite-wal"]  # no notes
         low = Arm(name="x", task="polarity", model=tiny_model, recipe=arms["low"]["recipe"])
         read = Session(store=store).collect(low, [0, 1])
         assert [r.metrics for r in read.results] == [r.metrics for r in judged["low"].results]

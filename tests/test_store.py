@@ -1354,7 +1354,29 @@ def test_racing_get_or_compute_trains_each_run_once(tmp_path: Path) -> None:
     assert len({line.split()[0] for line in log_lines(log)}) > 1  # the work really was shared
     with Store(path) as opened:
         assert opened.count() == 5
-    assert list((tmp_path / "locks").iterdir()) == []  # each holder deleted its lock file
+    assert not (tmp_path / "results.sqlite-locks").exists()  # each holder deleted its lock file, the last the folder
+
+
+def test_a_claim_s_folder_is_the_store_s_own_and_goes_when_it_empties(tmp_path: Path, monkeypatch) -> None:
+    """Two stores in one folder lock apart; a holder that finds the folder just removed by the last
+    holder going makes it again (a script's store used to leave an empty ``locks/`` beside it)."""
+    with Store(tmp_path / "a.sqlite") as one, Store(tmp_path / "b.sqlite") as other:
+        with one.lock("run-1"), other.lock("run-1", blocking=False) as held:
+            assert held and (tmp_path / "a.sqlite-locks" / "run-1.lock").exists()
+            assert (tmp_path / "b.sqlite-locks" / "run-1.lock").exists()
+        assert sorted(p.name for p in tmp_path.iterdir() if "-locks" in p.name) == []
+        real_open, removed = os.open, []
+
+        def open_after_the_last_holder_left(path, *args):
+            if not removed:
+                removed.append(Path(path).parent)
+                Path(path).parent.rmdir()
+            return real_open(path, *args)
+
+        monkeypatch.setattr(os, "open", open_after_the_last_holder_left)
+        with one.lock("run-2") as held:
+            assert held and (tmp_path / "a.sqlite-locks" / "run-2.lock").exists()
+        assert removed == [tmp_path / "a.sqlite-locks"] and not removed[0].exists()
 
 
 def test_processes_taking_turns_on_a_deleted_lock_file_are_never_inside_together(tmp_path: Path) -> None:
@@ -1371,7 +1393,7 @@ def test_processes_taking_turns_on_a_deleted_lock_file_are_never_inside_together
     pairs = list(zip(lines[::2], lines[1::2]))
     assert all(a.startswith("in ") and b == "out " + a.split()[1] for a, b in pairs)
     assert len({a for a, _ in pairs}) == 4
-    assert list((tmp_path / "locks").iterdir()) == []
+    assert not (tmp_path / "results.sqlite-locks").exists()
 
 
 def test_sigkill_during_training_loses_nothing_and_rerun_trains_only_missing(tmp_path: Path) -> None:
@@ -1427,7 +1449,7 @@ def test_a_sigkilled_lock_holder_releases_its_claim(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     holder = worker("hold", path, "run-1", ready)
     wait_for(ready.exists)
-    fd = os.open(tmp_path / "locks" / "run-1.lock", os.O_RDWR)
+    fd = os.open(tmp_path / "results.sqlite-locks" / "run-1.lock", os.O_RDWR)
     try:
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
