@@ -12,7 +12,7 @@ on stored :class:`~stabench.result.RunResult` objects or on models, without pyte
   :func:`overfitting_trend`.
 * Loss surfaces (Fig. 6): :func:`loss_surface` (drawn by :func:`stabench.plots.plot_loss_surface`).
 
-Heavy imports (transformers, matplotlib, scipy) happen inside the functions that need them.
+torch and numpy load with the module; transformers, datasets and scipy inside the functions that need them.
 """
 from __future__ import annotations
 

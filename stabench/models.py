@@ -160,7 +160,9 @@ def load_tokenizer(source: ModelSource):
 
 @functools.lru_cache(maxsize=8)
 def _load_tokenizer(source: ModelSource, files_sha256: str | None):
-    """A folder saved without a tokenizer (``model.save_pretrained`` alone) may still load one, as
+    """``files_sha256`` is only the cache's key: a folder whose files changed loads again.
+
+    A folder saved without a tokenizer (``model.save_pretrained`` alone) may still load one, as
     a stub that knows a handful of special tokens: every word would be [UNK], and the runs would
     fail as if the recipe were unstable.  So its size is checked against the config's."""
     from transformers import AutoTokenizer

@@ -25,12 +25,6 @@ from .recipes import ADAMW_STYLES
 # float for any beta < 1 - 1e-7, so its bias corrections are exactly 1: the BERT update.
 _UNCORRECTED_STEP = 1e12
 
-# How a bias-corrected step treats eps.  "transformers" (transformers.AdamW, Mosbach et al.'s
-# code): p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), so eps acts as
-# eps / sqrt(1 - b2^t) against the corrected sqrt(v): 32x eps at t = 1, 3x at t = 100, which
-# matters for coordinates with tiny gradients.  "torch" (torch.optim.AdamW): eps is added to the
-# corrected sqrt(v).  Without bias correction both are the TF BERT update.  Names: ADAMW_STYLES.
-
 def no_decay_names(model: nn.Module) -> set[str]:
     """The parameters BERT's recipe keeps out of weight decay: every bias, and the parameters of
     each normalisation layer, found by its type (any class named ``*Norm*``) rather than by its
@@ -46,6 +40,11 @@ def no_decay_names(model: nn.Module) -> set[str]:
     return names
 
 
+# How a bias-corrected step treats eps.  "transformers" (transformers.AdamW, Mosbach et al.'s
+# code): p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps), so eps acts as
+# eps / sqrt(1 - b2^t) against the corrected sqrt(v): 32x eps at t = 1, 3x at t = 100, which
+# matters for coordinates with tiny gradients.  "torch" (torch.optim.AdamW): eps is added to the
+# corrected sqrt(v).  Without bias correction both are the TF BERT update.  Names: ADAMW_STYLES.
 class AdamW(torch.optim.Optimizer):
     """Decoupled-weight-decay Adam.
 
@@ -53,7 +52,7 @@ class AdamW(torch.optim.Optimizer):
     in the first steps the moments are biased towards zero, so the effective step is small at
     first and the ratio m/sqrt(v) is not normalised as Adam intends.  With bias correction,
     ``style="transformers"`` is ``transformers.AdamW(correct_bias=True)`` and ``style="torch"``
-    is ``torch.optim.AdamW`` (they differ in where eps goes: see the note on the styles above).
+    is ``torch.optim.AdamW`` (they differ in where eps goes: see the note just above).
 
     Weight decay comes before the Adam step, as in torch's kernels; transformers.AdamW decayed
     after it, which differs by lr^2 * wd * (the step), about 1e-12 at the paper's lr: far below

@@ -1,5 +1,5 @@
 """Figures for stability reports: per-seed score spreads, gradient-norm traces, training curves,
-dev accuracy against train loss.
+dev accuracy against train loss, loss surfaces, and a session's claims (``plot_claims``).
 
 Plots are drawn on matplotlib's Agg canvas directly, never through pyplot, so they work on
 headless CI machines and in pytest workers and leave a notebook's backend (inline figures) as it

@@ -86,7 +86,7 @@ class ProjectSettings:
 def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSettings:
     """The settings pytest would use in a session started in ``start`` (the current folder)."""
     start = Path(start if start is not None else os.getcwd()).resolve()
-    chosen = _chosen_by_command_line(start)
+    chosen = _chosen_by_command_line()
     # pytest takes a key as written before the first "=" (" stabench_store " is another, unknown key)
     overrides = dict(entry.partition("=")[::2] for entry in chosen.override_ini)
     if chosen.config_file:  # pytest reads this file, pytest section or not, and roots the session there
@@ -129,7 +129,7 @@ def _settings(path: Path | None, rootdir: Path, section: dict[str, object], over
     return ProjectSettings(path, rootdir, options, _flags(addopts, where))
 
 
-def _chosen_by_command_line(start: Path) -> argparse.Namespace:
+def _chosen_by_command_line() -> argparse.Namespace:
     """pytest's own options in ``$PYTEST_ADDOPTS`` that choose its configuration: ``-c``/
     ``--config-file``, ``--rootdir`` and ``-o``/``--override-ini`` (in the file's ``addopts``
     they come too late for that, and pytest ignores them)."""

@@ -702,6 +702,7 @@ def check_subsample_seed(subsample_seed: int, owner: str = "") -> int:
 
 @functools.lru_cache(maxsize=16)
 def _load_cached(task: Task, train_size: int | None, subsample_seed: int, stamps: tuple) -> TaskData:
+    """``stamps`` is only the cache's key: a data file that changed, or a task reloaded, loads again."""
     train, evaluation = _splits(task)
     if train_size is not None and train_size > len(train):
         raise TaskDataError(f"train_size={train_size} is larger than {task.name}'s training set ({len(train)} "
