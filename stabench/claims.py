@@ -2,7 +2,7 @@
 
 This module is the science side of the pytest plugin; all but ``claim`` (which makes the
 pytest marker) works without pytest: ``Session.run_seed`` trains (or reuses) one seed,
-``Session.collect`` builds a ``Study`` from stored seeds.
+``Session.collect`` builds a ``Study`` from the stored seeds and trains the missing ones.
 A seed that crashed or raised in this session is remembered in an attempt file, so a
 verdict fails with that reason instead of passing on fewer seeds.
 """
@@ -247,6 +247,9 @@ def parse_seeds(text: str, accepted: str = "a range like 0-4, a list like 1,3,7,
 def seeds_from_text(text: str) -> int | list[int]:
     """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
     if text.strip().isdigit():
+        if int(text) == 0:
+            raise ValueError(f"seeds {text!r} select no seed; expected a count >= 1 like 5, a range like 0-4 or a "
+                             f"list like 1,3,7")
         _check_seed_count(int(text), f"seeds {text!r}")
         return int(text)
     return parse_seeds(text, accepted="a count like 5, a range like 0-4, a list like 1,3,7, or a mix")

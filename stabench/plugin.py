@@ -343,7 +343,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires): "
+    config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires, gate, reference): "
                                        "a fine-tuning stability claim (use stabench.claim)")
     config.addinivalue_line("markers", f"{VERDICT_MARK}: a claim's verdict item (set by stabench); -m 'not "
                                        f"{VERDICT_MARK}' selects seed items only")
@@ -551,13 +551,9 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
     from .claims import seeds_from_text, seeds_of
 
     try:
-        seeds = seeds_of(seeds_from_text(text))
+        return seeds_of(seeds_from_text(text))
     except ValueError as error:
         raise pytest.UsageError(f"{_named(config, 'seeds')}: {error}") from None
-    if not seeds:
-        raise pytest.UsageError(f"{_named(config, 'seeds')}=0 selects no seed; expected N >= 1, a range like 8-15 "
-                                "or a list like 1,3,7")
-    return seeds
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

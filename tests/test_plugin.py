@@ -450,6 +450,7 @@ def test_unseen(study):
     (dict(seeds=range(-1, 2)), "claim seeds=[-1, 0, 1] is invalid; expected a count >= 1 or a list of distinct"),
     (dict(seeds=[1, 1]), "claim seeds=[1, 1] is invalid"),
     (dict(seeds=0), "claim seeds=0 is invalid"),
+    (dict(seeds="0"), "seeds '0' select no seed; expected a count >= 1 like 5"),  # as --stabench-seeds=0
     (dict(train_size=0), "claim train_size=0 is invalid; expected a number of examples >= 1"),
     (dict(gate={"alpah": 0.1}), "gate limit 'alpah' is unknown; expected one of max_mean_drop, "),
     (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
@@ -813,7 +814,7 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
 
 @pytest.mark.parametrize("option, message", [
     ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a count like 5, a range like 0-4"),
-    ("--stabench-seeds=0", "--stabench-seeds=0 selects no seed; expected N >= 1"),
+    ("--stabench-seeds=0", "--stabench-seeds: seeds '0' select no seed; expected a count >= 1 like 5, a range"),
     ("--stabench-device=tpu", "--stabench-device: device 'tpu' is invalid; expected auto, cpu, cuda or cuda:N"),
     ("--stabench-gate=max_drop=0.1", "--stabench-gate: gate limit 'max_drop' is unknown; expected one of max_mean_drop"),
     ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
