@@ -537,11 +537,11 @@ def _names_one_gpu(device: str | None) -> bool:
 
 
 def _gpu_ids(requested: str | None) -> list[str]:
-    """GPU ids to spread workers over (``--stabench-gpus``, checked by ``check_gpu_ids``, or
-    every visible one), without initialising CUDA in the controller."""
-    from .environment import visible_gpu_ids
+    """GPU ids to spread workers over (``--stabench-gpus``, or every visible one), without
+    initialising CUDA in the controller."""
+    from .environment import check_gpu_ids, visible_gpu_ids
 
-    return [g.strip() for g in requested.split(",") if g.strip()] if requested else visible_gpu_ids()
+    return check_gpu_ids(requested) if requested else visible_gpu_ids()
 
 
 def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
