@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -176,16 +177,32 @@ def _count(flags: int | Sequence[bool] | None, n: int, name: str) -> int:
     """Accept either a count or one flag per run, so callers can pass RunResult verdicts."""
     if flags is None:
         return 0
-    if isinstance(flags, (int, np.integer)):
+    listed = _flags(flags, name)
+    if listed is None:
         count = int(flags)
     else:
-        flags = list(flags)
-        if len(flags) != n:
-            raise ValueError(f"{name} has {len(flags)} flags for {n} scores")
-        count = sum(bool(flag) for flag in flags)
+        if len(listed) != n:
+            raise ValueError(f"{name} has {len(listed)} flags for {n} scores")
+        count = sum(listed)
     if not 0 <= count <= n:
         raise ValueError(f"{name} count {count} is outside [0, {n}]")
     return count
+
+
+def _flags(failures: int | Iterable[bool] | None, name: str) -> list[bool] | None:
+    """Each run's failed flag where ``failures`` gives them (read once: it may be a generator);
+    None for a count.  A float, a lone bool or text is neither (``failed=True`` read as a count of
+    one, 2.0 as "not iterable")."""
+    if failures is None or isinstance(failures, Integral) and not isinstance(failures, (bool, np.bool_)):
+        return None
+    refused = ValueError(f"{name}={reprlib.repr(failures)} is invalid; expected a count (an integer) or one "
+                         f"True/False flag per run")
+    if isinstance(failures, (bool, np.bool_, str, bytes)) or not isinstance(failures, Iterable):
+        raise refused
+    listed = list(failures)
+    if any(not isinstance(flag, (bool, np.bool_, Integral)) or flag not in (0, 1) for flag in listed):
+        raise refused
+    return [bool(flag) for flag in listed]
 
 
 def _finite(scores: Iterable[float], owner: str, side: str) -> np.ndarray:
@@ -239,6 +256,12 @@ class Summary:
         return dataclasses.asdict(self)
 
 
+def sample_mean(values: np.ndarray) -> float:
+    """The mean, kept within the scores' range: numpy's rounded sum put three runs at 0.1 at
+    0.10000000000000002, above their max, and a gate saw a 3e-17 drop between identical studies."""
+    return float(np.clip(np.mean(values), np.min(values), np.max(values)))
+
+
 def sample_std(values: np.ndarray) -> float:
     """The sample std (ddof=1), exactly 0 for tied scores: numpy's rounded mean leaves 1e-16
     there, which tables print and the std's upper bound scales."""
@@ -263,7 +286,7 @@ def summarize(
     q25, median, q75 = (float(q) for q in np.quantile(data, [0.25, 0.5, 0.75]))
     return Summary(
         n=n,
-        mean=float(np.mean(data)),
+        mean=sample_mean(data),
         std=std,
         min=float(np.min(data)),
         median=median,
@@ -315,7 +338,7 @@ def expected_max_curve(scores: Iterable[float], ns: Iterable[int]) -> list[float
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n={n!r} is invalid; expected a number of seeds (an integer >= 1)")
         weights = ranks**n - (ranks - 1 / ordered.size) ** n
-        curve.append(float(np.dot(weights, ordered)))
+        curve.append(float(np.clip(np.dot(weights, ordered), ordered[0], ordered[-1])))  # rounding: see sample_mean
     return curve
 
 
@@ -624,8 +647,8 @@ def compare(
     return Comparison(
         n_a=int(a.size),
         n_b=int(b.size),
-        mean_a=float(a.mean()),
-        mean_b=float(b.mean()),
+        mean_a=sample_mean(a),
+        mean_b=sample_mean(b),
         std_a=sample_std(a),
         std_b=sample_std(b),
         failures_a=int(failures_a),
@@ -861,7 +884,8 @@ def regression(
     current = _finite(current_scores, "regression", "current")
     if base.size < 2 or current.size < 2:
         raise ValueError(f"regression needs at least 2 scores per study, got {base.size} and {current.size}")
-    baseline_flags, current_flags = _flags(baseline_failures), _flags(current_failures)
+    baseline_flags = _flags(baseline_failures, "baseline_failures")
+    current_flags = _flags(current_failures, "current_failures")
     baseline_failures = _count(baseline_failures if baseline_flags is None else baseline_flags, base.size,
                                "baseline_failures")
     current_failures = _count(current_failures if current_flags is None else current_flags, current.size,
@@ -882,7 +906,8 @@ def regression(
                        "skipped": skipped})
         return regressed
 
-    drop = base.mean() - current.mean()
+    mean_base, mean_current = sample_mean(base), sample_mean(current)
+    drop = mean_base - mean_current
     if not threshold.higher_is_better:
         drop = -drop
     if threshold.max_mean_drop is not None:
@@ -891,7 +916,7 @@ def regression(
             p = mann_whitney(better_current, better_base, alternative="less")
         if record("mean drop", "one-sided Mann-Whitney", drop, threshold.max_mean_drop, p):
             reasons.append(
-                f"{metric}: mean got worse by {drop:.4g} ({base.mean():.4g} -> {current.mean():.4g}; "
+                f"{metric}: mean got worse by {drop:.4g} ({mean_base:.4g} -> {mean_current:.4g}; "
                 f"allowed {threshold.max_mean_drop:.4g}), one-sided Mann-Whitney p={p:.3g} < {level}"
             )
 
@@ -938,12 +963,6 @@ def regression(
                 f"one-sided Fisher exact p={p:.3g} < {level}"
             )
     return reasons
-
-
-def _flags(failures: int | Iterable[bool] | None) -> list[bool] | None:
-    """Each run's failed flag where ``failures`` gives them (read once: it may be a generator);
-    None for a count."""
-    return None if failures is None or isinstance(failures, (int, np.integer)) else [bool(f) for f in failures]
 
 
 def _succeeded(scores: list[float], failed: list[bool]) -> np.ndarray:

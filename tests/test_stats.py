@@ -169,6 +169,7 @@ def test_summarize_matches_numpy(scores):
     assert summary.mean == pytest.approx(np.mean(scores), abs=1e-9)
     assert summary.median == pytest.approx(np.median(scores))
     assert summary.min == min(scores) and summary.max == max(scores)
+    assert summary.min <= summary.mean <= summary.max  # rounding never puts the mean outside the scores
     if len(scores) >= 2:
         assert summary.std == pytest.approx(np.std(scores, ddof=1), abs=1e-9)
     else:
@@ -190,6 +191,13 @@ def test_summarize_counts_flags_and_formats():
         summarize([])
     with pytest.raises(ValueError, match="flags"):
         summarize([0.1, 0.2], failed=[True])
+    assert summarize([0.1, 0.2, 0.3], failed=np.array([True, False, True]), collapsed=np.int64(1)).failures == 2
+    for bad in (1.0, np.float64(2.0), True, np.bool_(True), "1", [True, None, False], [0, 2, 1]):
+        with pytest.raises(ValueError, match=r"^failed=.* is invalid; expected a count \(an integer\) or one "
+                                             r"True/False flag per run$"):
+            summarize([0.1, 0.2, 0.3], failed=bad)  # a float was "not iterable", True a count of one
+    with pytest.raises(ValueError, match=r"^current_failures=np.True_ is invalid"):
+        regression([0.5, 0.6], [0.5, 0.6], 0, np.bool_(True), Threshold("accuracy"))
 
 
 # --------------------------------------------------------------------------- expected max
@@ -203,6 +211,20 @@ def test_expected_max_properties(scores):
     tolerance = 1e-9 * (1 + max(abs(s) for s in scores))
     assert all(later >= earlier - tolerance for earlier, later in zip(curve, curve[1:]))
     assert all(value <= max(scores) + tolerance for value in curve)
+    assert all(min(scores) <= value <= max(scores) for value in curve)
+
+
+@FAST
+@given(st.floats(-1e3, 1e3, allow_nan=False), st.integers(1, 30), st.integers(2, 30))
+def test_tied_scores_have_their_value_as_mean_and_expected_max(score, n, other_n):
+    """Three runs at 0.1 had a mean of 0.10000000000000002; a gate with max_mean_drop=0 then saw a
+    drop of 3e-17 between two such studies."""
+    summary = summarize([score] * n)
+    assert summary.mean == score == expected_max([score] * n, 1) == expected_max([score] * n, 5)
+    if n >= 2:
+        checks = []
+        assert regression([score] * n, [score] * other_n, 0, 0, Threshold("accuracy", max_mean_drop=0.0), checks) == []
+        assert checks[0]["effect"] == 0.0
 
 
 def test_expected_max_small_example():
