@@ -132,11 +132,17 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
     if not isinstance(result, RunResult):
         raise TypeError(f"vanishing_gradients takes one RunResult, not {type(result).__name__}; for a study's runs "
                         f"use gradient_summary(study)")
+    from .stats import check_number
+
+    if not (isinstance(early, Sequence) and len(early) == 2 and all(isinstance(s, Integral) for s in early)):
+        raise ValueError(f"early={early!r} is invalid; expected a window of trace steps (first, last), e.g. (1, 100)")
     lo, hi = early
     if lo > hi:
         raise ValueError(f"early={early!r}: the window's first step must not exceed its last")
-    if factor <= 1 or recover_factor <= 1:
-        raise ValueError(f"factor={factor!r} and recover_factor={recover_factor!r} must both be > 1")
+    for name, value in (("factor", factor), ("recover_factor", recover_factor)):  # NaN: never "vanished"
+        check_number(name, value, "a finite number > 1, e.g. 100", lambda x: 1 < x < math.inf)
+    if max_ratio is not None:
+        check_number("max_ratio", max_ratio, "a finite number > 0, e.g. 0.1, or None", lambda x: 0 < x < math.inf)
     if isinstance(tail, bool) or not isinstance(tail, Integral) or tail < 1:
         raise ValueError(f"tail={tail!r} is invalid; expected a number of trace points >= 1")
     check_traced(result, "vanishing_gradients: ")
@@ -572,6 +578,12 @@ def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> 
     """
     from scipy import stats
 
+    from .stats import check_number
+
+    # alpha=0.95 (a confidence level) inverted the interval, and any slope was "flat"
+    check_number("overfitting_trend alpha", alpha, "a level in (0, 0.5), e.g. 0.05", lambda a: 0 < a < 0.5)
+    check_number("overfitting_trend tolerance", tolerance, "a finite slope >= 0, e.g. 0.01",
+                 lambda t: 0 <= t < math.inf)
     runs = runs_of(results, "overfitting_trend: ")  # once: results may be a generator
     tasks = sorted({str((r.task or {}).get("name")) for r in runs})
     if len(tasks) > 1:

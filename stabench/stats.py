@@ -38,7 +38,7 @@ ASO_MIN_SEEDS = 6
 PERMUTATIONS = 19_999
 
 
-def _check_number(name: str, value: object, expected: str, valid) -> None:
+def check_number(name: str, value: object, expected: str, valid) -> None:
     """A limit given as text or out of range is an error naming it, not a comparison TypeError."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not valid(value):
         raise ValueError(f"{name}={value!r} is invalid; expected {expected}")
@@ -46,7 +46,7 @@ def _check_number(name: str, value: object, expected: str, valid) -> None:
 
 def _check_confidence(confidence: object) -> None:
     """``confidence=95`` (a percentage) would silently give NaN bounds."""
-    _check_number("confidence", confidence, "a level in (0, 1), e.g. 0.95", lambda c: 0 < c < 1)
+    check_number("confidence", confidence, "a level in (0, 1), e.g. 0.95", lambda c: 0 < c < 1)
 
 
 # --------------------------------------------------------------------------- failures
@@ -119,7 +119,7 @@ def std_upper_bound(std: float, n: int, confidence: float = 0.95) -> float:
     (n = 25 at 95%: 1.316 x the observed std).
     """
     _check_confidence(confidence)
-    _check_number("std", std, "a std >= 0 (or NaN, from one seed)", lambda x: math.isnan(x) or x >= 0)
+    check_number("std", std, "a std >= 0 (or NaN, from one seed)", lambda x: math.isnan(x) or x >= 0)
     if n < 2 or math.isnan(std):
         return math.inf
     return float(std * math.sqrt((n - 1) / stats.chi2.ppf(1 - confidence, n - 1)))
@@ -633,7 +633,7 @@ def compare(
     runs at the matching confidence level, as deepsig does for multiple comparisons.
     ``names`` and ``metric`` are what the assertions' messages call the studies and scores.
     """
-    _check_number("compare alpha", alpha, "a number in (0, 1), e.g. 0.05", lambda x: 0 < x < 1)
+    check_number("compare alpha", alpha, "a number in (0, 1), e.g. 0.05", lambda x: 0 < x < 1)
     if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, Integral) or n_comparisons < 1:
         raise ValueError(f"compare n_comparisons={n_comparisons!r} is invalid; expected an integer >= 1")
     alpha, n_comparisons = float(alpha), int(n_comparisons)  # a numpy value would not go into the reports' JSON
@@ -692,11 +692,11 @@ def compare_runs(runs_a: Sequence, runs_b: Sequence, metric: str | None = None, 
 
 
 def _check_rate(rate: object) -> None:
-    _check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
+    check_number("rate", rate, "a failure rate in (0, 1], e.g. 0.2", lambda r: 0 < r <= 1)
 
 
 def _check_std_limit(limit: object) -> None:
-    _check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
+    check_number("limit", limit, "a std > 0, e.g. 0.03", lambda x: x > 0)
 
 
 def failure_rate_below(summary: Summary, rate: float, confidence: float = 0.95, one_sided: bool = False) -> bool:

@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -150,6 +151,13 @@ def test_factor_and_window_are_parameters():
         analysis.vanishing_gradients(result, early=(2, 9))
     with pytest.raises(ValueError, match="gradient-norm trace"):
         analysis.vanishing_gradients(make_result({}))
+    for bad, message in ((dict(factor=math.nan), r"factor=nan is invalid; expected a finite number > 1"),
+                         (dict(factor="100"), r"factor='100' is invalid"),
+                         (dict(recover_factor=1), r"recover_factor=1 is invalid"),
+                         (dict(max_ratio=math.nan), r"max_ratio=nan is invalid; expected a finite number > 0"),
+                         (dict(early=5), r"early=5 is invalid; expected a window of trace steps \(first, last\)")):
+        with pytest.raises(ValueError, match=rf"^{message}"):  # NaN was silently never "vanished"
+            analysis.vanishing_gradients(result, **bad)
 
 
 def test_a_drop_of_exactly_one_over_factor_is_vanishing():
@@ -283,6 +291,11 @@ def test_a_small_slope_from_few_noisy_runs_is_inconclusive_not_flat():
     trend = analysis.overfitting_trend(runs)
     assert abs(trend.slope) < 0.01 and trend.slope_ci[1] - trend.slope_ci[0] > 0.02
     assert not trend.flat and not trend.overfits and trend.verdict == "inconclusive"
+    for bad, message in ((dict(alpha=0.95), "alpha=0.95 is invalid; expected a level in (0, 0.5)"),
+                         (dict(alpha=5), "alpha=5 is invalid"),
+                         (dict(tolerance=math.inf), "tolerance=inf is invalid; expected a finite slope >= 0")):
+        with pytest.raises(ValueError, match=f"^overfitting_trend {re.escape(message)}"):  # 0.95 made it "flat"
+            analysis.overfitting_trend(runs, **bad)
 
 
 def test_accuracy_falling_with_loss_is_overfitting():
