@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,9 +132,10 @@ def render(renderable: Any, width: int = 120, color: bool = False) -> str:
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     """A GitHub Markdown table; a ``|`` inside a cell (linked recipe names, a test id) is escaped,
-    or it would split the row into extra columns."""
+    or it would split the row into extra columns, and a line break (an arm's or task's name may
+    hold one) is ``<br>``, or it would start a row of its own."""
     def cell(value: Any) -> Any:
-        return value.replace("|", "\\|") if isinstance(value, str) else value
+        return re.sub(r"\r\n|\r|\n", "<br>", value.replace("|", "\\|")) if isinstance(value, str) else value
 
     return tabulate([[cell(v) for v in r.values()] for r in rows], headers=[cell(h) for h in rows[0]] if rows else [],
                     tablefmt="github", disable_numparse=True)  # cells are formatted already: 0.500 stays 0.500

@@ -1008,6 +1008,8 @@ def test_a_markdown_cell_keeps_a_pipe_inside_its_column():
     table = markdown([{"recipe": "r | r[lr=2e-05]", "n": 8}])
     assert all(line.replace("\\|", "").count("|") == 3 for line in table.splitlines()), table
     assert "r \\| r[lr=2e-05]" in table
+    broken = markdown([{"arm": "two\nlines", "task": "a\r\nb\rc", "n": 8}]).splitlines()
+    assert len(broken) == 3 and "two<br>lines" in broken[2] and "a<br>b<br>c" in broken[2]  # no fake extra row
 
 
 def test_summary_lists_each_stored_study_once_with_its_numbers(tmp_path, capsys):
