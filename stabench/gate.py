@@ -118,9 +118,9 @@ def parse_env(text: str) -> dict[str, str | None]:
     env: dict[str, str | None] = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
-        if not sep or name.strip() not in ALL_KEY_FIELDS:
-            raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join(ALL_KEY_FIELDS)}")
+        if not sep or name.strip() not in ALL_KEY_FIELDS or not value.strip():  # "torch=" matched no run
+            raise ValueError(f"environment filter {item!r} is invalid; expected FIELD=VALUE (VALUE none for a field "
+                             f"a run lacks) with FIELD one of {', '.join(ALL_KEY_FIELDS)}")
         if name.strip() in env:  # a run has one value of each field: the last one would win unseen
             raise ValueError(f"environment filter {text!r} names {name.strip()} twice; expected each field once")
         env[name.strip()] = None if value.strip() == "none" else value.strip()

@@ -119,6 +119,8 @@ def std_upper_bound(std: float, n: int, confidence: float = 0.95) -> float:
     (n = 25 at 95%: 1.316 x the observed std).
     """
     _check_confidence(confidence)
+    if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
+        raise ValueError(f"std_upper_bound n={n!r} is invalid; expected a number of scores (an integer >= 1)")
     check_number("std", std, "a std >= 0 (or NaN, from one seed)", lambda x: math.isnan(x) or x >= 0)
     if n < 2 or math.isnan(std):
         return math.inf
@@ -166,6 +168,8 @@ def bootstrap_ci(
             )
             low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
             if not (math.isnan(low) or math.isnan(high)):
+                if statistic == "mean":  # a resample of the max alone averaged 1 ulp above it: see sample_mean
+                    low, high = max(low, float(data[0])), min(high, float(data[-1]))
                 return low, high
     return NAN_INTERVAL
 
@@ -374,8 +378,9 @@ def _violation_ratios(quantiles_a: np.ndarray, quantiles_b: np.ndarray) -> np.nd
 
 def violation_ratio(scores_a: Iterable[float], scores_b: Iterable[float]) -> float:
     """Point estimate of how far A is from stochastically dominating B (0 = fully, 0.5 = tie)."""
-    a = np.sort(np.asarray(list(scores_a), dtype=float))
-    b = np.sort(np.asarray(list(scores_b), dtype=float))
+    a, b = _finite(scores_a, "violation_ratio", "A"), _finite(scores_b, "violation_ratio", "B")
+    if a.size == 0 or b.size == 0:
+        raise ValueError(f"violation_ratio needs at least one score per sample, got {a.size} and {b.size}")
     return float(_violation_ratios(_quantiles(a), _quantiles(b)))
 
 
@@ -397,6 +402,7 @@ def aso(
     itself is a tie, 0.5 as a point estimate (:func:`violation_ratio`, the "about 0.5" said of
     ASO); its upper bound lies above that, up to 1.
     """
+    check_number("aso confidence_level", confidence_level, "a level in (0, 1), e.g. 0.95", lambda c: 0 < c < 1)
     a, b = _finite(scores_a, "aso", "A"), _finite(scores_b, "aso", "B")
     if a.size == 0 or b.size == 0:
         raise ValueError("ASO needs at least one score per sample")
@@ -466,6 +472,8 @@ def mann_whitney(a: Iterable[float], b: Iterable[float], alternative: str = "two
     seeds can go below 1/20.  Splits are counted or drawn as ``brown_forsythe``'s are.
     """
     a, b = _finite(a, "mann_whitney", "A"), _finite(b, "mann_whitney", "B")
+    if min(a.size, b.size) < 2:  # scipy's message speaks of its own `data`
+        raise ValueError(f"mann_whitney needs at least 2 scores per sample, got {a.size} and {b.size}")
     return float(stats.mannwhitneyu(a, b, alternative=alternative,
                                     method=stats.PermutationMethod(n_resamples=PERMUTATIONS, rng=0)).pvalue)
 
@@ -636,6 +644,9 @@ def compare(
     check_number("compare alpha", alpha, "a number in (0, 1), e.g. 0.05", lambda x: 0 < x < 1)
     if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, Integral) or n_comparisons < 1:
         raise ValueError(f"compare n_comparisons={n_comparisons!r} is invalid; expected an integer >= 1")
+    if isinstance(names, str) or not isinstance(names, Sequence) or len(names) != 2 \
+            or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"compare names={names!r} is invalid; expected the two studies' names, e.g. ('bc', 'no-bc')")
     alpha, n_comparisons = float(alpha), int(n_comparisons)  # a numpy value would not go into the reports' JSON
     a, b = _finite(scores_a, "compare", "A"), _finite(scores_b, "compare", "B")
     if a.size < 2 or b.size < 2:

@@ -171,6 +171,7 @@ def test_sources_from_tags_environments_and_export_files(tmp_path):
 
 @pytest.mark.parametrize("call, message", [
     (lambda: parse_env("cuda=12"), "environment filter 'cuda=12' is invalid"),
+    (lambda: parse_env("torch="), r"environment filter 'torch=' is invalid; expected FIELD=VALUE \(VALUE none for "),
     (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop' is unknown; expected one of max_mean_drop, "),
     (lambda: parse_limits("alpha"), "gate limit 'alpha' is invalid; expected NAME=VALUE"),
     (lambda: parse_limits("alpha=high"), r"gate limit alpha=high is invalid; expected a number in \(0, 1\)"),

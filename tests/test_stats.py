@@ -5,11 +5,13 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import warnings
+from random import Random
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -607,6 +609,7 @@ def test_scores_a_test_cannot_rank_are_refused_in_one_line():
     for call in (lambda: brown_forsythe(steady[:-1] + [math.nan], steady),
                  lambda: mann_whitney(steady, steady[:-1] + [math.inf]),
                  lambda: aso(steady, steady[:-1] + [math.nan]),
+                 lambda: violation_ratio([math.nan, 0.8], steady),  # it gave 0.5, a tie
                  lambda: compare(steady[:-1] + [math.nan], steady, 0, 0, higher_is_better=False),
                  lambda: regression(steady, steady[:-1] + [math.nan], 0, 0, Threshold("accuracy", max_mean_drop=0))):
         with pytest.raises(ValueError, match=r"scores hold nan|scores hold inf") as error:
@@ -800,10 +803,24 @@ def test_smallest_regression_p_says_when_a_gate_can_fire():
     (dict(alpha="0.05"), r"compare alpha='0.05' is invalid; expected a number"),
     (dict(n_comparisons=np.int64(0)), r"compare n_comparisons=np.int64\(0\) is invalid"),
     (dict(n_comparisons=0), r"compare n_comparisons=0 is invalid; expected an integer >= 1"),
+    (dict(names=("x",)), r"compare names=\('x',\) is invalid; expected the two studies' names"),
 ])
 def test_compare_refuses_impossible_test_settings_by_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         compare([0.9, 0.8, 0.85], [0.5, 0.6, 0.7], 0, 1, **kwargs)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: mann_whitney([0.5], [0.6]), "mann_whitney needs at least 2 scores per sample, got 1 and 1"),
+    (lambda: mann_whitney([], [0.6, 0.7]), "mann_whitney needs at least 2 scores per sample, got 0 and 2"),  # NaN
+    (lambda: violation_ratio([], [0.6, 0.7]), "violation_ratio needs at least one score per sample, got 0 and 2"),
+    (lambda: aso([0.5, 0.6], [0.6, 0.7], confidence_level=95), "aso confidence_level=95 is invalid; expected a "
+                                                               "level in (0, 1)"),  # NaN before
+    (lambda: std_upper_bound(0.1, "5"), "std_upper_bound n='5' is invalid; expected a number of scores"),
+])
+def test_the_tests_refuse_samples_and_settings_they_cannot_use_in_one_line(call, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        call()
 
 
 def test_compare_takes_numpy_settings_and_its_record_still_goes_into_json():
@@ -1008,6 +1025,7 @@ def test_tests_of_two_samples_are_invariant_under_exact_shifts_and_scalings(a, b
 @FAST
 @given(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=12), st.sampled_from(["mean", "std"]),
        st.sampled_from([2.0, 0.5, 8.0]), st.randoms(use_true_random=False))
+@example([0.0, 0.0, 683.1808082554019], "mean", 2.0, Random(0))  # its upper bound was 1 ulp above the max
 def test_bootstrap_ci_is_ordered_equivariant_and_order_free(values, statistic, scale, random):
     low, high = bootstrap_ci(values, statistic, n_resamples=200)
     assume(not math.isnan(low))
