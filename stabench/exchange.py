@@ -25,7 +25,7 @@ from typing import Any
 from .recipes import HOOK_FINGERPRINT
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
 from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values,
-                    is_sqlite_file, record_of, scored_differently)
+                    is_sqlite_file, record_of, scored_differently, sqlite_database_of)
 
 
 def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
@@ -169,7 +169,11 @@ _EXPORT_CSV_COLUMNS = {"key", "result_json"}  # what makes a CSV an export: the 
 def replaceable_export(path: Path) -> bool:
     """An export may replace nothing, an empty file or an earlier export, never a user's data
     file given as the export's path by mistake.  Only the start is read: an export's JSON opens
-    with one run per line, its CSV with a header naming ``key`` and ``result_json``."""
+    with one run per line, its CSV with a header naming ``key`` and ``result_json``.  A file SQLite
+    keeps beside a store (``-wal``, even empty) is refused: the export would lose the store's runs."""
+    if (database := sqlite_database_of(path)) is not None:
+        raise StoreError(f"cannot export to {path}: it is a file SQLite keeps beside the database {database} (a "
+                         f"results store?), so writing it would damage that; name another file")
     if not path.exists():
         return True
     if not path.is_file():

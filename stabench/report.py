@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from .result import RunResult
 from .stats import Comparison, Summary
-from .store import SQLITE_SIDE_FILES, is_sqlite_file
+from .store import sqlite_database_of
 
 
 def fmt(value: float | None) -> str:
@@ -204,8 +204,7 @@ def check_output(path: str | Path, what: str, kind: str, format_option: str) -> 
     if folder and not path.exists() and path.suffix[1:].lower() in PLOT_FORMATS:
         raise ValueError(f"{named} looks like a figure's file name; expected a folder for the figures (their format: "
                          f"{format_option} {path.suffix[1:].lower()})")
-    database = path.with_name(path.name.rsplit("-", 1)[0]) if path.name.endswith(SQLITE_SIDE_FILES) else None
-    if not folder and database is not None and is_sqlite_file(database):  # may not exist yet, and SQLite owns it
+    if not folder and (database := sqlite_database_of(path)) is not None:
         raise ValueError(f"{named} is a file SQLite keeps beside the database {str(database)!r} (a results store?), "
                          f"so writing it would damage that; name another file")
     if not folder and path.exists():

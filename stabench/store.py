@@ -279,6 +279,15 @@ def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
         return False
 
 
+def sqlite_database_of(path: Path) -> Path | None:
+    """The SQLite database (a results store?) whose side file ``path`` is, or None.  SQLite owns
+    that file even while it is empty or missing: another writer there loses committed runs."""
+    if not path.name.endswith(SQLITE_SIDE_FILES):
+        return None
+    database = path.with_name(path.name.rsplit("-", 1)[0])
+    return database if is_sqlite_file(database) else None
+
+
 def _disk_error(exc: sqlite3.Error) -> bool:
     """SQLITE_IOERR or SQLITE_FULL (primary result codes, from Python 3.11's ``sqlite_errorcode``):
     the disk failed, not the file's content."""

@@ -803,6 +803,13 @@ def test_export_replaces_only_an_earlier_export_never_a_users_file(store: Store,
     with pytest.raises(StoreError, match="nothing was exported"):
         store.export(tmp_path / "none" / "runs.json", task="nosuch")
     assert not (tmp_path / "none").exists()  # an export that writes nothing makes no folder
+    for side in ("-wal", "-shm", "-journal"):  # SQLite's, even when empty or missing: a crash then lost runs
+        beside = store.path.with_name(store.path.name + side)
+        with pytest.raises(StoreError, match=rf"^cannot export to {re.escape(str(beside))}: it is a file SQLite keeps "
+                                             rf"beside the database .*results.sqlite \(a results store\?\), so writing "
+                                             rf"it would damage that; name another file$"):
+            store.export(beside)
+    assert store.count() == len(store.query())
 
 
 def test_a_pytest_report_given_as_runs_to_import_says_which_file_holds_them(store: Store, tmp_path: Path) -> None:
