@@ -322,11 +322,18 @@ def _checker(module: str, check: str, empty: str | None = None) -> Callable[...,
 
 
 def store_path(config: pytest.Config) -> Path:
-    """The session's results store: --stabench-store (or its ini key), else $STABENCH_STORE, else
-    ``.stabench/results.sqlite`` under the rootdir."""
+    """The session's results store as given (for messages): --stabench-store (or its ini key), else
+    $STABENCH_STORE, else ``.stabench/results.sqlite`` under the rootdir."""
     from .store import default_store_path
 
     return Path(option(config, "store") or default_store_path(config.rootpath))
+
+
+def store_file(config: pytest.Config) -> Path:
+    """The store's path to open: a relative one taken from the folder pytest started in.  The
+    store opens in the first claim item, after its fixtures ran, and a fixture's
+    ``monkeypatch.chdir(tmp_path)`` put each seed's runs in a temporary folder."""
+    return config.invocation_params.dir / store_path(config)
 
 
 def _store_named(config: pytest.Config) -> str:
@@ -380,9 +387,12 @@ class State:
     def baseline(self):
         """The baseline runs named by --stabench-baseline, loaded once per process."""
         if self._baseline is None:
-            from .gate import load_source
+            from .gate import load_source, reads_store
 
-            self._baseline = load_source(option(self.config, "baseline"), self.session().store)
+            source = option(self.config, "baseline")  # an export file's path as the store's: see store_file
+            if not reads_store(source):
+                source = str(self.config.invocation_params.dir / source)
+            self._baseline = load_source(source, self.session().store)
         return self._baseline
 
     def session(self):
@@ -401,7 +411,7 @@ class State:
                 previous = torch.get_num_threads()  # an in-process session (pytester) gives it back
                 torch.set_num_threads(threads)
                 self.config.add_cleanup(lambda: torch.set_num_threads(previous))
-            store = Store(store_path(self.config))
+            store = Store(store_file(self.config))
             self.config.add_cleanup(store.close)
             self._session = Session(store=store, device=device, session_id=self.session_id,
                                     recompute=bool(option(self.config, "recompute")))
@@ -1324,7 +1334,7 @@ class Reporter:
         if self.watching and not self.interrupted:  # every worker is done with this session's attempt files
             from .claims import clear_attempts
 
-            clear_attempts(store_path(self.config), self.config.stash[_STATE].session_id)
+            clear_attempts(store_file(self.config), self.config.stash[_STATE].session_id)
 
         if self.config.option.collectonly:  # nothing ran: an earlier session's reports stay
             return
@@ -1353,7 +1363,7 @@ class Reporter:
         seeds = sorted(self.seeds, key=lambda row: (_without_seed_id(row["item"], row["seed"]), str(row["arm"]),
                                                      row["seed"]))
         return {"exit_status": self.exit_status, "claims": self.claims, "seeds": seeds, "gate": self.gates,
-                "baseline": option(self.config, "baseline"), "store": str(store_path(self.config).resolve()),
+                "baseline": option(self.config, "baseline"), "store": str(store_file(self.config).resolve()),
                 "trained": {"by_seed_items": sorted(by_seeds), "by_verdicts": sorted(by_verdicts)},
                 "comparisons": self.comparisons, "notes": self.notes(),
                 "nothing_compared": self.nothing_compared_why() or None,
@@ -1377,7 +1387,7 @@ class Reporter:
         from .report import check_plot_format
         from .store import Store
 
-        with Store(store_path(self.config)) as store:
+        with Store(store_file(self.config)) as store:
             return plot_claims(self.claims, store, folder, check_plot_format(option(self.config, "plot-format")))
 
 

@@ -903,6 +903,23 @@ def test_a_named_store_that_is_no_store_stops_the_session_before_training(suite)
                                  "*notes.sqlite is a file, not a folder"])
 
 
+def test_a_relative_store_stays_where_pytest_started_when_a_fixture_changes_folder(suite):
+    """The store opens in the first claim item, after its fixtures: a project's autouse
+    ``monkeypatch.chdir(tmp_path)`` put each seed's runs in a temporary folder, trained again each time."""
+    suite.makeconftest("import pytest\n\n@pytest.fixture(autouse=True)\ndef elsewhere(tmp_path, monkeypatch):\n"
+                       "    monkeypatch.chdir(tmp_path)\n")
+    from stabench.store import Store
+
+    args = ("-k", "true_claim", "--stabench-store=st/s.sqlite")
+    _run(suite, *args).assert_outcomes(passed=5)
+    with Store(suite.path / "st" / "s.sqlite", must_exist=True) as store:
+        assert store.count() == 4
+    again = _run(suite, *args)
+    again.assert_outcomes(passed=5)
+    again.stdout.fnmatch_lines(["runs: 0 trained this session (0 by seed items, 0 by verdicts); 4 read from the store "
+                                f"({suite.path / 'st' / 's.sqlite'})"])
+
+
 def test_a_store_that_fails_mid_session_fails_its_seeds_in_one_line(suite):
     """A full disk, a store locked past its timeout, the attempts or locks folder made a file: each seed
     failed with a traceback of chained errors (a full disk buried its cause under the attempt file's)."""
