@@ -13,10 +13,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # fft extension, which scipy.stats imports, loads once per process).  The plugin imports neither
 # for a session without claims.  rich too: the CLI, called after such a session, would otherwise
 # render with classes of a second copy of rich (NotRenderableError: "Unable to render Segment").
-importlib.import_module("datasets")
-importlib.import_module("scipy.stats")
-importlib.import_module("rich.console")
-importlib.import_module("rich.table")
+# stabench's claims and plots too: a claim's stabench.stats.assert_better got a Comparison of a
+# second copy of stats and refused it (test_plugin.py run alone), and a test patching plots.* must
+# patch the module the session uses.
+for module in ("datasets", "scipy.stats", "rich.console", "rich.table", "stabench.claims", "stabench.plots"):
+    importlib.import_module(module)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

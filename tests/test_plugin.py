@@ -658,10 +658,10 @@ def test_compared_and_failed(study):
 def test_not_compared(study):
     pass
 ''')
-    import stabench.plots  # the module the session's plugin will import, not one an earlier session dropped
+    from stabench import plots  # conftest imported it: the module the session uses
 
     curves, titles = {}, []  # the training-curve figures' runs, by label, and their titles
-    monkeypatch.setattr(stabench.plots, "plot_training_curves",
+    monkeypatch.setattr(plots, "plot_training_curves",
                         lambda runs, path, title: curves.update(runs) or titles.append(title))
     result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json", "--stabench-md=r.md",
                   "--stabench-plots=figs")
