@@ -699,13 +699,36 @@ class Store:
         replaces it, keeping the damaged bytes aside).  ``quiet``: a second look, whose caller
         warned already."""
         try:
-            return self.get(key, seed)
+            return self.get(key, seed) or self._adopt_unstored(key, seed)
         except UnreadableRun as error:
             if not quiet:
                 warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
                               f"(the new run replaces it, after its record is copied to "
                               f"{self.path.parent / 'damaged'}/)", stacklevel=2)
             return None
+
+    def _adopt_unstored(self, key: str, seed: int | None) -> RunResult | None:
+        """Run ``key`` as ``put`` kept it in ``unstored/`` (the store locked past its busy timeout, or
+        Ctrl-C mid-write), now stored and its file removed: a rerun then reads it instead of
+        training it again.  A file that does not import (cut short, another run) is left alone."""
+        from .exchange import read_export
+
+        folder = self.path.parent / "unstored"
+        kept = [path for path in sorted(folder.glob(f"{key}*.json"))
+                if re.fullmatch(rf"{re.escape(key)}(\.\d+)?\.json", path.name)]  # KEY.json, KEY.2.json ...
+        for path in kept:
+            try:
+                runs = read_export(path)
+                if [run.key for run in runs] != [key] or (seed is not None and runs[0].seed != seed):
+                    continue
+                self.merge(runs)
+            except (StoreError, sqlite3.Error):  # another run's file, damaged, or a store that takes no write
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+            remove_if_empty(folder)
+            return self.get(key, seed)
+        return None
 
     def other_stacks(self, key: str, task: dict[str, Any], model: dict[str, Any], recipe_hash: str, seed: int,
                      stack: dict[str, Any]) -> list[dict[str, tuple[Any, Any]]]:

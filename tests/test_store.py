@@ -1539,6 +1539,24 @@ def test_a_run_interrupted_while_being_written_is_kept_in_an_importable_file(sto
     assert store.import_file(store.path.parent / "unstored" / f"{run.key}.json") == (1, 0)
 
 
+def test_a_rerun_stores_a_kept_run_instead_of_training_it_again(store: Store, monkeypatch) -> None:
+    """The session said every finished run is stored and the rerun trains only what is missing;
+    a run interrupted mid-write was kept in unstored/ and trained again."""
+    run, other = make_result(3), make_result(4)
+    monkeypatch.setattr(Store, "_insert", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        store.put(run)
+    monkeypatch.undo()
+    folder = store.path.parent / "unstored"
+    cut = write_runs(folder / f"{other.key}.json", [other])
+    cut.write_text(cut.read_text()[:-40])  # cut short: left alone, and the run trains
+    write_runs(folder / f"{other.key}.2.json", [run])  # another run's copy: left alone too
+    assert store.get_or_compute(run.key, lambda: pytest.fail("trained again"), seed=run.seed) == (run, False)
+    assert store.get(run.key) == run and not (folder / f"{run.key}.json").exists()
+    assert store.get_or_compute(other.key, lambda: other) == (other, True)
+    assert sorted(path.name for path in folder.iterdir()) == [f"{other.key}.2.json", f"{other.key}.json"]
+
+
 def test_a_recomputed_run_interrupted_while_replacing_the_stored_one_is_kept_too(store: Store, monkeypatch) -> None:
     """The old copy is still stored after the rollback; the retrained one was dropped."""
     old = make_result(3)
