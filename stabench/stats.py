@@ -444,10 +444,12 @@ def brown_forsythe(a: Iterable[float], b: Iterable[float], alternative: str = "t
     scale = float(max(np.abs(centred[0]).max(), np.abs(centred[1]).max())) or 1.0
 
     def spread_difference(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
-        """Rounded on the scores' scale, so that splits tied in exact arithmetic tie in floats too:
-        scipy's tolerance for ties is relative to the observed difference, none when that is 0, and
-        the same scores gave p=0.4 as A "less" and 0.33 as B "greater"."""
-        return np.round(_spread_difference(x, y, axis) / scale, 12)
+        """On the scores' scale and shifted by 4 (into [2, 6]): scipy counts a split as tied with
+        the observed one within 100 float epsilons of the observed value, so a difference of 0
+        (equal spreads, common) had no tolerance at all, splits tied in exact arithmetic fell either
+        side by rounding, and the same scores gave p=0.4 as A "less" and 0.33 as B "greater".
+        Shifted, the tolerance is about 1e-13 of the largest deviation: rounding, not data."""
+        return _spread_difference(x, y, axis) / scale + 4.0
 
     return float(stats.permutation_test(centred, spread_difference, permutation_type="independent",
                                         vectorized=True, n_resamples=PERMUTATIONS, alternative=alternative,
