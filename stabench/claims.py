@@ -35,7 +35,7 @@ from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix, runs_of
-from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, remove_if_empty
+from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, in_made_folder, remove_if_empty
 from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
 
 if TYPE_CHECKING:
@@ -361,14 +361,11 @@ def clear_attempts(store_path: str | os.PathLike[str], session_id: str) -> None:
 
 def _write_attempt(path: Path, record: dict) -> None:
     """Replaced whole, since other processes read it without the run's lock."""
-    while True:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with replaced_atomically(path) as handle:
-                handle.write(json.dumps(record))
-            return
-        except FileNotFoundError:  # a session clearing its notes removed the emptied folder meanwhile
-            continue
+    def write() -> None:
+        with replaced_atomically(path) as handle:
+            handle.write(json.dumps(record))
+
+    in_made_folder(path.parent, write)  # a session clearing its notes may remove the emptied folder
 
 
 class RunSetupError(ValueError):

@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
 from .recipes import Recipe, canonical_name, overrides_error
@@ -117,9 +117,25 @@ def beside_store(store_path: str | os.PathLike[str], kind: str) -> Path:
     return path.with_name(f"{path.name}-{kind}")
 
 
+def in_made_folder(folder: Path, create: Callable[[], T]) -> T:
+    """``create()`` (which makes a file in ``folder``) once the folder is made.  The last holder of
+    a lock or note may remove the emptied folder between the two (see :func:`remove_if_empty`):
+    then again, a few times; a folder that keeps vanishing gives ``create``'s own error."""
+    for _ in range(_FOLDER_RETRIES - 1):
+        folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return create()
+    folder.mkdir(parents=True, exist_ok=True)
+    return create()
+
+
+_FOLDER_RETRIES = 100
+T = TypeVar("T")
+
+
 def remove_if_empty(folder: Path) -> None:
     """Remove ``folder`` unless it holds a file.  A process about to create its file there may
-    find the folder gone: it makes the folder again and retries on FileNotFoundError."""
+    find the folder gone: :func:`in_made_folder` makes it again."""
     with contextlib.suppress(OSError):  # not empty: another run's file is there
         folder.rmdir()
 
@@ -1070,10 +1086,7 @@ class Store:
         path = beside_store(self.path, "locks") / f"{key}.lock"
         while True:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # the last holder removed the emptied folder meanwhile
-                continue
+                fd = in_made_folder(path.parent, lambda: os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
             except OSError as exc:  # "-locks" is a file, a read-only folder
                 raise StoreError(f"{self.path}: cannot write the claim on run {key} beside the store, {path} "
                                  f"({exc.strerror or exc})") from None

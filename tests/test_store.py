@@ -9,6 +9,7 @@ import math
 import re
 import shlex
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -1384,6 +1385,34 @@ def test_a_claim_s_folder_is_the_store_s_own_and_goes_when_it_empties(tmp_path: 
         with one.lock("run-2") as held:
             assert held and (tmp_path / "a.sqlite-locks" / "run-2.lock").exists()
         assert removed == [tmp_path / "a.sqlite-locks"] and not removed[0].exists()
+
+
+def test_a_file_made_in_a_folder_that_vanishes_is_tried_again_but_not_forever(tmp_path: Path, monkeypatch) -> None:
+    """The last holder removes an emptied -locks or -attempts folder while another process is about
+    to create its file there; a working folder deleted under a script must not spin forever."""
+    from stabench.store import in_made_folder
+
+    folder, tries = tmp_path / "s.sqlite-attempts", []
+
+    def create_after_two_removals() -> str:
+        tries.append(1)
+        if len(tries) <= 2:
+            folder.rmdir()
+            raise FileNotFoundError(folder)
+        return "made"
+
+    assert in_made_folder(folder, create_after_two_removals) == "made" and len(tries) == 3
+    with pytest.raises(FileNotFoundError):
+        in_made_folder(folder, lambda: tries.append(1) or (_ for _ in ()).throw(FileNotFoundError(folder)))
+    assert len(tries) == 3 + 100
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    with Store("s.sqlite") as store:
+        shutil.rmtree(gone)
+        with pytest.raises(StoreError, match=r"^s\.sqlite: cannot write the claim on run run-1 beside the store"):
+            with store.lock("run-1"):
+                pass
 
 
 def test_processes_taking_turns_on_a_deleted_lock_file_are_never_inside_together(tmp_path: Path) -> None:
