@@ -426,18 +426,19 @@ class Session:
         if (stored := self._usable(prepared)) is not None:
             return self.store.add_recipe_alias(stored, arm.recipe.name), False
         with self.store.lock(prepared.key):
-            if (stored := self._usable(prepared, quiet=True)) is not None:
+            if (stored := self._usable(prepared, claimed=True)) is not None:
                 return self.store.add_recipe_alias(stored, arm.recipe.name), False
             return self._train_holding_lock(prepared), True
 
-    def _usable(self, prepared, quiet: bool = False) -> RunResult | None:
-        """The stored result of the ``prepared`` run if this session may use it.
+    def _usable(self, prepared, claimed: bool = False) -> RunResult | None:
+        """The stored result of the ``prepared`` run if this session may use it (``claimed``: the
+        second look, under the run's claim, as ``Store.reusable``).
 
         Under recompute only a result trained in this session counts, or a verdict that runs
         before its seed items would judge, tag and gate on the old results.
         """
         if not self.recompute:
-            return self.store.reusable(prepared.key, quiet, seed=prepared.seed)
+            return self.store.reusable(prepared.key, claimed, seed=prepared.seed)
         # The attempt file first: read after the store, it could say "stored" of a result newer
         # than the row already read.
         attempt = self._attempt(prepared.key)
@@ -566,7 +567,7 @@ class Session:
                 with self.store.lock(run.key, blocking=blocking) as held:
                     if not held:
                         continue  # another worker is training it right now
-                    stored = self._usable(run, quiet=True)
+                    stored = self._usable(run, claimed=True)
                     if stored is None:
                         self._raise_if_attempted(arm, seed, run.key)
                         stored = self._train_holding_lock(run)

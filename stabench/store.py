@@ -110,9 +110,10 @@ def _make_folder(folder: Path) -> None:
 
 
 def beside_store(store_path: str | os.PathLike[str], kind: str) -> Path:
-    """The folder of a store's per-run ``kind`` files ("locks", "attempts"), named after the store
-    file as SQLite names its ``-wal``, so two stores in one folder keep theirs apart.  It is removed
-    whenever it empties (see :func:`remove_if_empty`): a script's store leaves no folder beside it."""
+    """The folder of a store's per-run ``kind`` files ("locks", "attempts", "unstored"), named after
+    the store file as SQLite names its ``-wal``, so two stores in one folder keep theirs apart.  It
+    is removed whenever it empties (see :func:`remove_if_empty`): a script's store leaves no folder
+    beside it."""
     path = Path(store_path)
     return path.with_name(f"{path.name}-{kind}")
 
@@ -474,7 +475,7 @@ class Store:
 
     def check_writable(self) -> None:
         """Fail before training rather than after: a run that cannot be stored may have cost hours
-        (it would be kept in ``unstored/``).  Writes the schema version it holds, rolled back, and
+        (it would be kept in the ``-unstored`` folder).  Writes the schema version it holds, rolled back, and
         once per opened store checks that its pages are intact (a damaged page fails only the
         write that reaches it)."""
         conn = self._connection()
@@ -565,11 +566,11 @@ class Store:
             raise
 
     def _keep_unstored(self, result: RunResult) -> str:
-        """Write ``result`` as a one-run export file; say where, or why that failed too.  Never over
-        another kept run (``KEY.2.json`` ...): a retrained copy, or another store's in this folder."""
+        """Write ``result`` as a one-run export file in the store's ``-unstored`` folder; say where,
+        or why that failed too.  Never over another kept copy (``KEY.2.json`` ...), a retrained one."""
         from .exchange import write_export
 
-        folder = self.path.parent / "unstored"
+        folder = beside_store(self.path, "unstored")
         path = folder / f"{result.key}.json"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -709,27 +710,29 @@ class Store:
                                                            f"{seed}: the record was edited after it was stored"))
         return stored
 
-    def reusable(self, key: str, quiet: bool = False, seed: int | None = None) -> RunResult | None:
+    def reusable(self, key: str, claimed: bool = False, seed: int | None = None) -> RunResult | None:
         """The stored run ``key`` (of ``seed``, as ``get``) for a rerun to reuse; None if missing or
         damaged, for a rerun finishes what is missing and a damaged record is a run lost (``put``
-        replaces it, keeping the damaged bytes aside).  ``quiet``: a second look, whose caller
-        warned already."""
+        replaces it, keeping the damaged bytes aside).  ``claimed``: the second look, under the
+        run's claim (see ``lock``), whose caller warned already; a run that ``put`` kept in the
+        ``-unstored`` folder is stored from there then, rather than trained again."""
         try:
-            return self.get(key, seed) or self._adopt_unstored(key, seed)
+            return self.get(key, seed) or (self._adopt_unstored(key, seed) if claimed else None)
         except UnreadableRun as error:
-            if not quiet:
+            if not claimed:
                 warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
                               f"(the new run replaces it, after its record is copied to "
                               f"{self.path.parent / 'damaged'}/)", stacklevel=2)
             return None
 
     def _adopt_unstored(self, key: str, seed: int | None) -> RunResult | None:
-        """Run ``key`` as ``put`` kept it in ``unstored/`` (the store locked past its busy timeout, or
-        Ctrl-C mid-write), now stored and its file removed: a rerun then reads it instead of
-        training it again.  A file that does not import (cut short, another run) is left alone."""
+        """Run ``key`` as ``put`` kept it in the ``-unstored`` folder (the store locked past its busy
+        timeout, or Ctrl-C mid-write), now stored and its file removed: a rerun then reads it
+        instead of training it again.  A file that does not import (cut short, another run) is left
+        alone; so is every file while the store stays locked past the busy timeout."""
         from .exchange import read_export
 
-        folder = self.path.parent / "unstored"
+        folder = beside_store(self.path, "unstored")
         kept = [path for path in sorted(folder.glob(f"{key}*.json"))
                 if re.fullmatch(rf"{re.escape(key)}(\.\d+)?\.json", path.name)]  # KEY.json, KEY.2.json ...
         for path in kept:
@@ -1133,7 +1136,7 @@ class Store:
         with self.lock(key, blocking=wait) as held:
             if not held:
                 return None
-            if not recompute and (stored := self.reusable(key, quiet=True, seed=seed)) is not None:
+            if not recompute and (stored := self.reusable(key, claimed=True, seed=seed)) is not None:
                 return reused(stored)
             self.check_writable()
             result = compute()

@@ -29,7 +29,7 @@ from stabench.environment import key_fields
 from stabench.exchange import read_export
 from stabench.gate import parse_env
 from stabench.result import RunResult, run_key
-from stabench.store import Store, StoreError, default_store_path, schema_version
+from stabench.store import Store, StoreError, beside_store, default_store_path, schema_version
 
 WORKER = Path(__file__).with_name("_store_worker.py")
 # make_result's records, like those stored before 2026-12-05, do not list their keyed fields: their
@@ -1261,7 +1261,7 @@ def test_get_or_compute_refuses_a_result_with_another_key(store: Store) -> None:
     with pytest.raises(StoreError, match="returned a run with key .*; the run is kept in .*`stabench import"):
         store.get_or_compute("wanted", lambda: make_result(0))
     assert store.count() == 0
-    assert store.import_file(store.path.parent / "unstored" / f"{make_result(0).key}.json") == (1, 0)
+    assert store.import_file(beside_store(store.path, "unstored") / f"{make_result(0).key}.json") == (1, 0)
 
 
 def test_a_run_an_import_stored_while_it_trained_is_returned_as_stored(store: Store) -> None:
@@ -1539,7 +1539,7 @@ def test_a_run_that_cannot_be_written_is_kept_in_an_importable_file(store: Store
     monkeypatch.setattr(Store, "_insert", locked)
     with pytest.raises(StoreError) as error:
         store.put(run)
-    saved = store.path.parent / "unstored" / f"{run.key}.json"
+    saved = beside_store(store.path, "unstored") / f"{run.key}.json"
     assert f"database is locked; the run is kept in {saved}; `stabench import " in str(error.value)
     monkeypatch.undo()
     assert store.keys() == [kept.key]  # nothing stored was lost
@@ -1565,21 +1565,25 @@ def test_a_run_interrupted_while_being_written_is_kept_in_an_importable_file(sto
         store.put(run)
     monkeypatch.undo()
     assert store.count() == 0
-    assert store.import_file(store.path.parent / "unstored" / f"{run.key}.json") == (1, 0)
+    assert store.import_file(beside_store(store.path, "unstored") / f"{run.key}.json") == (1, 0)
 
 
 def test_a_rerun_stores_a_kept_run_instead_of_training_it_again(store: Store, monkeypatch) -> None:
     """The session said every finished run is stored and the rerun trains only what is missing;
-    a run interrupted mid-write was kept in unstored/ and trained again."""
+    a run interrupted mid-write was kept in unstored/ and trained again.  (A store locked past
+    the busy timeout leaves the file, and the run trains.)"""
     run, other = make_result(3), make_result(4)
     monkeypatch.setattr(Store, "_insert", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         store.put(run)
     monkeypatch.undo()
-    folder = store.path.parent / "unstored"
+    folder = beside_store(store.path, "unstored")
     cut = write_runs(folder / f"{other.key}.json", [other])
     cut.write_text(cut.read_text()[:-40])  # cut short: left alone, and the run trains
     write_runs(folder / f"{other.key}.2.json", [run])  # another run's copy: left alone too
+    with Store(store.path.with_name("beside.sqlite")) as beside:  # a store in the same folder has its own
+        assert beside.get_or_compute(run.key, lambda: run) == (run, True)
+    assert store.reusable(run.key) is None  # only under the run's claim: one process stores it
     assert store.get_or_compute(run.key, lambda: pytest.fail("trained again"), seed=run.seed) == (run, False)
     assert store.get(run.key) == run and not (folder / f"{run.key}.json").exists()
     assert store.get_or_compute(other.key, lambda: other) == (other, True)
@@ -1602,18 +1606,20 @@ def test_a_recomputed_run_interrupted_while_replacing_the_stored_one_is_kept_too
         store.put(retrained, replace=True)
     monkeypatch.undo()
     assert store.get(old.key).metrics["accuracy"] == old.metrics["accuracy"]  # rolled back
-    kept = read_export(store.path.parent / "unstored" / f"{old.key}.json")
+    kept = read_export(beside_store(store.path, "unstored") / f"{old.key}.json")
     assert [run.metrics["accuracy"] for run in kept] == [0.9]
 
 
 def test_a_kept_run_never_overwrites_another_kept_copy_of_its_key(tmp_path: Path) -> None:
-    """Two stores in one folder, or a run retrained after its first copy could not be stored."""
+    """A run retrained after its first copy could not be stored; two stores in one folder keep
+    theirs apart (a rerun on one stores its own kept runs only)."""
     first, second = make_result(3), dataclasses.replace(make_result(3), metrics={"accuracy": 0.9})
     with Store(tmp_path / "a.sqlite") as a, Store(tmp_path / "b.sqlite") as b:
-        a._keep_unstored(first), b._keep_unstored(second)
-    kept = sorted((tmp_path / "unstored").iterdir())
+        a._keep_unstored(first), a._keep_unstored(second), b._keep_unstored(first)
+    kept = sorted((tmp_path / "a.sqlite-unstored").iterdir())
     assert [path.name for path in kept] == [f"{first.key}.2.json", f"{first.key}.json"]
     assert [read_export(path)[0].metrics["accuracy"] for path in kept] == [0.9, 0.53]
+    assert [path.name for path in (tmp_path / "b.sqlite-unstored").iterdir()] == [f"{first.key}.json"]
 
 
 def test_records_without_aliases_leave_the_field_out_for_older_readers() -> None:
