@@ -203,10 +203,10 @@ def _flags(failures: int | Iterable[bool] | None, name: str) -> list[bool] | Non
                          f"True/False flag per run")
     if isinstance(failures, (bool, np.bool_, str, bytes)) or not isinstance(failures, Iterable):
         raise refused
-    listed = list(failures)
-    if any(not isinstance(flag, (bool, np.bool_, Integral)) or flag not in (0, 1) for flag in listed):
+    flags = np.asarray(list(failures))  # bools, 0/1 of any number type (a tensor's), one per run
+    if flags.size and (flags.ndim != 1 or flags.dtype.kind not in "biuf" or not np.isin(flags, (0, 1)).all()):
         raise refused
-    return [bool(flag) for flag in listed]
+    return [bool(flag) for flag in flags]
 
 
 def _finite(scores: Iterable[float], owner: str, side: str) -> np.ndarray:

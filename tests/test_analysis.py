@@ -147,6 +147,7 @@ def test_factor_and_window_are_parameters():
     assert analysis.vanishing_gradients(result, factor=10).vanished
     late = analysis.vanishing_gradients(result, early=(50, 150), factor=10)  # measured after the fall
     assert late.window == (50, 150) and not late.vanished and late.drop == pytest.approx(1.0)
+    assert analysis.vanishing_gradients(result, early=np.array([50, 150]), factor=10).drop == late.drop
     with pytest.raises(ValueError, match="trace point"):
         analysis.vanishing_gradients(result, early=(2, 9))
     with pytest.raises(ValueError, match="gradient-norm trace"):

@@ -194,6 +194,7 @@ def test_summarize_counts_flags_and_formats():
     with pytest.raises(ValueError, match="flags"):
         summarize([0.1, 0.2], failed=[True])
     assert summarize([0.1, 0.2, 0.3], failed=np.array([True, False, True]), collapsed=np.int64(1)).failures == 2
+    assert summarize([0.1, 0.2, 0.3], failed=np.array([1.0, 0.0, 1.0])).failures == 2  # 0/1 of any number type
     for bad in (1.0, np.float64(2.0), True, np.bool_(True), "1", [True, None, False], [0, 2, 1]):
         with pytest.raises(ValueError, match=r"^failed=.* is invalid; expected a count \(an integer\) or one "
                                              r"True/False flag per run$"):
