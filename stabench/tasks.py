@@ -379,6 +379,8 @@ def _csv_header(path: Path, where: str) -> list[str]:
         raise TaskDataError(f"cannot read {where!r} as CSV/TSV: {error}; expected UTF-8 text") from None
     except pandas.errors.EmptyDataError:  # an empty file: datasets names what it lacks
         return []
+    except pandas.errors.ParserError as error:  # pandas reads the first row too: an unclosed quote there
+        raise TaskDataError(f"cannot read {where!r} as CSV/TSV: {str(error).splitlines()[0]}") from None
 
 
 # What pandas reads as missing by default (its STR_NA_VALUES): NA, null, N/A, nan, a blank cell, ...

@@ -509,6 +509,20 @@ def test_a_file_that_does_not_parse_is_one_line_naming_it(tmp_path, kind, broken
     assert str(error.value).startswith(message.format(path=tmp_path / f"dev.{kind}")) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("kind", ["csv", "tsv"])
+def test_an_unclosed_quote_in_the_first_row_is_one_line_naming_the_file(tmp_path, kind):
+    """The header is read with pandas, which reads the first row too: its ParserError escaped bare."""
+    from stabench.tasks import TaskDataError
+
+    sep = "\t" if kind == "tsv" else ","
+    (tmp_path / f"train.{kind}").write_text(f'text{sep}label\n"oops{sep}0\nb{sep}1\nc{sep}0\n')
+    (tmp_path / f"dev.{kind}").write_text(f"text{sep}label\nd{sep}0\ne{sep}1\n")
+    task = local_task(f"quoted-{kind}", tmp_path / f"train.{kind}", tmp_path / f"dev.{kind}", "text")
+    with pytest.raises(TaskDataError, match=rf"^cannot read '{re.escape(str(tmp_path / f'train.{kind}'))}' as "
+                                            rf"CSV/TSV: Error tokenizing data\. C error: EOF inside string"):
+        load_task_data(task)
+
+
 @pytest.mark.parametrize("broken, line", [('{"text": "cut off", "label": ', 4), ("[1, 2]", 3),
                                            ('{"text": "cut off", "label": ', 6)])  # after a line with U+2028
 def test_a_broken_line_among_json_lines_is_named_by_its_number(tmp_path, broken, line):
