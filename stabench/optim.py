@@ -22,8 +22,10 @@ from transformers import get_scheduler
 from .recipes import ADAMW_STYLES
 
 # The fused kernel divides by 1 - beta ** step; at this step beta ** step is exactly 0.0 in
-# float for any beta < 1 - 1e-7, so its bias corrections are exactly 1: the BERT update.
+# float for any beta < 1 - 1e-7, so its bias corrections are exactly 1: the BERT update.  A beta
+# closer to 1 takes the multi-tensor path.
 _UNCORRECTED_STEP = 1e12
+_UNCORRECTED_BETA_BELOW = 1 - 1e-7
 
 def no_decay_names(model: nn.Module) -> set[str]:
     """The parameters BERT's recipe keeps out of weight decay: every bias, and the parameters of
@@ -131,7 +133,7 @@ class AdamW(torch.optim.Optimizer):
             eps /= math.sqrt(1 - group["betas"][1] ** step)
         hyper = dict(lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], eps=eps,
                      weight_decay=group["weight_decay"])
-        if self.fused:
+        if self.fused and (group["bias_correction"] or max(group["betas"]) < _UNCORRECTED_BETA_BELOW):
             steps = self._step_tensor(params[0].device, step if group["bias_correction"] else _UNCORRECTED_STEP)
             torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], [steps] * len(params),
                                 amsgrad=False, maximize=False, **hyper)

@@ -85,6 +85,22 @@ def test_without_bias_correction_matches_the_bert_reference(fused):
         np.testing.assert_allclose(p.detach().numpy(), r, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("beta2", [1 - 1e-12, 1 - 1e-9])
+def test_without_bias_correction_a_beta_near_one_is_still_the_bert_update(beta2):
+    """The fused kernel's corrections are forced to 1 by a huge step count, which a beta this close
+    to 1 survives (1 - 1e-12 ** 1e12 is 0.37): the update was bias-corrected after all."""
+    updates = []
+    for fused in (True, False):
+        w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        optimizer = AdamW([w], lr=1e-3, betas=(0.9, beta2), bias_correction=False, fused=fused)
+        w.grad = torch.full((3,), 1e-3, dtype=torch.float64)
+        optimizer.step()
+        updates.append(w.detach().clone())
+    m, v = 0.1 * 1e-3, (1 - beta2) * 1e-6
+    assert updates[0].tolist() == pytest.approx([1 - 1e-3 * m / (math.sqrt(v) + 1e-6)] * 3, rel=1e-12)
+    assert torch.equal(updates[0], updates[1])
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_transformers_style_matches_the_correct_bias_update_of_mosbach_et_al(fused):
     """transformers.AdamW(correct_bias=True), hand-computed: eps is added to the uncorrected sqrt(v)
