@@ -243,7 +243,7 @@ def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> l
     Zhang et al. (2021): the top layers of a pretrained encoder are specialised to the
     pretraining task and transfer poorly; starting them from BERT's init stabilises few-sample
     fine-tuning.  Linear weights ~ normal(0, config.initializer_range), biases 0, LayerNorm
-    weight 1 / bias 0.  Draws from the current torch RNG, so the run's seed drives it.  With
+    weight 1 / bias 0 (``models.draw_bert_init``).  Draws from the current torch RNG, so the run's seed drives it.  With
     ``k = 0`` and ``reinit_pooler`` only the pooler (if the model has one) is reset.
     Returns the names (as in ``model.named_parameters()``) of the re-initialised parameters.
     """
@@ -254,10 +254,7 @@ def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> l
     pooler = getattr(getattr(model, "base_model", model), "pooler", None)
     if reinit_pooler and pooler is not None:
         modules.append(pooler)
-    touched: set[int] = set()
-    for sub in (sub for module in modules for sub in module.modules()):
-        if draw_bert_init(sub, std):
-            touched.update(id(t) for t in (sub.weight, sub.bias) if t is not None)
+    touched = {id(param) for module in modules for sub in module.modules() for param in draw_bert_init(sub, std)}
     return [name for name, param in model.named_parameters() if id(param) in touched]
 
 

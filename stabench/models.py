@@ -282,25 +282,31 @@ def _draw_loaded_head(model: PreTrainedModel, drawn: set[str]) -> None:
                                f"encoder alone (AutoModel.save_pretrained)")
 
 
-def draw_bert_init(module: torch.nn.Module, std: float) -> bool:
-    """BERT's init of one module's own weights, in place, from the current torch RNG: a Linear's
-    weight ~ normal(0, std) and bias 0, a LayerNorm's weight 1 and bias 0.  False, untouched, for
-    any other module."""
+def draw_bert_init(module: torch.nn.Module, std: float) -> list[torch.nn.Parameter]:
+    """BERT's init of one module's own parameters, in place, from the current torch RNG, as
+    transformers' ``_init_weights`` draws them: a Linear's weight ~ normal(0, std) and bias 0; a
+    normalisation layer's (any class named ``*Norm*``, DeBERTa's own LayerNorm too) weight 1 and
+    bias 0; bare biases (DeBERTa's ``q_bias``, ``v_bias``) 0.  Returns the parameters it drew:
+    none, untouched, for a module with parameters of another kind."""
     import torch
 
+    own = dict(module.named_parameters(recurse=False))
     with torch.no_grad():
         if isinstance(module, torch.nn.Linear):
             module.weight.normal_(0.0, std)
             if module.bias is not None:
                 module.bias.zero_()
-        elif isinstance(module, torch.nn.LayerNorm):
-            if module.weight is not None:
-                module.weight.fill_(1.0)
-            if module.bias is not None:  # ModernBERT's have none
-                module.bias.zero_()
+        elif "norm" in type(module).__name__.lower() and set(own) <= {"weight", "bias"}:
+            if "weight" in own:
+                own["weight"].fill_(1.0)
+            if "bias" in own:  # ModernBERT's have none
+                own["bias"].zero_()
+        elif own and all("bias" in name for name in own):
+            for bias in own.values():
+                bias.zero_()
         else:
-            return False
-    return True
+            return []
+    return list(own.values())
 
 
 # What ``from_pretrained`` reads from a folder besides weights: the config and tokenizer files.

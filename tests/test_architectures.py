@@ -30,15 +30,16 @@ def _config(family: str, vocab_size: int):
     deberta = dict(relative_attention=True, position_buckets=16, pos_att_type=["p2c", "c2p"],
                    norm_rel_ebd="layer_norm", position_biased_input=False)
     extra = {"electra": dict(embedding_size=16),  # with the projection to the layers' width, as electra-small
+             "deberta": dict(relative_attention=True, pos_att_type=["p2c", "c2p"]),  # its own LayerNorm class
              "deberta-v2": deberta,
              "deberta-v2-conv": dict(deberta, conv_kernel_size=3)}.get(family, {})  # as deberta-v2-xlarge
     config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig,
-                    "electra": transformers.ElectraConfig, "deberta-v2": transformers.DebertaV2Config,
-                    "deberta-v2-conv": transformers.DebertaV2Config}[family]
+                    "electra": transformers.ElectraConfig, "deberta": transformers.DebertaConfig,
+                    "deberta-v2": transformers.DebertaV2Config, "deberta-v2-conv": transformers.DebertaV2Config}[family]
     return config_class(vocab_size=vocab_size, pad_token_id=0, **SMALL, **extra)
 
 
-FAMILIES = ["bert", "roberta", "distilbert", "electra", "deberta-v2", "deberta-v2-conv", "modernbert"]
+FAMILIES = ["bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "deberta-v2-conv", "modernbert"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def test_norm_layers_and_biases_get_no_weight_decay_whatever_their_names(family,
     model = _model(family, vocab_size)
     exempt = no_decay_names(model)
     norms = {f"{module_name}.{name}" for module_name, module in model.named_modules()
-             if isinstance(module, torch.nn.LayerNorm) for name, _ in module.named_parameters(recurse=False)}
+             if isinstance(module, (torch.nn.LayerNorm, transformers.models.deberta.modeling_deberta.DebertaLayerNorm))
+             for name, _ in module.named_parameters(recurse=False)}
     assert norms and norms <= exempt
     linear_weights = {f"{module_name}.weight" for module_name, module in model.named_modules()
                       if isinstance(module, torch.nn.Linear)}
@@ -102,6 +104,8 @@ def test_reinit_touches_the_top_layer_only(family, vocab_size):
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p)}
     assert changed and changed <= set(touched)
     assert any(layer_group(name, LAYERS, model.config.model_type) == top for name in changed)
+    # the whole layer: DeBERTa's own LayerNorm class and its bare q_bias / v_bias were left pretrained
+    assert {name for name in before if layer_group(name, LAYERS, model.config.model_type) == top} <= set(touched)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
