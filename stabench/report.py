@@ -7,7 +7,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +57,15 @@ STD_CI_MIN_SEEDS = 10  # at 5 seeds the std's "95 %" bootstrap interval covered 
 
 
 def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
-    """The columns every study table shares; with ``intervals``, the bootstrap intervals of the
-    mean and std and the chi-square upper bound of the std (what a paper's table reports).  The
-    std's bootstrap interval is shown from ``STD_CI_MIN_SEEDS`` seeds: on fewer it cannot reach
-    past the spread the seeds show (the chi-square bound beside it can)."""
+    """The columns every study table shares, of a Study's ``summary()`` (or the Study); with
+    ``intervals``, the bootstrap intervals of the mean and std and the chi-square upper bound of the
+    std (what a paper's table reports).  The std's bootstrap interval is shown from
+    ``STD_CI_MIN_SEEDS`` seeds: on fewer it cannot reach past the spread the seeds show (the
+    chi-square bound beside it can)."""
+    if not isinstance(summary, Summary):
+        if not callable(getattr(summary, "summary", None)):
+            raise TypeError(f"summary_row takes a Study or its summary(), not {type(summary).__name__}")
+        summary = summary.summary()
     row = {
         "n": str(summary.n),
         "mean ± std": f"{fmt(summary.mean)} ± {fmt(summary.std)}",
@@ -75,6 +80,17 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
                                                                      f"seeds]")
         row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run
     return row
+
+
+def study_rows(studies: Any, intervals: bool = False) -> list[dict[str, str]]:
+    """A table's rows for Studies, for ``markdown`` or ``rows_table``: each one's name, task, model
+    and recipe, then ``summary_row``'s columns.  ``studies`` is a Study, a list of them (named by
+    their arms), or a mapping of names to Studies (a claim's StudySet)."""
+    if callable(getattr(studies, "summary", None)):
+        studies = [studies]
+    named = studies.items() if isinstance(studies, Mapping) else [(study.arm.name, study) for study in studies]
+    return [{"study": str(name), "task": study.results[0].task["name"], "model": study.results[0].model["name"],
+             "recipe": study.arm.recipe.name, **summary_row(study.summary(), intervals)} for name, study in named]
 
 
 def progress_display(console: Console | None = None) -> Progress:

@@ -217,6 +217,9 @@ def _finite(scores: Iterable[float], owner: str, side: str) -> np.ndarray:
     the order the runs were listed in, because random splits and resamples drawn with a fixed
     seed give another p for the same runs listed otherwise (another store, an export).
     """
+    if callable(scores):  # study.scores, a method, given without its call
+        raise TypeError(f"{owner}: {side} is {getattr(scores, '__qualname__', 'a function')}, not scores; call it "
+                        f"(study.scores())")
     try:
         data = np.asarray(list(scores), dtype=float)
     except (TypeError, ValueError) as error:  # runs or a Study, where their scores belong

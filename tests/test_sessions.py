@@ -158,6 +158,8 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
         list(study)
     with pytest.raises(TypeError, match=r"^aso: A should be scores \(numbers\), not what came \(a Study is not a list"):
         stats.aso(study, study)
+    with pytest.raises(TypeError, match=r"^aso: B is Study.scores, not scores; call it \(study.scores\(\)\)$"):
+        stats.aso(study.scores(), study.scores)  # 'method' object is not iterable, pointing at compare_runs
     assert Study(arm, [study]).results == study.results  # Studies in a list are their runs
     with pytest.raises(TypeError, match=r"^study of a: expected runs .*, got a float \(0.5\)"):
         Study(arm, [0.5, 0.6])
@@ -351,6 +353,26 @@ def test_a_script_without_store_uses_stabench_store_and_without_either_is_warned
                                                               r"\$STABENCH_STORE\): its runs are trained again"):
         again = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=1)
     assert again.trained_here == [0] and again.results[0].metrics == first.results[0].metrics
+
+
+def test_studies_make_a_summary_table_in_one_call(tiny_model, tmp_path):
+    """A notebook compared studies over two tasks: summary_row refused a Study (AttributeError)
+    and each table was written out by hand."""
+    import stabench
+    from stabench import report
+
+    with Store(tmp_path / "s.sqlite") as store:
+        pair = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=2, store=store)
+        single = stabench.study("polarity", tiny_model, FAST, seeds=2, store=store)
+    assert report.summary_row(pair) == report.summary_row(pair.summary())
+    rows = report.study_rows({"pair": pair, "single": single}, intervals=True)
+    assert [(r["study"], r["task"], r["recipe"]) for r in rows] == [("pair", BUILTIN_PAIR_TASK, FAST.name),
+                                                                    ("single", "polarity", FAST.name)]
+    assert rows[0]["model"] == pair.results[0].model["name"] and "std upper (chi²)" in rows[0]
+    assert [r["study"] for r in report.study_rows([pair, single])] == [pair.arm.name, single.arm.name]
+    assert report.study_rows(pair)[0]["n"] == "2" and "| pair " in report.markdown(rows)
+    with pytest.raises(TypeError, match=r"^summary_row takes a Study or its summary\(\), not list$"):
+        report.summary_row([pair])
 
 
 def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, tmp_path):
