@@ -913,7 +913,8 @@ class Study:
                              f"comparison needs at least 2 seeds a side (seeds= in the claim, or --stabench-seeds)")
         comparison = stats.compare(self.scores(metric), other.scores(metric), self.failures, other.failures,
                                    higher_is_better=higher_is_better(metric), alpha=alpha,
-                                   n_comparisons=n_comparisons, names=_names(self, other), metric=metric)
+                                   n_comparisons=n_comparisons, names=_names(self, other), metric=metric,
+                                   subject=_subject(self, other))
         self.comparisons.append(comparison)
         return comparison
 
@@ -930,6 +931,12 @@ def _names(a: Study, b: Study) -> tuple[str, str]:
     if a.arm.task != b.arm.task:
         names = [f"{name} ({study.arm.task})" for name, study in zip(names, (a, b))]
     return (names[0], names[1]) if names[0] != names[1] else (f"A ({names[0]})", f"B ({names[1]})")
+
+
+def _subject(a: Study, b: Study) -> str | None:
+    """What both studies ran, "task / model", where they share it (else the names say it)."""
+    ran = {(study.results[0].task["name"], study.results[0].model["name"]) for study in (a, b)}
+    return " / ".join(ran.pop()) if len(ran) == 1 else None
 
 
 class StudySet(dict):

@@ -328,12 +328,15 @@ def comparison_rows(entries: Sequence[dict[str, Any] | Comparison], owner: str =
     """A row per comparison: ``Comparison.to_dict()`` entries, each with what made it under ``owner``
     (the claim whose body called ``Study.compare``, or the studies ``stabench summary --compare`` paired),
     or a script's Comparisons (what ``Study.compare`` returns), which have no such column."""
+    comparisons = [entry if isinstance(entry, Comparison) else Comparison(
+        **{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
+        for entry in entries]
+    on = any(c.subject for c in comparisons)  # a column where the comparisons name what they ran
     rows = []
-    for entry in entries:
-        c = entry if isinstance(entry, Comparison) else Comparison(
-            **{name: value for name, value in entry.items() if name in Comparison.__dataclass_fields__})
+    for entry, c in zip(entries, comparisons):
         made_by = {} if isinstance(entry, Comparison) else {owner: entry[owner]}
-        rows.append({**made_by, "A vs B": f"{c.name_a} vs {c.name_b}", "metric": c.metric,
+        rows.append({**made_by, "A vs B": f"{c.name_a} vs {c.name_b}", **({"on": c.subject or "-"} if on else {}),
+                     "metric": c.metric,
                      "mean": f"{fmt(c.mean_a)} vs {fmt(c.mean_b)} (p={c.mannwhitney_p_a_better:.3g})",
                      "std": f"{fmt(c.std_a)} vs {fmt(c.std_b)} (p={c.levene_p_a_less:.3g}"
                             + ("; most of A failed" if c.most_of_a_failed else "") + ")",

@@ -549,6 +549,7 @@ class Comparison:
     name_a: str = "A"  # what the messages call the two studies (Study.compare: the arms' names)
     name_b: str = "B"
     metric: str = "score"
+    subject: str | None = None  # what both studies ran, "task / model" (Study.compare), where they share it
 
     @property
     def most_of_a_failed(self) -> bool:
@@ -611,7 +612,8 @@ class Comparison:
         def verdict(shown: bool) -> str:
             return "yes" if shown else "no"
 
-        return (f"{self.name_a} vs {self.name_b} ({self.metric}, n={self.n_a} vs {self.n_b}, level "
+        on = f" on {self.subject}" if self.subject else ""
+        return (f"{self.name_a} vs {self.name_b}{on} ({self.metric}, n={self.n_a} vs {self.n_b}, level "
                 f"{self.level_text()}):\n"
                 f"  less variable  {verdict(self.a_less_variable):3}  std {self.std_a:.4g} vs {self.std_b:.4g}, "
                 f"one-sided Brown-Forsythe p={self.levene_p_a_less:.3g}"
@@ -637,6 +639,7 @@ def compare(
     aso_iterations: int = 1000,
     names: tuple[str, str] = ("A", "B"),
     metric: str = "score",
+    subject: str | None = None,
 ) -> Comparison:
     """Compare two studies; "A better" follows ``higher_is_better``.
 
@@ -644,7 +647,9 @@ def compare(
     counts and the Mann-Whitney test of location (each p by permutation or exactly), and
     Almost Stochastic Order.  ``alpha`` is Bonferroni-corrected by ``n_comparisons``, and ASO
     runs at the matching confidence level, as deepsig does for multiple comparisons.
-    ``names`` and ``metric`` are what the assertions' messages call the studies and scores.
+    ``names`` and ``metric`` are what the assertions' messages call the studies and scores, and
+    ``subject`` what both studies ran (their task and model), where comparisons of several tasks
+    would otherwise read alike.
     """
     check_number("compare alpha", alpha, "a number in (0, 1), e.g. 0.05", lambda x: 0 < x < 1)
     if isinstance(n_comparisons, bool) or not isinstance(n_comparisons, Integral) or n_comparisons < 1:
@@ -684,6 +689,7 @@ def compare(
         name_a=names[0],
         name_b=names[1],
         metric=metric,
+        subject=subject,
     )
 
 

@@ -373,6 +373,12 @@ def test_studies_make_a_summary_table_in_one_call(tiny_model, tmp_path):
     assert report.study_rows(pair)[0]["n"] == "2" and "| pair " in report.markdown(rows)
     with pytest.raises(TypeError, match=r"^summary_row takes a Study or its summary\(\), not list$"):
         report.summary_row([pair])
+    # Comparisons on two tasks read alike ("bc vs nobc") unless they say what they ran.
+    same, across = pair.compare(pair), pair.compare(single, metric="accuracy")
+    assert same.subject == f"{BUILTIN_PAIR_TASK} / {pair.results[0].model['name']}" and across.subject is None
+    assert str(same).startswith(f"A ({pair.arm.name}) vs B ({pair.arm.name}) on {same.subject} (accuracy, n=2")
+    assert [row["on"] for row in report.comparison_rows([same, across])] == [same.subject, "-"]
+    assert same.to_dict()["subject"] == same.subject
 
 
 def test_a_study_s_runs_as_a_table_for_pandas_match_the_csv_export(tiny_model, tmp_path):
