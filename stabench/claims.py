@@ -591,7 +591,7 @@ class StudyNotStored(UserWarning):
     """A script's study without a store: hours of training kept nowhere."""
 
 
-def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] = 5, *,
+def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Sequence[int] | str = 5, *,
           train_size: int | None = None, subsample_seed: int = 0, store=None, device: str = "auto",
           cpu_threads: int | None = None, recompute: bool = False, train: bool = True,
           progress: bool = False) -> Study:
