@@ -296,12 +296,13 @@ def draw_bert_init(module: torch.nn.Module, std: float) -> list[torch.nn.Paramet
             module.weight.normal_(0.0, std)
             if module.bias is not None:
                 module.bias.zero_()
-        elif "norm" in type(module).__name__.lower() and set(own) <= {"weight", "bias"}:
+        elif "norm" in type(module).__name__.lower() and set(own) <= {"weight", "bias"} \
+                and all(param.dim() == 1 for param in own.values()):  # a scale and a shift per feature
             if "weight" in own:
                 own["weight"].fill_(1.0)
             if "bias" in own:  # ModernBERT's have none
                 own["bias"].zero_()
-        elif own and all("bias" in name for name in own):
+        elif own and all(name == "bias" or name.endswith("_bias") for name in own):
             for bias in own.values():
                 bias.zero_()
         else:

@@ -208,6 +208,44 @@ def test_a_transformers_release_that_switched_torch_off_is_named_in_one_line(tin
                                     f"README, Install, names the pins)")
 
 
+def test_bert_init_draws_norms_and_bare_biases_and_leaves_what_it_cannot_draw():
+    """DeBERTa v1's own LayerNorm class and its q_bias / v_bias stayed pretrained under re-init; a
+    head of another kind must stay refused (every seed would keep its one head)."""
+    import torch
+
+    from stabench.models import draw_bert_init
+
+    class DebertaLayerNorm(torch.nn.Module):  # transformers' own class, by its name
+        def __init__(self):
+            super().__init__()
+            self.weight, self.bias = torch.nn.Parameter(torch.full((4,), 3.0)), torch.nn.Parameter(torch.ones(4))
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_bias, self.v_bias = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+
+    class CosineNormClassifier(torch.nn.Module):  # "Norm" in its name, a matrix of weights
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.full((2, 4), 3.0))
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.logit_bias, self.unbiased_scale = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+
+    norm, attention = DebertaLayerNorm(), Attention()
+    assert draw_bert_init(norm, 0.02) == [norm.weight, norm.bias]
+    assert norm.weight.eq(1).all() and norm.bias.eq(0).all()
+    assert draw_bert_init(attention, 0.02) == [attention.q_bias, attention.v_bias]
+    assert attention.q_bias.eq(0).all() and attention.v_bias.eq(0).all()
+    for module in (CosineNormClassifier(), Scaled()):
+        before = [p.detach().clone() for p in module.parameters()]
+        assert draw_bert_init(module, 0.02) == []
+        assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+
+
 def test_a_modernbert_head_without_layernorm_biases_is_drawn_afresh(tmp_path):
     import torch
     import transformers
