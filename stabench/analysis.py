@@ -134,7 +134,8 @@ def vanishing_gradients(result: RunResult, early: tuple[int, int] = (1, 100), fa
                         f"use gradient_summary(study)")
     from .stats import check_number
 
-    if np.ndim(early) != 1 or len(early) != 2 or not all(isinstance(s, Integral) for s in early):
+    if not (isinstance(early, (Sequence, np.ndarray)) and len(early) == 2
+            and all(isinstance(s, Integral) for s in early)):
         raise ValueError(f"early={early!r} is invalid; expected a window of trace steps (first, last), e.g. (1, 100)")
     lo, hi = early
     if lo > hi:

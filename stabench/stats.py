@@ -203,8 +203,11 @@ def _flags(failures: int | Iterable[bool] | None, name: str) -> list[bool] | Non
                          f"True/False flag per run")
     if isinstance(failures, (bool, np.bool_, str, bytes)) or not isinstance(failures, Iterable):
         raise refused
-    flags = np.asarray(list(failures))  # bools, 0/1 of any number type (a tensor's), one per run
-    if flags.size and (flags.ndim != 1 or flags.dtype.kind not in "biuf" or not np.isin(flags, (0, 1)).all()):
+    try:
+        flags = np.asarray(list(failures))  # bools, 0/1 of any number type (a tensor's), one per run
+    except (TypeError, ValueError):  # ragged: [[1], [0, 1]]
+        raise refused from None
+    if flags.ndim != 1 or flags.size and (flags.dtype.kind not in "biuf" or not np.isin(flags, (0, 1)).all()):
         raise refused
     return [bool(flag) for flag in flags]
 

@@ -572,10 +572,14 @@ class Store:
 
         folder = beside_store(self.path, "unstored")
         path = folder / f"{result.key}.json"
+
+        def keep() -> Path:
+            kept = _kept_path(folder, result.key)
+            write_export(kept, [result], "json")
+            return kept
+
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = _kept_path(folder, result.key)
-            write_export(path, [result], "json")
+            path = in_made_folder(folder, keep)  # a rerun adopting the folder's last file removes the folder
         except OSError as exc:
             return f"keeping the run in {path} failed too: {exc}"
         with contextlib.suppress(StoreError, sqlite3.Error):

@@ -195,7 +195,8 @@ def test_summarize_counts_flags_and_formats():
         summarize([0.1, 0.2], failed=[True])
     assert summarize([0.1, 0.2, 0.3], failed=np.array([True, False, True]), collapsed=np.int64(1)).failures == 2
     assert summarize([0.1, 0.2, 0.3], failed=np.array([1.0, 0.0, 1.0])).failures == 2  # 0/1 of any number type
-    for bad in (1.0, np.float64(2.0), True, np.bool_(True), "1", [True, None, False], [0, 2, 1]):
+    for bad in (1.0, np.float64(2.0), True, np.bool_(True), "1", [True, None, False], [0, 2, 1], [[1], [0, 1], [1]],
+                [[], [], []]):
         with pytest.raises(ValueError, match=r"^failed=.* is invalid; expected a count \(an integer\) or one "
                                              r"True/False flag per run$"):
             summarize([0.1, 0.2, 0.3], failed=bad)  # a float was "not iterable", True a count of one
@@ -493,7 +494,7 @@ def test_brown_forsythe_counts_splits_tied_in_exact_arithmetic_as_ties():
     assert brown_forsythe(a, b, "greater") == pytest.approx(greater) == brown_forsythe(b, a, "less")
     assert brown_forsythe(a, b) == brown_forsythe(b, a)
     # Splits that differ by 1e-12 beside a deviation of 1 differ: the tolerance is float rounding's.
-    # (4/7 counted in exact fractions; rounding to the largest deviation gave 0.74.)
+    # (4/7 counted in exact fractions; rounding to the largest deviation gave 0.73.)
     a, b = [1.0, -5.23e-13, -4.13e-13, -2.44e-12], [5.40e-12, 3.43e-12, -9.76e-13, 2.32e-12]
     assert brown_forsythe(a, b, "less") == pytest.approx(4 / 7)
 
