@@ -243,8 +243,9 @@ def reinit_top_layers(model: nn.Module, k: int, reinit_pooler: bool = True) -> l
     Zhang et al. (2021): the top layers of a pretrained encoder are specialised to the
     pretraining task and transfer poorly; starting them from BERT's init stabilises few-sample
     fine-tuning.  Linear weights ~ normal(0, config.initializer_range), biases 0, LayerNorm
-    weight 1 / bias 0 (``models.draw_bert_init``).  Draws from the current torch RNG, so the run's seed drives it.  With
-    ``k = 0`` and ``reinit_pooler`` only the pooler (if the model has one) is reset.
+    weight 1 / bias 0 (``models.draw_bert_init``).  Draws from the current torch RNG, so the
+    run's seed drives it.  With ``k = 0`` and ``reinit_pooler`` only the pooler (if the model has
+    one) is reset.
     Returns the names (as in ``model.named_parameters()``) of the re-initialised parameters.
     """
     layers = encoder_layers(model)

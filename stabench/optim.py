@@ -27,6 +27,7 @@ from .recipes import ADAMW_STYLES
 _UNCORRECTED_STEP = 1e12
 _UNCORRECTED_BETA_BELOW = 1 - 1e-7
 
+
 def no_decay_names(model: nn.Module) -> set[str]:
     """The parameters BERT's recipe keeps out of weight decay: every bias, and the parameters of
     each normalisation layer, found by its type (any class named ``*Norm*``) rather than by its

@@ -350,8 +350,8 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires, gate, reference): "
-                                       "a fine-tuning stability claim (use stabench.claim)")
+    config.addinivalue_line("markers", "stabench(task, model, recipe, seeds, arms, train_size, toy, requires, gate, "
+                                       "reference): a fine-tuning stability claim (use stabench.claim)")
     config.addinivalue_line("markers", f"{VERDICT_MARK}: a claim's verdict item (set by stabench); -m 'not "
                                        f"{VERDICT_MARK}' selects seed items only")
     profile = option(config, "profile") or "paper"

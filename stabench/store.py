@@ -118,6 +118,10 @@ def beside_store(store_path: str | os.PathLike[str], kind: str) -> Path:
     return path.with_name(f"{path.name}-{kind}")
 
 
+_FOLDER_RETRIES = 100
+T = TypeVar("T")
+
+
 def in_made_folder(folder: Path, create: Callable[[], T]) -> T:
     """``create()`` (which makes a file in ``folder``) once the folder is made.  The last holder of
     a lock or note may remove the emptied folder between the two (see :func:`remove_if_empty`):
@@ -128,10 +132,6 @@ def in_made_folder(folder: Path, create: Callable[[], T]) -> T:
             return create()
     folder.mkdir(parents=True, exist_ok=True)
     return create()
-
-
-_FOLDER_RETRIES = 100
-T = TypeVar("T")
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -926,14 +926,15 @@ def test_a_store_that_fails_mid_session_fails_its_seeds_in_one_line(suite):
     (suite.path / "s.sqlite-attempts").write_text("not a folder\n")
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the attempt file *s.sqlite-attempts/*.json beside the store (*), "
-                                 "so no run is trained*"])
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the attempt file *s.sqlite-attempts/*.json beside the store "
+                                 "(*), so no run is trained*"])
     (suite.path / "s.sqlite-attempts").unlink()
     shutil.rmtree(suite.path / "s.sqlite-locks", ignore_errors=True)
     (suite.path / "s.sqlite-locks").write_text("not a folder\n")
     result = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed", "--stabench-seeds=0-0")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the claim on run * beside the store, *s.sqlite-locks/*.lock (*)*"])
+    result.stdout.fnmatch_lines(["*s.sqlite: cannot write the claim on run * beside the store, "
+                                 "*s.sqlite-locks/*.lock (*)*"])
     for outcome in (result.stdout.str(), result.stderr.str()):
         assert "Traceback" not in outcome and "During handling" not in outcome
 
