@@ -93,6 +93,21 @@ def study_rows(studies: Any, intervals: bool = False) -> list[dict[str, str]]:
              "recipe": study.arm.recipe.name, **summary_row(study.summary(), intervals)} for name, study in named]
 
 
+def gradient_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``analysis.gradient_summary``'s numbers as a table's rows, a run each, the failed first: a
+    nested dict of lists printed on one line is no way to read Fig. 4's contrast."""
+    def number(value: float) -> str:
+        return "-" if value is None or math.isnan(value) else f"{value:.3g}"
+
+    return [{"run": label, "seed": str(seed), "recipe": recipe, "drop": number(drop),
+             "bottom / top": number(ratio), "vanished": "yes" if vanished else "no",
+             "recovered": "yes" if recovered else "no"}
+            for label in ("failed", "successful")
+            for seed, recipe, drop, ratio, vanished, recovered in zip(
+                *(summary[label][column] for column in ("seeds", "recipes", "drop", "bottom_top_ratio", "vanished",
+                                                        "recovered")))]
+
+
 def progress_display(console: Console | None = None) -> Progress:
     """The progress bars of a study (seeds, and the steps of the seed in training), gone when done.
     Descriptions are plain text: a recipe's ``[lr=0.0002]`` is not markup."""

@@ -68,6 +68,12 @@ def test_the_analyses_take_a_claims_arms_and_refuse_scores_and_runs_read_without
     arms = {"no-bc": SimpleNamespace(results=[failed]), "bc": SimpleNamespace(results=[ok])}  # as a StudySet holds
     summary = analysis.gradient_summary(arms)
     assert summary["failed"]["seeds"] == [0] and summary["successful"]["seeds"] == [1]
+    from stabench.report import gradient_rows
+
+    rows = gradient_rows(summary)  # a table to read, not a nested dict on one line
+    assert [(r["run"], r["seed"], r["vanished"], r["recovered"]) for r in rows] == [("failed", "0", "yes", "no"),
+                                                                                    ("successful", "1", "no", "yes")]
+    assert rows[0]["drop"] == f"{summary['failed']['drop'][0]:.3g}" and rows[0]["recipe"] == failed.recipe_name
     with pytest.raises(TypeError, match=r"^gradient_summary: unknown option\(s\) 'erly'; it takes vanishing_gradients' "
                                         r"early, factor, max_ratio, recover_factor, tail$"):
         analysis.gradient_summary(arms, erly=(1, 48))
