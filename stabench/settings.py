@@ -49,13 +49,17 @@ class ProjectSettings:
         value = self.overrides[key] if key in self.overrides else self.options.get(key)
         return None if value == "" else value
 
-    def where(self, name: str) -> str:
-        """Where the option in force was written, for its error messages."""
+    def where(self, name: str, value: object = None) -> str:
+        """Where the option in force was written, for its error messages; with ``value``, as
+        written there (``--stabench-store='x'``, ``stabench_store = 5``)."""
+        def shown(sep: str) -> str:
+            return "" if value is None else f"{sep}{value!r}"
+
         if name in self.flags:
-            return f"{_flag(name)} in {self.flags[name][1]}"
+            return f"{_flag(name)}{shown('=')} in {self.flags[name][1]}"
         if f"stabench_{name}" in self.overrides:
-            return f"-o stabench_{name} in $PYTEST_ADDOPTS"
-        return f"stabench_{name} in {self.path}"
+            return f"-o stabench_{name}{shown('=')} in $PYTEST_ADDOPTS"
+        return f"stabench_{name}{shown(' = ')} in {self.path}"
 
     def store(self) -> Path | None:
         """The store option: a flag's path is relative to the current folder, as pytest takes a
@@ -64,7 +68,7 @@ class ProjectSettings:
             return Path(self.flags["store"][0]) if self.flags["store"][0] else None
         value = self.get("store")
         if value is not None and not isinstance(value, str):  # a number in [tool.pytest]: pytest refuses it too
-            raise ValueError(f"stabench_store = {value!r} in {self.path} is invalid; expected a path in quotes, e.g. "
+            raise ValueError(f"{self.where('store', value)} is invalid; expected a path in quotes, e.g. "
                              f'stabench_store = "results.sqlite"')
         folder = self.path.parent if self.path is not None else Path()
         return None if value is None else folder / os.path.expanduser(value)
@@ -77,10 +81,7 @@ class ProjectSettings:
         try:
             return int(str(value).strip())
         except ValueError:
-            written = (f"{_flag(name)}={value!r} in {self.flags[name][1]}" if name in self.flags
-                       else f"-o stabench_{name}={value!r} in $PYTEST_ADDOPTS" if f"stabench_{name}" in self.overrides
-                       else f"stabench_{name} = {value!r} in {self.path}")
-            raise ValueError(f"{written} is invalid; expected an integer") from None
+            raise ValueError(f"{self.where(name, value)} is invalid; expected an integer") from None
 
 
 def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSettings:
