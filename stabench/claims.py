@@ -755,7 +755,7 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
     or runs of these very inputs under another library stack or thread count (``stack`` is this
     one, in words).  A recipe that was never trained must not pass for a missing thread count."""
     task, model, recipe = prepared.task_info["name"], prepared.model_info["name"], prepared.recipe
-    runs = store.query(task=task, model=model)
+    runs = store.query(task=task, model=model, traces=False)  # what they are, not how they trained
     if not runs:
         return f"the store holds no run of {task} / {model}"
     of_recipe = [r for r in runs if r.recipe_hash == prepared.recipe_hash]

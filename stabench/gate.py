@@ -73,7 +73,8 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
 
     With ``claim``, only runs that pytest's ``--stabench-tag`` tagged for that claim: a tag's
     own baseline for it, whatever its recipe is called now (other sources give none).
-    ``role`` names the source in errors (baseline or current).
+    ``role`` names the source in errors (baseline or current).  Read without traces: the gate
+    weighs scores, and a months-old baseline's traces are gigabytes.
     """
     if claim is not None and not source.startswith("tag:"):
         return []
@@ -81,8 +82,8 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
         if store is None:
             raise ValueError(f"{role} {source!r} reads the results store, but none is open")
         if source.startswith("tag:"):
-            return store.query(tag=source[4:], claim=claim)
-        return store.query(env=parse_env(source[4:]))
+            return store.query(tag=source[4:], claim=claim, traces=False)
+        return store.query(env=parse_env(source[4:]), traces=False)
     path = Path(source)
     if not path.is_file():
         store_too = ", store (every stored run not in the baseline)" if role == "current" else ""
@@ -92,7 +93,7 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
                                                                      f"mean tag:{source}?" if tagged else ""))
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
         scratch_store.import_file(path)
-        return scratch_store.query()
+        return scratch_store.query(traces=False)
 
 
 def reads_store(source: str) -> bool:
