@@ -14,6 +14,7 @@ import functools
 import importlib
 import json
 import os
+import shlex
 import signal
 import threading
 import uuid
@@ -199,9 +200,38 @@ def _check_options(config: pytest.Config) -> list | None:
     _check_values(config)
     if _is_worker(config):
         return None
+    _check_spaced_paths(config)
     _check_worker_count(config)  # pinning, and a bad store or report path, fail now, not after the training
     _check_paths(config)
     return _load_baseline(config)
+
+
+def _check_spaced_paths(config: pytest.Config) -> None:
+    """``--stabench-store /elsewhere/s.sqlite``, with a space: pytest picks its rootdir and config
+    file before plugins' options are known, taking the value for a test path, so a path outside
+    the project can make it miss the project's ini file (thread count, store, gate) and rename
+    every claim (node ids are relative to the rootdir).  Stopped where the value changed them."""
+    from _pytest.config.findpaths import determine_setup
+
+    args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
+    options = {f"--stabench-{name}" for name, _, kind in _OPTIONS if kind != "bool"}
+    spaced = [(name, value) for name, value in zip(args, args[1:]) if name in options and Path(value).exists()]
+    if not spaced or config.getoption("rootdir", None) or config.getoption("inifilename", None):
+        return
+    early = config.known_args_namespace
+
+    def setup(extra: list[str]) -> tuple[Path, Path | None]:
+        found = determine_setup(inifile=None, override_ini=early.override_ini, args=[*early.file_or_dir, *extra],
+                                rootdir_cmd_arg=None, invocation_dir=config.invocation_params.dir)
+        return found[0], found[1]
+
+    meant, taken = setup([]), setup([value for _, value in spaced])
+    if taken != meant:
+        name, value = spaced[0]
+        raise pytest.UsageError(f"{name} {value}: given after a space, pytest took {value!r} for a test path while "
+                                f"choosing its rootdir and config file (before stabench's options are known), and "
+                                f"chose {taken[0]} and {taken[1] or 'no config file'} instead of {meant[0]} and "
+                                f"{meant[1] or 'no config file'}; write {name}={value}")
 
 
 def _check_values(config: pytest.Config) -> None:

@@ -279,6 +279,29 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
                               "e.g. stabench_seeds = \"...\""])
 
 
+def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite, tmp_path_factory):
+    """pytest chooses its rootdir and ini file before plugins' options are known, so the value of
+    ``--stabench-store /elsewhere/s.sqlite`` counts as a test path there: the ini was missed."""
+    from stabench.store import Store
+
+    suite.makeini("[pytest]\nstabench_seeds = 1\n")
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "s.sqlite"
+    Store(elsewhere).close()
+    spaced = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "--stabench-store", str(elsewhere))
+    assert spaced.ret == pytest.ExitCode.USAGE_ERROR
+    spaced.stderr.fnmatch_lines([f"ERROR: --stabench-store {elsewhere}: given after a space, pytest took * for a test "
+                                 f"path while choosing its rootdir and config file (*), and chose {elsewhere.parent.parent}"
+                                 f" and no config file instead of {suite.path} and {suite.path / 'tox.ini'}; "
+                                 f"write --stabench-store={elsewhere}"])
+    joined = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", f"--stabench-store={elsewhere}")
+    joined.stdout.fnmatch_lines(["*test_false_claim?seed0-same-number?"])  # one seed: the ini file was read
+    (suite.path / "stores").mkdir()
+    Store(suite.path / "stores" / "s.sqlite").close()  # inside the project: the same rootdir and ini file
+    inside = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--stabench-store",
+                                       "stores/s.sqlite")
+    assert inside.ret == pytest.ExitCode.OK
+
+
 def test_the_cli_uses_the_store_and_threads_of_pytest_s_ini_file(suite, tiny_model, monkeypatch, capsys):
     from stabench.cli import main
 
