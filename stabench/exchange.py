@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +215,28 @@ def _parse_json(text: str) -> list[RunResult]:
     return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
 
 
-def write_export(path: Path, runs: list[RunResult], fmt: str) -> None:
-    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record)."""
+def write_export(path: Path, runs: Iterable[RunResult], fmt: str, listed: Sequence[RunResult] | None = None) -> int:
+    """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record),
+    written a run at a time, so ``runs`` may read each from the store as it goes; a CSV takes its
+    columns from ``listed`` (the same runs without traces), else from ``runs``.  Returns how many
+    runs it wrote."""
+    written = 0
     with replaced_atomically(path) as fh:
         if fmt == "json":
-            body = ",\n".join(run.to_json() for run in runs)
-            fh.write(f"[\n{body}\n]\n" if runs else "[\n]\n")  # one run a line: ``replaceable_export`` reads the first
-        else:
-            _write_csv(fh, runs)
+            fh.write("[")
+            for run in runs:  # one run a line: ``replaceable_export`` reads the first
+                fh.write(f"{',' if written else ''}\n{run.to_json()}")
+                written += 1
+            fh.write("\n]\n")
+        else:  # run_table's columns, for pandas or a spreadsheet, and each run's full record, for import
+            runs = runs if listed is not None else list(runs)
+            columns = _columns(runs if listed is None else listed)
+            writer = csv.writer(fh)
+            writer.writerow([*map(_cell, columns), "result_json"])
+            for run in runs:
+                writer.writerow([*map(_cell, _row(run, columns)), record_of(run)])
+                written += 1
+    return written
 
 
 @contextlib.contextmanager
@@ -249,43 +263,42 @@ def run_table(runs: Iterable[RunResult]) -> list[dict[str, Any]]:
     return _table(list(runs))[1]
 
 
+_FIXED_COLUMNS = [*COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
+                  "data_fingerprint", "recipe_aliases", "tags"]
+
+
 def _table(runs: list[RunResult]) -> tuple[list[str], list[dict[str, Any]]]:
     """The columns and a row per run (no record: serialising the traces is most of a CSV's work)."""
+    columns = _columns(runs)
+    return columns, [dict(zip(columns, _row(run, columns))) for run in runs]
+
+
+def _columns(runs: Sequence[RunResult]) -> list[str]:
+    """The fixed columns, then every metric (``metric.accuracy``) and recipe field (``recipe.lr``) of ``runs``."""
     metrics = sorted({name for run in runs for name in run.metrics})
     fields = sorted({name for run in runs for name in (run.recipe or {})})
-    columns = [*COLUMNS, "majority_accuracy", "tokenizers", "cpu_threads", "cpu_model", "train_size",
-               "data_fingerprint", "recipe_aliases", "tags", *(f"metric.{name}" for name in metrics),
-               *(f"recipe.{name}" for name in fields)]
-    rows = []
-    for run in runs:
-        check_storable(run)
-        rows.append(dict(zip(columns, [
-            *column_values(run), run.majority_accuracy, run.environment.get("tokenizers"),
+    return [*_FIXED_COLUMNS, *(f"metric.{name}" for name in metrics), *(f"recipe.{name}" for name in fields)]
+
+
+def _row(run: RunResult, columns: list[str]) -> list[Any]:
+    check_storable(run)
+    named = columns[len(_FIXED_COLUMNS):]
+    return [*column_values(run), run.majority_accuracy, run.environment.get("tokenizers"),
             run.environment.get("cpu_threads"), run.environment.get("cpu_model"), run.task.get("train_size") or "full",
             run.task.get("fingerprint"), ";".join(run.recipe_aliases), ";".join(run.tags),
-            *(run.metrics.get(name) for name in metrics),
-            *((run.recipe or {}).get(name) for name in fields)])))
-    return columns, rows
+            *(run.metrics.get(column.removeprefix("metric.")) if column.startswith("metric.")
+              else (run.recipe or {}).get(column.removeprefix("recipe.")) for column in named)]
 
 
 _NOT_WRITABLE = re.compile("[\x00\ud800-\udfff]")  # in a CSV cell: a NUL, a lone surrogate
 
 
-def _write_csv(fh: Any, runs: list[RunResult]) -> None:
-    """:func:`run_table` for pandas or a spreadsheet, plus each run's full record for ``import``."""
-    columns, rows = _table(runs)
-    writer = csv.writer(fh)
-
-    def cell(value: Any) -> Any:
-        """A NUL (in a user's metric name, say) as U+FFFD: Python 3.10's csv cannot write one; so is
-        a lone surrogate (an imported JSON escape), which UTF-8 cannot.  The record, which ``import``
-        reads, is JSON, where both are escaped."""
-        value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
-        return _NOT_WRITABLE.sub("\ufffd", value) if isinstance(value, str) else value
-
-    writer.writerow([*map(cell, columns), "result_json"])
-    for run, row in zip(runs, rows):
-        writer.writerow([*(cell(row[column]) for column in columns), record_of(run)])
+def _cell(value: Any) -> Any:
+    """A CSV cell.  A NUL (in a user's metric name, say) becomes U+FFFD: Python 3.10's csv cannot
+    write one; so does a lone surrogate (an imported JSON escape), which UTF-8 cannot.  The record,
+    which ``import`` reads, is JSON, where both are escaped."""
+    value = "" if value is None else json.dumps(value) if isinstance(value, (dict, list)) else value
+    return _NOT_WRITABLE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 def _parse_csv(text: str) -> list[RunResult]:

@@ -54,7 +54,13 @@ class StoreError(Exception):
 
 
 class DamagedRunsLeftOut(UserWarning):
-    """A listing or export went on without the stored records that no longer parse."""
+    """A listing or export went on without the stored records that no longer parse (``keys``)."""
+
+    def __init__(self, path: Path, keys: Sequence[str]):
+        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+        super().__init__(f"{path}: left out {len(keys)} unreadable stored run(s), {', '.join(keys[:3])}{more}: "
+                         f"rerunning their study trains them again (`stabench runs --show KEY` says what is wrong)")
+        self.keys = list(keys)
 
 
 class UnreadableRun(StoreError):
@@ -958,10 +964,7 @@ class Store:
                         raise
                     damaged.append(error.key)
         if damaged:
-            more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
-            warnings.warn(f"{self.path}: left out {len(damaged)} unreadable stored run(s), "
-                          f"{', '.join(damaged[:3])}{more}: rerunning their study trains them again "
-                          f"(`stabench runs --show KEY` says what is wrong)", DamagedRunsLeftOut, stacklevel=2)
+            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=2)
         if linked is not None:  # a run of a named study's content on another task, model or data size is not its
             runs = [r for r in runs if recipe in r.recipe_names or _study_of(r) in linked]
         if data_of is not None and runs:
@@ -1010,7 +1013,8 @@ class Store:
         ``result_json`` for re-import); ``fmt`` defaults to CSV for a ``.csv`` path, else JSON.
         Returns the number of runs; the file is replaced atomically.  A damaged record is left out
         with a warning, so the other runs can still be backed up, but never over an earlier export
-        (which may hold it whole)."""
+        (which may hold it whole).  Runs are read and written a few at a time: a store of
+        gigabytes of traces exports in little memory."""
         from .exchange import replaceable_export, write_export
 
         if fmt not in (None, "json", "csv"):
@@ -1023,13 +1027,14 @@ class Store:
                                  f"it is; name a new file, or move it away first")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                runs = self.query(**filters, skip_damaged=True)
+                listed = self.query(**filters, traces=False, skip_damaged=True)  # which runs; a CSV's columns
+            damaged: list[str] = []
             for seen in caught:
-                if issubclass(seen.category, DamagedRunsLeftOut) and path.exists():  # it may be their only copy
-                    raise StoreError(f"{seen.message}; so {path}, an earlier export that may hold them whole, is "
-                                     f"left as it is: export to a new file")
-                warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
-            if not runs and any(v is not None for v in filters.values()):
+                if isinstance(seen.message, DamagedRunsLeftOut):
+                    damaged += seen.message.keys
+                else:
+                    warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
+            if not listed and any(v is not None for v in filters.values()):
                 others = {k: v for k, v in filters.items() if k != "env"}
                 raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
             existing = path.absolute().parent
@@ -1037,11 +1042,43 @@ class Store:
                 existing = existing.parent
             if not existing.is_dir():
                 raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
+            earlier = path.exists()  # an earlier export, which may be the only whole copy of a damaged run
+
+            def kept() -> StoreError:
+                return StoreError(f"{DamagedRunsLeftOut(self.path, damaged)}; so {path}, an earlier export that may "
+                                  f"hold them whole, is left as it is: export to a new file")
+
+            if damaged and earlier:
+                raise kept()
             path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
-            write_export(path, runs, fmt)
+            try:
+                written = write_export(path, self._whole(listed, damaged, stop=earlier), fmt, listed)
+            except UnreadableRun:
+                raise kept() from None
         except OSError as exc:  # a read-only folder, a full disk, a name too long
             raise StoreError(f"cannot export to {path}: {exc.strerror or exc}") from None
-        return len(runs)
+        if damaged:
+            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=2)
+        return written
+
+    def _whole(self, listed: Sequence[RunResult], damaged: list[str], stop: bool) -> Iterator[RunResult]:
+        """``listed``'s runs read whole, 100 at a time, for an export.  A trace that no longer
+        parses (a listing does not read it) adds its run to ``damaged`` and, with ``stop``, raises
+        UnreadableRun.  A run deleted since it was listed is not exported."""
+        for start in range(0, len(listed), 100):
+            keys = [run.key for run in listed[start:start + 100]]
+            records = dict(self._read(f"SELECT key, {_RECORD} FROM runs WHERE key IN ({', '.join('?' * len(keys))})",
+                                      keys))
+            loaded = []
+            with collection_paused():
+                for key in (key for key in keys if key in records):
+                    try:
+                        loaded.append(self._load(key, records[key]))
+                    except UnreadableRun:
+                        damaged.append(key)
+                        if stop:
+                            raise
+            yield from loaded
 
     def import_file(self, path: str | os.PathLike[str]) -> tuple[int, int]:
         """Merge an ``export`` file into the store: (added, skipped as already stored).  A run

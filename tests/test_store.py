@@ -1028,6 +1028,51 @@ def test_a_damaged_record_read_without_its_trace_is_named_too(store: Store) -> N
         store.query()
 
 
+def test_an_export_reads_runs_a_few_at_a_time_and_leaves_out_a_damaged_trace_but_never_over_an_earlier_one(
+        store: Store, tmp_path: Path) -> None:
+    """A store of gigabytes of traces exports in the memory of a few runs: runs are read whole a
+    hundred at a time, so damage inside a trace shows only then."""
+    runs = [make_result(seed, trace={"loss": [0.7, 0.7, 0.7], "train_loss_steps": [1, 3]}) for seed in range(230)]
+    for run in runs:
+        store.put(run)
+    for fmt in ("json", "csv"):
+        assert store.export(tmp_path / f"all.{fmt}", fmt=fmt) == 230
+        exported = read_export(tmp_path / f"all.{fmt}")
+        assert [r.key for r in exported] == [r.key for r in store.query(traces=False)]  # the store's order, whole
+        assert all(r.trace["loss"] == [0.7, 0.7, 0.7] for r in exported)
+    damaged = runs[150]
+    _overwrite_record(store, damaged.key, damaged.to_json().replace('"loss": [0.7, 0.7, 0.7]',
+                                                                    '"loss": [{"__float__": "x"}]'))
+    with pytest.warns(store_module.DamagedRunsLeftOut, match=rf"left out 1 unreadable stored run\(s\), {damaged.key}:"):
+        assert store.export(tmp_path / "new.csv") == 229
+    assert damaged.key not in {r.key for r in read_export(tmp_path / "new.csv")}
+    earlier = (tmp_path / "all.json").read_text()
+    with pytest.raises(StoreError, match=rf"{damaged.key}: .*; so .*all.json, an earlier export that may hold them "
+                                         rf"whole, is left as it is: export to a new file$"):
+        store.export(tmp_path / "all.json")
+    assert (tmp_path / "all.json").read_text() == earlier
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_export_s_memory_does_not_grow_with_the_store(tmp_path: Path) -> None:
+    """A lab's store is gigabytes of traces (a whole store read at once ran out of memory at 4 GB):
+    runs are read whole a hundred at a time, so four times the runs add only their listing."""
+    import tracemalloc
+
+    def peak(runs: int) -> int:
+        with Store(tmp_path / f"{runs}.sqlite") as store:
+            for seed in range(runs):
+                store.put(make_result(seed, trace={"loss": [0.5 + i for i in range(2000)], "train_loss_steps": [1, 3]}))
+            tracemalloc.start()
+            try:
+                assert store.export(tmp_path / f"{runs}.json") == runs
+                return tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+
+    assert peak(600) < 2 * peak(150)  # read at once: 4 times
+
+
 def _overwrite_record(store: Store, key: str, record: str) -> None:
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", (record, key))
