@@ -218,8 +218,9 @@ def _parse_json(text: str) -> list[RunResult]:
 def write_export(path: Path, runs: Iterable[RunResult], fmt: str, listed: Sequence[RunResult] | None = None) -> int:
     """An export file (JSON: a list of full run dicts; CSV: flat rows plus the full record),
     written a run at a time, so ``runs`` may read each from the store as it goes; a CSV takes its
-    columns from ``listed`` (the same runs without traces), else from ``runs``.  Returns how many
-    runs it wrote."""
+    columns from ``listed`` (the same runs without traces), else from ``runs``, so a run left out
+    once its trace proves damaged may leave a metric's column empty.  Returns how many runs it
+    wrote."""
     written = 0
     with replaced_atomically(path) as fh:
         if fmt == "json":

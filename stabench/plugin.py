@@ -210,28 +210,26 @@ def _check_spaced_paths(config: pytest.Config) -> None:
     """``--stabench-store /elsewhere/s.sqlite``, with a space: pytest picks its rootdir and config
     file before plugins' options are known, taking the value for a test path, so a path outside
     the project can make it miss the project's ini file (thread count, store, gate) and rename
-    every claim (node ids are relative to the rootdir).  Stopped where the value changed them."""
+    every claim (node ids are relative to the rootdir).  Stopped where what pytest chose differs
+    from what the command line's own test paths give."""
     from _pytest.config.findpaths import determine_setup
+    from _pytest.pathlib import safe_exists
 
     args = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *config.invocation_params.args]
     options = {f"--stabench-{name}" for name, _, kind in _OPTIONS if kind != "bool"}
-    spaced = [(name, value) for name, value in zip(args, args[1:]) if name in options and Path(value).exists()]
-    if not spaced or config.getoption("rootdir", None) or config.getoption("inifilename", None):
+    spaced = [(name, value) for name, value in zip(args, args[1:])
+              if name in options and safe_exists(Path(value.split("::")[0]))]  # as pytest tells a path
+    if not spaced:
         return
-    early = config.known_args_namespace
-
-    def setup(extra: list[str]) -> tuple[Path, Path | None]:
-        found = determine_setup(inifile=None, override_ini=early.override_ini, args=[*early.file_or_dir, *extra],
-                                rootdir_cmd_arg=None, invocation_dir=config.invocation_params.dir)
-        return found[0], found[1]
-
-    meant, taken = setup([]), setup([value for _, value in spaced])
-    if taken != meant:
+    known = config.known_args_namespace  # parsed again once plugins loaded: the values are theirs
+    meant = determine_setup(inifile=known.inifilename, override_ini=known.override_ini, args=known.file_or_dir,
+                            rootdir_cmd_arg=known.rootdir or None, invocation_dir=config.invocation_params.dir)[:2]
+    if (config.rootpath, config.inipath) != meant:
         name, value = spaced[0]
         raise pytest.UsageError(f"{name} {value}: given after a space, pytest took {value!r} for a test path while "
                                 f"choosing its rootdir and config file (before stabench's options are known), and "
-                                f"chose {taken[0]} and {taken[1] or 'no config file'} instead of {meant[0]} and "
-                                f"{meant[1] or 'no config file'}; write {name}={value}")
+                                f"chose {config.rootpath} and {config.inipath or 'no config file'} instead of "
+                                f"{meant[0]} and {meant[1] or 'no config file'}; write {name}={value}")
 
 
 def _check_values(config: pytest.Config) -> None:

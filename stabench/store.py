@@ -57,10 +57,13 @@ class DamagedRunsLeftOut(UserWarning):
     """A listing or export went on without the stored records that no longer parse (``keys``)."""
 
     def __init__(self, path: Path, keys: Sequence[str]):
-        more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-        super().__init__(f"{path}: left out {len(keys)} unreadable stored run(s), {', '.join(keys[:3])}{more}: "
-                         f"rerunning their study trains them again (`stabench runs --show KEY` says what is wrong)")
-        self.keys = list(keys)
+        super().__init__(path, list(keys))  # its args make it again: a copy, a pickle (xdist)
+        self.path, self.keys = path, list(keys)
+
+    def __str__(self) -> str:
+        more = f" and {len(self.keys) - 3} more" if len(self.keys) > 3 else ""
+        return (f"{self.path}: left out {len(self.keys)} unreadable stored run(s), {', '.join(self.keys[:3])}{more}: "
+                f"rerunning their study trains them again (`stabench runs --show KEY` says what is wrong)")
 
 
 class UnreadableRun(StoreError):
@@ -519,6 +522,20 @@ class Store:
         if self._conn is None:
             raise StoreError(f"{self.path}: results store is closed")
         return self._conn
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Several reads as one state of the store (a read transaction: in WAL mode writers go on);
+        inside another transaction, that one's."""
+        conn = self._connection()
+        began = not conn.in_transaction
+        if began:
+            conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if began and conn.in_transaction:
+                conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -1015,50 +1032,56 @@ class Store:
         with a warning, so the other runs can still be backed up, but never over an earlier export
         (which may hold it whole).  Runs are read and written a few at a time: a store of
         gigabytes of traces exports in little memory."""
-        from .exchange import replaceable_export, write_export
-
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
         fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
         try:
-            if not replaceable_export(path):
-                raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
-                                 f"it is; name a new file, or move it away first")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                listed = self.query(**filters, traces=False, skip_damaged=True)  # which runs; a CSV's columns
-            damaged: list[str] = []
-            for seen in caught:
-                if isinstance(seen.message, DamagedRunsLeftOut):
-                    damaged += seen.message.keys
-                else:
-                    warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
-            if not listed and any(v is not None for v in filters.values()):
-                others = {k: v for k, v in filters.items() if k != "env"}
-                raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
-            existing = path.absolute().parent
-            while not existing.exists():
-                existing = existing.parent
-            if not existing.is_dir():
-                raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
-            earlier = path.exists()  # an earlier export, which may be the only whole copy of a damaged run
-
-            def kept() -> StoreError:
-                return StoreError(f"{DamagedRunsLeftOut(self.path, damaged)}; so {path}, an earlier export that may "
-                                  f"hold them whole, is left as it is: export to a new file")
-
-            if damaged and earlier:
-                raise kept()
-            path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
-            try:
-                written = write_export(path, self._whole(listed, damaged, stop=earlier), fmt, listed)
-            except UnreadableRun:
-                raise kept() from None
+            with self._snapshot():
+                return self._export(path, fmt, filters)
         except OSError as exc:  # a read-only folder, a full disk, a name too long
             raise StoreError(f"cannot export to {path}: {exc.strerror or exc}") from None
+
+    def _export(self, path: Path, fmt: str, filters: dict[str, Any]) -> int:
+        """``export`` in one snapshot of the store: runs listed, then read whole a hundred at a
+        time, as one state of it, while writers go on (WAL)."""
+        from .exchange import replaceable_export, write_export
+
+        if not replaceable_export(path):
+            raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
+                             f"it is; name a new file, or move it away first")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            listed = self.query(**filters, traces=False, skip_damaged=True)  # which runs; a CSV's columns
+        damaged: list[str] = []
+        for seen in caught:
+            if isinstance(seen.message, DamagedRunsLeftOut):
+                damaged += seen.message.keys
+            else:
+                warnings.warn_explicit(seen.message, seen.category, seen.filename, seen.lineno)
+        if not listed and any(v is not None for v in filters.values()):
+            others = {k: v for k, v in filters.items() if k != "env"}
+            raise StoreError(f"{self.nothing_matches(others, filters.get('env'))}; nothing was exported to {path}")
+        existing = path.absolute().parent
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise StoreError(f"cannot export to {path}: {str(existing)!r} is a file, not a folder")
+        earlier = path.exists()  # an earlier export, which may be the only whole copy of a damaged run
+
+        def kept() -> StoreError:
+            return StoreError(f"{DamagedRunsLeftOut(self.path, damaged)}; so {path}, an earlier export that may "
+                              f"hold them whole, is left as it is: export to a new file")
+
+        if damaged and earlier:
+            raise kept()
+        path.parent.mkdir(parents=True, exist_ok=True)  # as reports do: a CI artifact folder, say
+        try:
+            written = write_export(path, self._whole(listed, damaged, stop=earlier), fmt, listed)
+        except UnreadableRun:
+            raise kept() from None
         if damaged:
-            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=2)
+            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=3)  # export's caller
         return written
 
     def _whole(self, listed: Sequence[RunResult], damaged: list[str], stop: bool) -> Iterator[RunResult]:

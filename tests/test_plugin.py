@@ -279,9 +279,10 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
                               "e.g. stabench_seeds = \"...\""])
 
 
-def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite, tmp_path_factory):
+def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite, tmp_path_factory, monkeypatch):
     """pytest chooses its rootdir and ini file before plugins' options are known, so the value of
     ``--stabench-store /elsewhere/s.sqlite`` counts as a test path there: the ini was missed."""
+    from stabench import plugin
     from stabench.store import Store
 
     suite.makeini("[pytest]\nstabench_seeds = 1\n")
@@ -300,6 +301,18 @@ def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite
     inside = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--stabench-store",
                                        "stores/s.sqlite")
     assert inside.ret == pytest.ExitCode.OK
+    # --rootdir keeps the rootdir, but pytest still looks for the ini file from the value's folder.
+    rooted = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", f"--rootdir={suite.path}",
+                                       "--stabench-store", str(elsewhere))
+    rooted.stderr.fnmatch_lines([f"ERROR: --stabench-store {elsewhere}: * and chose {suite.path} and no config file "
+                                 f"instead of {suite.path} and {suite.path / 'tox.ini'}; *"])
+    # A value too long to be a file name is no path, and a plugin pytest knew at its first parse was no test path.
+    long_tag = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--stabench-tag", "t" * 300)
+    assert long_tag.ret == pytest.ExitCode.OK
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    registered = suite.runpytest_inprocess("-p", "no:cacheprovider", "-p", "xdist", "--collect-only", "-q",
+                                           "--stabench-store", str(elsewhere), plugins=[plugin])
+    assert registered.ret == pytest.ExitCode.OK
 
 
 def test_the_cli_uses_the_store_and_threads_of_pytest_s_ini_file(suite, tiny_model, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import math
 import re
 import shlex
 import os
+import pickle
 import shutil
 import signal
 import sqlite3
@@ -1052,6 +1053,31 @@ def test_an_export_reads_runs_a_few_at_a_time_and_leaves_out_a_damaged_trace_but
         store.export(tmp_path / "all.json")
     assert (tmp_path / "all.json").read_text() == earlier
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_an_export_is_one_state_of_the_store_while_another_process_moves_a_tag(store: Store, tmp_path: Path,
+                                                                              monkeypatch) -> None:
+    """Listed, then read whole in parts: the parts are read in the listing's snapshot, so a tag a
+    gate moves meanwhile gives an export of the baseline as it was, not half of each."""
+    runs = [make_result(seed) for seed in range(5)]
+    for run in runs:
+        store.put(run)
+    store.tag([run.key for run in runs[:3]], "baseline")
+    whole = Store._whole
+
+    def meanwhile(self, listed, damaged, stop):
+        with Store(store.path) as other:
+            other.untag([runs[0].key], "baseline")
+            other.tag([runs[3].key], "baseline")
+        yield from whole(self, listed, damaged, stop)
+
+    monkeypatch.setattr(Store, "_whole", meanwhile)
+    assert store.export(tmp_path / "baseline.json", tag="baseline") == 3
+    exported = read_export(tmp_path / "baseline.json")
+    assert [(r.key, "baseline" in r.tags) for r in exported] == [(r.key, True) for r in runs[:3]]
+    assert {r.key for r in store.query(tag="baseline")} == {r.key for r in runs[1:4]}  # the snapshot ended
+    warning = store_module.DamagedRunsLeftOut(store.path, ["k1", "k2"])
+    assert str(pickle.loads(pickle.dumps(warning))) == str(warning)  # as xdist sends it
 
 
 def test_an_export_s_memory_does_not_grow_with_the_store(tmp_path: Path) -> None:
