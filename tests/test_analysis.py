@@ -288,6 +288,13 @@ def test_flat_accuracy_over_four_decades_of_loss_is_not_overfitting():
     assert abs(trend.slope) < 0.01 and trend.loss_decades == pytest.approx(4.0)
     assert trend.log10_loss == pytest.approx((-5.0, -1.0)) and trend.intercept == pytest.approx(0.70, abs=0.02)
     assert -0.01 < trend.slope_ci[0] < trend.slope < trend.slope_ci[1] < 0.01
+    # "Flat" is two one-sided tests at alpha: the slope's (1 - 2 alpha) interval within the tolerance.
+    from scipy import stats as sps
+
+    loss, accuracy = zip(*analysis.generalisation_points(results, successful_only=True))
+    fit = sps.linregress(np.log10(loss), accuracy)
+    half_width = sps.t.ppf(1 - trend.alpha, 12 - 2) * fit.stderr
+    assert trend.slope_ci == pytest.approx((fit.slope - half_width, fit.slope + half_width), rel=1e-9)
 
 
 def test_a_small_slope_from_few_noisy_runs_is_inconclusive_not_flat():

@@ -32,8 +32,10 @@ def _config(family: str, vocab_size: int):
     extra = {"electra": dict(embedding_size=16),  # with the projection to the layers' width, as electra-small
              "deberta": dict(relative_attention=True, pos_att_type=["p2c", "c2p"]),  # its own LayerNorm class
              "deberta-v2": deberta,
-             "deberta-v2-conv": dict(deberta, conv_kernel_size=3)}.get(family, {})  # as deberta-v2-xlarge
+             "deberta-v2-conv": dict(deberta, conv_kernel_size=3),  # as deberta-v2-xlarge
+             "albert": dict(embedding_size=16)}.get(family, {})
     config_class = {"bert": transformers.BertConfig, "roberta": transformers.RobertaConfig,
+                    "albert": transformers.AlbertConfig,
                     "electra": transformers.ElectraConfig, "deberta": transformers.DebertaConfig,
                     "deberta-v2": transformers.DebertaV2Config, "deberta-v2-conv": transformers.DebertaV2Config}[family]
     return config_class(vocab_size=vocab_size, pad_token_id=0, **SMALL, **extra)
@@ -165,6 +167,16 @@ def test_modernbert_trains_with_per_layer_traces_interventions_and_the_recipe_s_
     result = fine_tune(prepare("polarity", folder, recipe, 0, device="cpu"))
     assert list(result.trace["grad_norm"]) == ["embeddings", "layer.0", "layer.1", "layer.2", "pooler", "classifier"]
     assert all(math.isfinite(norm) for norms in result.trace["grad_norm"].values() for norm in norms)
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, "albert"])
+def test_the_recipe_s_dropout_is_every_dropout_of_the_model(family, tiny_model, tmp_path):
+    """albert-default's dropout 0 must reach ALBERT's classifier too (its field has its own name)."""
+    folder = _saved(family, tiny_model, tmp_path / family)
+    for dropout in (0.0, 0.2):
+        model = load_model(resolve(folder), 2, dropout)
+        rates = {type(module).__name__: module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+        assert rates and set(rates.values()) == {dropout}, rates
 
 
 def test_albert_s_per_layer_interventions_are_refused_before_any_data_loads(tiny_model, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 
 from stabench.claims import Arm, Session, Study
 from stabench.recipes import get_recipe
+from stabench.stats import failure_rate_upper
 from stabench.store import Store, StoreError
 from stabench.tasks import BUILTIN_PAIR_TASK
 
@@ -200,17 +201,32 @@ def test_a_study_answers_the_usual_mistakes_with_the_way_out(tiny_model, tmp_pat
         analysis.gradient_summary(study.results[0], early=(1, 4))["n_successful"] == 1
 
 
-def test_a_study_summarised_at_another_confidence_is_not_its_95_percent_summary():
-    """The 95% headline is computed once; a 99% summary must not be served that one."""
+def _scored(name: str, accuracies: list[float], collapsed: bool = False) -> Study:
+    """A study of hand-made runs (majority accuracy 0.5), collapsed or not."""
     from stabench.result import RunResult
 
     recipe = get_recipe("bert-default")
-    runs = [RunResult(key=f"k{seed}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name=recipe.name,
+    runs = [RunResult(key=f"{name}{seed}", task={"name": "t"}, model={"name": "m"}, recipe={}, recipe_name=recipe.name,
                       recipe_hash=recipe.hash, seed=seed, environment={}, metrics={"accuracy": accuracy},
-                      primary_metric="accuracy", majority_accuracy=0.5, failed=accuracy <= 0.5, collapsed=False,
+                      primary_metric="accuracy", majority_accuracy=0.5, failed=accuracy <= 0.5, collapsed=collapsed,
                       diverged=False, steps=10, wall_time_s=1.0, steps_per_s=10.0, started_at="", finished_at="")
-            for seed, accuracy in enumerate([0.5, 0.7, 0.8, 0.9])]
-    study = Study(Arm(name="a", task="t", model="m", recipe=recipe), runs)
+            for seed, accuracy in enumerate(accuracies)]
+    return Study(Arm(name=name, task="t", model="m", recipe=recipe), runs)
+
+
+def test_a_study_counts_failed_runs_collapsed_or_not_and_a_comparison_keeps_each_side_s():
+    """Failed is at or below the majority accuracy, whether the run predicts one class or both."""
+    both_classes = _scored("a", [0.45, 0.8, 0.9])
+    assert both_classes.failures == both_classes.summary().failures == 1
+    assert both_classes.failure_rate_upper() == failure_rate_upper(1, 3)
+    comparison = _scored("good", [0.8, 0.81, 0.82, 0.83, 0.84, 0.85]).compare(_scored("bad", [0.5] * 6, True))
+    assert (comparison.failures_a, comparison.failures_b) == (0, 6)
+    assert comparison.a_fewer_failures and not comparison.most_of_a_failed
+
+
+def test_a_study_summarised_at_another_confidence_is_not_its_95_percent_summary():
+    """The 95% headline is computed once; a 99% summary must not be served that one."""
+    study = _scored("a", [0.5, 0.7, 0.8, 0.9])
     default, wider = study.summary(), study.summary(confidence=0.99)
     assert default.confidence == 0.95 and wider.confidence == 0.99 and wider.failures == default.failures == 1
     assert wider.failure_ci[0] < default.failure_ci[0] and wider.failure_ci[1] > default.failure_ci[1]

@@ -37,8 +37,9 @@ from stabench.stats import (
     failure_rate_upper,
     mann_whitney,
     regression,
-    smallest_regression_p,
     runs_needed_for_zero_failures,
+    sample_std,
+    smallest_regression_p,
     std_below,
     std_upper_bound,
     summarize,
@@ -383,6 +384,7 @@ def test_compare_fisher_p_values_are_the_hypergeometric_tails_of_the_failures(n_
 def test_failure_and_std_assertions_explain_numbers():
     clean = summarize(list(np.linspace(0.68, 0.72, 25)), failed=0)
     assert failure_rate_below(clean, 0.15)
+    assert not failure_rate_below(summarize([0.5] * 5, failed=5), 1.0)  # every run failed: a rate of 1, not below
     assert_failure_rate_below(clean, 0.15)
     with pytest.raises(AssertionError, match=r"0/25 .*0\.113 >= 0\.050.*>= 59 runs"):
         assert_failure_rate_below(clean, 0.05, one_sided=True)
@@ -731,6 +733,16 @@ def test_failed_runs_recovering_is_no_std_regression_but_a_wider_spread_of_succe
         std = next(c for c in checks if c["check"] == "std increase")
         assert std["effect"] > 0.01 and std["skipped"] is None and std["p"] is not None
         assert std["test"] == "one-sided Brown-Forsythe"
+    # The same failure rate is no recovery, flags or counts: failed runs that moved are judged too.
+    checks = []
+    regression([0.5] * 3 + [0.8, 0.81, 0.8, 0.79, 0.8, 0.81, 0.79], [0.3] * 3 + [0.9, 0.91, 0.9, 0.89, 0.9, 0.91, 0.89],
+               [True] * 3 + [False] * 7, [True] * 3 + [False] * 7, threshold, checks)
+    assert next(c for c in checks if c["check"] == "std increase")["test"] == "one-sided Brown-Forsythe"
+    # A growth exactly at the limit is allowed, untested, as a mean drop at its limit is.
+    checks = []
+    growth = sample_std(np.array([0.0, 2.0])) - sample_std(np.array([0.0, 1.0]))
+    at_limit = Threshold("accuracy", max_std_increase=float(growth))
+    assert regression([0.0, 1.0], [0.0, 2.0], 0, 0, at_limit, checks) == [] and checks[0]["p"] is None
     # The rate, not the count, fell: 3 of 4 failed, then 5 of 10.
     checks = []
     regression([0.5] * 3 + [0.9], [0.5] * 5 + [0.9] * 5, 3, 5, Threshold("accuracy", max_std_increase=0.0), checks)
