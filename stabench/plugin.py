@@ -210,8 +210,8 @@ def _check_spaced_paths(config: pytest.Config) -> None:
     """``--stabench-store /elsewhere/s.sqlite``, with a space: pytest picks its rootdir and config
     file before plugins' options are known, taking the value for a test path, so a path outside
     the project can make it miss the project's ini file (thread count, store, gate) and rename
-    every claim (node ids are relative to the rootdir).  Stopped where what pytest chose differs
-    from what the command line's own test paths give."""
+    every claim (node ids are relative to the rootdir).  Stopped where pytest chose what the
+    values give and they changed it."""
     from _pytest.config.findpaths import determine_setup
     from _pytest.pathlib import safe_exists
 
@@ -222,14 +222,19 @@ def _check_spaced_paths(config: pytest.Config) -> None:
     if not spaced:
         return
     known = config.known_args_namespace  # parsed again once plugins loaded: the values are theirs
-    meant = determine_setup(inifile=known.inifilename, override_ini=known.override_ini, args=known.file_or_dir,
-                            rootdir_cmd_arg=known.rootdir or None, invocation_dir=config.invocation_params.dir)[:2]
-    if (config.rootpath, config.inipath) != meant:
+    paths = [arg for arg in known.file_or_dir if arg in args]  # not the ini's addopts, read after pytest chose
+
+    def setup(extra: list[str]) -> tuple[Path, Path | None]:
+        return determine_setup(inifile=known.inifilename, override_ini=known.override_ini, args=[*paths, *extra],
+                               rootdir_cmd_arg=known.rootdir or None, invocation_dir=config.invocation_params.dir)[:2]
+
+    meant, taken = setup([]), setup([value for _, value in spaced])
+    if (config.rootpath, config.inipath) == taken != meant:  # else pytest knew the options, or they moved nothing
         name, value = spaced[0]
         raise pytest.UsageError(f"{name} {value}: given after a space, pytest took {value!r} for a test path while "
                                 f"choosing its rootdir and config file (before stabench's options are known), and "
-                                f"chose {config.rootpath} and {config.inipath or 'no config file'} instead of "
-                                f"{meant[0]} and {meant[1] or 'no config file'}; write {name}={value}")
+                                f"chose {taken[0]} and {taken[1] or 'no config file'} instead of {meant[0]} and "
+                                f"{meant[1] or 'no config file'}; write {name}={value}")
 
 
 def _check_values(config: pytest.Config) -> None:

@@ -175,7 +175,7 @@ def test_the_recipe_s_dropout_is_every_dropout_of_the_model(family, tiny_model, 
     folder = _saved(family, tiny_model, tmp_path / family)
     for dropout in (0.0, 0.2):
         model = load_model(resolve(folder), 2, dropout)
-        rates = {type(module).__name__: module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+        rates = {name: module.p for name, module in model.named_modules() if isinstance(module, torch.nn.Dropout)}
         assert rates and set(rates.values()) == {dropout}, rates
 
 

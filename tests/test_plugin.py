@@ -309,6 +309,13 @@ def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite
     # A value too long to be a file name is no path, and a plugin pytest knew at its first parse was no test path.
     long_tag = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--stabench-tag", "t" * 300)
     assert long_tag.ret == pytest.ExitCode.OK
+    # Test paths in the ini's addopts come after pytest chose: no part of what a spaced value moved.
+    shared = tmp_path_factory.mktemp("shared")
+    (shared / "test_shared.py").write_text("def test_shared():\n    pass\n")
+    suite.makeini(f"[pytest]\nstabench_seeds = 1\naddopts = {shared}\n")
+    with_addopts = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", "--stabench-store",
+                                             "stores/s.sqlite")
+    assert with_addopts.ret == pytest.ExitCode.OK and "test_shared.py::test_shared" in with_addopts.stdout.str()
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     registered = suite.runpytest_inprocess("-p", "no:cacheprovider", "-p", "xdist", "--collect-only", "-q",
                                            "--stabench-store", str(elsewhere), plugins=[plugin])
