@@ -1085,16 +1085,16 @@ class Store:
         return written
 
     def _whole(self, listed: Sequence[RunResult], damaged: list[str], stop: bool) -> Iterator[RunResult]:
-        """``listed``'s runs read whole, 100 at a time, for an export.  A trace that no longer
-        parses (a listing does not read it) adds its run to ``damaged`` and, with ``stop``, raises
-        UnreadableRun.  A run deleted since it was listed is not exported."""
+        """``listed``'s runs read whole, 100 at a time, in the export's snapshot.  A trace that no
+        longer parses (a listing does not read it) adds its run to ``damaged`` and, with ``stop``,
+        raises UnreadableRun."""
         for start in range(0, len(listed), 100):
             keys = [run.key for run in listed[start:start + 100]]
             records = dict(self._read(f"SELECT key, {_RECORD} FROM runs WHERE key IN ({', '.join('?' * len(keys))})",
                                       keys))
             loaded = []
             with collection_paused():
-                for key in (key for key in keys if key in records):
+                for key in keys:
                     try:
                         loaded.append(self._load(key, records[key]))
                     except UnreadableRun:
