@@ -63,7 +63,7 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
     ``STD_CI_MIN_SEEDS`` seeds: on fewer it cannot reach past the spread the seeds show (the
     chi-square bound beside it can)."""
     if not isinstance(summary, Summary):
-        if not callable(getattr(summary, "summary", None)):
+        if not _is_study(summary):
             raise TypeError(f"summary_row takes a Study or its summary(), not {type(summary).__name__}")
         summary = summary.summary()
     row = {
@@ -86,11 +86,16 @@ def study_rows(studies: Any, intervals: bool = False) -> list[dict[str, str]]:
     """A table's rows for Studies, for ``markdown`` or ``rows_table``: each one's name, task, model
     and recipe, then ``summary_row``'s columns.  ``studies`` is a Study, a list of them (named by
     their arms), or a mapping of names to Studies (a claim's StudySet)."""
-    if callable(getattr(studies, "summary", None)):
+    if _is_study(studies):
         studies = [studies]
     named = studies.items() if isinstance(studies, Mapping) else [(study.arm.name, study) for study in studies]
     return [{"study": str(name), "task": study.results[0].task["name"], "model": study.results[0].model["name"],
-             "recipe": study.arm.recipe.name, **summary_row(study.summary(), intervals)} for name, study in named]
+             "recipe": study.arm.recipe.name, **summary_row(study, intervals)} for name, study in named]
+
+
+def _is_study(value: Any) -> bool:
+    """A Study, told by its ``summary()`` (report does not import claims, which imports report)."""
+    return callable(getattr(value, "summary", None))
 
 
 def gradient_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
