@@ -1027,7 +1027,8 @@ class Store:
     def export(self, path: str | os.PathLike[str], fmt: str | None = None, **filters: Any) -> int:
         """Write the runs matching ``filters`` (as in ``query``; all runs by default) to ``path``
         as JSON (a list of full run dicts) or CSV (one flat row per run, plus the full record in
-        ``result_json`` for re-import); ``fmt`` defaults to CSV for a ``.csv`` path, else JSON.
+        ``result_json`` for re-import); ``fmt`` defaults to the path's suffix, ``.json`` or ``.csv``
+        (JSON for a name without one), and another suffix needs ``fmt``.
         Returns the number of runs; the file is replaced atomically.  A damaged record is left out
         with a warning, so the other runs can still be backed up, but never over an earlier export
         (which may hold it whole).  Runs are read and written a few at a time: a store of
@@ -1035,7 +1036,11 @@ class Store:
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
-        fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
+        suffix = path.suffix.lower()
+        if fmt is None and suffix not in ("", ".json", ".csv"):  # "runs.tsv" would silently be JSON
+            raise StoreError(f"cannot tell the export format of {path} from its suffix {path.suffix!r}; "
+                             f"expected a .json or .csv file, or fmt='json' or 'csv'")
+        fmt = fmt or ("csv" if suffix == ".csv" else "json")
         try:
             with self._snapshot():
                 return self._export(path, fmt, filters)

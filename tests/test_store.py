@@ -864,6 +864,9 @@ def test_export_writes_the_format_its_file_name_says(store: Store, tmp_path: Pat
     store.export(tmp_path / "backup")  # JSON unless the name says CSV, as before
     assert (tmp_path / "backup").read_text().startswith("[")
     assert store.export(tmp_path / "runs.txt", fmt="csv") == 1
+    with pytest.raises(StoreError, match=r"suffix '\.tsv'; expected a \.json or \.csv file, or fmt="):
+        store.export(tmp_path / "runs.tsv")  # not JSON under a name that says otherwise
+    assert not (tmp_path / "runs.tsv").exists()
 
 
 def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
