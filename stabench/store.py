@@ -1036,18 +1036,13 @@ class Store:
         if fmt not in (None, "json", "csv"):
             raise StoreError(f"cannot export to {path}: unknown format {fmt!r}; expected 'json' or 'csv'")
         path = Path(path)
-        suffix = path.suffix.lower()
-        if fmt is None and suffix not in ("", ".json", ".csv"):  # "runs.tsv" would silently be JSON
-            raise StoreError(f"cannot tell the export format of {path} from its suffix {path.suffix!r}; "
-                             f"expected a .json or .csv file, or fmt='json' or 'csv'")
-        fmt = fmt or ("csv" if suffix == ".csv" else "json")
         try:
             with self._snapshot():
                 return self._export(path, fmt, filters)
         except OSError as exc:  # a read-only folder, a full disk, a name too long
             raise StoreError(f"cannot export to {path}: {exc.strerror or exc}") from None
 
-    def _export(self, path: Path, fmt: str, filters: dict[str, Any]) -> int:
+    def _export(self, path: Path, fmt: str | None, filters: dict[str, Any]) -> int:
         """``export`` in one snapshot of the store: runs listed, then read whole a hundred at a
         time, as one state of it, while writers go on (WAL)."""
         from .exchange import replaceable_export, write_export
@@ -1055,6 +1050,11 @@ class Store:
         if not replaceable_export(path):
             raise StoreError(f"cannot export to {path}: it exists and is not a stabench export, so it is left as "
                              f"it is; name a new file, or move it away first")
+        suffix = path.suffix.lower()
+        if fmt is None and suffix not in ("", ".json", ".csv"):  # "runs.tsv" would silently be JSON
+            raise StoreError(f"cannot tell the export format of {path} from its suffix {path.suffix!r}; "
+                             f"expected a .json or .csv file, or fmt='json' or 'csv'")
+        fmt = fmt or ("csv" if suffix == ".csv" else "json")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             listed = self.query(**filters, traces=False, skip_damaged=True)  # which runs; a CSV's columns
