@@ -1186,11 +1186,12 @@ class Reporter:
         """A gate that compared no claim (none had a baseline, or every claim was skipped or could
         not gather its study) is misconfigured, not passed.  So is a baseline typed on the command
         line of a session that ran seed items only (a wrong -m in CI); one from the ini file is
-        only noted there, as seed-only sessions on several machines share that file."""
+        only noted there, as seed-only sessions on several machines share that file, and so is
+        a session interrupted before its first verdict (a CI timeout: the reason is the timeout)."""
         if not option(self.config, "baseline"):
             return False
         if not self.claims:
-            return bool(self.seeds) and not _from_ini(self.config, "baseline")
+            return bool(self.seeds) and not self.interrupted and not _from_ini(self.config, "baseline")
         return all(g["gate"] == "no baseline" for g in self.gates)
 
     def nothing_compared_why(self) -> str:

@@ -1769,12 +1769,22 @@ stabench.train.fine_tune = seed_1_interrupted
     redone.stdout.fnmatch_lines(["stabench: interrupted after * every finished run is stored, and running it again "
                                  "trains every seed again, as --stabench-recompute asks (without it, seeds not "
                                  "retrained yet keep their earlier runs)"])  # not "only the missing ones"
-    # Interrupted among the seed items, with a tag to give: the note says why no verdict ran.
+    # Interrupted among the seed items, with a tag to give and a baseline to gate against: the
+    # notes say why no verdict ran; the gate is not blamed on -m or -k, nor said to have failed.
+    from stabench.store import Store
+
+    with Store(suite.path / "s.sqlite") as store:
+        store.tag(store.keys(), "old")
     tagged = suite.runpytest_subprocess("-p", "no:cacheprovider", "--stabench-cpu-threads=1",
-                                        "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=t")
+                                        "--stabench-store=s.sqlite", "-k", "true_claim", "--stabench-tag=t",
+                                        "--stabench-baseline=tag:old", "--stabench-md=gate.md")
     assert tagged.ret == pytest.ExitCode.INTERRUPTED
-    tagged.stdout.fnmatch_lines(["*--stabench-tag=t: no claim's verdict ran in this session (the session was "
-                                 "interrupted before one did), so no run was tagged*"])
+    for name, what in (("tag=t", "no run was tagged"), ("baseline=tag:old", "nothing was compared with the baseline")):
+        tagged.stdout.fnmatch_lines([f"*--stabench-{name}: no claim's verdict ran in this session (the session was "
+                                     f"interrupted before one did), so {what}*"])
+    assert "-m or -k" not in tagged.stdout.str()
+    markdown = (suite.path / "gate.md").read_text()
+    assert "interrupted before one did" in markdown and "The gate failed" not in markdown
 
 
 def test_the_training_stack_is_imported_before_the_first_item_unless_nothing_will_train(suite):
