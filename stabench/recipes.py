@@ -455,14 +455,30 @@ _STUDY_ARGUMENTS = {"train_size": ("train_size", "--train-size"), "seed": ("seed
                     "seeds": ("seeds", "--seeds"), "task": ("task", "--task"), "model": ("model", "--model")}
 
 
+# The names a fine-tuner types first: transformers' TrainingArguments (and run_glue.py's, the
+# model config's) for what a recipe field sets.
+_TRAINER_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size", "max_seq_length": "max_length", "warmup_ratio": "warmup",
+    "warmup_steps": "warmup", "lr_scheduler_type": "schedule", "adam_epsilon": "adam_eps",
+    "max_grad_norm": "grad_clip", "hidden_dropout_prob": "dropout", "attention_probs_dropout_prob": "dropout",
+    "bf16": "precision", "fp16": "precision", "tf32": "precision", "eval_steps": "eval_every",
+    "logging_steps": "trace_every", "torch_compile_mode": "compile", "attn_implementation": "attention",
+}
+
+
 def unknown_field(field: str) -> str:
     """The error for a recipe field that does not exist, with the likeliest one meant."""
     known = sorted(f.name for f in dataclasses.fields(Recipe))
     if study := _STUDY_ARGUMENTS.get(field):  # what a run trains on, not how
         return (f"{field} is not a recipe field: a study gives it ({study[0]}= in a claim or stabench.study, "
                 f"{study[1]} in stabench run); known recipe fields: {', '.join(known)}")
-    close = difflib.get_close_matches(field, known, n=1)
-    meant = f" (did you mean {close[0]!r}?)" if close else ""
+    if ours := _TRAINER_NAMES.get(field.lower()):
+        unit = ", a fraction of all steps" if ours == "warmup" else ""
+        meant = f" (transformers' name; stabench's field is {ours!r}{unit})"
+    else:
+        close = difflib.get_close_matches(field, known, n=1)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown recipe field {field!r}{meant}; known fields: {', '.join(known)}"
 
 

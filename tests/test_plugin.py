@@ -1246,7 +1246,7 @@ TASK = stabench.local_task("tickets", "train.csv", "train.csv", text_columns=["t
 
 @pytest.mark.parametrize("call, message", [
     ('get_recipe("bert-defualt-bc")', "unknown recipe 'bert-defualt-bc' (did you mean 'bert-default-bc'?); *"),
-    ('get_recipe("bert-default-bc", learning_rate=1e-3)', "unknown recipe field 'learning_rate'; known fields: *"),
+    ('get_recipe("bert-default-bc", learning_rate=1e-3)', "unknown recipe field 'learning_rate' (transformers' name; stabench's field is 'lr'); *"),
     ('get_recipe("bert-default-bc", lr=-1)', "recipe field lr=-1.0 is invalid; expected a positive finite number"),
 ])
 def test_a_recipe_error_at_a_claim_files_top_shows_the_users_line_not_stabench_frames(pytester, call, message):

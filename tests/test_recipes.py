@@ -94,7 +94,11 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", compile="fast"), "compile='fast' is invalid; expected one of default, "
                                                            "reduce-overhead, max-autotune or None"),
     (lambda: get_recipe("bert-default", attention="flash"), "attention='flash' is invalid; expected one of eager"),
-    (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate'"),
+    (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate' (transformers' "
+                                                            "name; stabench's field is 'lr'); known fields: "),
+    (lambda: get_recipe("bert-default", warmup_steps=100), "unknown recipe field 'warmup_steps' (transformers' "
+                                                           "name; stabench's field is 'warmup', a fraction of all "
+                                                           "steps); known fields: "),
     (lambda: get_recipe("bert-default", reinit_layer=1), "unknown recipe field 'reinit_layer' (did you mean "
                                                          "'reinit_layers'?); known fields: "),
     (lambda: parse_overrides(["train_size=10"]) and get_recipe("bert-default", **parse_overrides(["train_size=10"])),
