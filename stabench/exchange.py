@@ -212,7 +212,7 @@ def _parse_json(text: str) -> list[RunResult]:
                          "export` writes them")
     if not isinstance(data, list):
         raise ValueError(f"expected a JSON list of runs, got {type(data).__name__}")
-    return [_run_from_record(record, f"run #{i}") for i, record in enumerate(data)]
+    return [_run_from_record(record, f"run {i} of {len(data)}") for i, record in enumerate(data, start=1)]
 
 
 def write_export(path: Path, runs: Iterable[RunResult], fmt: str, listed: Sequence[RunResult] | None = None) -> int:

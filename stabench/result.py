@@ -222,6 +222,9 @@ class RunResult:
         unknown = set(data) - names
         if unknown:
             raise NewerRecord(f"unknown run result fields {sorted(unknown)}; expected {sorted(names)}")
+        if missing := sorted(f.name for f in dataclasses.fields(cls) if f.name not in data
+                             and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
+            raise ValueError(f"it lacks the run result field(s) {', '.join(missing)}")
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> RunResult:

@@ -975,7 +975,9 @@ def test_importing_a_bad_file_changes_nothing(store: Store, tmp_path: Path, name
     assert str(bad) in str(error.value)
     assert store.count() == 1 and make_result(7).key not in store
     said = {"trace_null": "invalid run record: its trace is null, not an object",  # was: 'NoneType' object has no ...
-            "headline_not_a_name": "invalid run record: its primary_metric 5 is not a metric's name"}  # was: 5 is None
+            "headline_not_a_name": "invalid run record: its primary_metric 5 is not a metric's name",  # was: 5 is None
+            # counted from 1, as a CSV's rows are; was "run #1: ... __init__() missing 1 required positional argument"
+            "missing_field": "run 2 of 2: invalid run record: it lacks the run result field(s) seed"}
     assert said.get(name, "") in str(error.value)
 
 
@@ -1207,7 +1209,7 @@ def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, t
     assert not (store.path.parent / "damaged").exists()
     record = {**newer.to_dict(), "energy_kwh": 3.2}
     (tmp_path / "newer.json").write_text(json.dumps([record]))
-    with pytest.raises(StoreError, match=r": nothing imported: run #0: unknown run result fields \['energy_kwh'\]"
+    with pytest.raises(StoreError, match=r": nothing imported: run 1 of 1: unknown run result fields \['energy_kwh'\]"
                                          r".*: it was written by a newer stabench; upgrade stabench to import it$"):
         store.import_file(tmp_path / "newer.json")
 
@@ -1823,7 +1825,7 @@ def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny
             assert other.count() == 0, name
         newer = tmp_path / "newer.json"  # a recipe field this version lacks: upgrade, not "edited"
         newer.write_text(json.dumps([{**r, "recipe": {**r["recipe"], "label_smoothing": 0.1}} for r in records]))
-        with pytest.raises(StoreError, match=r": nothing imported: run #0: its recipe has field\(s\) label_smoothing, "
+        with pytest.raises(StoreError, match=r": nothing imported: run 1 of 3: its recipe has field\(s\) label_smoothing, "
                                              r"which this stabench's recipes lack: it was written by a newer "
                                              r"stabench; upgrade stabench to import it$"):
             other.import_file(newer)
