@@ -25,7 +25,7 @@ from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, Recipe
 from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges
 from .result import RunResult
-from .store import SHORT_HASH, Store
+from .store import SHORT_HASH, Store, check_tag
 
 DEFAULT_LIMITS = {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_failures": 0, "alpha": 0.05}
 
@@ -78,6 +78,11 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
     """
     if claim is not None and not source.startswith("tag:"):
         return []
+    if source.startswith("tag:"):
+        try:
+            check_tag(source[4:])  # "tag:" alone, or "tag:a b": no run could hold it
+        except ValueError as error:
+            raise ValueError(f"{role} {source!r}: {error}") from None
     if reads_store(source):
         if store is None:
             raise ValueError(f"{role} {source!r} reads the results store, but none is open")

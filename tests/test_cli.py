@@ -403,6 +403,7 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
                                                    "override lr='abc' is invalid; expected a number; stored recipes: "
                                                    "none)"),
     (["compare", "tag:baselin", "store"], "baseline 'tag:baselin' holds no runs (stored tags: none)"),
+    (["compare", "tag:", "store"], "baseline 'tag:': tag '' is invalid; expected letters, digits"),
     (["compare", "env:transformers=9.9,cpu_threads=3", "store"], "baseline 'env:transformers=9.9,cpu_threads=3' "
      "holds no runs (stored transformers values: none; stored cpu_threads values: none)"),
     (["runs", "--recipe-hash", "zzzz"], "no stored run matches recipe_hash=zzzz (stored recipe hashes: none)"),

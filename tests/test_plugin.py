@@ -868,6 +868,7 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
     ("--stabench-baseline=tag:nosuch",
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),
+    ("--stabench-baseline=tag:", "--stabench-baseline: baseline 'tag:': tag '' is invalid; expected letters, digits*"),
     ("--stabench-store=typo.sqlite --stabench-baseline=tag:x",
      "--stabench-baseline: 'tag:x' reads the results store, and there is no store at typo.sqlite (--stabench-store); "
      "store and tag a baseline first, or give an export file (stabench export)"),
