@@ -57,6 +57,8 @@ _OPTIONS = [
 ]
 
 
+OPTION_KEYS = tuple(f"stabench_{name.replace('-', '_')}" for name, _, _ in _OPTIONS)  # as the ini file writes them
+
 _METAVAR_BY_KIND = {"path": "PATH", "int": "N", "str": "TEXT"}
 _METAVAR_BY_OPTION = {"seeds": "SEEDS", "device": "DEVICE", "gpus": "IDS", "set": "FIELD=VALUE,...",
                       "profile": "NAME", "baseline": "SOURCE", "gate": "LIMIT=VALUE,...", "tag": "NAME",
@@ -121,8 +123,13 @@ def _ini_option(config: pytest.Config, name: str) -> Any:
     try:
         value = config.getini(dest)
     except (TypeError, ValueError, pytest.UsageError) as error:  # "two" threads, or a TOML number for text
+        from .environment import MAX_COUNT
+
+        expected = {"int": f"an integer from 1 to {MAX_COUNT}", "bool": "true or false"}.get(
+            kind, f'text in quotes, e.g. {dest} = "..."')
+        if (written := _written_ini_value(config, dest)) is not None:
+            raise pytest.UsageError(f"{_named(config, name)}: {written!r} is invalid; expected {expected}") from None
         cause = error.__cause__ or error  # pytest 9.2 wraps the error in a UsageError naming only the file
-        expected = {"int": "an integer", "bool": "true or false"}.get(kind, f'text in quotes, e.g. {dest} = "..."')
         raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(cause).splitlines()[0]}); "
                                 f"expected {expected}") from None
     if value == "":
@@ -147,6 +154,32 @@ def _given_by(config: pytest.Config, name: str) -> str:
         return "ini" if config.getini(key) not in ("", None) else "option"
     except (TypeError, ValueError, pytest.UsageError):  # a value of the wrong type is there
         return "ini"
+
+
+def _check_option_keys(config: pytest.Config) -> None:
+    """A misspelt ``stabench_*`` key is refused: pytest only warns, and its option keeps its
+    default (runs keyed by another thread count, a store elsewhere)."""
+    from .settings import check_option_keys, pytest_section
+
+    try:
+        if config.inipath is not None:
+            check_option_keys(pytest_section(config.inipath) or {}, lambda key: f"{key} in {config.inipath.name}")
+        check_option_keys([e.partition("=")[0] for e in config.getoption("override_ini") or ()], "-o {!r}".format)
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _written_ini_value(config: pytest.Config, key: str) -> object | None:
+    """The ini key ``key`` as -o or the file wrote it, for an error naming the value pytest could
+    not read (pytest's own error is int()'s); None where it cannot be read back."""
+    if _set_by_o(config, key):
+        return [e.partition("=")[2] for e in config.getoption("override_ini") if e.partition("=")[0] == key][-1]
+    from .settings import pytest_section
+
+    try:
+        return (pytest_section(config.inipath) or {}).get(key) if config.inipath else None
+    except ValueError:
+        return None
 
 
 def _set_by_o(config: pytest.Config, key: str) -> bool:
@@ -239,6 +272,7 @@ def _check_spaced_paths(config: pytest.Config) -> None:
 
 def _check_values(config: pytest.Config) -> None:
     """Each option's value, named where it was given; and options that contradict each other."""
+    _check_option_keys(config)
     checks = [("device", _checker("environment", "resolve_device", empty="auto")),
               ("cpu-threads", _checker("environment", "check_positive_count")),
               ("workers-per-gpu", _checker("environment", "check_positive_count")),

@@ -10,9 +10,11 @@ and so do pytest's ``-c``, ``--rootdir`` and ``-o`` in ``$PYTEST_ADDOPTS``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import shlex
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,7 +94,7 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
     overrides = dict(entry.partition("=")[::2] for entry in chosen.override_ini)
     if chosen.config_file:  # pytest reads this file, pytest section or not, and roots the session there
         path = (start / chosen.config_file).resolve()
-        settings = _settings(path, path.parent, _pytest_section(path) or {}, overrides)
+        settings = _settings(path, path.parent, pytest_section(path) or {}, overrides)
     else:
         settings = _found(start, overrides)
     rootdir = start / os.path.expandvars(chosen.rootdir) if chosen.rootdir else settings.rootdir
@@ -100,6 +102,7 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
         raise ValueError(f"--rootdir={chosen.rootdir} in $PYTEST_ADDOPTS is not a folder; expected one (pytest "
                          f"refuses it too)")
     stabench_keys = {key: value for key, value in overrides.items() if key.startswith("stabench_")}
+    check_option_keys(stabench_keys, lambda key: f"-o {key!r} in $PYTEST_ADDOPTS")  # 'stabench_store ': a key too
     return ProjectSettings(settings.path, rootdir, settings.options, settings.flags, stabench_keys)
 
 
@@ -111,7 +114,7 @@ def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:
         for name in CONFIG_FILES:
             path = folder / name
             if path.is_file():
-                section = _pytest_section(path)
+                section = pytest_section(path)
                 if section is not None:
                     return _settings(path, folder, section, overrides)
                 if name == "pyproject.toml" and nearest_pyproject is None:
@@ -122,8 +125,22 @@ def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:
     return _settings(None, setup_py, {}, overrides)
 
 
+def check_option_keys(keys: Iterable[str], named: Callable[[str], str]) -> None:
+    """ValueError for a ``stabench_*`` key that no option has (``named`` says where it was
+    written), naming the likeliest one meant."""
+    from .plugin import OPTION_KEYS
+
+    for key in keys:
+        if key.startswith("stabench_") and key not in OPTION_KEYS:
+            close = difflib.get_close_matches(key, OPTION_KEYS, n=1)
+            meant = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{named(key)} is not a stabench option{meant}; known options: {', '.join(OPTION_KEYS)}")
+
+
 def _settings(path: Path | None, rootdir: Path, section: dict[str, object], overrides: dict[str, str]
               ) -> ProjectSettings:
+    if path is not None:
+        check_option_keys(section, lambda key: f"{key} in {path}")
     options = {key: value for key, value in section.items() if key.startswith("stabench_")}
     addopts = overrides["addopts"] if "addopts" in overrides else section.get("addopts")  # -o addopts= wins
     where = "-o addopts in $PYTEST_ADDOPTS" if "addopts" in overrides else f"addopts of {path}"
@@ -188,7 +205,7 @@ def _flags(addopts: object, where: str) -> dict[str, tuple[str, str]]:
     return flags
 
 
-def _pytest_section(path: Path) -> dict[str, object] | None:
+def pytest_section(path: Path) -> dict[str, object] | None:
     """``path``'s pytest section; None when it has none (a ``pytest.ini`` or ``pytest.toml``
     counts even without one, as in pytest)."""
     always = path.name in ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini")

@@ -275,7 +275,7 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
     suite.makefile(".toml", pyproject="[tool.pytest]\nstabench_seeds = 1\n")
     bad = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    bad.stderr.fnmatch_lines(["ERROR: stabench_seeds in pyproject.toml is invalid (*); expected text in quotes, "
+    bad.stderr.fnmatch_lines(["ERROR: stabench_seeds in pyproject.toml: 1 is invalid; expected text in quotes, "
                               "e.g. stabench_seeds = \"...\""])
 
 
@@ -363,13 +363,16 @@ def test_the_cli_uses_the_store_and_threads_pytest_takes_from_addopts(suite, tin
 
 
 @pytest.mark.parametrize("ini, message", [
-    ("stabench_cpu_threads = two", "stabench_cpu_threads in tox.ini is invalid (*'two'*); expected an integer"),
-    ("stabench_recompute = sometimes", "stabench_recompute in tox.ini is invalid (*'sometimes'*); expected true or "
-                                       "false"),
+    # the value as written, not int()'s error about it
+    ("stabench_cpu_threads = two", "stabench_cpu_threads in tox.ini: 'two' is invalid; expected an integer from 1 to "
+                                   "1024"),
+    ("stabench_recompute = sometimes", "stabench_recompute in tox.ini: 'sometimes' is invalid; expected true or false"),
     ("stabench_baseline = base.json", "stabench_baseline in tox.ini: baseline '/*/base.json' is neither*"),  # resolved
     ("stabench_cpu_threads = 0", "stabench_cpu_threads in tox.ini: 0 is invalid; expected an integer from 1 to 1024"),
     ("stabench_gate = max_drop=1", "stabench_gate in tox.ini: gate limit 'max_drop' is unknown*"),
     ("stabench_profile = tiny", "stabench_profile in tox.ini: profile 'tiny' is invalid; expected paper or toy"),
+    ("stabench_cpu_thread = 1", "stabench_cpu_thread in tox.ini is not a stabench option (did you mean "
+                                "'stabench_cpu_threads'?); known options: stabench_store, *"),  # not pytest's warning
 ])
 def test_a_bad_ini_value_is_named_as_the_ini_file_has_it(suite, ini, message):
     suite.makeini(f"[pytest]\n{ini}\n")
@@ -384,6 +387,11 @@ def test_a_bad_value_given_by_dash_o_or_a_default_beside_an_ini_file_is_not_blam
     overridden = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-o", "stabench_seeds=bogus")
     assert overridden.ret == pytest.ExitCode.USAGE_ERROR
     overridden.stderr.fnmatch_lines(["ERROR: -o stabench_seeds: seeds 'bogus' are invalid; *"])
+    threads = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-o", "stabench_cpu_threads=x",
+                                        "-o", "stabench_cpu_threads=two")  # the last one, as pytest reads them
+    threads.stderr.fnmatch_lines(["ERROR: -o stabench_cpu_threads: 'two' is invalid; expected an integer from 1 to 1024"])
+    misspelt = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-o", "stabench_sore=x.sqlite")
+    misspelt.stderr.fnmatch_lines(["ERROR: -o 'stabench_sore' is not a stabench option (did you mean 'stabench_store'?)*"])
     figure = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "--stabench-plots=figs/x.png")
     figure.stderr.fnmatch_lines(["ERROR: --stabench-plots 'figs/x.png' looks like a figure's file name; expected a "
                                  "folder for the figures (their format: --stabench-plot-format png)"])
