@@ -22,7 +22,7 @@ from scipy.cluster.hierarchy import DisjointSet
 from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
-from .recipes import HOOK_FINGERPRINT, Recipe
+from .recipes import HOOK_FINGERPRINT, distinguishing_fields, plain_value, stored_fields, version_label
 from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store, check_tag
@@ -432,12 +432,12 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
     versions = [{r.recipe_hash: r.recipe for r in runs} for runs in (baseline, current)]
     if any(len(v) != 1 for v in versions):
         return "recipe content"
-    before, after = (_recipe_fields(next(iter(v.values()))) for v in versions)
+    before, after = (stored_fields(next(iter(v.values()))) for v in versions)
     if not (isinstance(before, Mapping) and isinstance(after, Mapping)):  # a malformed imported record
         return "recipe content"
     if (HOOK_FINGERPRINT in before) != (HOOK_FINGERPRINT in after):  # one side stored before runs recorded it
         before, after = ({k: v for k, v in side.items() if k != HOOK_FINGERPRINT} for side in (before, after))
-    fields = [f"{k} {_plain(before.get(k))} -> {_plain(after.get(k))}" for k in sorted(set(before) | set(after))
+    fields = [f"{k} {plain_value(before.get(k))} -> {plain_value(after.get(k))}" for k in sorted(set(before) | set(after))
               if k != "name" and before.get(k) != after.get(k)]
     if not fields:  # hashed apart by the hook's code or a corrected computation (see Recipe.hash), or no fields
         if not before:
@@ -446,25 +446,6 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
         return f"recipe content (same fields; {hook}computation corrected)"
     more = f", {len(fields) - shown} more" if len(fields) > shown else ""
     return f"recipe content ({', '.join(fields[:shown])}{more})"
-
-
-def _plain(value: Any) -> Any:
-    """A recipe value as a person writes it: epochs 4, not the 4.0 a float field holds."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _recipe_fields(record: Any) -> Any:
-    """A stored recipe with today's defaults filled in, so a field added since is not a change,
-    and its hook's fingerprint where the record holds one: an edited hook shows as its change."""
-    if not (isinstance(record, Mapping) and record):
-        return record
-    try:
-        fields = dataclasses.asdict(Recipe.from_dict(record))  # every field, those to_dict leaves out too
-    except (TypeError, ValueError, AttributeError):  # written by another stabench version, or malformed
-        return record
-    if HOOK_FINGERPRINT in record:
-        fields[HOOK_FINGERPRINT] = record[HOOK_FINGERPRINT]
-    return fields
 
 
 def _stack_value(run: RunResult, name: str) -> str:
@@ -545,15 +526,13 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
     what it ran.  The key parts named in ``always`` are shown even where they do not vary."""
     varying = [name for name, get in _KEY_PARTS.items()
                if name in always or len({str(get(g[0])) for g in groups}) > 1]
-    fields = _distinguishing([_recipe_fields(g[0].recipe) for g in groups]) if "recipe content" in varying else []
+    fields = (distinguishing_fields([stored_fields(g[0].recipe) for g in groups]) if "recipe content" in varying
+              else [])
 
     def shown(name: str, run: RunResult) -> str:
         value = _KEY_PARTS[name](run)
         if name == "recipe content":
-            recipe = _recipe_fields(run.recipe)
-            if not (fields and isinstance(recipe, Mapping) and recipe):  # a record without fields: its hash
-                return value[:SHORT_HASH]
-            return f"{value[:SHORT_HASH]} ({', '.join(f'{field}={_plain(recipe.get(field))}' for field in fields)})"
+            return version_label(value[:SHORT_HASH], stored_fields(run.recipe), fields)
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
         if name == "metrics":
@@ -561,28 +540,6 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
         return str(value)[:12] if name == "data" else str(value)
 
     return [", ".join(f"{name} {shown(name, g[0])}" for name in varying) for g in groups]
-
-
-def _distinguishing(recipes: Sequence[Any], most: int = 3) -> list[str]:
-    """Up to ``most`` recipe fields whose values tell the versions apart, each chosen to tell the
-    most of them apart (the alphabetically first on a tie).  Records without fields take no part."""
-    recipes = [r for r in recipes if isinstance(r, Mapping) and r]
-    # A fingerprint that some records lack (stored before it) and the rest agree on tells nothing.
-    holding = {repr(r[HOOK_FINGERPRINT]) for r in recipes if HOOK_FINGERPRINT in r}
-    unrecorded = {HOOK_FINGERPRINT} if len(holding) <= 1 else set()
-    candidates = sorted(field for field in set().union(*recipes) - {"name"} - unrecorded
-                        if len({repr(r.get(field)) for r in recipes}) > 1)
-
-    def told_apart(fields: list[str]) -> int:
-        return len({tuple(repr(r.get(field)) for field in fields) for r in recipes})
-
-    chosen: list[str] = []
-    versions = told_apart(candidates)
-    while candidates and len(chosen) < most and told_apart(chosen) < versions:
-        best = max(candidates, key=lambda field: (told_apart([*chosen, field]), -candidates.index(field)))
-        chosen.append(best)
-        candidates.remove(best)
-    return chosen
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

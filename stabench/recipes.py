@@ -11,7 +11,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
@@ -504,3 +504,52 @@ def _parse_value(field: str, type_name: str, text: str) -> Any:
         raise ValueError(f"recipe override {field}={text!r} is invalid; expected {_ACCEPTED[base]}"
                          + (" or none" if optional else "")) from None
     return text
+
+
+def plain_value(value: Any) -> Any:
+    """A recipe value as a person writes it: epochs 4, not the 4.0 a float field holds."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def stored_fields(record: Any) -> Any:
+    """A stored recipe with today's defaults filled in, so a field added since is not a change,
+    and its hook's fingerprint where the record holds one: an edited hook shows as its change."""
+    if not (isinstance(record, Mapping) and record):
+        return record
+    try:
+        fields = dataclasses.asdict(Recipe.from_dict(record))  # every field, those to_dict leaves out too
+    except (TypeError, ValueError, AttributeError):  # written by another stabench version, or malformed
+        return record
+    if HOOK_FINGERPRINT in record:
+        fields[HOOK_FINGERPRINT] = record[HOOK_FINGERPRINT]
+    return fields
+
+
+def distinguishing_fields(recipes: Sequence[Any], most: int = 3) -> list[str]:
+    """Up to ``most`` recipe fields whose values tell the versions apart, each chosen to tell the
+    most of them apart (the alphabetically first on a tie).  Records without fields take no part."""
+    recipes = [r for r in recipes if isinstance(r, Mapping) and r]
+    # A fingerprint that some records lack (stored before it) and the rest agree on tells nothing.
+    holding = {repr(r[HOOK_FINGERPRINT]) for r in recipes if HOOK_FINGERPRINT in r}
+    unrecorded = {HOOK_FINGERPRINT} if len(holding) <= 1 else set()
+    candidates = sorted(field for field in set().union(*recipes) - {"name"} - unrecorded
+                        if len({repr(r.get(field)) for r in recipes}) > 1)
+
+    def told_apart(fields: list[str]) -> int:
+        return len({tuple(repr(r.get(field)) for field in fields) for r in recipes})
+
+    chosen: list[str] = []
+    versions = told_apart(candidates)
+    while candidates and len(chosen) < most and told_apart(chosen) < versions:
+        best = max(candidates, key=lambda field: (told_apart([*chosen, field]), -candidates.index(field)))
+        chosen.append(best)
+        candidates.remove(best)
+    return chosen
+
+
+def version_label(short_hash: str, record: Any, fields: Sequence[str]) -> str:
+    """One version of a recipe edited under one name, as its hash and its values of the fields
+    that tell the versions apart (:func:`distinguishing_fields`): ``37367b22 (epochs=15)``."""
+    if not (fields and isinstance(record, Mapping) and record):  # a record without fields: its hash
+        return short_hash
+    return f"{short_hash} ({', '.join(f'{field}={plain_value(record.get(field))}' for field in fields)})"

@@ -339,7 +339,7 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     stabench.run("polarity", tiny_model, mine.replace(lr=3e-4, name="mine@2e-4"), 0, device="cpu")  # a second version
     assert main([*run, "--seeds", "0"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    hashes = ", ".join(sorted(recipe.hash[:8] for recipe in (mine, mine.replace(lr=3e-4))))
+    hashes = ", ".join(sorted(f"{recipe.hash[:8]} (lr={recipe.lr})" for recipe in (mine, mine.replace(lr=3e-4))))
     assert err == (f"error: recipe name 'mine@2e-4' is ambiguous: the store holds 2 recipes under it on polarity / "
                    f"{stored_name(tiny_model)} (recipe hashes {hashes}, as `stabench runs --recipe mine@2e-4` lists "
                    f"them); give the one meant as a Recipe (stabench run: --recipe-hash with the start of its "

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 
 from stabench.cli import main
-from stabench.gate import (DEFAULT_LIMITS, _distinguishing, check, check_limits, compare_sources, compare_studies,
+from stabench.gate import (DEFAULT_LIMITS, check, check_limits, compare_sources, compare_studies,
                            group_studies, load_source, name_studies, parse_env, parse_limits, pick_variant, what_changed)
-from stabench.recipes import get_recipe
+from stabench.recipes import distinguishing_fields, get_recipe
 from stabench.report import session_markdown, write_json
 from stabench.result import RunResult
 from stabench.store import Store
@@ -271,8 +271,8 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
                         [dataclasses.replace(r, key=f"{r.key}b", recipe=edited_hook, recipe_hash="h2") for r in old]) \
         == "recipe content (hook_fingerprint 1a2b -> 3c4d)"
     # A variant's label: a field that one of them lacks (stored before it) tells nothing.
-    assert _distinguishing([first, edited_hook]) == ["hook_fingerprint"] and _distinguishing([hooked, first]) == []
-    assert _distinguishing([hooked, first, edited_hook]) == ["hook_fingerprint"]
+    assert distinguishing_fields([first, edited_hook]) == ["hook_fingerprint"] and distinguishing_fields([hooked, first]) == []
+    assert distinguishing_fields([hooked, first, edited_hook]) == ["hook_fingerprint"]
     assert what_changed([dataclasses.replace(r, recipe=hooked, recipe_hash="h1") for r in old],  # stored before
                         [dataclasses.replace(r, key=f"{r.key}b", recipe=edited_hook, recipe_hash="h2") for r in old]) \
         == "recipe content (same fields; hook 'freeze' edited, or computation corrected)"
