@@ -159,14 +159,24 @@ def _given_by(config: pytest.Config, name: str) -> str:
 def _check_option_keys(config: pytest.Config) -> None:
     """A misspelt ``stabench_*`` key is refused: pytest only warns, and its option keeps its
     default (runs keyed by another thread count, a store elsewhere)."""
-    from .settings import check_option_keys, pytest_section
+    from .settings import check_option_keys
 
     try:
-        if config.inipath is not None:
-            check_option_keys(pytest_section(config.inipath) or {}, lambda key: f"{key} in {config.inipath.name}")
+        check_option_keys(_written_ini_keys(config), lambda key: f"{key} in {config.inipath.name}")
         check_option_keys([e.partition("=")[0] for e in config.getoption("override_ini") or ()], "-o {!r}".format)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _written_ini_keys(config: pytest.Config) -> dict[str, object]:
+    """The keys and values of the ini file's pytest section as written; none where pytest read
+    none (or the file is one only pytest reads)."""
+    from .settings import pytest_section
+
+    try:
+        return (pytest_section(config.inipath) or {}) if config.inipath is not None else {}
+    except ValueError:
+        return {}
 
 
 def _written_ini_value(config: pytest.Config, key: str) -> object | None:
@@ -174,12 +184,7 @@ def _written_ini_value(config: pytest.Config, key: str) -> object | None:
     not read (pytest's own error is int()'s); None where it cannot be read back."""
     if _set_by_o(config, key):
         return [e.partition("=")[2] for e in config.getoption("override_ini") if e.partition("=")[0] == key][-1]
-    from .settings import pytest_section
-
-    try:
-        return (pytest_section(config.inipath) or {}).get(key) if config.inipath else None
-    except ValueError:
-        return None
+    return _written_ini_keys(config).get(key)
 
 
 def _set_by_o(config: pytest.Config, key: str) -> bool:
