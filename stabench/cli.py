@@ -55,6 +55,10 @@ def _task_from_args(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from .train import fine_tune, prepare, warn_of_other_stacks
 
+    for given in ("recompute", "store"):
+        if args.no_store and getattr(args, given):
+            raise ValueError(f"--{given} does nothing with --no-store, which reads and writes no store; give one of "
+                             f"them")
     task = _task_from_args(args)
     check_model_name(args.model)  # a typo of a built-in name fails before the run's header, as other bad values do
     project = project_settings()

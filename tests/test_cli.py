@@ -379,6 +379,9 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     (["run", "--task", "polarity", "--set", "lr=-1", "--seeds", "0"], "lr=-1.0 is invalid"),
     (["run", "--task", "x", "--train-file", "/no/train.csv", "--eval-file", "/no/dev.csv", "--text-columns", "t"],
      "task file '/no/train.csv' does not exist"),
+    (["run", "--task", "polarity", "--no-store", "--recompute"], "--recompute does nothing with --no-store, which "
+                                                                  "reads and writes no store; give one of them"),
+    (["run", "--task", "polarity", "--no-store", "--store", "s.sqlite"], "--store does nothing with --no-store"),
     (["run", "--task", "x", "--train-file", "t.csv"], "a local task needs --train-file, --eval-file and "
                                                       "--text-columns; missing --eval-file, --text-columns"),
     (["run", "--task", "polarity", "--train-file", "t.csv", "--eval-file", "e.csv", "--text-columns", "text"],
