@@ -2,16 +2,18 @@
 
 Usage: python _store_worker.py MODE STORE ARGS...   (runs come from a JSON export file)
 
-  put     STORE RUNS START_AT          put every run, print how many were added
-  compute STORE RUNS START_AT LOG SLEEP  get_or_compute every run; the compute appends
+  put     STORE RUNS GO                put every run, print how many were added
+  compute STORE RUNS GO LOG SLEEP      get_or_compute every run; the compute appends
                                        "<pid> <key>" to LOG, then sleeps SLEEP seconds
   hammer  STORE RUNS READY             put copies of the first run in a tight loop forever
   hold    STORE KEY READY              hold the claim on KEY forever
-  turns   STORE KEY START_AT LOG N     take the claim on KEY N times; inside, append "in <pid>"
+  turns   STORE KEY GO LOG N           take the claim on KEY N times; inside, append "in <pid>"
                                        and then "out <pid>" to LOG
 
-START_AT (epoch seconds) lines the processes up so they really race; READY is a file
-created once the worker is under way, so the test knows when to kill it.
+GO ("now" for a lone worker) lines the processes up so they really race: each creates GO.<pid>.ready and waits for the
+file GO, which the test creates once all are ready (a start time was missed by a worker that
+started late on a loaded machine, which then found the work done).  READY is a file created
+once the worker is under way, so the test knows when to kill it.
 """
 from __future__ import annotations
 
@@ -38,20 +40,24 @@ def _runs(path: str) -> list[RunResult]:
     return [RunResult.from_dict(record) for record in json.loads(Path(path).read_text())]
 
 
-def _wait_until(start_at: str) -> None:
-    time.sleep(max(0.0, float(start_at) - time.time()))
+def _wait_for_go(go: str) -> None:
+    if go == "now":  # a lone worker
+        return
+    Path(f"{go}.{os.getpid()}.ready").touch()
+    while not Path(go).exists():
+        time.sleep(0.001)
 
 
-def put(store_path: str, runs: str, start_at: str) -> None:
+def put(store_path: str, runs: str, go: str) -> None:
     results = _runs(runs)
-    _wait_until(start_at)  # before opening: creating the store races too
+    _wait_for_go(go)  # before opening: creating the store races too
     with Store(store_path) as store:
         print(sum(store.put(result) for result in results))
 
 
-def compute(store_path: str, runs: str, start_at: str, log: str, sleep: str) -> None:
+def compute(store_path: str, runs: str, go: str, log: str, sleep: str) -> None:
     results = _runs(runs)
-    _wait_until(start_at)
+    _wait_for_go(go)
     with Store(store_path) as store:
         for result in results:
             _compute_one(store, result, log, float(sleep))
@@ -82,9 +88,9 @@ def hold(store_path: str, key: str, ready: str) -> None:
         time.sleep(600)
 
 
-def turns(store_path: str, key: str, start_at: str, log: str, n: str) -> None:
+def turns(store_path: str, key: str, go: str, log: str, n: str) -> None:
     with Store(store_path) as store:
-        _wait_until(start_at)
+        _wait_for_go(go)
         for _ in range(int(n)):
             with store.lock(key):
                 _append(log, f"in {os.getpid()}")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -127,6 +128,15 @@ def kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL
+
+
+def racing(mode: str, path: Path, *each: Sequence[Any], tmp_path: Path) -> list[subprocess.Popen]:
+    """Workers of ``mode``, one per argument list in ``each``, let go together once all are ready."""
+    go = tmp_path / "go"
+    procs = [worker(mode, path, args[0], go, *args[1:]) for args in each]
+    wait_for(lambda: len(list(tmp_path.glob("go.*.ready"))) == len(procs) or any(p.poll() for p in procs), 120)
+    go.touch()
+    return procs
 
 
 def log_lines(path: Path) -> list[str]:
@@ -530,7 +540,8 @@ def test_a_store_cut_short_is_called_damaged_not_another_kind_of_file(tmp_path: 
     assert path.stat().st_size > 0
 
 
-def test_a_store_on_a_full_or_failing_disk_is_not_called_no_store(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("code", [10 | (4 << 8), 13])  # SQLITE_IOERR_SHORT_READ, as a full tmpfs gives it; SQLITE_FULL
+def test_a_store_on_a_full_or_failing_disk_is_not_called_no_store(tmp_path: Path, monkeypatch, code: int) -> None:
     """"not a stabench results store" invited deleting a good store that a full disk could not read."""
     path = tmp_path / "s.sqlite"
     with Store(path) as store:
@@ -538,7 +549,7 @@ def test_a_store_on_a_full_or_failing_disk_is_not_called_no_store(tmp_path: Path
 
     def disk_full(self, conn):
         error = sqlite3.OperationalError("disk I/O error")
-        error.sqlite_errorcode = 10 | (4 << 8)  # SQLITE_IOERR_SHORT_READ, as a full tmpfs gives it
+        error.sqlite_errorcode = code
         raise error
 
     monkeypatch.setattr(Store, "_check_schema", disk_full)
@@ -566,6 +577,15 @@ def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path: Path) -
     conn.close()
     with pytest.raises(StoreError, match=r"not a stabench results store: schema version -5; expected 0 to 4"):
         Store(path)
+    foreign = tmp_path / "app.sqlite"  # another program's database, versioned before it made any table
+    with contextlib.closing(sqlite3.connect(foreign)) as conn:
+        conn.execute("PRAGMA user_version = 3")
+    with pytest.raises(StoreError, match=r"app.sqlite: not a stabench results store: expected an SQLite database "
+                                         r"with application_id"):
+        Store(foreign)
+    with contextlib.closing(sqlite3.connect(foreign)) as conn:  # left as it was
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == 0
 
 
 def test_older_schema_is_migrated_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -889,7 +909,13 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     assert rows[0]["cpu_threads"] == str(make_result(0).environment.get("cpu_threads", ""))
     assert rows[0]["recipe.lr"] == "2e-05" and rows[0]["recipe.bias_correction"] == "True"  # for a DataFrame
     assert rows[0]["cpu_model"] == (make_result(0).environment.get("cpu_model") or "")
+    assert rows[0]["train_size"] == "full"  # the whole training set, as filters name it
     assert RunResult.from_json(rows[1]["result_json"]).seed == 1
+    mine = tmp_path / "mine.csv"  # a user's own table with a key column: not an export, so never replaced
+    mine.write_text("key,accuracy\nrun-1,0.9\n")
+    with pytest.raises(StoreError, match="it exists and is not a stabench export"):
+        store.export(mine)
+    assert mine.read_text() == "key,accuracy\nrun-1,0.9\n"
 
 
 @pytest.mark.parametrize("odd", ["\x00", "\udc80"])
@@ -953,6 +979,7 @@ BAD_FILES = {
     "other_headline_inf": lambda: json.dumps([{**_valid_record(), "primary_metric": "mcc",
                                                "metrics": {"accuracy": 0.57, "mcc": {"__float__": "Infinity"}}}]),
     "score_as_text": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": "0.57"}}]),
+    "score_as_bool": lambda: json.dumps([{**_valid_record(), "metrics": {"accuracy": True}}]),  # JSON true is no 1.0
     # JSON escapes a lone surrogate, which no column of the store takes (the insert failed, naming no file)
     "lone_surrogate_name": lambda: json.dumps([{**_valid_record(), "recipe_name": "paper\udc80"}]),
     "lone_surrogate_tag": lambda: json.dumps([{**_valid_record(), "tags": ["ok", "\udc80"]}]),
@@ -1023,7 +1050,8 @@ def test_a_damaged_record_read_without_its_trace_is_named_too(store: Store) -> N
     store.put(damaged)
     cut = damaged.to_json()[:-40]  # not JSON: it comes whole, and SQLite's json_remove never sees it
     field_lost = json.dumps({k: v for k, v in json.loads(damaged.to_json()).items() if k != "metrics"})
-    for record in (cut, field_lost):
+    score_true = json.dumps({**json.loads(damaged.to_json()), "metrics": {"accuracy": True}})  # not read as 1.0
+    for record in (cut, field_lost, score_true):
         _overwrite_record(store, damaged.key, record)
         with pytest.raises(StoreError, match=f"stored run {damaged.key} is unreadable"):
             store.query(traces=False)
@@ -1058,6 +1086,11 @@ def test_an_export_reads_runs_a_few_at_a_time_and_leaves_out_a_damaged_trace_but
         store.export(tmp_path / "all.json")
     assert (tmp_path / "all.json").read_text() == earlier
     assert not list(tmp_path.glob(".*.tmp"))
+    _overwrite_record(store, damaged.key, damaged.to_json()[:-40])  # damage the listing finds: refused before writing
+    with pytest.raises(StoreError, match=rf"{damaged.key}: .*; so .*all.json, an earlier export that may hold them "
+                                         rf"whole, is left as it is: export to a new file$"):
+        store.export(tmp_path / "all.json")
+    assert (tmp_path / "all.json").read_text() == earlier
 
 
 def test_an_export_is_one_state_of_the_store_while_another_process_moves_a_tag(store: Store, tmp_path: Path,
@@ -1314,6 +1347,13 @@ def test_a_run_reused_under_another_recipe_name_is_found_by_both_names(store: St
     store.get_or_compute(run.key, lambda: dataclasses.replace(run, recipe_name="mine"), recompute=True)
     assert store.get(run.key).recipe_names == ["mine", "paper", "paper[lr=2e-05]"]
     assert [r.key for r in store.query(recipe="paper")] == [run.key]
+    # Trained again under one of its aliases: that name is stored, and no longer an alias too.
+    store.get_or_compute(run.key, lambda: dataclasses.replace(run, recipe_name="paper"), recompute=True)
+    assert store.get(run.key).recipe_name == "paper" and store.get(run.key).recipe_aliases == ["mine", "paper[lr=2e-05]"]
+    # A copy stored elsewhere under another name, put here: the stored name stays, the other joins it.
+    assert store.put(dataclasses.replace(run, recipe_name="team", recipe_aliases=[])) is False
+    assert store.get(run.key).recipe_names == ["paper", "mine", "paper[lr=2e-05]", "team"]
+    assert [r.key for r in store.query(recipe="team")] == [run.key]
 
 
 def test_a_recipe_name_selects_every_run_of_its_content_on_the_same_task_model_and_data_size(store: Store) -> None:
@@ -1387,6 +1427,10 @@ def test_a_run_is_found_by_any_unique_start_of_its_key(store: Store) -> None:
         store.find_key("abcd")
     with pytest.raises(StoreError, match="key 'abc' is too short; give at least 4 characters"):
         store.find_key("abc")
+    store.put(dataclasses.replace(make_result(0), key="xyz12345"))
+    with pytest.raises(StoreError, match="key 'xyz' is too short"):  # even where it starts one key alone
+        store.find_key("xyz")
+    assert store.find_key("xyz1") == "xyz12345"
     with pytest.raises(StoreError, match="no stored run with key 'abce'"):
         store.find_key("abce")
     for key in ("abcd0000", "abcd9999", "abcdffff"):  # five in all: each named, no "..."
@@ -1413,8 +1457,7 @@ def test_four_processes_write_concurrently_without_loss(tmp_path: Path) -> None:
     files = [write_runs(tmp_path / f"runs{w}.json",
                         [make_result(w * 50 + i) for i in range(50)] + shared[w::2] + shared[:3])
              for w in range(4)]
-    start_at = time.time() + 1.0
-    procs = [worker("put", path, f, start_at) for f in files]
+    procs = racing("put", path, *[[f] for f in files], tmp_path=tmp_path)
     added = [int(finish(p)) for p in procs]
     assert sum(added) == 210
     assert integrity(path) == "ok"
@@ -1429,8 +1472,7 @@ def test_racing_get_or_compute_trains_each_run_once(tmp_path: Path) -> None:
     # Each worker starts at a different run and then runs into the others' claims.
     files = [write_runs(tmp_path / f"runs{w}.json", runs[w:] + runs[:w]) for w in range(4)]
     log = tmp_path / "trained.log"
-    start_at = time.time() + 1.0
-    procs = [worker("compute", path, f, start_at, log, 0.15) for f in files]
+    procs = racing("compute", path, *[[f, log, 0.15] for f in files], tmp_path=tmp_path)
     for proc in procs:
         finish(proc)
     trained = [line.split()[1] for line in log_lines(log)]
@@ -1497,8 +1539,7 @@ def test_processes_taking_turns_on_a_deleted_lock_file_are_never_inside_together
     path = tmp_path / "results.sqlite"
     Store(path).close()
     log = tmp_path / "turns.log"
-    start_at = time.time() + 1.0
-    for proc in [worker("turns", path, "run-1", start_at, log, 150) for _ in range(4)]:
+    for proc in racing("turns", path, *[["run-1", log, 150]] * 4, tmp_path=tmp_path):
         finish(proc)
     lines = log_lines(log)
     assert len(lines) == 4 * 150 * 2
@@ -1514,7 +1555,7 @@ def test_sigkill_during_training_loses_nothing_and_rerun_trains_only_missing(tmp
     runs = write_runs(tmp_path / "runs.json", [make_result(seed) for seed in range(10)])
     first_log, second_log = tmp_path / "trained1.log", tmp_path / "trained2.log"
 
-    victim = worker("compute", path, runs, 0, first_log, 0.3)
+    victim = worker("compute", path, runs, "now", first_log, 0.3)
     wait_for(lambda: len(log_lines(first_log)) >= 3)
     kill(victim)
     assert integrity(path) == "ok"
@@ -1525,7 +1566,7 @@ def test_sigkill_during_training_loses_nothing_and_rerun_trains_only_missing(tmp
     assert 2 <= len(stored_before) < 10
     assert stored_before <= set(first)
 
-    finish(worker("compute", path, runs, 0, second_log, 0.01))
+    finish(worker("compute", path, runs, "now", second_log, 0.01))
     second = [line.split()[1] for line in log_lines(second_log)]
     with Store(path) as opened:
         assert set(opened.keys()) == all_keys
@@ -1664,6 +1705,13 @@ def test_a_rerun_stores_a_kept_run_instead_of_training_it_again(store: Store, mo
     assert store.get(run.key) == run and not (folder / f"{run.key}.json").exists()
     assert store.get_or_compute(other.key, lambda: other) == (other, True)
     assert sorted(path.name for path in folder.iterdir()) == [f"{other.key}.2.json", f"{other.key}.json"]
+    # A kept file under a run's key that holds another seed (a record without keyed fields is not
+    # checked against its key): left alone, and the seed asked for trains.
+    third = make_result(5)
+    write_runs(folder / f"{third.key}.json", [dataclasses.replace(third, seed=6)])
+    with pytest.warns(UserWarning, match="do not record which fields made their keys"):
+        assert store.get_or_compute(third.key, lambda: third, seed=third.seed) == (third, True)
+    assert (folder / f"{third.key}.json").exists() and store.get(third.key).seed == 5
 
 
 def test_a_recomputed_run_interrupted_while_replacing_the_stored_one_is_kept_too(store: Store, monkeypatch) -> None:
@@ -1703,6 +1751,8 @@ def test_records_without_aliases_leave_the_field_out_for_older_readers() -> None
     assert "recipe_aliases" not in run.to_dict() and RunResult.from_json(run.to_json()) == run
     aliased = dataclasses.replace(run, recipe_aliases=["paper[lr=2e-05]"])
     assert RunResult.from_json(aliased.to_json()).recipe_aliases == ["paper[lr=2e-05]"]
+    repeated = dataclasses.replace(run, recipe_aliases=["paper", "paper[lr=2e-05]"])  # an imported record's
+    assert repeated.recipe_names == ["paper", "paper[lr=2e-05]"]  # its own name once
 
 
 def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(store: Store) -> None:
@@ -1715,6 +1765,9 @@ def test_a_filter_that_matches_nothing_lists_the_stored_values_of_that_field(sto
     gpu = dataclasses.replace(make_result(1), key="gpu-run", environment={**ENVIRONMENT, "cpu_threads": None})
     store.put(gpu)
     assert [r.key for r in store.query(env=parse_env("cpu_threads=none"))] == ["gpu-run"]  # as the hint lists it
+    unversioned = dataclasses.replace(make_result(2), key="no-datasets", environment={**ENVIRONMENT, "datasets": None})
+    store.put(unversioned)
+    assert [r.key for r in store.query(env=parse_env("datasets=none"))] == ["no-datasets"]  # a store column: IS NULL
     prefix = run.recipe_hash[:6]
     assert store.nothing_matches({"recipe_hash": prefix, "task": "mrpc"}) == (
         f"no stored run matches recipe_hash={prefix}, task=mrpc (stored tasks: rte)")  # a stored hash's start
