@@ -99,6 +99,10 @@ def test_more_failures_regress_and_no_baseline_is_reported():
     assert result.regressed and "more failed runs" in result.reasons[0]
     other = [_run(s, 0.9, recipe="other") for s in range(4)]
     assert check("c", other, baseline).verdict == "no baseline"
+    another_model = [dataclasses.replace(r, model={"name": "m2"}) for r in baseline]  # another study
+    assert check("c", current, another_model).verdict == "no baseline"
+    without_metric = [dataclasses.replace(r, metrics={"f1": 0.9}, primary_metric="f1") for r in baseline]
+    assert check("c", current, without_metric).verdict == "no baseline"  # a task whose metrics changed, not KeyError
 
 
 def test_too_few_seeds_to_show_a_regression_fail_the_gate_instead_of_passing_it():
@@ -168,6 +172,9 @@ def test_sources_from_tags_environments_and_export_files_read_scores_without_tra
             assert sorted(r.key for r in runs) == sorted(r.key for r in expected)
             assert [r.metrics for r in runs if r.key == old[0].key] == [old[0].metrics]
             assert not any(r.trace for r in runs)  # a gate weighs scores: a store's traces are most of its bytes
+            # A claim's own baseline is the runs a tag gave that claim (none here); other sources
+            # give none either (each claim is then matched by task, model and recipe), not every run.
+            assert load_source(source, store, claim="test_x.py::test_claim") == []
         with pytest.raises(FileNotFoundError, match=r"^baseline 'old' is neither tag:NAME, .*; the store has a tag "
                                                     r"'old': did you mean tag:old\?$"):
             load_source("old", store)
@@ -179,6 +186,7 @@ def test_sources_from_tags_environments_and_export_files_read_scores_without_tra
     (lambda: parse_limits("max_drop=1"), "gate limit 'max_drop' is unknown; expected one of max_mean_drop, "),
     (lambda: parse_limits("alpha"), "gate limit 'alpha' is invalid; expected NAME=VALUE"),
     (lambda: parse_limits("alpha=high"), r"gate limit alpha=high is invalid; expected a number in \(0, 1\)"),
+    (lambda: parse_limits("alpha=0"), r"gate limit alpha=0 is invalid; expected a number in \(0, 1\)"),  # no p is < 0
     (lambda: parse_env("torch=2.14.0,torch=2.13.0"), "environment filter 'torch=2.14.0,torch=2.13.0' names torch "
                                                     "twice; expected each field once"),
     (lambda: parse_limits("alpha=0.1,alpha=0.01"), "gate limits 'alpha=0.1,alpha=0.01' name alpha twice"),
@@ -849,6 +857,30 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     assert "trained this session (0 by seed items" in restored.stdout.str()
     with Store(store_path) as store:
         assert {r.recipe["lr"] for r in store.query(tag="old", claim="test_gated.py::test_my_recipe")} == {3e-3}
+
+
+def test_a_gate_with_too_few_seeds_fails_the_claims_verdict_item(pytester, tiny_model, monkeypatch):
+    """TOO FEW SEEDS fails the gate as REGRESSED does: the verdict item fails too, so JUnit reports and
+    --lf see it, not only the exit status."""
+    pytester.makepyfile(test_few=f"MODEL = {tiny_model!r}\n" + '''
+import os
+import stabench
+
+@stabench.claim(task="polarity", model=MODEL, seeds=2,
+                recipe=stabench.get_recipe("bert-default", max_steps=2, lr=float(os.environ["DEMO_LR"])))
+def test_few(study):
+    pass
+''')
+    common = ["-p", "no:cacheprovider", "--stabench-store=s.sqlite", "--stabench-cpu-threads=1"]
+    monkeypatch.setenv("DEMO_LR", "3e-3")
+    pytester.runpytest_inprocess(*common, "--stabench-tag=old").assert_outcomes(passed=3)
+    monkeypatch.setenv("DEMO_LR", "1e-6")  # other runs, 2 vs 2 seeds: no test can reach significance
+    few = pytester.runpytest_inprocess(*common, "--stabench-baseline=tag:old", "--junitxml=junit.xml")
+    assert few.ret == 1
+    few.assert_outcomes(passed=2, failed=1)
+    few.stdout.fnmatch_lines(["FAILED test_few.py::test_few[[]verdict[]] - Failed: TOO FEW SEEDS *"])
+    assert 'name="test_few[verdict]"' in (pytester.path / "junit.xml").read_text()
+    assert (pytester.path / "junit.xml").read_text().count("<failure") == 1
 
 
 ARMED = '''
