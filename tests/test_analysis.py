@@ -121,6 +121,21 @@ def test_bottom_layer_falling_1000x_and_staying_low_is_vanishing():
     assert verdict.layer_drops["classifier"] > 0.5 and verdict.layer_drops["embeddings"] < 0.01
 
 
+def test_the_top_of_a_twelve_layer_encoder_is_layer_11_not_layer_9():
+    """Layers sort by number, not as text: with 10+ layers "layer.10" is above "layer.2", whatever
+    order the trace lists them in (JSON with sorted keys lists them as text)."""
+    from stabench.result import layer_order
+
+    names = sorted(f"layer.{i}" for i in range(12))  # as text: layer.0, layer.1, layer.10, layer.11, layer.2, ...
+    assert sorted(["classifier", *names, "embeddings"], key=layer_order) == [
+        "embeddings", *(f"layer.{i}" for i in range(12)), "classifier"]
+    flat = [1.0] * len(STEPS)
+    trace = {"embeddings": flat, **{name: flat for name in names}, "classifier": flat}
+    trace["layer.0"] = curve({1: 1.0, 30: 1e-3, 200: 1e-3})
+    verdict = analysis.vanishing_gradients(make_result(trace))
+    assert verdict.bottom == "layer.0" and verdict.top == "layer.11" and verdict.vanished
+
+
 def test_flat_trace_is_not_vanishing():
     flat = [1.0] * len(STEPS)
     verdict = analysis.vanishing_gradients(make_result(traces(flat, flat, noise=0.3)))
@@ -252,6 +267,20 @@ def test_failed_and_successful_runs_with_equal_ratios_are_not_separated():
     assert summary["max_failed_ratio"] == summary["min_successful_ratio"] and summary["separated"] is False
 
 
+def test_failed_runs_on_both_sides_of_a_successful_run_are_not_separated():
+    """One failed run below and one above the successful run's ratio overlap: not separated (the test
+    must take the largest failed ratio, not the smallest)."""
+    flat = [1.0] * len(STEPS)
+    collapsed = traces(curve({1: 1.0, 30: 1e-4, 200: 1e-4}), curve({1: 1.0, 30: 0.1, 200: 0.1}))
+    halved = traces(curve({1: 1.0, 30: 0.1, 200: 0.1}), flat)
+    results = [make_result(collapsed, seed=0, failed=True), make_result(traces(flat, flat), seed=1, failed=True),
+               make_result(halved, seed=2)]
+    summary = analysis.gradient_summary(results)
+    failed, ok = summary["failed"]["bottom_top_ratio"], summary["successful"]["bottom_top_ratio"]
+    assert min(failed) < min(ok) < max(failed)  # overlapping groups
+    assert summary["max_failed_ratio"] == max(failed) and summary["separated"] is False
+
+
 # --------------------------------------------------------------------------------------
 # Collapse to a constant predictor
 # --------------------------------------------------------------------------------------
@@ -352,6 +381,26 @@ def test_the_trend_p_of_few_runs_counts_every_ordering(points):
     assert trend.rho == pytest.approx(observed) and trend.p == pytest.approx(reached / len(orderings))
 
 
+def test_the_trend_p_of_exactly_eight_runs_is_exact():
+    """Eight runs are still within the exact limit: p counts all 8! orderings, not scipy's t approximation."""
+    from scipy.stats import rankdata, spearmanr
+
+    log_loss = np.linspace(-1, -5, 8)
+    accuracies = [0.70, 0.72, 0.69, 0.74, 0.73, 0.71, 0.76, 0.75]  # rising as the loss falls, with swaps
+    runs = [make_result(seed=i, train_loss=float(10.0 ** loss), accuracy=acc)
+            for i, (loss, acc) in enumerate(zip(log_loss, accuracies))]
+    trend = analysis.overfitting_trend(runs)
+    x, y = rankdata(log_loss), rankdata(accuracies)
+    orderings = np.array(list(itertools.permutations(range(8))))
+    xc, yc = x - x.mean(), y[orderings] - y.mean()
+    rhos = (yc * xc).sum(axis=1) / np.sqrt((xc ** 2).sum() * (yc ** 2).sum(axis=1))
+    observed = rhos[0]  # the identity ordering comes first
+    exact = np.mean(np.abs(rhos) >= abs(observed) - 1e-12)
+    approximate = spearmanr(log_loss, accuracies).pvalue
+    assert exact != pytest.approx(approximate, rel=0.05)  # the two p differ on these runs
+    assert trend.n == 8 and trend.rho == pytest.approx(observed) and trend.p == pytest.approx(exact)
+
+
 def test_runs_given_as_a_generator_make_the_same_trend():
     runs = _loss_accuracy_runs(lambda log_loss: 0.70)
     for run in runs:
@@ -443,6 +492,20 @@ def test_masked_lm_perplexity_is_seeded(tiny_model):
     a, b = (analysis.masked_lm_perplexity(model, texts, tokenizer, seed=3) for _ in range(2))
     assert a == b and a != analysis.masked_lm_perplexity(model, texts, tokenizer, seed=4)
     assert analysis.masked_lm_perplexity(analysis.load_masked_lm(tiny_model), texts, tokenizer, seed=3) == a
+
+
+@pytest.mark.filterwarnings("ignore::stabench.analysis.RandomMaskedLMWeights")  # the tiny BERT has no MLM head
+def test_every_text_contributes_a_masked_token_even_at_a_tiny_mask_prob(tiny_model):
+    """At a mask_prob that draws no token of a short text, one of its tokens is still masked, as documented."""
+    tokenizer = load_tokenizer(resolve(tiny_model))
+    texts = _texts()[:8]
+    plan = analysis._mask_plan(tokenizer, texts, mask_prob=1e-9, seed=0, max_length=128)
+    assert len(plan) == len(texts)
+    for ids, positions in plan:
+        special = set(tokenizer.all_special_ids)
+        assert len(positions) == 1 and int(ids[positions[0]]) not in special
+    perplexity = analysis.masked_lm_perplexity(analysis.load_masked_lm(tiny_model), texts, tokenizer, mask_prob=1e-9)
+    assert math.isfinite(perplexity)
 
 
 def test_wikitext2_texts_raises_a_clear_error_when_unavailable(monkeypatch):

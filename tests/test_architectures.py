@@ -234,3 +234,13 @@ def test_token_types_the_model_cannot_embed_are_named_before_training(tiny_model
                                              r"pair's second sentence\) but its config has type_vocab_size=1; "):
             fine_tune(prepare("same-number", str(tmp_path / "roberta"), recipe, 0, device="cpu"))
     assert fine_tune(prepare("polarity", str(tmp_path / "roberta"), recipe, 0, device="cpu")).steps == 2  # one type
+
+
+def test_a_model_without_token_type_embeddings_trains_on_pairs_with_token_types(tiny_model, tmp_path):
+    """DeBERTa-v3 has type_vocab_size=0 (no token-type embeddings): a BERT tokenizer's token types for a
+    pair task are ignored, not refused as types the model cannot embed."""
+    folder = _saved("deberta-v2", tiny_model, tmp_path / "deberta", head=True)
+    assert transformers.AutoConfig.from_pretrained(folder).type_vocab_size == 0
+    recipe = get_recipe("bert-default", max_steps=2)
+    prepared = prepare("same-number", folder, recipe, 0, device="cpu")  # a pair task: token types 0 and 1
+    assert fine_tune(prepared).steps == 2

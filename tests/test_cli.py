@@ -146,6 +146,26 @@ def test_summary_notes_a_study_whose_cpu_runs_came_from_two_cpu_models(tiny_mode
     assert main(["summary", "--store", older]) == 0 and "CPU models" not in capsys.readouterr().out
 
 
+def test_summary_of_a_metric_leaves_out_a_study_that_lacks_it_in_one_run(tiny_model, tmp_path, capsys):
+    """A study with the metric in some runs only is left out and named, as one without it at all; the
+    other studies are summarised, not the whole summary refused over the run without it."""
+    assert main(_args(tiny_model, "--seeds", "0-1")) == 0
+    assert main(_args(tiny_model, "--seeds", "0-1", "--set", "lr=1e-4")) == 0
+    assert main(["export", str(tmp_path / "runs.json")]) == 0
+    records = json.loads((tmp_path / "runs.json").read_text())
+    partial = next(r for r in records if "lr=0.0001" in r["recipe_name"])
+    del partial["metrics"]["train_loss"]  # one of its two runs
+    (tmp_path / "partial.json").write_text(json.dumps(records))
+    store = str(tmp_path / "partial.sqlite")
+    assert main(["import", "--store", store, str(tmp_path / "partial.json")]) == 0
+    capsys.readouterr()
+    assert main(["summary", "--metric", "train_loss", "--store", store, "--json", str(tmp_path / "s.json")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"note: left out 1 study(ies) without train_loss: polarity / {stored_name(tiny_model)} / " in out
+    studies = json.loads((tmp_path / "s.json").read_text())["studies"]
+    assert [s["recipe"] for s in studies] == ["bert-default[max_steps=6,trace_every=2]"]
+
+
 def test_a_seed_another_process_is_training_is_left_for_last(tiny_model, capsys):
     """Two `stabench run` commands on one store (one per GPU) split a study: each trains the seeds
     nobody holds first, then waits for the others."""
@@ -400,6 +420,9 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
      "recipe field name='' is invalid; expected a non-empty name"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "
                                                  "nothing was tagged 'baseline'"),
+    (["untag", "base", "--tag", "other"],  # not silently ignored, taking 'base' off every run
+     "--tag 'other' selects runs of another tag than 'base'; untag takes the tag off the runs that hold it, so leave "
+     "--tag out"),
     (["runs", "--task", "colros"], "no stored run matches task=colros (stored tasks: none)"),
     (["runs", "--recipe", "x[lr=1]"], "no stored run matches recipe=x[lr=1] (stored recipes: none)"),  # not markup
     (["runs", "--recipe", "bert-default[lr=abc]"], "no stored run matches recipe=bert-default[lr=abc] (recipe "

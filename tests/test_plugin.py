@@ -863,6 +863,18 @@ def test_gate_limits_and_recipe_overrides_add_up_over_the_ini_file_and_each_opti
     assert together.ret == 0 and "has no effect" not in together.stdout.str()  # valid together, and a gate cleared
 
 
+def test_a_second_empty_list_option_drops_everything_before_it_too(pytester):
+    """Only what follows the last empty --stabench-set= counts, not what lies between two empty ones."""
+    from stabench.plugin import option
+
+    pytester.makeini("[pytest]\nstabench_set = lr=1e-3\n")
+    config = pytester.parseconfig("--stabench-set=dropout=0", "--stabench-set=", "--stabench-set=epochs=2",
+                                  "--stabench-set=", "--stabench-set=warmup=0")
+    assert option(config, "set") == ["warmup=0"]
+    assert option(pytester.parseconfig("--stabench-gate=alpha=0.1", "--stabench-gate=", "--stabench-gate="),
+                  "gate") is None
+
+
 @pytest.mark.parametrize("option, message", [
     ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a count like 5, a range like 0-4"),
     ("--stabench-seeds=0", "--stabench-seeds: seeds '0' select no seed; expected a count >= 1 like 5, a range"),

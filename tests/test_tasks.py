@@ -84,6 +84,32 @@ def test_seeded_subsample_and_fingerprint():
         load_task_data(BUILTIN_PAIR_TASK, subsample_seed=3)  # silently the whole set before
 
 
+def test_the_largest_seed_numpy_takes_draws_a_subsample():
+    """2**32 - 1 is a valid seed (the bound is inclusive): it draws its own subsample, 2**32 is refused."""
+    from stabench.result import MAX_SEED
+
+    largest = load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=MAX_SEED)
+    assert len(largest.train) == 100 and largest.describe()["subsample_seed"] == MAX_SEED
+    assert largest.fingerprint != load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=0).fingerprint
+    with pytest.raises(ValueError, match=rf"^subsample_seed={MAX_SEED + 1} is invalid"):
+        load_task_data(BUILTIN_PAIR_TASK, train_size=100, subsample_seed=MAX_SEED + 1)
+
+
+def test_runs_on_a_subsample_of_another_seed_are_on_the_current_data():
+    """A run drawn with subsample_seed 3 is matched against seed 3's subsample, not seed 0's, so a Task
+    filter keeps it (and the whole set's runs, whose subsample_seed is None)."""
+    from types import SimpleNamespace
+
+    from stabench.tasks import on_current_data
+
+    task = get_task(BUILTIN_PAIR_TASK)
+    runs = [SimpleNamespace(task=load_task_data(task, train_size=size, subsample_seed=seed).describe())
+            for size, seed in ((None, 0), (100, 0), (100, 3), (50, 7))]
+    assert on_current_data(task, runs) == runs
+    swapped = [SimpleNamespace(task={**runs[2].task, "subsample_seed": 4})]  # another seed's subsample
+    assert on_current_data(task, swapped) == []
+
+
 def test_a_subsample_that_leaves_a_class_out_is_refused(tmp_path):
     """Not stratified: a run on one class would count as failed for the data's sake, not the recipe's."""
     with pytest.raises(ValueError, match=r"^train_size=1 \(subsample_seed=0\) leaves class\(es\) [01] of "
@@ -157,6 +183,25 @@ def test_the_same_texts_with_other_labels_are_other_data():
     labelled = Task("labelled", "text", lambda: {"train": _in_memory(texts, [0, 1, 0, 1]), "validation": dev})
     relabelled = Task("relabelled", "text", lambda: {"train": _in_memory(texts, [1, 0, 0, 1]), "validation": dev})
     assert load_task_data(labelled).fingerprint != load_task_data(relabelled).fingerprint
+
+
+def test_an_example_moved_from_the_dev_set_into_training_is_other_data():
+    """The fingerprint marks where training ends: otherwise one stream of values cut at another split
+    boundary (a text "0" and labels that read like the next split's texts) would hash the same."""
+    from stabench.tasks import Task
+
+    train, dev = _in_memory(["a", "b", "c", "d"], [0, 1, 0, 1]), _in_memory(["1", "0", "g", "h"], [0, 1, 0, 1])
+    # The same values in the same order (train texts, train labels, dev texts, dev labels), with one more
+    # example in training and one fewer in the dev set.
+    stream = [*train["text"], *map(str, train["label"]), *dev["text"], *map(str, dev["label"])]
+    n = len(train["text"]) + 1
+    moved_train = _in_memory(stream[:n], map(int, stream[n:2 * n]))
+    rest = stream[2 * n:]
+    moved_dev = _in_memory(rest[:len(rest) // 2], map(int, rest[len(rest) // 2:]))
+    assert len(moved_dev["text"]) == len(moved_dev["label"]) == len(dev["text"]) - 1
+    original = Task("original", "text", lambda: {"train": train, "validation": dev})
+    moved = Task("moved", "text", lambda: {"train": moved_train, "validation": moved_dev})
+    assert load_task_data(original).fingerprint != load_task_data(moved).fingerprint
 
 
 def test_one_name_for_two_sets_of_files_is_refused(tmp_path, monkeypatch):
