@@ -128,6 +128,11 @@ def _ini_option(config: pytest.Config, name: str) -> Any:
         expected = {"int": f"an integer from 1 to {MAX_COUNT}", "bool": "true or false"}.get(
             kind, f'text in quotes, e.g. {dest} = "..."')
         if (written := _written_ini_value(config, dest)) is not None:
+            if isinstance(written, str) and kind in ("int", "bool") and _reads_as(kind, written):
+                raise pytest.UsageError(
+                    f"{_named(config, name)}: {written!r} is text, where [tool.pytest] takes a TOML "
+                    f"{'number' if kind == 'int' else 'boolean'}; write it without quotes: {dest} = "
+                    f"{written.strip().lower()}") from None
             raise pytest.UsageError(f"{_named(config, name)}: {written!r} is invalid; expected {expected}") from None
         cause = error.__cause__ or error  # pytest 9.2 wraps the error in a UsageError naming only the file
         raise pytest.UsageError(f"{_named(config, name)} is invalid ({str(cause).splitlines()[0]}); "
@@ -156,14 +161,39 @@ def _given_by(config: pytest.Config, name: str) -> str:
         return "ini"
 
 
+def _reads_as(kind: str, text: str) -> bool:
+    """Whether ``text`` is an integer (``kind`` "int") or a boolean ("bool") as an ini file writes one."""
+    if kind == "bool":
+        return text.strip().lower() in ("true", "false")
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_option_keys(config: pytest.Config) -> None:
     """A misspelt ``stabench_*`` key is refused: pytest only warns, and its option keeps its
-    default (runs keyed by another thread count, a store elsewhere)."""
+    default (runs keyed by another thread count, a store elsewhere).  A key that a conftest or
+    another plugin registers is theirs; and ``--help``, which lists the right names, still shows."""
     from .settings import check_option_keys
 
+    if config.option.help:
+        return
+
+    def registered(key: str) -> bool:
+        try:
+            config.getini(key)
+        except ValueError as error:
+            return not str(error).startswith("unknown configuration value")
+        except Exception:  # registered, with a value of the wrong kind: its owner's to say
+            return True
+        return True
+
     try:
-        check_option_keys(_written_ini_keys(config), lambda key: f"{key} in {config.inipath.name}")
-        check_option_keys([e.partition("=")[0] for e in config.getoption("override_ini") or ()], "-o {!r}".format)
+        check_option_keys(_written_ini_keys(config), lambda key: f"{key} in {config.inipath.name}", registered)
+        check_option_keys([e.partition("=")[0] for e in config.getoption("override_ini") or ()], "-o {!r}".format,
+                          registered)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
 

@@ -474,7 +474,7 @@ def unknown_field(field: str) -> str:
         return (f"{field} is not a recipe field: a study gives it ({study[0]}= in a claim or stabench.study, "
                 f"{study[1]} in stabench run); known recipe fields: {', '.join(known)}")
     if ours := _TRAINER_NAMES.get(field.lower()):
-        unit = ", a fraction of all steps" if ours == "warmup" else ""
+        unit = {"warmup": ", a fraction of all steps", "precision": f", one of {', '.join(PRECISIONS)}"}.get(ours, "")
         meant = f" (transformers' name; stabench's field is {ours!r}{unit})"
     else:
         close = difflib.get_close_matches(field, known, n=1)

@@ -125,13 +125,14 @@ def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:
     return _settings(None, setup_py, {}, overrides)
 
 
-def check_option_keys(keys: Iterable[str], named: Callable[[str], str]) -> None:
+def check_option_keys(keys: Iterable[str], named: Callable[[str], str],
+                      registered: Callable[[str], bool] = lambda key: False) -> None:
     """ValueError for a ``stabench_*`` key that no option has (``named`` says where it was
-    written), naming the likeliest one meant."""
+    written), naming the likeliest one meant; ``registered`` tells a key another plugin added."""
     from .plugin import OPTION_KEYS
 
     for key in keys:
-        if key.startswith("stabench_") and key not in OPTION_KEYS:
+        if key.startswith("stabench_") and key not in OPTION_KEYS and not registered(key):
             close = difflib.get_close_matches(key, OPTION_KEYS, n=1)
             meant = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{named(key)} is not a stabench option{meant}; known options: {', '.join(OPTION_KEYS)}")

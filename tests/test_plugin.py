@@ -277,6 +277,10 @@ def test_ini_paths_are_relative_to_the_ini_file_and_toml_numbers_are_taken(suite
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["ERROR: stabench_seeds in pyproject.toml: 1 is invalid; expected text in quotes, "
                               "e.g. stabench_seeds = \"...\""])
+    suite.makefile(".toml", pyproject="[tool.pytest]\nstabench_cpu_threads = \"2\"\n")  # a number, quoted
+    quoted = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only")
+    quoted.stderr.fnmatch_lines(["ERROR: stabench_cpu_threads in pyproject.toml: '2' is text, where [tool.pytest] "
+                                 "takes a TOML number; write it without quotes: stabench_cpu_threads = 2"])
 
 
 def test_a_path_value_after_a_space_that_moves_pytest_s_rootdir_is_refused(suite, tmp_path_factory, monkeypatch):
@@ -379,6 +383,21 @@ def test_a_bad_ini_value_is_named_as_the_ini_file_has_it(suite, ini, message):
     result = suite.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_a_stabench_key_another_plugin_registers_is_its_own_and_help_shows_despite_a_misspelt_one(pytester):
+    """The misspelt-key check knows only stabench's options: a conftest's own stabench_* key is
+    left to it, and --help, which lists the right names, still shows."""
+    pytester.makeconftest("def pytest_addoption(parser):\n    parser.addini('stabench_report_title', 'a title')\n")
+    pytester.makeini("[pytest]\nstabench_report_title = Nightly\n")
+    pytester.makepyfile("def test_a():\n    pass\n")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    (pytester.path / "conftest.py").unlink()
+    refused = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(["ERROR: stabench_report_title in tox.ini is not a stabench option*"])
+    helped = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--help")
+    assert helped.ret == pytest.ExitCode.OK and "--stabench-store" in helped.stdout.str()
 
 
 def test_a_bad_value_given_by_dash_o_or_a_default_beside_an_ini_file_is_not_blamed_on_the_file(suite):

@@ -96,6 +96,8 @@ def test_overrides_rename_and_validate():
     (lambda: get_recipe("bert-default", attention="flash"), "attention='flash' is invalid; expected one of eager"),
     (lambda: get_recipe("bert-default", learning_rate=1.0), "unknown recipe field 'learning_rate' (transformers' "
                                                             "name; stabench's field is 'lr'); known fields: "),
+    (lambda: get_recipe("bert-default", fp16=True), "unknown recipe field 'fp16' (transformers' name; stabench's "
+                                                    "field is 'precision', one of fp32, tf32, bf16); known fields: "),
     (lambda: get_recipe("bert-default", warmup_steps=100), "unknown recipe field 'warmup_steps' (transformers' "
                                                            "name; stabench's field is 'warmup', a fraction of all "
                                                            "steps); known fields: "),
