@@ -14,6 +14,7 @@ import difflib
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +103,7 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
         raise ValueError(f"--rootdir={chosen.rootdir} in $PYTEST_ADDOPTS is not a folder; expected one (pytest "
                          f"refuses it too)")
     stabench_keys = {key: value for key, value in overrides.items() if key.startswith("stabench_")}
-    check_option_keys(stabench_keys, lambda key: f"-o {key!r} in $PYTEST_ADDOPTS")  # 'stabench_store ': a key too
+    _warn_of_unknown_keys(stabench_keys, lambda key: f"-o {key!r} in $PYTEST_ADDOPTS")  # 'stabench_store ': one too
     return ProjectSettings(settings.path, rootdir, settings.options, settings.flags, stabench_keys)
 
 
@@ -138,10 +139,20 @@ def check_option_keys(keys: Iterable[str], named: Callable[[str], str],
             raise ValueError(f"{named(key)} is not a stabench option{meant}; known options: {', '.join(OPTION_KEYS)}")
 
 
+def _warn_of_unknown_keys(keys: Iterable[str], named: Callable[[str], str]) -> None:
+    """The command warns where a session stops: it cannot see the keys a project's conftest or
+    plugins register, which pytest reads as theirs."""
+    try:
+        check_option_keys(keys, named)
+    except ValueError as error:
+        warnings.warn(f"{error}; the stabench command ignores it (a pytest session refuses it, unless a conftest or "
+                      f"plugin of the project registers it)", stacklevel=3)
+
+
 def _settings(path: Path | None, rootdir: Path, section: dict[str, object], overrides: dict[str, str]
               ) -> ProjectSettings:
     if path is not None:
-        check_option_keys(section, lambda key: f"{key} in {path}")
+        _warn_of_unknown_keys(section, lambda key: f"{key} in {path}")
     options = {key: value for key, value in section.items() if key.startswith("stabench_")}
     addopts = overrides["addopts"] if "addopts" in overrides else section.get("addopts")  # -o addopts= wins
     where = "-o addopts in $PYTEST_ADDOPTS" if "addopts" in overrides else f"addopts of {path}"
