@@ -110,7 +110,7 @@ def _list_texts(config: pytest.Config, name: str) -> list[tuple[str, str]]:
         given = given[len(given) - given[::-1].index(""):]
         texts = []
     elif ini := _ini_option(config, name):  # from the file, or -o
-        texts = [(f"-o {key}" if _set_by_o(config, key) else f"{key} in {config.inipath.name}", ini)]
+        texts = [(f"-o {key}" if key in _set_by_o(config) else f"{key} in {config.inipath.name}", ini)]
     else:
         texts = []
     return texts + [(f"--stabench-{name}", text) for text in given if text]
@@ -151,7 +151,7 @@ def _given_by(config: pytest.Config, name: str) -> str:
     key = "stabench_" + name.replace("-", "_")
     if config.getoption(key) is not None:
         return "option"
-    if _set_by_o(config, key):
+    if key in _set_by_o(config):
         return "-o"
     if config.inipath is None:
         return "option"
@@ -192,8 +192,7 @@ def _check_option_keys(config: pytest.Config) -> None:
 
     try:
         check_option_keys(_written_ini_keys(config), lambda key: f"{key} in {config.inipath.name}", registered)
-        check_option_keys([e.partition("=")[0] for e in config.getoption("override_ini") or ()], "-o {!r}".format,
-                          registered)
+        check_option_keys(_set_by_o(config), "-o {!r}".format, registered)
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
 
@@ -212,14 +211,14 @@ def _written_ini_keys(config: pytest.Config) -> dict[str, object]:
 def _written_ini_value(config: pytest.Config, key: str) -> object | None:
     """The ini key ``key`` as -o or the file wrote it, for an error naming the value pytest could
     not read (pytest's own error is int()'s); None where it cannot be read back."""
-    if _set_by_o(config, key):
-        return [e.partition("=")[2] for e in config.getoption("override_ini") if e.partition("=")[0] == key][-1]
-    return _written_ini_keys(config).get(key)
+    overrides = _set_by_o(config)
+    return overrides[key] if key in overrides else _written_ini_keys(config).get(key)
 
 
-def _set_by_o(config: pytest.Config, key: str) -> bool:
-    """Whether pytest's -o/--override-ini sets the ini key ``key``."""
-    return any(entry.partition("=")[0] == key for entry in config.getoption("override_ini") or ())  # as pytest
+def _set_by_o(config: pytest.Config) -> dict[str, str]:
+    """The ini keys pytest's -o/--override-ini sets, with their values (the last one given wins,
+    as in pytest, which takes a key as written before the first "=")."""
+    return dict(entry.partition("=")[::2] for entry in config.getoption("override_ini") or ())
 
 
 def _from_ini(config: pytest.Config, name: str) -> bool:
