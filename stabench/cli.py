@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from . import report
 from .claims import parse_seeds, recipe_or_stored
-from .environment import ALL_KEY_FIELDS, check_positive_count, installed_version, key_fields, resolve_device
+from .environment import ALL_KEY_FIELDS, MAX_COUNT, check_positive_count, installed_version, key_fields, resolve_device
 from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import check_model_name, stored_name
@@ -597,6 +597,14 @@ def _text(value: str) -> str:
     return value
 
 
+def _count(value: str) -> int:
+    """A count of threads, named as pytest's --stabench-cpu-threads names it, not as int()."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is invalid; expected an integer from 1 to {MAX_COUNT}") from None
+
+
 class _Once(argparse.Action):
     """A filter given twice would keep only its last value, silently selecting less than asked."""
 
@@ -658,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-size", type=int, help="seeded subsample of the training set (e.g. 1000)")
     run.add_argument("--device", help="auto (the default, unless pytest's configuration file sets stabench_device), "
                                       "cpu, cuda or cuda:N")
-    run.add_argument("--cpu-threads", type=int, help="torch threads on a CPU (default: stabench_cpu_threads in "
+    run.add_argument("--cpu-threads", type=_count, help="torch threads on a CPU (default: stabench_cpu_threads in "
                                                      "pytest's configuration file, else torch's); part of a CPU "
                                                      "run's key, as pytest's --stabench-cpu-threads")
     run.add_argument("--recompute", action="store_true", help="train again even when a result is stored")

@@ -97,7 +97,10 @@ def option(config: pytest.Config, name: str) -> Any:
         try:
             return int(value)
         except ValueError:
-            raise pytest.UsageError(f"--stabench-{name}: {value!r} is invalid; expected an integer") from None
+            from .environment import MAX_COUNT
+
+            raise pytest.UsageError(f"--stabench-{name}: {value!r} is invalid; expected an integer from 1 to "
+                                    f"{MAX_COUNT}") from None
     return value
 
 

@@ -84,7 +84,10 @@ class ProjectSettings:
         try:
             return int(str(value).strip())
         except ValueError:
-            raise ValueError(f"{self.where(name, value)} is invalid; expected an integer") from None
+            from .environment import MAX_COUNT
+
+            raise ValueError(f"{self.where(name, value)} is invalid; expected an integer from 1 to {MAX_COUNT}"
+                             ) from None
 
 
 def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSettings:

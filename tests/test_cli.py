@@ -658,6 +658,8 @@ def test_ctrl_c_or_kill_keeps_finished_seeds_and_a_rerun_trains_only_the_rest(ti
      "arguments: --torch 2.13 --cpu-threads=1; did you mean env:torch=2.13,cpu_threads=1 as the baseline or the "
      "current side? (see stabench compare --help)"),
     (["run", "--task"], "stabench run: error: argument --task: expected one argument (see stabench run --help)"),
+    (["run", "--cpu-threads", "two"], "stabench run: error: argument --cpu-threads: 'two' is invalid; expected an "
+     "integer from 1 to 1024 (see stabench run --help)"),
     # Options before the command: "the following arguments are required: command", or "invalid choice: 'x'".
     (["--bogus"], "stabench: error: --bogus: options come after the command, as in stabench COMMAND --bogus; "
      "commands: run, runs, summary, export, import, compare, tag, untag (see stabench --help)"),

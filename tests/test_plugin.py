@@ -902,8 +902,8 @@ def test_a_second_empty_list_option_drops_everything_before_it_too(pytester):
     ("--stabench-gate=alpha=2", "--stabench-gate: gate limit alpha=2 is invalid; expected a number in (0, 1)"),
     ("--stabench-cpu-threads=0", "--stabench-cpu-threads: 0 is invalid; expected an integer from 1 to 1024"),
     ("--stabench-cpu-threads=-1", "--stabench-cpu-threads: -1 is invalid; expected an integer from 1 to 1024"),
-    ("--stabench-cpu-threads=two", "--stabench-cpu-threads: 'two' is invalid; expected an integer"),  # not argparse's
-    ("--stabench-workers-per-gpu=1.5", "--stabench-workers-per-gpu: '1.5' is invalid; expected an integer"),
+    ("--stabench-cpu-threads=two", "--stabench-cpu-threads: 'two' is invalid; expected an integer from 1 to 1024"),  # not argparse's
+    ("--stabench-workers-per-gpu=1.5", "--stabench-workers-per-gpu: '1.5' is invalid; expected an integer from 1 to 1024"),
     ("--stabench-baseline=tag:nosuch",
      "--stabench-baseline: 'tag:nosuch' holds no runs in *s.sqlite (stored tags: none); tag a baseline"),
     ("--stabench-baseline=nosuch.json", "--stabench-baseline: baseline 'nosuch.json' is neither tag:NAME*"),

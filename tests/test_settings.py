@@ -97,7 +97,7 @@ def test_options_are_read_in_each_format(tmp_path, name, text):
 
 @pytest.mark.parametrize("name, text, message", [
     ("pytest.ini", "[pytest]\nstabench_cpu_threads = two\n",
-     "stabench_cpu_threads = 'two' in {path} is invalid; expected an integer"),
+     "stabench_cpu_threads = 'two' in {path} is invalid; expected an integer from 1 to 1024"),
     ("pyproject.toml", "[tool.pytest\n", "cannot read pytest's configuration file {path}: *"),
 ])
 def test_a_bad_file_or_value_is_named(tmp_path, name, text, message):
@@ -172,7 +172,7 @@ def test_flags_in_addopts_and_pytest_addopts_are_read_as_pytest_reads_them(addop
 def test_a_flag_names_where_it_was_written_in_its_error(tmp_path, monkeypatch):
     (tmp_path / "pyproject.toml").write_text('[tool.pytest]\naddopts = ["-q", "--stabench-cpu-threads", "two"]\n')
     with pytest.raises(ValueError, match=r"^--stabench-cpu-threads='two' in addopts of .*pyproject.toml is invalid; "
-                                         r"expected an integer$"):
+                                         r"expected an integer from 1 to 1024$"):
         project_settings(tmp_path).count("cpu_threads")
     monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-cpu-threads=3 --stabench-device 'cpu'")
     found = project_settings(tmp_path)
