@@ -9,6 +9,7 @@ verdict fails with that reason instead of passing on fewer seeds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
@@ -839,6 +840,24 @@ class Study:
         self.results = sorted(results, key=lambda r: r.seed)
         self.metric = self.results[0].primary_metric
         self.majority = self.results[0].majority_accuracy
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[RunResult], name: str | None = None) -> Study:
+        """Runs read back (``Store.query``, an import) as a Study of their own task, model, data
+        size and recipe, named ``name`` (default: the recipe's name as the runs hold it)."""
+        runs = runs_of(runs, "Study.from_runs: ", one_study=True)
+        if not runs:
+            raise ValueError("Study.from_runs was given no runs; expected the runs of one study, e.g. "
+                             "store.query(task=..., recipe=...)")
+        if len(hashes := {r.recipe_hash for r in runs}) > 1:
+            raise ValueError(f"Study.from_runs: the runs hold {len(hashes)} recipes (hashes "
+                             f"{', '.join(sorted(h[:SHORT_HASH] for h in hashes))}); a study holds one: select it, "
+                             f"e.g. store.query(..., recipe_hash=...)")
+        first = runs[0]
+        recipe = dataclasses.replace(Recipe.from_dict(first.recipe), name=first.recipe_name)
+        arm = Arm(name or first.recipe_name, first.task["name"], first.model["name"], recipe,
+                  first.task.get("train_size"), first.task.get("subsample_seed") or 0)
+        return cls(arm, runs)
 
     def scores(self, metric: str | None = None) -> list[float]:
         metric = metric or self.metric

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from stabench.claims import Arm, Session, Study
+from stabench.models import stored_name
 from stabench.recipes import get_recipe
 from stabench.stats import failure_rate_upper
 from stabench.store import Store, StoreError
@@ -33,6 +34,27 @@ def test_recompute_trains_each_seed_once_per_session_and_never_reads_old_results
         later = Session(store=store, recompute=True)
         assert later.run_seed(arm, 1)[1]  # a new recompute session trains again
         assert Session(store=store).run_seed(arm, 1)[1] is False  # and an ordinary one reads it
+
+
+def test_runs_read_back_make_the_study_that_trained_them(tiny_model, tmp_path):
+    """Study.from_runs takes a query's runs as they are: their task, model, data size and recipe."""
+    recipe = FAST.replace(name="mine")
+    arm = Arm(name="mine", task=BUILTIN_PAIR_TASK, model=tiny_model, recipe=recipe, train_size=48, subsample_seed=3)
+    with Store(tmp_path / "s.sqlite") as store:
+        trained = Session(store=store).collect(arm, [0, 1, 2])
+        other = Session(store=store).collect(dataclasses.replace(arm, recipe=recipe.replace(lr=2e-5)), [0])
+        runs = store.query(recipe=recipe, traces=False)
+        everything = store.query(traces=False)
+    study = Study.from_runs(runs)
+    assert study.arm == dataclasses.replace(arm, model=stored_name(tiny_model))  # the name the runs hold
+    assert [r.key for r in study.results] == [r.key for r in trained.results]
+    assert (study.summary(), study.failures) == (trained.summary(), trained.failures)
+    assert Study.from_runs(runs, name="as read").arm.name == "as read"
+    with pytest.raises(ValueError, match=rf"^Study.from_runs: the runs hold 2 recipes \(hashes "
+                                         rf"({recipe.hash[:8]}|{other.results[0].recipe_hash[:8]}), "):
+        Study.from_runs(everything)
+    with pytest.raises(ValueError, match=r"^Study.from_runs was given no runs; expected the runs of one study"):
+        Study.from_runs([])
 
 
 def test_a_study_built_by_hand_refuses_runs_of_another_recipe_model_or_subsample(tiny_model, tmp_path):
