@@ -402,8 +402,9 @@ class Session:
 
     def __post_init__(self) -> None:
         if not isinstance(self.store, Store):
+            path = self.store if isinstance(self.store, (str, os.PathLike)) else "results.sqlite"
             raise ValueError(f"Session(store={self.store!r}) is invalid; expected a stabench Store, e.g. "
-                             f"Session(stabench.Store({str(self.store)!r}))")
+                             f"Session(stabench.Store({str(path)!r}))")
 
     def _attempt_path(self, key: str) -> Path:
         return beside_store(self.store.path, "attempts") / f"{key}.json"

@@ -455,6 +455,9 @@ def test_a_session_given_a_path_names_what_it_expects(tmp_path):
     with pytest.raises(ValueError, match=r"^Session\(store='.*s\.sqlite'\) is invalid; expected a stabench Store, "
                                          r"e\.g\. Session\(stabench\.Store\('.*s\.sqlite'\)\)$"):
         Session(store=str(tmp_path / "s.sqlite"))
+    with pytest.raises(ValueError, match=r"^Session\(store=None\) is invalid; expected a stabench Store, "
+                                         r"e\.g\. Session\(stabench\.Store\('results\.sqlite'\)\)$"):
+        Session(store=None)  # not Store('None')
 
 
 def test_a_damaged_stored_run_is_trained_again_and_its_study_reads_whole(tiny_model, tmp_path):
