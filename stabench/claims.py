@@ -379,6 +379,11 @@ class RetrainMismatch(RuntimeError):
     """A run trained again for its model ended on the other side of the failure line."""
 
 
+class RetrainUnchecked(UserWarning):
+    """A model retrained for an analysis that no stored run can be held to: the store lacks the
+    run (another store, device or thread count), or its record is unreadable."""
+
+
 class SeedNotRun(Exception):
     """A seed of this session crashed or raised before its result was stored."""
 
@@ -498,9 +503,10 @@ class Session:
 
         An analysis of "a failed run" must get a model that failed, so a retrained run that
         disagrees with the stored one on failing (nondeterministic kernels on a GPU can do that
-        to a chaotic run) is an error, not a silently different model.
+        to a chaotic run) is an error, not a silently different model.  A run the store lacks (another
+        store, device or thread count) is retrained unchecked, with a RetrainUnchecked warning.
         """
-        from .train import fine_tune
+        from .train import fine_tune, stack_label
 
         with torch_threads(self.cpu_threads):
             prepared = self._prepare(arm, seed)
@@ -508,8 +514,16 @@ class Session:
                 stored = self.store.get(prepared.key)
             except UnreadableRun as error:  # a run lost: nothing to hold the model to (and this one is not stored)
                 warnings.warn(f"{self.store.path}: stored run {prepared.key} is unreadable ({error.reason}); the "
-                              f"model trained for the analysis is not checked against it", stacklevel=2)
+                              f"model trained for the analysis is not checked against it", RetrainUnchecked,
+                              stacklevel=2)
                 stored = None
+            else:
+                if stored is None:  # the wrong store, device or thread count: a model of some other run
+                    warnings.warn(f"{self.store.path} does not hold seed {seed} of {prepared.task_info['name']} / "
+                                  f"{prepared.model_info['name']} / {prepared.recipe.name}: "
+                                  f"{not_stored_reason(self.store, prepared, stack_label(prepared))}; the model "
+                                  f"trained for the analysis is not checked against a stored run",
+                                  RetrainUnchecked, stacklevel=2)
             result, model = fine_tune(prepared, return_model=True)
         if stored is not None and stored.failed != result.failed:
             def verdict(run: RunResult) -> str:

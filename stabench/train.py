@@ -126,6 +126,12 @@ class RunNotStored(LookupError):
         self.prepared, self.stack = prepared, stack
 
 
+def stack_label(prepared: PreparedRun) -> str:
+    """Where a run trains, as far as its key tells stacks apart: ``cpu, 2 torch thread(s)``."""
+    threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
+    return f"{prepared.device}{threads}"
+
+
 def run(task: str | Task, model: str, recipe: str | Recipe, seed: int, *, train_size: int | None = None,
         subsample_seed: int = 0, device: str = "auto", store=None, recompute: bool = False,
         progress: Callable[[int, int], None] | None = None, cpu_threads: int | None = None,
@@ -162,8 +168,7 @@ def run_or_read(task: str | Task, model: str, recipe: str | Recipe, seed: int, *
             return fine_tune(prepared, progress=progress), True
         if not train:  # reads only: the recipe's name is not added to the run's names
             if (stored := store.get(prepared.key, prepared.seed)) is None:
-                threads = f", {torch.get_num_threads()} torch thread(s)" if prepared.device == "cpu" else ""
-                raise RunNotStored(prepared, f"{prepared.device}{threads}")
+                raise RunNotStored(prepared, stack_label(prepared))
             return stored, False
 
         def train_it() -> RunResult:

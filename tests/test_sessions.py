@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from stabench.claims import Arm, Session, Study
+from stabench.claims import Arm, RetrainUnchecked, Session, Study
 from stabench.models import stored_name
 from stabench.recipes import get_recipe
 from stabench.stats import failure_rate_upper
@@ -287,7 +287,7 @@ def test_a_model_trained_again_for_an_analysis_is_the_stored_run_or_an_error(tin
         # A damaged stored record is a run lost, with the store's warning: no check, and the model trained is kept.
         with store._transaction() as conn:
             conn.execute("UPDATE runs SET result_json = ? WHERE key = ?", ('{"key": "trunc', stored.key))
-        with pytest.warns(UserWarning, match=f"stored run {stored.key} is unreadable .*; the model trained for the "
+        with pytest.warns(RetrainUnchecked, match=f"stored run {stored.key} is unreadable .*; the model trained for the "
                                              f"analysis is not checked against it$"):
             assert session.trained_model(arm, 0)[0].metrics == stored.metrics
 
@@ -330,9 +330,17 @@ def test_a_script_retrains_a_run_stored_under_another_thread_count_with_its_chec
         stored = stabench.study(BUILTIN_PAIR_TASK, tiny_model, FAST, seeds=1, store=store, cpu_threads=2).results[0]
         result, _ = Session(store=store, cpu_threads=2).trained_model(arm, 0)
         assert result.key == stored.key and result.metrics == stored.metrics
-        assert Session(store=store).trained_model(arm, 0)[0].key != stored.key  # this process's 1 thread
+        with pytest.warns(RetrainUnchecked, match=r"s\.sqlite does not hold seed 0 of same-number / tiny-bert / "
+                                                  r".*: runs of these inputs are stored for another stack "
+                                                  r"\(cpu_threads=2\), not this one \(cpu, 1 torch thread\(s\)\); "
+                                                  r"give the cpu_threads= .*; the model trained for the analysis "
+                                                  r"is not checked against a stored run$"):
+            assert Session(store=store).trained_model(arm, 0)[0].key != stored.key  # this process's 1 thread
         assert Session(store=store, cpu_threads=2).collect(arm, [0]).trained_here == []
     assert torch.get_num_threads() == 1  # restored
+    with Store(tmp_path / "other.sqlite") as other, pytest.warns(RetrainUnchecked, match=r"other\.sqlite does not "
+                                                                 r"hold seed 1 .*: the store holds no run of"):
+        Session(store=other).trained_model(arm, 1)  # the wrong store
 
 
 def test_a_train_size_of_the_whole_training_set_reads_the_full_sets_runs(tiny_model, tmp_path):
