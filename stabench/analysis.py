@@ -32,6 +32,7 @@ from torch import nn
 
 from .interventions import encoder_layers, layer_group
 from .result import RunResult, check_traced, layer_order, runs_of
+from .warn import warn
 
 __all__ = [
     "GradientVerdict",
@@ -375,10 +376,10 @@ def load_masked_lm(pretrained_model_path: str, seed: int = 0) -> nn.Module:
     missing = sorted(loading["missing_keys"])
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        warnings.warn(f"{pretrained_model_path} has no weights for {', '.join(missing[:3])}{more}: they were drawn "
-                      f"at random, so masked-LM perplexities on it (and forgetting curves) measure a random head, "
-                      f"not what fine-tuning forgot; use a checkpoint saved with its masked-LM head, such as "
-                      f"bert-large-uncased", RandomMaskedLMWeights, stacklevel=2)
+        warn(f"{pretrained_model_path} has no weights for {', '.join(missing[:3])}{more}: they were drawn "
+             f"at random, so masked-LM perplexities on it (and forgetting curves) measure a random head, "
+             f"not what fine-tuning forgot; use a checkpoint saved with its masked-LM head, such as "
+             f"bert-large-uncased", RandomMaskedLMWeights)
     return model.eval()
 
 

@@ -19,7 +19,6 @@ import socket
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field, fields
 from numbers import Integral
@@ -38,6 +37,7 @@ from .report import fmt, progress_display, seed_ranges
 from .result import RunResult, check_metric, check_seed, data_mix, runs_of
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, in_made_folder, remove_if_empty
 from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
+from .warn import warn
 
 if TYPE_CHECKING:
     import pytest
@@ -513,17 +513,16 @@ class Session:
             try:  # before hours of training
                 stored = self.store.get(prepared.key)
             except UnreadableRun as error:  # a run lost: nothing to hold the model to (and this one is not stored)
-                warnings.warn(f"{self.store.path}: stored run {prepared.key} is unreadable ({error.reason}); the "
-                              f"model trained for the analysis is not checked against it", RetrainUnchecked,
-                              stacklevel=2)
+                warn(f"{self.store.path}: stored run {prepared.key} is unreadable ({error.reason}); the "
+                     f"model trained for the analysis is not checked against it", RetrainUnchecked)
                 stored = None
             else:
                 if stored is None:  # the wrong store, device or thread count: a model of some other run
-                    warnings.warn(f"{self.store.path} does not hold seed {seed} of {prepared.task_info['name']} / "
-                                  f"{prepared.model_info['name']} / {prepared.recipe.name}: "
-                                  f"{not_stored_reason(self.store, prepared, stack_label(prepared))}; the model "
-                                  f"trained for the analysis is not checked against a stored run",
-                                  RetrainUnchecked, stacklevel=2)
+                    warn(f"{self.store.path} does not hold seed {seed} of {prepared.task_info['name']} / "
+                         f"{prepared.model_info['name']} / {prepared.recipe.name}: "
+                         f"{not_stored_reason(self.store, prepared, stack_label(prepared))}; the model "
+                         f"trained for the analysis is not checked against a stored run",
+                         RetrainUnchecked)
             result, model = fine_tune(prepared, return_model=True)
         if stored is not None and stored.failed != result.failed:
             def verdict(run: RunResult) -> str:
@@ -626,9 +625,9 @@ def study(task: str | Task, model: str, recipe: str | Recipe, seeds: int | Seque
     seeds = seed_spec(seeds, "study ")
     train_size, subsample_seed = check_train_size(train_size, "study "), check_subsample_seed(subsample_seed, "study ")
     if store is None and train:
-        warnings.warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
-                      "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",
-                      StudyNotStored, stacklevel=2)
+        warn("stabench.study was given no store (store= or $STABENCH_STORE): its runs are trained "
+             "again on every call and kept nowhere; pass store=\"study.sqlite\" to keep them",
+             StudyNotStored)
     reload_task_data(task)  # an in-memory task's data as its loader gives it now, one call for every seed
     runs, missing, trained_here = [], [], []
     with _progress_bar(progress, f"{name} / {recipe.name}", len(seeds_of(seeds))) as seed_progress:
@@ -725,8 +724,8 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
         raise ValueError(f"{name} needs what this machine lacks: {'; '.join(missing)}")
     with contextlib.ExitStack() as opened:
         if script_store(store) is None:
-            warnings.warn(f"check_claim({name}) was given no store (store= or $STABENCH_STORE): its runs are kept "
-                          f"nowhere; pass store=\"study.sqlite\" to keep them", StudyNotStored, stacklevel=2)
+            warn(f"check_claim({name}) was given no store (store= or $STABENCH_STORE): its runs are kept "
+                 f"nowhere; pass store=\"study.sqlite\" to keep them", StudyNotStored)
             store = Path(opened.enter_context(tempfile.TemporaryDirectory())) / "runs.sqlite"
         session = Session(store=opened.enter_context(opened_store(store, must_exist=False)), device=device,
                           cpu_threads=cpu_threads, recompute=recompute)

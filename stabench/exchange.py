@@ -17,7 +17,6 @@ import math
 import os
 import re
 import secrets
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from .recipes import HOOK_FINGERPRINT
 from .result import NewerRecord, RunResult, check_seed, fails, key_of_record
 from .store import (COLUMNS, StoreError, both_scores, check_storable, collection_paused, column_values,
                     is_sqlite_file, record_of, scored_differently, sqlite_database_of)
+from .warn import warn
 
 
 def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
@@ -49,9 +49,9 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
     # key_of_record's None, without computing each key again: a run kept so far matches its own key or has none
     if unchecked := sum(run.environment.get("keyed_fields") is None for run in runs):
-        warnings.warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
-                      f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
-                      f"against their contents", stacklevel=2)
+        warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
+             f"(stored before 2026-12-05, or the field was taken out), so their keys were not checked "
+             f"against their contents")
     first: dict[str, RunResult] = {}
     for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
         if (seen := first.setdefault(run.key, run)) is not run and scored_differently(seen, run):

@@ -31,10 +31,11 @@ import site
 import sys
 import sysconfig
 import textwrap
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from .warn import warn
 
 
 class _Registered(NamedTuple):
@@ -201,10 +202,10 @@ _WARNED: set[tuple[str, tuple[str, ...]]] = set()
 def _warn_unhashed(name: str, globals_: list[str]) -> None:
     """Once per process: editing such a value reuses the runs stored before, silently."""
     if (name, tuple(globals_)) not in _WARNED:
-        warnings.warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict, set, array or mutable "
-                      f"dataclass: its contents are not part of the recipe's hash (they may be state that changes "
-                      f"while a study runs), so an edit to them would reuse the runs stored before it; if it "
-                      f"configures the hook, make it a tuple or a frozen dataclass", UnhashedHookData, stacklevel=3)
+        warn(f"hook {name!r} reads {', '.join(globals_)}, a module-level list, dict, set, array or mutable "
+             f"dataclass: its contents are not part of the recipe's hash (they may be state that changes "
+             f"while a study runs), so an edit to them would reuse the runs stored before it; if it "
+             f"configures the hook, make it a tuple or a frozen dataclass", UnhashedHookData)
         _WARNED.add((name, tuple(globals_)))  # after: under -W error every use raises, not the first alone
 
 

@@ -14,12 +14,13 @@ import difflib
 import os
 import shlex
 import sys
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import iniconfig
+
+from .warn import warn
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -148,8 +149,8 @@ def _warn_of_unknown_keys(keys: Iterable[str], named: Callable[[str], str]) -> N
     try:
         check_option_keys(keys, named)
     except ValueError as error:
-        warnings.warn(f"{error}; the stabench command ignores it (a pytest session refuses it, unless a conftest or "
-                      f"plugin of the project registers it)", stacklevel=3)
+        warn(f"{error}; the stabench command ignores it (a pytest session refuses it, unless a conftest or "
+             f"plugin of the project registers it)")
 
 
 def _settings(path: Path | None, rootdir: Path, section: dict[str, object], overrides: dict[str, str]

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
 from .recipes import Recipe, canonical_name, distinguishing_fields, overrides_error, stored_fields, version_label
 from .result import NewerRecord, RunResult, folder_name, key_of_record, run_key
+from .warn import warn
 
 # Marks a SQLite file as a stabench store (PRAGMA application_id; "STBN").
 APPLICATION_ID = 0x5354424E
@@ -747,9 +748,9 @@ class Store:
             return self.get(key, seed) or (self._adopt_unstored(key, seed) if claimed else None)
         except UnreadableRun as error:
             if not claimed:
-                warnings.warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
-                              f"(the new run replaces it, after its record is copied to "
-                              f"{self.path.parent / 'damaged'}/)", stacklevel=2)
+                warn(f"{self.path}: stored run {key} is unreadable ({error.reason}); training it again "
+                     f"(the new run replaces it, after its record is copied to "
+                     f"{self.path.parent / 'damaged'}/)")
             return None
 
     def _adopt_unstored(self, key: str, seed: int | None) -> RunResult | None:
@@ -983,7 +984,7 @@ class Store:
                         raise
                     damaged.append(error.key)
         if damaged:
-            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=2)
+            warn(DamagedRunsLeftOut(self.path, damaged))
         if linked is not None:  # a run of a named study's content on another task, model or data size is not its
             runs = [r for r in runs if recipe in r.recipe_names or _study_of(r) in linked]
         if data_of is not None and runs:
@@ -1088,7 +1089,7 @@ class Store:
         except UnreadableRun:
             raise kept() from None
         if damaged:
-            warnings.warn(DamagedRunsLeftOut(self.path, damaged), stacklevel=3)  # export's caller
+            warn(DamagedRunsLeftOut(self.path, damaged))
         return written
 
     def _whole(self, listed: Sequence[RunResult], damaged: list[str], stop: bool) -> Iterator[RunResult]:
@@ -1135,9 +1136,8 @@ class Store:
                 if kept is not None and scored_differently(kept, run):
                     differing.append(both_scores(kept, run))
         if differing:
-            warnings.warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
-                          f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""),
-                          stacklevel=2)
+            warn(f"kept the stored copy of {len(differing)} run(s) that the file's copy scored differently "
+                 f"(stored first): {'; '.join(differing[:3])}" + ("; ..." if len(differing) > 3 else ""))
         return added, len({run.key for run in runs}) - added  # a run the file holds twice is one run
 
     # -- claiming runs -----------------------------------------------------------------
@@ -1341,7 +1341,7 @@ def __getattr__(name: str) -> Any:
     """Names that moved to :mod:`stabench.exchange` on 2026-12-05 (the README named
     ``stabench.store.run_table``), still found here, with a warning, for scripts written before."""
     if name in ("read_export", "run_table"):
-        warnings.warn(f"stabench.store.{name} is stabench.exchange.{name} now", DeprecationWarning, stacklevel=2)
+        warn(f"stabench.store.{name} is stabench.exchange.{name} now", DeprecationWarning)
         from . import exchange
 
         return getattr(exchange, name)

@@ -13,7 +13,6 @@ import datetime as dt
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from .recipes import Recipe, get_recipe
 from .result import (EVALUATION_FIELDS, RunResult, check_seed, fails, final_train_loss, keyed_fields, layer_order,
                      run_key, train_loss_steps)
 from .tasks import Task, TaskData, load_task_data, registered_name
+from .warn import warn
 
 # Evaluation starts at this many examples per batch and halves on out-of-memory: the largest
 # batch that fits.  On a CPU a bigger batch buys nothing.
@@ -113,9 +113,9 @@ def warn_of_other_stacks(prepared: PreparedRun, store) -> None:
                           and isinstance(differ["cpu_threads"][0], int)})
         reuse = (f" (those stored under cpu_threads {' or '.join(map(str, threads))} are read with that count: "
                  f"--stabench-cpu-threads, stabench run --cpu-threads, or cpu_threads=)" if threads else "")
-        warnings.warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
-                      f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "
-                      f"keeps its own runs, so they train again{reuse}", OtherStackWarning, stacklevel=2)
+        warn(f"runs of {prepared.task_info.get('name')} / {prepared.model_info.get('name')} / recipe "
+             f"{prepared.recipe.name} are stored under {described}, not this one ({this}); each stack "
+             f"keeps its own runs, so they train again{reuse}", OtherStackWarning)
 
 
 class RunNotStored(LookupError):

@@ -529,8 +529,9 @@ def test_containers_a_hook_holds_are_part_of_its_recipe_as_it_was_registered(tmp
     recipe = get_recipe("bert-default", hook="made")
     with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'made' reads LOG, a module-level list, dict, set, array "
                                                     r"or mutable dataclass: its contents are not part of the recipe's "
-                                                    r"hash .* make it a tuple or a frozen dataclass$"):
+                                                    r"hash .* make it a tuple or a frozen dataclass$") as said:
         first = recipe.hash  # said once: an edit to a list that configures a hook would reuse stored runs
+    assert said[0].filename == __file__  # the line that asked for the hash, not a line of stabench
     hooks.get_hook("made")(None, recipe)
     hooks.get_hook("made")(None, recipe)
     assert recipe.hash == first and len(module.LOG) == 2  # its default list filled, its log grown

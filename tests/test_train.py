@@ -386,6 +386,22 @@ def test_run_takes_the_thread_count_into_its_key_and_restores_it(tiny_model):
             run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, cpu_threads=bad)
 
 
+def test_a_warning_names_the_script_line_that_caused_it(tiny_model, tmp_path):
+    """Not a line of stabench: a run trained again under another thread count warns at the run() call."""
+    import inspect
+
+    from stabench.store import Store
+    from stabench.train import OtherStackWarning
+
+    recipe = get_recipe("bert-default", max_steps=2, lr=1e-3)
+    with Store(tmp_path / "s.sqlite") as store:
+        run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=1)
+        with pytest.warns(OtherStackWarning) as said:
+            line = inspect.currentframe().f_lineno + 1
+            run(BUILTIN_PAIR_TASK, tiny_model, recipe, 0, store=store, cpu_threads=2)
+    assert [(w.filename, w.lineno) for w in said] == [(__file__, line)]
+
+
 def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_model, tmp_path):
     from stabench.store import Store
 
