@@ -169,28 +169,35 @@ def register_task(task: Task, replace: bool = False) -> Task:
 
 
 def _redefines(old: Task, new: Task) -> bool:
-    """Whether ``new``'s loader is the function that made ``old``'s, defined again: the same
-    module, name and code, and the same plain values (paths, names) closed over, so that a loader
-    factory called with another file is another task.  Where it starts counts within one file
-    (two loaders of one code on two lines are two tasks), not across files: a notebook cell with
-    a comment added above its task is compiled as another file."""
-    def what(loader) -> tuple | None:
-        code = getattr(loader, "__code__", None)
-        if code is None:
-            return None
-        plain = []
-        for cell in loader.__closure__ or ():
-            with contextlib.suppress(ValueError):  # a cell not yet filled
-                if isinstance(cell.cell_contents, (str, int, float, Path)):
-                    plain.append(cell.cell_contents)
-        return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
-
-    def where(loader) -> tuple:
-        return loader.__code__.co_filename, loader.__code__.co_firstlineno
-
-    if what(old.loader) is None or what(old.loader) != what(new.loader):
+    """Whether ``new`` is ``old``'s definition run again: its other fields as they were, and its
+    loader the function that made ``old``'s, defined again: the same module, name and code, and
+    the same plain values (paths, names) closed over, so that a loader factory called with another
+    file is another task.  Where it starts counts within one file (two loaders of one code on two
+    lines are two tasks), not across files: a notebook cell with a comment added above its task is
+    compiled as another file."""
+    if _field_differences(old, new) or _loader_shape(old.loader) is None:
         return False
-    return where(old.loader)[0] != where(new.loader)[0] or where(old.loader) == where(new.loader)
+    if _loader_shape(old.loader) != _loader_shape(new.loader):
+        return False
+    (old_file, old_line), (new_file, new_line) = _loader_place(old.loader), _loader_place(new.loader)
+    return old_file != new_file or old_line == new_line
+
+
+def _loader_shape(loader) -> tuple | None:
+    """What a loader function is, wherever it is defined: None for another callable."""
+    code = getattr(loader, "__code__", None)
+    if code is None:
+        return None
+    plain = []
+    for cell in loader.__closure__ or ():
+        with contextlib.suppress(ValueError):  # a cell not yet filled
+            if isinstance(cell.cell_contents, (str, int, float, Path)):
+                plain.append(cell.cell_contents)
+    return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
+
+
+def _loader_place(loader) -> tuple[str, int]:
+    return loader.__code__.co_filename, loader.__code__.co_firstlineno
 
 
 def registered_name(task: str | Task) -> str:
@@ -201,18 +208,30 @@ def registered_name(task: str | Task) -> str:
     if registered is None or registered is not task and _redefines(registered, task):
         register_task(task, replace=True)
     elif registered is not task and registered != task:
-        raise ValueError(f"task name {task.name!r} is already used by another task in this process "
-                         f"({registered.description or 'another loader'}{_differences(registered, task)}); give this "
-                         f"one another name, or stabench.register_task(task, replace=True) to replace the first")
+        told = ", with ".join(filter(None, (registered.description, _differences(registered, task))))
+        raise ValueError(f"task name {task.name!r} is already used by another task in this process"
+                         f"{f' ({told})' if told else ''}; give this one another name, or "
+                         f"stabench.register_task(task, replace=True) to replace the first")
     return task.name
+
+
+def _field_differences(old: Task, new: Task) -> list[str]:
+    """A task's fields other than its loader that differ from those of the one registered."""
+    return [f"{f.name} {getattr(old, f.name)!r} where this one has {getattr(new, f.name)!r}"
+            for f in fields(Task) if f.compare and f.name != "loader" and getattr(old, f.name) != getattr(new, f.name)]
 
 
 def _differences(old: Task, new: Task) -> str:
     """How a task differs from the one registered under its name, e.g. after a notebook cell was
     edited and run again: its columns or metrics (the same files read two ways), or its loader."""
-    named = [f"{f.name} {getattr(old, f.name)!r} where this one has {getattr(new, f.name)!r}"
-             for f in fields(Task) if f.compare and f.name != "loader" and getattr(old, f.name) != getattr(new, f.name)]
-    return f", with {'; '.join(named)}" if named else ""
+    named = _field_differences(old, new)
+    if not named and None not in (_loader_shape(old.loader), _loader_shape(new.loader)):
+        (old_file, old_line), (_, new_line) = _loader_place(old.loader), _loader_place(new.loader)
+        if _loader_shape(old.loader) != _loader_shape(new.loader):
+            named.append("a loader whose code or the values it reads differ")
+        else:  # one code on two lines of one file: each may read other data (its defaults, say)
+            named.append(f"its loader on line {old_line} of {old_file} where this one's is on line {new_line}")
+    return "; ".join(named)
 
 
 def did_you_mean(name: str) -> str:

@@ -773,7 +773,13 @@ def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it()
     assert registered_name(namespace["task"]) == "cell"  # replaced, not an error
     namespace["other_df"] = namespace["train_df"]
     exec(compile(cell.replace("train_df}", "other_df}"), "<cell-3>", "exec"), namespace)
-    with pytest.raises(ValueError, match="task name 'cell' is already used by another task"):
+    with pytest.raises(ValueError, match=r"^task name 'cell' is already used by another task in this process \(a "
+                                         r"loader whose code or the values it reads differ\); give this one"):
+        registered_name(namespace["task"])
+    # The cell run again with its metrics edited: another definition, as a local task's is.
+    exec(compile(cell.replace('train_df})', 'train_df}, metrics=("macro_f1",))'), "<cell-5>", "exec"), namespace)
+    with pytest.raises(ValueError, match=r"^task name 'cell' is already used by another task in this process "
+                                         r"\(metrics \('accuracy',\) where this one has \('macro_f1',\); "):
         registered_name(namespace["task"])
     # One file, two lines: two tasks, even where the code is the same (defaults may hold other data).
     two = ('first = Task("twice", "text", lambda d=a: d)\n'
@@ -781,7 +787,8 @@ def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it()
     cell_4 = {**namespace, "a": {"train": {"text": ["x"]}}, "b": {"train": {"text": ["y"]}}}
     exec(compile(two, "<cell-4>", "exec"), cell_4)
     assert registered_name(cell_4["first"]) == "twice"
-    with pytest.raises(ValueError, match="task name 'twice' is already used by another task"):
+    with pytest.raises(ValueError, match=r"^task name 'twice' is already used by another task in this process \(its "
+                                         r"loader on line 1 of <cell-4> where this one's is on line 2\); "):
         registered_name(cell_4["second"])
 
 
