@@ -292,7 +292,8 @@ def build_spec(options: Mapping[str, Any], params: Mapping[str, Any], seed_overr
         merged = {**base, **{k: v for k, v in arm_options.items() if k != "toy"}}
         for required in ("task", "model", "recipe"):
             if merged.get(required) is None:
-                raise ValueError(f"claim arm {name!r} has no {required}; give {required}= in stabench.claim "
+                owner = "claim" if given_arms == {default_arm: {}} else f"claim arm {name!r}"  # one arm: no name
+                raise ValueError(f"{owner} has no {required}; give {required}= in stabench.claim "
                                  f"or a parametrize argument named {required!r}")
         recipe, task = get_recipe(merged["recipe"]), registered_name(merged["task"])
         model, train_size = merged["model"], check_train_size(merged.get("train_size"), owner=f"claim arm {name!r}: ")
@@ -720,7 +721,7 @@ def check_claim(test: Callable[..., Any], *, store=None, seeds: int | Sequence[i
                          f"pytest; pass it: check_claim({name}, {lacking[0]}=...)")
     override = None if seeds is None else seeds_of(seed_spec(seeds, "check_claim "))
     spec = build_spec(marks[0].kwargs, params, seed_override=override)
-    if missing := missing_requirements(spec):
+    if missing := missing_requirements(spec, toy_option=None):
         raise ValueError(f"{name} needs what this machine lacks: {'; '.join(missing)}")
     with contextlib.ExitStack() as opened:
         if script_store(store) is None:

@@ -39,13 +39,15 @@ def check_requirements(requires) -> None:
                          f"{', '.join(REQUIREMENTS)}")
 
 
-def missing_requirements(spec) -> list[str]:
-    """Human-readable reasons this machine cannot run the claim; empty when it can."""
+def missing_requirements(spec, toy_option: str | None = "--stabench-profile=toy") -> list[str]:
+    """Human-readable reasons this machine cannot run the claim; empty when it can.  ``toy_option``
+    is how the caller runs a claim at toy scale (None where it cannot: a script's check_claim)."""
     from .tasks import get_task
 
     missing: list[str] = []
     if "cuda" in spec.requires and not _cuda_available():
-        missing.append("a CUDA GPU (paper-scale claim; run it on a GPU box, or use --stabench-profile=toy here)")
+        toy = f", or use {toy_option} here" if toy_option else ""
+        missing.append(f"a CUDA GPU (paper-scale claim; run it on a GPU box{toy})")
     if "wikitext-2" in spec.requires and not dataset_available(*WIKITEXT_2):
         missing.append(f"dataset {'/'.join(WIKITEXT_2)} ({dataset_reason()})")
     for arm in spec.arms:

@@ -616,6 +616,24 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
             call()
     with pytest.warns(stabench.claims.StudyNotStored, match="its runs are kept nowhere"):
         stabench.check_claim(test_low_lr_fails_no_more, seeds=[0], slack=2)
+
+    @stabench.claim(task="polarity", model=tiny_model, seeds=1)
+    def test_without_a_recipe(study):
+        pass
+
+    with pytest.raises(ValueError, match=r"^claim has no recipe; give recipe= in stabench.claim or a parametrize "):
+        stabench.check_claim(test_without_a_recipe, store=tmp_path / "s.sqlite")  # said "claim arm 'None'"
+    with pytest.raises(ValueError, match=r"^claim arm 'a' has no recipe; give recipe= "):
+        stabench.check_claim(test_without_a_recipe, store=tmp_path / "s.sqlite", arms={"a": {}})
+
+    @stabench.claim(task="polarity", model=tiny_model, recipe=FAST, seeds=1, requires=["cuda"])
+    def test_on_a_gpu(study):
+        pass
+
+    # A script has no --stabench-profile to offer: the reason alone.
+    with pytest.raises(ValueError, match=r"^test_on_a_gpu needs what this machine lacks: a CUDA GPU \(paper-scale "
+                                         r"claim; run it on a GPU box\)$"):
+        stabench.check_claim(test_on_a_gpu, store=tmp_path / "s.sqlite")
     # In a notebook, data edited between two calls is judged as it is now, as stabench.study does.
     texts = {"text": ["good", "bad", "fine", "awful"] * 4, "label": [1, 0] * 8}
     mine = stabench.Task("in-memory-check", "text", lambda: {"train": texts, "validation": texts})
