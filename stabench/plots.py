@@ -411,6 +411,11 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
 
     Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
     """
+    needed = ("alpha", "beta", "loss", "points")
+    if not isinstance(surface, Mapping) or (lacking := [key for key in needed if key not in surface]):
+        got = f"keys {', '.join(map(repr, surface)) or 'none'}" if isinstance(surface, Mapping) else \
+            f"a {type(surface).__name__}"
+        raise ValueError(f"plot_loss_surface needs what analysis.loss_surface returns ({', '.join(needed)}); got {got}")
     alpha, beta = np.asarray(surface["alpha"]), np.asarray(surface["beta"])
     panels = [("training loss", np.asarray(surface["loss"], dtype=float))]
     norms = np.asarray(surface.get("grad_norm", np.full_like(panels[0][1], np.nan)), dtype=float)

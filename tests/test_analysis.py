@@ -564,6 +564,12 @@ def test_loss_surface_plane_through_the_three_models(tiny_model, tiny_runs, tmp_
 
     path = plots.plot_loss_surface(surface, tmp_path / "plots" / "surface.png", "tiny BERT")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    for bad, got in (({}, "keys none"), ({"alpha": [0, 1], "beta": [0, 1]}, "keys 'alpha', 'beta'"),
+                     (list(surface), "a list")):
+        with pytest.raises(ValueError, match=rf"^plot_loss_surface needs what analysis.loss_surface returns \(alpha, "
+                                             rf"beta, loss, points\); got {got}$"):  # a bare KeyError: 'alpha'
+            plots.plot_loss_surface(bad, tmp_path / "bad.png", "nothing")
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_loss_surface_rejects_other_architectures_and_degenerate_planes(tiny_model, tiny_runs):
