@@ -412,7 +412,7 @@ def plot_loss_surface(surface: Mapping[str, Any], path, title: str) -> Path:
     Draws with the Agg canvas directly (no pyplot), so it changes no global backend.
     """
     needed = ("alpha", "beta", "loss", "points")
-    if not isinstance(surface, Mapping) or (lacking := [key for key in needed if key not in surface]):
+    if not isinstance(surface, Mapping) or any(key not in surface for key in needed):
         got = f"keys {', '.join(map(repr, surface)) or 'none'}" if isinstance(surface, Mapping) else \
             f"a {type(surface).__name__}"
         raise ValueError(f"plot_loss_surface needs what analysis.loss_surface returns ({', '.join(needed)}); got {got}")
