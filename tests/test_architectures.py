@@ -96,6 +96,14 @@ def test_norm_layers_and_biases_get_no_weight_decay_whatever_their_names(family,
         assert exempt == {name for name, _ in model.named_parameters() if "bias" in name or "LayerNorm.weight" in name}
 
 
+def test_deberta_s_bare_attention_biases_get_no_weight_decay(vocab_size):
+    """DeBERTa's q_bias and v_bias are biases in all but name: kept out of weight decay as every bias is."""
+    model = _model("deberta", vocab_size)
+    bare = {name for name, _ in model.named_parameters() if name.endswith(("q_bias", "v_bias"))}
+    assert len(bare) == 2 * LAYERS
+    assert bare <= no_decay_names(model)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_reinit_touches_the_top_layer_only(family, vocab_size):
     model = _model(family, vocab_size)

@@ -21,7 +21,7 @@ import torch
 from stabench import data as data_lib
 from stabench import models
 from stabench.batched import SeedGroup
-from stabench.optim import AdamW, decay_param_groups
+from stabench.optim import AdamW, decay_param_groups, no_decay_names
 from stabench.recipes import get_recipe
 from stabench.tasks import BUILTIN_PAIR_TASK, load_task_data
 from stabench.train import compiled_forward, fine_tune, prepare
@@ -159,6 +159,37 @@ def test_a_batched_group_draws_independent_dropout_and_clips_per_seed(tiny_model
     after = [math.sqrt(sum(float(p.grad[i].pow(2).sum()) for p in twins.params.values())) for i in (0, 1)]
     assert before[0] > 1 > before[1]
     assert after[0] == pytest.approx(1.0, rel=1e-4) and after[1] == pytest.approx(float(before[1]), rel=1e-4)
+
+
+def test_a_batched_group_pads_seeds_to_one_length_with_masked_padding_and_needs_equal_batches(tiny_model):
+    """Across seeds, the shorter batch is padded with the pad id (which need not be 0: RoBERTa's is 1)
+    under a mask of 0, and token types of 0; seeds with unequal batch sizes are refused."""
+    train, _ = _encoded(tiny_model)
+    group = SeedGroup(models.resolve(tiny_model), 2, get_recipe("bert-default", token_types=True), [0, 1],
+                      total_steps=1)
+    by_length = sorted(range(len(train)), key=lambda i: len(train.input_ids[i]))
+    short, long = by_length[:2], by_length[-2:]
+    assert len(train.input_ids[short[-1]]) < len(train.input_ids[long[0]])
+    batch = group.collate(train, [short, long], pad_id=7)
+    length = max(len(train.input_ids[i]) for i in long)
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 2, length)
+    for row, i in enumerate(short):
+        n = len(train.input_ids[i])
+        assert batch["attention_mask"][0, row].tolist() == [1] * n + [0] * (length - n)
+        assert batch["input_ids"][0, row, n:].tolist() == [7] * (length - n)
+        assert batch["token_type_ids"][0, row, n:].tolist() == [0] * (length - n)
+    with pytest.raises(ValueError, match="equal batch sizes"):
+        group.collate(train, [short, long[:1]], pad_id=0)
+
+
+def test_a_batched_group_keeps_biases_and_norms_out_of_weight_decay(tiny_model):
+    source = models.resolve(tiny_model)
+    group = SeedGroup(source, 2, get_recipe("bert-default", weight_decay=0.01), [0, 1], total_steps=2)
+    names = {id(p): name for name, p in group.params.items()}
+    decay = {g["name"]: (g["weight_decay"], {names[id(p)] for p in g["params"]}) for g in group.optimizer.param_groups}
+    exempt = no_decay_names(models.load_model(source, 2, 0.1))
+    assert exempt and decay["no_decay"] == (0.0, exempt)
+    assert decay["decay"] == (0.01, set(group.params) - exempt)
 
 
 def test_benchmark_minimal_loop_is_fine_tune_without_the_harness(tiny_model, throughput):

@@ -169,6 +169,17 @@ def test_apply_mixout_replaces_every_linear_and_zeroes_dropout():
         assert layer.attention.self.dropout.p == 0.0
 
 
+def test_apply_mixout_zeroes_every_kind_of_dropout_module():
+    """Not only nn.Dropout: its 1-3d, alpha variants and subclasses are dropout that Mixout replaces."""
+    class OwnDropout(nn.Dropout):
+        pass
+
+    dropouts = [nn.Dropout(0.5), nn.Dropout1d(0.5), nn.Dropout2d(0.5), nn.Dropout3d(0.5), nn.AlphaDropout(0.5),
+                nn.FeatureAlphaDropout(0.5), OwnDropout(0.5)]
+    apply_mixout(nn.Sequential(nn.Linear(3, 3), *dropouts), 0.1)
+    assert [d.p for d in dropouts] == [0.0] * len(dropouts)
+
+
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_mixout_p0_forward_in_train_mode_equals_eval(attn):
     model = tiny_bert(attn_implementation=attn)
@@ -376,6 +387,16 @@ def test_llrd_roberta_head_is_classifier():
     assert lrs["classifier/no_decay"] == 1.0 and lrs["layer.1/decay"] == 0.5
     assert lrs["layer.0/decay"] == 0.25 and lrs["embeddings/decay"] == 0.125
     assert not any(n.startswith("pooler") for n in lrs)
+
+
+def test_llrd_refuses_a_trainable_parameter_outside_the_layers_it_knows():
+    """A parameter in no depth (an extra module) would silently not train; it is named instead."""
+    model = tiny_bert()
+    model.extra = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"no layer-wise lr for trainable parameters \['extra.weight', 'extra.bias'\]"):
+        layerwise_lr_param_groups(model, 1e-3, 0.9, weight_decay=0.01)
+    model.extra.requires_grad_(False)  # a frozen one needs no lr
+    layerwise_lr_param_groups(model, 1e-3, 0.9, weight_decay=0.01)
 
 
 @pytest.mark.parametrize("decay", [0.0, -0.5, 1.01])

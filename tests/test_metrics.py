@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from stabench.metrics import compute, higher_is_better
+from stabench.metrics import check_metrics, compute, higher_is_better
 
 
 def test_metrics_against_hand_computed_values():
@@ -44,3 +44,10 @@ def test_f1_without_any_positive_is_zero_not_one():
     got = compute(["f1", "macro_f1"], [0, 0, 0], [0, 0, 0])
     assert got["f1"] == 0.0
     assert got["accuracy"] == 1.0
+
+
+def test_binary_f1_is_refused_for_more_than_two_classes_before_training():
+    check_metrics(["accuracy", "f1"], 2, "pairs")
+    check_metrics(["macro_f1"], 3, "nli")
+    with pytest.raises(ValueError, match=r"^task 'nli' has 3 classes, but its metric 'f1' is binary F1"):
+        check_metrics(["accuracy", "f1"], 3, "nli")

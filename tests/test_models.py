@@ -288,6 +288,18 @@ def test_a_local_folder_is_one_model_by_any_path_and_another_when_its_config_cha
     assert old.model["name"] == "mybert"
 
 
+def test_a_trainer_checkpoint_s_optimizer_state_and_arguments_leave_the_model_s_hash_alone(tiny_model, tmp_path):
+    """A Trainer checkpoint folder holds training_args.bin and optimizer.pt beside the weights: they
+    do not change what from_pretrained loads, so they do not change the run key either."""
+    shutil.copytree(tiny_model, tmp_path / "mybert")
+    before = models.files_hash(tmp_path / "mybert")
+    (tmp_path / "mybert" / "training_args.bin").write_bytes(b"arguments")
+    (tmp_path / "mybert" / "optimizer.pt").write_bytes(b"moments")
+    assert models.files_hash(tmp_path / "mybert") == before
+    (tmp_path / "mybert" / "pytorch_model.bin").write_bytes(b"other weights")
+    assert models.files_hash(tmp_path / "mybert") != before
+
+
 def test_a_tokenizer_saved_again_into_its_folder_is_the_one_a_run_trains_with(tiny_model, tmp_path):
     """A notebook re-saves a tokenizer into the model's folder: the next run in the same process
     got a new key for the new files but trained with the tokenizer loaded before."""
@@ -364,6 +376,15 @@ def test_a_claim_that_needs_wikitext2_skips_without_it_instead_of_failing_after_
             stabench.claim(task="polarity", model="tiny-bert", recipe="bert-default", requires=bad)
 
 
+@pytest.mark.parametrize("requires", ["", "cuda", ["gpu"]])
+def test_requirements_are_a_list_of_known_names(requires):
+    with pytest.raises(ValueError, match=r"^claim requires=.* is invalid; expected a list naming any of: cuda, "
+                                         r"wikitext-2$"):
+        profiles.check_requirements(requires)
+    profiles.check_requirements([])
+    profiles.check_requirements(("cuda", "wikitext-2"))
+
+
 @pytest.mark.parametrize("value, offline", [("1", True), ("ON", True), ("yes", True), ("0", False), ("", False)])
 def test_hub_offline_is_read_as_huggingface_hub_reads_it(monkeypatch, value, offline):
     monkeypatch.setenv("HF_HUB_OFFLINE", value)
@@ -390,6 +411,39 @@ def test_a_hub_mirror_is_probed_on_its_own_port(monkeypatch):
             profiles.hub_reachable.cache_clear()
 
 
+@pytest.mark.parametrize("endpoint, address", [("http://mirror.local", ("mirror.local", 80)),
+                                               ("https://mirror.local", ("mirror.local", 443)),
+                                               ("http://mirror.local:8080", ("mirror.local", 8080))])
+def test_a_hub_endpoint_is_probed_on_its_scheme_s_port(monkeypatch, endpoint, address):
+    import contextlib
+
+    probed = []
+    monkeypatch.setattr(profiles.socket, "create_connection",
+                        lambda where, timeout: probed.append(where) or contextlib.nullcontext())
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    profiles.hub_reachable.cache_clear()
+    try:
+        assert profiles.hub_reachable() and probed == [address]
+    finally:
+        profiles.hub_reachable.cache_clear()
+
+
+def test_a_claim_missing_a_hub_model_and_glue_data_says_each_once(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from datasets import config as datasets_config
+
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", str(tmp_path / "datasets"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: False)
+    arm = SimpleNamespace(model="someorg/not-cached", task="rte")
+    spec = SimpleNamespace(requires=(), arms=(arm, arm))  # two arms of one model and task
+    missing = profiles.missing_requirements(spec)
+    assert [reason.split(" (")[0] for reason in missing] == ["model 'someorg/not-cached' from the Hugging Face hub",
+                                                             "dataset nyu-mll/glue/rte"]
+
+
 def test_the_recipe_dropout_replaces_a_classifier_dropout_the_checkpoint_sets(tmp_path):
     import json
 
@@ -401,3 +455,6 @@ def test_the_recipe_dropout_replaces_a_classifier_dropout_the_checkpoint_sets(tm
     (path / "config.json").write_text(json.dumps(config))
     model = models.load_model(models.resolve(str(path)), 2, dropout=0.1)
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    model = models.load_model(models.resolve(str(path)), 2, dropout=None)  # None: the checkpoint's own
+    assert model.config.classifier_dropout == 0.3 and model.classifier is not None
+    assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {config["hidden_dropout_prob"], 0.3}

@@ -154,6 +154,16 @@ def test_fused_kernel_and_multi_tensor_path_agree(lr, beta1, beta2, eps, weight_
         torch.testing.assert_close(a, b, rtol=1e-5, atol=2e-6)  # float32 rounding of unit-scale weights
 
 
+def test_the_optimizer_of_a_recipe_takes_each_of_its_adam_fields():
+    from stabench.recipes import get_recipe
+
+    recipe = get_recipe("bert-default", lr=3e-4, adam_beta1=0.8, adam_beta2=0.99, adam_eps=1e-7, weight_decay=0.05,
+                        bias_correction=True, adamw_style="torch")
+    defaults = AdamW.for_recipe(_params(0), recipe).defaults
+    assert {k: defaults[k] for k in ("lr", "betas", "eps", "weight_decay", "bias_correction", "style")} == dict(
+        lr=3e-4, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.05, bias_correction=True, style="torch")
+
+
 def test_first_step_differs_between_the_two_variants():
     """Without correction the first step is (1-b1)/sqrt(1-b2) ≈ 3.2x larger per coordinate."""
     a, b = _params(2), _params(2)

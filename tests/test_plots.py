@@ -394,3 +394,51 @@ def test_a_session_s_figures_say_which_runs_they_show(monkeypatch, tmp_path, fai
     if all(any(run.failed == bad for run in runs.values()) for bad in (True, False)):
         plots.plot_claims(one_kind, store, tmp_path, "png")
         assert titles[1].endswith("and its successful run whose bottom layer lost the least, where it has one")
+
+
+def test_four_runs_are_points_and_many_alike_runs_stay_within_their_box(drawn, tmp_path):
+    plot_study({"four": _runs([0.6, 0.7, 0.8, 0.75], [False] * 4)}, tmp_path / "four.png", "four")
+    assert not [line for line in drawn[-1].axes[0].lines if len(line.get_xdata()) == 5]  # no box outline
+    plot_study({"collapsed": _runs([0.5] * 20, [True] * 20, majority=0.5)}, tmp_path / "twenty.png", "twenty")
+    (crosses,) = [c.get_offsets() for c in drawn[-1].axes[0].collections if c.get_gid() == "failed"]
+    x = np.sort(np.asarray(crosses)[:, 0])
+    assert len(set(x)) == 20 and x.min() >= 1 - 0.25 and x.max() <= 1 + 0.25  # each seen, inside the box's width
+
+
+def test_grad_norm_panels_draw_layers_bottom_to_top_and_the_other_groups_dashed(drawn, tmp_path):
+    norms = {group: [1.0, 0.5] for group in ("pooler", "layer.10", "classifier", "layer.2", "embeddings")}
+    plot_grad_norm_traces({"seed 0": {"step": [1, 2], "grad_norm": norms}}, tmp_path / "g.png", "order")
+    lines = drawn[-1].axes[0].lines
+    assert [line.get_label() for line in lines] == ["embeddings", "layer.2", "layer.10", "pooler", "classifier"]
+    assert [line.get_linestyle() for line in lines] == ["--", "-", "-", "--", "--"]
+
+
+def test_a_training_loss_within_a_decade_is_on_a_linear_axis(drawn, tmp_path):
+    (run,) = _runs([0.9], [False])
+    run.trace = {"loss": list(np.linspace(0.6, 0.1, 40)), "eval": [{"step": 40, "accuracy": 0.9}]}
+    plots.plot_training_curves([run], tmp_path / "c.png", "less than a decade")
+    assert drawn[-1].axes[1].get_yscale() == "linear"
+    run.trace["loss"] = list(np.geomspace(0.6, 1e-3, 40))
+    plots.plot_training_curves([run], tmp_path / "c.png", "more than a decade")
+    assert drawn[-1].axes[1].get_yscale() == "log"
+
+
+def test_a_loss_surface_draws_its_gradient_norms_where_they_were_computed(drawn, tmp_path):
+    grid = np.linspace(-1, 1, 5)
+    surface = {"alpha": grid, "beta": grid, "loss": np.add.outer(grid ** 2, grid ** 2) + 0.1,
+               "points": {"pretrained": {"coords": (0.0, 0.0)}, "failed": {"coords": (1.0, 0.0)}}}
+    plots.plot_loss_surface(surface, tmp_path / "one.png", "loss only")
+    assert [axes.get_title() for axes in drawn[-1].axes if axes.get_title()] == ["training loss"]
+    plots.plot_loss_surface({**surface, "grad_norm": surface["loss"] * 10}, tmp_path / "two.png", "with norms")
+    assert [axes.get_title() for axes in drawn[-1].axes if axes.get_title()] == ["training loss",
+                                                                                 "log10 gradient norm"]
+
+
+def test_fig_5_draws_no_single_majority_line_across_tasks_of_other_majorities(drawn, tmp_path):
+    runs = _runs([0.7, 0.72, 0.71], [False] * 3, majority=0.5) + [
+        dataclasses.replace(r, seed=r.seed + 3) for r in _runs([0.8, 0.82], [False] * 2, majority=0.6)]
+    for i, run in enumerate(runs):
+        run.metrics["train_loss"] = 0.1 * (i + 1)
+    plots.plot_generalisation({"a": runs[:3], "b": runs[3:]}, tmp_path / "g.png", "two majorities")
+    assert not [line for line in drawn[-1].axes[0].lines if line.get_label().startswith("majority class")]
+

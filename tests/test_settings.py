@@ -110,6 +110,25 @@ def test_a_bad_file_or_value_is_named(tmp_path, name, text, message):
     assert str(error.value).startswith(prefix.format(path=path))
 
 
+@pytest.mark.parametrize("value", ["2.5", "true"])
+def test_a_thread_count_written_as_another_toml_type_is_refused_not_rounded(tmp_path, value):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.pytest]\nstabench_cpu_threads = {value}\n")
+    with pytest.raises(ValueError, match=r"^stabench_cpu_threads = .* in .*pyproject.toml is invalid; expected an "
+                                         r"integer"):
+        project_settings(tmp_path).count("cpu_threads")
+
+
+def test_an_empty_key_is_no_option_and_a_key_set_by_dash_o_wins_over_the_file(tmp_path, monkeypatch):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nstabench_store =\nstabench_device = cpu\n")
+    found = project_settings(tmp_path)
+    assert (found.store(), found.get("store"), found.get("device")) == (None, None, "cpu")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o stabench_store=o.sqlite -o stabench_device=")
+    found = project_settings(tmp_path)
+    assert (found.store(), found.get("device")) == (tmp_path.resolve() / "o.sqlite", None)
+    (tmp_path / "pytest.ini").write_text("[pytest]\nstabench_store = key.sqlite\n")
+    assert project_settings(tmp_path).store() == tmp_path.resolve() / "o.sqlite"
+
+
 def test_a_store_written_as_a_toml_number_is_refused_where_pytest_refuses_it(tmp_path):
     """The CLI stored runs in a file named 5, where pytest never looks."""
     (tmp_path / "pyproject.toml").write_text("[tool.pytest]\nstabench_store = 5\n")
@@ -122,6 +141,17 @@ def test_a_store_written_as_a_toml_number_is_refused_where_pytest_refuses_it(tmp
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")  # empty: still pytest's file
     assert project_settings(tmp_path / "a").path == tmp_path / "a" / "pyproject.toml"
+
+
+def test_without_a_pytest_section_anywhere_the_nearest_pyproject_is_the_file(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "outer"\n')
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "pyproject.toml").write_text('[project]\nname = "inner"\n')
+    rootdir, inipath, _, _ = determine_setup(inifile=None, override_ini=None, args=[], rootdir_cmd_arg=None,
+                                             invocation_dir=tmp_path / "inner")
+    found = project_settings(tmp_path / "inner")
+    assert (found.path, found.rootdir) == (inipath, rootdir) == ((tmp_path / "inner" / "pyproject.toml").resolve(),
+                                                                  (tmp_path / "inner").resolve())
 
 
 def test_without_any_file_the_start_folder_is_the_rootdir(tmp_path):
@@ -192,6 +222,14 @@ def test_an_empty_store_flag_is_no_store_option_as_in_pytest(tmp_path, monkeypat
     monkeypatch.setenv("PYTEST_ADDOPTS", "--stabench-store --stabench-device=cpu")  # no value: pytest refuses it
     found = project_settings(tmp_path)
     assert (found.store(), found.get("device")) == (tmp_path.resolve() / "key.sqlite", "cpu")
+
+
+def test_a_store_flag_left_without_its_value_at_the_end_is_no_flag(tmp_path, monkeypatch):
+    """pytest refuses a trailing --stabench-store; the command ignores it and reads the file's key."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\nstabench_store = key.sqlite\n")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-q --stabench-store")
+    found = project_settings(tmp_path)
+    assert "store" not in found.flags and found.store() == tmp_path.resolve() / "key.sqlite"
 
 
 SESSION_KEYS = st.fixed_dictionaries({}, optional={

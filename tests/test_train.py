@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.metadata
 import math
 import os
@@ -94,6 +95,26 @@ def test_a_run_records_whether_stabench_s_own_code_was_edited_since_its_commit(t
     assert environment.stabench_clone(str(tmp_path)) == (commit, True)
 
 
+def test_a_run_records_the_project_s_commit_and_whether_it_was_edited(tmp_path, monkeypatch):
+    import subprocess
+
+    for name, edited in (("clean", False), ("edited", True)):
+        project = tmp_path / name
+        project.mkdir()
+        (project / "claims.py").write_text("SEEDS = 5\n")
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"]):
+            subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=project, check=True,
+                           capture_output=True)
+        if edited:
+            (project / "claims.py").write_text("SEEDS = 20\n")
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+        monkeypatch.chdir(project)
+        env = environment.capture()
+        assert (env["project_git_commit"], env["project_git_dirty"]) == (commit, edited)
+    monkeypatch.chdir(tmp_path)  # no repository: nothing to say
+    assert (environment.capture()["project_git_commit"], environment.capture()["project_git_dirty"]) == (None, None)
+
+
 def test_single_sentence_task_and_subsample(tiny_model):
     result = run(BUILTIN_SINGLE_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0, train_size=64)
     assert result.task["train_size"] == 64 and result.task["n_train"] == 64
@@ -172,6 +193,22 @@ def test_non_finite_loss_marks_the_run_diverged_without_raising(tiny_model, monk
     assert '"__float__": "NaN"' in result.to_json()
 
 
+def test_a_non_finite_loss_between_trace_points_is_caught_at_the_next_one(tiny_model, monkeypatch):
+    """The check at a trace point covers every step since the last: a loss that was NaN at an
+    untraced step alone (its gradient finite, so the run went on) still marks the run diverged."""
+    original, calls = torch.nn.CrossEntropyLoss.forward, {"n": 0}
+
+    def once_nan(self, logits, labels):
+        calls["n"] += 1
+        loss = original(self, logits, labels)
+        return loss + float("nan") if calls["n"] == 6 else loss  # d(loss + c)/dloss = 1: weights stay finite
+
+    monkeypatch.setattr(torch.nn.CrossEntropyLoss, "forward", once_nan)
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST), seed=0))
+    assert result.diverged and result.failed and result.steps == 8
+    assert math.isnan(result.trace["loss"][5]) and math.isfinite(result.trace["loss"][-1])
+
+
 def test_a_diverged_run_fails_even_where_its_dev_accuracy_is_perfect(tiny_model, monkeypatch):
     """A NaN run's dev accuracy says nothing of it (its predictions are of NaN logits): it fails
     by diverging, not by the accuracy it happens to score."""
@@ -238,6 +275,14 @@ def test_best_checkpoint_picks_the_best_dev_evaluation(tiny_model):
     assert result.metrics["train_loss"] == pytest.approx(statistics.median(window))
 
 
+def test_best_checkpoint_without_eval_every_evaluates_at_each_epoch_end(tiny_model):
+    recipe = get_recipe("bert-default", max_steps=7, batch_size=16, checkpoint="best", lr=1e-3)
+    prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, recipe, seed=0, train_size=32)  # 2 steps an epoch
+    assert [e["step"] for e in fine_tune(prepared).trace["eval"]] == [2, 4, 6, 7]
+    last = dataclasses.replace(prepared, recipe=recipe.replace(checkpoint="last"))
+    assert [e["step"] for e in fine_tune(last).trace["eval"]] == [7]  # the last checkpoint: the final one only
+
+
 def test_logging_settings_change_no_stored_number(tiny_model):
     """trace_every and eval_every change what is recorded, not what is trained or summarised."""
     coarse = run(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=16, trace_every=8, lr=1e-3), 0)
@@ -275,6 +320,14 @@ def test_last_checkpoint_scores_the_model_as_training_left_it(tiny_model):
     batch_size = min(stabench.train.EVAL_BATCH_SIZE["cpu"], result.task["n_eval"])  # no larger than the split
     assert [e["batch_size"] for e in result.trace["eval"]] == [batch_size] * 3
     assert "batch_size" not in result.metrics
+
+
+def test_an_evaluation_batch_larger_than_the_dev_split_is_recorded_as_the_split(tiny_model, monkeypatch):
+    import stabench.train
+
+    monkeypatch.setitem(stabench.train.EVAL_BATCH_SIZE, "cpu", 1024)
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=1), seed=0))
+    assert result.task["n_eval"] < 1024 and result.trace["eval"][-1]["batch_size"] == result.task["n_eval"]
 
 
 def test_steps_per_s_leaves_out_dev_evaluations_during_training(tiny_model, monkeypatch):
@@ -516,6 +569,45 @@ def test_layerwise_lr_decay_trains_and_traces_the_recipe_lr(tiny_model):
     assert result.steps == 4 and result.trace["lr"] == [1e-3] * 4
 
 
+@pytest.mark.parametrize("decay", [0.9, 0.3])
+def test_any_layerwise_lr_decay_below_one_trains_each_depth_at_its_own_lr(tiny_model, monkeypatch, decay):
+    from stabench import train
+
+    built = []
+    monkeypatch.setattr(train.AdamW, "for_recipe", classmethod(
+        lambda cls, groups, recipe: built.append([dict(g) for g in groups]) or cls(groups, lr=recipe.lr)))
+    fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=1, lr=1e-3,
+                                                                  layerwise_lr_decay=decay), seed=0))
+    lrs = {group["name"].split("/")[0]: group["lr"] for group in built[0]}
+    assert lrs == pytest.approx({"embeddings": 1e-3 * decay ** 3, "layer.0": 1e-3 * decay ** 2,
+                                 "layer.1": 1e-3 * decay, "pooler": 1e-3, "classifier": 1e-3})
+
+
+def test_progress_is_reported_at_the_trace_points(tiny_model):
+    seen = []
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=6, trace_every=4),
+                               seed=0), progress=lambda step, total: seen.append((step, total)))
+    assert seen == [(step, 6) for step in result.trace["step"]] == [(1, 6), (4, 6), (6, 6)]
+
+
+def test_a_run_that_predicts_one_class_counts_zero_for_the_others(tiny_model, monkeypatch):
+    from stabench import train
+
+    monkeypatch.setattr(train, "_predict", lambda model, encoded, *args, **kwargs: torch.zeros(len(encoded.labels),
+                                                                                                dtype=torch.long))
+    result = fine_tune(prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", max_steps=1), seed=0))
+    assert result.prediction_counts == {"0": result.task["n_eval"], "1": 0} and result.collapsed
+    assert result.trace["eval"][-1]["prediction_counts"] == [result.task["n_eval"], 0]
+
+
+def test_gradient_norms_are_traced_for_the_trainable_layers_only(tiny_model):
+    from stabench.train import GradNormTracer
+
+    model = stabench.models.load_model(stabench.models.resolve(tiny_model), 2, 0.1)
+    model.bert.embeddings.requires_grad_(False)  # frozen: no gradient to trace
+    assert GradNormTracer(model).names == ["layer.0", "layer.1", "pooler", "classifier"]
+
+
 def test_devices_are_checked_before_anything_runs(tiny_model, monkeypatch):
     from stabench.environment import resolve_device
 
@@ -528,11 +620,46 @@ def test_devices_are_checked_before_anything_runs(tiny_model, monkeypatch):
         resolve_device("cuda:1")
 
 
+def test_a_run_s_precision_is_recorded_and_keyed(tiny_model):
+    """bf16 and tf32 change a run's numbers: the same recipe at another precision is another run."""
+    keys = set()
+    for precision in ("fp32", "bf16", "tf32"):
+        prepared = prepare(BUILTIN_PAIR_TASK, tiny_model, get_recipe("bert-default", **FAST, precision=precision), 0,
+                           device="cpu")
+        assert prepared.environment["precision"] == precision == key_fields(prepared.environment)["precision"]
+        keys.add(prepared.key)
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize("device", ["cpu:1", "mps", "tpu", "cuda:x"])
+def test_a_device_stabench_cannot_train_on_is_named(device):
+    from stabench.environment import resolve_device
+
+    with pytest.raises(ValueError, match=rf"^device '{device}' is invalid; expected auto, cpu, cuda or cuda:N$"):
+        resolve_device(device)
+    assert resolve_device("cpu") == "cpu" and resolve_device("cpu:0") == "cpu:0"
+
+
+@pytest.mark.parametrize("threads", [True, 0, -1, 1025, 2.0, "2"])
+def test_a_thread_count_that_is_not_a_whole_number_from_1_to_1024_is_refused(threads):
+    from stabench.environment import check_positive_count, torch_threads
+
+    with pytest.raises(ValueError, match=rf"^cpu_threads={re.escape(repr(threads))} is invalid; expected an integer "
+                                         rf"from 1 to 1024$"):
+        check_positive_count(threads, "cpu_threads=")
+    with pytest.raises(ValueError):
+        with torch_threads(threads):
+            pass
+    check_positive_count(1)
+    check_positive_count(1024)
+
+
 @pytest.mark.parametrize("gpus, count, visible, error", [
     ("0,1", 2, None, None), ("GPU-8f2a,MIG-1c", 1, None, None),
     ("2,3", 2, "2,3", None),  # a job's allocation: the ids are the physical ones it lists
     ("0", 0, None, "'0' names GPUs, but no CUDA GPU is visible here; leave the option out to train on the CPU"),
     ("0,3", 2, None, "GPU 3 is not visible here; expected ids 0..1"),
+    ("1,2", 2, None, "GPU 2 is not visible here; expected ids 0..1"),  # the first id past the last GPU
     ("0,2", 2, "2,3", "GPU 0 is outside CUDA_VISIBLE_DEVICES=2,3; expected ids from it: 2, 3"),
     ("a", 2, None, "GPU id 'a' is invalid; expected comma-separated indices such as 0,1 or GPU-/MIG- UUIDs"),
     ("0,", 2, None, "GPU id '' is invalid"),
