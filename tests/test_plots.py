@@ -442,3 +442,27 @@ def test_fig_5_draws_no_single_majority_line_across_tasks_of_other_majorities(dr
     plots.plot_generalisation({"a": runs[:3], "b": runs[3:]}, tmp_path / "g.png", "two majorities")
     assert not [line for line in drawn[-1].axes[0].lines if line.get_label().startswith("majority class")]
 
+
+
+def test_stored_studies_are_drawn_one_figure_per_setting_with_a_box_per_recipe(monkeypatch, tmp_path):
+    """stabench summary --plots: boxes named by the recipe and its variant, not the whole study label."""
+    drawn_boxes = {}
+    monkeypatch.setattr(plots, "plot_study", lambda runs, path, title, metric: drawn_boxes.update(
+        {(title, Path(path).name): list(runs)}) or path)
+    default, stable = _runs([0.9, 0.5], [False, True]), _runs([0.9, 0.8], [False, False])
+    stable = [dataclasses.replace(run, recipe_name="s") for run in stable]
+    paths = plots.plot_studies([("t / m / r", default), ("t / m / s [torch 2.11.0]", stable)], tmp_path)
+    assert paths == [tmp_path / "t-m-accuracy-scores.png"]
+    assert drawn_boxes == {("t / m", "t-m-accuracy-scores.png"): ["r", "s [torch 2.11.0]"]}
+
+
+def test_a_session_s_figures_leave_out_claims_without_runs(monkeypatch, tmp_path):
+    """A skipped claim's entry has no keys (a study not gathered, an empty list): no figure of it."""
+    runs = {run.key: run for run in _runs([0.9, 0.5], [False, True])}
+    for name in ("plot_study", "plot_grad_norm_traces", "plot_training_curves"):
+        monkeypatch.setattr(plots, name, lambda runs, path, title: path)
+    claim = {"claim": "test_x.py::test_x", "arm": "r", "recipe": "r", "task": "t", "model": "m", "keys": list(runs)}
+    skipped = [{**claim, "claim": "test_y.py::test_y", "keys": None}, {**claim, "claim": "test_z.py::test_z"}]
+    del skipped[1]["keys"]
+    store = type("Store", (), {"get": staticmethod(runs.get)})
+    assert plots.plot_claims([claim, *skipped], store, tmp_path, "png") == 3
