@@ -940,3 +940,12 @@ def test_a_hook_is_checked_where_it_is_registered_and_one_returning_a_model_is_r
                                         r"place and returns None"):
         hooks.apply("copies", "a model", None)
     assert hooks.apply("copies", None, None) is None
+
+
+@pytest.mark.parametrize("bad", ["a[1]", "x]", "[x", " ", "a,b", "x=1"])
+def test_a_hook_name_that_a_recipe_s_name_could_not_hold_is_refused_where_it_is_registered(bad):
+    """A changed preset is named ``bert-default[hook=NAME]``: a comma, = or bracket in the hook's name
+    would read back as other fields or end the brackets early."""
+    with pytest.raises(ValueError, match=r"is invalid; expected a non-empty name without , = \[ or \]$"):
+        stabench.hook(bad)
+    assert bad not in hooks._HOOKS

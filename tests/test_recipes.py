@@ -3,7 +3,7 @@ import math
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 
 from stabench.recipes import PRESETS, SCHEDULES, Recipe, get_recipe, parse_overrides
 
@@ -402,3 +402,50 @@ def test_a_bad_field_in_a_recipe_name_is_named():
         get_recipe("bert-default[foo=1]")
     with pytest.raises(ValueError, match=r"^recipe override lr='abc' is invalid; expected a number$"):
         get_recipe("bert-default[lr=abc]")
+
+
+def test_a_max_steps_recipe_still_knows_the_hash_its_own_epochs_gave_before_they_left_the_hash():
+    """Before 2026-12-06 every field but the name was hashed, epochs too; mosbach-stable's 20 epochs
+    under max_steps now hash as the default 3.  Its runs stored then must still be recognised, and a
+    recipe at the default epochs has no second hash."""
+    from stabench.result import content_hash
+
+    stable = get_recipe("mosbach-stable", max_steps=100)
+    as_before = content_hash({k: v for k, v in stable.to_dict().items() if k != "name"})  # epochs 20 included
+    assert as_before != stable.hash
+    assert stable.recorded_hashes() == {stable.hash, as_before}
+    at_default = get_recipe("bert-default-bc", max_steps=100)
+    assert at_default.hash == stable.hash and at_default.recorded_hashes() == {at_default.hash}
+
+
+def test_a_hooked_recipe_named_as_a_preset_is_refused_as_other_content_before_its_hook_is_registered():
+    """A recipe file or claim may name its hook before the module registering it is imported: naming
+    that recipe after a preset is refused as a preset's name on other content, not as an unknown hook."""
+    with pytest.raises(ValueError, match=r"^recipe field name='bert-default' names a preset's content, and this "
+                                         r"recipe's differs from it"):
+        get_recipe("bert-default", hook="not-registered-yet", name="bert-default")
+
+
+def test_versions_of_a_recipe_are_told_apart_by_as_few_fields_as_do_it_and_up_to_three():
+    """Each of four versions changed one field of the preset: no two fields tell all four apart, so
+    three are named; two versions that differ in two fields need only one of them (the
+    alphabetically first on a tie)."""
+    from stabench.recipes import distinguishing_fields
+
+    base = PRESETS["bert-default"]
+    versions = [base, base.replace(lr=3e-5), base.replace(epochs=5), base.replace(warmup=0.2)]
+    records = [version.to_dict() for version in versions]
+    fields = distinguishing_fields(records)
+    assert sorted(fields) == ["epochs", "lr", "warmup"]
+    assert len({tuple(record[field] for field in fields) for record in records}) == 4
+    assert distinguishing_fields([base.to_dict(), base.replace(lr=3e-5, epochs=5).to_dict()]) == ["epochs"]
+    assert distinguishing_fields(records, most=1) == distinguishing_fields(records)[:1]
+
+
+@given(st.floats(0.01, 50), st.integers(1, 512), st.integers(0, 10**5))
+@example(3.0, 16, 0)  # no examples: the schedule still has a step to divide by
+def test_a_recipe_trains_at_least_one_step_and_keeps_the_last_partial_batch(epochs, batch_size, n_train):
+    recipe = Recipe(epochs=epochs, batch_size=batch_size)
+    batches = -(-n_train // batch_size)  # ceil: the last, partial batch is a step too
+    assert recipe.total_steps(n_train) == max(1, math.ceil(epochs * batches))
+    assert recipe.total_steps(n_train) >= 1

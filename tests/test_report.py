@@ -205,3 +205,74 @@ def test_a_json_report_written_before_its_notes_and_store_still_makes_its_markdo
                                      "(runs: 1 trained this session (1 by seed items, 0 by verdicts); 0 read from the "
                                      "store; the JSON report lists them).\n")
     assert "(/s/r.sqlite)" in session_markdown({**old, "store": "/s/r.sqlite", "notes": ["a note"]})
+
+
+def test_a_number_that_is_not_there_prints_as_a_dash_not_nan():
+    """One run has no std (NaN) and no std bound: tables print "-" for them, as for a missing value."""
+    from stabench.report import fmt, summary_row
+    from stabench.stats import summarize
+
+    assert fmt(None) == fmt(math.nan) == fmt(np.float64("nan")) == "-"
+    assert fmt(0.5) == "0.500"
+    row = summary_row(summarize([0.7]), intervals=True)
+    assert row["mean ± std"] == "0.700 ± -"
+    assert "nan" not in "".join(row.values())
+
+
+@pytest.mark.parametrize("collapsed, diverged, verdict", [
+    (True, False, "failed, collapsed"),
+    (False, True, "failed, diverged"),
+    (True, True, "failed, diverged"),  # a diverged run often predicts one class: divergence is the cause to name
+])
+def test_a_failed_run_s_verdict_names_divergence_before_collapse(collapsed, diverged, verdict):
+    run = RunResult(key="k", task={}, model={}, recipe={}, recipe_name="r", recipe_hash="h", seed=0, environment={},
+                    metrics={"accuracy": 0.5}, primary_metric="accuracy", majority_accuracy=0.5, failed=True,
+                    collapsed=collapsed, diverged=diverged, steps=1, wall_time_s=1.0, steps_per_s=1.0,
+                    started_at="", finished_at="", prediction_counts={"0": 100, "1": 0})
+    assert verdict_text(run) == verdict
+
+
+def test_seeds_listed_twice_or_out_of_order_make_the_same_ranges():
+    """Seeds gathered from several runs' records repeat and come in any order."""
+    assert seed_ranges([3, 1, 2, 2, 7, 3]) == seed_ranges([1, 2, 3, 7]) == "1-3,7"
+
+
+def test_the_std_interval_is_shown_from_exactly_std_ci_min_seeds_seeds():
+    from stabench.report import STD_CI_MIN_SEEDS, fmt, summary_row
+    from stabench.stats import summarize
+
+    enough = summarize([0.7 + 0.01 * i for i in range(STD_CI_MIN_SEEDS)])
+    assert summary_row(enough, intervals=True)["std [95% CI]"] == (
+        f"{fmt(enough.std)} [{fmt(enough.std_ci[0])}, {fmt(enough.std_ci[1])}]")
+    fewer = summarize([0.7 + 0.01 * i for i in range(STD_CI_MIN_SEEDS - 1)])
+    assert summary_row(fewer, intervals=True)["std [95% CI]"] == f"{fmt(fewer.std)} [needs {STD_CI_MIN_SEEDS} seeds]"
+
+
+def _claim_entry(claim, arm):
+    return {"claim": claim, "arm": arm, "verdict": "passed", "summary": None, "task": "rte", "train_size": None,
+            "recipe": arm, "model": "bert", "metric": "accuracy", "majority": 0.5, "failures_text": "0/5 [0.000, 0.522]"}
+
+
+def test_the_claims_table_names_an_arm_only_where_its_claim_has_several():
+    rows = report.claim_rows([_claim_entry("t.py::one", "bert-default"), _claim_entry("t.py::two", "bc"),
+                              _claim_entry("t.py::two", "no-bc")])
+    assert [row["claim"] for row in rows] == ["t.py::one", "t.py::two (bc)", "t.py::two (no-bc)"]
+
+
+def test_runs_trained_by_seed_items_or_by_verdicts_are_not_counted_as_read():
+    record = {"trained": {"by_seed_items": ["a", "b"], "by_verdicts": ["c"]}, "store": None,
+              "claims": [{"keys": ["a", "b", "c", "d"]}], "seeds": [{"key": "e"}]}
+    assert report.runs_line(record) == ("runs: 3 trained this session (2 by seed items, 1 by verdicts); 2 read from "
+                                        "the store")  # d and e
+
+
+def test_what_produced_a_study_lists_each_stack_its_runs_ran_under_once():
+    def run(seed, threads):
+        return RunResult(key=f"k{seed}", task={"name": "rte"}, model={"name": "bert"}, recipe={}, recipe_name="r",
+                         recipe_hash="h", seed=seed, environment={"torch": "2.5", "cpu_threads": threads},
+                         metrics={"accuracy": 0.6}, primary_metric="accuracy", majority_accuracy=0.5, failed=False,
+                         collapsed=False, diverged=False, steps=1, wall_time_s=1.0, steps_per_s=1.0, started_at="",
+                         finished_at="")
+
+    stacks = report.produced_by([run(0, 4), run(1, 4), run(2, 8), run(3, 4)])["stacks"]
+    assert [stack["cpu_threads"] for stack in stacks] == [4, 8]

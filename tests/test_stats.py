@@ -43,6 +43,7 @@ from stabench.stats import (
     std_below,
     std_upper_bound,
     summarize,
+    summarize_runs,
     violation_ratio,
 )
 
@@ -1065,3 +1066,126 @@ def test_a_study_never_regresses_from_itself(scores, data):
     failures = data.draw(st.integers(0, len(scores)))
     assert regression(scores, list(reversed(scores)), failures, failures,
                       Threshold("m", max_mean_drop=0.0, max_std_increase=0.0, max_extra_failures=0)) == []
+
+
+@FAST
+@given(st.integers(1, 500), st.sampled_from([0.9, 0.95, 0.99]), st.booleans())
+def test_a_rate_equal_to_the_bound_of_n_clean_runs_needs_one_run_more(n, confidence, one_sided):
+    """The bound must fall strictly below the rate: at a rate that n clean runs bound exactly, n runs
+    have not shown it, and n + 1 have (the bound falls with every run)."""
+    rate = failure_rate_upper(0, n, confidence, one_sided)
+    assert runs_needed_for_zero_failures(rate, confidence, one_sided) == n + 1
+
+
+def test_summarize_runs_counts_collapsed_and_diverged_runs_apart_from_failed_ones():
+    """A run below the majority that still predicts both classes failed without collapsing; a
+    diverged run failed too.  Each count is read off its own flag."""
+    from types import SimpleNamespace
+
+    flags = [(False, False, False), (True, False, False), (True, True, False), (True, False, True), (False, False, False)]
+    runs = [SimpleNamespace(seed=seed, metrics={"accuracy": 0.6 + 0.01 * seed}, primary_metric="accuracy",
+                            failed=failed, collapsed=collapsed, diverged=diverged)
+            for seed, (failed, collapsed, diverged) in enumerate(flags)]
+    summary = summarize_runs(runs)
+    assert (summary.failures, summary.collapsed, summary.diverged) == (3, 1, 1)
+
+
+def test_past_the_splits_counted_whole_the_smallest_p_is_one_in_the_splits_drawn_and_the_observed_one():
+    """12 vs 12 seeds have C(24, 12) = 2,704,156 splits, so PERMUTATIONS of them are drawn; with every
+    score of A below every score of B, none is as extreme as the observed split but itself."""
+    from stabench.stats import PERMUTATIONS, smallest_split_p
+
+    assert math.comb(24, 12) > PERMUTATIONS + 1
+    assert smallest_split_p(12, 12) == 1 / (PERMUTATIONS + 1)
+    assert mann_whitney(range(12), range(12, 24), "less") == pytest.approx(smallest_split_p(12, 12), rel=1e-12)
+
+
+def test_a_better_and_fewer_failures_need_p_strictly_below_alpha():
+    """3 vs 3 seeds, A's all above B's and B's all failed: the most extreme of C(6, 3) = 20 splits, so
+    each one-sided p is 1/20 (Fisher's as scipy rounds it).  At alpha equal to that p, A is not shown
+    better or to fail less often; just above it, it is."""
+    scores = [0.9, 0.91, 0.92], [0.5, 0.6, 0.7]
+    c = compare(*scores, 0, 3, aso_iterations=50)
+    assert c.mannwhitney_p_a_better == pytest.approx(1 / 20) and c.fisher_p_a_fewer == pytest.approx(1 / 20)
+    for p, verdict in ((c.mannwhitney_p_a_better, "a_better"), (c.fisher_p_a_fewer, "a_fewer_failures")):
+        assert not getattr(compare(*scores, 0, 3, alpha=p, aso_iterations=50), verdict)
+        assert getattr(compare(*scores, 0, 3, alpha=p * 1.01, aso_iterations=50), verdict)
+
+
+def test_a_std_bound_equal_to_the_limit_is_not_below_it():
+    """The chi-square bound must fall strictly below the limit, as the failure-rate bound must."""
+    summary = summarize([0.70, 0.72, 0.71, 0.69, 0.73, 0.70])
+    bound = std_upper_bound(summary.std, summary.n)
+    assert not std_below(summary, bound)
+    with pytest.raises(AssertionError, match=r"chi-square upper bound .* >= "):
+        assert_std_below(summary, bound)
+    assert std_below(summary, bound * (1 + 1e-9))
+    assert_std_below(summary, bound * (1 + 1e-9))
+
+
+def test_a_failure_rate_bound_equal_to_the_rate_is_not_below_it():
+    summary = summarize([0.7] * 25, failed=0)
+    for one_sided in (False, True):
+        bound = failure_rate_upper(0, 25, one_sided=one_sided)
+        assert not failure_rate_below(summary, bound, one_sided=one_sided)
+        with pytest.raises(AssertionError, match=r"failure rate not shown below"):
+            assert_failure_rate_below(summary, bound, one_sided=one_sided)
+
+
+def test_a_limit_of_zero_is_a_check_that_is_on_and_takes_its_share_of_alpha():
+    """max_mean_drop=0.0 (no drop allowed) switches the check on, as any number does; only None is off."""
+    threshold = Threshold("accuracy", max_mean_drop=0.0, max_std_increase=0.0, max_extra_failures=0)
+    assert threshold.checks_on == 3 and threshold.check_alpha == pytest.approx(0.05 / 3)
+    checks = []
+    regression([0.7, 0.71, 0.72], [0.7, 0.71, 0.72], 0, 0, threshold, checks)
+    assert [check["level"] for check in checks] == [pytest.approx(0.05 / 3)] * 3
+
+
+@FAST
+@given(st.integers(2, 12), st.integers(2, 12), st.data())
+def test_extra_failures_p_is_the_upper_hypergeometric_tail_of_the_current_failures(n_base, n_current, data):
+    """One-sided: the chance that the current study fails at least as often, given the failures of both
+    (Fisher's exact test, counted from the hypergeometric law by hand)."""
+    from scipy.stats import hypergeom
+
+    base_failures, current_failures = data.draw(st.integers(0, n_base)), data.draw(st.integers(0, n_current))
+    assume(current_failures - base_failures * n_current / n_base > 0)  # past the limit of 0: the test runs
+    checks = []
+    regression([0.7 + 0.01 * i for i in range(n_base)], [0.7 + 0.01 * i for i in range(n_current)],
+               base_failures, current_failures, Threshold("accuracy", max_extra_failures=0), checks)
+    law = hypergeom(n_base + n_current, base_failures + current_failures, n_current)
+    assert checks[0]["p"] == pytest.approx(law.sf(current_failures - 1), rel=1e-9)
+
+
+def test_w_is_left_undefined_only_where_no_study_s_deviations_vary():
+    """Collapsed runs tie at one score, so one study's deviations may all be 0 while the other's vary:
+    Levene's W is then an ordinary number (the within-study variance comes from the other study), and
+    only with every study's deviations tied does it divide by 0."""
+    collapsed, varied = [0.5] * 4, [0.4, 0.45, 0.6, 0.7]
+    one_tied = compare(collapsed, varied, 4, 0, aso_iterations=50)
+    assert math.isfinite(one_tied.levene_statistic)
+    assert one_tied.levene_statistic == pytest.approx(sps.levene(collapsed, varied, center="median").statistic)
+    both_tied = compare(collapsed, [0.4, 0.4, 0.6, 0.6], 4, 0, aso_iterations=50)  # deviations all 0.1
+    assert math.isnan(both_tied.levene_statistic)
+
+
+def test_seeds_whose_smallest_p_is_alpha_itself_are_said_to_be_too_few():
+    """3 vs 3 seeds: the most extreme split is one of C(6, 3) = 20, p = 1/20, which is not below alpha
+    0.05 = 1/20; no outcome can pass, and the message says so."""
+    from stabench.stats import smallest_split_p
+
+    few = compare([0.9, 0.91, 0.92], [0.5, 0.6, 0.7], 0, 0, aso_iterations=50)
+    assert smallest_split_p(3, 3) == few.alpha == 1 / 20
+    with pytest.raises(AssertionError, match=r"needs p < 0\.05\); no outcome on 3 vs 3 seeds gives p below 0\.05, "
+                                             r"so this cannot pass on these seeds: use more$"):
+        assert_better(few)
+
+
+def test_failed_runs_recovering_with_the_mean_exactly_unchanged_is_no_std_regression():
+    """No drop in the mean (a drop of exactly 0 too) and a lower failure rate: the wider spread is
+    the failed runs recovering.  Means 0.5 and (0.25 + 0.25 + 0.75 + 0.75) / 4 = 0.5, exact in binary."""
+    checks = []
+    assert regression([0.5] * 4, [0.25, 0.25, 0.75, 0.75], 4, 2, Threshold("accuracy", max_std_increase=0.01),
+                      checks) == []
+    (std,) = checks
+    assert std["p"] is None and std["skipped"].startswith("a lower failure rate (4/4 -> 2/4) and no drop in the mean")
