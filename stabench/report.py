@@ -8,6 +8,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from .store import sqlite_database_of
 
 
 def fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, Real) and math.isnan(value)):  # numpy's float32 NaN too
         return "-"
     return f"{value:.3f}"
 
@@ -66,16 +67,17 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
         if not _is_study(summary):
             raise TypeError(f"summary_row takes a Study or its summary(), not {type(summary).__name__}")
         summary = summary.summary()
+    ci = f"{summary.confidence * 100:g}% CI"  # a summary(confidence=0.9) is not labelled 95 %
     row = {
         "n": str(summary.n),
         "mean ± std": f"{fmt(summary.mean)} ± {fmt(summary.std)}",
         "min / median / max": f"{fmt(summary.min)} / {fmt(summary.median)} / {fmt(summary.max)}",
-        "failed k/n [95% CI]": summary.failures_text(),
+        f"failed k/n [{ci}]": summary.failures_text(),
         "collapsed": str(summary.collapsed),
     }
     if intervals:
-        row["mean [95% CI]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
-        row["std [95% CI]"] = (f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
+        row[f"mean [{ci}]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
+        row[f"std [{ci}]"] = (f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
                                if summary.n >= STD_CI_MIN_SEEDS else f"{fmt(summary.std)} [needs {STD_CI_MIN_SEEDS} "
                                                                      f"seeds]")
         row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run

@@ -75,6 +75,18 @@ def test_a_summary_rows_intervals_are_its_summarys_and_one_run_has_none(scores):
     assert "inf" not in "".join(row.values())
 
 
+def test_a_summary_at_another_confidence_labels_its_intervals_so():
+    from stabench.report import summary_row
+    from stabench.stats import summarize
+
+    scores = [0.6 + 0.01 * i for i in range(10)]
+    ninety = summarize(scores, confidence=0.9)
+    row = summary_row(ninety, intervals=True)
+    assert [name for name in row if "CI" in name] == ["failed k/n [90% CI]", "mean [90% CI]", "std [90% CI]"]
+    assert row["failed k/n [90% CI]"] == ninety.failures_text()  # the narrower interval, labelled as it is
+    assert ninety.failure_ci[1] < summarize(scores).failure_ci[1]
+
+
 def test_a_run_and_a_store_print_as_one_short_line(tmp_path):
     """A notebook cell or a pytest assertion shows what a run is, not its per-step traces."""
     from stabench.store import Store
@@ -212,7 +224,7 @@ def test_a_number_that_is_not_there_prints_as_a_dash_not_nan():
     from stabench.report import fmt, summary_row
     from stabench.stats import summarize
 
-    assert fmt(None) == fmt(math.nan) == fmt(np.float64("nan")) == "-"
+    assert fmt(None) == fmt(math.nan) == fmt(np.float64("nan")) == fmt(np.float32("nan")) == "-"
     assert fmt(0.5) == "0.500"
     row = summary_row(summarize([0.7]), intervals=True)
     assert row["mean ± std"] == "0.700 ± -"
