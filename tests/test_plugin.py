@@ -1882,3 +1882,16 @@ def test_a_session_without_workers_trains_under_the_keys_of_the_cli(suite, tiny_
                          cwd=suite.path, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr
     assert "stored, not retrained" in cli.stdout, cli.stdout
+
+
+def test_the_toy_profile_subsamples_only_the_arms_that_subsample():
+    """The small-data claim at toy scale: its 1k arm trains on the toy's subsample, its full-data
+    arm on the whole (toy) task, so the two stay a full set against a subsample."""
+    from stabench.claims import build_spec
+    from stabench.profiles import TOY
+
+    options = dict(task="qnli", model="bert-large-uncased", recipe="bert-default", seeds=5,
+                   arms={"full": {}, "1k": {"train_size": 1000}})
+    spec = build_spec(options, {}, toy=True, toy_defaults=TOY)
+    assert [(arm.name, arm.task, arm.train_size) for arm in spec.arms] == [
+        ("full", "same-number", None), ("1k", "same-number", TOY["train_size"])]

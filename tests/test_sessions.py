@@ -50,6 +50,7 @@ def test_runs_read_back_make_the_study_that_trained_them(tiny_model, tmp_path):
     assert [r.key for r in study.results] == [r.key for r in trained.results]
     assert (study.summary(), study.failures) == (trained.summary(), trained.failures)
     assert Study.from_runs(runs, name="as read").arm.name == "as read"
+    assert [r.seed for r in Study.from_runs(runs[::-1]).results] == [0, 1, 2]  # by seed, as tables list them
     with pytest.raises(ValueError, match=rf"^Study.from_runs: the runs hold 2 recipes \(hashes "
                                          rf"({recipe.hash[:8]}|{other.results[0].recipe_hash[:8]}), "):
         Study.from_runs(everything)
