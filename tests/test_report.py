@@ -288,3 +288,27 @@ def test_what_produced_a_study_lists_each_stack_its_runs_ran_under_once():
 
     stacks = report.produced_by([run(0, 4), run(1, 4), run(2, 8), run(3, 4)])["stacks"]
     assert [stack["cpu_threads"] for stack in stacks] == [4, 8]
+
+
+def test_an_empty_file_is_replaced_by_a_report_and_another_file_is_not(tmp_path):
+    """An empty file (made by `touch`, or a report cut off before its first line) holds nothing to lose."""
+    from stabench.report import check_output
+
+    empty, notes = tmp_path / "empty.md", tmp_path / "notes.md"
+    empty.touch()
+    notes.write_text("# my notes\n")
+    check_output(empty, "--stabench-md", "md", "--stabench-plot-format")
+    with pytest.raises(ValueError, match=r"notes\.md' exists and is not a stabench Markdown report"):
+        check_output(notes, "--stabench-md", "md", "--stabench-plot-format")
+
+
+def test_comparisons_of_several_settings_each_say_what_they_ran_on():
+    """One comparison with its task and model and one without: the column is there for both."""
+    from stabench.report import comparison_rows
+    from stabench.stats import compare
+
+    scores = [0.9, 0.91, 0.92], [0.5, 0.6, 0.7]
+    rows = comparison_rows([compare(*scores, 0, 3, subject="rte / bert", aso_iterations=50),
+                            compare(*scores, 0, 3, aso_iterations=50)])
+    assert [row["on"] for row in rows] == ["rte / bert", "-"]
+    assert "on" not in comparison_rows([compare(*scores, 0, 3, aso_iterations=50)])[0]
