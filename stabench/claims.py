@@ -813,7 +813,11 @@ def not_stored_reason(store: Store, prepared, stack: str) -> str:
 class Study:
     """The results of one arm over its seeds, with the summary the claim asserts on."""
 
-    def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = ()):
+    def __init__(self, arm: Arm, results: Sequence[RunResult], trained_here: Sequence[int] = (), *,
+                 recipe_hash: str | None = None):
+        """``recipe_hash``: the hash the runs were stored under, where the arm's recipe hashes
+        otherwise now (its hook edited since, or stored by an earlier version): :meth:`from_runs`."""
+        recipe_hash = recipe_hash or arm.recipe.hash
         results = runs_of(results, f"study of {arm.name}: ", one_study=True)
         if not results:
             raise ValueError(f"study of {arm.name} has no results")
@@ -839,12 +843,12 @@ class Study:
                 raise ValueError(f"study of {arm.name}: run {r.key} (seed {r.seed}) is of model "
                                  f"{(r.model or {}).get('name')!r}, not {model!r}")
             size = (r.task or {}).get("train_size")  # the whole training set asked for by its size is the full set
-            if r.recipe_hash != arm.recipe.hash or size != arm.train_size and not (
+            if r.recipe_hash != recipe_hash or size != arm.train_size and not (
                     size is None and arm.train_size == (r.task or {}).get("n_train")):
                 raise ValueError(
                     f"study of {arm.name}: run {r.key} (seed {r.seed}) was trained with recipe {r.recipe_name!r} "
                     f"({r.recipe_hash[:SHORT_HASH]}) on train_size={(r.task or {}).get('train_size')}, not with "
-                    f"{arm.recipe.name!r} ({arm.recipe.hash[:SHORT_HASH]}) on train_size={arm.train_size}")
+                    f"{arm.recipe.name!r} ({recipe_hash[:SHORT_HASH]}) on train_size={arm.train_size}")
         seeds = [r.seed for r in results]  # after the runs' own checks: two recipe versions repeat seeds
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"study of {arm.name}: seeds {sorted(s for s in set(seeds) if seeds.count(s) > 1)} "
@@ -869,10 +873,14 @@ class Study:
                              f"{', '.join(sorted(h[:SHORT_HASH] for h in hashes))}); a study holds one: select it, "
                              f"e.g. store.query(..., recipe_hash=...)")
         first = runs[0]
-        recipe = dataclasses.replace(Recipe.from_dict(first.recipe), name=first.recipe_name)
+        try:  # a hook's name needs its hook registered, as anywhere a recipe is made
+            recipe = dataclasses.replace(Recipe.from_dict(first.recipe), name=first.recipe_name)
+        except ValueError as error:
+            raise ValueError(f"Study.from_runs: the runs' recipe {first.recipe_name!r} cannot be made here: "
+                             f"{error}") from None
         arm = Arm(name or first.recipe_name, first.task["name"], first.model["name"], recipe,
                   first.task.get("train_size"), first.task.get("subsample_seed") or 0)
-        return cls(arm, runs)
+        return cls(arm, runs, recipe_hash=first.recipe_hash)  # the runs' own: a hook edited since hashes anew
 
     def scores(self, metric: str | None = None) -> list[float]:
         metric = metric or self.metric

@@ -51,6 +51,16 @@ def test_runs_read_back_make_the_study_that_trained_them(tiny_model, tmp_path):
     assert (study.summary(), study.failures) == (trained.summary(), trained.failures)
     assert Study.from_runs(runs, name="as read").arm.name == "as read"
     assert [r.seed for r in Study.from_runs(runs[::-1]).results] == [0, 1, 2]  # by seed, as tables list them
+    # Stored under a hash the recipe no longer gives (an earlier version's, or a hook edited since):
+    # the runs' own hash holds them together.
+    older = [dataclasses.replace(run, recipe_hash="0" * 64) for run in runs]
+    assert [r.key for r in Study.from_runs(older).results] == [r.key for r in runs]
+    hooked = [dataclasses.replace(run, recipe={**run.recipe, "hook": "not-registered"}) for run in older]
+    assert Study.from_runs(hooked).arm.recipe.hook == "not-registered"  # a notebook that reads, not trains
+    newer = [dataclasses.replace(run, recipe={**run.recipe, "lr_schedule_v2": 1}) for run in older]
+    with pytest.raises(ValueError, match=r"^Study.from_runs: the runs' recipe 'mine' cannot be made here: .*"
+                                         r"'lr_schedule_v2'"):
+        Study.from_runs(newer)  # a field of a later stabench
     with pytest.raises(ValueError, match=rf"^Study.from_runs: the runs hold 2 recipes \(hashes "
                                          rf"({recipe.hash[:8]}|{other.results[0].recipe_hash[:8]}), "):
         Study.from_runs(everything)
