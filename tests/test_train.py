@@ -455,6 +455,17 @@ def test_a_warning_names_the_script_line_that_caused_it(tiny_model, tmp_path):
     assert [(w.filename, w.lineno) for w in said] == [(__file__, line)]
 
 
+@pytest.mark.parametrize("caller, shown", [("pluggy._callers", "store.py"), ("_pytest.python", "store.py"),
+                                           ("__main__", "<cell-1>")])
+def test_a_warning_under_pytest_s_own_frames_names_stabench_s_line(caller, shown):
+    """While the plugin trains, the first frame past stabench is pluggy's or pytest's, which says
+    less than stabench's own line; code compiled from a string (a notebook cell) is the user's."""
+    namespace = {"__name__": caller}
+    with pytest.warns(DeprecationWarning, match="stabench.store.run_table is stabench.exchange.run_table") as said:
+        exec(compile("import stabench.store\nstabench.store.run_table", "<cell-1>", "exec"), namespace)
+    assert os.path.basename(said[0].filename) == shown
+
+
 def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_model, tmp_path):
     from stabench.store import Store
 
