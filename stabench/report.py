@@ -8,7 +8,6 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,10 @@ from .store import sqlite_database_of
 
 
 def fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, Real) and math.isnan(value)):  # numpy's float32 NaN too
+    if value is None:
         return "-"
-    return f"{value:.3f}"
+    number = float(value)  # numpy's and torch's scalars too
+    return "-" if math.isnan(number) else f"{number:.3f}"
 
 
 def verdict_text(result: RunResult) -> str:

@@ -163,7 +163,9 @@ def register_task(task: Task, replace: bool = False) -> Task:
     definition run again (a module imported again, a notebook cell re-run) replaces its task."""
     registered = _REGISTRY.get(task.name)
     if registered is not None and registered != task and not replace and not _redefines(registered, task):
-        raise ValueError(f"task {task.name!r} is already registered; pass replace=True to override it")
+        differences = _differences(registered, task)
+        raise ValueError(f"task {task.name!r} is already registered{f' ({differences})' if differences else ''}; "
+                         f"pass replace=True to override it")
     _REGISTRY[task.name] = task
     return task
 
@@ -227,7 +229,10 @@ def _differences(old: Task, new: Task) -> str:
     named = _field_differences(old, new)
     if not named and None not in (_loader_shape(old.loader), _loader_shape(new.loader)):
         (old_file, old_line), (_, new_line) = _loader_place(old.loader), _loader_place(new.loader)
-        if _loader_shape(old.loader) != _loader_shape(new.loader):
+        old_shape, new_shape = _loader_shape(old.loader), _loader_shape(new.loader)
+        if old_shape[:2] != new_shape[:2]:  # one file imported under two module names, say
+            named.append(f"its loader {'.'.join(old_shape[:2])} where this one's is {'.'.join(new_shape[:2])}")
+        elif old_shape != new_shape:
             named.append("a loader whose code or the values it reads differ")
         else:  # one code on two lines of one file: each may read other data (its defaults, say)
             named.append(f"its loader on line {old_line} of {old_file} where this one's is on line {new_line}")

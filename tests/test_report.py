@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -225,6 +226,8 @@ def test_a_number_that_is_not_there_prints_as_a_dash_not_nan():
     from stabench.stats import summarize
 
     assert fmt(None) == fmt(math.nan) == fmt(np.float64("nan")) == fmt(np.float32("nan")) == "-"
+    assert fmt(np.array(math.nan)) == fmt(torch.tensor(math.nan)) == "-"  # a 0-d array or tensor: a number too
+    assert fmt(np.float32(0.25)) == fmt(torch.tensor(0.25)) == "0.250"
     assert fmt(0.5) == "0.500"
     row = summary_row(summarize([0.7]), intervals=True)
     assert row["mean ± std"] == "0.700 ± -"

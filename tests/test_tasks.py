@@ -864,3 +864,23 @@ def test_tokenised_examples_cached_are_bounded_dropping_the_least_recently_used(
     assert len(data_lib._CACHE) == 2
     assert data_lib.encode(data, tokenizer, 8) is first
     assert data_lib.encode(data, tokenizer, 16) is not second  # it went, and comes back encoded again
+
+
+def test_a_claim_module_imported_under_two_names_names_the_two_modules():
+    """One file imported as ``claims`` and as ``pkg.claims`` defines its task twice; the two loaders'
+    code is the same, so the message names their modules, not an edit."""
+    from stabench.tasks import Task, register_task, registered_name
+
+    source = 'task = Task("twice-imported", "text", lambda: {"train": {"text": ["x"], "label": [0]}})\n'
+    tasks = []
+    for module in ("claims", "pkg.claims"):
+        namespace = {"__name__": module, "Task": Task}
+        exec(compile(source, "/project/claims.py", "exec"), namespace)
+        tasks.append(namespace["task"])
+    assert registered_name(tasks[0]) == "twice-imported"
+    said = r"\(its loader claims.<lambda> where this one's is pkg.claims.<lambda>\)"
+    with pytest.raises(ValueError, match=rf"^task name 'twice-imported' is already used by another task in this "
+                                         rf"process {said}; give this one another name"):
+        registered_name(tasks[1])
+    with pytest.raises(ValueError, match=rf"^task 'twice-imported' is already registered {said}; pass replace=True"):
+        register_task(tasks[1])
