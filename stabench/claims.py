@@ -873,7 +873,7 @@ class Study:
                              f"{', '.join(sorted(h[:SHORT_HASH] for h in hashes))}); a study holds one: select it, "
                              f"e.g. store.query(..., recipe_hash=...)")
         first = runs[0]
-        try:  # a hook's name needs its hook registered, as anywhere a recipe is made
+        try:  # a field this version does not know (a later stabench stored it), say
             recipe = dataclasses.replace(Recipe.from_dict(first.recipe), name=first.recipe_name)
         except ValueError as error:
             raise ValueError(f"Study.from_runs: the runs' recipe {first.recipe_name!r} cannot be made here: "
