@@ -78,8 +78,8 @@ def summary_row(summary: Summary, intervals: bool = False) -> dict[str, str]:
     if intervals:
         row[f"mean [{ci}]"] = f"{fmt(summary.mean)} [{fmt(summary.mean_ci[0])}, {fmt(summary.mean_ci[1])}]"
         row[f"std [{ci}]"] = (f"{fmt(summary.std)} [{fmt(summary.std_ci[0])}, {fmt(summary.std_ci[1])}]"
-                               if summary.n >= STD_CI_MIN_SEEDS else f"{fmt(summary.std)} [needs {STD_CI_MIN_SEEDS} "
-                                                                     f"seeds]")
+                              if summary.n >= STD_CI_MIN_SEEDS else f"{fmt(summary.std)} [needs {STD_CI_MIN_SEEDS} "
+                                                                    f"seeds]")
         row["std upper (chi²)"] = fmt(summary.std_upper) if summary.n >= 2 else "-"  # no std from one run
     return row
 
