@@ -22,7 +22,7 @@ from scipy.cluster.hierarchy import DisjointSet
 from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
-from .recipes import HOOK_FINGERPRINT, distinguishing_fields, plain_value, stored_fields, version_label
+from .recipes import HOOK_FINGERPRINT, plain_value, stored_fields, version_labels
 from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges
 from .result import RunResult
 from .store import SHORT_HASH, Store, check_tag
@@ -437,8 +437,8 @@ def _recipe_change(baseline: Sequence[RunResult], current: Sequence[RunResult], 
         return "recipe content"
     if (HOOK_FINGERPRINT in before) != (HOOK_FINGERPRINT in after):  # one side stored before runs recorded it
         before, after = ({k: v for k, v in side.items() if k != HOOK_FINGERPRINT} for side in (before, after))
-    fields = [f"{k} {plain_value(before.get(k))} -> {plain_value(after.get(k))}" for k in sorted(set(before) | set(after))
-              if k != "name" and before.get(k) != after.get(k)]
+    fields = [f"{k} {plain_value(before.get(k))} -> {plain_value(after.get(k))}"
+              for k in sorted(set(before) | set(after)) if k != "name" and before.get(k) != after.get(k)]
     if not fields:  # hashed apart by the hook's code or a corrected computation (see Recipe.hash), or no fields
         if not before:
             return "recipe content"
@@ -526,20 +526,20 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
     what it ran.  The key parts named in ``always`` are shown even where they do not vary."""
     varying = [name for name, get in _KEY_PARTS.items()
                if name in always or len({str(get(g[0])) for g in groups}) > 1]
-    fields = (distinguishing_fields([stored_fields(g[0].recipe) for g in groups]) if "recipe content" in varying
-              else [])
+    versions = version_labels([(g[0].recipe_hash[:SHORT_HASH], g[0].recipe) for g in groups])
 
-    def shown(name: str, run: RunResult) -> str:
+    def shown(name: str, run: RunResult, version: str) -> str:
         value = _KEY_PARTS[name](run)
         if name == "recipe content":
-            return version_label(value[:SHORT_HASH], stored_fields(run.recipe), fields)
+            return version
         if name == "model":
             return str(value[1] or value[2] or value[0])[:12]
         if name == "metrics":
             return ",".join(value[1] or ["accuracy"])
         return str(value)[:12] if name == "data" else str(value)
 
-    return [", ".join(f"{name} {shown(name, g[0])}" for name in varying) for g in groups]
+    return [", ".join(f"{name} {shown(name, g[0], version)}" for name in varying)
+            for g, version in zip(groups, versions)]
 
 
 def _dedupe(runs: Iterable[RunResult]) -> list[RunResult]:

@@ -547,9 +547,12 @@ def distinguishing_fields(recipes: Sequence[Any], most: int = 3) -> list[str]:
     return chosen
 
 
-def version_label(short_hash: str, record: Any, fields: Sequence[str]) -> str:
-    """One version of a recipe edited under one name, as its hash and its values of the fields
-    that tell the versions apart (:func:`distinguishing_fields`): ``37367b22 (epochs=15)``."""
-    if not (fields and isinstance(record, Mapping) and record):  # a record without fields: its hash
-        return short_hash
-    return f"{short_hash} ({', '.join(f'{field}={plain_value(record.get(field))}' for field in fields)})"
+def version_labels(versions: Sequence[tuple[str, Any]]) -> list[str]:
+    """Versions of a recipe edited under one name, each ``(short hash, stored record)``, labelled
+    by the hash and its values of the fields that tell them apart (:func:`distinguishing_fields`):
+    ``37367b22 (epochs=15)``; a record without fields by its hash alone."""
+    records = [stored_fields(record) for _, record in versions]
+    fields = distinguishing_fields(records)
+    return [f"{short_hash} ({', '.join(f'{field}={plain_value(record.get(field))}' for field in fields)})"
+            if fields and isinstance(record, Mapping) and record else short_hash
+            for (short_hash, _), record in zip(versions, records)]

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .environment import ALL_KEY_FIELDS, KEY_FIELDS, key_fields
-from .recipes import Recipe, canonical_name, distinguishing_fields, overrides_error, stored_fields, version_label
+from .recipes import Recipe, canonical_name, overrides_error, version_labels
 from .result import NewerRecord, RunResult, folder_name, key_of_record, run_key
 from .warn import warn
 
@@ -876,9 +876,8 @@ class Store:
         named = [run for run in self.query(recipe=name, traces=False) if name in run.recipe_names]
         here = [run for run in named if (run.task["name"], run.model["name"]) == (task, model)]
         stored = {run.recipe_hash: run.recipe for run in here or named}
-        fields = {h: stored_fields(recipe) for h, recipe in stored.items()}
-        told = distinguishing_fields(list(fields.values()))  # 37367b22 (epochs=15): which version is which
-        hashes = ", ".join(version_label(h[:SHORT_HASH], fields[h], told) for h in sorted(stored))
+        # 37367b22 (epochs=15): which version is which
+        hashes = ", ".join(version_labels([(h[:SHORT_HASH], stored[h]) for h in sorted(stored)]))
         if recipe_hash is not None and stored:
             stored = {h: recipe for h, recipe in stored.items() if h.startswith(recipe_hash)}
             if len(stored) != 1:
