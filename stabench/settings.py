@@ -20,6 +20,7 @@ from pathlib import Path
 
 import iniconfig
 
+from .environment import MAX_COUNT
 from .warn import warn
 
 if sys.version_info >= (3, 11):
@@ -85,8 +86,6 @@ class ProjectSettings:
         try:
             return int(str(value).strip())
         except ValueError:
-            from .environment import MAX_COUNT
-
             raise ValueError(f"{self.where(name, value)} is invalid; expected an integer from 1 to {MAX_COUNT}"
                              ) from None
 
