@@ -219,9 +219,10 @@ def _written_ini_value(config: pytest.Config, key: str) -> object | None:
 
 
 def _set_by_o(config: pytest.Config) -> dict[str, str]:
-    """The ini keys pytest's -o/--override-ini sets, with their values (the last one given wins,
-    as in pytest, which takes a key as written before the first "=")."""
-    return dict(entry.partition("=")[::2] for entry in config.getoption("override_ini") or ())
+    """The ini keys this session's -o/--override-ini sets, with their values."""
+    from .settings import override_ini
+
+    return override_ini(config.getoption("override_ini") or ())
 
 
 def _from_ini(config: pytest.Config, name: str) -> bool:

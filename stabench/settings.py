@@ -94,8 +94,7 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
     """The settings pytest would use in a session started in ``start`` (the current folder)."""
     start = Path(start if start is not None else os.getcwd()).resolve()
     chosen = _chosen_by_command_line()
-    # pytest takes a key as written before the first "=" (" stabench_store " is another, unknown key)
-    overrides = dict(entry.partition("=")[::2] for entry in chosen.override_ini)
+    overrides = override_ini(chosen.override_ini)
     if chosen.config_file:  # pytest reads this file, pytest section or not, and roots the session there
         path = (start / chosen.config_file).resolve()
         settings = _settings(path, path.parent, pytest_section(path) or {}, overrides)
@@ -108,6 +107,12 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
     stabench_keys = {key: value for key, value in overrides.items() if key.startswith("stabench_")}
     _warn_of_unknown_keys(stabench_keys, lambda key: f"-o {key!r} in $PYTEST_ADDOPTS")  # 'stabench_store ': one too
     return ProjectSettings(settings.path, rootdir, settings.options, settings.flags, stabench_keys)
+
+
+def override_ini(entries: Iterable[str]) -> dict[str, str]:
+    """The ini keys pytest's -o/--override-ini entries set, with their values: the last one given
+    wins, and the key is as written before the first "=" (" stabench_store " is another, unknown key)."""
+    return dict(entry.partition("=")[::2] for entry in entries)
 
 
 def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:
