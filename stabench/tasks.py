@@ -177,9 +177,8 @@ def _redefines(old: Task, new: Task) -> bool:
     file is another task.  Where it starts counts within one file (two loaders of one code on two
     lines are two tasks), not across files: a notebook cell with a comment added above its task is
     compiled as another file."""
-    if _field_differences(old, new) or _loader_shape(old.loader) is None:
-        return False
-    if _loader_shape(old.loader) != _loader_shape(new.loader):
+    shape = _loader_shape(old.loader)
+    if _field_differences(old, new) or shape is None or shape != _loader_shape(new.loader):
         return False
     (old_file, old_line), (new_file, new_line) = _loader_place(old.loader), _loader_place(new.loader)
     return old_file != new_file or old_line == new_line
