@@ -671,6 +671,16 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
         raise pytest.UsageError(f"{_named(config, 'seeds')}: {error}") from None
 
 
+def _seed_count_note(config: pytest.Config) -> str | None:
+    """``--stabench-seeds 30`` is 30 seeds, where the CLI's ``--seeds 30`` is seed 30: said as the
+    session starts, before a slip trains for hours, and again at its end (``-q`` shows no header)."""
+    text = (option(config, "seeds") or "").strip()
+    if not text.isdigit() or int(text) < 2:
+        return None
+    count = int(text)
+    return f"{_named(config, 'seeds', text)} is a count: seeds 0-{count - 1} (seed {count} alone is {count}-{count})"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("stabench")
     if marker is None:
@@ -1293,10 +1303,13 @@ class Reporter:
         """The keys of the runs this session trained, by seed items and by verdicts, each run once."""
         return self.trained_by_seeds, self.trained_by_verdicts - self.trained_by_seeds
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [f"stabench: {note}"] if (note := _seed_count_note(config)) else []
+
     def notes(self, errors: bool = True) -> list[str]:
-        """What the session was asked for and did not do, for the terminal and the Markdown report
-        (``errors``: with the collection errors, which the terminal shows above)."""
-        notes = []
+        """What the session was asked for and did not do, or may not have meant, for the terminal and
+        the Markdown report (``errors``: with the collection errors, which the terminal shows above)."""
+        notes = [note] if (note := _seed_count_note(self.config)) else []
         if self.collection_errors:
             said = " (the errors above say why)"
             if errors:

@@ -894,6 +894,19 @@ def test_a_second_empty_list_option_drops_everything_before_it_too(pytester):
                   "gate") is None
 
 
+def test_a_bare_seed_number_is_said_to_be_a_count_before_anything_trains_and_at_the_end(suite):
+    """The CLI's --seeds 30 is seed 30; the plugin's is seeds 0-29, hours of training on a GPU box."""
+    said = "stabench: --stabench-seeds=30 is a count: seeds 0-29 (seed 30 alone is 30-30)"
+    shown = _run(suite, "--co", "--stabench-seeds=30")
+    assert shown.stdout.lines.count(said) == 2  # the header, then the summary's notes
+    assert shown.stdout.lines.index(said) < min(i for i, line in enumerate(shown.stdout.lines) if "seed29" in line)
+    suite.makeini("[pytest]\nstabench_seeds = 3\n")
+    assert "stabench: stabench_seeds=3 in tox.ini is a count: seeds 0-2 (seed 3 alone is 3-3)" in \
+        _run(suite, "--co", "-q").stdout.lines  # -q shows no header: the summary still says it
+    for meant in ("--stabench-seeds=1", "--stabench-seeds=30-30", "--stabench-seeds=2,5"):
+        assert not any("is a count" in line for line in _run(suite, "--co", meant, "-o", "stabench_seeds=").stdout.lines)
+
+
 @pytest.mark.parametrize("option, message", [
     ("--stabench-seeds=abc", "--stabench-seeds: seeds 'abc' are invalid; expected a count like 5, a range like 0-4"),
     ("--stabench-seeds=0", "--stabench-seeds: seeds '0' select no seed; expected a count >= 1 like 5, a range"),
