@@ -418,6 +418,7 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
             return store.query(tag=tag, traces=False, skip_damaged=True)
 
         held = {tag: {r.key for r in tagged(tag)} for tag in tags}
+        stored_keys = set(store.keys())
         before = store.count()
         try:
             added, skipped = store.merge(runs)
@@ -427,11 +428,14 @@ def cmd_import(args: argparse.Namespace, console: Console) -> int:
                           f"missing[/]", highlight=False)
             return 130
         now = {tag: tagged(tag) for tag in tags}
+        studies_apart = _studies_apart(store, [run for run in runs if run.key not in stored_keys])
     merged = f" (kept; the file's {'recipe names' if args.no_tags else 'tags and recipe names'} are added to them)"
     twice = sum(count > 1 for count in collections.Counter(run.key for run in runs).values())
     again = f"; the file holds {twice} of them more than once" if twice else ""
     console.print(f"imported {added} run(s) from {escape(args.path)}; {skipped} already stored"
                   f"{merged if skipped else ''}{again}", highlight=False)
+    for note in studies_apart:
+        console.print(f"[yellow]note: {escape(note)}[/]", highlight=False)
     for tag in tags:  # a colleague's baseline joins a tag of one's own of the same name: said, never silent
         count = sum(tag in run.tags for run in runs)
         before = f"; it held {len(held[tag])} run(s) here before" if held[tag] else " (new here)"
@@ -553,6 +557,29 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
     console.print(f"tagged {added} of {len(runs)} matching run(s) as {escape(repr(args.name))}{had}", highlight=False)
     _note_versions(console, runs, args.name)
     return 0
+
+
+def _studies_apart(store: Store, added: list[RunResult]) -> list[str]:
+    """For each study the import added runs to that is now stored as several (another recipe
+    version under its name, other data, another stack): one line naming them.  A verdict reads
+    the runs of its own and trains the seeds they lack, so runs merged from a box whose data or
+    recipe differed would otherwise be found out only by hours of training again."""
+    imported, notes = {run.key for run in added}, []
+    for task, model in sorted({(run.task["name"], run.model["name"]) for run in added}):
+        studies: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
+        for label, runs in group_studies(name_studies(store.query(task=task, model=model, traces=False,
+                                                                  skip_damaged=True))):
+            studies.setdefault(study_key(runs[0]), []).append((label, runs))
+        for key, variants in studies.items():
+            if len(variants) < 2 or not any(run.key in imported for _, runs in variants for run in runs):
+                continue
+            name = study_label(key)
+            held = "; ".join(f"{label.removeprefix(f'{name} [').removesuffix(']')}: {len(runs)} seed(s)"
+                             + (f", {count} imported" if (count := sum(r.key in imported for r in runs)) else "")
+                             for label, runs in variants)
+            notes.append(f"{name} is stored as {len(variants)} studies ({held}); a verdict reads the one of its "
+                         f"own recipe, data and stack and trains the seeds it lacks (`stabench summary` lists them)")
+    return notes
 
 
 def _note_versions(console: Console, runs: list[RunResult], tag: str) -> None:

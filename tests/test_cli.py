@@ -486,6 +486,29 @@ def test_export_and_import_merge_without_duplicates(tiny_model, tmp_path, capsys
     assert (tmp_path / "base.data").read_text() == (tmp_path / "base.CSV").read_text()
 
 
+def test_an_import_says_when_its_runs_stand_apart_from_the_stored_study_of_their_name(tiny_model, tmp_path, capsys):
+    """Box B's seeds of an edited recipe (or other data) imported beside box A's: no verdict reads them
+    together, and the next one trained their seeds again without a word."""
+    box_a, box_b = str(tmp_path / "a.sqlite"), str(tmp_path / "b.sqlite")
+    main(_args(tiny_model, "--seeds", "0-1", "--set", "name=mine", "--store", box_a))
+    main(_args(tiny_model, "--seeds", "2-3", "--set", "name=mine", "--store", box_b))
+    assert main(["export", str(tmp_path / "same.json"), "--store", box_b]) == 0
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "same.json"), "--store", box_a]) == 0  # one study of four seeds
+    assert "note" not in capsys.readouterr().out
+    main(_args(tiny_model, "--seeds", "4-6", "--set", "name=mine", "--set", "lr=1e-3", "--store", box_b))
+    assert main(["export", str(tmp_path / "edited.json"), "--store", box_b, "--seeds", "4-6"]) == 0
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "edited.json"), "--store", box_a]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"imported 3 run\(s\) .* note: polarity / tiny-bert / mine is stored as 2 studies \(recipe "
+                     r"content \w+ \(lr=\S+\): 4 seed\(s\); recipe content \w+ \(lr=0\.001\): 3 seed\(s\), 3 "
+                     r"imported\); a verdict reads the one of its own recipe, data and stack and trains the seeds it "
+                     r"lacks", out), out
+    assert main(["import", str(tmp_path / "edited.json"), "--store", box_a]) == 0  # nothing added: said before
+    assert "note" not in capsys.readouterr().out
+
+
 def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_model, tmp_path, capsys):
     """A colleague's export tagged 'base' once joined one's own 'base' without a word, and a later
     gate compared the wrong version."""
