@@ -42,11 +42,17 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
     try:
         with collection_paused():
-            runs = _parse_json(text) if text.lstrip()[:1] in ("[", "{") else _parse_csv(text)
+            if text.lstrip()[:1] in ("[", "{"):
+                runs, edited = _parse_json(text), []
+            else:
+                runs, edited = _parse_csv(text)
     except _Refused as exc:
         raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+    if edited:  # a spreadsheet's edits: the record is what was trained, and what is imported
+        warn(f"{path}: {len(edited)} CSV row(s) show values their record (result_json) does not hold ({edited[0]}); "
+             f"import reads each run's record only, so those edits are not imported")
     # key_of_record's None, without computing each key again: a run kept so far matches its own key or has none
     if unchecked := sum(run.environment.get("keyed_fields") is None for run in runs):
         warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
@@ -302,8 +308,9 @@ def _cell(value: Any) -> Any:
     return _NOT_WRITABLE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
-def _parse_csv(text: str) -> list[RunResult]:
-    """Runs from an exported CSV; only ``result_json`` matters, ``key`` is cross-checked."""
+def _parse_csv(text: str) -> tuple[list[RunResult], list[str]]:
+    """Runs from an exported CSV, and its rows whose columns show what their record does not
+    hold, each as its first such cell; only ``result_json`` matters, ``key`` is cross-checked."""
     # A run's traces easily exceed csv's default 128 KiB field limit.
     old_limit = csv.field_size_limit(2**31 - 1)
     try:
@@ -316,7 +323,7 @@ def _parse_csv(text: str) -> list[RunResult]:
         raise ValueError("expected a JSON list of runs or a CSV with 'key' and 'result_json' columns")
     header = rows[0]
     key_at, json_at = header.index("key"), header.index("result_json")
-    runs = []
+    runs, edited = [], []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise ValueError(f"CSV row {line}: {len(row)} fields, header has {len(header)}")
@@ -329,4 +336,21 @@ def _parse_csv(text: str) -> list[RunResult]:
             raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
                              f"record's key {run.key!r}")
         runs.append(run)
-    return runs
+        cells, columns = dict(zip(header, row)), _columns([run])
+        for column, value in zip(columns, _row(run, columns)):
+            if (cell := cells.get(_cell(column))) is not None and not _shows(cell, value):
+                edited.append(f"row {line}: {_cell(column)} {cell!r}, the record {_cell(value)!r}")
+                break
+    return runs, edited
+
+
+def _shows(cell: str, value: Any) -> bool:
+    """Whether a CSV cell shows ``value`` as export wrote it, or as a spreadsheet saves it again
+    (``1.00E-05``, ``TRUE``)."""
+    written = str(_cell(value))
+    if cell.lower() == written.lower():
+        return True
+    try:
+        return not isinstance(value, str) and math.isclose(float(cell), float(value), rel_tol=1e-12)
+    except (TypeError, ValueError):
+        return False

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -784,8 +785,10 @@ def test_export_then_import_reproduces_every_field(runs, store_tag) -> None:
             run.tags = sorted(set(run.tags))
             run.recipe_aliases = sorted(set(run.recipe_aliases) - {run.recipe_name})
         for fmt in ("json", "csv"):
-            with Store(tmp_path / f"from-{fmt}.sqlite") as target:
+            with Store(tmp_path / f"from-{fmt}.sqlite") as target, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 assert target.import_file(tmp_path / f"runs.{fmt}") == (len(originals), 0)
+                assert not [str(w.message) for w in caught if "CSV row" in str(w.message)]  # nothing was edited
                 for run in originals:
                     assert same(target.get(run.key), run), fmt
                 if store_tag is not None:  # a run may also carry the same tag in its own record
@@ -916,6 +919,35 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="it exists and is not a stabench export"):
         store.export(mine)
     assert mine.read_text() == "key,accuracy\nrun-1,0.9\n"
+
+
+def test_a_csv_edited_in_a_spreadsheet_imports_its_records_and_says_which_cells_they_do_not_hold(
+        store: Store, tmp_path: Path) -> None:
+    """Only result_json imports: an edited score or verdict was once dropped without a word."""
+    import csv
+
+    store.put(make_result(0))
+    store.put(make_result(1))
+    store.export(tmp_path / "runs.csv", fmt="csv")
+    with open(tmp_path / "runs.csv", newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    for row in rows:  # saved again by a spreadsheet: other spellings of the same values
+        row[header.index("recipe.lr")], row[header.index("recipe.bias_correction")] = "2.00E-05", "TRUE"
+    with open(tmp_path / "resaved.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    rows[1][header.index("metric.accuracy")], rows[1][header.index("failed")] = "0.9", "0"
+    with open(tmp_path / "edited.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    with Store(tmp_path / "resaved.sqlite") as resaved, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resaved.import_file(tmp_path / "resaved.csv") == (2, 0)
+    assert not [str(w.message) for w in caught if "CSV row" in str(w.message)]
+    with Store(tmp_path / "edited.sqlite") as edited, pytest.warns(UserWarning) as caught:
+        assert edited.import_file(tmp_path / "edited.csv") == (2, 0)
+        assert same(edited.get(make_result(1).key), store.get(make_result(1).key))
+    assert [str(w.message).partition("edited.csv: ")[2] for w in caught if "CSV row" in str(w.message)] == [
+        "1 CSV row(s) show values their record (result_json) does not hold (row 3: failed '0', the record 1); "
+        "import reads each run's record only, so those edits are not imported"]
 
 
 @pytest.mark.parametrize("odd", ["\x00", "\udc80"])
