@@ -50,6 +50,9 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
+    if not runs:  # export writes none such: a placeholder, say, which must not pass in CI as an import
+        raise StoreError(f"{path}: holds no runs, so nothing was imported; expected a `stabench export` file, "
+                         f"which holds one or more")
     if edited:  # a spreadsheet's edits: the record is what was trained, and what is imported
         warn(f"{path}: {len(edited)} CSV row(s) show values their record (result_json) does not hold ({edited[0]}); "
              f"import reads each run's record only, so those edits are not imported")

@@ -722,6 +722,12 @@ def test_a_bad_import_file_leaves_no_new_store_behind(tmp_path, capsys):
     store = tmp_path / "misspelt" / "s.sqlite"
     assert main(["import", str(bad), "--store", str(store)]) == 2
     assert "not a stabench export" in capsys.readouterr().err and not store.exists()
+    for empty in ("[]\n", "key,result_json\n"):  # a CI job's placeholder artifact: no export is empty
+        bad.write_text(empty)
+        assert main(["import", str(bad), "--store", str(store)]) == 2
+        assert " ".join(capsys.readouterr().err.split()) == (
+            f"error: {bad}: holds no runs, so nothing was imported; expected a `stabench export` file, which holds "
+            f"one or more") and not store.exists()
 
 
 def test_an_interrupted_run_without_a_store_does_not_claim_its_seeds_are_stored(monkeypatch, capsys):
