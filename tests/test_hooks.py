@@ -949,3 +949,164 @@ def test_a_hook_name_that_a_recipe_s_name_could_not_hold_is_refused_where_it_is_
     with pytest.raises(ValueError, match=r"is invalid; expected a non-empty name without , = \[ or \]$"):
         stabench.hook(bad)
     assert bad not in hooks._HOOKS
+
+
+def test_a_set_a_hook_factory_was_given_is_part_of_its_recipe():
+    """``make({"embeddings"})`` and ``make({"pooler"})`` freeze other layers: two recipes."""
+    def make(names):
+        def freeze(model, recipe):
+            return names
+        return freeze
+
+    for name, names in (("set-a", {"embeddings"}), ("set-b", {"pooler"}), ("set-c", {"embeddings"})):
+        stabench.hook(name)(make(names))
+    assert hooks.fingerprint("set-a") == hooks.fingerprint("set-c") != hooks.fingerprint("set-b")
+
+
+def test_a_library_s_decorator_over_a_hook_is_not_hashed_so_upgrading_it_keeps_the_runs(tmp_path, monkeypatch):
+    """Only a decorator of the user's enters with its wrapper's source: a wrapper installed in
+    site-packages (torch's no_grad, say) changes with the library's version, not the user's edits."""
+    library = tmp_path / "site-packages"
+    library.mkdir()
+    for name, body in (("libdeco_one", "return function(*args)"), ("libdeco_two", "result = function(*args)\n"
+                                                                                 "        return result")):
+        (library / f"{name}.py").write_text("import functools\n"
+                                            "def wrap(function):\n"
+                                            "    @functools.wraps(function)\n"
+                                            "    def wrapper(*args):\n"
+                                            f"        {body}\n"
+                                            "    return wrapper\n")
+    monkeypatch.syspath_prepend(library)
+    import libdeco_one
+    import libdeco_two
+
+    def make():
+        def freeze(model, recipe):
+            return model
+        return freeze
+
+    stabench.hook("under-one")(libdeco_one.wrap(make()))
+    stabench.hook("under-two")(libdeco_two.wrap(make()))
+    assert hooks.fingerprint("under-one") == hooks.fingerprint("under-two")
+
+
+def test_a_notebook_s_module_level_list_read_by_its_hook_is_warned_of(monkeypatch):
+    """A notebook has no file to tell whether it assigns the list: its globals are the user's."""
+    import types
+
+    notebook = types.ModuleType("__main__")
+    monkeypatch.setitem(sys.modules, "__main__", notebook)
+    exec(compile("import stabench\n"
+                 "LAYERS = [0, 1]\n"
+                 "@stabench.hook('notebook-list')\n"
+                 "def notebook_list(model, recipe):\n"
+                 "    return LAYERS\n", "<cell>", "exec"), notebook.__dict__)
+    with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'notebook-list' reads LAYERS, a module-level list"):
+        assert get_recipe("bert-default", hook="notebook-list").hash
+
+
+def test_an_annotated_module_level_list_read_by_a_hook_is_warned_of(tmp_path, monkeypatch):
+    """``LAYERS: list[int] = [0, 1]`` is the file's own configuration as ``LAYERS = [0, 1]`` is."""
+    _claim_file(tmp_path, monkeypatch, "claim_annotated",
+                'import stabench\n'
+                'LAYERS: list[int] = [0, 1]\n'
+                '@stabench.hook("annotated")\n'
+                'def annotated(model, recipe):\n'
+                '    return LAYERS\n')
+    with pytest.warns(hooks.UnhashedHookData, match=r"^hook 'annotated' reads LAYERS, a module-level list"):
+        assert get_recipe("bert-default", hook="annotated").hash
+
+
+def test_a_frozen_dataclass_a_hook_builds_is_hashed_as_its_class_s_code(tmp_path, monkeypatch):
+    """The class itself, not an instance: its source enters the hash, as another class's does."""
+    claim_file, module = _claim_file(tmp_path, monkeypatch, "claim_with_a_config_class",
+                                     'import dataclasses\n'
+                                     'import stabench\n'
+                                     '@dataclasses.dataclass(frozen=True)\n'
+                                     'class Scale:\n'
+                                     '    factor: float\n'
+                                     '    def of(self, x):\n'
+                                     '        return x * self.factor\n'
+                                     '@stabench.hook("built")\n'
+                                     'def built(model, recipe):\n'
+                                     '    return Scale(0.5).of(model)\n')
+    recipe = get_recipe("bert-default", hook="built")
+    hashes = _hashes_after_edits(claim_file, module, [recipe], [("x * self.factor", "x / self.factor")])
+    assert len(set(hashes)) == 2
+
+
+def test_a_hook_replaced_by_another_with_another_list_hashes_with_the_new_list():
+    """``replace=True`` with a factory's hook made from another list: the new list's recipe."""
+    def make(layers):
+        def freeze(model, recipe):
+            return layers
+        return freeze
+
+    recipe = get_recipe("bert-default", hook="replaced")
+    stabench.hook("replaced")(make([0, 1]))
+    first = recipe.hash
+    stabench.hook("replaced", replace=True)(make([0, 2]))
+    assert recipe.hash != first
+    stabench.hook("replaced", replace=True)(make([0, 1]))
+    assert recipe.hash == first
+
+
+def test_an_async_hook_is_refused_where_it_is_registered():
+    """A call of an async function returns a coroutine and runs none of its body."""
+    with pytest.raises(ValueError, match=r"^hook 'async': frozen is a generator or async function, whose body a "
+                                         r"call does not run"):
+        @stabench.hook("async")
+        async def frozen(model, recipe):
+            pass
+
+
+def test_a_tuple_of_as_many_helpers_as_are_followed_is_followed_to_each_helper():
+    """A collection of up to ``_FOLLOWED_ITEMS`` functions is code: each one's values are hashed."""
+    def fingerprint_with(offset):
+        namespace = {"__name__": f"helpers_{offset}"}
+        exec(compile("def make(i):\n"
+                     "    def helper():\n"
+                     "        return i\n"
+                     "    return helper\n"
+                     f"HELPERS = tuple(make(i + {offset}) for i in range({hooks._FOLLOWED_ITEMS}))\n"
+                     "def uses(model, recipe):\n"
+                     "    return [helper() for helper in HELPERS]\n", "<helpers>", "exec"), namespace)
+        stabench.hook(f"helpers-{offset}")(namespace["uses"])
+        return hooks.fingerprint(f"helpers-{offset}")
+
+    assert fingerprint_with(0) != fingerprint_with(1)
+
+
+def test_a_factory_s_hook_over_a_function_is_one_hook_when_its_module_is_imported_again():
+    """Imported again, the function the factory was given is another object, not another function."""
+    source = ("import stabench\n"
+              "def scale(x):\n"
+              "    return x\n"
+              "def make(function):\n"
+              "    def over(model, recipe):\n"
+              "        return function(model)\n"
+              "    return over\n"
+              "stabench.hook('over-a-function')(make(scale))\n")
+    registered = []
+    for _ in range(2):
+        namespace = {"__name__": "claim_over_a_function"}
+        exec(compile(source, "/project/claim_over_a_function.py", "exec"), namespace)
+        registered.append(hooks.get_hook("over-a-function"))
+    assert registered[0] is not registered[1]  # the second import's hook replaced the first's
+
+
+def test_a_global_a_helper_deletes_is_state_left_out_of_the_hash():
+    """``del CACHE`` in a helper, as ``CACHE = ...`` there: the value may change while a study runs."""
+    def fingerprint_with(value):
+        namespace = {"__name__": f"deleting_{value}"}
+        exec(compile(f"CACHE = {value}\n"
+                     "def reset():\n"
+                     "    global CACHE\n"
+                     "    del CACHE\n"
+                     "def cached(model, recipe):\n"
+                     "    reset()\n"
+                     "    return CACHE\n", "<deleting>", "exec"), namespace)
+        stabench.hook(f"deleting-{value}")(namespace["cached"])
+        return hooks.fingerprint(f"deleting-{value}")
+
+    assert fingerprint_with(1) == fingerprint_with(2)

@@ -458,3 +458,16 @@ def test_the_recipe_dropout_replaces_a_classifier_dropout_the_checkpoint_sets(tm
     model = models.load_model(models.resolve(str(path)), 2, dropout=None)  # None: the checkpoint's own
     assert model.config.classifier_dropout == 0.3 and model.classifier is not None
     assert {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)} == {config["hidden_dropout_prob"], 0.3}
+
+
+def test_a_gpu_claim_skipped_under_pytest_says_it_runs_here_at_toy_scale(monkeypatch):
+    """The plugin's skip reason (the default) offers the toy profile; a script's check_claim, which
+    has no such option, does not."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(profiles, "_cuda_available", lambda: False)
+    spec = SimpleNamespace(requires=("cuda",), arms=())
+    (skipped,) = profiles.missing_requirements(spec)
+    assert skipped.startswith("a CUDA GPU (") and skipped.endswith(", or use --stabench-profile=toy here)")
+    (scripted,) = profiles.missing_requirements(spec, toy_option=None)
+    assert scripted == skipped.replace(", or use --stabench-profile=toy here", "")

@@ -449,3 +449,18 @@ def test_a_recipe_trains_at_least_one_step_and_keeps_the_last_partial_batch(epoc
     batches = -(-n_train // batch_size)  # ceil: the last, partial batch is a step too
     assert recipe.total_steps(n_train) == max(1, math.ceil(epochs * batches))
     assert recipe.total_steps(n_train) >= 1
+
+
+def test_versions_of_a_recipe_are_labelled_by_their_hash_and_the_values_a_person_writes():
+    """``aaaa (epochs=3)``, not ``epochs=3.0``; a field a record lacks because it was stored before
+    the field existed is no difference; records that tell nothing apart show their hashes alone."""
+    from stabench.recipes import version_labels
+
+    base = PRESETS["bert-default"]
+    longer = base.replace(epochs=15).to_dict()
+    assert version_labels([("aaaa", base.to_dict()), ("bbbb", longer)]) == [
+        f"aaaa (epochs={base.epochs:g})", "bbbb (epochs=15)"]
+    before_adam_eps = {k: v for k, v in base.to_dict().items() if k != "adam_eps"}  # its default, as later filled in
+    assert version_labels([("aaaa", before_adam_eps), ("bbbb", longer)]) == [
+        f"aaaa (epochs={base.epochs:g})", "bbbb (epochs=15)"]
+    assert version_labels([("aaaa", base.to_dict()), ("bbbb", before_adam_eps)]) == ["aaaa", "bbbb"]

@@ -315,3 +315,22 @@ def test_comparisons_of_several_settings_each_say_what_they_ran_on():
                             compare(*scores, 0, 3, aso_iterations=50)])
     assert [row["on"] for row in rows] == ["rte / bert", "-"]
     assert "on" not in comparison_rows([compare(*scores, 0, 3, aso_iterations=50)])[0]
+
+
+def test_a_summary_row_shows_each_count_and_statistic_in_its_own_column():
+    """Collapsed runs are not diverged ones, and min / median / max read in that order."""
+    from stabench.report import fmt, summary_row
+    from stabench.stats import summarize
+
+    summary = summarize([0.9, 0.5, 0.7, 0.5], failed=2, collapsed=2, diverged=1)
+    row = summary_row(summary)
+    assert row["collapsed"] == str(summary.collapsed) == "2"
+    assert row["min / median / max"] == f"{fmt(0.5)} / {fmt(0.6)} / {fmt(0.9)}"
+    assert row["mean ± std"] == f"{fmt(summary.mean)} ± {fmt(summary.std)}"
+
+
+def test_an_infinite_value_prints_as_such_not_as_a_missing_one():
+    """A diverged run's loss is there, and infinite: "-" would say that it is missing."""
+    from stabench.report import fmt
+
+    assert fmt(math.inf) == f"{math.inf:.3f}" != fmt(None) and fmt(-math.inf) == f"{-math.inf:.3f}"

@@ -657,3 +657,19 @@ def test_a_claim_is_judged_from_a_script_as_its_verdict_judges_it(tiny_model, tm
         first = stabench.check_claim(test_on_my_data, store=store).results[0].task["fingerprint"]
         texts["label"] = [0, 1] * 8
         assert stabench.check_claim(test_on_my_data, store=store).results[0].task["fingerprint"] != first
+
+
+def test_runs_read_back_without_a_name_in_their_recipe_record_keep_the_name_they_were_stored_under():
+    """A record that holds the recipe's fields but not its name (an import from another tool or
+    an earlier version): the study's recipe is named as its runs are, not "custom"."""
+    from stabench.result import RunResult
+
+    record = {k: v for k, v in FAST.to_dict().items() if k != "name"}
+    runs = [RunResult(key=f"k{seed}", task={"name": "t", "train_size": None, "fingerprint": "f"}, model={"name": "m"},
+                      recipe=record, recipe_name="mine", recipe_hash="0" * 64, seed=seed, environment={},
+                      metrics={"accuracy": 0.8 + seed / 100}, primary_metric="accuracy", majority_accuracy=0.5,
+                      failed=False, collapsed=False, diverged=False, steps=4, wall_time_s=1.0, steps_per_s=4.0,
+                      started_at="2026-01-01T00:00:00", finished_at="2026-01-01T00:00:01") for seed in range(2)]
+    study = Study.from_runs(runs)
+    assert study.arm.name == study.arm.recipe.name == "mine"
+    assert study.arm.recipe.replace(name=FAST.name) == FAST  # its fields as stored

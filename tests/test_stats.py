@@ -1189,3 +1189,33 @@ def test_failed_runs_recovering_with_the_mean_exactly_unchanged_is_no_std_regres
                       checks) == []
     (std,) = checks
     assert std["p"] is None and std["skipped"].startswith("a lower failure rate (4/4 -> 2/4) and no drop in the mean")
+
+
+def test_two_successful_runs_a_side_are_enough_to_judge_the_spread_of_the_successes():
+    """Fewer than 2 successful runs on a side leave their spread untested; 2 are a spread."""
+    threshold = Threshold("accuracy", max_std_increase=0.01)
+    checks = []
+    regression([0.5, 0.5, 0.9, 0.91], [0.8, 0.85, 0.9, 0.95], [True, True, False, False], [False] * 4, threshold,
+               checks)
+    (std,) = checks
+    assert std["test"] == "one-sided Brown-Forsythe on the successful runs" and std["skipped"] is None
+    assert std["effect"] == pytest.approx(np.std([0.8, 0.85, 0.9, 0.95], ddof=1) - np.std([0.9, 0.91], ddof=1))
+    assert std["p"] is not None
+
+
+def test_a_threshold_with_every_check_off_finds_no_regression_at_its_own_level():
+    """A gate whose limits are all none tests nothing, and says its level as alpha itself."""
+    off = Threshold("accuracy", alpha=0.05)
+    assert off.checks_on == 0 and off.check_alpha == 0.05 and off.level_text() == "0.05"
+    checks = []
+    assert regression([0.9, 0.91, 0.92], [0.5, 0.5, 0.5], 0, 3, off, checks) == [] and checks == []
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: brown_forsythe([0.5], [0.6, 0.7]), "brown_forsythe needs at least 2 scores per sample, got 1 and 2"),
+    (lambda: aso([], [0.6, 0.7]), "ASO needs at least one score per sample"),
+    (lambda: aso([0.6, 0.7], []), "ASO needs at least one score per sample"),
+])
+def test_spread_and_dominance_tests_refuse_too_small_a_sample_in_one_line(call, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        call()

@@ -884,3 +884,98 @@ def test_a_claim_module_imported_under_two_names_names_the_two_modules():
         registered_name(tasks[1])
     with pytest.raises(ValueError, match=rf"^task 'twice-imported' is already registered {said}; pass replace=True"):
         register_task(tasks[1])
+
+
+def test_registering_one_task_again_is_no_clash_whatever_its_loader(tmp_path, monkeypatch):
+    """A conftest's ``register_task`` run twice, or one local task defined in a conftest and again in
+    a test file: the same task, even where its loader is no function (a local task's is an object)."""
+    from stabench.tasks import register_task
+
+    _write(tmp_path / "train.csv", [{"text": f"t {i}", "label": i % 2} for i in range(4)], "csv")
+    monkeypatch.chdir(tmp_path)
+    task = local_task("registered-twice", "train.csv", "train.csv", "text")
+    assert register_task(task) is task and register_task(task) is task
+    again = local_task("registered-twice", "train.csv", "train.csv", "text")
+    assert again == task and register_task(again) is again
+
+
+def test_two_loaders_of_one_code_on_two_lines_are_two_tasks_in_either_order():
+    """The later line registered first, then the earlier one: still two tasks, not a re-run."""
+    from stabench.tasks import Task, registered_name
+
+    two = ('first = Task("twice-reversed", "text", lambda d=a: d)\n'
+           'second = Task("twice-reversed", "text", lambda d=b: d)\n')
+    cell = {"Task": Task, "__name__": "__main__", "a": {"train": {"text": ["x"]}}, "b": {"train": {"text": ["y"]}}}
+    exec(compile(two, "<cell-7>", "exec"), cell)
+    assert registered_name(cell["second"]) == "twice-reversed"
+    with pytest.raises(ValueError, match=r"^task name 'twice-reversed' is already used by another task in this "
+                                         r"process \(its loader on line 2 of <cell-7> where this one's is on line "
+                                         r"1\); "):
+        registered_name(cell["first"])
+
+
+@pytest.mark.parametrize("kind, value, other", [("Path", "v1.csv", "v2.csv"), ("int", 64, 128), ("float", 0.5, 0.25)])
+def test_a_loader_factory_called_with_another_path_or_number_makes_another_task(kind, value, other):
+    """A factory's loader closes over a Path, a size or a fraction: called with another one, it is
+    another task, never a re-run that silently replaces the first one's data."""
+    from pathlib import Path
+
+    from stabench.tasks import Task, registered_name
+
+    if kind == "Path":
+        value, other = Path(value), Path(other)
+    name = f"factory-{kind}"
+
+    def make(source):
+        return Task(name, "text", lambda: {"train": _in_memory([str(source)] * 2, [0, 1]),
+                                           "validation": _in_memory([str(source)] * 2, [0, 1])})
+
+    assert registered_name(make(value)) == registered_name(make(value)) == name  # the same value: a re-run
+    with pytest.raises(ValueError, match=rf"^task name '{name}' is already used by another task in this process "
+                                         rf"\(a loader whose code or the values it reads differ\)"):
+        registered_name(make(other))
+
+
+def test_a_notebook_cell_run_again_with_only_its_description_edited_replaces_its_task():
+    """The description is no part of what a task trains on (tasks compare without it)."""
+    from stabench.tasks import Task, load_task_data, registered_name
+
+    cell = 'task = Task("described", "text", lambda: {"train": data, "validation": data}, description="{}")\n'
+    namespace = {"__name__": "__main__", "Task": Task, "data": _in_memory(["a", "b"] * 2, [0, 1] * 2)}
+    exec(compile(cell.replace("{}", "first words"), "<cell-8>", "exec"), namespace)
+    assert registered_name(namespace["task"]) == "described"
+    namespace["data"] = _in_memory(["c", "d"] * 2, [0, 1] * 2)
+    exec(compile(cell.replace("{}", "better words"), "<cell-9>", "exec"), namespace)
+    assert registered_name(namespace["task"]) == "described"  # replaced, not refused
+    assert load_task_data("described").train["text"][0] == "c"
+
+
+def test_a_clash_in_a_task_s_fields_names_those_fields_and_nothing_of_its_loader():
+    """Its loader the same code, read again: the message is the fields that differ, whole."""
+    from stabench.tasks import Task, registered_name
+
+    cell = 'task = Task("refit", "text", lambda: {"train": data, "validation": data}, label_column="{}")\n'
+    namespace = {"__name__": "__main__", "Task": Task, "data": {"text": ["a", "b"], "label": [0, 1]}}
+    exec(compile(cell.replace("{}", "label"), "<cell-10>", "exec"), namespace)
+    assert registered_name(namespace["task"]) == "refit"
+    exec(compile(cell.replace("{}", "target"), "<cell-11>", "exec"), namespace)
+    with pytest.raises(ValueError, match=r"^task name 'refit' is already used by another task in this process "
+                                         r"\(label_column 'label' where this one has 'target'\); give this one"):
+        registered_name(namespace["task"])
+
+
+def test_a_loader_renamed_in_a_notebook_cell_is_named_in_the_clash():
+    """One module, the same code under another function name: the message names both functions."""
+    from stabench.tasks import Task, registered_name
+
+    cell = ('def {}():\n'
+            '    return {{"train": {{"text": ["a", "b"], "label": [0, 1]}}}}\n'
+            'task = Task("renamed-loader", "text", {})\n')
+    namespace = {"__name__": "__main__", "Task": Task}
+    exec(compile(cell.format("load_v1", "load_v1"), "<cell-12>", "exec"), namespace)
+    assert registered_name(namespace["task"]) == "renamed-loader"
+    exec(compile(cell.format("load_v2", "load_v2"), "<cell-13>", "exec"), namespace)
+    with pytest.raises(ValueError, match=r"^task name 'renamed-loader' is already used by another task in this "
+                                         r"process \(its loader __main__.load_v1 where this one's is "
+                                         r"__main__.load_v2\); "):
+        registered_name(namespace["task"])

@@ -466,6 +466,35 @@ def test_a_warning_under_pytest_s_own_frames_names_stabench_s_line(caller, shown
     assert os.path.basename(said[0].filename) == shown
 
 
+def test_a_notebook_cell_s_warning_names_the_cell_whatever_the_working_folder(monkeypatch):
+    """``<cell-1>`` is no file: with the working folder inside stabench's package (a notebook started
+    there), a path of that name would lie under it, and the cell's warning named stabench's line."""
+    monkeypatch.chdir(os.path.dirname(os.path.realpath(stabench.__file__)))
+    with pytest.warns(DeprecationWarning, match="stabench.store.run_table is stabench.exchange.run_table") as said:
+        exec(compile("import stabench.store\nstabench.store.run_table", "<cell-1>", "exec"), {"__name__": "__main__"})
+    assert said[0].filename == "<cell-1>"
+
+
+def test_a_warning_tells_stabench_s_lines_by_its_folder_not_by_how_its_path_begins(tmp_path):
+    """A user's folder beside the package whose name begins with it (``stabench_claims/``) is the
+    user's; stabench's own files reached through a link (an editable install's) are stabench's."""
+    import inspect
+
+    from stabench.warn import warn
+
+    package = os.path.dirname(os.path.realpath(stabench.__file__))
+    beside = os.path.join(package + "_claims", "test_claim.py")
+    with pytest.warns(DeprecationWarning, match="stabench.store.run_table is stabench.exchange.run_table") as said:
+        exec(compile("import stabench.store\nstabench.store.run_table", beside, "exec"), {"__name__": "claims"})
+    assert said[0].filename == beside
+    (tmp_path / "linked").symlink_to(package, target_is_directory=True)
+    linked = compile("warn('said through a link')", str(tmp_path / "linked" / "helper.py"), "exec")
+    with pytest.warns(UserWarning, match="^said through a link$") as said:
+        line = inspect.currentframe().f_lineno + 1
+        exec(linked, {"__name__": "stabench.helper", "warn": warn})
+    assert [(w.filename, w.lineno) for w in said] == [(__file__, line)]
+
+
 def test_a_stored_run_asked_for_by_another_name_is_reused_and_found_by_it(tiny_model, tmp_path):
     from stabench.store import Store
 
