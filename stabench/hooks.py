@@ -65,6 +65,9 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
             raise ValueError(f"hook {name!r}: {function!r} is not a Python function; expected def f(model, recipe)")
         try:  # here, not after each seed has loaded its data and model
             inspect.signature(function).bind(None, None)
+        except ValueError as error:  # no signature to read: a loop of __wrapped__, a builtin without one
+            raise ValueError(f"hook {name!r}: the signature of {function.__name__} cannot be read ({error}); expected "
+                             f"def {function.__name__}(model, recipe)") from None
         except TypeError:
             raise ValueError(f"hook {name!r}: {function.__name__}{inspect.signature(function)} cannot be called as "
                              f"f(model, recipe); expected def {function.__name__}(model, recipe)") from None
@@ -439,7 +442,7 @@ def _source_tree(function: Callable[..., Any]) -> str | None:
     parse (a function made by exec, a lambda cut mid-expression)."""
     try:
         return _dump(ast.parse(textwrap.dedent(inspect.getsource(function))))
-    except (OSError, TypeError, SyntaxError):
+    except (OSError, TypeError, ValueError, SyntaxError):  # ValueError: a loop of __wrapped__
         return None
 
 

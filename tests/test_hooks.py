@@ -1,4 +1,5 @@
 """A user's own training code as a recipe's hook: it changes the model, and its code is part of the recipe."""
+import inspect
 import os
 import subprocess
 import sys
@@ -1110,3 +1111,28 @@ def test_a_global_a_helper_deletes_is_state_left_out_of_the_hash():
         return hooks.fingerprint(f"deleting-{value}")
 
     assert fingerprint_with(1) == fingerprint_with(2)
+
+
+def test_a_hook_with_a_loop_of_wrapped_functions_is_refused_or_hashed_in_one_line():
+    """``f.__wrapped__ = f`` (a decorator gone wrong): inspect raised "wrapper loop" from registration
+    or from the recipe's hash, a raw ValueError.  Refused where no signature can be read; hashed by
+    its code where one is given."""
+    def looped(model, recipe):
+        return model
+
+    looped.__wrapped__ = looped
+    with pytest.raises(ValueError, match=r"^hook 'looped': the signature of looped cannot be read \(wrapper loop "
+                                         r"when unwrapping .*\); expected def looped\(model, recipe\)$"):
+        stabench.hook("looped")(looped)
+    assert "looped" not in hooks._HOOKS
+
+    def make(scale):
+        def signed(model, recipe):
+            return model * scale
+        signed.__signature__, signed.__wrapped__ = inspect.signature(signed), signed
+        return signed
+
+    stabench.hook("signed-half")(make(0.5))
+    stabench.hook("signed-double")(make(2.0))
+    assert hooks.fingerprint("signed-half") != hooks.fingerprint("signed-double")
+    assert get_recipe("bert-default", hook="signed-half").hash != get_recipe("bert-default", hook="signed-double").hash
