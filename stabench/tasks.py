@@ -173,8 +173,8 @@ def register_task(task: Task, replace: bool = False) -> Task:
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new`` is ``old``'s definition run again: its other fields as they were, and its
     loader the function that made ``old``'s, defined again: the same module, name and code, and
-    the same plain values (paths, names) closed over, so that a loader factory called with another
-    file is another task.  Where it starts counts within one file (two loaders of one code on two
+    the same plain values (paths, names, tuples of them) closed over, so that a loader factory
+    called with another file is another task.  Where it starts counts within one file (two loaders of one code on two
     lines are two tasks), not across files: a notebook cell with a comment added above its task is
     compiled as another file."""
     shape = _loader_shape(old.loader)
@@ -192,9 +192,18 @@ def _loader_shape(loader) -> tuple | None:
     plain = []
     for cell in loader.__closure__ or ():
         with contextlib.suppress(ValueError):  # a cell not yet filled
-            if isinstance(cell.cell_contents, (str, int, float, Path)):
+            if _is_plain(cell.cell_contents):
                 plain.append(cell.cell_contents)
     return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
+
+
+def _is_plain(value) -> bool:
+    """A path, name or number, or a tuple of them (``make(("a.csv", "b.csv"))``): what tells a
+    factory's loaders apart.  A list, like a DataFrame, is data the loader gives, which a re-run
+    may change."""
+    if isinstance(value, (tuple, frozenset)):
+        return all(map(_is_plain, value))
+    return isinstance(value, (str, int, float, Path))
 
 
 def _loader_place(loader) -> tuple[str, int]:

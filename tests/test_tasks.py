@@ -914,10 +914,12 @@ def test_two_loaders_of_one_code_on_two_lines_are_two_tasks_in_either_order():
         registered_name(cell["first"])
 
 
-@pytest.mark.parametrize("kind, value, other", [("Path", "v1.csv", "v2.csv"), ("int", 64, 128), ("float", 0.5, 0.25)])
-def test_a_loader_factory_called_with_another_path_or_number_makes_another_task(kind, value, other):
-    """A factory's loader closes over a Path, a size or a fraction: called with another one, it is
-    another task, never a re-run that silently replaces the first one's data."""
+@pytest.mark.parametrize("kind, value, other", [
+    ("Path", "v1.csv", "v2.csv"), ("int", 64, 128), ("float", 0.5, 0.25),
+    ("tuple", ("a.csv", "b.csv"), ("c.csv", "d.csv")), ("nested", ("a.csv", ("b.csv",)), ("a.csv", ("c.csv",)))])
+def test_a_loader_factory_called_with_other_paths_or_numbers_makes_another_task(kind, value, other):
+    """A factory's loader closes over a Path, a size, a fraction or a tuple of files: called with
+    another, it is another task, never a re-run that silently replaces the first one's data."""
     from pathlib import Path
 
     from stabench.tasks import Task, registered_name
