@@ -111,8 +111,9 @@ def project_settings(start: str | os.PathLike[str] | None = None) -> ProjectSett
 
 def override_ini(entries: Iterable[str]) -> dict[str, str]:
     """The ini keys pytest's -o/--override-ini entries set, with their values: the last one given
-    wins, and the key is as written before the first "=" (" stabench_store " is another, unknown key)."""
-    return dict(entry.partition("=")[::2] for entry in entries)
+    wins, and the key is as written before the first "=" (" stabench_store " is another, unknown key).
+    An entry without "=", which pytest refuses, is ignored, as a flag left without its value is."""
+    return dict(entry.partition("=")[::2] for entry in entries if "=" in entry)
 
 
 def _found(start: Path, overrides: dict[str, str]) -> ProjectSettings:

@@ -230,6 +230,9 @@ def test_a_store_flag_left_without_its_value_at_the_end_is_no_flag(tmp_path, mon
     monkeypatch.setenv("PYTEST_ADDOPTS", "-q --stabench-store")
     found = project_settings(tmp_path)
     assert "store" not in found.flags and found.store() == tmp_path.resolve() / "key.sqlite"
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-o stabench_store -o stabench_device=cpu")  # pytest refuses "-o key" too
+    found = project_settings(tmp_path)
+    assert (found.store(), found.get("device")) == (tmp_path.resolve() / "key.sqlite", "cpu")
 
 
 SESSION_KEYS = st.fixed_dictionaries({}, optional={
