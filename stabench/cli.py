@@ -560,10 +560,10 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
 
 
 def _studies_apart(store: Store, added: list[RunResult]) -> list[str]:
-    """For each study the import added runs to that is now stored as several (another recipe
-    version under its name, other data, another stack): one line naming them.  A verdict reads
-    the runs of its own and trains the seeds they lack, so runs merged from a box whose data or
-    recipe differed would otherwise be found out only by hours of training again."""
+    """For each study whose imported runs began a variant of their own (another recipe version
+    under its name, other data, another stack) beside one it held before: a line naming them.  A
+    verdict reads the runs of its own variant and trains the seeds they lack, so runs merged from
+    a box whose data or recipe differed would otherwise be found out only by hours of training."""
     imported, notes = {run.key for run in added}, []
     for task, model in sorted({(run.task["name"], run.model["name"]) for run in added}):
         studies: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
@@ -571,14 +571,17 @@ def _studies_apart(store: Store, added: list[RunResult]) -> list[str]:
                                                                   skip_damaged=True))):
             studies.setdefault(study_key(runs[0]), []).append((label, runs))
         for key, variants in studies.items():
-            if len(variants) < 2 or not any(run.key in imported for _, runs in variants for run in runs):
+            new = [all(run.key in imported for run in runs) for _, runs in variants]
+            if not any(new) or all(new):  # joined the variants held before, or none was held
                 continue
-            name = study_label(key)
-            held = "; ".join(f"{label.removeprefix(f'{name} [').removesuffix(']')}: {len(runs)} seed(s)"
-                             + (f", {count} imported" if (count := sum(r.key in imported for r in runs)) else "")
-                             for label, runs in variants)
-            notes.append(f"{name} is stored as {len(variants)} studies ({held}); a verdict reads the one of its "
-                         f"own recipe, data and stack and trains the seeds it lacks (`stabench summary` lists them)")
+            name, held = study_label(key), []
+            for label, runs in variants:
+                count = sum(run.key in imported for run in runs)
+                held.append(f"{label.removeprefix(f'{name} [').removesuffix(']')}: {len(runs)} seed(s)"
+                            + (f", {count} imported" if count else ""))
+            notes.append(f"{name} is stored as {len(variants)} studies ({'; '.join(held)}); a verdict reads the "
+                         f"one of its own recipe, data and stack and trains the seeds it lacks (`stabench "
+                         f"summary` lists them)")
     return notes
 
 

@@ -507,6 +507,13 @@ def test_an_import_says_when_its_runs_stand_apart_from_the_stored_study_of_their
                      r"lacks", out), out
     assert main(["import", str(tmp_path / "edited.json"), "--store", box_a]) == 0  # nothing added: said before
     assert "note" not in capsys.readouterr().out
+    main(_args(tiny_model, "--seeds", "7", "--set", "name=mine", "--set", "lr=1e-3", "--store", box_b))
+    assert main(["export", str(tmp_path / "more.json"), "--store", box_b, "--seeds", "7"]) == 0
+    assert main(["export", str(tmp_path / "both.json"), "--store", box_a]) == 0
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "more.json"), "--store", box_a]) == 0  # joins the edited version's seeds
+    assert main(["import", str(tmp_path / "both.json"), "--store", str(tmp_path / "new.sqlite")]) == 0  # nothing held
+    assert "note" not in capsys.readouterr().out
 
 
 def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_model, tmp_path, capsys):
