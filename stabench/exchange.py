@@ -36,7 +36,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
                          f"(stabench export runs.json --store {path}) and give that file")
     try:
         # newline="": a CSV's quoted fields keep their own line endings.
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a spreadsheet's "CSV UTF-8" starts with a BOM
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
@@ -51,11 +51,10 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
     if not runs:  # export writes none such: a placeholder, say, which must not pass in CI as an import
-        raise StoreError(f"{path}: holds no runs, so nothing was imported; expected a `stabench export` file, "
-                         f"which holds one or more")
-    if edited:  # a spreadsheet's edits: the record is what was trained, and what is imported
+        raise StoreError(f"{path}: holds no runs; expected a `stabench export` file of one or more")
+    if edited:  # a spreadsheet's edits: the record is what was trained, and all that is read
         warn(f"{path}: {len(edited)} CSV row(s) show values their record (result_json) does not hold ({edited[0]}); "
-             f"import reads each run's record only, so those edits are not imported")
+             f"only each run's record is read, so those edits count for nothing")
     # key_of_record's None, without computing each key again: a run kept so far matches its own key or has none
     if unchecked := sum(run.environment.get("keyed_fields") is None for run in runs):
         warn(f"{path}: {unchecked} of its {len(runs)} run(s) do not record which fields made their keys "
@@ -339,8 +338,9 @@ def _parse_csv(text: str) -> tuple[list[RunResult], list[str]]:
             raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
                              f"record's key {run.key!r}")
         runs.append(run)
-        cells, columns = dict(zip(header, row)), _columns([run])
-        for column, value in zip(columns, _row(run, columns)):
+        written = RunResult.as_written(record)  # the columns beside an old record show it unmigrated
+        cells, columns = dict(zip(header, row)), _columns([written])
+        for column, value in zip(columns, _row(written, columns)):
             if (cell := cells.get(_cell(column))) is not None and not _shows(cell, value):
                 edited.append(f"row {line}: {_cell(column)} {cell!r}, the record {_cell(value)!r}")
                 break
@@ -348,10 +348,10 @@ def _parse_csv(text: str) -> tuple[list[RunResult], list[str]]:
 
 
 def _shows(cell: str, value: Any) -> bool:
-    """Whether a CSV cell shows ``value`` as export wrote it, or as a spreadsheet saves it again
-    (``1.00E-05``, ``TRUE``)."""
+    """Whether a CSV cell shows ``value`` as export wrote it, or as a spreadsheet or pandas saves
+    it again (``1.00E-05``, ``TRUE``, ``2.0``, a NaN as an empty cell)."""
     written = str(_cell(value))
-    if cell.lower() == written.lower():
+    if cell.lower() == written.lower() or isinstance(value, float) and math.isnan(value) and cell in ("", "NaN"):
         return True
     try:
         return not isinstance(value, str) and math.isclose(float(cell), float(value), rel_tol=1e-12)

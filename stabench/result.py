@@ -204,6 +204,12 @@ class RunResult:
         return cls._from_fields(_json_restore(data))
 
     @classmethod
+    def as_written(cls, data: dict[str, Any]) -> RunResult:
+        """A valid record's run exactly as it was written, before reading migrates an old one (its
+        model's name, its train loss): what an export's flat columns showed beside it."""
+        return cls(**_json_restore(data))
+
+    @classmethod
     def from_json(cls, text: str | bytes) -> RunResult:
         # the hook restores NaN/inf as the parser meets them: walking the parsed traces in Python
         # instead was two thirds of reading a stored run

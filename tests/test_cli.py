@@ -733,8 +733,7 @@ def test_a_bad_import_file_leaves_no_new_store_behind(tmp_path, capsys):
         bad.write_text(empty)
         assert main(["import", str(bad), "--store", str(store)]) == 2
         assert " ".join(capsys.readouterr().err.split()) == (
-            f"error: {bad}: holds no runs, so nothing was imported; expected a `stabench export` file, which holds "
-            f"one or more") and not store.exists()
+            f"error: {bad}: holds no runs; expected a `stabench export` file of one or more") and not store.exists()
 
 
 def test_an_interrupted_run_without_a_store_does_not_claim_its_seeds_are_stored(monkeypatch, capsys):

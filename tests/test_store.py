@@ -923,31 +923,39 @@ def test_csv_export_has_flat_columns(store: Store, tmp_path: Path) -> None:
 
 def test_a_csv_edited_in_a_spreadsheet_imports_its_records_and_says_which_cells_they_do_not_hold(
         store: Store, tmp_path: Path) -> None:
-    """Only result_json imports: an edited score or verdict was once dropped without a word."""
+    """Only result_json is read: an edited score or verdict was once dropped without a word.  A file
+    saved again unedited (other spellings, a NaN as an empty cell, a byte-order mark) and an old
+    export (its columns show its records as written, before reading migrates them) say nothing."""
     import csv
 
-    store.put(make_result(0))
+    from stabench.exchange import write_export
+
+    store.put(make_result(0, metrics={"mcc": math.nan}))
     store.put(make_result(1))
     store.export(tmp_path / "runs.csv", fmt="csv")
     with open(tmp_path / "runs.csv", newline="") as fh:
         header, *rows = list(csv.reader(fh))
-    for row in rows:  # saved again by a spreadsheet: other spellings of the same values
+    for row in rows:  # saved again by a spreadsheet or pandas: other spellings of the same values
         row[header.index("recipe.lr")], row[header.index("recipe.bias_correction")] = "2.00E-05", "TRUE"
-    with open(tmp_path / "resaved.csv", "w", newline="") as fh:
+        row[header.index("metric.mcc")] = ""
+    with open(tmp_path / "resaved.csv", "w", newline="", encoding="utf-8-sig") as fh:
         csv.writer(fh).writerows([header, *rows])
     rows[1][header.index("metric.accuracy")], rows[1][header.index("failed")] = "0.9", "0"
     with open(tmp_path / "edited.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([header, *rows])
-    with Store(tmp_path / "resaved.sqlite") as resaved, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert resaved.import_file(tmp_path / "resaved.csv") == (2, 0)
-    assert not [str(w.message) for w in caught if "CSV row" in str(w.message)]
+    old = dataclasses.replace(make_result(2), model={"name": "./models/tiny", "weights_sha256": "ab"})
+    write_export(tmp_path / "old.csv", [old], "csv")  # a folder's path as typed, as runs were stored before 2026-12-04
+    for name, count in (("resaved", 2), ("old", 1)):
+        with Store(tmp_path / f"{name}.sqlite") as target, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert target.import_file(tmp_path / f"{name}.csv") == (count, 0)
+        assert not [str(w.message) for w in caught if "CSV row" in str(w.message)], name
     with Store(tmp_path / "edited.sqlite") as edited, pytest.warns(UserWarning) as caught:
         assert edited.import_file(tmp_path / "edited.csv") == (2, 0)
         assert same(edited.get(make_result(1).key), store.get(make_result(1).key))
     assert [str(w.message).partition("edited.csv: ")[2] for w in caught if "CSV row" in str(w.message)] == [
         "1 CSV row(s) show values their record (result_json) does not hold (row 3: failed '0', the record 1); "
-        "import reads each run's record only, so those edits are not imported"]
+        "only each run's record is read, so those edits count for nothing"]
 
 
 @pytest.mark.parametrize("odd", ["\x00", "\udc80"])
