@@ -18,6 +18,7 @@ import math
 import os
 import random
 import re
+import reprlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -197,12 +198,15 @@ def _loader_shape(loader) -> tuple | None:
     return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
 
+_NAMING_ITEMS = 16  # a tuple of up to this many paths or names names a task's data; a longer one is the data
+
+
 def _is_plain(value) -> bool:
-    """A path, name or number, or a tuple of them (``make(("a.csv", "b.csv"))``): what tells a
-    factory's loaders apart.  A list, like a DataFrame, is data the loader gives, which a re-run
-    may change."""
+    """A path, name or number, or a short tuple of them (``make(("a.csv", "b.csv"))``): what tells
+    a factory's loaders apart.  A list, a long tuple or a DataFrame is data the loader gives,
+    which a notebook cell run again may change."""
     if isinstance(value, (tuple, frozenset)):
-        return all(map(_is_plain, value))
+        return len(value) <= _NAMING_ITEMS and all(map(_is_plain, value))
     return isinstance(value, (str, int, float, Path))
 
 
@@ -240,8 +244,11 @@ def _differences(old: Task, new: Task) -> str:
         old_shape, new_shape = _loader_shape(old.loader), _loader_shape(new.loader)
         if old_shape[:2] != new_shape[:2]:  # one file imported under two module names, say
             named.append(f"its loader {'.'.join(old_shape[:2])} where this one's is {'.'.join(new_shape[:2])}")
-        elif old_shape != new_shape:
-            named.append("a loader whose code or the values it reads differ")
+        elif old_shape[2] != new_shape[2]:
+            named.append("a loader whose code differs")
+        elif old_shape[3] != new_shape[3]:  # one code, given other files or numbers
+            named.append(f"its loader reading {reprlib.repr(old_shape[3])} where this one's reads "
+                         f"{reprlib.repr(new_shape[3])}")
         else:  # one code on two lines of one file: each may read other data (its defaults, say)
             named.append(f"its loader on line {old_line} of {old_file} where this one's is on line {new_line}")
     return "; ".join(named)

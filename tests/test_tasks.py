@@ -1,5 +1,6 @@
 import json
 import re
+import reprlib
 from collections import Counter
 
 import numpy as np
@@ -774,7 +775,7 @@ def test_a_notebook_cell_run_again_with_lines_added_above_its_task_replaces_it()
     namespace["other_df"] = namespace["train_df"]
     exec(compile(cell.replace("train_df}", "other_df}"), "<cell-3>", "exec"), namespace)
     with pytest.raises(ValueError, match=r"^task name 'cell' is already used by another task in this process \(a "
-                                         r"loader whose code or the values it reads differ\); give this one"):
+                                         r"loader whose code differs\); give this one"):
         registered_name(namespace["task"])
     # The cell run again with its metrics edited: another definition, as a local task's is.
     exec(compile(cell.replace('train_df})', 'train_df}, metrics=("macro_f1",))'), "<cell-5>", "exec"), namespace)
@@ -933,9 +934,24 @@ def test_a_loader_factory_called_with_other_paths_or_numbers_makes_another_task(
                                            "validation": _in_memory([str(source)] * 2, [0, 1])})
 
     assert registered_name(make(value)) == registered_name(make(value)) == name  # the same value: a re-run
+    said = f"(its loader reading {reprlib.repr((value,))} where this one's reads {reprlib.repr((other,))})"
     with pytest.raises(ValueError, match=rf"^task name '{name}' is already used by another task in this process "
-                                         rf"\(a loader whose code or the values it reads differ\)"):
+                                         rf"{re.escape(said)}; give this one another name"):
         registered_name(make(other))
+
+
+def test_a_loader_factory_given_a_long_tuple_of_rows_is_run_again_with_other_rows():
+    """A notebook's factory over 2,000 rows as a tuple: data that a cell run again may change, as a
+    list's, not the name of the data."""
+    from stabench.tasks import Task, load_task_data, registered_name
+
+    def make(rows):
+        return Task("rows", "text", lambda: {"train": _in_memory(list(rows), [0, 1] * (len(rows) // 2)),
+                                             "validation": _in_memory(list(rows), [0, 1] * (len(rows) // 2))})
+
+    assert registered_name(make(tuple(f"a{i}" for i in range(2000)))) == "rows"
+    assert registered_name(make(tuple(f"b{i}" for i in range(2000)))) == "rows"  # replaced, not refused
+    assert load_task_data("rows").train["text"][0] == "b0"
 
 
 def test_a_notebook_cell_run_again_with_only_its_description_edited_replaces_its_task():
