@@ -66,8 +66,10 @@ def hook(name: str, replace: bool = False) -> Callable[[Callable[..., Any]], Cal
         try:  # here, not after each seed has loaded its data and model
             inspect.signature(function).bind(None, None)
         except ValueError as error:  # no signature to read: a loop of __wrapped__, a builtin without one
-            raise ValueError(f"hook {name!r}: the signature of {function.__name__} cannot be read ({error}); expected "
-                             f"def {function.__name__}(model, recipe)") from None
+            why = "its __wrapped__ leads back to itself" if "wrapper loop" in str(error) else str(error)
+            raise ValueError(f"hook {name!r}: the signature of {function.__name__} cannot be read ({why}); expected a "
+                             f"function of (model, recipe) whose __wrapped__, if set, is the function it wraps"
+                             ) from None
         except TypeError:
             raise ValueError(f"hook {name!r}: {function.__name__}{inspect.signature(function)} cannot be called as "
                              f"f(model, recipe); expected def {function.__name__}(model, recipe)") from None

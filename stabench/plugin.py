@@ -673,12 +673,14 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
 
 def _seed_count_note(config: pytest.Config) -> str | None:
     """``--stabench-seeds 30`` is 30 seeds, where the CLI's ``--seeds 30`` is seed 30: said as the
-    session starts, before a slip trains for hours, and again at its end (``-q`` shows no header)."""
+    session starts, before a slip trains for hours, and again at its end (``-q`` shows no header).
+    Not for the ini file's count, written once on purpose and read by every session."""
     text = (option(config, "seeds") or "").strip()
-    if not text.isdigit() or int(text) < 2:
+    if not text.isdigit() or int(text) < 1 or _from_ini(config, "seeds"):
         return None
     count = int(text)
-    return f"{_named(config, 'seeds', text)} is a count: seeds 0-{count - 1} (seed {count} alone is {count}-{count})"
+    seeds = "seed 0" if count == 1 else f"seeds 0-{count - 1}"
+    return f"{_named(config, 'seeds', text)} is a count: {seeds} (seed {count} alone is {count}-{count})"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
