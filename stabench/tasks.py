@@ -13,12 +13,12 @@ import difflib
 import functools
 import hashlib
 import inspect
+import itertools
 import json
 import math
 import os
 import random
 import re
-import reprlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -194,7 +194,7 @@ def _loader_shape(loader) -> tuple | None:
     for cell in loader.__closure__ or ():
         with contextlib.suppress(ValueError):  # a cell not yet filled
             if _is_plain(cell.cell_contents):
-                plain.append(cell.cell_contents)
+                plain.append(repr(cell.cell_contents))  # repr: a NaN given again is the same value
     return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
 
@@ -246,9 +246,10 @@ def _differences(old: Task, new: Task) -> str:
             named.append(f"its loader {'.'.join(old_shape[:2])} where this one's is {'.'.join(new_shape[:2])}")
         elif old_shape[2] != new_shape[2]:
             named.append("a loader whose code differs")
-        elif old_shape[3] != new_shape[3]:  # one code, given other files or numbers
-            named.append(f"its loader reading {reprlib.repr(old_shape[3])} where this one's reads "
-                         f"{reprlib.repr(new_shape[3])}")
+        elif old_shape[3] != new_shape[3]:  # one code, given other files or numbers: the first that differs
+            pairs = itertools.zip_longest(old_shape[3], new_shape[3], fillvalue="nothing")
+            old_value, new_value = next((a, b) for a, b in pairs if a != b)
+            named.append(f"its loader reading {old_value} where this one's reads {new_value}")
         else:  # one code on two lines of one file: each may read other data (its defaults, say)
             named.append(f"its loader on line {old_line} of {old_file} where this one's is on line {new_line}")
     return "; ".join(named)

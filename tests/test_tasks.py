@@ -1,6 +1,5 @@
 import json
 import re
-import reprlib
 from collections import Counter
 
 import numpy as np
@@ -934,10 +933,28 @@ def test_a_loader_factory_called_with_other_paths_or_numbers_makes_another_task(
                                            "validation": _in_memory([str(source)] * 2, [0, 1])})
 
     assert registered_name(make(value)) == registered_name(make(value)) == name  # the same value: a re-run
-    said = f"(its loader reading {reprlib.repr((value,))} where this one's reads {reprlib.repr((other,))})"
+    said = f"(its loader reading {value!r} where this one's reads {other!r})"
     with pytest.raises(ValueError, match=rf"^task name '{name}' is already used by another task in this process "
                                          rf"{re.escape(said)}; give this one another name"):
         registered_name(make(other))
+
+
+def test_a_clash_names_in_full_the_first_file_two_loaders_of_one_code_read_differently():
+    """Long paths that differ late, in the eighth of ten files, were shortened alike; a NaN given
+    again is the same value, though NaN != NaN."""
+    from stabench.tasks import Task, registered_name
+
+    def make(files, name="ten-files"):
+        return Task(name, "text", lambda: {"train": _in_memory([str(files)] * 2, [0, 1]),
+                                           "validation": _in_memory([str(files)] * 2, [0, 1])})
+
+    files = tuple(f"/home/user/projects/2024/experiment_a/data/part{i}.csv" for i in range(10))
+    edited = files[:7] + ("/home/user/projects/2024/experiment_b/data/part7.csv",) + files[8:]
+    assert registered_name(make(files)) == "ten-files"
+    with pytest.raises(ValueError, match=re.escape(f"(its loader reading {files!r} where this one's reads {edited!r})")):
+        registered_name(make(edited))
+    first, again = make((float("nan"), "a.csv"), "nan"), make((float("nan"), "a.csv"), "nan")
+    assert registered_name(first) == registered_name(again) == "nan"  # the same values, run again
 
 
 def test_a_loader_factory_given_a_long_tuple_of_rows_is_run_again_with_other_rows():
