@@ -560,26 +560,30 @@ def cmd_tag(args: argparse.Namespace, console: Console) -> int:
 
 
 def _studies_apart(store: Store, added: list[RunResult]) -> list[str]:
-    """For each study whose imported runs began a variant of their own (another recipe version
-    under its name, other data, another stack) beside one it held before: a line naming them.  A
-    verdict reads the runs of its own variant and trains the seeds they lack, so runs merged from
-    a box whose data or recipe differed would otherwise be found out only by hours of training."""
+    """For each study where imported runs of a recipe name began a variant of their own (another
+    recipe version under the name, other data, another stack) beside a variant that held runs of
+    that name before: a line naming the variants.  A verdict reads the runs of its own variant and
+    trains the seeds they lack, so runs merged from a box whose data or recipe differed would
+    otherwise be found out only by hours of training."""
     imported, notes = {run.key for run in added}, []
     for task, model in sorted({(run.task["name"], run.model["name"]) for run in added}):
+        stored = store.query(task=task, model=model, traces=False, skip_damaged=True)
+        names = {run.key: set(run.recipe_names) for run in stored}  # before name_studies renames them
         studies: dict[tuple, list[tuple[str, list[RunResult]]]] = {}
-        for label, runs in group_studies(name_studies(store.query(task=task, model=model, traces=False,
-                                                                  skip_damaged=True))):
+        for label, runs in group_studies(name_studies(stored)):
             studies.setdefault(study_key(runs[0]), []).append((label, runs))
         for key, variants in studies.items():
-            new = [all(run.key in imported for run in runs) for _, runs in variants]
-            if not any(new) or all(new):  # joined the variants held before, or none was held
-                continue
-            name, held = study_label(key), []
+            held = [{n for run in runs if run.key not in imported for n in names[run.key]} for _, runs in variants]
+            began = [{n for run in runs if run.key in imported for n in names[run.key]} - before
+                     for (_, runs), before in zip(variants, held)]
+            if not any(new & before for i, new in enumerate(began) for j, before in enumerate(held) if i != j):
+                continue  # joined the variants their names held, or the store held none of their names
+            name, counts = study_label(key), []
             for label, runs in variants:
                 count = sum(run.key in imported for run in runs)
-                held.append(f"{label.removeprefix(f'{name} [').removesuffix(']')}: {len(runs)} seed(s)"
-                            + (f", {count} imported" if count else ""))
-            notes.append(f"{name} is stored as {len(variants)} studies ({'; '.join(held)}); a verdict reads the "
+                counts.append(f"{label.removeprefix(f'{name} [').removesuffix(']')}: {len(runs)} seed(s)"
+                              + (f", {count} imported" if count else ""))
+            notes.append(f"{name} is stored as {len(variants)} studies ({'; '.join(counts)}); a verdict reads the "
                          f"one of its own recipe, data and stack and trains the seeds it lacks (`stabench "
                          f"summary` lists them)")
     return notes

@@ -514,6 +514,14 @@ def test_an_import_says_when_its_runs_stand_apart_from_the_stored_study_of_their
     assert main(["import", str(tmp_path / "more.json"), "--store", box_a]) == 0  # joins the edited version's seeds
     assert main(["import", str(tmp_path / "both.json"), "--store", str(tmp_path / "new.sqlite")]) == 0  # nothing held
     assert "note" not in capsys.readouterr().out
+    box_c = str(tmp_path / "c.sqlite")  # mine held at lr 1e-3 only; its default lr held under the recipe's own name
+    main(_args(tiny_model, "--seeds", "0-1", "--store", box_c))
+    main(_args(tiny_model, "--seeds", "0-1", "--set", "name=mine", "--set", "lr=1e-3", "--store", box_c))
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "same.json"), "--store", box_c]) == 0  # mine at the default lr
+    out = " ".join(capsys.readouterr().out.split())
+    assert re.search(r"note: polarity / tiny-bert / \S+ \| mine is stored as 2 studies \(recipe content \w+ "
+                     r"\(lr=2e-05\): 4 seed\(s\), 2 imported; recipe content \w+ \(lr=0\.001\): 2 seed\(s\)\)", out), out
 
 
 def test_an_import_says_which_tags_its_runs_joined_and_can_leave_them_out(tiny_model, tmp_path, capsys):
