@@ -190,7 +190,7 @@ def replaceable_export(path: Path) -> bool:
     if path.stat().st_size == 0:
         return True
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             first = handle.readline()
             if first.strip() != "[":
                 return _EXPORT_CSV_COLUMNS <= set(next(csv.reader([first]), []))
@@ -338,7 +338,8 @@ def _parse_csv(text: str) -> tuple[list[RunResult], list[str]]:
             raise ValueError(f"CSV row {line}: key column {row[key_at]!r} does not match the "
                              f"record's key {run.key!r}")
         runs.append(run)
-        written = RunResult.as_written(record)  # the columns beside an old record show it unmigrated
+        # The columns beside an old record show it unmigrated; they hold no trace, so none is walked.
+        written = RunResult.as_written({**record, "trace": {}})
         cells, columns = dict(zip(header, row)), _columns([written])
         for column, value in zip(columns, _row(written, columns)):
             if (cell := cells.get(_cell(column))) is not None and not _shows(cell, value):
@@ -349,11 +350,13 @@ def _parse_csv(text: str) -> tuple[list[RunResult], list[str]]:
 
 def _shows(cell: str, value: Any) -> bool:
     """Whether a CSV cell shows ``value`` as export wrote it, or as a spreadsheet or pandas saves
-    it again (``1.00E-05``, ``TRUE``, ``2.0``, a NaN as an empty cell)."""
+    it again (``1.00E-05``, ``TRUE``, ``2.0`` or a tag ``2024.0``, a NaN as an empty cell)."""
     written = str(_cell(value))
-    if cell.lower() == written.lower() or isinstance(value, float) and math.isnan(value) and cell in ("", "NaN"):
+    if cell == written or isinstance(value, bool) and cell.lower() == written.lower():
         return True
+    if isinstance(value, float) and math.isnan(value):
+        return cell in ("", "NaN", "nan")
     try:
-        return not isinstance(value, str) and math.isclose(float(cell), float(value), rel_tol=1e-12)
+        return math.isclose(float(cell), float(written), rel_tol=1e-12)
     except (TypeError, ValueError):
         return False

@@ -937,12 +937,18 @@ def test_a_csv_edited_in_a_spreadsheet_imports_its_records_and_says_which_cells_
         header, *rows = list(csv.reader(fh))
     for row in rows:  # saved again by a spreadsheet or pandas: other spellings of the same values
         row[header.index("recipe.lr")], row[header.index("recipe.bias_correction")] = "2.00E-05", "TRUE"
-        row[header.index("metric.mcc")] = ""
-    with open(tmp_path / "resaved.csv", "w", newline="", encoding="utf-8-sig") as fh:
-        csv.writer(fh).writerows([header, *rows])
+        row[header.index("metric.mcc")], row[header.index("seed")] = "", f"{row[header.index('seed')]}.0"
+
+    def save(name: str) -> Path:  # as Excel's "CSV UTF-8" does, with a byte-order mark
+        with open(tmp_path / name, "w", newline="", encoding="utf-8-sig") as fh:
+            csv.writer(fh).writerows([header, *rows])
+        return tmp_path / name
+
+    save("resaved.csv")
     rows[1][header.index("metric.accuracy")], rows[1][header.index("failed")] = "0.9", "0"
-    with open(tmp_path / "edited.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([header, *rows])
+    rows[0][header.index("model_name")] = rows[0][header.index("model_name")].upper()  # text is not a bool's TRUE
+    assert store.export(save("edited.csv")) == 2  # an export with a byte-order mark is one to replace, too
+    save("edited.csv")
     old = dataclasses.replace(make_result(2), model={"name": "./models/tiny", "weights_sha256": "ab"})
     write_export(tmp_path / "old.csv", [old], "csv")  # a folder's path as typed, as runs were stored before 2026-12-04
     for name, count in (("resaved", 2), ("old", 1)):
@@ -954,8 +960,8 @@ def test_a_csv_edited_in_a_spreadsheet_imports_its_records_and_says_which_cells_
         assert edited.import_file(tmp_path / "edited.csv") == (2, 0)
         assert same(edited.get(make_result(1).key), store.get(make_result(1).key))
     assert [str(w.message).partition("edited.csv: ")[2] for w in caught if "CSV row" in str(w.message)] == [
-        "1 CSV row(s) show values their record (result_json) does not hold (row 3: failed '0', the record 1); "
-        "only each run's record is read, so those edits count for nothing"]
+        "2 CSV row(s) show values their record (result_json) does not hold (row 2: model_name 'BERT-LARGE-UNCASED', "
+        "the record 'bert-large-uncased'); only each run's record is read, so those edits count for nothing"]
 
 
 @pytest.mark.parametrize("odd", ["\x00", "\udc80"])
