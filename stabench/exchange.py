@@ -50,7 +50,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         raise StoreError(f"{path}: nothing imported: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
-    if not runs:  # export writes none such: a placeholder, say, which must not pass in CI as an import
+    if not runs:  # a placeholder, or an export of a store whose runs are damaged: never a CI step's pass
         raise StoreError(f"{path}: holds no runs; expected a `stabench export` file of one or more")
     if edited:  # a spreadsheet's edits: the record is what was trained, and all that is read
         warn(f"{path}: {len(edited)} CSV row(s) show values their record (result_json) does not hold ({edited[0]}); "

@@ -175,9 +175,9 @@ def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new`` is ``old``'s definition run again: its other fields as they were, and its
     loader the function that made ``old``'s, defined again: the same module, name and code, and
     the same plain values (paths, names, tuples of them) closed over, so that a loader factory
-    called with another file is another task.  Where it starts counts within one file (two loaders of one code on two
-    lines are two tasks), not across files: a notebook cell with a comment added above its task is
-    compiled as another file."""
+    called with another file is another task.  Where it starts counts within one file (two
+    loaders of one code on two lines are two tasks), not across files: a notebook cell with a
+    comment added above its task is compiled as another file."""
     shape = _loader_shape(old.loader)
     if _field_differences(old, new) or shape is None or shape != _loader_shape(new.loader):
         return False
@@ -205,7 +205,7 @@ def _is_plain(value) -> bool:
     """A path, name or number, or a short tuple of them (``make(("a.csv", "b.csv"))``): what tells
     a factory's loaders apart.  A list, a long tuple or a DataFrame is data the loader gives,
     which a notebook cell run again may change."""
-    if isinstance(value, (tuple, frozenset)):
+    if isinstance(value, tuple):  # not a set: its order, and so its repr, may differ between equal ones
         return len(value) <= _NAMING_ITEMS and all(map(_is_plain, value))
     return isinstance(value, (str, int, float, Path))
 
