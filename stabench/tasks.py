@@ -174,7 +174,7 @@ def register_task(task: Task, replace: bool = False) -> Task:
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new`` is ``old``'s definition run again: its other fields as they were, and its
     loader the function that made ``old``'s, defined again: the same module, name and code, and
-    the same plain values (paths, names, tuples of them) closed over, so that a loader factory
+    the same plain values (paths, names, tuples and dicts of them) closed over, so that a loader factory
     called with another file is another task.  Where it starts counts within one file (two
     loaders of one code on two lines are two tasks), not across files: a notebook cell with a
     comment added above its task is compiled as another file."""
@@ -193,18 +193,20 @@ def _loader_shape(loader) -> tuple | None:
     plain = []
     for cell in loader.__closure__ or ():
         with contextlib.suppress(ValueError):  # a cell not yet filled
-            if _is_plain(cell.cell_contents):
-                plain.append(repr(cell.cell_contents))  # repr: a NaN given again is the same value
+            if _is_plain(value := cell.cell_contents):  # repr: a NaN given again is the same value
+                plain.append(repr(dict(sorted(value.items(), key=repr)) if isinstance(value, dict) else value))
     return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
 
-_NAMING_ITEMS = 16  # a tuple of up to this many paths or names names a task's data; a longer one is the data
+_NAMING_ITEMS = 16  # a tuple or dict of up to this many names a task's data; a longer one is the data
 
 
 def _is_plain(value) -> bool:
-    """A path, name or number, or a short tuple of them (``make(("a.csv", "b.csv"))``): what tells
-    a factory's loaders apart.  A list, a long tuple or a DataFrame is data the loader gives,
-    which a notebook cell run again may change."""
+    """A path, name or number, or a short tuple or dict of them (``make(("a.csv", "b.csv"))``,
+    ``make({"train": "a.csv"})``): what tells a factory's loaders apart.  A list, a longer tuple
+    or a DataFrame is data the loader gives, which a notebook cell run again may change."""
+    if isinstance(value, dict):
+        return len(value) <= _NAMING_ITEMS and all(map(_is_plain, [*value, *value.values()]))
     if isinstance(value, tuple):  # not a set: its order, and so its repr, may differ between equal ones
         return len(value) <= _NAMING_ITEMS and all(map(_is_plain, value))
     return isinstance(value, (str, int, float, Path))

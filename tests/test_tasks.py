@@ -916,7 +916,8 @@ def test_two_loaders_of_one_code_on_two_lines_are_two_tasks_in_either_order():
 
 @pytest.mark.parametrize("kind, value, other", [
     ("Path", "v1.csv", "v2.csv"), ("int", 64, 128), ("float", 0.5, 0.25),
-    ("tuple", ("a.csv", "b.csv"), ("c.csv", "d.csv")), ("nested", ("a.csv", ("b.csv",)), ("a.csv", ("c.csv",)))])
+    ("tuple", ("a.csv", "b.csv"), ("c.csv", "d.csv")), ("nested", ("a.csv", ("b.csv",)), ("a.csv", ("c.csv",))),
+    ("dict", {"train": "a.csv", "validation": "b.csv"}, {"train": "a.csv", "validation": "c.csv"})])
 def test_a_loader_factory_called_with_other_paths_or_numbers_makes_another_task(kind, value, other):
     """A factory's loader closes over a Path, a size, a fraction or a tuple of files: called with
     another, it is another task, never a re-run that silently replaces the first one's data."""
@@ -932,8 +933,10 @@ def test_a_loader_factory_called_with_other_paths_or_numbers_makes_another_task(
         return Task(name, "text", lambda: {"train": _in_memory([str(source)] * 2, [0, 1]),
                                            "validation": _in_memory([str(source)] * 2, [0, 1])})
 
-    assert registered_name(make(value)) == registered_name(make(value)) == name  # the same value: a re-run
-    said = f"(its loader reading {value!r} where this one's reads {other!r})"
+    again = dict(reversed(value.items())) if kind == "dict" else value  # a dict written in another order
+    assert registered_name(make(value)) == registered_name(make(again)) == name  # the same value: a re-run
+    shown = {"dict": lambda d: repr(dict(sorted(d.items())))}.get(kind, repr)  # a dict's keys in order
+    said = f"(its loader reading {shown(value)} where this one's reads {shown(other)})"
     with pytest.raises(ValueError, match=rf"^task name '{name}' is already used by another task in this process "
                                          rf"{re.escape(said)}; give this one another name"):
         registered_name(make(other))
