@@ -526,7 +526,8 @@ def _told_apart(groups: Sequence[Sequence[RunResult]], always: Sequence[str] = (
     what it ran.  The key parts named in ``always`` are shown even where they do not vary."""
     varying = [name for name, get in _KEY_PARTS.items()
                if name in always or len({str(get(g[0])) for g in groups}) > 1]
-    versions = version_labels([(g[0].recipe_hash[:SHORT_HASH], g[0].recipe) for g in groups])
+    versions = (version_labels([(g[0].recipe_hash[:SHORT_HASH], g[0].recipe) for g in groups])
+                if "recipe content" in varying else [""] * len(groups))
 
     def shown(name: str, run: RunResult, version: str) -> str:
         value = _KEY_PARTS[name](run)

@@ -174,10 +174,10 @@ def register_task(task: Task, replace: bool = False) -> Task:
 def _redefines(old: Task, new: Task) -> bool:
     """Whether ``new`` is ``old``'s definition run again: its other fields as they were, and its
     loader the function that made ``old``'s, defined again: the same module, name and code, and
-    the same plain values (paths, names, tuples and dicts of them) closed over, so that a loader factory
-    called with another file is another task.  Where it starts counts within one file (two
-    loaders of one code on two lines are two tasks), not across files: a notebook cell with a
-    comment added above its task is compiled as another file."""
+    the same plain values (paths, names, tuples and dicts of them) closed over, so that a loader
+    factory called with another file is another task.  Where it starts counts within one file
+    (two loaders of one code on two lines are two tasks), not across files: a notebook cell with
+    a comment added above its task is compiled as another file."""
     shape = _loader_shape(old.loader)
     if _field_differences(old, new) or shape is None or shape != _loader_shape(new.loader):
         return False
@@ -193,7 +193,7 @@ def _loader_shape(loader) -> tuple | None:
     plain = []
     for cell in loader.__closure__ or ():
         with contextlib.suppress(ValueError):  # a cell not yet filled
-            if _is_plain(value := cell.cell_contents):  # repr: a NaN given again is the same value
+            if _is_plain(value := cell.cell_contents):  # by repr: a NaN given again is the same; a dict sorted
                 plain.append(repr(dict(sorted(value.items(), key=repr)) if isinstance(value, dict) else value))
     return loader.__module__, loader.__qualname__, code_shape(code), tuple(plain)
 
@@ -241,9 +241,9 @@ def _differences(old: Task, new: Task) -> str:
     """How a task differs from the one registered under its name, e.g. after a notebook cell was
     edited and run again: its columns or metrics (the same files read two ways), or its loader."""
     named = _field_differences(old, new)
-    if not named and None not in (_loader_shape(old.loader), _loader_shape(new.loader)):
+    old_shape, new_shape = _loader_shape(old.loader), _loader_shape(new.loader)
+    if not named and None not in (old_shape, new_shape):
         (old_file, old_line), (_, new_line) = _loader_place(old.loader), _loader_place(new.loader)
-        old_shape, new_shape = _loader_shape(old.loader), _loader_shape(new.loader)
         if old_shape[:2] != new_shape[:2]:  # one file imported under two module names, say
             named.append(f"its loader {'.'.join(old_shape[:2])} where this one's is {'.'.join(new_shape[:2])}")
         elif old_shape[2] != new_shape[2]:
