@@ -23,7 +23,7 @@ from .exchange import read_export
 from .gate import AmbiguousRecipe, compare_studies, group_studies, name_studies, parse_env, study_key, study_label
 from .models import check_model_name, stored_name
 from .recipes import Recipe, get_recipe, parse_overrides
-from .result import RunResult
+from .result import MAX_SEED, RunResult
 from .settings import ProjectSettings, project_settings
 from .stats import smallest_split_p, summarize_runs
 from .store import SHORT_HASH, SHORT_KEY, DamagedRunsLeftOut, Store, StoreError, check_tag, default_store_path
@@ -899,11 +899,14 @@ def _origin(module_name: str) -> Path | None:
 
 
 def _one_seed_note(seeds: str | None) -> str | None:
-    """``--seeds 5`` is seed 5 alone here, where pytest's ``--stabench-seeds=5`` is seeds 0-4."""
-    if seeds and seeds.strip().isdigit() and int(seeds) > 1:
-        count = int(seeds)
-        return f"--seeds {count} is seed {count} alone; for {count} seeds write --seeds 0-{count - 1}"
-    return None
+    """``--seeds 5`` is seed 5 alone here, where pytest's ``--stabench-seeds=5`` is seeds 0-4 (and
+    ``--stabench-seeds=1`` seed 0).  Not for a number no seed can be: its error says so."""
+    if not (seeds and seeds.strip().isdigit() and 1 <= int(seeds) <= MAX_SEED):
+        return None
+    count = int(seeds)
+    if count == 1:
+        return "--seeds 1 is seed 1 alone; for one seed from 0 (pytest's --stabench-seeds=1) write --seeds 0"
+    return f"--seeds {count} is seed {count} alone; for {count} seeds write --seeds 0-{count - 1}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,6 +80,11 @@ def test_run_prints_seeds_and_summary_then_reuses_the_store(tiny_model, capsys):
     assert "note: --seeds 2 is seed 2 alone; for 2 seeds write --seeds 0-1" in capsys.readouterr().out
     assert main(["runs", "--task", "polarity", "--seeds", "2"]) == 0  # a listing or an export, as the run
     assert "note: --seeds 2 is seed 2 alone; for 2 seeds write --seeds 0-1" in " ".join(capsys.readouterr().err.split())
+    assert main(["runs", "--task", "polarity", "--seeds", "1"]) == 0  # pytest's --stabench-seeds=1 is seed 0
+    assert "note: --seeds 1 is seed 1 alone; for one seed from 0 (pytest's --stabench-seeds=1) write --seeds 0" in \
+        " ".join(capsys.readouterr().err.split())
+    assert main(["runs", "--seeds", str(2**32)]) == 2  # no seed: the error alone, not a note about 2**32 seeds
+    assert "note:" not in (told := capsys.readouterr().err) and "4294967296 is invalid" in told
     assert main(["runs", "--task", "polarity"]) == 0
     listed = capsys.readouterr().out
     # What all three runs share is said once, above the table, instead of in seven columns.
