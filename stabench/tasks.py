@@ -524,15 +524,25 @@ def _check_columns(path: Path, columns: tuple[str, ...]) -> None:
             if not header or not any(cell.strip() for cell in header):
                 raise ValueError(f"task file {str(path)!r} is empty; expected a header row naming the columns, then "
                                  f"one row per example")
-            other, name = (",", ".csv") if tabs else ("\t", ".tsv")
-            if len(header) == 1 and other in header[0] and any(c not in header for c in columns):
-                raise ValueError(f"task file {str(path)!r} has one column, {header[0]!r}, which looks "
-                                 f"{'comma' if tabs else 'tab'}-separated; expected {path.suffix} columns "
-                                 f"separated by {'tabs' if tabs else 'commas'}, or name the file {name}")
+            if len(header) == 1 and any(c not in header for c in columns):
+                _refuse_other_separator(path, header[0], tabs)
             if not any(any(cell.strip() for cell in row) for row in rows):
                 raise ValueError(f"task file {str(path)!r} has no examples, only its header; expected one row "
                                  f"per example below it")
     _require_columns(str(path), columns, header)
+
+
+def _refuse_other_separator(path: Path, header: str, tabs: bool) -> None:
+    """A header read as one column that another separator would split: the file's name says one
+    format and its rows another (a spreadsheet's semicolons, in some locales, say)."""
+    expected = f"expected {path.suffix} columns separated by {'tabs' if tabs else 'commas'}"
+    if "," in header if tabs else "\t" in header:
+        raise ValueError(f"task file {str(path)!r} has one column, {header!r}, which looks "
+                         f"{'comma' if tabs else 'tab'}-separated; {expected}, or name the file "
+                         f"{'.csv' if tabs else '.tsv'}")
+    if ";" in header:
+        raise ValueError(f"task file {str(path)!r} has one column, {header!r}, which looks semicolon-separated "
+                         f"(a spreadsheet's CSV in some locales); {expected}: save it as comma-separated CSV")
 
 
 def _require_columns(where: str, columns: tuple[str, ...], header: list[str],

@@ -281,6 +281,14 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     with pytest.raises(ValueError, match=r"which looks tab-separated; expected \.csv columns separated by commas, "
                                          r"or name the file \.tsv$"):
         local_task("x", tmp_path / "tabs.csv", tmp_path / "tabs.csv", ["text"])
+    (tmp_path / "semicolons.csv").write_text("text;label\nx;0\n")  # a spreadsheet's CSV in some locales
+    with pytest.raises(ValueError, match=r"^task file '.*semicolons.csv' has one column, 'text;label', which looks "
+                                         r"semicolon-separated \(a spreadsheet's CSV in some locales\); expected "
+                                         r"\.csv columns separated by commas: save it as comma-separated CSV$"):
+        local_task("x", tmp_path / "semicolons.csv", tmp_path / "semicolons.csv", ["text"])
+    (tmp_path / "semicolons.tsv").write_text("text;label\nx;0\n")
+    with pytest.raises(ValueError, match=r"semicolon-separated .*; expected \.tsv columns separated by tabs: "):
+        local_task("x", tmp_path / "semicolons.tsv", tmp_path / "semicolons.tsv", ["text"])
     (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
     with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
         local_task("x", tmp_path / "bad.jsonl", tmp_path / "bad.jsonl", ["text"])
