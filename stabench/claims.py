@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
@@ -47,7 +48,7 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
           seeds: int | Sequence[int] = 5, arms: Mapping[str, Mapping[str, Any]] | None = None,
           train_size: int | None = None, toy: Mapping[str, Any] | None = None,
           requires: Sequence[str] = (), gate: Mapping[str, float] | None = None,
-          reference: Mapping[str, Any] | None = None) -> pytest.MarkDecorator:
+          reference: Mapping[str, Any] | None = None, **unknown: Any) -> pytest.MarkDecorator:
     """Mark a test as a stability claim; its ``study`` argument receives the results.
 
     ``task`` is a task name or a Task such as ``stabench.local_task(...)`` (registered under
@@ -58,11 +59,13 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     claim needs beyond the model and data ("cuda", "wikitext-2"), so a claim skips with the reason
     instead of failing after its seeds trained.  ``gate`` sets this claim's regression
     limits (see ``stabench.gate``); ``reference`` holds published numbers shown beside the
-    measured ones, as ``{task: {arm: text}}`` plus an optional ``"source"``.
+    measured ones, as ``{task: {arm: text}}`` plus an optional ``"source"``.  A misspelt keyword
+    (``taks=``) is a claim error naming it, not Python's TypeError from inside the decorator.
     """
     import pytest
 
     try:
+        _check_keywords(unknown)
         seeds = seed_spec(seeds, "claim ")
         _check_claim_options(task, model, recipe, arms, train_size, gate, toy)
         check_requirements(requires)
@@ -73,6 +76,16 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     return pytest.mark.stabench(task=task, model=model, recipe=recipe, seeds=seeds, arms=dict(arms or {}),
                                 train_size=train_size, toy=dict(toy or {}), requires=tuple(requires),
                                 gate=dict(gate or {}), reference=dict(reference or {}))
+
+
+def _check_keywords(unknown: Mapping[str, Any]) -> None:
+    if unknown:
+        accepted = [name for name in inspect.signature(claim).parameters if name != "unknown"]
+        close = difflib.get_close_matches(name := sorted(unknown)[0], accepted, n=1)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = (f" (a recipe field goes into the recipe: stabench.get_recipe(\"bert-default\", {name}=...))"
+                if name in {f.name for f in fields(Recipe)} else "")
+        raise ValueError(f"claim has no option {name!r}{meant}; expected {', '.join(accepted)}{hint}")
 
 
 @functools.cache

@@ -549,6 +549,11 @@ def test_unseen(study):
     (dict(toy={"recipe_overrides": {"max_step": 8}}), "claim toy: unknown recipe field 'max_step' (did you mean "),
     (dict(arms={"a": {"toy": {"seeds": 3}}}), "claim arm 'a' toy has unknown field(s) 'seeds'; expected "
                                               "recipe_overrides"),
+    (dict(taks="polarity"), "claim has no option 'taks' (did you mean 'task'?); expected task, model, recipe, seeds, "
+                            "arms, train_size, toy, requires, gate, reference"),
+    (dict(lr=1e-3), "claim has no option 'lr'; expected task, model, recipe, seeds, arms, train_size, toy, requires, "
+                    "gate, reference (a recipe field goes into the recipe: stabench.get_recipe(\"bert-default\", "
+                    "lr=...))"),
     # Arms named with empty options, for parametrize to fill in (the README's pattern), are fine here.
     (dict(arms={"no-bc": {}, "bc": {}}), None),
 ])
