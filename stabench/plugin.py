@@ -1387,7 +1387,7 @@ class Reporter:
 
         if not self.claims:
             if self.seeds:
-                terminalreporter.write_line(f"stabench {runs_line(self.record())}")
+                terminalreporter.write_line(f"stabench: {runs_line(self.record())}")
             if written:
                 terminalreporter.write_line(written)
             self._count_gate_failures(terminalreporter)

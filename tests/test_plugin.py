@@ -1536,7 +1536,7 @@ def test_a_session_of_seed_items_only_reports_the_runs_it_made(suite):
     seeds = result.parseoutcomes()["passed"]
     line = (f"runs: {seeds} trained this session ({seeds} by seed items, 0 by verdicts); 0 read from the store "
             f"({(suite.path / 's.sqlite').resolve()})")
-    result.stdout.fnmatch_lines([f"stabench {line}"])
+    result.stdout.fnmatch_lines([f"stabench: {line}"])
     assert (suite.path / "r.md").read_text() == (f"## stabench claims\n\nNo claim's verdict ran: only seed items "
                                                   f"were selected ({line}; the JSON report lists them).\n")
 
