@@ -674,9 +674,11 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
 def _seed_count_note(config: pytest.Config) -> str | None:
     """``--stabench-seeds 30`` is 30 seeds, where the CLI's ``--seeds 30`` is seed 30: said as the
     session starts, before a slip trains for hours, and again at its end (``-q`` shows no header).
-    Not for the ini file's count, written once on purpose and read by every session."""
+    Not for a count written once on purpose and read by every session: the ini file's key, or
+    ``addopts`` and ``$PYTEST_ADDOPTS``, which the command line as typed does not hold."""
     text = (option(config, "seeds") or "").strip()
-    if not text.isdigit() or int(text) < 1 or _from_ini(config, "seeds"):
+    typed = any("stabench-seeds" in arg or "stabench_seeds" in arg for arg in config.invocation_params.args)
+    if not text.isdigit() or int(text) < 1 or not typed:
         return None
     count = int(text)
     seeds = "seed 0" if count == 1 else f"seeds 0-{count - 1}"

@@ -910,6 +910,15 @@ def test_a_bare_seed_number_is_said_to_be_a_count_before_anything_trains_and_at_
     suite.makeini("[pytest]\nstabench_seeds = 3\n")  # written once, on purpose: no line in every session
     for meant in ((), ("--stabench-seeds=30-30",), ("--stabench-seeds=2,5",)):
         assert not any("is a count" in line for line in _run(suite, "--co", *meant).stdout.lines)
+    suite.makeini("[pytest]\naddopts = --stabench-seeds 3\n")  # likewise in addopts, and in $PYTEST_ADDOPTS
+    assert not any("is a count" in line for line in _run(suite, "--co").stdout.lines)
+    suite.makeini("[pytest]\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTEST_ADDOPTS", "--stabench-seeds=4")
+        listed = _run(suite, "--co").stdout.lines
+        assert any("seed3" in line for line in listed) and not any("is a count" in line for line in listed)
+        assert "stabench: --stabench-seeds=5 is a count: seeds 0-4 (seed 5 alone is 5-5)" in \
+            _run(suite, "--co", "--stabench-seeds", "5").stdout.lines  # typed: the command line's count wins
 
 
 @pytest.mark.parametrize("option, message", [
