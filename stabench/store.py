@@ -573,9 +573,16 @@ class Store:
 
         A run that cannot be written (say the store stayed locked past the busy timeout, or
         Ctrl-C or SIGTERM came mid-write) may have cost hours of GPU time, so it is kept in an
-        importable file beside the store.
+        importable file beside the store.  A run that would not read back (a script's run whose
+        headline metric is no number, say) is refused, unstored: it would make every read of its
+        key an error.
         """
         row = row_of(result)
+        try:
+            _check_is_run(RunResult.from_json(row[-1]), result.key)
+        except _RECORD_ERRORS as error:
+            raise StoreError(f"{self.path}: run {result.key} cannot be stored: it would not read back ({error})") \
+                from error
         committed = False
         try:
             with self._transaction() as conn:

@@ -626,3 +626,104 @@ def test_encoder_gradients_at_exactly_zero_vanished_only_if_the_classifier_still
     fallen = curve({1: 1.0, 30: 5e-3, 200: 5e-3})  # 200x down, but far above a dead top layer
     top_dead = analysis.vanishing_gradients(make_result(traces(fallen, dead)))
     assert not top_dead.vanished and top_dead.bottom_top_ratio > 1e20
+
+
+def test_the_recovery_and_bottom_top_boundaries_are_inclusive():
+    """Back to exactly start / recover_factor is recovered; a bottom/top ratio of exactly max_ratio
+    is a contrast (all of it exact through the log means)."""
+    n = len(STEPS)
+    back = analysis.vanishing_gradients(make_result(traces([1.0] + [1e-3] * (n - 4) + [0.1] * 3, [1.0] * n)))
+    assert back.final == back.start / 10 and back.recovered and not back.vanished
+    verdict = analysis.vanishing_gradients(make_result(traces([1.0] + [1e-3] * (n - 1), [1.0] + [1e-2] * (n - 1))))
+    assert verdict.bottom_top_ratio == 0.1 and verdict.vanished
+
+
+def test_dead_encoder_gradients_without_a_traced_classifier_are_not_called_vanishing():
+    """With no classifier trace there is no sign that gradient still reached the head."""
+    dead = [0.0 if v < 1e-35 else v for v in curve({1: 1.0, 10: 1e-3, 11: 1e-40, 200: 1e-40})]
+    verdict = analysis.vanishing_gradients(make_result({"embeddings": dead, "layer.0": dead, "layer.1": dead}))
+    assert math.isnan(verdict.bottom_top_ratio) and not verdict.vanished
+    with_head = {"embeddings": dead, "layer.0": dead, "layer.1": dead, "classifier": [1.0] * len(STEPS)}
+    assert analysis.vanishing_gradients(make_result(with_head)).vanished
+
+
+def test_example_runs_fall_back_to_an_untraced_run_and_never_divide_by_a_zero_start():
+    """A group whose runs have no usable trace (none, NaN, or a bottom layer starting at 0) still gets
+    its example: the first run."""
+    untraced = make_result(seed=0, failed=True)
+    zero_start = make_result(traces([0.0] + [1.0] * (len(STEPS) - 1), [1.0] * len(STEPS)), seed=1, failed=True)
+    assert analysis.example_runs([untraced, zero_start])["failed"] is untraced
+    assert analysis.example_runs([zero_start, untraced])["failed"] is zero_start
+    traced = make_result(traces(curve({1: 1.0, 200: 0.5}), [1.0] * len(STEPS)), seed=2, failed=True)
+    assert analysis.example_runs([zero_start, traced])["failed"] is traced
+
+
+def test_a_train_loss_exactly_tolerance_from_the_reference_is_at_chance():
+    assert analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=0.75), tolerance=0.25,
+                                          reference_loss=0.5)
+    assert not analysis.collapsed_to_constant(make_result(counts=(256, 0), train_loss=0.76), tolerance=0.25,
+                                              reference_loss=0.5)
+
+
+def test_a_run_without_a_recorded_train_loss_is_judged_on_its_last_step_loss():
+    """Records made before metrics['train_loss'] existed: the loss the run ended at, not the one it began at."""
+    run = make_result(counts=(256, 0))
+    del run.metrics["train_loss"]
+    run.trace["loss"] = [0.2] * 5 + [0.69]
+    assert analysis.collapsed_to_constant(run)
+    run.trace["loss"] = [0.69] * 5 + [0.2]
+    assert not analysis.collapsed_to_constant(run)
+
+
+def test_a_mask_prob_of_one_masks_every_non_special_token(tiny_model):
+    """mask_prob is in (0, 1]: 1 masks them all, as documented; above 1 is refused."""
+    tokenizer = load_tokenizer(resolve(tiny_model))
+    texts = _texts()[:4]
+    plan = analysis._mask_plan(tokenizer, texts, mask_prob=1.0, seed=0, max_length=128)
+    special = set(tokenizer.all_special_ids)
+    for ids, positions in plan:
+        assert sorted(positions.tolist()) == [i for i, token in enumerate(ids.tolist()) if token not in special]
+    with pytest.raises(ValueError, match=r"mask_prob=1\.5 must be in \(0, 1\]"):
+        analysis._mask_plan(tokenizer, texts, mask_prob=1.5, seed=0, max_length=128)
+
+
+def test_the_tie_floor_comes_from_the_coarsest_dev_split():
+    """Accuracies known to 1/100 are no flatter for one run scored on 1000 examples."""
+    import dataclasses
+
+    losses = np.logspace(-1, -2.5, 6)
+
+    def tied(n_evals):
+        return analysis.overfitting_trend([dataclasses.replace(make_result(seed=i, train_loss=float(loss),
+                                                                           accuracy=0.7),
+                                                               task={"name": "t", "n_eval": n_eval})
+                                           for i, (loss, n_eval) in enumerate(zip(losses, n_evals))])
+
+    coarse, fine = tied([100] * 6), tied([1000] * 6)
+    assert fine.slope_ci[1] < coarse.slope_ci[1]
+    assert tied([100] + [1000] * 5).slope_ci == pytest.approx(coarse.slope_ci, abs=1e-12)
+
+
+def test_the_flat_and_improves_boundaries():
+    """A slope interval reaching exactly -tolerance is within it (flat); p exactly alpha is not significant."""
+    runs = _loss_accuracy_runs(lambda log_loss: 0.80 - 0.001 * log_loss)
+    first = analysis.overfitting_trend(runs)
+    assert first.slope < 0
+    edge = analysis.overfitting_trend(runs, tolerance=-first.slope_ci[0])
+    assert edge.slope_ci == first.slope_ci and edge.flat
+    few = [make_result(seed=i, train_loss=float(loss), accuracy=acc)
+           for i, (loss, acc) in enumerate([(1e-1, 0.70), (1e-2, 0.72), (1e-3, 0.74), (1e-4, 0.76)])]
+    trend = analysis.overfitting_trend(few)
+    assert trend.rho == -1 and 0 < trend.p < 0.5  # exact over the 24 orderings
+    assert analysis.overfitting_trend(few, alpha=trend.p).improves is False
+    assert analysis.overfitting_trend(few, alpha=min(0.49, trend.p * 1.01)).improves is True
+
+
+def test_a_dead_bottom_layer_under_a_live_top_layer_is_a_contrast_not_dead_encoder():
+    """Only bottom *and* top at exactly zero lose the ratio; a bottom layer dead under a live top layer
+    is the sharpest bottom/top contrast there is, whatever the classifier's gradient did."""
+    dead = [0.0 if v < 1e-35 else v for v in curve({1: 1.0, 10: 1e-3, 11: 1e-40, 200: 1e-40})]
+    alive = curve({1: 1.0, 200: 0.5})
+    for classifier in (alive, dead):
+        verdict = analysis.vanishing_gradients(make_result(traces(dead, alive, classifier=classifier)))
+        assert verdict.bottom_top_ratio < 1e-25 and verdict.vanished

@@ -1922,3 +1922,34 @@ def test_the_toy_profile_subsamples_only_the_arms_that_subsample():
     spec = build_spec(options, {}, toy=True, toy_defaults=TOY)
     assert [(arm.name, arm.task, arm.train_size) for arm in spec.arms] == [
         ("full", "same-number", None), ("1k", "same-number", TOY["train_size"])]
+
+
+def test_a_claims_own_toy_options_add_to_the_toy_defaults_key_by_key():
+    """A claim's toy lr keeps the toy profile's step count, and its task_map keeps the other stand-ins."""
+    from stabench.claims import build_spec
+    from stabench.profiles import TOY
+
+    options = dict(task="rte", model="bert-large-uncased", recipe="bert-default", seeds=5,
+                   toy={"recipe_overrides": {"lr": 1e-3}, "task_map": {"sst2": "same-number"}},
+                   arms={"rte": {}, "sst2": {"task": "sst2"}})
+    spec = build_spec(options, {}, toy=True, toy_defaults=TOY)
+    assert [(arm.task, arm.recipe.lr, arm.recipe.max_steps, arm.recipe.trace_every) for arm in spec.arms] == [
+        ("same-number", 1e-3, TOY["recipe_overrides"]["max_steps"], TOY["recipe_overrides"]["trace_every"]),
+        ("same-number", 1e-3, TOY["recipe_overrides"]["max_steps"], TOY["recipe_overrides"]["trace_every"])]
+    assert spec.seeds == (0, 1)
+
+
+def test_the_toy_profile_drops_a_claims_requirements_and_its_own_toy_seeds_win_over_the_defaults():
+    """The toy scale is made for a CPU: a claim that needs cuda runs there anyway; a claim's own toy
+    seeds beat the profile's, and the command line's seeds beat both."""
+    from stabench.claims import build_spec, claim_seeds
+    from stabench.profiles import TOY
+
+    options = dict(task="rte", model="bert-large-uncased", recipe="bert-default", seeds=5, requires=("cuda",),
+                   toy={"seeds": 3})
+    assert build_spec(options, {}).requires == ("cuda",)
+    toy = build_spec(options, {}, toy=True, toy_defaults=TOY)
+    assert toy.requires == () and toy.seeds == (0, 1, 2)
+    assert claim_seeds({"seeds": 5}, toy=True, toy_defaults=TOY) == (0, 1)
+    assert claim_seeds(options, toy=True, toy_defaults=TOY) == (0, 1, 2)
+    assert claim_seeds(options, seed_override=[7], toy=True, toy_defaults=TOY) == (7,)

@@ -673,3 +673,78 @@ def test_runs_read_back_without_a_name_in_their_recipe_record_keep_the_name_they
     study = Study.from_runs(runs)
     assert study.arm.name == study.arm.recipe.name == "mine"
     assert study.arm.recipe.replace(name=FAST.name) == FAST  # its fields as stored
+
+
+def test_a_comparison_names_the_task_and_model_only_where_both_studies_ran_them():
+    """Studies of two tasks share no "task / model": the comparison leaves it unsaid rather than
+    naming one of them as if both had run it."""
+    from stabench.result import RunResult
+
+    def study_of(task: str, name: str) -> Study:
+        recipe = get_recipe("bert-default")
+        runs = [RunResult(key=f"{task}{seed}", task={"name": task}, model={"name": "m"}, recipe={},
+                          recipe_name=recipe.name, recipe_hash=recipe.hash, seed=seed, environment={},
+                          metrics={"accuracy": 0.7 + seed / 100}, primary_metric="accuracy", majority_accuracy=0.5,
+                          failed=False, collapsed=False, diverged=False, steps=10, wall_time_s=1.0, steps_per_s=10.0,
+                          started_at="", finished_at="") for seed in range(3)]
+        return Study(Arm(name=name, task=task, model="m", recipe=recipe), runs)
+
+    assert study_of("rte", "a").compare(study_of("rte", "b")).subject == "rte / m"
+    assert study_of("rte", "a").compare(study_of("mrpc", "a")).subject is None
+
+
+def test_clearing_a_session_s_attempt_notes_leaves_another_session_s(tmp_path):
+    """Another session (a second pytest in the same project) may be judging with its notes right now."""
+    from stabench.claims import clear_attempts
+    from stabench.store import beside_store
+
+    folder = beside_store(tmp_path / "s.sqlite", "attempts")
+    folder.mkdir()
+    (folder / "mine.json").write_text(json.dumps({"session": "me", "error": None}))
+    (folder / "theirs.json").write_text(json.dumps({"session": "them", "error": None}))
+    clear_attempts(tmp_path / "s.sqlite", "me")
+    assert sorted(p.name for p in folder.iterdir()) == ["theirs.json"]
+    clear_attempts(tmp_path / "s.sqlite", "them")
+    assert not folder.exists()  # emptied: removed
+
+
+
+def test_a_study_s_one_sided_failure_bound_is_the_one_sided_one():
+    study = _scored("a", [0.45, 0.8, 0.9, 0.85, 0.7])
+    one_sided = study.failure_rate_upper(one_sided=True)
+    assert one_sided == failure_rate_upper(1, 5, 0.95, True) < study.failure_rate_upper()
+
+
+def test_a_study_refuses_runs_of_one_headline_scored_under_two_definitions_of_the_task_s_metrics():
+    """The task's metrics changed between seeds (accuracy alone, then accuracy and macro_f1): the
+    headline is the same name, but the runs are not of one study."""
+    study = _scored("a", [0.6, 0.7, 0.8])
+    runs = [dataclasses.replace(run, task={"name": "t", "metrics": ["accuracy"] if run.seed else
+                                           ["accuracy", "macro_f1"]}) for run in study.results]
+    with pytest.raises(ValueError, match=r"its runs were scored with different metrics \(headline accuracy\)"):
+        Study(study.arm, runs)
+    Study(study.arm, [dataclasses.replace(run, task={"name": "t", "metrics": ["accuracy"]}) for run in study.results])
+
+
+def test_under_recompute_only_this_session_s_notes_say_a_run_is_new_or_crashed(tmp_path):
+    """A note of another session saying "stored" is no new result of this one (the stored run is the
+    old one); a note of this session saying "stored" is no crash; one with its error is."""
+    from types import SimpleNamespace
+
+    from stabench.claims import SeedNotRun, _write_attempt
+
+    old = _scored("a", [0.8]).results[0]
+    with Store(tmp_path / "s.sqlite") as store:
+        store.put(old)
+        session = Session(store=store, recompute=True)
+        prepared = SimpleNamespace(key=old.key, seed=old.seed)
+        note = session._attempt_path(old.key)
+        _write_attempt(note, {"session": "an-earlier-session", "stored": True})
+        assert session._usable(prepared) is None and session._usable(prepared, claimed=True) is None
+        _write_attempt(note, {"session": session.session_id, "stored": True})
+        assert session._usable(prepared).key == old.key
+        arm = Arm(name="bert-default", task="t", model="m", recipe=get_recipe("bert-default"))
+        session._raise_if_attempted(arm, 0, old.key)  # stored by this session: nothing crashed
+        _write_attempt(note, {"session": session.session_id, "pid": 1, "host": "h", "error": "OSError: disk"})
+        with pytest.raises(SeedNotRun, match="seed 0 of bert-default did not finish in this session: OSError: disk"):
+            session._raise_if_attempted(arm, 0, old.key)

@@ -2046,3 +2046,161 @@ def test_runs_stored_under_a_preset_variant_s_name_with_other_content_are_still_
     store.put(run)
     recipe = store.recipe_named("bert-default-bc[lr=0.001]", recipe_hash=run.recipe_hash[:6])
     assert recipe.name == "bert-default-bc[lr=0.001]" and recipe.lr == 2e-5 and recipe.epochs == 20
+
+
+def test_a_warning_of_exactly_three_damaged_runs_names_them_all_and_no_more(tmp_path: Path) -> None:
+    """Three keys are named whole; "and N more" starts at the fourth."""
+    three = str(store_module.DamagedRunsLeftOut(tmp_path / "s.sqlite", ["k1", "k2", "k3"]))
+    assert "left out 3 unreadable stored run(s), k1, k2, k3: rerunning" in three and "more" not in three
+    four = str(store_module.DamagedRunsLeftOut(tmp_path / "s.sqlite", ["k1", "k2", "k3", "k4"]))
+    assert "left out 4 unreadable stored run(s), k1, k2, k3 and 1 more: rerunning" in four
+
+
+def test_an_import_that_scored_three_runs_differently_names_all_three_and_a_fourth_is_dots(store: Store) -> None:
+    """Three differing copies are all named; "; ..." only says there are more than the three shown."""
+    for seed in range(4):
+        store.put(make_result(seed, metrics={"accuracy": 0.9}))
+    with pytest.warns(UserWarning, match=r"kept the stored copy of 3 run") as caught:
+        store.merge([make_result(seed, metrics={"accuracy": 0.8}) for seed in range(3)])
+    message = str(caught[0].message)
+    assert message.endswith("seed 2: accuracy 0.9 and 0.8") and "..." not in message
+    with pytest.warns(UserWarning, match=r"kept the stored copy of 4 run.*seed 2: accuracy 0\.9 and 0\.8; \.\.\.$"):
+        store.merge([make_result(seed, metrics={"accuracy": 0.8}) for seed in range(4)])
+
+
+def test_a_record_without_key_fields_edited_into_another_seed_is_unreadable_as_its_key_s_seed(store: Store) -> None:
+    """Without key fields only the seed asked for shows the edit: get(key, seed) refuses the record,
+    and a rerun counts it as lost rather than reusing it."""
+    run = make_result(0)
+    store.put(run)
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = json_set(result_json, '$.seed', 5) WHERE key = ?", (run.key,))
+    conn.close()
+    assert store.get(run.key).seed == 5  # no seed asked: nothing to hold it to
+    with pytest.raises(store_module.UnreadableRun, match="it records seed 5 under the key of seed 0"):
+        store.get(run.key, seed=0)
+    with pytest.warns(UserWarning, match="is unreadable .*training it again"):
+        assert store.reusable(run.key, seed=0) is None
+
+
+def test_a_copy_of_the_run_under_another_key_but_this_very_stack_is_no_other_stack(store: Store) -> None:
+    """A stored copy that makes this run's key under this stack and differs in no key field (stored
+    under another key, an older key scheme say) is not "another stack": nothing to warn of."""
+    here = make_result(3)
+    store.put(dataclasses.replace(here, key="older-scheme-key"))
+    stack = key_fields(here.environment)
+    assert store.other_stacks(here.key, here.task, here.model, here.recipe_hash, 3, stack) == []
+    store.put(dataclasses.replace(make_result(3, environment={"torch": "2.12.0"}), key="older-scheme-torch"))
+    assert store.other_stacks(here.key, here.task, here.model, here.recipe_hash, 3, stack) == [
+        {"torch": ("2.12.0", "2.13.0")}]
+
+
+def test_copies_that_differ_only_in_a_verdict_flag_scored_differently(store: Store) -> None:
+    """Same metrics, but one copy diverged (or collapsed, or failed): two different outcomes of one run."""
+    run = make_result(2)
+    assert not store_module.scored_differently(run, make_result(2))
+    for flag in ("failed", "collapsed", "diverged"):
+        other = dataclasses.replace(run, **{flag: not getattr(run, flag)})
+        assert store_module.scored_differently(run, other) and store_module.scored_differently(other, run), flag
+    store.put(run)
+    with pytest.warns(UserWarning, match=r"kept the stored copy of 1 run\(s\) that the file's copy scored differently"):
+        assert store.merge([dataclasses.replace(run, diverged=True)]) == (0, 1)
+    assert store.get(run.key).diverged is False
+
+
+def test_a_recipe_name_stored_as_written_is_found_as_written_not_only_as_its_canonical_spelling(store: Store) -> None:
+    """Runs stored under a preset variant spelt another way (an older stabench kept the name as typed)
+    are found by that very name: it is not rewritten into a spelling no run holds."""
+    written = "bert-default[max_steps=64,lr=3e-3]"
+    run = make_result(0, recipe=written)
+    store.put(run)
+    assert store.recipe_name(written) == written
+    assert [r.key for r in store.query(recipe=written)] == [run.key]
+    assert store.recipe_name("bert-default[max_steps=32,lr=3e-3]") == "bert-default[lr=0.003,max_steps=32]"
+
+
+def test_a_stored_record_whose_keyed_field_was_taken_out_is_unreadable_not_served(store: Store) -> None:
+    """A record that lists its keyed fields but lacks one (edited in the store) makes no key at all:
+    it cannot be checked, so it is a run lost rather than a run read."""
+    from stabench.result import key_of_record, keyed_fields
+
+    run = make_result(0)
+    run = dataclasses.replace(run, environment={**run.environment, "keyed_fields": keyed_fields(
+        run.task, run.model, key_fields(run.environment))})
+    assert key_of_record(run) == run.key
+    store.put(run)
+    assert store.get(run.key).key == run.key
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE runs SET result_json = json_remove(result_json, '$.model.revision') WHERE key = ?",
+                     (run.key,))
+    conn.close()
+    with pytest.raises(store_module.UnreadableRun, match=r"its contents make no key \(a keyed field is missing\)"):
+        store.get(run.key)
+    assert store.put(run) is True  # the damaged record is replaced by this copy, and kept aside
+    assert store.get(run.key).model == run.model and (store.path.parent / "damaged" / f"{run.key}.json").exists()
+
+
+def test_an_empty_stabench_store_variable_counts_as_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STABENCH_STORE= pytest`` (cleared, not unset) must not make the store the current folder's ''."""
+    monkeypatch.setenv("STABENCH_STORE", "")
+    assert default_store_path(tmp_path) == tmp_path / ".stabench" / "results.sqlite"
+
+
+def test_a_train_size_filter_of_full_may_come_with_spaces() -> None:
+    assert store_module.check_train_size_filter(" full ") == store_module.check_train_size_filter("full") == "full"
+
+
+def test_tagging_a_claim_s_runs_again_tags_nothing_new(store: Store) -> None:
+    """A session tagging the same baseline twice: the count is of runs newly tagged, and they keep it."""
+    runs = [make_result(seed, tags=["stored-with"]) for seed in range(3)]
+    for run in runs:
+        store.put(run)
+    keys = [runs[0].key, runs[1].key]
+    assert store.tag(keys, "base", claim="test_a") == 2
+    assert store.tag(keys, "base", claim="test_a") == 0
+    assert store.tag([*keys, runs[2].key], "base", claim="test_a") == 1
+    assert [r.seed for r in store.query(tag="base", claim="test_a")] == [0, 1, 2]
+
+
+def test_exporting_with_filters_left_unset_is_exporting_everything(store: Store, tmp_path: Path) -> None:
+    """Filters given as None (the CLI passes each option so) are no filters: an empty store exports
+    an empty file rather than "nothing matches"."""
+    assert store.export(tmp_path / "none.json", task=None, model=None, tag=None) == 0
+    assert json.loads((tmp_path / "none.json").read_text()) == []
+
+
+def test_an_environment_filter_that_matches_nothing_exports_nothing_and_says_so(store: Store, tmp_path: Path) -> None:
+    store.put(make_result(0))
+    with pytest.raises(StoreError, match=r"no stored run matches torch=9\.9 \(stored torch values: 2\.13\.0\); "
+                                         r"nothing was exported to"):
+        store.export(tmp_path / "runs.json", env={"torch": "9.9"})
+    assert not (tmp_path / "runs.json").exists()
+    assert store.export(tmp_path / "runs.json", env={"torch": "2.13.0"}) == 1
+
+
+def test_a_run_a_claim_holds_under_one_tag_is_unclaimed_under_another(store: Store) -> None:
+    """``unclaimed`` is per tag: a claim's baseline under "base" says nothing of a "nightly" tag given by hand."""
+    runs = [make_result(seed) for seed in range(2)]
+    for run in runs:
+        store.put(run)
+    store.tag([runs[0].key], "base", claim="test_a")
+    store.tag([runs[0].key, runs[1].key], "nightly")
+    assert store.unclaimed("nightly") == {runs[0].key, runs[1].key}
+    assert store.unclaimed("base") == set()
+
+
+def test_a_filter_without_stored_values_to_list_does_not_hide_the_hints_of_the_filters_after_it(store: Store) -> None:
+    store.put(make_result(0))
+    assert store.nothing_matches({"seed": 5, "task": "mrpc"}) == (
+        "no stored run matches seed=5, task=mrpc (stored tasks: rte)")
+
+
+def test_a_run_that_would_not_read_back_is_refused_and_the_store_keeps_reading(store: Store) -> None:
+    """A headline metric that is no number (a script's run built by hand) would make every read of
+    its key an error: put refuses it, stores nothing and keeps no unstored copy to import."""
+    store.put(make_result(1))
+    with pytest.raises(StoreError, match=r"run \S+ cannot be stored: it would not read back \(its headline metric "
+                                         r"'accuracy' is '0\.9', not a number\)"):
+        store.put(make_result(0, metrics={"accuracy": "0.9"}))
+    assert [run.seed for run in store.query()] == [1]
+    assert not store_module.beside_store(store.path, "unstored").exists()

@@ -941,3 +941,47 @@ def test_a_script_reads_a_study_by_the_name_of_a_recipe_whose_runs_are_stored(ti
         stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-4", 2, store=store, cpu_threads=1, train=False)
     with pytest.raises(ValueError, match=r"^unknown recipe 'mine@2e-3'"):  # a name only a store knows
         stabench.study(BUILTIN_PAIR_TASK, tiny_model, "mine@2e-3", 2, store=tmp_path / "other.sqlite", cpu_threads=1)
+
+
+def test_the_thread_count_hint_is_for_stacks_that_differ_in_their_thread_count_alone():
+    """A run stored under other threads *and* another torch is not read by giving that thread count."""
+    from types import SimpleNamespace
+
+    from stabench.train import OtherStackWarning, warn_of_other_stacks
+
+    prepared = SimpleNamespace(key="k", task_info={"name": "rte"}, model_info={"name": "m"}, seed=0,
+                               recipe=SimpleNamespace(name="paper"), recipe_hash="h",
+                               environment={"torch": "2.13.0", "cpu_threads": 1, "device_kind": "cpu"})
+    both = SimpleNamespace(other_stacks=lambda *args: [{"cpu_threads": (4, 1), "torch": ("2.12.0", "2.13.0")}])
+    with pytest.warns(OtherStackWarning) as caught:
+        warn_of_other_stacks(prepared, both)
+    message = str(caught[0].message)
+    assert "another stack (cpu_threads 4, torch 2.12.0)" in message and "read with that count" not in message
+    alone = SimpleNamespace(other_stacks=lambda *args: [{"cpu_threads": (4, 1)},
+                                                         {"cpu_threads": (2, 1), "torch": ("2.12.0", "2.13.0")}])
+    with pytest.warns(OtherStackWarning, match=r"\(those stored under cpu_threads 4 are read with that count: "):
+        warn_of_other_stacks(prepared, alone)
+
+
+def test_a_hook_that_unfroze_three_parameters_names_all_three_and_no_more():
+    from stabench.train import check_unfrozen
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2))
+    optimizer = torch.optim.SGD(model[2].parameters(), lr=0.1)
+    with pytest.raises(ValueError) as raised:
+        check_unfrozen(model, optimizer, "h")
+    assert "hook 'h': 0.weight, 0.bias, 1.weight were frozen when the optimizer" in str(raised.value)
+    assert "more" not in str(raised.value)
+    optimizer = torch.optim.SGD([model[2].weight], lr=0.1)
+    with pytest.raises(ValueError, match=r"hook 'h': 0\.weight, 0\.bias, 1\.weight and 1 more were frozen"):
+        check_unfrozen(model, optimizer, "h")
+
+
+def test_only_a_cpu_run_s_stack_label_names_its_thread_count():
+    """On a GPU the thread count is no part of a run's key, so the label leaves it out."""
+    from types import SimpleNamespace
+
+    from stabench.train import stack_label
+
+    assert stack_label(SimpleNamespace(device="cuda:0")) == "cuda:0"
+    assert stack_label(SimpleNamespace(device="cpu")) == f"cpu, {torch.get_num_threads()} torch thread(s)"
