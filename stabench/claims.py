@@ -34,7 +34,7 @@ from .metrics import higher_is_better
 from .models import check_model_name, stored_name
 from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
-from .report import fmt, progress_display, seed_ranges
+from .report import fmt, progress_display, seed_ranges, task_label
 from .result import RunResult, check_metric, check_seed, data_mix, runs_of
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, in_made_folder, remove_if_empty
 from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
@@ -975,22 +975,29 @@ class Study:
 
     def __repr__(self) -> str:
         s = self.summary()
-        return (f"Study({self.arm.task}, {self.arm.recipe.name}, {self.arm.model}, n={s.n}: {self.metric} "
-                f"{fmt(s.mean)} ± {fmt(s.std)}, failed {s.failures_text()})")
+        return (f"Study({task_label(self.results[0].task)}, {self.arm.recipe.name}, {self.arm.model}, n={s.n}: "
+                f"{self.metric} {fmt(s.mean)} ± {fmt(s.std)}, failed {s.failures_text()})")
 
 
 def _names(a: Study, b: Study) -> tuple[str, str]:
     """The two studies as a comparison's messages name them: their arms, with the task where the
     tasks differ, and A / B where that still tells them apart no better."""
-    names = [study.arm.name for study in (a, b)]
-    if a.arm.task != b.arm.task:
-        names = [f"{name} ({study.arm.task})" for name, study in zip(names, (a, b))]
+    names, tasks = [study.arm.name for study in (a, b)], [study.results[0].task for study in (a, b)]
+    sizes = [f"{task['train_size']} examples" if task.get("train_size") else "full" for task in tasks]
+    if tasks[0]["name"] != tasks[1]["name"]:
+        names = [f"{name} ({task['name']}{', ' + size if size != 'full' else ''})"
+                 for name, task, size in zip(names, tasks, sizes)]
+    elif sizes[0] != sizes[1]:  # the small-data study: one task, two training sets
+        names = [f"{name} ({size})" for name, size in zip(names, sizes)]
     return (names[0], names[1]) if names[0] != names[1] else (f"A ({names[0]})", f"B ({names[1]})")
 
 
 def _subject(a: Study, b: Study) -> str | None:
-    """What both studies ran, "task / model", where they share it (else the names say it)."""
-    ran = {(study.results[0].task["name"], study.results[0].model["name"]) for study in (a, b)}
+    """What both studies ran, "task / model", where they share it (else the names say it); the
+    subsample's size too where both trained on one of that size."""
+    ran = {(task_label(study.results[0].task), study.results[0].model["name"]) for study in (a, b)}
+    if len(ran) > 1:  # another size of one task's data: the names say which
+        ran = {(study.results[0].task["name"], study.results[0].model["name"]) for study in (a, b)}
     return " / ".join(ran.pop()) if len(ran) == 1 else None
 
 

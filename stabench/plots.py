@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator
 
 from .models import stored_name
+from .report import task_label
 from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
                      final_train_loss, layer_order, runs_of)
 
@@ -485,8 +486,10 @@ _PICKED = {"failed": "failed run whose bottom layer lost the most gradient norm"
 
 def _studied(arms: Sequence[Mapping[str, Any]]) -> str:
     """What a claim's figures show, under its name: task / model, and each arm's recipe and seeds."""
-    what = " / ".join(sorted({str(arm["task"]) for arm in arms}) + sorted({stored_name(arm["model"]) for arm in arms}))
+    tasks = sorted({task_label({"name": str(arm["task"]), "train_size": arm.get("train_size")}) for arm in arms})
+    what = " / ".join(tasks + sorted({stored_name(arm["model"]) for arm in arms}))
     recipes = ", ".join(f"{arm['arm']} = {arm['recipe']}" if arm["arm"] != arm["recipe"] else arm["recipe"]
                         for arm in arms)
     seeds = sorted({len(arm["keys"]) for arm in arms})
-    return f"{what}: {recipes}; {' or '.join(map(str, seeds))} seeds{' per arm' if len(arms) > 1 else ''}"
+    return (f"{what}: {recipes}; {' or '.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+            f"{' per arm' if len(arms) > 1 else ''}")

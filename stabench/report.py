@@ -91,8 +91,14 @@ def study_rows(studies: Any, intervals: bool = False) -> list[dict[str, str]]:
     if _is_study(studies):
         studies = [studies]
     named = studies.items() if isinstance(studies, Mapping) else [(study.arm.name, study) for study in studies]
-    return [{"study": str(name), "task": study.results[0].task["name"], "model": study.results[0].model["name"],
+    return [{"study": str(name), "task": task_label(study.results[0].task), "model": study.results[0].model["name"],
              "recipe": study.arm.recipe.name, **summary_row(study, intervals)} for name, study in named]
+
+
+def task_label(task: Mapping[str, Any]) -> str:
+    """A run's task as tables name it: with its subsample's size, ``qnli (1000)``, so the two sides
+    of the small-data study differ; the full training set is the name alone."""
+    return task["name"] + (f" ({task['train_size']})" if task.get("train_size") else "")
 
 
 def _is_study(value: Any) -> bool:
@@ -315,7 +321,7 @@ def claim_rows(claims: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
         if c["verdict"] != "skipped":
             s = c["summary"] or {}  # none for a claim whose study could not be gathered
             row = {"claim": c["claim"] + (f" ({c['arm']})" if arms[c["claim"]] > 1 else ""),
-                   "task": c["task"] + (f" ({c['train_size']})" if c.get("train_size") else ""),
+                   "task": task_label({"name": c["task"], "train_size": c.get("train_size")}),
                    "recipe": c["recipe"], "model": Path(c["model"]).name, "metric": c["metric"] or "-",
                    "n": str(s.get("n", "-")), "mean ± std": f"{fmt(s['mean'])} ± {fmt(s['std'])}" if s else "-",
                    "min / median / max": f"{fmt(s['min'])} / {fmt(s['median'])} / {fmt(s['max'])}" if s else "-",

@@ -387,6 +387,9 @@ def test_a_session_s_figures_say_which_runs_they_show(monkeypatch, tmp_path, fai
     assert plots.plot_claims([claim], store, tmp_path, "png") == 3
     assert titles[0] == "test_x.py::test_x\nt / m: r; 3 seeds"
     assert titles[1] == titles[2] == f"{titles[0]}\n{said}"
+    titles.clear()  # one seed, on a subsample of the task's training set
+    plots.plot_claims([{**claim, "keys": list(runs)[:1], "train_size": 64}], store, tmp_path, "png")
+    assert titles[0] == "test_x.py::test_x\nt (64) / m: r; 1 seed"
     # Two arms, one failing throughout and one never (the paper's default and stable recipes).
     one_kind = [{**claim, "arm": arm, "keys": [key for key, run in runs.items() if run.failed == bad]}
                 for arm, bad in (("default", True), ("stable", False))]

@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from stabench import report
 from stabench.claims import Arm, RetrainUnchecked, Session, Study
 from stabench.models import stored_name
 from stabench.recipes import get_recipe
@@ -680,17 +681,30 @@ def test_a_comparison_names_the_task_and_model_only_where_both_studies_ran_them(
     naming one of them as if both had run it."""
     from stabench.result import RunResult
 
-    def study_of(task: str, name: str) -> Study:
+    def study_of(task: str, name: str, train_size: int | None = None) -> Study:
         recipe = get_recipe("bert-default")
-        runs = [RunResult(key=f"{task}{seed}", task={"name": task}, model={"name": "m"}, recipe={},
+        runs = [RunResult(key=f"{task}{seed}", task={"name": task, "train_size": train_size}, model={"name": "m"},
+                          recipe={},
                           recipe_name=recipe.name, recipe_hash=recipe.hash, seed=seed, environment={},
                           metrics={"accuracy": 0.7 + seed / 100}, primary_metric="accuracy", majority_accuracy=0.5,
                           failed=False, collapsed=False, diverged=False, steps=10, wall_time_s=1.0, steps_per_s=10.0,
                           started_at="", finished_at="") for seed in range(3)]
-        return Study(Arm(name=name, task=task, model="m", recipe=recipe), runs)
+        return Study(Arm(name=name, task=task, model="m", recipe=recipe, train_size=train_size), runs)
 
     assert study_of("rte", "a").compare(study_of("rte", "b")).subject == "rte / m"
     assert study_of("rte", "a").compare(study_of("mrpc", "a")).subject is None
+    # The small-data study: one task, one recipe, two training sets; every view names the sizes.
+    small, full = study_of("qnli", "full-steps", 1000), study_of("qnli", "full-steps")
+    compared = small.compare(full)
+    assert (compared.name_a, compared.name_b, compared.subject) == (
+        "full-steps (1000 examples)", "full-steps (full)", "qnli / m")
+    assert str(compared).startswith("full-steps (1000 examples) vs full-steps (full) on qnli / m (accuracy")
+    assert small.compare(study_of("qnli", "b", 1000)).subject == "qnli (1000) / m"
+    other_task = small.compare(study_of("rte", "x"))
+    assert (other_task.name_a, other_task.name_b, other_task.subject) == ("full-steps (qnli, 1000 examples)",
+                                                                          "x (rte)", None)
+    assert repr(small).startswith("Study(qnli (1000), bert-default, m, n=3: accuracy")
+    assert [row["task"] for row in report.study_rows([small, full])] == ["qnli (1000)", "qnli"]
 
 
 def test_clearing_a_session_s_attempt_notes_leaves_another_session_s(tmp_path):
@@ -706,7 +720,6 @@ def test_clearing_a_session_s_attempt_notes_leaves_another_session_s(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["theirs.json"]
     clear_attempts(tmp_path / "s.sqlite", "them")
     assert not folder.exists()  # emptied: removed
-
 
 
 def test_a_study_s_one_sided_failure_bound_is_the_one_sided_one():
