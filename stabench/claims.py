@@ -1008,7 +1008,9 @@ class StudySet(dict):
         return "StudySet(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
 
     def __missing__(self, name: Any) -> Study:
-        raise KeyError(f"claim has no arm {name!r}; its arms: {', '.join(map(repr, self))}")
+        close = difflib.get_close_matches(name, list(self), n=1) if isinstance(name, str) else []
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
+        raise KeyError(f"claim has no arm {name!r}{meant}; its arms: {', '.join(map(repr, self))}")
 
     def __getattr__(self, name: str) -> Any:
         """``study.failures`` on a claim with arms: say to pick an arm first."""

@@ -339,7 +339,7 @@ def check_train_size_filter(value: int | str) -> int | str:
         return "full"
     if text.isdigit() and int(text) > 0:
         return int(text)
-    raise StoreError(f"train_size={value!r} is invalid as a filter; expected a number of examples >= 1 or 'full'")
+    raise StoreError(f"train_size={value!r} is invalid as a filter; expected a whole number of examples >= 1 or 'full'")
 
 
 class Store:

@@ -742,7 +742,7 @@ def check_train_size(train_size: int | None, owner: str = "") -> int | None:
     if train_size is None:
         return None
     if isinstance(train_size, bool) or not isinstance(train_size, Integral) or train_size < 1:
-        raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a number of examples >= 1 "
+        raise ValueError(f"{owner}train_size={train_size!r} is invalid; expected a whole number of examples >= 1 "
                          f"(or None for the full set)")
     return int(train_size)
 

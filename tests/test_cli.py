@@ -420,7 +420,7 @@ def test_run_takes_the_name_of_a_claim_file_s_recipe_whose_runs_are_stored(tiny_
     (["run", "--task", "polarity", "--cpu-threads", "100000", "--seeds", "0"],
      "--cpu-threads 100000 is invalid; expected an integer from 1 to 1024"),
     (["run", "--task", "polarity", "--train-size", "0", "--seeds", "0"],
-     "--train-size 0 is invalid; expected a number of examples >= 1, or leave it out for the full training set"),
+     "--train-size 0 is invalid; expected a whole number of examples >= 1, or leave it out for the full training set"),
     (["run", "--task", "polarity", "--set", "name=", "--seeds", "0"],
      "recipe field name='' is invalid; expected a non-empty name"),
     (["tag", "baseline", "--recipe", "nosuch"], "no stored run matches recipe=nosuch (stored recipes: none); "

@@ -521,7 +521,8 @@ def test_unseen(study):
     (dict(seeds=[1, 1]), "claim seeds=[1, 1] is invalid"),
     (dict(seeds=0), "claim seeds=0 is invalid"),
     (dict(seeds="0"), "seeds '0' select no seed; expected a count >= 1 like 5"),  # as --stabench-seeds=0
-    (dict(train_size=0), "claim train_size=0 is invalid; expected a number of examples >= 1"),
+    (dict(train_size=0), "claim train_size=0 is invalid; expected a whole number of examples >= 1"),
+    (dict(train_size=64.0), "claim train_size=64.0 is invalid; expected a whole number of examples >= 1"),
     (dict(gate={"alpah": 0.1}), "gate limit 'alpah' is unknown; expected one of max_mean_drop, "),
     (dict(gate={"max_extra_failures": 1.5}), "gate limit max_extra_failures=1.5 is invalid; expected an integer"),
     (dict(gate="alpha=0.1"), "gate limits 'alpha=0.1' are invalid; expected a dict"),

@@ -430,8 +430,10 @@ def test_a_claim_with_arms_says_how_to_reach_an_arm():
     from stabench.claims import StudySet
 
     studies = StudySet({"bc": None, "no-bc": None})
-    with pytest.raises(KeyError, match=r"claim has no arm 'bcc'; its arms: 'bc', 'no-bc'"):
-        studies["bcc"]
+    with pytest.raises(KeyError, match=r"claim has no arm 'no_bc' \(did you mean 'no-bc'\?\); its arms: 'bc', 'no-bc'"):
+        studies["no_bc"]
+    with pytest.raises(KeyError, match=r"claim has no arm 'stable'; its arms: 'bc', 'no-bc'"):  # nothing close
+        studies["stable"]
     with pytest.raises(AttributeError, match=r"this claim has arms \('bc', 'no-bc'\), so its study holds one Study "
                                              r"per arm: use study\['bc'\].failures"):
         studies.failures

@@ -282,7 +282,7 @@ def test_query_filters_on_the_training_subsample(store: Store, tmp_path, capsys)
     assert [r.key for r in store.query(train_size="full")] == [full.key]
     assert store.query(train_size=999) == []
     for bad in (0, -5, "1k", 2.5, True):
-        with pytest.raises(StoreError, match=r"train_size=.* is invalid as a filter; expected a number of "
+        with pytest.raises(StoreError, match=r"train_size=.* is invalid as a filter; expected a whole number of "
                                              r"examples >= 1 or 'full'"):
             store.query(train_size=bad)
     from stabench.cli import main
