@@ -611,6 +611,13 @@ def test_accuracy_that_never_moves_is_flat_and_rising_accuracy_is_not_overfittin
     assert unknown.verdict == "inconclusive"  # no n_eval: a tie says nothing about the slope
     rising = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 - 0.03 * log_loss))
     assert rising.improves and not rising.overfits and not rising.flat and rising.verdict == "improves"
+    assert str(rising).startswith("improves: dev accuracy")
+    # Rising by a fraction of the tolerance: the equivalence test's "flat", and the message says both.
+    slightly = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 - 0.0045 * log_loss))
+    assert slightly.flat and slightly.improves and slightly.verdict == "flat"
+    assert str(slightly).startswith(f"flat, improving within the tolerance: dev accuracy {slightly.slope:+.3g} per "
+                                    f"decade")
+    assert str(wide).startswith("flat: dev accuracy")
 
 
 def test_encoder_gradients_at_exactly_zero_vanished_only_if_the_classifier_still_gets_gradient():
