@@ -9,7 +9,6 @@ reports the paper's thresholds as xfail, since they are not expected to hold the
 Thresholds are statistical statements over 25 seeds; see each claim's docstring.
 """
 import math
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,6 @@ import stabench
 from stabench import analysis, plots, stats
 from stabench.claims import Session
 from stabench.models import stored_name
-from stabench.plugin import option
-from stabench.report import check_plot_format
 
 SEEDS = 25
 BERT, ROBERTA, ALBERT = "bert-large-uncased", "roberta-large", "albert-large-v2"
@@ -217,7 +214,7 @@ LOSS_RANGE_ARMS = {"3 epochs": {"recipe": "bert-default-bc", "toy": {"recipe_ove
 
 @stabench.claim(task="rte", model=BERT, seeds=SEEDS, arms=LOSS_RANGE_ARMS, requires=["cuda"],
                 toy={**TOY_LEARNS, "seeds": 4})
-def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study, request):
+def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study, stabench_figure):
     """Fig. 5b: across the successful runs of 3 and 20 epochs, dev accuracy does not fall as the
     final training loss falls from about 1e-1 to 1e-5 (the figure in --stabench-plots' folder and
     format, else .stabench/plots as PNG).
@@ -230,7 +227,7 @@ def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study, request):
     runs = study["3 epochs"].results + study["20 epochs"].results
     arm = study["3 epochs"].arm  # the task and model the profile trained (the toy profile's own)
     plots.plot_generalisation({name: study[name] for name in LOSS_RANGE_ARMS},
-                              _plots_folder(request) / f"generalisation-{arm.task}.{_plot_format(request)}",
+                              stabench_figure(f"generalisation-{arm.task}"),
                               f"{arm.task} / {stored_name(arm.model)}: dev accuracy against final train loss")
     assert sum(not r.failed for r in runs) >= 3, "needs at least 3 successful runs"
     trend = analysis.overfitting_trend(runs)
@@ -240,7 +237,7 @@ def test_no_overfitting_dev_accuracy_flat_as_train_loss_falls(study, request):
 
 @pytest.mark.parametrize("task", ["rte", "mrpc", "cola"])
 @stabench.claim(model=BERT, seeds=SEEDS, recipe="bert-default", requires=["cuda"], toy=TOY_MIXED)
-def test_loss_surface_separates_failed_from_successful(study, task, stabench_session, request):
+def test_loss_surface_separates_failed_from_successful(study, task, stabench_session, stabench_figure):
     """Fig. 6: on the plane through the pretrained, a failed and a successful model, the failed
     model sits at a higher training loss than the successful one (a figure per task, in
     --stabench-plots' folder and format, else .stabench/plots as PNG)."""
@@ -252,20 +249,10 @@ def test_loss_surface_separates_failed_from_successful(study, task, stabench_ses
     _, good_model = session.trained_model(study.arm, successful[0].seed)
     surface = analysis.loss_surface(session.pretrained_model(study.arm, failed[0].seed), failed_model, good_model,
                                     session.training_batches(study.arm, 4), grid=(9, 9))
-    plots.plot_loss_surface(surface, _plots_folder(request) / f"loss-surface-{task}.{_plot_format(request)}",
-                               f"{task}: {study.arm.task}")
+    plots.plot_loss_surface(surface, stabench_figure(f"loss-surface-{task}"), f"{task}: {study.arm.task}")
     points = surface["points"]
     assert points["failed"]["loss"] > points["successful"]["loss"]
     assert all(math.isfinite(points[name]["loss"]) for name in points)
-
-
-def _plots_folder(request) -> Path:
-    """--stabench-plots' folder, else .stabench/plots under the rootdir."""
-    return Path(option(request.config, "plots") or Path(request.config.rootpath) / ".stabench" / "plots")
-
-
-def _plot_format(request) -> str:
-    return check_plot_format(option(request.config, "plot-format"))
 
 
 def _mlm_texts(arm) -> list[str]:

@@ -555,8 +555,8 @@ class OverfittingTrend:
         # flat is an equivalence test, improves a correlation: both may hold, and the message says so
         verdict = "flat, improving within the tolerance" if self.flat and self.improves else self.verdict
         return (f"{verdict}: dev accuracy {self.slope:+.3g} per decade of final train loss (CI {low:+.3g} to "
-                f"{high:+.3g}; flat needs it within +-{self.tolerance:g}), Spearman rho {self.rho:.2f} (p={self.p:.2g}), "
-                f"over {self.n} successful runs whose losses span {self.loss_decades:.2f} decades")
+                f"{high:+.3g}; flat needs it within +-{self.tolerance:g}), Spearman rho {self.rho:.2f} "
+                f"(p={self.p:.2g}), over {self.n} successful runs whose losses span {self.loss_decades:.2f} decades")
 
 
 def overfitting_trend(results, tolerance: float = 0.01, alpha: float = 0.05) -> OverfittingTrend:

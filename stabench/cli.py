@@ -67,8 +67,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                               _store_path(args, project), args.recipe_hash, **parse_overrides(args.set or []))
     seeds = parse_seeds(args.seeds)
     if args.train_size is not None and args.train_size < 1:
-        raise ValueError(f"--train-size {args.train_size} is invalid; expected a whole number of examples >= 1, or leave "
-                         f"it out for the full training set")
+        raise ValueError(f"--train-size {args.train_size} is invalid; expected a whole number of examples >= 1, or "
+                         f"leave it out for the full training set")
     try:
         device = resolve_device(args.device or project.get("device") or "auto")
     except ValueError as error:

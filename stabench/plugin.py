@@ -828,6 +828,30 @@ def stabench_session(request):
 
 
 @pytest.fixture
+def stabench_figure(request) -> Callable[[str], Path]:
+    """Where a claim writes a figure of its own: ``stabench_figure("loss-surface-rte")`` is that
+    name in --stabench-plots' folder and format (else .stabench/plots under the rootdir, as PNG
+    unless --stabench-plot-format says otherwise); the session's summary and JSON report list
+    each such file that exists at the end."""
+    from .plots import file_stem
+    from .report import check_plot_format
+
+    folder, suffix = figure_folder(request.config).resolve(), check_plot_format(option(request.config, "plot-format"))
+
+    def path(name: str) -> Path:
+        figure = folder / f"{file_stem(name)}.{suffix}"
+        request.node.user_properties.append(("stabench_figure", str(figure)))
+        return figure
+
+    return path
+
+
+def figure_folder(config: pytest.Config) -> Path:
+    """--stabench-plots' folder, else .stabench/plots under the rootdir: where claims' figures go."""
+    return Path(option(config, "plots") or Path(config.rootpath) / ".stabench" / "plots")
+
+
+@pytest.fixture
 def study(stabench_unit, request):
     """The claim's study; filled in by the plugin when the verdict item runs."""
     if request.node.get_closest_marker("stabench") is None:  # else the test would get None
@@ -1183,6 +1207,7 @@ class Reporter:
         self.gate_failures_outside_items: list[str] = []  # failed gates whose verdict item did not fail
         self.other_stacks: set[str] = set()  # the other-stack warnings said so far
         self.collection_errors: list[str] = []  # "file: error" of each file that did not collect
+        self.figures: set[str] = set()  # the paths claims asked stabench_figure for
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -1264,6 +1289,8 @@ class Reporter:
                 self.retagged.append(json.loads(value))
             elif name == "stabench_comparison":
                 self.comparisons.append(json.loads(value))
+            elif name == "stabench_figure":
+                self.figures.add(value)
             elif name == "stabench_trained":
                 trained = json.loads(value)
                 (self.trained_by_verdicts if trained["verdict"] else self.trained_by_seeds).update(trained["keys"])
@@ -1342,7 +1369,15 @@ class Reporter:
         if given and not option(self.config, "baseline"):
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
+        if (plot_format := option(self.config, "plot-format")) and not option(self.config, "plots") \
+                and not _from_ini(self.config, "plot-format") and not self.made_figures():
+            notes.append(f"{_named(self.config, 'plot-format', plot_format)} wrote nothing: it is the format of "
+                         f"--stabench-plots' figures, and no claim wrote a figure of its own")
         return notes
+
+    def made_figures(self) -> list[str]:
+        """The figures claims wrote through ``stabench_figure`` (asked for, and there now)."""
+        return sorted(path for path in self.figures if Path(path).is_file())
 
     def unmatched_baseline(self) -> list[str]:
         """Where some claim found no baseline: the baseline's studies no claim was compared with (a
@@ -1472,6 +1507,8 @@ class Reporter:
                     self.written.append(f"{path}" + (f" ({files} files)" if files is not None else ""))
                 except Exception as error:  # checked at the start, yet a path (or a plot) can still fail
                     self.unwritten.append(f"{_named(self.config, name)}: {_first_line(error, type(error).__name__)}")
+        if (figures := self.made_figures()) and not option(self.config, "plots"):  # --stabench-plots counts its own
+            self.written.append(f"{figure_folder(self.config)} ({len(figures)} figure(s) of claims)")
         if self.unwritten and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             if (path := option(self.config, "json")) and str(path) in self.written:  # its exit_status, now 1
@@ -1491,7 +1528,8 @@ class Reporter:
                 "comparisons": self.comparisons, "notes": self.notes(),
                 "nothing_compared": self.nothing_compared_why() or None,
                 "uncompared_baseline_studies": self.unmatched_baseline(),
-                "collection_errors": self.collection_errors, "interrupted": self.interrupted_why() or None}
+                "collection_errors": self.collection_errors, "interrupted": self.interrupted_why() or None,
+                "figures": self.made_figures()}
 
     @staticmethod
     def _write_markdown(path: Path, record: dict[str, Any]) -> None:
@@ -1511,7 +1549,8 @@ class Reporter:
         from .store import Store
 
         with Store(store_file(self.config)) as store:
-            return plot_claims(self.claims, store, folder, check_plot_format(option(self.config, "plot-format")))
+            drawn = plot_claims(self.claims, store, folder, check_plot_format(option(self.config, "plot-format")))
+        return drawn + len(self.made_figures())  # the claims' own, written into this folder as they ran
 
 
 def _without_seed_id(nodeid: str, seed: int) -> str:

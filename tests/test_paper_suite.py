@@ -51,6 +51,11 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
     assert "52.3" not in (pytester.path / "toy.md").read_text() and not any(c["reference"] for c in report["claims"])
     assert session_markdown(report) == (pytester.path / "toy.md").read_text()  # the JSON alone makes it again
     assert list((pytester.path / ".stabench" / "plots").glob("loss-surface-*.png"))
+    # The Fig. 5 and 6 claims' own figures: the report lists each, and the summary counts them.
+    drawn = sorted(str(path.resolve()) for path in (pytester.path / ".stabench" / "plots").iterdir())
+    assert report["figures"] == drawn and any("generalisation-" in path for path in drawn)
+    result.stdout.fnmatch_lines([f"stabench wrote *, {(pytester.path / '.stabench' / 'plots').resolve()} "
+                                 f"({len(drawn)} figure(s) of claims)"])
     # Each claim gets the runs its statistics need, so its code runs past the first assert: Table 1's
     # comparison, the small-data arms (the full-steps arm trains longer at toy scale too), the
     # no-overfitting trend (it needs 3 successful runs).

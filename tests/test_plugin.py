@@ -479,6 +479,38 @@ def test_same(study):
     result.stdout.fnmatch_lines(["stabench wrote figs (6 files)"])
 
 
+def test_a_claims_own_figures_are_written_where_the_plots_go_and_counted(pytester, tiny_model):
+    """The paper suite's Fig. 5 and 6 claims write figures of their own: "wrote figs (3 files)" beside
+    a folder of four, or no line at all without --stabench-plots, hid them."""
+    pytester.makepyfile(test_fig=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+from stabench import plots
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=2)
+def test_drawn(study, stabench_figure):
+    plots.plot_study(study, stabench_figure("my scores"), "mine")
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=2)
+def test_asked_but_never_drawn(study, stabench_figure):
+    stabench_figure("never")
+''')
+    plotted = _run(pytester, "--stabench-store=s.sqlite", "--stabench-plots=figs", "--stabench-plot-format=svg",
+                   "--stabench-json=r.json")
+    plotted.assert_outcomes(passed=6)
+    own = (pytester.path / "figs" / "my_scores.svg").resolve()
+    assert own.is_file() and len(list((pytester.path / "figs").iterdir())) == 7  # 3 per claim, and its own
+    plotted.stdout.fnmatch_lines(["stabench wrote r.json, figs (7 files)"])
+    assert _report(pytester.path / "r.json")["figures"] == [str(own)]
+    default = _run(pytester, "--stabench-store=s.sqlite", "--stabench-json=r.json")
+    drawn = (pytester.path / ".stabench" / "plots" / "my_scores.png").resolve()
+    assert drawn.is_file() and _report(pytester.path / "r.json")["figures"] == [str(drawn)]
+    default.stdout.fnmatch_lines([f"stabench wrote r.json, {drawn.parent} (1 figure(s) of claims)"])
+    assert "wrote nothing" not in default.stdout.str()
+    unused = _run(pytester, "--stabench-store=s.sqlite", "-k", "never", "--stabench-plot-format=pdf")
+    unused.stdout.fnmatch_lines(["stabench: --stabench-plot-format=pdf wrote nothing: it is the format of "
+                                 "--stabench-plots' figures, and no claim wrote a figure of its own"])
+
+
 def test_an_in_memory_task_runs_again_in_a_second_session_in_the_same_process(pytester, tiny_model):
     """A notebook's second pytest.main imports the claim file again: a new Task of the same name."""
     pytester.makepyfile(test_memory=f"MODEL = {tiny_model!r}\n" + '''
