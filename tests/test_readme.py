@@ -83,9 +83,11 @@ def test_a_name_the_code_lacks_is_found(text, problem):
 def test_every_pytest_option_ini_key_and_mark_the_readme_names_exists():
     options = {f"--stabench-{name}" for name, _, _ in plugin._OPTIONS}
     ini_keys = {f"stabench_{name.replace('-', '_')}" for name, _, _ in plugin._OPTIONS} | {plugin.VERDICT_MARK}
+    fixtures = {name for name, value in vars(plugin).items() if type(value).__name__ == "FixtureFunctionDefinition"}
     unknown = (set(re.findall(r"--stabench-[a-z0-9-]*[a-z0-9]", README)) - options
-               | set(re.findall(r"\bstabench_[a-z_]*[a-z]", README)) - ini_keys)
-    assert not unknown, f"the README names pytest options, ini keys or marks that do not exist: {sorted(unknown)}"
+               | set(re.findall(r"\bstabench_[a-z_]*[a-z]", README)) - ini_keys - fixtures)
+    assert not unknown, (f"the README names pytest options, ini keys, marks or fixtures that do not exist: "
+                         f"{sorted(unknown)}")
 
 
 def test_every_option_given_to_a_cli_command_in_the_readme_exists():
