@@ -48,7 +48,7 @@ def test_every_paper_claim_runs_end_to_end_at_toy_scale(pytester):
     assert outcomes.get("xfailed", 0) == len({c["claim"] for c in report["claims"]
                                               if c["verdict"] != "passed (toy)"})
     # Table 1's numbers are the paper's models and tasks: never beside toy numbers on other data.
-    assert "52.3" not in (pytester.path / "toy.md").read_text() and not any(c["reference"] for c in report["claims"])
+    assert "0.523" not in (pytester.path / "toy.md").read_text() and not any(c["reference"] for c in report["claims"])
     assert session_markdown(report) == (pytester.path / "toy.md").read_text()  # the JSON alone makes it again
     assert list((pytester.path / ".stabench" / "plots").glob("loss-surface-*.png"))
     # The Fig. 5 and 6 claims' own figures: the report lists each, and the summary counts them.
