@@ -552,8 +552,9 @@ class OverfittingTrend:
     def __str__(self) -> str:
         """What an assertion's message says: the verdict and the numbers it rests on."""
         low, high = self.slope_ci
-        # flat is an equivalence test, improves a correlation: both may hold, and the message says so
-        verdict = "flat, improving within the tolerance" if self.flat and self.improves else self.verdict
+        # flat is an equivalence test, overfits and improves a correlation: both may hold, and the message says so
+        verdict = (f"{self.verdict}, within the tolerance" if self.flat and self.overfits else
+                   "flat, improving within the tolerance" if self.flat and self.improves else self.verdict)
         return (f"{verdict}: dev accuracy {self.slope:+.3g} per decade of final train loss (CI {low:+.3g} to "
                 f"{high:+.3g}; flat needs it within +-{self.tolerance:g}), Spearman rho {self.rho:.2f} "
                 f"(p={self.p:.2g}), over {self.n} successful runs whose losses span {self.loss_decades:.2f} decades")

@@ -65,7 +65,7 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
     import pytest
 
     try:
-        _check_keywords(unknown)
+        _check_keywords(unknown, recipe)
         seeds = seed_spec(seeds, "claim ")
         _check_claim_options(task, model, recipe, arms, train_size, gate, toy)
         check_requirements(requires)
@@ -78,14 +78,24 @@ def claim(task: str | Task | None = None, model: str | None = None, recipe: str 
                                 gate=dict(gate or {}), reference=dict(reference or {}))
 
 
-def _check_keywords(unknown: Mapping[str, Any]) -> None:
-    if unknown:
-        accepted = [name for name in inspect.signature(claim).parameters if name != "unknown"]
-        close = difflib.get_close_matches(name := sorted(unknown)[0], accepted, n=1)
-        meant = f" (did you mean {close[0]!r}?)" if close else ""
-        hint = (f" (a recipe field goes into the recipe: stabench.get_recipe(\"bert-default\", {name}=...))"
-                if name in {f.name for f in fields(Recipe)} else "")
-        raise ValueError(f"claim has no option {name!r}{meant}; expected {', '.join(accepted)}{hint}")
+def _check_keywords(unknown: Mapping[str, Any], recipe: Any) -> None:
+    """Keywords ``claim`` lacks, each named with the option or recipe field likeliest meant."""
+    if not unknown:
+        return
+    accepted = [name for name in inspect.signature(claim).parameters if name != "unknown"]
+    recipe_fields = [f.name for f in fields(Recipe)]
+    preset = recipe if isinstance(recipe, str) else "bert-default"
+    said = []
+    for name in sorted(unknown):
+        if close := difflib.get_close_matches(name, accepted, n=1):
+            said.append(f"{name!r} (did you mean {close[0]!r}?)")
+        elif field := name if name in recipe_fields else next(iter(difflib.get_close_matches(name, recipe_fields,
+                                                                                            n=1)), None):
+            said.append(f"{name!r} (a recipe field{'' if field == name else f' like {field!r}'} goes into the "
+                        f"recipe: stabench.get_recipe({preset!r}, {field}=...))")
+        else:
+            said.append(repr(name))
+    raise ValueError(f"claim has no option {', '.join(said)}; expected {', '.join(accepted)}")
 
 
 @functools.cache
@@ -260,7 +270,7 @@ def parse_seeds(text: str, accepted: str = "a range like 0-4, a list like 1,3,7,
 
 def seeds_from_text(text: str) -> int | list[int]:
     """``5`` is a count (seeds 0-4), as ``seeds=5`` in a claim; ``0-4`` and ``1,3,7`` list seeds."""
-    if text.strip().isdigit():
+    if text.strip().isdecimal():
         if int(text) == 0:
             raise ValueError(f"seeds {text!r} select no seed; expected a count >= 1 like 5, a range like 0-4 or a "
                              f"list like 1,3,7")

@@ -901,7 +901,7 @@ def _origin(module_name: str) -> Path | None:
 def _one_seed_note(seeds: str | None) -> str | None:
     """``--seeds 5`` is seed 5 alone here, where pytest's ``--stabench-seeds=5`` is seeds 0-4 (and
     ``--stabench-seeds=1`` seed 0).  Not for a number no seed can be: its error says so."""
-    if not (seeds and seeds.strip().isdigit() and 1 <= int(seeds) <= MAX_SEED):
+    if not (seeds and seeds.strip().isdecimal() and 1 <= int(seeds) <= MAX_SEED):
         return None
     count = int(seeds)
     if count == 1:

@@ -196,7 +196,7 @@ def check_gpu_ids(text: str | None) -> list[str]:
         return []
     ids = [item.strip() for item in text.split(",")]
     for gpu in ids:
-        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
+        if not (gpu.isdecimal() or gpu.startswith(("GPU-", "MIG-"))):
             raise ValueError(f"GPU id {gpu!r} is invalid; expected comma-separated indices such as 0,1 "
                              f"or GPU-/MIG- UUIDs")
     allowed = visible_gpu_ids()
@@ -210,7 +210,7 @@ def check_gpu_ids(text: str | None) -> list[str]:
     if not allowed:
         raise ValueError(f"{text!r} names GPUs, but no CUDA GPU is visible here; leave the option out to "
                          f"train on the CPU")
-    unknown = [gpu for gpu in ids if gpu.isdigit() and int(gpu) >= len(allowed)]
+    unknown = [gpu for gpu in ids if gpu.isdecimal() and int(gpu) >= len(allowed)]
     if unknown:
         raise ValueError(f"GPU {', '.join(unknown)} is not visible here; expected ids 0..{len(allowed) - 1}")
     return ids

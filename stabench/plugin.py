@@ -17,6 +17,7 @@ import os
 import shlex
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -648,7 +649,7 @@ def _check_worker_count(config: pytest.Config) -> None:
 def _names_one_gpu(device: str | None) -> bool:
     """A ``cuda:N`` device (pinning is off then), not auto, cpu, cuda or text the device check refuses."""
     kind, _, index = (device or "").partition(":")
-    return kind == "cuda" and index.isdigit()
+    return kind == "cuda" and index.isdecimal()
 
 
 def _gpu_ids(requested: str | None) -> list[str]:
@@ -671,14 +672,27 @@ def _seed_override(config: pytest.Config) -> tuple[int, ...] | None:
         raise pytest.UsageError(f"{_named(config, 'seeds')}: {error}") from None
 
 
+def _typed(config: pytest.Config, name: str) -> bool:
+    """Whether the command line as typed gives the option (``--stabench-NAME``, or ``-o``): not
+    the ini file, ``addopts`` or ``$PYTEST_ADDOPTS``, which pytest adds to what it parses."""
+    flag, key, args = f"--stabench-{name}", f"stabench_{name.replace('-', '_')}=", list(config.invocation_params.args)
+    for arg, after in zip(args, [*args[1:], ""]):
+        arg, after = str(arg), str(after)
+        if arg == flag or arg.startswith(f"{flag}="):
+            return True
+        if arg in ("-o", "--override-ini") and after.startswith(key) \
+                or arg.startswith((f"-o{key}", f"--override-ini={key}")):
+            return True
+    return False
+
+
 def _seed_count_note(config: pytest.Config) -> str | None:
     """``--stabench-seeds 30`` is 30 seeds, where the CLI's ``--seeds 30`` is seed 30: said as the
     session starts, before a slip trains for hours, and again at its end (``-q`` shows no header).
     Not for a count written once on purpose and read by every session: the ini file's key, or
     ``addopts`` and ``$PYTEST_ADDOPTS``, which the command line as typed does not hold."""
     text = (option(config, "seeds") or "").strip()
-    typed = any("stabench-seeds" in arg or "stabench_seeds" in arg for arg in config.invocation_params.args)
-    if not text.isdigit() or int(text) < 1 or not typed:
+    if not text.isdecimal() or int(text) < 1 or not _typed(config, "seeds"):
         return None
     count = int(text)
     seeds = "seed 0" if count == 1 else f"seeds 0-{count - 1}"
@@ -840,6 +854,7 @@ def stabench_figure(request) -> Callable[[str], Path]:
 
     def path(name: str) -> Path:
         figure = folder / f"{file_stem(name)}.{suffix}"
+        folder.mkdir(parents=True, exist_ok=True)  # for matplotlib's own savefig too
         request.node.user_properties.append(("stabench_figure", str(figure)))
         return figure
 
@@ -1208,6 +1223,7 @@ class Reporter:
         self.other_stacks: set[str] = set()  # the other-stack warnings said so far
         self.collection_errors: list[str] = []  # "file: error" of each file that did not collect
         self.figures: set[str] = set()  # the paths claims asked stabench_figure for
+        self.started = time.time()
         self.watching = self.interrupted = False
 
     def watch(self) -> None:
@@ -1370,14 +1386,22 @@ class Reporter:
             notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
                          "comparison with a baseline")
         if (plot_format := option(self.config, "plot-format")) and not option(self.config, "plots") \
-                and not _from_ini(self.config, "plot-format") and not self.made_figures():
+                and _typed(self.config, "plot-format") and not self.config.option.collectonly \
+                and not self.made_figures():
             notes.append(f"{_named(self.config, 'plot-format', plot_format)} wrote nothing: it is the format of "
                          f"--stabench-plots' figures, and no claim wrote a figure of its own")
         return notes
 
     def made_figures(self) -> list[str]:
-        """The figures claims wrote through ``stabench_figure`` (asked for, and there now)."""
-        return sorted(path for path in self.figures if Path(path).is_file())
+        """The figures claims wrote through ``stabench_figure`` in this session (asked for, and
+        written since it started: a claim that failed before drawing leaves an older file)."""
+        def written(path: Path) -> bool:
+            try:
+                return path.stat().st_mtime >= self.started - 2  # a coarse file system's timestamps
+            except OSError:
+                return False
+
+        return sorted(path for path in self.figures if written(Path(path)))
 
     def unmatched_baseline(self) -> list[str]:
         """Where some claim found no baseline: the baseline's studies no claim was compared with (a

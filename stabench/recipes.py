@@ -497,7 +497,7 @@ def _parse_value(field: str, type_name: str, text: str) -> Any:
             number = float(text)
             if not number.is_integer():
                 raise ValueError
-            return int(text) if text.strip().lstrip("+-").isdigit() else int(number)
+            return int(text) if text.strip().lstrip("+-").isdecimal() else int(number)
         if base == "float":
             return float(text)
     except ValueError:

@@ -337,7 +337,7 @@ def check_train_size_filter(value: int | str) -> int | str:
     text = str(value).strip()
     if text == "full":
         return "full"
-    if text.isdigit() and int(text) > 0:
+    if text.isdecimal() and int(text) > 0:
         return int(text)
     raise StoreError(f"train_size={value!r} is invalid as a filter; expected a whole number of examples >= 1 or 'full'")
 
@@ -578,10 +578,15 @@ class Store:
         key an error.
         """
         row = row_of(result)
+        if (own_key := key_of_record(result)) not in (None, result.key):  # made by hand, or edited
+            made = f"key {own_key}" if own_key else "no key (a keyed field is missing)"
+            raise StoreError(f"{self.path}: run {result.key} cannot be stored under that key: its seed, task, model, "
+                             f"recipe hash and stack make {made}; store a run under the key its contents make, "
+                             f"as training gives it")
         try:
-            _check_is_run(RunResult.from_json(row[-1]), result.key)
+            RunResult.from_json(row[-1])
         except _RECORD_ERRORS as error:
-            raise StoreError(f"{self.path}: run {result.key} cannot be stored: it would not read back ({error})") \
+            raise StoreError(f"{self.path}: run {result.key} cannot be stored: it would not read back; {error}") \
                 from error
         committed = False
         try:

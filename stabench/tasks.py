@@ -541,8 +541,9 @@ def _refuse_other_separator(path: Path, header: str, tabs: bool) -> None:
                          f"{'comma' if tabs else 'tab'}-separated; {expected}, or name the file "
                          f"{'.csv' if tabs else '.tsv'}")
     if ";" in header:
+        fix = "save it tab-separated, or comma-separated named .csv" if tabs else "save it as comma-separated CSV"
         raise ValueError(f"task file {str(path)!r} has one column, {header!r}, which looks semicolon-separated "
-                         f"(a spreadsheet's CSV in some locales); {expected}: save it as comma-separated CSV")
+                         f"(a spreadsheet's CSV in some locales); {expected}: {fix}")
 
 
 def _require_columns(where: str, columns: tuple[str, ...], header: list[str],

@@ -618,6 +618,9 @@ def test_accuracy_that_never_moves_is_flat_and_rising_accuracy_is_not_overfittin
     assert str(slightly).startswith(f"flat, improving within the tolerance: dev accuracy {slightly.slope:+.3g} per "
                                     f"decade")
     assert str(wide).startswith("flat: dev accuracy")
+    falling = analysis.overfitting_trend(_loss_accuracy_runs(lambda log_loss: 0.80 + 0.007 * log_loss))
+    assert falling.flat and falling.overfits and falling.verdict == "overfits"  # a significant fall wins
+    assert str(falling).startswith("overfits, within the tolerance: dev accuracy +")
 
 
 def test_encoder_gradients_at_exactly_zero_vanished_only_if_the_classifier_still_gets_gradient():

@@ -1,6 +1,7 @@
 """The pytest plugin, driven through pytester in subprocesses (xdist needs real processes)."""
 import contextlib
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -43,6 +44,12 @@ def _run(pytester, *args):
 
 def _report(path):
     return json.loads(path.read_text())
+
+
+def _report_of(result, pytester):
+    """The JSON report a session just wrote to r.json."""
+    assert result.ret in (0, 1), result.stdout.str()[-2000:]
+    return _report(pytester.path / "r.json")
 
 
 def test_verdicts_numbers_reports_and_reuse_in_a_second_session(suite):
@@ -506,9 +513,34 @@ def test_asked_but_never_drawn(study, stabench_figure):
     assert drawn.is_file() and _report(pytester.path / "r.json")["figures"] == [str(drawn)]
     default.stdout.fnmatch_lines([f"stabench wrote r.json, {drawn.parent} (1 figure(s) of claims)"])
     assert "wrote nothing" not in default.stdout.str()
+    for stale in ("never.pdf", "never.png"):  # an earlier session's files, which this one's claim does not draw
+        (drawn.parent / stale).write_bytes(b"")
+        os.utime(drawn.parent / stale, (time.time() - 3600,) * 2)
     unused = _run(pytester, "--stabench-store=s.sqlite", "-k", "never", "--stabench-plot-format=pdf")
     unused.stdout.fnmatch_lines(["stabench: --stabench-plot-format=pdf wrote nothing: it is the format of "
                                  "--stabench-plots' figures, and no claim wrote a figure of its own"])
+    assert "my_scores.png" not in unused.stdout.str()  # an earlier session's file is not this one's
+    assert _report_of(_run(pytester, "--stabench-store=s.sqlite", "-k", "never", "--stabench-json=r.json"),
+                      pytester)["figures"] == []
+    pytester.makeini("[pytest]\naddopts = --stabench-plot-format=pdf\n")  # set once, on purpose: no note
+    assert "wrote nothing" not in _run(pytester, "--stabench-store=s.sqlite", "-k", "never").stdout.str()
+
+
+def test_a_claim_saves_its_own_figure_with_matplotlib_into_a_folder_not_made_yet(pytester, tiny_model):
+    pytester.makepyfile(test_fig=f"MODEL = {tiny_model!r}\n" + '''
+import stabench
+from matplotlib.figure import Figure
+
+@stabench.claim(task="polarity", model=MODEL, recipe=stabench.get_recipe("bert-default", max_steps=2), seeds=1)
+def test_drawn(study, stabench_figure):
+    figure = Figure()
+    figure.subplots().plot([r.seed for r in study.results], [r.score for r in study.results])
+    figure.savefig(stabench_figure("by hand"))
+''')
+    result = _run(pytester, "--stabench-store=s.sqlite", "--stabench-plots=new/figs")
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "new" / "figs" / "by_hand.png").is_file()
+    result.stdout.fnmatch_lines(["stabench wrote new/figs (4 files)"])
 
 
 def test_an_in_memory_task_runs_again_in_a_second_session_in_the_same_process(pytester, tiny_model):
@@ -584,9 +616,12 @@ def test_unseen(study):
                                               "recipe_overrides"),
     (dict(taks="polarity"), "claim has no option 'taks' (did you mean 'task'?); expected task, model, recipe, seeds, "
                             "arms, train_size, toy, requires, gate, reference"),
-    (dict(lr=1e-3), "claim has no option 'lr'; expected task, model, recipe, seeds, arms, train_size, toy, requires, "
-                    "gate, reference (a recipe field goes into the recipe: stabench.get_recipe(\"bert-default\", "
-                    "lr=...))"),
+    (dict(lr=1e-3), "claim has no option 'lr' (a recipe field goes into the recipe: stabench.get_recipe("
+                    "'bert-default', lr=...)); expected task, model, recipe, seeds, arms, train_size, toy, requires, "
+                    "gate, reference"),
+    (dict(taks="rte", epoch=3, recipe="mosbach-stable"),
+     "claim has no option 'epoch' (a recipe field like 'epochs' goes into the recipe: stabench.get_recipe("
+     "'mosbach-stable', epochs=...)), 'taks' (did you mean 'task'?); expected task, "),
     # Arms named with empty options, for parametrize to fill in (the README's pattern), are fine here.
     (dict(arms={"no-bc": {}, "bc": {}}), None),
 ])
@@ -941,7 +976,7 @@ def test_a_bare_seed_number_is_said_to_be_a_count_before_anything_trains_and_at_
     assert "stabench: -o stabench_seeds=1 is a count: seed 0 (seed 1 alone is 1-1)" in \
         _run(suite, "--co", "-q", "-o", "stabench_seeds=1").stdout.lines  # -q shows no header: the summary says it
     suite.makeini("[pytest]\nstabench_seeds = 3\n")  # written once, on purpose: no line in every session
-    for meant in ((), ("--stabench-seeds=30-30",), ("--stabench-seeds=2,5",)):
+    for meant in ((), ("--stabench-seeds=30-30",), ("--stabench-seeds=2,5",), ("-k", "not stabench_seeds=")):
         assert not any("is a count" in line for line in _run(suite, "--co", *meant).stdout.lines)
     suite.makeini("[pytest]\naddopts = --stabench-seeds 3\n")  # likewise in addopts, and in $PYTEST_ADDOPTS
     assert not any("is a count" in line for line in _run(suite, "--co").stdout.lines)

@@ -2199,8 +2199,17 @@ def test_a_run_that_would_not_read_back_is_refused_and_the_store_keeps_reading(s
     """A headline metric that is no number (a script's run built by hand) would make every read of
     its key an error: put refuses it, stores nothing and keeps no unstored copy to import."""
     store.put(make_result(1))
-    with pytest.raises(StoreError, match=r"run \S+ cannot be stored: it would not read back \(its headline metric "
-                                         r"'accuracy' is '0\.9', not a number\)"):
+    with pytest.raises(StoreError, match=r"run \S+ cannot be stored: it would not read back; its headline metric "
+                                         r"'accuracy' is '0\.9', not a number$"):
         store.put(make_result(0, metrics={"accuracy": "0.9"}))
-    assert [run.seed for run in store.query()] == [1]
+    from stabench.result import keyed_fields
+
+    run = make_result(2)
+    run = dataclasses.replace(run, environment={**run.environment, "keyed_fields": keyed_fields(
+        run.task, run.model, key_fields(run.environment))})
+    with pytest.raises(StoreError, match=rf"run my-own-key cannot be stored under that key: its seed, task, model, "
+                                         rf"recipe hash and stack make key {run.key}; store a run under the key its "
+                                         rf"contents make, as training gives it$"):
+        store.put(dataclasses.replace(run, key="my-own-key"))
+    assert store.put(run) and [r.seed for r in store.query()] == [1, 2]
     assert not store_module.beside_store(store.path, "unstored").exists()

@@ -287,7 +287,8 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
                                          r"\.csv columns separated by commas: save it as comma-separated CSV$"):
         local_task("x", tmp_path / "semicolons.csv", tmp_path / "semicolons.csv", ["text"])
     (tmp_path / "semicolons.tsv").write_text("text;label\nx;0\n")
-    with pytest.raises(ValueError, match=r"semicolon-separated .*; expected \.tsv columns separated by tabs: "):
+    with pytest.raises(ValueError, match=r"semicolon-separated .*; expected \.tsv columns separated by tabs: save it "
+                                         r"tab-separated, or comma-separated named \.csv$"):
         local_task("x", tmp_path / "semicolons.tsv", tmp_path / "semicolons.tsv", ["text"])
     (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
     with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
