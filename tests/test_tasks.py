@@ -272,27 +272,27 @@ def test_local_task_errors_name_the_bad_value(tmp_path):
     with pytest.raises(ValueError, match=r"^column 'txt' is missing from '.*train.csv'; it has columns text, label "
                                          r"\(did you mean 'text'\?\)$"):
         local_task("x", tmp_path / "train.csv", tmp_path / "train.csv", ["txt"])
-    (tmp_path / "commas.tsv").write_text("text,label\nx,0\n")  # a CSV file named .tsv
-    with pytest.raises(ValueError, match=r"^task file '.*commas.tsv' has one column, 'text,label', which looks "
-                                         r"comma-separated; expected \.tsv columns separated by tabs, or name the "
-                                         r"file \.csv$"):
-        local_task("x", tmp_path / "commas.tsv", tmp_path / "commas.tsv", ["text"])
-    (tmp_path / "tabs.csv").write_text("text\tlabel\nx\t0\n")
-    with pytest.raises(ValueError, match=r"which looks tab-separated; expected \.csv columns separated by commas, "
-                                         r"or name the file \.tsv$"):
-        local_task("x", tmp_path / "tabs.csv", tmp_path / "tabs.csv", ["text"])
-    (tmp_path / "semicolons.csv").write_text("text;label\nx;0\n")  # a spreadsheet's CSV in some locales
-    with pytest.raises(ValueError, match=r"^task file '.*semicolons.csv' has one column, 'text;label', which looks "
-                                         r"semicolon-separated \(a spreadsheet's CSV in some locales\); expected "
-                                         r"\.csv columns separated by commas: save it as comma-separated CSV$"):
-        local_task("x", tmp_path / "semicolons.csv", tmp_path / "semicolons.csv", ["text"])
-    (tmp_path / "semicolons.tsv").write_text("text;label\nx;0\n")
-    with pytest.raises(ValueError, match=r"semicolon-separated .*; expected \.tsv columns separated by tabs: save it "
-                                         r"tab-separated, or comma-separated named \.csv$"):
-        local_task("x", tmp_path / "semicolons.tsv", tmp_path / "semicolons.tsv", ["text"])
     (tmp_path / "bad.jsonl").write_text("text,label\nx,0\n")  # a CSV file named .jsonl
     with pytest.raises(ValueError, match="is not JSON lines: its first line is not a JSON object"):
         local_task("x", tmp_path / "bad.jsonl", tmp_path / "bad.jsonl", ["text"])
+
+
+@pytest.mark.parametrize("name, separator, message", [
+    ("commas.tsv", ",", r"^task file '.*commas.tsv' has one column, 'text,label', which looks comma-separated; "
+                        r"expected \.tsv columns separated by tabs, or name the file \.csv$"),
+    ("tabs.csv", "\t", r"which looks tab-separated; expected \.csv columns separated by commas, or name the file "
+                       r"\.tsv$"),
+    # a spreadsheet's CSV in some locales
+    ("semicolons.csv", ";", r"^task file '.*semicolons.csv' has one column, 'text;label', which looks "
+                            r"semicolon-separated \(a spreadsheet's CSV in some locales\); expected \.csv columns "
+                            r"separated by commas: save it as comma-separated CSV$"),
+    ("semicolons.tsv", ";", r"semicolon-separated .*; expected \.tsv columns separated by tabs: save it "
+                            r"tab-separated, or comma-separated named \.csv$"),
+])
+def test_a_task_file_whose_rows_another_separator_splits_says_which(tmp_path, name, separator, message):
+    (tmp_path / name).write_text(f"text{separator}label\nx{separator}0\n")
+    with pytest.raises(ValueError, match=message):
+        local_task("x", tmp_path / name, tmp_path / name, ["text"])
 
 
 def test_evaluation_labels_missing_from_training_are_refused(tmp_path):
