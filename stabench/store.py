@@ -137,11 +137,22 @@ def in_made_folder(folder: Path, create: Callable[[], T]) -> T:
     a lock or note may remove the emptied folder between the two (see :func:`remove_if_empty`):
     then again, a few times; a folder that keeps vanishing gives ``create``'s own error."""
     for _ in range(_FOLDER_RETRIES - 1):
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_vanishing_folder(folder)
         with contextlib.suppress(FileNotFoundError):
             return create()
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_vanishing_folder(folder)
     return create()
+
+
+def _make_vanishing_folder(folder: Path) -> None:
+    """``mkdir -p``.  pathlib's ``exist_ok`` raises FileExistsError when the folder existed as it
+    tried and was gone when it looked again (the last holder removed it in between): that is no
+    error here, ``create`` then finds it missing and the folder is made again."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        if folder.exists() and not folder.is_dir():  # a file where the folder belongs
+            raise
 
 
 def remove_if_empty(folder: Path) -> None:

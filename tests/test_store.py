@@ -2213,3 +2213,23 @@ def test_a_run_that_would_not_read_back_is_refused_and_the_store_keeps_reading(s
         store.put(dataclasses.replace(run, key="my-own-key"))
     assert store.put(run) and [r.seed for r in store.query()] == [1, 2]
     assert not store_module.beside_store(store.path, "unstored").exists()
+
+
+def test_a_folder_removed_between_pathlibs_mkdir_and_its_look_is_made_again(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkdir(exist_ok=True) raises FileExistsError when the folder existed as it tried and the last
+    lock holder removed it before pathlib looked again: a race four processes taking turns met."""
+    folder, real_mkdir, raced = tmp_path / "s.sqlite-locks", Path.mkdir, []
+
+    def mkdir_in_the_race(self, *args, **kwargs):
+        if self == folder and not raced:
+            raced.append(self)
+            raise FileExistsError(17, "File exists")  # as pathlib re-raises it: the folder is gone again
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_in_the_race)
+    os.close(store_module.in_made_folder(folder, lambda: os.open(folder / "k.lock", os.O_RDWR | os.O_CREAT)))
+    assert raced and (folder / "k.lock").is_file()
+    (tmp_path / "a-file").write_text("")  # a file where the folder belongs stays an error
+    with pytest.raises(FileExistsError):
+        store_module.in_made_folder(tmp_path / "a-file", lambda: None)
