@@ -1262,3 +1262,62 @@ def test_recipe_names_of_one_study_share_one_label(made):
         for label in {label for node, label in labels.items() if node[0] == task}:
             assert label.split(" | ") == sorted(node[3] for node, named in labels.items()
                                                 if node[0] == task and named == label)
+
+
+def test_the_default_gate_weighs_each_effect_against_the_documented_limits():
+    """README: ``max_mean_drop=0.01,max_std_increase=0.01,max_extra_failures=0,alpha=0.05``, each
+    check at alpha over the 3 checks that are on."""
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    result = check("c", [_run(s, v) for s, v in enumerate(GOOD)], baseline)
+    assert {c["check"]: c["limit"] for c in result.checks} == {"mean drop": 0.01, "std increase": 0.01,
+                                                                "extra failures": 0}
+    assert [c["level"] for c in result.checks] == pytest.approx([0.05 / 3] * 3)
+    assert check_limits(None) == {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_failures": 0,
+                                  "alpha": 0.05}
+
+
+def test_none_switches_a_limit_off_however_it_is_written_and_limits_must_be_a_mapping():
+    assert parse_limits("max_mean_drop=None,max_std_increase=NONE")["max_mean_drop"] is None
+    assert check_limits({"max_extra_failures": " None ", "max_std_increase": "none"}) == {
+        **DEFAULT_LIMITS, "max_extra_failures": None, "max_std_increase": None}
+    for not_a_mapping in (["alpha", 0.1], "alpha=0.1", [("alpha", 0.1)]):
+        with pytest.raises(ValueError, match=r"^gate limits .* are invalid; expected a dict such as \{'alpha': 0\.01\}$"):
+            check_limits(not_a_mapping)
+
+
+@pytest.mark.parametrize("alpha", [1, 1.0, "1", "1.0"])
+def test_an_alpha_of_one_is_refused_since_every_test_would_fire(alpha):
+    with pytest.raises(ValueError, match=r"^gate limit alpha=1(\.0)? is invalid; expected a number in \(0, 1\)$"):
+        check_limits({"alpha": alpha})
+    with pytest.raises(ValueError, match=r"gate limit alpha=1"):
+        parse_limits(f"alpha={alpha}")
+
+
+@pytest.mark.parametrize("name", ["max_extra_failures", "max_mean_drop", "max_std_increase"])
+@pytest.mark.parametrize("flag", [True, False])
+def test_a_boolean_limit_is_refused_never_read_as_a_number(name, flag):
+    with pytest.raises(ValueError, match=f"^gate limit {name}={flag} is invalid; expected "):
+        check_limits({name: flag})
+
+
+@pytest.mark.parametrize("text, count", [("2", 2), ("2.0", 2), ("1e1", 10), ("0", 0)])
+def test_max_extra_failures_is_a_count_as_a_json_report_writes_it(text, count):
+    limit = parse_limits(f"max_extra_failures={text}")["max_extra_failures"]
+    assert type(limit) is int and limit == count
+    assert json.dumps(check_limits({"max_extra_failures": float(count)})["max_extra_failures"]) == str(count)
+
+
+def test_a_check_that_regressed_is_not_listed_as_unconfirmed():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    current = [_run(s, v - 0.3 if s % 2 else v - 0.05, torch="2.13.0") for s, v in enumerate(GOOD)]
+    result = check("c", current, baseline)
+    regressed = [c["check"] for c in result.checks if c["regressed"]]
+    assert "mean drop" in regressed
+    assert not any(result.unconfirmed.startswith(name) or f"; {name} " in result.unconfirmed for name in regressed)
+    assert result.entry()["unconfirmed"] == result.unconfirmed
+
+
+def test_two_current_seeds_are_compared_with_the_baseline_s_runs_of_those_two_seeds():
+    baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
+    result = check("c", [_run(s, v) for s, v in enumerate(GOOD[:2])], baseline)
+    assert result.baseline_keys == tuple(r.key for r in baseline[:2]) and result.baseline.n == 2

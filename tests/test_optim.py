@@ -249,3 +249,64 @@ def test_beta2_of_one_is_refused_in_one_line():
 def test_default_eps_is_berts():
     # Devlin et al.'s optimizer (and transformers.AdamW) default eps is 1e-6, not torch's 1e-8.
     assert AdamW(_params(0)).defaults["eps"] == 1e-6
+
+
+@pytest.mark.parametrize("lr", [0.0, -0.0, math.nan])
+def test_a_learning_rate_that_is_not_positive_is_refused(lr):
+    with pytest.raises(ValueError, match=r"^AdamW lr=.* is invalid; expected a positive number$"):
+        AdamW(_params(0), lr=lr)
+
+
+def test_without_bias_correction_a_beta1_near_one_is_still_the_bert_update():
+    """As for beta2: the fused kernel's step count forcing the corrections to 1 fails for a beta1
+    this close to 1 (1 - 1e-12 ** 1e12 is 0.63), so that update takes the multi-tensor path."""
+    beta1 = 1 - 1e-12
+    updates = []
+    for fused in (True, False):
+        w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+        optimizer = AdamW([w], lr=1e-3, betas=(beta1, 0.999), bias_correction=False, fused=fused)
+        w.grad = torch.full((3,), 1e-3, dtype=torch.float64)
+        optimizer.step()
+        updates.append(w.detach().clone())
+    m, v = (1 - beta1) * 1e-3, 0.001 * 1e-6
+    assert updates[0].tolist() == pytest.approx([1 - 1e-3 * m / (math.sqrt(v) + 1e-6)] * 3, rel=1e-9)
+    assert torch.equal(updates[0], updates[1])
+
+
+def test_every_normalisation_layer_and_bias_is_exempt_from_decay_by_type_and_at_the_top_level():
+    from stabench.optim import no_decay_names
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.GroupNorm(2, 4),
+                                torch.nn.Linear(4, 2, bias=False))
+    assert no_decay_names(model) == {"0.bias", "1.weight", "1.bias", "2.weight", "2.bias"}
+    # A model that holds its parameters itself: their names have no module prefix.
+    assert no_decay_names(torch.nn.Linear(3, 2)) == {"bias"}
+    assert no_decay_names(torch.nn.LayerNorm(3)) == {"weight", "bias"}
+
+
+def test_frozen_parameters_are_in_neither_decay_group():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    model[0].weight.requires_grad_(False)
+    decay, no_decay = decay_param_groups(model, 0.01, 1e-3)
+    assert [id(p) for p in decay["params"]] == [id(model[1].weight)]
+    assert [id(p) for p in no_decay["params"]] == [id(model[0].bias), id(model[1].bias)]
+
+
+def test_the_optimizer_corrects_bias_the_transformers_way_unless_told_otherwise():
+    defaults = AdamW(_params(0)).defaults
+    assert (defaults["bias_correction"], defaults["style"], defaults["weight_decay"], defaults["lr"]) == (
+        True, "transformers", 0.0, 1e-3)
+
+
+def test_a_step_with_a_closure_evaluates_it_with_gradients_and_returns_its_loss():
+    w = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    optimizer = AdamW([w], lr=1e-2)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    assert optimizer.step(closure).item() == 2.0
+    assert w.grad is not None and (w < 1).all()

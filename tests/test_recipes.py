@@ -464,3 +464,10 @@ def test_versions_of_a_recipe_are_labelled_by_their_hash_and_the_values_a_person
     assert version_labels([("aaaa", before_adam_eps), ("bbbb", longer)]) == [
         f"aaaa (epochs={base.epochs:g})", "bbbb (epochs=15)"]
     assert version_labels([("aaaa", base.to_dict()), ("bbbb", before_adam_eps)]) == ["aaaa", "bbbb"]
+
+
+@pytest.mark.parametrize("field, value", [("lr", math.inf), ("lr", math.nan), ("max_steps", 0), ("max_steps", -1),
+                                          ("batch_size", 0), ("max_length", 7), ("adam_eps", 0.0)])
+def test_a_value_outside_its_field_s_range_is_refused_in_one_line(field, value):
+    with pytest.raises(ValueError, match=rf"^recipe field {field}=.* is invalid; expected (a positive|an integer >=)"):
+        get_recipe("bert-default", **{field: value})
