@@ -845,8 +845,8 @@ def stabench_session(request):
 def stabench_figure(request) -> Callable[[str], Path]:
     """Where a claim writes a figure of its own: ``stabench_figure("loss-surface-rte")`` is that
     name in --stabench-plots' folder and format (else .stabench/plots under the rootdir, as PNG
-    unless --stabench-plot-format says otherwise); the session's summary and JSON report list
-    each such file that exists at the end."""
+    unless --stabench-plot-format says otherwise), its folder made; the session's summary and
+    JSON report list each such file written during the session."""
     from .plots import file_stem
     from .report import check_plot_format
 
