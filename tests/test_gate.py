@@ -1321,3 +1321,19 @@ def test_two_current_seeds_are_compared_with_the_baseline_s_runs_of_those_two_se
     baseline = [_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)]
     result = check("c", [_run(s, v) for s, v in enumerate(GOOD[:2])], baseline)
     assert result.baseline_keys == tuple(r.key for r in baseline[:2]) and result.baseline.n == 2
+
+
+def test_a_regression_outranks_too_few_seeds_in_the_verdict_and_both_reasons_are_given():
+    """A check that regressed significantly is a finding, whatever another check could not show with
+    these seeds: the verdict says REGRESSED, and ``why`` keeps both."""
+    from stabench.gate import GateResult
+    from stabench.stats import summarize
+
+    summary = summarize([0.8, 0.9, 0.85], failed=0)
+    both = GateResult("c", ("t", None, "m", "r"), "accuracy", summary, summary,
+                      reasons=["accuracy: mean got worse"], too_few_seeds="no test could fire on failures")
+    assert both.regressed and both.fails and both.verdict == "REGRESSED"
+    assert both.why == "accuracy: mean got worse; no test could fire on failures"
+    few = dataclasses.replace(both, reasons=[])
+    assert few.verdict == "TOO FEW SEEDS" and few.fails and not few.regressed
+    assert dataclasses.replace(few, too_few_seeds=None).verdict == "ok"
