@@ -2233,3 +2233,89 @@ def test_a_folder_removed_between_pathlibs_mkdir_and_its_look_is_made_again(tmp_
     (tmp_path / "a-file").write_text("")  # a file where the folder belongs stays an error
     with pytest.raises(FileExistsError):
         store_module.in_made_folder(tmp_path / "a-file", lambda: None)
+
+
+def _read_alone(path: Path, records: list[dict[str, Any]]) -> list[RunResult]:
+    path.write_text(json.dumps(records))
+    return read_export(path)
+
+
+def test_an_export_of_no_runs_is_refused_as_holding_none(tmp_path: Path) -> None:
+    """An empty list, or a CSV header without rows, is a placeholder: never a CI step's pass."""
+    (tmp_path / "none.json").write_text("[]\n")
+    (tmp_path / "none.csv").write_text("key,result_json\r\n")
+    for name in ("none.json", "none.csv"):
+        with pytest.raises(StoreError, match=r"holds no runs; expected a `stabench export` file of one or more"):
+            read_export(tmp_path / name)
+
+
+def test_a_float_field_imported_as_a_whole_number_is_taken(tmp_path: Path) -> None:
+    """JSON written by another tool may give 812 for 812.0: a float field takes an int (not a bool)."""
+    record = {**json.loads(make_result(1).to_json()), "wall_time_s": 812, "steps_per_s": 4}
+    (run,) = _read_alone(tmp_path / "ints.json", [record])
+    assert run.wall_time_s == 812 and run.steps_per_s == 4
+
+
+@pytest.mark.parametrize("accuracy", [math.inf, True])
+def test_an_accuracy_beside_another_headline_metric_must_be_a_finite_number(tmp_path: Path, accuracy: Any) -> None:
+    """The failure test reads accuracy whatever the headline metric: an inf or a bool there is refused."""
+    record = {**json.loads(make_result(1).to_json()), "primary_metric": "macro_f1",
+              "metrics": {"macro_f1": 0.6, "accuracy": accuracy}, "failed": False, "collapsed": False}
+    with pytest.raises(StoreError, match=rf"nothing imported: run 1 of 1: its accuracy is {accuracy!r}; a run's "
+                                         r"scores are finite numbers"):
+        _read_alone(tmp_path / "odd.json", [record])
+
+
+def test_a_keyed_record_of_a_hooked_recipe_without_a_fingerprint_imports_unchecked(tmp_path: Path) -> None:
+    """A hooked run stored before 2026-12-06 holds no hook fingerprint: its recipe hash cannot be
+    checked (the hook's code then is unknown), so it is not read as edited."""
+    from stabench.result import key_of_record, keyed_fields
+
+    run = make_result(1)
+    run = dataclasses.replace(run, recipe={**run.recipe, "hook": "freeze-embeddings"}, environment={
+        **run.environment, "keyed_fields": keyed_fields(run.task, run.model, key_fields(run.environment))})
+    assert key_of_record(run) == run.key
+    (back,) = _read_alone(tmp_path / "hooked.json", [json.loads(run.to_json())])
+    assert back.key == run.key and back.recipe_hash == "hash-paper"
+
+
+def _csv_with(tmp_path: Path, run: RunResult, cells: dict[str, str]) -> Path:
+    import csv
+
+    from stabench.exchange import write_export
+
+    write_export(tmp_path / "runs.csv", [run], "csv")
+    with open(tmp_path / "runs.csv", newline="", encoding="utf-8") as fh:
+        header, *rows = list(csv.reader(fh))
+    for column, cell in cells.items():
+        rows[0][header.index(column)] = cell
+    with open(tmp_path / "saved.csv", "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return tmp_path / "saved.csv"
+
+
+@pytest.mark.parametrize("cells", [{"metric.mcc": "NaN"}, {"metric.mcc": "nan"}, {"metric.mcc": ""},
+                                   {"metric.f1": "0.3"}])
+def test_a_csv_cell_a_spreadsheet_saved_in_its_own_spelling_is_no_edit(tmp_path: Path, cells: dict[str, str]) -> None:
+    """A NaN saved as NaN, and a float saved to 15 significant digits (0.30000000000000004 as 0.3),
+    show the record's value: the import says nothing of edits."""
+    run = make_result(1, metrics={"mcc": math.nan, "f1": 0.1 + 0.2})
+    saved = _csv_with(tmp_path, run, cells)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        (back,) = read_export(saved)
+    assert back.key == run.key
+    assert not [str(w.message) for w in caught if "CSV row" in str(w.message)]
+
+
+def test_an_export_never_replaces_a_file_that_is_not_utf8_text(store: Store, tmp_path: Path) -> None:
+    """A binary file at the export's path (an image, a pickle) is a user's data, not an earlier export."""
+    from stabench.exchange import replaceable_export
+
+    store.put(make_result(0))
+    target = tmp_path / "runs.json"
+    target.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    assert replaceable_export(target) is False
+    with pytest.raises(StoreError):
+        store.export(target)
+    assert target.read_bytes() == b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
