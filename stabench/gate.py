@@ -23,7 +23,7 @@ from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
 from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, plain_value, stored_fields, version_labels
-from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges
+from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges, task_label
 from .result import RunResult
 from .store import SHORT_HASH, Store, check_tag
 
@@ -241,7 +241,7 @@ class GateResult:
             return f"{fmt(summary.mean)} ± {fmt(summary.std)}, failed {summary.failures}/{summary.n}"
 
         task, train_size, model, recipe = self.study
-        return dict(zip(GATE_COLUMNS, (self.claim, task + (f" ({train_size})" if train_size else ""), model, recipe,
+        return dict(zip(GATE_COLUMNS, (self.claim, task_label({"name": task, "train_size": train_size}), model, recipe,
                                        self.metric, describe(self.baseline), describe(self.current), self.changed,
                                        self.verdict), strict=True))
 

@@ -536,7 +536,7 @@ def _refuse_other_separator(path: Path, header: str, tabs: bool) -> None:
     """A header read as one column that another separator would split: the file's name says one
     format and its rows another (a spreadsheet's semicolons, in some locales, say)."""
     expected = f"expected {path.suffix} columns separated by {'tabs' if tabs else 'commas'}"
-    if "," in header if tabs else "\t" in header:
+    if ("," if tabs else "\t") in header:
         raise ValueError(f"task file {str(path)!r} has one column, {header!r}, which looks "
                          f"{'comma' if tabs else 'tab'}-separated; {expected}, or name the file "
                          f"{'.csv' if tabs else '.tsv'}")
