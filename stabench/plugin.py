@@ -1381,10 +1381,9 @@ class Reporter:
                          f"model that no claim was compared with: {shown} (a recipe renamed and edited, or a "
                          f"parametrized value changed, since the baseline was tagged; or a claim this session did "
                          f"not run)")
-        given = any(where == "--stabench-gate" for where, _ in _list_texts(self.config, "gate"))  # not the ini's
-        if given and not option(self.config, "baseline"):
-            notes.append("--stabench-gate has no effect without --stabench-baseline: it sets the limits of a "
-                         "comparison with a baseline")
+        if _typed(self.config, "gate") and not option(self.config, "baseline"):  # not the ini's or addopts'
+            notes.append(f"{_named(self.config, 'gate')} has no effect without --stabench-baseline: it sets the "
+                         f"limits of a comparison with a baseline")
         if (plot_format := option(self.config, "plot-format")) and not option(self.config, "plots") \
                 and _typed(self.config, "plot-format") and not self.config.option.collectonly \
                 and not self.made_figures():
