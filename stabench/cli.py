@@ -499,7 +499,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     status = 1 if any(r.fails for r in results) else 0
     if same := sum(r.changed == SAME_RUNS for r in results):
         console.print(f"[yellow]note: {same} study(ies) hold only the baseline's own runs (`{SAME_RUNS}`: the same "
-                      f"inputs, stack and seeds), so nothing changed since the baseline[/]", highlight=False)
+                      f"inputs, stack, seeds and scores), so nothing changed since the baseline[/]", highlight=False)
     compared = any(r.baseline for r in results)
     unmatched = sorted({study_label(r.study) for r in results if not r.baseline_keys})
     others = unmatched_baseline_studies(baseline, current, results) if unmatched or not compared else []

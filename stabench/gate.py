@@ -318,8 +318,8 @@ def check(claim: str, current: Sequence[RunResult], baseline_runs: Iterable[RunR
         too_few = (f"{len(baseline)} vs {len(current)} seeds: no mean or failure test can reach p < "
                    f"{threshold.level_text()} (smallest possible p {smallest_p:.3g}); use more seeds on each side")
     changed = what_changed(baseline, current)
-    if reasons and changed.startswith(ONLY_SEEDS):  # said, not excused: a p that small is itself a sign
-        note = "; ".join(filter(None, (note, ONLY_SEEDS_NOTE)))
+    if reasons and (changed.startswith(ONLY_SEEDS) or changed == SAME_KEYS):  # said, not excused
+        note = "; ".join(filter(None, (note, ONLY_SEEDS_NOTE if changed.startswith(ONLY_SEEDS) else SAME_KEYS_NOTE)))
     return GateResult(claim, key, metric, now, stats.summarize_runs(baseline, metric), reasons, too_few,
                       changed, tuple(r.key for r in baseline), tuple(r.key for r in current), tuple(checks), note,
                       produced)
@@ -375,6 +375,10 @@ ONLY_SEEDS = "only the seeds"
 ONLY_SEEDS_NOTE = ("only the seeds differ among what the gate compares: this regression is a false alarm of "
                    "seed-to-seed variation (at most alpha of gates raise one) or a change it cannot see, such as "
                    "uncommitted code or a library outside the run's key")
+SAME_KEYS = "same keys, other scores"
+SAME_KEYS_NOTE = ("the current runs have the baseline's keys (stack, inputs and seeds) and scored otherwise: a "
+                  "change no key shows, such as uncommitted code, a library outside the run's key, or a machine "
+                  "that was not recorded")
 # The environment's fields that name the code, not in a run's key, as the changed column says them.
 _CODE_FIELDS = {"stabench": "stabench", "stabench_git_commit": "stabench commit",
                 "project_git_commit": "project commit"}
@@ -382,10 +386,9 @@ _CODE_FIELDS = {"stabench": "stabench", "stabench_git_commit": "stabench commit"
 
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
     """What differs between two sets of runs of one study, e.g. ``transformers 5.24.0 -> 5.23.0``,
-    so a gate says which stacks it compared (``same runs`` when it compared runs with themselves)."""
-    if {r.key for r in baseline} == {r.key for r in current}:
-        return SAME_RUNS
-
+    so a gate says which stacks it compared: ``same runs`` where it compared runs with themselves
+    (or with runs retrained to the same scores), never where a CI runner retrained the baseline's
+    keys on another CPU, or to other scores."""
     def values(runs: Sequence[RunResult], get) -> str:
         return "/".join(sorted({str(get(r)) for r in runs}))
 
@@ -411,10 +414,16 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
             changes.append(f"{said} {code[0]} -> {code[1]}")
     if changes:
         return ", ".join(changes)
+    if {r.key for r in baseline} == {r.key for r in current}:
+        return SAME_RUNS if _scores(baseline) == _scores(current) else SAME_KEYS
     seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]
     if seeds[0] != seeds[1]:  # often the baseline's own study, grown by a few seeds since
         return f"{ONLY_SEEDS} ({seeds[0]} -> {seeds[1]})"
     return "nothing recorded (same stack, inputs and seeds, other runs)"
+
+
+def _scores(runs: Sequence[RunResult]) -> dict[str, tuple]:
+    return {r.key: (sorted(r.metrics.items()), r.failed) for r in runs}
 
 
 def _data_sizes(run: RunResult) -> str:

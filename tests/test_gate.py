@@ -297,6 +297,27 @@ def test_what_changed_names_the_stack_and_inputs_that_differ():
     assert what_changed(gpu_one, grown[:2]) == "only the seeds (0-7 -> 8-9)"
 
 
+def _on(runs, **environment):
+    return [dataclasses.replace(r, environment={**r.environment, **environment}) for r in runs]
+
+
+def test_the_baseline_keys_retrained_elsewhere_or_to_other_scores_are_not_called_same_runs():
+    """A CI runner with an empty store retrains the baseline file's keys: on another CPU model or
+    commit, or to other scores, the changed column must name that, never say nothing changed."""
+    baseline = _on([_run(s, v) for s, v in enumerate(GOOD)], cpu_model="Intel Xeon", project_git_commit="a" * 40)
+    failing = [dataclasses.replace(r, metrics={**r.metrics, "accuracy": 0.5}, failed=True) for r in baseline]
+    elsewhere = _on(failing, cpu_model="AMD EPYC", project_git_commit="b" * 40)
+    assert what_changed(baseline, elsewhere) == "cpu_model Intel Xeon -> AMD EPYC, project commit aaaaaaaaaaaa -> " \
+        "bbbbbbbbbbbb"
+    (row,) = compare_sources(baseline, elsewhere)
+    assert row.regressed and row.changed.startswith("cpu_model Intel Xeon -> AMD EPYC")
+    (row,) = compare_sources(baseline, failing)  # same machine and commit as recorded, other scores
+    assert row.regressed and row.changed == "same keys, other scores"
+    assert "scored otherwise: a change no key shows" in row.baseline_note
+    retrained = [dataclasses.replace(r, finished_at="2026-02-01T00:00:00") for r in baseline]  # same scores again
+    assert what_changed(baseline, retrained) == "same runs" and not compare_sources(baseline, retrained)[0].fails
+
+
 def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
     """An unchanged stack reproduces the baseline's keys: a CI job that changed nothing passes, as
     the pytest gate does, and says so; naming the same source twice is a mistake (exit 2)."""
