@@ -28,8 +28,9 @@ from .store import (COLUMNS, StoreError, both_scores, check_storable, collection
 from .warn import warn
 
 
-def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
-    """The runs of an ``export`` file, each validated; StoreError says what is wrong with it."""
+def read_export(path: str | os.PathLike[str], refused: str = "nothing imported") -> list[RunResult]:
+    """The runs of an ``export`` file, each validated; StoreError says what is wrong with it, and
+    ``refused`` what came of it (a gate's baseline file is read, not imported)."""
     path = Path(path)
     if is_sqlite_file(path):  # a results store copied from another machine, the natural first try
         raise StoreError(f"{path}: is an SQLite database (a results store?), not an export file; export its runs "
@@ -39,7 +40,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
         with open(path, encoding="utf-8-sig", newline="") as fh:  # -sig: a spreadsheet's "CSV UTF-8" starts with a BOM
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path}: cannot read the file to import: {exc}") from exc
+        raise StoreError(f"{path}: cannot read the file: {exc}") from exc
     try:
         with collection_paused():
             if text.lstrip()[:1] in ("[", "{"):
@@ -47,7 +48,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
             else:
                 runs, edited = _parse_csv(text)
     except _Refused as exc:
-        raise StoreError(f"{path}: nothing imported: {exc}") from exc
+        raise StoreError(f"{path}: {refused}: {exc}") from exc
     except ValueError as exc:
         raise StoreError(f"{path}: not a stabench export: {exc}") from exc
     if not runs:  # a placeholder, or an export of a store whose runs are damaged: never a CI step's pass
@@ -63,7 +64,7 @@ def read_export(path: str | os.PathLike[str]) -> list[RunResult]:
     first: dict[str, RunResult] = {}
     for run in runs:  # two exports joined: the same run twice is fine, two results under one key are not
         if (seen := first.setdefault(run.key, run)) is not run and scored_differently(seen, run):
-            raise StoreError(f"{path}: nothing imported: it holds run {run.key} twice with different results "
+            raise StoreError(f"{path}: {refused}: it holds run {run.key} twice with different results "
                              f"({both_scores(seen, run)}); keep one of them")
     return runs
 

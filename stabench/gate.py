@@ -21,6 +21,7 @@ from scipy.cluster.hierarchy import DisjointSet
 
 from . import stats
 from .environment import ALL_KEY_FIELDS, key_fields
+from .exchange import read_export
 from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, plain_value, stored_fields, version_labels
 from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges, task_label
@@ -97,7 +98,7 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
                                 f"export file (stabench export)" + (f"; the store has a tag {source!r}: did you "
                                                                      f"mean tag:{source}?" if tagged else ""))
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
-        scratch_store.import_file(path)
+        scratch_store.merge(read_export(path, refused=f"refused as the {role}"))
         return scratch_store.query(traces=False)
 
 

@@ -343,6 +343,11 @@ def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_s
     assert written["exit_status"] == 2 and written["gate"] == [] and written["error"].startswith("the baseline and")
     assert main(["compare", "tag:base", str(tmp_path / "missing.json"), *argv]) == 2
     assert f"current '{tmp_path / 'missing.json'}' is neither" in capsys.readouterr().err
+    edited = {**runs[0].to_dict(), "failed": True}  # a file edited by hand: its record no longer reads back
+    (tmp_path / "edited.json").write_text(json.dumps([edited]))
+    assert main(["compare", str(tmp_path / "edited.json"), "tag:base", *argv]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path / 'edited.json'}: refused as the baseline: run 1 of 1:" in err and "import" not in err
 
 
 def test_compare_gates_every_run_of_a_named_current_source_but_only_news_in_the_store():
