@@ -496,6 +496,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                                     f"baseline {args.baseline}", styles=styles))
     for colour, line in report.gate_messages(entries):
         console.print(f"[{colour}]{escape(line)}[/]", highlight=False)
+    if stacks := report.stacks_line(entries):
+        console.print(escape(stacks), highlight=False)
     status = 1 if any(r.fails for r in results) else 0
     if same := sum(r.changed == SAME_RUNS for r in results):
         console.print(f"[yellow]note: {same} study(ies) hold only the baseline's own runs (`{SAME_RUNS}`: the same "

@@ -1443,7 +1443,7 @@ class Reporter:
         written = f"stabench wrote {', '.join(self.written)}" if self.written else ""
         from .report import (COMPARISON_NOTE, claim_rows, compact_names, comparison_rows, gate_messages,
                              gate_table_rows, reference_sources, render, rows_table, runs_line, shared_columns,
-                             skipped_rows, skipped_title)
+                             skipped_rows, skipped_title, stacks_line)
 
         if not self.claims:
             if self.seeds:
@@ -1492,6 +1492,8 @@ class Reporter:
                                           color=writer.hasmarkup))
             for colour, line in gate_messages(gates):
                 terminalreporter.write_line(line, **{colour: True})
+            if stacks := stacks_line(gates):
+                terminalreporter.write_line(stacks)
         self._count_gate_failures(terminalreporter)
 
     def _count_gate_failures(self, terminalreporter) -> None:

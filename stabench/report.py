@@ -220,6 +220,40 @@ def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     return lines
 
 
+def stack_text(stack: Mapping[str, Any]) -> str:
+    """A stack as a reader checks it: ``torch 2.13.0, transformers 5.25.0, datasets 5.2.0, cpu
+    Intel Xeon (1 thread), fp32``; ``cuda NVIDIA H100 (CUDA 12.8), bf16`` on a GPU."""
+    def given(name: str) -> Any:
+        return stack.get(name) or "?"
+
+    if stack.get("device_kind") == "cpu":
+        threads = stack.get("cpu_threads")
+        device = f"cpu {given('cpu_model')}" + (f" ({threads} thread{'s' * (threads != 1)})" if threads else "")
+    else:
+        device = f"{given('device_kind')} {given('device_name')}" + (f" (CUDA {stack['cuda']})" if stack.get("cuda")
+                                                                     else "")
+    libraries = [f"{name} {given(name)}" for name in ("torch", "transformers", "datasets")]
+    return ", ".join([*libraries, device, given("precision")])
+
+
+def stacks_line(entries: Sequence[dict[str, Any]]) -> str | None:
+    """Which stacks a gate compared, each side's once, for the reader of a CI log who asks what was
+    tested (the changed column gives only the difference): None where nothing was compared."""
+    sides: dict[str, list[str]] = {"baseline": [], "current": []}
+    for entry in entries:
+        produced = entry["detail"]["produced_by"] or {}
+        if entry["detail"]["baseline"] is None:  # no baseline: no comparison to describe
+            continue
+        for side, texts in sides.items():
+            for stack in (produced.get(side) or {}).get("stacks", []):
+                if (text := stack_text(stack)) not in texts:
+                    texts.append(text)
+    if not sides["baseline"]:
+        return None
+    before, after = (" | ".join(texts) for texts in sides.values())
+    return f"stacks: baseline {before}; current {'the same' if after == before else after}"
+
+
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 
@@ -462,6 +496,8 @@ def session_markdown(record: dict[str, Any]) -> str:
     if record.get("gate"):
         text += (f"\n## Regression gate against {record.get('baseline') or 'the baseline'}\n\n"
                  f"{markdown(gate_markdown_rows(record['gate']))}\n")
+        if stacks := stacks_line(record["gate"]):
+            text += f"\n{stacks[0].upper()}{stacks[1:]}.\n"
     if record.get("nothing_compared"):
         text += f"\n**The gate failed:** {record['nothing_compared']}.\n"
     return text

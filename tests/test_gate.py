@@ -318,6 +318,34 @@ def test_the_baseline_keys_retrained_elsewhere_or_to_other_scores_are_not_called
     assert what_changed(baseline, retrained) == "same runs" and not compare_sources(baseline, retrained)[0].fails
 
 
+def test_the_gate_says_which_stacks_it_compared_where_the_changed_column_gives_only_the_difference(tmp_path, capsys):
+    """A CI log answers "what did we test?": each side's stacks once, below the table and in the
+    Markdown report; nothing where no baseline was found."""
+    from stabench.report import stacks_line
+
+    xeon = _on([_run(s, v, torch="2.11.0") for s, v in enumerate(GOOD)], cpu_model="Intel Xeon", cpu_threads=1)
+    gpu = _on([_run(s, v) for s, v in enumerate(GOOD)], device_kind="cuda", device_name="NVIDIA H100", cuda="12.8",
+              precision="bf16")
+    entries = [check("c", gpu, xeon).entry(), check("d", xeon, xeon).entry()]
+    assert stacks_line(entries) == ("stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon "
+                                    "(1 thread), fp32; current torch 2.13.0, transformers 5, datasets 5, cuda NVIDIA "
+                                    "H100 (CUDA 12.8), bf16 | torch 2.11.0, transformers 5, datasets 5, cpu Intel "
+                                    "Xeon (1 thread), fp32")
+    assert stacks_line(entries[1:]).endswith("fp32; current the same")
+    assert stacks_line([check("e", gpu, []).entry()]) is None
+    markdown = session_markdown({"claims": [], "seeds": [], "gate": entries[1:], "comparisons": [],
+                                 "baseline": "tag:base", "trained": {"by_seed_items": [], "by_verdicts": []}})
+    assert "Stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon (1 thread), fp32; current " \
+           "the same." in markdown
+    with Store(tmp_path / "s.sqlite") as store:
+        for run in xeon + gpu:
+            store.put(run)
+        store.tag([r.key for r in xeon], "base")
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
+    assert "stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon (1 thread), fp32; current " \
+           "torch 2.13.0" in " ".join(capsys.readouterr().out.split())
+
+
 def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
     """An unchanged stack reproduces the baseline's keys: a CI job that changed nothing passes, as
     the pytest gate does, and says so; naming the same source twice is a mistake (exit 2)."""
@@ -759,6 +787,7 @@ def test_regression_gate_end_to_end(pytester, tiny_model, monkeypatch):
     # The regression fails the claim's verdict item, so JUnit reports and --lf see it too.
     worse.stdout.fnmatch_lines(["*regression gate against tag:old*",
                                 "REGRESSED test_gated.py::test_my_recipe: accuracy: mean got worse*",
+                                "stacks: baseline torch *, cpu * (1 thread), fp32; current the same",
                                 "FAILED test_gated.py::test_my_recipe[[]verdict[]] - Failed: REGRESSED*",
                                 "*= 1 failed, 4 passed in *"])
     assert "REGRESSED" in (pytester.path / "gate.md").read_text()
