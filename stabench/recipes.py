@@ -75,13 +75,14 @@ class Recipe:
         _check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
         _check(not (self.schedule == "constant" and self.warmup), "warmup", self.warmup,  # else recorded, never done
                "0 with schedule='constant', which has no warmup (schedule='constant_with_warmup' warms up)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        _check(self.adam_eps > 0, "adam_eps", self.adam_eps, "a positive number")
+        _check(0 <= self.weight_decay < math.inf, "weight_decay", self.weight_decay, "a finite number >= 0")
+        _check(0 < self.adam_eps < math.inf, "adam_eps", self.adam_eps, "a positive finite number")
         for field in ("adam_beta1", "adam_beta2"):
             _check(0 <= getattr(self, field) < 1, field, getattr(self, field), "a number in [0, 1)")
         _check(self.adamw_style in ADAMW_STYLES, "adamw_style", self.adamw_style,
                f"one of {', '.join(ADAMW_STYLES)}")
-        _check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "a positive number or None")
+        _check(self.grad_clip is None or 0 < self.grad_clip < math.inf, "grad_clip", self.grad_clip,
+               "a positive finite number, or None for no clipping")
         _check(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1) or None")
         _check(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         _check(self.checkpoint in CHECKPOINTS, "checkpoint", self.checkpoint, f"one of {', '.join(CHECKPOINTS)}")
@@ -271,7 +272,10 @@ def _check_types(recipe: Recipe) -> None:
             continue
         kind, is_number = kinds[0], isinstance(value, (Integral, float)) and not isinstance(value, bool)
         if kind == "float" and is_number:
-            object.__setattr__(recipe, f.name, float(value) + 0.0)  # -0.0 is 0.0, which JSON writes otherwise
+            try:
+                object.__setattr__(recipe, f.name, float(value) + 0.0)
+            except OverflowError:  # an integer past the largest float, 10**400
+                _check(False, f.name, value, "a finite number")  # -0.0 is 0.0, which JSON writes otherwise
         elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):

@@ -467,7 +467,16 @@ def test_versions_of_a_recipe_are_labelled_by_their_hash_and_the_values_a_person
 
 
 @pytest.mark.parametrize("field, value", [("lr", math.inf), ("lr", math.nan), ("max_steps", 0), ("max_steps", -1),
-                                          ("batch_size", 0), ("max_length", 7), ("adam_eps", 0.0)])
+                                          ("batch_size", 0), ("max_length", 7), ("adam_eps", 0.0),
+                                          ("adam_eps", math.inf), ("grad_clip", math.inf)])
 def test_a_value_outside_its_field_s_range_is_refused_in_one_line(field, value):
     with pytest.raises(ValueError, match=rf"^recipe field {field}=.* is invalid; expected (a positive|an integer >=)"):
+        get_recipe("bert-default", **{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("weight_decay", math.inf), ("epochs", 10**400), ("lr", -10**400)])
+def test_an_infinite_decay_or_a_number_past_the_largest_float_is_refused_in_one_line(field, value):
+    """inf trained (weight decay wiping the weights, stored JSON holding a non-standard Infinity), and an
+    integer past the largest float raised OverflowError instead of naming its field."""
+    with pytest.raises(ValueError, match=rf"^recipe field {field}=.* is invalid; expected a finite number"):
         get_recipe("bert-default", **{field: value})
