@@ -241,8 +241,9 @@ def stacks_line(entries: Sequence[dict[str, Any]]) -> str | None:
     tested (the changed column gives only the difference): None where nothing was compared."""
     sides: dict[str, list[str]] = {"baseline": [], "current": []}
     for entry in entries:
-        produced = entry["detail"]["produced_by"] or {}
-        if entry["detail"]["baseline"] is None:  # no baseline: no comparison to describe
+        detail = entry.get("detail") or {}  # a JSON report kept from before 2026-12-06 has no produced_by
+        produced = detail.get("produced_by") or {}
+        if detail.get("baseline") is None:  # no baseline: no comparison to describe
             continue
         for side, texts in sides.items():
             for stack in (produced.get(side) or {}).get("stacks", []):

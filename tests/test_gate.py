@@ -333,6 +333,8 @@ def test_the_gate_says_which_stacks_it_compared_where_the_changed_column_gives_o
                                     "Xeon (1 thread), fp32")
     assert stacks_line(entries[1:]).endswith("fp32; current the same")
     assert stacks_line([check("e", gpu, []).entry()]) is None
+    older = [{**entry, "detail": {k: v for k, v in entry["detail"].items() if k != "produced_by"}} for entry in entries]
+    assert stacks_line(older) is None  # a JSON report kept from before 2026-12-06 makes its Markdown again
     markdown = session_markdown({"claims": [], "seeds": [], "gate": entries[1:], "comparisons": [],
                                  "baseline": "tag:base", "trained": {"by_seed_items": [], "by_verdicts": []}})
     assert "Stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon (1 thread), fp32; current " \
