@@ -526,7 +526,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     if args.md:
         report.write_markdown(args.md, f"{_md_title(args)}\n\n"
                               f"{report.markdown(_as_studies(report.gate_markdown_rows(entries)))}\n"
-                              + (f"\n{nothing}\n" if nothing else ""))
+                              + report.stacks_markdown(entries) + (f"\n{nothing}\n" if nothing else ""))
     return status
 
 

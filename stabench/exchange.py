@@ -85,7 +85,7 @@ def _run_from_record(record: Any, where: str) -> RunResult:
     try:
         run = RunResult.from_dict(record)
     except NewerRecord as exc:
-        raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to import it") from exc
+        raise _Refused(f"{where}: {exc}: it was written by a newer stabench; upgrade stabench to read it") from exc
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ValueError(f"{where}: invalid run record: {exc}") from exc
     for spec in dataclasses.fields(RunResult):
@@ -133,7 +133,7 @@ def _check_consistent(run: RunResult, where: str) -> None:
     if own_key is not None and (not recipe.get("hook") or HOOK_FINGERPRINT in recipe):
         if unknown := sorted(set(recipe) - _recipe_fields() - {HOOK_FINGERPRINT}):
             raise _Refused(f"{where}: its recipe has field(s) {', '.join(unknown)}, which this stabench's recipes "
-                           f"lack: it was written by a newer stabench; upgrade stabench to import it")
+                           f"lack: it was written by a newer stabench; upgrade stabench to read it")
         if run.recipe_hash not in _recipe_hashes(recipe):
             raise _Refused(f"{where}: its recipe fields do not make its recipe hash {run.recipe_hash}: the record "
                            f"was edited after it was stored (a recipe field), so it cannot be read as what "

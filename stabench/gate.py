@@ -26,7 +26,7 @@ from .metrics import higher_is_better
 from .recipes import HOOK_FINGERPRINT, plain_value, stored_fields, version_labels
 from .report import GATE_COLUMNS, fmt, produced_by, seed_ranges, task_label
 from .result import RunResult
-from .store import SHORT_HASH, Store, check_tag
+from .store import SHORT_HASH, Store, check_tag, scored_differently
 
 DEFAULT_LIMITS = {"max_mean_drop": 0.01, "max_std_increase": 0.01, "max_extra_failures": 0, "alpha": 0.05}
 
@@ -98,8 +98,11 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
                                 f"export file (stabench export)" + (f"; the store has a tag {source!r}: did you "
                                                                      f"mean tag:{source}?" if tagged else ""))
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
-        scratch_store.merge(read_export(path, refused=f"refused as the {role}"))
+        scratch_store.merge(read_export(path, refused=f"refused as the {_SIDES.get(role, role)}"))
         return scratch_store.query(traces=False)
+
+
+_SIDES = {"current": "current side"}
 
 
 def reads_store(source: str) -> bool:
@@ -378,8 +381,8 @@ ONLY_SEEDS_NOTE = ("only the seeds differ among what the gate compares: this reg
                    "uncommitted code or a library outside the run's key")
 SAME_KEYS = "same keys, other scores"
 SAME_KEYS_NOTE = ("the current runs have the baseline's keys (stack, inputs and seeds) and scored otherwise: a "
-                  "change no key shows, such as uncommitted code, a library outside the run's key, or a machine "
-                  "that was not recorded")
+                  "GPU's nondeterministic kernels, so possibly a false alarm, or a change no key shows, such as "
+                  "uncommitted code, a library outside the run's key, or a machine that was not recorded")
 # The environment's fields that name the code, not in a run's key, as the changed column says them.
 _CODE_FIELDS = {"stabench": "stabench", "stabench_git_commit": "stabench commit",
                 "project_git_commit": "project commit"}
@@ -406,6 +409,12 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
                    lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
     if all(cpus) and cpus[0] != cpus[1]:  # runs stored before cpu_model was recorded say nothing
         changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
+    # Nor is a GPU's driver or its CUDA and cuDNN, which choose the kernels that compute it.
+    for name in ("cuda", "cudnn", "gpu_driver"):
+        gpus = [values([r for r in runs if r.environment.get("device_kind") != "cpu" and r.environment.get(name)],
+                       lambda r, name=name: str(r.environment[name])) for runs in (baseline, current)]
+        if all(gpus) and gpus[0] != gpus[1]:
+            changes.append(f"{name} {gpus[0]} -> {gpus[1]}")
     # Nor is the code that trained them, where it was recorded: the runs of another commit (of
     # the project, or of a stabench clone) may differ for reasons no key shows.
     for name, said in _CODE_FIELDS.items():
@@ -416,15 +425,12 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
     if changes:
         return ", ".join(changes)
     if {r.key for r in baseline} == {r.key for r in current}:
-        return SAME_RUNS if _scores(baseline) == _scores(current) else SAME_KEYS
+        stored = {r.key: r for r in baseline}
+        return SAME_KEYS if any(scored_differently(stored[r.key], r) for r in current) else SAME_RUNS
     seeds = [seed_ranges([r.seed for r in runs]) for runs in (baseline, current)]
     if seeds[0] != seeds[1]:  # often the baseline's own study, grown by a few seeds since
         return f"{ONLY_SEEDS} ({seeds[0]} -> {seeds[1]})"
     return "nothing recorded (same stack, inputs and seeds, other runs)"
-
-
-def _scores(runs: Sequence[RunResult]) -> dict[str, tuple]:
-    return {r.key: (sorted(r.metrics.items()), r.failed) for r in runs}
 
 
 def _data_sizes(run: RunResult) -> str:

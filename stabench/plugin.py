@@ -1381,7 +1381,7 @@ class Reporter:
                          f"model that no claim was compared with: {shown} (a recipe renamed and edited, or a "
                          f"parametrized value changed, since the baseline was tagged; or a claim this session did "
                          f"not run)")
-        if _typed(self.config, "gate") and not option(self.config, "baseline"):  # not the ini's or addopts'
+        if _typed(self.config, "gate") and option(self.config, "gate") and not option(self.config, "baseline"):
             notes.append(f"{_named(self.config, 'gate')} has no effect without --stabench-baseline: it sets the "
                          f"limits of a comparison with a baseline")
         if (plot_format := option(self.config, "plot-format")) and not option(self.config, "plots") \

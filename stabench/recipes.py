@@ -273,7 +273,7 @@ def _check_types(recipe: Recipe) -> None:
         kind, is_number = kinds[0], isinstance(value, (Integral, float)) and not isinstance(value, bool)
         if kind == "float" and is_number:
             try:
-                object.__setattr__(recipe, f.name, float(value) + 0.0)
+                object.__setattr__(recipe, f.name, float(value) + 0.0)  # -0.0 is 0.0, which JSON writes otherwise
             except OverflowError:  # an integer past the largest float, 10**400
                 _check(False, f.name, value, "a finite number")  # -0.0 is 0.0, which JSON writes otherwise
         elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
@@ -289,7 +289,15 @@ def _check_types(recipe: Recipe) -> None:
 def _check(ok: bool, field: str, value: Any, accepted: str) -> None:
     __tracebackhide__ = True
     if not ok:
-        raise ValueError(f"recipe field {field}={value!r} is invalid; expected {accepted}")
+        raise ValueError(f"recipe field {field}={_shown(value)} is invalid; expected {accepted}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error names it: an integer of hundreds of digits by its size (Python refuses
+    to write one past 4300 digits at all)."""
+    if isinstance(value, Integral) and abs(value) > 10**30:
+        return f"<an integer of about {int(int(value).bit_length() * math.log10(2)) + 1} digits>"
+    return repr(value)
 
 
 _BERT_DEFAULT = Recipe(name="bert-default")

@@ -221,38 +221,50 @@ def gate_messages(entries: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def stack_text(stack: Mapping[str, Any]) -> str:
-    """A stack as a reader checks it: ``torch 2.13.0, transformers 5.25.0, datasets 5.2.0, cpu
-    Intel Xeon (1 thread), fp32``; ``cuda NVIDIA H100 (CUDA 12.8), bf16`` on a GPU."""
-    def given(name: str) -> Any:
-        return stack.get(name) or "?"
-
+    """A stack as a reader checks it: ``torch 2.13.0, transformers 5.25.0, tokenizers 0.23.3,
+    datasets 5.2.0, cpu Intel Xeon (1 thread), fp32``, or on a GPU ``cuda NVIDIA H100 (CUDA 12.8,
+    cuDNN 91000, driver 570.1)``; what a run did not record is left out."""
+    parts = [f"{name} {stack[name]}" for name in ("torch", "transformers", "tokenizers", "datasets") if stack.get(name)]
     if stack.get("device_kind") == "cpu":
         threads = stack.get("cpu_threads")
-        device = f"cpu {given('cpu_model')}" + (f" ({threads} thread{'s' * (threads != 1)})" if threads else "")
+        details = [f"{threads} thread{'s' * (threads != 1)}"] if threads else []
+        device = ["cpu", stack.get("cpu_model")]
     else:
-        device = f"{given('device_kind')} {given('device_name')}" + (f" (CUDA {stack['cuda']})" if stack.get("cuda")
-                                                                     else "")
-    libraries = [f"{name} {given(name)}" for name in ("torch", "transformers", "datasets")]
-    return ", ".join([*libraries, device, given("precision")])
+        details = [f"{label} {stack[name]}" for name, label in (("cuda", "CUDA"), ("cudnn", "cuDNN"),
+                                                                  ("gpu_driver", "driver")) if stack.get(name)]
+        device = [stack.get("device_kind"), stack.get("device_name")]
+    if device := " ".join(filter(None, device)):
+        parts.append(device + (f" ({', '.join(details)})" if details else ""))
+    if stack.get("precision"):
+        parts.append(stack["precision"])
+    return ", ".join(parts) or "not recorded"
 
 
 def stacks_line(entries: Sequence[dict[str, Any]]) -> str | None:
     """Which stacks a gate compared, each side's once, for the reader of a CI log who asks what was
-    tested (the changed column gives only the difference): None where nothing was compared."""
+    tested (the changed column gives only the difference): ``current the same`` where every study
+    ran on its baseline's stacks; None where nothing was compared."""
     sides: dict[str, list[str]] = {"baseline": [], "current": []}
+    same = True
     for entry in entries:
         detail = entry.get("detail") or {}  # a JSON report kept from before 2026-12-06 has no produced_by
         produced = detail.get("produced_by") or {}
         if detail.get("baseline") is None:  # no baseline: no comparison to describe
             continue
-        for side, texts in sides.items():
-            for stack in (produced.get(side) or {}).get("stacks", []):
-                if (text := stack_text(stack)) not in texts:
-                    texts.append(text)
+        shown = {side: [stack_text(stack) for stack in (produced.get(side) or {}).get("stacks", [])] for side in sides}
+        same = same and set(shown["baseline"]) == set(shown["current"])
+        for side, texts in shown.items():
+            sides[side] += [text for text in dict.fromkeys(texts) if text not in sides[side]]
     if not sides["baseline"]:
         return None
     before, after = (" | ".join(texts) for texts in sides.values())
-    return f"stacks: baseline {before}; current {'the same' if after == before else after}"
+    return f"stacks: baseline {before}; current {'the same' if same else after}"
+
+
+def stacks_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    """The stacks line as a Markdown report's paragraph under its gate table; empty without one."""
+    stacks = stacks_line(entries)
+    return f"\n{stacks[0].upper()}{stacks[1:]}.\n" if stacks else ""
 
 
 PLOT_FORMATS = ("png", "pdf", "svg")
@@ -497,8 +509,7 @@ def session_markdown(record: dict[str, Any]) -> str:
     if record.get("gate"):
         text += (f"\n## Regression gate against {record.get('baseline') or 'the baseline'}\n\n"
                  f"{markdown(gate_markdown_rows(record['gate']))}\n")
-        if stacks := stacks_line(record["gate"]):
-            text += f"\n{stacks[0].upper()}{stacks[1:]}.\n"
+        text += stacks_markdown(record["gate"])
     if record.get("nothing_compared"):
         text += f"\n**The gate failed:** {record['nothing_compared']}.\n"
     return text

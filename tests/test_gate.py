@@ -313,7 +313,14 @@ def test_the_baseline_keys_retrained_elsewhere_or_to_other_scores_are_not_called
     assert row.regressed and row.changed.startswith("cpu_model Intel Xeon -> AMD EPYC")
     (row,) = compare_sources(baseline, failing)  # same machine and commit as recorded, other scores
     assert row.regressed and row.changed == "same keys, other scores"
-    assert "scored otherwise: a change no key shows" in row.baseline_note
+    assert "scored otherwise: a GPU's nondeterministic kernels, so possibly a false alarm" in row.baseline_note
+    gpu = _on(baseline, device_kind="cuda", gpu_driver="570.1", cudnn="91000")
+    upgraded = _on([dataclasses.replace(r, metrics={**r.metrics, "accuracy": 0.5}, failed=True) for r in gpu],
+                   gpu_driver="580.2")
+    assert what_changed(gpu, upgraded) == "gpu_driver 570.1 -> 580.2"  # and the host's CPU is none of it
+    assert what_changed(gpu, _on(upgraded, gpu_driver=None)) == "same keys, other scores"  # recorded on one side
+    for twice in ([*baseline, failing[0]], [failing[0], *baseline]):  # a seed twice: its other score counts
+        assert what_changed(baseline, twice) == "same keys, other scores"
     retrained = [dataclasses.replace(r, finished_at="2026-02-01T00:00:00") for r in baseline]  # same scores again
     assert what_changed(baseline, retrained) == "same runs" and not compare_sources(baseline, retrained)[0].fails
 
@@ -332,6 +339,13 @@ def test_the_gate_says_which_stacks_it_compared_where_the_changed_column_gives_o
                                     "H100 (CUDA 12.8), bf16 | torch 2.11.0, transformers 5, datasets 5, cpu Intel "
                                     "Xeon (1 thread), fp32")
     assert stacks_line(entries[1:]).endswith("fp32; current the same")
+    newer = _on(xeon, tokenizers="0.23.3")
+    assert stacks_line([check("d", newer, xeon).entry()]).endswith(
+        "; current torch 2.11.0, transformers 5, tokenizers 0.23.3, datasets 5, cpu Intel Xeon (1 thread), fp32")
+    crossed = [check("d", gpu, xeon).entry(), check("f", xeon, gpu).entry()]  # each side holds both stacks
+    assert not stacks_line(crossed).endswith("the same")
+    assert stacks_line([check("g", [dataclasses.replace(r, environment={}) for r in xeon], xeon).entry()]).endswith(
+        "; current not recorded")
     assert stacks_line([check("e", gpu, []).entry()]) is None
     older = [{**entry, "detail": {k: v for k, v in entry["detail"].items() if k != "produced_by"}} for entry in entries]
     assert stacks_line(older) is None  # a JSON report kept from before 2026-12-06 makes its Markdown again
@@ -343,9 +357,12 @@ def test_the_gate_says_which_stacks_it_compared_where_the_changed_column_gives_o
         for run in xeon + gpu:
             store.put(run)
         store.tag([r.key for r in xeon], "base")
-    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite")]) == 0
+    md = tmp_path / "gate.md"
+    assert main(["compare", "tag:base", "store", "--store", str(tmp_path / "s.sqlite"), "--md", str(md)]) == 0
     assert "stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon (1 thread), fp32; current " \
            "torch 2.13.0" in " ".join(capsys.readouterr().out.split())
+    assert "Stacks: baseline torch 2.11.0, transformers 5, datasets 5, cpu Intel Xeon (1 thread), fp32; current " \
+           "torch 2.13.0" in md.read_text()
 
 
 def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_source_twice(tmp_path, capsys):
@@ -378,6 +395,8 @@ def test_compare_passes_current_runs_that_are_the_baseline_own_and_refuses_one_s
     assert main(["compare", str(tmp_path / "edited.json"), "tag:base", *argv]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{tmp_path / 'edited.json'}: refused as the baseline: run 1 of 1:" in err and "import" not in err
+    assert main(["compare", "tag:base", str(tmp_path / "edited.json"), *argv]) == 2
+    assert ": refused as the current side: run 1 of 1:" in " ".join(capsys.readouterr().err.split())
 
 
 def test_compare_gates_every_run_of_a_named_current_source_but_only_news_in_the_store():

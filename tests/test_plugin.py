@@ -1714,6 +1714,8 @@ def test_a_gate_that_cannot_compare_says_so_where_ci_reads_it(suite):
     result.stdout.fnmatch_lines(["stabench: -o stabench_gate has no effect without --stabench-baseline*"])
     suite.makeini("[pytest]\naddopts = --stabench-gate=max_extra_failures=1\n")  # limits for CI's baseline runs
     assert "no effect" not in _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0").stdout.str()
+    cleared = _run(suite, "--stabench-store=s.sqlite", "-k", "true_claim and seed0", "--stabench-gate=")
+    assert "no effect" not in cleared.stdout.str()  # an empty value clears the limits: there are none to ignore
 
 
 def test_a_report_says_how_many_files_did_not_collect_beyond_those_it_names(pytester):

@@ -1289,7 +1289,7 @@ def test_a_record_of_a_newer_stabench_is_never_taken_for_damaged(store: Store, t
     record = {**newer.to_dict(), "energy_kwh": 3.2}
     (tmp_path / "newer.json").write_text(json.dumps([record]))
     with pytest.raises(StoreError, match=r": nothing imported: run 1 of 1: unknown run result fields \['energy_kwh'\]"
-                                         r".*: it was written by a newer stabench; upgrade stabench to import it$"):
+                                         r".*: it was written by a newer stabench; upgrade stabench to read it$"):
         store.import_file(tmp_path / "newer.json")
 
 
@@ -1926,7 +1926,7 @@ def test_an_edited_record_s_key_no_longer_matches_and_its_import_is_refused(tiny
         newer.write_text(json.dumps([{**r, "recipe": {**r["recipe"], "label_smoothing": 0.1}} for r in records]))
         with pytest.raises(StoreError, match=r": nothing imported: run 1 of 3: its recipe has field\(s\) label_smoothing, "
                                              r"which this stabench's recipes lack: it was written by a newer "
-                                             r"stabench; upgrade stabench to import it$"):
+                                             r"stabench; upgrade stabench to read it$"):
             other.import_file(newer)
         # A record made before runs listed their keyed fields imports as before: its key cannot be checked.
         older = tmp_path / "older.json"
