@@ -35,7 +35,7 @@ from .models import check_model_name, stored_name
 from .profiles import check_requirements
 from .recipes import Recipe, get_recipe, unknown_field
 from .report import fmt, progress_display, seed_ranges, task_label
-from .result import RunResult, check_metric, check_seed, data_mix, runs_of
+from .result import RunResult, check_metric, check_seed, data_mix, runs_of, stack_mix
 from .store import SHORT_HASH, Store, StoreError, UnreadableRun, beside_store, in_made_folder, remove_if_empty
 from .tasks import Task, check_subsample_seed, check_train_size, get_task, reload_task_data, registered_name
 from .warn import warn
@@ -851,9 +851,7 @@ class Study:
             raise ValueError(f"study of {arm.name}: its runs were scored with different metrics (headline "
                              f"{' and '.join(headlines)}): the task's metrics changed between them; select one "
                              f"definition's runs")
-        stacks = [key_fields(r.environment or {}) for r in results]
-        differ = sorted({name for stack in stacks for name, value in stack.items() if value != stacks[0].get(name)})
-        if differ:  # a run's numbers depend on its stack (a CPU's thread count too): one study, one stack
+        if differ := stack_mix(results):  # a run's numbers depend on its stack (a CPU's thread count too)
             raise ValueError(f"study of {arm.name}: its runs were made under different library stacks or devices "
                              f"(they differ in {', '.join(differ)}); select one, e.g. Store.query(..., "
                              f"env={{{differ[0]!r}: ...}})")

@@ -23,7 +23,7 @@ from matplotlib.ticker import LogLocator
 from .models import stored_name
 from .report import task_label
 from .result import (EVALUATION_FIELDS, FINAL_LOSS_STEPS, RunResult, check_metric, check_traced, data_mix,
-                     final_train_loss, layer_order, runs_of)
+                     final_train_loss, layer_order, runs_of, stack_mix)
 
 
 _LOG_FLOOR = 1e-30  # a loss or norm of exactly 0 on a log axis, as analysis floors them
@@ -74,6 +74,10 @@ def plot_study(runs_by_label: Mapping[str, Sequence[RunResult]] | Sequence[RunRe
         if mix := data_mix(runs):
             raise ValueError(f"plot_study: the runs of {label!r} were trained on {mix}; a box holds runs on one "
                              f"data set, so give each its own label")
+        if differ := stack_mix(runs):  # a seed on two stacks would count twice in one box
+            raise ValueError(f"plot_study: the runs of {label!r} were made under different library stacks or "
+                             f"devices (they differ in {', '.join(differ)}); a box holds one stack's runs, so select "
+                             f"one, e.g. Store.query(..., env={{{differ[0]!r}: ...}}), or give each its own label")
     metric = metric or next(iter(runs_by_label.values()))[0].primary_metric
     check_metric([r for runs in runs_by_label.values() for r in runs], metric, "plot_study: ")
     labels = list(runs_by_label)
@@ -253,7 +257,8 @@ def _labelled_runs(runs_by_label, function: str, one_recipe: bool = False) -> di
         recipes = {r.recipe_hash: r.recipe_name for r in runs}  # a Study's: one recipe, in one or more versions
         if label is None and len(recipes) > 1:  # not under the first run's recipe name, which hid the others
             if one_recipe:
-                named = ", ".join(f"{name} ({digest[:8]})" for digest, name in list(recipes.items())[:4])
+                named = ", ".join(f"{name} ({digest[:8]})" for digest, name in list(recipes.items())[:4]) + (
+                    f", and {len(recipes) - 4} more" if len(recipes) > 4 else "")
                 raise ValueError(f"{function}: the runs hold {len(recipes)} recipes ({named}); one list of runs is "
                                  f"one label, so give each recipe its own: {{name: runs, ...}}")
             label = f"runs of {len(recipes)} recipes"

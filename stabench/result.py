@@ -104,6 +104,15 @@ def check_metric(runs: list[RunResult], metric: str, owner: str = "") -> None:
                          f"they have {', '.join(sorted(common)) or 'none in common'}")
 
 
+def stack_mix(runs: list[RunResult]) -> list[str]:
+    """The key fields of the stack (library versions, device, a CPU's thread count) in which runs
+    meant to be one study differ: a run's numbers depend on them, and a seed on two stacks is two runs."""
+    from .environment import key_fields
+
+    stacks = [key_fields(r.environment or {}) for r in runs]
+    return sorted({name for stack in stacks for name, value in stack.items() if value != stacks[0].get(name)})
+
+
 def data_mix(runs: list[RunResult]) -> str | None:
     """What tells apart the data of runs meant to share one data set (a study, a plot's box), or
     None: their tasks, or their training sets (the fingerprints of the exact examples)."""

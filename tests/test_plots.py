@@ -330,6 +330,17 @@ def test_boxes_of_other_majority_accuracies_get_their_own_majority_line(drawn, t
     with pytest.raises(ValueError, match=r"^plot_study: the runs hold 2 recipes \(r \(h\), r2 \(eeeeeeee\)\); one list "
                                          r"of runs is one label, so give each recipe its own: \{name: runs, ...\}$"):
         plot_study(polarity + edited, tmp_path / "m.png", "one box")  # one box under 'r' held both before
+    versions = [dataclasses.replace(r, seed=r.seed + 2 * n, recipe_name=f"v{n}", recipe_hash=f"{n}" * 16)
+                for n in range(1, 6) for r in polarity]
+    with pytest.raises(ValueError, match=r"^plot_study: the runs hold 6 recipes \(r \(h\), v1 \(11111111\), "
+                                         r"v2 \(22222222\), v3 \(33333333\), and 2 more\); one list"):
+        plot_study(polarity + versions, tmp_path / "m.png", "one box")
+    threads = [dataclasses.replace(r, environment={**r.environment, "device_kind": "cpu", "cpu_threads": n})
+               for n, r in ((1, polarity[0]), (1, polarity[1]), (2, polarity[0]))]  # seed 0 again, on 2 threads
+    with pytest.raises(ValueError, match=r"^plot_study: the runs of 'r' were made under different library stacks or "
+                                         r"devices \(they differ in cpu_threads\); a box holds one stack's runs"):
+        plot_study(threads, tmp_path / "m.png", "one box")
+    plot_study(threads[:2], tmp_path / "m.png", "one box")
 
 
 def test_runs_that_scored_alike_are_each_seen_side_by_side(drawn, tmp_path):
