@@ -624,7 +624,10 @@ class Comparison:
                 f"  better         {verdict(self.a_better):3}  mean {self.mean_a:.4g} vs {self.mean_b:.4g}, "
                 f"one-sided Mann-Whitney p={self.mannwhitney_p_a_better:.3g}\n"
                 f"  dominates      {verdict(self.a_dominates):3}  ASO eps_min {self.aso_eps_min:.3f} (threshold "
-                f"{self.aso_threshold:g}, at least {ASO_MIN_SEEDS} seeds a side)")
+                f"{self.aso_threshold:g}, at least {ASO_MIN_SEEDS} seeds a side)"
+                + (f"\n  (no split of {self.n_a} vs {self.n_b} seeds gives a rank test p below {smallest:.3g}: less "
+                   f"variable and better cannot be yes on these seeds; use more)"
+                   if (smallest := smallest_split_p(self.n_a, self.n_b)) >= self.alpha else ""))
 
 
 def compare(

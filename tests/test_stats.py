@@ -315,6 +315,17 @@ def test_a_comparison_given_as_an_assert_message_reads_whole_in_one_line():
     assert f"better {'yes' if c.a_better else 'no'} p={c.mannwhitney_p_a_better:.3g}>" in shown
 
 
+@pytest.mark.parametrize("n_a, n_b, n_comparisons, too_few", [(3, 3, 1, True), (4, 4, 1, False), (4, 4, 5, True),
+                                                               (2, 4, 1, True), (2, 9, 1, False)])
+def test_a_printed_comparison_says_when_its_rank_tests_could_not_pass_on_these_seeds(n_a, n_b, n_comparisons, too_few):
+    """3 against 3 seeds: no split gives Mann-Whitney p below 1/20, so "better no p=0.05" was all a
+    notebook showed of a comparison that could never say yes."""
+    comparison = compare(np.linspace(0.9, 0.95, n_a), np.linspace(0.5, 0.6, n_b), 0, 0, n_comparisons=n_comparisons,
+                         aso_iterations=20)
+    assert comparison.a_better is not too_few
+    assert (f"(no split of {n_a} vs {n_b} seeds gives a rank test p below" in str(comparison)) is too_few
+
+
 def test_a_study_whose_runs_mostly_failed_is_not_shown_less_variable():
     """Most runs collapsed at the majority accuracy: a spread of about 0 around the median, which
     Brown-Forsythe would call stable."""
