@@ -341,6 +341,9 @@ def plot_generalisation(runs_by_label: Mapping[str, Sequence[RunResult]] | Seque
         ends = np.asarray(trend.log10_loss)
         axes.plot(10.0 ** ends, trend.intercept + trend.slope * ends, color="black", linewidth=1,
                   label=f"successful runs: {trend.slope:+.3g} per decade ({trend.verdict})")
+        low, high = axes.get_ylim()
+        if high > 1.0:  # a steep fit ends past 1; an accuracy axis stops just above it
+            axes.set_ylim(low, 1.0 + 0.03 * (1.0 - low))
     axes.set_xscale("log")
     axes.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # 2x10^-1, 3x10^-1, 4x10^-1 ran into each other
     axes.set_xlabel(f"final train loss (median of the last {FINAL_LOSS_STEPS} steps)")

@@ -110,6 +110,13 @@ def test_plot_generalisation_draws_fig_5_with_the_trend_of_the_successful_runs(d
     edited = [dataclasses.replace(r, recipe_name="r2", recipe_hash="e" * 16) for r in long]
     plots.plot_generalisation(short + edited, tmp_path / "all.png", "a task's runs of two recipes: one set")
     assert [t.get_text() for t in drawn[-1].axes[0].get_legend().get_texts()][0] == "runs of 2 recipes (n=5)"
+    steep = _runs([0.80, 0.97, 1.0, 0.99], [False] * 4, majority=0.5)
+    for run, loss in zip(steep, [1e-1, 1e-3, 1e-5, 1e-6]):
+        run.metrics["train_loss"] = loss
+    plots.plot_generalisation(steep, tmp_path / "steep.png", "a fit past 1.0 at its end")
+    axes = drawn[-1].axes[0]
+    (line,) = [line for line in axes.lines if line.get_label().startswith("successful runs")]
+    assert max(line.get_ydata()) > 1.0 and 1.0 < axes.get_ylim()[1] <= 1.03  # the axis stops just above 1
     other = [dataclasses.replace(r, task={"name": "other"}) for r in long]
     with pytest.raises(ValueError, match=r"^overfitting_trend: the runs are of 2 tasks"):
         plots.plot_generalisation({"a": short, "b": other}, tmp_path / "x.png", "two tasks")
