@@ -924,7 +924,8 @@ class Store:
         fields (``None`` as a value matches a missing field); ``claim`` (with ``tag``) keeps
         the runs that tag gave that claim; ``recipe_hash`` may be a prefix, as ``stabench runs``
         shows it, to pick one version of a recipe edited under one name; ``train_size`` is a
-        subsample size (the 1k study's 1000) or ``"full"`` for runs on the whole training set.
+        subsample size (the 1k study's 1000; the size of the whole training set selects its
+        full-data runs too, as a study does) or ``"full"`` for runs on the whole training set.
         ``task`` and ``recipe`` may be the objects ``stabench.run`` takes (a Task selects its data as
         it is now, by fingerprint, so its data must load, whereas its name selects every version; a
         Recipe selects its content, whatever its name; a name also selects the runs of its content
@@ -973,6 +974,10 @@ class Store:
             size = check_train_size_filter(train_size)
             where.append(_record_field_is("$.task.train_size"))
             params.append(None if size == "full" else size)
+            if size != "full":  # the whole training set asked for by its size is the full set, as in a study
+                where[-1] = (f"({where[-1]} OR ({_record_field_is('$.task.train_size')} AND "
+                             f"{_record_field_is('$.task.n_train')}))")
+                params.extend([None, size])
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
             params.append(tag)

@@ -332,6 +332,16 @@ def test_train_size_filters_accept_numbers_as_ints_or_text(size: int) -> None:
     assert store_module.check_train_size_filter(size) == store_module.check_train_size_filter(str(size)) == size
 
 
+def test_a_train_size_filter_of_the_whole_training_set_selects_the_full_data_runs(store: Store) -> None:
+    """A study of train_size=2490 on a 2490-example task reads the full-data runs; the store's filter
+    gave [] for the same size, so a script could not read back what its study had just shown."""
+    full = make_result(0)
+    store.put(full)
+    for size in (2490, "2490", "full"):
+        assert [r.key for r in store.query(train_size=size)] == [full.key]
+    assert store.query(train_size=1000) == [] and store.query(train_size=2491) == []
+
+
 def test_tagging_an_unknown_run_fails_and_tags_nothing(store: Store) -> None:
     run = make_result(0)
     store.put(run)
