@@ -293,11 +293,12 @@ def _check(ok: bool, field: str, value: Any, accepted: str) -> None:
 
 
 def _shown(value: Any) -> str:
-    """A value as an error names it: an integer of hundreds of digits by its size (Python refuses
-    to write one past 4300 digits at all)."""
-    if isinstance(value, Integral) and abs(value) > 10**30:
+    """A value as an error names it: an integer too long for Python to write (past 4300 digits) by
+    its size."""
+    try:
+        return repr(value)
+    except ValueError:
         return f"<an integer of about {int(int(value).bit_length() * math.log10(2)) + 1} digits>"
-    return repr(value)
 
 
 _BERT_DEFAULT = Recipe(name="bert-default")

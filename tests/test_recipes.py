@@ -478,7 +478,7 @@ def test_a_value_outside_its_field_s_range_is_refused_in_one_line(field, value):
 def test_an_infinite_decay_or_a_number_past_the_largest_float_is_refused_in_one_line(field, value):
     """inf trained (weight decay wiping the weights, stored JSON holding a non-standard Infinity), and an
     integer past the largest float raised OverflowError instead of naming its field."""
-    with pytest.raises(ValueError, match=rf"^recipe field {field}=.{{,40}} is invalid; expected a finite number"):
+    with pytest.raises(ValueError, match=rf"^recipe field {field}=.* is invalid; expected a finite number"):
         get_recipe("bert-default", **{field: value})
     with pytest.raises(ValueError, match=r"^recipe field lr=<an integer of about 5001 digits> is invalid"):
         get_recipe("bert-default", lr=10**5000)  # past the 4300 digits Python writes at all
