@@ -98,11 +98,9 @@ def load_source(source: str, store: Store | None = None, claim: str | None = Non
                                 f"export file (stabench export)" + (f"; the store has a tag {source!r}: did you "
                                                                      f"mean tag:{source}?" if tagged else ""))
     with tempfile.TemporaryDirectory() as scratch, Store(Path(scratch) / "baseline.sqlite") as scratch_store:
-        scratch_store.merge(read_export(path, refused=f"refused as the {_SIDES.get(role, role)}"))
+        side = "current side" if role == "current" else role
+        scratch_store.merge(read_export(path, refused=f"refused as the {side}"))
         return scratch_store.query(traces=False)
-
-
-_SIDES = {"current": "current side"}
 
 
 def reads_store(source: str) -> bool:

@@ -275,7 +275,7 @@ def _check_types(recipe: Recipe) -> None:
             try:
                 object.__setattr__(recipe, f.name, float(value) + 0.0)  # -0.0 is 0.0, which JSON writes otherwise
             except OverflowError:  # an integer past the largest float, 10**400
-                _check(False, f.name, value, "a finite number")  # -0.0 is 0.0, which JSON writes otherwise
+                _check(False, f.name, value, "a finite number")
         elif kind == "int" and is_number and (isinstance(value, Integral) or value.is_integer()):
             object.__setattr__(recipe, f.name, int(value))
         elif not (kind == "bool" and isinstance(value, bool) or kind == "str" and isinstance(value, str)):
