@@ -3,21 +3,7 @@ import dataclasses
 
 from stabench.gate import (check, compare_sources, compare_studies, group_studies, name_studies, pick_variant,
                            what_changed)
-from stabench.result import RunResult
-
-GOOD = [0.90, 0.91, 0.92, 0.89, 0.90, 0.93, 0.91, 0.90]
-
-
-def _run(seed, score, *, recipe="r", torch="2.13.0", failed=None, metric="accuracy"):
-    failed = score <= 0.5 if failed is None else failed
-    return RunResult(
-        key=f"{recipe}-{torch}-{seed}-{score}", task={"name": "t", "train_size": None}, model={"name": "m"},
-        recipe={}, recipe_name=recipe, recipe_hash=f"h-{recipe}", seed=seed,
-        environment={"torch": torch, "transformers": "5", "datasets": "5", "device_kind": "cpu",
-                     "device_name": "x", "precision": "fp32"},
-        metrics={metric: score, "accuracy": score}, primary_metric=metric, majority_accuracy=0.5, failed=failed,
-        collapsed=False, diverged=False, steps=1, wall_time_s=1.0, steps_per_s=1.0,
-        started_at="2026-01-01T00:00:00", finished_at=f"2026-01-01T00:00:{seed:02d}")
+from test_gate import GOOD, _run  # tests/ is on sys.path, as pytest puts it
 
 
 def test_a_current_side_grown_past_its_baseline_says_only_the_seeds_not_same_runs():
