@@ -381,9 +381,19 @@ SAME_KEYS = "same keys, other scores"
 SAME_KEYS_NOTE = ("the current runs have the baseline's keys (stack, inputs and seeds) and scored otherwise: a "
                   "GPU's nondeterministic kernels, so possibly a false alarm, or a change no key shows, such as "
                   "uncommitted code, a library outside the run's key, or a machine that was not recorded")
-# The environment's fields that name the code, not in a run's key, as the changed column says them.
-_CODE_FIELDS = {"stabench": "stabench", "stabench_git_commit": "stabench commit",
-                "project_git_commit": "project commit"}
+# Recorded with each run but not in its key, as (field, as the changed column says it, the device
+# whose runs it describes or None for every run, the characters that tell its values apart): another
+# CPU can end a chaotic CPU run differently; a GPU's driver, CUDA and cuDNN choose the kernels that
+# compute it; and the runs of another commit (of the project, or of a stabench clone) may differ for
+# reasons no key shows.
+_UNKEYED_FIELDS = (("cpu_model", "cpu_model", "cpu", None),
+                   *((name, name, "gpu", None) for name in ("cuda", "cudnn", "gpu_driver")),
+                   ("stabench", "stabench", None, 12), ("stabench_git_commit", "stabench commit", None, 12),
+                   ("project_git_commit", "project commit", None, 12))
+
+
+def _device(run: RunResult) -> str:
+    return "cpu" if run.environment.get("device_kind") == "cpu" else "gpu"
 
 
 def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) -> str:
@@ -402,24 +412,11 @@ def what_changed(baseline: Sequence[RunResult], current: Sequence[RunResult]) ->
                            else _recipe_change(baseline, current) if name == "recipe content"
                            else _data_change(values(baseline, _data_sizes), values(current, _data_sizes))
                            if name == "data" else name)
-    # Not in a run's key, but another CPU can end a chaotic CPU run differently.
-    cpus = [values([r for r in runs if r.environment.get("device_kind") == "cpu" and r.environment.get("cpu_model")],
-                   lambda r: r.environment["cpu_model"]) for runs in (baseline, current)]
-    if all(cpus) and cpus[0] != cpus[1]:  # runs stored before cpu_model was recorded say nothing
-        changes.append(f"cpu_model {cpus[0]} -> {cpus[1]}")
-    # Nor is a GPU's driver or its CUDA and cuDNN, which choose the kernels that compute it.
-    for name in ("cuda", "cudnn", "gpu_driver"):
-        gpus = [values([r for r in runs if r.environment.get("device_kind") != "cpu" and r.environment.get(name)],
-                       lambda r, name=name: str(r.environment[name])) for runs in (baseline, current)]
-        if all(gpus) and gpus[0] != gpus[1]:
-            changes.append(f"{name} {gpus[0]} -> {gpus[1]}")
-    # Nor is the code that trained them, where it was recorded: the runs of another commit (of
-    # the project, or of a stabench clone) may differ for reasons no key shows.
-    for name, said in _CODE_FIELDS.items():
-        code = [values([r for r in runs if r.environment.get(name)], lambda r: str(r.environment[name])[:12])
-                for runs in (baseline, current)]
-        if all(code) and code[0] != code[1]:
-            changes.append(f"{said} {code[0]} -> {code[1]}")
+    for name, said, device, width in _UNKEYED_FIELDS:  # where both sides recorded it: runs stored before say nothing
+        recorded = [values([r for r in runs if r.environment.get(name) and device in (None, _device(r))],
+                           lambda r: str(r.environment[name])[:width]) for runs in (baseline, current)]
+        if all(recorded) and recorded[0] != recorded[1]:
+            changes.append(f"{said} {recorded[0]} -> {recorded[1]}")
     if changes:
         return ", ".join(changes)
     if {r.key for r in baseline} == {r.key for r in current}:
