@@ -971,13 +971,13 @@ class Store:
             where.append("substr(recipe_hash, 1, ?) = ?")
             params.extend([len(recipe_hash), recipe_hash])
         if train_size is not None:
-            size = check_train_size_filter(train_size)
-            where.append(_record_field_is("$.task.train_size"))
-            params.append(None if size == "full" else size)
-            if size != "full":  # the whole training set asked for by its size is the full set, as in a study
-                where[-1] = (f"({where[-1]} OR ({_record_field_is('$.task.train_size')} AND "
-                             f"{_record_field_is('$.task.n_train')}))")
-                params.extend([None, size])
+            size, sized = check_train_size_filter(train_size), _record_field_is("$.task.train_size")
+            if size == "full":
+                where.append(sized)
+                params.append(None)
+            else:  # the whole training set asked for by its size is the full set, as in a study
+                where.append(f"({sized} OR ({sized} AND {_record_field_is('$.task.n_train')}))")
+                params.extend([size, None, size])
         if tag is not None:
             where.append("key IN (SELECT key FROM tags WHERE tag = ?)")
             params.append(tag)
